@@ -1,0 +1,128 @@
+//! Length-prefixed postcard frames: `[u32 little-endian length][postcard body]`.
+//!
+//! Split in two steps, as mini-redis does: [`check`] says whether a buffer
+//! holds a whole frame without decoding it, and [`decode`] turns a body into
+//! a message. Neither panics on arbitrary bytes.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The largest frame body either side accepts: one maximal write plus room
+/// for the rest of the message.
+pub const MAX_FRAME: usize = super::MAX_IO as usize + 64 * 1024;
+
+const HEADER: usize = 4;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum FrameError {
+    #[error("frame of {0} bytes exceeds the limit of {MAX_FRAME}")]
+    TooLarge(usize),
+    #[error("malformed message: {0}")]
+    Malformed(String),
+}
+
+/// Encodes `msg` as one frame.
+pub fn encode<T: Serialize>(msg: &T) -> Vec<u8> {
+    // postcard only fails on writer errors, and a Vec writer has none.
+    let body = postcard::to_stdvec(msg).unwrap_or_default();
+    let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
+    let mut out = Vec::with_capacity(HEADER + body.len());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Looks for a whole frame at the start of `buf`. Returns the body's range
+/// within `buf` when complete, `None` when more bytes are needed.
+pub fn check(buf: &[u8]) -> Result<Option<std::ops::Range<usize>>, FrameError> {
+    let Some(header) = buf.get(..HEADER) else {
+        return Ok(None);
+    };
+    let mut len_bytes = [0u8; HEADER];
+    len_bytes.copy_from_slice(header);
+    let len = usize::try_from(u32::from_le_bytes(len_bytes))
+        .map_err(|_| FrameError::TooLarge(usize::MAX))?;
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len));
+    }
+    if buf.len() < HEADER + len {
+        return Ok(None);
+    }
+    Ok(Some(HEADER..HEADER + len))
+}
+
+/// Decodes one frame body.
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
+    postcard::from_bytes(body).map_err(|e| FrameError::Malformed(e.to_string()))
+}
+
+/// Decodes a buffer that must hold exactly one whole frame.
+pub fn decode_frame<T: DeserializeOwned>(buf: &[u8]) -> Result<T, FrameError> {
+    match check(buf)? {
+        Some(range) if range.end == buf.len() => decode(&buf[range]),
+        Some(_) => Err(FrameError::Malformed("trailing bytes after frame".into())),
+        None => Err(FrameError::Malformed("truncated frame".into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{Handle, RemotePath, Reply, Request, Response, Stat};
+    use proptest::prelude::*;
+
+    #[test]
+    fn request_round_trips_through_a_frame() {
+        let req = Request::Open {
+            path: RemotePath(b"/etc/hostname".to_vec()),
+            flags: 0,
+            mode: 0,
+        };
+        let bytes = encode(&req);
+        assert_eq!(decode_frame::<Request>(&bytes).unwrap(), req);
+    }
+
+    #[test]
+    fn partial_frames_ask_for_more() {
+        let bytes = encode(&Request::Uname);
+        for cut in 0..bytes.len() {
+            assert_eq!(check(&bytes[..cut]).unwrap(), None, "cut at {cut}");
+        }
+        assert!(check(&bytes).unwrap().is_some());
+    }
+
+    #[test]
+    fn oversized_length_is_refused_before_buffering() {
+        let mut bytes = u32::MAX.to_le_bytes().to_vec();
+        bytes.push(0);
+        assert_eq!(check(&bytes), Err(FrameError::TooLarge(u32::MAX as usize)));
+    }
+
+    #[test]
+    fn trailing_bytes_are_malformed() {
+        let mut bytes = encode(&Request::Uname);
+        bytes.push(7);
+        assert!(decode_frame::<Request>(&bytes).is_err());
+    }
+
+    #[test]
+    fn error_response_round_trips() {
+        let resp: Response = Err(crate::errno::Errno::ENOENT);
+        assert_eq!(decode_frame::<Response>(&encode(&resp)).unwrap(), resp);
+        let ok: Response = Ok(Reply::Opened {
+            handle: Handle(3),
+            stat: Stat::default(),
+        });
+        assert_eq!(decode_frame::<Response>(&encode(&ok)).unwrap(), ok);
+    }
+
+    proptest! {
+        #[test]
+        fn decoders_never_panic_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = check(&bytes);
+            let _ = decode::<Request>(&bytes);
+            let _ = decode::<Response>(&bytes);
+            let _ = decode_frame::<Request>(&bytes);
+        }
+    }
+}

@@ -1,0 +1,319 @@
+//! The wire protocol between `rscq` and `rscq-server`.
+//!
+//! Every forwarded syscall is one [`Request`] on its own QUIC bidirectional
+//! stream, answered by one [`Response`] on the same stream. Messages are
+//! encoded with postcard (see [`frame`]). The first stream of a connection
+//! carries the [`Hello`]/[`Welcome`] handshake, which fixes the version.
+//!
+//! Paths are byte strings (Linux paths need not be UTF-8). A [`RemotePath`]
+//! is always interpreted beneath the server's export root, whatever it says.
+
+pub mod frame;
+
+use serde::{Deserialize, Serialize};
+
+use crate::errno::Errno;
+
+/// Bumped on every incompatible change to any message in this module.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The TLS ALPN token both sides require.
+pub const ALPN: &[u8] = b"rscq/1";
+
+/// The largest payload of one read or write. Larger program requests are
+/// clamped, exactly as a short read or write would be by the kernel.
+pub const MAX_IO: u32 = 1 << 20;
+/// The longest path accepted, including the remote mount prefix (`PATH_MAX`).
+pub const MAX_PATH: usize = 4096;
+/// The longest xattr name (`XATTR_NAME_MAX`).
+pub const MAX_XATTR_NAME: usize = 255;
+/// The largest xattr value or list (`XATTR_SIZE_MAX`).
+pub const MAX_XATTR_VALUE: u32 = 65536;
+/// The largest `getdents64` buffer served in one call.
+pub const MAX_DIRENTS_BYTES: u32 = 1 << 20;
+
+/// Sent by the client on the first stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub version: u32,
+}
+
+/// The server's answer to [`Hello`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Welcome {
+    Accepted { version: u32, read_only: bool },
+    VersionMismatch { server_version: u32 },
+}
+
+/// An opaque name the server gave an open file; only valid in its session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Handle(pub u64);
+
+/// A path beneath the export root, as raw bytes with no NUL.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RemotePath(#[serde(with = "serde_bytes")] pub Vec<u8>);
+
+/// A point in time as in `struct timespec`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Timespec {
+    pub sec: i64,
+    pub nsec: u32,
+}
+
+/// What `utimensat` sets one timestamp to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TimeUpdate {
+    Now,
+    Omit,
+    At(Timespec),
+}
+
+/// Everything `statx(2)` reports that the client may need to answer
+/// `stat`, `lstat`, `fstat`, `newfstatat` or `statx`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Stat {
+    pub dev_major: u32,
+    pub dev_minor: u32,
+    pub ino: u64,
+    /// File type and permission bits, as `st_mode`.
+    pub mode: u32,
+    pub nlink: u64,
+    pub uid: u32,
+    pub gid: u32,
+    pub rdev_major: u32,
+    pub rdev_minor: u32,
+    pub size: u64,
+    pub blksize: u32,
+    pub blocks: u64,
+    pub atime: Timespec,
+    pub mtime: Timespec,
+    pub ctime: Timespec,
+    pub btime: Option<Timespec>,
+    pub mnt_id: u64,
+    pub attributes: u64,
+    pub attributes_mask: u64,
+}
+
+/// `struct statfs`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Statfs {
+    pub fs_type: i64,
+    pub bsize: i64,
+    pub blocks: u64,
+    pub bfree: u64,
+    pub bavail: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub fsid: [i32; 2],
+    pub namelen: i64,
+    pub frsize: i64,
+    pub flags: i64,
+}
+
+/// `struct utsname`, each field without its NUL.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Utsname {
+    #[serde(with = "serde_bytes")]
+    pub sysname: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub nodename: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub release: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub version: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub machine: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub domainname: Vec<u8>,
+}
+
+/// One entry of a directory, as `struct linux_dirent64` carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirEntry {
+    pub ino: u64,
+    pub off: i64,
+    /// `d_type`: one of the `DT_*` values.
+    pub kind: u8,
+    #[serde(with = "serde_bytes")]
+    pub name: Vec<u8>,
+}
+
+/// Which object an xattr call names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum XattrTarget {
+    /// `follow` is false for the `l*xattr` calls.
+    Path {
+        path: RemotePath,
+        follow: bool,
+    },
+    Handle(Handle),
+}
+
+/// One forwarded operation. Numeric flags use the Linux x86_64 values of the
+/// syscall the operation comes from; the server checks them before use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// `openat(2)`; replies [`Reply::Opened`].
+    Open {
+        path: RemotePath,
+        flags: i32,
+        mode: u32,
+    },
+    /// The last local reference to a handle went away.
+    Close { handle: Handle },
+    /// `read(2)` at the handle's offset; replies [`Reply::Data`].
+    Read { handle: Handle, len: u32 },
+    /// `pread64(2)`; replies [`Reply::Data`].
+    Pread {
+        handle: Handle,
+        len: u32,
+        offset: i64,
+    },
+    /// `write(2)`; replies [`Reply::Count`].
+    Write {
+        handle: Handle,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// `pwrite64(2)`; replies [`Reply::Count`].
+    Pwrite {
+        handle: Handle,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+        offset: i64,
+    },
+    /// `lseek(2)`; replies [`Reply::Offset`].
+    Lseek {
+        handle: Handle,
+        offset: i64,
+        whence: i32,
+    },
+    /// `fsync(2)` or `fdatasync(2)`.
+    Fsync { handle: Handle, data_only: bool },
+    /// `fstat(2)`; replies [`Reply::Stat`].
+    Fstat { handle: Handle },
+    /// `getdents64(2)` with a buffer of `bytes`; replies [`Reply::Dirents`].
+    Getdents { handle: Handle, bytes: u32 },
+    /// `fcntl(F_SETFL)`: only `O_APPEND`, `O_NONBLOCK`, `O_DIRECT`, `O_NOATIME` matter.
+    SetFlags { handle: Handle, flags: i32 },
+    /// `ftruncate(2)`.
+    Ftruncate { handle: Handle, len: i64 },
+    /// `fchmod(2)`.
+    Fchmod { handle: Handle, mode: u32 },
+    /// `fchown(2)`; `u32::MAX` leaves an id unchanged.
+    Fchown { handle: Handle, uid: u32, gid: u32 },
+    /// `futimens(3)`.
+    Futimens {
+        handle: Handle,
+        times: [TimeUpdate; 2],
+    },
+    /// `fstatfs(2)`; replies [`Reply::Statfs`].
+    Fstatfs { handle: Handle },
+
+    /// `stat(2)` (`follow`) or `lstat(2)`; replies [`Reply::Stat`].
+    Stat { path: RemotePath, follow: bool },
+    /// `faccessat2(2)`; `flags` may hold `AT_EACCESS` and `AT_SYMLINK_NOFOLLOW`.
+    Access {
+        path: RemotePath,
+        mode: i32,
+        flags: i32,
+    },
+    /// `readlink(2)`; replies [`Reply::Data`] with the whole target.
+    Readlink { path: RemotePath },
+    /// `mkdir(2)`.
+    Mkdir { path: RemotePath, mode: u32 },
+    /// `rmdir(2)`.
+    Rmdir { path: RemotePath },
+    /// `unlink(2)`.
+    Unlink { path: RemotePath },
+    /// `renameat2(2)`; `flags` may hold `RENAME_NOREPLACE` and `RENAME_EXCHANGE`.
+    Rename {
+        from: RemotePath,
+        to: RemotePath,
+        flags: u32,
+    },
+    /// `linkat(2)`; `follow` is `AT_SYMLINK_FOLLOW`.
+    Link {
+        from: RemotePath,
+        to: RemotePath,
+        follow: bool,
+    },
+    /// `symlink(2)`: `target` is stored as is, it is not a path we resolve.
+    Symlink {
+        #[serde(with = "serde_bytes")]
+        target: Vec<u8>,
+        path: RemotePath,
+    },
+    /// `chmod(2)` / `fchmodat(2)`.
+    Chmod {
+        path: RemotePath,
+        mode: u32,
+        follow: bool,
+    },
+    /// `chown(2)` / `lchown(2)`; `u32::MAX` leaves an id unchanged.
+    Chown {
+        path: RemotePath,
+        uid: u32,
+        gid: u32,
+        follow: bool,
+    },
+    /// `utimensat(2)` on a path.
+    Utimens {
+        path: RemotePath,
+        times: [TimeUpdate; 2],
+        follow: bool,
+    },
+    /// `truncate(2)`.
+    Truncate { path: RemotePath, len: i64 },
+    /// `statfs(2)`; replies [`Reply::Statfs`].
+    Statfs { path: RemotePath },
+    /// `chdir(2)` check: succeeds when `path` is a searchable directory.
+    CheckDir { path: RemotePath },
+
+    /// `getxattr(2)` family; `size == 0` asks for the size only.
+    /// Replies [`Reply::Data`] or, for a size query, [`Reply::Count`].
+    GetXattr {
+        target: XattrTarget,
+        #[serde(with = "serde_bytes")]
+        name: Vec<u8>,
+        size: u32,
+    },
+    /// `listxattr(2)` family, with the same size convention.
+    ListXattr { target: XattrTarget, size: u32 },
+    /// `setxattr(2)` family.
+    SetXattr {
+        target: XattrTarget,
+        #[serde(with = "serde_bytes")]
+        name: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        value: Vec<u8>,
+        flags: i32,
+    },
+    /// `removexattr(2)` family.
+    RemoveXattr {
+        target: XattrTarget,
+        #[serde(with = "serde_bytes")]
+        name: Vec<u8>,
+    },
+
+    /// `uname(2)`; replies [`Reply::Uname`].
+    Uname,
+}
+
+/// A successful result. Which variant answers which request is documented on
+/// [`Request`]; anything else is a protocol error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Reply {
+    Done,
+    Opened { handle: Handle, stat: Stat },
+    Data(#[serde(with = "serde_bytes")] Vec<u8>),
+    Count(u64),
+    Offset(i64),
+    Stat(Stat),
+    Statfs(Statfs),
+    Dirents(Vec<DirEntry>),
+    Uname(Utsname),
+}
+
+/// What the server sends back for one request.
+pub type Response = Result<Reply, Errno>;

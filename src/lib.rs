@@ -1,8 +1,17 @@
 //! rscq runs a program locally while a chosen part of its system calls run
 //! on another machine, over QUIC.
 //!
-//! Pure cores (no I/O): [`proto`], [`errno`], [`config`], [`syscall`], [`paths`].
+//! Pure cores (no I/O): [`proto`], [`errno`], [`config`], [`syscall`].
 //! I/O drivers: [`tracer`], [`transport`], [`server`], [`client`].
+//! Every `unsafe` block lives in [`sys`].
 
+pub mod client;
+pub mod config;
 pub mod errno;
 pub mod proto;
+pub mod server;
+#[allow(unsafe_code)]
+pub mod sys;
+pub mod syscall;
+pub mod tracer;
+pub mod transport;

@@ -1,0 +1,1 @@
+//! Wiring of the rscq client: tracer thread, engine and transport.

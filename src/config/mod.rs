@@ -1,0 +1,1 @@
+//! Settings from flags, TOML files and the thesis's rsc.config format.

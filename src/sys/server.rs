@@ -1,0 +1,1 @@
+//! Raw syscalls the server needs that rustix does not wrap.

@@ -1,0 +1,1 @@
+//! Raw syscalls of the tracer: ptrace requests, seccomp, fork.

@@ -1,0 +1,1 @@
+//! Decoding trapped syscalls into requests and encoding replies.

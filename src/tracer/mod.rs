@@ -1,0 +1,1 @@
+//! The ptrace front end.

@@ -1,0 +1,1 @@
+//! QUIC transport: TLS identities, pinning, client link and server listener.

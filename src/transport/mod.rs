@@ -1,1 +1,150 @@
 //! QUIC transport: TLS identities, pinning, client link and server listener.
+//!
+//! One QUIC connection per client process. The first bidirectional stream
+//! carries the [`Hello`](crate::proto::Hello)/[`Welcome`](crate::proto::Welcome)
+//! handshake; after it every request gets a stream of its own, which the
+//! client finishes after one request frame and the server after one
+//! response frame. Authentication is mutual TLS 1.3 with self-signed
+//! certificates trusted by fingerprint (see [`trust`]).
+
+pub mod client;
+pub mod embedded;
+pub mod identity;
+pub mod server;
+pub mod trust;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use client::Link;
+pub use embedded::Embedded;
+pub use identity::{Fingerprint, Identity, IdentityError};
+pub use server::{Peer, Session, SessionError};
+pub use trust::{AuthorizedClients, ServerTrust, TrustError};
+
+/// Without traffic for this long the connection is dead. Both sides send
+/// keep-alives every [`KEEP_ALIVE`], so only a peer that is gone (crashed,
+/// unplugged, frozen) goes quiet; calls then fail within this bound.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Well under [`IDLE_TIMEOUT`], so a few lost keep-alives are survived.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(1);
+/// How many request streams one connection may have open at once. Every
+/// tracee thread blocked in a forwarded call holds one.
+pub const MAX_CONCURRENT_STREAMS: u32 = 4096;
+
+/// QUIC application error codes, for streams and connections.
+pub mod code {
+    /// Normal close.
+    pub const CLOSED: u32 = 0;
+    /// The request on a stream was not a valid frame; only that stream fails.
+    pub const MALFORMED_REQUEST: u32 = 1;
+    /// The connection handshake was not a valid `Hello`.
+    pub const BAD_HANDSHAKE: u32 = 2;
+    /// The server could not open a session (reason in the close frame).
+    pub const SESSION_FAILED: u32 = 3;
+    /// The server is shutting down.
+    pub const SHUTDOWN: u32 = 4;
+}
+
+/// Every way connecting to or talking with a server can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Trust(#[from] TrustError),
+    #[error("invalid TLS configuration: {0}")]
+    TlsConfig(String),
+    #[error("no tokio runtime: the transport must be started from within one")]
+    NoRuntime,
+    #[error("cannot bind UDP socket on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect { addr: SocketAddr, reason: String },
+    #[error(
+        "no answer from rscq-server at {addr} within {}s (is it running, and does UDP reach it?)",
+        IDLE_TIMEOUT.as_secs()
+    )]
+    Unreachable { addr: SocketAddr },
+    #[error(
+        "server certificate mismatch: {addr} presented {presented}, but the pinned certificate is {expected}"
+    )]
+    ServerCertificateMismatch {
+        addr: SocketAddr,
+        expected: Fingerprint,
+        presented: Fingerprint,
+    },
+    #[error(
+        "WARNING: SERVER CERTIFICATE CHANGED for {host_label}! It presented {presented}, but {}:{line} records {expected}. Someone may be impersonating the server, or its certificate was regenerated. Refusing to connect; if the change is expected, remove line {line} of {}.",
+        file.display(),
+        file.display()
+    )]
+    ServerCertificateChanged {
+        host_label: String,
+        file: std::path::PathBuf,
+        line: usize,
+        expected: Fingerprint,
+        presented: Fingerprint,
+    },
+    #[error(
+        "client not authorized by server {addr}: add this client's fingerprint {fingerprint} to the server's authorized clients file"
+    )]
+    NotAuthorized {
+        addr: SocketAddr,
+        fingerprint: Fingerprint,
+    },
+    #[error("TLS handshake with {addr} failed: {reason}")]
+    Handshake { addr: SocketAddr, reason: String },
+    #[error("server refused the session: {reason}")]
+    SessionRefused { reason: String },
+    #[error(
+        "protocol version mismatch: this client speaks version {client}, the server speaks version {server}"
+    )]
+    VersionMismatch { client: u32, server: u32 },
+    #[error("connection to the server lost: {0}")]
+    ConnectionLost(String),
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error("request of {0} bytes exceeds the frame limit")]
+    RequestTooLarge(usize),
+    #[error("server rejected the request as malformed")]
+    RequestRejected,
+}
+
+/// The crypto provider everywhere: ring, explicitly, since relying on the
+/// process default panics when two providers are compiled in.
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Transport parameters for both sides. The server's values bound what the
+/// client may open.
+pub(crate) fn transport_config() -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    // Both conversions are of constants well inside their ranges; falling
+    // back to quinn's default would only cost performance.
+    if let Ok(idle) = quinn::IdleTimeout::try_from(IDLE_TIMEOUT) {
+        t.max_idle_timeout(Some(idle));
+    }
+    t.keep_alive_interval(Some(KEEP_ALIVE))
+        .max_concurrent_bidi_streams(quinn::VarInt::from_u32(MAX_CONCURRENT_STREAMS))
+        .max_concurrent_uni_streams(quinn::VarInt::from_u32(0))
+        // Room for several maximal frames per stream, so one large read or
+        // write streams at full speed.
+        .stream_receive_window(quinn::VarInt::from_u32(8 << 20))
+        // A finite connection-wide cap: with thousands of streams the
+        // per-stream window alone would allow gigabytes in flight.
+        .receive_window(quinn::VarInt::from_u32(64 << 20))
+        .send_window(64 << 20)
+        // Real RTTs on loopback and LANs are far below quinn's 333 ms guess;
+        // a smaller start makes the first loss recovery faster.
+        .initial_rtt(Duration::from_millis(100));
+    Arc::new(t)
+}
+
+/// The frame limit plus its header, for `read_to_end`.
+pub(crate) const MAX_STREAM_BYTES: usize = crate::proto::frame::MAX_FRAME + 4;

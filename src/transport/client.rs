@@ -1,0 +1,393 @@
+//! The client's side of a connection: [`Link`].
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use quinn::crypto::rustls::QuicClientConfig;
+use quinn::{ConnectionError, ReadError, ReadToEndError, TransportErrorCode, WriteError};
+
+use super::identity::{Fingerprint, Identity, SERVER_NAME};
+use super::trust::{Expectation, ServerTrust, ServerVerifier, record_known_server};
+use super::{MAX_STREAM_BYTES, TransportError, code, provider, transport_config};
+use crate::proto::{ALPN, Hello, PROTOCOL_VERSION, Request, Response, Welcome, frame};
+
+/// A live, authenticated connection to one rscq-server session.
+///
+/// Cheap to clone; all clones share the connection, and calls from any
+/// number of tasks run concurrently, each on its own stream.
+#[derive(Debug, Clone)]
+pub struct Link {
+    endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+    read_only: bool,
+}
+
+/// How long the server may take to answer `Hello` once QUIC is up. A dead
+/// server is caught sooner by the idle timeout; this catches a live peer
+/// that is not an rscq-server.
+const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// TLS alerts (RFC 8446 §6.2) a server sends when it refuses our certificate.
+const ALERT_BAD_CERTIFICATE: u8 = 42;
+const ALERT_ACCESS_DENIED: u8 = 49;
+const ALERT_CERTIFICATE_REQUIRED: u8 = 116;
+const ALERT_NO_APPLICATION_PROTOCOL: u8 = 120;
+
+/// What the error mapping of connection set-up needs to know.
+struct SetupContext {
+    addr: SocketAddr,
+    trust: ServerTrust,
+    expectation: Expectation,
+    presented: Arc<Mutex<Option<Fingerprint>>>,
+    client: Fingerprint,
+}
+
+impl SetupContext {
+    fn presented(&self) -> Option<Fingerprint> {
+        *self
+            .presented
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Explains a failed connection set-up in the user's terms.
+    fn explain(&self, err: ConnectionError) -> TransportError {
+        let addr = self.addr;
+        match err {
+            // Our own verifier refused the server: say exactly why.
+            ConnectionError::TransportError(ref te) if is_crypto(te.code) => {
+                match (self.presented(), &self.expectation) {
+                    (Some(presented), Expectation::Pinned(expected)) if presented != *expected => {
+                        TransportError::ServerCertificateMismatch {
+                            addr,
+                            expected: *expected,
+                            presented,
+                        }
+                    }
+                    (
+                        Some(presented),
+                        Expectation::Known {
+                            file,
+                            host_label,
+                            entry: Some(entry),
+                        },
+                    ) if presented != entry.fingerprint => {
+                        TransportError::ServerCertificateChanged {
+                            host_label: host_label.clone(),
+                            file: file.clone(),
+                            line: entry.line,
+                            expected: entry.fingerprint,
+                            presented,
+                        }
+                    }
+                    _ => TransportError::Handshake {
+                        addr,
+                        reason: te.to_string(),
+                    },
+                }
+            }
+            // The server refused us during the handshake.
+            ConnectionError::ConnectionClosed(ref close) => {
+                let refused = [
+                    ALERT_ACCESS_DENIED,
+                    ALERT_BAD_CERTIFICATE,
+                    ALERT_CERTIFICATE_REQUIRED,
+                ]
+                .into_iter()
+                .any(|alert| close.error_code == TransportErrorCode::crypto(alert));
+                if refused {
+                    TransportError::NotAuthorized {
+                        addr,
+                        fingerprint: self.client,
+                    }
+                } else if close.error_code
+                    == TransportErrorCode::crypto(ALERT_NO_APPLICATION_PROTOCOL)
+                {
+                    TransportError::Handshake {
+                        addr,
+                        reason: format!(
+                            "the server does not speak {}",
+                            String::from_utf8_lossy(ALPN)
+                        ),
+                    }
+                } else {
+                    TransportError::Handshake {
+                        addr,
+                        reason: close.to_string(),
+                    }
+                }
+            }
+            ConnectionError::ApplicationClosed(ref close)
+                if close.error_code == quinn::VarInt::from_u32(code::SESSION_FAILED) =>
+            {
+                TransportError::SessionRefused {
+                    reason: String::from_utf8_lossy(&close.reason).into_owned(),
+                }
+            }
+            ConnectionError::TimedOut => TransportError::Unreachable { addr },
+            other => TransportError::ConnectionLost(other.to_string()),
+        }
+    }
+}
+
+fn is_crypto(code: TransportErrorCode) -> bool {
+    (0x100..0x200).contains(&u64::from(code))
+}
+
+/// A set-up step failed on a stream; only the connection-level cause, if
+/// any, is worth explaining.
+enum SetupFailure {
+    Connection(ConnectionError),
+    Other(TransportError),
+}
+
+impl From<ConnectionError> for SetupFailure {
+    fn from(e: ConnectionError) -> Self {
+        Self::Connection(e)
+    }
+}
+
+impl From<WriteError> for SetupFailure {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::ConnectionLost(c) => Self::Connection(c),
+            other => Self::Other(TransportError::Protocol(format!(
+                "handshake stream: {other}"
+            ))),
+        }
+    }
+}
+
+impl From<ReadToEndError> for SetupFailure {
+    fn from(e: ReadToEndError) -> Self {
+        match e {
+            ReadToEndError::Read(ReadError::ConnectionLost(c)) => Self::Connection(c),
+            other => Self::Other(TransportError::Protocol(format!(
+                "handshake stream: {other}"
+            ))),
+        }
+    }
+}
+
+fn client_tls(
+    identity: &Identity,
+    verifier: ServerVerifier,
+) -> Result<quinn::ClientConfig, TransportError> {
+    let tls_err = |e: rustls::Error| TransportError::TlsConfig(e.to_string());
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(tls_err)?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_client_auth_cert(vec![identity.cert_der().clone()], identity.key_der())
+        .map_err(tls_err)?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    // A resumed session skips the certificate verifier; always verify.
+    tls.resumption = rustls::client::Resumption::disabled();
+    let quic =
+        QuicClientConfig::try_from(tls).map_err(|e| TransportError::TlsConfig(e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(quic));
+    config.transport_config(transport_config());
+    Ok(config)
+}
+
+impl Link {
+    /// Connects to the server at `addr`, authenticates both ways and runs the
+    /// version handshake. With [`ServerTrust::KnownServers`] a first
+    /// connection records the server's certificate and says so on stderr.
+    pub async fn connect(
+        addr: SocketAddr,
+        identity: &Identity,
+        trust: &ServerTrust,
+    ) -> Result<Self, TransportError> {
+        let expectation = Expectation::resolve(trust)?;
+        let (verifier, presented) = ServerVerifier::new(expectation.clone(), provider());
+        let config = client_tls(identity, verifier)?;
+
+        let bind = if addr.is_ipv6() {
+            SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0))
+        } else {
+            SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
+        };
+        let mut endpoint = quinn::Endpoint::client(bind).map_err(|source| {
+            if tokio::runtime::Handle::try_current().is_err() {
+                TransportError::NoRuntime
+            } else {
+                TransportError::Bind { addr: bind, source }
+            }
+        })?;
+        endpoint.set_default_client_config(config);
+
+        let ctx = SetupContext {
+            addr,
+            trust: trust.clone(),
+            expectation,
+            presented,
+            client: identity.fingerprint(),
+        };
+        let connecting =
+            endpoint
+                .connect(addr, SERVER_NAME)
+                .map_err(|e| TransportError::Connect {
+                    addr,
+                    reason: e.to_string(),
+                })?;
+        let setup = async {
+            let conn = connecting.await?;
+            let read_only = hello(&conn).await?;
+            Ok::<_, SetupFailure>((conn, read_only))
+        };
+        let (conn, read_only) = match setup.await {
+            Ok(done) => done,
+            Err(failure) => {
+                endpoint.close(quinn::VarInt::from_u32(code::CLOSED), b"");
+                return Err(match failure {
+                    SetupFailure::Connection(e) => ctx.explain(e),
+                    SetupFailure::Other(e) => e,
+                });
+            }
+        };
+        ctx.remember_first_use();
+        Ok(Self {
+            endpoint,
+            conn,
+            read_only,
+        })
+    }
+
+    /// Sends one request on a stream of its own and waits for its response.
+    /// A remote failure is an `Err(Errno)` inside the `Ok`; an `Err` here
+    /// means the transport failed, and comes within [`super::IDLE_TIMEOUT`]
+    /// of the server going away.
+    pub async fn call(&self, req: &Request) -> Result<Response, TransportError> {
+        let bytes = frame::encode(req);
+        if bytes.len() > MAX_STREAM_BYTES {
+            return Err(TransportError::RequestTooLarge(bytes.len()));
+        }
+        let (mut send, mut recv) = self.conn.open_bi().await.map_err(lost)?;
+        send.write_all(&bytes).await.map_err(|e| match e {
+            WriteError::Stopped(c) if c == quinn::VarInt::from_u32(code::MALFORMED_REQUEST) => {
+                TransportError::RequestRejected
+            }
+            WriteError::ConnectionLost(c) => lost(c),
+            other => TransportError::Protocol(format!("request stream: {other}")),
+        })?;
+        // Only fails if the stream is already finished or reset, which the
+        // successful write above rules out; a later reset shows in the read.
+        let _ = send.finish();
+        let body = recv
+            .read_to_end(MAX_STREAM_BYTES)
+            .await
+            .map_err(|e| match e {
+                ReadToEndError::Read(ReadError::Reset(c))
+                    if c == quinn::VarInt::from_u32(code::MALFORMED_REQUEST) =>
+                {
+                    TransportError::RequestRejected
+                }
+                ReadToEndError::Read(ReadError::ConnectionLost(c)) => lost(c),
+                other => TransportError::Protocol(format!("response stream: {other}")),
+            })?;
+        frame::decode_frame::<Response>(&body)
+            .map_err(|e| TransportError::Protocol(format!("response: {e}")))
+    }
+
+    /// Whether the server exports its tree read-only.
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.conn.remote_address()
+    }
+
+    /// Why the connection ended, once it has.
+    pub fn close_reason(&self) -> Option<TransportError> {
+        self.conn.close_reason().map(lost)
+    }
+
+    /// Closes the connection (for every clone) and waits briefly for the
+    /// server to acknowledge, so it drops the session promptly. In-flight
+    /// calls fail with [`TransportError::ConnectionLost`].
+    pub async fn close(&self) {
+        self.conn
+            .close(quinn::VarInt::from_u32(code::CLOSED), b"client done");
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+}
+
+impl SetupContext {
+    /// Trust on first use: the handshake has proved the server holds the
+    /// key of the certificate it showed, so now record it.
+    fn remember_first_use(&self) {
+        let ServerTrust::KnownServers { file, host_label } = &self.trust else {
+            return;
+        };
+        if !matches!(self.expectation, Expectation::Known { entry: None, .. }) {
+            return;
+        }
+        let Some(fingerprint) = self.presented() else {
+            return;
+        };
+        match record_known_server(file, host_label, fingerprint) {
+            Ok(()) => eprintln!(
+                "rscq: first connection to {host_label}: trusting its certificate {fingerprint} (saved in {})",
+                file.display()
+            ),
+            // The connection itself is fine; only the memory of it failed.
+            Err(e) => eprintln!(
+                "rscq: warning: first connection to {host_label} (certificate {fingerprint}) could not be remembered: {e}"
+            ),
+        }
+    }
+}
+
+fn lost(e: ConnectionError) -> TransportError {
+    match e {
+        ConnectionError::TimedOut => TransportError::ConnectionLost(format!(
+            "no answer from the server for {}s",
+            super::IDLE_TIMEOUT.as_secs()
+        )),
+        ConnectionError::ApplicationClosed(close)
+            if close.error_code == quinn::VarInt::from_u32(code::SHUTDOWN) =>
+        {
+            TransportError::ConnectionLost("the server is shutting down".to_owned())
+        }
+        other => TransportError::ConnectionLost(other.to_string()),
+    }
+}
+
+/// Runs the version handshake on the first stream; returns `read_only`.
+async fn hello(conn: &quinn::Connection) -> Result<bool, SetupFailure> {
+    let (mut send, mut recv) = conn.open_bi().await?;
+    send.write_all(&frame::encode(&Hello {
+        version: PROTOCOL_VERSION,
+    }))
+    .await?;
+    let _ = send.finish();
+    let body = match tokio::time::timeout(WELCOME_TIMEOUT, recv.read_to_end(1024)).await {
+        Ok(read) => read?,
+        Err(_) => {
+            return Err(SetupFailure::Other(TransportError::Protocol(format!(
+                "no handshake answer within {}s; is this an rscq-server?",
+                WELCOME_TIMEOUT.as_secs()
+            ))));
+        }
+    };
+    let welcome = frame::decode_frame::<Welcome>(&body).map_err(|e| {
+        SetupFailure::Other(TransportError::Protocol(format!("handshake answer: {e}")))
+    })?;
+    match welcome {
+        Welcome::Accepted { version, read_only } if version == PROTOCOL_VERSION => Ok(read_only),
+        Welcome::Accepted { version, .. }
+        | Welcome::VersionMismatch {
+            server_version: version,
+        } => {
+            conn.close(quinn::VarInt::from_u32(code::CLOSED), b"version mismatch");
+            Err(SetupFailure::Other(TransportError::VersionMismatch {
+                client: PROTOCOL_VERSION,
+                server: version,
+            }))
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! An in-process server for `rscq` without `--remote`: the same QUIC and
+//! TLS code path as a real remote, over loopback, with throw-away
+//! identities that exist only in memory.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+
+use tokio::sync::oneshot;
+
+use super::TransportError;
+use super::client::Link;
+use super::identity::{CLIENT_NAME, Fingerprint, Identity, SERVER_NAME};
+use super::server::{self, Peer, Session, SessionError};
+use super::trust::{AuthorizedClients, ServerTrust};
+use crate::server::Executor;
+
+/// A running embedded server. Dropping it stops the server (connected
+/// links then see their connection close).
+#[derive(Debug)]
+pub struct Embedded {
+    addr: SocketAddr,
+    server_fingerprint: Fingerprint,
+    client_identity: Identity,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Embedded {
+    /// Starts a server exporting `/` read-write, one [`Executor`] per
+    /// connection. Must be called from within a tokio runtime.
+    pub fn start() -> Result<Self, TransportError> {
+        Self::start_with(false, |_: &Peer| {
+            Executor::new(Path::new("/"), false).map_err(SessionError::from)
+        })
+    }
+
+    /// Starts a server with any kind of session (tests use small fakes).
+    pub fn start_with<F, S>(read_only: bool, make_session: F) -> Result<Self, TransportError>
+    where
+        F: Fn(&Peer) -> Result<S, SessionError> + Send + Sync + 'static,
+        S: Session,
+    {
+        let server_identity = Identity::generate(SERVER_NAME)?;
+        let client_identity = Identity::generate(CLIENT_NAME)?;
+        let clients = AuthorizedClients::from_fingerprints([client_identity.fingerprint()]);
+        let endpoint = server::endpoint(
+            SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            &server_identity,
+            clients,
+        )?;
+        let addr = endpoint
+            .local_addr()
+            .map_err(|source| TransportError::Bind {
+                addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+                source,
+            })?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server::serve(endpoint, read_only, make_session, async {
+            // Either an explicit stop or the handle being dropped.
+            let _ = stopped.await;
+        }));
+        Ok(Self {
+            addr,
+            server_fingerprint: server_identity.fingerprint(),
+            client_identity,
+            stop: Some(stop),
+            task: Some(task),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn server_fingerprint(&self) -> Fingerprint {
+        self.server_fingerprint
+    }
+
+    /// The trust a client must use: exactly this server's certificate.
+    pub fn trust(&self) -> ServerTrust {
+        ServerTrust::Pinned(self.server_fingerprint)
+    }
+
+    /// The only identity the embedded server accepts.
+    pub fn client_identity(&self) -> &Identity {
+        &self.client_identity
+    }
+
+    /// Connects a new [`Link`] to this server.
+    pub async fn connect(&self) -> Result<Link, TransportError> {
+        Link::connect(self.addr, &self.client_identity, &self.trust()).await
+    }
+
+    /// Stops the server and waits until it has closed its connections.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for Embedded {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! The server's side: an endpoint that accepts only authorized clients, and
+//! [`serve`], which gives every connection its own [`Session`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::QuicServerConfig;
+use quinn::{ReadToEndError, VarInt};
+use rustls::pki_types::CertificateDer;
+use tokio::sync::Semaphore;
+
+use super::identity::{Fingerprint, Identity};
+use super::trust::{AuthorizedClients, ClientVerifier};
+use super::{MAX_STREAM_BYTES, TransportError, code, provider, transport_config};
+use crate::errno::Errno;
+use crate::proto::{ALPN, Hello, PROTOCOL_VERSION, Request, Response, Welcome, frame};
+
+/// What a connection's requests run against. One per connection; dropped
+/// (closing whatever it holds) when the connection ends and its last
+/// request has finished.
+pub trait Session: Send + Sync + 'static {
+    /// Runs one request. May block: it is called on a blocking thread.
+    fn execute(&self, req: Request) -> Response;
+}
+
+impl Session for crate::server::Executor {
+    fn execute(&self, req: Request) -> Response {
+        crate::server::Executor::execute(self, req)
+    }
+}
+
+/// Why a session could not be opened; sent to the client as the close reason.
+pub type SessionError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The authenticated client of a connection.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub fingerprint: Fingerprint,
+}
+
+/// How many requests of one connection execute at once. More streams may be
+/// open (up to [`super::MAX_CONCURRENT_STREAMS`]); they wait in QUIC's
+/// buffers, so one client cannot take every blocking thread.
+pub const MAX_EXECUTING_PER_CONNECTION: usize = 256;
+
+/// How long a client has to send `Hello` after the TLS handshake.
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Binds a server endpoint on `listen` that presents `identity` and accepts
+/// only clients whose certificate is in `clients`.
+pub fn endpoint(
+    listen: SocketAddr,
+    identity: &Identity,
+    clients: AuthorizedClients,
+) -> Result<quinn::Endpoint, TransportError> {
+    let tls_err = |e: rustls::Error| TransportError::TlsConfig(e.to_string());
+    let verifier = ClientVerifier::new(clients, provider());
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(tls_err)?
+        .with_client_cert_verifier(Arc::new(verifier))
+        .with_single_cert(vec![identity.cert_der().clone()], identity.key_der())
+        .map_err(tls_err)?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    // Resumption would skip the client verifier; every connection is
+    // checked against the authorized list instead.
+    tls.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    tls.send_tls13_tickets = 0;
+    let quic =
+        QuicServerConfig::try_from(tls).map_err(|e| TransportError::TlsConfig(e.to_string()))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    config.transport_config(transport_config());
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(TransportError::NoRuntime);
+    }
+    quinn::Endpoint::server(config, listen).map_err(|source| TransportError::Bind {
+        addr: listen,
+        source,
+    })
+}
+
+/// Accepts connections on `endpoint` until `shutdown` completes, then
+/// closes every connection and returns. `make_session` opens the session of
+/// each authenticated connection; `read_only` is announced in the `Welcome`.
+pub async fn serve<F, S>(
+    endpoint: quinn::Endpoint,
+    read_only: bool,
+    make_session: F,
+    shutdown: impl Future<Output = ()>,
+) where
+    F: Fn(&Peer) -> Result<S, SessionError> + Send + Sync + 'static,
+    S: Session,
+{
+    let make_session = Arc::new(make_session);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let incoming = tokio::select! {
+            incoming = endpoint.accept() => incoming,
+            () = &mut shutdown => break,
+        };
+        // `None` means the endpoint was closed elsewhere.
+        let Some(incoming) = incoming else { break };
+        let make_session = make_session.clone();
+        tokio::spawn(async move {
+            connection(incoming, read_only, make_session.as_ref()).await;
+        });
+    }
+    endpoint.close(VarInt::from_u32(code::SHUTDOWN), b"server shutting down");
+    let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
+}
+
+fn peer_fingerprint(conn: &quinn::Connection) -> Option<Fingerprint> {
+    let identity = conn.peer_identity()?;
+    let chain = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    chain.first().map(|cert| Fingerprint::of_der(cert.as_ref()))
+}
+
+async fn connection<F, S>(incoming: quinn::Incoming, read_only: bool, make_session: &F)
+where
+    F: Fn(&Peer) -> Result<S, SessionError>,
+    S: Session,
+{
+    let conn = match incoming.await {
+        Ok(conn) => conn,
+        Err(e) => {
+            tracing::debug!("handshake failed: {e}");
+            return;
+        }
+    };
+    // Mandatory client auth means a certificate is always there; refuse
+    // rather than guess if it is not.
+    let Some(fingerprint) = peer_fingerprint(&conn) else {
+        conn.close(
+            VarInt::from_u32(code::BAD_HANDSHAKE),
+            b"no client certificate",
+        );
+        return;
+    };
+    let peer = Peer {
+        addr: conn.remote_address(),
+        fingerprint,
+    };
+    let span = tracing::info_span!("conn", peer = %peer.addr, client = %peer.fingerprint);
+
+    let (mut send, mut recv) = match handshake_stream(&conn).await {
+        Ok(Some(streams)) => streams,
+        Ok(None) => return,
+        Err(reason) => {
+            tracing::info!(parent: &span, "bad handshake: {reason}");
+            conn.close(VarInt::from_u32(code::BAD_HANDSHAKE), reason.as_bytes());
+            return;
+        }
+    };
+    let hello = match recv
+        .read_to_end(1024)
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|b| frame::decode_frame::<Hello>(&b).map_err(|e| e.to_string()))
+    {
+        Ok(hello) => hello,
+        Err(reason) => {
+            tracing::info!(parent: &span, "bad hello: {reason}");
+            conn.close(VarInt::from_u32(code::BAD_HANDSHAKE), reason.as_bytes());
+            return;
+        }
+    };
+    if hello.version != PROTOCOL_VERSION {
+        tracing::info!(parent: &span, client_version = hello.version, "protocol version mismatch");
+        let answer = Welcome::VersionMismatch {
+            server_version: PROTOCOL_VERSION,
+        };
+        if send.write_all(&frame::encode(&answer)).await.is_ok() {
+            let _ = send.finish();
+            // Let the client read the answer and close; it knows the versions.
+            let _ = tokio::time::timeout(HELLO_TIMEOUT, conn.closed()).await;
+        }
+        return;
+    }
+    let session = match make_session(&peer) {
+        Ok(session) => Arc::new(session),
+        Err(e) => {
+            tracing::warn!(parent: &span, "cannot open session: {e}");
+            conn.close(
+                VarInt::from_u32(code::SESSION_FAILED),
+                e.to_string().as_bytes(),
+            );
+            return;
+        }
+    };
+    let welcome = Welcome::Accepted {
+        version: PROTOCOL_VERSION,
+        read_only,
+    };
+    if send.write_all(&frame::encode(&welcome)).await.is_err() {
+        return;
+    }
+    let _ = send.finish();
+    tracing::info!(parent: &span, "session open");
+
+    let executing = Arc::new(Semaphore::new(MAX_EXECUTING_PER_CONNECTION));
+    loop {
+        // The semaphore is never closed, so acquiring cannot fail.
+        let Ok(permit) = executing.clone().acquire_owned().await else {
+            break;
+        };
+        let (send, recv) = match conn.accept_bi().await {
+            Ok(streams) => streams,
+            Err(e) => {
+                tracing::info!(parent: &span, "session closed: {e}");
+                break;
+            }
+        };
+        let session = session.clone();
+        tokio::spawn(async move {
+            request(send, recv, session).await;
+            drop(permit);
+        });
+    }
+    // The session drops here, or when its last in-flight request finishes.
+}
+
+/// Waits for the first stream, bounded so a silent client cannot hold a
+/// connection open forever. `Ok(None)`: the connection ended.
+async fn handshake_stream(
+    conn: &quinn::Connection,
+) -> Result<Option<(quinn::SendStream, quinn::RecvStream)>, String> {
+    match tokio::time::timeout(HELLO_TIMEOUT, conn.accept_bi()).await {
+        Ok(Ok(streams)) => Ok(Some(streams)),
+        Ok(Err(_)) => Ok(None),
+        Err(_) => Err("no handshake".to_owned()),
+    }
+}
+
+async fn request<S: Session>(
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    session: Arc<S>,
+) {
+    let malformed = VarInt::from_u32(code::MALFORMED_REQUEST);
+    let body = match recv.read_to_end(MAX_STREAM_BYTES).await {
+        Ok(body) => body,
+        Err(ReadToEndError::TooLong) => {
+            tracing::debug!("request exceeds the frame limit");
+            let _ = recv.stop(malformed);
+            let _ = send.reset(malformed);
+            return;
+        }
+        // The client gave up on this call, or the connection is gone:
+        // nobody is waiting for an answer.
+        Err(ReadToEndError::Read(_)) => return,
+    };
+    let req = match frame::decode_frame::<Request>(&body) {
+        Ok(req) => req,
+        Err(e) => {
+            tracing::debug!("malformed request: {e}");
+            let _ = send.reset(malformed);
+            return;
+        }
+    };
+    let response = match tokio::task::spawn_blocking(move || session.execute(req)).await {
+        Ok(response) => response,
+        Err(e) => {
+            // A bug in the executor must fail one call, not the server.
+            tracing::error!("request handler failed: {e}");
+            Err(Errno::EIO)
+        }
+    };
+    if send.write_all(&frame::encode(&response)).await.is_ok() {
+        let _ = send.finish();
+    }
+}

@@ -1,1 +1,186 @@
-//! Wiring of the rscq client: tracer thread, engine and transport.
+//! Wiring of the rscq client: the tracer thread, the engine that carries
+//! forwarded calls over the QUIC [`Link`], and the end-of-run summary.
+
+pub mod stats;
+
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Sender};
+
+use tokio::runtime::Handle as RuntimeHandle;
+
+use crate::errno::Errno;
+use crate::proto::{Handle, Request, frame};
+use crate::syscall::nr;
+use crate::syscall::paths::MountTable;
+use crate::tracer::{
+    self, Event, ExitStatus, Forwarder, Registry, Tracer, TracerConfig, TracerError,
+};
+use crate::transport::Link;
+
+pub use stats::Stats;
+
+/// The signals that belong to the program. rscq blocks them in all of its
+/// threads and hands each one sent to rscq itself on to the program.
+pub const FORWARDED_SIGNALS: [libc::c_int; 4] =
+    [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+/// Blocks [`FORWARDED_SIGNALS`]; call it first in `main`, before any thread
+/// exists, so every thread inherits the mask.
+pub fn block_forwarded_signals() -> Result<(), nix::Error> {
+    crate::sys::tracer::block_signals(&FORWARDED_SIGNALS)
+}
+
+/// What one run forwards and reports.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub mounts: MountTable,
+    pub uname: bool,
+    pub trace: bool,
+    pub stats: bool,
+    pub program: Vec<OsString>,
+}
+
+/// Carries forwarded calls from the tracer thread to the server.
+#[derive(Debug, Clone)]
+struct Engine {
+    runtime: RuntimeHandle,
+    link: Link,
+    events: Sender<Event>,
+    stats: Stats,
+    registry: Registry,
+    lost: Arc<AtomicBool>,
+}
+
+impl Engine {
+    /// The errno a program sees once the connection is gone, said once.
+    fn connection_failed(&self, err: &crate::transport::TransportError) -> Errno {
+        if !self.lost.swap(true, Ordering::SeqCst) {
+            eprintln!("rscq: {err}; forwarded calls now fail with EIO");
+        }
+        Errno::EIO
+    }
+}
+
+impl Forwarder for Engine {
+    fn submit(&self, tid: i32, nr: i64, request: Request) {
+        let engine = self.clone();
+        self.runtime.spawn(async move {
+            let sent = frame::encode(&request).len();
+            let started = tokio::time::Instant::now();
+            let (response, received) = match engine.link.call(&request).await {
+                Ok(r) => {
+                    let n = frame::encode(&r).len();
+                    (r, n)
+                }
+                Err(e) => (Err(engine.connection_failed(&e)), 0),
+            };
+            let rtt = started.elapsed();
+            engine.stats.record(nr::name(nr), sent, received, rtt);
+            if tid > 0 {
+                let _ = engine.events.send(Event::Reply { tid, response, rtt });
+            }
+        });
+    }
+
+    fn watch_close(&self, read_end: OwnedFd, key: u64, handle: Handle) {
+        let engine = self.clone();
+        self.runtime.spawn(async move {
+            // Nothing is ever written into a placeholder, so the read end
+            // only becomes ready when the last write end is closed.
+            if let Ok(pipe) = tokio::net::unix::pipe::Receiver::from_owned_fd(read_end) {
+                let _ = pipe.readable().await;
+            }
+            engine.registry.remove(key);
+            let sent = frame::encode(&Request::Close { handle }).len();
+            let started = tokio::time::Instant::now();
+            if let Err(e) = engine.link.call(&Request::Close { handle }).await {
+                engine.connection_failed(&e);
+            }
+            engine.stats.record("close", sent, 0, started.elapsed());
+        });
+    }
+
+    fn trace_line(&self, line: String) {
+        eprintln!("rscq: {line}");
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Tracer(#[from] TracerError),
+    #[error("cannot start the tracer thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// Runs the program under the tracer until every traced process is gone.
+/// Must be called outside the runtime whose `runtime` handle it is given.
+pub fn run(
+    runtime: RuntimeHandle,
+    link: Link,
+    options: RunOptions,
+) -> Result<ExitStatus, ClientError> {
+    let (events_tx, events_rx) = mpsc::channel();
+    let registry = Registry::default();
+    let stats = Stats::default();
+    let lost = Arc::new(AtomicBool::new(false));
+    let engine = Engine {
+        runtime,
+        link,
+        events: events_tx.clone(),
+        stats: stats.clone(),
+        registry: registry.clone(),
+        lost: lost.clone(),
+    };
+    let config = TracerConfig {
+        mounts: options.mounts,
+        uname: options.uname,
+        trace: options.trace,
+    };
+    let filter = tracer::filter_rules(&config);
+    let program = options.program;
+
+    let signal_events = events_tx.clone();
+    std::thread::Builder::new()
+        .name("rscq-signals".into())
+        .spawn(move || {
+            while let Ok((sig, sent_by_process)) =
+                crate::sys::tracer::wait_signal(&FORWARDED_SIGNALS)
+            {
+                // A terminal's Ctrl-C already reached the program, which
+                // shares rscq's process group; only pass on signals someone
+                // sent to rscq itself.
+                if sent_by_process && signal_events.send(Event::Signal(sig)).is_err() {
+                    return;
+                }
+            }
+        })
+        .map_err(ClientError::Thread)?;
+
+    // Every ptrace call, and the fork that makes the program, happens on
+    // this one thread: ptrace links and PTRACE_O_EXITKILL belong to it.
+    let tracer_thread = std::thread::Builder::new()
+        .name("rscq-tracer".into())
+        .spawn(move || -> Result<ExitStatus, TracerError> {
+            let root = tracer::spawn(&program, &filter)?;
+            tracer::start_reaper(events_tx).map_err(|e| TracerError::Spawn {
+                program: "reaper".into(),
+                source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EAGAIN)),
+            })?;
+            Ok(Tracer::new(config, &engine, registry, events_rx, root).run())
+        })
+        .map_err(ClientError::Thread)?;
+    let status = tracer_thread
+        .join()
+        .unwrap_or(Err(TracerError::NoProgram))?;
+    // The program is gone; its last closes may still be in flight when the
+    // caller closes the link, which is not worth a warning.
+    lost.store(true, Ordering::SeqCst);
+    if options.stats {
+        eprint!("{}", stats.report());
+    }
+    Ok(status)
+}

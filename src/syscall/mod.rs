@@ -1,1 +1,9 @@
-//! Decoding trapped syscalls into requests and encoding replies.
+//! The syscall vocabulary: which calls rscq traps, how their arguments map
+//! to [`crate::proto::Request`]s, and how replies are laid out in the
+//! program's memory. Pure code: memory and fd lookups come in through the
+//! [`plan::Tracee`] trait.
+
+pub mod layout;
+pub mod nr;
+pub mod paths;
+pub mod plan;

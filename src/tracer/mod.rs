@@ -1,1 +1,803 @@
 //! The ptrace front end.
+//!
+//! One thread, the tracer thread, makes every ptrace call. It forks the
+//! program, seizes it, and reacts to two kinds of [`Event`]: wait statuses
+//! (from a reaper thread that only calls `waitpid`) and replies to forwarded
+//! calls (from the engine). A thread of the program waiting for a reply is
+//! simply left in its seccomp stop; every other thread keeps running, so
+//! calls from many threads and processes are in flight together.
+//!
+//! A remote file lives in the program's real fd table as a *placeholder*:
+//! the write end of a pipe rscq made, which the program opens itself through
+//! `/proc/<rscq>/fd/N`. The kernel then owns dup, fork, exec and close, and
+//! rscq learns of the last close when its read end of the pipe hangs up.
+
+pub mod mem;
+pub mod registry;
+pub mod seccomp;
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::mpsc::{Receiver, Sender};
+use std::time::Duration;
+
+use nix::sys::ptrace;
+use nix::sys::signal::Signal;
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::Pid;
+
+use crate::errno::Errno;
+use crate::proto::{Handle, Request, Response};
+use crate::sys::tracer::{self as sys, ExecPlan};
+use crate::syscall::nr;
+use crate::syscall::paths::MountTable;
+use crate::syscall::plan::{self, AfterNative, FdKind, Outcome, Plan, Then, Tracee};
+
+pub use registry::Registry;
+
+/// Something the tracer thread must react to.
+#[derive(Debug)]
+pub enum Event {
+    Wait(WaitStatus),
+    /// The reaper found no traced process left.
+    NoChildren,
+    /// A forwarded call of thread `tid` finished.
+    Reply {
+        tid: i32,
+        response: Response,
+        rtt: Duration,
+    },
+    /// A signal rscq received that belongs to the program.
+    Signal(i32),
+}
+
+/// What the tracer needs from the engine.
+pub trait Forwarder {
+    /// Starts a forwarded call; its reply arrives later as [`Event::Reply`].
+    fn submit(&self, tid: i32, nr: i64, request: Request);
+    /// Watches a placeholder's read end; when every copy of the program's
+    /// fd is closed, the remote handle is closed too.
+    fn watch_close(&self, read_end: OwnedFd, key: u64, handle: Handle);
+    /// Prints one `--trace` line.
+    fn trace_line(&self, line: String);
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TracerError {
+    #[error("rscq only supports x86_64 Linux; this is {0}")]
+    UnsupportedArch(&'static str),
+    #[error("cannot start {program}: {source}")]
+    Spawn { program: String, source: nix::Error },
+    #[error(
+        "cannot trace the program (ptrace refused: {0}); rscq needs ptrace rights (see README)"
+    )]
+    Seize(nix::Error),
+    #[error("program argument contains a NUL byte")]
+    NulInArgument,
+    #[error("no program given")]
+    NoProgram,
+}
+
+/// How the program ended, as a shell reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+}
+
+impl ExitStatus {
+    /// The exit code rscq itself returns: the program's, or 128+N.
+    pub fn code(self) -> i32 {
+        match self {
+            Self::Code(c) => c,
+            Self::Signal(s) => 128 + s,
+        }
+    }
+}
+
+/// What the tracer forwards.
+#[derive(Debug, Clone)]
+pub struct TracerConfig {
+    pub mounts: MountTable,
+    pub uname: bool,
+    pub trace: bool,
+}
+
+/// The syscall rules of the filter for `config`.
+pub fn filter_rules(config: &TracerConfig) -> Vec<(i64, seccomp::Action)> {
+    let mut rules = Vec::new();
+    for &nr in nr::REFUSED {
+        rules.push((nr, seccomp::Action::Errno(38)));
+    }
+    if config.uname {
+        rules.push((nr::UNAME.0, seccomp::Action::Trace));
+    }
+    if !config.mounts.is_empty() {
+        // Reads and writes first: they are the most frequent.
+        for &(nr, _) in nr::FD_CALLS.iter().chain(nr::PATH_CALLS) {
+            rules.push((nr, seccomp::Action::Trace));
+        }
+    }
+    rules
+}
+
+/// Where a stopped thread is in rscq's handling of its syscall.
+#[derive(Debug)]
+enum ThreadState {
+    Running,
+    /// Held in its seccomp stop until the reply to a forwarded call.
+    Waiting {
+        nr: i64,
+        then: Then,
+        request_text: String,
+    },
+    /// Its syscall was rewritten; at the exit stop the registers are put
+    /// back (the program may rely on argument registers being preserved).
+    AwaitingExit {
+        saved: libc::user_regs_struct,
+        after: ExitAction,
+    },
+}
+
+#[derive(Debug)]
+enum ExitAction {
+    Restore,
+    LeaveVirtualCwd,
+    Placeholder {
+        write_end: OwnedFd,
+        read_end: OwnedFd,
+        key: u64,
+        handle: Handle,
+        trace: Option<String>,
+    },
+}
+
+#[derive(Debug, Default, Clone)]
+struct ProcessState {
+    /// The remote directory the program believes is its cwd.
+    virtual_cwd: Option<Vec<u8>>,
+}
+
+/// The tracer thread's state.
+pub struct Tracer<'a, F: Forwarder> {
+    config: TracerConfig,
+    forwarder: &'a F,
+    registry: Registry,
+    events: Receiver<Event>,
+    root: Pid,
+    own_pid: u32,
+    threads: HashMap<i32, ThreadState>,
+    /// Thread id → thread-group id.
+    tgid: HashMap<i32, i32>,
+    processes: HashMap<i32, ProcessState>,
+    /// New children whose first stop came before their parent's event.
+    early_stops: HashSet<i32>,
+    /// Children announced by their parent's event, not yet stopped.
+    expected: HashSet<i32>,
+    root_status: Option<ExitStatus>,
+}
+
+/// Forks and seizes the program; the caller then runs [`Tracer::run`] on the
+/// same thread. `events` must be fed by a reaper started after this returns.
+pub fn spawn(
+    program: &[std::ffi::OsString],
+    filter: &[(i64, seccomp::Action)],
+) -> Result<Pid, TracerError> {
+    if !cfg!(target_arch = "x86_64") {
+        return Err(TracerError::UnsupportedArch(std::env::consts::ARCH));
+    }
+    use std::os::unix::ffi::OsStrExt;
+    let first = program.first().ok_or(TracerError::NoProgram)?;
+    let argv = program
+        .iter()
+        .map(|a| CString::new(a.as_bytes()).map_err(|_| TracerError::NulInArgument))
+        .collect::<Result<Vec<_>, _>>()?;
+    let exec = ExecPlan {
+        program: CString::new(first.as_bytes()).map_err(|_| TracerError::NulInArgument)?,
+        argv,
+        filter: seccomp::build(filter),
+    };
+    let name = first.to_string_lossy().into_owned();
+    let pid = sys::fork_traced_child(&exec).map_err(|source| TracerError::Spawn {
+        program: name.clone(),
+        source,
+    })?;
+    // The child stops itself; seize it there, then let it install the filter.
+    match waitpid(pid, Some(WaitPidFlag::WSTOPPED)) {
+        Ok(WaitStatus::Stopped(_, Signal::SIGSTOP)) => {}
+        Ok(other) => {
+            return Err(TracerError::Spawn {
+                program: name,
+                source: nix::Error::ECHILD,
+            })
+            .inspect_err(|_| tracing::error!(?other, "child did not stop"));
+        }
+        Err(source) => {
+            return Err(TracerError::Spawn {
+                program: name,
+                source,
+            });
+        }
+    }
+    let options = ptrace::Options::PTRACE_O_TRACESECCOMP
+        | ptrace::Options::PTRACE_O_TRACESYSGOOD
+        | ptrace::Options::PTRACE_O_TRACEFORK
+        | ptrace::Options::PTRACE_O_TRACEVFORK
+        | ptrace::Options::PTRACE_O_TRACECLONE
+        | ptrace::Options::PTRACE_O_TRACEEXEC
+        | ptrace::Options::PTRACE_O_EXITKILL;
+    if let Err(e) = ptrace::seize(pid, options) {
+        let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+        return Err(TracerError::Seize(e));
+    }
+    let _ = nix::sys::signal::kill(pid, Signal::SIGCONT);
+    Ok(pid)
+}
+
+/// Runs `waitpid(-1, __WALL)` forever on its own thread, feeding `events`.
+/// It is the only code in rscq that reaps children.
+pub fn start_reaper(events: Sender<Event>) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("rscq-reaper".into())
+        .spawn(move || {
+            loop {
+                match waitpid(None, Some(WaitPidFlag::__WALL)) {
+                    Ok(status) => {
+                        if events.send(Event::Wait(status)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(nix::Error::EINTR) => {}
+                    Err(_) => {
+                        let _ = events.send(Event::NoChildren);
+                        return;
+                    }
+                }
+            }
+        })
+}
+
+fn is_stop_signal(sig: Signal) -> bool {
+    matches!(
+        sig,
+        Signal::SIGSTOP | Signal::SIGTSTP | Signal::SIGTTIN | Signal::SIGTTOU
+    )
+}
+
+const ARG_REGS: usize = 6;
+
+fn set_arg(regs: &mut libc::user_regs_struct, i: usize, v: u64) {
+    match i {
+        0 => regs.rdi = v,
+        1 => regs.rsi = v,
+        2 => regs.rdx = v,
+        3 => regs.r10 = v,
+        4 => regs.r8 = v,
+        _ => regs.r9 = v,
+    }
+}
+
+/// Room the x86_64 ABI lets a leaf function use below the stack pointer.
+const RED_ZONE: u64 = 128;
+
+impl<'a, F: Forwarder> Tracer<'a, F> {
+    pub fn new(
+        config: TracerConfig,
+        forwarder: &'a F,
+        registry: Registry,
+        events: Receiver<Event>,
+        root: Pid,
+    ) -> Self {
+        let mut tgid = HashMap::new();
+        tgid.insert(root.as_raw(), root.as_raw());
+        let mut processes = HashMap::new();
+        processes.insert(root.as_raw(), ProcessState::default());
+        let mut threads = HashMap::new();
+        threads.insert(root.as_raw(), ThreadState::Running);
+        Self {
+            config,
+            forwarder,
+            registry,
+            events,
+            root,
+            own_pid: std::process::id(),
+            threads,
+            tgid,
+            processes,
+            early_stops: HashSet::new(),
+            expected: HashSet::new(),
+            root_status: None,
+        }
+    }
+
+    /// Handles events until no traced process is left; returns how the
+    /// program (the first process) ended.
+    pub fn run(mut self) -> ExitStatus {
+        while let Ok(event) = self.events.recv() {
+            match event {
+                Event::Wait(status) => self.on_wait(status),
+                Event::Reply { tid, response, rtt } => self.on_reply(tid, response, rtt),
+                Event::Signal(sig) => {
+                    if let Ok(sig) = Signal::try_from(sig) {
+                        let _ = nix::sys::signal::kill(self.root, sig);
+                    }
+                }
+                Event::NoChildren => break,
+            }
+            if self.threads.is_empty() && self.root_status.is_some() {
+                break;
+            }
+        }
+        self.root_status.unwrap_or(ExitStatus::Code(1))
+    }
+
+    fn on_wait(&mut self, status: WaitStatus) {
+        match status {
+            WaitStatus::PtraceEvent(pid, _, event) => self.on_event(pid, event),
+            WaitStatus::PtraceSyscall(pid) => self.on_syscall_exit(pid),
+            WaitStatus::Stopped(pid, sig) => {
+                // A signal is about to be delivered: deliver it unchanged.
+                let _ = ptrace::cont(pid, sig);
+            }
+            WaitStatus::Exited(pid, code) => self.on_gone(pid, ExitStatus::Code(code)),
+            WaitStatus::Signaled(pid, sig, _) => self.on_gone(pid, ExitStatus::Signal(sig as i32)),
+            WaitStatus::Continued(_) | WaitStatus::StillAlive => {}
+        }
+    }
+
+    fn on_gone(&mut self, pid: Pid, status: ExitStatus) {
+        let tid = pid.as_raw();
+        self.threads.remove(&tid);
+        if let Some(tgid) = self.tgid.remove(&tid)
+            && tgid == tid
+        {
+            self.processes.remove(&tgid);
+        }
+        if pid == self.root {
+            self.root_status = Some(status);
+        }
+    }
+
+    fn on_event(&mut self, pid: Pid, event: i32) {
+        let tid = pid.as_raw();
+        match event {
+            libc::PTRACE_EVENT_SECCOMP => self.on_seccomp(pid),
+            libc::PTRACE_EVENT_FORK | libc::PTRACE_EVENT_VFORK | libc::PTRACE_EVENT_CLONE => {
+                if let Ok(child) = ptrace::getevent(pid) {
+                    let child = i32::try_from(child).unwrap_or(0);
+                    let is_thread = event == libc::PTRACE_EVENT_CLONE
+                        && ptrace::getregs(pid)
+                            .is_ok_and(|r| r.rdi & libc::CLONE_THREAD as u64 != 0);
+                    let parent_tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
+                    if is_thread {
+                        self.tgid.insert(child, parent_tgid);
+                    } else {
+                        self.tgid.insert(child, child);
+                        let state = self
+                            .processes
+                            .get(&parent_tgid)
+                            .cloned()
+                            .unwrap_or_default();
+                        self.processes.insert(child, state);
+                    }
+                    self.threads.insert(child, ThreadState::Running);
+                    if self.early_stops.remove(&child) {
+                        let _ = ptrace::cont(Pid::from_raw(child), None);
+                    } else {
+                        self.expected.insert(child);
+                    }
+                }
+                let _ = ptrace::cont(pid, None);
+            }
+            libc::PTRACE_EVENT_EXEC => {
+                // A non-leader thread that execs takes over the leader's tid.
+                if let Ok(former) = ptrace::getevent(pid) {
+                    let former = i32::try_from(former).unwrap_or(tid);
+                    if former != tid {
+                        self.threads.remove(&former);
+                        self.tgid.remove(&former);
+                    }
+                }
+                let _ = ptrace::cont(pid, None);
+            }
+            libc::PTRACE_EVENT_STOP => {
+                let sig = ptrace::getsiginfo(pid)
+                    .ok()
+                    .and_then(|i| Signal::try_from(i.si_signo).ok());
+                if sig.is_some_and(is_stop_signal) {
+                    let _ = sys::ptrace_listen(pid);
+                } else if !self.threads.contains_key(&tid) && !self.expected.contains(&tid) {
+                    // A new child stopped before its parent's fork event: its
+                    // state is not known yet, so it waits for that event.
+                    self.early_stops.insert(tid);
+                } else {
+                    self.expected.remove(&tid);
+                    let _ = ptrace::cont(pid, None);
+                }
+            }
+            _ => {
+                let _ = ptrace::cont(pid, None);
+            }
+        }
+    }
+
+    fn on_seccomp(&mut self, pid: Pid) {
+        let tid = pid.as_raw();
+        let stop = match sys::seccomp_stop_info(pid) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ptrace::cont(pid, None);
+                return;
+            }
+        };
+        if stop.ret_data != seccomp::TRAP_TAG {
+            // A filter the program installed itself asked for a tracer;
+            // there is none of its own, so behave as the kernel would.
+            self.skip(pid, Errno::ENOSYS.as_syscall_return());
+            return;
+        }
+        let nr = i64::try_from(stop.nr).unwrap_or(-1);
+        let plan = {
+            let mut view = TraceeView { tracer: self, pid };
+            let (mounts, uname) = (view.tracer.config.mounts.clone(), view.tracer.config.uname);
+            plan::plan(nr, stop.args, &mounts, uname, &mut view)
+        };
+        match plan {
+            Plan::Native => {
+                let _ = ptrace::cont(pid, None);
+            }
+            Plan::NativeRewritten { paths, after } => {
+                let after = match after {
+                    AfterNative::Nothing => ExitAction::Restore,
+                    AfterNative::LeaveVirtualCwd => ExitAction::LeaveVirtualCwd,
+                };
+                self.rewrite_and_run(pid, stop.stack_pointer, None, &paths, after);
+            }
+            Plan::Return(ret) => {
+                self.trace_local(tid, nr, ret);
+                self.skip(pid, ret);
+            }
+            Plan::Answer { ret, writes } => self.answer(pid, ret, &writes),
+            Plan::EnterRemoteDir { local_path } => {
+                self.set_virtual_cwd(tid, Some(local_path));
+                self.skip(pid, 0);
+            }
+            Plan::Forward { request, then } => {
+                let request_text = describe(&request);
+                self.threads.insert(
+                    tid,
+                    ThreadState::Waiting {
+                        nr,
+                        then,
+                        request_text,
+                    },
+                );
+                self.forwarder.submit(tid, nr, request);
+            }
+        }
+    }
+
+    fn trace_local(&self, tid: i32, nr: i64, ret: i64) {
+        if self.config.trace && ret < 0 {
+            let name = nr::name(nr);
+            self.forwarder.trace_line(format!(
+                "[pid {tid}] {name}(...) = {} (answered locally)",
+                fmt_ret(ret)
+            ));
+        }
+    }
+
+    fn set_virtual_cwd(&mut self, tid: i32, cwd: Option<Vec<u8>>) {
+        let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
+        self.processes.entry(tgid).or_default().virtual_cwd = cwd;
+    }
+
+    fn skip(&self, pid: Pid, ret: i64) {
+        if let Ok(mut regs) = ptrace::getregs(pid) {
+            regs.orig_rax = u64::MAX;
+            regs.rax = ret.cast_unsigned();
+            let _ = ptrace::setregs(pid, regs);
+        }
+        let _ = ptrace::cont(pid, None);
+    }
+
+    fn answer(&self, pid: Pid, ret: i64, writes: &[(u64, Vec<u8>)]) {
+        for (addr, bytes) in writes {
+            if let Err(e) = mem::write_bytes(pid, *addr, bytes) {
+                self.skip(pid, e.as_syscall_return());
+                return;
+            }
+        }
+        self.skip(pid, ret);
+    }
+
+    /// Puts `paths` below the red zone, points argument registers at them,
+    /// optionally changes the syscall, and runs it to its exit stop.
+    fn rewrite_and_run(
+        &mut self,
+        pid: Pid,
+        sp: u64,
+        syscall: Option<(i64, [Option<u64>; ARG_REGS])>,
+        paths: &[(usize, Vec<u8>)],
+        after: ExitAction,
+    ) {
+        let Ok(saved) = ptrace::getregs(pid) else {
+            let _ = ptrace::cont(pid, None);
+            return;
+        };
+        let mut regs = saved;
+        let mut at = sp.saturating_sub(RED_ZONE);
+        for (arg, path) in paths {
+            let mut bytes = path.clone();
+            bytes.push(0);
+            at = (at - bytes.len() as u64) & !15;
+            if let Err(e) = mem::write_bytes(pid, at, &bytes) {
+                self.skip(pid, e.as_syscall_return());
+                return;
+            }
+            set_arg(&mut regs, *arg, at);
+        }
+        if let Some((nr, args)) = syscall {
+            regs.orig_rax = nr.cast_unsigned();
+            for (i, v) in args.iter().enumerate() {
+                if let Some(v) = v {
+                    set_arg(&mut regs, i, *v);
+                }
+            }
+        }
+        if ptrace::setregs(pid, regs).is_err() {
+            let _ = ptrace::cont(pid, None);
+            return;
+        }
+        self.threads
+            .insert(pid.as_raw(), ThreadState::AwaitingExit { saved, after });
+        let _ = ptrace::syscall(pid, None);
+    }
+
+    fn on_syscall_exit(&mut self, pid: Pid) {
+        let tid = pid.as_raw();
+        let Some(ThreadState::AwaitingExit { saved, after }) = self.threads.remove(&tid) else {
+            self.threads.insert(tid, ThreadState::Running);
+            let _ = ptrace::cont(pid, None);
+            return;
+        };
+        self.threads.insert(tid, ThreadState::Running);
+        let result = ptrace::getregs(pid)
+            .map(|r| r.rax.cast_signed())
+            .unwrap_or(-1);
+        match after {
+            ExitAction::Restore => {}
+            ExitAction::LeaveVirtualCwd => {
+                if result == 0 {
+                    self.set_virtual_cwd(tid, None);
+                }
+            }
+            ExitAction::Placeholder {
+                write_end,
+                read_end,
+                key,
+                handle,
+                trace,
+            } => {
+                drop(write_end);
+                if result < 0 {
+                    self.registry.remove(key);
+                    // Closing the read end unopened makes the watcher close
+                    // the remote handle too.
+                }
+                self.forwarder.watch_close(read_end, key, handle);
+                if let Some(line) = trace {
+                    self.forwarder
+                        .trace_line(format!("{line} = {}", fmt_ret(result)));
+                }
+            }
+        }
+        let mut regs = saved;
+        regs.rax = result.cast_unsigned();
+        let _ = ptrace::setregs(pid, regs);
+        let _ = ptrace::cont(pid, None);
+    }
+
+    fn on_reply(&mut self, tid: i32, response: Response, rtt: Duration) {
+        let Some(ThreadState::Waiting {
+            nr,
+            then,
+            request_text,
+        }) = self.threads.remove(&tid)
+        else {
+            return;
+        };
+        self.threads.insert(tid, ThreadState::Running);
+        let pid = Pid::from_raw(tid);
+        let trace = self
+            .config
+            .trace
+            .then(|| format!("[pid {tid}] {}({request_text})", nr::name(nr)));
+        let rtt_us = rtt.as_micros();
+        match plan::finish(then, response) {
+            Outcome::Return { ret, writes } => {
+                if let Some(line) = trace {
+                    self.forwarder
+                        .trace_line(format!("{line} = {} <{rtt_us} us>", fmt_ret(ret)));
+                }
+                self.answer(pid, ret, &writes);
+            }
+            Outcome::Chdir { local_path } => {
+                if let Some(line) = trace {
+                    self.forwarder
+                        .trace_line(format!("{line} = 0 <{rtt_us} us>"));
+                }
+                self.set_virtual_cwd(tid, Some(local_path));
+                self.skip(pid, 0);
+            }
+            Outcome::SetFlags { key, flags } => {
+                if let Some(line) = trace {
+                    self.forwarder
+                        .trace_line(format!("{line} = 0 <{rtt_us} us>"));
+                }
+                self.registry.set_flags(key, flags);
+                self.skip(pid, 0);
+            }
+            Outcome::Placeholder {
+                handle,
+                stat,
+                local_path,
+                flags,
+                cloexec,
+            } => {
+                let trace = trace.map(|l| format!("{l} <{rtt_us} us>"));
+                self.install_placeholder(pid, handle, stat, local_path, flags, cloexec, trace);
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn install_placeholder(
+        &mut self,
+        pid: Pid,
+        handle: Handle,
+        stat: crate::proto::Stat,
+        local_path: Vec<u8>,
+        flags: i32,
+        cloexec: bool,
+        trace: Option<String>,
+    ) {
+        let (read_end, write_end) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+            Ok(p) => p,
+            Err(e) => {
+                self.forwarder.submit(-1, 0, Request::Close { handle });
+                self.skip(pid, -(e as i64));
+                return;
+            }
+        };
+        let key = match nix::sys::stat::fstat(&read_end) {
+            Ok(st) => st.st_ino,
+            Err(e) => {
+                self.forwarder.submit(-1, 0, Request::Close { handle });
+                self.skip(pid, -(e as i64));
+                return;
+            }
+        };
+        let is_dir = stat.mode & libc::S_IFMT == libc::S_IFDIR;
+        self.registry.insert(plan::RemoteFd {
+            key,
+            handle,
+            path: local_path,
+            flags,
+            is_dir,
+        });
+        let proc_path = format!("/proc/{}/fd/{}", self.own_pid, write_end.as_raw_fd()).into_bytes();
+        let open_flags = libc::O_WRONLY | if cloexec { libc::O_CLOEXEC } else { 0 };
+        let sp = ptrace::getregs(pid).map(|r| r.rsp).unwrap_or(0);
+        let args = [
+            Some(libc::AT_FDCWD as i64 as u64),
+            None,
+            Some(open_flags as u64),
+            Some(0),
+            None,
+            None,
+        ];
+        self.rewrite_and_run(
+            pid,
+            sp,
+            Some((libc::SYS_openat, args)),
+            &[(1, proc_path)],
+            ExitAction::Placeholder {
+                write_end,
+                read_end,
+                key,
+                handle,
+                trace,
+            },
+        );
+    }
+}
+
+fn fmt_ret(ret: i64) -> String {
+    if ret < 0 && ret > -4096 {
+        let e = i32::try_from(-ret).unwrap_or(libc::EIO);
+        format!(
+            "-1 {} ({})",
+            errno_name(e),
+            std::io::Error::from_raw_os_error(e)
+        )
+    } else {
+        ret.to_string()
+    }
+}
+
+fn errno_name(e: i32) -> String {
+    nix::errno::Errno::from_raw(e)
+        .to_string()
+        .split(':')
+        .next()
+        .unwrap_or("E?")
+        .to_string()
+}
+
+/// A short, strace-like rendering of a request's arguments.
+pub fn describe(req: &Request) -> String {
+    let text = format!("{req:?}");
+    if text.len() > 200 {
+        let mut cut = 200;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        format!("{}...", &text[..cut])
+    } else {
+        text
+    }
+}
+
+/// The planner's view of one stopped thread.
+struct TraceeView<'t, 'a, F: Forwarder> {
+    tracer: &'t mut Tracer<'a, F>,
+    pid: Pid,
+}
+
+impl<F: Forwarder> TraceeView<'_, '_, F> {
+    fn process(&self) -> Option<&ProcessState> {
+        let tid = self.pid.as_raw();
+        let tgid = self.tracer.tgid.get(&tid).copied().unwrap_or(tid);
+        self.tracer.processes.get(&tgid)
+    }
+}
+
+impl<F: Forwarder> Tracee for TraceeView<'_, '_, F> {
+    fn read_path(&mut self, addr: u64) -> Result<Vec<u8>, Errno> {
+        mem::read_cstring(self.pid, addr)
+    }
+
+    fn read_bytes(&mut self, addr: u64, len: usize) -> Result<Vec<u8>, Errno> {
+        mem::read_bytes(self.pid, addr, len)
+    }
+
+    fn cwd(&mut self) -> Result<Vec<u8>, Errno> {
+        if let Some(cwd) = self.process().and_then(|p| p.virtual_cwd.clone()) {
+            return Ok(cwd);
+        }
+        use std::os::unix::ffi::OsStrExt;
+        std::fs::read_link(format!("/proc/{}/cwd", self.pid))
+            .map(|p| p.as_os_str().as_bytes().to_vec())
+            .map_err(|e| Errno::from_io(&e))
+    }
+
+    fn has_virtual_cwd(&mut self) -> bool {
+        self.process().is_some_and(|p| p.virtual_cwd.is_some())
+    }
+
+    fn fd(&mut self, fd: i32) -> FdKind {
+        if fd < 0 || self.tracer.registry.is_empty() {
+            return FdKind::Local;
+        }
+        self.tracer.registry.lookup(self.pid.as_raw(), fd)
+    }
+
+    fn local_fd_path(&mut self, fd: i32) -> Option<Vec<u8>> {
+        use std::os::unix::ffi::OsStrExt;
+        let target = std::fs::read_link(format!("/proc/{}/fd/{fd}", self.pid)).ok()?;
+        let bytes = target.as_os_str().as_bytes();
+        bytes.starts_with(b"/").then(|| bytes.to_vec())
+    }
+}

@@ -1,0 +1,95 @@
+//! `--stats`: calls per syscall, bytes each way, time spent waiting on the
+//! network.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CallStats {
+    pub calls: u64,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub waited: Duration,
+}
+
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    by_call: Arc<Mutex<BTreeMap<&'static str, CallStats>>>,
+}
+
+impl Stats {
+    pub fn record(&self, name: &'static str, sent: usize, received: usize, waited: Duration) {
+        let mut map = self.by_call.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = map.entry(name).or_default();
+        entry.calls += 1;
+        entry.bytes_sent += u64::try_from(sent).unwrap_or(u64::MAX);
+        entry.bytes_received += u64::try_from(received).unwrap_or(u64::MAX);
+        entry.waited += waited;
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<&'static str, CallStats> {
+        self.by_call
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The summary printed at exit.
+    pub fn report(&self) -> String {
+        let map = self.snapshot();
+        let mut out = String::from("rscq: forwarded calls\n");
+        let _ = writeln!(
+            out,
+            "rscq: {:<16} {:>8} {:>12} {:>12} {:>12}",
+            "syscall", "calls", "bytes sent", "bytes recv", "wait ms"
+        );
+        let mut total = CallStats::default();
+        for (name, s) in &map {
+            let _ = writeln!(
+                out,
+                "rscq: {:<16} {:>8} {:>12} {:>12} {:>12.3}",
+                name,
+                s.calls,
+                s.bytes_sent,
+                s.bytes_received,
+                s.waited.as_secs_f64() * 1000.0
+            );
+            total.calls += s.calls;
+            total.bytes_sent += s.bytes_sent;
+            total.bytes_received += s.bytes_received;
+            total.waited += s.waited;
+        }
+        let _ = writeln!(
+            out,
+            "rscq: {:<16} {:>8} {:>12} {:>12} {:>12.3}",
+            "total",
+            total.calls,
+            total.bytes_sent,
+            total.bytes_received,
+            total.waited.as_secs_f64() * 1000.0
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_add_up_per_call_and_in_total() {
+        let s = Stats::default();
+        s.record("openat", 10, 20, Duration::from_millis(2));
+        s.record("openat", 5, 5, Duration::from_millis(1));
+        s.record("read", 1, 100, Duration::from_millis(3));
+        let snap = s.snapshot();
+        assert_eq!(snap["openat"].calls, 2);
+        assert_eq!(snap["openat"].bytes_sent, 15);
+        assert_eq!(snap["read"].bytes_received, 100);
+        let report = s.report();
+        assert!(report.contains("total"));
+        assert!(report.lines().last().unwrap().contains(" 3 "), "{report}");
+    }
+}

@@ -1,0 +1,215 @@
+//! Which paths belong to a mount, judged lexically after joining the path to
+//! the directory it is relative to.
+//!
+//! Lexical means a local symlink that points into a mount is not followed:
+//! only the spelled path counts (README, "What does not work yet").
+
+use crate::proto::RemotePath;
+
+/// One `--mount LOCAL=REMOTE`, both absolute and normalized.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountPoint {
+    pub local: Vec<u8>,
+    pub remote: Vec<u8>,
+}
+
+/// All mounts, longest local prefix first so nested mounts win.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MountTable {
+    mounts: Vec<MountPoint>,
+}
+
+impl MountTable {
+    pub fn new(mut mounts: Vec<MountPoint>) -> Self {
+        for m in &mut mounts {
+            m.local = normalize(&m.local);
+            m.remote = normalize(&m.remote);
+        }
+        mounts.sort_by(|a, b| b.local.len().cmp(&a.local.len()));
+        Self { mounts }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.mounts.is_empty()
+    }
+
+    /// Maps a normalized absolute local path to the remote path it names,
+    /// or `None` when it lies outside every mount.
+    pub fn to_remote(&self, local: &[u8]) -> Option<RemotePath> {
+        self.mounts.iter().find_map(|m| {
+            let rest = strip_dir_prefix(local, &m.local)?;
+            let mut remote = m.remote.clone();
+            if !rest.is_empty() {
+                if remote.last() != Some(&b'/') {
+                    remote.push(b'/');
+                }
+                remote.extend_from_slice(rest);
+            }
+            Some(RemotePath(remote))
+        })
+    }
+}
+
+impl MountTable {
+    /// Whether walking `path` component by component (from `base` when it
+    /// is relative) ever stands inside a mount, even if `..` leads back out.
+    /// Such a path cannot be handed to the kernel as spelled: the mount
+    /// directory does not exist locally.
+    pub fn passes_through(&self, base: &[u8], path: &[u8]) -> bool {
+        let mut parts: Vec<&[u8]> = Vec::new();
+        let start: &[u8] = if path.first() == Some(&b'/') {
+            b""
+        } else {
+            base
+        };
+        let comps = start
+            .split(|&b| b == b'/')
+            .chain(path.split(|&b| b == b'/'));
+        for comp in comps {
+            match comp {
+                b"" | b"." => continue,
+                b".." => {
+                    parts.pop();
+                    continue;
+                }
+                c => parts.push(c),
+            }
+            let joined: Vec<u8> = parts
+                .iter()
+                .flat_map(|p| [b"/".as_slice(), p].concat())
+                .collect();
+            if self.to_remote(&joined).is_some() {
+                return true;
+            }
+        }
+        false
+    }
+}
+
+/// `path` with `prefix` removed when `prefix` is a whole-component ancestor
+/// (or equal); the rest has no leading slash.
+fn strip_dir_prefix<'a>(path: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    if prefix == b"/" {
+        return path.strip_prefix(b"/");
+    }
+    let rest = path.strip_prefix(prefix)?;
+    if rest.is_empty() {
+        return Some(rest);
+    }
+    rest.strip_prefix(b"/")
+}
+
+/// Joins `path` to the absolute directory `base` (ignored when `path` is
+/// absolute) and normalizes the result.
+pub fn join(base: &[u8], path: &[u8]) -> Vec<u8> {
+    if path.first() == Some(&b'/') {
+        return normalize(path);
+    }
+    let mut joined = base.to_vec();
+    joined.push(b'/');
+    joined.extend_from_slice(path);
+    normalize(&joined)
+}
+
+/// Collapses `//`, `.` and `..` in an absolute path, as if no component were
+/// a symlink. `..` at the root stays at the root, as the kernel does.
+pub fn normalize(path: &[u8]) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for comp in path.split(|&b| b == b'/') {
+        match comp {
+            b"" | b"." => {}
+            b".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    let mut out = Vec::with_capacity(path.len() + 1);
+    for p in &parts {
+        out.push(b'/');
+        out.extend_from_slice(p);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> MountTable {
+        MountTable::new(vec![
+            MountPoint {
+                local: b"/remote".to_vec(),
+                remote: b"/".to_vec(),
+            },
+            MountPoint {
+                local: b"/remote/etc".to_vec(),
+                remote: b"/srv/etc".to_vec(),
+            },
+            MountPoint {
+                local: b"/data/".to_vec(),
+                remote: b"/export/x".to_vec(),
+            },
+        ])
+    }
+
+    fn remote(p: &str) -> Option<String> {
+        table()
+            .to_remote(p.as_bytes())
+            .map(|r| String::from_utf8(r.0).unwrap())
+    }
+
+    #[test]
+    fn normalize_collapses_dots_and_slashes() {
+        assert_eq!(normalize(b"/a//b/./c/"), b"/a/b/c");
+        assert_eq!(normalize(b"/a/b/../c"), b"/a/c");
+        assert_eq!(normalize(b"/../../x"), b"/x");
+        assert_eq!(normalize(b"/"), b"/");
+        assert_eq!(normalize(b"/a/.."), b"/");
+    }
+
+    #[test]
+    fn join_uses_base_only_for_relative_paths() {
+        assert_eq!(join(b"/home/u", b"f"), b"/home/u/f");
+        assert_eq!(join(b"/home/u", b"../../remote/x"), b"/remote/x");
+        assert_eq!(join(b"/home/u", b"/etc/passwd"), b"/etc/passwd");
+        assert_eq!(join(b"/remote/a", b"."), b"/remote/a");
+    }
+
+    #[test]
+    fn mount_prefix_must_match_whole_components() {
+        assert_eq!(remote("/remote"), Some("/".into()));
+        assert_eq!(remote("/remote/x/y"), Some("/x/y".into()));
+        assert_eq!(remote("/remotex"), None);
+        assert_eq!(remote("/etc/passwd"), None);
+        assert_eq!(remote("/"), None);
+    }
+
+    #[test]
+    fn nested_mount_wins_over_its_parent() {
+        assert_eq!(remote("/remote/etc/hosts"), Some("/srv/etc/hosts".into()));
+        assert_eq!(remote("/remote/etcetera"), Some("/etcetera".into()));
+    }
+
+    #[test]
+    fn passing_through_a_mount_is_noticed() {
+        let t = table();
+        assert!(t.passes_through(b"/", b"/remote/.."));
+        assert!(t.passes_through(b"/remote/a", b"../../etc"));
+        assert!(!t.passes_through(b"/home", b"../etc/passwd"));
+        assert!(!t.passes_through(b"/", b"/remotex/.."));
+    }
+
+    #[test]
+    fn dotdot_out_of_a_mount_is_local() {
+        let t = table();
+        assert_eq!(t.to_remote(&join(b"/remote/a", b"../../etc")), None);
+        assert_eq!(
+            t.to_remote(&join(b"/tmp", b"../data/f")).map(|r| r.0),
+            Some(b"/export/x/f".to_vec())
+        );
+    }
+}

@@ -1,0 +1,1243 @@
+//! What to do with one trapped syscall: let it run, answer it at once, or
+//! forward it as a [`Request`] and lay the [`Reply`] out in the program's
+//! memory afterwards.
+//!
+//! [`plan`] reads what it needs through the [`Tracee`] trait; [`finish`] is a
+//! pure function of the reply. Neither touches ptrace, so both are tested on
+//! plain values.
+
+use crate::errno::Errno;
+use crate::proto::{
+    Handle, MAX_IO, MAX_XATTR_NAME, MAX_XATTR_VALUE, RemotePath, Reply, Request, Response, Stat,
+    TimeUpdate, XattrTarget,
+};
+use crate::syscall::layout;
+use crate::syscall::paths::{self, MountTable};
+
+/// A remote file as the program holds it: a placeholder fd whose kernel
+/// object rscq can recognise.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteFd {
+    /// Identifies the placeholder (its pipe inode).
+    pub key: u64,
+    pub handle: Handle,
+    /// The absolute local path it was opened by.
+    pub path: Vec<u8>,
+    /// The `open` flags, reported by `fcntl(F_GETFL)`.
+    pub flags: i32,
+    pub is_dir: bool,
+}
+
+/// What an fd of the program refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FdKind {
+    Remote(RemoteFd),
+    Local,
+}
+
+/// Access to the stopped program, as the planner needs it.
+pub trait Tracee {
+    /// A NUL-terminated string at `addr`, at most `proto::MAX_PATH` bytes.
+    fn read_path(&mut self, addr: u64) -> Result<Vec<u8>, Errno>;
+    fn read_bytes(&mut self, addr: u64, len: usize) -> Result<Vec<u8>, Errno>;
+    /// The working directory the program believes it has.
+    fn cwd(&mut self) -> Result<Vec<u8>, Errno>;
+    /// Whether that directory is a remote one rscq keeps for the program.
+    fn has_virtual_cwd(&mut self) -> bool;
+    fn fd(&mut self, fd: i32) -> FdKind;
+    /// The absolute path of a local directory fd, if it has one.
+    fn local_fd_path(&mut self, fd: i32) -> Option<Vec<u8>>;
+}
+
+/// How a stat reply is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatLayout {
+    Stat,
+    Statx,
+}
+
+/// What the reply to a forwarded call turns into.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Then {
+    /// `Done` → 0.
+    Zero,
+    /// `Opened` → install a placeholder fd in the program.
+    Open {
+        local_path: Vec<u8>,
+        flags: i32,
+        cloexec: bool,
+    },
+    Stat {
+        addr: u64,
+        layout: StatLayout,
+    },
+    /// `Data` → copy to `addr`; longer than `cap` is cut (`truncate`) or ERANGE.
+    Data {
+        addr: u64,
+        cap: u64,
+        truncate: bool,
+    },
+    /// `Data` → scatter over iovecs.
+    DataIov {
+        iov: Vec<(u64, u64)>,
+    },
+    /// `Count(n)` or `Offset(n)` → n.
+    Number,
+    Dirents {
+        addr: u64,
+        cap: u64,
+    },
+    Statfs {
+        addr: u64,
+    },
+    Uname {
+        addr: u64,
+    },
+    /// `Done` → the program's cwd becomes this remote directory.
+    Chdir {
+        local_path: Vec<u8>,
+    },
+    /// `Done` → remember the new `F_GETFL` flags of a remote fd.
+    SetFlags {
+        key: u64,
+        flags: i32,
+    },
+}
+
+/// What happens after the program's own syscall ran natively.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AfterNative {
+    Nothing,
+    /// A successful local `chdir`/`fchdir` leaves any remote cwd.
+    LeaveVirtualCwd,
+}
+
+/// The decision for one trapped call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Plan {
+    /// Run the call as the program made it.
+    Native,
+    /// Run it natively, with some path arguments replaced by absolute paths
+    /// (relative paths only make sense to the kernel relative to the real
+    /// cwd, which differs while the program is in a remote directory).
+    NativeRewritten {
+        paths: Vec<(usize, Vec<u8>)>,
+        after: AfterNative,
+    },
+    /// Skip it and return this value (negative errno or result).
+    Return(i64),
+    /// Skip it, write these bytes into the program, and return `ret`.
+    Answer {
+        ret: i64,
+        writes: Vec<(u64, Vec<u8>)>,
+    },
+    /// Skip it and make the program's cwd this remote directory.
+    EnterRemoteDir {
+        local_path: Vec<u8>,
+    },
+    Forward {
+        request: Request,
+        then: Then,
+    },
+}
+
+impl Plan {
+    fn fail(e: Errno) -> Self {
+        Self::Return(e.as_syscall_return())
+    }
+    fn forward(request: Request, then: Then) -> Self {
+        Self::Forward { request, then }
+    }
+}
+
+/// The result of [`finish`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Write these bytes into the program, then return `ret`.
+    Return {
+        ret: i64,
+        writes: Vec<(u64, Vec<u8>)>,
+    },
+    /// A remote file was opened: give the program a placeholder fd.
+    Placeholder {
+        handle: Handle,
+        stat: Stat,
+        local_path: Vec<u8>,
+        flags: i32,
+        cloexec: bool,
+    },
+    Chdir {
+        local_path: Vec<u8>,
+    },
+    SetFlags {
+        key: u64,
+        flags: i32,
+    },
+}
+
+impl Outcome {
+    fn ret(ret: i64) -> Self {
+        Self::Return {
+            ret,
+            writes: Vec::new(),
+        }
+    }
+    fn errno(e: Errno) -> Self {
+        Self::ret(e.as_syscall_return())
+    }
+}
+
+const AT_FDCWD: i32 = libc::AT_FDCWD;
+const MAX_IOV: u64 = 1024;
+
+fn arg_i32(v: u64) -> i32 {
+    // Syscalls take `int` arguments in the low 32 bits of the register.
+    (v & 0xffff_ffff) as u32 as i32
+}
+
+fn arg_u32(v: u64) -> u32 {
+    (v & 0xffff_ffff) as u32
+}
+
+fn len_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Where a path argument points, once resolved.
+enum Target {
+    Remote { local: Vec<u8>, remote: RemotePath },
+    Local { rewrite: Option<Vec<u8>> },
+}
+
+struct Planner<'a, T: Tracee> {
+    mounts: &'a MountTable,
+    t: &'a mut T,
+}
+
+impl<T: Tracee> Planner<'_, T> {
+    /// Resolves `(dirfd, path)` the way the kernel would pick the starting
+    /// directory, then judges it against the mounts.
+    fn resolve(&mut self, dirfd: i32, path: &[u8]) -> Result<Target, Errno> {
+        let absolute = path.first() == Some(&b'/');
+        let base = if absolute {
+            b"/".to_vec()
+        } else if dirfd == AT_FDCWD {
+            self.t.cwd()?
+        } else {
+            match self.t.fd(dirfd) {
+                FdKind::Remote(rfd) => rfd.path,
+                FdKind::Local => match self.t.local_fd_path(dirfd) {
+                    Some(base) => base,
+                    // Not a directory with a path (a pipe, a socket): the
+                    // kernel will answer, and it cannot lead into a mount.
+                    None => return Ok(Target::Local { rewrite: None }),
+                },
+            }
+        };
+        let local = paths::join(&base, path);
+        if let Some(remote) = self.mounts.to_remote(&local) {
+            return Ok(Target::Remote { local, remote });
+        }
+        let through_mount =
+            path.windows(2).any(|w| w == b"..") && self.mounts.passes_through(&base, path);
+        let relative_to_virtual = !absolute && dirfd == AT_FDCWD && self.t.has_virtual_cwd();
+        let rewrite = (through_mount || relative_to_virtual).then(|| {
+            let mut p = local.clone();
+            if path.ends_with(b"/") && p != b"/" {
+                p.push(b'/');
+            }
+            p
+        });
+        Ok(Target::Local { rewrite })
+    }
+
+    fn path_arg(&mut self, dirfd: i32, addr: u64) -> Result<Target, Errno> {
+        let path = self.t.read_path(addr)?;
+        if path.is_empty() {
+            return Err(Errno::ENOENT);
+        }
+        self.resolve(dirfd, &path)
+    }
+
+    /// The common shape: one path, forwarded when remote.
+    fn one_path(
+        &mut self,
+        dirfd: i32,
+        addr: u64,
+        arg: usize,
+        remote: impl FnOnce(&mut Self, Vec<u8>, RemotePath) -> Plan,
+    ) -> Plan {
+        match self.path_arg(dirfd, addr) {
+            Err(e) => Plan::fail(e),
+            Ok(Target::Local { rewrite: None }) => Plan::Native,
+            Ok(Target::Local { rewrite: Some(p) }) => Plan::NativeRewritten {
+                paths: vec![(arg, p)],
+                after: AfterNative::Nothing,
+            },
+            Ok(Target::Remote { local, remote: r }) => remote(self, local, r),
+        }
+    }
+
+    /// Two paths (rename, link): both remote, both local, or EXDEV.
+    fn two_paths(
+        &mut self,
+        (d1, a1, arg1): (i32, u64, usize),
+        (d2, a2, arg2): (i32, u64, usize),
+        remote: impl FnOnce(RemotePath, RemotePath) -> Plan,
+    ) -> Plan {
+        let first = match self.path_arg(d1, a1) {
+            Ok(t) => t,
+            Err(e) => return Plan::fail(e),
+        };
+        let second = match self.path_arg(d2, a2) {
+            Ok(t) => t,
+            Err(e) => return Plan::fail(e),
+        };
+        match (first, second) {
+            (Target::Remote { remote: r1, .. }, Target::Remote { remote: r2, .. }) => {
+                remote(r1, r2)
+            }
+            (Target::Local { rewrite: w1 }, Target::Local { rewrite: w2 }) => {
+                let paths: Vec<_> = [(arg1, w1), (arg2, w2)]
+                    .into_iter()
+                    .filter_map(|(i, w)| Some((i, w?)))
+                    .collect();
+                if paths.is_empty() {
+                    Plan::Native
+                } else {
+                    Plan::NativeRewritten {
+                        paths,
+                        after: AfterNative::Nothing,
+                    }
+                }
+            }
+            _ => Plan::fail(Errno::EXDEV),
+        }
+    }
+
+    fn open(&mut self, (dirfd, addr, arg): (i32, u64, usize), flags: i32, mode: u32) -> Plan {
+        self.one_path(dirfd, addr, arg, |_, local, path| {
+            let cloexec = flags & libc::O_CLOEXEC != 0;
+            Plan::forward(
+                Request::Open {
+                    path,
+                    flags: flags & !libc::O_CLOEXEC,
+                    mode: mode & 0o7777,
+                },
+                Then::Open {
+                    local_path: local,
+                    flags: flags & !libc::O_CLOEXEC,
+                    cloexec,
+                },
+            )
+        })
+    }
+
+    /// `stat`-like calls, including the `AT_EMPTY_PATH` form on an fd.
+    fn stat_at(
+        &mut self,
+        (dirfd, addr, arg): (i32, u64, usize),
+        flags: i32,
+        buf: u64,
+        layout: StatLayout,
+    ) -> Plan {
+        let then = Then::Stat { addr: buf, layout };
+        let empty_ok = flags & libc::AT_EMPTY_PATH != 0;
+        let path = if addr == 0 && empty_ok {
+            Vec::new()
+        } else {
+            match self.t.read_path(addr) {
+                Ok(p) => p,
+                Err(e) => return Plan::fail(e),
+            }
+        };
+        if path.is_empty() {
+            if !empty_ok {
+                return Plan::fail(Errno::ENOENT);
+            }
+            if dirfd == AT_FDCWD {
+                return self.stat_cwd(then);
+            }
+            return match self.t.fd(dirfd) {
+                FdKind::Remote(rfd) => Plan::forward(Request::Fstat { handle: rfd.handle }, then),
+                FdKind::Local => Plan::Native,
+            };
+        }
+        let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+        match self.resolve(dirfd, &path) {
+            Err(e) => Plan::fail(e),
+            Ok(Target::Local { rewrite: None }) => Plan::Native,
+            Ok(Target::Local { rewrite: Some(p) }) => Plan::NativeRewritten {
+                paths: vec![(arg, p)],
+                after: AfterNative::Nothing,
+            },
+            Ok(Target::Remote { remote, .. }) => Plan::forward(
+                Request::Stat {
+                    path: remote,
+                    follow,
+                },
+                then,
+            ),
+        }
+    }
+
+    fn stat_cwd(&mut self, then: Then) -> Plan {
+        let cwd = match self.t.cwd() {
+            Ok(c) => c,
+            Err(e) => return Plan::fail(e),
+        };
+        match self.mounts.to_remote(&cwd) {
+            Some(path) => Plan::forward(Request::Stat { path, follow: true }, then),
+            None => Plan::Native,
+        }
+    }
+
+    fn xattr_path(&mut self, nr: i64, a: [u64; 6], follow: bool) -> Plan {
+        self.one_path(AT_FDCWD, a[0], 0, |p, _, path| {
+            p.xattr(nr, XattrTarget::Path { path, follow }, a)
+        })
+    }
+
+    /// The part of the xattr calls after the target is known; `a[1..]` are
+    /// the same for the path and fd forms.
+    fn xattr(&mut self, nr: i64, target: XattrTarget, a: [u64; 6]) -> Plan {
+        let read_name = |t: &mut T| -> Result<Vec<u8>, Errno> {
+            let name = t.read_path(a[1])?;
+            if name.is_empty() || name.len() > MAX_XATTR_NAME {
+                return Err(Errno::ERANGE);
+            }
+            Ok(name)
+        };
+        let size = a[3];
+        match nr {
+            libc::SYS_getxattr | libc::SYS_lgetxattr | libc::SYS_fgetxattr => {
+                let name = match read_name(self.t) {
+                    Ok(n) => n,
+                    Err(e) => return Plan::fail(e),
+                };
+                let size = u32::try_from(size.min(u64::from(MAX_XATTR_VALUE))).unwrap_or(0);
+                let then = if size == 0 {
+                    Then::Number
+                } else {
+                    Then::Data {
+                        addr: a[2],
+                        cap: a[3],
+                        truncate: false,
+                    }
+                };
+                Plan::forward(Request::GetXattr { target, name, size }, then)
+            }
+            libc::SYS_listxattr | libc::SYS_llistxattr | libc::SYS_flistxattr => {
+                let size = a[2];
+                let then = if size == 0 {
+                    Then::Number
+                } else {
+                    Then::Data {
+                        addr: a[1],
+                        cap: size,
+                        truncate: false,
+                    }
+                };
+                let size = u32::try_from(size.min(u64::from(MAX_XATTR_VALUE))).unwrap_or(0);
+                Plan::forward(Request::ListXattr { target, size }, then)
+            }
+            libc::SYS_setxattr | libc::SYS_lsetxattr | libc::SYS_fsetxattr => {
+                let name = match read_name(self.t) {
+                    Ok(n) => n,
+                    Err(e) => return Plan::fail(e),
+                };
+                if size > u64::from(MAX_XATTR_VALUE) {
+                    return Plan::fail(Errno::E2BIG);
+                }
+                let value = match self.t.read_bytes(a[2], usize::try_from(size).unwrap_or(0)) {
+                    Ok(v) => v,
+                    Err(e) => return Plan::fail(e),
+                };
+                let flags = arg_i32(a[4]);
+                Plan::forward(
+                    Request::SetXattr {
+                        target,
+                        name,
+                        value,
+                        flags,
+                    },
+                    Then::Zero,
+                )
+            }
+            _ => {
+                let name = match read_name(self.t) {
+                    Ok(n) => n,
+                    Err(e) => return Plan::fail(e),
+                };
+                Plan::forward(Request::RemoveXattr { target, name }, Then::Zero)
+            }
+        }
+    }
+
+    fn times(
+        &mut self,
+        addr: u64,
+        decode: fn(&[u8]) -> [TimeUpdate; 2],
+    ) -> Result<[TimeUpdate; 2], Errno> {
+        if addr == 0 {
+            return Ok([TimeUpdate::Now, TimeUpdate::Now]);
+        }
+        Ok(decode(&self.t.read_bytes(addr, 32)?))
+    }
+
+    fn path_call(&mut self, nr: i64, a: [u64; 6]) -> Plan {
+        let fd0 = arg_i32(a[0]);
+        match nr {
+            libc::SYS_open => self.open((AT_FDCWD, a[0], 0), arg_i32(a[1]), arg_u32(a[2])),
+            libc::SYS_creat => self.open(
+                (AT_FDCWD, a[0], 0),
+                libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC,
+                arg_u32(a[1]),
+            ),
+            libc::SYS_openat => self.open((fd0, a[1], 1), arg_i32(a[2]), arg_u32(a[3])),
+            libc::SYS_openat2 => {
+                if a[3] < 24 {
+                    return Plan::fail(Errno::EINVAL);
+                }
+                let how = match self.t.read_bytes(a[2], 24) {
+                    Ok(b) => layout::decode_open_how(&b),
+                    Err(e) => return Plan::fail(e),
+                };
+                let flags = i32::try_from(how.0).unwrap_or(-1);
+                if flags < 0 {
+                    return Plan::fail(Errno::EINVAL);
+                }
+                self.open((fd0, a[1], 1), flags, u32::try_from(how.1).unwrap_or(0))
+            }
+            libc::SYS_stat => self.stat_at((AT_FDCWD, a[0], 0), 0, a[1], StatLayout::Stat),
+            libc::SYS_lstat => self.stat_at(
+                (AT_FDCWD, a[0], 0),
+                libc::AT_SYMLINK_NOFOLLOW,
+                a[1],
+                StatLayout::Stat,
+            ),
+            libc::SYS_newfstatat => {
+                self.stat_at((fd0, a[1], 1), arg_i32(a[3]), a[2], StatLayout::Stat)
+            }
+            libc::SYS_statx => self.stat_at((fd0, a[1], 1), arg_i32(a[2]), a[4], StatLayout::Statx),
+            libc::SYS_access => self.access((AT_FDCWD, a[0], 0), arg_i32(a[1]), 0),
+            libc::SYS_faccessat => self.access((fd0, a[1], 1), arg_i32(a[2]), 0),
+            libc::SYS_faccessat2 => self.access((fd0, a[1], 1), arg_i32(a[2]), arg_i32(a[3])),
+            libc::SYS_readlink => self.readlink((AT_FDCWD, a[0], 0), a[1], a[2]),
+            libc::SYS_readlinkat => self.readlink((fd0, a[1], 1), a[2], a[3]),
+            libc::SYS_mkdir => self.one_path(AT_FDCWD, a[0], 0, |_, _, path| {
+                Plan::forward(
+                    Request::Mkdir {
+                        path,
+                        mode: arg_u32(a[1]) & 0o7777,
+                    },
+                    Then::Zero,
+                )
+            }),
+            libc::SYS_mkdirat => self.one_path(fd0, a[1], 1, |_, _, path| {
+                Plan::forward(
+                    Request::Mkdir {
+                        path,
+                        mode: arg_u32(a[2]) & 0o7777,
+                    },
+                    Then::Zero,
+                )
+            }),
+            libc::SYS_rmdir => self.one_path(AT_FDCWD, a[0], 0, |_, _, path| {
+                Plan::forward(Request::Rmdir { path }, Then::Zero)
+            }),
+            libc::SYS_unlink => self.one_path(AT_FDCWD, a[0], 0, |_, _, path| {
+                Plan::forward(Request::Unlink { path }, Then::Zero)
+            }),
+            libc::SYS_unlinkat => {
+                let flags = arg_i32(a[2]);
+                self.one_path(fd0, a[1], 1, |_, _, path| {
+                    if flags & !libc::AT_REMOVEDIR != 0 {
+                        Plan::fail(Errno::EINVAL)
+                    } else if flags & libc::AT_REMOVEDIR != 0 {
+                        Plan::forward(Request::Rmdir { path }, Then::Zero)
+                    } else {
+                        Plan::forward(Request::Unlink { path }, Then::Zero)
+                    }
+                })
+            }
+            libc::SYS_rename => self.two_paths((AT_FDCWD, a[0], 0), (AT_FDCWD, a[1], 1), |f, t| {
+                Plan::forward(
+                    Request::Rename {
+                        from: f,
+                        to: t,
+                        flags: 0,
+                    },
+                    Then::Zero,
+                )
+            }),
+            libc::SYS_renameat | libc::SYS_renameat2 => {
+                let flags = if nr == libc::SYS_renameat2 {
+                    arg_u32(a[4])
+                } else {
+                    0
+                };
+                let (d2, arg1, arg2) = (arg_i32(a[2]), 1, 3);
+                self.two_paths((fd0, a[1], arg1), (d2, a[3], arg2), |f, t| {
+                    Plan::forward(
+                        Request::Rename {
+                            from: f,
+                            to: t,
+                            flags,
+                        },
+                        Then::Zero,
+                    )
+                })
+            }
+            libc::SYS_link => self.two_paths((AT_FDCWD, a[0], 0), (AT_FDCWD, a[1], 1), |f, t| {
+                Plan::forward(
+                    Request::Link {
+                        from: f,
+                        to: t,
+                        follow: false,
+                    },
+                    Then::Zero,
+                )
+            }),
+            libc::SYS_linkat => {
+                let flags = arg_i32(a[4]);
+                if flags & libc::AT_EMPTY_PATH != 0 {
+                    return Plan::Native;
+                }
+                let follow = flags & libc::AT_SYMLINK_FOLLOW != 0;
+                self.two_paths((fd0, a[1], 1), (arg_i32(a[2]), a[3], 3), |f, t| {
+                    Plan::forward(
+                        Request::Link {
+                            from: f,
+                            to: t,
+                            follow,
+                        },
+                        Then::Zero,
+                    )
+                })
+            }
+            libc::SYS_symlink | libc::SYS_symlinkat => {
+                let (dirfd, addr, arg) = if nr == libc::SYS_symlink {
+                    (AT_FDCWD, a[1], 1)
+                } else {
+                    (arg_i32(a[1]), a[2], 2)
+                };
+                let target_addr = a[0];
+                self.one_path(dirfd, addr, arg, |p, _, path| {
+                    match p.t.read_path(target_addr) {
+                        Ok(target) if !target.is_empty() => {
+                            Plan::forward(Request::Symlink { target, path }, Then::Zero)
+                        }
+                        Ok(_) => Plan::fail(Errno::ENOENT),
+                        Err(e) => Plan::fail(e),
+                    }
+                })
+            }
+            libc::SYS_chmod => self.one_path(AT_FDCWD, a[0], 0, |_, _, path| {
+                Plan::forward(
+                    Request::Chmod {
+                        path,
+                        mode: arg_u32(a[1]) & 0o7777,
+                        follow: true,
+                    },
+                    Then::Zero,
+                )
+            }),
+            libc::SYS_fchmodat | libc::SYS_fchmodat2 => {
+                let flags = if nr == libc::SYS_fchmodat2 {
+                    arg_i32(a[3])
+                } else {
+                    0
+                };
+                let mode = arg_u32(a[2]) & 0o7777;
+                if flags & libc::AT_EMPTY_PATH != 0 {
+                    return self.fd_call(libc::SYS_fchmod, [a[0], a[2], 0, 0, 0, 0]);
+                }
+                let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+                self.one_path(fd0, a[1], 1, |_, _, path| {
+                    Plan::forward(Request::Chmod { path, mode, follow }, Then::Zero)
+                })
+            }
+            libc::SYS_chown | libc::SYS_lchown => {
+                let follow = nr == libc::SYS_chown;
+                self.one_path(AT_FDCWD, a[0], 0, |_, _, path| {
+                    Plan::forward(
+                        Request::Chown {
+                            path,
+                            uid: arg_u32(a[1]),
+                            gid: arg_u32(a[2]),
+                            follow,
+                        },
+                        Then::Zero,
+                    )
+                })
+            }
+            libc::SYS_fchownat => {
+                let flags = arg_i32(a[4]);
+                if flags & libc::AT_EMPTY_PATH != 0
+                    && self.t.read_path(a[1]).is_ok_and(|p| p.is_empty())
+                {
+                    return self.fd_call(libc::SYS_fchown, [a[0], a[2], a[3], 0, 0, 0]);
+                }
+                let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+                self.one_path(fd0, a[1], 1, |_, _, path| {
+                    Plan::forward(
+                        Request::Chown {
+                            path,
+                            uid: arg_u32(a[2]),
+                            gid: arg_u32(a[3]),
+                            follow,
+                        },
+                        Then::Zero,
+                    )
+                })
+            }
+            libc::SYS_utimensat => {
+                let flags = arg_i32(a[3]);
+                let times = match self.times(a[2], layout::decode_utimens) {
+                    Ok(t) => t,
+                    Err(e) => return Plan::fail(e),
+                };
+                if a[1] == 0 {
+                    return match self.t.fd(fd0) {
+                        FdKind::Remote(rfd) => Plan::forward(
+                            Request::Futimens {
+                                handle: rfd.handle,
+                                times,
+                            },
+                            Then::Zero,
+                        ),
+                        FdKind::Local => Plan::Native,
+                    };
+                }
+                let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+                self.one_path(fd0, a[1], 1, |_, _, path| {
+                    Plan::forward(
+                        Request::Utimens {
+                            path,
+                            times,
+                            follow,
+                        },
+                        Then::Zero,
+                    )
+                })
+            }
+            libc::SYS_utimes | libc::SYS_futimesat => {
+                let (dirfd, addr, tv, arg) = if nr == libc::SYS_utimes {
+                    (AT_FDCWD, a[0], a[1], 0)
+                } else {
+                    (fd0, a[1], a[2], 1)
+                };
+                let times = match self.times(tv, layout::decode_timevals) {
+                    Ok(t) => t,
+                    Err(e) => return Plan::fail(e),
+                };
+                self.one_path(dirfd, addr, arg, |_, _, path| {
+                    Plan::forward(
+                        Request::Utimens {
+                            path,
+                            times,
+                            follow: true,
+                        },
+                        Then::Zero,
+                    )
+                })
+            }
+            libc::SYS_utime => {
+                let times = if a[1] == 0 {
+                    Ok([TimeUpdate::Now, TimeUpdate::Now])
+                } else {
+                    self.t.read_bytes(a[1], 16).map(|b| {
+                        let mut padded = vec![0u8; 32];
+                        padded[0..8].copy_from_slice(&b[0..8]);
+                        padded[16..24].copy_from_slice(&b[8..16]);
+                        layout::decode_timevals(&padded)
+                    })
+                };
+                let times = match times {
+                    Ok(t) => t,
+                    Err(e) => return Plan::fail(e),
+                };
+                self.one_path(AT_FDCWD, a[0], 0, |_, _, path| {
+                    Plan::forward(
+                        Request::Utimens {
+                            path,
+                            times,
+                            follow: true,
+                        },
+                        Then::Zero,
+                    )
+                })
+            }
+            libc::SYS_truncate => self.one_path(AT_FDCWD, a[0], 0, |_, _, path| {
+                Plan::forward(
+                    Request::Truncate {
+                        path,
+                        len: a[1].cast_signed(),
+                    },
+                    Then::Zero,
+                )
+            }),
+            libc::SYS_getxattr
+            | libc::SYS_setxattr
+            | libc::SYS_listxattr
+            | libc::SYS_removexattr => self.xattr_path(nr, a, true),
+            libc::SYS_lgetxattr
+            | libc::SYS_lsetxattr
+            | libc::SYS_llistxattr
+            | libc::SYS_lremovexattr => self.xattr_path(nr, a, false),
+            libc::SYS_statfs => self.one_path(AT_FDCWD, a[0], 0, |_, _, path| {
+                Plan::forward(Request::Statfs { path }, Then::Statfs { addr: a[1] })
+            }),
+            libc::SYS_chdir => match self.path_arg(AT_FDCWD, a[0]) {
+                Err(e) => Plan::fail(e),
+                Ok(Target::Remote { local, remote }) => Plan::forward(
+                    Request::CheckDir { path: remote },
+                    Then::Chdir { local_path: local },
+                ),
+                Ok(Target::Local { rewrite }) => {
+                    if self.t.has_virtual_cwd() {
+                        let paths = rewrite.map(|p| vec![(0, p)]).unwrap_or_default();
+                        Plan::NativeRewritten {
+                            paths,
+                            after: AfterNative::LeaveVirtualCwd,
+                        }
+                    } else {
+                        Plan::Native
+                    }
+                }
+            },
+            libc::SYS_getcwd => self.getcwd(a[0], a[1]),
+            libc::SYS_execve => {
+                self.one_path(AT_FDCWD, a[0], 0, |_, _, _| Plan::fail(Errno::EACCES))
+            }
+            libc::SYS_execveat => self.one_path(fd0, a[1], 1, |_, _, _| Plan::fail(Errno::EACCES)),
+            libc::SYS_mknod => self.one_path(AT_FDCWD, a[0], 0, |_, _, _| Plan::fail(Errno::EPERM)),
+            libc::SYS_mknodat => self.one_path(fd0, a[1], 1, |_, _, _| Plan::fail(Errno::EPERM)),
+            _ => Plan::Native,
+        }
+    }
+
+    fn access(&mut self, (dirfd, addr, arg): (i32, u64, usize), mode: i32, flags: i32) -> Plan {
+        if flags & libc::AT_EMPTY_PATH != 0 && self.t.read_path(addr).is_ok_and(|p| p.is_empty()) {
+            return Plan::Native;
+        }
+        self.one_path(dirfd, addr, arg, |_, _, path| {
+            Plan::forward(Request::Access { path, mode, flags }, Then::Zero)
+        })
+    }
+
+    fn readlink(&mut self, (dirfd, addr, arg): (i32, u64, usize), buf: u64, size: u64) -> Plan {
+        let size_ok = i32::try_from(size).is_ok_and(|s| s > 0);
+        self.one_path(dirfd, addr, arg, |_, _, path| {
+            if !size_ok {
+                return Plan::fail(Errno::EINVAL);
+            }
+            Plan::forward(
+                Request::Readlink { path },
+                Then::Data {
+                    addr: buf,
+                    cap: size,
+                    truncate: true,
+                },
+            )
+        })
+    }
+
+    fn getcwd(&mut self, buf: u64, size: u64) -> Plan {
+        if !self.t.has_virtual_cwd() {
+            return Plan::Native;
+        }
+        let cwd = match self.t.cwd() {
+            Ok(c) => c,
+            Err(e) => return Plan::fail(e),
+        };
+        let mut bytes = cwd;
+        bytes.push(0);
+        if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > size {
+            return Plan::fail(Errno::ERANGE);
+        }
+        Plan::Answer {
+            ret: len_i64(bytes.len()),
+            writes: vec![(buf, bytes)],
+        }
+    }
+
+    /// Calls on an fd: forwarded when the fd is a remote placeholder.
+    fn fd_call(&mut self, nr: i64, a: [u64; 6]) -> Plan {
+        let fd = arg_i32(a[0]);
+        let rfd = match nr {
+            libc::SYS_copy_file_range | libc::SYS_splice => {
+                // The second fd is the third argument of both calls.
+                let remote = matches!(self.t.fd(fd), FdKind::Remote(_))
+                    || matches!(self.t.fd(arg_i32(a[2])), FdKind::Remote(_));
+                // Both make coreutils and python fall back to read/write.
+                let e = if nr == libc::SYS_copy_file_range {
+                    Errno::EXDEV
+                } else {
+                    Errno::EINVAL
+                };
+                return if remote { Plan::fail(e) } else { Plan::Native };
+            }
+            libc::SYS_sendfile => {
+                let remote = matches!(self.t.fd(fd), FdKind::Remote(_))
+                    || matches!(self.t.fd(arg_i32(a[1])), FdKind::Remote(_));
+                return if remote {
+                    Plan::fail(Errno::EINVAL)
+                } else {
+                    Plan::Native
+                };
+            }
+            _ => match self.t.fd(fd) {
+                FdKind::Remote(r) => r,
+                FdKind::Local => {
+                    if nr == libc::SYS_fchdir && self.t.has_virtual_cwd() {
+                        return Plan::NativeRewritten {
+                            paths: Vec::new(),
+                            after: AfterNative::LeaveVirtualCwd,
+                        };
+                    }
+                    return Plan::Native;
+                }
+            },
+        };
+        let handle = rfd.handle;
+        let count = |n: u64| u32::try_from(n.min(u64::from(MAX_IO))).unwrap_or(MAX_IO);
+        match nr {
+            libc::SYS_read => Plan::forward(
+                Request::Read {
+                    handle,
+                    len: count(a[2]),
+                },
+                Then::Data {
+                    addr: a[1],
+                    cap: a[2],
+                    truncate: true,
+                },
+            ),
+            libc::SYS_pread64 => Plan::forward(
+                Request::Pread {
+                    handle,
+                    len: count(a[2]),
+                    offset: a[3].cast_signed(),
+                },
+                Then::Data {
+                    addr: a[1],
+                    cap: a[2],
+                    truncate: true,
+                },
+            ),
+            libc::SYS_write | libc::SYS_pwrite64 => {
+                let data = match self
+                    .t
+                    .read_bytes(a[1], usize::try_from(count(a[2])).unwrap_or(0))
+                {
+                    Ok(d) => d,
+                    Err(e) => return Plan::fail(e),
+                };
+                let request = if nr == libc::SYS_write {
+                    Request::Write { handle, data }
+                } else {
+                    Request::Pwrite {
+                        handle,
+                        data,
+                        offset: a[3].cast_signed(),
+                    }
+                };
+                Plan::forward(request, Then::Number)
+            }
+            libc::SYS_readv | libc::SYS_preadv | libc::SYS_preadv2 => {
+                let iov = match self.iovecs(a[1], a[2]) {
+                    Ok(v) => v,
+                    Err(e) => return Plan::fail(e),
+                };
+                let total = iov.iter().map(|&(_, l)| l).fold(0u64, u64::saturating_add);
+                let len = count(total);
+                let offset = a[3].cast_signed();
+                let request = if nr == libc::SYS_readv || (nr == libc::SYS_preadv2 && offset == -1)
+                {
+                    Request::Read { handle, len }
+                } else {
+                    Request::Pread {
+                        handle,
+                        len,
+                        offset,
+                    }
+                };
+                Plan::forward(request, Then::DataIov { iov })
+            }
+            libc::SYS_writev | libc::SYS_pwritev | libc::SYS_pwritev2 => {
+                let iov = match self.iovecs(a[1], a[2]) {
+                    Ok(v) => v,
+                    Err(e) => return Plan::fail(e),
+                };
+                let mut data = Vec::new();
+                let limit = usize::try_from(MAX_IO).unwrap_or(usize::MAX);
+                for (base, len) in iov {
+                    let room = limit - data.len();
+                    let take = usize::try_from(len).unwrap_or(usize::MAX).min(room);
+                    match self.t.read_bytes(base, take) {
+                        Ok(b) => data.extend_from_slice(&b),
+                        Err(e) => return Plan::fail(e),
+                    }
+                    if data.len() == limit {
+                        break;
+                    }
+                }
+                let offset = a[3].cast_signed();
+                let request =
+                    if nr == libc::SYS_writev || (nr == libc::SYS_pwritev2 && offset == -1) {
+                        Request::Write { handle, data }
+                    } else {
+                        Request::Pwrite {
+                            handle,
+                            data,
+                            offset,
+                        }
+                    };
+                Plan::forward(request, Then::Number)
+            }
+            libc::SYS_lseek => Plan::forward(
+                Request::Lseek {
+                    handle,
+                    offset: a[1].cast_signed(),
+                    whence: arg_i32(a[2]),
+                },
+                Then::Number,
+            ),
+            libc::SYS_fsync | libc::SYS_fdatasync => Plan::forward(
+                Request::Fsync {
+                    handle,
+                    data_only: nr == libc::SYS_fdatasync,
+                },
+                Then::Zero,
+            ),
+            libc::SYS_fcntl => self.fcntl(&rfd, arg_i32(a[1]), a[2]),
+            libc::SYS_fstat => Plan::forward(
+                Request::Fstat { handle },
+                Then::Stat {
+                    addr: a[1],
+                    layout: StatLayout::Stat,
+                },
+            ),
+            libc::SYS_getdents64 => {
+                let bytes = u32::try_from(a[2].min(u64::from(crate::proto::MAX_DIRENTS_BYTES)))
+                    .unwrap_or(0);
+                Plan::forward(
+                    Request::Getdents { handle, bytes },
+                    Then::Dirents {
+                        addr: a[1],
+                        cap: a[2],
+                    },
+                )
+            }
+            libc::SYS_ftruncate => Plan::forward(
+                Request::Ftruncate {
+                    handle,
+                    len: a[1].cast_signed(),
+                },
+                Then::Zero,
+            ),
+            libc::SYS_fchmod => Plan::forward(
+                Request::Fchmod {
+                    handle,
+                    mode: arg_u32(a[1]) & 0o7777,
+                },
+                Then::Zero,
+            ),
+            libc::SYS_fchown => Plan::forward(
+                Request::Fchown {
+                    handle,
+                    uid: arg_u32(a[1]),
+                    gid: arg_u32(a[2]),
+                },
+                Then::Zero,
+            ),
+            libc::SYS_fstatfs => {
+                Plan::forward(Request::Fstatfs { handle }, Then::Statfs { addr: a[1] })
+            }
+            libc::SYS_fchdir => {
+                if rfd.is_dir {
+                    Plan::EnterRemoteDir {
+                        local_path: rfd.path,
+                    }
+                } else {
+                    Plan::fail(Errno::ENOTDIR)
+                }
+            }
+            libc::SYS_fgetxattr
+            | libc::SYS_fsetxattr
+            | libc::SYS_flistxattr
+            | libc::SYS_fremovexattr => self.xattr(nr, XattrTarget::Handle(handle), a),
+            libc::SYS_fallocate => Plan::fail(Errno::EOPNOTSUPP),
+            libc::SYS_flock => Plan::fail(Errno(libc::ENOLCK)),
+            libc::SYS_getdents => Plan::fail(Errno::ENOSYS),
+            _ => Plan::Native,
+        }
+    }
+
+    fn iovecs(&mut self, addr: u64, count: u64) -> Result<Vec<(u64, u64)>, Errno> {
+        if count > MAX_IOV {
+            return Err(Errno::EINVAL);
+        }
+        let n = usize::try_from(count).map_err(|_| Errno::EINVAL)?;
+        Ok(layout::decode_iovecs(&self.t.read_bytes(addr, n * 16)?))
+    }
+
+    fn fcntl(&mut self, rfd: &RemoteFd, cmd: i32, arg: u64) -> Plan {
+        match cmd {
+            libc::F_GETFL => Plan::Return(i64::from(rfd.flags | libc::O_LARGEFILE)),
+            libc::F_SETFL => {
+                let changeable =
+                    libc::O_APPEND | libc::O_NONBLOCK | libc::O_DIRECT | libc::O_NOATIME;
+                let flags = (rfd.flags & !changeable) | (arg_i32(arg) & changeable);
+                Plan::forward(
+                    Request::SetFlags {
+                        handle: rfd.handle,
+                        flags: arg_i32(arg) & changeable,
+                    },
+                    Then::SetFlags {
+                        key: rfd.key,
+                        flags,
+                    },
+                )
+            }
+            libc::F_GETLK
+            | libc::F_SETLK
+            | libc::F_SETLKW
+            | libc::F_OFD_GETLK
+            | libc::F_OFD_SETLK
+            | libc::F_OFD_SETLKW => Plan::fail(Errno(libc::ENOLCK)),
+            _ => Plan::Native,
+        }
+    }
+}
+
+/// Decides what to do with trapped syscall `nr` with arguments `args`.
+pub fn plan(
+    nr: i64,
+    args: [u64; 6],
+    mounts: &MountTable,
+    uname: bool,
+    t: &mut impl Tracee,
+) -> Plan {
+    let mut p = Planner { mounts, t };
+    if nr == libc::SYS_uname {
+        return if uname {
+            Plan::forward(Request::Uname, Then::Uname { addr: args[0] })
+        } else {
+            Plan::Native
+        };
+    }
+    if super::nr::FD_CALLS.iter().any(|(n, _)| *n == nr) {
+        return p.fd_call(nr, args);
+    }
+    p.path_call(nr, args)
+}
+
+/// Lays out the reply to a forwarded call.
+pub fn finish(then: Then, response: Response) -> Outcome {
+    let reply = match response {
+        Ok(r) => r,
+        Err(e) => return Outcome::errno(e),
+    };
+    match (then, reply) {
+        (Then::Zero, Reply::Done) => Outcome::ret(0),
+        (
+            Then::Open {
+                local_path,
+                flags,
+                cloexec,
+            },
+            Reply::Opened { handle, stat },
+        ) => Outcome::Placeholder {
+            handle,
+            stat,
+            local_path,
+            flags,
+            cloexec,
+        },
+        (Then::Stat { addr, layout }, Reply::Stat(st)) => {
+            let bytes = match layout {
+                StatLayout::Stat => layout::encode_stat(&st),
+                StatLayout::Statx => layout::encode_statx(&st),
+            };
+            Outcome::Return {
+                ret: 0,
+                writes: vec![(addr, bytes)],
+            }
+        }
+        (
+            Then::Data {
+                addr,
+                cap,
+                truncate,
+            },
+            Reply::Data(mut data),
+        ) => {
+            let cap = usize::try_from(cap).unwrap_or(usize::MAX);
+            if data.len() > cap {
+                if !truncate {
+                    return Outcome::errno(Errno::ERANGE);
+                }
+                data.truncate(cap);
+            }
+            let ret = len_i64(data.len());
+            let writes = if data.is_empty() {
+                Vec::new()
+            } else {
+                vec![(addr, data)]
+            };
+            Outcome::Return { ret, writes }
+        }
+        (Then::DataIov { iov }, Reply::Data(data)) => {
+            let mut writes = Vec::new();
+            let mut rest = data.as_slice();
+            for (base, len) in iov {
+                if rest.is_empty() {
+                    break;
+                }
+                let n = usize::try_from(len).unwrap_or(usize::MAX).min(rest.len());
+                let (chunk, tail) = rest.split_at(n);
+                if n > 0 {
+                    writes.push((base, chunk.to_vec()));
+                }
+                rest = tail;
+            }
+            Outcome::Return {
+                ret: len_i64(data.len() - rest.len()),
+                writes,
+            }
+        }
+        (Then::Number, Reply::Count(n)) => Outcome::ret(i64::try_from(n).unwrap_or(i64::MAX)),
+        (Then::Number, Reply::Offset(n)) => Outcome::ret(n),
+        (Then::Number, Reply::Data(d)) => Outcome::ret(len_i64(d.len())),
+        (Then::Dirents { addr, cap }, Reply::Dirents(entries)) => {
+            let cap = usize::try_from(cap).unwrap_or(usize::MAX);
+            let (bytes, fitted) = layout::encode_dirents(&entries, cap);
+            if fitted == 0 && !entries.is_empty() {
+                return Outcome::errno(Errno::EINVAL);
+            }
+            let ret = len_i64(bytes.len());
+            let writes = if bytes.is_empty() {
+                Vec::new()
+            } else {
+                vec![(addr, bytes)]
+            };
+            Outcome::Return { ret, writes }
+        }
+        (Then::Statfs { addr }, Reply::Statfs(s)) => Outcome::Return {
+            ret: 0,
+            writes: vec![(addr, layout::encode_statfs(&s))],
+        },
+        (Then::Uname { addr }, Reply::Uname(u)) => Outcome::Return {
+            ret: 0,
+            writes: vec![(addr, layout::encode_utsname(&u))],
+        },
+        (Then::Chdir { local_path }, Reply::Done) => Outcome::Chdir { local_path },
+        (Then::SetFlags { key, flags }, Reply::Done) => Outcome::SetFlags { key, flags },
+        // A reply of the wrong kind means a broken or hostile server; the
+        // program gets an I/O error, never garbage.
+        _ => Outcome::errno(Errno::EIO),
+    }
+}

@@ -1,5 +1,19 @@
 //! rscq-server: executes forwarded requests beneath an export root.
+//!
+//! [`Executor`] dispatches; confinement is [`resolve`]'s job, the handle
+//! table [`handles`]'s, and each syscall family has its own module.
 
+mod dirs;
 pub mod executor;
+mod files;
+mod handles;
+mod meta;
+mod names;
+mod resolve;
+mod uname;
+mod xattr;
+
+#[cfg(test)]
+mod testutil;
 
 pub use executor::Executor;

@@ -1,0 +1,203 @@
+//! Open files: open, read, write, seek, sync, truncate, file status flags.
+
+use std::os::fd::{AsFd, BorrowedFd};
+
+use rustix::fs::{Mode, OFlags, SeekFrom};
+
+use super::handles::Handles;
+use super::meta::stat_fd;
+use super::resolve::{Root, proc_fd_path};
+use crate::errno::Errno;
+use crate::proto::{MAX_IO, RemotePath, Reply, Response};
+
+/// Every `open(2)` flag Linux x86_64 knows. Bits outside it are dropped, as
+/// `open(2)` ignores them (`openat2(2)` would refuse them).
+const KNOWN_OPEN_FLAGS: i32 = libc::O_ACCMODE
+    | libc::O_CREAT
+    | libc::O_EXCL
+    | libc::O_NOCTTY
+    | libc::O_TRUNC
+    | libc::O_APPEND
+    | libc::O_NONBLOCK
+    | libc::O_DSYNC
+    | libc::O_ASYNC
+    | libc::O_DIRECT
+    | libc::O_LARGEFILE
+    | libc::O_DIRECTORY
+    | libc::O_NOFOLLOW
+    | libc::O_NOATIME
+    | libc::O_CLOEXEC
+    | libc::O_SYNC
+    | libc::O_PATH
+    | libc::O_TMPFILE;
+
+/// Flags that mean something only to the caller's process, never to the
+/// server's: a controlling terminal, and `SIGIO` delivery.
+const LOCAL_OPEN_FLAGS: i32 = libc::O_NOCTTY | libc::O_ASYNC;
+
+/// What `O_PATH` keeps; the kernel's `O_PATH_FLAGS`.
+const PATH_OPEN_FLAGS: i32 = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+
+/// The only file status flags `F_SETFL` changes on Linux.
+const SETFL_FLAGS: i32 = libc::O_APPEND | libc::O_NONBLOCK | libc::O_DIRECT | libc::O_NOATIME;
+
+/// Creation modes keep permission bits only (`S_IALLUGO`).
+const MODE_BITS: u32 = 0o7777;
+
+/// Open flags and mode as `open(2)` itself normalises them before acting
+/// (`build_open_how` in the kernel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct OpenFlags {
+    flags: i32,
+    mode: u32,
+}
+
+impl OpenFlags {
+    pub(super) fn new(flags: i32, mode: u32) -> Self {
+        let mut flags = flags & KNOWN_OPEN_FLAGS & !LOCAL_OPEN_FLAGS;
+        if flags & libc::O_PATH != 0 {
+            flags &= PATH_OPEN_FLAGS;
+        }
+        let creates = flags & libc::O_CREAT != 0 || flags & libc::O_TMPFILE == libc::O_TMPFILE;
+        let mode = if creates { mode & MODE_BITS } else { 0 };
+        Self { flags, mode }
+    }
+
+    /// Whether the open could change the export: write access, creating,
+    /// or truncating (which Linux does even with `O_RDONLY`).
+    pub(super) fn writes(self) -> bool {
+        let access = self.flags & libc::O_ACCMODE;
+        access != libc::O_RDONLY
+            || self.flags & (libc::O_CREAT | libc::O_TRUNC) != 0
+            || self.flags & libc::O_TMPFILE == libc::O_TMPFILE
+    }
+}
+
+/// `openat2(2)` of the whole path from the root with `RESOLVE_IN_ROOT`.
+///
+/// `O_CREAT` is safe on this route: it follows a dangling final symlink the
+/// same way every other symlink on the walk is followed, within the root, so
+/// a link to `/etc/x` creates `<root>/etc/x`. Resolving the parent first and
+/// opening the name beneath it with `IN_ROOT` would be wrong instead: the
+/// parent would become `/` for the rest of the walk, so `../x` or `/x` in the
+/// final link would land in the parent, not where Linux puts them.
+pub(super) fn open(
+    root: &Root,
+    handles: &Handles,
+    path: &RemotePath,
+    flags: OpenFlags,
+) -> Response {
+    let oflags = OFlags::from_bits_retain(bits(flags.flags));
+    let fd = root.open(path, oflags, Mode::from_raw_mode(flags.mode))?;
+    let stat = stat_fd(fd.as_fd())?;
+    let handle = handles.insert(fd)?;
+    Ok(Reply::Opened { handle, stat })
+}
+
+/// `read(2)`, at most [`MAX_IO`] bytes.
+pub(super) fn read(fd: BorrowedFd<'_>, len: u32) -> Response {
+    let mut buf = io_buffer(len)?;
+    let n = rustix::io::read(fd, &mut buf[..])?;
+    buf.truncate(n);
+    Ok(Reply::Data(buf))
+}
+
+/// `pread64(2)`, at most [`MAX_IO`] bytes.
+pub(super) fn pread(fd: BorrowedFd<'_>, len: u32, offset: i64) -> Response {
+    let offset = u64::try_from(offset).map_err(|_| Errno::EINVAL)?;
+    let mut buf = io_buffer(len)?;
+    let n = rustix::io::pread(fd, &mut buf[..], offset)?;
+    buf.truncate(n);
+    Ok(Reply::Data(buf))
+}
+
+/// `write(2)` of at most [`MAX_IO`] bytes; more is a short write.
+pub(super) fn write(fd: BorrowedFd<'_>, data: &[u8]) -> Response {
+    let n = rustix::io::write(fd, clamp_io(data))?;
+    count(n)
+}
+
+/// `pwrite64(2)` of at most [`MAX_IO`] bytes.
+pub(super) fn pwrite(fd: BorrowedFd<'_>, data: &[u8], offset: i64) -> Response {
+    let offset = u64::try_from(offset).map_err(|_| Errno::EINVAL)?;
+    let n = rustix::io::pwrite(fd, clamp_io(data), offset)?;
+    count(n)
+}
+
+/// `lseek(2)`, including `SEEK_DATA` and `SEEK_HOLE`.
+pub(super) fn lseek(fd: BorrowedFd<'_>, offset: i64, whence: i32) -> Response {
+    let unsigned = u64::try_from(offset);
+    let pos = match whence {
+        libc::SEEK_SET => SeekFrom::Start(unsigned.map_err(|_| Errno::EINVAL)?),
+        libc::SEEK_CUR => SeekFrom::Current(offset),
+        libc::SEEK_END => SeekFrom::End(offset),
+        // Filesystems answer a negative SEEK_DATA/HOLE offset with ENXIO.
+        libc::SEEK_DATA => SeekFrom::Data(unsigned.map_err(|_| Errno(libc::ENXIO))?),
+        libc::SEEK_HOLE => SeekFrom::Hole(unsigned.map_err(|_| Errno(libc::ENXIO))?),
+        _ => return Err(Errno::EINVAL),
+    };
+    let at = rustix::fs::seek(fd, pos)?;
+    Ok(Reply::Offset(
+        i64::try_from(at).map_err(|_| Errno::EOVERFLOW)?,
+    ))
+}
+
+/// `fsync(2)` or `fdatasync(2)`.
+pub(super) fn fsync(fd: BorrowedFd<'_>, data_only: bool) -> Response {
+    if data_only {
+        rustix::fs::fdatasync(fd)?;
+    } else {
+        rustix::fs::fsync(fd)?;
+    }
+    Ok(Reply::Done)
+}
+
+/// `fcntl(2)` `F_SETFL`: other bits are ignored, as Linux ignores them.
+pub(super) fn set_flags(fd: BorrowedFd<'_>, flags: i32) -> Response {
+    let flags = OFlags::from_bits_retain(bits(flags & SETFL_FLAGS));
+    rustix::fs::fcntl_setfl(fd, flags)?;
+    Ok(Reply::Done)
+}
+
+/// `ftruncate(2)`.
+pub(super) fn ftruncate(fd: BorrowedFd<'_>, len: i64) -> Response {
+    let len = u64::try_from(len).map_err(|_| Errno::EINVAL)?;
+    rustix::fs::ftruncate(fd, len)?;
+    Ok(Reply::Done)
+}
+
+/// `truncate(2)`, through the resolved fd's `/proc/self/fd` link: opening
+/// the file for writing instead would block on a fifo and could have side
+/// effects on a device, where `truncate(2)` just fails.
+pub(super) fn truncate(root: &Root, path: &RemotePath, len: i64) -> Response {
+    if len < 0 {
+        return Err(Errno::EINVAL);
+    }
+    let fd = root.target(path, true)?;
+    nix::unistd::truncate(proc_fd_path(fd.as_fd()).as_c_str(), len)
+        .map_err(|e| Errno::from_io(&e.into()))?;
+    Ok(Reply::Done)
+}
+
+/// A zeroed buffer for a read, never larger than [`MAX_IO`] whatever the
+/// request asks.
+fn io_buffer(len: u32) -> Result<Vec<u8>, Errno> {
+    let len = usize::try_from(len.min(MAX_IO)).map_err(|_| Errno::EINVAL)?;
+    Ok(vec![0; len])
+}
+
+fn clamp_io(data: &[u8]) -> &[u8] {
+    let max = usize::try_from(MAX_IO).unwrap_or(usize::MAX);
+    &data[..data.len().min(max)]
+}
+
+fn count(n: usize) -> Response {
+    Ok(Reply::Count(
+        u64::try_from(n).map_err(|_| Errno::EOVERFLOW)?,
+    ))
+}
+
+/// The bit pattern of a flags word; Linux flag words are unsigned to rustix.
+fn bits(flags: i32) -> u32 {
+    u32::from_ne_bytes(flags.to_ne_bytes())
+}

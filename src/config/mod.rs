@@ -1,1 +1,346 @@
 //! Settings from flags, TOML files and the thesis's rsc.config format.
+//!
+//! Flow: [`ClientArgs`] (clap) → optional `--config` file parsed into
+//! [`FileSettings`] → [`resolve`] overlays the flags and validates →
+//! [`ClientSettings`]. Everything except [`resolve`] is pure: parsers take
+//! the file's text and its name, and the environment comes in as [`Env`].
+//!
+//! Format of `--config` (see [`parse_config_file`]): a name ending in
+//! `.toml` is always TOML. Otherwise, if the first line that is not blank or
+//! a `#` comment starts with `socket_on`, `disk_on`, `local_path`,
+//! `remote_path` or `REMOTE` (followed by a value, not `=`), the file is
+//! rsc.config; anything else is parsed as TOML.
+//!
+//! Precedence: a flag given on the command line wins over the file. Boolean
+//! flags can only switch a setting on (a file's `trace = true` cannot be
+//! undone from the command line). `--mount` flags replace the file's mounts
+//! as a whole. `--pure`/`--optimize` on the command line replace the file's
+//! `pure`/`optimize` as a whole.
+
+mod cli;
+mod error;
+mod rsc_config;
+mod toml_file;
+mod types;
+
+use std::collections::{BTreeSet, HashMap};
+use std::ffi::OsString;
+use std::path::{Component, Path, PathBuf};
+
+pub use cli::{ClientArgs, ClientCommand, KeygenArgs};
+pub use error::{ConfigError, Located, Origin};
+pub use rsc_config::{canonical_syscall, looks_like_rsc_config, parse_rsc_config};
+pub use toml_file::{line_col, parse_toml};
+pub use types::{
+    DEFAULT_PORT, Mount, MountError, MountSide, OPTIMIZATION_NAMES, Optimizations, OptimizeError,
+    RemoteAddr, RemoteAddrError,
+};
+
+/// Everything the client needs to run, after merging file and flags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSettings {
+    /// `None`: start an embedded executor on loopback.
+    pub remote: Option<RemoteAddr>,
+    /// Validated: absolute, normalized, unique LOCAL, LOCAL not `/`.
+    /// LOCALs may nest (`/r` and `/r/etc`); the longest prefix should win.
+    pub mounts: Vec<Mount>,
+    pub uname: bool,
+    pub net: bool,
+    pub optimizations: Optimizations,
+    pub trace: bool,
+    pub stats: bool,
+    pub server_cert: Option<PathBuf>,
+    pub identity_dir: PathBuf,
+    pub known_servers: PathBuf,
+    /// Non-empty: argv of the program to run.
+    pub program: Vec<OsString>,
+    /// Syscalls an rsc.config listed on `REMOTE` lines (kernel names, e.g.
+    /// `pread64`). `None` when the settings did not come from rsc.config:
+    /// the client then derives the set from `mounts`/`uname`/`net`.
+    pub forwarded_syscalls: Option<BTreeSet<String>>,
+}
+
+/// Settings read from one file, each optional so the flags can be laid
+/// over them. Produced by [`parse_toml`] and [`parse_rsc_config`], which
+/// have already checked everything that can be checked within the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileSettings {
+    pub path: PathBuf,
+    pub remote: Option<RemoteAddr>,
+    pub mounts: Vec<Located<Mount>>,
+    pub uname: Option<bool>,
+    pub net: Option<bool>,
+    /// `pure` and `optimize` of the file, already combined.
+    pub optimizations: Option<Optimizations>,
+    pub trace: Option<bool>,
+    pub stats: Option<bool>,
+    /// Paths as written; `~` and relative paths are resolved by [`resolve`].
+    pub server_cert: Option<Located<PathBuf>>,
+    pub identity: Option<Located<PathBuf>>,
+    pub known_servers: Option<Located<PathBuf>>,
+    pub forwarded_syscalls: Option<BTreeSet<String>>,
+}
+
+impl FileSettings {
+    /// A file that sets nothing.
+    pub fn empty(path: &Path) -> Self {
+        Self {
+            path: path.to_owned(),
+            remote: None,
+            mounts: Vec::new(),
+            uname: None,
+            net: None,
+            optimizations: None,
+            trace: None,
+            stats: None,
+            server_cert: None,
+            identity: None,
+            known_servers: None,
+            forwarded_syscalls: None,
+        }
+    }
+}
+
+/// The parts of the process environment that defaults depend on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Env {
+    pub home: Option<PathBuf>,
+    pub xdg_config_home: Option<PathBuf>,
+}
+
+impl Env {
+    pub fn from_process() -> Self {
+        // Empty values count as unset, as the XDG spec asks.
+        let var = |name| {
+            std::env::var_os(name)
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        };
+        Self {
+            home: var("HOME"),
+            xdg_config_home: var("XDG_CONFIG_HOME"),
+        }
+    }
+
+    /// `$XDG_CONFIG_HOME/rscq`, else `$HOME/.config/rscq`. A relative
+    /// XDG_CONFIG_HOME is ignored, as the XDG spec requires.
+    pub fn config_dir(&self) -> Option<PathBuf> {
+        if let Some(x) = self.xdg_config_home.as_ref().filter(|p| p.is_absolute()) {
+            return Some(x.join("rscq"));
+        }
+        self.home.as_ref().map(|h| h.join(".config").join("rscq"))
+    }
+}
+
+/// Which syntax a settings file is written in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigFormat {
+    Toml,
+    RscConfig,
+}
+
+/// Applies the detection rule described in the module documentation.
+pub fn detect_format(path: &Path, src: &str) -> ConfigFormat {
+    let is_toml_ext = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("toml"));
+    if !is_toml_ext && looks_like_rsc_config(src) {
+        ConfigFormat::RscConfig
+    } else {
+        ConfigFormat::Toml
+    }
+}
+
+/// Parses a settings file in either format. Pure: `src` is the file's text.
+pub fn parse_config_file(src: &str, path: &Path) -> Result<FileSettings, ConfigError> {
+    // Editors on some systems write a BOM; neither format wants it.
+    let src = src.strip_prefix('\u{feff}').unwrap_or(src);
+    match detect_format(path, src) {
+        ConfigFormat::Toml => parse_toml(src, path),
+        ConfigFormat::RscConfig => parse_rsc_config(src, path),
+    }
+}
+
+/// Loads `--config` (if any), overlays the flags and validates. The only
+/// function here that touches the filesystem or the environment.
+pub fn resolve(args: &ClientArgs) -> Result<ClientSettings, ConfigError> {
+    let file = match &args.config {
+        Some(path) => {
+            let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            Some(parse_config_file(&src, path)?)
+        }
+        None => None,
+    };
+    resolve_with(args, file.as_ref(), &Env::from_process())
+}
+
+/// [`resolve`] with the file already parsed and the environment given.
+pub fn resolve_with(
+    args: &ClientArgs,
+    file: Option<&FileSettings>,
+    env: &Env,
+) -> Result<ClientSettings, ConfigError> {
+    if args.program.is_empty() {
+        return Err(ConfigError::MissingProgram);
+    }
+    let empty;
+    let file = match file {
+        Some(f) => f,
+        None => {
+            empty = FileSettings::empty(Path::new(""));
+            &empty
+        }
+    };
+
+    let mounts: Vec<Located<Mount>> = if args.mounts.is_empty() {
+        file.mounts.clone()
+    } else {
+        args.mounts
+            .iter()
+            .map(|m| Located {
+                value: m.clone(),
+                origin: Origin::CommandLine("--mount"),
+            })
+            .collect()
+    };
+    check_duplicate_mounts(&mounts)?;
+
+    let optimizations = if args.pure || args.optimize.is_some() {
+        match (args.pure, args.optimize) {
+            (true, Some(o)) if !o.is_pure() => {
+                return Err(ConfigError::PureConflictsWithOptimize {
+                    origin: Origin::CommandLine("--pure"),
+                    optimize: o,
+                });
+            }
+            (true, _) => Optimizations::NONE,
+            (false, o) => o.unwrap_or_default(),
+        }
+    } else {
+        file.optimizations.unwrap_or_default()
+    };
+
+    let config_dir = || env.config_dir();
+    let identity_dir = match pick_path(
+        args.identity.as_ref(),
+        "--identity",
+        file.identity.as_ref(),
+        file,
+        env,
+    )? {
+        Some(p) => p,
+        None => config_dir().ok_or(ConfigError::NoConfigDir {
+            setting: "the identity directory",
+            flag: "--identity",
+        })?,
+    };
+    let known_servers = match pick_path(
+        args.known_servers.as_ref(),
+        "--known-servers",
+        file.known_servers.as_ref(),
+        file,
+        env,
+    )? {
+        Some(p) => p,
+        None => config_dir()
+            .map(|d| d.join("known_servers"))
+            .ok_or(ConfigError::NoConfigDir {
+                setting: "the known servers file",
+                flag: "--known-servers",
+            })?,
+    };
+
+    Ok(ClientSettings {
+        remote: args.remote.clone().or_else(|| file.remote.clone()),
+        mounts: mounts.into_iter().map(|m| m.value).collect(),
+        uname: args.uname || file.uname.unwrap_or(false),
+        net: args.net || file.net.unwrap_or(false),
+        optimizations,
+        trace: args.trace || file.trace.unwrap_or(false),
+        stats: args.stats || file.stats.unwrap_or(false),
+        server_cert: pick_path(
+            args.server_cert.as_ref(),
+            "--server-cert",
+            file.server_cert.as_ref(),
+            file,
+            env,
+        )?,
+        identity_dir,
+        known_servers,
+        program: args.program.clone(),
+        forwarded_syscalls: file.forwarded_syscalls.clone(),
+    })
+}
+
+/// Directory for `rscq keygen`: `--dir`, else the default identity dir.
+pub fn keygen_dir(args: &KeygenArgs, env: &Env) -> Result<PathBuf, ConfigError> {
+    match &args.dir {
+        Some(dir) => expand_tilde(dir, env, &Origin::CommandLine("--dir")),
+        None => env.config_dir().ok_or(ConfigError::NoConfigDir {
+            setting: "the identity directory",
+            flag: "--dir",
+        }),
+    }
+}
+
+/// The flag's path if given, else the file's. A file's relative path is
+/// taken relative to the file's directory, so a profile can sit next to the
+/// certificate it pins regardless of where rscq is started.
+fn pick_path(
+    flag: Option<&PathBuf>,
+    flag_name: &'static str,
+    from_file: Option<&Located<PathBuf>>,
+    file: &FileSettings,
+    env: &Env,
+) -> Result<Option<PathBuf>, ConfigError> {
+    if let Some(p) = flag {
+        return expand_tilde(p, env, &Origin::CommandLine(flag_name)).map(Some);
+    }
+    let Some(p) = from_file else {
+        return Ok(None);
+    };
+    let expanded = expand_tilde(&p.value, env, &p.origin)?;
+    if expanded.is_relative() {
+        let dir = file.path.parent().unwrap_or(Path::new(""));
+        return Ok(Some(dir.join(expanded)));
+    }
+    Ok(Some(expanded))
+}
+
+/// Expands a leading `~` component to HOME. The shell does this for
+/// `--identity ~/x` but not for `--identity=~/x` nor inside a file.
+/// `~user` is left alone: looking up other users is not worth a dependency.
+fn expand_tilde(path: &Path, env: &Env, origin: &Origin) -> Result<PathBuf, ConfigError> {
+    let mut components = path.components();
+    match components.next() {
+        Some(Component::Normal(first)) if first == "~" => match &env.home {
+            Some(home) => Ok(home.join(components.as_path())),
+            None => Err(ConfigError::TildeWithoutHome {
+                origin: origin.clone(),
+                path: path.to_owned(),
+            }),
+        },
+        _ => Ok(path.to_owned()),
+    }
+}
+
+/// Two mounts on the same LOCAL would make lookups ambiguous.
+pub(crate) fn check_duplicate_mounts(mounts: &[Located<Mount>]) -> Result<(), ConfigError> {
+    let mut seen: HashMap<&Path, &Origin> = HashMap::new();
+    for m in mounts {
+        if let Some(first) = seen.insert(&m.value.local, &m.origin) {
+            return Err(ConfigError::DuplicateMount {
+                local: m.value.local.clone(),
+                first: first.clone(),
+                second: m.origin.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,219 @@
+//! The `rscq` command line.
+//!
+//! Values are parsed to their types here so a typo is reported by clap with
+//! usage help, before anything starts. Cross-setting rules (duplicate mount
+//! points, `--pure` against `--optimize`, merging with `--config`) live in
+//! [`super::resolve`], because they also apply to settings from a file.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use super::types::{Mount, Optimizations, RemoteAddr};
+
+/// Run PROGRAM locally while chosen system calls run on a remote rscq-server.
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "rscq",
+    version,
+    about,
+    // `rscq keygen` takes no run options: mixing them would silently ignore them.
+    args_conflicts_with_subcommands = true,
+    // PROGRAM is required only when running, not for `keygen`.
+    subcommand_negates_reqs = true
+)]
+pub struct ClientArgs {
+    #[command(subcommand)]
+    pub command: Option<ClientCommand>,
+
+    /// Server address: HOST, HOST:PORT or [IPv6]:PORT (default port 4433).
+    /// Without it rscq starts an embedded executor on loopback.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub remote: Option<RemoteAddr>,
+
+    /// Show the server's REMOTE directory at LOCAL (both absolute, LOCAL not
+    /// "/"), e.g. /remote=/ or /remote=/etc. Repeatable; replaces the mounts
+    /// of --config.
+    #[arg(long = "mount", value_name = "LOCAL=REMOTE")]
+    pub mounts: Vec<Mount>,
+
+    /// uname(2) returns the server's utsname.
+    #[arg(long)]
+    pub uname: bool,
+
+    /// Forward the network stack (accepted and stored; not yet implemented).
+    #[arg(long)]
+    pub net: bool,
+
+    /// Every forwarded call is one stop-and-wait round trip (= --optimize none).
+    #[arg(long)]
+    pub pure: bool,
+
+    /// Comma list of nagle,readahead,statcache,compound, or all, or none
+    /// [default: all].
+    #[arg(long, value_name = "LIST")]
+    pub optimize: Option<Optimizations>,
+
+    /// Print one line per forwarded syscall on stderr.
+    #[arg(long)]
+    pub trace: bool,
+
+    /// Print a summary at exit.
+    #[arg(long)]
+    pub stats: bool,
+
+    /// Pin this server certificate (otherwise trust on first use).
+    #[arg(long, value_name = "FILE")]
+    pub server_cert: Option<PathBuf>,
+
+    /// Client identity directory [default: $XDG_CONFIG_HOME/rscq or ~/.config/rscq].
+    #[arg(long, value_name = "DIR")]
+    pub identity: Option<PathBuf>,
+
+    /// Trust-on-first-use store [default: ~/.config/rscq/known_servers].
+    #[arg(long, value_name = "FILE")]
+    pub known_servers: Option<PathBuf>,
+
+    /// Settings file: TOML (same keys as the flags) or the umrsc rsc.config
+    /// format. Command-line flags win over the file.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// The program to run and its arguments, after `--`.
+    // OsString because argv need not be UTF-8 and is passed through untouched.
+    #[arg(last = true, required = true, value_name = "PROGRAM")]
+    pub program: Vec<OsString>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ClientCommand {
+    /// Create the client identity (key pair and certificate).
+    Keygen(KeygenArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct KeygenArgs {
+    /// Where to write the identity [default: $XDG_CONFIG_HOME/rscq or ~/.config/rscq].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use clap::error::ErrorKind;
+
+    fn parse(args: &[&str]) -> Result<ClientArgs, clap::Error> {
+        ClientArgs::try_parse_from(std::iter::once("rscq").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        ClientArgs::command().debug_assert();
+    }
+
+    #[test]
+    fn every_flag() {
+        let a = parse(&[
+            "--remote",
+            "srv.example:9000",
+            "--mount",
+            "/remote=/",
+            "--mount=/etc-r=/etc",
+            "--uname",
+            "--net",
+            "--optimize",
+            "nagle,compound",
+            "--trace",
+            "--stats",
+            "--server-cert",
+            "srv.der",
+            "--identity",
+            "/id",
+            "--known-servers",
+            "/ks",
+            "--config",
+            "c.toml",
+            "--",
+            "ls",
+            "-l",
+            "--color",
+        ])
+        .expect("parse");
+        assert!(a.command.is_none());
+        let r = a.remote.expect("remote");
+        assert_eq!((r.host.as_str(), r.port), ("srv.example", 9000));
+        assert_eq!(a.mounts.len(), 2);
+        assert_eq!(a.mounts[1].remote, PathBuf::from("/etc"));
+        assert!(a.uname && a.net && a.trace && a.stats && !a.pure);
+        let o = a.optimize.expect("optimize");
+        assert!(o.nagle && o.compound && !o.readahead && !o.statcache);
+        assert_eq!(a.server_cert, Some(PathBuf::from("srv.der")));
+        assert_eq!(a.identity, Some(PathBuf::from("/id")));
+        assert_eq!(a.known_servers, Some(PathBuf::from("/ks")));
+        assert_eq!(a.config, Some(PathBuf::from("c.toml")));
+        assert_eq!(a.program, vec!["ls", "-l", "--color"]);
+    }
+
+    #[test]
+    fn pure_flag() {
+        let a = parse(&["--pure", "--", "true"]).expect("parse");
+        assert!(a.pure);
+        assert!(a.optimize.is_none());
+    }
+
+    #[test]
+    fn program_required_after_double_dash() {
+        let e = parse(&["--trace"]).expect_err("no program");
+        assert_eq!(e.kind(), ErrorKind::MissingRequiredArgument);
+        assert!(parse(&["--trace", "--"]).is_err());
+        // Without `--` the program is not taken as PROGRAM.
+        assert!(parse(&["ls"]).is_err());
+    }
+
+    #[test]
+    fn keygen_subcommand() {
+        let a = parse(&["keygen"]).expect("keygen");
+        assert!(matches!(
+            a.command,
+            Some(ClientCommand::Keygen(KeygenArgs { dir: None }))
+        ));
+        assert!(a.program.is_empty());
+        let a = parse(&["keygen", "--dir", "/tmp/id"]).expect("keygen dir");
+        match a.command {
+            Some(ClientCommand::Keygen(k)) => assert_eq!(k.dir, Some(PathBuf::from("/tmp/id"))),
+            None => panic!("expected keygen"),
+        }
+        assert!(parse(&["--trace", "keygen"]).is_err());
+        // After `--`, "keygen" is just a program name.
+        let a = parse(&["--", "keygen"]).expect("program named keygen");
+        assert!(a.command.is_none());
+        assert_eq!(a.program, vec!["keygen"]);
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        for bad in [
+            &["--remote", "::1", "--", "x"][..],
+            &["--remote", "h:0", "--", "x"],
+            &["--mount", "/=/", "--", "x"],
+            &["--mount", "rel=/", "--", "x"],
+            &["--mount", "/nolocal", "--", "x"],
+            &["--optimize", "turbo", "--", "x"],
+            &["--optimize", "", "--", "x"],
+        ] {
+            let e = parse(bad).expect_err("must fail");
+            assert_eq!(e.kind(), ErrorKind::ValueValidation, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn remote_forms_on_command_line() {
+        let port = |s: &str| parse(&["--remote", s, "--", "x"]).map(|a| a.remote.map(|r| r.port));
+        assert_eq!(port("host").ok().flatten(), Some(4433));
+        assert_eq!(port("host:1").ok().flatten(), Some(1));
+        assert_eq!(port("[::1]:2").ok().flatten(), Some(2));
+    }
+}

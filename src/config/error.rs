@@ -1,0 +1,182 @@
+//! Configuration errors. Every message says where the bad value came from
+//! (a flag, or file:line) and what is wrong with it.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use super::types::{MountError, Optimizations, OptimizeError, RemoteAddrError};
+
+/// Where a setting was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// A command-line flag, e.g. `--mount`.
+    CommandLine(&'static str),
+    /// A line (1-based) of a settings file.
+    File { path: PathBuf, line: usize },
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::CommandLine(flag) => write!(f, "command line {flag}"),
+            Self::File { path, line } => write!(f, "{}:{line}", path.display()),
+        }
+    }
+}
+
+/// A value together with where it was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located<T> {
+    pub value: T,
+    pub origin: Origin,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    /// Malformed TOML, an unknown key, or a value of the wrong type.
+    #[error("{}: {message}", toml_location(path, *line_col))]
+    Toml {
+        path: PathBuf,
+        /// 1-based line and column (in characters), when toml gave a span.
+        line_col: Option<(usize, usize)>,
+        message: String,
+    },
+
+    #[error(
+        "{}:{line}: unknown keyword `{keyword}` (rsc.config knows socket_on, disk_on, local_path, remote_path, REMOTE)",
+        path.display()
+    )]
+    RscUnknownKeyword {
+        path: PathBuf,
+        line: usize,
+        keyword: String,
+    },
+
+    #[error("{}:{line}: unknown syscall `{name}` in REMOTE line", path.display())]
+    RscUnknownSyscall {
+        path: PathBuf,
+        line: usize,
+        name: String,
+    },
+
+    #[error("{}:{line}: `{keyword}` needs a value", path.display())]
+    RscMissingValue {
+        path: PathBuf,
+        line: usize,
+        keyword: &'static str,
+    },
+
+    #[error("{}:{line}: `{keyword}` expects {expected}, found `{value}`", path.display())]
+    RscBadValue {
+        path: PathBuf,
+        line: usize,
+        keyword: &'static str,
+        expected: &'static str,
+        value: String,
+    },
+
+    #[error("{}:{line}: `{keyword}` repeated (first given on line {first_line})", path.display())]
+    RscDuplicate {
+        path: PathBuf,
+        line: usize,
+        first_line: usize,
+        keyword: &'static str,
+    },
+
+    #[error("{}:{line}: `disk_on 1` needs a `{missing}` line", path.display())]
+    RscIncompleteMount {
+        path: PathBuf,
+        line: usize,
+        missing: &'static str,
+    },
+
+    #[error(
+        "{}:{line}: `{keyword}` given but there is no disk_on line; add `disk_on 1` (or `disk_on 0` to keep the mount off)",
+        path.display()
+    )]
+    RscPathWithoutDiskOn {
+        path: PathBuf,
+        line: usize,
+        keyword: &'static str,
+    },
+
+    #[error("{origin}: invalid remote `{value}`: {source}")]
+    InvalidRemote {
+        origin: Origin,
+        value: String,
+        #[source]
+        source: RemoteAddrError,
+    },
+
+    #[error("{origin}: invalid mount: {source}")]
+    InvalidMount {
+        origin: Origin,
+        #[source]
+        source: MountError,
+    },
+
+    #[error("{}", duplicate_mount(local, first, second))]
+    DuplicateMount {
+        local: PathBuf,
+        first: Origin,
+        second: Origin,
+    },
+
+    #[error("{origin}: invalid optimize list: {source}")]
+    InvalidOptimize {
+        origin: Origin,
+        #[source]
+        source: OptimizeError,
+    },
+
+    #[error("{origin}: pure conflicts with optimize `{optimize}` (pure means optimize none)")]
+    PureConflictsWithOptimize {
+        origin: Origin,
+        optimize: Optimizations,
+    },
+
+    #[error("{origin}: {setting} path is empty")]
+    EmptyPath {
+        origin: Origin,
+        setting: &'static str,
+    },
+
+    #[error("{origin}: cannot expand `~` in {}: HOME is not set", path.display())]
+    TildeWithoutHome { origin: Origin, path: PathBuf },
+
+    #[error("no default for {setting}: neither XDG_CONFIG_HOME nor HOME is set; pass {flag}")]
+    NoConfigDir {
+        setting: &'static str,
+        flag: &'static str,
+    },
+
+    #[error("no program to run: use rscq [OPTIONS] -- PROGRAM [ARGS...]")]
+    MissingProgram,
+}
+
+fn toml_location(path: &std::path::Path, line_col: Option<(usize, usize)>) -> String {
+    match line_col {
+        Some((line, col)) => format!("{}:{line}:{col}", path.display()),
+        None => path.display().to_string(),
+    }
+}
+
+fn duplicate_mount(local: &std::path::Path, first: &Origin, second: &Origin) -> String {
+    if first == second {
+        // Both from the command line, or both on one TOML line.
+        format!("{second}: mount point {} is given twice", local.display())
+    } else {
+        format!(
+            "{second}: mount point {} is already used by the mount at {first}",
+            local.display()
+        )
+    }
+}

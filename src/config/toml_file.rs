@@ -1,0 +1,417 @@
+//! TOML settings files: the same settings as the command-line flags.
+//!
+//! ```toml
+//! remote = "server.example:4433"
+//! mounts = ["/remote=/", { local = "/etc-r", remote = "/etc" }]
+//! uname = true
+//! net = false
+//! optimize = ["nagle", "readahead"]   # or "all", "none", "nagle,readahead"
+//! pure = false
+//! trace = false
+//! stats = true
+//! server_cert = "server.der"          # relative paths: to this file's directory
+//! identity = "~/.config/rscq"
+//! known_servers = "~/.config/rscq/known_servers"
+//! ```
+//!
+//! Values that need checking beyond their TOML type are kept with their span
+//! so that a bad mount or address is reported at its own line.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use toml::Spanned;
+
+use super::error::{ConfigError, Located, Origin};
+use super::types::{Mount, Optimizations, RemoteAddr};
+use super::{FileSettings, check_duplicate_mounts};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Schema {
+    remote: Option<Spanned<String>>,
+    mounts: Option<Vec<Spanned<MountEntry>>>,
+    uname: Option<bool>,
+    net: Option<bool>,
+    optimize: Option<Spanned<OptimizeValue>>,
+    pure: Option<Spanned<bool>>,
+    trace: Option<bool>,
+    stats: Option<bool>,
+    server_cert: Option<Spanned<String>>,
+    identity: Option<Spanned<String>>,
+    known_servers: Option<Spanned<String>>,
+}
+
+/// A mount written as `"LOCAL=REMOTE"` or as `{ local = ..., remote = ... }`.
+#[derive(Debug)]
+enum MountEntry {
+    Spec(String),
+    Table(MountTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MountTable {
+    local: String,
+    remote: String,
+}
+
+// Hand-written rather than `#[serde(untagged)]`: untagged buffers the value
+// and loses toml's spans, turning "unknown field `remot`" into "data did not
+// match any variant" with no line.
+impl<'de> Deserialize<'de> for MountEntry {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = MountEntry;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"a mount: "LOCAL=REMOTE" or { local = "...", remote = "..." }"#)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<MountEntry, E> {
+                Ok(MountEntry::Spec(v.to_owned()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<MountEntry, A::Error> {
+                MountTable::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(MountEntry::Table)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `optimize = "all" | "none" | "a,b"` or `optimize = ["a", "b"]`.
+#[derive(Debug)]
+enum OptimizeValue {
+    Text(String),
+    List(Vec<String>),
+}
+
+impl<'de> Deserialize<'de> for OptimizeValue {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = OptimizeValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#""all", "none", or a list such as ["nagle", "readahead"]"#)
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<OptimizeValue, E> {
+                Ok(OptimizeValue::Text(v.to_owned()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<OptimizeValue, A::Error> {
+                let mut names = Vec::new();
+                while let Some(name) = seq.next_element::<String>()? {
+                    names.push(name);
+                }
+                Ok(OptimizeValue::List(names))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// 1-based line and column (in characters) of a byte offset into `src`.
+/// Offsets past the end or inside a character are clamped, since they come
+/// from another crate and a slightly-off position beats a panic.
+pub fn line_col(src: &str, offset: usize) -> (usize, usize) {
+    let mut offset = offset.min(src.len());
+    while !src.is_char_boundary(offset) {
+        offset = offset.saturating_sub(1);
+    }
+    let before = &src[..offset];
+    let line = before.matches('\n').count().saturating_add(1);
+    let line_start = before.rfind('\n').map_or(0, |i| i.saturating_add(1));
+    let column = before[line_start..].chars().count().saturating_add(1);
+    (line, column)
+}
+
+/// Parses a TOML settings file. `path` is only used in error messages and
+/// origins; nothing is read here.
+pub fn parse_toml(src: &str, path: &Path) -> Result<FileSettings, ConfigError> {
+    let schema: Schema = toml::from_str(src).map_err(|e| ConfigError::Toml {
+        path: path.to_owned(),
+        line_col: e.span().map(|s| line_col(src, s.start)),
+        message: e.message().trim_end().to_owned(),
+    })?;
+
+    let at = |span: Range<usize>| Origin::File {
+        path: path.to_owned(),
+        line: line_col(src, span.start).0,
+    };
+
+    let remote = match schema.remote {
+        Some(r) => {
+            let origin = at(r.span());
+            let text = r.into_inner();
+            Some(
+                text.parse::<RemoteAddr>()
+                    .map_err(|source| ConfigError::InvalidRemote {
+                        origin,
+                        value: text.clone(),
+                        source,
+                    })?,
+            )
+        }
+        None => None,
+    };
+
+    let mut mounts = Vec::new();
+    for entry in schema.mounts.unwrap_or_default() {
+        let origin = at(entry.span());
+        let parsed = match entry.into_inner() {
+            MountEntry::Spec(s) => s.parse::<Mount>(),
+            MountEntry::Table(t) => Mount::new(&t.local, &t.remote),
+        };
+        match parsed {
+            Ok(value) => mounts.push(Located { value, origin }),
+            Err(source) => return Err(ConfigError::InvalidMount { origin, source }),
+        }
+    }
+    check_duplicate_mounts(&mounts)?;
+
+    let optimize = match schema.optimize {
+        Some(o) => {
+            let origin = at(o.span());
+            let parsed = match o.into_inner() {
+                OptimizeValue::Text(s) => s.parse::<Optimizations>(),
+                OptimizeValue::List(v) => Optimizations::from_names(v.iter().map(String::as_str)),
+            };
+            let value = parsed.map_err(|source| ConfigError::InvalidOptimize {
+                origin: origin.clone(),
+                source,
+            })?;
+            Some(Located { value, origin })
+        }
+        None => None,
+    };
+    let optimizations = match (schema.pure, optimize) {
+        (Some(p), Some(o)) if *p.get_ref() && !o.value.is_pure() => {
+            return Err(ConfigError::PureConflictsWithOptimize {
+                origin: o.origin,
+                optimize: o.value,
+            });
+        }
+        (Some(p), _) if *p.get_ref() => Some(Optimizations::NONE),
+        (_, Some(o)) => Some(o.value),
+        _ => None,
+    };
+
+    let path_setting = |v: Option<Spanned<String>>, setting: &'static str| {
+        v.map(|s| {
+            let origin = at(s.span());
+            let text = s.into_inner();
+            if text.is_empty() {
+                Err(ConfigError::EmptyPath { origin, setting })
+            } else {
+                Ok(Located {
+                    value: PathBuf::from(text),
+                    origin,
+                })
+            }
+        })
+        .transpose()
+    };
+
+    Ok(FileSettings {
+        path: path.to_owned(),
+        remote,
+        mounts,
+        uname: schema.uname,
+        net: schema.net,
+        optimizations,
+        trace: schema.trace,
+        stats: schema.stats,
+        server_cert: path_setting(schema.server_cert, "server_cert")?,
+        identity: path_setting(schema.identity, "identity")?,
+        known_servers: path_setting(schema.known_servers, "known_servers")?,
+        forwarded_syscalls: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(src: &str) -> Result<FileSettings, ConfigError> {
+        parse_toml(src, Path::new("test.toml"))
+    }
+
+    fn line_of(e: &ConfigError) -> Option<usize> {
+        match e {
+            ConfigError::Toml { line_col, .. } => line_col.map(|(l, _)| l),
+            ConfigError::InvalidRemote { origin, .. }
+            | ConfigError::InvalidMount { origin, .. }
+            | ConfigError::InvalidOptimize { origin, .. }
+            | ConfigError::PureConflictsWithOptimize { origin, .. }
+            | ConfigError::EmptyPath { origin, .. } => match origin {
+                Origin::File { line, .. } => Some(*line),
+                Origin::CommandLine(_) => None,
+            },
+            ConfigError::DuplicateMount { second, .. } => match second {
+                Origin::File { line, .. } => Some(*line),
+                Origin::CommandLine(_) => None,
+            },
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn line_col_counts_chars() {
+        let s = "ab\ncdé\nx";
+        assert_eq!(line_col(s, 0), (1, 1));
+        assert_eq!(line_col(s, 3), (2, 1));
+        assert_eq!(line_col(s, 8), (3, 1));
+        assert_eq!(line_col(s, 6), (2, 3), "inside é clamps back");
+        assert_eq!(line_col(s, 7), (2, 4));
+        assert_eq!(line_col(s, 999), (3, 2));
+    }
+
+    #[test]
+    fn every_key() {
+        let f = parse(
+            r#"
+remote = "srv.example:7000"
+mounts = ["/remote=/", { local = "/etc-r", remote = "/etc" }]
+uname = true
+net = true
+optimize = ["nagle", "readahead"]
+pure = false
+trace = true
+stats = true
+server_cert = "certs/server.der"
+identity = "/id"
+known_servers = "/ks"
+"#,
+        )
+        .expect("parse");
+        let r = f.remote.as_ref().expect("remote");
+        assert_eq!((r.host.as_str(), r.port), ("srv.example", 7000));
+        assert_eq!(f.mounts.len(), 2);
+        assert_eq!(f.mounts[0].value.to_string(), "/remote=/");
+        assert_eq!(f.mounts[1].value.to_string(), "/etc-r=/etc");
+        assert_eq!(
+            f.mounts[1].origin,
+            Origin::File {
+                path: "test.toml".into(),
+                line: 3
+            }
+        );
+        assert_eq!(f.uname, Some(true));
+        assert_eq!(f.net, Some(true));
+        let o = f.optimizations.expect("optimize");
+        assert!(o.nagle && o.readahead && !o.statcache && !o.compound);
+        assert_eq!(f.trace, Some(true));
+        assert_eq!(f.stats, Some(true));
+        assert_eq!(
+            f.server_cert.map(|p| p.value),
+            Some(PathBuf::from("certs/server.der"))
+        );
+        assert_eq!(f.identity.map(|p| p.value), Some(PathBuf::from("/id")));
+        assert_eq!(f.known_servers.map(|p| p.value), Some(PathBuf::from("/ks")));
+        assert!(f.forwarded_syscalls.is_none());
+    }
+
+    #[test]
+    fn empty_file_sets_nothing() {
+        let f = parse("# nothing\n").expect("parse");
+        assert!(f.remote.is_none() && f.mounts.is_empty() && f.uname.is_none());
+        assert!(f.optimizations.is_none());
+    }
+
+    #[test]
+    fn optimize_spellings() {
+        let o = |s: &str| parse(s).map(|f| f.optimizations);
+        assert_eq!(
+            o("optimize = \"all\"").ok().flatten(),
+            Some(Optimizations::ALL)
+        );
+        assert_eq!(
+            o("optimize = \"none\"").ok().flatten(),
+            Some(Optimizations::NONE)
+        );
+        assert_eq!(
+            o("optimize = []").map_err(|e| line_of(&e)).err(),
+            Some(Some(1))
+        );
+        assert_eq!(
+            o("optimize = \"nagle,compound\"")
+                .ok()
+                .flatten()
+                .map(|x| x.to_string()),
+            Some("nagle,compound".into())
+        );
+        assert_eq!(o("pure = true").ok().flatten(), Some(Optimizations::NONE));
+        assert_eq!(
+            o("pure = true\noptimize = \"none\"").ok().flatten(),
+            Some(Optimizations::NONE)
+        );
+        assert_eq!(o("pure = false").ok().flatten(), None);
+        let e = parse("pure = true\noptimize = [\"nagle\"]\n").expect_err("conflict");
+        assert!(matches!(e, ConfigError::PureConflictsWithOptimize { .. }));
+        assert_eq!(line_of(&e), Some(2));
+        let e = parse("\n\noptimize = [\"nagle\", \"warp\"]").expect_err("unknown name");
+        assert!(matches!(e, ConfigError::InvalidOptimize { .. }));
+        assert_eq!(line_of(&e), Some(3));
+        assert!(e.to_string().contains("test.toml:3"), "{e}");
+        let e = parse("optimize = 3").expect_err("wrong type");
+        assert!(matches!(e, ConfigError::Toml { .. }));
+    }
+
+    #[test]
+    fn unknown_key_names_line() {
+        let e = parse("uname = true\n\ntrcae = true\n").expect_err("unknown key");
+        assert!(matches!(e, ConfigError::Toml { .. }));
+        assert_eq!(line_of(&e), Some(3));
+        let msg = e.to_string();
+        assert!(msg.starts_with("test.toml:3:1: "), "{msg}");
+        assert!(msg.contains("trcae"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_key_in_mount_table_names_line() {
+        let e =
+            parse("mounts = [\n  { local = \"/r\", remot = \"/\" },\n]\n").expect_err("bad table");
+        assert!(matches!(e, ConfigError::Toml { .. }), "{e}");
+        assert_eq!(line_of(&e), Some(2), "{e}");
+        assert!(e.to_string().contains("remot"), "{e}");
+    }
+
+    #[test]
+    fn malformed_toml_names_line() {
+        let e = parse("uname = true\nremote = \"unterminated\n").expect_err("syntax");
+        assert!(matches!(e, ConfigError::Toml { .. }));
+        assert_eq!(line_of(&e), Some(2), "{e}");
+        let e = parse("trace = yes\n").expect_err("bad bool");
+        assert_eq!(line_of(&e), Some(1), "{e}");
+        let e = parse("\n\nuname = \"true\"\n").expect_err("wrong type");
+        assert_eq!(line_of(&e), Some(3), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_their_line() {
+        let e = parse("\nremote = \"::1\"\n").expect_err("v6");
+        assert!(matches!(e, ConfigError::InvalidRemote { .. }));
+        assert_eq!(line_of(&e), Some(2));
+
+        let e = parse("mounts = [\n  \"/a=/\",\n  \"rel=/\",\n]\n").expect_err("relative");
+        assert!(matches!(e, ConfigError::InvalidMount { .. }));
+        assert_eq!(line_of(&e), Some(3));
+
+        let e = parse("mounts = [{ local = \"/\", remote = \"/\" }]").expect_err("root");
+        assert!(e.to_string().contains("must not be `/`"), "{e}");
+
+        let e = parse("mounts = [\n \"/a=/\",\n \"/a/=/etc\",\n]").expect_err("dup");
+        assert!(matches!(e, ConfigError::DuplicateMount { .. }));
+        assert_eq!(line_of(&e), Some(3));
+        assert!(e.to_string().contains("test.toml:2"), "{e}");
+
+        let e = parse("\nidentity = \"\"").expect_err("empty path");
+        assert!(matches!(e, ConfigError::EmptyPath { .. }));
+        assert_eq!(line_of(&e), Some(2));
+
+        let e = parse("mounts = [42]").expect_err("wrong type");
+        assert!(matches!(e, ConfigError::Toml { .. }));
+    }
+}

@@ -1,0 +1,481 @@
+//! Value types shared by the command line, the TOML file and rsc.config:
+//! the server address, a mount, and the set of optimizations.
+//!
+//! Each parses from the string a user types, with a small error type of its
+//! own; callers wrap that error with where the string came from.
+
+use std::fmt;
+use std::net::Ipv6Addr;
+use std::path::{Component, Path, PathBuf};
+use std::str::FromStr;
+
+/// Port used when `--remote` names only a host.
+pub const DEFAULT_PORT: u16 = 4433;
+
+/// A server address as the user wrote it. The host is kept as a string
+/// because name resolution belongs to the transport, not to parsing.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RemoteAddr {
+    /// Host name, IPv4 literal, or IPv6 literal without brackets.
+    pub host: String,
+    pub port: u16,
+}
+
+impl RemoteAddr {
+    /// True when the host is an IPv6 literal (so it needs brackets when
+    /// joined with a port).
+    pub fn is_ipv6_literal(&self) -> bool {
+        self.host.contains(':')
+    }
+}
+
+impl fmt::Display for RemoteAddr {
+    /// `host:port`, or `[v6]:port`: a string `ToSocketAddrs` accepts.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.is_ipv6_literal() {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RemoteAddrError {
+    #[error("empty address (expected HOST, HOST:PORT or [IPv6]:PORT)")]
+    Empty,
+    #[error("empty host before the port")]
+    EmptyHost,
+    #[error("port `{0}` is not a number between 1 and 65535")]
+    BadPort(String),
+    #[error("`{0}` looks like an IPv6 address: put it in brackets, e.g. [::1]:{DEFAULT_PORT}")]
+    UnbracketedIpv6(String),
+    #[error("`{0}` inside brackets is not an IPv6 address")]
+    BadIpv6(String),
+    #[error("expected `:PORT` or nothing after `]`, found `{0}`")]
+    AfterBracket(String),
+    #[error("host `{0}` contains characters not allowed in a host name")]
+    BadHost(String),
+}
+
+impl FromStr for RemoteAddr {
+    type Err = RemoteAddrError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(RemoteAddrError::Empty);
+        }
+        if let Some(rest) = s.strip_prefix('[') {
+            let (inside, after) = rest
+                .split_once(']')
+                .ok_or_else(|| RemoteAddrError::BadIpv6(rest.to_owned()))?;
+            inside
+                .parse::<Ipv6Addr>()
+                .map_err(|_| RemoteAddrError::BadIpv6(inside.to_owned()))?;
+            let port = match after {
+                "" => DEFAULT_PORT,
+                _ => match after.strip_prefix(':') {
+                    Some(p) => parse_port(p)?,
+                    None => return Err(RemoteAddrError::AfterBracket(after.to_owned())),
+                },
+            };
+            return Ok(Self {
+                host: inside.to_owned(),
+                port,
+            });
+        }
+        // More than one colon without brackets cannot be split reliably
+        // (`::1:4433` is itself a valid IPv6 address), so refuse to guess.
+        if s.matches(':').count() > 1 {
+            return Err(RemoteAddrError::UnbracketedIpv6(s.to_owned()));
+        }
+        let (host, port) = match s.split_once(':') {
+            Some((h, p)) => (h, parse_port(p)?),
+            None => (s, DEFAULT_PORT),
+        };
+        if host.is_empty() {
+            return Err(RemoteAddrError::EmptyHost);
+        }
+        if !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        {
+            return Err(RemoteAddrError::BadHost(host.to_owned()));
+        }
+        Ok(Self {
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+fn parse_port(p: &str) -> Result<u16, RemoteAddrError> {
+    match p.parse::<u16>() {
+        // Port 0 would mean "any port" to bind(2), never a server to reach.
+        Ok(0) | Err(_) => Err(RemoteAddrError::BadPort(p.to_owned())),
+        Ok(port) => Ok(port),
+    }
+}
+
+/// One remote directory shown inside the local tree: paths under `local`
+/// are served from `remote` on the server.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Mount {
+    pub local: PathBuf,
+    pub remote: PathBuf,
+}
+
+/// Which half of `LOCAL=REMOTE` an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MountSide {
+    Local,
+    Remote,
+}
+
+impl fmt::Display for MountSide {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Local => "LOCAL",
+            Self::Remote => "REMOTE",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MountError {
+    #[error("`{0}` is not LOCAL=REMOTE (e.g. /remote=/)")]
+    MissingEquals(String),
+    #[error("{0} path is empty")]
+    Empty(MountSide),
+    #[error("{side} path `{path}` is not absolute")]
+    NotAbsolute { side: MountSide, path: String },
+    #[error("{side} path `{path}` contains `.` or `..`; write the normalized path")]
+    NotNormalized { side: MountSide, path: String },
+    #[error("{0} path contains a NUL byte")]
+    Nul(MountSide),
+    #[error("LOCAL must not be `/`: it would hide the whole local filesystem")]
+    LocalIsRoot,
+}
+
+impl Mount {
+    /// Validates both paths. Repeated and trailing slashes are harmless
+    /// spelling and are folded away; `.` and `..` are refused because
+    /// folding them lexically could disagree with symlinks on the server.
+    pub fn new(local: &str, remote: &str) -> Result<Self, MountError> {
+        let local = normalize(local, MountSide::Local)?;
+        if local.as_os_str() == "/" {
+            return Err(MountError::LocalIsRoot);
+        }
+        let remote = normalize(remote, MountSide::Remote)?;
+        Ok(Self { local, remote })
+    }
+}
+
+impl FromStr for Mount {
+    type Err = MountError;
+
+    /// `LOCAL=REMOTE`, split at the first `=` (so only REMOTE may contain one).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (local, remote) = s
+            .split_once('=')
+            .ok_or_else(|| MountError::MissingEquals(s.to_owned()))?;
+        Self::new(local, remote)
+    }
+}
+
+impl fmt::Display for Mount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.local.display(), self.remote.display())
+    }
+}
+
+fn normalize(path: &str, side: MountSide) -> Result<PathBuf, MountError> {
+    if path.is_empty() {
+        return Err(MountError::Empty(side));
+    }
+    if path.contains('\0') {
+        return Err(MountError::Nul(side));
+    }
+    if !path.starts_with('/') {
+        return Err(MountError::NotAbsolute {
+            side,
+            path: path.to_owned(),
+        });
+    }
+    let mut out = PathBuf::from("/");
+    // Path::components already drops repeated slashes and interior `.`, so
+    // look at the raw segments to catch `.` as well as `..`.
+    if path.split('/').any(|seg| seg == "." || seg == "..") {
+        return Err(MountError::NotNormalized {
+            side,
+            path: path.to_owned(),
+        });
+    }
+    for c in Path::new(path).components() {
+        if let Component::Normal(part) = c {
+            out.push(part);
+        }
+    }
+    Ok(out)
+}
+
+/// Latency-hiding techniques of the forwarding engine. All off is the
+/// thesis's baseline: every forwarded call is one stop-and-wait round trip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Optimizations {
+    pub nagle: bool,
+    pub readahead: bool,
+    pub statcache: bool,
+    pub compound: bool,
+}
+
+/// Names accepted in an optimize list, in display order.
+pub const OPTIMIZATION_NAMES: [&str; 4] = ["nagle", "readahead", "statcache", "compound"];
+
+impl Optimizations {
+    pub const ALL: Self = Self {
+        nagle: true,
+        readahead: true,
+        statcache: true,
+        compound: true,
+    };
+    pub const NONE: Self = Self {
+        nagle: false,
+        readahead: false,
+        statcache: false,
+        compound: false,
+    };
+
+    /// True when nothing hides latency (`--pure`).
+    pub fn is_pure(&self) -> bool {
+        *self == Self::NONE
+    }
+
+    /// Builds the set from separate names (a TOML array or the pieces of a
+    /// comma list). `all` and `none` must stand alone: mixed with names
+    /// their meaning would be ambiguous.
+    pub fn from_names<'a, I>(names: I) -> Result<Self, OptimizeError>
+    where
+        I: IntoIterator<Item = &'a str>,
+    {
+        let names: Vec<&str> = names.into_iter().map(str::trim).collect();
+        match names.as_slice() {
+            [] => return Err(OptimizeError::Empty),
+            ["all"] => return Ok(Self::ALL),
+            ["none"] => return Ok(Self::NONE),
+            _ => {}
+        }
+        let mut out = Self::NONE;
+        for name in names {
+            match name {
+                "nagle" => out.nagle = true,
+                "readahead" => out.readahead = true,
+                "statcache" => out.statcache = true,
+                "compound" => out.compound = true,
+                "all" | "none" => return Err(OptimizeError::AllNoneMixed(name.to_owned())),
+                "" => return Err(OptimizeError::EmptyItem),
+                other => return Err(OptimizeError::Unknown(other.to_owned())),
+            }
+        }
+        Ok(out)
+    }
+
+    fn flags(&self) -> [bool; 4] {
+        [self.nagle, self.readahead, self.statcache, self.compound]
+    }
+}
+
+impl Default for Optimizations {
+    fn default() -> Self {
+        Self::ALL
+    }
+}
+
+impl FromStr for Optimizations {
+    type Err = OptimizeError;
+
+    /// A comma list such as `nagle,readahead`, or `all`, or `none`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.trim().is_empty() {
+            return Err(OptimizeError::Empty);
+        }
+        Self::from_names(s.split(','))
+    }
+}
+
+impl fmt::Display for Optimizations {
+    /// The same spelling `FromStr` accepts, so it round-trips.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if *self == Self::ALL {
+            return f.write_str("all");
+        }
+        if self.is_pure() {
+            return f.write_str("none");
+        }
+        let on: Vec<&str> = OPTIMIZATION_NAMES
+            .iter()
+            .zip(self.flags())
+            .filter_map(|(name, on)| on.then_some(*name))
+            .collect();
+        f.write_str(&on.join(","))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OptimizeError {
+    #[error("empty list (use `none` to turn every optimization off)")]
+    Empty,
+    #[error("empty item in list")]
+    EmptyItem,
+    #[error(
+        "unknown optimization `{0}` (expected nagle, readahead, statcache, compound, all or none)"
+    )]
+    Unknown(String),
+    #[error("`{0}` must be used alone, not mixed with other names")]
+    AllNoneMixed(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> Result<RemoteAddr, RemoteAddrError> {
+        s.parse()
+    }
+
+    #[test]
+    fn remote_host_port_forms() {
+        assert_eq!(
+            addr("example.org:7000"),
+            Ok(RemoteAddr {
+                host: "example.org".into(),
+                port: 7000
+            })
+        );
+        assert_eq!(
+            addr("example.org"),
+            Ok(RemoteAddr {
+                host: "example.org".into(),
+                port: DEFAULT_PORT
+            })
+        );
+        assert_eq!(
+            addr("10.0.0.1:1"),
+            Ok(RemoteAddr {
+                host: "10.0.0.1".into(),
+                port: 1
+            })
+        );
+        let v6 = addr("[::1]:5000").expect("bracketed v6");
+        assert_eq!(v6.host, "::1");
+        assert_eq!(v6.port, 5000);
+        assert_eq!(v6.to_string(), "[::1]:5000");
+        assert_eq!(addr("[fe80::2]").map(|a| a.port), Ok(DEFAULT_PORT));
+        assert_eq!(
+            addr("host:65535").map(|a| a.to_string()),
+            Ok("host:65535".into())
+        );
+    }
+
+    #[test]
+    fn remote_errors() {
+        assert_eq!(addr(""), Err(RemoteAddrError::Empty));
+        assert_eq!(addr(":4433"), Err(RemoteAddrError::EmptyHost));
+        assert_eq!(addr("h:0"), Err(RemoteAddrError::BadPort("0".into())));
+        assert_eq!(
+            addr("h:65536"),
+            Err(RemoteAddrError::BadPort("65536".into()))
+        );
+        assert_eq!(addr("h:"), Err(RemoteAddrError::BadPort(String::new())));
+        assert_eq!(addr("h:x"), Err(RemoteAddrError::BadPort("x".into())));
+        assert!(matches!(
+            addr("::1"),
+            Err(RemoteAddrError::UnbracketedIpv6(_))
+        ));
+        assert!(matches!(addr("[nope]:1"), Err(RemoteAddrError::BadIpv6(_))));
+        assert!(matches!(addr("[::1"), Err(RemoteAddrError::BadIpv6(_))));
+        assert!(matches!(
+            addr("[::1]x"),
+            Err(RemoteAddrError::AfterBracket(_))
+        ));
+        assert!(matches!(addr("a b:1"), Err(RemoteAddrError::BadHost(_))));
+    }
+
+    #[test]
+    fn mount_parse_and_normalize() {
+        let m: Mount = "/remote=/".parse().expect("mount");
+        assert_eq!(m.local, PathBuf::from("/remote"));
+        assert_eq!(m.remote, PathBuf::from("/"));
+        let m: Mount = "//r//x/=/etc//".parse().expect("mount");
+        assert_eq!(m.to_string(), "/r/x=/etc");
+        let m: Mount = "/r=/a=b".parse().expect("mount");
+        assert_eq!(m.remote, PathBuf::from("/a=b"));
+    }
+
+    #[test]
+    fn mount_errors() {
+        let p = |s: &str| s.parse::<Mount>();
+        assert!(matches!(p("/remote"), Err(MountError::MissingEquals(_))));
+        assert_eq!(p("=/"), Err(MountError::Empty(MountSide::Local)));
+        assert_eq!(p("/r="), Err(MountError::Empty(MountSide::Remote)));
+        assert!(matches!(
+            p("remote=/"),
+            Err(MountError::NotAbsolute {
+                side: MountSide::Local,
+                ..
+            })
+        ));
+        assert!(matches!(
+            p("/r=etc"),
+            Err(MountError::NotAbsolute {
+                side: MountSide::Remote,
+                ..
+            })
+        ));
+        assert!(matches!(
+            p("/r/../x=/"),
+            Err(MountError::NotNormalized { .. })
+        ));
+        assert!(matches!(
+            p("/r/./x=/"),
+            Err(MountError::NotNormalized { .. })
+        ));
+        assert!(matches!(
+            p("/r=/etc/.."),
+            Err(MountError::NotNormalized { .. })
+        ));
+        assert_eq!(p("/=/"), Err(MountError::LocalIsRoot));
+        assert_eq!(p("//=/"), Err(MountError::LocalIsRoot));
+        assert_eq!(
+            Mount::new("/a\0", "/"),
+            Err(MountError::Nul(MountSide::Local))
+        );
+    }
+
+    #[test]
+    fn optimize_lists() {
+        let o = |s: &str| s.parse::<Optimizations>();
+        assert_eq!(o("all"), Ok(Optimizations::ALL));
+        assert_eq!(o("none"), Ok(Optimizations::NONE));
+        assert!(o("none").map(|x| x.is_pure()).unwrap_or(false));
+        let some = o("nagle, statcache").expect("list");
+        assert!(some.nagle && some.statcache && !some.readahead && !some.compound);
+        assert_eq!(some.to_string(), "nagle,statcache");
+        assert_eq!(
+            o("readahead,compound,nagle,statcache"),
+            Ok(Optimizations::ALL)
+        );
+        assert_eq!(o(""), Err(OptimizeError::Empty));
+        assert_eq!(o("nagle,,compound"), Err(OptimizeError::EmptyItem));
+        assert_eq!(o("turbo"), Err(OptimizeError::Unknown("turbo".into())));
+        assert_eq!(
+            o("all,nagle"),
+            Err(OptimizeError::AllNoneMixed("all".into()))
+        );
+        assert_eq!(Optimizations::default(), Optimizations::ALL);
+        for s in ["all", "none", "compound", "nagle,readahead"] {
+            assert_eq!(o(s).map(|x| x.to_string()), Ok(s.to_owned()));
+        }
+    }
+}

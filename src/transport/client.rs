@@ -201,6 +201,17 @@ impl Link {
         identity: &Identity,
         trust: &ServerTrust,
     ) -> Result<Self, TransportError> {
+        Self::connect_as(addr, identity, trust, PROTOCOL_VERSION).await
+    }
+
+    /// [`Link::connect`] claiming protocol `version`, so tests can play an
+    /// old or future client.
+    pub(crate) async fn connect_as(
+        addr: SocketAddr,
+        identity: &Identity,
+        trust: &ServerTrust,
+        version: u32,
+    ) -> Result<Self, TransportError> {
         let expectation = Expectation::resolve(trust)?;
         let (verifier, presented) = ServerVerifier::new(expectation.clone(), provider());
         let config = client_tls(identity, verifier)?;
@@ -235,7 +246,7 @@ impl Link {
                 })?;
         let setup = async {
             let conn = connecting.await?;
-            let read_only = hello(&conn).await?;
+            let read_only = hello(&conn, version).await?;
             Ok::<_, SetupFailure>((conn, read_only))
         };
         let (conn, read_only) = match setup.await {
@@ -290,6 +301,12 @@ impl Link {
             })?;
         frame::decode_frame::<Response>(&body)
             .map_err(|e| TransportError::Protocol(format!("response: {e}")))
+    }
+
+    /// The raw connection, for tests that misbehave on purpose.
+    #[cfg(test)]
+    pub(crate) fn connection(&self) -> &quinn::Connection {
+        &self.conn
     }
 
     /// Whether the server exports its tree read-only.
@@ -358,12 +375,9 @@ fn lost(e: ConnectionError) -> TransportError {
 }
 
 /// Runs the version handshake on the first stream; returns `read_only`.
-async fn hello(conn: &quinn::Connection) -> Result<bool, SetupFailure> {
+async fn hello(conn: &quinn::Connection, version: u32) -> Result<bool, SetupFailure> {
     let (mut send, mut recv) = conn.open_bi().await?;
-    send.write_all(&frame::encode(&Hello {
-        version: PROTOCOL_VERSION,
-    }))
-    .await?;
+    send.write_all(&frame::encode(&Hello { version })).await?;
     let _ = send.finish();
     let body = match tokio::time::timeout(WELCOME_TIMEOUT, recv.read_to_end(1024)).await {
         Ok(read) => read?,
@@ -378,15 +392,20 @@ async fn hello(conn: &quinn::Connection) -> Result<bool, SetupFailure> {
         SetupFailure::Other(TransportError::Protocol(format!("handshake answer: {e}")))
     })?;
     match welcome {
-        Welcome::Accepted { version, read_only } if version == PROTOCOL_VERSION => Ok(read_only),
-        Welcome::Accepted { version, .. }
+        Welcome::Accepted {
+            version: server,
+            read_only,
+        } if server == version => Ok(read_only),
+        Welcome::Accepted {
+            version: server, ..
+        }
         | Welcome::VersionMismatch {
-            server_version: version,
+            server_version: server,
         } => {
             conn.close(quinn::VarInt::from_u32(code::CLOSED), b"version mismatch");
             Err(SetupFailure::Other(TransportError::VersionMismatch {
-                client: PROTOCOL_VERSION,
-                server: version,
+                client: version,
+                server,
             }))
         }
     }

@@ -13,6 +13,9 @@ pub mod identity;
 pub mod server;
 pub mod trust;
 
+#[cfg(test)]
+mod tests;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;

@@ -311,4 +311,260 @@ mod tests {
         );
         assert!(checked(&RemotePath(vec![b'a'; MAX_PATH - 1])).is_ok());
     }
+
+    /// Escape attempts, end to end through the executor.
+    mod escapes {
+        use std::os::unix::fs::MetadataExt;
+
+        use super::super::super::Executor;
+        use super::super::super::testutil::{Export, rp};
+        use crate::errno::Errno;
+        use crate::proto::{Reply, Request};
+
+        fn read_all(export: &Export, path: &str) -> Result<Vec<u8>, Errno> {
+            let handle = match export.run(Request::Open {
+                path: rp(path),
+                flags: libc::O_RDONLY,
+                mode: 0,
+            })? {
+                Reply::Opened { handle, .. } => handle,
+                other => panic!("unexpected {other:?}"),
+            };
+            let data = export.run(Request::Read {
+                handle,
+                len: 1 << 16,
+            });
+            export.run(Request::Close { handle }).expect("close");
+            match data? {
+                Reply::Data(data) => Ok(data),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+
+        fn ino(export: &Export, path: &str, follow: bool) -> Result<u64, Errno> {
+            match export.run(Request::Stat {
+                path: rp(path),
+                follow,
+            })? {
+                Reply::Stat(stat) => Ok(stat.ino),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+
+        fn root_ino(export: &Export) -> u64 {
+            std::fs::metadata(&export.root).expect("root").ino()
+        }
+
+        #[test]
+        fn dotdot_stops_at_the_root() {
+            let export = Export::new();
+            for path in [
+                "../outside/secret",
+                "../../outside/secret",
+                "/../../outside/secret",
+                "a/../../outside/secret",
+            ] {
+                assert_eq!(read_all(&export, path), Err(Errno::ENOENT), "{path}");
+            }
+            for path in ["..", "/..", "/../..", "../../../..", "/", ""] {
+                assert_eq!(ino(&export, path, true), Ok(root_ino(&export)), "{path}");
+                assert_eq!(ino(&export, path, false), Ok(root_ino(&export)), "{path}");
+            }
+        }
+
+        #[test]
+        fn dotdot_leads_to_the_same_name_inside() {
+            let export = Export::new();
+            export.mkdir("outside");
+            export.write("outside/secret", b"inside");
+            assert_eq!(
+                read_all(&export, "../../outside/secret"),
+                Ok(b"inside".to_vec())
+            );
+        }
+
+        #[test]
+        fn absolute_symlinks_resolve_inside() {
+            let export = Export::new();
+            export.write("inside", b"inside");
+            export.symlink("/inside", "abs");
+            export.symlink("/etc", "host_etc");
+            // Inside the root, `/etc` names this very link: a loop.
+            export.symlink("/etc", "etc");
+            assert_eq!(read_all(&export, "abs"), Ok(b"inside".to_vec()));
+            assert_eq!(read_all(&export, "host_etc/passwd"), Err(Errno::ELOOP));
+            assert_eq!(ino(&export, "etc/passwd", true), Err(Errno::ELOOP));
+            std::fs::remove_file(export.host("etc")).expect("unlink etc");
+            assert_eq!(read_all(&export, "host_etc/passwd"), Err(Errno::ENOENT));
+            let outside = export.outside.join("secret");
+            export.symlink(outside.to_str().expect("utf-8 tempdir"), "full");
+            assert_eq!(read_all(&export, "full"), Err(Errno::ENOENT));
+        }
+
+        #[test]
+        fn relative_symlinks_cannot_climb_out() {
+            let export = Export::new();
+            export.mkdir("a/b");
+            export.symlink("../../..", "a/b/up");
+            export.symlink("../../../../../../../..", "deep");
+            assert_eq!(ino(&export, "a/b/up", true), Ok(root_ino(&export)));
+            assert_eq!(ino(&export, "deep", true), Ok(root_ino(&export)));
+            assert_eq!(
+                read_all(&export, "a/b/up/outside/secret"),
+                Err(Errno::ENOENT)
+            );
+            assert_eq!(read_all(&export, "deep/outside/secret"), Err(Errno::ENOENT));
+        }
+
+        #[test]
+        fn proc_links_inside_the_export_are_just_paths() {
+            let export = Export::new();
+            export.symlink("/proc/self/root/etc", "p");
+            export.symlink("/proc/self/cwd", "cwd");
+            assert_eq!(read_all(&export, "p/passwd"), Err(Errno::ENOENT));
+            assert_eq!(ino(&export, "cwd", true), Err(Errno::ENOENT));
+        }
+
+        #[test]
+        fn magic_links_in_a_proc_mount_are_refused() {
+            // An export of `/` holds a real procfs at /proc.
+            let ex = Executor::new(std::path::Path::new("/"), true).expect("executor");
+            let stat = |path: &str, follow: bool| {
+                ex.execute(Request::Stat {
+                    path: rp(path),
+                    follow,
+                })
+            };
+            assert_eq!(stat("/proc/self/root/etc/passwd", true), Err(Errno::ELOOP));
+            assert_eq!(stat("/proc/self/root", true), Err(Errno::ELOOP));
+            assert_eq!(stat("/proc/self/cwd/x", true), Err(Errno::ELOOP));
+            assert_eq!(stat("/proc/thread-self/root/etc", true), Err(Errno::ELOOP));
+            let open_fd0 = ex.execute(Request::Open {
+                path: rp("/proc/self/fd/0"),
+                flags: libc::O_RDONLY,
+                mode: 0,
+            });
+            assert_eq!(open_fd0.err(), Some(Errno::ELOOP));
+            // lstat of the magic link itself names the link, not its target.
+            let Ok(Reply::Stat(link)) = stat("/proc/self/root", false) else {
+                panic!("lstat of a magic link");
+            };
+            assert_eq!(link.mode & libc::S_IFMT, libc::S_IFLNK);
+        }
+
+        #[test]
+        fn create_through_dangling_absolute_symlink_lands_inside() {
+            let export = Export::new();
+            let before = export.outside_names();
+            export.symlink("/created", "dangle");
+            let outside = export.outside.join("made");
+            export.symlink(outside.to_str().expect("utf-8 tempdir"), "dangle_full");
+            export.symlink("../../outside/made2", "dangle_rel");
+            export.mkdir("outside");
+
+            let flags = libc::O_CREAT | libc::O_WRONLY;
+            let handle = export.open("dangle", flags, 0o644);
+            export.run(Request::Close { handle }).expect("close");
+            assert!(export.host("created").is_file());
+            assert!(!std::path::Path::new("/created").exists());
+
+            let full = export.run(Request::Open {
+                path: rp("dangle_full"),
+                flags,
+                mode: 0o644,
+            });
+            assert_eq!(full.err(), Some(Errno::ENOENT));
+
+            let handle = export.open("dangle_rel", flags, 0o644);
+            export.run(Request::Close { handle }).expect("close");
+            assert!(export.host("outside/made2").is_file());
+            assert_eq!(export.outside_names(), before);
+        }
+
+        #[test]
+        fn names_outside_land_inside() {
+            let export = Export::new();
+            let before = export.outside_names();
+            export.mkdir("outside");
+            export.write("f", b"f");
+            export.mkdir("a/b");
+            export.symlink("../../..", "a/b/up");
+
+            let rename = export.run(Request::Rename {
+                from: rp("f"),
+                to: rp("../../outside/renamed"),
+                flags: 0,
+            });
+            assert_eq!(rename, Ok(Reply::Done));
+            assert!(export.host("outside/renamed").is_file());
+
+            let link = export.run(Request::Link {
+                from: rp("/../outside/renamed"),
+                to: rp("a/b/up/outside/linked"),
+                follow: false,
+            });
+            assert_eq!(link, Ok(Reply::Done));
+            assert!(export.host("outside/linked").is_file());
+
+            let symlink = export.run(Request::Symlink {
+                target: b"/etc/passwd".to_vec(),
+                path: rp("../outside/sym"),
+            });
+            assert_eq!(symlink, Ok(Reply::Done));
+            let mkdir = export.run(Request::Mkdir {
+                path: rp("/../../outside/dir"),
+                mode: 0o755,
+            });
+            assert_eq!(mkdir, Ok(Reply::Done));
+            assert!(export.host("outside/dir").is_dir());
+
+            let unlink = export.run(Request::Unlink {
+                path: rp("../outside/secret"),
+            });
+            assert_eq!(unlink, Err(Errno::ENOENT));
+            assert_eq!(export.outside_names(), before);
+        }
+
+        #[test]
+        fn last_component_dotdot_never_reaches_the_parent_of_root() {
+            let export = Export::new();
+            let rmdir = export.run(Request::Rmdir { path: rp("/..") });
+            assert_eq!(rmdir, Err(Errno::ENOTEMPTY));
+            let unlink = export.run(Request::Unlink { path: rp("..") });
+            assert_eq!(unlink, Err(Errno::EISDIR));
+            let rename = export.run(Request::Rename {
+                from: rp(".."),
+                to: rp("x"),
+                flags: 0,
+            });
+            assert_eq!(rename, Err(Errno(libc::EBUSY)));
+            let link = export.run(Request::Link {
+                from: rp("/.."),
+                to: rp("x"),
+                follow: false,
+            });
+            assert_eq!(link, Err(Errno::EPERM));
+            assert!(std::fs::metadata(&export.outside).is_ok());
+        }
+
+        #[test]
+        fn nofollow_still_follows_symlinks_before_the_last_name() {
+            let export = Export::new();
+            export.mkdir("real");
+            export.write("real/f", b"x");
+            export.symlink("/real", "dir");
+            export.symlink("f", "real/l");
+            let ino_f = std::fs::metadata(export.host("real/f")).expect("f").ino();
+            let ino_l = std::fs::symlink_metadata(export.host("real/l"))
+                .expect("l")
+                .ino();
+            assert_eq!(ino(&export, "dir/f", false), Ok(ino_f));
+            assert_eq!(ino(&export, "dir/l", false), Ok(ino_l));
+            assert_eq!(ino(&export, "dir/l", true), Ok(ino_f));
+            // A trailing slash makes Linux follow even lstat's last name.
+            export.symlink("/real", "real/back");
+            let ino_real = std::fs::metadata(export.host("real")).expect("real").ino();
+            assert_eq!(ino(&export, "real/back/", false), Ok(ino_real));
+        }
+    }
 }

@@ -96,3 +96,180 @@ pub(super) fn check_dir(root: &Root, path: &RemotePath) -> Response {
     )?;
     Ok(Reply::Done)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::proto::Request;
+    use crate::server::testutil::{Export, rp};
+
+    fn dirents(r: Response) -> Vec<DirEntry> {
+        match r {
+            Ok(Reply::Dirents(d)) => d,
+            other => panic!("expected dirents, got {other:?}"),
+        }
+    }
+
+    /// The size `getdents64` gives a record: header, name, NUL, 8-aligned.
+    fn reclen(name: &[u8]) -> usize {
+        (DIRENT_HEADER + name.len() + 1).next_multiple_of(8)
+    }
+
+    #[test]
+    fn getdents_returns_every_name_once_with_a_small_buffer() {
+        let export = Export::new();
+        export.mkdir("d");
+        let mut expected = HashSet::new();
+        for i in 0..1000 {
+            let name = format!("file-{i:04}");
+            export.write(&format!("d/{name}"), b"");
+            expected.insert(name.into_bytes());
+        }
+        expected.insert(b".".to_vec());
+        expected.insert(b"..".to_vec());
+        let h = export.open("d", libc::O_RDONLY | libc::O_DIRECTORY, 0);
+        let bytes = 256;
+        let mut seen = HashSet::new();
+        let mut calls = 0;
+        loop {
+            let batch = dirents(export.run(Request::Getdents { handle: h, bytes }));
+            if batch.is_empty() {
+                break;
+            }
+            calls += 1;
+            let used: usize = batch.iter().map(|e| reclen(&e.name)).sum();
+            assert!(used <= 256, "a batch must re-encode into the same buffer");
+            for entry in batch {
+                assert!(seen.insert(entry.name.clone()), "duplicate {entry:?}");
+            }
+        }
+        assert_eq!(seen, expected);
+        assert!(calls > 10);
+    }
+
+    #[test]
+    fn getdents_matches_std() {
+        let export = Export::new();
+        export.mkdir("d/sub");
+        export.write("d/file", b"");
+        export.symlink("file", "d/link");
+        let h = export.open("d", libc::O_RDONLY | libc::O_DIRECTORY, 0);
+        let entries = dirents(export.run(Request::Getdents {
+            handle: h,
+            bytes: u32::MAX,
+        }));
+        for entry in &entries {
+            if entry.name == b"." || entry.name == b".." {
+                continue;
+            }
+            let name = std::str::from_utf8(&entry.name).expect("utf-8");
+            let meta =
+                std::fs::symlink_metadata(export.host(&format!("d/{name}"))).expect("metadata");
+            use std::os::unix::fs::MetadataExt;
+            assert_eq!(entry.ino, meta.ino());
+            let kind = match name {
+                "sub" => libc::DT_DIR,
+                "file" => libc::DT_REG,
+                _ => libc::DT_LNK,
+            };
+            assert_eq!(entry.kind, kind);
+        }
+        assert_eq!(entries.len(), 5);
+        let end = dirents(export.run(Request::Getdents {
+            handle: h,
+            bytes: 4096,
+        }));
+        assert!(end.is_empty());
+    }
+
+    #[test]
+    fn getdents_with_too_small_a_buffer_is_einval() {
+        let export = Export::new();
+        export.mkdir("d");
+        let h = export.open("d", libc::O_RDONLY | libc::O_DIRECTORY, 0);
+        for bytes in [0, 1, 8, 23] {
+            let r = export.run(Request::Getdents { handle: h, bytes });
+            assert_eq!(r, Err(Errno::EINVAL), "{bytes}");
+        }
+        // Nothing was consumed: the first real call still sees `.`.
+        let first = dirents(export.run(Request::Getdents {
+            handle: h,
+            bytes: 24,
+        }));
+        assert_eq!(first.len(), 1);
+        export.write("file", b"");
+        let file = export.open("file", libc::O_RDONLY, 0);
+        let r = export.run(Request::Getdents {
+            handle: file,
+            bytes: 4096,
+        });
+        assert_eq!(r, Err(Errno::ENOTDIR));
+    }
+
+    #[test]
+    fn parse_rejects_malformed_records() {
+        assert_eq!(parse_dirents(&[0; 5]), Err(Errno::EIO));
+        let mut record = vec![0u8; 24];
+        record[16] = 4; // reclen shorter than the header
+        assert_eq!(parse_dirents(&record), Err(Errno::EIO));
+        record[16] = 24;
+        record[19..24].copy_from_slice(b"abcde"); // no NUL
+        assert_eq!(parse_dirents(&record), Err(Errno::EIO));
+        record[16] = 200; // longer than the buffer
+        assert_eq!(parse_dirents(&record), Err(Errno::EIO));
+    }
+
+    #[test]
+    fn mkdir_and_rmdir() {
+        let export = Export::new();
+        let mkdir = |path: &str| {
+            export.run(Request::Mkdir {
+                path: rp(path),
+                mode: 0o750,
+            })
+        };
+        let rmdir = |path: &str| export.run(Request::Rmdir { path: rp(path) });
+        assert_eq!(mkdir("d"), Ok(Reply::Done));
+        assert!(export.host("d").is_dir());
+        assert_eq!(mkdir("d"), Err(Errno::EEXIST));
+        assert_eq!(mkdir("e/"), Ok(Reply::Done));
+        assert_eq!(mkdir("missing/x"), Err(Errno::ENOENT));
+        assert_eq!(mkdir("/"), Err(Errno::EEXIST));
+        assert_eq!(mkdir("d/."), Err(Errno::EEXIST));
+        export.write("d/f", b"");
+        assert_eq!(rmdir("d"), Err(Errno::ENOTEMPTY));
+        assert_eq!(rmdir("d/f"), Err(Errno::ENOTDIR));
+        assert_eq!(rmdir("d/."), Err(Errno::EINVAL));
+        assert_eq!(rmdir("d/.."), Err(Errno::ENOTEMPTY));
+        assert_eq!(rmdir("/"), Err(Errno(libc::EBUSY)));
+        assert_eq!(rmdir("e/"), Ok(Reply::Done));
+        assert!(!export.host("e").exists());
+        export.symlink("d", "dl");
+        assert_eq!(rmdir("dl"), Err(Errno::ENOTDIR));
+        assert_eq!(rmdir("missing"), Err(Errno::ENOENT));
+    }
+
+    #[test]
+    fn check_dir_accepts_only_searchable_directories() {
+        let export = Export::new();
+        export.mkdir("d");
+        export.write("f", b"");
+        export.symlink("d", "dl");
+        let check = |path: &str| export.run(Request::CheckDir { path: rp(path) });
+        assert_eq!(check("d"), Ok(Reply::Done));
+        assert_eq!(check("dl"), Ok(Reply::Done));
+        assert_eq!(check("/"), Ok(Reply::Done));
+        assert_eq!(check("f"), Err(Errno::ENOTDIR));
+        assert_eq!(check("missing"), Err(Errno::ENOENT));
+        if !rustix::process::geteuid().is_root() {
+            std::fs::set_permissions(
+                export.host("d"),
+                std::os::unix::fs::PermissionsExt::from_mode(0o600),
+            )
+            .expect("chmod");
+            assert_eq!(check("d"), Err(Errno::EACCES));
+        }
+    }
+}

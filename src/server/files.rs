@@ -201,3 +201,290 @@ fn count(n: usize) -> Response {
 fn bits(flags: i32) -> u32 {
     u32::from_ne_bytes(flags.to_ne_bytes())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+    use crate::proto::{Handle, Request};
+    use crate::server::testutil::{Export, rp};
+
+    fn data(r: Response) -> Vec<u8> {
+        match r {
+            Ok(Reply::Data(d)) => d,
+            other => panic!("expected data, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn open_replies_the_stat_of_the_opened_file() {
+        let export = Export::new();
+        export.write("f", b"hello");
+        let reply = export.run(Request::Open {
+            path: rp("f"),
+            flags: libc::O_RDONLY,
+            mode: 0,
+        });
+        let Ok(Reply::Opened { stat, .. }) = reply else {
+            panic!("open: {reply:?}");
+        };
+        let meta = std::fs::metadata(export.host("f")).expect("metadata");
+        assert_eq!(stat.ino, meta.ino());
+        assert_eq!(stat.size, 5);
+        assert_eq!(stat.mode, meta.mode());
+        assert_eq!(stat.nlink, meta.nlink());
+    }
+
+    #[test]
+    fn read_write_seek_and_sync_act_on_the_real_file() {
+        let export = Export::new();
+        let h = export.open("f", libc::O_CREAT | libc::O_RDWR, 0o600);
+        let meta = std::fs::metadata(export.host("f")).expect("created");
+        assert_eq!(meta.mode() & 0o777, 0o600 & !current_umask());
+        let w = export.run(Request::Write {
+            handle: h,
+            data: b"hello world".to_vec(),
+        });
+        assert_eq!(w, Ok(Reply::Count(11)));
+        let pw = export.run(Request::Pwrite {
+            handle: h,
+            data: b"W".to_vec(),
+            offset: 6,
+        });
+        assert_eq!(pw, Ok(Reply::Count(1)));
+        assert_eq!(
+            std::fs::read(export.host("f")).expect("read"),
+            b"hello World"
+        );
+
+        let at = |offset, whence| {
+            export.run(Request::Lseek {
+                handle: h,
+                offset,
+                whence,
+            })
+        };
+        assert_eq!(at(0, libc::SEEK_CUR), Ok(Reply::Offset(11)));
+        assert_eq!(at(-5, libc::SEEK_END), Ok(Reply::Offset(6)));
+        assert_eq!(
+            data(export.run(Request::Read { handle: h, len: 3 })),
+            b"Wor"
+        );
+        assert_eq!(at(2, libc::SEEK_SET), Ok(Reply::Offset(2)));
+        assert_eq!(at(0, libc::SEEK_DATA), Ok(Reply::Offset(0)));
+        assert_eq!(at(0, libc::SEEK_HOLE), Ok(Reply::Offset(11)));
+        assert_eq!(at(11, libc::SEEK_DATA), Err(Errno(libc::ENXIO)));
+        assert_eq!(at(-1, libc::SEEK_SET), Err(Errno::EINVAL));
+        assert_eq!(at(-1, libc::SEEK_DATA), Err(Errno(libc::ENXIO)));
+        assert_eq!(at(0, 5), Err(Errno::EINVAL));
+        assert_eq!(at(0, -1), Err(Errno::EINVAL));
+        let pread = export.run(Request::Pread {
+            handle: h,
+            len: 5,
+            offset: 0,
+        });
+        assert_eq!(data(pread), b"hello");
+        let past_end = export.run(Request::Pread {
+            handle: h,
+            len: 5,
+            offset: 100,
+        });
+        assert_eq!(data(past_end), b"");
+
+        for data_only in [false, true] {
+            let sync = export.run(Request::Fsync {
+                handle: h,
+                data_only,
+            });
+            assert_eq!(sync, Ok(Reply::Done));
+        }
+        assert_eq!(export.run(Request::Close { handle: h }), Ok(Reply::Done));
+        assert_eq!(export.run(Request::Close { handle: h }), Err(Errno::EBADF));
+        assert_eq!(
+            export.run(Request::Read { handle: h, len: 1 }),
+            Err(Errno::EBADF)
+        );
+    }
+
+    #[test]
+    fn hostile_sizes_are_bounded() {
+        let export = Export::new();
+        export.write("f", b"small");
+        let h = export.open("f", libc::O_RDWR, 0);
+        let read = export.run(Request::Read {
+            handle: h,
+            len: u32::MAX,
+        });
+        assert_eq!(data(read), b"small");
+        let pread = export.run(Request::Pread {
+            handle: h,
+            len: u32::MAX,
+            offset: 1 << 40,
+        });
+        assert_eq!(data(pread), b"");
+        // offset + len overflows loff_t: the kernel's EINVAL.
+        let pread = export.run(Request::Pread {
+            handle: h,
+            len: u32::MAX,
+            offset: i64::MAX,
+        });
+        assert_eq!(pread, Err(Errno::EINVAL));
+        let negative = export.run(Request::Pread {
+            handle: h,
+            len: 1,
+            offset: -1,
+        });
+        assert_eq!(negative, Err(Errno::EINVAL));
+        let negative = export.run(Request::Pwrite {
+            handle: h,
+            data: vec![1],
+            offset: i64::MIN,
+        });
+        assert_eq!(negative, Err(Errno::EINVAL));
+        let big = vec![7u8; usize::try_from(MAX_IO).expect("usize") + 10];
+        let w = export.run(Request::Write {
+            handle: h,
+            data: big,
+        });
+        assert_eq!(w, Ok(Reply::Count(u64::from(MAX_IO))));
+        assert_eq!(
+            export.run(Request::Ftruncate { handle: h, len: -1 }),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            export.run(Request::Truncate {
+                path: rp("f"),
+                len: -1
+            }),
+            Err(Errno::EINVAL)
+        );
+    }
+
+    #[test]
+    fn truncate_and_ftruncate_resize() {
+        let export = Export::new();
+        export.write("f", b"0123456789");
+        export.symlink("f", "link");
+        let h = export.open("f", libc::O_WRONLY, 0);
+        let ft = export.run(Request::Ftruncate { handle: h, len: 4 });
+        assert_eq!(ft, Ok(Reply::Done));
+        assert_eq!(std::fs::read(export.host("f")).expect("read"), b"0123");
+        let t = export.run(Request::Truncate {
+            path: rp("link"),
+            len: 2,
+        });
+        assert_eq!(t, Ok(Reply::Done));
+        assert_eq!(std::fs::read(export.host("f")).expect("read"), b"01");
+        export.mkdir("d");
+        let dir = export.run(Request::Truncate {
+            path: rp("d"),
+            len: 0,
+        });
+        assert_eq!(dir, Err(Errno::EISDIR));
+    }
+
+    #[test]
+    fn open_flags_are_normalised() {
+        let export = Export::new();
+        export.write("f", b"x");
+        // Unknown high bits are ignored by open(2), so they are here.
+        let h = export.open("f", libc::O_RDONLY | 0x4000_0000 | libc::O_NOCTTY, 0);
+        assert_eq!(data(export.run(Request::Read { handle: h, len: 4 })), b"x");
+        // O_PATH beats everything else, as in the kernel.
+        let flags = OpenFlags::new(libc::O_PATH | libc::O_RDWR | libc::O_CREAT, 0o777);
+        assert!(!flags.writes());
+        let p = export.open("f", libc::O_PATH | libc::O_TRUNC, 0o777);
+        let read = export.run(Request::Read { handle: p, len: 1 });
+        assert_eq!(read, Err(Errno::EBADF));
+        assert_eq!(std::fs::read(export.host("f")).expect("read"), b"x");
+        // mode is ignored unless creating
+        assert_eq!(OpenFlags::new(libc::O_RDONLY, 0o777).mode, 0);
+        assert_eq!(OpenFlags::new(libc::O_CREAT, 0o170777).mode, 0o777);
+        assert!(OpenFlags::new(libc::O_RDONLY | libc::O_TRUNC, 0).writes());
+        assert!(OpenFlags::new(libc::O_TMPFILE | libc::O_RDWR, 0).writes());
+        assert!(!OpenFlags::new(libc::O_RDONLY | libc::O_APPEND, 0).writes());
+    }
+
+    #[test]
+    fn open_errors_are_the_kernels() {
+        let export = Export::new();
+        export.write("f", b"x");
+        let open = |path: &str, flags| {
+            export
+                .run(Request::Open {
+                    path: rp(path),
+                    flags,
+                    mode: 0o644,
+                })
+                .err()
+        };
+        assert_eq!(open("missing", libc::O_RDONLY), Some(Errno::ENOENT));
+        assert_eq!(
+            open("f", libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY),
+            Some(Errno::EEXIST)
+        );
+        assert_eq!(open("f", libc::O_DIRECTORY), Some(Errno::ENOTDIR));
+        assert_eq!(open("f/x", libc::O_RDONLY), Some(Errno::ENOTDIR));
+        assert_eq!(open("", libc::O_WRONLY), Some(Errno::EISDIR));
+        export.symlink("f", "l");
+        assert_eq!(open("l", libc::O_NOFOLLOW), Some(Errno::ELOOP));
+        assert_eq!(open("a\0b", libc::O_RDONLY), Some(Errno::EINVAL));
+        let long = "a".repeat(crate::proto::MAX_PATH);
+        assert_eq!(open(&long, libc::O_RDONLY), Some(Errno::ENAMETOOLONG));
+    }
+
+    #[test]
+    fn set_flags_changes_append() {
+        let export = Export::new();
+        export.write("f", b"abc");
+        let h = export.open("f", libc::O_WRONLY, 0);
+        let set = export.run(Request::SetFlags {
+            handle: h,
+            flags: libc::O_APPEND | libc::O_CREAT,
+        });
+        assert_eq!(set, Ok(Reply::Done));
+        let w = export.run(Request::Write {
+            handle: h,
+            data: b"d".to_vec(),
+        });
+        assert_eq!(w, Ok(Reply::Count(1)));
+        assert_eq!(std::fs::read(export.host("f")).expect("read"), b"abcd");
+    }
+
+    #[test]
+    fn tmpfile_opens_an_unnamed_file() {
+        let export = Export::new();
+        let h = export.open("", libc::O_TMPFILE | libc::O_RDWR, 0o600);
+        let w = export.run(Request::Write {
+            handle: h,
+            data: b"anon".to_vec(),
+        });
+        assert_eq!(w, Ok(Reply::Count(4)));
+        assert!(crate::server::testutil::names_in(&export.root).is_empty());
+    }
+
+    #[test]
+    fn handles_per_session_are_capped() {
+        let export = Export::new();
+        export.write("f", b"x");
+        let mut last = Handle(0);
+        for _ in 0..crate::server::handles::MAX_HANDLES {
+            last = export.open("f", libc::O_RDONLY, 0);
+        }
+        let over = export.run(Request::Open {
+            path: rp("f"),
+            flags: libc::O_RDONLY,
+            mode: 0,
+        });
+        assert_eq!(over.err(), Some(Errno(libc::EMFILE)));
+        export.run(Request::Close { handle: last }).expect("close");
+        export.open("f", libc::O_RDONLY, 0);
+    }
+
+    fn current_umask() -> u32 {
+        let mask = rustix::process::umask(Mode::empty());
+        rustix::process::umask(mask);
+        mask.bits()
+    }
+}

@@ -124,3 +124,133 @@ pub(super) fn readlink(root: &Root, path: &RemotePath) -> Response {
         Entry::Special(_) => Err(Errno::EINVAL),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::MetadataExt;
+
+    use super::*;
+    use crate::proto::Request;
+    use crate::server::testutil::{Export, rp};
+
+    #[test]
+    fn unlink_removes_names_but_not_directories() {
+        let export = Export::new();
+        export.write("f", b"");
+        export.mkdir("d");
+        export.symlink("d", "dl");
+        let unlink = |path: &str| export.run(Request::Unlink { path: rp(path) });
+        assert_eq!(unlink("f/"), Err(Errno::ENOTDIR));
+        assert_eq!(unlink("f"), Ok(Reply::Done));
+        assert!(!export.host("f").exists());
+        assert_eq!(unlink("d"), Err(Errno::EISDIR));
+        assert_eq!(unlink("/"), Err(Errno::EISDIR));
+        assert_eq!(unlink("dl"), Ok(Reply::Done));
+        assert!(export.host("d").is_dir(), "unlink removes the link only");
+        assert_eq!(unlink("missing"), Err(Errno::ENOENT));
+    }
+
+    #[test]
+    fn rename_honours_its_flags() {
+        let export = Export::new();
+        export.write("a", b"a");
+        export.write("b", b"b");
+        let rename = |from: &str, to: &str, flags| {
+            export.run(Request::Rename {
+                from: rp(from),
+                to: rp(to),
+                flags,
+            })
+        };
+        assert_eq!(rename("a", "b", libc::RENAME_NOREPLACE), Err(Errno::EEXIST));
+        assert_eq!(rename("a", "b", libc::RENAME_EXCHANGE), Ok(Reply::Done));
+        assert_eq!(std::fs::read(export.host("a")).expect("a"), b"b");
+        assert_eq!(std::fs::read(export.host("b")).expect("b"), b"a");
+        assert_eq!(rename("a", "c", 0), Ok(Reply::Done));
+        assert_eq!(std::fs::read(export.host("c")).expect("c"), b"b");
+        assert_eq!(rename("c", "d", 0x80), Err(Errno::EINVAL));
+        assert_eq!(rename("c", "d", libc::RENAME_WHITEOUT), Err(Errno::EINVAL));
+        assert_eq!(rename("missing", "d", 0), Err(Errno::ENOENT));
+        assert_eq!(rename("c", "/", 0), Err(Errno(libc::EBUSY)));
+        export.mkdir("dir");
+        assert_eq!(rename("dir/", "dir2/", 0), Ok(Reply::Done));
+        assert_eq!(rename("c/", "e", 0), Err(Errno::ENOTDIR));
+    }
+
+    #[test]
+    fn link_follows_only_when_asked() {
+        let export = Export::new();
+        export.write("f", b"f");
+        export.symlink("f", "l");
+        let link = |from: &str, to: &str, follow| {
+            export.run(Request::Link {
+                from: rp(from),
+                to: rp(to),
+                follow,
+            })
+        };
+        assert_eq!(link("l", "l2", false), Ok(Reply::Done));
+        let l = std::fs::symlink_metadata(export.host("l")).expect("l");
+        let l2 = std::fs::symlink_metadata(export.host("l2")).expect("l2");
+        assert_eq!(l.ino(), l2.ino(), "the symlink itself was linked");
+        assert_eq!(link("l", "f2", true), Ok(Reply::Done));
+        let f = std::fs::metadata(export.host("f")).expect("f");
+        let f2 = std::fs::symlink_metadata(export.host("f2")).expect("f2");
+        assert_eq!(f.ino(), f2.ino(), "the target was linked");
+        assert_eq!(f2.nlink(), 2);
+        assert_eq!(link("f", "f2", false), Err(Errno::EEXIST));
+        assert_eq!(link("missing", "x", false), Err(Errno::ENOENT));
+        assert_eq!(link("missing", "x", true), Err(Errno::ENOENT));
+        export.mkdir("d");
+        assert_eq!(link("d", "d2", false), Err(Errno::EPERM));
+        assert_eq!(link("f", "/", false), Err(Errno::EEXIST));
+        assert_eq!(link("f/", "x", false), Err(Errno::ENOTDIR));
+    }
+
+    #[test]
+    fn symlink_and_readlink_round_trip() {
+        let export = Export::new();
+        let target = b"../../some/where/../x";
+        let made = export.run(Request::Symlink {
+            target: target.to_vec(),
+            path: rp("s"),
+        });
+        assert_eq!(made, Ok(Reply::Done));
+        let on_disk = std::fs::read_link(export.host("s")).expect("read_link");
+        assert_eq!(on_disk.as_os_str().as_encoded_bytes(), target);
+        let read = export.run(Request::Readlink { path: rp("s") });
+        assert_eq!(read, Ok(Reply::Data(target.to_vec())));
+
+        let long = vec![b'x'; 4000];
+        let made = export.run(Request::Symlink {
+            target: long.clone(),
+            path: rp("long"),
+        });
+        assert_eq!(made, Ok(Reply::Done));
+        let read = export.run(Request::Readlink { path: rp("long") });
+        assert_eq!(read, Ok(Reply::Data(long)));
+
+        let symlink = |target: &[u8], path: &str| {
+            export.run(Request::Symlink {
+                target: target.to_vec(),
+                path: rp(path),
+            })
+        };
+        assert_eq!(symlink(b"x", "s"), Err(Errno::EEXIST));
+        assert_eq!(symlink(b"", "e"), Err(Errno::ENOENT));
+        assert_eq!(symlink(b"a\0b", "e"), Err(Errno::EINVAL));
+        assert_eq!(symlink(&[b'a'; 5000], "e"), Err(Errno::ENAMETOOLONG));
+        assert_eq!(symlink(b"x", "."), Err(Errno::EEXIST));
+
+        export.write("f", b"");
+        export.mkdir("d");
+        export.symlink("d", "dl");
+        let readlink = |path: &str| export.run(Request::Readlink { path: rp(path) });
+        assert_eq!(readlink("f"), Err(Errno::EINVAL));
+        assert_eq!(readlink("d"), Err(Errno::EINVAL));
+        assert_eq!(readlink("/"), Err(Errno::EINVAL));
+        assert_eq!(readlink("dl/"), Err(Errno::EINVAL));
+        assert_eq!(readlink("missing"), Err(Errno::ENOENT));
+        assert_eq!(readlink("s/"), Err(Errno::ENOENT));
+    }
+}

@@ -144,3 +144,187 @@ fn count(n: usize) -> Response {
         u64::try_from(n).map_err(|_| Errno::EOVERFLOW)?,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{Handle, RemotePath, Request};
+    use crate::server::testutil::{Export, rp};
+
+    fn path(p: &str, follow: bool) -> XattrTarget {
+        XattrTarget::Path {
+            path: rp(p),
+            follow,
+        }
+    }
+
+    fn get(export: &Export, target: XattrTarget, name: &str, size: u32) -> Response {
+        export.run(Request::GetXattr {
+            target,
+            name: name.as_bytes().to_vec(),
+            size,
+        })
+    }
+
+    fn set(export: &Export, target: XattrTarget, name: &str, value: &[u8], flags: i32) -> Response {
+        export.run(Request::SetXattr {
+            target,
+            name: name.as_bytes().to_vec(),
+            value: value.to_vec(),
+            flags,
+        })
+    }
+
+    #[test]
+    fn set_get_list_remove_round_trip() {
+        let export = Export::new();
+        export.write("f", b"");
+        export.symlink("f", "l");
+        assert_eq!(
+            set(&export, path("l", true), "user.a", b"value", 0),
+            Ok(Reply::Done)
+        );
+        let host = rustix::fs::getxattr(export.host("f"), "user.a", &mut [0u8; 16][..]);
+        assert_eq!(host, Ok(5));
+        assert_eq!(
+            get(&export, path("f", true), "user.a", 0),
+            Ok(Reply::Count(5))
+        );
+        assert_eq!(
+            get(&export, path("f", true), "user.a", u32::MAX),
+            Ok(Reply::Data(b"value".to_vec()))
+        );
+        assert_eq!(
+            get(&export, path("f", true), "user.a", 2),
+            Err(Errno::ERANGE)
+        );
+        assert_eq!(
+            get(&export, path("f", true), "user.none", 64),
+            Err(Errno::ENODATA)
+        );
+        assert_eq!(
+            set(&export, path("f", true), "user.a", b"x", libc::XATTR_CREATE),
+            Err(Errno::EEXIST)
+        );
+        assert_eq!(
+            set(
+                &export,
+                path("f", true),
+                "user.b",
+                b"x",
+                libc::XATTR_REPLACE
+            ),
+            Err(Errno::ENODATA)
+        );
+        assert_eq!(
+            set(&export, path("f", true), "user.b", b"", 0),
+            Ok(Reply::Done)
+        );
+
+        let list = |target, size| export.run(Request::ListXattr { target, size });
+        let mut expected = vec![0u8; 256];
+        let n = rustix::fs::listxattr(export.host("f"), &mut expected[..]).expect("listxattr");
+        expected.truncate(n);
+        assert_eq!(
+            list(path("f", true), 0),
+            Ok(Reply::Count(u64::try_from(n).expect("n")))
+        );
+        assert_eq!(
+            list(path("l", true), 4096),
+            Ok(Reply::Data(expected.clone()))
+        );
+        assert_eq!(list(path("f", true), 1), Err(Errno::ERANGE));
+
+        let h = export.open("f", libc::O_RDONLY, 0);
+        let by_handle = XattrTarget::Handle(h);
+        assert_eq!(list(by_handle.clone(), 4096), Ok(Reply::Data(expected)));
+        assert_eq!(
+            get(&export, by_handle.clone(), "user.a", 0),
+            Ok(Reply::Count(5))
+        );
+        assert_eq!(
+            set(&export, by_handle.clone(), "user.c", b"1", 0),
+            Ok(Reply::Done)
+        );
+        let remove = |target, name: &str| {
+            export.run(Request::RemoveXattr {
+                target,
+                name: name.as_bytes().to_vec(),
+            })
+        };
+        assert_eq!(remove(by_handle, "user.c"), Ok(Reply::Done));
+        assert_eq!(remove(path("l", true), "user.a"), Ok(Reply::Done));
+        assert_eq!(remove(path("f", true), "user.a"), Err(Errno::ENODATA));
+        let gone = rustix::fs::getxattr(export.host("f"), "user.a", &mut [0u8; 16][..]);
+        assert_eq!(gone.map_err(Errno::from), Err(Errno::ENODATA));
+    }
+
+    /// `follow == false` must address the symlink itself, as `l*xattr` do.
+    #[test]
+    fn nofollow_addresses_the_symlink_itself() {
+        let export = Export::new();
+        export.write("f", b"");
+        export.symlink("f", "l");
+        rustix::fs::setxattr(export.host("f"), "user.a", b"v", XattrFlags::empty())
+            .expect("setxattr");
+
+        let host_get = rustix::fs::lgetxattr_query(export.host("l"), "user.a").map_err(Errno::from);
+        let ours = get(&export, path("l", false), "user.a", 0);
+        assert_eq!(ours.clone().err(), host_get.err());
+        assert!(ours.is_err(), "the target's xattr must not show through");
+
+        let mut host_list = vec![0u8; 256];
+        let n = rustix::fs::llistxattr(export.host("l"), &mut host_list[..]).expect("llistxattr");
+        host_list.truncate(n);
+        let ours = export.run(Request::ListXattr {
+            target: path("l", false),
+            size: 256,
+        });
+        assert_eq!(ours, Ok(Reply::Data(host_list)));
+
+        let host_set = rustix::fs::lsetxattr(export.host("l"), "user.b", b"v", XattrFlags::empty())
+            .map_err(Errno::from);
+        let ours = set(&export, path("l", false), "user.b", b"v", 0);
+        assert_eq!(ours.err(), host_set.err());
+        let followed = get(&export, path("l", true), "user.a", 16);
+        assert_eq!(followed, Ok(Reply::Data(b"v".to_vec())));
+    }
+
+    #[test]
+    fn names_flags_and_sizes_are_checked() {
+        let export = Export::new();
+        export.write("f", b"");
+        assert_eq!(get(&export, path("f", true), "", 0), Err(Errno::ERANGE));
+        let long = format!("user.{}", "n".repeat(MAX_XATTR_NAME));
+        assert_eq!(get(&export, path("f", true), &long, 0), Err(Errno::ERANGE));
+        assert_eq!(
+            get(&export, path("f", true), "user.\0", 0),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            set(&export, path("f", true), "user.a", b"", 4),
+            Err(Errno::EINVAL)
+        );
+        assert_eq!(
+            set(&export, path("f", true), "user.a", b"", -1),
+            Err(Errno::EINVAL)
+        );
+        let huge = vec![0u8; usize::try_from(MAX_XATTR_VALUE).expect("usize") + 1];
+        assert_eq!(
+            set(&export, path("f", true), "user.a", &huge, 0),
+            Err(Errno::E2BIG)
+        );
+        let bad = XattrTarget::Handle(Handle(99));
+        assert_eq!(get(&export, bad.clone(), "user.a", 0), Err(Errno::EBADF));
+        let list = export.run(Request::ListXattr {
+            target: bad,
+            size: u32::MAX,
+        });
+        assert_eq!(list, Err(Errno::EBADF));
+        let escape = XattrTarget::Path {
+            path: RemotePath(b"../outside/secret".to_vec()),
+            follow: true,
+        };
+        assert_eq!(get(&export, escape, "user.a", 0), Err(Errno::ENOENT));
+    }
+}

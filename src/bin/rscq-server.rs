@@ -1,1 +1,159 @@
-fn main() {}
+//! rscq-server: executes forwarded system calls beneath an export root for
+//! the clients listed in an authorized clients file.
+//!
+//! ```text
+//! rscq-server --gen-cert DIR
+//! rscq-server --cert DIR/cert.pem --key DIR/key.pem --root /srv/export \
+//!             --authorized-clients FILE [--listen 0.0.0.0:4433] [--read-only]
+//! ```
+//!
+//! `--root` has no default on purpose: exporting `/` by accident would hand
+//! every authorized client the whole machine.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use rscq::server::Executor;
+use rscq::transport::{AuthorizedClients, Identity, Peer, SessionError, identity, server};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rscq-server",
+    version,
+    about = "Serve a directory tree to authorized rscq clients over QUIC"
+)]
+struct Args {
+    /// Write a new certificate and key to DIR/cert.pem and DIR/key.pem, print
+    /// the certificate's fingerprint (for clients to pin) and exit.
+    #[arg(long, value_name = "DIR", exclusive = true)]
+    gen_cert: Option<PathBuf>,
+
+    /// The server certificate (PEM), as written by --gen-cert.
+    #[arg(long, value_name = "FILE", required_unless_present = "gen_cert")]
+    cert: Option<PathBuf>,
+
+    /// The server private key (PEM), as written by --gen-cert.
+    #[arg(long, value_name = "FILE", required_unless_present = "gen_cert")]
+    key: Option<PathBuf>,
+
+    /// The UDP address to listen on; port 0 picks a free port.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:4433")]
+    listen: SocketAddr,
+
+    /// The directory clients see; no path they send can leave it.
+    #[arg(long, value_name = "DIR", required_unless_present = "gen_cert")]
+    root: Option<PathBuf>,
+
+    /// Fingerprints of the clients allowed to connect, one `sha256:...` per
+    /// line (`#` comments and blank lines allowed).
+    #[arg(long, value_name = "FILE", required_unless_present = "gen_cert")]
+    authorized_clients: Option<PathBuf>,
+
+    /// Refuse every request that would modify the export.
+    #[arg(long)]
+    read_only: bool,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("rscq-server: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(dir) = &args.gen_cert {
+        let fingerprint = identity::write_server_identity(dir)?;
+        eprintln!(
+            "rscq-server: wrote {} and {}",
+            dir.join(identity::SERVER_CERT_FILE).display(),
+            dir.join(identity::SERVER_KEY_FILE).display()
+        );
+        // Alone on stdout, so scripts can capture it.
+        println!("{fingerprint}");
+        return Ok(());
+    }
+    // clap enforces these unless --gen-cert, which returned above.
+    let (Some(cert), Some(key), Some(root), Some(clients_file)) =
+        (args.cert, args.key, args.root, args.authorized_clients)
+    else {
+        bail!("--cert, --key, --root and --authorized-clients are required");
+    };
+    let read_only = args.read_only;
+
+    let identity = Identity::load(&cert, &key)?;
+    let clients = AuthorizedClients::load(&clients_file)?;
+    if clients.is_empty() {
+        eprintln!(
+            "rscq-server: warning: {} authorizes no clients; every connection will be refused",
+            clients_file.display()
+        );
+    }
+    check_root(&root, read_only)?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(async {
+        // Installed before announcing the address, so a signal sent the
+        // moment the address appears is not lost.
+        let shutdown = shutdown_signal()?;
+        let endpoint = server::endpoint(args.listen, &identity, clients)?;
+        let addr = endpoint
+            .local_addr()
+            .context("cannot read the bound address")?;
+        eprintln!("rscq-server: certificate {}", identity.fingerprint());
+        eprintln!("rscq-server: listening on {addr}");
+        let make_session = move |peer: &Peer| {
+            tracing::info!(peer = %peer.addr, client = %peer.fingerprint, "new session");
+            Executor::new(&root, read_only).map_err(SessionError::from)
+        };
+        server::serve(endpoint, read_only, make_session, shutdown).await;
+        anyhow::Ok(())
+    });
+    // A request stuck in a blocking syscall must not keep the process alive.
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    result?;
+    eprintln!("rscq-server: stopped");
+    Ok(())
+}
+
+/// Fails early, with the path, if sessions could not open the root.
+fn check_root(root: &Path, read_only: bool) -> anyhow::Result<()> {
+    let meta =
+        std::fs::metadata(root).with_context(|| format!("export root {}", root.display()))?;
+    if !meta.is_dir() {
+        bail!("export root {}: not a directory", root.display());
+    }
+    Executor::new(root, read_only)?;
+    Ok(())
+}
+
+/// Completes on the first SIGINT or SIGTERM.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        eprintln!("rscq-server: shutting down");
+    })
+}

@@ -221,11 +221,11 @@ impl Link {
         } else {
             SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
         };
-        let mut endpoint = quinn::Endpoint::client(bind).map_err(|source| {
+        let mut endpoint = quinn::Endpoint::client(bind).map_err(|error| {
             if tokio::runtime::Handle::try_current().is_err() {
                 TransportError::NoRuntime
             } else {
-                TransportError::Bind { addr: bind, source }
+                TransportError::Bind { addr: bind, error }
             }
         })?;
         endpoint.set_default_client_config(config);

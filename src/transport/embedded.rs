@@ -50,9 +50,9 @@ impl Embedded {
         )?;
         let addr = endpoint
             .local_addr()
-            .map_err(|source| TransportError::Bind {
+            .map_err(|error| TransportError::Bind {
                 addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
-                source,
+                error,
             })?;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server::serve(endpoint, read_only, make_session, async {

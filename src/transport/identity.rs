@@ -34,15 +34,15 @@ pub enum IdentityError {
     Generate(#[from] rcgen::Error),
     #[error("{}: already exists; refusing to overwrite an identity peers may have pinned (remove it first)", .0.display())]
     AlreadyExists(PathBuf),
-    #[error("cannot create directory {}: {source}", path.display())]
+    #[error("cannot create directory {}: {error}", path.display())]
     CreateDir {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("cannot write {}: {source}", path.display())]
+    #[error("cannot write {}: {error}", path.display())]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("cannot read certificate {}: {reason}", path.display())]
     ReadCert { path: PathBuf, reason: String },
@@ -232,9 +232,9 @@ fn create_dir(dir: &Path) -> Result<(), IdentityError> {
         .recursive(true)
         .mode(0o700)
         .create(dir)
-        .map_err(|source| IdentityError::CreateDir {
+        .map_err(|error| IdentityError::CreateDir {
             path: dir.to_owned(),
-            source,
+            error,
         })
 }
 
@@ -244,21 +244,21 @@ fn write_new(path: &Path, text: &str, mode: u32) -> Result<(), IdentityError> {
         .create_new(true)
         .mode(mode)
         .open(path)
-        .map_err(|source| {
-            if source.kind() == std::io::ErrorKind::AlreadyExists {
+        .map_err(|error| {
+            if error.kind() == std::io::ErrorKind::AlreadyExists {
                 IdentityError::AlreadyExists(path.to_owned())
             } else {
                 IdentityError::Write {
                     path: path.to_owned(),
-                    source,
+                    error,
                 }
             }
         })?;
     file.write_all(text.as_bytes())
         .and_then(|()| file.sync_all())
-        .map_err(|source| IdentityError::Write {
+        .map_err(|error| IdentityError::Write {
             path: path.to_owned(),
-            source,
+            error,
         })
 }
 

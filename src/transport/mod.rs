@@ -61,10 +61,10 @@ pub enum TransportError {
     TlsConfig(String),
     #[error("no tokio runtime: the transport must be started from within one")]
     NoRuntime,
-    #[error("cannot bind UDP socket on {addr}: {source}")]
+    #[error("cannot bind UDP socket on {addr}: {error}")]
     Bind {
         addr: SocketAddr,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("cannot connect to {addr}: {reason}")]
     Connect { addr: SocketAddr, reason: String },

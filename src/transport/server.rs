@@ -76,9 +76,9 @@ pub fn endpoint(
     if tokio::runtime::Handle::try_current().is_err() {
         return Err(TransportError::NoRuntime);
     }
-    quinn::Endpoint::server(config, listen).map_err(|source| TransportError::Bind {
+    quinn::Endpoint::server(config, listen).map_err(|error| TransportError::Bind {
         addr: listen,
-        source,
+        error,
     })
 }
 

@@ -24,10 +24,10 @@ pub const KNOWN_SERVERS_FILE: &str = "known_servers";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrustError {
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {error}", path.display())]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{}:{line}: {reason}", path.display())]
     Malformed {
@@ -35,10 +35,10 @@ pub enum TrustError {
         line: usize,
         reason: String,
     },
-    #[error("cannot record the server certificate in {}: {source}", path.display())]
+    #[error("cannot record the server certificate in {}: {error}", path.display())]
     Write {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error(
         "invalid server label {0:?} for the known servers file: it must be non-empty and contain no spaces or '#'"
@@ -67,9 +67,9 @@ impl AuthorizedClients {
     /// optional trailing text (a comment, as in `authorized_keys`), `#`
     /// comment lines and blank lines.
     pub fn load(path: &Path) -> Result<Self, TrustError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TrustError::Read {
+        let text = std::fs::read_to_string(path).map_err(|error| TrustError::Read {
             path: path.to_owned(),
-            source,
+            error,
         })?;
         Self::parse(path, &text)
     }
@@ -162,10 +162,10 @@ pub(crate) fn lookup_known_server(
     let text = match std::fs::read_to_string(file) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
+        Err(error) => {
             return Err(TrustError::Read {
                 path: file.to_owned(),
-                source,
+                error,
             });
         }
     };
@@ -202,9 +202,9 @@ pub(crate) fn record_known_server(
     fingerprint: Fingerprint,
 ) -> Result<(), TrustError> {
     check_host_label(host_label)?;
-    let write_err = |source| TrustError::Write {
+    let write_err = |error| TrustError::Write {
         path: file.to_owned(),
-        source,
+        error,
     };
     if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(write_err)?;

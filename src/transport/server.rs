@@ -145,24 +145,11 @@ where
     };
     let span = tracing::info_span!("conn", peer = %peer.addr, client = %peer.fingerprint);
 
-    let (mut send, mut recv) = match handshake_stream(&conn).await {
-        Ok(Some(streams)) => streams,
+    let (mut send, hello) = match read_hello(&conn).await {
+        Ok(Some(hello)) => hello,
         Ok(None) => return,
         Err(reason) => {
             tracing::info!(parent: &span, "bad handshake: {reason}");
-            conn.close(VarInt::from_u32(code::BAD_HANDSHAKE), reason.as_bytes());
-            return;
-        }
-    };
-    let hello = match recv
-        .read_to_end(1024)
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|b| frame::decode_frame::<Hello>(&b).map_err(|e| e.to_string()))
-    {
-        Ok(hello) => hello,
-        Err(reason) => {
-            tracing::info!(parent: &span, "bad hello: {reason}");
             conn.close(VarInt::from_u32(code::BAD_HANDSHAKE), reason.as_bytes());
             return;
         }
@@ -222,15 +209,23 @@ where
     // The session drops here, or when its last in-flight request finishes.
 }
 
-/// Waits for the first stream, bounded so a silent client cannot hold a
-/// connection open forever. `Ok(None)`: the connection ended.
-async fn handshake_stream(
+/// Reads the `Hello` on the first stream, bounded in time so a silent
+/// client cannot hold a connection open forever. `Ok(None)`: the connection
+/// ended first.
+async fn read_hello(
     conn: &quinn::Connection,
-) -> Result<Option<(quinn::SendStream, quinn::RecvStream)>, String> {
-    match tokio::time::timeout(HELLO_TIMEOUT, conn.accept_bi()).await {
-        Ok(Ok(streams)) => Ok(Some(streams)),
-        Ok(Err(_)) => Ok(None),
-        Err(_) => Err("no handshake".to_owned()),
+) -> Result<Option<(quinn::SendStream, Hello)>, String> {
+    let exchange = async {
+        let Ok((send, mut recv)) = conn.accept_bi().await else {
+            return Ok(None);
+        };
+        let body = recv.read_to_end(1024).await.map_err(|e| e.to_string())?;
+        let hello = frame::decode_frame::<Hello>(&body).map_err(|e| e.to_string())?;
+        Ok(Some((send, hello)))
+    };
+    match tokio::time::timeout(HELLO_TIMEOUT, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("no handshake within {}s", HELLO_TIMEOUT.as_secs())),
     }
 }
 

@@ -3,6 +3,7 @@
 //! program's memory. Pure code: memory and fd lookups come in through the
 //! [`plan::Tracee`] trait.
 
+pub mod describe;
 pub mod layout;
 pub mod nr;
 pub mod paths;

@@ -464,7 +464,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 self.skip(pid, 0);
             }
             Plan::Forward { request, then } => {
-                let request_text = describe(&request);
+                let request_text = crate::syscall::describe::describe(&request);
                 self.threads.insert(
                     tid,
                     ThreadState::Waiting {
@@ -734,20 +734,6 @@ fn errno_name(e: i32) -> String {
         .next()
         .unwrap_or("E?")
         .to_string()
-}
-
-/// A short, strace-like rendering of a request's arguments.
-pub fn describe(req: &Request) -> String {
-    let text = format!("{req:?}");
-    if text.len() > 200 {
-        let mut cut = 200;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        format!("{}...", &text[..cut])
-    } else {
-        text
-    }
 }
 
 /// The planner's view of one stopped thread.

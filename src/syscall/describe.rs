@@ -1,0 +1,181 @@
+//! strace-like rendering of forwarded requests for `--trace`.
+
+use std::fmt::Write as _;
+
+use crate::proto::{Handle, RemotePath, Request, TimeUpdate, XattrTarget};
+
+/// How many bytes of a data buffer `--trace` shows, as strace's `-s 32`.
+const SHOWN_BYTES: usize = 32;
+
+/// Quotes bytes the way strace does: printable ASCII as is, the rest escaped.
+pub fn quote(bytes: &[u8], limit: usize) -> String {
+    let mut out = String::from("\"");
+    for &b in bytes.iter().take(limit) {
+        match b {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\t' => out.push_str("\\t"),
+            0x20..=0x7e => out.push(char::from(b)),
+            _ => {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+        }
+    }
+    out.push('"');
+    if bytes.len() > limit {
+        out.push_str("...");
+    }
+    out
+}
+
+fn path(p: &RemotePath) -> String {
+    quote(&p.0, usize::MAX)
+}
+
+fn h(handle: &Handle) -> String {
+    format!("#{}", handle.0)
+}
+
+fn target(t: &XattrTarget) -> String {
+    match t {
+        XattrTarget::Path { path: p, .. } => path(p),
+        XattrTarget::Handle(handle) => h(handle),
+    }
+}
+
+fn time(t: &TimeUpdate) -> String {
+    match t {
+        TimeUpdate::Now => "UTIME_NOW".into(),
+        TimeUpdate::Omit => "UTIME_OMIT".into(),
+        TimeUpdate::At(ts) => format!("{}.{:09}", ts.sec, ts.nsec),
+    }
+}
+
+/// The arguments of `req` as `--trace` prints them. Remote handles show as
+/// `#N`; paths are the remote paths.
+pub fn describe(req: &Request) -> String {
+    match req {
+        Request::Open {
+            path: p,
+            flags,
+            mode,
+        } => format!("{}, {flags:#o}, {mode:#o}", path(p)),
+        Request::Close { handle } => h(handle),
+        Request::Read { handle, len } => format!("{}, {len}", h(handle)),
+        Request::Pread {
+            handle,
+            len,
+            offset,
+        } => format!("{}, {len}, {offset}", h(handle)),
+        Request::Write { handle, data } => {
+            format!(
+                "{}, {}, {}",
+                h(handle),
+                quote(data, SHOWN_BYTES),
+                data.len()
+            )
+        }
+        Request::Pwrite {
+            handle,
+            data,
+            offset,
+        } => {
+            format!(
+                "{}, {}, {}, {offset}",
+                h(handle),
+                quote(data, SHOWN_BYTES),
+                data.len()
+            )
+        }
+        Request::Lseek {
+            handle,
+            offset,
+            whence,
+        } => format!("{}, {offset}, {whence}", h(handle)),
+        Request::Fsync { handle, .. } | Request::Fstat { handle } | Request::Fstatfs { handle } => {
+            h(handle)
+        }
+        Request::Getdents { handle, bytes } => format!("{}, {bytes}", h(handle)),
+        Request::SetFlags { handle, flags } => format!("{}, F_SETFL, {flags:#o}", h(handle)),
+        Request::Ftruncate { handle, len } => format!("{}, {len}", h(handle)),
+        Request::Fchmod { handle, mode } => format!("{}, {mode:#o}", h(handle)),
+        Request::Fchown { handle, uid, gid } => format!("{}, {uid}, {gid}", h(handle)),
+        Request::Futimens { handle, times } => {
+            format!("{}, [{}, {}]", h(handle), time(&times[0]), time(&times[1]))
+        }
+        Request::Stat { path: p, .. }
+        | Request::Readlink { path: p }
+        | Request::Rmdir { path: p }
+        | Request::Unlink { path: p }
+        | Request::Statfs { path: p }
+        | Request::CheckDir { path: p } => path(p),
+        Request::Access { path: p, mode, .. } => format!("{}, {mode:#o}", path(p)),
+        Request::Mkdir { path: p, mode } | Request::Chmod { path: p, mode, .. } => {
+            format!("{}, {mode:#o}", path(p))
+        }
+        Request::Rename { from, to, .. } | Request::Link { from, to, .. } => {
+            format!("{}, {}", path(from), path(to))
+        }
+        Request::Symlink { target: t, path: p } => {
+            format!("{}, {}", quote(t, usize::MAX), path(p))
+        }
+        Request::Chown {
+            path: p, uid, gid, ..
+        } => format!("{}, {uid}, {gid}", path(p)),
+        Request::Utimens { path: p, times, .. } => {
+            format!("{}, [{}, {}]", path(p), time(&times[0]), time(&times[1]))
+        }
+        Request::Truncate { path: p, len } => format!("{}, {len}", path(p)),
+        Request::GetXattr {
+            target: t,
+            name,
+            size,
+        } => {
+            format!("{}, {}, {size}", target(t), quote(name, usize::MAX))
+        }
+        Request::ListXattr { target: t, size } => format!("{}, {size}", target(t)),
+        Request::SetXattr {
+            target: t,
+            name,
+            value,
+            ..
+        } => format!(
+            "{}, {}, {}, {}",
+            target(t),
+            quote(name, usize::MAX),
+            quote(value, SHOWN_BYTES),
+            value.len()
+        ),
+        Request::RemoveXattr { target: t, name } => {
+            format!("{}, {}", target(t), quote(name, usize::MAX))
+        }
+        Request::Uname => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_quoted_and_escaped() {
+        let req = Request::Open {
+            path: RemotePath(b"/a \"b\"\n\xff".to_vec()),
+            flags: 0o101,
+            mode: 0o644,
+        };
+        assert_eq!(describe(&req), r#""/a \"b\"\n\xff", 0o101, 0o644"#);
+    }
+
+    #[test]
+    fn data_is_cut_like_strace() {
+        let req = Request::Write {
+            handle: Handle(3),
+            data: vec![b'x'; 40],
+        };
+        let text = describe(&req);
+        assert!(text.starts_with("#3, \"xxxx"), "{text}");
+        assert!(text.ends_with("\"..., 40"), "{text}");
+    }
+}

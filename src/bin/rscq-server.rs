@@ -10,6 +10,7 @@
 //! `--root` has no default on purpose: exporting `/` by accident would hand
 //! every authorized client the whole machine.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -65,6 +66,8 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // Colour codes only help a person at a terminal, not a log file.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,

@@ -457,6 +457,12 @@ mod tests {
     }
 
     #[test]
+    fn executor_is_shared_across_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Executor>();
+    }
+
+    #[test]
     fn new_fails_on_a_missing_root() {
         let err = Executor::new(Path::new("/nonexistent/rscq-root"), false);
         assert!(matches!(err, Err(ExecutorError::OpenRoot { .. })));

@@ -65,6 +65,7 @@ fn real_main() -> anyhow::Result<i32> {
         trace: settings.trace,
         stats: settings.stats,
         program: settings.program.clone(),
+        only: settings.forwarded_syscalls.clone(),
     };
     let status = client::run(runtime.handle().clone(), link.clone(), options)?;
     runtime.block_on(async {

@@ -41,6 +41,8 @@ pub struct RunOptions {
     pub trace: bool,
     pub stats: bool,
     pub program: Vec<OsString>,
+    /// rsc.config's `REMOTE` set, if the settings came from one.
+    pub only: Option<std::collections::BTreeSet<String>>,
 }
 
 /// Carries forwarded calls from the tracer thread to the server.
@@ -139,6 +141,7 @@ pub fn run(
         mounts: options.mounts,
         uname: options.uname,
         trace: options.trace,
+        only: options.only,
     };
     let filter = tracer::filter_rules(&config);
     let program = options.program;

@@ -134,7 +134,7 @@ unsafe fn child_after_fork(
     argv: *const *const libc::c_char,
     prog: &libc::sock_fprog,
 ) -> ! {
-    // SAFETY (whole block): raw, async-signal-safe syscalls in a forked
+    // SAFETY: raw, async-signal-safe syscalls in a freshly forked
     // child; every pointer refers to memory built before the fork.
     unsafe {
         // rscq blocks job-control and termination signals in its threads,

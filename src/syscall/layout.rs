@@ -250,7 +250,7 @@ mod tests {
             ..Stat::default()
         };
         let b = encode_stat(&st);
-        assert_eq!(std::mem::size_of::<libc::stat>(), STAT_SIZE);
+        assert_eq!(size_of::<libc::stat>(), STAT_SIZE);
         assert_eq!(u64_at(&b, 0), libc::makedev(8, 1));
         assert_eq!(u64_at(&b, 8), 42);
         assert_eq!(u64_at(&b, 16), 3);
@@ -265,14 +265,14 @@ mod tests {
 
     #[test]
     fn statx_and_statfs_offsets_match_libc() {
-        assert_eq!(std::mem::size_of::<libc::statx>(), STATX_SIZE);
+        assert_eq!(size_of::<libc::statx>(), STATX_SIZE);
         assert_eq!(std::mem::offset_of!(libc::statx, stx_mtime), 112);
         assert_eq!(std::mem::offset_of!(libc::statx, stx_dev_major), 136);
         assert_eq!(std::mem::offset_of!(libc::statx, stx_mnt_id), 144);
-        assert_eq!(std::mem::size_of::<libc::statfs>(), STATFS_SIZE);
+        assert_eq!(size_of::<libc::statfs>(), STATFS_SIZE);
         assert_eq!(std::mem::offset_of!(libc::statfs, f_namelen), 64);
-        assert_eq!(std::mem::offset_of!(libc::statfs, f_flags), 80);
-        assert_eq!(std::mem::size_of::<libc::utsname>(), UTSNAME_SIZE);
+        assert_eq!(std::mem::offset_of!(libc::statfs, f_frsize), 72);
+        assert_eq!(size_of::<libc::utsname>(), UTSNAME_SIZE);
     }
 
     #[test]

@@ -107,3 +107,61 @@ pub fn name(nr: i64) -> &'static str {
         .find(|(n, _)| *n == nr)
         .map_or("syscall", |(_, name)| name)
 }
+
+/// The thesis's name for the family a trapped syscall belongs to: its
+/// `rsc.config` listed `open`, `lstat`, `getdents`, …, which today's libcs
+/// reach through `openat`, `newfstatat`, `getdents64`, ….
+pub fn family(name: &str) -> &str {
+    match name {
+        "openat" | "openat2" | "creat" => "open",
+        "stat" | "newfstatat" | "statx" | "fstat" => "lstat",
+        "faccessat" | "faccessat2" => "access",
+        "readlinkat" => "readlink",
+        "getdents64" => "getdents",
+        "mkdirat" => "mkdir",
+        "unlinkat" => "unlink",
+        "renameat" | "renameat2" => "rename",
+        "linkat" => "link",
+        "symlinkat" => "symlink",
+        "fchmod" | "fchmodat" | "fchmodat2" => "chmod",
+        "chown" | "fchown" | "fchownat" => "lchown",
+        "utimensat" | "utime" | "futimesat" => "utimes",
+        "readv" | "preadv" | "preadv2" => "read",
+        "writev" | "pwritev" | "pwritev2" => "write",
+        "fstatfs" => "statfs",
+        "setxattr" | "lsetxattr" | "fsetxattr" | "getxattr" | "lgetxattr" | "fgetxattr"
+        | "listxattr" | "llistxattr" | "flistxattr" | "removexattr" | "lremovexattr"
+        | "fremovexattr" => "xattr",
+        other => other,
+    }
+}
+
+/// Whether a `REMOTE` set from rsc.config asks for syscall `name`: listed
+/// itself, or its family is.
+pub fn listed(set: &std::collections::BTreeSet<String>, name: &str) -> bool {
+    set.contains(name) || set.contains(family(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thesis_names_cover_modern_variants() {
+        let set: std::collections::BTreeSet<String> = ["open", "lstat", "getdents"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert!(listed(&set, "openat"));
+        assert!(listed(&set, "newfstatat"));
+        assert!(listed(&set, "getdents64"));
+        assert!(!listed(&set, "unlinkat"));
+    }
+
+    #[test]
+    fn every_trapped_call_has_a_name() {
+        for &(nr, n) in PATH_CALLS.iter().chain(FD_CALLS) {
+            assert_eq!(name(nr), n);
+        }
+    }
+}

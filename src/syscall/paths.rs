@@ -25,7 +25,7 @@ impl MountTable {
             m.local = normalize(&m.local);
             m.remote = normalize(&m.remote);
         }
-        mounts.sort_by(|a, b| b.local.len().cmp(&a.local.len()));
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.local.len()));
         Self { mounts }
     }
 

@@ -192,11 +192,11 @@ const MAX_IOV: u64 = 1024;
 
 fn arg_i32(v: u64) -> i32 {
     // Syscalls take `int` arguments in the low 32 bits of the register.
-    (v & 0xffff_ffff) as u32 as i32
+    arg_u32(v).cast_signed()
 }
 
 fn arg_u32(v: u64) -> u32 {
-    (v & 0xffff_ffff) as u32
+    u32::try_from(v & 0xffff_ffff).unwrap_or(u32::MAX)
 }
 
 fn len_i64(n: usize) -> i64 {

@@ -102,6 +102,9 @@ pub struct TracerConfig {
     pub mounts: MountTable,
     pub uname: bool,
     pub trace: bool,
+    /// From rsc.config's `REMOTE` lines: only these syscalls (or their
+    /// families) are forwarded. `None` forwards everything a mount needs.
+    pub only: Option<std::collections::BTreeSet<String>>,
 }
 
 /// The syscall rules of the filter for `config`.
@@ -110,13 +113,18 @@ pub fn filter_rules(config: &TracerConfig) -> Vec<(i64, seccomp::Action)> {
     for &nr in nr::REFUSED {
         rules.push((nr, seccomp::Action::Errno(38)));
     }
-    if config.uname {
+    let wanted = |name: &str| config.only.as_ref().is_none_or(|set| nr::listed(set, name));
+    if config.uname && wanted(nr::UNAME.1) {
         rules.push((nr::UNAME.0, seccomp::Action::Trace));
     }
     if !config.mounts.is_empty() {
         // Reads and writes first: they are the most frequent.
-        for &(nr, _) in nr::FD_CALLS.iter().chain(nr::PATH_CALLS) {
-            rules.push((nr, seccomp::Action::Trace));
+        for &(nr, name) in nr::FD_CALLS.iter().chain(nr::PATH_CALLS) {
+            // The cwd must stay consistent whatever the set says.
+            let always = matches!(name, "chdir" | "fchdir" | "getcwd");
+            if always || wanted(name) {
+                rules.push((nr, seccomp::Action::Trace));
+            }
         }
     }
     rules
@@ -691,9 +699,9 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         let open_flags = libc::O_WRONLY | if cloexec { libc::O_CLOEXEC } else { 0 };
         let sp = ptrace::getregs(pid).map(|r| r.rsp).unwrap_or(0);
         let args = [
-            Some(libc::AT_FDCWD as i64 as u64),
+            Some(i64::from(libc::AT_FDCWD).cast_unsigned()),
             None,
-            Some(open_flags as u64),
+            Some(u64::from(open_flags.cast_unsigned())),
             Some(0),
             None,
             None,

@@ -52,10 +52,7 @@ pub fn build(rules: &[(i64, Action)]) -> Vec<SockFilter> {
         stmt(BPF_RET_K, RET_ALLOW),
         stmt(BPF_LD_W_ABS, OFF_NR),
         jump(BPF_JGE_K, X32_SYSCALL_BIT, 0, 1),
-        stmt(
-            BPF_RET_K,
-            RET_ERRNO | u32::from(libc::ENOSYS.unsigned_abs() as u16),
-        ),
+        stmt(BPF_RET_K, RET_ERRNO | libc::ENOSYS.unsigned_abs()),
     ];
     for &(nr, action) in rules {
         let Ok(nr) = u32::try_from(nr) else { continue };
@@ -96,7 +93,7 @@ mod tests {
         vec![
             (libc::SYS_openat, Action::Trace),
             (libc::SYS_read, Action::Trace),
-            (libc::SYS_io_uring_setup, Action::Errno(libc::ENOSYS as u16)),
+            (libc::SYS_io_uring_setup, Action::Errno(38)),
         ]
     }
 

@@ -103,7 +103,7 @@ pub fn name(nr: i64) -> &'static str {
     PATH_CALLS
         .iter()
         .chain(FD_CALLS)
-        .chain(std::iter::once(&UNAME))
+        .chain([&UNAME, &(libc::SYS_mmap, "mmap")])
         .find(|(n, _)| *n == nr)
         .map_or("syscall", |(_, name)| name)
 }

@@ -1129,6 +1129,12 @@ pub fn plan(
             Plan::Native
         };
     }
+    if nr == libc::SYS_mmap {
+        return match p.t.fd(arg_i32(args[4])) {
+            FdKind::Remote(_) => Plan::fail(Errno::ENODEV),
+            FdKind::Local => Plan::Native,
+        };
+    }
     if super::nr::FD_CALLS.iter().any(|(n, _)| *n == nr) {
         return p.fd_call(nr, args);
     }

@@ -126,6 +126,14 @@ pub fn filter_rules(config: &TracerConfig) -> Vec<(i64, seccomp::Action)> {
                 rules.push((nr, seccomp::Action::Trace));
             }
         }
+        // A remote file cannot be mapped; anonymous mappings never stop.
+        rules.push((
+            libc::SYS_mmap,
+            seccomp::Action::TraceUnlessArg {
+                arg: 4,
+                value: u32::MAX,
+            },
+        ));
     }
     rules
 }

@@ -22,6 +22,8 @@ const RET_ERRNO: u32 = 0x0005_0000;
 /// Offsets in `struct seccomp_data`.
 const OFF_NR: u32 = 0;
 const OFF_ARCH: u32 = 4;
+/// `args[0]`; x86_64 is little-endian, so this is each argument's low word.
+const OFF_ARGS: u32 = 16;
 
 fn stmt(code: u16, k: u32) -> SockFilter {
     SockFilter {
@@ -40,6 +42,12 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> SockFilter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
     Trace,
+    /// Trace unless argument `arg` (its low 32 bits) equals `value`:
+    /// `mmap` only stops when it maps an fd, not for anonymous memory.
+    TraceUnlessArg {
+        arg: u8,
+        value: u32,
+    },
     Errno(u16),
 }
 
@@ -57,9 +65,19 @@ pub fn build(rules: &[(i64, Action)]) -> Vec<SockFilter> {
     for &(nr, action) in rules {
         let Ok(nr) = u32::try_from(nr) else { continue };
         let ret = match action {
-            Action::Trace => RET_TRACE | TRAP_TAG,
+            Action::Trace | Action::TraceUnlessArg { .. } => RET_TRACE | TRAP_TAG,
             Action::Errno(e) => RET_ERRNO | u32::from(e),
         };
+        if let Action::TraceUnlessArg { arg, value } = action {
+            // Only the matching path loads the argument, and it always
+            // returns, so later rules still compare against nr.
+            prog.push(jump(BPF_JEQ_K, nr, 0, 4));
+            prog.push(stmt(BPF_LD_W_ABS, OFF_ARGS + 8 * u32::from(arg)));
+            prog.push(jump(BPF_JEQ_K, value, 0, 1));
+            prog.push(stmt(BPF_RET_K, RET_ALLOW));
+            prog.push(stmt(BPF_RET_K, ret));
+            continue;
+        }
         prog.push(jump(BPF_JEQ_K, nr, 0, 1));
         prog.push(stmt(BPF_RET_K, ret));
     }
@@ -70,13 +88,24 @@ pub fn build(rules: &[(i64, Action)]) -> Vec<SockFilter> {
 /// Runs `prog` on one `seccomp_data` the way the kernel would, for tests.
 #[cfg(test)]
 fn run(prog: &[SockFilter], arch: u32, nr: u32) -> u32 {
+    run_with_args(prog, arch, nr, [0; 6])
+}
+
+#[cfg(test)]
+fn run_with_args(prog: &[SockFilter], arch: u32, nr: u32, args: [u32; 6]) -> u32 {
     let mut acc = 0u32;
     let mut pc = 0usize;
     loop {
         let ins = prog[pc];
         pc += 1;
         match ins.code {
-            BPF_LD_W_ABS => acc = if ins.k == OFF_ARCH { arch } else { nr },
+            BPF_LD_W_ABS => {
+                acc = match ins.k {
+                    OFF_ARCH => arch,
+                    OFF_NR => nr,
+                    k => args[usize::try_from((k - OFF_ARGS) / 8).unwrap()],
+                }
+            }
             BPF_JEQ_K => pc += usize::from(if acc == ins.k { ins.jt } else { ins.jf }),
             BPF_JGE_K => pc += usize::from(if acc >= ins.k { ins.jt } else { ins.jf }),
             BPF_RET_K => return ins.k,
@@ -102,6 +131,32 @@ mod tests {
         let p = build(&rules());
         assert_eq!(run(&p, AUDIT_ARCH_X86_64, 257), RET_TRACE | TRAP_TAG);
         assert_eq!(run(&p, AUDIT_ARCH_X86_64, 0), RET_TRACE | TRAP_TAG);
+    }
+
+    #[test]
+    fn conditional_rule_checks_its_argument_and_later_rules_still_match() {
+        let p = build(&[
+            (
+                libc::SYS_mmap,
+                Action::TraceUnlessArg {
+                    arg: 4,
+                    value: u32::MAX,
+                },
+            ),
+            (libc::SYS_openat, Action::Trace),
+        ]);
+        let anon = [0, 4096, 3, 0x22, u32::MAX, 0];
+        let file = [0, 4096, 1, 2, 5, 0];
+        assert_eq!(run_with_args(&p, AUDIT_ARCH_X86_64, 9, anon), RET_ALLOW);
+        assert_eq!(
+            run_with_args(&p, AUDIT_ARCH_X86_64, 9, file),
+            RET_TRACE | TRAP_TAG
+        );
+        assert_eq!(
+            run_with_args(&p, AUDIT_ARCH_X86_64, 257, file),
+            RET_TRACE | TRAP_TAG
+        );
+        assert_eq!(run_with_args(&p, AUDIT_ARCH_X86_64, 39, file), RET_ALLOW);
     }
 
     #[test]

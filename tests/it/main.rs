@@ -1,1 +1,16 @@
+//! rscq's integration tests: real programs run under the real `rscq`
+//! binary against a real `rscq-server` process over loopback QUIC, each
+//! compared with the same program run directly on an identical tree.
+//!
+//! Run them with `tests/run.sh` (or `cargo test --release --test it`).
+//! Tests that need root (a UTS namespace for the server) fail without it
+//! when `RSCQ_REQUIRE_ROOT_TESTS=1` is set, and are skipped otherwise.
 
+mod harness;
+
+mod embedded;
+mod faults;
+mod files;
+mod process;
+mod security;
+mod uname;

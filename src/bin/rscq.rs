@@ -4,7 +4,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::unix::ffi::OsStrExt;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Parser;
 
 use rscq::client::{self, RunOptions};
@@ -48,9 +48,6 @@ fn real_main() -> anyhow::Result<i32> {
         return Ok(0);
     }
     let settings = config::resolve(&args)?;
-    if settings.net {
-        bail!("--net (the remote network stack) is not implemented yet; see README");
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -62,6 +59,7 @@ fn real_main() -> anyhow::Result<i32> {
     let options = RunOptions {
         mounts: mount_table(&settings),
         uname: settings.uname,
+        net: settings.net,
         trace: settings.trace,
         stats: settings.stats,
         program: settings.program.clone(),

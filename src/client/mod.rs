@@ -1,6 +1,7 @@
 //! Wiring of the rscq client: the tracer thread, the engine that carries
 //! forwarded calls over the QUIC [`Link`], and the end-of-run summary.
 
+pub mod net;
 pub mod stats;
 
 use std::ffi::OsString;
@@ -12,11 +13,12 @@ use std::sync::mpsc::{self, Sender};
 use tokio::runtime::Handle as RuntimeHandle;
 
 use crate::errno::Errno;
-use crate::proto::{Handle, Request, frame};
+use crate::proto::{Handle, Reply, Request, frame};
 use crate::syscall::nr;
 use crate::syscall::paths::MountTable;
+use crate::syscall::plan::Forwarding;
 use crate::tracer::{
-    self, Event, ExitStatus, Forwarder, Registry, Tracer, TracerConfig, TracerError,
+    self, Event, ExitStatus, Forwarder, Registry, SocketRegistry, Tracer, TracerConfig, TracerError,
 };
 use crate::transport::Link;
 
@@ -38,6 +40,7 @@ pub fn block_forwarded_signals() -> Result<(), nix::Error> {
 pub struct RunOptions {
     pub mounts: MountTable,
     pub uname: bool,
+    pub net: bool,
     pub trace: bool,
     pub stats: bool,
     pub program: Vec<OsString>,
@@ -53,6 +56,7 @@ struct Engine {
     events: Sender<Event>,
     stats: Stats,
     registry: Registry,
+    pumps: Arc<net::Pumps>,
     lost: Arc<AtomicBool>,
 }
 
@@ -105,6 +109,31 @@ impl Forwarder for Engine {
         });
     }
 
+    fn connect_tcp(&self, tid: i32, tgid: i32, fd: i32, addr: crate::proto::SockAddr) {
+        let engine = self.clone();
+        // The program's thread is stopped until the reply, so its fd is
+        // still the socket it named.
+        let dup = tracer::dup_fd(tgid, fd);
+        self.runtime.spawn(async move {
+            let started = tokio::time::Instant::now();
+            let response = match dup {
+                None => Err(Errno::EBADF),
+                Some(dup) => match engine.link.open_tcp(addr).await {
+                    Ok(Ok(streams)) => engine
+                        .pumps
+                        .attach(dup, streams)
+                        .await
+                        .map(|()| Reply::Done),
+                    Ok(Err(e)) => Err(e),
+                    Err(e) => Err(engine.connection_failed(&e)),
+                },
+            };
+            let rtt = started.elapsed();
+            engine.stats.record("connect", 0, 0, rtt);
+            let _ = engine.events.send(Event::Reply { tid, response, rtt });
+        });
+    }
+
     fn trace_line(&self, line: String) {
         eprintln!("rscq: {line}");
     }
@@ -116,6 +145,8 @@ pub enum ClientError {
     Tracer(#[from] TracerError),
     #[error("cannot start the tracer thread: {0}")]
     Thread(std::io::Error),
+    #[error("cannot start the local socket pumps: {0}")]
+    Pumps(std::io::Error),
 }
 
 /// Runs the program under the tracer until every traced process is gone.
@@ -129,17 +160,27 @@ pub fn run(
     let registry = Registry::default();
     let stats = Stats::default();
     let lost = Arc::new(AtomicBool::new(false));
+    let sockets = SocketRegistry::default();
+    let pumps = Arc::new(
+        runtime
+            .block_on(net::Pumps::start(sockets.clone()))
+            .map_err(ClientError::Pumps)?,
+    );
     let engine = Engine {
         runtime,
         link,
         events: events_tx.clone(),
         stats: stats.clone(),
         registry: registry.clone(),
+        pumps,
         lost: lost.clone(),
     };
     let config = TracerConfig {
-        mounts: options.mounts,
-        uname: options.uname,
+        forwarding: Arc::new(Forwarding {
+            mounts: options.mounts,
+            uname: options.uname,
+            net: options.net,
+        }),
         trace: options.trace,
         only: options.only,
     };
@@ -173,7 +214,7 @@ pub fn run(
                 program: "reaper".into(),
                 source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EAGAIN)),
             })?;
-            Ok(Tracer::new(config, &engine, registry, events_rx, root).run())
+            Ok(Tracer::new(config, &engine, registry, sockets, events_rx, root).run())
         })
         .map_err(ClientError::Thread)?;
     let status = tracer_thread

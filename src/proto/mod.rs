@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::errno::Errno;
 
 /// Bumped on every incompatible change to any message in this module.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The TLS ALPN token both sides require.
 pub const ALPN: &[u8] = b"rscq/1";
@@ -136,6 +136,89 @@ pub struct DirEntry {
     pub kind: u8,
     #[serde(with = "serde_bytes")]
     pub name: Vec<u8>,
+}
+
+/// An IPv4 or IPv6 socket address, as `struct sockaddr_in`/`sockaddr_in6`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SockAddr {
+    V4 {
+        ip: [u8; 4],
+        port: u16,
+    },
+    V6 {
+        ip: [u8; 16],
+        port: u16,
+        flowinfo: u32,
+        scope_id: u32,
+    },
+}
+
+impl From<std::net::SocketAddr> for SockAddr {
+    fn from(a: std::net::SocketAddr) -> Self {
+        match a {
+            std::net::SocketAddr::V4(v4) => Self::V4 {
+                ip: v4.ip().octets(),
+                port: v4.port(),
+            },
+            std::net::SocketAddr::V6(v6) => Self::V6 {
+                ip: v6.ip().octets(),
+                port: v6.port(),
+                flowinfo: v6.flowinfo(),
+                scope_id: v6.scope_id(),
+            },
+        }
+    }
+}
+
+impl From<SockAddr> for std::net::SocketAddr {
+    fn from(a: SockAddr) -> Self {
+        match a {
+            SockAddr::V4 { ip, port } => (std::net::Ipv4Addr::from(ip), port).into(),
+            SockAddr::V6 {
+                ip,
+                port,
+                flowinfo,
+                scope_id,
+            } => std::net::SocketAddr::V6(std::net::SocketAddrV6::new(
+                std::net::Ipv6Addr::from(ip),
+                port,
+                flowinfo,
+                scope_id,
+            )),
+        }
+    }
+}
+
+/// A system file the server reads from its own `/etc`, never beneath the
+/// export root: with `--net`, name resolution must see the remote host's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SystemFile {
+    ResolvConf,
+    Hosts,
+    NsswitchConf,
+    GaiConf,
+    Services,
+}
+
+impl SystemFile {
+    pub const ALL: [Self; 5] = [
+        Self::ResolvConf,
+        Self::Hosts,
+        Self::NsswitchConf,
+        Self::GaiConf,
+        Self::Services,
+    ];
+
+    /// Its path on both machines.
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::ResolvConf => "/etc/resolv.conf",
+            Self::Hosts => "/etc/hosts",
+            Self::NsswitchConf => "/etc/nsswitch.conf",
+            Self::GaiConf => "/etc/gai.conf",
+            Self::Services => "/etc/services",
+        }
+    }
 }
 
 /// Which object an xattr call names.
@@ -298,6 +381,14 @@ pub enum Request {
 
     /// `uname(2)`; replies [`Reply::Uname`].
     Uname,
+
+    /// Reads one of the server's own system files; replies [`Reply::Data`].
+    ReadSystemFile { file: SystemFile },
+    /// `connect(2)` of a TCP socket on the server. Replies
+    /// [`Reply::TcpConnected`]; after that reply the same QUIC stream carries
+    /// the connection's bytes in both directions, and a finished stream
+    /// means `shutdown(SHUT_WR)`.
+    TcpConnect { addr: SockAddr },
 }
 
 /// A successful result. Which variant answers which request is documented on
@@ -313,6 +404,7 @@ pub enum Reply {
     Statfs(Statfs),
     Dirents(Vec<DirEntry>),
     Uname(Utsname),
+    TcpConnected { local: SockAddr, peer: SockAddr },
 }
 
 /// What the server sends back for one request.

@@ -137,8 +137,25 @@ impl Executor {
             } => xattr::set(root, handles, &target, &name, &value, flags),
             Request::RemoveXattr { target, name } => xattr::remove(root, handles, &target, &name),
             Request::Uname => uname::uname(),
+            Request::ReadSystemFile { file } => system_file(file),
+            // Connections are streams, served by `server::net`; one that
+            // reaches the blocking executor was sent the wrong way.
+            Request::TcpConnect { .. } => Err(Errno::EINVAL),
         }
     }
+}
+
+/// The server host's own copy of a resolver file, read from its real `/etc`
+/// (not beneath the export root): the name is from a fixed list, never a
+/// path the client chose.
+fn system_file(file: crate::proto::SystemFile) -> Response {
+    use std::io::Read as _;
+    let f = std::fs::File::open(file.path()).map_err(|e| Errno::from_io(&e))?;
+    let mut data = Vec::new();
+    f.take(u64::from(crate::proto::MAX_IO))
+        .read_to_end(&mut data)
+        .map_err(|e| Errno::from_io(&e))?;
+    Ok(crate::proto::Reply::Data(data))
 }
 
 /// Whether a request would change the export, and so fails with `EROFS`
@@ -180,7 +197,9 @@ fn mutates(req: &Request) -> bool {
         | Request::CheckDir { .. }
         | Request::GetXattr { .. }
         | Request::ListXattr { .. }
-        | Request::Uname => false,
+        | Request::Uname
+        | Request::ReadSystemFile { .. }
+        | Request::TcpConnect { .. } => false,
     }
 }
 

@@ -5,6 +5,7 @@
 
 mod dirs;
 pub mod executor;
+pub mod net;
 mod files;
 mod handles;
 mod meta;

@@ -151,6 +151,8 @@ pub fn describe(req: &Request) -> String {
             format!("{}, {}", target(t), quote(name, usize::MAX))
         }
         Request::Uname => String::new(),
+        Request::ReadSystemFile { file } => quote(file.path().as_bytes(), usize::MAX),
+        Request::TcpConnect { addr } => std::net::SocketAddr::from(*addr).to_string(),
     }
 }
 

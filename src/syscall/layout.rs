@@ -302,3 +302,97 @@ mod tests {
         assert_eq!(decode_utimens(&b), [TimeUpdate::Now, TimeUpdate::Omit]);
     }
 }
+
+/// `sizeof(struct sockaddr_in)` and `sizeof(struct sockaddr_in6)`.
+pub const SOCKADDR_IN_SIZE: usize = 16;
+pub const SOCKADDR_IN6_SIZE: usize = 28;
+
+/// Decodes an IPv4 or IPv6 `struct sockaddr`; `None` for other families
+/// (those stay local) or a short buffer.
+pub fn decode_sockaddr(b: &[u8]) -> Option<crate::proto::SockAddr> {
+    let family = i32::from(u16::from_ne_bytes([*b.first()?, *b.get(1)?]));
+    let port = u16::from_be_bytes([*b.get(2)?, *b.get(3)?]);
+    match family {
+        libc::AF_INET if b.len() >= 8 => Some(crate::proto::SockAddr::V4 {
+            ip: [b[4], b[5], b[6], b[7]],
+            port,
+        }),
+        libc::AF_INET6 if b.len() >= SOCKADDR_IN6_SIZE => {
+            let mut ip = [0u8; 16];
+            ip.copy_from_slice(&b[8..24]);
+            Some(crate::proto::SockAddr::V6 {
+                ip,
+                port,
+                flowinfo: u32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+                scope_id: u32::from_ne_bytes([b[24], b[25], b[26], b[27]]),
+            })
+        }
+        _ => None,
+    }
+}
+
+/// Encodes a socket address as the kernel lays out `struct sockaddr_in`/`_in6`.
+pub fn encode_sockaddr(a: &crate::proto::SockAddr) -> Vec<u8> {
+    match *a {
+        crate::proto::SockAddr::V4 { ip, port } => {
+            let mut b = vec![0u8; SOCKADDR_IN_SIZE];
+            put(
+                &mut b,
+                0,
+                &u16::try_from(libc::AF_INET).unwrap_or(2).to_ne_bytes(),
+            );
+            put(&mut b, 2, &port.to_be_bytes());
+            put(&mut b, 4, &ip);
+            b
+        }
+        crate::proto::SockAddr::V6 {
+            ip,
+            port,
+            flowinfo,
+            scope_id,
+        } => {
+            let mut b = vec![0u8; SOCKADDR_IN6_SIZE];
+            put(
+                &mut b,
+                0,
+                &u16::try_from(libc::AF_INET6).unwrap_or(10).to_ne_bytes(),
+            );
+            put(&mut b, 2, &port.to_be_bytes());
+            put(&mut b, 4, &flowinfo.to_be_bytes());
+            put(&mut b, 8, &ip);
+            put(&mut b, 24, &scope_id.to_ne_bytes());
+            b
+        }
+    }
+}
+
+#[cfg(test)]
+mod sockaddr_tests {
+    use super::*;
+    use crate::proto::SockAddr;
+
+    #[test]
+    fn sockaddrs_round_trip() {
+        let v4 = SockAddr::V4 {
+            ip: [10, 0, 0, 1],
+            port: 8080,
+        };
+        let b = encode_sockaddr(&v4);
+        assert_eq!(&b[2..4], &[0x1f, 0x90]);
+        assert_eq!(decode_sockaddr(&b), Some(v4));
+        let v6 = SockAddr::V6 {
+            ip: [0xfe; 16],
+            port: 443,
+            flowinfo: 7,
+            scope_id: 3,
+        };
+        assert_eq!(decode_sockaddr(&encode_sockaddr(&v6)), Some(v6));
+    }
+
+    #[test]
+    fn other_families_and_short_buffers_are_refused() {
+        assert_eq!(decode_sockaddr(&[1, 0, b'/', b't']), None);
+        assert_eq!(decode_sockaddr(&[2, 0, 0]), None);
+        assert_eq!(decode_sockaddr(&[]), None);
+    }
+}

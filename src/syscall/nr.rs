@@ -90,6 +90,13 @@ pub const FD_CALLS: &[(i64, &str)] = &[
     (libc::SYS_flock, "flock"),
 ];
 
+/// Trapped only with `--net`.
+pub const NET_CALLS: &[(i64, &str)] = &[
+    (libc::SYS_connect, "connect"),
+    (libc::SYS_getsockname, "getsockname"),
+    (libc::SYS_getpeername, "getpeername"),
+];
+
 /// Trapped only with `--uname`.
 pub const UNAME: (i64, &str) = (libc::SYS_uname, "uname");
 
@@ -103,7 +110,12 @@ pub fn name(nr: i64) -> &'static str {
     PATH_CALLS
         .iter()
         .chain(FD_CALLS)
-        .chain([&UNAME, &(libc::SYS_mmap, "mmap")])
+        .chain(NET_CALLS)
+        .chain([
+            &UNAME,
+            &(libc::SYS_mmap, "mmap"),
+            &(libc::SYS_sendto, "sendto"),
+        ])
         .find(|(n, _)| *n == nr)
         .map_or("syscall", |(_, name)| name)
 }

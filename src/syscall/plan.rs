@@ -8,11 +8,12 @@
 
 use crate::errno::Errno;
 use crate::proto::{
-    Handle, MAX_IO, MAX_XATTR_NAME, MAX_XATTR_VALUE, RemotePath, Reply, Request, Response, Stat,
-    TimeUpdate, XattrTarget,
+    Handle, MAX_IO, MAX_XATTR_NAME, MAX_XATTR_VALUE, RemotePath, Reply, Request, Response,
+    SockAddr, Stat, TimeUpdate, XattrTarget,
 };
 use crate::syscall::layout;
 use crate::syscall::paths::{self, MountTable};
+use crate::tracer::registry::RemoteSocket;
 
 /// A remote file as the program holds it: a placeholder fd whose kernel
 /// object rscq can recognise.
@@ -47,6 +48,18 @@ pub trait Tracee {
     fn fd(&mut self, fd: i32) -> FdKind;
     /// The absolute path of a local directory fd, if it has one.
     fn local_fd_path(&mut self, fd: i32) -> Option<Vec<u8>>;
+    /// `(SO_DOMAIN, SO_TYPE)` of a socket fd; `None` for other fds.
+    fn socket_kind(&mut self, fd: i32) -> Option<(i32, i32)>;
+    /// The remote connection behind a socket fd, if it has one.
+    fn remote_socket(&mut self, fd: i32) -> Option<RemoteSocket>;
+}
+
+/// What the planner forwards, besides the mounts.
+#[derive(Debug, Clone, Default)]
+pub struct Forwarding {
+    pub mounts: MountTable,
+    pub uname: bool,
+    pub net: bool,
 }
 
 /// How a stat reply is laid out.
@@ -138,6 +151,12 @@ pub enum Plan {
     Forward {
         request: Request,
         then: Then,
+    },
+    /// Connect the program's TCP socket `fd` to `addr` on the server; the
+    /// reply is `Done` (→ 0) or the remote errno.
+    ConnectTcp {
+        fd: i32,
+        addr: SockAddr,
     },
 }
 
@@ -1076,6 +1095,67 @@ impl<T: Tracee> Planner<'_, T> {
         }
     }
 
+    /// Socket calls that carry addresses, with `--net`.
+    fn net_call(&mut self, nr: i64, a: [u64; 6]) -> Plan {
+        let fd = arg_i32(a[0]);
+        match nr {
+            libc::SYS_connect => {
+                let len = usize::try_from(a[2].min(128)).unwrap_or(0);
+                let Ok(bytes) = self.t.read_bytes(a[1], len) else {
+                    return Plan::fail(Errno::EFAULT);
+                };
+                // AF_UNIX, AF_NETLINK and AF_UNSPEC stay local.
+                let Some(addr) = layout::decode_sockaddr(&bytes) else {
+                    return Plan::Native;
+                };
+                match self.t.socket_kind(fd) {
+                    Some((domain, ty)) if domain == libc::AF_INET || domain == libc::AF_INET6 => {
+                        if ty == libc::SOCK_STREAM {
+                            Plan::ConnectTcp { fd, addr }
+                        } else {
+                            // Remote UDP is not built yet; sending it from
+                            // this host instead would betray the program.
+                            Plan::fail(Errno(libc::ENETUNREACH))
+                        }
+                    }
+                    _ => Plan::Native,
+                }
+            }
+            libc::SYS_sendto => match self.t.socket_kind(fd) {
+                Some((domain, ty))
+                    if (domain == libc::AF_INET || domain == libc::AF_INET6)
+                        && ty != libc::SOCK_STREAM =>
+                {
+                    Plan::fail(Errno(libc::ENETUNREACH))
+                }
+                _ => Plan::Native,
+            },
+            _ => {
+                let Some(sock) = self.t.remote_socket(fd) else {
+                    return Plan::Native;
+                };
+                let addr = if nr == libc::SYS_getpeername {
+                    sock.peer
+                } else {
+                    sock.local
+                };
+                let encoded = layout::encode_sockaddr(&addr);
+                let Ok(len_bytes) = self.t.read_bytes(a[2], 4) else {
+                    return Plan::fail(Errno::EFAULT);
+                };
+                let room =
+                    u32::from_ne_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]);
+                let room = usize::try_from(room).unwrap_or(0);
+                let actual = u32::try_from(encoded.len()).unwrap_or(0);
+                let shown = encoded[..encoded.len().min(room)].to_vec();
+                Plan::Answer {
+                    ret: 0,
+                    writes: vec![(a[1], shown), (a[2], actual.to_ne_bytes().to_vec())],
+                }
+            }
+        }
+    }
+
     fn iovecs(&mut self, addr: u64, count: u64) -> Result<Vec<(u64, u64)>, Errno> {
         if count > MAX_IOV {
             return Err(Errno::EINVAL);
@@ -1114,16 +1194,20 @@ impl<T: Tracee> Planner<'_, T> {
 }
 
 /// Decides what to do with trapped syscall `nr` with arguments `args`.
-pub fn plan(
-    nr: i64,
-    args: [u64; 6],
-    mounts: &MountTable,
-    uname: bool,
-    t: &mut impl Tracee,
-) -> Plan {
-    let mut p = Planner { mounts, t };
+pub fn plan(nr: i64, args: [u64; 6], fwd: &Forwarding, t: &mut impl Tracee) -> Plan {
+    let mut p = Planner {
+        mounts: &fwd.mounts,
+        t,
+    };
+    if super::nr::NET_CALLS.iter().any(|(n, _)| *n == nr) || nr == libc::SYS_sendto {
+        return if fwd.net {
+            p.net_call(nr, args)
+        } else {
+            Plan::Native
+        };
+    }
     if nr == libc::SYS_uname {
-        return if uname {
+        return if fwd.uname {
             Plan::forward(Request::Uname, Then::Uname { addr: args[0] })
         } else {
             Plan::Native

@@ -31,10 +31,9 @@ use crate::errno::Errno;
 use crate::proto::{Handle, Request, Response};
 use crate::sys::tracer::{self as sys, ExecPlan};
 use crate::syscall::nr;
-use crate::syscall::paths::MountTable;
-use crate::syscall::plan::{self, AfterNative, FdKind, Outcome, Plan, Then, Tracee};
+use crate::syscall::plan::{self, AfterNative, FdKind, Forwarding, Outcome, Plan, Then, Tracee};
 
-pub use registry::Registry;
+pub use registry::{Registry, SocketRegistry};
 
 /// Something the tracer thread must react to.
 #[derive(Debug)]
@@ -59,6 +58,9 @@ pub trait Forwarder {
     /// Watches a placeholder's read end; when every copy of the program's
     /// fd is closed, the remote handle is closed too.
     fn watch_close(&self, read_end: OwnedFd, key: u64, handle: Handle);
+    /// Connects socket `fd` of process `tgid` to `addr` on the server; the
+    /// result arrives as [`Event::Reply`] (`Done` or an errno).
+    fn connect_tcp(&self, tid: i32, tgid: i32, fd: i32, addr: crate::proto::SockAddr);
     /// Prints one `--trace` line.
     fn trace_line(&self, line: String);
 }
@@ -99,8 +101,7 @@ impl ExitStatus {
 /// What the tracer forwards.
 #[derive(Debug, Clone)]
 pub struct TracerConfig {
-    pub mounts: MountTable,
-    pub uname: bool,
+    pub forwarding: std::sync::Arc<Forwarding>,
     pub trace: bool,
     /// From rsc.config's `REMOTE` lines: only these syscalls (or their
     /// families) are forwarded. `None` forwards everything a mount needs.
@@ -114,10 +115,21 @@ pub fn filter_rules(config: &TracerConfig) -> Vec<(i64, seccomp::Action)> {
         rules.push((nr, seccomp::Action::Errno(38)));
     }
     let wanted = |name: &str| config.only.as_ref().is_none_or(|set| nr::listed(set, name));
-    if config.uname && wanted(nr::UNAME.1) {
+    let fwd = &config.forwarding;
+    if fwd.uname && wanted(nr::UNAME.1) {
         rules.push((nr::UNAME.0, seccomp::Action::Trace));
     }
-    if !config.mounts.is_empty() {
+    if fwd.net {
+        for &(nr, _) in nr::NET_CALLS {
+            rules.push((nr, seccomp::Action::Trace));
+        }
+        // Only a send with a destination can be a UDP datagram to refuse.
+        rules.push((
+            libc::SYS_sendto,
+            seccomp::Action::TraceUnlessArg { arg: 4, value: 0 },
+        ));
+    }
+    if !fwd.mounts.is_empty() {
         // Reads and writes first: they are the most frequent.
         for &(nr, name) in nr::FD_CALLS.iter().chain(nr::PATH_CALLS) {
             // The cwd must stay consistent whatever the set says.
@@ -180,6 +192,7 @@ pub struct Tracer<'a, F: Forwarder> {
     config: TracerConfig,
     forwarder: &'a F,
     registry: Registry,
+    sockets: SocketRegistry,
     events: Receiver<Event>,
     root: Pid,
     own_pid: u32,
@@ -302,6 +315,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         config: TracerConfig,
         forwarder: &'a F,
         registry: Registry,
+        sockets: SocketRegistry,
         events: Receiver<Event>,
         root: Pid,
     ) -> Self {
@@ -315,6 +329,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
             config,
             forwarder,
             registry,
+            sockets,
             events,
             root,
             own_pid: std::process::id(),
@@ -456,8 +471,8 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         let nr = i64::try_from(stop.nr).unwrap_or(-1);
         let plan = {
             let mut view = TraceeView { tracer: self, pid };
-            let (mounts, uname) = (view.tracer.config.mounts.clone(), view.tracer.config.uname);
-            plan::plan(nr, stop.args, &mounts, uname, &mut view)
+            let forwarding = view.tracer.config.forwarding.clone();
+            plan::plan(nr, stop.args, &forwarding, &mut view)
         };
         match plan {
             Plan::Native => {
@@ -479,6 +494,19 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 self.set_virtual_cwd(tid, Some(local_path));
                 self.skip(pid, 0);
             }
+            Plan::ConnectTcp { fd, addr } => {
+                let request_text = format!("{fd}, {}", std::net::SocketAddr::from(addr));
+                self.threads.insert(
+                    tid,
+                    ThreadState::Waiting {
+                        nr,
+                        then: Then::Zero,
+                        request_text,
+                    },
+                );
+                let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
+                self.forwarder.connect_tcp(tid, tgid, fd, addr);
+            }
             Plan::Forward { request, then } => {
                 let request_text = crate::syscall::describe::describe(&request);
                 self.threads.insert(
@@ -492,6 +520,13 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 self.forwarder.submit(tid, nr, request);
             }
         }
+    }
+
+    /// A copy of fd `fd` of the thread's process, via `pidfd_getfd(2)`.
+    fn dup_fd(&self, pid: Pid, fd: i32) -> Option<OwnedFd> {
+        let tid = pid.as_raw();
+        let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
+        dup_fd(tgid, fd)
     }
 
     fn trace_local(&self, tid: i32, nr: i64, ret: i64) {
@@ -730,6 +765,14 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
     }
 }
 
+/// A copy of fd `fd` of process `tgid` (which must be a thread-group
+/// leader), sharing its open file description.
+pub fn dup_fd(tgid: i32, fd: i32) -> Option<OwnedFd> {
+    let pid = rustix::process::Pid::from_raw(tgid)?;
+    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()?;
+    rustix::process::pidfd_getfd(&pidfd, fd, rustix::process::PidfdGetfdFlags::empty()).ok()
+}
+
 fn fmt_ret(ret: i64) -> String {
     if ret < 0 && ret > -4096 {
         let e = i32::try_from(-ret).unwrap_or(libc::EIO);
@@ -794,6 +837,17 @@ impl<F: Forwarder> Tracee for TraceeView<'_, '_, F> {
             return FdKind::Local;
         }
         self.tracer.registry.lookup(self.pid.as_raw(), fd)
+    }
+
+    fn socket_kind(&mut self, fd: i32) -> Option<(i32, i32)> {
+        let dup = self.tracer.dup_fd(self.pid, fd)?;
+        let domain = rustix::net::sockopt::socket_domain(&dup).ok()?;
+        let ty = rustix::net::sockopt::socket_type(&dup).ok()?;
+        Some((i32::from(domain.as_raw()), i32::try_from(ty.as_raw()).ok()?))
+    }
+
+    fn remote_socket(&mut self, fd: i32) -> Option<registry::RemoteSocket> {
+        self.tracer.sockets.lookup(self.pid.as_raw(), fd)
     }
 
     fn local_fd_path(&mut self, fd: i32) -> Option<Vec<u8>> {

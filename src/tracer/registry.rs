@@ -52,9 +52,52 @@ impl Registry {
     }
 }
 
+/// Remote addresses of the program's connected sockets, by socket inode, for
+/// `getsockname`/`getpeername`.
+#[derive(Debug, Clone, Default)]
+pub struct SocketRegistry {
+    sockets: Arc<Mutex<HashMap<u64, RemoteSocket>>>,
+}
+
+/// A program socket whose connection lives on the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RemoteSocket {
+    pub local: crate::proto::SockAddr,
+    pub peer: crate::proto::SockAddr,
+}
+
+impl SocketRegistry {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<u64, RemoteSocket>> {
+        self.sockets.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn insert(&self, ino: u64, s: RemoteSocket) {
+        self.map().insert(ino, s);
+    }
+
+    pub fn remove(&self, ino: u64) {
+        self.map().remove(&ino);
+    }
+
+    /// The remote socket behind fd `fd` of thread `tid`, if it is one.
+    pub fn lookup(&self, tid: i32, fd: i32) -> Option<RemoteSocket> {
+        if self.map().is_empty() {
+            return None;
+        }
+        let target = std::fs::read_link(format!("/proc/{tid}/fd/{fd}")).ok()?;
+        let ino = link_inode(target.as_os_str().as_encoded_bytes(), b"socket:[")?;
+        self.map().get(&ino).copied()
+    }
+}
+
 /// The inode in a `/proc/PID/fd` link of the form `pipe:[INODE]`.
 fn pipe_inode(link: &[u8]) -> Option<u64> {
-    let digits = link.strip_prefix(b"pipe:[")?.strip_suffix(b"]")?;
+    link_inode(link, b"pipe:[")
+}
+
+/// The inode in a `/proc/PID/fd` link of the form `KIND:[INODE]`.
+fn link_inode(link: &[u8], kind: &[u8]) -> Option<u64> {
+    let digits = link.strip_prefix(kind)?.strip_suffix(b"]")?;
     std::str::from_utf8(digits).ok()?.parse().ok()
 }
 

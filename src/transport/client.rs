@@ -10,7 +10,20 @@ use quinn::{ConnectionError, ReadError, ReadToEndError, TransportErrorCode, Writ
 use super::identity::{Fingerprint, Identity, SERVER_NAME};
 use super::trust::{Expectation, ServerTrust, ServerVerifier, record_known_server};
 use super::{MAX_STREAM_BYTES, TransportError, code, provider, transport_config};
-use crate::proto::{ALPN, Hello, PROTOCOL_VERSION, Request, Response, Welcome, frame};
+use crate::proto::{ALPN, Hello, PROTOCOL_VERSION, Request, Response, SockAddr, Welcome, frame};
+
+/// A TCP connection made on the server: its addresses as the server sees
+/// them, and the stream that carries its bytes.
+#[derive(Debug)]
+pub struct TcpStreams {
+    pub local: SockAddr,
+    pub peer: SockAddr,
+    pub send: quinn::SendStream,
+    pub recv: quinn::RecvStream,
+}
+
+/// What [`Link::open_tcp`] gives: the streams, or the remote errno.
+pub type TcpOutcome = Result<TcpStreams, crate::errno::Errno>;
 
 /// A live, authenticated connection to one rscq-server session.
 ///
@@ -307,6 +320,43 @@ impl Link {
     #[cfg(test)]
     pub(crate) fn connection(&self) -> &quinn::Connection {
         &self.conn
+    }
+
+    /// Connects a TCP socket on the server to `addr`. On success the two
+    /// streams carry the connection's bytes; a remote failure is the inner
+    /// `Err(Errno)`.
+    pub async fn open_tcp(&self, addr: SockAddr) -> Result<TcpOutcome, TransportError> {
+        let (mut send, mut recv) = self.conn.open_bi().await.map_err(lost)?;
+        send.write_all(&frame::encode(&Request::TcpConnect { addr }))
+            .await
+            .map_err(|e| match e {
+                WriteError::ConnectionLost(c) => lost(c),
+                other => TransportError::Protocol(format!("connect stream: {other}")),
+            })?;
+        let mut header = [0u8; 4];
+        let read_failed = |e: quinn::ReadExactError| match e {
+            quinn::ReadExactError::ReadError(ReadError::ConnectionLost(c)) => lost(c),
+            other => TransportError::Protocol(format!("connect answer: {other}")),
+        };
+        recv.read_exact(&mut header).await.map_err(read_failed)?;
+        let len = usize::try_from(u32::from_le_bytes(header)).unwrap_or(usize::MAX);
+        if len > frame::MAX_FRAME {
+            return Err(TransportError::Protocol("oversized connect answer".into()));
+        }
+        let mut body = vec![0u8; len];
+        recv.read_exact(&mut body).await.map_err(read_failed)?;
+        let response: Response = frame::decode(&body)
+            .map_err(|e| TransportError::Protocol(format!("connect answer: {e}")))?;
+        Ok(match response {
+            Ok(crate::proto::Reply::TcpConnected { local, peer }) => Ok(TcpStreams {
+                local,
+                peer,
+                send,
+                recv,
+            }),
+            Ok(_) => Err(crate::errno::Errno::EIO),
+            Err(e) => Err(e),
+        })
     }
 
     /// Whether the server exports its tree read-only.

@@ -10,6 +10,7 @@
 pub mod client;
 pub mod embedded;
 pub mod identity;
+pub mod pump;
 pub mod server;
 pub mod trust;
 

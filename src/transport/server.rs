@@ -6,14 +6,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use quinn::VarInt;
 use quinn::crypto::rustls::QuicServerConfig;
-use quinn::{ReadToEndError, VarInt};
 use rustls::pki_types::CertificateDer;
 use tokio::sync::Semaphore;
 
 use super::identity::{Fingerprint, Identity};
 use super::trust::{AuthorizedClients, ClientVerifier};
-use super::{MAX_STREAM_BYTES, TransportError, code, provider, transport_config};
+use super::{TransportError, code, provider, transport_config};
 use crate::errno::Errno;
 use crate::proto::{ALPN, Hello, PROTOCOL_VERSION, Request, Response, Welcome, frame};
 
@@ -201,10 +201,7 @@ where
             }
         };
         let session = session.clone();
-        tokio::spawn(async move {
-            request(send, recv, session).await;
-            drop(permit);
-        });
+        tokio::spawn(request(send, recv, session, permit));
     }
     // The session drops here, or when its last in-flight request finishes.
 }
@@ -229,32 +226,64 @@ async fn read_hello(
     }
 }
 
+enum RequestError {
+    TooLong,
+    Malformed(String),
+    Gone,
+}
+
+/// Reads exactly one request frame. The stream may go on after it (a TCP
+/// connection's bytes follow its `TcpConnect`), so this never waits for
+/// the stream's end.
+async fn read_request(recv: &mut quinn::RecvStream) -> Result<Request, RequestError> {
+    let mut header = [0u8; 4];
+    recv.read_exact(&mut header)
+        .await
+        .map_err(|_| RequestError::Gone)?;
+    let len = usize::try_from(u32::from_le_bytes(header)).map_err(|_| RequestError::TooLong)?;
+    if len > frame::MAX_FRAME {
+        return Err(RequestError::TooLong);
+    }
+    let mut body = vec![0u8; len];
+    recv.read_exact(&mut body).await.map_err(|e| match e {
+        quinn::ReadExactError::FinishedEarly(_) => {
+            RequestError::Malformed("truncated frame".into())
+        }
+        quinn::ReadExactError::ReadError(_) => RequestError::Gone,
+    })?;
+    frame::decode::<Request>(&body).map_err(|e| RequestError::Malformed(e.to_string()))
+}
+
 async fn request<S: Session>(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     session: Arc<S>,
+    permit_for_streams: tokio::sync::OwnedSemaphorePermit,
 ) {
     let malformed = VarInt::from_u32(code::MALFORMED_REQUEST);
-    let body = match recv.read_to_end(MAX_STREAM_BYTES).await {
-        Ok(body) => body,
-        Err(ReadToEndError::TooLong) => {
+    let req = match read_request(&mut recv).await {
+        Ok(req) => req,
+        Err(RequestError::TooLong) => {
             tracing::debug!("request exceeds the frame limit");
             let _ = recv.stop(malformed);
             let _ = send.reset(malformed);
             return;
         }
-        // The client gave up on this call, or the connection is gone:
-        // nobody is waiting for an answer.
-        Err(ReadToEndError::Read(_)) => return,
-    };
-    let req = match frame::decode_frame::<Request>(&body) {
-        Ok(req) => req,
-        Err(e) => {
+        Err(RequestError::Malformed(e)) => {
             tracing::debug!("malformed request: {e}");
             let _ = send.reset(malformed);
             return;
         }
+        // The client gave up on this call, or the connection is gone:
+        // nobody is waiting for an answer.
+        Err(RequestError::Gone) => return,
     };
+    if let Request::TcpConnect { addr } = req {
+        // The stream outlives the request: it becomes the connection.
+        drop(permit_for_streams);
+        crate::server::net::tcp_connect(addr, send, recv).await;
+        return;
+    }
     let response = match tokio::task::spawn_blocking(move || session.execute(req)).await {
         Ok(response) => response,
         Err(e) => {

@@ -1,0 +1,148 @@
+//! The client's half of `--net`: a program's TCP socket becomes a real
+//! local socket connected to a pump inside rscq, and the pump carries its
+//! bytes over one QUIC stream to a socket on the server.
+//!
+//! rscq connects the program's own socket out of band: it takes a copy of
+//! the fd with `pidfd_getfd(2)` (same open file description) and connects
+//! that to a loopback listener of its own. The program's reads, writes,
+//! polls and closes then never stop: they run on a kernel socket.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+use crate::errno::Errno;
+use crate::tracer::registry::{RemoteSocket, SocketRegistry};
+use crate::transport::client::TcpStreams;
+
+/// Pairs a connection accepted on rscq's listener with the program socket
+/// that made it, by the program socket's local port. Either side may come
+/// first.
+#[derive(Debug, Default)]
+struct Rendezvous {
+    slots: Mutex<HashMap<(bool, u16), Slot>>,
+}
+
+#[derive(Debug)]
+enum Slot {
+    Waiting(oneshot::Sender<TcpStream>),
+    Arrived(TcpStream),
+}
+
+impl Rendezvous {
+    fn deliver(&self, key: (bool, u16), stream: TcpStream) {
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        match slots.remove(&key) {
+            Some(Slot::Waiting(tx)) => {
+                let _ = tx.send(stream);
+            }
+            _ => {
+                slots.insert(key, Slot::Arrived(stream));
+            }
+        }
+    }
+
+    fn expect(&self, key: (bool, u16)) -> oneshot::Receiver<TcpStream> {
+        let (tx, rx) = oneshot::channel();
+        let mut slots = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        match slots.remove(&key) {
+            Some(Slot::Arrived(stream)) => {
+                let _ = tx.send(stream);
+            }
+            _ => {
+                slots.insert(key, Slot::Waiting(tx));
+            }
+        }
+        rx
+    }
+}
+
+/// rscq's loopback listeners, one per address family.
+#[derive(Debug)]
+pub struct Pumps {
+    v4: SocketAddr,
+    v6: Option<SocketAddr>,
+    rendezvous: Arc<Rendezvous>,
+    sockets: SocketRegistry,
+}
+
+impl Pumps {
+    /// Binds the listeners and starts accepting. Call inside the runtime.
+    pub async fn start(sockets: SocketRegistry) -> std::io::Result<Self> {
+        let rendezvous = Arc::new(Rendezvous::default());
+        let v4 = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let v4_addr = v4.local_addr()?;
+        tokio::spawn(accept_loop(v4, false, rendezvous.clone()));
+        // A host without IPv6 on loopback still serves IPv4 programs.
+        let v6_addr = match TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).await {
+            Ok(l) => {
+                let a = l.local_addr()?;
+                tokio::spawn(accept_loop(l, true, rendezvous.clone()));
+                Some(a)
+            }
+            Err(_) => None,
+        };
+        Ok(Self {
+            v4: v4_addr,
+            v6: v6_addr,
+            rendezvous,
+            sockets,
+        })
+    }
+
+    /// Connects the program's socket (`dup` is rscq's copy of it) to a
+    /// pump and starts carrying `streams`. Returns once the program's
+    /// socket is connected.
+    pub async fn attach(&self, dup: OwnedFd, streams: TcpStreams) -> Result<(), Errno> {
+        let domain = rustix::net::sockopt::socket_domain(&dup).map_err(Errno::from)?;
+        let v6 = domain == rustix::net::AddressFamily::INET6;
+        let listener = if v6 {
+            self.v6.ok_or(Errno(libc::EAFNOSUPPORT))?
+        } else {
+            self.v4
+        };
+        match rustix::net::connect(&dup, &listener) {
+            Ok(()) => {}
+            Err(e) if e == rustix::io::Errno::INPROGRESS => {}
+            Err(e) => return Err(e.into()),
+        }
+        let local = rustix::net::getsockname(&dup).map_err(Errno::from)?;
+        let port = SocketAddr::try_from(local)
+            .map_err(|_| Errno::EINVAL)?
+            .port();
+        let accepted =
+            tokio::time::timeout(Duration::from_secs(5), self.rendezvous.expect((v6, port)))
+                .await
+                .map_err(|_| Errno(libc::ETIMEDOUT))?
+                .map_err(|_| Errno::EIO)?;
+        let ino = rustix::fs::fstat(dup.as_fd()).map_err(Errno::from)?.st_ino;
+        drop(dup);
+        self.sockets.insert(
+            ino,
+            RemoteSocket {
+                local: streams.local,
+                peer: streams.peer,
+            },
+        );
+        let sockets = self.sockets.clone();
+        tokio::spawn(async move {
+            crate::transport::pump::pump(accepted, streams.send, streams.recv).await;
+            sockets.remove(ino);
+        });
+        Ok(())
+    }
+}
+
+async fn accept_loop(listener: TcpListener, v6: bool, rendezvous: Arc<Rendezvous>) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => rendezvous.deliver((v6, peer.port()), stream),
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}

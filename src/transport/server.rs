@@ -236,21 +236,20 @@ enum RequestError {
 /// connection's bytes follow its `TcpConnect`), so this never waits for
 /// the stream's end.
 async fn read_request(recv: &mut quinn::RecvStream) -> Result<Request, RequestError> {
+    let truncated = |e: quinn::ReadExactError| match e {
+        quinn::ReadExactError::FinishedEarly(_) => {
+            RequestError::Malformed("truncated frame".into())
+        }
+        quinn::ReadExactError::ReadError(_) => RequestError::Gone,
+    };
     let mut header = [0u8; 4];
-    recv.read_exact(&mut header)
-        .await
-        .map_err(|_| RequestError::Gone)?;
+    recv.read_exact(&mut header).await.map_err(truncated)?;
     let len = usize::try_from(u32::from_le_bytes(header)).map_err(|_| RequestError::TooLong)?;
     if len > frame::MAX_FRAME {
         return Err(RequestError::TooLong);
     }
     let mut body = vec![0u8; len];
-    recv.read_exact(&mut body).await.map_err(|e| match e {
-        quinn::ReadExactError::FinishedEarly(_) => {
-            RequestError::Malformed("truncated frame".into())
-        }
-        quinn::ReadExactError::ReadError(_) => RequestError::Gone,
-    })?;
+    recv.read_exact(&mut body).await.map_err(truncated)?;
     frame::decode::<Request>(&body).map_err(|e| RequestError::Malformed(e.to_string()))
 }
 

@@ -218,10 +218,6 @@ impl Running {
         }
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     pub fn stdout_now(&self) -> String {
         String::from_utf8_lossy(&self.stdout.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
     }
@@ -348,12 +344,6 @@ pub fn cmd<S: AsRef<OsStr>>(argv: &[S]) -> Command {
     c.args(&argv[1..]);
     c.env("LC_ALL", "C").env("TZ", "UTC");
     c
-}
-
-/// Runs a shell snippet directly (for fixture set-up), which must succeed.
-#[track_caller]
-pub fn sh(script: &str) {
-    run(cmd(&["sh", "-c", script])).success();
 }
 
 // ---------------------------------------------------------------------------
@@ -510,14 +500,6 @@ impl Server {
         self.addr.port()
     }
 
-    /// The server's stderr so far.
-    pub fn log(&self) -> String {
-        self.proc
-            .as_ref()
-            .map(Running::stderr_now)
-            .unwrap_or_default()
-    }
-
     /// SIGKILL, and wait until it is gone.
     pub fn kill(&mut self) {
         if let Some(mut p) = self.proc.take() {
@@ -525,11 +507,12 @@ impl Server {
         }
     }
 
-    /// Whether the process is still running.
-    pub fn alive(&mut self) -> bool {
-        match &mut self.proc {
-            Some(p) => p.child.try_wait().ok().flatten().is_none(),
-            None => false,
+    /// Sends `sig` to the server process.
+    pub fn signal(&self, sig: Signal) {
+        if let Some(p) = &self.proc {
+            if let Ok(pid) = i32::try_from(p.child.id()) {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
+            }
         }
     }
 }
@@ -861,8 +844,6 @@ pub struct Pair {
     pub flags: Vec<String>,
     /// `$T/tree`: the direct run's copy, and the mount point.
     pub tree: PathBuf,
-    /// `$T/export`: the server's root.
-    pub export: PathBuf,
     /// `$T/export/tree`: what the mount shows.
     pub remote_tree: PathBuf,
     /// `$T/local`: local scratch outside the mount.
@@ -898,7 +879,6 @@ impl Pair {
             backend,
             flags: flags.iter().map(|s| (*s).to_string()).collect(),
             tree,
-            export,
             remote_tree,
             local,
             server,

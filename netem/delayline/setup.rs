@@ -83,6 +83,9 @@ pub fn create_end(end: &EndSpec, dev: &DeviceSpec, temp_name: &str) -> Result<Fi
         .args(["netns", "exec", ns, "sysctl", "-qw"])
         .arg(format!("net.ipv6.conf.{}.disable_ipv6=1", dev.name))
         .output();
+    // The default TUN ring of 500 packets overflows while our reader thread waits for a
+    // CPU, and such drops are not part of the emulated link: the link's own queue limit
+    // (in `sched`) is the one that should decide.
     ip(&[
         "-n",
         ns,
@@ -91,6 +94,8 @@ pub fn create_end(end: &EndSpec, dev: &DeviceSpec, temp_name: &str) -> Result<Fi
         &dev.name,
         "mtu",
         &dev.mtu.to_string(),
+        "txqueuelen",
+        "10000",
     ])?;
     let cidr = format!("{}/{}", end.addr, dev.prefix_len);
     ip(&["-n", ns, "addr", "add", &cidr, "dev", &dev.name])?;

@@ -147,10 +147,18 @@ fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'static)
     .expect("namespace thread panicked")
 }
 
+/// Bursts arrive all at once on an unlimited-rate link; the default receive buffer
+/// (~270 small datagrams) would drop them before the test reads them.
+fn big_buffers(sock: &UdpSocket) {
+    let _ = rustix::net::sockopt::set_socket_recv_buffer_size(sock, 4 << 20);
+    let _ = rustix::net::sockopt::set_socket_send_buffer_size(sock, 4 << 20);
+}
+
 /// UDP echo server in namespace B; stops when the returned flag is set.
 fn start_echo(link: &Link) -> Arc<AtomicBool> {
     let sock =
         in_netns(link.ns_b(), || UdpSocket::bind((ADDR_B, ECHO_PORT))).expect("bind echo server");
+    big_buffers(&sock);
     sock.set_read_timeout(Some(Duration::from_millis(50)))
         .expect("timeout");
     let stop = Arc::new(AtomicBool::new(false));
@@ -186,6 +194,7 @@ struct Probes {
 /// Sends `count` probes of `size` bytes every `interval` from A and collects the echoes.
 fn probe(link: &Link, count: u32, size: usize, interval: Duration, wait: Duration) -> Probes {
     let client = in_netns(link.ns_a(), || UdpSocket::bind((ADDR_A, 0))).expect("bind client");
+    big_buffers(&client);
     client
         .connect(SocketAddr::from((ADDR_B, ECHO_PORT)))
         .expect("connect");

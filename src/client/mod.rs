@@ -5,7 +5,7 @@ pub mod net;
 pub mod stats;
 
 use std::ffi::OsString;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Sender};
@@ -13,7 +13,7 @@ use std::sync::mpsc::{self, Sender};
 use tokio::runtime::Handle as RuntimeHandle;
 
 use crate::errno::Errno;
-use crate::proto::{Handle, Reply, Request, frame};
+use crate::proto::{Handle, Reply, Request, SystemFile, frame};
 use crate::syscall::nr;
 use crate::syscall::paths::MountTable;
 use crate::syscall::plan::Forwarding;
@@ -139,6 +139,21 @@ impl Forwarder for Engine {
     }
 }
 
+/// The server's copy of `file`, in a memfd the program can open.
+async fn fetch_system_file(link: &Link, file: SystemFile) -> Result<OwnedFd, Errno> {
+    let data = match link.call(&Request::ReadSystemFile { file }).await {
+        Ok(Ok(Reply::Data(d))) => d,
+        Ok(Ok(_)) => return Err(Errno::EIO),
+        Ok(Err(e)) => return Err(e),
+        Err(_) => return Err(Errno::EIO),
+    };
+    let fd = rustix::fs::memfd_create(file.path(), rustix::fs::MemfdFlags::CLOEXEC)
+        .map_err(Errno::from)?;
+    let mut f = std::fs::File::from(fd);
+    std::io::Write::write_all(&mut f, &data).map_err(|e| Errno::from_io(&e))?;
+    Ok(OwnedFd::from(f))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error(transparent)]
@@ -166,6 +181,19 @@ pub fn run(
             .block_on(net::Pumps::start(sockets.clone()))
             .map_err(ClientError::Pumps)?,
     );
+    // Kept open for the whole run: the program opens them by /proc path.
+    let mut system_copies = Vec::new();
+    let mut system_files = Vec::new();
+    if options.net {
+        for file in SystemFile::ALL {
+            let copy = runtime.block_on(fetch_system_file(&link, file)).map(|fd| {
+                let path = format!("/proc/{}/fd/{}", std::process::id(), fd.as_raw_fd());
+                system_copies.push(fd);
+                path.into_bytes()
+            });
+            system_files.push((file.path().as_bytes().to_vec(), copy));
+        }
+    }
     let engine = Engine {
         runtime,
         link,
@@ -180,6 +208,7 @@ pub fn run(
             mounts: options.mounts,
             uname: options.uname,
             net: options.net,
+            system_files,
         }),
         trace: options.trace,
         only: options.only,

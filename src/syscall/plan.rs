@@ -60,6 +60,9 @@ pub struct Forwarding {
     pub mounts: MountTable,
     pub uname: bool,
     pub net: bool,
+    /// With `--net`: the resolver files, each replaced by the server's copy
+    /// (a path the program can open instead) or by the server's errno.
+    pub system_files: Vec<(Vec<u8>, Result<Vec<u8>, Errno>)>,
 }
 
 /// How a stat reply is laid out.
@@ -230,6 +233,7 @@ enum Target {
 
 struct Planner<'a, T: Tracee> {
     mounts: &'a MountTable,
+    system_files: &'a [(Vec<u8>, Result<Vec<u8>, Errno>)],
     t: &'a mut T,
 }
 
@@ -335,6 +339,9 @@ impl<T: Tracee> Planner<'_, T> {
     }
 
     fn open(&mut self, (dirfd, addr, arg): (i32, u64, usize), flags: i32, mode: u32) -> Plan {
+        if let Some(plan) = self.system_file(dirfd, addr, arg, flags) {
+            return plan;
+        }
         self.one_path(dirfd, addr, arg, |_, local, path| {
             let cloexec = flags & libc::O_CLOEXEC != 0;
             Plan::forward(
@@ -349,6 +356,32 @@ impl<T: Tracee> Planner<'_, T> {
                     cloexec,
                 },
             )
+        })
+    }
+
+    /// With `--net`, an open of a resolver file opens the server's copy.
+    fn system_file(&mut self, dirfd: i32, addr: u64, arg: usize, flags: i32) -> Option<Plan> {
+        if self.system_files.is_empty() {
+            return None;
+        }
+        let path = self.t.read_path(addr).ok()?;
+        let absolute = if path.first() == Some(&b'/') {
+            paths::normalize(&path)
+        } else if dirfd == AT_FDCWD {
+            paths::join(&self.t.cwd().ok()?, &path)
+        } else {
+            paths::join(&self.t.local_fd_path(dirfd)?, &path)
+        };
+        let (_, copy) = self.system_files.iter().find(|(p, _)| *p == absolute)?;
+        if flags & (libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC) != 0 {
+            return Some(Plan::fail(Errno::EROFS));
+        }
+        Some(match copy {
+            Ok(replacement) => Plan::NativeRewritten {
+                paths: vec![(arg, replacement.clone())],
+                after: AfterNative::Nothing,
+            },
+            Err(e) => Plan::fail(*e),
         })
     }
 
@@ -1197,6 +1230,7 @@ impl<T: Tracee> Planner<'_, T> {
 pub fn plan(nr: i64, args: [u64; 6], fwd: &Forwarding, t: &mut impl Tracee) -> Plan {
     let mut p = Planner {
         mounts: &fwd.mounts,
+        system_files: &fwd.system_files,
         t,
     };
     if super::nr::NET_CALLS.iter().any(|(n, _)| *n == nr) || nr == libc::SYS_sendto {

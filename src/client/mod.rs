@@ -124,7 +124,7 @@ impl Forwarder for Engine {
                         .attach(dup, streams)
                         .await
                         .map(|()| Reply::Done),
-                    Ok(Err(e)) => Err(e),
+                    Ok(Err(e)) => Err(engine.pumps.refuse(&dup, e)),
                     Err(e) => Err(engine.connection_failed(&e)),
                 },
             };

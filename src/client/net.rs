@@ -67,6 +67,9 @@ impl Rendezvous {
 pub struct Pumps {
     v4: SocketAddr,
     v6: Option<SocketAddr>,
+    /// Bound but never listening: a connect to them is refused at once,
+    /// which is how a non-blocking program socket learns ECONNREFUSED.
+    refusers: (std::net::TcpListener, Option<std::net::TcpListener>),
     rendezvous: Arc<Rendezvous>,
     sockets: SocketRegistry,
 }
@@ -90,9 +93,37 @@ impl Pumps {
         Ok(Self {
             v4: v4_addr,
             v6: v6_addr,
+            refusers: (refuser(false)?, refuser(true).ok()),
             rendezvous,
             sockets,
         })
+    }
+
+    /// For a non-blocking program socket whose remote connect was refused:
+    /// starts a local connect that the kernel refuses, so the program sees
+    /// `EINPROGRESS`, then `POLLERR` and `SO_ERROR` = ECONNREFUSED, as it
+    /// would for a refused connect of its own. Blocking sockets (and other
+    /// errors) get the errno directly.
+    pub fn refuse(&self, dup: &OwnedFd, err: Errno) -> Errno {
+        let nonblocking =
+            rustix::fs::fcntl_getfl(dup).is_ok_and(|f| f.contains(rustix::fs::OFlags::NONBLOCK));
+        if !nonblocking || err != Errno(libc::ECONNREFUSED) {
+            return err;
+        }
+        let v6 = rustix::net::sockopt::socket_domain(dup)
+            .is_ok_and(|d| d == rustix::net::AddressFamily::INET6);
+        let target = if v6 {
+            self.refusers.1.as_ref()
+        } else {
+            Some(&self.refusers.0)
+        };
+        let Some(addr) = target.and_then(|l| l.local_addr().ok()) else {
+            return err;
+        };
+        match rustix::net::connect(dup, &addr) {
+            Err(e) if e == rustix::io::Errno::INPROGRESS => Errno(libc::EINPROGRESS),
+            _ => err,
+        }
     }
 
     /// Connects the program's socket (`dup` is rscq's copy of it) to a
@@ -136,6 +167,30 @@ impl Pumps {
         });
         Ok(())
     }
+}
+
+/// A loopback TCP socket bound to a free port and never put in listen state
+/// (std's `TcpListener` would listen; rustix binds without listening).
+fn refuser(v6: bool) -> std::io::Result<std::net::TcpListener> {
+    let family = if v6 {
+        rustix::net::AddressFamily::INET6
+    } else {
+        rustix::net::AddressFamily::INET
+    };
+    let fd = rustix::net::socket_with(
+        family,
+        rustix::net::SocketType::STREAM,
+        rustix::net::SocketFlags::CLOEXEC,
+        None,
+    )?;
+    let addr: SocketAddr = if v6 {
+        (Ipv6Addr::LOCALHOST, 0).into()
+    } else {
+        (Ipv4Addr::LOCALHOST, 0).into()
+    };
+    rustix::net::bind(&fd, &addr)?;
+    // Only `local_addr` is ever used on it; it is never accepted from.
+    Ok(std::net::TcpListener::from(fd))
 }
 
 async fn accept_loop(listener: TcpListener, v6: bool, rendezvous: Arc<Rendezvous>) {

@@ -26,6 +26,7 @@ fn server_killed_mid_run() {
         "took {after_kill:?} after the kill\n{}",
         r.dump()
     );
+    assert!(r.elapsed < Duration::from_secs(15), "{}", r.dump());
     assert_eq!(r.out(), "alpha\nfirst\ncat=1\ndone\n", "{}", r.dump());
     assert_eq!(r.code(), 0, "{}", r.dump());
     let err = r.err();

@@ -509,10 +509,10 @@ impl Server {
 
     /// Sends `sig` to the server process.
     pub fn signal(&self, sig: Signal) {
-        if let Some(p) = &self.proc {
-            if let Ok(pid) = i32::try_from(p.child.id()) {
-                let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
-            }
+        if let Some(p) = &self.proc
+            && let Ok(pid) = i32::try_from(p.child.id())
+        {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), sig);
         }
     }
 }

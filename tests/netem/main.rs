@@ -397,7 +397,7 @@ fn rtt_accuracy_sweep() {
         return;
     }
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    for rtt in [2u32, 20, 100] {
+    for rtt in [0u32, 2, 20, 100] {
         let link = Link::start(&["--rtt-ms", &rtt.to_string()]);
         let _echo = StopOnDrop(start_echo(&link));
         let probes = probe(

@@ -145,7 +145,7 @@ fn params_from(cli: &Cli) -> Result<LinkParams> {
 
 /// Rounds a finite, non-negative, range-checked float to an integer.
 fn float_to_u64(v: f64) -> u64 {
-    debug_assert!(v.is_finite() && v >= 0.0 && v < 1.8e19);
+    debug_assert!(v.is_finite() && (0.0..1.8e19).contains(&v));
     // Callers validated the range, so neither truncation nor sign loss can happen.
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     let n = v.round() as u64;
@@ -239,10 +239,12 @@ fn write_loop(mut to: &File, rx: &mpsc::Receiver<Packet>, spin_ns: u64, counters
         }
         // A write fails e.g. while the far device is down; that is a drop, not a reason
         // to stop the link.
-        match to.write(&packet.data) {
-            Ok(_) => counters.sent.fetch_add(1, Ordering::Relaxed),
-            Err(_) => counters.write_errors.fetch_add(1, Ordering::Relaxed),
+        // A TUN write takes the whole packet or fails; anything else would be a drop.
+        let counter = match to.write(&packet.data) {
+            Ok(n) if n == packet.data.len() => &counters.sent,
+            Ok(_) | Err(_) => &counters.write_errors,
         };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 }
 

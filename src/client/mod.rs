@@ -70,6 +70,24 @@ impl Engine {
     }
 }
 
+impl Engine {
+    /// Runs a socket operation of thread `tid` and replies `Done` or its errno.
+    fn net_call<F, Fut>(&self, tid: i32, name: &'static str, op: F)
+    where
+        F: FnOnce(Engine) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), Errno>> + Send + 'static,
+    {
+        let engine = self.clone();
+        self.runtime.spawn(async move {
+            let started = tokio::time::Instant::now();
+            let response = op(engine.clone()).await.map(|()| Reply::Done);
+            let rtt = started.elapsed();
+            engine.stats.record(name, 0, 0, rtt);
+            let _ = engine.events.send(Event::Reply { tid, response, rtt });
+        });
+    }
+}
+
 impl Forwarder for Engine {
     fn submit(&self, tid: i32, nr: i64, request: Request) {
         let engine = self.clone();
@@ -134,6 +152,31 @@ impl Forwarder for Engine {
         });
     }
 
+    fn bind_tcp(&self, tid: i32, tgid: i32, fd: i32, addr: crate::proto::SockAddr) {
+        let dup = tracer::dup_fd(tgid, fd);
+        self.net_call(tid, "bind", move |engine: Engine| async move {
+            match dup {
+                None => Err(Errno::EBADF),
+                Some(dup) => engine.pumps.bind(&engine.link, dup, addr).await,
+            }
+        });
+    }
+
+    fn listen_tcp(&self, tid: i32, tgid: i32, fd: i32, listener: u64, backlog: u32) {
+        let dup = tracer::dup_fd(tgid, fd);
+        self.net_call(tid, "listen", move |engine: Engine| async move {
+            match dup {
+                None => Err(Errno::EBADF),
+                Some(dup) => {
+                    engine
+                        .pumps
+                        .listen(&engine.link, dup, listener, backlog)
+                        .await
+                }
+            }
+        });
+    }
+
     fn trace_line(&self, line: String) {
         eprintln!("rscq: {line}");
     }
@@ -193,6 +236,17 @@ pub fn run(
             });
             system_files.push((file.path().as_bytes().to_vec(), copy));
         }
+    }
+    if options.net {
+        // Connections that remote listeners accepted arrive on streams the
+        // server opens.
+        let (link, pumps) = (link.clone(), pumps.clone());
+        runtime.spawn(async move {
+            while let Ok((incoming, send, recv)) = link.accept_incoming().await {
+                let pumps = pumps.clone();
+                tokio::spawn(async move { pumps.deliver_incoming(incoming, send, recv).await });
+            }
+        });
     }
     let engine = Engine {
         runtime,

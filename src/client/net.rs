@@ -16,8 +16,12 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
+use rustix::net::AddressFamily;
+
 use crate::errno::Errno;
+use crate::proto::{Incoming, Reply, Request, SockAddr};
 use crate::tracer::registry::{RemoteSocket, SocketRegistry};
+use crate::transport::Link;
 use crate::transport::client::TcpStreams;
 
 /// Pairs a connection accepted on rscq's listener with the program socket
@@ -110,8 +114,7 @@ impl Pumps {
         if !nonblocking || err != Errno(libc::ECONNREFUSED) {
             return err;
         }
-        let v6 = rustix::net::sockopt::socket_domain(dup)
-            .is_ok_and(|d| d == rustix::net::AddressFamily::INET6);
+        let v6 = rustix::net::sockopt::socket_domain(dup).is_ok_and(|d| d == AddressFamily::INET6);
         let target = if v6 {
             self.refusers.1.as_ref()
         } else {
@@ -131,7 +134,7 @@ impl Pumps {
     /// socket is connected.
     pub async fn attach(&self, dup: OwnedFd, streams: TcpStreams) -> Result<(), Errno> {
         let domain = rustix::net::sockopt::socket_domain(&dup).map_err(Errno::from)?;
-        let v6 = domain == rustix::net::AddressFamily::INET6;
+        let v6 = domain == AddressFamily::INET6;
         let listener = if v6 {
             self.v6.ok_or(Errno(libc::EAFNOSUPPORT))?
         } else {
@@ -157,7 +160,7 @@ impl Pumps {
             ino,
             RemoteSocket {
                 local: streams.local,
-                peer: streams.peer,
+                peer: Some(streams.peer),
             },
         );
         let sockets = self.sockets.clone();
@@ -173,9 +176,9 @@ impl Pumps {
 /// (std's `TcpListener` would listen; rustix binds without listening).
 fn refuser(v6: bool) -> std::io::Result<std::net::TcpListener> {
     let family = if v6 {
-        rustix::net::AddressFamily::INET6
+        AddressFamily::INET6
     } else {
-        rustix::net::AddressFamily::INET
+        AddressFamily::INET
     };
     let fd = rustix::net::socket_with(
         family,
@@ -191,6 +194,99 @@ fn refuser(v6: bool) -> std::io::Result<std::net::TcpListener> {
     rustix::net::bind(&fd, &addr)?;
     // Only `local_addr` is ever used on it; it is never accepted from.
     Ok(std::net::TcpListener::from(fd))
+}
+
+impl Pumps {
+    /// `bind(2)`: on the server with the program socket's options, then
+    /// locally to a loopback port where remote connections are delivered.
+    pub async fn bind(&self, link: &Link, dup: OwnedFd, addr: SockAddr) -> Result<(), Errno> {
+        use rustix::net::sockopt;
+        let v6 = sockopt::socket_domain(&dup).map_err(Errno::from)? == AddressFamily::INET6;
+        let request = Request::TcpBind {
+            addr,
+            reuse_addr: sockopt::socket_reuseaddr(&dup).unwrap_or(false),
+            reuse_port: sockopt::socket_reuseport(&dup).unwrap_or(false),
+            v6_only: if v6 {
+                sockopt::ipv6_v6only(&dup).ok()
+            } else {
+                None
+            },
+        };
+        let (listener, local) = match link.call(&request).await {
+            Ok(Ok(Reply::TcpBound { listener, local })) => (listener, local),
+            Ok(Ok(_)) | Err(_) => return Err(Errno::EIO),
+            Ok(Err(e)) => return Err(e),
+        };
+        let loopback: SocketAddr = if v6 {
+            (Ipv6Addr::LOCALHOST, 0).into()
+        } else {
+            (Ipv4Addr::LOCALHOST, 0).into()
+        };
+        let undo = || async {
+            let _ = link.call(&Request::TcpUnbind { listener }).await;
+        };
+        if let Err(e) = rustix::net::bind(&dup, &loopback) {
+            undo().await;
+            return Err(e.into());
+        }
+        let bound = rustix::net::getsockname(&dup)
+            .ok()
+            .and_then(|a| SocketAddr::try_from(a).ok())
+            .ok_or(Errno::EINVAL)?;
+        let ino = rustix::fs::fstat(&dup).map_err(Errno::from)?.st_ino;
+        self.sockets.insert(ino, RemoteSocket { local, peer: None });
+        self.sockets.add_listener(ino, listener, bound);
+        Ok(())
+    }
+
+    /// `listen(2)` on both sides.
+    pub async fn listen(
+        &self,
+        link: &Link,
+        dup: OwnedFd,
+        listener: u64,
+        backlog: u32,
+    ) -> Result<(), Errno> {
+        rustix::net::listen(&dup, i32::try_from(backlog).unwrap_or(i32::MAX))
+            .map_err(Errno::from)?;
+        match link.call(&Request::TcpListen { listener, backlog }).await {
+            Ok(Ok(Reply::Done)) => Ok(()),
+            Ok(Ok(_)) | Err(_) => Err(Errno::EIO),
+            Ok(Err(e)) => Err(e),
+        }
+    }
+
+    /// Hands a connection the server accepted to the program's listener.
+    pub async fn deliver_incoming(
+        &self,
+        incoming: Incoming,
+        mut send: quinn::SendStream,
+        recv: quinn::RecvStream,
+    ) {
+        let reset = quinn::VarInt::from_u32(crate::transport::pump::STREAM_RESET);
+        let Some(addr) = self.sockets.listener_addr(incoming.listener) else {
+            let _ = send.reset(reset);
+            return;
+        };
+        let stream = match TcpStream::connect(addr).await {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = send.reset(reset);
+                return;
+            }
+        };
+        let Ok(port) = stream.local_addr().map(|a| a.port()) else {
+            return;
+        };
+        self.sockets.add_incoming(
+            port,
+            RemoteSocket {
+                local: incoming.local,
+                peer: Some(incoming.peer),
+            },
+        );
+        crate::transport::pump::pump(stream, send, recv).await;
+    }
 }
 
 async fn accept_loop(listener: TcpListener, v6: bool, rendezvous: Arc<Rendezvous>) {

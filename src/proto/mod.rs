@@ -389,6 +389,27 @@ pub enum Request {
     /// the connection's bytes in both directions, and a finished stream
     /// means `shutdown(SHUT_WR)`.
     TcpConnect { addr: SockAddr },
+    /// `bind(2)` of a TCP socket on the server, with the socket options that
+    /// must precede it. Replies [`Reply::TcpBound`].
+    TcpBind {
+        addr: SockAddr,
+        reuse_addr: bool,
+        reuse_port: bool,
+        v6_only: Option<bool>,
+    },
+    /// `listen(2)` on a bound socket. Each connection it accepts arrives as
+    /// a server-opened stream starting with [`Incoming`].
+    TcpListen { listener: u64, backlog: u32 },
+    /// The program closed its listening socket.
+    TcpUnbind { listener: u64 },
+}
+
+/// The first frame of a stream the server opens: one accepted connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Incoming {
+    pub listener: u64,
+    pub local: SockAddr,
+    pub peer: SockAddr,
 }
 
 /// A successful result. Which variant answers which request is documented on
@@ -405,6 +426,7 @@ pub enum Reply {
     Dirents(Vec<DirEntry>),
     Uname(Utsname),
     TcpConnected { local: SockAddr, peer: SockAddr },
+    TcpBound { listener: u64, local: SockAddr },
 }
 
 /// What the server sends back for one request.

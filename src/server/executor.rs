@@ -140,7 +140,10 @@ impl Executor {
             Request::ReadSystemFile { file } => system_file(file),
             // Connections are streams, served by `server::net`; one that
             // reaches the blocking executor was sent the wrong way.
-            Request::TcpConnect { .. } => Err(Errno::EINVAL),
+            Request::TcpConnect { .. }
+            | Request::TcpBind { .. }
+            | Request::TcpListen { .. }
+            | Request::TcpUnbind { .. } => Err(Errno::EINVAL),
         }
     }
 }
@@ -199,7 +202,10 @@ fn mutates(req: &Request) -> bool {
         | Request::ListXattr { .. }
         | Request::Uname
         | Request::ReadSystemFile { .. }
-        | Request::TcpConnect { .. } => false,
+        | Request::TcpConnect { .. }
+        | Request::TcpBind { .. }
+        | Request::TcpListen { .. }
+        | Request::TcpUnbind { .. } => false,
     }
 }
 

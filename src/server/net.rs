@@ -45,3 +45,157 @@ async fn answer(send: &mut quinn::SendStream, response: Response) {
         let _ = send.finish();
     }
 }
+
+/// One connection's listening sockets. Dropped with the connection, which
+/// closes every listener: a program that dies leaves no port behind.
+#[derive(Debug)]
+pub struct NetSession {
+    conn: quinn::Connection,
+    listeners: std::sync::Mutex<std::collections::HashMap<u64, Listener>>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Debug)]
+enum Listener {
+    Bound(std::net::TcpListener),
+    /// Accepting; aborting the task closes the socket.
+    Listening(tokio::task::AbortHandle),
+}
+
+impl Drop for NetSession {
+    fn drop(&mut self) {
+        let listeners = self
+            .listeners
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (_, l) in listeners.drain() {
+            if let Listener::Listening(task) = l {
+                task.abort();
+            }
+        }
+    }
+}
+
+/// The most listening sockets one client may hold.
+const MAX_LISTENERS: usize = 1024;
+
+impl NetSession {
+    pub fn new(conn: quinn::Connection) -> Self {
+        Self {
+            conn,
+            listeners: std::sync::Mutex::default(),
+            next_id: std::sync::atomic::AtomicU64::new(1),
+        }
+    }
+
+    fn listeners(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Listener>> {
+        self.listeners
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `socket` + `setsockopt` + `bind(2)`, without `listen`.
+    pub fn bind(
+        &self,
+        addr: SockAddr,
+        reuse_addr: bool,
+        reuse_port: bool,
+        v6_only: Option<bool>,
+    ) -> Response {
+        use rustix::net::{AddressFamily, SocketFlags, SocketType, bind, socket_with, sockopt};
+        if self.listeners().len() >= MAX_LISTENERS {
+            return Err(Errno(libc::EMFILE));
+        }
+        let target = SocketAddr::from(addr);
+        let family = if target.is_ipv6() {
+            AddressFamily::INET6
+        } else {
+            AddressFamily::INET
+        };
+        let fd = socket_with(family, SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
+        sockopt::set_socket_reuseaddr(&fd, reuse_addr)?;
+        sockopt::set_socket_reuseport(&fd, reuse_port)?;
+        if let (true, Some(only)) = (target.is_ipv6(), v6_only) {
+            sockopt::set_ipv6_v6only(&fd, only)?;
+        }
+        bind(&fd, &target)?;
+        let listener = std::net::TcpListener::from(fd);
+        let local = listener.local_addr().map_err(|e| Errno::from_io(&e))?;
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.listeners().insert(id, Listener::Bound(listener));
+        Ok(Reply::TcpBound {
+            listener: id,
+            local: local.into(),
+        })
+    }
+
+    /// `listen(2)`, then every accepted connection is sent to the client on
+    /// a stream of its own.
+    pub fn listen(&self, id: u64, backlog: u32) -> Response {
+        let mut listeners = self.listeners();
+        let Some(Listener::Bound(bound)) = listeners.remove(&id) else {
+            return Err(Errno::EBADF);
+        };
+        let backlog = i32::try_from(backlog.min(4096)).unwrap_or(128);
+        if let Err(e) = rustix::net::listen(&bound, backlog) {
+            listeners.insert(id, Listener::Bound(bound));
+            return Err(e.into());
+        }
+        let set_nonblocking = bound.set_nonblocking(true);
+        let listener = match set_nonblocking.and_then(|()| tokio::net::TcpListener::from_std(bound))
+        {
+            Ok(l) => l,
+            Err(e) => return Err(Errno::from_io(&e)),
+        };
+        let conn = self.conn.clone();
+        let task = tokio::spawn(accept_loop(listener, id, conn));
+        listeners.insert(id, Listener::Listening(task.abort_handle()));
+        Ok(Reply::Done)
+    }
+
+    pub fn unbind(&self, id: u64) -> Response {
+        match self.listeners().remove(&id) {
+            Some(Listener::Listening(task)) => {
+                task.abort();
+                Ok(Reply::Done)
+            }
+            Some(Listener::Bound(_)) => Ok(Reply::Done),
+            None => Err(Errno::EBADF),
+        }
+    }
+}
+
+async fn accept_loop(listener: tokio::net::TcpListener, id: u64, conn: quinn::Connection) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            _ = conn.closed() => return,
+        };
+        let Ok(local) = stream.local_addr() else {
+            continue;
+        };
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            let Ok((mut send, recv)) = conn.open_bi().await else {
+                return;
+            };
+            let header = crate::proto::Incoming {
+                listener: id,
+                local: local.into(),
+                peer: peer.into(),
+            };
+            if send.write_all(&frame::encode(&header)).await.is_err() {
+                return;
+            }
+            crate::transport::pump::pump(stream, send, recv).await;
+        });
+    }
+}

@@ -95,6 +95,10 @@ pub const NET_CALLS: &[(i64, &str)] = &[
     (libc::SYS_connect, "connect"),
     (libc::SYS_getsockname, "getsockname"),
     (libc::SYS_getpeername, "getpeername"),
+    (libc::SYS_bind, "bind"),
+    (libc::SYS_listen, "listen"),
+    (libc::SYS_accept, "accept"),
+    (libc::SYS_accept4, "accept4"),
 ];
 
 /// Trapped only with `--uname`.

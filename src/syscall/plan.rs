@@ -52,7 +52,13 @@ pub trait Tracee {
     fn socket_kind(&mut self, fd: i32) -> Option<(i32, i32)>;
     /// The remote connection behind a socket fd, if it has one.
     fn remote_socket(&mut self, fd: i32) -> Option<RemoteSocket>;
+    /// The server listener behind a socket fd, if it has one.
+    fn remote_listener(&mut self, fd: i32) -> Option<u64>;
 }
+
+/// A resolver file's path, and the path of the server's copy to open in
+/// its place (or the errno the server gave).
+pub type SystemFileCopy = (Vec<u8>, Result<Vec<u8>, Errno>);
 
 /// What the planner forwards, besides the mounts.
 #[derive(Debug, Clone, Default)]
@@ -62,7 +68,7 @@ pub struct Forwarding {
     pub net: bool,
     /// With `--net`: the resolver files, each replaced by the server's copy
     /// (a path the program can open instead) or by the server's errno.
-    pub system_files: Vec<(Vec<u8>, Result<Vec<u8>, Errno>)>,
+    pub system_files: Vec<SystemFileCopy>,
 }
 
 /// How a stat reply is laid out.
@@ -126,6 +132,12 @@ pub enum AfterNative {
     Nothing,
     /// A successful local `chdir`/`fchdir` leaves any remote cwd.
     LeaveVirtualCwd,
+    /// A connection accepted from a remote listener: report the remote
+    /// peer in the `accept` address buffer (if any) and remember it.
+    AcceptRemote {
+        addr: u64,
+        len: u64,
+    },
 }
 
 /// The decision for one trapped call.
@@ -160,6 +172,18 @@ pub enum Plan {
     ConnectTcp {
         fd: i32,
         addr: SockAddr,
+    },
+    /// Bind the program's TCP socket on the server (and, locally, to a
+    /// loopback port where remote connections will be delivered).
+    BindTcp {
+        fd: i32,
+        addr: SockAddr,
+    },
+    /// Start listening on the server and locally.
+    ListenTcp {
+        fd: i32,
+        listener: u64,
+        backlog: u32,
     },
 }
 
@@ -233,7 +257,7 @@ enum Target {
 
 struct Planner<'a, T: Tracee> {
     mounts: &'a MountTable,
-    system_files: &'a [(Vec<u8>, Result<Vec<u8>, Errno>)],
+    system_files: &'a [SystemFileCopy],
     t: &'a mut T,
 }
 
@@ -1154,6 +1178,45 @@ impl<T: Tracee> Planner<'_, T> {
                     _ => Plan::Native,
                 }
             }
+            libc::SYS_bind => {
+                let len = usize::try_from(a[2].min(128)).unwrap_or(0);
+                let Ok(bytes) = self.t.read_bytes(a[1], len) else {
+                    return Plan::fail(Errno::EFAULT);
+                };
+                let Some(addr) = layout::decode_sockaddr(&bytes) else {
+                    return Plan::Native;
+                };
+                match self.t.socket_kind(fd) {
+                    Some((domain, ty)) if domain == libc::AF_INET || domain == libc::AF_INET6 => {
+                        if ty == libc::SOCK_STREAM {
+                            Plan::BindTcp { fd, addr }
+                        } else {
+                            Plan::fail(Errno(libc::ENETUNREACH))
+                        }
+                    }
+                    _ => Plan::Native,
+                }
+            }
+            libc::SYS_listen => match self.t.remote_listener(fd) {
+                Some(listener) => Plan::ListenTcp {
+                    fd,
+                    listener,
+                    backlog: u32::try_from(arg_i32(a[1]).max(0)).unwrap_or(0),
+                },
+                None => Plan::Native,
+            },
+            libc::SYS_accept | libc::SYS_accept4 => match self.t.remote_listener(fd) {
+                // The program accepts natively from its loopback listener;
+                // at the exit the peer address becomes the remote one.
+                Some(_) => Plan::NativeRewritten {
+                    paths: Vec::new(),
+                    after: AfterNative::AcceptRemote {
+                        addr: a[1],
+                        len: a[2],
+                    },
+                },
+                None => Plan::Native,
+            },
             libc::SYS_sendto => match self.t.socket_kind(fd) {
                 Some((domain, ty))
                     if (domain == libc::AF_INET || domain == libc::AF_INET6)
@@ -1168,7 +1231,10 @@ impl<T: Tracee> Planner<'_, T> {
                     return Plan::Native;
                 };
                 let addr = if nr == libc::SYS_getpeername {
-                    sock.peer
+                    match sock.peer {
+                        Some(p) => p,
+                        None => return Plan::fail(Errno(libc::ENOTCONN)),
+                    }
                 } else {
                     sock.local
                 };

@@ -61,6 +61,10 @@ pub trait Forwarder {
     /// Connects socket `fd` of process `tgid` to `addr` on the server; the
     /// result arrives as [`Event::Reply`] (`Done` or an errno).
     fn connect_tcp(&self, tid: i32, tgid: i32, fd: i32, addr: crate::proto::SockAddr);
+    /// Binds socket `fd` on the server (and to a loopback port locally).
+    fn bind_tcp(&self, tid: i32, tgid: i32, fd: i32, addr: crate::proto::SockAddr);
+    /// Puts a bound socket in listen state on both sides.
+    fn listen_tcp(&self, tid: i32, tgid: i32, fd: i32, listener: u64, backlog: u32);
     /// Prints one `--trace` line.
     fn trace_line(&self, line: String);
 }
@@ -172,6 +176,10 @@ enum ThreadState {
 enum ExitAction {
     Restore,
     LeaveVirtualCwd,
+    AcceptRemote {
+        addr: u64,
+        len: u64,
+    },
     Placeholder {
         write_end: OwnedFd,
         read_end: OwnedFd,
@@ -482,6 +490,9 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 let after = match after {
                     AfterNative::Nothing => ExitAction::Restore,
                     AfterNative::LeaveVirtualCwd => ExitAction::LeaveVirtualCwd,
+                    AfterNative::AcceptRemote { addr, len } => {
+                        ExitAction::AcceptRemote { addr, len }
+                    }
                 };
                 self.rewrite_and_run(pid, stop.stack_pointer, None, &paths, after);
             }
@@ -507,6 +518,36 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
                 self.forwarder.connect_tcp(tid, tgid, fd, addr);
             }
+            Plan::BindTcp { fd, addr } => {
+                let request_text = format!("{fd}, {}", std::net::SocketAddr::from(addr));
+                self.threads.insert(
+                    tid,
+                    ThreadState::Waiting {
+                        nr,
+                        then: Then::Zero,
+                        request_text,
+                    },
+                );
+                let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
+                self.forwarder.bind_tcp(tid, tgid, fd, addr);
+            }
+            Plan::ListenTcp {
+                fd,
+                listener,
+                backlog,
+            } => {
+                let request_text = format!("{fd}, {backlog}");
+                self.threads.insert(
+                    tid,
+                    ThreadState::Waiting {
+                        nr,
+                        then: Then::Zero,
+                        request_text,
+                    },
+                );
+                let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
+                self.forwarder.listen_tcp(tid, tgid, fd, listener, backlog);
+            }
             Plan::Forward { request, then } => {
                 let request_text = crate::syscall::describe::describe(&request);
                 self.threads.insert(
@@ -520,6 +561,42 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 self.forwarder.submit(tid, nr, request);
             }
         }
+    }
+
+    /// A connection the program just accepted from a remote listener: its
+    /// loopback peer port names the remote connection rscq delivered.
+    fn claim_accepted(&mut self, pid: Pid, fd: i32, addr: u64, len: u64) {
+        let Some(dup) = self.dup_fd(pid, fd) else {
+            return;
+        };
+        let Ok(peer) = rustix::net::getpeername(&dup) else {
+            return;
+        };
+        let Some(port) = peer
+            .and_then(|p| std::net::SocketAddr::try_from(p).ok())
+            .map(|p| p.port())
+        else {
+            return;
+        };
+        let Some(remote) = self.sockets.take_incoming(port) else {
+            return;
+        };
+        if let Ok(st) = rustix::fs::fstat(&dup) {
+            self.sockets.insert(st.st_ino, remote);
+        }
+        if addr == 0 || len == 0 {
+            return;
+        }
+        let Some(peer) = remote.peer else { return };
+        let Ok(room) = mem::read_bytes(pid, len, 4) else {
+            return;
+        };
+        let room =
+            usize::try_from(u32::from_ne_bytes([room[0], room[1], room[2], room[3]])).unwrap_or(0);
+        let encoded = crate::syscall::layout::encode_sockaddr(&peer);
+        let actual = u32::try_from(encoded.len()).unwrap_or(0);
+        let _ = mem::write_bytes(pid, addr, &encoded[..encoded.len().min(room)]);
+        let _ = mem::write_bytes(pid, len, &actual.to_ne_bytes());
     }
 
     /// A copy of fd `fd` of the thread's process, via `pidfd_getfd(2)`.
@@ -622,6 +699,11 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
             ExitAction::LeaveVirtualCwd => {
                 if result == 0 {
                     self.set_virtual_cwd(tid, None);
+                }
+            }
+            ExitAction::AcceptRemote { addr, len } => {
+                if let Ok(fd) = i32::try_from(result) {
+                    self.claim_accepted(pid, fd, addr, len);
                 }
             }
             ExitAction::Placeholder {
@@ -848,6 +930,10 @@ impl<F: Forwarder> Tracee for TraceeView<'_, '_, F> {
 
     fn remote_socket(&mut self, fd: i32) -> Option<registry::RemoteSocket> {
         self.tracer.sockets.lookup(self.pid.as_raw(), fd)
+    }
+
+    fn remote_listener(&mut self, fd: i32) -> Option<u64> {
+        self.tracer.sockets.lookup_listener(self.pid.as_raw(), fd)
     }
 
     fn local_fd_path(&mut self, fd: i32) -> Option<Vec<u8>> {

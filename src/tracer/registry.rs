@@ -52,41 +52,90 @@ impl Registry {
     }
 }
 
-/// Remote addresses of the program's connected sockets, by socket inode, for
-/// `getsockname`/`getpeername`.
+/// The program's sockets that live on the server, for `getsockname`,
+/// `getpeername`, `listen` and `accept`. Keyed by socket inode, so dup'd
+/// and inherited fds need no tracking.
 #[derive(Debug, Clone, Default)]
 pub struct SocketRegistry {
-    sockets: Arc<Mutex<HashMap<u64, RemoteSocket>>>,
+    tables: Arc<Mutex<SocketTables>>,
 }
 
-/// A program socket whose connection lives on the server.
+#[derive(Debug, Default)]
+struct SocketTables {
+    by_inode: HashMap<u64, RemoteSocket>,
+    /// Listening (or bound) sockets: inode → the server's listener id.
+    listeners: HashMap<u64, u64>,
+    /// Listener id → where the program's socket listens on loopback.
+    listener_addrs: HashMap<u64, std::net::SocketAddr>,
+    /// Connections rscq made to a program listener, by rscq's own port,
+    /// waiting for the program's `accept` to claim them.
+    incoming: HashMap<u16, RemoteSocket>,
+}
+
+/// A program socket whose other end is on the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RemoteSocket {
     pub local: crate::proto::SockAddr,
-    pub peer: crate::proto::SockAddr,
+    /// `None` for a bound or listening socket.
+    pub peer: Option<crate::proto::SockAddr>,
 }
 
 impl SocketRegistry {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<u64, RemoteSocket>> {
-        self.sockets.lock().unwrap_or_else(PoisonError::into_inner)
+    fn tables(&self) -> std::sync::MutexGuard<'_, SocketTables> {
+        self.tables.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn insert(&self, ino: u64, s: RemoteSocket) {
-        self.map().insert(ino, s);
+        self.tables().by_inode.insert(ino, s);
     }
 
     pub fn remove(&self, ino: u64) {
-        self.map().remove(&ino);
+        let mut t = self.tables();
+        t.by_inode.remove(&ino);
+        if let Some(id) = t.listeners.remove(&ino) {
+            t.listener_addrs.remove(&id);
+        }
+    }
+
+    pub fn add_listener(&self, ino: u64, id: u64, local: std::net::SocketAddr) {
+        let mut t = self.tables();
+        t.listeners.insert(ino, id);
+        t.listener_addrs.insert(id, local);
+    }
+
+    pub fn listener_addr(&self, id: u64) -> Option<std::net::SocketAddr> {
+        self.tables().listener_addrs.get(&id).copied()
+    }
+
+    pub fn add_incoming(&self, port: u16, s: RemoteSocket) {
+        self.tables().incoming.insert(port, s);
+    }
+
+    pub fn take_incoming(&self, port: u16) -> Option<RemoteSocket> {
+        self.tables().incoming.remove(&port)
+    }
+
+    fn inode_of(tid: i32, fd: i32) -> Option<u64> {
+        let target = std::fs::read_link(format!("/proc/{tid}/fd/{fd}")).ok()?;
+        link_inode(target.as_os_str().as_encoded_bytes(), b"socket:[")
     }
 
     /// The remote socket behind fd `fd` of thread `tid`, if it is one.
     pub fn lookup(&self, tid: i32, fd: i32) -> Option<RemoteSocket> {
-        if self.map().is_empty() {
+        if self.tables().by_inode.is_empty() {
             return None;
         }
-        let target = std::fs::read_link(format!("/proc/{tid}/fd/{fd}")).ok()?;
-        let ino = link_inode(target.as_os_str().as_encoded_bytes(), b"socket:[")?;
-        self.map().get(&ino).copied()
+        let ino = Self::inode_of(tid, fd)?;
+        self.tables().by_inode.get(&ino).copied()
+    }
+
+    /// The server listener behind fd `fd` of thread `tid`, if it is one.
+    pub fn lookup_listener(&self, tid: i32, fd: i32) -> Option<u64> {
+        if self.tables().listeners.is_empty() {
+            return None;
+        }
+        let ino = Self::inode_of(tid, fd)?;
+        self.tables().listeners.get(&ino).copied()
     }
 }
 

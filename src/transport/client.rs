@@ -10,7 +10,9 @@ use quinn::{ConnectionError, ReadError, ReadToEndError, TransportErrorCode, Writ
 use super::identity::{Fingerprint, Identity, SERVER_NAME};
 use super::trust::{Expectation, ServerTrust, ServerVerifier, record_known_server};
 use super::{MAX_STREAM_BYTES, TransportError, code, provider, transport_config};
-use crate::proto::{ALPN, Hello, PROTOCOL_VERSION, Request, Response, SockAddr, Welcome, frame};
+use crate::proto::{
+    ALPN, Hello, Incoming, PROTOCOL_VERSION, Request, Response, SockAddr, Welcome, frame,
+};
 
 /// A TCP connection made on the server: its addresses as the server sees
 /// them, and the stream that carries its bytes.
@@ -357,6 +359,29 @@ impl Link {
             Ok(_) => Err(crate::errno::Errno::EIO),
             Err(e) => Err(e),
         })
+    }
+
+    /// Waits for the next connection a remote listener accepted: the server
+    /// opens a stream for each, starting with an [`Incoming`] frame.
+    pub async fn accept_incoming(
+        &self,
+    ) -> Result<(Incoming, quinn::SendStream, quinn::RecvStream), TransportError> {
+        let (send, mut recv) = self.conn.accept_bi().await.map_err(lost)?;
+        let mut header = [0u8; 4];
+        let read_failed = |e: quinn::ReadExactError| match e {
+            quinn::ReadExactError::ReadError(ReadError::ConnectionLost(c)) => lost(c),
+            other => TransportError::Protocol(format!("incoming stream: {other}")),
+        };
+        recv.read_exact(&mut header).await.map_err(read_failed)?;
+        let len = usize::try_from(u32::from_le_bytes(header)).unwrap_or(usize::MAX);
+        if len > 1024 {
+            return Err(TransportError::Protocol("oversized incoming header".into()));
+        }
+        let mut body = vec![0u8; len];
+        recv.read_exact(&mut body).await.map_err(read_failed)?;
+        let incoming = frame::decode::<Incoming>(&body)
+            .map_err(|e| TransportError::Protocol(format!("incoming stream: {e}")))?;
+        Ok((incoming, send, recv))
     }
 
     /// Whether the server exports its tree read-only.

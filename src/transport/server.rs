@@ -187,6 +187,7 @@ where
     let _ = send.finish();
     tracing::info!(parent: &span, "session open");
 
+    let net = Arc::new(crate::server::net::NetSession::new(conn.clone()));
     let executing = Arc::new(Semaphore::new(MAX_EXECUTING_PER_CONNECTION));
     loop {
         // The semaphore is never closed, so acquiring cannot fail.
@@ -201,7 +202,7 @@ where
             }
         };
         let session = session.clone();
-        tokio::spawn(request(send, recv, session, permit));
+        tokio::spawn(request(send, recv, session, net.clone(), permit));
     }
     // The session drops here, or when its last in-flight request finishes.
 }
@@ -257,6 +258,7 @@ async fn request<S: Session>(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     session: Arc<S>,
+    net: Arc<crate::server::net::NetSession>,
     permit_for_streams: tokio::sync::OwnedSemaphorePermit,
 ) {
     let malformed = VarInt::from_u32(code::MALFORMED_REQUEST);
@@ -277,21 +279,36 @@ async fn request<S: Session>(
         // nobody is waiting for an answer.
         Err(RequestError::Gone) => return,
     };
-    if let Request::TcpConnect { addr } = req {
-        // The stream outlives the request: it becomes the connection.
-        drop(permit_for_streams);
-        crate::server::net::tcp_connect(addr, send, recv).await;
-        return;
+    let response = match req {
+        Request::TcpConnect { addr } => {
+            // The stream outlives the request: it becomes the connection.
+            drop(permit_for_streams);
+            crate::server::net::tcp_connect(addr, send, recv).await;
+            return;
+        }
+        Request::TcpBind {
+            addr,
+            reuse_addr,
+            reuse_port,
+            v6_only,
+        } => net.bind(addr, reuse_addr, reuse_port, v6_only),
+        Request::TcpListen { listener, backlog } => net.listen(listener, backlog),
+        Request::TcpUnbind { listener } => net.unbind(listener),
+        other => execute(session, other).await,
+    };
+    if send.write_all(&frame::encode(&response)).await.is_ok() {
+        let _ = send.finish();
     }
-    let response = match tokio::task::spawn_blocking(move || session.execute(req)).await {
+}
+
+/// Runs a request on the session's blocking executor.
+async fn execute<S: Session>(session: Arc<S>, req: Request) -> Response {
+    match tokio::task::spawn_blocking(move || session.execute(req)).await {
         Ok(response) => response,
         Err(e) => {
             // A bug in the executor must fail one call, not the server.
             tracing::error!("request handler failed: {e}");
             Err(Errno::EIO)
         }
-    };
-    if send.write_all(&frame::encode(&response)).await.is_ok() {
-        let _ = send.finish();
     }
 }

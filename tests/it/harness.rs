@@ -471,7 +471,9 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(20);
         let addr = loop {
             let err = proc.stderr_now();
-            if let Some(line) = err.lines().find(|l| l.contains("listening on ")) {
+            // Only whole lines: the address may still be arriving.
+            let mut whole = err.split_inclusive('\n').filter(|l| l.ends_with('\n'));
+            if let Some(line) = whole.find(|l| l.contains("listening on ")) {
                 let text = line.rsplit("listening on ").next().unwrap_or("").trim();
                 let addr: SocketAddr = text
                     .parse()

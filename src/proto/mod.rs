@@ -221,6 +221,23 @@ impl SystemFile {
     }
 }
 
+/// What a listing asks about each entry, fetched with the entry itself (the
+/// thesis's stat prefetch). Each field is the answer the matching call on
+/// `DIR/NAME` would give at the time of the listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EntryMeta {
+    /// `lstat(2)`.
+    pub lstat: Result<Stat, Errno>,
+    /// `readlink(2)`, for a symlink.
+    #[serde(with = "serde_bytes")]
+    pub link: Option<Vec<u8>>,
+    /// `lgetxattr(2)` of each of [`PREFETCHED_XATTRS`].
+    pub xattrs: Vec<Result<Vec<u8>, Errno>>,
+}
+
+/// The xattrs `ls -l` reads for every entry.
+pub const PREFETCHED_XATTRS: [&[u8]; 2] = [b"security.selinux", b"system.posix_acl_access"];
+
 /// Which object an xattr call names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum XattrTarget {
@@ -277,6 +294,9 @@ pub enum Request {
     Fstat { handle: Handle },
     /// `getdents64(2)` with a buffer of `bytes`; replies [`Reply::Dirents`].
     Getdents { handle: Handle, bytes: u32 },
+    /// Reads the rest of a directory, up to [`MAX_DIRENTS_BYTES`] of
+    /// records, each with its [`EntryMeta`]; replies [`Reply::DirentsPlus`].
+    GetdentsPlus { handle: Handle },
     /// `fcntl(F_SETFL)`: only `O_APPEND`, `O_NONBLOCK`, `O_DIRECT`, `O_NOATIME` matter.
     SetFlags { handle: Handle, flags: i32 },
     /// `ftruncate(2)`.
@@ -417,16 +437,31 @@ pub struct Incoming {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Reply {
     Done,
-    Opened { handle: Handle, stat: Stat },
+    Opened {
+        handle: Handle,
+        stat: Stat,
+    },
     Data(#[serde(with = "serde_bytes")] Vec<u8>),
     Count(u64),
     Offset(i64),
     Stat(Stat),
     Statfs(Statfs),
     Dirents(Vec<DirEntry>),
+    /// Entries with their metadata; `complete` when the directory's end was
+    /// reached.
+    DirentsPlus {
+        entries: Vec<(DirEntry, EntryMeta)>,
+        complete: bool,
+    },
     Uname(Utsname),
-    TcpConnected { local: SockAddr, peer: SockAddr },
-    TcpBound { listener: u64, local: SockAddr },
+    TcpConnected {
+        local: SockAddr,
+        peer: SockAddr,
+    },
+    TcpBound {
+        listener: u64,
+        local: SockAddr,
+    },
 }
 
 /// What the server sends back for one request.

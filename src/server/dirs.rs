@@ -6,7 +6,9 @@ use rustix::fs::{Access, AtFlags, Mode, OFlags};
 
 use super::resolve::{Entry, Root, Special, proc_fd_path};
 use crate::errno::Errno;
-use crate::proto::{DirEntry, MAX_DIRENTS_BYTES, RemotePath, Reply, Response};
+use crate::proto::{
+    DirEntry, EntryMeta, MAX_DIRENTS_BYTES, PREFETCHED_XATTRS, RemotePath, Reply, Response,
+};
 
 /// Bytes of `struct linux_dirent64` before `d_name`: ino, off, reclen, type.
 const DIRENT_HEADER: usize = 8 + 8 + 2 + 1;
@@ -22,6 +24,78 @@ pub(super) fn getdents(fd: BorrowedFd<'_>, bytes: u32) -> Response {
     let filled = crate::sys::server::getdents64(fd, &mut buf)?;
     let records = buf.get(..filled).ok_or(Errno::EIO)?;
     Ok(Reply::Dirents(parse_dirents(records)?))
+}
+
+/// The rest of the directory with each entry's metadata: `getdents64` until
+/// the end or [`MAX_DIRENTS_BYTES`] of records, then per entry an
+/// `lstat`, a `readlink` for symlinks and the prefetched xattrs.
+pub(super) fn getdents_plus(fd: BorrowedFd<'_>) -> Response {
+    const CHUNK: usize = 64 * 1024;
+    let budget = usize::try_from(MAX_DIRENTS_BYTES).map_err(|_| Errno::EINVAL)?;
+    let mut buf = vec![0; CHUNK];
+    let mut entries = Vec::new();
+    let mut used = 0usize;
+    let complete = loop {
+        if used + CHUNK > budget {
+            break false;
+        }
+        let filled = crate::sys::server::getdents64(fd, &mut buf)?;
+        if filled == 0 {
+            break true;
+        }
+        used += filled;
+        let records = buf.get(..filled).ok_or(Errno::EIO)?;
+        for entry in parse_dirents(records)? {
+            let meta = entry_meta(fd, &entry);
+            entries.push((entry, meta));
+        }
+    };
+    Ok(Reply::DirentsPlus { entries, complete })
+}
+
+fn entry_meta(dir: BorrowedFd<'_>, entry: &DirEntry) -> EntryMeta {
+    let name = std::ffi::CString::new(entry.name.clone()).unwrap_or_default();
+    let lstat = rustix::fs::openat(
+        dir,
+        &name,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(Errno::from)
+    .and_then(|fd| super::meta::stat_fd(fd.as_fd()));
+    let is_link = lstat
+        .as_ref()
+        .is_ok_and(|s| s.mode & libc::S_IFMT == libc::S_IFLNK);
+    let link = if is_link {
+        rustix::fs::readlinkat(dir, &name, Vec::new())
+            .ok()
+            .map(std::ffi::CString::into_bytes)
+    } else {
+        None
+    };
+    // The entry's path through the directory's magic link: one name, so it
+    // cannot leave the directory, and the l* calls do not follow it.
+    let mut path = proc_fd_path(dir).into_bytes();
+    path.push(b'/');
+    path.extend_from_slice(&entry.name);
+    let path = std::ffi::CString::new(path).unwrap_or_default();
+    let xattrs = PREFETCHED_XATTRS
+        .iter()
+        .map(|attr| {
+            let mut value = vec![0u8; 4096];
+            rustix::fs::lgetxattr(&path, *attr, &mut value[..])
+                .map(|n| {
+                    value.truncate(n);
+                    value
+                })
+                .map_err(Errno::from)
+        })
+        .collect();
+    EntryMeta {
+        lstat,
+        link,
+        xattrs,
+    }
 }
 
 /// Decodes `struct linux_dirent64` records. A malformed record (which only

@@ -138,6 +138,7 @@ impl Executor {
             Request::RemoveXattr { target, name } => xattr::remove(root, handles, &target, &name),
             Request::Uname => uname::uname(),
             Request::ReadSystemFile { file } => system_file(file),
+            Request::GetdentsPlus { handle } => dirs::getdents_plus(handles.get(handle)?.as_fd()),
             // Connections are streams, served by `server::net`; one that
             // reaches the blocking executor was sent the wrong way.
             Request::TcpConnect { .. }
@@ -202,6 +203,7 @@ fn mutates(req: &Request) -> bool {
         | Request::ListXattr { .. }
         | Request::Uname
         | Request::ReadSystemFile { .. }
+        | Request::GetdentsPlus { .. }
         | Request::TcpConnect { .. }
         | Request::TcpBind { .. }
         | Request::TcpListen { .. }

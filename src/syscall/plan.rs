@@ -249,6 +249,30 @@ fn len_i64(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// `(N, rest)` when `path` is `/proc/self/fd/N[/rest]`, its `thread-self`
+/// form, or `/dev/fd/N[/rest]`: the program's own fd N.
+fn proc_fd_reference(path: &[u8]) -> Option<(i32, Vec<u8>)> {
+    let tail = [
+        b"/proc/self/fd/".as_slice(),
+        b"/proc/thread-self/fd/",
+        b"/dev/fd/",
+    ]
+    .iter()
+    .find_map(|prefix| path.strip_prefix(*prefix))?;
+    let digits_end = tail.iter().position(|&b| b == b'/').unwrap_or(tail.len());
+    let fd = std::str::from_utf8(&tail[..digits_end])
+        .ok()?
+        .parse()
+        .ok()?;
+    Some((
+        fd,
+        tail[digits_end..]
+            .strip_prefix(b"/")
+            .unwrap_or_default()
+            .to_vec(),
+    ))
+}
+
 /// Where a path argument points, once resolved.
 enum Target {
     Remote { local: Vec<u8>, remote: RemotePath },
@@ -281,8 +305,20 @@ impl<T: Tracee> Planner<'_, T> {
                 },
             }
         };
-        let local = paths::join(&base, path);
-        if let Some(remote) = self.mounts.to_remote(&local) {
+        let mut local = paths::join(&base, path);
+        // `/proc/self/fd/N` of a remote file names that file (glibc's
+        // fchmodat and friends go through it).
+        if let Some((fd, rest)) = proc_fd_reference(&local)
+            && let FdKind::Remote(rfd) = self.t.fd(fd)
+        {
+            local = paths::join(&rfd.path, &rest);
+        }
+        if let Some(mut remote) = self.mounts.to_remote(&local) {
+            // A trailing slash makes the kernel follow a final symlink and
+            // insist on a directory; the server must see it too.
+            if path.ends_with(b"/") && remote.0.last() != Some(&b'/') {
+                remote.0.push(b'/');
+            }
             return Ok(Target::Remote { local, remote });
         }
         let through_mount =
@@ -1429,5 +1465,25 @@ pub fn finish(then: Then, response: Response) -> Outcome {
         // A reply of the wrong kind means a broken or hostile server; the
         // program gets an I/O error, never garbage.
         _ => Outcome::errno(Errno::EIO),
+    }
+}
+
+#[cfg(test)]
+mod proc_fd_tests {
+    use super::proc_fd_reference;
+
+    #[test]
+    fn proc_fd_paths_name_the_fd() {
+        assert_eq!(proc_fd_reference(b"/proc/self/fd/3"), Some((3, Vec::new())));
+        assert_eq!(
+            proc_fd_reference(b"/dev/fd/12/x/y"),
+            Some((12, b"x/y".to_vec()))
+        );
+        assert_eq!(
+            proc_fd_reference(b"/proc/thread-self/fd/0"),
+            Some((0, Vec::new()))
+        );
+        assert_eq!(proc_fd_reference(b"/proc/self/fdinfo/3"), None);
+        assert_eq!(proc_fd_reference(b"/proc/self/fd/x"), None);
     }
 }

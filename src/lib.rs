@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod config;
+pub mod engine;
 pub mod errno;
 pub mod proto;
 pub mod server;

@@ -60,6 +60,11 @@ fn real_main() -> anyhow::Result<i32> {
         mounts: mount_table(&settings),
         uname: settings.uname,
         net: settings.net,
+        layers: rscq::engine::Layers {
+            statcache: settings.optimizations.statcache,
+            compound: settings.optimizations.compound,
+        },
+        statcache_ttl: rscq::engine::DEFAULT_TTL,
         trace: settings.trace,
         stats: settings.stats,
         program: settings.program.clone(),

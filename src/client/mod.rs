@@ -12,6 +12,7 @@ use std::sync::mpsc::{self, Sender};
 
 use tokio::runtime::Handle as RuntimeHandle;
 
+use crate::engine::{Action, FileEngine, Layers};
 use crate::errno::Errno;
 use crate::proto::{Handle, Reply, Request, SystemFile, frame};
 use crate::syscall::nr;
@@ -41,6 +42,10 @@ pub struct RunOptions {
     pub mounts: MountTable,
     pub uname: bool,
     pub net: bool,
+    /// The optimization layers for remote files (none with `--pure`).
+    pub layers: Layers,
+    /// How long prefetched stat answers stay valid.
+    pub statcache_ttl: std::time::Duration,
     pub trace: bool,
     pub stats: bool,
     pub program: Vec<OsString>,
@@ -57,6 +62,7 @@ struct Engine {
     stats: Stats,
     registry: Registry,
     pumps: Arc<net::Pumps>,
+    files: Arc<std::sync::Mutex<FileEngine>>,
     lost: Arc<AtomicBool>,
 }
 
@@ -71,6 +77,12 @@ impl Engine {
 }
 
 impl Engine {
+    fn files(&self) -> std::sync::MutexGuard<'_, FileEngine> {
+        self.files
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Runs a socket operation of thread `tid` and replies `Done` or its errno.
     fn net_call<F, Fut>(&self, tid: i32, name: &'static str, op: F)
     where
@@ -90,6 +102,19 @@ impl Engine {
 
 impl Forwarder for Engine {
     fn submit(&self, tid: i32, nr: i64, request: Request) {
+        // The only clock the file layers see: they take time as an argument.
+        let action = self.files().on_request(std::time::Instant::now(), request);
+        let (request, pending) = match action {
+            Action::Answer(response) => {
+                self.stats.record_local(nr::name(nr));
+                if tid > 0 {
+                    let rtt = std::time::Duration::ZERO;
+                    let _ = self.events.send(Event::Reply { tid, response, rtt });
+                }
+                return;
+            }
+            Action::Send(request, pending) => (request, pending),
+        };
         let engine = self.clone();
         self.runtime.spawn(async move {
             let sent = frame::encode(&request).len();
@@ -102,6 +127,9 @@ impl Forwarder for Engine {
                 Err(e) => (Err(engine.connection_failed(&e)), 0),
             };
             let rtt = started.elapsed();
+            let response = engine
+                .files()
+                .on_reply(std::time::Instant::now(), pending, response);
             engine.stats.record(nr::name(nr), sent, received, rtt);
             if tid > 0 {
                 let _ = engine.events.send(Event::Reply { tid, response, rtt });
@@ -118,6 +146,10 @@ impl Forwarder for Engine {
                 let _ = pipe.readable().await;
             }
             engine.registry.remove(key);
+            // Forget the file's cached state; a close is never answered locally.
+            let _ = engine
+                .files()
+                .on_request(std::time::Instant::now(), Request::Close { handle });
             let sent = frame::encode(&Request::Close { handle }).len();
             let started = tokio::time::Instant::now();
             if let Err(e) = engine.link.call(&Request::Close { handle }).await {
@@ -255,6 +287,10 @@ pub fn run(
         stats: stats.clone(),
         registry: registry.clone(),
         pumps,
+        files: Arc::new(std::sync::Mutex::new(FileEngine::new(
+            options.layers,
+            options.statcache_ttl,
+        ))),
         lost: lost.clone(),
     };
     let config = TracerConfig {

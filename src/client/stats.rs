@@ -9,6 +9,8 @@ use std::time::Duration;
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct CallStats {
     pub calls: u64,
+    /// Calls answered by rscq itself, with no round trip.
+    pub local: u64,
     pub bytes_sent: u64,
     pub bytes_received: u64,
     pub waited: Duration,
@@ -29,6 +31,12 @@ impl Stats {
         entry.waited += waited;
     }
 
+    /// A call the optimization layers answered without the network.
+    pub fn record_local(&self, name: &'static str) {
+        let mut map = self.by_call.lock().unwrap_or_else(PoisonError::into_inner);
+        map.entry(name).or_default().local += 1;
+    }
+
     pub fn snapshot(&self) -> BTreeMap<&'static str, CallStats> {
         self.by_call
             .lock()
@@ -42,30 +50,33 @@ impl Stats {
         let mut out = String::from("rscq: forwarded calls\n");
         let _ = writeln!(
             out,
-            "rscq: {:<16} {:>8} {:>12} {:>12} {:>12}",
-            "syscall", "calls", "bytes sent", "bytes recv", "wait ms"
+            "rscq: {:<16} {:>8} {:>8} {:>12} {:>12} {:>12}",
+            "syscall", "calls", "local", "bytes sent", "bytes recv", "wait ms"
         );
         let mut total = CallStats::default();
         for (name, s) in &map {
             let _ = writeln!(
                 out,
-                "rscq: {:<16} {:>8} {:>12} {:>12} {:>12.3}",
+                "rscq: {:<16} {:>8} {:>8} {:>12} {:>12} {:>12.3}",
                 name,
                 s.calls,
+                s.local,
                 s.bytes_sent,
                 s.bytes_received,
                 s.waited.as_secs_f64() * 1000.0
             );
             total.calls += s.calls;
+            total.local += s.local;
             total.bytes_sent += s.bytes_sent;
             total.bytes_received += s.bytes_received;
             total.waited += s.waited;
         }
         let _ = writeln!(
             out,
-            "rscq: {:<16} {:>8} {:>12} {:>12} {:>12.3}",
+            "rscq: {:<16} {:>8} {:>8} {:>12} {:>12} {:>12.3}",
             "total",
             total.calls,
+            total.local,
             total.bytes_sent,
             total.bytes_received,
             total.waited.as_secs_f64() * 1000.0

@@ -1,0 +1,235 @@
+//! The optimization layers for remote files, as a state machine that does
+//! no I/O: requests go in with the time, and it says whether to answer
+//! them locally or what to send instead; replies go in and come out as the
+//! replies the program's call expects. The async driver in [`crate::client`]
+//! is the only thing that reads the clock or touches the network.
+//!
+//! Layers (each on or off through [`Layers`]):
+//! - **statcache**: a directory listing brings each entry's `lstat`,
+//!   symlink target and prefetched xattrs in the same reply
+//!   ([`Request::GetdentsPlus`]); the next `stat`/`lstat`/`readlink`/xattr
+//!   call on that entry is answered locally, once, within a TTL. Any change
+//!   rscq makes to a directory drops what is cached for it.
+//! - **compound**: the stat that comes with every `open` reply answers the
+//!   program's first `fstat` on that file, and a directory's first
+//!   `getdents64` brings the whole listing, so later ones are local.
+
+mod statcache;
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use crate::errno::Errno;
+use crate::proto::{DirEntry, Handle, RemotePath, Reply, Request, Response, Stat};
+use crate::syscall::layout;
+
+pub use statcache::StatCache;
+
+/// Which layers are on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Layers {
+    pub statcache: bool,
+    pub compound: bool,
+}
+
+/// How long a prefetched answer stays valid by default.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(1);
+
+/// What the driver must do with one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Answer the program now; nothing goes to the server.
+    Answer(Response),
+    /// Send this request; give its reply to [`FileEngine::on_reply`]
+    /// together with the token.
+    Send(Request, Pending),
+}
+
+/// What the engine remembers about a request in flight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pending {
+    /// The reply goes to the program unchanged.
+    Plain(Request),
+    /// A `getdents64` of `bytes` sent as [`Request::GetdentsPlus`].
+    Listing { handle: Handle, bytes: u32 },
+}
+
+#[derive(Debug, Default)]
+struct OpenFile {
+    path: Option<RemotePath>,
+    /// The stat that came with the open, for the first `fstat`.
+    opened_stat: Option<Stat>,
+    /// Entries fetched ahead of the program's `getdents64` calls.
+    listing: VecDeque<DirEntry>,
+    /// Whether the listing reached the directory's end.
+    listing_complete: bool,
+    /// Whether the first `getdents64` has been answered from a prefetch.
+    listed: bool,
+}
+
+/// The per-run state of the file layers.
+#[derive(Debug)]
+pub struct FileEngine {
+    layers: Layers,
+    files: HashMap<Handle, OpenFile>,
+    stats: StatCache,
+}
+
+impl FileEngine {
+    pub fn new(layers: Layers, ttl: Duration) -> Self {
+        Self {
+            layers,
+            files: HashMap::new(),
+            stats: StatCache::new(ttl),
+        }
+    }
+
+    /// Decides how to carry out `req` at time `now`.
+    pub fn on_request(&mut self, now: Instant, req: Request) -> Action {
+        if self.layers.statcache {
+            if let Some(resp) = self.stats.answer(now, &req) {
+                return Action::Answer(resp);
+            }
+            self.stats
+                .invalidate_for(&req, |h| self.files.get(&h).and_then(|f| f.path.clone()));
+        }
+        match req {
+            Request::Fstat { handle } if self.layers.compound => {
+                if let Some(st) = self
+                    .files
+                    .get_mut(&handle)
+                    .and_then(|f| f.opened_stat.take())
+                {
+                    return Action::Answer(Ok(Reply::Stat(st)));
+                }
+                Action::Send(req.clone(), Pending::Plain(req))
+            }
+            Request::Getdents { handle, bytes }
+                if self.layers.compound || self.layers.statcache =>
+            {
+                if let Some(file) = self.files.get_mut(&handle)
+                    && file.listed
+                {
+                    if !file.listing.is_empty() || file.listing_complete {
+                        return Action::Answer(take_dirents(file, bytes));
+                    }
+                    // The prefetch stopped at its size limit: fetch on.
+                }
+                Action::Send(
+                    Request::GetdentsPlus { handle },
+                    Pending::Listing { handle, bytes },
+                )
+            }
+            Request::Lseek { handle, .. } => {
+                // rewinddir/seekdir: the prefetched rest no longer follows.
+                if let Some(f) = self.files.get_mut(&handle) {
+                    f.listing.clear();
+                    f.listing_complete = false;
+                    f.listed = false;
+                }
+                Action::Send(req.clone(), Pending::Plain(req))
+            }
+            other => {
+                if matches!(
+                    other,
+                    Request::Write { .. } | Request::Pwrite { .. } | Request::Ftruncate { .. }
+                ) && let Some(h) = handle_of(&other)
+                    && let Some(f) = self.files.get_mut(&h)
+                {
+                    f.opened_stat = None;
+                }
+                Action::Send(other.clone(), Pending::Plain(other))
+            }
+        }
+    }
+
+    /// Turns the server's reply into the reply the program's call expects.
+    pub fn on_reply(&mut self, now: Instant, pending: Pending, resp: Response) -> Response {
+        match pending {
+            Pending::Plain(req) => {
+                match (&req, &resp) {
+                    (Request::Open { path, .. }, Ok(Reply::Opened { handle, stat })) => {
+                        self.files.insert(
+                            *handle,
+                            OpenFile {
+                                path: Some(path.clone()),
+                                opened_stat: self.layers.compound.then_some(*stat),
+                                ..OpenFile::default()
+                            },
+                        );
+                    }
+                    (Request::Close { handle }, _) => {
+                        self.files.remove(handle);
+                    }
+                    _ => {}
+                }
+                resp
+            }
+            Pending::Listing { handle, bytes } => {
+                let (entries, complete) = match resp {
+                    Ok(Reply::DirentsPlus { entries, complete }) => (entries, complete),
+                    Ok(_) => return Err(Errno::EIO),
+                    Err(e) => return Err(e),
+                };
+                let file = self.files.entry(handle).or_default();
+                if self.layers.statcache
+                    && let Some(dir) = &file.path
+                {
+                    self.stats.insert_listing(now, dir, &entries);
+                }
+                file.listing.extend(entries.into_iter().map(|(e, _)| e));
+                file.listing_complete = complete;
+                file.listed = true;
+                take_dirents(file, bytes)
+            }
+        }
+    }
+
+    pub fn stat_cache(&self) -> &StatCache {
+        &self.stats
+    }
+}
+
+/// As many prefetched entries as fit the program's buffer, like one
+/// `getdents64` call; 0 bytes at the end of a complete listing.
+fn take_dirents(file: &mut OpenFile, bytes: u32) -> Response {
+    let cap = usize::try_from(bytes).unwrap_or(usize::MAX);
+    let mut fitted = Vec::new();
+    let mut used = 0;
+    while let Some(e) = file.listing.front() {
+        let len = layout::dirent_reclen(&e.name);
+        if used + len > cap {
+            break;
+        }
+        used += len;
+        fitted.extend(file.listing.pop_front());
+    }
+    if fitted.is_empty() && !file.listing.is_empty() {
+        return Err(Errno::EINVAL);
+    }
+    Ok(Reply::Dirents(fitted))
+}
+
+fn handle_of(req: &Request) -> Option<Handle> {
+    match req {
+        Request::Write { handle, .. }
+        | Request::Pwrite { handle, .. }
+        | Request::Ftruncate { handle, .. }
+        | Request::Fchmod { handle, .. }
+        | Request::Fchown { handle, .. }
+        | Request::Futimens { handle, .. }
+        | Request::Close { handle } => Some(*handle),
+        Request::SetXattr {
+            target: crate::proto::XattrTarget::Handle(h),
+            ..
+        }
+        | Request::RemoveXattr {
+            target: crate::proto::XattrTarget::Handle(h),
+            ..
+        } => Some(*h),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests;

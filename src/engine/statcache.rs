@@ -1,0 +1,217 @@
+//! Answers prefetched with a directory listing, each usable once within a
+//! TTL, dropped at once when rscq changes the directory they describe.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::errno::Errno;
+use crate::proto::{
+    DirEntry, EntryMeta, Handle, PREFETCHED_XATTRS, RemotePath, Reply, Request, Response, Stat,
+    XattrTarget,
+};
+
+#[derive(Debug)]
+struct Entry {
+    fetched: Instant,
+    lstat: Option<Result<Stat, Errno>>,
+    is_link: bool,
+    link: Option<Vec<u8>>,
+    xattrs: Vec<Option<Result<Vec<u8>, Errno>>>,
+}
+
+impl Entry {
+    fn is_empty(&self) -> bool {
+        self.lstat.is_none() && self.link.is_none() && self.xattrs.iter().all(Option::is_none)
+    }
+}
+
+/// Prefetched answers by remote path.
+#[derive(Debug)]
+pub struct StatCache {
+    ttl: Duration,
+    entries: HashMap<Vec<u8>, Entry>,
+    hits: u64,
+}
+
+fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut p = dir.to_vec();
+    if p.last() != Some(&b'/') {
+        p.push(b'/');
+    }
+    p.extend_from_slice(name);
+    p
+}
+
+fn parent(path: &[u8]) -> &[u8] {
+    match path.iter().rposition(|&b| b == b'/') {
+        Some(0) => b"/",
+        Some(i) => &path[..i],
+        None => b"",
+    }
+}
+
+impl StatCache {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            entries: HashMap::new(),
+            hits: 0,
+        }
+    }
+
+    /// How many calls were answered from the cache.
+    pub fn hits(&self) -> u64 {
+        self.hits
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Stores what a listing of `dir` brought.
+    pub fn insert_listing(
+        &mut self,
+        now: Instant,
+        dir: &RemotePath,
+        listing: &[(DirEntry, EntryMeta)],
+    ) {
+        for (entry, meta) in listing {
+            if entry.name == b"." || entry.name == b".." {
+                continue;
+            }
+            let is_link = meta
+                .lstat
+                .as_ref()
+                .is_ok_and(|s| s.mode & libc::S_IFMT == libc::S_IFLNK);
+            self.entries.insert(
+                join(&dir.0, &entry.name),
+                Entry {
+                    fetched: now,
+                    lstat: Some(meta.lstat.clone()),
+                    is_link,
+                    link: meta.link.clone(),
+                    xattrs: meta.xattrs.iter().cloned().map(Some).collect(),
+                },
+            );
+        }
+    }
+
+    /// The prefetched answer to `req`, if there is a fresh, unused one. It
+    /// is used up by this call.
+    pub fn answer(&mut self, now: Instant, req: &Request) -> Option<Response> {
+        let path = match req {
+            Request::Stat { path, .. } | Request::Readlink { path } => path,
+            Request::GetXattr {
+                target: XattrTarget::Path { path, .. },
+                ..
+            } => path,
+            _ => return None,
+        };
+        let entry = self.entries.get_mut(&path.0)?;
+        if now.saturating_duration_since(entry.fetched) > self.ttl {
+            self.entries.remove(&path.0);
+            return None;
+        }
+        let answer = match req {
+            // `stat` of a non-link is its `lstat`; of a link it is not.
+            Request::Stat { follow, .. } if !*follow || !entry.is_link => {
+                entry.lstat.take().map(|r| r.map(Reply::Stat))
+            }
+            Request::Readlink { .. } => {
+                if entry.is_link {
+                    entry.link.take().map(|l| Ok(Reply::Data(l)))
+                } else if entry.lstat.as_ref().is_some_and(|r| r.is_ok()) {
+                    Some(Err(Errno::EINVAL))
+                } else {
+                    None
+                }
+            }
+            Request::GetXattr {
+                target: XattrTarget::Path { follow, .. },
+                name,
+                size,
+            } if !*follow || !entry.is_link => {
+                let i = PREFETCHED_XATTRS
+                    .iter()
+                    .position(|n| *n == name.as_slice())?;
+                let value = entry.xattrs.get_mut(i)?.take()?;
+                Some(value.and_then(|v| {
+                    let len = u64::try_from(v.len()).unwrap_or(u64::MAX);
+                    if *size == 0 {
+                        Ok(Reply::Count(len))
+                    } else if len > u64::from(*size) {
+                        Err(Errno::ERANGE)
+                    } else {
+                        Ok(Reply::Data(v))
+                    }
+                }))
+            }
+            _ => None,
+        };
+        if entry.is_empty() {
+            self.entries.remove(&path.0);
+        }
+        if answer.is_some() {
+            self.hits += 1;
+        }
+        answer
+    }
+
+    /// Drops what `req` may make stale: the entries of every directory it
+    /// changes. `path_of` names the file behind a handle.
+    pub fn invalidate_for(
+        &mut self,
+        req: &Request,
+        path_of: impl Fn(Handle) -> Option<RemotePath>,
+    ) {
+        if self.entries.is_empty() {
+            return;
+        }
+        let mut touched: Vec<Vec<u8>> = Vec::new();
+        match req {
+            Request::Open { path, flags, .. } => {
+                let changes = libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC;
+                if flags & changes != 0 {
+                    touched.push(path.0.clone());
+                }
+            }
+            Request::Mkdir { path, .. }
+            | Request::Rmdir { path }
+            | Request::Unlink { path }
+            | Request::Symlink { path, .. }
+            | Request::Chmod { path, .. }
+            | Request::Chown { path, .. }
+            | Request::Utimens { path, .. }
+            | Request::Truncate { path, .. } => touched.push(path.0.clone()),
+            Request::Rename { from, to, .. } | Request::Link { from, to, .. } => {
+                touched.push(from.0.clone());
+                touched.push(to.0.clone());
+            }
+            Request::SetXattr { target, .. } | Request::RemoveXattr { target, .. } => {
+                match target {
+                    XattrTarget::Path { path, .. } => touched.push(path.0.clone()),
+                    XattrTarget::Handle(h) => touched.extend(path_of(*h).map(|p| p.0)),
+                }
+            }
+            Request::Write { handle, .. }
+            | Request::Pwrite { handle, .. }
+            | Request::Ftruncate { handle, .. }
+            | Request::Fchmod { handle, .. }
+            | Request::Fchown { handle, .. }
+            | Request::Futimens { handle, .. } => touched.extend(path_of(*handle).map(|p| p.0)),
+            _ => {}
+        }
+        for path in touched {
+            let dir = parent(&path).to_vec();
+            self.entries.retain(|p, _| {
+                let in_dir = parent(p) == dir.as_slice();
+                let under = p.starts_with(&path) && p.get(path.len()) == Some(&b'/');
+                !(in_dir || *p == path || under)
+            });
+        }
+    }
+}

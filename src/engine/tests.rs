@@ -1,0 +1,352 @@
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::proto::{EntryMeta, TimeUpdate, XattrTarget};
+
+fn rp(s: &str) -> RemotePath {
+    RemotePath(s.as_bytes().to_vec())
+}
+
+fn stat(mode: u32, size: u64) -> Stat {
+    Stat {
+        mode,
+        size,
+        ..Stat::default()
+    }
+}
+
+fn meta(mode: u32, link: Option<&str>) -> EntryMeta {
+    EntryMeta {
+        lstat: Ok(stat(mode, 7)),
+        link: link.map(|l| l.as_bytes().to_vec()),
+        xattrs: vec![Err(Errno::ENODATA), Err(Errno::EOPNOTSUPP)],
+    }
+}
+
+fn entry(name: &str) -> DirEntry {
+    DirEntry {
+        ino: 1,
+        off: 2,
+        kind: 8,
+        name: name.as_bytes().to_vec(),
+    }
+}
+
+fn all() -> Layers {
+    Layers {
+        statcache: true,
+        compound: true,
+    }
+}
+
+/// Opens `dir` as handle 1 and lists it, as `ls` does.
+fn listed(engine: &mut FileEngine, now: Instant, names: &[(&str, EntryMeta)]) -> Response {
+    let open = Request::Open {
+        path: rp("/d"),
+        flags: libc::O_DIRECTORY,
+        mode: 0,
+    };
+    let Action::Send(req, pending) = engine.on_request(now, open) else {
+        panic!()
+    };
+    assert!(matches!(req, Request::Open { .. }));
+    let opened = Ok(Reply::Opened {
+        handle: Handle(1),
+        stat: stat(libc::S_IFDIR | 0o755, 0),
+    });
+    engine.on_reply(now, pending, opened);
+    let Action::Send(req, pending) = engine.on_request(
+        now,
+        Request::Getdents {
+            handle: Handle(1),
+            bytes: 32768,
+        },
+    ) else {
+        panic!("first getdents must go to the server")
+    };
+    assert_eq!(req, Request::GetdentsPlus { handle: Handle(1) });
+    let entries = names.iter().map(|(n, m)| (entry(n), m.clone())).collect();
+    engine.on_reply(
+        now,
+        pending,
+        Ok(Reply::DirentsPlus {
+            entries,
+            complete: true,
+        }),
+    )
+}
+
+#[test]
+fn a_listing_answers_each_lstat_once() {
+    let now = Instant::now();
+    let mut e = FileEngine::new(all(), DEFAULT_TTL);
+    let r = listed(&mut e, now, &[("a", meta(libc::S_IFREG | 0o644, None))]);
+    assert!(matches!(r, Ok(Reply::Dirents(ref v)) if v.len() == 1));
+    let lstat = Request::Stat {
+        path: rp("/d/a"),
+        follow: false,
+    };
+    assert_eq!(
+        e.on_request(now, lstat.clone()),
+        Action::Answer(Ok(Reply::Stat(stat(libc::S_IFREG | 0o644, 7))))
+    );
+    assert!(
+        matches!(e.on_request(now, lstat), Action::Send(..)),
+        "used once only"
+    );
+}
+
+#[test]
+fn stat_of_a_symlink_is_not_its_lstat_but_readlink_is_cached() {
+    let now = Instant::now();
+    let mut e = FileEngine::new(all(), DEFAULT_TTL);
+    listed(
+        &mut e,
+        now,
+        &[("l", meta(libc::S_IFLNK | 0o777, Some("target")))],
+    );
+    let follow = Request::Stat {
+        path: rp("/d/l"),
+        follow: true,
+    };
+    assert!(matches!(e.on_request(now, follow), Action::Send(..)));
+    assert_eq!(
+        e.on_request(now, Request::Readlink { path: rp("/d/l") }),
+        Action::Answer(Ok(Reply::Data(b"target".to_vec())))
+    );
+}
+
+#[test]
+fn xattrs_of_the_listing_are_answered_with_the_kernel_errno() {
+    let now = Instant::now();
+    let mut e = FileEngine::new(all(), DEFAULT_TTL);
+    listed(&mut e, now, &[("a", meta(libc::S_IFREG, None))]);
+    let get = |name: &[u8]| Request::GetXattr {
+        target: XattrTarget::Path {
+            path: rp("/d/a"),
+            follow: false,
+        },
+        name: name.to_vec(),
+        size: 255,
+    };
+    assert_eq!(
+        e.on_request(now, get(b"security.selinux")),
+        Action::Answer(Err(Errno::ENODATA))
+    );
+    assert!(matches!(
+        e.on_request(now, get(b"user.other")),
+        Action::Send(..)
+    ));
+}
+
+#[test]
+fn answers_expire_after_the_ttl() {
+    let now = Instant::now();
+    let mut e = FileEngine::new(all(), Duration::from_millis(100));
+    listed(&mut e, now, &[("a", meta(libc::S_IFREG, None))]);
+    let later = now + Duration::from_millis(101);
+    let lstat = Request::Stat {
+        path: rp("/d/a"),
+        follow: false,
+    };
+    assert!(matches!(e.on_request(later, lstat), Action::Send(..)));
+}
+
+#[test]
+fn a_change_to_the_directory_drops_its_entries() {
+    let now = Instant::now();
+    let mut e = FileEngine::new(all(), DEFAULT_TTL);
+    listed(
+        &mut e,
+        now,
+        &[
+            ("a", meta(libc::S_IFREG, None)),
+            ("b", meta(libc::S_IFREG, None)),
+        ],
+    );
+    let unlink = Request::Unlink { path: rp("/d/b") };
+    assert!(matches!(e.on_request(now, unlink), Action::Send(..)));
+    let lstat = Request::Stat {
+        path: rp("/d/a"),
+        follow: false,
+    };
+    assert!(matches!(e.on_request(now, lstat), Action::Send(..)));
+    assert!(e.stat_cache().is_empty());
+}
+
+#[test]
+fn writing_a_listed_file_through_its_handle_drops_it() {
+    let now = Instant::now();
+    let mut e = FileEngine::new(all(), DEFAULT_TTL);
+    listed(&mut e, now, &[("a", meta(libc::S_IFREG, None))]);
+    let open = Request::Open {
+        path: rp("/d/a"),
+        flags: libc::O_RDONLY,
+        mode: 0,
+    };
+    let Action::Send(_, pending) = e.on_request(now, open) else {
+        panic!()
+    };
+    e.on_reply(
+        now,
+        pending,
+        Ok(Reply::Opened {
+            handle: Handle(2),
+            stat: stat(libc::S_IFREG, 7),
+        }),
+    );
+    let times = Request::Futimens {
+        handle: Handle(2),
+        times: [TimeUpdate::Now, TimeUpdate::Now],
+    };
+    assert!(matches!(e.on_request(now, times), Action::Send(..)));
+    let lstat = Request::Stat {
+        path: rp("/d/a"),
+        follow: false,
+    };
+    assert!(matches!(e.on_request(now, lstat), Action::Send(..)));
+}
+
+#[test]
+fn first_fstat_after_open_is_local_and_a_write_invalidates_it() {
+    let now = Instant::now();
+    let mut e = FileEngine::new(all(), DEFAULT_TTL);
+    let open = Request::Open {
+        path: rp("/f"),
+        flags: libc::O_RDWR,
+        mode: 0,
+    };
+    let Action::Send(_, pending) = e.on_request(now, open) else {
+        panic!()
+    };
+    e.on_reply(
+        now,
+        pending,
+        Ok(Reply::Opened {
+            handle: Handle(3),
+            stat: stat(libc::S_IFREG, 9),
+        }),
+    );
+    assert_eq!(
+        e.on_request(now, Request::Fstat { handle: Handle(3) }),
+        Action::Answer(Ok(Reply::Stat(stat(libc::S_IFREG, 9))))
+    );
+    assert!(matches!(
+        e.on_request(now, Request::Fstat { handle: Handle(3) }),
+        Action::Send(..)
+    ));
+
+    let open = Request::Open {
+        path: rp("/g"),
+        flags: libc::O_RDWR,
+        mode: 0,
+    };
+    let Action::Send(_, pending) = e.on_request(now, open) else {
+        panic!()
+    };
+    e.on_reply(
+        now,
+        pending,
+        Ok(Reply::Opened {
+            handle: Handle(4),
+            stat: stat(libc::S_IFREG, 9),
+        }),
+    );
+    let write = Request::Write {
+        handle: Handle(4),
+        data: vec![1],
+    };
+    assert!(matches!(e.on_request(now, write), Action::Send(..)));
+    assert!(matches!(
+        e.on_request(now, Request::Fstat { handle: Handle(4) }),
+        Action::Send(..)
+    ));
+}
+
+#[test]
+fn later_getdents_are_served_from_the_prefetched_listing() {
+    let now = Instant::now();
+    let mut e = FileEngine::new(all(), DEFAULT_TTL);
+    let names: Vec<String> = (0..100).map(|i| format!("file-{i:03}")).collect();
+    let listing: Vec<_> = names
+        .iter()
+        .map(|n| (n.as_str(), meta(libc::S_IFREG, None)))
+        .collect();
+    // A buffer of 512 bytes holds 16 records of 32 bytes.
+    let open = Request::Open {
+        path: rp("/d"),
+        flags: libc::O_DIRECTORY,
+        mode: 0,
+    };
+    let Action::Send(_, pending) = e.on_request(now, open) else {
+        panic!()
+    };
+    e.on_reply(
+        now,
+        pending,
+        Ok(Reply::Opened {
+            handle: Handle(1),
+            stat: stat(libc::S_IFDIR, 0),
+        }),
+    );
+    let Action::Send(_, pending) = e.on_request(
+        now,
+        Request::Getdents {
+            handle: Handle(1),
+            bytes: 512,
+        },
+    ) else {
+        panic!()
+    };
+    let entries = listing.iter().map(|(n, m)| (entry(n), m.clone())).collect();
+    let mut seen = Vec::new();
+    let first = e.on_reply(
+        now,
+        pending,
+        Ok(Reply::DirentsPlus {
+            entries,
+            complete: true,
+        }),
+    );
+    let Ok(Reply::Dirents(batch)) = first else {
+        panic!()
+    };
+    seen.extend(batch);
+    loop {
+        match e.on_request(
+            now,
+            Request::Getdents {
+                handle: Handle(1),
+                bytes: 512,
+            },
+        ) {
+            Action::Answer(Ok(Reply::Dirents(batch))) if batch.is_empty() => break,
+            Action::Answer(Ok(Reply::Dirents(batch))) => seen.extend(batch),
+            other => panic!("expected a local answer, got {other:?}"),
+        }
+    }
+    let got: Vec<String> = seen
+        .iter()
+        .map(|d| String::from_utf8(d.name.clone()).unwrap())
+        .collect();
+    assert_eq!(got, names);
+}
+
+#[test]
+fn with_every_layer_off_everything_goes_to_the_server() {
+    let now = Instant::now();
+    let mut e = FileEngine::new(Layers::default(), DEFAULT_TTL);
+    let getdents = Request::Getdents {
+        handle: Handle(1),
+        bytes: 100,
+    };
+    assert_eq!(
+        e.on_request(now, getdents.clone()),
+        Action::Send(getdents.clone(), Pending::Plain(getdents))
+    );
+    let fstat = Request::Fstat { handle: Handle(1) };
+    assert!(matches!(
+        e.on_request(now, fstat),
+        Action::Send(Request::Fstat { .. }, _)
+    ));
+}

@@ -107,13 +107,13 @@ impl FileEngine {
             Request::Getdents { handle, bytes }
                 if self.layers.compound || self.layers.statcache =>
             {
+                // Once listed, later calls are local, unless the prefetch
+                // stopped at its size limit short of the end: then fetch on.
                 if let Some(file) = self.files.get_mut(&handle)
                     && file.listed
+                    && (!file.listing.is_empty() || file.listing_complete)
                 {
-                    if !file.listing.is_empty() || file.listing_complete {
-                        return Action::Answer(take_dirents(file, bytes));
-                    }
-                    // The prefetch stopped at its size limit: fetch on.
+                    return Action::Answer(take_dirents(file, bytes));
                 }
                 Action::Send(
                     Request::GetdentsPlus { handle },

@@ -91,7 +91,7 @@ impl StatCache {
                 join(&dir.0, &entry.name),
                 Entry {
                     fetched: now,
-                    lstat: Some(meta.lstat.clone()),
+                    lstat: Some(meta.lstat),
                     is_link,
                     link: meta.link.clone(),
                     xattrs: meta.xattrs.iter().cloned().map(Some).collect(),

@@ -54,7 +54,7 @@ fn listed(engine: &mut FileEngine, now: Instant, names: &[(&str, EntryMeta)]) ->
         handle: Handle(1),
         stat: stat(libc::S_IFDIR | 0o755, 0),
     });
-    engine.on_reply(now, pending, opened);
+    let _ = engine.on_reply(now, pending, opened);
     let Action::Send(req, pending) = engine.on_request(
         now,
         Request::Getdents {
@@ -100,7 +100,7 @@ fn a_listing_answers_each_lstat_once() {
 fn stat_of_a_symlink_is_not_its_lstat_but_readlink_is_cached() {
     let now = Instant::now();
     let mut e = FileEngine::new(all(), DEFAULT_TTL);
-    listed(
+    let _ = listed(
         &mut e,
         now,
         &[("l", meta(libc::S_IFLNK | 0o777, Some("target")))],
@@ -120,7 +120,7 @@ fn stat_of_a_symlink_is_not_its_lstat_but_readlink_is_cached() {
 fn xattrs_of_the_listing_are_answered_with_the_kernel_errno() {
     let now = Instant::now();
     let mut e = FileEngine::new(all(), DEFAULT_TTL);
-    listed(&mut e, now, &[("a", meta(libc::S_IFREG, None))]);
+    let _ = listed(&mut e, now, &[("a", meta(libc::S_IFREG, None))]);
     let get = |name: &[u8]| Request::GetXattr {
         target: XattrTarget::Path {
             path: rp("/d/a"),
@@ -143,7 +143,7 @@ fn xattrs_of_the_listing_are_answered_with_the_kernel_errno() {
 fn answers_expire_after_the_ttl() {
     let now = Instant::now();
     let mut e = FileEngine::new(all(), Duration::from_millis(100));
-    listed(&mut e, now, &[("a", meta(libc::S_IFREG, None))]);
+    let _ = listed(&mut e, now, &[("a", meta(libc::S_IFREG, None))]);
     let later = now + Duration::from_millis(101);
     let lstat = Request::Stat {
         path: rp("/d/a"),
@@ -156,7 +156,7 @@ fn answers_expire_after_the_ttl() {
 fn a_change_to_the_directory_drops_its_entries() {
     let now = Instant::now();
     let mut e = FileEngine::new(all(), DEFAULT_TTL);
-    listed(
+    let _ = listed(
         &mut e,
         now,
         &[
@@ -178,7 +178,7 @@ fn a_change_to_the_directory_drops_its_entries() {
 fn writing_a_listed_file_through_its_handle_drops_it() {
     let now = Instant::now();
     let mut e = FileEngine::new(all(), DEFAULT_TTL);
-    listed(&mut e, now, &[("a", meta(libc::S_IFREG, None))]);
+    let _ = listed(&mut e, now, &[("a", meta(libc::S_IFREG, None))]);
     let open = Request::Open {
         path: rp("/d/a"),
         flags: libc::O_RDONLY,
@@ -187,7 +187,7 @@ fn writing_a_listed_file_through_its_handle_drops_it() {
     let Action::Send(_, pending) = e.on_request(now, open) else {
         panic!()
     };
-    e.on_reply(
+    let _ = e.on_reply(
         now,
         pending,
         Ok(Reply::Opened {
@@ -219,7 +219,7 @@ fn first_fstat_after_open_is_local_and_a_write_invalidates_it() {
     let Action::Send(_, pending) = e.on_request(now, open) else {
         panic!()
     };
-    e.on_reply(
+    let _ = e.on_reply(
         now,
         pending,
         Ok(Reply::Opened {
@@ -244,7 +244,7 @@ fn first_fstat_after_open_is_local_and_a_write_invalidates_it() {
     let Action::Send(_, pending) = e.on_request(now, open) else {
         panic!()
     };
-    e.on_reply(
+    let _ = e.on_reply(
         now,
         pending,
         Ok(Reply::Opened {
@@ -281,7 +281,7 @@ fn later_getdents_are_served_from_the_prefetched_listing() {
     let Action::Send(_, pending) = e.on_request(now, open) else {
         panic!()
     };
-    e.on_reply(
+    let _ = e.on_reply(
         now,
         pending,
         Ok(Reply::Opened {

@@ -1,25 +1,46 @@
 #!/usr/bin/env bash
-# Runs rscq's test suite: unit tests and the integration suite (tests/it),
-# which runs real programs under the real rscq against a real rscq-server
-# over loopback QUIC. Extra arguments go to `cargo test` (e.g. a test name
-# filter, or `-- --test-threads=1`).
+# Runs rscq's whole test suite: formatting, lints, the benchmark build, the
+# unit tests and the integration suites (tests/it: real programs under the
+# real rscq against a real rscq-server over loopback QUIC; tests/net: the
+# remote network stack across network namespaces; tests/netem: the delay
+# line). Extra arguments go to `cargo test` (e.g. a test name filter).
 #
-# Tests that need root (the server in its own UTS namespace) are skipped
-# without root unless RSCQ_REQUIRE_ROOT_TESTS=1 is set, which makes them fail
-# instead; CI sets it.
+# On a fresh Debian machine run it as root: it installs the programs the
+# tests run with apt first. Tests that need root (namespaces, unshare) are
+# skipped without root unless RSCQ_REQUIRE_ROOT_TESTS=1 is set, which makes
+# them fail instead; CI sets it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Debian packages of the programs the tests run.
+packages=(iproute2 curl w3m wget busybox-static tar gzip coreutils findutils
+    util-linux procps psmisc file hostname)
+tools=(ip curl w3m wget busybox tar gzip sha256sum find unshare ps killall file hostname)
 missing=()
-for tool in sh ls stat cat cp mv rm rmdir mkdir touch chmod ln truncate find tar gzip \
-    du sha256sum od seq head tail wc sort python3 unshare hostname uname; do
+for tool in "${tools[@]}"; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ "${#missing[@]}" -ne 0 ]; then
-    echo "tests/run.sh: missing programs the tests need: ${missing[*]}" >&2
-    exit 1
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        echo "tests/run.sh: installing ${packages[*]} (missing: ${missing[*]})"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update
+        apt-get install -y --no-install-recommends "${packages[@]}"
+    else
+        echo "tests/run.sh: missing programs the tests need: ${missing[*]}" >&2
+        echo "tests/run.sh: install them (as root: apt-get install ${packages[*]})" >&2
+        exit 1
+    fi
+fi
+if command -v rustup >/dev/null 2>&1; then
+    rustup component add rustfmt clippy >/dev/null 2>&1 || true
 fi
 
 start=$(date +%s)
-cargo test --release --all-targets "$@"
+cargo fmt --all -- --check
+cargo clippy --all-targets -- -D warnings
+# Benchmarks are compiled here so they never rot; running them is
+# `cargo bench` (see benches/README.md).
+cargo bench --no-run
+cargo test --release --lib --bins --tests "$@"
 echo "tests/run.sh: all tests passed in $(($(date +%s) - start))s"

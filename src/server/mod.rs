@@ -5,11 +5,11 @@
 
 mod dirs;
 pub mod executor;
-pub mod net;
 mod files;
 mod handles;
 mod meta;
 mod names;
+pub mod net;
 mod resolve;
 mod uname;
 mod xattr;

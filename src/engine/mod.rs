@@ -50,6 +50,8 @@ pub enum Action {
 pub enum Pending {
     /// The reply goes to the program unchanged.
     Plain(Request),
+    /// A `stat` sent as [`Request::StatPlus`].
+    Stat { path: RemotePath },
     /// A `getdents64` of `bytes` sent as [`Request::GetdentsPlus`].
     Listing { handle: Handle, bytes: u32 },
 }
@@ -120,6 +122,13 @@ impl FileEngine {
                     Pending::Listing { handle, bytes },
                 )
             }
+            Request::Stat { path, follow } if self.layers.statcache => Action::Send(
+                Request::StatPlus {
+                    path: path.clone(),
+                    follow,
+                },
+                Pending::Stat { path },
+            ),
             Request::Lseek { handle, .. } => {
                 // rewinddir/seekdir: the prefetched rest no longer follows.
                 if let Some(f) = self.files.get_mut(&handle) {
@@ -165,6 +174,14 @@ impl FileEngine {
                 }
                 resp
             }
+            Pending::Stat { path } => match resp {
+                Ok(Reply::StatPlus { stat, xattrs }) => {
+                    self.stats.insert_xattrs(now, &path, &stat, xattrs);
+                    Ok(Reply::Stat(stat))
+                }
+                Ok(_) => Err(Errno::EIO),
+                Err(e) => Err(e),
+            },
             Pending::Listing { handle, bytes } => {
                 let (entries, complete) = match resp {
                     Ok(Reply::DirentsPlus { entries, complete }) => (entries, complete),

@@ -100,6 +100,31 @@ impl StatCache {
         }
     }
 
+    /// Stores the xattrs a `stat` of `path` brought. A symlink's are left
+    /// out: whether they describe the link or its target depends on the
+    /// call.
+    pub fn insert_xattrs(
+        &mut self,
+        now: Instant,
+        path: &RemotePath,
+        stat: &Stat,
+        xattrs: Vec<Result<Vec<u8>, Errno>>,
+    ) {
+        if stat.mode & libc::S_IFMT == libc::S_IFLNK {
+            return;
+        }
+        self.entries.insert(
+            path.0.clone(),
+            Entry {
+                fetched: now,
+                lstat: None,
+                is_link: false,
+                link: None,
+                xattrs: xattrs.into_iter().map(Some).collect(),
+            },
+        );
+    }
+
     /// The prefetched answer to `req`, if there is a fresh, unused one. It
     /// is used up by this call.
     pub fn answer(&mut self, now: Instant, req: &Request) -> Option<Response> {

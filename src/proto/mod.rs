@@ -236,7 +236,11 @@ pub struct EntryMeta {
 }
 
 /// The xattrs `ls -l` reads for every entry.
-pub const PREFETCHED_XATTRS: [&[u8]; 2] = [b"security.selinux", b"system.posix_acl_access"];
+pub const PREFETCHED_XATTRS: [&[u8]; 3] = [
+    b"security.selinux",
+    b"system.posix_acl_access",
+    b"system.posix_acl_default",
+];
 
 /// Which object an xattr call names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -315,6 +319,9 @@ pub enum Request {
 
     /// `stat(2)` (`follow`) or `lstat(2)`; replies [`Reply::Stat`].
     Stat { path: RemotePath, follow: bool },
+    /// `stat` plus the [`PREFETCHED_XATTRS`] of the same object, which `ls -l`
+    /// asks for next; replies [`Reply::StatPlus`].
+    StatPlus { path: RemotePath, follow: bool },
     /// `faccessat2(2)`; `flags` may hold `AT_EACCESS` and `AT_SYMLINK_NOFOLLOW`.
     Access {
         path: RemotePath,
@@ -461,6 +468,10 @@ pub enum Reply {
     TcpBound {
         listener: u64,
         local: SockAddr,
+    },
+    StatPlus {
+        stat: Stat,
+        xattrs: Vec<Result<Vec<u8>, Errno>>,
     },
 }
 

@@ -100,6 +100,7 @@ impl Executor {
             }
             Request::Fstatfs { handle } => meta::fstatfs(handles.get(handle)?.as_fd()),
             Request::Stat { path, follow } => meta::stat(root, &path, follow),
+            Request::StatPlus { path, follow } => meta::stat_plus(root, &path, follow),
             Request::Access { path, mode, flags } => {
                 meta::access(root, &path, mode, flags, self.read_only)
             }
@@ -195,6 +196,7 @@ fn mutates(req: &Request) -> bool {
         | Request::SetFlags { .. }
         | Request::Fstatfs { .. }
         | Request::Stat { .. }
+        | Request::StatPlus { .. }
         | Request::Access { .. }
         | Request::Readlink { .. }
         | Request::Statfs { .. }

@@ -56,6 +56,27 @@ pub(super) fn stat(root: &Root, path: &RemotePath, follow: bool) -> Response {
     Ok(Reply::Stat(stat_fd(fd.as_fd())?))
 }
 
+/// `stat(2)` with the prefetched xattrs of the same object, read through
+/// its `/proc/self/fd` link (which leads to exactly the resolved object).
+pub(super) fn stat_plus(root: &Root, path: &RemotePath, follow: bool) -> Response {
+    let fd = root.target(path, follow)?;
+    let stat = stat_fd(fd.as_fd())?;
+    let proc = proc_fd_path(fd.as_fd());
+    let xattrs = crate::proto::PREFETCHED_XATTRS
+        .iter()
+        .map(|name| {
+            let mut value = vec![0u8; 4096];
+            rustix::fs::getxattr(&proc, *name, &mut value[..])
+                .map(|n| {
+                    value.truncate(n);
+                    value
+                })
+                .map_err(Errno::from)
+        })
+        .collect();
+    Ok(Reply::StatPlus { stat, xattrs })
+}
+
 /// `fstat(2)`.
 pub(super) fn fstat(fd: BorrowedFd<'_>) -> Response {
     Ok(Reply::Stat(stat_fd(fd)?))

@@ -106,6 +106,7 @@ pub fn describe(req: &Request) -> String {
             format!("{}, [{}, {}]", h(handle), time(&times[0]), time(&times[1]))
         }
         Request::Stat { path: p, .. }
+        | Request::StatPlus { path: p, .. }
         | Request::Readlink { path: p }
         | Request::Rmdir { path: p }
         | Request::Unlink { path: p }

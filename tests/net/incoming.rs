@@ -1,0 +1,216 @@
+//! Incoming connections: a program under rscq listens on the remote, and
+//! clients in `web` connect to remote's address.
+
+use std::fs;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use crate::harness::{MODES, Running, p, pattern, python, run, sha256, sha256_file};
+use crate::netns::{Lab, Ns};
+
+/// 9 + 11. `python3 -m http.server` under rscq --net in local; curl in web
+///    fetches from remote's address and gets the served bytes.
+#[test]
+fn incoming_http_server() {
+    let Some(lab) = Lab::new("incoming_http_server", &["curl"]) else {
+        return;
+    };
+    let dir = lab.mkdir("served");
+    let big = pattern(20 * 1024 * 1024, 0x1c0);
+    fs::write(dir.join("big.bin"), &big).expect("write");
+    fs::write(dir.join("hello.txt"), b"hello from local\n").expect("write");
+    let py = python();
+    let outdir = lab.mkdir("downloads");
+    // A port per mode: the first server's socket may outlive its run.
+    for (mode, port) in MODES.iter().zip([8000u16, 8001]) {
+        let m = if mode.is_empty() { "default" } else { "--pure" };
+        let port_s = port.to_string();
+        let mut srv = Running::spawn(lab.rscq(
+            mode,
+            &[
+                py.as_str(),
+                "-u",
+                "-m",
+                "http.server",
+                &port_s,
+                "--bind",
+                "0.0.0.0",
+                "--directory",
+                p(&dir),
+            ],
+        ));
+        srv.wait_stdout("Serving HTTP", Duration::from_secs(30));
+
+        let base = format!("http://{}:{port}", lab.net.remote_web_ip);
+        let out = run(lab.exec(
+            Ns::Web,
+            &[
+                "curl",
+                "-sS",
+                "--max-time",
+                "30",
+                &format!("{base}/hello.txt"),
+            ],
+        ));
+        assert!(
+            out.status.success() && out.out() == "hello from local\n",
+            "({m}) curl from web to remote's address\n{}\n--- server under rscq ---\n{}",
+            out.dump(),
+            srv.snapshot().dump()
+        );
+        let file = outdir.join(format!("big{port}.bin"));
+        let out = run(lab.exec(
+            Ns::Web,
+            &[
+                "curl",
+                "-sS",
+                "--fail",
+                "--max-time",
+                "50",
+                "-o",
+                p(&file),
+                &format!("{base}/big.bin"),
+            ],
+        ));
+        assert!(
+            out.status.success(),
+            "({m}) big download\n{}\n--- server under rscq ---\n{}",
+            out.dump(),
+            srv.snapshot().dump()
+        );
+        assert_eq!(sha256_file(&file), sha256(&big), "({m}) downloaded bytes");
+    }
+}
+
+const ACCEPT_PY: &str = r#"
+import os, socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(4)
+print("PID", os.getpid(), flush=True)
+try:
+    s.accept()
+    print("ACCEPTED", flush=True)
+except KeyboardInterrupt:
+    print("INTERRUPTED", flush=True)
+    raise
+"#;
+
+/// Whether something listens on TCP `port` in `ns`.
+fn listening(lab: &Lab, ns: Ns, port: u16) -> bool {
+    let out = run(lab.exec(ns, &["ss", "-Hltn", &format!("sport = :{port}")])).success();
+    !out.out().trim().is_empty()
+}
+
+#[track_caller]
+fn wait_listening(lab: &Lab, port: u16, want: bool, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if listening(lab, Ns::Remote, port) == want {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// SIGINT to the program's own process.
+    Program,
+    /// SIGINT to rscq, which passes it on.
+    Rscq,
+}
+
+/// 10. A program blocked in accept() on a remote listening socket ends
+///     within 1 s of SIGINT, sent either to it or to rscq; afterwards the
+///     port on the remote is free again.
+#[test]
+fn sigint_while_blocked_in_accept() {
+    let Some(lab) = Lab::new("sigint_while_blocked_in_accept", &["ss"]) else {
+        return;
+    };
+    let script = lab.write("accept.py", ACCEPT_PY.as_bytes());
+    let py = python();
+    let port: u16 = 8100;
+    let port_s = port.to_string();
+    let argv = [py.as_str(), p(&script), &port_s];
+
+    // Reference: the same program run natively in remote.
+    let mut native = Running::spawn(lab.exec(Ns::Remote, &argv));
+    native.wait_stdout("PID ", Duration::from_secs(30));
+    assert!(wait_listening(&lab, port, true, Duration::from_secs(10)));
+    native.signal(Signal::SIGINT);
+    let native = native.finish(Duration::from_secs(10));
+    assert_eq!(native.code(), 130, "{}", native.dump());
+    assert!(native.out().contains("INTERRUPTED"), "{}", native.dump());
+    assert!(wait_listening(&lab, port, false, Duration::from_secs(5)));
+
+    for target in [Target::Program, Target::Rscq] {
+        // The same port each time: the run before must have freed it.
+        let mut proc = Running::spawn(lab.rscq(&[], &argv));
+        proc.wait_stdout("PID ", Duration::from_secs(30));
+        let pid: i32 = proc
+            .stdout_now()
+            .lines()
+            .find_map(|l| l.strip_prefix("PID "))
+            .and_then(|s| s.trim().parse().ok())
+            .expect("PID line");
+        assert!(
+            wait_listening(&lab, port, true, Duration::from_secs(10)),
+            "({target:?}) no listener on remote port {port}\n{}\n--- server ---\n{}",
+            proc.snapshot().dump(),
+            lab.server_log()
+        );
+        assert!(
+            !listening(&lab, Ns::Web, port),
+            "listener must not be in web"
+        );
+        // Give the program time to be blocked inside accept().
+        thread::sleep(Duration::from_millis(300));
+        assert!(
+            !proc.has_exited(),
+            "({target:?}) ended early\n{}",
+            proc.snapshot().dump()
+        );
+        let sent = Instant::now();
+        match target {
+            Target::Program => {
+                kill(Pid::from_raw(pid), Signal::SIGINT).expect("kill program");
+            }
+            Target::Rscq => proc.signal(Signal::SIGINT),
+        }
+        while !proc.has_exited() && sent.elapsed() < Duration::from_secs(10) {
+            thread::sleep(Duration::from_millis(5));
+        }
+        let took = sent.elapsed();
+        let out = proc.finish(Duration::from_secs(20));
+        assert!(
+            took <= Duration::from_secs(1),
+            "({target:?}) still running {took:?} after SIGINT (limit 1 s)\n{}",
+            out.dump()
+        );
+        assert_eq!(
+            (out.code(), out.out().contains("INTERRUPTED")),
+            (native.code(), true),
+            "({target:?}) exit as the native run\n{}",
+            out.dump()
+        );
+        assert!(
+            wait_listening(&lab, port, false, Duration::from_secs(5)),
+            "({target:?}) port {port} still listening on remote after the program ended\n--- server ---\n{}",
+            lab.server_log()
+        );
+        // A fresh bind in remote succeeds.
+        let bind = format!(
+            "import socket; s = socket.socket(); s.bind(('0.0.0.0', {port})); s.listen(1); print('bound')"
+        );
+        let out = lab.run_ok(lab.exec(Ns::Remote, &[py.as_str(), "-c", &bind]));
+        assert_eq!(out.out(), "bound\n");
+    }
+}

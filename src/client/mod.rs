@@ -276,7 +276,10 @@ pub fn run(
         runtime.spawn(async move {
             while let Ok((incoming, send, recv)) = link.accept_incoming().await {
                 let pumps = pumps.clone();
-                tokio::spawn(async move { pumps.deliver_incoming(incoming, send, recv).await });
+                let link = link.clone();
+                tokio::spawn(async move {
+                    pumps.deliver_incoming(&link, incoming, send, recv).await;
+                });
             }
         });
     }

@@ -259,21 +259,27 @@ impl Pumps {
     /// Hands a connection the server accepted to the program's listener.
     pub async fn deliver_incoming(
         &self,
+        link: &Link,
         incoming: Incoming,
         mut send: quinn::SendStream,
         recv: quinn::RecvStream,
     ) {
         let reset = quinn::VarInt::from_u32(crate::transport::pump::STREAM_RESET);
-        let Some(addr) = self.sockets.listener_addr(incoming.listener) else {
-            let _ = send.reset(reset);
-            return;
+        let connected = match self.sockets.listener_addr(incoming.listener) {
+            Some(addr) => TcpStream::connect(addr).await.ok(),
+            None => None,
         };
-        let stream = match TcpStream::connect(addr).await {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = send.reset(reset);
-                return;
-            }
+        let Some(stream) = connected else {
+            // The program closed its listening socket (rscq does not trap
+            // close): release the server's listener now, and reset the
+            // connection as a closed port would.
+            let _ = send.reset(reset);
+            let _ = link
+                .call(&Request::TcpUnbind {
+                    listener: incoming.listener,
+                })
+                .await;
+            return;
         };
         let Ok(port) = stream.local_addr().map(|a| a.port()) else {
             return;

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// A positive Linux errno value, as in `errno(3)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct Errno(pub i32);
 
 impl Errno {

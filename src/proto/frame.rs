@@ -117,6 +117,28 @@ mod tests {
     }
 
     proptest! {
+        /// Every message of the protocol survives encoding and decoding.
+        #[test]
+        fn every_request_round_trips(req in any::<Request>()) {
+            prop_assert_eq!(decode_frame::<Request>(&encode(&req)).unwrap(), req);
+        }
+
+        #[test]
+        fn every_response_round_trips(resp in any::<Response>()) {
+            prop_assert_eq!(decode_frame::<Response>(&encode(&resp)).unwrap(), resp);
+        }
+
+        #[test]
+        fn handshake_and_stream_headers_round_trip(
+            hello in any::<crate::proto::Hello>(),
+            welcome in any::<crate::proto::Welcome>(),
+            incoming in any::<crate::proto::Incoming>(),
+        ) {
+            prop_assert_eq!(decode_frame::<crate::proto::Hello>(&encode(&hello)).unwrap(), hello);
+            prop_assert_eq!(decode_frame::<crate::proto::Welcome>(&encode(&welcome)).unwrap(), welcome);
+            prop_assert_eq!(decode_frame::<crate::proto::Incoming>(&encode(&incoming)).unwrap(), incoming);
+        }
+
         #[test]
         fn decoders_never_panic_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = check(&bytes);

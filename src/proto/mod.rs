@@ -34,12 +34,14 @@ pub const MAX_DIRENTS_BYTES: u32 = 1 << 20;
 
 /// Sent by the client on the first stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct Hello {
     pub version: u32,
 }
 
 /// The server's answer to [`Hello`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum Welcome {
     Accepted { version: u32, read_only: bool },
     VersionMismatch { server_version: u32 },
@@ -47,14 +49,17 @@ pub enum Welcome {
 
 /// An opaque name the server gave an open file; only valid in its session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct Handle(pub u64);
 
 /// A path beneath the export root, as raw bytes with no NUL.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct RemotePath(#[serde(with = "serde_bytes")] pub Vec<u8>);
 
 /// A point in time as in `struct timespec`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct Timespec {
     pub sec: i64,
     pub nsec: u32,
@@ -62,6 +67,7 @@ pub struct Timespec {
 
 /// What `utimensat` sets one timestamp to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum TimeUpdate {
     Now,
     Omit,
@@ -71,6 +77,7 @@ pub enum TimeUpdate {
 /// Everything `statx(2)` reports that the client may need to answer
 /// `stat`, `lstat`, `fstat`, `newfstatat` or `statx`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct Stat {
     pub dev_major: u32,
     pub dev_minor: u32,
@@ -96,6 +103,7 @@ pub struct Stat {
 
 /// `struct statfs`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct Statfs {
     pub fs_type: i64,
     pub bsize: i64,
@@ -112,6 +120,7 @@ pub struct Statfs {
 
 /// `struct utsname`, each field without its NUL.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct Utsname {
     #[serde(with = "serde_bytes")]
     pub sysname: Vec<u8>,
@@ -129,6 +138,7 @@ pub struct Utsname {
 
 /// One entry of a directory, as `struct linux_dirent64` carries it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct DirEntry {
     pub ino: u64,
     pub off: i64,
@@ -140,6 +150,7 @@ pub struct DirEntry {
 
 /// An IPv4 or IPv6 socket address, as `struct sockaddr_in`/`sockaddr_in6`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum SockAddr {
     V4 {
         ip: [u8; 4],
@@ -192,6 +203,7 @@ impl From<SockAddr> for std::net::SocketAddr {
 /// A system file the server reads from its own `/etc`, never beneath the
 /// export root: with `--net`, name resolution must see the remote host's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum SystemFile {
     ResolvConf,
     Hosts,
@@ -225,6 +237,7 @@ impl SystemFile {
 /// thesis's stat prefetch). Each field is the answer the matching call on
 /// `DIR/NAME` would give at the time of the listing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct EntryMeta {
     /// `lstat(2)`.
     pub lstat: Result<Stat, Errno>,
@@ -244,6 +257,7 @@ pub const PREFETCHED_XATTRS: [&[u8]; 3] = [
 
 /// Which object an xattr call names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum XattrTarget {
     /// `follow` is false for the `l*xattr` calls.
     Path {
@@ -256,6 +270,7 @@ pub enum XattrTarget {
 /// One forwarded operation. Numeric flags use the Linux x86_64 values of the
 /// syscall the operation comes from; the server checks them before use.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum Request {
     /// `openat(2)`; replies [`Reply::Opened`].
     Open {
@@ -433,6 +448,7 @@ pub enum Request {
 
 /// The first frame of a stream the server opens: one accepted connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct Incoming {
     pub listener: u64,
     pub local: SockAddr,
@@ -442,6 +458,7 @@ pub struct Incoming {
 /// A successful result. Which variant answers which request is documented on
 /// [`Request`]; anything else is a protocol error.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum Reply {
     Done,
     Opened {

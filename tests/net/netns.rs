@@ -79,9 +79,9 @@ impl Topology {
                 "netns",
                 "exec",
                 &name,
-                "sysctl",
-                "-qw",
-                "net.ipv4.ip_forward=0",
+                "sh",
+                "-c",
+                "echo 0 > /proc/sys/net/ipv4/ip_forward",
             ]))
             .success();
         }

@@ -5,6 +5,11 @@
 //! I/O drivers: [`tracer`], [`transport`], [`server`], [`client`].
 //! Every `unsafe` block lives in [`sys`].
 
+#[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+compile_error!(
+    "rscq supports only x86_64 Linux: its tracer reads x86_64 registers and syscall numbers"
+);
+
 pub mod client;
 pub mod config;
 pub mod engine;

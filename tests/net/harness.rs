@@ -348,6 +348,23 @@ pub fn cmd<S: AsRef<OsStr>>(argv: &[S]) -> Command {
     c
 }
 
+/// `cmd` run through `env --default-signal=INT`: a test started from a
+/// background job inherits SIGINT ignored, and an ignored SIGINT would
+/// never reach the program (nor rscq's forwarding).
+pub fn with_default_sigint(c: &Command) -> Command {
+    let mut w = Command::new("env");
+    w.arg("--default-signal=INT")
+        .arg(c.get_program())
+        .args(c.get_args());
+    for (k, v) in c.get_envs() {
+        match v {
+            Some(v) => w.env(k, v),
+            None => w.env_remove(k),
+        };
+    }
+    w
+}
+
 // ---------------------------------------------------------------------------
 // Preconditions
 // ---------------------------------------------------------------------------

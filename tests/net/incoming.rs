@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
-use crate::harness::{MODES, Running, p, pattern, python, run, sha256, sha256_file};
+use crate::harness::{
+    MODES, Running, p, pattern, python, run, sha256, sha256_file, with_default_sigint,
+};
 use crate::netns::{Lab, Ns};
 
 /// 9 + 11. `python3 -m http.server` under rscq --net in local; curl in web
@@ -132,7 +134,7 @@ enum Target {
 ///     port on the remote is free again.
 #[test]
 fn sigint_while_blocked_in_accept() {
-    let Some(lab) = Lab::new("sigint_while_blocked_in_accept", &["ss"]) else {
+    let Some(lab) = Lab::new("sigint_while_blocked_in_accept", &["ss", "env"]) else {
         return;
     };
     let script = lab.write("accept.py", ACCEPT_PY.as_bytes());
@@ -142,7 +144,7 @@ fn sigint_while_blocked_in_accept() {
     let argv = [py.as_str(), p(&script), &port_s];
 
     // Reference: the same program run natively in remote.
-    let mut native = Running::spawn(lab.exec(Ns::Remote, &argv));
+    let mut native = Running::spawn(with_default_sigint(&lab.exec(Ns::Remote, &argv)));
     native.wait_stdout("PID ", Duration::from_secs(30));
     assert!(wait_listening(&lab, port, true, Duration::from_secs(10)));
     native.signal(Signal::SIGINT);
@@ -153,7 +155,7 @@ fn sigint_while_blocked_in_accept() {
 
     for target in [Target::Program, Target::Rscq] {
         // The same port each time: the run before must have freed it.
-        let mut proc = Running::spawn(lab.rscq(&[], &argv));
+        let mut proc = Running::spawn(with_default_sigint(&lab.rscq(&[], &argv)));
         proc.wait_stdout("PID ", Duration::from_secs(30));
         let pid: i32 = proc
             .stdout_now()

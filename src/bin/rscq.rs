@@ -65,6 +65,7 @@ fn real_main() -> anyhow::Result<i32> {
             compound: settings.optimizations.compound,
         },
         statcache_ttl: rscq::engine::DEFAULT_TTL,
+        pure: settings.optimizations.is_pure(),
         trace: settings.trace,
         stats: settings.stats,
         program: settings.program.clone(),

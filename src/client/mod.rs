@@ -2,6 +2,7 @@
 //! forwarded calls over the QUIC [`Link`], and the end-of-run summary.
 
 pub mod net;
+pub mod pure;
 pub mod stats;
 
 use std::ffi::OsString;
@@ -44,6 +45,8 @@ pub struct RunOptions {
     pub net: bool,
     /// The optimization layers for remote files (none with `--pure`).
     pub layers: Layers,
+    /// `--pure`: sockets run stop-and-wait too.
+    pub pure: bool,
     /// How long prefetched stat answers stay valid.
     pub statcache_ttl: std::time::Duration,
     pub trace: bool,
@@ -168,7 +171,11 @@ impl Forwarder for Engine {
             let started = tokio::time::Instant::now();
             let response = match dup {
                 None => Err(Errno::EBADF),
-                Some(dup) => match engine.link.open_tcp(addr).await {
+                Some(dup) => match engine
+                    .link
+                    .open_tcp(addr, engine.pumps.pure.is_some())
+                    .await
+                {
                     Ok(Ok(streams)) => engine
                         .pumps
                         .attach(dup, streams)
@@ -207,6 +214,58 @@ impl Forwarder for Engine {
                 }
             }
         });
+    }
+
+    fn pure_recv(&self, tid: i32, tgid: i32, fd: i32, pump: u64, len: u32, dontwait: bool) {
+        let dup = tracer::dup_fd(tgid, fd);
+        let pump = self.pumps.pure.as_ref().and_then(|p| p.get(pump));
+        self.net_call(tid, "recv", move |_engine: Engine| async move {
+            let (Some(dup), Some(pump)) = (dup, pump) else {
+                return Ok(());
+            };
+            if pump.at_eof() {
+                return Ok(());
+            }
+            let nonblocking = dontwait
+                || rustix::fs::fcntl_getfl(&dup)
+                    .is_ok_and(|f| f.contains(rustix::fs::OFlags::NONBLOCK));
+            pump.fetch(len, nonblocking).await?;
+            // The bytes cross loopback into the program's socket; let its
+            // call run once they are there (or the stream ended).
+            for _ in 0..1000 {
+                if pump.at_eof() || rustix::io::ioctl_fionread(&dup).unwrap_or(0) > 0 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_micros(50)).await;
+            }
+            Ok(())
+        });
+    }
+
+    fn pure_send(&self, tid: i32, pump: u64, data: Vec<u8>) {
+        let engine = self.clone();
+        let pump = self.pumps.pure.as_ref().and_then(|p| p.get(pump));
+        self.runtime.spawn(async move {
+            let started = tokio::time::Instant::now();
+            let sent = data.len();
+            let response = match pump {
+                Some(pump) => pump.send(data).await.map(Reply::Count),
+                None => Err(Errno(libc::EPIPE)),
+            };
+            let rtt = started.elapsed();
+            engine.stats.record("send", sent, 0, rtt);
+            let _ = engine.events.send(Event::Reply { tid, response, rtt });
+        });
+    }
+
+    fn prefetch(&self, pumps: &[u64]) {
+        let Some(pure) = &self.pumps.pure else { return };
+        let _guard = self.runtime.enter();
+        for id in pumps {
+            if let Some(pump) = pure.get(*id) {
+                pump.prefetch();
+            }
+        }
     }
 
     fn trace_line(&self, line: String) {
@@ -253,7 +312,7 @@ pub fn run(
     let sockets = SocketRegistry::default();
     let pumps = Arc::new(
         runtime
-            .block_on(net::Pumps::start(sockets.clone()))
+            .block_on(net::Pumps::start(sockets.clone(), options.pure))
             .map_err(ClientError::Pumps)?,
     );
     // Kept open for the whole run: the program opens them by /proc path.
@@ -301,6 +360,7 @@ pub fn run(
             mounts: options.mounts,
             uname: options.uname,
             net: options.net,
+            pure_net: options.net && options.pure,
             system_files,
         }),
         trace: options.trace,

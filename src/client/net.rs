@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 
 use rustix::net::AddressFamily;
 
+use super::pure::PurePumps;
 use crate::errno::Errno;
 use crate::proto::{Incoming, Reply, Request, SockAddr};
 use crate::tracer::registry::{RemoteSocket, SocketRegistry};
@@ -76,11 +77,13 @@ pub struct Pumps {
     refusers: (std::net::TcpListener, Option<std::net::TcpListener>),
     rendezvous: Arc<Rendezvous>,
     sockets: SocketRegistry,
+    /// With `--pure`: connections run stop-and-wait through these.
+    pub pure: Option<PurePumps>,
 }
 
 impl Pumps {
     /// Binds the listeners and starts accepting. Call inside the runtime.
-    pub async fn start(sockets: SocketRegistry) -> std::io::Result<Self> {
+    pub async fn start(sockets: SocketRegistry, pure: bool) -> std::io::Result<Self> {
         let rendezvous = Arc::new(Rendezvous::default());
         let v4 = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let v4_addr = v4.local_addr()?;
@@ -100,6 +103,7 @@ impl Pumps {
             refusers: (refuser(false)?, refuser(true).ok()),
             rendezvous,
             sockets,
+            pure: pure.then(PurePumps::default),
         })
     }
 
@@ -156,18 +160,33 @@ impl Pumps {
                 .map_err(|_| Errno::EIO)?;
         let ino = rustix::fs::fstat(dup.as_fd()).map_err(Errno::from)?.st_ino;
         drop(dup);
-        self.sockets.insert(
-            ino,
-            RemoteSocket {
-                local: streams.local,
-                peer: Some(streams.peer),
-            },
-        );
-        let sockets = self.sockets.clone();
-        tokio::spawn(async move {
-            crate::transport::pump::pump(accepted, streams.send, streams.recv).await;
-            sockets.remove(ino);
-        });
+        let (local, peer) = (streams.local, Some(streams.peer));
+        match &self.pure {
+            Some(pure) => {
+                let id = pure.start(accepted, streams.send, streams.recv);
+                let socket = RemoteSocket {
+                    local,
+                    peer,
+                    pure_pump: Some(id),
+                };
+                self.sockets.insert(ino, socket);
+            }
+            None => {
+                self.sockets.insert(
+                    ino,
+                    RemoteSocket {
+                        local,
+                        peer,
+                        pure_pump: None,
+                    },
+                );
+                let sockets = self.sockets.clone();
+                tokio::spawn(async move {
+                    crate::transport::pump::pump(accepted, streams.send, streams.recv).await;
+                    sockets.remove(ino);
+                });
+            }
+        }
         Ok(())
     }
 }
@@ -234,7 +253,14 @@ impl Pumps {
             .and_then(|a| SocketAddr::try_from(a).ok())
             .ok_or(Errno::EINVAL)?;
         let ino = rustix::fs::fstat(&dup).map_err(Errno::from)?.st_ino;
-        self.sockets.insert(ino, RemoteSocket { local, peer: None });
+        self.sockets.insert(
+            ino,
+            RemoteSocket {
+                local,
+                peer: None,
+                pure_pump: None,
+            },
+        );
         self.sockets.add_listener(ino, listener, bound);
         Ok(())
     }
@@ -249,7 +275,15 @@ impl Pumps {
     ) -> Result<(), Errno> {
         rustix::net::listen(&dup, i32::try_from(backlog).unwrap_or(i32::MAX))
             .map_err(Errno::from)?;
-        match link.call(&Request::TcpListen { listener, backlog }).await {
+        let pure = self.pure.is_some();
+        match link
+            .call(&Request::TcpListen {
+                listener,
+                backlog,
+                pure,
+            })
+            .await
+        {
             Ok(Ok(Reply::Done)) => Ok(()),
             Ok(Ok(_)) | Err(_) => Err(Errno::EIO),
             Ok(Err(e)) => Err(e),
@@ -284,14 +318,27 @@ impl Pumps {
         let Ok(port) = stream.local_addr().map(|a| a.port()) else {
             return;
         };
-        self.sockets.add_incoming(
-            port,
-            RemoteSocket {
-                local: incoming.local,
-                peer: Some(incoming.peer),
-            },
-        );
-        crate::transport::pump::pump(stream, send, recv).await;
+        let (local, peer) = (incoming.local, Some(incoming.peer));
+        match &self.pure {
+            Some(pure) => {
+                let id = pure.start(stream, send, recv);
+                let socket = RemoteSocket {
+                    local,
+                    peer,
+                    pure_pump: Some(id),
+                };
+                self.sockets.add_incoming(port, socket);
+            }
+            None => {
+                let socket = RemoteSocket {
+                    local,
+                    peer,
+                    pure_pump: None,
+                };
+                self.sockets.add_incoming(port, socket);
+                crate::transport::pump::pump(stream, send, recv).await;
+            }
+        }
     }
 }
 

@@ -430,7 +430,12 @@ pub enum Request {
     /// [`Reply::TcpConnected`]; after that reply the same QUIC stream carries
     /// the connection's bytes in both directions, and a finished stream
     /// means `shutdown(SHUT_WR)`.
-    TcpConnect { addr: SockAddr },
+    TcpConnect {
+        addr: SockAddr,
+        /// Stop-and-wait: the stream carries [`PureOp`]/[`PureReply`]
+        /// frames instead of the connection's bytes (`--pure`).
+        pure: bool,
+    },
     /// `bind(2)` of a TCP socket on the server, with the socket options that
     /// must precede it. Replies [`Reply::TcpBound`].
     TcpBind {
@@ -441,9 +446,38 @@ pub enum Request {
     },
     /// `listen(2)` on a bound socket. Each connection it accepts arrives as
     /// a server-opened stream starting with [`Incoming`].
-    TcpListen { listener: u64, backlog: u32 },
+    TcpListen {
+        listener: u64,
+        backlog: u32,
+        /// Accepted connections run stop-and-wait, as for [`Request::TcpConnect`].
+        pure: bool,
+    },
     /// The program closed its listening socket.
     TcpUnbind { listener: u64 },
+}
+
+/// One stop-and-wait operation on a `--pure` connection's stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum PureOp {
+    /// One `recv(2)` of at most `max` bytes; with `nonblocking`, EAGAIN
+    /// instead of waiting.
+    Recv { max: u32, nonblocking: bool },
+    /// One `send(2)`.
+    Send(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// `shutdown(SHUT_WR)`.
+    ShutdownWrite,
+}
+
+/// The answer to one [`PureOp`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum PureReply {
+    /// Received bytes; empty at the end of the stream.
+    Data(#[serde(with = "serde_bytes")] Vec<u8>),
+    Sent(u64),
+    Done,
+    Failed(Errno),
 }
 
 /// The first frame of a stream the server opens: one accepted connection.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 
 use crate::errno::Errno;
-use crate::proto::{Reply, Response, SockAddr, frame};
+use crate::proto::{PureOp, PureReply, Reply, Response, SockAddr, frame};
 
 /// How long a remote connect may take before the program sees ETIMEDOUT;
 /// shorter than the kernel's ~2 minutes so a dead route fails visibly.
@@ -19,7 +19,12 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Connects to `addr`, answers on `send`, then pumps bytes until both
 /// directions are done.
-pub async fn tcp_connect(addr: SockAddr, mut send: quinn::SendStream, recv: quinn::RecvStream) {
+pub async fn tcp_connect(
+    addr: SockAddr,
+    pure: bool,
+    mut send: quinn::SendStream,
+    recv: quinn::RecvStream,
+) {
     let target = SocketAddr::from(addr);
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target)).await {
         Ok(Ok(s)) => s,
@@ -37,7 +42,11 @@ pub async fn tcp_connect(addr: SockAddr, mut send: quinn::SendStream, recv: quin
     if send.write_all(&frame::encode(&reply)).await.is_err() {
         return;
     }
-    crate::transport::pump::pump(stream, send, recv).await;
+    if pure {
+        pure_pump(stream, send, recv).await;
+    } else {
+        crate::transport::pump::pump(stream, send, recv).await;
+    }
 }
 
 async fn answer(send: &mut quinn::SendStream, response: Response) {
@@ -133,7 +142,7 @@ impl NetSession {
 
     /// `listen(2)`, then every accepted connection is sent to the client on
     /// a stream of its own.
-    pub fn listen(&self, id: u64, backlog: u32) -> Response {
+    pub fn listen(&self, id: u64, backlog: u32, pure: bool) -> Response {
         let mut listeners = self.listeners();
         let Some(Listener::Bound(bound)) = listeners.remove(&id) else {
             return Err(Errno::EBADF);
@@ -150,7 +159,7 @@ impl NetSession {
             Err(e) => return Err(Errno::from_io(&e)),
         };
         let conn = self.conn.clone();
-        let task = tokio::spawn(accept_loop(listener, id, conn));
+        let task = tokio::spawn(accept_loop(listener, id, pure, conn));
         listeners.insert(id, Listener::Listening(task.abort_handle()));
         Ok(Reply::Done)
     }
@@ -167,7 +176,12 @@ impl NetSession {
     }
 }
 
-async fn accept_loop(listener: tokio::net::TcpListener, id: u64, conn: quinn::Connection) {
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    id: u64,
+    pure: bool,
+    conn: quinn::Connection,
+) {
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -195,7 +209,60 @@ async fn accept_loop(listener: tokio::net::TcpListener, id: u64, conn: quinn::Co
             if send.write_all(&frame::encode(&header)).await.is_err() {
                 return;
             }
-            crate::transport::pump::pump(stream, send, recv).await;
+            if pure {
+                pure_pump(stream, send, recv).await;
+            } else {
+                crate::transport::pump::pump(stream, send, recv).await;
+            }
         });
+    }
+}
+
+/// Serves a `--pure` connection: each [`PureOp`] frame is one syscall on
+/// the socket and one [`PureReply`] frame back, nothing read ahead.
+async fn pure_pump(stream: TcpStream, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = stream;
+    loop {
+        let op = match crate::transport::read_frame::<PureOp>(&mut recv).await {
+            Ok(Some(op)) => op,
+            // The client closed the stream (the program closed its socket),
+            // or sent garbage: drop the connection either way.
+            Ok(None) | Err(_) => return,
+        };
+        let reply = match op {
+            PureOp::Recv { max, nonblocking } => {
+                let len = usize::try_from(max.min(crate::proto::MAX_IO)).unwrap_or(0);
+                let mut buf = vec![0u8; len];
+                let read = if nonblocking {
+                    match stream.try_read(&mut buf) {
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                            Err(std::io::Error::from_raw_os_error(libc::EAGAIN))
+                        }
+                        other => other,
+                    }
+                } else {
+                    stream.read(&mut buf).await
+                };
+                match read {
+                    Ok(n) => {
+                        buf.truncate(n);
+                        PureReply::Data(buf)
+                    }
+                    Err(e) => PureReply::Failed(Errno::from_io(&e)),
+                }
+            }
+            PureOp::Send(data) => match stream.write_all(&data).await {
+                Ok(()) => PureReply::Sent(u64::try_from(data.len()).unwrap_or(u64::MAX)),
+                Err(e) => PureReply::Failed(Errno::from_io(&e)),
+            },
+            PureOp::ShutdownWrite => match stream.shutdown().await {
+                Ok(()) => PureReply::Done,
+                Err(e) => PureReply::Failed(Errno::from_io(&e)),
+            },
+        };
+        if send.write_all(&frame::encode(&reply)).await.is_err() {
+            return;
+        }
     }
 }

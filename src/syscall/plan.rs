@@ -54,6 +54,10 @@ pub trait Tracee {
     fn remote_socket(&mut self, fd: i32) -> Option<RemoteSocket>;
     /// The server listener behind a socket fd, if it has one.
     fn remote_listener(&mut self, fd: i32) -> Option<u64>;
+    /// Bytes waiting to be read on a socket fd (`FIONREAD`).
+    fn socket_unread(&mut self, fd: i32) -> Option<usize>;
+    /// The fds an epoll instance watches for input (from its fdinfo).
+    fn epoll_inputs(&mut self, epfd: i32) -> Vec<i32>;
 }
 
 /// A resolver file's path, and the path of the server's copy to open in
@@ -66,6 +70,8 @@ pub struct Forwarding {
     pub mounts: MountTable,
     pub uname: bool,
     pub net: bool,
+    /// `--pure` with `--net`: socket data moves stop-and-wait.
+    pub pure_net: bool,
     /// With `--net`: the resolver files, each replaced by the server's copy
     /// (a path the program can open instead) or by the server's errno.
     pub system_files: Vec<SystemFileCopy>,
@@ -184,6 +190,25 @@ pub enum Plan {
         fd: i32,
         listener: u64,
         backlog: u32,
+    },
+    /// `--pure`: a receive on an empty remote socket. Fetch at most `len`
+    /// bytes into it (one round trip), then let the call run natively.
+    PureRecv {
+        fd: i32,
+        pump: u64,
+        len: u32,
+        dontwait: bool,
+    },
+    /// `--pure`: a send on a remote socket, as one round trip.
+    PureSend {
+        fd: i32,
+        pump: u64,
+        data: Vec<u8>,
+    },
+    /// `--pure`: a wait for input on empty remote sockets; start one fetch
+    /// on each, then let the wait run natively.
+    Prefetch {
+        pumps: Vec<u64>,
     },
 }
 
@@ -1188,6 +1213,139 @@ impl<T: Tracee> Planner<'_, T> {
         }
     }
 
+    /// The pure pump of a remote socket fd.
+    fn pure_pump(&mut self, fd: i32) -> Option<u64> {
+        self.t.remote_socket(fd).and_then(|s| s.pure_pump)
+    }
+
+    /// `--pure --net`: data calls on remote sockets go stop-and-wait. `None`
+    /// when the call does not concern a pure remote socket.
+    fn pure_socket_call(&mut self, nr: i64, a: [u64; 6]) -> Option<Plan> {
+        let fd = arg_i32(a[0]);
+        let count = |n: u64| u32::try_from(n.min(u64::from(MAX_IO))).unwrap_or(MAX_IO);
+        match nr {
+            libc::SYS_read | libc::SYS_readv | libc::SYS_recvfrom | libc::SYS_recvmsg => {
+                let pump = self.pure_pump(fd)?;
+                if self.t.socket_unread(fd).unwrap_or(0) > 0 {
+                    return Some(Plan::Native);
+                }
+                let (len, flags) = match nr {
+                    libc::SYS_read => (a[2], 0),
+                    libc::SYS_recvfrom => (a[2], arg_i32(a[3])),
+                    libc::SYS_readv => (self.iov_total(a[1], a[2]), 0),
+                    _ => (self.msg_iov_total(a[1]), arg_i32(a[2])),
+                };
+                if flags & libc::MSG_PEEK != 0 && len == 0 {
+                    return Some(Plan::Native);
+                }
+                let dontwait = flags & libc::MSG_DONTWAIT != 0;
+                Some(Plan::PureRecv {
+                    fd,
+                    pump,
+                    len: count(len),
+                    dontwait,
+                })
+            }
+            libc::SYS_write | libc::SYS_writev | libc::SYS_sendto | libc::SYS_sendmsg => {
+                let pump = self.pure_pump(fd)?;
+                let data = match nr {
+                    libc::SYS_write | libc::SYS_sendto => self
+                        .t
+                        .read_bytes(a[1], usize::try_from(count(a[2])).unwrap_or(0)),
+                    libc::SYS_writev => self.gather(a[1], a[2]),
+                    _ => self.msg_gather(a[1]),
+                };
+                Some(match data {
+                    Ok(data) => Plan::PureSend { fd, pump, data },
+                    Err(e) => Plan::fail(e),
+                })
+            }
+            libc::SYS_poll | libc::SYS_ppoll => {
+                let n = usize::try_from(a[1].min(4096)).unwrap_or(0);
+                let bytes = self.t.read_bytes(a[0], n * 8).ok()?;
+                let fds: Vec<i32> = bytes
+                    .chunks_exact(8)
+                    .filter(|p| {
+                        i16::from_ne_bytes([p[4], p[5]]) & (libc::POLLIN | libc::POLLRDNORM) != 0
+                    })
+                    .map(|p| i32::from_ne_bytes([p[0], p[1], p[2], p[3]]))
+                    .collect();
+                self.prefetch_plan(&fds)
+            }
+            libc::SYS_select | libc::SYS_pselect6 => {
+                let nfds = usize::try_from(a[0].min(1024)).unwrap_or(0);
+                if a[1] == 0 || nfds == 0 {
+                    return None;
+                }
+                let bytes = self.t.read_bytes(a[1], nfds.div_ceil(64) * 8).ok()?;
+                let fds: Vec<i32> = (0..nfds)
+                    .filter(|i| bytes[i / 8] & (1 << (i % 8)) != 0)
+                    .filter_map(|i| i32::try_from(i).ok())
+                    .collect();
+                self.prefetch_plan(&fds)
+            }
+            libc::SYS_epoll_wait | libc::SYS_epoll_pwait | libc::SYS_epoll_pwait2 => {
+                let fds = self.t.epoll_inputs(fd);
+                self.prefetch_plan(&fds)
+            }
+            _ => None,
+        }
+    }
+
+    fn prefetch_plan(&mut self, fds: &[i32]) -> Option<Plan> {
+        let mut pumps = Vec::new();
+        for &fd in fds {
+            if let Some(pump) = self.pure_pump(fd)
+                && self.t.socket_unread(fd).unwrap_or(0) == 0
+            {
+                pumps.push(pump);
+            }
+        }
+        (!pumps.is_empty()).then_some(Plan::Prefetch { pumps })
+    }
+
+    fn iov_total(&mut self, addr: u64, count: u64) -> u64 {
+        self.iovecs(addr, count)
+            .map(|v| v.iter().map(|&(_, l)| l).fold(0u64, u64::saturating_add))
+            .unwrap_or(0)
+    }
+
+    /// `(msg_iov, msg_iovlen)` of a `struct msghdr`.
+    fn msg_iov(&mut self, msg: u64) -> Result<(u64, u64), Errno> {
+        let b = self.t.read_bytes(msg, 56)?;
+        let word = |o: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&b[o..o + 8]);
+            u64::from_ne_bytes(w)
+        };
+        Ok((word(16), word(24)))
+    }
+
+    fn msg_iov_total(&mut self, msg: u64) -> u64 {
+        self.msg_iov(msg)
+            .map_or(0, |(iov, n)| self.iov_total(iov, n))
+    }
+
+    fn gather(&mut self, addr: u64, count: u64) -> Result<Vec<u8>, Errno> {
+        let limit = usize::try_from(MAX_IO).unwrap_or(usize::MAX);
+        let mut data = Vec::new();
+        for (base, len) in self.iovecs(addr, count)? {
+            let take = usize::try_from(len)
+                .unwrap_or(usize::MAX)
+                .min(limit - data.len());
+            data.extend_from_slice(&self.t.read_bytes(base, take)?);
+            if data.len() == limit {
+                break;
+            }
+        }
+        Ok(data)
+    }
+
+    fn msg_gather(&mut self, msg: u64) -> Result<Vec<u8>, Errno> {
+        let (iov, n) = self.msg_iov(msg)?;
+        self.gather(iov, n)
+    }
+
     /// Socket calls that carry addresses, with `--net`.
     fn net_call(&mut self, nr: i64, a: [u64; 6]) -> Plan {
         let fd = arg_i32(a[0]);
@@ -1335,6 +1493,11 @@ pub fn plan(nr: i64, args: [u64; 6], fwd: &Forwarding, t: &mut impl Tracee) -> P
         system_files: &fwd.system_files,
         t,
     };
+    if fwd.pure_net
+        && let Some(plan) = p.pure_socket_call(nr, args)
+    {
+        return plan;
+    }
     if super::nr::NET_CALLS.iter().any(|(n, _)| *n == nr) || nr == libc::SYS_sendto {
         return if fwd.net {
             p.net_call(nr, args)

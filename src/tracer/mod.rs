@@ -65,6 +65,13 @@ pub trait Forwarder {
     fn bind_tcp(&self, tid: i32, tgid: i32, fd: i32, addr: crate::proto::SockAddr);
     /// Puts a bound socket in listen state on both sides.
     fn listen_tcp(&self, tid: i32, tgid: i32, fd: i32, listener: u64, backlog: u32);
+    /// `--pure`: fetches at most `len` bytes into socket `fd`; replies
+    /// `Done` when the call can run natively.
+    fn pure_recv(&self, tid: i32, tgid: i32, fd: i32, pump: u64, len: u32, dontwait: bool);
+    /// `--pure`: one remote `send`; replies `Count`.
+    fn pure_send(&self, tid: i32, pump: u64, data: Vec<u8>);
+    /// `--pure`: one fetch on each of these pumps, unless one is under way.
+    fn prefetch(&self, pumps: &[u64]);
     /// Prints one `--trace` line.
     fn trace_line(&self, line: String);
 }
@@ -112,6 +119,25 @@ pub struct TracerConfig {
     pub only: Option<std::collections::BTreeSet<String>>,
 }
 
+/// Trapped with `--pure --net`.
+const PURE_SOCKET_CALLS: [i64; 15] = [
+    libc::SYS_read,
+    libc::SYS_write,
+    libc::SYS_readv,
+    libc::SYS_writev,
+    libc::SYS_recvfrom,
+    libc::SYS_sendto,
+    libc::SYS_recvmsg,
+    libc::SYS_sendmsg,
+    libc::SYS_poll,
+    libc::SYS_ppoll,
+    libc::SYS_select,
+    libc::SYS_pselect6,
+    libc::SYS_epoll_wait,
+    libc::SYS_epoll_pwait,
+    libc::SYS_epoll_pwait2,
+];
+
 /// The syscall rules of the filter for `config`.
 pub fn filter_rules(config: &TracerConfig) -> Vec<(i64, seccomp::Action)> {
     let mut rules = Vec::new();
@@ -127,11 +153,19 @@ pub fn filter_rules(config: &TracerConfig) -> Vec<(i64, seccomp::Action)> {
         for &(nr, _) in nr::NET_CALLS {
             rules.push((nr, seccomp::Action::Trace));
         }
-        // Only a send with a destination can be a UDP datagram to refuse.
-        rules.push((
-            libc::SYS_sendto,
-            seccomp::Action::TraceUnlessArg { arg: 4, value: 0 },
-        ));
+        if fwd.pure_net {
+            // Stop-and-wait: every data call and every wait for input on a
+            // remote socket is seen.
+            for nr in PURE_SOCKET_CALLS {
+                rules.push((nr, seccomp::Action::Trace));
+            }
+        } else {
+            // Only a send with a destination can be a UDP datagram to refuse.
+            rules.push((
+                libc::SYS_sendto,
+                seccomp::Action::TraceUnlessArg { arg: 4, value: 0 },
+            ));
+        }
     }
     if !fwd.mounts.is_empty() {
         // Reads and writes first: they are the most frequent.
@@ -158,6 +192,22 @@ pub fn filter_rules(config: &TracerConfig) -> Vec<(i64, seccomp::Action)> {
 #[derive(Debug)]
 enum ThreadState {
     Running,
+    /// Waiting for a reply while asleep in a `ppoll` rscq put in place of
+    /// its syscall, so a signal can still interrupt it.
+    Sleeping {
+        saved: libc::user_regs_struct,
+        nr: i64,
+        fd: i32,
+        request_text: String,
+    },
+    /// Its reply came; it has been interrupted to take it.
+    Woken {
+        saved: libc::user_regs_struct,
+        nr: i64,
+        fd: i32,
+        request_text: String,
+        response: Response,
+    },
     /// Held in its seccomp stop until the reply to a forwarded call.
     Waiting {
         nr: i64,
@@ -210,6 +260,9 @@ pub struct Tracer<'a, F: Forwarder> {
     processes: HashMap<i32, ProcessState>,
     /// New children whose first stop came before their parent's event.
     early_stops: HashSet<i32>,
+    /// Threads whose next stop for `(nr, fd)` runs natively: the engine has
+    /// made the call ready (data delivered into the socket).
+    native_once: HashMap<i32, (i64, i32)>,
     /// Children announced by their parent's event, not yet stopped.
     expected: HashSet<i32>,
     root_status: Option<ExitStatus>,
@@ -315,6 +368,11 @@ fn set_arg(regs: &mut libc::user_regs_struct, i: usize, v: u64) {
     }
 }
 
+/// Kernel-internal restart codes (`include/linux/errno.h`), valid in the
+/// result register only at a stop inside signal processing.
+const ERESTARTSYS: i32 = 512;
+const ERESTARTNOINTR: i32 = 513;
+
 /// Room the x86_64 ABI lets a leaf function use below the stack pointer.
 const RED_ZONE: u64 = 128;
 
@@ -345,6 +403,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
             tgid,
             processes,
             early_stops: HashSet::new(),
+            native_once: HashMap::new(),
             expected: HashSet::new(),
             root_status: None,
         }
@@ -373,12 +432,9 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
 
     fn on_wait(&mut self, status: WaitStatus) {
         match status {
-            WaitStatus::PtraceEvent(pid, _, event) => self.on_event(pid, event),
+            WaitStatus::PtraceEvent(pid, sig, event) => self.on_event(pid, sig, event),
             WaitStatus::PtraceSyscall(pid) => self.on_syscall_exit(pid),
-            WaitStatus::Stopped(pid, sig) => {
-                // A signal is about to be delivered: deliver it unchanged.
-                let _ = ptrace::cont(pid, sig);
-            }
+            WaitStatus::Stopped(pid, sig) => self.on_signal(pid, sig),
             WaitStatus::Exited(pid, code) => self.on_gone(pid, ExitStatus::Code(code)),
             WaitStatus::Signaled(pid, sig, _) => self.on_gone(pid, ExitStatus::Signal(sig as i32)),
             WaitStatus::Continued(_) | WaitStatus::StillAlive => {}
@@ -398,7 +454,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         }
     }
 
-    fn on_event(&mut self, pid: Pid, event: i32) {
+    fn on_event(&mut self, pid: Pid, sig: Signal, event: i32) {
         let tid = pid.as_raw();
         match event {
             libc::PTRACE_EVENT_SECCOMP => self.on_seccomp(pid),
@@ -441,10 +497,15 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 let _ = ptrace::cont(pid, None);
             }
             libc::PTRACE_EVENT_STOP => {
-                let sig = ptrace::getsiginfo(pid)
-                    .ok()
-                    .and_then(|i| Signal::try_from(i.si_signo).ok());
-                if sig.is_some_and(is_stop_signal) {
+                // Under PTRACE_SEIZE the stop signal of a group stop is in
+                // the wait status; PTRACE_GETSIGINFO fails for it.
+                if is_stop_signal(sig) {
+                    let _ = sys::ptrace_listen(pid);
+                } else if let Some(ThreadState::Woken { .. }) = self.threads.get(&tid) {
+                    self.on_woken(pid);
+                } else if matches!(self.threads.get(&tid), Some(ThreadState::Sleeping { .. })) {
+                    // Not our interrupt: keep sleeping.
+                    let _ = ptrace::cont(pid, None);
                     let _ = sys::ptrace_listen(pid);
                 } else if !self.threads.contains_key(&tid) && !self.expected.contains(&tid) {
                     // A new child stopped before its parent's fork event: its
@@ -477,6 +538,11 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
             return;
         }
         let nr = i64::try_from(stop.nr).unwrap_or(-1);
+        let fd0 = i32::try_from(stop.args[0] & 0xffff_ffff).map_or(-1, |v| v);
+        if self.native_once.remove(&tid) == Some((nr, fd0)) {
+            let _ = ptrace::cont(pid, None);
+            return;
+        }
         let plan = {
             let mut view = TraceeView { tracer: self, pid };
             let forwarding = view.tracer.config.forwarding.clone();
@@ -517,6 +583,33 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 );
                 let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
                 self.forwarder.connect_tcp(tid, tgid, fd, addr);
+            }
+            Plan::PureRecv {
+                fd,
+                pump,
+                len,
+                dontwait,
+            } => {
+                let request_text = format!("{fd}, {len}");
+                self.sleep(pid, nr, fd, request_text);
+                let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
+                self.forwarder.pure_recv(tid, tgid, fd, pump, len, dontwait);
+            }
+            Plan::PureSend { fd, pump, data } => {
+                let request_text = format!("{fd}, {}", data.len());
+                self.threads.insert(
+                    tid,
+                    ThreadState::Waiting {
+                        nr,
+                        then: Then::Number,
+                        request_text,
+                    },
+                );
+                self.forwarder.pure_send(tid, pump, data);
+            }
+            Plan::Prefetch { pumps } => {
+                self.forwarder.prefetch(&pumps);
+                let _ = ptrace::cont(pid, None);
             }
             Plan::BindTcp { fd, addr } => {
                 let request_text = format!("{fd}, {}", std::net::SocketAddr::from(addr));
@@ -732,7 +825,125 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         let _ = ptrace::cont(pid, None);
     }
 
+    /// Puts a thread to sleep in `ppoll(NULL, 0, NULL, NULL)` instead of its
+    /// syscall while the engine works: unlike a thread held in its ptrace
+    /// stop, a sleeping one still takes signals (Ctrl-C).
+    fn sleep(&mut self, pid: Pid, nr: i64, fd: i32, request_text: String) {
+        let Ok(saved) = ptrace::getregs(pid) else {
+            let _ = ptrace::cont(pid, None);
+            return;
+        };
+        let mut regs = saved;
+        regs.orig_rax = libc::SYS_ppoll.cast_unsigned();
+        for i in 0..4 {
+            set_arg(&mut regs, i, 0);
+        }
+        set_arg(&mut regs, 4, 8);
+        if ptrace::setregs(pid, regs).is_err() {
+            let _ = ptrace::cont(pid, None);
+            return;
+        }
+        self.threads.insert(
+            pid.as_raw(),
+            ThreadState::Sleeping {
+                saved,
+                nr,
+                fd,
+                request_text,
+            },
+        );
+        let _ = ptrace::cont(pid, None);
+    }
+
+    /// A signal for a thread. A sleeping one gets its own syscall back with
+    /// `-ERESTARTSYS`, so the kernel restarts it after a `SA_RESTART`
+    /// handler or fails it with EINTR, exactly as for a real blocking call.
+    fn on_signal(&mut self, pid: Pid, sig: Signal) {
+        let tid = pid.as_raw();
+        let saved = match self.threads.get(&tid) {
+            Some(ThreadState::Sleeping { saved, .. } | ThreadState::Woken { saved, .. }) => {
+                Some(*saved)
+            }
+            _ => None,
+        };
+        if let Some(saved) = saved {
+            let mut regs = saved;
+            regs.rax = (-i64::from(ERESTARTSYS)).cast_unsigned();
+            let _ = ptrace::setregs(pid, regs);
+            self.threads.insert(tid, ThreadState::Running);
+        }
+        let _ = ptrace::cont(pid, sig);
+    }
+
+    /// The interrupt stop of a woken thread: gives it its result.
+    fn on_woken(&mut self, pid: Pid) {
+        let tid = pid.as_raw();
+        let Some(ThreadState::Woken {
+            saved,
+            nr,
+            fd,
+            request_text,
+            response,
+        }) = self.threads.remove(&tid)
+        else {
+            return;
+        };
+        self.threads.insert(tid, ThreadState::Running);
+        let mut regs = saved;
+        match response {
+            // Go ahead natively: the kernel re-executes the original call
+            // (`-ERESTARTNOINTR` at an interrupt stop), which stops at the
+            // filter again and is then let through once.
+            Ok(_) => {
+                regs.rax = (-i64::from(ERESTARTNOINTR)).cast_unsigned();
+                self.native_once.insert(tid, (nr, fd));
+            }
+            Err(e) => {
+                if self.config.trace {
+                    self.forwarder.trace_line(format!(
+                        "[pid {tid}] {}({request_text}) = {}",
+                        nr::name(nr),
+                        fmt_ret(e.as_syscall_return())
+                    ));
+                }
+                regs.rax = e.as_syscall_return().cast_unsigned();
+            }
+        }
+        let _ = ptrace::setregs(pid, regs);
+        let _ = ptrace::cont(pid, None);
+    }
+
     fn on_reply(&mut self, tid: i32, response: Response, rtt: Duration) {
+        if let Some(ThreadState::Sleeping { .. }) = self.threads.get(&tid) {
+            let Some(ThreadState::Sleeping {
+                saved,
+                nr,
+                fd,
+                request_text,
+            }) = self.threads.remove(&tid)
+            else {
+                return;
+            };
+            if self.config.trace && response.is_ok() {
+                let us = rtt.as_micros();
+                self.forwarder.trace_line(format!(
+                    "[pid {tid}] {}({request_text}) <{us} us>",
+                    nr::name(nr)
+                ));
+            }
+            self.threads.insert(
+                tid,
+                ThreadState::Woken {
+                    saved,
+                    nr,
+                    fd,
+                    request_text,
+                    response,
+                },
+            );
+            let _ = ptrace::interrupt(Pid::from_raw(tid));
+            return;
+        }
         let Some(ThreadState::Waiting {
             nr,
             then,
@@ -855,6 +1066,26 @@ pub fn dup_fd(tgid: i32, fd: i32) -> Option<OwnedFd> {
     rustix::process::pidfd_getfd(&pidfd, fd, rustix::process::PidfdGetfdFlags::empty()).ok()
 }
 
+/// The fds an epoll instance watches for input, from the `tfd:` lines of
+/// its `/proc/PID/fdinfo/EPFD`.
+fn epoll_input_fds(fdinfo: &str) -> Vec<i32> {
+    fdinfo
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            if words.next()? != "tfd:" {
+                return None;
+            }
+            let fd: i32 = words.next()?.parse().ok()?;
+            if words.next()? != "events:" {
+                return None;
+            }
+            let events = u32::from_str_radix(words.next()?, 16).ok()?;
+            (events & libc::EPOLLIN.cast_unsigned() != 0).then_some(fd)
+        })
+        .collect()
+}
+
 fn fmt_ret(ret: i64) -> String {
     if ret < 0 && ret > -4096 {
         let e = i32::try_from(-ret).unwrap_or(libc::EIO);
@@ -932,6 +1163,20 @@ impl<F: Forwarder> Tracee for TraceeView<'_, '_, F> {
         self.tracer.sockets.lookup(self.pid.as_raw(), fd)
     }
 
+    fn socket_unread(&mut self, fd: i32) -> Option<usize> {
+        let dup = self.tracer.dup_fd(self.pid, fd)?;
+        rustix::io::ioctl_fionread(&dup)
+            .ok()
+            .and_then(|n| usize::try_from(n).ok())
+    }
+
+    fn epoll_inputs(&mut self, epfd: i32) -> Vec<i32> {
+        let path = format!("/proc/{}/fdinfo/{epfd}", self.pid);
+        std::fs::read_to_string(path)
+            .map(|text| epoll_input_fds(&text))
+            .unwrap_or_default()
+    }
+
     fn remote_listener(&mut self, fd: i32) -> Option<u64> {
         self.tracer.sockets.lookup_listener(self.pid.as_raw(), fd)
     }
@@ -941,5 +1186,40 @@ impl<F: Forwarder> Tracee for TraceeView<'_, '_, F> {
         let target = std::fs::read_link(format!("/proc/{}/fd/{fd}", self.pid)).ok()?;
         let bytes = target.as_os_str().as_bytes();
         bytes.starts_with(b"/").then(|| bytes.to_vec())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoll_fdinfo_lists_input_fds() {
+        let fdinfo = "pos:\t0\nflags:\t02\nmnt_id:\t16\nino:\t1057\n\
+                      tfd:        5 events:       19 data:                5  pos:0 ino:4 sdev:9\n\
+                      tfd:        7 events:        4 data:                7  pos:0 ino:5 sdev:9\n";
+        assert_eq!(epoll_input_fds(fdinfo), vec![5]);
+    }
+
+    #[test]
+    fn pure_net_filter_traps_data_calls_and_waits() {
+        let config = |pure_net| TracerConfig {
+            forwarding: std::sync::Arc::new(Forwarding {
+                net: true,
+                pure_net,
+                ..Forwarding::default()
+            }),
+            trace: false,
+            only: None,
+        };
+        let traced = |c: &TracerConfig, nr| {
+            filter_rules(c)
+                .iter()
+                .any(|&(n, a)| n == nr && a == seccomp::Action::Trace)
+        };
+        assert!(traced(&config(true), libc::SYS_recvfrom));
+        assert!(traced(&config(true), libc::SYS_epoll_wait));
+        assert!(!traced(&config(false), libc::SYS_recvfrom));
+        assert!(!traced(&config(false), libc::SYS_read));
     }
 }

@@ -78,6 +78,8 @@ pub struct RemoteSocket {
     pub local: crate::proto::SockAddr,
     /// `None` for a bound or listening socket.
     pub peer: Option<crate::proto::SockAddr>,
+    /// With `--pure`: the engine's stop-and-wait pump for this connection.
+    pub pure_pump: Option<u64>,
 }
 
 impl SocketRegistry {

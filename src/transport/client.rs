@@ -327,9 +327,9 @@ impl Link {
     /// Connects a TCP socket on the server to `addr`. On success the two
     /// streams carry the connection's bytes; a remote failure is the inner
     /// `Err(Errno)`.
-    pub async fn open_tcp(&self, addr: SockAddr) -> Result<TcpOutcome, TransportError> {
+    pub async fn open_tcp(&self, addr: SockAddr, pure: bool) -> Result<TcpOutcome, TransportError> {
         let (mut send, mut recv) = self.conn.open_bi().await.map_err(lost)?;
-        send.write_all(&frame::encode(&Request::TcpConnect { addr }))
+        send.write_all(&frame::encode(&Request::TcpConnect { addr, pure }))
             .await
             .map_err(|e| match e {
                 WriteError::ConnectionLost(c) => lost(c),

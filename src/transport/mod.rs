@@ -152,3 +152,27 @@ pub(crate) fn transport_config() -> Arc<quinn::TransportConfig> {
 
 /// The frame limit plus its header, for `read_to_end`.
 pub(crate) const MAX_STREAM_BYTES: usize = crate::proto::frame::MAX_FRAME + 4;
+
+/// Reads one frame from a stream that carries a sequence of them. `None`
+/// when the stream ended cleanly between frames.
+pub async fn read_frame<T: serde::de::DeserializeOwned>(
+    recv: &mut quinn::RecvStream,
+) -> Result<Option<T>, TransportError> {
+    let mut header = [0u8; 4];
+    match recv.read_exact(&mut header).await {
+        Ok(()) => {}
+        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
+        Err(e) => return Err(TransportError::Protocol(format!("stream: {e}"))),
+    }
+    let len = usize::try_from(u32::from_le_bytes(header)).unwrap_or(usize::MAX);
+    if len > crate::proto::frame::MAX_FRAME {
+        return Err(TransportError::Protocol("oversized frame".into()));
+    }
+    let mut body = vec![0u8; len];
+    recv.read_exact(&mut body)
+        .await
+        .map_err(|e| TransportError::Protocol(format!("stream: {e}")))?;
+    crate::proto::frame::decode(&body)
+        .map(Some)
+        .map_err(|e| TransportError::Protocol(format!("stream: {e}")))
+}

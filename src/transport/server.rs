@@ -280,10 +280,10 @@ async fn request<S: Session>(
         Err(RequestError::Gone) => return,
     };
     let response = match req {
-        Request::TcpConnect { addr } => {
+        Request::TcpConnect { addr, pure } => {
             // The stream outlives the request: it becomes the connection.
             drop(permit_for_streams);
-            crate::server::net::tcp_connect(addr, send, recv).await;
+            crate::server::net::tcp_connect(addr, pure, send, recv).await;
             return;
         }
         Request::TcpBind {
@@ -292,7 +292,11 @@ async fn request<S: Session>(
             reuse_port,
             v6_only,
         } => net.bind(addr, reuse_addr, reuse_port, v6_only),
-        Request::TcpListen { listener, backlog } => net.listen(listener, backlog),
+        Request::TcpListen {
+            listener,
+            backlog,
+            pure,
+        } => net.listen(listener, backlog, pure),
         Request::TcpUnbind { listener } => net.unbind(listener),
         other => execute(session, other).await,
     };

@@ -1,0 +1,227 @@
+//! `--pure` for sockets: stop-and-wait, as the thesis measured. A pump sends
+//! one [`PureOp`] and waits for its [`PureReply`]; nothing is read ahead.
+//!
+//! Received bytes are still delivered through the program's local socket,
+//! so `poll`, `select` and `epoll` see them as they would. What triggers a
+//! fetch is the program itself: a trapped `recv` on an empty socket fetches
+//! at most the size it asked for, and a trapped `poll` on an empty socket
+//! fetches as much as the last `recv` asked for.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::errno::Errno;
+use crate::proto::{PureOp, PureReply, frame};
+
+/// What a `recv` asks for before rscq has seen one.
+const DEFAULT_FETCH: u32 = 16 * 1024;
+
+enum Command {
+    Fetch {
+        max: u32,
+        nonblocking: bool,
+        done: oneshot::Sender<Result<(), Errno>>,
+    },
+    Send {
+        data: Vec<u8>,
+        done: oneshot::Sender<Result<u64, Errno>>,
+    },
+}
+
+/// The handle the engine keeps for one pure connection.
+#[derive(Debug)]
+pub struct PurePump {
+    commands: mpsc::UnboundedSender<Command>,
+    last_recv: AtomicU32,
+    in_flight: AtomicBool,
+    eof: AtomicBool,
+    fetched: Notify,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Fetch { max, .. } => write!(f, "Fetch({max})"),
+            Self::Send { data, .. } => write!(f, "Send({})", data.len()),
+        }
+    }
+}
+
+impl PurePump {
+    /// Whether the remote side has ended: the program's socket holds the
+    /// end-of-stream already.
+    pub fn at_eof(&self) -> bool {
+        self.eof.load(Ordering::SeqCst)
+    }
+
+    /// One round trip: fetches at most `max` bytes into the program's
+    /// socket. If a fetch is already on its way, waits for it instead, so
+    /// there is never more than one.
+    pub async fn fetch(&self, max: u32, nonblocking: bool) -> Result<(), Errno> {
+        self.last_recv.store(max.max(1), Ordering::SeqCst);
+        if self.in_flight.swap(true, Ordering::SeqCst) {
+            let notified = self.fetched.notified();
+            if self.in_flight.load(Ordering::SeqCst) {
+                notified.await;
+            }
+            return Ok(());
+        }
+        let (done, result) = oneshot::channel();
+        let sent = self.commands.send(Command::Fetch {
+            max,
+            nonblocking,
+            done,
+        });
+        let outcome = match sent {
+            Ok(()) => result.await.unwrap_or(Err(Errno::ECONNRESET)),
+            Err(_) => Err(Errno::ECONNRESET),
+        };
+        self.in_flight.store(false, Ordering::SeqCst);
+        self.fetched.notify_waiters();
+        outcome
+    }
+
+    /// For a `poll` on an empty socket: starts a fetch of the last `recv`
+    /// size unless one is on its way.
+    pub fn prefetch(self: &Arc<Self>) {
+        if self.at_eof() || self.in_flight.load(Ordering::SeqCst) {
+            return;
+        }
+        let pump = self.clone();
+        tokio::spawn(async move {
+            let max = pump.last_recv.load(Ordering::SeqCst);
+            let _ = pump.fetch(max, false).await;
+        });
+    }
+
+    /// One round trip: `send(2)` on the server.
+    pub async fn send(&self, data: Vec<u8>) -> Result<u64, Errno> {
+        let (done, result) = oneshot::channel();
+        self.commands
+            .send(Command::Send { data, done })
+            .map_err(|_| Errno(libc::EPIPE))?;
+        result.await.unwrap_or(Err(Errno(libc::EPIPE)))
+    }
+}
+
+/// The engine's pure pumps by id; the id travels in the socket registry.
+#[derive(Debug, Default, Clone)]
+pub struct PurePumps {
+    pumps: Arc<Mutex<HashMap<u64, Arc<PurePump>>>>,
+    next: Arc<AtomicU64>,
+}
+
+impl PurePumps {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<PurePump>>> {
+        self.pumps.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn get(&self, id: u64) -> Option<Arc<PurePump>> {
+        self.map().get(&id).cloned()
+    }
+
+    /// Starts the pump for one connection; returns its id.
+    pub fn start(&self, local: TcpStream, send: quinn::SendStream, recv: quinn::RecvStream) -> u64 {
+        let (commands, rx) = mpsc::unbounded_channel();
+        let pump = Arc::new(PurePump {
+            commands,
+            last_recv: AtomicU32::new(DEFAULT_FETCH),
+            in_flight: AtomicBool::new(false),
+            eof: AtomicBool::new(false),
+            fetched: Notify::new(),
+        });
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        self.map().insert(id, pump.clone());
+        let pumps = self.clone();
+        tokio::spawn(async move {
+            run(local, send, recv, rx, &pump).await;
+            pumps.map().remove(&id);
+        });
+        id
+    }
+}
+
+async fn round_trip(
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+    op: &PureOp,
+) -> Result<PureReply, Errno> {
+    send.write_all(&frame::encode(op))
+        .await
+        .map_err(|_| Errno::ECONNRESET)?;
+    match crate::transport::read_frame::<PureReply>(recv).await {
+        Ok(Some(reply)) => Ok(reply),
+        Ok(None) | Err(_) => Err(Errno::ECONNRESET),
+    }
+}
+
+async fn run(
+    local: TcpStream,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    pump: &PurePump,
+) {
+    let (mut rd, mut wr) = local.into_split();
+    let mut from_program = vec![0u8; 64 * 1024];
+    let mut program_done = false;
+    loop {
+        tokio::select! {
+            command = commands.recv() => match command {
+                None => return,
+                Some(Command::Fetch { max, nonblocking, done }) => {
+                    let result = match round_trip(&mut send, &mut recv, &PureOp::Recv { max, nonblocking }).await {
+                        Ok(PureReply::Data(data)) if data.is_empty() => {
+                            pump.eof.store(true, Ordering::SeqCst);
+                            let _ = wr.shutdown().await;
+                            Ok(())
+                        }
+                        Ok(PureReply::Data(data)) => {
+                            wr.write_all(&data).await.map_err(|e| Errno::from_io(&e))
+                        }
+                        Ok(PureReply::Failed(e)) if e == Errno::EAGAIN => Ok(()),
+                        Ok(PureReply::Failed(e)) => {
+                            // The remote connection failed: so does the local one.
+                            pump.eof.store(true, Ordering::SeqCst);
+                            let _ = rustix::net::sockopt::set_socket_linger(
+                                wr.as_ref(),
+                                Some(std::time::Duration::ZERO),
+                            );
+                            let _ = done.send(Err(e));
+                            return;
+                        }
+                        Ok(_) => Err(Errno::EIO),
+                        Err(e) => Err(e),
+                    };
+                    let _ = done.send(result);
+                }
+                Some(Command::Send { data, done }) => {
+                    let result = match round_trip(&mut send, &mut recv, &PureOp::Send(data)).await {
+                        Ok(PureReply::Sent(n)) => Ok(n),
+                        Ok(PureReply::Failed(e)) => Err(e),
+                        Ok(_) => Err(Errno::EIO),
+                        Err(e) => Err(e),
+                    };
+                    let _ = done.send(result);
+                }
+            },
+            // Bytes the program wrote through a call rscq does not trap
+            // (sendfile, splice), and its shutdown or close.
+            read = rd.read(&mut from_program), if !program_done => match read {
+                Ok(0) | Err(_) => {
+                    program_done = true;
+                    let _ = round_trip(&mut send, &mut recv, &PureOp::ShutdownWrite).await;
+                }
+                Ok(n) => {
+                    let op = PureOp::Send(from_program[..n].to_vec());
+                    let _ = round_trip(&mut send, &mut recv, &op).await;
+                }
+            },
+        }
+    }
+}

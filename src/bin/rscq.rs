@@ -63,6 +63,7 @@ fn real_main() -> anyhow::Result<i32> {
         layers: rscq::engine::Layers {
             statcache: settings.optimizations.statcache,
             compound: settings.optimizations.compound,
+            readahead: settings.optimizations.readahead,
         },
         statcache_ttl: rscq::engine::DEFAULT_TTL,
         pure: settings.optimizations.is_pure(),

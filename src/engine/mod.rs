@@ -14,6 +14,7 @@
 //!   program's first `fstat` on that file, and a directory's first
 //!   `getdents64` brings the whole listing, so later ones are local.
 
+pub mod readahead;
 mod statcache;
 
 use std::collections::{HashMap, VecDeque};
@@ -30,6 +31,7 @@ pub use statcache::StatCache;
 pub struct Layers {
     pub statcache: bool,
     pub compound: bool,
+    pub readahead: bool,
 }
 
 /// How long a prefetched answer stays valid by default.
@@ -50,6 +52,11 @@ pub enum Action {
 pub enum Pending {
     /// The reply goes to the program unchanged.
     Plain(Request),
+    /// An offset-moving call under read-ahead.
+    Cursor {
+        handle: Handle,
+        pending: readahead::Pending,
+    },
     /// A `stat` sent as [`Request::StatPlus`].
     Stat { path: RemotePath },
     /// A `getdents64` of `bytes` sent as [`Request::GetdentsPlus`].
@@ -67,6 +74,8 @@ struct OpenFile {
     listing_complete: bool,
     /// Whether the first `getdents64` has been answered from a prefetch.
     listed: bool,
+    /// With read-ahead: the file offset, owned by rscq.
+    cursor: Option<readahead::Cursor>,
 }
 
 /// The per-run state of the file layers.
@@ -94,6 +103,26 @@ impl FileEngine {
             }
             self.stats
                 .invalidate_for(&req, |h| self.files.get(&h).and_then(|f| f.path.clone()));
+        }
+        if let Some(h) = handle_of(&req)
+            && matches!(
+                req,
+                Request::Write { .. } | Request::Pwrite { .. } | Request::Ftruncate { .. }
+            )
+            && let Some(f) = self.files.get_mut(&h)
+        {
+            f.opened_stat = None;
+        }
+        if let Some(handle) = cursor_handle(&req)
+            && let Some(cursor) = self.files.get_mut(&handle).and_then(|f| f.cursor.as_mut())
+            && let Some(step) = cursor.on_request(handle, &req)
+        {
+            return match step {
+                readahead::Step::Answer(resp) => Action::Answer(resp),
+                readahead::Step::Send(req, pending) => {
+                    Action::Send(req, Pending::Cursor { handle, pending })
+                }
+            };
         }
         match req {
             Request::Fstat { handle } if self.layers.compound => {
@@ -157,12 +186,16 @@ impl FileEngine {
         match pending {
             Pending::Plain(req) => {
                 match (&req, &resp) {
-                    (Request::Open { path, .. }, Ok(Reply::Opened { handle, stat })) => {
+                    (Request::Open { path, flags, .. }, Ok(Reply::Opened { handle, stat })) => {
+                        let regular = stat.mode & libc::S_IFMT == libc::S_IFREG;
+                        let offset_free = flags & (libc::O_APPEND | libc::O_PATH) == 0;
                         self.files.insert(
                             *handle,
                             OpenFile {
                                 path: Some(path.clone()),
                                 opened_stat: self.layers.compound.then_some(*stat),
+                                cursor: (self.layers.readahead && regular && offset_free)
+                                    .then(readahead::Cursor::new),
                                 ..OpenFile::default()
                             },
                         );
@@ -173,6 +206,12 @@ impl FileEngine {
                     _ => {}
                 }
                 resp
+            }
+            Pending::Cursor { handle, pending } => {
+                match self.files.get_mut(&handle).and_then(|f| f.cursor.as_mut()) {
+                    Some(cursor) => cursor.on_reply(pending, resp),
+                    None => resp,
+                }
             }
             Pending::Stat { path } => match resp {
                 Ok(Reply::StatPlus { stat, xattrs }) => {
@@ -225,6 +264,18 @@ fn take_dirents(file: &mut OpenFile, bytes: u32) -> Response {
         return Err(Errno::EINVAL);
     }
     Ok(Reply::Dirents(fitted))
+}
+
+/// The handle of a call that reads or moves the file offset.
+fn cursor_handle(req: &Request) -> Option<Handle> {
+    match req {
+        Request::Read { handle, .. }
+        | Request::Write { handle, .. }
+        | Request::Lseek { handle, .. }
+        | Request::Pwrite { handle, .. }
+        | Request::Ftruncate { handle, .. } => Some(*handle),
+        _ => None,
+    }
 }
 
 fn handle_of(req: &Request) -> Option<Handle> {

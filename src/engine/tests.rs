@@ -36,6 +36,7 @@ fn all() -> Layers {
     Layers {
         statcache: true,
         compound: true,
+        readahead: true,
     }
 }
 

@@ -6,9 +6,7 @@ use rustix::fs::{Access, AtFlags, Mode, OFlags};
 
 use super::resolve::{Entry, Root, Special, proc_fd_path};
 use crate::errno::Errno;
-use crate::proto::{
-    DirEntry, EntryMeta, MAX_DIRENTS_BYTES, PREFETCHED_XATTRS, RemotePath, Reply, Response,
-};
+use crate::proto::{DirEntry, EntryMeta, MAX_DIRENTS_BYTES, RemotePath, Reply, Response};
 
 /// Bytes of `struct linux_dirent64` before `d_name`: ino, off, reclen, type.
 const DIRENT_HEADER: usize = 8 + 8 + 2 + 1;
@@ -79,18 +77,7 @@ fn entry_meta(dir: BorrowedFd<'_>, entry: &DirEntry) -> EntryMeta {
     path.push(b'/');
     path.extend_from_slice(&entry.name);
     let path = std::ffi::CString::new(path).unwrap_or_default();
-    let xattrs = PREFETCHED_XATTRS
-        .iter()
-        .map(|attr| {
-            let mut value = vec![0u8; 4096];
-            rustix::fs::lgetxattr(&path, *attr, &mut value[..])
-                .map(|n| {
-                    value.truncate(n);
-                    value
-                })
-                .map_err(Errno::from)
-        })
-        .collect();
+    let xattrs = super::xattr::prefetched(&path, false);
     EntryMeta {
         lstat,
         link,

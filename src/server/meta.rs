@@ -61,19 +61,7 @@ pub(super) fn stat(root: &Root, path: &RemotePath, follow: bool) -> Response {
 pub(super) fn stat_plus(root: &Root, path: &RemotePath, follow: bool) -> Response {
     let fd = root.target(path, follow)?;
     let stat = stat_fd(fd.as_fd())?;
-    let proc = proc_fd_path(fd.as_fd());
-    let xattrs = crate::proto::PREFETCHED_XATTRS
-        .iter()
-        .map(|name| {
-            let mut value = vec![0u8; 4096];
-            rustix::fs::getxattr(&proc, *name, &mut value[..])
-                .map(|n| {
-                    value.truncate(n);
-                    value
-                })
-                .map_err(Errno::from)
-        })
-        .collect();
+    let xattrs = super::xattr::prefetched(&proc_fd_path(fd.as_fd()), true);
     Ok(Reply::StatPlus { stat, xattrs })
 }
 

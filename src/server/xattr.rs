@@ -145,6 +145,28 @@ fn count(n: usize) -> Response {
     ))
 }
 
+/// The [`crate::proto::PREFETCHED_XATTRS`] of the object at `path` (a
+/// `/proc/self/fd` path or a name beneath one), each as its call would
+/// answer: `getxattr(2)` when `follow`, else `lgetxattr(2)`.
+pub(super) fn prefetched(path: &std::ffi::CStr, follow: bool) -> Vec<Result<Vec<u8>, Errno>> {
+    crate::proto::PREFETCHED_XATTRS
+        .iter()
+        .map(|name| {
+            let mut value = vec![0u8; 4096];
+            let got = if follow {
+                rustix::fs::getxattr(path, *name, &mut value[..])
+            } else {
+                rustix::fs::lgetxattr(path, *name, &mut value[..])
+            };
+            got.map(|n| {
+                value.truncate(n);
+                value
+            })
+            .map_err(Errno::from)
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

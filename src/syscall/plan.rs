@@ -1346,51 +1346,36 @@ impl<T: Tracee> Planner<'_, T> {
         self.gather(iov, n)
     }
 
+    /// The IPv4/IPv6 address a `connect`/`bind` names on an INET socket,
+    /// and whether the socket is TCP; `Err` with the plan for any other
+    /// case (AF_UNIX, netlink and AF_UNSPEC stay local).
+    fn inet_sockaddr(&mut self, fd: i32, addr: u64, len: u64) -> Result<(SockAddr, bool), Plan> {
+        let len = usize::try_from(len.min(128)).unwrap_or(0);
+        let bytes = self
+            .t
+            .read_bytes(addr, len)
+            .map_err(|_| Plan::fail(Errno::EFAULT))?;
+        let addr = layout::decode_sockaddr(&bytes).ok_or(Plan::Native)?;
+        match self.t.socket_kind(fd) {
+            Some((domain, ty)) if domain == libc::AF_INET || domain == libc::AF_INET6 => {
+                Ok((addr, ty == libc::SOCK_STREAM))
+            }
+            _ => Err(Plan::Native),
+        }
+    }
+
     /// Socket calls that carry addresses, with `--net`.
     fn net_call(&mut self, nr: i64, a: [u64; 6]) -> Plan {
         let fd = arg_i32(a[0]);
         match nr {
-            libc::SYS_connect => {
-                let len = usize::try_from(a[2].min(128)).unwrap_or(0);
-                let Ok(bytes) = self.t.read_bytes(a[1], len) else {
-                    return Plan::fail(Errno::EFAULT);
-                };
-                // AF_UNIX, AF_NETLINK and AF_UNSPEC stay local.
-                let Some(addr) = layout::decode_sockaddr(&bytes) else {
-                    return Plan::Native;
-                };
-                match self.t.socket_kind(fd) {
-                    Some((domain, ty)) if domain == libc::AF_INET || domain == libc::AF_INET6 => {
-                        if ty == libc::SOCK_STREAM {
-                            Plan::ConnectTcp { fd, addr }
-                        } else {
-                            // Remote UDP is not built yet; sending it from
-                            // this host instead would betray the program.
-                            Plan::fail(Errno(libc::ENETUNREACH))
-                        }
-                    }
-                    _ => Plan::Native,
-                }
-            }
-            libc::SYS_bind => {
-                let len = usize::try_from(a[2].min(128)).unwrap_or(0);
-                let Ok(bytes) = self.t.read_bytes(a[1], len) else {
-                    return Plan::fail(Errno::EFAULT);
-                };
-                let Some(addr) = layout::decode_sockaddr(&bytes) else {
-                    return Plan::Native;
-                };
-                match self.t.socket_kind(fd) {
-                    Some((domain, ty)) if domain == libc::AF_INET || domain == libc::AF_INET6 => {
-                        if ty == libc::SOCK_STREAM {
-                            Plan::BindTcp { fd, addr }
-                        } else {
-                            Plan::fail(Errno(libc::ENETUNREACH))
-                        }
-                    }
-                    _ => Plan::Native,
-                }
-            }
+            libc::SYS_connect | libc::SYS_bind => match self.inet_sockaddr(fd, a[1], a[2]) {
+                Err(plan) => plan,
+                Ok((addr, true)) if nr == libc::SYS_connect => Plan::ConnectTcp { fd, addr },
+                Ok((addr, true)) => Plan::BindTcp { fd, addr },
+                // Remote UDP is not built yet; sending it from this host
+                // instead would betray the program.
+                Ok((_, false)) => Plan::fail(Errno(libc::ENETUNREACH)),
+            },
             libc::SYS_listen => match self.t.remote_listener(fd) {
                 Some(listener) => Plan::ListenTcp {
                     fd,

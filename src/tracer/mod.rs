@@ -18,6 +18,7 @@ pub mod seccomp;
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
+use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::mpsc::{Receiver, Sender};
 use std::time::Duration;
@@ -572,16 +573,12 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 self.skip(pid, 0);
             }
             Plan::ConnectTcp { fd, addr } => {
-                let request_text = format!("{fd}, {}", std::net::SocketAddr::from(addr));
-                self.threads.insert(
+                let tgid = self.wait(
                     tid,
-                    ThreadState::Waiting {
-                        nr,
-                        then: Then::Zero,
-                        request_text,
-                    },
+                    nr,
+                    Then::Zero,
+                    format!("{fd}, {}", SocketAddr::from(addr)),
                 );
-                let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
                 self.forwarder.connect_tcp(tid, tgid, fd, addr);
             }
             Plan::PureRecv {
@@ -596,15 +593,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 self.forwarder.pure_recv(tid, tgid, fd, pump, len, dontwait);
             }
             Plan::PureSend { fd, pump, data } => {
-                let request_text = format!("{fd}, {}", data.len());
-                self.threads.insert(
-                    tid,
-                    ThreadState::Waiting {
-                        nr,
-                        then: Then::Number,
-                        request_text,
-                    },
-                );
+                self.wait(tid, nr, Then::Number, format!("{fd}, {}", data.len()));
                 self.forwarder.pure_send(tid, pump, data);
             }
             Plan::Prefetch { pumps } => {
@@ -612,16 +601,12 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 let _ = ptrace::cont(pid, None);
             }
             Plan::BindTcp { fd, addr } => {
-                let request_text = format!("{fd}, {}", std::net::SocketAddr::from(addr));
-                self.threads.insert(
+                let tgid = self.wait(
                     tid,
-                    ThreadState::Waiting {
-                        nr,
-                        then: Then::Zero,
-                        request_text,
-                    },
+                    nr,
+                    Then::Zero,
+                    format!("{fd}, {}", SocketAddr::from(addr)),
                 );
-                let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
                 self.forwarder.bind_tcp(tid, tgid, fd, addr);
             }
             Plan::ListenTcp {
@@ -629,16 +614,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 listener,
                 backlog,
             } => {
-                let request_text = format!("{fd}, {backlog}");
-                self.threads.insert(
-                    tid,
-                    ThreadState::Waiting {
-                        nr,
-                        then: Then::Zero,
-                        request_text,
-                    },
-                );
-                let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
+                let tgid = self.wait(tid, nr, Then::Zero, format!("{fd}, {backlog}"));
                 self.forwarder.listen_tcp(tid, tgid, fd, listener, backlog);
             }
             Plan::Forward { request, then } => {
@@ -666,7 +642,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
             return;
         };
         let Some(port) = peer
-            .and_then(|p| std::net::SocketAddr::try_from(p).ok())
+            .and_then(|p| SocketAddr::try_from(p).ok())
             .map(|p| p.port())
         else {
             return;
@@ -823,6 +799,20 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         regs.rax = result.cast_unsigned();
         let _ = ptrace::setregs(pid, regs);
         let _ = ptrace::cont(pid, None);
+    }
+
+    /// Holds `tid` in its seccomp stop until the reply to its call; returns
+    /// its process id, which the engine needs to reach the process's fds.
+    fn wait(&mut self, tid: i32, nr: i64, then: Then, request_text: String) -> i32 {
+        self.threads.insert(
+            tid,
+            ThreadState::Waiting {
+                nr,
+                then,
+                request_text,
+            },
+        );
+        self.tgid.get(&tid).copied().unwrap_or(tid)
     }
 
     /// Puts a thread to sleep in `ppoll(NULL, 0, NULL, NULL)` instead of its

@@ -1,0 +1,859 @@
+//! End-to-end benchmarks of whole commands: **direct** (no rscq), **pure**
+//! (`rscq --pure`, every forwarded call one stop-and-wait round trip) and
+//! **optimized** (`rscq`, `--optimize all`), side by side, over emulated
+//! links (netem/link.sh: two network namespaces joined by the user-space
+//! delay line).
+//!
+//! Every iteration spawns the whole command; under rscq that includes
+//! rscq's start, the QUIC handshake with the server and its teardown.
+//!
+//! Groups (select with `RSCQ_BENCH_GROUPS=ls,download,overhead`, default
+//! all):
+//!
+//! * `ls_27dirs`, `ls_1000files`, `ls_connect` — the thesis's Table 5.2:
+//!   `ls -l` at RTT 0 (loopback), 2, 20 and 100 ms; `ls_connect` is
+//!   `rscq -- true`, the fixed cost of a run.
+//! * `download_rtt{20,100}_{100mbit,nocap}` — Table 5.1: an 8 MiB HTTP
+//!   download read with `recv(B)` for several B.
+//! * `overhead_stat`, `overhead_local` — per-call cost of a forwarded stat,
+//!   and the cost rscq adds to programs that only make local calls.
+//!
+//! Besides criterion's own files, side facts (round trips from `--stats`,
+//! client-measured transfer and stat times) are appended as JSON lines to
+//! `<criterion dir>/rscq-extra.jsonl`; `benches/report.py` reads both.
+//!
+//! Needs root (network namespaces); without it, prints so and exits 0.
+
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, measurement::WallTime};
+use nix::sched::CloneFlags;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+const RSCQ: &str = env!("CARGO_BIN_EXE_rscq");
+const SERVER: &str = env!("CARGO_BIN_EXE_rscq-server");
+const DELAYLINE: &str = env!("CARGO_BIN_EXE_rscq-delayline");
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Address of side B (the server side) on an emulated link.
+const B_ADDR: &str = "10.77.0.2";
+const HTTP_PORT: u16 = 8080;
+const DOWNLOAD_BYTES: usize = 8 << 20;
+const BUFFERS: &[usize] = &[1500, 3000, 10_000, 50_000, 100_000, 200_000, 1_000_000];
+const STAT_CALLS: usize = 2000;
+const BIG_FILE_BYTES: usize = 200_000_000;
+const STARTUP: Duration = Duration::from_secs(30);
+
+fn main() {
+    if !nix::unistd::geteuid().is_root() {
+        println!("e2e benches need root (network namespaces, TUN); skipping");
+        return;
+    }
+    for tool in ["ip", "python3", "ls", "sha256sum", "find"] {
+        if which(tool).is_none() {
+            println!("e2e benches need `{tool}` on PATH; skipping");
+            return;
+        }
+    }
+    let groups = std::env::var("RSCQ_BENCH_GROUPS").unwrap_or_else(|_| "all".into());
+    let want = |g: &str| groups == "all" || groups.split(',').any(|x| x.trim() == g);
+    let mut c = Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2))
+        .configure_from_args();
+    let lab = Lab::new();
+    extra(&format!(
+        "{{\"kind\":\"run\",\"unix_time\":{}}}",
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    ));
+    if want("ls") {
+        bench_ls(&mut c, &lab);
+    }
+    if want("download") {
+        bench_download(&mut c, &lab);
+    }
+    if want("overhead") {
+        bench_overhead(&mut c, &lab);
+    }
+    c.final_summary();
+}
+
+// ---------------------------------------------------------------------------
+// Table 5.2: ls -l
+// ---------------------------------------------------------------------------
+
+/// (label, directory name under the export root, how many entries)
+const LS_DIRS: &[(&str, &str)] = &[("27dirs", "d27"), ("1000files", "f1000")];
+const LS_RTTS: &[u32] = &[0, 2, 20, 100];
+
+fn bench_ls(c: &mut Criterion, lab: &Lab) {
+    for &rtt in LS_RTTS {
+        let site = Site::new(lab, rtt, None);
+        for &(label, dir) in LS_DIRS {
+            let remote = format!("/remote/{dir}");
+            let local = lab.root.join(dir);
+            let ls_remote = ["ls", "-l", "--color=never", remote.as_str()];
+            let local_s = local.to_string_lossy().into_owned();
+            let ls_local = ["ls", "-l", "--color=never", local_s.as_str()];
+            // Pure ls of 1000 files costs >3000 round trips: 20 ms and
+            // 100 ms would take minutes per iteration.
+            let run_pure = !(label == "1000files" && rtt > 2);
+            for (mode, flags) in [("pure", &["--pure"][..]), ("optimized", &[][..])] {
+                if mode == "pure" && !run_pure {
+                    continue;
+                }
+                let (calls, local_calls) =
+                    site.stats(lab, flags, &["--mount", "/remote=/"], &ls_remote);
+                extra(&format!(
+                    "{{\"kind\":\"roundtrips\",\"group\":\"ls_{label}\",\"mode\":\"{mode}\",\"rtt_ms\":{rtt},\"calls\":{calls},\"local\":{local_calls}}}"
+                ));
+            }
+            let mut g = group(c, &format!("ls_{label}"));
+            let param = format!("rtt{rtt}ms");
+            g.bench_function(BenchmarkId::new("direct", &param), |b| {
+                b.iter_custom(|iters| {
+                    (0..iters)
+                        .map(|_| run_timed(&site.server_ns, cmd(&ls_local)))
+                        .sum()
+                });
+            });
+            for (mode, flags) in [("pure", &["--pure"][..]), ("optimized", &[][..])] {
+                if mode == "pure" && !run_pure {
+                    continue;
+                }
+                g.bench_function(BenchmarkId::new(mode, &param), |b| {
+                    b.iter_custom(|iters| {
+                        (0..iters)
+                            .map(|_| {
+                                let c =
+                                    site.rscq(lab, flags, &["--mount", "/remote=/"], &ls_remote);
+                                run_timed(&site.client_ns, c)
+                            })
+                            .sum()
+                    });
+                });
+            }
+            g.finish();
+        }
+        // The fixed cost of every run under rscq: start, QUIC handshake,
+        // a program that forwards nothing, teardown.
+        let mut g = group(c, "ls_connect");
+        g.bench_function(BenchmarkId::new("optimized", format!("rtt{rtt}ms")), |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| {
+                        let c = site.rscq(lab, &[], &["--mount", "/remote=/"], &["true"]);
+                        run_timed(&site.client_ns, c)
+                    })
+                    .sum()
+            });
+        });
+        g.finish();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Table 5.1: download with recv(B)
+// ---------------------------------------------------------------------------
+
+const CLIENT_PY: &str = r#"
+import socket, sys, time
+host, port, path, bufsize, expect = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
+buf = bytearray(max(bufsize, 65536))
+view = memoryview(buf)
+t0 = time.perf_counter()
+s = socket.create_connection((host, port))
+s.sendall(("GET /%s HTTP/1.0\r\nHost: %s\r\n\r\n" % (path, host)).encode())
+head = b""
+while b"\r\n\r\n" not in head:
+    n = s.recv_into(view, bufsize)
+    if n == 0:
+        sys.exit("connection closed in the header")
+    head += bytes(view[:n])
+status = head.split(b"\r\n", 1)[0]
+if b" 200 " not in status:
+    sys.exit("bad status: %r" % status)
+got = len(head) - head.index(b"\r\n\r\n") - 4
+while True:
+    n = s.recv_into(view, bufsize)
+    if n == 0:
+        break
+    got += n
+t1 = time.perf_counter()
+s.close()
+if got != expect:
+    sys.exit("got %d bytes, expected %d" % (got, expect))
+print("TRANSFER %d %.6f" % (got, t1 - t0))
+"#;
+
+fn bench_download(c: &mut Criterion, lab: &Lab) {
+    let client = lab.dir.join("client.py");
+    fs::write(&client, CLIENT_PY).expect("write client.py");
+    let client = client.to_string_lossy().into_owned();
+    let expect = DOWNLOAD_BYTES.to_string();
+    let port = HTTP_PORT.to_string();
+    for &(rtt, rate) in &[(20, Some(100)), (100, Some(100)), (20, None), (100, None)] {
+        let site = Site::new(lab, rtt, rate);
+        let _http = site.http_server(lab);
+        let name = format!(
+            "download_rtt{rtt}_{}",
+            rate.map_or("nocap".to_string(), |r| format!("{r}mbit"))
+        );
+        let mut g = group(c, &name);
+        g.throughput(criterion::Throughput::Bytes(DOWNLOAD_BYTES as u64));
+        for &bufsize in BUFFERS {
+            let bs = bufsize.to_string();
+            let argv = [
+                "python3",
+                client.as_str(),
+                B_ADDR,
+                port.as_str(),
+                "big.bin",
+                bs.as_str(),
+                expect.as_str(),
+            ];
+            for mode in ["direct", "optimized"] {
+                let mut transfers: Vec<f64> = Vec::new();
+                g.bench_function(BenchmarkId::new(mode, bufsize), |b| {
+                    b.iter_custom(|iters| {
+                        let mut total = Duration::ZERO;
+                        for _ in 0..iters {
+                            let c = if mode == "direct" {
+                                cmd(&argv)
+                            } else {
+                                site.rscq(lab, &[], &["--net"], &argv)
+                            };
+                            let (elapsed, out) = run_output(&site.client_ns, c);
+                            total += elapsed;
+                            if let Some(t) = parse_tagged(&out, "TRANSFER", 2) {
+                                transfers.push(t);
+                            }
+                        }
+                        total
+                    });
+                });
+                extra(&format!(
+                    "{{\"kind\":\"transfer\",\"group\":\"{name}\",\"mode\":\"{mode}\",\"buf\":{bufsize},\"bytes\":{DOWNLOAD_BYTES},\"median_s\":{:.6},\"n\":{}}}",
+                    median(&mut transfers),
+                    transfers.len()
+                ));
+            }
+        }
+        g.finish();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Overheads
+// ---------------------------------------------------------------------------
+
+const STAT_PY: &str = r#"
+import os, sys, time
+path, n = sys.argv[1], int(sys.argv[2])
+os.stat(path)
+t0 = time.perf_counter()
+for _ in range(n):
+    os.stat(path)
+t1 = time.perf_counter()
+print("STAT %d %.9f" % (n, t1 - t0))
+"#;
+
+fn bench_overhead(c: &mut Criterion, lab: &Lab) {
+    let site = Site::new(lab, 0, None);
+    // (a) one forwarded stat, not answered by any cache, at RTT 0.
+    let stat_py = lab.dir.join("stat.py");
+    fs::write(&stat_py, STAT_PY).expect("write stat.py");
+    let stat_py = stat_py.to_string_lossy().into_owned();
+    let n = STAT_CALLS.to_string();
+    let local_target = lab.root.join("statme").to_string_lossy().into_owned();
+    let direct_argv = [
+        "python3",
+        stat_py.as_str(),
+        local_target.as_str(),
+        n.as_str(),
+    ];
+    let remote_argv = ["python3", stat_py.as_str(), "/remote/statme", n.as_str()];
+    for (mode, flags) in [("pure", &["--pure"][..]), ("optimized", &[][..])] {
+        let (calls, local_calls) = site.stats(lab, flags, &["--mount", "/remote=/"], &remote_argv);
+        extra(&format!(
+            "{{\"kind\":\"roundtrips\",\"group\":\"overhead_stat\",\"mode\":\"{mode}\",\"rtt_ms\":0,\"calls\":{calls},\"local\":{local_calls}}}"
+        ));
+    }
+    let mut g = group(c, "overhead_stat");
+    for mode in ["direct", "pure", "optimized"] {
+        let mut per_run: Vec<f64> = Vec::new();
+        // Criterion times the whole command; the program's own timing of
+        // its stat loop is what the per-call figure is made of.
+        g.bench_function(BenchmarkId::new(mode, format!("stat{STAT_CALLS}")), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let c = match mode {
+                        "direct" => cmd(&direct_argv),
+                        "pure" => {
+                            site.rscq(lab, &["--pure"], &["--mount", "/remote=/"], &remote_argv)
+                        }
+                        _ => site.rscq(lab, &[], &["--mount", "/remote=/"], &remote_argv),
+                    };
+                    let (elapsed, out) = run_output(&site.client_ns, c);
+                    total += elapsed;
+                    if let Some(t) = parse_tagged(&out, "STAT", 2) {
+                        per_run.push(t);
+                    }
+                }
+                total
+            });
+        });
+        extra(&format!(
+            "{{\"kind\":\"stat_loop\",\"mode\":\"{mode}\",\"calls\":{STAT_CALLS},\"median_s\":{:.9},\"n\":{}}}",
+            median(&mut per_run),
+            per_run.len()
+        ));
+    }
+    g.finish();
+
+    // (b) programs that make only local calls.
+    let big = lab.dir.join("big-local.bin");
+    write_pattern(&big, BIG_FILE_BYTES);
+    let big_s = big.to_string_lossy().into_owned();
+    let programs: [(&str, Vec<&str>); 2] = [
+        ("sha256sum-200MB", vec!["sha256sum", big_s.as_str()]),
+        ("find-usr", vec!["find", "/usr"]),
+    ];
+    let mut g = group(c, "overhead_local");
+    for (label, argv) in &programs {
+        g.bench_function(BenchmarkId::new("native", label), |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| run_timed(&site.client_ns, cmd(argv)))
+                    .sum()
+            });
+        });
+        g.bench_function(BenchmarkId::new("rscq-mount", label), |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| {
+                        let c = site.rscq(lab, &[], &["--mount", "/remote=/tmp"], argv);
+                        run_timed(&site.client_ns, c)
+                    })
+                    .sum()
+            });
+        });
+        g.bench_function(BenchmarkId::new("rscq-nomount", label), |b| {
+            b.iter_custom(|iters| {
+                (0..iters)
+                    .map(|_| run_timed(&site.client_ns, site.rscq(lab, &[], &[], argv)))
+                    .sum()
+            });
+        });
+    }
+    g.finish();
+}
+
+// ---------------------------------------------------------------------------
+// Lab: credentials, export tree, namespaces, servers
+// ---------------------------------------------------------------------------
+
+fn group<'a>(c: &'a mut Criterion, name: &str) -> BenchmarkGroup<'a, WallTime> {
+    let mut g = c.benchmark_group(name);
+    g.sampling_mode(SamplingMode::Flat)
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2));
+    g
+}
+
+/// Credentials and the export tree, in a temporary directory removed on
+/// drop.
+struct Lab {
+    dir: PathBuf,
+    root: PathBuf,
+    server_dir: PathBuf,
+    client_dir: PathBuf,
+    authorized: PathBuf,
+    home: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Lab {
+    fn new() -> Self {
+        let tmp = tempfile::Builder::new()
+            .prefix("rscq-bench-")
+            .tempdir()
+            .expect("tempdir");
+        let dir = tmp.path().canonicalize().expect("canonicalize");
+        let root = dir.join("root");
+        let home = dir.join("home");
+        let server_dir = dir.join("server");
+        let client_dir = dir.join("client");
+        for d in [
+            &root,
+            &home,
+            &root.join("tmp"),
+            &root.join("d27"),
+            &root.join("f1000"),
+        ] {
+            fs::create_dir_all(d).expect("mkdir");
+        }
+        for i in 0..27 {
+            fs::create_dir(root.join("d27").join(format!("dir{i:02}"))).expect("mkdir");
+        }
+        for i in 0..1000 {
+            fs::write(root.join("f1000").join(format!("file{i:04}")), b"x\n").expect("write");
+        }
+        fs::write(root.join("statme"), b"stat me\n").expect("write");
+        write_pattern(&root.join("big.bin"), DOWNLOAD_BYTES);
+        check(cmd(&[SERVER, "--gen-cert", &s(&server_dir)]));
+        let out = check(cmd(&[RSCQ, "keygen", "--dir", &s(&client_dir)]));
+        let fp = String::from_utf8_lossy(&out).trim().to_string();
+        let authorized = dir.join("authorized_clients");
+        fs::write(&authorized, format!("{fp}\n")).expect("write authorized clients");
+        Self {
+            dir,
+            root,
+            server_dir,
+            client_dir,
+            authorized,
+            home,
+            _tmp: tmp,
+        }
+    }
+}
+
+/// Where the client and the server run: one namespace on loopback (RTT 0)
+/// or the two ends of an emulated link. Dropping it kills the server and
+/// removes the namespaces (field order is drop order).
+struct Site {
+    server: Proc,
+    remote: String,
+    client_ns: String,
+    server_ns: String,
+    _net: NetGuard,
+}
+
+impl Site {
+    fn new(lab: &Lab, rtt_ms: u32, rate_mbit: Option<u32>) -> Self {
+        let pid = std::process::id();
+        let (net, client_ns, server_ns, listen_ip) = if rtt_ms == 0 {
+            let name = format!("rscqb-{pid}-lo");
+            ip(&["netns", "add", &name]);
+            let guard = NetGuard::Plain(name.clone());
+            ip(&["-n", &name, "link", "set", "lo", "up"]);
+            (guard, name.clone(), name, "127.0.0.1")
+        } else {
+            let a = format!("rscqb-{pid}-a");
+            let b = format!("rscqb-{pid}-b");
+            let rtt = rtt_ms.to_string();
+            let mut argv = vec!["up", a.as_str(), b.as_str(), "--rtt", rtt.as_str()];
+            let rate = rate_mbit.map(|r| r.to_string());
+            if let Some(r) = &rate {
+                argv.extend(["--rate", r.as_str()]);
+            }
+            let mut c = Command::new(Path::new(REPO).join("netem/link.sh"));
+            c.args(&argv).env("RSCQ_DELAYLINE", DELAYLINE);
+            // Registered before `up` so a half-built link is torn down too.
+            let guard = NetGuard::Link(a.clone(), b.clone());
+            check(c);
+            (guard, a, b, B_ADDR)
+        };
+        let mut server = cmd(&[
+            SERVER,
+            "--cert",
+            &s(&lab.server_dir.join("cert.pem")),
+            "--key",
+            &s(&lab.server_dir.join("key.pem")),
+            "--listen",
+            &format!("{listen_ip}:0"),
+            "--root",
+            &s(&lab.root),
+            "--authorized-clients",
+            &s(&lab.authorized),
+        ]);
+        server.env("RUST_LOG", "warn").stderr(Stdio::piped());
+        let mut server = Proc::spawn(&server_ns, server);
+        let port = server.wait_listening();
+        Self {
+            server,
+            remote: format!("{listen_ip}:{port}"),
+            client_ns,
+            server_ns,
+            _net: net,
+        }
+    }
+
+    /// `rscq <connection flags> FLAGS SCOPE -- ARGV`
+    fn rscq(&self, lab: &Lab, flags: &[&str], scope: &[&str], argv: &[&str]) -> Command {
+        let mut full: Vec<OsString> = vec![
+            RSCQ.into(),
+            "--remote".into(),
+            self.remote.clone().into(),
+            "--server-cert".into(),
+            lab.server_dir.join("cert.pem").into(),
+            "--identity".into(),
+            lab.client_dir.clone().into(),
+            "--known-servers".into(),
+            lab.dir.join("known_servers").into(),
+        ];
+        full.extend(flags.iter().chain(scope).map(OsString::from));
+        full.push("--".into());
+        full.extend(argv.iter().map(OsString::from));
+        let mut c = cmd(&full);
+        c.env("HOME", &lab.home)
+            .env("XDG_CONFIG_HOME", lab.dir.join("xdg"));
+        c
+    }
+
+    /// Round trips ("calls") and locally answered calls of one `--stats`
+    /// run.
+    fn stats(&self, lab: &Lab, flags: &[&str], scope: &[&str], argv: &[&str]) -> (u64, u64) {
+        let mut all = vec!["--stats"];
+        all.extend_from_slice(flags);
+        let mut c = self.rscq(lab, &all, scope, argv);
+        c.stdout(Stdio::null()).stderr(Stdio::piped());
+        let out = in_ns(&self.client_ns, || c.output()).expect("run rscq --stats");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "rscq --stats failed: {err}");
+        err.lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.len() >= 4 && f[0] == "rscq:" && f[1] == "total")
+                    .then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))
+                    .flatten()
+            })
+            .unwrap_or_else(|| panic!("no total line in --stats output: {err}"))
+    }
+
+    /// `python3 -m http.server` in the server's namespace, serving the
+    /// export root on B_ADDR:HTTP_PORT.
+    fn http_server(&self, lab: &Lab) -> Proc {
+        let port = HTTP_PORT.to_string();
+        let mut c = cmd(&[
+            "python3",
+            "-u",
+            "-m",
+            "http.server",
+            port.as_str(),
+            "--bind",
+            B_ADDR,
+            "--directory",
+            &s(&lab.root),
+        ]);
+        c.stdout(Stdio::piped()).stderr(Stdio::null());
+        let mut p = Proc::spawn(&self.server_ns, c);
+        p.wait_stdout("Serving HTTP");
+        p
+    }
+}
+
+impl Drop for Site {
+    fn drop(&mut self) {
+        self.server.kill();
+    }
+}
+
+/// Namespaces this bench made; removed (with every process in them) on drop.
+enum NetGuard {
+    Plain(String),
+    Link(String, String),
+}
+
+impl Drop for NetGuard {
+    fn drop(&mut self) {
+        let names = match self {
+            Self::Plain(n) => vec![n.clone()],
+            Self::Link(a, b) => vec![a.clone(), b.clone()],
+        };
+        for n in &names {
+            kill_ns_pids(n);
+        }
+        match self {
+            Self::Plain(n) => {
+                let _ = Command::new("ip")
+                    .args(["netns", "del", n])
+                    .stderr(Stdio::null())
+                    .status();
+            }
+            Self::Link(a, b) => {
+                let _ = Command::new(Path::new(REPO).join("netem/link.sh"))
+                    .args(["down", a, b])
+                    .status();
+            }
+        }
+    }
+}
+
+/// Every process in a namespace this bench created is one it started.
+fn kill_ns_pids(name: &str) {
+    if let Ok(out) = Command::new("ip").args(["netns", "pids", name]).output() {
+        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
+            if let Ok(pid) = pid.parse::<i32>() {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+/// A background process in its own process group, killed on drop.
+struct Proc {
+    child: Child,
+    lines: Option<mpsc::Receiver<String>>,
+}
+
+impl Proc {
+    fn spawn(ns: &str, mut c: Command) -> Self {
+        c.stdin(Stdio::null()).process_group(0);
+        let mut child = in_ns(ns, || c.spawn()).expect("spawn background process");
+        let (tx, rx) = mpsc::channel();
+        let pipe: Option<Box<dyn Read + Send>> = match (child.stderr.take(), child.stdout.take()) {
+            (Some(e), _) => Some(Box::new(e)),
+            (None, Some(o)) => Some(Box::new(o)),
+            (None, None) => None,
+        };
+        if let Some(pipe) = pipe {
+            // Keeps draining after the line we wait for, so the process
+            // never blocks on a full pipe.
+            thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { return };
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        Self {
+            child,
+            lines: Some(rx),
+        }
+    }
+
+    fn wait_line(&mut self, needle: &str) -> String {
+        let rx = self.lines.as_ref().expect("output piped");
+        let deadline = Instant::now() + STARTUP;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("waiting for {needle:?}: {e}"),
+            }
+        }
+    }
+
+    fn wait_listening(&mut self) -> u16 {
+        let line = self.wait_line("listening on ");
+        let addr = line.rsplit("listening on ").next().unwrap_or("").trim();
+        let addr: std::net::SocketAddr = addr
+            .parse()
+            .unwrap_or_else(|e| panic!("bad listening line {line:?}: {e}"));
+        addr.port()
+    }
+
+    fn wait_stdout(&mut self, needle: &str) {
+        self.wait_line(needle);
+    }
+
+    fn kill(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Running commands inside a namespace
+// ---------------------------------------------------------------------------
+
+/// The network namespace this thread started in.
+fn home_ns() -> &'static File {
+    static HOME: OnceLock<File> = OnceLock::new();
+    HOME.get_or_init(|| File::open("/proc/thread-self/ns/net").expect("open own netns"))
+}
+
+/// Runs `f` with this thread in network namespace `name` (children it
+/// spawns are born there), and switches back even if `f` panics. Cheaper
+/// and quieter than `ip netns exec`, which also remounts /sys.
+fn in_ns<T>(name: &str, f: impl FnOnce() -> T) -> T {
+    struct Back;
+    impl Drop for Back {
+        fn drop(&mut self) {
+            nix::sched::setns(home_ns(), CloneFlags::CLONE_NEWNET).expect("back to own netns");
+        }
+    }
+    let _ = home_ns();
+    let ns = File::open(format!("/run/netns/{name}")).expect("open netns");
+    nix::sched::setns(&ns, CloneFlags::CLONE_NEWNET).expect("setns");
+    let _back = Back;
+    f()
+}
+
+/// Runs `c` to completion in namespace `ns` (stdout discarded) and returns
+/// its wall time; a failure stops the bench with its stderr.
+fn run_timed(ns: &str, mut c: Command) -> Duration {
+    c.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let start = Instant::now();
+    let out = in_ns(ns, || c.output()).expect("spawn");
+    let elapsed = start.elapsed();
+    assert!(
+        out.status.success(),
+        "{c:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    elapsed
+}
+
+/// Like [`run_timed`], also returning stdout.
+fn run_output(ns: &str, mut c: Command) -> (Duration, String) {
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let start = Instant::now();
+    let out = in_ns(ns, || c.output()).expect("spawn");
+    let elapsed = start.elapsed();
+    assert!(
+        out.status.success(),
+        "{c:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (elapsed, String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// A command with a fixed locale.
+fn cmd<S: AsRef<std::ffi::OsStr>>(argv: &[S]) -> Command {
+    let mut c = Command::new(argv[0].as_ref());
+    c.args(&argv[1..]).env("LC_ALL", "C").env("TZ", "UTC");
+    for v in ["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"] {
+        c.env_remove(v);
+    }
+    c
+}
+
+/// Runs `c` in this namespace and returns stdout; panics on failure.
+fn check(mut c: Command) -> Vec<u8> {
+    let out = c.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{c:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn ip(args: &[&str]) {
+    let mut argv = vec!["ip"];
+    argv.extend_from_slice(args);
+    check(cmd(&argv));
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+fn s(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// The number after `tag` at field `field` of the line starting with it.
+fn parse_tagged(out: &str, tag: &str, field: usize) -> Option<f64> {
+    out.lines()
+        .find(|l| l.starts_with(tag))
+        .and_then(|l| l.split_whitespace().nth(field))
+        .and_then(|v| v.parse().ok())
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    }
+}
+
+/// Deterministic pseudo-random bytes (xorshift).
+fn write_pattern(path: &Path, len: usize) {
+    let mut f = std::io::BufWriter::new(File::create(path).expect("create"));
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut left = len;
+    let mut chunk = Vec::with_capacity(1 << 16);
+    while left > 0 {
+        chunk.clear();
+        while chunk.len() < (1 << 16) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            chunk.extend_from_slice(&x.to_le_bytes());
+        }
+        let n = left.min(chunk.len());
+        f.write_all(&chunk[..n]).expect("write");
+        left -= n;
+    }
+    f.flush().expect("flush");
+}
+
+// ---------------------------------------------------------------------------
+// Side file
+// ---------------------------------------------------------------------------
+
+/// Where criterion writes (same rules as criterion: CRITERION_HOME,
+/// CARGO_TARGET_DIR/criterion, else the target dir this binary is in).
+fn criterion_dir() -> PathBuf {
+    if let Some(h) = std::env::var_os("CRITERION_HOME") {
+        return h.into();
+    }
+    if let Some(t) = std::env::var_os("CARGO_TARGET_DIR") {
+        return PathBuf::from(t).join("criterion");
+    }
+    // target/release/deps/e2e-HASH
+    std::env::current_exe()
+        .ok()
+        .and_then(|e| e.ancestors().nth(3).map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("target"))
+        .join("criterion")
+}
+
+/// Appends one JSON object (one line) to `rscq-extra.jsonl`.
+fn extra(json: &str) {
+    let dir = criterion_dir();
+    let _ = fs::create_dir_all(&dir);
+    let mut line = String::new();
+    let _ = writeln!(line, "{json}");
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("rscq-extra.jsonl"))
+        .expect("open rscq-extra.jsonl");
+    f.write_all(line.as_bytes())
+        .expect("write rscq-extra.jsonl");
+    eprintln!("rscq-extra: {json}");
+}

@@ -176,11 +176,19 @@ impl Forwarder for Engine {
                     .open_tcp(addr, engine.pumps.pure.is_some())
                     .await
                 {
-                    Ok(Ok(streams)) => engine
-                        .pumps
-                        .attach(dup, streams)
-                        .await
-                        .map(|()| Reply::Done),
+                    Ok(Ok(streams)) => {
+                        // A non-blocking connect reports EINPROGRESS, as the
+                        // kernel does for TCP; the socket is already
+                        // connected, so the program's poll says writable
+                        // and SO_ERROR is 0.
+                        let nonblocking = rustix::fs::fcntl_getfl(&dup)
+                            .is_ok_and(|f| f.contains(rustix::fs::OFlags::NONBLOCK));
+                        match engine.pumps.attach(dup, streams).await {
+                            Ok(()) if nonblocking => Err(Errno(libc::EINPROGRESS)),
+                            Ok(()) => Ok(Reply::Done),
+                            Err(e) => Err(e),
+                        }
+                    }
                     Ok(Err(e)) => Err(engine.pumps.refuse(&dup, e)),
                     Err(e) => Err(engine.connection_failed(&e)),
                 },

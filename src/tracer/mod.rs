@@ -168,6 +168,12 @@ pub fn filter_rules(config: &TracerConfig) -> Vec<(i64, seccomp::Action)> {
             ));
         }
     }
+    if fwd.net && fwd.mounts.is_empty() {
+        // The resolver files come from the server: every open must be seen.
+        for nr in [libc::SYS_open, libc::SYS_openat, libc::SYS_openat2] {
+            rules.push((nr, seccomp::Action::Trace));
+        }
+    }
     if !fwd.mounts.is_empty() {
         // Reads and writes first: they are the most frequent.
         for &(nr, name) in nr::FD_CALLS.iter().chain(nr::PATH_CALLS) {
@@ -1211,5 +1217,7 @@ mod tests {
         assert!(traced(&config(true), libc::SYS_epoll_wait));
         assert!(!traced(&config(false), libc::SYS_recvfrom));
         assert!(!traced(&config(false), libc::SYS_read));
+        // The resolver files are opened from the server even with no mount.
+        assert!(traced(&config(false), libc::SYS_openat));
     }
 }

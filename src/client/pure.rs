@@ -146,82 +146,131 @@ impl PurePumps {
     }
 }
 
-async fn round_trip(
-    send: &mut quinn::SendStream,
-    recv: &mut quinn::RecvStream,
-    op: &PureOp,
-) -> Result<PureReply, Errno> {
-    send.write_all(&frame::encode(op))
-        .await
-        .map_err(|_| Errno::ECONNRESET)?;
-    match crate::transport::read_frame::<PureReply>(recv).await {
-        Ok(Some(reply)) => Ok(reply),
-        Ok(None) | Err(_) => Err(Errno::ECONNRESET),
-    }
+/// Waiters for replies, in the order their operations were sent.
+#[derive(Default)]
+struct Waiters {
+    recvs: std::collections::VecDeque<oneshot::Sender<Result<(), Errno>>>,
+    sends: std::collections::VecDeque<oneshot::Sender<Result<u64, Errno>>>,
 }
 
 async fn run(
     local: TcpStream,
     mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
+    recv: quinn::RecvStream,
     mut commands: mpsc::UnboundedReceiver<Command>,
-    pump: &PurePump,
+    pump: &Arc<PurePump>,
 ) {
-    let (mut rd, mut wr) = local.into_split();
+    let (mut rd, wr) = local.into_split();
+    let waiters = Arc::new(Mutex::new(Waiters::default()));
+    let replies = tokio::spawn(route_replies(recv, wr, waiters.clone(), pump.clone()));
     let mut from_program = vec![0u8; 64 * 1024];
     let mut program_done = false;
     loop {
-        tokio::select! {
+        let op = tokio::select! {
             command = commands.recv() => match command {
-                None => return,
+                None => break,
                 Some(Command::Fetch { max, nonblocking, done }) => {
-                    let result = match round_trip(&mut send, &mut recv, &PureOp::Recv { max, nonblocking }).await {
-                        Ok(PureReply::Data(data)) if data.is_empty() => {
-                            pump.eof.store(true, Ordering::SeqCst);
-                            let _ = wr.shutdown().await;
-                            Ok(())
-                        }
-                        Ok(PureReply::Data(data)) => {
-                            wr.write_all(&data).await.map_err(|e| Errno::from_io(&e))
-                        }
-                        Ok(PureReply::Failed(e)) if e == Errno::EAGAIN => Ok(()),
-                        Ok(PureReply::Failed(e)) => {
-                            // The remote connection failed: so does the local one.
-                            pump.eof.store(true, Ordering::SeqCst);
-                            let _ = rustix::net::sockopt::set_socket_linger(
-                                wr.as_ref(),
-                                Some(std::time::Duration::ZERO),
-                            );
-                            let _ = done.send(Err(e));
-                            return;
-                        }
-                        Ok(_) => Err(Errno::EIO),
-                        Err(e) => Err(e),
-                    };
-                    let _ = done.send(result);
+                    lock(&waiters).recvs.push_back(done);
+                    PureOp::Recv { max, nonblocking }
                 }
                 Some(Command::Send { data, done }) => {
-                    let result = match round_trip(&mut send, &mut recv, &PureOp::Send(data)).await {
-                        Ok(PureReply::Sent(n)) => Ok(n),
-                        Ok(PureReply::Failed(e)) => Err(e),
-                        Ok(_) => Err(Errno::EIO),
-                        Err(e) => Err(e),
-                    };
-                    let _ = done.send(result);
+                    lock(&waiters).sends.push_back(done);
+                    PureOp::Send(data)
                 }
             },
             // Bytes the program wrote through a call rscq does not trap
             // (sendfile, splice), and its shutdown or close.
-            read = rd.read(&mut from_program), if !program_done => match read {
-                Ok(0) | Err(_) => {
-                    program_done = true;
-                    let _ = round_trip(&mut send, &mut recv, &PureOp::ShutdownWrite).await;
+            read = rd.read(&mut from_program), if !program_done => {
+                // Nobody waits for these answers.
+                lock(&waiters).sends.push_back(oneshot::channel().0);
+                match read {
+                    Ok(0) | Err(_) => {
+                        program_done = true;
+                        PureOp::ShutdownWrite
+                    }
+                    Ok(n) => PureOp::Send(from_program[..n].to_vec()),
                 }
-                Ok(n) => {
-                    let op = PureOp::Send(from_program[..n].to_vec());
-                    let _ = round_trip(&mut send, &mut recv, &op).await;
+            }
+        };
+        if send.write_all(&frame::encode(&op)).await.is_err() {
+            break;
+        }
+    }
+    replies.abort();
+}
+
+fn lock(waiters: &Mutex<Waiters>) -> std::sync::MutexGuard<'_, Waiters> {
+    waiters.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Delivers each reply: received bytes into the program's socket, results
+/// to whoever waits for them.
+async fn route_replies(
+    mut recv: quinn::RecvStream,
+    mut wr: tokio::net::tcp::OwnedWriteHalf,
+    waiters: Arc<Mutex<Waiters>>,
+    pump: Arc<PurePump>,
+) {
+    loop {
+        let reply = match crate::transport::read_frame::<PureReply>(&mut recv).await {
+            Ok(Some(reply)) => reply,
+            Ok(None) | Err(_) => {
+                // The server side is gone: fail everyone still waiting.
+                pump.eof.store(true, Ordering::SeqCst);
+                let mut w = lock(&waiters);
+                for done in w.recvs.drain(..) {
+                    let _ = done.send(Err(Errno::ECONNRESET));
                 }
-            },
+                for done in w.sends.drain(..) {
+                    let _ = done.send(Err(Errno::ECONNRESET));
+                }
+                return;
+            }
+        };
+        match reply {
+            PureReply::Data(data) => {
+                let result = if data.is_empty() {
+                    pump.eof.store(true, Ordering::SeqCst);
+                    let _ = wr.shutdown().await;
+                    Ok(())
+                } else {
+                    wr.write_all(&data).await.map_err(|e| Errno::from_io(&e))
+                };
+                if let Some(done) = lock(&waiters).recvs.pop_front() {
+                    let _ = done.send(result);
+                }
+            }
+            PureReply::RecvFailed(e) => {
+                let result = if e == Errno::EAGAIN {
+                    Ok(())
+                } else {
+                    // The remote connection failed: so does the local one.
+                    pump.eof.store(true, Ordering::SeqCst);
+                    let _ = rustix::net::sockopt::set_socket_linger(
+                        wr.as_ref(),
+                        Some(std::time::Duration::ZERO),
+                    );
+                    Err(e)
+                };
+                if let Some(done) = lock(&waiters).recvs.pop_front() {
+                    let _ = done.send(result);
+                }
+            }
+            PureReply::Sent(n) => {
+                if let Some(done) = lock(&waiters).sends.pop_front() {
+                    let _ = done.send(Ok(n));
+                }
+            }
+            PureReply::Shut => {
+                if let Some(done) = lock(&waiters).sends.pop_front() {
+                    let _ = done.send(Ok(0));
+                }
+            }
+            PureReply::SendFailed(e) => {
+                if let Some(done) = lock(&waiters).sends.pop_front() {
+                    let _ = done.send(Err(e));
+                }
+            }
         }
     }
 }

@@ -469,15 +469,19 @@ pub enum PureOp {
     ShutdownWrite,
 }
 
-/// The answer to one [`PureOp`].
+/// The answer to one [`PureOp`]. Receives and sends are answered in
+/// their own order, independently: a `send` never waits behind a `recv`
+/// that waits for the peer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum PureReply {
     /// Received bytes; empty at the end of the stream.
     Data(#[serde(with = "serde_bytes")] Vec<u8>),
+    RecvFailed(Errno),
     Sent(u64),
-    Done,
-    Failed(Errno),
+    /// `ShutdownWrite` done.
+    Shut,
+    SendFailed(Errno),
 }
 
 /// The first frame of a stream the server opens: one accepted connection.

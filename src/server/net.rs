@@ -220,49 +220,85 @@ async fn accept_loop(
 
 /// Serves a `--pure` connection: each [`PureOp`] frame is one syscall on
 /// the socket and one [`PureReply`] frame back, nothing read ahead.
-async fn pure_pump(stream: TcpStream, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+/// Receives and sends run in tasks of their own, so a send is never stuck
+/// behind a receive waiting for the peer.
+async fn pure_pump(stream: TcpStream, send: quinn::SendStream, mut recv: quinn::RecvStream) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = stream;
+    use tokio::sync::mpsc;
+    let (mut rd, mut wr) = stream.into_split();
+    let send = std::sync::Arc::new(tokio::sync::Mutex::new(send));
+    let (recv_ops, mut recv_queue) = mpsc::unbounded_channel::<(u32, bool)>();
+    let (send_ops, mut send_queue) = mpsc::unbounded_channel::<PureOp>();
+    let reply_to = send.clone();
+    let receiver = tokio::spawn(async move {
+        while let Some((max, nonblocking)) = recv_queue.recv().await {
+            let len = usize::try_from(max.min(crate::proto::MAX_IO)).unwrap_or(0);
+            let mut buf = vec![0u8; len];
+            let read = if nonblocking {
+                match rd.try_read(&mut buf) {
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        Err(std::io::Error::from_raw_os_error(libc::EAGAIN))
+                    }
+                    other => other,
+                }
+            } else {
+                rd.read(&mut buf).await
+            };
+            let reply = match read {
+                Ok(n) => {
+                    buf.truncate(n);
+                    PureReply::Data(buf)
+                }
+                Err(e) => PureReply::RecvFailed(Errno::from_io(&e)),
+            };
+            if reply_to
+                .lock()
+                .await
+                .write_all(&frame::encode(&reply))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    let reply_to = send.clone();
+    let sender = tokio::spawn(async move {
+        while let Some(op) = send_queue.recv().await {
+            let reply = match op {
+                PureOp::Send(data) => match wr.write_all(&data).await {
+                    Ok(()) => PureReply::Sent(u64::try_from(data.len()).unwrap_or(u64::MAX)),
+                    Err(e) => PureReply::SendFailed(Errno::from_io(&e)),
+                },
+                _ => match wr.shutdown().await {
+                    Ok(()) => PureReply::Shut,
+                    Err(e) => PureReply::SendFailed(Errno::from_io(&e)),
+                },
+            };
+            if reply_to
+                .lock()
+                .await
+                .write_all(&frame::encode(&reply))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
     loop {
-        let op = match crate::transport::read_frame::<PureOp>(&mut recv).await {
-            Ok(Some(op)) => op,
+        match crate::transport::read_frame::<PureOp>(&mut recv).await {
+            Ok(Some(PureOp::Recv { max, nonblocking })) => {
+                let _ = recv_ops.send((max, nonblocking));
+            }
+            Ok(Some(op)) => {
+                let _ = send_ops.send(op);
+            }
             // The client closed the stream (the program closed its socket),
             // or sent garbage: drop the connection either way.
-            Ok(None) | Err(_) => return,
-        };
-        let reply = match op {
-            PureOp::Recv { max, nonblocking } => {
-                let len = usize::try_from(max.min(crate::proto::MAX_IO)).unwrap_or(0);
-                let mut buf = vec![0u8; len];
-                let read = if nonblocking {
-                    match stream.try_read(&mut buf) {
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                            Err(std::io::Error::from_raw_os_error(libc::EAGAIN))
-                        }
-                        other => other,
-                    }
-                } else {
-                    stream.read(&mut buf).await
-                };
-                match read {
-                    Ok(n) => {
-                        buf.truncate(n);
-                        PureReply::Data(buf)
-                    }
-                    Err(e) => PureReply::Failed(Errno::from_io(&e)),
-                }
-            }
-            PureOp::Send(data) => match stream.write_all(&data).await {
-                Ok(()) => PureReply::Sent(u64::try_from(data.len()).unwrap_or(u64::MAX)),
-                Err(e) => PureReply::Failed(Errno::from_io(&e)),
-            },
-            PureOp::ShutdownWrite => match stream.shutdown().await {
-                Ok(()) => PureReply::Done,
-                Err(e) => PureReply::Failed(Errno::from_io(&e)),
-            },
-        };
-        if send.write_all(&frame::encode(&reply)).await.is_err() {
-            return;
+            Ok(None) | Err(_) => break,
         }
     }
+    receiver.abort();
+    sender.abort();
 }

@@ -258,6 +258,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--criterion", help="criterion output directory")
     ap.add_argument("--out", default=os.path.join(HERE, "REPORT.md"))
+    ap.add_argument("--source", help="what source tree the measured binaries came from (default: git describe --dirty)")
     args = ap.parse_args()
     root = criterion_dir(args.criterion)
     crit = load_criterion(root)
@@ -290,12 +291,13 @@ def main():
       % (m["model"], m["cpus"], (" (%s thread(s) per core)" % m["tpc"]) if "tpc" in m else "",
          m["mem"], m["kernel"], first, last))
     w("")
+    rev = args.source
     try:
-        rev = subprocess.run(["git", "-C", REPO, "describe", "--always", "--dirty"], capture_output=True, text=True, check=False).stdout.strip()
+        rev = rev or subprocess.run(["git", "-C", REPO, "describe", "--always", "--dirty"], capture_output=True, text=True, check=False).stdout.strip()
     except OSError:
         rev = ""
     if rev:
-        w("**Source:** `%s` at report time (the benches measure the binaries cargo built from the working tree)." % rev)
+        w("**Source measured:** %s." % rev)
         w("")
     w("**Links:** RTT 0 = client and server in one network namespace on loopback (no delay line). "
       "RTT 2/20/100 ms = `netem/link.sh` (client in namespace A, server in B, user-space TUN delay "

@@ -231,20 +231,25 @@ impl Forwarder for Engine {
             let (Some(dup), Some(pump)) = (dup, pump) else {
                 return Ok(());
             };
-            if pump.at_eof() {
-                return Ok(());
-            }
             let nonblocking = dontwait
                 || rustix::fs::fcntl_getfl(&dup)
                     .is_ok_and(|f| f.contains(rustix::fs::OFlags::NONBLOCK));
-            pump.fetch(len, nonblocking).await?;
-            // The bytes cross loopback into the program's socket; let its
-            // call run once they are there (or the stream ended).
-            for _ in 0..1000 {
-                if pump.at_eof() || rustix::io::ioctl_fionread(&dup).unwrap_or(0) > 0 {
+            let ready = || pump.at_eof() || rustix::io::ioctl_fionread(&dup).unwrap_or(0) > 0;
+            // A blocking call may only run natively once its socket holds
+            // bytes or the end of the stream; a non-blocking one after one
+            // try, as the kernel would answer EAGAIN.
+            while !ready() {
+                pump.fetch(len, nonblocking).await?;
+                // The bytes cross loopback into the program's socket.
+                for _ in 0..1000 {
+                    if ready() {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_micros(50)).await;
+                }
+                if nonblocking {
                     break;
                 }
-                tokio::time::sleep(std::time::Duration::from_micros(50)).await;
             }
             Ok(())
         });

@@ -22,10 +22,11 @@ use crate::proto::{PureOp, PureReply, frame};
 const DEFAULT_FETCH: u32 = 16 * 1024;
 
 enum Command {
+    /// Answers whether bytes (or the end of the stream) were delivered.
     Fetch {
         max: u32,
         nonblocking: bool,
-        done: oneshot::Sender<Result<(), Errno>>,
+        done: oneshot::Sender<Result<bool, Errno>>,
     },
     Send {
         data: Vec<u8>,
@@ -39,6 +40,9 @@ pub struct PurePump {
     commands: mpsc::UnboundedSender<Command>,
     last_recv: AtomicU32,
     in_flight: AtomicBool,
+    /// A poll found the socket empty while a fetch was under way; if that
+    /// fetch brings nothing, another must start.
+    poll_waiting: AtomicBool,
     eof: AtomicBool,
     fetched: Notify,
 }
@@ -62,10 +66,15 @@ impl PurePump {
     /// One round trip: fetches at most `max` bytes into the program's
     /// socket. If a fetch is already on its way, waits for it instead, so
     /// there is never more than one.
-    pub async fn fetch(&self, max: u32, nonblocking: bool) -> Result<(), Errno> {
+    pub async fn fetch(self: &Arc<Self>, max: u32, nonblocking: bool) -> Result<(), Errno> {
         self.last_recv.store(max.max(1), Ordering::SeqCst);
         if self.in_flight.swap(true, Ordering::SeqCst) {
+            // Registered before the check, so a fetch that ends in between
+            // still wakes this one (notify_waiters only wakes registered
+            // waiters).
             let notified = self.fetched.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
             if self.in_flight.load(Ordering::SeqCst) {
                 notified.await;
             }
@@ -83,15 +92,25 @@ impl PurePump {
         };
         self.in_flight.store(false, Ordering::SeqCst);
         self.fetched.notify_waiters();
-        outcome
+        if outcome == Ok(false) && self.poll_waiting.swap(false, Ordering::SeqCst) {
+            self.prefetch();
+        }
+        outcome.map(|_| ())
     }
 
     /// For a `poll` on an empty socket: starts a fetch of the last `recv`
     /// size unless one is on its way.
     pub fn prefetch(self: &Arc<Self>) {
-        if self.at_eof() || self.in_flight.load(Ordering::SeqCst) {
+        if self.at_eof() {
             return;
         }
+        // Flag first, then look: a fetch finishing in between either sees
+        // the flag or is seen as finished here.
+        self.poll_waiting.store(true, Ordering::SeqCst);
+        if self.in_flight.load(Ordering::SeqCst) {
+            return;
+        }
+        self.poll_waiting.store(false, Ordering::SeqCst);
         let pump = self.clone();
         tokio::spawn(async move {
             let max = pump.last_recv.load(Ordering::SeqCst);
@@ -132,6 +151,7 @@ impl PurePumps {
             commands,
             last_recv: AtomicU32::new(DEFAULT_FETCH),
             in_flight: AtomicBool::new(false),
+            poll_waiting: AtomicBool::new(false),
             eof: AtomicBool::new(false),
             fetched: Notify::new(),
         });
@@ -149,7 +169,7 @@ impl PurePumps {
 /// Waiters for replies, in the order their operations were sent.
 #[derive(Default)]
 struct Waiters {
-    recvs: std::collections::VecDeque<oneshot::Sender<Result<(), Errno>>>,
+    recvs: std::collections::VecDeque<oneshot::Sender<Result<bool, Errno>>>,
     sends: std::collections::VecDeque<oneshot::Sender<Result<u64, Errno>>>,
 }
 
@@ -232,9 +252,12 @@ async fn route_replies(
                 let result = if data.is_empty() {
                     pump.eof.store(true, Ordering::SeqCst);
                     let _ = wr.shutdown().await;
-                    Ok(())
+                    Ok(true)
                 } else {
-                    wr.write_all(&data).await.map_err(|e| Errno::from_io(&e))
+                    wr.write_all(&data)
+                        .await
+                        .map(|()| true)
+                        .map_err(|e| Errno::from_io(&e))
                 };
                 if let Some(done) = lock(&waiters).recvs.pop_front() {
                     let _ = done.send(result);
@@ -242,7 +265,7 @@ async fn route_replies(
             }
             PureReply::RecvFailed(e) => {
                 let result = if e == Errno::EAGAIN {
-                    Ok(())
+                    Ok(false)
                 } else {
                     // The remote connection failed: so does the local one.
                     pump.eof.store(true, Ordering::SeqCst);

@@ -38,10 +38,16 @@ pub enum Step {
 }
 
 /// The request in flight, for [`Cursor::on_reply`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pending {
-    /// A read of `want` bytes sent as a `pread` of `fetch` bytes at `at`.
-    Read { want: u32, fetch: u32, at: i64 },
+    /// A read of `want` bytes at `at`: `prefix` was already fetched, the
+    /// rest was asked for as a `pread` of `fetch` bytes right after it.
+    Read {
+        want: u32,
+        fetch: u32,
+        at: i64,
+        prefix: Vec<u8>,
+    },
     /// A write at `at`: the offset moves by what was written.
     Write { at: i64 },
     /// An `lseek` the server had to answer (`SEEK_END`, `SEEK_DATA`, …).
@@ -102,13 +108,40 @@ impl Cursor {
         let want = usize::try_from(len).unwrap_or(usize::MAX);
         if self.pos >= self.ahead_at {
             let skip = usize::try_from(self.pos - self.ahead_at).unwrap_or(usize::MAX);
-            // Within what was fetched, or right at the end of a file whose
-            // end the last fetch reached.
-            if skip < self.ahead.len() || (skip == self.ahead.len() && self.at_eof) {
-                let n = want.min(self.ahead.len() - skip);
+            // A read the fetched bytes cover, or one that ends the file the
+            // last fetch reached the end of, is answered locally. Never a
+            // short read otherwise: GNU tar takes one as a shrunk file.
+            let buffered = self.ahead.len().saturating_sub(skip);
+            if skip <= self.ahead.len() && (buffered >= want || self.at_eof) {
+                let n = want.min(buffered);
                 let data = self.ahead[skip..skip + n].to_vec();
                 self.advance(n);
                 return Step::Answer(Ok(Reply::Data(data)));
+            }
+            if skip < self.ahead.len() {
+                // Part is here: fetch only the rest, right after it.
+                let prefix = self.ahead[skip..].to_vec();
+                let at = self.pos;
+                let after = self
+                    .ahead_at
+                    .saturating_add(i64::try_from(self.ahead.len()).unwrap_or(0));
+                let missing = u32::try_from(want - buffered).unwrap_or(MAX_IO);
+                let fetch = missing.max(self.window).min(MAX_IO);
+                self.window = self.window.saturating_mul(2).min(MAX_IO);
+                self.drop_ahead();
+                return Step::Send(
+                    Request::Pread {
+                        handle,
+                        len: fetch,
+                        offset: after,
+                    },
+                    Pending::Read {
+                        want: len,
+                        fetch,
+                        at,
+                        prefix,
+                    },
+                );
             }
         }
         let sequential = self.pos == self.last_end;
@@ -135,6 +168,7 @@ impl Cursor {
                 want: len,
                 fetch,
                 at,
+                prefix: Vec::new(),
             },
         )
     }
@@ -177,9 +211,19 @@ impl Cursor {
     /// Turns the server's reply into the reply the program's call expects.
     pub fn on_reply(&mut self, pending: Pending, resp: Response) -> Response {
         match (pending, resp) {
-            (Pending::Read { want, fetch, at }, Ok(Reply::Data(mut data))) => {
-                let fetched = data.len();
-                let given = usize::try_from(want).unwrap_or(usize::MAX).min(fetched);
+            (
+                Pending::Read {
+                    want,
+                    fetch,
+                    at,
+                    prefix,
+                },
+                Ok(Reply::Data(fetched_data)),
+            ) => {
+                let fetched = fetched_data.len();
+                let mut data = prefix;
+                data.extend_from_slice(&fetched_data);
+                let given = usize::try_from(want).unwrap_or(usize::MAX).min(data.len());
                 self.ahead = data.split_off(given);
                 self.ahead_at = at.saturating_add(i64::try_from(given).unwrap_or(0));
                 // A short `pread` of a regular file stops at its end: a read
@@ -255,7 +299,12 @@ mod tests {
                 return (out, trips);
             }
             assert!(d.len() <= usize::try_from(chunk).unwrap());
+            let short = d.len() < usize::try_from(chunk).unwrap();
             out.extend(d);
+            // Only the last read may be short (GNU tar relies on it).
+            if short {
+                assert_eq!(out.len(), content.len(), "short read before the end");
+            }
         }
     }
 
@@ -265,6 +314,15 @@ mod tests {
         let (got, trips) = read_all(&content, 4096);
         assert_eq!(got, content);
         assert!(trips < 12, "{trips} round trips for 3 MiB");
+    }
+
+    #[test]
+    fn reads_that_do_not_divide_the_window_are_never_short() {
+        let content = file(102_400);
+        let (got, _) = read_all(&content, 10_240);
+        assert_eq!(got, content);
+        let (got, _) = read_all(&content, 3000);
+        assert_eq!(got, content);
     }
 
     #[test]

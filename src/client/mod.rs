@@ -9,7 +9,6 @@ use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Sender};
 
 use tokio::runtime::Handle as RuntimeHandle;
 
@@ -34,7 +33,8 @@ pub const FORWARDED_SIGNALS: [libc::c_int; 4] =
 /// Blocks [`FORWARDED_SIGNALS`]; call it first in `main`, before any thread
 /// exists, so every thread inherits the mask.
 pub fn block_forwarded_signals() -> Result<(), nix::Error> {
-    crate::sys::tracer::block_signals(&FORWARDED_SIGNALS)
+    crate::sys::tracer::block_signals(&FORWARDED_SIGNALS)?;
+    tracer::events::block_sigchld()
 }
 
 /// What one run forwards and reports.
@@ -61,7 +61,7 @@ pub struct RunOptions {
 struct Engine {
     runtime: RuntimeHandle,
     link: Link,
-    events: Sender<Event>,
+    events: tracer::events::EventSender,
     stats: Stats,
     registry: Registry,
     pumps: Arc<net::Pumps>,
@@ -318,7 +318,7 @@ pub fn run(
     link: Link,
     options: RunOptions,
 ) -> Result<ExitStatus, ClientError> {
-    let (events_tx, events_rx) = mpsc::channel();
+    let (events_tx, events_rx) = tracer::events::channel().map_err(ClientError::Thread)?;
     let registry = Registry::default();
     let stats = Stats::default();
     let lost = Arc::new(AtomicBool::new(false));
@@ -405,10 +405,6 @@ pub fn run(
         .name("rscq-tracer".into())
         .spawn(move || -> Result<ExitStatus, TracerError> {
             let root = tracer::spawn(&program, &filter)?;
-            tracer::start_reaper(events_tx).map_err(|e| TracerError::Spawn {
-                program: "reaper".into(),
-                source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EAGAIN)),
-            })?;
             Ok(Tracer::new(config, &engine, registry, sockets, events_rx, root).run())
         })
         .map_err(ClientError::Thread)?;

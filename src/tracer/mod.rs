@@ -12,6 +12,7 @@
 //! `/proc/<rscq>/fd/N`. The kernel then owns dup, fork, exec and close, and
 //! rscq learns of the last close when its read end of the pipe hangs up.
 
+pub mod events;
 pub mod mem;
 pub mod registry;
 pub mod seccomp;
@@ -20,7 +21,6 @@ use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::mpsc::{Receiver, Sender};
 use std::time::Duration;
 
 use nix::sys::ptrace;
@@ -258,7 +258,7 @@ pub struct Tracer<'a, F: Forwarder> {
     forwarder: &'a F,
     registry: Registry,
     sockets: SocketRegistry,
-    events: Receiver<Event>,
+    events: events::EventQueue,
     root: Pid,
     own_pid: u32,
     threads: HashMap<i32, ThreadState>,
@@ -332,29 +332,6 @@ pub fn spawn(
     Ok(pid)
 }
 
-/// Runs `waitpid(-1, __WALL)` forever on its own thread, feeding `events`.
-/// It is the only code in rscq that reaps children.
-pub fn start_reaper(events: Sender<Event>) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("rscq-reaper".into())
-        .spawn(move || {
-            loop {
-                match waitpid(None, Some(WaitPidFlag::__WALL)) {
-                    Ok(status) => {
-                        if events.send(Event::Wait(status)).is_err() {
-                            return;
-                        }
-                    }
-                    Err(nix::Error::EINTR) => {}
-                    Err(_) => {
-                        let _ = events.send(Event::NoChildren);
-                        return;
-                    }
-                }
-            }
-        })
-}
-
 fn is_stop_signal(sig: Signal) -> bool {
     matches!(
         sig,
@@ -389,7 +366,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         forwarder: &'a F,
         registry: Registry,
         sockets: SocketRegistry,
-        events: Receiver<Event>,
+        events: events::EventQueue,
         root: Pid,
     ) -> Self {
         let mut tgid = HashMap::new();
@@ -419,19 +396,21 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
     /// Handles events until no traced process is left; returns how the
     /// program (the first process) ended.
     pub fn run(mut self) -> ExitStatus {
-        while let Ok(event) = self.events.recv() {
-            match event {
-                Event::Wait(status) => self.on_wait(status),
-                Event::Reply { tid, response, rtt } => self.on_reply(tid, response, rtt),
-                Event::Signal(sig) => {
-                    if let Ok(sig) = Signal::try_from(sig) {
-                        let _ = nix::sys::signal::kill(self.root, sig);
+        'run: loop {
+            for event in self.events.next_batch() {
+                match event {
+                    Event::Wait(status) => self.on_wait(status),
+                    Event::Reply { tid, response, rtt } => self.on_reply(tid, response, rtt),
+                    Event::Signal(sig) => {
+                        if let Ok(sig) = Signal::try_from(sig) {
+                            let _ = nix::sys::signal::kill(self.root, sig);
+                        }
                     }
+                    Event::NoChildren => break 'run,
                 }
-                Event::NoChildren => break,
-            }
-            if self.threads.is_empty() && self.root_status.is_some() {
-                break;
+                if self.threads.is_empty() && self.root_status.is_some() {
+                    break 'run;
+                }
             }
         }
         self.root_status.unwrap_or(ExitStatus::Code(1))

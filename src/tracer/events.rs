@@ -22,10 +22,14 @@ pub struct EventSender {
     wake: Arc<OwnedFd>,
 }
 
+/// The tracer thread has ended; nobody takes events any more.
+#[derive(Debug, thiserror::Error)]
+#[error("the tracer thread has ended")]
+pub struct TracerGone;
+
 impl EventSender {
-    /// Fails when the tracer thread is gone.
-    pub fn send(&self, event: Event) -> Result<(), ()> {
-        self.tx.send(event).map_err(|_| ())?;
+    pub fn send(&self, event: Event) -> Result<(), TracerGone> {
+        self.tx.send(event).map_err(|_| TracerGone)?;
         let _ = rustix::io::write(self.wake.as_fd(), &1u64.to_ne_bytes());
         Ok(())
     }

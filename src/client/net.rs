@@ -299,14 +299,34 @@ impl Pumps {
         recv: quinn::RecvStream,
     ) {
         let reset = quinn::VarInt::from_u32(crate::transport::pump::STREAM_RESET);
-        let connected = match self.sockets.listener_addr(incoming.listener) {
-            Some(addr) => TcpStream::connect(addr).await.ok(),
+        // Our end is bound and registered before it connects: the program
+        // may accept (and look the connection up) as soon as it does.
+        let prepared = match self.sockets.listener_addr(incoming.listener) {
+            Some(addr) => bound_socket(addr)
+                .ok()
+                .map(|(socket, port)| (addr, socket, port)),
             None => None,
         };
-        let Some(stream) = connected else {
+        let Some((addr, socket, port)) = prepared else {
+            let _ = send.reset(reset);
+            return;
+        };
+        let (local, peer) = (incoming.local, Some(incoming.peer));
+        let starter = self.pure.as_ref().map(PurePumps::prepare);
+        let pure_pump = starter.as_ref().map(|(id, _)| *id);
+        self.sockets.add_incoming(
+            port,
+            RemoteSocket {
+                local,
+                peer,
+                pure_pump,
+            },
+        );
+        let Ok(stream) = socket.connect(addr).await else {
             // The program closed its listening socket (rscq does not trap
             // close): release the server's listener now, and reset the
             // connection as a closed port would.
+            let _ = self.sockets.take_incoming(port);
             let _ = send.reset(reset);
             let _ = link
                 .call(&Request::TcpUnbind {
@@ -315,31 +335,29 @@ impl Pumps {
                 .await;
             return;
         };
-        let Ok(port) = stream.local_addr().map(|a| a.port()) else {
-            return;
-        };
-        let (local, peer) = (incoming.local, Some(incoming.peer));
-        match &self.pure {
-            Some(pure) => {
-                let id = pure.start(stream, send, recv);
-                let socket = RemoteSocket {
-                    local,
-                    peer,
-                    pure_pump: Some(id),
-                };
-                self.sockets.add_incoming(port, socket);
-            }
-            None => {
-                let socket = RemoteSocket {
-                    local,
-                    peer,
-                    pure_pump: None,
-                };
-                self.sockets.add_incoming(port, socket);
-                crate::transport::pump::pump(stream, send, recv).await;
-            }
+        match starter {
+            Some((_, starter)) => starter.start(stream, send, recv),
+            None => crate::transport::pump::pump(stream, send, recv).await,
         }
     }
+}
+
+/// A TCP socket bound to a free loopback port of `target`'s family.
+fn bound_socket(target: SocketAddr) -> std::io::Result<(tokio::net::TcpSocket, u16)> {
+    let (socket, loopback): (_, SocketAddr) = if target.is_ipv6() {
+        (
+            tokio::net::TcpSocket::new_v6()?,
+            (Ipv6Addr::LOCALHOST, 0).into(),
+        )
+    } else {
+        (
+            tokio::net::TcpSocket::new_v4()?,
+            (Ipv4Addr::LOCALHOST, 0).into(),
+        )
+    };
+    socket.bind(loopback)?;
+    let port = socket.local_addr()?.port();
+    Ok((socket, port))
 }
 
 async fn accept_loop(listener: TcpListener, v6: bool, rendezvous: Arc<Rendezvous>) {

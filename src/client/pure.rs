@@ -146,6 +146,14 @@ impl PurePumps {
 
     /// Starts the pump for one connection; returns its id.
     pub fn start(&self, local: TcpStream, send: quinn::SendStream, recv: quinn::RecvStream) -> u64 {
+        let (id, starter) = self.prepare();
+        starter.start(local, send, recv);
+        id
+    }
+
+    /// Registers a pump before its connection exists, so the program can
+    /// find it the moment it accepts; commands wait until [`Starter::start`].
+    pub fn prepare(&self) -> (u64, Starter) {
         let (commands, rx) = mpsc::unbounded_channel();
         let pump = Arc::new(PurePump {
             commands,
@@ -157,12 +165,39 @@ impl PurePumps {
         });
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         self.map().insert(id, pump.clone());
-        let pumps = self.clone();
+        (
+            id,
+            Starter {
+                id,
+                pump,
+                rx,
+                pumps: self.clone(),
+            },
+        )
+    }
+}
+
+/// A registered pump waiting for its connection.
+#[derive(Debug)]
+pub struct Starter {
+    id: u64,
+    pump: Arc<PurePump>,
+    rx: mpsc::UnboundedReceiver<Command>,
+    pumps: PurePumps,
+}
+
+impl Starter {
+    pub fn start(self, local: TcpStream, send: quinn::SendStream, recv: quinn::RecvStream) {
+        let Self {
+            id,
+            pump,
+            rx,
+            pumps,
+        } = self;
         tokio::spawn(async move {
             run(local, send, recv, rx, &pump).await;
             pumps.map().remove(&id);
         });
-        id
     }
 }
 

@@ -40,6 +40,8 @@ pub struct PurePump {
     commands: mpsc::UnboundedSender<Command>,
     last_recv: AtomicU32,
     in_flight: AtomicBool,
+    /// Whether the last fetch delivered bytes or the end of the stream.
+    delivered: AtomicBool,
     /// A poll found the socket empty while a fetch was under way; if that
     /// fetch brings nothing, another must start.
     poll_waiting: AtomicBool,
@@ -68,7 +70,7 @@ impl PurePump {
     /// there is never more than one.
     pub async fn fetch(self: &Arc<Self>, max: u32, nonblocking: bool) -> Result<(), Errno> {
         self.last_recv.store(max.max(1), Ordering::SeqCst);
-        if self.in_flight.swap(true, Ordering::SeqCst) {
+        while self.in_flight.swap(true, Ordering::SeqCst) {
             // Registered before the check, so a fetch that ends in between
             // still wakes this one (notify_waiters only wakes registered
             // waiters).
@@ -78,7 +80,12 @@ impl PurePump {
             if self.in_flight.load(Ordering::SeqCst) {
                 notified.await;
             }
-            return Ok(());
+            // That fetch brought bytes (or the end): this caller is served.
+            // If it brought nothing (a non-blocking try), a blocking caller
+            // goes on to fetch itself.
+            if nonblocking || self.delivered.load(Ordering::SeqCst) {
+                return Ok(());
+            }
         }
         let (done, result) = oneshot::channel();
         let sent = self.commands.send(Command::Fetch {
@@ -90,9 +97,12 @@ impl PurePump {
             Ok(()) => result.await.unwrap_or(Err(Errno::ECONNRESET)),
             Err(_) => Err(Errno::ECONNRESET),
         };
+        self.delivered.store(outcome != Ok(false), Ordering::SeqCst);
         self.in_flight.store(false, Ordering::SeqCst);
         self.fetched.notify_waiters();
-        if outcome == Ok(false) && self.poll_waiting.swap(false, Ordering::SeqCst) {
+        // A poll came while this fetch was under way, after the program had
+        // emptied its socket: that poll is still waiting for a fetch.
+        if self.poll_waiting.swap(false, Ordering::SeqCst) {
             self.prefetch();
         }
         outcome.map(|_| ())
@@ -159,6 +169,7 @@ impl PurePumps {
             commands,
             last_recv: AtomicU32::new(DEFAULT_FETCH),
             in_flight: AtomicBool::new(false),
+            delivered: AtomicBool::new(false),
             poll_waiting: AtomicBool::new(false),
             eof: AtomicBool::new(false),
             fetched: Notify::new(),

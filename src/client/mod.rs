@@ -104,17 +104,13 @@ impl Engine {
 }
 
 impl Forwarder for Engine {
-    fn submit(&self, tid: i32, nr: i64, request: Request) {
+    fn submit(&self, tid: i32, nr: i64, request: Request) -> Option<crate::proto::Response> {
         // The only clock the file layers see: they take time as an argument.
         let action = self.files().on_request(std::time::Instant::now(), request);
         let (request, pending) = match action {
             Action::Answer(response) => {
                 self.stats.record_local(nr::name(nr));
-                if tid > 0 {
-                    let rtt = std::time::Duration::ZERO;
-                    let _ = self.events.send(Event::Reply { tid, response, rtt });
-                }
-                return;
+                return Some(response);
             }
             Action::Send(request, pending) => (request, pending),
         };
@@ -138,6 +134,7 @@ impl Forwarder for Engine {
                 let _ = engine.events.send(Event::Reply { tid, response, rtt });
             }
         });
+        None
     }
 
     fn watch_close(&self, read_end: OwnedFd, key: u64, handle: Handle) {

@@ -11,8 +11,10 @@
 //!   call on that entry is answered locally, once, within a TTL. Any change
 //!   rscq makes to a directory drops what is cached for it.
 //! - **compound**: the stat that comes with every `open` reply answers the
-//!   program's first `fstat` on that file, and a directory's first
-//!   `getdents64` brings the whole listing, so later ones are local.
+//!   program's first `fstat` on that file, and an `open` with `O_DIRECTORY`
+//!   brings the directory's whole listing ([`Request::OpenPlus`]), so its
+//!   `getdents64` calls are local (a listing opened otherwise comes with
+//!   the first `getdents64`).
 
 pub mod readahead;
 mod statcache;
@@ -158,6 +160,21 @@ impl FileEngine {
                 },
                 Pending::Stat { path },
             ),
+            Request::Open { path, flags, mode }
+                if self.layers.compound
+                    && flags & libc::O_DIRECTORY != 0
+                    && flags & libc::O_PATH == 0 =>
+            {
+                let plain = Request::Open {
+                    path: path.clone(),
+                    flags,
+                    mode,
+                };
+                Action::Send(
+                    Request::OpenPlus { path, flags, mode },
+                    Pending::Plain(plain),
+                )
+            }
             Request::Lseek { handle, .. } => {
                 // rewinddir/seekdir: the prefetched rest no longer follows.
                 if let Some(f) = self.files.get_mut(&handle) {
@@ -199,6 +216,26 @@ impl FileEngine {
                                 ..OpenFile::default()
                             },
                         );
+                    }
+                    (Request::Open { path, .. }, Ok(Reply::OpenedDir(dir))) => {
+                        if self.layers.statcache {
+                            self.stats.insert_listing(now, path, &dir.entries);
+                        }
+                        self.files.insert(
+                            dir.handle,
+                            OpenFile {
+                                path: Some(path.clone()),
+                                opened_stat: Some(dir.stat),
+                                listing: dir.entries.iter().map(|(e, _)| e.clone()).collect(),
+                                listing_complete: dir.complete,
+                                listed: true,
+                                ..OpenFile::default()
+                            },
+                        );
+                        return Ok(Reply::Opened {
+                            handle: dir.handle,
+                            stat: dir.stat,
+                        });
                     }
                     (Request::Close { handle }, _) => {
                         self.files.remove(handle);

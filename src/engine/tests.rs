@@ -40,11 +40,12 @@ fn all() -> Layers {
     }
 }
 
-/// Opens `dir` as handle 1 and lists it, as `ls` does.
+/// Opens `dir` as handle 1 without `O_DIRECTORY` (so the listing comes
+/// with the first `getdents64`) and lists it.
 fn listed(engine: &mut FileEngine, now: Instant, names: &[(&str, EntryMeta)]) -> Response {
     let open = Request::Open {
         path: rp("/d"),
-        flags: libc::O_DIRECTORY,
+        flags: libc::O_RDONLY,
         mode: 0,
     };
     let Action::Send(req, pending) = engine.on_request(now, open) else {
@@ -350,4 +351,94 @@ fn with_every_layer_off_everything_goes_to_the_server() {
         e.on_request(now, fstat),
         Action::Send(Request::Fstat { .. }, _)
     ));
+}
+
+#[test]
+fn an_opendir_brings_the_listing_and_its_stats_in_one_round_trip() {
+    let now = Instant::now();
+    let mut e = FileEngine::new(all(), DEFAULT_TTL);
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC;
+    let open = Request::Open {
+        path: rp("/d"),
+        flags,
+        mode: 0,
+    };
+    let Action::Send(req, pending) = e.on_request(now, open) else {
+        panic!("an open goes to the server")
+    };
+    assert_eq!(
+        req,
+        Request::OpenPlus {
+            path: rp("/d"),
+            flags,
+            mode: 0
+        }
+    );
+    let dir_stat = stat(libc::S_IFDIR | 0o755, 0);
+    let reply = e.on_reply(
+        now,
+        pending,
+        Ok(Reply::OpenedDir(Box::new(crate::proto::OpenedDir {
+            handle: Handle(1),
+            stat: dir_stat,
+            entries: vec![
+                (entry("a"), meta(libc::S_IFREG | 0o644, None)),
+                (entry("b"), meta(libc::S_IFREG | 0o600, None)),
+            ],
+            complete: true,
+        }))),
+    );
+    assert_eq!(
+        reply,
+        Ok(Reply::Opened {
+            handle: Handle(1),
+            stat: dir_stat
+        }),
+        "the program's open sees a plain open"
+    );
+    let getdents = Request::Getdents {
+        handle: Handle(1),
+        bytes: 32768,
+    };
+    match e.on_request(now, getdents.clone()) {
+        Action::Answer(Ok(Reply::Dirents(v))) => {
+            let names: Vec<_> = v.iter().map(|d| d.name.clone()).collect();
+            assert_eq!(names, vec![b"a".to_vec(), b"b".to_vec()]);
+        }
+        other => panic!("the first getdents is local: {other:?}"),
+    }
+    assert_eq!(
+        e.on_request(now, getdents),
+        Action::Answer(Ok(Reply::Dirents(vec![]))),
+        "then the end of the directory"
+    );
+    assert_eq!(
+        e.on_request(
+            now,
+            Request::Stat {
+                path: rp("/d/b"),
+                follow: false
+            }
+        ),
+        Action::Answer(Ok(Reply::Stat(stat(libc::S_IFREG | 0o600, 7))))
+    );
+}
+
+#[test]
+fn without_compound_an_opendir_is_a_plain_open() {
+    let now = Instant::now();
+    let layers = Layers {
+        compound: false,
+        ..all()
+    };
+    let mut e = FileEngine::new(layers, DEFAULT_TTL);
+    let open = Request::Open {
+        path: rp("/d"),
+        flags: libc::O_DIRECTORY,
+        mode: 0,
+    };
+    assert_eq!(
+        e.on_request(now, open.clone()),
+        Action::Send(open.clone(), Pending::Plain(open))
+    );
 }

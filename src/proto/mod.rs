@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::errno::Errno;
 
 /// Bumped on every incompatible change to any message in this module.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The TLS ALPN token both sides require.
 pub const ALPN: &[u8] = b"rscq/1";
@@ -278,6 +278,14 @@ pub enum Request {
         flags: i32,
         mode: u32,
     },
+    /// `openat(2)` of a directory about to be listed: replies
+    /// [`Reply::OpenedDir`] with the same listing [`Request::GetdentsPlus`]
+    /// would bring, or [`Reply::Opened`] when it is not a directory.
+    OpenPlus {
+        path: RemotePath,
+        flags: i32,
+        mode: u32,
+    },
     /// The last local reference to a handle went away.
     Close { handle: Handle },
     /// `read(2)` at the handle's offset; replies [`Reply::Data`].
@@ -503,6 +511,8 @@ pub enum Reply {
         handle: Handle,
         stat: Stat,
     },
+    /// An opened directory with its listing (boxed: it is rare and large).
+    OpenedDir(Box<OpenedDir>),
     Data(#[serde(with = "serde_bytes")] Vec<u8>),
     Count(u64),
     Offset(i64),
@@ -528,6 +538,17 @@ pub enum Reply {
         stat: Stat,
         xattrs: Vec<Result<Vec<u8>, Errno>>,
     },
+}
+
+/// The answer to [`Request::OpenPlus`] on a directory: the open, and the
+/// listing as [`Reply::DirentsPlus`] would bring it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct OpenedDir {
+    pub handle: Handle,
+    pub stat: Stat,
+    pub entries: Vec<(DirEntry, EntryMeta)>,
+    pub complete: bool,
 }
 
 /// What the server sends back for one request.

@@ -51,6 +51,36 @@ pub(super) fn getdents_plus(fd: BorrowedFd<'_>) -> Response {
     Ok(Reply::DirentsPlus { entries, complete })
 }
 
+/// [`Request::OpenPlus`](crate::proto::Request::OpenPlus): `opened` with
+/// the directory's listing when it is a directory. A listing that fails
+/// leaves the handle at offset 0 and the plain open reply, so the program's
+/// own `getdents64` sees the error (or the entries) as it would have.
+pub(super) fn with_listing(handles: &super::handles::Handles, opened: Reply) -> Response {
+    let Reply::Opened { handle, stat } = opened else {
+        return Ok(opened);
+    };
+    if stat.mode & libc::S_IFMT != libc::S_IFDIR {
+        return Ok(Reply::Opened { handle, stat });
+    }
+    let fd = handles.get(handle)?;
+    match getdents_plus(fd.as_fd()) {
+        Ok(Reply::DirentsPlus { entries, complete }) => {
+            Ok(Reply::OpenedDir(Box::new(crate::proto::OpenedDir {
+                handle,
+                stat,
+                entries,
+                complete,
+            })))
+        }
+        _ => {
+            // An `O_PATH` handle cannot be listed or sought; it was not
+            // moved either.
+            let _ = rustix::fs::seek(&*fd, rustix::fs::SeekFrom::Start(0));
+            Ok(Reply::Opened { handle, stat })
+        }
+    }
+}
+
 fn entry_meta(dir: BorrowedFd<'_>, entry: &DirEntry) -> EntryMeta {
     let name = std::ffi::CString::new(entry.name.clone()).unwrap_or_default();
     let lstat = rustix::fs::openat(
@@ -332,5 +362,50 @@ mod tests {
             .expect("chmod");
             assert_eq!(check("d"), Err(Errno::EACCES));
         }
+    }
+
+    #[test]
+    fn open_plus_lists_a_directory_and_only_a_directory() {
+        let export = Export::new();
+        export.mkdir("d");
+        export.write("d/a", b"12345");
+        export.write("f", b"");
+        let r = export.run(Request::OpenPlus {
+            path: rp("d"),
+            flags: libc::O_RDONLY | libc::O_DIRECTORY,
+            mode: 0,
+        });
+        let Ok(Reply::OpenedDir(dir)) = r else {
+            panic!("{r:?}")
+        };
+        let crate::proto::OpenedDir {
+            handle,
+            stat,
+            entries,
+            complete,
+        } = *dir;
+        assert_eq!(stat.mode & libc::S_IFMT, libc::S_IFDIR);
+        assert!(complete);
+        let names: HashSet<Vec<u8>> = entries.iter().map(|(e, _)| e.name.clone()).collect();
+        let expected: HashSet<Vec<u8>> = [&b"."[..], b"..", b"a"]
+            .iter()
+            .map(|n| n.to_vec())
+            .collect();
+        assert_eq!(names, expected);
+        let (_, a) = entries.iter().find(|(e, _)| e.name == b"a").unwrap();
+        assert_eq!(a.lstat.as_ref().map(|s| s.size), Ok(5));
+        // The listing consumed the directory, as the prefetch of the
+        // program's getdents64 calls.
+        let rest = export.run(Request::Getdents {
+            handle,
+            bytes: 4096,
+        });
+        assert_eq!(rest, Ok(Reply::Dirents(vec![])));
+        let file = export.run(Request::OpenPlus {
+            path: rp("f"),
+            flags: libc::O_RDONLY,
+            mode: 0,
+        });
+        assert!(matches!(file, Ok(Reply::Opened { .. })), "{file:?}");
     }
 }

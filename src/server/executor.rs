@@ -57,6 +57,10 @@ impl Executor {
             Request::Open { path, flags, mode } => {
                 files::open(root, handles, &path, OpenFlags::new(flags, mode))
             }
+            Request::OpenPlus { path, flags, mode } => {
+                let opened = files::open(root, handles, &path, OpenFlags::new(flags, mode))?;
+                dirs::with_listing(handles, opened)
+            }
             Request::Close { handle } => {
                 handles.remove(handle)?;
                 Ok(crate::proto::Reply::Done)
@@ -167,7 +171,9 @@ fn system_file(file: crate::proto::SystemFile) -> Response {
 /// under `--read-only` before anything is resolved or opened.
 fn mutates(req: &Request) -> bool {
     match req {
-        Request::Open { flags, mode, .. } => OpenFlags::new(*flags, *mode).writes(),
+        Request::Open { flags, mode, .. } | Request::OpenPlus { flags, mode, .. } => {
+            OpenFlags::new(*flags, *mode).writes()
+        }
         Request::Write { .. }
         | Request::Pwrite { .. }
         | Request::Ftruncate { .. }

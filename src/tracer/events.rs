@@ -76,30 +76,37 @@ impl EventQueue {
             while let Ok(event) = self.rx.try_recv() {
                 out.push(event);
             }
-            loop {
-                match waitpid(None, Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG)) {
-                    Ok(WaitStatus::StillAlive) => break,
-                    Ok(status) => out.push(Event::Wait(status)),
-                    Err(nix::Error::EINTR) => {}
-                    Err(_) => {
-                        out.push(Event::NoChildren);
-                        break;
-                    }
-                }
+            // One stop per batch: the caller handles it and asks again, so a
+            // stop costs one `waitpid` that finds it and, when nothing else is
+            // pending, one that finds nothing before the `poll`.
+            match waitpid(None, Some(WaitPidFlag::__WALL | WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) => {}
+                Ok(status) => out.push(Event::Wait(status)),
+                Err(nix::Error::EINTR) => continue,
+                Err(_) => out.push(Event::NoChildren),
             }
             if !out.is_empty() {
                 return out;
             }
             // Both fds are level-triggered: anything that arrived since the
-            // drains above makes this return at once.
+            // drains above makes this return at once. The signalfd is read
+            // before the next `waitpid`, so a stop that comes after that
+            // `waitpid` raises a fresh SIGCHLD and wakes this poll.
             let mut fds = [
                 PollFd::new(self.wake.as_ref(), PollFlags::IN),
                 PollFd::new(&self.children, PollFlags::IN),
             ];
             let _ = poll(&mut fds, None);
-            let mut counter = [0u8; 8];
-            let _ = rustix::io::read(self.wake.as_fd(), &mut counter);
-            while let Ok(Some(_)) = self.children.read_signal() {}
+            let (wake_ready, child_ready) =
+                (!fds[0].revents().is_empty(), !fds[1].revents().is_empty());
+            if wake_ready {
+                let mut counter = [0u8; 8];
+                let _ = rustix::io::read(self.wake.as_fd(), &mut counter);
+            }
+            if child_ready {
+                // SIGCHLD is not queued: one read takes the pending one.
+                let _ = self.children.read_signal();
+            }
         }
     }
 }

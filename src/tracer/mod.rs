@@ -54,8 +54,11 @@ pub enum Event {
 
 /// What the tracer needs from the engine.
 pub trait Forwarder {
-    /// Starts a forwarded call; its reply arrives later as [`Event::Reply`].
-    fn submit(&self, tid: i32, nr: i64, request: Request);
+    /// Starts a forwarded call. A call the engine answers from what it
+    /// already holds returns its response at once (no event, no wake-up:
+    /// this is the hot path of `ls -l`); otherwise the reply arrives later
+    /// as [`Event::Reply`].
+    fn submit(&self, tid: i32, nr: i64, request: Request) -> Option<Response>;
     /// Watches a placeholder's read end; when every copy of the program's
     /// fd is closed, the remote handle is closed too.
     fn watch_close(&self, read_end: OwnedFd, key: u64, handle: Handle);
@@ -603,7 +606,11 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 self.forwarder.listen_tcp(tid, tgid, fd, listener, backlog);
             }
             Plan::Forward { request, then } => {
-                let request_text = crate::syscall::describe::describe(&request);
+                let request_text = if self.config.trace {
+                    crate::syscall::describe::describe(&request)
+                } else {
+                    String::new()
+                };
                 self.threads.insert(
                     tid,
                     ThreadState::Waiting {
@@ -612,7 +619,9 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                         request_text,
                     },
                 );
-                self.forwarder.submit(tid, nr, request);
+                if let Some(response) = self.forwarder.submit(tid, nr, request) {
+                    self.on_reply(tid, response, Duration::ZERO);
+                }
             }
         }
     }

@@ -48,16 +48,33 @@ fn real_main() -> anyhow::Result<i32> {
         return Ok(0);
     }
     let settings = config::resolve(&args)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // One engine thread runs every task (QUIC drivers, calls, pumps, and the
+    // embedded executor): a forwarded call then crosses threads only twice
+    // (tracer → engine → tracer) instead of bouncing between workers.
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .thread_name("rscq-engine")
         .build()
         .context("cannot start the async runtime")?;
+    let handle = runtime.handle().clone();
+    let (stop_engine, engine_stopped) = tokio::sync::oneshot::channel::<()>();
+    let engine_thread = std::thread::Builder::new()
+        .name("rscq-engine".into())
+        .spawn(move || {
+            runtime.block_on(async {
+                let _ = engine_stopped.await;
+            });
+        })
+        .context("cannot start the engine thread")?;
+    let result = run_program(&settings, &handle);
+    let _ = stop_engine.send(());
+    let _ = engine_thread.join();
+    result
+}
 
-    let (link, embedded) = runtime.block_on(connect(&settings))?;
+fn run_program(settings: &ClientSettings, runtime: &tokio::runtime::Handle) -> anyhow::Result<i32> {
+    let (link, embedded) = runtime.block_on(connect(settings))?;
     let options = RunOptions {
-        mounts: mount_table(&settings),
+        mounts: mount_table(settings),
         uname: settings.uname,
         net: settings.net,
         layers: rscq::engine::Layers {
@@ -72,7 +89,7 @@ fn real_main() -> anyhow::Result<i32> {
         program: settings.program.clone(),
         only: settings.forwarded_syscalls.clone(),
     };
-    let status = client::run(runtime.handle().clone(), link.clone(), options)?;
+    let status = client::run(runtime.clone(), link.clone(), options)?;
     runtime.block_on(async {
         link.close().await;
         if let Some(e) = embedded {

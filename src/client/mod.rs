@@ -329,8 +329,24 @@ pub fn run(
     let mut system_copies = Vec::new();
     let mut system_files = Vec::new();
     if options.net {
-        for file in SystemFile::ALL {
-            let copy = runtime.block_on(fetch_system_file(&link, file)).map(|fd| {
+        // All at once: one round trip before the program starts, not one
+        // per file.
+        let fetched = runtime.block_on(async {
+            let fetches: Vec<_> = SystemFile::ALL
+                .into_iter()
+                .map(|file| {
+                    let link = link.clone();
+                    tokio::spawn(async move { fetch_system_file(&link, file).await })
+                })
+                .collect();
+            let mut fetched = Vec::new();
+            for fetch in fetches {
+                fetched.push(fetch.await.unwrap_or(Err(Errno::EIO)));
+            }
+            fetched
+        });
+        for (file, copy) in SystemFile::ALL.into_iter().zip(fetched) {
+            let copy = copy.map(|fd| {
                 let path = format!("/proc/{}/fd/{}", std::process::id(), fd.as_raw_fd());
                 system_copies.push(fd);
                 path.into_bytes()

@@ -171,6 +171,16 @@ unsafe fn child_after_fork(
     }
 }
 
+/// `tgkill(2)`: sends `sig` to thread `tid` of process `tgid` only.
+pub fn tgkill(tgid: i32, tid: i32, sig: libc::c_int) -> Result<(), NixErrno> {
+    // SAFETY: a raw syscall with integer arguments; no memory is shared.
+    let res = unsafe { libc::syscall(libc::SYS_tgkill, tgid, tid, sig) };
+    if res < 0 {
+        return Err(NixErrno::last());
+    }
+    Ok(())
+}
+
 /// Blocks `signals` in the calling thread; threads spawned later inherit it.
 pub fn block_signals(signals: &[libc::c_int]) -> Result<(), NixErrno> {
     let mut set = nix::sys::signal::SigSet::empty();

@@ -178,23 +178,43 @@ pub fn filter_rules(config: &TracerConfig) -> Vec<(i64, seccomp::Action)> {
         }
     }
     if !fwd.mounts.is_empty() {
-        // Reads and writes first: they are the most frequent.
-        for &(nr, name) in nr::FD_CALLS.iter().chain(nr::PATH_CALLS) {
+        for &(nr, name) in nr::PATH_CALLS {
             // The cwd must stay consistent whatever the set says.
-            let always = matches!(name, "chdir" | "fchdir" | "getcwd");
+            let always = matches!(name, "chdir" | "getcwd");
             if always || wanted(name) {
                 rules.push((nr, seccomp::Action::Trace));
             }
         }
-        // A remote file cannot be mapped; anonymous mappings never stop.
-        rules.push((
-            libc::SYS_mmap,
-            seccomp::Action::TraceUnlessArg {
-                arg: 4,
-                value: u32::MAX,
-            },
-        ));
+        // A local fd can end a remote cwd, so this one is seen everywhere.
+        rules.push((libc::SYS_fchdir, seccomp::Action::Trace));
     }
+    rules
+}
+
+/// The calls on fds that stop a process once it holds a remote file: a
+/// second filter with these rules goes into a process when its first
+/// placeholder is installed, so programs that never open a remote file
+/// (and processes of a program that do not) run their reads and writes at
+/// native speed. Empty without a mount.
+pub fn fd_filter_rules(config: &TracerConfig) -> Vec<(i64, seccomp::Action)> {
+    let fwd = &config.forwarding;
+    if fwd.mounts.is_empty() {
+        return Vec::new();
+    }
+    let wanted = |name: &str| config.only.as_ref().is_none_or(|set| nr::listed(set, name));
+    let mut rules: Vec<_> = nr::FD_CALLS
+        .iter()
+        .filter(|&&(nr, name)| nr != libc::SYS_fchdir && wanted(name))
+        .map(|&(nr, _)| (nr, seccomp::Action::Trace))
+        .collect();
+    // A remote file cannot be mapped; anonymous mappings never stop.
+    rules.push((
+        libc::SYS_mmap,
+        seccomp::Action::TraceUnlessArg {
+            arg: 4,
+            value: u32::MAX,
+        },
+    ));
     rules
 }
 
@@ -223,6 +243,14 @@ enum ThreadState {
         nr: i64,
         then: Then,
         request_text: String,
+    },
+    /// Running a `seccomp(2)` rscq put in its place after a syscall's exit
+    /// (see [`fd_filter_rules`]); then `restore` is what the program sees.
+    /// Signals that come meanwhile wait in `deferred` and are sent again.
+    Injecting {
+        restore: libc::user_regs_struct,
+        entered: bool,
+        deferred: Vec<Signal>,
     },
     /// Its syscall was rewritten; at the exit stop the registers are put
     /// back (the program may rely on argument registers being preserved).
@@ -253,6 +281,9 @@ enum ExitAction {
 struct ProcessState {
     /// The remote directory the program believes is its cwd.
     virtual_cwd: Option<Vec<u8>>,
+    /// Whether the fd-call filter is in this process (children inherit it
+    /// with the state).
+    fd_traps: bool,
 }
 
 /// The tracer thread's state.
@@ -264,6 +295,8 @@ pub struct Tracer<'a, F: Forwarder> {
     events: events::EventQueue,
     root: Pid,
     own_pid: u32,
+    /// The second filter, put into a process with its first remote file.
+    fd_filter: Vec<crate::sys::tracer::SockFilter>,
     threads: HashMap<i32, ThreadState>,
     /// Thread id → thread-group id.
     tgid: HashMap<i32, i32>,
@@ -378,6 +411,12 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         processes.insert(root.as_raw(), ProcessState::default());
         let mut threads = HashMap::new();
         threads.insert(root.as_raw(), ThreadState::Running);
+        let fd_rules = fd_filter_rules(&config);
+        let fd_filter = if fd_rules.is_empty() {
+            Vec::new()
+        } else {
+            seccomp::build(&fd_rules)
+        };
         Self {
             config,
             forwarder,
@@ -386,6 +425,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
             events,
             root,
             own_pid: std::process::id(),
+            fd_filter,
             threads,
             tgid,
             processes,
@@ -748,6 +788,10 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
 
     fn on_syscall_exit(&mut self, pid: Pid) {
         let tid = pid.as_raw();
+        if matches!(self.threads.get(&tid), Some(ThreadState::Injecting { .. })) {
+            self.on_injection_stop(pid);
+            return;
+        }
         let Some(ThreadState::AwaitingExit { saved, after }) = self.threads.remove(&tid) else {
             self.threads.insert(tid, ThreadState::Running);
             let _ = ptrace::cont(pid, None);
@@ -757,6 +801,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         let result = ptrace::getregs(pid)
             .map(|r| r.rax.cast_signed())
             .unwrap_or(-1);
+        let mut first_remote_file = false;
         match after {
             ExitAction::Restore => {}
             ExitAction::LeaveVirtualCwd => {
@@ -781,6 +826,8 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                     self.registry.remove(key);
                     // Closing the read end unopened makes the watcher close
                     // the remote handle too.
+                } else {
+                    first_remote_file = !self.process_has_fd_traps(tid);
                 }
                 self.forwarder.watch_close(read_end, key, handle);
                 if let Some(line) = trace {
@@ -791,7 +838,108 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         }
         let mut regs = saved;
         regs.rax = result.cast_unsigned();
+        if first_remote_file && !self.fd_filter.is_empty() {
+            self.inject_fd_filter(pid, regs);
+            return;
+        }
         let _ = ptrace::setregs(pid, regs);
+        let _ = ptrace::cont(pid, None);
+    }
+
+    fn process_has_fd_traps(&self, tid: i32) -> bool {
+        let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
+        self.processes.get(&tgid).is_some_and(|p| p.fd_traps)
+    }
+
+    /// Makes thread `pid`, at a syscall-exit stop, run
+    /// `seccomp(SET_MODE_FILTER, TSYNC, fd filter)` before it returns to the
+    /// program with `restore`: the `syscall` instruction it just left runs
+    /// again with new registers, and the filter image sits below the red
+    /// zone of its stack.
+    fn inject_fd_filter(&mut self, pid: Pid, restore: libc::user_regs_struct) {
+        const RED_ZONE: u64 = 128;
+        const SYSCALL_INSN_LEN: u64 = 2;
+        let size = u64::try_from(self.fd_filter.len() * 8 + 16).unwrap_or(u64::MAX);
+        let base = restore
+            .rsp
+            .checked_sub(RED_ZONE)
+            .and_then(|sp| sp.checked_sub(size))
+            .map(|at| at & !15);
+        let image = base.and_then(|b| seccomp::image(&self.fd_filter, b).map(|i| (b, i)));
+        let Some((base, (bytes, fprog))) = image else {
+            self.injection_failed(pid, restore, "no room on its stack");
+            return;
+        };
+        if mem::write_bytes(pid, base, &bytes).is_err() {
+            self.injection_failed(pid, restore, "cannot write to its stack");
+            return;
+        }
+        let mut regs = restore;
+        regs.rip = restore.rip.wrapping_sub(SYSCALL_INSN_LEN);
+        regs.rax = libc::SYS_seccomp.cast_unsigned();
+        // No syscall to restart: a signal taken before the `syscall`
+        // instruction must not make the kernel rewind or retry anything.
+        regs.orig_rax = u64::MAX;
+        regs.rdi = u64::from(libc::SECCOMP_SET_MODE_FILTER);
+        regs.rsi = libc::SECCOMP_FILTER_FLAG_TSYNC;
+        regs.rdx = fprog;
+        if ptrace::setregs(pid, regs).is_err() {
+            self.injection_failed(pid, restore, "cannot set its registers");
+            return;
+        }
+        self.threads.insert(
+            pid.as_raw(),
+            ThreadState::Injecting {
+                restore,
+                entered: false,
+                deferred: Vec::new(),
+            },
+        );
+        let _ = ptrace::syscall(pid, None);
+    }
+
+    /// The entry, then the exit stop of an injected `seccomp(2)`.
+    fn on_injection_stop(&mut self, pid: Pid) {
+        let tid = pid.as_raw();
+        let Some(ThreadState::Injecting {
+            restore,
+            entered,
+            deferred,
+        }) = self.threads.remove(&tid)
+        else {
+            return;
+        };
+        if !entered {
+            self.threads.insert(
+                tid,
+                ThreadState::Injecting {
+                    restore,
+                    entered: true,
+                    deferred,
+                },
+            );
+            let _ = ptrace::syscall(pid, None);
+            return;
+        }
+        let result = ptrace::getregs(pid).map_or(-1, |r| r.rax.cast_signed());
+        let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
+        if result == 0 {
+            self.processes.entry(tgid).or_default().fd_traps = true;
+        } else {
+            // A positive result is the thread whose own filters differ.
+            warn_no_fd_traps(tgid, &format!("seccomp returned {result}"));
+        }
+        let _ = ptrace::setregs(pid, restore);
+        self.threads.insert(tid, ThreadState::Running);
+        for sig in deferred {
+            let _ = sys::tgkill(tgid, tid, sig as i32);
+        }
+        let _ = ptrace::cont(pid, None);
+    }
+
+    fn injection_failed(&self, pid: Pid, restore: libc::user_regs_struct, why: &str) {
+        warn_no_fd_traps(pid.as_raw(), why);
+        let _ = ptrace::setregs(pid, restore);
         let _ = ptrace::cont(pid, None);
     }
 
@@ -844,6 +992,13 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
     /// handler or fails it with EINTR, exactly as for a real blocking call.
     fn on_signal(&mut self, pid: Pid, sig: Signal) {
         let tid = pid.as_raw();
+        if let Some(ThreadState::Injecting { deferred, .. }) = self.threads.get_mut(&tid) {
+            // Its handler would run on the injected registers: hold it until
+            // the program's own registers are back.
+            deferred.push(sig);
+            let _ = ptrace::syscall(pid, None);
+            return;
+        }
         let saved = match self.threads.get(&tid) {
             Some(ThreadState::Sleeping { saved, .. } | ThreadState::Woken { saved, .. }) => {
                 Some(*saved)
@@ -1044,6 +1199,14 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
 
 /// A copy of fd `fd` of process `tgid` (which must be a thread-group
 /// leader), sharing its open file description.
+/// Without the fd filter a process's calls on its remote files reach the
+/// placeholder pipe; say so, and keep the program going.
+fn warn_no_fd_traps(pid: i32, why: &str) {
+    eprintln!(
+        "rscq: cannot trap the fd calls of process {pid} ({why}); reads and writes on its remote files will fail"
+    );
+}
+
 pub fn dup_fd(tgid: i32, fd: i32) -> Option<OwnedFd> {
     let pid = rustix::process::Pid::from_raw(tgid)?;
     let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()?;
@@ -1207,5 +1370,42 @@ mod tests {
         assert!(!traced(&config(false), libc::SYS_read));
         // The resolver files are opened from the server even with no mount.
         assert!(traced(&config(false), libc::SYS_openat));
+    }
+
+    #[test]
+    fn fd_calls_are_trapped_only_by_the_second_filter() {
+        let config = TracerConfig {
+            forwarding: std::sync::Arc::new(Forwarding {
+                mounts: crate::syscall::paths::MountTable::new(vec![
+                    crate::syscall::paths::MountPoint {
+                        local: b"/r".to_vec(),
+                        remote: b"/".to_vec(),
+                    },
+                ]),
+                ..Forwarding::default()
+            }),
+            trace: false,
+            only: None,
+        };
+        let first = filter_rules(&config);
+        let second = fd_filter_rules(&config);
+        let has = |rules: &[(i64, seccomp::Action)], nr| rules.iter().any(|&(n, _)| n == nr);
+        for nr in [
+            libc::SYS_read,
+            libc::SYS_write,
+            libc::SYS_fstat,
+            libc::SYS_mmap,
+        ] {
+            assert!(!has(&first, nr) && has(&second, nr), "{nr}");
+        }
+        for nr in [libc::SYS_openat, libc::SYS_statx, libc::SYS_fchdir] {
+            assert!(has(&first, nr) && !has(&second, nr), "{nr}");
+        }
+        let no_mount = TracerConfig {
+            forwarding: std::sync::Arc::new(Forwarding::default()),
+            trace: false,
+            only: None,
+        };
+        assert!(fd_filter_rules(&no_mount).is_empty());
     }
 }

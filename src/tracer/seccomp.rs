@@ -51,6 +51,26 @@ pub enum Action {
     Errno(u16),
 }
 
+/// A filter laid out as the kernel reads it from a process's memory at
+/// `base` (16-byte aligned): the instructions, then the `struct sock_fprog`
+/// pointing at them. Returns the bytes and the address of the `sock_fprog`.
+pub fn image(prog: &[SockFilter], base: u64) -> Option<(Vec<u8>, u64)> {
+    let len = u16::try_from(prog.len()).ok()?;
+    let mut bytes = Vec::with_capacity(prog.len() * 8 + 16);
+    for ins in prog {
+        bytes.extend_from_slice(&ins.code.to_le_bytes());
+        bytes.push(ins.jt);
+        bytes.push(ins.jf);
+        bytes.extend_from_slice(&ins.k.to_le_bytes());
+    }
+    let fprog = base.checked_add(u64::try_from(bytes.len()).ok()?)?;
+    // struct sock_fprog { unsigned short len; /* pad */ struct sock_filter *filter; }
+    bytes.extend_from_slice(&len.to_le_bytes());
+    bytes.extend_from_slice(&[0; 6]);
+    bytes.extend_from_slice(&base.to_le_bytes());
+    Some((bytes, fprog))
+}
+
 /// Builds the filter. Other ABIs (i386 via `int 0x80`) are allowed
 /// untouched: their calls run locally (README, "What does not work yet").
 pub fn build(rules: &[(i64, Action)]) -> Vec<SockFilter> {
@@ -179,5 +199,23 @@ mod tests {
             RET_ERRNO | 38
         );
         assert_eq!(run(&p, 0x4000_0003, 5), RET_ALLOW);
+    }
+
+    #[test]
+    fn image_is_the_instructions_then_a_sock_fprog_pointing_at_them() {
+        let p = build(&rules());
+        let base = 0x7ffd_0000_1000;
+        let (bytes, fprog) = image(&p, base).unwrap();
+        assert_eq!(bytes.len(), p.len() * 8 + 16);
+        assert_eq!(fprog, base + u64::try_from(p.len() * 8).unwrap());
+        // The first instruction loads the arch: code 0x20, k = 4.
+        assert_eq!(&bytes[..8], &[0x20, 0, 0, 0, 4, 0, 0, 0]);
+        let tail = &bytes[p.len() * 8..];
+        assert_eq!(
+            u16::from_le_bytes([tail[0], tail[1]]),
+            u16::try_from(p.len()).unwrap()
+        );
+        assert_eq!(&tail[2..8], &[0; 6]);
+        assert_eq!(u64::from_le_bytes(tail[8..16].try_into().unwrap()), base);
     }
 }

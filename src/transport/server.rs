@@ -207,6 +207,24 @@ where
     // The session drops here, or when its last in-flight request finishes.
 }
 
+/// Requests quick enough to run on the connection's task.
+fn runs_inline(req: &Request) -> bool {
+    matches!(
+        req,
+        Request::Stat { .. }
+            | Request::StatPlus { .. }
+            | Request::Fstat { .. }
+            | Request::Access { .. }
+            | Request::Readlink { .. }
+            | Request::GetXattr { .. }
+            | Request::ListXattr { .. }
+            | Request::CheckDir { .. }
+            | Request::Lseek { .. }
+            | Request::SetFlags { .. }
+            | Request::Uname
+    )
+}
+
 /// Reads the `Hello` on the first stream, bounded in time so a silent
 /// client cannot hold a connection open forever. `Ok(None)`: the connection
 /// ended first.
@@ -305,8 +323,19 @@ async fn request<S: Session>(
     }
 }
 
-/// Runs a request on the session's blocking executor.
+/// Runs a request: a metadata call that only looks at an inode runs right
+/// here (a blocking-pool hand-off costs two thread switches, more than the
+/// call itself); anything that may wait on data or on another process (an
+/// open can wait on a FIFO, a read on a slow disk) runs on the blocking
+/// pool so it cannot hold up the connection.
 async fn execute<S: Session>(session: Arc<S>, req: Request) -> Response {
+    if runs_inline(&req) {
+        return std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.execute(req)))
+            .unwrap_or_else(|_| {
+                tracing::error!("request handler panicked");
+                Err(Errno::EIO)
+            });
+    }
     match tokio::task::spawn_blocking(move || session.execute(req)).await {
         Ok(response) => response,
         Err(e) => {

@@ -529,3 +529,47 @@ fn trailing_slash_follows_symlink() {
         ]);
     });
 }
+
+/// The fd calls stop a process only once it holds a remote file (rscq then
+/// adds a second seccomp filter to it): a file opened in one thread is read
+/// in another, by a forked child, by an exec'd program that inherits it, and
+/// under a barrage of signals while the filter goes in.
+#[test]
+fn remote_fds_work_in_threads_children_and_exec() {
+    let script = r#"
+import os, signal, subprocess, sys, threading
+t = sys.argv[1]
+hits = 0
+def on_alarm(s, f):
+    global hits
+    hits += 1
+signal.signal(signal.SIGALRM, on_alarm)
+signal.setitimer(signal.ITIMER_REAL, 0.0002, 0.0002)
+# Local reads and writes first: no remote file yet in this process.
+with open("/proc/self/status") as f:
+    f.read()
+box = {}
+def opener():
+    box["fd"] = os.open(t + "/a.txt", os.O_RDONLY)
+th = threading.Thread(target=opener)
+th.start()
+th.join()
+signal.setitimer(signal.ITIMER_REAL, 0)
+fd = box["fd"]
+print("thread-opened, read here:", os.read(fd, 5))
+pid = os.fork()
+if pid == 0:
+    print("child:", os.read(fd, 5), flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+out = subprocess.run(["cat"], stdin=fd, capture_output=True).stdout
+print("exec'd cat:", out)
+print("after:", os.lseek(fd, 0, os.SEEK_CUR), os.fstat(fd).st_size)
+print("alarms seen:", hits > 0)
+"#;
+    each_mode(|mode| {
+        let pair = Pair::new(Backend::Remote, mode);
+        let (_, r) = pair.same(&["python3", "-c", script, &pair.t()]);
+        assert!(r.out().contains("alarms seen: True"), "{}", r.dump());
+    });
+}

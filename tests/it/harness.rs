@@ -28,8 +28,8 @@ pub const SERVER: &str = env!("CARGO_BIN_EXE_rscq-server");
 /// tests run in parallel; a hang is still caught.
 pub const TIMEOUT: Duration = Duration::from_secs(90);
 
-/// The flag sets every file case runs with. Today every mode is pure; the
-/// optimization layers to come must give identical results.
+/// The flag sets every file case runs with: the optimization layers must
+/// give results identical to `--pure`.
 pub const MODES: &[&[&str]] = &[&[], &["--pure"]];
 
 // ---------------------------------------------------------------------------

@@ -349,6 +349,9 @@ impl UdpRelays {
     /// Forgets the program sockets that were closed: their server sockets
     /// close when their streams finish.
     fn sweep(&self) {
+        if self.tables().by_local.is_empty() {
+            return;
+        }
         let open = open_udp_inodes();
         let closed: Vec<(SocketAddr, u64)> = {
             let t = self.tables();

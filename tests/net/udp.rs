@@ -533,3 +533,70 @@ fn non_inet_datagrams_stay_local() {
         );
     }
 }
+
+/// Binds a UDP socket, says its port, closes it when `DIR/close` appears,
+/// and ends when `DIR/exit` appears.
+const CLOSE_PY: &str = r#"
+import os, socket, sys, time
+d = sys.argv[1]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 0))
+print("PORT", s.getsockname()[1], flush=True)
+while not os.path.exists(os.path.join(d, "close")):
+    time.sleep(0.05)
+s.close()
+print("CLOSED", flush=True)
+while not os.path.exists(os.path.join(d, "exit")):
+    time.sleep(0.05)
+"#;
+
+/// Whether a UDP socket is bound to `port` in `remote`.
+fn remote_udp_bound(lab: &Lab, port: &str) -> bool {
+    let out = lab.run_ok(lab.exec(Ns::Remote, &["ss", "-Huan"]));
+    out.out().lines().any(|l| {
+        l.split_whitespace()
+            .nth(3)
+            .is_some_and(|a| a.ends_with(&format!(":{port}")))
+    })
+}
+
+/// 6. A UDP socket the program closes is released on the server while the
+///    program runs on.
+#[test]
+fn closed_udp_socket_is_released_on_the_server() {
+    let Some(lab) = Lab::new("closed_udp_socket_is_released_on_the_server", &["ss"]) else {
+        return;
+    };
+    let script = lab.write("close.py", CLOSE_PY.as_bytes());
+    let py = python();
+    for (i, mode) in MODES.iter().enumerate() {
+        let m = mode_name(mode);
+        let dir = lab.mkdir(&format!("close{i}"));
+        let mut prog = Running::spawn(lab.rscq(mode, &[py.as_str(), p(&script), p(&dir)]));
+        prog.wait_stdout("\n", Duration::from_secs(30));
+        let first = prog.stdout_now();
+        let port = first
+            .strip_prefix("PORT ")
+            .and_then(|l| l.lines().next())
+            .unwrap_or_else(|| panic!("({m}) no port line: {first:?}"))
+            .to_string();
+        assert!(
+            remote_udp_bound(&lab, &port),
+            "({m}) port {port} not bound in remote"
+        );
+        std::fs::write(dir.join("close"), b"").expect("write");
+        prog.wait_stdout("CLOSED", Duration::from_secs(30));
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while remote_udp_bound(&lab, &port) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "({m}) port {port} still bound in remote after the program closed it\n{}",
+                lab.server_log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::fs::write(dir.join("exit"), b"").expect("write");
+        let done = prog.finish(Duration::from_secs(60));
+        assert!(done.status.success(), "({m})\n{}", done.dump());
+    }
+}

@@ -293,7 +293,14 @@ impl Forwarder for Engine {
         });
     }
 
-    fn connect_udp(&self, tid: i32, tgid: i32, fd: i32, id: u64, addr: crate::proto::SockAddr) {
+    fn connect_udp(
+        &self,
+        tid: i32,
+        tgid: i32,
+        fd: i32,
+        id: u64,
+        addr: Option<crate::proto::SockAddr>,
+    ) {
         let dup = tracer::dup_fd(tgid, fd);
         self.net_call(tid, "connect", move |engine: Engine| async move {
             match dup {
@@ -324,7 +331,18 @@ impl Forwarder for Engine {
             let nonblocking = dontwait
                 || rustix::fs::fcntl_getfl(&dup)
                     .is_ok_and(|f| f.contains(rustix::fs::OFlags::NONBLOCK));
-            engine.udp.recv(dup, id, nonblocking).await
+            let timeout =
+                rustix::net::sockopt::socket_timeout(&dup, rustix::net::sockopt::Timeout::Recv)
+                    .ok()
+                    .flatten();
+            let receive = engine.udp.recv(dup, id, nonblocking);
+            match timeout {
+                // The program's own receive timeout, as the kernel keeps it.
+                Some(limit) if !nonblocking => tokio::time::timeout(limit, receive)
+                    .await
+                    .unwrap_or(Err(Errno::EAGAIN)),
+                _ => receive.await,
+            }
         });
     }
 

@@ -252,22 +252,44 @@ impl UdpRelays {
 
     /// `connect(2)`: on the server, then the program's socket is connected
     /// to the peer's relay, so it hears only that peer, as on the server.
-    pub async fn connect(&self, dup: OwnedFd, id: u64, peer: SockAddr) -> Result<(), Errno> {
+    /// `None` (`AF_UNSPEC`) dissolves the association on both sides.
+    pub async fn connect(
+        &self,
+        dup: OwnedFd,
+        id: u64,
+        peer: Option<SockAddr>,
+    ) -> Result<(), Errno> {
         let session = self.session(id)?;
-        let local = match session
-            .ask(UdpOp::Connect { peer }, &session.control)
-            .await?
-        {
+        let op = match peer {
+            Some(peer) => UdpOp::Connect { peer },
+            None => UdpOp::Disconnect,
+        };
+        let local = match session.ask(op, &session.control).await? {
             UdpEvent::Connected(result) => result?,
             _ => return Err(Errno::EIO),
         };
-        let relay = self.relay(session.v6, peer).ok_or(Errno(libc::ENOBUFS))?;
-        rustix::net::connect(&dup, &relay.addr).map_err(Errno::from)?;
+        match peer {
+            Some(peer) => {
+                let relay = self.relay(session.v6, peer).ok_or(Errno(libc::ENOBUFS))?;
+                rustix::net::connect(&dup, &relay.addr).map_err(Errno::from)?;
+            }
+            // The kernel drops a port it chose at a disconnect: the
+            // socket takes its loopback port back, by which relays know it.
+            None => {
+                rustix::net::connect_unspec(&dup).map_err(Errno::from)?;
+                let now = rustix::net::getsockname(&dup)
+                    .ok()
+                    .and_then(|a| SocketAddr::try_from(a).ok());
+                if now.is_none_or(|a| a.port() == 0) {
+                    rustix::net::bind(&dup, &session.local).map_err(Errno::from)?;
+                }
+            }
+        }
         self.sockets.insert(
             session.inode,
             RemoteSocket {
                 local,
-                peer: Some(peer),
+                peer,
                 pure_pump: None,
                 udp: Some(id),
             },
@@ -319,11 +341,19 @@ impl UdpRelays {
             }
             return Ok(());
         }
-        let answer = session
-            .ask(UdpOp::Recv { nonblocking }, &session.receives)
-            .await;
-        session.in_flight.store(false, Ordering::SeqCst);
-        session.fetched.notify_waiters();
+        // In a task of its own: a receive that times out (`SO_RCVTIMEO`)
+        // drops its wait, not the fetch, whose datagram is kept.
+        let fetching = session.clone();
+        let answer = tokio::spawn(async move {
+            let answer = fetching
+                .ask(UdpOp::Recv { nonblocking }, &fetching.receives)
+                .await;
+            fetching.in_flight.store(false, Ordering::SeqCst);
+            fetching.fetched.notify_waiters();
+            answer
+        })
+        .await
+        .unwrap_or(Err(Errno::EIO));
         match answer? {
             UdpEvent::RecvFailed(e) if e == Errno(libc::EAGAIN) && nonblocking => Ok(()),
             UdpEvent::RecvFailed(e) => Err(e),

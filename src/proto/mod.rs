@@ -482,6 +482,8 @@ pub enum UdpOp {
     },
     /// `connect(2)`; answered by [`UdpEvent::Connected`].
     Connect { peer: SockAddr },
+    /// `connect(2)` to `AF_UNSPEC`; answered by [`UdpEvent::Connected`].
+    Disconnect,
     /// `--pure`: one `recvfrom(2)`; with `nonblocking`, EAGAIN instead of
     /// waiting. Answered by [`UdpEvent::Datagram`] or [`UdpEvent::RecvFailed`].
     Recv { nonblocking: bool },

@@ -156,6 +156,12 @@ pub async fn serve(
                     break;
                 }
             }
+            UdpOp::Disconnect => {
+                let disconnected = disconnect(&socket);
+                if !emit(&writer, &UdpEvent::Connected(disconnected)).await {
+                    break;
+                }
+            }
             UdpOp::Recv { nonblocking } => {
                 if options.pure {
                     let _ = recv_requests.send(nonblocking);
@@ -164,6 +170,21 @@ pub async fn serve(
         }
     }
     receiver.abort();
+}
+
+/// `connect(2)` to `AF_UNSPEC`. A socket whose port the kernel chose
+/// loses it (the kernel would choose another at the next send); it keeps
+/// the same one instead, which the kernel could equally have chosen, so
+/// the client's idea of the socket's address stays right.
+fn disconnect(socket: &UdpSocket) -> Result<SockAddr, Errno> {
+    let before = socket.local_addr().map_err(|e| Errno::from_io(&e))?;
+    rustix::net::connect_unspec(socket)?;
+    let mut after = socket.local_addr().map_err(|e| Errno::from_io(&e))?;
+    if after.port() == 0 {
+        after.set_port(before.port());
+        rustix::net::bind(socket, &after)?;
+    }
+    Ok(after.into())
 }
 
 /// One `recvfrom(2)`.

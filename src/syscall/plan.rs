@@ -259,11 +259,11 @@ pub enum Plan {
         replan: bool,
     },
     /// Connect a remote UDP socket on the server, and locally to the
-    /// peer's relay.
+    /// peer's relay; `None` (`AF_UNSPEC`) dissolves the association.
     UdpConnect {
         fd: i32,
         udp: u64,
-        addr: SockAddr,
+        addr: Option<SockAddr>,
     },
     /// Run natively on scratch memory.
     NativeScratch(Box<Scratch>),

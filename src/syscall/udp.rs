@@ -181,6 +181,14 @@ fn read_addr(t: &mut impl Tracee, addr: u64, len: u64) -> Option<SockAddr> {
     decode_sockaddr(&bytes)
 }
 
+/// Whether a `connect` names `AF_UNSPEC` (dissolve the association).
+fn is_unspec(t: &mut impl Tracee, addr: u64, len: u64) -> bool {
+    len >= 2
+        && t.read_bytes(addr, 2).is_ok_and(|b| {
+            b.len() == 2 && i32::from(u16::from_ne_bytes([b[0], b[1]])) == libc::AF_UNSPEC
+        })
+}
+
 fn gather(t: &mut impl Tracee, iov: u64, count: u64) -> Result<Vec<u8>, Errno> {
     if count > MAX_VEC {
         return Err(Errno::EINVAL);
@@ -213,6 +221,14 @@ fn len_u64(n: usize) -> u64 {
 pub fn plan(nr: i64, a: [u64; 6], pure: bool, ready: bool, t: &mut impl Tracee) -> Option<Plan> {
     let fd = arg_i32(a[0]);
     match nr {
+        libc::SYS_connect if is_unspec(t, a[1], a[2]) => match sock(t, fd) {
+            Sock::Remote { id, .. } => Some(Plan::UdpConnect {
+                fd,
+                udp: id,
+                addr: None,
+            }),
+            _ => None,
+        },
         libc::SYS_bind | libc::SYS_connect => {
             let addr = read_addr(t, a[1], a[2])?;
             let (remote, v6) = match sock(t, fd) {
@@ -246,7 +262,7 @@ pub fn plan(nr: i64, a: [u64; 6], pure: bool, ready: bool, t: &mut impl Tracee) 
                 Some(udp) => Plan::UdpConnect {
                     fd,
                     udp,
-                    addr: peer,
+                    addr: Some(peer),
                 },
             })
         }
@@ -746,6 +762,24 @@ mod tests {
                 &mut f
             ),
             None
+        );
+    }
+
+    #[test]
+    fn connect_to_af_unspec_dissolves_a_remote_association() {
+        let mut f = fake();
+        f.mem.insert(0x7000, vec![0u8; 16]);
+        let a = [3, 0x7000, 16, 0, 0, 0];
+        // A local socket's association is the kernel's business.
+        assert_eq!(plan(libc::SYS_connect, a, false, false, &mut f), None);
+        make_remote(&mut f, 3);
+        assert_eq!(
+            plan(libc::SYS_connect, a, false, false, &mut f),
+            Some(Plan::UdpConnect {
+                fd: 3,
+                udp: 7,
+                addr: None
+            })
         );
     }
 

@@ -76,7 +76,15 @@ pub trait Forwarder {
     /// Binds UDP socket `fd` on the server (and to a loopback port locally).
     fn bind_udp(&self, tid: i32, tgid: i32, fd: i32, addr: crate::proto::SockAddr);
     /// Connects remote UDP socket `fd` on the server and to the peer's relay.
-    fn connect_udp(&self, tid: i32, tgid: i32, fd: i32, udp: u64, addr: crate::proto::SockAddr);
+    /// `None` dissolves the association (`AF_UNSPEC`).
+    fn connect_udp(
+        &self,
+        tid: i32,
+        tgid: i32,
+        fd: i32,
+        udp: u64,
+        addr: Option<crate::proto::SockAddr>,
+    );
     /// `--pure`: one remote datagram send; replies `Count`.
     fn udp_send(&self, tid: i32, udp: u64, peer: Option<crate::proto::SockAddr>, data: Vec<u8>);
     /// `--pure`: makes a receive on UDP socket `fd` ready (one datagram
@@ -590,12 +598,8 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 self.forwarder.bind_udp(tid, tgid, fd, addr);
             }
             Plan::UdpConnect { fd, udp, addr } => {
-                let tgid = self.wait(
-                    tid,
-                    nr,
-                    Then::Zero,
-                    format!("{fd}, {}", SocketAddr::from(addr)),
-                );
+                let to = addr.map_or("AF_UNSPEC".to_string(), |a| SocketAddr::from(a).to_string());
+                let tgid = self.wait(tid, nr, Then::Zero, format!("{fd}, {to}"));
                 self.forwarder.connect_udp(tid, tgid, fd, udp, addr);
             }
             Plan::UdpPureSend {

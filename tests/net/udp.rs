@@ -148,6 +148,7 @@ fn dns_over_udp_resolves_through_the_server() {
 const UDP_CLIENT_C: &str = r#"
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -266,6 +267,28 @@ int main(int argc, char **argv) {
     if (getpeername(c, (struct sockaddr *)&peer, &pl) < 0) die("getpeername");
     printf("connected peer=%s\n", fmt(&peer, b1));
     sockname(c, "connected");
+
+    /* AF_UNSPEC dissolves the association: no peer, and sendto works */
+    struct sockaddr unspec = {0};
+    unspec.sa_family = AF_UNSPEC;
+    if (connect(c, &unspec, sizeof unspec) < 0) die("connect AF_UNSPEC");
+    pl = sizeof peer;
+    printf("disconnected getpeername=%s\n",
+           getpeername(c, (struct sockaddr *)&peer, &pl) < 0 && errno == ENOTCONN ? "ENOTCONN" : "?");
+    if (sendto(c, "seven", 5, 0, (struct sockaddr *)&web, sizeof web) != 5) die("sendto after");
+    fl = sizeof from;
+    n = recvfrom(c, buf, sizeof buf - 1, 0, (struct sockaddr *)&from, &fl);
+    if (n < 0) die("recvfrom after");
+    buf[n] = 0;
+    printf("disconnected from=%s reply=%s\n", fmt(&from, b1), buf);
+
+    /* a receive timeout (SO_RCVTIMEO) with nothing to receive */
+    int q = socket(AF_INET, SOCK_DGRAM, 0);
+    struct timeval shortwait = {1, 0};
+    setsockopt(q, SOL_SOCKET, SO_RCVTIMEO, &shortwait, sizeof shortwait);
+    if (connect(q, (struct sockaddr *)&web, sizeof web) < 0) die("connect q");
+    n = recv(q, buf, sizeof buf, 0);
+    printf("timeout n=%zd %s\n", n, n < 0 && errno == EAGAIN ? "EAGAIN" : "?");
     return 0;
 }
 "#;
@@ -335,7 +358,10 @@ fn udp_echo_sources_and_destinations() {
             out.dump()
         );
         let want_connected = format!(
-            "recv reply={conn} five\nread reply={conn} six\nconnected peer={web}\nconnected sockname={conn}\n"
+            "recv reply={conn} five\nread reply={conn} six\nconnected peer={web}\nconnected sockname={conn}\n\
+             disconnected getpeername=ENOTCONN\n\
+             disconnected from={web} reply={conn} seven\n\
+             timeout n=-1 EAGAIN\n"
         );
         assert!(
             text.ends_with(&want_connected),

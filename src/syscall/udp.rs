@@ -61,13 +61,13 @@ fn u32_at(b: &[u8], off: usize) -> u32 {
     u32::from_ne_bytes(w)
 }
 
-fn parse_msghdr(b: &[u8]) -> Msghdr {
-    Msghdr {
+fn parse_msghdr(b: &[u8]) -> Option<Msghdr> {
+    (b.len() >= MSGHDR).then(|| Msghdr {
         name: u64_at(b, 0),
         namelen: u32_at(b, 8),
         iov: u64_at(b, 16),
         iovlen: u64_at(b, 24),
-    }
+    })
 }
 
 fn arg_i32(v: u64) -> i32 {
@@ -305,7 +305,7 @@ pub fn plan(nr: i64, a: [u64; 6], pure: bool, ready: bool, t: &mut impl Tracee) 
             })
         }
         libc::SYS_sendmsg => {
-            let msg = parse_msghdr(&t.read_bytes(a[1], MSGHDR).ok()?);
+            let msg = parse_msghdr(&t.read_bytes(a[1], MSGHDR).ok()?)?;
             let (id, v6) = match sock(t, fd) {
                 Sock::Remote { id, v6 } => (id, v6),
                 Sock::Unbound { v6 } if msg.name != 0 => {
@@ -358,10 +358,13 @@ pub fn plan(nr: i64, a: [u64; 6], pure: bool, ready: bool, t: &mut impl Tracee) 
             if let Some(p) = pure_recv(t, fd, id, arg_i32(a[2]), pure, ready) {
                 return Some(p);
             }
-            let Ok(bytes) = t.read_bytes(a[1], MSGHDR) else {
+            let Some(msg) = t
+                .read_bytes(a[1], MSGHDR)
+                .ok()
+                .and_then(|b| parse_msghdr(&b))
+            else {
                 return Some(Plan::Native);
             };
-            let msg = parse_msghdr(&bytes);
             if msg.name == 0 {
                 return Some(Plan::Native);
             }
@@ -388,13 +391,13 @@ pub fn plan(nr: i64, a: [u64; 6], pure: bool, ready: bool, t: &mut impl Tracee) 
                 Ok(b) => b
                     .chunks_exact(usize_of(MMSGHDR))
                     .zip(0u64..)
-                    .map(|(entry, i)| {
-                        let msg = parse_msghdr(entry);
-                        SourceSlot {
+                    .filter_map(|(entry, i)| {
+                        let msg = parse_msghdr(entry)?;
+                        Some(SourceSlot {
                             name: msg.name,
                             len_addr: a[1] + i * MMSGHDR + MSG_NAMELEN,
                             room: msg.namelen,
-                        }
+                        })
                     })
                     .collect(),
                 Err(_) => Vec::new(),
@@ -525,7 +528,7 @@ fn send_mmsg(t: &mut impl Tracee, fd: i32, a: [u64; 6], pure: bool) -> Option<Pl
     let mut vec = t.read_bytes(a[1], usize_of(n * MMSGHDR)).ok()?;
     let msgs: Vec<Msghdr> = vec
         .chunks_exact(usize_of(MMSGHDR))
-        .map(parse_msghdr)
+        .filter_map(parse_msghdr)
         .collect();
     let named = msgs.iter().any(|m| m.name != 0);
     let (id, v6) = match sock(t, fd) {
@@ -541,7 +544,7 @@ fn send_mmsg(t: &mut impl Tracee, fd: i32, a: [u64; 6], pure: bool) -> Option<Pl
     };
     if pure {
         // Stop-and-wait: one message per call, which a short count allows.
-        let first = msgs[0];
+        let first = *msgs.first()?;
         let peer = if first.name == 0 {
             None
         } else {

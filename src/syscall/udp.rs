@@ -220,6 +220,15 @@ fn len_u64(n: usize) -> u64 {
 /// one. `ready`: a `--pure` fetch made this receive ready, so it runs now.
 pub fn plan(nr: i64, a: [u64; 6], pure: bool, ready: bool, t: &mut impl Tracee) -> Option<Plan> {
     let fd = arg_i32(a[0]);
+    let plain_io = matches!(
+        nr,
+        libc::SYS_read | libc::SYS_write | libc::SYS_readv | libc::SYS_writev
+    );
+    if plain_io && !pure {
+        // Only stop-and-wait looks at them; with a mount they also stop
+        // for files, which must not pay for a socket lookup.
+        return None;
+    }
     match nr {
         libc::SYS_connect if is_unspec(t, a[1], a[2]) => match sock(t, fd) {
             Sock::Remote { id, .. } => Some(Plan::UdpConnect {

@@ -450,8 +450,8 @@ fn udp_server_under_rscq() {
     }
 }
 
-/// An asyncio datagram client (epoll) on a connected endpoint, then a
-/// selectors loop (epoll) on an unconnected socket.
+/// An asyncio datagram client (epoll) on a connected endpoint, then
+/// selectors (epoll), poll and select on an unconnected socket.
 const ASYNC_CLIENT_PY: &str = r#"
 import asyncio, selectors, socket, sys
 host, port = sys.argv[1], int(sys.argv[2])
@@ -485,10 +485,23 @@ s.sendto(b"s1", (host, port))
 events = sel.select(timeout=20)
 d, peer = s.recvfrom(1000)
 print("selectors", len(events), d.split()[1].decode(), "%s:%d" % peer)
+
+import select
+s.sendto(b"p1", (host, port))
+p = select.poll()
+p.register(s, select.POLLIN)
+ready = p.poll(20000)
+d, peer = s.recvfrom(1000)
+print("poll", ready == [(s.fileno(), select.POLLIN)], d.split()[1].decode(), "%s:%d" % peer)
+s.sendto(b"x1", (host, port))
+r, _, _ = select.select([s], [], [], 20)
+d, peer = s.recvfrom(1000)
+print("select", r == [s], d.split()[1].decode(), "%s:%d" % peer)
 "#;
 
-/// 4. poll/epoll readiness: a datagram that reaches the server's socket
-///    makes the program's socket readable (asyncio, selectors).
+/// 4. poll/epoll/select readiness: a datagram that reaches the server's
+///    socket makes the program's socket readable (asyncio, selectors, poll,
+///    select).
 #[test]
 fn udp_readiness_asyncio_and_selectors() {
     let Some(lab) = Lab::new("udp_readiness_asyncio_and_selectors", &[]) else {
@@ -512,7 +525,10 @@ fn udp_readiness_asyncio_and_selectors() {
         ));
         assert_eq!(
             out.out(),
-            format!("asyncio [('a1', '{web}'), ('a2', '{web}')]\nselectors 1 s1 {web}\n"),
+            format!(
+                "asyncio [('a1', '{web}'), ('a2', '{web}')]\nselectors 1 s1 {web}\n\
+                 poll True p1 {web}\nselect True x1 {web}\n"
+            ),
             "({m})\n{}",
             out.dump()
         );

@@ -55,8 +55,19 @@ def echo(host, port):
         d, peer = s.recvfrom(65536)
         s.sendto(("%s:%d " % peer).encode() + d, peer)
 
+def echo6(port):
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    s.bind(("::", port))
+    print("READY", flush=True)
+    while True:
+        d, peer = s.recvfrom(65536)
+        s.sendto(("%s:%d " % peer[:2]).encode() + d, peer)
+
 if sys.argv[1] == "dns":
     dns(sys.argv[2], sys.argv[3], sys.argv[4])
+elif sys.argv[1] == "echo6":
+    echo6(int(sys.argv[2]))
 else:
     echo(sys.argv[2], int(sys.argv[3]))
 "#;
@@ -640,5 +651,107 @@ fn closed_udp_socket_is_released_on_the_server() {
         std::fs::write(dir.join("exit"), b"").expect("write");
         let done = prog.finish(Duration::from_secs(60));
         assert!(done.status.success(), "({m})\n{}", done.dump());
+    }
+}
+
+/// An IPv6 client: a peer by IPv6 address, an IPv4 peer through its mapped
+/// address, and a connected socket.
+const V6_CLIENT_PY: &str = r#"
+import socket, sys
+web6, web4, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.settimeout(20)
+s.sendto(b"six", (web6, port))
+d, peer = s.recvfrom(1000)
+print("v6", d.decode(), "%s:%d" % peer[:2], "%s:%d" % s.getsockname()[:2])
+s.sendto(b"mapped", ("::ffff:" + web4, port))
+d, peer = s.recvfrom(1000)
+print("mapped", d.decode(), "%s:%d" % peer[:2])
+c = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+c.settimeout(20)
+c.connect((web6, port))
+c.send(b"c6")
+print("connected", c.recv(1000).decode(), "%s:%d" % c.getpeername()[:2], "%s:%d" % c.getsockname()[:2])
+"#;
+
+/// 7. IPv6: datagrams to an IPv6 peer and, from the same IPv6 socket, to
+///    an IPv4 peer by its mapped address, leave from the server's
+///    addresses; a connected IPv6 socket reports the server's address.
+#[test]
+fn udp_over_ipv6_and_mapped_ipv4() {
+    let Some(lab) = Lab::new("udp_over_ipv6_and_mapped_ipv4", &[]) else {
+        return;
+    };
+    // IPv6 on the remote↔web link only (no duplicate address detection,
+    // so the addresses are usable at once).
+    let (remote6, web6) = ("fd00:7:7::1", "fd00:7:7::2");
+    for (ns, dev, addr) in [
+        (Ns::Remote, "to-web", remote6),
+        (Ns::Web, "to-remote", web6),
+    ] {
+        run(crate::harness::cmd(&[
+            "ip",
+            "-n",
+            lab.net.name(ns),
+            "addr",
+            "add",
+            &format!("{addr}/64"),
+            "dev",
+            dev,
+            "nodad",
+        ]))
+        .success();
+    }
+    let port = 7008;
+    let _echo = web_udp(&lab, &["echo6", &port.to_string()]);
+    let script = lab.write("v6_client.py", V6_CLIENT_PY.as_bytes());
+    let py = python();
+    let web4 = lab.net.web_ip.to_string();
+    let remote4 = lab.net.remote_web_ip.to_string();
+    for mode in MODES {
+        let m = mode_name(mode);
+        let out = lab.run_ok(lab.rscq(
+            mode,
+            &[
+                py.as_str(),
+                p(&script),
+                web6,
+                web4.as_str(),
+                &port.to_string(),
+            ],
+        ));
+        let text = out.out();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "({m})\n{}", out.dump());
+        // v6 REMOTE6:P six WEB6:PORT [::]:P
+        let first: Vec<&str> = lines[0].split(' ').collect();
+        let p = first
+            .get(1)
+            .and_then(|a| a.strip_prefix(&format!("{remote6}:")))
+            .unwrap_or_else(|| panic!("({m}) web must see {remote6}\n{}", out.dump()));
+        assert_eq!(
+            lines[0],
+            format!("v6 {remote6}:{p} six {web6}:{port} :::{p}"),
+            "({m})\n{}",
+            out.dump()
+        );
+        assert_eq!(
+            lines[1],
+            format!("mapped ::ffff:{remote4}:{p} mapped ::ffff:{web4}:{port}"),
+            "({m}) the same socket reaches an IPv4 peer\n{}",
+            out.dump()
+        );
+        let conn = lines[2].rsplit(' ').next().unwrap_or_default().to_string();
+        assert!(
+            conn.starts_with(&format!("{remote6}:")),
+            "({m})\n{}",
+            out.dump()
+        );
+        assert_eq!(
+            lines[2],
+            format!("connected {conn} c6 {web6}:{port} {conn}"),
+            "({m})\n{}",
+            out.dump()
+        );
     }
 }

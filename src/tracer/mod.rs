@@ -1385,5 +1385,10 @@ mod tests {
         assert!(!traced(&config(false), libc::SYS_read));
         // The resolver files are opened from the server even with no mount.
         assert!(traced(&config(false), libc::SYS_openat));
+        // UDP: addresses inside msghdr are looked at in both modes.
+        for nr in UDP_MSG_CALLS {
+            assert!(traced(&config(false), nr));
+            assert!(traced(&config(true), nr));
+        }
     }
 }

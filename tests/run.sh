@@ -13,9 +13,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages of the programs the tests run.
-packages=(iproute2 curl w3m wget busybox-static tar gzip coreutils findutils
+packages=(iproute2 gcc libc6-dev curl w3m wget busybox-static tar gzip coreutils findutils
     util-linux procps psmisc file hostname)
-tools=(ip curl w3m wget busybox tar gzip sha256sum find unshare ps killall file hostname)
+tools=(ip gcc ss getent curl w3m wget busybox tar gzip sha256sum find unshare ps killall file hostname)
 missing=()
 for tool in "${tools[@]}"; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")

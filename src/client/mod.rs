@@ -4,6 +4,7 @@
 pub mod net;
 pub mod pure;
 pub mod stats;
+pub mod udp;
 
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -65,6 +66,7 @@ struct Engine {
     stats: Stats,
     registry: Registry,
     pumps: Arc<net::Pumps>,
+    udp: udp::UdpRelays,
     files: Arc<std::sync::Mutex<FileEngine>>,
     lost: Arc<AtomicBool>,
 }
@@ -278,6 +280,83 @@ impl Forwarder for Engine {
         }
     }
 
+    fn bind_udp(&self, tid: i32, tgid: i32, fd: i32, addr: crate::proto::SockAddr) {
+        let dup = tracer::dup_fd(tgid, fd);
+        self.net_call(tid, "bind", move |engine: Engine| async move {
+            match dup {
+                None => Err(Errno::EBADF),
+                Some(dup) => engine.udp.bind(&engine.link, dup, addr).await,
+            }
+        });
+    }
+
+    fn connect_udp(
+        &self,
+        tid: i32,
+        tgid: i32,
+        fd: i32,
+        id: u64,
+        addr: Option<crate::proto::SockAddr>,
+    ) {
+        let dup = tracer::dup_fd(tgid, fd);
+        self.net_call(tid, "connect", move |engine: Engine| async move {
+            match dup {
+                None => Err(Errno::EBADF),
+                Some(dup) => engine.udp.connect(dup, id, addr).await,
+            }
+        });
+    }
+
+    fn udp_send(&self, tid: i32, id: u64, peer: Option<crate::proto::SockAddr>, data: Vec<u8>) {
+        let engine = self.clone();
+        self.runtime.spawn(async move {
+            let started = tokio::time::Instant::now();
+            let sent = data.len();
+            let response = engine.udp.send(id, peer, data).await.map(Reply::Count);
+            let rtt = started.elapsed();
+            engine.stats.record("send", sent, 0, rtt);
+            let _ = engine.events.send(Event::Reply { tid, response, rtt });
+        });
+    }
+
+    fn udp_recv(&self, tid: i32, tgid: i32, fd: i32, id: u64, dontwait: bool) {
+        let dup = tracer::dup_fd(tgid, fd);
+        self.net_call(tid, "recv", move |engine: Engine| async move {
+            let Some(dup) = dup else {
+                return Ok(());
+            };
+            let nonblocking = dontwait
+                || rustix::fs::fcntl_getfl(&dup)
+                    .is_ok_and(|f| f.contains(rustix::fs::OFlags::NONBLOCK));
+            let timeout =
+                rustix::net::sockopt::socket_timeout(&dup, rustix::net::sockopt::Timeout::Recv)
+                    .ok()
+                    .flatten();
+            let receive = engine.udp.recv(dup, id, nonblocking);
+            match timeout {
+                // The program's own receive timeout, as the kernel keeps it.
+                Some(limit) if !nonblocking => tokio::time::timeout(limit, receive)
+                    .await
+                    .unwrap_or(Err(Errno::EAGAIN)),
+                _ => receive.await,
+            }
+        });
+    }
+
+    fn udp_prefetch(&self, ids: &[u64]) {
+        for id in ids {
+            self.udp.prefetch(*id);
+        }
+    }
+
+    fn udp_relay(&self, v6: bool, peer: crate::proto::SockAddr) -> Option<std::net::SocketAddr> {
+        self.udp.relay_addr(v6, peer)
+    }
+
+    fn udp_peer_of(&self, relay: std::net::SocketAddr) -> Option<crate::proto::SockAddr> {
+        self.udp.peer_of(relay)
+    }
+
     fn trace_line(&self, line: String) {
         eprintln!("rscq: {line}");
     }
@@ -368,7 +447,9 @@ pub fn run(
             }
         });
     }
+    let udp = udp::UdpRelays::new(runtime.clone(), sockets.clone(), options.pure);
     let engine = Engine {
+        udp,
         runtime,
         link,
         events: events_tx.clone(),

@@ -168,6 +168,7 @@ impl Pumps {
                     local,
                     peer,
                     pure_pump: Some(id),
+                    udp: None,
                 };
                 self.sockets.insert(ino, socket);
             }
@@ -178,6 +179,7 @@ impl Pumps {
                         local,
                         peer,
                         pure_pump: None,
+                        udp: None,
                     },
                 );
                 let sockets = self.sockets.clone();
@@ -259,6 +261,7 @@ impl Pumps {
                 local,
                 peer: None,
                 pure_pump: None,
+                udp: None,
             },
         );
         self.sockets.add_listener(ino, listener, bound);
@@ -320,6 +323,7 @@ impl Pumps {
                 local,
                 peer,
                 pure_pump,
+                udp: None,
             },
         );
         let Ok(stream) = socket.connect(addr).await else {

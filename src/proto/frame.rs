@@ -139,6 +139,29 @@ mod tests {
             prop_assert_eq!(decode_frame::<crate::proto::Incoming>(&encode(&incoming)).unwrap(), incoming);
         }
 
+        /// A UDP socket's stream is a sequence of frames: each op and event
+        /// survives it, back to back, and a split anywhere asks for more.
+        #[test]
+        fn udp_stream_frames_round_trip(
+            ops in proptest::collection::vec(any::<crate::proto::UdpOp>(), 1..4),
+            event in any::<crate::proto::UdpEvent>(),
+        ) {
+            let mut stream = Vec::new();
+            for op in &ops {
+                stream.extend_from_slice(&encode(op));
+            }
+            let mut rest = stream.as_slice();
+            for op in &ops {
+                let range = check(rest).unwrap().expect("whole frame");
+                prop_assert_eq!(&decode::<crate::proto::UdpOp>(&rest[range.clone()]).unwrap(), op);
+                rest = &rest[range.end..];
+            }
+            prop_assert!(rest.is_empty());
+            let bytes = encode(&event);
+            prop_assert_eq!(check(&bytes[..bytes.len() - 1]).unwrap(), None);
+            prop_assert_eq!(decode_frame::<crate::proto::UdpEvent>(&bytes).unwrap(), event);
+        }
+
         #[test]
         fn decoders_never_panic_on_arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
             let _ = check(&bytes);

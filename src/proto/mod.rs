@@ -462,6 +462,56 @@ pub enum Request {
     },
     /// The program closed its listening socket.
     TcpUnbind { listener: u64 },
+    /// `socket` + `bind(2)` of a UDP socket on the server (a wildcard
+    /// address for a socket the program never bound). Replies
+    /// [`Reply::UdpBound`]; after that reply the same QUIC stream carries
+    /// [`UdpOp`] frames to the server and [`UdpEvent`] frames back, and a
+    /// finished stream closes the socket.
+    UdpBind {
+        addr: SockAddr,
+        reuse_addr: bool,
+        reuse_port: bool,
+        v6_only: Option<bool>,
+        /// Stop-and-wait (`--pure`): the server receives only when asked
+        /// ([`UdpOp::Recv`]) and answers every send.
+        pure: bool,
+    },
+}
+
+/// One operation on a remote UDP socket's stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum UdpOp {
+    /// `sendto(2)` to `peer`, or `send(2)` to the connected peer.
+    Send {
+        peer: Option<SockAddr>,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// `connect(2)`; answered by [`UdpEvent::Connected`].
+    Connect { peer: SockAddr },
+    /// `connect(2)` to `AF_UNSPEC`; answered by [`UdpEvent::Connected`].
+    Disconnect,
+    /// `--pure`: one `recvfrom(2)`; with `nonblocking`, EAGAIN instead of
+    /// waiting. Answered by [`UdpEvent::Datagram`] or [`UdpEvent::RecvFailed`].
+    Recv { nonblocking: bool },
+}
+
+/// What the server sends on a remote UDP socket's stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum UdpEvent {
+    /// A datagram the socket received from `peer`.
+    Datagram {
+        peer: SockAddr,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    RecvFailed(Errno),
+    /// `--pure`: the answer to a [`UdpOp::Send`].
+    Sent(Result<u64, Errno>),
+    /// The answer to [`UdpOp::Connect`]: the socket's new local address.
+    Connected(Result<SockAddr, Errno>),
 }
 
 /// One stop-and-wait operation on a `--pure` connection's stream.
@@ -532,6 +582,9 @@ pub enum Reply {
     },
     TcpBound {
         listener: u64,
+        local: SockAddr,
+    },
+    UdpBound {
         local: SockAddr,
     },
     StatPlus {

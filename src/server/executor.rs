@@ -149,7 +149,8 @@ impl Executor {
             Request::TcpConnect { .. }
             | Request::TcpBind { .. }
             | Request::TcpListen { .. }
-            | Request::TcpUnbind { .. } => Err(Errno::EINVAL),
+            | Request::TcpUnbind { .. }
+            | Request::UdpBind { .. } => Err(Errno::EINVAL),
         }
     }
 }
@@ -215,7 +216,8 @@ fn mutates(req: &Request) -> bool {
         | Request::TcpConnect { .. }
         | Request::TcpBind { .. }
         | Request::TcpListen { .. }
-        | Request::TcpUnbind { .. } => false,
+        | Request::TcpUnbind { .. }
+        | Request::UdpBind { .. } => false,
     }
 }
 

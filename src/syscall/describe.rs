@@ -159,9 +159,9 @@ pub fn describe(req: &Request) -> String {
         }
         Request::Uname => String::new(),
         Request::ReadSystemFile { file } => quote(file.path().as_bytes(), usize::MAX),
-        Request::TcpConnect { addr, .. } | Request::TcpBind { addr, .. } => {
-            std::net::SocketAddr::from(*addr).to_string()
-        }
+        Request::TcpConnect { addr, .. }
+        | Request::TcpBind { addr, .. }
+        | Request::UdpBind { addr, .. } => std::net::SocketAddr::from(*addr).to_string(),
         Request::TcpListen {
             listener, backlog, ..
         } => format!("L{listener}, {backlog}"),

@@ -8,3 +8,4 @@ pub mod layout;
 pub mod nr;
 pub mod paths;
 pub mod plan;
+pub mod udp;

@@ -119,6 +119,11 @@ pub fn name(nr: i64) -> &'static str {
             &UNAME,
             &(libc::SYS_mmap, "mmap"),
             &(libc::SYS_sendto, "sendto"),
+            &(libc::SYS_recvfrom, "recvfrom"),
+            &(libc::SYS_sendmsg, "sendmsg"),
+            &(libc::SYS_recvmsg, "recvmsg"),
+            &(libc::SYS_sendmmsg, "sendmmsg"),
+            &(libc::SYS_recvmmsg, "recvmmsg"),
         ])
         .find(|(n, _)| *n == nr)
         .map_or("syscall", |(_, name)| name)

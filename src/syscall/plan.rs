@@ -58,6 +58,9 @@ pub trait Tracee {
     fn socket_unread(&mut self, fd: i32) -> Option<usize>;
     /// The fds an epoll instance watches for input (from its fdinfo).
     fn epoll_inputs(&mut self, epfd: i32) -> Vec<i32>;
+    /// The loopback address of the relay that stands for remote `peer`
+    /// (made on first use), for a program socket of family IPv6 or not.
+    fn udp_relay(&mut self, v6: bool, peer: SockAddr) -> Option<SockAddr>;
 }
 
 /// A resolver file's path, and the path of the server's copy to open in
@@ -130,6 +133,13 @@ pub enum Then {
         key: u64,
         flags: i32,
     },
+    /// `Done` → plan the same call again (its socket is now remote).
+    Replan,
+    /// `Count(n)` → one message of a `sendmmsg` went: its `msg_len` at
+    /// `len_addr` becomes n, and the call returns 1.
+    FirstMessageSent {
+        len_addr: u64,
+    },
 }
 
 /// What happens after the program's own syscall ran natively.
@@ -144,6 +154,34 @@ pub enum AfterNative {
         addr: u64,
         len: u64,
     },
+    /// Datagrams came through relays: each source address the kernel
+    /// reported names a relay, and becomes the remote peer it stands for.
+    /// With `counted`, the first `result` slots are used (`recvmmsg`);
+    /// otherwise the one slot, if the call succeeded.
+    UdpSources {
+        slots: Vec<crate::syscall::udp::SourceSlot>,
+        counted: bool,
+    },
+    /// A `sendmmsg` ran on a copy of its vector in scratch memory: the
+    /// `msg_len` of the first `result` entries go back to `vec`.
+    MsgLens {
+        vec: u64,
+    },
+}
+
+/// A call run natively on arguments rscq laid out below the red zone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scratch {
+    /// The bytes to lay out.
+    pub scratch: Vec<u8>,
+    /// Offsets in `scratch` holding offsets in `scratch`, to turn into
+    /// addresses.
+    pub relocs: Vec<usize>,
+    /// Arguments pointed at offsets in `scratch`.
+    pub args: Vec<(usize, u64)>,
+    /// Arguments set to values.
+    pub values: Vec<(usize, u64)>,
+    pub after: AfterNative,
 }
 
 /// The decision for one trapped call.
@@ -209,6 +247,40 @@ pub enum Plan {
     /// on each, then let the wait run natively.
     Prefetch {
         pumps: Vec<u64>,
+        /// Remote UDP sockets.
+        udp: Vec<u64>,
+    },
+    /// Bind the program's UDP socket on the server (and locally to a
+    /// loopback port); with `replan`, the call that needed it (a send or
+    /// `connect` on a socket never bound) is planned again afterwards.
+    UdpBind {
+        fd: i32,
+        addr: SockAddr,
+        replan: bool,
+    },
+    /// Connect a remote UDP socket on the server, and locally to the
+    /// peer's relay; `None` (`AF_UNSPEC`) dissolves the association.
+    UdpConnect {
+        fd: i32,
+        udp: u64,
+        addr: Option<SockAddr>,
+    },
+    /// Run natively on scratch memory.
+    NativeScratch(Box<Scratch>),
+    /// `--pure`: one datagram sent on the server, as one round trip.
+    UdpPureSend {
+        fd: i32,
+        udp: u64,
+        peer: Option<SockAddr>,
+        data: Vec<u8>,
+        then: Then,
+    },
+    /// `--pure`: a receive on an empty remote UDP socket: fetch one
+    /// datagram into it, then run the call.
+    UdpPureRecv {
+        fd: i32,
+        udp: u64,
+        dontwait: bool,
     },
 }
 
@@ -244,6 +316,8 @@ pub enum Outcome {
         key: u64,
         flags: i32,
     },
+    /// Plan the call again.
+    Replan,
 }
 
 impl Outcome {
@@ -1294,14 +1368,22 @@ impl<T: Tracee> Planner<'_, T> {
 
     fn prefetch_plan(&mut self, fds: &[i32]) -> Option<Plan> {
         let mut pumps = Vec::new();
+        let mut udp = Vec::new();
         for &fd in fds {
-            if let Some(pump) = self.pure_pump(fd)
-                && self.t.socket_unread(fd).unwrap_or(0) == 0
-            {
+            let Some(sock) = self.t.remote_socket(fd) else {
+                continue;
+            };
+            if self.t.socket_unread(fd).unwrap_or(0) != 0 {
+                continue;
+            }
+            if let Some(pump) = sock.pure_pump {
                 pumps.push(pump);
             }
+            if let Some(id) = sock.udp {
+                udp.push(id);
+            }
         }
-        (!pumps.is_empty()).then_some(Plan::Prefetch { pumps })
+        (!pumps.is_empty() || !udp.is_empty()).then_some(Plan::Prefetch { pumps, udp })
     }
 
     fn iov_total(&mut self, addr: u64, count: u64) -> u64 {
@@ -1478,6 +1560,11 @@ pub fn plan(nr: i64, args: [u64; 6], fwd: &Forwarding, t: &mut impl Tracee) -> P
         system_files: &fwd.system_files,
         t,
     };
+    if fwd.net
+        && let Some(plan) = super::udp::plan(nr, args, fwd.pure_net, false, p.t)
+    {
+        return plan;
+    }
     if fwd.pure_net
         && let Some(plan) = p.pure_socket_call(nr, args)
     {
@@ -1517,6 +1604,14 @@ pub fn finish(then: Then, response: Response) -> Outcome {
     };
     match (then, reply) {
         (Then::Zero, Reply::Done) => Outcome::ret(0),
+        (Then::Replan, Reply::Done) => Outcome::Replan,
+        (Then::FirstMessageSent { len_addr }, Reply::Count(n)) => Outcome::Return {
+            ret: 1,
+            writes: vec![(
+                len_addr,
+                u32::try_from(n).unwrap_or(u32::MAX).to_ne_bytes().to_vec(),
+            )],
+        },
         (
             Then::Open {
                 local_path,

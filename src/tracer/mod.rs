@@ -76,6 +76,29 @@ pub trait Forwarder {
     fn pure_send(&self, tid: i32, pump: u64, data: Vec<u8>);
     /// `--pure`: one fetch on each of these pumps, unless one is under way.
     fn prefetch(&self, pumps: &[u64]);
+    /// Binds UDP socket `fd` on the server (and to a loopback port locally).
+    fn bind_udp(&self, tid: i32, tgid: i32, fd: i32, addr: crate::proto::SockAddr);
+    /// Connects remote UDP socket `fd` on the server and to the peer's relay.
+    /// `None` dissolves the association (`AF_UNSPEC`).
+    fn connect_udp(
+        &self,
+        tid: i32,
+        tgid: i32,
+        fd: i32,
+        udp: u64,
+        addr: Option<crate::proto::SockAddr>,
+    );
+    /// `--pure`: one remote datagram send; replies `Count`.
+    fn udp_send(&self, tid: i32, udp: u64, peer: Option<crate::proto::SockAddr>, data: Vec<u8>);
+    /// `--pure`: makes a receive on UDP socket `fd` ready (one datagram
+    /// fetched into it); replies `Done`, or the remote errno.
+    fn udp_recv(&self, tid: i32, tgid: i32, fd: i32, udp: u64, dontwait: bool);
+    /// `--pure`: one fetch on each of these UDP sockets, unless one is under way.
+    fn udp_prefetch(&self, udp: &[u64]);
+    /// The loopback address of the relay for remote `peer`, made on first use.
+    fn udp_relay(&self, v6: bool, peer: crate::proto::SockAddr) -> Option<SocketAddr>;
+    /// The remote peer a relay's loopback address stands for.
+    fn udp_peer_of(&self, relay: SocketAddr) -> Option<crate::proto::SockAddr>;
     /// Prints one `--trace` line.
     fn trace_line(&self, line: String);
 }
@@ -142,6 +165,14 @@ const PURE_SOCKET_CALLS: [i64; 15] = [
     libc::SYS_epoll_pwait2,
 ];
 
+/// Trapped with `--net`: their addresses are inside `struct msghdr`.
+const UDP_MSG_CALLS: [i64; 4] = [
+    libc::SYS_sendmsg,
+    libc::SYS_recvmsg,
+    libc::SYS_sendmmsg,
+    libc::SYS_recvmmsg,
+];
+
 /// The syscall rules of the filter for `config`.
 pub fn filter_rules(config: &TracerConfig) -> Vec<(i64, seccomp::Action)> {
     let mut rules = Vec::new();
@@ -164,11 +195,15 @@ pub fn filter_rules(config: &TracerConfig) -> Vec<(i64, seccomp::Action)> {
                 rules.push((nr, seccomp::Action::Trace));
             }
         } else {
-            // Only a send with a destination can be a UDP datagram to refuse.
-            rules.push((
-                libc::SYS_sendto,
-                seccomp::Action::TraceUnlessArg { arg: 4, value: 0 },
-            ));
+            // A send with a destination, and a receive that asks for the
+            // source, may concern a remote UDP socket.
+            for nr in [libc::SYS_sendto, libc::SYS_recvfrom] {
+                rules.push((nr, seccomp::Action::TraceUnlessArg { arg: 4, value: 0 }));
+            }
+        }
+        // UDP addresses hide inside `msghdr`, where the filter cannot look.
+        for nr in UDP_MSG_CALLS {
+            rules.push((nr, seccomp::Action::Trace));
         }
     }
     if fwd.net && fwd.mounts.is_empty() {
@@ -267,6 +302,15 @@ enum ExitAction {
     AcceptRemote {
         addr: u64,
         len: u64,
+    },
+    UdpSources {
+        slots: Vec<crate::syscall::udp::SourceSlot>,
+        counted: bool,
+    },
+    /// `sendmmsg` ran on a copy at `scratch`: copy its `msg_len`s to `vec`.
+    MsgLens {
+        vec: u64,
+        scratch: u64,
     },
     Placeholder {
         write_end: OwnedFd,
@@ -568,28 +612,56 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         }
         let nr = i64::try_from(stop.nr).unwrap_or(-1);
         let fd0 = i32::try_from(stop.args[0] & 0xffff_ffff).map_or(-1, |v| v);
-        if self.native_once.remove(&tid) == Some((nr, fd0)) {
-            let _ = ptrace::cont(pid, None);
-            return;
-        }
+        let ready = self.native_once.remove(&tid) == Some((nr, fd0));
         let plan = {
             let mut view = TraceeView { tracer: self, pid };
             let forwarding = view.tracer.config.forwarding.clone();
-            plan::plan(nr, stop.args, &forwarding, &mut view)
+            if ready {
+                // Made ready by a fetch: it runs now, with only the
+                // address rewriting a UDP receive needs.
+                crate::syscall::udp::plan(nr, stop.args, forwarding.pure_net, true, &mut view)
+                    .filter(|_| forwarding.net)
+                    .unwrap_or(Plan::Native)
+            } else {
+                plan::plan(nr, stop.args, &forwarding, &mut view)
+            }
         };
         match plan {
             Plan::Native => {
                 let _ = ptrace::cont(pid, None);
             }
             Plan::NativeRewritten { paths, after } => {
-                let after = match after {
-                    AfterNative::Nothing => ExitAction::Restore,
-                    AfterNative::LeaveVirtualCwd => ExitAction::LeaveVirtualCwd,
-                    AfterNative::AcceptRemote { addr, len } => {
-                        ExitAction::AcceptRemote { addr, len }
-                    }
-                };
+                let after = exit_action(after, 0);
                 self.rewrite_and_run(pid, stop.stack_pointer, None, &paths, after);
+            }
+            Plan::NativeScratch(scratch) => self.run_on_scratch(pid, stop.stack_pointer, *scratch),
+            Plan::UdpBind { fd, addr, replan } => {
+                let then = if replan { Then::Replan } else { Then::Zero };
+                let tgid = self.wait(tid, nr, then, format!("{fd}, {}", SocketAddr::from(addr)));
+                self.forwarder.bind_udp(tid, tgid, fd, addr);
+            }
+            Plan::UdpConnect { fd, udp, addr } => {
+                let to = addr.map_or("AF_UNSPEC".to_string(), |a| SocketAddr::from(a).to_string());
+                let tgid = self.wait(tid, nr, Then::Zero, format!("{fd}, {to}"));
+                self.forwarder.connect_udp(tid, tgid, fd, udp, addr);
+            }
+            Plan::UdpPureSend {
+                fd,
+                udp,
+                peer,
+                data,
+                then,
+            } => {
+                let to = peer
+                    .map(|p| format!(", {}", SocketAddr::from(p)))
+                    .unwrap_or_default();
+                self.wait(tid, nr, then, format!("{fd}, {}{to}", data.len()));
+                self.forwarder.udp_send(tid, udp, peer, data);
+            }
+            Plan::UdpPureRecv { fd, udp, dontwait } => {
+                self.sleep(pid, nr, fd, format!("{fd}"));
+                let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
+                self.forwarder.udp_recv(tid, tgid, fd, udp, dontwait);
             }
             Plan::Return(ret) => {
                 self.trace_local(tid, nr, ret);
@@ -624,8 +696,9 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 self.wait(tid, nr, Then::Number, format!("{fd}, {}", data.len()));
                 self.forwarder.pure_send(tid, pump, data);
             }
-            Plan::Prefetch { pumps } => {
+            Plan::Prefetch { pumps, udp } => {
                 self.forwarder.prefetch(&pumps);
+                self.forwarder.udp_prefetch(&udp);
                 let _ = ptrace::cont(pid, None);
             }
             Plan::BindTcp { fd, addr } => {
@@ -743,6 +816,75 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         self.skip(pid, ret);
     }
 
+    /// Lays `scratch` out below the red zone (each offset in `relocs` turned
+    /// into an address), points arguments at it, sets others to `values`,
+    /// and runs the call to its exit stop.
+    fn run_on_scratch(&mut self, pid: Pid, sp: u64, plan: plan::Scratch) {
+        let plan::Scratch {
+            mut scratch,
+            relocs,
+            args,
+            values,
+            after,
+        } = plan;
+        let Ok(saved) = ptrace::getregs(pid) else {
+            let _ = ptrace::cont(pid, None);
+            return;
+        };
+        let len = u64::try_from(scratch.len()).unwrap_or(u64::MAX);
+        let base = sp.saturating_sub(RED_ZONE).saturating_sub(len) & !15;
+        for &at in &relocs {
+            if let Some(word) = scratch.get_mut(at..at + 8) {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(word);
+                word.copy_from_slice(&(u64::from_ne_bytes(w) + base).to_ne_bytes());
+            }
+        }
+        if !scratch.is_empty()
+            && let Err(e) = mem::write_bytes(pid, base, &scratch)
+        {
+            self.skip(pid, e.as_syscall_return());
+            return;
+        }
+        let mut regs = saved;
+        for &(i, off) in &args {
+            set_arg(&mut regs, i, base + off);
+        }
+        for &(i, v) in &values {
+            set_arg(&mut regs, i, v);
+        }
+        if ptrace::setregs(pid, regs).is_err() {
+            let _ = ptrace::cont(pid, None);
+            return;
+        }
+        let after = exit_action(after, base);
+        self.threads
+            .insert(pid.as_raw(), ThreadState::AwaitingExit { saved, after });
+        let _ = ptrace::syscall(pid, None);
+    }
+
+    /// A datagram's source as the kernel reported it is a relay: the
+    /// program sees the remote peer the relay stands for.
+    fn rewrite_source(&self, pid: Pid, slot: &crate::syscall::udp::SourceSlot) {
+        if slot.name == 0 {
+            return;
+        }
+        let Ok(len) = mem::read_bytes(pid, slot.len_addr, 4) else {
+            return;
+        };
+        let len = u32::from_ne_bytes([len[0], len[1], len[2], len[3]]).min(slot.room);
+        let Ok(kernel) = mem::read_bytes(pid, slot.name, usize::try_from(len).unwrap_or(0)) else {
+            return;
+        };
+        let rewritten = crate::syscall::udp::rewrite_source(&kernel, slot.room, |a| {
+            self.forwarder.udp_peer_of(a)
+        });
+        if let Some((bytes, actual)) = rewritten {
+            let _ = mem::write_bytes(pid, slot.name, &bytes);
+            let _ = mem::write_bytes(pid, slot.len_addr, &actual.to_ne_bytes());
+        }
+    }
+
     /// Puts `paths` below the red zone, points argument registers at them,
     /// optionally changes the syscall, and runs it to its exit stop.
     fn rewrite_and_run(
@@ -812,6 +954,24 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
             ExitAction::AcceptRemote { addr, len } => {
                 if let Ok(fd) = i32::try_from(result) {
                     self.claim_accepted(pid, fd, addr, len);
+                }
+            }
+            ExitAction::UdpSources { slots, counted } => {
+                let used = if counted {
+                    usize::try_from(result).unwrap_or(0)
+                } else {
+                    usize::from(result >= 0)
+                };
+                for slot in slots.iter().take(used) {
+                    self.rewrite_source(pid, slot);
+                }
+            }
+            ExitAction::MsgLens { vec, scratch } => {
+                for i in 0..u64::try_from(result).unwrap_or(0) {
+                    let at = i * 64 + 56;
+                    if let Ok(len) = mem::read_bytes(pid, scratch + at, 4) {
+                        let _ = mem::write_bytes(pid, vec + at, &len);
+                    }
                 }
             }
             ExitAction::Placeholder {
@@ -1114,6 +1274,15 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 self.set_virtual_cwd(tid, Some(local_path));
                 self.skip(pid, 0);
             }
+            Outcome::Replan => {
+                if self.config.trace
+                    && let Some(line) = trace.clone()
+                {
+                    self.forwarder
+                        .trace_line(format!("{line} (socket bound) <{rtt_us} us>"));
+                }
+                self.on_seccomp(pid);
+            }
             Outcome::SetFlags { key, flags } => {
                 if let Some(line) = trace {
                     self.forwarder
@@ -1194,6 +1363,16 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 trace,
             },
         );
+    }
+}
+
+fn exit_action(after: AfterNative, scratch: u64) -> ExitAction {
+    match after {
+        AfterNative::Nothing => ExitAction::Restore,
+        AfterNative::LeaveVirtualCwd => ExitAction::LeaveVirtualCwd,
+        AfterNative::AcceptRemote { addr, len } => ExitAction::AcceptRemote { addr, len },
+        AfterNative::UdpSources { slots, counted } => ExitAction::UdpSources { slots, counted },
+        AfterNative::MsgLens { vec } => ExitAction::MsgLens { vec, scratch },
     }
 }
 
@@ -1328,6 +1507,14 @@ impl<F: Forwarder> Tracee for TraceeView<'_, '_, F> {
         self.tracer.sockets.lookup_listener(self.pid.as_raw(), fd)
     }
 
+    fn udp_relay(
+        &mut self,
+        v6: bool,
+        peer: crate::proto::SockAddr,
+    ) -> Option<crate::proto::SockAddr> {
+        self.tracer.forwarder.udp_relay(v6, peer).map(Into::into)
+    }
+
     fn local_fd_path(&mut self, fd: i32) -> Option<Vec<u8>> {
         use std::os::unix::ffi::OsStrExt;
         let target = std::fs::read_link(format!("/proc/{}/fd/{fd}", self.pid)).ok()?;
@@ -1370,6 +1557,11 @@ mod tests {
         assert!(!traced(&config(false), libc::SYS_read));
         // The resolver files are opened from the server even with no mount.
         assert!(traced(&config(false), libc::SYS_openat));
+        // UDP: addresses inside msghdr are looked at in both modes.
+        for nr in UDP_MSG_CALLS {
+            assert!(traced(&config(false), nr));
+            assert!(traced(&config(true), nr));
+        }
     }
 
     #[test]

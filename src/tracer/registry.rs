@@ -80,6 +80,8 @@ pub struct RemoteSocket {
     pub peer: Option<crate::proto::SockAddr>,
     /// With `--pure`: the engine's stop-and-wait pump for this connection.
     pub pure_pump: Option<u64>,
+    /// A UDP socket: its id among the engine's remote UDP sockets.
+    pub udp: Option<u64>,
 }
 
 impl SocketRegistry {

@@ -24,6 +24,17 @@ pub struct TcpStreams {
     pub recv: quinn::RecvStream,
 }
 
+/// A UDP socket bound on the server: its address there, and its stream.
+#[derive(Debug)]
+pub struct UdpStreams {
+    pub local: SockAddr,
+    pub send: quinn::SendStream,
+    pub recv: quinn::RecvStream,
+}
+
+/// What [`Link::open_udp`] gives: the streams, or the remote errno.
+pub type UdpOutcome = Result<UdpStreams, crate::errno::Errno>;
+
 /// What [`Link::open_tcp`] gives: the streams, or the remote errno.
 pub type TcpOutcome = Result<TcpStreams, crate::errno::Errno>;
 
@@ -360,6 +371,27 @@ impl Link {
                 send,
                 recv,
             }),
+            Ok(_) => Err(crate::errno::Errno::EIO),
+            Err(e) => Err(e),
+        })
+    }
+
+    /// Binds a UDP socket on the server (`Request::UdpBind`). On success the
+    /// two streams carry the socket's `UdpOp`/`UdpEvent` frames; a remote
+    /// failure is the inner `Err(Errno)`.
+    pub async fn open_udp(&self, request: &Request) -> Result<UdpOutcome, TransportError> {
+        let (mut send, mut recv) = self.conn.open_bi().await.map_err(lost)?;
+        send.write_all(&frame::encode(request))
+            .await
+            .map_err(|e| match e {
+                WriteError::ConnectionLost(c) => lost(c),
+                other => TransportError::Protocol(format!("udp stream: {other}")),
+            })?;
+        let response = super::read_frame::<Response>(&mut recv)
+            .await?
+            .ok_or_else(|| TransportError::Protocol("udp stream ended".into()))?;
+        Ok(match response {
+            Ok(crate::proto::Reply::UdpBound { local }) => Ok(UdpStreams { local, send, recv }),
             Ok(_) => Err(crate::errno::Errno::EIO),
             Err(e) => Err(e),
         })

@@ -316,6 +316,24 @@ async fn request<S: Session>(
             pure,
         } => net.listen(listener, backlog, pure),
         Request::TcpUnbind { listener } => net.unbind(listener),
+        Request::UdpBind {
+            addr,
+            reuse_addr,
+            reuse_port,
+            v6_only,
+            pure,
+        } => {
+            // The stream outlives the request: it becomes the socket.
+            drop(permit_for_streams);
+            let options = crate::server::udp::BindOptions {
+                reuse_addr,
+                reuse_port,
+                v6_only,
+                pure,
+            };
+            crate::server::udp::serve(addr, options, send, recv).await;
+            return;
+        }
         other => execute(session, other).await,
     };
     if send.write_all(&frame::encode(&response)).await.is_ok() {

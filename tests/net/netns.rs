@@ -217,6 +217,23 @@ else:
     echo(host, port, sys.argv[4])
 "#;
 
+/// `unshare -m sh -c 'mount --bind F1 T1 && ... && exec "$@"' --`: the
+/// argv prefix that runs a command with private copies of files in /etc.
+pub fn private_etc(etc: &[(&Path, &str)]) -> Vec<String> {
+    let mounts: Vec<String> = etc
+        .iter()
+        .map(|(file, target)| format!("mount --bind '{}' '{target}'", p(file)))
+        .collect();
+    vec![
+        "unshare".into(),
+        "-m".into(),
+        "sh".into(),
+        "-c".into(),
+        format!("{} && exec \"$@\"", mounts.join(" && ")),
+        "private-etc".into(),
+    ]
+}
+
 /// One test's lab: topology, credentials, a running rscq-server in
 /// `remote`, and a private directory.
 pub struct Lab {
@@ -296,20 +313,21 @@ impl Lab {
     /// `hosts` is bind-mounted on /etc/hosts.
     #[track_caller]
     pub fn start_server(&mut self, hosts: Option<&Path>) {
+        match hosts {
+            Some(h) => self.start_server_with_etc(&[(h, "/etc/hosts")]),
+            None => self.start_server_with_etc(&[]),
+        }
+    }
+
+    /// Starts rscq-server in `remote`; with `etc` files, in a private mount
+    /// namespace where each file is bind-mounted on its target (the
+    /// server's own /etc/hosts, /etc/resolv.conf, ...).
+    #[track_caller]
+    pub fn start_server_with_etc(&mut self, etc: &[(&Path, &str)]) {
         assert!(self.server.is_none(), "server already started");
         let mut argv: Vec<String> = Vec::new();
-        if let Some(h) = hosts {
-            argv.extend(
-                [
-                    "unshare",
-                    "-m",
-                    "sh",
-                    "-c",
-                    "mount --bind \"$0\" /etc/hosts && exec \"$@\"",
-                    p(h),
-                ]
-                .map(String::from),
-            );
+        if !etc.is_empty() {
+            argv.extend(private_etc(etc));
         }
         argv.extend([
             SERVER.to_string(),

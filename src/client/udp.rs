@@ -1,0 +1,505 @@
+//! The client's half of UDP under `--net`.
+//!
+//! The program's UDP socket stays a real local socket; rscq binds it (out
+//! of band, through a `pidfd_getfd(2)` copy) to a loopback port, and binds
+//! a socket on the server that carries its datagrams over one QUIC stream.
+//!
+//! Each remote peer the program talks to has a *relay*: a loopback UDP
+//! socket of rscq's that stands for that peer. A datagram from peer X is
+//! written into the program's socket from X's relay, so its local source
+//! names X (the tracer turns it back into X at `recvfrom`'s exit), and a
+//! connected program socket is connected to X's relay, so it accepts only
+//! X's datagrams, as on the server. A `sendto(X)` runs natively with its
+//! destination changed to X's relay; the relay knows the sending program
+//! socket by its loopback source, and forwards the datagram with X as its
+//! destination. Neither direction keeps per-datagram bookkeeping that a
+//! lost, peeked or reordered datagram could put out of step.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rustix::net::AddressFamily;
+use tokio::net::UdpSocket;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::errno::Errno;
+use crate::proto::{Request, SockAddr, UdpEvent, UdpOp, frame};
+use crate::tracer::registry::{RemoteSocket, SocketRegistry};
+use crate::transport::Link;
+
+/// The most relays (distinct remote peers) one run keeps.
+const MAX_RELAYS: usize = 4096;
+/// How often rscq looks for program sockets that were closed.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// The largest datagram.
+const MAX_DATAGRAM: usize = 65536;
+
+/// Every remote UDP socket of the program and every relay.
+#[derive(Debug, Clone)]
+pub struct UdpRelays {
+    runtime: tokio::runtime::Handle,
+    tables: Arc<Mutex<Tables>>,
+    sockets: SocketRegistry,
+    pure: bool,
+    next_id: Arc<AtomicU64>,
+}
+
+#[derive(Debug, Default)]
+struct Tables {
+    /// (program socket is IPv6, remote peer) → the relay's loopback address.
+    relays: HashMap<(bool, SockAddr), Arc<Relay>>,
+    /// A relay's loopback address → the remote peer it stands for.
+    peers: HashMap<SocketAddr, SockAddr>,
+    /// A program socket's loopback address → its remote socket.
+    by_local: HashMap<SocketAddr, Arc<Session>>,
+    by_id: HashMap<u64, Arc<Session>>,
+}
+
+#[derive(Debug)]
+struct Relay {
+    addr: SocketAddr,
+    socket: Arc<UdpSocket>,
+}
+
+/// One program socket bound on the server.
+#[derive(Debug)]
+struct Session {
+    /// Where the program's socket is bound on loopback.
+    local: SocketAddr,
+    inode: u64,
+    v6: bool,
+    ops: mpsc::UnboundedSender<UdpOp>,
+    /// Answers to `Send` (with `--pure`) and `Connect`, in request order.
+    control: Mutex<VecDeque<oneshot::Sender<UdpEvent>>>,
+    /// `--pure`: answers to `Recv`, in request order.
+    receives: Mutex<VecDeque<oneshot::Sender<UdpEvent>>>,
+    /// `--pure`: a `Recv` is on its way.
+    in_flight: AtomicBool,
+    fetched: Notify,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn loopback(v6: bool) -> SocketAddr {
+    if v6 {
+        (Ipv6Addr::LOCALHOST, 0).into()
+    } else {
+        (Ipv4Addr::LOCALHOST, 0).into()
+    }
+}
+
+impl Session {
+    /// Sends `op` and waits for its answer on `queue`.
+    async fn ask(
+        &self,
+        op: UdpOp,
+        queue: &Mutex<VecDeque<oneshot::Sender<UdpEvent>>>,
+    ) -> Result<UdpEvent, Errno> {
+        let (tx, rx) = oneshot::channel();
+        {
+            // Queued and sent under one lock: answers come in send order.
+            let mut q = lock(queue);
+            q.push_back(tx);
+            self.ops.send(op).map_err(|_| Errno::ECONNRESET)?;
+        }
+        rx.await.map_err(|_| Errno::ECONNRESET)
+    }
+
+    fn readable(dup: &OwnedFd) -> bool {
+        let mut fds = [rustix::event::PollFd::new(
+            dup,
+            rustix::event::PollFlags::IN,
+        )];
+        rustix::event::poll(&mut fds, Some(&rustix::event::Timespec::default())).unwrap_or(0) > 0
+    }
+}
+
+impl UdpRelays {
+    pub fn new(runtime: tokio::runtime::Handle, sockets: SocketRegistry, pure: bool) -> Self {
+        let relays = Self {
+            runtime,
+            tables: Arc::default(),
+            sockets,
+            pure,
+            next_id: Arc::new(AtomicU64::new(1)),
+        };
+        let sweeper = relays.clone();
+        relays.runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(SWEEP_EVERY).await;
+                sweeper.sweep();
+            }
+        });
+        relays
+    }
+
+    fn tables(&self) -> std::sync::MutexGuard<'_, Tables> {
+        lock(&self.tables)
+    }
+
+    /// The loopback address of the relay for `peer`, made on first use.
+    /// Called from the tracer thread.
+    pub fn relay_addr(&self, v6: bool, peer: SockAddr) -> Option<SocketAddr> {
+        self.relay(v6, peer).map(|r| r.addr)
+    }
+
+    fn relay(&self, v6: bool, peer: SockAddr) -> Option<Arc<Relay>> {
+        let mut t = self.tables();
+        if let Some(r) = t.relays.get(&(v6, peer)) {
+            return Some(r.clone());
+        }
+        if t.relays.len() >= MAX_RELAYS {
+            return None;
+        }
+        let std_socket = std::net::UdpSocket::bind(loopback(v6)).ok()?;
+        std_socket.set_nonblocking(true).ok()?;
+        let addr = std_socket.local_addr().ok()?;
+        let socket = {
+            let _guard = self.runtime.enter();
+            Arc::new(UdpSocket::from_std(std_socket).ok()?)
+        };
+        let relay = Arc::new(Relay {
+            addr,
+            socket: socket.clone(),
+        });
+        t.relays.insert((v6, peer), relay.clone());
+        t.peers.insert(addr, peer);
+        drop(t);
+        let tables = self.tables.clone();
+        self.runtime
+            .spawn(forward_outgoing(socket, peer, tables.clone()));
+        Some(relay)
+    }
+
+    /// The remote peer a relay stands for, by the relay's loopback address
+    /// (the source the program's `recvfrom` got).
+    pub fn peer_of(&self, relay: SocketAddr) -> Option<SockAddr> {
+        self.tables().peers.get(&relay).copied()
+    }
+
+    /// `bind(2)` of the program's socket (`dup` is rscq's copy of it): on
+    /// the server to `addr`, and locally to a loopback port.
+    pub async fn bind(&self, link: &Link, dup: OwnedFd, addr: SockAddr) -> Result<(), Errno> {
+        use rustix::net::sockopt;
+        let v6 = sockopt::socket_domain(&dup).map_err(Errno::from)? == AddressFamily::INET6;
+        let request = Request::UdpBind {
+            addr,
+            reuse_addr: sockopt::socket_reuseaddr(&dup).unwrap_or(false),
+            reuse_port: sockopt::socket_reuseport(&dup).unwrap_or(false),
+            v6_only: if v6 {
+                sockopt::ipv6_v6only(&dup).ok()
+            } else {
+                None
+            },
+            pure: self.pure,
+        };
+        let streams = match link.open_udp(&request).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(Errno::EIO),
+        };
+        // Dropping the streams on a failure below closes the server socket.
+        rustix::net::bind(&dup, &loopback(v6)).map_err(Errno::from)?;
+        let local = rustix::net::getsockname(&dup)
+            .ok()
+            .and_then(|a| SocketAddr::try_from(a).ok())
+            .ok_or(Errno::EINVAL)?;
+        let inode = rustix::fs::fstat(&dup).map_err(Errno::from)?.st_ino;
+        let (ops, queue) = mpsc::unbounded_channel();
+        let session = Arc::new(Session {
+            local,
+            inode,
+            v6,
+            ops,
+            control: Mutex::default(),
+            receives: Mutex::default(),
+            in_flight: AtomicBool::new(false),
+            fetched: Notify::new(),
+        });
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut t = self.tables();
+            t.by_local.insert(local, session.clone());
+            t.by_id.insert(id, session.clone());
+        }
+        self.sockets.insert(
+            inode,
+            RemoteSocket {
+                local: streams.local,
+                peer: None,
+                pure_pump: None,
+                udp: Some(id),
+            },
+        );
+        tokio::spawn(write_ops(queue, streams.send));
+        tokio::spawn(read_events(
+            self.clone(),
+            Arc::downgrade(&session),
+            streams.recv,
+        ));
+        Ok(())
+    }
+
+    fn session(&self, id: u64) -> Result<Arc<Session>, Errno> {
+        self.tables().by_id.get(&id).cloned().ok_or(Errno::EBADF)
+    }
+
+    /// `connect(2)`: on the server, then the program's socket is connected
+    /// to the peer's relay, so it hears only that peer, as on the server.
+    /// `None` (`AF_UNSPEC`) dissolves the association on both sides.
+    pub async fn connect(
+        &self,
+        dup: OwnedFd,
+        id: u64,
+        peer: Option<SockAddr>,
+    ) -> Result<(), Errno> {
+        let session = self.session(id)?;
+        let op = match peer {
+            Some(peer) => UdpOp::Connect { peer },
+            None => UdpOp::Disconnect,
+        };
+        let local = match session.ask(op, &session.control).await? {
+            UdpEvent::Connected(result) => result?,
+            _ => return Err(Errno::EIO),
+        };
+        match peer {
+            Some(peer) => {
+                let relay = self.relay(session.v6, peer).ok_or(Errno(libc::ENOBUFS))?;
+                rustix::net::connect(&dup, &relay.addr).map_err(Errno::from)?;
+            }
+            // The kernel drops a port it chose at a disconnect: the
+            // socket takes its loopback port back, by which relays know it.
+            None => {
+                rustix::net::connect_unspec(&dup).map_err(Errno::from)?;
+                let now = rustix::net::getsockname(&dup)
+                    .ok()
+                    .and_then(|a| SocketAddr::try_from(a).ok());
+                if now.is_none_or(|a| a.port() == 0) {
+                    rustix::net::bind(&dup, &session.local).map_err(Errno::from)?;
+                }
+            }
+        }
+        self.sockets.insert(
+            session.inode,
+            RemoteSocket {
+                local,
+                peer,
+                pure_pump: None,
+                udp: Some(id),
+            },
+        );
+        Ok(())
+    }
+
+    /// `--pure`: one remote send, as one round trip.
+    pub async fn send(&self, id: u64, peer: Option<SockAddr>, data: Vec<u8>) -> Result<u64, Errno> {
+        let session = self.session(id)?;
+        match session
+            .ask(UdpOp::Send { peer, data }, &session.control)
+            .await?
+        {
+            UdpEvent::Sent(result) => result,
+            _ => Err(Errno::EIO),
+        }
+    }
+
+    /// `--pure`: makes a receive on the program's socket ready: fetches one
+    /// datagram into it unless it holds one (a blocking receive fetches
+    /// until one came; a non-blocking one tries once).
+    pub async fn recv(&self, dup: OwnedFd, id: u64, nonblocking: bool) -> Result<(), Errno> {
+        let session = self.session(id)?;
+        while !Session::readable(&dup) {
+            self.fetch(&session, nonblocking).await?;
+            // The datagram crosses loopback into the program's socket.
+            for _ in 0..1000 {
+                if Session::readable(&dup) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_micros(50)).await;
+            }
+            if nonblocking {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// One `Recv` round trip, or waits for the one on its way.
+    async fn fetch(&self, session: &Arc<Session>, nonblocking: bool) -> Result<(), Errno> {
+        if session.in_flight.swap(true, Ordering::SeqCst) {
+            let notified = session.fetched.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if session.in_flight.load(Ordering::SeqCst) {
+                notified.await;
+            }
+            return Ok(());
+        }
+        // In a task of its own: a receive that times out (`SO_RCVTIMEO`)
+        // drops its wait, not the fetch, whose datagram is kept.
+        let fetching = session.clone();
+        let answer = tokio::spawn(async move {
+            let answer = fetching
+                .ask(UdpOp::Recv { nonblocking }, &fetching.receives)
+                .await;
+            fetching.in_flight.store(false, Ordering::SeqCst);
+            fetching.fetched.notify_waiters();
+            answer
+        })
+        .await
+        .unwrap_or(Err(Errno::EIO));
+        match answer? {
+            UdpEvent::RecvFailed(e) if e == Errno(libc::EAGAIN) && nonblocking => Ok(()),
+            UdpEvent::RecvFailed(e) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// `--pure`: a `poll` on the empty socket starts one blocking fetch,
+    /// unless one is on its way.
+    pub fn prefetch(&self, id: u64) {
+        let Ok(session) = self.session(id) else {
+            return;
+        };
+        if session.in_flight.load(Ordering::SeqCst) {
+            return;
+        }
+        let relays = self.clone();
+        self.runtime.spawn(async move {
+            let _ = relays.fetch(&session, false).await;
+        });
+    }
+
+    /// Forgets the program sockets that were closed: their server sockets
+    /// close when their streams finish.
+    fn sweep(&self) {
+        if self.tables().by_local.is_empty() {
+            return;
+        }
+        let open = open_udp_inodes();
+        let closed: Vec<(SocketAddr, u64)> = {
+            let t = self.tables();
+            let known: Vec<(SocketAddr, u64)> =
+                t.by_local.values().map(|s| (s.local, s.inode)).collect();
+            known
+                .into_iter()
+                .filter(|(_, inode)| !open.contains(inode))
+                .collect()
+        };
+        if closed.is_empty() {
+            return;
+        }
+        let mut t = self.tables();
+        for (local, inode) in closed {
+            t.by_local.remove(&local);
+            t.by_id.retain(|_, s| s.inode != inode);
+            self.sockets.remove(inode);
+        }
+    }
+}
+
+/// The inodes of this network namespace's UDP sockets.
+fn open_udp_inodes() -> HashSet<u64> {
+    let mut inodes = HashSet::new();
+    for table in ["/proc/net/udp", "/proc/net/udp6"] {
+        if let Ok(text) = std::fs::read_to_string(table) {
+            inodes.extend(udp_table_inodes(&text));
+        }
+    }
+    inodes
+}
+
+/// The `inode` column of a `/proc/net/udp` or `/proc/net/udp6` table.
+fn udp_table_inodes(text: &str) -> Vec<u64> {
+    text.lines()
+        .skip(1)
+        .filter_map(|line| line.split_whitespace().nth(9)?.parse().ok())
+        .collect()
+}
+
+/// Datagrams the program sent to `peer`'s relay go to the server socket of
+/// the program socket they came from.
+async fn forward_outgoing(socket: Arc<UdpSocket>, peer: SockAddr, tables: Arc<Mutex<Tables>>) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    loop {
+        let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let session = lock(&tables).by_local.get(&from).cloned();
+        if let Some(session) = session {
+            let _ = session.ops.send(UdpOp::Send {
+                peer: Some(peer),
+                data: buf[..n].to_vec(),
+            });
+        }
+    }
+}
+
+async fn write_ops(mut queue: mpsc::UnboundedReceiver<UdpOp>, mut send: quinn::SendStream) {
+    while let Some(op) = queue.recv().await {
+        if send.write_all(&frame::encode(&op)).await.is_err() {
+            return;
+        }
+    }
+    // The program's socket is gone: the server closes its own.
+    let _ = send.finish();
+}
+
+/// Delivers what the server sends: datagrams into the program's socket
+/// from their peer's relay, answers to their waiters.
+async fn read_events(
+    relays: UdpRelays,
+    session: std::sync::Weak<Session>,
+    mut recv: quinn::RecvStream,
+) {
+    while let Ok(Some(event)) = crate::transport::read_frame::<UdpEvent>(&mut recv).await {
+        let Some(session) = session.upgrade() else {
+            return;
+        };
+        match event {
+            UdpEvent::Datagram { peer, data } => {
+                if let Some(relay) = relays.relay(session.v6, peer) {
+                    let _ = relay.socket.send_to(&data, session.local).await;
+                }
+                if relays.pure
+                    && let Some(waiter) = lock(&session.receives).pop_front()
+                {
+                    let _ = waiter.send(UdpEvent::Datagram {
+                        peer,
+                        data: Vec::new(),
+                    });
+                }
+            }
+            UdpEvent::RecvFailed(e) => {
+                if let Some(waiter) = lock(&session.receives).pop_front() {
+                    let _ = waiter.send(UdpEvent::RecvFailed(e));
+                }
+            }
+            answer @ (UdpEvent::Sent(_) | UdpEvent::Connected(_)) => {
+                if let Some(waiter) = lock(&session.control).pop_front() {
+                    let _ = waiter.send(answer);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn udp_tables_give_inodes() {
+        let text = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n\
+                    \x20 123: 0100007F:A1B2 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 98765 2 0000000000000000 0\n";
+        assert_eq!(udp_table_inodes(text), vec![98765]);
+        assert!(udp_table_inodes("header only\n").is_empty());
+    }
+}

@@ -66,6 +66,13 @@ fn real_main() -> anyhow::Result<i32> {
             readahead: settings.optimizations.readahead,
         },
         statcache_ttl: rscq::engine::DEFAULT_TTL,
+        nagle: settings
+            .optimizations
+            .nagle
+            .then_some(rscq::engine::coalesce::CoalesceConfig {
+                delay: settings.nagle.delay,
+                bytes: settings.nagle.bytes,
+            }),
         pure: settings.optimizations.is_pure(),
         trace: settings.trace,
         stats: settings.stats,

@@ -1,6 +1,7 @@
 //! Wiring of the rscq client: the tracer thread, the engine that carries
 //! forwarded calls over the QUIC [`Link`], and the end-of-run summary.
 
+pub mod coalesce;
 pub mod net;
 pub mod pure;
 pub mod stats;
@@ -49,6 +50,8 @@ pub struct RunOptions {
     pub pure: bool,
     /// How long prefetched stat answers stay valid.
     pub statcache_ttl: std::time::Duration,
+    /// The `nagle` layer for sockets: `None` sends at once.
+    pub nagle: Option<crate::engine::coalesce::CoalesceConfig>,
     pub trace: bool,
     pub stats: bool,
     pub program: Vec<OsString>,
@@ -183,7 +186,7 @@ impl Forwarder for Engine {
                         // and SO_ERROR is 0.
                         let nonblocking = rustix::fs::fcntl_getfl(&dup)
                             .is_ok_and(|f| f.contains(rustix::fs::OFlags::NONBLOCK));
-                        match engine.pumps.attach(dup, streams).await {
+                        match engine.pumps.attach(dup, streams, (tgid, fd)).await {
                             Ok(()) if nonblocking => Err(Errno(libc::EINPROGRESS)),
                             Ok(()) => Ok(Reply::Done),
                             Err(e) => Err(e),
@@ -325,7 +328,11 @@ pub fn run(
     let sockets = SocketRegistry::default();
     let pumps = Arc::new(
         runtime
-            .block_on(net::Pumps::start(sockets.clone(), options.pure))
+            .block_on(net::Pumps::start(
+                sockets.clone(),
+                options.pure,
+                options.nagle.map(|c| (c, link.clone())),
+            ))
             .map_err(ClientError::Pumps)?,
     );
     // Kept open for the whole run: the program opens them by /proc path.

@@ -14,6 +14,7 @@
 //!   program's first `fstat` on that file, and a directory's first
 //!   `getdents64` brings the whole listing, so later ones are local.
 
+pub mod coalesce;
 pub mod readahead;
 mod statcache;
 

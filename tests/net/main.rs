@@ -21,5 +21,6 @@
 mod harness;
 mod netns;
 
+mod coalesce;
 mod incoming;
 mod outgoing;

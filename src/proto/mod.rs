@@ -454,6 +454,10 @@ pub enum Request {
     },
     /// The program closed its listening socket.
     TcpUnbind { listener: u64 },
+    /// A `close(2)` of one of the program's fds for the handle: rscq sends
+    /// the writes it holds for it and answers with their error, if any.
+    /// It never needs the server, which answers `Done`.
+    FlushWrites { handle: Handle },
 }
 
 /// One stop-and-wait operation on a `--pure` connection's stream.

@@ -98,6 +98,7 @@ pub fn describe(req: &Request) -> String {
         }
         Request::Getdents { handle, bytes } => format!("{}, {bytes}", h(handle)),
         Request::GetdentsPlus { handle } => format!("{}, +stat", h(handle)),
+        Request::FlushWrites { handle } => format!("{}, flush", h(handle)),
         Request::SetFlags { handle, flags } => format!("{}, F_SETFL, {flags:#o}", h(handle)),
         Request::Ftruncate { handle, len } => format!("{}, {len}", h(handle)),
         Request::Fchmod { handle, mode } => format!("{}, {mode:#o}", h(handle)),

@@ -118,6 +118,7 @@ pub fn name(nr: i64) -> &'static str {
         .chain([
             &UNAME,
             &(libc::SYS_mmap, "mmap"),
+            &(libc::SYS_close, "close"),
             &(libc::SYS_sendto, "sendto"),
         ])
         .find(|(n, _)| *n == nr)

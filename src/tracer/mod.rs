@@ -183,6 +183,10 @@ pub fn filter_rules(config: &TracerConfig) -> Vec<(i64, seccomp::Action)> {
                 rules.push((nr, seccomp::Action::Trace));
             }
         }
+        if fwd.write_behind {
+            // A close sends the writes held for its file and reports them.
+            rules.push((libc::SYS_close, seccomp::Action::Trace));
+        }
         // A remote file cannot be mapped; anonymous mappings never stop.
         rules.push((
             libc::SYS_mmap,
@@ -232,6 +236,8 @@ enum ThreadState {
 #[derive(Debug)]
 enum ExitAction {
     Restore,
+    /// The call ran natively; it returns this error instead.
+    Fail(Errno),
     LeaveVirtualCwd,
     AcceptRemote {
         addr: u64,
@@ -750,8 +756,14 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         let result = ptrace::getregs(pid)
             .map(|r| r.rax.cast_signed())
             .unwrap_or(-1);
+        let mut result = result;
         match after {
             ExitAction::Restore => {}
+            ExitAction::Fail(e) => {
+                if result >= 0 {
+                    result = e.as_syscall_return();
+                }
+            }
             ExitAction::LeaveVirtualCwd => {
                 if result == 0 {
                     self.set_virtual_cwd(tid, None);
@@ -951,6 +963,22 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 }
                 self.set_virtual_cwd(tid, Some(local_path));
                 self.skip(pid, 0);
+            }
+            Outcome::RunNative { error } => {
+                if let Some(line) = trace {
+                    let ret = error.map_or(0, Errno::as_syscall_return);
+                    self.forwarder
+                        .trace_line(format!("{line} = {} <{rtt_us} us>", fmt_ret(ret)));
+                }
+                match error {
+                    None => {
+                        let _ = ptrace::cont(pid, None);
+                    }
+                    Some(e) => {
+                        let sp = ptrace::getregs(pid).map(|r| r.rsp).unwrap_or(0);
+                        self.rewrite_and_run(pid, sp, None, &[], ExitAction::Fail(e));
+                    }
+                }
             }
             Outcome::SetFlags { key, flags } => {
                 if let Some(line) = trace {

@@ -105,9 +105,8 @@ impl ProgramSocket {
 /// The program's socket: a short-lived copy of its fd, found again by
 /// inode if the program moved it to another fd.
 fn program_socket(owner: &mut Owner) -> Option<std::os::fd::OwnedFd> {
-    let matches = |fd: &std::os::fd::OwnedFd| {
-        rustix::fs::fstat(fd).is_ok_and(|st| st.st_ino == owner.ino)
-    };
+    let matches =
+        |fd: &std::os::fd::OwnedFd| rustix::fs::fstat(fd).is_ok_and(|st| st.st_ino == owner.ino);
     if let Some(dup) = crate::tracer::dup_fd(owner.tgid, owner.fd)
         && matches(&dup)
     {
@@ -164,11 +163,17 @@ mod tests {
         assert!(waits_for_input(
             "0 0x3 0x7ffd5c0 0x1000 0x0 0x0 0x0 0x7ffd5b8 0x7f12"
         ));
-        assert!(waits_for_input("232 0x4 0x7ffd 0x20 0xffffffff 0x0 0x0 0x1 0x2"));
-        assert!(waits_for_input("7 0x7ffd 0x1 0xffffffff 0x0 0x0 0x0 0x1 0x2"));
+        assert!(waits_for_input(
+            "232 0x4 0x7ffd 0x20 0xffffffff 0x0 0x0 0x1 0x2"
+        ));
+        assert!(waits_for_input(
+            "7 0x7ffd 0x1 0xffffffff 0x0 0x0 0x0 0x1 0x2"
+        ));
         assert!(!waits_for_input("running"));
         assert!(!waits_for_input("1 0x3 0x7ffd 0x1 0x0 0x0 0x0 0x1 0x2"));
-        assert!(!waits_for_input("61 0xffffffff 0x0 0x0 0x0 0x0 0x0 0x1 0x2"));
+        assert!(!waits_for_input(
+            "61 0xffffffff 0x0 0x0 0x0 0x0 0x0 0x1 0x2"
+        ));
         assert!(!waits_for_input(""));
     }
 }

@@ -21,12 +21,12 @@ use rustix::net::AddressFamily;
 use super::coalesce::{Claim, Owner, ProgramSocket};
 use super::pure::PurePumps;
 use crate::engine::coalesce::{CoalesceConfig, Coalescer};
-use crate::transport::pump::{Nagle, pump_with};
 use crate::errno::Errno;
 use crate::proto::{Incoming, Reply, Request, SockAddr};
 use crate::tracer::registry::{RemoteSocket, SocketRegistry};
 use crate::transport::Link;
 use crate::transport::client::TcpStreams;
+use crate::transport::pump::{Nagle, pump_with};
 
 /// Pairs a connection accepted on rscq's listener with the program socket
 /// that made it, by the program socket's local port. Either side may come

@@ -401,9 +401,16 @@ fn nagle_settings_come_from_flags_over_the_file() {
 #[test]
 fn bad_nagle_settings_are_refused_with_their_line() {
     let e = parse_config_file("\nnagle_delay = \"5\"\n", Path::new("n.toml")).expect_err("no unit");
-    assert!(e.to_string().starts_with("n.toml:2: invalid nagle_delay `5`"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("n.toml:2: invalid nagle_delay `5`"),
+        "{e}"
+    );
     let e = parse_config_file("nagle_bytes = 0\n", Path::new("n.toml")).expect_err("zero");
-    assert!(e.to_string().contains("n.toml:1: invalid nagle_bytes 0"), "{e}");
+    assert!(
+        e.to_string().contains("n.toml:1: invalid nagle_bytes 0"),
+        "{e}"
+    );
     for bad in [
         &["--nagle-bytes=0", "--", "ls"][..],
         &["--nagle-delay=5", "--", "ls"],

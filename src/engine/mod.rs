@@ -113,9 +113,10 @@ impl FileEngine {
         };
         let handle = handle_of_any(req);
         match *req {
-            Request::Write { handle, ref data } | Request::Pwrite { handle, ref data, .. }
-                if self.layers.readahead =>
-            {
+            Request::Write { handle, ref data }
+            | Request::Pwrite {
+                handle, ref data, ..
+            } if self.layers.readahead => {
                 let file = self.files.get_mut(&handle)?;
                 let cursor = file.cursor.as_mut()?;
                 let (at, moves) = match *req {
@@ -161,7 +162,9 @@ impl FileEngine {
                 if self.writes.barrier(writebehind::Scope::FileOf(handle)) {
                     return wait(&self.writes, req);
                 }
-                self.writes.take_error(handle).map(|e| Action::Answer(Err(e)))
+                self.writes
+                    .take_error(handle)
+                    .map(|e| Action::Answer(Err(e)))
             }
             _ => {
                 let scope = handle.map_or(writebehind::Scope::All, writebehind::Scope::FileOf);

@@ -168,9 +168,7 @@ impl WriteBehind {
             .filter(|(h, f)| match scope {
                 Scope::All => true,
                 Scope::Handle(want) => **h == want,
-                Scope::FileOf(want) => {
-                    **h == want || (f.file.is_some() && f.file == file_of(want))
-                }
+                Scope::FileOf(want) => **h == want || (f.file.is_some() && f.file == file_of(want)),
             })
             .map(|(h, _)| *h)
             .collect()
@@ -251,7 +249,10 @@ impl WriteBehind {
             None => f.run = Some((at, data.to_vec())),
         }
         f.next = Some(end_of(at, data.len()));
-        if f.run.as_ref().is_some_and(|(_, r)| r.len() >= self.config.flush_bytes) {
+        if f.run
+            .as_ref()
+            .is_some_and(|(_, r)| r.len() >= self.config.flush_bytes)
+        {
             self.send_run(handle);
         }
         Write::Held

@@ -141,7 +141,9 @@ impl Executor {
             Request::ReadSystemFile { file } => system_file(file),
             Request::GetdentsPlus { handle } => dirs::getdents_plus(handles.get(handle)?.as_fd()),
             // rscq answers it itself; the server holds no writes to send.
-            Request::FlushWrites { handle } => handles.get(handle).map(|_| crate::proto::Reply::Done),
+            Request::FlushWrites { handle } => {
+                handles.get(handle).map(|_| crate::proto::Reply::Done)
+            }
             // Connections are streams, served by `server::net`; one that
             // reaches the blocking executor was sent the wrong way.
             Request::TcpConnect { .. }

@@ -251,7 +251,9 @@ pub enum Outcome {
         flags: i32,
     },
     /// Let the program's own call run, then make it return this error.
-    RunNative { error: Option<Errno> },
+    RunNative {
+        error: Option<Errno>,
+    },
 }
 
 impl Outcome {

@@ -643,7 +643,11 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         };
         if let Ok(st) = rustix::fs::fstat(&dup) {
             self.sockets.insert(st.st_ino, remote);
-            let tgid = self.tgid.get(&pid.as_raw()).copied().unwrap_or(pid.as_raw());
+            let tgid = self
+                .tgid
+                .get(&pid.as_raw())
+                .copied()
+                .unwrap_or(pid.as_raw());
             self.sockets.record_claim(port, tgid, fd, st.st_ino);
         }
         if addr == 0 || len == 0 {

@@ -83,9 +83,17 @@ const SMALL_WRITES: usize = 20_000;
 /// `TCP_NODELAY`.
 const CASES: &[(&str, &[&str], bool)] = &[
     ("default", &[], false),
-    ("without nagle", &["--optimize=readahead,statcache,compound"], false),
+    (
+        "without nagle",
+        &["--optimize=readahead,statcache,compound"],
+        false,
+    ),
     ("TCP_NODELAY", &[], true),
-    ("short delay", &["--nagle-delay=200us", "--nagle-bytes=512"], false),
+    (
+        "short delay",
+        &["--nagle-delay=200us", "--nagle-bytes=512"],
+        false,
+    ),
 ];
 
 #[test]
@@ -102,7 +110,10 @@ fn small_writes_arrive_whole_and_in_order() {
     srv.wait_stdout("READY", Duration::from_secs(30));
 
     // Reference: the same program run directly in remote.
-    let direct = lab.run_ok(lab.exec(Ns::Remote, &[py.as_str(), p(&client), &web_ip, &port, &n, "0"]));
+    let direct = lab.run_ok(lab.exec(
+        Ns::Remote,
+        &[py.as_str(), p(&client), &web_ip, &port, &n, "0"],
+    ));
     assert!(direct.out().starts_with("ok "), "{}", direct.dump());
     eprintln!("small writes: direct: {}", direct.out().trim());
 
@@ -133,7 +144,10 @@ fn request_response_completes() {
     let web_ip = lab.net.web_ip.to_string();
     let port = ECHO_PORT.to_string();
     let rounds = "200";
-    let direct = lab.run_ok(lab.exec(Ns::Remote, &[py.as_str(), p(&client), &web_ip, &port, rounds]));
+    let direct = lab.run_ok(lab.exec(
+        Ns::Remote,
+        &[py.as_str(), p(&client), &web_ip, &port, rounds],
+    ));
     assert_eq!(direct.out(), "200 rounds\n", "{}", direct.dump());
     eprintln!("ping-pong: direct: {}", direct.err().trim());
     for (name, mode, _) in CASES.iter().filter(|c| !c.2) {
@@ -141,6 +155,9 @@ fn request_response_completes() {
         assert_eq!(out.out(), "200 rounds\n", "({name})\n{}", out.dump());
         eprintln!("ping-pong: {name}: {}", out.err().trim());
     }
-    let out = lab.run_ok(lab.rscq(&["--pure"], &[py.as_str(), p(&client), &web_ip, &port, "20"]));
+    let out = lab.run_ok(lab.rscq(
+        &["--pure"],
+        &[py.as_str(), p(&client), &web_ip, &port, "20"],
+    ));
     assert_eq!(out.out(), "20 rounds\n", "(--pure)\n{}", out.dump());
 }

@@ -368,7 +368,7 @@ mod tests {
                     file.resize(at + f.data.len(), 0);
                 }
                 file[at..at + f.data.len()].copy_from_slice(&f.data);
-                let n = f.data.len() as u64;
+                let n = u64::try_from(f.data.len()).unwrap();
                 w.on_flushed(WriteBehind::token(&f), Ok(n));
             }
         }
@@ -382,12 +382,12 @@ mod tests {
         let mut sent = 0;
         for i in 0..100u8 {
             let block = vec![i; 512];
-            let at = expected.len() as i64;
+            let at = i64::try_from(expected.len()).unwrap();
             assert_eq!(w.write(A, at, &block), Write::Held);
             expected.extend_from_slice(&block);
             sent += serve(&mut w, &mut file);
         }
-        assert!(!w.barrier(Scope::Handle(A)));
+        assert!(w.barrier(Scope::Handle(A)), "the rest is in flight");
         sent += serve(&mut w, &mut file);
         assert_eq!(file, expected);
         assert_eq!(sent, 13, "51200 bytes in runs of 4096");

@@ -13,6 +13,12 @@
 //! - **compound**: the stat that comes with every `open` reply answers the
 //!   program's first `fstat` on that file, and a directory's first
 //!   `getdents64` brings the whole listing, so later ones are local.
+//! - **readahead**: rscq owns a regular file's offset, reads ahead
+//!   ([`readahead`]) and writes behind ([`writebehind`]); every call that
+//!   could see a file waits until its held writes are on the server.
+//!
+//! Send coalescing for sockets (the `nagle` layer) is [`coalesce`], driven
+//! by the socket pump.
 
 pub mod coalesce;
 pub mod readahead;

@@ -54,24 +54,29 @@ ok = int(total) == n and digest == hashlib.sha256(data).hexdigest()
 print(f"{'ok' if ok else 'MISMATCH'} bytes={total} recvs={recvs}")
 "#;
 
-/// Request/response: each request goes out in two writes (the second
-/// waits for the program to turn around), each answer is awaited.
+/// Request/response: each request goes out in one write, or in two
+/// (`split`: the second is held until the program turns around), each
+/// answer is awaited.
 const PING_PONG_PY: &str = r#"
 import socket, sys, time
 host, port, rounds = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+split = sys.argv[4] == "split"
 s = socket.create_connection((host, port))
 f = s.makefile("rb")
 started = time.monotonic()
 for i in range(rounds):
-    s.send(b"ping ")
-    s.send(f"{i}\n".encode())
+    if split:
+        s.send(b"ping ")
+        s.send(f"{i}\n".encode())
+    else:
+        s.send(f"ping {i}\n".encode())
     line = f.readline().decode()
     if line != f"P:ping {i}\n":
         print(f"BAD {line!r}")
         sys.exit(1)
 took = time.monotonic() - started
 print(f"{rounds} rounds")
-print(f"per round {took / rounds * 1e6:.0f} us", file=sys.stderr)
+print(f"{sys.argv[4]}: per round {took / rounds * 1e6:.0f} us", file=sys.stderr)
 "#;
 
 const COUNT_PORT: u16 = 7101;
@@ -144,20 +149,24 @@ fn request_response_completes() {
     let web_ip = lab.net.web_ip.to_string();
     let port = ECHO_PORT.to_string();
     let rounds = "200";
-    let direct = lab.run_ok(lab.exec(
-        Ns::Remote,
-        &[py.as_str(), p(&client), &web_ip, &port, rounds],
-    ));
-    assert_eq!(direct.out(), "200 rounds\n", "{}", direct.dump());
-    eprintln!("ping-pong: direct: {}", direct.err().trim());
-    for (name, mode, _) in CASES.iter().filter(|c| !c.2) {
-        let out = lab.run_ok(lab.rscq(mode, &[py.as_str(), p(&client), &web_ip, &port, rounds]));
-        assert_eq!(out.out(), "200 rounds\n", "({name})\n{}", out.dump());
-        eprintln!("ping-pong: {name}: {}", out.err().trim());
+    for shape in ["whole", "split"] {
+        let argv = [py.as_str(), p(&client), &web_ip, &port, rounds, shape];
+        let direct = lab.run_ok(lab.exec(Ns::Remote, &argv));
+        assert_eq!(direct.out(), "200 rounds\n", "{}", direct.dump());
+        eprintln!("ping-pong: direct: {}", direct.err().trim());
+        for (name, mode, _) in CASES.iter().filter(|c| !c.2) {
+            let out = lab.run_ok(lab.rscq(mode, &argv));
+            assert_eq!(
+                out.out(),
+                "200 rounds\n",
+                "({name}, {shape})\n{}",
+                out.dump()
+            );
+            // Measured, not asserted: no timing asserts.
+            eprintln!("ping-pong: {name}: {}", out.err().trim());
+        }
     }
-    let out = lab.run_ok(lab.rscq(
-        &["--pure"],
-        &[py.as_str(), p(&client), &web_ip, &port, "20"],
-    ));
+    let argv = [py.as_str(), p(&client), &web_ip, &port, "20", "split"];
+    let out = lab.run_ok(lab.rscq(&["--pure"], &argv));
     assert_eq!(out.out(), "20 rounds\n", "(--pure)\n{}", out.dump());
 }

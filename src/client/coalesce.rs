@@ -135,23 +135,32 @@ impl ProgramSide for ProgramSocket {
 
     fn nodelay(&mut self) -> Option<bool> {
         let mut owner = self.owner()?;
-        let socket = program_socket(&mut owner);
+        let on = nodelay_of(&mut owner);
         self.owner = Some(owner);
-        rustix::net::sockopt::tcp_nodelay(&socket?).ok()
+        on
     }
 
     fn waiting_for_input(&mut self) -> bool {
-        let Some(owner) = self.owner() else {
-            return false;
-        };
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", owner.tgid)) else {
-            return false;
-        };
-        tasks.flatten().any(|task| {
-            std::fs::read_to_string(task.path().join("syscall"))
-                .is_ok_and(|line| waits_for_input(&line))
-        })
+        self.owner()
+            .is_some_and(|owner| a_thread_waits_for_input(owner.tgid))
     }
+}
+
+/// `TCP_NODELAY` of the owner's socket; follows the socket to another fd.
+fn nodelay_of(owner: &mut Owner) -> Option<bool> {
+    let socket = program_socket(owner)?;
+    rustix::net::sockopt::tcp_nodelay(&socket).ok()
+}
+
+/// Whether some thread of process `tgid` sits in a wait for input.
+fn a_thread_waits_for_input(tgid: i32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{tgid}/task")) else {
+        return false;
+    };
+    tasks.flatten().any(|task| {
+        std::fs::read_to_string(task.path().join("syscall"))
+            .is_ok_and(|line| waits_for_input(&line))
+    })
 }
 
 #[cfg(test)]
@@ -175,5 +184,57 @@ mod tests {
             "61 0xffffffff 0x0 0x0 0x0 0x0 0x0 0x1 0x2"
         ));
         assert!(!waits_for_input(""));
+    }
+
+    fn own_socket() -> (std::net::TcpStream, std::net::TcpListener) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let s =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        (s, listener)
+    }
+
+    #[test]
+    fn nodelay_is_read_from_the_program_socket_even_after_a_dup2() {
+        use std::os::fd::AsRawFd;
+        let (s, _l) = own_socket();
+        let ino = rustix::fs::fstat(&s).expect("fstat").st_ino;
+        let tgid = i32::try_from(std::process::id()).expect("pid");
+        let mut owner = Owner {
+            tgid,
+            fd: s.as_raw_fd(),
+            ino,
+        };
+        assert_eq!(nodelay_of(&mut owner), Some(false));
+        s.set_nodelay(true).expect("nodelay");
+        assert_eq!(nodelay_of(&mut owner), Some(true));
+        // The program moved the socket to another fd and closed the first.
+        let moved = rustix::io::dup(&s).expect("dup");
+        drop(s);
+        assert_eq!(nodelay_of(&mut owner), Some(true));
+        assert_eq!(owner.fd, moved.as_raw_fd());
+        drop(moved);
+        assert_eq!(nodelay_of(&mut owner), None, "the socket is gone");
+    }
+
+    #[test]
+    fn a_thread_blocked_in_read_is_seen_waiting_for_input() {
+        let tgid = i32::try_from(std::process::id()).expect("pid");
+        let (rd, wr) = rustix::pipe::pipe().expect("pipe");
+        let reader = std::thread::spawn(move || {
+            let mut b = [0u8; 1];
+            let _ = rustix::io::read(&rd, &mut b);
+        });
+        // The reader blocks in read(2) soon; /proc shows it there.
+        let mut seen = false;
+        for _ in 0..2000 {
+            if a_thread_waits_for_input(tgid) {
+                seen = true;
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        rustix::io::write(&wr, b"x").expect("write");
+        reader.join().expect("join");
+        assert!(seen, "no thread seen in read(2)");
     }
 }

@@ -263,6 +263,19 @@ fn first_fstat_after_open_is_local_and_a_write_invalidates_it() {
         e.on_request(now, write),
         Action::Answer(Ok(Reply::Count(1)))
     );
+    // Where the offset is, rscq knows without the server.
+    assert_eq!(
+        e.on_request(
+            now,
+            Request::Lseek {
+                handle: Handle(4),
+                offset: 0,
+                whence: libc::SEEK_CUR
+            }
+        ),
+        Action::Answer(Ok(Reply::Offset(1)))
+    );
+    assert!(e.take_flushes().is_empty());
     assert!(matches!(
         e.on_request(now, Request::Fstat { handle: Handle(4) }),
         Action::Wait(..)

@@ -231,7 +231,7 @@ mod tests {
                 seen = true;
                 break;
             }
-            std::thread::sleep(std::time::Duration::from_millis(1));
+            std::thread::sleep(Duration::from_millis(1));
         }
         rustix::io::write(&wr, b"x").expect("write");
         reader.join().expect("join");

@@ -170,3 +170,63 @@ fn request_response_completes() {
     let out = lab.run_ok(lab.rscq(&["--pure"], &argv));
     assert_eq!(out.out(), "20 rounds\n", "(--pure)\n{}", out.dump());
 }
+
+/// Reads one byte, then resets the connection (`SO_LINGER` 0).
+const RESETTING_SERVER_PY: &str = r#"
+import socket, struct, sys
+host, port = sys.argv[1], int(sys.argv[2])
+srv = socket.socket()
+srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+srv.bind((host, port))
+srv.listen(8)
+print("READY", flush=True)
+while True:
+    conn, _ = srv.accept()
+    conn.recv(1)
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()
+"#;
+
+/// Keeps sending small pieces until a send fails; prints the errno.
+const SEND_UNTIL_ERROR_PY: &str = r#"
+import errno, socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+for i in range(20000):
+    try:
+        s.send(b"x")
+    except OSError as e:
+        print(errno.errorcode[e.errno])
+        sys.exit(0)
+    time.sleep(0.001)
+print("no error")
+"#;
+
+const RESET_PORT: u16 = 7103;
+
+#[test]
+fn a_remote_reset_surfaces_on_a_later_send() {
+    let Some(lab) = Lab::new("a_remote_reset_surfaces_on_a_later_send", &[]) else {
+        return;
+    };
+    let server = lab.write("reset_server.py", RESETTING_SERVER_PY.as_bytes());
+    let client = lab.write("send_until_error.py", SEND_UNTIL_ERROR_PY.as_bytes());
+    let py = python();
+    let web_ip = lab.net.web_ip.to_string();
+    let port = RESET_PORT.to_string();
+    let mut srv = Running::spawn(lab.exec(Ns::Web, &[py.as_str(), p(&server), &web_ip, &port]));
+    srv.wait_stdout("READY", Duration::from_secs(30));
+    let argv = [py.as_str(), p(&client), &web_ip, &port];
+    let direct = lab.run_ok(lab.exec(Ns::Remote, &argv));
+    let errors = ["ECONNRESET\n", "EPIPE\n"];
+    assert!(errors.contains(&direct.out().as_str()), "{}", direct.dump());
+    eprintln!("reset: direct: {}", direct.out().trim());
+    for (name, mode, _) in CASES.iter().filter(|c| !c.2) {
+        let out = lab.run_ok(lab.rscq(mode, &argv));
+        assert!(
+            errors.contains(&out.out().as_str()),
+            "({name}) the reset must reach a later send\n{}",
+            out.dump()
+        );
+        eprintln!("reset: {name}: {}", out.out().trim());
+    }
+}

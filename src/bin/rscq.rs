@@ -83,6 +83,13 @@ fn run_program(settings: &ClientSettings, runtime: &tokio::runtime::Handle) -> a
             readahead: settings.optimizations.readahead,
         },
         statcache_ttl: rscq::engine::DEFAULT_TTL,
+        nagle: settings
+            .optimizations
+            .nagle
+            .then_some(rscq::engine::coalesce::CoalesceConfig {
+                delay: settings.nagle.delay,
+                bytes: settings.nagle.bytes,
+            }),
         pure: settings.optimizations.is_pure(),
         trace: settings.trace,
         stats: settings.stats,

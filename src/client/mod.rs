@@ -1,6 +1,7 @@
 //! Wiring of the rscq client: the tracer thread, the engine that carries
 //! forwarded calls over the QUIC [`Link`], and the end-of-run summary.
 
+pub mod coalesce;
 pub mod net;
 pub mod pure;
 pub mod stats;
@@ -50,6 +51,8 @@ pub struct RunOptions {
     pub pure: bool,
     /// How long prefetched stat answers stay valid.
     pub statcache_ttl: std::time::Duration,
+    /// The `nagle` layer for sockets: `None` sends at once.
+    pub nagle: Option<crate::engine::coalesce::CoalesceConfig>,
     pub trace: bool,
     pub stats: bool,
     pub program: Vec<OsString>,
@@ -68,6 +71,10 @@ struct Engine {
     pumps: Arc<net::Pumps>,
     udp: udp::UdpRelays,
     files: Arc<std::sync::Mutex<FileEngine>>,
+    /// The flush generation of write-behind, for calls waiting on flushes.
+    flushed: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Set once a held write failed where no call could report it.
+    writes_lost: Arc<AtomicBool>,
     lost: Arc<AtomicBool>,
 }
 
@@ -105,37 +112,161 @@ impl Engine {
     }
 }
 
+impl Engine {
+    fn answer_locally(&self, tid: i32, nr: i64, response: crate::proto::Response) {
+        self.stats.record_local(nr::name(nr));
+        if tid > 0 {
+            let rtt = std::time::Duration::ZERO;
+            let _ = self.events.send(Event::Reply { tid, response, rtt });
+        }
+    }
+
+    /// One round trip for thread `tid` (none when `tid` is not positive).
+    async fn call(&self, tid: i32, nr: i64, request: Request, pending: crate::engine::Pending) {
+        let sent = frame::encode(&request).len();
+        let started = tokio::time::Instant::now();
+        let (response, received) = match self.link.call(&request).await {
+            Ok(r) => {
+                let n = frame::encode(&r).len();
+                (r, n)
+            }
+            Err(e) => (Err(self.connection_failed(&e)), 0),
+        };
+        let rtt = started.elapsed();
+        let response = self
+            .files()
+            .on_reply(std::time::Instant::now(), pending, response);
+        self.stats.record(nr::name(nr), sent, received, rtt);
+        if tid > 0 {
+            let _ = self.events.send(Event::Reply { tid, response, rtt });
+        }
+    }
+
+    /// Carries out `request` to the end, waiting for write-behind flushes
+    /// whenever the file layers ask.
+    async fn drive(&self, tid: i32, nr: i64, request: Request) {
+        let action = self.files().on_request(std::time::Instant::now(), request);
+        self.send_flushes();
+        match action {
+            Action::Answer(response) => self.answer_locally(tid, nr, response),
+            Action::Send(request, pending) => self.call(tid, nr, request, pending).await,
+            Action::Wait(request, generation) => {
+                self.after_flushes(tid, nr, request, generation).await;
+            }
+        }
+    }
+
+    async fn after_flushes(&self, tid: i32, nr: i64, mut request: Request, mut generation: u64) {
+        loop {
+            let mut changes = self.flushed.subscribe();
+            let _ = changes.wait_for(|g| *g != generation).await;
+            let action = self.files().on_request(std::time::Instant::now(), request);
+            self.send_flushes();
+            match action {
+                Action::Answer(response) => return self.answer_locally(tid, nr, response),
+                Action::Send(request, pending) => {
+                    return self.call(tid, nr, request, pending).await;
+                }
+                Action::Wait(again, g) => {
+                    request = again;
+                    generation = g;
+                }
+            }
+        }
+    }
+
+    /// Sends the writes the file layers have let go, each as its own call.
+    fn send_flushes(&self) {
+        let flushes = self.files().take_flushes();
+        for (request, pending) in flushes {
+            let engine = self.clone();
+            self.runtime.spawn(async move {
+                let sent = frame::encode(&request).len();
+                let started = tokio::time::Instant::now();
+                let response = match engine.link.call(&request).await {
+                    Ok(r) => r,
+                    Err(e) => Err(engine.connection_failed(&e)),
+                };
+                engine
+                    .stats
+                    .record("write-behind", sent, 0, started.elapsed());
+                let generation = {
+                    let mut files = engine.files();
+                    let _ = files.on_reply(std::time::Instant::now(), pending, response);
+                    files.flush_generation()
+                };
+                engine.flushed.send_modify(|g| *g = (*g).max(generation));
+                // A short write sends its rest.
+                engine.send_flushes();
+            });
+        }
+    }
+
+    /// Says on stderr which held writes failed where no call of the
+    /// program could learn it.
+    fn report_lost_writes(&self) {
+        let lost = self.files().take_lost_writes();
+        self.report(lost);
+    }
+
+    fn report(&self, lost: Vec<crate::engine::writebehind::LostWrite>) {
+        for l in lost {
+            let path = l
+                .path
+                .map(|p| String::from_utf8_lossy(&p.0).into_owned())
+                .unwrap_or_else(|| "a remote file".into());
+            eprintln!(
+                "rscq: writing {path} on the server failed after the program's write had \
+                 returned, and no later call of the program could report it: {}; that data is lost",
+                std::io::Error::from_raw_os_error(l.error.0)
+            );
+            self.writes_lost.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// At exit: every held write reaches the server before rscq ends.
+    async fn drain_writes(&self) {
+        loop {
+            let (busy, generation) = {
+                let mut files = self.files();
+                (files.flush_all(), files.flush_generation())
+            };
+            self.send_flushes();
+            if !busy {
+                break;
+            }
+            let mut changes = self.flushed.subscribe();
+            let _ = changes.wait_for(|g| *g != generation).await;
+        }
+        let lost = self.files().finish_writes();
+        self.report(lost);
+    }
+}
+
 impl Forwarder for Engine {
     fn submit(&self, tid: i32, nr: i64, request: Request) -> Option<crate::proto::Response> {
         // The only clock the file layers see: they take time as an argument.
         let action = self.files().on_request(std::time::Instant::now(), request);
-        let (request, pending) = match action {
+        self.send_flushes();
+        match action {
             Action::Answer(response) => {
+                // Answered in the trapping thread itself: no event, no wake-up.
                 self.stats.record_local(nr::name(nr));
                 return Some(response);
             }
-            Action::Send(request, pending) => (request, pending),
-        };
-        let engine = self.clone();
-        self.runtime.spawn(async move {
-            let sent = frame::encode(&request).len();
-            let started = tokio::time::Instant::now();
-            let (response, received) = match engine.link.call(&request).await {
-                Ok(r) => {
-                    let n = frame::encode(&r).len();
-                    (r, n)
-                }
-                Err(e) => (Err(engine.connection_failed(&e)), 0),
-            };
-            let rtt = started.elapsed();
-            let response = engine
-                .files()
-                .on_reply(std::time::Instant::now(), pending, response);
-            engine.stats.record(nr::name(nr), sent, received, rtt);
-            if tid > 0 {
-                let _ = engine.events.send(Event::Reply { tid, response, rtt });
+            Action::Send(request, pending) => {
+                let engine = self.clone();
+                self.runtime.spawn(async move {
+                    engine.call(tid, nr, request, pending).await;
+                });
             }
-        });
+            Action::Wait(request, generation) => {
+                let engine = self.clone();
+                self.runtime.spawn(async move {
+                    engine.after_flushes(tid, nr, request, generation).await;
+                });
+            }
+        }
         None
     }
 
@@ -148,16 +279,11 @@ impl Forwarder for Engine {
                 let _ = pipe.readable().await;
             }
             engine.registry.remove(key);
-            // Forget the file's cached state; a close is never answered locally.
-            let _ = engine
-                .files()
-                .on_request(std::time::Instant::now(), Request::Close { handle });
-            let sent = frame::encode(&Request::Close { handle }).len();
-            let started = tokio::time::Instant::now();
-            if let Err(e) = engine.link.call(&Request::Close { handle }).await {
-                engine.connection_failed(&e);
-            }
-            engine.stats.record("close", sent, 0, started.elapsed());
+            // Held writes go first; then the remote handle is closed.
+            engine
+                .drive(-1, libc::SYS_close, Request::Close { handle })
+                .await;
+            engine.report_lost_writes();
         });
     }
 
@@ -182,7 +308,7 @@ impl Forwarder for Engine {
                         // and SO_ERROR is 0.
                         let nonblocking = rustix::fs::fcntl_getfl(&dup)
                             .is_ok_and(|f| f.contains(rustix::fs::OFlags::NONBLOCK));
-                        match engine.pumps.attach(dup, streams).await {
+                        match engine.pumps.attach(dup, streams, (tgid, fd)).await {
                             Ok(()) if nonblocking => Err(Errno(libc::EINPROGRESS)),
                             Ok(()) => Ok(Reply::Done),
                             Err(e) => Err(e),
@@ -401,7 +527,11 @@ pub fn run(
     let sockets = SocketRegistry::default();
     let pumps = Arc::new(
         runtime
-            .block_on(net::Pumps::start(sockets.clone(), options.pure))
+            .block_on(net::Pumps::start(
+                sockets.clone(),
+                options.pure,
+                options.nagle.map(|c| (c, link.clone())),
+            ))
             .map_err(ClientError::Pumps)?,
     );
     // Kept open for the whole run: the program opens them by /proc path.
@@ -460,8 +590,11 @@ pub fn run(
             options.layers,
             options.statcache_ttl,
         ))),
+        flushed: Arc::new(tokio::sync::watch::channel(0).0),
+        writes_lost: Arc::new(AtomicBool::new(false)),
         lost: lost.clone(),
     };
+    let drainer = engine.clone();
     let config = TracerConfig {
         forwarding: Arc::new(Forwarding {
             mounts: options.mounts,
@@ -469,6 +602,7 @@ pub fn run(
             net: options.net,
             pure_net: options.net && options.pure,
             system_files,
+            write_behind: options.layers.readahead,
         }),
         trace: options.trace,
         only: options.only,
@@ -502,9 +636,14 @@ pub fn run(
             Ok(Tracer::new(config, &engine, registry, sockets, events_rx, root).run())
         })
         .map_err(ClientError::Thread)?;
-    let status = tracer_thread
+    let mut status = tracer_thread
         .join()
         .unwrap_or(Err(TracerError::NoProgram))?;
+    drainer.runtime.block_on(drainer.drain_writes());
+    // Data the program believed written is gone: say so in the status too.
+    if drainer.writes_lost.load(Ordering::SeqCst) && status == ExitStatus::Code(0) {
+        status = ExitStatus::Code(1);
+    }
     // The program is gone; its last closes may still be in flight when the
     // caller closes the link, which is not worth a warning.
     lost.store(true, Ordering::SeqCst);

@@ -18,12 +18,15 @@ use tokio::sync::oneshot;
 
 use rustix::net::AddressFamily;
 
+use super::coalesce::{Claim, Owner, ProgramSocket};
 use super::pure::PurePumps;
+use crate::engine::coalesce::{CoalesceConfig, Coalescer};
 use crate::errno::Errno;
 use crate::proto::{Incoming, Reply, Request, SockAddr};
 use crate::tracer::registry::{RemoteSocket, SocketRegistry};
 use crate::transport::Link;
 use crate::transport::client::TcpStreams;
+use crate::transport::pump::{Nagle, pump_with};
 
 /// Pairs a connection accepted on rscq's listener with the program socket
 /// that made it, by the program socket's local port. Either side may come
@@ -79,11 +82,17 @@ pub struct Pumps {
     sockets: SocketRegistry,
     /// With `--pure`: connections run stop-and-wait through these.
     pub pure: Option<PurePumps>,
+    /// The `nagle` layer: how the program's writes are coalesced.
+    nagle: Option<(CoalesceConfig, Link)>,
 }
 
 impl Pumps {
     /// Binds the listeners and starts accepting. Call inside the runtime.
-    pub async fn start(sockets: SocketRegistry, pure: bool) -> std::io::Result<Self> {
+    pub async fn start(
+        sockets: SocketRegistry,
+        pure: bool,
+        nagle: Option<(CoalesceConfig, Link)>,
+    ) -> std::io::Result<Self> {
         let rendezvous = Arc::new(Rendezvous::default());
         let v4 = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         let v4_addr = v4.local_addr()?;
@@ -104,6 +113,7 @@ impl Pumps {
             rendezvous,
             sockets,
             pure: pure.then(PurePumps::default),
+            nagle: nagle.filter(|_| !pure),
         })
     }
 
@@ -136,7 +146,12 @@ impl Pumps {
     /// Connects the program's socket (`dup` is rscq's copy of it) to a
     /// pump and starts carrying `streams`. Returns once the program's
     /// socket is connected.
-    pub async fn attach(&self, dup: OwnedFd, streams: TcpStreams) -> Result<(), Errno> {
+    pub async fn attach(
+        &self,
+        dup: OwnedFd,
+        streams: TcpStreams,
+        owner: (i32, i32),
+    ) -> Result<(), Errno> {
         let domain = rustix::net::sockopt::socket_domain(&dup).map_err(Errno::from)?;
         let v6 = domain == AddressFamily::INET6;
         let listener = if v6 {
@@ -183,8 +198,19 @@ impl Pumps {
                     },
                 );
                 let sockets = self.sockets.clone();
+                let nagle = self.nagle.as_ref().map(|(config, link)| Nagle {
+                    coalescer: Coalescer::new(*config),
+                    program: Box::new(ProgramSocket::connected(
+                        link.clone(),
+                        Owner {
+                            tgid: owner.0,
+                            fd: owner.1,
+                            ino,
+                        },
+                    )),
+                });
                 tokio::spawn(async move {
-                    crate::transport::pump::pump(accepted, streams.send, streams.recv).await;
+                    pump_with(accepted, streams.send, streams.recv, nagle).await;
                     sockets.remove(ino);
                 });
             }
@@ -341,7 +367,20 @@ impl Pumps {
         };
         match starter {
             Some((_, starter)) => starter.start(stream, send, recv),
-            None => crate::transport::pump::pump(stream, send, recv).await,
+            None => {
+                let nagle = self.nagle.as_ref().map(|(config, link)| Nagle {
+                    coalescer: Coalescer::new(*config),
+                    program: Box::new(ProgramSocket::delivered(
+                        link.clone(),
+                        Claim {
+                            sockets: self.sockets.clone(),
+                            port,
+                        },
+                    )),
+                });
+                pump_with(stream, send, recv, nagle).await;
+                let _ = self.sockets.owner_of_incoming(port);
+            }
         }
     }
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use super::types::{Mount, Optimizations, RemoteAddr};
+use super::types::{Delay, Mount, Optimizations, RemoteAddr};
 
 /// Run PROGRAM locally while chosen system calls run on a remote rscq-server.
 #[derive(Debug, Clone, Parser)]
@@ -54,6 +54,15 @@ pub struct ClientArgs {
     /// [default: all].
     #[arg(long, value_name = "LIST")]
     pub optimize: Option<Optimizations>,
+
+    /// nagle: the longest a socket write is held before it is sent
+    /// (us, ms or s; at most 1s) [default: 5ms].
+    #[arg(long, value_name = "DELAY")]
+    pub nagle_delay: Option<Delay>,
+
+    /// nagle: held socket bytes that are sent at once [default: 16384].
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1..))]
+    pub nagle_bytes: Option<u32>,
 
     /// Print one line per forwarded syscall on stderr.
     #[arg(long)]

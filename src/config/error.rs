@@ -5,7 +5,7 @@ use std::fmt;
 use std::io;
 use std::path::PathBuf;
 
-use super::types::{MountError, Optimizations, OptimizeError, RemoteAddrError};
+use super::types::{DelayError, MountError, Optimizations, OptimizeError, RemoteAddrError};
 
 /// Where a setting was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,6 +115,17 @@ pub enum ConfigError {
         #[source]
         source: RemoteAddrError,
     },
+
+    #[error("{origin}: invalid nagle_delay `{value}`: {source}")]
+    InvalidDelay {
+        origin: Origin,
+        value: String,
+        #[source]
+        source: DelayError,
+    },
+
+    #[error("{origin}: invalid nagle_bytes {value}: expected 1 to 4294967295")]
+    InvalidNagleBytes { origin: Origin, value: i64 },
 
     #[error("{origin}: invalid mount: {source}")]
     InvalidMount {

@@ -32,8 +32,8 @@ pub use error::{ConfigError, Located, Origin};
 pub use rsc_config::{canonical_syscall, looks_like_rsc_config, parse_rsc_config};
 pub use toml_file::{line_col, parse_toml};
 pub use types::{
-    DEFAULT_PORT, Mount, MountError, MountSide, OPTIMIZATION_NAMES, Optimizations, OptimizeError,
-    RemoteAddr, RemoteAddrError,
+    DEFAULT_PORT, Delay, DelayError, Mount, MountError, MountSide, NagleSettings,
+    OPTIMIZATION_NAMES, Optimizations, OptimizeError, RemoteAddr, RemoteAddrError,
 };
 
 /// Everything the client needs to run, after merging file and flags.
@@ -47,6 +47,8 @@ pub struct ClientSettings {
     pub uname: bool,
     pub net: bool,
     pub optimizations: Optimizations,
+    /// How the `nagle` layer holds socket writes (used when it is on).
+    pub nagle: NagleSettings,
     pub trace: bool,
     pub stats: bool,
     pub server_cert: Option<PathBuf>,
@@ -72,6 +74,8 @@ pub struct FileSettings {
     pub net: Option<bool>,
     /// `pure` and `optimize` of the file, already combined.
     pub optimizations: Option<Optimizations>,
+    pub nagle_delay: Option<std::time::Duration>,
+    pub nagle_bytes: Option<usize>,
     pub trace: Option<bool>,
     pub stats: Option<bool>,
     /// Paths as written; `~` and relative paths are resolved by [`resolve`].
@@ -91,6 +95,8 @@ impl FileSettings {
             uname: None,
             net: None,
             optimizations: None,
+            nagle_delay: None,
+            nagle_bytes: None,
             trace: None,
             stats: None,
             server_cert: None,
@@ -259,6 +265,18 @@ pub fn resolve_with(
         uname: args.uname || file.uname.unwrap_or(false),
         net: args.net || file.net.unwrap_or(false),
         optimizations,
+        nagle: NagleSettings {
+            delay: args
+                .nagle_delay
+                .map(|d| d.0)
+                .or(file.nagle_delay)
+                .unwrap_or(NagleSettings::default().delay),
+            bytes: args
+                .nagle_bytes
+                .and_then(|b| usize::try_from(b).ok())
+                .or(file.nagle_bytes)
+                .unwrap_or(NagleSettings::default().bytes),
+        },
         trace: args.trace || file.trace.unwrap_or(false),
         stats: args.stats || file.stats.unwrap_or(false),
         server_cert: pick_path(

@@ -39,6 +39,7 @@ fn defaults() {
             uname: false,
             net: false,
             optimizations: Optimizations::ALL,
+            nagle: NagleSettings::default(),
             trace: false,
             stats: false,
             server_cert: None,
@@ -371,4 +372,53 @@ fn shipped_profiles_parse() {
     let rsc = dir.join("rsc.config");
     let src = std::fs::read_to_string(&rsc).expect("rsc.config");
     assert_eq!(detect_format(&rsc, &src), ConfigFormat::RscConfig);
+}
+
+#[test]
+fn nagle_settings_come_from_flags_over_the_file() {
+    let f = file("nagle_delay = \"2ms\"\nnagle_bytes = 4096\n", "n.toml");
+    let s = run(&["--", "ls"], Some(&f)).expect("resolve");
+    assert_eq!(
+        s.nagle,
+        NagleSettings {
+            delay: std::time::Duration::from_millis(2),
+            bytes: 4096
+        }
+    );
+    let s = run(&["--nagle-delay=300us", "--", "ls"], Some(&f)).expect("resolve");
+    assert_eq!(s.nagle.delay, std::time::Duration::from_micros(300));
+    assert_eq!(s.nagle.bytes, 4096);
+    let s = run(&["--nagle-bytes=10", "--nagle-delay=0", "--", "ls"], None).expect("resolve");
+    assert_eq!(
+        s.nagle,
+        NagleSettings {
+            delay: std::time::Duration::ZERO,
+            bytes: 10
+        }
+    );
+}
+
+#[test]
+fn bad_nagle_settings_are_refused_with_their_line() {
+    let e = parse_config_file("\nnagle_delay = \"5\"\n", Path::new("n.toml")).expect_err("no unit");
+    assert!(
+        e.to_string()
+            .starts_with("n.toml:2: invalid nagle_delay `5`"),
+        "{e}"
+    );
+    let e = parse_config_file("nagle_bytes = 0\n", Path::new("n.toml")).expect_err("zero");
+    assert!(
+        e.to_string().contains("n.toml:1: invalid nagle_bytes 0"),
+        "{e}"
+    );
+    for bad in [
+        &["--nagle-bytes=0", "--", "ls"][..],
+        &["--nagle-delay=5", "--", "ls"],
+        &["--nagle-delay=2s", "--", "ls"],
+    ] {
+        assert!(
+            ClientArgs::try_parse_from(std::iter::once("rscq").chain(bad.iter().copied())).is_err(),
+            "{bad:?}"
+        );
+    }
 }

@@ -7,6 +7,8 @@
 //! net = false
 //! optimize = ["nagle", "readahead"]   # or "all", "none", "nagle,readahead"
 //! pure = false
+//! nagle_delay = "5ms"                 # socket writes held at most this long
+//! nagle_bytes = 16384                 # held socket bytes sent at once
 //! trace = false
 //! stats = true
 //! server_cert = "server.der"          # relative paths: to this file's directory
@@ -26,7 +28,7 @@ use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use toml::Spanned;
 
 use super::error::{ConfigError, Located, Origin};
-use super::types::{Mount, Optimizations, RemoteAddr};
+use super::types::{Delay, Mount, Optimizations, RemoteAddr};
 use super::{FileSettings, check_duplicate_mounts};
 
 #[derive(Debug, Deserialize)]
@@ -38,6 +40,8 @@ struct Schema {
     net: Option<bool>,
     optimize: Option<Spanned<OptimizeValue>>,
     pure: Option<Spanned<bool>>,
+    nagle_delay: Option<Spanned<String>>,
+    nagle_bytes: Option<Spanned<i64>>,
     trace: Option<bool>,
     stats: Option<bool>,
     server_cert: Option<Spanned<String>>,
@@ -198,6 +202,36 @@ pub fn parse_toml(src: &str, path: &Path) -> Result<FileSettings, ConfigError> {
         _ => None,
     };
 
+    let nagle_delay = match schema.nagle_delay {
+        Some(d) => {
+            let origin = at(d.span());
+            let text = d.into_inner();
+            Some(
+                text.parse::<Delay>()
+                    .map_err(|source| ConfigError::InvalidDelay {
+                        origin,
+                        value: text.clone(),
+                        source,
+                    })?
+                    .0,
+            )
+        }
+        None => None,
+    };
+    let nagle_bytes = match schema.nagle_bytes {
+        Some(b) => {
+            let origin = at(b.span());
+            let n = b.into_inner();
+            Some(
+                usize::try_from(n)
+                    .ok()
+                    .filter(|&n| n >= 1 && n <= u32::MAX as usize)
+                    .ok_or(ConfigError::InvalidNagleBytes { origin, value: n })?,
+            )
+        }
+        None => None,
+    };
+
     let path_setting = |v: Option<Spanned<String>>, setting: &'static str| {
         v.map(|s| {
             let origin = at(s.span());
@@ -221,6 +255,8 @@ pub fn parse_toml(src: &str, path: &Path) -> Result<FileSettings, ConfigError> {
         uname: schema.uname,
         net: schema.net,
         optimizations,
+        nagle_delay,
+        nagle_bytes,
         trace: schema.trace,
         stats: schema.stats,
         server_cert: path_setting(schema.server_cert, "server_cert")?,

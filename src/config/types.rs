@@ -220,6 +220,75 @@ fn normalize(path: &str, side: MountSide) -> Result<PathBuf, MountError> {
     Ok(out)
 }
 
+/// A short time written with its unit: `5ms`, `200us`, `1s`, or `0`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Delay(pub std::time::Duration);
+
+/// The longest `nagle` hold accepted: past it a program would look hung.
+pub const MAX_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl FromStr for Delay {
+    type Err = DelayError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s == "0" {
+            return Ok(Self(std::time::Duration::ZERO));
+        }
+        let split = s
+            .find(|c: char| !c.is_ascii_digit())
+            .ok_or(DelayError::NoUnit)?;
+        let (digits, unit) = s.split_at(split);
+        let n: u64 = digits.parse().map_err(|_| DelayError::NotANumber)?;
+        let d = match unit {
+            "us" | "µs" => std::time::Duration::from_micros(n),
+            "ms" => std::time::Duration::from_millis(n),
+            "s" => std::time::Duration::from_secs(n),
+            other => return Err(DelayError::UnknownUnit(other.to_owned())),
+        };
+        if d > MAX_DELAY {
+            return Err(DelayError::TooLong);
+        }
+        Ok(Self(d))
+    }
+}
+
+impl fmt::Display for Delay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}us", self.0.as_micros())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DelayError {
+    #[error("a delay needs a unit: us, ms or s (e.g. 5ms)")]
+    NoUnit,
+    #[error("a delay starts with a whole number (e.g. 5ms)")]
+    NotANumber,
+    #[error("unknown unit `{0}` (expected us, ms or s)")]
+    UnknownUnit(String),
+    #[error("at most 1s")]
+    TooLong,
+}
+
+/// How the `nagle` layer coalesces the program's socket writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NagleSettings {
+    /// The longest a written byte is held.
+    pub delay: std::time::Duration,
+    /// Held bytes that are sent at once.
+    pub bytes: usize,
+}
+
+impl Default for NagleSettings {
+    fn default() -> Self {
+        Self {
+            delay: crate::engine::coalesce::DEFAULT_DELAY,
+            bytes: crate::engine::coalesce::DEFAULT_BYTES,
+        }
+    }
+}
+
 /// Latency-hiding techniques of the forwarding engine. All off is the
 /// thesis's baseline: every forwarded call is one stop-and-wait round trip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -477,5 +546,18 @@ mod tests {
         for s in ["all", "none", "compound", "nagle,readahead"] {
             assert_eq!(o(s).map(|x| x.to_string()), Ok(s.to_owned()));
         }
+    }
+
+    #[test]
+    fn delays_need_a_unit_and_stay_short() {
+        let d = |s: &str| s.parse::<Delay>().map(|d| d.0);
+        assert_eq!(d("5ms"), Ok(std::time::Duration::from_millis(5)));
+        assert_eq!(d("250us"), Ok(std::time::Duration::from_micros(250)));
+        assert_eq!(d("1s"), Ok(std::time::Duration::from_secs(1)));
+        assert_eq!(d("0"), Ok(std::time::Duration::ZERO));
+        assert_eq!(d("5"), Err(DelayError::NoUnit));
+        assert_eq!(d("ms"), Err(DelayError::NotANumber));
+        assert_eq!(d("5min"), Err(DelayError::UnknownUnit("min".into())));
+        assert_eq!(d("2s"), Err(DelayError::TooLong));
     }
 }

@@ -15,9 +15,17 @@
 //!   brings the directory's whole listing ([`Request::OpenPlus`]), so its
 //!   `getdents64` calls are local (a listing opened otherwise comes with
 //!   the first `getdents64`).
+//! - **readahead**: rscq owns a regular file's offset, reads ahead
+//!   ([`readahead`]) and writes behind ([`writebehind`]); every call that
+//!   could see a file waits until its held writes are on the server.
+//!
+//! Send coalescing for sockets (the `nagle` layer) is [`coalesce`], driven
+//! by the socket pump.
 
+pub mod coalesce;
 pub mod readahead;
 mod statcache;
+pub mod writebehind;
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -47,6 +55,10 @@ pub enum Action {
     /// Send this request; give its reply to [`FileEngine::on_reply`]
     /// together with the token.
     Send(Request, Pending),
+    /// Held writes must reach the server first: send the flushes
+    /// ([`FileEngine::take_flushes`]), wait until the flush generation is
+    /// past this one, then submit the request again.
+    Wait(Request, u64),
 }
 
 /// What the engine remembers about a request in flight.
@@ -63,6 +75,8 @@ pub enum Pending {
     Stat { path: RemotePath },
     /// A `getdents64` of `bytes` sent as [`Request::GetdentsPlus`].
     Listing { handle: Handle, bytes: u32 },
+    /// A write sent behind the program's back.
+    Flush(writebehind::FlushToken),
 }
 
 #[derive(Debug, Default)]
@@ -86,6 +100,7 @@ pub struct FileEngine {
     layers: Layers,
     files: HashMap<Handle, OpenFile>,
     stats: StatCache,
+    writes: writebehind::WriteBehind,
 }
 
 impl FileEngine {
@@ -94,11 +109,132 @@ impl FileEngine {
             layers,
             files: HashMap::new(),
             stats: StatCache::new(ttl),
+            writes: writebehind::WriteBehind::new(writebehind::WriteBehindConfig::default()),
         }
+    }
+
+    /// Write-behind: held writes, and the barriers that make every other
+    /// call see the file as written. `None`: carry on as without it.
+    fn write_behind(&mut self, req: &Request) -> Option<Action> {
+        let wait = |w: &writebehind::WriteBehind, req: &Request| {
+            Some(Action::Wait(req.clone(), w.generation()))
+        };
+        let handle = handle_of_any(req);
+        match *req {
+            Request::Write { handle, ref data }
+            | Request::Pwrite {
+                handle, ref data, ..
+            } if self.layers.readahead => {
+                let file = self.files.get_mut(&handle)?;
+                let cursor = file.cursor.as_mut()?;
+                let (at, moves) = match *req {
+                    Request::Pwrite { offset, .. } if offset < 0 => {
+                        return Some(Action::Answer(Err(Errno::EINVAL)));
+                    }
+                    Request::Pwrite { offset, .. } => (offset, false),
+                    _ => (cursor.position(), true),
+                };
+                match self.writes.write(handle, at, data) {
+                    writebehind::Write::Held => {
+                        cursor.wrote_behind(at, data.len(), moves);
+                        file.opened_stat = None;
+                        if self.layers.statcache {
+                            self.stats.invalidate_for(req, |h| {
+                                self.files.get(&h).and_then(|f| f.path.clone())
+                            });
+                        }
+                        let n = u64::try_from(data.len()).unwrap_or(u64::MAX);
+                        Some(Action::Answer(Ok(Reply::Count(n))))
+                    }
+                    writebehind::Write::Failed(e) => Some(Action::Answer(Err(e))),
+                    writebehind::Write::Wait => wait(&self.writes, req),
+                }
+            }
+            Request::FlushWrites { handle } => {
+                if self.writes.barrier(writebehind::Scope::Handle(handle)) {
+                    return wait(&self.writes, req);
+                }
+                Some(Action::Answer(match self.writes.take_error(handle) {
+                    Some(e) => Err(e),
+                    None => Ok(Reply::Done),
+                }))
+            }
+            Request::Close { handle } => {
+                if self.writes.barrier(writebehind::Scope::Handle(handle)) {
+                    return wait(&self.writes, req);
+                }
+                self.writes.closed(handle);
+                None
+            }
+            Request::Fsync { handle, .. } => {
+                if self.writes.barrier(writebehind::Scope::FileOf(handle)) {
+                    return wait(&self.writes, req);
+                }
+                self.writes
+                    .take_error(handle)
+                    .map(|e| Action::Answer(Err(e)))
+            }
+            // rscq keeps the offset: asking it needs nothing from the server.
+            Request::Lseek { handle, whence, .. }
+                if (whence == libc::SEEK_SET || whence == libc::SEEK_CUR)
+                    && self.files.get(&handle).is_some_and(|f| f.cursor.is_some()) =>
+            {
+                None
+            }
+            _ => {
+                let scope = handle.map_or(writebehind::Scope::All, writebehind::Scope::FileOf);
+                if self.writes.barrier(scope) {
+                    return wait(&self.writes, req);
+                }
+                None
+            }
+        }
+    }
+
+    /// Writes to send behind the program's back, with their tokens.
+    pub fn take_flushes(&mut self) -> Vec<(Request, Pending)> {
+        self.writes
+            .take_flushes()
+            .into_iter()
+            .map(|f| {
+                let token = writebehind::WriteBehind::token(&f);
+                (
+                    Request::Pwrite {
+                        handle: f.handle,
+                        data: f.data,
+                        offset: f.offset,
+                    },
+                    Pending::Flush(token),
+                )
+            })
+            .collect()
+    }
+
+    /// Counts finished flushes; a waiter looks again when it changes.
+    pub fn flush_generation(&self) -> u64 {
+        self.writes.generation()
+    }
+
+    /// Sends every held write; true while some are still in flight.
+    pub fn flush_all(&mut self) -> bool {
+        self.writes.barrier(writebehind::Scope::All)
+    }
+
+    /// Deferred write errors no call of the program could report.
+    pub fn take_lost_writes(&mut self) -> Vec<writebehind::LostWrite> {
+        self.writes.take_lost()
+    }
+
+    /// At the end of the run: also the errors of handles still open.
+    pub fn finish_writes(&mut self) -> Vec<writebehind::LostWrite> {
+        self.writes.finish()
     }
 
     /// Decides how to carry out `req` at time `now`.
     pub fn on_request(&mut self, now: Instant, req: Request) -> Action {
+        if let Some(action) = self.write_behind(&req) {
+            return action;
+        }
         if self.layers.statcache {
             if let Some(resp) = self.stats.answer(now, &req) {
                 return Action::Answer(resp);
@@ -206,6 +342,11 @@ impl FileEngine {
                     (Request::Open { path, flags, .. }, Ok(Reply::Opened { handle, stat })) => {
                         let regular = stat.mode & libc::S_IFMT == libc::S_IFREG;
                         let offset_free = flags & (libc::O_APPEND | libc::O_PATH) == 0;
+                        self.writes.opened(
+                            *handle,
+                            (stat.dev_major, stat.dev_minor, stat.ino),
+                            path.clone(),
+                        );
                         self.files.insert(
                             *handle,
                             OpenFile {
@@ -249,6 +390,15 @@ impl FileEngine {
                     Some(cursor) => cursor.on_reply(pending, resp),
                     None => resp,
                 }
+            }
+            Pending::Flush(token) => {
+                let written = match &resp {
+                    Ok(Reply::Count(n)) => Ok(*n),
+                    Ok(_) => Err(Errno::EIO),
+                    Err(e) => Err(*e),
+                };
+                self.writes.on_flushed(token, written);
+                resp
             }
             Pending::Stat { path } => match resp {
                 Ok(Reply::StatPlus { stat, xattrs }) => {
@@ -312,6 +462,31 @@ fn cursor_handle(req: &Request) -> Option<Handle> {
         | Request::Pwrite { handle, .. }
         | Request::Ftruncate { handle, .. } => Some(*handle),
         _ => None,
+    }
+}
+
+/// The handle any call on an open file names.
+fn handle_of_any(req: &Request) -> Option<Handle> {
+    match req {
+        Request::Read { handle, .. }
+        | Request::Pread { handle, .. }
+        | Request::Lseek { handle, .. }
+        | Request::Fsync { handle, .. }
+        | Request::Fstat { handle }
+        | Request::Getdents { handle, .. }
+        | Request::GetdentsPlus { handle }
+        | Request::SetFlags { handle, .. }
+        | Request::Fstatfs { handle }
+        | Request::FlushWrites { handle } => Some(*handle),
+        Request::GetXattr {
+            target: crate::proto::XattrTarget::Handle(h),
+            ..
+        }
+        | Request::ListXattr {
+            target: crate::proto::XattrTarget::Handle(h),
+            ..
+        } => Some(*h),
+        other => handle_of(other),
     }
 }
 

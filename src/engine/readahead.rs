@@ -73,6 +73,21 @@ impl Cursor {
         }
     }
 
+    /// The file offset rscq keeps for the program.
+    pub fn position(&self) -> i64 {
+        self.pos
+    }
+
+    /// A write of `len` bytes at `at` was taken by write-behind; a plain
+    /// `write` (`moves`) advances the offset past it.
+    pub fn wrote_behind(&mut self, at: i64, len: usize, moves: bool) {
+        self.drop_ahead();
+        if moves {
+            self.pos = at.saturating_add(i64::try_from(len).unwrap_or(i64::MAX));
+            self.last_end = self.pos;
+        }
+    }
+
     fn drop_ahead(&mut self) {
         self.ahead.clear();
         self.at_eof = false;

@@ -258,11 +258,126 @@ fn first_fstat_after_open_is_local_and_a_write_invalidates_it() {
         handle: Handle(4),
         data: vec![1],
     };
-    assert!(matches!(e.on_request(now, write), Action::Send(..)));
+    // Write-behind answers the write; the fstat waits for it to land,
+    // then asks the server (not the stale stat of the open).
+    assert_eq!(
+        e.on_request(now, write),
+        Action::Answer(Ok(Reply::Count(1)))
+    );
+    // Where the offset is, rscq knows without the server.
+    assert_eq!(
+        e.on_request(
+            now,
+            Request::Lseek {
+                handle: Handle(4),
+                offset: 0,
+                whence: libc::SEEK_CUR
+            }
+        ),
+        Action::Answer(Ok(Reply::Offset(1)))
+    );
+    assert!(e.take_flushes().is_empty());
+    assert!(matches!(
+        e.on_request(now, Request::Fstat { handle: Handle(4) }),
+        Action::Wait(..)
+    ));
+    let flushes = e.take_flushes();
+    assert_eq!(flushes.len(), 1);
+    let (req, pending) = flushes.into_iter().next().unwrap();
+    assert_eq!(
+        req,
+        Request::Pwrite {
+            handle: Handle(4),
+            data: vec![1],
+            offset: 0
+        }
+    );
+    let _ = e.on_reply(now, pending, Ok(Reply::Count(1)));
     assert!(matches!(
         e.on_request(now, Request::Fstat { handle: Handle(4) }),
         Action::Send(..)
     ));
+}
+
+#[test]
+fn a_held_write_that_fails_is_reported_by_fsync_and_close() {
+    let now = Instant::now();
+    let mut e = FileEngine::new(all(), DEFAULT_TTL);
+    for (h, ino) in [(5, 50), (6, 60)] {
+        let open = Request::Open {
+            path: rp("/f"),
+            flags: libc::O_WRONLY,
+            mode: 0,
+        };
+        let Action::Send(_, pending) = e.on_request(now, open) else {
+            panic!()
+        };
+        let _ = e.on_reply(
+            now,
+            pending,
+            Ok(Reply::Opened {
+                handle: Handle(h),
+                stat: Stat {
+                    ino,
+                    ..stat(libc::S_IFREG, 0)
+                },
+            }),
+        );
+    }
+    for h in [5, 6] {
+        let write = Request::Write {
+            handle: Handle(h),
+            data: vec![7; 10],
+        };
+        assert_eq!(
+            e.on_request(now, write),
+            Action::Answer(Ok(Reply::Count(10)))
+        );
+    }
+    // A path call waits for every held write.
+    let stat_call = Request::Stat {
+        path: rp("/f"),
+        follow: true,
+    };
+    assert!(matches!(e.on_request(now, stat_call), Action::Wait(..)));
+    let fsync = Request::Fsync {
+        handle: Handle(5),
+        data_only: false,
+    };
+    assert!(matches!(e.on_request(now, fsync.clone()), Action::Wait(..)));
+    let flushes = e.take_flushes();
+    assert_eq!(flushes.len(), 2, "the stat sent both");
+    let mut flushes = flushes.into_iter();
+    let (first, first_pending) = flushes.next().unwrap();
+    let (_, second_pending) = flushes.next().unwrap();
+    let (five, six) = if matches!(
+        first,
+        Request::Pwrite {
+            handle: Handle(5),
+            ..
+        }
+    ) {
+        (first_pending, second_pending)
+    } else {
+        (second_pending, first_pending)
+    };
+    let _ = e.on_reply(now, five, Err(Errno(libc::ENOSPC)));
+    assert_eq!(
+        e.on_request(now, fsync.clone()),
+        Action::Answer(Err(Errno(libc::ENOSPC)))
+    );
+    assert!(matches!(e.on_request(now, fsync), Action::Send(..)));
+    // The other file: its close flushes and gets the error.
+    let close = Request::FlushWrites { handle: Handle(6) };
+    assert!(matches!(e.on_request(now, close.clone()), Action::Wait(..)));
+    assert!(e.take_flushes().is_empty(), "already in flight");
+    let _ = e.on_reply(now, six, Err(Errno(libc::EDQUOT)));
+    assert_eq!(
+        e.on_request(now, close.clone()),
+        Action::Answer(Err(Errno(libc::EDQUOT)))
+    );
+    assert_eq!(e.on_request(now, close), Action::Answer(Ok(Reply::Done)));
+    assert!(e.finish_writes().is_empty());
 }
 
 #[test]

@@ -476,6 +476,10 @@ pub enum Request {
         /// ([`UdpOp::Recv`]) and answers every send.
         pure: bool,
     },
+    /// A `close(2)` of one of the program's fds for the handle: rscq sends
+    /// the writes it holds for it and answers with their error, if any.
+    /// It never needs the server, which answers `Done`.
+    FlushWrites { handle: Handle },
 }
 
 /// One operation on a remote UDP socket's stream.

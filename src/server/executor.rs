@@ -144,6 +144,10 @@ impl Executor {
             Request::Uname => uname::uname(),
             Request::ReadSystemFile { file } => system_file(file),
             Request::GetdentsPlus { handle } => dirs::getdents_plus(handles.get(handle)?.as_fd()),
+            // rscq answers it itself; the server holds no writes to send.
+            Request::FlushWrites { handle } => {
+                handles.get(handle).map(|_| crate::proto::Reply::Done)
+            }
             // Connections are streams, served by `server::net`; one that
             // reaches the blocking executor was sent the wrong way.
             Request::TcpConnect { .. }
@@ -213,6 +217,7 @@ fn mutates(req: &Request) -> bool {
         | Request::Uname
         | Request::ReadSystemFile { .. }
         | Request::GetdentsPlus { .. }
+        | Request::FlushWrites { .. }
         | Request::TcpConnect { .. }
         | Request::TcpBind { .. }
         | Request::TcpListen { .. }

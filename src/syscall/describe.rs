@@ -103,6 +103,7 @@ pub fn describe(req: &Request) -> String {
             flags,
             mode,
         } => format!("{}, {flags:#o}, {mode:#o}, +listing", path(p)),
+        Request::FlushWrites { handle } => format!("{}, flush", h(handle)),
         Request::SetFlags { handle, flags } => format!("{}, F_SETFL, {flags:#o}", h(handle)),
         Request::Ftruncate { handle, len } => format!("{}, {len}", h(handle)),
         Request::Fchmod { handle, mode } => format!("{}, {mode:#o}", h(handle)),

@@ -118,6 +118,7 @@ pub fn name(nr: i64) -> &'static str {
         .chain([
             &UNAME,
             &(libc::SYS_mmap, "mmap"),
+            &(libc::SYS_close, "close"),
             &(libc::SYS_sendto, "sendto"),
             &(libc::SYS_recvfrom, "recvfrom"),
             &(libc::SYS_sendmsg, "sendmsg"),

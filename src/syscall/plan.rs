@@ -78,6 +78,9 @@ pub struct Forwarding {
     /// With `--net`: the resolver files, each replaced by the server's copy
     /// (a path the program can open instead) or by the server's errno.
     pub system_files: Vec<SystemFileCopy>,
+    /// Writes to remote files may be held: `close` of a remote fd sends
+    /// them first and reports their error.
+    pub write_behind: bool,
 }
 
 /// How a stat reply is laid out.
@@ -140,6 +143,9 @@ pub enum Then {
     FirstMessageSent {
         len_addr: u64,
     },
+    /// `close(2)` of a remote fd once its held writes are sent: the call
+    /// then runs natively and returns their error, if any.
+    CloseAfterFlush,
 }
 
 /// What happens after the program's own syscall ran natively.
@@ -318,6 +324,10 @@ pub enum Outcome {
     },
     /// Plan the call again.
     Replan,
+    /// Let the program's own call run, then make it return this error.
+    RunNative {
+        error: Option<Errno>,
+    },
 }
 
 impl Outcome {
@@ -1590,6 +1600,15 @@ pub fn plan(nr: i64, args: [u64; 6], fwd: &Forwarding, t: &mut impl Tracee) -> P
             FdKind::Local => Plan::Native,
         };
     }
+    if nr == libc::SYS_close {
+        return match p.t.fd(arg_i32(args[0])) {
+            FdKind::Remote(rfd) if fwd.write_behind && !rfd.is_dir => Plan::forward(
+                Request::FlushWrites { handle: rfd.handle },
+                Then::CloseAfterFlush,
+            ),
+            _ => Plan::Native,
+        };
+    }
     if super::nr::FD_CALLS.iter().any(|(n, _)| *n == nr) {
         return p.fd_call(nr, args);
     }
@@ -1598,6 +1617,12 @@ pub fn plan(nr: i64, args: [u64; 6], fwd: &Forwarding, t: &mut impl Tracee) -> P
 
 /// Lays out the reply to a forwarded call.
 pub fn finish(then: Then, response: Response) -> Outcome {
+    if then == Then::CloseAfterFlush {
+        // The fd is closed whatever the flush gave, as the kernel does.
+        return Outcome::RunNative {
+            error: response.err(),
+        };
+    }
     let reply = match response {
         Ok(r) => r,
         Err(e) => return Outcome::errno(e),

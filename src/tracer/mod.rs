@@ -242,6 +242,10 @@ pub fn fd_filter_rules(config: &TracerConfig) -> Vec<(i64, seccomp::Action)> {
         .filter(|&&(nr, name)| nr != libc::SYS_fchdir && wanted(name))
         .map(|&(nr, _)| (nr, seccomp::Action::Trace))
         .collect();
+    if fwd.write_behind {
+        // A close sends the writes held for its file and reports them.
+        rules.push((libc::SYS_close, seccomp::Action::Trace));
+    }
     // A remote file cannot be mapped; anonymous mappings never stop.
     rules.push((
         libc::SYS_mmap,
@@ -298,6 +302,8 @@ enum ThreadState {
 #[derive(Debug)]
 enum ExitAction {
     Restore,
+    /// The call ran natively; it returns this error instead.
+    Fail(Errno),
     LeaveVirtualCwd,
     AcceptRemote {
         addr: u64,
@@ -759,6 +765,12 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         };
         if let Ok(st) = rustix::fs::fstat(&dup) {
             self.sockets.insert(st.st_ino, remote);
+            let tgid = self
+                .tgid
+                .get(&pid.as_raw())
+                .copied()
+                .unwrap_or(pid.as_raw());
+            self.sockets.record_claim(port, tgid, fd, st.st_ino);
         }
         if addr == 0 || len == 0 {
             return;
@@ -944,8 +956,14 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
             .map(|r| r.rax.cast_signed())
             .unwrap_or(-1);
         let mut first_remote_file = false;
+        let mut result = result;
         match after {
             ExitAction::Restore => {}
+            ExitAction::Fail(e) => {
+                if result >= 0 {
+                    result = e.as_syscall_return();
+                }
+            }
             ExitAction::LeaveVirtualCwd => {
                 if result == 0 {
                     self.set_virtual_cwd(tid, None);
@@ -1282,6 +1300,22 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                         .trace_line(format!("{line} (socket bound) <{rtt_us} us>"));
                 }
                 self.on_seccomp(pid);
+            }
+            Outcome::RunNative { error } => {
+                if let Some(line) = trace {
+                    let ret = error.map_or(0, Errno::as_syscall_return);
+                    self.forwarder
+                        .trace_line(format!("{line} = {} <{rtt_us} us>", fmt_ret(ret)));
+                }
+                match error {
+                    None => {
+                        let _ = ptrace::cont(pid, None);
+                    }
+                    Some(e) => {
+                        let sp = ptrace::getregs(pid).map(|r| r.rsp).unwrap_or(0);
+                        self.rewrite_and_run(pid, sp, None, &[], ExitAction::Fail(e));
+                    }
+                }
             }
             Outcome::SetFlags { key, flags } => {
                 if let Some(line) = trace {

@@ -70,6 +70,9 @@ struct SocketTables {
     /// Connections rscq made to a program listener, by rscq's own port,
     /// waiting for the program's `accept` to claim them.
     incoming: HashMap<u16, RemoteSocket>,
+    /// Delivered connections the program accepted, by rscq's own port:
+    /// `(tgid, fd, socket inode)` of the program's end.
+    claimed: HashMap<u16, (i32, i32, u64)>,
 }
 
 /// A program socket whose other end is on the server.
@@ -117,6 +120,18 @@ impl SocketRegistry {
 
     pub fn take_incoming(&self, port: u16) -> Option<RemoteSocket> {
         self.tables().incoming.remove(&port)
+    }
+
+    /// The program accepted the connection delivered from `port` as fd
+    /// `fd` of process `tgid`.
+    pub fn record_claim(&self, port: u16, tgid: i32, fd: i32, ino: u64) {
+        self.tables().claimed.insert(port, (tgid, fd, ino));
+    }
+
+    /// Who accepted the connection delivered from `port`, once; forgotten
+    /// after.
+    pub fn owner_of_incoming(&self, port: u16) -> Option<(i32, i32, u64)> {
+        self.tables().claimed.remove(&port)
     }
 
     fn inode_of(tid: i32, fd: i32) -> Option<u64> {

@@ -429,6 +429,11 @@ impl Link {
         self.conn.remote_address()
     }
 
+    /// The connection's current round-trip estimate.
+    pub fn rtt(&self) -> Duration {
+        self.conn.rtt()
+    }
+
     /// Why the connection ended, once it has.
     pub fn close_reason(&self) -> Option<TransportError> {
         self.conn.close_reason().map(lost)

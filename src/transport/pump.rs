@@ -2,10 +2,13 @@
 //! runs on both sides: on the server next to the real socket, in rscq next
 //! to the program's socket.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::engine::coalesce::Coalescer;
 
 /// QUIC application error code on a stream whose TCP side was reset.
 pub const STREAM_RESET: u32 = 0x10;
@@ -20,31 +23,172 @@ enum Downstream {
     Reset,
 }
 
-/// Pumps until both directions are done. Half-closes pass through as
-/// `shutdown`/stream finish; a reset on either side resets the other.
-pub async fn pump(socket: TcpStream, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
-    let _ = socket.set_nodelay(true);
-    let (mut rd, mut wr) = socket.into_split();
-    let upstream = async {
-        let mut buf = vec![0u8; BUFFER];
-        loop {
-            match rd.read(&mut buf).await {
-                Ok(0) => {
-                    let _ = send.finish();
-                    // Keep the stream alive until the peer has everything.
-                    let _ = send.stopped().await;
-                    return;
-                }
-                Ok(n) => {
-                    if send.write_all(&buf[..n]).await.is_err() {
-                        return;
-                    }
-                }
-                Err(_) => {
-                    let _ = send.reset(quinn::VarInt::from_u32(STREAM_RESET));
-                    return;
+/// What the coalescing pump needs to know about the program behind its
+/// socket.
+pub trait ProgramSide: Send {
+    /// The current round-trip estimate to the server.
+    fn rtt(&self) -> Duration;
+    /// The program's `TCP_NODELAY`, when its socket can be reached.
+    fn nodelay(&mut self) -> Option<bool>;
+    /// Whether a thread of the program waits for input right now.
+    fn waiting_for_input(&mut self) -> bool;
+}
+
+/// Send coalescing for one connection's upstream.
+pub struct Nagle {
+    pub coalescer: Coalescer,
+    pub program: Box<dyn ProgramSide>,
+}
+
+/// How often a pump holding bytes looks whether the program waits for
+/// input (tokio's timer resolution).
+const TURNAROUND_CHECK: Duration = Duration::from_millis(1);
+
+/// How the upstream read loop ended.
+enum Upstream {
+    /// The program's side ended: finish the stream.
+    Eof,
+    /// Reading failed: reset the stream.
+    Failed,
+    /// The stream refused more bytes.
+    Closed,
+}
+
+/// Copies the socket to the stream as it comes.
+async fn forward_at_once(
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    send: &mut quinn::SendStream,
+) -> Upstream {
+    let mut buf = vec![0u8; BUFFER];
+    loop {
+        match rd.read(&mut buf).await {
+            Ok(0) => return Upstream::Eof,
+            Ok(n) => {
+                if send.write_all(&buf[..n]).await.is_err() {
+                    return Upstream::Closed;
                 }
             }
+            Err(_) => return Upstream::Failed,
+        }
+    }
+}
+
+/// Copies the socket to the stream under a [`Coalescer`]. `answered` is
+/// set by the other direction whenever bytes come back.
+async fn forward_coalesced(
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    send: &mut quinn::SendStream,
+    nagle: &mut Nagle,
+    answered: &AtomicBool,
+) -> Upstream {
+    let mut buf = vec![0u8; BUFFER];
+    let now = || tokio::time::Instant::now().into_std();
+    loop {
+        let rtt = nagle.program.rtt();
+        let holding = nagle.coalescer.is_holding();
+        let deadline = nagle
+            .coalescer
+            .deadline(rtt)
+            .map(tokio::time::Instant::from_std);
+        let ready = tokio::select! {
+            biased;
+            r = rd.read(&mut buf) => Some(r),
+            () = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            }, if holding => {
+                if let Some(out) = nagle.coalescer.on_timer(now(), rtt)
+                    && send.write_all(&out).await.is_err()
+                {
+                    return Upstream::Closed;
+                }
+                None
+            }
+            () = tokio::time::sleep(TURNAROUND_CHECK), if holding => {
+                if nagle.program.waiting_for_input()
+                    && let Some(out) = nagle.coalescer.on_turnaround(now())
+                    && send.write_all(&out).await.is_err()
+                {
+                    return Upstream::Closed;
+                }
+                None
+            }
+        };
+        let Some(read) = ready else { continue };
+        let n = match read {
+            Ok(n) => n,
+            Err(_) => {
+                // What the program wrote before the failure still goes.
+                if let Some(out) = nagle.coalescer.finish(now()) {
+                    let _ = send.write_all(&out).await;
+                }
+                return Upstream::Failed;
+            }
+        };
+        if n == 0 {
+            if let Some(out) = nagle.coalescer.finish(now())
+                && send.write_all(&out).await.is_err()
+            {
+                return Upstream::Closed;
+            }
+            return Upstream::Eof;
+        }
+        if answered.swap(false, Ordering::AcqRel) {
+            nagle.coalescer.on_answer();
+        }
+        let was_holding = nagle.coalescer.is_holding();
+        let mut out = nagle.coalescer.on_data(now(), rtt, &buf[..n]);
+        // A hold starts: unless the program asked for no delay or already
+        // waits for input; later, the timer looks again.
+        if out.is_none() && !was_holding {
+            if let Some(on) = nagle.program.nodelay() {
+                nagle.coalescer.set_nodelay(on);
+            }
+            if nagle.coalescer.nodelay() || nagle.program.waiting_for_input() {
+                out = nagle.coalescer.on_turnaround(now());
+            }
+        }
+        if let Some(out) = out
+            && send.write_all(&out).await.is_err()
+        {
+            return Upstream::Closed;
+        }
+    }
+}
+
+/// Pumps until both directions are done. Half-closes pass through as
+/// `shutdown`/stream finish; a reset on either side resets the other.
+pub async fn pump(socket: TcpStream, send: quinn::SendStream, recv: quinn::RecvStream) {
+    pump_with(socket, send, recv, None).await;
+}
+
+/// [`pump`], with the program's writes coalesced by `nagle` when given.
+pub async fn pump_with(
+    socket: TcpStream,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+    mut nagle: Option<Nagle>,
+) {
+    let _ = socket.set_nodelay(true);
+    let (mut rd, mut wr) = socket.into_split();
+    let answered = AtomicBool::new(false);
+    let upstream = async {
+        let end = match nagle.as_mut() {
+            Some(n) => forward_coalesced(&mut rd, &mut send, n, &answered).await,
+            None => forward_at_once(&mut rd, &mut send).await,
+        };
+        match end {
+            Upstream::Eof => {
+                let _ = send.finish();
+                // Keep the stream alive until the peer has everything.
+                let _ = send.stopped().await;
+            }
+            Upstream::Failed => {
+                let _ = send.reset(quinn::VarInt::from_u32(STREAM_RESET));
+            }
+            Upstream::Closed => {}
         }
     };
     let downstream = async {
@@ -52,6 +196,7 @@ pub async fn pump(socket: TcpStream, mut send: quinn::SendStream, mut recv: quin
         loop {
             match recv.read(&mut buf).await {
                 Ok(Some(n)) => {
+                    answered.store(true, Ordering::Release);
                     if wr.write_all(&buf[..n]).await.is_err() {
                         let _ = recv.stop(quinn::VarInt::from_u32(STREAM_RESET));
                         return Downstream::Finished;

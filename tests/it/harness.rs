@@ -426,6 +426,9 @@ pub struct ServerSpec {
     pub read_only: bool,
     /// Run in a new UTS namespace with this hostname (needs root).
     pub hostname: Option<String>,
+    /// Run in a new mount namespace where a tmpfs of this size (e.g.
+    /// `64k`) is mounted on the root first (needs root).
+    pub tmpfs_root: Option<String>,
 }
 
 /// A running rscq-server, killed (SIGKILL) when dropped.
@@ -450,6 +453,21 @@ impl Server {
                 argv.push(a.into());
             }
             argv.push(h.into());
+        }
+        if let Some(size) = &spec.tmpfs_root {
+            for a in [
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                "mount -t tmpfs -o size=\"$0\" rscq-tiny \"$1\" && shift && exec \"$@\"",
+            ] {
+                argv.push(a.into());
+            }
+            argv.push(size.into());
+            argv.push(spec.root.clone().into());
         }
         argv.push(SERVER.into());
         argv.push("--cert".into());
@@ -592,6 +610,7 @@ impl Env {
             port: 0,
             read_only: false,
             hostname: None,
+            tmpfs_root: None,
         }
     }
 

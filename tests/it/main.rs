@@ -14,3 +14,4 @@ mod files;
 mod process;
 mod security;
 mod uname;
+mod writebehind;

@@ -21,6 +21,7 @@
 mod harness;
 mod netns;
 
+mod coalesce;
 mod incoming;
 mod outgoing;
 mod udp;

@@ -1,6 +1,7 @@
 //! Wiring of the rscq client: the tracer thread, the engine that carries
 //! forwarded calls over the QUIC [`Link`], and the end-of-run summary.
 
+pub mod connect;
 pub mod net;
 pub mod pure;
 pub mod stats;
@@ -9,6 +10,7 @@ use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use tokio::runtime::Handle as RuntimeHandle;
 
@@ -48,7 +50,7 @@ pub struct RunOptions {
     /// `--pure`: sockets run stop-and-wait too.
     pub pure: bool,
     /// How long prefetched stat answers stay valid.
-    pub statcache_ttl: std::time::Duration,
+    pub statcache_ttl: Duration,
     pub trace: bool,
     pub stats: bool,
     pub program: Vec<OsString>,
@@ -67,6 +69,7 @@ struct Engine {
     pumps: Arc<net::Pumps>,
     files: Arc<std::sync::Mutex<FileEngine>>,
     lost: Arc<AtomicBool>,
+    connects: Arc<connect::Connects>,
 }
 
 impl Engine {
@@ -103,6 +106,117 @@ impl Engine {
     }
 }
 
+impl Engine {
+    fn connect_reply(&self, tid: i32, op: Option<u64>, result: Result<(), Errno>, rtt: Duration) {
+        let response = result.map(|()| Reply::Done);
+        let event = match op {
+            Some(op) => Event::SleeperReply {
+                tid,
+                op,
+                response,
+                rtt,
+            },
+            None => Event::Reply { tid, response, rtt },
+        };
+        let _ = self.events.send(event);
+    }
+
+    /// One remote connect of program socket `ino` (`dup` is rscq's copy),
+    /// answered to every thread that waits for it.
+    async fn run_connect(
+        &self,
+        ino: u64,
+        dup: OwnedFd,
+        addr: crate::proto::SockAddr,
+        interrupted: Arc<tokio::sync::Notify>,
+    ) {
+        use tokio::io::AsyncReadExt;
+        let started = tokio::time::Instant::now();
+        let pure = self.pumps.pure.is_some();
+        let mut open = std::pin::pin!(self.link.open_tcp(addr, pure));
+        let first = tokio::select! {
+            outcome = &mut open => Some(outcome),
+            () = interrupted.notified() => None,
+        };
+        let result = match first {
+            Some(outcome) => self.connected(dup, outcome).await,
+            None => match self.pumps.connect_local(&dup).await {
+                Err(_) => {
+                    let outcome = open.await;
+                    self.connected(dup, outcome).await
+                }
+                Ok(mut local) => {
+                    // Only rscq's end of the local connection is kept: it
+                    // sees the program's close.
+                    drop(dup);
+                    let mut early = Vec::new();
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let outcome = loop {
+                        tokio::select! {
+                            outcome = &mut open => break Some(outcome),
+                            read = local.read(&mut buf), if early.len() < connect::EARLY_BYTES_MAX => {
+                                match read {
+                                    Ok(0) | Err(_) => break None,
+                                    Ok(n) => early.extend_from_slice(&buf[..n]),
+                                }
+                            }
+                        }
+                    };
+                    match outcome {
+                        // The program closed the socket (or died): dropping
+                        // the streams cancels the connect on the server.
+                        None => Err(Errno(libc::ECONNABORTED)),
+                        Some(Ok(Ok(streams))) => {
+                            self.pumps.carry(ino, local, streams, early);
+                            Ok(())
+                        }
+                        Some(Ok(Err(e))) => {
+                            reset_local(&local);
+                            Err(e)
+                        }
+                        Some(Err(e)) => {
+                            reset_local(&local);
+                            Err(self.connection_failed(&e))
+                        }
+                    }
+                }
+            },
+        };
+        let rtt = started.elapsed();
+        self.stats.record("connect", 0, 0, rtt);
+        for waiter in self.connects.finish(ino, result) {
+            self.connect_reply(waiter.tid, waiter.op, waiter.answer(result), rtt);
+        }
+    }
+
+    /// The end of a remote connect whose program socket is not attached
+    /// yet: attach it, or make it fail as the kernel would.
+    async fn connected(
+        &self,
+        dup: OwnedFd,
+        outcome: Result<crate::transport::client::TcpOutcome, crate::transport::TransportError>,
+    ) -> Result<(), Errno> {
+        match outcome {
+            // A non-blocking connect reports EINPROGRESS (see
+            // `Waiter::answer`), as the kernel does for TCP; the socket is
+            // already connected, so the program's poll says writable and
+            // SO_ERROR is 0.
+            Ok(Ok(streams)) => self.pumps.attach(dup, streams).await,
+            Ok(Err(e)) => match self.pumps.refuse(&dup, e) {
+                // The refusal is now the socket's own, reported by poll.
+                Errno(libc::EINPROGRESS) => Ok(()),
+                e => Err(e),
+            },
+            Err(e) => Err(self.connection_failed(&e)),
+        }
+    }
+}
+
+/// Resets rscq's end of a local connection: the program sees ECONNRESET.
+fn reset_local(local: &tokio::net::TcpStream) {
+    let _ = rustix::net::sockopt::set_socket_linger(local, Some(Duration::ZERO));
+}
+
 impl Forwarder for Engine {
     fn submit(&self, tid: i32, nr: i64, request: Request) {
         // The only clock the file layers see: they take time as an argument.
@@ -111,7 +225,7 @@ impl Forwarder for Engine {
             Action::Answer(response) => {
                 self.stats.record_local(nr::name(nr));
                 if tid > 0 {
-                    let rtt = std::time::Duration::ZERO;
+                    let rtt = Duration::ZERO;
                     let _ = self.events.send(Event::Reply { tid, response, rtt });
                 }
                 return;
@@ -162,41 +276,58 @@ impl Forwarder for Engine {
         });
     }
 
-    fn connect_tcp(&self, tid: i32, tgid: i32, fd: i32, addr: crate::proto::SockAddr) {
-        let engine = self.clone();
-        // The program's thread is stopped until the reply, so its fd is
-        // still the socket it named.
-        let dup = tracer::dup_fd(tgid, fd);
-        self.runtime.spawn(async move {
-            let started = tokio::time::Instant::now();
-            let response = match dup {
-                None => Err(Errno::EBADF),
-                Some(dup) => match engine
-                    .link
-                    .open_tcp(addr, engine.pumps.pure.is_some())
-                    .await
-                {
-                    Ok(Ok(streams)) => {
-                        // A non-blocking connect reports EINPROGRESS, as the
-                        // kernel does for TCP; the socket is already
-                        // connected, so the program's poll says writable
-                        // and SO_ERROR is 0.
-                        let nonblocking = rustix::fs::fcntl_getfl(&dup)
-                            .is_ok_and(|f| f.contains(rustix::fs::OFlags::NONBLOCK));
-                        match engine.pumps.attach(dup, streams).await {
-                            Ok(()) if nonblocking => Err(Errno(libc::EINPROGRESS)),
-                            Ok(()) => Ok(Reply::Done),
-                            Err(e) => Err(e),
-                        }
-                    }
-                    Ok(Err(e)) => Err(engine.pumps.refuse(&dup, e)),
-                    Err(e) => Err(engine.connection_failed(&e)),
-                },
-            };
-            let rtt = started.elapsed();
-            engine.stats.record("connect", 0, 0, rtt);
-            let _ = engine.events.send(Event::Reply { tid, response, rtt });
-        });
+    fn connect_tcp(
+        &self,
+        tid: i32,
+        tgid: i32,
+        fd: i32,
+        addr: crate::proto::SockAddr,
+        op: Option<u64>,
+    ) {
+        // The program's thread is stopped (or asleep in rscq's ppoll) until
+        // the reply, so its fd is still the socket it named.
+        let Some(dup) = tracer::dup_fd(tgid, fd) else {
+            self.connect_reply(tid, op, Err(Errno::EBADF), Duration::ZERO);
+            return;
+        };
+        let ino = match rustix::fs::fstat(&dup) {
+            Ok(st) => st.st_ino,
+            Err(e) => {
+                self.connect_reply(tid, op, Err(e.into()), Duration::ZERO);
+                return;
+            }
+        };
+        let nonblocking =
+            rustix::fs::fcntl_getfl(&dup).is_ok_and(|f| f.contains(rustix::fs::OFlags::NONBLOCK));
+        let waiter = connect::Waiter {
+            tid,
+            op,
+            nonblocking,
+        };
+        match self.connects.join(ino, waiter) {
+            connect::Joined::Start(interrupted) => {
+                if self.pumps.is_remote(ino) {
+                    self.connects.finish(ino, Err(Errno(libc::EISCONN)));
+                    self.connect_reply(tid, op, Err(Errno(libc::EISCONN)), Duration::ZERO);
+                    return;
+                }
+                let engine = self.clone();
+                self.runtime.spawn(async move {
+                    engine.run_connect(ino, dup, addr, interrupted).await;
+                });
+            }
+            connect::Joined::Waiting => {}
+            connect::Joined::Already => {
+                self.connect_reply(tid, op, Err(Errno(libc::EALREADY)), Duration::ZERO);
+            }
+            connect::Joined::Ended(result) => {
+                self.connect_reply(tid, op, result, Duration::ZERO);
+            }
+        }
+    }
+
+    fn connect_interrupted(&self, ino: u64, tid: i32) {
+        self.connects.interrupted(ino, tid);
     }
 
     fn bind_tcp(&self, tid: i32, tgid: i32, fd: i32, addr: crate::proto::SockAddr) {
@@ -245,7 +376,7 @@ impl Forwarder for Engine {
                     if ready() {
                         break;
                     }
-                    tokio::time::sleep(std::time::Duration::from_micros(50)).await;
+                    tokio::time::sleep(Duration::from_micros(50)).await;
                 }
                 if nonblocking {
                     break;
@@ -367,6 +498,7 @@ pub fn run(
             options.statcache_ttl,
         ))),
         lost: lost.clone(),
+        connects: Arc::default(),
     };
     let config = TracerConfig {
         forwarding: Arc::new(Forwarding {

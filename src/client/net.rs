@@ -137,29 +137,48 @@ impl Pumps {
     /// pump and starts carrying `streams`. Returns once the program's
     /// socket is connected.
     pub async fn attach(&self, dup: OwnedFd, streams: TcpStreams) -> Result<(), Errno> {
-        let domain = rustix::net::sockopt::socket_domain(&dup).map_err(Errno::from)?;
+        let accepted = self.connect_local(&dup).await?;
+        let ino = rustix::fs::fstat(dup.as_fd()).map_err(Errno::from)?.st_ino;
+        drop(dup);
+        self.carry(ino, accepted, streams, Vec::new());
+        Ok(())
+    }
+
+    /// Whether the socket with inode `ino` is already connected (or bound)
+    /// on the server.
+    pub fn is_remote(&self, ino: u64) -> bool {
+        self.sockets.contains(ino)
+    }
+
+    /// Connects the program's socket to rscq's loopback listener and
+    /// returns rscq's end of that local connection.
+    pub async fn connect_local(&self, dup: &OwnedFd) -> Result<TcpStream, Errno> {
+        let domain = rustix::net::sockopt::socket_domain(dup).map_err(Errno::from)?;
         let v6 = domain == AddressFamily::INET6;
         let listener = if v6 {
             self.v6.ok_or(Errno(libc::EAFNOSUPPORT))?
         } else {
             self.v4
         };
-        match rustix::net::connect(&dup, &listener) {
+        match rustix::net::connect(dup, &listener) {
             Ok(()) => {}
             Err(e) if e == rustix::io::Errno::INPROGRESS => {}
             Err(e) => return Err(e.into()),
         }
-        let local = rustix::net::getsockname(&dup).map_err(Errno::from)?;
+        let local = rustix::net::getsockname(dup).map_err(Errno::from)?;
         let port = SocketAddr::try_from(local)
             .map_err(|_| Errno::EINVAL)?
             .port();
-        let accepted =
-            tokio::time::timeout(Duration::from_secs(5), self.rendezvous.expect((v6, port)))
-                .await
-                .map_err(|_| Errno(libc::ETIMEDOUT))?
-                .map_err(|_| Errno::EIO)?;
-        let ino = rustix::fs::fstat(dup.as_fd()).map_err(Errno::from)?.st_ino;
-        drop(dup);
+        tokio::time::timeout(Duration::from_secs(5), self.rendezvous.expect((v6, port)))
+            .await
+            .map_err(|_| Errno(libc::ETIMEDOUT))?
+            .map_err(|_| Errno::EIO)
+    }
+
+    /// Starts carrying `streams` for the program socket `ino`, whose local
+    /// connection ends at `accepted`; `early` holds bytes the program wrote
+    /// before the remote connection existed.
+    pub fn carry(&self, ino: u64, accepted: TcpStream, mut streams: TcpStreams, early: Vec<u8>) {
         let (local, peer) = (streams.local, Some(streams.peer));
         match &self.pure {
             Some(pure) => {
@@ -170,6 +189,13 @@ impl Pumps {
                     pure_pump: Some(id),
                 };
                 self.sockets.insert(ino, socket);
+                if !early.is_empty()
+                    && let Some(pump) = pure.get(id)
+                {
+                    tokio::spawn(async move {
+                        let _ = pump.send(early).await;
+                    });
+                }
             }
             None => {
                 self.sockets.insert(
@@ -182,12 +208,15 @@ impl Pumps {
                 );
                 let sockets = self.sockets.clone();
                 tokio::spawn(async move {
+                    if !early.is_empty() && streams.send.write_all(&early).await.is_err() {
+                        sockets.remove(ino);
+                        return;
+                    }
                     crate::transport::pump::pump(accepted, streams.send, streams.recv).await;
                     sockets.remove(ino);
                 });
             }
         }
-        Ok(())
     }
 }
 

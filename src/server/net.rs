@@ -26,10 +26,18 @@ pub async fn tcp_connect(
     recv: quinn::RecvStream,
 ) {
     let target = SocketAddr::from(addr);
-    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return answer(&mut send, Err(Errno::from_io(&e))).await,
-        Err(_) => return answer(&mut send, Err(Errno(libc::ETIMEDOUT))).await,
+    // The client gives up on a connect by dropping its end of the stream
+    // (the program closed its socket, or died, while it was under way):
+    // the half-made connection is dropped with it.
+    let attempt = tokio::select! {
+        attempt = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target)) => Some(attempt),
+        _ = send.stopped() => None,
+    };
+    let stream = match attempt {
+        None => return,
+        Some(Ok(Ok(s))) => s,
+        Some(Ok(Err(e))) => return answer(&mut send, Err(Errno::from_io(&e))).await,
+        Some(Err(_)) => return answer(&mut send, Err(Errno(libc::ETIMEDOUT))).await,
     };
     let _ = stream.set_nodelay(true);
     let (Ok(local), Ok(peer)) = (stream.local_addr(), stream.peer_addr()) else {

@@ -91,6 +91,10 @@ impl SocketRegistry {
         self.tables().by_inode.insert(ino, s);
     }
 
+    pub fn contains(&self, ino: u64) -> bool {
+        self.tables().by_inode.contains_key(&ino)
+    }
+
     pub fn remove(&self, ino: u64) {
         let mut t = self.tables();
         t.by_inode.remove(&ino);

@@ -23,3 +23,4 @@ mod netns;
 
 mod incoming;
 mod outgoing;
+mod signals;

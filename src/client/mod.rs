@@ -2,6 +2,7 @@
 //! forwarded calls over the QUIC [`Link`], and the end-of-run summary.
 
 pub mod connect;
+pub mod listeners;
 pub mod net;
 pub mod pure;
 pub mod stats;
@@ -473,6 +474,7 @@ pub fn run(
         }
     }
     if options.net {
+        runtime.spawn(listeners::sweep(sockets.clone(), link.clone()));
         // Connections that remote listeners accepted arrive on streams the
         // server opens.
         let (link, pumps) = (link.clone(), pumps.clone());

@@ -260,7 +260,15 @@ impl Pumps {
                 None
             },
         };
-        let (listener, local) = match link.call(&request).await {
+        let mut answer = link.call(&request).await;
+        // The port may still be held by a listener the program has just
+        // closed: release those, then try once more.
+        if matches!(answer, Ok(Err(Errno(libc::EADDRINUSE))))
+            && super::listeners::release_closed(&self.sockets, link).await > Some(0)
+        {
+            answer = link.call(&request).await;
+        }
+        let (listener, local) = match answer {
             Ok(Ok(Reply::TcpBound { listener, local })) => (listener, local),
             Ok(Ok(_)) | Err(_) => return Err(Errno::EIO),
             Ok(Err(e)) => return Err(e),
@@ -313,7 +321,12 @@ impl Pumps {
             })
             .await
         {
-            Ok(Ok(Reply::Done)) => Ok(()),
+            Ok(Ok(Reply::Done)) => {
+                if let Ok(st) = rustix::fs::fstat(&dup) {
+                    self.sockets.set_listening(st.st_ino);
+                }
+                Ok(())
+            }
             Ok(Ok(_)) | Err(_) => Err(Errno::EIO),
             Ok(Err(e)) => Err(e),
         }

@@ -22,5 +22,6 @@ mod harness;
 mod netns;
 
 mod incoming;
+mod listeners;
 mod outgoing;
 mod signals;

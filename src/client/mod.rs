@@ -5,6 +5,7 @@ pub mod connect;
 pub mod listeners;
 pub mod net;
 pub mod pure;
+pub mod sockopt;
 pub mod stats;
 
 use std::ffi::OsString;
@@ -71,6 +72,7 @@ struct Engine {
     files: Arc<std::sync::Mutex<FileEngine>>,
     lost: Arc<AtomicBool>,
     connects: Arc<connect::Connects>,
+    options: Arc<sockopt::PendingOptions>,
 }
 
 impl Engine {
@@ -134,7 +136,8 @@ impl Engine {
         use tokio::io::AsyncReadExt;
         let started = tokio::time::Instant::now();
         let pure = self.pumps.pure.is_some();
-        let mut open = std::pin::pin!(self.link.open_tcp(addr, pure));
+        let options = self.options.take(ino);
+        let mut open = std::pin::pin!(self.link.open_tcp(addr, pure, options));
         let first = tokio::select! {
             outcome = &mut open => Some(outcome),
             () = interrupted.notified() => None,
@@ -331,12 +334,39 @@ impl Forwarder for Engine {
         self.connects.interrupted(ino, tid);
     }
 
+    fn set_sock_option(
+        &self,
+        ino: u64,
+        target: Option<crate::proto::OptionTarget>,
+        option: crate::proto::SockOption,
+    ) {
+        let Some(target) = target else {
+            // Not on the server yet: it goes with the connect or bind.
+            self.options.record(ino, option);
+            return;
+        };
+        let engine = self.clone();
+        self.runtime.spawn(async move {
+            let started = tokio::time::Instant::now();
+            let request = Request::TcpSetOption { target, option };
+            if let Err(e) = engine.link.call(&request).await {
+                engine.connection_failed(&e);
+            }
+            engine.stats.record("setsockopt", 0, 0, started.elapsed());
+        });
+    }
+
     fn bind_tcp(&self, tid: i32, tgid: i32, fd: i32, addr: crate::proto::SockAddr) {
         let dup = tracer::dup_fd(tgid, fd);
         self.net_call(tid, "bind", move |engine: Engine| async move {
             match dup {
                 None => Err(Errno::EBADF),
-                Some(dup) => engine.pumps.bind(&engine.link, dup, addr).await,
+                Some(dup) => {
+                    let options = rustix::fs::fstat(&dup)
+                        .map(|st| engine.options.take(st.st_ino))
+                        .unwrap_or_default();
+                    engine.pumps.bind(&engine.link, dup, addr, options).await
+                }
             }
         });
     }
@@ -501,6 +531,7 @@ pub fn run(
         ))),
         lost: lost.clone(),
         connects: Arc::default(),
+        options: Arc::default(),
     };
     let config = TracerConfig {
         forwarding: Arc::new(Forwarding {

@@ -247,7 +247,13 @@ fn refuser(v6: bool) -> std::io::Result<std::net::TcpListener> {
 impl Pumps {
     /// `bind(2)`: on the server with the program socket's options, then
     /// locally to a loopback port where remote connections are delivered.
-    pub async fn bind(&self, link: &Link, dup: OwnedFd, addr: SockAddr) -> Result<(), Errno> {
+    pub async fn bind(
+        &self,
+        link: &Link,
+        dup: OwnedFd,
+        addr: SockAddr,
+        options: Vec<crate::proto::SockOption>,
+    ) -> Result<(), Errno> {
         use rustix::net::sockopt;
         let v6 = sockopt::socket_domain(&dup).map_err(Errno::from)? == AddressFamily::INET6;
         let request = Request::TcpBind {
@@ -259,6 +265,7 @@ impl Pumps {
             } else {
                 None
             },
+            options,
         };
         let mut answer = link.call(&request).await;
         // The port may still be held by a listener the program has just

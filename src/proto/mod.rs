@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::errno::Errno;
 
 /// Bumped on every incompatible change to any message in this module.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The TLS ALPN token both sides require.
 pub const ALPN: &[u8] = b"rscq/1";
@@ -435,6 +435,8 @@ pub enum Request {
         /// Stop-and-wait: the stream carries [`PureOp`]/[`PureReply`]
         /// frames instead of the connection's bytes (`--pure`).
         pure: bool,
+        /// Options the program set on its socket before connecting.
+        options: Vec<SockOption>,
     },
     /// `bind(2)` of a TCP socket on the server, with the socket options that
     /// must precede it. Replies [`Reply::TcpBound`].
@@ -443,6 +445,9 @@ pub enum Request {
         reuse_addr: bool,
         reuse_port: bool,
         v6_only: Option<bool>,
+        /// Other options the program set before binding; connections the
+        /// listener accepts inherit them.
+        options: Vec<SockOption>,
     },
     /// `listen(2)` on a bound socket. Each connection it accepts arrives as
     /// a server-opened stream starting with [`Incoming`].
@@ -454,6 +459,40 @@ pub enum Request {
     },
     /// The program closed its listening socket.
     TcpUnbind { listener: u64 },
+    /// `setsockopt(2)` on a connected or listening remote socket. Replies
+    /// [`Reply::Done`].
+    TcpSetOption {
+        target: OptionTarget,
+        option: SockOption,
+    },
+}
+
+/// A socket option that matters on the server's socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum SockOption {
+    KeepAlive(bool),
+    NoDelay(bool),
+    /// `SO_RCVBUF` as the program gave it (the kernel doubles it).
+    RecvBuffer(u32),
+    SendBuffer(u32),
+    /// `SO_LINGER`: the timeout in seconds when on.
+    Linger(Option<u32>),
+    KeepIdle(u32),
+    KeepInterval(u32),
+    KeepCount(u32),
+}
+
+/// Which server socket a [`Request::TcpSetOption`] is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum OptionTarget {
+    /// A connection, by its addresses as the server sees them.
+    Connection {
+        local: SockAddr,
+        peer: SockAddr,
+    },
+    Listener(u64),
 }
 
 /// One stop-and-wait operation on a `--pure` connection's stream.

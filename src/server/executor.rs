@@ -145,7 +145,8 @@ impl Executor {
             Request::TcpConnect { .. }
             | Request::TcpBind { .. }
             | Request::TcpListen { .. }
-            | Request::TcpUnbind { .. } => Err(Errno::EINVAL),
+            | Request::TcpUnbind { .. }
+            | Request::TcpSetOption { .. } => Err(Errno::EINVAL),
         }
     }
 }
@@ -209,7 +210,8 @@ fn mutates(req: &Request) -> bool {
         | Request::TcpConnect { .. }
         | Request::TcpBind { .. }
         | Request::TcpListen { .. }
-        | Request::TcpUnbind { .. } => false,
+        | Request::TcpUnbind { .. }
+        | Request::TcpSetOption { .. } => false,
     }
 }
 

@@ -34,7 +34,7 @@ use crate::sys::tracer::{self as sys, ExecPlan};
 use crate::syscall::nr;
 use crate::syscall::plan::{self, AfterNative, FdKind, Forwarding, Outcome, Plan, Then, Tracee};
 
-pub use registry::{Registry, SocketRegistry};
+pub use registry::{Registry, RemoteSocket, SocketRegistry};
 
 /// Something the tracer thread must react to.
 #[derive(Debug)]
@@ -82,6 +82,14 @@ pub trait Forwarder {
     /// A signal took thread `tid` out of its connect on socket inode `ino`
     /// (or the thread is gone): the connect goes on without it.
     fn connect_interrupted(&self, ino: u64, tid: i32);
+    /// The program sets `option` on socket inode `ino`: on the server's
+    /// socket `target` now, or with its connect or bind if it has none yet.
+    fn set_sock_option(
+        &self,
+        ino: u64,
+        target: Option<crate::proto::OptionTarget>,
+        option: crate::proto::SockOption,
+    );
     /// Binds socket `fd` on the server (and to a loopback port locally).
     fn bind_tcp(&self, tid: i32, tgid: i32, fd: i32, addr: crate::proto::SockAddr);
     /// Puts a bound socket in listen state on both sides.
@@ -670,6 +678,12 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 self.forwarder.prefetch(&pumps);
                 let _ = ptrace::cont(pid, None);
             }
+            Plan::SetSockOpt { fd, option } => {
+                // The call itself runs natively: the program's socket keeps
+                // the option, so getsockopt answers as it would.
+                self.forward_sock_option(pid, fd, option);
+                let _ = ptrace::cont(pid, None);
+            }
             Plan::BindTcp { fd, addr } => {
                 let tgid = self.wait(
                     tid,
@@ -736,6 +750,31 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         let actual = u32::try_from(encoded.len()).unwrap_or(0);
         let _ = mem::write_bytes(pid, addr, &encoded[..encoded.len().min(room)]);
         let _ = mem::write_bytes(pid, len, &actual.to_ne_bytes());
+    }
+
+    /// Hands an option the program sets on an INET stream socket to the
+    /// engine, with the server socket it is for, if there is one.
+    fn forward_sock_option(&self, pid: Pid, fd: i32, option: crate::proto::SockOption) {
+        let Some(ino) = self
+            .dup_fd(pid, fd)
+            .and_then(|dup| rustix::fs::fstat(&dup).ok())
+            .map(|st| st.st_ino)
+        else {
+            return;
+        };
+        let tid = pid.as_raw();
+        let target = match self.sockets.lookup(tid, fd) {
+            Some(RemoteSocket {
+                local,
+                peer: Some(peer),
+                ..
+            }) => Some(crate::proto::OptionTarget::Connection { local, peer }),
+            _ => self
+                .sockets
+                .lookup_listener(tid, fd)
+                .map(crate::proto::OptionTarget::Listener),
+        };
+        self.forwarder.set_sock_option(ino, target, option);
     }
 
     /// A copy of fd `fd` of the thread's process, via `pidfd_getfd(2)`.
@@ -1253,7 +1292,7 @@ impl<F: Forwarder> Tracee for TraceeView<'_, '_, F> {
         Some((i32::from(domain.as_raw()), i32::try_from(ty.as_raw()).ok()?))
     }
 
-    fn remote_socket(&mut self, fd: i32) -> Option<registry::RemoteSocket> {
+    fn remote_socket(&mut self, fd: i32) -> Option<RemoteSocket> {
         self.tracer.sockets.lookup(self.pid.as_raw(), fd)
     }
 

@@ -25,3 +25,4 @@ mod incoming;
 mod listeners;
 mod outgoing;
 mod signals;
+mod sockopts;

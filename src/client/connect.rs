@@ -24,6 +24,10 @@ use tokio::sync::Notify;
 
 use crate::errno::Errno;
 
+/// How long a non-blocking connect is held before it reports EINPROGRESS
+/// on a locally connected socket and goes on asynchronously.
+pub const NONBLOCKING_HOLD: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The most bytes held for a connection still being made; beyond that the
 /// program's writes block in its socket buffer, as they would.
 pub const EARLY_BYTES_MAX: usize = 1 << 20;
@@ -135,6 +139,29 @@ impl Connects {
         }
     }
 
+    /// The connect on `ino` goes on asynchronously (its non-blocking caller
+    /// was held long enough): its result is kept for the next connect.
+    pub fn went_async(&self, ino: u64) {
+        if let Some(Entry::Running {
+            was_interrupted, ..
+        }) = self.table().get_mut(&ino)
+        {
+            *was_interrupted = true;
+        }
+    }
+
+    /// The non-blocking waiters of the connect on `ino`, which stop waiting.
+    pub fn take_nonblocking(&self, ino: u64) -> Vec<Waiter> {
+        match self.table().get_mut(&ino) {
+            Some(Entry::Running { waiters, .. }) => {
+                let (nonblocking, blocking) = waiters.iter().partition(|w| w.nonblocking);
+                *waiters = blocking;
+                nonblocking
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// The connect on `ino` ended: returns who waits for `result`.
     pub fn finish(&self, ino: u64, result: Result<(), Errno>) -> Vec<Waiter> {
         let mut table = self.table();
@@ -218,6 +245,20 @@ mod tests {
         assert!(matches!(c.join(7, again), Joined::Waiting));
         assert_eq!(c.finish(7, Ok(())), vec![again]);
         assert!(matches!(c.join(7, BLOCKING), Joined::Start(_)));
+    }
+
+    #[test]
+    fn a_held_nonblocking_connect_goes_async() {
+        let c = Connects::default();
+        let nb = Waiter {
+            nonblocking: true,
+            ..BLOCKING
+        };
+        let _ = c.join(7, nb);
+        c.went_async(7);
+        assert_eq!(c.take_nonblocking(7), vec![nb]);
+        assert!(c.finish(7, Ok(())).is_empty());
+        assert!(matches!(c.join(7, nb), Joined::Ended(Ok(()))));
     }
 
     #[test]

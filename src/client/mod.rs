@@ -132,15 +132,29 @@ impl Engine {
         dup: OwnedFd,
         addr: crate::proto::SockAddr,
         interrupted: Arc<tokio::sync::Notify>,
+        nonblocking: bool,
     ) {
         use tokio::io::AsyncReadExt;
         let started = tokio::time::Instant::now();
         let pure = self.pumps.pure.is_some();
         let options = self.options.take(ino);
         let mut open = std::pin::pin!(self.link.open_tcp(addr, pure, options));
+        // A non-blocking connect holds its thread in the ptrace stop, deaf
+        // to signals, only this long; then it goes on asynchronously.
+        let budget = async {
+            if nonblocking {
+                tokio::time::sleep(connect::NONBLOCKING_HOLD).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
         let first = tokio::select! {
             outcome = &mut open => Some(outcome),
             () = interrupted.notified() => None,
+            () = budget => {
+                self.connects.went_async(ino);
+                None
+            }
         };
         let result = match first {
             Some(outcome) => self.connected(dup, outcome).await,
@@ -153,6 +167,16 @@ impl Engine {
                     // Only rscq's end of the local connection is kept: it
                     // sees the program's close.
                     drop(dup);
+                    // The socket is now connected locally: a non-blocking
+                    // caller goes on, and learns the outcome from its I/O.
+                    for waiter in self.connects.take_nonblocking(ino) {
+                        self.connect_reply(
+                            waiter.tid,
+                            waiter.op,
+                            waiter.answer(Ok(())),
+                            started.elapsed(),
+                        );
+                    }
                     let mut early = Vec::new();
                     let mut buf = vec![0u8; 64 * 1024];
                     let outcome = loop {
@@ -317,7 +341,9 @@ impl Forwarder for Engine {
                 }
                 let engine = self.clone();
                 self.runtime.spawn(async move {
-                    engine.run_connect(ino, dup, addr, interrupted).await;
+                    engine
+                        .run_connect(ino, dup, addr, interrupted, nonblocking)
+                        .await;
                 });
             }
             connect::Joined::Waiting => {}

@@ -21,6 +21,7 @@
 mod harness;
 mod netns;
 
+mod golang;
 mod incoming;
 mod listeners;
 mod outgoing;

@@ -14,7 +14,8 @@ use crate::netns::{Lab, Ns};
 
 /// `WHAT HOST PORT DELAY`: blocks in `connect`, `accept` (on HOST:PORT) or
 /// `recv` (from a server at HOST:PORT that says nothing) while a SIGALRM
-/// fires after DELAY seconds (0: never); its handler raises.
+/// fires after DELAY seconds (0: never); its handler raises. `nonblock`
+/// starts a non-blocking connect and waits for the file `$FLAG`.
 const BLOCKED_PY: &str = r#"
 import os, signal, socket, sys
 class Alarm(Exception):
@@ -35,6 +36,12 @@ try:
     if what == "connect":
         s.connect((host, port))
         print("CONNECTED", flush=True)
+    elif what == "nonblock":
+        import errno, time
+        s.setblocking(False)
+        print("CONNECT_EX", errno.errorcode.get(s.connect_ex((host, port))), flush=True)
+        while not os.path.exists(os.environ["FLAG"]):
+            time.sleep(0.05)
     elif what == "accept":
         s.accept()
         print("ACCEPTED", flush=True)
@@ -252,5 +259,67 @@ fn alarm_interrupts_accept_and_recv() {
             let out = run(lab.rscq(mode, &argv));
             assert_same_end(&format!("{mode:?} alarm in {what}"), &native, &out);
         }
+    }
+}
+
+/// A non-blocking connect to a host that never answers reports
+/// EINPROGRESS, as natively, while the server keeps trying; once the
+/// program closes the socket, the server drops the half-made connection.
+#[test]
+fn nonblocking_connect_to_silent_host() {
+    let Some(lab) = Lab::new("nonblocking_connect_to_silent_host", &["ss"]) else {
+        return;
+    };
+    let host = silent_host(&lab);
+    let script = lab.write("blocked.py", BLOCKED_PY.as_bytes());
+    let py = python();
+    let argv = [
+        py.as_str(),
+        p(&script),
+        "nonblock",
+        host.as_str(),
+        "80",
+        "0",
+    ];
+    let runs: [(&str, Option<&[&str]>); 3] = [
+        ("native", None),
+        ("default", Some(MODES[0])),
+        ("--pure", Some(MODES[1])),
+    ];
+    let mut native: Option<Output> = None;
+    for (i, (what, mode)) in runs.into_iter().enumerate() {
+        let flag = lab.dir.join(format!("nonblock-{i}"));
+        let mut c = match mode {
+            None => lab.exec(Ns::Remote, &argv),
+            Some(mode) => lab.rscq(mode, &argv),
+        };
+        c.env("FLAG", &flag);
+        let mut proc = Running::spawn(c);
+        proc.wait_stdout("CONNECT_EX", Duration::from_secs(30));
+        let seen = wait_syn_sent(&lab, Ns::Remote, &host, true, Duration::from_secs(10));
+        std::fs::write(&flag, b"").expect("flag");
+        let out = proc.finish(TIMEOUT);
+        assert!(
+            seen,
+            "({what}) no connect under way on the server\n{}\n--- server ---\n{}",
+            out.dump(),
+            lab.server_log()
+        );
+        assert!(
+            out.out().contains("CONNECT_EX EINPROGRESS\nDONE"),
+            "({what})\n{}",
+            out.dump()
+        );
+        if let Some(native) = &native {
+            assert_same_end(what, native, &out);
+        } else {
+            native = Some(out);
+        }
+        assert!(
+            wait_syn_sent(&lab, Ns::Remote, &host, false, Duration::from_secs(10)),
+            "({what}) the server still tries to connect after the program closed the socket: {}\n--- server ---\n{}",
+            syn_sent(&lab, Ns::Remote, &host),
+            lab.server_log()
+        );
     }
 }

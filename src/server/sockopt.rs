@@ -22,6 +22,11 @@ pub fn apply(fd: impl AsFd, option: SockOption) -> Result<(), Errno> {
         SockOption::NoDelay(on) => sockopt::set_tcp_nodelay(fd, on),
         SockOption::RecvBuffer(n) => sockopt::set_socket_recv_buffer_size(fd, size(n)?),
         SockOption::SendBuffer(n) => sockopt::set_socket_send_buffer_size(fd, size(n)?),
+        // A lingering close blocks the closing thread (even on a
+        // non-blocking socket), here a runtime worker; the pump has sent
+        // everything before it closes, so only the abortive close (RST)
+        // and switching lingering off are passed on.
+        SockOption::Linger(Some(secs)) if secs > 0 => Ok(()),
         SockOption::Linger(secs) => {
             sockopt::set_socket_linger(fd, secs.map(|s| Duration::from_secs(u64::from(s))))
         }
@@ -111,7 +116,7 @@ mod tests {
             &[
                 SockOption::KeepAlive(true),
                 SockOption::RecvBuffer(65536),
-                SockOption::Linger(Some(3)),
+                SockOption::Linger(Some(0)),
                 SockOption::KeepIdle(77),
             ],
         )
@@ -124,7 +129,13 @@ mod tests {
         );
         assert_eq!(
             sockopt::socket_linger(&socket).expect("get"),
-            Some(Duration::from_secs(3))
+            Some(Duration::ZERO)
+        );
+        // A lingering timeout stays on the program's socket only.
+        apply(&socket, SockOption::Linger(Some(5))).expect("apply");
+        assert_eq!(
+            sockopt::socket_linger(&socket).expect("get"),
+            Some(Duration::ZERO)
         );
         assert_eq!(
             sockopt::tcp_keepidle(&socket).expect("get"),

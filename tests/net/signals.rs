@@ -323,3 +323,133 @@ fn nonblocking_connect_to_silent_host() {
         );
     }
 }
+
+/// `HOST PORT RESTART`: a blocking connect with a SIGALRM handler after
+/// 1 s, installed with `SA_RESTART` or without; after EINTR, a second,
+/// non-blocking connect on the same socket.
+const CONNECT_C: &str = r#"
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static void on_alarm(int sig) {
+    (void)sig;
+    write(1, "HANDLER\n", 8);
+}
+
+static void report(const char *what, int r) {
+    printf("%s %d %s\n", what, r, r ? strerror(errno) : "ok");
+    fflush(stdout);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 4) return 2;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_alarm;
+    sa.sa_flags = atoi(argv[3]) ? SA_RESTART : 0;
+    sigaction(SIGALRM, &sa, NULL);
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_port = htons((unsigned short)atoi(argv[2]));
+    inet_pton(AF_INET, argv[1], &a.sin_addr);
+    printf("PID %d\n", (int)getpid());
+    fflush(stdout);
+    alarm(1);
+    int r = connect(s, (struct sockaddr *)&a, sizeof a);
+    report("connect", r);
+    if (r != 0 && errno == EINTR) {
+        fcntl(s, F_SETFL, O_NONBLOCK);
+        report("again", connect(s, (struct sockaddr *)&a, sizeof a));
+    }
+    close(s);
+    puts("DONE");
+    return 0;
+}
+"#;
+
+/// A C program's blocking connect to a host that never answers, with a
+/// SIGALRM handler: without `SA_RESTART` the connect fails with EINTR and
+/// a second one finds it still under way (EALREADY); with `SA_RESTART` the
+/// handler runs and the connect goes on waiting until SIGINT ends the
+/// program. Both as natively, in every mode, and the server keeps no
+/// half-made connection afterwards.
+#[test]
+fn connect_restart_semantics() {
+    let Some(lab) = Lab::new("connect_restart_semantics", &["ss", "cc", "env"]) else {
+        return;
+    };
+    let host = silent_host(&lab);
+    let source = lab.write("connect.c", CONNECT_C.as_bytes());
+    let binary = lab.dir.join("connect");
+    run(crate::harness::cmd(&[
+        "cc",
+        "-O1",
+        "-o",
+        p(&binary),
+        p(&source),
+    ]))
+    .success();
+    for restart in ["0", "1"] {
+        let argv = [p(&binary), host.as_str(), "80", restart];
+        let runs: [(&str, Option<&[&str]>); 3] = [
+            ("native", None),
+            ("default", Some(MODES[0])),
+            ("--pure", Some(MODES[1])),
+        ];
+        let mut native: Option<Output> = None;
+        for (what, mode) in runs {
+            let what = format!("{what}, SA_RESTART={restart}");
+            let c = match mode {
+                None => lab.exec(Ns::Remote, &argv),
+                Some(mode) => lab.rscq(mode, &argv),
+            };
+            let mut proc = Running::spawn(with_default_sigint(&c));
+            proc.wait_stdout("PID ", Duration::from_secs(30));
+            let out = if restart == "1" {
+                proc.wait_stdout("HANDLER", Duration::from_secs(30));
+                assert!(
+                    wait_syn_sent(&lab, Ns::Remote, &host, true, Duration::from_secs(10)),
+                    "({what}) no connect under way after the handler\n{}",
+                    proc.snapshot().dump()
+                );
+                let pid: i32 = pid_line(&proc.snapshot())
+                    .trim_start_matches("PID ")
+                    .trim()
+                    .parse()
+                    .expect("PID line");
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGINT)
+                    .expect("kill program");
+                proc.finish(TIMEOUT)
+            } else {
+                proc.finish(TIMEOUT)
+            };
+            match &native {
+                None => {
+                    let want = if restart == "1" {
+                        "HANDLER\n"
+                    } else {
+                        "HANDLER\nconnect -1 Interrupted system call\nagain -1 Operation already in progress\nDONE\n"
+                    };
+                    assert!(out.out().ends_with(want), "({what})\n{}", out.dump());
+                    native = Some(out);
+                }
+                Some(native) => assert_same_end(&what, native, &out),
+            }
+            assert!(
+                wait_syn_sent(&lab, Ns::Remote, &host, false, Duration::from_secs(10)),
+                "({what}) the server still tries to connect after the program gave up: {}\n--- server ---\n{}",
+                syn_sent(&lab, Ns::Remote, &host),
+                lab.server_log()
+            );
+        }
+    }
+}

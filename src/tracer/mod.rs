@@ -1015,12 +1015,10 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         self.threads.insert(tid, ThreadState::Running);
         let mut regs = saved;
         match response {
-            Ok(_) if matches!(sleep, Sleep::Connect { .. }) => {
-                if self.config.trace {
-                    self.forwarder
-                        .trace_line(format!("[pid {tid}] {}({request_text}) = 0", nr::name(nr)));
-                }
-                regs.rax = 0;
+            // Traced with its round trip when the reply came.
+            Ok(_) if matches!(sleep, Sleep::Connect { .. }) => regs.rax = 0,
+            Err(e) if matches!(sleep, Sleep::Connect { .. }) => {
+                regs.rax = e.as_syscall_return().cast_unsigned();
             }
             // Go ahead natively: the kernel re-executes the original call
             // (`-ERESTARTNOINTR` at an interrupt stop), which stops at the
@@ -1056,12 +1054,24 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
             else {
                 return;
             };
-            if self.config.trace && response.is_ok() {
+            if self.config.trace {
                 let us = rtt.as_micros();
-                self.forwarder.trace_line(format!(
-                    "[pid {tid}] {}({request_text}) <{us} us>",
-                    nr::name(nr)
-                ));
+                let name = nr::name(nr);
+                match (&response, sleep) {
+                    (_, Sleep::Connect { .. }) => {
+                        let ret = response
+                            .as_ref()
+                            .map_or_else(|e| e.as_syscall_return(), |_| 0);
+                        self.forwarder.trace_line(format!(
+                            "[pid {tid}] {name}({request_text}) = {} <{us} us>",
+                            fmt_ret(ret)
+                        ));
+                    }
+                    (Ok(_), Sleep::ThenNative) => self
+                        .forwarder
+                        .trace_line(format!("[pid {tid}] {name}({request_text}) <{us} us>")),
+                    (Err(_), Sleep::ThenNative) => {}
+                }
             }
             self.threads.insert(
                 tid,

@@ -2,8 +2,11 @@
 //! forwarded calls over the QUIC [`Link`], and the end-of-run summary.
 
 pub mod coalesce;
+pub mod connect;
+pub mod listeners;
 pub mod net;
 pub mod pure;
+pub mod sockopt;
 pub mod stats;
 pub mod udp;
 
@@ -11,6 +14,7 @@ use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use tokio::runtime::Handle as RuntimeHandle;
 
@@ -50,7 +54,7 @@ pub struct RunOptions {
     /// `--pure`: sockets run stop-and-wait too.
     pub pure: bool,
     /// How long prefetched stat answers stay valid.
-    pub statcache_ttl: std::time::Duration,
+    pub statcache_ttl: Duration,
     /// The `nagle` layer for sockets: `None` sends at once.
     pub nagle: Option<crate::engine::coalesce::CoalesceConfig>,
     pub trace: bool,
@@ -76,6 +80,8 @@ struct Engine {
     /// Set once a held write failed where no call could report it.
     writes_lost: Arc<AtomicBool>,
     lost: Arc<AtomicBool>,
+    connects: Arc<connect::Connects>,
+    options: Arc<sockopt::PendingOptions>,
 }
 
 impl Engine {
@@ -116,7 +122,7 @@ impl Engine {
     fn answer_locally(&self, tid: i32, nr: i64, response: crate::proto::Response) {
         self.stats.record_local(nr::name(nr));
         if tid > 0 {
-            let rtt = std::time::Duration::ZERO;
+            let rtt = Duration::ZERO;
             let _ = self.events.send(Event::Reply { tid, response, rtt });
         }
     }
@@ -241,6 +247,141 @@ impl Engine {
         let lost = self.files().finish_writes();
         self.report(lost);
     }
+    fn connect_reply(&self, tid: i32, op: Option<u64>, result: Result<(), Errno>, rtt: Duration) {
+        let response = result.map(|()| Reply::Done);
+        let event = match op {
+            Some(op) => Event::SleeperReply {
+                tid,
+                op,
+                response,
+                rtt,
+            },
+            None => Event::Reply { tid, response, rtt },
+        };
+        let _ = self.events.send(event);
+    }
+
+    /// One remote connect of program socket `ino` (`dup` is rscq's copy),
+    /// answered to every thread that waits for it.
+    async fn run_connect(
+        &self,
+        ino: u64,
+        dup: OwnedFd,
+        addr: crate::proto::SockAddr,
+        interrupted: Arc<tokio::sync::Notify>,
+        nonblocking: bool,
+        owner: (i32, i32),
+    ) {
+        use tokio::io::AsyncReadExt;
+        let started = tokio::time::Instant::now();
+        let pure = self.pumps.pure.is_some();
+        let options = self.options.take(ino);
+        let mut open = std::pin::pin!(self.link.open_tcp(addr, pure, options));
+        // A non-blocking connect holds its thread in the ptrace stop, deaf
+        // to signals, only this long; then it goes on asynchronously.
+        let budget = async {
+            if nonblocking {
+                tokio::time::sleep(connect::NONBLOCKING_HOLD).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let first = tokio::select! {
+            outcome = &mut open => Some(outcome),
+            () = interrupted.notified() => None,
+            () = budget => {
+                self.connects.went_async(ino);
+                None
+            }
+        };
+        let result = match first {
+            Some(outcome) => self.connected(dup, outcome, owner).await,
+            None => match self.pumps.connect_local(&dup).await {
+                Err(_) => {
+                    let outcome = open.await;
+                    self.connected(dup, outcome, owner).await
+                }
+                Ok(mut local) => {
+                    // Only rscq's end of the local connection is kept: it
+                    // sees the program's close.
+                    drop(dup);
+                    // The socket is now connected locally: a non-blocking
+                    // caller goes on, and learns the outcome from its I/O.
+                    for waiter in self.connects.take_nonblocking(ino) {
+                        self.connect_reply(
+                            waiter.tid,
+                            waiter.op,
+                            waiter.answer(Ok(())),
+                            started.elapsed(),
+                        );
+                    }
+                    let mut early = Vec::new();
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let outcome = loop {
+                        tokio::select! {
+                            outcome = &mut open => break Some(outcome),
+                            read = local.read(&mut buf), if early.len() < connect::EARLY_BYTES_MAX => {
+                                match read {
+                                    Ok(0) | Err(_) => break None,
+                                    Ok(n) => early.extend_from_slice(&buf[..n]),
+                                }
+                            }
+                        }
+                    };
+                    match outcome {
+                        // The program closed the socket (or died): dropping
+                        // the streams cancels the connect on the server.
+                        None => Err(Errno(libc::ECONNABORTED)),
+                        Some(Ok(Ok(streams))) => {
+                            self.pumps.carry(ino, local, streams, early, owner);
+                            Ok(())
+                        }
+                        Some(Ok(Err(e))) => {
+                            reset_local(&local);
+                            Err(e)
+                        }
+                        Some(Err(e)) => {
+                            reset_local(&local);
+                            Err(self.connection_failed(&e))
+                        }
+                    }
+                }
+            },
+        };
+        let rtt = started.elapsed();
+        self.stats.record("connect", 0, 0, rtt);
+        for waiter in self.connects.finish(ino, result) {
+            self.connect_reply(waiter.tid, waiter.op, waiter.answer(result), rtt);
+        }
+    }
+
+    /// The end of a remote connect whose program socket is not attached
+    /// yet: attach it, or make it fail as the kernel would.
+    async fn connected(
+        &self,
+        dup: OwnedFd,
+        outcome: Result<crate::transport::client::TcpOutcome, crate::transport::TransportError>,
+        owner: (i32, i32),
+    ) -> Result<(), Errno> {
+        match outcome {
+            // A non-blocking connect reports EINPROGRESS (see
+            // `Waiter::answer`), as the kernel does for TCP; the socket is
+            // already connected, so the program's poll says writable and
+            // SO_ERROR is 0.
+            Ok(Ok(streams)) => self.pumps.attach(dup, streams, owner).await,
+            Ok(Err(e)) => match self.pumps.refuse(&dup, e) {
+                // The refusal is now the socket's own, reported by poll.
+                Errno(libc::EINPROGRESS) => Ok(()),
+                e => Err(e),
+            },
+            Err(e) => Err(self.connection_failed(&e)),
+        }
+    }
+}
+
+/// Resets rscq's end of a local connection: the program sees ECONNRESET.
+fn reset_local(local: &tokio::net::TcpStream) {
+    let _ = rustix::net::sockopt::set_socket_linger(local, Some(Duration::ZERO));
 }
 
 impl Forwarder for Engine {
@@ -287,40 +428,81 @@ impl Forwarder for Engine {
         });
     }
 
-    fn connect_tcp(&self, tid: i32, tgid: i32, fd: i32, addr: crate::proto::SockAddr) {
+    fn connect_tcp(
+        &self,
+        tid: i32,
+        tgid: i32,
+        fd: i32,
+        addr: crate::proto::SockAddr,
+        op: Option<u64>,
+    ) {
+        // The program's thread is stopped (or asleep in rscq's ppoll) until
+        // the reply, so its fd is still the socket it named.
+        let Some(dup) = tracer::dup_fd(tgid, fd) else {
+            self.connect_reply(tid, op, Err(Errno::EBADF), Duration::ZERO);
+            return;
+        };
+        let ino = match rustix::fs::fstat(&dup) {
+            Ok(st) => st.st_ino,
+            Err(e) => {
+                self.connect_reply(tid, op, Err(e.into()), Duration::ZERO);
+                return;
+            }
+        };
+        let nonblocking =
+            rustix::fs::fcntl_getfl(&dup).is_ok_and(|f| f.contains(rustix::fs::OFlags::NONBLOCK));
+        let waiter = connect::Waiter {
+            tid,
+            op,
+            nonblocking,
+        };
+        match self.connects.join(ino, waiter) {
+            connect::Joined::Start(interrupted) => {
+                if self.pumps.is_remote(ino) {
+                    self.connects.finish(ino, Err(Errno(libc::EISCONN)));
+                    self.connect_reply(tid, op, Err(Errno(libc::EISCONN)), Duration::ZERO);
+                    return;
+                }
+                let engine = self.clone();
+                self.runtime.spawn(async move {
+                    engine
+                        .run_connect(ino, dup, addr, interrupted, nonblocking, (tgid, fd))
+                        .await;
+                });
+            }
+            connect::Joined::Waiting => {}
+            connect::Joined::Already => {
+                self.connect_reply(tid, op, Err(Errno(libc::EALREADY)), Duration::ZERO);
+            }
+            connect::Joined::Ended(result) => {
+                self.connect_reply(tid, op, result, Duration::ZERO);
+            }
+        }
+    }
+
+    fn connect_interrupted(&self, ino: u64, tid: i32) {
+        self.connects.interrupted(ino, tid);
+    }
+
+    fn set_sock_option(
+        &self,
+        ino: u64,
+        target: Option<crate::proto::OptionTarget>,
+        option: crate::proto::SockOption,
+    ) {
+        let Some(target) = target else {
+            // Not on the server yet: it goes with the connect or bind.
+            self.options.record(ino, option);
+            return;
+        };
         let engine = self.clone();
-        // The program's thread is stopped until the reply, so its fd is
-        // still the socket it named.
-        let dup = tracer::dup_fd(tgid, fd);
         self.runtime.spawn(async move {
             let started = tokio::time::Instant::now();
-            let response = match dup {
-                None => Err(Errno::EBADF),
-                Some(dup) => match engine
-                    .link
-                    .open_tcp(addr, engine.pumps.pure.is_some())
-                    .await
-                {
-                    Ok(Ok(streams)) => {
-                        // A non-blocking connect reports EINPROGRESS, as the
-                        // kernel does for TCP; the socket is already
-                        // connected, so the program's poll says writable
-                        // and SO_ERROR is 0.
-                        let nonblocking = rustix::fs::fcntl_getfl(&dup)
-                            .is_ok_and(|f| f.contains(rustix::fs::OFlags::NONBLOCK));
-                        match engine.pumps.attach(dup, streams, (tgid, fd)).await {
-                            Ok(()) if nonblocking => Err(Errno(libc::EINPROGRESS)),
-                            Ok(()) => Ok(Reply::Done),
-                            Err(e) => Err(e),
-                        }
-                    }
-                    Ok(Err(e)) => Err(engine.pumps.refuse(&dup, e)),
-                    Err(e) => Err(engine.connection_failed(&e)),
-                },
-            };
-            let rtt = started.elapsed();
-            engine.stats.record("connect", 0, 0, rtt);
-            let _ = engine.events.send(Event::Reply { tid, response, rtt });
+            let request = Request::TcpSetOption { target, option };
+            if let Err(e) = engine.link.call(&request).await {
+                engine.connection_failed(&e);
+            }
+            engine.stats.record("setsockopt", 0, 0, started.elapsed());
         });
     }
 
@@ -329,7 +511,12 @@ impl Forwarder for Engine {
         self.net_call(tid, "bind", move |engine: Engine| async move {
             match dup {
                 None => Err(Errno::EBADF),
-                Some(dup) => engine.pumps.bind(&engine.link, dup, addr).await,
+                Some(dup) => {
+                    let options = rustix::fs::fstat(&dup)
+                        .map(|st| engine.options.take(st.st_ino))
+                        .unwrap_or_default();
+                    engine.pumps.bind(&engine.link, dup, addr, options).await
+                }
             }
         });
     }
@@ -370,7 +557,7 @@ impl Forwarder for Engine {
                     if ready() {
                         break;
                     }
-                    tokio::time::sleep(std::time::Duration::from_micros(50)).await;
+                    tokio::time::sleep(Duration::from_micros(50)).await;
                 }
                 if nonblocking {
                     break;
@@ -564,6 +751,7 @@ pub fn run(
         }
     }
     if options.net {
+        runtime.spawn(listeners::sweep(sockets.clone(), link.clone()));
         // Connections that remote listeners accepted arrive on streams the
         // server opens.
         let (link, pumps) = (link.clone(), pumps.clone());
@@ -593,6 +781,8 @@ pub fn run(
         flushed: Arc::new(tokio::sync::watch::channel(0).0),
         writes_lost: Arc::new(AtomicBool::new(false)),
         lost: lost.clone(),
+        connects: Arc::default(),
+        options: Arc::default(),
     };
     let drainer = engine.clone();
     let config = TracerConfig {

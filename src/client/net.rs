@@ -152,29 +152,56 @@ impl Pumps {
         streams: TcpStreams,
         owner: (i32, i32),
     ) -> Result<(), Errno> {
-        let domain = rustix::net::sockopt::socket_domain(&dup).map_err(Errno::from)?;
+        let accepted = self.connect_local(&dup).await?;
+        let ino = rustix::fs::fstat(dup.as_fd()).map_err(Errno::from)?.st_ino;
+        drop(dup);
+        self.carry(ino, accepted, streams, Vec::new(), owner);
+        Ok(())
+    }
+
+    /// Whether the socket with inode `ino` is already connected (or bound)
+    /// on the server.
+    pub fn is_remote(&self, ino: u64) -> bool {
+        self.sockets.contains(ino)
+    }
+
+    /// Connects the program's socket to rscq's loopback listener and
+    /// returns rscq's end of that local connection.
+    pub async fn connect_local(&self, dup: &OwnedFd) -> Result<TcpStream, Errno> {
+        let domain = rustix::net::sockopt::socket_domain(dup).map_err(Errno::from)?;
         let v6 = domain == AddressFamily::INET6;
         let listener = if v6 {
             self.v6.ok_or(Errno(libc::EAFNOSUPPORT))?
         } else {
             self.v4
         };
-        match rustix::net::connect(&dup, &listener) {
+        match rustix::net::connect(dup, &listener) {
             Ok(()) => {}
             Err(e) if e == rustix::io::Errno::INPROGRESS => {}
             Err(e) => return Err(e.into()),
         }
-        let local = rustix::net::getsockname(&dup).map_err(Errno::from)?;
+        let local = rustix::net::getsockname(dup).map_err(Errno::from)?;
         let port = SocketAddr::try_from(local)
             .map_err(|_| Errno::EINVAL)?
             .port();
-        let accepted =
-            tokio::time::timeout(Duration::from_secs(5), self.rendezvous.expect((v6, port)))
-                .await
-                .map_err(|_| Errno(libc::ETIMEDOUT))?
-                .map_err(|_| Errno::EIO)?;
-        let ino = rustix::fs::fstat(dup.as_fd()).map_err(Errno::from)?.st_ino;
-        drop(dup);
+        tokio::time::timeout(Duration::from_secs(5), self.rendezvous.expect((v6, port)))
+            .await
+            .map_err(|_| Errno(libc::ETIMEDOUT))?
+            .map_err(|_| Errno::EIO)
+    }
+
+    /// Starts carrying `streams` for the program socket `ino`, whose local
+    /// connection ends at `accepted`; `early` holds bytes the program wrote
+    /// before the remote connection existed; `owner` is the program's
+    /// (process, fd) of the socket, for the `nagle` layer.
+    pub fn carry(
+        &self,
+        ino: u64,
+        accepted: TcpStream,
+        mut streams: TcpStreams,
+        early: Vec<u8>,
+        owner: (i32, i32),
+    ) {
         let (local, peer) = (streams.local, Some(streams.peer));
         match &self.pure {
             Some(pure) => {
@@ -186,6 +213,13 @@ impl Pumps {
                     udp: None,
                 };
                 self.sockets.insert(ino, socket);
+                if !early.is_empty()
+                    && let Some(pump) = pure.get(id)
+                {
+                    tokio::spawn(async move {
+                        let _ = pump.send(early).await;
+                    });
+                }
             }
             None => {
                 self.sockets.insert(
@@ -210,12 +244,15 @@ impl Pumps {
                     )),
                 });
                 tokio::spawn(async move {
+                    if !early.is_empty() && streams.send.write_all(&early).await.is_err() {
+                        sockets.remove(ino);
+                        return;
+                    }
                     pump_with(accepted, streams.send, streams.recv, nagle).await;
                     sockets.remove(ino);
                 });
             }
         }
-        Ok(())
     }
 }
 
@@ -246,7 +283,13 @@ fn refuser(v6: bool) -> std::io::Result<std::net::TcpListener> {
 impl Pumps {
     /// `bind(2)`: on the server with the program socket's options, then
     /// locally to a loopback port where remote connections are delivered.
-    pub async fn bind(&self, link: &Link, dup: OwnedFd, addr: SockAddr) -> Result<(), Errno> {
+    pub async fn bind(
+        &self,
+        link: &Link,
+        dup: OwnedFd,
+        addr: SockAddr,
+        options: Vec<crate::proto::SockOption>,
+    ) -> Result<(), Errno> {
         use rustix::net::sockopt;
         let v6 = sockopt::socket_domain(&dup).map_err(Errno::from)? == AddressFamily::INET6;
         let request = Request::TcpBind {
@@ -258,8 +301,17 @@ impl Pumps {
             } else {
                 None
             },
+            options,
         };
-        let (listener, local) = match link.call(&request).await {
+        let mut answer = link.call(&request).await;
+        // The port may still be held by a listener the program has just
+        // closed: release those, then try once more.
+        if matches!(answer, Ok(Err(Errno(libc::EADDRINUSE))))
+            && super::listeners::release_closed(&self.sockets, link).await > Some(0)
+        {
+            answer = link.call(&request).await;
+        }
+        let (listener, local) = match answer {
             Ok(Ok(Reply::TcpBound { listener, local })) => (listener, local),
             Ok(Ok(_)) | Err(_) => return Err(Errno::EIO),
             Ok(Err(e)) => return Err(e),
@@ -313,7 +365,12 @@ impl Pumps {
             })
             .await
         {
-            Ok(Ok(Reply::Done)) => Ok(()),
+            Ok(Ok(Reply::Done)) => {
+                if let Ok(st) = rustix::fs::fstat(&dup) {
+                    self.sockets.set_listening(st.st_ino);
+                }
+                Ok(())
+            }
             Ok(Ok(_)) | Err(_) => Err(Errno::EIO),
             Ok(Err(e)) => Err(e),
         }

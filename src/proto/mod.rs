@@ -443,6 +443,8 @@ pub enum Request {
         /// Stop-and-wait: the stream carries [`PureOp`]/[`PureReply`]
         /// frames instead of the connection's bytes (`--pure`).
         pure: bool,
+        /// Options the program set on its socket before connecting.
+        options: Vec<SockOption>,
     },
     /// `bind(2)` of a TCP socket on the server, with the socket options that
     /// must precede it. Replies [`Reply::TcpBound`].
@@ -451,6 +453,9 @@ pub enum Request {
         reuse_addr: bool,
         reuse_port: bool,
         v6_only: Option<bool>,
+        /// Other options the program set before binding; connections the
+        /// listener accepts inherit them.
+        options: Vec<SockOption>,
     },
     /// `listen(2)` on a bound socket. Each connection it accepts arrives as
     /// a server-opened stream starting with [`Incoming`].
@@ -480,6 +485,12 @@ pub enum Request {
     /// the writes it holds for it and answers with their error, if any.
     /// It never needs the server, which answers `Done`.
     FlushWrites { handle: Handle },
+    /// `setsockopt(2)` on a connected or listening remote socket. Replies
+    /// [`Reply::Done`].
+    TcpSetOption {
+        target: OptionTarget,
+        option: SockOption,
+    },
 }
 
 /// One operation on a remote UDP socket's stream.
@@ -516,6 +527,34 @@ pub enum UdpEvent {
     Sent(Result<u64, Errno>),
     /// The answer to [`UdpOp::Connect`]: the socket's new local address.
     Connected(Result<SockAddr, Errno>),
+}
+
+/// A socket option that matters on the server's socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum SockOption {
+    KeepAlive(bool),
+    NoDelay(bool),
+    /// `SO_RCVBUF` as the program gave it (the kernel doubles it).
+    RecvBuffer(u32),
+    SendBuffer(u32),
+    /// `SO_LINGER`: the timeout in seconds when on.
+    Linger(Option<u32>),
+    KeepIdle(u32),
+    KeepInterval(u32),
+    KeepCount(u32),
+}
+
+/// Which server socket a [`Request::TcpSetOption`] is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum OptionTarget {
+    /// A connection, by its addresses as the server sees them.
+    Connection {
+        local: SockAddr,
+        peer: SockAddr,
+    },
+    Listener(u64),
 }
 
 /// One stop-and-wait operation on a `--pure` connection's stream.

@@ -154,7 +154,8 @@ impl Executor {
             | Request::TcpBind { .. }
             | Request::TcpListen { .. }
             | Request::TcpUnbind { .. }
-            | Request::UdpBind { .. } => Err(Errno::EINVAL),
+            | Request::UdpBind { .. }
+            | Request::TcpSetOption { .. } => Err(Errno::EINVAL),
         }
     }
 }
@@ -222,7 +223,8 @@ fn mutates(req: &Request) -> bool {
         | Request::TcpBind { .. }
         | Request::TcpListen { .. }
         | Request::TcpUnbind { .. }
-        | Request::UdpBind { .. } => false,
+        | Request::UdpBind { .. }
+        | Request::TcpSetOption { .. } => false,
     }
 }
 

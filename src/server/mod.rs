@@ -11,6 +11,7 @@ mod meta;
 mod names;
 pub mod net;
 mod resolve;
+pub mod sockopt;
 pub mod udp;
 mod uname;
 mod xattr;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 
 use crate::errno::Errno;
-use crate::proto::{PureOp, PureReply, Reply, Response, SockAddr, frame};
+use crate::proto::{OptionTarget, PureOp, PureReply, Reply, Response, SockAddr, SockOption, frame};
 
 /// How long a remote connect may take before the program sees ETIMEDOUT;
 /// shorter than the kernel's ~2 minutes so a dead route fails visibly.
@@ -20,18 +20,43 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Connects to `addr`, answers on `send`, then pumps bytes until both
 /// directions are done.
 pub async fn tcp_connect(
+    net: &NetSession,
     addr: SockAddr,
     pure: bool,
+    options: &[SockOption],
     mut send: quinn::SendStream,
     recv: quinn::RecvStream,
 ) {
     let target = SocketAddr::from(addr);
-    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target)).await {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return answer(&mut send, Err(Errno::from_io(&e))).await,
-        Err(_) => return answer(&mut send, Err(Errno(libc::ETIMEDOUT))).await,
+    let socket = if target.is_ipv6() {
+        tokio::net::TcpSocket::new_v6()
+    } else {
+        tokio::net::TcpSocket::new_v4()
     };
-    let _ = stream.set_nodelay(true);
+    let socket = match socket {
+        Ok(s) => s,
+        Err(e) => return answer(&mut send, Err(Errno::from_io(&e))).await,
+    };
+    // The program's own socket has no way to set nodelay on the server;
+    // the pump writes whole chunks, so nodelay is the default here.
+    let _ = socket.set_nodelay(true);
+    if let Err(e) = super::sockopt::apply_all(&socket, options) {
+        return answer(&mut send, Err(e)).await;
+    }
+    // The client gives up on a connect by dropping its end of the stream
+    // (the program closed its socket, or died, while it was under way):
+    // the half-made connection is dropped with it.
+    let attempt = tokio::select! {
+        attempt = tokio::time::timeout(CONNECT_TIMEOUT, socket.connect(target)) => Some(attempt),
+        _ = send.stopped() => None,
+    };
+    let stream = match attempt {
+        None => return,
+        Some(Ok(Ok(s))) => s,
+        Some(Ok(Err(e))) => return answer(&mut send, Err(Errno::from_io(&e))).await,
+        Some(Err(_)) => return answer(&mut send, Err(Errno(libc::ETIMEDOUT))).await,
+    };
+    let _registered = net.connections.register(&stream);
     let (Ok(local), Ok(peer)) = (stream.local_addr(), stream.peer_addr()) else {
         return answer(&mut send, Err(Errno::ECONNRESET)).await;
     };
@@ -62,13 +87,15 @@ pub struct NetSession {
     conn: quinn::Connection,
     listeners: std::sync::Mutex<std::collections::HashMap<u64, Listener>>,
     next_id: std::sync::atomic::AtomicU64,
+    connections: std::sync::Arc<super::sockopt::Connections>,
 }
 
 #[derive(Debug)]
 enum Listener {
     Bound(std::net::TcpListener),
-    /// Accepting; aborting the task closes the socket.
-    Listening(tokio::task::AbortHandle),
+    /// Accepting; aborting the task (and dropping the copy, kept for
+    /// socket options) closes the socket.
+    Listening(tokio::task::AbortHandle, std::os::fd::OwnedFd),
 }
 
 impl Drop for NetSession {
@@ -78,7 +105,7 @@ impl Drop for NetSession {
             .get_mut()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         for (_, l) in listeners.drain() {
-            if let Listener::Listening(task) = l {
+            if let Listener::Listening(task, _) = l {
                 task.abort();
             }
         }
@@ -94,6 +121,7 @@ impl NetSession {
             conn,
             listeners: std::sync::Mutex::default(),
             next_id: std::sync::atomic::AtomicU64::new(1),
+            connections: std::sync::Arc::default(),
         }
     }
 
@@ -110,6 +138,7 @@ impl NetSession {
         reuse_addr: bool,
         reuse_port: bool,
         v6_only: Option<bool>,
+        options: &[SockOption],
     ) -> Response {
         use rustix::net::{AddressFamily, SocketFlags, SocketType, bind, socket_with, sockopt};
         if self.listeners().len() >= MAX_LISTENERS {
@@ -127,6 +156,7 @@ impl NetSession {
         if let (true, Some(only)) = (target.is_ipv6(), v6_only) {
             sockopt::set_ipv6_v6only(&fd, only)?;
         }
+        super::sockopt::apply_all(&fd, options)?;
         bind(&fd, &target)?;
         let listener = std::net::TcpListener::from(fd);
         let local = listener.local_addr().map_err(|e| Errno::from_io(&e))?;
@@ -152,6 +182,13 @@ impl NetSession {
             listeners.insert(id, Listener::Bound(bound));
             return Err(e.into());
         }
+        let copy = match rustix::io::fcntl_dupfd_cloexec(&bound, 0) {
+            Ok(c) => c,
+            Err(e) => {
+                listeners.insert(id, Listener::Bound(bound));
+                return Err(e.into());
+            }
+        };
         let set_nonblocking = bound.set_nonblocking(true);
         let listener = match set_nonblocking.and_then(|()| tokio::net::TcpListener::from_std(bound))
         {
@@ -159,14 +196,30 @@ impl NetSession {
             Err(e) => return Err(Errno::from_io(&e)),
         };
         let conn = self.conn.clone();
-        let task = tokio::spawn(accept_loop(listener, id, pure, conn));
-        listeners.insert(id, Listener::Listening(task.abort_handle()));
+        let connections = self.connections.clone();
+        let task = tokio::spawn(accept_loop(listener, id, pure, conn, connections));
+        listeners.insert(id, Listener::Listening(task.abort_handle(), copy));
+        Ok(Reply::Done)
+    }
+
+    /// `setsockopt(2)` on a live connection or listener.
+    pub fn set_option(&self, target: OptionTarget, option: SockOption) -> Response {
+        match target {
+            OptionTarget::Connection { local, peer } => {
+                self.connections.set(local.into(), peer.into(), option)?;
+            }
+            OptionTarget::Listener(id) => match self.listeners().get(&id) {
+                Some(Listener::Bound(l)) => super::sockopt::apply(l, option)?,
+                Some(Listener::Listening(_, copy)) => super::sockopt::apply(copy, option)?,
+                None => return Err(Errno::EBADF),
+            },
+        }
         Ok(Reply::Done)
     }
 
     pub fn unbind(&self, id: u64) -> Response {
         match self.listeners().remove(&id) {
-            Some(Listener::Listening(task)) => {
+            Some(Listener::Listening(task, _)) => {
                 task.abort();
                 Ok(Reply::Done)
             }
@@ -181,6 +234,7 @@ async fn accept_loop(
     id: u64,
     pure: bool,
     conn: quinn::Connection,
+    connections: std::sync::Arc<super::sockopt::Connections>,
 ) {
     loop {
         let (stream, peer) = tokio::select! {
@@ -197,7 +251,9 @@ async fn accept_loop(
             continue;
         };
         let conn = conn.clone();
+        let registered = connections.register(&stream);
         tokio::spawn(async move {
+            let _registered = registered;
             let Ok((mut send, recv)) = conn.open_bi().await else {
                 return;
             };

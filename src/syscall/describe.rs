@@ -167,6 +167,7 @@ pub fn describe(req: &Request) -> String {
             listener, backlog, ..
         } => format!("L{listener}, {backlog}"),
         Request::TcpUnbind { listener } => format!("L{listener}"),
+        Request::TcpSetOption { target, option } => format!("{target:?}, {option:?}"),
     }
 }
 

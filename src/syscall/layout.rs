@@ -396,3 +396,69 @@ mod sockaddr_tests {
         assert_eq!(decode_sockaddr(&[]), None);
     }
 }
+
+/// The socket option a `setsockopt(level, name, value)` sets, for the
+/// options that matter on the server's socket; `None` for any other (or a
+/// value too short, which the kernel refuses itself).
+pub fn decode_sock_option(level: i32, name: i32, value: &[u8]) -> Option<crate::proto::SockOption> {
+    use crate::proto::SockOption;
+    let int = |at: usize| -> Option<i32> {
+        let b = value.get(at..at + 4)?;
+        Some(i32::from_ne_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let count = |at: usize| int(at).map(|v| u32::try_from(v.max(0)).unwrap_or(0));
+    match (level, name) {
+        (libc::SOL_SOCKET, libc::SO_KEEPALIVE) => Some(SockOption::KeepAlive(int(0)? != 0)),
+        (libc::SOL_SOCKET, libc::SO_RCVBUF) => Some(SockOption::RecvBuffer(count(0)?)),
+        (libc::SOL_SOCKET, libc::SO_SNDBUF) => Some(SockOption::SendBuffer(count(0)?)),
+        (libc::SOL_SOCKET, libc::SO_LINGER) => {
+            let on = int(0)? != 0;
+            let secs = count(4)?;
+            Some(SockOption::Linger(on.then_some(secs)))
+        }
+        (libc::IPPROTO_TCP, libc::TCP_NODELAY) => Some(SockOption::NoDelay(int(0)? != 0)),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE) => Some(SockOption::KeepIdle(count(0)?)),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL) => Some(SockOption::KeepInterval(count(0)?)),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPCNT) => Some(SockOption::KeepCount(count(0)?)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod sock_option_tests {
+    use super::*;
+    use crate::proto::SockOption;
+
+    #[test]
+    fn options_decode_from_their_values() {
+        let one = 1i32.to_ne_bytes();
+        assert_eq!(
+            decode_sock_option(libc::SOL_SOCKET, libc::SO_KEEPALIVE, &one),
+            Some(SockOption::KeepAlive(true))
+        );
+        let mut linger = 1i32.to_ne_bytes().to_vec();
+        linger.extend_from_slice(&5i32.to_ne_bytes());
+        assert_eq!(
+            decode_sock_option(libc::SOL_SOCKET, libc::SO_LINGER, &linger),
+            Some(SockOption::Linger(Some(5)))
+        );
+        linger[0] = 0;
+        assert_eq!(
+            decode_sock_option(libc::SOL_SOCKET, libc::SO_LINGER, &linger),
+            Some(SockOption::Linger(None))
+        );
+        assert_eq!(
+            decode_sock_option(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, &60i32.to_ne_bytes()),
+            Some(SockOption::KeepIdle(60))
+        );
+        // Short values are the kernel's to refuse; others stay local.
+        assert_eq!(
+            decode_sock_option(libc::SOL_SOCKET, libc::SO_RCVBUF, &[1, 0]),
+            None
+        );
+        assert_eq!(
+            decode_sock_option(libc::SOL_SOCKET, libc::SO_REUSEADDR, &one),
+            None
+        );
+    }
+}

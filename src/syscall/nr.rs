@@ -99,6 +99,7 @@ pub const NET_CALLS: &[(i64, &str)] = &[
     (libc::SYS_listen, "listen"),
     (libc::SYS_accept, "accept"),
     (libc::SYS_accept4, "accept4"),
+    (libc::SYS_setsockopt, "setsockopt"),
 ];
 
 /// Trapped only with `--uname`.

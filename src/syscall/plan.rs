@@ -243,6 +243,12 @@ pub enum Plan {
         len: u32,
         dontwait: bool,
     },
+    /// `setsockopt` of an option that matters on the server, on an INET
+    /// stream socket: run it natively and pass the option on.
+    SetSockOpt {
+        fd: i32,
+        option: crate::proto::SockOption,
+    },
     /// `--pure`: a send on a remote socket, as one round trip.
     PureSend {
         fd: i32,
@@ -1488,6 +1494,7 @@ impl<T: Tracee> Planner<'_, T> {
                 },
                 None => Plan::Native,
             },
+            libc::SYS_setsockopt => self.setsockopt(fd, a),
             libc::SYS_sendto => match self.t.socket_kind(fd) {
                 Some((domain, ty))
                     if (domain == libc::AF_INET || domain == libc::AF_INET6)
@@ -1523,6 +1530,30 @@ impl<T: Tracee> Planner<'_, T> {
                     writes: vec![(a[1], shown), (a[2], actual.to_ne_bytes().to_vec())],
                 }
             }
+        }
+    }
+
+    /// `setsockopt(fd, level, name, value, len)`: an option the server's
+    /// socket needs too, or `Native`.
+    fn setsockopt(&mut self, fd: i32, a: [u64; 6]) -> Plan {
+        let (level, name, len) = (arg_i32(a[1]), arg_i32(a[2]), a[4]);
+        let Ok(value) = self
+            .t
+            .read_bytes(a[3], usize::try_from(len.min(8)).unwrap_or(0))
+        else {
+            return Plan::Native;
+        };
+        let Some(option) = layout::decode_sock_option(level, name, &value) else {
+            return Plan::Native;
+        };
+        match self.t.socket_kind(fd) {
+            Some((domain, ty))
+                if (domain == libc::AF_INET || domain == libc::AF_INET6)
+                    && ty == libc::SOCK_STREAM =>
+            {
+                Plan::SetSockOpt { fd, option }
+            }
+            _ => Plan::Native,
         }
     }
 

@@ -34,7 +34,7 @@ use crate::sys::tracer::{self as sys, ExecPlan};
 use crate::syscall::nr;
 use crate::syscall::plan::{self, AfterNative, FdKind, Forwarding, Outcome, Plan, Then, Tracee};
 
-pub use registry::{Registry, SocketRegistry};
+pub use registry::{Registry, RemoteSocket, SocketRegistry};
 
 /// Something the tracer thread must react to.
 #[derive(Debug)]
@@ -45,6 +45,14 @@ pub enum Event {
     /// A forwarded call of thread `tid` finished.
     Reply {
         tid: i32,
+        response: Response,
+        rtt: Duration,
+    },
+    /// The call thread `tid` sleeps on (sleep number `op`) finished; a
+    /// reply for a sleep the thread has left (a signal came) is dropped.
+    SleeperReply {
+        tid: i32,
+        op: u64,
         response: Response,
         rtt: Duration,
     },
@@ -62,9 +70,29 @@ pub trait Forwarder {
     /// Watches a placeholder's read end; when every copy of the program's
     /// fd is closed, the remote handle is closed too.
     fn watch_close(&self, read_end: OwnedFd, key: u64, handle: Handle);
-    /// Connects socket `fd` of process `tgid` to `addr` on the server; the
-    /// result arrives as [`Event::Reply`] (`Done` or an errno).
-    fn connect_tcp(&self, tid: i32, tgid: i32, fd: i32, addr: crate::proto::SockAddr);
+    /// Connects socket `fd` of process `tgid` to `addr` on the server, or
+    /// joins the connect already under way on that socket; the result
+    /// arrives as [`Event::SleeperReply`] for sleep `op`, or as
+    /// [`Event::Reply`] without one (`Done` or an errno).
+    fn connect_tcp(
+        &self,
+        tid: i32,
+        tgid: i32,
+        fd: i32,
+        addr: crate::proto::SockAddr,
+        op: Option<u64>,
+    );
+    /// A signal took thread `tid` out of its connect on socket inode `ino`
+    /// (or the thread is gone): the connect goes on without it.
+    fn connect_interrupted(&self, ino: u64, tid: i32);
+    /// The program sets `option` on socket inode `ino`: on the server's
+    /// socket `target` now, or with its connect or bind if it has none yet.
+    fn set_sock_option(
+        &self,
+        ino: u64,
+        target: Option<crate::proto::OptionTarget>,
+        option: crate::proto::SockOption,
+    );
     /// Binds socket `fd` on the server (and to a loopback port locally).
     fn bind_tcp(&self, tid: i32, tgid: i32, fd: i32, addr: crate::proto::SockAddr);
     /// Puts a bound socket in listen state on both sides.
@@ -268,6 +296,7 @@ enum ThreadState {
         nr: i64,
         fd: i32,
         request_text: String,
+        sleep: Sleep,
     },
     /// Its reply came; it has been interrupted to take it.
     Woken {
@@ -276,6 +305,7 @@ enum ThreadState {
         fd: i32,
         request_text: String,
         response: Response,
+        sleep: Sleep,
     },
     /// Held in its seccomp stop until the reply to a forwarded call.
     Waiting {
@@ -297,6 +327,16 @@ enum ThreadState {
         saved: libc::user_regs_struct,
         after: ExitAction,
     },
+}
+
+/// What a sleep waits for, and what its reply means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sleep {
+    /// The engine made the call ready: it runs natively once woken.
+    ThenNative,
+    /// A remote connect (sleep number `op`) of socket inode `socket`: its
+    /// reply is the call's result.
+    Connect { op: u64, socket: u64 },
 }
 
 #[derive(Debug)]
@@ -359,6 +399,8 @@ pub struct Tracer<'a, F: Forwarder> {
     /// Children announced by their parent's event, not yet stopped.
     expected: HashSet<i32>,
     root_status: Option<ExitStatus>,
+    /// Numbers the sleeps whose replies may come after a signal ended them.
+    next_sleep: u64,
 }
 
 /// Forks and seizes the program; the caller then runs [`Tracer::run`] on the
@@ -483,6 +525,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
             native_once: HashMap::new(),
             expected: HashSet::new(),
             root_status: None,
+            next_sleep: 1,
         }
     }
 
@@ -493,7 +536,34 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
             for event in self.events.next_batch() {
                 match event {
                     Event::Wait(status) => self.on_wait(status),
-                    Event::Reply { tid, response, rtt } => self.on_reply(tid, response, rtt),
+                    Event::Reply { tid, response, rtt } => {
+                        // A connect's sleep takes only its own numbered reply.
+                        let numbered = matches!(
+                            self.threads.get(&tid),
+                            Some(ThreadState::Sleeping {
+                                sleep: Sleep::Connect { .. },
+                                ..
+                            })
+                        );
+                        if !numbered {
+                            self.on_reply(tid, response, rtt);
+                        }
+                    }
+                    Event::SleeperReply {
+                        tid,
+                        op,
+                        response,
+                        rtt,
+                    } => {
+                        let current = matches!(
+                            self.threads.get(&tid),
+                            Some(ThreadState::Sleeping { sleep: Sleep::Connect { op: o, .. }, .. })
+                                if *o == op
+                        );
+                        if current {
+                            self.on_reply(tid, response, rtt);
+                        }
+                    }
                     Event::Signal(sig) => {
                         if let Ok(sig) = Signal::try_from(sig) {
                             let _ = nix::sys::signal::kill(self.root, sig);
@@ -522,7 +592,13 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
 
     fn on_gone(&mut self, pid: Pid, status: ExitStatus) {
         let tid = pid.as_raw();
-        self.threads.remove(&tid);
+        if let Some(ThreadState::Sleeping {
+            sleep: Sleep::Connect { socket, .. },
+            ..
+        }) = self.threads.remove(&tid)
+        {
+            self.forwarder.connect_interrupted(socket, tid);
+        }
         if let Some(tgid) = self.tgid.remove(&tid)
             && tgid == tid
         {
@@ -665,9 +741,10 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 self.forwarder.udp_send(tid, udp, peer, data);
             }
             Plan::UdpPureRecv { fd, udp, dontwait } => {
-                self.sleep(pid, nr, fd, format!("{fd}"));
-                let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
-                self.forwarder.udp_recv(tid, tgid, fd, udp, dontwait);
+                if self.sleep(pid, nr, fd, format!("{fd}"), Sleep::ThenNative) {
+                    let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
+                    self.forwarder.udp_recv(tid, tgid, fd, udp, dontwait);
+                }
             }
             Plan::Return(ret) => {
                 self.trace_local(tid, nr, ret);
@@ -679,13 +756,29 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 self.skip(pid, 0);
             }
             Plan::ConnectTcp { fd, addr } => {
-                let tgid = self.wait(
-                    tid,
-                    nr,
-                    Then::Zero,
-                    format!("{fd}, {}", SocketAddr::from(addr)),
-                );
-                self.forwarder.connect_tcp(tid, tgid, fd, addr);
+                let request_text = format!("{fd}, {}", SocketAddr::from(addr));
+                // A blocking connect may take long (a remote host that
+                // drops SYNs): it sleeps, so signals still reach it. A
+                // non-blocking one is held only until the remote answer.
+                let blocking_socket = self.dup_fd(pid, fd).and_then(|dup| {
+                    let flags = rustix::fs::fcntl_getfl(&dup).ok()?;
+                    let ino = rustix::fs::fstat(&dup).ok()?.st_ino;
+                    (!flags.contains(rustix::fs::OFlags::NONBLOCK)).then_some(ino)
+                });
+                let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
+                match blocking_socket {
+                    Some(socket) => {
+                        let op = self.next_sleep;
+                        self.next_sleep += 1;
+                        if self.sleep(pid, nr, fd, request_text, Sleep::Connect { op, socket }) {
+                            self.forwarder.connect_tcp(tid, tgid, fd, addr, Some(op));
+                        }
+                    }
+                    None => {
+                        self.wait(tid, nr, Then::Zero, request_text);
+                        self.forwarder.connect_tcp(tid, tgid, fd, addr, None);
+                    }
+                }
             }
             Plan::PureRecv {
                 fd,
@@ -694,9 +787,10 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 dontwait,
             } => {
                 let request_text = format!("{fd}, {len}");
-                self.sleep(pid, nr, fd, request_text);
-                let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
-                self.forwarder.pure_recv(tid, tgid, fd, pump, len, dontwait);
+                if self.sleep(pid, nr, fd, request_text, Sleep::ThenNative) {
+                    let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
+                    self.forwarder.pure_recv(tid, tgid, fd, pump, len, dontwait);
+                }
             }
             Plan::PureSend { fd, pump, data } => {
                 self.wait(tid, nr, Then::Number, format!("{fd}, {}", data.len()));
@@ -705,6 +799,12 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
             Plan::Prefetch { pumps, udp } => {
                 self.forwarder.prefetch(&pumps);
                 self.forwarder.udp_prefetch(&udp);
+                let _ = ptrace::cont(pid, None);
+            }
+            Plan::SetSockOpt { fd, option } => {
+                // The call itself runs natively: the program's socket keeps
+                // the option, so getsockopt answers as it would.
+                self.forward_sock_option(pid, fd, option);
                 let _ = ptrace::cont(pid, None);
             }
             Plan::BindTcp { fd, addr } => {
@@ -785,6 +885,31 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         let actual = u32::try_from(encoded.len()).unwrap_or(0);
         let _ = mem::write_bytes(pid, addr, &encoded[..encoded.len().min(room)]);
         let _ = mem::write_bytes(pid, len, &actual.to_ne_bytes());
+    }
+
+    /// Hands an option the program sets on an INET stream socket to the
+    /// engine, with the server socket it is for, if there is one.
+    fn forward_sock_option(&self, pid: Pid, fd: i32, option: crate::proto::SockOption) {
+        let Some(ino) = self
+            .dup_fd(pid, fd)
+            .and_then(|dup| rustix::fs::fstat(&dup).ok())
+            .map(|st| st.st_ino)
+        else {
+            return;
+        };
+        let tid = pid.as_raw();
+        let target = match self.sockets.lookup(tid, fd) {
+            Some(RemoteSocket {
+                local,
+                peer: Some(peer),
+                ..
+            }) => Some(crate::proto::OptionTarget::Connection { local, peer }),
+            _ => self
+                .sockets
+                .lookup_listener(tid, fd)
+                .map(crate::proto::OptionTarget::Listener),
+        };
+        self.forwarder.set_sock_option(ino, target, option);
     }
 
     /// A copy of fd `fd` of the thread's process, via `pidfd_getfd(2)`.
@@ -1138,10 +1263,11 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
     /// Puts a thread to sleep in `ppoll(NULL, 0, NULL, NULL)` instead of its
     /// syscall while the engine works: unlike a thread held in its ptrace
     /// stop, a sleeping one still takes signals (Ctrl-C).
-    fn sleep(&mut self, pid: Pid, nr: i64, fd: i32, request_text: String) {
+    /// Returns whether the thread sleeps (if not, it was let go).
+    fn sleep(&mut self, pid: Pid, nr: i64, fd: i32, request_text: String, sleep: Sleep) -> bool {
         let Ok(saved) = ptrace::getregs(pid) else {
             let _ = ptrace::cont(pid, None);
-            return;
+            return false;
         };
         let mut regs = saved;
         regs.orig_rax = libc::SYS_ppoll.cast_unsigned();
@@ -1151,7 +1277,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         set_arg(&mut regs, 4, 8);
         if ptrace::setregs(pid, regs).is_err() {
             let _ = ptrace::cont(pid, None);
-            return;
+            return false;
         }
         self.threads.insert(
             pid.as_raw(),
@@ -1160,14 +1286,20 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 nr,
                 fd,
                 request_text,
+                sleep,
             },
         );
         let _ = ptrace::cont(pid, None);
+        true
     }
 
     /// A signal for a thread. A sleeping one gets its own syscall back with
     /// `-ERESTARTSYS`, so the kernel restarts it after a `SA_RESTART`
     /// handler or fails it with EINTR, exactly as for a real blocking call.
+    ///
+    /// A connect whose result already came returns it instead (the kernel
+    /// too returns a connect that completed before the signal), and one
+    /// still under way goes on without the thread.
     fn on_signal(&mut self, pid: Pid, sig: Signal) {
         let tid = pid.as_raw();
         if let Some(ThreadState::Injecting { deferred, .. }) = self.threads.get_mut(&tid) {
@@ -1177,15 +1309,32 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
             let _ = ptrace::syscall(pid, None);
             return;
         }
-        let saved = match self.threads.get(&tid) {
-            Some(ThreadState::Sleeping { saved, .. } | ThreadState::Woken { saved, .. }) => {
-                Some(*saved)
+        let restart = (-i64::from(ERESTARTSYS)).cast_unsigned();
+        let taken = match self.threads.get(&tid) {
+            Some(ThreadState::Sleeping { saved, sleep, .. }) => Some((*saved, restart, *sleep)),
+            Some(ThreadState::Woken {
+                saved,
+                sleep: sleep @ Sleep::Connect { .. },
+                response,
+                ..
+            }) => {
+                let ret = match response {
+                    Ok(_) => 0,
+                    Err(e) => e.as_syscall_return(),
+                };
+                Some((*saved, ret.cast_unsigned(), *sleep))
             }
+            Some(ThreadState::Woken { saved, sleep, .. }) => Some((*saved, restart, *sleep)),
             _ => None,
         };
-        if let Some(saved) = saved {
+        if let Some((saved, rax, sleep)) = taken {
+            if let (Some(ThreadState::Sleeping { .. }), Sleep::Connect { socket, .. }) =
+                (self.threads.get(&tid), sleep)
+            {
+                self.forwarder.connect_interrupted(socket, tid);
+            }
             let mut regs = saved;
-            regs.rax = (-i64::from(ERESTARTSYS)).cast_unsigned();
+            regs.rax = rax;
             let _ = ptrace::setregs(pid, regs);
             self.threads.insert(tid, ThreadState::Running);
         }
@@ -1201,6 +1350,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
             fd,
             request_text,
             response,
+            sleep,
         }) = self.threads.remove(&tid)
         else {
             return;
@@ -1208,6 +1358,11 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         self.threads.insert(tid, ThreadState::Running);
         let mut regs = saved;
         match response {
+            // Traced with its round trip when the reply came.
+            Ok(_) if matches!(sleep, Sleep::Connect { .. }) => regs.rax = 0,
+            Err(e) if matches!(sleep, Sleep::Connect { .. }) => {
+                regs.rax = e.as_syscall_return().cast_unsigned();
+            }
             // Go ahead natively: the kernel re-executes the original call
             // (`-ERESTARTNOINTR` at an interrupt stop), which stops at the
             // filter again and is then let through once.
@@ -1237,16 +1392,29 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 nr,
                 fd,
                 request_text,
+                sleep,
             }) = self.threads.remove(&tid)
             else {
                 return;
             };
-            if self.config.trace && response.is_ok() {
+            if self.config.trace {
                 let us = rtt.as_micros();
-                self.forwarder.trace_line(format!(
-                    "[pid {tid}] {}({request_text}) <{us} us>",
-                    nr::name(nr)
-                ));
+                let name = nr::name(nr);
+                match (&response, sleep) {
+                    (_, Sleep::Connect { .. }) => {
+                        let ret = response
+                            .as_ref()
+                            .map_or_else(|e| e.as_syscall_return(), |_| 0);
+                        self.forwarder.trace_line(format!(
+                            "[pid {tid}] {name}({request_text}) = {} <{us} us>",
+                            fmt_ret(ret)
+                        ));
+                    }
+                    (Ok(_), Sleep::ThenNative) => self
+                        .forwarder
+                        .trace_line(format!("[pid {tid}] {name}({request_text}) <{us} us>")),
+                    (Err(_), Sleep::ThenNative) => {}
+                }
             }
             self.threads.insert(
                 tid,
@@ -1256,6 +1424,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                     fd,
                     request_text,
                     response,
+                    sleep,
                 },
             );
             let _ = ptrace::interrupt(Pid::from_raw(tid));
@@ -1519,7 +1688,7 @@ impl<F: Forwarder> Tracee for TraceeView<'_, '_, F> {
         Some((i32::from(domain.as_raw()), i32::try_from(ty.as_raw()).ok()?))
     }
 
-    fn remote_socket(&mut self, fd: i32) -> Option<registry::RemoteSocket> {
+    fn remote_socket(&mut self, fd: i32) -> Option<RemoteSocket> {
         self.tracer.sockets.lookup(self.pid.as_raw(), fd)
     }
 

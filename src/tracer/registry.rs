@@ -65,6 +65,8 @@ struct SocketTables {
     by_inode: HashMap<u64, RemoteSocket>,
     /// Listening (or bound) sockets: inode → the server's listener id.
     listeners: HashMap<u64, u64>,
+    /// Listening sockets (a subset of `listeners`' inodes).
+    listening: std::collections::HashSet<u64>,
     /// Listener id → where the program's socket listens on loopback.
     listener_addrs: HashMap<u64, std::net::SocketAddr>,
     /// Connections rscq made to a program listener, by rscq's own port,
@@ -96,9 +98,14 @@ impl SocketRegistry {
         self.tables().by_inode.insert(ino, s);
     }
 
+    pub fn contains(&self, ino: u64) -> bool {
+        self.tables().by_inode.contains_key(&ino)
+    }
+
     pub fn remove(&self, ino: u64) {
         let mut t = self.tables();
         t.by_inode.remove(&ino);
+        t.listening.remove(&ino);
         if let Some(id) = t.listeners.remove(&ino) {
             t.listener_addrs.remove(&id);
         }
@@ -108,6 +115,23 @@ impl SocketRegistry {
         let mut t = self.tables();
         t.listeners.insert(ino, id);
         t.listener_addrs.insert(id, local);
+    }
+
+    /// Socket `ino` is listening (locally and on the server).
+    pub fn set_listening(&self, ino: u64) {
+        let mut t = self.tables();
+        if t.listeners.contains_key(&ino) {
+            t.listening.insert(ino);
+        }
+    }
+
+    /// The listening sockets: (inode, the server's listener id).
+    pub fn listening(&self) -> Vec<(u64, u64)> {
+        let t = self.tables();
+        t.listening
+            .iter()
+            .filter_map(|ino| Some((*ino, *t.listeners.get(ino)?)))
+            .collect()
     }
 
     pub fn listener_addr(&self, id: u64) -> Option<std::net::SocketAddr> {

@@ -342,9 +342,19 @@ impl Link {
     /// Connects a TCP socket on the server to `addr`. On success the two
     /// streams carry the connection's bytes; a remote failure is the inner
     /// `Err(Errno)`.
-    pub async fn open_tcp(&self, addr: SockAddr, pure: bool) -> Result<TcpOutcome, TransportError> {
+    pub async fn open_tcp(
+        &self,
+        addr: SockAddr,
+        pure: bool,
+        options: Vec<crate::proto::SockOption>,
+    ) -> Result<TcpOutcome, TransportError> {
         let (mut send, mut recv) = self.conn.open_bi().await.map_err(lost)?;
-        send.write_all(&frame::encode(&Request::TcpConnect { addr, pure }))
+        let request = Request::TcpConnect {
+            addr,
+            pure,
+            options,
+        };
+        send.write_all(&frame::encode(&request))
             .await
             .map_err(|e| match e {
                 WriteError::ConnectionLost(c) => lost(c),

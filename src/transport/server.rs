@@ -298,10 +298,14 @@ async fn request<S: Session>(
         Err(RequestError::Gone) => return,
     };
     let response = match req {
-        Request::TcpConnect { addr, pure } => {
+        Request::TcpConnect {
+            addr,
+            pure,
+            options,
+        } => {
             // The stream outlives the request: it becomes the connection.
             drop(permit_for_streams);
-            crate::server::net::tcp_connect(addr, pure, send, recv).await;
+            crate::server::net::tcp_connect(&net, addr, pure, &options, send, recv).await;
             return;
         }
         Request::TcpBind {
@@ -309,7 +313,9 @@ async fn request<S: Session>(
             reuse_addr,
             reuse_port,
             v6_only,
-        } => net.bind(addr, reuse_addr, reuse_port, v6_only),
+            options,
+        } => net.bind(addr, reuse_addr, reuse_port, v6_only, &options),
+        Request::TcpSetOption { target, option } => net.set_option(target, option),
         Request::TcpListen {
             listener,
             backlog,

@@ -22,6 +22,10 @@ mod harness;
 mod netns;
 
 mod coalesce;
+mod golang;
 mod incoming;
+mod listeners;
 mod outgoing;
+mod signals;
+mod sockopts;
 mod udp;

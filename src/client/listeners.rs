@@ -1,0 +1,96 @@
+//! Releases the server's listening socket as soon as the program closes its
+//! own. rscq does not trap `close`, so it looks: a listening socket the
+//! kernel no longer lists in `/proc/net/tcp{,6}` is closed. The look runs a
+//! few times a second while the program has remote listeners, and at once
+//! when a remote `bind` finds its port taken (a program that closes a
+//! listener and binds the port again must find it free, as natively).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use crate::proto::Request;
+use crate::tracer::registry::SocketRegistry;
+use crate::transport::Link;
+
+/// How often the program's listening sockets are looked for.
+pub const SWEEP_EVERY: Duration = Duration::from_millis(200);
+
+/// TCP state `LISTEN` in `/proc/net/tcp`.
+const LISTEN: &str = "0A";
+
+/// The inodes of the listening sockets in a `/proc/net/tcp` or `tcp6` text.
+pub fn listening_inodes(table: &str) -> HashSet<u64> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let state = fields.get(3)?;
+            let inode = fields.get(9)?.parse().ok()?;
+            (*state == LISTEN).then_some(inode)
+        })
+        .collect()
+}
+
+/// The listening sockets of this network namespace, or `None` if the
+/// kernel's tables cannot be read (then nothing is taken for closed).
+fn listening_now() -> Option<HashSet<u64>> {
+    let mut all = HashSet::new();
+    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
+        match std::fs::read_to_string(table) {
+            Ok(text) => all.extend(listening_inodes(&text)),
+            // A kernel without IPv6 has no tcp6 table.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(_) => return None,
+        }
+    }
+    Some(all)
+}
+
+/// Unbinds on the server every remote listener whose program socket is
+/// closed; returns how many were released, or `None` once the link is
+/// gone.
+pub async fn release_closed(sockets: &SocketRegistry, link: &Link) -> Option<usize> {
+    let listening = sockets.listening();
+    if listening.is_empty() {
+        return Some(0);
+    }
+    let Some(alive) = listening_now() else {
+        return Some(0);
+    };
+    let mut released = 0;
+    for (ino, listener) in listening {
+        if alive.contains(&ino) {
+            continue;
+        }
+        sockets.remove(ino);
+        let _ = link.call(&Request::TcpUnbind { listener }).await.ok()?;
+        released += 1;
+    }
+    Some(released)
+}
+
+/// Runs [`release_closed`] every [`SWEEP_EVERY`] until the link ends.
+pub async fn sweep(sockets: SocketRegistry, link: Link) {
+    loop {
+        tokio::time::sleep(SWEEP_EVERY).await;
+        if release_closed(&sockets, &link).await.is_none() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listening_sockets_are_read_from_the_table() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+            0: 00000000:07E8 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 621 1 00000000c013d1a7 100 0 0 10 0\n\
+            1: 0100007F:9C40 0100007F:1F90 01 00000000:00000000 00:00000000 00000000     0        0 777 1 0000000000000000 20 4 30 10 -1\n\
+            2: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1000        0 4242 1 0000000000000000 100 0 0 10 0\n";
+        assert_eq!(listening_inodes(table), HashSet::from([621, 4242]));
+        assert!(listening_inodes("").is_empty());
+    }
+}

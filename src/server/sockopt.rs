@@ -1,0 +1,145 @@
+//! Socket options on the server's sockets: those the program set before
+//! `connect`/`bind` are applied to the real socket first, and those it sets
+//! later reach the live connection or listener by its addresses.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rustix::net::sockopt;
+
+use crate::errno::Errno;
+use crate::proto::SockOption;
+
+/// Sets `option` on socket `fd`.
+pub fn apply(fd: impl AsFd, option: SockOption) -> Result<(), Errno> {
+    let fd = fd.as_fd();
+    let size = |n: u32| usize::try_from(n).map_err(|_| Errno::EINVAL);
+    match option {
+        SockOption::KeepAlive(on) => sockopt::set_socket_keepalive(fd, on),
+        SockOption::NoDelay(on) => sockopt::set_tcp_nodelay(fd, on),
+        SockOption::RecvBuffer(n) => sockopt::set_socket_recv_buffer_size(fd, size(n)?),
+        SockOption::SendBuffer(n) => sockopt::set_socket_send_buffer_size(fd, size(n)?),
+        // A lingering close blocks the closing thread (even on a
+        // non-blocking socket), here a runtime worker; the pump has sent
+        // everything before it closes, so only the abortive close (RST)
+        // and switching lingering off are passed on.
+        SockOption::Linger(Some(secs)) if secs > 0 => Ok(()),
+        SockOption::Linger(secs) => {
+            sockopt::set_socket_linger(fd, secs.map(|s| Duration::from_secs(u64::from(s))))
+        }
+        SockOption::KeepIdle(secs) => {
+            sockopt::set_tcp_keepidle(fd, Duration::from_secs(u64::from(secs)))
+        }
+        SockOption::KeepInterval(secs) => {
+            sockopt::set_tcp_keepintvl(fd, Duration::from_secs(u64::from(secs)))
+        }
+        SockOption::KeepCount(n) => sockopt::set_tcp_keepcnt(fd, n),
+    }
+    .map_err(Errno::from)
+}
+
+/// Sets every option in `options` on `fd`, stopping at the first failure.
+pub fn apply_all(fd: impl AsFd, options: &[SockOption]) -> Result<(), Errno> {
+    let fd = fd.as_fd();
+    options.iter().try_for_each(|o| apply(fd, *o))
+}
+
+/// The live connections of one client, by (local, peer) address: a copy of
+/// each socket, so options set later reach it.
+#[derive(Debug, Default)]
+pub struct Connections {
+    table: Mutex<HashMap<(SocketAddr, SocketAddr), OwnedFd>>,
+}
+
+/// Removes its connection from the table when dropped.
+#[derive(Debug)]
+pub struct Registered {
+    connections: Arc<Connections>,
+    key: (SocketAddr, SocketAddr),
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.connections.table().remove(&self.key);
+    }
+}
+
+/// The most connections one client may have options set on.
+const MAX_CONNECTIONS: usize = 65536;
+
+impl Connections {
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<(SocketAddr, SocketAddr), OwnedFd>> {
+        self.table.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers connection `socket` until the returned guard is dropped.
+    pub fn register(self: &Arc<Self>, socket: &tokio::net::TcpStream) -> Option<Registered> {
+        let key = (socket.local_addr().ok()?, socket.peer_addr().ok()?);
+        let copy = rustix::io::fcntl_dupfd_cloexec(socket, 0).ok()?;
+        let mut table = self.table();
+        if table.len() >= MAX_CONNECTIONS {
+            return None;
+        }
+        table.insert(key, copy);
+        Some(Registered {
+            connections: self.clone(),
+            key,
+        })
+    }
+
+    /// Sets `option` on the connection from `local` to `peer`.
+    pub fn set(
+        &self,
+        local: SocketAddr,
+        peer: SocketAddr,
+        option: SockOption,
+    ) -> Result<(), Errno> {
+        match self.table().get(&(local, peer)) {
+            Some(fd) => apply(fd, option),
+            None => Err(Errno(libc::ENOTCONN)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_reach_the_socket() {
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        apply_all(
+            &socket,
+            &[
+                SockOption::KeepAlive(true),
+                SockOption::RecvBuffer(65536),
+                SockOption::Linger(Some(0)),
+                SockOption::KeepIdle(77),
+            ],
+        )
+        .expect("apply");
+        assert!(sockopt::socket_keepalive(&socket).expect("get"));
+        // The kernel doubles the size for its bookkeeping.
+        assert_eq!(
+            sockopt::socket_recv_buffer_size(&socket).expect("get"),
+            131072
+        );
+        assert_eq!(
+            sockopt::socket_linger(&socket).expect("get"),
+            Some(Duration::ZERO)
+        );
+        // A lingering timeout stays on the program's socket only.
+        apply(&socket, SockOption::Linger(Some(5))).expect("apply");
+        assert_eq!(
+            sockopt::socket_linger(&socket).expect("get"),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            sockopt::tcp_keepidle(&socket).expect("get"),
+            Duration::from_secs(77)
+        );
+    }
+}

@@ -1,0 +1,93 @@
+//! A remote listening socket the program closes is released on the server
+//! at once: the port is free again, for the program itself and for others.
+
+use std::fs;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::harness::{MODES, Running, p, python, run};
+use crate::netns::{Lab, Ns};
+
+/// `PORT FLAG`: listens on PORT, closes and binds it again at once (no
+/// SO_REUSEADDR), then closes it and waits for the file FLAG.
+const RELISTEN_PY: &str = r#"
+import os, socket, sys, time
+port, flag = int(sys.argv[1]), sys.argv[2]
+s = socket.socket()
+s.bind(("0.0.0.0", port))
+s.listen(4)
+print("LISTENING", flush=True)
+s.close()
+t = socket.socket()
+try:
+    t.bind(("0.0.0.0", port))
+    t.listen(4)
+    print("REBOUND", flush=True)
+except OSError as e:
+    print("REBIND FAILED", e.errno, flush=True)
+t.close()
+print("CLOSED", flush=True)
+while not os.path.exists(flag):
+    time.sleep(0.05)
+print("DONE", flush=True)
+"#;
+
+/// Whether something listens on TCP `port` in `ns`.
+fn listening(lab: &Lab, ns: Ns, port: u16) -> bool {
+    let out = run(lab.exec(ns, &["ss", "-Hltn", &format!("sport = :{port}")])).success();
+    !out.out().trim().is_empty()
+}
+
+/// Listen, close, bind the same port again at once, close: under rscq as
+/// natively; and once the program has closed its listener (still running),
+/// the port is free on the remote.
+#[test]
+fn closed_listener_frees_the_remote_port() {
+    let Some(lab) = Lab::new("closed_listener_frees_the_remote_port", &["ss"]) else {
+        return;
+    };
+    let script = lab.write("relisten.py", RELISTEN_PY.as_bytes());
+    let py = python();
+    let runs: [(&str, Option<&[&str]>); 3] = [
+        ("native", None),
+        ("default", Some(MODES[0])),
+        ("--pure", Some(MODES[1])),
+    ];
+    for (i, (what, mode)) in runs.into_iter().enumerate() {
+        let port = 8400 + u16::try_from(i).expect("fits");
+        let flag = lab.dir.join(format!("done-{i}"));
+        let port_s = port.to_string();
+        let argv = [py.as_str(), p(&script), &port_s, p(&flag)];
+        let c = match mode {
+            None => lab.exec(Ns::Remote, &argv),
+            Some(mode) => lab.rscq(mode, &argv),
+        };
+        let mut proc = Running::spawn(c);
+        proc.wait_stdout("CLOSED", Duration::from_secs(30));
+        assert!(
+            proc.stdout_now().contains("LISTENING\nREBOUND\nCLOSED\n"),
+            "({what}) the port must be free again right after close\n{}\n--- server ---\n{}",
+            proc.snapshot().dump(),
+            lab.server_log()
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while listening(&lab, Ns::Remote, port) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(50));
+        }
+        let still = listening(&lab, Ns::Remote, port);
+        fs::write(&flag, b"").expect("write flag");
+        let out = proc.finish(crate::harness::TIMEOUT);
+        assert!(
+            !still,
+            "({what}) port {port} still listening on remote while the program runs with it closed\n{}\n--- server ---\n{}",
+            out.dump(),
+            lab.server_log()
+        );
+        assert_eq!(
+            out.out(),
+            "LISTENING\nREBOUND\nCLOSED\nDONE\n",
+            "({what})\n{}",
+            out.dump()
+        );
+    }
+}

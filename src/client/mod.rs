@@ -536,25 +536,50 @@ impl Forwarder for Engine {
         });
     }
 
-    fn pure_recv(&self, tid: i32, tgid: i32, fd: i32, pump: u64, len: u32, dontwait: bool) {
+    fn pure_recv(
+        &self,
+        tid: i32,
+        tgid: i32,
+        fd: i32,
+        pump: u64,
+        len: u32,
+        wait: crate::syscall::plan::PureWait,
+    ) {
+        use crate::syscall::plan::PureWait;
         let dup = tracer::dup_fd(tgid, fd);
         let pump = self.pumps.pure.as_ref().and_then(|p| p.get(pump));
         self.net_call(tid, "recv", move |_engine: Engine| async move {
             let (Some(dup), Some(pump)) = (dup, pump) else {
                 return Ok(());
             };
-            let nonblocking = dontwait
+            let nonblocking = wait == PureWait::DontWait
                 || rustix::fs::fcntl_getfl(&dup)
                     .is_ok_and(|f| f.contains(rustix::fs::OFlags::NONBLOCK));
-            let ready = || pump.at_eof() || rustix::io::ioctl_fionread(&dup).unwrap_or(0) > 0;
+            // MSG_WAITALL on a blocking socket runs natively only once all
+            // its bytes are in the socket, or the native call would wait
+            // for bytes no fetch brings.
+            let want = if wait == PureWait::All && !nonblocking {
+                u64::from(len.max(1))
+            } else {
+                1
+            };
+            let unread = || rustix::io::ioctl_fionread(&dup).unwrap_or(0);
+            let ready = || pump.at_eof() || unread() >= want;
             // A blocking call may only run natively once its socket holds
             // bytes or the end of the stream; a non-blocking one after one
             // try, as the kernel would answer EAGAIN.
             while !ready() {
-                pump.fetch(len, nonblocking).await?;
+                let missing = want.saturating_sub(unread()).max(1);
+                let ask = if want > 1 {
+                    u32::try_from(missing).unwrap_or(len)
+                } else {
+                    len
+                };
+                let before = unread();
+                pump.fetch(ask, nonblocking).await?;
                 // The bytes cross loopback into the program's socket.
                 for _ in 0..1000 {
-                    if ready() {
+                    if ready() || unread() > before {
                         break;
                     }
                     tokio::time::sleep(Duration::from_micros(50)).await;

@@ -148,6 +148,17 @@ pub enum Then {
     CloseAfterFlush,
 }
 
+/// How much a `--pure` receive waits for (its flags).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PureWait {
+    /// `MSG_DONTWAIT`: one try.
+    DontWait,
+    /// Any bytes (or the end of the stream).
+    Any,
+    /// `MSG_WAITALL`: all `len` bytes (or the end of the stream).
+    All,
+}
+
 /// What happens after the program's own syscall ran natively.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AfterNative {
@@ -241,7 +252,7 @@ pub enum Plan {
         fd: i32,
         pump: u64,
         len: u32,
-        dontwait: bool,
+        wait: PureWait,
     },
     /// `setsockopt` of an option that matters on the server, on an INET
     /// stream socket: run it natively and pass the option on.
@@ -1316,9 +1327,6 @@ impl<T: Tracee> Planner<'_, T> {
         match nr {
             libc::SYS_read | libc::SYS_readv | libc::SYS_recvfrom | libc::SYS_recvmsg => {
                 let pump = self.pure_pump(fd)?;
-                if self.t.socket_unread(fd).unwrap_or(0) > 0 {
-                    return Some(Plan::Native);
-                }
                 let (len, flags) = match nr {
                     libc::SYS_read => (a[2], 0),
                     libc::SYS_recvfrom => (a[2], arg_i32(a[3])),
@@ -1328,12 +1336,24 @@ impl<T: Tracee> Planner<'_, T> {
                 if flags & libc::MSG_PEEK != 0 && len == 0 {
                     return Some(Plan::Native);
                 }
-                let dontwait = flags & libc::MSG_DONTWAIT != 0;
+                let wait = if flags & libc::MSG_DONTWAIT != 0 {
+                    PureWait::DontWait
+                } else if flags & libc::MSG_WAITALL != 0 {
+                    PureWait::All
+                } else {
+                    PureWait::Any
+                };
+                let unread = u64::try_from(self.t.socket_unread(fd).unwrap_or(0)).unwrap_or(0);
+                // Bytes already in the socket answer the call natively,
+                // unless MSG_WAITALL asks for more than is there.
+                if unread > 0 && !(wait == PureWait::All && unread < len) {
+                    return Some(Plan::Native);
+                }
                 Some(Plan::PureRecv {
                     fd,
                     pump,
                     len: count(len),
-                    dontwait,
+                    wait,
                 })
             }
             libc::SYS_write | libc::SYS_writev | libc::SYS_sendto | libc::SYS_sendmsg => {

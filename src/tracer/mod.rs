@@ -99,7 +99,7 @@ pub trait Forwarder {
     fn listen_tcp(&self, tid: i32, tgid: i32, fd: i32, listener: u64, backlog: u32);
     /// `--pure`: fetches at most `len` bytes into socket `fd`; replies
     /// `Done` when the call can run natively.
-    fn pure_recv(&self, tid: i32, tgid: i32, fd: i32, pump: u64, len: u32, dontwait: bool);
+    fn pure_recv(&self, tid: i32, tgid: i32, fd: i32, pump: u64, len: u32, wait: plan::PureWait);
     /// `--pure`: one remote `send`; replies `Count`.
     fn pure_send(&self, tid: i32, pump: u64, data: Vec<u8>);
     /// `--pure`: one fetch on each of these pumps, unless one is under way.
@@ -784,12 +784,12 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 fd,
                 pump,
                 len,
-                dontwait,
+                wait,
             } => {
                 let request_text = format!("{fd}, {len}");
                 if self.sleep(pid, nr, fd, request_text, Sleep::ThenNative) {
                     let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
-                    self.forwarder.pure_recv(tid, tgid, fd, pump, len, dontwait);
+                    self.forwarder.pure_recv(tid, tgid, fd, pump, len, wait);
                 }
             }
             Plan::PureSend { fd, pump, data } => {

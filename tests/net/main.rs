@@ -28,4 +28,5 @@ mod listeners;
 mod outgoing;
 mod signals;
 mod sockopts;
+mod tcp_calls;
 mod udp;

@@ -72,6 +72,9 @@ fn real_main() -> anyhow::Result<i32> {
 }
 
 fn run_program(settings: &ClientSettings, runtime: &tokio::runtime::Handle) -> anyhow::Result<i32> {
+    if let Some(window) = settings.readahead_window {
+        rscq::transport::set_stream_window(window);
+    }
     let (link, embedded) = runtime.block_on(connect(settings))?;
     let options = RunOptions {
         mounts: mount_table(settings),
@@ -82,7 +85,7 @@ fn run_program(settings: &ClientSettings, runtime: &tokio::runtime::Handle) -> a
             compound: settings.optimizations.compound,
             readahead: settings.optimizations.readahead,
         },
-        statcache_ttl: rscq::engine::DEFAULT_TTL,
+        statcache_ttl: settings.stat_ttl,
         nagle: settings
             .optimizations
             .nagle

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use super::types::{Delay, Mount, Optimizations, RemoteAddr};
+use super::types::{Delay, Mount, Optimizations, RemoteAddr, StatTtl};
 
 /// Run PROGRAM locally while chosen system calls run on a remote rscq-server.
 #[derive(Debug, Clone, Parser)]
@@ -63,6 +63,17 @@ pub struct ClientArgs {
     /// nagle: held socket bytes that are sent at once [default: 16384].
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(1..))]
     pub nagle_bytes: Option<u32>,
+
+    /// statcache: how long a prefetched stat answer stays valid (us, ms or
+    /// s; at most 3600s) [default: 1s].
+    #[arg(long, value_name = "DURATION")]
+    pub stat_ttl: Option<StatTtl>,
+
+    /// readahead (sockets): the most bytes the server may send ahead of the
+    /// program on each remote connection (the QUIC stream window)
+    /// [default: 8388608].
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(65536..=1073741824))]
+    pub readahead_window: Option<u32>,
 
     /// Print one line per forwarded syscall on stderr.
     #[arg(long)]

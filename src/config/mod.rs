@@ -32,8 +32,8 @@ pub use error::{ConfigError, Located, Origin};
 pub use rsc_config::{canonical_syscall, looks_like_rsc_config, parse_rsc_config};
 pub use toml_file::{line_col, parse_toml};
 pub use types::{
-    DEFAULT_PORT, Delay, DelayError, Mount, MountError, MountSide, NagleSettings,
-    OPTIMIZATION_NAMES, Optimizations, OptimizeError, RemoteAddr, RemoteAddrError,
+    DEFAULT_PORT, Delay, DelayError, MAX_STAT_TTL, Mount, MountError, MountSide, NagleSettings,
+    OPTIMIZATION_NAMES, Optimizations, OptimizeError, RemoteAddr, RemoteAddrError, StatTtl,
 };
 
 /// Everything the client needs to run, after merging file and flags.
@@ -49,6 +49,11 @@ pub struct ClientSettings {
     pub optimizations: Optimizations,
     /// How the `nagle` layer holds socket writes (used when it is on).
     pub nagle: NagleSettings,
+    /// How long prefetched stat answers stay valid.
+    pub stat_ttl: std::time::Duration,
+    /// The per-connection read-ahead window for sockets (QUIC stream
+    /// window); `None` keeps the transport's default.
+    pub readahead_window: Option<u32>,
     pub trace: bool,
     pub stats: bool,
     pub server_cert: Option<PathBuf>,
@@ -277,6 +282,8 @@ pub fn resolve_with(
                 .or(file.nagle_bytes)
                 .unwrap_or(NagleSettings::default().bytes),
         },
+        stat_ttl: args.stat_ttl.map_or(crate::engine::DEFAULT_TTL, |t| t.0),
+        readahead_window: args.readahead_window,
         trace: args.trace || file.trace.unwrap_or(false),
         stats: args.stats || file.stats.unwrap_or(false),
         server_cert: pick_path(

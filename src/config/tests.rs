@@ -40,6 +40,8 @@ fn defaults() {
             net: false,
             optimizations: Optimizations::ALL,
             nagle: NagleSettings::default(),
+            stat_ttl: crate::engine::DEFAULT_TTL,
+            readahead_window: None,
             trace: false,
             stats: false,
             server_cert: None,
@@ -420,5 +422,28 @@ fn bad_nagle_settings_are_refused_with_their_line() {
             ClientArgs::try_parse_from(std::iter::once("rscq").chain(bad.iter().copied())).is_err(),
             "{bad:?}"
         );
+    }
+}
+
+#[test]
+fn stat_ttl_and_readahead_window_come_from_flags() {
+    let s = run(
+        &["--stat-ttl=250ms", "--readahead-window=1048576", "--", "ls"],
+        None,
+    )
+    .expect("resolve");
+    assert_eq!(s.stat_ttl, std::time::Duration::from_millis(250));
+    assert_eq!(s.readahead_window, Some(1 << 20));
+    let s = run(&["--", "ls"], None).expect("resolve");
+    assert_eq!(s.stat_ttl, crate::engine::DEFAULT_TTL);
+    assert_eq!(s.readahead_window, None);
+    for bad in [
+        &["--stat-ttl=5", "--", "ls"][..],
+        &["--stat-ttl=2h", "--", "ls"],
+        &["--stat-ttl=3601s", "--", "ls"],
+        &["--readahead-window=1024", "--", "ls"],
+    ] {
+        let parsed = ClientArgs::try_parse_from(std::iter::once("rscq").chain(bad.iter().copied()));
+        assert!(parsed.is_err(), "{bad:?} must be refused");
     }
 }

@@ -231,9 +231,40 @@ impl FromStr for Delay {
     type Err = DelayError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let d = parse_duration(s)?;
+        if d > MAX_DELAY {
+            return Err(DelayError::TooLong(MAX_DELAY));
+        }
+        Ok(Self(d))
+    }
+}
+
+/// How long prefetched stat answers stay valid (`--stat-ttl`): a
+/// duration with its unit, at most [`MAX_STAT_TTL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StatTtl(pub std::time::Duration);
+
+/// The longest `--stat-ttl` accepted.
+pub const MAX_STAT_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
+impl FromStr for StatTtl {
+    type Err = DelayError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let d = parse_duration(s)?;
+        if d > MAX_STAT_TTL {
+            return Err(DelayError::TooLong(MAX_STAT_TTL));
+        }
+        Ok(Self(d))
+    }
+}
+
+/// `5ms`, `200us`, `1s` or `0`.
+fn parse_duration(s: &str) -> Result<std::time::Duration, DelayError> {
+    {
         let s = s.trim();
         if s == "0" {
-            return Ok(Self(std::time::Duration::ZERO));
+            return Ok(std::time::Duration::ZERO);
         }
         let split = s
             .find(|c: char| !c.is_ascii_digit())
@@ -246,10 +277,7 @@ impl FromStr for Delay {
             "s" => std::time::Duration::from_secs(n),
             other => return Err(DelayError::UnknownUnit(other.to_owned())),
         };
-        if d > MAX_DELAY {
-            return Err(DelayError::TooLong);
-        }
-        Ok(Self(d))
+        Ok(d)
     }
 }
 
@@ -267,8 +295,8 @@ pub enum DelayError {
     NotANumber,
     #[error("unknown unit `{0}` (expected us, ms or s)")]
     UnknownUnit(String),
-    #[error("at most 1s")]
-    TooLong,
+    #[error("at most {}s", .0.as_secs())]
+    TooLong(std::time::Duration),
 }
 
 /// How the `nagle` layer coalesces the program's socket writes.
@@ -558,6 +586,6 @@ mod tests {
         assert_eq!(d("5"), Err(DelayError::NoUnit));
         assert_eq!(d("ms"), Err(DelayError::NotANumber));
         assert_eq!(d("5min"), Err(DelayError::UnknownUnit("min".into())));
-        assert_eq!(d("2s"), Err(DelayError::TooLong));
+        assert_eq!(d("2s"), Err(DelayError::TooLong(MAX_DELAY)));
     }
 }

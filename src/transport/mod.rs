@@ -127,6 +127,21 @@ pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// Transport parameters for both sides. The server's values bound what the
 /// client may open.
+/// The per-stream receive window this process offers its peer: on the
+/// client it bounds how far the server reads a remote socket ahead of the
+/// program (`--readahead-window`).
+static STREAM_WINDOW: std::sync::atomic::AtomicU32 =
+    std::sync::atomic::AtomicU32::new(DEFAULT_STREAM_WINDOW);
+
+/// 8 MiB: room for several maximal frames per stream, so one large read or
+/// write streams at full speed.
+pub const DEFAULT_STREAM_WINDOW: u32 = 8 << 20;
+
+/// Sets the stream window of connections made after this call.
+pub fn set_stream_window(bytes: u32) {
+    STREAM_WINDOW.store(bytes, std::sync::atomic::Ordering::Relaxed);
+}
+
 pub(crate) fn transport_config() -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     // Both conversions are of constants well inside their ranges; falling
@@ -137,9 +152,9 @@ pub(crate) fn transport_config() -> Arc<quinn::TransportConfig> {
     t.keep_alive_interval(Some(KEEP_ALIVE))
         .max_concurrent_bidi_streams(quinn::VarInt::from_u32(MAX_CONCURRENT_STREAMS))
         .max_concurrent_uni_streams(quinn::VarInt::from_u32(0))
-        // Room for several maximal frames per stream, so one large read or
-        // write streams at full speed.
-        .stream_receive_window(quinn::VarInt::from_u32(8 << 20))
+        .stream_receive_window(quinn::VarInt::from_u32(
+            STREAM_WINDOW.load(std::sync::atomic::Ordering::Relaxed),
+        ))
         // A finite connection-wide cap: with thousands of streams the
         // per-stream window alone would allow gigabytes in flight.
         .receive_window(quinn::VarInt::from_u32(64 << 20))

@@ -129,7 +129,9 @@ impl StatCache {
     /// is used up by this call.
     pub fn answer(&mut self, now: Instant, req: &Request) -> Option<Response> {
         let path = match req {
-            Request::Stat { path, .. } | Request::Readlink { path } => path,
+            Request::Stat { path, .. }
+            | Request::Readlink { path }
+            | Request::Access { path, .. } => path,
             Request::GetXattr {
                 target: XattrTarget::Path { path, .. },
                 ..
@@ -145,6 +147,18 @@ impl StatCache {
             // `stat` of a non-link is its `lstat`; of a link it is not.
             Request::Stat { follow, .. } if !*follow || !entry.is_link => {
                 entry.lstat.take().map(|r| r.map(Reply::Stat))
+            }
+            // Existence (`F_OK`) is what the listing proves; permission
+            // checks need the server's credentials, so they go there. The
+            // stat answer stays for the `stat` that usually follows.
+            Request::Access { mode, flags, .. }
+                if *mode == libc::F_OK
+                    && (!entry.is_link || flags & libc::AT_SYMLINK_NOFOLLOW != 0) =>
+            {
+                entry
+                    .lstat
+                    .as_ref()
+                    .map(|r| r.as_ref().map(|_| Reply::Done).map_err(|e| *e))
             }
             Request::Readlink { .. } => {
                 if entry.is_link {

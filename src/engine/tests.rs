@@ -557,3 +557,55 @@ fn without_compound_an_opendir_is_a_plain_open() {
         Action::Send(open.clone(), Pending::Plain(open))
     );
 }
+
+#[test]
+fn a_listing_answers_existence_checks_but_not_permission_checks() {
+    let now = Instant::now();
+    let mut e = FileEngine::new(all(), DEFAULT_TTL);
+    let _ = listed(
+        &mut e,
+        now,
+        &[
+            ("a", meta(libc::S_IFREG | 0o644, None)),
+            ("l", meta(libc::S_IFLNK | 0o777, Some("a"))),
+        ],
+    );
+    let access = |name: &str, mode: i32, flags: i32| Request::Access {
+        path: rp(name),
+        mode,
+        flags,
+    };
+    assert_eq!(
+        e.on_request(now, access("/d/a", libc::F_OK, 0)),
+        Action::Answer(Ok(Reply::Done))
+    );
+    assert!(
+        matches!(
+            e.on_request(now, access("/d/a", libc::R_OK, 0)),
+            Action::Send(..)
+        ),
+        "permissions are the server's to judge"
+    );
+    assert!(
+        matches!(
+            e.on_request(now, access("/d/l", libc::F_OK, 0)),
+            Action::Send(..)
+        ),
+        "a followed symlink needs its target"
+    );
+    assert_eq!(
+        e.on_request(now, access("/d/l", libc::F_OK, libc::AT_SYMLINK_NOFOLLOW)),
+        Action::Answer(Ok(Reply::Done))
+    );
+    // The stat answer is still there for the stat that follows.
+    assert_eq!(
+        e.on_request(
+            now,
+            Request::Stat {
+                path: rp("/d/a"),
+                follow: false
+            }
+        ),
+        Action::Answer(Ok(Reply::Stat(stat(libc::S_IFREG | 0o644, 7))))
+    );
+}

@@ -319,6 +319,9 @@ async fn route_replies(
                         wr.as_ref(),
                         Some(std::time::Duration::ZERO),
                     );
+                    // The read half lives on in another task, so the socket
+                    // is not closed here: disconnecting it sends the RST now.
+                    let _ = rustix::net::connect_unspec(wr.as_ref());
                     Err(e)
                 };
                 if let Some(done) = lock(&waiters).recvs.pop_front() {

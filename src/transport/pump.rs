@@ -172,7 +172,7 @@ pub async fn pump_with(
     mut nagle: Option<Nagle>,
 ) {
     let _ = socket.set_nodelay(true);
-    let (mut rd, mut wr) = socket.into_split();
+    let (mut rd, wr) = socket.into_split();
     let answered = AtomicBool::new(false);
     let upstream = async {
         let end = match nagle.as_mut() {
@@ -191,12 +191,14 @@ pub async fn pump_with(
             Upstream::Closed => {}
         }
     };
-    let downstream = async {
+    let answered_by_peer = &answered;
+    let downstream = async move {
+        let mut wr = wr;
         let mut buf = vec![0u8; BUFFER];
         loop {
             match recv.read(&mut buf).await {
                 Ok(Some(n)) => {
-                    answered.store(true, Ordering::Release);
+                    answered_by_peer.store(true, Ordering::Release);
                     if wr.write_all(&buf[..n]).await.is_err() {
                         let _ = recv.stop(quinn::VarInt::from_u32(STREAM_RESET));
                         return Downstream::Finished;
@@ -207,9 +209,12 @@ pub async fn pump_with(
                     return Downstream::Finished;
                 }
                 Err(_) => {
-                    // Dropping the socket with a zero linger sends a RST.
+                    // Dropping the socket with a zero linger sends a RST;
+                    // the write half must not send a FIN first when it is
+                    // dropped, or the program reads EOF instead of the reset.
                     let _ =
                         rustix::net::sockopt::set_socket_linger(wr.as_ref(), Some(Duration::ZERO));
+                    wr.forget();
                     return Downstream::Reset;
                 }
             }

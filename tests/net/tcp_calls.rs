@@ -115,3 +115,67 @@ fn tcp_data_calls_on_a_remote_connection() {
         );
     }
 }
+
+const RESET_SERVER_PY: &str = r#"
+import socket, struct, sys
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind((sys.argv[1], int(sys.argv[2])))
+ls.listen(16)
+print("READY", flush=True)
+while True:
+    c, _ = ls.accept()
+    c.recv(100)
+    # An abortive close: the peer gets a RST.
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()
+"#;
+
+const RESET_CLIENT_PY: &str = r#"
+import errno, select, socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+s.sendall(b"x\n")
+p = select.poll()
+p.register(s, select.POLLIN)
+bits = 0
+deadline = time.time() + 30
+while time.time() < deadline and not bits & (select.POLLERR | select.POLLHUP):
+    for _, m in p.poll(1000):
+        bits |= m
+print("poll", [n for n in ("POLLERR", "POLLHUP") if bits & getattr(select, n)])
+try:
+    print("recv", s.recv(10))
+except OSError as e:
+    print("recv", errno.errorcode[e.errno])
+"#;
+
+/// A reset by the remote peer reaches the program: poll reports POLLERR and
+/// POLLHUP, and the read fails with ECONNRESET.
+#[test]
+fn remote_reset_reaches_the_program() {
+    let Some(lab) = Lab::new("remote_reset_reaches_the_program", &[]) else {
+        return;
+    };
+    let py = python();
+    let web_ip = lab.net.web_ip.to_string();
+    let server = lab.write("reset_server.py", RESET_SERVER_PY.as_bytes());
+    let mut srv = crate::harness::Running::spawn(
+        lab.exec(Ns::Web, &[py.as_str(), p(&server), &web_ip, "7002"]),
+    );
+    srv.wait_stdout("READY", std::time::Duration::from_secs(30));
+    let client = lab.write("reset_client.py", RESET_CLIENT_PY.as_bytes());
+    let argv = [py.as_str(), p(&client), &web_ip, "7002"];
+    let reference = lab.run_ok(lab.exec(Ns::Remote, &argv));
+    let expected = "poll ['POLLERR', 'POLLHUP']\nrecv ECONNRESET\n";
+    assert_eq!(reference.out(), expected, "{}", reference.dump());
+    for mode in MODES {
+        let out = lab.run_ok(lab.rscq(mode, &argv));
+        assert_eq!(
+            out.out(),
+            expected,
+            "({}) under rscq\n{}",
+            mode.join(" "),
+            out.dump()
+        );
+    }
+}

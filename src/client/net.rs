@@ -290,17 +290,13 @@ impl Pumps {
         addr: SockAddr,
         options: Vec<crate::proto::SockOption>,
     ) -> Result<(), Errno> {
-        use rustix::net::sockopt;
-        let v6 = sockopt::socket_domain(&dup).map_err(Errno::from)? == AddressFamily::INET6;
+        let flags = BindFlags::of(&dup)?;
+        let v6 = flags.v6;
         let request = Request::TcpBind {
             addr,
-            reuse_addr: sockopt::socket_reuseaddr(&dup).unwrap_or(false),
-            reuse_port: sockopt::socket_reuseport(&dup).unwrap_or(false),
-            v6_only: if v6 {
-                sockopt::ipv6_v6only(&dup).ok()
-            } else {
-                None
-            },
+            reuse_addr: flags.reuse_addr,
+            reuse_port: flags.reuse_port,
+            v6_only: flags.v6_only,
             options,
         };
         let mut answer = link.call(&request).await;
@@ -466,5 +462,33 @@ async fn accept_loop(listener: TcpListener, v6: bool, rendezvous: Arc<Rendezvous
             Ok((stream, peer)) => rendezvous.deliver((v6, peer.port()), stream),
             Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
         }
+    }
+}
+
+/// What a `bind` on the server copies from the program's socket (`dup` is
+/// rscq's copy): its family and the options the kernel reads at bind time.
+#[derive(Debug, Clone, Copy)]
+pub struct BindFlags {
+    pub v6: bool,
+    pub reuse_addr: bool,
+    pub reuse_port: bool,
+    /// Only for an IPv6 socket.
+    pub v6_only: Option<bool>,
+}
+
+impl BindFlags {
+    pub fn of(dup: &OwnedFd) -> Result<Self, Errno> {
+        use rustix::net::sockopt;
+        let v6 = sockopt::socket_domain(dup).map_err(Errno::from)? == AddressFamily::INET6;
+        Ok(Self {
+            v6,
+            reuse_addr: sockopt::socket_reuseaddr(dup).unwrap_or(false),
+            reuse_port: sockopt::socket_reuseport(dup).unwrap_or(false),
+            v6_only: if v6 {
+                sockopt::ipv6_v6only(dup).ok()
+            } else {
+                None
+            },
+        })
     }
 }

@@ -22,7 +22,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rustix::net::AddressFamily;
 use tokio::net::UdpSocket;
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -186,17 +185,13 @@ impl UdpRelays {
     /// `bind(2)` of the program's socket (`dup` is rscq's copy of it): on
     /// the server to `addr`, and locally to a loopback port.
     pub async fn bind(&self, link: &Link, dup: OwnedFd, addr: SockAddr) -> Result<(), Errno> {
-        use rustix::net::sockopt;
-        let v6 = sockopt::socket_domain(&dup).map_err(Errno::from)? == AddressFamily::INET6;
+        let flags = super::net::BindFlags::of(&dup)?;
+        let v6 = flags.v6;
         let request = Request::UdpBind {
             addr,
-            reuse_addr: sockopt::socket_reuseaddr(&dup).unwrap_or(false),
-            reuse_port: sockopt::socket_reuseport(&dup).unwrap_or(false),
-            v6_only: if v6 {
-                sockopt::ipv6_v6only(&dup).ok()
-            } else {
-                None
-            },
+            reuse_addr: flags.reuse_addr,
+            reuse_port: flags.reuse_port,
+            v6_only: flags.v6_only,
             pure: self.pure,
         };
         let streams = match link.open_udp(&request).await {

@@ -11,9 +11,8 @@
 //! after it ended gets its result, as `__inet_stream_connect` gives.
 //!
 //! So that the program's socket is not left unconnected (an unconnected TCP
-//! socket polls as writable and hung up), an interrupted connect attaches
-//! it to the local pump at once; bytes the program writes meanwhile are
-//! held and sent first. rscq's end of that local connection also tells when
+//! socket polls as writable and hung up), an interrupted connect puts it in
+//! a real local SYN-SENT at once ([`super::hold`]), which also tells when
 //! the program closes the socket (or the program dies): the remote connect
 //! is then cancelled, and the server drops it.
 
@@ -25,12 +24,8 @@ use tokio::sync::Notify;
 use crate::errno::Errno;
 
 /// How long a non-blocking connect is held before it reports EINPROGRESS
-/// on a locally connected socket and goes on asynchronously.
+/// and goes on asynchronously (see [`super::hold`]).
 pub const NONBLOCKING_HOLD: std::time::Duration = std::time::Duration::from_secs(2);
-
-/// The most bytes held for a connection still being made; beyond that the
-/// program's writes block in its socket buffer, as they would.
-pub const EARLY_BYTES_MAX: usize = 1 << 20;
 
 /// A thread waiting for a remote connect's result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,16 +20,7 @@ const LISTEN: &str = "0A";
 
 /// The inodes of the listening sockets in a `/proc/net/tcp` or `tcp6` text.
 pub fn listening_inodes(table: &str) -> HashSet<u64> {
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let state = fields.get(3)?;
-            let inode = fields.get(9)?.parse().ok()?;
-            (*state == LISTEN).then_some(inode)
-        })
-        .collect()
+    super::hold::inodes_in_state(table, LISTEN)
 }
 
 /// The listening sockets of this network namespace, or `None` if the

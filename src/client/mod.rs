@@ -3,6 +3,7 @@
 
 pub mod coalesce;
 pub mod connect;
+pub mod hold;
 pub mod listeners;
 pub mod net;
 pub mod pure;
@@ -272,7 +273,6 @@ impl Engine {
         nonblocking: bool,
         owner: (i32, i32),
     ) {
-        use tokio::io::AsyncReadExt;
         let started = tokio::time::Instant::now();
         let pure = self.pumps.pure.is_some();
         let options = self.options.take(ino);
@@ -296,17 +296,21 @@ impl Engine {
         };
         let result = match first {
             Some(outcome) => self.connected(dup, outcome, owner).await,
-            None => match self.pumps.connect_local(&dup).await {
+            None => match self.pumps.hold.start(&dup, ino) {
                 Err(_) => {
                     let outcome = open.await;
                     self.connected(dup, outcome, owner).await
                 }
-                Ok(mut local) => {
-                    // Only rscq's end of the local connection is kept: it
-                    // sees the program's close.
+                Ok(held) => {
+                    // rscq keeps no copy of the socket meanwhile: the
+                    // program's close must really close it.
                     drop(dup);
-                    // The socket is now connected locally: a non-blocking
-                    // caller goes on, and learns the outcome from its I/O.
+                    self.pumps.sockets().insert(
+                        ino,
+                        tracer::registry::RemoteSocket::connecting(held.local.is_ipv6()),
+                    );
+                    // The socket is now connecting locally, as the kernel
+                    // would leave it: a non-blocking caller goes on.
                     for waiter in self.connects.take_nonblocking(ino) {
                         self.connect_reply(
                             waiter.tid,
@@ -315,36 +319,7 @@ impl Engine {
                             started.elapsed(),
                         );
                     }
-                    let mut early = Vec::new();
-                    let mut buf = vec![0u8; 64 * 1024];
-                    let outcome = loop {
-                        tokio::select! {
-                            outcome = &mut open => break Some(outcome),
-                            read = local.read(&mut buf), if early.len() < connect::EARLY_BYTES_MAX => {
-                                match read {
-                                    Ok(0) | Err(_) => break None,
-                                    Ok(n) => early.extend_from_slice(&buf[..n]),
-                                }
-                            }
-                        }
-                    };
-                    match outcome {
-                        // The program closed the socket (or died): dropping
-                        // the streams cancels the connect on the server.
-                        None => Err(Errno(libc::ECONNABORTED)),
-                        Some(Ok(Ok(streams))) => {
-                            self.pumps.carry(ino, local, streams, early, owner);
-                            Ok(())
-                        }
-                        Some(Ok(Err(e))) => {
-                            reset_local(&local);
-                            Err(e)
-                        }
-                        Some(Err(e)) => {
-                            reset_local(&local);
-                            Err(self.connection_failed(&e))
-                        }
-                    }
+                    self.settle_held(held, &mut open, owner).await
                 }
             },
         };
@@ -353,6 +328,70 @@ impl Engine {
         for waiter in self.connects.finish(ino, result) {
             self.connect_reply(waiter.tid, waiter.op, waiter.answer(result), rtt);
         }
+    }
+
+    /// Waits for the remote connect `open` of a program socket that waits
+    /// in the hold listener, then ends its local connect the same way (see
+    /// [`hold`]).
+    async fn settle_held(
+        &self,
+        held: hold::Held,
+        open: &mut std::pin::Pin<
+            &mut impl Future<
+                Output = Result<
+                    crate::transport::client::TcpOutcome,
+                    crate::transport::TransportError,
+                >,
+            >,
+        >,
+        owner: (i32, i32),
+    ) -> Result<(), Errno> {
+        let outcome = loop {
+            tokio::select! {
+                outcome = open.as_mut() => break Some(outcome),
+                () = tokio::time::sleep(listeners::SWEEP_EVERY) => {
+                    if hold::still_connecting(held.ino) == Some(false) {
+                        break None;
+                    }
+                }
+            }
+        };
+        let sockets = self.pumps.sockets();
+        let failure = match outcome {
+            // The program closed the socket (or died): dropping `open`
+            // cancels the connect on the server.
+            None => {
+                sockets.remove(held.ino);
+                return Err(Errno(libc::ECONNABORTED));
+            }
+            Some(Ok(Ok(streams))) => {
+                // The program may look the moment its socket connects.
+                let carrier = self.pumps.expect(held.ino, streams, owner);
+                return match self.pumps.hold.finish(held).await {
+                    Ok(local) => {
+                        carrier.start(local);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        carrier.abandon();
+                        Err(e)
+                    }
+                };
+            }
+            Some(Ok(Err(e))) => e,
+            Some(Err(e)) => self.connection_failed(&e),
+        };
+        // Known before the program can see the failure, so that no
+        // `SO_ERROR` in between reads 0.
+        sockets.set_connect_error(held.ino, failure);
+        if !self.pumps.hold.fail(held).await {
+            match hold::program_socket(owner.0, owner.1, held.ino) {
+                Some(program) => hold::Hold::abort(&program),
+                // No process of the program holds it any more.
+                None => sockets.remove(held.ino),
+            }
+        }
+        Err(failure)
     }
 
     /// The end of a remote connect whose program socket is not attached
@@ -377,11 +416,6 @@ impl Engine {
             Err(e) => Err(self.connection_failed(&e)),
         }
     }
-}
-
-/// Resets rscq's end of a local connection: the program sees ECONNRESET.
-fn reset_local(local: &tokio::net::TcpStream) {
-    let _ = rustix::net::sockopt::set_socket_linger(local, Some(Duration::ZERO));
 }
 
 impl Forwarder for Engine {

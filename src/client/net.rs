@@ -84,6 +84,8 @@ pub struct Pumps {
     pub pure: Option<PurePumps>,
     /// The `nagle` layer: how the program's writes are coalesced.
     nagle: Option<(CoalesceConfig, Link)>,
+    /// Where a program socket waits while its remote connect goes on.
+    pub hold: super::hold::Hold,
 }
 
 impl Pumps {
@@ -114,6 +116,7 @@ impl Pumps {
             sockets,
             pure: pure.then(PurePumps::default),
             nagle: nagle.filter(|_| !pure),
+            hold: super::hold::Hold::bind()?,
         })
     }
 
@@ -155,8 +158,13 @@ impl Pumps {
         let accepted = self.connect_local(&dup).await?;
         let ino = rustix::fs::fstat(dup.as_fd()).map_err(Errno::from)?.st_ino;
         drop(dup);
-        self.carry(ino, accepted, streams, Vec::new(), owner);
+        self.carry(ino, accepted, streams, owner);
         Ok(())
+    }
+
+    /// The program sockets that have a remote side.
+    pub fn sockets(&self) -> &SocketRegistry {
+        &self.sockets
     }
 
     /// Whether the socket with inode `ino` is already connected (or bound)
@@ -167,7 +175,7 @@ impl Pumps {
 
     /// Connects the program's socket to rscq's loopback listener and
     /// returns rscq's end of that local connection.
-    pub async fn connect_local(&self, dup: &OwnedFd) -> Result<TcpStream, Errno> {
+    async fn connect_local(&self, dup: &OwnedFd) -> Result<TcpStream, Errno> {
         let domain = rustix::net::sockopt::socket_domain(dup).map_err(Errno::from)?;
         let v6 = domain == AddressFamily::INET6;
         let listener = if v6 {
@@ -191,67 +199,90 @@ impl Pumps {
     }
 
     /// Starts carrying `streams` for the program socket `ino`, whose local
-    /// connection ends at `accepted`; `early` holds bytes the program wrote
-    /// before the remote connection existed; `owner` is the program's
+    /// connection ends at `accepted`; `owner` is the program's
     /// (process, fd) of the socket, for the `nagle` layer.
-    pub fn carry(
-        &self,
-        ino: u64,
-        accepted: TcpStream,
-        mut streams: TcpStreams,
-        early: Vec<u8>,
-        owner: (i32, i32),
-    ) {
-        let (local, peer) = (streams.local, Some(streams.peer));
-        match &self.pure {
+    pub fn carry(&self, ino: u64, accepted: TcpStream, streams: TcpStreams, owner: (i32, i32)) {
+        self.expect(ino, streams, owner).start(accepted);
+    }
+
+    /// Registers the remote connection of program socket `ino` before its
+    /// local connection exists, so that the program finds its addresses
+    /// (and with `--pure` its pump) the moment its socket is connected.
+    pub fn expect(&self, ino: u64, streams: TcpStreams, owner: (i32, i32)) -> Carrier {
+        let (pure_pump, starter) = match &self.pure {
             Some(pure) => {
-                let id = pure.start(accepted, streams.send, streams.recv);
-                let socket = RemoteSocket {
-                    local,
-                    peer,
-                    pure_pump: Some(id),
-                    udp: None,
-                };
-                self.sockets.insert(ino, socket);
-                if !early.is_empty()
-                    && let Some(pump) = pure.get(id)
-                {
-                    tokio::spawn(async move {
-                        let _ = pump.send(early).await;
-                    });
-                }
+                let (id, starter) = pure.prepare();
+                (Some(id), Some(starter))
             }
-            None => {
-                self.sockets.insert(
+            None => (None, None),
+        };
+        self.sockets.insert(
+            ino,
+            RemoteSocket {
+                local: streams.local,
+                peer: Some(streams.peer),
+                pure_pump,
+                udp: None,
+            },
+        );
+        let nagle = self.nagle.as_ref().map(|(config, link)| Nagle {
+            coalescer: Coalescer::new(*config),
+            program: Box::new(ProgramSocket::connected(
+                link.clone(),
+                Owner {
+                    tgid: owner.0,
+                    fd: owner.1,
                     ino,
-                    RemoteSocket {
-                        local,
-                        peer,
-                        pure_pump: None,
-                        udp: None,
-                    },
-                );
-                let sockets = self.sockets.clone();
-                let nagle = self.nagle.as_ref().map(|(config, link)| Nagle {
-                    coalescer: Coalescer::new(*config),
-                    program: Box::new(ProgramSocket::connected(
-                        link.clone(),
-                        Owner {
-                            tgid: owner.0,
-                            fd: owner.1,
-                            ino,
-                        },
-                    )),
-                });
+                },
+            )),
+        });
+        Carrier {
+            ino,
+            streams,
+            starter,
+            nagle,
+            sockets: self.sockets.clone(),
+        }
+    }
+}
+
+/// A remote connection registered for a program socket (see
+/// [`Pumps::expect`]), waiting for rscq's end of the local connection.
+pub struct Carrier {
+    ino: u64,
+    streams: TcpStreams,
+    /// With `--pure`: the registered stop-and-wait pump.
+    starter: Option<super::pure::Starter>,
+    nagle: Option<Nagle>,
+    sockets: SocketRegistry,
+}
+
+impl Carrier {
+    /// Carries the connection between `accepted` and the server.
+    pub fn start(self, accepted: TcpStream) {
+        let Self {
+            ino,
+            streams,
+            starter,
+            nagle,
+            sockets,
+        } = self;
+        match starter {
+            Some(starter) => starter.start(accepted, streams.send, streams.recv),
+            None => {
                 tokio::spawn(async move {
-                    if !early.is_empty() && streams.send.write_all(&early).await.is_err() {
-                        sockets.remove(ino);
-                        return;
-                    }
                     pump_with(accepted, streams.send, streams.recv, nagle).await;
                     sockets.remove(ino);
                 });
             }
+        }
+    }
+
+    /// The local connection could not be made: the remote one is dropped.
+    pub fn abandon(self) {
+        self.sockets.remove(self.ino);
+        if let Some(starter) = self.starter {
+            starter.cancel();
         }
     }
 }

@@ -198,6 +198,11 @@ pub struct Starter {
 }
 
 impl Starter {
+    /// The connection will not come: the pump is forgotten.
+    pub fn cancel(self) {
+        self.pumps.map().remove(&self.id);
+    }
+
     pub fn start(self, local: TcpStream, send: quinn::SendStream, recv: quinn::RecvStream) {
         let Self {
             id,

@@ -100,6 +100,8 @@ pub const NET_CALLS: &[(i64, &str)] = &[
     (libc::SYS_accept, "accept"),
     (libc::SYS_accept4, "accept4"),
     (libc::SYS_setsockopt, "setsockopt"),
+    // Only to read `SO_ERROR` (see the tracer's filter rules).
+    (libc::SYS_getsockopt, "getsockopt"),
 ];
 
 /// Trapped only with `--uname`.

@@ -54,6 +54,9 @@ pub trait Tracee {
     fn remote_socket(&mut self, fd: i32) -> Option<RemoteSocket>;
     /// The server listener behind a socket fd, if it has one.
     fn remote_listener(&mut self, fd: i32) -> Option<u64>;
+    /// The server's errno for a remote connect of socket fd that failed
+    /// after its caller had gone on, if it is not reported yet; taken.
+    fn connect_error(&mut self, fd: i32) -> Option<Errno>;
     /// Bytes waiting to be read on a socket fd (`FIONREAD`).
     fn socket_unread(&mut self, fd: i32) -> Option<usize>;
     /// The fds an epoll instance watches for input (from its fdinfo).
@@ -1515,6 +1518,7 @@ impl<T: Tracee> Planner<'_, T> {
                 None => Plan::Native,
             },
             libc::SYS_setsockopt => self.setsockopt(fd, a),
+            libc::SYS_getsockopt => self.so_error(fd, a),
             libc::SYS_sendto => match self.t.socket_kind(fd) {
                 Some((domain, ty))
                     if (domain == libc::AF_INET || domain == libc::AF_INET6)
@@ -1550,6 +1554,35 @@ impl<T: Tracee> Planner<'_, T> {
                     writes: vec![(a[1], shown), (a[2], actual.to_ne_bytes().to_vec())],
                 }
             }
+        }
+    }
+
+    /// `getsockopt(fd, SOL_SOCKET, SO_ERROR, value, len)`: the result of a
+    /// remote connect that ended after its caller went on is the server's
+    /// errno; the kernel only saw rscq's stand-in connection reset.
+    fn so_error(&mut self, fd: i32, a: [u64; 6]) -> Plan {
+        if arg_i32(a[1]) != libc::SOL_SOCKET || arg_i32(a[2]) != libc::SO_ERROR {
+            return Plan::Native;
+        }
+        let Ok(len_bytes) = self.t.read_bytes(a[4], 4) else {
+            return Plan::fail(Errno::EFAULT);
+        };
+        let room = i32::from_ne_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]);
+        let Ok(room) = usize::try_from(room) else {
+            return Plan::fail(Errno::EINVAL);
+        };
+        let Some(errno) = self.t.connect_error(fd) else {
+            return Plan::Native;
+        };
+        let value = errno.0.to_ne_bytes();
+        let shown = value.len().min(room);
+        let shown_len = i32::try_from(shown).unwrap_or(0);
+        Plan::Answer {
+            ret: 0,
+            writes: vec![
+                (a[3], value[..shown].to_vec()),
+                (a[4], shown_len.to_ne_bytes().to_vec()),
+            ],
         }
     }
 

@@ -214,7 +214,17 @@ pub fn filter_rules(config: &TracerConfig) -> Vec<(i64, seccomp::Action)> {
     }
     if fwd.net {
         for &(nr, _) in nr::NET_CALLS {
-            rules.push((nr, seccomp::Action::Trace));
+            let action = if nr == libc::SYS_getsockopt {
+                // Only the result of a connect can be the server's; every
+                // other option reads the program's own socket.
+                seccomp::Action::TraceIfArg {
+                    arg: 2,
+                    value: libc::SO_ERROR.unsigned_abs(),
+                }
+            } else {
+                seccomp::Action::Trace
+            };
+            rules.push((nr, action));
         }
         if fwd.pure_net {
             // Stop-and-wait: every data call and every wait for input on a
@@ -1708,6 +1718,16 @@ impl<F: Forwarder> Tracee for TraceeView<'_, '_, F> {
 
     fn remote_listener(&mut self, fd: i32) -> Option<u64> {
         self.tracer.sockets.lookup_listener(self.pid.as_raw(), fd)
+    }
+
+    fn connect_error(&mut self, fd: i32) -> Option<Errno> {
+        let dup = self.tracer.dup_fd(self.pid, fd)?;
+        let ino = rustix::fs::fstat(&dup).ok()?.st_ino;
+        let errno = self.tracer.sockets.take_connect_error(ino)?;
+        // The kernel saw rscq's stand-in connection reset: that pending
+        // error is consumed here, as reading SO_ERROR consumes it.
+        let _ = rustix::net::sockopt::socket_error(&dup);
+        Some(errno)
     }
 
     fn udp_relay(

@@ -75,6 +75,9 @@ struct SocketTables {
     /// Delivered connections the program accepted, by rscq's own port:
     /// `(tgid, fd, socket inode)` of the program's end.
     claimed: HashMap<u16, (i32, i32, u64)>,
+    /// The server's errno for connects that failed after their caller had
+    /// gone on; `SO_ERROR` reports it once.
+    connect_errors: HashMap<u64, crate::errno::Errno>,
 }
 
 /// A program socket whose other end is on the server.
@@ -89,6 +92,32 @@ pub struct RemoteSocket {
     pub udp: Option<u64>,
 }
 
+impl RemoteSocket {
+    /// A socket whose remote connect is under way: no peer yet, and no
+    /// local address to show but the unspecified one.
+    pub fn connecting(v6: bool) -> Self {
+        let local = if v6 {
+            crate::proto::SockAddr::V6 {
+                ip: [0; 16],
+                port: 0,
+                flowinfo: 0,
+                scope_id: 0,
+            }
+        } else {
+            crate::proto::SockAddr::V4 {
+                ip: [0; 4],
+                port: 0,
+            }
+        };
+        Self {
+            local,
+            peer: None,
+            pure_pump: None,
+            udp: None,
+        }
+    }
+}
+
 impl SocketRegistry {
     fn tables(&self) -> std::sync::MutexGuard<'_, SocketTables> {
         self.tables.lock().unwrap_or_else(PoisonError::into_inner)
@@ -98,6 +127,17 @@ impl SocketRegistry {
         self.tables().by_inode.insert(ino, s);
     }
 
+    /// The remote connect of socket `ino`, which went on asynchronously,
+    /// failed with `errno`.
+    pub fn set_connect_error(&self, ino: u64, errno: crate::errno::Errno) {
+        self.tables().connect_errors.insert(ino, errno);
+    }
+
+    /// The failure of socket `ino`'s asynchronous connect, once.
+    pub fn take_connect_error(&self, ino: u64) -> Option<crate::errno::Errno> {
+        self.tables().connect_errors.remove(&ino)
+    }
+
     pub fn contains(&self, ino: u64) -> bool {
         self.tables().by_inode.contains_key(&ino)
     }
@@ -105,6 +145,7 @@ impl SocketRegistry {
     pub fn remove(&self, ino: u64) {
         let mut t = self.tables();
         t.by_inode.remove(&ino);
+        t.connect_errors.remove(&ino);
         t.listening.remove(&ino);
         if let Some(id) = t.listeners.remove(&ino) {
             t.listener_addrs.remove(&id);

@@ -48,6 +48,12 @@ pub enum Action {
         arg: u8,
         value: u32,
     },
+    /// Trace only if argument `arg` (its low 32 bits) equals `value`:
+    /// `getsockopt` only stops to read `SO_ERROR`.
+    TraceIfArg {
+        arg: u8,
+        value: u32,
+    },
     Errno(u16),
 }
 
@@ -85,7 +91,9 @@ pub fn build(rules: &[(i64, Action)]) -> Vec<SockFilter> {
     for &(nr, action) in rules {
         let Ok(nr) = u32::try_from(nr) else { continue };
         let ret = match action {
-            Action::Trace | Action::TraceUnlessArg { .. } => RET_TRACE | TRAP_TAG,
+            Action::Trace | Action::TraceUnlessArg { .. } | Action::TraceIfArg { .. } => {
+                RET_TRACE | TRAP_TAG
+            }
             Action::Errno(e) => RET_ERRNO | u32::from(e),
         };
         if let Action::TraceUnlessArg { arg, value } = action {
@@ -96,6 +104,14 @@ pub fn build(rules: &[(i64, Action)]) -> Vec<SockFilter> {
             prog.push(jump(BPF_JEQ_K, value, 0, 1));
             prog.push(stmt(BPF_RET_K, RET_ALLOW));
             prog.push(stmt(BPF_RET_K, ret));
+            continue;
+        }
+        if let Action::TraceIfArg { arg, value } = action {
+            prog.push(jump(BPF_JEQ_K, nr, 0, 4));
+            prog.push(stmt(BPF_LD_W_ABS, OFF_ARGS + 8 * u32::from(arg)));
+            prog.push(jump(BPF_JEQ_K, value, 0, 1));
+            prog.push(stmt(BPF_RET_K, ret));
+            prog.push(stmt(BPF_RET_K, RET_ALLOW));
             continue;
         }
         prog.push(jump(BPF_JEQ_K, nr, 0, 1));
@@ -177,6 +193,35 @@ mod tests {
             RET_TRACE | TRAP_TAG
         );
         assert_eq!(run_with_args(&p, AUDIT_ARCH_X86_64, 39, file), RET_ALLOW);
+    }
+
+    #[test]
+    fn trace_if_arg_stops_only_on_its_value() {
+        let p = build(&[
+            (
+                libc::SYS_getsockopt,
+                Action::TraceIfArg {
+                    arg: 2,
+                    value: libc::SO_ERROR.unsigned_abs(),
+                },
+            ),
+            (libc::SYS_openat, Action::Trace),
+        ]);
+        let nr = u32::try_from(libc::SYS_getsockopt).unwrap();
+        let so_error = [3, 1, 4, 0, 0, 0];
+        let so_rcvbuf = [3, 1, 8, 0, 0, 0];
+        assert_eq!(
+            run_with_args(&p, AUDIT_ARCH_X86_64, nr, so_error),
+            RET_TRACE | TRAP_TAG
+        );
+        assert_eq!(
+            run_with_args(&p, AUDIT_ARCH_X86_64, nr, so_rcvbuf),
+            RET_ALLOW
+        );
+        assert_eq!(
+            run_with_args(&p, AUDIT_ARCH_X86_64, 257, so_rcvbuf),
+            RET_TRACE | TRAP_TAG
+        );
     }
 
     #[test]

@@ -27,6 +27,7 @@ mod incoming;
 mod listeners;
 mod outgoing;
 mod signals;
+mod slow_connect;
 mod sockopts;
 mod tcp_calls;
 mod udp;

@@ -1,0 +1,446 @@
+//! A remote connect that outlives the call that started it: a non-blocking
+//! connect held past [`super::connect::NONBLOCKING_HOLD`], or a blocking one
+//! a signal interrupted. Until the server answers, the program's socket must
+//! look like a kernel connect still under way: poll reports nothing, a write
+//! would block, `SO_ERROR` is 0, `getpeername` fails with ENOTCONN.
+//!
+//! So rscq puts the program's socket in SYN-SENT for real: it connects it
+//! to a loopback *hold* listener whose accept queue is kept full, so the
+//! kernel drops the socket's SYNs and keeps retrying them.
+//!
+//! When the server's connect ends, rscq ends the local one: a socket of its
+//! own, bound to the hold port as well, connects to the program's socket;
+//! the two SYNs cross (TCP simultaneous open, RFC 9293 §3.5) and both ends
+//! are established within microseconds. On success that socket is the
+//! pump's end. On failure it is reset at once: the program's socket then
+//! polls as a failed connect does (`POLLERR|POLLHUP`), and `SO_ERROR`, which
+//! rscq traps for such a socket, gives the server's errno (the kernel alone
+//! could only say ECONNRESET).
+//!
+//! A program that closes its socket meanwhile makes it vanish from the
+//! kernel's TCP table; the connect on the server is then abandoned.
+
+use std::collections::HashSet;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::OwnedFd;
+use std::time::Duration;
+
+use rustix::fs::OFlags;
+use rustix::net::AddressFamily;
+use tokio::net::{TcpSocket, TcpStream};
+
+use crate::errno::Errno;
+
+/// How long rscq's end of a crossing connect may take; on loopback it is
+/// microseconds, so running out means the program's socket is gone.
+const CROSS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// TCP states in `/proc/net/tcp`.
+const SYN_SENT: &str = "02";
+const SYN_RECV: &str = "03";
+
+/// A loopback listener that never accepts and drops every SYN: its backlog
+/// is 0 and one connection of rscq's own fills its accept queue.
+#[derive(Debug)]
+struct HoldListener {
+    addr: SocketAddr,
+    _listener: OwnedFd,
+    _filler: std::net::TcpStream,
+}
+
+impl HoldListener {
+    fn bind(v6: bool) -> std::io::Result<Self> {
+        let (family, loopback): (_, SocketAddr) = if v6 {
+            (AddressFamily::INET6, (Ipv6Addr::LOCALHOST, 0).into())
+        } else {
+            (AddressFamily::INET, (Ipv4Addr::LOCALHOST, 0).into())
+        };
+        let listener = rustix::net::socket_with(
+            family,
+            rustix::net::SocketType::STREAM,
+            rustix::net::SocketFlags::CLOEXEC,
+            None,
+        )?;
+        // The crossing sockets bind the same port while this one listens.
+        rustix::net::sockopt::set_socket_reuseaddr(&listener, true)?;
+        rustix::net::sockopt::set_socket_reuseport(&listener, true)?;
+        rustix::net::bind(&listener, &loopback)?;
+        rustix::net::listen(&listener, 0)?;
+        let addr = SocketAddr::try_from(rustix::net::getsockname(&listener)?)
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidData))?;
+        let filler = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+        Ok(Self {
+            addr,
+            _listener: listener,
+            _filler: filler,
+        })
+    }
+}
+
+/// The hold listeners, one per address family.
+#[derive(Debug)]
+pub struct Hold {
+    v4: HoldListener,
+    v6: Option<HoldListener>,
+}
+
+/// A program socket in SYN-SENT towards a hold listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    /// The program socket's inode.
+    pub ino: u64,
+    /// Its local address, where rscq's crossing connect goes.
+    pub local: SocketAddr,
+    /// The hold listener it is connecting to.
+    hold: SocketAddr,
+}
+
+impl Hold {
+    pub fn bind() -> std::io::Result<Self> {
+        Ok(Self {
+            v4: HoldListener::bind(false)?,
+            // A host without IPv6 on loopback still serves IPv4 programs.
+            v6: HoldListener::bind(true).ok(),
+        })
+    }
+
+    /// Starts the program socket's local connect to a hold listener (`dup`
+    /// is rscq's copy of the socket, `ino` its inode). The program sees the
+    /// socket connecting from here on.
+    pub fn start(&self, dup: &OwnedFd, ino: u64) -> Result<Held, Errno> {
+        let v6 =
+            rustix::net::sockopt::socket_domain(dup).map_err(Errno::from)? == AddressFamily::INET6;
+        let hold = if v6 { self.v6.as_ref() } else { Some(&self.v4) }
+            .ok_or(Errno(libc::EAFNOSUPPORT))?
+            .addr;
+        // The file status flags belong to the program's open file too: a
+        // blocking socket is made non-blocking only for this call, so that
+        // rscq's thread does not wait out the SYN retries.
+        let flags = rustix::fs::fcntl_getfl(dup).map_err(Errno::from)?;
+        let blocking = !flags.contains(OFlags::NONBLOCK);
+        if blocking {
+            rustix::fs::fcntl_setfl(dup, flags | OFlags::NONBLOCK).map_err(Errno::from)?;
+        }
+        let connected = rustix::net::connect(dup, &hold);
+        if blocking {
+            let _ = rustix::fs::fcntl_setfl(dup, flags);
+        }
+        match connected {
+            Err(e) if e == rustix::io::Errno::INPROGRESS => {}
+            // The SYN cannot be answered: anything else is a local failure.
+            Ok(()) => return Err(Errno::EIO),
+            Err(e) => return Err(e.into()),
+        }
+        let local = SocketAddr::try_from(rustix::net::getsockname(dup).map_err(Errno::from)?)
+            .map_err(|_| Errno::EINVAL)?;
+        Ok(Held { ino, local, hold })
+    }
+
+    /// Establishes the held socket's connection; rscq's end is returned.
+    /// Fails if the program closed its socket.
+    pub async fn finish(&self, held: Held) -> Result<TcpStream, Errno> {
+        // Another socket of the program may have taken the port since.
+        if still_connecting(held.ino) == Some(false) {
+            return Err(Errno(libc::ECONNABORTED));
+        }
+        let socket = if held.hold.is_ipv6() {
+            TcpSocket::new_v6()
+        } else {
+            TcpSocket::new_v4()
+        }
+        .map_err(|e| Errno::from_io(&e))?;
+        socket.set_reuseaddr(true).map_err(|e| Errno::from_io(&e))?;
+        socket.set_reuseport(true).map_err(|e| Errno::from_io(&e))?;
+        socket.bind(held.hold).map_err(|e| Errno::from_io(&e))?;
+        tokio::time::timeout(CROSS_TIMEOUT, socket.connect(held.local))
+            .await
+            .map_err(|_| Errno(libc::ECONNABORTED))?
+            .map_err(|e| Errno::from_io(&e))
+    }
+
+    /// Makes the held socket's connect fail the way a refused one does, in
+    /// one step: one crossing SYN from a socket that drops everything it
+    /// receives takes the program's socket to SYN-RECV (still nothing to
+    /// poll); a second crossing socket's SYN, out of that connection's
+    /// window, makes it answer with an ACK, which that second socket, still
+    /// in SYN-SENT, answers with a RST in sequence. The program's socket is
+    /// reset before it was ever established: it polls, reads and writes as
+    /// a failed connect (`POLLIN|POLLOUT|POLLERR|POLLHUP|POLLRDHUP`, EOF,
+    /// EPIPE), and its `SO_ERROR`, ECONNRESET, is replaced by the server's
+    /// errno where rscq traps it. Returns whether the socket got there.
+    pub async fn fail(&self, held: Held) -> bool {
+        let Ok(blind) = crossing_socket(held.hold, true) else {
+            return false;
+        };
+        let _ = rustix::net::connect(&blind, &held.local);
+        if !wait_state(held.ino, |state| state == Some(SYN_RECV)).await {
+            return false;
+        }
+        drop(blind);
+        let Ok(resetter) = crossing_socket(held.hold, false) else {
+            return false;
+        };
+        let _ = rustix::net::connect(&resetter, &held.local);
+        wait_state(held.ino, |state| state.is_none()).await
+    }
+
+    /// Makes the socket's connect fail when [`Hold::fail`] could not
+    /// (`program` is a copy of it): shutting down a connecting socket aborts
+    /// the connect, and shutting it down once more marks both directions
+    /// closed. The program may see the first step alone (`POLLERR|POLLHUP|
+    /// POLLOUT`), but never an established connection.
+    pub fn abort(program: &OwnedFd) {
+        let _ = rustix::net::shutdown(program, rustix::net::Shutdown::Both);
+        let _ = rustix::net::shutdown(program, rustix::net::Shutdown::Both);
+    }
+}
+
+/// A non-blocking socket bound to the hold listener's port, to cross a
+/// held socket's SYN; with `blind`, nothing it receives reaches it.
+fn crossing_socket(hold: SocketAddr, blind: bool) -> Result<OwnedFd, Errno> {
+    let family = if hold.is_ipv6() {
+        AddressFamily::INET6
+    } else {
+        AddressFamily::INET
+    };
+    let socket = rustix::net::socket_with(
+        family,
+        rustix::net::SocketType::STREAM,
+        rustix::net::SocketFlags::CLOEXEC | rustix::net::SocketFlags::NONBLOCK,
+        None,
+    )?;
+    rustix::net::sockopt::set_socket_reuseaddr(&socket, true)?;
+    rustix::net::sockopt::set_socket_reuseport(&socket, true)?;
+    if blind {
+        crate::sys::net::drop_all_incoming(&socket)?;
+    }
+    rustix::net::bind(&socket, &hold)?;
+    Ok(socket)
+}
+
+/// Waits (briefly: loopback segments take microseconds) until the TCP
+/// state of socket `ino` satisfies `done`; `None` is a socket no longer in
+/// the kernel's tables.
+async fn wait_state(ino: u64, done: impl Fn(Option<&str>) -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + CROSS_TIMEOUT;
+    loop {
+        match tcp_state(ino) {
+            Some(state) if done(state.as_deref()) => return true,
+            None => return false,
+            Some(_) => {}
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_micros(200)).await;
+    }
+}
+
+/// The program's socket with inode `ino`: its fd `fd` in process `tgid`,
+/// or, if the program moved it, whichever of its fds it now is.
+pub fn program_socket(tgid: i32, fd: i32, ino: u64) -> Option<OwnedFd> {
+    let is_it = |dup: &OwnedFd| rustix::fs::fstat(dup).is_ok_and(|st| st.st_ino == ino);
+    if let Some(dup) = crate::tracer::dup_fd(tgid, fd).filter(is_it) {
+        return Some(dup);
+    }
+    let wanted = format!("socket:[{ino}]");
+    std::fs::read_dir(format!("/proc/{tgid}/fd"))
+        .ok()?
+        .flatten()
+        .filter(|entry| {
+            std::fs::read_link(entry.path())
+                .is_ok_and(|target| target.as_os_str() == wanted.as_str())
+        })
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .find_map(|other: i32| crate::tracer::dup_fd(tgid, other).filter(is_it))
+}
+
+/// Whether the socket with inode `ino` is still connecting, from the
+/// kernel's TCP tables; `None` if they cannot be read.
+pub fn still_connecting(ino: u64) -> Option<bool> {
+    tcp_state(ino).map(|state| state.as_deref() == Some(SYN_SENT))
+}
+
+/// The TCP state (two hex digits) of the socket with inode `ino`: `None`
+/// if the kernel's tables cannot be read, `Some(None)` if it is not in
+/// them.
+fn tcp_state(ino: u64) -> Option<Option<String>> {
+    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
+        match std::fs::read_to_string(table) {
+            Ok(text) => {
+                if let Some(state) = state_in(&text, ino) {
+                    return Some(Some(state));
+                }
+            }
+            // A kernel without IPv6 has no tcp6 table.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(_) => return None,
+        }
+    }
+    Some(None)
+}
+
+/// The state of socket `ino` in a `/proc/net/tcp` or `tcp6` text.
+fn state_in(table: &str, ino: u64) -> Option<String> {
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let inode: u64 = fields.get(9)?.parse().ok()?;
+        (inode == ino).then(|| fields.get(3).map(|s| (*s).to_string()))?
+    })
+}
+
+/// The inodes of the sockets in TCP state `state` (two hex digits) in a
+/// `/proc/net/tcp` or `tcp6` text.
+pub fn inodes_in_state(table: &str, state: &str) -> HashSet<u64> {
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let inode = fields.get(9)?.parse().ok()?;
+            (*fields.get(3)? == state).then_some(inode)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsRawFd;
+
+    fn new_socket(v6: bool) -> (OwnedFd, u64) {
+        let family = if v6 {
+            AddressFamily::INET6
+        } else {
+            AddressFamily::INET
+        };
+        let fd = rustix::net::socket_with(
+            family,
+            rustix::net::SocketType::STREAM,
+            rustix::net::SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap();
+        let ino = rustix::fs::fstat(&fd).unwrap().st_ino;
+        (fd, ino)
+    }
+
+    /// What a poll for input and output reports now.
+    fn polled(fd: &OwnedFd) -> rustix::event::PollFlags {
+        use rustix::event::{PollFd, PollFlags, Timespec};
+        let mut fds = [PollFd::new(fd, PollFlags::IN | PollFlags::OUT)];
+        let now = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        rustix::event::poll(&mut fds, Some(&now)).unwrap();
+        fds[0].revents()
+    }
+
+    #[tokio::test]
+    async fn a_held_socket_connects_for_real_when_told() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let hold = Hold::bind().unwrap();
+        for v6 in [false, true] {
+            let (program, ino) = new_socket(v6);
+            let held = hold.start(&program, ino).unwrap();
+            // SYN_SENT, and nothing to report yet, as a kernel connect.
+            assert_eq!(still_connecting(ino), Some(true));
+            assert!(polled(&program).is_empty());
+            std::thread::sleep(Duration::from_millis(1100));
+            assert_eq!(
+                still_connecting(ino),
+                Some(true),
+                "a SYN retry was answered"
+            );
+            assert!(polled(&program).is_empty());
+            let mut ours = hold.finish(held).await.unwrap();
+            assert_eq!(polled(&program), rustix::event::PollFlags::OUT);
+            assert_eq!(
+                rustix::net::sockopt::socket_error(&program).unwrap(),
+                Ok(())
+            );
+            ours.write_all(b"pump").await.unwrap();
+            let mut buf = [0u8; 4];
+            assert_eq!(rustix::io::read(&program, &mut buf).unwrap(), 4);
+            assert_eq!(&buf, b"pump");
+            rustix::io::write(&program, b"prog").unwrap();
+            ours.read_exact(&mut buf).await.unwrap();
+            assert_eq!(&buf, b"prog");
+            assert_eq!(still_connecting(ino), Some(false));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failed_held_socket_polls_as_a_failed_connect() {
+        let hold = Hold::bind().unwrap();
+        for v6 in [false, true] {
+            let (program, ino) = new_socket(v6);
+            // A blocking socket stays blocking.
+            let held = hold.start(&program, ino).unwrap();
+            assert!(
+                !rustix::fs::fcntl_getfl(&program)
+                    .unwrap()
+                    .contains(OFlags::NONBLOCK)
+            );
+            assert!(hold.fail(held).await, "the held socket must be reset");
+            use rustix::event::PollFlags;
+            assert_eq!(
+                polled(&program),
+                PollFlags::IN | PollFlags::OUT | PollFlags::ERR | PollFlags::HUP
+            );
+            assert_eq!(
+                rustix::net::sockopt::socket_error(&program).unwrap(),
+                Err(rustix::io::Errno::CONNRESET)
+            );
+            let mut buf = [0u8; 4];
+            assert_eq!(rustix::io::read(&program, &mut buf), Ok(0));
+            assert_eq!(
+                rustix::net::send(&program, b"x", rustix::net::SendFlags::NOSIGNAL),
+                Err(rustix::io::Errno::PIPE)
+            );
+            assert_eq!(still_connecting(ino), Some(false));
+        }
+    }
+
+    #[test]
+    fn the_program_socket_is_found_where_the_program_moved_it() {
+        let (program, ino) = new_socket(false);
+        let me = std::process::id().cast_signed();
+        let found = program_socket(me, program.as_raw_fd(), ino).expect("by its fd");
+        assert_eq!(rustix::fs::fstat(&found).unwrap().st_ino, ino);
+        drop(found);
+        let moved = rustix::io::dup(&program).unwrap();
+        drop(program);
+        // The old number now names another file, or nothing.
+        let other = std::fs::File::open("/proc/self/stat").unwrap();
+        let found = program_socket(me, other.as_raw_fd(), ino).expect("by a scan");
+        assert_eq!(rustix::fs::fstat(&found).unwrap().st_ino, ino);
+        drop(moved);
+        drop(found);
+        assert!(program_socket(me, other.as_raw_fd(), ino).is_none());
+    }
+
+    #[tokio::test]
+    async fn a_closed_held_socket_cannot_be_finished() {
+        let hold = Hold::bind().unwrap();
+        let (program, ino) = new_socket(false);
+        let held = hold.start(&program, ino).unwrap();
+        drop(program);
+        assert_eq!(still_connecting(ino), Some(false));
+        assert_eq!(
+            hold.finish(held).await.unwrap_err(),
+            Errno(libc::ECONNABORTED)
+        );
+    }
+
+    #[test]
+    fn sockets_are_found_by_state_in_the_table() {
+        let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
+            0: 00000000:07E8 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 621 1 00000000c013d1a7 100 0 0 10 0\n\
+            1: 0100007F:9C40 0100007F:1F90 02 00000000:00000000 00:00000000 00000000     0        0 777 1 0000000000000000 20 4 30 10 -1\n";
+        assert_eq!(inodes_in_state(table, SYN_SENT), HashSet::from([777]));
+        assert_eq!(inodes_in_state(table, "0A"), HashSet::from([621]));
+        assert!(inodes_in_state("", SYN_SENT).is_empty());
+    }
+}

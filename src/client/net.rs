@@ -291,7 +291,6 @@ impl Pumps {
         options: Vec<crate::proto::SockOption>,
     ) -> Result<(), Errno> {
         let flags = BindFlags::of(&dup)?;
-        let v6 = flags.v6;
         let request = Request::TcpBind {
             addr,
             reuse_addr: flags.reuse_addr,
@@ -312,11 +311,7 @@ impl Pumps {
             Ok(Ok(_)) | Err(_) => return Err(Errno::EIO),
             Ok(Err(e)) => return Err(e),
         };
-        let loopback: SocketAddr = if v6 {
-            (Ipv6Addr::LOCALHOST, 0).into()
-        } else {
-            (Ipv4Addr::LOCALHOST, 0).into()
-        };
+        let loopback = local_bind_addr(SocketAddr::from(addr), flags);
         let undo = || async {
             let _ = link.call(&Request::TcpUnbind { listener }).await;
         };
@@ -384,12 +379,10 @@ impl Pumps {
         // Our end is bound and registered before it connects: the program
         // may accept (and look the connection up) as soon as it does.
         let prepared = match self.sockets.listener_addr(incoming.listener) {
-            Some(addr) => bound_socket(addr)
-                .ok()
-                .map(|(socket, port)| (addr, socket, port)),
+            Some(addr) => bound_socket(addr).ok(),
             None => None,
         };
-        let Some((addr, socket, port)) = prepared else {
+        let Some((socket, port, addr)) = prepared else {
             let _ = send.reset(reset);
             return;
         };
@@ -438,8 +431,11 @@ impl Pumps {
     }
 }
 
-/// A TCP socket bound to a free loopback port of `target`'s family.
-fn bound_socket(target: SocketAddr) -> std::io::Result<(tokio::net::TcpSocket, u16)> {
+/// A TCP socket bound to a free loopback port, to connect to the
+/// program's listener at `target`; returns it with its port and the address
+/// to connect to (an IPv4-mapped listener is reached over IPv4).
+fn bound_socket(target: SocketAddr) -> std::io::Result<(tokio::net::TcpSocket, u16, SocketAddr)> {
+    let target = unmapped(target);
     let (socket, loopback): (_, SocketAddr) = if target.is_ipv6() {
         (
             tokio::net::TcpSocket::new_v6()?,
@@ -453,7 +449,43 @@ fn bound_socket(target: SocketAddr) -> std::io::Result<(tokio::net::TcpSocket, u
     };
     socket.bind(loopback)?;
     let port = socket.local_addr()?.port();
-    Ok((socket, port))
+    Ok((socket, port, target))
+}
+
+/// `target` with an IPv4-mapped IPv6 address as the IPv4 address it maps.
+fn unmapped(target: SocketAddr) -> SocketAddr {
+    match target {
+        SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), a.port()),
+            None => target,
+        },
+        SocketAddr::V4(_) => target,
+    }
+}
+
+/// Where the program's socket is bound locally, once the server has bound
+/// its twin to `remote` (the address the program asked for): a loopback
+/// port of the socket's family. The kernel makes an IPv6 socket bound to a
+/// specific IPv6 address IPv6-only, so a socket that is dual-stack on the
+/// server (wildcard or IPv4-mapped address, IPV6_V6ONLY off) is bound to
+/// the IPv4-mapped loopback instead of `::1`, and reads IPV6_V6ONLY back
+/// as the program set it.
+fn local_bind_addr(remote: SocketAddr, flags: BindFlags) -> SocketAddr {
+    if !flags.v6 {
+        return (Ipv4Addr::LOCALHOST, 0).into();
+    }
+    let dual_stack = match remote {
+        SocketAddr::V6(a) => {
+            flags.v6_only == Some(false)
+                && (a.ip().is_unspecified() || a.ip().to_ipv4_mapped().is_some())
+        }
+        SocketAddr::V4(_) => false,
+    };
+    if dual_stack {
+        (Ipv4Addr::LOCALHOST.to_ipv6_mapped(), 0).into()
+    } else {
+        (Ipv6Addr::LOCALHOST, 0).into()
+    }
 }
 
 async fn accept_loop(listener: TcpListener, v6: bool, rendezvous: Arc<Rendezvous>) {
@@ -490,5 +522,72 @@ impl BindFlags {
                 None
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(v6: bool, v6_only: Option<bool>) -> BindFlags {
+        BindFlags {
+            v6,
+            reuse_addr: false,
+            reuse_port: false,
+            v6_only,
+        }
+    }
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().expect("socket address")
+    }
+
+    #[test]
+    fn ipv4_sockets_bind_ipv4_loopback() {
+        assert_eq!(
+            local_bind_addr(sa("0.0.0.0:80"), flags(false, None)),
+            sa("127.0.0.1:0")
+        );
+        assert_eq!(
+            local_bind_addr(sa("10.1.2.3:80"), flags(false, None)),
+            sa("127.0.0.1:0")
+        );
+    }
+
+    #[test]
+    fn dual_stack_sockets_bind_the_mapped_loopback() {
+        let dual = flags(true, Some(false));
+        assert_eq!(
+            local_bind_addr(sa("[::]:80"), dual),
+            sa("[::ffff:127.0.0.1]:0")
+        );
+        assert_eq!(
+            local_bind_addr(sa("[::ffff:10.1.2.3]:80"), dual),
+            sa("[::ffff:127.0.0.1]:0")
+        );
+    }
+
+    #[test]
+    fn ipv6_only_or_specific_addresses_bind_ipv6_loopback() {
+        assert_eq!(
+            local_bind_addr(sa("[::]:80"), flags(true, Some(true))),
+            sa("[::1]:0")
+        );
+        // Unknown: the IPv6 loopback, as before.
+        assert_eq!(
+            local_bind_addr(sa("[::]:80"), flags(true, None)),
+            sa("[::1]:0")
+        );
+        assert_eq!(
+            local_bind_addr(sa("[fd00::1]:80"), flags(true, Some(false))),
+            sa("[::1]:0")
+        );
+    }
+
+    #[test]
+    fn mapped_listeners_are_reached_over_ipv4() {
+        assert_eq!(unmapped(sa("[::ffff:127.0.0.1]:5")), sa("127.0.0.1:5"));
+        assert_eq!(unmapped(sa("[::1]:5")), sa("[::1]:5"));
+        assert_eq!(unmapped(sa("127.0.0.1:5")), sa("127.0.0.1:5"));
     }
 }

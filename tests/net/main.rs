@@ -24,6 +24,7 @@ mod netns;
 mod coalesce;
 mod golang;
 mod incoming;
+mod ipv6;
 mod listeners;
 mod outgoing;
 mod signals;

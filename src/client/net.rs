@@ -26,7 +26,7 @@ use crate::proto::{Incoming, Reply, Request, SockAddr};
 use crate::tracer::registry::{RemoteSocket, SocketRegistry};
 use crate::transport::Link;
 use crate::transport::client::TcpStreams;
-use crate::transport::pump::{Nagle, pump_with};
+use crate::transport::pump::{Nagle, Unsent, pump_with};
 
 /// Pairs a connection accepted on rscq's listener with the program socket
 /// that made it, by the program socket's local port. Either side may come
@@ -84,7 +84,13 @@ pub struct Pumps {
     pub pure: Option<PurePumps>,
     /// The `nagle` layer: how the program's writes are coalesced.
     nagle: Option<(CoalesceConfig, Link)>,
+    /// Connections still carrying what the program wrote to the server.
+    unsent: Unsent,
 }
+
+/// How long rscq, once the program has ended, waits for the bytes it wrote
+/// to reach the server: a peer that never reads must not keep rscq alive.
+pub const DRAIN_AT_EXIT: Duration = Duration::from_secs(30);
 
 impl Pumps {
     /// Binds the listeners and starts accepting. Call inside the runtime.
@@ -114,7 +120,29 @@ impl Pumps {
             sockets,
             pure: pure.then(PurePumps::default),
             nagle: nagle.filter(|_| !pure),
+            unsent: Unsent::default(),
         })
+    }
+
+    /// At exit: waits, at most [`DRAIN_AT_EXIT`], until what the program
+    /// wrote to its remote connections has reached the server, so closing
+    /// the link does not cut it off.
+    pub async fn drain_at_exit(&self) {
+        let pure = self.pure.as_ref().map(PurePumps::unsent);
+        let settled = async {
+            self.unsent.settled().await;
+            if let Some(pure) = &pure {
+                pure.settled().await;
+            }
+        };
+        if tokio::time::timeout(DRAIN_AT_EXIT, settled).await.is_err() {
+            let pending = self.unsent.pending() + pure.as_ref().map_or(0, Unsent::pending);
+            eprintln!(
+                "rscq: {pending} connection(s) still sending {}s after the program ended; \
+                 their last bytes are lost",
+                DRAIN_AT_EXIT.as_secs()
+            );
+        }
     }
 
     /// For a non-blocking program socket whose remote connect was refused:
@@ -232,6 +260,7 @@ impl Pumps {
                     },
                 );
                 let sockets = self.sockets.clone();
+                let unsent = self.unsent.track();
                 let nagle = self.nagle.as_ref().map(|(config, link)| Nagle {
                     coalescer: Coalescer::new(*config),
                     program: Box::new(ProgramSocket::connected(
@@ -248,7 +277,7 @@ impl Pumps {
                         sockets.remove(ino);
                         return;
                     }
-                    pump_with(accepted, streams.send, streams.recv, nagle).await;
+                    pump_with(accepted, streams.send, streams.recv, nagle, Some(unsent)).await;
                     sockets.remove(ino);
                 });
             }
@@ -424,7 +453,7 @@ impl Pumps {
                         },
                     )),
                 });
-                pump_with(stream, send, recv, nagle).await;
+                pump_with(stream, send, recv, nagle, Some(self.unsent.track())).await;
                 let _ = self.sockets.owner_of_incoming(port);
             }
         }

@@ -30,4 +30,5 @@ mod outgoing;
 mod signals;
 mod sockopts;
 mod tcp_calls;
+mod threaded_servers;
 mod udp;

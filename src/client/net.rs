@@ -499,7 +499,7 @@ fn unmapped(target: SocketAddr) -> SocketAddr {
 /// server (wildcard or IPv4-mapped address, IPV6_V6ONLY off) is bound to
 /// the IPv4-mapped loopback instead of `::1`, and reads IPV6_V6ONLY back
 /// as the program set it.
-fn local_bind_addr(remote: SocketAddr, flags: BindFlags) -> SocketAddr {
+pub(crate) fn local_bind_addr(remote: SocketAddr, flags: BindFlags) -> SocketAddr {
     if !flags.v6 {
         return (Ipv4Addr::LOCALHOST, 0).into();
     }

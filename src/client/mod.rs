@@ -889,6 +889,7 @@ pub fn run(
         .join()
         .unwrap_or(Err(TracerError::NoProgram))?;
     drainer.runtime.block_on(drainer.drain_writes());
+    drainer.runtime.block_on(drainer.pumps.drain_at_exit());
     // Data the program believed written is gone: say so in the status too.
     if drainer.writes_lost.load(Ordering::SeqCst) && status == ExitStatus::Code(0) {
         status = ExitStatus::Code(1);

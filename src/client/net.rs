@@ -26,7 +26,7 @@ use crate::proto::{Incoming, Reply, Request, SockAddr};
 use crate::tracer::registry::{RemoteSocket, SocketRegistry};
 use crate::transport::Link;
 use crate::transport::client::TcpStreams;
-use crate::transport::pump::{Nagle, pump_with};
+use crate::transport::pump::{Nagle, Unsent, UnsentGuard, pump_with};
 
 /// Pairs a connection accepted on rscq's listener with the program socket
 /// that made it, by the program socket's local port. Either side may come
@@ -86,7 +86,13 @@ pub struct Pumps {
     nagle: Option<(CoalesceConfig, Link)>,
     /// Where a program socket waits while its remote connect goes on.
     pub hold: super::hold::Hold,
+    /// Connections still carrying what the program wrote to the server.
+    unsent: Unsent,
 }
+
+/// How long rscq, once the program has ended, waits for the bytes it wrote
+/// to reach the server: a peer that never reads must not keep rscq alive.
+pub const DRAIN_AT_EXIT: Duration = Duration::from_secs(30);
 
 impl Pumps {
     /// Binds the listeners and starts accepting. Call inside the runtime.
@@ -117,7 +123,29 @@ impl Pumps {
             pure: pure.then(PurePumps::default),
             nagle: nagle.filter(|_| !pure),
             hold: super::hold::Hold::bind()?,
+            unsent: Unsent::default(),
         })
+    }
+
+    /// At exit: waits, at most [`DRAIN_AT_EXIT`], until what the program
+    /// wrote to its remote connections has reached the server, so closing
+    /// the link does not cut it off.
+    pub async fn drain_at_exit(&self) {
+        let pure = self.pure.as_ref().map(PurePumps::unsent);
+        let settled = async {
+            self.unsent.settled().await;
+            if let Some(pure) = &pure {
+                pure.settled().await;
+            }
+        };
+        if tokio::time::timeout(DRAIN_AT_EXIT, settled).await.is_err() {
+            let pending = self.unsent.pending() + pure.as_ref().map_or(0, Unsent::pending);
+            eprintln!(
+                "rscq: {pending} connection(s) still sending {}s after the program ended; \
+                 their last bytes are lost",
+                DRAIN_AT_EXIT.as_secs()
+            );
+        }
     }
 
     /// For a non-blocking program socket whose remote connect was refused:
@@ -241,6 +269,7 @@ impl Pumps {
             streams,
             starter,
             nagle,
+            unsent: self.pure.is_none().then(|| self.unsent.track()),
             sockets: self.sockets.clone(),
         }
     }
@@ -254,6 +283,9 @@ pub struct Carrier {
     /// With `--pure`: the registered stop-and-wait pump.
     starter: Option<super::pure::Starter>,
     nagle: Option<Nagle>,
+    /// Counts the connection until what the program wrote reached the
+    /// server (the pure pump counts its own).
+    unsent: Option<UnsentGuard>,
     sockets: SocketRegistry,
 }
 
@@ -265,13 +297,14 @@ impl Carrier {
             streams,
             starter,
             nagle,
+            unsent,
             sockets,
         } = self;
         match starter {
             Some(starter) => starter.start(accepted, streams.send, streams.recv),
             None => {
                 tokio::spawn(async move {
-                    pump_with(accepted, streams.send, streams.recv, nagle).await;
+                    pump_with(accepted, streams.send, streams.recv, nagle, unsent).await;
                     sockets.remove(ino);
                 });
             }
@@ -322,7 +355,6 @@ impl Pumps {
         options: Vec<crate::proto::SockOption>,
     ) -> Result<(), Errno> {
         let flags = BindFlags::of(&dup)?;
-        let v6 = flags.v6;
         let request = Request::TcpBind {
             addr,
             reuse_addr: flags.reuse_addr,
@@ -343,11 +375,7 @@ impl Pumps {
             Ok(Ok(_)) | Err(_) => return Err(Errno::EIO),
             Ok(Err(e)) => return Err(e),
         };
-        let loopback: SocketAddr = if v6 {
-            (Ipv6Addr::LOCALHOST, 0).into()
-        } else {
-            (Ipv4Addr::LOCALHOST, 0).into()
-        };
+        let loopback = local_bind_addr(SocketAddr::from(addr), flags);
         let undo = || async {
             let _ = link.call(&Request::TcpUnbind { listener }).await;
         };
@@ -415,12 +443,10 @@ impl Pumps {
         // Our end is bound and registered before it connects: the program
         // may accept (and look the connection up) as soon as it does.
         let prepared = match self.sockets.listener_addr(incoming.listener) {
-            Some(addr) => bound_socket(addr)
-                .ok()
-                .map(|(socket, port)| (addr, socket, port)),
+            Some(addr) => bound_socket(addr).ok(),
             None => None,
         };
-        let Some((addr, socket, port)) = prepared else {
+        let Some((socket, port, addr)) = prepared else {
             let _ = send.reset(reset);
             return;
         };
@@ -462,15 +488,18 @@ impl Pumps {
                         },
                     )),
                 });
-                pump_with(stream, send, recv, nagle).await;
+                pump_with(stream, send, recv, nagle, Some(self.unsent.track())).await;
                 let _ = self.sockets.owner_of_incoming(port);
             }
         }
     }
 }
 
-/// A TCP socket bound to a free loopback port of `target`'s family.
-fn bound_socket(target: SocketAddr) -> std::io::Result<(tokio::net::TcpSocket, u16)> {
+/// A TCP socket bound to a free loopback port, to connect to the
+/// program's listener at `target`; returns it with its port and the address
+/// to connect to (an IPv4-mapped listener is reached over IPv4).
+fn bound_socket(target: SocketAddr) -> std::io::Result<(tokio::net::TcpSocket, u16, SocketAddr)> {
+    let target = unmapped(target);
     let (socket, loopback): (_, SocketAddr) = if target.is_ipv6() {
         (
             tokio::net::TcpSocket::new_v6()?,
@@ -484,7 +513,43 @@ fn bound_socket(target: SocketAddr) -> std::io::Result<(tokio::net::TcpSocket, u
     };
     socket.bind(loopback)?;
     let port = socket.local_addr()?.port();
-    Ok((socket, port))
+    Ok((socket, port, target))
+}
+
+/// `target` with an IPv4-mapped IPv6 address as the IPv4 address it maps.
+fn unmapped(target: SocketAddr) -> SocketAddr {
+    match target {
+        SocketAddr::V6(a) => match a.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), a.port()),
+            None => target,
+        },
+        SocketAddr::V4(_) => target,
+    }
+}
+
+/// Where the program's socket is bound locally, once the server has bound
+/// its twin to `remote` (the address the program asked for): a loopback
+/// port of the socket's family. The kernel makes an IPv6 socket bound to a
+/// specific IPv6 address IPv6-only, so a socket that is dual-stack on the
+/// server (wildcard or IPv4-mapped address, IPV6_V6ONLY off) is bound to
+/// the IPv4-mapped loopback instead of `::1`, and reads IPV6_V6ONLY back
+/// as the program set it.
+pub(crate) fn local_bind_addr(remote: SocketAddr, flags: BindFlags) -> SocketAddr {
+    if !flags.v6 {
+        return (Ipv4Addr::LOCALHOST, 0).into();
+    }
+    let dual_stack = match remote {
+        SocketAddr::V6(a) => {
+            flags.v6_only == Some(false)
+                && (a.ip().is_unspecified() || a.ip().to_ipv4_mapped().is_some())
+        }
+        SocketAddr::V4(_) => false,
+    };
+    if dual_stack {
+        (Ipv4Addr::LOCALHOST.to_ipv6_mapped(), 0).into()
+    } else {
+        (Ipv6Addr::LOCALHOST, 0).into()
+    }
 }
 
 async fn accept_loop(listener: TcpListener, v6: bool, rendezvous: Arc<Rendezvous>) {
@@ -521,5 +586,72 @@ impl BindFlags {
                 None
             },
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(v6: bool, v6_only: Option<bool>) -> BindFlags {
+        BindFlags {
+            v6,
+            reuse_addr: false,
+            reuse_port: false,
+            v6_only,
+        }
+    }
+
+    fn sa(s: &str) -> SocketAddr {
+        s.parse().expect("socket address")
+    }
+
+    #[test]
+    fn ipv4_sockets_bind_ipv4_loopback() {
+        assert_eq!(
+            local_bind_addr(sa("0.0.0.0:80"), flags(false, None)),
+            sa("127.0.0.1:0")
+        );
+        assert_eq!(
+            local_bind_addr(sa("10.1.2.3:80"), flags(false, None)),
+            sa("127.0.0.1:0")
+        );
+    }
+
+    #[test]
+    fn dual_stack_sockets_bind_the_mapped_loopback() {
+        let dual = flags(true, Some(false));
+        assert_eq!(
+            local_bind_addr(sa("[::]:80"), dual),
+            sa("[::ffff:127.0.0.1]:0")
+        );
+        assert_eq!(
+            local_bind_addr(sa("[::ffff:10.1.2.3]:80"), dual),
+            sa("[::ffff:127.0.0.1]:0")
+        );
+    }
+
+    #[test]
+    fn ipv6_only_or_specific_addresses_bind_ipv6_loopback() {
+        assert_eq!(
+            local_bind_addr(sa("[::]:80"), flags(true, Some(true))),
+            sa("[::1]:0")
+        );
+        // Unknown: the IPv6 loopback, as before.
+        assert_eq!(
+            local_bind_addr(sa("[::]:80"), flags(true, None)),
+            sa("[::1]:0")
+        );
+        assert_eq!(
+            local_bind_addr(sa("[fd00::1]:80"), flags(true, Some(false))),
+            sa("[::1]:0")
+        );
+    }
+
+    #[test]
+    fn mapped_listeners_are_reached_over_ipv4() {
+        assert_eq!(unmapped(sa("[::ffff:127.0.0.1]:5")), sa("127.0.0.1:5"));
+        assert_eq!(unmapped(sa("[::1]:5")), sa("[::1]:5"));
+        assert_eq!(unmapped(sa("127.0.0.1:5")), sa("127.0.0.1:5"));
     }
 }

@@ -17,6 +17,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::errno::Errno;
 use crate::proto::{PureOp, PureReply, frame};
+use crate::transport::pump::{Unsent, UnsentGuard};
 
 /// What a `recv` asks for before rscq has seen one.
 const DEFAULT_FETCH: u32 = 16 * 1024;
@@ -143,11 +144,19 @@ impl PurePump {
 pub struct PurePumps {
     pumps: Arc<Mutex<HashMap<u64, Arc<PurePump>>>>,
     next: Arc<AtomicU64>,
+    /// Connections whose program side has not yet been shut down on the
+    /// server (its close answered).
+    unsent: Unsent,
 }
 
 impl PurePumps {
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<PurePump>>> {
         self.pumps.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The connections still carrying what the program wrote.
+    pub fn unsent(&self) -> Unsent {
+        self.unsent.clone()
     }
 
     pub fn get(&self, id: u64) -> Option<Arc<PurePump>> {
@@ -210,8 +219,9 @@ impl Starter {
             rx,
             pumps,
         } = self;
+        let unsent = pumps.unsent.track();
         tokio::spawn(async move {
-            run(local, send, recv, rx, &pump).await;
+            run(local, send, recv, rx, &pump, unsent).await;
             pumps.map().remove(&id);
         });
     }
@@ -230,7 +240,9 @@ async fn run(
     recv: quinn::RecvStream,
     mut commands: mpsc::UnboundedReceiver<Command>,
     pump: &Arc<PurePump>,
+    unsent: UnsentGuard,
 ) {
+    let mut unsent = Some(unsent);
     let (mut rd, wr) = local.into_split();
     let waiters = Arc::new(Mutex::new(Waiters::default()));
     let replies = tokio::spawn(route_replies(recv, wr, waiters.clone(), pump.clone()));
@@ -252,14 +264,27 @@ async fn run(
             // Bytes the program wrote through a call rscq does not trap
             // (sendfile, splice), and its shutdown or close.
             read = rd.read(&mut from_program), if !program_done => {
-                // Nobody waits for these answers.
-                lock(&waiters).sends.push_back(oneshot::channel().0);
                 match read {
                     Ok(0) | Err(_) => {
                         program_done = true;
+                        // Answered once the server has sent everything
+                        // before it: then nothing the program wrote is
+                        // left in flight.
+                        let (done, answered) = oneshot::channel();
+                        lock(&waiters).sends.push_back(done);
+                        if let Some(unsent) = unsent.take() {
+                            tokio::spawn(async move {
+                                let _ = answered.await;
+                                drop(unsent);
+                            });
+                        }
                         PureOp::ShutdownWrite
                     }
-                    Ok(n) => PureOp::Send(from_program[..n].to_vec()),
+                    Ok(n) => {
+                        // Nobody waits for this answer.
+                        lock(&waiters).sends.push_back(oneshot::channel().0);
+                        PureOp::Send(from_program[..n].to_vec())
+                    }
                 }
             }
         };

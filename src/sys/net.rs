@@ -19,8 +19,8 @@ pub fn drop_all_incoming(socket: impl AsFd) -> Result<(), Errno> {
         len: 1,
         filter: program.as_mut_ptr(),
     };
-    let len = libc::socklen_t::try_from(size_of::<libc::sock_fprog>())
-        .map_err(|_| Errno::EINVAL)?;
+    let len =
+        libc::socklen_t::try_from(size_of::<libc::sock_fprog>()).map_err(|_| Errno::EINVAL)?;
     // SAFETY: `fprog` points at `program`, both live across the call, and
     // `len` is the size of `fprog`; the kernel copies the filter in.
     let rc = unsafe {

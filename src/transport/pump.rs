@@ -158,18 +158,72 @@ async fn forward_coalesced(
     }
 }
 
+/// Counts the connections whose socket-to-stream direction is still under
+/// way: bytes written to the socket that the peer has not acknowledged yet.
+/// A program that writes and exits leaves its last bytes in flight; rscq
+/// waits for them before it closes the connection to the server (the
+/// kernel would send them after the process was gone, too).
+#[derive(Debug, Clone)]
+pub struct Unsent {
+    count: std::sync::Arc<tokio::sync::watch::Sender<usize>>,
+}
+
+impl Default for Unsent {
+    fn default() -> Self {
+        Self {
+            count: std::sync::Arc::new(tokio::sync::watch::Sender::new(0)),
+        }
+    }
+}
+
+/// One connection's share of [`Unsent`], released when dropped.
+#[derive(Debug)]
+pub struct UnsentGuard {
+    count: std::sync::Arc<tokio::sync::watch::Sender<usize>>,
+}
+
+impl Drop for UnsentGuard {
+    fn drop(&mut self) {
+        self.count.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+impl Unsent {
+    /// Counts one more connection until the guard is dropped.
+    pub fn track(&self) -> UnsentGuard {
+        self.count.send_modify(|n| *n += 1);
+        UnsentGuard {
+            count: self.count.clone(),
+        }
+    }
+
+    /// How many connections are counted now.
+    pub fn pending(&self) -> usize {
+        *self.count.borrow()
+    }
+
+    /// Waits until no connection is counted.
+    pub async fn settled(&self) {
+        let mut changes = self.count.subscribe();
+        let _ = changes.wait_for(|n| *n == 0).await;
+    }
+}
+
 /// Pumps until both directions are done. Half-closes pass through as
 /// `shutdown`/stream finish; a reset on either side resets the other.
 pub async fn pump(socket: TcpStream, send: quinn::SendStream, recv: quinn::RecvStream) {
-    pump_with(socket, send, recv, None).await;
+    pump_with(socket, send, recv, None, None).await;
 }
 
-/// [`pump`], with the program's writes coalesced by `nagle` when given.
+/// [`pump`], with the program's writes coalesced by `nagle` when given;
+/// `unsent` is released once the socket-to-stream direction is done (the
+/// socket ended and the peer acknowledged everything, or it failed).
 pub async fn pump_with(
     socket: TcpStream,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     mut nagle: Option<Nagle>,
+    unsent: Option<UnsentGuard>,
 ) {
     let _ = socket.set_nodelay(true);
     let (mut rd, wr) = socket.into_split();
@@ -190,6 +244,7 @@ pub async fn pump_with(
             }
             Upstream::Closed => {}
         }
+        drop(unsent);
     };
     let answered_by_peer = &answered;
     let downstream = async move {
@@ -235,5 +290,30 @@ pub async fn pump_with(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod unsent_tests {
+    use super::Unsent;
+
+    #[tokio::test]
+    async fn settles_when_every_guard_is_dropped() {
+        let unsent = Unsent::default();
+        unsent.settled().await;
+        let a = unsent.track();
+        let b = unsent.track();
+        assert_eq!(unsent.pending(), 2);
+        drop(a);
+        assert_eq!(unsent.pending(), 1);
+        let waiter = tokio::spawn({
+            let unsent = unsent.clone();
+            async move { unsent.settled().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        drop(b);
+        waiter.await.expect("settled");
+        assert_eq!(unsent.pending(), 0);
     }
 }

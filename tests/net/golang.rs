@@ -49,12 +49,13 @@ func main() {
 }
 "#;
 
-/// Builds the Go program statically with the pure-Go resolver; the Go
-/// build cache lives next to rscq's binaries, so a rebuild is quick.
-fn build(lab: &Lab) -> PathBuf {
+/// Builds the Go program `source` as `name` in the lab's directory,
+/// statically with the pure-Go resolver; the Go build cache lives next to
+/// rscq's binaries, so a rebuild is quick.
+pub fn build(lab: &Lab, name: &str, source: &str) -> PathBuf {
     let target = Path::new(RSCQ).parent().expect("target dir");
-    let source = lab.write("fetch.go", FETCH_GO.as_bytes());
-    let binary = lab.dir.join("fetch");
+    let source = lab.write(&format!("{name}.go"), source.as_bytes());
+    let binary = lab.dir.join(name);
     let mut c = cmd(&[
         "go",
         "build",
@@ -94,7 +95,7 @@ fn go_program_resolves_and_fetches() {
     let data = pattern(3 * 1024 * 1024 + 5, 0x90);
     fs::write(dir.join("data"), &data).expect("write");
     let _web = lab.web_http(&dir, 8000);
-    let binary = build(&lab);
+    let binary = build(&lab, "fetch", FETCH_GO);
     let url = "http://gohost.rscq.test:8000/data";
     let argv = [p(&binary), "gohost.rscq.test", url];
 

@@ -471,3 +471,15 @@ pub fn write_file(dir: &Path, name: &str, data: &[u8]) -> PathBuf {
     fs::write(&path, data).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
     path
 }
+
+/// Compiles the C program `source` with gcc into `dir/name` (extra
+/// arguments, such as `-pthread`, come last) and returns its path.
+#[track_caller]
+pub fn compile_c(dir: &Path, name: &str, source: &str, extra: &[&str]) -> PathBuf {
+    let src = write_file(dir, &format!("{name}.c"), source.as_bytes());
+    let bin = dir.join(name);
+    let mut argv = vec!["gcc", "-O1", "-Wall", "-o", p(&bin), p(&src)];
+    argv.extend_from_slice(extra);
+    run(cmd(&argv)).success();
+    bin
+}

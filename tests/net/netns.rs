@@ -4,7 +4,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -37,6 +37,11 @@ pub struct Topology {
     pub remote_web_ip: Ipv4Addr,
     /// `web`'s address.
     pub web_ip: Ipv4Addr,
+    /// The same four ends' IPv6 addresses (ULA, one /64 per link).
+    pub local_ip6: Ipv6Addr,
+    pub remote_ip6: Ipv6Addr,
+    pub remote_web_ip6: Ipv6Addr,
+    pub web_ip6: Ipv6Addr,
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -66,6 +71,10 @@ impl Topology {
             remote_ip: Ipv4Addr::new(10, a, b, 2),
             remote_web_ip: Ipv4Addr::new(10, a, c, 1),
             web_ip: Ipv4Addr::new(10, a, c, 2),
+            local_ip6: ula(a, b, 1),
+            remote_ip6: ula(a, b, 2),
+            remote_web_ip6: ula(a, c, 1),
+            web_ip6: ula(a, c, 2),
         };
         for i in 0..3 {
             let name = t.names[i].clone();
@@ -81,7 +90,10 @@ impl Topology {
                 &name,
                 "sh",
                 "-c",
-                "echo 0 > /proc/sys/net/ipv4/ip_forward",
+                "echo 0 > /proc/sys/net/ipv4/ip_forward \
+                 && echo 0 > /proc/sys/net/ipv6/conf/all/forwarding \
+                 && echo 0 > /proc/sys/net/ipv6/conf/all/disable_ipv6 \
+                 && echo 0 > /proc/sys/net/ipv6/conf/default/disable_ipv6",
             ]))
             .success();
         }
@@ -123,6 +135,35 @@ impl Topology {
             (&w, "to-remote", t.web_ip),
         ] {
             ip(&["-n", ns, "addr", "add", &format!("{addr}/24"), "dev", dev]);
+        }
+        // nodad: the addresses are usable at once, with no wait for
+        // duplicate address detection. Like the IPv4 ones, each is on its
+        // link's prefix only, with no default route, so web's address is
+        // reachable from remote and from nowhere else.
+        for (ns, dev, addr) in [
+            (&l, "to-remote", t.local_ip6),
+            (&r, "to-local", t.remote_ip6),
+            (&r, "to-web", t.remote_web_ip6),
+            (&w, "to-remote", t.web_ip6),
+        ] {
+            ip(&[
+                "-n",
+                ns,
+                "-6",
+                "addr",
+                "add",
+                &format!("{addr}/64"),
+                "dev",
+                dev,
+                "nodad",
+            ]);
+        }
+        for (ns, dev) in [
+            (&l, "to-remote"),
+            (&r, "to-local"),
+            (&r, "to-web"),
+            (&w, "to-remote"),
+        ] {
             ip(&["-n", ns, "link", "set", dev, "up"]);
         }
         t
@@ -143,6 +184,12 @@ impl Topology {
         full.extend(argv.iter().map(|a| a.as_ref().to_owned()));
         cmd(&full)
     }
+}
+
+/// `fd00:0:A:B::HOST`: the ULA of host `host` on the link numbered `a.b`
+/// in the IPv4 plan.
+fn ula(a: u8, b: u8, host: u16) -> Ipv6Addr {
+    Ipv6Addr::new(0xfd00, 0, u16::from(a), u16::from(b), 0, 0, 0, host)
 }
 
 impl Drop for Topology {
@@ -173,7 +220,12 @@ const SERVERS_PY: &str = r#"
 import socket, sys, threading
 from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
 
+def family(host):
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
 def whoami(host, port):
+    class Server(ThreadingHTTPServer):
+        address_family = family(host)
     class H(BaseHTTPRequestHandler):
         def do_GET(self):
             body = (self.client_address[0] + "\n").encode()
@@ -184,12 +236,12 @@ def whoami(host, port):
             self.wfile.write(body)
         def log_message(self, *a):
             pass
-    srv = ThreadingHTTPServer((host, port), H)
+    srv = Server((host, port), H)
     print("READY", flush=True)
     srv.serve_forever()
 
 def echo(host, port, name):
-    ls = socket.socket()
+    ls = socket.socket(family(host))
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     ls.bind((host, port))
     ls.listen(16)
@@ -440,9 +492,16 @@ impl Lab {
     /// `python3 -m http.server PORT` in `web`, serving `dir`.
     #[track_caller]
     pub fn web_http(&self, dir: &Path, port: u16) -> Running {
+        self.web_http_at(self.net.web_ip.into(), dir, port)
+    }
+
+    /// `python3 -m http.server PORT` on web's address `web_ip` (IPv4 or
+    /// IPv6), serving `dir`.
+    #[track_caller]
+    pub fn web_http_at(&self, web_ip: IpAddr, dir: &Path, port: u16) -> Running {
         let py = python();
         let port = port.to_string();
-        let web_ip = self.net.web_ip.to_string();
+        let web_ip = web_ip.to_string();
         let c = self.exec(
             Ns::Web,
             &[
@@ -465,7 +524,13 @@ impl Lab {
     /// An HTTP server in `web` whose every answer is the client's address.
     #[track_caller]
     pub fn web_whoami(&self, port: u16) -> Running {
-        self.web_helper(&["whoami", &self.net.web_ip.to_string(), &port.to_string()])
+        self.web_whoami_at(self.net.web_ip.into(), port)
+    }
+
+    /// [`Lab::web_whoami`] on web's address `web_ip` (IPv4 or IPv6).
+    #[track_caller]
+    pub fn web_whoami_at(&self, web_ip: IpAddr, port: u16) -> Running {
+        self.web_helper(&["whoami", &web_ip.to_string(), &port.to_string()])
     }
 
     /// A TCP echo server in `web`: with `name` `-` it echoes bytes as they
@@ -473,12 +538,13 @@ impl Lab {
     /// after the client's EOF.
     #[track_caller]
     pub fn web_echo(&self, port: u16, name: &str) -> Running {
-        self.web_helper(&[
-            "echo",
-            &self.net.web_ip.to_string(),
-            &port.to_string(),
-            name,
-        ])
+        self.web_echo_at(self.net.web_ip.into(), port, name)
+    }
+
+    /// [`Lab::web_echo`] on web's address `web_ip` (IPv4 or IPv6).
+    #[track_caller]
+    pub fn web_echo_at(&self, web_ip: IpAddr, port: u16, name: &str) -> Running {
+        self.web_helper(&["echo", &web_ip.to_string(), &port.to_string(), name])
     }
 
     #[track_caller]

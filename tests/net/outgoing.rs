@@ -469,3 +469,82 @@ fn asyncio_pipe_and_two_connections() {
         );
     }
 }
+
+/// `HOST PORT`: one connection at a time, read to its end; prints how
+/// many bytes came and their sha256.
+const SINK_PY: &str = r#"
+import hashlib, socket, sys
+ls = socket.socket()
+ls.bind((sys.argv[1], int(sys.argv[2])))
+ls.listen(4)
+print("READY", flush=True)
+while True:
+    c, _ = ls.accept()
+    h, n = hashlib.sha256(), 0
+    while True:
+        d = c.recv(65536)
+        if not d:
+            break
+        h.update(d)
+        n += len(d)
+    c.close()
+    print("got", n, h.hexdigest(), flush=True)
+"#;
+
+/// `HOST PORT SIZE`: writes SIZE bytes and exits at once, leaving them to
+/// the kernel (and, under rscq, to rscq) to deliver.
+const WRITE_AND_EXIT_PY: &str = r#"
+import os, socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30)
+size = int(sys.argv[3])
+s.sendall(bytes(i * 31 % 251 for i in range(size)))
+os._exit(0)
+"#;
+
+/// A program that writes a few MB to web and exits right away: web still
+/// gets every byte, under rscq as natively.
+#[test]
+fn bytes_written_before_exit_reach_web() {
+    let Some(lab) = Lab::new("bytes_written_before_exit_reach_web", &[]) else {
+        return;
+    };
+    let py = python();
+    let web_ip = lab.net.web_ip.to_string();
+    let sink = lab.write("sink.py", SINK_PY.as_bytes());
+    let mut srv = Running::spawn(lab.exec(Ns::Web, &[py.as_str(), p(&sink), &web_ip, "7300"]));
+    srv.wait_stdout("READY", std::time::Duration::from_secs(30));
+    let size = 6 * 1024 * 1024 + 11;
+    let data: Vec<u8> = (0..size)
+        .map(|i| u8::try_from(i * 31 % 251).expect("fits"))
+        .collect();
+    let want = format!("got {size} {}\n", sha256(&data));
+    let writer = lab.write("write_and_exit.py", WRITE_AND_EXIT_PY.as_bytes());
+    let size_s = size.to_string();
+    let argv = [py.as_str(), p(&writer), &web_ip, "7300", &size_s];
+    let runs: [(&str, Option<&[&str]>); 3] = [
+        ("native", None),
+        ("default", Some(MODES[0])),
+        ("--pure", Some(MODES[1])),
+    ];
+    let mut expected = String::from("READY\n");
+    for (what, mode) in runs {
+        let c = match mode {
+            None => lab.exec(Ns::Remote, &argv),
+            Some(mode) => lab.rscq(mode, &argv),
+        };
+        let out = lab.run_ok(c);
+        expected.push_str(&want);
+        let deadline = std::time::Instant::now() + crate::harness::TIMEOUT;
+        while srv.stdout_now().len() < expected.len() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(
+            srv.stdout_now(),
+            expected,
+            "({what}) what web received\n{}\n--- sink ---\n{}\n--- rscq-server ---\n{}",
+            out.dump(),
+            srv.snapshot().dump(),
+            lab.server_log()
+        );
+    }
+}

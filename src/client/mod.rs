@@ -483,6 +483,15 @@ impl Forwarder for Engine {
                 return;
             }
         };
+        // An IPv6-only socket cannot reach an IPv4 peer (tcp_v6_connect);
+        // the server's socket would not know it is one.
+        if let crate::proto::SockAddr::V6 { ip, .. } = addr
+            && std::net::Ipv6Addr::from(ip).to_ipv4_mapped().is_some()
+            && rustix::net::sockopt::ipv6_v6only(&dup).unwrap_or(false)
+        {
+            self.connect_reply(tid, op, Err(Errno(libc::ENETUNREACH)), Duration::ZERO);
+            return;
+        }
         let nonblocking =
             rustix::fs::fcntl_getfl(&dup).is_ok_and(|f| f.contains(rustix::fs::OFlags::NONBLOCK));
         let waiter = connect::Waiter {

@@ -76,6 +76,14 @@ for target in (host, mapped):
         data += chunk
     print("reply", data)
     s.close()
+import errno
+s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+try:
+    s.connect((mapped, port))
+    print("v6only to mapped: connected")
+except OSError as e:
+    print("v6only to mapped:", errno.errorcode.get(e.errno))
 "#;
 
 /// Outgoing TCP over IPv6: curl fetches from web's IPv6 address, web sees
@@ -109,7 +117,8 @@ fn ipv6_outgoing_tcp() {
          reply b'E:hi {web6}\\n'\n\
          peer {web4_mapped} 7000 flowinfo 0 scope 0\n\
          sock {} port nonzero True\n\
-         reply b'E:hi {web4_mapped}\\n'\n",
+         reply b'E:hi {web4_mapped}\\n'\n\
+         v6only to mapped: ENETUNREACH\n",
         lab.net.remote_web_ip6,
         mapped(lab.net.remote_web_ip),
     );

@@ -607,6 +607,19 @@ impl Forwarder for Engine {
                 1
             };
             let unread = || rustix::io::ioctl_fionread(&dup).unwrap_or(0);
+            if wait == PureWait::Available {
+                let before = unread();
+                if pump.fetch(len, true).await? {
+                    // The bytes cross loopback into the program's socket.
+                    for _ in 0..1000 {
+                        if pump.at_eof() || unread() > before {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_micros(50)).await;
+                    }
+                }
+                return Ok(());
+            }
             let ready = || pump.at_eof() || unread() >= want;
             // A blocking call may only run natively once its socket holds
             // bytes or the end of the stream; a non-blocking one after one

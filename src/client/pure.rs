@@ -69,9 +69,16 @@ impl PurePump {
     /// One round trip: fetches at most `max` bytes into the program's
     /// socket. If a fetch is already on its way, waits for it instead, so
     /// there is never more than one.
-    pub async fn fetch(self: &Arc<Self>, max: u32, nonblocking: bool) -> Result<(), Errno> {
+    /// Returns whether bytes (or the end of the stream) came.
+    pub async fn fetch(self: &Arc<Self>, max: u32, nonblocking: bool) -> Result<bool, Errno> {
         self.last_recv.store(max.max(1), Ordering::SeqCst);
         while self.in_flight.swap(true, Ordering::SeqCst) {
+            // A fetch on its way may wait for bytes the server does not
+            // have yet: a non-blocking caller, as the kernel, does not wait
+            // for them.
+            if nonblocking {
+                return Ok(false);
+            }
             // Registered before the check, so a fetch that ends in between
             // still wakes this one (notify_waiters only wakes registered
             // waiters).
@@ -84,8 +91,8 @@ impl PurePump {
             // That fetch brought bytes (or the end): this caller is served.
             // If it brought nothing (a non-blocking try), a blocking caller
             // goes on to fetch itself.
-            if nonblocking || self.delivered.load(Ordering::SeqCst) {
-                return Ok(());
+            if self.delivered.load(Ordering::SeqCst) {
+                return Ok(true);
             }
         }
         let (done, result) = oneshot::channel();
@@ -106,7 +113,7 @@ impl PurePump {
         if self.poll_waiting.swap(false, Ordering::SeqCst) {
             self.prefetch();
         }
-        outcome.map(|_| ())
+        outcome
     }
 
     /// For a `poll` on an empty socket: starts a fetch of the last `recv`

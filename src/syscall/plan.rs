@@ -59,8 +59,9 @@ pub trait Tracee {
     fn connect_error(&mut self, fd: i32) -> Option<Errno>;
     /// Bytes waiting to be read on a socket fd (`FIONREAD`).
     fn socket_unread(&mut self, fd: i32) -> Option<usize>;
-    /// The fds an epoll instance watches for input (from its fdinfo).
-    fn epoll_inputs(&mut self, epfd: i32) -> Vec<i32>;
+    /// The fds an epoll instance watches for input (from its fdinfo), each
+    /// with whether it is edge-triggered.
+    fn epoll_inputs(&mut self, epfd: i32) -> Vec<(i32, bool)>;
     /// The loopback address of the relay that stands for remote `peer`
     /// (made on first use), for a program socket of family IPv6 or not.
     fn udp_relay(&mut self, v6: bool, peer: SockAddr) -> Option<SockAddr>;
@@ -160,6 +161,8 @@ pub enum PureWait {
     Any,
     /// `MSG_WAITALL`: all `len` bytes (or the end of the stream).
     All,
+    /// `FIONREAD`: one non-blocking try, even with bytes already there.
+    Available,
 }
 
 /// What happens after the program's own syscall ran natively.
@@ -1376,12 +1379,12 @@ impl<T: Tracee> Planner<'_, T> {
             libc::SYS_poll | libc::SYS_ppoll => {
                 let n = usize::try_from(a[1].min(4096)).unwrap_or(0);
                 let bytes = self.t.read_bytes(a[0], n * 8).ok()?;
-                let fds: Vec<i32> = bytes
+                let fds: Vec<(i32, bool)> = bytes
                     .chunks_exact(8)
                     .filter(|p| {
                         i16::from_ne_bytes([p[4], p[5]]) & (libc::POLLIN | libc::POLLRDNORM) != 0
                     })
-                    .map(|p| i32::from_ne_bytes([p[0], p[1], p[2], p[3]]))
+                    .map(|p| (i32::from_ne_bytes([p[0], p[1], p[2], p[3]]), false))
                     .collect();
                 self.prefetch_plan(&fds)
             }
@@ -1391,9 +1394,9 @@ impl<T: Tracee> Planner<'_, T> {
                     return None;
                 }
                 let bytes = self.t.read_bytes(a[1], nfds.div_ceil(64) * 8).ok()?;
-                let fds: Vec<i32> = (0..nfds)
+                let fds: Vec<(i32, bool)> = (0..nfds)
                     .filter(|i| bytes[i / 8] & (1 << (i % 8)) != 0)
-                    .filter_map(|i| i32::try_from(i).ok())
+                    .filter_map(|i| Some((i32::try_from(i).ok()?, false)))
                     .collect();
                 self.prefetch_plan(&fds)
             }
@@ -1401,18 +1404,31 @@ impl<T: Tracee> Planner<'_, T> {
                 let fds = self.t.epoll_inputs(fd);
                 self.prefetch_plan(&fds)
             }
+            // `FIONREAD` counts what the remote socket holds: one round
+            // trip brings it all into the program's socket, and the ioctl
+            // then runs on it.
+            libc::SYS_ioctl if a[1] == libc::FIONREAD => Some(Plan::PureRecv {
+                fd,
+                pump: self.pure_pump(fd)?,
+                len: MAX_IO,
+                wait: PureWait::Available,
+            }),
             _ => None,
         }
     }
 
-    fn prefetch_plan(&mut self, fds: &[i32]) -> Option<Plan> {
+    /// A wait for input on `fds` (each with whether it is edge-triggered)
+    /// starts one fetch for each remote socket that has nothing to read, so
+    /// that it can become readable; an edge-triggered one needs new bytes
+    /// to be reported again even when it has some.
+    fn prefetch_plan(&mut self, fds: &[(i32, bool)]) -> Option<Plan> {
         let mut pumps = Vec::new();
         let mut udp = Vec::new();
-        for &fd in fds {
+        for &(fd, edge) in fds {
             let Some(sock) = self.t.remote_socket(fd) else {
                 continue;
             };
-            if self.t.socket_unread(fd).unwrap_or(0) != 0 {
+            if !edge && self.t.socket_unread(fd).unwrap_or(0) != 0 {
                 continue;
             }
             if let Some(pump) = sock.pure_pump {

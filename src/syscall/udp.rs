@@ -660,7 +660,7 @@ mod tests {
         fn socket_unread(&mut self, _: i32) -> Option<usize> {
             Some(self.unread)
         }
-        fn epoll_inputs(&mut self, _: i32) -> Vec<i32> {
+        fn epoll_inputs(&mut self, _: i32) -> Vec<(i32, bool)> {
             Vec::new()
         }
         fn udp_relay(&mut self, _: bool, peer: SockAddr) -> Option<SockAddr> {

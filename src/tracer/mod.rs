@@ -232,6 +232,16 @@ pub fn filter_rules(config: &TracerConfig) -> Vec<(i64, seccomp::Action)> {
             for nr in PURE_SOCKET_CALLS {
                 rules.push((nr, seccomp::Action::Trace));
             }
+            // What a remote socket holds is known only on the server.
+            if let Ok(fionread) = u32::try_from(libc::FIONREAD) {
+                rules.push((
+                    libc::SYS_ioctl,
+                    seccomp::Action::TraceIfArg {
+                        arg: 1,
+                        value: fionread,
+                    },
+                ));
+            }
         } else {
             // A send with a destination, and a receive that asks for the
             // source, may concern a remote UDP socket.
@@ -1607,7 +1617,7 @@ pub fn dup_fd(tgid: i32, fd: i32) -> Option<OwnedFd> {
 
 /// The fds an epoll instance watches for input, from the `tfd:` lines of
 /// its `/proc/PID/fdinfo/EPFD`.
-fn epoll_input_fds(fdinfo: &str) -> Vec<i32> {
+fn epoll_input_fds(fdinfo: &str) -> Vec<(i32, bool)> {
     fdinfo
         .lines()
         .filter_map(|line| {
@@ -1620,7 +1630,8 @@ fn epoll_input_fds(fdinfo: &str) -> Vec<i32> {
                 return None;
             }
             let events = u32::from_str_radix(words.next()?, 16).ok()?;
-            (events & libc::EPOLLIN.cast_unsigned() != 0).then_some(fd)
+            let edge = events & libc::EPOLLET.cast_unsigned() != 0;
+            (events & libc::EPOLLIN.cast_unsigned() != 0).then_some((fd, edge))
         })
         .collect()
 }
@@ -1709,7 +1720,7 @@ impl<F: Forwarder> Tracee for TraceeView<'_, '_, F> {
             .and_then(|n| usize::try_from(n).ok())
     }
 
-    fn epoll_inputs(&mut self, epfd: i32) -> Vec<i32> {
+    fn epoll_inputs(&mut self, epfd: i32) -> Vec<(i32, bool)> {
         let path = format!("/proc/{}/fdinfo/{epfd}", self.pid);
         std::fs::read_to_string(path)
             .map(|text| epoll_input_fds(&text))
@@ -1754,8 +1765,9 @@ mod tests {
     fn epoll_fdinfo_lists_input_fds() {
         let fdinfo = "pos:\t0\nflags:\t02\nmnt_id:\t16\nino:\t1057\n\
                       tfd:        5 events:       19 data:                5  pos:0 ino:4 sdev:9\n\
-                      tfd:        7 events:        4 data:                7  pos:0 ino:5 sdev:9\n";
-        assert_eq!(epoll_input_fds(fdinfo), vec![5]);
+                      tfd:        7 events:        4 data:                7  pos:0 ino:5 sdev:9\n\
+                      tfd:        9 events: 80000001 data:                9  pos:0 ino:6 sdev:9\n";
+        assert_eq!(epoll_input_fds(fdinfo), vec![(5, false), (9, true)]);
     }
 
     #[test]

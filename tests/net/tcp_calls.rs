@@ -179,3 +179,181 @@ fn remote_reset_reaches_the_program() {
         );
     }
 }
+
+/// `HOST PORT`: against a raw echo server, `ioctl(FIONBIO)` and
+/// `ioctl(FIONREAD)`, then `ppoll`, `pselect6`, `select` and epoll in
+/// level- and edge-triggered mode over a local pipe and the remote
+/// connection.
+const WAITS_C: &str = r#"
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static int s, pipefd[2];
+
+/// ppoll on the pipe and the socket, up to `ms`: which are readable.
+static void ppoll_both(int ms, int *pipe_ready, int *sock_ready) {
+    struct pollfd fds[2] = {{.fd = pipefd[0], .events = POLLIN}, {.fd = s, .events = POLLIN}};
+    struct timespec t = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    int n = ppoll(fds, 2, &t, NULL);
+    *pipe_ready = n > 0 && (fds[0].revents & POLLIN);
+    *sock_ready = n > 0 && (fds[1].revents & POLLIN);
+}
+
+static int unread(void) {
+    int n = -1;
+    ioctl(s, FIONREAD, &n);
+    return n;
+}
+
+/// Waits until `want` bytes are queued on the socket.
+static int wait_unread(int want) {
+    for (int i = 0; i < 3000 && unread() < want; i++) {
+        int p, k;
+        ppoll_both(10, &p, &k);
+    }
+    return unread();
+}
+
+static void drain(int fd, int n) {
+    char buf[8192];
+    while (n > 0) {
+        ssize_t k = read(fd, buf, n < (int)sizeof buf ? n : (int)sizeof buf);
+        if (k <= 0) { printf("short read\n"); exit(1); }
+        n -= (int)k;
+    }
+}
+
+int main(int argc, char **argv) {
+    if (argc != 3) return 2;
+    setvbuf(stdout, NULL, _IONBF, 0);
+    s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((unsigned short)atoi(argv[2]))};
+    inet_pton(AF_INET, argv[1], &a.sin_addr);
+    if (connect(s, (struct sockaddr *)&a, sizeof a) != 0) { perror("connect"); return 1; }
+    if (pipe(pipefd) != 0) return 1;
+
+    int on = 1, off = 0;
+    char c;
+    ioctl(s, FIONBIO, &on);
+    ssize_t r = recv(s, &c, 1, 0);
+    printf("FIONBIO on: recv %s, O_NONBLOCK %d\n", r < 0 && errno == EAGAIN ? "EAGAIN" : "?",
+           !!(fcntl(s, F_GETFL) & O_NONBLOCK));
+    ioctl(s, FIONBIO, &off);
+    printf("FIONBIO off: O_NONBLOCK %d\n", !!(fcntl(s, F_GETFL) & O_NONBLOCK));
+
+    char block[5000];
+    memset(block, 'A', sizeof block);
+    send(s, block, sizeof block, 0);
+    printf("FIONREAD %d\n", wait_unread(5000));
+    drain(s, 5000);
+    printf("FIONREAD after reading %d\n", unread());
+
+    int p, k;
+    write(pipefd[1], "p", 1);
+    ppoll_both(5000, &p, &k);
+    printf("ppoll: pipe %d socket %d\n", p, k);
+    drain(pipefd[0], 1);
+    send(s, "x", 1, 0);
+    ppoll_both(30000, &p, &k);
+    printf("ppoll: pipe %d socket %d\n", p, k);
+    drain(s, 1);
+
+    fd_set rd;
+    struct timespec ts = {.tv_sec = 30};
+    send(s, "y", 1, 0);
+    FD_ZERO(&rd);
+    FD_SET(s, &rd);
+    FD_SET(pipefd[0], &rd);
+    int n = pselect((s > pipefd[0] ? s : pipefd[0]) + 1, &rd, NULL, NULL, &ts, NULL);
+    printf("pselect6: %d ready, socket %d pipe %d\n", n, FD_ISSET(s, &rd), FD_ISSET(pipefd[0], &rd));
+    drain(s, 1);
+    write(pipefd[1], "q", 1);
+    FD_ZERO(&rd);
+    FD_SET(s, &rd);
+    FD_SET(pipefd[0], &rd);
+    struct timeval tv = {.tv_sec = 30};
+    n = (int)syscall(SYS_select, (s > pipefd[0] ? s : pipefd[0]) + 1, &rd, NULL, NULL, &tv);
+    printf("select: %d ready, socket %d pipe %d\n", n, FD_ISSET(s, &rd), FD_ISSET(pipefd[0], &rd));
+    drain(pipefd[0], 1);
+
+    int et = epoll_create1(0), lt = epoll_create1(0);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.fd = s};
+    epoll_ctl(et, EPOLL_CTL_ADD, s, &ev);
+    ev.data.fd = pipefd[0];
+    epoll_ctl(et, EPOLL_CTL_ADD, pipefd[0], &ev);
+    ev = (struct epoll_event){.events = EPOLLIN, .data.fd = s};
+    epoll_ctl(lt, EPOLL_CTL_ADD, s, &ev);
+    struct epoll_event got[2];
+    send(s, "ab", 2, 0);
+    n = epoll_wait(et, got, 2, 30000);
+    printf("epoll ET: %d event(s), socket %d\n", n, n > 0 && got[0].data.fd == s);
+    wait_unread(2);
+    drain(s, 1);
+    // Edge-triggered: the byte left is not news; level-triggered: it is.
+    printf("epoll ET, one byte left: %d event(s)\n", epoll_wait(et, got, 2, 300));
+    printf("epoll LT, one byte left: %d event(s)\n", epoll_wait(lt, got, 2, 0));
+    send(s, "c", 1, 0);
+    n = epoll_wait(et, got, 2, 30000);
+    printf("epoll ET, new byte: %d event(s), socket %d\n", n, n > 0 && got[0].data.fd == s);
+    wait_unread(2);
+    drain(s, 2);
+    write(pipefd[1], "r", 1);
+    n = epoll_wait(et, got, 2, 30000);
+    printf("epoll ET, pipe: %d event(s), pipe %d\n", n, n > 0 && got[0].data.fd == pipefd[0]);
+    close(s);
+    return 0;
+}
+"#;
+
+/// `ioctl(FIONBIO)`/`ioctl(FIONREAD)`, and every way to wait (`ppoll`,
+/// `pselect6`, `select`, epoll level- and edge-triggered) over a mix of a
+/// local pipe and a remote connection, as directly in `remote`.
+#[test]
+fn ioctls_and_waits_on_a_remote_connection() {
+    let Some(lab) = Lab::new("ioctls_and_waits_on_a_remote_connection", &["gcc"]) else {
+        return;
+    };
+    let _echo = lab.web_echo(7003, "-");
+    let src = lab.write("waits.c", WAITS_C.as_bytes());
+    let bin = lab.dir.join("waits");
+    crate::harness::run(crate::harness::cmd(&["gcc", "-O1", "-o", p(&bin), p(&src)])).success();
+    let web_ip = lab.net.web_ip.to_string();
+    let argv = [p(&bin), web_ip.as_str(), "7003"];
+    let reference = lab.run_ok(lab.exec(Ns::Remote, &argv));
+    let expected = "FIONBIO on: recv EAGAIN, O_NONBLOCK 1\n\
+                    FIONBIO off: O_NONBLOCK 0\n\
+                    FIONREAD 5000\n\
+                    FIONREAD after reading 0\n\
+                    ppoll: pipe 1 socket 0\n\
+                    ppoll: pipe 0 socket 1\n\
+                    pselect6: 1 ready, socket 1 pipe 0\n\
+                    select: 1 ready, socket 0 pipe 1\n\
+                    epoll ET: 1 event(s), socket 1\n\
+                    epoll ET, one byte left: 0 event(s)\n\
+                    epoll LT, one byte left: 1 event(s)\n\
+                    epoll ET, new byte: 1 event(s), socket 1\n\
+                    epoll ET, pipe: 1 event(s), pipe 1\n";
+    assert_eq!(reference.out(), expected, "{}", reference.dump());
+    for mode in MODES {
+        let out = lab.run_ok(lab.rscq(mode, &argv));
+        assert_eq!(
+            out.out(),
+            expected,
+            "({}) under rscq\n{}",
+            mode.join(" "),
+            out.dump()
+        );
+    }
+}

@@ -1,0 +1,62 @@
+//! Socket calls `--net` needs that rustix does not wrap: options given as
+//! raw bytes (`IP_RECVERR`, `ICMP_FILTER`) and reading the error queue.
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// `setsockopt(2)` with `value` as the option's bytes.
+pub fn set_option(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &[u8],
+) -> std::io::Result<()> {
+    let len = libc::socklen_t::try_from(value.len())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `value` is a live allocation of `len` bytes the kernel only
+    // reads; the fd is borrowed, so it stays open for the call.
+    let ret = unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, value.as_ptr().cast(), len) };
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// One message of the socket's error queue (`MSG_ERRQUEUE`, never
+/// waiting): the original destination goes to `name` and the control
+/// messages to `control`; returns how many bytes of each the kernel wrote.
+pub fn recv_error_queue(
+    fd: BorrowedFd<'_>,
+    name: &mut [u8],
+    control: &mut [u8],
+) -> std::io::Result<(usize, usize)> {
+    let mut payload = [0u8; 1];
+    let mut iov = libc::iovec {
+        iov_base: payload.as_mut_ptr().cast(),
+        iov_len: payload.len(),
+    };
+    // SAFETY: `msghdr` is plain old data; all-zero is a valid empty value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = name.as_mut_ptr().cast();
+    msg.msg_namelen = libc::socklen_t::try_from(name.len()).unwrap_or(0);
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = control.len();
+    // SAFETY: every pointer in `msg` points to a live, exclusively borrowed
+    // buffer of the length given beside it, which outlives the call; the
+    // kernel writes at most those lengths. The fd is borrowed.
+    let ret = unsafe {
+        libc::recvmsg(
+            fd.as_raw_fd(),
+            &raw mut msg,
+            libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
+        )
+    };
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let name_len = usize::try_from(msg.msg_namelen)
+        .unwrap_or(0)
+        .min(name.len());
+    Ok((name_len, msg.msg_controllen.min(control.len())))
+}

@@ -386,9 +386,17 @@ impl UdpRelays {
     /// An ICMP error about a datagram the program's socket sent to `peer`:
     /// the local kernel gets it as one about a datagram to `peer`'s relay.
     fn unreachable(&self, session: &Session, peer: SockAddr, icmp: IcmpError) {
-        let relay = self.tables().relays.get(&(session.v6, peer)).cloned();
-        if let Some(relay) = relay {
-            self.icmp.inject(session.local, relay.addr, icmp);
+        // The error queue names the destination without its flow label,
+        // which the program's address may have had.
+        let relays: Vec<SocketAddr> = self
+            .tables()
+            .relays
+            .iter()
+            .filter(|((v6, p), _)| *v6 == session.v6 && same_peer(*p, peer))
+            .map(|(_, r)| r.addr)
+            .collect();
+        for relay in relays {
+            self.icmp.inject(session.local, relay, icmp);
         }
     }
 
@@ -432,6 +440,24 @@ impl UdpRelays {
             t.by_id.retain(|_, s| s.inode != inode);
             self.sockets.remove(inode);
         }
+    }
+}
+
+/// Whether two destinations are one peer, flow labels aside.
+fn same_peer(a: SockAddr, b: SockAddr) -> bool {
+    match (a, b) {
+        (
+            SockAddr::V6 {
+                ip, port, scope_id, ..
+            },
+            SockAddr::V6 {
+                ip: ip2,
+                port: port2,
+                scope_id: scope2,
+                ..
+            },
+        ) => ip == ip2 && port == port2 && scope_id == scope2,
+        _ => a == b,
     }
 }
 
@@ -526,6 +552,25 @@ async fn read_events(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_peer_is_the_same_whatever_its_flow_label() {
+        let v6 = |flowinfo, port| SockAddr::V6 {
+            ip: [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            port,
+            flowinfo,
+            scope_id: 0,
+        };
+        assert!(same_peer(v6(7, 53), v6(0, 53)));
+        assert!(!same_peer(v6(0, 53), v6(0, 54)));
+        let v4 = |port| SockAddr::V4 {
+            ip: [10, 0, 0, 2],
+            port,
+        };
+        assert!(same_peer(v4(53), v4(53)));
+        assert!(!same_peer(v4(53), v4(54)));
+        assert!(!same_peer(v4(53), v6(0, 53)));
+    }
 
     #[test]
     fn udp_tables_give_inodes() {

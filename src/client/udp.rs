@@ -380,12 +380,12 @@ impl UdpRelays {
         let Some(relay) = *lock(&session.connected) else {
             return false;
         };
-        icmp::behind(e).is_some_and(|icmp| self.icmp.inject(session.local, relay, icmp))
+        icmp::behind(e).is_some_and(|icmp| self.icmp.inject(session.local, relay, icmp, &[]))
     }
 
     /// An ICMP error about a datagram the program's socket sent to `peer`:
     /// the local kernel gets it as one about a datagram to `peer`'s relay.
-    fn unreachable(&self, session: &Session, peer: SockAddr, icmp: IcmpError) {
+    fn unreachable(&self, session: &Session, peer: SockAddr, icmp: IcmpError, quoted: &[u8]) {
         // The error queue names the destination without its flow label,
         // which the program's address may have had.
         let relays: Vec<SocketAddr> = self
@@ -396,7 +396,7 @@ impl UdpRelays {
             .map(|(_, r)| r.addr)
             .collect();
         for relay in relays {
-            self.icmp.inject(session.local, relay, icmp);
+            self.icmp.inject(session.local, relay, icmp, quoted);
         }
     }
 
@@ -539,7 +539,9 @@ async fn read_events(
                     let _ = waiter.send(UdpEvent::RecvFailed(e));
                 }
             }
-            UdpEvent::Unreachable { peer, icmp } => relays.unreachable(&session, peer, icmp),
+            UdpEvent::Unreachable { peer, icmp, quoted } => {
+                relays.unreachable(&session, peer, icmp, &quoted);
+            }
             answer @ (UdpEvent::Sent(_) | UdpEvent::Connected(_)) => {
                 if let Some(waiter) = lock(&session.control).pop_front() {
                     let _ = waiter.send(answer);

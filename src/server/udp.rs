@@ -77,6 +77,9 @@ fn receive_errors(fd: &std::os::fd::OwnedFd, v6: bool) -> Result<(), Errno> {
     set(libc::SOL_IP, libc::IP_RECVERR)
 }
 
+/// The most of a datagram's payload an ICMP error quotes (it is at most
+/// 576 bytes, IPv4; 1280, IPv6).
+const MAX_QUOTED: usize = 1280;
 /// `struct cmsghdr`'s size on x86_64: the data follows at this offset.
 const CMSG_HEADER: usize = 16;
 /// `struct sock_extended_err`: errno, origin, type, code, pad, info, data.
@@ -129,17 +132,24 @@ async fn forward_errors(socket: &UdpSocket, writer: &Writer) {
     loop {
         let mut name = [0u8; 128];
         let mut control = [0u8; 256];
+        let mut quoted = vec![0u8; MAX_QUOTED];
         let queued = socket
             .async_io(tokio::io::Interest::ERROR, || {
-                crate::sys::net::recv_error_queue(socket.as_fd(), &mut name, &mut control)
+                crate::sys::net::recv_error_queue(
+                    socket.as_fd(),
+                    &mut name,
+                    &mut quoted,
+                    &mut control,
+                )
             })
             .await;
-        let Ok((name_len, control_len)) = queued else {
+        let Ok(got) = queued else {
             // The queue cannot be read: datagrams still flow.
             return std::future::pending().await;
         };
-        if let Some((peer, icmp)) = icmp_error(&name[..name_len], &control[..control_len])
-            && !emit(writer, &UdpEvent::Unreachable { peer, icmp }).await
+        quoted.truncate(got.payload);
+        if let Some((peer, icmp)) = icmp_error(&name[..got.name], &control[..got.control])
+            && !emit(writer, &UdpEvent::Unreachable { peer, icmp, quoted }).await
         {
             return;
         }

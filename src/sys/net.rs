@@ -21,15 +21,23 @@ pub fn set_option(
     Ok(())
 }
 
+/// How much of one error-queue message [`recv_error_queue`] got.
+#[derive(Debug, Clone, Copy)]
+pub struct Queued {
+    pub name: usize,
+    pub control: usize,
+    pub payload: usize,
+}
+
 /// One message of the socket's error queue (`MSG_ERRQUEUE`, never
-/// waiting): the original destination goes to `name` and the control
-/// messages to `control`; returns how many bytes of each the kernel wrote.
+/// waiting): the original destination goes to `name`, the quoted payload
+/// to `payload` and the control messages to `control`.
 pub fn recv_error_queue(
     fd: BorrowedFd<'_>,
     name: &mut [u8],
+    payload: &mut [u8],
     control: &mut [u8],
-) -> std::io::Result<(usize, usize)> {
-    let mut payload = [0u8; 1];
+) -> std::io::Result<Queued> {
     let mut iov = libc::iovec {
         iov_base: payload.as_mut_ptr().cast(),
         iov_len: payload.len(),
@@ -55,8 +63,11 @@ pub fn recv_error_queue(
     if ret < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    let name_len = usize::try_from(msg.msg_namelen)
-        .unwrap_or(0)
-        .min(name.len());
-    Ok((name_len, msg.msg_controllen.min(control.len())))
+    Ok(Queued {
+        name: usize::try_from(msg.msg_namelen)
+            .unwrap_or(0)
+            .min(name.len()),
+        control: msg.msg_controllen.min(control.len()),
+        payload: usize::try_from(ret).unwrap_or(0).min(payload.len()),
+    })
 }

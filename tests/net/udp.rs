@@ -767,8 +767,11 @@ fn udp_over_ipv6_and_mapped_ipv4() {
 /// - `other`: a socket connected to an open port sends to a closed one by
 ///   address: the error is not its peer's, so it gets none;
 /// - `mapped`: an IPv6 socket connected to the IPv4-mapped closed port;
+/// - `v6`: an IPv6 socket connected to the closed port at `web`'s IPv6
+///   address (the fourth argument);
 /// - `recverr`: an unconnected socket with `IP_RECVERR` finds the error on
-///   its error queue, with the destination it is about.
+///   its error queue, with the destination it is about and the payload the
+///   ICMP message quoted.
 const UDP_ICMP_C: &str = r#"
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -784,7 +787,7 @@ const UDP_ICMP_C: &str = r#"
 #include <unistd.h>
 
 static struct sockaddr_in closed_port, open_port;
-static struct sockaddr_in6 mapped_closed;
+static struct sockaddr_in6 mapped_closed, v6_closed;
 
 static void die(const char *what) { perror(what); exit(1); }
 
@@ -865,13 +868,13 @@ static void other(void) {
     close(c);
 }
 
-static void mapped(void) {
+static void six(const struct sockaddr_in6 *to, const char *what) {
     int c = udp(AF_INET6);
-    if (connect(c, (struct sockaddr *)&mapped_closed, sizeof mapped_closed) < 0) die("connect6");
-    printf("mapped send %s\n", err(send(c, "x", 1, 0)));
-    wait_for(c, 20000, "mapped");
+    if (connect(c, (const struct sockaddr *)to, sizeof *to) < 0) die("connect6");
+    printf("%s send %s\n", what, err(send(c, "x", 1, 0)));
+    wait_for(c, 20000, what);
     char buf[16];
-    printf("mapped recv %s\n", err(recv(c, buf, sizeof buf, 0)));
+    printf("%s recv %s\n", what, err(recv(c, buf, sizeof buf, 0)));
     close(c);
 }
 
@@ -880,7 +883,7 @@ static void recverr(void) {
     int on = 1;
     if (setsockopt(u, SOL_IP, IP_RECVERR, &on, sizeof on) < 0) die("IP_RECVERR");
     printf("recverr sendto %s\n",
-           err(sendto(u, "x", 1, 0, (struct sockaddr *)&closed_port, sizeof closed_port)));
+           err(sendto(u, "quoted", 6, 0, (struct sockaddr *)&closed_port, sizeof closed_port)));
     wait_for(u, 20000, "recverr");
     struct sockaddr_in about = {0};
     char data[16], control[512];
@@ -896,9 +899,10 @@ static void recverr(void) {
         struct sock_extended_err *e = (struct sock_extended_err *)CMSG_DATA(c);
         char ip[INET_ADDRSTRLEN];
         inet_ntop(AF_INET, &about.sin_addr, ip, sizeof ip);
-        printf("recverr errqueue errno=%s origin=%d type=%d code=%d about=%s:%d\n",
+        printf("recverr errqueue errno=%s origin=%d type=%d code=%d about=%s:%d data=%.*s\n",
                e->ee_errno == ECONNREFUSED ? "ECONNREFUSED" : strerror(e->ee_errno),
-               e->ee_origin, e->ee_type, e->ee_code, ip, ntohs(about.sin_port));
+               e->ee_origin, e->ee_type, e->ee_code, ip, ntohs(about.sin_port),
+               (int)n, data);
     }
     char buf[16];
     printf("recverr after %s\n", err(recv(u, buf, sizeof buf, MSG_DONTWAIT)));
@@ -916,13 +920,17 @@ int main(int argc, char **argv) {
     snprintf(m, sizeof m, "::ffff:%s", argv[1]);
     inet_pton(AF_INET6, m, &mapped_closed.sin6_addr);
     mapped_closed.sin6_port = closed_port.sin_port;
+    v6_closed.sin6_family = AF_INET6;
+    inet_pton(AF_INET6, argv[4], &v6_closed.sin6_addr);
+    v6_closed.sin6_port = closed_port.sin_port;
     setvbuf(stdout, NULL, _IONBF, 0);
-    for (int i = 4; i < argc; i++) {
+    for (int i = 5; i < argc; i++) {
         if (!strcmp(argv[i], "connected")) connected();
         else if (!strcmp(argv[i], "send")) send_fails();
         else if (!strcmp(argv[i], "unconnected")) unconnected();
         else if (!strcmp(argv[i], "other")) other();
-        else if (!strcmp(argv[i], "mapped")) mapped();
+        else if (!strcmp(argv[i], "mapped")) six(&mapped_closed, "mapped");
+        else if (!strcmp(argv[i], "v6")) six(&v6_closed, "v6");
         else if (!strcmp(argv[i], "recverr")) recverr();
         else { fprintf(stderr, "unknown part %s\n", argv[i]); return 2; }
     }
@@ -933,7 +941,7 @@ int main(int argc, char **argv) {
 /// 8. An ICMP port unreachable the server's socket gets reaches the
 ///    program's socket as the kernel would report it there: a connected
 ///    socket sees POLLERR and its next call fails once with ECONNREFUSED
-///    (IPv4, and IPv6 to an IPv4-mapped peer); an unconnected socket, or
+///    (IPv4, IPv6, and IPv6 to an IPv4-mapped peer); an unconnected socket, or
 ///    one connected to another peer, sees nothing; one with `IP_RECVERR`
 ///    finds the error on its error queue. Compared with the program run
 ///    directly in `remote`, in both modes (`--pure` does not pass errors on
@@ -954,14 +962,33 @@ fn udp_icmp_unreachable_reaches_the_program() {
     let _echo = web_udp(&lab, &["echo", &web_ip, &ECHO_PORT.to_string()]);
     // `web` answers with one port unreachable a second per peer once a
     // burst of six is spent; the runs below need more, closer together.
-    lab.run_ok(lab.exec(
-        Ns::Web,
-        &["sysctl", "-q", "-w", "net.ipv4.icmp_ratelimit=0"],
-    ));
+    for limit in ["net.ipv4.icmp_ratelimit=0", "net.ipv6.icmp.ratelimit=0"] {
+        lab.run_ok(lab.exec(Ns::Web, &["sysctl", "-q", "-w", limit]));
+    }
+    // IPv6 on the remote↔web link (no duplicate address detection, so the
+    // addresses are usable at once).
+    let web6 = "fd00:7:9::2";
+    for (ns, dev, addr) in [
+        (Ns::Remote, "to-web", "fd00:7:9::1"),
+        (Ns::Web, "to-remote", web6),
+    ] {
+        run(crate::harness::cmd(&[
+            "ip",
+            "-n",
+            lab.net.name(ns),
+            "addr",
+            "add",
+            &format!("{addr}/64"),
+            "dev",
+            dev,
+            "nodad",
+        ]))
+        .success();
+    }
     // Nothing listens on this port in `web`.
     let closed = "7009";
     let echo = ECHO_PORT.to_string();
-    let both = ["connected", "unconnected", "other", "mapped"];
+    let both = ["connected", "unconnected", "other", "mapped", "v6"];
     let default_only = ["send", "recverr"];
     let argv = |parts: &[&str]| -> Vec<String> {
         let mut v = vec![
@@ -969,6 +996,7 @@ fn udp_icmp_unreachable_reaches_the_program() {
             web_ip.clone(),
             closed.into(),
             echo.clone(),
+            web6.into(),
         ];
         v.extend(parts.iter().map(|s| (*s).to_string()));
         v
@@ -982,9 +1010,11 @@ fn udp_icmp_unreachable_reaches_the_program() {
          unconnected open reply fine\n\
          other sendto ok 1\nother poll=0\nother send ok 4\nother reply peer\n\
          mapped send ok 1\nmapped poll=1 ERR\nmapped recv ECONNREFUSED\n\
+         v6 send ok 1\nv6 poll=1 ERR\nv6 recv ECONNREFUSED\n\
          send first ok 1\nsend poll=1 ERR\nsend second ECONNREFUSED\n\
-         recverr sendto ok 1\nrecverr poll=1 ERR\n\
-         recverr errqueue errno=ECONNREFUSED origin=2 type=3 code=3 about={web_ip}:{closed}\n\
+         recverr sendto ok 6\nrecverr poll=1 ERR\n\
+         recverr errqueue errno=ECONNREFUSED origin=2 type=3 code=3 about={web_ip}:{closed} \
+         data=quoted\n\
          recverr after EAGAIN\n"
     );
     assert_eq!(native.out(), want, "native run\n{}", native.dump());

@@ -93,12 +93,31 @@ fn checksum(bytes: &[u8]) -> u16 {
     !u16::try_from(sum).unwrap_or(0)
 }
 
+/// The most of a datagram's payload a message quotes: what keeps an
+/// ICMPv4 message within the 576 bytes every host accepts, an ICMPv6 one
+/// within the 1280 of the minimum MTU (the server's kernel quotes as much).
+const MAX_QUOTED_V4: usize = 576 - 20 - 8 - 20 - 8;
+const MAX_QUOTED_V6: usize = 1280 - 40 - 8 - 40 - 8;
+
 /// The ICMP message (without the outer IP header, which the kernel adds)
 /// reporting `kind`/`code` about a datagram from `from` to `to`, which
-/// are of one family. An ICMPv6 checksum is left to the kernel.
-pub fn message(kind: u8, code: u8, from: SocketAddr, to: SocketAddr) -> Option<Vec<u8>> {
+/// are of one family, quoting `quoted` of its payload. An ICMPv6 checksum
+/// is left to the kernel.
+pub fn message(
+    kind: u8,
+    code: u8,
+    from: SocketAddr,
+    to: SocketAddr,
+    quoted: &[u8],
+) -> Option<Vec<u8>> {
+    let most = if from.is_ipv6() {
+        MAX_QUOTED_V6
+    } else {
+        MAX_QUOTED_V4
+    };
+    let quoted = &quoted[..quoted.len().min(most)];
     let mut m = vec![kind, code, 0, 0, 0, 0, 0, 0];
-    let udp_len: u16 = 8;
+    let udp_len = u16::try_from(8 + quoted.len()).ok()?;
     match (from.ip(), to.ip()) {
         (IpAddr::V4(src), IpAddr::V4(dst)) => {
             let mut ip = vec![0x45, 0];
@@ -123,6 +142,7 @@ pub fn message(kind: u8, code: u8, from: SocketAddr, to: SocketAddr) -> Option<V
     m.extend_from_slice(&to.port().to_be_bytes());
     m.extend_from_slice(&udp_len.to_be_bytes());
     m.extend_from_slice(&[0, 0]);
+    m.extend_from_slice(quoted);
     if from.is_ipv4() {
         let sum = checksum(&m);
         m[2..4].copy_from_slice(&sum.to_be_bytes());
@@ -188,14 +208,20 @@ impl Injector {
 
     /// Makes the local kernel receive the ICMP error `icmp` about a
     /// datagram from the program's socket at `local` to the relay at
-    /// `relay`. Whether it did (false: no such message for this family, or
-    /// no raw socket).
-    pub fn inject(&self, local: SocketAddr, relay: SocketAddr, icmp: IcmpError) -> bool {
+    /// `relay`, quoting `quoted` of its payload. Whether it did (false: no
+    /// such message for this family, or no raw socket).
+    pub fn inject(
+        &self,
+        local: SocketAddr,
+        relay: SocketAddr,
+        icmp: IcmpError,
+        quoted: &[u8],
+    ) -> bool {
         let v6 = local.is_ipv6();
         let Some((kind, code)) = translate(icmp, v6) else {
             return false;
         };
-        let Some(bytes) = message(kind, code, local, relay) else {
+        let Some(bytes) = message(kind, code, local, relay, quoted) else {
             return false;
         };
         let slot = if v6 { &self.v6 } else { &self.v4 };
@@ -245,8 +271,8 @@ mod tests {
     fn ipv4_message_quotes_the_datagram_with_valid_checksums() {
         let from: SocketAddr = "127.0.0.1:40000".parse().unwrap();
         let to: SocketAddr = "127.0.0.1:50000".parse().unwrap();
-        let m = message(3, 3, from, to).unwrap();
-        assert_eq!(m.len(), 8 + 20 + 8);
+        let m = message(3, 3, from, to, b"abc").unwrap();
+        assert_eq!(m.len(), 8 + 20 + 8 + 3);
         assert_eq!(&m[..2], &[3, 3]);
         assert_eq!(checksum(&m), 0, "ICMP checksum");
         assert_eq!(checksum(&m[8..28]), 0, "quoted IP header checksum");
@@ -254,19 +280,25 @@ mod tests {
         assert_eq!(&m[8 + 12..8 + 16], &[127, 0, 0, 1]);
         assert_eq!(u16::from_be_bytes([m[28], m[29]]), 40000);
         assert_eq!(u16::from_be_bytes([m[30], m[31]]), 50000);
+        assert_eq!(u16::from_be_bytes([m[32], m[33]]), 8 + 3, "UDP length");
+        assert_eq!(&m[36..], b"abc");
+        let long = message(3, 3, from, to, &[7; 2000]).unwrap();
+        assert_eq!(long.len(), 576 - 20, "an ICMPv4 message fits 576 bytes");
     }
 
     #[test]
     fn ipv6_message_quotes_the_datagram() {
         let from: SocketAddr = "[::1]:40000".parse().unwrap();
         let to: SocketAddr = "[::1]:50000".parse().unwrap();
-        let m = message(1, 4, from, to).unwrap();
+        let m = message(1, 4, from, to, &[]).unwrap();
         assert_eq!(m.len(), 8 + 40 + 8);
+        let long = message(1, 4, from, to, &[7; 2000]).unwrap();
+        assert_eq!(long.len(), 1280 - 40, "an ICMPv6 message fits 1280 bytes");
         assert_eq!(m[8] >> 4, 6);
         assert_eq!(m[8 + 6], UDP);
         assert_eq!(u16::from_be_bytes([m[48], m[49]]), 40000);
         assert_eq!(u16::from_be_bytes([m[50], m[51]]), 50000);
         let v4: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        assert_eq!(message(1, 4, from, v4), None);
+        assert_eq!(message(1, 4, from, v4, &[]), None);
     }
 }

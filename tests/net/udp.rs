@@ -769,6 +769,8 @@ fn udp_over_ipv6_and_mapped_ipv4() {
 /// - `mapped`: an IPv6 socket connected to the IPv4-mapped closed port;
 /// - `v6`: an IPv6 socket connected to the closed port at `web`'s IPv6
 ///   address (the fourth argument);
+/// - `brief`: a connected socket sends to the closed port and polls for a
+///   second;
 /// - `recverr`: an unconnected socket with `IP_RECVERR` finds the error on
 ///   its error queue, with the destination it is about and the payload the
 ///   ICMP message quoted.
@@ -834,6 +836,14 @@ static void connected(void) {
     if (connect(c, (struct sockaddr *)&open_port, sizeof open_port) < 0) die("connect open");
     printf("connected open send %s\n", err(send(c, "back", 4, 0)));
     echo_reply(c, "connected open");
+    close(c);
+}
+
+static void brief(void) {
+    int c = udp(AF_INET);
+    if (connect(c, (struct sockaddr *)&closed_port, sizeof closed_port) < 0) die("connect");
+    printf("brief send %s\n", err(send(c, "x", 1, 0)));
+    wait_for(c, 1000, "brief");
     close(c);
 }
 
@@ -927,6 +937,7 @@ int main(int argc, char **argv) {
     for (int i = 5; i < argc; i++) {
         if (!strcmp(argv[i], "connected")) connected();
         else if (!strcmp(argv[i], "send")) send_fails();
+        else if (!strcmp(argv[i], "brief")) brief();
         else if (!strcmp(argv[i], "unconnected")) unconnected();
         else if (!strcmp(argv[i], "other")) other();
         else if (!strcmp(argv[i], "mapped")) six(&mapped_closed, "mapped");
@@ -951,7 +962,7 @@ int main(int argc, char **argv) {
 fn udp_icmp_unreachable_reaches_the_program() {
     let Some(lab) = Lab::new(
         "udp_icmp_unreachable_reaches_the_program",
-        &["gcc", "sysctl"],
+        &["gcc", "sysctl", "setpriv"],
     ) else {
         return;
     };
@@ -1033,4 +1044,37 @@ fn udp_icmp_unreachable_reaches_the_program() {
         };
         assert_eq!(out.out(), reference, "({m})\n{}", out.dump());
     }
+    // Without CAP_NET_RAW rscq cannot send the ICMP message: it says so
+    // once, and the program runs on without the error.
+    let with_raw = lab.rscq(&[], &argv(&["brief", "brief"]));
+    let args: Vec<&std::ffi::OsStr> = with_raw.get_args().collect();
+    assert_eq!(
+        args[..2],
+        ["netns", "exec"],
+        "{}",
+        crate::harness::describe(&with_raw)
+    );
+    let mut without_raw = std::process::Command::new(with_raw.get_program());
+    without_raw
+        .args(&args[..3])
+        .args(["setpriv", "--bounding-set", "-net_raw", "--"])
+        .args(&args[3..]);
+    for (key, value) in with_raw.get_envs() {
+        if let Some(value) = value {
+            without_raw.env(key, value);
+        }
+    }
+    let out = lab.run_ok(without_raw);
+    assert_eq!(
+        out.out(),
+        "brief send ok 1\nbrief poll=0\nbrief send ok 1\nbrief poll=0\n",
+        "without CAP_NET_RAW\n{}",
+        out.dump()
+    );
+    assert_eq!(
+        out.err().matches("rscq: no raw ICMP socket").count(),
+        1,
+        "without CAP_NET_RAW\n{}",
+        out.dump()
+    );
 }

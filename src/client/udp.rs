@@ -380,12 +380,19 @@ impl UdpRelays {
         let Some(relay) = *lock(&session.connected) else {
             return false;
         };
-        icmp::behind(e).is_some_and(|icmp| self.icmp.inject(session.local, relay, icmp, &[]))
+        icmp::behind(e).is_some_and(|icmp| self.icmp.inject(session.local, relay, icmp, &[], None))
     }
 
     /// An ICMP error about a datagram the program's socket sent to `peer`:
     /// the local kernel gets it as one about a datagram to `peer`'s relay.
-    fn unreachable(&self, session: &Session, peer: SockAddr, icmp: IcmpError, quoted: &[u8]) {
+    fn unreachable(
+        &self,
+        session: &Session,
+        peer: SockAddr,
+        icmp: IcmpError,
+        offender: Option<SockAddr>,
+        quoted: &[u8],
+    ) {
         // The error queue names the destination without its flow label,
         // which the program's address may have had.
         let relays: Vec<SocketAddr> = self
@@ -396,7 +403,8 @@ impl UdpRelays {
             .map(|(_, r)| r.addr)
             .collect();
         for relay in relays {
-            self.icmp.inject(session.local, relay, icmp, quoted);
+            self.icmp
+                .inject(session.local, relay, icmp, quoted, offender);
         }
     }
 
@@ -539,9 +547,12 @@ async fn read_events(
                     let _ = waiter.send(UdpEvent::RecvFailed(e));
                 }
             }
-            UdpEvent::Unreachable { peer, icmp, quoted } => {
-                relays.unreachable(&session, peer, icmp, &quoted);
-            }
+            UdpEvent::Unreachable {
+                peer,
+                icmp,
+                offender,
+                quoted,
+            } => relays.unreachable(&session, peer, icmp, offender, &quoted),
             answer @ (UdpEvent::Sent(_) | UdpEvent::Connected(_)) => {
                 if let Some(waiter) = lock(&session.control).pop_front() {
                     let _ = waiter.send(answer);

@@ -528,11 +528,12 @@ pub enum UdpEvent {
     /// The answer to [`UdpOp::Connect`]: the socket's new local address.
     Connected(Result<SockAddr, Errno>),
     /// An ICMP error came back for a datagram the socket sent to `peer`
-    /// (not with `--pure`); `quoted` is the part of the datagram's payload
-    /// the message quoted.
+    /// (not with `--pure`), from `offender`; `quoted` is the part of the
+    /// datagram's payload the message quoted.
     Unreachable {
         peer: SockAddr,
         icmp: IcmpError,
+        offender: Option<SockAddr>,
         #[serde(with = "serde_bytes")]
         quoted: Vec<u8>,
     },

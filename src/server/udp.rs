@@ -86,11 +86,11 @@ const CMSG_HEADER: usize = 16;
 const EXTENDED_ERR: usize = 16;
 
 /// The ICMP error one error-queue message reports: the destination it is
-/// about (`name`, the message's address) and the ICMP type and code from
-/// its `IP_RECVERR`/`IPV6_RECVERR` control message. `None` for errors the
-/// kernel made up locally (a send that could not leave), which the send
-/// itself returned.
-fn icmp_error(name: &[u8], control: &[u8]) -> Option<(SockAddr, IcmpError)> {
+/// about (`name`, the message's address), and the ICMP type and code and
+/// the message's sender from its `IP_RECVERR`/`IPV6_RECVERR` control
+/// message. `None` for errors the kernel made up locally (a send that
+/// could not leave), which the send itself returned.
+fn icmp_error(name: &[u8], control: &[u8]) -> Option<IcmpReport> {
     let peer = crate::syscall::layout::decode_sockaddr(name)?;
     let mut rest = control;
     while rest.len() >= CMSG_HEADER {
@@ -109,20 +109,32 @@ fn icmp_error(name: &[u8], control: &[u8]) -> Option<(SockAddr, IcmpError)> {
                 libc::SO_EE_ORIGIN_ICMP6 => true,
                 _ => return None,
             };
-            return Some((
+            // `SO_EE_OFFENDER`: the sender's address follows.
+            let offender = err
+                .get(EXTENDED_ERR..len - CMSG_HEADER)
+                .and_then(crate::syscall::layout::decode_sockaddr);
+            return Some(IcmpReport {
                 peer,
-                IcmpError {
+                icmp: IcmpError {
                     v6,
                     kind: err[5],
                     code: err[6],
                 },
-            ));
+                offender,
+            });
         }
         // The next header starts at the next multiple of 8.
         let next = len.checked_add(7)? & !7;
         rest = rest.get(next..)?;
     }
     None
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct IcmpReport {
+    peer: SockAddr,
+    icmp: IcmpError,
+    offender: Option<SockAddr>,
 }
 
 /// Passes every ICMP error the socket's error queue receives on to the
@@ -148,9 +160,21 @@ async fn forward_errors(socket: &UdpSocket, writer: &Writer) {
             return std::future::pending().await;
         };
         quoted.truncate(got.payload);
-        if let Some((peer, icmp)) = icmp_error(&name[..got.name], &control[..got.control])
-            && !emit(writer, &UdpEvent::Unreachable { peer, icmp, quoted }).await
-        {
+        let Some(IcmpReport {
+            peer,
+            icmp,
+            offender,
+        }) = icmp_error(&name[..got.name], &control[..got.control])
+        else {
+            continue;
+        };
+        let event = UdpEvent::Unreachable {
+            peer,
+            icmp,
+            offender,
+            quoted,
+        };
+        if !emit(writer, &event).await {
             return;
         }
     }
@@ -373,14 +397,18 @@ mod tests {
         ));
         assert_eq!(
             icmp_error(&name, &control),
-            Some((
-                WEB,
-                IcmpError {
+            Some(IcmpReport {
+                peer: WEB,
+                icmp: IcmpError {
                     v6: false,
                     kind: 3,
                     code: 3
-                }
-            ))
+                },
+                offender: Some(SockAddr::V4 {
+                    ip: [10, 0, 0, 2],
+                    port: 0
+                }),
+            })
         );
         let v6 = cmsg(
             libc::SOL_IPV6,
@@ -388,7 +416,7 @@ mod tests {
             &extended_err(libc::SO_EE_ORIGIN_ICMP6, 1, 4),
         );
         assert_eq!(
-            icmp_error(&name, &v6).map(|(_, e)| e),
+            icmp_error(&name, &v6).map(|r| r.icmp),
             Some(IcmpError {
                 v6: true,
                 kind: 1,

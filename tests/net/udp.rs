@@ -772,8 +772,8 @@ fn udp_over_ipv6_and_mapped_ipv4() {
 /// - `brief`: a connected socket sends to the closed port and polls for a
 ///   second;
 /// - `recverr`: an unconnected socket with `IP_RECVERR` finds the error on
-///   its error queue, with the destination it is about and the payload the
-///   ICMP message quoted.
+///   its error queue, with the destination it is about, the ICMP message's
+///   sender and the payload it quoted.
 const UDP_ICMP_C: &str = r#"
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -907,11 +907,14 @@ static void recverr(void) {
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
         if (c->cmsg_level != SOL_IP || c->cmsg_type != IP_RECVERR) continue;
         struct sock_extended_err *e = (struct sock_extended_err *)CMSG_DATA(c);
-        char ip[INET_ADDRSTRLEN];
+        char ip[INET_ADDRSTRLEN], sender[INET_ADDRSTRLEN];
         inet_ntop(AF_INET, &about.sin_addr, ip, sizeof ip);
-        printf("recverr errqueue errno=%s origin=%d type=%d code=%d about=%s:%d data=%.*s\n",
+        inet_ntop(AF_INET, &((struct sockaddr_in *)SO_EE_OFFENDER(e))->sin_addr, sender,
+                  sizeof sender);
+        printf("recverr errqueue errno=%s origin=%d type=%d code=%d about=%s:%d from=%s "
+               "data=%.*s\n",
                e->ee_errno == ECONNREFUSED ? "ECONNREFUSED" : strerror(e->ee_errno),
-               e->ee_origin, e->ee_type, e->ee_code, ip, ntohs(about.sin_port),
+               e->ee_origin, e->ee_type, e->ee_code, ip, ntohs(about.sin_port), sender,
                (int)n, data);
     }
     char buf[16];
@@ -1025,7 +1028,7 @@ fn udp_icmp_unreachable_reaches_the_program() {
          send first ok 1\nsend poll=1 ERR\nsend second ECONNREFUSED\n\
          recverr sendto ok 6\nrecverr poll=1 ERR\n\
          recverr errqueue errno=ECONNREFUSED origin=2 type=3 code=3 about={web_ip}:{closed} \
-         data=quoted\n\
+         from={web_ip} data=quoted\n\
          recverr after EAGAIN\n"
     );
     assert_eq!(native.out(), want, "native run\n{}", native.dump());

@@ -12,6 +12,9 @@
 //! another peer does not, an unconnected socket only with `IP_RECVERR` (on
 //! its error queue). No datagram is touched, and no relay changes.
 //!
+//! The message comes from the address the original one came from (its
+//! `SO_EE_OFFENDER`), as rscq writes the IP header itself.
+//!
 //! Raw sockets need `CAP_NET_RAW`; without it the error is not passed on.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -20,7 +23,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::errno::Errno;
-use crate::proto::IcmpError;
+use crate::proto::{IcmpError, SockAddr};
 
 const ICMP_DEST_UNREACH: u8 = 3;
 const ICMP_PORT_UNREACH: u8 = 3;
@@ -31,11 +34,9 @@ const ICMPV6_DEST_UNREACH: u8 = 1;
 const ICMPV6_TIME_EXCEED: u8 = 3;
 const ICMPV6_PARAMPROB: u8 = 4;
 const ICMPV6_PORT_UNREACH: u8 = 4;
-/// `ICMP_FILTER` (level `SOL_RAW`) and `ICMP6_FILTER` (level
-/// `SOL_ICMPV6`): a set bit keeps that type away from the raw socket.
-const ICMP_FILTER: i32 = 1;
-const ICMP6_FILTER: i32 = 1;
 const UDP: u8 = 17;
+const ICMP: u8 = 1;
+const ICMPV6: u8 = 58;
 
 /// The ICMP type and code to send to a socket of the family `to_v6`, for
 /// an error the server's socket got: the same message, or across families
@@ -150,7 +151,63 @@ pub fn message(
     Some(m)
 }
 
-/// rscq's raw ICMP sockets, one per family, opened on first use.
+/// Where the message comes from, for a socket of the family `v6`: the
+/// sender of the original message, else loopback.
+pub fn sender(offender: Option<SockAddr>, v6: bool) -> IpAddr {
+    let ip = offender.map(|a| SocketAddr::from(a).ip());
+    match (ip, v6) {
+        (Some(IpAddr::V4(ip)), false) => IpAddr::V4(ip),
+        (Some(IpAddr::V6(ip)), false) => ip
+            .to_ipv4_mapped()
+            .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), IpAddr::V4),
+        (Some(IpAddr::V6(ip)), true) => IpAddr::V6(ip),
+        (Some(IpAddr::V4(ip)), true) => IpAddr::V6(ip.to_ipv6_mapped()),
+        (None, false) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        (None, true) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+    }
+}
+
+/// The whole packet carrying `message` from `from` to loopback, IP header
+/// first (the kernel fills in an IPv4 header's length and checksum).
+pub fn packet(message: &[u8], from: IpAddr) -> Option<Vec<u8>> {
+    let len = u16::try_from(message.len()).ok()?;
+    let mut p = Vec::with_capacity(40 + message.len());
+    match from {
+        IpAddr::V4(src) => {
+            p.extend_from_slice(&[0x45, 0]);
+            p.extend_from_slice(&(20 + len).to_be_bytes());
+            p.extend_from_slice(&[0, 0, 0, 0, 64, ICMP, 0, 0]);
+            p.extend_from_slice(&src.octets());
+            p.extend_from_slice(&Ipv4Addr::LOCALHOST.octets());
+            p.extend_from_slice(message);
+        }
+        IpAddr::V6(src) => {
+            let dst = Ipv6Addr::LOCALHOST;
+            p.extend_from_slice(&[0x60, 0, 0, 0]);
+            p.extend_from_slice(&len.to_be_bytes());
+            p.extend_from_slice(&[ICMPV6, 64]);
+            p.extend_from_slice(&src.octets());
+            p.extend_from_slice(&dst.octets());
+            let mut icmp = message.to_vec();
+            icmp[2..4].copy_from_slice(&[0, 0]);
+            // The checksum covers a pseudo-header: addresses, length and
+            // next header.
+            let mut pseudo = Vec::with_capacity(40 + icmp.len());
+            pseudo.extend_from_slice(&src.octets());
+            pseudo.extend_from_slice(&dst.octets());
+            pseudo.extend_from_slice(&u32::from(len).to_be_bytes());
+            pseudo.extend_from_slice(&[0, 0, 0, ICMPV6]);
+            pseudo.extend_from_slice(&icmp);
+            let sum = checksum(&pseudo);
+            icmp[2..4].copy_from_slice(&sum.to_be_bytes());
+            p.extend_from_slice(&icmp);
+        }
+    }
+    Some(p)
+}
+
+/// rscq's raw sockets (`IPPROTO_RAW`: they only send, IP header
+/// included), one per family, opened on first use.
 #[derive(Debug, Default)]
 pub struct Injector {
     v4: OnceLock<Option<OwnedFd>>,
@@ -161,28 +218,18 @@ pub struct Injector {
 impl Injector {
     fn open(&self, v6: bool) -> Option<OwnedFd> {
         use rustix::net::{AddressFamily, SocketFlags, SocketType, ipproto, socket_with};
-        let (family, protocol, level, filter) = if v6 {
-            (
-                AddressFamily::INET6,
-                ipproto::ICMPV6,
-                libc::SOL_ICMPV6,
-                ICMP6_FILTER,
-            )
+        let family = if v6 {
+            AddressFamily::INET6
         } else {
-            (
-                AddressFamily::INET,
-                ipproto::ICMP,
-                libc::SOL_RAW,
-                ICMP_FILTER,
-            )
+            AddressFamily::INET
         };
-        let fd = match socket_with(
+        match socket_with(
             family,
             SocketType::RAW,
             SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
-            Some(protocol),
+            Some(ipproto::RAW),
         ) {
-            Ok(fd) => fd,
+            Ok(fd) => Some(fd),
             Err(e) => {
                 if !self.warned.swap(true, Ordering::Relaxed) {
                     eprintln!(
@@ -190,38 +237,30 @@ impl Injector {
                          of remote UDP sockets are not passed on"
                     );
                 }
-                return None;
+                None
             }
-        };
-        // The socket only sends: it must not keep copies of the ICMP
-        // traffic it would otherwise receive.
-        let block_all = [0xffu8; 32];
-        let len = if v6 { 32 } else { 4 };
-        let _ = crate::sys::net::set_option(
-            std::os::fd::AsFd::as_fd(&fd),
-            level,
-            filter,
-            &block_all[..len],
-        );
-        Some(fd)
+        }
     }
 
     /// Makes the local kernel receive the ICMP error `icmp` about a
     /// datagram from the program's socket at `local` to the relay at
-    /// `relay`, quoting `quoted` of its payload. Whether it did (false: no
-    /// such message for this family, or no raw socket).
+    /// `relay`, quoting `quoted` of its payload, from `offender`. Whether
+    /// it did (false: no such message for this family, or no raw socket).
     pub fn inject(
         &self,
         local: SocketAddr,
         relay: SocketAddr,
         icmp: IcmpError,
         quoted: &[u8],
+        offender: Option<SockAddr>,
     ) -> bool {
         let v6 = local.is_ipv6();
         let Some((kind, code)) = translate(icmp, v6) else {
             return false;
         };
-        let Some(bytes) = message(kind, code, local, relay, quoted) else {
+        let Some(bytes) = message(kind, code, local, relay, quoted)
+            .and_then(|m| packet(&m, sender(offender, v6)))
+        else {
             return false;
         };
         let slot = if v6 { &self.v6 } else { &self.v4 };
@@ -284,6 +323,51 @@ mod tests {
         assert_eq!(&m[36..], b"abc");
         let long = message(3, 3, from, to, &[7; 2000]).unwrap();
         assert_eq!(long.len(), 576 - 20, "an ICMPv4 message fits 576 bytes");
+    }
+
+    #[test]
+    fn the_message_comes_from_the_original_sender_in_the_socket_family() {
+        let web = SockAddr::V4 {
+            ip: [10, 0, 0, 2],
+            port: 0,
+        };
+        let web_v4: IpAddr = "10.0.0.2".parse().unwrap();
+        assert_eq!(sender(Some(web), false), web_v4);
+        assert_eq!(
+            sender(Some(web), true),
+            "::ffff:10.0.0.2".parse::<IpAddr>().unwrap()
+        );
+        let mapped = crate::syscall::udp::destination(true, web).unwrap();
+        assert_eq!(sender(Some(mapped), false), web_v4);
+        assert_eq!(sender(None, false), IpAddr::V4(Ipv4Addr::LOCALHOST));
+        assert_eq!(sender(None, true), IpAddr::V6(Ipv6Addr::LOCALHOST));
+    }
+
+    #[test]
+    fn packets_carry_the_message_with_valid_checksums() {
+        let from: SocketAddr = "[::1]:40000".parse().unwrap();
+        let to: SocketAddr = "[::1]:50000".parse().unwrap();
+        let m = message(1, 4, from, to, b"q").unwrap();
+        let src: Ipv6Addr = "fd00::2".parse().unwrap();
+        let p = packet(&m, IpAddr::V6(src)).unwrap();
+        assert_eq!(p.len(), 40 + m.len());
+        assert_eq!(p[6], ICMPV6);
+        assert_eq!(&p[8..24], &src.octets());
+        assert_eq!(&p[24..40], &Ipv6Addr::LOCALHOST.octets());
+        let mut pseudo = p[8..40].to_vec();
+        pseudo.extend_from_slice(&u32::try_from(m.len()).unwrap().to_be_bytes());
+        pseudo.extend_from_slice(&[0, 0, 0, ICMPV6]);
+        pseudo.extend_from_slice(&p[40..]);
+        assert_eq!(checksum(&pseudo), 0, "ICMPv6 checksum");
+
+        let from: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let to: SocketAddr = "127.0.0.1:50000".parse().unwrap();
+        let m = message(3, 3, from, to, b"q").unwrap();
+        let p = packet(&m, "10.0.0.2".parse().unwrap()).unwrap();
+        assert_eq!(p[9], ICMP);
+        assert_eq!(&p[12..16], &[10, 0, 0, 2]);
+        assert_eq!(&p[16..20], &[127, 0, 0, 1]);
+        assert_eq!(&p[20..], &m[..]);
     }
 
     #[test]

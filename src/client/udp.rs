@@ -14,6 +14,13 @@
 //! socket by its loopback source, and forwards the datagram with X as its
 //! destination. Neither direction keeps per-datagram bookkeeping that a
 //! lost, peeked or reordered datagram could put out of step.
+//!
+//! An ICMP error the server's socket gets about a datagram to X reaches
+//! the program's socket as a real ICMP error about a datagram to X's relay
+//! (see [`icmp`]), so the local kernel reports it where the remote one
+//! would have.
+
+mod icmp;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -26,7 +33,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::errno::Errno;
-use crate::proto::{Request, SockAddr, UdpEvent, UdpOp, frame};
+use crate::proto::{IcmpError, Request, SockAddr, UdpEvent, UdpOp, frame};
 use crate::tracer::registry::{RemoteSocket, SocketRegistry};
 use crate::transport::Link;
 
@@ -45,6 +52,7 @@ pub struct UdpRelays {
     sockets: SocketRegistry,
     pure: bool,
     next_id: Arc<AtomicU64>,
+    icmp: Arc<icmp::Injector>,
 }
 
 #[derive(Debug, Default)]
@@ -71,6 +79,8 @@ struct Session {
     local: SocketAddr,
     inode: u64,
     v6: bool,
+    /// The relay the program's socket is connected to.
+    connected: Mutex<Option<SocketAddr>>,
     ops: mpsc::UnboundedSender<UdpOp>,
     /// Answers to `Send` (with `--pure`) and `Connect`, in request order.
     control: Mutex<VecDeque<oneshot::Sender<UdpEvent>>>,
@@ -127,6 +137,7 @@ impl UdpRelays {
             sockets,
             pure,
             next_id: Arc::new(AtomicU64::new(1)),
+            icmp: Arc::default(),
         };
         let sweeper = relays.clone();
         relays.runtime.spawn(async move {
@@ -211,6 +222,7 @@ impl UdpRelays {
             local,
             inode,
             v6,
+            connected: Mutex::default(),
             ops,
             control: Mutex::default(),
             receives: Mutex::default(),
@@ -267,11 +279,13 @@ impl UdpRelays {
             Some(peer) => {
                 let relay = self.relay(session.v6, peer).ok_or(Errno(libc::ENOBUFS))?;
                 rustix::net::connect(&dup, &relay.addr).map_err(Errno::from)?;
+                *lock(&session.connected) = Some(relay.addr);
             }
             // The kernel drops a port it chose at a disconnect: the
             // socket takes its loopback port back, by which relays know it.
             None => {
                 rustix::net::connect_unspec(&dup).map_err(Errno::from)?;
+                *lock(&session.connected) = None;
                 let now = rustix::net::getsockname(&dup)
                     .ok()
                     .and_then(|a| SocketAddr::try_from(a).ok());
@@ -351,8 +365,46 @@ impl UdpRelays {
         .unwrap_or(Err(Errno::EIO));
         match answer? {
             UdpEvent::RecvFailed(e) if e == Errno(libc::EAGAIN) && nonblocking => Ok(()),
+            // The error an ICMP message left on the connected server
+            // socket: left on the program's socket, where the receive (or
+            // the `poll` that started this fetch) finds it.
+            UdpEvent::RecvFailed(e) if self.refuse_locally(session, e) => Ok(()),
             UdpEvent::RecvFailed(e) => Err(e),
             _ => Ok(()),
+        }
+    }
+
+    /// `--pure`: makes the program's connected socket hold the error `e`
+    /// its server socket's receive returned. Whether it does.
+    fn refuse_locally(&self, session: &Session, e: Errno) -> bool {
+        let Some(relay) = *lock(&session.connected) else {
+            return false;
+        };
+        icmp::behind(e).is_some_and(|icmp| self.icmp.inject(session.local, relay, icmp, &[], None))
+    }
+
+    /// An ICMP error about a datagram the program's socket sent to `peer`:
+    /// the local kernel gets it as one about a datagram to `peer`'s relay.
+    fn unreachable(
+        &self,
+        session: &Session,
+        peer: SockAddr,
+        icmp: IcmpError,
+        offender: Option<SockAddr>,
+        quoted: &[u8],
+    ) {
+        // The error queue names the destination without its flow label,
+        // which the program's address may have had.
+        let relays: Vec<SocketAddr> = self
+            .tables()
+            .relays
+            .iter()
+            .filter(|((v6, p), _)| *v6 == session.v6 && same_peer(*p, peer))
+            .map(|(_, r)| r.addr)
+            .collect();
+        for relay in relays {
+            self.icmp
+                .inject(session.local, relay, icmp, quoted, offender);
         }
     }
 
@@ -396,6 +448,24 @@ impl UdpRelays {
             t.by_id.retain(|_, s| s.inode != inode);
             self.sockets.remove(inode);
         }
+    }
+}
+
+/// Whether two destinations are one peer, flow labels aside.
+fn same_peer(a: SockAddr, b: SockAddr) -> bool {
+    match (a, b) {
+        (
+            SockAddr::V6 {
+                ip, port, scope_id, ..
+            },
+            SockAddr::V6 {
+                ip: ip2,
+                port: port2,
+                scope_id: scope2,
+                ..
+            },
+        ) => ip == ip2 && port == port2 && scope_id == scope2,
+        _ => a == b,
     }
 }
 
@@ -477,6 +547,12 @@ async fn read_events(
                     let _ = waiter.send(UdpEvent::RecvFailed(e));
                 }
             }
+            UdpEvent::Unreachable {
+                peer,
+                icmp,
+                offender,
+                quoted,
+            } => relays.unreachable(&session, peer, icmp, offender, &quoted),
             answer @ (UdpEvent::Sent(_) | UdpEvent::Connected(_)) => {
                 if let Some(waiter) = lock(&session.control).pop_front() {
                     let _ = waiter.send(answer);
@@ -489,6 +565,25 @@ async fn read_events(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_peer_is_the_same_whatever_its_flow_label() {
+        let v6 = |flowinfo, port| SockAddr::V6 {
+            ip: [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+            port,
+            flowinfo,
+            scope_id: 0,
+        };
+        assert!(same_peer(v6(7, 53), v6(0, 53)));
+        assert!(!same_peer(v6(0, 53), v6(0, 54)));
+        let v4 = |port| SockAddr::V4 {
+            ip: [10, 0, 0, 2],
+            port,
+        };
+        assert!(same_peer(v4(53), v4(53)));
+        assert!(!same_peer(v4(53), v4(54)));
+        assert!(!same_peer(v4(53), v6(0, 53)));
+    }
 
     #[test]
     fn udp_tables_give_inodes() {

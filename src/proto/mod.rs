@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::errno::Errno;
 
 /// Bumped on every incompatible change to any message in this module.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The TLS ALPN token both sides require.
 pub const ALPN: &[u8] = b"rscq/1";
@@ -527,6 +527,27 @@ pub enum UdpEvent {
     Sent(Result<u64, Errno>),
     /// The answer to [`UdpOp::Connect`]: the socket's new local address.
     Connected(Result<SockAddr, Errno>),
+    /// An ICMP error came back for a datagram the socket sent to `peer`
+    /// (not with `--pure`), from `offender`; `quoted` is the part of the
+    /// datagram's payload the message quoted.
+    Unreachable {
+        peer: SockAddr,
+        icmp: IcmpError,
+        offender: Option<SockAddr>,
+        #[serde(with = "serde_bytes")]
+        quoted: Vec<u8>,
+    },
+}
+
+/// The type and code of an ICMP error message, as the server's kernel
+/// queued it on the socket's error queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct IcmpError {
+    /// ICMPv6 (else ICMPv4).
+    pub v6: bool,
+    pub kind: u8,
+    pub code: u8,
 }
 
 /// A socket option that matters on the server's socket.

@@ -6,9 +6,14 @@
 //!
 //! By default every datagram the socket receives is pushed to the client at
 //! once; the stream's flow-control window bounds what is in flight, and
-//! once it is full the kernel drops, as it would for a slow reader. With
-//! `--pure` the socket is read only when the program asks: one datagram per
-//! [`UdpOp::Recv`].
+//! once it is full the kernel drops, as it would for a slow reader. The
+//! socket has `IP_RECVERR` (`IPV6_RECVERR`) on, so every ICMP error about a
+//! datagram it sent lands on its error queue with the destination it is
+//! about, and goes to the client as [`UdpEvent::Unreachable`]; the client's
+//! kernel then decides, as ours would have, whether the program's socket
+//! hears of it. With `--pure` the socket is read only when the program
+//! asks: one datagram per [`UdpOp::Recv`], and an error is what that
+//! receive returns.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +22,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{Mutex, mpsc};
 
 use crate::errno::Errno;
-use crate::proto::{Reply, Response, SockAddr, UdpEvent, UdpOp, frame};
+use crate::proto::{IcmpError, Reply, Response, SockAddr, UdpEvent, UdpOp, frame};
 
 /// The largest datagram a socket can receive (IPv4's limit is lower).
 const MAX_DATAGRAM: usize = 65536;
@@ -51,7 +56,128 @@ fn bind(addr: SockAddr, options: BindOptions) -> Result<UdpSocket, Errno> {
         sockopt::set_ipv6_v6only(&fd, only)?;
     }
     rustix::net::bind(&fd, &target)?;
+    if !options.pure {
+        receive_errors(&fd, target.is_ipv6())?;
+    }
     UdpSocket::from_std(std::net::UdpSocket::from(fd)).map_err(|e| Errno::from_io(&e))
+}
+
+/// Turns on the error queue: ICMP errors about any destination, the
+/// connected peer or not, are queued with the destination they are about.
+/// An IPv6 socket also needs the IPv4 option for its IPv4-mapped peers.
+fn receive_errors(fd: &std::os::fd::OwnedFd, v6: bool) -> Result<(), Errno> {
+    use std::os::fd::AsFd;
+    let on = 1i32.to_ne_bytes();
+    let set = |level, name| {
+        crate::sys::net::set_option(fd.as_fd(), level, name, &on).map_err(|e| Errno::from_io(&e))
+    };
+    if v6 {
+        set(libc::SOL_IPV6, libc::IPV6_RECVERR)?;
+    }
+    set(libc::SOL_IP, libc::IP_RECVERR)
+}
+
+/// The most of a datagram's payload an ICMP error quotes (it is at most
+/// 576 bytes, IPv4; 1280, IPv6).
+const MAX_QUOTED: usize = 1280;
+/// `struct cmsghdr`'s size on x86_64: the data follows at this offset.
+const CMSG_HEADER: usize = 16;
+/// `struct sock_extended_err`: errno, origin, type, code, pad, info, data.
+const EXTENDED_ERR: usize = 16;
+
+/// The ICMP error one error-queue message reports: the destination it is
+/// about (`name`, the message's address), and the ICMP type and code and
+/// the message's sender from its `IP_RECVERR`/`IPV6_RECVERR` control
+/// message. `None` for errors the kernel made up locally (a send that
+/// could not leave), which the send itself returned.
+fn icmp_error(name: &[u8], control: &[u8]) -> Option<IcmpReport> {
+    let peer = crate::syscall::layout::decode_sockaddr(name)?;
+    let mut rest = control;
+    while rest.len() >= CMSG_HEADER {
+        let len = usize::try_from(u64::from_ne_bytes(rest[0..8].try_into().ok()?)).ok()?;
+        let level = i32::from_ne_bytes(rest[8..12].try_into().ok()?);
+        let kind = i32::from_ne_bytes(rest[12..16].try_into().ok()?);
+        if len < CMSG_HEADER || len > rest.len() {
+            return None;
+        }
+        let is_err = (level == libc::SOL_IP && kind == libc::IP_RECVERR)
+            || (level == libc::SOL_IPV6 && kind == libc::IPV6_RECVERR);
+        if is_err && len >= CMSG_HEADER + EXTENDED_ERR {
+            let err = &rest[CMSG_HEADER..];
+            let v6 = match err[4] {
+                libc::SO_EE_ORIGIN_ICMP => false,
+                libc::SO_EE_ORIGIN_ICMP6 => true,
+                _ => return None,
+            };
+            // `SO_EE_OFFENDER`: the sender's address follows.
+            let offender = err
+                .get(EXTENDED_ERR..len - CMSG_HEADER)
+                .and_then(crate::syscall::layout::decode_sockaddr);
+            return Some(IcmpReport {
+                peer,
+                icmp: IcmpError {
+                    v6,
+                    kind: err[5],
+                    code: err[6],
+                },
+                offender,
+            });
+        }
+        // The next header starts at the next multiple of 8.
+        let next = len.checked_add(7)? & !7;
+        rest = rest.get(next..)?;
+    }
+    None
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct IcmpReport {
+    peer: SockAddr,
+    icmp: IcmpError,
+    offender: Option<SockAddr>,
+}
+
+/// Passes every ICMP error the socket's error queue receives on to the
+/// client, until the client is gone.
+async fn forward_errors(socket: &UdpSocket, writer: &Writer) {
+    use std::os::fd::AsFd;
+    loop {
+        let mut name = [0u8; 128];
+        let mut control = [0u8; 256];
+        let mut quoted = vec![0u8; MAX_QUOTED];
+        let queued = socket
+            .async_io(tokio::io::Interest::ERROR, || {
+                crate::sys::net::recv_error_queue(
+                    socket.as_fd(),
+                    &mut name,
+                    &mut quoted,
+                    &mut control,
+                )
+            })
+            .await;
+        let Ok(got) = queued else {
+            // The queue cannot be read: datagrams still flow.
+            return std::future::pending().await;
+        };
+        quoted.truncate(got.payload);
+        let Some(IcmpReport {
+            peer,
+            icmp,
+            offender,
+        }) = icmp_error(&name[..got.name], &control[..got.control])
+        else {
+            continue;
+        };
+        let event = UdpEvent::Unreachable {
+            peer,
+            icmp,
+            offender,
+            quoted,
+        };
+        if !emit(writer, &event).await {
+            return;
+        }
+    }
 }
 
 type Writer = Arc<Mutex<quinn::SendStream>>;
@@ -110,16 +236,23 @@ pub async fn serve(
     } else {
         let (socket, writer) = (socket.clone(), writer.clone());
         tokio::spawn(async move {
-            loop {
-                let event = receive_one(&socket, false).await;
-                // An error (an ICMP unreachable on a connected socket) is
-                // the socket's business, not the client's: keep reading.
-                if matches!(event, UdpEvent::RecvFailed(_)) {
-                    continue;
+            let errors = forward_errors(&socket, &writer);
+            let datagrams = async {
+                loop {
+                    let event = receive_one(&socket, false).await;
+                    // An error (the pending error an ICMP message left)
+                    // reaches the client through the error queue.
+                    if matches!(event, UdpEvent::RecvFailed(_)) {
+                        continue;
+                    }
+                    if !emit(&writer, &event).await {
+                        return;
+                    }
                 }
-                if !emit(&writer, &event).await {
-                    return;
-                }
+            };
+            tokio::select! {
+                () = errors => {}
+                () = datagrams => {}
             }
         })
     };
@@ -131,10 +264,20 @@ pub async fn serve(
         };
         match op {
             UdpOp::Send { peer, data } => {
-                let sent = match peer {
-                    Some(p) => socket.send_to(&data, SocketAddr::from(p)).await,
-                    None => socket.send(&data).await,
+                let send = || async {
+                    match peer {
+                        Some(p) => socket.send_to(&data, SocketAddr::from(p)).await,
+                        None => socket.send(&data).await,
+                    }
                 };
+                let mut sent = send().await;
+                if sent.is_err() && !options.pure {
+                    // The program's send already succeeded: a pending
+                    // error an ICMP message left (which the client hears
+                    // of through the error queue) must not cost this
+                    // datagram, and the failed send cleared it.
+                    sent = send().await;
+                }
                 if options.pure {
                     let sent = sent
                         .map(|n| u64::try_from(n).unwrap_or(u64::MAX))
@@ -209,5 +352,98 @@ async fn receive_one(socket: &UdpSocket, nonblocking: bool) -> UdpEvent {
             }
         }
         Err(e) => UdpEvent::RecvFailed(Errno::from_io(&e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One control message: `struct cmsghdr` and its data, padded to 8.
+    fn cmsg(level: i32, kind: i32, data: &[u8]) -> Vec<u8> {
+        let mut m = u64::try_from(CMSG_HEADER + data.len())
+            .unwrap()
+            .to_ne_bytes()
+            .to_vec();
+        m.extend_from_slice(&level.to_ne_bytes());
+        m.extend_from_slice(&kind.to_ne_bytes());
+        m.extend_from_slice(data);
+        m.resize(m.len().next_multiple_of(8), 0);
+        m
+    }
+
+    fn extended_err(origin: u8, kind: u8, code: u8) -> Vec<u8> {
+        let mut e = libc::ECONNREFUSED.cast_unsigned().to_ne_bytes().to_vec();
+        e.extend_from_slice(&[origin, kind, code, 0]);
+        e.extend_from_slice(&[0; 8]);
+        // The offender's address follows.
+        e.extend_from_slice(&[2, 0, 0, 0, 10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0]);
+        e
+    }
+
+    const WEB: SockAddr = SockAddr::V4 {
+        ip: [10, 0, 0, 2],
+        port: 7009,
+    };
+
+    #[test]
+    fn an_icmp_error_names_its_destination_type_and_code() {
+        let name = crate::syscall::layout::encode_sockaddr(&WEB);
+        let mut control = cmsg(libc::SOL_SOCKET, libc::SO_TIMESTAMP, &[0; 16]);
+        control.extend(cmsg(
+            libc::SOL_IP,
+            libc::IP_RECVERR,
+            &extended_err(libc::SO_EE_ORIGIN_ICMP, 3, 3),
+        ));
+        assert_eq!(
+            icmp_error(&name, &control),
+            Some(IcmpReport {
+                peer: WEB,
+                icmp: IcmpError {
+                    v6: false,
+                    kind: 3,
+                    code: 3
+                },
+                offender: Some(SockAddr::V4 {
+                    ip: [10, 0, 0, 2],
+                    port: 0
+                }),
+            })
+        );
+        let v6 = cmsg(
+            libc::SOL_IPV6,
+            libc::IPV6_RECVERR,
+            &extended_err(libc::SO_EE_ORIGIN_ICMP6, 1, 4),
+        );
+        assert_eq!(
+            icmp_error(&name, &v6).map(|r| r.icmp),
+            Some(IcmpError {
+                v6: true,
+                kind: 1,
+                code: 4
+            })
+        );
+    }
+
+    #[test]
+    fn local_errors_and_garbage_are_not_passed_on() {
+        let name = crate::syscall::layout::encode_sockaddr(&WEB);
+        let local = cmsg(
+            libc::SOL_IP,
+            libc::IP_RECVERR,
+            &extended_err(libc::SO_EE_ORIGIN_LOCAL, 0, 0),
+        );
+        assert_eq!(icmp_error(&name, &local), None);
+        let good = cmsg(
+            libc::SOL_IP,
+            libc::IP_RECVERR,
+            &extended_err(libc::SO_EE_ORIGIN_ICMP, 3, 3),
+        );
+        assert_eq!(icmp_error(&[], &good), None, "no destination");
+        assert_eq!(icmp_error(&name, &good[..20]), None, "cut short");
+        let mut huge = good.clone();
+        huge[0..8].copy_from_slice(&u64::MAX.to_ne_bytes());
+        assert_eq!(icmp_error(&name, &huge), None);
+        assert_eq!(icmp_error(&name, &[]), None);
     }
 }

@@ -1,8 +1,79 @@
-//! Socket calls rustix has no wrapper for.
+//! Socket calls `--net` needs that rustix does not wrap: options given as
+//! raw bytes (`IP_RECVERR`, `ICMP_FILTER`), a socket filter, and reading
+//! the error queue.
 
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use crate::errno::Errno;
+
+/// `setsockopt(2)` with `value` as the option's bytes.
+pub fn set_option(
+    fd: BorrowedFd<'_>,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: &[u8],
+) -> std::io::Result<()> {
+    let len = libc::socklen_t::try_from(value.len())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `value` is a live allocation of `len` bytes the kernel only
+    // reads; the fd is borrowed, so it stays open for the call.
+    let ret = unsafe { libc::setsockopt(fd.as_raw_fd(), level, name, value.as_ptr().cast(), len) };
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// How much of one error-queue message [`recv_error_queue`] got.
+#[derive(Debug, Clone, Copy)]
+pub struct Queued {
+    pub name: usize,
+    pub control: usize,
+    pub payload: usize,
+}
+
+/// One message of the socket's error queue (`MSG_ERRQUEUE`, never
+/// waiting): the original destination goes to `name`, the quoted payload
+/// to `payload` and the control messages to `control`.
+pub fn recv_error_queue(
+    fd: BorrowedFd<'_>,
+    name: &mut [u8],
+    payload: &mut [u8],
+    control: &mut [u8],
+) -> std::io::Result<Queued> {
+    let mut iov = libc::iovec {
+        iov_base: payload.as_mut_ptr().cast(),
+        iov_len: payload.len(),
+    };
+    // SAFETY: `msghdr` is plain old data; all-zero is a valid empty value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = name.as_mut_ptr().cast();
+    msg.msg_namelen = libc::socklen_t::try_from(name.len()).unwrap_or(0);
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = control.len();
+    // SAFETY: every pointer in `msg` points to a live, exclusively borrowed
+    // buffer of the length given beside it, which outlives the call; the
+    // kernel writes at most those lengths. The fd is borrowed.
+    let ret = unsafe {
+        libc::recvmsg(
+            fd.as_raw_fd(),
+            &raw mut msg,
+            libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
+        )
+    };
+    if ret < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(Queued {
+        name: usize::try_from(msg.msg_namelen)
+            .unwrap_or(0)
+            .min(name.len()),
+        control: msg.msg_controllen.min(control.len()),
+        payload: usize::try_from(ret).unwrap_or(0).min(payload.len()),
+    })
+}
 
 /// Attaches a classic BPF filter that drops every packet: the socket still
 /// sends, but nothing reaches it (`SO_ATTACH_FILTER`, socket(7)). Needs no

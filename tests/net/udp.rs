@@ -755,3 +755,329 @@ fn udp_over_ipv6_and_mapped_ipv4() {
         );
     }
 }
+
+/// A C program that meets ICMP port-unreachable errors. Each argument
+/// after the addresses names a part to run:
+/// - `connected`: a connected socket sends to a closed port; `poll` says
+///   POLLERR, the next `recv` fails with ECONNREFUSED and the one after
+///   does not; connected to an open port, it works again;
+/// - `send`: the error fails the next `send` instead, once;
+/// - `unconnected`: an unconnected socket's send to a closed port leaves no
+///   error; its next exchange works;
+/// - `other`: a socket connected to an open port sends to a closed one by
+///   address: the error is not its peer's, so it gets none;
+/// - `mapped`: an IPv6 socket connected to the IPv4-mapped closed port;
+/// - `v6`: an IPv6 socket connected to the closed port at `web`'s IPv6
+///   address (the fourth argument);
+/// - `brief`: a connected socket sends to the closed port and polls for a
+///   second;
+/// - `recverr`: an unconnected socket with `IP_RECVERR` finds the error on
+///   its error queue, with the destination it is about, the ICMP message's
+///   sender and the payload it quoted.
+const UDP_ICMP_C: &str = r#"
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <linux/errqueue.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+static struct sockaddr_in closed_port, open_port;
+static struct sockaddr_in6 mapped_closed, v6_closed;
+
+static void die(const char *what) { perror(what); exit(1); }
+
+static const char *err(ssize_t n) {
+    static char b[64];
+    if (n >= 0) { sprintf(b, "ok %zd", n); return b; }
+    return errno == ECONNREFUSED ? "ECONNREFUSED" : errno == EAGAIN ? "EAGAIN" : strerror(errno);
+}
+
+static int udp(int family) {
+    int s = socket(family, SOCK_DGRAM, 0);
+    if (s < 0) die("socket");
+    struct timeval tv = {20, 0};
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return s;
+}
+
+/* poll for input: what came (POLLERR always reported), or "none". */
+static void wait_for(int s, int ms, const char *what) {
+    struct pollfd p = {s, POLLIN, 0};
+    int r = poll(&p, 1, ms);
+    printf("%s poll=%d%s%s\n", what, r, p.revents & POLLIN ? " IN" : "",
+           p.revents & POLLERR ? " ERR" : "");
+}
+
+/* The echo server answers "IP:PORT payload": print the payload. */
+static void echo_reply(int s, const char *what) {
+    char buf[256];
+    ssize_t n = recv(s, buf, sizeof buf - 1, 0);
+    if (n < 0) { printf("%s recv %s\n", what, err(n)); return; }
+    buf[n] = 0;
+    char *space = strchr(buf, ' ');
+    printf("%s reply %s\n", what, space ? space + 1 : buf);
+}
+
+static void connected(void) {
+    int c = udp(AF_INET);
+    if (connect(c, (struct sockaddr *)&closed_port, sizeof closed_port) < 0) die("connect");
+    printf("connected send %s\n", err(send(c, "x", 1, 0)));
+    wait_for(c, 20000, "connected");
+    char buf[16];
+    printf("connected recv %s\n", err(recv(c, buf, sizeof buf, 0)));
+    printf("connected again %s\n", err(recv(c, buf, sizeof buf, MSG_DONTWAIT)));
+    if (connect(c, (struct sockaddr *)&open_port, sizeof open_port) < 0) die("connect open");
+    printf("connected open send %s\n", err(send(c, "back", 4, 0)));
+    echo_reply(c, "connected open");
+    close(c);
+}
+
+static void brief(void) {
+    int c = udp(AF_INET);
+    if (connect(c, (struct sockaddr *)&closed_port, sizeof closed_port) < 0) die("connect");
+    printf("brief send %s\n", err(send(c, "x", 1, 0)));
+    wait_for(c, 1000, "brief");
+    close(c);
+}
+
+static void send_fails(void) {
+    int c = udp(AF_INET);
+    if (connect(c, (struct sockaddr *)&closed_port, sizeof closed_port) < 0) die("connect");
+    printf("send first %s\n", err(send(c, "x", 1, 0)));
+    wait_for(c, 20000, "send");
+    printf("send second %s\n", err(send(c, "y", 1, 0)));
+    close(c);
+}
+
+static void unconnected(void) {
+    int u = udp(AF_INET);
+    printf("unconnected sendto %s\n",
+           err(sendto(u, "x", 1, 0, (struct sockaddr *)&closed_port, sizeof closed_port)));
+    wait_for(u, 1000, "unconnected");
+    printf("unconnected open sendto %s\n",
+           err(sendto(u, "fine", 4, 0, (struct sockaddr *)&open_port, sizeof open_port)));
+    echo_reply(u, "unconnected open");
+    close(u);
+}
+
+static void other(void) {
+    int c = udp(AF_INET);
+    if (connect(c, (struct sockaddr *)&open_port, sizeof open_port) < 0) die("connect");
+    printf("other sendto %s\n",
+           err(sendto(c, "x", 1, 0, (struct sockaddr *)&closed_port, sizeof closed_port)));
+    wait_for(c, 1000, "other");
+    printf("other send %s\n", err(send(c, "peer", 4, 0)));
+    echo_reply(c, "other");
+    close(c);
+}
+
+static void six(const struct sockaddr_in6 *to, const char *what) {
+    int c = udp(AF_INET6);
+    if (connect(c, (const struct sockaddr *)to, sizeof *to) < 0) die("connect6");
+    printf("%s send %s\n", what, err(send(c, "x", 1, 0)));
+    wait_for(c, 20000, what);
+    char buf[16];
+    printf("%s recv %s\n", what, err(recv(c, buf, sizeof buf, 0)));
+    close(c);
+}
+
+static void recverr(void) {
+    int u = udp(AF_INET);
+    int on = 1;
+    if (setsockopt(u, SOL_IP, IP_RECVERR, &on, sizeof on) < 0) die("IP_RECVERR");
+    printf("recverr sendto %s\n",
+           err(sendto(u, "quoted", 6, 0, (struct sockaddr *)&closed_port, sizeof closed_port)));
+    wait_for(u, 20000, "recverr");
+    struct sockaddr_in about = {0};
+    char data[16], control[512];
+    struct iovec iov = {data, sizeof data};
+    struct msghdr m = {0};
+    m.msg_name = &about; m.msg_namelen = sizeof about;
+    m.msg_iov = &iov; m.msg_iovlen = 1;
+    m.msg_control = control; m.msg_controllen = sizeof control;
+    ssize_t n = recvmsg(u, &m, MSG_ERRQUEUE);
+    if (n < 0) { printf("recverr errqueue %s\n", err(n)); return; }
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+        if (c->cmsg_level != SOL_IP || c->cmsg_type != IP_RECVERR) continue;
+        struct sock_extended_err *e = (struct sock_extended_err *)CMSG_DATA(c);
+        char ip[INET_ADDRSTRLEN], sender[INET_ADDRSTRLEN];
+        inet_ntop(AF_INET, &about.sin_addr, ip, sizeof ip);
+        inet_ntop(AF_INET, &((struct sockaddr_in *)SO_EE_OFFENDER(e))->sin_addr, sender,
+                  sizeof sender);
+        printf("recverr errqueue errno=%s origin=%d type=%d code=%d about=%s:%d from=%s "
+               "data=%.*s\n",
+               e->ee_errno == ECONNREFUSED ? "ECONNREFUSED" : strerror(e->ee_errno),
+               e->ee_origin, e->ee_type, e->ee_code, ip, ntohs(about.sin_port), sender,
+               (int)n, data);
+    }
+    char buf[16];
+    printf("recverr after %s\n", err(recv(u, buf, sizeof buf, MSG_DONTWAIT)));
+    close(u);
+}
+
+int main(int argc, char **argv) {
+    closed_port.sin_family = open_port.sin_family = AF_INET;
+    inet_pton(AF_INET, argv[1], &closed_port.sin_addr);
+    open_port.sin_addr = closed_port.sin_addr;
+    closed_port.sin_port = htons(atoi(argv[2]));
+    open_port.sin_port = htons(atoi(argv[3]));
+    mapped_closed.sin6_family = AF_INET6;
+    char m[64];
+    snprintf(m, sizeof m, "::ffff:%s", argv[1]);
+    inet_pton(AF_INET6, m, &mapped_closed.sin6_addr);
+    mapped_closed.sin6_port = closed_port.sin_port;
+    v6_closed.sin6_family = AF_INET6;
+    inet_pton(AF_INET6, argv[4], &v6_closed.sin6_addr);
+    v6_closed.sin6_port = closed_port.sin_port;
+    setvbuf(stdout, NULL, _IONBF, 0);
+    for (int i = 5; i < argc; i++) {
+        if (!strcmp(argv[i], "connected")) connected();
+        else if (!strcmp(argv[i], "send")) send_fails();
+        else if (!strcmp(argv[i], "brief")) brief();
+        else if (!strcmp(argv[i], "unconnected")) unconnected();
+        else if (!strcmp(argv[i], "other")) other();
+        else if (!strcmp(argv[i], "mapped")) six(&mapped_closed, "mapped");
+        else if (!strcmp(argv[i], "v6")) six(&v6_closed, "v6");
+        else if (!strcmp(argv[i], "recverr")) recverr();
+        else { fprintf(stderr, "unknown part %s\n", argv[i]); return 2; }
+    }
+    return 0;
+}
+"#;
+
+/// 8. An ICMP port unreachable the server's socket gets reaches the
+///    program's socket as the kernel would report it there: a connected
+///    socket sees POLLERR and its next call fails once with ECONNREFUSED
+///    (IPv4, IPv6, and IPv6 to an IPv4-mapped peer); an unconnected socket, or
+///    one connected to another peer, sees nothing; one with `IP_RECVERR`
+///    finds the error on its error queue. Compared with the program run
+///    directly in `remote`, in both modes (`--pure` does not pass errors on
+///    to unconnected sockets, nor make a send fail: those parts run in the
+///    default mode only).
+#[test]
+fn udp_icmp_unreachable_reaches_the_program() {
+    let Some(lab) = Lab::new(
+        "udp_icmp_unreachable_reaches_the_program",
+        &["gcc", "sysctl", "setpriv"],
+    ) else {
+        return;
+    };
+    let web_ip = lab.net.web_ip.to_string();
+    let src = lab.write("udp_icmp.c", UDP_ICMP_C.as_bytes());
+    let bin = lab.dir.join("udp_icmp");
+    run(crate::harness::cmd(&["gcc", "-O1", "-o", p(&bin), p(&src)])).success();
+    let _echo = web_udp(&lab, &["echo", &web_ip, &ECHO_PORT.to_string()]);
+    // `web` answers with one port unreachable a second per peer once a
+    // burst of six is spent; the runs below need more, closer together.
+    for limit in ["net.ipv4.icmp_ratelimit=0", "net.ipv6.icmp.ratelimit=0"] {
+        lab.run_ok(lab.exec(Ns::Web, &["sysctl", "-q", "-w", limit]));
+    }
+    // IPv6 on the remote↔web link (no duplicate address detection, so the
+    // addresses are usable at once).
+    let web6 = "fd00:7:9::2";
+    for (ns, dev, addr) in [
+        (Ns::Remote, "to-web", "fd00:7:9::1"),
+        (Ns::Web, "to-remote", web6),
+    ] {
+        run(crate::harness::cmd(&[
+            "ip",
+            "-n",
+            lab.net.name(ns),
+            "addr",
+            "add",
+            &format!("{addr}/64"),
+            "dev",
+            dev,
+            "nodad",
+        ]))
+        .success();
+    }
+    // Nothing listens on this port in `web`.
+    let closed = "7009";
+    let echo = ECHO_PORT.to_string();
+    let both = ["connected", "unconnected", "other", "mapped", "v6"];
+    let default_only = ["send", "recverr"];
+    let argv = |parts: &[&str]| -> Vec<String> {
+        let mut v = vec![
+            p(&bin).to_string(),
+            web_ip.clone(),
+            closed.into(),
+            echo.clone(),
+            web6.into(),
+        ];
+        v.extend(parts.iter().map(|s| (*s).to_string()));
+        v
+    };
+    let all: Vec<&str> = both.iter().chain(default_only.iter()).copied().collect();
+    let native = lab.run_ok(lab.exec(Ns::Remote, &argv(&all)));
+    let want = format!(
+        "connected send ok 1\nconnected poll=1 ERR\nconnected recv ECONNREFUSED\n\
+         connected again EAGAIN\nconnected open send ok 4\nconnected open reply back\n\
+         unconnected sendto ok 1\nunconnected poll=0\nunconnected open sendto ok 4\n\
+         unconnected open reply fine\n\
+         other sendto ok 1\nother poll=0\nother send ok 4\nother reply peer\n\
+         mapped send ok 1\nmapped poll=1 ERR\nmapped recv ECONNREFUSED\n\
+         v6 send ok 1\nv6 poll=1 ERR\nv6 recv ECONNREFUSED\n\
+         send first ok 1\nsend poll=1 ERR\nsend second ECONNREFUSED\n\
+         recverr sendto ok 6\nrecverr poll=1 ERR\n\
+         recverr errqueue errno=ECONNREFUSED origin=2 type=3 code=3 about={web_ip}:{closed} \
+         from={web_ip} data=quoted\n\
+         recverr after EAGAIN\n"
+    );
+    assert_eq!(native.out(), want, "native run\n{}", native.dump());
+    for mode in MODES {
+        let m = mode_name(mode);
+        let parts: Vec<&str> = if mode.is_empty() {
+            all.clone()
+        } else {
+            both.to_vec()
+        };
+        let out = lab.run_ok(lab.rscq(mode, &argv(&parts)));
+        let reference = if mode.is_empty() {
+            native.out()
+        } else {
+            lab.run_ok(lab.exec(Ns::Remote, &argv(&parts))).out()
+        };
+        assert_eq!(out.out(), reference, "({m})\n{}", out.dump());
+    }
+    // Without CAP_NET_RAW rscq cannot send the ICMP message: it says so
+    // once, and the program runs on without the error.
+    let with_raw = lab.rscq(&[], &argv(&["brief", "brief"]));
+    let args: Vec<&std::ffi::OsStr> = with_raw.get_args().collect();
+    assert_eq!(
+        args[..2],
+        ["netns", "exec"],
+        "{}",
+        crate::harness::describe(&with_raw)
+    );
+    let mut without_raw = std::process::Command::new(with_raw.get_program());
+    without_raw
+        .args(&args[..3])
+        .args(["setpriv", "--bounding-set", "-net_raw", "--"])
+        .args(&args[3..]);
+    for (key, value) in with_raw.get_envs() {
+        if let Some(value) = value {
+            without_raw.env(key, value);
+        }
+    }
+    let out = lab.run_ok(without_raw);
+    assert_eq!(
+        out.out(),
+        "brief send ok 1\nbrief poll=0\nbrief send ok 1\nbrief poll=0\n",
+        "without CAP_NET_RAW\n{}",
+        out.dump()
+    );
+    assert_eq!(
+        out.err().matches("rscq: no raw ICMP socket").count(),
+        1,
+        "without CAP_NET_RAW\n{}",
+        out.dump()
+    );
+}

@@ -17,15 +17,12 @@
 //! is then cancelled, and the server drops it.
 
 use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::Notify;
 
 use crate::errno::Errno;
-
-/// How long a non-blocking connect is held before it reports EINPROGRESS
-/// and goes on asynchronously (see [`super::hold`]).
-pub const NONBLOCKING_HOLD: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// A thread waiting for a remote connect's result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +53,12 @@ enum Entry {
         /// A signal interrupted a waiter: the socket has been (or is being)
         /// attached locally, and the result is kept for the next connect.
         was_interrupted: bool,
+        /// rscq's copy of the program's socket while the connect holds its
+        /// caller, so that an interruption can put it in its local
+        /// connecting state before the caller runs again.
+        socket: Option<OwnedFd>,
+        /// Set once the socket was put in that state.
+        held: Option<super::hold::Held>,
     },
     /// An interrupted connect that ended with nobody waiting: the next
     /// `connect` on the socket returns this, once.
@@ -111,6 +114,8 @@ impl Connects {
                         waiters: vec![waiter],
                         interrupted: interrupted.clone(),
                         was_interrupted: false,
+                        socket: None,
+                        held: None,
                     },
                 );
                 Joined::Start(interrupted)
@@ -126,6 +131,7 @@ impl Connects {
             waiters,
             interrupted,
             was_interrupted,
+            ..
         }) = self.table().get_mut(&ino)
         {
             waiters.retain(|w| w.tid != tid);
@@ -134,8 +140,41 @@ impl Connects {
         }
     }
 
-    /// The connect on `ino` goes on asynchronously (its non-blocking caller
-    /// was held long enough): its result is kept for the next connect.
+    /// Keeps `socket`, rscq's copy of socket `ino`, for [`Connects::hold`].
+    pub fn keep_socket(&self, ino: u64, socket: OwnedFd) {
+        if let Some(Entry::Running { socket: kept, .. }) = self.table().get_mut(&ino) {
+            *kept = Some(socket);
+        }
+    }
+
+    /// Puts socket `ino` in its local connecting state with `start`, once,
+    /// while the caller is still stopped (see [`super::hold`]).
+    pub fn hold(&self, ino: u64, start: impl FnOnce(&OwnedFd) -> Option<super::hold::Held>) {
+        if let Some(Entry::Running {
+            socket: Some(socket),
+            held: held @ None,
+            ..
+        }) = self.table().get_mut(&ino)
+        {
+            *held = start(socket);
+        }
+    }
+
+    /// The local connecting state [`Connects::hold`] made, if any; rscq's
+    /// copy of the socket is let go either way, so that the program's close
+    /// really closes it.
+    pub fn take_held(&self, ino: u64) -> Option<super::hold::Held> {
+        match self.table().get_mut(&ino) {
+            Some(Entry::Running { socket, held, .. }) => {
+                *socket = None;
+                held.take()
+            }
+            _ => None,
+        }
+    }
+
+    /// The connect on `ino` goes on asynchronously (its caller is
+    /// non-blocking): its result is kept for the next connect.
     pub fn went_async(&self, ino: u64) {
         if let Some(Entry::Running {
             was_interrupted, ..

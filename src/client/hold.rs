@@ -1,8 +1,9 @@
 //! A remote connect that outlives the call that started it: a non-blocking
-//! connect held past [`super::connect::NONBLOCKING_HOLD`], or a blocking one
-//! a signal interrupted. Until the server answers, the program's socket must
-//! look like a kernel connect still under way: poll reports nothing, a write
-//! would block, `SO_ERROR` is 0, `getpeername` fails with ENOTCONN.
+//! connect (which returns EINPROGRESS at once, as the kernel's), or a
+//! blocking one a signal interrupted. Until the server answers, the
+//! program's socket must look like a kernel connect still under way: poll
+//! reports nothing, a write would block, `SO_ERROR` is 0, `getpeername`
+//! fails with ENOTCONN.
 //!
 //! So rscq puts the program's socket in SYN-SENT for real: it connects it
 //! to a loopback *hold* listener whose accept queue is kept full, so the

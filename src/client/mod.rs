@@ -277,28 +277,29 @@ impl Engine {
         let pure = self.pumps.pure.is_some();
         let options = self.options.take(ino);
         let mut open = std::pin::pin!(self.link.open_tcp(addr, pure, options));
-        // A non-blocking connect holds its thread in the ptrace stop, deaf
-        // to signals, only this long; then it goes on asynchronously.
-        let budget = async {
-            if nonblocking {
-                tokio::time::sleep(connect::NONBLOCKING_HOLD).await;
-            } else {
-                std::future::pending::<()>().await;
+        let first = if nonblocking {
+            // As the kernel's, a non-blocking connect answers EINPROGRESS at
+            // once; the socket goes on connecting locally (see `hold`), and
+            // the result is kept for a later connect.
+            self.connects.went_async(ino);
+            None
+        } else {
+            tokio::select! {
+                outcome = &mut open => Some(outcome),
+                () = interrupted.notified() => None,
             }
         };
-        let first = tokio::select! {
-            outcome = &mut open => Some(outcome),
-            () = interrupted.notified() => None,
-            () = budget => {
-                self.connects.went_async(ino);
-                None
-            }
-        };
-        let result = match first {
-            Some(outcome) => self.connected(dup, outcome, owner).await,
-            None => match self.pumps.hold.start(&dup, ino) {
+        // An interruption may have put the socket in its local connecting
+        // state already.
+        let held = self.connects.take_held(ino);
+        let result = match (first, held) {
+            (Some(outcome), None) => self.connected(dup, outcome, owner).await,
+            (first, held) => match held.map_or_else(|| self.pumps.hold.start(&dup, ino), Ok) {
                 Err(_) => {
-                    let outcome = open.await;
+                    let outcome = match first {
+                        Some(outcome) => outcome,
+                        None => open.await,
+                    };
                     self.connected(dup, outcome, owner).await
                 }
                 Ok(held) => {
@@ -319,7 +320,11 @@ impl Engine {
                             started.elapsed(),
                         );
                     }
-                    self.settle_held(held, &mut open, owner).await
+                    let outcome = match first {
+                        Some(outcome) => Some(outcome),
+                        None => self.outcome_while_held(held, &mut open).await,
+                    };
+                    self.settle_held(held, outcome, owner).await
                 }
             },
         };
@@ -331,9 +336,8 @@ impl Engine {
     }
 
     /// Waits for the remote connect `open` of a program socket that waits
-    /// in the hold listener, then ends its local connect the same way (see
-    /// [`hold`]).
-    async fn settle_held(
+    /// in the hold listener; `None` if the program closed its socket first.
+    async fn outcome_while_held(
         &self,
         held: hold::Held,
         open: &mut std::pin::Pin<
@@ -344,18 +348,30 @@ impl Engine {
                 >,
             >,
         >,
-        owner: (i32, i32),
-    ) -> Result<(), Errno> {
-        let outcome = loop {
+    ) -> Option<Result<crate::transport::client::TcpOutcome, crate::transport::TransportError>>
+    {
+        loop {
             tokio::select! {
-                outcome = open.as_mut() => break Some(outcome),
+                outcome = open.as_mut() => return Some(outcome),
                 () = tokio::time::sleep(listeners::SWEEP_EVERY) => {
                     if hold::still_connecting(held.ino) == Some(false) {
-                        break None;
+                        return None;
                     }
                 }
             }
-        };
+        }
+    }
+
+    /// Ends the local connect of a held program socket the way its remote
+    /// connect ended (see [`hold`]); `None`: the program closed the socket.
+    async fn settle_held(
+        &self,
+        held: hold::Held,
+        outcome: Option<
+            Result<crate::transport::client::TcpOutcome, crate::transport::TransportError>,
+        >,
+        owner: (i32, i32),
+    ) -> Result<(), Errno> {
         let sockets = self.pumps.sockets();
         let failure = match outcome {
             // The program closed the socket (or died): dropping `open`
@@ -506,6 +522,9 @@ impl Forwarder for Engine {
                     self.connect_reply(tid, op, Err(Errno(libc::EISCONN)), Duration::ZERO);
                     return;
                 }
+                if !nonblocking && let Ok(copy) = dup.try_clone() {
+                    self.connects.keep_socket(ino, copy);
+                }
                 let engine = self.clone();
                 self.runtime.spawn(async move {
                     engine
@@ -524,6 +543,11 @@ impl Forwarder for Engine {
     }
 
     fn connect_interrupted(&self, ino: u64, tid: i32) {
+        // The interrupted thread is still stopped: its socket becomes a
+        // connecting one before it can look at it (the socket's file flags
+        // are changed for a moment, which it must not see).
+        self.connects
+            .hold(ino, |socket| self.pumps.hold.start(socket, ino).ok());
         self.connects.interrupted(ino, tid);
     }
 

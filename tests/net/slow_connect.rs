@@ -1,7 +1,6 @@
-//! Non-blocking connects whose outcome comes later than rscq holds the
-//! calling thread (2 s): a listener that starts accepting late, one that
-//! closes, a host that never answers (ETIMEDOUT) and one that does not
-//! exist (EHOSTUNREACH). Until the server knows, the program's socket must
+//! Non-blocking connects whose outcome comes late: a listener that starts
+//! accepting late, one that closes, a host that never answers (ETIMEDOUT)
+//! and one that does not exist (EHOSTUNREACH). Until the server knows, the program's socket must
 //! look exactly like a kernel connect under way (poll reports nothing, a
 //! send would block, getpeername fails, SO_ERROR is 0); then epoll reports
 //! it, and SO_ERROR gives the remote result, once. Each case runs natively
@@ -262,8 +261,8 @@ fn wait_count(server: &mut Running, needle: &str, count: usize) {
     }
 }
 
-/// A listener that starts accepting only after the connect went on
-/// asynchronously: epoll reports the socket writable once the server's
+/// A listener that starts accepting only after the program saw its connect
+/// under way: epoll reports the socket writable once the server's
 /// connect is made, SO_ERROR is 0, and the connection carries data from
 /// the remote's address.
 #[test]
@@ -332,8 +331,8 @@ fn late_refusal_reaches_so_error() {
 }
 
 /// A host that drops every SYN, with the remote's SYN retries cut to one
-/// (3 s): the connect times out on the server after rscq let the program
-/// go on, and SO_ERROR gives ETIMEDOUT.
+/// (3 s): the connect times out on the server while the program waits in
+/// epoll, and SO_ERROR gives ETIMEDOUT.
 #[test]
 fn remote_timeout_reaches_so_error() {
     let Some(lab) = Lab::new("remote_timeout_reaches_so_error", &["gcc", "ss"]) else {

@@ -861,12 +861,23 @@ pub fn run(
         // server opens.
         let (link, pumps) = (link.clone(), pumps.clone());
         runtime.spawn(async move {
+            // One queue per listener: connections reach the program's
+            // listener in the order the server accepted them, as the
+            // kernel's accept queue keeps them, and a listener whose queue
+            // is full holds up only its own.
+            let mut queues = std::collections::HashMap::new();
             while let Ok((incoming, send, recv)) = link.accept_incoming().await {
-                let pumps = pumps.clone();
-                let link = link.clone();
-                tokio::spawn(async move {
-                    pumps.deliver_incoming(&link, incoming, send, recv).await;
+                let queue = queues.entry(incoming.listener).or_insert_with(|| {
+                    let (queue, mut arrivals) = tokio::sync::mpsc::unbounded_channel();
+                    let (pumps, link) = (pumps.clone(), link.clone());
+                    tokio::spawn(async move {
+                        while let Some((incoming, send, recv)) = arrivals.recv().await {
+                            pumps.deliver_incoming(&link, incoming, send, recv).await;
+                        }
+                    });
+                    queue
                 });
+                let _ = queue.send((incoming, send, recv));
             }
         });
     }

@@ -431,7 +431,9 @@ impl Pumps {
         }
     }
 
-    /// Hands a connection the server accepted to the program's listener.
+    /// Hands a connection the server accepted to the program's listener;
+    /// returns once the program's listener has it queued (its bytes are
+    /// carried in a task of their own).
     pub async fn deliver_incoming(
         &self,
         link: &Link,
@@ -488,8 +490,11 @@ impl Pumps {
                         },
                     )),
                 });
-                pump_with(stream, send, recv, nagle, Some(self.unsent.track())).await;
-                let _ = self.sockets.owner_of_incoming(port);
+                let (sockets, unsent) = (self.sockets.clone(), self.unsent.track());
+                tokio::spawn(async move {
+                    pump_with(stream, send, recv, nagle, Some(unsent)).await;
+                    let _ = sockets.owner_of_incoming(port);
+                });
             }
         }
     }

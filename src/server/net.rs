@@ -250,13 +250,15 @@ async fn accept_loop(
         let Ok(local) = stream.local_addr() else {
             continue;
         };
-        let conn = conn.clone();
         let registered = connections.register(&stream);
+        // Streams are opened in the order of the accepts, and the client
+        // delivers them in stream order: the program accepts them in the
+        // order this kernel did.
+        let Ok((mut send, recv)) = conn.open_bi().await else {
+            return;
+        };
         tokio::spawn(async move {
             let _registered = registered;
-            let Ok((mut send, recv)) = conn.open_bi().await else {
-                return;
-            };
             let header = crate::proto::Incoming {
                 listener: id,
                 local: local.into(),

@@ -59,6 +59,9 @@ pub trait Tracee {
     fn connect_error(&mut self, fd: i32) -> Option<Errno>;
     /// Bytes waiting to be read on a socket fd (`FIONREAD`).
     fn socket_unread(&mut self, fd: i32) -> Option<usize>;
+    /// Whether a read on a socket fd would not block: bytes, the end of
+    /// the stream, an error, or a local `shutdown(SHUT_RD)`.
+    fn socket_readable(&mut self, fd: i32) -> bool;
     /// The fds an epoll instance watches for input (from its fdinfo), each
     /// with whether it is edge-triggered.
     fn epoll_inputs(&mut self, epfd: i32) -> Vec<(i32, bool)>;
@@ -1351,8 +1354,12 @@ impl<T: Tracee> Planner<'_, T> {
                 };
                 let unread = u64::try_from(self.t.socket_unread(fd).unwrap_or(0)).unwrap_or(0);
                 // Bytes already in the socket answer the call natively,
-                // unless MSG_WAITALL asks for more than is there.
+                // unless MSG_WAITALL asks for more than is there; so does a
+                // socket the program shut down for reading (end of file).
                 if unread > 0 && !(wait == PureWait::All && unread < len) {
+                    return Some(Plan::Native);
+                }
+                if unread == 0 && self.t.socket_readable(fd) {
                     return Some(Plan::Native);
                 }
                 Some(Plan::PureRecv {

@@ -1713,6 +1713,19 @@ impl<F: Forwarder> Tracee for TraceeView<'_, '_, F> {
         self.tracer.sockets.lookup(self.pid.as_raw(), fd)
     }
 
+    fn socket_readable(&mut self, fd: i32) -> bool {
+        use rustix::event::{PollFd, PollFlags, Timespec};
+        let Some(dup) = self.tracer.dup_fd(self.pid, fd) else {
+            return false;
+        };
+        let mut fds = [PollFd::new(&dup, PollFlags::IN)];
+        let now = Timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        rustix::event::poll(&mut fds, Some(&now)).is_ok_and(|n| n > 0)
+    }
+
     fn socket_unread(&mut self, fd: i32) -> Option<usize> {
         let dup = self.tracer.dup_fd(self.pid, fd)?;
         rustix::io::ioctl_fionread(&dup)

@@ -216,3 +216,141 @@ fn sigint_while_blocked_in_accept() {
         assert_eq!(out.out(), "bound\n");
     }
 }
+
+/// A server in C: binds port 0 on every address, `accept4` with
+/// `SOCK_NONBLOCK | SOCK_CLOEXEC`, then a plain `accept`, each showing its
+/// flags and the peer; the second connection is shut down for reading (a
+/// `recv` then gives end of file) and answered, then shut down for writing
+/// (the client sees end of file while the server still reads it).
+const ACCEPT_C: &str = r#"
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static void show(const char *what, int c, struct sockaddr_in *peer) {
+    char ip[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &peer->sin_addr, ip, sizeof ip);
+    printf("%s: nonblock %d cloexec %d peer %s\n", what, !!(fcntl(c, F_GETFL) & O_NONBLOCK),
+           !!(fcntl(c, F_GETFD) & FD_CLOEXEC), ip);
+}
+
+int main(void) {
+    setvbuf(stdout, NULL, _IONBF, 0);
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    if (bind(l, (struct sockaddr *)&a, sizeof a) != 0 || listen(l, 4) != 0) { perror("listen"); return 1; }
+    socklen_t len = sizeof a;
+    getsockname(l, (struct sockaddr *)&a, &len);
+    printf("PORT %d\n", ntohs(a.sin_port));
+    struct sockaddr_in peer;
+    len = sizeof peer;
+    int c1 = accept4(l, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (c1 < 0) { perror("accept4"); return 1; }
+    show("accept4", c1, &peer);
+    close(c1);
+    len = sizeof peer;
+    int c2 = accept(l, (struct sockaddr *)&peer, &len);
+    if (c2 < 0) { perror("accept"); return 1; }
+    show("accept", c2, &peer);
+    char buf[64];
+    ssize_t n = recv(c2, buf, sizeof buf, 0);
+    printf("got %zd bytes\n", n);
+    shutdown(c2, SHUT_RD);
+    printf("recv after SHUT_RD: %zd\n", recv(c2, buf, sizeof buf, 0));
+    send(c2, "bye\n", 4, 0);
+    shutdown(c2, SHUT_WR);
+    printf("send after SHUT_WR: %zd\n", send(c2, "x", 1, MSG_NOSIGNAL));
+    close(c2);
+    close(l);
+    puts("done");
+    return 0;
+}
+"#;
+
+/// `HOST PORT`: connects twice; the second time sends a line and reads to
+/// the end.
+const ACCEPT_CLIENT_PY: &str = r#"
+import socket, sys
+host, port = sys.argv[1], int(sys.argv[2])
+socket.create_connection((host, port), timeout=30).close()
+s = socket.create_connection((host, port), timeout=30)
+s.sendall(b"hello\n")
+data = b""
+while True:
+    d = s.recv(100)
+    if not d:
+        break
+    data += d
+print("client got", data)
+"#;
+
+/// `bind` to port 0 reports the port the remote chose, `accept4` gives its
+/// flags and a plain `accept` none, and `shutdown` works each way on an
+/// accepted remote connection, in every mode, as directly in `remote`.
+#[test]
+fn accept_flags_and_shutdown() {
+    let Some(lab) = Lab::new("accept_flags_and_shutdown", &["gcc"]) else {
+        return;
+    };
+    let src = lab.write("accept.c", ACCEPT_C.as_bytes());
+    let bin = lab.dir.join("accept");
+    run(crate::harness::cmd(&["gcc", "-O1", "-o", p(&bin), p(&src)])).success();
+    let client = lab.write("accept_client.py", ACCEPT_CLIENT_PY.as_bytes());
+    let py = python();
+    let remote_ip = lab.net.remote_web_ip.to_string();
+    let web_ip = lab.net.web_ip;
+    let expected = format!(
+        "accept4: nonblock 1 cloexec 1 peer {web_ip}\n\
+         accept: nonblock 0 cloexec 0 peer {web_ip}\n\
+         got 6 bytes\n\
+         recv after SHUT_RD: 0\n\
+         send after SHUT_WR: -1\n\
+         done\n"
+    );
+    let runs: [(&str, Option<&[&str]>); 3] = [
+        ("native", None),
+        ("default", Some(MODES[0])),
+        ("--pure", Some(MODES[1])),
+    ];
+    for (what, mode) in runs {
+        let c = match mode {
+            None => lab.exec(Ns::Remote, &[p(&bin)]),
+            Some(mode) => lab.rscq(mode, &[p(&bin)]),
+        };
+        let mut server = Running::spawn(c);
+        server.wait_stdout("PORT ", Duration::from_secs(30));
+        let port: u16 = server
+            .stdout_now()
+            .lines()
+            .find_map(|l| l.strip_prefix("PORT ")?.trim().parse().ok())
+            .expect("PORT line");
+        assert_ne!(
+            port, 0,
+            "({what}) bind to port 0 must report the chosen port"
+        );
+        let port_s = port.to_string();
+        let out = run(lab.exec(
+            Ns::Web,
+            &[py.as_str(), p(&client), remote_ip.as_str(), port_s.as_str()],
+        ));
+        let srv = server.finish(crate::harness::TIMEOUT);
+        assert_eq!(
+            out.out(),
+            "client got b'bye\\n'\n",
+            "({what})\n{}\n--- server ---\n{}",
+            out.dump(),
+            srv.dump()
+        );
+        assert_eq!(srv.code(), 0, "({what})\n{}", srv.dump());
+        assert_eq!(
+            srv.out(),
+            format!("PORT {port}\n{expected}"),
+            "({what}) the server must see what it sees natively\n{}",
+            srv.dump()
+        );
+    }
+}

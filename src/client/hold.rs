@@ -51,17 +51,12 @@ struct HoldListener {
 
 impl HoldListener {
     fn bind(v6: bool) -> std::io::Result<Self> {
-        let (family, loopback): (_, SocketAddr) = if v6 {
-            (AddressFamily::INET6, (Ipv6Addr::LOCALHOST, 0).into())
+        let loopback: SocketAddr = if v6 {
+            (Ipv6Addr::LOCALHOST, 0).into()
         } else {
-            (AddressFamily::INET, (Ipv4Addr::LOCALHOST, 0).into())
+            (Ipv4Addr::LOCALHOST, 0).into()
         };
-        let listener = rustix::net::socket_with(
-            family,
-            rustix::net::SocketType::STREAM,
-            rustix::net::SocketFlags::CLOEXEC,
-            None,
-        )?;
+        let listener = super::net::tcp_socket(v6, rustix::net::SocketFlags::empty())?;
         // The crossing sockets bind the same port while this one listens.
         rustix::net::sockopt::set_socket_reuseaddr(&listener, true)?;
         rustix::net::sockopt::set_socket_reuseport(&listener, true)?;
@@ -199,17 +194,7 @@ impl Hold {
 /// A non-blocking socket bound to the hold listener's port, to cross a
 /// held socket's SYN; with `blind`, nothing it receives reaches it.
 fn crossing_socket(hold: SocketAddr, blind: bool) -> Result<OwnedFd, Errno> {
-    let family = if hold.is_ipv6() {
-        AddressFamily::INET6
-    } else {
-        AddressFamily::INET
-    };
-    let socket = rustix::net::socket_with(
-        family,
-        rustix::net::SocketType::STREAM,
-        rustix::net::SocketFlags::CLOEXEC | rustix::net::SocketFlags::NONBLOCK,
-        None,
-    )?;
+    let socket = super::net::tcp_socket(hold.is_ipv6(), rustix::net::SocketFlags::NONBLOCK)?;
     rustix::net::sockopt::set_socket_reuseaddr(&socket, true)?;
     rustix::net::sockopt::set_socket_reuseport(&socket, true)?;
     if blind {
@@ -310,18 +295,7 @@ mod tests {
     use std::os::fd::AsRawFd;
 
     fn new_socket(v6: bool) -> (OwnedFd, u64) {
-        let family = if v6 {
-            AddressFamily::INET6
-        } else {
-            AddressFamily::INET
-        };
-        let fd = rustix::net::socket_with(
-            family,
-            rustix::net::SocketType::STREAM,
-            rustix::net::SocketFlags::CLOEXEC,
-            None,
-        )
-        .unwrap();
+        let fd = super::super::net::tcp_socket(v6, rustix::net::SocketFlags::empty()).unwrap();
         let ino = rustix::fs::fstat(&fd).unwrap().st_ino;
         (fd, ino)
     }

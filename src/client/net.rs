@@ -320,20 +320,26 @@ impl Carrier {
     }
 }
 
-/// A loopback TCP socket bound to a free port and never put in listen state
-/// (std's `TcpListener` would listen; rustix binds without listening).
-fn refuser(v6: bool) -> std::io::Result<std::net::TcpListener> {
+/// A new TCP socket of rscq's own, IPv6 or IPv4, close-on-exec and with
+/// `flags` besides.
+pub fn tcp_socket(v6: bool, flags: rustix::net::SocketFlags) -> rustix::io::Result<OwnedFd> {
     let family = if v6 {
         AddressFamily::INET6
     } else {
         AddressFamily::INET
     };
-    let fd = rustix::net::socket_with(
+    rustix::net::socket_with(
         family,
         rustix::net::SocketType::STREAM,
-        rustix::net::SocketFlags::CLOEXEC,
+        rustix::net::SocketFlags::CLOEXEC | flags,
         None,
-    )?;
+    )
+}
+
+/// A loopback TCP socket bound to a free port and never put in listen state
+/// (std's `TcpListener` would listen; rustix binds without listening).
+fn refuser(v6: bool) -> std::io::Result<std::net::TcpListener> {
+    let fd = tcp_socket(v6, rustix::net::SocketFlags::empty())?;
     let addr: SocketAddr = if v6 {
         (Ipv6Addr::LOCALHOST, 0).into()
     } else {

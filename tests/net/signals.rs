@@ -58,7 +58,7 @@ print("DONE", flush=True)
 
 /// An address in web's subnet whose frames go to a MAC nobody has: every
 /// SYN to it vanishes, so a connect to it stays in SYN-SENT.
-fn silent_host(lab: &Lab) -> String {
+pub fn silent_host(lab: &Lab) -> String {
     let [a, b, c, _] = lab.net.web_ip.octets();
     let host = format!("{a}.{b}.{c}.99");
     let remote = lab.net.name(Ns::Remote).to_string();

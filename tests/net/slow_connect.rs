@@ -339,7 +339,7 @@ fn remote_timeout_reaches_so_error() {
         return;
     };
     let bin = client(&lab);
-    let host = silent_host(&lab, 99, true);
+    let host = crate::signals::silent_host(&lab);
     lab.run_ok(lab.exec(Ns::Remote, &["sysctl", "-qw", "net.ipv4.tcp_syn_retries=1"]));
     let out = compare(&lab, &bin, &host, 80, |_| {}, |_| {});
     assert_eq!(out, failed_output("ETIMEDOUT"));
@@ -354,36 +354,12 @@ fn unreachable_host_reaches_so_error() {
         return;
     };
     let bin = client(&lab);
-    let host = silent_host(&lab, 98, false);
+    // No neighbour answers for it: the server's ARP lookup fails.
+    let [a, b, c, _] = lab.net.web_ip.octets();
+    let host = format!("{a}.{b}.{c}.98");
     let out = compare(&lab, &bin, &host, 80, |_| {}, |_| {});
     assert_eq!(out, failed_output("EHOSTUNREACH"));
     assert!(syn_sent(&lab, &host).is_empty());
-}
-
-/// An address in web's subnet; with `answered_by_nobody`, its frames go to
-/// a MAC nobody has (SYNs vanish), otherwise it has no neighbour entry and
-/// the remote's neighbour lookup fails.
-fn silent_host(lab: &Lab, last: u8, answered_by_nobody: bool) -> String {
-    let [a, b, c, _] = lab.net.web_ip.octets();
-    let host = format!("{a}.{b}.{c}.{last}");
-    if answered_by_nobody {
-        lab.run_ok(lab.exec(
-            Ns::Remote,
-            &[
-                "ip",
-                "neigh",
-                "add",
-                &host,
-                "lladdr",
-                "02:00:00:00:00:99",
-                "dev",
-                "to-web",
-                "nud",
-                "permanent",
-            ],
-        ));
-    }
-    host
 }
 
 fn failed_output(errno: &str) -> String {

@@ -217,6 +217,15 @@ impl UdpRelays {
             .and_then(|a| SocketAddr::try_from(a).ok())
             .ok_or(Errno::EINVAL)?;
         let inode = rustix::fs::fstat(&dup).map_err(Errno::from)?.st_ino;
+        // Bound to `::1`, the local stand-in of a socket that is dual-stack
+        // on the server became IPv6-only; `getsockopt` answers for it.
+        let dual_stack = match SocketAddr::from(addr) {
+            SocketAddr::V6(a) => a.ip().is_unspecified() || a.ip().to_ipv4_mapped().is_some(),
+            SocketAddr::V4(_) => false,
+        };
+        if v6 && flags.v6_only == Some(false) && dual_stack {
+            self.sockets.set_dual_stack(inode);
+        }
         let (ops, queue) = mpsc::unbounded_channel();
         let session = Arc::new(Session {
             local,

@@ -54,6 +54,9 @@ pub trait Tracee {
     fn remote_socket(&mut self, fd: i32) -> Option<RemoteSocket>;
     /// The server listener behind a socket fd, if it has one.
     fn remote_listener(&mut self, fd: i32) -> Option<u64>;
+    /// Whether socket fd is bound dual-stack on the server while its local
+    /// stand-in is IPv6-only.
+    fn dual_stack(&mut self, fd: i32) -> bool;
     /// The server's errno for a remote connect of socket fd that failed
     /// after its caller had gone on, if it is not reported yet; taken.
     fn connect_error(&mut self, fd: i32) -> Option<Errno>;
@@ -1541,7 +1544,7 @@ impl<T: Tracee> Planner<'_, T> {
                 None => Plan::Native,
             },
             libc::SYS_setsockopt => self.setsockopt(fd, a),
-            libc::SYS_getsockopt => self.so_error(fd, a),
+            libc::SYS_getsockopt => self.getsockopt(fd, a),
             libc::SYS_sendto => match self.t.socket_kind(fd) {
                 Some((domain, ty))
                     if (domain == libc::AF_INET || domain == libc::AF_INET6)
@@ -1580,13 +1583,17 @@ impl<T: Tracee> Planner<'_, T> {
         }
     }
 
-    /// `getsockopt(fd, SOL_SOCKET, SO_ERROR, value, len)`: the result of a
-    /// remote connect that ended after its caller went on is the server's
-    /// errno; the kernel only saw rscq's stand-in connection reset.
-    fn so_error(&mut self, fd: i32, a: [u64; 6]) -> Plan {
-        if arg_i32(a[1]) != libc::SOL_SOCKET || arg_i32(a[2]) != libc::SO_ERROR {
-            return Plan::Native;
-        }
+    /// `getsockopt(fd, level, name, value, len)`, trapped for two options
+    /// whose truth is the server's: `SO_ERROR` of a remote connect that
+    /// ended after its caller went on (the kernel only saw rscq's stand-in
+    /// reset), and `IPV6_V6ONLY` of a UDP socket bound dual-stack on the
+    /// server (its local stand-in, bound to `::1`, is IPv6-only).
+    fn getsockopt(&mut self, fd: i32, a: [u64; 6]) -> Plan {
+        let answer = match (arg_i32(a[1]), arg_i32(a[2])) {
+            (libc::SOL_SOCKET, libc::SO_ERROR) => None,
+            (libc::IPPROTO_IPV6, libc::IPV6_V6ONLY) if self.t.dual_stack(fd) => Some(0),
+            _ => return Plan::Native,
+        };
         let Ok(len_bytes) = self.t.read_bytes(a[4], 4) else {
             return Plan::fail(Errno::EFAULT);
         };
@@ -1594,16 +1601,20 @@ impl<T: Tracee> Planner<'_, T> {
         let Ok(room) = usize::try_from(room) else {
             return Plan::fail(Errno::EINVAL);
         };
-        let Some(errno) = self.t.connect_error(fd) else {
-            return Plan::Native;
+        let value = match answer {
+            Some(value) => value,
+            None => match self.t.connect_error(fd) {
+                Some(errno) => errno.0,
+                None => return Plan::Native,
+            },
         };
-        let value = errno.0.to_ne_bytes();
-        let shown = value.len().min(room);
+        let bytes = value.to_ne_bytes();
+        let shown = bytes.len().min(room);
         let shown_len = i32::try_from(shown).unwrap_or(0);
         Plan::Answer {
             ret: 0,
             writes: vec![
-                (a[3], value[..shown].to_vec()),
+                (a[3], bytes[..shown].to_vec()),
                 (a[4], shown_len.to_ne_bytes().to_vec()),
             ],
         }

@@ -648,6 +648,9 @@ mod tests {
         fn socket_kind(&mut self, fd: i32) -> Option<(i32, i32)> {
             self.kinds.get(&fd).copied()
         }
+        fn dual_stack(&mut self, _fd: i32) -> bool {
+            false
+        }
         fn socket_readable(&mut self, _fd: i32) -> bool {
             false
         }

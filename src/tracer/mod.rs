@@ -215,11 +215,15 @@ pub fn filter_rules(config: &TracerConfig) -> Vec<(i64, seccomp::Action)> {
     if fwd.net {
         for &(nr, _) in nr::NET_CALLS {
             let action = if nr == libc::SYS_getsockopt {
-                // Only the result of a connect can be the server's; every
-                // other option reads the program's own socket.
+                // Only the result of a connect and a dual-stack bind can be
+                // the server's; every other option reads the program's own
+                // socket.
                 seccomp::Action::TraceIfArg {
                     arg: 2,
-                    value: libc::SO_ERROR.unsigned_abs(),
+                    values: [
+                        libc::SO_ERROR.unsigned_abs(),
+                        libc::IPV6_V6ONLY.unsigned_abs(),
+                    ],
                 }
             } else {
                 seccomp::Action::Trace
@@ -238,7 +242,7 @@ pub fn filter_rules(config: &TracerConfig) -> Vec<(i64, seccomp::Action)> {
                     libc::SYS_ioctl,
                     seccomp::Action::TraceIfArg {
                         arg: 1,
-                        value: fionread,
+                        values: [fionread, fionread],
                     },
                 ));
             }
@@ -1742,6 +1746,13 @@ impl<F: Forwarder> Tracee for TraceeView<'_, '_, F> {
 
     fn remote_listener(&mut self, fd: i32) -> Option<u64> {
         self.tracer.sockets.lookup_listener(self.pid.as_raw(), fd)
+    }
+
+    fn dual_stack(&mut self, fd: i32) -> bool {
+        let Some(dup) = self.tracer.dup_fd(self.pid, fd) else {
+            return false;
+        };
+        rustix::fs::fstat(&dup).is_ok_and(|st| self.tracer.sockets.is_dual_stack(st.st_ino))
     }
 
     fn connect_error(&mut self, fd: i32) -> Option<Errno> {

@@ -78,6 +78,9 @@ struct SocketTables {
     /// The server's errno for connects that failed after their caller had
     /// gone on; `SO_ERROR` reports it once.
     connect_errors: HashMap<u64, crate::errno::Errno>,
+    /// IPv6 sockets bound dual-stack on the server whose local stand-in
+    /// the kernel made IPv6-only (bound to `::1`).
+    dual_stack: std::collections::HashSet<u64>,
 }
 
 /// A program socket whose other end is on the server.
@@ -138,6 +141,15 @@ impl SocketRegistry {
         self.tables().connect_errors.remove(&ino)
     }
 
+    /// Socket `ino` is bound dual-stack on the server (see the field).
+    pub fn set_dual_stack(&self, ino: u64) {
+        self.tables().dual_stack.insert(ino);
+    }
+
+    pub fn is_dual_stack(&self, ino: u64) -> bool {
+        self.tables().dual_stack.contains(&ino)
+    }
+
     pub fn contains(&self, ino: u64) -> bool {
         self.tables().by_inode.contains_key(&ino)
     }
@@ -146,6 +158,7 @@ impl SocketRegistry {
         let mut t = self.tables();
         t.by_inode.remove(&ino);
         t.connect_errors.remove(&ino);
+        t.dual_stack.remove(&ino);
         t.listening.remove(&ino);
         if let Some(id) = t.listeners.remove(&ino) {
             t.listener_addrs.remove(&id);

@@ -48,11 +48,11 @@ pub enum Action {
         arg: u8,
         value: u32,
     },
-    /// Trace only if argument `arg` (its low 32 bits) equals `value`:
-    /// `getsockopt` only stops to read `SO_ERROR`.
+    /// Trace only if argument `arg` (its low 32 bits) equals one of
+    /// `values`: `getsockopt` only stops for `SO_ERROR` and `IPV6_V6ONLY`.
     TraceIfArg {
         arg: u8,
-        value: u32,
+        values: [u32; 2],
     },
     Errno(u16),
 }
@@ -106,12 +106,13 @@ pub fn build(rules: &[(i64, Action)]) -> Vec<SockFilter> {
             prog.push(stmt(BPF_RET_K, ret));
             continue;
         }
-        if let Action::TraceIfArg { arg, value } = action {
-            prog.push(jump(BPF_JEQ_K, nr, 0, 4));
+        if let Action::TraceIfArg { arg, values } = action {
+            prog.push(jump(BPF_JEQ_K, nr, 0, 5));
             prog.push(stmt(BPF_LD_W_ABS, OFF_ARGS + 8 * u32::from(arg)));
-            prog.push(jump(BPF_JEQ_K, value, 0, 1));
-            prog.push(stmt(BPF_RET_K, ret));
+            prog.push(jump(BPF_JEQ_K, values[0], 2, 0));
+            prog.push(jump(BPF_JEQ_K, values[1], 1, 0));
             prog.push(stmt(BPF_RET_K, RET_ALLOW));
+            prog.push(stmt(BPF_RET_K, ret));
             continue;
         }
         prog.push(jump(BPF_JEQ_K, nr, 0, 1));
@@ -202,16 +203,24 @@ mod tests {
                 libc::SYS_getsockopt,
                 Action::TraceIfArg {
                     arg: 2,
-                    value: libc::SO_ERROR.unsigned_abs(),
+                    values: [
+                        libc::SO_ERROR.unsigned_abs(),
+                        libc::IPV6_V6ONLY.unsigned_abs(),
+                    ],
                 },
             ),
             (libc::SYS_openat, Action::Trace),
         ]);
         let nr = u32::try_from(libc::SYS_getsockopt).unwrap();
         let so_error = [3, 1, 4, 0, 0, 0];
+        let v6only = [3, 41, 26, 0, 0, 0];
         let so_rcvbuf = [3, 1, 8, 0, 0, 0];
         assert_eq!(
             run_with_args(&p, AUDIT_ARCH_X86_64, nr, so_error),
+            RET_TRACE | TRAP_TAG
+        );
+        assert_eq!(
+            run_with_args(&p, AUDIT_ARCH_X86_64, nr, v6only),
             RET_TRACE | TRAP_TAG
         );
         assert_eq!(

@@ -361,12 +361,20 @@ fn ipv6_listener_v6only() {
 const UDP6_PY: &str = r#"
 import socket, sys
 host, port = sys.argv[1], int(sys.argv[2])
+V6ONLY = (socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
+for want in (0, 1):
+    b = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    b.setsockopt(*V6ONLY, want)
+    b.bind(("::", 0))
+    print("bound to :: with IPV6_V6ONLY", want, "reads", b.getsockopt(*V6ONLY))
+    b.close()
 s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
 s.settimeout(30)
 s.sendto(b"ping one", (host, port))
 data, addr = s.recvfrom(2048)
 print("recvfrom", data, addr[0], addr[1])
 print("sock port nonzero", s.getsockname()[1] != 0)
+print("bound by sendto, IPV6_V6ONLY reads", s.getsockopt(*V6ONLY))
 s.close()
 c = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
 c.settimeout(30)
@@ -403,7 +411,9 @@ fn ipv6_udp_echo() {
     let script = lab.write("udp6.py", UDP6_PY.as_bytes());
     let argv = [py.as_str(), p(&script), &web6, "7100"];
     let expected = format!(
-        "recvfrom b'ping one' {web6} 7100\nsock port nonzero True\npeer ('{web6}', 7100)\n\
+        "bound to :: with IPV6_V6ONLY 0 reads 0\nbound to :: with IPV6_V6ONLY 1 reads 1\n\
+         recvfrom b'ping one' {web6} 7100\nsock port nonzero True\n\
+         bound by sendto, IPV6_V6ONLY reads 0\npeer ('{web6}', 7100)\n\
          echo length 1200\nrecv b'ping two'\n"
     );
     for (what, mode) in runs() {

@@ -57,6 +57,9 @@ pub trait Tracee {
     /// Whether socket fd is bound dual-stack on the server while its local
     /// stand-in is IPv6-only.
     fn dual_stack(&mut self, fd: i32) -> bool;
+    /// Whether socket fd is IPv6-only as the program sees it (its local
+    /// stand-in's `IPV6_V6ONLY`, unless it is dual-stack on the server).
+    fn v6_only(&mut self, fd: i32) -> bool;
     /// The server's errno for a remote connect of socket fd that failed
     /// after its caller had gone on, if it is not reported yet; taken.
     fn connect_error(&mut self, fd: i32) -> Option<Errno>;

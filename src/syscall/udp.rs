@@ -120,6 +120,29 @@ pub fn destination(v6: bool, addr: SockAddr) -> Result<SockAddr, Errno> {
     }
 }
 
+/// Linux refuses an IPv4 peer to an IPv6-only socket (`udpv6_sendmsg`,
+/// `ip6_datagram_connect`): ENETUNREACH for an IPv4-mapped address, and for
+/// an `AF_INET` one EAFNOSUPPORT on `connect`, ENETUNREACH on a send.
+fn ipv4_peer_refused(
+    t: &mut impl Tracee,
+    fd: i32,
+    v6: bool,
+    addr: SockAddr,
+    connect: bool,
+) -> Result<(), Errno> {
+    let ipv4_peer = match addr {
+        SockAddr::V4 { .. } => true,
+        SockAddr::V6 { ip, .. } => std::net::Ipv6Addr::from(ip).to_ipv4_mapped().is_some(),
+    };
+    if !v6 || !ipv4_peer || !t.v6_only(fd) {
+        return Ok(());
+    }
+    Err(match addr {
+        SockAddr::V4 { .. } if connect => Errno(libc::EAFNOSUPPORT),
+        _ => Errno(libc::ENETUNREACH),
+    })
+}
+
 /// The address a relay's loopback source stands for, laid out for a buffer
 /// of `room` bytes: `(bytes to write, length to report)`. `None` when the
 /// source is no relay of ours.
@@ -258,7 +281,7 @@ pub fn plan(nr: i64, a: [u64; 6], pure: bool, ready: bool, t: &mut impl Tracee) 
                     },
                 });
             }
-            let peer = match destination(v6, addr) {
+            let peer = match ipv4_peer_refused(t, fd, v6, addr, true).and(destination(v6, addr)) {
                 Ok(p) => p,
                 Err(e) => return Some(Plan::Return(e.as_syscall_return())),
             };
@@ -475,6 +498,7 @@ fn send_to(
     pure: bool,
     a: [u64; 6],
 ) -> Result<Plan, Errno> {
+    ipv4_peer_refused(t, fd, v6, addr, false)?;
     let peer = destination(v6, addr)?;
     if a[2] > MAX_PAYLOAD {
         return Err(Errno(libc::EMSGSIZE));
@@ -505,6 +529,9 @@ fn send_msg(
     peer: Option<SockAddr>,
     pure: bool,
 ) -> Result<Plan, Errno> {
+    if let Some(p) = peer {
+        ipv4_peer_refused(t, fd, v6, p, false)?;
+    }
     let peer = peer.map(|p| destination(v6, p)).transpose()?;
     if pure {
         let data = gather(t, msg.iov, msg.iovlen)?;
@@ -557,7 +584,8 @@ fn send_mmsg(t: &mut impl Tracee, fd: i32, a: [u64; 6], pure: bool) -> Option<Pl
         let peer = if first.name == 0 {
             None
         } else {
-            match read_addr(t, first.name, u64::from(first.namelen)).map(|p| destination(v6, p)) {
+            let named = read_addr(t, first.name, u64::from(first.namelen));
+            match named.map(|p| ipv4_peer_refused(t, fd, v6, p, false).and(destination(v6, p))) {
                 Some(Ok(p)) => Some(p),
                 Some(Err(e)) => return Some(fail(e)),
                 None => return None,
@@ -586,7 +614,7 @@ fn send_mmsg(t: &mut impl Tracee, fd: i32, a: [u64; 6], pure: bool) -> Option<Pl
         }
         let relay = match read_addr(t, m.name, u64::from(m.namelen))
             .ok_or(Errno::EINVAL)
-            .and_then(|p| destination(v6, p))
+            .and_then(|p| ipv4_peer_refused(t, fd, v6, p, false).and(destination(v6, p)))
             .and_then(|p| relay_sockaddr(t, v6, p))
         {
             Ok(r) => r,
@@ -649,6 +677,9 @@ mod tests {
             self.kinds.get(&fd).copied()
         }
         fn dual_stack(&mut self, _fd: i32) -> bool {
+            false
+        }
+        fn v6_only(&mut self, _fd: i32) -> bool {
             false
         }
         fn socket_readable(&mut self, _fd: i32) -> bool {

@@ -1755,6 +1755,14 @@ impl<F: Forwarder> Tracee for TraceeView<'_, '_, F> {
         rustix::fs::fstat(&dup).is_ok_and(|st| self.tracer.sockets.is_dual_stack(st.st_ino))
     }
 
+    fn v6_only(&mut self, fd: i32) -> bool {
+        let Some(dup) = self.tracer.dup_fd(self.pid, fd) else {
+            return false;
+        };
+        rustix::net::sockopt::ipv6_v6only(&dup).unwrap_or(false)
+            && !rustix::fs::fstat(&dup).is_ok_and(|st| self.tracer.sockets.is_dual_stack(st.st_ino))
+    }
+
     fn connect_error(&mut self, fd: i32) -> Option<Errno> {
         let dup = self.tracer.dup_fd(self.pid, fd)?;
         let ino = rustix::fs::fstat(&dup).ok()?.st_ino;

@@ -368,6 +368,19 @@ for want in (0, 1):
     b.bind(("::", 0))
     print("bound to :: with IPV6_V6ONLY", want, "reads", b.getsockopt(*V6ONLY))
     b.close()
+import errno
+o = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+o.setsockopt(*V6ONLY, 1)
+for what, call in (
+    ("IPv6-only sendto mapped", lambda: o.sendto(b"x", (sys.argv[3], port))),
+    ("IPv6-only connect mapped", lambda: o.connect((sys.argv[3], port))),
+):
+    try:
+        call()
+        print(what, "went through")
+    except OSError as e:
+        print(what, errno.errorcode[e.errno])
+o.close()
 s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
 s.settimeout(30)
 s.sendto(b"ping one", (host, port))
@@ -409,9 +422,11 @@ fn ipv6_udp_echo() {
     let mut srv = Running::spawn(lab.exec(Ns::Web, &[py.as_str(), p(&echo), &web6, "7100"]));
     srv.wait_stdout("READY", Duration::from_secs(30));
     let script = lab.write("udp6.py", UDP6_PY.as_bytes());
-    let argv = [py.as_str(), p(&script), &web6, "7100"];
+    let web4_mapped = mapped(lab.net.web_ip);
+    let argv = [py.as_str(), p(&script), &web6, "7100", &web4_mapped];
     let expected = format!(
         "bound to :: with IPV6_V6ONLY 0 reads 0\nbound to :: with IPV6_V6ONLY 1 reads 1\n\
+         IPv6-only sendto mapped ENETUNREACH\nIPv6-only connect mapped ENETUNREACH\n\
          recvfrom b'ping one' {web6} 7100\nsock port nonzero True\n\
          bound by sendto, IPV6_V6ONLY reads 0\npeer ('{web6}', 7100)\n\
          echo length 1200\nrecv b'ping two'\n"

@@ -251,41 +251,45 @@ pub fn still_connecting(ino: u64) -> Option<bool> {
 /// if the kernel's tables cannot be read, `Some(None)` if it is not in
 /// them.
 fn tcp_state(ino: u64) -> Option<Option<String>> {
+    let tables = tcp_tables()?;
+    Some(
+        tables
+            .iter()
+            .flat_map(|text| table_rows(text))
+            .find(|&(_, inode)| inode == ino)
+            .map(|(state, _)| state.to_string()),
+    )
+}
+
+/// The texts of this network namespace's `/proc/net/tcp` and `tcp6`, or
+/// `None` if they cannot be read.
+pub fn tcp_tables() -> Option<Vec<String>> {
+    let mut texts = Vec::new();
     for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
         match std::fs::read_to_string(table) {
-            Ok(text) => {
-                if let Some(state) = state_in(&text, ino) {
-                    return Some(Some(state));
-                }
-            }
+            Ok(text) => texts.push(text),
             // A kernel without IPv6 has no tcp6 table.
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             Err(_) => return None,
         }
     }
-    Some(None)
+    Some(texts)
 }
 
-/// The state of socket `ino` in a `/proc/net/tcp` or `tcp6` text.
-fn state_in(table: &str, ino: u64) -> Option<String> {
-    table.lines().skip(1).find_map(|line| {
+/// The (state, inode) of each socket in a `/proc/net/tcp` or `tcp6` text.
+fn table_rows(table: &str) -> impl Iterator<Item = (&str, u64)> {
+    table.lines().skip(1).filter_map(|line| {
         let fields: Vec<&str> = line.split_whitespace().collect();
-        let inode: u64 = fields.get(9)?.parse().ok()?;
-        (inode == ino).then(|| fields.get(3).map(|s| (*s).to_string()))?
+        Some((*fields.get(3)?, fields.get(9)?.parse().ok()?))
     })
 }
 
 /// The inodes of the sockets in TCP state `state` (two hex digits) in a
 /// `/proc/net/tcp` or `tcp6` text.
 pub fn inodes_in_state(table: &str, state: &str) -> HashSet<u64> {
-    table
-        .lines()
-        .skip(1)
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let inode = fields.get(9)?.parse().ok()?;
-            (*fields.get(3)? == state).then_some(inode)
-        })
+    table_rows(table)
+        .filter(|&(s, _)| s == state)
+        .map(|(_, inode)| inode)
         .collect()
 }
 

@@ -26,16 +26,13 @@ pub fn listening_inodes(table: &str) -> HashSet<u64> {
 /// The listening sockets of this network namespace, or `None` if the
 /// kernel's tables cannot be read (then nothing is taken for closed).
 fn listening_now() -> Option<HashSet<u64>> {
-    let mut all = HashSet::new();
-    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
-        match std::fs::read_to_string(table) {
-            Ok(text) => all.extend(listening_inodes(&text)),
-            // A kernel without IPv6 has no tcp6 table.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(_) => return None,
-        }
-    }
-    Some(all)
+    let tables = super::hold::tcp_tables()?;
+    Some(
+        tables
+            .iter()
+            .flat_map(|text| listening_inodes(text))
+            .collect(),
+    )
 }
 
 /// Unbinds on the server every remote listener whose program socket is

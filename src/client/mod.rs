@@ -434,6 +434,17 @@ impl Engine {
     }
 }
 
+/// Fetched bytes cross loopback into the program's socket: waits (at most
+/// 50 ms) until `arrived`.
+async fn until_crossed(arrived: impl Fn() -> bool) {
+    for _ in 0..1000 {
+        if arrived() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_micros(50)).await;
+    }
+}
+
 impl Forwarder for Engine {
     fn submit(&self, tid: i32, nr: i64, request: Request) -> Option<crate::proto::Response> {
         // The only clock the file layers see: they take time as an argument.
@@ -499,15 +510,6 @@ impl Forwarder for Engine {
                 return;
             }
         };
-        // An IPv6-only socket cannot reach an IPv4 peer (tcp_v6_connect);
-        // the server's socket would not know it is one.
-        if let crate::proto::SockAddr::V6 { ip, .. } = addr
-            && std::net::Ipv6Addr::from(ip).to_ipv4_mapped().is_some()
-            && rustix::net::sockopt::ipv6_v6only(&dup).unwrap_or(false)
-        {
-            self.connect_reply(tid, op, Err(Errno(libc::ENETUNREACH)), Duration::ZERO);
-            return;
-        }
         let nonblocking =
             rustix::fs::fcntl_getfl(&dup).is_ok_and(|f| f.contains(rustix::fs::OFlags::NONBLOCK));
         let waiter = connect::Waiter {
@@ -634,13 +636,7 @@ impl Forwarder for Engine {
             if wait == PureWait::Available {
                 let before = unread();
                 if pump.fetch(len, true).await? {
-                    // The bytes cross loopback into the program's socket.
-                    for _ in 0..1000 {
-                        if pump.at_eof() || unread() > before {
-                            break;
-                        }
-                        tokio::time::sleep(Duration::from_micros(50)).await;
-                    }
+                    until_crossed(|| pump.at_eof() || unread() > before).await;
                 }
                 return Ok(());
             }
@@ -657,13 +653,7 @@ impl Forwarder for Engine {
                 };
                 let before = unread();
                 pump.fetch(ask, nonblocking).await?;
-                // The bytes cross loopback into the program's socket.
-                for _ in 0..1000 {
-                    if ready() || unread() > before {
-                        break;
-                    }
-                    tokio::time::sleep(Duration::from_micros(50)).await;
-                }
+                until_crossed(|| ready() || unread() > before).await;
                 if nonblocking {
                     break;
                 }

@@ -76,6 +76,29 @@ pub trait Tracee {
     fn udp_relay(&mut self, v6: bool, peer: SockAddr) -> Option<SockAddr>;
 }
 
+/// Linux refuses an IPv4 peer to an IPv6-only socket (`tcp_v6_connect`,
+/// `udpv6_sendmsg`, `ip6_datagram_connect`): ENETUNREACH for an IPv4-mapped address, and for
+/// an `AF_INET` one EAFNOSUPPORT on `connect`, ENETUNREACH on a send.
+pub(crate) fn ipv4_peer_refused(
+    t: &mut impl Tracee,
+    fd: i32,
+    v6: bool,
+    addr: SockAddr,
+    connect: bool,
+) -> Result<(), Errno> {
+    let ipv4_peer = match addr {
+        SockAddr::V4 { .. } => true,
+        SockAddr::V6 { ip, .. } => std::net::Ipv6Addr::from(ip).to_ipv4_mapped().is_some(),
+    };
+    if !v6 || !ipv4_peer || !t.v6_only(fd) {
+        return Ok(());
+    }
+    Err(match addr {
+        SockAddr::V4 { .. } if connect => Errno(libc::EAFNOSUPPORT),
+        _ => Errno(libc::ENETUNREACH),
+    })
+}
+
 /// A resolver file's path, and the path of the server's copy to open in
 /// its place (or the errno the server gave).
 pub type SystemFileCopy = (Vec<u8>, Result<Vec<u8>, Errno>);
@@ -1520,7 +1543,13 @@ impl<T: Tracee> Planner<'_, T> {
         match nr {
             libc::SYS_connect | libc::SYS_bind => match self.inet_sockaddr(fd, a[1], a[2]) {
                 Err(plan) => plan,
-                Ok((addr, true)) if nr == libc::SYS_connect => Plan::ConnectTcp { fd, addr },
+                Ok((addr, true)) if nr == libc::SYS_connect => {
+                    let v6 = matches!(self.t.socket_kind(fd), Some((libc::AF_INET6, _)));
+                    match ipv4_peer_refused(self.t, fd, v6, addr, true) {
+                        Ok(()) => Plan::ConnectTcp { fd, addr },
+                        Err(e) => Plan::fail(e),
+                    }
+                }
                 Ok((addr, true)) => Plan::BindTcp { fd, addr },
                 // Remote UDP is not built yet; sending it from this host
                 // instead would betray the program.
@@ -1592,9 +1621,14 @@ impl<T: Tracee> Planner<'_, T> {
     /// reset), and `IPV6_V6ONLY` of a UDP socket bound dual-stack on the
     /// server (its local stand-in, bound to `::1`, is IPv6-only).
     fn getsockopt(&mut self, fd: i32, a: [u64; 6]) -> Plan {
-        let answer = match (arg_i32(a[1]), arg_i32(a[2])) {
-            (libc::SOL_SOCKET, libc::SO_ERROR) => None,
-            (libc::IPPROTO_IPV6, libc::IPV6_V6ONLY) if self.t.dual_stack(fd) => Some(0),
+        // Most calls are the program's own: they go on untouched before
+        // anything is read from the program.
+        let value = match (arg_i32(a[1]), arg_i32(a[2])) {
+            (libc::SOL_SOCKET, libc::SO_ERROR) => match self.t.connect_error(fd) {
+                Some(errno) => errno.0,
+                None => return Plan::Native,
+            },
+            (libc::IPPROTO_IPV6, libc::IPV6_V6ONLY) if self.t.dual_stack(fd) => 0,
             _ => return Plan::Native,
         };
         let Ok(len_bytes) = self.t.read_bytes(a[4], 4) else {
@@ -1603,13 +1637,6 @@ impl<T: Tracee> Planner<'_, T> {
         let room = i32::from_ne_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]);
         let Ok(room) = usize::try_from(room) else {
             return Plan::fail(Errno::EINVAL);
-        };
-        let value = match answer {
-            Some(value) => value,
-            None => match self.t.connect_error(fd) {
-                Some(errno) => errno.0,
-                None => return Plan::Native,
-            },
         };
         let bytes = value.to_ne_bytes();
         let shown = bytes.len().min(room);

@@ -9,7 +9,7 @@
 //! socket first fetches one datagram.
 
 use super::layout::{decode_sockaddr, encode_sockaddr};
-use super::plan::{AfterNative, Plan, Scratch, Then, Tracee};
+use super::plan::{AfterNative, Plan, Scratch, Then, Tracee, ipv4_peer_refused};
 use crate::errno::Errno;
 use crate::proto::SockAddr;
 
@@ -118,29 +118,6 @@ pub fn destination(v6: bool, addr: SockAddr) -> Result<SockAddr, Errno> {
         (false, SockAddr::V6 { .. }) => Err(Errno(libc::EAFNOSUPPORT)),
         (_, a) => Ok(a),
     }
-}
-
-/// Linux refuses an IPv4 peer to an IPv6-only socket (`udpv6_sendmsg`,
-/// `ip6_datagram_connect`): ENETUNREACH for an IPv4-mapped address, and for
-/// an `AF_INET` one EAFNOSUPPORT on `connect`, ENETUNREACH on a send.
-fn ipv4_peer_refused(
-    t: &mut impl Tracee,
-    fd: i32,
-    v6: bool,
-    addr: SockAddr,
-    connect: bool,
-) -> Result<(), Errno> {
-    let ipv4_peer = match addr {
-        SockAddr::V4 { .. } => true,
-        SockAddr::V6 { ip, .. } => std::net::Ipv6Addr::from(ip).to_ipv4_mapped().is_some(),
-    };
-    if !v6 || !ipv4_peer || !t.v6_only(fd) {
-        return Ok(());
-    }
-    Err(match addr {
-        SockAddr::V4 { .. } if connect => Errno(libc::EAFNOSUPPORT),
-        _ => Errno(libc::ENETUNREACH),
-    })
 }
 
 /// The address a relay's loopback source stands for, laid out for a buffer

@@ -90,7 +90,6 @@ fn tcp_data_calls_on_a_remote_connection() {
     let py = python();
     let web_ip = lab.net.web_ip.to_string();
     let argv = [py.as_str(), p(&script), &web_ip, "7000", p(&scratch)];
-    let reference = lab.run_ok(lab.exec(Ns::Remote, &argv));
     let expected = "sendfile 300000 True\n\
                     splice 14 b'spliced bytes\\n'\n\
                     dontwait EAGAIN\n\
@@ -100,20 +99,11 @@ fn tcp_data_calls_on_a_remote_connection() {
                     exec b'from exec\\n'\n\
                     poll after remote close ['POLLIN', 'POLLRDHUP', 'POLLHUP']\n\
                     eof b''\n";
-    assert_eq!(reference.out(), expected, "{}", reference.dump());
     // A small read-ahead window makes the 300 kB echo cross QUIC flow
     // control many times.
     let small_window: &[&str] = &["--readahead-window=65536"];
-    for mode in MODES.iter().copied().chain([small_window]) {
-        let out = lab.run_ok(lab.rscq(mode, &argv));
-        assert_eq!(
-            out.out(),
-            expected,
-            "({}) under rscq\n{}",
-            mode.join(" "),
-            out.dump()
-        );
-    }
+    let modes: Vec<&[&str]> = MODES.iter().copied().chain([small_window]).collect();
+    same_as_native(&lab, &argv, expected, &modes);
 }
 
 const RESET_SERVER_PY: &str = r#"
@@ -165,19 +155,8 @@ fn remote_reset_reaches_the_program() {
     srv.wait_stdout("READY", std::time::Duration::from_secs(30));
     let client = lab.write("reset_client.py", RESET_CLIENT_PY.as_bytes());
     let argv = [py.as_str(), p(&client), &web_ip, "7002"];
-    let reference = lab.run_ok(lab.exec(Ns::Remote, &argv));
     let expected = "poll ['POLLERR', 'POLLHUP']\nrecv ECONNRESET\n";
-    assert_eq!(reference.out(), expected, "{}", reference.dump());
-    for mode in MODES {
-        let out = lab.run_ok(lab.rscq(mode, &argv));
-        assert_eq!(
-            out.out(),
-            expected,
-            "({}) under rscq\n{}",
-            mode.join(" "),
-            out.dump()
-        );
-    }
+    same_as_native(&lab, &argv, expected, MODES);
 }
 
 /// `HOST PORT`: against a raw echo server, `ioctl(FIONBIO)` and
@@ -331,7 +310,6 @@ fn ioctls_and_waits_on_a_remote_connection() {
     crate::harness::run(crate::harness::cmd(&["gcc", "-O1", "-o", p(&bin), p(&src)])).success();
     let web_ip = lab.net.web_ip.to_string();
     let argv = [p(&bin), web_ip.as_str(), "7003"];
-    let reference = lab.run_ok(lab.exec(Ns::Remote, &argv));
     let expected = "FIONBIO on: recv EAGAIN, O_NONBLOCK 1\n\
                     FIONBIO off: O_NONBLOCK 0\n\
                     FIONREAD 5000\n\
@@ -345,9 +323,17 @@ fn ioctls_and_waits_on_a_remote_connection() {
                     epoll LT, one byte left: 1 event(s)\n\
                     epoll ET, new byte: 1 event(s), socket 1\n\
                     epoll ET, pipe: 1 event(s), pipe 1\n";
+    same_as_native(&lab, &argv, expected, MODES);
+}
+
+/// Runs `argv` directly in `remote`, which must print `expected`, then
+/// under rscq in each of `modes`, which must print the same.
+#[track_caller]
+fn same_as_native(lab: &Lab, argv: &[&str], expected: &str, modes: &[&[&str]]) {
+    let reference = lab.run_ok(lab.exec(Ns::Remote, argv));
     assert_eq!(reference.out(), expected, "{}", reference.dump());
-    for mode in MODES {
-        let out = lab.run_ok(lab.rscq(mode, &argv));
+    for mode in modes {
+        let out = lab.run_ok(lab.rscq(mode, argv));
         assert_eq!(
             out.out(),
             expected,

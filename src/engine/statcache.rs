@@ -42,6 +42,16 @@ fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
     p
 }
 
+/// An absolute path with no empty, `.` or `..` component: its text names
+/// its directory.
+fn is_plain(path: &[u8]) -> bool {
+    path == b"/"
+        || path.strip_prefix(b"/").is_some_and(|rest| {
+            rest.split(|&b| b == b'/')
+                .all(|c| !matches!(c, b"" | b"." | b".."))
+        })
+}
+
 fn parent(path: &[u8]) -> &[u8] {
     match path.iter().rposition(|&b| b == b'/') {
         Some(0) => b"/",
@@ -243,6 +253,12 @@ impl StatCache {
             | Request::Fchown { handle, .. }
             | Request::Futimens { handle, .. } => touched.extend(path_of(*handle).map(|p| p.0)),
             _ => {}
+        }
+        // A path the server resolves with `.`, `..` or a trailing slash in
+        // it names what only the server knows; forget everything.
+        if touched.iter().any(|p| !is_plain(p)) {
+            self.entries.clear();
+            return;
         }
         for path in touched {
             let dir = parent(&path).to_vec();

@@ -177,6 +177,20 @@ fn a_change_to_the_directory_drops_its_entries() {
 }
 
 #[test]
+fn a_change_by_a_path_with_dots_drops_every_entry() {
+    // `/x/../d/b` names `/d/b` only if `/x` is a directory the server can
+    // walk; rscq cannot tell, so nothing listed may stay.
+    for spelled in ["/x/../d/b", "/d/./b", "/d/b/", "/d//b"] {
+        let now = Instant::now();
+        let mut e = FileEngine::new(all(), DEFAULT_TTL);
+        let _ = listed(&mut e, now, &[("a", meta(libc::S_IFREG, None))]);
+        let unlink = Request::Unlink { path: rp(spelled) };
+        assert!(matches!(e.on_request(now, unlink), Action::Send(..)));
+        assert!(e.stat_cache().is_empty(), "{spelled}");
+    }
+}
+
+#[test]
 fn writing_a_listed_file_through_its_handle_drops_it() {
     let now = Instant::now();
     let mut e = FileEngine::new(all(), DEFAULT_TTL);

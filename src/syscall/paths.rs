@@ -1,8 +1,9 @@
-//! Which paths belong to a mount, judged lexically after joining the path to
-//! the directory it is relative to.
+//! Which paths belong to a mount.
 //!
-//! Lexical means a local symlink that points into a mount is not followed:
-//! only the spelled path counts (README, "What does not work yet").
+//! The local part of a path, up to where it enters a mount, is judged
+//! lexically: a local symlink that points into a mount is not followed (README,
+//! "What does not work yet"). From the mount on, the components are the
+//! server's to resolve ([`MountTable::locate`]).
 
 use crate::proto::RemotePath;
 
@@ -51,6 +52,81 @@ impl MountTable {
 }
 
 impl MountTable {
+    /// The mount holding the normalized absolute `local`, as an index.
+    fn holder(&self, local: &[u8]) -> Option<usize> {
+        self.mounts
+            .iter()
+            .position(|m| strip_dir_prefix(local, &m.local).is_some())
+    }
+
+    /// The remote path that `path` (relative to the absolute, normalized
+    /// directory `base` unless it is absolute) names, or `None` when it ends
+    /// outside every mount.
+    ///
+    /// The walk is lexical only up to the last point where it enters a mount
+    /// (or leaves one by `..` at its root into another): from there on the
+    /// components travel as spelled, `.`, `..` and trailing slashes included,
+    /// so the server resolves them one at a time as the kernel would
+    /// (`a/b/..` is `a` only when `b` is a directory, and a final `.` or `..`
+    /// is not a name an `rmdir` or `rename` may act on).
+    pub fn locate(&self, base: &[u8], path: &[u8]) -> Option<RemotePath> {
+        let mut parts: Vec<&[u8]> = Vec::new();
+        if path.first() != Some(&b'/') {
+            parts.extend(base.split(|&b| b == b'/').filter(|c| !c.is_empty()));
+        }
+        let joined = |parts: &[&[u8]]| -> Vec<u8> {
+            if parts.is_empty() {
+                return b"/".to_vec();
+            }
+            let mut out = Vec::new();
+            for p in parts {
+                out.push(b'/');
+                out.extend_from_slice(p);
+            }
+            out
+        };
+        let mut holder = self.holder(&joined(&parts));
+        // Where the spelled rest starts, and the lexical path up to there.
+        let mut anchor = (0, joined(&parts));
+        let mut start = 0;
+        for comp in path.split(|&b| b == b'/') {
+            let end = start + comp.len();
+            match comp {
+                b"" | b"." => {}
+                b".." => {
+                    parts.pop();
+                }
+                name => parts.push(name),
+            }
+            if matches!(comp, b"" | b".") {
+                start = end + 1;
+                continue;
+            }
+            let here = joined(&parts);
+            let now = self.holder(&here);
+            if now != holder {
+                holder = now;
+                anchor = (end, here);
+            }
+            start = end + 1;
+        }
+        let mut remote = self.to_remote(&anchor.1)?;
+        let rest = &path[anchor.0.min(path.len())..];
+        let rest_trimmed = {
+            let lead = rest.iter().take_while(|&&b| b == b'/').count();
+            &rest[lead..]
+        };
+        if !rest_trimmed.is_empty() {
+            if remote.0.last() != Some(&b'/') {
+                remote.0.push(b'/');
+            }
+            remote.0.extend_from_slice(rest_trimmed);
+        } else if path.ends_with(b"/") && remote.0.last() != Some(&b'/') {
+            remote.0.push(b'/');
+        }
+        Some(remote)
+    }
+
     /// Whether walking `path` component by component (from `base` when it
     /// is relative) ever stands inside a mount, even if `..` leads back out.
     /// Such a path cannot be handed to the kernel as spelled: the mount
@@ -201,6 +277,55 @@ mod tests {
         assert!(t.passes_through(b"/remote/a", b"../../etc"));
         assert!(!t.passes_through(b"/home", b"../etc/passwd"));
         assert!(!t.passes_through(b"/", b"/remotex/.."));
+    }
+
+    fn located(base: &str, path: &str) -> Option<String> {
+        table()
+            .locate(base.as_bytes(), path.as_bytes())
+            .map(|r| String::from_utf8(r.0).unwrap())
+    }
+
+    #[test]
+    fn dots_inside_a_mount_travel_as_spelled() {
+        assert_eq!(located("/", "/remote/a/b/.."), Some("/a/b/..".into()));
+        assert_eq!(located("/", "/remote/a/b/."), Some("/a/b/.".into()));
+        assert_eq!(located("/", "/remote/file/."), Some("/file/.".into()));
+        assert_eq!(located("/", "/remote/l/../x"), Some("/l/../x".into()));
+        assert_eq!(located("/", "/remote//a//b/"), Some("/a//b/".into()));
+        assert_eq!(located("/remote/a", "b/.."), Some("/a/b/..".into()));
+        assert_eq!(located("/remote", "."), Some("/.".into()));
+        assert_eq!(located("/", "/remote"), Some("/".into()));
+        assert_eq!(located("/", "/remote/"), Some("/".into()));
+    }
+
+    #[test]
+    fn entering_a_mount_is_judged_lexically() {
+        // The local part before the mount is the kernel's, not the server's.
+        assert_eq!(located("/tmp", "../remote/a/.."), Some("/a/..".into()));
+        assert_eq!(located("/", "/x/../remote/a"), Some("/a".into()));
+        assert_eq!(located("/", "/data/f"), Some("/export/x/f".into()));
+    }
+
+    #[test]
+    fn nested_mounts_anchor_at_the_deepest_entry() {
+        assert_eq!(
+            located("/", "/remote/etc/hosts/."),
+            Some("/srv/etc/hosts/.".into())
+        );
+        assert_eq!(located("/", "/remote/etc/"), Some("/srv/etc/".into()));
+        // `..` at a mount's root leaves it, into the mount around it.
+        assert_eq!(located("/", "/remote/etc/../x/.."), Some("/x/..".into()));
+        assert_eq!(located("/remote/etc", "../y"), Some("/y".into()));
+    }
+
+    #[test]
+    fn leaving_every_mount_is_local() {
+        assert_eq!(located("/", "/remote/.."), None);
+        assert_eq!(located("/remote/a", "../../etc"), None);
+        assert_eq!(located("/", "/etc/passwd"), None);
+        assert_eq!(located("/", "/remotex/a"), None);
+        // Back in after leaving: anchored at the second entry.
+        assert_eq!(located("/", "/remote/../remote/a/."), Some("/a/.".into()));
     }
 
     #[test]

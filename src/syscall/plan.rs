@@ -469,20 +469,20 @@ impl<T: Tracee> Planner<'_, T> {
                 },
             }
         };
-        let mut local = paths::join(&base, path);
+        let local = paths::join(&base, path);
         // `/proc/self/fd/N` of a remote file names that file (glibc's
         // fchmodat and friends go through it).
         if let Some((fd, rest)) = proc_fd_reference(&local)
             && let FdKind::Remote(rfd) = self.t.fd(fd)
         {
-            local = paths::join(&rfd.path, &rest);
-        }
-        if let Some(mut remote) = self.mounts.to_remote(&local) {
-            // A trailing slash makes the kernel follow a final symlink and
-            // insist on a directory; the server must see it too.
-            if path.ends_with(b"/") && remote.0.last() != Some(&b'/') {
-                remote.0.push(b'/');
+            let local = paths::join(&rfd.path, &rest);
+            if let Some(remote) = self.mounts.locate(&rfd.path, &rest) {
+                return Ok(Target::Remote { local, remote });
             }
+        }
+        // The server resolves `.`, `..` and trailing slashes inside the
+        // mount, so they keep their meaning (`a/b/..` names `..` of `b`).
+        if let Some(remote) = self.mounts.locate(&base, path) {
             return Ok(Target::Remote { local, remote });
         }
         let through_mount =

@@ -5,7 +5,11 @@
 //! rscq-server --gen-cert DIR
 //! rscq-server --cert DIR/cert.pem --key DIR/key.pem --root /srv/export \
 //!             --authorized-clients FILE [--listen 0.0.0.0:4433] [--read-only]
+//!             [--squash-root[=UID:GID]]
 //! ```
+//!
+//! Run as root, it executes each call with the caller's uid, gids, umask
+//! and capabilities (as NFS's AUTH_SYS); run as a user, with that user's.
 //!
 //! `--root` has no default on purpose: exporting `/` by accident would hand
 //! every authorized client the whole machine.
@@ -19,6 +23,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Parser;
 use rscq::server::Executor;
+use rscq::server::creds::{Policy, Squash};
 use rscq::transport::{AuthorizedClients, Identity, Peer, SessionError, identity, server};
 
 #[derive(Debug, Parser)]
@@ -57,6 +62,19 @@ struct Args {
     /// Refuse every request that would modify the export.
     #[arg(long)]
     read_only: bool,
+
+    /// Run the calls of a client's root (uid 0) as UID:GID with no
+    /// capabilities, as NFS's root_squash (default 65534:65534). Other
+    /// callers keep their own ids.
+    #[arg(
+        long,
+        value_name = "UID:GID",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "65534:65534",
+        value_parser = parse_squash
+    )]
+    squash_root: Option<Squash>,
 }
 
 fn main() -> ExitCode {
@@ -106,7 +124,16 @@ fn run(args: Args) -> anyhow::Result<()> {
             clients_file.display()
         );
     }
-    check_root(&root, read_only)?;
+    let policy = Policy::of_this_process(args.squash_root);
+    check_root(&root, read_only, &policy)?;
+    if policy.acts_as_caller() {
+        eprintln!("rscq-server: calls run with each caller's uid, groups, umask and capabilities");
+    } else {
+        eprintln!(
+            "rscq-server: not privileged to take other ids: calls run with uid {}'s rights and the caller's umask",
+            rustix::process::geteuid().as_raw()
+        );
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -124,7 +151,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         eprintln!("rscq-server: listening on {addr}");
         let make_session = move |peer: &Peer| {
             tracing::info!(peer = %peer.addr, client = %peer.fingerprint, "new session");
-            Executor::new(&root, read_only).map_err(SessionError::from)
+            Executor::new(&root, read_only, policy.clone()).map_err(SessionError::from)
         };
         server::serve(endpoint, read_only, make_session, shutdown).await;
         anyhow::Ok(())
@@ -137,14 +164,31 @@ fn run(args: Args) -> anyhow::Result<()> {
 }
 
 /// Fails early, with the path, if sessions could not open the root.
-fn check_root(root: &Path, read_only: bool) -> anyhow::Result<()> {
+fn check_root(root: &Path, read_only: bool, policy: &Policy) -> anyhow::Result<()> {
     let meta =
         std::fs::metadata(root).with_context(|| format!("export root {}", root.display()))?;
     if !meta.is_dir() {
         bail!("export root {}: not a directory", root.display());
     }
-    Executor::new(root, read_only)?;
+    Executor::new(root, read_only, policy.clone())?;
     Ok(())
+}
+
+/// `UID:GID` of `--squash-root`.
+fn parse_squash(s: &str) -> Result<Squash, String> {
+    let (uid, gid) = s
+        .split_once(':')
+        .ok_or_else(|| format!("`{s}`: expected UID:GID, such as 65534:65534"))?;
+    let id = |v: &str| {
+        v.parse::<u32>()
+            .ok()
+            .filter(|&n| n != u32::MAX)
+            .ok_or_else(|| format!("`{v}` is not a uid or gid"))
+    };
+    Ok(Squash {
+        uid: id(uid)?,
+        gid: id(gid)?,
+    })
 }
 
 /// Completes on the first SIGINT or SIGTERM.

@@ -132,7 +132,9 @@ impl Engine {
     async fn call(&self, tid: i32, nr: i64, request: Request, pending: crate::engine::Pending) {
         let sent = frame::encode(&request).len();
         let started = tokio::time::Instant::now();
-        let (response, received) = match self.link.call(&request).await {
+        // The thread is stopped in its call: its credentials are the call's.
+        let caller = (tid > 0).then(|| tracer::creds::of_thread(tid));
+        let (response, received) = match self.link.call_as(caller.as_ref(), &request).await {
             Ok(r) => {
                 let n = frame::encode(&r).len();
                 (r, n)
@@ -793,6 +795,11 @@ pub enum ClientError {
     Thread(std::io::Error),
     #[error("cannot start the local socket pumps: {0}")]
     Pumps(std::io::Error),
+    #[error("cannot make a directory for remote files' placeholders in {dir}: {source}")]
+    Placeholders {
+        dir: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Runs the program under the tracer until every traced process is gone.
@@ -803,7 +810,16 @@ pub fn run(
     options: RunOptions,
 ) -> Result<ExitStatus, ClientError> {
     let (events_tx, events_rx) = tracer::events::channel().map_err(ClientError::Thread)?;
-    let registry = Registry::default();
+    let placeholders = if options.mounts.is_empty() {
+        None
+    } else {
+        let dir = std::env::temp_dir();
+        Some(
+            tracer::placeholder::PlaceholderDir::create(&dir)
+                .map_err(|source| ClientError::Placeholders { dir, source })?,
+        )
+    };
+    let registry = Registry::new(placeholders.as_ref().map(|d| d.path()));
     let stats = Stats::default();
     let lost = Arc::new(AtomicBool::new(false));
     let sockets = SocketRegistry::default();
@@ -929,7 +945,8 @@ pub fn run(
         .name("rscq-tracer".into())
         .spawn(move || -> Result<ExitStatus, TracerError> {
             let root = tracer::spawn(&program, &filter)?;
-            Ok(Tracer::new(config, &engine, registry, sockets, events_rx, root).run())
+            let tracer = Tracer::new(config, &engine, registry, sockets, events_rx, root);
+            Ok(tracer.with_placeholders(placeholders).run())
         })
         .map_err(ClientError::Thread)?;
     let mut status = tracer_thread

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::errno::Errno;
 
 /// Bumped on every incompatible change to any message in this module.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The TLS ALPN token both sides require.
 pub const ALPN: &[u8] = b"rscq/1";
@@ -265,6 +265,36 @@ pub enum XattrTarget {
         follow: bool,
     },
     Handle(Handle),
+}
+
+/// The first frame of every request stream: the operation, and the rights
+/// of the thread that made it (NFS's AUTH_SYS, with the umask and the
+/// capabilities the kernel would check too).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Call {
+    /// `None` for rscq's own calls (closing a handle, sockets, flushes of
+    /// held writes): they run with the server's own rights.
+    pub creds: Option<Credentials>,
+    pub request: Request,
+}
+
+/// A thread's credentials as `/proc/TID/status` shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Credentials {
+    /// Real ids: `access(2)` checks with them.
+    pub ruid: u32,
+    pub rgid: u32,
+    /// File-system ids: every other permission check and new files' owner.
+    pub fsuid: u32,
+    pub fsgid: u32,
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+    pub umask: u32,
+    /// Effective and permitted capability sets, as bit masks.
+    pub cap_effective: u64,
+    pub cap_permitted: u64,
 }
 
 /// One forwarded operation. Numeric flags use the Linux x86_64 values of the

@@ -6,12 +6,13 @@
 use std::os::fd::AsFd;
 use std::path::Path;
 
+use super::creds::{Checking, Policy};
 use super::files::OpenFlags;
 use super::handles::Handles;
 use super::resolve::Root;
 use super::{dirs, files, meta, names, uname, xattr};
 use crate::errno::Errno;
-use crate::proto::{Request, Response};
+use crate::proto::{Credentials, Request, Response};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecutorError {
@@ -29,11 +30,13 @@ pub struct Executor {
     root: Root,
     handles: Handles,
     read_only: bool,
+    policy: Policy,
 }
 
 impl Executor {
-    /// Opens `root` as the export root of a new session.
-    pub fn new(root: &Path, read_only: bool) -> Result<Self, ExecutorError> {
+    /// Opens `root` as the export root of a new session whose calls run
+    /// with the rights `policy` gives them.
+    pub fn new(root: &Path, read_only: bool, policy: Policy) -> Result<Self, ExecutorError> {
         let opened = Root::new(root).map_err(|source| ExecutorError::OpenRoot {
             path: root.display().to_string(),
             source,
@@ -42,15 +45,30 @@ impl Executor {
             root: opened,
             handles: Handles::default(),
             read_only,
+            policy,
         })
     }
 
-    /// Runs one request. Blocking: call it from a blocking thread. Safe to
-    /// call concurrently; requests on different handles do not serialise.
-    pub fn execute(&self, req: Request) -> Response {
+    /// Runs one request with the rights of `caller` (the server's own for
+    /// `None`), as the session's policy allows. Blocking: call it from a
+    /// blocking thread. Safe to call concurrently; requests on different
+    /// handles do not serialise.
+    pub fn execute(&self, caller: Option<&Credentials>, req: Request) -> Response {
         if self.read_only && mutates(&req) {
             return Err(Errno::EROFS);
         }
+        let _rights = match caller {
+            Some(caller) => {
+                let checking = match req {
+                    Request::Access { flags, .. } if flags & libc::AT_EACCESS == 0 => {
+                        Checking::RealIds
+                    }
+                    _ => Checking::FsIds,
+                };
+                Some(self.policy.rights(caller, checking).enter(&self.policy)?)
+            }
+            None => None,
+        };
         let root = &self.root;
         let handles = &self.handles;
         match req {
@@ -500,6 +518,84 @@ mod tests {
         assert_eq!(names_in(&export.root).len(), 8 * 50 + 1);
     }
 
+    /// What `/proc/TID/status` shows after a root process's `seteuid(65534)`.
+    fn nobody_from_root() -> Credentials {
+        Credentials {
+            ruid: 0,
+            rgid: 0,
+            fsuid: 65534,
+            fsgid: 65534,
+            groups: Vec::new(),
+            umask: 0o027,
+            cap_effective: 0,
+            cap_permitted: u64::MAX >> 23,
+        }
+    }
+
+    #[test]
+    fn a_call_runs_with_its_callers_rights_and_gives_them_back() {
+        if !Policy::of_this_process(None).acts_as_caller() {
+            // An ordinary user's server keeps its own ids: nothing to see.
+            return;
+        }
+        let export = Export::new();
+        std::fs::write(export.host("rootfile"), b"root's").expect("write");
+        std::fs::set_permissions(
+            export.host(""),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .expect("chmod root");
+        let nobody = nobody_from_root();
+        let truncate = Request::Truncate {
+            path: rp("rootfile"),
+            len: 0,
+        };
+        assert_eq!(export.run_as(&nobody, truncate), Err(Errno::EACCES));
+        assert_eq!(
+            std::fs::read(export.host("rootfile")).expect("read"),
+            b"root's"
+        );
+        let create = |name: &str| Request::Mkdir {
+            path: rp(name),
+            mode: 0o777,
+        };
+        assert_eq!(export.run_as(&nobody, create("mine")), Ok(Reply::Done));
+        let mine = std::fs::metadata(export.host("mine")).expect("mine");
+        assert_eq!(
+            (mine.uid(), mine.gid(), mine.mode() & 0o777),
+            (65534, 65534, 0o750)
+        );
+        // The thread has the server's rights again, and its umask.
+        assert_eq!(export.run(create("ours")), Ok(Reply::Done));
+        let ours = std::fs::metadata(export.host("ours")).expect("ours");
+        assert_eq!((ours.uid(), ours.gid()), (0, 0));
+        assert_eq!(crate::sys::server::set_thread_fsuid(u32::MAX), 0);
+    }
+
+    #[test]
+    fn squashed_root_is_nobody() {
+        let policy = Policy::of_this_process(Some(crate::server::creds::Squash::NOBODY));
+        if !policy.acts_as_caller() {
+            return;
+        }
+        let export = Export::new();
+        std::fs::write(export.host("rootfile"), b"root's").expect("write");
+        let root = Credentials {
+            fsuid: 0,
+            fsgid: 0,
+            cap_effective: u64::MAX >> 23,
+            ..nobody_from_root()
+        };
+        let ex = Executor::new(&export.host(""), false, policy).expect("executor");
+        let chmod = Request::Chmod {
+            path: rp("rootfile"),
+            mode: 0o777,
+            follow: true,
+        };
+        assert_eq!(ex.execute(Some(&root), chmod.clone()), Err(Errno::EPERM));
+        assert_eq!(ex.execute(None, chmod), Ok(Reply::Done));
+    }
+
     #[test]
     fn executor_is_shared_across_threads() {
         fn send_sync<T: Send + Sync>() {}
@@ -508,7 +604,8 @@ mod tests {
 
     #[test]
     fn new_fails_on_a_missing_root() {
-        let err = Executor::new(Path::new("/nonexistent/rscq-root"), false);
+        let policy = Policy::of_this_process(None);
+        let err = Executor::new(Path::new("/nonexistent/rscq-root"), false, policy);
         assert!(matches!(err, Err(ExecutorError::OpenRoot { .. })));
     }
 

@@ -93,10 +93,10 @@ pub(super) fn access(
         }
     }
     let access = Access::from_bits_retain(u32::try_from(mode).map_err(|_| Errno::EINVAL)?);
-    let mut at = AtFlags::empty();
-    if flags & libc::AT_EACCESS != 0 {
-        at |= AtFlags::EACCESS;
-    }
+    // The executor already runs the call with the ids this check is about
+    // (the real ones unless `AT_EACCESS`), as the kernel's access() swaps
+    // them in for the whole walk; so the check uses the thread's own.
+    let at = AtFlags::EACCESS;
     // Following the fd's magic link reaches exactly the resolved object, a
     // symlink itself when not following, so no NOFOLLOW is needed here.
     rustix::fs::accessat(rustix::fs::CWD, proc_fd_path(fd.as_fd()), access, at)?;
@@ -315,11 +315,15 @@ mod tests {
         assert_eq!(stat_of(&export, "missing", true), Err(Errno::ENOENT));
         assert_eq!(stat_of(&export, "f/", true), Err(Errno::ENOTDIR));
         assert_eq!(stat_of(&export, "f/x", false), Err(Errno::ENOTDIR));
-        let dev_null = Executor::new(std::path::Path::new("/dev"), true).expect("/dev");
-        let Ok(Reply::Stat(null)) = dev_null.execute(Request::Stat {
-            path: rp("null"),
-            follow: true,
-        }) else {
+        let policy = crate::server::creds::Policy::of_this_process(None);
+        let dev_null = Executor::new(std::path::Path::new("/dev"), true, policy).expect("/dev");
+        let Ok(Reply::Stat(null)) = dev_null.execute(
+            None,
+            Request::Stat {
+                path: rp("null"),
+                follow: true,
+            },
+        ) else {
             panic!("stat /dev/null");
         };
         assert_eq!((null.rdev_major, null.rdev_minor), (1, 3));

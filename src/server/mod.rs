@@ -3,6 +3,7 @@
 //! [`Executor`] dispatches; confinement is [`resolve`]'s job, the handle
 //! table [`handles`]'s, and each syscall family has its own module.
 
+pub mod creds;
 mod dirs;
 pub mod executor;
 mod files;

@@ -428,22 +428,29 @@ mod tests {
         #[test]
         fn magic_links_in_a_proc_mount_are_refused() {
             // An export of `/` holds a real procfs at /proc.
-            let ex = Executor::new(std::path::Path::new("/"), true).expect("executor");
+            let policy = crate::server::creds::Policy::of_this_process(None);
+            let ex = Executor::new(std::path::Path::new("/"), true, policy).expect("executor");
             let stat = |path: &str, follow: bool| {
-                ex.execute(Request::Stat {
-                    path: rp(path),
-                    follow,
-                })
+                ex.execute(
+                    None,
+                    Request::Stat {
+                        path: rp(path),
+                        follow,
+                    },
+                )
             };
             assert_eq!(stat("/proc/self/root/etc/passwd", true), Err(Errno::ELOOP));
             assert_eq!(stat("/proc/self/root", true), Err(Errno::ELOOP));
             assert_eq!(stat("/proc/self/cwd/x", true), Err(Errno::ELOOP));
             assert_eq!(stat("/proc/thread-self/root/etc", true), Err(Errno::ELOOP));
-            let open_fd0 = ex.execute(Request::Open {
-                path: rp("/proc/self/fd/0"),
-                flags: libc::O_RDONLY,
-                mode: 0,
-            });
+            let open_fd0 = ex.execute(
+                None,
+                Request::Open {
+                    path: rp("/proc/self/fd/0"),
+                    flags: libc::O_RDONLY,
+                    mode: 0,
+                },
+            );
             assert_eq!(open_fd0.err(), Some(Errno::ELOOP));
             // lstat of the magic link itself names the link, not its target.
             let Ok(Reply::Stat(link)) = stat("/proc/self/root", false) else {

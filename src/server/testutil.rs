@@ -30,7 +30,8 @@ impl Export {
         std::fs::create_dir(&root).expect("mkdir root");
         std::fs::create_dir(&outside).expect("mkdir outside");
         std::fs::write(outside.join("secret"), b"outside").expect("write secret");
-        let ex = Executor::new(&root, read_only).expect("executor");
+        let policy = super::creds::Policy::of_this_process(None);
+        let ex = Executor::new(&root, read_only, policy).expect("executor");
         Self {
             _dir: dir,
             root,
@@ -40,7 +41,12 @@ impl Export {
     }
 
     pub(super) fn run(&self, req: Request) -> Response {
-        self.ex.execute(req)
+        self.ex.execute(None, req)
+    }
+
+    /// Runs `req` with the rights of `caller`.
+    pub(super) fn run_as(&self, caller: &crate::proto::Credentials, req: Request) -> Response {
+        self.ex.execute(Some(caller), req)
     }
 
     /// The host path of an export path.

@@ -36,3 +36,37 @@ pub fn fsid_words(fsid: rustix::fs::Fsid) -> [i32; 2] {
     // valid `[i32; 2]`.
     unsafe { std::mem::transmute::<rustix::fs::Fsid, [i32; 2]>(fsid) }
 }
+
+/// `setfsuid(2)` of the calling thread only. Returns the file-system uid
+/// in force afterwards: the call reports no error, so a change the thread
+/// may not make shows as the old value.
+pub fn set_thread_fsuid(uid: u32) -> u32 {
+    // SAFETY: setfsuid takes one integer and touches no memory of ours; the
+    // raw syscall (not a libc wrapper that broadcasts to every thread)
+    // changes only the calling thread's credentials.
+    unsafe { libc::syscall(libc::SYS_setfsuid, uid) };
+    // SAFETY: as above; -1 is never a valid id, so this only reads back the
+    // current value.
+    let now = unsafe { libc::syscall(libc::SYS_setfsuid, u32::MAX) };
+    u32::try_from(now).unwrap_or(u32::MAX)
+}
+
+/// `setfsgid(2)` of the calling thread only, as [`set_thread_fsuid`].
+pub fn set_thread_fsgid(gid: u32) -> u32 {
+    // SAFETY: setfsgid takes one integer and touches no memory of ours; the
+    // raw syscall changes only the calling thread's credentials.
+    unsafe { libc::syscall(libc::SYS_setfsgid, gid) };
+    // SAFETY: as above; -1 only reads back the current value.
+    let now = unsafe { libc::syscall(libc::SYS_setfsgid, u32::MAX) };
+    u32::try_from(now).unwrap_or(u32::MAX)
+}
+
+/// `unshare(CLONE_FS)`: the calling thread gets its own umask, cwd and root
+/// (copies of the process's), so a umask set for one call is its alone.
+pub fn unshare_thread_fs() -> Result<(), Errno> {
+    // SAFETY: the danger rustix names is `CLONE_FILES`, which would split the
+    // fd table between threads; `CLONE_FS` only copies the umask, cwd and
+    // root directory, which no fd depends on (every path the server opens is
+    // relative to an fd it holds).
+    unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FS) }.map_err(Errno::from)
+}

@@ -8,19 +8,21 @@
 //! calls from many threads and processes are in flight together.
 //!
 //! A remote file lives in the program's real fd table as a *placeholder*:
-//! the write end of a pipe rscq made, which the program opens itself through
-//! `/proc/<rscq>/fd/N`. The kernel then owns dup, fork, exec and close, and
-//! rscq learns of the last close when its read end of the pipe hangs up.
+//! the write end of a FIFO rscq made, which the program opens itself, with
+//! its own rights ([`placeholder`]). The kernel then owns dup, fork, exec and
+//! close, and rscq learns of the last close when its read end hangs up.
 
+pub mod creds;
 pub mod events;
 pub mod mem;
+pub mod placeholder;
 pub mod registry;
 pub mod seccomp;
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::CString;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use nix::sys::ptrace;
@@ -383,7 +385,6 @@ enum ExitAction {
         scratch: u64,
     },
     Placeholder {
-        write_end: OwnedFd,
         read_end: OwnedFd,
         key: u64,
         handle: Handle,
@@ -408,7 +409,8 @@ pub struct Tracer<'a, F: Forwarder> {
     sockets: SocketRegistry,
     events: events::EventQueue,
     root: Pid,
-    own_pid: u32,
+    /// Where remote files' placeholders are made (with mounts only).
+    placeholders: Option<placeholder::PlaceholderDir>,
     /// The second filter, put into a process with its first remote file.
     fd_filter: Vec<crate::sys::tracer::SockFilter>,
     threads: HashMap<i32, ThreadState>,
@@ -540,7 +542,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
             sockets,
             events,
             root,
-            own_pid: std::process::id(),
+            placeholders: None,
             fd_filter,
             threads,
             tgid,
@@ -555,6 +557,12 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
 
     /// Handles events until no traced process is left; returns how the
     /// program (the first process) ended.
+    /// Makes remote files' placeholders in `dir` (a run with mounts).
+    pub fn with_placeholders(mut self, dir: Option<placeholder::PlaceholderDir>) -> Self {
+        self.placeholders = dir;
+        self
+    }
+
     pub fn run(mut self) -> ExitStatus {
         'run: loop {
             for event in self.events.next_batch() {
@@ -1142,21 +1150,24 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 }
             }
             ExitAction::Placeholder {
-                write_end,
                 read_end,
                 key,
                 handle,
                 trace,
             } => {
-                drop(write_end);
+                if let Some(dir) = &self.placeholders {
+                    dir.remove(key);
+                }
                 if result < 0 {
+                    // No writer ever came, so the read end would never hang
+                    // up: close the remote handle now.
                     self.registry.remove(key);
-                    // Closing the read end unopened makes the watcher close
-                    // the remote handle too.
+                    drop(read_end);
+                    self.forwarder.submit(-1, 0, Request::Close { handle });
                 } else {
                     first_remote_file = !self.process_has_fd_traps(tid);
+                    self.forwarder.watch_close(read_end, key, handle);
                 }
-                self.forwarder.watch_close(read_end, key, handle);
                 if let Some(line) = trace {
                     self.forwarder
                         .trace_line(format!("{line} = {}", fmt_ret(result)));
@@ -1542,22 +1553,22 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         cloexec: bool,
         trace: Option<String>,
     ) {
-        let (read_end, write_end) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
+        // Owned by the opening thread's fs ids, so that its own open (with
+        // its own rights) may open it.
+        let caller = creds::of_thread(pid.as_raw());
+        let made = match self.placeholders.as_mut() {
+            Some(dir) => dir.make(caller.fsuid, caller.fsgid),
+            None => Err(Errno(libc::EMFILE)),
+        };
+        let placeholder = match made {
             Ok(p) => p,
             Err(e) => {
                 self.forwarder.submit(-1, 0, Request::Close { handle });
-                self.skip(pid, -(e as i64));
+                self.skip(pid, e.as_syscall_return());
                 return;
             }
         };
-        let key = match nix::sys::stat::fstat(&read_end) {
-            Ok(st) => st.st_ino,
-            Err(e) => {
-                self.forwarder.submit(-1, 0, Request::Close { handle });
-                self.skip(pid, -(e as i64));
-                return;
-            }
-        };
+        let key = placeholder.key;
         let is_dir = stat.mode & libc::S_IFMT == libc::S_IFDIR;
         self.registry.insert(plan::RemoteFd {
             key,
@@ -1566,7 +1577,6 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
             flags,
             is_dir,
         });
-        let proc_path = format!("/proc/{}/fd/{}", self.own_pid, write_end.as_raw_fd()).into_bytes();
         let open_flags = libc::O_WRONLY | if cloexec { libc::O_CLOEXEC } else { 0 };
         let sp = ptrace::getregs(pid).map(|r| r.rsp).unwrap_or(0);
         let args = [
@@ -1581,10 +1591,9 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
             pid,
             sp,
             Some((libc::SYS_openat, args)),
-            &[(1, proc_path)],
+            &[(1, placeholder.path)],
             ExitAction::Placeholder {
-                write_end,
-                read_end,
+                read_end: placeholder.read_end,
                 key,
                 handle,
                 trace,

@@ -1,6 +1,7 @@
-//! The remote files the program holds, keyed by their placeholder pipe's
-//! inode. Shared between the tracer thread (which installs and looks up
-//! placeholders) and the engine (which drops them at the last close).
+//! The remote files the program holds, keyed by their placeholder's key
+//! (its FIFO's name, see [`super::placeholder`]). Shared between the tracer
+//! thread (which installs and looks up placeholders) and the engine (which
+//! drops them at the last close).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -10,9 +11,24 @@ use crate::syscall::plan::{FdKind, RemoteFd};
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     files: Arc<Mutex<HashMap<u64, RemoteFd>>>,
+    /// The placeholders' directory, as `/proc/PID/fd` links spell it.
+    placeholder_dir: Arc<Vec<u8>>,
 }
 
 impl Registry {
+    /// A registry of the placeholders made in `placeholder_dir` (none
+    /// without mounts).
+    pub fn new(placeholder_dir: Option<&std::path::Path>) -> Self {
+        Self {
+            files: Arc::default(),
+            placeholder_dir: Arc::new(
+                placeholder_dir
+                    .map(|d| d.as_os_str().as_encoded_bytes().to_vec())
+                    .unwrap_or_default(),
+            ),
+        }
+    }
+
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<u64, RemoteFd>> {
         self.files.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -36,13 +52,17 @@ impl Registry {
     }
 
     /// What fd `fd` of thread `tid` is: the kernel's `/proc` link names the
-    /// pipe inode, so dup'd, inherited and passed fds all resolve without
-    /// rscq tracking them.
+    /// placeholder's FIFO, so dup'd, inherited and passed fds all resolve
+    /// without rscq tracking them.
     pub fn lookup(&self, tid: i32, fd: i32) -> FdKind {
+        if self.placeholder_dir.is_empty() {
+            return FdKind::Local;
+        }
         let Ok(target) = std::fs::read_link(format!("/proc/{tid}/fd/{fd}")) else {
             return FdKind::Local;
         };
-        let Some(ino) = pipe_inode(target.as_os_str().as_encoded_bytes()) else {
+        let link = target.as_os_str().as_encoded_bytes();
+        let Some(ino) = super::placeholder::key_of(&self.placeholder_dir, link) else {
             return FdKind::Local;
         };
         match self.map().get(&ino) {
@@ -236,26 +256,8 @@ impl SocketRegistry {
     }
 }
 
-/// The inode in a `/proc/PID/fd` link of the form `pipe:[INODE]`.
-fn pipe_inode(link: &[u8]) -> Option<u64> {
-    link_inode(link, b"pipe:[")
-}
-
 /// The inode in a `/proc/PID/fd` link of the form `KIND:[INODE]`.
 fn link_inode(link: &[u8], kind: &[u8]) -> Option<u64> {
     let digits = link.strip_prefix(kind)?.strip_suffix(b"]")?;
     std::str::from_utf8(digits).ok()?.parse().ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pipe_links_parse() {
-        assert_eq!(pipe_inode(b"pipe:[12345]"), Some(12345));
-        assert_eq!(pipe_inode(b"socket:[1]"), None);
-        assert_eq!(pipe_inode(b"/etc/passwd"), None);
-        assert_eq!(pipe_inode(b"pipe:[x]"), None);
-    }
 }

@@ -11,7 +11,8 @@ use super::identity::{Fingerprint, Identity, SERVER_NAME};
 use super::trust::{Expectation, ServerTrust, ServerVerifier, record_known_server};
 use super::{MAX_STREAM_BYTES, TransportError, code, provider, transport_config};
 use crate::proto::{
-    ALPN, Hello, Incoming, PROTOCOL_VERSION, Request, Response, SockAddr, Welcome, frame,
+    ALPN, Credentials, Hello, Incoming, PROTOCOL_VERSION, Request, Response, SockAddr, Welcome,
+    frame,
 };
 
 /// A TCP connection made on the server: its addresses as the server sees
@@ -302,7 +303,17 @@ impl Link {
     /// means the transport failed, and comes within [`super::IDLE_TIMEOUT`]
     /// of the server going away.
     pub async fn call(&self, req: &Request) -> Result<Response, TransportError> {
-        let bytes = frame::encode(req);
+        self.call_as(None, req).await
+    }
+
+    /// As [`Link::call`], run on the server with the rights of `caller`
+    /// (as far as the server's policy allows).
+    pub async fn call_as(
+        &self,
+        caller: Option<&Credentials>,
+        req: &Request,
+    ) -> Result<Response, TransportError> {
+        let bytes = encode_call(caller, req);
         if bytes.len() > MAX_STREAM_BYTES {
             return Err(TransportError::RequestTooLarge(bytes.len()));
         }
@@ -354,7 +365,7 @@ impl Link {
             pure,
             options,
         };
-        send.write_all(&frame::encode(&request))
+        send.write_all(&encode_call(None, &request))
             .await
             .map_err(|e| match e {
                 WriteError::ConnectionLost(c) => lost(c),
@@ -391,7 +402,7 @@ impl Link {
     /// failure is the inner `Err(Errno)`.
     pub async fn open_udp(&self, request: &Request) -> Result<UdpOutcome, TransportError> {
         let (mut send, mut recv) = self.conn.open_bi().await.map_err(lost)?;
-        send.write_all(&frame::encode(request))
+        send.write_all(&encode_call(None, request))
             .await
             .map_err(|e| match e {
                 WriteError::ConnectionLost(c) => lost(c),
@@ -537,6 +548,49 @@ async fn hello(conn: &quinn::Connection, version: u32) -> Result<bool, SetupFail
                 client: version,
                 server,
             }))
+        }
+    }
+}
+
+/// The first frame of a request stream.
+fn encode_call(caller: Option<&Credentials>, request: &Request) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct CallRef<'a> {
+        creds: Option<&'a Credentials>,
+        request: &'a Request,
+    }
+    // Encoded by reference; postcard writes the same bytes as for `Call`.
+    frame::encode(&CallRef {
+        creds: caller,
+        request,
+    })
+}
+
+#[cfg(test)]
+mod call_tests {
+    use super::*;
+    use crate::proto::{Call, RemotePath};
+
+    #[test]
+    fn a_call_encoded_by_reference_decodes_as_a_call() {
+        let request = Request::Unlink {
+            path: RemotePath(b"/a".to_vec()),
+        };
+        let creds = Credentials {
+            ruid: 0,
+            rgid: 0,
+            fsuid: 65534,
+            fsgid: 65534,
+            groups: vec![4, 27],
+            umask: 0o027,
+            cap_effective: 0,
+            cap_permitted: u64::MAX >> 23,
+        };
+        for caller in [None, Some(&creds)] {
+            let bytes = encode_call(caller, &request);
+            let call: Call = frame::decode_frame(&bytes).expect("decodes");
+            assert_eq!(call.creds.as_ref(), caller);
+            assert_eq!(call.request, request);
         }
     }
 }

@@ -33,7 +33,8 @@ impl Embedded {
     /// connection. Must be called from within a tokio runtime.
     pub fn start() -> Result<Self, TransportError> {
         Self::start_with(false, |_: &Peer| {
-            Executor::new(Path::new("/"), false).map_err(SessionError::from)
+            let policy = crate::server::creds::Policy::of_this_process(None);
+            Executor::new(Path::new("/"), false, policy).map_err(SessionError::from)
         })
     }
 

@@ -15,19 +15,22 @@ use super::identity::{Fingerprint, Identity};
 use super::trust::{AuthorizedClients, ClientVerifier};
 use super::{TransportError, code, provider, transport_config};
 use crate::errno::Errno;
-use crate::proto::{ALPN, Hello, PROTOCOL_VERSION, Request, Response, Welcome, frame};
+use crate::proto::{
+    ALPN, Call, Credentials, Hello, PROTOCOL_VERSION, Request, Response, Welcome, frame,
+};
 
 /// What a connection's requests run against. One per connection; dropped
 /// (closing whatever it holds) when the connection ends and its last
 /// request has finished.
 pub trait Session: Send + Sync + 'static {
-    /// Runs one request. May block: it is called on a blocking thread.
-    fn execute(&self, req: Request) -> Response;
+    /// Runs one request with the rights of `caller`, as far as the session
+    /// allows. May block: it is called on a blocking thread.
+    fn execute(&self, caller: Option<&Credentials>, req: Request) -> Response;
 }
 
 impl Session for crate::server::Executor {
-    fn execute(&self, req: Request) -> Response {
-        crate::server::Executor::execute(self, req)
+    fn execute(&self, caller: Option<&Credentials>, req: Request) -> Response {
+        crate::server::Executor::execute(self, caller, req)
     }
 }
 
@@ -254,7 +257,7 @@ enum RequestError {
 /// Reads exactly one request frame. The stream may go on after it (a TCP
 /// connection's bytes follow its `TcpConnect`), so this never waits for
 /// the stream's end.
-async fn read_request(recv: &mut quinn::RecvStream) -> Result<Request, RequestError> {
+async fn read_request(recv: &mut quinn::RecvStream) -> Result<Call, RequestError> {
     let truncated = |e: quinn::ReadExactError| match e {
         quinn::ReadExactError::FinishedEarly(_) => {
             RequestError::Malformed("truncated frame".into())
@@ -269,7 +272,7 @@ async fn read_request(recv: &mut quinn::RecvStream) -> Result<Request, RequestEr
     }
     let mut body = vec![0u8; len];
     recv.read_exact(&mut body).await.map_err(truncated)?;
-    frame::decode::<Request>(&body).map_err(|e| RequestError::Malformed(e.to_string()))
+    frame::decode::<Call>(&body).map_err(|e| RequestError::Malformed(e.to_string()))
 }
 
 async fn request<S: Session>(
@@ -280,8 +283,11 @@ async fn request<S: Session>(
     permit_for_streams: tokio::sync::OwnedSemaphorePermit,
 ) {
     let malformed = VarInt::from_u32(code::MALFORMED_REQUEST);
-    let req = match read_request(&mut recv).await {
-        Ok(req) => req,
+    let Call {
+        creds,
+        request: req,
+    } = match read_request(&mut recv).await {
+        Ok(call) => call,
         Err(RequestError::TooLong) => {
             tracing::debug!("request exceeds the frame limit");
             let _ = recv.stop(malformed);
@@ -340,7 +346,7 @@ async fn request<S: Session>(
             crate::server::udp::serve(addr, options, send, recv).await;
             return;
         }
-        other => execute(session, other).await,
+        other => execute(session, creds, other).await,
     };
     if send.write_all(&frame::encode(&response)).await.is_ok() {
         let _ = send.finish();
@@ -352,15 +358,19 @@ async fn request<S: Session>(
 /// call itself); anything that may wait on data or on another process (an
 /// open can wait on a FIFO, a read on a slow disk) runs on the blocking
 /// pool so it cannot hold up the connection.
-async fn execute<S: Session>(session: Arc<S>, req: Request) -> Response {
+async fn execute<S: Session>(
+    session: Arc<S>,
+    caller: Option<Credentials>,
+    req: Request,
+) -> Response {
     if runs_inline(&req) {
-        return std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session.execute(req)))
-            .unwrap_or_else(|_| {
-                tracing::error!("request handler panicked");
-                Err(Errno::EIO)
-            });
+        let run = || session.execute(caller.as_ref(), req);
+        return std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|_| {
+            tracing::error!("request handler panicked");
+            Err(Errno::EIO)
+        });
     }
-    match tokio::task::spawn_blocking(move || session.execute(req)).await {
+    match tokio::task::spawn_blocking(move || session.execute(caller.as_ref(), req)).await {
         Ok(response) => response,
         Err(e) => {
             // A bug in the executor must fail one call, not the server.

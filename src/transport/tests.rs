@@ -36,7 +36,7 @@ impl Drop for Fake {
 }
 
 impl Session for Fake {
-    fn execute(&self, req: Request) -> Response {
+    fn execute(&self, _caller: Option<&crate::proto::Credentials>, req: Request) -> Response {
         match req {
             Request::Uname => Ok(Reply::Uname(Utsname {
                 nodename: b"fake".to_vec(),

@@ -3,6 +3,7 @@
 //! the server one component at a time, never collapsed as text.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 
 use crate::harness::{Backend, Pair, each_mode, p};
 
@@ -78,6 +79,99 @@ fn dot_and_dotdot_are_resolved_not_collapsed() {
                 "stat f/. ENOTDIR",
                 "listdir s/.. ok ['d']",
                 "rmdir s/../n ok",
+            ] {
+                assert!(out.contains(line), "direct run lacks {line:?}:\n{out}");
+            }
+        });
+    }
+}
+
+/// A root program that drops to `nobody` with `seteuid()`: every check is
+/// the kernel's, with the program's rights, not rscq's or the server's.
+const CREDS_SCRIPT: &str = r#"
+import errno, os, stat, sys
+
+def attempt(name, call):
+    try:
+        result = call()
+        print(name, "ok", "" if result is None else result)
+    except OSError as e:
+        print(name, errno.errorcode[e.errno])
+
+d = os.path.join(sys.argv[1], "creds")
+os.mkdir(d)
+os.chmod(d, 0o777)
+with open(d + "/rootfile", "w") as f:
+    f.write("root's data\n")
+os.chmod(d + "/rootfile", 0o644)
+open(d + "/theirs", "w").close()
+os.chown(d + "/theirs", 65534, 0)
+os.umask(0o027)
+attempt("root creates", lambda: os.close(os.open(d + "/byroot", os.O_CREAT | os.O_WRONLY, 0o666)))
+print("byroot mode", oct(stat.S_IMODE(os.stat(d + "/byroot").st_mode)))
+
+os.setgroups([])
+os.setegid(65534)
+os.seteuid(65534)
+attempt("truncate rootfile", lambda: os.truncate(d + "/rootfile", 0))
+attempt("open rootfile O_TRUNC", lambda: os.close(os.open(d + "/rootfile", os.O_WRONLY | os.O_TRUNC)))
+attempt("chown rootfile", lambda: os.chown(d + "/rootfile", 65534, 65534))
+attempt("chmod rootfile", lambda: os.chmod(d + "/rootfile", 0o666))
+attempt("utime rootfile", lambda: os.utime(d + "/rootfile", (0, 0)))
+attempt("access W real root", lambda: os.access(d + "/rootfile", os.W_OK))
+attempt("access W effective", lambda: os.access(d + "/rootfile", os.W_OK, effective_ids=True))
+def create_and_write():
+    fd = os.open(d + "/mine", os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o666)
+    os.write(fd, b"nobody's data\n")
+    os.fchmod(fd, 0o660)
+    os.close(fd)
+attempt("nobody creates and writes", create_and_write)
+attempt("nobody mkdir", lambda: os.mkdir(d + "/mydir", 0o777))
+attempt("setgid by non-member", lambda: os.chmod(d + "/theirs", 0o2755))
+attempt("nobody unlinks byroot", lambda: os.unlink(d + "/byroot"))
+attempt("nobody chmods its own", lambda: os.chmod(d + "/mine", 0o604))
+
+os.seteuid(0)
+os.setegid(0)
+with open(d + "/rootfile") as f:
+    print("rootfile holds", repr(f.read()))
+for name in sorted(os.listdir(d)):
+    st = os.lstat(d + "/" + name)
+    print(name, oct(stat.S_IMODE(st.st_mode)), st.st_uid, st.st_gid, st.st_size)
+"#;
+
+/// The reported bug: after `seteuid(65534)` a program under rscq still
+/// truncated, chmodded and chowned root's files in the mount, created files
+/// as root with the server's umask, and could not open what it created.
+#[test]
+fn calls_run_with_the_callers_credentials() {
+    if !crate::harness::have_root("calls_run_with_the_callers_credentials") {
+        return;
+    }
+    for backend in [Backend::Remote, Backend::Embedded] {
+        each_mode(|mode| {
+            let pair = Pair::new(backend, mode);
+            // nobody must reach the trees, natively and on the server.
+            fs::set_permissions(&pair.env.base, fs::Permissions::from_mode(0o711))
+                .expect("chmod base");
+            let script = pair.local.join("creds.py");
+            fs::write(&script, CREDS_SCRIPT).expect("write script");
+            let (d, _) = pair.same_writes(&["python3", &p(&script), &pair.t()], &[]);
+            let out = d.out();
+            for line in [
+                "truncate rootfile EACCES",
+                "open rootfile O_TRUNC EACCES",
+                "chown rootfile EPERM",
+                "chmod rootfile EPERM",
+                "access W real root ok True",
+                "access W effective ok False",
+                "nobody creates and writes ok",
+                "nobody unlinks byroot ok",
+                "rootfile holds \"root's data\\n\"",
+                "byroot mode 0o640",
+                "mine 0o604 65534 65534 14",
+                "mydir 0o750 65534 65534",
+                "theirs 0o755 65534 0 0",
             ] {
                 assert!(out.contains(line), "direct run lacks {line:?}:\n{out}");
             }

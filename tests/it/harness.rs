@@ -429,6 +429,8 @@ pub struct ServerSpec {
     /// Run in a new mount namespace where a tmpfs of this size (e.g.
     /// `64k`) is mounted on the root first (needs root).
     pub tmpfs_root: Option<String>,
+    /// Further rscq-server flags.
+    pub extra_args: Vec<String>,
 }
 
 /// A running rscq-server, killed (SIGKILL) when dropped.
@@ -483,6 +485,7 @@ impl Server {
         if spec.read_only {
             argv.push("--read-only".into());
         }
+        argv.extend(spec.extra_args.iter().map(OsString::from));
         let mut c = cmd(&argv);
         c.env("RUST_LOG", "warn");
         let mut proc = Running::spawn(c);
@@ -611,6 +614,7 @@ impl Env {
             read_only: false,
             hostname: None,
             tmpfs_root: None,
+            extra_args: Vec::new(),
         }
     }
 

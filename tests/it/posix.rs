@@ -178,3 +178,58 @@ fn calls_run_with_the_callers_credentials() {
         });
     }
 }
+
+/// `rscq-server --squash-root`: a remote root acts as nobody, with no
+/// capabilities, while the server itself runs as root.
+#[test]
+fn squash_root_runs_a_root_caller_as_nobody() {
+    if !crate::harness::have_root("squash_root_runs_a_root_caller_as_nobody") {
+        return;
+    }
+    let env = crate::harness::Env::new();
+    let export = env.base.join("export");
+    fs::create_dir(&export).expect("mkdir export");
+    fs::set_permissions(&export, fs::Permissions::from_mode(0o777)).expect("chmod export");
+    fs::write(export.join("rootfile"), "root's data\n").expect("write");
+    let mut spec = env.spec(&export);
+    spec.extra_args = vec!["--squash-root".into()];
+    let server = crate::harness::Server::start(spec);
+    let mnt = env.base.join("mnt");
+    let m = p(&mnt);
+    let script = format!(
+        "truncate -s 0 {m}/rootfile; chmod 666 {m}/rootfile; mkdir {m}/made; \
+         echo new > {m}/new && cat {m}/new; stat -c '%n %u:%g %a' {m}/made {m}/new {m}/rootfile"
+    );
+    for mode in crate::harness::MODES {
+        let mut args = vec!["--mount".to_string(), format!("{m}=/")];
+        args.extend(mode.iter().map(|s| (*s).to_string()));
+        args.extend(["--".into(), "sh".into(), "-c".into(), script.clone()]);
+        let out = crate::harness::run(env.rscq(Some(&server), &args));
+        let text = out.out();
+        let err = out.program_stderr();
+        assert!(err.contains("Permission denied"), "{}", out.dump());
+        assert!(err.contains("Operation not permitted"), "{}", out.dump());
+        assert!(text.contains("new\n"), "{}", out.dump());
+        assert!(
+            text.contains(&format!("{m}/made 65534:65534 755")),
+            "{}",
+            out.dump()
+        );
+        assert!(
+            text.contains(&format!("{m}/new 65534:65534 644")),
+            "{}",
+            out.dump()
+        );
+        assert!(
+            text.contains(&format!("{m}/rootfile 0:0 644")),
+            "{}",
+            out.dump()
+        );
+        assert_eq!(
+            fs::read_to_string(export.join("rootfile")).expect("read"),
+            "root's data\n"
+        );
+        fs::remove_dir(export.join("made")).expect("rmdir made");
+        fs::remove_file(export.join("new")).expect("rm new");
+    }
+}

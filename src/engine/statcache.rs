@@ -229,6 +229,7 @@ impl StatCache {
                 }
             }
             Request::Mkdir { path, .. }
+            | Request::Mknod { path, .. }
             | Request::Rmdir { path }
             | Request::Unlink { path }
             | Request::Symlink { path, .. }

@@ -385,6 +385,13 @@ pub enum Request {
     Readlink { path: RemotePath },
     /// `mkdir(2)`.
     Mkdir { path: RemotePath, mode: u32 },
+    /// `mknodat(2)`: `mode` holds the file type as well as the permission
+    /// bits; `dev` is the call's own 32-bit device number.
+    Mknod {
+        path: RemotePath,
+        mode: u32,
+        dev: u32,
+    },
     /// `rmdir(2)`.
     Rmdir { path: RemotePath },
     /// `unlink(2)`.

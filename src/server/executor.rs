@@ -128,6 +128,7 @@ impl Executor {
             }
             Request::Readlink { path } => names::readlink(root, &path),
             Request::Mkdir { path, mode } => dirs::mkdir(root, &path, mode),
+            Request::Mknod { path, mode, dev } => names::mknod(root, &path, mode, dev),
             Request::Rmdir { path } => dirs::rmdir(root, &path),
             Request::Unlink { path } => names::unlink(root, &path),
             Request::Rename { from, to, flags } => names::rename(root, &from, &to, flags),
@@ -205,6 +206,7 @@ fn mutates(req: &Request) -> bool {
         | Request::Fchown { .. }
         | Request::Futimens { .. }
         | Request::Mkdir { .. }
+        | Request::Mknod { .. }
         | Request::Rmdir { .. }
         | Request::Unlink { .. }
         | Request::Rename { .. }

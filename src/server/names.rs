@@ -5,7 +5,7 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 
-use rustix::fs::{AtFlags, RenameFlags};
+use rustix::fs::{AtFlags, FileType, Mode, RenameFlags};
 
 use super::resolve::{Entry, Named, Root, checked_bytes, proc_fd_path};
 use crate::errno::Errno;
@@ -101,6 +101,29 @@ pub(super) fn symlink(root: &Root, target: &[u8], path: &RemotePath) -> Response
     match root.entry(path)? {
         Entry::Named(named) => {
             rustix::fs::symlinkat(target, named.dir.as_fd(), &named.name)?;
+            Ok(Reply::Done)
+        }
+        Entry::Special(_) => Err(Errno::EEXIST),
+    }
+}
+
+/// `mknodat(2)` on the confined parent. The kernel checks the caller's
+/// right to make device nodes (`CAP_MKNOD`) and applies its umask.
+pub(super) fn mknod(root: &Root, path: &RemotePath, mode: u32, dev: u32) -> Response {
+    // As the kernel's `may_mknod`, before the path is looked at.
+    let kind = match mode & libc::S_IFMT {
+        0 | libc::S_IFREG => FileType::RegularFile,
+        libc::S_IFCHR => FileType::CharacterDevice,
+        libc::S_IFBLK => FileType::BlockDevice,
+        libc::S_IFIFO => FileType::Fifo,
+        libc::S_IFSOCK => FileType::Socket,
+        libc::S_IFDIR => return Err(Errno::EPERM),
+        _ => return Err(Errno::EINVAL),
+    };
+    match root.entry(path)? {
+        Entry::Named(named) => {
+            let perm = Mode::from_raw_mode(mode & 0o7777);
+            rustix::fs::mknodat(named.dir.as_fd(), &named.name, kind, perm, u64::from(dev))?;
             Ok(Reply::Done)
         }
         Entry::Special(_) => Err(Errno::EEXIST),

@@ -122,6 +122,7 @@ pub fn describe(req: &Request) -> String {
         Request::Mkdir { path: p, mode } | Request::Chmod { path: p, mode, .. } => {
             format!("{}, {mode:#o}", path(p))
         }
+        Request::Mknod { path: p, mode, dev } => format!("{}, {mode:#o}, {dev:#x}", path(p)),
         Request::Rename { from, to, .. } | Request::Link { from, to, .. } => {
             format!("{}, {}", path(from), path(to))
         }

@@ -413,6 +413,16 @@ fn len_i64(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// `mknod(2)`'s request: the kernel takes `umode_t` and an `unsigned int`
+/// device number, so only their low bits count.
+fn mknod(path: RemotePath, mode: u64, dev: u64) -> Request {
+    Request::Mknod {
+        path,
+        mode: arg_u32(mode) & 0xffff,
+        dev: arg_u32(dev),
+    }
+}
+
 /// `(N, rest)` when `path` is `/proc/self/fd/N[/rest]`, its `thread-self`
 /// form, or `/dev/fd/N[/rest]`: the program's own fd N.
 fn proc_fd_reference(path: &[u8]) -> Option<(i32, Vec<u8>)> {
@@ -1088,8 +1098,12 @@ impl<T: Tracee> Planner<'_, T> {
                 self.one_path(AT_FDCWD, a[0], 0, |_, _, _| Plan::fail(Errno::EACCES))
             }
             libc::SYS_execveat => self.one_path(fd0, a[1], 1, |_, _, _| Plan::fail(Errno::EACCES)),
-            libc::SYS_mknod => self.one_path(AT_FDCWD, a[0], 0, |_, _, _| Plan::fail(Errno::EPERM)),
-            libc::SYS_mknodat => self.one_path(fd0, a[1], 1, |_, _, _| Plan::fail(Errno::EPERM)),
+            libc::SYS_mknod => self.one_path(AT_FDCWD, a[0], 0, |_, _, path| {
+                Plan::forward(mknod(path, a[1], a[2]), Then::Zero)
+            }),
+            libc::SYS_mknodat => self.one_path(fd0, a[1], 1, |_, _, path| {
+                Plan::forward(mknod(path, a[2], a[3]), Then::Zero)
+            }),
             _ => Plan::Native,
         }
     }

@@ -233,3 +233,74 @@ fn squash_root_runs_a_root_caller_as_nobody() {
         fs::remove_file(export.join("new")).expect("rm new");
     }
 }
+
+/// FIFOs, sockets, regular files and (with root's rights) device nodes made
+/// with `mknod`/`mkfifo`, then checked by type, mode and device number.
+const MKNOD_SCRIPT: &str = r#"
+import errno, os, stat, sys
+
+def attempt(name, call):
+    try:
+        result = call()
+        print(name, "ok", "" if result is None else result)
+    except OSError as e:
+        print(name, errno.errorcode[e.errno])
+
+d = os.path.join(sys.argv[1], "nodes")
+os.mkdir(d)
+os.chmod(d, 0o777)
+os.umask(0o022)
+attempt("mkfifo", lambda: os.mkfifo(d + "/fifo", 0o666))
+attempt("mkfifo again", lambda: os.mkfifo(d + "/fifo", 0o666))
+attempt("mknod char", lambda: os.mknod(d + "/null", 0o666 | stat.S_IFCHR, os.makedev(1, 3)))
+attempt("mknod block", lambda: os.mknod(d + "/blk", 0o640 | stat.S_IFBLK, os.makedev(7, 200)))
+attempt("mknod socket", lambda: os.mknod(d + "/sock", 0o777 | stat.S_IFSOCK))
+attempt("mknod regular", lambda: os.mknod(d + "/reg", 0o644))
+attempt("mknod dir", lambda: os.mknod(d + "/dir", 0o755 | stat.S_IFDIR))
+attempt("mknod bad type", lambda: os.mknod(d + "/bad", 0o755 | 0o110000))
+attempt("mknod in a file", lambda: os.mknod(d + "/reg/x", 0o644))
+attempt("mknod missing dir", lambda: os.mknod(d + "/nope/x", 0o644))
+os.chdir(d)
+attempt("mkfifo relative", lambda: os.mkfifo("fifo2", 0o600))
+attempt("open fifo nonblocking", lambda: os.close(os.open("fifo2", os.O_RDONLY | os.O_NONBLOCK)))
+os.setegid(65534)
+os.seteuid(65534)
+attempt("nobody mknod char", lambda: os.mknod(d + "/null2", 0o666 | stat.S_IFCHR, os.makedev(1, 3)))
+os.seteuid(0)
+os.setegid(0)
+for name in sorted(os.listdir(d)):
+    st = os.lstat(d + "/" + name)
+    dev = (os.major(st.st_rdev), os.minor(st.st_rdev))
+    print(name, oct(st.st_mode), dev, st.st_uid, st.st_gid)
+"#;
+
+/// `mknod` and `mkfifo` used to fail with EPERM in a mount.
+#[test]
+fn mknod_and_mkfifo_make_every_file_type() {
+    if !crate::harness::have_root("mknod_and_mkfifo_make_every_file_type") {
+        return;
+    }
+    for backend in [Backend::Remote, Backend::Embedded] {
+        each_mode(|mode| {
+            let pair = Pair::new(backend, mode);
+            fs::set_permissions(&pair.env.base, fs::Permissions::from_mode(0o711))
+                .expect("chmod base");
+            let script = pair.local.join("mknod.py");
+            fs::write(&script, MKNOD_SCRIPT).expect("write script");
+            let (d, _) = pair.same_writes(&["python3", &p(&script), &pair.t()], &[]);
+            let out = d.out();
+            for line in [
+                "mkfifo again EEXIST",
+                "mknod dir EPERM",
+                "mknod bad type EINVAL",
+                "nobody mknod char EPERM",
+                "blk 0o60640 (7, 200) 0 0",
+                "fifo 0o10644",
+                "null 0o20644 (1, 3)",
+                "sock 0o140755",
+            ] {
+                assert!(out.contains(line), "direct run lacks {line:?}:\n{out}");
+            }
+        });
+    }
+}

@@ -274,6 +274,14 @@ async fn run(
                 match read {
                     Ok(0) | Err(_) => {
                         program_done = true;
+                        // A failed read is a reset (an abortive close, or
+                        // a close with unread bytes): the server resets its
+                        // socket too, after the sends before it.
+                        let end = if read.is_err() {
+                            PureOp::Reset
+                        } else {
+                            PureOp::ShutdownWrite
+                        };
                         // Answered once the server has sent everything
                         // before it: then nothing the program wrote is
                         // left in flight.
@@ -285,7 +293,7 @@ async fn run(
                                 drop(unsent);
                             });
                         }
-                        PureOp::ShutdownWrite
+                        end
                     }
                     Ok(n) => {
                         // Nobody waits for this answer.

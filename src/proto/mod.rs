@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::errno::Errno;
 
 /// Bumped on every incompatible change to any message in this module.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The TLS ALPN token both sides require.
 pub const ALPN: &[u8] = b"rscq/1";
@@ -589,6 +589,9 @@ pub enum PureOp {
     Send(#[serde(with = "serde_bytes")] Vec<u8>),
     /// `shutdown(SHUT_WR)`.
     ShutdownWrite,
+    /// The program's socket was reset (an abortive close): after the sends
+    /// before it, the server's socket is reset too.
+    Reset,
 }
 
 /// The answer to one [`PureOp`]. Receives and sends are answered in
@@ -601,7 +604,7 @@ pub enum PureReply {
     Data(#[serde(with = "serde_bytes")] Vec<u8>),
     RecvFailed(Errno),
     Sent(u64),
-    /// `ShutdownWrite` done.
+    /// `ShutdownWrite` or `Reset` done.
     Shut,
     SendFailed(Errno),
 }

@@ -328,6 +328,12 @@ async fn pure_pump(stream: TcpStream, send: quinn::SendStream, mut recv: quinn::
                     Ok(()) => PureReply::Sent(u64::try_from(data.len()).unwrap_or(u64::MAX)),
                     Err(e) => PureReply::SendFailed(Errno::from_io(&e)),
                 },
+                // Disconnecting the socket sends the RST now (its read
+                // half lives on in the receiver).
+                PureOp::Reset => match rustix::net::connect_unspec(wr.as_ref()) {
+                    Ok(()) => PureReply::Shut,
+                    Err(e) => PureReply::SendFailed(e.into()),
+                },
                 _ => match wr.shutdown().await {
                     Ok(()) => PureReply::Shut,
                     Err(e) => PureReply::SendFailed(Errno::from_io(&e)),

@@ -21,6 +21,7 @@
 mod harness;
 mod netns;
 
+mod abortive_close;
 mod coalesce;
 mod golang;
 mod incoming;

@@ -22,6 +22,7 @@ mod harness;
 mod netns;
 
 mod abortive_close;
+mod blocked_send;
 mod coalesce;
 mod golang;
 mod incoming;

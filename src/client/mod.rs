@@ -83,6 +83,37 @@ struct Engine {
     lost: Arc<AtomicBool>,
     connects: Arc<connect::Connects>,
     options: Arc<sockopt::PendingOptions>,
+    send_interrupts: Arc<SendInterrupts>,
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// `--pure` sends that may wait for room, by sleep number: a signal for
+/// the sleeping thread ends the wait.
+#[derive(Debug, Default)]
+struct SendInterrupts {
+    waiting: std::sync::Mutex<std::collections::HashMap<u64, Arc<tokio::sync::Notify>>>,
+}
+
+impl SendInterrupts {
+    fn register(&self, op: u64) -> Arc<tokio::sync::Notify> {
+        let notify = Arc::new(tokio::sync::Notify::new());
+        lock(&self.waiting).insert(op, notify.clone());
+        notify
+    }
+
+    fn interrupt(&self, op: u64) {
+        if let Some(notify) = lock(&self.waiting).get(&op) {
+            // Kept as a permit if the send does not wait yet.
+            notify.notify_one();
+        }
+    }
+
+    fn forget(&self, op: u64) {
+        lock(&self.waiting).remove(&op);
+    }
 }
 
 impl Engine {
@@ -664,20 +695,75 @@ impl Forwarder for Engine {
         });
     }
 
-    fn pure_send(&self, tid: i32, pump: u64, data: Vec<u8>) {
+    fn pure_send(&self, tid: i32, tgid: i32, fd: i32, pump: u64, data: Vec<u8>, op: Option<u64>) {
         let engine = self.clone();
         let pump = self.pumps.pure.as_ref().and_then(|p| p.get(pump));
+        // Registered now: a signal may come before the task runs.
+        let interrupted = op.map(|op| self.send_interrupts.register(op));
+        // The program's send timeout, as the kernel keeps it.
+        let timeout = op.and_then(|_| tracer::dup_fd(tgid, fd)).and_then(|dup| {
+            rustix::net::sockopt::socket_timeout(&dup, rustix::net::sockopt::Timeout::Send)
+                .ok()
+                .flatten()
+        });
         self.runtime.spawn(async move {
             let started = tokio::time::Instant::now();
             let sent = data.len();
+            let why = std::sync::Mutex::new(None);
+            let stop_waiting = async {
+                let Some(interrupted) = &interrupted else {
+                    // Non-blocking: only what fits now.
+                    *lock(&why) = Some(Errno::EAGAIN);
+                    return;
+                };
+                let limit = async {
+                    match timeout {
+                        Some(limit) => tokio::time::sleep(limit).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    () = interrupted.notified() => {
+                        // As the kernel: a restart, unless the socket has
+                        // a timeout (then EINTR).
+                        let e = if timeout.is_some() {
+                            Errno(libc::EINTR)
+                        } else {
+                            Errno(tracer::ERESTARTSYS)
+                        };
+                        *lock(&why) = Some(e);
+                    }
+                    () = limit => *lock(&why) = Some(Errno::EAGAIN),
+                }
+            };
             let response = match pump {
-                Some(pump) => pump.send(data).await.map(Reply::Count),
+                Some(pump) => match pump.send(data, stop_waiting).await {
+                    // Nothing went before the call stopped waiting.
+                    Ok(0) if sent > 0 => Err(lock(&why).unwrap_or(Errno::EAGAIN)),
+                    other => other.map(Reply::Count),
+                },
                 None => Err(Errno(libc::EPIPE)),
             };
+            if let Some(op) = op {
+                engine.send_interrupts.forget(op);
+            }
             let rtt = started.elapsed();
             engine.stats.record("send", sent, 0, rtt);
-            let _ = engine.events.send(Event::Reply { tid, response, rtt });
+            let event = match op {
+                Some(op) => Event::SleeperReply {
+                    tid,
+                    op,
+                    response,
+                    rtt,
+                },
+                None => Event::Reply { tid, response, rtt },
+            };
+            let _ = engine.events.send(event);
         });
+    }
+
+    fn send_interrupted(&self, op: u64) {
+        self.send_interrupts.interrupt(op);
     }
 
     fn prefetch(&self, pumps: &[u64]) {
@@ -905,6 +991,7 @@ pub fn run(
         lost: lost.clone(),
         connects: Arc::default(),
         options: Arc::default(),
+        send_interrupts: Arc::default(),
     };
     let drainer = engine.clone();
     let config = TracerConfig {
@@ -923,6 +1010,10 @@ pub fn run(
     let program = options.program;
 
     let signal_events = events_tx.clone();
+    // Set once a signal for the program came after it had ended: rscq
+    // itself is to end, without waiting for bytes still on their way.
+    let terminate = Arc::new(tokio::sync::Notify::new());
+    let terminated = terminate.clone();
     std::thread::Builder::new()
         .name("rscq-signals".into())
         .spawn(move || {
@@ -933,7 +1024,7 @@ pub fn run(
                 // shares rscq's process group; only pass on signals someone
                 // sent to rscq itself.
                 if sent_by_process && signal_events.send(Event::Signal(sig)).is_err() {
-                    return;
+                    terminated.notify_one();
                 }
             }
         })
@@ -952,8 +1043,17 @@ pub fn run(
     let mut status = tracer_thread
         .join()
         .unwrap_or(Err(TracerError::NoProgram))?;
-    drainer.runtime.block_on(drainer.drain_writes());
-    drainer.runtime.block_on(drainer.pumps.drain_at_exit());
+    drainer.runtime.block_on(async {
+        tokio::select! {
+            () = async {
+                drainer.drain_writes().await;
+                drainer.pumps.drain_at_exit().await;
+            } => {}
+            () = terminate.notified() => {
+                eprintln!("rscq: ended by a signal while bytes the program wrote were still on their way");
+            }
+        }
+    });
     // Data the program believed written is gone: say so in the status too.
     if drainer.writes_lost.load(Ordering::SeqCst) && status == ExitStatus::Code(0) {
         status = ExitStatus::Code(1);

@@ -32,7 +32,11 @@ enum Command {
     Send {
         data: Vec<u8>,
         done: oneshot::Sender<Result<u64, Errno>>,
+        /// The send's number on the stream, for a cancel.
+        numbered: oneshot::Sender<u64>,
     },
+    /// Stop waiting for room for send number `n` (see [`PureOp::CancelSend`]).
+    Cancel(u64),
 }
 
 /// The handle the engine keeps for one pure connection.
@@ -55,6 +59,7 @@ impl std::fmt::Debug for Command {
         match self {
             Self::Fetch { max, .. } => write!(f, "Fetch({max})"),
             Self::Send { data, .. } => write!(f, "Send({})", data.len()),
+            Self::Cancel(n) => write!(f, "Cancel({n})"),
         }
     }
 }
@@ -136,12 +141,31 @@ impl PurePump {
         });
     }
 
-    /// One round trip: `send(2)` on the server.
-    pub async fn send(&self, data: Vec<u8>) -> Result<u64, Errno> {
+    /// One round trip: `send(2)` on the server, which waits for room in
+    /// its socket until `cancel` completes; then the count of the bytes
+    /// that went (possibly 0) is the answer.
+    pub async fn send(
+        &self,
+        data: Vec<u8>,
+        cancel: impl Future<Output = ()>,
+    ) -> Result<u64, Errno> {
         let (done, result) = oneshot::channel();
+        let (numbered, number) = oneshot::channel();
         self.commands
-            .send(Command::Send { data, done })
+            .send(Command::Send {
+                data,
+                done,
+                numbered,
+            })
             .map_err(|_| Errno(libc::EPIPE))?;
+        tokio::pin!(result);
+        tokio::select! {
+            answer = &mut result => return answer.unwrap_or(Err(Errno(libc::EPIPE))),
+            () = cancel => {}
+        }
+        if let Ok(n) = number.await {
+            let _ = self.commands.send(Command::Cancel(n));
+        }
         result.await.unwrap_or(Err(Errno(libc::EPIPE)))
     }
 }
@@ -234,11 +258,14 @@ impl Starter {
     }
 }
 
+/// Who waits for the answer to a send: with its number, a program's call.
+type SendWaiter = (Option<u64>, oneshot::Sender<Result<u64, Errno>>);
+
 /// Waiters for replies, in the order their operations were sent.
 #[derive(Default)]
 struct Waiters {
     recvs: std::collections::VecDeque<oneshot::Sender<Result<bool, Errno>>>,
-    sends: std::collections::VecDeque<oneshot::Sender<Result<u64, Errno>>>,
+    sends: std::collections::VecDeque<SendWaiter>,
 }
 
 async fn run(
@@ -255,6 +282,8 @@ async fn run(
     let replies = tokio::spawn(route_replies(recv, wr, waiters.clone(), pump.clone()));
     let mut from_program = vec![0u8; 64 * 1024];
     let mut program_done = false;
+    // The number of `Send`s on the stream so far, as the server counts.
+    let mut sends = 0u64;
     loop {
         let op = tokio::select! {
             command = commands.recv() => match command {
@@ -263,10 +292,13 @@ async fn run(
                     lock(&waiters).recvs.push_back(done);
                     PureOp::Recv { max, nonblocking }
                 }
-                Some(Command::Send { data, done }) => {
-                    lock(&waiters).sends.push_back(done);
+                Some(Command::Send { data, done, numbered }) => {
+                    sends += 1;
+                    let _ = numbered.send(sends);
+                    lock(&waiters).sends.push_back((Some(sends), done));
                     PureOp::Send(data)
                 }
+                Some(Command::Cancel(n)) => PureOp::CancelSend(n),
             },
             // Bytes the program wrote through a call rscq does not trap
             // (sendfile, splice), and its shutdown or close.
@@ -274,22 +306,42 @@ async fn run(
                 match read {
                     Ok(0) | Err(_) => {
                         program_done = true;
+                        // A failed read is a reset (an abortive close, or
+                        // a close with unread bytes): the server resets its
+                        // socket too, after the sends before it.
+                        let end = if read.is_err() {
+                            PureOp::Reset
+                        } else {
+                            PureOp::ShutdownWrite
+                        };
+                        // The calls still waiting for room are the
+                        // program's no longer (it closed the socket, or
+                        // died): they stop waiting, or what the program
+                        // wrote before the close would wait behind them.
+                        let waiting: Vec<u64> =
+                            lock(&waiters).sends.iter().filter_map(|(n, _)| *n).collect();
+                        for n in waiting {
+                            if send.write_all(&frame::encode(&PureOp::CancelSend(n))).await.is_err() {
+                                break;
+                            }
+                        }
                         // Answered once the server has sent everything
                         // before it: then nothing the program wrote is
                         // left in flight.
                         let (done, answered) = oneshot::channel();
-                        lock(&waiters).sends.push_back(done);
+                        lock(&waiters).sends.push_back((None, done));
                         if let Some(unsent) = unsent.take() {
                             tokio::spawn(async move {
                                 let _ = answered.await;
                                 drop(unsent);
                             });
                         }
-                        PureOp::ShutdownWrite
+                        end
                     }
                     Ok(n) => {
                         // Nobody waits for this answer.
-                        lock(&waiters).sends.push_back(oneshot::channel().0);
+                        sends += 1;
+                        lock(&waiters).sends.push_back((None, oneshot::channel().0));
                         PureOp::Send(from_program[..n].to_vec())
                     }
                 }
@@ -324,7 +376,7 @@ async fn route_replies(
                 for done in w.recvs.drain(..) {
                     let _ = done.send(Err(Errno::ECONNRESET));
                 }
-                for done in w.sends.drain(..) {
+                for (_, done) in w.sends.drain(..) {
                     let _ = done.send(Err(Errno::ECONNRESET));
                 }
                 return;
@@ -366,17 +418,17 @@ async fn route_replies(
                 }
             }
             PureReply::Sent(n) => {
-                if let Some(done) = lock(&waiters).sends.pop_front() {
+                if let Some((_, done)) = lock(&waiters).sends.pop_front() {
                     let _ = done.send(Ok(n));
                 }
             }
             PureReply::Shut => {
-                if let Some(done) = lock(&waiters).sends.pop_front() {
+                if let Some((_, done)) = lock(&waiters).sends.pop_front() {
                     let _ = done.send(Ok(0));
                 }
             }
             PureReply::SendFailed(e) => {
-                if let Some(done) = lock(&waiters).sends.pop_front() {
+                if let Some((_, done)) = lock(&waiters).sends.pop_front() {
                     let _ = done.send(Err(e));
                 }
             }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::errno::Errno;
 
 /// Bumped on every incompatible change to any message in this module.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// The TLS ALPN token both sides require.
 pub const ALPN: &[u8] = b"rscq/1";
@@ -622,10 +622,19 @@ pub enum PureOp {
     /// One `recv(2)` of at most `max` bytes; with `nonblocking`, EAGAIN
     /// instead of waiting.
     Recv { max: u32, nonblocking: bool },
-    /// One `send(2)`.
+    /// One blocking `send(2)`: answered once every byte is in the server's
+    /// socket, or, if a [`PureOp::CancelSend`] for it comes first, with the
+    /// count of those that are (one more try without waiting included).
     Send(#[serde(with = "serde_bytes")] Vec<u8>),
     /// `shutdown(SHUT_WR)`.
     ShutdownWrite,
+    /// The program's socket was reset (an abortive close): after the sends
+    /// before it, the server's socket is reset too.
+    Reset,
+    /// Stop waiting for room for the `n`-th `Send` of this stream (counted
+    /// from 1): the program's call timed out, was interrupted, or does not
+    /// block. It is answered with what went.
+    CancelSend(u64),
 }
 
 /// The answer to one [`PureOp`]. Receives and sends are answered in
@@ -637,8 +646,9 @@ pub enum PureReply {
     /// Received bytes; empty at the end of the stream.
     Data(#[serde(with = "serde_bytes")] Vec<u8>),
     RecvFailed(Errno),
+    /// How many bytes of a `Send` went (fewer if it was cancelled).
     Sent(u64),
-    /// `ShutdownWrite` done.
+    /// `ShutdownWrite` or `Reset` done.
     Shut,
     SendFailed(Errno),
 }

@@ -321,12 +321,27 @@ async fn pure_pump(stream: TcpStream, send: quinn::SendStream, mut recv: quinn::
         }
     });
     let reply_to = send.clone();
+    let cancels = std::sync::Arc::new(Cancels::default());
+    let cancelled = cancels.clone();
     let sender = tokio::spawn(async move {
+        let mut sends = 0u64;
         while let Some(op) = send_queue.recv().await {
             let reply = match op {
-                PureOp::Send(data) => match wr.write_all(&data).await {
-                    Ok(()) => PureReply::Sent(u64::try_from(data.len()).unwrap_or(u64::MAX)),
-                    Err(e) => PureReply::SendFailed(Errno::from_io(&e)),
+                PureOp::Send(data) => {
+                    sends += 1;
+                    match write_until_cancelled(&mut wr, &data, &cancelled, sends).await {
+                        (n, None) => PureReply::Sent(n),
+                        (0, Some(e)) => PureReply::SendFailed(e),
+                        // The bytes that went are the call's result; the
+                        // error comes again at the next send.
+                        (n, Some(_)) => PureReply::Sent(n),
+                    }
+                }
+                // Disconnecting the socket sends the RST now (its read
+                // half lives on in the receiver).
+                PureOp::Reset => match rustix::net::connect_unspec(wr.as_ref()) {
+                    Ok(()) => PureReply::Shut,
+                    Err(e) => PureReply::SendFailed(e.into()),
                 },
                 _ => match wr.shutdown().await {
                     Ok(()) => PureReply::Shut,
@@ -349,6 +364,8 @@ async fn pure_pump(stream: TcpStream, send: quinn::SendStream, mut recv: quinn::
             Ok(Some(PureOp::Recv { max, nonblocking })) => {
                 let _ = recv_ops.send((max, nonblocking));
             }
+            // Not queued: the send it is for may be waiting for room.
+            Ok(Some(PureOp::CancelSend(n))) => cancels.cancel(n),
             Ok(Some(op)) => {
                 let _ = send_ops.send(op);
             }
@@ -359,4 +376,98 @@ async fn pure_pump(stream: TcpStream, send: quinn::SendStream, mut recv: quinn::
     }
     receiver.abort();
     sender.abort();
+}
+
+/// The `Send`s of a pure connection the client has cancelled, by number.
+#[derive(Debug, Default)]
+struct Cancels {
+    numbers: std::sync::Mutex<std::collections::HashSet<u64>>,
+    /// The number of the send under way (or last done).
+    current: std::sync::atomic::AtomicU64,
+    changed: tokio::sync::Notify,
+}
+
+/// More than any client has sends in flight on one connection: older
+/// cancels are of sends long done.
+const MAX_CANCELS: usize = 4096;
+
+impl Cancels {
+    fn numbers(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<u64>> {
+        self.numbers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn cancel(&self, n: u64) {
+        // A cancel of a send already answered has nothing left to do.
+        if n < self.current.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        let mut numbers = self.numbers();
+        if numbers.len() < MAX_CANCELS {
+            numbers.insert(n);
+        }
+        drop(numbers);
+        self.changed.notify_waiters();
+    }
+
+    /// Starts send `n`: cancels of earlier ones are forgotten.
+    fn start(&self, n: u64) {
+        self.current.store(n, std::sync::atomic::Ordering::Release);
+        self.numbers().retain(|&m| m >= n);
+    }
+
+    fn is_cancelled(&self, n: u64) -> bool {
+        self.numbers().contains(&n)
+    }
+
+    /// Waits until send `n` is cancelled.
+    async fn cancelled(&self, n: u64) {
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_cancelled(n) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// Writes `data` (send number `n`) into the socket, waiting for room until
+/// the client cancels the send; then one more try takes what fits. Returns
+/// how many bytes went, and the error that stopped it, if any.
+async fn write_until_cancelled(
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    data: &[u8],
+    cancels: &Cancels,
+    n: u64,
+) -> (u64, Option<Errno>) {
+    use tokio::io::AsyncWriteExt;
+    cancels.start(n);
+    let mut done = 0usize;
+    let count = |done: usize| u64::try_from(done).unwrap_or(u64::MAX);
+    while done < data.len() {
+        let wrote = tokio::select! {
+            biased;
+            wrote = wr.write(&data[done..]) => wrote,
+            () = cancels.cancelled(n) => {
+                // What fits now still goes, as a call interrupted while it
+                // copies; nothing more is waited for.
+                match wr.as_ref().try_write(&data[done..]) {
+                    Ok(k) => done += k,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(e) => return (count(done), Some(Errno::from_io(&e))),
+                }
+                return (count(done), None);
+            }
+        };
+        match wrote {
+            Ok(0) => return (count(done), Some(Errno(libc::EPIPE))),
+            Ok(k) => done += k,
+            Err(e) => return (count(done), Some(Errno::from_io(&e))),
+        }
+    }
+    (count(done), None)
 }

@@ -298,11 +298,15 @@ pub enum Plan {
         fd: i32,
         option: crate::proto::SockOption,
     },
-    /// `--pure`: a send on a remote socket, as one round trip.
+    /// `--pure`: a send on a remote socket, as one round trip; one that
+    /// may wait for room (a blocking socket, no `MSG_DONTWAIT`) sleeps
+    /// interruptibly meanwhile.
     PureSend {
         fd: i32,
         pump: u64,
         data: Vec<u8>,
+        /// `MSG_DONTWAIT`.
+        dontwait: bool,
     },
     /// `--pure`: a wait for input on empty remote sockets; start one fetch
     /// on each, then let the wait run natively.
@@ -1421,8 +1425,18 @@ impl<T: Tracee> Planner<'_, T> {
                     libc::SYS_writev => self.gather(a[1], a[2]),
                     _ => self.msg_gather(a[1]),
                 };
+                let flags = match nr {
+                    libc::SYS_sendto => arg_i32(a[3]),
+                    libc::SYS_sendmsg => arg_i32(a[2]),
+                    _ => 0,
+                };
                 Some(match data {
-                    Ok(data) => Plan::PureSend { fd, pump, data },
+                    Ok(data) => Plan::PureSend {
+                        fd,
+                        pump,
+                        data,
+                        dontwait: flags & libc::MSG_DONTWAIT != 0,
+                    },
                     Err(e) => Plan::fail(e),
                 })
             }

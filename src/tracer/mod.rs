@@ -102,8 +102,17 @@ pub trait Forwarder {
     /// `--pure`: fetches at most `len` bytes into socket `fd`; replies
     /// `Done` when the call can run natively.
     fn pure_recv(&self, tid: i32, tgid: i32, fd: i32, pump: u64, len: u32, wait: plan::PureWait);
-    /// `--pure`: one remote `send`; replies `Count`.
-    fn pure_send(&self, tid: i32, pump: u64, data: Vec<u8>);
+    /// `--pure`: one remote `send` on socket `fd` of process `tgid`;
+    /// replies `Count` or the errno. With sleep `op` the call may wait for
+    /// room (as long as the socket's `SO_SNDTIMEO` allows) and the reply is
+    /// an [`Event::SleeperReply`]; without, it takes only what fits now
+    /// (EAGAIN if nothing does) and the reply is an [`Event::Reply`].
+    #[allow(clippy::too_many_arguments)]
+    fn pure_send(&self, tid: i32, tgid: i32, fd: i32, pump: u64, data: Vec<u8>, op: Option<u64>);
+    /// A signal came to the thread whose send is sleep `op` (or the thread
+    /// is gone): the send stops waiting for room and answers with the
+    /// bytes that went, or `-ERESTARTSYS` if none did.
+    fn send_interrupted(&self, op: u64);
     /// `--pure`: one fetch on each of these pumps, unless one is under way.
     fn prefetch(&self, pumps: &[u64]);
     /// Binds UDP socket `fd` on the server (and to a loopback port locally).
@@ -324,6 +333,17 @@ enum ThreadState {
         request_text: String,
         sleep: Sleep,
     },
+    /// A signal the program handles came while it slept in a send: it
+    /// waits in its signal-delivery stop until the server says how many
+    /// bytes went, which is the call's result (or `-ERESTARTSYS` for none),
+    /// then takes the signal.
+    Interrupting {
+        saved: libc::user_regs_struct,
+        nr: i64,
+        request_text: String,
+        op: u64,
+        sig: Signal,
+    },
     /// Its reply came; it has been interrupted to take it.
     Woken {
         saved: libc::user_regs_struct,
@@ -363,6 +383,19 @@ enum Sleep {
     /// A remote connect (sleep number `op`) of socket inode `socket`: its
     /// reply is the call's result.
     Connect { op: u64, socket: u64 },
+    /// A `--pure` send that may wait for room (sleep number `op`): its
+    /// reply is the call's result.
+    Send { op: u64 },
+}
+
+impl Sleep {
+    /// The number of a sleep whose reply is the call's result.
+    fn op(self) -> Option<u64> {
+        match self {
+            Self::ThenNative => None,
+            Self::Connect { op, .. } | Self::Send { op } => Some(op),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -508,7 +541,7 @@ fn set_arg(regs: &mut libc::user_regs_struct, i: usize, v: u64) {
 
 /// Kernel-internal restart codes (`include/linux/errno.h`), valid in the
 /// result register only at a stop inside signal processing.
-const ERESTARTSYS: i32 = 512;
+pub const ERESTARTSYS: i32 = 512;
 const ERESTARTNOINTR: i32 = 513;
 
 /// Room the x86_64 ABI lets a leaf function use below the stack pointer.
@@ -569,13 +602,13 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 match event {
                     Event::Wait(status) => self.on_wait(status),
                     Event::Reply { tid, response, rtt } => {
-                        // A connect's sleep takes only its own numbered reply.
+                        // A numbered sleep takes only its own reply.
                         let numbered = matches!(
                             self.threads.get(&tid),
-                            Some(ThreadState::Sleeping {
-                                sleep: Sleep::Connect { .. },
-                                ..
-                            })
+                            Some(ThreadState::Sleeping { sleep, .. }) if sleep.op().is_some()
+                        ) || matches!(
+                            self.threads.get(&tid),
+                            Some(ThreadState::Interrupting { .. })
                         );
                         if !numbered {
                             self.on_reply(tid, response, rtt);
@@ -587,11 +620,11 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                         response,
                         rtt,
                     } => {
-                        let current = matches!(
-                            self.threads.get(&tid),
-                            Some(ThreadState::Sleeping { sleep: Sleep::Connect { op: o, .. }, .. })
-                                if *o == op
-                        );
+                        let current = match self.threads.get(&tid) {
+                            Some(ThreadState::Sleeping { sleep, .. }) => sleep.op() == Some(op),
+                            Some(ThreadState::Interrupting { op: o, .. }) => *o == op,
+                            _ => false,
+                        };
                         if current {
                             self.on_reply(tid, response, rtt);
                         }
@@ -624,12 +657,19 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
 
     fn on_gone(&mut self, pid: Pid, status: ExitStatus) {
         let tid = pid.as_raw();
-        if let Some(ThreadState::Sleeping {
-            sleep: Sleep::Connect { socket, .. },
-            ..
-        }) = self.threads.remove(&tid)
-        {
-            self.forwarder.connect_interrupted(socket, tid);
+        match self.threads.remove(&tid) {
+            Some(ThreadState::Sleeping {
+                sleep: Sleep::Connect { socket, .. },
+                ..
+            }) => self.forwarder.connect_interrupted(socket, tid),
+            Some(
+                ThreadState::Sleeping {
+                    sleep: Sleep::Send { op },
+                    ..
+                }
+                | ThreadState::Interrupting { op, .. },
+            ) => self.forwarder.send_interrupted(op),
+            _ => {}
         }
         if let Some(tgid) = self.tgid.remove(&tid)
             && tgid == tid
@@ -824,9 +864,33 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                     self.forwarder.pure_recv(tid, tgid, fd, pump, len, wait);
                 }
             }
-            Plan::PureSend { fd, pump, data } => {
-                self.wait(tid, nr, Then::Number, format!("{fd}, {}", data.len()));
-                self.forwarder.pure_send(tid, pump, data);
+            Plan::PureSend {
+                fd,
+                pump,
+                data,
+                dontwait,
+            } => {
+                let request_text = format!("{fd}, {}", data.len());
+                let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
+                let blocking = !dontwait
+                    && self.dup_fd(pid, fd).is_some_and(|dup| {
+                        rustix::fs::fcntl_getfl(&dup)
+                            .is_ok_and(|f| !f.contains(rustix::fs::OFlags::NONBLOCK))
+                    });
+                if blocking {
+                    // The server may wait for room for as long as the peer
+                    // does not read: the thread sleeps, so signals and the
+                    // socket's send timeout still end the call.
+                    let op = self.next_sleep;
+                    self.next_sleep += 1;
+                    if self.sleep(pid, nr, fd, request_text, Sleep::Send { op }) {
+                        self.forwarder
+                            .pure_send(tid, tgid, fd, pump, data, Some(op));
+                    }
+                } else {
+                    self.wait(tid, nr, Then::Number, request_text);
+                    self.forwarder.pure_send(tid, tgid, fd, pump, data, None);
+                }
             }
             Plan::Prefetch { pumps, udp } => {
                 self.forwarder.prefetch(&pumps);
@@ -1344,20 +1408,60 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
             let _ = ptrace::syscall(pid, None);
             return;
         }
+        if let Some(ThreadState::Sleeping {
+            sleep: Sleep::Send { op },
+            ..
+        }) = self.threads.get(&tid)
+        {
+            let op = *op;
+            match disposition(tid, sig) {
+                Disposition::Caught => {
+                    let Some(ThreadState::Sleeping {
+                        saved,
+                        nr,
+                        request_text,
+                        ..
+                    }) = self.threads.remove(&tid)
+                    else {
+                        return;
+                    };
+                    self.threads.insert(
+                        tid,
+                        ThreadState::Interrupting {
+                            saved,
+                            nr,
+                            request_text,
+                            op,
+                            sig,
+                        },
+                    );
+                    // It stays in this stop until the server answers.
+                    self.forwarder.send_interrupted(op);
+                    return;
+                }
+                Disposition::Harmless => {
+                    // Ignored, or a stop: the kernel restarts the `ppoll`
+                    // it sleeps in, and the send goes on, as a native one
+                    // does through such a signal.
+                    let _ = ptrace::cont(pid, sig);
+                    return;
+                }
+                // It dies: nothing waits for the send any more.
+                Disposition::Fatal => self.forwarder.send_interrupted(op),
+            }
+        }
         let restart = (-i64::from(ERESTARTSYS)).cast_unsigned();
         let taken = match self.threads.get(&tid) {
             Some(ThreadState::Sleeping { saved, sleep, .. }) => Some((*saved, restart, *sleep)),
+            // A call whose result already came returns it (the kernel too
+            // returns a connect or send that completed before the signal).
             Some(ThreadState::Woken {
                 saved,
-                sleep: sleep @ Sleep::Connect { .. },
+                sleep,
                 response,
                 ..
-            }) => {
-                let ret = match response {
-                    Ok(_) => 0,
-                    Err(e) => e.as_syscall_return(),
-                };
-                Some((*saved, ret.cast_unsigned(), *sleep))
+            }) if sleep.op().is_some() => {
+                Some((*saved, sleep_result(response).cast_unsigned(), *sleep))
             }
             Some(ThreadState::Woken { saved, sleep, .. }) => Some((*saved, restart, *sleep)),
             _ => None,
@@ -1394,9 +1498,8 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         let mut regs = saved;
         match response {
             // Traced with its round trip when the reply came.
-            Ok(_) if matches!(sleep, Sleep::Connect { .. }) => regs.rax = 0,
-            Err(e) if matches!(sleep, Sleep::Connect { .. }) => {
-                regs.rax = e.as_syscall_return().cast_unsigned();
+            response if sleep.op().is_some() => {
+                regs.rax = sleep_result(&response).cast_unsigned();
             }
             // Go ahead natively: the kernel re-executes the original call
             // (`-ERESTARTNOINTR` at an interrupt stop), which stops at the
@@ -1421,6 +1524,34 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
     }
 
     fn on_reply(&mut self, tid: i32, response: Response, rtt: Duration) {
+        if let Some(ThreadState::Interrupting { .. }) = self.threads.get(&tid) {
+            let Some(ThreadState::Interrupting {
+                saved,
+                nr,
+                request_text,
+                sig,
+                ..
+            }) = self.threads.remove(&tid)
+            else {
+                return;
+            };
+            self.threads.insert(tid, ThreadState::Running);
+            let ret = sleep_result(&response);
+            if self.config.trace {
+                self.forwarder.trace_line(format!(
+                    "[pid {tid}] {}({request_text}) = {} <{} us> ({sig:?})",
+                    nr::name(nr),
+                    fmt_ret(ret),
+                    rtt.as_micros()
+                ));
+            }
+            let pid = Pid::from_raw(tid);
+            let mut regs = saved;
+            regs.rax = ret.cast_unsigned();
+            let _ = ptrace::setregs(pid, regs);
+            let _ = ptrace::cont(pid, sig);
+            return;
+        }
         if let Some(ThreadState::Sleeping { .. }) = self.threads.get(&tid) {
             let Some(ThreadState::Sleeping {
                 saved,
@@ -1436,10 +1567,8 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 let us = rtt.as_micros();
                 let name = nr::name(nr);
                 match (&response, sleep) {
-                    (_, Sleep::Connect { .. }) => {
-                        let ret = response
-                            .as_ref()
-                            .map_or_else(|e| e.as_syscall_return(), |_| 0);
+                    (_, Sleep::Connect { .. } | Sleep::Send { .. }) => {
+                        let ret = sleep_result(&response);
                         self.forwarder.trace_line(format!(
                             "[pid {tid}] {name}({request_text}) = {} <{us} us>",
                             fmt_ret(ret)
@@ -1599,6 +1728,59 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 trace,
             },
         );
+    }
+}
+
+/// The result a numbered sleep's reply gives its call: a count, 0, or a
+/// negative errno (`-ERESTARTSYS` included).
+fn sleep_result(response: &Response) -> i64 {
+    match response {
+        Ok(crate::proto::Reply::Count(n)) => i64::try_from(*n).unwrap_or(i64::MAX),
+        Ok(_) => 0,
+        Err(e) => e.as_syscall_return(),
+    }
+}
+
+/// What a signal will do to the thread that receives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Disposition {
+    /// A handler of the program's runs.
+    Caught,
+    /// Ignored (explicitly or by default), or a stop: the thread goes on.
+    Harmless,
+    /// Its default action ends the process.
+    Fatal,
+}
+
+/// The disposition of `sig` for thread `tid`, from `/proc/TID/status`; a
+/// handler if it cannot be read (the caller then ends the call as the
+/// kernel would for one, which is safe for the others too).
+fn disposition(tid: i32, sig: Signal) -> Disposition {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{tid}/status")) else {
+        return Disposition::Caught;
+    };
+    let bit = 1u64 << ((sig as u32).saturating_sub(1) & 63);
+    let mask = |field: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+    };
+    let (Some(caught), Some(ignored)) = (mask("SigCgt:"), mask("SigIgn:")) else {
+        return Disposition::Caught;
+    };
+    if caught & bit != 0 {
+        Disposition::Caught
+    } else if ignored & bit != 0
+        || matches!(
+            sig,
+            Signal::SIGCHLD | Signal::SIGCONT | Signal::SIGURG | Signal::SIGWINCH
+        )
+        || is_stop_signal(sig)
+    {
+        Disposition::Harmless
+    } else {
+        Disposition::Fatal
     }
 }
 

@@ -13,6 +13,16 @@ use crate::engine::coalesce::Coalescer;
 /// QUIC application error code on a stream whose TCP side was reset.
 pub const STREAM_RESET: u32 = 0x10;
 
+/// A `STOP_SENDING` code of `RESET_AFTER + n` on the stream that comes
+/// back says: "my TCP socket was reset after I had put `n` bytes on my
+/// stream to you; write them all into your socket, then reset it". A QUIC
+/// reset of the stream would not do: it lets the receiver drop bytes it
+/// has not read yet (quinn does), so the peer would see the TCP reset
+/// without the bytes sent before it, which its kernel would have
+/// delivered. The stream itself is left open (a finish would read as a
+/// FIN) until the other side has stopped it.
+pub const RESET_AFTER: u64 = 1 << 60;
+
 const BUFFER: usize = 64 * 1024;
 
 /// How the stream-to-socket direction ended.
@@ -21,6 +31,9 @@ enum Downstream {
     Finished,
     /// The peer reset or vanished: the socket must be reset too.
     Reset,
+    /// Our socket was reset: the peer was told how many bytes to deliver
+    /// before it resets its own, and stops our stream once it has.
+    Aborted,
 }
 
 /// What the coalescing pump needs to know about the program behind its
@@ -48,16 +61,31 @@ const TURNAROUND_CHECK: Duration = Duration::from_millis(1);
 enum Upstream {
     /// The program's side ended: finish the stream.
     Eof,
-    /// Reading failed: reset the stream.
+    /// Reading failed (the socket was reset): the peer delivers what was
+    /// sent, then resets its socket.
     Failed,
     /// The stream refused more bytes.
     Closed,
 }
 
+/// A send stream that counts the bytes written to it.
+struct Counted<'a> {
+    send: &'a mut quinn::SendStream,
+    sent: u64,
+}
+
+impl Counted<'_> {
+    async fn write_all(&mut self, buf: &[u8]) -> Result<(), quinn::WriteError> {
+        self.send.write_all(buf).await?;
+        self.sent += u64::try_from(buf.len()).unwrap_or(u64::MAX);
+        Ok(())
+    }
+}
+
 /// Copies the socket to the stream as it comes.
 async fn forward_at_once(
     rd: &mut tokio::net::tcp::OwnedReadHalf,
-    send: &mut quinn::SendStream,
+    send: &mut Counted<'_>,
 ) -> Upstream {
     let mut buf = vec![0u8; BUFFER];
     loop {
@@ -77,7 +105,7 @@ async fn forward_at_once(
 /// set by the other direction whenever bytes come back.
 async fn forward_coalesced(
     rd: &mut tokio::net::tcp::OwnedReadHalf,
-    send: &mut quinn::SendStream,
+    send: &mut Counted<'_>,
     nagle: &mut Nagle,
     answered: &AtomicBool,
 ) -> Upstream {
@@ -210,14 +238,25 @@ impl Unsent {
 }
 
 /// Pumps until both directions are done. Half-closes pass through as
-/// `shutdown`/stream finish; a reset on either side resets the other.
+/// `shutdown`/stream finish; a reset on either side resets the other, after
+/// the bytes sent before it (see [`RESET_AFTER`]).
 pub async fn pump(socket: TcpStream, send: quinn::SendStream, recv: quinn::RecvStream) {
     pump_with(socket, send, recv, None, None).await;
 }
 
+/// Resets a socket whose read half is dropped after this: a zero linger
+/// makes the close send a RST, and the write half must not send a FIN
+/// first when it is dropped, or the other end reads EOF instead of the
+/// reset.
+fn reset_on_close(wr: tokio::net::tcp::OwnedWriteHalf) {
+    let _ = rustix::net::sockopt::set_socket_linger(wr.as_ref(), Some(Duration::ZERO));
+    wr.forget();
+}
+
 /// [`pump`], with the program's writes coalesced by `nagle` when given;
 /// `unsent` is released once the socket-to-stream direction is done (the
-/// socket ended and the peer acknowledged everything, or it failed).
+/// socket ended and the peer acknowledged everything, or it failed and the
+/// peer delivered what came before).
 pub async fn pump_with(
     socket: TcpStream,
     mut send: quinn::SendStream,
@@ -228,50 +267,116 @@ pub async fn pump_with(
     let _ = socket.set_nodelay(true);
     let (mut rd, wr) = socket.into_split();
     let answered = AtomicBool::new(false);
+    // A write into the socket that failed with ECONNRESET took the reset:
+    // a read then sees only the end of the stream.
+    let reset_seen = AtomicBool::new(false);
+    // The upstream's end, for the downstream, which owns the stream that
+    // carries the news back: `Ok(n)` the socket was reset after `n` bytes.
+    let (upstream_end, mut upstream_ended) = tokio::sync::oneshot::channel::<u64>();
+    // The peer's STOP_SENDING of our stream: it may carry a reset.
+    let peer_stopped = send.stopped();
     let upstream = async {
+        let mut counted = Counted {
+            send: &mut send,
+            sent: 0,
+        };
         let end = match nagle.as_mut() {
-            Some(n) => forward_coalesced(&mut rd, &mut send, n, &answered).await,
-            None => forward_at_once(&mut rd, &mut send).await,
+            Some(n) => forward_coalesced(&mut rd, &mut counted, n, &answered).await,
+            None => forward_at_once(&mut rd, &mut counted).await,
+        };
+        let sent = counted.sent;
+        let end = match end {
+            Upstream::Eof if reset_seen.load(Ordering::Acquire) => Upstream::Failed,
+            end => end,
         };
         match end {
             Upstream::Eof => {
+                drop(upstream_end);
                 let _ = send.finish();
                 // Keep the stream alive until the peer has everything.
                 let _ = send.stopped().await;
             }
             Upstream::Failed => {
-                let _ = send.reset(quinn::VarInt::from_u32(STREAM_RESET));
+                if upstream_end.send(sent).is_ok() {
+                    // The peer stops the stream once it has delivered the
+                    // bytes and reset its socket.
+                    let _ = send.stopped().await;
+                } else {
+                    // The peer has finished its direction: it no longer
+                    // looks for a STOP_SENDING, so only a reset reaches it.
+                    let _ = send.reset(quinn::VarInt::from_u32(STREAM_RESET));
+                }
             }
-            Upstream::Closed => {}
+            Upstream::Closed => drop(upstream_end),
         }
         drop(unsent);
     };
     let answered_by_peer = &answered;
+    let reset_seen = &reset_seen;
     let downstream = async move {
         let mut wr = wr;
         let mut buf = vec![0u8; BUFFER];
+        let mut received: u64 = 0;
+        // From the peer: its socket was reset after it had sent this much.
+        let mut reset_after: Option<u64> = None;
+        let mut peer_stopped = std::pin::pin!(peer_stopped);
+        let mut watching = true;
+        let mut upstream_open = true;
+        // Writing into the socket failed: it is gone, and the upstream's
+        // end says how (reset, or closed).
+        let mut writable = true;
         loop {
-            match recv.read(&mut buf).await {
-                Ok(Some(n)) => {
-                    answered_by_peer.store(true, Ordering::Release);
-                    if wr.write_all(&buf[..n]).await.is_err() {
-                        let _ = recv.stop(quinn::VarInt::from_u32(STREAM_RESET));
+            if reset_after.is_some_and(|n| received >= n) {
+                reset_on_close(wr);
+                return Downstream::Reset;
+            }
+            tokio::select! {
+                read = recv.read(&mut buf), if writable => match read {
+                    Ok(Some(n)) => {
+                        answered_by_peer.store(true, Ordering::Release);
+                        received += u64::try_from(n).unwrap_or(u64::MAX);
+                        if let Err(e) = wr.write_all(&buf[..n]).await {
+                            if e.raw_os_error() == Some(libc::ECONNRESET) {
+                                reset_seen.store(true, Ordering::Release);
+                            }
+                            writable = false;
+                        }
+                    }
+                    Ok(None) => {
+                        let _ = wr.shutdown().await;
                         return Downstream::Finished;
                     }
-                }
-                Ok(None) => {
-                    let _ = wr.shutdown().await;
-                    return Downstream::Finished;
-                }
-                Err(_) => {
-                    // Dropping the socket with a zero linger sends a RST;
-                    // the write half must not send a FIN first when it is
-                    // dropped, or the program reads EOF instead of the reset.
-                    let _ =
-                        rustix::net::sockopt::set_socket_linger(wr.as_ref(), Some(Duration::ZERO));
-                    wr.forget();
-                    return Downstream::Reset;
-                }
+                    Err(_) => {
+                        reset_on_close(wr);
+                        return Downstream::Reset;
+                    }
+                },
+                end = &mut upstream_ended, if upstream_open => {
+                    upstream_open = false;
+                    match end {
+                        Ok(sent) => {
+                            // Below 2^62 for any stream quinn can carry.
+                            let code = quinn::VarInt::from_u64(RESET_AFTER + sent)
+                                .unwrap_or(quinn::VarInt::from_u32(STREAM_RESET));
+                            let _ = recv.stop(code);
+                            return Downstream::Aborted;
+                        }
+                        Err(_) if !writable => {
+                            let _ = recv.stop(quinn::VarInt::from_u32(STREAM_RESET));
+                            return Downstream::Finished;
+                        }
+                        // Ended without a reset; the socket still reads.
+                        Err(_) => {}
+                    }
+                },
+                stopped = &mut peer_stopped, if watching => {
+                    watching = false;
+                    if let Ok(Some(code)) = stopped
+                        && code.into_inner() >= RESET_AFTER
+                    {
+                        reset_after = Some(code.into_inner() - RESET_AFTER);
+                    }
+                },
             }
         }
     };
@@ -281,8 +386,9 @@ pub async fn pump_with(
         tokio::select! {
             () = &mut upstream, if !upstream_done => upstream_done = true,
             end = &mut downstream => {
-                if let Downstream::Reset = end {
-                    return;
+                match end {
+                    Downstream::Reset => return,
+                    Downstream::Finished | Downstream::Aborted => {}
                 }
                 if !upstream_done {
                     upstream.await;

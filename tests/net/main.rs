@@ -21,6 +21,8 @@
 mod harness;
 mod netns;
 
+mod abortive_close;
+mod blocked_send;
 mod coalesce;
 mod golang;
 mod incoming;

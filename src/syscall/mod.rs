@@ -9,3 +9,4 @@ pub mod nr;
 pub mod paths;
 pub mod plan;
 pub mod udp;
+pub mod unix;

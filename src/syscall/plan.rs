@@ -182,6 +182,14 @@ pub enum Then {
     /// `close(2)` of a remote fd once its held writes are sent: the call
     /// then runs natively and returns their error, if any.
     CloseAfterFlush,
+    /// `Done` → the socket file of an AF_UNIX `bind` exists on the server:
+    /// the program's socket is bound locally to an abstract name (the
+    /// kernel's autobind), so that `listen` and `accept` work on it.
+    BindSocketFile,
+    /// `Stat` → a `connect` to a socket path on the server, which nothing of
+    /// the program's machine can reach: refused, as by a socket file nobody
+    /// listens on.
+    ConnectSocketFile,
 }
 
 /// How much a `--pure` receive waits for (its flags).
@@ -250,6 +258,13 @@ pub enum Plan {
     NativeRewritten {
         paths: Vec<(usize, Vec<u8>)>,
         after: AfterNative,
+    },
+    /// Run it natively with these bytes in place of some pointer arguments
+    /// (each gets a NUL after it) and these register arguments changed; the
+    /// program gets its own arguments back.
+    NativeWithArgs {
+        data: Vec<(usize, Vec<u8>)>,
+        args: [Option<u64>; 6],
     },
     /// Skip it and return this value (negative errno or result).
     Return(i64),
@@ -350,10 +365,10 @@ pub enum Plan {
 }
 
 impl Plan {
-    fn fail(e: Errno) -> Self {
+    pub(super) fn fail(e: Errno) -> Self {
         Self::Return(e.as_syscall_return())
     }
-    fn forward(request: Request, then: Then) -> Self {
+    pub(super) fn forward(request: Request, then: Then) -> Self {
         Self::Forward { request, then }
     }
 }
@@ -386,6 +401,11 @@ pub enum Outcome {
     /// Let the program's own call run, then make it return this error.
     RunNative {
         error: Option<Errno>,
+    },
+    /// Run the program's call with these arguments changed, then give it
+    /// back its own.
+    RunNativeWith {
+        args: [Option<u64>; 6],
     },
 }
 
@@ -452,21 +472,21 @@ fn proc_fd_reference(path: &[u8]) -> Option<(i32, Vec<u8>)> {
 }
 
 /// Where a path argument points, once resolved.
-enum Target {
+pub(super) enum Target {
     Remote { local: Vec<u8>, remote: RemotePath },
     Local { rewrite: Option<Vec<u8>> },
 }
 
-struct Planner<'a, T: Tracee> {
-    mounts: &'a MountTable,
-    system_files: &'a [SystemFileCopy],
-    t: &'a mut T,
+pub(super) struct Planner<'a, T: Tracee> {
+    pub(super) mounts: &'a MountTable,
+    pub(super) system_files: &'a [SystemFileCopy],
+    pub(super) t: &'a mut T,
 }
 
 impl<T: Tracee> Planner<'_, T> {
     /// Resolves `(dirfd, path)` the way the kernel would pick the starting
     /// directory, then judges it against the mounts.
-    fn resolve(&mut self, dirfd: i32, path: &[u8]) -> Result<Target, Errno> {
+    pub(super) fn resolve(&mut self, dirfd: i32, path: &[u8]) -> Result<Target, Errno> {
         let absolute = path.first() == Some(&b'/');
         let base = if absolute {
             b"/".to_vec()
@@ -1756,6 +1776,11 @@ pub fn plan(nr: i64, args: [u64; 6], fwd: &Forwarding, t: &mut impl Tracee) -> P
     {
         return plan;
     }
+    if !fwd.mounts.is_empty()
+        && let Some(plan) = p.unix_socket_call(nr, args)
+    {
+        return plan;
+    }
     if super::nr::NET_CALLS.iter().any(|(n, _)| *n == nr) || nr == libc::SYS_sendto {
         return if fwd.net {
             p.net_call(nr, args)
@@ -1798,6 +1823,23 @@ pub fn finish(then: Then, response: Response) -> Outcome {
         return Outcome::RunNative {
             error: response.err(),
         };
+    }
+    if then == Then::BindSocketFile {
+        return match response {
+            // `bind` of a path that exists, as `unix_bind` answers.
+            Err(Errno(libc::EEXIST)) => Outcome::errno(Errno(libc::EADDRINUSE)),
+            Err(e) => Outcome::errno(e),
+            // The length of a bare `sa_family_t`: autobind.
+            Ok(_) => Outcome::RunNativeWith {
+                args: [None, None, Some(2), None, None, None],
+            },
+        };
+    }
+    if then == Then::ConnectSocketFile {
+        return Outcome::errno(match response {
+            Err(e) => e,
+            Ok(_) => Errno(libc::ECONNREFUSED),
+        });
     }
     let reply = match response {
         Ok(r) => r,

@@ -285,6 +285,12 @@ pub fn filter_rules(config: &TracerConfig) -> Vec<(i64, seccomp::Action)> {
         }
         // A local fd can end a remote cwd, so this one is seen everywhere.
         rules.push((libc::SYS_fchdir, seccomp::Action::Trace));
+        // An AF_UNIX socket's path may name a file in a mount.
+        if !fwd.net {
+            for nr in [libc::SYS_bind, libc::SYS_connect] {
+                rules.push((nr, seccomp::Action::Trace));
+            }
+        }
     }
     rules
 }
@@ -787,6 +793,10 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
             Plan::NativeRewritten { paths, after } => {
                 let after = exit_action(after, 0);
                 self.rewrite_and_run(pid, stop.stack_pointer, None, &paths, after);
+            }
+            Plan::NativeWithArgs { data, args } => {
+                let call = Some((nr, args));
+                self.rewrite_and_run(pid, stop.stack_pointer, call, &data, ExitAction::Restore);
             }
             Plan::NativeScratch(scratch) => self.run_on_scratch(pid, stop.stack_pointer, *scratch),
             Plan::UdpBind { fd, addr, replan } => {
@@ -1633,6 +1643,15 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                         .trace_line(format!("{line} (socket bound) <{rtt_us} us>"));
                 }
                 self.on_seccomp(pid);
+            }
+            Outcome::RunNativeWith { args } => {
+                if let Some(line) = trace {
+                    self.forwarder
+                        .trace_line(format!("{line} = 0 <{rtt_us} us>"));
+                }
+                let sp = ptrace::getregs(pid).map(|r| r.rsp).unwrap_or(0);
+                let call = Some((nr, args));
+                self.rewrite_and_run(pid, sp, call, &[], ExitAction::Restore);
             }
             Outcome::RunNative { error } => {
                 if let Some(line) = trace {

@@ -304,3 +304,92 @@ fn mknod_and_mkfifo_make_every_file_type() {
         });
     }
 }
+
+/// AF_UNIX sockets bound to paths in a mount make their socket files on
+/// the server; relative paths count from the program's cwd, even a remote
+/// one, and lead out of the mount as the kernel's would.
+const UNIX_SCRIPT: &str = r#"
+import errno, os, socket, stat, sys
+
+def attempt(name, call):
+    try:
+        result = call()
+        print(name, "ok", "" if result is None else result)
+    except OSError as e:
+        print(name, errno.errorcode[e.errno])
+
+d = os.path.join(sys.argv[1], "unix")
+local = sys.argv[2]
+os.mkdir(d)
+os.umask(0o027)
+s = socket.socket(socket.AF_UNIX)
+attempt("bind", lambda: s.bind(d + "/sock"))
+attempt("listen", lambda: s.listen(1))
+attempt("bind again", lambda: socket.socket(socket.AF_UNIX).bind(d + "/sock"))
+attempt("bind in a file", lambda: socket.socket(socket.AF_UNIX).bind(d + "/sock/x"))
+os.chdir(d)
+attempt("bind relative", lambda: socket.socket(socket.AF_UNIX).bind("rel"))
+attempt("bind missing dir", lambda: socket.socket(socket.AF_UNIX).bind("nope/x"))
+out = os.path.relpath(local, d)
+attempt("bind out of the mount", lambda: socket.socket(socket.AF_UNIX).bind(out + "/outside"))
+attempt("chmod", lambda: os.chmod("rel", 0o700))
+attempt("rename", lambda: os.rename("rel", "moved"))
+for name in sorted(os.listdir(d)):
+    print(name, oct(os.lstat(name).st_mode))
+print("outside", oct(os.lstat(local + "/outside").st_mode))
+"#;
+
+#[test]
+fn unix_socket_paths_in_a_mount_are_socket_files_on_the_server() {
+    for backend in [Backend::Remote, Backend::Embedded] {
+        each_mode(|mode| {
+            let pair = Pair::new(backend, mode);
+            let script = pair.env.base.join("unix.py");
+            fs::write(&script, UNIX_SCRIPT).expect("write script");
+            let out = pair.local.join("out");
+            let (d, _) = pair.same_writes(&["python3", &p(&script), &pair.t(), &p(&out)], &[&out]);
+            let text = d.out();
+            for line in [
+                "bind again EADDRINUSE",
+                "bind in a file ENOTDIR",
+                "bind missing dir ENOENT",
+                "moved 0o140700",
+                "sock 0o140750",
+                "outside 0o140750",
+            ] {
+                assert!(text.contains(line), "direct run lacks {line:?}:\n{text}");
+            }
+        });
+    }
+}
+
+/// What the README says of a `connect` to a socket path in a mount: the
+/// server's socket cannot be reached from here, so it is refused as one
+/// nobody listens on, after the server said whether the path exists.
+#[test]
+fn connect_to_a_socket_path_in_a_mount_is_refused() {
+    let script = r#"
+import errno, os, socket, sys
+d = sys.argv[1]
+s = socket.socket(socket.AF_UNIX)
+s.bind(d + "/sock")
+s.listen(1)
+for name in ("sock", "missing"):
+    try:
+        socket.socket(socket.AF_UNIX).connect(d + "/" + name)
+        print(name, "connected")
+    except OSError as e:
+        print(name, errno.errorcode[e.errno])
+os.unlink(d + "/sock")
+"#;
+    each_mode(|mode| {
+        let pair = Pair::new(Backend::Remote, mode);
+        let r = pair.rscq(&["python3", "-c", script, &pair.t()]).success();
+        assert_eq!(
+            r.out(),
+            "sock ECONNREFUSED\nmissing ENOENT\n",
+            "{}",
+            r.dump()
+        );
+    });
+}

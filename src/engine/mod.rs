@@ -82,8 +82,6 @@ pub enum Pending {
 #[derive(Debug, Default)]
 struct OpenFile {
     path: Option<RemotePath>,
-    /// The stat that came with the open, for the first `fstat`.
-    opened_stat: Option<Stat>,
     /// Entries fetched ahead of the program's `getdents64` calls.
     listing: VecDeque<DirEntry>,
     /// Whether the listing reached the directory's end.
@@ -99,6 +97,10 @@ struct OpenFile {
 pub struct FileEngine {
     layers: Layers,
     files: HashMap<Handle, OpenFile>,
+    /// The stat that came with an open, for the file's first `fstat`. Any
+    /// change to any file, by path or by handle, drops them all: the file
+    /// may be that one under another name (a link, another fd).
+    opened_stats: HashMap<Handle, Stat>,
     stats: StatCache,
     writes: writebehind::WriteBehind,
 }
@@ -108,6 +110,7 @@ impl FileEngine {
         Self {
             layers,
             files: HashMap::new(),
+            opened_stats: HashMap::new(),
             stats: StatCache::new(ttl),
             writes: writebehind::WriteBehind::new(writebehind::WriteBehindConfig::default()),
         }
@@ -137,7 +140,7 @@ impl FileEngine {
                 match self.writes.write(handle, at, data) {
                     writebehind::Write::Held => {
                         cursor.wrote_behind(at, data.len(), moves);
-                        file.opened_stat = None;
+                        self.opened_stats.clear();
                         if self.layers.statcache {
                             self.stats.invalidate_for(req, |h| {
                                 self.files.get(&h).and_then(|f| f.path.clone())
@@ -242,14 +245,8 @@ impl FileEngine {
             self.stats
                 .invalidate_for(&req, |h| self.files.get(&h).and_then(|f| f.path.clone()));
         }
-        if let Some(h) = handle_of(&req)
-            && matches!(
-                req,
-                Request::Write { .. } | Request::Pwrite { .. } | Request::Ftruncate { .. }
-            )
-            && let Some(f) = self.files.get_mut(&h)
-        {
-            f.opened_stat = None;
+        if req.changes_files() && !self.opened_stats.is_empty() {
+            self.opened_stats.clear();
         }
         if let Some(handle) = cursor_handle(&req)
             && let Some(cursor) = self.files.get_mut(&handle).and_then(|f| f.cursor.as_mut())
@@ -264,11 +261,7 @@ impl FileEngine {
         }
         match req {
             Request::Fstat { handle } if self.layers.compound => {
-                if let Some(st) = self
-                    .files
-                    .get_mut(&handle)
-                    .and_then(|f| f.opened_stat.take())
-                {
+                if let Some(st) = self.opened_stats.remove(&handle) {
                     return Action::Answer(Ok(Reply::Stat(st)));
                 }
                 Action::Send(req.clone(), Pending::Plain(req))
@@ -320,17 +313,7 @@ impl FileEngine {
                 }
                 Action::Send(req.clone(), Pending::Plain(req))
             }
-            other => {
-                if matches!(
-                    other,
-                    Request::Write { .. } | Request::Pwrite { .. } | Request::Ftruncate { .. }
-                ) && let Some(h) = handle_of(&other)
-                    && let Some(f) = self.files.get_mut(&h)
-                {
-                    f.opened_stat = None;
-                }
-                Action::Send(other.clone(), Pending::Plain(other))
-            }
+            other => Action::Send(other.clone(), Pending::Plain(other)),
         }
     }
 
@@ -347,11 +330,13 @@ impl FileEngine {
                             (stat.dev_major, stat.dev_minor, stat.ino),
                             path.clone(),
                         );
+                        if self.layers.compound {
+                            self.opened_stats.insert(*handle, *stat);
+                        }
                         self.files.insert(
                             *handle,
                             OpenFile {
                                 path: Some(path.clone()),
-                                opened_stat: self.layers.compound.then_some(*stat),
                                 cursor: (self.layers.readahead && regular && offset_free)
                                     .then(readahead::Cursor::new),
                                 ..OpenFile::default()
@@ -362,11 +347,11 @@ impl FileEngine {
                         if self.layers.statcache {
                             self.stats.insert_listing(now, path, &dir.entries);
                         }
+                        self.opened_stats.insert(dir.handle, dir.stat);
                         self.files.insert(
                             dir.handle,
                             OpenFile {
                                 path: Some(path.clone()),
-                                opened_stat: Some(dir.stat),
                                 listing: dir.entries.iter().map(|(e, _)| e.clone()).collect(),
                                 listing_complete: dir.complete,
                                 listed: true,
@@ -380,6 +365,7 @@ impl FileEngine {
                     }
                     (Request::Close { handle }, _) => {
                         self.files.remove(handle);
+                        self.opened_stats.remove(handle);
                     }
                     _ => {}
                 }

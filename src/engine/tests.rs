@@ -223,6 +223,81 @@ fn writing_a_listed_file_through_its_handle_drops_it() {
     assert!(matches!(e.on_request(now, lstat), Action::Send(..)));
 }
 
+/// Opens `path` read-only as `handle`, with the stat the open brought.
+fn opened(e: &mut FileEngine, now: Instant, path: &str, handle: u64) {
+    let open = Request::Open {
+        path: rp(path),
+        flags: libc::O_RDONLY,
+        mode: 0,
+    };
+    let Action::Send(_, pending) = e.on_request(now, open) else {
+        panic!()
+    };
+    let _ = e.on_reply(
+        now,
+        pending,
+        Ok(Reply::Opened {
+            handle: Handle(handle),
+            stat: stat(libc::S_IFREG, 9),
+        }),
+    );
+}
+
+/// pjdfstest's unlink/14: `open f; unlink f; fstat` must show nlink 0, so
+/// the stat of the open cannot answer once anything changed any file: by
+/// path, or through another handle (which may be the same file).
+#[test]
+fn any_change_makes_the_stat_of_an_open_stale() {
+    let now = Instant::now();
+    let changes = [
+        Request::Unlink { path: rp("/f") },
+        Request::Link {
+            from: rp("/f"),
+            to: rp("/g"),
+            follow: false,
+        },
+        Request::Chmod {
+            path: rp("/elsewhere"),
+            mode: 0o600,
+            follow: true,
+        },
+        Request::Truncate {
+            path: rp("/f"),
+            len: 0,
+        },
+        Request::Fchmod {
+            handle: Handle(8),
+            mode: 0o600,
+        },
+    ];
+    for change in changes {
+        let mut e = FileEngine::new(all(), DEFAULT_TTL);
+        opened(&mut e, now, "/f", 7);
+        let _ = e.on_request(now, change.clone());
+        assert!(
+            matches!(
+                e.on_request(now, Request::Fstat { handle: Handle(7) }),
+                Action::Send(..) | Action::Wait(..)
+            ),
+            "after {change:?}"
+        );
+    }
+    // Reads change nothing: the open's stat still answers.
+    let mut e = FileEngine::new(all(), DEFAULT_TTL);
+    opened(&mut e, now, "/f", 7);
+    let _ = e.on_request(
+        now,
+        Request::Stat {
+            path: rp("/f"),
+            follow: true,
+        },
+    );
+    assert!(matches!(
+        e.on_request(now, Request::Fstat { handle: Handle(7) }),
+        Action::Answer(Ok(Reply::Stat(_)))
+    ));
+}
+
 #[test]
 fn first_fstat_after_open_is_local_and_a_write_invalidates_it() {
     let now = Instant::now();

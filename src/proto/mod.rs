@@ -662,6 +662,70 @@ pub struct Incoming {
     pub peer: SockAddr,
 }
 
+impl Request {
+    /// Whether the request can change a file or directory of the export:
+    /// what `--read-only` refuses, and what makes any answer rscq holds
+    /// about a file stale.
+    pub fn changes_files(&self) -> bool {
+        match self {
+            Request::Open { flags, .. } | Request::OpenPlus { flags, .. } => {
+                // `O_PATH` ignores the rest; truncating happens even with
+                // `O_RDONLY`.
+                flags & libc::O_PATH == 0
+                    && (flags & libc::O_ACCMODE != libc::O_RDONLY
+                        || flags & (libc::O_CREAT | libc::O_TRUNC) != 0
+                        || flags & libc::O_TMPFILE == libc::O_TMPFILE)
+            }
+            Request::Write { .. }
+            | Request::Pwrite { .. }
+            | Request::Ftruncate { .. }
+            | Request::Fchmod { .. }
+            | Request::Fchown { .. }
+            | Request::Futimens { .. }
+            | Request::Mkdir { .. }
+            | Request::Mknod { .. }
+            | Request::Rmdir { .. }
+            | Request::Unlink { .. }
+            | Request::Rename { .. }
+            | Request::Link { .. }
+            | Request::Symlink { .. }
+            | Request::Chmod { .. }
+            | Request::Chown { .. }
+            | Request::Utimens { .. }
+            | Request::Truncate { .. }
+            | Request::SetXattr { .. }
+            | Request::RemoveXattr { .. } => true,
+            Request::Close { .. }
+            | Request::Read { .. }
+            | Request::Pread { .. }
+            | Request::Lseek { .. }
+            | Request::Fsync { .. }
+            | Request::Fstat { .. }
+            | Request::Getdents { .. }
+            | Request::SetFlags { .. }
+            | Request::Fstatfs { .. }
+            | Request::Stat { .. }
+            | Request::StatPlus { .. }
+            | Request::Access { .. }
+            | Request::Readlink { .. }
+            | Request::Statfs { .. }
+            | Request::CheckDir { .. }
+            | Request::GetXattr { .. }
+            | Request::ListXattr { .. }
+            | Request::Uname
+            | Request::ReadSystemFile { .. }
+            | Request::GetdentsPlus { .. }
+            | Request::FlushWrites { .. }
+            | Request::TcpConnect { .. }
+            | Request::TcpBind { .. }
+            | Request::TcpListen { .. }
+            | Request::TcpUnbind { .. }
+            | Request::UdpBind { .. }
+            | Request::TcpSetOption { .. } => false,
+        }
+    }
+}
+
 /// A successful result. Which variant answers which request is documented on
 /// [`Request`]; anything else is a protocol error.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

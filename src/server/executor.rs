@@ -3,8 +3,10 @@
 //! This file only dispatches and applies `--read-only`; each syscall family
 //! lives in its own module, and confinement in [`super::resolve`].
 
+use std::collections::HashMap;
 use std::os::fd::AsFd;
 use std::path::Path;
+use std::sync::Mutex;
 
 use super::creds::{Checking, Policy};
 use super::files::OpenFlags;
@@ -12,7 +14,7 @@ use super::handles::Handles;
 use super::resolve::Root;
 use super::{dirs, files, meta, names, uname, xattr};
 use crate::errno::Errno;
-use crate::proto::{Credentials, Request, Response};
+use crate::proto::{Credentials, Handle, Reply, Request, Response};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecutorError {
@@ -31,6 +33,10 @@ pub struct Executor {
     handles: Handles,
     read_only: bool,
     policy: Policy,
+    /// Who opened each handle: the writes rscq flushes later on its own
+    /// (write-behind) run with the opener's rights, so the kernel clears a
+    /// setuid bit as the program's own write would have.
+    openers: Mutex<HashMap<Handle, Credentials>>,
 }
 
 impl Executor {
@@ -46,6 +52,7 @@ impl Executor {
             handles: Handles::default(),
             read_only,
             policy,
+            openers: Mutex::default(),
         })
     }
 
@@ -57,7 +64,14 @@ impl Executor {
         if self.read_only && mutates(&req) {
             return Err(Errno::EROFS);
         }
-        let _rights = match caller {
+        let opener = match (&req, caller) {
+            (Request::Write { handle, .. } | Request::Pwrite { handle, .. }, None) => {
+                self.openers().get(handle).cloned()
+            }
+            _ => None,
+        };
+        let caller = caller.or(opener.as_ref());
+        let rights = match caller {
             Some(caller) => {
                 let checking = match req {
                     Request::Access { flags, .. } if flags & libc::AT_EACCESS == 0 => {
@@ -69,6 +83,31 @@ impl Executor {
             }
             None => None,
         };
+        let closed = match req {
+            Request::Close { handle } => Some(handle),
+            _ => None,
+        };
+        let response = self.dispatch(req);
+        drop(rights);
+        match (&response, caller, closed) {
+            (Ok(Reply::Opened { handle, .. }), Some(caller), _) => {
+                self.openers().insert(*handle, caller.clone());
+            }
+            (_, _, Some(handle)) => {
+                self.openers().remove(&handle);
+            }
+            _ => {}
+        }
+        response
+    }
+
+    fn openers(&self) -> std::sync::MutexGuard<'_, HashMap<Handle, Credentials>> {
+        self.openers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn dispatch(&self, req: Request) -> Response {
         let root = &self.root;
         let handles = &self.handles;
         match req {
@@ -81,7 +120,7 @@ impl Executor {
             }
             Request::Close { handle } => {
                 handles.remove(handle)?;
-                Ok(crate::proto::Reply::Done)
+                Ok(Reply::Done)
             }
             Request::Read { handle, len } => files::read(handles.get(handle)?.as_fd(), len),
             Request::Pread {
@@ -164,9 +203,7 @@ impl Executor {
             Request::ReadSystemFile { file } => system_file(file),
             Request::GetdentsPlus { handle } => dirs::getdents_plus(handles.get(handle)?.as_fd()),
             // rscq answers it itself; the server holds no writes to send.
-            Request::FlushWrites { handle } => {
-                handles.get(handle).map(|_| crate::proto::Reply::Done)
-            }
+            Request::FlushWrites { handle } => handles.get(handle).map(|_| Reply::Done),
             // Connections are streams, served by `server::net`; one that
             // reaches the blocking executor was sent the wrong way.
             Request::TcpConnect { .. }
@@ -189,62 +226,18 @@ fn system_file(file: crate::proto::SystemFile) -> Response {
     f.take(u64::from(crate::proto::MAX_IO))
         .read_to_end(&mut data)
         .map_err(|e| Errno::from_io(&e))?;
-    Ok(crate::proto::Reply::Data(data))
+    Ok(Reply::Data(data))
 }
 
 /// Whether a request would change the export, and so fails with `EROFS`
 /// under `--read-only` before anything is resolved or opened.
 fn mutates(req: &Request) -> bool {
     match req {
+        // As the kernel normalises the flags (`O_PATH` ignores the rest).
         Request::Open { flags, mode, .. } | Request::OpenPlus { flags, mode, .. } => {
             OpenFlags::new(*flags, *mode).writes()
         }
-        Request::Write { .. }
-        | Request::Pwrite { .. }
-        | Request::Ftruncate { .. }
-        | Request::Fchmod { .. }
-        | Request::Fchown { .. }
-        | Request::Futimens { .. }
-        | Request::Mkdir { .. }
-        | Request::Mknod { .. }
-        | Request::Rmdir { .. }
-        | Request::Unlink { .. }
-        | Request::Rename { .. }
-        | Request::Link { .. }
-        | Request::Symlink { .. }
-        | Request::Chmod { .. }
-        | Request::Chown { .. }
-        | Request::Utimens { .. }
-        | Request::Truncate { .. }
-        | Request::SetXattr { .. }
-        | Request::RemoveXattr { .. } => true,
-        Request::Close { .. }
-        | Request::Read { .. }
-        | Request::Pread { .. }
-        | Request::Lseek { .. }
-        | Request::Fsync { .. }
-        | Request::Fstat { .. }
-        | Request::Getdents { .. }
-        | Request::SetFlags { .. }
-        | Request::Fstatfs { .. }
-        | Request::Stat { .. }
-        | Request::StatPlus { .. }
-        | Request::Access { .. }
-        | Request::Readlink { .. }
-        | Request::Statfs { .. }
-        | Request::CheckDir { .. }
-        | Request::GetXattr { .. }
-        | Request::ListXattr { .. }
-        | Request::Uname
-        | Request::ReadSystemFile { .. }
-        | Request::GetdentsPlus { .. }
-        | Request::FlushWrites { .. }
-        | Request::TcpConnect { .. }
-        | Request::TcpBind { .. }
-        | Request::TcpListen { .. }
-        | Request::TcpUnbind { .. }
-        | Request::UdpBind { .. }
-        | Request::TcpSetOption { .. } => false,
+        other => other.changes_files(),
     }
 }
 
@@ -572,6 +565,38 @@ mod tests {
         let ours = std::fs::metadata(export.host("ours")).expect("ours");
         assert_eq!((ours.uid(), ours.gid()), (0, 0));
         assert_eq!(crate::sys::server::set_thread_fsuid(u32::MAX), 0);
+    }
+
+    /// pjdfstest's chmod/12: a write by another user clears setuid. The
+    /// write rscq flushes later on its own has no caller: it runs with the
+    /// opener's rights.
+    #[test]
+    fn a_flushed_write_runs_as_the_opener() {
+        if !Policy::of_this_process(None).acts_as_caller() {
+            return;
+        }
+        let export = Export::new();
+        std::fs::write(export.host("suid"), b"").expect("write");
+        std::fs::set_permissions(
+            export.host("suid"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o4777),
+        )
+        .expect("chmod");
+        let open = Request::Open {
+            path: rp("suid"),
+            flags: libc::O_WRONLY,
+            mode: 0,
+        };
+        let Ok(Reply::Opened { handle, .. }) = export.run_as(&nobody_from_root(), open) else {
+            panic!("open as nobody");
+        };
+        let write = Request::Write {
+            handle,
+            data: b"x".to_vec(),
+        };
+        assert_eq!(export.run(write), Ok(Reply::Count(1)));
+        let mode = std::fs::metadata(export.host("suid")).expect("stat").mode();
+        assert_eq!(mode & 0o7777, 0o777);
     }
 
     #[test]

@@ -206,8 +206,36 @@ impl Root {
         // openat2 refuses an empty path; the empty request path is the root.
         let bytes: &[u8] = if bytes.is_empty() { b"." } else { bytes };
         let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
-        retry_eagain(|| rustix::fs::openat2(start, bytes, flags, mode, resolve))
+        if bytes.len() < MAX_PATH {
+            return retry_eagain(|| rustix::fs::openat2(start, bytes, flags, mode, resolve));
+        }
+        // The mount's remote prefix made a path the program could name (a
+        // relative one under a deep cwd) too long for one kernel walk: walk
+        // a directory prefix in the root, then the rest beneath it.
+        let (prefix, rest) = split_long(bytes).ok_or(Errno::ENAMETOOLONG)?;
+        let dir_flags = OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let dir =
+            retry_eagain(|| rustix::fs::openat2(start, prefix, dir_flags, Mode::empty(), resolve))?;
+        let beneath = ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS;
+        match retry_eagain(|| rustix::fs::openat2(&dir, rest, flags, mode, beneath)) {
+            // The rest leaves the prefix (`..` or a symlink out of it), which
+            // only a walk from the root could follow: the path is too long.
+            Err(Errno(libc::EXDEV)) => Err(Errno::ENAMETOOLONG),
+            other => other,
+        }
     }
+}
+
+/// A path too long for one walk, cut at a slash into a directory prefix
+/// and a relative rest, each shorter than `PATH_MAX`; `None` if no cut
+/// does.
+fn split_long(bytes: &[u8]) -> Option<(&[u8], &[u8])> {
+    let cut = bytes[..MAX_PATH].iter().rposition(|&b| b == b'/')?;
+    let prefix = &bytes[..cut.max(1)];
+    let rest = &bytes[cut + 1..];
+    let lead = rest.iter().take_while(|&&b| b == b'/').count();
+    let rest = &rest[lead..];
+    (rest.len() < MAX_PATH && !rest.is_empty()).then_some((prefix, rest))
 }
 
 fn retry_eagain(mut call: impl FnMut() -> rustix::io::Result<OwnedFd>) -> Result<OwnedFd, Errno> {
@@ -221,19 +249,24 @@ fn retry_eagain(mut call: impl FnMut() -> rustix::io::Result<OwnedFd>) -> Result
     result.map_err(Errno::from)
 }
 
-/// Rejects what no Linux path can be: NUL bytes, or `PATH_MAX` and beyond.
+/// Rejects what no request path can be: NUL bytes, or longer than a mount's
+/// remote prefix and a path the program named (each under `PATH_MAX`).
 pub(super) fn checked(path: &RemotePath) -> Result<&[u8], Errno> {
-    checked_bytes(&path.0)
+    without_nul(&path.0, 2 * MAX_PATH)
 }
 
-/// As [`checked`], for byte strings that are paths but not request paths
+/// Rejects what no Linux path can be: NUL bytes, or `PATH_MAX` and beyond
 /// (a symlink's target).
 pub(super) fn checked_bytes(bytes: &[u8]) -> Result<&[u8], Errno> {
+    // MAX_PATH counts the terminating NUL, as PATH_MAX does.
+    without_nul(bytes, MAX_PATH)
+}
+
+fn without_nul(bytes: &[u8], limit: usize) -> Result<&[u8], Errno> {
     if bytes.contains(&0) {
         return Err(Errno::EINVAL);
     }
-    // MAX_PATH counts the terminating NUL, as PATH_MAX does.
-    if bytes.len() >= MAX_PATH {
+    if bytes.len() >= limit {
         return Err(Errno::ENAMETOOLONG);
     }
     Ok(bytes)
@@ -306,10 +339,26 @@ mod tests {
     fn checked_rejects_nul_and_overlong() {
         assert_eq!(checked(&RemotePath(b"a\0b".to_vec())), Err(Errno::EINVAL));
         assert_eq!(
-            checked(&RemotePath(vec![b'a'; MAX_PATH])),
+            checked(&RemotePath(vec![b'a'; 2 * MAX_PATH])),
             Err(Errno::ENAMETOOLONG)
         );
-        assert!(checked(&RemotePath(vec![b'a'; MAX_PATH - 1])).is_ok());
+        assert!(checked(&RemotePath(vec![b'a'; MAX_PATH])).is_ok());
+        assert_eq!(checked_bytes(&[b'a'; MAX_PATH]), Err(Errno::ENAMETOOLONG));
+        assert!(checked_bytes(&[b'a'; MAX_PATH - 1]).is_ok());
+    }
+
+    #[test]
+    fn long_paths_are_cut_at_a_slash_into_two_walks() {
+        let mut long = vec![b'a'; 3000];
+        long.push(b'/');
+        long.extend_from_slice(&[b'b'; 3000]);
+        let (prefix, rest) = split_long(&long).expect("cut");
+        assert_eq!((prefix.len(), rest.len()), (3000, 3000));
+        // No slash early enough, or a rest still too long: no cut.
+        assert_eq!(split_long(&[b'a'; 5000]), None);
+        let mut late = vec![b'/'];
+        late.extend_from_slice(&[b'a'; 5000]);
+        assert_eq!(split_long(&late), None);
     }
 
     /// Escape attempts, end to end through the executor.

@@ -40,6 +40,10 @@ pub fn read_cstring(pid: Pid, addr: u64) -> Result<Vec<u8>, Errno> {
         let bytes = read_bytes(pid, at, chunk)?;
         if let Some(nul) = bytes.iter().position(|&b| b == 0) {
             out.extend_from_slice(&bytes[..nul]);
+            // As the kernel's getname(): PATH_MAX counts the NUL.
+            if out.len() >= MAX_PATH {
+                return Err(Errno::ENAMETOOLONG);
+            }
             return Ok(out);
         }
         out.extend_from_slice(&bytes);

@@ -393,3 +393,55 @@ os.unlink(d + "/sock")
         );
     });
 }
+
+/// pjdfstest's `*/03.t`: a relative path of PATH_MAX - 1 bytes from a cwd
+/// in the mount works (the server's path, with the mount's prefix, is
+/// longer than one kernel walk takes), and one byte more is ENAMETOOLONG.
+const LONG_SCRIPT: &str = r#"
+import errno, os, sys
+
+def attempt(name, call):
+    try:
+        result = call()
+        print(name, "ok", "" if result is None else result)
+    except OSError as e:
+        print(name, errno.errorcode[e.errno])
+
+d = os.path.join(sys.argv[1], "long")
+os.umask(0o022)
+os.mkdir(d)
+os.chdir(d)
+comp = "c" * 127
+parts = []
+while len("/".join(parts + [comp])) < 4095 - 200:
+    parts.append(comp)
+os.makedirs("/".join(parts))
+name = "/".join(parts) + "/" + "f" * (4095 - len("/".join(parts)) - 1)
+print("length", len(name))
+attempt("create", lambda: os.close(os.open(name, os.O_CREAT | os.O_WRONLY, 0o642)))
+attempt("stat", lambda: oct(os.stat(name).st_mode))
+attempt("chmod", lambda: os.chmod(name, 0o600))
+attempt("too long", lambda: os.stat(name + "x"))
+attempt("unlink", lambda: os.unlink(name))
+attempt("dotdot out of the long part", lambda: os.stat(name.rsplit("/", 1)[0] + "/../" + "c" * 120))
+"#;
+
+#[test]
+fn relative_paths_up_to_path_max_work_from_a_cwd_in_the_mount() {
+    each_mode(|mode| {
+        let pair = Pair::new(Backend::Remote, mode);
+        let script = pair.local.join("long.py");
+        fs::write(&script, LONG_SCRIPT).expect("write script");
+        let (d, _) = pair.same_writes(&["python3", &p(&script), &pair.t()], &[]);
+        let out = d.out();
+        for line in [
+            "length 4095",
+            "create ok",
+            "stat ok 0o100640",
+            "too long ENAMETOOLONG",
+            "unlink ok",
+        ] {
+            assert!(out.contains(line), "direct run lacks {line:?}:\n{out}");
+        }
+    });
+}

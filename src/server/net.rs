@@ -174,10 +174,18 @@ impl NetSession {
     /// a stream of its own.
     pub fn listen(&self, id: u64, backlog: u32, pure: bool) -> Response {
         let mut listeners = self.listeners();
-        let Some(Listener::Bound(bound)) = listeners.remove(&id) else {
-            return Err(Errno::EBADF);
-        };
         let backlog = i32::try_from(backlog.min(4096)).unwrap_or(128);
+        let bound = match listeners.remove(&id) {
+            Some(Listener::Bound(bound)) => bound,
+            // Listening already: Linux takes a second listen(2) as a new
+            // backlog (asyncio's `create_server(sock=...)` relies on it).
+            Some(Listener::Listening(task, copy)) => {
+                let relisten = rustix::net::listen(&copy, backlog);
+                listeners.insert(id, Listener::Listening(task, copy));
+                return relisten.map(|()| Reply::Done).map_err(Errno::from);
+            }
+            None => return Err(Errno::EBADF),
+        };
         if let Err(e) = rustix::net::listen(&bound, backlog) {
             listeners.insert(id, Listener::Bound(bound));
             return Err(e.into());

@@ -354,3 +354,45 @@ fn accept_flags_and_shutdown() {
         );
     }
 }
+
+const RELISTEN_PY: &str = r#"
+import socket, sys, threading
+ls = socket.socket()
+ls.bind(("0.0.0.0", 0))
+ls.listen(1)
+# A second listen(2) sets a new backlog (asyncio's create_server(sock=...)).
+ls.listen(8)
+port = ls.getsockname()[1]
+def serve():
+    for _ in range(2):
+        c, _ = ls.accept()
+        c.sendall(c.recv(100).upper())
+        c.close()
+t = threading.Thread(target=serve)
+t.start()
+for word in (b"first", b"second"):
+    c = socket.create_connection((sys.argv[1], port))
+    c.sendall(word)
+    print(c.recv(100).decode())
+    c.close()
+t.join()
+"#;
+
+/// Network II: a second `listen` on a listening socket failed with EBADF
+/// under rscq (and dropped the server's listener).
+#[test]
+fn a_second_listen_sets_a_new_backlog() {
+    let Some(lab) = Lab::new("a_second_listen_sets_a_new_backlog", &[]) else {
+        return;
+    };
+    let script = lab.write("relisten.py", RELISTEN_PY.as_bytes());
+    let py = python();
+    let remote_ip = lab.net.remote_web_ip.to_string();
+    let argv = [py.as_str(), p(&script), remote_ip.as_str()];
+    let reference = lab.run_ok(lab.exec(Ns::Remote, &argv));
+    assert_eq!(reference.out(), "FIRST\nSECOND\n", "{}", reference.dump());
+    for mode in MODES {
+        let out = lab.run_ok(lab.rscq(mode, &argv));
+        assert_eq!(out.out(), "FIRST\nSECOND\n", "({mode:?})\n{}", out.dump());
+    }
+}

@@ -36,6 +36,14 @@ if command -v rustup >/dev/null 2>&1; then
     rustup component add rustfmt clippy >/dev/null 2>&1 || true
 fi
 
+# The POSIX file-system conformance suite pjdfstest (the crates.io Rust port
+# of pjd/pjdfstest), pinned, for tests/it/pjdfstest.rs.
+pjdfstest=target/pjdfstest/bin/pjdfstest
+if [ ! -x "$pjdfstest" ]; then
+    echo "tests/run.sh: installing pjdfstest 0.2.2 into target/pjdfstest"
+    cargo install pjdfstest --version 0.2.2 --locked --root target/pjdfstest --quiet
+fi
+
 start=$(date +%s)
 cargo fmt --all -- --check
 cargo clippy --all-targets -- -D warnings

@@ -11,6 +11,7 @@ mod harness;
 mod embedded;
 mod faults;
 mod files;
+mod pjdfstest;
 mod posix;
 mod process;
 mod security;

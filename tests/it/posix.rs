@@ -7,6 +7,47 @@ use std::os::unix::fs::PermissionsExt;
 
 use crate::harness::{Backend, Pair, each_mode, p};
 
+/// Runs python `script` with the mount point as its first argument (then
+/// `extra`), directly and under rscq, on every backend in `backends` and in
+/// every mode, comparing output and trees; the direct run must print each
+/// of `expected`, so that the comparison is about the cases that matter.
+/// `traversable` opens `$T` to every user, for scripts that drop to nobody.
+#[track_caller]
+fn same_as_direct(
+    script: &str,
+    backends: &[Backend],
+    traversable: bool,
+    local_out: bool,
+    expected: &[&str],
+) {
+    for &backend in backends {
+        each_mode(|mode| {
+            let pair = Pair::new(backend, mode);
+            if traversable {
+                fs::set_permissions(&pair.env.base, fs::Permissions::from_mode(0o711))
+                    .expect("chmod base");
+            }
+            let file = pair.env.base.join("script.py");
+            fs::write(&file, script).expect("write script");
+            let out = pair.local.join("out");
+            let mut argv = vec!["python3".to_string(), p(&file), pair.t()];
+            let outs: Vec<&std::path::Path> = if local_out {
+                argv.push(p(&out));
+                vec![out.as_path()]
+            } else {
+                Vec::new()
+            };
+            let (d, _) = pair.same_writes(&argv, &outs);
+            let text = d.out();
+            for line in expected {
+                assert!(text.contains(line), "direct run lacks {line:?}:\n{text}");
+            }
+        });
+    }
+}
+
+const BOTH: &[Backend] = &[Backend::Remote, Backend::Embedded];
+
 /// Every call prints its result or its errno's name, so a difference in
 /// either shows in the compared output; the trees are compared after.
 const DOTS_SCRIPT: &str = r#"
@@ -63,27 +104,20 @@ for root, dirs, files in sorted(os.walk(d)):
 /// was the symlink's parent instead of its target's.
 #[test]
 fn dot_and_dotdot_are_resolved_not_collapsed() {
-    for backend in [Backend::Remote, Backend::Embedded] {
-        each_mode(|mode| {
-            let pair = Pair::new(backend, mode);
-            let script = pair.local.join("dots.py");
-            fs::write(&script, DOTS_SCRIPT).expect("write script");
-            let (d, _) = pair.same_writes(&["python3", &p(&script), &pair.t()], &[]);
-            // The direct run is the reference; make sure it shows the cases
-            // the bug got wrong, so the comparison is about them.
-            let out = d.out();
-            for line in [
-                "rmdir a/b/.. ENOTEMPTY",
-                "rmdir a/b/. EINVAL",
-                "rename a/b/.. x EBUSY",
-                "stat f/. ENOTDIR",
-                "listdir s/.. ok ['d']",
-                "rmdir s/../n ok",
-            ] {
-                assert!(out.contains(line), "direct run lacks {line:?}:\n{out}");
-            }
-        });
-    }
+    same_as_direct(
+        DOTS_SCRIPT,
+        BOTH,
+        false,
+        false,
+        &[
+            "rmdir a/b/.. ENOTEMPTY",
+            "rmdir a/b/. EINVAL",
+            "rename a/b/.. x EBUSY",
+            "stat f/. ENOTDIR",
+            "listdir s/.. ok ['d']",
+            "rmdir s/../n ok",
+        ],
+    );
 }
 
 /// A root program that drops to `nobody` with `seteuid()`: every check is
@@ -148,35 +182,27 @@ fn calls_run_with_the_callers_credentials() {
     if !crate::harness::have_root("calls_run_with_the_callers_credentials") {
         return;
     }
-    for backend in [Backend::Remote, Backend::Embedded] {
-        each_mode(|mode| {
-            let pair = Pair::new(backend, mode);
-            // nobody must reach the trees, natively and on the server.
-            fs::set_permissions(&pair.env.base, fs::Permissions::from_mode(0o711))
-                .expect("chmod base");
-            let script = pair.local.join("creds.py");
-            fs::write(&script, CREDS_SCRIPT).expect("write script");
-            let (d, _) = pair.same_writes(&["python3", &p(&script), &pair.t()], &[]);
-            let out = d.out();
-            for line in [
-                "truncate rootfile EACCES",
-                "open rootfile O_TRUNC EACCES",
-                "chown rootfile EPERM",
-                "chmod rootfile EPERM",
-                "access W real root ok True",
-                "access W effective ok False",
-                "nobody creates and writes ok",
-                "nobody unlinks byroot ok",
-                "rootfile holds \"root's data\\n\"",
-                "byroot mode 0o640",
-                "mine 0o604 65534 65534 14",
-                "mydir 0o750 65534 65534",
-                "theirs 0o755 65534 0 0",
-            ] {
-                assert!(out.contains(line), "direct run lacks {line:?}:\n{out}");
-            }
-        });
-    }
+    same_as_direct(
+        CREDS_SCRIPT,
+        BOTH,
+        true,
+        false,
+        &[
+            "byroot mode 0o640",
+            "truncate rootfile EACCES",
+            "open rootfile O_TRUNC EACCES",
+            "chown rootfile EPERM",
+            "chmod rootfile EPERM",
+            "access W real root ok True",
+            "access W effective ok False",
+            "nobody creates and writes ok",
+            "nobody unlinks byroot ok",
+            "rootfile holds \"root's data\\n\"",
+            "mine 0o604 65534 65534 14",
+            "mydir 0o750 65534 65534",
+            "theirs 0o755 65534 0 0",
+        ],
+    );
 }
 
 /// `rscq-server --squash-root`: a remote root acts as nobody, with no
@@ -280,29 +306,22 @@ fn mknod_and_mkfifo_make_every_file_type() {
     if !crate::harness::have_root("mknod_and_mkfifo_make_every_file_type") {
         return;
     }
-    for backend in [Backend::Remote, Backend::Embedded] {
-        each_mode(|mode| {
-            let pair = Pair::new(backend, mode);
-            fs::set_permissions(&pair.env.base, fs::Permissions::from_mode(0o711))
-                .expect("chmod base");
-            let script = pair.local.join("mknod.py");
-            fs::write(&script, MKNOD_SCRIPT).expect("write script");
-            let (d, _) = pair.same_writes(&["python3", &p(&script), &pair.t()], &[]);
-            let out = d.out();
-            for line in [
-                "mkfifo again EEXIST",
-                "mknod dir EPERM",
-                "mknod bad type EINVAL",
-                "nobody mknod char EPERM",
-                "blk 0o60640 (7, 200) 0 0",
-                "fifo 0o10644",
-                "null 0o20644 (1, 3)",
-                "sock 0o140755",
-            ] {
-                assert!(out.contains(line), "direct run lacks {line:?}:\n{out}");
-            }
-        });
-    }
+    same_as_direct(
+        MKNOD_SCRIPT,
+        BOTH,
+        true,
+        false,
+        &[
+            "mkfifo again EEXIST",
+            "mknod dir EPERM",
+            "mknod bad type EINVAL",
+            "nobody mknod char EPERM",
+            "blk 0o60640 (7, 200) 0 0",
+            "fifo 0o10644",
+            "null 0o20644 (1, 3)",
+            "sock 0o140755",
+        ],
+    );
 }
 
 /// AF_UNIX sockets bound to paths in a mount make their socket files on
@@ -341,26 +360,20 @@ print("outside", oct(os.lstat(local + "/outside").st_mode))
 
 #[test]
 fn unix_socket_paths_in_a_mount_are_socket_files_on_the_server() {
-    for backend in [Backend::Remote, Backend::Embedded] {
-        each_mode(|mode| {
-            let pair = Pair::new(backend, mode);
-            let script = pair.env.base.join("unix.py");
-            fs::write(&script, UNIX_SCRIPT).expect("write script");
-            let out = pair.local.join("out");
-            let (d, _) = pair.same_writes(&["python3", &p(&script), &pair.t(), &p(&out)], &[&out]);
-            let text = d.out();
-            for line in [
-                "bind again EADDRINUSE",
-                "bind in a file ENOTDIR",
-                "bind missing dir ENOENT",
-                "moved 0o140700",
-                "sock 0o140750",
-                "outside 0o140750",
-            ] {
-                assert!(text.contains(line), "direct run lacks {line:?}:\n{text}");
-            }
-        });
-    }
+    same_as_direct(
+        UNIX_SCRIPT,
+        BOTH,
+        false,
+        true,
+        &[
+            "bind again EADDRINUSE",
+            "bind in a file ENOTDIR",
+            "bind missing dir ENOENT",
+            "moved 0o140700",
+            "sock 0o140750",
+            "outside 0o140750",
+        ],
+    );
 }
 
 /// What the README says of a `connect` to a socket path in a mount: the
@@ -428,20 +441,17 @@ attempt("dotdot out of the long part", lambda: os.stat(name.rsplit("/", 1)[0] + 
 
 #[test]
 fn relative_paths_up_to_path_max_work_from_a_cwd_in_the_mount() {
-    each_mode(|mode| {
-        let pair = Pair::new(Backend::Remote, mode);
-        let script = pair.local.join("long.py");
-        fs::write(&script, LONG_SCRIPT).expect("write script");
-        let (d, _) = pair.same_writes(&["python3", &p(&script), &pair.t()], &[]);
-        let out = d.out();
-        for line in [
+    same_as_direct(
+        LONG_SCRIPT,
+        &[Backend::Remote],
+        false,
+        false,
+        &[
             "length 4095",
             "create ok",
             "stat ok 0o100640",
             "too long ENAMETOOLONG",
             "unlink ok",
-        ] {
-            assert!(out.contains(line), "direct run lacks {line:?}:\n{out}");
-        }
-    });
+        ],
+    );
 }

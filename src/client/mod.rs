@@ -120,7 +120,10 @@ impl Engine {
     /// The errno a program sees once the connection is gone, said once.
     fn connection_failed(&self, err: &crate::transport::TransportError) -> Errno {
         if !self.lost.swap(true, Ordering::SeqCst) {
-            eprintln!("rscq: {err}; forwarded calls now fail with EIO");
+            eprintln!(
+                "rscq: {}; forwarded calls now fail with EIO",
+                crate::transport::ErrorChain(err)
+            );
         }
         Errno::EIO
     }

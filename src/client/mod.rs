@@ -1,5 +1,10 @@
 //! Wiring of the rscq client: the tracer thread, the engine that carries
 //! forwarded calls over the QUIC [`Link`], and the end-of-run summary.
+//!
+//! Owns the engine task: it feeds [`crate::engine`] with requests and the
+//! clock, sends what the layers ask for on the link, and answers the tracer
+//! thread through [`Event`]s. Must not call ptrace (only the tracer thread
+//! does) nor decide caching or coalescing policy (that is [`crate::engine`]'s).
 
 pub mod coalesce;
 pub mod connect;

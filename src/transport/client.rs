@@ -1,4 +1,8 @@
 //! The client's side of a connection: [`Link`].
+//!
+//! Owns the connection, its handshake and the mapping of quinn failures to
+//! [`TransportError`]. Must not know what a request means: the engine builds
+//! requests and reads replies.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};

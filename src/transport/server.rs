@@ -1,5 +1,8 @@
 //! The server's side: an endpoint that accepts only authorized clients, and
 //! [`serve`], which gives every connection its own [`Session`].
+//!
+//! Owns the accept loop, the handshake and the mapping of a stream to one
+//! request. Must not execute requests itself: a [`Session`] does.
 
 use std::future::Future;
 use std::net::SocketAddr;

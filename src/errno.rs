@@ -2,6 +2,9 @@
 //!
 //! A remote failure is data, not a Rust error: the server captures the errno
 //! its real syscall returned and the client hands it to the program unchanged.
+//!
+//! Must not carry Rust-side failures (transport, config): those have their own
+//! error types.
 
 use serde::{Deserialize, Serialize};
 

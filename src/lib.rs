@@ -1,9 +1,31 @@
 //! rscq runs a program locally while a chosen part of its system calls run
-//! on another machine, over QUIC.
+//! on another machine, over QUIC. `ARCHITECTURE.md` follows one call through
+//! the modules below.
 //!
-//! Pure cores (no I/O): [`proto`], [`errno`], [`config`], [`syscall`].
-//! I/O drivers: [`tracer`], [`transport`], [`server`], [`client`].
-//! Every `unsafe` block lives in [`sys`].
+//! Pure cores: no I/O, no clock reads (time comes in as `now`), tested on
+//! plain values.
+//! - [`syscall`]: which calls are trapped ([`syscall::nr`]), how one becomes a
+//!   [`proto::Request`] and how its reply is laid out in the program's memory
+//!   ([`syscall::plan`]), `--trace` rendering, mount path rules.
+//! - [`engine`]: the optimization layers for remote files (statcache,
+//!   compound, readahead, write-behind) and send coalescing for sockets.
+//! - [`proto`]: the wire messages, the handshake and the framing.
+//! - [`config`]: flags, TOML and rsc.config into one resolved configuration.
+//! - [`errno`]: `Errno`, the one way a forwarded call fails.
+//!
+//! I/O drivers: thin loops around the cores.
+//! - [`tracer`]: the ptrace front end; the only ptrace caller.
+//! - [`client`]: the engine task, which drives [`engine`] with the clock and
+//!   carries forwarded calls, sockets (`--net`) and `--stats` over the link.
+//! - [`transport`]: quinn endpoints, TLS identities and pinning, the frame
+//!   reader, the embedded executor, the TCP stream pump.
+//! - [`server`]: the executor beneath `--root`, one module per syscall
+//!   family, and the server's sockets for `--net`.
+//! - [`sys`]: every `unsafe` block, as safe wrappers; nothing else may use
+//!   `unsafe`.
+//!
+//! The binaries (`src/bin/`) parse arguments and wire these together; only
+//! they use `anyhow`.
 
 #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
 compile_error!(

@@ -13,6 +13,10 @@
 //!
 //! `--root` has no default on purpose: exporting `/` by accident would hand
 //! every authorized client the whole machine.
+//!
+//! Wiring only: flags, identity files, the endpoint (`rscq::transport::server`)
+//! and one `rscq::server::Executor` per session. Must not execute requests or
+//! speak the protocol itself.
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;

@@ -1,4 +1,9 @@
 //! `rscq`: run a program with some of its syscalls on a remote machine.
+//!
+//! Wiring only: parses the flags (`rscq::config`), connects to the server or
+//! starts the embedded executor, runs `rscq::client::run`, and turns the
+//! outcome into messages on stderr and an exit status. Must not hold syscall,
+//! protocol or caching logic; `anyhow` starts and stops in the binaries.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::unix::ffi::OsStrExt;

@@ -8,6 +8,9 @@
 //! the connection open after the program's `close`. A thread that waits
 //! for input sits in a read-side syscall, which `/proc/PID/task/TID/syscall`
 //! names (rscq is the tracer, so it may read it).
+//!
+//! Must not decide when bytes go: that is [`crate::engine::coalesce`]'s; this
+//! module only reports what it sees of the program.
 
 use std::time::Duration;
 

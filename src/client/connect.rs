@@ -15,6 +15,9 @@
 //! a real local SYN-SENT at once ([`super::hold`]), which also tells when
 //! the program closes the socket (or the program dies): the remote connect
 //! is then cancelled, and the server drops it.
+//!
+//! Bookkeeping only: must not touch the program's socket or the wire; the
+//! engine runs the remote connect, and the tracer stops and wakes threads.
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;

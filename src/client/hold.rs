@@ -20,6 +20,9 @@
 //!
 //! A program that closes its socket meanwhile makes it vanish from the
 //! kernel's TCP table; the connect on the server is then abandoned.
+//!
+//! Owns the hold listener and the crossing connect; must not decide a
+//! connect's outcome (the server's answer does) nor stop the program.
 
 use std::collections::HashSet;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};

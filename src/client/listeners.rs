@@ -4,6 +4,9 @@
 //! few times a second while the program has remote listeners, and at once
 //! when a remote `bind` finds its port taken (a program that closes a
 //! listener and binds the port again must find it free, as natively).
+//!
+//! Must not close anything the program still holds: it only releases the
+//! server's side of listeners the kernel no longer lists.
 
 use std::collections::HashSet;
 use std::time::Duration;

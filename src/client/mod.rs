@@ -1,5 +1,10 @@
 //! Wiring of the rscq client: the tracer thread, the engine that carries
 //! forwarded calls over the QUIC [`Link`], and the end-of-run summary.
+//!
+//! Owns the engine task: it feeds [`crate::engine`] with requests and the
+//! clock, sends what the layers ask for on the link, and answers the tracer
+//! thread through [`Event`]s. Must not call ptrace (only the tracer thread
+//! does) nor decide caching or coalescing policy (that is [`crate::engine`]'s).
 
 pub mod coalesce;
 pub mod connect;
@@ -120,7 +125,10 @@ impl Engine {
     /// The errno a program sees once the connection is gone, said once.
     fn connection_failed(&self, err: &crate::transport::TransportError) -> Errno {
         if !self.lost.swap(true, Ordering::SeqCst) {
-            eprintln!("rscq: {err}; forwarded calls now fail with EIO");
+            eprintln!(
+                "rscq: {}; forwarded calls now fail with EIO",
+                crate::transport::ErrorChain(err)
+            );
         }
         Errno::EIO
     }

@@ -6,6 +6,9 @@
 //! fetch is the program itself: a trapped `recv` on an empty socket fetches
 //! at most the size it asked for, and a trapped `poll` on an empty socket
 //! fetches as much as the last `recv` asked for.
+//!
+//! Must not read ahead or coalesce: every fetch and send is one round trip,
+//! as `--pure` promises.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};

@@ -1,5 +1,8 @@
 //! Socket options the program set on a socket that is not on the server
 //! yet: kept by socket inode until its `connect` or `bind` takes them.
+//!
+//! Pure bookkeeping: must not set options itself; `connect` and `bind` send
+//! what it kept.
 
 use std::collections::HashMap;
 use std::mem::discriminant;

@@ -1,5 +1,7 @@
 //! `--stats`: calls per syscall, bytes each way, time spent waiting on the
 //! network.
+//!
+//! Only counts: must not change what is forwarded or when.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

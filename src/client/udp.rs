@@ -17,8 +17,12 @@
 //!
 //! An ICMP error the server's socket gets about a datagram to X reaches
 //! the program's socket as a real ICMP error about a datagram to X's relay
-//! (see [`icmp`]), so the local kernel reports it where the remote one
+//! (see `icmp`), so the local kernel reports it where the remote one
 //! would have.
+//!
+//! Must not decide which calls are trapped or how addresses are rewritten
+//! (that is [`crate::syscall::udp`]); it owns the relays and the socket's
+//! stream.
 
 mod icmp;
 

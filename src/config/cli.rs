@@ -4,6 +4,8 @@
 //! usage help, before anything starts. Cross-setting rules (duplicate mount
 //! points, `--pure` against `--optimize`, merging with `--config`) live in
 //! [`super::resolve`], because they also apply to settings from a file.
+//!
+//! Must not read files or the environment: that happens in [`super::resolve`].
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -29,6 +31,8 @@ pub struct ClientArgs {
 
     /// Server address: HOST, HOST:PORT or [IPv6]:PORT (default port 4433).
     /// Without it rscq starts an embedded executor on loopback.
+    // The text is clap's help, so `[IPv6]` stays as users type it.
+    #[allow(rustdoc::broken_intra_doc_links)]
     #[arg(long, value_name = "HOST:PORT")]
     pub remote: Option<RemoteAddr>,
 

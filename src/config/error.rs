@@ -1,5 +1,7 @@
 //! Configuration errors. Every message says where the bad value came from
 //! (a flag, or file:line) and what is wrong with it.
+//!
+//! Errors only: must not parse.
 
 use std::fmt;
 use std::io;

@@ -16,6 +16,8 @@
 //! undone from the command line). `--mount` flags replace the file's mounts
 //! as a whole. `--pure`/`--optimize` on the command line replace the file's
 //! `pure`/`optimize` as a whole.
+//!
+//! Must not start anything: the result is plain data for the binaries.
 
 mod cli;
 mod error;

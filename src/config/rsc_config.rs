@@ -17,6 +17,8 @@
 //! `local_path`/`remote_path` become a mount only with `disk_on 1`; with
 //! `disk_on 0` they are kept off, and without any disk_on line they are an
 //! error (the intent is ambiguous).
+//!
+//! Pure: takes the file's text, must not read it.
 
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -1,4 +1,6 @@
 //! Tests of merging and validation in `resolve`, and of the shipped profiles.
+//!
+//! Tests only.
 
 use super::*;
 use clap::Parser;

@@ -18,6 +18,9 @@
 //!
 //! Values that need checking beyond their TOML type are kept with their span
 //! so that a bad mount or address is reported at its own line.
+//!
+//! Pure: takes the file's text, must not read it or apply precedence (that is
+//! [`super::resolve`]'s).
 
 use std::fmt;
 use std::ops::Range;

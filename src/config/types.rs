@@ -3,6 +3,8 @@
 //!
 //! Each parses from the string a user types, with a small error type of its
 //! own; callers wrap that error with where the string came from.
+//!
+//! Pure: must not know where a string came from.
 
 use std::fmt;
 use std::net::Ipv6Addr;

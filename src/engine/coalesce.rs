@@ -15,6 +15,8 @@
 //! - the program's side ended ([`Coalescer::finish`]).
 //!
 //! Pure: time comes in as `now`, the round-trip estimate as `rtt`.
+//!
+//! Pure: time comes in as `now`; must not read the clock or touch a socket.
 
 use std::time::{Duration, Instant};
 

@@ -21,6 +21,9 @@
 //!
 //! Send coalescing for sockets (the `nagle` layer) is [`coalesce`], driven
 //! by the socket pump.
+//!
+//! Must not read the clock, touch the network or call ptrace; everything it
+//! needs comes in as arguments.
 
 pub mod coalesce;
 pub mod readahead;

@@ -7,6 +7,8 @@
 //! each read that continues where the last one ended, up to `MAX_IO`. A
 //! read anywhere else fetches exactly what it asks for: a random-access
 //! reader pays nothing extra.
+//!
+//! Pure: must not fetch anything itself; it says what to fetch.
 
 use crate::errno::Errno;
 use crate::proto::{Handle, MAX_IO, Reply, Request, Response};

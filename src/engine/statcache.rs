@@ -1,5 +1,7 @@
 //! Answers prefetched with a directory listing, each usable once within a
 //! TTL, dropped at once when rscq changes the directory they describe.
+//!
+//! Pure: time comes in as `now`; must not decide what to prefetch.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -1,3 +1,6 @@
+//! Tests of the layers through [`FileEngine`]'s public steps, on plain
+//! values with explicit times. Tests only.
+
 use std::time::{Duration, Instant};
 
 use super::*;

@@ -24,6 +24,9 @@
 //! exited) is kept in [`WriteBehind::take_lost`] for rscq to report.
 //!
 //! Pure: no clock, no I/O; flushes are values the driver sends.
+//!
+//! Pure: must not send anything itself; it says which flushes to send and
+//! which replies may go.
 
 use std::collections::HashMap;
 

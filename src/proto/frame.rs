@@ -1,8 +1,11 @@
 //! Length-prefixed postcard frames: `[u32 little-endian length][postcard body]`.
 //!
-//! Split in two steps, as mini-redis does: [`check`] says whether a buffer
-//! holds a whole frame without decoding it, and [`decode`] turns a body into
-//! a message. Neither panics on arbitrary bytes.
+//! Owns the byte-level framing and nothing else: [`encode`], [`body_len`]
+//! (what a header announces), [`check`] (whether a buffer holds a whole
+//! frame, without decoding it, as mini-redis does) and [`decode`] (a body
+//! into a message). Pure: no I/O, no async. Reading frames from a QUIC
+//! stream is `transport::stream`'s job, built on these. Nothing here panics
+//! on arbitrary bytes.
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -11,14 +14,30 @@ use serde::de::DeserializeOwned;
 /// for the rest of the message.
 pub const MAX_FRAME: usize = super::MAX_IO as usize + 64 * 1024;
 
-const HEADER: usize = 4;
+/// The length prefix: a `u32`, little-endian.
+pub const HEADER: usize = 4;
 
+/// Why bytes are not a frame, or a frame's body not a message.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum FrameError {
     #[error("frame of {0} bytes exceeds the limit of {MAX_FRAME}")]
     TooLarge(usize),
-    #[error("malformed message: {0}")]
-    Malformed(String),
+    /// The body is not a postcard encoding of the expected message.
+    #[error("malformed message")]
+    Malformed(#[source] postcard::Error),
+    /// A buffer that must hold one frame holds more.
+    #[error("malformed message: trailing bytes after frame")]
+    TrailingBytes,
+    /// A buffer that must hold one frame ends inside it.
+    #[error("malformed message: truncated frame")]
+    Truncated,
+}
+
+/// The body length a frame header announces (not yet checked against any
+/// limit).
+pub fn body_len(header: [u8; HEADER]) -> usize {
+    // A u32 always fits a usize on the 64-bit targets rscq builds for.
+    usize::try_from(u32::from_le_bytes(header)).unwrap_or(usize::MAX)
 }
 
 /// Encodes `msg` as one frame.
@@ -40,8 +59,7 @@ pub fn check(buf: &[u8]) -> Result<Option<std::ops::Range<usize>>, FrameError> {
     };
     let mut len_bytes = [0u8; HEADER];
     len_bytes.copy_from_slice(header);
-    let len = usize::try_from(u32::from_le_bytes(len_bytes))
-        .map_err(|_| FrameError::TooLarge(usize::MAX))?;
+    let len = body_len(len_bytes);
     if len > MAX_FRAME {
         return Err(FrameError::TooLarge(len));
     }
@@ -53,15 +71,15 @@ pub fn check(buf: &[u8]) -> Result<Option<std::ops::Range<usize>>, FrameError> {
 
 /// Decodes one frame body.
 pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
-    postcard::from_bytes(body).map_err(|e| FrameError::Malformed(e.to_string()))
+    postcard::from_bytes(body).map_err(FrameError::Malformed)
 }
 
 /// Decodes a buffer that must hold exactly one whole frame.
 pub fn decode_frame<T: DeserializeOwned>(buf: &[u8]) -> Result<T, FrameError> {
     match check(buf)? {
         Some(range) if range.end == buf.len() => decode(&buf[range]),
-        Some(_) => Err(FrameError::Malformed("trailing bytes after frame".into())),
-        None => Err(FrameError::Malformed("truncated frame".into())),
+        Some(_) => Err(FrameError::TrailingBytes),
+        None => Err(FrameError::Truncated),
     }
 }
 
@@ -89,6 +107,17 @@ mod tests {
             assert_eq!(check(&bytes[..cut]).unwrap(), None, "cut at {cut}");
         }
         assert!(check(&bytes).unwrap().is_some());
+    }
+
+    #[test]
+    fn the_header_is_a_little_endian_length() {
+        assert_eq!(body_len([5, 1, 0, 0]), 261);
+        let bytes = encode(&Request::Uname);
+        let header = [bytes[0], bytes[1], bytes[2], bytes[3]];
+        assert_eq!(
+            check(&bytes).unwrap(),
+            Some(HEADER..HEADER + body_len(header))
+        );
     }
 
     #[test]

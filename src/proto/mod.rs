@@ -7,6 +7,9 @@
 //!
 //! Paths are byte strings (Linux paths need not be UTF-8). A [`RemotePath`]
 //! is always interpreted beneath the server's export root, whatever it says.
+//!
+//! Pure: types and their encoding only; must not do I/O. A change to any
+//! message is a [`PROTOCOL_VERSION`] bump.
 
 pub mod frame;
 

@@ -16,6 +16,8 @@
 //! decision to the calling thread until its guard drops. A client can only
 //! lose rights: ids the server could not take fail the call with `EACCES`
 //! rather than running it as the server.
+//!
+//! Must not widen rights: a client can only lose them.
 
 use std::cell::Cell;
 

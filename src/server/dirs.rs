@@ -1,4 +1,6 @@
 //! Directories: getdents, mkdir, rmdir, and the chdir check.
+//!
+//! Resolves only through [`super::resolve`]; must not open a path itself.
 
 use std::os::fd::{AsFd, BorrowedFd};
 

@@ -1,7 +1,9 @@
 //! Executes one [`Request`] with real syscalls beneath the export root.
 //!
 //! This file only dispatches and applies `--read-only`; each syscall family
-//! lives in its own module, and confinement in [`super::resolve`].
+//! lives in its own module, and confinement in `super::resolve`.
+//!
+//! Must not resolve paths or hold per-family logic itself.
 
 use std::collections::HashMap;
 use std::os::fd::AsFd;

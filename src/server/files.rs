@@ -1,4 +1,6 @@
 //! Open files: open, read, write, seek, sync, truncate, file status flags.
+//!
+//! Resolves only through [`super::resolve`]; must not open a path itself.
 
 use std::os::fd::{AsFd, BorrowedFd};
 

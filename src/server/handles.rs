@@ -2,6 +2,8 @@
 //!
 //! Handles are numbered per session and never reused, so a stale or forged
 //! handle finds nothing (`EBADF`) rather than someone else's file.
+//!
+//! Must not resolve paths or run calls on the files it holds.
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;

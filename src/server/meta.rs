@@ -2,6 +2,8 @@
 //!
 //! Path forms resolve to an `O_PATH` fd first ([`Root::target`]) and act on
 //! that fd, so the object checked is the object changed.
+//!
+//! Must not resolve a path any other way.
 
 use std::os::fd::{AsFd, BorrowedFd};
 

@@ -1,7 +1,13 @@
 //! rscq-server: executes forwarded requests beneath an export root.
 //!
-//! [`Executor`] dispatches; confinement is [`resolve`]'s job, the handle
-//! table [`handles`]'s, and each syscall family has its own module.
+//! [`Executor`] dispatches; confinement is the private `resolve` module's
+//! job, the handle table `handles`'s, whose rights a call runs with
+//! [`creds`]'s, and each syscall family has its own private module
+//! (`files`, `meta`, `names`, `dirs`, `xattr`, `uname`; [`net`],
+//! [`udp`] and [`sockopt`] for `--net`).
+//!
+//! Must not speak QUIC: [`crate::transport::server`] reads requests and
+//! writes responses; this module only runs them.
 
 pub mod creds;
 mod dirs;

@@ -2,6 +2,8 @@
 //!
 //! Each acts on a last component beside its confined parent
 //! ([`Root::entry`]), so no name is ever resolved outside the root.
+//!
+//! Must not resolve a path any other way.
 
 use std::os::fd::{AsFd, OwnedFd};
 

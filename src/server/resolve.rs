@@ -17,6 +17,8 @@
 //! A final `.` or `..` is not a name an `*at` call may see (`..` beside the
 //! root fd *is* outside), so [`Entry::Special`] reports it instead and each
 //! operation answers with the errno Linux gives for it.
+//!
+//! Must not run the operations themselves; it only hands out confined fds.
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};

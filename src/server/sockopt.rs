@@ -1,6 +1,9 @@
 //! Socket options on the server's sockets: those the program set before
 //! `connect`/`bind` are applied to the real socket first, and those it sets
 //! later reach the live connection or listener by its addresses.
+//!
+//! Must not decide which options travel: the client sends only those it
+//! forwards.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -1,4 +1,6 @@
 //! A real export in a temporary directory, for the server's unit tests.
+//!
+//! Tests only.
 
 use std::path::{Path, PathBuf};
 

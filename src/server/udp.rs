@@ -14,6 +14,8 @@
 //! hears of it. With `--pure` the socket is read only when the program
 //! asks: one datagram per [`UdpOp::Recv`], and an error is what that
 //! receive returns.
+//!
+//! Must not read frames itself: [`crate::transport::read_frame`] does.
 
 use std::net::SocketAddr;
 use std::sync::Arc;

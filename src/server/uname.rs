@@ -1,4 +1,6 @@
 //! `uname(2)` of the server's machine.
+//!
+//! Must not change anything.
 
 use crate::proto::{Reply, Response, Utsname};
 

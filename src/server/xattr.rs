@@ -6,6 +6,8 @@
 //! exactly the resolved object, which for `follow == false` on a symlink is
 //! the symlink itself, so the follow variants act as the `l*xattr` calls do.
 //! (The `l*xattr` calls on the link would address the `/proc` entry.)
+//!
+//! Must not resolve a path any other way.
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, OwnedFd};

@@ -1,6 +1,8 @@
 //! Socket calls `--net` needs that rustix does not wrap: options given as
 //! raw bytes (`IP_RECVERR`, `ICMP_FILTER`), a socket filter, and reading
 //! the error queue.
+//!
+//! Wrappers only: must not decide when they are used.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 

@@ -1,4 +1,6 @@
 //! Raw syscalls the server needs that rustix does not wrap.
+//!
+//! Wrappers only: must not resolve paths or decide rights.
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 

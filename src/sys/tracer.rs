@@ -1,5 +1,7 @@
 //! Raw syscalls of the tracer: ptrace requests nix lacks or gets wrong,
 //! seccomp installation, and the fork that starts the program.
+//!
+//! Wrappers only: must not keep tracer state.
 
 use std::ffi::CString;
 

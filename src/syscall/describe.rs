@@ -1,4 +1,6 @@
 //! strace-like rendering of forwarded requests for `--trace`.
+//!
+//! Pure: must not change what is forwarded; only renders it.
 
 use std::fmt::Write as _;
 

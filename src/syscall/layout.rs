@@ -1,5 +1,7 @@
 //! Byte layouts of the kernel structures rscq writes into or reads from the
 //! program's memory, for x86_64.
+//!
+//! Pure: byte layouts only; must not read or write tracee memory itself.
 
 use crate::proto::{DirEntry, Stat, Statfs, TimeUpdate, Timespec, Utsname};
 

@@ -2,6 +2,8 @@
 //! to [`crate::proto::Request`]s, and how replies are laid out in the
 //! program's memory. Pure code: memory and fd lookups come in through the
 //! [`plan::Tracee`] trait.
+//!
+//! Must not call ptrace, touch the network or read the clock.
 
 pub mod describe;
 pub mod layout;

@@ -1,4 +1,7 @@
 //! x86_64 syscall numbers rscq traps, with their names for `--trace`.
+//!
+//! Pure: numbers and names only; which of them stop the program is the
+//! tracer's seccomp filter.
 
 /// Trapped because they take a path.
 pub const PATH_CALLS: &[(i64, &str)] = &[

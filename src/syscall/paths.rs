@@ -4,6 +4,8 @@
 //! lexically: a local symlink that points into a mount is not followed (README,
 //! "What does not work yet"). From the mount on, the components are the
 //! server's to resolve ([`MountTable::locate`]).
+//!
+//! Pure: must not resolve anything on either machine.
 
 use crate::proto::RemotePath;
 

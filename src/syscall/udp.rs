@@ -7,6 +7,8 @@
 //! reports (a relay's address) becomes the peer again at the call's exit.
 //! With `--pure`, sends are one round trip each and a receive on an empty
 //! socket first fetches one datagram.
+//!
+//! Pure: must not send or receive; the client's relays do.
 
 use super::layout::{decode_sockaddr, encode_sockaddr};
 use super::plan::{AfterNative, Plan, Scratch, Then, Tracee, ipv4_peer_refused};

@@ -1,15 +1,20 @@
 //! The client's side of a connection: [`Link`].
+//!
+//! Owns the connection, its handshake and the mapping of quinn failures to
+//! [`TransportError`]. Must not know what a request means: the engine builds
+//! requests and reads replies.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use quinn::crypto::rustls::QuicClientConfig;
-use quinn::{ConnectionError, ReadError, ReadToEndError, TransportErrorCode, WriteError};
+use quinn::{ConnectionError, TransportErrorCode, WriteError};
 
 use super::identity::{Fingerprint, Identity, SERVER_NAME};
+use super::stream::{ReadFrameError, read_frame, read_frame_within, read_sole_frame};
 use super::trust::{Expectation, ServerTrust, ServerVerifier, record_known_server};
-use super::{MAX_STREAM_BYTES, TransportError, code, provider, transport_config};
+use super::{MAX_STREAM_BYTES, StreamKind, TransportError, code, provider, transport_config};
 use crate::proto::{
     ALPN, Credentials, Hello, Incoming, PROTOCOL_VERSION, Request, Response, SockAddr, Welcome,
     frame,
@@ -58,6 +63,12 @@ const CLOSE_FLUSH: Duration = Duration::from_millis(5);
 /// server is caught sooner by the idle timeout; this catches a live peer
 /// that is not an rscq-server.
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The most the `Welcome` stream may hold.
+const HANDSHAKE_LIMIT: usize = 1024;
+
+/// The most an [`Incoming`] frame's body may hold.
+const INCOMING_LIMIT: usize = 1024;
 
 /// TLS alerts (RFC 8446 §6.2) a server sends when it refuses our certificate.
 const ALERT_BAD_CERTIFICATE: u8 = 42;
@@ -183,20 +194,22 @@ impl From<WriteError> for SetupFailure {
     fn from(e: WriteError) -> Self {
         match e {
             WriteError::ConnectionLost(c) => Self::Connection(c),
-            other => Self::Other(TransportError::Protocol(format!(
-                "handshake stream: {other}"
-            ))),
+            source => Self::Other(TransportError::Send {
+                stream: StreamKind::Handshake,
+                source,
+            }),
         }
     }
 }
 
-impl From<ReadToEndError> for SetupFailure {
-    fn from(e: ReadToEndError) -> Self {
-        match e {
-            ReadToEndError::Read(ReadError::ConnectionLost(c)) => Self::Connection(c),
-            other => Self::Other(TransportError::Protocol(format!(
-                "handshake stream: {other}"
-            ))),
+impl From<ReadFrameError> for SetupFailure {
+    fn from(e: ReadFrameError) -> Self {
+        match e.connection_lost() {
+            Some(c) => Self::Connection(c.clone()),
+            None => Self::Other(TransportError::Receive {
+                stream: StreamKind::Handshake,
+                source: e,
+            }),
         }
     }
 }
@@ -317,31 +330,21 @@ impl Link {
         if bytes.len() > MAX_STREAM_BYTES {
             return Err(TransportError::RequestTooLarge(bytes.len()));
         }
+        let rejected = quinn::VarInt::from_u32(code::MALFORMED_REQUEST);
         let (mut send, mut recv) = self.conn.open_bi().await.map_err(lost)?;
         send.write_all(&bytes).await.map_err(|e| match e {
-            WriteError::Stopped(c) if c == quinn::VarInt::from_u32(code::MALFORMED_REQUEST) => {
-                TransportError::RequestRejected
-            }
-            WriteError::ConnectionLost(c) => lost(c),
-            other => TransportError::Protocol(format!("request stream: {other}")),
+            WriteError::Stopped(c) if c == rejected => TransportError::RequestRejected,
+            e => write_failed(StreamKind::Call, e),
         })?;
         // Only fails if the stream is already finished or reset, which the
         // successful write above rules out; a later reset shows in the read.
         let _ = send.finish();
-        let body = recv
-            .read_to_end(MAX_STREAM_BYTES)
+        read_sole_frame::<Response>(&mut recv, MAX_STREAM_BYTES)
             .await
-            .map_err(|e| match e {
-                ReadToEndError::Read(ReadError::Reset(c))
-                    if c == quinn::VarInt::from_u32(code::MALFORMED_REQUEST) =>
-                {
-                    TransportError::RequestRejected
-                }
-                ReadToEndError::Read(ReadError::ConnectionLost(c)) => lost(c),
-                other => TransportError::Protocol(format!("response stream: {other}")),
-            })?;
-        frame::decode_frame::<Response>(&body)
-            .map_err(|e| TransportError::Protocol(format!("response: {e}")))
+            .map_err(|e| match e.reset_code() {
+                Some(c) if c == rejected => TransportError::RequestRejected,
+                _ => read_failed(StreamKind::Call, e),
+            })
     }
 
     /// The raw connection, for tests that misbehave on purpose.
@@ -365,26 +368,15 @@ impl Link {
             pure,
             options,
         };
+        let stream = StreamKind::TcpConnect;
         send.write_all(&encode_call(None, &request))
             .await
-            .map_err(|e| match e {
-                WriteError::ConnectionLost(c) => lost(c),
-                other => TransportError::Protocol(format!("connect stream: {other}")),
-            })?;
-        let mut header = [0u8; 4];
-        let read_failed = |e: quinn::ReadExactError| match e {
-            quinn::ReadExactError::ReadError(ReadError::ConnectionLost(c)) => lost(c),
-            other => TransportError::Protocol(format!("connect answer: {other}")),
-        };
-        recv.read_exact(&mut header).await.map_err(read_failed)?;
-        let len = usize::try_from(u32::from_le_bytes(header)).unwrap_or(usize::MAX);
-        if len > frame::MAX_FRAME {
-            return Err(TransportError::Protocol("oversized connect answer".into()));
-        }
-        let mut body = vec![0u8; len];
-        recv.read_exact(&mut body).await.map_err(read_failed)?;
-        let response: Response = frame::decode(&body)
-            .map_err(|e| TransportError::Protocol(format!("connect answer: {e}")))?;
+            .map_err(|e| write_failed(stream, e))?;
+        // Only the answer: the connection's bytes follow it on the stream.
+        let response = read_frame::<Response>(&mut recv)
+            .await
+            .map_err(|e| read_failed(stream, e))?
+            .ok_or(TransportError::NoAnswer { stream })?;
         Ok(match response {
             Ok(crate::proto::Reply::TcpConnected { local, peer }) => Ok(TcpStreams {
                 local,
@@ -401,16 +393,15 @@ impl Link {
     /// two streams carry the socket's `UdpOp`/`UdpEvent` frames; a remote
     /// failure is the inner `Err(Errno)`.
     pub async fn open_udp(&self, request: &Request) -> Result<UdpOutcome, TransportError> {
+        let stream = StreamKind::UdpBind;
         let (mut send, mut recv) = self.conn.open_bi().await.map_err(lost)?;
         send.write_all(&encode_call(None, request))
             .await
-            .map_err(|e| match e {
-                WriteError::ConnectionLost(c) => lost(c),
-                other => TransportError::Protocol(format!("udp stream: {other}")),
-            })?;
-        let response = super::read_frame::<Response>(&mut recv)
-            .await?
-            .ok_or_else(|| TransportError::Protocol("udp stream ended".into()))?;
+            .map_err(|e| write_failed(stream, e))?;
+        let response = read_frame::<Response>(&mut recv)
+            .await
+            .map_err(|e| read_failed(stream, e))?
+            .ok_or(TransportError::NoAnswer { stream })?;
         Ok(match response {
             Ok(crate::proto::Reply::UdpBound { local }) => Ok(UdpStreams { local, send, recv }),
             Ok(_) => Err(crate::errno::Errno::EIO),
@@ -423,21 +414,12 @@ impl Link {
     pub async fn accept_incoming(
         &self,
     ) -> Result<(Incoming, quinn::SendStream, quinn::RecvStream), TransportError> {
+        let stream = StreamKind::Incoming;
         let (send, mut recv) = self.conn.accept_bi().await.map_err(lost)?;
-        let mut header = [0u8; 4];
-        let read_failed = |e: quinn::ReadExactError| match e {
-            quinn::ReadExactError::ReadError(ReadError::ConnectionLost(c)) => lost(c),
-            other => TransportError::Protocol(format!("incoming stream: {other}")),
-        };
-        recv.read_exact(&mut header).await.map_err(read_failed)?;
-        let len = usize::try_from(u32::from_le_bytes(header)).unwrap_or(usize::MAX);
-        if len > 1024 {
-            return Err(TransportError::Protocol("oversized incoming header".into()));
-        }
-        let mut body = vec![0u8; len];
-        recv.read_exact(&mut body).await.map_err(read_failed)?;
-        let incoming = frame::decode::<Incoming>(&body)
-            .map_err(|e| TransportError::Protocol(format!("incoming stream: {e}")))?;
+        let incoming = read_frame_within::<Incoming>(&mut recv, INCOMING_LIMIT)
+            .await
+            .map_err(|e| read_failed(stream, e))?
+            .ok_or(TransportError::NoAnswer { stream })?;
         Ok((incoming, send, recv))
     }
 
@@ -515,23 +497,38 @@ fn lost(e: ConnectionError) -> TransportError {
     }
 }
 
+/// A failed write on a stream of `stream`'s kind: the connection's loss, or
+/// the stream's own failure.
+fn write_failed(stream: StreamKind, e: WriteError) -> TransportError {
+    match e {
+        WriteError::ConnectionLost(c) => lost(c),
+        source => TransportError::Send { stream, source },
+    }
+}
+
+/// A failed frame read on a stream of `stream`'s kind: the connection's
+/// loss, or the stream's own failure.
+fn read_failed(stream: StreamKind, e: ReadFrameError) -> TransportError {
+    match e.connection_lost() {
+        Some(c) => lost(c.clone()),
+        None => TransportError::Receive { stream, source: e },
+    }
+}
+
 /// Runs the version handshake on the first stream; returns `read_only`.
 async fn hello(conn: &quinn::Connection, version: u32) -> Result<bool, SetupFailure> {
     let (mut send, mut recv) = conn.open_bi().await?;
     send.write_all(&frame::encode(&Hello { version })).await?;
     let _ = send.finish();
-    let body = match tokio::time::timeout(WELCOME_TIMEOUT, recv.read_to_end(1024)).await {
+    let answer = read_sole_frame::<Welcome>(&mut recv, HANDSHAKE_LIMIT);
+    let welcome = match tokio::time::timeout(WELCOME_TIMEOUT, answer).await {
         Ok(read) => read?,
         Err(_) => {
-            return Err(SetupFailure::Other(TransportError::Protocol(format!(
-                "no handshake answer within {}s; is this an rscq-server?",
-                WELCOME_TIMEOUT.as_secs()
-            ))));
+            return Err(SetupFailure::Other(TransportError::NoWelcome {
+                secs: WELCOME_TIMEOUT.as_secs(),
+            }));
         }
     };
-    let welcome = frame::decode_frame::<Welcome>(&body).map_err(|e| {
-        SetupFailure::Other(TransportError::Protocol(format!("handshake answer: {e}")))
-    })?;
     match welcome {
         Welcome::Accepted {
             version: server,

@@ -1,6 +1,9 @@
 //! An in-process server for `rscq` without `--remote`: the same QUIC and
 //! TLS code path as a real remote, over loopback, with throw-away
 //! identities that exist only in memory.
+//!
+//! Must not take any shortcut a real server does not: it runs the same
+//! transport and executor code.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;

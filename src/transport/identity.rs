@@ -4,6 +4,8 @@
 //! by the SHA-256 of the whole DER certificate, as ssh does with host keys.
 //! Nothing here looks at names or validity dates: the fingerprint is the
 //! identity.
+//!
+//! Must not decide whom to trust: that is [`super::trust`]'s.
 
 use std::fmt;
 use std::io::Write;

@@ -6,12 +6,17 @@
 //! client finishes after one request frame and the server after one
 //! response frame. Authentication is mutual TLS 1.3 with self-signed
 //! certificates trusted by fingerprint (see [`trust`]).
+//!
+//! Must not know what a request means: [`crate::client`] builds them and
+//! [`crate::server`] runs them; this module carries them. Every frame read
+//! from a stream goes through [`stream`].
 
 pub mod client;
 pub mod embedded;
 pub mod identity;
 pub mod pump;
 pub mod server;
+pub mod stream;
 pub mod trust;
 
 #[cfg(test)]
@@ -25,6 +30,7 @@ pub use client::Link;
 pub use embedded::Embedded;
 pub use identity::{Fingerprint, Identity, IdentityError};
 pub use server::{Peer, Session, SessionError};
+pub use stream::{ReadFrameError, read_frame};
 pub use trust::{AuthorizedClients, ServerTrust, TrustError};
 
 /// Without traffic for this long the connection is dead. Both sides send
@@ -111,12 +117,80 @@ pub enum TransportError {
     VersionMismatch { client: u32, server: u32 },
     #[error("connection to the server lost: {0}")]
     ConnectionLost(String),
-    #[error("protocol error: {0}")]
-    Protocol(String),
+    /// A request could not be written to its stream.
+    #[error("protocol error: writing the {stream} stream")]
+    Send {
+        stream: StreamKind,
+        #[source]
+        source: quinn::WriteError,
+    },
+    /// The frame the server sent on a stream could not be read.
+    #[error("protocol error: reading the {stream} stream")]
+    Receive {
+        stream: StreamKind,
+        #[source]
+        source: ReadFrameError,
+    },
+    /// The server finished a stream before its first frame.
+    #[error("protocol error: the {stream} stream ended before its first frame")]
+    NoAnswer { stream: StreamKind },
+    /// The peer completed QUIC and TLS but never answered `Hello`.
+    #[error("protocol error: no handshake answer within {secs}s; is this an rscq-server?")]
+    NoWelcome { secs: u64 },
     #[error("request of {0} bytes exceeds the frame limit")]
     RequestTooLarge(usize),
     #[error("server rejected the request as malformed")]
     RequestRejected,
+}
+
+/// Which of a connection's streams an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    /// The first stream: `Hello` and `Welcome`.
+    Handshake,
+    /// A forwarded call's request and response.
+    Call,
+    /// A `TcpConnect` request and the connection's answer.
+    TcpConnect,
+    /// A `UdpBind` request and the socket's answer.
+    UdpBind,
+    /// A stream the server opened for a connection a remote listener took.
+    Incoming,
+}
+
+impl std::fmt::Display for StreamKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Handshake => "handshake",
+            Self::Call => "request",
+            Self::TcpConnect => "TCP connect",
+            Self::UdpBind => "UDP bind",
+            Self::Incoming => "incoming connection",
+        })
+    }
+}
+
+/// Shows an error followed by its sources, `error: cause: cause`, as
+/// anyhow's `{:#}` does, for places that print a library error themselves.
+/// A source whose text the previous message already ends with is skipped
+/// (some of quinn's errors repeat their source).
+pub struct ErrorChain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = self.0.to_string();
+        f.write_str(&shown)?;
+        let mut next = self.0.source();
+        while let Some(cause) = next {
+            let text = cause.to_string();
+            if !shown.ends_with(&text) {
+                write!(f, ": {text}")?;
+            }
+            shown = text;
+            next = cause.source();
+        }
+        Ok(())
+    }
 }
 
 /// The crypto provider everywhere: ring, explicitly, since relying on the
@@ -166,28 +240,5 @@ pub(crate) fn transport_config() -> Arc<quinn::TransportConfig> {
 }
 
 /// The frame limit plus its header, for `read_to_end`.
-pub(crate) const MAX_STREAM_BYTES: usize = crate::proto::frame::MAX_FRAME + 4;
-
-/// Reads one frame from a stream that carries a sequence of them. `None`
-/// when the stream ended cleanly between frames.
-pub async fn read_frame<T: serde::de::DeserializeOwned>(
-    recv: &mut quinn::RecvStream,
-) -> Result<Option<T>, TransportError> {
-    let mut header = [0u8; 4];
-    match recv.read_exact(&mut header).await {
-        Ok(()) => {}
-        Err(quinn::ReadExactError::FinishedEarly(0)) => return Ok(None),
-        Err(e) => return Err(TransportError::Protocol(format!("stream: {e}"))),
-    }
-    let len = usize::try_from(u32::from_le_bytes(header)).unwrap_or(usize::MAX);
-    if len > crate::proto::frame::MAX_FRAME {
-        return Err(TransportError::Protocol("oversized frame".into()));
-    }
-    let mut body = vec![0u8; len];
-    recv.read_exact(&mut body)
-        .await
-        .map_err(|e| TransportError::Protocol(format!("stream: {e}")))?;
-    crate::proto::frame::decode(&body)
-        .map(Some)
-        .map_err(|e| TransportError::Protocol(format!("stream: {e}")))
-}
+pub(crate) const MAX_STREAM_BYTES: usize =
+    crate::proto::frame::MAX_FRAME + crate::proto::frame::HEADER;

@@ -1,6 +1,9 @@
 //! Carries one TCP connection over one QUIC stream, both ways. The same pump
 //! runs on both sides: on the server next to the real socket, in rscq next
 //! to the program's socket.
+//!
+//! Must not decide when held bytes go: [`Nagle`] asks
+//! [`crate::engine::coalesce`].
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;

@@ -1,5 +1,8 @@
 //! The server's side: an endpoint that accepts only authorized clients, and
 //! [`serve`], which gives every connection its own [`Session`].
+//!
+//! Owns the accept loop, the handshake and the mapping of a stream to one
+//! request. Must not execute requests itself: a [`Session`] does.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,8 +15,9 @@ use rustls::pki_types::CertificateDer;
 use tokio::sync::Semaphore;
 
 use super::identity::{Fingerprint, Identity};
+use super::stream::{ReadFrameError, read_frame, read_sole_frame};
 use super::trust::{AuthorizedClients, ClientVerifier};
-use super::{TransportError, code, provider, transport_config};
+use super::{ErrorChain, TransportError, code, provider, transport_config};
 use crate::errno::Errno;
 use crate::proto::{
     ALPN, Call, Credentials, Hello, PROTOCOL_VERSION, Request, Response, Welcome, frame,
@@ -151,7 +155,8 @@ where
     let (mut send, hello) = match read_hello(&conn).await {
         Ok(Some(hello)) => hello,
         Ok(None) => return,
-        Err(reason) => {
+        Err(e) => {
+            let reason = ErrorChain(&e).to_string();
             tracing::info!(parent: &span, "bad handshake: {reason}");
             conn.close(VarInt::from_u32(code::BAD_HANDSHAKE), reason.as_bytes());
             return;
@@ -228,29 +233,46 @@ fn runs_inline(req: &Request) -> bool {
     )
 }
 
+/// Why a client's `Hello` could not be had; sent back as the close reason.
+#[derive(Debug, thiserror::Error)]
+enum HelloError {
+    #[error(transparent)]
+    Read(#[from] ReadFrameError),
+    #[error("no handshake within {}s", HELLO_TIMEOUT.as_secs())]
+    Timeout,
+}
+
+/// The most the `Hello` stream may hold.
+const HELLO_LIMIT: usize = 1024;
+
 /// Reads the `Hello` on the first stream, bounded in time so a silent
 /// client cannot hold a connection open forever. `Ok(None)`: the connection
 /// ended first.
 async fn read_hello(
     conn: &quinn::Connection,
-) -> Result<Option<(quinn::SendStream, Hello)>, String> {
+) -> Result<Option<(quinn::SendStream, Hello)>, HelloError> {
     let exchange = async {
         let Ok((send, mut recv)) = conn.accept_bi().await else {
             return Ok(None);
         };
-        let body = recv.read_to_end(1024).await.map_err(|e| e.to_string())?;
-        let hello = frame::decode_frame::<Hello>(&body).map_err(|e| e.to_string())?;
+        let hello = read_sole_frame::<Hello>(&mut recv, HELLO_LIMIT).await?;
         Ok(Some((send, hello)))
     };
     match tokio::time::timeout(HELLO_TIMEOUT, exchange).await {
         Ok(result) => result,
-        Err(_) => Err(format!("no handshake within {}s", HELLO_TIMEOUT.as_secs())),
+        Err(_) => Err(HelloError::Timeout),
     }
 }
 
+/// Why a request stream gave no request.
 enum RequestError {
+    /// The frame exceeds the limit: refuse it unread.
     TooLong,
-    Malformed(String),
+    /// Not one whole `Call` frame.
+    Malformed(ReadFrameError),
+    /// The stream ended before any frame.
+    Empty,
+    /// The client reset the stream, or the connection is gone.
     Gone,
 }
 
@@ -258,21 +280,13 @@ enum RequestError {
 /// connection's bytes follow its `TcpConnect`), so this never waits for
 /// the stream's end.
 async fn read_request(recv: &mut quinn::RecvStream) -> Result<Call, RequestError> {
-    let truncated = |e: quinn::ReadExactError| match e {
-        quinn::ReadExactError::FinishedEarly(_) => {
-            RequestError::Malformed("truncated frame".into())
-        }
-        quinn::ReadExactError::ReadError(_) => RequestError::Gone,
-    };
-    let mut header = [0u8; 4];
-    recv.read_exact(&mut header).await.map_err(truncated)?;
-    let len = usize::try_from(u32::from_le_bytes(header)).map_err(|_| RequestError::TooLong)?;
-    if len > frame::MAX_FRAME {
-        return Err(RequestError::TooLong);
+    match read_frame::<Call>(recv).await {
+        Ok(Some(call)) => Ok(call),
+        Ok(None) => Err(RequestError::Empty),
+        Err(ReadFrameError::TooLarge { .. }) => Err(RequestError::TooLong),
+        Err(ReadFrameError::Read(_)) => Err(RequestError::Gone),
+        Err(e) => Err(RequestError::Malformed(e)),
     }
-    let mut body = vec![0u8; len];
-    recv.read_exact(&mut body).await.map_err(truncated)?;
-    frame::decode::<Call>(&body).map_err(|e| RequestError::Malformed(e.to_string()))
 }
 
 async fn request<S: Session>(
@@ -295,7 +309,12 @@ async fn request<S: Session>(
             return;
         }
         Err(RequestError::Malformed(e)) => {
-            tracing::debug!("malformed request: {e}");
+            tracing::debug!("malformed request: {}", ErrorChain(&e));
+            let _ = send.reset(malformed);
+            return;
+        }
+        Err(RequestError::Empty) => {
+            tracing::debug!("malformed request: the stream ended before a frame");
             let _ = send.reset(malformed);
             return;
         }

@@ -1,4 +1,6 @@
 //! End-to-end tests over real loopback QUIC with a small fake session.
+//!
+//! Tests only.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;

@@ -5,6 +5,8 @@
 //! Both verifiers check only the certificate's fingerprint, never names or
 //! dates, but always verify the TLS 1.3 handshake signature: that is what
 //! proves the peer holds the key of the certificate it showed.
+//!
+//! Must not load or make identities: that is [`super::identity`]'s.
 
 use std::collections::HashSet;
 use std::io::Write;

@@ -16,6 +16,9 @@
 //! `SO_EE_OFFENDER`), as rscq writes the IP header itself.
 //!
 //! Raw sockets need `CAP_NET_RAW`; without it the error is not passed on.
+//!
+//! Must not touch datagrams or relays; it only injects ICMP errors, and only
+//! when a raw socket may be opened.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::OwnedFd;

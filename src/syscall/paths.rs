@@ -129,6 +129,28 @@ impl MountTable {
         Some(remote)
     }
 
+    /// The local path that names `remote` through a mount: the inverse of
+    /// [`MountTable::to_remote`], through the mount with the longest remote
+    /// prefix whose local path is not shadowed by a nested mount.
+    pub fn to_local(&self, remote: &[u8]) -> Option<Vec<u8>> {
+        let mut best: Option<(usize, Vec<u8>)> = None;
+        for m in &self.mounts {
+            let Some(rest) = strip_dir_prefix(remote, &m.remote) else {
+                continue;
+            };
+            let mut local = m.local.clone();
+            if !rest.is_empty() {
+                local.push(b'/');
+                local.extend_from_slice(rest);
+            }
+            let maps_back = self.to_remote(&local).is_some_and(|r| r.0 == remote);
+            if maps_back && best.as_ref().is_none_or(|(len, _)| m.remote.len() > *len) {
+                best = Some((m.remote.len(), local));
+            }
+        }
+        best.map(|(_, local)| local)
+    }
+
     /// Whether walking `path` component by component (from `base` when it
     /// is relative) ever stands inside a mount, even if `..` leads back out.
     /// Such a path cannot be handed to the kernel as spelled: the mount
@@ -328,6 +350,26 @@ mod tests {
         assert_eq!(located("/", "/remotex/a"), None);
         // Back in after leaving: anchored at the second entry.
         assert_eq!(located("/", "/remote/../remote/a/."), Some("/a/.".into()));
+    }
+
+    #[test]
+    fn remote_paths_map_back_through_the_mount_that_shows_them() {
+        let t = table();
+        assert_eq!(t.to_local(b"/x/y"), Some(b"/remote/x/y".to_vec()));
+        assert_eq!(t.to_local(b"/"), Some(b"/remote".to_vec()));
+        assert_eq!(
+            t.to_local(b"/srv/etc/hosts"),
+            Some(b"/remote/etc/hosts".to_vec())
+        );
+        assert_eq!(t.to_local(b"/export/x/f"), Some(b"/data/f".to_vec()));
+        // `/etc/x` of the server is hidden under the nested mount.
+        assert_eq!(t.to_local(b"/etc/hosts"), None);
+        let only_data = MountTable::new(vec![MountPoint {
+            local: b"/data".to_vec(),
+            remote: b"/export/x".to_vec(),
+        }]);
+        assert_eq!(only_data.to_local(b"/export/xy"), None);
+        assert_eq!(only_data.to_local(b"/etc/passwd"), None);
     }
 
     #[test]

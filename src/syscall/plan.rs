@@ -147,6 +147,12 @@ pub enum Then {
         cap: u64,
         truncate: bool,
     },
+    /// `Data` of a `readlink` → as `Data` with `truncate`, once an absolute
+    /// target in a mount is spelled as the program names it.
+    Readlink {
+        addr: u64,
+        cap: u64,
+    },
     /// `Data` → scatter over iovecs.
     DataIov {
         iov: Vec<(u64, u64)>,
@@ -936,6 +942,16 @@ impl<T: Tracee> Planner<'_, T> {
                 self.one_path(dirfd, addr, arg, |p, _, path| {
                     match p.t.read_path(target_addr) {
                         Ok(target) if !target.is_empty() => {
+                            // An absolute target in a mount is stored as the
+                            // server names it, so the server's walk follows it
+                            // where the program's kernel would; `readlink`
+                            // gives the program's spelling back.
+                            let target = match target.first() {
+                                Some(b'/') => {
+                                    p.mounts.locate(b"/", &target).map_or(target, |r| r.0)
+                                }
+                                _ => target,
+                            };
                             Plan::forward(Request::Symlink { target, path }, Then::Zero)
                         }
                         Ok(_) => Plan::fail(Errno::ENOENT),
@@ -1149,10 +1165,9 @@ impl<T: Tracee> Planner<'_, T> {
             }
             Plan::forward(
                 Request::Readlink { path },
-                Then::Data {
+                Then::Readlink {
                     addr: buf,
                     cap: size,
-                    truncate: true,
                 },
             )
         })
@@ -1817,7 +1832,19 @@ pub fn plan(nr: i64, args: [u64; 6], fwd: &Forwarding, t: &mut impl Tracee) -> P
 }
 
 /// Lays out the reply to a forwarded call.
-pub fn finish(then: Then, response: Response) -> Outcome {
+pub fn finish(then: Then, response: Response, mounts: &MountTable) -> Outcome {
+    if let (Then::Readlink { addr, cap }, Ok(Reply::Data(target))) = (&then, &response) {
+        let target = match target.first() {
+            Some(b'/') => mounts.to_local(target).unwrap_or_else(|| target.clone()),
+            _ => target.clone(),
+        };
+        let then = Then::Data {
+            addr: *addr,
+            cap: *cap,
+            truncate: true,
+        };
+        return finish(then, Ok(Reply::Data(target)), mounts);
+    }
     if then == Then::CloseAfterFlush {
         // The fd is closed whatever the flush gave, as the kernel does.
         return Outcome::RunNative {

@@ -1619,7 +1619,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
             .trace
             .then(|| format!("[pid {tid}] {}({request_text})", nr::name(nr)));
         let rtt_us = rtt.as_micros();
-        match plan::finish(then, response) {
+        match plan::finish(then, response, &self.config.forwarding.mounts) {
             Outcome::Return { ret, writes } => {
                 if let Some(line) = trace {
                     self.forwarder

@@ -455,3 +455,70 @@ fn relative_paths_up_to_path_max_work_from_a_cwd_in_the_mount() {
         ],
     );
 }
+
+/// Absolute symlink targets in the mount lead where the program's kernel
+/// would take them, loops included, and read back as spelled.
+const SYMLINK_SCRIPT: &str = r#"
+import errno, os, sys
+
+def attempt(name, call):
+    try:
+        result = call()
+        print(name, "ok", "" if result is None else result)
+    except OSError as e:
+        print(name, errno.errorcode[e.errno])
+
+t = sys.argv[1]
+d = os.path.join(t, "links")
+os.mkdir(d)
+with open(d + "/a", "w") as f:
+    f.write("through the link\n")
+os.symlink(d + "/a", d + "/abs")
+os.symlink(d + "/loop2", d + "/loop1")
+os.symlink(d + "/loop1", d + "/loop2")
+os.symlink(t + "/links", t + "/dirlink2")
+attempt("readlink", lambda: os.readlink(d + "/abs") == d + "/a")
+attempt("read", lambda: open(d + "/abs").read())
+attempt("chmod through", lambda: os.chmod(d + "/abs", 0o600))
+attempt("mode", lambda: oct(os.stat(d + "/a").st_mode))
+attempt("loop", lambda: os.stat(d + "/loop1"))
+attempt("loop component", lambda: os.stat(d + "/loop1/x"))
+attempt("dir link", lambda: sorted(os.listdir(t + "/dirlink2")))
+attempt("readlink dir link", lambda: os.readlink(t + "/dirlink2") == t + "/links")
+os.unlink(t + "/dirlink2")
+"#;
+
+/// The trees differ on purpose here: the export holds the targets as the
+/// server names them, so only the outputs are compared, and the stored
+/// target is checked.
+#[test]
+fn absolute_symlinks_in_the_mount_lead_where_the_kernel_would() {
+    for backend in BOTH {
+        each_mode(|mode| {
+            let pair = Pair::new(*backend, mode);
+            let file = pair.env.base.join("script.py");
+            fs::write(&file, SYMLINK_SCRIPT).expect("write script");
+            let argv = ["python3".to_string(), p(&file), pair.t()];
+            let d = pair.direct(&argv);
+            let r = pair.rscq(&argv);
+            crate::harness::compare_outputs(&d, &r, false);
+            let text = d.out();
+            for line in [
+                "readlink ok True",
+                "read ok through the link",
+                "mode ok 0o100600",
+                "loop ELOOP",
+                "loop component ELOOP",
+                "dir link ok ['a', 'abs', 'loop1', 'loop2']",
+            ] {
+                assert!(text.contains(line), "direct run lacks {line:?}:\n{text}");
+            }
+            let stored = fs::read_link(pair.remote_tree.join("links/abs")).expect("readlink");
+            let server_name = match backend {
+                Backend::Remote => "/tree/links/a".to_string(),
+                Backend::Embedded => format!("{}/links/a", p(&pair.remote_tree)),
+            };
+            assert_eq!(p(&stored), server_name);
+        });
+    }
+}

@@ -212,6 +212,16 @@ impl StatCache {
         answer
     }
 
+    /// Whether a listed non-directory has more than one name.
+    fn holds_hard_links(&self) -> bool {
+        self.entries.values().any(|e| {
+            e.lstat.as_ref().is_some_and(|r| {
+                r.as_ref()
+                    .is_ok_and(|s| s.nlink > 1 && s.mode & libc::S_IFMT != libc::S_IFDIR)
+            })
+        })
+    }
+
     /// Drops what `req` may make stale: the entries of every directory it
     /// changes. `path_of` names the file behind a handle.
     pub fn invalidate_for(
@@ -258,8 +268,14 @@ impl StatCache {
             _ => {}
         }
         // A path the server resolves with `.`, `..` or a trailing slash in
-        // it names what only the server knows; forget everything.
-        if touched.iter().any(|p| !is_plain(p)) {
+        // it names what only the server knows; and a file with several
+        // names may be listed under another one, whose stat (nlink, mode,
+        // times) the change makes stale too: forget everything.
+        let relinks = matches!(
+            req,
+            Request::Link { .. } | Request::Unlink { .. } | Request::Rename { .. }
+        );
+        if relinks || touched.iter().any(|p| !is_plain(p)) || self.holds_hard_links() {
             self.entries.clear();
             return;
         }

@@ -193,6 +193,56 @@ fn a_change_by_a_path_with_dots_drops_every_entry() {
     }
 }
 
+/// A file listed in one directory may have another name elsewhere: a
+/// link, unlink or rename anywhere, or any change while a listed file has
+/// several names, drops every entry (its nlink, mode and times may change).
+#[test]
+fn changes_to_other_names_of_a_listed_file_drop_it() {
+    let now = Instant::now();
+    let linked = EntryMeta {
+        lstat: Ok(Stat {
+            nlink: 2,
+            ..stat(libc::S_IFREG | 0o644, 7)
+        }),
+        link: None,
+        xattrs: vec![Err(Errno::ENODATA), Err(Errno::EOPNOTSUPP)],
+    };
+    let elsewhere = [
+        Request::Link {
+            from: rp("/x/g"),
+            to: rp("/y/h"),
+            follow: false,
+        },
+        Request::Unlink { path: rp("/y/h") },
+        Request::Rename {
+            from: rp("/y/h"),
+            to: rp("/y/i"),
+            flags: 0,
+        },
+    ];
+    for change in elsewhere {
+        let mut e = FileEngine::new(all(), DEFAULT_TTL);
+        let _ = listed(&mut e, now, &[("a", meta(libc::S_IFREG, None))]);
+        let _ = e.on_request(now, change.clone());
+        assert!(e.stat_cache().is_empty(), "after {change:?}");
+    }
+    // A chmod of another name of `/d/a`, which has two.
+    let mut e = FileEngine::new(all(), DEFAULT_TTL);
+    let _ = listed(&mut e, now, &[("a", linked)]);
+    let chmod = Request::Chmod {
+        path: rp("/x/g"),
+        mode: 0o600,
+        follow: true,
+    };
+    let _ = e.on_request(now, chmod.clone());
+    assert!(e.stat_cache().is_empty());
+    // With one name only, a change elsewhere keeps the listing.
+    let mut e = FileEngine::new(all(), DEFAULT_TTL);
+    let _ = listed(&mut e, now, &[("a", meta(libc::S_IFREG, None))]);
+    let _ = e.on_request(now, chmod);
+    assert!(!e.stat_cache().is_empty());
+}
+
 #[test]
 fn writing_a_listed_file_through_its_handle_drops_it() {
     let now = Instant::now();

@@ -28,7 +28,7 @@ fn same_as_direct(
                     .expect("chmod base");
             }
             let file = pair.env.base.join("script.py");
-            fs::write(&file, script).expect("write script");
+            fs::write(&file, format!("{PRELUDE}{script}")).expect("write script");
             let out = pair.local.join("out");
             let mut argv = vec!["python3".to_string(), p(&file), pair.t()];
             let outs: Vec<&std::path::Path> = if local_out {
@@ -48,10 +48,10 @@ fn same_as_direct(
 
 const BOTH: &[Backend] = &[Backend::Remote, Backend::Embedded];
 
-/// Every call prints its result or its errno's name, so a difference in
-/// either shows in the compared output; the trees are compared after.
-const DOTS_SCRIPT: &str = r#"
-import errno, os, stat, sys
+/// What every script starts with: `attempt` prints a call's result or its
+/// errno's name, so a difference in either shows in the compared output.
+const PRELUDE: &str = r#"
+import errno, os, socket, stat, sys
 
 def attempt(name, call):
     try:
@@ -59,6 +59,13 @@ def attempt(name, call):
         print(name, "ok", "" if result is None else result)
     except OSError as e:
         print(name, errno.errorcode[e.errno])
+"#;
+
+/// Every call prints its result or its errno's name, so a difference in
+/// either shows in the compared output; the trees are compared after.
+const DOTS_SCRIPT: &str = r#"
+import errno, os, stat, sys
+
 
 d = os.path.join(sys.argv[1], "dots")
 os.makedirs(d + "/a/b")
@@ -125,12 +132,6 @@ fn dot_and_dotdot_are_resolved_not_collapsed() {
 const CREDS_SCRIPT: &str = r#"
 import errno, os, stat, sys
 
-def attempt(name, call):
-    try:
-        result = call()
-        print(name, "ok", "" if result is None else result)
-    except OSError as e:
-        print(name, errno.errorcode[e.errno])
 
 d = os.path.join(sys.argv[1], "creds")
 os.mkdir(d)
@@ -265,12 +266,6 @@ fn squash_root_runs_a_root_caller_as_nobody() {
 const MKNOD_SCRIPT: &str = r#"
 import errno, os, stat, sys
 
-def attempt(name, call):
-    try:
-        result = call()
-        print(name, "ok", "" if result is None else result)
-    except OSError as e:
-        print(name, errno.errorcode[e.errno])
 
 d = os.path.join(sys.argv[1], "nodes")
 os.mkdir(d)
@@ -330,12 +325,6 @@ fn mknod_and_mkfifo_make_every_file_type() {
 const UNIX_SCRIPT: &str = r#"
 import errno, os, socket, stat, sys
 
-def attempt(name, call):
-    try:
-        result = call()
-        print(name, "ok", "" if result is None else result)
-    except OSError as e:
-        print(name, errno.errorcode[e.errno])
 
 d = os.path.join(sys.argv[1], "unix")
 local = sys.argv[2]
@@ -413,12 +402,6 @@ os.unlink(d + "/sock")
 const LONG_SCRIPT: &str = r#"
 import errno, os, sys
 
-def attempt(name, call):
-    try:
-        result = call()
-        print(name, "ok", "" if result is None else result)
-    except OSError as e:
-        print(name, errno.errorcode[e.errno])
 
 d = os.path.join(sys.argv[1], "long")
 os.umask(0o022)
@@ -461,12 +444,6 @@ fn relative_paths_up_to_path_max_work_from_a_cwd_in_the_mount() {
 const SYMLINK_SCRIPT: &str = r#"
 import errno, os, sys
 
-def attempt(name, call):
-    try:
-        result = call()
-        print(name, "ok", "" if result is None else result)
-    except OSError as e:
-        print(name, errno.errorcode[e.errno])
 
 t = sys.argv[1]
 d = os.path.join(t, "links")
@@ -497,7 +474,7 @@ fn absolute_symlinks_in_the_mount_lead_where_the_kernel_would() {
         each_mode(|mode| {
             let pair = Pair::new(*backend, mode);
             let file = pair.env.base.join("script.py");
-            fs::write(&file, SYMLINK_SCRIPT).expect("write script");
+            fs::write(&file, format!("{PRELUDE}{SYMLINK_SCRIPT}")).expect("write script");
             let argv = ["python3".to_string(), p(&file), pair.t()];
             let d = pair.direct(&argv);
             let r = pair.rscq(&argv);

@@ -537,7 +537,7 @@ fn trailing_slash_follows_symlink() {
 #[test]
 fn remote_fds_work_in_threads_children_and_exec() {
     let script = r#"
-import os, signal, subprocess, sys, threading
+import os, signal, subprocess, sys, threading, time
 t = sys.argv[1]
 hits = 0
 def on_alarm(s, f):
@@ -550,7 +550,16 @@ with open("/proc/self/status") as f:
     f.read()
 box = {}
 def opener():
-    box["fd"] = os.open(t + "/a.txt", os.O_RDONLY)
+    # Open until an alarm has arrived during the opens: a direct open can be
+    # faster than the first alarm, so one open alone would make the line
+    # below depend on timing.
+    deadline = time.monotonic() + 20
+    while True:
+        fd = os.open(t + "/a.txt", os.O_RDONLY)
+        if hits > 0 or time.monotonic() > deadline:
+            break
+        os.close(fd)
+    box["fd"] = fd
 th = threading.Thread(target=opener)
 th.start()
 th.join()

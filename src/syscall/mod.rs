@@ -6,9 +6,12 @@
 //! Must not call ptrace, touch the network or read the clock.
 
 pub mod describe;
+mod fs;
 pub mod layout;
 pub mod nr;
 pub mod paths;
 pub mod plan;
+#[cfg(test)]
+mod testutil;
 pub mod udp;
 pub mod unix;

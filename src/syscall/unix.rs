@@ -10,8 +10,9 @@
 //! whether the path exists. Paths outside every mount are the kernel's, and
 //! a relative one is rewritten when the program's cwd is a remote one.
 
+use super::fs::Target;
 use super::plan::Plan;
-use super::plan::{Planner, Target, Then, Tracee};
+use super::plan::{Planner, Then, Tracee};
 use crate::errno::Errno;
 use crate::proto::Request;
 

@@ -1,0 +1,190 @@
+//! Data and fd-state calls on remote fds: `read`, `write` and their
+//! positioned and vectored forms, `lseek`, `fsync`, `fcntl`, and the
+//! in-kernel copies (`copy_file_range`, `splice`, `sendfile`) refused so
+//! that programs fall back to read/write.
+//!
+//! Each call is one request of at most `MAX_IO` bytes (a short count, as
+//! the kernel may give); it must not loop over the program's buffer.
+
+use crate::errno::Errno;
+use crate::proto::{Handle, MAX_IO, Request};
+use crate::syscall::plan::{FdKind, Plan, Planner, RemoteFd, Then, Tracee, arg_i32, io_count};
+
+impl<T: Tracee> Planner<'_, T> {
+    /// `copy_file_range(fd_in, off_in, fd_out, ...)`, `splice` (same fd
+    /// positions) and `sendfile(out_fd, in_fd, ...)` touching a remote fd.
+    pub(super) fn copy_between(&mut self, nr: i64, a: [u64; 6]) -> Plan {
+        let fd = arg_i32(a[0]);
+        if nr == libc::SYS_sendfile {
+            let remote = matches!(self.t.fd(fd), FdKind::Remote(_))
+                || matches!(self.t.fd(arg_i32(a[1])), FdKind::Remote(_));
+            return if remote {
+                Plan::fail(Errno::EINVAL)
+            } else {
+                Plan::Native
+            };
+        }
+        // The second fd is the third argument of both calls.
+        let remote = matches!(self.t.fd(fd), FdKind::Remote(_))
+            || matches!(self.t.fd(arg_i32(a[2])), FdKind::Remote(_));
+        // Both make coreutils and python fall back to read/write.
+        let e = if nr == libc::SYS_copy_file_range {
+            Errno::EXDEV
+        } else {
+            Errno::EINVAL
+        };
+        if remote { Plan::fail(e) } else { Plan::Native }
+    }
+
+    /// `read(fd, buf, count)`.
+    pub(super) fn read(handle: Handle, a: [u64; 6]) -> Plan {
+        Plan::forward(
+            Request::Read {
+                handle,
+                len: io_count(a[2]),
+            },
+            Then::Data {
+                addr: a[1],
+                cap: a[2],
+                truncate: true,
+            },
+        )
+    }
+
+    /// `pread64(fd, buf, count, offset)`.
+    pub(super) fn pread(handle: Handle, a: [u64; 6]) -> Plan {
+        Plan::forward(
+            Request::Pread {
+                handle,
+                len: io_count(a[2]),
+                offset: a[3].cast_signed(),
+            },
+            Then::Data {
+                addr: a[1],
+                cap: a[2],
+                truncate: true,
+            },
+        )
+    }
+
+    /// `write(fd, buf, count)` and `pwrite64(..., offset)`.
+    pub(super) fn write(&mut self, nr: i64, handle: Handle, a: [u64; 6]) -> Plan {
+        let data = match self
+            .t
+            .read_bytes(a[1], usize::try_from(io_count(a[2])).unwrap_or(0))
+        {
+            Ok(d) => d,
+            Err(e) => return Plan::fail(e),
+        };
+        let request = if nr == libc::SYS_write {
+            Request::Write { handle, data }
+        } else {
+            Request::Pwrite {
+                handle,
+                data,
+                offset: a[3].cast_signed(),
+            }
+        };
+        Plan::forward(request, Then::Number)
+    }
+
+    /// `readv`, `preadv` and `preadv2` (offset -1: the file position).
+    pub(super) fn readv(&mut self, nr: i64, handle: Handle, a: [u64; 6]) -> Plan {
+        let iov = match self.iovecs(a[1], a[2]) {
+            Ok(v) => v,
+            Err(e) => return Plan::fail(e),
+        };
+        let total = iov.iter().map(|&(_, l)| l).fold(0u64, u64::saturating_add);
+        let len = io_count(total);
+        let offset = a[3].cast_signed();
+        let request = if nr == libc::SYS_readv || (nr == libc::SYS_preadv2 && offset == -1) {
+            Request::Read { handle, len }
+        } else {
+            Request::Pread {
+                handle,
+                len,
+                offset,
+            }
+        };
+        Plan::forward(request, Then::DataIov { iov })
+    }
+
+    /// `writev`, `pwritev` and `pwritev2` (offset -1: the file position).
+    pub(super) fn writev(&mut self, nr: i64, handle: Handle, a: [u64; 6]) -> Plan {
+        let iov = match self.iovecs(a[1], a[2]) {
+            Ok(v) => v,
+            Err(e) => return Plan::fail(e),
+        };
+        let mut data = Vec::new();
+        let limit = usize::try_from(MAX_IO).unwrap_or(usize::MAX);
+        for (base, len) in iov {
+            let room = limit - data.len();
+            let take = usize::try_from(len).unwrap_or(usize::MAX).min(room);
+            match self.t.read_bytes(base, take) {
+                Ok(b) => data.extend_from_slice(&b),
+                Err(e) => return Plan::fail(e),
+            }
+            if data.len() == limit {
+                break;
+            }
+        }
+        let offset = a[3].cast_signed();
+        let request = if nr == libc::SYS_writev || (nr == libc::SYS_pwritev2 && offset == -1) {
+            Request::Write { handle, data }
+        } else {
+            Request::Pwrite {
+                handle,
+                data,
+                offset,
+            }
+        };
+        Plan::forward(request, Then::Number)
+    }
+
+    /// `lseek(fd, offset, whence)`.
+    pub(super) fn lseek(handle: Handle, a: [u64; 6]) -> Plan {
+        Plan::forward(
+            Request::Lseek {
+                handle,
+                offset: a[1].cast_signed(),
+                whence: arg_i32(a[2]),
+            },
+            Then::Number,
+        )
+    }
+
+    /// `fsync(fd)` and `fdatasync(fd)` (`data_only`).
+    pub(super) fn fsync(handle: Handle, data_only: bool) -> Plan {
+        Plan::forward(Request::Fsync { handle, data_only }, Then::Zero)
+    }
+
+    /// `fcntl(fd, cmd, arg)`: the flags are answered from the placeholder
+    /// and changed on the server; locks are not forwarded.
+    pub(super) fn fcntl(rfd: &RemoteFd, cmd: i32, arg: u64) -> Plan {
+        match cmd {
+            libc::F_GETFL => Plan::Return(i64::from(rfd.flags | libc::O_LARGEFILE)),
+            libc::F_SETFL => {
+                let changeable =
+                    libc::O_APPEND | libc::O_NONBLOCK | libc::O_DIRECT | libc::O_NOATIME;
+                let flags = (rfd.flags & !changeable) | (arg_i32(arg) & changeable);
+                Plan::forward(
+                    Request::SetFlags {
+                        handle: rfd.handle,
+                        flags: arg_i32(arg) & changeable,
+                    },
+                    Then::SetFlags {
+                        key: rfd.key,
+                        flags,
+                    },
+                )
+            }
+            libc::F_GETLK
+            | libc::F_SETLK
+            | libc::F_SETLKW
+            | libc::F_OFD_GETLK
+            | libc::F_OFD_SETLK
+            | libc::F_OFD_SETLKW => Plan::fail(Errno(libc::ENOLCK)),
+            _ => Plan::Native,
+        }
+    }
+}

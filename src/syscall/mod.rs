@@ -8,10 +8,12 @@
 pub mod describe;
 mod fs;
 pub mod layout;
+mod net;
 pub mod nr;
 pub mod paths;
 pub mod plan;
 #[cfg(test)]
 mod testutil;
-pub mod udp;
-pub mod unix;
+
+// The socket families keep the paths other modules know them by.
+pub use net::{udp, unix};

@@ -10,11 +10,10 @@
 //! whether the path exists. Paths outside every mount are the kernel's, and
 //! a relative one is rewritten when the program's cwd is a remote one.
 
-use super::fs::Target;
-use super::plan::Plan;
-use super::plan::{Planner, Then, Tracee};
 use crate::errno::Errno;
 use crate::proto::Request;
+use crate::syscall::fs::Target;
+use crate::syscall::plan::{Plan, Planner, Then, Tracee};
 
 /// `offsetof(struct sockaddr_un, sun_path)`.
 const SUN_PATH_OFFSET: usize = 2;
@@ -36,7 +35,7 @@ pub fn pathname(sockaddr: &[u8]) -> Option<&[u8]> {
 impl<T: Tracee> Planner<'_, T> {
     /// The plan for a `bind` or `connect` of an AF_UNIX socket to a path,
     /// or `None` for every other call and address.
-    pub(super) fn unix_socket_call(&mut self, nr: i64, a: [u64; 6]) -> Option<Plan> {
+    pub(in crate::syscall) fn unix_socket_call(&mut self, nr: i64, a: [u64; 6]) -> Option<Plan> {
         if nr != libc::SYS_bind && nr != libc::SYS_connect {
             return None;
         }

@@ -1,0 +1,71 @@
+//! `getsockopt` and `setsockopt` with `--net`: the few options whose truth
+//! is the server's socket (answered here), or that the server's socket
+//! needs too (passed on after the native call).
+//!
+//! Every other option is the local socket's: this module must let those
+//! calls run untouched, before reading anything from the program.
+
+use crate::errno::Errno;
+use crate::syscall::layout;
+use crate::syscall::plan::{Plan, Planner, Tracee, arg_i32};
+
+impl<T: Tracee> Planner<'_, T> {
+    /// `getsockopt(fd, level, name, value, len)`, trapped for two options
+    /// whose truth is the server's: `SO_ERROR` of a remote connect that
+    /// ended after its caller went on (the kernel only saw rscq's stand-in
+    /// reset), and `IPV6_V6ONLY` of a UDP socket bound dual-stack on the
+    /// server (its local stand-in, bound to `::1`, is IPv6-only).
+    pub(super) fn getsockopt(&mut self, fd: i32, a: [u64; 6]) -> Plan {
+        // Most calls are the program's own: they go on untouched before
+        // anything is read from the program.
+        let value = match (arg_i32(a[1]), arg_i32(a[2])) {
+            (libc::SOL_SOCKET, libc::SO_ERROR) => match self.t.connect_error(fd) {
+                Some(errno) => errno.0,
+                None => return Plan::Native,
+            },
+            (libc::IPPROTO_IPV6, libc::IPV6_V6ONLY) if self.t.dual_stack(fd) => 0,
+            _ => return Plan::Native,
+        };
+        let Ok(len_bytes) = self.t.read_bytes(a[4], 4) else {
+            return Plan::fail(Errno::EFAULT);
+        };
+        let room = i32::from_ne_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]);
+        let Ok(room) = usize::try_from(room) else {
+            return Plan::fail(Errno::EINVAL);
+        };
+        let bytes = value.to_ne_bytes();
+        let shown = bytes.len().min(room);
+        let shown_len = i32::try_from(shown).unwrap_or(0);
+        Plan::Answer {
+            ret: 0,
+            writes: vec![
+                (a[3], bytes[..shown].to_vec()),
+                (a[4], shown_len.to_ne_bytes().to_vec()),
+            ],
+        }
+    }
+
+    /// `setsockopt(fd, level, name, value, len)`: an option the server's
+    /// socket needs too, or `Native`.
+    pub(super) fn setsockopt(&mut self, fd: i32, a: [u64; 6]) -> Plan {
+        let (level, name, len) = (arg_i32(a[1]), arg_i32(a[2]), a[4]);
+        let Ok(value) = self
+            .t
+            .read_bytes(a[3], usize::try_from(len.min(8)).unwrap_or(0))
+        else {
+            return Plan::Native;
+        };
+        let Some(option) = layout::decode_sock_option(level, name, &value) else {
+            return Plan::Native;
+        };
+        match self.t.socket_kind(fd) {
+            Some((domain, ty))
+                if (domain == libc::AF_INET || domain == libc::AF_INET6)
+                    && ty == libc::SOCK_STREAM =>
+            {
+                Plan::SetSockOpt { fd, option }
+            }
+            _ => Plan::Native,
+        }
+    }
+}

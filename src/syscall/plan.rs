@@ -14,7 +14,7 @@
 //! `crate::syscall::net`); none of them may touch ptrace either.
 
 use crate::errno::Errno;
-use crate::proto::{Handle, MAX_IO, Reply, Request, Response, SockAddr, Stat};
+use crate::proto::{DirEntry, Handle, MAX_IO, Reply, Request, Response, SockAddr, Stat};
 use crate::syscall::layout;
 use crate::syscall::paths::MountTable;
 use crate::tracer::registry::RemoteSocket;
@@ -542,10 +542,14 @@ pub fn finish(then: Then, response: Response, mounts: &MountTable) -> Outcome {
             Ok(_) => Errno(libc::ECONNREFUSED),
         });
     }
-    let reply = match response {
-        Ok(r) => r,
-        Err(e) => return Outcome::errno(e),
-    };
+    match response {
+        Ok(reply) => lay_out(then, reply),
+        Err(e) => Outcome::errno(e),
+    }
+}
+
+/// A successful reply, as `then` says it goes into the program.
+fn lay_out(then: Then, reply: Reply) -> Outcome {
     match (then, reply) {
         (Then::Zero, Reply::Done) => Outcome::ret(0),
         (Then::Replan, Reply::Done) => Outcome::Replan,
@@ -586,59 +590,13 @@ pub fn finish(then: Then, response: Response, mounts: &MountTable) -> Outcome {
                 cap,
                 truncate,
             },
-            Reply::Data(mut data),
-        ) => {
-            let cap = usize::try_from(cap).unwrap_or(usize::MAX);
-            if data.len() > cap {
-                if !truncate {
-                    return Outcome::errno(Errno::ERANGE);
-                }
-                data.truncate(cap);
-            }
-            let ret = len_i64(data.len());
-            let writes = if data.is_empty() {
-                Vec::new()
-            } else {
-                vec![(addr, data)]
-            };
-            Outcome::Return { ret, writes }
-        }
-        (Then::DataIov { iov }, Reply::Data(data)) => {
-            let mut writes = Vec::new();
-            let mut rest = data.as_slice();
-            for (base, len) in iov {
-                if rest.is_empty() {
-                    break;
-                }
-                let n = usize::try_from(len).unwrap_or(usize::MAX).min(rest.len());
-                let (chunk, tail) = rest.split_at(n);
-                if n > 0 {
-                    writes.push((base, chunk.to_vec()));
-                }
-                rest = tail;
-            }
-            Outcome::Return {
-                ret: len_i64(data.len() - rest.len()),
-                writes,
-            }
-        }
+            Reply::Data(data),
+        ) => copy_data(addr, cap, truncate, data),
+        (Then::DataIov { iov }, Reply::Data(data)) => scatter(iov, &data),
         (Then::Number, Reply::Count(n)) => Outcome::ret(i64::try_from(n).unwrap_or(i64::MAX)),
         (Then::Number, Reply::Offset(n)) => Outcome::ret(n),
         (Then::Number, Reply::Data(d)) => Outcome::ret(len_i64(d.len())),
-        (Then::Dirents { addr, cap }, Reply::Dirents(entries)) => {
-            let cap = usize::try_from(cap).unwrap_or(usize::MAX);
-            let (bytes, fitted) = layout::encode_dirents(&entries, cap);
-            if fitted == 0 && !entries.is_empty() {
-                return Outcome::errno(Errno::EINVAL);
-            }
-            let ret = len_i64(bytes.len());
-            let writes = if bytes.is_empty() {
-                Vec::new()
-            } else {
-                vec![(addr, bytes)]
-            };
-            Outcome::Return { ret, writes }
-        }
+        (Then::Dirents { addr, cap }, Reply::Dirents(entries)) => dirents(addr, cap, &entries),
         (Then::Statfs { addr }, Reply::Statfs(s)) => Outcome::Return {
             ret: 0,
             writes: vec![(addr, layout::encode_statfs(&s))],
@@ -653,6 +611,61 @@ pub fn finish(then: Then, response: Response, mounts: &MountTable) -> Outcome {
         // program gets an I/O error, never garbage.
         _ => Outcome::errno(Errno::EIO),
     }
+}
+
+/// `Then::Data`: copied whole, or cut to `cap` (`truncate`) or ERANGE.
+fn copy_data(addr: u64, cap: u64, truncate: bool, mut data: Vec<u8>) -> Outcome {
+    let cap = usize::try_from(cap).unwrap_or(usize::MAX);
+    if data.len() > cap {
+        if !truncate {
+            return Outcome::errno(Errno::ERANGE);
+        }
+        data.truncate(cap);
+    }
+    let ret = len_i64(data.len());
+    let writes = if data.is_empty() {
+        Vec::new()
+    } else {
+        vec![(addr, data)]
+    };
+    Outcome::Return { ret, writes }
+}
+
+/// `Then::DataIov`: the bytes in order over the iovecs, as far as they go.
+fn scatter(iov: Vec<(u64, u64)>, data: &[u8]) -> Outcome {
+    let mut writes = Vec::new();
+    let mut rest = data;
+    for (base, len) in iov {
+        if rest.is_empty() {
+            break;
+        }
+        let n = usize::try_from(len).unwrap_or(usize::MAX).min(rest.len());
+        let (chunk, tail) = rest.split_at(n);
+        if n > 0 {
+            writes.push((base, chunk.to_vec()));
+        }
+        rest = tail;
+    }
+    Outcome::Return {
+        ret: len_i64(data.len() - rest.len()),
+        writes,
+    }
+}
+
+/// `Then::Dirents`: as many whole entries as fit in `cap` bytes.
+fn dirents(addr: u64, cap: u64, entries: &[DirEntry]) -> Outcome {
+    let cap = usize::try_from(cap).unwrap_or(usize::MAX);
+    let (bytes, fitted) = layout::encode_dirents(entries, cap);
+    if fitted == 0 && !entries.is_empty() {
+        return Outcome::errno(Errno::EINVAL);
+    }
+    let ret = len_i64(bytes.len());
+    let writes = if bytes.is_empty() {
+        Vec::new()
+    } else {
+        vec![(addr, bytes)]
+    };
+    Outcome::Return { ret, writes }
 }
 
 #[cfg(test)]

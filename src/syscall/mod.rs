@@ -3,6 +3,12 @@
 //! program's memory. Pure code: memory and fd lookups come in through the
 //! [`plan::Tracee`] trait.
 //!
+//! [`plan`] holds what every family shares (the plan and reply types, the
+//! order in which families get a call, the layout of replies); the planners
+//! themselves are one file per syscall family, under `fs/` (paths and
+//! remote fds) and `net/` (sockets; [`udp`] and [`unix`] keep their old
+//! paths).
+//!
 //! Must not call ptrace, touch the network or read the clock.
 
 pub mod describe;

@@ -260,3 +260,28 @@ fn fchmodat2_with_at_empty_path_is_fchmod_of_the_fd() {
         )
     );
 }
+
+#[test]
+fn fchmodat2_with_at_empty_path_and_a_name_acts_on_the_fd_today() {
+    // Recorded as found: the kernel ignores AT_EMPTY_PATH when the path is
+    // not empty and changes `d/name`; the planner changes the directory fd
+    // itself (fchownat checks that the path is empty; fchmodat2 does not).
+    let mut t = FakeTracee::new();
+    t.remote_fd(6, 4, "/r/d", libc::O_RDONLY, true);
+    let flags = u64::from(libc::AT_EMPTY_PATH.cast_unsigned());
+    assert_eq!(
+        plan_path(
+            &mut t,
+            libc::SYS_fchmodat2,
+            "name",
+            [6, P, 0o640, flags, 0, 0]
+        ),
+        forward(
+            Request::Fchmod {
+                handle: Handle(4),
+                mode: 0o640
+            },
+            Then::Zero
+        )
+    );
+}

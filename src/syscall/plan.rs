@@ -439,6 +439,8 @@ pub(super) struct Planner<'a, T: Tracee> {
 }
 
 impl<T: Tracee> Planner<'_, T> {
+    /// The `struct iovec` array of `count` entries at `addr` (at most
+    /// `UIO_MAXIOV`, as the kernel allows), read by file and socket calls.
     pub(super) fn iovecs(&mut self, addr: u64, count: u64) -> Result<Vec<(u64, u64)>, Errno> {
         if count > MAX_IOV {
             return Err(Errno::EINVAL);

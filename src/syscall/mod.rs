@@ -7,6 +7,8 @@
 
 pub mod describe;
 pub mod layout;
+pub mod locks;
+pub mod mapping;
 pub mod nr;
 pub mod paths;
 pub mod plan;

@@ -112,7 +112,11 @@ pub trait Forwarder {
     /// A signal came to the thread whose send is sleep `op` (or the thread
     /// is gone): the send stops waiting for room and answers with the
     /// bytes that went, or `-ERESTARTSYS` if none did.
-    fn send_interrupted(&self, op: u64);
+    fn interrupted(&self, op: u64);
+    /// Reads `len` bytes at `offset` of the remote file `handle` (fewer at
+    /// its end) for thread `tid`'s `mmap`, after any writes held for it;
+    /// the reply is one [`Event::Reply`] with all of them.
+    fn read_range(&self, tid: i32, handle: Handle, offset: i64, len: u64);
     /// `--pure`: one fetch on each of these pumps, unless one is under way.
     fn prefetch(&self, pumps: &[u64]);
     /// Binds UDP socket `fd` on the server (and to a loopback port locally).
@@ -311,10 +315,9 @@ pub fn fd_filter_rules(config: &TracerConfig) -> Vec<(i64, seccomp::Action)> {
         .filter(|&&(nr, name)| nr != libc::SYS_fchdir && wanted(name))
         .map(|&(nr, _)| (nr, seccomp::Action::Trace))
         .collect();
-    if fwd.write_behind {
-        // A close sends the writes held for its file and reports them.
-        rules.push((libc::SYS_close, seccomp::Action::Trace));
-    }
+    // A close sends the writes held for its file and reports them, and
+    // releases the process's record locks on it.
+    rules.push((libc::SYS_close, seccomp::Action::Trace));
     // A remote file cannot be mapped; anonymous mappings never stop.
     rules.push((
         libc::SYS_mmap,
@@ -392,6 +395,9 @@ enum Sleep {
     /// A `--pure` send that may wait for room (sleep number `op`): its
     /// reply is the call's result.
     Send { op: u64 },
+    /// A forwarded call that may wait (a lock; sleep and wait number
+    /// `op`): its reply is the call's result.
+    Wait { op: u64 },
 }
 
 impl Sleep {
@@ -399,7 +405,7 @@ impl Sleep {
     fn op(self) -> Option<u64> {
         match self {
             Self::ThenNative => None,
-            Self::Connect { op, .. } | Self::Send { op } => Some(op),
+            Self::Connect { op, .. } | Self::Send { op } | Self::Wait { op } => Some(op),
         }
     }
 }
@@ -407,6 +413,11 @@ impl Sleep {
 #[derive(Debug)]
 enum ExitAction {
     Restore,
+    /// An `mmap` of a remote file ran as an anonymous mapping: these are
+    /// the file's bytes for its start.
+    FillMapping {
+        data: Vec<u8>,
+    },
     /// The call ran natively; it returns this error instead.
     Fail(Errno),
     LeaveVirtualCwd,
@@ -438,6 +449,9 @@ struct ProcessState {
     /// Whether the fd-call filter is in this process (children inherit it
     /// with the state).
     fd_traps: bool,
+    /// Whether it asked for a record lock on a remote file: its closes of
+    /// remote files and its exit then release them on the server.
+    record_locks: bool,
 }
 
 /// The tracer thread's state.
@@ -670,17 +684,24 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
             }) => self.forwarder.connect_interrupted(socket, tid),
             Some(
                 ThreadState::Sleeping {
-                    sleep: Sleep::Send { op },
+                    sleep: Sleep::Send { op } | Sleep::Wait { op },
                     ..
                 }
                 | ThreadState::Interrupting { op, .. },
-            ) => self.forwarder.send_interrupted(op),
+            ) => self.forwarder.interrupted(op),
             _ => {}
         }
         if let Some(tgid) = self.tgid.remove(&tid)
             && tgid == tid
+            && let Some(process) = self.processes.remove(&tgid)
+            && process.record_locks
         {
-            self.processes.remove(&tgid);
+            // The kernel drops a process's record locks when it exits.
+            let release = Request::ReleaseLocks {
+                owner: tgid.cast_unsigned(),
+                handle: None,
+            };
+            let _ = self.forwarder.submit(-1, libc::SYS_exit_group, release);
         }
         if pid == self.root {
             self.root_status = Some(status);
@@ -702,11 +723,15 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                         self.tgid.insert(child, parent_tgid);
                     } else {
                         self.tgid.insert(child, child);
-                        let state = self
-                            .processes
-                            .get(&parent_tgid)
-                            .cloned()
-                            .unwrap_or_default();
+                        let state = ProcessState {
+                            // Record locks are not inherited (fcntl(2)).
+                            record_locks: false,
+                            ..self
+                                .processes
+                                .get(&parent_tgid)
+                                .cloned()
+                                .unwrap_or_default()
+                        };
                         self.processes.insert(child, state);
                     }
                     self.threads.insert(child, ThreadState::Running);
@@ -930,7 +955,35 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 let tgid = self.wait(tid, nr, Then::Zero, format!("{fd}, {backlog}"));
                 self.forwarder.listen_tcp(tid, tgid, fd, listener, backlog);
             }
+            Plan::MapRemote {
+                handle,
+                offset,
+                len,
+                flags,
+            } => {
+                let text = format!("NULL, {len}, #{}, {offset}", handle.0);
+                self.wait(tid, nr, Then::Map { flags }, text);
+                self.forwarder.read_range(tid, handle, offset, len);
+            }
+            Plan::ForwardWait { request } => {
+                self.note_record_lock(tid, &request);
+                let op = self.next_sleep;
+                self.next_sleep += 1;
+                let request = crate::syscall::locks::with_wait(request, op);
+                let request_text = if self.config.trace {
+                    crate::syscall::describe::describe(&request)
+                } else {
+                    String::new()
+                };
+                // The server may wait for as long as another process holds
+                // the lock: the thread sleeps, so signals still end the call.
+                if self.sleep(pid, nr, fd0, request_text, Sleep::Wait { op }) {
+                    // Its reply comes as a `SleeperReply` for `op`.
+                    let _ = self.forwarder.submit(tid, nr, request);
+                }
+            }
             Plan::Forward { request, then } => {
+                self.note_record_lock(tid, &request);
                 let request_text = if self.config.trace {
                     crate::syscall::describe::describe(&request)
                 } else {
@@ -948,6 +1001,20 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                     self.on_reply(tid, response, Duration::ZERO);
                 }
             }
+        }
+    }
+
+    /// A record lock asked for by a process: from now on its closes of
+    /// remote files and its exit release its locks.
+    fn note_record_lock(&mut self, tid: i32, request: &Request) {
+        if let Request::RecordLock {
+            owner: crate::proto::LockOwner::Process(_),
+            set: true,
+            ..
+        } = request
+        {
+            let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
+            self.processes.entry(tgid).or_default().record_locks = true;
         }
     }
 
@@ -1190,6 +1257,17 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         let mut result = result;
         match after {
             ExitAction::Restore => {}
+            ExitAction::FillMapping { data } => {
+                // An address, not an errno: the anonymous mapping is there.
+                if !(-4095..0).contains(&result)
+                    && let Err(e) = mem::write_forced(pid, result.cast_unsigned(), &data)
+                {
+                    // The mapping stays, but the program must not read
+                    // zeros for the file's bytes.
+                    tracing::warn!("cannot fill a remote file's mapping: {e}");
+                    result = Errno::EIO.as_syscall_return();
+                }
+            }
             ExitAction::Fail(e) => {
                 if result >= 0 {
                     result = e.as_syscall_return();
@@ -1419,7 +1497,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
             return;
         }
         if let Some(ThreadState::Sleeping {
-            sleep: Sleep::Send { op },
+            sleep: Sleep::Send { op } | Sleep::Wait { op },
             ..
         }) = self.threads.get(&tid)
         {
@@ -1446,7 +1524,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                         },
                     );
                     // It stays in this stop until the server answers.
-                    self.forwarder.send_interrupted(op);
+                    self.forwarder.interrupted(op);
                     return;
                 }
                 Disposition::Harmless => {
@@ -1457,7 +1535,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                     return;
                 }
                 // It dies: nothing waits for the send any more.
-                Disposition::Fatal => self.forwarder.send_interrupted(op),
+                Disposition::Fatal => self.forwarder.interrupted(op),
             }
         }
         let restart = (-i64::from(ERESTARTSYS)).cast_unsigned();
@@ -1577,7 +1655,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 let us = rtt.as_micros();
                 let name = nr::name(nr);
                 match (&response, sleep) {
-                    (_, Sleep::Connect { .. } | Sleep::Send { .. }) => {
+                    (_, Sleep::Connect { .. } | Sleep::Send { .. } | Sleep::Wait { .. }) => {
                         let ret = sleep_result(&response);
                         self.forwarder.trace_line(format!(
                             "[pid {tid}] {name}({request_text}) = {} <{us} us>",
@@ -1652,6 +1730,15 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 let sp = ptrace::getregs(pid).map(|r| r.rsp).unwrap_or(0);
                 let call = Some((nr, args));
                 self.rewrite_and_run(pid, sp, call, &[], ExitAction::Restore);
+            }
+            Outcome::MapFilled { args, data } => {
+                if let Some(line) = trace {
+                    self.forwarder
+                        .trace_line(format!("{line} <{rtt_us} us> ({} bytes)", data.len()));
+                }
+                let sp = ptrace::getregs(pid).map(|r| r.rsp).unwrap_or(0);
+                let call = Some((nr, args));
+                self.rewrite_and_run(pid, sp, call, &[], ExitAction::FillMapping { data });
             }
             Outcome::RunNative { error } => {
                 if let Some(line) = trace {
@@ -1887,6 +1974,15 @@ impl<F: Forwarder> TraceeView<'_, '_, F> {
 }
 
 impl<F: Forwarder> Tracee for TraceeView<'_, '_, F> {
+    fn tgid(&mut self) -> i32 {
+        let tid = self.pid.as_raw();
+        self.tracer.tgid.get(&tid).copied().unwrap_or(tid)
+    }
+
+    fn holds_record_locks(&mut self) -> bool {
+        self.process().is_some_and(|p| p.record_locks)
+    }
+
     fn read_path(&mut self, addr: u64) -> Result<Vec<u8>, Errno> {
         mem::read_cstring(self.pid, addr)
     }

@@ -11,6 +11,8 @@ mod harness;
 mod embedded;
 mod faults;
 mod files;
+mod locks;
+mod mapping;
 mod pjdfstest;
 mod posix;
 mod process;

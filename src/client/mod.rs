@@ -24,6 +24,8 @@ use std::time::Duration;
 
 use tokio::runtime::Handle as RuntimeHandle;
 
+use std::os::unix::ffi::OsStringExt as _;
+
 use crate::engine::{Action, FileEngine, Layers};
 use crate::errno::Errno;
 use crate::proto::{Handle, MAX_IO, Reply, Request, SystemFile, frame};
@@ -287,6 +289,108 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Copies the remote executable `path` into the new file `copy`, with
+    /// the kernel's checks first: a regular file the thread may execute
+    /// (EACCES otherwise). A symlink with an absolute target is not
+    /// followed on the server: its target comes back (`Data`), for the
+    /// tracer to exec as the program would name it.
+    async fn copy_executable(
+        &self,
+        tid: i32,
+        path: crate::proto::RemotePath,
+        copy: &std::path::Path,
+    ) -> crate::proto::Response {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // Follow the last component's links here, relative ones on the
+        // server's side, until a file or an absolute target.
+        let mut path = path;
+        // The kernel's limit on links followed in one lookup.
+        const MAX_LINKS: usize = 40;
+        for hop in 0..=MAX_LINKS {
+            if hop == MAX_LINKS {
+                return Err(Errno(libc::ELOOP));
+            }
+            let lstat = Request::Stat {
+                path: path.clone(),
+                follow: false,
+            };
+            let Reply::Stat(st) = self.respond(tid, lstat).await? else {
+                return Err(Errno::EIO);
+            };
+            if st.mode & libc::S_IFMT != libc::S_IFLNK {
+                break;
+            }
+            let Reply::Data(target) = self
+                .respond(tid, Request::Readlink { path: path.clone() })
+                .await?
+            else {
+                return Err(Errno::EIO);
+            };
+            if target.first() == Some(&b'/') {
+                return Ok(Reply::Data(target));
+            }
+            let parent = path.0.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
+            let mut next = path.0[..parent].to_vec();
+            next.extend_from_slice(&target);
+            path = crate::proto::RemotePath(next);
+        }
+        let stat = Request::Stat {
+            path: path.clone(),
+            follow: true,
+        };
+        match self.respond(tid, stat).await? {
+            Reply::Stat(st) if st.mode & libc::S_IFMT == libc::S_IFREG => {}
+            Reply::Stat(_) => return Err(Errno::EACCES),
+            _ => return Err(Errno::EIO),
+        }
+        let access = Request::Access {
+            path: path.clone(),
+            mode: libc::X_OK,
+            flags: libc::AT_EACCESS,
+        };
+        self.respond(tid, access).await?;
+        let open = Request::Open {
+            path,
+            flags: libc::O_RDONLY | libc::O_CLOEXEC,
+            mode: 0,
+        };
+        let handle = match self.respond(tid, open).await? {
+            Reply::Opened { handle, .. } => handle,
+            _ => return Err(Errno::EIO),
+        };
+        let copied = async {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o755)
+                .open(copy)
+                .map_err(|e| Errno::from_io(&e))?;
+            let mut offset = 0i64;
+            loop {
+                let pread = Request::Pread {
+                    handle,
+                    len: MAX_IO,
+                    offset,
+                };
+                let chunk = match self.respond(tid, pread).await? {
+                    Reply::Data(chunk) => chunk,
+                    _ => return Err(Errno::EIO),
+                };
+                if chunk.is_empty() {
+                    return Ok(Reply::Done);
+                }
+                file.write_all(&chunk).map_err(|e| Errno::from_io(&e))?;
+                offset = offset
+                    .checked_add(i64::try_from(chunk.len()).map_err(|_| Errno::EOVERFLOW)?)
+                    .ok_or(Errno::EOVERFLOW)?;
+            }
+        }
+        .await;
+        let _ = self.respond(tid, Request::Close { handle }).await;
+        copied
     }
 
     /// Sends the writes the file layers have let go, each as its own call.
@@ -883,6 +987,27 @@ impl Forwarder for Engine {
                 _ => 0,
             };
             engine.stats.record("mmap", 0, received, rtt);
+            let _ = engine.events.send(Event::Reply { tid, response, rtt });
+        });
+    }
+
+    fn fetch_executable(&self, tid: i32, path: crate::proto::RemotePath, copy: Vec<u8>) {
+        let engine = self.clone();
+        self.runtime.spawn(async move {
+            let started = tokio::time::Instant::now();
+            let copy = std::path::PathBuf::from(OsString::from_vec(copy));
+            let response = engine.copy_executable(tid, path, &copy).await;
+            if response.is_err() {
+                let _ = std::fs::remove_file(&copy);
+            }
+            let received = std::fs::metadata(&copy).map_or(0, |m| m.len());
+            engine.stats.record(
+                "execve",
+                0,
+                usize::try_from(received).unwrap_or(usize::MAX),
+                started.elapsed(),
+            );
+            let rtt = started.elapsed();
             let _ = engine.events.send(Event::Reply { tid, response, rtt });
         });
     }

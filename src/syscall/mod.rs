@@ -6,6 +6,7 @@
 //! Must not call ptrace, touch the network or read the clock.
 
 pub mod describe;
+pub mod exec;
 pub mod layout;
 pub mod locks;
 pub mod mapping;

@@ -206,6 +206,13 @@ pub enum Then {
     Map {
         flags: u64,
     },
+    /// `Done` → the remote executable is copied to `copy`: run that (or,
+    /// for a `#!` script, its interpreter on the program's path).
+    Exec {
+        copy: Vec<u8>,
+        path_arg: u8,
+        argv_arg: u8,
+    },
     /// `Lock` → an `F_GETLK` answer at `addr`.
     Lock {
         addr: u64,
@@ -313,6 +320,14 @@ pub enum Plan {
         len: u64,
         /// The anonymous mapping's flags ([`super::mapping::anonymous_args`]).
         flags: u64,
+    },
+    /// `execve` of a remote file: the tracer has it copied to a local file
+    /// ([`Then::Exec`]), then runs it (or its `#!` interpreter).
+    ExecRemote {
+        path: RemotePath,
+        /// The registers that hold the path and `argv`.
+        path_arg: u8,
+        argv_arg: u8,
     },
     /// Forward a request that may wait (a lock): the thread sleeps
     /// interruptibly until the reply, which is the call's result (0 or an
@@ -445,6 +460,15 @@ pub enum Outcome {
     /// back its own.
     RunNativeWith {
         args: [Option<u64>; 6],
+    },
+    /// A remote executable's local copy is ready; or, with `link`, the
+    /// path named an absolute symlink: exec its target (as the program
+    /// spells it) instead, as the kernel follows it in the caller's view.
+    Exec {
+        copy: Vec<u8>,
+        path_arg: u8,
+        argv_arg: u8,
+        link: Option<Vec<u8>>,
     },
     /// Run the program's `mmap` with these arguments changed, then write
     /// `data` at the start of the new mapping.
@@ -1173,10 +1197,16 @@ impl<T: Tracee> Planner<'_, T> {
                 }
             },
             libc::SYS_getcwd => self.getcwd(a[0], a[1]),
-            libc::SYS_execve => {
-                self.one_path(AT_FDCWD, a[0], 0, |_, _, _| Plan::fail(Errno::EACCES))
-            }
-            libc::SYS_execveat => self.one_path(fd0, a[1], 1, |_, _, _| Plan::fail(Errno::EACCES)),
+            libc::SYS_execve => self.one_path(AT_FDCWD, a[0], 0, |_, _, path| Plan::ExecRemote {
+                path,
+                path_arg: 0,
+                argv_arg: 1,
+            }),
+            libc::SYS_execveat => self.one_path(fd0, a[1], 1, |_, _, path| Plan::ExecRemote {
+                path,
+                path_arg: 1,
+                argv_arg: 2,
+            }),
             libc::SYS_mknod => self.one_path(AT_FDCWD, a[0], 0, |_, _, path| {
                 Plan::forward(mknod(path, a[1], a[2]), Then::Zero)
             }),
@@ -1896,6 +1926,25 @@ pub fn finish(then: Then, response: Response, mounts: &MountTable) -> Outcome {
             truncate: true,
         };
         return finish(then, Ok(Reply::Data(target)), mounts);
+    }
+    if let Then::Exec {
+        copy,
+        path_arg,
+        argv_arg,
+    } = then
+    {
+        return match response {
+            Ok(reply) => Outcome::Exec {
+                copy,
+                path_arg,
+                argv_arg,
+                link: match reply {
+                    Reply::Data(target) => Some(mounts.to_local(&target).unwrap_or(target)),
+                    _ => None,
+                },
+            },
+            Err(e) => Outcome::errno(e),
+        };
     }
     if let Then::Map { flags } = then {
         return match response {

@@ -9,6 +9,7 @@
 mod harness;
 
 mod embedded;
+mod exec;
 mod faults;
 mod files;
 mod locks;

@@ -24,9 +24,11 @@ use std::time::Duration;
 
 use tokio::runtime::Handle as RuntimeHandle;
 
+use std::os::unix::ffi::OsStringExt as _;
+
 use crate::engine::{Action, FileEngine, Layers};
 use crate::errno::Errno;
-use crate::proto::{Handle, Reply, Request, SystemFile, frame};
+use crate::proto::{Handle, MAX_IO, Reply, Request, SystemFile, frame};
 use crate::syscall::nr;
 use crate::syscall::paths::MountTable;
 use crate::syscall::plan::Forwarding;
@@ -89,6 +91,28 @@ struct Engine {
     connects: Arc<connect::Connects>,
     options: Arc<sockopt::PendingOptions>,
     send_interrupts: Arc<SendInterrupts>,
+    /// Forwarded calls that wait (locks) and have no reply yet, by wait
+    /// number: a signal for the sleeping thread cancels the server's wait.
+    waits: Arc<std::sync::Mutex<std::collections::HashSet<u64>>>,
+}
+
+/// The event that gives thread `tid` its reply: a sleeper's (wait number
+/// `op`) only reaches that sleep.
+fn reply_event(
+    tid: i32,
+    op: Option<u64>,
+    response: crate::proto::Response,
+    rtt: Duration,
+) -> Event {
+    match op {
+        Some(op) => Event::SleeperReply {
+            tid,
+            op,
+            response,
+            rtt,
+        },
+        None => Event::Reply { tid, response, rtt },
+    }
 }
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -159,16 +183,18 @@ impl Engine {
 }
 
 impl Engine {
-    fn answer_locally(&self, tid: i32, nr: i64, response: crate::proto::Response) {
+    fn answer_locally(&self, tid: i32, nr: i64, op: Option<u64>, response: crate::proto::Response) {
         self.stats.record_local(nr::name(nr));
         if tid > 0 {
-            let rtt = Duration::ZERO;
-            let _ = self.events.send(Event::Reply { tid, response, rtt });
+            let _ = self
+                .events
+                .send(reply_event(tid, op, response, Duration::ZERO));
         }
     }
 
     /// One round trip for thread `tid` (none when `tid` is not positive).
     async fn call(&self, tid: i32, nr: i64, request: Request, pending: crate::engine::Pending) {
+        let op = request.wait_number();
         let sent = frame::encode(&request).len();
         let started = tokio::time::Instant::now();
         // The thread is stopped in its call: its credentials are the call's.
@@ -185,18 +211,31 @@ impl Engine {
             .files()
             .on_reply(std::time::Instant::now(), pending, response);
         self.stats.record(nr::name(nr), sent, received, rtt);
+        let response = match op {
+            Some(op) => {
+                lock(&self.waits).remove(&op);
+                // A wait the program's signal cancelled: restarted after an
+                // `SA_RESTART` handler, else EINTR, as the kernel's own.
+                match response {
+                    Err(e) if e == Errno(libc::EINTR) => Err(Errno(tracer::ERESTARTSYS)),
+                    other => other,
+                }
+            }
+            None => response,
+        };
         if tid > 0 {
-            let _ = self.events.send(Event::Reply { tid, response, rtt });
+            let _ = self.events.send(reply_event(tid, op, response, rtt));
         }
     }
 
     /// Carries out `request` to the end, waiting for write-behind flushes
     /// whenever the file layers ask.
     async fn drive(&self, tid: i32, nr: i64, request: Request) {
+        let op = request.wait_number();
         let action = self.files().on_request(std::time::Instant::now(), request);
         self.send_flushes();
         match action {
-            Action::Answer(response) => self.answer_locally(tid, nr, response),
+            Action::Answer(response) => self.answer_locally(tid, nr, op, response),
             Action::Send(request, pending) => self.call(tid, nr, request, pending).await,
             Action::Wait(request, generation) => {
                 self.after_flushes(tid, nr, request, generation).await;
@@ -205,13 +244,14 @@ impl Engine {
     }
 
     async fn after_flushes(&self, tid: i32, nr: i64, mut request: Request, mut generation: u64) {
+        let op = request.wait_number();
         loop {
             let mut changes = self.flushed.subscribe();
             let _ = changes.wait_for(|g| *g != generation).await;
             let action = self.files().on_request(std::time::Instant::now(), request);
             self.send_flushes();
             match action {
-                Action::Answer(response) => return self.answer_locally(tid, nr, response),
+                Action::Answer(response) => return self.answer_locally(tid, nr, op, response),
                 Action::Send(request, pending) => {
                     return self.call(tid, nr, request, pending).await;
                 }
@@ -221,6 +261,136 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Carries out `request` for thread `tid` (none when not positive) to
+    /// its response, through the file layers (held writes first), without
+    /// telling the tracer.
+    async fn respond(&self, tid: i32, mut request: Request) -> crate::proto::Response {
+        loop {
+            let action = self.files().on_request(std::time::Instant::now(), request);
+            self.send_flushes();
+            match action {
+                Action::Answer(response) => return response,
+                Action::Send(request, pending) => {
+                    let caller = (tid > 0).then(|| tracer::creds::of_thread(tid));
+                    let response = match self.link.call_as(caller.as_ref(), &request).await {
+                        Ok(r) => r,
+                        Err(e) => Err(self.connection_failed(&e)),
+                    };
+                    return self
+                        .files()
+                        .on_reply(std::time::Instant::now(), pending, response);
+                }
+                Action::Wait(again, generation) => {
+                    let mut changes = self.flushed.subscribe();
+                    let _ = changes.wait_for(|g| *g != generation).await;
+                    request = again;
+                }
+            }
+        }
+    }
+
+    /// Copies the remote executable `path` into the new file `copy`, with
+    /// the kernel's checks first: a regular file the thread may execute
+    /// (EACCES otherwise). A symlink with an absolute target is not
+    /// followed on the server: its target comes back (`Data`), for the
+    /// tracer to exec as the program would name it.
+    async fn copy_executable(
+        &self,
+        tid: i32,
+        path: crate::proto::RemotePath,
+        copy: &std::path::Path,
+    ) -> crate::proto::Response {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // Follow the last component's links here, relative ones on the
+        // server's side, until a file or an absolute target.
+        let mut path = path;
+        // The kernel's limit on links followed in one lookup.
+        const MAX_LINKS: usize = 40;
+        for hop in 0..=MAX_LINKS {
+            if hop == MAX_LINKS {
+                return Err(Errno(libc::ELOOP));
+            }
+            let lstat = Request::Stat {
+                path: path.clone(),
+                follow: false,
+            };
+            let Reply::Stat(st) = self.respond(tid, lstat).await? else {
+                return Err(Errno::EIO);
+            };
+            if st.mode & libc::S_IFMT != libc::S_IFLNK {
+                break;
+            }
+            let Reply::Data(target) = self
+                .respond(tid, Request::Readlink { path: path.clone() })
+                .await?
+            else {
+                return Err(Errno::EIO);
+            };
+            if target.first() == Some(&b'/') {
+                return Ok(Reply::Data(target));
+            }
+            let parent = path.0.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
+            let mut next = path.0[..parent].to_vec();
+            next.extend_from_slice(&target);
+            path = crate::proto::RemotePath(next);
+        }
+        let stat = Request::Stat {
+            path: path.clone(),
+            follow: true,
+        };
+        match self.respond(tid, stat).await? {
+            Reply::Stat(st) if st.mode & libc::S_IFMT == libc::S_IFREG => {}
+            Reply::Stat(_) => return Err(Errno::EACCES),
+            _ => return Err(Errno::EIO),
+        }
+        let access = Request::Access {
+            path: path.clone(),
+            mode: libc::X_OK,
+            flags: libc::AT_EACCESS,
+        };
+        self.respond(tid, access).await?;
+        let open = Request::Open {
+            path,
+            flags: libc::O_RDONLY | libc::O_CLOEXEC,
+            mode: 0,
+        };
+        let handle = match self.respond(tid, open).await? {
+            Reply::Opened { handle, .. } => handle,
+            _ => return Err(Errno::EIO),
+        };
+        let copied = async {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o755)
+                .open(copy)
+                .map_err(|e| Errno::from_io(&e))?;
+            let mut offset = 0i64;
+            loop {
+                let pread = Request::Pread {
+                    handle,
+                    len: MAX_IO,
+                    offset,
+                };
+                let chunk = match self.respond(tid, pread).await? {
+                    Reply::Data(chunk) => chunk,
+                    _ => return Err(Errno::EIO),
+                };
+                if chunk.is_empty() {
+                    return Ok(Reply::Done);
+                }
+                file.write_all(&chunk).map_err(|e| Errno::from_io(&e))?;
+                offset = offset
+                    .checked_add(i64::try_from(chunk.len()).map_err(|_| Errno::EOVERFLOW)?)
+                    .ok_or(Errno::EOVERFLOW)?;
+            }
+        }
+        .await;
+        let _ = self.respond(tid, Request::Close { handle }).await;
+        copied
     }
 
     /// Sends the writes the file layers have let go, each as its own call.
@@ -488,10 +658,19 @@ async fn until_crossed(arrived: impl Fn() -> bool) {
 
 impl Forwarder for Engine {
     fn submit(&self, tid: i32, nr: i64, request: Request) -> Option<crate::proto::Response> {
+        let op = request.wait_number();
+        if let Some(op) = op {
+            // Its thread sleeps: the reply is an event, even a local one.
+            lock(&self.waits).insert(op);
+        }
         // The only clock the file layers see: they take time as an argument.
         let action = self.files().on_request(std::time::Instant::now(), request);
         self.send_flushes();
         match action {
+            Action::Answer(response) if op.is_some() => {
+                lock(&self.waits).remove(&op.unwrap_or_default());
+                self.answer_locally(tid, nr, op, response);
+            }
             Action::Answer(response) => {
                 // Answered in the trapping thread itself: no event, no wake-up.
                 self.stats.record_local(nr::name(nr));
@@ -770,8 +949,81 @@ impl Forwarder for Engine {
         });
     }
 
-    fn send_interrupted(&self, op: u64) {
+    fn read_range(&self, tid: i32, handle: Handle, offset: i64, len: u64) {
+        let engine = self.clone();
+        self.runtime.spawn(async move {
+            let started = tokio::time::Instant::now();
+            let mut data = Vec::new();
+            let response = loop {
+                let got = u64::try_from(data.len()).unwrap_or(u64::MAX);
+                let want =
+                    u32::try_from(len.saturating_sub(got).min(u64::from(MAX_IO))).unwrap_or(MAX_IO);
+                let Some(at) = i64::try_from(got).ok().and_then(|g| offset.checked_add(g)) else {
+                    break Err(Errno::EOVERFLOW);
+                };
+                if want == 0 {
+                    break Ok(Reply::Data(data));
+                }
+                let pread = Request::Pread {
+                    handle,
+                    len: want,
+                    offset: at,
+                };
+                match engine.respond(tid, pread).await {
+                    Ok(Reply::Data(chunk)) => {
+                        let end = u32::try_from(chunk.len()).map_or(true, |n| n < want);
+                        data.extend_from_slice(&chunk);
+                        if end {
+                            break Ok(Reply::Data(data));
+                        }
+                    }
+                    Ok(_) => break Err(Errno::EIO),
+                    Err(e) => break Err(e),
+                }
+            };
+            let rtt = started.elapsed();
+            let received = match &response {
+                Ok(Reply::Data(d)) => d.len(),
+                _ => 0,
+            };
+            engine.stats.record("mmap", 0, received, rtt);
+            let _ = engine.events.send(Event::Reply { tid, response, rtt });
+        });
+    }
+
+    fn fetch_executable(&self, tid: i32, path: crate::proto::RemotePath, copy: Vec<u8>) {
+        let engine = self.clone();
+        self.runtime.spawn(async move {
+            let started = tokio::time::Instant::now();
+            let copy = std::path::PathBuf::from(OsString::from_vec(copy));
+            let response = engine.copy_executable(tid, path, &copy).await;
+            if response.is_err() {
+                let _ = std::fs::remove_file(&copy);
+            }
+            let received = std::fs::metadata(&copy).map_or(0, |m| m.len());
+            engine.stats.record(
+                "execve",
+                0,
+                usize::try_from(received).unwrap_or(usize::MAX),
+                started.elapsed(),
+            );
+            let rtt = started.elapsed();
+            let _ = engine.events.send(Event::Reply { tid, response, rtt });
+        });
+    }
+
+    fn interrupted(&self, op: u64) {
         self.send_interrupts.interrupt(op);
+        if lock(&self.waits).contains(&op) {
+            // The server's wait ends, and the waiting request then replies
+            // (EINTR, or its lock if that came first).
+            let engine = self.clone();
+            self.runtime.spawn(async move {
+                if let Err(e) = engine.link.call(&Request::CancelWait { wait: op }).await {
+                    engine.connection_failed(&e);
+                }
+            });
+        }
     }
 
     fn prefetch(&self, pumps: &[u64]) {
@@ -1000,6 +1252,7 @@ pub fn run(
         connects: Arc::default(),
         options: Arc::default(),
         send_interrupts: Arc::default(),
+        waits: Arc::default(),
     };
     let drainer = engine.clone();
     let config = TracerConfig {

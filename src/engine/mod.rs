@@ -34,7 +34,7 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::errno::Errno;
-use crate::proto::{DirEntry, Handle, RemotePath, Reply, Request, Response, Stat};
+use crate::proto::{DirEntry, FileLock, Handle, RemotePath, Reply, Request, Response, Stat};
 use crate::syscall::layout;
 
 pub use statcache::StatCache;
@@ -197,6 +197,47 @@ impl FileEngine {
         }
     }
 
+    /// A lock call, once held writes are sent: another process may have
+    /// written the file while it held the lock, so nothing read before
+    /// (bytes read ahead, stats) answers for the file after it. A record
+    /// lock counted from the file offset (`SEEK_CUR`) is counted from the
+    /// offset rscq keeps, which the server's handle does not follow.
+    fn coherence_point(&mut self, req: Request) -> Action {
+        self.stats.clear();
+        self.opened_stats.clear();
+        for file in self.files.values_mut() {
+            if let Some(cursor) = file.cursor.as_mut() {
+                cursor.drop_ahead();
+            }
+        }
+        let req = match req {
+            Request::RecordLock {
+                handle,
+                owner,
+                mut lock,
+                set,
+                wait,
+            } if i32::from(lock.whence) == libc::SEEK_CUR => {
+                if let Some(cursor) = self.files.get(&handle).and_then(|f| f.cursor.as_ref()) {
+                    let Some(start) = cursor.position().checked_add(lock.start) else {
+                        return Action::Answer(Err(Errno::EOVERFLOW));
+                    };
+                    lock.start = start;
+                    lock.whence = FileLock::SEEK_SET;
+                }
+                Request::RecordLock {
+                    handle,
+                    owner,
+                    lock,
+                    set,
+                    wait,
+                }
+            }
+            other => other,
+        };
+        Action::Send(req.clone(), Pending::Plain(req))
+    }
+
     /// Writes to send behind the program's back, with their tokens.
     pub fn take_flushes(&mut self) -> Vec<(Request, Pending)> {
         self.writes
@@ -240,6 +281,9 @@ impl FileEngine {
     pub fn on_request(&mut self, now: Instant, req: Request) -> Action {
         if let Some(action) = self.write_behind(&req) {
             return action;
+        }
+        if req.is_coherence_point() {
+            return self.coherence_point(req);
         }
         if self.layers.statcache {
             if let Some(resp) = self.stats.answer(now, &req) {

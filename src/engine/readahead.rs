@@ -90,7 +90,8 @@ impl Cursor {
         }
     }
 
-    fn drop_ahead(&mut self) {
+    /// Forgets the bytes fetched ahead (the file may have changed).
+    pub fn drop_ahead(&mut self) {
         self.ahead.clear();
         self.at_eof = false;
     }

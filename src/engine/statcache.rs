@@ -84,6 +84,11 @@ impl StatCache {
         self.entries.is_empty()
     }
 
+    /// Forgets every entry.
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+
     /// Stores what a listing of `dir` brought.
     pub fn insert_listing(
         &mut self,

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::errno::Errno;
 
 /// Bumped on every incompatible change to any message in this module.
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// The TLS ALPN token both sides require.
 pub const ALPN: &[u8] = b"rscq/1";
@@ -531,6 +531,70 @@ pub enum Request {
         target: OptionTarget,
         option: SockOption,
     },
+    /// `flock(2)` on the open file `handle`: `op` is `LOCK_SH`, `LOCK_EX`
+    /// or `LOCK_UN` (never `LOCK_NB`: without `wait` the server never
+    /// waits). With `wait`, a conflicting lock is waited for until it goes
+    /// or a [`Request::CancelWait`] names the same number; a cancelled
+    /// wait replies EINTR. Replies [`Reply::Done`].
+    Flock {
+        handle: Handle,
+        op: i32,
+        wait: Option<u64>,
+    },
+    /// `fcntl(2)` record locks on the file `handle` names, held by `owner`:
+    /// `F_SETLK` (or, with `wait`, `F_SETLKW`) when `set`, else `F_GETLK`,
+    /// which replies [`Reply::Lock`]. `set` replies [`Reply::Done`].
+    RecordLock {
+        handle: Handle,
+        owner: LockOwner,
+        lock: FileLock,
+        set: bool,
+        wait: Option<u64>,
+    },
+    /// The process `owner` closed an fd of the file `handle` names (its
+    /// POSIX locks on that file go), or exited (`handle` is `None`: all its
+    /// POSIX locks go). Replies [`Reply::Done`].
+    ReleaseLocks { owner: u32, handle: Option<Handle> },
+    /// Stop the wait of the request that carries `wait`. Replies
+    /// [`Reply::Done`] at once; the waiting request then replies on its
+    /// own (EINTR, or its result if the lock came first).
+    CancelWait { wait: u64 },
+}
+
+/// Who holds a record lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum LockOwner {
+    /// A process of the run, by its thread-group id (`F_SETLK` and
+    /// friends: the locks of one process on one file never conflict with
+    /// each other, and any close of the file by it drops them).
+    Process(u32),
+    /// The open file itself (`F_OFD_SETLK` and friends).
+    OpenFile,
+}
+
+/// `struct flock` (`fcntl(2)`), with its `l_pid` as the server's kernel
+/// reports a conflicting holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct FileLock {
+    /// `F_RDLCK`, `F_WRLCK` or `F_UNLCK`.
+    pub kind: i16,
+    /// `SEEK_SET`, `SEEK_CUR` or `SEEK_END`.
+    pub whence: i16,
+    pub start: i64,
+    /// 0 means "to the end of the file, however far it grows".
+    pub len: i64,
+    pub pid: i32,
+}
+
+impl FileLock {
+    /// `l_type` values, as `struct flock` holds them (a `short`).
+    pub const RDLCK: i16 = 0;
+    pub const WRLCK: i16 = 1;
+    pub const UNLCK: i16 = 2;
+    /// `l_whence`'s `SEEK_SET`.
+    pub const SEEK_SET: i16 = 0;
 }
 
 /// One operation on a remote UDP socket's stream.
@@ -724,8 +788,31 @@ impl Request {
             | Request::TcpListen { .. }
             | Request::TcpUnbind { .. }
             | Request::UdpBind { .. }
-            | Request::TcpSetOption { .. } => false,
+            | Request::TcpSetOption { .. }
+            | Request::Flock { .. }
+            | Request::RecordLock { .. }
+            | Request::ReleaseLocks { .. }
+            | Request::CancelWait { .. } => false,
         }
+    }
+
+    /// The wait number of a request that may wait (a lock).
+    pub fn wait_number(&self) -> Option<u64> {
+        match self {
+            Request::Flock { wait, .. } | Request::RecordLock { wait, .. } => *wait,
+            _ => None,
+        }
+    }
+
+    /// A lock request: the point where another process's writes must
+    /// become visible and this one's must reach the server (sqlite writes,
+    /// unlocks, and expects the next locker to read what it wrote), so
+    /// held writes go first and cached reads and stats are dropped.
+    pub fn is_coherence_point(&self) -> bool {
+        matches!(
+            self,
+            Request::Flock { .. } | Request::RecordLock { .. } | Request::ReleaseLocks { .. }
+        )
     }
 }
 
@@ -769,6 +856,9 @@ pub enum Reply {
         stat: Stat,
         xattrs: Vec<Result<Vec<u8>, Errno>>,
     },
+    /// The answer to an `F_GETLK`: the first conflicting lock, or the
+    /// request's lock with `kind` `F_UNLCK` when none conflicts.
+    Lock(FileLock),
 }
 
 /// The answer to [`Request::OpenPlus`] on a directory: the open, and the

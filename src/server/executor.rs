@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use super::creds::{Checking, Policy};
 use super::files::OpenFlags;
 use super::handles::Handles;
+use super::locks::Locks;
 use super::resolve::Root;
 use super::{dirs, files, meta, names, uname, xattr};
 use crate::errno::Errno;
@@ -39,6 +40,7 @@ pub struct Executor {
     /// (write-behind) run with the opener's rights, so the kernel clears a
     /// setuid bit as the program's own write would have.
     openers: Mutex<HashMap<Handle, Credentials>>,
+    locks: Locks,
 }
 
 impl Executor {
@@ -55,6 +57,7 @@ impl Executor {
             read_only,
             policy,
             openers: Mutex::default(),
+            locks: Locks::default(),
         })
     }
 
@@ -214,7 +217,31 @@ impl Executor {
             | Request::TcpUnbind { .. }
             | Request::UdpBind { .. }
             | Request::TcpSetOption { .. } => Err(Errno::EINVAL),
+            Request::Flock { handle, op, wait } => {
+                self.locks.flock(handles.get(handle)?.as_fd(), op, wait)
+            }
+            Request::RecordLock {
+                handle,
+                owner,
+                lock,
+                set,
+                wait,
+            } => self
+                .locks
+                .record(handles.get(handle)?.as_fd(), owner, lock, set, wait),
+            Request::ReleaseLocks { owner, handle } => match handle {
+                Some(handle) => self
+                    .locks
+                    .release(owner, Some(handles.get(handle)?.as_fd())),
+                None => self.locks.release(owner, None),
+            },
+            Request::CancelWait { wait } => self.locks.cancel(wait),
         }
+    }
+
+    /// The connection is gone: requests still waiting (for a lock) end.
+    pub fn close(&self) {
+        self.locks.close();
     }
 }
 

@@ -3,7 +3,7 @@
 //! [`Executor`] dispatches; confinement is the private `resolve` module's
 //! job, the handle table `handles`'s, whose rights a call runs with
 //! [`creds`]'s, and each syscall family has its own private module
-//! (`files`, `meta`, `names`, `dirs`, `xattr`, `uname`; [`net`],
+//! (`files`, `meta`, `names`, `dirs`, `xattr`, `locks`, `uname`; [`net`],
 //! [`udp`] and [`sockopt`] for `--net`).
 //!
 //! Must not speak QUIC: [`crate::transport::server`] reads requests and
@@ -14,6 +14,7 @@ mod dirs;
 pub mod executor;
 mod files;
 mod handles;
+mod locks;
 mod meta;
 mod names;
 pub mod net;

@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use crate::proto::{Handle, RemotePath, Request, TimeUpdate, XattrTarget};
+use crate::proto::{Handle, LockOwner, RemotePath, Request, TimeUpdate, XattrTarget};
 
 /// How many bytes of a data buffer `--trace` shows, as strace's `-s 32`.
 const SHOWN_BYTES: usize = 32;
@@ -171,6 +171,50 @@ pub fn describe(req: &Request) -> String {
         } => format!("L{listener}, {backlog}"),
         Request::TcpUnbind { listener } => format!("L{listener}"),
         Request::TcpSetOption { target, option } => format!("{target:?}, {option:?}"),
+        Request::Flock { handle, op, wait } => {
+            let op = match *op {
+                libc::LOCK_SH => "LOCK_SH",
+                libc::LOCK_EX => "LOCK_EX",
+                libc::LOCK_UN => "LOCK_UN",
+                _ => "?",
+            };
+            let nb = if wait.is_some() { "" } else { "|LOCK_NB" };
+            format!("{}, {op}{nb}", h(handle))
+        }
+        Request::RecordLock {
+            handle,
+            owner,
+            lock,
+            set,
+            wait,
+        } => {
+            let cmd = match (owner, set, wait) {
+                (LockOwner::Process(_), false, _) => "F_GETLK",
+                (LockOwner::Process(_), true, None) => "F_SETLK",
+                (LockOwner::Process(_), true, Some(_)) => "F_SETLKW",
+                (LockOwner::OpenFile, false, _) => "F_OFD_GETLK",
+                (LockOwner::OpenFile, true, None) => "F_OFD_SETLK",
+                (LockOwner::OpenFile, true, Some(_)) => "F_OFD_SETLKW",
+            };
+            let kind = match i32::from(lock.kind) {
+                libc::F_RDLCK => "F_RDLCK",
+                libc::F_WRLCK => "F_WRLCK",
+                libc::F_UNLCK => "F_UNLCK",
+                _ => "?",
+            };
+            format!(
+                "{}, {cmd}, {{l_type={kind}, l_whence={}, l_start={}, l_len={}}}",
+                h(handle),
+                lock.whence,
+                lock.start,
+                lock.len
+            )
+        }
+        Request::ReleaseLocks { owner, handle } => match handle {
+            Some(handle) => format!("{}, release locks of pid {owner}", h(handle)),
+            None => format!("release locks of pid {owner}"),
+        },
+        Request::CancelWait { wait } => format!("cancel wait {wait}"),
     }
 }
 

@@ -14,7 +14,9 @@
 //! `crate::syscall::net`); none of them may touch ptrace either.
 
 use crate::errno::Errno;
-use crate::proto::{DirEntry, Handle, MAX_IO, Reply, Request, Response, SockAddr, Stat};
+use crate::proto::{
+    DirEntry, Handle, MAX_IO, RemotePath, Reply, Request, Response, SockAddr, Stat,
+};
 use crate::syscall::layout;
 use crate::syscall::paths::MountTable;
 use crate::tracer::registry::RemoteSocket;
@@ -78,6 +80,11 @@ pub trait Tracee {
     /// The loopback address of the relay that stands for remote `peer`
     /// (made on first use), for a program socket of family IPv6 or not.
     fn udp_relay(&mut self, v6: bool, peer: SockAddr) -> Option<SockAddr>;
+    /// The thread group (process) of the stopped thread.
+    fn tgid(&mut self) -> i32;
+    /// Whether the process may hold record locks on remote files (then
+    /// each close of a remote file releases them, as the kernel's does).
+    fn holds_record_locks(&mut self) -> bool;
 }
 
 /// A resolver file's path, and the path of the server's copy to open in
@@ -177,6 +184,25 @@ pub enum Then {
     /// the program's machine can reach: refused, as by a socket file nobody
     /// listens on.
     ConnectSocketFile,
+    /// `Data` → run the `mmap` natively as an anonymous mapping with
+    /// `flags` and fill the mapping with the data.
+    Map {
+        flags: u64,
+    },
+    /// `Done` → the remote executable is copied to `copy`: run that (or,
+    /// for a `#!` script, its interpreter on the program's path).
+    Exec {
+        copy: Vec<u8>,
+        path_arg: u8,
+        argv_arg: u8,
+    },
+    /// `Lock` → an `F_GETLK` answer at `addr`.
+    Lock {
+        addr: u64,
+    },
+    /// `close(2)` of a remote fd once the process's record locks on its
+    /// file are released: the call then runs natively.
+    CloseAfterRelease,
 }
 
 /// How much a `--pure` receive waits for (its flags).
@@ -267,6 +293,30 @@ pub enum Plan {
     Forward {
         request: Request,
         then: Then,
+    },
+    /// `mmap` of a remote file: fetch `len` bytes at `offset` (fewer at the
+    /// end of the file), run the call natively with `args` changed (an
+    /// anonymous private mapping), and fill the new mapping with them.
+    MapRemote {
+        handle: Handle,
+        offset: i64,
+        len: u64,
+        /// The anonymous mapping's flags ([`super::mapping::anonymous_args`]).
+        flags: u64,
+    },
+    /// `execve` of a remote file: the tracer has it copied to a local file
+    /// ([`Then::Exec`]), then runs it (or its `#!` interpreter).
+    ExecRemote {
+        path: RemotePath,
+        /// The registers that hold the path and `argv`.
+        path_arg: u8,
+        argv_arg: u8,
+    },
+    /// Forward a request that may wait (a lock): the thread sleeps
+    /// interruptibly until the reply, which is the call's result (0 or an
+    /// errno). The tracer numbers the wait ([`super::locks::with_wait`]).
+    ForwardWait {
+        request: Request,
     },
     /// Connect the program's TCP socket `fd` to `addr` on the server; the
     /// reply is `Done` (→ 0) or the remote errno.
@@ -394,6 +444,21 @@ pub enum Outcome {
     RunNativeWith {
         args: [Option<u64>; 6],
     },
+    /// A remote executable's local copy is ready; or, with `link`, the
+    /// path named an absolute symlink: exec its target (as the program
+    /// spells it) instead, as the kernel follows it in the caller's view.
+    Exec {
+        copy: Vec<u8>,
+        path_arg: u8,
+        argv_arg: u8,
+        link: Option<Vec<u8>>,
+    },
+    /// Run the program's `mmap` with these arguments changed, then write
+    /// `data` at the start of the new mapping.
+    MapFilled {
+        args: [Option<u64>; 6],
+        data: Vec<u8>,
+    },
 }
 
 impl Outcome {
@@ -488,12 +553,22 @@ pub fn plan(nr: i64, args: [u64; 6], fwd: &Forwarding, t: &mut impl Tracee) -> P
     }
     if nr == libc::SYS_mmap {
         return match p.t.fd(arg_i32(args[4])) {
-            FdKind::Remote(_) => Plan::fail(Errno::ENODEV),
+            FdKind::Remote(rfd) => super::mapping::plan(&rfd, args),
             FdKind::Local => Plan::Native,
         };
     }
     if nr == libc::SYS_close {
         return match p.t.fd(arg_i32(args[0])) {
+            FdKind::Remote(rfd) if p.t.holds_record_locks() => {
+                let owner = p.t.tgid().cast_unsigned();
+                Plan::forward(
+                    Request::ReleaseLocks {
+                        owner,
+                        handle: Some(rfd.handle),
+                    },
+                    Then::CloseAfterRelease,
+                )
+            }
             FdKind::Remote(rfd) if fwd.write_behind && !rfd.is_dir => Plan::forward(
                 Request::FlushWrites { handle: rfd.handle },
                 Then::CloseAfterFlush,
@@ -520,6 +595,45 @@ pub fn finish(then: Then, response: Response, mounts: &MountTable) -> Outcome {
             truncate: true,
         };
         return finish(then, Ok(Reply::Data(target)), mounts);
+    }
+    if let Then::Exec {
+        copy,
+        path_arg,
+        argv_arg,
+    } = then
+    {
+        return match response {
+            Ok(reply) => Outcome::Exec {
+                copy,
+                path_arg,
+                argv_arg,
+                link: match reply {
+                    Reply::Data(target) => Some(mounts.to_local(&target).unwrap_or(target)),
+                    _ => None,
+                },
+            },
+            Err(e) => Outcome::errno(e),
+        };
+    }
+    if let Then::Map { flags } = then {
+        return match response {
+            Ok(Reply::Data(data)) => Outcome::MapFilled {
+                args: super::mapping::anonymous_args(flags),
+                data,
+            },
+            Ok(_) => Outcome::errno(Errno::EIO),
+            Err(e) => Outcome::errno(e),
+        };
+    }
+    if then == Then::CloseAfterRelease {
+        // The fd is closed whatever the release gave.
+        return Outcome::RunNative { error: None };
+    }
+    if let (Then::Lock { addr }, Ok(Reply::Lock(lock))) = (&then, &response) {
+        return Outcome::Return {
+            ret: 0,
+            writes: super::locks::getlk_writes(*addr, lock),
+        };
     }
     if then == Then::CloseAfterFlush {
         // The fd is closed whatever the flush gave, as the kernel does.

@@ -74,6 +74,12 @@ impl FakeTracee {
 }
 
 impl Tracee for FakeTracee {
+    fn tgid(&mut self) -> i32 {
+        1
+    }
+    fn holds_record_locks(&mut self) -> bool {
+        false
+    }
     fn read_path(&mut self, addr: u64) -> Result<Vec<u8>, Errno> {
         let b = self.mem.get(&addr).ok_or(Errno::EFAULT)?;
         let end = b.iter().position(|&c| c == 0).ok_or(Errno::EFAULT)?;

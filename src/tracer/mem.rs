@@ -1,5 +1,6 @@
 //! Reading and writing the stopped program's memory with
-//! `process_vm_readv(2)`/`process_vm_writev(2)`.
+//! `process_vm_readv(2)`/`process_vm_writev(2)`, and through
+//! `/proc/PID/mem` where the program itself may not write.
 
 use std::io::{IoSlice, IoSliceMut};
 
@@ -69,4 +70,21 @@ pub fn write_bytes(pid: Pid, addr: u64, bytes: &[u8]) -> Result<(), Errno> {
         return Err(Errno::EFAULT);
     }
     Ok(())
+}
+
+/// Writes `bytes` at `addr` even where the program may not write (a
+/// read-only private mapping), as a debugger does through `/proc/PID/mem`
+/// (proc(5)); for filling a mapping rscq made, never for a program's
+/// buffer, where the kernel would give EFAULT.
+pub fn write_forced(pid: Pid, addr: u64, bytes: &[u8]) -> Result<(), Errno> {
+    use std::os::unix::fs::FileExt as _;
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    let mem = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/proc/{pid}/mem"))
+        .map_err(|e| Errno::from_io(&e))?;
+    mem.write_all_at(bytes, addr)
+        .map_err(|e| Errno::from_io(&e))
 }

@@ -33,8 +33,8 @@ use nix::unistd::Pid;
 use crate::errno::Errno;
 use crate::proto::{Handle, Request, Response};
 use crate::sys::tracer::{self as sys, ExecPlan};
-use crate::syscall::nr;
 use crate::syscall::plan::{self, AfterNative, FdKind, Forwarding, Outcome, Plan, Then, Tracee};
+use crate::syscall::{exec, nr};
 
 pub use registry::{Registry, RemoteSocket, SocketRegistry};
 
@@ -112,7 +112,15 @@ pub trait Forwarder {
     /// A signal came to the thread whose send is sleep `op` (or the thread
     /// is gone): the send stops waiting for room and answers with the
     /// bytes that went, or `-ERESTARTSYS` if none did.
-    fn send_interrupted(&self, op: u64);
+    fn interrupted(&self, op: u64);
+    /// Reads `len` bytes at `offset` of the remote file `handle` (fewer at
+    /// its end) for thread `tid`'s `mmap`, after any writes held for it;
+    /// the reply is one [`Event::Reply`] with all of them.
+    fn read_range(&self, tid: i32, handle: Handle, offset: i64, len: u64);
+    /// Copies the remote executable `path` to the new local file `copy`
+    /// for thread `tid`'s `execve`, once the thread may run it (a regular
+    /// file it may execute); the reply is an [`Event::Reply`] (`Done`).
+    fn fetch_executable(&self, tid: i32, path: crate::proto::RemotePath, copy: Vec<u8>);
     /// `--pure`: one fetch on each of these pumps, unless one is under way.
     fn prefetch(&self, pumps: &[u64]);
     /// Binds UDP socket `fd` on the server (and to a loopback port locally).
@@ -311,10 +319,9 @@ pub fn fd_filter_rules(config: &TracerConfig) -> Vec<(i64, seccomp::Action)> {
         .filter(|&&(nr, name)| nr != libc::SYS_fchdir && wanted(name))
         .map(|&(nr, _)| (nr, seccomp::Action::Trace))
         .collect();
-    if fwd.write_behind {
-        // A close sends the writes held for its file and reports them.
-        rules.push((libc::SYS_close, seccomp::Action::Trace));
-    }
+    // A close sends the writes held for its file and reports them, and
+    // releases the process's record locks on it.
+    rules.push((libc::SYS_close, seccomp::Action::Trace));
     // A remote file cannot be mapped; anonymous mappings never stop.
     rules.push((
         libc::SYS_mmap,
@@ -392,6 +399,9 @@ enum Sleep {
     /// A `--pure` send that may wait for room (sleep number `op`): its
     /// reply is the call's result.
     Send { op: u64 },
+    /// A forwarded call that may wait (a lock; sleep and wait number
+    /// `op`): its reply is the call's result.
+    Wait { op: u64 },
 }
 
 impl Sleep {
@@ -399,7 +409,7 @@ impl Sleep {
     fn op(self) -> Option<u64> {
         match self {
             Self::ThenNative => None,
-            Self::Connect { op, .. } | Self::Send { op } => Some(op),
+            Self::Connect { op, .. } | Self::Send { op } | Self::Wait { op } => Some(op),
         }
     }
 }
@@ -407,6 +417,14 @@ impl Sleep {
 #[derive(Debug)]
 enum ExitAction {
     Restore,
+    /// An `execve` of a remote executable's local copy ran: it failed if
+    /// the call returns, and the copy goes.
+    RemoveFile(std::path::PathBuf),
+    /// An `mmap` of a remote file ran as an anonymous mapping: these are
+    /// the file's bytes for its start.
+    FillMapping {
+        data: Vec<u8>,
+    },
     /// The call ran natively; it returns this error instead.
     Fail(Errno),
     LeaveVirtualCwd,
@@ -438,6 +456,9 @@ struct ProcessState {
     /// Whether the fd-call filter is in this process (children inherit it
     /// with the state).
     fd_traps: bool,
+    /// Whether it asked for a record lock on a remote file: its closes of
+    /// remote files and its exit then release them on the server.
+    record_locks: bool,
 }
 
 /// The tracer thread's state.
@@ -466,6 +487,11 @@ pub struct Tracer<'a, F: Forwarder> {
     root_status: Option<ExitStatus>,
     /// Numbers the sleeps whose replies may come after a signal ended them.
     next_sleep: u64,
+    /// `#!` interpreters followed so far by a thread's remote `execve`.
+    exec_hops: HashMap<i32, u32>,
+    /// Where a thread's rewritten `#!` `argv` begins: scratch memory for the
+    /// same call goes below it.
+    exec_floor: HashMap<i32, u64>,
 }
 
 /// Forks and seizes the program; the caller then runs [`Tracer::run`] on the
@@ -534,6 +560,17 @@ fn is_stop_signal(sig: Signal) -> bool {
 
 const ARG_REGS: usize = 6;
 
+fn get_arg(regs: &libc::user_regs_struct, i: usize) -> u64 {
+    match i {
+        0 => regs.rdi,
+        1 => regs.rsi,
+        2 => regs.rdx,
+        3 => regs.r10,
+        4 => regs.r8,
+        _ => regs.r9,
+    }
+}
+
 fn set_arg(regs: &mut libc::user_regs_struct, i: usize, v: u64) {
     match i {
         0 => regs.rdi = v,
@@ -591,6 +628,8 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
             expected: HashSet::new(),
             root_status: None,
             next_sleep: 1,
+            exec_hops: HashMap::new(),
+            exec_floor: HashMap::new(),
         }
     }
 
@@ -670,17 +709,24 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
             }) => self.forwarder.connect_interrupted(socket, tid),
             Some(
                 ThreadState::Sleeping {
-                    sleep: Sleep::Send { op },
+                    sleep: Sleep::Send { op } | Sleep::Wait { op },
                     ..
                 }
                 | ThreadState::Interrupting { op, .. },
-            ) => self.forwarder.send_interrupted(op),
+            ) => self.forwarder.interrupted(op),
             _ => {}
         }
         if let Some(tgid) = self.tgid.remove(&tid)
             && tgid == tid
+            && let Some(process) = self.processes.remove(&tgid)
+            && process.record_locks
         {
-            self.processes.remove(&tgid);
+            // The kernel drops a process's record locks when it exits.
+            let release = Request::ReleaseLocks {
+                owner: tgid.cast_unsigned(),
+                handle: None,
+            };
+            let _ = self.forwarder.submit(-1, libc::SYS_exit_group, release);
         }
         if pid == self.root {
             self.root_status = Some(status);
@@ -702,11 +748,15 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                         self.tgid.insert(child, parent_tgid);
                     } else {
                         self.tgid.insert(child, child);
-                        let state = self
-                            .processes
-                            .get(&parent_tgid)
-                            .cloned()
-                            .unwrap_or_default();
+                        let state = ProcessState {
+                            // Record locks are not inherited (fcntl(2)).
+                            record_locks: false,
+                            ..self
+                                .processes
+                                .get(&parent_tgid)
+                                .cloned()
+                                .unwrap_or_default()
+                        };
                         self.processes.insert(child, state);
                     }
                     self.threads.insert(child, ThreadState::Running);
@@ -719,6 +769,14 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 let _ = ptrace::cont(pid, None);
             }
             libc::PTRACE_EVENT_EXEC => {
+                // The new program never returns from the call: what rscq
+                // would have restored at its exit belongs to the old one.
+                if matches!(
+                    self.threads.get(&tid),
+                    Some(ThreadState::AwaitingExit { .. })
+                ) {
+                    self.threads.insert(tid, ThreadState::Running);
+                }
                 // A non-leader thread that execs takes over the leader's tid.
                 if let Ok(former) = ptrace::getevent(pid) {
                     let former = i32::try_from(former).unwrap_or(tid);
@@ -772,6 +830,11 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         }
         let nr = i64::try_from(stop.nr).unwrap_or(-1);
         let fd0 = i32::try_from(stop.args[0] & 0xffff_ffff).map_or(-1, |v| v);
+        // `#!` interpreters followed so far by this exec (see `exec_copy`).
+        let exec_hops = self.exec_hops.remove(&tid).unwrap_or(0);
+        if exec_hops == 0 {
+            self.exec_floor.remove(&tid);
+        }
         let ready = self.native_once.remove(&tid) == Some((nr, fd0));
         let plan = {
             let mut view = TraceeView { tracer: self, pid };
@@ -930,7 +993,57 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 let tgid = self.wait(tid, nr, Then::Zero, format!("{fd}, {backlog}"));
                 self.forwarder.listen_tcp(tid, tgid, fd, listener, backlog);
             }
+            Plan::MapRemote {
+                handle,
+                offset,
+                len,
+                flags,
+            } => {
+                let text = format!("NULL, {len}, #{}, {offset}", handle.0);
+                self.wait(tid, nr, Then::Map { flags }, text);
+                self.forwarder.read_range(tid, handle, offset, len);
+            }
+            Plan::ExecRemote {
+                path,
+                path_arg,
+                argv_arg,
+            } => {
+                let Some(copy) = self.placeholders.as_mut().map(|d| d.copy_path()) else {
+                    self.skip(pid, Errno::EACCES.as_syscall_return());
+                    return;
+                };
+                let text = crate::syscall::describe::describe(&Request::Stat {
+                    path: path.clone(),
+                    follow: true,
+                });
+                self.exec_hops.insert(tid, exec_hops);
+                let then = Then::Exec {
+                    copy: copy.clone(),
+                    path_arg,
+                    argv_arg,
+                };
+                self.wait(tid, nr, then, text);
+                self.forwarder.fetch_executable(tid, path, copy);
+            }
+            Plan::ForwardWait { request } => {
+                self.note_record_lock(tid, &request);
+                let op = self.next_sleep;
+                self.next_sleep += 1;
+                let request = crate::syscall::locks::with_wait(request, op);
+                let request_text = if self.config.trace {
+                    crate::syscall::describe::describe(&request)
+                } else {
+                    String::new()
+                };
+                // The server may wait for as long as another process holds
+                // the lock: the thread sleeps, so signals still end the call.
+                if self.sleep(pid, nr, fd0, request_text, Sleep::Wait { op }) {
+                    // Its reply comes as a `SleeperReply` for `op`.
+                    let _ = self.forwarder.submit(tid, nr, request);
+                }
+            }
             Plan::Forward { request, then } => {
+                self.note_record_lock(tid, &request);
                 let request_text = if self.config.trace {
                     crate::syscall::describe::describe(&request)
                 } else {
@@ -948,6 +1061,127 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                     self.on_reply(tid, response, Duration::ZERO);
                 }
             }
+        }
+    }
+
+    /// Runs the local copy of a remote executable in place of the path the
+    /// program gave: a binary as it is; a `#!` script as the kernel would,
+    /// by its interpreter with the program's own script path (which the
+    /// interpreter then opens through the mount), planned again in case the
+    /// interpreter is remote too.
+    fn exec_copy(&mut self, pid: Pid, copy: Vec<u8>, path_arg: usize, argv_arg: usize) {
+        use std::io::Read as _;
+        use std::os::unix::ffi::OsStringExt as _;
+        let tid = pid.as_raw();
+        let hops = self.exec_hops.remove(&tid).unwrap_or(0);
+        let file = std::path::PathBuf::from(std::ffi::OsString::from_vec(copy.clone()));
+        let mut head = Vec::with_capacity(exec::HEAD);
+        let read = std::fs::File::open(&file)
+            .and_then(|f| f.take(exec::HEAD as u64).read_to_end(&mut head));
+        let fail = |tracer: &mut Self, e: Errno| {
+            let _ = std::fs::remove_file(&file);
+            tracer.skip(pid, e.as_syscall_return());
+        };
+        let Ok(regs) = ptrace::getregs(pid) else {
+            let _ = std::fs::remove_file(&file);
+            let _ = ptrace::cont(pid, None);
+            return;
+        };
+        if let Err(e) = read {
+            return fail(self, Errno::from_io(&e));
+        }
+        let shebang = match exec::shebang(&head) {
+            Err(e) => return fail(self, e),
+            Ok(None) => {
+                // The copy stays for the run: `/proc/self/exe` names it.
+                let at = [(path_arg, copy)];
+                self.rewrite_and_run(pid, regs.rsp, None, &at, ExitAction::RemoveFile(file));
+                return;
+            }
+            Ok(Some(shebang)) => shebang,
+        };
+        let _ = std::fs::remove_file(&file);
+        if hops + 1 >= exec::MAX_HOPS {
+            return self.skip(pid, Errno(libc::ELOOP).as_syscall_return());
+        }
+        let script = match mem::read_cstring(pid, get_arg(&regs, path_arg)) {
+            Ok(s) => s,
+            Err(e) => return self.skip(pid, e.as_syscall_return()),
+        };
+        let kept = match read_pointers(pid, get_arg(&regs, argv_arg)) {
+            Ok(argv) => argv.into_iter().skip(1).collect::<Vec<_>>(),
+            Err(e) => return self.skip(pid, e.as_syscall_return()),
+        };
+        let len = exec::script_argv(0, &shebang, &script, &kept).0.len() as u64;
+        let base = self.exec_scratch_top(tid, regs.rsp).saturating_sub(len) & !15;
+        let (bytes, array) = exec::script_argv(base, &shebang, &script, &kept);
+        if let Err(e) = mem::write_bytes(pid, base, &bytes) {
+            return self.skip(pid, e.as_syscall_return());
+        }
+        let mut regs = regs;
+        // The interpreter's name is the first string at `base`.
+        set_arg(&mut regs, path_arg, base);
+        set_arg(&mut regs, argv_arg, array);
+        if ptrace::setregs(pid, regs).is_err() {
+            let _ = ptrace::cont(pid, None);
+            return;
+        }
+        self.exec_hops.insert(tid, hops + 1);
+        self.exec_floor.insert(tid, base);
+        self.on_seccomp(pid);
+    }
+
+    /// Where scratch memory for a rewritten `execve` may end: below the red
+    /// zone, and below what an earlier `#!` hop of the same call wrote.
+    fn exec_scratch_top(&self, tid: i32, sp: u64) -> u64 {
+        let top = sp.saturating_sub(RED_ZONE);
+        self.exec_floor
+            .get(&tid)
+            .map_or(top, |floor| top.min(*floor))
+    }
+
+    /// The program exec'd a remote symlink with an absolute target: exec
+    /// the target instead (planned again: it may be local or remote).
+    fn exec_link(&mut self, pid: Pid, target: &[u8], path_arg: usize) {
+        let tid = pid.as_raw();
+        let hops = self.exec_hops.remove(&tid).unwrap_or(0);
+        if hops + 1 >= exec::MAX_HOPS {
+            return self.skip(pid, Errno(libc::ELOOP).as_syscall_return());
+        }
+        let Ok(mut regs) = ptrace::getregs(pid) else {
+            let _ = ptrace::cont(pid, None);
+            return;
+        };
+        let mut bytes = target.to_vec();
+        bytes.push(0);
+        let base = self
+            .exec_scratch_top(tid, regs.rsp)
+            .saturating_sub(bytes.len() as u64)
+            & !15;
+        if let Err(e) = mem::write_bytes(pid, base, &bytes) {
+            return self.skip(pid, e.as_syscall_return());
+        }
+        set_arg(&mut regs, path_arg, base);
+        if ptrace::setregs(pid, regs).is_err() {
+            let _ = ptrace::cont(pid, None);
+            return;
+        }
+        self.exec_hops.insert(tid, hops + 1);
+        self.exec_floor.insert(tid, base);
+        self.on_seccomp(pid);
+    }
+
+    /// A record lock asked for by a process: from now on its closes of
+    /// remote files and its exit release its locks.
+    fn note_record_lock(&mut self, tid: i32, request: &Request) {
+        if let Request::RecordLock {
+            owner: crate::proto::LockOwner::Process(_),
+            set: true,
+            ..
+        } = request
+        {
+            let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
+            self.processes.entry(tgid).or_default().record_locks = true;
         }
     }
 
@@ -1143,6 +1377,11 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
             return;
         };
         let mut regs = saved;
+        // Below a rewritten `#!` `argv` of the same call, if any.
+        let sp = self
+            .exec_floor
+            .remove(&pid.as_raw())
+            .map_or(sp, |floor| floor.min(sp));
         let mut at = sp.saturating_sub(RED_ZONE);
         for (arg, path) in paths {
             let mut bytes = path.clone();
@@ -1190,6 +1429,22 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         let mut result = result;
         match after {
             ExitAction::Restore => {}
+            // Reached only when the exec failed: a new program never
+            // returns from it.
+            ExitAction::RemoveFile(path) => {
+                let _ = std::fs::remove_file(path);
+            }
+            ExitAction::FillMapping { data } => {
+                // An address, not an errno: the anonymous mapping is there.
+                if !(-4095..0).contains(&result)
+                    && let Err(e) = mem::write_forced(pid, result.cast_unsigned(), &data)
+                {
+                    // The mapping stays, but the program must not read
+                    // zeros for the file's bytes.
+                    tracing::warn!("cannot fill a remote file's mapping: {e}");
+                    result = Errno::EIO.as_syscall_return();
+                }
+            }
             ExitAction::Fail(e) => {
                 if result >= 0 {
                     result = e.as_syscall_return();
@@ -1419,7 +1674,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
             return;
         }
         if let Some(ThreadState::Sleeping {
-            sleep: Sleep::Send { op },
+            sleep: Sleep::Send { op } | Sleep::Wait { op },
             ..
         }) = self.threads.get(&tid)
         {
@@ -1446,7 +1701,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                         },
                     );
                     // It stays in this stop until the server answers.
-                    self.forwarder.send_interrupted(op);
+                    self.forwarder.interrupted(op);
                     return;
                 }
                 Disposition::Harmless => {
@@ -1457,7 +1712,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                     return;
                 }
                 // It dies: nothing waits for the send any more.
-                Disposition::Fatal => self.forwarder.send_interrupted(op),
+                Disposition::Fatal => self.forwarder.interrupted(op),
             }
         }
         let restart = (-i64::from(ERESTARTSYS)).cast_unsigned();
@@ -1577,7 +1832,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 let us = rtt.as_micros();
                 let name = nr::name(nr);
                 match (&response, sleep) {
-                    (_, Sleep::Connect { .. } | Sleep::Send { .. }) => {
+                    (_, Sleep::Connect { .. } | Sleep::Send { .. } | Sleep::Wait { .. }) => {
                         let ret = sleep_result(&response);
                         self.forwarder.trace_line(format!(
                             "[pid {tid}] {name}({request_text}) = {} <{us} us>",
@@ -1652,6 +1907,34 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 let sp = ptrace::getregs(pid).map(|r| r.rsp).unwrap_or(0);
                 let call = Some((nr, args));
                 self.rewrite_and_run(pid, sp, call, &[], ExitAction::Restore);
+            }
+            Outcome::Exec {
+                copy,
+                path_arg,
+                argv_arg,
+                link,
+            } => {
+                if let Some(line) = trace {
+                    let what = link.as_ref().map_or_else(
+                        || "copied for execve".to_string(),
+                        |l| format!("a link to {}", String::from_utf8_lossy(l)),
+                    );
+                    self.forwarder
+                        .trace_line(format!("{line} = 0 <{rtt_us} us> ({what})"));
+                }
+                match link {
+                    Some(target) => self.exec_link(pid, &target, usize::from(path_arg)),
+                    None => self.exec_copy(pid, copy, usize::from(path_arg), usize::from(argv_arg)),
+                }
+            }
+            Outcome::MapFilled { args, data } => {
+                if let Some(line) = trace {
+                    self.forwarder
+                        .trace_line(format!("{line} <{rtt_us} us> ({} bytes)", data.len()));
+                }
+                let sp = ptrace::getregs(pid).map(|r| r.rsp).unwrap_or(0);
+                let call = Some((nr, args));
+                self.rewrite_and_run(pid, sp, call, &[], ExitAction::FillMapping { data });
             }
             Outcome::RunNative { error } => {
                 if let Some(line) = trace {
@@ -1887,6 +2170,15 @@ impl<F: Forwarder> TraceeView<'_, '_, F> {
 }
 
 impl<F: Forwarder> Tracee for TraceeView<'_, '_, F> {
+    fn tgid(&mut self) -> i32 {
+        let tid = self.pid.as_raw();
+        self.tracer.tgid.get(&tid).copied().unwrap_or(tid)
+    }
+
+    fn holds_record_locks(&mut self) -> bool {
+        self.process().is_some_and(|p| p.record_locks)
+    }
+
     fn read_path(&mut self, addr: u64) -> Result<Vec<u8>, Errno> {
         mem::read_cstring(self.pid, addr)
     }
@@ -1996,6 +2288,28 @@ impl<F: Forwarder> Tracee for TraceeView<'_, '_, F> {
         let target = std::fs::read_link(format!("/proc/{}/fd/{fd}", self.pid)).ok()?;
         let bytes = target.as_os_str().as_bytes();
         bytes.starts_with(b"/").then(|| bytes.to_vec())
+    }
+}
+
+/// The NULL-terminated array of pointers at `addr` (a program's `argv`);
+/// empty for NULL, as Linux takes a NULL `argv`.
+fn read_pointers(pid: Pid, addr: u64) -> Result<Vec<u64>, Errno> {
+    const MAX_ARGS: usize = 1 << 17;
+    let mut out = Vec::new();
+    if addr == 0 {
+        return Ok(out);
+    }
+    loop {
+        let at = addr + 8 * out.len() as u64;
+        let word = mem::read_bytes(pid, at, 8)?;
+        let p = u64::from_ne_bytes(word.try_into().map_err(|_| Errno::EFAULT)?);
+        if p == 0 {
+            return Ok(out);
+        }
+        if out.len() >= MAX_ARGS {
+            return Err(Errno::E2BIG);
+        }
+        out.push(p);
     }
 }
 

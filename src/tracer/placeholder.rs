@@ -117,6 +117,16 @@ impl PlaceholderDir {
         }
     }
 
+    /// A new path in the directory for a local copy of a remote file (an
+    /// executable the program runs); removed with the directory.
+    pub fn copy_path(&mut self) -> Vec<u8> {
+        let key = self.next;
+        self.next += 1;
+        let mut path = self.path.as_os_str().as_encoded_bytes().to_vec();
+        path.extend_from_slice(format!("/exec-{key}").as_bytes());
+        path
+    }
+
     /// Unlinks placeholder `key`'s FIFO; the fds opened on it live on.
     pub fn remove(&self, key: u64) {
         let _ = rustix::fs::unlinkat(self.dir.as_fd(), key.to_string(), AtFlags::empty());

@@ -30,11 +30,19 @@ pub trait Session: Send + Sync + 'static {
     /// Runs one request with the rights of `caller`, as far as the session
     /// allows. May block: it is called on a blocking thread.
     fn execute(&self, caller: Option<&Credentials>, req: Request) -> Response;
+
+    /// The connection is gone: requests that wait (for a lock) stop
+    /// waiting. Requests already running still finish.
+    fn close(&self) {}
 }
 
 impl Session for crate::server::Executor {
     fn execute(&self, caller: Option<&Credentials>, req: Request) -> Response {
         crate::server::Executor::execute(self, caller, req)
+    }
+
+    fn close(&self) {
+        crate::server::Executor::close(self);
     }
 }
 
@@ -212,6 +220,7 @@ where
         let session = session.clone();
         tokio::spawn(request(send, recv, session, net.clone(), permit));
     }
+    session.close();
     // The session drops here, or when its last in-flight request finishes.
 }
 
@@ -230,6 +239,7 @@ fn runs_inline(req: &Request) -> bool {
             | Request::Lseek { .. }
             | Request::SetFlags { .. }
             | Request::Uname
+            | Request::CancelWait { .. }
     )
 }
 

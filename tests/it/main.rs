@@ -9,8 +9,11 @@
 mod harness;
 
 mod embedded;
+mod exec;
 mod faults;
 mod files;
+mod locks;
+mod mapping;
 mod pjdfstest;
 mod posix;
 mod process;

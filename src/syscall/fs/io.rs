@@ -160,7 +160,7 @@ impl<T: Tracee> Planner<'_, T> {
 
     /// `fcntl(fd, cmd, arg)`: the flags are answered from the placeholder
     /// and changed on the server; locks are not forwarded.
-    pub(super) fn fcntl(rfd: &RemoteFd, cmd: i32, arg: u64) -> Plan {
+    pub(super) fn fcntl(&mut self, rfd: &RemoteFd, cmd: i32, arg: u64) -> Plan {
         match cmd {
             libc::F_GETFL => Plan::Return(i64::from(rfd.flags | libc::O_LARGEFILE)),
             libc::F_SETFL => {
@@ -183,7 +183,10 @@ impl<T: Tracee> Planner<'_, T> {
             | libc::F_SETLKW
             | libc::F_OFD_GETLK
             | libc::F_OFD_SETLK
-            | libc::F_OFD_SETLKW => Plan::fail(Errno(libc::ENOLCK)),
+            | libc::F_OFD_SETLKW => {
+                let tgid = self.t.tgid();
+                crate::syscall::locks::record(self.t, rfd, tgid, cmd, arg)
+            }
             _ => Plan::Native,
         }
     }

@@ -233,10 +233,16 @@ impl<T: Tracee> Planner<'_, T> {
             libc::SYS_statfs => self.statfs(a[0], a[1]),
             libc::SYS_chdir => self.chdir(a[0]),
             libc::SYS_getcwd => self.getcwd(a[0], a[1]),
-            libc::SYS_execve => {
-                self.one_path(AT_FDCWD, a[0], 0, |_, _, _| Plan::fail(Errno::EACCES))
-            }
-            libc::SYS_execveat => self.one_path(fd0, a[1], 1, |_, _, _| Plan::fail(Errno::EACCES)),
+            libc::SYS_execve => self.one_path(AT_FDCWD, a[0], 0, |_, _, path| Plan::ExecRemote {
+                path,
+                path_arg: 0,
+                argv_arg: 1,
+            }),
+            libc::SYS_execveat => self.one_path(fd0, a[1], 1, |_, _, path| Plan::ExecRemote {
+                path,
+                path_arg: 1,
+                argv_arg: 2,
+            }),
             libc::SYS_mknod => self.mknod((AT_FDCWD, a[0], 0), a[1], a[2]),
             libc::SYS_mknodat => self.mknod((fd0, a[1], 1), a[2], a[3]),
             _ => Plan::Native,
@@ -272,7 +278,7 @@ impl<T: Tracee> Planner<'_, T> {
             libc::SYS_writev | libc::SYS_pwritev | libc::SYS_pwritev2 => self.writev(nr, handle, a),
             libc::SYS_lseek => Self::lseek(handle, a),
             libc::SYS_fsync | libc::SYS_fdatasync => Self::fsync(handle, nr == libc::SYS_fdatasync),
-            libc::SYS_fcntl => Self::fcntl(&rfd, arg_i32(a[1]), a[2]),
+            libc::SYS_fcntl => self.fcntl(&rfd, arg_i32(a[1]), a[2]),
             libc::SYS_fstat => Self::fstat(handle, a[1]),
             libc::SYS_getdents64 => Self::getdents64(handle, a),
             libc::SYS_ftruncate => Self::ftruncate(handle, a),
@@ -285,7 +291,7 @@ impl<T: Tracee> Planner<'_, T> {
             | libc::SYS_flistxattr
             | libc::SYS_fremovexattr => self.xattr(nr, XattrTarget::Handle(handle), a),
             libc::SYS_fallocate => Plan::fail(Errno::EOPNOTSUPP),
-            libc::SYS_flock => Plan::fail(Errno(libc::ENOLCK)),
+            libc::SYS_flock => crate::syscall::locks::flock(&rfd, arg_i32(a[1])),
             libc::SYS_getdents => Plan::fail(Errno::ENOSYS),
             _ => Plan::Native,
         }

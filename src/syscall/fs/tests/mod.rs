@@ -569,11 +569,15 @@ fn access_forwards_mode_and_flags() {
 }
 
 #[test]
-fn exec_of_a_remote_file_is_refused() {
+fn exec_of_a_remote_file_is_copied_first() {
     let mut t = FakeTracee::new();
     assert_eq!(
         plan_path(&mut t, libc::SYS_execve, "/r/bin/sh", [P, 0, 0, 0, 0, 0]),
-        fail(libc::EACCES)
+        Plan::ExecRemote {
+            path: rp("/srv/bin/sh"),
+            path_arg: 0,
+            argv_arg: 1,
+        }
     );
 }
 

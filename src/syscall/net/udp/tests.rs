@@ -17,6 +17,12 @@ struct Fake {
 }
 
 impl Tracee for Fake {
+    fn tgid(&mut self) -> i32 {
+        1
+    }
+    fn holds_record_locks(&mut self) -> bool {
+        false
+    }
     fn read_path(&mut self, _: u64) -> Result<Vec<u8>, Errno> {
         Err(Errno::EFAULT)
     }

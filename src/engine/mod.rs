@@ -493,7 +493,8 @@ fn cursor_handle(req: &Request) -> Option<Handle> {
         | Request::Write { handle, .. }
         | Request::Lseek { handle, .. }
         | Request::Pwrite { handle, .. }
-        | Request::Ftruncate { handle, .. } => Some(*handle),
+        | Request::Ftruncate { handle, .. }
+        | Request::Fallocate { handle, .. } => Some(*handle),
         _ => None,
     }
 }
@@ -531,6 +532,7 @@ fn handle_of(req: &Request) -> Option<Handle> {
         | Request::Fchmod { handle, .. }
         | Request::Fchown { handle, .. }
         | Request::Futimens { handle, .. }
+        | Request::Fallocate { handle, .. }
         | Request::Close { handle } => Some(*handle),
         Request::SetXattr {
             target: crate::proto::XattrTarget::Handle(h),

@@ -114,7 +114,7 @@ impl Cursor {
                 ))
             }
             Request::Lseek { offset, whence, .. } => Some(self.seek(handle, offset, whence)),
-            Request::Pwrite { .. } | Request::Ftruncate { .. } => {
+            Request::Pwrite { .. } | Request::Ftruncate { .. } | Request::Fallocate { .. } => {
                 self.drop_ahead();
                 None
             }
@@ -132,6 +132,12 @@ impl Cursor {
             let buffered = self.ahead.len().saturating_sub(skip);
             if skip <= self.ahead.len() && (buffered >= want || self.at_eof) {
                 let n = want.min(buffered);
+                if n == 0 {
+                    // The end of the file is told once: the file may grow
+                    // (another process appends, `tail -f` polls), so the
+                    // next read at the end asks the server again.
+                    self.at_eof = false;
+                }
                 let data = self.ahead[skip..skip + n].to_vec();
                 self.advance(n);
                 return Step::Answer(Ok(Reply::Data(data)));
@@ -348,6 +354,36 @@ mod tests {
         assert_eq!(read_all(&[], 4096), (Vec::new(), 1));
         let (got, trips) = read_all(b"hello", 4096);
         assert_eq!((got.as_slice(), trips), (b"hello".as_slice(), 1));
+    }
+
+    #[test]
+    fn the_end_of_a_file_is_answered_once_then_asked_again() {
+        let mut c = Cursor::new();
+        let read = Request::Read {
+            handle: H,
+            len: 4096,
+        };
+        let Some(Step::Send(req, pending)) = c.on_request(H, &read) else {
+            panic!()
+        };
+        assert_eq!(
+            c.on_reply(pending, serve(b"first\n", &req)),
+            Ok(Reply::Data(b"first\n".to_vec()))
+        );
+        // `cat`'s closing read needs no round trip...
+        assert_eq!(
+            c.on_request(H, &read),
+            Some(Step::Answer(Ok(Reply::Data(Vec::new()))))
+        );
+        // ...but a later one sees what was appended meanwhile.
+        let Some(Step::Send(req, pending)) = c.on_request(H, &read) else {
+            panic!("a second read at the end must ask the server")
+        };
+        assert!(matches!(req, Request::Pread { offset: 6, .. }), "{req:?}");
+        assert_eq!(
+            c.on_reply(pending, serve(b"first\nsecond\n", &req)),
+            Ok(Reply::Data(b"second\n".to_vec()))
+        );
     }
 
     #[test]

@@ -555,6 +555,14 @@ pub enum Request {
     /// POSIX locks on that file go), or exited (`handle` is `None`: all its
     /// POSIX locks go). Replies [`Reply::Done`].
     ReleaseLocks { owner: u32, handle: Option<Handle> },
+    /// `fallocate(2)` on `handle`: `mode` as the program gave it. Replies
+    /// [`Reply::Done`].
+    Fallocate {
+        handle: Handle,
+        mode: i32,
+        offset: i64,
+        len: i64,
+    },
     /// Stop the wait of the request that carries `wait`. Replies
     /// [`Reply::Done`] at once; the waiting request then replies on its
     /// own (EINTR, or its result if the lock came first).
@@ -761,7 +769,8 @@ impl Request {
             | Request::Utimens { .. }
             | Request::Truncate { .. }
             | Request::SetXattr { .. }
-            | Request::RemoveXattr { .. } => true,
+            | Request::RemoveXattr { .. }
+            | Request::Fallocate { .. } => true,
             Request::Close { .. }
             | Request::Read { .. }
             | Request::Pread { .. }

@@ -236,6 +236,12 @@ impl Executor {
                 None => self.locks.release(owner, None),
             },
             Request::CancelWait { wait } => self.locks.cancel(wait),
+            Request::Fallocate {
+                handle,
+                mode,
+                offset,
+                len,
+            } => files::fallocate(handles.get(handle)?.as_fd(), mode, offset, len),
         }
     }
 
@@ -315,6 +321,12 @@ mod tests {
                 offset: 0,
             },
             Request::Ftruncate { handle, len: 0 },
+            Request::Fallocate {
+                handle,
+                mode: 0,
+                offset: 0,
+                len: 1,
+            },
             Request::Fchmod { handle, mode: 0 },
             Request::Fchown {
                 handle,

@@ -168,6 +168,18 @@ pub(super) fn ftruncate(fd: BorrowedFd<'_>, len: i64) -> Response {
     Ok(Reply::Done)
 }
 
+/// `fallocate(2)`: the kernel checks `mode` and the range itself.
+pub(super) fn fallocate(fd: BorrowedFd<'_>, mode: i32, offset: i64, len: i64) -> Response {
+    if offset < 0 || len <= 0 {
+        return Err(Errno::EINVAL);
+    }
+    let flags = rustix::fs::FallocateFlags::from_bits_retain(mode.cast_unsigned());
+    // Both are positive: the casts cannot fail.
+    let (offset, len) = (offset.cast_unsigned(), len.cast_unsigned());
+    rustix::fs::fallocate(fd, flags, offset, len)?;
+    Ok(Reply::Done)
+}
+
 /// `truncate(2)`, through the resolved fd's `/proc/self/fd` link: opening
 /// the file for writing instead would block on a fifo and could have side
 /// effects on a device, where `truncate(2)` just fails.

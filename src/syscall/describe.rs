@@ -215,6 +215,12 @@ pub fn describe(req: &Request) -> String {
             None => format!("release locks of pid {owner}"),
         },
         Request::CancelWait { wait } => format!("cancel wait {wait}"),
+        Request::Fallocate {
+            handle,
+            mode,
+            offset,
+            len,
+        } => format!("{}, {mode:#x}, {offset}, {len}", h(handle)),
     }
 }
 

@@ -56,6 +56,7 @@ pub const PATH_CALLS: &[(i64, &str)] = &[
     (libc::SYS_execveat, "execveat"),
     (libc::SYS_mknod, "mknod"),
     (libc::SYS_mknodat, "mknodat"),
+    (libc::SYS_inotify_add_watch, "inotify_add_watch"),
 ];
 
 /// Trapped because their fd may be a remote file.

@@ -8,6 +8,7 @@
 
 mod harness;
 
+mod calls;
 mod embedded;
 mod exec;
 mod faults;

@@ -23,10 +23,6 @@ const KNOWN_GAPS: &[(&str, &str)] = &[
     ("truncate::etxtbsy", "exec of a remote file"),
     // The case mounts a file system on a directory of the mount.
     ("rmdir::ebusy", "mount point in a mount"),
-    (
-        "posix_fallocate::no_update_ctime_fail",
-        "fallocate is not forwarded",
-    ),
 ];
 
 /// Where `tests/run.sh` installs the suite.

@@ -158,8 +158,22 @@ impl<T: Tracee> Planner<'_, T> {
         Plan::forward(Request::Fsync { handle, data_only }, Then::Zero)
     }
 
+    /// `fallocate(fd, mode, offset, len)`.
+    pub(super) fn fallocate(handle: Handle, a: [u64; 6]) -> Plan {
+        Plan::forward(
+            Request::Fallocate {
+                handle,
+                mode: arg_i32(a[1]),
+                offset: a[2].cast_signed(),
+                len: a[3].cast_signed(),
+            },
+            Then::Zero,
+        )
+    }
+
     /// `fcntl(fd, cmd, arg)`: the flags are answered from the placeholder
-    /// and changed on the server; locks are not forwarded.
+    /// and changed on the server; record locks are the server's
+    /// ([`crate::syscall::locks`]).
     pub(super) fn fcntl(&mut self, rfd: &RemoteFd, cmd: i32, arg: u64) -> Plan {
         match cmd {
             libc::F_GETFL => Plan::Return(i64::from(rfd.flags | libc::O_LARGEFILE)),

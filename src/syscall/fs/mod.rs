@@ -245,6 +245,12 @@ impl<T: Tracee> Planner<'_, T> {
             }),
             libc::SYS_mknod => self.mknod((AT_FDCWD, a[0], 0), a[1], a[2]),
             libc::SYS_mknodat => self.mknod((fd0, a[1], 1), a[2], a[3]),
+            // rscq cannot watch the server's files. The kernel's "no more
+            // watches" makes watchers (GNU tail -f, file managers) fall
+            // back to polling, which works through the mount.
+            libc::SYS_inotify_add_watch => {
+                self.one_path(AT_FDCWD, a[1], 1, |_, _, _| Plan::fail(Errno(libc::ENOSPC)))
+            }
             _ => Plan::Native,
         }
     }
@@ -290,7 +296,7 @@ impl<T: Tracee> Planner<'_, T> {
             | libc::SYS_fsetxattr
             | libc::SYS_flistxattr
             | libc::SYS_fremovexattr => self.xattr(nr, XattrTarget::Handle(handle), a),
-            libc::SYS_fallocate => Plan::fail(Errno::EOPNOTSUPP),
+            libc::SYS_fallocate => Self::fallocate(handle, a),
             libc::SYS_flock => crate::syscall::locks::flock(&rfd, arg_i32(a[1])),
             libc::SYS_getdents => Plan::fail(Errno::ENOSYS),
             _ => Plan::Native,

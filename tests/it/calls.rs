@@ -1,0 +1,68 @@
+//! File calls beyond open/read/write: `fallocate` (util-linux and python's
+//! `posix_fallocate`) and `tail -f` following a remote file another
+//! process appends to (inotify is refused for remote paths, so it polls).
+
+use std::fs;
+use std::io::Write as _;
+use std::time::Duration;
+
+use crate::harness::{Backend, Pair, Running, each_mode, sh_c};
+
+#[test]
+fn fallocate_reserves_and_punches_as_locally() {
+    each_mode(|mode| {
+        let pair = Pair::new(Backend::Remote, mode);
+        let t = pair.t();
+        let script = format!(
+            r#"
+set -e
+fallocate -l 2M "{t}/reserved"
+printf 'abcdefgh' > "{t}/holes"
+fallocate -l 1M -o 0 "{t}/holes"
+fallocate --punch-hole -o 2 -l 3 "{t}/holes"
+stat -c '%n %s' "{t}/reserved" "{t}/holes"
+od -c -N 8 "{t}/holes"
+python3 -c 'import os, sys; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644); os.posix_fallocate(fd, 100, 5000); print(os.fstat(fd).st_size)' "{t}/posix"
+"#
+        );
+        let (d, _) = pair.same_writes(&sh_c(&script), &[]);
+        assert!(
+            d.out().contains(&format!("{t}/reserved 2097152")),
+            "{}",
+            d.dump()
+        );
+        assert!(d.out().ends_with("5100\n"), "{}", d.dump());
+    });
+}
+
+#[test]
+fn tail_f_follows_a_remote_file_as_it_grows() {
+    each_mode(|mode| {
+        let pair = Pair::new(Backend::Remote, mode);
+        let log = pair.remote_tree.join("app.log");
+        fs::write(&log, "first\n").expect("write log");
+        let mut tail = Running::spawn(pair.rscq_cmd(
+            &[],
+            &[
+                "timeout",
+                "30",
+                "tail",
+                "-n",
+                "+1",
+                "-f",
+                &format!("{}/app.log", pair.t()),
+            ],
+        ));
+        tail.wait_stdout("first\n", Duration::from_secs(20));
+        for line in ["second", "third"] {
+            let mut f = fs::OpenOptions::new()
+                .append(true)
+                .open(&log)
+                .expect("open log");
+            writeln!(f, "{line}").expect("append");
+            drop(f);
+            tail.wait_stdout(&format!("{line}\n"), Duration::from_secs(20));
+        }
+        assert_eq!(tail.stdout_now(), "first\nsecond\nthird\n");
+    });
+}

@@ -850,7 +850,53 @@ mod tests {
                 (xattr_target(), bytes())
                     .prop_map(|(target, name)| Request::RemoveXattr { target, name }),
             ];
-        prop_oneof![3 => by_path, 2 => by_handle, 1 => xattrs]
+        // Never a wait: a conflicting lock would wait for ever here.
+        let file_lock = (
+            any::<i16>(),
+            -1i16..4,
+            any::<i64>(),
+            any::<i64>(),
+            any::<i32>(),
+        )
+            .prop_map(|(kind, whence, start, len, pid)| crate::proto::FileLock {
+                kind,
+                whence,
+                start,
+                len,
+                pid,
+            });
+        let owner = prop_oneof![
+            any::<u32>().prop_map(crate::proto::LockOwner::Process),
+            Just(crate::proto::LockOwner::OpenFile),
+        ];
+        let by_handle_more = prop_oneof![
+            (handle(), any::<i32>(), any::<i64>(), any::<i64>()).prop_map(
+                |(handle, mode, offset, len)| Request::Fallocate {
+                    handle,
+                    mode,
+                    offset,
+                    len,
+                }
+            ),
+            (handle(), -1i32..10).prop_map(|(handle, op)| Request::Flock {
+                handle,
+                op,
+                wait: None,
+            }),
+            (handle(), owner, file_lock, any::<bool>()).prop_map(|(handle, owner, lock, set)| {
+                Request::RecordLock {
+                    handle,
+                    owner,
+                    lock,
+                    set,
+                    wait: None,
+                }
+            }),
+            (any::<u32>(), proptest::option::of(handle()))
+                .prop_map(|(owner, handle)| Request::ReleaseLocks { owner, handle }),
+            any::<u64>().prop_map(|wait| Request::CancelWait { wait }),
+        ];
+        prop_oneof![3 => by_path, 2 => by_handle, 1 => by_handle_more, 1 => xattrs]
     }
 
     proptest! {

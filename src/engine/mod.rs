@@ -80,6 +80,12 @@ pub enum Pending {
     Listing { handle: Handle, bytes: u32 },
     /// A write sent behind the program's back.
     Flush(writebehind::FlushToken),
+    /// A server-side copy whose offsets were these handles' cursors: they
+    /// move by what was copied.
+    Copy {
+        from: Option<Handle>,
+        to: Option<Handle>,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -238,6 +244,50 @@ impl FileEngine {
         Action::Send(req.clone(), Pending::Plain(req))
     }
 
+    /// A copy between two remote files, once held writes are sent: a `None`
+    /// offset of a handle whose offset rscq keeps becomes that offset (the
+    /// server's handle does not follow it), and it moves once the copy is
+    /// done; what was read ahead or cached of any file is dropped.
+    fn copy_range(
+        &mut self,
+        from: Handle,
+        from_offset: Option<i64>,
+        to: Handle,
+        to_offset: Option<i64>,
+        len: u64,
+    ) -> Action {
+        self.stats.clear();
+        self.opened_stats.clear();
+        for file in self.files.values_mut() {
+            if let Some(cursor) = file.cursor.as_mut() {
+                cursor.drop_ahead();
+            }
+        }
+        let kept = |handle: Handle, offset: Option<i64>| match offset {
+            Some(o) => (Some(o), None),
+            None => match self.files.get(&handle).and_then(|f| f.cursor.as_ref()) {
+                Some(cursor) => (Some(cursor.position()), Some(handle)),
+                None => (None, None),
+            },
+        };
+        let (from_offset, moves_from) = kept(from, from_offset);
+        let (to_offset, moves_to) = kept(to, to_offset);
+        let req = Request::CopyRange {
+            from,
+            from_offset,
+            to,
+            to_offset,
+            len,
+        };
+        Action::Send(
+            req,
+            Pending::Copy {
+                from: moves_from,
+                to: moves_to,
+            },
+        )
+    }
+
     /// Writes to send behind the program's back, with their tokens.
     pub fn take_flushes(&mut self) -> Vec<(Request, Pending)> {
         self.writes
@@ -284,6 +334,16 @@ impl FileEngine {
         }
         if req.is_coherence_point() {
             return self.coherence_point(req);
+        }
+        if let Request::CopyRange {
+            from,
+            from_offset,
+            to,
+            to_offset,
+            len,
+        } = req
+        {
+            return self.copy_range(from, from_offset, to, to_offset, len);
         }
         if self.layers.statcache {
             if let Some(resp) = self.stats.answer(now, &req) {
@@ -415,6 +475,18 @@ impl FileEngine {
                         self.opened_stats.remove(handle);
                     }
                     _ => {}
+                }
+                resp
+            }
+            Pending::Copy { from, to } => {
+                if let Ok(Reply::Count(n)) = resp {
+                    for handle in [from, to].into_iter().flatten() {
+                        if let Some(cursor) =
+                            self.files.get_mut(&handle).and_then(|f| f.cursor.as_mut())
+                        {
+                            cursor.moved_by(n);
+                        }
+                    }
                 }
                 resp
             }

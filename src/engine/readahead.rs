@@ -90,6 +90,13 @@ impl Cursor {
         }
     }
 
+    /// The offset moves by `n`: the server copied that many bytes from or
+    /// to it (`copy_file_range`).
+    pub fn moved_by(&mut self, n: u64) {
+        self.drop_ahead();
+        self.advance(usize::try_from(n).unwrap_or(usize::MAX));
+    }
+
     /// Forgets the bytes fetched ahead (the file may have changed).
     pub fn drop_ahead(&mut self) {
         self.ahead.clear();

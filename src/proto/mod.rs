@@ -555,6 +555,17 @@ pub enum Request {
     /// POSIX locks on that file go), or exited (`handle` is `None`: all its
     /// POSIX locks go). Replies [`Reply::Done`].
     ReleaseLocks { owner: u32, handle: Option<Handle> },
+    /// `copy_file_range(2)` (or `sendfile(2)`) from `from` to `to`, both
+    /// remote: the bytes never leave the server. An offset of `None` is the
+    /// handle's own file offset, which the copy moves. Replies
+    /// [`Reply::Count`].
+    CopyRange {
+        from: Handle,
+        from_offset: Option<i64>,
+        to: Handle,
+        to_offset: Option<i64>,
+        len: u64,
+    },
     /// `fallocate(2)` on `handle`: `mode` as the program gave it. Replies
     /// [`Reply::Done`].
     Fallocate {
@@ -770,7 +781,8 @@ impl Request {
             | Request::Truncate { .. }
             | Request::SetXattr { .. }
             | Request::RemoveXattr { .. }
-            | Request::Fallocate { .. } => true,
+            | Request::Fallocate { .. }
+            | Request::CopyRange { .. } => true,
             Request::Close { .. }
             | Request::Read { .. }
             | Request::Pread { .. }

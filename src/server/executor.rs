@@ -242,6 +242,19 @@ impl Executor {
                 offset,
                 len,
             } => files::fallocate(handles.get(handle)?.as_fd(), mode, offset, len),
+            Request::CopyRange {
+                from,
+                from_offset,
+                to,
+                to_offset,
+                len,
+            } => files::copy_range(
+                handles.get(from)?.as_fd(),
+                from_offset,
+                handles.get(to)?.as_fd(),
+                to_offset,
+                len,
+            ),
         }
     }
 
@@ -895,6 +908,22 @@ mod tests {
             (any::<u32>(), proptest::option::of(handle()))
                 .prop_map(|(owner, handle)| Request::ReleaseLocks { owner, handle }),
             any::<u64>().prop_map(|wait| Request::CancelWait { wait }),
+            (
+                handle(),
+                proptest::option::of(any::<i64>()),
+                handle(),
+                proptest::option::of(any::<i64>()),
+                prop_oneof![0u64..1 << 20, any::<u64>()],
+            )
+                .prop_map(|(from, from_offset, to, to_offset, len)| {
+                    Request::CopyRange {
+                        from,
+                        from_offset,
+                        to,
+                        to_offset,
+                        len,
+                    }
+                }),
         ];
         prop_oneof![3 => by_path, 2 => by_handle, 1 => by_handle_more, 1 => xattrs]
     }

@@ -168,6 +168,26 @@ pub(super) fn ftruncate(fd: BorrowedFd<'_>, len: i64) -> Response {
     Ok(Reply::Done)
 }
 
+/// `copy_file_range(2)` between two open files of the session; `None`
+/// offsets are the files' own (and move).
+pub(super) fn copy_range(
+    from: BorrowedFd<'_>,
+    from_offset: Option<i64>,
+    to: BorrowedFd<'_>,
+    to_offset: Option<i64>,
+    len: u64,
+) -> Response {
+    let offset = |o: Option<i64>| -> Result<Option<u64>, Errno> {
+        o.map(|o| u64::try_from(o).map_err(|_| Errno::EINVAL))
+            .transpose()
+    };
+    let (mut from_at, mut to_at) = (offset(from_offset)?, offset(to_offset)?);
+    // As the kernel: at most what a `ssize_t` return can say.
+    let len = usize::try_from(len.min(u64::from(u32::MAX))).unwrap_or(usize::MAX);
+    let n = rustix::fs::copy_file_range(from, from_at.as_mut(), to, to_at.as_mut(), len)?;
+    Ok(Reply::Count(u64::try_from(n).unwrap_or(u64::MAX)))
+}
+
 /// `fallocate(2)`: the kernel checks `mode` and the range itself.
 pub(super) fn fallocate(fd: BorrowedFd<'_>, mode: i32, offset: i64, len: i64) -> Response {
     if offset < 0 || len <= 0 {

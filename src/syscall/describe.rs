@@ -215,6 +215,22 @@ pub fn describe(req: &Request) -> String {
             None => format!("release locks of pid {owner}"),
         },
         Request::CancelWait { wait } => format!("cancel wait {wait}"),
+        Request::CopyRange {
+            from,
+            from_offset,
+            to,
+            to_offset,
+            len,
+        } => {
+            let at = |o: &Option<i64>| o.map_or_else(|| "NULL".to_string(), |o| format!("[{o}]"));
+            format!(
+                "{}, {}, {}, {}, {len}",
+                h(from),
+                at(from_offset),
+                h(to),
+                at(to_offset)
+            )
+        }
         Request::Fallocate {
             handle,
             mode,

@@ -196,6 +196,12 @@ pub enum Then {
         path_arg: u8,
         argv_arg: u8,
     },
+    /// `Count(n)` of a server-side copy → n, and each offset the program
+    /// gave (its address, its value; address 0 for none) moves by n.
+    /// (Boxed: a rare call, and it would make every plan larger.)
+    Copied {
+        offsets: Box<[(u64, i64); 2]>,
+    },
     /// `Lock` → an `F_GETLK` answer at `addr`.
     Lock {
         addr: u64,
@@ -624,6 +630,15 @@ pub fn finish(then: Then, response: Response, mounts: &MountTable) -> Outcome {
             Ok(_) => Outcome::errno(Errno::EIO),
             Err(e) => Outcome::errno(e),
         };
+    }
+    if let (Then::Copied { offsets }, Ok(Reply::Count(n))) = (&then, &response) {
+        let n = i64::try_from(*n).unwrap_or(i64::MAX);
+        let writes = offsets
+            .iter()
+            .filter(|(addr, _)| *addr != 0)
+            .map(|(addr, at)| (*addr, at.saturating_add(n).to_ne_bytes().to_vec()))
+            .collect();
+        return Outcome::Return { ret: n, writes };
     }
     if then == Then::CloseAfterRelease {
         // The fd is closed whatever the release gave.

@@ -66,3 +66,49 @@ fn tail_f_follows_a_remote_file_as_it_grows() {
         assert_eq!(tail.stdout_now(), "first\nsecond\nthird\n");
     });
 }
+
+/// `cp` within a mount and python's `copy_file_range`/`sendfile` between
+/// two remote files: the server copies (the bytes never cross the link),
+/// offsets given and the files' own move as locally.
+#[test]
+fn copies_between_remote_files_run_on_the_server() {
+    let script = r#"
+import os, sys, hashlib
+t = sys.argv[1]
+src = os.open(t + "/big.dat", os.O_RDONLY)
+dst = os.open(t + "/part", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+print("with offsets", os.copy_file_range(src, dst, 1000, 10, 5))
+print("positions", os.lseek(src, 0, os.SEEK_CUR), os.lseek(dst, 0, os.SEEK_CUR))
+os.read(src, 7)
+print("own offsets", os.copy_file_range(src, dst, 100))
+print("positions", os.lseek(src, 0, os.SEEK_CUR), os.lseek(dst, 0, os.SEEK_CUR))
+print("sendfile", os.sendfile(dst, src, 50, 20), os.lseek(src, 0, os.SEEK_CUR))
+print("sendfile own", os.sendfile(dst, src, None, 30), os.lseek(src, 0, os.SEEK_CUR))
+os.close(dst)
+print(hashlib.sha256(open(t + "/part", "rb").read()).hexdigest())
+"#;
+    each_mode(|mode| {
+        let pair = Pair::new(Backend::Remote, mode);
+        let t = pair.t();
+        let file = pair.env.base.join("copy.py");
+        fs::write(&file, script).expect("write script");
+        let (d, _) = pair.same_writes(
+            &["python3".to_string(), crate::harness::p(&file), t.clone()],
+            &[],
+        );
+        assert!(d.out().contains("sendfile own 30 137"), "{}", d.dump());
+        let (_, r) = pair.same_writes(
+            &["cp", &format!("{t}/big.dat"), &format!("{t}/copy.dat")],
+            &[],
+        );
+        let stats = r.stats();
+        assert!(
+            stats.get("copy_file_range").copied().unwrap_or(0) >= 1,
+            "{}",
+            r.dump()
+        );
+        // 3 MiB copied without a byte of it read or written by rscq.
+        assert_eq!(stats.get("read").copied().unwrap_or(0), 0, "{}", r.dump());
+        assert_eq!(stats.get("write").copied().unwrap_or(0), 0, "{}", r.dump());
+    });
+}

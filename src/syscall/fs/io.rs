@@ -12,17 +12,30 @@ use crate::syscall::plan::{FdKind, Plan, Planner, RemoteFd, Then, Tracee, arg_i3
 
 impl<T: Tracee> Planner<'_, T> {
     /// `copy_file_range(fd_in, off_in, fd_out, ...)`, `splice` (same fd
-    /// positions) and `sendfile(out_fd, in_fd, ...)` touching a remote fd.
+    /// positions) and `sendfile(out_fd, in_fd, ...)` touching a remote fd:
+    /// between two remote files the server copies; otherwise refused so
+    /// that programs fall back to read/write.
     pub(super) fn copy_between(&mut self, nr: i64, a: [u64; 6]) -> Plan {
         let fd = arg_i32(a[0]);
         if nr == libc::SYS_sendfile {
-            let remote = matches!(self.t.fd(fd), FdKind::Remote(_))
-                || matches!(self.t.fd(arg_i32(a[1])), FdKind::Remote(_));
-            return if remote {
-                Plan::fail(Errno::EINVAL)
-            } else {
-                Plan::Native
+            return match (self.t.fd(arg_i32(a[1])), self.t.fd(fd)) {
+                (FdKind::Remote(from), FdKind::Remote(to)) if !from.is_dir && !to.is_dir => {
+                    self.server_copy(&from, a[2], &to, 0, a[3])
+                }
+                (FdKind::Local, FdKind::Local) => Plan::Native,
+                _ => Plan::fail(Errno::EINVAL),
             };
+        }
+        if nr == libc::SYS_copy_file_range
+            && let (FdKind::Remote(from), FdKind::Remote(to)) =
+                (self.t.fd(fd), self.t.fd(arg_i32(a[2])))
+            && !from.is_dir
+            && !to.is_dir
+        {
+            if a[5] != 0 {
+                return Plan::fail(Errno::EINVAL);
+            }
+            return self.server_copy(&from, a[1], &to, a[3], a[4]);
         }
         // The second fd is the third argument of both calls.
         let remote = matches!(self.t.fd(fd), FdKind::Remote(_))
@@ -34,6 +47,48 @@ impl<T: Tracee> Planner<'_, T> {
             Errno::EINVAL
         };
         if remote { Plan::fail(e) } else { Plan::Native }
+    }
+
+    /// A copy the server makes between two remote files; `from_ptr` and
+    /// `to_ptr` point at the program's offsets (0: the files' own).
+    fn server_copy(
+        &mut self,
+        from: &RemoteFd,
+        from_ptr: u64,
+        to: &RemoteFd,
+        to_ptr: u64,
+        len: u64,
+    ) -> Plan {
+        let mut offset = |ptr: u64| -> Result<Option<i64>, Errno> {
+            if ptr == 0 {
+                return Ok(None);
+            }
+            let b = self.t.read_bytes(ptr, 8)?;
+            let o = i64::from_ne_bytes(b.try_into().map_err(|_| Errno::EFAULT)?);
+            if o < 0 {
+                return Err(Errno::EINVAL);
+            }
+            Ok(Some(o))
+        };
+        let (from_offset, to_offset) = match (offset(from_ptr), offset(to_ptr)) {
+            (Ok(f), Ok(t)) => (f, t),
+            (Err(e), _) | (_, Err(e)) => return Plan::fail(e),
+        };
+        Plan::forward(
+            Request::CopyRange {
+                from: from.handle,
+                from_offset,
+                to: to.handle,
+                to_offset,
+                len,
+            },
+            Then::Copied {
+                offsets: Box::new([
+                    (from_ptr, from_offset.unwrap_or(0)),
+                    (to_ptr, to_offset.unwrap_or(0)),
+                ]),
+            },
+        )
     }
 
     /// `read(fd, buf, count)`.

@@ -872,8 +872,13 @@ impl Forwarder for Engine {
                     len
                 };
                 let before = unread();
-                pump.fetch(ask, nonblocking).await?;
-                until_crossed(|| ready() || unread() > before).await;
+                let came = pump.fetch(ask, nonblocking).await?;
+                // Nothing came for a non-blocking try: EAGAIN at once, as
+                // the kernel's (waiting for bytes that never cross took
+                // about a second).
+                if came || !nonblocking {
+                    until_crossed(|| ready() || unread() > before).await;
+                }
                 if nonblocking {
                     break;
                 }

@@ -8,6 +8,7 @@
 use nix::sys::ptrace;
 use nix::unistd::Pid;
 
+use super::control;
 use super::state::ExitAction;
 use super::{Forwarder, RED_ZONE, Tracer, get_arg, mem, set_arg};
 use crate::errno::Errno;
@@ -28,13 +29,15 @@ impl<F: Forwarder> Tracer<'_, F> {
         let mut head = Vec::with_capacity(exec::HEAD);
         let read = std::fs::File::open(&file)
             .and_then(|f| f.take(exec::HEAD as u64).read_to_end(&mut head));
+        // The copy is rscq's own file: removing it fails only if it is gone
+        // already, so the errors of `remove_file` below are dropped.
         let fail = |tracer: &mut Self, e: Errno| {
             let _ = std::fs::remove_file(&file);
             tracer.skip(pid, e.as_syscall_return());
         };
         let Ok(regs) = ptrace::getregs(pid) else {
             let _ = std::fs::remove_file(&file);
-            let _ = ptrace::cont(pid, None);
+            control::resume(pid, None);
             return;
         };
         if let Err(e) = read {
@@ -73,7 +76,7 @@ impl<F: Forwarder> Tracer<'_, F> {
         set_arg(&mut regs, path_arg, base);
         set_arg(&mut regs, argv_arg, array);
         if ptrace::setregs(pid, regs).is_err() {
-            let _ = ptrace::cont(pid, None);
+            control::resume(pid, None);
             return;
         }
         self.exec_hops.insert(tid, hops + 1);
@@ -99,7 +102,7 @@ impl<F: Forwarder> Tracer<'_, F> {
             return self.skip(pid, Errno(libc::ELOOP).as_syscall_return());
         }
         let Ok(mut regs) = ptrace::getregs(pid) else {
-            let _ = ptrace::cont(pid, None);
+            control::resume(pid, None);
             return;
         };
         let mut bytes = target.to_vec();
@@ -113,7 +116,7 @@ impl<F: Forwarder> Tracer<'_, F> {
         }
         set_arg(&mut regs, path_arg, base);
         if ptrace::setregs(pid, regs).is_err() {
-            let _ = ptrace::cont(pid, None);
+            control::resume(pid, None);
             return;
         }
         self.exec_hops.insert(tid, hops + 1);

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use nix::sys::ptrace;
 use nix::unistd::Pid;
 
+use super::control;
 use super::state::{ExitAction, ThreadState, exit_action};
 use super::{ARG_REGS, Forwarder, RED_ZONE, Tracer, fmt_ret, mem, set_arg};
 use crate::errno::Errno;
@@ -55,6 +56,8 @@ impl<F: Forwarder> Tracer<'_, F> {
             usize::try_from(u32::from_ne_bytes([room[0], room[1], room[2], room[3]])).unwrap_or(0);
         let encoded = crate::syscall::layout::encode_sockaddr(&peer);
         let actual = u32::try_from(encoded.len()).unwrap_or(0);
+        // Best effort: a buffer the program made unwritable keeps the
+        // loopback address the kernel wrote, and the call still succeeds.
         let _ = mem::write_bytes(pid, addr, &encoded[..encoded.len().min(room)]);
         let _ = mem::write_bytes(pid, len, &actual.to_ne_bytes());
     }
@@ -71,7 +74,7 @@ impl<F: Forwarder> Tracer<'_, F> {
             after,
         } = plan;
         let Ok(saved) = ptrace::getregs(pid) else {
-            let _ = ptrace::cont(pid, None);
+            control::resume(pid, None);
             return;
         };
         let len = u64::try_from(scratch.len()).unwrap_or(u64::MAX);
@@ -97,13 +100,13 @@ impl<F: Forwarder> Tracer<'_, F> {
             set_arg(&mut regs, i, v);
         }
         if ptrace::setregs(pid, regs).is_err() {
-            let _ = ptrace::cont(pid, None);
+            control::resume(pid, None);
             return;
         }
         let after = exit_action(after, base);
         self.threads
             .insert(pid.as_raw(), ThreadState::AwaitingExit { saved, after });
-        let _ = ptrace::syscall(pid, None);
+        control::resume_to_syscall_stop(pid);
     }
 
     /// A datagram's source as the kernel reported it is a relay: the
@@ -123,6 +126,8 @@ impl<F: Forwarder> Tracer<'_, F> {
             self.forwarder.udp_peer_of(a)
         });
         if let Some((bytes, actual)) = rewritten {
+            // Best effort, as in `claim_accepted`: the kernel's relay
+            // address stays if the program's buffer cannot be written.
             let _ = mem::write_bytes(pid, slot.name, &bytes);
             let _ = mem::write_bytes(pid, slot.len_addr, &actual.to_ne_bytes());
         }
@@ -139,7 +144,7 @@ impl<F: Forwarder> Tracer<'_, F> {
         after: ExitAction,
     ) {
         let Ok(saved) = ptrace::getregs(pid) else {
-            let _ = ptrace::cont(pid, None);
+            control::resume(pid, None);
             return;
         };
         let mut regs = saved;
@@ -168,12 +173,12 @@ impl<F: Forwarder> Tracer<'_, F> {
             }
         }
         if ptrace::setregs(pid, regs).is_err() {
-            let _ = ptrace::cont(pid, None);
+            control::resume(pid, None);
             return;
         }
         self.threads
             .insert(pid.as_raw(), ThreadState::AwaitingExit { saved, after });
-        let _ = ptrace::syscall(pid, None);
+        control::resume_to_syscall_stop(pid);
     }
 
     pub(super) fn on_syscall_exit(&mut self, pid: Pid) {
@@ -184,7 +189,7 @@ impl<F: Forwarder> Tracer<'_, F> {
         }
         let Some(ThreadState::AwaitingExit { saved, after }) = self.threads.remove(&tid) else {
             self.threads.insert(tid, ThreadState::Running);
-            let _ = ptrace::cont(pid, None);
+            control::resume(pid, None);
             return;
         };
         self.threads.insert(tid, ThreadState::Running);
@@ -240,6 +245,7 @@ impl<F: Forwarder> Tracer<'_, F> {
                 for i in 0..u64::try_from(result).unwrap_or(0) {
                     let at = i * 64 + 56;
                     if let Ok(len) = mem::read_bytes(pid, scratch + at, 4) {
+                        // Best effort: an unwritable entry keeps its old length.
                         let _ = mem::write_bytes(pid, vec + at, &len);
                     }
                 }
@@ -275,7 +281,7 @@ impl<F: Forwarder> Tracer<'_, F> {
             self.inject_fd_filter(pid, regs);
             return;
         }
-        let _ = ptrace::setregs(pid, regs);
-        let _ = ptrace::cont(pid, None);
+        control::set_regs(pid, regs);
+        control::resume(pid, None);
     }
 }

@@ -8,6 +8,7 @@
 use nix::sys::ptrace;
 use nix::unistd::Pid;
 
+use super::control;
 use super::state::ThreadState;
 use super::{Forwarder, Tracer, mem, seccomp, sys};
 
@@ -61,7 +62,7 @@ impl<F: Forwarder> Tracer<'_, F> {
                 deferred: Vec::new(),
             },
         );
-        let _ = ptrace::syscall(pid, None);
+        control::resume_to_syscall_stop(pid);
     }
 
     /// The entry, then the exit stop of an injected `seccomp(2)`.
@@ -84,7 +85,7 @@ impl<F: Forwarder> Tracer<'_, F> {
                     deferred,
                 },
             );
-            let _ = ptrace::syscall(pid, None);
+            control::resume_to_syscall_stop(pid);
             return;
         }
         let result = ptrace::getregs(pid).map_or(-1, |r| r.rax.cast_signed());
@@ -95,18 +96,19 @@ impl<F: Forwarder> Tracer<'_, F> {
             // A positive result is the thread whose own filters differ.
             warn_no_fd_traps(tgid, &format!("seccomp returned {result}"));
         }
-        let _ = ptrace::setregs(pid, restore);
+        control::set_regs(pid, restore);
         self.threads.insert(tid, ThreadState::Running);
         for sig in deferred {
+            // ESRCH: the thread is gone, and the signal with it.
             let _ = sys::tgkill(tgid, tid, sig as i32);
         }
-        let _ = ptrace::cont(pid, None);
+        control::resume(pid, None);
     }
 
     fn injection_failed(&self, pid: Pid, restore: libc::user_regs_struct, why: &str) {
         warn_no_fd_traps(pid.as_raw(), why);
-        let _ = ptrace::setregs(pid, restore);
-        let _ = ptrace::cont(pid, None);
+        control::set_regs(pid, restore);
+        control::resume(pid, None);
     }
 }
 

@@ -9,8 +9,9 @@ use nix::sys::ptrace;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use super::control;
 use super::state::{ProcessState, Sleep, ThreadState};
-use super::{ExitStatus, Forwarder, Tracer, is_stop_signal, sys};
+use super::{ExitStatus, Forwarder, Tracer, is_stop_signal};
 use crate::proto::Request;
 
 impl<F: Forwarder> Tracer<'_, F> {
@@ -40,6 +41,7 @@ impl<F: Forwarder> Tracer<'_, F> {
                 owner: tgid.cast_unsigned(),
                 handle: None,
             };
+            // No thread waits for it: an answer given at once is not needed.
             let _ = self.forwarder.submit(-1, libc::SYS_exit_group, release);
         }
         if pid == self.root {
@@ -75,12 +77,12 @@ impl<F: Forwarder> Tracer<'_, F> {
                     }
                     self.threads.insert(child, ThreadState::Running);
                     if self.early_stops.remove(&child) {
-                        let _ = ptrace::cont(Pid::from_raw(child), None);
+                        control::resume(Pid::from_raw(child), None);
                     } else {
                         self.expected.insert(child);
                     }
                 }
-                let _ = ptrace::cont(pid, None);
+                control::resume(pid, None);
             }
             libc::PTRACE_EVENT_EXEC => {
                 // The new program never returns from the call: what rscq
@@ -99,30 +101,32 @@ impl<F: Forwarder> Tracer<'_, F> {
                         self.tgid.remove(&former);
                     }
                 }
-                let _ = ptrace::cont(pid, None);
+                control::resume(pid, None);
             }
             libc::PTRACE_EVENT_STOP => {
                 // Under PTRACE_SEIZE the stop signal of a group stop is in
                 // the wait status; PTRACE_GETSIGINFO fails for it.
                 if is_stop_signal(sig) {
-                    let _ = sys::ptrace_listen(pid);
+                    control::listen(pid);
                 } else if let Some(ThreadState::Woken { .. }) = self.threads.get(&tid) {
                     self.on_woken(pid);
                 } else if matches!(self.threads.get(&tid), Some(ThreadState::Sleeping { .. })) {
-                    // Not our interrupt: keep sleeping.
-                    let _ = ptrace::cont(pid, None);
-                    let _ = sys::ptrace_listen(pid);
+                    // Not our interrupt: keep sleeping. (The thread runs
+                    // again after the resume, so the listen that follows
+                    // normally fails, which `control::listen` allows.)
+                    control::resume(pid, None);
+                    control::listen(pid);
                 } else if !self.threads.contains_key(&tid) && !self.expected.contains(&tid) {
                     // A new child stopped before its parent's fork event: its
                     // state is not known yet, so it waits for that event.
                     self.early_stops.insert(tid);
                 } else {
                     self.expected.remove(&tid);
-                    let _ = ptrace::cont(pid, None);
+                    control::resume(pid, None);
                 }
             }
             _ => {
-                let _ = ptrace::cont(pid, None);
+                control::resume(pid, None);
             }
         }
     }

@@ -18,8 +18,9 @@
 //! (syscall-exit stops of rewritten calls), `signals` (signals, and the
 //! interruptible sleep), `reply` (replies to forwarded calls) or `inject`
 //! (putting the fd filter into a process); `exec` runs remote executables,
-//! `view` is the planner's view of a stopped thread, and `state` the
-//! per-thread and per-process state.
+//! `view` is the planner's view of a stopped thread,, `state` the
+//! per-thread and per-process state, and `control` the ptrace requests that
+//! let a stopped thread go.
 
 pub mod creds;
 pub mod events;
@@ -28,6 +29,7 @@ pub mod placeholder;
 pub mod registry;
 pub mod seccomp;
 
+mod control;
 mod exec;
 mod exit;
 mod inject;
@@ -436,9 +438,12 @@ pub fn spawn(
         | ptrace::Options::PTRACE_O_TRACEEXEC
         | ptrace::Options::PTRACE_O_EXITKILL;
     if let Err(e) = ptrace::seize(pid, options) {
+        // Fails only if the child is already gone; the seize error is what
+        // the caller needs.
         let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
         return Err(TracerError::Seize(e));
     }
+    // Fails only if the child is gone; its wait status then says how it ended.
     let _ = nix::sys::signal::kill(pid, Signal::SIGCONT);
     Ok(pid)
 }
@@ -568,6 +573,8 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                     }
                     Event::Signal(sig) => {
                         if let Ok(sig) = Signal::try_from(sig) {
+                            // ESRCH: the program's first process is gone;
+                            // there is nobody to forward the signal to.
                             let _ = nix::sys::signal::kill(self.root, sig);
                         }
                     }
@@ -618,9 +625,9 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         if let Ok(mut regs) = ptrace::getregs(pid) {
             regs.orig_rax = u64::MAX;
             regs.rax = ret.cast_unsigned();
-            let _ = ptrace::setregs(pid, regs);
+            control::set_regs(pid, regs);
         }
-        let _ = ptrace::cont(pid, None);
+        control::resume(pid, None);
     }
 
     fn answer(&self, pid: Pid, ret: i64, writes: &[(u64, Vec<u8>)]) {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use nix::sys::ptrace;
 use nix::unistd::Pid;
 
+use super::control;
 use super::state::{ExitAction, Sleep, ThreadState, sleep_result};
 use super::{Forwarder, Tracer, creds, fmt_ret};
 use crate::errno::Errno;
@@ -44,8 +45,8 @@ impl<F: Forwarder> Tracer<'_, F> {
             let pid = Pid::from_raw(tid);
             let mut regs = saved;
             regs.rax = ret.cast_unsigned();
-            let _ = ptrace::setregs(pid, regs);
-            let _ = ptrace::cont(pid, sig);
+            control::set_regs(pid, regs);
+            control::resume(pid, Some(sig));
             return;
         }
         if let Some(ThreadState::Sleeping { .. }) = self.threads.get(&tid) {
@@ -87,7 +88,7 @@ impl<F: Forwarder> Tracer<'_, F> {
                     sleep,
                 },
             );
-            let _ = ptrace::interrupt(Pid::from_raw(tid));
+            control::interrupt(Pid::from_raw(tid));
             return;
         }
         let Some(ThreadState::Waiting {
@@ -175,7 +176,7 @@ impl<F: Forwarder> Tracer<'_, F> {
                 }
                 match error {
                     None => {
-                        let _ = ptrace::cont(pid, None);
+                        control::resume(pid, None);
                     }
                     Some(e) => {
                         let sp = ptrace::getregs(pid).map(|r| r.rsp).unwrap_or(0);

@@ -10,6 +10,7 @@ use nix::sys::ptrace;
 use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
+use super::control;
 use super::state::{Sleep, ThreadState, sleep_result};
 use super::{ERESTARTNOINTR, ERESTARTSYS, Forwarder, Tracer, fmt_ret, is_stop_signal, set_arg};
 use crate::syscall::nr;
@@ -28,7 +29,7 @@ impl<F: Forwarder> Tracer<'_, F> {
         sleep: Sleep,
     ) -> bool {
         let Ok(saved) = ptrace::getregs(pid) else {
-            let _ = ptrace::cont(pid, None);
+            control::resume(pid, None);
             return false;
         };
         let mut regs = saved;
@@ -38,7 +39,7 @@ impl<F: Forwarder> Tracer<'_, F> {
         }
         set_arg(&mut regs, 4, 8);
         if ptrace::setregs(pid, regs).is_err() {
-            let _ = ptrace::cont(pid, None);
+            control::resume(pid, None);
             return false;
         }
         self.threads.insert(
@@ -51,7 +52,7 @@ impl<F: Forwarder> Tracer<'_, F> {
                 sleep,
             },
         );
-        let _ = ptrace::cont(pid, None);
+        control::resume(pid, None);
         true
     }
 
@@ -68,7 +69,7 @@ impl<F: Forwarder> Tracer<'_, F> {
             // Its handler would run on the injected registers: hold it until
             // the program's own registers are back.
             deferred.push(sig);
-            let _ = ptrace::syscall(pid, None);
+            control::resume_to_syscall_stop(pid);
             return;
         }
         if let Some(ThreadState::Sleeping {
@@ -106,7 +107,7 @@ impl<F: Forwarder> Tracer<'_, F> {
                     // Ignored, or a stop: the kernel restarts the `ppoll`
                     // it sleeps in, and the send goes on, as a native one
                     // does through such a signal.
-                    let _ = ptrace::cont(pid, sig);
+                    control::resume(pid, Some(sig));
                     return;
                 }
                 // It dies: nothing waits for the send any more.
@@ -137,10 +138,10 @@ impl<F: Forwarder> Tracer<'_, F> {
             }
             let mut regs = saved;
             regs.rax = rax;
-            let _ = ptrace::setregs(pid, regs);
+            control::set_regs(pid, regs);
             self.threads.insert(tid, ThreadState::Running);
         }
-        let _ = ptrace::cont(pid, sig);
+        control::resume(pid, Some(sig));
     }
 
     /// The interrupt stop of a woken thread: gives it its result.
@@ -182,8 +183,8 @@ impl<F: Forwarder> Tracer<'_, F> {
                 regs.rax = e.as_syscall_return().cast_unsigned();
             }
         }
-        let _ = ptrace::setregs(pid, regs);
-        let _ = ptrace::cont(pid, None);
+        control::set_regs(pid, regs);
+        control::resume(pid, None);
     }
 }
 

@@ -8,9 +8,9 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use nix::sys::ptrace;
 use nix::unistd::Pid;
 
+use super::control;
 use super::state::{ExitAction, Sleep, ThreadState, exit_action};
 use super::view::TraceeView;
 use super::{Forwarder, RemoteSocket, Tracer, seccomp, sys};
@@ -24,7 +24,7 @@ impl<F: Forwarder> Tracer<'_, F> {
         let stop = match sys::seccomp_stop_info(pid) {
             Ok(s) => s,
             Err(_) => {
-                let _ = ptrace::cont(pid, None);
+                control::resume(pid, None);
                 return;
             }
         };
@@ -57,7 +57,7 @@ impl<F: Forwarder> Tracer<'_, F> {
         };
         match plan {
             Plan::Native => {
-                let _ = ptrace::cont(pid, None);
+                control::resume(pid, None);
             }
             Plan::NativeRewritten { paths, after } => {
                 let after = exit_action(after, 0);
@@ -174,13 +174,13 @@ impl<F: Forwarder> Tracer<'_, F> {
             Plan::Prefetch { pumps, udp } => {
                 self.forwarder.prefetch(&pumps);
                 self.forwarder.udp_prefetch(&udp);
-                let _ = ptrace::cont(pid, None);
+                control::resume(pid, None);
             }
             Plan::SetSockOpt { fd, option } => {
                 // The call itself runs natively: the program's socket keeps
                 // the option, so getsockopt answers as it would.
                 self.forward_sock_option(pid, fd, option);
-                let _ = ptrace::cont(pid, None);
+                control::resume(pid, None);
             }
             Plan::BindTcp { fd, addr } => {
                 let tgid = self.wait(

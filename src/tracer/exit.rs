@@ -196,6 +196,22 @@ impl<F: Forwarder> Tracer<'_, F> {
         let result = ptrace::getregs(pid)
             .map(|r| r.rax.cast_signed())
             .unwrap_or(-1);
+        let (result, first_remote_file) = self.after_exit(pid, after, result);
+        let mut regs = saved;
+        regs.rax = result.cast_unsigned();
+        if first_remote_file && !self.fd_filter.is_empty() {
+            self.inject_fd_filter(pid, regs);
+            return;
+        }
+        control::set_regs(pid, regs);
+        control::resume(pid, None);
+    }
+
+    /// Does what `after` says once the rewritten call returned `result`;
+    /// returns the result the program sees, and whether the call installed
+    /// the first remote file of a process without the fd filter.
+    fn after_exit(&mut self, pid: Pid, after: ExitAction, result: i64) -> (i64, bool) {
+        let tid = pid.as_raw();
         let mut first_remote_file = false;
         let mut result = result;
         match after {
@@ -275,13 +291,6 @@ impl<F: Forwarder> Tracer<'_, F> {
                 }
             }
         }
-        let mut regs = saved;
-        regs.rax = result.cast_unsigned();
-        if first_remote_file && !self.fd_filter.is_empty() {
-            self.inject_fd_filter(pid, regs);
-            return;
-        }
-        control::set_regs(pid, regs);
-        control::resume(pid, None);
+        (result, first_remote_file)
     }
 }

@@ -20,77 +20,92 @@ use crate::syscall::nr;
 use crate::syscall::plan::{self, Outcome};
 
 impl<F: Forwarder> Tracer<'_, F> {
+    /// The reply to thread `tid`'s forwarded call, which took `rtt`.
     pub(super) fn on_reply(&mut self, tid: i32, response: Response, rtt: Duration) {
-        if let Some(ThreadState::Interrupting { .. }) = self.threads.get(&tid) {
-            let Some(ThreadState::Interrupting {
-                saved,
-                nr,
-                request_text,
-                sig,
-                ..
-            }) = self.threads.remove(&tid)
-            else {
-                return;
-            };
-            self.threads.insert(tid, ThreadState::Running);
-            let ret = sleep_result(&response);
-            if self.config.trace {
-                self.forwarder.trace_line(format!(
-                    "[pid {tid}] {}({request_text}) = {} <{} us> ({sig:?})",
-                    nr::name(nr),
-                    fmt_ret(ret),
-                    rtt.as_micros()
-                ));
-            }
-            let pid = Pid::from_raw(tid);
-            let mut regs = saved;
-            regs.rax = ret.cast_unsigned();
-            control::set_regs(pid, regs);
-            control::resume(pid, Some(sig));
-            return;
+        match self.threads.get(&tid) {
+            Some(ThreadState::Interrupting { .. }) => self.finish_interrupted(tid, response, rtt),
+            Some(ThreadState::Sleeping { .. }) => self.wake(tid, response, rtt),
+            _ => self.finish_waiting(tid, response, rtt),
         }
-        if let Some(ThreadState::Sleeping { .. }) = self.threads.get(&tid) {
-            let Some(ThreadState::Sleeping {
+    }
+
+    /// A send interrupted by a signal the program handles: the reply says
+    /// how many bytes went; the thread returns that and takes the signal.
+    fn finish_interrupted(&mut self, tid: i32, response: Response, rtt: Duration) {
+        let Some(ThreadState::Interrupting {
+            saved,
+            nr,
+            request_text,
+            sig,
+            ..
+        }) = self.threads.remove(&tid)
+        else {
+            return;
+        };
+        self.threads.insert(tid, ThreadState::Running);
+        let ret = sleep_result(&response);
+        if self.config.trace {
+            self.forwarder.trace_line(format!(
+                "[pid {tid}] {}({request_text}) = {} <{} us> ({sig:?})",
+                nr::name(nr),
+                fmt_ret(ret),
+                rtt.as_micros()
+            ));
+        }
+        let pid = Pid::from_raw(tid);
+        let mut regs = saved;
+        regs.rax = ret.cast_unsigned();
+        control::set_regs(pid, regs);
+        control::resume(pid, Some(sig));
+    }
+
+    /// A sleeping thread's reply: kept until the thread is interrupted out
+    /// of its sleep (see `on_woken`).
+    fn wake(&mut self, tid: i32, response: Response, rtt: Duration) {
+        let Some(ThreadState::Sleeping {
+            saved,
+            nr,
+            fd,
+            request_text,
+            sleep,
+        }) = self.threads.remove(&tid)
+        else {
+            return;
+        };
+        if self.config.trace {
+            let us = rtt.as_micros();
+            let name = nr::name(nr);
+            match (&response, sleep) {
+                (_, Sleep::Connect { .. } | Sleep::Send { .. } | Sleep::Wait { .. }) => {
+                    let ret = sleep_result(&response);
+                    self.forwarder.trace_line(format!(
+                        "[pid {tid}] {name}({request_text}) = {} <{us} us>",
+                        fmt_ret(ret)
+                    ));
+                }
+                (Ok(_), Sleep::ThenNative) => self
+                    .forwarder
+                    .trace_line(format!("[pid {tid}] {name}({request_text}) <{us} us>")),
+                (Err(_), Sleep::ThenNative) => {}
+            }
+        }
+        self.threads.insert(
+            tid,
+            ThreadState::Woken {
                 saved,
                 nr,
                 fd,
                 request_text,
+                response,
                 sleep,
-            }) = self.threads.remove(&tid)
-            else {
-                return;
-            };
-            if self.config.trace {
-                let us = rtt.as_micros();
-                let name = nr::name(nr);
-                match (&response, sleep) {
-                    (_, Sleep::Connect { .. } | Sleep::Send { .. } | Sleep::Wait { .. }) => {
-                        let ret = sleep_result(&response);
-                        self.forwarder.trace_line(format!(
-                            "[pid {tid}] {name}({request_text}) = {} <{us} us>",
-                            fmt_ret(ret)
-                        ));
-                    }
-                    (Ok(_), Sleep::ThenNative) => self
-                        .forwarder
-                        .trace_line(format!("[pid {tid}] {name}({request_text}) <{us} us>")),
-                    (Err(_), Sleep::ThenNative) => {}
-                }
-            }
-            self.threads.insert(
-                tid,
-                ThreadState::Woken {
-                    saved,
-                    nr,
-                    fd,
-                    request_text,
-                    response,
-                    sleep,
-                },
-            );
-            control::interrupt(Pid::from_raw(tid));
-            return;
-        }
+            },
+        );
+        control::interrupt(Pid::from_raw(tid));
+    }
+
+    /// The reply of a thread held in its seccomp stop: carries out what
+    /// [`plan::finish`] makes of it.
+    fn finish_waiting(&mut self, tid: i32, response: Response, rtt: Duration) {
         let Some(ThreadState::Waiting {
             nr,
             then,
@@ -106,7 +121,22 @@ impl<F: Forwarder> Tracer<'_, F> {
             .trace
             .then(|| format!("[pid {tid}] {}({request_text})", nr::name(nr)));
         let rtt_us = rtt.as_micros();
-        match plan::finish(then, response, &self.config.forwarding.mounts) {
+        let outcome = plan::finish(then, response, &self.config.forwarding.mounts);
+        self.carry_out_outcome(pid, nr, outcome, trace, rtt_us);
+    }
+
+    /// Does what a reply's `outcome` says for the call `nr` of the thread
+    /// held at `pid`; `trace` is its `--trace` line so far.
+    fn carry_out_outcome(
+        &mut self,
+        pid: Pid,
+        nr: i64,
+        outcome: Outcome,
+        trace: Option<String>,
+        rtt_us: u128,
+    ) {
+        let tid = pid.as_raw();
+        match outcome {
             Outcome::Return { ret, writes } => {
                 if let Some(line) = trace {
                     self.forwarder

@@ -15,8 +15,8 @@ use super::state::{ExitAction, Sleep, ThreadState, exit_action};
 use super::view::TraceeView;
 use super::{Forwarder, RemoteSocket, Tracer, seccomp, sys};
 use crate::errno::Errno;
-use crate::proto::Request;
-use crate::syscall::plan::{self, Plan, Then};
+use crate::proto::{RemotePath, Request, SockAddr};
+use crate::syscall::plan::{self, Plan, PureWait, Then};
 
 impl<F: Forwarder> Tracer<'_, F> {
     pub(super) fn on_seccomp(&mut self, pid: Pid) {
@@ -55,19 +55,27 @@ impl<F: Forwarder> Tracer<'_, F> {
                 plan::plan(nr, stop.args, &forwarding, &mut view)
             }
         };
+        self.carry_out(pid, nr, fd0, stop.stack_pointer, exec_hops, plan);
+    }
+
+    /// Does what `plan` says for the call `nr` of the thread stopped at
+    /// `pid` (`fd0` its first argument as an fd, `sp` its stack pointer,
+    /// `exec_hops` the `#!` interpreters its `execve` followed so far).
+    fn carry_out(&mut self, pid: Pid, nr: i64, fd0: i32, sp: u64, exec_hops: u32, plan: Plan) {
+        let tid = pid.as_raw();
         match plan {
             Plan::Native => {
                 control::resume(pid, None);
             }
             Plan::NativeRewritten { paths, after } => {
                 let after = exit_action(after, 0);
-                self.rewrite_and_run(pid, stop.stack_pointer, None, &paths, after);
+                self.rewrite_and_run(pid, sp, None, &paths, after);
             }
             Plan::NativeWithArgs { data, args } => {
                 let call = Some((nr, args));
-                self.rewrite_and_run(pid, stop.stack_pointer, call, &data, ExitAction::Restore);
+                self.rewrite_and_run(pid, sp, call, &data, ExitAction::Restore);
             }
-            Plan::NativeScratch(scratch) => self.run_on_scratch(pid, stop.stack_pointer, *scratch),
+            Plan::NativeScratch(scratch) => self.run_on_scratch(pid, sp, *scratch),
             Plan::UdpBind { fd, addr, replan } => {
                 let then = if replan { Then::Replan } else { Then::Zero };
                 let tgid = self.wait(tid, nr, then, format!("{fd}, {}", SocketAddr::from(addr)));
@@ -106,71 +114,19 @@ impl<F: Forwarder> Tracer<'_, F> {
                 self.set_virtual_cwd(tid, Some(local_path));
                 self.skip(pid, 0);
             }
-            Plan::ConnectTcp { fd, addr } => {
-                let request_text = format!("{fd}, {}", SocketAddr::from(addr));
-                // A blocking connect may take long (a remote host that
-                // drops SYNs): it sleeps, so signals still reach it. A
-                // non-blocking one is held only until the remote answer.
-                let blocking_socket = self.dup_fd(pid, fd).and_then(|dup| {
-                    let flags = rustix::fs::fcntl_getfl(&dup).ok()?;
-                    let ino = rustix::fs::fstat(&dup).ok()?.st_ino;
-                    (!flags.contains(rustix::fs::OFlags::NONBLOCK)).then_some(ino)
-                });
-                let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
-                match blocking_socket {
-                    Some(socket) => {
-                        let op = self.next_sleep;
-                        self.next_sleep += 1;
-                        if self.sleep(pid, nr, fd, request_text, Sleep::Connect { op, socket }) {
-                            self.forwarder.connect_tcp(tid, tgid, fd, addr, Some(op));
-                        }
-                    }
-                    None => {
-                        self.wait(tid, nr, Then::Zero, request_text);
-                        self.forwarder.connect_tcp(tid, tgid, fd, addr, None);
-                    }
-                }
-            }
+            Plan::ConnectTcp { fd, addr } => self.connect_tcp(pid, nr, fd, addr),
             Plan::PureRecv {
                 fd,
                 pump,
                 len,
                 wait,
-            } => {
-                let request_text = format!("{fd}, {len}");
-                if self.sleep(pid, nr, fd, request_text, Sleep::ThenNative) {
-                    let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
-                    self.forwarder.pure_recv(tid, tgid, fd, pump, len, wait);
-                }
-            }
+            } => self.pure_recv(pid, nr, fd, pump, len, wait),
             Plan::PureSend {
                 fd,
                 pump,
                 data,
                 dontwait,
-            } => {
-                let request_text = format!("{fd}, {}", data.len());
-                let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
-                let blocking = !dontwait
-                    && self.dup_fd(pid, fd).is_some_and(|dup| {
-                        rustix::fs::fcntl_getfl(&dup)
-                            .is_ok_and(|f| !f.contains(rustix::fs::OFlags::NONBLOCK))
-                    });
-                if blocking {
-                    // The server may wait for room for as long as the peer
-                    // does not read: the thread sleeps, so signals and the
-                    // socket's send timeout still end the call.
-                    let op = self.next_sleep;
-                    self.next_sleep += 1;
-                    if self.sleep(pid, nr, fd, request_text, Sleep::Send { op }) {
-                        self.forwarder
-                            .pure_send(tid, tgid, fd, pump, data, Some(op));
-                    }
-                } else {
-                    self.wait(tid, nr, Then::Number, request_text);
-                    self.forwarder.pure_send(tid, tgid, fd, pump, data, None);
-                }
-            }
+            } => self.pure_send(pid, nr, fd, pump, data, dontwait),
             Plan::Prefetch { pumps, udp } => {
                 self.forwarder.prefetch(&pumps);
                 self.forwarder.udp_prefetch(&udp);
@@ -213,60 +169,149 @@ impl<F: Forwarder> Tracer<'_, F> {
                 path,
                 path_arg,
                 argv_arg,
-            } => {
-                let Some(copy) = self.placeholders.as_mut().map(|d| d.copy_path()) else {
-                    self.skip(pid, Errno::EACCES.as_syscall_return());
-                    return;
-                };
-                let text = crate::syscall::describe::describe(&Request::Stat {
-                    path: path.clone(),
-                    follow: true,
-                });
-                self.exec_hops.insert(tid, exec_hops);
-                let then = Then::Exec {
-                    copy: copy.clone(),
-                    path_arg,
-                    argv_arg,
-                };
-                self.wait(tid, nr, then, text);
-                self.forwarder.fetch_executable(tid, path, copy);
-            }
-            Plan::ForwardWait { request } => {
-                self.note_record_lock(tid, &request);
+            } => self.fetch_executable(pid, nr, exec_hops, path, path_arg, argv_arg),
+            Plan::ForwardWait { request } => self.forward_wait(pid, nr, fd0, request),
+            Plan::Forward { request, then } => self.forward(tid, nr, request, then),
+        }
+    }
+
+    /// [`Plan::ConnectTcp`]: a blocking connect sleeps, a non-blocking one
+    /// is held in its stop.
+    fn connect_tcp(&mut self, pid: Pid, nr: i64, fd: i32, addr: SockAddr) {
+        let tid = pid.as_raw();
+        let request_text = format!("{fd}, {}", SocketAddr::from(addr));
+        // A blocking connect may take long (a remote host that
+        // drops SYNs): it sleeps, so signals still reach it. A
+        // non-blocking one is held only until the remote answer.
+        let blocking_socket = self.dup_fd(pid, fd).and_then(|dup| {
+            let flags = rustix::fs::fcntl_getfl(&dup).ok()?;
+            let ino = rustix::fs::fstat(&dup).ok()?.st_ino;
+            (!flags.contains(rustix::fs::OFlags::NONBLOCK)).then_some(ino)
+        });
+        let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
+        match blocking_socket {
+            Some(socket) => {
                 let op = self.next_sleep;
                 self.next_sleep += 1;
-                let request = crate::syscall::locks::with_wait(request, op);
-                let request_text = if self.config.trace {
-                    crate::syscall::describe::describe(&request)
-                } else {
-                    String::new()
-                };
-                // The server may wait for as long as another process holds
-                // the lock: the thread sleeps, so signals still end the call.
-                if self.sleep(pid, nr, fd0, request_text, Sleep::Wait { op }) {
-                    // Its reply comes as a `SleeperReply` for `op`.
-                    let _ = self.forwarder.submit(tid, nr, request);
+                if self.sleep(pid, nr, fd, request_text, Sleep::Connect { op, socket }) {
+                    self.forwarder.connect_tcp(tid, tgid, fd, addr, Some(op));
                 }
             }
-            Plan::Forward { request, then } => {
-                self.note_record_lock(tid, &request);
-                let request_text = if self.config.trace {
-                    crate::syscall::describe::describe(&request)
-                } else {
-                    String::new()
-                };
-                self.threads.insert(
-                    tid,
-                    ThreadState::Waiting {
-                        nr,
-                        then,
-                        request_text,
-                    },
-                );
-                if let Some(response) = self.forwarder.submit(tid, nr, request) {
-                    self.on_reply(tid, response, Duration::ZERO);
-                }
+            None => {
+                self.wait(tid, nr, Then::Zero, request_text);
+                self.forwarder.connect_tcp(tid, tgid, fd, addr, None);
             }
+        }
+    }
+
+    /// [`Plan::PureRecv`]: the thread sleeps while the engine fetches data
+    /// into its socket; it then runs the call natively.
+    fn pure_recv(&mut self, pid: Pid, nr: i64, fd: i32, pump: u64, len: u32, wait: PureWait) {
+        let tid = pid.as_raw();
+        let request_text = format!("{fd}, {len}");
+        if self.sleep(pid, nr, fd, request_text, Sleep::ThenNative) {
+            let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
+            self.forwarder.pure_recv(tid, tgid, fd, pump, len, wait);
+        }
+    }
+
+    /// [`Plan::PureSend`]: a send that may wait for room sleeps, any other
+    /// is held in its stop.
+    fn pure_send(&mut self, pid: Pid, nr: i64, fd: i32, pump: u64, data: Vec<u8>, dontwait: bool) {
+        let tid = pid.as_raw();
+        let request_text = format!("{fd}, {}", data.len());
+        let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
+        let blocking = !dontwait
+            && self.dup_fd(pid, fd).is_some_and(|dup| {
+                rustix::fs::fcntl_getfl(&dup)
+                    .is_ok_and(|f| !f.contains(rustix::fs::OFlags::NONBLOCK))
+            });
+        if blocking {
+            // The server may wait for room for as long as the peer
+            // does not read: the thread sleeps, so signals and the
+            // socket's send timeout still end the call.
+            let op = self.next_sleep;
+            self.next_sleep += 1;
+            if self.sleep(pid, nr, fd, request_text, Sleep::Send { op }) {
+                self.forwarder
+                    .pure_send(tid, tgid, fd, pump, data, Some(op));
+            }
+        } else {
+            self.wait(tid, nr, Then::Number, request_text);
+            self.forwarder.pure_send(tid, tgid, fd, pump, data, None);
+        }
+    }
+
+    /// [`Plan::ExecRemote`]: holds the thread while the engine makes a
+    /// local copy of the remote executable `path` (see `exec_copy`).
+    fn fetch_executable(
+        &mut self,
+        pid: Pid,
+        nr: i64,
+        exec_hops: u32,
+        path: RemotePath,
+        path_arg: u8,
+        argv_arg: u8,
+    ) {
+        let tid = pid.as_raw();
+        let Some(copy) = self.placeholders.as_mut().map(|d| d.copy_path()) else {
+            self.skip(pid, Errno::EACCES.as_syscall_return());
+            return;
+        };
+        let text = crate::syscall::describe::describe(&Request::Stat {
+            path: path.clone(),
+            follow: true,
+        });
+        self.exec_hops.insert(tid, exec_hops);
+        let then = Then::Exec {
+            copy: copy.clone(),
+            path_arg,
+            argv_arg,
+        };
+        self.wait(tid, nr, then, text);
+        self.forwarder.fetch_executable(tid, path, copy);
+    }
+
+    /// [`Plan::ForwardWait`]: a call that may wait on the server (a lock)
+    /// sleeps; its reply comes for its sleep number.
+    fn forward_wait(&mut self, pid: Pid, nr: i64, fd0: i32, request: Request) {
+        let tid = pid.as_raw();
+        self.note_record_lock(tid, &request);
+        let op = self.next_sleep;
+        self.next_sleep += 1;
+        let request = crate::syscall::locks::with_wait(request, op);
+        let request_text = if self.config.trace {
+            crate::syscall::describe::describe(&request)
+        } else {
+            String::new()
+        };
+        // The server may wait for as long as another process holds
+        // the lock: the thread sleeps, so signals still end the call.
+        if self.sleep(pid, nr, fd0, request_text, Sleep::Wait { op }) {
+            // Its reply comes as a `SleeperReply` for `op`.
+            let _ = self.forwarder.submit(tid, nr, request);
+        }
+    }
+
+    /// [`Plan::Forward`]: holds the thread in its stop until the reply, or
+    /// answers it at once if the engine already has the answer.
+    fn forward(&mut self, tid: i32, nr: i64, request: Request, then: Then) {
+        self.note_record_lock(tid, &request);
+        let request_text = if self.config.trace {
+            crate::syscall::describe::describe(&request)
+        } else {
+            String::new()
+        };
+        self.threads.insert(
+            tid,
+            ThreadState::Waiting {
+                nr,
+                then,
+                request_text,
+            },
+        );
+        if let Some(response) = self.forwarder.submit(tid, nr, request) {
+            self.on_reply(tid, response, Duration::ZERO);
         }
     }
 

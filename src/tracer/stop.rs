@@ -114,19 +114,19 @@ impl<F: Forwarder> Tracer<'_, F> {
                 self.set_virtual_cwd(tid, Some(local_path));
                 self.skip(pid, 0);
             }
-            Plan::ConnectTcp { fd, addr } => self.connect_tcp(pid, nr, fd, addr),
+            Plan::ConnectTcp { fd, addr } => self.start_tcp_connect(pid, nr, fd, addr),
             Plan::PureRecv {
                 fd,
                 pump,
                 len,
                 wait,
-            } => self.pure_recv(pid, nr, fd, pump, len, wait),
+            } => self.start_pure_recv(pid, nr, fd, pump, len, wait),
             Plan::PureSend {
                 fd,
                 pump,
                 data,
                 dontwait,
-            } => self.pure_send(pid, nr, fd, pump, data, dontwait),
+            } => self.start_pure_send(pid, nr, fd, pump, data, dontwait),
             Plan::Prefetch { pumps, udp } => {
                 self.forwarder.prefetch(&pumps);
                 self.forwarder.udp_prefetch(&udp);
@@ -169,7 +169,7 @@ impl<F: Forwarder> Tracer<'_, F> {
                 path,
                 path_arg,
                 argv_arg,
-            } => self.fetch_executable(pid, nr, exec_hops, path, path_arg, argv_arg),
+            } => self.start_exec_fetch(pid, nr, exec_hops, path, path_arg, argv_arg),
             Plan::ForwardWait { request } => self.forward_wait(pid, nr, fd0, request),
             Plan::Forward { request, then } => self.forward(tid, nr, request, then),
         }
@@ -177,7 +177,7 @@ impl<F: Forwarder> Tracer<'_, F> {
 
     /// [`Plan::ConnectTcp`]: a blocking connect sleeps, a non-blocking one
     /// is held in its stop.
-    fn connect_tcp(&mut self, pid: Pid, nr: i64, fd: i32, addr: SockAddr) {
+    fn start_tcp_connect(&mut self, pid: Pid, nr: i64, fd: i32, addr: SockAddr) {
         let tid = pid.as_raw();
         let request_text = format!("{fd}, {}", SocketAddr::from(addr));
         // A blocking connect may take long (a remote host that
@@ -206,7 +206,7 @@ impl<F: Forwarder> Tracer<'_, F> {
 
     /// [`Plan::PureRecv`]: the thread sleeps while the engine fetches data
     /// into its socket; it then runs the call natively.
-    fn pure_recv(&mut self, pid: Pid, nr: i64, fd: i32, pump: u64, len: u32, wait: PureWait) {
+    fn start_pure_recv(&mut self, pid: Pid, nr: i64, fd: i32, pump: u64, len: u32, wait: PureWait) {
         let tid = pid.as_raw();
         let request_text = format!("{fd}, {len}");
         if self.sleep(pid, nr, fd, request_text, Sleep::ThenNative) {
@@ -217,7 +217,15 @@ impl<F: Forwarder> Tracer<'_, F> {
 
     /// [`Plan::PureSend`]: a send that may wait for room sleeps, any other
     /// is held in its stop.
-    fn pure_send(&mut self, pid: Pid, nr: i64, fd: i32, pump: u64, data: Vec<u8>, dontwait: bool) {
+    fn start_pure_send(
+        &mut self,
+        pid: Pid,
+        nr: i64,
+        fd: i32,
+        pump: u64,
+        data: Vec<u8>,
+        dontwait: bool,
+    ) {
         let tid = pid.as_raw();
         let request_text = format!("{fd}, {}", data.len());
         let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
@@ -244,7 +252,7 @@ impl<F: Forwarder> Tracer<'_, F> {
 
     /// [`Plan::ExecRemote`]: holds the thread while the engine makes a
     /// local copy of the remote executable `path` (see `exec_copy`).
-    fn fetch_executable(
+    fn start_exec_fetch(
         &mut self,
         pid: Pid,
         nr: i64,

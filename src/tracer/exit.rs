@@ -1,0 +1,296 @@
+//! Syscall-exit stops of calls rscq rewrote: puts the program's registers
+//! back and does what the call's [`ExitAction`] says with its result.
+//! Also the two ways a call is rewritten to run to such a stop
+//! ([`Tracer::rewrite_and_run`], [`Tracer::run_on_scratch`]).
+//!
+//! Must not forward calls, except the close of a placeholder nobody opened.
+
+use std::net::SocketAddr;
+
+use nix::sys::ptrace;
+use nix::unistd::Pid;
+
+use super::control;
+use super::state::{ExitAction, ThreadState, exit_action};
+use super::{ARG_REGS, Forwarder, RED_ZONE, Tracer, fmt_ret, mem, set_arg};
+use crate::errno::Errno;
+use crate::proto::Request;
+use crate::syscall::plan;
+
+impl<F: Forwarder> Tracer<'_, F> {
+    /// A connection the program just accepted from a remote listener: its
+    /// loopback peer port names the remote connection rscq delivered.
+    fn claim_accepted(&mut self, pid: Pid, fd: i32, addr: u64, len: u64) {
+        let Some(dup) = self.dup_fd(pid, fd) else {
+            return;
+        };
+        let Ok(peer) = rustix::net::getpeername(&dup) else {
+            return;
+        };
+        let Some(port) = peer
+            .and_then(|p| SocketAddr::try_from(p).ok())
+            .map(|p| p.port())
+        else {
+            return;
+        };
+        let Some(remote) = self.sockets.take_incoming(port) else {
+            return;
+        };
+        if let Ok(st) = rustix::fs::fstat(&dup) {
+            self.sockets.insert(st.st_ino, remote);
+            let tgid = self
+                .tgid
+                .get(&pid.as_raw())
+                .copied()
+                .unwrap_or(pid.as_raw());
+            self.sockets.record_claim(port, tgid, fd, st.st_ino);
+        }
+        if addr == 0 || len == 0 {
+            return;
+        }
+        let Some(peer) = remote.peer else { return };
+        let Ok(room) = mem::read_bytes(pid, len, 4) else {
+            return;
+        };
+        let room =
+            usize::try_from(u32::from_ne_bytes([room[0], room[1], room[2], room[3]])).unwrap_or(0);
+        let encoded = crate::syscall::layout::encode_sockaddr(&peer);
+        let actual = u32::try_from(encoded.len()).unwrap_or(0);
+        // Best effort: a buffer the program made unwritable keeps the
+        // loopback address the kernel wrote, and the call still succeeds.
+        let _ = mem::write_bytes(pid, addr, &encoded[..encoded.len().min(room)]);
+        let _ = mem::write_bytes(pid, len, &actual.to_ne_bytes());
+    }
+
+    /// Lays `scratch` out below the red zone (each offset in `relocs` turned
+    /// into an address), points arguments at it, sets others to `values`,
+    /// and runs the call to its exit stop.
+    pub(super) fn run_on_scratch(&mut self, pid: Pid, sp: u64, plan: plan::Scratch) {
+        let plan::Scratch {
+            mut scratch,
+            relocs,
+            args,
+            values,
+            after,
+        } = plan;
+        let Ok(saved) = ptrace::getregs(pid) else {
+            control::resume(pid, None);
+            return;
+        };
+        let len = u64::try_from(scratch.len()).unwrap_or(u64::MAX);
+        let base = sp.saturating_sub(RED_ZONE).saturating_sub(len) & !15;
+        for &at in &relocs {
+            if let Some(word) = scratch.get_mut(at..at + 8) {
+                let mut w = [0u8; 8];
+                w.copy_from_slice(word);
+                word.copy_from_slice(&(u64::from_ne_bytes(w) + base).to_ne_bytes());
+            }
+        }
+        if !scratch.is_empty()
+            && let Err(e) = mem::write_bytes(pid, base, &scratch)
+        {
+            self.skip(pid, e.as_syscall_return());
+            return;
+        }
+        let mut regs = saved;
+        for &(i, off) in &args {
+            set_arg(&mut regs, i, base + off);
+        }
+        for &(i, v) in &values {
+            set_arg(&mut regs, i, v);
+        }
+        if ptrace::setregs(pid, regs).is_err() {
+            control::resume(pid, None);
+            return;
+        }
+        let after = exit_action(after, base);
+        self.threads
+            .insert(pid.as_raw(), ThreadState::AwaitingExit { saved, after });
+        control::resume_to_syscall_stop(pid);
+    }
+
+    /// A datagram's source as the kernel reported it is a relay: the
+    /// program sees the remote peer the relay stands for.
+    fn rewrite_source(&self, pid: Pid, slot: &crate::syscall::udp::SourceSlot) {
+        if slot.name == 0 {
+            return;
+        }
+        let Ok(len) = mem::read_bytes(pid, slot.len_addr, 4) else {
+            return;
+        };
+        let len = u32::from_ne_bytes([len[0], len[1], len[2], len[3]]).min(slot.room);
+        let Ok(kernel) = mem::read_bytes(pid, slot.name, usize::try_from(len).unwrap_or(0)) else {
+            return;
+        };
+        let rewritten = crate::syscall::udp::rewrite_source(&kernel, slot.room, |a| {
+            self.forwarder.udp_peer_of(a)
+        });
+        if let Some((bytes, actual)) = rewritten {
+            // Best effort, as in `claim_accepted`: the kernel's relay
+            // address stays if the program's buffer cannot be written.
+            let _ = mem::write_bytes(pid, slot.name, &bytes);
+            let _ = mem::write_bytes(pid, slot.len_addr, &actual.to_ne_bytes());
+        }
+    }
+
+    /// Puts `paths` below the red zone, points argument registers at them,
+    /// optionally changes the syscall, and runs it to its exit stop.
+    pub(super) fn rewrite_and_run(
+        &mut self,
+        pid: Pid,
+        sp: u64,
+        syscall: Option<(i64, [Option<u64>; ARG_REGS])>,
+        paths: &[(usize, Vec<u8>)],
+        after: ExitAction,
+    ) {
+        let Ok(saved) = ptrace::getregs(pid) else {
+            control::resume(pid, None);
+            return;
+        };
+        let mut regs = saved;
+        // Below a rewritten `#!` `argv` of the same call, if any.
+        let sp = self
+            .exec_floor
+            .remove(&pid.as_raw())
+            .map_or(sp, |floor| floor.min(sp));
+        let mut at = sp.saturating_sub(RED_ZONE);
+        for (arg, path) in paths {
+            let mut bytes = path.clone();
+            bytes.push(0);
+            at = (at - bytes.len() as u64) & !15;
+            if let Err(e) = mem::write_bytes(pid, at, &bytes) {
+                self.skip(pid, e.as_syscall_return());
+                return;
+            }
+            set_arg(&mut regs, *arg, at);
+        }
+        if let Some((nr, args)) = syscall {
+            regs.orig_rax = nr.cast_unsigned();
+            for (i, v) in args.iter().enumerate() {
+                if let Some(v) = v {
+                    set_arg(&mut regs, i, *v);
+                }
+            }
+        }
+        if ptrace::setregs(pid, regs).is_err() {
+            control::resume(pid, None);
+            return;
+        }
+        self.threads
+            .insert(pid.as_raw(), ThreadState::AwaitingExit { saved, after });
+        control::resume_to_syscall_stop(pid);
+    }
+
+    pub(super) fn on_syscall_exit(&mut self, pid: Pid) {
+        let tid = pid.as_raw();
+        if matches!(self.threads.get(&tid), Some(ThreadState::Injecting { .. })) {
+            self.on_injection_stop(pid);
+            return;
+        }
+        let Some(ThreadState::AwaitingExit { saved, after }) = self.threads.remove(&tid) else {
+            self.threads.insert(tid, ThreadState::Running);
+            control::resume(pid, None);
+            return;
+        };
+        self.threads.insert(tid, ThreadState::Running);
+        let result = ptrace::getregs(pid)
+            .map(|r| r.rax.cast_signed())
+            .unwrap_or(-1);
+        let (result, first_remote_file) = self.after_exit(pid, after, result);
+        let mut regs = saved;
+        regs.rax = result.cast_unsigned();
+        if first_remote_file && !self.fd_filter.is_empty() {
+            self.inject_fd_filter(pid, regs);
+            return;
+        }
+        control::set_regs(pid, regs);
+        control::resume(pid, None);
+    }
+
+    /// Does what `after` says once the rewritten call returned `result`;
+    /// returns the result the program sees, and whether the call installed
+    /// the first remote file of a process without the fd filter.
+    fn after_exit(&mut self, pid: Pid, after: ExitAction, result: i64) -> (i64, bool) {
+        let tid = pid.as_raw();
+        let mut first_remote_file = false;
+        let mut result = result;
+        match after {
+            ExitAction::Restore => {}
+            // Reached only when the exec failed: a new program never
+            // returns from it.
+            ExitAction::RemoveFile(path) => {
+                let _ = std::fs::remove_file(path);
+            }
+            ExitAction::FillMapping { data } => {
+                // An address, not an errno: the anonymous mapping is there.
+                if !(-4095..0).contains(&result)
+                    && let Err(e) = mem::write_forced(pid, result.cast_unsigned(), &data)
+                {
+                    // The mapping stays, but the program must not read
+                    // zeros for the file's bytes.
+                    tracing::warn!("cannot fill a remote file's mapping: {e}");
+                    result = Errno::EIO.as_syscall_return();
+                }
+            }
+            ExitAction::Fail(e) => {
+                if result >= 0 {
+                    result = e.as_syscall_return();
+                }
+            }
+            ExitAction::LeaveVirtualCwd => {
+                if result == 0 {
+                    self.set_virtual_cwd(tid, None);
+                }
+            }
+            ExitAction::AcceptRemote { addr, len } => {
+                if let Ok(fd) = i32::try_from(result) {
+                    self.claim_accepted(pid, fd, addr, len);
+                }
+            }
+            ExitAction::UdpSources { slots, counted } => {
+                let used = if counted {
+                    usize::try_from(result).unwrap_or(0)
+                } else {
+                    usize::from(result >= 0)
+                };
+                for slot in slots.iter().take(used) {
+                    self.rewrite_source(pid, slot);
+                }
+            }
+            ExitAction::MsgLens { vec, scratch } => {
+                for i in 0..u64::try_from(result).unwrap_or(0) {
+                    let at = i * 64 + 56;
+                    if let Ok(len) = mem::read_bytes(pid, scratch + at, 4) {
+                        // Best effort: an unwritable entry keeps its old length.
+                        let _ = mem::write_bytes(pid, vec + at, &len);
+                    }
+                }
+            }
+            ExitAction::Placeholder {
+                read_end,
+                key,
+                handle,
+                trace,
+            } => {
+                if let Some(dir) = &self.placeholders {
+                    dir.remove(key);
+                }
+                if result < 0 {
+                    // No writer ever came, so the read end would never hang
+                    // up: close the remote handle now.
+                    self.registry.remove(key);
+                    drop(read_end);
+                    self.forwarder.submit(-1, 0, Request::Close { handle });
+                } else {
+                    first_remote_file = !self.process_has_fd_traps(tid);
+                    self.forwarder.watch_close(read_end, key, handle);
+                }
+                if let Some(line) = trace {
+                    self.forwarder
+                        .trace_line(format!("{line} = {}", fmt_ret(result)));
+                }
+            }
+        }
+        (result, first_remote_file)
+    }
+}

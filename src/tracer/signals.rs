@@ -1,0 +1,232 @@
+//! Signals and the interruptible sleep: a thread whose call may take long
+//! sleeps in a `ppoll` rscq put in place of its syscall ([`Tracer::sleep`]),
+//! so signals reach it; [`Tracer::on_signal`] ends or keeps the sleep as the
+//! kernel would for a blocking call, and [`Tracer::on_woken`] gives a woken
+//! thread its result.
+//!
+//! Must not forward calls: it only tells the engine a sleep was interrupted.
+
+use nix::sys::ptrace;
+use nix::sys::signal::Signal;
+use nix::unistd::Pid;
+
+use super::control;
+use super::state::{Sleep, ThreadState, sleep_result};
+use super::{ERESTARTNOINTR, ERESTARTSYS, Forwarder, Tracer, fmt_ret, is_stop_signal, set_arg};
+use crate::syscall::nr;
+
+impl<F: Forwarder> Tracer<'_, F> {
+    /// Puts a thread to sleep in `ppoll(NULL, 0, NULL, NULL)` instead of its
+    /// syscall while the engine works: unlike a thread held in its ptrace
+    /// stop, a sleeping one still takes signals (Ctrl-C).
+    /// Returns whether the thread sleeps (if not, it was let go).
+    pub(super) fn sleep(
+        &mut self,
+        pid: Pid,
+        nr: i64,
+        fd: i32,
+        request_text: String,
+        sleep: Sleep,
+    ) -> bool {
+        let Ok(saved) = ptrace::getregs(pid) else {
+            control::resume(pid, None);
+            return false;
+        };
+        let mut regs = saved;
+        regs.orig_rax = libc::SYS_ppoll.cast_unsigned();
+        for i in 0..4 {
+            set_arg(&mut regs, i, 0);
+        }
+        set_arg(&mut regs, 4, 8);
+        if ptrace::setregs(pid, regs).is_err() {
+            control::resume(pid, None);
+            return false;
+        }
+        self.threads.insert(
+            pid.as_raw(),
+            ThreadState::Sleeping {
+                saved,
+                nr,
+                fd,
+                request_text,
+                sleep,
+            },
+        );
+        control::resume(pid, None);
+        true
+    }
+
+    /// A signal for a thread. A sleeping one gets its own syscall back with
+    /// `-ERESTARTSYS`, so the kernel restarts it after a `SA_RESTART`
+    /// handler or fails it with EINTR, exactly as for a real blocking call.
+    ///
+    /// A connect whose result already came returns it instead (the kernel
+    /// too returns a connect that completed before the signal), and one
+    /// still under way goes on without the thread.
+    pub(super) fn on_signal(&mut self, pid: Pid, sig: Signal) {
+        let tid = pid.as_raw();
+        if let Some(ThreadState::Injecting { deferred, .. }) = self.threads.get_mut(&tid) {
+            // Its handler would run on the injected registers: hold it until
+            // the program's own registers are back.
+            deferred.push(sig);
+            control::resume_to_syscall_stop(pid);
+            return;
+        }
+        if let Some(ThreadState::Sleeping {
+            sleep: Sleep::Send { op } | Sleep::Wait { op },
+            ..
+        }) = self.threads.get(&tid)
+        {
+            let op = *op;
+            match disposition(tid, sig) {
+                Disposition::Caught => {
+                    let Some(ThreadState::Sleeping {
+                        saved,
+                        nr,
+                        request_text,
+                        ..
+                    }) = self.threads.remove(&tid)
+                    else {
+                        return;
+                    };
+                    self.threads.insert(
+                        tid,
+                        ThreadState::Interrupting {
+                            saved,
+                            nr,
+                            request_text,
+                            op,
+                            sig,
+                        },
+                    );
+                    // It stays in this stop until the server answers.
+                    self.forwarder.interrupted(op);
+                    return;
+                }
+                Disposition::Harmless => {
+                    // Ignored, or a stop: the kernel restarts the `ppoll`
+                    // it sleeps in, and the send goes on, as a native one
+                    // does through such a signal.
+                    control::resume(pid, Some(sig));
+                    return;
+                }
+                // It dies: nothing waits for the send any more.
+                Disposition::Fatal => self.forwarder.interrupted(op),
+            }
+        }
+        let restart = (-i64::from(ERESTARTSYS)).cast_unsigned();
+        let taken = match self.threads.get(&tid) {
+            Some(ThreadState::Sleeping { saved, sleep, .. }) => Some((*saved, restart, *sleep)),
+            // A call whose result already came returns it (the kernel too
+            // returns a connect or send that completed before the signal).
+            Some(ThreadState::Woken {
+                saved,
+                sleep,
+                response,
+                ..
+            }) if sleep.op().is_some() => {
+                Some((*saved, sleep_result(response).cast_unsigned(), *sleep))
+            }
+            Some(ThreadState::Woken { saved, sleep, .. }) => Some((*saved, restart, *sleep)),
+            _ => None,
+        };
+        if let Some((saved, rax, sleep)) = taken {
+            if let (Some(ThreadState::Sleeping { .. }), Sleep::Connect { socket, .. }) =
+                (self.threads.get(&tid), sleep)
+            {
+                self.forwarder.connect_interrupted(socket, tid);
+            }
+            let mut regs = saved;
+            regs.rax = rax;
+            control::set_regs(pid, regs);
+            self.threads.insert(tid, ThreadState::Running);
+        }
+        control::resume(pid, Some(sig));
+    }
+
+    /// The interrupt stop of a woken thread: gives it its result.
+    pub(super) fn on_woken(&mut self, pid: Pid) {
+        let tid = pid.as_raw();
+        let Some(ThreadState::Woken {
+            saved,
+            nr,
+            fd,
+            request_text,
+            response,
+            sleep,
+        }) = self.threads.remove(&tid)
+        else {
+            return;
+        };
+        self.threads.insert(tid, ThreadState::Running);
+        let mut regs = saved;
+        match response {
+            // Traced with its round trip when the reply came.
+            response if sleep.op().is_some() => {
+                regs.rax = sleep_result(&response).cast_unsigned();
+            }
+            // Go ahead natively: the kernel re-executes the original call
+            // (`-ERESTARTNOINTR` at an interrupt stop), which stops at the
+            // filter again and is then let through once.
+            Ok(_) => {
+                regs.rax = (-i64::from(ERESTARTNOINTR)).cast_unsigned();
+                self.native_once.insert(tid, (nr, fd));
+            }
+            Err(e) => {
+                if self.config.trace {
+                    self.forwarder.trace_line(format!(
+                        "[pid {tid}] {}({request_text}) = {}",
+                        nr::name(nr),
+                        fmt_ret(e.as_syscall_return())
+                    ));
+                }
+                regs.rax = e.as_syscall_return().cast_unsigned();
+            }
+        }
+        control::set_regs(pid, regs);
+        control::resume(pid, None);
+    }
+}
+
+/// What a signal will do to the thread that receives it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Disposition {
+    /// A handler of the program's runs.
+    Caught,
+    /// Ignored (explicitly or by default), or a stop: the thread goes on.
+    Harmless,
+    /// Its default action ends the process.
+    Fatal,
+}
+
+/// The disposition of `sig` for thread `tid`, from `/proc/TID/status`; a
+/// handler if it cannot be read (the caller then ends the call as the
+/// kernel would for one, which is safe for the others too).
+fn disposition(tid: i32, sig: Signal) -> Disposition {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{tid}/status")) else {
+        return Disposition::Caught;
+    };
+    let bit = 1u64 << ((sig as u32).saturating_sub(1) & 63);
+    let mask = |field: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+    };
+    let (Some(caught), Some(ignored)) = (mask("SigCgt:"), mask("SigIgn:")) else {
+        return Disposition::Caught;
+    };
+    if caught & bit != 0 {
+        Disposition::Caught
+    } else if ignored & bit != 0
+        || matches!(
+            sig,
+            Signal::SIGCHLD | Signal::SIGCONT | Signal::SIGURG | Signal::SIGWINCH
+        )
+        || is_stop_signal(sig)
+    {
+        Disposition::Harmless
+    } else {
+        Disposition::Fatal
+    }
+}

@@ -1,0 +1,162 @@
+//! The tracer's bookkeeping types: where each thread is in rscq's handling
+//! of its syscall ([`ThreadState`], with [`Sleep`] and [`ExitAction`]) and
+//! what rscq knows of each process ([`ProcessState`]).
+//!
+//! Plain data and pure conversions only: no ptrace call, no I/O, no
+//! decision about what a thread does next.
+
+use std::os::fd::OwnedFd;
+
+use nix::sys::signal::Signal;
+
+use crate::errno::Errno;
+use crate::proto::{Handle, Response};
+use crate::syscall::plan::{AfterNative, Then};
+
+/// Where a stopped thread is in rscq's handling of its syscall.
+#[derive(Debug)]
+pub(super) enum ThreadState {
+    Running,
+    /// Waiting for a reply while asleep in a `ppoll` rscq put in place of
+    /// its syscall, so a signal can still interrupt it.
+    Sleeping {
+        saved: libc::user_regs_struct,
+        nr: i64,
+        fd: i32,
+        request_text: String,
+        sleep: Sleep,
+    },
+    /// A signal the program handles came while it slept in a send: it
+    /// waits in its signal-delivery stop until the server says how many
+    /// bytes went, which is the call's result (or `-ERESTARTSYS` for none),
+    /// then takes the signal.
+    Interrupting {
+        saved: libc::user_regs_struct,
+        nr: i64,
+        request_text: String,
+        op: u64,
+        sig: Signal,
+    },
+    /// Its reply came; it has been interrupted to take it.
+    Woken {
+        saved: libc::user_regs_struct,
+        nr: i64,
+        fd: i32,
+        request_text: String,
+        response: Response,
+        sleep: Sleep,
+    },
+    /// Held in its seccomp stop until the reply to a forwarded call.
+    Waiting {
+        nr: i64,
+        then: Then,
+        request_text: String,
+    },
+    /// Running a `seccomp(2)` rscq put in its place after a syscall's exit
+    /// (see [`fd_filter_rules`]); then `restore` is what the program sees.
+    /// Signals that come meanwhile wait in `deferred` and are sent again.
+    Injecting {
+        restore: libc::user_regs_struct,
+        entered: bool,
+        deferred: Vec<Signal>,
+    },
+    /// Its syscall was rewritten; at the exit stop the registers are put
+    /// back (the program may rely on argument registers being preserved).
+    AwaitingExit {
+        saved: libc::user_regs_struct,
+        after: ExitAction,
+    },
+}
+
+/// What a sleep waits for, and what its reply means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sleep {
+    /// The engine made the call ready: it runs natively once woken.
+    ThenNative,
+    /// A remote connect (sleep number `op`) of socket inode `socket`: its
+    /// reply is the call's result.
+    Connect { op: u64, socket: u64 },
+    /// A `--pure` send that may wait for room (sleep number `op`): its
+    /// reply is the call's result.
+    Send { op: u64 },
+    /// A forwarded call that may wait (a lock; sleep and wait number
+    /// `op`): its reply is the call's result.
+    Wait { op: u64 },
+}
+
+impl Sleep {
+    /// The number of a sleep whose reply is the call's result.
+    pub(super) fn op(self) -> Option<u64> {
+        match self {
+            Self::ThenNative => None,
+            Self::Connect { op, .. } | Self::Send { op } | Self::Wait { op } => Some(op),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(super) enum ExitAction {
+    Restore,
+    /// An `execve` of a remote executable's local copy ran: it failed if
+    /// the call returns, and the copy goes.
+    RemoveFile(std::path::PathBuf),
+    /// An `mmap` of a remote file ran as an anonymous mapping: these are
+    /// the file's bytes for its start.
+    FillMapping {
+        data: Vec<u8>,
+    },
+    /// The call ran natively; it returns this error instead.
+    Fail(Errno),
+    LeaveVirtualCwd,
+    AcceptRemote {
+        addr: u64,
+        len: u64,
+    },
+    UdpSources {
+        slots: Vec<crate::syscall::udp::SourceSlot>,
+        counted: bool,
+    },
+    /// `sendmmsg` ran on a copy at `scratch`: copy its `msg_len`s to `vec`.
+    MsgLens {
+        vec: u64,
+        scratch: u64,
+    },
+    Placeholder {
+        read_end: OwnedFd,
+        key: u64,
+        handle: Handle,
+        trace: Option<String>,
+    },
+}
+
+#[derive(Debug, Default, Clone)]
+pub(super) struct ProcessState {
+    /// The remote directory the program believes is its cwd.
+    pub(super) virtual_cwd: Option<Vec<u8>>,
+    /// Whether the fd-call filter is in this process (children inherit it
+    /// with the state).
+    pub(super) fd_traps: bool,
+    /// Whether it asked for a record lock on a remote file: its closes of
+    /// remote files and its exit then release them on the server.
+    pub(super) record_locks: bool,
+}
+
+/// The result a numbered sleep's reply gives its call: a count, 0, or a
+/// negative errno (`-ERESTARTSYS` included).
+pub(super) fn sleep_result(response: &Response) -> i64 {
+    match response {
+        Ok(crate::proto::Reply::Count(n)) => i64::try_from(*n).unwrap_or(i64::MAX),
+        Ok(_) => 0,
+        Err(e) => e.as_syscall_return(),
+    }
+}
+
+pub(super) fn exit_action(after: AfterNative, scratch: u64) -> ExitAction {
+    match after {
+        AfterNative::Nothing => ExitAction::Restore,
+        AfterNative::LeaveVirtualCwd => ExitAction::LeaveVirtualCwd,
+        AfterNative::AcceptRemote { addr, len } => ExitAction::AcceptRemote { addr, len },
+        AfterNative::UdpSources { slots, counted } => ExitAction::UdpSources { slots, counted },
+        AfterNative::MsgLens { vec } => ExitAction::MsgLens { vec, scratch },
+    }
+}

@@ -132,6 +132,7 @@ pub fn name(nr: i64) -> &'static str {
             &(libc::SYS_recvmsg, "recvmsg"),
             &(libc::SYS_sendmmsg, "sendmmsg"),
             &(libc::SYS_recvmmsg, "recvmmsg"),
+            &(libc::SYS_socket, "socket"),
         ])
         .find(|(n, _)| *n == nr)
         .map_or("syscall", |(_, name)| name)

@@ -543,6 +543,16 @@ pub fn plan(nr: i64, args: [u64; 6], fwd: &Forwarding, t: &mut impl Tracee) -> P
     {
         return plan;
     }
+    if nr == libc::SYS_socket {
+        // Trapped only for UDP-Lite, whose datagrams rscq cannot carry: a
+        // clear EPROTONOSUPPORT (as a kernel without it says) rather than
+        // a socket whose datagrams never arrive.
+        return if fwd.net && arg_i32(args[2]) == libc::IPPROTO_UDPLITE {
+            Plan::fail(Errno(libc::EPROTONOSUPPORT))
+        } else {
+            Plan::Native
+        };
+    }
     if super::nr::NET_CALLS.iter().any(|(n, _)| *n == nr) || nr == libc::SYS_sendto {
         return if fwd.net {
             p.net_call(nr, args)

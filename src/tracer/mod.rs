@@ -298,6 +298,16 @@ pub fn filter_rules(config: &TracerConfig) -> Vec<(i64, seccomp::Action)> {
         for nr in UDP_MSG_CALLS {
             rules.push((nr, seccomp::Action::Trace));
         }
+        // UDP-Lite cannot be carried: refused at `socket`, not lost later.
+        if let Ok(udplite) = u32::try_from(libc::IPPROTO_UDPLITE) {
+            rules.push((
+                libc::SYS_socket,
+                seccomp::Action::TraceIfArg {
+                    arg: 2,
+                    values: [udplite, udplite],
+                },
+            ));
+        }
     }
     if fwd.net && fwd.mounts.is_empty() {
         // The resolver files come from the server: every open must be seen.

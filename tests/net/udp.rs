@@ -1081,3 +1081,27 @@ fn udp_icmp_unreachable_reaches_the_program() {
         out.dump()
     );
 }
+
+/// UDP-Lite, which rscq cannot carry, is refused when the socket is made
+/// (EPROTONOSUPPORT), so programs and test suites skip it instead of
+/// waiting for datagrams that never come; plain UDP sockets are unaffected.
+#[test]
+fn udplite_sockets_are_refused_at_socket() {
+    let Some(mut lab) = Lab::prepare("udplite_sockets_are_refused_at_socket", &[]) else {
+        return;
+    };
+    lab.start_server(None);
+    let script = "import socket\nfor proto in (socket.IPPROTO_UDP, socket.IPPROTO_UDPLITE):\n    try:\n        socket.socket(socket.AF_INET, socket.SOCK_DGRAM, proto).close()\n        print(proto, 'made')\n    except OSError as e:\n        print(proto, 'refused', e.errno)\n";
+    let py = python();
+    let native = lab.run_ok(lab.exec(Ns::Remote, &[py.as_str(), "-c", script]));
+    assert_eq!(native.out(), "17 made\n136 made\n", "{}", native.dump());
+    for mode in MODES {
+        let out = lab.run_ok(lab.rscq(mode, &[py.as_str(), "-c", script]));
+        assert_eq!(
+            out.out(),
+            format!("17 made\n136 refused {}\n", libc::EPROTONOSUPPORT),
+            "{}",
+            out.dump()
+        );
+    }
+}

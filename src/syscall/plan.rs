@@ -82,6 +82,9 @@ pub trait Tracee {
     fn udp_relay(&mut self, v6: bool, peer: SockAddr) -> Option<SockAddr>;
     /// The thread group (process) of the stopped thread.
     fn tgid(&mut self) -> i32;
+    /// The target of `path` if it names a symlink in the program's own
+    /// (local) view, else `None`.
+    fn local_link(&mut self, path: &[u8]) -> Option<Vec<u8>>;
     /// Whether the process may hold record locks on remote files (then
     /// each close of a remote file releases them, as the kernel's does).
     fn holds_record_locks(&mut self) -> bool;
@@ -507,6 +510,10 @@ pub(super) struct Planner<'a, T: Tracee> {
     pub(super) mounts: &'a MountTable,
     pub(super) system_files: &'a [SystemFileCopy],
     pub(super) t: &'a mut T,
+    /// Whether the call follows a symlink in its path's last component
+    /// (set per path call): a local symlink there that leads into a mount
+    /// is then followed into it.
+    pub(super) follow_last: bool,
 }
 
 impl<T: Tracee> Planner<'_, T> {
@@ -527,6 +534,7 @@ pub fn plan(nr: i64, args: [u64; 6], fwd: &Forwarding, t: &mut impl Tracee) -> P
         mounts: &fwd.mounts,
         system_files: &fwd.system_files,
         t,
+        follow_last: false,
     };
     if fwd.net
         && let Some(plan) = super::net::udp::plan(nr, args, fwd.pure_net, false, p.t)

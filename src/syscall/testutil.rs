@@ -34,6 +34,8 @@ pub struct FakeTracee {
     pub unread: HashMap<i32, usize>,
     pub readable: HashSet<i32>,
     pub epoll: HashMap<i32, Vec<(i32, bool)>>,
+    /// Local symlinks: path → target.
+    pub local_links: HashMap<Vec<u8>, Vec<u8>>,
 }
 
 impl FakeTracee {
@@ -74,6 +76,9 @@ impl FakeTracee {
 }
 
 impl Tracee for FakeTracee {
+    fn local_link(&mut self, path: &[u8]) -> Option<Vec<u8>> {
+        self.local_links.get(path).cloned()
+    }
     fn tgid(&mut self) -> i32 {
         1
     }

@@ -56,6 +56,15 @@ impl<F: Forwarder> Tracee for TraceeView<'_, '_, F> {
         self.process().is_some_and(|p| p.record_locks)
     }
 
+    fn local_link(&mut self, path: &[u8]) -> Option<Vec<u8>> {
+        use std::os::unix::ffi::{OsStrExt as _, OsStringExt as _};
+        // readlink(2) on rscq's side sees the program's file system (same
+        // mount namespace); a path that is not a link gives EINVAL, cheaply.
+        std::fs::read_link(std::ffi::OsStr::from_bytes(path))
+            .ok()
+            .map(|target| target.into_os_string().into_vec())
+    }
+
     fn read_path(&mut self, addr: u64) -> Result<Vec<u8>, Errno> {
         mem::read_cstring(self.pid, addr)
     }

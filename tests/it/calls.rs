@@ -112,3 +112,36 @@ print(hashlib.sha256(open(t + "/part", "rb").read()).hexdigest())
         assert_eq!(stats.get("write").copied().unwrap_or(0), 0, "{}", r.dump());
     });
 }
+
+/// A local symlink whose target is in a mount is followed into it, at any
+/// component and as the last one where the call follows links; removing
+/// the link removes the local link, never what it points at.
+#[test]
+fn local_symlinks_into_a_mount_are_followed() {
+    each_mode(|mode| {
+        let pair = Pair::new(Backend::Remote, mode);
+        // Only the server has it: reading it proves the link led there.
+        fs::write(
+            pair.remote_tree.join("only-remote.txt"),
+            "from the server\n",
+        )
+        .expect("write");
+        let link = pair.local.join("link");
+        std::os::unix::fs::symlink(&pair.tree, &link).expect("symlink");
+        let l = crate::harness::p(&link);
+        let script = format!(
+            "cat '{l}/only-remote.txt' && cat '{l}/sub/c.txt' && ls '{l}/' | grep -c only-remote && test -d '{l}' && echo dir && cd '{l}' && cat only-remote.txt && rm '{l}' && test ! -e '{l}' && echo unlinked"
+        );
+        let r = pair.rscq(&sh_c(&script)).success();
+        assert_eq!(
+            r.out(),
+            "from the server\ncharlie\nline two\n1\ndir\nfrom the server\nunlinked\n",
+            "{}",
+            r.dump()
+        );
+        assert!(
+            pair.remote_tree.join("only-remote.txt").is_file(),
+            "the link's target must stay"
+        );
+    });
+}

@@ -28,6 +28,45 @@ use crate::syscall::plan::{
 
 /// `(N, rest)` when `path` is `/proc/self/fd/N[/rest]`, its `thread-self`
 /// form, or `/dev/fd/N[/rest]`: the program's own fd N.
+/// Whether path call `nr` follows a symlink in the last component of its
+/// path, as the kernel would: the lookups that act on what a link names.
+/// Calls that act on the name itself (`lstat`, `unlink`, `rename`,
+/// `mkdir`, `O_NOFOLLOW` or `O_CREAT|O_EXCL` opens, ...) do not, so a local
+/// link is never replaced by what it points at.
+fn follows_last(nr: i64, a: [u64; 6]) -> bool {
+    let nofollow = |flags: u64| arg_i32(flags) & libc::AT_SYMLINK_NOFOLLOW == 0;
+    let open_follows = |flags: u64| {
+        let f = arg_i32(flags);
+        f & libc::O_NOFOLLOW == 0
+            && f & (libc::O_CREAT | libc::O_EXCL) != libc::O_CREAT | libc::O_EXCL
+    };
+    match nr {
+        libc::SYS_stat
+        | libc::SYS_chdir
+        | libc::SYS_execve
+        | libc::SYS_access
+        | libc::SYS_faccessat
+        | libc::SYS_statfs
+        | libc::SYS_truncate
+        | libc::SYS_getxattr
+        | libc::SYS_listxattr
+        | libc::SYS_setxattr
+        | libc::SYS_removexattr
+        | libc::SYS_chmod
+        | libc::SYS_fchmodat
+        | libc::SYS_chown
+        | libc::SYS_utime
+        | libc::SYS_utimes
+        | libc::SYS_creat => true,
+        libc::SYS_open => open_follows(a[1]),
+        libc::SYS_openat => open_follows(a[2]),
+        libc::SYS_newfstatat | libc::SYS_faccessat2 | libc::SYS_utimensat => nofollow(a[3]),
+        libc::SYS_statx => nofollow(a[2]),
+        libc::SYS_fchownat | libc::SYS_execveat => nofollow(a[4]),
+        _ => false,
+    }
+}
+
 fn proc_fd_reference(path: &[u8]) -> Option<(i32, Vec<u8>)> {
     let tail = [
         b"/proc/self/fd/".as_slice(),
@@ -92,6 +131,15 @@ impl<T: Tracee> Planner<'_, T> {
         if let Some(remote) = self.mounts.locate(&base, path) {
             return Ok(Target::Remote { local, remote });
         }
+        // A local symlink on the way may lead into a mount (`ln -s /mnt/x
+        // ~/x; cat ~/x/f`): followed as the kernel would, component by
+        // component.
+        if !self.mounts.is_empty()
+            && let Some((local, remote)) =
+                self.through_local_links(&local, self.follow_last || path.ends_with(b"/"))
+        {
+            return Ok(Target::Remote { local, remote });
+        }
         let through_mount =
             path.windows(2).any(|w| w == b"..") && self.mounts.passes_through(&base, path);
         let relative_to_virtual = !absolute && dirfd == AT_FDCWD && self.t.has_virtual_cwd();
@@ -103,6 +151,45 @@ impl<T: Tracee> Planner<'_, T> {
             p
         });
         Ok(Target::Local { rewrite })
+    }
+
+    /// Follows local symlinks in the normalized absolute `path` (all its
+    /// components with `follow_last`, else all but the last) until the path
+    /// enters a mount: the local path there and the remote one. `None` if
+    /// it never does.
+    fn through_local_links(
+        &mut self,
+        path: &[u8],
+        follow_last: bool,
+    ) -> Option<(Vec<u8>, RemotePath)> {
+        // The kernel's limit on links followed in one lookup.
+        const MAX_LINKS: usize = 40;
+        let mut path = path.to_vec();
+        for _ in 0..MAX_LINKS {
+            let ends: Vec<usize> = (1..=path.len())
+                .filter(|&i| i == path.len() || path[i] == b'/')
+                .collect();
+            let checked = if follow_last {
+                ends.len()
+            } else {
+                ends.len().saturating_sub(1)
+            };
+            let (end, target) = ends[..checked]
+                .iter()
+                .find_map(|&end| self.t.local_link(&path[..end]).map(|t| (end, t)))?;
+            let parent = match path[..end].iter().rposition(|&b| b == b'/') {
+                Some(0) | None => b"/".to_vec(),
+                Some(i) => path[..i].to_vec(),
+            };
+            let resolved = paths::join(&parent, &target);
+            let rest = path[end..].strip_prefix(b"/").unwrap_or_default();
+            let next = paths::join(&resolved, rest);
+            if let Some(remote) = self.mounts.locate(b"/", &next) {
+                return Some((next, remote));
+            }
+            path = next;
+        }
+        None
     }
 
     fn path_arg(&mut self, dirfd: i32, addr: u64) -> Result<Target, Errno> {
@@ -172,6 +259,7 @@ impl<T: Tracee> Planner<'_, T> {
     /// Calls that name a path: forwarded when the path is in a mount.
     pub(in crate::syscall) fn path_call(&mut self, nr: i64, a: [u64; 6]) -> Plan {
         let fd0 = arg_i32(a[0]);
+        self.follow_last = follows_last(nr, a);
         match nr {
             libc::SYS_open => self.open((AT_FDCWD, a[0], 0), arg_i32(a[1]), arg_u32(a[2])),
             libc::SYS_creat => self.open(

@@ -693,3 +693,69 @@ fn truncate_and_statfs_in_a_mount() {
         )
     );
 }
+
+#[test]
+fn a_local_symlink_into_a_mount_is_followed_where_the_call_follows() {
+    let mut t = FakeTracee::new();
+    t.local_links
+        .insert(b"/home/t".to_vec(), b"/r/tree".to_vec());
+    // A relative link to the first one: two hops.
+    t.local_links.insert(b"/home/u".to_vec(), b"t/sub".to_vec());
+    let stat = |flags: i32| [AT_FDCWD, P, BUF, u64::from(flags.cast_unsigned()), 0, 0];
+    let remote_stat = |path: &str, follow: bool| {
+        forward(
+            Request::Stat {
+                path: rp(path),
+                follow,
+            },
+            stat_then(),
+        )
+    };
+    // Through the link, at any component before the last.
+    assert_eq!(
+        plan_path(&mut t, libc::SYS_newfstatat, "/home/t/f", stat(0)),
+        remote_stat("/srv/tree/f", true)
+    );
+    assert_eq!(
+        plan_path(
+            &mut t,
+            libc::SYS_newfstatat,
+            "/home/u/x",
+            stat(libc::AT_SYMLINK_NOFOLLOW)
+        ),
+        remote_stat("/srv/tree/sub/x", false)
+    );
+    // The link itself: followed by stat, not by lstat or unlink.
+    assert_eq!(
+        plan_path(&mut t, libc::SYS_newfstatat, "/home/t", stat(0)),
+        remote_stat("/srv/tree", true)
+    );
+    assert_eq!(
+        plan_path(
+            &mut t,
+            libc::SYS_newfstatat,
+            "/home/t",
+            stat(libc::AT_SYMLINK_NOFOLLOW)
+        ),
+        Plan::Native
+    );
+    assert_eq!(
+        plan_path(&mut t, libc::SYS_unlink, "/home/t", [P, 0, 0, 0, 0, 0]),
+        Plan::Native
+    );
+    // A trailing slash follows the last component too.
+    assert_eq!(
+        plan_path(
+            &mut t,
+            libc::SYS_newfstatat,
+            "/home/t/",
+            stat(libc::AT_SYMLINK_NOFOLLOW)
+        ),
+        remote_stat("/srv/tree", false)
+    );
+    // Paths without such a link stay local.
+    assert_eq!(
+        plan_path(&mut t, libc::SYS_newfstatat, "/home/v/f", stat(0)),
+        Plan::Native
+    );
+}

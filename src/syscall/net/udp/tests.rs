@@ -17,6 +17,9 @@ struct Fake {
 }
 
 impl Tracee for Fake {
+    fn local_link(&mut self, _path: &[u8]) -> Option<Vec<u8>> {
+        None
+    }
     fn tgid(&mut self) -> i32 {
         1
     }

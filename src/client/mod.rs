@@ -695,10 +695,33 @@ impl Forwarder for Engine {
     fn watch_close(&self, read_end: OwnedFd, key: u64, handle: Handle) {
         let engine = self.clone();
         self.runtime.spawn(async move {
-            // Nothing is ever written into a placeholder, so the read end
-            // only becomes ready when the last write end is closed.
+            // The placeholder holds one byte (so the program's poll finds it
+            // readable): the last close of the program's fds shows as the
+            // read end hanging up, the next edge after that byte.
             if let Ok(pipe) = tokio::net::unix::pipe::Receiver::from_owned_fd(read_end) {
-                let _ = pipe.readable().await;
+                loop {
+                    let Ok(ready) = pipe.ready(tokio::io::Interest::READABLE).await else {
+                        break;
+                    };
+                    if ready.is_read_closed() {
+                        break;
+                    }
+                    // Clears the readiness the byte gave, without reading it.
+                    let _ = pipe.try_io(|| Err::<(), _>(std::io::ErrorKind::WouldBlock.into()));
+                    // A hang-up that came meanwhile was cleared with it.
+                    let mut fds = [rustix::event::PollFd::new(
+                        &pipe,
+                        rustix::event::PollFlags::IN,
+                    )];
+                    let now = rustix::event::Timespec {
+                        tv_sec: 0,
+                        tv_nsec: 0,
+                    };
+                    let polled = rustix::event::poll(&mut fds, Some(&now));
+                    if polled.is_err() || fds[0].revents().contains(rustix::event::PollFlags::HUP) {
+                        break;
+                    }
+                }
             }
             engine.registry.remove(key);
             // Held writes go first; then the remote handle is closed.

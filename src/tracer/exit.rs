@@ -283,6 +283,15 @@ impl<F: Forwarder> Tracer<'_, F> {
                     self.forwarder.submit(-1, 0, Request::Close { handle });
                 } else {
                     first_remote_file = !self.process_has_fd_traps(tid);
+                    // One byte, never read (the program's reads of the fd
+                    // are rscq's): the placeholder polls readable.
+                    if let Some(fd) = i32::try_from(result)
+                        .ok()
+                        .and_then(|fd| self.dup_fd(pid, fd))
+                    {
+                        // Best effort: without it the fd only polls writable.
+                        let _ = rustix::io::write(&fd, &[0]);
+                    }
                     self.forwarder.watch_close(read_end, key, handle);
                 }
                 if let Some(line) = trace {

@@ -270,7 +270,10 @@ impl<F: Forwarder> Tracer<'_, F> {
             flags,
             is_dir,
         });
-        let open_flags = libc::O_WRONLY | if cloexec { libc::O_CLOEXEC } else { 0 };
+        // Read-write, so that with the byte rscq puts in it (at the open's
+        // exit) poll, select and epoll find it readable and writable, as a
+        // regular file always is.
+        let open_flags = libc::O_RDWR | if cloexec { libc::O_CLOEXEC } else { 0 };
         let sp = ptrace::getregs(pid).map(|r| r.rsp).unwrap_or(0);
         let args = [
             Some(i64::from(libc::AT_FDCWD).cast_unsigned()),

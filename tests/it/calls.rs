@@ -145,3 +145,48 @@ fn local_symlinks_into_a_mount_are_followed() {
         );
     });
 }
+
+/// poll and select find a remote file readable and writable, as a regular
+/// file always is (before and after reads, through a dup), and the file is
+/// still closed on the server when the program's last fd goes.
+#[test]
+fn poll_and_select_see_a_remote_file_as_a_regular_file() {
+    let script = r#"
+import os, select, sys
+t = sys.argv[1]
+fd = os.open(t + "/a.txt", os.O_RDONLY)
+print("select", select.select([fd], [fd], [], 0) == ([fd], [fd], []))
+p = select.poll()
+p.register(fd, select.POLLIN | select.POLLOUT)
+print("poll", p.poll(0) == [(fd, select.POLLIN | select.POLLOUT)])
+print("read", os.read(fd, 100))
+print("select after read", select.select([fd], [], [], 0)[0] == [fd])
+d = os.dup(fd)
+os.close(fd)
+print("dup read", os.pread(d, 5, 0))
+os.close(d)
+w = os.open(t + "/new.txt", os.O_WRONLY | os.O_CREAT, 0o644)
+print("write select", select.select([], [w], [], 0)[1] == [w])
+os.write(w, b"written")
+os.close(w)
+print(open(t + "/new.txt").read())
+"#;
+    each_mode(|mode| {
+        let pair = Pair::new(Backend::Remote, mode);
+        let file = pair.env.base.join("poll.py");
+        fs::write(&file, script).expect("write script");
+        let (d, r) = pair.same_writes(
+            &["python3".to_string(), crate::harness::p(&file), pair.t()],
+            &[],
+        );
+        assert_eq!(
+            d.out(),
+            "select True\npoll True\nread b'alpha\\n'\nselect after read True\ndup read b'alpha'\nwrite select True\nwritten\n",
+            "{}",
+            d.dump()
+        );
+        // Each open file was closed on the server (its last fd went).
+        let stats = r.stats();
+        assert_eq!(stats.get("close"), stats.get("openat"), "{}", r.dump());
+    });
+}

@@ -106,6 +106,11 @@ impl<F: Forwarder> Tracer<'_, F> {
     /// The reply of a thread held in its seccomp stop: carries out what
     /// [`plan::finish`] makes of it.
     fn finish_waiting(&mut self, tid: i32, response: Response, rtt: Duration) {
+        // A reply for a thread that no longer waits for one (it died and
+        // its id came back, say) must leave whatever state it is in now.
+        if !matches!(self.threads.get(&tid), Some(ThreadState::Waiting { .. })) {
+            return;
+        }
         let Some(ThreadState::Waiting {
             nr,
             then,

@@ -17,20 +17,8 @@ use crate::proto::Request;
 impl<F: Forwarder> Tracer<'_, F> {
     pub(super) fn on_gone(&mut self, pid: Pid, status: ExitStatus) {
         let tid = pid.as_raw();
-        match self.threads.remove(&tid) {
-            Some(ThreadState::Sleeping {
-                sleep: Sleep::Connect { socket, .. },
-                ..
-            }) => self.forwarder.connect_interrupted(socket, tid),
-            Some(
-                ThreadState::Sleeping {
-                    sleep: Sleep::Send { op } | Sleep::Wait { op },
-                    ..
-                }
-                | ThreadState::Interrupting { op, .. },
-            ) => self.forwarder.interrupted(op),
-            _ => {}
-        }
+        let state = self.threads.remove(&tid);
+        self.abandon(tid, state);
         if let Some(tgid) = self.tgid.remove(&tid)
             && tgid == tid
             && let Some(process) = self.processes.remove(&tgid)
@@ -101,23 +89,40 @@ impl<F: Forwarder> Tracer<'_, F> {
     /// Thread `pid` ran a new program.
     fn on_exec(&mut self, pid: Pid) {
         let tid = pid.as_raw();
-        // The new program never returns from the call: what rscq
-        // would have restored at its exit belongs to the old one.
-        if matches!(
-            self.threads.get(&tid),
-            Some(ThreadState::AwaitingExit { .. })
-        ) {
-            self.threads.insert(tid, ThreadState::Running);
-        }
+        // The new program's one thread starts afresh: what its tid held
+        // belongs to the old program (what rscq would have restored at the
+        // exec's exit, or, when another thread exec'd, the state of the old
+        // leader, which the exec killed).
+        let old = self.threads.insert(tid, ThreadState::Running);
         // A non-leader thread that execs takes over the leader's tid.
         if let Ok(former) = ptrace::getevent(pid) {
             let former = i32::try_from(former).unwrap_or(tid);
             if former != tid {
+                self.abandon(tid, old);
                 self.threads.remove(&former);
                 self.tgid.remove(&former);
             }
         }
         control::resume(pid, None);
+    }
+
+    /// A thread left `state` for good (it died): a remote call it slept in
+    /// is told so, so that the engine stops waiting for it.
+    fn abandon(&mut self, tid: i32, state: Option<ThreadState>) {
+        match state {
+            Some(ThreadState::Sleeping {
+                sleep: Sleep::Connect { socket, .. },
+                ..
+            }) => self.forwarder.connect_interrupted(socket, tid),
+            Some(
+                ThreadState::Sleeping {
+                    sleep: Sleep::Send { op } | Sleep::Wait { op },
+                    ..
+                }
+                | ThreadState::Interrupting { op, .. },
+            ) => self.forwarder.interrupted(op),
+            _ => {}
+        }
     }
 
     /// A `PTRACE_EVENT_STOP` of thread `pid`: a group stop, the interrupt

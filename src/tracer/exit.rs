@@ -157,7 +157,7 @@ impl<F: Forwarder> Tracer<'_, F> {
         for (arg, path) in paths {
             let mut bytes = path.clone();
             bytes.push(0);
-            at = (at - bytes.len() as u64) & !15;
+            at = at.saturating_sub(bytes.len() as u64) & !15;
             if let Err(e) = mem::write_bytes(pid, at, &bytes) {
                 self.skip(pid, e.as_syscall_return());
                 return;

@@ -46,7 +46,7 @@ pub struct ClientArgs {
     #[arg(long)]
     pub uname: bool,
 
-    /// Forward the network stack (accepted and stored; not yet implemented).
+    /// The program's TCP and UDP sockets and name resolution are the server's.
     #[arg(long)]
     pub net: bool,
 
@@ -104,9 +104,16 @@ pub struct ClientArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// The program to run and its arguments, after `--`.
+    /// The program to run and its arguments. Everything from the first word
+    /// that is not an option on is the program's (as with strace); `--`
+    /// before it is allowed and needed when the program's name starts with `-`.
     // OsString because argv need not be UTF-8 and is passed through untouched.
-    #[arg(last = true, required = true, value_name = "PROGRAM")]
+    #[arg(
+        trailing_var_arg = true,
+        required = true,
+        num_args = 1..,
+        value_name = "PROGRAM"
+    )]
     pub program: Vec<OsString>,
 }
 
@@ -193,8 +200,12 @@ mod tests {
         let e = parse(&["--trace"]).expect_err("no program");
         assert_eq!(e.kind(), ErrorKind::MissingRequiredArgument);
         assert!(parse(&["--trace", "--"]).is_err());
-        // Without `--` the program is not taken as PROGRAM.
-        assert!(parse(&["ls"]).is_err());
+        // Without `--` the first free word starts the program, and the
+        // words after it are its own, options included.
+        let a = parse(&["--trace", "ls", "-l", "--trace", "--", "x"]).expect("strace style");
+        assert!(a.trace);
+        assert_eq!(a.program, vec!["ls", "-l", "--trace", "--", "x"]);
+        assert!(parse(&["--nosuchflag", "ls"]).is_err());
     }
 
     #[test]
@@ -210,7 +221,11 @@ mod tests {
             Some(ClientCommand::Keygen(k)) => assert_eq!(k.dir, Some(PathBuf::from("/tmp/id"))),
             None => panic!("expected keygen"),
         }
-        assert!(parse(&["--trace", "keygen"]).is_err());
+        // After a run option, "keygen" is the program to run.
+        let a = parse(&["--trace", "keygen"]).expect("program named keygen");
+        assert!(a.command.is_none() && a.trace);
+        assert_eq!(a.program, vec!["keygen"]);
+        assert!(parse(&["keygen", "--trace"]).is_err());
         // After `--`, "keygen" is just a program name.
         let a = parse(&["--", "keygen"]).expect("program named keygen");
         assert!(a.command.is_none());

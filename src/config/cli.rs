@@ -29,6 +29,11 @@ pub struct ClientArgs {
     #[command(subcommand)]
     pub command: Option<ClientCommand>,
 
+    /// Use the settings of the settings file's [server.NAME] section (over
+    /// its top level), as ssh uses a Host block.
+    #[arg(short = 'S', long, value_name = "NAME")]
+    pub server: Option<String>,
+
     /// Server address: HOST, HOST:PORT or [IPv6]:PORT (default port 4433).
     /// Without it rscq starts an embedded executor on loopback.
     // The text is clap's help, so `[IPv6]` stays as users type it.
@@ -100,7 +105,8 @@ pub struct ClientArgs {
     pub known_servers: Option<PathBuf>,
 
     /// Settings file: TOML (same keys as the flags) or the umrsc rsc.config
-    /// format. Command-line flags win over the file.
+    /// format. Command-line flags win over the file
+    /// [default: $XDG_CONFIG_HOME/rscq/config.toml or ~/.config/rscq/config.toml, if it exists].
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 

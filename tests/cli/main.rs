@@ -8,4 +8,5 @@
 
 mod run;
 
+mod config;
 mod messages;

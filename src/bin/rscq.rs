@@ -151,6 +151,29 @@ fn executable(path: &Path) -> Result<(), rustix::io::Errno> {
 
 fn real_main() -> anyhow::Result<i32> {
     let args = ClientArgs::parse();
+    let show = match &args.command {
+        Some(ClientCommand::Keygen(k)) if k.show => Some(&k.dir),
+        Some(ClientCommand::Fingerprint(f)) => Some(&f.dir),
+        _ => None,
+    };
+    if let Some(dir) = show {
+        let dir = match dir {
+            Some(d) => d.clone(),
+            None => identity::default_config_dir()?,
+        };
+        let cert = dir.join(identity::CLIENT_CERT_FILE);
+        if !cert.exists() {
+            anyhow::bail!(
+                "{}: no client identity there (run `rscq keygen` first)",
+                cert.display()
+            );
+        }
+        let fp = identity::cert_file_fingerprint(&cert)?;
+        // As `ssh-keygen -lf`: bits, fingerprint, file, key type. The
+        // server's authorized clients file takes this line as it is.
+        println!("256 {fp} {} (ECDSA)", cert.display());
+        return Ok(0);
+    }
     if let Some(ClientCommand::Keygen(k)) = &args.command {
         let dir = match &k.dir {
             Some(d) => d.clone(),

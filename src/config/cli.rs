@@ -127,11 +127,25 @@ pub struct ClientArgs {
 pub enum ClientCommand {
     /// Create the client identity (key pair and certificate).
     Keygen(KeygenArgs),
+    /// Print the client identity's fingerprint (= keygen --show).
+    Fingerprint(FingerprintArgs),
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct KeygenArgs {
     /// Where to write the identity [default: $XDG_CONFIG_HOME/rscq or ~/.config/rscq].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// Print the existing identity's fingerprint instead, as `ssh-keygen
+    /// -lf` does: `256 sha256:... FILE (ECDSA)`.
+    #[arg(long)]
+    pub show: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FingerprintArgs {
+    /// The identity directory [default: $XDG_CONFIG_HOME/rscq or ~/.config/rscq].
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
 }
@@ -219,13 +233,16 @@ mod tests {
         let a = parse(&["keygen"]).expect("keygen");
         assert!(matches!(
             a.command,
-            Some(ClientCommand::Keygen(KeygenArgs { dir: None }))
+            Some(ClientCommand::Keygen(KeygenArgs {
+                dir: None,
+                show: false
+            }))
         ));
         assert!(a.program.is_empty());
         let a = parse(&["keygen", "--dir", "/tmp/id"]).expect("keygen dir");
         match a.command {
             Some(ClientCommand::Keygen(k)) => assert_eq!(k.dir, Some(PathBuf::from("/tmp/id"))),
-            None => panic!("expected keygen"),
+            _ => panic!("expected keygen"),
         }
         // After a run option, "keygen" is the program to run.
         let a = parse(&["--trace", "keygen"]).expect("program named keygen");

@@ -193,6 +193,9 @@ pub enum ConfigError {
         source: DelayError,
     },
 
+    #[error("{origin}: invalid listen address `{value}` (expected IP:PORT, e.g. 0.0.0.0:4433)")]
+    InvalidListen { origin: Origin, value: String },
+
     #[error("{origin}: invalid readahead_window {value}: expected 65536 to 1073741824")]
     InvalidReadaheadWindow { origin: Origin, value: i64 },
 }

@@ -26,6 +26,7 @@
 mod cli;
 mod error;
 mod rsc_config;
+mod server_file;
 mod toml_file;
 mod types;
 
@@ -33,9 +34,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 
-pub use cli::{ClientArgs, ClientCommand, KeygenArgs};
+pub use cli::{ClientArgs, ClientCommand, FingerprintArgs, KeygenArgs};
 pub use error::{ConfigError, Located, Origin};
 pub use rsc_config::{canonical_syscall, looks_like_rsc_config, parse_rsc_config};
+pub use server_file::{ServerFileSettings, parse_server_toml};
 pub use toml_file::{line_col, parse_toml};
 pub use types::{
     DEFAULT_PORT, Delay, DelayError, MAX_STAT_TTL, Mount, MountError, MountSide, NagleSettings,

@@ -9,4 +9,5 @@
 mod run;
 
 mod config;
+mod keys;
 mod messages;

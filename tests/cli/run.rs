@@ -7,6 +7,7 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 pub const RSCQ: &str = env!("CARGO_BIN_EXE_rscq");
+pub const SERVER: &str = env!("CARGO_BIN_EXE_rscq-server");
 
 /// Long enough for a loaded CI machine; a hang still fails.
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -92,4 +93,107 @@ pub fn rscq<S: AsRef<OsStr>>(args: &[S], home: &Path) -> Out {
 
 pub fn home() -> tempfile::TempDir {
     tempfile::tempdir().expect("tempdir")
+}
+
+/// A process running in the background whose output is collected as it
+/// comes; killed when dropped.
+pub struct Bg {
+    pub what: String,
+    child: std::process::Child,
+    out: std::sync::Arc<std::sync::Mutex<String>>,
+    err: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+fn collect(mut pipe: impl Read + Send + 'static) -> std::sync::Arc<std::sync::Mutex<String>> {
+    let sink = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let s = sink.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            s.lock()
+                .expect("lock")
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    sink
+}
+
+impl Bg {
+    pub fn spawn(mut cmd: Command) -> Self {
+        let what = format!("{cmd:?}");
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("{what}: {e}"));
+        let out = collect(child.stdout.take().expect("stdout"));
+        let err = collect(child.stderr.take().expect("stderr"));
+        Self {
+            what,
+            child,
+            out,
+            err,
+        }
+    }
+
+    pub fn stdout(&self) -> String {
+        self.out.lock().expect("lock").clone()
+    }
+
+    pub fn stderr(&self) -> String {
+        self.err.lock().expect("lock").clone()
+    }
+
+    /// Waits until `pick(self)` holds `needle`, returning that text.
+    pub fn wait_for(&self, needle: &str, stderr: bool) -> String {
+        let start = Instant::now();
+        loop {
+            let text = if stderr { self.stderr() } else { self.stdout() };
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                start.elapsed() < TIMEOUT,
+                "{}: no {needle:?} after {TIMEOUT:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                self.what,
+                self.stdout(),
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).expect("pid")
+    }
+
+    /// Waits for the end (killing it after the deadline).
+    pub fn finish(mut self) -> Out {
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                break status;
+            }
+            if start.elapsed() > TIMEOUT {
+                let _ = self.child.kill();
+                panic!("{}: still running after {TIMEOUT:?}", self.what);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        // Let the readers drain the pipes.
+        std::thread::sleep(Duration::from_millis(100));
+        Out {
+            what: self.what.clone(),
+            status,
+            stdout: self.stdout(),
+            stderr: self.stderr(),
+        }
+    }
+}
+
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

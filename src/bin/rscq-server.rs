@@ -109,15 +109,12 @@ struct Args {
 
 /// The log filter: RUST_LOG if set, else by `-v` count from `quiet`.
 fn log_filter(verbose: u8, quiet: &str) -> tracing_subscriber::EnvFilter {
-    if std::env::var_os("RUST_LOG").is_some_and(|v| !v.is_empty()) {
-        return tracing_subscriber::EnvFilter::from_default_env();
-    }
-    let level = match verbose {
-        0 => quiet,
-        1 => "info",
-        _ => "debug",
-    };
-    tracing_subscriber::EnvFilter::new(level)
+    let rust_log = std::env::var("RUST_LOG").ok();
+    tracing_subscriber::EnvFilter::new(rscq::config::log_directive(
+        verbose,
+        rust_log.as_deref(),
+        quiet,
+    ))
 }
 
 fn main() -> ExitCode {

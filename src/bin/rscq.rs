@@ -5,6 +5,7 @@
 //! outcome into messages on stderr and an exit status. Must not hold syscall,
 //! protocol or caching logic; `anyhow` starts and stops in the binaries.
 
+use std::io::IsTerminal;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -26,11 +27,8 @@ fn main() -> ExitCode {
         eprintln!("rscq: cannot block signals: {e}");
         return ExitCode::from(125);
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
-    match real_main() {
+    let args = ClientArgs::parse();
+    match real_main(args) {
         Ok(code) => ExitCode::from(u8::try_from(code & 0xff).unwrap_or(1)),
         Err(e) => {
             // Each cause once, even where a message already quotes its source.
@@ -149,8 +147,22 @@ fn executable(path: &Path) -> Result<(), rustix::io::Errno> {
     rustix::fs::access(path, rustix::fs::Access::EXEC_OK)
 }
 
-fn real_main() -> anyhow::Result<i32> {
-    let args = ClientArgs::parse();
+/// Logging on stderr at the level of `-v` (or RUST_LOG), with colours only
+/// for a terminal.
+fn start_logging(verbose: u8) {
+    let rust_log = std::env::var("RUST_LOG").ok();
+    let directive = config::log_directive(verbose, rust_log.as_deref(), "error");
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(directive))
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+fn real_main(args: ClientArgs) -> anyhow::Result<i32> {
+    if args.command.is_some() {
+        start_logging(args.verbose);
+    }
     let show = match &args.command {
         Some(ClientCommand::Keygen(k)) if k.show => Some(&k.dir),
         Some(ClientCommand::Fingerprint(f)) => Some(&f.dir),
@@ -188,6 +200,7 @@ fn real_main() -> anyhow::Result<i32> {
         return Ok(0);
     }
     let settings = config::resolve(&args)?;
+    start_logging(settings.verbose);
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     if let Some(e) = check_program(
         &settings.program[0],

@@ -92,6 +92,11 @@ pub struct ClientArgs {
     #[arg(long)]
     pub stats: bool,
 
+    /// More log output on stderr: -v info, -vv debug. RUST_LOG, when set,
+    /// decides instead.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
     /// Pin this server certificate (otherwise trust on first use).
     #[arg(long, value_name = "FILE")]
     pub server_cert: Option<PathBuf>,

@@ -193,6 +193,9 @@ pub enum ConfigError {
         source: DelayError,
     },
 
+    #[error("{origin}: invalid verbose {value}: expected 0, 1 (info) or 2 (debug)")]
+    InvalidVerbose { origin: Origin, value: i64 },
+
     #[error("{origin}: invalid listen address `{value}` (expected IP:PORT, e.g. 0.0.0.0:4433)")]
     InvalidListen { origin: Origin, value: String },
 

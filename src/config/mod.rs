@@ -64,6 +64,8 @@ pub struct ClientSettings {
     pub readahead_window: Option<u32>,
     pub trace: bool,
     pub stats: bool,
+    /// `-v` count: 0 quiet, 1 info, 2 or more debug.
+    pub verbose: u8,
     pub server_cert: Option<PathBuf>,
     pub identity_dir: PathBuf,
     pub known_servers: PathBuf,
@@ -98,6 +100,7 @@ pub struct FileSettings {
     pub forwarded_syscalls: Option<BTreeSet<String>>,
     pub stat_ttl: Option<std::time::Duration>,
     pub readahead_window: Option<u32>,
+    pub verbose: Option<u8>,
     /// `[server.NAME]` sections (TOML only), each with the keys it sets;
     /// their own `servers` are empty.
     pub servers: BTreeMap<String, FileSettings>,
@@ -123,6 +126,7 @@ impl FileSettings {
             forwarded_syscalls: None,
             stat_ttl: None,
             readahead_window: None,
+            verbose: None,
             servers: BTreeMap::new(),
         }
     }
@@ -154,6 +158,7 @@ impl FileSettings {
             forwarded_syscalls: pick(&section.forwarded_syscalls, &self.forwarded_syscalls),
             stat_ttl: pick(&section.stat_ttl, &self.stat_ttl),
             readahead_window: pick(&section.readahead_window, &self.readahead_window),
+            verbose: pick(&section.verbose, &self.verbose),
             servers: BTreeMap::new(),
         }
     }
@@ -383,6 +388,7 @@ pub fn resolve_with(
         readahead_window: args.readahead_window.or(file.readahead_window),
         trace: args.trace || file.trace.unwrap_or(false),
         stats: args.stats || file.stats.unwrap_or(false),
+        verbose: args.verbose.max(file.verbose.unwrap_or(0)),
         server_cert: pick_path(
             args.server_cert.as_ref(),
             "--server-cert",
@@ -395,6 +401,18 @@ pub fn resolve_with(
         program: args.program.clone(),
         forwarded_syscalls: file.forwarded_syscalls.clone(),
     })
+}
+
+/// The `tracing` filter directive for a `-v` count: `RUST_LOG` (given as
+/// `rust_log`) when it is set and not empty, else `quiet` for none, `info`
+/// for one and `debug` for more.
+pub fn log_directive(verbose: u8, rust_log: Option<&str>, quiet: &str) -> String {
+    match (rust_log.filter(|v| !v.is_empty()), verbose) {
+        (Some(directive), _) => directive.to_owned(),
+        (None, 0) => quiet.to_owned(),
+        (None, 1) => "info".to_owned(),
+        (None, _) => "debug".to_owned(),
+    }
 }
 
 /// Directory for `rscq keygen`: `--dir`, else the default identity dir.

@@ -46,6 +46,7 @@ fn defaults() {
             readahead_window: None,
             trace: false,
             stats: false,
+            verbose: 0,
             server_cert: None,
             identity_dir: "/home/u/.config/rscq".into(),
             known_servers: "/home/u/.config/rscq/known_servers".into(),
@@ -657,4 +658,20 @@ fn default_config_file_is_optional_but_checked() {
         Some(tmp.path().join("home/.config/rscq/config.toml"))
     );
     assert!(load_config(&a, &env).expect("no file").is_none());
+}
+
+#[test]
+fn verbose_maps_to_log_levels_unless_rust_log() {
+    assert_eq!(log_directive(0, None, "error"), "error");
+    assert_eq!(log_directive(1, None, "error"), "info");
+    assert_eq!(log_directive(2, None, "warn"), "debug");
+    assert_eq!(log_directive(5, None, "warn"), "debug");
+    assert_eq!(log_directive(2, Some("quinn=trace"), "warn"), "quinn=trace");
+    assert_eq!(log_directive(1, Some(""), "warn"), "info");
+    let f = file("verbose = 2\n", "v.toml");
+    assert_eq!(run(&["true"], Some(&f)).expect("resolve").verbose, 2);
+    assert_eq!(run(&["-v", "true"], None).expect("resolve").verbose, 1);
+    assert_eq!(run(&["-vv", "true"], None).expect("resolve").verbose, 2);
+    let e = parse_config_file("\nverbose = 3\n", Path::new("v.toml")).expect_err("3");
+    assert!(e.to_string().starts_with("v.toml:2: "), "{e}");
 }

@@ -16,6 +16,7 @@
 //! known_servers = "~/.config/rscq/known_servers"
 //! stat_ttl = "1s"                     # statcache: how long a stat answer stays valid
 //! readahead_window = 8388608          # readahead for sockets (QUIC stream window)
+//! verbose = 1                         # as -v: 1 info, 2 debug (RUST_LOG wins)
 //!
 //! [server.work]                       # `rscq -S work`: these keys win over the above
 //! remote = "work.example:4433"
@@ -63,6 +64,7 @@ struct Schema {
     known_servers: Option<Spanned<String>>,
     stat_ttl: Option<Spanned<String>>,
     readahead_window: Option<Spanned<i64>>,
+    verbose: Option<Spanned<i64>>,
     server: Option<BTreeMap<String, Spanned<Schema>>>,
 }
 
@@ -298,6 +300,20 @@ fn settings(schema: Schema, src: &str, path: &Path) -> Result<FileSettings, Conf
         None => None,
     };
 
+    let verbose = match schema.verbose {
+        Some(v) => {
+            let origin = at(v.span());
+            let n = v.into_inner();
+            Some(
+                u8::try_from(n)
+                    .ok()
+                    .filter(|n| *n <= 2)
+                    .ok_or(ConfigError::InvalidVerbose { origin, value: n })?,
+            )
+        }
+        None => None,
+    };
+
     let path_setting = |v: Option<Spanned<String>>, setting: &'static str| {
         v.map(|s| {
             let origin = at(s.span());
@@ -331,6 +347,7 @@ fn settings(schema: Schema, src: &str, path: &Path) -> Result<FileSettings, Conf
         forwarded_syscalls: None,
         stat_ttl,
         readahead_window,
+        verbose,
         servers: BTreeMap::new(),
     })
 }

@@ -10,4 +10,5 @@ mod run;
 
 mod config;
 mod keys;
+mod logging;
 mod messages;

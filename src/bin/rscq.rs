@@ -41,6 +41,36 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--generate man` and `--generate completions SHELL`, on stdout.
+fn generate(what: &[String]) -> anyhow::Result<()> {
+    use clap::CommandFactory;
+    let mut command = ClientArgs::command();
+    let mut out = std::io::stdout().lock();
+    match what {
+        [w] if w == "man" => clap_mangen::Man::new(command)
+            .render(&mut out)
+            .context("cannot write the man page")?,
+        [w, shell] if w == "completions" => {
+            let shell: clap_complete::Shell = shell.parse().map_err(|_| {
+                anyhow::anyhow!(
+                    "--generate completions: unknown shell `{shell}` (bash, elvish, fish, powershell, zsh)"
+                )
+            })?;
+            clap_complete::generate(shell, &mut command, "rscq", &mut out);
+        }
+        [w] if w == "completions" => {
+            anyhow::bail!(
+                "--generate completions needs a shell: bash, elvish, fish, powershell or zsh"
+            )
+        }
+        _ => anyhow::bail!(
+            "--generate takes `man` or `completions SHELL`, not `{}`",
+            what.join(" ")
+        ),
+    }
+    Ok(())
+}
+
 /// A pointer to the README for errors a user can fix only outside rscq.
 fn hint(e: &anyhow::Error) -> Option<&'static str> {
     match e.downcast_ref::<client::ClientError>() {
@@ -160,6 +190,10 @@ fn start_logging(verbose: u8) {
 }
 
 fn real_main(args: ClientArgs) -> anyhow::Result<i32> {
+    if let Some(what) = &args.generate {
+        generate(what)?;
+        return Ok(0);
+    }
     if args.command.is_some() {
         start_logging(args.verbose);
     }

@@ -115,6 +115,16 @@ pub struct ClientArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
+    /// Print a man page (`man`) or shell completions (`completions SHELL`:
+    /// bash, elvish, fish, powershell or zsh) on stdout and exit.
+    #[arg(
+        long,
+        num_args = 1..=2,
+        value_names = ["man|completions", "SHELL"],
+        exclusive = true
+    )]
+    pub generate: Option<Vec<String>>,
+
     /// The program to run and its arguments. Everything from the first word
     /// that is not an option on is the program's (as with strace); `--`
     /// before it is allowed and needed when the program's name starts with `-`.

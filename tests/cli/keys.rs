@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::run::{Bg, RSCQ, SERVER, command, home, output, rscq};
+use crate::run::{Bg, RSCQ, SERVER, command, have, home, output, rscq};
 
 fn keygen(home: &Path) -> String {
     let out = rscq(&["keygen"], home);
@@ -32,7 +32,11 @@ fn fingerprint_is_shown_like_ssh_keygen() {
     let keys = tempfile::tempdir().expect("tempdir");
     let key = keys.path().join("k");
     let made = output({
-        let mut c = Command::new("ssh-keygen");
+        let mut c = Command::new(if have("ssh-keygen") {
+            "ssh-keygen"
+        } else {
+            "false"
+        });
         c.args(["-q", "-t", "ecdsa", "-N", "", "-C", "comment", "-f"])
             .arg(&key);
         c

@@ -12,3 +12,4 @@ mod config;
 mod keys;
 mod logging;
 mod messages;
+mod packaging;

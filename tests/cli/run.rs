@@ -197,3 +197,14 @@ impl Drop for Bg {
         let _ = self.child.wait();
     }
 }
+
+/// Whether `program` is installed (tests that compare with it skip that
+/// part without it).
+pub fn have(program: &str) -> bool {
+    Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {program}"))
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}

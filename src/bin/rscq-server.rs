@@ -3,10 +3,15 @@
 //!
 //! ```text
 //! rscq-server --gen-cert DIR
+//! rscq-server --print-fingerprint --cert DIR/cert.pem
 //! rscq-server --cert DIR/cert.pem --key DIR/key.pem --root /srv/export \
 //!             --authorized-clients FILE [--listen 0.0.0.0:4433] [--read-only]
 //!             [--squash-root[=UID:GID]]
+//! rscq-server --config /etc/rscq/server.toml     # the same settings as TOML
 //! ```
+//!
+//! The authorized clients file is read again on SIGHUP and when it changes
+//! (checked every second); a removed client's live sessions end.
 //!
 //! Run as root, it executes each call with the caller's uid, gids, umask
 //! and capabilities (as NFS's AUTH_SYS); run as a user, with that user's.
@@ -26,9 +31,13 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use rscq::config::ServerFileSettings;
 use rscq::server::Executor;
 use rscq::server::creds::{Policy, Squash};
-use rscq::transport::{AuthorizedClients, Identity, Peer, SessionError, identity, server};
+use rscq::transport::{
+    AuthorizedClients, ErrorChain, Identity, LiveClients, Peer, SessionError, identity, server,
+};
+use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,25 +51,37 @@ struct Args {
     #[arg(long, value_name = "DIR", exclusive = true)]
     gen_cert: Option<PathBuf>,
 
-    /// The server certificate (PEM), as written by --gen-cert.
-    #[arg(long, value_name = "FILE", required_unless_present = "gen_cert")]
+    /// Print the fingerprint of the certificate of --cert (or of the config
+    /// file's `cert`), for clients to pin, and exit.
+    #[arg(long)]
+    print_fingerprint: bool,
+
+    /// Settings as TOML: listen, cert, key, root, authorized_clients,
+    /// read_only, squash_root (flags win; relative paths are the file's).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// The server certificate (PEM), as written by --gen-cert. Required.
+    #[arg(long, value_name = "FILE")]
     cert: Option<PathBuf>,
 
-    /// The server private key (PEM), as written by --gen-cert.
-    #[arg(long, value_name = "FILE", required_unless_present = "gen_cert")]
+    /// The server private key (PEM), as written by --gen-cert. Required.
+    #[arg(long, value_name = "FILE")]
     key: Option<PathBuf>,
 
-    /// The UDP address to listen on; port 0 picks a free port.
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:4433")]
-    listen: SocketAddr,
+    /// The UDP address to listen on; port 0 picks a free port
+    /// [default: 0.0.0.0:4433].
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
 
-    /// The directory clients see; no path they send can leave it.
-    #[arg(long, value_name = "DIR", required_unless_present = "gen_cert")]
+    /// The directory clients see; no path they send can leave it. Required.
+    #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
 
     /// Fingerprints of the clients allowed to connect, one `sha256:...` per
-    /// line (`#` comments and blank lines allowed).
-    #[arg(long, value_name = "FILE", required_unless_present = "gen_cert")]
+    /// line (`#` comments and blank lines allowed). Read again on SIGHUP
+    /// and when it changes. Required.
+    #[arg(long, value_name = "FILE")]
     authorized_clients: Option<PathBuf>,
 
     /// Refuse every request that would modify the export.
@@ -79,14 +100,27 @@ struct Args {
         value_parser = parse_squash
     )]
     squash_root: Option<Squash>,
+
+    /// More log output: -v for each session (info), -vv for debug. RUST_LOG,
+    /// when set, decides instead.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+}
+
+/// The log filter: RUST_LOG if set, else by `-v` count from `quiet`.
+fn log_filter(verbose: u8, quiet: &str) -> tracing_subscriber::EnvFilter {
+    let rust_log = std::env::var("RUST_LOG").ok();
+    tracing_subscriber::EnvFilter::new(rscq::config::log_directive(
+        verbose,
+        rust_log.as_deref(),
+        quiet,
+    ))
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
-        .with_env_filter(filter)
+        .with_env_filter(log_filter(args.verbose, "warn"))
         .with_writer(std::io::stderr)
         // Colour codes only help a person at a terminal, not a log file.
         .with_ansi(std::io::stderr().is_terminal())
@@ -94,7 +128,7 @@ fn main() -> ExitCode {
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("rscq-server: error: {e:#}");
+            eprintln!("rscq-server: error: {}", ErrorChain(e.as_ref()));
             ExitCode::FAILURE
         }
     }
@@ -112,13 +146,49 @@ fn run(args: Args) -> anyhow::Result<()> {
         println!("{fingerprint}");
         return Ok(());
     }
-    // clap enforces these unless --gen-cert, which returned above.
-    let (Some(cert), Some(key), Some(root), Some(clients_file)) =
-        (args.cert, args.key, args.root, args.authorized_clients)
-    else {
-        bail!("--cert, --key, --root and --authorized-clients are required");
+    let file = match &args.config {
+        Some(path) => {
+            let src = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read config file {}", path.display()))?;
+            rscq::config::parse_server_toml(&src, path)?
+        }
+        None => ServerFileSettings::default(),
     };
-    let read_only = args.read_only;
+    let required = |flag: Option<PathBuf>, from_file: Option<PathBuf>, name: &str| {
+        flag.or(from_file).with_context(|| {
+            format!(
+                "--{} is required (or `{}` in the --config file)",
+                name.replace('_', "-"),
+                name
+            )
+        })
+    };
+    let cert = required(args.cert, file.cert, "cert")?;
+    if args.print_fingerprint {
+        // Alone on stdout, as after --gen-cert.
+        println!("{}", identity::cert_file_fingerprint(&cert)?);
+        return Ok(());
+    }
+    let key = required(args.key, file.key, "key")?;
+    let root = required(args.root, file.root, "root")?;
+    let clients_file = required(
+        args.authorized_clients,
+        file.authorized_clients,
+        "authorized_clients",
+    )?;
+    let read_only = args.read_only || file.read_only.unwrap_or(false);
+    let squash_root = match (args.squash_root, &file.squash_root) {
+        (Some(s), _) => Some(s),
+        (None, Some((text, origin))) => Some(
+            parse_squash(text)
+                .map_err(|e| anyhow::anyhow!("{origin}: invalid squash_root: {e}"))?,
+        ),
+        (None, None) => None,
+    };
+    let listen = args
+        .listen
+        .or(file.listen)
+        .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 4433)));
 
     let identity = Identity::load(&cert, &key)?;
     let clients = AuthorizedClients::load(&clients_file)?;
@@ -128,7 +198,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             clients_file.display()
         );
     }
-    let policy = Policy::of_this_process(args.squash_root);
+    let policy = Policy::of_this_process(squash_root);
     check_root(&root, read_only, &policy)?;
     if policy.acts_as_caller() {
         eprintln!("rscq-server: calls run with each caller's uid, groups, umask and capabilities");
@@ -147,7 +217,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         // Installed before announcing the address, so a signal sent the
         // moment the address appears is not lost.
         let shutdown = shutdown_signal()?;
-        let endpoint = server::endpoint(args.listen, &identity, clients)?;
+        let clients = LiveClients::new(clients);
+        let hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+        tokio::spawn(watch_clients(clients_file, clients.clone(), hangup));
+        let endpoint = server::endpoint(listen, &identity, clients.clone())?;
         let addr = endpoint
             .local_addr()
             .context("cannot read the bound address")?;
@@ -157,7 +230,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             tracing::info!(peer = %peer.addr, client = %peer.fingerprint, "new session");
             Executor::new(&root, read_only, policy.clone()).map_err(SessionError::from)
         };
-        server::serve(endpoint, read_only, make_session, shutdown).await;
+        server::serve_live(endpoint, read_only, Some(clients), make_session, shutdown).await;
         anyhow::Ok(())
     });
     // A request stuck in a blocking syscall must not keep the process alive.
@@ -165,6 +238,56 @@ fn run(args: Args) -> anyhow::Result<()> {
     result?;
     eprintln!("rscq-server: stopped");
     Ok(())
+}
+
+/// What identifies a version of a file without reading it.
+fn file_version(path: &Path) -> Option<(u64, u64, i64, i64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.dev(), m.ino(), m.mtime(), m.mtime_nsec(), m.size()))
+}
+
+/// Reads the authorized clients file again on SIGHUP and when it changes
+/// (its inode, size or mtime, checked every second, so a rename over it
+/// counts too). A file that cannot be read or parsed keeps the old list.
+async fn watch_clients(
+    path: PathBuf,
+    clients: LiveClients,
+    mut hangup: tokio::signal::unix::Signal,
+) {
+    let mut seen = file_version(&path);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let why = tokio::select! {
+            _ = hangup.recv() => "SIGHUP",
+            _ = tick.tick() => {
+                let now = file_version(&path);
+                if now == seen {
+                    continue;
+                }
+                "it changed"
+            }
+        };
+        seen = file_version(&path);
+        match AuthorizedClients::load(&path) {
+            Ok(new) => {
+                let count = new.len();
+                let removed = clients.replace(new.clone()).removed_in(&new);
+                eprintln!(
+                    "rscq-server: re-read {} ({why}): {count} authorized clients",
+                    path.display()
+                );
+                for fp in removed {
+                    eprintln!("rscq-server: {fp} is no longer authorized; its sessions end");
+                }
+            }
+            Err(e) => eprintln!(
+                "rscq-server: warning: keeping the authorized clients read before: {}",
+                ErrorChain(&e)
+            ),
+        }
+    }
 }
 
 /// Fails early, with the path, if sessions could not open the root.
@@ -197,7 +320,6 @@ fn parse_squash(s: &str) -> Result<Squash, String> {
 
 /// Completes on the first SIGINT or SIGTERM.
 fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
     let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     Ok(async move {

@@ -29,6 +29,11 @@ pub struct ClientArgs {
     #[command(subcommand)]
     pub command: Option<ClientCommand>,
 
+    /// Use the settings of the settings file's [server.NAME] section (over
+    /// its top level), as ssh uses a Host block.
+    #[arg(short = 'S', long, value_name = "NAME")]
+    pub server: Option<String>,
+
     /// Server address: HOST, HOST:PORT or [IPv6]:PORT (default port 4433).
     /// Without it rscq starts an embedded executor on loopback.
     // The text is clap's help, so `[IPv6]` stays as users type it.
@@ -46,7 +51,7 @@ pub struct ClientArgs {
     #[arg(long)]
     pub uname: bool,
 
-    /// Forward the network stack (accepted and stored; not yet implemented).
+    /// The program's TCP and UDP sockets and name resolution are the server's.
     #[arg(long)]
     pub net: bool,
 
@@ -87,6 +92,11 @@ pub struct ClientArgs {
     #[arg(long)]
     pub stats: bool,
 
+    /// More log output on stderr: -v info, -vv debug. RUST_LOG, when set,
+    /// decides instead.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
     /// Pin this server certificate (otherwise trust on first use).
     #[arg(long, value_name = "FILE")]
     pub server_cert: Option<PathBuf>,
@@ -100,13 +110,31 @@ pub struct ClientArgs {
     pub known_servers: Option<PathBuf>,
 
     /// Settings file: TOML (same keys as the flags) or the umrsc rsc.config
-    /// format. Command-line flags win over the file.
+    /// format. Command-line flags win over the file
+    /// [default: $XDG_CONFIG_HOME/rscq/config.toml or ~/.config/rscq/config.toml, if it exists].
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// The program to run and its arguments, after `--`.
+    /// Print a man page (`man`) or shell completions (`completions SHELL`:
+    /// bash, elvish, fish, powershell or zsh) on stdout and exit.
+    #[arg(
+        long,
+        num_args = 1..=2,
+        value_names = ["man|completions", "SHELL"],
+        exclusive = true
+    )]
+    pub generate: Option<Vec<String>>,
+
+    /// The program to run and its arguments. Everything from the first word
+    /// that is not an option on is the program's (as with strace); `--`
+    /// before it is allowed and needed when the program's name starts with `-`.
     // OsString because argv need not be UTF-8 and is passed through untouched.
-    #[arg(last = true, required = true, value_name = "PROGRAM")]
+    #[arg(
+        trailing_var_arg = true,
+        required = true,
+        num_args = 1..,
+        value_name = "PROGRAM"
+    )]
     pub program: Vec<OsString>,
 }
 
@@ -114,11 +142,25 @@ pub struct ClientArgs {
 pub enum ClientCommand {
     /// Create the client identity (key pair and certificate).
     Keygen(KeygenArgs),
+    /// Print the client identity's fingerprint (= keygen --show).
+    Fingerprint(FingerprintArgs),
 }
 
 #[derive(Debug, Clone, Args)]
 pub struct KeygenArgs {
     /// Where to write the identity [default: $XDG_CONFIG_HOME/rscq or ~/.config/rscq].
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+
+    /// Print the existing identity's fingerprint instead, as `ssh-keygen
+    /// -lf` does: `256 sha256:... FILE (ECDSA)`.
+    #[arg(long)]
+    pub show: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FingerprintArgs {
+    /// The identity directory [default: $XDG_CONFIG_HOME/rscq or ~/.config/rscq].
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
 }
@@ -193,8 +235,12 @@ mod tests {
         let e = parse(&["--trace"]).expect_err("no program");
         assert_eq!(e.kind(), ErrorKind::MissingRequiredArgument);
         assert!(parse(&["--trace", "--"]).is_err());
-        // Without `--` the program is not taken as PROGRAM.
-        assert!(parse(&["ls"]).is_err());
+        // Without `--` the first free word starts the program, and the
+        // words after it are its own, options included.
+        let a = parse(&["--trace", "ls", "-l", "--trace", "--", "x"]).expect("strace style");
+        assert!(a.trace);
+        assert_eq!(a.program, vec!["ls", "-l", "--trace", "--", "x"]);
+        assert!(parse(&["--nosuchflag", "ls"]).is_err());
     }
 
     #[test]
@@ -202,15 +248,22 @@ mod tests {
         let a = parse(&["keygen"]).expect("keygen");
         assert!(matches!(
             a.command,
-            Some(ClientCommand::Keygen(KeygenArgs { dir: None }))
+            Some(ClientCommand::Keygen(KeygenArgs {
+                dir: None,
+                show: false
+            }))
         ));
         assert!(a.program.is_empty());
         let a = parse(&["keygen", "--dir", "/tmp/id"]).expect("keygen dir");
         match a.command {
             Some(ClientCommand::Keygen(k)) => assert_eq!(k.dir, Some(PathBuf::from("/tmp/id"))),
-            None => panic!("expected keygen"),
+            _ => panic!("expected keygen"),
         }
-        assert!(parse(&["--trace", "keygen"]).is_err());
+        // After a run option, "keygen" is the program to run.
+        let a = parse(&["--trace", "keygen"]).expect("program named keygen");
+        assert!(a.command.is_none() && a.trace);
+        assert_eq!(a.program, vec!["keygen"]);
+        assert!(parse(&["keygen", "--trace"]).is_err());
         // After `--`, "keygen" is just a program name.
         let a = parse(&["--", "keygen"]).expect("program named keygen");
         assert!(a.command.is_none());

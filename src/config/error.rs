@@ -173,6 +173,48 @@ pub enum ConfigError {
 
     #[error("no program to run: use rscq [OPTIONS] -- PROGRAM [ARGS...]")]
     MissingProgram,
+
+    #[error("{}", unknown_server(name, file.as_deref(), known))]
+    UnknownServer {
+        name: String,
+        /// The settings file looked in; `None` when there was none.
+        file: Option<PathBuf>,
+        known: Vec<String>,
+    },
+
+    #[error("{origin}: [server.{name}] cannot hold server sections of its own")]
+    NestedServer { origin: Origin, name: String },
+
+    #[error("{origin}: invalid stat_ttl `{value}`: {source}")]
+    InvalidStatTtl {
+        origin: Origin,
+        value: String,
+        #[source]
+        source: DelayError,
+    },
+
+    #[error("{origin}: invalid verbose {value}: expected 0, 1 (info) or 2 (debug)")]
+    InvalidVerbose { origin: Origin, value: i64 },
+
+    #[error("{origin}: invalid listen address `{value}` (expected IP:PORT, e.g. 0.0.0.0:4433)")]
+    InvalidListen { origin: Origin, value: String },
+
+    #[error("{origin}: invalid readahead_window {value}: expected 65536 to 1073741824")]
+    InvalidReadaheadWindow { origin: Origin, value: i64 },
+}
+
+fn unknown_server(name: &str, file: Option<&std::path::Path>, known: &[String]) -> String {
+    match (file, known) {
+        (None, _) => format!(
+            "-S {name}: no settings file to take [server.{name}] from (write it in ~/.config/rscq/config.toml or give --config)"
+        ),
+        (Some(f), []) => format!("-S {name}: {} has no [server.NAME] sections", f.display()),
+        (Some(f), known) => format!(
+            "-S {name}: {} has no [server.{name}]; known servers: {}",
+            f.display(),
+            known.join(", ")
+        ),
+    }
 }
 
 fn toml_location(path: &std::path::Path, line_col: Option<(usize, usize)>) -> String {

@@ -1,7 +1,9 @@
 //! Settings from flags, TOML files and the thesis's rsc.config format.
 //!
-//! Flow: [`ClientArgs`] (clap) → optional `--config` file parsed into
-//! [`FileSettings`] → [`resolve`] overlays the flags and validates →
+//! Flow: [`ClientArgs`] (clap) → the `--config` file, else the default
+//! `config.toml` in the config directory if there is one, parsed into
+//! [`FileSettings`] → the `[server.NAME]` section `-S NAME` picks laid over
+//! the file's top level → [`resolve`] overlays the flags and validates →
 //! [`ClientSettings`]. Everything except [`resolve`] is pure: parsers take
 //! the file's text and its name, and the environment comes in as [`Env`].
 //!
@@ -11,10 +13,12 @@
 //! `remote_path` or `REMOTE` (followed by a value, not `=`), the file is
 //! rsc.config; anything else is parsed as TOML.
 //!
-//! Precedence: a flag given on the command line wins over the file. Boolean
+//! Precedence: a flag given on the command line wins over the file's
+//! `[server.NAME]` section, which wins over the file's top level (as an
+//! ssh `Host` block over its defaults). Boolean
 //! flags can only switch a setting on (a file's `trace = true` cannot be
 //! undone from the command line). `--mount` flags replace the file's mounts
-//! as a whole. `--pure`/`--optimize` on the command line replace the file's
+//! as a whole, and a section's `mounts` the top level's. `--pure`/`--optimize` on the command line replace the file's
 //! `pure`/`optimize` as a whole.
 //!
 //! Must not start anything: the result is plain data for the binaries.
@@ -22,16 +26,18 @@
 mod cli;
 mod error;
 mod rsc_config;
+mod server_file;
 mod toml_file;
 mod types;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ffi::OsString;
 use std::path::{Component, Path, PathBuf};
 
-pub use cli::{ClientArgs, ClientCommand, KeygenArgs};
+pub use cli::{ClientArgs, ClientCommand, FingerprintArgs, KeygenArgs};
 pub use error::{ConfigError, Located, Origin};
 pub use rsc_config::{canonical_syscall, looks_like_rsc_config, parse_rsc_config};
+pub use server_file::{ServerFileSettings, parse_server_toml};
 pub use toml_file::{line_col, parse_toml};
 pub use types::{
     DEFAULT_PORT, Delay, DelayError, MAX_STAT_TTL, Mount, MountError, MountSide, NagleSettings,
@@ -58,6 +64,8 @@ pub struct ClientSettings {
     pub readahead_window: Option<u32>,
     pub trace: bool,
     pub stats: bool,
+    /// `-v` count: 0 quiet, 1 info, 2 or more debug.
+    pub verbose: u8,
     pub server_cert: Option<PathBuf>,
     pub identity_dir: PathBuf,
     pub known_servers: PathBuf,
@@ -90,6 +98,12 @@ pub struct FileSettings {
     pub identity: Option<Located<PathBuf>>,
     pub known_servers: Option<Located<PathBuf>>,
     pub forwarded_syscalls: Option<BTreeSet<String>>,
+    pub stat_ttl: Option<std::time::Duration>,
+    pub readahead_window: Option<u32>,
+    pub verbose: Option<u8>,
+    /// `[server.NAME]` sections (TOML only), each with the keys it sets;
+    /// their own `servers` are empty.
+    pub servers: BTreeMap<String, FileSettings>,
 }
 
 impl FileSettings {
@@ -110,6 +124,42 @@ impl FileSettings {
             identity: None,
             known_servers: None,
             forwarded_syscalls: None,
+            stat_ttl: None,
+            readahead_window: None,
+            verbose: None,
+            servers: BTreeMap::new(),
+        }
+    }
+
+    /// The settings with `section`'s laid over them: each key the section
+    /// sets wins, its `mounts` (when it has any) replace these.
+    pub fn overlay(&self, section: &FileSettings) -> FileSettings {
+        fn pick<T: Clone>(over: &Option<T>, under: &Option<T>) -> Option<T> {
+            over.clone().or_else(|| under.clone())
+        }
+        FileSettings {
+            path: self.path.clone(),
+            remote: pick(&section.remote, &self.remote),
+            mounts: if section.mounts.is_empty() {
+                self.mounts.clone()
+            } else {
+                section.mounts.clone()
+            },
+            uname: pick(&section.uname, &self.uname),
+            net: pick(&section.net, &self.net),
+            optimizations: pick(&section.optimizations, &self.optimizations),
+            nagle_delay: pick(&section.nagle_delay, &self.nagle_delay),
+            nagle_bytes: pick(&section.nagle_bytes, &self.nagle_bytes),
+            trace: pick(&section.trace, &self.trace),
+            stats: pick(&section.stats, &self.stats),
+            server_cert: pick(&section.server_cert, &self.server_cert),
+            identity: pick(&section.identity, &self.identity),
+            known_servers: pick(&section.known_servers, &self.known_servers),
+            forwarded_syscalls: pick(&section.forwarded_syscalls, &self.forwarded_syscalls),
+            stat_ttl: pick(&section.stat_ttl, &self.stat_ttl),
+            readahead_window: pick(&section.readahead_window, &self.readahead_window),
+            verbose: pick(&section.verbose, &self.verbose),
+            servers: BTreeMap::new(),
         }
     }
 }
@@ -135,6 +185,12 @@ impl Env {
         }
     }
 
+    /// The settings file read when `--config` is not given:
+    /// `<config dir>/config.toml`.
+    pub fn default_config_file(&self) -> Option<PathBuf> {
+        self.config_dir().map(|d| d.join(DEFAULT_CONFIG_FILE))
+    }
+
     /// `$XDG_CONFIG_HOME/rscq`, else `$HOME/.config/rscq`. A relative
     /// XDG_CONFIG_HOME is ignored, as the XDG spec requires.
     pub fn config_dir(&self) -> Option<PathBuf> {
@@ -144,6 +200,9 @@ impl Env {
         self.home.as_ref().map(|h| h.join(".config").join("rscq"))
     }
 }
+
+/// The name of the settings file in the config directory.
+pub const DEFAULT_CONFIG_FILE: &str = "config.toml";
 
 /// Which syntax a settings file is written in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,20 +233,40 @@ pub fn parse_config_file(src: &str, path: &Path) -> Result<FileSettings, ConfigE
     }
 }
 
-/// Loads `--config` (if any), overlays the flags and validates. The only
-/// function here that touches the filesystem or the environment.
+/// Loads `--config`, or else the default file when it exists, overlays
+/// the flags and validates. The only function here that touches the
+/// filesystem or the environment.
 pub fn resolve(args: &ClientArgs) -> Result<ClientSettings, ConfigError> {
-    let file = match &args.config {
-        Some(path) => {
-            let src = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                path: path.clone(),
-                source,
-            })?;
-            Some(parse_config_file(&src, path)?)
-        }
-        None => None,
+    let env = Env::from_process();
+    let file = load_config(args, &env)?;
+    resolve_with(args, file.as_ref(), &env)
+}
+
+/// The settings file of `args`: `--config FILE` (which must exist), else
+/// [`Env::default_config_file`] if it exists (a missing default file is no
+/// error, a malformed one is).
+pub fn load_config(args: &ClientArgs, env: &Env) -> Result<Option<FileSettings>, ConfigError> {
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })
     };
-    resolve_with(args, file.as_ref(), &Env::from_process())
+    match &args.config {
+        Some(path) => Ok(Some(parse_config_file(&read(path)?, path)?)),
+        None => match env.default_config_file() {
+            Some(path) => match read(&path) {
+                Ok(src) => Ok(Some(parse_toml(&src, &path)?)),
+                Err(ConfigError::Read { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    Ok(None)
+                }
+                Err(e) => Err(e),
+            },
+            None => Ok(None),
+        },
+    }
 }
 
 /// [`resolve`] with the file already parsed and the environment given.
@@ -206,6 +285,23 @@ pub fn resolve_with(
             empty = FileSettings::empty(Path::new(""));
             &empty
         }
+    };
+    let chosen;
+    let file = match &args.server {
+        None => file,
+        Some(name) => match file.servers.get(name) {
+            Some(section) => {
+                chosen = file.overlay(section);
+                &chosen
+            }
+            None => {
+                return Err(ConfigError::UnknownServer {
+                    name: name.clone(),
+                    file: (!file.path.as_os_str().is_empty()).then(|| file.path.clone()),
+                    known: file.servers.keys().cloned().collect(),
+                });
+            }
+        },
     };
 
     let mounts: Vec<Located<Mount>> = if args.mounts.is_empty() {
@@ -284,10 +380,15 @@ pub fn resolve_with(
                 .or(file.nagle_bytes)
                 .unwrap_or(NagleSettings::default().bytes),
         },
-        stat_ttl: args.stat_ttl.map_or(crate::engine::DEFAULT_TTL, |t| t.0),
-        readahead_window: args.readahead_window,
+        stat_ttl: args
+            .stat_ttl
+            .map(|t| t.0)
+            .or(file.stat_ttl)
+            .unwrap_or(crate::engine::DEFAULT_TTL),
+        readahead_window: args.readahead_window.or(file.readahead_window),
         trace: args.trace || file.trace.unwrap_or(false),
         stats: args.stats || file.stats.unwrap_or(false),
+        verbose: args.verbose.max(file.verbose.unwrap_or(0)),
         server_cert: pick_path(
             args.server_cert.as_ref(),
             "--server-cert",
@@ -300,6 +401,18 @@ pub fn resolve_with(
         program: args.program.clone(),
         forwarded_syscalls: file.forwarded_syscalls.clone(),
     })
+}
+
+/// The `tracing` filter directive for a `-v` count: `RUST_LOG` (given as
+/// `rust_log`) when it is set and not empty, else `quiet` for none, `info`
+/// for one and `debug` for more.
+pub fn log_directive(verbose: u8, rust_log: Option<&str>, quiet: &str) -> String {
+    match (rust_log.filter(|v| !v.is_empty()), verbose) {
+        (Some(directive), _) => directive.to_owned(),
+        (None, 0) => quiet.to_owned(),
+        (None, 1) => "info".to_owned(),
+        (None, _) => "debug".to_owned(),
+    }
 }
 
 /// Directory for `rscq keygen`: `--dir`, else the default identity dir.

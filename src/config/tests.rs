@@ -46,6 +46,7 @@ fn defaults() {
             readahead_window: None,
             trace: false,
             stats: false,
+            verbose: 0,
             server_cert: None,
             identity_dir: "/home/u/.config/rscq".into(),
             known_servers: "/home/u/.config/rscq/known_servers".into(),
@@ -280,6 +281,7 @@ fn keygen() {
     );
     let k = KeygenArgs {
         dir: Some("~/other".into()),
+        show: false,
     };
     assert_eq!(keygen_dir(&k, &env()).ok(), Some("/home/u/other".into()));
     assert!(matches!(
@@ -343,6 +345,20 @@ fn shipped_profiles_parse() {
     for entry in entries {
         let path = entry.expect("dir entry").path();
         if !path.is_file() {
+            continue;
+        }
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        // The server's files are checked by its own parser.
+        if name
+            .as_deref()
+            .is_some_and(|n| n.starts_with("rscq-server"))
+        {
+            if name.as_deref() == Some("rscq-server.toml") {
+                let src = std::fs::read_to_string(&path).expect("readable");
+                if let Err(e) = parse_server_toml(&src, &path) {
+                    panic!("{e}");
+                }
+            }
             continue;
         }
         let src = std::fs::read_to_string(&path).expect("readable");
@@ -448,4 +464,214 @@ fn stat_ttl_and_readahead_window_come_from_flags() {
         let parsed = ClientArgs::try_parse_from(std::iter::once("rscq").chain(bad.iter().copied()));
         assert!(parsed.is_err(), "{bad:?} must be refused");
     }
+}
+
+/// Every flag of `rscq` can also be written in a settings file: the TOML
+/// key is the long name with `_` for `-` (`--mount` is `mounts`). The list
+/// comes from clap, so a new flag without a key fails here.
+#[test]
+fn every_flag_has_a_toml_key() {
+    use clap::CommandFactory;
+    // Flags that choose or describe the file itself, or print and exit.
+    let not_in_a_file = ["help", "version", "config", "server", "generate"];
+    let mut checked = 0;
+    for arg in ClientArgs::command().get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        if not_in_a_file.contains(&long) {
+            continue;
+        }
+        let key = match long {
+            "mount" => "mounts".to_owned(),
+            other => other.replace('-', "_"),
+        };
+        // A value of no key's type: the error must be about the value, not
+        // the key.
+        let src = format!("{key} = 1979-05-27T07:32:00Z\n");
+        match parse_toml(&src, Path::new("k.toml")) {
+            Err(ConfigError::Toml { message, .. }) => assert!(
+                !message.contains("unknown field"),
+                "--{long} has no TOML key `{key}`: {message}"
+            ),
+            other => panic!("--{long}: a date for `{key}` gave {other:?}"),
+        }
+        // And the same key inside a server section.
+        let src = format!("[server.s]\n{key} = 1979-05-27T07:32:00Z\n");
+        match parse_toml(&src, Path::new("k.toml")) {
+            Err(ConfigError::Toml { message, .. }) => assert!(
+                !message.contains("unknown field"),
+                "--{long}: no `{key}` in [server.NAME]: {message}"
+            ),
+            other => panic!("--{long}: a date for `{key}` gave {other:?}"),
+        }
+        checked += 1;
+    }
+    assert!(checked >= 15, "only {checked} flags seen");
+}
+
+#[test]
+fn stat_ttl_and_readahead_window_keys() {
+    let f = file("stat_ttl = \"250ms\"\nreadahead_window = 65536\n", "p.toml");
+    let s = run(&["--", "x"], Some(&f)).expect("resolve");
+    assert_eq!(s.stat_ttl, std::time::Duration::from_millis(250));
+    assert_eq!(s.readahead_window, Some(65536));
+    // Flags win.
+    let s = run(
+        &[
+            "--stat-ttl",
+            "2s",
+            "--readahead-window",
+            "131072",
+            "--",
+            "x",
+        ],
+        Some(&f),
+    )
+    .expect("resolve");
+    assert_eq!(s.stat_ttl, std::time::Duration::from_secs(2));
+    assert_eq!(s.readahead_window, Some(131072));
+    for (src, line) in [
+        ("\nstat_ttl = \"2h\"\n", 2),
+        ("stat_ttl = \"5\"\n", 1),
+        ("\n\nreadahead_window = 1024\n", 3),
+        ("readahead_window = 2000000000\n", 1),
+    ] {
+        let e = parse_config_file(src, Path::new("p.toml")).expect_err(src);
+        assert!(
+            e.to_string().starts_with(&format!("p.toml:{line}: ")),
+            "{e}"
+        );
+    }
+}
+
+const SERVERS: &str = r#"
+stats = true
+mounts = ["/r=/"]
+remote = "default.example"
+
+[server.work]
+remote = "work.example:5000"
+net = true
+mounts = ["/w=/srv"]
+
+[server.home]
+uname = true
+"#;
+
+#[test]
+fn server_sections_are_chosen_with_dash_s() {
+    let f = file(SERVERS, "/cfg/config.toml");
+    assert_eq!(f.servers.keys().collect::<Vec<_>>(), vec!["home", "work"]);
+    let s = run(&["-S", "work", "--", "x"], Some(&f)).expect("work");
+    let r = s.remote.expect("remote");
+    assert_eq!((r.host.as_str(), r.port), ("work.example", 5000));
+    assert!(s.net && s.stats && !s.uname);
+    assert_eq!(s.mounts.len(), 1);
+    assert_eq!(s.mounts[0].to_string(), "/w=/srv");
+
+    // A section that sets little keeps the top level's values.
+    let s = run(&["--server", "home", "--", "x"], Some(&f)).expect("home");
+    assert_eq!(s.remote.expect("remote").host, "default.example");
+    assert!(s.uname && s.stats && !s.net);
+    assert_eq!(s.mounts[0].to_string(), "/r=/");
+
+    // Flags win over the section.
+    let s = run(
+        &[
+            "-S", "work", "--remote", "other:1", "--mount", "/o=/", "--", "x",
+        ],
+        Some(&f),
+    )
+    .expect("flags");
+    assert_eq!(s.remote.expect("remote").host, "other");
+    assert_eq!(s.mounts[0].to_string(), "/o=/");
+
+    // Without -S the sections are unused.
+    let s = run(&["--", "x"], Some(&f)).expect("none");
+    assert!(!s.net && !s.uname);
+}
+
+#[test]
+fn unknown_server_lists_the_known_ones() {
+    let f = file(SERVERS, "/cfg/config.toml");
+    let e = run(&["-S", "wrok", "--", "x"], Some(&f)).expect_err("unknown");
+    assert!(matches!(e, ConfigError::UnknownServer { .. }));
+    assert_eq!(
+        e.to_string(),
+        "-S wrok: /cfg/config.toml has no [server.wrok]; known servers: home, work"
+    );
+    let none = file("stats = true\n", "/cfg/config.toml");
+    let e = run(&["-S", "x", "--", "x"], Some(&none)).expect_err("no sections");
+    assert!(
+        e.to_string().contains("has no [server.NAME] sections"),
+        "{e}"
+    );
+    let e = run(&["-S", "x", "--", "x"], None).expect_err("no file");
+    assert!(e.to_string().contains("no settings file"), "{e}");
+}
+
+#[test]
+fn server_section_errors_name_their_line() {
+    let e = parse_config_file(
+        "[server.a]\nremote = \"h\"\n\n[server.a.server.b]\nnet = true\n",
+        Path::new("s.toml"),
+    )
+    .expect_err("nested");
+    assert!(matches!(e, ConfigError::NestedServer { .. }), "{e}");
+    let e = parse_config_file("[server.a]\n\nremot = \"h\"\n", Path::new("s.toml"))
+        .expect_err("unknown key");
+    assert!(e.to_string().starts_with("s.toml:3:"), "{e}");
+    assert!(e.to_string().contains("remot"), "{e}");
+    let e = parse_config_file("[server.a]\nmounts = [\"rel=/\"]\n", Path::new("s.toml"))
+        .expect_err("bad mount");
+    assert!(e.to_string().starts_with("s.toml:2: "), "{e}");
+}
+
+#[test]
+fn default_config_file_is_optional_but_checked() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let xdg = tmp.path().join("xdg");
+    let env = Env {
+        home: Some(tmp.path().join("home")),
+        xdg_config_home: Some(xdg.clone()),
+    };
+    let a = args(&["--", "x"]);
+    assert!(load_config(&a, &env).expect("missing is fine").is_none());
+    let path = xdg.join("rscq").join("config.toml");
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    std::fs::write(&path, "uname = true\n").expect("write");
+    let f = load_config(&a, &env).expect("read").expect("found");
+    assert_eq!(f.uname, Some(true));
+    assert_eq!(f.path, path);
+    std::fs::write(&path, "uname = true\nnet = maybe\n").expect("write");
+    let e = load_config(&a, &env).expect_err("malformed");
+    assert!(
+        e.to_string().starts_with(&format!("{}:2:", path.display())),
+        "{e}"
+    );
+    // HOME when XDG_CONFIG_HOME is unset; --config replaces the default.
+    let env = Env {
+        home: Some(tmp.path().join("home")),
+        xdg_config_home: None,
+    };
+    assert_eq!(
+        env.default_config_file(),
+        Some(tmp.path().join("home/.config/rscq/config.toml"))
+    );
+    assert!(load_config(&a, &env).expect("no file").is_none());
+}
+
+#[test]
+fn verbose_maps_to_log_levels_unless_rust_log() {
+    assert_eq!(log_directive(0, None, "error"), "error");
+    assert_eq!(log_directive(1, None, "error"), "info");
+    assert_eq!(log_directive(2, None, "warn"), "debug");
+    assert_eq!(log_directive(5, None, "warn"), "debug");
+    assert_eq!(log_directive(2, Some("quinn=trace"), "warn"), "quinn=trace");
+    assert_eq!(log_directive(1, Some(""), "warn"), "info");
+    let f = file("verbose = 2\n", "v.toml");
+    assert_eq!(run(&["true"], Some(&f)).expect("resolve").verbose, 2);
+    assert_eq!(run(&["-v", "true"], None).expect("resolve").verbose, 1);
+    assert_eq!(run(&["-vv", "true"], None).expect("resolve").verbose, 2);
+    let e = parse_config_file("\nverbose = 3\n", Path::new("v.toml")).expect_err("3");
+    assert!(e.to_string().starts_with("v.toml:2: "), "{e}");
 }

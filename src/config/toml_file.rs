@@ -14,7 +14,18 @@
 //! server_cert = "server.der"          # relative paths: to this file's directory
 //! identity = "~/.config/rscq"
 //! known_servers = "~/.config/rscq/known_servers"
+//! stat_ttl = "1s"                     # statcache: how long a stat answer stays valid
+//! readahead_window = 8388608          # readahead for sockets (QUIC stream window)
+//! verbose = 1                         # as -v: 1 info, 2 debug (RUST_LOG wins)
+//!
+//! [server.work]                       # `rscq -S work`: these keys win over the above
+//! remote = "work.example:4433"
+//! mounts = ["/w=/srv"]
+//! net = true
 //! ```
+//!
+//! Every key of the top level may appear in a `[server.NAME]` section; a
+//! section's `mounts` replace the top level's.
 //!
 //! Values that need checking beyond their TOML type are kept with their span
 //! so that a bad mount or address is reported at its own line.
@@ -22,6 +33,7 @@
 //! Pure: takes the file's text, must not read it or apply precedence (that is
 //! [`super::resolve`]'s).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -31,7 +43,7 @@ use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use toml::Spanned;
 
 use super::error::{ConfigError, Located, Origin};
-use super::types::{Delay, Mount, Optimizations, RemoteAddr};
+use super::types::{Delay, Mount, Optimizations, RemoteAddr, StatTtl};
 use super::{FileSettings, check_duplicate_mounts};
 
 #[derive(Debug, Deserialize)]
@@ -50,6 +62,10 @@ struct Schema {
     server_cert: Option<Spanned<String>>,
     identity: Option<Spanned<String>>,
     known_servers: Option<Spanned<String>>,
+    stat_ttl: Option<Spanned<String>>,
+    readahead_window: Option<Spanned<i64>>,
+    verbose: Option<Spanned<i64>>,
+    server: Option<BTreeMap<String, Spanned<Schema>>>,
 }
 
 /// A mount written as `"LOCAL=REMOTE"` or as `{ local = ..., remote = ... }`.
@@ -137,12 +153,31 @@ pub fn line_col(src: &str, offset: usize) -> (usize, usize) {
 /// Parses a TOML settings file. `path` is only used in error messages and
 /// origins; nothing is read here.
 pub fn parse_toml(src: &str, path: &Path) -> Result<FileSettings, ConfigError> {
-    let schema: Schema = toml::from_str(src).map_err(|e| ConfigError::Toml {
+    let mut schema: Schema = toml::from_str(src).map_err(|e| ConfigError::Toml {
         path: path.to_owned(),
         line_col: e.span().map(|s| line_col(src, s.start)),
         message: e.message().trim_end().to_owned(),
     })?;
+    let sections = schema.server.take().unwrap_or_default();
+    let mut top = settings(schema, src, path)?;
+    for (name, section) in sections {
+        let origin = Origin::File {
+            path: path.to_owned(),
+            line: line_col(src, section.span().start).0,
+        };
+        let section = section.into_inner();
+        if section.server.is_some() {
+            return Err(ConfigError::NestedServer { origin, name });
+        }
+        let parsed = settings(section, src, path)?;
+        top.servers.insert(name, parsed);
+    }
+    Ok(top)
+}
 
+/// The settings of one table (the top level or a section), whose nested
+/// `server` sections were taken out.
+fn settings(schema: Schema, src: &str, path: &Path) -> Result<FileSettings, ConfigError> {
     let at = |span: Range<usize>| Origin::File {
         path: path.to_owned(),
         line: line_col(src, span.start).0,
@@ -235,6 +270,50 @@ pub fn parse_toml(src: &str, path: &Path) -> Result<FileSettings, ConfigError> {
         None => None,
     };
 
+    let stat_ttl = match schema.stat_ttl {
+        Some(d) => {
+            let origin = at(d.span());
+            let text = d.into_inner();
+            Some(
+                text.parse::<StatTtl>()
+                    .map_err(|source| ConfigError::InvalidStatTtl {
+                        origin,
+                        value: text.clone(),
+                        source,
+                    })?
+                    .0,
+            )
+        }
+        None => None,
+    };
+    let readahead_window = match schema.readahead_window {
+        Some(w) => {
+            let origin = at(w.span());
+            let n = w.into_inner();
+            Some(
+                u32::try_from(n)
+                    .ok()
+                    .filter(|n| (65536..=1_073_741_824).contains(n))
+                    .ok_or(ConfigError::InvalidReadaheadWindow { origin, value: n })?,
+            )
+        }
+        None => None,
+    };
+
+    let verbose = match schema.verbose {
+        Some(v) => {
+            let origin = at(v.span());
+            let n = v.into_inner();
+            Some(
+                u8::try_from(n)
+                    .ok()
+                    .filter(|n| *n <= 2)
+                    .ok_or(ConfigError::InvalidVerbose { origin, value: n })?,
+            )
+        }
+        None => None,
+    };
+
     let path_setting = |v: Option<Spanned<String>>, setting: &'static str| {
         v.map(|s| {
             let origin = at(s.span());
@@ -266,6 +345,10 @@ pub fn parse_toml(src: &str, path: &Path) -> Result<FileSettings, ConfigError> {
         identity: path_setting(schema.identity, "identity")?,
         known_servers: path_setting(schema.known_servers, "known_servers")?,
         forwarded_syscalls: None,
+        stat_ttl,
+        readahead_window,
+        verbose,
+        servers: BTreeMap::new(),
     })
 }
 

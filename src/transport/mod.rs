@@ -31,7 +31,7 @@ pub use embedded::Embedded;
 pub use identity::{Fingerprint, Identity, IdentityError};
 pub use server::{Peer, Session, SessionError};
 pub use stream::{ReadFrameError, read_frame};
-pub use trust::{AuthorizedClients, ServerTrust, TrustError};
+pub use trust::{AuthorizedClients, LiveClients, ServerTrust, TrustError};
 
 /// Without traffic for this long the connection is dead. Both sides send
 /// keep-alives every [`KEEP_ALIVE`], so only a peer that is gone (crashed,
@@ -55,6 +55,8 @@ pub mod code {
     pub const SESSION_FAILED: u32 = 3;
     /// The server is shutting down.
     pub const SHUTDOWN: u32 = 4;
+    /// The client was removed from the server's authorized clients.
+    pub const REVOKED: u32 = 5;
 }
 
 /// Every way connecting to or talking with a server can fail.

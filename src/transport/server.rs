@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 
 use super::identity::{Fingerprint, Identity};
 use super::stream::{ReadFrameError, read_frame, read_sole_frame};
-use super::trust::{AuthorizedClients, ClientVerifier};
+use super::trust::{ClientVerifier, LiveClients};
 use super::{ErrorChain, TransportError, code, provider, transport_config};
 use crate::errno::Errno;
 use crate::proto::{
@@ -65,14 +65,17 @@ pub const MAX_EXECUTING_PER_CONNECTION: usize = 256;
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Binds a server endpoint on `listen` that presents `identity` and accepts
-/// only clients whose certificate is in `clients`.
+/// only clients whose certificate is in `clients` (an [`AuthorizedClients`]
+/// list, or a [`LiveClients`] one that may change while it runs).
+///
+/// [`AuthorizedClients`]: super::trust::AuthorizedClients
 pub fn endpoint(
     listen: SocketAddr,
     identity: &Identity,
-    clients: AuthorizedClients,
+    clients: impl Into<LiveClients>,
 ) -> Result<quinn::Endpoint, TransportError> {
     let tls_err = |e: rustls::Error| TransportError::TlsConfig(e.to_string());
-    let verifier = ClientVerifier::new(clients, provider());
+    let verifier = ClientVerifier::new(clients.into(), provider());
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(tls_err)?
@@ -109,6 +112,25 @@ pub async fn serve<F, S>(
     F: Fn(&Peer) -> Result<S, SessionError> + Send + Sync + 'static,
     S: Session,
 {
+    serve_live(endpoint, read_only, None, make_session, shutdown).await;
+}
+
+/// The close reason a client removed from the authorized clients gets.
+pub const REVOKED_REASON: &str =
+    "this client was removed from the server's authorized clients file";
+
+/// [`serve`], and with `clients` (the list the endpoint checks) the live
+/// sessions of a client removed from it end, with [`REVOKED_REASON`].
+pub async fn serve_live<F, S>(
+    endpoint: quinn::Endpoint,
+    read_only: bool,
+    clients: Option<LiveClients>,
+    make_session: F,
+    shutdown: impl Future<Output = ()>,
+) where
+    F: Fn(&Peer) -> Result<S, SessionError> + Send + Sync + 'static,
+    S: Session,
+{
     let make_session = Arc::new(make_session);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -119,8 +141,9 @@ pub async fn serve<F, S>(
         // `None` means the endpoint was closed elsewhere.
         let Some(incoming) = incoming else { break };
         let make_session = make_session.clone();
+        let clients = clients.clone();
         tokio::spawn(async move {
-            connection(incoming, read_only, make_session.as_ref()).await;
+            connection(incoming, read_only, make_session.as_ref(), clients).await;
         });
     }
     endpoint.close(VarInt::from_u32(code::SHUTDOWN), b"server shutting down");
@@ -133,8 +156,12 @@ fn peer_fingerprint(conn: &quinn::Connection) -> Option<Fingerprint> {
     chain.first().map(|cert| Fingerprint::of_der(cert.as_ref()))
 }
 
-async fn connection<F, S>(incoming: quinn::Incoming, read_only: bool, make_session: &F)
-where
+async fn connection<F, S>(
+    incoming: quinn::Incoming,
+    read_only: bool,
+    make_session: &F,
+    clients: Option<LiveClients>,
+) where
     F: Fn(&Peer) -> Result<S, SessionError>,
     S: Session,
 {
@@ -202,24 +229,44 @@ where
     }
     let _ = send.finish();
     tracing::info!(parent: &span, "session open");
+    let started = std::time::Instant::now();
+    let mut requests: u64 = 0;
+    let fingerprint = peer.fingerprint;
+    let mut revoked = std::pin::pin!(async move {
+        match clients {
+            Some(clients) => clients.removed(fingerprint).await,
+            None => std::future::pending().await,
+        }
+    });
 
     let net = Arc::new(crate::server::net::NetSession::new(conn.clone()));
     let executing = Arc::new(Semaphore::new(MAX_EXECUTING_PER_CONNECTION));
-    loop {
+    let ended = loop {
         // The semaphore is never closed, so acquiring cannot fail.
         let Ok(permit) = executing.clone().acquire_owned().await else {
-            break;
+            break "the server stopped".to_owned();
         };
-        let (send, recv) = match conn.accept_bi().await {
-            Ok(streams) => streams,
-            Err(e) => {
-                tracing::info!(parent: &span, "session closed: {e}");
-                break;
+        let accepted = tokio::select! {
+            accepted = conn.accept_bi() => accepted,
+            () = &mut revoked => {
+                conn.close(VarInt::from_u32(code::REVOKED), REVOKED_REASON.as_bytes());
+                break "client removed from the authorized clients".to_owned();
             }
         };
+        let (send, recv) = match accepted {
+            Ok(streams) => streams,
+            Err(e) => break e.to_string(),
+        };
+        requests += 1;
         let session = session.clone();
         tokio::spawn(request(send, recv, session, net.clone(), permit));
-    }
+    };
+    tracing::info!(
+        parent: &span,
+        duration = %format_args!("{:.3}s", started.elapsed().as_secs_f64()),
+        requests,
+        "session ended: {ended}"
+    );
     session.close();
     // The session drops here, or when its last in-flight request finishes.
 }

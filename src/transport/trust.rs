@@ -82,14 +82,20 @@ impl AuthorizedClients {
         let mut allowed = HashSet::new();
         for (index, line) in text.lines().enumerate() {
             let Some(parts) = fields(line) else { continue };
-            let fingerprint =
-                parts[0]
-                    .parse::<Fingerprint>()
-                    .map_err(|e| TrustError::Malformed {
-                        path: path.to_owned(),
-                        line: index + 1,
-                        reason: e.to_string(),
-                    })?;
+            // `ssh-keygen -l` style lines (`256 sha256:... comment`, as
+            // `rscq fingerprint` prints) start with the key size.
+            let first = match parts.as_slice() {
+                [bits, fp, ..] if bits.bytes().all(|b| b.is_ascii_digit()) => fp,
+                [fp, ..] => fp,
+                [] => continue,
+            };
+            let fingerprint = first
+                .parse::<Fingerprint>()
+                .map_err(|e| TrustError::Malformed {
+                    path: path.to_owned(),
+                    line: index + 1,
+                    reason: e.to_string(),
+                })?;
             allowed.insert(fingerprint);
         }
         Ok(Self { allowed })
@@ -111,6 +117,67 @@ impl AuthorizedClients {
 
     pub fn is_empty(&self) -> bool {
         self.allowed.is_empty()
+    }
+
+    /// The fingerprints listed here and not in `newer`.
+    pub fn removed_in(&self, newer: &AuthorizedClients) -> Vec<Fingerprint> {
+        let mut gone: Vec<Fingerprint> = self.allowed.difference(&newer.allowed).copied().collect();
+        gone.sort();
+        gone
+    }
+}
+
+/// The authorized clients a running server checks, replaceable while it
+/// runs (`rscq-server` re-reads its file on SIGHUP and when it changes).
+/// Clones share the list; [`LiveClients::changed`] wakes at each
+/// replacement, so live sessions of a removed client can be ended.
+#[derive(Debug, Clone)]
+pub struct LiveClients {
+    current: Arc<std::sync::RwLock<AuthorizedClients>>,
+    generation: tokio::sync::watch::Sender<u64>,
+}
+
+impl LiveClients {
+    pub fn new(clients: AuthorizedClients) -> Self {
+        Self {
+            current: Arc::new(std::sync::RwLock::new(clients)),
+            generation: tokio::sync::watch::Sender::new(0),
+        }
+    }
+
+    pub fn contains(&self, fingerprint: &Fingerprint) -> bool {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(fingerprint)
+    }
+
+    /// Puts `clients` in place and returns the list it replaced.
+    pub fn replace(&self, clients: AuthorizedClients) -> AuthorizedClients {
+        let old = std::mem::replace(
+            &mut *self.current.write().unwrap_or_else(PoisonError::into_inner),
+            clients,
+        );
+        self.generation.send_modify(|g| *g = g.wrapping_add(1));
+        old
+    }
+
+    /// Completes once `fingerprint` is no longer authorized (at once if it
+    /// is not now).
+    pub async fn removed(&self, fingerprint: Fingerprint) {
+        let mut changes = self.generation.subscribe();
+        while self.contains(&fingerprint) {
+            if changes.changed().await.is_err() {
+                // Unreachable while `self` holds the sender.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+}
+
+impl From<AuthorizedClients> for LiveClients {
+    fn from(clients: AuthorizedClients) -> Self {
+        Self::new(clients)
     }
 }
 
@@ -341,12 +408,12 @@ impl ServerCertVerifier for ServerVerifier {
 /// Server side: client certificates are mandatory and must be listed.
 #[derive(Debug)]
 pub(crate) struct ClientVerifier {
-    allowed: AuthorizedClients,
+    allowed: LiveClients,
     provider: Arc<CryptoProvider>,
 }
 
 impl ClientVerifier {
-    pub(crate) fn new(allowed: AuthorizedClients, provider: Arc<CryptoProvider>) -> Self {
+    pub(crate) fn new(allowed: LiveClients, provider: Arc<CryptoProvider>) -> Self {
         Self { allowed, provider }
     }
 }
@@ -436,6 +503,36 @@ mod tests {
         assert!(clients.contains(&fp(1)));
         assert!(clients.contains(&fp(2)));
         assert!(!clients.contains(&fp(3)));
+    }
+
+    #[test]
+    fn authorized_clients_take_ssh_keygen_style_lines() {
+        let text = format!("256 {} /home/u/.config/rscq/client.pem (ECDSA)\n", fp(7));
+        let list = AuthorizedClients::parse(Path::new("c"), &text).expect("parse");
+        assert!(list.contains(&fp(7)) && list.len() == 1);
+        // A number alone is not a fingerprint.
+        assert!(AuthorizedClients::parse(Path::new("c"), "256\n").is_err());
+    }
+
+    #[tokio::test]
+    async fn live_clients_report_removals() {
+        let live = LiveClients::new(AuthorizedClients::from_fingerprints([fp(1), fp(2)]));
+        let watcher = live.clone();
+        let gone = tokio::spawn(async move { watcher.removed(fp(2)).await });
+        // Replacing with a list that still holds 2 does not end its wait.
+        let old = live.replace(AuthorizedClients::from_fingerprints([fp(2)]));
+        assert_eq!(
+            old.removed_in(&AuthorizedClients::from_fingerprints([fp(2)])),
+            vec![fp(1)]
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert!(!gone.is_finished());
+        live.replace(AuthorizedClients::from_fingerprints([fp(1)]));
+        tokio::time::timeout(std::time::Duration::from_secs(5), gone)
+            .await
+            .expect("woken")
+            .expect("task");
+        assert!(live.contains(&fp(1)) && !live.contains(&fp(2)));
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! `rscq`: run a program with some of its syscalls on a remote machine.
 //!
-//! Wiring only: parses the flags (`rscq::config`), connects to the server or
-//! starts the embedded executor, runs `rscq::client::run`, and turns the
-//! outcome into messages on stderr and an exit status. Must not hold syscall,
+//! Wiring only: parses the flags (`rscq::config`), checks that the program
+//! can be found as `execvp` would, connects to the server or starts the
+//! embedded executor, runs `rscq::client::run`, and turns the outcome into
+//! messages on stderr and an exit status; also `keygen`, `fingerprint` and
+//! `--generate`. Must not hold syscall,
 //! protocol or caching logic; `anyhow` starts and stops in the binaries.
 
 use std::io::IsTerminal;

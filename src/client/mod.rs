@@ -307,10 +307,8 @@ impl Engine {
         // Follow the last component's links here, relative ones on the
         // server's side, until a file or an absolute target.
         let mut path = path;
-        // The kernel's limit on links followed in one lookup.
-        const MAX_LINKS: usize = 40;
-        for hop in 0..=MAX_LINKS {
-            if hop == MAX_LINKS {
+        for hop in 0..=crate::syscall::paths::MAX_SYMLINKS {
+            if hop == crate::syscall::paths::MAX_SYMLINKS {
                 return Err(Errno(libc::ELOOP));
             }
             let lstat = Request::Stat {
@@ -368,29 +366,54 @@ impl Engine {
                 .mode(0o755)
                 .open(copy)
                 .map_err(|e| Errno::from_io(&e))?;
-            let mut offset = 0i64;
-            loop {
-                let pread = Request::Pread {
-                    handle,
-                    len: MAX_IO,
-                    offset,
-                };
-                let chunk = match self.respond(tid, pread).await? {
-                    Reply::Data(chunk) => chunk,
-                    _ => return Err(Errno::EIO),
-                };
-                if chunk.is_empty() {
-                    return Ok(Reply::Done);
-                }
-                file.write_all(&chunk).map_err(|e| Errno::from_io(&e))?;
-                offset = offset
-                    .checked_add(i64::try_from(chunk.len()).map_err(|_| Errno::EOVERFLOW)?)
-                    .ok_or(Errno::EOVERFLOW)?;
-            }
+            self.read_chunks(tid, handle, 0, u64::MAX, |chunk| {
+                file.write_all(chunk).map_err(|e| Errno::from_io(&e))
+            })
+            .await
+            .map(|_| Reply::Done)
         }
         .await;
         let _ = self.respond(tid, Request::Close { handle }).await;
         copied
+    }
+
+    /// Reads up to `len` bytes of `handle` from `offset` in `MAX_IO` reads
+    /// (through the file layers, held writes first), giving each to `sink`,
+    /// until `len` or the end of the file; returns how many came.
+    async fn read_chunks(
+        &self,
+        tid: i32,
+        handle: Handle,
+        offset: i64,
+        len: u64,
+        mut sink: impl FnMut(&[u8]) -> Result<(), Errno>,
+    ) -> Result<u64, Errno> {
+        let mut got = 0u64;
+        loop {
+            let want =
+                u32::try_from(len.saturating_sub(got).min(u64::from(MAX_IO))).unwrap_or(MAX_IO);
+            if want == 0 {
+                return Ok(got);
+            }
+            let at = i64::try_from(got)
+                .ok()
+                .and_then(|g| offset.checked_add(g))
+                .ok_or(Errno::EOVERFLOW)?;
+            let pread = Request::Pread {
+                handle,
+                len: want,
+                offset: at,
+            };
+            let Reply::Data(chunk) = self.respond(tid, pread).await? else {
+                return Err(Errno::EIO);
+            };
+            sink(&chunk)?;
+            got = got.saturating_add(u64::try_from(chunk.len()).unwrap_or(u64::MAX));
+            // A short read ends the file.
+            if u32::try_from(chunk.len()).map_or(true, |n| n < want) {
+                return Ok(got);
+            }
+        }
     }
 
     /// Sends the writes the file layers have let go, each as its own call.
@@ -982,33 +1005,13 @@ impl Forwarder for Engine {
         self.runtime.spawn(async move {
             let started = tokio::time::Instant::now();
             let mut data = Vec::new();
-            let response = loop {
-                let got = u64::try_from(data.len()).unwrap_or(u64::MAX);
-                let want =
-                    u32::try_from(len.saturating_sub(got).min(u64::from(MAX_IO))).unwrap_or(MAX_IO);
-                let Some(at) = i64::try_from(got).ok().and_then(|g| offset.checked_add(g)) else {
-                    break Err(Errno::EOVERFLOW);
-                };
-                if want == 0 {
-                    break Ok(Reply::Data(data));
-                }
-                let pread = Request::Pread {
-                    handle,
-                    len: want,
-                    offset: at,
-                };
-                match engine.respond(tid, pread).await {
-                    Ok(Reply::Data(chunk)) => {
-                        let end = u32::try_from(chunk.len()).map_or(true, |n| n < want);
-                        data.extend_from_slice(&chunk);
-                        if end {
-                            break Ok(Reply::Data(data));
-                        }
-                    }
-                    Ok(_) => break Err(Errno::EIO),
-                    Err(e) => break Err(e),
-                }
-            };
+            let response = engine
+                .read_chunks(tid, handle, offset, len, |chunk| {
+                    data.extend_from_slice(chunk);
+                    Ok(())
+                })
+                .await
+                .map(|_| Reply::Data(data));
             let rtt = started.elapsed();
             let received = match &response {
                 Ok(Reply::Data(d)) => d.len(),

@@ -209,13 +209,7 @@ impl FileEngine {
     /// lock counted from the file offset (`SEEK_CUR`) is counted from the
     /// offset rscq keeps, which the server's handle does not follow.
     fn coherence_point(&mut self, req: Request) -> Action {
-        self.stats.clear();
-        self.opened_stats.clear();
-        for file in self.files.values_mut() {
-            if let Some(cursor) = file.cursor.as_mut() {
-                cursor.drop_ahead();
-            }
-        }
+        self.forget_cached_reads();
         let req = match req {
             Request::RecordLock {
                 handle,
@@ -244,6 +238,18 @@ impl FileEngine {
         Action::Send(req.clone(), Pending::Plain(req))
     }
 
+    /// Forgets everything read before that may now be stale: stats (cached
+    /// and those opens brought) and bytes read ahead, of every file.
+    fn forget_cached_reads(&mut self) {
+        self.stats.clear();
+        self.opened_stats.clear();
+        for file in self.files.values_mut() {
+            if let Some(cursor) = file.cursor.as_mut() {
+                cursor.drop_ahead();
+            }
+        }
+    }
+
     /// A copy between two remote files, once held writes are sent: a `None`
     /// offset of a handle whose offset rscq keeps becomes that offset (the
     /// server's handle does not follow it), and it moves once the copy is
@@ -256,13 +262,7 @@ impl FileEngine {
         to_offset: Option<i64>,
         len: u64,
     ) -> Action {
-        self.stats.clear();
-        self.opened_stats.clear();
-        for file in self.files.values_mut() {
-            if let Some(cursor) = file.cursor.as_mut() {
-                cursor.drop_ahead();
-            }
-        }
+        self.forget_cached_reads();
         let kept = |handle: Handle, offset: Option<i64>| match offset {
             Some(o) => (Some(o), None),
             None => match self.files.get(&handle).and_then(|f| f.cursor.as_ref()) {

@@ -199,6 +199,9 @@ fn strip_dir_prefix<'a>(path: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
     rest.strip_prefix(b"/")
 }
 
+/// The kernel's limit on symlinks followed in one lookup (`MAXSYMLINKS`).
+pub const MAX_SYMLINKS: usize = 40;
+
 /// Joins `path` to the absolute directory `base` (ignored when `path` is
 /// absolute) and normalizes the result.
 pub fn join(base: &[u8], path: &[u8]) -> Vec<u8> {

@@ -75,13 +75,7 @@ impl<F: Forwarder> Tracer<'_, F> {
         // The interpreter's name is the first string at `base`.
         set_arg(&mut regs, path_arg, base);
         set_arg(&mut regs, argv_arg, array);
-        if ptrace::setregs(pid, regs).is_err() {
-            control::resume(pid, None);
-            return;
-        }
-        self.exec_hops.insert(tid, hops + 1);
-        self.exec_floor.insert(tid, base);
-        self.on_seccomp(pid);
+        self.plan_exec_again(pid, regs, hops + 1, base);
     }
 
     /// Where scratch memory for a rewritten `execve` may end: below the red
@@ -115,12 +109,19 @@ impl<F: Forwarder> Tracer<'_, F> {
             return self.skip(pid, e.as_syscall_return());
         }
         set_arg(&mut regs, path_arg, base);
+        self.plan_exec_again(pid, regs, hops + 1, base);
+    }
+
+    /// The exec's path (and `argv`) now name the next file to run, written
+    /// at `floor`: plans the call again, hop `hops` of this exec.
+    fn plan_exec_again(&mut self, pid: Pid, regs: libc::user_regs_struct, hops: u32, floor: u64) {
         if ptrace::setregs(pid, regs).is_err() {
             control::resume(pid, None);
             return;
         }
-        self.exec_hops.insert(tid, hops + 1);
-        self.exec_floor.insert(tid, base);
+        let tid = pid.as_raw();
+        self.exec_hops.insert(tid, hops);
+        self.exec_floor.insert(tid, floor);
         self.on_seccomp(pid);
     }
 }

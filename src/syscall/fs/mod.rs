@@ -162,10 +162,8 @@ impl<T: Tracee> Planner<'_, T> {
         path: &[u8],
         follow_last: bool,
     ) -> Option<(Vec<u8>, RemotePath)> {
-        // The kernel's limit on links followed in one lookup.
-        const MAX_LINKS: usize = 40;
         let mut path = path.to_vec();
-        for _ in 0..MAX_LINKS {
+        for _ in 0..paths::MAX_SYMLINKS {
             let ends: Vec<usize> = (1..=path.len())
                 .filter(|&i| i == path.len() || path[i] == b'/')
                 .collect();

@@ -5,6 +5,7 @@
 #                      [--addr-a 10.77.0.1] [--addr-b 10.77.0.2]
 #   netem/link.sh down NAME_A NAME_B
 #   netem/link.sh status NAME_A NAME_B
+#   netem/link.sh cut NAME_A NAME_B on|off    (every packet dropped while on)
 #
 # Side A gets 10.77.0.1/24 and side B 10.77.0.2/24 on device `rscq0` (sch_netem backend)
 # or `rscq-dl` (delay line backend); `lo` is up in both. Backend: veth + `tc netem` if the
@@ -13,7 +14,7 @@
 set -euo pipefail
 
 die() { echo "link.sh: $*" >&2; exit 1; }
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 [[ $# -ge 3 ]] || usage
 cmd=$1 ns_a=$2 ns_b=$3
@@ -120,7 +121,7 @@ up() {
             ip netns exec "$ns" tc qdisc add dev rscq0 root netem delay "$half" \
                 loss "$loss%" limit "$queue" $([[ -n $rate ]] && echo rate "${rate}mbit")
         done
-        printf 'MODE=netem\n' >>"$state"
+        printf 'MODE=netem\nHALF=%q\nLOSS=%q\nQUEUE=%q\nRATE=%q\n' "$half" "$loss" "$queue" "$rate" >>"$state"
         ;;
     delayline)
         local bin=${RSCQ_DELAYLINE:-$repo/target/release/rscq-delayline}
@@ -149,8 +150,34 @@ up() {
     echo "link.sh: $ns_a ($addr_a) <-> $ns_b ($addr_b): rtt ${rtt}ms loss ${loss}% rate ${rate:-unlimited}${rate:+mbit} queue ${queue}pkts via $backend"
 }
 
+# Cuts the link (on: every packet dropped in both directions) or restores it (off).
+cut() {
+    [[ $# -eq 1 && ( $1 == on || $1 == off ) ]] || usage
+    [[ -f $state ]] || die "$ns_a/$ns_b is not up"
+    local MODE="" PID="" HALF="" LOSS="" QUEUE="" RATE=""
+    # shellcheck disable=SC1090
+    source "$state"
+    case $MODE in
+    delayline)
+        grep -qa rscq-delayline "/proc/$PID/cmdline" 2>/dev/null || die "delay line $PID is gone"
+        if [[ $1 == on ]]; then kill -USR1 "$PID"; else kill -USR2 "$PID"; fi
+        ;;
+    netem)
+        local loss=$LOSS
+        [[ $1 == off ]] || loss=100
+        for ns in "$ns_a" "$ns_b"; do
+            # shellcheck disable=SC2046
+            ip netns exec "$ns" tc qdisc change dev rscq0 root netem delay "$HALF" \
+                loss "$loss%" limit "$QUEUE" $([[ -n $RATE ]] && echo rate "${RATE}mbit")
+        done
+        ;;
+    *) die "unknown link mode in $state" ;;
+    esac
+}
+
 case $cmd in
 up) up "$@" ;;
+cut) cut "$@" ;;
 down) down ;;
 status)
     if [[ -f $state ]]; then cat "$state"; else echo "down"; fi

@@ -6,6 +6,9 @@
 //! leaves the sender's stack and asks the pure scheduler (`sched`) when it may leave, and
 //! a writer that sleeps precisely until then and injects it into the receiver's stack.
 //! Splitting them keeps a blocking `read` from ever delaying a due packet.
+//!
+//! SIGUSR1 cuts the link (every packet read from then on is dropped, as if the cable were
+//! pulled) and SIGUSR2 restores it, so tests can emulate an outage of any length.
 
 mod clock;
 mod sched;
@@ -17,7 +20,7 @@ use std::io::{Read, Write};
 use std::net::Ipv4Addr;
 use std::num::NonZeroU64;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 
 use anyhow::{Context, Result, bail};
@@ -74,6 +77,9 @@ struct Cli {
 /// Packets accepted by the scheduler but not yet written. Bounds memory if the rate is
 /// unlimited and the delay long; overflow is counted, never blocks the reader.
 const INFLIGHT_LIMIT: usize = 65_536;
+/// Set while the link is cut (between SIGUSR1 and SIGUSR2): both directions drop
+/// every packet they read.
+static CUT: AtomicBool = AtomicBool::new(false);
 /// Larger than any MTU we configure, so a read never truncates a packet.
 const READ_BUF: usize = 65_536;
 
@@ -85,6 +91,8 @@ struct Counters {
     queue_full: AtomicU64,
     overflow: AtomicU64,
     write_errors: AtomicU64,
+    /// Packets dropped because the link was cut (SIGUSR1).
+    cut: AtomicU64,
     /// Packets written more than 100 µs after their departure time.
     late: AtomicU64,
 }
@@ -93,13 +101,14 @@ impl Counters {
     fn summary(&self) -> String {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         format!(
-            "read={} sent={} lost={} queue_full={} overflow={} write_errors={} late={}",
+            "read={} sent={} lost={} queue_full={} overflow={} write_errors={} cut={} late={}",
             g(&self.read),
             g(&self.sent),
             g(&self.lost),
             g(&self.queue_full),
             g(&self.overflow),
             g(&self.write_errors),
+            g(&self.cut),
             g(&self.late)
         )
     }
@@ -205,6 +214,10 @@ fn read_loop(
         };
         let now = sys::monotonic_ns();
         counters.read.fetch_add(1, Ordering::Relaxed);
+        if CUT.load(Ordering::Relaxed) {
+            counters.cut.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
         match link.offer(now, n) {
             Verdict::Send { at_ns } => {
                 let packet = Packet {
@@ -265,6 +278,8 @@ fn main() -> Result<()> {
     let mut signals = SigSet::empty();
     signals.add(Signal::SIGINT);
     signals.add(Signal::SIGTERM);
+    signals.add(Signal::SIGUSR1);
+    signals.add(Signal::SIGUSR2);
     signals.thread_block().context("block signals")?;
 
     let dev = DeviceSpec {
@@ -316,8 +331,21 @@ fn main() -> Result<()> {
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
-            if let Ok(sig) = signals.wait() {
-                let _ = events_tx.send(Event::Signal(sig));
+            while let Ok(sig) = signals.wait() {
+                match sig {
+                    Signal::SIGUSR1 => {
+                        CUT.store(true, Ordering::Relaxed);
+                        eprintln!("rscq-delayline: link cut");
+                    }
+                    Signal::SIGUSR2 => {
+                        CUT.store(false, Ordering::Relaxed);
+                        eprintln!("rscq-delayline: link restored");
+                    }
+                    other => {
+                        let _ = events_tx.send(Event::Signal(other));
+                        break;
+                    }
+                }
             }
         })
         .context("spawn signal thread")?;

@@ -35,7 +35,8 @@ use rscq::config::ServerFileSettings;
 use rscq::server::Executor;
 use rscq::server::creds::{Policy, Squash};
 use rscq::transport::{
-    AuthorizedClients, ErrorChain, Identity, LiveClients, Peer, SessionError, identity, server,
+    AuthorizedClients, ErrorChain, Identity, LiveClients, Liveness, Peer, SessionError, identity,
+    server,
 };
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -100,6 +101,12 @@ struct Args {
         value_parser = parse_squash
     )]
     squash_root: Option<Squash>,
+
+    /// How long a client may stay silent (paused, unreachable) before its
+    /// session ends (us, ms or s; 1s to 3600s) [default: 60s]. A
+    /// connection uses the shorter of the client's and the server's.
+    #[arg(long, value_name = "DURATION")]
+    idle_timeout: Option<rscq::config::IdleTimeout>,
 
     /// More log output: -v for each session (info), -vv for debug. RUST_LOG,
     /// when set, decides instead.
@@ -190,6 +197,12 @@ fn run(args: Args) -> anyhow::Result<()> {
         .or(file.listen)
         .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 4433)));
 
+    let liveness = Liveness::new(
+        args.idle_timeout
+            .map(|t| t.0)
+            .or(file.idle_timeout)
+            .unwrap_or(rscq::transport::DEFAULT_IDLE_TIMEOUT),
+    );
     let identity = Identity::load(&cert, &key)?;
     let clients = AuthorizedClients::load(&clients_file)?;
     if clients.is_empty() {
@@ -220,7 +233,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         let clients = LiveClients::new(clients);
         let hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
         tokio::spawn(watch_clients(clients_file, clients.clone(), hangup));
-        let endpoint = server::endpoint(listen, &identity, clients.clone())?;
+        let endpoint = server::endpoint(listen, &identity, clients.clone(), liveness)?;
         let addr = endpoint
             .local_addr()
             .context("cannot read the bound address")?;

@@ -20,7 +20,7 @@ use rscq::client::{self, RunOptions};
 use rscq::config::{self, ClientArgs, ClientCommand, ClientSettings};
 use rscq::syscall::paths::{MountPoint, MountTable};
 use rscq::tracer::TracerError;
-use rscq::transport::{Embedded, ErrorChain, Link, ServerTrust, identity};
+use rscq::transport::{Embedded, ErrorChain, Link, Liveness, ServerTrust, identity};
 
 fn main() -> ExitCode {
     // Before any thread exists, so every thread inherits the mask and the
@@ -349,7 +349,8 @@ async fn connect(settings: &ClientSettings) -> anyhow::Result<(Link, Option<Embe
             host_label: label.clone(),
         },
     };
-    let link = Link::connect(addr, &identity, &trust)
+    let liveness = Liveness::new(settings.idle_timeout);
+    let link = Link::connect(addr, &identity, &trust, liveness)
         .await
         .with_context(|| format!("cannot connect to rscq-server at {label}"))?;
     Ok((link, None))

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use super::types::{Delay, Mount, Optimizations, RemoteAddr, StatTtl};
+use super::types::{Delay, IdleTimeout, Mount, Optimizations, RemoteAddr, StatTtl};
 
 /// Run PROGRAM locally while chosen system calls run on a remote rscq-server.
 #[derive(Debug, Clone, Parser)]
@@ -83,6 +83,13 @@ pub struct ClientArgs {
     /// [default: 8388608].
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(65536..=1073741824))]
     pub readahead_window: Option<u32>,
+
+    /// How long the server may stay silent (paused, unreachable) before the
+    /// session ends and forwarded calls fail with EIO (us, ms or s; 1s to
+    /// 3600s) [default: 60s]. Keep-alives flow meanwhile, so an idle
+    /// program never hits it.
+    #[arg(long, value_name = "DURATION")]
+    pub idle_timeout: Option<IdleTimeout>,
 
     /// Print one line per forwarded syscall on stderr.
     #[arg(long)]

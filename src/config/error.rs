@@ -193,6 +193,14 @@ pub enum ConfigError {
         source: DelayError,
     },
 
+    #[error("{origin}: invalid idle_timeout `{value}`: {source}")]
+    InvalidIdleTimeout {
+        origin: Origin,
+        value: String,
+        #[source]
+        source: DelayError,
+    },
+
     #[error("{origin}: invalid verbose {value}: expected 0, 1 (info) or 2 (debug)")]
     InvalidVerbose { origin: Origin, value: i64 },
 

@@ -40,8 +40,9 @@ pub use rsc_config::{canonical_syscall, looks_like_rsc_config, parse_rsc_config}
 pub use server_file::{ServerFileSettings, parse_server_toml};
 pub use toml_file::{line_col, parse_toml};
 pub use types::{
-    DEFAULT_PORT, Delay, DelayError, MAX_STAT_TTL, Mount, MountError, MountSide, NagleSettings,
-    OPTIMIZATION_NAMES, Optimizations, OptimizeError, RemoteAddr, RemoteAddrError, StatTtl,
+    DEFAULT_PORT, Delay, DelayError, IdleTimeout, MAX_STAT_TTL, Mount, MountError, MountSide,
+    NagleSettings, OPTIMIZATION_NAMES, Optimizations, OptimizeError, RemoteAddr, RemoteAddrError,
+    StatTtl,
 };
 
 /// Everything the client needs to run, after merging file and flags.
@@ -62,6 +63,8 @@ pub struct ClientSettings {
     /// The per-connection read-ahead window for sockets (QUIC stream
     /// window); `None` keeps the transport's default.
     pub readahead_window: Option<u32>,
+    /// Silence from the server that ends the session.
+    pub idle_timeout: std::time::Duration,
     pub trace: bool,
     pub stats: bool,
     /// `-v` count: 0 quiet, 1 info, 2 or more debug.
@@ -100,6 +103,7 @@ pub struct FileSettings {
     pub forwarded_syscalls: Option<BTreeSet<String>>,
     pub stat_ttl: Option<std::time::Duration>,
     pub readahead_window: Option<u32>,
+    pub idle_timeout: Option<std::time::Duration>,
     pub verbose: Option<u8>,
     /// `[server.NAME]` sections (TOML only), each with the keys it sets;
     /// their own `servers` are empty.
@@ -126,6 +130,7 @@ impl FileSettings {
             forwarded_syscalls: None,
             stat_ttl: None,
             readahead_window: None,
+            idle_timeout: None,
             verbose: None,
             servers: BTreeMap::new(),
         }
@@ -158,6 +163,7 @@ impl FileSettings {
             forwarded_syscalls: pick(&section.forwarded_syscalls, &self.forwarded_syscalls),
             stat_ttl: pick(&section.stat_ttl, &self.stat_ttl),
             readahead_window: pick(&section.readahead_window, &self.readahead_window),
+            idle_timeout: pick(&section.idle_timeout, &self.idle_timeout),
             verbose: pick(&section.verbose, &self.verbose),
             servers: BTreeMap::new(),
         }
@@ -386,6 +392,11 @@ pub fn resolve_with(
             .or(file.stat_ttl)
             .unwrap_or(crate::engine::DEFAULT_TTL),
         readahead_window: args.readahead_window.or(file.readahead_window),
+        idle_timeout: args
+            .idle_timeout
+            .map(|t| t.0)
+            .or(file.idle_timeout)
+            .unwrap_or(crate::transport::DEFAULT_IDLE_TIMEOUT),
         trace: args.trace || file.trace.unwrap_or(false),
         stats: args.stats || file.stats.unwrap_or(false),
         verbose: args.verbose.max(file.verbose.unwrap_or(0)),

@@ -9,6 +9,7 @@
 //! authorized_clients = "/etc/rscq/clients.txt"
 //! read_only = false
 //! squash_root = "65534:65534"           # or true for 65534:65534
+//! idle_timeout = "60s"                  # silence from a client that ends its session
 //! ```
 //!
 //! Pure: takes the file's text; the binary applies the precedence (flags
@@ -35,6 +36,7 @@ pub struct ServerFileSettings {
     pub read_only: Option<bool>,
     /// `UID:GID` as written (`true` is the default squash), and where.
     pub squash_root: Option<(String, Origin)>,
+    pub idle_timeout: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -47,6 +49,7 @@ struct Schema {
     authorized_clients: Option<String>,
     read_only: Option<bool>,
     squash_root: Option<Spanned<SquashValue>>,
+    idle_timeout: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,6 +98,22 @@ pub fn parse_server_toml(src: &str, path: &Path) -> Result<ServerFileSettings, C
         }
         None => None,
     };
+    let idle_timeout = match schema.idle_timeout {
+        Some(d) => {
+            let origin = at(d.span());
+            let text = d.into_inner();
+            Some(
+                text.parse::<super::types::IdleTimeout>()
+                    .map_err(|source| ConfigError::InvalidIdleTimeout {
+                        origin,
+                        value: text.clone(),
+                        source,
+                    })?
+                    .0,
+            )
+        }
+        None => None,
+    };
     Ok(ServerFileSettings {
         listen,
         cert: file_path(schema.cert),
@@ -103,6 +122,7 @@ pub fn parse_server_toml(src: &str, path: &Path) -> Result<ServerFileSettings, C
         authorized_clients: file_path(schema.authorized_clients),
         read_only: schema.read_only,
         squash_root,
+        idle_timeout,
     })
 }
 
@@ -114,7 +134,8 @@ mod tests {
     fn every_key_and_relative_paths() {
         let f = parse_server_toml(
             "listen = \"127.0.0.1:5000\"\ncert = \"cert.pem\"\nkey = \"/k.pem\"\nroot = \"/srv\"\n\
-             authorized_clients = \"clients.txt\"\nread_only = true\nsquash_root = true\n",
+             authorized_clients = \"clients.txt\"\nread_only = true\nsquash_root = true\n\
+             idle_timeout = \"90s\"\n",
             Path::new("/etc/rscq/server.toml"),
         )
         .expect("parse");
@@ -127,6 +148,7 @@ mod tests {
         );
         assert_eq!(f.read_only, Some(true));
         assert_eq!(f.squash_root.map(|s| s.0), Some("65534:65534".to_owned()));
+        assert_eq!(f.idle_timeout, Some(std::time::Duration::from_secs(90)));
     }
 
     #[test]
@@ -136,5 +158,9 @@ mod tests {
         assert!(e.to_string().starts_with("s.toml:2: "), "{e}");
         let e = parse_server_toml("root = \"/\"\nrot = 1\n", Path::new("s.toml")).expect_err("key");
         assert!(e.to_string().starts_with("s.toml:2:"), "{e}");
+        let e = parse_server_toml("\n\nidle_timeout = \"500ms\"\n", Path::new("s.toml"))
+            .expect_err("too short");
+        assert!(e.to_string().starts_with("s.toml:3: "), "{e}");
+        assert!(e.to_string().contains("at least 1s"), "{e}");
     }
 }

@@ -44,6 +44,7 @@ fn defaults() {
             nagle: NagleSettings::default(),
             stat_ttl: crate::engine::DEFAULT_TTL,
             readahead_window: None,
+            idle_timeout: crate::transport::DEFAULT_IDLE_TIMEOUT,
             trace: false,
             stats: false,
             verbose: 0,
@@ -463,6 +464,26 @@ fn stat_ttl_and_readahead_window_come_from_flags() {
     ] {
         let parsed = ClientArgs::try_parse_from(std::iter::once("rscq").chain(bad.iter().copied()));
         assert!(parsed.is_err(), "{bad:?} must be refused");
+    }
+}
+
+#[test]
+fn idle_timeout_from_flag_and_key() {
+    let s = run(&["--", "ls"], None).expect("resolve");
+    assert_eq!(s.idle_timeout, crate::transport::DEFAULT_IDLE_TIMEOUT);
+    let f = file("idle_timeout = \"90s\"\n", "p.toml");
+    let s = run(&["--", "x"], Some(&f)).expect("resolve");
+    assert_eq!(s.idle_timeout, std::time::Duration::from_secs(90));
+    // The flag wins.
+    let s = run(&["--idle-timeout", "3s", "--", "x"], Some(&f)).expect("resolve");
+    assert_eq!(s.idle_timeout, std::time::Duration::from_secs(3));
+    for bad in ["500ms", "3601s", "60", "0"] {
+        let flag = format!("--idle-timeout={bad}");
+        let parsed = ClientArgs::try_parse_from(["rscq", flag.as_str(), "--", "ls"]);
+        assert!(parsed.is_err(), "{bad} must be refused");
+        let src = format!("\nidle_timeout = \"{bad}\"\n");
+        let e = parse_config_file(&src, Path::new("p.toml")).expect_err(bad);
+        assert!(e.to_string().starts_with("p.toml:2: "), "{e}");
     }
 }
 

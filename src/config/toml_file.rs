@@ -16,6 +16,7 @@
 //! known_servers = "~/.config/rscq/known_servers"
 //! stat_ttl = "1s"                     # statcache: how long a stat answer stays valid
 //! readahead_window = 8388608          # readahead for sockets (QUIC stream window)
+//! idle_timeout = "60s"                # silence from the server that ends the session
 //! verbose = 1                         # as -v: 1 info, 2 debug (RUST_LOG wins)
 //!
 //! [server.work]                       # `rscq -S work`: these keys win over the above
@@ -43,7 +44,7 @@ use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use toml::Spanned;
 
 use super::error::{ConfigError, Located, Origin};
-use super::types::{Delay, Mount, Optimizations, RemoteAddr, StatTtl};
+use super::types::{Delay, IdleTimeout, Mount, Optimizations, RemoteAddr, StatTtl};
 use super::{FileSettings, check_duplicate_mounts};
 
 #[derive(Debug, Deserialize)]
@@ -64,6 +65,7 @@ struct Schema {
     known_servers: Option<Spanned<String>>,
     stat_ttl: Option<Spanned<String>>,
     readahead_window: Option<Spanned<i64>>,
+    idle_timeout: Option<Spanned<String>>,
     verbose: Option<Spanned<i64>>,
     server: Option<BTreeMap<String, Spanned<Schema>>>,
 }
@@ -286,6 +288,22 @@ fn settings(schema: Schema, src: &str, path: &Path) -> Result<FileSettings, Conf
         }
         None => None,
     };
+    let idle_timeout = match schema.idle_timeout {
+        Some(d) => {
+            let origin = at(d.span());
+            let text = d.into_inner();
+            Some(
+                text.parse::<IdleTimeout>()
+                    .map_err(|source| ConfigError::InvalidIdleTimeout {
+                        origin,
+                        value: text.clone(),
+                        source,
+                    })?
+                    .0,
+            )
+        }
+        None => None,
+    };
     let readahead_window = match schema.readahead_window {
         Some(w) => {
             let origin = at(w.span());
@@ -347,6 +365,7 @@ fn settings(schema: Schema, src: &str, path: &Path) -> Result<FileSettings, Conf
         forwarded_syscalls: None,
         stat_ttl,
         readahead_window,
+        idle_timeout,
         verbose,
         servers: BTreeMap::new(),
     })

@@ -261,6 +261,28 @@ impl FromStr for StatTtl {
     }
 }
 
+/// How long the connection to the server may stay silent before the
+/// session ends (`--idle-timeout`): a duration with its unit, from
+/// [`crate::transport::MIN_IDLE_TIMEOUT`] to
+/// [`crate::transport::MAX_IDLE_TIMEOUT`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IdleTimeout(pub std::time::Duration);
+
+impl FromStr for IdleTimeout {
+    type Err = DelayError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let d = parse_duration(s)?;
+        if d > crate::transport::MAX_IDLE_TIMEOUT {
+            return Err(DelayError::TooLong(crate::transport::MAX_IDLE_TIMEOUT));
+        }
+        if d < crate::transport::MIN_IDLE_TIMEOUT {
+            return Err(DelayError::TooShort(crate::transport::MIN_IDLE_TIMEOUT));
+        }
+        Ok(Self(d))
+    }
+}
+
 /// `5ms`, `200us`, `1s` or `0`.
 fn parse_duration(s: &str) -> Result<std::time::Duration, DelayError> {
     {
@@ -299,6 +321,8 @@ pub enum DelayError {
     UnknownUnit(String),
     #[error("at most {}s", .0.as_secs())]
     TooLong(std::time::Duration),
+    #[error("at least {}s", .0.as_secs())]
+    TooShort(std::time::Duration),
 }
 
 /// How the `nagle` layer coalesces the program's socket writes.

@@ -14,7 +14,9 @@ use quinn::{ConnectionError, TransportErrorCode, WriteError};
 use super::identity::{Fingerprint, Identity, SERVER_NAME};
 use super::stream::{ReadFrameError, read_frame, read_frame_within, read_sole_frame};
 use super::trust::{Expectation, ServerTrust, ServerVerifier, record_known_server};
-use super::{MAX_STREAM_BYTES, StreamKind, TransportError, code, provider, transport_config};
+use super::{
+    Liveness, MAX_STREAM_BYTES, StreamKind, TransportError, code, provider, transport_config,
+};
 use crate::proto::{
     ALPN, Credentials, Hello, Incoming, PROTOCOL_VERSION, Request, Response, SockAddr, Welcome,
     frame,
@@ -54,14 +56,14 @@ pub struct Link {
     _endpoint: quinn::Endpoint,
     conn: quinn::Connection,
     read_only: bool,
+    liveness: Liveness,
 }
 
 /// How long `close` lets the endpoint run to put the close on the wire.
 const CLOSE_FLUSH: Duration = Duration::from_millis(5);
 
-/// How long the server may take to answer `Hello` once QUIC is up. A dead
-/// server is caught sooner by the idle timeout; this catches a live peer
-/// that is not an rscq-server.
+/// How long the server may take to answer `Hello` once QUIC is up: this
+/// catches a live peer that is not an rscq-server.
 const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The most the `Welcome` stream may hold.
@@ -94,7 +96,7 @@ impl SetupContext {
     }
 
     /// Explains a failed connection set-up in the user's terms.
-    fn explain(&self, err: ConnectionError) -> TransportError {
+    fn explain(&self, err: ConnectionError, waited: Duration) -> TransportError {
         let addr = self.addr;
         match err {
             // Our own verifier refused the server: say exactly why.
@@ -167,7 +169,7 @@ impl SetupContext {
                     reason: String::from_utf8_lossy(&close.reason).into_owned(),
                 }
             }
-            ConnectionError::TimedOut => TransportError::Unreachable { addr },
+            ConnectionError::TimedOut => TransportError::Unreachable { addr, waited },
             other => TransportError::ConnectionLost(other.to_string()),
         }
     }
@@ -217,6 +219,7 @@ impl From<ReadFrameError> for SetupFailure {
 fn client_tls(
     identity: &Identity,
     verifier: ServerVerifier,
+    liveness: Liveness,
 ) -> Result<quinn::ClientConfig, TransportError> {
     let tls_err = |e: rustls::Error| TransportError::TlsConfig(e.to_string());
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
@@ -232,20 +235,22 @@ fn client_tls(
     let quic =
         QuicClientConfig::try_from(tls).map_err(|e| TransportError::TlsConfig(e.to_string()))?;
     let mut config = quinn::ClientConfig::new(Arc::new(quic));
-    config.transport_config(transport_config());
+    config.transport_config(transport_config(liveness));
     Ok(config)
 }
 
 impl Link {
     /// Connects to the server at `addr`, authenticates both ways and runs the
-    /// version handshake. With [`ServerTrust::KnownServers`] a first
-    /// connection records the server's certificate and says so on stderr.
+    /// version handshake, within [`Liveness::connect_timeout`]. With
+    /// [`ServerTrust::KnownServers`] a first connection records the
+    /// server's certificate and says so on stderr.
     pub async fn connect(
         addr: SocketAddr,
         identity: &Identity,
         trust: &ServerTrust,
+        liveness: Liveness,
     ) -> Result<Self, TransportError> {
-        Self::connect_as(addr, identity, trust, PROTOCOL_VERSION).await
+        Self::connect_as(addr, identity, trust, liveness, PROTOCOL_VERSION).await
     }
 
     /// [`Link::connect`] claiming protocol `version`, so tests can play an
@@ -254,11 +259,12 @@ impl Link {
         addr: SocketAddr,
         identity: &Identity,
         trust: &ServerTrust,
+        liveness: Liveness,
         version: u32,
     ) -> Result<Self, TransportError> {
         let expectation = Expectation::resolve(trust)?;
         let (verifier, presented) = ServerVerifier::new(expectation.clone(), provider());
-        let config = client_tls(identity, verifier)?;
+        let config = client_tls(identity, verifier, liveness)?;
 
         let bind = if addr.is_ipv6() {
             SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0))
@@ -293,12 +299,20 @@ impl Link {
             let read_only = hello(&conn, version).await?;
             Ok::<_, SetupFailure>((conn, read_only))
         };
+        // The handshake alone would wait a whole idle timeout for a server
+        // that is not there.
+        let limit = liveness.connect_timeout();
+        let setup = async {
+            tokio::time::timeout(limit, setup)
+                .await
+                .unwrap_or(Err(SetupFailure::Connection(ConnectionError::TimedOut)))
+        };
         let (conn, read_only) = match setup.await {
             Ok(done) => done,
             Err(failure) => {
                 endpoint.close(quinn::VarInt::from_u32(code::CLOSED), b"");
                 return Err(match failure {
-                    SetupFailure::Connection(e) => ctx.explain(e),
+                    SetupFailure::Connection(e) => ctx.explain(e, limit),
                     SetupFailure::Other(e) => e,
                 });
             }
@@ -308,13 +322,14 @@ impl Link {
             _endpoint: endpoint,
             conn,
             read_only,
+            liveness,
         })
     }
 
     /// Sends one request on a stream of its own and waits for its response.
     /// A remote failure is an `Err(Errno)` inside the `Ok`; an `Err` here
-    /// means the transport failed, and comes within [`super::IDLE_TIMEOUT`]
-    /// of the server going away.
+    /// means the transport failed, and comes within the idle timeout
+    /// ([`Liveness`]) of the server going away.
     pub async fn call(&self, req: &Request) -> Result<Response, TransportError> {
         self.call_as(None, req).await
     }
@@ -331,10 +346,10 @@ impl Link {
             return Err(TransportError::RequestTooLarge(bytes.len()));
         }
         let rejected = quinn::VarInt::from_u32(code::MALFORMED_REQUEST);
-        let (mut send, mut recv) = self.conn.open_bi().await.map_err(lost)?;
+        let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| self.lost(e))?;
         send.write_all(&bytes).await.map_err(|e| match e {
             WriteError::Stopped(c) if c == rejected => TransportError::RequestRejected,
-            e => write_failed(StreamKind::Call, e),
+            e => self.write_failed(StreamKind::Call, e),
         })?;
         // Only fails if the stream is already finished or reset, which the
         // successful write above rules out; a later reset shows in the read.
@@ -343,7 +358,7 @@ impl Link {
             .await
             .map_err(|e| match e.reset_code() {
                 Some(c) if c == rejected => TransportError::RequestRejected,
-                _ => read_failed(StreamKind::Call, e),
+                _ => self.read_failed(StreamKind::Call, e),
             })
     }
 
@@ -362,7 +377,7 @@ impl Link {
         pure: bool,
         options: Vec<crate::proto::SockOption>,
     ) -> Result<TcpOutcome, TransportError> {
-        let (mut send, mut recv) = self.conn.open_bi().await.map_err(lost)?;
+        let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| self.lost(e))?;
         let request = Request::TcpConnect {
             addr,
             pure,
@@ -371,11 +386,11 @@ impl Link {
         let stream = StreamKind::TcpConnect;
         send.write_all(&encode_call(None, &request))
             .await
-            .map_err(|e| write_failed(stream, e))?;
+            .map_err(|e| self.write_failed(stream, e))?;
         // Only the answer: the connection's bytes follow it on the stream.
         let response = read_frame::<Response>(&mut recv)
             .await
-            .map_err(|e| read_failed(stream, e))?
+            .map_err(|e| self.read_failed(stream, e))?
             .ok_or(TransportError::NoAnswer { stream })?;
         Ok(match response {
             Ok(crate::proto::Reply::TcpConnected { local, peer }) => Ok(TcpStreams {
@@ -394,13 +409,13 @@ impl Link {
     /// failure is the inner `Err(Errno)`.
     pub async fn open_udp(&self, request: &Request) -> Result<UdpOutcome, TransportError> {
         let stream = StreamKind::UdpBind;
-        let (mut send, mut recv) = self.conn.open_bi().await.map_err(lost)?;
+        let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| self.lost(e))?;
         send.write_all(&encode_call(None, request))
             .await
-            .map_err(|e| write_failed(stream, e))?;
+            .map_err(|e| self.write_failed(stream, e))?;
         let response = read_frame::<Response>(&mut recv)
             .await
-            .map_err(|e| read_failed(stream, e))?
+            .map_err(|e| self.read_failed(stream, e))?
             .ok_or(TransportError::NoAnswer { stream })?;
         Ok(match response {
             Ok(crate::proto::Reply::UdpBound { local }) => Ok(UdpStreams { local, send, recv }),
@@ -415,10 +430,10 @@ impl Link {
         &self,
     ) -> Result<(Incoming, quinn::SendStream, quinn::RecvStream), TransportError> {
         let stream = StreamKind::Incoming;
-        let (send, mut recv) = self.conn.accept_bi().await.map_err(lost)?;
+        let (send, mut recv) = self.conn.accept_bi().await.map_err(|e| self.lost(e))?;
         let incoming = read_frame_within::<Incoming>(&mut recv, INCOMING_LIMIT)
             .await
-            .map_err(|e| read_failed(stream, e))?
+            .map_err(|e| self.read_failed(stream, e))?
             .ok_or(TransportError::NoAnswer { stream })?;
         Ok((incoming, send, recv))
     }
@@ -439,7 +454,7 @@ impl Link {
 
     /// Why the connection ended, once it has.
     pub fn close_reason(&self) -> Option<TransportError> {
-        self.conn.close_reason().map(lost)
+        self.conn.close_reason().map(|e| self.lost(e))
     }
 
     /// Closes the connection (for every clone) and lets the close reach the
@@ -482,36 +497,39 @@ impl SetupContext {
     }
 }
 
-fn lost(e: ConnectionError) -> TransportError {
-    match e {
-        ConnectionError::TimedOut => TransportError::ConnectionLost(format!(
-            "no answer from the server for {}s",
-            super::IDLE_TIMEOUT.as_secs()
-        )),
-        ConnectionError::ApplicationClosed(close)
-            if close.error_code == quinn::VarInt::from_u32(code::SHUTDOWN) =>
-        {
-            TransportError::ConnectionLost("the server is shutting down".to_owned())
+impl Link {
+    /// The connection's loss in the user's terms.
+    fn lost(&self, e: ConnectionError) -> TransportError {
+        match e {
+            ConnectionError::TimedOut => TransportError::ConnectionLost(format!(
+                "no answer from the server for {}s (--idle-timeout)",
+                self.liveness.idle_timeout().as_secs_f32()
+            )),
+            ConnectionError::ApplicationClosed(close)
+                if close.error_code == quinn::VarInt::from_u32(code::SHUTDOWN) =>
+            {
+                TransportError::ConnectionLost("the server is shutting down".to_owned())
+            }
+            other => TransportError::ConnectionLost(other.to_string()),
         }
-        other => TransportError::ConnectionLost(other.to_string()),
     }
-}
 
-/// A failed write on a stream of `stream`'s kind: the connection's loss, or
-/// the stream's own failure.
-fn write_failed(stream: StreamKind, e: WriteError) -> TransportError {
-    match e {
-        WriteError::ConnectionLost(c) => lost(c),
-        source => TransportError::Send { stream, source },
+    /// A failed write on a stream of `stream`'s kind: the connection's loss,
+    /// or the stream's own failure.
+    fn write_failed(&self, stream: StreamKind, e: WriteError) -> TransportError {
+        match e {
+            WriteError::ConnectionLost(c) => self.lost(c),
+            source => TransportError::Send { stream, source },
+        }
     }
-}
 
-/// A failed frame read on a stream of `stream`'s kind: the connection's
-/// loss, or the stream's own failure.
-fn read_failed(stream: StreamKind, e: ReadFrameError) -> TransportError {
-    match e.connection_lost() {
-        Some(c) => lost(c.clone()),
-        None => TransportError::Receive { stream, source: e },
+    /// A failed frame read on a stream of `stream`'s kind: the connection's
+    /// loss, or the stream's own failure.
+    fn read_failed(&self, stream: StreamKind, e: ReadFrameError) -> TransportError {
+        match e.connection_lost() {
+            Some(c) => self.lost(c.clone()),
+            None => TransportError::Receive { stream, source: e },
+        }
     }
 }
 

@@ -10,11 +10,11 @@ use std::path::Path;
 
 use tokio::sync::oneshot;
 
-use super::TransportError;
 use super::client::Link;
 use super::identity::{CLIENT_NAME, Fingerprint, Identity, SERVER_NAME};
 use super::server::{self, Peer, Session, SessionError};
 use super::trust::{AuthorizedClients, ServerTrust};
+use super::{Liveness, TransportError};
 use crate::server::Executor;
 
 /// How long [`Embedded::shutdown`] lets the server task finish.
@@ -54,6 +54,7 @@ impl Embedded {
             SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             &server_identity,
             clients,
+            Liveness::default(),
         )?;
         let addr = endpoint
             .local_addr()
@@ -95,7 +96,13 @@ impl Embedded {
 
     /// Connects a new [`Link`] to this server.
     pub async fn connect(&self) -> Result<Link, TransportError> {
-        Link::connect(self.addr, &self.client_identity, &self.trust()).await
+        Link::connect(
+            self.addr,
+            &self.client_identity,
+            &self.trust(),
+            Liveness::default(),
+        )
+        .await
     }
 
     /// Stops the server. Its connections are already closed by their

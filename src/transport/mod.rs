@@ -33,12 +33,65 @@ pub use server::{Peer, Session, SessionError};
 pub use stream::{ReadFrameError, read_frame};
 pub use trust::{AuthorizedClients, LiveClients, ServerTrust, TrustError};
 
-/// Without traffic for this long the connection is dead. Both sides send
-/// keep-alives every [`KEEP_ALIVE`], so only a peer that is gone (crashed,
-/// unplugged, frozen) goes quiet; calls then fail within this bound.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Well under [`IDLE_TIMEOUT`], so a few lost keep-alives are survived.
+/// Without traffic for this long the connection is dead, unless set
+/// otherwise (`--idle-timeout`). Both sides send keep-alives, so only a peer
+/// that is gone or frozen goes quiet; a minute (ssh's `ServerAliveInterval`
+/// and `ServerAliveCountMax` give minutes too) lets a paused server, a busy
+/// client or a short link outage pass without ending the session.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// The shortest idle timeout accepted: a few keep-alives must fit in it.
+pub const MIN_IDLE_TIMEOUT: Duration = Duration::from_secs(1);
+/// The longest idle timeout accepted.
+pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+/// How often each side sends a keep-alive, at most: often enough that a
+/// few lost ones are survived, and NAT bindings stay open.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(1);
+/// How long setting up a connection may take before the server counts as
+/// unreachable, at most (a shorter idle timeout shortens it too): a server
+/// that is not there should not cost a whole idle timeout to find out.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How a connection tells a stall from a dead peer: both sides of a
+/// connection use the smaller of their two idle timeouts (QUIC's
+/// `max_idle_timeout` negotiation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Liveness {
+    /// Silence longer than this ends the connection; clamped to
+    /// [`MIN_IDLE_TIMEOUT`]..=[`MAX_IDLE_TIMEOUT`].
+    idle_timeout: Duration,
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Self {
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        }
+    }
+}
+
+impl Liveness {
+    /// `idle_timeout` clamped to the accepted range.
+    pub fn new(idle_timeout: Duration) -> Self {
+        Self {
+            idle_timeout: idle_timeout.clamp(MIN_IDLE_TIMEOUT, MAX_IDLE_TIMEOUT),
+        }
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        self.idle_timeout
+    }
+
+    /// At most [`KEEP_ALIVE`], and at least three per idle timeout.
+    pub fn keep_alive(&self) -> Duration {
+        KEEP_ALIVE.min(self.idle_timeout / 3)
+    }
+
+    /// How long connection set-up may take: [`CONNECT_TIMEOUT`] or the idle
+    /// timeout, whichever is shorter.
+    pub fn connect_timeout(&self) -> Duration {
+        CONNECT_TIMEOUT.min(self.idle_timeout)
+    }
+}
 /// How many request streams one connection may have open at once. Every
 /// tracee thread blocked in a forwarded call holds one.
 pub const MAX_CONCURRENT_STREAMS: u32 = 4096;
@@ -79,9 +132,9 @@ pub enum TransportError {
     Connect { addr: SocketAddr, reason: String },
     #[error(
         "no answer from rscq-server at {addr} within {}s (is it running, and does UDP reach it?)",
-        IDLE_TIMEOUT.as_secs()
+        waited.as_secs_f32()
     )]
-    Unreachable { addr: SocketAddr },
+    Unreachable { addr: SocketAddr, waited: Duration },
     #[error(
         "server certificate mismatch: {addr} presented {presented}, but the pinned certificate is {expected}"
     )]
@@ -218,14 +271,15 @@ pub fn set_stream_window(bytes: u32) {
     STREAM_WINDOW.store(bytes, std::sync::atomic::Ordering::Relaxed);
 }
 
-pub(crate) fn transport_config() -> Arc<quinn::TransportConfig> {
+pub(crate) fn transport_config(liveness: Liveness) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
-    // Both conversions are of constants well inside their ranges; falling
-    // back to quinn's default would only cost performance.
-    if let Ok(idle) = quinn::IdleTimeout::try_from(IDLE_TIMEOUT) {
+    // `Liveness` keeps the timeout far inside QUIC's range (2^62 ms); were
+    // the conversion to fail, quinn's default (30 s) would still end dead
+    // connections.
+    if let Ok(idle) = quinn::IdleTimeout::try_from(liveness.idle_timeout()) {
         t.max_idle_timeout(Some(idle));
     }
-    t.keep_alive_interval(Some(KEEP_ALIVE))
+    t.keep_alive_interval(Some(liveness.keep_alive()))
         .max_concurrent_bidi_streams(quinn::VarInt::from_u32(MAX_CONCURRENT_STREAMS))
         .max_concurrent_uni_streams(quinn::VarInt::from_u32(0))
         .stream_receive_window(quinn::VarInt::from_u32(

@@ -17,7 +17,7 @@ use tokio::sync::Semaphore;
 use super::identity::{Fingerprint, Identity};
 use super::stream::{ReadFrameError, read_frame, read_sole_frame};
 use super::trust::{ClientVerifier, LiveClients};
-use super::{ErrorChain, TransportError, code, provider, transport_config};
+use super::{ErrorChain, Liveness, TransportError, code, provider, transport_config};
 use crate::errno::Errno;
 use crate::proto::{
     ALPN, Call, Credentials, Hello, PROTOCOL_VERSION, Request, Response, Welcome, frame,
@@ -73,6 +73,7 @@ pub fn endpoint(
     listen: SocketAddr,
     identity: &Identity,
     clients: impl Into<LiveClients>,
+    liveness: Liveness,
 ) -> Result<quinn::Endpoint, TransportError> {
     let tls_err = |e: rustls::Error| TransportError::TlsConfig(e.to_string());
     let verifier = ClientVerifier::new(clients.into(), provider());
@@ -90,7 +91,11 @@ pub fn endpoint(
     let quic =
         QuicServerConfig::try_from(tls).map_err(|e| TransportError::TlsConfig(e.to_string()))?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
-    config.transport_config(transport_config());
+    config.transport_config(transport_config(liveness));
+    // A client whose address or port changes (Wi-Fi to wired, a NAT
+    // rebinding, a VPN coming up) keeps its connection: QUIC validates the
+    // new path and moves the connection over.
+    config.migration(true);
     if tokio::runtime::Handle::try_current().is_err() {
         return Err(TransportError::NoRuntime);
     }

@@ -14,6 +14,14 @@ use super::*;
 use crate::errno::Errno;
 use crate::proto::{Handle, PROTOCOL_VERSION, RemotePath, Reply, Request, Response, Utsname};
 
+/// Short, so the tests of a vanished server finish quickly; the default
+/// (a minute) is for real links.
+const TEST_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
+
+fn test_liveness() -> Liveness {
+    Liveness::new(TEST_IDLE_TIMEOUT)
+}
+
 /// Answers a few requests without touching the file system.
 struct Fake {
     /// How long `Fsync` blocks, to keep a call in flight.
@@ -95,6 +103,7 @@ impl TestServer {
             SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             &identity,
             clients,
+            test_liveness(),
         )
         .unwrap();
         let addr = endpoint.local_addr().unwrap();
@@ -206,7 +215,7 @@ async fn unauthorized_client_is_refused_clearly() {
     let live = Arc::new(AtomicUsize::new(0));
     let server = Embedded::start_with(false, fake_sessions(&live)).unwrap();
     let stranger = Identity::generate(CLIENT_NAME).unwrap();
-    let err = Link::connect(server.addr(), &stranger, &server.trust())
+    let err = Link::connect(server.addr(), &stranger, &server.trust(), test_liveness())
         .await
         .unwrap_err();
     match &err {
@@ -230,6 +239,7 @@ async fn pinned_server_mismatch_is_refused() {
         server.addr(),
         server.client_identity(),
         &ServerTrust::Pinned(wrong),
+        test_liveness(),
     )
     .await
     .unwrap_err();
@@ -260,20 +270,24 @@ async fn trust_on_first_use_records_then_refuses_a_changed_certificate() {
     let live = Arc::new(AtomicUsize::new(0));
 
     let first = TestServer::start(clients.clone(), false, fake_sessions(&live));
-    let link = Link::connect(first.addr, &client, &trust).await.unwrap();
+    let link = Link::connect(first.addr, &client, &trust, test_liveness())
+        .await
+        .unwrap();
     link.close().await;
     let text = std::fs::read_to_string(&file).unwrap();
     assert_eq!(text, format!("example.org:4433 {}\n", first.fingerprint));
 
     // Known and equal: accepted, nothing appended.
-    let link = Link::connect(first.addr, &client, &trust).await.unwrap();
+    let link = Link::connect(first.addr, &client, &trust, test_liveness())
+        .await
+        .unwrap();
     link.call(&Request::Uname).await.unwrap().unwrap();
     link.close().await;
     assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
 
     // Same label, another certificate: refused loudly, naming file:line.
     let second = TestServer::start(clients, false, fake_sessions(&live));
-    let err = Link::connect(second.addr, &client, &trust)
+    let err = Link::connect(second.addr, &client, &trust, test_liveness())
         .await
         .unwrap_err();
     match &err {
@@ -309,6 +323,7 @@ async fn version_mismatch_names_both_versions() {
         server.addr(),
         server.client_identity(),
         &server.trust(),
+        test_liveness(),
         future,
     )
     .await
@@ -424,12 +439,17 @@ async fn vanished_server_fails_pending_and_later_calls_within_seconds() {
     let server = {
         let _in_server_rt = server_rt.enter();
         // Longer than the idle timeout, so only the transport can end the call.
-        TestServer::start(clients, false, slow_fake_sessions(&live, IDLE_TIMEOUT * 3))
+        TestServer::start(
+            clients,
+            false,
+            slow_fake_sessions(&live, TEST_IDLE_TIMEOUT * 3),
+        )
     };
     let link = Link::connect(
         server.addr,
         &client,
         &ServerTrust::Pinned(server.fingerprint),
+        test_liveness(),
     )
     .await
     .unwrap();
@@ -455,7 +475,10 @@ async fn vanished_server_fails_pending_and_later_calls_within_seconds() {
         matches!(result, Err(TransportError::ConnectionLost(_))),
         "{result:?}"
     );
-    assert!(waited < IDLE_TIMEOUT + Duration::from_secs(3), "{waited:?}");
+    assert!(
+        waited < TEST_IDLE_TIMEOUT + Duration::from_secs(3),
+        "{waited:?}"
+    );
 
     let later = Instant::now();
     let result = link.call(&Request::Uname).await;
@@ -500,9 +523,14 @@ async fn nothing_listening_is_unreachable_not_a_hang() {
     let addr = silent.local_addr().unwrap();
     let client = Identity::generate(CLIENT_NAME).unwrap();
     let started = Instant::now();
-    let err = Link::connect(addr, &client, &ServerTrust::Pinned(Fingerprint([0; 32])))
-        .await
-        .unwrap_err();
+    let err = Link::connect(
+        addr,
+        &client,
+        &ServerTrust::Pinned(Fingerprint([0; 32])),
+        test_liveness(),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, TransportError::Unreachable { .. }), "{err:?}");
-    assert!(started.elapsed() < IDLE_TIMEOUT + Duration::from_secs(3));
+    assert!(started.elapsed() < TEST_IDLE_TIMEOUT + Duration::from_secs(3));
 }

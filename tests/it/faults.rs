@@ -5,9 +5,15 @@ use std::time::{Duration, Instant};
 
 use crate::harness::{Backend, Env, Pair, RSCQ, Running, cmd, p, run_timeout, sh_c, unused_port};
 
+/// A server that dies without a word (no close reaches the client) is
+/// noticed after the idle timeout, short here as a user would set it with
+/// `--idle-timeout` (the default, a minute, rides out stalls: see
+/// `stalls.rs`).
+const SHORT_IDLE: &[&str] = &["--idle-timeout", "3s"];
+
 /// Kill the server between two forwarded calls: the later one fails with
-/// EIO within a few seconds, rscq says the connection was lost, and the
-/// program carries on to the end.
+/// EIO once the idle timeout has passed, rscq says the connection was lost,
+/// and the program carries on to the end.
 #[test]
 fn server_killed_mid_run() {
     let mut pair = Pair::new(Backend::Remote, &[]);
@@ -15,7 +21,7 @@ fn server_killed_mid_run() {
     let script = format!(
         "cat '{t}/a.txt'; echo first; sleep 2; cat '{t}/a.txt'; echo \"cat=$?\"; echo done"
     );
-    let mut running = Running::spawn(pair.rscq_cmd(&[], &sh_c(&script)));
+    let mut running = Running::spawn(pair.rscq_cmd(SHORT_IDLE, &sh_c(&script)));
     running.wait_stdout("first\n", Duration::from_secs(30));
     let killed_at = Instant::now();
     pair.server.as_mut().expect("server").kill();
@@ -51,7 +57,7 @@ fn server_killed_during_busy_loop() {
     let script = format!(
         "echo go; while cat '{t}/b.bin' > /dev/null && stat '{t}/sub' > /dev/null; do :; done; echo broke"
     );
-    let mut running = Running::spawn(pair.rscq_cmd(&[], &sh_c(&script)));
+    let mut running = Running::spawn(pair.rscq_cmd(SHORT_IDLE, &sh_c(&script)));
     running.wait_stdout("go\n", Duration::from_secs(30));
     std::thread::sleep(Duration::from_millis(500));
     let killed_at = Instant::now();

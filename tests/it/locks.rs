@@ -166,8 +166,11 @@ fn locks_conflict_across_clients_and_with_the_server_and_die_with_a_client() {
     drop(holder);
 
     // One rscq run holds the lock: another run, and the server, see it.
+    // A short idle timeout, which the server adopts for this connection
+    // (QUIC takes the smaller of the two), so the client's death below is
+    // noticed in seconds.
     let mut first = Running::spawn(pair.rscq_cmd(
-        &[],
+        &["--idle-timeout", "5s"],
         &sh_c(&format!("exec flock {t}/lk -c 'echo held; sleep 60'")),
     ));
     first.wait_stdout("held", Duration::from_secs(20));

@@ -19,5 +19,6 @@ mod pjdfstest;
 mod posix;
 mod process;
 mod security;
+mod stalls;
 mod uname;
 mod writebehind;

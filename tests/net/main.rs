@@ -32,6 +32,7 @@ mod outgoing;
 mod signals;
 mod slow_connect;
 mod sockopts;
+mod stalls;
 mod tcp_calls;
 mod threaded_servers;
 mod udp;

@@ -423,6 +423,13 @@ impl Lab {
         self.server_port = port;
     }
 
+    /// Sends `sig` to the rscq-server process (SIGSTOP/SIGCONT pause it).
+    pub fn signal_server(&self, sig: nix::sys::signal::Signal) {
+        if let Some(server) = &self.server {
+            server.signal(sig);
+        }
+    }
+
     /// The server's output so far, for failure messages.
     pub fn server_log(&self) -> String {
         self.server

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use nix::sched::{CloneFlags, setns};
 
+mod outage;
+
 const ADDR_A: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 const ADDR_B: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
 const ECHO_PORT: u16 = 7777;
@@ -124,6 +126,10 @@ impl Link {
             .expect("rscq-delayline did not print ready within 20 s");
         assert_eq!(first.trim(), "ready", "rscq-delayline failed to start");
         Link { _line: line, ns }
+    }
+
+    fn delay_line_pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(i32::try_from(self._line.0.id()).expect("pid fits"))
     }
 
     fn ns_a(&self) -> &str {

@@ -36,6 +36,7 @@ pub mod client;
 pub mod config;
 pub mod engine;
 pub mod errno;
+pub mod limits;
 pub mod proto;
 pub mod server;
 #[allow(unsafe_code)]

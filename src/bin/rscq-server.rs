@@ -203,6 +203,11 @@ fn run(args: Args) -> anyhow::Result<()> {
             .or(file.idle_timeout)
             .unwrap_or(rscq::transport::DEFAULT_IDLE_TIMEOUT),
     );
+    // Every remote connection and open file of every client is an fd here.
+    match rscq::limits::raise_fd_limit() {
+        Ok(limit) => tracing::info!(?limit, "open-file limit"),
+        Err(e) => eprintln!("rscq-server: warning: cannot raise the open-file limit: {e}"),
+    }
     let identity = Identity::load(&cert, &key)?;
     let clients = AuthorizedClients::load(&clients_file)?;
     if clients.is_empty() {

@@ -39,9 +39,7 @@ use crate::errno::Errno;
 /// microseconds, so running out means the program's socket is gone.
 const CROSS_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// TCP states in `/proc/net/tcp`.
-const SYN_SENT: &str = "02";
-const SYN_RECV: &str = "03";
+use super::sock_diag::{self, TCP_SYN_RECV, TCP_SYN_SENT};
 
 /// A loopback listener that never accepts and drops every SYN: its backlog
 /// is 0 and one connection of rscq's own fills its accept queue.
@@ -139,7 +137,7 @@ impl Hold {
     /// Fails if the program closed its socket.
     pub async fn finish(&self, held: Held) -> Result<TcpStream, Errno> {
         // Another socket of the program may have taken the port since.
-        if still_connecting(held.ino) == Some(false) {
+        if still_connecting(&held) == Some(false) {
             return Err(Errno(libc::ECONNABORTED));
         }
         let socket = if held.hold.is_ipv6() {
@@ -147,7 +145,10 @@ impl Hold {
         } else {
             TcpSocket::new_v4()
         }
-        .map_err(|e| Errno::from_io(&e))?;
+        .map_err(|e| {
+            crate::limits::note_fd_exhaustion(&e, "rscq");
+            Errno::from_io(&e)
+        })?;
         socket.set_reuseaddr(true).map_err(|e| Errno::from_io(&e))?;
         socket.set_reuseport(true).map_err(|e| Errno::from_io(&e))?;
         socket.bind(held.hold).map_err(|e| Errno::from_io(&e))?;
@@ -172,7 +173,7 @@ impl Hold {
             return false;
         };
         let _ = rustix::net::connect(&blind, &held.local);
-        if !wait_state(held.ino, |state| state == Some(SYN_RECV)).await {
+        if !wait_state(&held, |state| state == Some(TCP_SYN_RECV)).await {
             return false;
         }
         drop(blind);
@@ -180,7 +181,7 @@ impl Hold {
             return false;
         };
         let _ = rustix::net::connect(&resetter, &held.local);
-        wait_state(held.ino, |state| state.is_none()).await
+        wait_state(&held, |state| state.is_none()).await
     }
 
     /// Makes the socket's connect fail when [`Hold::fail`] could not
@@ -210,11 +211,11 @@ fn crossing_socket(hold: SocketAddr, blind: bool) -> Result<OwnedFd, Errno> {
 /// Waits (briefly: loopback segments take microseconds) until the TCP
 /// state of socket `ino` satisfies `done`; `None` is a socket no longer in
 /// the kernel's tables.
-async fn wait_state(ino: u64, done: impl Fn(Option<&str>) -> bool) -> bool {
+async fn wait_state(held: &Held, done: impl Fn(Option<u8>) -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + CROSS_TIMEOUT;
     loop {
-        match tcp_state(ino) {
-            Some(state) if done(state.as_deref()) => return true,
+        match held_state(held) {
+            Some(state) if done(state) => return true,
             None => return false,
             Some(_) => {}
         }
@@ -244,23 +245,34 @@ pub fn program_socket(tgid: i32, fd: i32, ino: u64) -> Option<OwnedFd> {
         .find_map(|other: i32| crate::tracer::dup_fd(tgid, other).filter(is_it))
 }
 
-/// Whether the socket with inode `ino` is still connecting, from the
-/// kernel's TCP tables; `None` if they cannot be read.
-pub fn still_connecting(ino: u64) -> Option<bool> {
-    tcp_state(ino).map(|state| state.as_deref() == Some(SYN_SENT))
+/// Whether the held program socket is still connecting, from the kernel's
+/// TCP tables; `None` if they cannot be read.
+pub fn still_connecting(held: &Held) -> Option<bool> {
+    held_state(held).map(|state| state == Some(TCP_SYN_SENT))
 }
 
-/// The TCP state (two hex digits) of the socket with inode `ino`: `None`
-/// if the kernel's tables cannot be read, `Some(None)` if it is not in
-/// them.
-fn tcp_state(ino: u64) -> Option<Option<String>> {
+/// The TCP state of the held program socket: `None` if the kernel's tables
+/// cannot be read, `Some(None)` if it is not in them. One lookup by its
+/// addresses (sock_diag), or, where that is not available, a scan of
+/// `/proc/net/tcp` for its inode.
+fn held_state(held: &Held) -> Option<Option<u8>> {
+    match sock_diag::lookup(held.local, held.hold) {
+        // Another socket may have taken the same ends since.
+        Ok(found) => Some(found.filter(|s| s.inode == held.ino).map(|s| s.state)),
+        Err(_) => scanned_state(held.ino),
+    }
+}
+
+/// [`held_state`] from the text tables: slow (the kernel walks its whole
+/// TCP hash for them), so only a fallback.
+fn scanned_state(ino: u64) -> Option<Option<u8>> {
     let tables = tcp_tables()?;
     Some(
         tables
             .iter()
             .flat_map(|text| table_rows(text))
             .find(|&(_, inode)| inode == ino)
-            .map(|(state, _)| state.to_string()),
+            .and_then(|(state, _)| u8::from_str_radix(state, 16).ok()),
     )
 }
 
@@ -287,11 +299,11 @@ fn table_rows(table: &str) -> impl Iterator<Item = (&str, u64)> {
     })
 }
 
-/// The inodes of the sockets in TCP state `state` (two hex digits) in a
-/// `/proc/net/tcp` or `tcp6` text.
-pub fn inodes_in_state(table: &str, state: &str) -> HashSet<u64> {
+/// The inodes of the sockets in TCP state `state` in a `/proc/net/tcp` or
+/// `tcp6` text.
+pub fn inodes_in_state(table: &str, state: u8) -> HashSet<u64> {
     table_rows(table)
-        .filter(|&(s, _)| s == state)
+        .filter(|&(s, _)| u8::from_str_radix(s, 16) == Ok(state))
         .map(|(_, inode)| inode)
         .collect()
 }
@@ -327,11 +339,11 @@ mod tests {
             let (program, ino) = new_socket(v6);
             let held = hold.start(&program, ino).unwrap();
             // SYN_SENT, and nothing to report yet, as a kernel connect.
-            assert_eq!(still_connecting(ino), Some(true));
+            assert_eq!(still_connecting(&held), Some(true));
             assert!(polled(&program).is_empty());
             std::thread::sleep(Duration::from_millis(1100));
             assert_eq!(
-                still_connecting(ino),
+                still_connecting(&held),
                 Some(true),
                 "a SYN retry was answered"
             );
@@ -349,7 +361,7 @@ mod tests {
             rustix::io::write(&program, b"prog").unwrap();
             ours.read_exact(&mut buf).await.unwrap();
             assert_eq!(&buf, b"prog");
-            assert_eq!(still_connecting(ino), Some(false));
+            assert_eq!(still_connecting(&held), Some(false));
         }
     }
 
@@ -381,7 +393,7 @@ mod tests {
                 rustix::net::send(&program, b"x", rustix::net::SendFlags::NOSIGNAL),
                 Err(rustix::io::Errno::PIPE)
             );
-            assert_eq!(still_connecting(ino), Some(false));
+            assert_eq!(still_connecting(&held), Some(false));
         }
     }
 
@@ -409,7 +421,7 @@ mod tests {
         let (program, ino) = new_socket(false);
         let held = hold.start(&program, ino).unwrap();
         drop(program);
-        assert_eq!(still_connecting(ino), Some(false));
+        assert_eq!(still_connecting(&held), Some(false));
         assert_eq!(
             hold.finish(held).await.unwrap_err(),
             Errno(libc::ECONNABORTED)
@@ -421,8 +433,11 @@ mod tests {
         let table = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n\
             0: 00000000:07E8 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 621 1 00000000c013d1a7 100 0 0 10 0\n\
             1: 0100007F:9C40 0100007F:1F90 02 00000000:00000000 00:00000000 00000000     0        0 777 1 0000000000000000 20 4 30 10 -1\n";
-        assert_eq!(inodes_in_state(table, SYN_SENT), HashSet::from([777]));
-        assert_eq!(inodes_in_state(table, "0A"), HashSet::from([621]));
-        assert!(inodes_in_state("", SYN_SENT).is_empty());
+        assert_eq!(inodes_in_state(table, TCP_SYN_SENT), HashSet::from([777]));
+        assert_eq!(
+            inodes_in_state(table, sock_diag::TCP_LISTEN),
+            HashSet::from([621])
+        );
+        assert!(inodes_in_state("", TCP_SYN_SENT).is_empty());
     }
 }

@@ -1,6 +1,7 @@
 //! Releases the server's listening socket as soon as the program closes its
 //! own. rscq does not trap `close`, so it looks: a listening socket the
-//! kernel no longer lists in `/proc/net/tcp{,6}` is closed. The look runs a
+//! kernel no longer lists among its listeners (sock_diag, or
+//! `/proc/net/tcp{,6}` where that is not available) is closed. The look runs a
 //! few times a second while the program has remote listeners, and at once
 //! when a remote `bind` finds its port taken (a program that closes a
 //! listener and binds the port again must find it free, as natively).
@@ -18,17 +19,21 @@ use crate::transport::Link;
 /// How often the program's listening sockets are looked for.
 pub const SWEEP_EVERY: Duration = Duration::from_millis(200);
 
-/// TCP state `LISTEN` in `/proc/net/tcp`.
-const LISTEN: &str = "0A";
+use super::sock_diag::{self, TCP_LISTEN};
 
 /// The inodes of the listening sockets in a `/proc/net/tcp` or `tcp6` text.
 pub fn listening_inodes(table: &str) -> HashSet<u64> {
-    super::hold::inodes_in_state(table, LISTEN)
+    super::hold::inodes_in_state(table, TCP_LISTEN)
 }
 
 /// The listening sockets of this network namespace, or `None` if the
-/// kernel's tables cannot be read (then nothing is taken for closed).
+/// kernel's tables cannot be read (then nothing is taken for closed). A
+/// sock_diag dump of listeners walks the listening table only; the text
+/// tables, the fallback, cost a walk of every TCP socket.
 fn listening_now() -> Option<HashSet<u64>> {
+    if let Ok(found) = sock_diag::inodes_in_states(1 << TCP_LISTEN) {
+        return Some(found);
+    }
     let tables = super::hold::tcp_tables()?;
     Some(
         tables

@@ -12,6 +12,7 @@ pub mod hold;
 pub mod listeners;
 pub mod net;
 pub mod pure;
+pub mod sock_diag;
 pub mod sockopt;
 pub mod stats;
 pub mod udp;
@@ -588,7 +589,7 @@ impl Engine {
             tokio::select! {
                 outcome = open.as_mut() => return Some(outcome),
                 () = tokio::time::sleep(listeners::SWEEP_EVERY) => {
-                    if hold::still_connecting(held.ino) == Some(false) {
+                    if hold::still_connecting(&held) == Some(false) {
                         return None;
                     }
                 }
@@ -1328,6 +1329,12 @@ pub fn run(
         .name("rscq-tracer".into())
         .spawn(move || -> Result<ExitStatus, TracerError> {
             let root = tracer::spawn(&program, &filter)?;
+            // rscq holds a socket of its own for each remote connection of
+            // the program: its own limit goes as high as allowed, while the
+            // program, forked already, keeps the one it was given.
+            if let Err(e) = crate::limits::raise_fd_limit() {
+                tracing::debug!(%e, "cannot raise the open-file limit");
+            }
             let tracer = Tracer::new(config, &engine, registry, sockets, events_rx, root);
             Ok(tracer.with_placeholders(placeholders).run())
         })

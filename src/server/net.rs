@@ -35,7 +35,10 @@ pub async fn tcp_connect(
     };
     let socket = match socket {
         Ok(s) => s,
-        Err(e) => return answer(&mut send, Err(Errno::from_io(&e))).await,
+        Err(e) => {
+            crate::limits::note_fd_exhaustion(&e, "rscq-server");
+            return answer(&mut send, Err(Errno::from_io(&e))).await;
+        }
     };
     // The program's own socket has no way to set nodelay on the server;
     // the pump writes whole chunks, so nodelay is the default here.
@@ -248,7 +251,8 @@ async fn accept_loop(
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
-                Err(_) => {
+                Err(e) => {
+                    crate::limits::note_fd_exhaustion(&e, "rscq-server");
                     tokio::time::sleep(Duration::from_millis(10)).await;
                     continue;
                 }

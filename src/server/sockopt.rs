@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -50,11 +50,21 @@ pub fn apply_all(fd: impl AsFd, options: &[SockOption]) -> Result<(), Errno> {
     options.iter().try_for_each(|o| apply(fd, *o))
 }
 
-/// The live connections of one client, by (local, peer) address: a copy of
-/// each socket, so options set later reach it.
+/// Where a live connection's socket is: its fd number in this process, and
+/// its inode, which tells it from a file that reused the number.
+#[derive(Debug, Clone, Copy)]
+struct Located {
+    fd: RawFd,
+    ino: u64,
+}
+
+/// The live connections of one client, by (local, peer) address, so options
+/// set later reach them. Holds no copy of the sockets: with tens of
+/// thousands of connections a copy each would halve how many fit under the
+/// open-file limit.
 #[derive(Debug, Default)]
 pub struct Connections {
-    table: Mutex<HashMap<(SocketAddr, SocketAddr), OwnedFd>>,
+    table: Mutex<HashMap<(SocketAddr, SocketAddr), Located>>,
 }
 
 /// Removes its connection from the table when dropped.
@@ -74,19 +84,22 @@ impl Drop for Registered {
 const MAX_CONNECTIONS: usize = 65536;
 
 impl Connections {
-    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<(SocketAddr, SocketAddr), OwnedFd>> {
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<(SocketAddr, SocketAddr), Located>> {
         self.table.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Registers connection `socket` until the returned guard is dropped.
     pub fn register(self: &Arc<Self>, socket: &tokio::net::TcpStream) -> Option<Registered> {
         let key = (socket.local_addr().ok()?, socket.peer_addr().ok()?);
-        let copy = rustix::io::fcntl_dupfd_cloexec(socket, 0).ok()?;
+        let located = Located {
+            fd: socket.as_raw_fd(),
+            ino: rustix::fs::fstat(socket).ok()?.st_ino,
+        };
         let mut table = self.table();
         if table.len() >= MAX_CONNECTIONS {
             return None;
         }
-        table.insert(key, copy);
+        table.insert(key, located);
         Some(Registered {
             connections: self.clone(),
             key,
@@ -100,10 +113,17 @@ impl Connections {
         peer: SocketAddr,
         option: SockOption,
     ) -> Result<(), Errno> {
-        match self.table().get(&(local, peer)) {
-            Some(fd) => apply(fd, option),
-            None => Err(Errno(libc::ENOTCONN)),
+        let Some(located) = self.table().get(&(local, peer)).copied() else {
+            return Err(Errno(libc::ENOTCONN));
+        };
+        // The connection may close (and its number be reused) at any time
+        // until the registration is dropped: only a copy that is still the
+        // same socket is used.
+        let copy = crate::sys::server::dup_number(located.fd).map_err(|_| Errno(libc::ENOTCONN))?;
+        if rustix::fs::fstat(&copy).map(|st| st.st_ino).ok() != Some(located.ino) {
+            return Err(Errno(libc::ENOTCONN));
         }
+        apply(&copy, option)
     }
 }
 

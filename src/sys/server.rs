@@ -72,3 +72,21 @@ pub fn unshare_thread_fs() -> Result<(), Errno> {
     // relative to an fd it holds).
     unsafe { rustix::thread::unshare_unsafe(rustix::thread::UnshareFlags::FS) }.map_err(Errno::from)
 }
+
+/// `fcntl(fd, F_DUPFD_CLOEXEC, 0)` on an fd known by its number only: a
+/// copy of whatever file `fd` names in this process now, or EBADF. The
+/// number may have been closed, or reused for another file, since the
+/// caller learnt it; the caller checks the copy is the file it means.
+pub fn dup_number(fd: std::os::fd::RawFd) -> Result<std::os::fd::OwnedFd, Errno> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: F_DUPFD_CLOEXEC takes no pointer; on a number that names no
+    // open file the kernel fails with EBADF, and it never closes or changes
+    // the file `fd` names, so no other owner of that number is affected.
+    let ret = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if ret < 0 {
+        return Err(Errno::from_io(&std::io::Error::last_os_error()));
+    }
+    // SAFETY: `ret` is a new descriptor the kernel just made for this
+    // process and nothing else owns.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(ret) })
+}

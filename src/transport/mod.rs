@@ -92,9 +92,13 @@ impl Liveness {
         CONNECT_TIMEOUT.min(self.idle_timeout)
     }
 }
-/// How many request streams one connection may have open at once. Every
-/// tracee thread blocked in a forwarded call holds one.
-pub const MAX_CONCURRENT_STREAMS: u32 = 4096;
+/// How many streams one connection may have open at once. Every tracee
+/// thread blocked in a forwarded call holds one, and every remote TCP
+/// connection or UDP socket of `--net` holds one for its life, so this
+/// bounds a run's concurrent remote connections: far above what a program
+/// usually reaches with its file descriptor limit. quinn keeps no state for
+/// a stream that is not open.
+pub const MAX_CONCURRENT_STREAMS: u32 = 1 << 16;
 
 /// QUIC application error codes, for streams and connections.
 pub mod code {

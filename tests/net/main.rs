@@ -29,6 +29,7 @@ mod incoming;
 mod ipv6;
 mod listeners;
 mod outgoing;
+mod scale;
 mod signals;
 mod slow_connect;
 mod sockopts;

@@ -236,6 +236,9 @@ impl Executor {
                 None => self.locks.release(owner, None),
             },
             Request::CancelWait { wait } => self.locks.cancel(wait),
+            Request::Reopen { handle, flags } => {
+                files::reopen(handles, handles.get(handle)?.as_fd(), flags)
+            }
             Request::Fallocate {
                 handle,
                 mode,

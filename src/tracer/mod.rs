@@ -34,6 +34,7 @@ mod exec;
 mod exit;
 mod inject;
 mod lifecycle;
+mod mapshadow;
 mod reply;
 mod signals;
 mod state;
@@ -143,6 +144,13 @@ pub trait Forwarder {
     /// for thread `tid`'s `execve`, once the thread may run it (a regular
     /// file it may execute); the reply is an [`Event::Reply`] (`Done`).
     fn fetch_executable(&self, tid: i32, path: crate::proto::RemotePath, copy: Vec<u8>);
+    /// Makes (or brings up to date) the shadow file of the file `handle`
+    /// is of, for thread `tid`'s `mmap(MAP_SHARED)`; replies its path.
+    fn map_shadow(&self, tid: i32, handle: Handle, writable: bool);
+    /// Writes what shared mappings changed in the shadows at `paths` (all
+    /// when empty) to the server; replies to `tid` if it is positive.
+    /// With `report`, failures are said on stderr and the reply is `Done`.
+    fn sync_shadows(&self, tid: i32, paths: Vec<Vec<u8>>, report: bool);
     /// `--pure`: one fetch on each of these pumps, unless one is under way.
     fn prefetch(&self, pumps: &[u64]);
     /// Binds UDP socket `fd` on the server (and to a loopback port locally).
@@ -354,7 +362,12 @@ pub fn fd_filter_rules(config: &TracerConfig) -> Vec<(i64, seccomp::Action)> {
     // A close sends the writes held for its file and reports them, and
     // releases the process's record locks on it.
     rules.push((libc::SYS_close, seccomp::Action::Trace));
-    // A remote file cannot be mapped; anonymous mappings never stop.
+    // What shared mappings of remote files wrote goes to the server at
+    // their `munmap` and `msync` (natively at once when no shadow is
+    // mapped there).
+    rules.push((libc::SYS_munmap, seccomp::Action::Trace));
+    rules.push((libc::SYS_msync, seccomp::Action::Trace));
+    // A remote file's mapping is rscq's; anonymous mappings never stop.
     rules.push((
         libc::SYS_mmap,
         seccomp::Action::TraceUnlessArg {

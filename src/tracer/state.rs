@@ -60,12 +60,31 @@ pub(super) enum ThreadState {
         entered: bool,
         deferred: Vec<Signal>,
     },
+    /// Running the calls injected for an `mmap` of a shadow file
+    /// (`mapshadow`): `saved` are the `mmap`'s registers at its seccomp
+    /// stop; `entered` once the injected call's entry stop passed. Signals
+    /// that come meanwhile wait in `deferred` and are sent again.
+    MapShadow {
+        saved: libc::user_regs_struct,
+        step: ShadowStep,
+        entered: bool,
+        deferred: Vec<Signal>,
+    },
     /// Its syscall was rewritten; at the exit stop the registers are put
     /// back (the program may rely on argument registers being preserved).
     AwaitingExit {
         saved: libc::user_regs_struct,
         after: ExitAction,
     },
+}
+
+/// Which injected call of an `mmap` of a shadow file runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ShadowStep {
+    /// The program's `mmap`, on the shadow's fd.
+    Map { fd: u64 },
+    /// The `close` of that fd; `mapped` is the `mmap`'s result.
+    Close { mapped: i64 },
 }
 
 /// What a sleep waits for, and what its reply means.
@@ -105,6 +124,9 @@ pub(super) enum ExitAction {
     FillMapping {
         data: Vec<u8>,
     },
+    /// The program's `mmap` ran as an `openat` of a shadow file: the
+    /// `mmap` itself runs next, on the fd it returned (`mapshadow`).
+    ShadowOpened,
     /// The call ran natively; it returns this error instead.
     Fail(Errno),
     LeaveVirtualCwd,

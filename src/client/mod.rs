@@ -698,6 +698,13 @@ impl Forwarder for Engine {
             });
             return None;
         }
+        if self.truncates_by_path(&request) {
+            let engine = self.clone();
+            self.runtime.spawn(async move {
+                engine.truncating_call(tid, nr, request).await;
+            });
+            return None;
+        }
         // The only clock the file layers see: they take time as an argument.
         let action = self.files().on_request(std::time::Instant::now(), request);
         self.send_flushes();
@@ -1016,6 +1023,7 @@ impl Forwarder for Engine {
         let engine = self.clone();
         self.runtime.spawn(async move {
             let started = tokio::time::Instant::now();
+            engine.push_before_read(tid, handle).await;
             let mut data = Vec::new();
             let response = engine
                 .read_chunks(tid, handle, offset, len, |chunk| {

@@ -107,6 +107,49 @@ impl Engine {
             .collect()
     }
 
+    /// Whether `req` may truncate a shadowed file by path (`truncate(2)`, an
+    /// `open` with `O_TRUNC`): the shadows then pull once it is done.
+    pub(super) fn truncates_by_path(&self, req: &Request) -> bool {
+        let truncating = match req {
+            Request::Truncate { .. } => true,
+            Request::Open { flags, .. } | Request::OpenPlus { flags, .. } => {
+                flags & libc::O_TRUNC != 0
+            }
+            _ => false,
+        };
+        truncating && !lock(&self.shadows.files).is_empty()
+    }
+
+    /// A call that may truncate a shadowed file by path: every shadow
+    /// pulls once it is done (the server's length and bytes win where the
+    /// mappings changed nothing).
+    pub(super) async fn truncating_call(&self, tid: i32, nr: i64, request: Request) {
+        let started = tokio::time::Instant::now();
+        let response = self.respond(tid, request).await;
+        if response.is_ok() {
+            for shadow in self.shadows.all() {
+                if let Err(e) = self.pull(tid, &shadow).await {
+                    tracing::warn!("cannot update the shadow of a remote file: {e}");
+                }
+            }
+        }
+        let rtt = started.elapsed();
+        self.stats.record(crate::syscall::nr::name(nr), 0, 0, rtt);
+        if tid > 0 {
+            let _ = self.events.send(Event::Reply { tid, response, rtt });
+        }
+    }
+
+    /// Before the program's own read of a file for a private mapping: what
+    /// shared mappings of it wrote goes to the server first.
+    pub(super) async fn push_before_read(&self, tid: i32, handle: Handle) {
+        if let Some(shadow) = self.shadow_of(handle)
+            && let Err(e) = self.push(tid, &shadow).await
+        {
+            self.shadow_write_lost(&shadow, e);
+        }
+    }
+
     /// A request on an fd of a shadowed file: pushes first, then runs it;
     /// one that changed the file pulls the change into the shadow before
     /// the program goes on.
@@ -191,6 +234,25 @@ impl Engine {
                 _ => return Err(Errno::EIO),
             },
         };
+        // A shadow whose file was removed (its handle's link count is 0)
+        // is not this file's, though the server may give the new file the
+        // same inode number (sqlite removes and makes `-shm` files anew).
+        let existing = lock(&self.shadows.files).get(&id).cloned();
+        if let Some(old) = existing {
+            let gone = match old.remote() {
+                Some((own, _)) => !matches!(
+                    self.respond(tid, Request::Fstat { handle: own }).await,
+                    Ok(Reply::Stat(st)) if st.nlink > 0
+                ),
+                None => false,
+            };
+            if gone {
+                let mut files = lock(&self.shadows.files);
+                if files.get(&id).is_some_and(|s| Arc::ptr_eq(s, &old)) {
+                    files.remove(&id);
+                }
+            }
+        }
         let shadow = {
             let mut files = lock(&self.shadows.files);
             match files.get(&id) {

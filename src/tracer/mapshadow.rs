@@ -139,9 +139,17 @@ impl<F: Forwarder> Tracer<'_, F> {
             ShadowStep::Close { mapped } => {
                 let mut regs = saved;
                 regs.rax = mapped.cast_unsigned();
-                control::set_regs(pid, regs);
                 self.threads.insert(tid, ThreadState::Running);
                 let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
+                let traps = self.processes.get(&tgid).is_some_and(|p| p.map_traps);
+                if mapped >= 0 && !traps && !self.map_filter.is_empty() {
+                    // Its first shared mapping of a remote file: from now
+                    // on its munmap and msync stop (the filter goes in
+                    // before the program sees the result).
+                    self.inject_filter(pid, regs, true, deferred);
+                    return;
+                }
+                control::set_regs(pid, regs);
                 for sig in deferred {
                     // ESRCH: the thread is gone, and the signal with it.
                     let _ = sys::tgkill(tgid, tid, sig as i32);

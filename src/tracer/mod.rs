@@ -362,11 +362,6 @@ pub fn fd_filter_rules(config: &TracerConfig) -> Vec<(i64, seccomp::Action)> {
     // A close sends the writes held for its file and reports them, and
     // releases the process's record locks on it.
     rules.push((libc::SYS_close, seccomp::Action::Trace));
-    // What shared mappings of remote files wrote goes to the server at
-    // their `munmap` and `msync` (natively at once when no shadow is
-    // mapped there).
-    rules.push((libc::SYS_munmap, seccomp::Action::Trace));
-    rules.push((libc::SYS_msync, seccomp::Action::Trace));
     // A remote file's mapping is rscq's; anonymous mappings never stop.
     rules.push((
         libc::SYS_mmap,
@@ -376,6 +371,20 @@ pub fn fd_filter_rules(config: &TracerConfig) -> Vec<(i64, seccomp::Action)> {
         },
     ));
     rules
+}
+
+/// The calls that stop a process once it maps a remote file shared (a
+/// third filter, put in at its first such mapping): what the mappings
+/// wrote goes to the server at `munmap` and `msync` (the call runs
+/// natively at once when the range maps no shadow). Empty without a mount.
+pub fn map_filter_rules(config: &TracerConfig) -> Vec<(i64, seccomp::Action)> {
+    if config.forwarding.mounts.is_empty() {
+        return Vec::new();
+    }
+    vec![
+        (libc::SYS_munmap, seccomp::Action::Trace),
+        (libc::SYS_msync, seccomp::Action::Trace),
+    ]
 }
 
 /// The tracer thread's state.
@@ -390,6 +399,9 @@ pub struct Tracer<'a, F: Forwarder> {
     placeholders: Option<placeholder::PlaceholderDir>,
     /// The second filter, put into a process with its first remote file.
     fd_filter: Vec<crate::sys::tracer::SockFilter>,
+    /// The third filter, put into a process with its first shared mapping
+    /// of a remote file.
+    map_filter: Vec<crate::sys::tracer::SockFilter>,
     threads: HashMap<i32, ThreadState>,
     /// Thread id → thread-group id.
     tgid: HashMap<i32, i32>,
@@ -531,6 +543,12 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         } else {
             seccomp::build(&fd_rules)
         };
+        let map_rules = map_filter_rules(&config);
+        let map_filter = if map_rules.is_empty() {
+            Vec::new()
+        } else {
+            seccomp::build(&map_rules)
+        };
         Self {
             config,
             forwarder,
@@ -540,6 +558,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
             root,
             placeholders: None,
             fd_filter,
+            map_filter,
             threads,
             tgid,
             processes,
@@ -776,5 +795,12 @@ mod tests {
             only: None,
         };
         assert!(fd_filter_rules(&no_mount).is_empty());
+        // munmap and msync stop only processes that map a remote file
+        // shared: a third filter.
+        let third = map_filter_rules(&config);
+        for nr in [libc::SYS_munmap, libc::SYS_msync] {
+            assert!(!has(&first, nr) && !has(&second, nr) && has(&third, nr));
+        }
+        assert!(map_filter_rules(&no_mount).is_empty());
     }
 }

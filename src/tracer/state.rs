@@ -59,6 +59,9 @@ pub(super) enum ThreadState {
         restore: libc::user_regs_struct,
         entered: bool,
         deferred: Vec<Signal>,
+        /// The filter is the shared-mapping one (`map_filter_rules`), not
+        /// the fd-call one.
+        map: bool,
     },
     /// Running the calls injected for an `mmap` of a shadow file
     /// (`mapshadow`): `saved` are the `mmap`'s registers at its seccomp
@@ -158,6 +161,8 @@ pub(super) struct ProcessState {
     /// Whether the fd-call filter is in this process (children inherit it
     /// with the state).
     pub(super) fd_traps: bool,
+    /// Whether the shared-mapping filter is in this process.
+    pub(super) map_traps: bool,
     /// Whether it asked for a record lock on a remote file: its closes of
     /// remote files and its exit then release them on the server.
     pub(super) record_locks: bool,

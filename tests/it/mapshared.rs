@@ -234,3 +234,63 @@ int main(int argc, char **argv) {
         assert_eq!(server, b"aLPHa\n");
     });
 }
+
+/// `msync`, `munmap` and `fsync` each write what the mapping changed back
+/// at once, while the program still holds the file open: the program
+/// reads the server's copy (the export, outside the mount: a local path
+/// its reads reach directly) right after each. The direct run reads its
+/// own file instead.
+#[test]
+fn msync_munmap_and_fsync_write_back_at_once() {
+    let source = r#"
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/mman.h>
+
+/* What the server holds at `off` (the export path in an rscq run). */
+static void show(const char *what, const char *path, off_t off, size_t n) {
+    char buf[32] = {0};
+    int fd = open(path, O_RDONLY);
+    if (fd < 0 || pread(fd, buf, n, off) != (ssize_t)n) { perror(what); return; }
+    close(fd);
+    printf("%s: %s\n", what, buf);
+}
+
+int main(int argc, char **argv) {
+    int fd = open(argv[1], O_RDWR);
+    if (fd < 0) { perror("open"); return 1; }
+    char *p = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) { perror("mmap"); return 1; }
+    memcpy(p + 10, "synced", 6);
+    if (msync(p, 4096, MS_SYNC)) { perror("msync"); return 1; }
+    show("after msync", argv[2], 10, 6);
+    memcpy(p + 5000, "unmapped", 8);
+    if (munmap(p, 8192)) { perror("munmap"); return 1; }
+    show("after munmap", argv[2], 5000, 8);
+    p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 4096);
+    if (p == MAP_FAILED) { perror("mmap 2"); return 1; }
+    memcpy(p + 100, "fsynced", 7);
+    if (fsync(fd)) { perror("fsync"); return 1; }
+    show("after fsync", argv[2], 4196, 7);
+    close(fd);
+    return 0;
+}
+"#;
+    each_mode(|mode| {
+        let pair = Pair::new(Backend::Remote, mode);
+        let bin = build(&pair, "writeback", source);
+        let file = p(&pair.tree.join("b.bin"));
+        let on_server = p(&pair.remote_tree.join("b.bin"));
+        let direct = pair.direct(&[&bin, &file, &file]).success();
+        let want = "after msync: synced\nafter munmap: unmapped\nafter fsync: fsynced\n";
+        assert_eq!(direct.out(), want, "{}", direct.dump());
+        let remote = pair.rscq(&[&bin, &file, &on_server]).success();
+        assert_eq!(remote.out(), want, "{}", remote.dump());
+        assert_eq!(
+            fs::read(pair.tree.join("b.bin")).expect("direct file"),
+            fs::read(pair.remote_tree.join("b.bin")).expect("server file")
+        );
+    });
+}

@@ -239,7 +239,8 @@ int main(int argc, char **argv) {
 /// at once, while the program still holds the file open: the program
 /// reads the server's copy (the export, outside the mount: a local path
 /// its reads reach directly) right after each. The direct run reads its
-/// own file instead.
+/// own file instead. A mapping past the file's end gets the pages an
+/// `ftruncate` through the fd adds.
 #[test]
 fn msync_munmap_and_fsync_write_back_at_once() {
     let source = r#"
@@ -274,6 +275,14 @@ int main(int argc, char **argv) {
     memcpy(p + 100, "fsynced", 7);
     if (fsync(fd)) { perror("fsync"); return 1; }
     show("after fsync", argv[2], 4196, 7);
+    /* A mapping past the end, then the file grows through the fd: the
+       new pages are there (no SIGBUS), and a write to them is kept. */
+    char *q = mmap(NULL, 200000, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (q == MAP_FAILED) { perror("mmap 3"); return 1; }
+    if (ftruncate(fd, 200000)) { perror("ftruncate"); return 1; }
+    memcpy(q + 150000, "grown", 5);
+    if (munmap(q, 200000)) { perror("munmap 3"); return 1; }
+    show("after growth", argv[2], 150000, 5);
     close(fd);
     return 0;
 }
@@ -284,7 +293,7 @@ int main(int argc, char **argv) {
         let file = p(&pair.tree.join("b.bin"));
         let on_server = p(&pair.remote_tree.join("b.bin"));
         let direct = pair.direct(&[&bin, &file, &file]).success();
-        let want = "after msync: synced\nafter munmap: unmapped\nafter fsync: fsynced\n";
+        let want = "after msync: synced\nafter munmap: unmapped\nafter fsync: fsynced\nafter growth: grown\n";
         assert_eq!(direct.out(), want, "{}", direct.dump());
         let remote = pair.rscq(&[&bin, &file, &on_server]).success();
         assert_eq!(remote.out(), want, "{}", remote.dump());

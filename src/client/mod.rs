@@ -12,6 +12,7 @@ pub mod hold;
 pub mod listeners;
 pub mod net;
 pub mod pure;
+pub mod shadow;
 pub mod sock_diag;
 pub mod sockopt;
 pub mod stats;
@@ -95,6 +96,8 @@ struct Engine {
     /// Forwarded calls that wait (locks) and have no reply yet, by wait
     /// number: a signal for the sleeping thread cancels the server's wait.
     waits: Arc<std::sync::Mutex<std::collections::HashSet<u64>>>,
+    /// Shadow files of remote files mapped `MAP_SHARED`.
+    shadows: Arc<shadow::Shadows>,
 }
 
 /// The event that gives thread `tid` its reply: a sleeper's (wait number
@@ -687,6 +690,22 @@ impl Forwarder for Engine {
             // Its thread sleeps: the reply is an event, even a local one.
             lock(&self.waits).insert(op);
         }
+        // A call on an fd of a file mapped shared: the shadow syncs around it.
+        let touched = self.shadowed(&request);
+        if !touched.is_empty() {
+            let engine = self.clone();
+            self.runtime.spawn(async move {
+                engine.shadowed_call(tid, nr, request, touched).await;
+            });
+            return None;
+        }
+        if self.truncates_by_path(&request) {
+            let engine = self.clone();
+            self.runtime.spawn(async move {
+                engine.truncating_call(tid, nr, request).await;
+            });
+            return None;
+        }
         // The only clock the file layers see: they take time as an argument.
         let action = self.files().on_request(std::time::Instant::now(), request);
         self.send_flushes();
@@ -1005,6 +1024,7 @@ impl Forwarder for Engine {
         let engine = self.clone();
         self.runtime.spawn(async move {
             let started = tokio::time::Instant::now();
+            engine.push_before_read(tid, handle).await;
             let mut data = Vec::new();
             let response = engine
                 .read_chunks(tid, handle, offset, len, |chunk| {
@@ -1020,6 +1040,24 @@ impl Forwarder for Engine {
             };
             engine.stats.record("mmap", 0, received, rtt);
             let _ = engine.events.send(Event::Reply { tid, response, rtt });
+        });
+    }
+
+    fn map_shadow(&self, tid: i32, handle: Handle, writable: bool) {
+        let engine = self.clone();
+        self.runtime.spawn(async move {
+            let started = tokio::time::Instant::now();
+            let response = engine.map_shadow(tid, handle, writable).await;
+            let rtt = started.elapsed();
+            engine.stats.record("mmap", 0, 0, rtt);
+            let _ = engine.events.send(Event::Reply { tid, response, rtt });
+        });
+    }
+
+    fn sync_shadows(&self, tid: i32, paths: Vec<Vec<u8>>, report: bool) {
+        let engine = self.clone();
+        self.runtime.spawn(async move {
+            engine.sync_shadows(tid, paths, report).await;
         });
     }
 
@@ -1198,6 +1236,9 @@ pub fn run(
         )
     };
     let registry = Registry::new(placeholders.as_ref().map(|d| d.path()));
+    let shadows = Arc::new(shadow::Shadows::new(
+        placeholders.as_ref().map(|d| d.path().to_path_buf()),
+    ));
     let stats = Stats::default();
     let lost = Arc::new(AtomicBool::new(false));
     let sockets = SocketRegistry::default();
@@ -1285,6 +1326,7 @@ pub fn run(
         options: Arc::default(),
         send_interrupts: Arc::default(),
         waits: Arc::default(),
+        shadows,
     };
     let drainer = engine.clone();
     let config = TracerConfig {
@@ -1345,6 +1387,9 @@ pub fn run(
     drainer.runtime.block_on(async {
         tokio::select! {
             () = async {
+                // What mappings wrote and nothing pushed yet (a process
+                // that exited with the file mapped) goes first.
+                drainer.sync_shadows(-1, Vec::new(), true).await;
                 drainer.drain_writes().await;
                 drainer.pumps.drain_at_exit().await;
             } => {}

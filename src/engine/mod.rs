@@ -27,6 +27,7 @@
 
 pub mod coalesce;
 pub mod readahead;
+pub mod shadow;
 mod statcache;
 pub mod writebehind;
 
@@ -238,9 +239,14 @@ impl FileEngine {
         Action::Send(req.clone(), Pending::Plain(req))
     }
 
+    /// The file (server device and inode) an open handle is of, if known.
+    pub fn file_of(&self, handle: Handle) -> Option<(u32, u32, u64)> {
+        self.writes.file_of(handle)
+    }
+
     /// Forgets everything read before that may now be stale: stats (cached
     /// and those opens brought) and bytes read ahead, of every file.
-    fn forget_cached_reads(&mut self) {
+    pub fn forget_cached_reads(&mut self) {
         self.stats.clear();
         self.opened_stats.clear();
         for file in self.files.values_mut() {
@@ -469,6 +475,16 @@ impl FileEngine {
                             handle: dir.handle,
                             stat: dir.stat,
                         });
+                    }
+                    // A shadow's own handle: its file, for the barriers
+                    // that make its reads see every held write.
+                    (Request::Reopen { handle: of, .. }, Ok(Reply::Opened { handle, stat })) => {
+                        let path = self.files.get(of).and_then(|f| f.path.clone());
+                        self.writes.opened(
+                            *handle,
+                            (stat.dev_major, stat.dev_minor, stat.ino),
+                            path.unwrap_or_else(|| RemotePath(Vec::new())),
+                        );
                     }
                     (Request::Close { handle }, _) => {
                         self.files.remove(handle);

@@ -309,6 +309,11 @@ impl WriteBehind {
 
     /// The handle is closed for good (after a barrier on it): an error
     /// still recorded can no longer reach the program.
+    /// The file a handle is of, as its open said.
+    pub fn file_of(&self, handle: Handle) -> Option<(u32, u32, u64)> {
+        self.files.get(&handle).and_then(|f| f.file)
+    }
+
     pub fn closed(&mut self, handle: Handle) {
         if let Some(f) = self.files.remove(&handle)
             && let Some(error) = f.error

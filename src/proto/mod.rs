@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::errno::Errno;
 
 /// Bumped on every incompatible change to any message in this module.
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// The TLS ALPN token both sides require.
 pub const ALPN: &[u8] = b"rscq/1";
@@ -578,6 +578,12 @@ pub enum Request {
     /// [`Reply::Done`] at once; the waiting request then replies on its
     /// own (EINTR, or its result if the lock came first).
     CancelWait { wait: u64 },
+    /// Open the file of `handle` again, as a new open file description
+    /// (`O_RDONLY` or `O_RDWR` in `flags`, nothing else): the handle a
+    /// shared mapping writes back through, which outlives the program's
+    /// own fds and shares no `flock` with them. Replies
+    /// [`Reply::Opened`].
+    Reopen { handle: Handle, flags: i32 },
 }
 
 /// Who holds a record lock.
@@ -762,6 +768,7 @@ impl Request {
                         || flags & (libc::O_CREAT | libc::O_TRUNC) != 0
                         || flags & libc::O_TMPFILE == libc::O_TMPFILE)
             }
+            Request::Reopen { flags, .. } => flags & libc::O_ACCMODE != libc::O_RDONLY,
             Request::Write { .. }
             | Request::Pwrite { .. }
             | Request::Ftruncate { .. }

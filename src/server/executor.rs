@@ -236,6 +236,9 @@ impl Executor {
                 None => self.locks.release(owner, None),
             },
             Request::CancelWait { wait } => self.locks.cancel(wait),
+            Request::Reopen { handle, flags } => {
+                files::reopen(handles, handles.get(handle)?.as_fd(), flags)
+            }
             Request::Fallocate {
                 handle,
                 mode,
@@ -334,6 +337,10 @@ mod tests {
                 offset: 0,
             },
             Request::Ftruncate { handle, len: 0 },
+            Request::Reopen {
+                handle,
+                flags: libc::O_RDWR,
+            },
             Request::Fallocate {
                 handle,
                 mode: 0,
@@ -908,6 +915,7 @@ mod tests {
             (any::<u32>(), proptest::option::of(handle()))
                 .prop_map(|(owner, handle)| Request::ReleaseLocks { owner, handle }),
             any::<u64>().prop_map(|wait| Request::CancelWait { wait }),
+            (handle(), any::<i32>()).prop_map(|(handle, flags)| Request::Reopen { handle, flags }),
             (
                 handle(),
                 proptest::option::of(any::<i64>()),

@@ -96,6 +96,29 @@ pub(super) fn open(
     Ok(Reply::Opened { handle, stat })
 }
 
+/// [`crate::proto::Request::Reopen`]: a new open file description of a
+/// regular file the session holds, through its `/proc/self/fd` magic link
+/// (which lands on exactly that inode and checks the caller's rights on it
+/// again, as an `open` would).
+pub(super) fn reopen(handles: &Handles, fd: BorrowedFd<'_>, flags: i32) -> Response {
+    let access = match flags {
+        libc::O_RDONLY => OFlags::RDONLY,
+        libc::O_RDWR => OFlags::RDWR,
+        _ => return Err(Errno::EINVAL),
+    };
+    if stat_fd(fd)?.mode & libc::S_IFMT != libc::S_IFREG {
+        return Err(Errno::EINVAL);
+    }
+    let again = rustix::fs::open(
+        proc_fd_path(fd).as_c_str(),
+        access | OFlags::CLOEXEC | OFlags::NOCTTY,
+        Mode::empty(),
+    )?;
+    let stat = stat_fd(again.as_fd())?;
+    let handle = handles.insert(again)?;
+    Ok(Reply::Opened { handle, stat })
+}
+
 /// `read(2)`, at most [`MAX_IO`] bytes.
 pub(super) fn read(fd: BorrowedFd<'_>, len: u32) -> Response {
     let mut buf = io_buffer(len)?;

@@ -237,6 +237,7 @@ pub fn describe(req: &Request) -> String {
             offset,
             len,
         } => format!("{}, {mode:#x}, {offset}, {len}", h(handle)),
+        Request::Reopen { handle, flags } => format!("{}, {flags:#o}", h(handle)),
     }
 }
 

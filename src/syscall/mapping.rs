@@ -1,12 +1,16 @@
 //! `mmap(2)` of a remote file.
 //!
-//! A private mapping (`MAP_PRIVATE`, any protection; also a read-only
-//! `MAP_SHARED`) becomes an anonymous private mapping of the same size
-//! that rscq fills with the file's bytes once the kernel made it: the
-//! program's copy-on-write changes stay its own, as with a file mapping,
-//! and later changes to the file are not seen (the kernel would show them
-//! through a shared mapping; nothing can write through a read-only one).
-//! A writable shared mapping is refused (ENODEV).
+//! A private mapping (`MAP_PRIVATE`, any protection) becomes an anonymous
+//! private mapping of the same size that rscq fills with the file's bytes
+//! once the kernel made it: the program's copy-on-write changes stay its
+//! own, as with a file mapping.
+//!
+//! A shared mapping (`MAP_SHARED`, read-only or writable) is a native
+//! shared mapping of the file's *shadow*, a local file that every process
+//! of the run maps (see [`crate::engine::shadow`]): the tracer has the
+//! thread open the shadow, runs the `mmap` on that fd, and closes it
+//! again. What mappings write reaches the server at `msync`, `munmap`
+//! ([`shadows_in`] finds the shadows a range maps), fsync, close and exit.
 //!
 //! Must not call ptrace: the tracer rewrites the call and fills the pages.
 
@@ -49,11 +53,16 @@ pub fn plan(rfd: &RemoteFd, a: [u64; 6]) -> Plan {
         libc::MAP_SHARED | libc::MAP_SHARED_VALIDATE => true,
         _ => return Plan::fail(Errno::EINVAL),
     };
-    if shared && prot & libc::PROT_WRITE != 0 {
-        if access != libc::O_RDWR {
+    if shared {
+        if prot & libc::PROT_WRITE != 0 && access != libc::O_RDWR {
             return Plan::fail(Errno(libc::EACCES));
         }
-        return Plan::fail(Errno::ENODEV);
+        // Opened as the program's fd was, so a later `mprotect` may add
+        // write access exactly when the kernel would allow it.
+        return Plan::MapShared {
+            handle: rfd.handle,
+            writable: access == libc::O_RDWR,
+        };
     }
     let private = (flags & !MAP_TYPE & !libc::MAP_SYNC) | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
     Plan::MapRemote {
@@ -68,6 +77,36 @@ pub fn plan(rfd: &RemoteFd, a: [u64; 6]) -> Plan {
 /// mapping with `flags`: no file (`-1`), offset 0.
 pub fn anonymous_args(flags: u64) -> [Option<u64>; 6] {
     [None, None, None, Some(flags), Some(u64::MAX), Some(0)]
+}
+
+/// The shadow files (paths starting with `prefix`) that the mappings of
+/// `maps` (a `/proc/PID/maps`) in `[addr, addr + len)` map: what an
+/// `munmap` or `msync` of that range writes back. Each path once.
+pub fn shadows_in(maps: &[u8], prefix: &[u8], addr: u64, len: u64) -> Vec<Vec<u8>> {
+    let end = addr.saturating_add(len.max(1));
+    let mut found: Vec<Vec<u8>> = Vec::new();
+    for line in maps.split(|&b| b == b'\n') {
+        // start-end perms offset dev inode   path
+        let mut fields = line.splitn(6, |&b| b == b' ');
+        let Some(range) = fields.next() else { continue };
+        let path = fields.nth(4).map(|p| p.trim_ascii_start()).unwrap_or(b"");
+        if !path.starts_with(prefix) {
+            continue;
+        }
+        let path = path.strip_suffix(b" (deleted)").unwrap_or(path);
+        let mut bounds = range.split(|&b| b == b'-').map(|h| {
+            std::str::from_utf8(h)
+                .ok()
+                .and_then(|h| u64::from_str_radix(h, 16).ok())
+        });
+        let (Some(Some(start)), Some(Some(stop))) = (bounds.next(), bounds.next()) else {
+            continue;
+        };
+        if start < end && addr < stop && !found.iter().any(|p| p == path) {
+            found.push(path.to_vec());
+        }
+    }
+    found
 }
 
 fn low_i32(v: u64) -> i32 {
@@ -123,14 +162,32 @@ mod tests {
                 flags: u64::from(want.cast_unsigned()),
             }
         );
-        // A read-only shared mapping too.
-        assert!(matches!(
+        // A shared mapping maps the shadow, opened as the fd was.
+        assert_eq!(
             super::plan(
                 &rfd(libc::O_RDONLY),
                 args(1, libc::PROT_READ, libc::MAP_SHARED, 0)
             ),
-            Plan::MapRemote { .. }
-        ));
+            Plan::MapShared {
+                handle: Handle(4),
+                writable: false
+            }
+        );
+        assert_eq!(
+            super::plan(
+                &rfd(libc::O_RDWR),
+                args(
+                    1,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED_VALIDATE,
+                    0
+                )
+            ),
+            Plan::MapShared {
+                handle: Handle(4),
+                writable: true
+            }
+        );
     }
 
     #[test]
@@ -162,11 +219,6 @@ mod tests {
             plan(&rfd(libc::O_RDONLY), args(10, rw, libc::MAP_SHARED, 0)),
             e(libc::EACCES)
         );
-        // Not yet: a writable shared mapping.
-        assert_eq!(
-            plan(&rfd(libc::O_RDWR), args(10, rw, libc::MAP_SHARED, 0)),
-            e(libc::ENODEV)
-        );
         let dir = RemoteFd {
             is_dir: true,
             ..rfd(libc::O_RDONLY)
@@ -175,5 +227,27 @@ mod tests {
             plan(&dir, args(10, libc::PROT_READ, libc::MAP_PRIVATE, 0)),
             e(libc::ENODEV)
         );
+    }
+
+    #[test]
+    fn an_unmapped_range_names_the_shadows_it_maps() {
+        let maps = b"\
+55d0a000-55d0b000 r--p 00000000 08:01 123 /usr/bin/cat
+7f0000000000-7f0000002000 rw-s 00000000 00:1f 77 /tmp/rscq-1-a0/shadow-1
+7f0000002000-7f0000003000 rw-s 00001000 00:1f 77 /tmp/rscq-1-a0/shadow-1
+7f0000003000-7f0000004000 r--s 00000000 00:1f 78 /tmp/rscq-1-a0/shadow-2 (deleted)
+7f0000004000-7f0000005000 rw-p 00000000 00:00 0 
+";
+        let dir = b"/tmp/rscq-1-a0/shadow-";
+        let one = b"/tmp/rscq-1-a0/shadow-1".to_vec();
+        let two = b"/tmp/rscq-1-a0/shadow-2".to_vec();
+        assert_eq!(
+            shadows_in(maps, dir, 0x7f00_0000_0000, 0x5000),
+            vec![one.clone(), two.clone()]
+        );
+        assert_eq!(shadows_in(maps, dir, 0x7f00_0000_1000, 1), vec![one]);
+        assert_eq!(shadows_in(maps, dir, 0x7f00_0000_3000, 0x1000), vec![two]);
+        assert!(shadows_in(maps, dir, 0x7f00_0000_4000, 0x1000).is_empty());
+        assert!(shadows_in(maps, dir, 0x55d0_a000, 0x1000).is_empty());
     }
 }

@@ -88,6 +88,12 @@ pub trait Tracee {
     /// Whether the process may hold record locks on remote files (then
     /// each close of a remote file releases them, as the kernel's does).
     fn holds_record_locks(&mut self) -> bool;
+    /// The shadow files of remote files that the process's shared mappings
+    /// in `[addr, addr + len)` map (see [`super::mapping::shadows_in`]).
+    fn shadow_maps(&mut self, addr: u64, len: u64) -> Vec<Vec<u8>> {
+        let _ = (addr, len);
+        Vec::new()
+    }
 }
 
 /// A resolver file's path, and the path of the server's copy to open in
@@ -105,8 +111,9 @@ pub struct Forwarding {
     /// With `--net`: the resolver files, each replaced by the server's copy
     /// (a path the program can open instead) or by the server's errno.
     pub system_files: Vec<SystemFileCopy>,
-    /// Writes to remote files may be held: `close` of a remote fd sends
-    /// them first and reports their error.
+    /// Writes to remote files may be held (`close` of a remote fd sends
+    /// them first and reports their error; it stops in the tracer in both
+    /// modes, for shared mappings of the file too).
     pub write_behind: bool,
 }
 
@@ -204,6 +211,11 @@ pub enum Then {
     /// (Boxed: a rare call, and it would make every plan larger.)
     Copied {
         offsets: Box<[(u64, i64); 2]>,
+    },
+    /// `Data` (the path of the file's shadow) → run the `mmap` natively on
+    /// the shadow, opened read-write if `writable`, else read-only.
+    MapShadow {
+        writable: bool,
     },
     /// `Lock` → an `F_GETLK` answer at `addr`.
     Lock {
@@ -312,6 +324,21 @@ pub enum Plan {
         len: u64,
         /// The anonymous mapping's flags ([`super::mapping::anonymous_args`]).
         flags: u64,
+    },
+    /// `mmap(MAP_SHARED)` of a remote file: the tracer asks for the file's
+    /// shadow ([`Then::MapShadow`]) and maps that natively.
+    MapShared {
+        handle: Handle,
+        /// The program's fd is read-write.
+        writable: bool,
+    },
+    /// `munmap`/`msync` of a range that maps these shadows: their changes
+    /// go to the server, then the call runs natively. With `report`
+    /// (`munmap`), a failure is said on stderr; else (`msync`) it is the
+    /// call's result.
+    SyncShadows {
+        paths: Vec<Vec<u8>>,
+        report: bool,
     },
     /// `execve` of a remote file: the tracer has it copied to a local file
     /// ([`Then::Exec`]), then runs it (or its `#!` interpreter).
@@ -462,6 +489,11 @@ pub enum Outcome {
         argv_arg: u8,
         link: Option<Vec<u8>>,
     },
+    /// Run the program's `mmap` on the shadow file at `path`.
+    MapShadow {
+        path: Vec<u8>,
+        writable: bool,
+    },
     /// Run the program's `mmap` with these arguments changed, then write
     /// `data` at the start of the new mapping.
     MapFilled {
@@ -581,6 +613,17 @@ pub fn plan(nr: i64, args: [u64; 6], fwd: &Forwarding, t: &mut impl Tracee) -> P
             FdKind::Local => Plan::Native,
         };
     }
+    if nr == libc::SYS_munmap || nr == libc::SYS_msync {
+        let paths = p.t.shadow_maps(args[0], args[1]);
+        return if paths.is_empty() {
+            Plan::Native
+        } else {
+            Plan::SyncShadows {
+                paths,
+                report: nr == libc::SYS_munmap,
+            }
+        };
+    }
     if nr == libc::SYS_close {
         return match p.t.fd(arg_i32(args[0])) {
             FdKind::Remote(rfd) if p.t.holds_record_locks() => {
@@ -593,7 +636,9 @@ pub fn plan(nr: i64, args: [u64; 6], fwd: &Forwarding, t: &mut impl Tracee) -> P
                     Then::CloseAfterRelease,
                 )
             }
-            FdKind::Remote(rfd) if fwd.write_behind && !rfd.is_dir => Plan::forward(
+            // Also with `--pure`: a close is where shared mappings of the
+            // file write back (answered locally when there is nothing).
+            FdKind::Remote(rfd) if !rfd.is_dir => Plan::forward(
                 Request::FlushWrites { handle: rfd.handle },
                 Then::CloseAfterFlush,
             ),
@@ -636,6 +681,13 @@ pub fn finish(then: Then, response: Response, mounts: &MountTable) -> Outcome {
                     _ => None,
                 },
             },
+            Err(e) => Outcome::errno(e),
+        };
+    }
+    if let Then::MapShadow { writable } = then {
+        return match response {
+            Ok(Reply::Data(path)) => Outcome::MapShadow { path, writable },
+            Ok(_) => Outcome::errno(Errno::EIO),
             Err(e) => Outcome::errno(e),
         };
     }

@@ -187,11 +187,22 @@ impl<F: Forwarder> Tracer<'_, F> {
             self.on_injection_stop(pid);
             return;
         }
+        if matches!(self.threads.get(&tid), Some(ThreadState::MapShadow { .. })) {
+            self.on_shadow_stop(pid);
+            return;
+        }
         let Some(ThreadState::AwaitingExit { saved, after }) = self.threads.remove(&tid) else {
             self.threads.insert(tid, ThreadState::Running);
             control::resume(pid, None);
             return;
         };
+        if matches!(after, ExitAction::ShadowOpened) {
+            self.threads.insert(tid, ThreadState::Running);
+            let result =
+                ptrace::getregs(pid).map_or(-i64::from(libc::EIO), |r| r.rax.cast_signed());
+            self.shadow_opened(pid, saved, result);
+            return;
+        }
         self.threads.insert(tid, ThreadState::Running);
         let result = ptrace::getregs(pid)
             .map(|r| r.rax.cast_signed())
@@ -215,7 +226,7 @@ impl<F: Forwarder> Tracer<'_, F> {
         let mut first_remote_file = false;
         let mut result = result;
         match after {
-            ExitAction::Restore => {}
+            ExitAction::Restore | ExitAction::ShadowOpened => {}
             // Reached only when the exec failed: a new program never
             // returns from it.
             ExitAction::RemoveFile(path) => {

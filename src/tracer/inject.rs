@@ -24,21 +24,39 @@ impl<F: Forwarder> Tracer<'_, F> {
     /// again with new registers, and the filter image sits below the red
     /// zone of its stack.
     pub(super) fn inject_fd_filter(&mut self, pid: Pid, restore: libc::user_regs_struct) {
+        self.inject_filter(pid, restore, false, Vec::new());
+    }
+
+    /// As [`Self::inject_fd_filter`], for the shared-mapping filter
+    /// ([`super::map_filter_rules`]) when `map`; signals held so far are
+    /// `deferred`.
+    pub(super) fn inject_filter(
+        &mut self,
+        pid: Pid,
+        restore: libc::user_regs_struct,
+        map: bool,
+        deferred: Vec<nix::sys::signal::Signal>,
+    ) {
         const RED_ZONE: u64 = 128;
         const SYSCALL_INSN_LEN: u64 = 2;
-        let size = u64::try_from(self.fd_filter.len() * 8 + 16).unwrap_or(u64::MAX);
+        let filter = if map {
+            &self.map_filter
+        } else {
+            &self.fd_filter
+        };
+        let size = u64::try_from(filter.len() * 8 + 16).unwrap_or(u64::MAX);
         let base = restore
             .rsp
             .checked_sub(RED_ZONE)
             .and_then(|sp| sp.checked_sub(size))
             .map(|at| at & !15);
-        let image = base.and_then(|b| seccomp::image(&self.fd_filter, b).map(|i| (b, i)));
+        let image = base.and_then(|b| seccomp::image(filter, b).map(|i| (b, i)));
         let Some((base, (bytes, fprog))) = image else {
-            self.injection_failed(pid, restore, "no room on its stack");
+            self.injection_failed(pid, restore, "no room on its stack", map, deferred);
             return;
         };
         if mem::write_bytes(pid, base, &bytes).is_err() {
-            self.injection_failed(pid, restore, "cannot write to its stack");
+            self.injection_failed(pid, restore, "cannot write to its stack", map, deferred);
             return;
         }
         let mut regs = restore;
@@ -51,7 +69,7 @@ impl<F: Forwarder> Tracer<'_, F> {
         regs.rsi = libc::SECCOMP_FILTER_FLAG_TSYNC;
         regs.rdx = fprog;
         if ptrace::setregs(pid, regs).is_err() {
-            self.injection_failed(pid, restore, "cannot set its registers");
+            self.injection_failed(pid, restore, "cannot set its registers", map, deferred);
             return;
         }
         self.threads.insert(
@@ -59,7 +77,8 @@ impl<F: Forwarder> Tracer<'_, F> {
             ThreadState::Injecting {
                 restore,
                 entered: false,
-                deferred: Vec::new(),
+                deferred,
+                map,
             },
         );
         control::resume_to_syscall_stop(pid);
@@ -72,6 +91,7 @@ impl<F: Forwarder> Tracer<'_, F> {
             restore,
             entered,
             deferred,
+            map,
         }) = self.threads.remove(&tid)
         else {
             return;
@@ -83,6 +103,7 @@ impl<F: Forwarder> Tracer<'_, F> {
                     restore,
                     entered: true,
                     deferred,
+                    map,
                 },
             );
             control::resume_to_syscall_stop(pid);
@@ -90,8 +111,14 @@ impl<F: Forwarder> Tracer<'_, F> {
         }
         let result = ptrace::getregs(pid).map_or(-1, |r| r.rax.cast_signed());
         let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
-        if result == 0 {
+        if result == 0 && map {
+            self.processes.entry(tgid).or_default().map_traps = true;
+        } else if result == 0 {
             self.processes.entry(tgid).or_default().fd_traps = true;
+        } else if map {
+            eprintln!(
+                "rscq: cannot trap munmap and msync of process {tgid} (seccomp returned {result}); its shared mappings of remote files write back at close, fsync and exit only"
+            );
         } else {
             // A positive result is the thread whose own filters differ.
             warn_no_fd_traps(tgid, &format!("seccomp returned {result}"));
@@ -105,9 +132,28 @@ impl<F: Forwarder> Tracer<'_, F> {
         control::resume(pid, None);
     }
 
-    fn injection_failed(&self, pid: Pid, restore: libc::user_regs_struct, why: &str) {
-        warn_no_fd_traps(pid.as_raw(), why);
+    fn injection_failed(
+        &self,
+        pid: Pid,
+        restore: libc::user_regs_struct,
+        why: &str,
+        map: bool,
+        deferred: Vec<nix::sys::signal::Signal>,
+    ) {
+        let tid = pid.as_raw();
+        if map {
+            eprintln!(
+                "rscq: cannot trap munmap and msync of process {tid} ({why}); its shared mappings of remote files write back at close, fsync and exit only"
+            );
+        } else {
+            warn_no_fd_traps(tid, why);
+        }
         control::set_regs(pid, restore);
+        let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
+        for sig in deferred {
+            // ESRCH: the thread is gone, and the signal with it.
+            let _ = sys::tgkill(tgid, tid, sig as i32);
+        }
         control::resume(pid, None);
     }
 }

@@ -17,6 +17,7 @@ use crate::proto::Request;
 impl<F: Forwarder> Tracer<'_, F> {
     pub(super) fn on_gone(&mut self, pid: Pid, status: ExitStatus) {
         let tid = pid.as_raw();
+        let leader = self.tgid.get(&tid).is_none_or(|&tgid| tgid == tid);
         let state = self.threads.remove(&tid);
         self.abandon(tid, state);
         if let Some(tgid) = self.tgid.remove(&tid)
@@ -31,6 +32,11 @@ impl<F: Forwarder> Tracer<'_, F> {
             };
             // No thread waits for it: an answer given at once is not needed.
             let _ = self.forwarder.submit(-1, libc::SYS_exit_group, release);
+        }
+        if leader && self.placeholders.is_some() {
+            // What the process's shared mappings wrote goes to the server
+            // at its exit (nothing to do without shadows).
+            self.forwarder.sync_shadows(-1, Vec::new(), true);
         }
         if pid == self.root {
             self.root_status = Some(status);

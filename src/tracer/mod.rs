@@ -34,6 +34,7 @@ mod exec;
 mod exit;
 mod inject;
 mod lifecycle;
+mod mapshadow;
 mod reply;
 mod signals;
 mod state;
@@ -143,6 +144,13 @@ pub trait Forwarder {
     /// for thread `tid`'s `execve`, once the thread may run it (a regular
     /// file it may execute); the reply is an [`Event::Reply`] (`Done`).
     fn fetch_executable(&self, tid: i32, path: crate::proto::RemotePath, copy: Vec<u8>);
+    /// Makes (or brings up to date) the shadow file of the file `handle`
+    /// is of, for thread `tid`'s `mmap(MAP_SHARED)`; replies its path.
+    fn map_shadow(&self, tid: i32, handle: Handle, writable: bool);
+    /// Writes what shared mappings changed in the shadows at `paths` (all
+    /// when empty) to the server; replies to `tid` if it is positive.
+    /// With `report`, failures are said on stderr and the reply is `Done`.
+    fn sync_shadows(&self, tid: i32, paths: Vec<Vec<u8>>, report: bool);
     /// `--pure`: one fetch on each of these pumps, unless one is under way.
     fn prefetch(&self, pumps: &[u64]);
     /// Binds UDP socket `fd` on the server (and to a loopback port locally).
@@ -354,7 +362,7 @@ pub fn fd_filter_rules(config: &TracerConfig) -> Vec<(i64, seccomp::Action)> {
     // A close sends the writes held for its file and reports them, and
     // releases the process's record locks on it.
     rules.push((libc::SYS_close, seccomp::Action::Trace));
-    // A remote file cannot be mapped; anonymous mappings never stop.
+    // A remote file's mapping is rscq's; anonymous mappings never stop.
     rules.push((
         libc::SYS_mmap,
         seccomp::Action::TraceUnlessArg {
@@ -363,6 +371,20 @@ pub fn fd_filter_rules(config: &TracerConfig) -> Vec<(i64, seccomp::Action)> {
         },
     ));
     rules
+}
+
+/// The calls that stop a process once it maps a remote file shared (a
+/// third filter, put in at its first such mapping): what the mappings
+/// wrote goes to the server at `munmap` and `msync` (the call runs
+/// natively at once when the range maps no shadow). Empty without a mount.
+pub fn map_filter_rules(config: &TracerConfig) -> Vec<(i64, seccomp::Action)> {
+    if config.forwarding.mounts.is_empty() {
+        return Vec::new();
+    }
+    vec![
+        (libc::SYS_munmap, seccomp::Action::Trace),
+        (libc::SYS_msync, seccomp::Action::Trace),
+    ]
 }
 
 /// The tracer thread's state.
@@ -377,6 +399,9 @@ pub struct Tracer<'a, F: Forwarder> {
     placeholders: Option<placeholder::PlaceholderDir>,
     /// The second filter, put into a process with its first remote file.
     fd_filter: Vec<crate::sys::tracer::SockFilter>,
+    /// The third filter, put into a process with its first shared mapping
+    /// of a remote file.
+    map_filter: Vec<crate::sys::tracer::SockFilter>,
     threads: HashMap<i32, ThreadState>,
     /// Thread id → thread-group id.
     tgid: HashMap<i32, i32>,
@@ -518,6 +543,12 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         } else {
             seccomp::build(&fd_rules)
         };
+        let map_rules = map_filter_rules(&config);
+        let map_filter = if map_rules.is_empty() {
+            Vec::new()
+        } else {
+            seccomp::build(&map_rules)
+        };
         Self {
             config,
             forwarder,
@@ -527,6 +558,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
             root,
             placeholders: None,
             fd_filter,
+            map_filter,
             threads,
             tgid,
             processes,
@@ -668,6 +700,10 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
 /// A copy of fd `fd` of process `tgid` (which must be a thread-group
 /// leader), sharing its open file description.
 pub fn dup_fd(tgid: i32, fd: i32) -> Option<OwnedFd> {
+    // A failed call's result (negative) names no fd; rustix asserts that.
+    if fd < 0 {
+        return None;
+    }
     let pid = rustix::process::Pid::from_raw(tgid)?;
     let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()?;
     rustix::process::pidfd_getfd(&pidfd, fd, rustix::process::PidfdGetfdFlags::empty()).ok()
@@ -763,5 +799,12 @@ mod tests {
             only: None,
         };
         assert!(fd_filter_rules(&no_mount).is_empty());
+        // munmap and msync stop only processes that map a remote file
+        // shared: a third filter.
+        let third = map_filter_rules(&config);
+        for nr in [libc::SYS_munmap, libc::SYS_msync] {
+            assert!(!has(&first, nr) && !has(&second, nr) && has(&third, nr));
+        }
+        assert!(map_filter_rules(&no_mount).is_empty());
     }
 }

@@ -194,6 +194,13 @@ impl<F: Forwarder> Tracer<'_, F> {
                     None => self.exec_copy(pid, copy, usize::from(path_arg), usize::from(argv_arg)),
                 }
             }
+            Outcome::MapShadow { path, writable } => {
+                if let Some(line) = trace {
+                    self.forwarder
+                        .trace_line(format!("{line} <{rtt_us} us> (shared, on a shadow file)"));
+                }
+                self.open_shadow(pid, path, writable);
+            }
             Outcome::MapFilled { args, data } => {
                 if let Some(line) = trace {
                     self.forwarder

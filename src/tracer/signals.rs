@@ -65,7 +65,10 @@ impl<F: Forwarder> Tracer<'_, F> {
     /// still under way goes on without the thread.
     pub(super) fn on_signal(&mut self, pid: Pid, sig: Signal) {
         let tid = pid.as_raw();
-        if let Some(ThreadState::Injecting { deferred, .. }) = self.threads.get_mut(&tid) {
+        if let Some(
+            ThreadState::Injecting { deferred, .. } | ThreadState::MapShadow { deferred, .. },
+        ) = self.threads.get_mut(&tid)
+        {
             // Its handler would run on the injected registers: hold it until
             // the program's own registers are back.
             deferred.push(sig);

@@ -59,6 +59,19 @@ pub(super) enum ThreadState {
         restore: libc::user_regs_struct,
         entered: bool,
         deferred: Vec<Signal>,
+        /// The filter is the shared-mapping one (`map_filter_rules`), not
+        /// the fd-call one.
+        map: bool,
+    },
+    /// Running the calls injected for an `mmap` of a shadow file
+    /// (`mapshadow`): `saved` are the `mmap`'s registers at its seccomp
+    /// stop; `entered` once the injected call's entry stop passed. Signals
+    /// that come meanwhile wait in `deferred` and are sent again.
+    MapShadow {
+        saved: libc::user_regs_struct,
+        step: ShadowStep,
+        entered: bool,
+        deferred: Vec<Signal>,
     },
     /// Its syscall was rewritten; at the exit stop the registers are put
     /// back (the program may rely on argument registers being preserved).
@@ -66,6 +79,15 @@ pub(super) enum ThreadState {
         saved: libc::user_regs_struct,
         after: ExitAction,
     },
+}
+
+/// Which injected call of an `mmap` of a shadow file runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ShadowStep {
+    /// The program's `mmap`, on the shadow's fd.
+    Map { fd: u64 },
+    /// The `close` of that fd; `mapped` is the `mmap`'s result.
+    Close { mapped: i64 },
 }
 
 /// What a sleep waits for, and what its reply means.
@@ -105,6 +127,9 @@ pub(super) enum ExitAction {
     FillMapping {
         data: Vec<u8>,
     },
+    /// The program's `mmap` ran as an `openat` of a shadow file: the
+    /// `mmap` itself runs next, on the fd it returned (`mapshadow`).
+    ShadowOpened,
     /// The call ran natively; it returns this error instead.
     Fail(Errno),
     LeaveVirtualCwd,
@@ -136,6 +161,8 @@ pub(super) struct ProcessState {
     /// Whether the fd-call filter is in this process (children inherit it
     /// with the state).
     pub(super) fd_traps: bool,
+    /// Whether the shared-mapping filter is in this process.
+    pub(super) map_traps: bool,
     /// Whether it asked for a record lock on a remote file: its closes of
     /// remote files and its exit then release them on the server.
     pub(super) record_locks: bool,

@@ -21,6 +21,11 @@ use crate::syscall::plan::{self, Plan, PureWait, Then};
 impl<F: Forwarder> Tracer<'_, F> {
     pub(super) fn on_seccomp(&mut self, pid: Pid) {
         let tid = pid.as_raw();
+        if matches!(self.threads.get(&tid), Some(ThreadState::MapShadow { .. })) {
+            // A call rscq injected for a shared mapping: it runs as is.
+            control::resume_to_syscall_stop(pid);
+            return;
+        }
         let stop = match sys::seccomp_stop_info(pid) {
             Ok(s) => s,
             Err(_) => {
@@ -164,6 +169,16 @@ impl<F: Forwarder> Tracer<'_, F> {
                 let text = format!("NULL, {len}, #{}, {offset}", handle.0);
                 self.wait(tid, nr, Then::Map { flags }, text);
                 self.forwarder.read_range(tid, handle, offset, len);
+            }
+            Plan::MapShared { handle, writable } => {
+                let text = format!("NULL, MAP_SHARED, #{}", handle.0);
+                self.wait(tid, nr, Then::MapShadow { writable }, text);
+                self.forwarder.map_shadow(tid, handle, writable);
+            }
+            Plan::SyncShadows { paths, report } => {
+                let text = format!("{} shared mappings", paths.len());
+                self.wait(tid, nr, Then::CloseAfterFlush, text);
+                self.forwarder.sync_shadows(tid, paths, report);
             }
             Plan::ExecRemote {
                 path,

@@ -52,6 +52,19 @@ impl<F: Forwarder> Tracee for TraceeView<'_, '_, F> {
         self.tracer.tgid.get(&tid).copied().unwrap_or(tid)
     }
 
+    fn shadow_maps(&mut self, addr: u64, len: u64) -> Vec<Vec<u8>> {
+        let Some(dir) = &self.tracer.placeholders else {
+            return Vec::new();
+        };
+        let mut prefix = dir.path().as_os_str().as_encoded_bytes().to_vec();
+        prefix.extend_from_slice(b"/shadow-");
+        let tid = self.pid.as_raw();
+        match std::fs::read(format!("/proc/{tid}/maps")) {
+            Ok(maps) => crate::syscall::mapping::shadows_in(&maps, &prefix, addr, len),
+            Err(_) => Vec::new(),
+        }
+    }
+
     fn holds_record_locks(&mut self) -> bool {
         self.process().is_some_and(|p| p.record_locks)
     }

@@ -15,6 +15,7 @@ mod faults;
 mod files;
 mod locks;
 mod mapping;
+mod mapshared;
 mod pjdfstest;
 mod posix;
 mod process;

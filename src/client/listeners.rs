@@ -1,7 +1,9 @@
-//! Releases the server's listening socket as soon as the program closes its
-//! own. rscq does not trap `close`, so it looks: a listening socket the
-//! kernel no longer lists among its listeners (sock_diag, or
-//! `/proc/net/tcp{,6}` where that is not available) is closed. The look runs a
+//! Releases the server's listening (or only bound) socket as soon as the
+//! program closes its own. rscq does not trap `close`, so it looks: a
+//! listening socket the kernel no longer lists among its listeners
+//! (sock_diag, or `/proc/net/tcp{,6}` where that is not available), or a
+//! bound one it no longer lists as bound (sock_diag's bound-inactive
+//! sockets, Linux 6.8 and later), is closed. The look runs a
 //! few times a second while the program has remote listeners, and at once
 //! when a remote `bind` finds its port taken (a program that closes a
 //! listener and binds the port again must find it free, as natively).
@@ -19,7 +21,7 @@ use crate::transport::Link;
 /// How often the program's listening sockets are looked for.
 pub const SWEEP_EVERY: Duration = Duration::from_millis(200);
 
-use super::sock_diag::{self, TCP_LISTEN};
+use super::sock_diag::{self, TCP_BOUND_INACTIVE, TCP_LISTEN};
 
 /// The inodes of the listening sockets in a `/proc/net/tcp` or `tcp6` text.
 pub fn listening_inodes(table: &str) -> HashSet<u64> {
@@ -43,22 +45,58 @@ fn listening_now() -> Option<HashSet<u64>> {
     )
 }
 
-/// Unbinds on the server every remote listener whose program socket is
-/// closed; returns how many were released, or `None` once the link is
-/// gone.
-pub async fn release_closed(sockets: &SocketRegistry, link: &Link) -> Option<usize> {
-    let listening = sockets.listening();
-    if listening.is_empty() {
-        return Some(0);
+/// Whether this kernel lists bound-only TCP sockets through sock_diag
+/// (Linux 6.8 and later): asked once, with a socket of rscq's own. An
+/// older kernel lists none, and every bound socket would look closed.
+fn kernel_lists_bound_sockets() -> bool {
+    static LISTS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *LISTS.get_or_init(|| {
+        let loopback = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 0));
+        let Ok(probe) = super::net::tcp_socket(false, rustix::net::SocketFlags::empty()) else {
+            return false;
+        };
+        let Ok(st) = rustix::net::bind(&probe, &loopback).and_then(|()| rustix::fs::fstat(&probe))
+        else {
+            return false;
+        };
+        sock_diag::inodes_in_states(1 << TCP_BOUND_INACTIVE)
+            .is_ok_and(|found| found.contains(&st.st_ino))
+    })
+}
+
+/// The bound-only and listening sockets of this network namespace (a bound
+/// socket may be on its way to listening), or `None` if the kernel cannot
+/// list bound sockets (then none is taken for closed).
+fn bound_or_listening_now() -> Option<HashSet<u64>> {
+    if !kernel_lists_bound_sockets() {
+        return None;
     }
-    let Some(alive) = listening_now() else {
-        return Some(0);
-    };
+    sock_diag::inodes_in_states(1 << TCP_BOUND_INACTIVE | 1 << TCP_LISTEN).ok()
+}
+
+/// Unbinds on the server every remote listener or bound socket whose
+/// program socket is closed; returns how many were released, or `None`
+/// once the link is gone.
+pub async fn release_closed(sockets: &SocketRegistry, link: &Link) -> Option<usize> {
+    let mut closed = Vec::new();
+    let listening = sockets.listening();
+    if !listening.is_empty()
+        && let Some(alive) = listening_now()
+    {
+        closed.extend(
+            listening
+                .into_iter()
+                .filter(|(ino, _)| !alive.contains(ino)),
+        );
+    }
+    let bound = sockets.bound_only();
+    if !bound.is_empty()
+        && let Some(alive) = bound_or_listening_now()
+    {
+        closed.extend(bound.into_iter().filter(|(ino, _)| !alive.contains(ino)));
+    }
     let mut released = 0;
-    for (ino, listener) in listening {
-        if alive.contains(&ino) {
-            continue;
-        }
+    for (ino, listener) in closed {
         sockets.remove(ino);
         let _ = link.call(&Request::TcpUnbind { listener }).await.ok()?;
         released += 1;

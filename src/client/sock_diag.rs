@@ -39,6 +39,10 @@ const NO_COOKIE: u32 = !0;
 pub const TCP_SYN_SENT: u8 = 2;
 pub const TCP_SYN_RECV: u8 = 3;
 pub const TCP_LISTEN: u8 = 10;
+/// Bound but neither listening nor connected: a pseudo-state that only
+/// sock_diag reports (Linux 6.8 and later; older kernels list no socket in
+/// it).
+pub const TCP_BOUND_INACTIVE: u8 = 13;
 
 /// One socket in a reply: its TCP state and inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -334,6 +338,24 @@ mod tests {
             let listening = inodes_in_states(1 << TCP_LISTEN).unwrap();
             assert!(listening.contains(&inode(&listener)));
             assert!(!listening.contains(&inode(&client)));
+            let only_bound = rustix::net::socket(
+                if any.is_ipv6() {
+                    AddressFamily::INET6
+                } else {
+                    AddressFamily::INET
+                },
+                SocketType::STREAM,
+                None,
+            )
+            .unwrap();
+            rustix::net::bind(&only_bound, &SocketAddr::new(any, 0)).unwrap();
+            let only_bound_ino = inode(&only_bound);
+            let inactive = inodes_in_states(1 << TCP_BOUND_INACTIVE).unwrap();
+            assert!(inactive.contains(&only_bound_ino));
+            assert!(!inactive.contains(&inode(&listener)));
+            drop(only_bound);
+            let inactive = inodes_in_states(1 << TCP_BOUND_INACTIVE).unwrap();
+            assert!(!inactive.contains(&only_bound_ino));
             let peer = client.peer_addr().unwrap();
             drop(client);
             // Gone: no socket with these ends (the server's end remains,

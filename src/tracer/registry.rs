@@ -208,6 +208,17 @@ impl SocketRegistry {
             .collect()
     }
 
+    /// The sockets bound on the server that do not listen: (inode, the
+    /// server's listener id).
+    pub fn bound_only(&self) -> Vec<(u64, u64)> {
+        let t = self.tables();
+        t.listeners
+            .iter()
+            .filter(|(ino, _)| !t.listening.contains(ino))
+            .map(|(ino, id)| (*ino, *id))
+            .collect()
+    }
+
     pub fn listener_addr(&self, id: u64) -> Option<std::net::SocketAddr> {
         self.tables().listener_addrs.get(&id).copied()
     }

@@ -91,3 +91,89 @@ fn closed_listener_frees_the_remote_port() {
         );
     }
 }
+
+/// `FLAG`: binds port 0 without listening, prints the port, closes, and
+/// binds it again (CPython's `find_unused_port`); then, with the second
+/// socket closed too, waits for the file FLAG.
+const UNUSED_PORT_PY: &str = r#"
+import os, socket, sys, time
+flag = sys.argv[1]
+s = socket.socket()
+s.bind(("0.0.0.0", 0))
+port = s.getsockname()[1]
+s.close()
+t = socket.socket()
+try:
+    t.bind(("0.0.0.0", port))
+    print("REBOUND", flush=True)
+except OSError as e:
+    print("REBIND FAILED", e.errno, flush=True)
+t.close()
+print("PORT", port, flush=True)
+while not os.path.exists(flag):
+    time.sleep(0.05)
+print("DONE", flush=True)
+"#;
+
+/// Binds `port` in `ns` (no listen): whether it was free.
+fn bind_is_free(lab: &Lab, ns: Ns, port: u16) -> bool {
+    let py = python();
+    let code = format!(
+        "import socket\ns = socket.socket()\ntry:\n    s.bind(('0.0.0.0', {port}))\n    print('free')\nexcept OSError as e:\n    print('taken', e.errno)\n"
+    );
+    run(lab.exec(ns, &[py.as_str(), "-c", &code])).out() == "free\n"
+}
+
+/// A socket bound but never listened gives its port back when the program
+/// closes it: at once for the program's next bind, and on the server for
+/// everyone while the program still runs.
+#[test]
+fn closed_bound_socket_frees_the_remote_port() {
+    let Some(lab) = Lab::new("closed_bound_socket_frees_the_remote_port", &[]) else {
+        return;
+    };
+    let script = lab.write("unused_port.py", UNUSED_PORT_PY.as_bytes());
+    let py = python();
+    let runs: [(&str, Option<&[&str]>); 3] = [
+        ("native", None),
+        ("default", Some(MODES[0])),
+        ("--pure", Some(MODES[1])),
+    ];
+    for (i, (what, mode)) in runs.into_iter().enumerate() {
+        let flag = lab.dir.join(format!("unused-done-{i}"));
+        let argv = [py.as_str(), p(&script), p(&flag)];
+        let c = match mode {
+            None => lab.exec(Ns::Remote, &argv),
+            Some(mode) => lab.rscq(mode, &argv),
+        };
+        let mut proc = Running::spawn(c);
+        proc.wait_stdout("PORT ", Duration::from_secs(30));
+        proc.wait_stdout("\n", Duration::from_secs(5));
+        let now = proc.stdout_now();
+        let port: u16 = now
+            .lines()
+            .find_map(|l| l.strip_prefix("PORT "))
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("({what}) no port\n{now}"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut free = bind_is_free(&lab, Ns::Remote, port);
+        while !free && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(50));
+            free = bind_is_free(&lab, Ns::Remote, port);
+        }
+        fs::write(&flag, b"").expect("write flag");
+        let out = proc.finish(crate::harness::TIMEOUT);
+        assert_eq!(
+            out.out(),
+            format!("REBOUND\nPORT {port}\nDONE\n"),
+            "({what})\n{}\n--- server ---\n{}",
+            out.dump(),
+            lab.server_log()
+        );
+        assert!(
+            free,
+            "({what}) port {port} still taken on remote while the program runs with it closed\n--- server ---\n{}",
+            lab.server_log()
+        );
+    }
+}

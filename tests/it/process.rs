@@ -127,8 +127,11 @@ fn signal_death_is_128_plus_n() {
         (format!("cat '{t}/a.txt'; kill -INT $$"), 130),
         (format!("cat '{t}/a.txt'; kill -SEGV $$"), 139),
     ] {
-        let d = pair.direct(&sh_c(&script));
-        let r = pair.rscq(&sh_c(&script));
+        // A shell started with SIGINT ignored (as a background job's child
+        // is) cannot undo that: both runs start with the default action.
+        let argv = ["env", "--default-signal=INT", "sh", "-c", script.as_str()];
+        let d = pair.direct(&argv);
+        let r = pair.rscq(&argv);
         assert_eq!(d.code(), want, "{}", d.dump());
         assert_eq!(r.code(), want, "{}", r.dump());
         // rscq itself exits normally with the code, rather than dying.

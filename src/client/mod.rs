@@ -514,7 +514,19 @@ impl Engine {
         let started = tokio::time::Instant::now();
         let pure = self.pumps.pure.is_some();
         let options = self.options.take(ino);
-        let mut open = std::pin::pin!(self.link.open_tcp(addr, pure, options));
+        // A socket the program bound first connects from its bound
+        // address: the server's bound socket makes the connection, and the
+        // registry forgets it as a listener.
+        let bound = self
+            .pumps
+            .sockets()
+            .bound_only()
+            .into_iter()
+            .find_map(|(i, id)| (i == ino).then_some(id));
+        if bound.is_some() {
+            self.pumps.sockets().remove(ino);
+        }
+        let mut open = std::pin::pin!(self.link.open_tcp(addr, pure, options, bound));
         let first = if nonblocking {
             // As the kernel's, a non-blocking connect answers EINPROGRESS at
             // once; the socket goes on connecting locally (see `hold`), and
@@ -805,7 +817,14 @@ impl Forwarder for Engine {
         };
         match self.connects.join(ino, waiter) {
             connect::Joined::Start(interrupted) => {
-                if self.pumps.is_remote(ino) {
+                let bound_only = || {
+                    self.pumps
+                        .sockets()
+                        .bound_only()
+                        .iter()
+                        .any(|&(i, _)| i == ino)
+                };
+                if self.pumps.is_remote(ino) && !bound_only() {
                     self.connects.finish(ino, Err(Errno(libc::EISCONN)));
                     self.connect_reply(tid, op, Err(Errno(libc::EISCONN)), Duration::ZERO);
                     return;

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::errno::Errno;
 
 /// Bumped on every incompatible change to any message in this module.
-pub const PROTOCOL_VERSION: u32 = 8;
+pub const PROTOCOL_VERSION: u32 = 9;
 
 /// The TLS ALPN token both sides require.
 pub const ALPN: &[u8] = b"rscq/1";
@@ -485,6 +485,10 @@ pub enum Request {
         pure: bool,
         /// Options the program set on its socket before connecting.
         options: Vec<SockOption>,
+        /// The program bound its socket first: the server's bound socket
+        /// ([`Reply::TcpBound`]'s id) connects, so the connection leaves
+        /// from the bound address.
+        bound: Option<u64>,
     },
     /// `bind(2)` of a TCP socket on the server, with the socket options that
     /// must precede it. Replies [`Reply::TcpBound`].

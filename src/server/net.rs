@@ -24,14 +24,20 @@ pub async fn tcp_connect(
     addr: SockAddr,
     pure: bool,
     options: &[SockOption],
+    bound: Option<u64>,
     mut send: quinn::SendStream,
     recv: quinn::RecvStream,
 ) {
     let target = SocketAddr::from(addr);
-    let socket = if target.is_ipv6() {
-        tokio::net::TcpSocket::new_v6()
-    } else {
-        tokio::net::TcpSocket::new_v4()
+    let socket = match bound {
+        // The program bound its socket first: that socket connects, from
+        // the address it is bound to.
+        Some(id) => match net.take_bound(id) {
+            Ok(bound) => Ok(bound),
+            Err(e) => return answer(&mut send, Err(e)).await,
+        },
+        None if target.is_ipv6() => tokio::net::TcpSocket::new_v6(),
+        None => tokio::net::TcpSocket::new_v4(),
     };
     let socket = match socket {
         Ok(s) => s,
@@ -132,6 +138,29 @@ impl NetSession {
         self.listeners
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The bound (not listening) socket `id`, taken out of the listeners
+    /// to connect: EISCONN if it listens (as connect(2) on a listening
+    /// socket), EBADF if there is none.
+    fn take_bound(&self, id: u64) -> Result<tokio::net::TcpSocket, Errno> {
+        let mut listeners = self.listeners();
+        match listeners.remove(&id) {
+            Some(Listener::Bound(bound)) => {
+                bound
+                    .set_nonblocking(true)
+                    .map_err(|e| Errno::from_io(&e))?;
+                let fd = std::os::fd::OwnedFd::from(bound);
+                Ok(tokio::net::TcpSocket::from_std_stream(
+                    std::net::TcpStream::from(fd),
+                ))
+            }
+            Some(listening) => {
+                listeners.insert(id, listening);
+                Err(Errno(libc::EISCONN))
+            }
+            None => Err(Errno::EBADF),
+        }
     }
 
     /// `socket` + `setsockopt` + `bind(2)`, without `listen`.

@@ -376,12 +376,14 @@ impl Link {
         addr: SockAddr,
         pure: bool,
         options: Vec<crate::proto::SockOption>,
+        bound: Option<u64>,
     ) -> Result<TcpOutcome, TransportError> {
         let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| self.lost(e))?;
         let request = Request::TcpConnect {
             addr,
             pure,
             options,
+            bound,
         };
         let stream = StreamKind::TcpConnect;
         send.write_all(&encode_call(None, &request))

@@ -389,10 +389,11 @@ async fn request<S: Session>(
             addr,
             pure,
             options,
+            bound,
         } => {
             // The stream outlives the request: it becomes the connection.
             drop(permit_for_streams);
-            crate::server::net::tcp_connect(&net, addr, pure, &options, send, recv).await;
+            crate::server::net::tcp_connect(&net, addr, pure, &options, bound, send, recv).await;
             return;
         }
         Request::TcpBind {

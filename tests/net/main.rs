@@ -22,6 +22,7 @@ mod harness;
 mod netns;
 
 mod abortive_close;
+mod bind_connect;
 mod blocked_send;
 mod coalesce;
 mod golang;

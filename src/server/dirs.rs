@@ -8,7 +8,10 @@ use rustix::fs::{Access, AtFlags, Mode, OFlags};
 
 use super::resolve::{Entry, Root, Special, proc_fd_path};
 use crate::errno::Errno;
-use crate::proto::{DirEntry, EntryMeta, MAX_DIRENTS_BYTES, RemotePath, Reply, Response};
+use crate::proto::{
+    DirEntry, DirListing, EntryMeta, ListedEntry, MAX_DIRENTS_BYTES, MAX_LISTED_ENTRIES,
+    RemotePath, Reply, Response,
+};
 
 /// Bytes of `struct linux_dirent64` before `d_name`: ino, off, reclen, type.
 const DIRENT_HEADER: usize = 8 + 8 + 2 + 1;
@@ -81,6 +84,68 @@ pub(super) fn with_listing(handles: &super::handles::Handles, opened: Reply) -> 
             Ok(Reply::Opened { handle, stat })
         }
     }
+}
+
+/// The listing a [`Request::LookupAndList`](crate::proto::Request::LookupAndList)
+/// brings: every entry of `dir` with its `lstat` and symlink target, when
+/// `dir` is reached without a symlink, the caller may read and search it,
+/// and it holds at most [`MAX_LISTED_ENTRIES`] entries.
+pub(super) fn listing(root: &Root, dir: &RemotePath) -> DirListing {
+    match list(root, dir) {
+        Ok(listing) => listing,
+        Err(e) => DirListing::Unavailable(e),
+    }
+}
+
+fn list(root: &Root, dir: &RemotePath) -> Result<DirListing, Errno> {
+    const CHUNK: usize = 64 * 1024;
+    let fd = root.open_no_symlinks(dir, OFlags::RDONLY | OFlags::DIRECTORY)?;
+    // A name's absence proves ENOENT only where the caller may search.
+    rustix::fs::accessat(
+        rustix::fs::CWD,
+        proc_fd_path(fd.as_fd()),
+        Access::EXEC_OK,
+        AtFlags::EACCESS,
+    )?;
+    let mut buf = vec![0; CHUNK];
+    let mut names = Vec::new();
+    loop {
+        let filled = crate::sys::server::getdents64(fd.as_fd(), &mut buf)?;
+        if filled == 0 {
+            break;
+        }
+        let records = buf.get(..filled).ok_or(Errno::EIO)?;
+        for entry in parse_dirents(records)? {
+            if entry.name == b"." || entry.name == b".." {
+                continue;
+            }
+            if names.len() == MAX_LISTED_ENTRIES {
+                return Ok(DirListing::TooLarge);
+            }
+            names.push(entry.name);
+        }
+    }
+    let entries = names
+        .into_iter()
+        .map(|name| {
+            let c_name = std::ffi::CString::new(name.clone()).map_err(|_| Errno::EIO);
+            let lstat = c_name
+                .as_ref()
+                .map_err(|e| *e)
+                .and_then(|n| super::meta::lstat_entry(fd.as_fd(), n));
+            let is_link = lstat
+                .as_ref()
+                .is_ok_and(|s| s.mode & libc::S_IFMT == libc::S_IFLNK);
+            let link = match (&c_name, is_link) {
+                (Ok(n), true) => rustix::fs::readlinkat(fd.as_fd(), n, Vec::new())
+                    .ok()
+                    .map(std::ffi::CString::into_bytes),
+                _ => None,
+            };
+            ListedEntry { name, lstat, link }
+        })
+        .collect();
+    Ok(DirListing::Complete(entries))
 }
 
 fn entry_meta(dir: BorrowedFd<'_>, entry: &DirEntry) -> EntryMeta {

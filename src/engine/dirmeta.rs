@@ -244,6 +244,10 @@ impl DirMeta {
         }
         self.remove(&dir.0);
         let (listing, hard_links) = match listing {
+            // More than the server ever sends: not trusted to be whole.
+            DirListing::Complete(entries) if entries.len() > MAX_LISTED_ENTRIES => {
+                (Listing::Unlisted, false)
+            }
             DirListing::Complete(entries) => {
                 let mut names = HashMap::with_capacity(entries.len());
                 let mut hard_links = false;

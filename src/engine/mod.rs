@@ -725,3 +725,6 @@ fn handle_of(req: &Request) -> Option<Handle> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod dirmeta_tests;

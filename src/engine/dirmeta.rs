@@ -80,6 +80,9 @@ pub struct DirMeta {
     /// Directories known to be reached through no symlink, when learned.
     real: HashMap<Vec<u8>, Instant>,
     entries: usize,
+    /// Directories whose listing is on its way: other misses in them are
+    /// sent alone meanwhile, not with a listing of their own.
+    fetching: std::collections::HashSet<Vec<u8>>,
     /// Bumped by every change: a listing asked for before it is not kept.
     epoch: u64,
     hits: u64,
@@ -131,6 +134,7 @@ impl DirMeta {
             dirs: HashMap::new(),
             real: HashMap::new(),
             entries: 0,
+            fetching: std::collections::HashSet::new(),
             epoch: 0,
             hits: 0,
             negative_hits: 0,
@@ -154,6 +158,11 @@ impl DirMeta {
     /// The epoch to give [`DirMeta::insert`] with a listing asked for now.
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// A listing asked for will not come (the request failed).
+    pub fn fetch_failed(&mut self, dir: &RemotePath) {
+        self.fetching.remove(&dir.0);
     }
 
     /// Forgets everything, and every listing on its way.
@@ -186,6 +195,13 @@ impl DirMeta {
         let Some((dir, name)) = split(&path.0) else {
             return Lookup::Pass;
         };
+        // The kernel refuses bad access modes and flags before it looks.
+        if let Request::Access { mode, flags, .. } = req
+            && (mode & !(libc::R_OK | libc::W_OK | libc::X_OK) != 0
+                || flags & !(libc::AT_EACCESS | libc::AT_SYMLINK_NOFOLLOW) != 0)
+        {
+            return Lookup::Pass;
+        }
         let answer = match self.listed(now, dir) {
             Some(Listing::Complete(names)) => match names.get(name) {
                 Some(known) => answer_known(req, known),
@@ -197,6 +213,9 @@ impl DirMeta {
                 None => {
                     let dir = dir.to_vec();
                     self.remove(&dir);
+                    if !self.fetching.insert(dir.clone()) {
+                        return Lookup::Pass;
+                    }
                     return Lookup::Fetch(RemotePath(dir));
                 }
             },
@@ -239,6 +258,7 @@ impl DirMeta {
     /// Stores the listing of `dir` asked for at `epoch`, unless something
     /// changed since.
     pub fn insert(&mut self, now: Instant, dir: &RemotePath, listing: DirListing, epoch: u64) {
+        self.fetching.remove(&dir.0);
         if epoch != self.epoch || !is_plain(&dir.0) {
             return;
         }
@@ -297,6 +317,17 @@ impl DirMeta {
             self.recount();
             if self.entries + count > MAX_CACHED_ENTRIES {
                 self.dirs.clear();
+                self.entries = 0;
+            }
+        }
+        if self.real.len() > MAX_CACHED_ENTRIES {
+            let ttl = self.ttl;
+            self.real
+                .retain(|_, t| now.saturating_duration_since(*t) <= ttl);
+            if self.real.len() > MAX_CACHED_ENTRIES {
+                // Forgetting what is real is safe only with the listings.
+                self.dirs.clear();
+                self.real.clear();
                 self.entries = 0;
             }
         }

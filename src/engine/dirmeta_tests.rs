@@ -134,6 +134,13 @@ fn absent_names_are_enoent_for_every_lookup_and_below() {
         };
         assert_eq!(c.lookup(now, &access), enoent);
     }
+    // Bad modes and flags are the kernel's EINVAL, before any lookup.
+    let bad = Request::Access {
+        path: rp("/d/missing"),
+        mode: 0o10,
+        flags: 0,
+    };
+    assert_eq!(c.lookup(now, &bad), Lookup::Pass);
     let open = Request::Open {
         path: rp("/d/missing.py"),
         flags: libc::O_RDONLY,
@@ -221,10 +228,8 @@ fn entries_expire_after_the_ttl() {
     );
     let after = now + TTL + Duration::from_millis(1);
     assert_eq!(c.lookup(after, &lstat("/d/a")), Lookup::Fetch(rp("/d")));
-    assert_eq!(
-        c.lookup(after, &lstat("/d/missing")),
-        Lookup::Fetch(rp("/d"))
-    );
+    // The listing is on its way: another miss goes alone meanwhile.
+    assert_eq!(c.lookup(after, &lstat("/d/missing")), Lookup::Pass);
     assert_eq!(
         c.lookup(after, &stat("/d/missing/x")),
         Lookup::Fetch(rp("/d/missing"))
@@ -776,4 +781,25 @@ fn engine_without_the_layer_sends_plain_lookups() {
         panic!()
     };
     assert_eq!(sent, lstat("/d/a"));
+}
+
+#[test]
+fn a_second_miss_while_the_listing_is_on_its_way_goes_alone() {
+    let now = Instant::now();
+    let mut c = DirMeta::new(TTL);
+    assert_eq!(c.lookup(now, &lstat("/d/a")), Lookup::Fetch(rp("/d")));
+    assert_eq!(c.lookup(now, &lstat("/d/b")), Lookup::Pass);
+    c.fetch_failed(&rp("/d"));
+    assert_eq!(c.lookup(now, &lstat("/d/b")), Lookup::Fetch(rp("/d")));
+    let epoch = c.epoch();
+    c.insert(
+        now,
+        &rp("/d"),
+        DirListing::Complete(vec![file("a", 1)]),
+        epoch,
+    );
+    assert_eq!(
+        c.lookup(now, &lstat("/d/b")),
+        Lookup::Answer(Err(Errno::ENOENT))
+    );
 }

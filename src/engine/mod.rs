@@ -600,8 +600,14 @@ impl FileEngine {
                     }
                     self.on_reply(now, *inner, answer.map(Reply::from))
                 }
-                Ok(_) => Err(Errno::EIO),
-                Err(e) => Err(e),
+                Ok(_) => {
+                    self.dirmeta.fetch_failed(&dir);
+                    Err(Errno::EIO)
+                }
+                Err(e) => {
+                    self.dirmeta.fetch_failed(&dir);
+                    Err(e)
+                }
             },
             Pending::Listing { handle, bytes } => {
                 let (entries, complete) = match resp {

@@ -874,6 +874,16 @@ mod tests {
                     .prop_map(|(path, len)| Request::Truncate { path, len }),
                 path().prop_map(|path| Request::Statfs { path }),
                 path().prop_map(|path| Request::CheckDir { path }),
+                (path(), path(), any::<i32>()).prop_map(|(dir, path, flags)| {
+                    Request::LookupAndList {
+                        dir,
+                        lookup: crate::proto::Lookup::Open {
+                            path,
+                            flags,
+                            mode: 0o644,
+                        },
+                    }
+                }),
                 Just(Request::Uname),
             ];
         let xattrs =

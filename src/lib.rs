@@ -8,7 +8,7 @@
 //!   [`proto::Request`] and how its reply is laid out in the program's memory
 //!   ([`syscall::plan`]), `--trace` rendering, mount path rules.
 //! - [`engine`]: the optimization layers for remote files (statcache,
-//!   compound, readahead, write-behind) and send coalescing for sockets.
+//!   dirmeta, compound, readahead, write-behind) and send coalescing for sockets.
 //! - [`proto`]: the wire messages, the handshake and the framing.
 //! - [`config`]: flags, TOML and rsc.config into one resolved configuration.
 //! - [`errno`]: `Errno`, the one way a forwarded call fails.

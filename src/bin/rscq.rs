@@ -283,6 +283,7 @@ fn run_program(settings: &ClientSettings, runtime: &tokio::runtime::Handle) -> a
             statcache: settings.optimizations.statcache,
             compound: settings.optimizations.compound,
             readahead: settings.optimizations.readahead,
+            dirmeta: settings.optimizations.dirmeta,
         },
         statcache_ttl: settings.stat_ttl,
         nagle: settings

@@ -14,7 +14,7 @@
 //! server_cert = "server.der"          # relative paths: to this file's directory
 //! identity = "~/.config/rscq"
 //! known_servers = "~/.config/rscq/known_servers"
-//! stat_ttl = "1s"                     # statcache: how long a stat answer stays valid
+//! stat_ttl = "1s"                     # statcache, dirmeta: how long a stat answer stays valid
 //! readahead_window = 8388608          # readahead for sockets (QUIC stream window)
 //! idle_timeout = "60s"                # silence from the server that ends the session
 //! verbose = 1                         # as -v: 1 info, 2 debug (RUST_LOG wins)

@@ -351,10 +351,15 @@ pub struct Optimizations {
     pub readahead: bool,
     pub statcache: bool,
     pub compound: bool,
+    /// Directory-granular metadata: a lookup miss brings its directory's
+    /// listing with every entry's stat, reused (hits and ENOENT) within
+    /// the stat TTL.
+    pub dirmeta: bool,
 }
 
 /// Names accepted in an optimize list, in display order.
-pub const OPTIMIZATION_NAMES: [&str; 4] = ["nagle", "readahead", "statcache", "compound"];
+pub const OPTIMIZATION_NAMES: [&str; 5] =
+    ["nagle", "readahead", "statcache", "compound", "dirmeta"];
 
 impl Optimizations {
     pub const ALL: Self = Self {
@@ -362,12 +367,14 @@ impl Optimizations {
         readahead: true,
         statcache: true,
         compound: true,
+        dirmeta: true,
     };
     pub const NONE: Self = Self {
         nagle: false,
         readahead: false,
         statcache: false,
         compound: false,
+        dirmeta: false,
     };
 
     /// True when nothing hides latency (`--pure`).
@@ -396,6 +403,7 @@ impl Optimizations {
                 "readahead" => out.readahead = true,
                 "statcache" => out.statcache = true,
                 "compound" => out.compound = true,
+                "dirmeta" => out.dirmeta = true,
                 "all" | "none" => return Err(OptimizeError::AllNoneMixed(name.to_owned())),
                 "" => return Err(OptimizeError::EmptyItem),
                 other => return Err(OptimizeError::Unknown(other.to_owned())),
@@ -404,8 +412,14 @@ impl Optimizations {
         Ok(out)
     }
 
-    fn flags(&self) -> [bool; 4] {
-        [self.nagle, self.readahead, self.statcache, self.compound]
+    fn flags(&self) -> [bool; 5] {
+        [
+            self.nagle,
+            self.readahead,
+            self.statcache,
+            self.compound,
+            self.dirmeta,
+        ]
     }
 }
 
@@ -452,7 +466,7 @@ pub enum OptimizeError {
     #[error("empty item in list")]
     EmptyItem,
     #[error(
-        "unknown optimization `{0}` (expected nagle, readahead, statcache, compound, all or none)"
+        "unknown optimization `{0}` (expected nagle, readahead, statcache, compound, dirmeta, all or none)"
     )]
     Unknown(String),
     #[error("`{0}` must be used alone, not mixed with other names")]
@@ -586,7 +600,7 @@ mod tests {
         assert!(some.nagle && some.statcache && !some.readahead && !some.compound);
         assert_eq!(some.to_string(), "nagle,statcache");
         assert_eq!(
-            o("readahead,compound,nagle,statcache"),
+            o("readahead,compound,nagle,statcache,dirmeta"),
             Ok(Optimizations::ALL)
         );
         assert_eq!(o(""), Err(OptimizeError::Empty));

@@ -26,6 +26,7 @@
 //! needs comes in as arguments.
 
 pub mod coalesce;
+pub mod dirmeta;
 pub mod readahead;
 pub mod shadow;
 mod statcache;
@@ -35,9 +36,12 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::errno::Errno;
-use crate::proto::{DirEntry, FileLock, Handle, RemotePath, Reply, Request, Response, Stat};
+use crate::proto::{
+    DirEntry, FileLock, Handle, Lookup, RemotePath, Reply, Request, Response, Stat,
+};
 use crate::syscall::layout;
 
+pub use dirmeta::DirMeta;
 pub use statcache::StatCache;
 
 /// Which layers are on.
@@ -46,6 +50,7 @@ pub struct Layers {
     pub statcache: bool,
     pub compound: bool,
     pub readahead: bool,
+    pub dirmeta: bool,
 }
 
 /// How long a prefetched answer stays valid by default.
@@ -70,10 +75,20 @@ pub enum Action {
 pub enum Pending {
     /// The reply goes to the program unchanged.
     Plain(Request),
-    /// An offset-moving call under read-ahead.
+    /// An offset-moving call under read-ahead; `changes` when it changes
+    /// the file.
     Cursor {
         handle: Handle,
         pending: readahead::Pending,
+        changes: bool,
+    },
+    /// A lookup sent as [`Request::LookupAndList`]: the listing of `dir`,
+    /// asked for at the dirmeta `epoch`, is kept; the answer goes on as the
+    /// reply to the lookup sent as `inner`.
+    Lookup {
+        inner: Box<Pending>,
+        dir: RemotePath,
+        epoch: u64,
     },
     /// A `stat` sent as [`Request::StatPlus`].
     Stat { path: RemotePath },
@@ -112,6 +127,7 @@ pub struct FileEngine {
     /// may be that one under another name (a link, another fd).
     opened_stats: HashMap<Handle, Stat>,
     stats: StatCache,
+    dirmeta: DirMeta,
     writes: writebehind::WriteBehind,
 }
 
@@ -122,13 +138,14 @@ impl FileEngine {
             files: HashMap::new(),
             opened_stats: HashMap::new(),
             stats: StatCache::new(ttl),
+            dirmeta: DirMeta::new(ttl),
             writes: writebehind::WriteBehind::new(writebehind::WriteBehindConfig::default()),
         }
     }
 
     /// Write-behind: held writes, and the barriers that make every other
     /// call see the file as written. `None`: carry on as without it.
-    fn write_behind(&mut self, req: &Request) -> Option<Action> {
+    fn write_behind(&mut self, now: Instant, req: &Request) -> Option<Action> {
         let wait = |w: &writebehind::WriteBehind, req: &Request| {
             Some(Action::Wait(req.clone(), w.generation()))
         };
@@ -151,11 +168,7 @@ impl FileEngine {
                     writebehind::Write::Held => {
                         cursor.wrote_behind(at, data.len(), moves);
                         self.opened_stats.clear();
-                        if self.layers.statcache {
-                            self.stats.invalidate_for(req, |h| {
-                                self.files.get(&h).and_then(|f| f.path.clone())
-                            });
-                        }
+                        self.invalidate(now, req);
                         let n = u64::try_from(data.len()).unwrap_or(u64::MAX);
                         Some(Action::Answer(Ok(Reply::Count(n))))
                     }
@@ -248,6 +261,7 @@ impl FileEngine {
     /// and those opens brought) and bytes read ahead, of every file.
     pub fn forget_cached_reads(&mut self) {
         self.stats.clear();
+        self.dirmeta.clear();
         self.opened_stats.clear();
         for file in self.files.values_mut() {
             if let Some(cursor) = file.cursor.as_mut() {
@@ -335,7 +349,7 @@ impl FileEngine {
 
     /// Decides how to carry out `req` at time `now`.
     pub fn on_request(&mut self, now: Instant, req: Request) -> Action {
-        if let Some(action) = self.write_behind(&req) {
+        if let Some(action) = self.write_behind(now, &req) {
             return action;
         }
         if req.is_coherence_point() {
@@ -351,13 +365,55 @@ impl FileEngine {
         {
             return self.copy_range(from, from_offset, to, to_offset, len);
         }
-        if self.layers.statcache {
-            if let Some(resp) = self.stats.answer(now, &req) {
-                return Action::Answer(resp);
-            }
-            self.stats
-                .invalidate_for(&req, |h| self.files.get(&h).and_then(|f| f.path.clone()));
+        if self.layers.statcache
+            && let Some(resp) = self.stats.answer(now, &req)
+        {
+            return Action::Answer(resp);
         }
+        let mut fetch = None;
+        if self.layers.dirmeta && !req.changes_files() {
+            match self.dirmeta.lookup(now, &req) {
+                dirmeta::Lookup::Answer(resp) => return Action::Answer(resp),
+                dirmeta::Lookup::Fetch(dir) => fetch = Some(dir),
+                dirmeta::Lookup::Pass => {}
+            }
+        }
+        self.invalidate(now, &req);
+        match (fetch, self.plan(req)) {
+            (Some(dir), Action::Send(req, pending)) => match Lookup::from_request(req) {
+                Ok(lookup) => Action::Send(
+                    Request::LookupAndList {
+                        dir: dir.clone(),
+                        lookup,
+                    },
+                    Pending::Lookup {
+                        inner: Box::new(pending),
+                        dir,
+                        epoch: self.dirmeta.epoch(),
+                    },
+                ),
+                Err(req) => Action::Send(req, pending),
+            },
+            (_, action) => action,
+        }
+    }
+
+    /// Drops what the change `req` may make stale in the stat caches (for
+    /// any other request, nothing).
+    fn invalidate(&mut self, now: Instant, req: &Request) {
+        if self.layers.statcache {
+            self.stats
+                .invalidate_for(req, |h| self.files.get(&h).and_then(|f| f.path.clone()));
+        }
+        if self.layers.dirmeta && req.changes_files() {
+            self.dirmeta.invalidate(now, req, |h| {
+                self.files.get(&h).and_then(|f| f.path.clone())
+            });
+        }
+    }
+
+    /// The rest of [`FileEngine::on_request`], once no cache answered.
+    fn plan(&mut self, req: Request) -> Action {
         if req.changes_files() && !self.opened_stats.is_empty() {
             self.opened_stats.clear();
         }
@@ -368,7 +424,15 @@ impl FileEngine {
             return match step {
                 readahead::Step::Answer(resp) => Action::Answer(resp),
                 readahead::Step::Send(req, pending) => {
-                    Action::Send(req, Pending::Cursor { handle, pending })
+                    let changes = req.changes_files();
+                    Action::Send(
+                        req,
+                        Pending::Cursor {
+                            handle,
+                            pending,
+                            changes,
+                        },
+                    )
                 }
             };
         }
@@ -434,6 +498,12 @@ impl FileEngine {
     pub fn on_reply(&mut self, now: Instant, pending: Pending, resp: Response) -> Response {
         match pending {
             Pending::Plain(req) => {
+                // No listing taken while it ran may be kept.
+                if req.is_coherence_point() {
+                    self.dirmeta.clear();
+                } else {
+                    self.invalidate(now, &req);
+                }
                 match (&req, &resp) {
                     (Request::Open { path, flags, .. }, Ok(Reply::Opened { handle, stat })) => {
                         let regular = stat.mode & libc::S_IFMT == libc::S_IFREG;
@@ -495,6 +565,7 @@ impl FileEngine {
                 resp
             }
             Pending::Copy { from, to } => {
+                self.dirmeta.clear();
                 if let Ok(Reply::Count(n)) = resp {
                     for handle in [from, to].into_iter().flatten() {
                         if let Some(cursor) =
@@ -506,13 +577,21 @@ impl FileEngine {
                 }
                 resp
             }
-            Pending::Cursor { handle, pending } => {
+            Pending::Cursor {
+                handle,
+                pending,
+                changes,
+            } => {
+                if changes {
+                    self.touched_handle(now, handle);
+                }
                 match self.files.get_mut(&handle).and_then(|f| f.cursor.as_mut()) {
                     Some(cursor) => cursor.on_reply(pending, resp),
                     None => resp,
                 }
             }
             Pending::Flush(token) => {
+                self.touched_handle(now, token.handle);
                 let written = match &resp {
                     Ok(Reply::Count(n)) => Ok(*n),
                     Ok(_) => Err(Errno::EIO),
@@ -528,6 +607,23 @@ impl FileEngine {
                 }
                 Ok(_) => Err(Errno::EIO),
                 Err(e) => Err(e),
+            },
+            Pending::Lookup { inner, dir, epoch } => match resp {
+                Ok(Reply::LookedUp(looked)) => {
+                    let crate::proto::LookedUp { answer, listing } = *looked;
+                    if self.layers.dirmeta {
+                        self.dirmeta.insert(now, &dir, listing, epoch);
+                    }
+                    self.on_reply(now, *inner, answer.map(Reply::from))
+                }
+                Ok(_) => {
+                    self.dirmeta.fetch_failed(&dir);
+                    Err(Errno::EIO)
+                }
+                Err(e) => {
+                    self.dirmeta.fetch_failed(&dir);
+                    Err(e)
+                }
             },
             Pending::Listing { handle, bytes } => {
                 let (entries, complete) = match resp {
@@ -551,6 +647,21 @@ impl FileEngine {
 
     pub fn stat_cache(&self) -> &StatCache {
         &self.stats
+    }
+
+    pub fn dir_meta(&self) -> &DirMeta {
+        &self.dirmeta
+    }
+
+    /// The file behind `handle` changed on the server (a write sent
+    /// behind, or one under read-ahead).
+    fn touched_handle(&mut self, now: Instant, handle: Handle) {
+        if self.layers.dirmeta {
+            let req = Request::Fchmod { handle, mode: 0 };
+            self.dirmeta.invalidate(now, &req, |h| {
+                self.files.get(&h).and_then(|f| f.path.clone())
+            });
+        }
     }
 }
 
@@ -636,3 +747,6 @@ fn handle_of(req: &Request) -> Option<Handle> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod dirmeta_tests;

@@ -34,6 +34,10 @@ pub const MAX_XATTR_NAME: usize = 255;
 pub const MAX_XATTR_VALUE: u32 = 65536;
 /// The largest `getdents64` buffer served in one call.
 pub const MAX_DIRENTS_BYTES: u32 = 1 << 20;
+/// The most entries a [`Request::LookupAndList`] brings back: a larger
+/// directory comes back as [`DirListing::TooLarge`], with the asked
+/// answer alone, so one `stat` never fetches a huge directory whole.
+pub const MAX_LISTED_ENTRIES: usize = 4096;
 
 /// Sent by the client on the first stream.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -258,6 +262,134 @@ pub const PREFETCHED_XATTRS: [&[u8]; 3] = [
     b"system.posix_acl_default",
 ];
 
+/// The lookup a [`Request::LookupAndList`] carries: each is the request
+/// of the same name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum Lookup {
+    Stat {
+        path: RemotePath,
+        follow: bool,
+    },
+    StatPlus {
+        path: RemotePath,
+        follow: bool,
+    },
+    Access {
+        path: RemotePath,
+        mode: i32,
+        flags: i32,
+    },
+    Readlink {
+        path: RemotePath,
+    },
+    Open {
+        path: RemotePath,
+        flags: i32,
+        mode: u32,
+    },
+}
+
+impl Lookup {
+    /// The lookup `req` is, or `req` back when it is none.
+    pub fn from_request(req: Request) -> Result<Self, Request> {
+        match req {
+            Request::Stat { path, follow } => Ok(Self::Stat { path, follow }),
+            Request::StatPlus { path, follow } => Ok(Self::StatPlus { path, follow }),
+            Request::Access { path, mode, flags } => Ok(Self::Access { path, mode, flags }),
+            Request::Readlink { path } => Ok(Self::Readlink { path }),
+            Request::Open { path, flags, mode } => Ok(Self::Open { path, flags, mode }),
+            other => Err(other),
+        }
+    }
+
+    pub fn into_request(self) -> Request {
+        match self {
+            Self::Stat { path, follow } => Request::Stat { path, follow },
+            Self::StatPlus { path, follow } => Request::StatPlus { path, follow },
+            Self::Access { path, mode, flags } => Request::Access { path, mode, flags },
+            Self::Readlink { path } => Request::Readlink { path },
+            Self::Open { path, flags, mode } => Request::Open { path, flags, mode },
+        }
+    }
+}
+
+/// The answer to a [`Lookup`]: the [`Reply`] its request gets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum LookupAnswer {
+    Done,
+    Stat(Stat),
+    StatPlus {
+        stat: Stat,
+        xattrs: Vec<Result<Vec<u8>, Errno>>,
+    },
+    Data(#[serde(with = "serde_bytes")] Vec<u8>),
+    Opened {
+        handle: Handle,
+        stat: Stat,
+    },
+}
+
+impl LookupAnswer {
+    /// The answer a reply is, if it can answer a lookup.
+    pub fn from_reply(reply: Reply) -> Option<Self> {
+        match reply {
+            Reply::Done => Some(Self::Done),
+            Reply::Stat(s) => Some(Self::Stat(s)),
+            Reply::StatPlus { stat, xattrs } => Some(Self::StatPlus { stat, xattrs }),
+            Reply::Data(d) => Some(Self::Data(d)),
+            Reply::Opened { handle, stat } => Some(Self::Opened { handle, stat }),
+            _ => None,
+        }
+    }
+}
+
+impl From<LookupAnswer> for Reply {
+    fn from(a: LookupAnswer) -> Self {
+        match a {
+            LookupAnswer::Done => Reply::Done,
+            LookupAnswer::Stat(s) => Reply::Stat(s),
+            LookupAnswer::StatPlus { stat, xattrs } => Reply::StatPlus { stat, xattrs },
+            LookupAnswer::Data(d) => Reply::Data(d),
+            LookupAnswer::Opened { handle, stat } => Reply::Opened { handle, stat },
+        }
+    }
+}
+
+/// One entry of a [`DirListing`]: what `lstat` and `readlink` of
+/// `DIR/name` gave when it was listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct ListedEntry {
+    #[serde(with = "serde_bytes")]
+    pub name: Vec<u8>,
+    pub lstat: Result<Stat, Errno>,
+    #[serde(with = "serde_bytes")]
+    pub link: Option<Vec<u8>>,
+}
+
+/// The lookup's own result and the directory's listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct LookedUp {
+    pub answer: Result<LookupAnswer, Errno>,
+    pub listing: DirListing,
+}
+
+/// The directory part of a [`Reply::LookedUp`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum DirListing {
+    /// Every entry but `.` and `..`: the whole directory.
+    Complete(Vec<ListedEntry>),
+    /// More than [`MAX_LISTED_ENTRIES`] entries.
+    TooLarge,
+    /// The directory could not be listed as asked (missing, not a
+    /// directory, reached through a symlink, not readable or searchable).
+    Unavailable(Errno),
+}
+
 /// Which object an xattr call names.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
@@ -357,6 +489,23 @@ pub enum Request {
     /// Reads the rest of a directory, up to [`MAX_DIRENTS_BYTES`] of
     /// records, each with its [`EntryMeta`]; replies [`Reply::DirentsPlus`].
     GetdentsPlus { handle: Handle },
+    /// A lookup (`stat`, `access`, `readlink`, a read-only `open`) and, in
+    /// the same reply, the listing of `dir` with each entry's `lstat` and
+    /// symlink target (up to [`MAX_LISTED_ENTRIES`]); replies
+    /// [`Reply::LookedUp`]. `dir` is opened without following any symlink
+    /// (its listing is [`DirListing::Unavailable`] otherwise) and must be
+    /// searchable by the caller.
+    LookupAndList {
+        dir: RemotePath,
+        // Boxed in tests: the whole `Request` strategy lives on the stack.
+        #[cfg_attr(
+            test,
+            proptest(
+                strategy = "proptest::strategy::Strategy::boxed(proptest::prelude::any::<Lookup>())"
+            )
+        )]
+        lookup: Lookup,
+    },
     /// `fcntl(F_SETFL)`: only `O_APPEND`, `O_NONBLOCK`, `O_DIRECT`, `O_NOATIME` matter.
     SetFlags { handle: Handle, flags: i32 },
     /// `ftruncate(2)`.
@@ -764,7 +913,12 @@ impl Request {
     /// about a file stale.
     pub fn changes_files(&self) -> bool {
         match self {
-            Request::Open { flags, .. } | Request::OpenPlus { flags, .. } => {
+            Request::Open { flags, .. }
+            | Request::OpenPlus { flags, .. }
+            | Request::LookupAndList {
+                lookup: Lookup::Open { flags, .. },
+                ..
+            } => {
                 // `O_PATH` ignores the rest; truncating happens even with
                 // `O_RDONLY`.
                 flags & libc::O_PATH == 0
@@ -814,6 +968,7 @@ impl Request {
             | Request::Uname
             | Request::ReadSystemFile { .. }
             | Request::GetdentsPlus { .. }
+            | Request::LookupAndList { .. }
             | Request::FlushWrites { .. }
             | Request::TcpConnect { .. }
             | Request::TcpBind { .. }
@@ -888,6 +1043,16 @@ pub enum Reply {
         stat: Stat,
         xattrs: Vec<Result<Vec<u8>, Errno>>,
     },
+    /// The answer to [`Request::LookupAndList`] (boxed: it is large).
+    LookedUp(
+        #[cfg_attr(
+            test,
+            proptest(
+                strategy = "proptest::strategy::Strategy::boxed(proptest::prelude::any::<Box<LookedUp>>())"
+            )
+        )]
+        Box<LookedUp>,
+    ),
     /// The answer to an `F_GETLK`: the first conflicting lock, or the
     /// request's lock with `kind` `F_UNLCK` when none conflicts.
     Lock(FileLock),

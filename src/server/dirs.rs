@@ -8,7 +8,10 @@ use rustix::fs::{Access, AtFlags, Mode, OFlags};
 
 use super::resolve::{Entry, Root, Special, proc_fd_path};
 use crate::errno::Errno;
-use crate::proto::{DirEntry, EntryMeta, MAX_DIRENTS_BYTES, RemotePath, Reply, Response};
+use crate::proto::{
+    DirEntry, DirListing, EntryMeta, ListedEntry, MAX_DIRENTS_BYTES, MAX_LISTED_ENTRIES,
+    RemotePath, Reply, Response,
+};
 
 /// Bytes of `struct linux_dirent64` before `d_name`: ino, off, reclen, type.
 const DIRENT_HEADER: usize = 8 + 8 + 2 + 1;
@@ -81,6 +84,68 @@ pub(super) fn with_listing(handles: &super::handles::Handles, opened: Reply) -> 
             Ok(Reply::Opened { handle, stat })
         }
     }
+}
+
+/// The listing a [`Request::LookupAndList`](crate::proto::Request::LookupAndList)
+/// brings: every entry of `dir` with its `lstat` and symlink target, when
+/// `dir` is reached without a symlink, the caller may read and search it,
+/// and it holds at most [`MAX_LISTED_ENTRIES`] entries.
+pub(super) fn listing(root: &Root, dir: &RemotePath) -> DirListing {
+    match list(root, dir) {
+        Ok(listing) => listing,
+        Err(e) => DirListing::Unavailable(e),
+    }
+}
+
+fn list(root: &Root, dir: &RemotePath) -> Result<DirListing, Errno> {
+    const CHUNK: usize = 64 * 1024;
+    let fd = root.open_no_symlinks(dir, OFlags::RDONLY | OFlags::DIRECTORY)?;
+    // A name's absence proves ENOENT only where the caller may search.
+    rustix::fs::accessat(
+        rustix::fs::CWD,
+        proc_fd_path(fd.as_fd()),
+        Access::EXEC_OK,
+        AtFlags::EACCESS,
+    )?;
+    let mut buf = vec![0; CHUNK];
+    let mut names = Vec::new();
+    loop {
+        let filled = crate::sys::server::getdents64(fd.as_fd(), &mut buf)?;
+        if filled == 0 {
+            break;
+        }
+        let records = buf.get(..filled).ok_or(Errno::EIO)?;
+        for entry in parse_dirents(records)? {
+            if entry.name == b"." || entry.name == b".." {
+                continue;
+            }
+            if names.len() == MAX_LISTED_ENTRIES {
+                return Ok(DirListing::TooLarge);
+            }
+            names.push(entry.name);
+        }
+    }
+    let entries = names
+        .into_iter()
+        .map(|name| {
+            let c_name = std::ffi::CString::new(name.clone()).map_err(|_| Errno::EIO);
+            let lstat = c_name
+                .as_ref()
+                .map_err(|e| *e)
+                .and_then(|n| super::meta::lstat_entry(fd.as_fd(), n));
+            let is_link = lstat
+                .as_ref()
+                .is_ok_and(|s| s.mode & libc::S_IFMT == libc::S_IFLNK);
+            let link = match (&c_name, is_link) {
+                (Ok(n), true) => rustix::fs::readlinkat(fd.as_fd(), n, Vec::new())
+                    .ok()
+                    .map(std::ffi::CString::into_bytes),
+                _ => None,
+            };
+            ListedEntry { name, lstat, link }
+        })
+        .collect();
+    Ok(DirListing::Complete(entries))
 }
 
 fn entry_meta(dir: BorrowedFd<'_>, entry: &DirEntry) -> EntryMeta {
@@ -409,5 +474,137 @@ mod tests {
             mode: 0,
         });
         assert!(matches!(file, Ok(Reply::Opened { .. })), "{file:?}");
+    }
+
+    fn looked_up(r: Response) -> crate::proto::LookedUp {
+        match r {
+            Ok(Reply::LookedUp(l)) => *l,
+            other => panic!("expected LookedUp, got {other:?}"),
+        }
+    }
+
+    fn lookup_and_list(dir: &str, lookup: crate::proto::Lookup) -> Request {
+        Request::LookupAndList {
+            dir: rp(dir),
+            lookup,
+        }
+    }
+
+    #[test]
+    fn lookup_and_list_answers_and_lists_with_metadata() {
+        let export = Export::new();
+        export.mkdir("d/sub");
+        export.write("d/a", b"12345");
+        export.symlink("a", "d/l");
+        let l = looked_up(export.run(lookup_and_list(
+            "/d",
+            crate::proto::Lookup::Stat {
+                path: rp("/d/a"),
+                follow: false,
+            },
+        )));
+        assert!(
+            matches!(l.answer, Ok(crate::proto::LookupAnswer::Stat(s)) if s.size == 5),
+            "{l:?}"
+        );
+        let DirListing::Complete(entries) = l.listing else {
+            panic!("{:?}", l.listing)
+        };
+        let mut names: Vec<&[u8]> = entries.iter().map(|e| e.name.as_slice()).collect();
+        names.sort_unstable();
+        assert_eq!(names, [&b"a"[..], b"l", b"sub"]);
+        let get = |n: &[u8]| entries.iter().find(|e| e.name == n).expect("entry");
+        assert_eq!(get(b"a").lstat.as_ref().map(|s| s.size), Ok(5));
+        assert_eq!(get(b"l").link.as_deref(), Some(&b"a"[..]));
+        assert_eq!(
+            get(b"sub").lstat.as_ref().map(|s| s.mode & libc::S_IFMT),
+            Ok(libc::S_IFDIR)
+        );
+        // A missing name: the lookup's ENOENT, and the listing all the same.
+        let l = looked_up(export.run(lookup_and_list(
+            "/d",
+            crate::proto::Lookup::Access {
+                path: rp("/d/none"),
+                mode: libc::F_OK,
+                flags: 0,
+            },
+        )));
+        assert_eq!(l.answer, Err(Errno::ENOENT));
+        assert!(matches!(l.listing, DirListing::Complete(ref e) if e.len() == 3));
+        // An open through it gives a handle the session knows.
+        let l = looked_up(export.run(lookup_and_list(
+            "/d",
+            crate::proto::Lookup::Open {
+                path: rp("/d/a"),
+                flags: libc::O_RDONLY,
+                mode: 0,
+            },
+        )));
+        let Ok(crate::proto::LookupAnswer::Opened { handle, .. }) = l.answer else {
+            panic!("{l:?}")
+        };
+        assert_eq!(
+            export.run(Request::Pread {
+                handle,
+                len: 10,
+                offset: 0
+            }),
+            Ok(Reply::Data(b"12345".to_vec()))
+        );
+    }
+
+    #[test]
+    fn lookup_and_list_refuses_symlinked_missing_and_large_directories() {
+        let export = Export::new();
+        export.mkdir("d");
+        export.symlink("d", "dl");
+        export.write("f", b"");
+        let stat = |p: &str| crate::proto::Lookup::Stat {
+            path: rp(p),
+            follow: false,
+        };
+        let l = looked_up(export.run(lookup_and_list("/dl", stat("/dl/x"))));
+        assert_eq!(l.listing, DirListing::Unavailable(Errno(libc::ELOOP)));
+        let l = looked_up(export.run(lookup_and_list("/missing", stat("/missing/x"))));
+        assert_eq!(l.answer, Err(Errno::ENOENT));
+        assert_eq!(l.listing, DirListing::Unavailable(Errno::ENOENT));
+        let l = looked_up(export.run(lookup_and_list("/f", stat("/f/x"))));
+        assert_eq!(l.listing, DirListing::Unavailable(Errno::ENOTDIR));
+        // Confined: `..` from the root stays in it.
+        let l = looked_up(export.run(lookup_and_list("/..", stat("/f"))));
+        assert!(
+            matches!(l.listing, DirListing::Complete(ref e) if e.iter().any(|e| e.name == b"f")),
+            "{l:?}"
+        );
+        export.mkdir("big");
+        for i in 0..=MAX_LISTED_ENTRIES {
+            std::fs::write(export.host(&format!("big/{i}")), b"").expect("write");
+        }
+        let l = looked_up(export.run(lookup_and_list("/big", stat("/big/0"))));
+        assert!(l.answer.is_ok(), "{l:?}");
+        assert_eq!(l.listing, DirListing::TooLarge);
+        std::fs::remove_file(export.host("big/0")).expect("rm");
+        let l = looked_up(export.run(lookup_and_list("/big", stat("/big/0"))));
+        assert!(
+            matches!(l.listing, DirListing::Complete(ref e) if e.len() == MAX_LISTED_ENTRIES),
+            "{:?}",
+            l.answer
+        );
+    }
+
+    #[test]
+    fn lookup_and_list_of_a_change_is_refused_read_only() {
+        let export = Export::read_only();
+        export.mkdir("d");
+        let l = looked_up(export.run(lookup_and_list(
+            "/d",
+            crate::proto::Lookup::Open {
+                path: rp("/d/new"),
+                flags: libc::O_WRONLY | libc::O_CREAT,
+                mode: 0o644,
+            },
+        )));
+        assert_eq!(l.answer, Err(Errno::EROFS));
+        assert!(!export.host("d/new").exists());
     }
 }

@@ -17,7 +17,9 @@ use super::locks::Locks;
 use super::resolve::Root;
 use super::{dirs, files, meta, names, uname, xattr};
 use crate::errno::Errno;
-use crate::proto::{Credentials, Handle, Reply, Request, Response};
+use crate::proto::{
+    Credentials, DirListing, Handle, LookedUp, LookupAnswer, RemotePath, Reply, Request, Response,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExecutorError {
@@ -66,6 +68,13 @@ impl Executor {
     /// blocking thread. Safe to call concurrently; requests on different
     /// handles do not serialise.
     pub fn execute(&self, caller: Option<&Credentials>, req: Request) -> Response {
+        if let Request::LookupAndList { dir, lookup } = req {
+            let answer = self
+                .execute(caller, lookup.into_request())
+                .and_then(|r| LookupAnswer::from_reply(r).ok_or(Errno::EIO));
+            let listing = self.listing(caller, &dir);
+            return Ok(Reply::LookedUp(Box::new(LookedUp { answer, listing })));
+        }
         if self.read_only && mutates(&req) {
             return Err(Errno::EROFS);
         }
@@ -104,6 +113,25 @@ impl Executor {
             _ => {}
         }
         response
+    }
+
+    /// The listing half of a [`Request::LookupAndList`], with the
+    /// caller's rights.
+    fn listing(&self, caller: Option<&Credentials>, dir: &RemotePath) -> DirListing {
+        let rights = match caller {
+            Some(caller) => match self
+                .policy
+                .rights(caller, Checking::FsIds)
+                .enter(&self.policy)
+            {
+                Ok(rights) => Some(rights),
+                Err(e) => return DirListing::Unavailable(e),
+            },
+            None => None,
+        };
+        let listing = dirs::listing(&self.root, dir);
+        drop(rights);
+        listing
     }
 
     fn openers(&self) -> std::sync::MutexGuard<'_, HashMap<Handle, Credentials>> {
@@ -207,6 +235,8 @@ impl Executor {
             Request::Uname => uname::uname(),
             Request::ReadSystemFile { file } => system_file(file),
             Request::GetdentsPlus { handle } => dirs::getdents_plus(handles.get(handle)?.as_fd()),
+            // Taken apart by `execute`.
+            Request::LookupAndList { .. } => Err(Errno::EINVAL),
             // rscq answers it itself; the server holds no writes to send.
             Request::FlushWrites { handle } => handles.get(handle).map(|_| Reply::Done),
             // Connections are streams, served by `server::net`; one that
@@ -851,6 +881,16 @@ mod tests {
                     .prop_map(|(path, len)| Request::Truncate { path, len }),
                 path().prop_map(|path| Request::Statfs { path }),
                 path().prop_map(|path| Request::CheckDir { path }),
+                (path(), path(), any::<i32>()).prop_map(|(dir, path, flags)| {
+                    Request::LookupAndList {
+                        dir,
+                        lookup: crate::proto::Lookup::Open {
+                            path,
+                            flags,
+                            mode: 0o644,
+                        },
+                    }
+                }),
                 Just(Request::Uname),
             ];
         let xattrs =

@@ -18,8 +18,18 @@ const MODE_BITS: u32 = 0o7777;
 
 /// `statx(2)` of an open fd (`AT_EMPTY_PATH`), with every field [`Stat`] has.
 pub(super) fn stat_fd(fd: BorrowedFd<'_>) -> Result<Stat, Errno> {
+    statx_at(fd, c"", AtFlags::EMPTY_PATH)
+}
+
+/// `lstat(2)` of `name`, one entry of the directory `dir` (a name from its
+/// listing: one component, so it cannot leave `dir`).
+pub(super) fn lstat_entry(dir: BorrowedFd<'_>, name: &std::ffi::CStr) -> Result<Stat, Errno> {
+    statx_at(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+}
+
+fn statx_at(fd: BorrowedFd<'_>, name: &std::ffi::CStr, flags: AtFlags) -> Result<Stat, Errno> {
     let mask = StatxFlags::BASIC_STATS | StatxFlags::BTIME | StatxFlags::MNT_ID;
-    let stx = rustix::fs::statx(fd, c"", AtFlags::EMPTY_PATH, mask)?;
+    let stx = rustix::fs::statx(fd, name, flags, mask)?;
     let got = StatxFlags::from_bits_retain(stx.stx_mask);
     let time = |t: rustix::fs::StatxTimestamp| WireTime {
         sec: t.tv_sec,

@@ -121,6 +121,32 @@ impl Root {
         self.walk(self.fd.as_fd(), bytes, flags | OFlags::CLOEXEC, mode)
     }
 
+    /// `openat2(2)` of a whole request path that must not go through any
+    /// symlink (`RESOLVE_NO_SYMLINKS`: `ELOOP` if it does), so that its
+    /// text names the object it reaches.
+    pub(super) fn open_no_symlinks(
+        &self,
+        path: &RemotePath,
+        flags: OFlags,
+    ) -> Result<OwnedFd, Errno> {
+        let bytes = checked(path)?;
+        if bytes.len() >= MAX_PATH {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        let bytes: &[u8] = if bytes.is_empty() { b"." } else { bytes };
+        let resolve =
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_SYMLINKS;
+        retry_eagain(|| {
+            rustix::fs::openat2(
+                self.fd.as_fd(),
+                bytes,
+                flags | OFlags::CLOEXEC,
+                Mode::empty(),
+                resolve,
+            )
+        })
+    }
+
     /// An `O_PATH` fd for the object a path names. With `follow` false a
     /// final symlink is not followed, as `lstat(2)` does, unless trailing
     /// slashes ask for it, as they do in Linux.

@@ -105,6 +105,11 @@ pub fn describe(req: &Request) -> String {
             flags,
             mode,
         } => format!("{}, {flags:#o}, {mode:#o}, +listing", path(p)),
+        Request::LookupAndList { dir, lookup } => format!(
+            "{}, +listing {}",
+            describe(&lookup.clone().into_request()),
+            path(dir)
+        ),
         Request::FlushWrites { handle } => format!("{}, flush", h(handle)),
         Request::SetFlags { handle, flags } => format!("{}, F_SETFL, {flags:#o}", h(handle)),
         Request::Ftruncate { handle, len } => format!("{}, {len}", h(handle)),

@@ -9,6 +9,7 @@
 mod harness;
 
 mod calls;
+mod dirmeta;
 mod embedded;
 mod exec;
 mod faults;

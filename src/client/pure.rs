@@ -288,20 +288,33 @@ async fn run(
     // The number of `Send`s on the stream so far, as the server counts.
     let mut sends = 0u64;
     loop {
-        let op = tokio::select! {
+        let mut ops = Vec::with_capacity(2);
+        tokio::select! {
             command = commands.recv() => match command {
                 None => break,
                 Some(Command::Fetch { max, nonblocking, done }) => {
                     lock(&waiters).recvs.push_back(done);
-                    PureOp::Recv { max, nonblocking }
+                    ops.push(PureOp::Recv { max, nonblocking });
                 }
                 Some(Command::Send { data, done, numbered }) => {
+                    // A send after the program shut its socket down for
+                    // writing must fail as the kernel's would (EPIPE),
+                    // so the end it already made goes first, even if rscq
+                    // has not read it yet.
+                    if !program_done && shut_for_writing(&rd) {
+                        program_done = true;
+                        let end = end_of_program_writes(
+                            false, &mut send, &waiters, &mut unsent,
+                        ).await;
+                        let Some(end) = end else { break };
+                        ops.push(end);
+                    }
                     sends += 1;
                     let _ = numbered.send(sends);
                     lock(&waiters).sends.push_back((Some(sends), done));
-                    PureOp::Send(data)
+                    ops.push(PureOp::Send(data));
                 }
-                Some(Command::Cancel(n)) => PureOp::CancelSend(n),
+                Some(Command::Cancel(n)) => ops.push(PureOp::CancelSend(n)),
             },
             // Bytes the program wrote through a call rscq does not trap
             // (sendfile, splice), and its shutdown or close.
@@ -309,52 +322,91 @@ async fn run(
                 match read {
                     Ok(0) | Err(_) => {
                         program_done = true;
-                        // A failed read is a reset (an abortive close, or
-                        // a close with unread bytes): the server resets its
-                        // socket too, after the sends before it.
-                        let end = if read.is_err() {
-                            PureOp::Reset
-                        } else {
-                            PureOp::ShutdownWrite
-                        };
-                        // The calls still waiting for room are the
-                        // program's no longer (it closed the socket, or
-                        // died): they stop waiting, or what the program
-                        // wrote before the close would wait behind them.
-                        let waiting: Vec<u64> =
-                            lock(&waiters).sends.iter().filter_map(|(n, _)| *n).collect();
-                        for n in waiting {
-                            if send.write_all(&frame::encode(&PureOp::CancelSend(n))).await.is_err() {
-                                break;
-                            }
-                        }
-                        // Answered once the server has sent everything
-                        // before it: then nothing the program wrote is
-                        // left in flight.
-                        let (done, answered) = oneshot::channel();
-                        lock(&waiters).sends.push_back((None, done));
-                        if let Some(unsent) = unsent.take() {
-                            tokio::spawn(async move {
-                                let _ = answered.await;
-                                drop(unsent);
-                            });
-                        }
-                        end
+                        let end = end_of_program_writes(
+                            read.is_err(), &mut send, &waiters, &mut unsent,
+                        ).await;
+                        let Some(end) = end else { break };
+                        ops.push(end);
                     }
                     Ok(n) => {
                         // Nobody waits for this answer.
                         sends += 1;
                         lock(&waiters).sends.push_back((None, oneshot::channel().0));
-                        PureOp::Send(from_program[..n].to_vec())
+                        ops.push(PureOp::Send(from_program[..n].to_vec()));
                     }
                 }
             }
         };
-        if send.write_all(&frame::encode(&op)).await.is_err() {
+        let mut failed = false;
+        for op in ops {
+            if send.write_all(&frame::encode(&op)).await.is_err() {
+                failed = true;
+                break;
+            }
+        }
+        if failed {
             break;
         }
     }
     replies.abort();
+}
+
+/// Whether the program's socket (the peer of `rd`) was shut down for
+/// writing: its end of stream waits in `rd`, with no byte before it. Asked
+/// of the kernel directly, since the runtime may not have seen it yet.
+fn shut_for_writing(rd: &tokio::net::tcp::OwnedReadHalf) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(
+        rustix::net::recv(
+            rd.as_ref(),
+            &mut byte,
+            rustix::net::RecvFlags::PEEK | rustix::net::RecvFlags::DONTWAIT,
+        ),
+        Ok((0, _))
+    )
+}
+
+/// The program shut its socket down for writing or closed it (`reset`: an
+/// abortive close, or a close with unread bytes): the operation that ends
+/// the server's direction too, after everything sent before it; `None` if
+/// the stream failed.
+async fn end_of_program_writes(
+    reset: bool,
+    send: &mut quinn::SendStream,
+    waiters: &Arc<Mutex<Waiters>>,
+    unsent: &mut Option<UnsentGuard>,
+) -> Option<PureOp> {
+    // A failed read is a reset: the server resets its socket too, after
+    // the sends before it.
+    let end = if reset {
+        PureOp::Reset
+    } else {
+        PureOp::ShutdownWrite
+    };
+    // The calls still waiting for room are the program's no longer (it
+    // closed the socket, or died): they stop waiting, or what the program
+    // wrote before the close would wait behind them.
+    let waiting: Vec<u64> = lock(waiters).sends.iter().filter_map(|(n, _)| *n).collect();
+    for n in waiting {
+        if send
+            .write_all(&frame::encode(&PureOp::CancelSend(n)))
+            .await
+            .is_err()
+        {
+            return None;
+        }
+    }
+    // Answered once the server has sent everything before it: then nothing
+    // the program wrote is left in flight.
+    let (done, answered) = oneshot::channel();
+    lock(waiters).sends.push_back((None, done));
+    if let Some(unsent) = unsent.take() {
+        tokio::spawn(async move {
+            let _ = answered.await;
+            drop(unsent);
+        });
+    }
+    Some(end)
 }
 
 fn lock(waiters: &Mutex<Waiters>) -> std::sync::MutexGuard<'_, Waiters> {

@@ -125,6 +125,8 @@ fn log_filter(verbose: u8, quiet: &str) -> tracing_subscriber::EnvFilter {
 }
 
 fn main() -> ExitCode {
+    // A long-running server must give back what finished sessions freed.
+    rscq::sys::return_freed_memory();
     let args = Args::parse();
     tracing_subscriber::fmt()
         .with_env_filter(log_filter(args.verbose, "warn"))

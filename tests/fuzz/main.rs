@@ -14,6 +14,7 @@ mod driver;
 mod executor;
 mod frames;
 mod mutate;
+mod net;
 mod rng;
 mod seeds;
 mod trap_root;
@@ -23,6 +24,11 @@ use std::collections::BTreeSet;
 #[test]
 fn fuzz_frames() {
     driver::fuzz(&mut frames::Frames::new());
+}
+
+#[test]
+fn fuzz_net() {
+    driver::fuzz(&mut net::NetTarget::new());
 }
 
 #[test]
@@ -38,6 +44,7 @@ fn built_corpus() -> Vec<(&'static str, Seeds)> {
     vec![
         ("frames", seeds::frame_seeds()),
         ("executor", seeds::executor_seeds()),
+        ("net", net::net_seeds()),
     ]
 }
 

@@ -59,12 +59,13 @@ type Job = (
 );
 
 /// The executor on a thread of its own, so a request that hangs is seen.
-struct Session {
+pub struct Session {
     jobs: mpsc::Sender<Job>,
+    bound: Duration,
 }
 
 impl Session {
-    fn new(executor: Executor) -> Self {
+    pub fn new(executor: Executor, bound: Duration) -> Self {
         let executor = Arc::new(executor);
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
@@ -77,24 +78,22 @@ impl Session {
                 }
             })
             .expect("executor thread");
-        Self { jobs }
+        Self { jobs, bound }
     }
 
-    fn execute(&self, call: Call) -> Result<Response, String> {
+    pub fn execute(&self, call: Call) -> Result<Response, String> {
         let (answer, response) = mpsc::channel();
         let shown = format!("{:?}", call.request);
         self.jobs
             .send((call.creds, call.request, answer))
             .map_err(|_| "the executor thread is gone".to_owned())?;
-        match response.recv_timeout(REQUEST_TIME_BOUND) {
+        match response.recv_timeout(self.bound) {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(panic)) => Err(format!(
                 "the executor panicked on {shown}: {}",
                 crate::driver::panic_message(&*panic)
             )),
-            Err(_) => Err(format!(
-                "no answer within {REQUEST_TIME_BOUND:?} to {shown}"
-            )),
+            Err(_) => Err(format!("no answer within {:?} to {shown}", self.bound)),
         }
     }
 }
@@ -115,7 +114,7 @@ impl ExecutorTarget {
                 .into_iter()
                 .filter(|r| !crate::seeds::is_network(r))
                 .collect(),
-            dict: Dictionary::default(),
+            dict: Dictionary::new(std::path::Path::new("/nonexistent/canary")),
             root: None,
             inputs_on_root: 0,
             history: Vec::new(),
@@ -129,7 +128,7 @@ impl ExecutorTarget {
         let policy = rscq::server::creds::Policy::of_this_process(None);
         let executor = Executor::new(&trap.root, false, policy).expect("executor");
         self.dict = Dictionary::new(&trap.canary);
-        self.root = Some((trap, Session::new(executor)));
+        self.root = Some((trap, Session::new(executor, REQUEST_TIME_BOUND)));
         self.inputs_on_root = 0;
         self.history.clear();
     }

@@ -20,6 +20,7 @@ mod seeds;
 mod trap_root;
 
 use std::collections::BTreeSet;
+use std::os::unix::fs::OpenOptionsExt as _;
 
 #[test]
 fn fuzz_frames() {
@@ -102,4 +103,141 @@ fn seeds_cover_every_request_variant() {
         framed, names,
         "the frame corpus holds a call of every variant"
     );
+}
+
+// The checks the targets rely on, each shown to fail when it should: a
+// fuzzer whose detectors cannot fire finds nothing.
+
+/// A file made beside the export, or a change to the canary, is seen.
+#[test]
+fn the_outside_check_sees_any_change() {
+    let trap = trap_root::TrapRoot::new();
+    trap.check_outside().expect("untouched");
+    let base = trap.root.parent().expect("base").to_path_buf();
+    std::fs::write(base.join("escaped"), b"x").expect("write");
+    assert!(trap.check_outside().is_err(), "a new file beside the root");
+    std::fs::remove_file(base.join("escaped")).expect("remove");
+    assert!(
+        trap.check_outside().is_err(),
+        "made and removed again: the directory's times moved"
+    );
+
+    let trap = trap_root::TrapRoot::new();
+    let secret = trap.canary.join("secret");
+    let meta = std::fs::metadata(&secret).expect("stat");
+    std::fs::set_permissions(&secret, meta.permissions()).expect("chmod to the same mode");
+    assert!(trap.check_outside().is_err(), "a chmod moves the ctime");
+}
+
+/// The canary's content is found in a real reply that carries it: an
+/// executor exported one level too high reads it.
+#[test]
+fn a_reply_with_the_canary_is_seen() {
+    let trap = trap_root::TrapRoot::new();
+    let base = trap.root.parent().expect("base");
+    let policy = rscq::server::creds::Policy::of_this_process(None);
+    let too_high = rscq::server::Executor::new(base, false, policy).expect("executor");
+    let opened = too_high.execute(
+        None,
+        rscq::proto::Request::Open {
+            path: rscq::proto::RemotePath(b"canary/secret".to_vec()),
+            flags: libc::O_RDONLY,
+            mode: 0,
+        },
+    );
+    let Ok(rscq::proto::Reply::Opened { handle, .. }) = opened else {
+        panic!("open: {opened:?}");
+    };
+    let read = too_high.execute(None, rscq::proto::Request::Read { handle, len: 4096 });
+    assert!(trap_root::leaks_canary(&rscq::proto::frame::encode(&read)));
+    let inside = too_high.execute(None, rscq::proto::Request::Uname);
+    assert!(!trap_root::leaks_canary(&rscq::proto::frame::encode(
+        &inside
+    )));
+}
+
+/// A request that does not come back in time is a failure: a blocking
+/// open of the FIFO with no writer (which the targets prevent with
+/// `O_NONBLOCK`) waits, as `open(2)` does.
+#[test]
+fn a_request_that_hangs_is_seen() {
+    let trap = trap_root::TrapRoot::new();
+    let policy = rscq::server::creds::Policy::of_this_process(None);
+    let ex = rscq::server::Executor::new(&trap.root, false, policy).expect("executor");
+    let session = executor::Session::new(ex, std::time::Duration::from_millis(300));
+    let blocking = rscq::proto::Call {
+        creds: None,
+        request: rscq::proto::Request::Open {
+            path: rscq::proto::RemotePath(b"fifo".to_vec()),
+            flags: libc::O_RDONLY,
+            mode: 0,
+        },
+    };
+    let mut safe = blocking.clone();
+    executor::make_safe(&mut safe.request);
+    assert!(
+        matches!(session.execute(safe), Ok(Ok(_))),
+        "with O_NONBLOCK the open returns at once"
+    );
+    let hung = session.execute(blocking);
+    assert!(
+        hung.as_ref().is_err_and(|e| e.contains("no answer")),
+        "{hung:?}"
+    );
+    // A writer lets the waiting open finish, so the thread ends.
+    let _writer = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(trap.root.join("fifo"));
+}
+
+/// Whatever address a request names, what reaches a socket is loopback,
+/// on one of the harness's own ports (or 0 for a bind).
+#[test]
+fn every_address_is_mapped_to_loopback() {
+    let fixtures = net::Fixtures {
+        tcp: [vec![1001, 1002], vec![1003]],
+        udp: [vec![2001], vec![2002, 2003]],
+        _held: Vec::new(),
+    };
+    let listeners = [vec![3001], Vec::new()];
+    let mut rng = rng::Rng::new(7);
+    for _ in 0..10_000 {
+        let port = u16::try_from(rng.below(65536)).expect("port");
+        let addr = if rng.one_in(2) {
+            rscq::proto::SockAddr::V4 {
+                ip: rng.next_u64().to_le_bytes()[..4].try_into().expect("4"),
+                port,
+            }
+        } else {
+            let mut ip = [0u8; 16];
+            ip.iter_mut().for_each(|b| *b = rng.byte());
+            rscq::proto::SockAddr::V6 {
+                ip,
+                port,
+                flowinfo: 0,
+                scope_id: 5,
+            }
+        };
+        let role = *rng.pick(&[net::Role::Bind, net::Role::TcpPeer, net::Role::UdpPeer]);
+        let mapped =
+            std::net::SocketAddr::from(net::to_loopback(&fixtures, &listeners, addr, role));
+        assert!(mapped.ip().is_loopback(), "{addr:?} became {mapped}");
+        let family = usize::from(mapped.is_ipv6());
+        let allowed: Vec<u16> = match role {
+            net::Role::Bind => std::iter::once(0)
+                .chain(fixtures.tcp[family].clone())
+                .collect(),
+            net::Role::TcpPeer => fixtures.tcp[family]
+                .iter()
+                .chain(&listeners[family])
+                .copied()
+                .collect(),
+            net::Role::UdpPeer => fixtures.udp[family].clone(),
+        };
+        assert!(allowed.contains(&mapped.port()), "{addr:?} became {mapped}");
+        if let std::net::SocketAddr::V6(v6) = mapped {
+            assert_eq!(v6.scope_id(), 0);
+        }
+    }
 }

@@ -122,7 +122,7 @@ pub fn encode_calls(calls: &[Call]) -> Vec<u8> {
 
 /// What structure-aware mutations draw on: hostile paths, and the handles
 /// and listener ids the session really gave out.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Dictionary {
     pub paths: Vec<Vec<u8>>,
     pub handles: Vec<u64>,

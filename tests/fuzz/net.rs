@@ -59,12 +59,13 @@ pub fn count_panics() {
 }
 
 /// The harness's own loopback sockets, one set per address family.
-struct Fixtures {
+pub struct Fixtures {
     /// TCP: an echo server, then a port bound but not listening (refused).
-    tcp: [Vec<u16>; 2],
+    pub tcp: [Vec<u16>; 2],
     /// UDP: an echo socket, then one that never reads.
-    udp: [Vec<u16>; 2],
-    _held: Vec<rustix::fd::OwnedFd>,
+    pub udp: [Vec<u16>; 2],
+    /// Kept open for as long as the fixtures are used.
+    pub _held: Vec<rustix::fd::OwnedFd>,
 }
 
 fn ip_of(v6: bool) -> std::net::IpAddr {
@@ -129,10 +130,54 @@ async fn fixtures() -> Fixtures {
 
 /// How an address is used, which decides the port it gets.
 #[derive(Clone, Copy)]
-enum Role {
+pub enum Role {
     Bind,
     TcpPeer,
     UdpPeer,
+}
+
+/// The loopback address that stands for `addr`: the port is chosen
+/// from the candidates by the fuzzed port's value, so a replay picks
+/// the same one.
+pub fn to_loopback(
+    fixtures: &Fixtures,
+    listeners: &[Vec<u16>; 2],
+    addr: SockAddr,
+    role: Role,
+) -> SockAddr {
+    let (v6, port) = match addr {
+        SockAddr::V4 { port, .. } => (false, port),
+        SockAddr::V6 { port, .. } => (true, port),
+    };
+    let family = usize::from(v6);
+    let candidates: Vec<u16> = match role {
+        // Mostly any free port; sometimes a taken one (EADDRINUSE).
+        Role::Bind if port % 8 != 1 => vec![0],
+        Role::Bind => fixtures.tcp[family].clone(),
+        Role::TcpPeer => fixtures.tcp[family]
+            .iter()
+            .chain(&listeners[family])
+            .copied()
+            .collect(),
+        Role::UdpPeer => fixtures.udp[family].clone(),
+    };
+    let port = if candidates.is_empty() {
+        0
+    } else {
+        candidates[usize::from(port) % candidates.len()]
+    };
+    match addr {
+        SockAddr::V4 { .. } => SockAddr::V4 {
+            ip: [127, 0, 0, 1],
+            port,
+        },
+        SockAddr::V6 { flowinfo, .. } => SockAddr::V6 {
+            ip: Ipv6Addr::LOCALHOST.octets(),
+            port,
+            flowinfo,
+            scope_id: 0,
+        },
+    }
 }
 
 struct Session {
@@ -146,59 +191,20 @@ struct Session {
 }
 
 impl Session {
-    /// The loopback address that stands for `addr`: the port is chosen
-    /// from the candidates by the fuzzed port's value, so a replay picks
-    /// the same one.
-    fn to_loopback(&self, fixtures: &Fixtures, addr: SockAddr, role: Role) -> SockAddr {
-        let (v6, port) = match addr {
-            SockAddr::V4 { port, .. } => (false, port),
-            SockAddr::V6 { port, .. } => (true, port),
-        };
-        let family = usize::from(v6);
-        let candidates: Vec<u16> = match role {
-            // Mostly any free port; sometimes a taken one (EADDRINUSE).
-            Role::Bind if port % 8 != 1 => vec![0],
-            Role::Bind => fixtures.tcp[family].clone(),
-            Role::TcpPeer => fixtures.tcp[family]
-                .iter()
-                .chain(&self.listeners[family])
-                .copied()
-                .collect(),
-            Role::UdpPeer => fixtures.udp[family].clone(),
-        };
-        let port = if candidates.is_empty() {
-            0
-        } else {
-            candidates[usize::from(port) % candidates.len()]
-        };
-        match addr {
-            SockAddr::V4 { .. } => SockAddr::V4 {
-                ip: [127, 0, 0, 1],
-                port,
-            },
-            SockAddr::V6 { flowinfo, .. } => SockAddr::V6 {
-                ip: Ipv6Addr::LOCALHOST.octets(),
-                port,
-                flowinfo,
-                scope_id: 0,
-            },
-        }
-    }
-
     fn confine(&self, fixtures: &Fixtures, req: &mut Request) {
         match req {
             Request::TcpConnect { addr, .. } => {
-                *addr = self.to_loopback(fixtures, *addr, Role::TcpPeer)
+                *addr = to_loopback(fixtures, &self.listeners, *addr, Role::TcpPeer)
             }
             Request::TcpBind { addr, .. } | Request::UdpBind { addr, .. } => {
-                *addr = self.to_loopback(fixtures, *addr, Role::Bind);
+                *addr = to_loopback(fixtures, &self.listeners, *addr, Role::Bind);
             }
             Request::TcpSetOption {
                 target: OptionTarget::Connection { local, peer },
                 ..
             } => {
-                *local = self.to_loopback(fixtures, *local, Role::TcpPeer);
-                *peer = self.to_loopback(fixtures, *peer, Role::TcpPeer);
+                *local = to_loopback(fixtures, &self.listeners, *local, Role::TcpPeer);
+                *peer = to_loopback(fixtures, &self.listeners, *peer, Role::TcpPeer);
             }
             _ => crate::executor::make_safe(req),
         }
@@ -209,7 +215,9 @@ impl Session {
             UdpOp::Send {
                 peer: Some(peer), ..
             }
-            | UdpOp::Connect { peer } => *peer = self.to_loopback(fixtures, *peer, Role::UdpPeer),
+            | UdpOp::Connect { peer } => {
+                *peer = to_loopback(fixtures, &self.listeners, *peer, Role::UdpPeer)
+            }
             _ => {}
         }
     }
@@ -277,7 +285,7 @@ impl NetTarget {
                 .into_iter()
                 .filter(crate::seeds::is_network)
                 .collect(),
-            dict: Dictionary::default(),
+            dict: Dictionary::new(std::path::Path::new("/nonexistent/canary")),
             session: None,
             inputs_on_session: 0,
             history: Vec::new(),
@@ -319,8 +327,14 @@ impl NetTarget {
         session.tcp = None;
         session.udp = None;
         let mut outcome = 0u64;
+        let verbose = std::env::var_os("RSCQ_FUZZ_VERBOSE").is_some();
         for step in steps {
+            let shown = verbose.then(|| format!("{step:?}"));
             let name = self.step(session, step).await?;
+            if let Some(shown) = shown {
+                let shown: String = shown.chars().take(200).collect();
+                crate::driver::report(&format!("net step {shown} -> {name}"));
+            }
             outcome ^= crate::driver::hash(name.as_bytes());
         }
         if let Some(reason) = session.link.close_reason() {

@@ -81,21 +81,63 @@ impl Session {
         Self { jobs, bound }
     }
 
+    /// Runs one call; `Err` says what went wrong (the caller names the
+    /// request: formatting a megabyte write for every call would cost more
+    /// than running it).
     pub fn execute(&self, call: Call) -> Result<Response, String> {
         let (answer, response) = mpsc::channel();
-        let shown = format!("{:?}", call.request);
         self.jobs
             .send((call.creds, call.request, answer))
             .map_err(|_| "the executor thread is gone".to_owned())?;
         match response.recv_timeout(self.bound) {
             Ok(Ok(response)) => Ok(response),
             Ok(Err(panic)) => Err(format!(
-                "the executor panicked on {shown}: {}",
+                "the executor panicked: {}",
                 crate::driver::panic_message(&*panic)
             )),
-            Err(_) => Err(format!("no answer within {:?} to {shown}", self.bound)),
+            Err(_) => Err(format!("no answer within {:?}", self.bound)),
         }
     }
+}
+
+/// A request as a failure message shows it: its start is enough.
+pub fn shown(req: &Request) -> String {
+    let mut text = format!("{req:?}");
+    if text.len() > 400 {
+        let mut cut = 400;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("...");
+    }
+    text
+}
+
+/// The name of a reply's variant, for the outcome signature.
+pub fn reply_kind(response: &Response) -> String {
+    let Ok(reply) = response else {
+        return format!("{:?}", response.as_ref().err());
+    };
+    match reply {
+        Reply::Done => "Done",
+        Reply::Opened { .. } => "Opened",
+        Reply::OpenedDir(_) => "OpenedDir",
+        Reply::Data(_) => "Data",
+        Reply::Count(_) => "Count",
+        Reply::Offset(_) => "Offset",
+        Reply::Stat(_) => "Stat",
+        Reply::Statfs(_) => "Statfs",
+        Reply::Dirents(_) => "Dirents",
+        Reply::DirentsPlus { .. } => "DirentsPlus",
+        Reply::Uname(_) => "Uname",
+        Reply::TcpConnected { .. } => "TcpConnected",
+        Reply::TcpBound { .. } => "TcpBound",
+        Reply::UdpBound { .. } => "UdpBound",
+        Reply::StatPlus { .. } => "StatPlus",
+        Reply::Lock(_) => "Lock",
+    }
+    .to_owned()
 }
 
 pub struct ExecutorTarget {
@@ -161,11 +203,14 @@ impl Target for ExecutorTarget {
             self.history.extend(frame::encode(&call));
             let asked = call.request.clone();
             let (_, session) = self.root.as_ref().expect("root");
-            let response = session.execute(call)?;
+            let response = session
+                .execute(call)
+                .map_err(|e| format!("{e}: {}", shown(&asked)))?;
             let encoded = frame::encode(&response);
             if leaks_canary(&encoded) {
                 return Err(format!(
-                    "the canary's content came back in the reply to {asked:?}"
+                    "the canary's content came back in the reply to {}",
+                    shown(&asked)
                 ));
             }
             check_reply(&asked, &response)?;
@@ -174,15 +219,11 @@ impl Target for ExecutorTarget {
                 Ok(Reply::OpenedDir(dir)) => self.dict.saw_handle(dir.handle),
                 _ => {}
             }
-            let answer = match &response {
-                Ok(reply) => format!("{reply:?}")
-                    .split([' ', '('])
-                    .next()
-                    .unwrap_or("")
-                    .to_owned(),
-                Err(errno) => format!("{errno:?}"),
-            };
-            let signature = format!("{} {answer}", crate::seeds::variant_name(&asked));
+            let signature = format!(
+                "{} {}",
+                crate::seeds::variant_name(&asked),
+                reply_kind(&response)
+            );
             outcome ^= crate::driver::hash(signature.as_bytes());
         }
         let (trap, _) = self.root.as_ref().expect("root");

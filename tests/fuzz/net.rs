@@ -12,9 +12,7 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rscq::proto::{
-    Call, OptionTarget, PureOp, Reply, Request, Response, SockAddr, UdpEvent, UdpOp, frame,
-};
+use rscq::proto::{Call, OptionTarget, PureOp, Reply, Request, SockAddr, UdpEvent, UdpOp, frame};
 use rscq::transport::client::Link;
 use rscq::transport::embedded::Embedded;
 use rscq::transport::stream::read_frame_within;
@@ -223,18 +221,6 @@ impl Session {
     }
 }
 
-/// The outcome's name for a response.
-fn answer_name(response: &Response) -> String {
-    match response {
-        Ok(reply) => format!("{reply:?}")
-            .split([' ', '(', '{'])
-            .next()
-            .unwrap_or("")
-            .to_owned(),
-        Err(errno) => format!("{errno:?}"),
-    }
-}
-
 async fn bounded<T>(what: &str, f: impl Future<Output = T>) -> Result<T, String> {
     tokio::time::timeout(STEP_TIME_BOUND, f)
         .await
@@ -349,7 +335,7 @@ impl NetTarget {
             NetStep::Call(Call { creds, mut request }) => {
                 session.confine(fixtures, &mut request);
                 let kind = crate::seeds::variant_name(&request);
-                let shown = format!("{request:?}");
+                let shown = crate::executor::shown(&request);
                 match request {
                     Request::TcpConnect {
                         addr,
@@ -394,7 +380,7 @@ impl NetTarget {
                             };
                             session.listeners[family].push(port);
                         }
-                        Ok(format!("{kind} {}", answer_name(&response)))
+                        Ok(format!("{kind} {}", crate::executor::reply_kind(&response)))
                     }
                 }
             }
@@ -414,9 +400,13 @@ impl NetTarget {
                     match event {
                         Ok(Some(event)) => {
                             events.push(' ');
-                            events.push_str(
-                                format!("{event:?}").split([' ', '(']).next().unwrap_or(""),
-                            );
+                            events.push_str(match event {
+                                UdpEvent::Datagram { .. } => "Datagram",
+                                UdpEvent::RecvFailed(_) => "RecvFailed",
+                                UdpEvent::Sent(_) => "Sent",
+                                UdpEvent::Connected(_) => "Connected",
+                                UdpEvent::Unreachable { .. } => "Unreachable",
+                            });
                         }
                         _ => break,
                     }

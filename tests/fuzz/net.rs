@@ -1,6 +1,14 @@
 //! Target 3: the server's network request handlers (`server::net`,
 //! `server::udp`, `server::sockopt`), driven as rscq drives them: through
-//! the embedded server's real QUIC transport, one session per input.
+//! the embedded server's real QUIC transport. A session (one QUIC
+//! connection, its listeners) serves [`INPUTS_PER_SESSION`] inputs; a
+//! failure's reproducer is every step since it opened.
+//!
+//! An input is a sequence of [`NetStep`] frames: requests, and ops or
+//! bytes on the last socket stream a request opened. A server panic
+//! (caught by tokio, so seen through a panic hook), a step without an
+//! answer within [`STEP_TIME_BOUND`], or the server closing the connection
+//! is a failure.
 //!
 //! Loopback only. Every address a step names is rewritten before it
 //! leaves the harness: the IP to 127.0.0.1 or ::1, and the port to one of

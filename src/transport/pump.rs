@@ -343,6 +343,14 @@ pub async fn pump_with(
                                 reset_seen.store(true, Ordering::Release);
                             }
                             writable = false;
+                            // The upstream ended already, without a reset:
+                            // as when it ends after a failed write, there
+                            // is nothing left to wait for (and no branch
+                            // left to wait on once the peer has stopped).
+                            if !upstream_open {
+                                let _ = recv.stop(quinn::VarInt::from_u32(STREAM_RESET));
+                                return Downstream::Finished;
+                            }
                         }
                     }
                     Ok(None) => {
@@ -399,6 +407,76 @@ pub async fn pump_with(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod end_order_tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Panics raised in this file, by any task: the server's pump runs on
+    /// a task whose panic tokio swallows.
+    static PUMP_PANICS: AtomicUsize = AtomicUsize::new(0);
+
+    fn count_pump_panics() {
+        static HOOK: std::sync::Once = std::sync::Once::new();
+        HOOK.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                if info
+                    .location()
+                    .is_some_and(|l| l.file().ends_with("pump.rs"))
+                {
+                    PUMP_PANICS.fetch_add(1, Ordering::SeqCst);
+                }
+                previous(info);
+            }));
+        });
+    }
+
+    /// Found by the fuzzer (`tests/fuzz`): the client stops reading, the
+    /// remote peer closes its end, then bytes from the client fail to go
+    /// into the socket. The server's pump then had no branch left to wait
+    /// on, and `select!` panicked.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_write_after_both_ends_is_no_panic() {
+        count_pump_panics();
+        let peer = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = peer.local_addr().unwrap();
+        let server = crate::transport::embedded::Embedded::start().unwrap();
+        let link = server.connect().await.unwrap();
+        let streams = link
+            .open_tcp(addr.into(), false, Vec::new())
+            .await
+            .unwrap()
+            .unwrap();
+        let (mut remote, _) = peer.accept().await.unwrap();
+        let mut send = streams.send;
+        // The client stops reading: STOP_SENDING, with no reset in it.
+        drop(streams.recv);
+        // The remote peer closes gracefully: the pump's upstream sees the
+        // end of the socket.
+        remote.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        let _ =
+            tokio::time::timeout(Duration::from_millis(200), remote.read_to_end(&mut rest)).await;
+        drop(remote);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Bytes for the closed socket: the first write draws a reset, a
+        // later one fails.
+        for _ in 0..5 {
+            if send.write_all(b"late bytes").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(PUMP_PANICS.load(Ordering::SeqCst), 0, "the pump panicked");
+        link.close().await;
+        server.shutdown().await;
     }
 }
 

@@ -449,7 +449,7 @@ mod end_order_tests {
         let server = crate::transport::embedded::Embedded::start().unwrap();
         let link = server.connect().await.unwrap();
         let streams = link
-            .open_tcp(addr.into(), false, Vec::new())
+            .open_tcp(addr.into(), false, Vec::new(), None)
             .await
             .unwrap()
             .unwrap();

@@ -136,6 +136,7 @@ pub fn reply_kind(response: &Response) -> String {
         Reply::UdpBound { .. } => "UdpBound",
         Reply::StatPlus { .. } => "StatPlus",
         Reply::Lock(_) => "Lock",
+        Reply::LookedUp(_) => "LookedUp",
     }
     .to_owned()
 }

@@ -292,6 +292,23 @@ fn fields(req: &mut Request) -> Fields<'_> {
             f.paths.push(path);
             f.i32s.extend([mode, flags]);
         }
+        Request::LookupAndList { dir, lookup } => {
+            f.paths.push(dir);
+            match lookup {
+                rscq::proto::Lookup::Stat { path, .. }
+                | rscq::proto::Lookup::StatPlus { path, .. }
+                | rscq::proto::Lookup::Readlink { path } => f.paths.push(path),
+                rscq::proto::Lookup::Access { path, mode, flags } => {
+                    f.paths.push(path);
+                    f.i32s.extend([mode, flags]);
+                }
+                rscq::proto::Lookup::Open { path, flags, mode } => {
+                    f.paths.push(path);
+                    f.i32s.push(flags);
+                    f.u32s.push(mode);
+                }
+            }
+        }
         Request::Mkdir { path, mode } | Request::Chmod { path, mode, .. } => {
             f.paths.push(path);
             f.u32s.push(mode);

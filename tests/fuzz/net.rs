@@ -349,10 +349,12 @@ impl NetTarget {
                         addr,
                         pure,
                         options,
+                        bound,
                     } => {
-                        let opened = bounded(&shown, session.link.open_tcp(addr, pure, options))
-                            .await?
-                            .map_err(|e| format!("{shown}: {e}"))?;
+                        let opened =
+                            bounded(&shown, session.link.open_tcp(addr, pure, options, bound))
+                                .await?
+                                .map_err(|e| format!("{shown}: {e}"))?;
                         Ok(match opened {
                             Ok(streams) => {
                                 session.tcp = Some((streams.send, streams.recv, pure));
@@ -594,12 +596,25 @@ pub fn net_seeds() -> Vec<(String, Vec<u8>)> {
                 addr: v4(2),
                 pure: false,
                 options: Vec::new(),
+                bound: None,
             }),
             call(Request::TcpSetOption {
                 target: OptionTarget::Listener(1),
                 option: rscq::proto::SockOption::Linger(Some(0)),
             }),
             call(Request::TcpUnbind { listener: 1 }),
+        ],
+    ));
+    seeds.push((
+        "bind_then_connect".to_owned(),
+        vec![
+            call(bind(v4(0))),
+            call(Request::TcpConnect {
+                addr: v4(0),
+                pure: false,
+                options: Vec::new(),
+                bound: Some(1),
+            }),
         ],
     ));
     seeds.push((
@@ -620,6 +635,7 @@ pub fn net_seeds() -> Vec<(String, Vec<u8>)> {
                 addr: v6(2),
                 pure: true,
                 options: Vec::new(),
+                bound: None,
             }),
         ],
     ));
@@ -630,6 +646,7 @@ pub fn net_seeds() -> Vec<(String, Vec<u8>)> {
                 addr: v4(0),
                 pure: false,
                 options: vec![rscq::proto::SockOption::NoDelay(true)],
+                bound: None,
             }),
             NetStep::Bytes(b"hello".to_vec()),
             call(Request::TcpSetOption {
@@ -649,6 +666,7 @@ pub fn net_seeds() -> Vec<(String, Vec<u8>)> {
                 addr: v4(0),
                 pure: true,
                 options: Vec::new(),
+                bound: None,
             }),
             NetStep::Pure(PureOp::Send(b"ping".to_vec())),
             NetStep::Pure(PureOp::Recv {
@@ -666,6 +684,7 @@ pub fn net_seeds() -> Vec<(String, Vec<u8>)> {
             addr: v6(1),
             pure: false,
             options: vec![rscq::proto::SockOption::Linger(None)],
+            bound: None,
         })],
     ));
     for pure in [false, true] {

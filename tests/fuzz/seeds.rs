@@ -35,6 +35,7 @@ pub fn variant_name(req: &Request) -> &'static str {
         Request::Futimens { .. } => "futimens",
         Request::Fstatfs { .. } => "fstatfs",
         Request::Stat { .. } => "stat",
+        Request::LookupAndList { .. } => "lookup_and_list",
         Request::StatPlus { .. } => "stat_plus",
         Request::Access { .. } => "access",
         Request::Readlink { .. } => "readlink",
@@ -177,6 +178,13 @@ pub fn every_request() -> Vec<Request> {
             times: [at, TimeUpdate::Now],
         },
         Request::Fstatfs { handle: h },
+        Request::LookupAndList {
+            dir: rp("a"),
+            lookup: rscq::proto::Lookup::Stat {
+                path: rp("a/f"),
+                follow: true,
+            },
+        },
         Request::Stat {
             path: rp("a/f"),
             follow: true,
@@ -271,6 +279,7 @@ pub fn every_request() -> Vec<Request> {
             addr: LOOPBACK_V4,
             pure: false,
             options: vec![SockOption::NoDelay(true), SockOption::Linger(Some(0))],
+            bound: None,
         },
         Request::TcpBind {
             addr: LOOPBACK_V6,

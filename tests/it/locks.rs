@@ -218,3 +218,35 @@ fn locks_conflict_across_clients_and_with_the_server_and_die_with_a_client() {
     );
     assert_eq!(after.out(), "free\n", "{}", after.dump());
 }
+
+/// A lock wait whose server dies ends with an error once the idle timeout
+/// (short here) has passed: no hang, and rscq says the connection was lost.
+#[test]
+fn a_lock_wait_ends_when_the_server_dies() {
+    let mut pair = Pair::new(Backend::Remote, &[]);
+    let (t, on_server) = (pair.t(), p(&pair.remote_tree.join("lk")));
+    // A process on the server holds the lock, so the run's flock waits.
+    let mut holder = Running::spawn(cmd(&["flock", &on_server, "-c", "echo held; sleep 60"]));
+    holder.wait_stdout("held", Duration::from_secs(10));
+    let script = format!("echo waiting; flock -w 60 '{t}/lk' -c true; echo \"flock=$?\"");
+    let mut waiting = Running::spawn(pair.rscq_cmd(&["--idle-timeout", "3s"], &sh_c(&script)));
+    waiting.wait_stdout("waiting\n", Duration::from_secs(20));
+    // Long enough for flock to be asleep in its wait on the server.
+    std::thread::sleep(Duration::from_millis(1500));
+    let killed_at = std::time::Instant::now();
+    pair.server.as_mut().expect("server").kill();
+    let r = waiting.finish(Duration::from_secs(60));
+    drop(holder);
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(20),
+        "the wait outlived the server by {:?}\n{}",
+        killed_at.elapsed(),
+        r.dump()
+    );
+    assert!(
+        r.out().starts_with("waiting\nflock=") && !r.out().contains("flock=0"),
+        "flock must fail, not get the lock\n{}",
+        r.dump()
+    );
+    assert!(r.err().contains("lost"), "{}", r.dump());
+}

@@ -93,6 +93,9 @@ fn main() {
     if want("overhead") {
         bench_overhead(&mut c, &lab);
     }
+    if want("connects") {
+        bench_connects(&mut c, &lab);
+    }
     c.final_summary();
 }
 
@@ -271,6 +274,115 @@ fn bench_download(c: &mut Criterion, lab: &Lab) {
         }
         g.finish();
     }
+}
+
+// ---------------------------------------------------------------------------
+// --net connects per second
+// ---------------------------------------------------------------------------
+
+/// Holds the connections it accepts on 127.0.0.1:PORT; only those older
+/// than the last 6000 are closed, so no run's own connections are.
+const HOLDER_PY: &str = r#"
+import collections, resource, socket, sys
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+if soft < 6200:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 6200), hard))
+ls = socket.socket()
+ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+ls.bind(("127.0.0.1", int(sys.argv[1])))
+ls.listen(4096)
+print("READY", flush=True)
+held = collections.deque()
+while True:
+    c, _ = ls.accept()
+    held.append(c)
+    while len(held) > 6000:
+        held.popleft().close()
+"#;
+
+/// N non-blocking connects to 127.0.0.1:PORT, each waited for with poll and
+/// kept open to the end (so the table grows as in a busy program).
+const CONNECTS_PY: &str = r#"
+import resource, select, socket, struct, sys, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+if soft < n + 100:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, n + 100), hard))
+held = []
+t0 = time.perf_counter()
+for i in range(n):
+    c = socket.socket()
+    c.setblocking(False)
+    c.connect_ex(("127.0.0.1", port))
+    p = select.poll()
+    p.register(c, select.POLLOUT)
+    p.poll(30000)
+    err = c.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if err:
+        sys.exit("connect %d failed: errno %d" % (i, err))
+    held.append(c)
+t1 = time.perf_counter()
+print("CONNECTS %d %.9f" % (n, t1 - t0))
+# An abortive close leaves no TIME_WAIT behind: with a fixed destination,
+# a few runs' worth of those would use up the ephemeral ports.
+linger = struct.pack("ii", 1, 0)
+for c in held:
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+    c.close()
+"#;
+
+const CONNECTS: usize = 2000;
+const CONNECT_PORT: u16 = 7400;
+
+/// Issue 14's scale target: `--net` connects per second at RTT 0 on
+/// loopback, beside native, with connections piling up.
+fn bench_connects(c: &mut Criterion, lab: &Lab) {
+    let holder = lab.dir.join("holder.py");
+    fs::write(&holder, HOLDER_PY).expect("write holder.py");
+    let connects = lab.dir.join("connects.py");
+    fs::write(&connects, CONNECTS_PY).expect("write connects.py");
+    let port = CONNECT_PORT.to_string();
+    let n = CONNECTS.to_string();
+    let argv = ["python3", &s(&connects), port.as_str(), n.as_str()];
+    let mut g = group(c, "net_connects");
+    g.throughput(criterion::Throughput::Elements(CONNECTS as u64));
+    for mode in ["direct", "optimized", "pure"] {
+        // A namespace of its own per mode: tens of thousands of
+        // connections to one address leave the next mode's ports and
+        // tables as they found them.
+        let site = Site::new(lab, 0, None);
+        let mut h = cmd(&["python3", &s(&holder), &port]);
+        h.stdout(Stdio::piped()).stderr(Stdio::null());
+        let mut holder_proc = Proc::spawn(&site.server_ns, h);
+        holder_proc.wait_stdout("READY");
+        let mut rates: Vec<f64> = Vec::new();
+        g.bench_function(BenchmarkId::new(mode, CONNECTS), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let c = match mode {
+                        "direct" => cmd(&argv),
+                        "pure" => site.rscq(lab, &["--pure"], &["--net"], &argv),
+                        _ => site.rscq(lab, &[], &["--net"], &argv),
+                    };
+                    let (elapsed, out) = run_output(&site.client_ns, c);
+                    total += elapsed;
+                    if let Some(t) = parse_tagged(&out, "CONNECTS", 2) {
+                        rates.push(CONNECTS as f64 / t);
+                    }
+                }
+                total
+            });
+        });
+        extra(&format!(
+            "{{\"kind\":\"connects\",\"mode\":\"{mode}\",\"n\":{CONNECTS},\"median_per_s\":{:.1},\"runs\":{}}}",
+            median(&mut rates),
+            rates.len()
+        ));
+        drop(holder_proc);
+        drop(site);
+    }
+    g.finish();
 }
 
 // ---------------------------------------------------------------------------

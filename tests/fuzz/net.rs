@@ -49,16 +49,22 @@ const STEP_TIME_BOUND: Duration = Duration::from_secs(10);
 const ECHO_WAIT: Duration = Duration::from_millis(5);
 const MAX_STEPS: usize = 24;
 
-/// Panics anywhere in the process (a server task's panic is caught by
-/// tokio and would otherwise only reset a stream).
+/// Panics on the server's runtime threads (a server task's panic is caught
+/// by tokio and would otherwise only reset a stream). Other tests of this
+/// binary run on threads of their own, so their panics do not count.
 pub static PANICS: AtomicU64 = AtomicU64::new(0);
+
+/// The name of the server runtime's threads (workers and blocking pool).
+const SERVER_THREADS: &str = "rscq-fuzz-net";
 
 pub fn count_panics() {
     static HOOK: std::sync::Once = std::sync::Once::new();
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            PANICS.fetch_add(1, Ordering::SeqCst);
+            if std::thread::current().name() == Some(SERVER_THREADS) {
+                PANICS.fetch_add(1, Ordering::SeqCst);
+            }
             previous(info);
         }));
     });
@@ -256,6 +262,7 @@ impl NetTarget {
         count_panics();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
+            .thread_name(SERVER_THREADS)
             .enable_all()
             .build()
             .expect("runtime");

@@ -7,7 +7,7 @@ use std::process::Command;
 use clap::CommandFactory;
 use rscq::config::ClientArgs;
 
-use crate::run::{have, home, output, rscq};
+use crate::run::{have, home, on_path, output, rscq};
 
 /// Every long flag of rscq, from clap.
 fn long_flags() -> Vec<String> {
@@ -138,7 +138,7 @@ fn systemd_unit_is_hardened_and_valid() {
         ),
     )
     .expect("write");
-    if !have("systemd-analyze") {
+    if !on_path("systemd-analyze") {
         return;
     }
     let verify = output({

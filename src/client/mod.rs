@@ -517,12 +517,7 @@ impl Engine {
         // A socket the program bound first connects from its bound
         // address: the server's bound socket makes the connection, and the
         // registry forgets it as a listener.
-        let bound = self
-            .pumps
-            .sockets()
-            .bound_only()
-            .into_iter()
-            .find_map(|(i, id)| (i == ino).then_some(id));
+        let bound = self.pumps.sockets().bound_id(ino);
         if bound.is_some() {
             self.pumps.sockets().remove(ino);
         }
@@ -817,14 +812,7 @@ impl Forwarder for Engine {
         };
         match self.connects.join(ino, waiter) {
             connect::Joined::Start(interrupted) => {
-                let bound_only = || {
-                    self.pumps
-                        .sockets()
-                        .bound_only()
-                        .iter()
-                        .any(|&(i, _)| i == ino)
-                };
-                if self.pumps.is_remote(ino) && !bound_only() {
+                if self.pumps.is_remote(ino) && self.pumps.sockets().bound_id(ino).is_none() {
                     self.connects.finish(ino, Err(Errno(libc::EISCONN)));
                     self.connect_reply(tid, op, Err(Errno(libc::EISCONN)), Duration::ZERO);
                     return;

@@ -98,22 +98,16 @@ pub fn parse_server_toml(src: &str, path: &Path) -> Result<ServerFileSettings, C
         }
         None => None,
     };
-    let idle_timeout = match schema.idle_timeout {
-        Some(d) => {
-            let origin = at(d.span());
-            let text = d.into_inner();
-            Some(
-                text.parse::<super::types::IdleTimeout>()
-                    .map_err(|source| ConfigError::InvalidIdleTimeout {
-                        origin,
-                        value: text.clone(),
-                        source,
-                    })?
-                    .0,
-            )
-        }
-        None => None,
-    };
+    let idle_timeout = super::toml_file::duration_key(
+        schema.idle_timeout,
+        &at,
+        |t| t.parse::<super::types::IdleTimeout>().map(|d| d.0),
+        |origin, value, source| ConfigError::InvalidIdleTimeout {
+            origin,
+            value,
+            source,
+        },
+    )?;
     Ok(ServerFileSettings {
         listen,
         cert: file_path(schema.cert),

@@ -44,7 +44,7 @@ use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use toml::Spanned;
 
 use super::error::{ConfigError, Located, Origin};
-use super::types::{Delay, IdleTimeout, Mount, Optimizations, RemoteAddr, StatTtl};
+use super::types::{Delay, DelayError, IdleTimeout, Mount, Optimizations, RemoteAddr, StatTtl};
 use super::{FileSettings, check_duplicate_mounts};
 
 #[derive(Debug, Deserialize)]
@@ -179,6 +179,24 @@ pub fn parse_toml(src: &str, path: &Path) -> Result<FileSettings, ConfigError> {
 
 /// The settings of one table (the top level or a section), whose nested
 /// `server` sections were taken out.
+/// A key holding a duration with its unit (`nagle_delay`, `stat_ttl`,
+/// `idle_timeout`): `parse` reads and bounds it, `invalid` names what is
+/// wrong and where (`at` turns the key's span into its line).
+pub(super) fn duration_key(
+    key: Option<Spanned<String>>,
+    at: &dyn Fn(Range<usize>) -> Origin,
+    parse: impl Fn(&str) -> Result<std::time::Duration, DelayError>,
+    invalid: impl Fn(Origin, String, DelayError) -> ConfigError,
+) -> Result<Option<std::time::Duration>, ConfigError> {
+    let Some(key) = key else { return Ok(None) };
+    let origin = at(key.span());
+    let text = key.into_inner();
+    match parse(&text) {
+        Ok(d) => Ok(Some(d)),
+        Err(source) => Err(invalid(origin, text, source)),
+    }
+}
+
 fn settings(schema: Schema, src: &str, path: &Path) -> Result<FileSettings, ConfigError> {
     let at = |span: Range<usize>| Origin::File {
         path: path.to_owned(),
@@ -242,22 +260,16 @@ fn settings(schema: Schema, src: &str, path: &Path) -> Result<FileSettings, Conf
         _ => None,
     };
 
-    let nagle_delay = match schema.nagle_delay {
-        Some(d) => {
-            let origin = at(d.span());
-            let text = d.into_inner();
-            Some(
-                text.parse::<Delay>()
-                    .map_err(|source| ConfigError::InvalidDelay {
-                        origin,
-                        value: text.clone(),
-                        source,
-                    })?
-                    .0,
-            )
-        }
-        None => None,
-    };
+    let nagle_delay = duration_key(
+        schema.nagle_delay,
+        &at,
+        |t| t.parse::<Delay>().map(|d| d.0),
+        |origin, value, source| ConfigError::InvalidDelay {
+            origin,
+            value,
+            source,
+        },
+    )?;
     let nagle_bytes = match schema.nagle_bytes {
         Some(b) => {
             let origin = at(b.span());
@@ -272,38 +284,26 @@ fn settings(schema: Schema, src: &str, path: &Path) -> Result<FileSettings, Conf
         None => None,
     };
 
-    let stat_ttl = match schema.stat_ttl {
-        Some(d) => {
-            let origin = at(d.span());
-            let text = d.into_inner();
-            Some(
-                text.parse::<StatTtl>()
-                    .map_err(|source| ConfigError::InvalidStatTtl {
-                        origin,
-                        value: text.clone(),
-                        source,
-                    })?
-                    .0,
-            )
-        }
-        None => None,
-    };
-    let idle_timeout = match schema.idle_timeout {
-        Some(d) => {
-            let origin = at(d.span());
-            let text = d.into_inner();
-            Some(
-                text.parse::<IdleTimeout>()
-                    .map_err(|source| ConfigError::InvalidIdleTimeout {
-                        origin,
-                        value: text.clone(),
-                        source,
-                    })?
-                    .0,
-            )
-        }
-        None => None,
-    };
+    let stat_ttl = duration_key(
+        schema.stat_ttl,
+        &at,
+        |t| t.parse::<StatTtl>().map(|d| d.0),
+        |origin, value, source| ConfigError::InvalidStatTtl {
+            origin,
+            value,
+            source,
+        },
+    )?;
+    let idle_timeout = duration_key(
+        schema.idle_timeout,
+        &at,
+        |t| t.parse::<IdleTimeout>().map(|d| d.0),
+        |origin, value, source| ConfigError::InvalidIdleTimeout {
+            origin,
+            value,
+            source,
+        },
+    )?;
     let readahead_window = match schema.readahead_window {
         Some(w) => {
             let origin = at(w.span());

@@ -219,6 +219,16 @@ impl SocketRegistry {
             .collect()
     }
 
+    /// The server's id of socket `ino` if it is bound there and does not
+    /// listen.
+    pub fn bound_id(&self, ino: u64) -> Option<u64> {
+        let t = self.tables();
+        t.listeners
+            .get(&ino)
+            .copied()
+            .filter(|_| !t.listening.contains(&ino))
+    }
+
     pub fn listener_addr(&self, id: u64) -> Option<std::net::SocketAddr> {
         self.tables().listener_addrs.get(&id).copied()
     }

@@ -63,6 +63,29 @@ fn start_downloads(lab: &Lab, url: &str, outdir: &std::path::Path) -> Vec<Runnin
         .collect()
 }
 
+/// Each download of [`start_downloads`] ended well with `expected`'s bytes.
+fn downloads_arrived(
+    lab: &Lab,
+    downloads: Vec<Running>,
+    outdir: &std::path::Path,
+    expected: &[u8],
+) {
+    for (i, d) in downloads.into_iter().enumerate() {
+        let out = d.finish(Duration::from_secs(120));
+        assert!(
+            out.status.success(),
+            "download {i}\n{}\n--- server ---\n{}",
+            out.dump(),
+            lab.server_log()
+        );
+        assert_eq!(
+            sha256_file(&outdir.join(format!("big{i}.bin"))),
+            sha256(expected),
+            "download {i} differs"
+        );
+    }
+}
+
 #[test]
 fn paused_server_during_download_and_idle_accept() {
     let Some(lab) = Lab::new("paused_server_during_download_and_idle_accept", &["curl"]) else {
@@ -95,20 +118,7 @@ fn paused_server_during_download_and_idle_accept() {
     thread::sleep(PAUSE);
     lab.signal_server(Signal::SIGCONT);
 
-    for (i, d) in downloads.into_iter().enumerate() {
-        let out = d.finish(Duration::from_secs(120));
-        assert!(
-            out.status.success(),
-            "download {i}\n{}\n--- server ---\n{}",
-            out.dump(),
-            lab.server_log()
-        );
-        assert_eq!(
-            sha256_file(&outdir.join(format!("big{i}.bin"))),
-            sha256(&big),
-            "download {i} differs"
-        );
-    }
+    downloads_arrived(&lab, downloads, &outdir, &big);
     for (port, acceptor) in acceptors.drain(..) {
         let answer = lab.run_ok(lab.exec(
             Ns::Web,
@@ -186,18 +196,5 @@ fn client_address_change_during_download() {
         "to-remote",
     ]));
 
-    for (i, d) in downloads.into_iter().enumerate() {
-        let out = d.finish(Duration::from_secs(120));
-        assert!(
-            out.status.success(),
-            "download {i}\n{}\n--- server ---\n{}",
-            out.dump(),
-            lab.server_log()
-        );
-        assert_eq!(
-            sha256_file(&outdir.join(format!("big{i}.bin"))),
-            sha256(&big),
-            "download {i} differs"
-        );
-    }
+    downloads_arrived(&lab, downloads, &outdir, &big);
 }

@@ -10,7 +10,7 @@
 //! walks only the listening table.
 //!
 //! The framing ([`lookup_request`], [`dump_request`], [`parse_replies`]) is
-//! pure and tested on bytes; [`query`] does the I/O.
+//! pure and tested on bytes; `query` does the I/O.
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};

@@ -1,0 +1,226 @@
+//! Sockets as the wire carries them (`--net`): addresses, the remote UDP
+//! socket's stream messages, socket options, `--pure` stream operations and
+//! accepted connections, and the system files name resolution reads.
+//!
+//! Pure: types only; a change here is a [`super::PROTOCOL_VERSION`] bump.
+
+use serde::{Deserialize, Serialize};
+
+use crate::errno::Errno;
+
+/// An IPv4 or IPv6 socket address, as `struct sockaddr_in`/`sockaddr_in6`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum SockAddr {
+    V4 {
+        ip: [u8; 4],
+        port: u16,
+    },
+    V6 {
+        ip: [u8; 16],
+        port: u16,
+        flowinfo: u32,
+        scope_id: u32,
+    },
+}
+
+impl From<std::net::SocketAddr> for SockAddr {
+    fn from(a: std::net::SocketAddr) -> Self {
+        match a {
+            std::net::SocketAddr::V4(v4) => Self::V4 {
+                ip: v4.ip().octets(),
+                port: v4.port(),
+            },
+            std::net::SocketAddr::V6(v6) => Self::V6 {
+                ip: v6.ip().octets(),
+                port: v6.port(),
+                flowinfo: v6.flowinfo(),
+                scope_id: v6.scope_id(),
+            },
+        }
+    }
+}
+
+impl From<SockAddr> for std::net::SocketAddr {
+    fn from(a: SockAddr) -> Self {
+        match a {
+            SockAddr::V4 { ip, port } => (std::net::Ipv4Addr::from(ip), port).into(),
+            SockAddr::V6 {
+                ip,
+                port,
+                flowinfo,
+                scope_id,
+            } => std::net::SocketAddr::V6(std::net::SocketAddrV6::new(
+                std::net::Ipv6Addr::from(ip),
+                port,
+                flowinfo,
+                scope_id,
+            )),
+        }
+    }
+}
+
+/// A system file the server reads from its own `/etc`, never beneath the
+/// export root: with `--net`, name resolution must see the remote host's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum SystemFile {
+    ResolvConf,
+    Hosts,
+    NsswitchConf,
+    GaiConf,
+    Services,
+}
+
+impl SystemFile {
+    pub const ALL: [Self; 5] = [
+        Self::ResolvConf,
+        Self::Hosts,
+        Self::NsswitchConf,
+        Self::GaiConf,
+        Self::Services,
+    ];
+
+    /// Its path on both machines.
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::ResolvConf => "/etc/resolv.conf",
+            Self::Hosts => "/etc/hosts",
+            Self::NsswitchConf => "/etc/nsswitch.conf",
+            Self::GaiConf => "/etc/gai.conf",
+            Self::Services => "/etc/services",
+        }
+    }
+}
+
+/// One operation on a remote UDP socket's stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum UdpOp {
+    /// `sendto(2)` to `peer`, or `send(2)` to the connected peer.
+    Send {
+        peer: Option<SockAddr>,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    /// `connect(2)`; answered by [`UdpEvent::Connected`].
+    Connect { peer: SockAddr },
+    /// `connect(2)` to `AF_UNSPEC`; answered by [`UdpEvent::Connected`].
+    Disconnect,
+    /// `--pure`: one `recvfrom(2)`; with `nonblocking`, EAGAIN instead of
+    /// waiting. Answered by [`UdpEvent::Datagram`] or [`UdpEvent::RecvFailed`].
+    Recv { nonblocking: bool },
+}
+
+/// What the server sends on a remote UDP socket's stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum UdpEvent {
+    /// A datagram the socket received from `peer`.
+    Datagram {
+        peer: SockAddr,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
+    RecvFailed(Errno),
+    /// `--pure`: the answer to a [`UdpOp::Send`].
+    Sent(Result<u64, Errno>),
+    /// The answer to [`UdpOp::Connect`]: the socket's new local address.
+    Connected(Result<SockAddr, Errno>),
+    /// An ICMP error came back for a datagram the socket sent to `peer`
+    /// (not with `--pure`), from `offender`; `quoted` is the part of the
+    /// datagram's payload the message quoted.
+    Unreachable {
+        peer: SockAddr,
+        icmp: IcmpError,
+        offender: Option<SockAddr>,
+        #[serde(with = "serde_bytes")]
+        quoted: Vec<u8>,
+    },
+}
+
+/// The type and code of an ICMP error message, as the server's kernel
+/// queued it on the socket's error queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct IcmpError {
+    /// ICMPv6 (else ICMPv4).
+    pub v6: bool,
+    pub kind: u8,
+    pub code: u8,
+}
+
+/// A socket option that matters on the server's socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum SockOption {
+    KeepAlive(bool),
+    NoDelay(bool),
+    /// `SO_RCVBUF` as the program gave it (the kernel doubles it).
+    RecvBuffer(u32),
+    SendBuffer(u32),
+    /// `SO_LINGER`: the timeout in seconds when on.
+    Linger(Option<u32>),
+    KeepIdle(u32),
+    KeepInterval(u32),
+    KeepCount(u32),
+}
+
+/// Which server socket a [`Request::TcpSetOption`](super::Request::TcpSetOption) is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum OptionTarget {
+    /// A connection, by its addresses as the server sees them.
+    Connection {
+        local: SockAddr,
+        peer: SockAddr,
+    },
+    Listener(u64),
+}
+
+/// One stop-and-wait operation on a `--pure` connection's stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum PureOp {
+    /// One `recv(2)` of at most `max` bytes; with `nonblocking`, EAGAIN
+    /// instead of waiting.
+    Recv { max: u32, nonblocking: bool },
+    /// One blocking `send(2)`: answered once every byte is in the server's
+    /// socket, or, if a [`PureOp::CancelSend`] for it comes first, with the
+    /// count of those that are (one more try without waiting included).
+    Send(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// `shutdown(SHUT_WR)`.
+    ShutdownWrite,
+    /// The program's socket was reset (an abortive close): after the sends
+    /// before it, the server's socket is reset too.
+    Reset,
+    /// Stop waiting for room for the `n`-th `Send` of this stream (counted
+    /// from 1): the program's call timed out, was interrupted, or does not
+    /// block. It is answered with what went.
+    CancelSend(u64),
+}
+
+/// The answer to one [`PureOp`]. Receives and sends are answered in
+/// their own order, independently: a `send` never waits behind a `recv`
+/// that waits for the peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum PureReply {
+    /// Received bytes; empty at the end of the stream.
+    Data(#[serde(with = "serde_bytes")] Vec<u8>),
+    RecvFailed(Errno),
+    /// How many bytes of a `Send` went (fewer if it was cancelled).
+    Sent(u64),
+    /// `ShutdownWrite` or `Reset` done.
+    Shut,
+    SendFailed(Errno),
+}
+
+/// The first frame of a stream the server opens: one accepted connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Incoming {
+    pub listener: u64,
+    pub local: SockAddr,
+    pub peer: SockAddr,
+}

@@ -497,73 +497,7 @@ impl FileEngine {
     /// Turns the server's reply into the reply the program's call expects.
     pub fn on_reply(&mut self, now: Instant, pending: Pending, resp: Response) -> Response {
         match pending {
-            Pending::Plain(req) => {
-                // No listing taken while it ran may be kept.
-                if req.is_coherence_point() {
-                    self.dirmeta.clear();
-                } else {
-                    self.invalidate(now, &req);
-                }
-                match (&req, &resp) {
-                    (Request::Open { path, flags, .. }, Ok(Reply::Opened { handle, stat })) => {
-                        let regular = stat.mode & libc::S_IFMT == libc::S_IFREG;
-                        let offset_free = flags & (libc::O_APPEND | libc::O_PATH) == 0;
-                        self.writes.opened(
-                            *handle,
-                            (stat.dev_major, stat.dev_minor, stat.ino),
-                            path.clone(),
-                        );
-                        if self.layers.compound {
-                            self.opened_stats.insert(*handle, *stat);
-                        }
-                        self.files.insert(
-                            *handle,
-                            OpenFile {
-                                path: Some(path.clone()),
-                                cursor: (self.layers.readahead && regular && offset_free)
-                                    .then(readahead::Cursor::new),
-                                ..OpenFile::default()
-                            },
-                        );
-                    }
-                    (Request::Open { path, .. }, Ok(Reply::OpenedDir(dir))) => {
-                        if self.layers.statcache {
-                            self.stats.insert_listing(now, path, &dir.entries);
-                        }
-                        self.opened_stats.insert(dir.handle, dir.stat);
-                        self.files.insert(
-                            dir.handle,
-                            OpenFile {
-                                path: Some(path.clone()),
-                                listing: dir.entries.iter().map(|(e, _)| e.clone()).collect(),
-                                listing_complete: dir.complete,
-                                listed: true,
-                                ..OpenFile::default()
-                            },
-                        );
-                        return Ok(Reply::Opened {
-                            handle: dir.handle,
-                            stat: dir.stat,
-                        });
-                    }
-                    // A shadow's own handle: its file, for the barriers
-                    // that make its reads see every held write.
-                    (Request::Reopen { handle: of, .. }, Ok(Reply::Opened { handle, stat })) => {
-                        let path = self.files.get(of).and_then(|f| f.path.clone());
-                        self.writes.opened(
-                            *handle,
-                            (stat.dev_major, stat.dev_minor, stat.ino),
-                            path.unwrap_or_else(|| RemotePath(Vec::new())),
-                        );
-                    }
-                    (Request::Close { handle }, _) => {
-                        self.files.remove(handle);
-                        self.opened_stats.remove(handle);
-                    }
-                    _ => {}
-                }
-                resp
-            }
+            Pending::Plain(req) => self.on_plain_reply(now, req, resp),
             Pending::Copy { from, to } => {
                 self.dirmeta.clear();
                 if let Ok(Reply::Count(n)) = resp {
@@ -625,24 +559,104 @@ impl FileEngine {
                     Err(e)
                 }
             },
-            Pending::Listing { handle, bytes } => {
-                let (entries, complete) = match resp {
-                    Ok(Reply::DirentsPlus { entries, complete }) => (entries, complete),
-                    Ok(_) => return Err(Errno::EIO),
-                    Err(e) => return Err(e),
-                };
-                let file = self.files.entry(handle).or_default();
-                if self.layers.statcache
-                    && let Some(dir) = &file.path
-                {
-                    self.stats.insert_listing(now, dir, &entries);
-                }
-                file.listing.extend(entries.into_iter().map(|(e, _)| e));
-                file.listing_complete = complete;
-                file.listed = true;
-                take_dirents(file, bytes)
-            }
+            Pending::Listing { handle, bytes } => self.on_listing_reply(now, handle, bytes, resp),
         }
+    }
+
+    /// A plain request's reply: what it changed is dropped from the caches,
+    /// and what it opened or closed is recorded.
+    fn on_plain_reply(&mut self, now: Instant, req: Request, resp: Response) -> Response {
+        // No listing taken while it ran may be kept.
+        if req.is_coherence_point() {
+            self.dirmeta.clear();
+        } else {
+            self.invalidate(now, &req);
+        }
+        match (&req, &resp) {
+            (Request::Open { path, flags, .. }, Ok(Reply::Opened { handle, stat })) => {
+                let regular = stat.mode & libc::S_IFMT == libc::S_IFREG;
+                let offset_free = flags & (libc::O_APPEND | libc::O_PATH) == 0;
+                self.writes.opened(
+                    *handle,
+                    (stat.dev_major, stat.dev_minor, stat.ino),
+                    path.clone(),
+                );
+                if self.layers.compound {
+                    self.opened_stats.insert(*handle, *stat);
+                }
+                self.files.insert(
+                    *handle,
+                    OpenFile {
+                        path: Some(path.clone()),
+                        cursor: (self.layers.readahead && regular && offset_free)
+                            .then(readahead::Cursor::new),
+                        ..OpenFile::default()
+                    },
+                );
+            }
+            (Request::Open { path, .. }, Ok(Reply::OpenedDir(dir))) => {
+                if self.layers.statcache {
+                    self.stats.insert_listing(now, path, &dir.entries);
+                }
+                self.opened_stats.insert(dir.handle, dir.stat);
+                self.files.insert(
+                    dir.handle,
+                    OpenFile {
+                        path: Some(path.clone()),
+                        listing: dir.entries.iter().map(|(e, _)| e.clone()).collect(),
+                        listing_complete: dir.complete,
+                        listed: true,
+                        ..OpenFile::default()
+                    },
+                );
+                return Ok(Reply::Opened {
+                    handle: dir.handle,
+                    stat: dir.stat,
+                });
+            }
+            // A shadow's own handle: its file, for the barriers
+            // that make its reads see every held write.
+            (Request::Reopen { handle: of, .. }, Ok(Reply::Opened { handle, stat })) => {
+                let path = self.files.get(of).and_then(|f| f.path.clone());
+                self.writes.opened(
+                    *handle,
+                    (stat.dev_major, stat.dev_minor, stat.ino),
+                    path.unwrap_or_else(|| RemotePath(Vec::new())),
+                );
+            }
+            (Request::Close { handle }, _) => {
+                self.files.remove(handle);
+                self.opened_stats.remove(handle);
+            }
+            _ => {}
+        }
+        resp
+    }
+
+    /// A further `getdents` batch of directory `handle`: its entries join the
+    /// listing (and the statcache), and the program gets `bytes` of them.
+    fn on_listing_reply(
+        &mut self,
+        now: Instant,
+        handle: Handle,
+        bytes: u32,
+        resp: Response,
+    ) -> Response {
+        let (entries, complete) = match resp {
+            Ok(Reply::DirentsPlus { entries, complete }) => (entries, complete),
+            Ok(_) => return Err(Errno::EIO),
+            Err(e) => return Err(e),
+        };
+        let file = self.files.entry(handle).or_default();
+        if self.layers.statcache
+            && let Some(dir) = &file.path
+        {
+            self.stats.insert_listing(now, dir, &entries);
+        }
+        file.listing.extend(entries.into_iter().map(|(e, _)| e));
+        file.listing_complete = complete;
+        file.listed = true;
+        take_dirents(file, bytes)
     }
 
     pub fn stat_cache(&self) -> &StatCache {

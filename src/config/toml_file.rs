@@ -197,6 +197,81 @@ pub(super) fn duration_key(
     }
 }
 
+/// An integer key that must fit `T` and satisfy `valid`.
+fn int_key<T: TryFrom<i64>>(
+    value: Option<Spanned<i64>>,
+    at: &impl Fn(Range<usize>) -> Origin,
+    valid: impl Fn(&T) -> bool,
+    invalid: impl Fn(Origin, i64) -> ConfigError,
+) -> Result<Option<T>, ConfigError> {
+    value
+        .map(|v| {
+            let origin = at(v.span());
+            let n = v.into_inner();
+            T::try_from(n)
+                .ok()
+                .filter(|t| valid(t))
+                .ok_or_else(|| invalid(origin, n))
+        })
+        .transpose()
+}
+
+/// `mounts`: each entry a `LOCAL=REMOTE` string or a table; no local path twice.
+fn mounts_key(
+    entries: Vec<Spanned<MountEntry>>,
+    at: &impl Fn(Range<usize>) -> Origin,
+) -> Result<Vec<Located<Mount>>, ConfigError> {
+    let mut mounts = Vec::new();
+    for entry in entries {
+        let origin = at(entry.span());
+        let parsed = match entry.into_inner() {
+            MountEntry::Spec(s) => s.parse::<Mount>(),
+            MountEntry::Table(t) => Mount::new(&t.local, &t.remote),
+        };
+        match parsed {
+            Ok(value) => mounts.push(Located { value, origin }),
+            Err(source) => return Err(ConfigError::InvalidMount { origin, source }),
+        }
+    }
+    check_duplicate_mounts(&mounts)?;
+    Ok(mounts)
+}
+
+/// `pure` and `optimize` into one set of layers; `pure = true` with an
+/// `optimize` that names a layer is a contradiction.
+fn optimizations_key(
+    pure: Option<Spanned<bool>>,
+    optimize: Option<Spanned<OptimizeValue>>,
+    at: &impl Fn(Range<usize>) -> Origin,
+) -> Result<Option<Optimizations>, ConfigError> {
+    let optimize = match optimize {
+        Some(o) => {
+            let origin = at(o.span());
+            let parsed = match o.into_inner() {
+                OptimizeValue::Text(s) => s.parse::<Optimizations>(),
+                OptimizeValue::List(v) => Optimizations::from_names(v.iter().map(String::as_str)),
+            };
+            let value = parsed.map_err(|source| ConfigError::InvalidOptimize {
+                origin: origin.clone(),
+                source,
+            })?;
+            Some(Located { value, origin })
+        }
+        None => None,
+    };
+    Ok(match (pure, optimize) {
+        (Some(p), Some(o)) if *p.get_ref() && !o.value.is_pure() => {
+            return Err(ConfigError::PureConflictsWithOptimize {
+                origin: o.origin,
+                optimize: o.value,
+            });
+        }
+        (Some(p), _) if *p.get_ref() => Some(Optimizations::NONE),
+        (_, Some(o)) => Some(o.value),
+        _ => None,
+    })
+}
+
 fn settings(schema: Schema, src: &str, path: &Path) -> Result<FileSettings, ConfigError> {
     let at = |span: Range<usize>| Origin::File {
         path: path.to_owned(),
@@ -219,46 +294,9 @@ fn settings(schema: Schema, src: &str, path: &Path) -> Result<FileSettings, Conf
         None => None,
     };
 
-    let mut mounts = Vec::new();
-    for entry in schema.mounts.unwrap_or_default() {
-        let origin = at(entry.span());
-        let parsed = match entry.into_inner() {
-            MountEntry::Spec(s) => s.parse::<Mount>(),
-            MountEntry::Table(t) => Mount::new(&t.local, &t.remote),
-        };
-        match parsed {
-            Ok(value) => mounts.push(Located { value, origin }),
-            Err(source) => return Err(ConfigError::InvalidMount { origin, source }),
-        }
-    }
-    check_duplicate_mounts(&mounts)?;
+    let mounts = mounts_key(schema.mounts.unwrap_or_default(), &at)?;
 
-    let optimize = match schema.optimize {
-        Some(o) => {
-            let origin = at(o.span());
-            let parsed = match o.into_inner() {
-                OptimizeValue::Text(s) => s.parse::<Optimizations>(),
-                OptimizeValue::List(v) => Optimizations::from_names(v.iter().map(String::as_str)),
-            };
-            let value = parsed.map_err(|source| ConfigError::InvalidOptimize {
-                origin: origin.clone(),
-                source,
-            })?;
-            Some(Located { value, origin })
-        }
-        None => None,
-    };
-    let optimizations = match (schema.pure, optimize) {
-        (Some(p), Some(o)) if *p.get_ref() && !o.value.is_pure() => {
-            return Err(ConfigError::PureConflictsWithOptimize {
-                origin: o.origin,
-                optimize: o.value,
-            });
-        }
-        (Some(p), _) if *p.get_ref() => Some(Optimizations::NONE),
-        (_, Some(o)) => Some(o.value),
-        _ => None,
-    };
+    let optimizations = optimizations_key(schema.pure, schema.optimize, &at)?;
 
     let nagle_delay = duration_key(
         schema.nagle_delay,
@@ -270,19 +308,12 @@ fn settings(schema: Schema, src: &str, path: &Path) -> Result<FileSettings, Conf
             source,
         },
     )?;
-    let nagle_bytes = match schema.nagle_bytes {
-        Some(b) => {
-            let origin = at(b.span());
-            let n = b.into_inner();
-            Some(
-                usize::try_from(n)
-                    .ok()
-                    .filter(|&n| n >= 1 && n <= u32::MAX as usize)
-                    .ok_or(ConfigError::InvalidNagleBytes { origin, value: n })?,
-            )
-        }
-        None => None,
-    };
+    let nagle_bytes = int_key(
+        schema.nagle_bytes,
+        &at,
+        |n: &usize| *n >= 1 && *n <= u32::MAX as usize,
+        |origin, value| ConfigError::InvalidNagleBytes { origin, value },
+    )?;
 
     let stat_ttl = duration_key(
         schema.stat_ttl,
@@ -304,33 +335,18 @@ fn settings(schema: Schema, src: &str, path: &Path) -> Result<FileSettings, Conf
             source,
         },
     )?;
-    let readahead_window = match schema.readahead_window {
-        Some(w) => {
-            let origin = at(w.span());
-            let n = w.into_inner();
-            Some(
-                u32::try_from(n)
-                    .ok()
-                    .filter(|n| (65536..=1_073_741_824).contains(n))
-                    .ok_or(ConfigError::InvalidReadaheadWindow { origin, value: n })?,
-            )
-        }
-        None => None,
-    };
-
-    let verbose = match schema.verbose {
-        Some(v) => {
-            let origin = at(v.span());
-            let n = v.into_inner();
-            Some(
-                u8::try_from(n)
-                    .ok()
-                    .filter(|n| *n <= 2)
-                    .ok_or(ConfigError::InvalidVerbose { origin, value: n })?,
-            )
-        }
-        None => None,
-    };
+    let readahead_window = int_key(
+        schema.readahead_window,
+        &at,
+        |n: &u32| (65536..=1_073_741_824).contains(n),
+        |origin, value| ConfigError::InvalidReadaheadWindow { origin, value },
+    )?;
+    let verbose = int_key(
+        schema.verbose,
+        &at,
+        |n: &u8| *n <= 2,
+        |origin, value| ConfigError::InvalidVerbose { origin, value },
+    )?;
 
     let path_setting = |v: Option<Spanned<String>>, setting: &'static str| {
         v.map(|s| {

@@ -234,23 +234,7 @@ pub fn parse_rsc_config(src: &str, path: &Path) -> Result<FileSettings, ConfigEr
                 line,
             )?,
             "REMOTE" => {
-                let name = need_value("REMOTE", value, path, line)?;
-                if name.contains(char::is_whitespace) {
-                    return Err(ConfigError::RscBadValue {
-                        path: path.to_owned(),
-                        line,
-                        keyword: "REMOTE",
-                        expected: "one syscall name",
-                        value: name.to_owned(),
-                    });
-                }
-                let canonical =
-                    canonical_syscall(name).ok_or_else(|| ConfigError::RscUnknownSyscall {
-                        path: path.to_owned(),
-                        line,
-                        name: name.to_owned(),
-                    })?;
-                syscalls.insert(canonical.to_owned());
+                syscalls.insert(remote_syscall(value, path, line)?.to_owned());
             }
             other => {
                 return Err(ConfigError::RscUnknownKeyword {
@@ -262,6 +246,48 @@ pub fn parse_rsc_config(src: &str, path: &Path) -> Result<FileSettings, ConfigEr
         }
     }
 
+    let mounts = disk_mount(disk_on, local_path, remote_path, path)?;
+
+    Ok(FileSettings {
+        path: path.to_owned(),
+        mounts,
+        net: socket_on.map(|(v, _)| v),
+        // Listing uname among the forwarded calls is how umrsc showed the
+        // remote kernel; only turn it on, never force it off.
+        uname: syscalls.contains("uname").then_some(true),
+        forwarded_syscalls: (!syscalls.is_empty()).then_some(syscalls),
+        ..FileSettings::empty(path)
+    })
+}
+
+/// A `REMOTE` line's syscall, by its canonical name.
+fn remote_syscall(value: &str, path: &Path, line: usize) -> Result<&'static str, ConfigError> {
+    let name = need_value("REMOTE", value, path, line)?;
+    if name.contains(char::is_whitespace) {
+        return Err(ConfigError::RscBadValue {
+            path: path.to_owned(),
+            line,
+            keyword: "REMOTE",
+            expected: "one syscall name",
+            value: name.to_owned(),
+        });
+    }
+    let canonical = canonical_syscall(name).ok_or_else(|| ConfigError::RscUnknownSyscall {
+        path: path.to_owned(),
+        line,
+        name: name.to_owned(),
+    })?;
+    Ok(canonical)
+}
+
+/// The mount `disk_on`, `local_path` and `remote_path` make together (each
+/// with its line): none without `disk_on`, and a path without it is an error.
+fn disk_mount(
+    disk_on: Option<(bool, usize)>,
+    local_path: Option<(&str, usize)>,
+    remote_path: Option<(&str, usize)>,
+    path: &Path,
+) -> Result<Vec<Located<Mount>>, ConfigError> {
     let mut mounts = Vec::new();
     match disk_on {
         Some((true, disk_line)) => {
@@ -318,17 +344,7 @@ pub fn parse_rsc_config(src: &str, path: &Path) -> Result<FileSettings, ConfigEr
             }
         }
     }
-
-    Ok(FileSettings {
-        path: path.to_owned(),
-        mounts,
-        net: socket_on.map(|(v, _)| v),
-        // Listing uname among the forwarded calls is how umrsc showed the
-        // remote kernel; only turn it on, never force it off.
-        uname: syscalls.contains("uname").then_some(true),
-        forwarded_syscalls: (!syscalls.is_empty()).then_some(syscalls),
-        ..FileSettings::empty(path)
-    })
+    Ok(mounts)
 }
 
 fn set_once<T>(

@@ -85,6 +85,9 @@ fn main() {
             .unwrap_or(0)
     ));
     if want("ls") {
+        if !lab.sshfs {
+            println!("sshfs or sshd missing: the ls groups have no sshfs rows");
+        }
         bench_ls(&mut c, &lab);
     }
     if want("download") {
@@ -110,6 +113,7 @@ const LS_RTTS: &[u32] = &[0, 2, 20, 100];
 fn bench_ls(c: &mut Criterion, lab: &Lab) {
     for &rtt in LS_RTTS {
         let site = Site::new(lab, rtt, None);
+        let sshd = lab.sshfs.then(|| Sshd::start(&site, lab));
         for &(label, dir) in LS_DIRS {
             let remote = format!("/remote/{dir}");
             let local = lab.root.join(dir);
@@ -154,6 +158,9 @@ fn bench_ls(c: &mut Criterion, lab: &Lab) {
                     });
                 });
             }
+            if let Some(sshd) = &sshd {
+                bench_sshfs(&mut g, &param, &site, sshd, lab, dir);
+            }
             g.finish();
         }
         // The fixed cost of every run under rscq: start, QUIC handshake,
@@ -171,6 +178,42 @@ fn bench_ls(c: &mut Criterion, lab: &Lab) {
         });
         g.finish();
     }
+}
+
+/// `ls -l` of `dir` over sshfs on the same link: **sshfs_cold** on a fresh
+/// mount each time (the mount itself is not timed; rscq's rows include its
+/// start), **sshfs_warm** on one mount that has listed it before.
+fn bench_sshfs(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    param: &str,
+    site: &Site,
+    sshd: &Sshd,
+    lab: &Lab,
+    dir: &str,
+) {
+    let at = lab.dir.join("sshfs");
+    let listed = at.join(dir);
+    let listed = s(&listed);
+    let ls = ["ls", "-l", "--color=never", listed.as_str()];
+    g.bench_function(BenchmarkId::new("sshfs_cold", param), |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| {
+                    let _mount = sshd.mount(&site.client_ns, &at);
+                    run_timed(&site.client_ns, cmd(&ls))
+                })
+                .sum()
+        });
+    });
+    let _mount = sshd.mount(&site.client_ns, &at);
+    run_timed(&site.client_ns, cmd(&ls));
+    g.bench_function(BenchmarkId::new("sshfs_warm", param), |b| {
+        b.iter_custom(|iters| {
+            (0..iters)
+                .map(|_| run_timed(&site.client_ns, cmd(&ls)))
+                .sum()
+        });
+    });
 }
 
 // ---------------------------------------------------------------------------
@@ -514,6 +557,8 @@ struct Lab {
     client_dir: PathBuf,
     authorized: PathBuf,
     home: PathBuf,
+    /// sshd and sshfs are installed: the ls groups get sshfs rows.
+    sshfs: bool,
     _tmp: tempfile::TempDir,
 }
 
@@ -558,6 +603,7 @@ impl Lab {
             client_dir,
             authorized,
             home,
+            sshfs: which("sshfs").is_some() && Path::new("/usr/sbin/sshd").exists(),
             _tmp: tmp,
         }
     }
@@ -569,6 +615,8 @@ impl Lab {
 struct Site {
     server: Proc,
     remote: String,
+    /// The server side's address (sshd listens there too).
+    server_ip: &'static str,
     client_ns: String,
     server_ns: String,
     _net: NetGuard,
@@ -618,6 +666,7 @@ impl Site {
         Self {
             server,
             remote: format!("{listen_ip}:{port}"),
+            server_ip: listen_ip,
             client_ns,
             server_ns,
             _net: net,
@@ -691,6 +740,64 @@ impl Site {
 impl Drop for Site {
     fn drop(&mut self) {
         self.server.kill();
+    }
+}
+
+/// sshd in a site's server namespace (netem/sshfs.sh), stopped on drop:
+/// sshfs is the peer rscq is measured against, on the same link.
+struct Sshd {
+    state: PathBuf,
+    server_ip: &'static str,
+    export: PathBuf,
+}
+
+impl Sshd {
+    fn start(site: &Site, lab: &Lab) -> Self {
+        let state = lab.dir.join(format!("sshd-{}", site.server_ns));
+        let mut c = Command::new(Path::new(REPO).join("netem/sshfs.sh"));
+        c.args(["serve"])
+            .arg(&state)
+            .args([site.server_ns.as_str(), site.server_ip]);
+        check(c);
+        Self {
+            state,
+            server_ip: site.server_ip,
+            export: lab.root.clone(),
+        }
+    }
+
+    /// A fresh sshfs mount of the export (nothing cached), made from the
+    /// client's namespace.
+    fn mount(&self, client_ns: &str, at: &Path) -> SshfsMount {
+        let mut c = Command::new(Path::new(REPO).join("netem/sshfs.sh"));
+        c.arg("mount")
+            .arg(&self.state)
+            .args([client_ns, self.server_ip])
+            .arg(&self.export)
+            .arg(at);
+        check(c);
+        SshfsMount(at.to_owned())
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = Command::new(Path::new(REPO).join("netem/sshfs.sh"))
+            .arg("stop")
+            .arg(&self.state)
+            .status();
+    }
+}
+
+/// An sshfs mount point, unmounted on drop.
+struct SshfsMount(PathBuf);
+
+impl Drop for SshfsMount {
+    fn drop(&mut self) {
+        let _ = Command::new(Path::new(REPO).join("netem/sshfs.sh"))
+            .arg("umount")
+            .arg(&self.0)
+            .status();
     }
 }
 

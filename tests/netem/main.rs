@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use nix::sched::{CloneFlags, setns};
 
 mod outage;
+mod sshfs;
 
 const ADDR_A: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 const ADDR_B: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);

@@ -203,7 +203,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         args.idle_timeout
             .map(|t| t.0)
             .or(file.idle_timeout)
-            .unwrap_or(rscq::transport::DEFAULT_IDLE_TIMEOUT),
+            .unwrap_or(rscq::config::DEFAULT_IDLE_TIMEOUT),
     );
     // Every remote connection and open file of every client is an fd here.
     match rscq::limits::raise_fd_limit() {

@@ -7,8 +7,9 @@
 //! response frame. Authentication is mutual TLS 1.3 with self-signed
 //! certificates trusted by fingerprint (see [`trust`]).
 //!
-//! Must not know what a request means: [`crate::client`] builds them and
-//! [`crate::server`] runs them; this module carries them. Every frame read
+//! Must not know what a request means: `client` builds them and a
+//! [`Session`] (the server's) runs them; this module carries them, and
+//! imports neither. Every frame read
 //! from a stream goes through [`stream`].
 
 pub mod client;

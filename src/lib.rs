@@ -36,6 +36,8 @@ pub mod client;
 pub mod config;
 pub mod engine;
 pub mod errno;
+#[cfg(test)]
+mod layering;
 pub mod limits;
 pub mod proto;
 pub mod server;

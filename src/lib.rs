@@ -18,14 +18,20 @@
 //! - [`client`]: the engine task, which drives [`engine`] with the clock and
 //!   carries forwarded calls, sockets (`--net`) and `--stats` over the link.
 //! - [`transport`]: quinn endpoints, TLS identities and pinning, the frame
-//!   reader, the embedded executor, the TCP stream pump.
-//! - [`server`]: the executor beneath `--root`, one module per syscall
-//!   family, and the server's sockets for `--net`.
+//!   reader, the loopback server `rscq` embeds, the TCP stream pump; a
+//!   [`transport::Session`] runs what it carries.
+//! - [`server`]: the session of each client connection
+//!   ([`server::ClientSession`]), the executor beneath `--root`, one module
+//!   per syscall family, and the server's sockets for `--net`.
 //! - [`sys`]: every `unsafe` block, as safe wrappers; nothing else may use
 //!   `unsafe`.
 //!
 //! The binaries (`src/bin/`) parse arguments and wire these together; only
 //! they use `anyhow`.
+//!
+//! The cores import no I/O driver, and no two top-level modules import
+//! each other, directly or around a loop (a unit test, `layering`, reads
+//! the tree and checks both).
 
 #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
 compile_error!(
@@ -36,6 +42,8 @@ pub mod client;
 pub mod config;
 pub mod engine;
 pub mod errno;
+#[cfg(test)]
+mod layering;
 pub mod limits;
 pub mod proto;
 pub mod server;

@@ -20,7 +20,7 @@
 //! every authorized client the whole machine.
 //!
 //! Wiring only: flags, identity files, the endpoint (`rscq::transport::server`)
-//! and one `rscq::server::Executor` per session. Must not execute requests or
+//! and one `rscq::server::ClientSession` per connection. Must not execute requests or
 //! speak the protocol itself.
 
 use std::io::IsTerminal;
@@ -32,8 +32,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Parser;
 use rscq::config::ServerFileSettings;
-use rscq::server::Executor;
 use rscq::server::creds::{Policy, Squash};
+use rscq::server::{ClientSession, Executor};
 use rscq::transport::{
     AuthorizedClients, ErrorChain, Identity, LiveClients, Liveness, Peer, SessionError, identity,
     server,
@@ -145,15 +145,7 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> anyhow::Result<()> {
     if let Some(dir) = &args.gen_cert {
-        let fingerprint = identity::write_server_identity(dir)?;
-        eprintln!(
-            "rscq-server: wrote {} and {}",
-            dir.join(identity::SERVER_CERT_FILE).display(),
-            dir.join(identity::SERVER_KEY_FILE).display()
-        );
-        // Alone on stdout, so scripts can capture it.
-        println!("{fingerprint}");
-        return Ok(());
+        return gen_cert(dir);
     }
     let file = match &args.config {
         Some(path) => {
@@ -163,63 +155,28 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         None => ServerFileSettings::default(),
     };
-    let required = |flag: Option<PathBuf>, from_file: Option<PathBuf>, name: &str| {
-        flag.or(from_file).with_context(|| {
-            format!(
-                "--{} is required (or `{}` in the --config file)",
-                name.replace('_', "-"),
-                name
-            )
-        })
-    };
-    let cert = required(args.cert, file.cert, "cert")?;
+    let cert = required(args.cert.clone(), file.cert.clone(), "cert")?;
     if args.print_fingerprint {
         // Alone on stdout, as after --gen-cert.
         println!("{}", identity::cert_file_fingerprint(&cert)?);
         return Ok(());
     }
-    let key = required(args.key, file.key, "key")?;
-    let root = required(args.root, file.root, "root")?;
-    let clients_file = required(
-        args.authorized_clients,
-        file.authorized_clients,
-        "authorized_clients",
-    )?;
-    let read_only = args.read_only || file.read_only.unwrap_or(false);
-    let squash_root = match (args.squash_root, &file.squash_root) {
-        (Some(s), _) => Some(s),
-        (None, Some((text, origin))) => Some(
-            parse_squash(text)
-                .map_err(|e| anyhow::anyhow!("{origin}: invalid squash_root: {e}"))?,
-        ),
-        (None, None) => None,
-    };
-    let listen = args
-        .listen
-        .or(file.listen)
-        .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 4433)));
-
-    let liveness = Liveness::new(
-        args.idle_timeout
-            .map(|t| t.0)
-            .or(file.idle_timeout)
-            .unwrap_or(rscq::transport::DEFAULT_IDLE_TIMEOUT),
-    );
+    let settings = Settings::new(args, file, cert)?;
     // Every remote connection and open file of every client is an fd here.
     match rscq::limits::raise_fd_limit() {
         Ok(limit) => tracing::info!(?limit, "open-file limit"),
         Err(e) => eprintln!("rscq-server: warning: cannot raise the open-file limit: {e}"),
     }
-    let identity = Identity::load(&cert, &key)?;
-    let clients = AuthorizedClients::load(&clients_file)?;
+    let identity = Identity::load(&settings.cert, &settings.key)?;
+    let clients = AuthorizedClients::load(&settings.clients_file)?;
     if clients.is_empty() {
         eprintln!(
             "rscq-server: warning: {} authorizes no clients; every connection will be refused",
-            clients_file.display()
+            settings.clients_file.display()
         );
     }
-    let policy = Policy::of_this_process(squash_root);
-    check_root(&root, read_only, &policy)?;
+    let policy = Policy::of_this_process(settings.squash_root);
+    check_root(&settings.root, settings.read_only, &policy)?;
     if policy.acts_as_caller() {
         eprintln!("rscq-server: calls run with each caller's uid, groups, umask and capabilities");
     } else {
@@ -228,7 +185,107 @@ fn run(args: Args) -> anyhow::Result<()> {
             rustix::process::geteuid().as_raw()
         );
     }
+    serve(settings, identity, clients, policy)
+}
 
+/// `--gen-cert DIR`: writes a new identity and prints its fingerprint.
+fn gen_cert(dir: &Path) -> anyhow::Result<()> {
+    let fingerprint = identity::write_server_identity(dir)?;
+    eprintln!(
+        "rscq-server: wrote {} and {}",
+        dir.join(identity::SERVER_CERT_FILE).display(),
+        dir.join(identity::SERVER_KEY_FILE).display()
+    );
+    // Alone on stdout, so scripts can capture it.
+    println!("{fingerprint}");
+    Ok(())
+}
+
+/// A setting required from the flags or the config file (flags win).
+fn required(
+    flag: Option<PathBuf>,
+    from_file: Option<PathBuf>,
+    name: &str,
+) -> anyhow::Result<PathBuf> {
+    flag.or(from_file).with_context(|| {
+        format!(
+            "--{} is required (or `{}` in the --config file)",
+            name.replace('_', "-"),
+            name
+        )
+    })
+}
+
+/// What the server runs with, flags and config file merged.
+struct Settings {
+    cert: PathBuf,
+    key: PathBuf,
+    root: PathBuf,
+    clients_file: PathBuf,
+    read_only: bool,
+    squash_root: Option<Squash>,
+    listen: SocketAddr,
+    liveness: Liveness,
+}
+
+impl Settings {
+    /// Merges `args` over `file`; `cert` is already resolved.
+    fn new(args: Args, file: ServerFileSettings, cert: PathBuf) -> anyhow::Result<Self> {
+        let key = required(args.key, file.key, "key")?;
+        let root = required(args.root, file.root, "root")?;
+        let clients_file = required(
+            args.authorized_clients,
+            file.authorized_clients,
+            "authorized_clients",
+        )?;
+        let read_only = args.read_only || file.read_only.unwrap_or(false);
+        let squash_root = match (args.squash_root, &file.squash_root) {
+            (Some(s), _) => Some(s),
+            (None, Some((text, origin))) => Some(
+                parse_squash(text)
+                    .map_err(|e| anyhow::anyhow!("{origin}: invalid squash_root: {e}"))?,
+            ),
+            (None, None) => None,
+        };
+        let listen = args
+            .listen
+            .or(file.listen)
+            .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 4433)));
+        let liveness = Liveness::new(
+            args.idle_timeout
+                .map(|t| t.0)
+                .or(file.idle_timeout)
+                .unwrap_or(rscq::config::DEFAULT_IDLE_TIMEOUT),
+        );
+        Ok(Self {
+            cert,
+            key,
+            root,
+            clients_file,
+            read_only,
+            squash_root,
+            listen,
+            liveness,
+        })
+    }
+}
+
+/// Runs the server until SIGINT or SIGTERM: one [`ClientSession`] per
+/// connection, the authorized clients watched for changes.
+fn serve(
+    settings: Settings,
+    identity: Identity,
+    clients: AuthorizedClients,
+    policy: Policy,
+) -> anyhow::Result<()> {
+    let Settings {
+        root,
+        clients_file,
+        read_only,
+        listen,
+        liveness,
+        ..
+    } = settings;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -248,7 +305,9 @@ fn run(args: Args) -> anyhow::Result<()> {
         eprintln!("rscq-server: listening on {addr}");
         let make_session = move |peer: &Peer| {
             tracing::info!(peer = %peer.addr, client = %peer.fingerprint, "new session");
-            Executor::new(&root, read_only, policy.clone()).map_err(SessionError::from)
+            let files =
+                Executor::new(&root, read_only, policy.clone()).map_err(SessionError::from)?;
+            Ok(ClientSession::new(files, peer))
         };
         server::serve_live(endpoint, read_only, Some(clients), make_session, shutdown).await;
         anyhow::Ok(())

@@ -324,7 +324,8 @@ fn mount_table(settings: &ClientSettings) -> MountTable {
 
 async fn connect(settings: &ClientSettings) -> anyhow::Result<(Link, Option<Embedded>)> {
     let Some(remote) = &settings.remote else {
-        let embedded = Embedded::start().context("cannot start the embedded executor")?;
+        let embedded =
+            rscq::server::start_embedded().context("cannot start the embedded executor")?;
         let link = embedded
             .connect()
             .await

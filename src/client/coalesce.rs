@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use crate::tracer::SocketRegistry;
+use crate::syscall::sockets::SocketRegistry;
 use crate::transport::Link;
 use crate::transport::pump::ProgramSide;
 
@@ -110,7 +110,7 @@ impl ProgramSocket {
 fn program_socket(owner: &mut Owner) -> Option<std::os::fd::OwnedFd> {
     let matches =
         |fd: &std::os::fd::OwnedFd| rustix::fs::fstat(fd).is_ok_and(|st| st.st_ino == owner.ino);
-    if let Some(dup) = crate::tracer::dup_fd(owner.tgid, owner.fd)
+    if let Some(dup) = crate::sys::fd::dup_fd(owner.tgid, owner.fd)
         && matches(&dup)
     {
         return Some(dup);
@@ -125,7 +125,7 @@ fn program_socket(owner: &mut Owner) -> Option<std::os::fd::OwnedFd> {
             && let Some(fd) = entry.file_name().to_str().and_then(|n| n.parse().ok())
         {
             owner.fd = fd;
-            return crate::tracer::dup_fd(owner.tgid, fd).filter(matches);
+            return crate::sys::fd::dup_fd(owner.tgid, fd).filter(matches);
         }
     }
     None

@@ -230,7 +230,7 @@ async fn wait_state(held: &Held, done: impl Fn(Option<u8>) -> bool) -> bool {
 /// or, if the program moved it, whichever of its fds it now is.
 pub fn program_socket(tgid: i32, fd: i32, ino: u64) -> Option<OwnedFd> {
     let is_it = |dup: &OwnedFd| rustix::fs::fstat(dup).is_ok_and(|st| st.st_ino == ino);
-    if let Some(dup) = crate::tracer::dup_fd(tgid, fd).filter(is_it) {
+    if let Some(dup) = crate::sys::fd::dup_fd(tgid, fd).filter(is_it) {
         return Some(dup);
     }
     let wanted = format!("socket:[{ino}]");
@@ -242,7 +242,7 @@ pub fn program_socket(tgid: i32, fd: i32, ino: u64) -> Option<OwnedFd> {
                 .is_ok_and(|target| target.as_os_str() == wanted.as_str())
         })
         .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
-        .find_map(|other: i32| crate::tracer::dup_fd(tgid, other).filter(is_it))
+        .find_map(|other: i32| crate::sys::fd::dup_fd(tgid, other).filter(is_it))
 }
 
 /// Whether the held program socket is still connecting, from the kernel's

@@ -15,7 +15,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::proto::Request;
-use crate::tracer::registry::SocketRegistry;
+use crate::syscall::sockets::SocketRegistry;
 use crate::transport::Link;
 
 /// How often the program's listening sockets are looked for.

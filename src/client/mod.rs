@@ -31,11 +31,13 @@ use std::os::unix::ffi::OsStringExt as _;
 use crate::engine::{Action, FileEngine, Layers};
 use crate::errno::Errno;
 use crate::proto::{Handle, MAX_IO, Reply, Request, SystemFile, frame};
+use crate::sys::fd::dup_fd;
 use crate::syscall::nr;
 use crate::syscall::paths::MountTable;
 use crate::syscall::plan::Forwarding;
+use crate::syscall::sockets::{RemoteSocket, SocketRegistry};
 use crate::tracer::{
-    self, Event, ExitStatus, Forwarder, Registry, SocketRegistry, Tracer, TracerConfig, TracerError,
+    self, Event, ExitStatus, Forwarder, Registry, Tracer, TracerConfig, TracerError,
 };
 use crate::transport::Link;
 
@@ -551,10 +553,9 @@ impl Engine {
                     // rscq keeps no copy of the socket meanwhile: the
                     // program's close must really close it.
                     drop(dup);
-                    self.pumps.sockets().insert(
-                        ino,
-                        tracer::registry::RemoteSocket::connecting(held.local.is_ipv6()),
-                    );
+                    self.pumps
+                        .sockets()
+                        .insert(ino, RemoteSocket::connecting(held.local.is_ipv6()));
                     // The socket is now connecting locally, as the kernel
                     // would leave it: a non-blocking caller goes on.
                     for waiter in self.connects.take_nonblocking(ino) {
@@ -792,7 +793,7 @@ impl Forwarder for Engine {
     ) {
         // The program's thread is stopped (or asleep in rscq's ppoll) until
         // the reply, so its fd is still the socket it named.
-        let Some(dup) = tracer::dup_fd(tgid, fd) else {
+        let Some(dup) = dup_fd(tgid, fd) else {
             self.connect_reply(tid, op, Err(Errno::EBADF), Duration::ZERO);
             return;
         };
@@ -869,7 +870,7 @@ impl Forwarder for Engine {
     }
 
     fn bind_tcp(&self, tid: i32, tgid: i32, fd: i32, addr: crate::proto::SockAddr) {
-        let dup = tracer::dup_fd(tgid, fd);
+        let dup = dup_fd(tgid, fd);
         self.net_call(tid, "bind", move |engine: Engine| async move {
             match dup {
                 None => Err(Errno::EBADF),
@@ -884,7 +885,7 @@ impl Forwarder for Engine {
     }
 
     fn listen_tcp(&self, tid: i32, tgid: i32, fd: i32, listener: u64, backlog: u32) {
-        let dup = tracer::dup_fd(tgid, fd);
+        let dup = dup_fd(tgid, fd);
         self.net_call(tid, "listen", move |engine: Engine| async move {
             match dup {
                 None => Err(Errno::EBADF),
@@ -908,7 +909,7 @@ impl Forwarder for Engine {
         wait: crate::syscall::plan::PureWait,
     ) {
         use crate::syscall::plan::PureWait;
-        let dup = tracer::dup_fd(tgid, fd);
+        let dup = dup_fd(tgid, fd);
         let pump = self.pumps.pure.as_ref().and_then(|p| p.get(pump));
         self.net_call(tid, "recv", move |_engine: Engine| async move {
             let (Some(dup), Some(pump)) = (dup, pump) else {
@@ -966,7 +967,7 @@ impl Forwarder for Engine {
         // Registered now: a signal may come before the task runs.
         let interrupted = op.map(|op| self.send_interrupts.register(op));
         // The program's send timeout, as the kernel keeps it.
-        let timeout = op.and_then(|_| tracer::dup_fd(tgid, fd)).and_then(|dup| {
+        let timeout = op.and_then(|_| dup_fd(tgid, fd)).and_then(|dup| {
             rustix::net::sockopt::socket_timeout(&dup, rustix::net::sockopt::Timeout::Send)
                 .ok()
                 .flatten()
@@ -1114,7 +1115,7 @@ impl Forwarder for Engine {
     }
 
     fn bind_udp(&self, tid: i32, tgid: i32, fd: i32, addr: crate::proto::SockAddr) {
-        let dup = tracer::dup_fd(tgid, fd);
+        let dup = dup_fd(tgid, fd);
         self.net_call(tid, "bind", move |engine: Engine| async move {
             match dup {
                 None => Err(Errno::EBADF),
@@ -1131,7 +1132,7 @@ impl Forwarder for Engine {
         id: u64,
         addr: Option<crate::proto::SockAddr>,
     ) {
-        let dup = tracer::dup_fd(tgid, fd);
+        let dup = dup_fd(tgid, fd);
         self.net_call(tid, "connect", move |engine: Engine| async move {
             match dup {
                 None => Err(Errno::EBADF),
@@ -1153,7 +1154,7 @@ impl Forwarder for Engine {
     }
 
     fn udp_recv(&self, tid: i32, tgid: i32, fd: i32, id: u64, dontwait: bool) {
-        let dup = tracer::dup_fd(tgid, fd);
+        let dup = dup_fd(tgid, fd);
         self.net_call(tid, "recv", move |engine: Engine| async move {
             let Some(dup) = dup else {
                 return Ok(());

@@ -23,7 +23,7 @@ use super::pure::PurePumps;
 use crate::engine::coalesce::{CoalesceConfig, Coalescer};
 use crate::errno::Errno;
 use crate::proto::{Incoming, Reply, Request, SockAddr};
-use crate::tracer::registry::{RemoteSocket, SocketRegistry};
+use crate::syscall::sockets::{RemoteSocket, SocketRegistry};
 use crate::transport::Link;
 use crate::transport::client::TcpStreams;
 use crate::transport::pump::{Nagle, Unsent, UnsentGuard, pump_with};

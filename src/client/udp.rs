@@ -38,7 +38,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::errno::Errno;
 use crate::proto::{IcmpError, Request, SockAddr, UdpEvent, UdpOp, frame};
-use crate::tracer::registry::{RemoteSocket, SocketRegistry};
+use crate::syscall::sockets::{RemoteSocket, SocketRegistry};
 use crate::transport::Link;
 
 /// The most relays (distinct remote peers) one run keeps.

@@ -40,9 +40,9 @@ pub use rsc_config::{canonical_syscall, looks_like_rsc_config, parse_rsc_config}
 pub use server_file::{ServerFileSettings, parse_server_toml};
 pub use toml_file::{line_col, parse_toml};
 pub use types::{
-    DEFAULT_PORT, Delay, DelayError, IdleTimeout, MAX_STAT_TTL, Mount, MountError, MountSide,
-    NagleSettings, OPTIMIZATION_NAMES, Optimizations, OptimizeError, RemoteAddr, RemoteAddrError,
-    StatTtl,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_PORT, Delay, DelayError, IdleTimeout, MAX_IDLE_TIMEOUT,
+    MAX_STAT_TTL, MIN_IDLE_TIMEOUT, Mount, MountError, MountSide, NagleSettings,
+    OPTIMIZATION_NAMES, Optimizations, OptimizeError, RemoteAddr, RemoteAddrError, StatTtl,
 };
 
 /// Everything the client needs to run, after merging file and flags.
@@ -396,7 +396,7 @@ pub fn resolve_with(
             .idle_timeout
             .map(|t| t.0)
             .or(file.idle_timeout)
-            .unwrap_or(crate::transport::DEFAULT_IDLE_TIMEOUT),
+            .unwrap_or(DEFAULT_IDLE_TIMEOUT),
         trace: args.trace || file.trace.unwrap_or(false),
         stats: args.stats || file.stats.unwrap_or(false),
         verbose: args.verbose.max(file.verbose.unwrap_or(0)),

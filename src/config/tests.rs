@@ -44,7 +44,7 @@ fn defaults() {
             nagle: NagleSettings::default(),
             stat_ttl: crate::engine::DEFAULT_TTL,
             readahead_window: None,
-            idle_timeout: crate::transport::DEFAULT_IDLE_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
             trace: false,
             stats: false,
             verbose: 0,
@@ -470,7 +470,7 @@ fn stat_ttl_and_readahead_window_come_from_flags() {
 #[test]
 fn idle_timeout_from_flag_and_key() {
     let s = run(&["--", "ls"], None).expect("resolve");
-    assert_eq!(s.idle_timeout, crate::transport::DEFAULT_IDLE_TIMEOUT);
+    assert_eq!(s.idle_timeout, DEFAULT_IDLE_TIMEOUT);
     let f = file("idle_timeout = \"90s\"\n", "p.toml");
     let s = run(&["--", "x"], Some(&f)).expect("resolve");
     assert_eq!(s.idle_timeout, std::time::Duration::from_secs(90));

@@ -261,10 +261,20 @@ impl FromStr for StatTtl {
     }
 }
 
+/// Without traffic for this long the connection is dead, unless set
+/// otherwise (`--idle-timeout`). Both sides send keep-alives, so only a peer
+/// that is gone or frozen goes quiet; a minute (ssh's `ServerAliveInterval`
+/// and `ServerAliveCountMax` give minutes too) lets a paused server, a busy
+/// client or a short link outage pass without ending the session.
+pub const DEFAULT_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// The shortest idle timeout accepted: a few keep-alives must fit in it.
+pub const MIN_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+/// The longest idle timeout accepted.
+pub const MAX_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// How long the connection to the server may stay silent before the
 /// session ends (`--idle-timeout`): a duration with its unit, from
-/// [`crate::transport::MIN_IDLE_TIMEOUT`] to
-/// [`crate::transport::MAX_IDLE_TIMEOUT`].
+/// [`MIN_IDLE_TIMEOUT`] to [`MAX_IDLE_TIMEOUT`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct IdleTimeout(pub std::time::Duration);
 
@@ -273,11 +283,11 @@ impl FromStr for IdleTimeout {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let d = parse_duration(s)?;
-        if d > crate::transport::MAX_IDLE_TIMEOUT {
-            return Err(DelayError::TooLong(crate::transport::MAX_IDLE_TIMEOUT));
+        if d > MAX_IDLE_TIMEOUT {
+            return Err(DelayError::TooLong(MAX_IDLE_TIMEOUT));
         }
-        if d < crate::transport::MIN_IDLE_TIMEOUT {
-            return Err(DelayError::TooShort(crate::transport::MIN_IDLE_TIMEOUT));
+        if d < MIN_IDLE_TIMEOUT {
+            return Err(DelayError::TooShort(MIN_IDLE_TIMEOUT));
         }
         Ok(Self(d))
     }

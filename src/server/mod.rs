@@ -1,13 +1,17 @@
 //! rscq-server: executes forwarded requests beneath an export root.
 //!
-//! [`Executor`] dispatches; confinement is the private `resolve` module's
+//! [`ClientSession`] is one connection's session: file calls to the
+//! [`Executor`], sockets to [`net`] and [`udp`]; [`start_embedded`] runs
+//! it in-process for `rscq` without `--remote`. [`Executor`] dispatches
+//! file calls; confinement is the private `resolve` module's
 //! job, the handle table `handles`'s, whose rights a call runs with
 //! [`creds`]'s, and each syscall family has its own private module
 //! (`files`, `meta`, `names`, `dirs`, `xattr`, `locks`, `uname`; [`net`],
 //! [`udp`] and [`sockopt`] for `--net`).
 //!
 //! Must not speak QUIC: [`crate::transport::server`] reads requests and
-//! writes responses; this module only runs them.
+//! writes responses; this module only runs them (and implements its
+//! [`Session`](crate::transport::Session)).
 
 pub mod creds;
 mod dirs;
@@ -19,6 +23,7 @@ mod meta;
 mod names;
 pub mod net;
 mod resolve;
+mod session;
 pub mod sockopt;
 pub mod udp;
 mod uname;
@@ -28,3 +33,4 @@ mod xattr;
 mod testutil;
 
 pub use executor::Executor;
+pub use session::{ClientSession, start_embedded};

@@ -512,3 +512,73 @@ async fn write_until_cancelled(
     }
     (count(done), None)
 }
+
+#[cfg(test)]
+mod pump_end_order_tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Panics raised in the pump's file (`transport/pump.rs`), by any task:
+    /// the server's pump runs on a task whose panic tokio swallows.
+    static PUMP_PANICS: AtomicUsize = AtomicUsize::new(0);
+
+    fn count_pump_panics() {
+        static HOOK: std::sync::Once = std::sync::Once::new();
+        HOOK.call_once(|| {
+            let previous = std::panic::take_hook();
+            std::panic::set_hook(Box::new(move |info| {
+                if info
+                    .location()
+                    .is_some_and(|l| l.file().ends_with("pump.rs"))
+                {
+                    PUMP_PANICS.fetch_add(1, Ordering::SeqCst);
+                }
+                previous(info);
+            }));
+        });
+    }
+
+    /// Found by the fuzzer (`tests/fuzz`): the client stops reading, the
+    /// remote peer closes its end, then bytes from the client fail to go
+    /// into the socket. The server's pump then had no branch left to wait
+    /// on, and `select!` panicked.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_write_after_both_ends_is_no_panic() {
+        count_pump_panics();
+        let peer = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = peer.local_addr().unwrap();
+        let server = crate::server::start_embedded().unwrap();
+        let link = server.connect().await.unwrap();
+        let streams = link
+            .open_tcp(addr.into(), false, Vec::new(), None)
+            .await
+            .unwrap()
+            .unwrap();
+        let (mut remote, _) = peer.accept().await.unwrap();
+        let mut send = streams.send;
+        // The client stops reading: STOP_SENDING, with no reset in it.
+        drop(streams.recv);
+        // The remote peer closes gracefully: the pump's upstream sees the
+        // end of the socket.
+        remote.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        let _ =
+            tokio::time::timeout(Duration::from_millis(200), remote.read_to_end(&mut rest)).await;
+        drop(remote);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Bytes for the closed socket: the first write draws a reset, a
+        // later one fails.
+        for _ in 0..5 {
+            if send.write_all(b"late bytes").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(PUMP_PANICS.load(Ordering::SeqCst), 0, "the pump panicked");
+        link.close().await;
+        server.shutdown().await;
+    }
+}

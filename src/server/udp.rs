@@ -202,6 +202,33 @@ pub async fn serve(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) {
+    let Some(socket) = bind_and_answer(addr, options, &mut send).await else {
+        return;
+    };
+    let socket = Arc::new(socket);
+    let writer: Writer = Arc::new(Mutex::new(send));
+    let (recv_requests, recv_queue) = mpsc::unbounded_channel::<bool>();
+    let receiver = spawn_receiver(&socket, &writer, options.pure, recv_queue);
+    loop {
+        let op = match crate::transport::read_frame::<UdpOp>(&mut recv).await {
+            Ok(Some(op)) => op,
+            // The program closed its socket, or the client sent garbage.
+            Ok(None) | Err(_) => break,
+        };
+        if !carry_out(&socket, &writer, options, &recv_requests, op).await {
+            break;
+        }
+    }
+    receiver.abort();
+}
+
+/// Binds the socket and answers on `send` with its address, or with why
+/// not (and then finishes the stream: `None`).
+async fn bind_and_answer(
+    addr: SockAddr,
+    options: BindOptions,
+    send: &mut quinn::SendStream,
+) -> Option<UdpSocket> {
     let bound = bind(addr, options).and_then(|s| {
         let local = s.local_addr().map_err(|e| Errno::from_io(&e))?;
         Ok((s, local))
@@ -213,20 +240,29 @@ pub async fn serve(
             if send.write_all(&frame::encode(&answer)).await.is_ok() {
                 let _ = send.finish();
             }
-            return;
+            return None;
         }
     };
     let answer: Response = Ok(Reply::UdpBound {
         local: local.into(),
     });
     if send.write_all(&frame::encode(&answer)).await.is_err() {
-        return;
+        return None;
     }
-    let socket = Arc::new(socket);
-    let writer: Writer = Arc::new(Mutex::new(send));
-    let (recv_requests, mut recv_queue) = mpsc::unbounded_channel::<bool>();
-    let receiver = if options.pure {
-        let (socket, writer) = (socket.clone(), writer.clone());
+    Some(socket)
+}
+
+/// The task that reads the socket: with `pure`, one datagram per request
+/// on `recv_queue` (`true`: do not wait for one); otherwise every datagram
+/// as it comes, and every error from the error queue.
+fn spawn_receiver(
+    socket: &Arc<UdpSocket>,
+    writer: &Writer,
+    pure: bool,
+    mut recv_queue: mpsc::UnboundedReceiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let (socket, writer) = (socket.clone(), writer.clone());
+    if pure {
         tokio::spawn(async move {
             while let Some(nonblocking) = recv_queue.recv().await {
                 let event = receive_one(&socket, nonblocking).await;
@@ -236,7 +272,6 @@ pub async fn serve(
             }
         })
     } else {
-        let (socket, writer) = (socket.clone(), writer.clone());
         tokio::spawn(async move {
             let errors = forward_errors(&socket, &writer);
             let datagrams = async {
@@ -257,64 +292,63 @@ pub async fn serve(
                 () = datagrams => {}
             }
         })
-    };
-    loop {
-        let op = match crate::transport::read_frame::<UdpOp>(&mut recv).await {
-            Ok(Some(op)) => op,
-            // The program closed its socket, or the client sent garbage.
-            Ok(None) | Err(_) => break,
-        };
-        match op {
-            UdpOp::Send { peer, data } => {
-                let send = || async {
-                    match peer {
-                        Some(p) => socket.send_to(&data, SocketAddr::from(p)).await,
-                        None => socket.send(&data).await,
-                    }
-                };
-                let mut sent = send().await;
-                if sent.is_err() && !options.pure {
-                    // The program's send already succeeded: a pending
-                    // error an ICMP message left (which the client hears
-                    // of through the error queue) must not cost this
-                    // datagram, and the failed send cleared it.
-                    sent = send().await;
+    }
+}
+
+/// Carries out one of the client's operations on the socket; `false` once
+/// the client can no longer be answered.
+async fn carry_out(
+    socket: &UdpSocket,
+    writer: &Writer,
+    options: BindOptions,
+    recv_requests: &mpsc::UnboundedSender<bool>,
+    op: UdpOp,
+) -> bool {
+    match op {
+        UdpOp::Send { peer, data } => {
+            let send = || async {
+                match peer {
+                    Some(p) => socket.send_to(&data, SocketAddr::from(p)).await,
+                    None => socket.send(&data).await,
                 }
-                if options.pure {
-                    let sent = sent
-                        .map(|n| u64::try_from(n).unwrap_or(u64::MAX))
-                        .map_err(|e| Errno::from_io(&e));
-                    if !emit(&writer, &UdpEvent::Sent(sent)).await {
-                        break;
-                    }
-                }
+            };
+            let mut sent = send().await;
+            if sent.is_err() && !options.pure {
+                // The program's send already succeeded: a pending
+                // error an ICMP message left (which the client hears
+                // of through the error queue) must not cost this
+                // datagram, and the failed send cleared it.
+                sent = send().await;
             }
-            UdpOp::Connect { peer } => {
-                let connected = match socket.connect(SocketAddr::from(peer)).await {
-                    Ok(()) => socket
-                        .local_addr()
-                        .map(SockAddr::from)
-                        .map_err(|e| Errno::from_io(&e)),
-                    Err(e) => Err(Errno::from_io(&e)),
-                };
-                if !emit(&writer, &UdpEvent::Connected(connected)).await {
-                    break;
-                }
+            if options.pure {
+                let sent = sent
+                    .map(|n| u64::try_from(n).unwrap_or(u64::MAX))
+                    .map_err(|e| Errno::from_io(&e));
+                return emit(writer, &UdpEvent::Sent(sent)).await;
             }
-            UdpOp::Disconnect => {
-                let disconnected = disconnect(&socket);
-                if !emit(&writer, &UdpEvent::Connected(disconnected)).await {
-                    break;
-                }
+            true
+        }
+        UdpOp::Connect { peer } => {
+            let connected = match socket.connect(SocketAddr::from(peer)).await {
+                Ok(()) => socket
+                    .local_addr()
+                    .map(SockAddr::from)
+                    .map_err(|e| Errno::from_io(&e)),
+                Err(e) => Err(Errno::from_io(&e)),
+            };
+            emit(writer, &UdpEvent::Connected(connected)).await
+        }
+        UdpOp::Disconnect => {
+            let disconnected = disconnect(socket);
+            emit(writer, &UdpEvent::Connected(disconnected)).await
+        }
+        UdpOp::Recv { nonblocking } => {
+            if options.pure {
+                let _ = recv_requests.send(nonblocking);
             }
-            UdpOp::Recv { nonblocking } => {
-                if options.pure {
-                    let _ = recv_requests.send(nonblocking);
-                }
-            }
+            true
         }
     }
-    receiver.abort();
 }
 
 /// `connect(2)` to `AF_UNSPEC`. A socket whose port the kernel chose

@@ -4,6 +4,7 @@
 //! Must not hold policy: each wrapper is one syscall or one documented
 //! sequence, and callers decide when to use it.
 
+pub mod fd;
 pub mod net;
 pub mod server;
 pub mod tracer;

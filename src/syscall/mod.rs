@@ -8,7 +8,8 @@
 //! themselves are one file per syscall family, under `fs/` (paths and
 //! remote fds), [`locks`], [`mapping`] and [`exec`] (file locks, `mmap` and
 //! `execve` of remote files) and `net/` (sockets; [`udp`] and [`unix`] keep
-//! their old paths).
+//! their old paths). [`sockets`] is the table of the program's remote
+//! sockets that the tracer and the engine share.
 //!
 //! Must not call ptrace, touch the network or read the clock.
 
@@ -22,6 +23,7 @@ mod net;
 pub mod nr;
 pub mod paths;
 pub mod plan;
+pub mod sockets;
 #[cfg(test)]
 mod testutil;
 

@@ -19,7 +19,7 @@ use crate::proto::{
 };
 use crate::syscall::layout;
 use crate::syscall::paths::MountTable;
-use crate::tracer::registry::RemoteSocket;
+use crate::syscall::sockets::RemoteSocket;
 
 /// A remote file as the program holds it: a placeholder fd whose kernel
 /// object rscq can recognise.

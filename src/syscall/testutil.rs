@@ -11,7 +11,7 @@ use crate::errno::Errno;
 use crate::proto::{Handle, MAX_PATH, SockAddr};
 use crate::syscall::paths::{MountPoint, MountTable};
 use crate::syscall::plan::{FdKind, Forwarding, RemoteFd, Tracee};
-use crate::tracer::registry::RemoteSocket;
+use crate::syscall::sockets::RemoteSocket;
 
 /// A program's view of the world, as the planner asks for it.
 #[derive(Debug, Default)]

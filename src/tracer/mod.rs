@@ -57,7 +57,8 @@ use crate::sys::tracer::{self as sys, ExecPlan};
 use crate::syscall::nr;
 use crate::syscall::plan::{self, Forwarding, Then};
 
-pub use registry::{Registry, RemoteSocket, SocketRegistry};
+use crate::syscall::sockets::{RemoteSocket, SocketRegistry};
+pub use registry::Registry;
 
 use state::{ProcessState, ThreadState};
 
@@ -645,7 +646,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
     fn dup_fd(&self, pid: Pid, fd: i32) -> Option<OwnedFd> {
         let tid = pid.as_raw();
         let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
-        dup_fd(tgid, fd)
+        crate::sys::fd::dup_fd(tgid, fd)
     }
 
     fn trace_local(&self, tid: i32, nr: i64, ret: i64) {
@@ -695,18 +696,6 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         );
         self.tgid.get(&tid).copied().unwrap_or(tid)
     }
-}
-
-/// A copy of fd `fd` of process `tgid` (which must be a thread-group
-/// leader), sharing its open file description.
-pub fn dup_fd(tgid: i32, fd: i32) -> Option<OwnedFd> {
-    // A failed call's result (negative) names no fd; rustix asserts that.
-    if fd < 0 {
-        return None;
-    }
-    let pid = rustix::process::Pid::from_raw(tgid)?;
-    let pidfd = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()?;
-    rustix::process::pidfd_getfd(&pidfd, fd, rustix::process::PidfdGetfdFlags::empty()).ok()
 }
 
 fn fmt_ret(ret: i64) -> String {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use nix::unistd::Pid;
 
 use super::control;
+use super::registry::SocketsByFd;
 use super::state::{ExitAction, Sleep, ThreadState, exit_action};
 use super::view::TraceeView;
 use super::{Forwarder, RemoteSocket, Tracer, seccomp, sys};

@@ -6,6 +6,7 @@
 
 use nix::unistd::Pid;
 
+use super::registry::SocketsByFd;
 use super::state::ProcessState;
 use super::{Forwarder, RemoteSocket, Tracer, mem};
 use crate::errno::Errno;

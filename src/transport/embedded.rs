@@ -1,12 +1,13 @@
-//! An in-process server for `rscq` without `--remote`: the same QUIC and
-//! TLS code path as a real remote, over loopback, with throw-away
-//! identities that exist only in memory.
+//! An in-process server over loopback, with throw-away identities that
+//! exist only in memory: the same QUIC and TLS code path as a real remote.
+//! `rscq` without `--remote` runs one with the real executor
+//! (`crate::server::start_embedded`); tests run one with any [`Session`].
 //!
 //! Must not take any shortcut a real server does not: it runs the same
-//! transport and executor code.
+//! transport code, and must not name the server's executor (which would
+//! make the transport depend on the server).
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
 
 use tokio::sync::oneshot;
 
@@ -15,7 +16,6 @@ use super::identity::{CLIENT_NAME, Fingerprint, Identity, SERVER_NAME};
 use super::server::{self, Peer, Session, SessionError};
 use super::trust::{AuthorizedClients, ServerTrust};
 use super::{Liveness, TransportError};
-use crate::server::Executor;
 
 /// How long [`Embedded::shutdown`] lets the server task finish.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_millis(5);
@@ -32,16 +32,9 @@ pub struct Embedded {
 }
 
 impl Embedded {
-    /// Starts a server exporting `/` read-write, one [`Executor`] per
-    /// connection. Must be called from within a tokio runtime.
-    pub fn start() -> Result<Self, TransportError> {
-        Self::start_with(false, |_: &Peer| {
-            let policy = crate::server::creds::Policy::of_this_process(None);
-            Executor::new(Path::new("/"), false, policy).map_err(SessionError::from)
-        })
-    }
-
-    /// Starts a server with any kind of session (tests use small fakes).
+    /// Starts a server whose connections each get a session from
+    /// `make_session` (the real executor's, or a test's small fake). Must
+    /// be called from within a tokio runtime.
     pub fn start_with<F, S>(read_only: bool, make_session: F) -> Result<Self, TransportError>
     where
         F: Fn(&Peer) -> Result<S, SessionError> + Send + Sync + 'static,

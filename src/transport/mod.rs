@@ -7,8 +7,9 @@
 //! response frame. Authentication is mutual TLS 1.3 with self-signed
 //! certificates trusted by fingerprint (see [`trust`]).
 //!
-//! Must not know what a request means: [`crate::client`] builds them and
-//! [`crate::server`] runs them; this module carries them. Every frame read
+//! Must not know what a request means: `client` builds them and a
+//! [`Session`] (the server's) runs them; this module carries them, and
+//! imports neither. Every frame read
 //! from a stream goes through [`stream`].
 
 pub mod client;
@@ -26,6 +27,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::{DEFAULT_IDLE_TIMEOUT, MAX_IDLE_TIMEOUT, MIN_IDLE_TIMEOUT};
+
 pub use client::Link;
 pub use embedded::Embedded;
 pub use identity::{Fingerprint, Identity, IdentityError};
@@ -33,16 +36,6 @@ pub use server::{Peer, Session, SessionError};
 pub use stream::{ReadFrameError, read_frame};
 pub use trust::{AuthorizedClients, LiveClients, ServerTrust, TrustError};
 
-/// Without traffic for this long the connection is dead, unless set
-/// otherwise (`--idle-timeout`). Both sides send keep-alives, so only a peer
-/// that is gone or frozen goes quiet; a minute (ssh's `ServerAliveInterval`
-/// and `ServerAliveCountMax` give minutes too) lets a paused server, a busy
-/// client or a short link outage pass without ending the session.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// The shortest idle timeout accepted: a few keep-alives must fit in it.
-pub const MIN_IDLE_TIMEOUT: Duration = Duration::from_secs(1);
-/// The longest idle timeout accepted.
-pub const MAX_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 /// How often each side sends a keep-alive, at most: often enough that a
 /// few lost ones are survived, and NAT bindings stay open.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(1);

@@ -263,7 +263,7 @@ fn reset_on_close(wr: tokio::net::tcp::OwnedWriteHalf) {
 pub async fn pump_with(
     socket: TcpStream,
     mut send: quinn::SendStream,
-    mut recv: quinn::RecvStream,
+    recv: quinn::RecvStream,
     mut nagle: Option<Nagle>,
     unsent: Option<UnsentGuard>,
 ) {
@@ -275,122 +275,26 @@ pub async fn pump_with(
     let reset_seen = AtomicBool::new(false);
     // The upstream's end, for the downstream, which owns the stream that
     // carries the news back: `Ok(n)` the socket was reset after `n` bytes.
-    let (upstream_end, mut upstream_ended) = tokio::sync::oneshot::channel::<u64>();
+    let (upstream_end, upstream_ended) = tokio::sync::oneshot::channel::<u64>();
     // The peer's STOP_SENDING of our stream: it may carry a reset.
     let peer_stopped = send.stopped();
-    let upstream = async {
-        let mut counted = Counted {
-            send: &mut send,
-            sent: 0,
-        };
-        let end = match nagle.as_mut() {
-            Some(n) => forward_coalesced(&mut rd, &mut counted, n, &answered).await,
-            None => forward_at_once(&mut rd, &mut counted).await,
-        };
-        let sent = counted.sent;
-        let end = match end {
-            Upstream::Eof if reset_seen.load(Ordering::Acquire) => Upstream::Failed,
-            end => end,
-        };
-        match end {
-            Upstream::Eof => {
-                drop(upstream_end);
-                let _ = send.finish();
-                // Keep the stream alive until the peer has everything.
-                let _ = send.stopped().await;
-            }
-            Upstream::Failed => {
-                if upstream_end.send(sent).is_ok() {
-                    // The peer stops the stream once it has delivered the
-                    // bytes and reset its socket.
-                    let _ = send.stopped().await;
-                } else {
-                    // The peer has finished its direction: it no longer
-                    // looks for a STOP_SENDING, so only a reset reaches it.
-                    let _ = send.reset(quinn::VarInt::from_u32(STREAM_RESET));
-                }
-            }
-            Upstream::Closed => drop(upstream_end),
-        }
-        drop(unsent);
-    };
-    let answered_by_peer = &answered;
-    let reset_seen = &reset_seen;
-    let downstream = async move {
-        let mut wr = wr;
-        let mut buf = vec![0u8; BUFFER];
-        let mut received: u64 = 0;
-        // From the peer: its socket was reset after it had sent this much.
-        let mut reset_after: Option<u64> = None;
-        let mut peer_stopped = std::pin::pin!(peer_stopped);
-        let mut watching = true;
-        let mut upstream_open = true;
-        // Writing into the socket failed: it is gone, and the upstream's
-        // end says how (reset, or closed).
-        let mut writable = true;
-        loop {
-            if reset_after.is_some_and(|n| received >= n) {
-                reset_on_close(wr);
-                return Downstream::Reset;
-            }
-            tokio::select! {
-                read = recv.read(&mut buf), if writable => match read {
-                    Ok(Some(n)) => {
-                        answered_by_peer.store(true, Ordering::Release);
-                        received += u64::try_from(n).unwrap_or(u64::MAX);
-                        if let Err(e) = wr.write_all(&buf[..n]).await {
-                            if e.raw_os_error() == Some(libc::ECONNRESET) {
-                                reset_seen.store(true, Ordering::Release);
-                            }
-                            writable = false;
-                            // The upstream ended already, without a reset:
-                            // as when it ends after a failed write, there
-                            // is nothing left to wait for (and no branch
-                            // left to wait on once the peer has stopped).
-                            if !upstream_open {
-                                let _ = recv.stop(quinn::VarInt::from_u32(STREAM_RESET));
-                                return Downstream::Finished;
-                            }
-                        }
-                    }
-                    Ok(None) => {
-                        let _ = wr.shutdown().await;
-                        return Downstream::Finished;
-                    }
-                    Err(_) => {
-                        reset_on_close(wr);
-                        return Downstream::Reset;
-                    }
-                },
-                end = &mut upstream_ended, if upstream_open => {
-                    upstream_open = false;
-                    match end {
-                        Ok(sent) => {
-                            // Below 2^62 for any stream quinn can carry.
-                            let code = quinn::VarInt::from_u64(RESET_AFTER + sent)
-                                .unwrap_or(quinn::VarInt::from_u32(STREAM_RESET));
-                            let _ = recv.stop(code);
-                            return Downstream::Aborted;
-                        }
-                        Err(_) if !writable => {
-                            let _ = recv.stop(quinn::VarInt::from_u32(STREAM_RESET));
-                            return Downstream::Finished;
-                        }
-                        // Ended without a reset; the socket still reads.
-                        Err(_) => {}
-                    }
-                },
-                stopped = &mut peer_stopped, if watching => {
-                    watching = false;
-                    if let Ok(Some(code)) = stopped
-                        && code.into_inner() >= RESET_AFTER
-                    {
-                        reset_after = Some(code.into_inner() - RESET_AFTER);
-                    }
-                },
-            }
-        }
-    };
+    let upstream = upstream(
+        &mut rd,
+        &mut send,
+        nagle.as_mut(),
+        &answered,
+        &reset_seen,
+        upstream_end,
+        unsent,
+    );
+    let downstream = downstream(
+        recv,
+        wr,
+        peer_stopped,
+        upstream_ended,
+        &answered,
+        &reset_seen,
+    );
     tokio::pin!(upstream, downstream);
     let mut upstream_done = false;
     loop {
@@ -410,73 +314,135 @@ pub async fn pump_with(
     }
 }
 
-#[cfg(test)]
-mod end_order_tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::Duration;
-
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    /// Panics raised in this file, by any task: the server's pump runs on
-    /// a task whose panic tokio swallows.
-    static PUMP_PANICS: AtomicUsize = AtomicUsize::new(0);
-
-    fn count_pump_panics() {
-        static HOOK: std::sync::Once = std::sync::Once::new();
-        HOOK.call_once(|| {
-            let previous = std::panic::take_hook();
-            std::panic::set_hook(Box::new(move |info| {
-                if info
-                    .location()
-                    .is_some_and(|l| l.file().ends_with("pump.rs"))
-                {
-                    PUMP_PANICS.fetch_add(1, Ordering::SeqCst);
-                }
-                previous(info);
-            }));
-        });
-    }
-
-    /// Found by the fuzzer (`tests/fuzz`): the client stops reading, the
-    /// remote peer closes its end, then bytes from the client fail to go
-    /// into the socket. The server's pump then had no branch left to wait
-    /// on, and `select!` panicked.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_failed_write_after_both_ends_is_no_panic() {
-        count_pump_panics();
-        let peer = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = peer.local_addr().unwrap();
-        let server = crate::transport::embedded::Embedded::start().unwrap();
-        let link = server.connect().await.unwrap();
-        let streams = link
-            .open_tcp(addr.into(), false, Vec::new(), None)
-            .await
-            .unwrap()
-            .unwrap();
-        let (mut remote, _) = peer.accept().await.unwrap();
-        let mut send = streams.send;
-        // The client stops reading: STOP_SENDING, with no reset in it.
-        drop(streams.recv);
-        // The remote peer closes gracefully: the pump's upstream sees the
-        // end of the socket.
-        remote.shutdown().await.unwrap();
-        let mut rest = Vec::new();
-        let _ =
-            tokio::time::timeout(Duration::from_millis(200), remote.read_to_end(&mut rest)).await;
-        drop(remote);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        // Bytes for the closed socket: the first write draws a reset, a
-        // later one fails.
-        for _ in 0..5 {
-            if send.write_all(b"late bytes").await.is_err() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+/// The socket-to-stream direction of [`pump_with`]: copies until the
+/// socket ends or fails, then ends the stream to match (a finish, or the
+/// count of bytes sent before the reset, through `upstream_end`).
+async fn upstream(
+    rd: &mut tokio::net::tcp::OwnedReadHalf,
+    send: &mut quinn::SendStream,
+    nagle: Option<&mut Nagle>,
+    answered: &AtomicBool,
+    reset_seen: &AtomicBool,
+    upstream_end: tokio::sync::oneshot::Sender<u64>,
+    unsent: Option<UnsentGuard>,
+) {
+    let mut counted = Counted { send, sent: 0 };
+    let end = match nagle {
+        Some(n) => forward_coalesced(rd, &mut counted, n, answered).await,
+        None => forward_at_once(rd, &mut counted).await,
+    };
+    let sent = counted.sent;
+    let end = match end {
+        Upstream::Eof if reset_seen.load(Ordering::Acquire) => Upstream::Failed,
+        end => end,
+    };
+    match end {
+        Upstream::Eof => {
+            drop(upstream_end);
+            let _ = send.finish();
+            // Keep the stream alive until the peer has everything.
+            let _ = send.stopped().await;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(PUMP_PANICS.load(Ordering::SeqCst), 0, "the pump panicked");
-        link.close().await;
-        server.shutdown().await;
+        Upstream::Failed => {
+            if upstream_end.send(sent).is_ok() {
+                // The peer stops the stream once it has delivered the
+                // bytes and reset its socket.
+                let _ = send.stopped().await;
+            } else {
+                // The peer has finished its direction: it no longer
+                // looks for a STOP_SENDING, so only a reset reaches it.
+                let _ = send.reset(quinn::VarInt::from_u32(STREAM_RESET));
+            }
+        }
+        Upstream::Closed => drop(upstream_end),
+    }
+    drop(unsent);
+}
+
+/// The stream-to-socket direction of [`pump_with`]: copies until the
+/// stream ends or is reset, and follows the resets both ways (a reset the
+/// peer announced in `peer_stopped` after its last bytes; the upstream's,
+/// announced to the peer when `upstream_ended` says so). `answered` is set
+/// whenever bytes come back; `reset_seen` when a write took a reset.
+async fn downstream(
+    mut recv: quinn::RecvStream,
+    mut wr: tokio::net::tcp::OwnedWriteHalf,
+    peer_stopped: impl Future<Output = Result<Option<quinn::VarInt>, quinn::StoppedError>>,
+    mut upstream_ended: tokio::sync::oneshot::Receiver<u64>,
+    answered_by_peer: &AtomicBool,
+    reset_seen: &AtomicBool,
+) -> Downstream {
+    let mut buf = vec![0u8; BUFFER];
+    let mut received: u64 = 0;
+    // From the peer: its socket was reset after it had sent this much.
+    let mut reset_after: Option<u64> = None;
+    let mut peer_stopped = std::pin::pin!(peer_stopped);
+    let mut watching = true;
+    let mut upstream_open = true;
+    // Writing into the socket failed: it is gone, and the upstream's
+    // end says how (reset, or closed).
+    let mut writable = true;
+    loop {
+        if reset_after.is_some_and(|n| received >= n) {
+            reset_on_close(wr);
+            return Downstream::Reset;
+        }
+        tokio::select! {
+            read = recv.read(&mut buf), if writable => match read {
+                Ok(Some(n)) => {
+                    answered_by_peer.store(true, Ordering::Release);
+                    received += u64::try_from(n).unwrap_or(u64::MAX);
+                    if let Err(e) = wr.write_all(&buf[..n]).await {
+                        if e.raw_os_error() == Some(libc::ECONNRESET) {
+                            reset_seen.store(true, Ordering::Release);
+                        }
+                        writable = false;
+                        // The upstream ended already, without a reset:
+                        // as when it ends after a failed write, there
+                        // is nothing left to wait for (and no branch
+                        // left to wait on once the peer has stopped).
+                        if !upstream_open {
+                            let _ = recv.stop(quinn::VarInt::from_u32(STREAM_RESET));
+                            return Downstream::Finished;
+                        }
+                    }
+                }
+                Ok(None) => {
+                    let _ = wr.shutdown().await;
+                    return Downstream::Finished;
+                }
+                Err(_) => {
+                    reset_on_close(wr);
+                    return Downstream::Reset;
+                }
+            },
+            end = &mut upstream_ended, if upstream_open => {
+                upstream_open = false;
+                match end {
+                    Ok(sent) => {
+                        // Below 2^62 for any stream quinn can carry.
+                        let code = quinn::VarInt::from_u64(RESET_AFTER + sent)
+                            .unwrap_or(quinn::VarInt::from_u32(STREAM_RESET));
+                        let _ = recv.stop(code);
+                        return Downstream::Aborted;
+                    }
+                    Err(_) if !writable => {
+                        let _ = recv.stop(quinn::VarInt::from_u32(STREAM_RESET));
+                        return Downstream::Finished;
+                    }
+                    // Ended without a reset; the socket still reads.
+                    Err(_) => {}
+                }
+            },
+            stopped = &mut peer_stopped, if watching => {
+                watching = false;
+                if let Ok(Some(code)) = stopped
+                    && code.into_inner() >= RESET_AFTER
+                {
+                    reset_after = Some(code.into_inner() - RESET_AFTER);
+                }
+            },
+        }
     }
 }
 

@@ -2,7 +2,9 @@
 //! [`serve`], which gives every connection its own [`Session`].
 //!
 //! Owns the accept loop, the handshake and the mapping of a stream to one
-//! request. Must not execute requests itself: a [`Session`] does.
+//! request. Must not execute requests itself, nor name the server's
+//! families: a [`Session`] does, the stream requests (`TcpConnect`,
+//! `UdpBind`) included.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -28,22 +30,33 @@ use crate::proto::{
 /// request has finished.
 pub trait Session: Send + Sync + 'static {
     /// Runs one request with the rights of `caller`, as far as the session
-    /// allows. May block: it is called on a blocking thread.
+    /// allows. May block: it is called on a blocking thread, unless
+    /// [`runs_inline`] says the request is quick.
     fn execute(&self, caller: Option<&Credentials>, req: Request) -> Response;
+
+    /// Takes over a request whose stream outlives it ([`keeps_stream`]:
+    /// the stream becomes a TCP connection or a UDP socket): answers on
+    /// `send`, then carries what follows until the stream is done. It no
+    /// longer counts against [`MAX_EXECUTING_PER_CONNECTION`]. A session
+    /// without sockets refuses it with `EINVAL`, as a request it cannot run.
+    fn serve_stream(
+        &self,
+        req: Request,
+        mut send: quinn::SendStream,
+        recv: quinn::RecvStream,
+    ) -> impl Future<Output = ()> + Send {
+        async move {
+            drop((req, recv));
+            let refused: Response = Err(Errno::EINVAL);
+            if send.write_all(&frame::encode(&refused)).await.is_ok() {
+                let _ = send.finish();
+            }
+        }
+    }
 
     /// The connection is gone: requests that wait (for a lock) stop
     /// waiting. Requests already running still finish.
     fn close(&self) {}
-}
-
-impl Session for crate::server::Executor {
-    fn execute(&self, caller: Option<&Credentials>, req: Request) -> Response {
-        crate::server::Executor::execute(self, caller, req)
-    }
-
-    fn close(&self) {
-        crate::server::Executor::close(self);
-    }
 }
 
 /// Why a session could not be opened; sent to the client as the close reason.
@@ -54,6 +67,9 @@ pub type SessionError = Box<dyn std::error::Error + Send + Sync>;
 pub struct Peer {
     pub addr: SocketAddr,
     pub fingerprint: Fingerprint,
+    /// The connection itself, for a session that opens streams to the
+    /// client (a remote listener's incoming connections).
+    pub connection: quinn::Connection,
 }
 
 /// How many requests of one connection execute at once. More streams may be
@@ -170,11 +186,34 @@ async fn connection<F, S>(
     F: Fn(&Peer) -> Result<S, SessionError>,
     S: Session,
 {
+    let Some(peer) = authenticated_peer(incoming).await else {
+        return;
+    };
+    let span = tracing::info_span!("conn", peer = %peer.addr, client = %peer.fingerprint);
+    let Some(session) = open_session(&peer, read_only, make_session, &span).await else {
+        return;
+    };
+    tracing::info!(parent: &span, "session open");
+    let started = std::time::Instant::now();
+    let (requests, ended) = accept_requests(&peer, &session, clients).await;
+    tracing::info!(
+        parent: &span,
+        duration = %format_args!("{:.3}s", started.elapsed().as_secs_f64()),
+        requests,
+        "session ended: {ended}"
+    );
+    session.close();
+    // The session drops here, or when its last in-flight request finishes.
+}
+
+/// The connection once QUIC and TLS are done, with its client; `None` if
+/// the handshake failed or (refused) brought no client certificate.
+async fn authenticated_peer(incoming: quinn::Incoming) -> Option<Peer> {
     let conn = match incoming.await {
         Ok(conn) => conn,
         Err(e) => {
             tracing::debug!("handshake failed: {e}");
-            return;
+            return None;
         }
     };
     // Mandatory client auth means a certificate is always there; refuse
@@ -184,26 +223,40 @@ async fn connection<F, S>(
             VarInt::from_u32(code::BAD_HANDSHAKE),
             b"no client certificate",
         );
-        return;
+        return None;
     };
-    let peer = Peer {
+    Some(Peer {
         addr: conn.remote_address(),
         fingerprint,
-    };
-    let span = tracing::info_span!("conn", peer = %peer.addr, client = %peer.fingerprint);
+        connection: conn,
+    })
+}
 
-    let (mut send, hello) = match read_hello(&conn).await {
+/// The `Hello`/`Welcome` exchange: a session for a client of this
+/// protocol version, or `None` once the client was told why not.
+async fn open_session<F, S>(
+    peer: &Peer,
+    read_only: bool,
+    make_session: &F,
+    span: &tracing::Span,
+) -> Option<Arc<S>>
+where
+    F: Fn(&Peer) -> Result<S, SessionError>,
+    S: Session,
+{
+    let conn = &peer.connection;
+    let (mut send, hello) = match read_hello(conn).await {
         Ok(Some(hello)) => hello,
-        Ok(None) => return,
+        Ok(None) => return None,
         Err(e) => {
             let reason = ErrorChain(&e).to_string();
-            tracing::info!(parent: &span, "bad handshake: {reason}");
+            tracing::info!(parent: span, "bad handshake: {reason}");
             conn.close(VarInt::from_u32(code::BAD_HANDSHAKE), reason.as_bytes());
-            return;
+            return None;
         }
     };
     if hello.version != PROTOCOL_VERSION {
-        tracing::info!(parent: &span, client_version = hello.version, "protocol version mismatch");
+        tracing::info!(parent: span, client_version = hello.version, "protocol version mismatch");
         let answer = Welcome::VersionMismatch {
             server_version: PROTOCOL_VERSION,
         };
@@ -212,17 +265,17 @@ async fn connection<F, S>(
             // Let the client read the answer and close; it knows the versions.
             let _ = tokio::time::timeout(HELLO_TIMEOUT, conn.closed()).await;
         }
-        return;
+        return None;
     }
-    let session = match make_session(&peer) {
+    let session = match make_session(peer) {
         Ok(session) => Arc::new(session),
         Err(e) => {
-            tracing::warn!(parent: &span, "cannot open session: {e}");
+            tracing::warn!(parent: span, "cannot open session: {e}");
             conn.close(
                 VarInt::from_u32(code::SESSION_FAILED),
                 e.to_string().as_bytes(),
             );
-            return;
+            return None;
         }
     };
     let welcome = Welcome::Accepted {
@@ -230,11 +283,22 @@ async fn connection<F, S>(
         read_only,
     };
     if send.write_all(&frame::encode(&welcome)).await.is_err() {
-        return;
+        return None;
     }
     let _ = send.finish();
-    tracing::info!(parent: &span, "session open");
-    let started = std::time::Instant::now();
+    Some(session)
+}
+
+/// Gives every stream the client opens to a [`request`] task, at most
+/// [`MAX_EXECUTING_PER_CONNECTION`] at once, until the connection ends or
+/// the client is removed from `clients`. Returns how many requests came,
+/// and why it ended.
+async fn accept_requests<S: Session>(
+    peer: &Peer,
+    session: &Arc<S>,
+    clients: Option<LiveClients>,
+) -> (u64, String) {
+    let conn = &peer.connection;
     let mut requests: u64 = 0;
     let fingerprint = peer.fingerprint;
     let mut revoked = std::pin::pin!(async move {
@@ -243,8 +307,6 @@ async fn connection<F, S>(
             None => std::future::pending().await,
         }
     });
-
-    let net = Arc::new(crate::server::net::NetSession::new(conn.clone()));
     let executing = Arc::new(Semaphore::new(MAX_EXECUTING_PER_CONNECTION));
     let ended = loop {
         // The semaphore is never closed, so acquiring cannot fail.
@@ -263,21 +325,15 @@ async fn connection<F, S>(
             Err(e) => break e.to_string(),
         };
         requests += 1;
-        let session = session.clone();
-        tokio::spawn(request(send, recv, session, net.clone(), permit));
+        tokio::spawn(request(send, recv, session.clone(), permit));
     };
-    tracing::info!(
-        parent: &span,
-        duration = %format_args!("{:.3}s", started.elapsed().as_secs_f64()),
-        requests,
-        "session ended: {ended}"
-    );
-    session.close();
-    // The session drops here, or when its last in-flight request finishes.
+    (requests, ended)
 }
 
-/// Requests quick enough to run on the connection's task.
-fn runs_inline(req: &Request) -> bool {
+/// Requests quick enough to run on the connection's task: metadata calls
+/// that only look at an inode, and the bookkeeping of the connection's
+/// sockets.
+pub fn runs_inline(req: &Request) -> bool {
     matches!(
         req,
         Request::Stat { .. }
@@ -292,7 +348,18 @@ fn runs_inline(req: &Request) -> bool {
             | Request::SetFlags { .. }
             | Request::Uname
             | Request::CancelWait { .. }
+            | Request::TcpBind { .. }
+            | Request::TcpSetOption { .. }
+            | Request::TcpListen { .. }
+            | Request::TcpUnbind { .. }
     )
+}
+
+/// Requests whose stream outlives them: after the answer it carries a TCP
+/// connection's bytes (`TcpConnect`) or a UDP socket's datagrams
+/// (`UdpBind`), so [`Session::serve_stream`] takes it.
+pub fn keeps_stream(req: &Request) -> bool {
+    matches!(req, Request::TcpConnect { .. } | Request::UdpBind { .. })
 }
 
 /// Why a client's `Hello` could not be had; sent back as the close reason.
@@ -355,83 +422,56 @@ async fn request<S: Session>(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
     session: Arc<S>,
-    net: Arc<crate::server::net::NetSession>,
     permit_for_streams: tokio::sync::OwnedSemaphorePermit,
 ) {
-    let malformed = VarInt::from_u32(code::MALFORMED_REQUEST);
-    let Call {
+    let Some(Call {
         creds,
         request: req,
-    } = match read_request(&mut recv).await {
-        Ok(call) => call,
+    }) = read_or_refuse(&mut send, &mut recv).await
+    else {
+        return;
+    };
+    if keeps_stream(&req) {
+        // The stream outlives the request: it becomes the connection or
+        // the socket.
+        drop(permit_for_streams);
+        session.serve_stream(req, send, recv).await;
+        return;
+    }
+    let response = execute(session, creds, req).await;
+    if send.write_all(&frame::encode(&response)).await.is_ok() {
+        let _ = send.finish();
+    }
+}
+
+/// The stream's request; `None` once a stream without one was refused
+/// (reset) or turned out abandoned.
+async fn read_or_refuse(
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+) -> Option<Call> {
+    let malformed = VarInt::from_u32(code::MALFORMED_REQUEST);
+    match read_request(recv).await {
+        Ok(call) => Some(call),
         Err(RequestError::TooLong) => {
             tracing::debug!("request exceeds the frame limit");
             let _ = recv.stop(malformed);
             let _ = send.reset(malformed);
-            return;
+            None
         }
         Err(RequestError::Malformed(e)) => {
             tracing::debug!("malformed request: {}", ErrorChain(&e));
             let _ = send.reset(malformed);
-            return;
+            None
         }
         Err(RequestError::Empty) => {
             tracing::debug!("malformed request: the stream ended before a frame");
             let _ = send.reset(malformed);
-            return;
+            None
         }
         // The client gave up on this call, or the connection is gone:
         // nobody is waiting for an answer.
-        Err(RequestError::Gone) => return,
-    };
-    let response = match req {
-        Request::TcpConnect {
-            addr,
-            pure,
-            options,
-            bound,
-        } => {
-            // The stream outlives the request: it becomes the connection.
-            drop(permit_for_streams);
-            crate::server::net::tcp_connect(&net, addr, pure, &options, bound, send, recv).await;
-            return;
-        }
-        Request::TcpBind {
-            addr,
-            reuse_addr,
-            reuse_port,
-            v6_only,
-            options,
-        } => net.bind(addr, reuse_addr, reuse_port, v6_only, &options),
-        Request::TcpSetOption { target, option } => net.set_option(target, option),
-        Request::TcpListen {
-            listener,
-            backlog,
-            pure,
-        } => net.listen(listener, backlog, pure),
-        Request::TcpUnbind { listener } => net.unbind(listener),
-        Request::UdpBind {
-            addr,
-            reuse_addr,
-            reuse_port,
-            v6_only,
-            pure,
-        } => {
-            // The stream outlives the request: it becomes the socket.
-            drop(permit_for_streams);
-            let options = crate::server::udp::BindOptions {
-                reuse_addr,
-                reuse_port,
-                v6_only,
-                pure,
-            };
-            crate::server::udp::serve(addr, options, send, recv).await;
-            return;
-        }
-        other => execute(session, creds, other).await,
-    };
-    if send.write_all(&frame::encode(&response)).await.is_ok() {
-        let _ = send.finish();
+        Err(RequestError::Gone) => None,
     }
 }
 

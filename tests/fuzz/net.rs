@@ -269,10 +269,11 @@ impl NetTarget {
         let export = tempfile::tempdir().expect("export");
         let root = export.path().to_path_buf();
         let (server, fixtures) = runtime.block_on(async {
-            let server = Embedded::start_with(false, move |_| {
+            let server = Embedded::start_with(false, move |peer| {
                 let policy = rscq::server::creds::Policy::of_this_process(None);
-                rscq::server::Executor::new(&root, false, policy)
-                    .map_err(rscq::transport::server::SessionError::from)
+                let files = rscq::server::Executor::new(&root, false, policy)
+                    .map_err(rscq::transport::server::SessionError::from)?;
+                Ok(rscq::server::ClientSession::new(files, peer))
             })
             .expect("embedded server");
             (server, fixtures().await)

@@ -6,8 +6,8 @@ use crate::errno::Errno;
 use crate::proto::{Request, SockAddr, SockOption};
 use crate::syscall::layout::encode_sockaddr;
 use crate::syscall::plan::{AfterNative, Forwarding, Plan, PureWait, Then, plan};
+use crate::syscall::sockets::RemoteSocket;
 use crate::syscall::testutil::{FakeTracee, mounted, net};
-use crate::tracer::registry::RemoteSocket;
 
 const ADDR: u64 = 0x1000;
 const LEN: u64 = 0x2000;

@@ -4,7 +4,7 @@
 use super::*;
 use crate::syscall::plan::FdKind;
 use crate::syscall::plan::{AfterNative, Scratch, Then};
-use crate::tracer::registry::RemoteSocket;
+use crate::syscall::sockets::RemoteSocket;
 use std::collections::HashMap;
 
 /// A program with a few sockets and memory.

@@ -18,6 +18,7 @@ use crate::proto::{
     DirEntry, Handle, MAX_IO, RemotePath, Reply, Request, Response, SockAddr, Stat,
 };
 use crate::syscall::layout;
+use crate::syscall::nr::{self, Family};
 use crate::syscall::paths::MountTable;
 use crate::tracer::registry::RemoteSocket;
 
@@ -560,7 +561,9 @@ impl<T: Tracee> Planner<'_, T> {
     }
 }
 
-/// Decides what to do with trapped syscall `nr` with arguments `args`.
+/// Decides what to do with trapped syscall `nr` with arguments `args`: the
+/// call's planner families ([`nr::families`], from the one table) are asked
+/// in order, and the first that takes it plans it.
 pub fn plan(nr: i64, args: [u64; 6], fwd: &Forwarding, t: &mut impl Tracee) -> Plan {
     let mut p = Planner {
         mounts: &fwd.mounts,
@@ -568,66 +571,72 @@ pub fn plan(nr: i64, args: [u64; 6], fwd: &Forwarding, t: &mut impl Tracee) -> P
         t,
         follow_last: false,
     };
-    if fwd.net
-        && let Some(plan) = super::net::udp::plan(nr, args, fwd.pure_net, false, p.t)
-    {
-        return plan;
-    }
-    if fwd.pure_net
-        && let Some(plan) = p.pure_socket_call(nr, args)
-    {
-        return plan;
-    }
-    if !fwd.mounts.is_empty()
-        && let Some(plan) = p.unix_socket_call(nr, args)
-    {
-        return plan;
-    }
-    if nr == libc::SYS_socket {
-        // Trapped only for UDP-Lite, whose datagrams rscq cannot carry: a
-        // clear EPROTONOSUPPORT (as a kernel without it says) rather than
-        // a socket whose datagrams never arrive.
-        return if fwd.net && arg_i32(args[2]) == libc::IPPROTO_UDPLITE {
-            Plan::fail(Errno(libc::EPROTONOSUPPORT))
-        } else {
-            Plan::Native
-        };
-    }
-    if super::nr::NET_CALLS.iter().any(|(n, _)| *n == nr) || nr == libc::SYS_sendto {
-        return if fwd.net {
-            p.net_call(nr, args)
-        } else {
-            Plan::Native
-        };
-    }
-    if nr == libc::SYS_uname {
-        return if fwd.uname {
-            Plan::forward(Request::Uname, Then::Uname { addr: args[0] })
-        } else {
-            Plan::Native
-        };
-    }
-    if nr == libc::SYS_mmap {
-        return match p.t.fd(arg_i32(args[4])) {
-            FdKind::Remote(rfd) => super::mapping::plan(&rfd, args),
-            FdKind::Local => Plan::Native,
-        };
-    }
-    if nr == libc::SYS_munmap || nr == libc::SYS_msync {
-        let paths = p.t.shadow_maps(args[0], args[1]);
-        return if paths.is_empty() {
-            Plan::Native
-        } else {
-            Plan::SyncShadows {
-                paths,
-                report: nr == libc::SYS_munmap,
+    nr::families(nr)
+        .iter()
+        .filter(|family| family.offered(fwd))
+        .find_map(|&family| p.family_call(family, nr, args, fwd))
+        .unwrap_or(Plan::Native)
+}
+
+impl<T: Tracee> Planner<'_, T> {
+    /// Offers call `nr` to one planner family; `None` when the call is not
+    /// that family's (a UDP planner asked about a TCP socket).
+    fn family_call(
+        &mut self,
+        family: Family,
+        nr: i64,
+        args: [u64; 6],
+        fwd: &Forwarding,
+    ) -> Option<Plan> {
+        match family {
+            Family::Udp => super::net::udp::plan(nr, args, fwd.pure_net, false, self.t),
+            Family::PureSocket => self.pure_socket_call(nr, args),
+            Family::UnixSocket => self.unix_socket_call(nr, args),
+            // Trapped only for UDP-Lite, whose datagrams rscq cannot carry: a
+            // clear EPROTONOSUPPORT (as a kernel without it says) rather than
+            // a socket whose datagrams never arrive.
+            Family::SocketCreate => Some(if fwd.net && arg_i32(args[2]) == libc::IPPROTO_UDPLITE {
+                Plan::fail(Errno(libc::EPROTONOSUPPORT))
+            } else {
+                Plan::Native
+            }),
+            Family::Net => Some(if fwd.net {
+                self.net_call(nr, args)
+            } else {
+                Plan::Native
+            }),
+            Family::Uname => Some(if fwd.uname {
+                Plan::forward(Request::Uname, Then::Uname { addr: args[0] })
+            } else {
+                Plan::Native
+            }),
+            Family::Mmap => Some(match self.t.fd(arg_i32(args[4])) {
+                FdKind::Remote(rfd) => super::mapping::plan(&rfd, args),
+                FdKind::Local => Plan::Native,
+            }),
+            Family::SharedSync => {
+                let paths = self.t.shadow_maps(args[0], args[1]);
+                Some(if paths.is_empty() {
+                    Plan::Native
+                } else {
+                    Plan::SyncShadows {
+                        paths,
+                        report: nr == libc::SYS_munmap,
+                    }
+                })
             }
-        };
+            Family::Close => Some(self.close(args)),
+            Family::Fd => Some(self.fd_call(nr, args)),
+            Family::Path => Some(self.path_call(nr, args)),
+        }
     }
-    if nr == libc::SYS_close {
-        return match p.t.fd(arg_i32(args[0])) {
-            FdKind::Remote(rfd) if p.t.holds_record_locks() => {
-                let owner = p.t.tgid().cast_unsigned();
+
+    /// `close` of a remote file: its record locks go first, or its held
+    /// writes.
+    fn close(&mut self, args: [u64; 6]) -> Plan {
+        match self.t.fd(arg_i32(args[0])) {
+            FdKind::Remote(rfd) if self.t.holds_record_locks() => {
+                let owner = self.t.tgid().cast_unsigned();
                 Plan::forward(
                     Request::ReleaseLocks {
                         owner,
@@ -643,12 +652,8 @@ pub fn plan(nr: i64, args: [u64; 6], fwd: &Forwarding, t: &mut impl Tracee) -> P
                 Then::CloseAfterFlush,
             ),
             _ => Plan::Native,
-        };
+        }
     }
-    if super::nr::FD_CALLS.iter().any(|(n, _)| *n == nr) {
-        return p.fd_call(nr, args);
-    }
-    p.path_call(nr, args)
 }
 
 /// Lays out the reply to a forwarded call.

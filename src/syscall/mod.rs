@@ -14,6 +14,7 @@
 //! Must not call ptrace, touch the network or read the clock.
 
 pub mod describe;
+mod dispatch;
 pub mod exec;
 mod fs;
 pub mod layout;

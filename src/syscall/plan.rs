@@ -8,8 +8,9 @@
 //!
 //! This module owns the vocabulary every family shares (the [`Plan`],
 //! [`Then`] and [`Outcome`] types, the [`Tracee`] trait, the `Planner`
-//! state and argument helpers), the order in which families get a call
-//! ([`plan`]) and the layout of replies ([`finish`]). Each family's
+//! state and argument helpers) and the layout of replies ([`finish`]);
+//! [`plan`], the hand-off of a call to its families in the order the one
+//! table ([`crate::syscall::nr`]) gives, is `crate::syscall::dispatch`'s. Each family's
 //! planner lives in its own module (`crate::syscall::fs`,
 //! `crate::syscall::net`); none of them may touch ptrace either.
 
@@ -18,9 +19,10 @@ use crate::proto::{
     DirEntry, Handle, MAX_IO, RemotePath, Reply, Request, Response, SockAddr, Stat,
 };
 use crate::syscall::layout;
-use crate::syscall::nr::{self, Family};
 use crate::syscall::paths::MountTable;
 use crate::tracer::registry::RemoteSocket;
+
+pub use super::dispatch::plan;
 
 /// A remote file as the program holds it: a placeholder fd whose kernel
 /// object rscq can recognise.
@@ -558,101 +560,6 @@ impl<T: Tracee> Planner<'_, T> {
         }
         let n = usize::try_from(count).map_err(|_| Errno::EINVAL)?;
         Ok(layout::decode_iovecs(&self.t.read_bytes(addr, n * 16)?))
-    }
-}
-
-/// Decides what to do with trapped syscall `nr` with arguments `args`: the
-/// call's planner families ([`nr::families`], from the one table) are asked
-/// in order, and the first that takes it plans it.
-pub fn plan(nr: i64, args: [u64; 6], fwd: &Forwarding, t: &mut impl Tracee) -> Plan {
-    let mut p = Planner {
-        mounts: &fwd.mounts,
-        system_files: &fwd.system_files,
-        t,
-        follow_last: false,
-    };
-    nr::families(nr)
-        .iter()
-        .filter(|family| family.offered(fwd))
-        .find_map(|&family| p.family_call(family, nr, args, fwd))
-        .unwrap_or(Plan::Native)
-}
-
-impl<T: Tracee> Planner<'_, T> {
-    /// Offers call `nr` to one planner family; `None` when the call is not
-    /// that family's (a UDP planner asked about a TCP socket).
-    fn family_call(
-        &mut self,
-        family: Family,
-        nr: i64,
-        args: [u64; 6],
-        fwd: &Forwarding,
-    ) -> Option<Plan> {
-        match family {
-            Family::Udp => super::net::udp::plan(nr, args, fwd.pure_net, false, self.t),
-            Family::PureSocket => self.pure_socket_call(nr, args),
-            Family::UnixSocket => self.unix_socket_call(nr, args),
-            // Trapped only for UDP-Lite, whose datagrams rscq cannot carry: a
-            // clear EPROTONOSUPPORT (as a kernel without it says) rather than
-            // a socket whose datagrams never arrive.
-            Family::SocketCreate => Some(if fwd.net && arg_i32(args[2]) == libc::IPPROTO_UDPLITE {
-                Plan::fail(Errno(libc::EPROTONOSUPPORT))
-            } else {
-                Plan::Native
-            }),
-            Family::Net => Some(if fwd.net {
-                self.net_call(nr, args)
-            } else {
-                Plan::Native
-            }),
-            Family::Uname => Some(if fwd.uname {
-                Plan::forward(Request::Uname, Then::Uname { addr: args[0] })
-            } else {
-                Plan::Native
-            }),
-            Family::Mmap => Some(match self.t.fd(arg_i32(args[4])) {
-                FdKind::Remote(rfd) => super::mapping::plan(&rfd, args),
-                FdKind::Local => Plan::Native,
-            }),
-            Family::SharedSync => {
-                let paths = self.t.shadow_maps(args[0], args[1]);
-                Some(if paths.is_empty() {
-                    Plan::Native
-                } else {
-                    Plan::SyncShadows {
-                        paths,
-                        report: nr == libc::SYS_munmap,
-                    }
-                })
-            }
-            Family::Close => Some(self.close(args)),
-            Family::Fd => Some(self.fd_call(nr, args)),
-            Family::Path => Some(self.path_call(nr, args)),
-        }
-    }
-
-    /// `close` of a remote file: its record locks go first, or its held
-    /// writes.
-    fn close(&mut self, args: [u64; 6]) -> Plan {
-        match self.t.fd(arg_i32(args[0])) {
-            FdKind::Remote(rfd) if self.t.holds_record_locks() => {
-                let owner = self.t.tgid().cast_unsigned();
-                Plan::forward(
-                    Request::ReleaseLocks {
-                        owner,
-                        handle: Some(rfd.handle),
-                    },
-                    Then::CloseAfterRelease,
-                )
-            }
-            // Also with `--pure`: a close is where shared mappings of the
-            // file write back (answered locally when there is nothing).
-            FdKind::Remote(rfd) if !rfd.is_dir => Plan::forward(
-                Request::FlushWrites { handle: rfd.handle },
-                Then::CloseAfterFlush,
-            ),
-            _ => Plan::Native,
-        }
     }
 }
 

@@ -105,3 +105,45 @@ impl<T: Tracee> Planner<'_, T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::syscall::testutil::{FakeTracee, mounted};
+
+    /// Where every pointer argument points: a path in the mount. Its low
+    /// word is 0, so as an fd it is fd 0 and as flags it is none.
+    const P: u64 = 0x10_0000_0000;
+
+    /// Plans `nr` with every argument `P` (an absolute path in the mount,
+    /// so a dirfd argument does not matter) and fd 0 remote.
+    fn plan_remote(nr: i64) -> Plan {
+        let mut t = FakeTracee::new();
+        t.put_str(P, "/r/x");
+        t.remote_fd(0, 7, "/r/x", libc::O_RDWR, false);
+        plan(nr, [P; 6], &mounted(), &mut t)
+    }
+
+    /// A number the table gives to the path or fd planner has an arm
+    /// there: on a remote path or fd it is not simply let run.
+    #[test]
+    fn every_path_and_fd_call_has_a_planner_arm() {
+        // Native on these arguments for a reason of their own: the cwd is
+        // local, and `fcntl` command 0 (`F_DUPFD`) is the kernel's.
+        let native_here = [libc::SYS_getcwd, libc::SYS_fcntl];
+        let planned = |f: &Family| matches!(f, Family::Path | Family::Fd);
+        let unplanned: Vec<&str> = nr::TABLE
+            .iter()
+            .filter(|call| call.families.iter().any(planned))
+            .filter(|call| (plan_remote(call.nr) == Plan::Native) != native_here.contains(&call.nr))
+            .map(|call| call.name)
+            .collect();
+        assert!(unplanned.is_empty(), "no planner arm: {unplanned:?}");
+    }
+
+    #[test]
+    fn a_number_outside_the_table_runs_natively() {
+        assert_eq!(plan_remote(libc::SYS_getpid), Plan::Native);
+        assert_eq!(plan_remote(libc::SYS_mremap), Plan::Native);
+    }
+}

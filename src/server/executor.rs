@@ -1,10 +1,11 @@
 //! Executes one [`Request`] with real syscalls beneath the export root.
 //!
 //! This file only routes and applies `--read-only` and the caller's rights:
-//! [`route`] says which family module runs a request (`files`, `dirs`,
+//! `route` says which family module runs a request (`files`, `dirs`,
 //! `meta`, `names`, `xattr`, `locks`, `uname` for the host's own), and
-//! `mutates` whether it changes the export; both match every request, so a
-//! new one cannot be forgotten. Confinement is `super::resolve`'s.
+//! `mutates` whether it changes the export (through
+//! `Request::changes_files`); both end in a match with no catch-all arm,
+//! so a new request cannot be forgotten. Confinement is `super::resolve`'s.
 //!
 //! Must not resolve paths or hold per-family logic itself.
 

@@ -45,8 +45,9 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> SockFilter {
     SockFilter { code, jt, jf, k }
 }
 
-/// The rule lists of the three filters, read from the one table
-/// ([`crate::syscall::nr`]) for the tracer's mode.
+/// The rules of the program's own filter, in from its start (path calls
+/// with a mount, sockets with `--net`, `uname`, the refused calls), read
+/// from the one table ([`crate::syscall::nr`]) for the tracer's mode.
 pub fn filter_rules(config: &TracerConfig) -> Vec<(i64, Action)> {
     rules(Filter::Program, config)
 }

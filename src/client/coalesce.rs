@@ -18,22 +18,6 @@ use crate::syscall::sockets::SocketRegistry;
 use crate::transport::Link;
 use crate::transport::pump::ProgramSide;
 
-/// Syscalls in which a thread waits for input.
-const WAITS_FOR_INPUT: [i64; 12] = [
-    libc::SYS_read,
-    libc::SYS_readv,
-    libc::SYS_recvfrom,
-    libc::SYS_recvmsg,
-    libc::SYS_recvmmsg,
-    libc::SYS_poll,
-    libc::SYS_ppoll,
-    libc::SYS_select,
-    libc::SYS_pselect6,
-    libc::SYS_epoll_wait,
-    libc::SYS_epoll_pwait,
-    libc::SYS_epoll_pwait2,
-];
-
 /// Whether a `/proc/PID/task/TID/syscall` line names a wait for input. A
 /// running thread reads `running`; a blocked one, its syscall number first.
 pub fn waits_for_input(syscall_line: &str) -> bool {
@@ -41,7 +25,7 @@ pub fn waits_for_input(syscall_line: &str) -> bool {
         .split_whitespace()
         .next()
         .and_then(|nr| nr.parse::<i64>().ok())
-        .is_some_and(|nr| WAITS_FOR_INPUT.contains(&nr))
+        .is_some_and(crate::syscall::nr::waits_for_input)
 }
 
 /// Where the program's socket is: fd `fd` of process `tgid`, a socket with

@@ -6,11 +6,12 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use rustix::fs::{Access, AtFlags, Mode, OFlags};
 
+use super::executor::{Scope, misrouted};
 use super::resolve::{Entry, Root, Special, proc_fd_path};
 use crate::errno::Errno;
 use crate::proto::{
     DirEntry, DirListing, EntryMeta, ListedEntry, MAX_DIRENTS_BYTES, MAX_LISTED_ENTRIES,
-    RemotePath, Reply, Response,
+    RemotePath, Reply, Request, Response,
 };
 
 /// Bytes of `struct linux_dirent64` before `d_name`: ino, off, reclen, type.
@@ -253,6 +254,19 @@ pub(super) fn check_dir(root: &Root, path: &RemotePath) -> Response {
         AtFlags::EACCESS,
     )?;
     Ok(Reply::Done)
+}
+
+/// Runs one directory request (routed here by the executor).
+pub(super) fn execute(scope: &Scope<'_>, req: Request) -> Response {
+    let (root, handles) = (scope.root, scope.handles);
+    match req {
+        Request::Getdents { handle, bytes } => getdents(handles.get(handle)?.as_fd(), bytes),
+        Request::GetdentsPlus { handle } => getdents_plus(handles.get(handle)?.as_fd()),
+        Request::Mkdir { path, mode } => mkdir(root, &path, mode),
+        Request::Rmdir { path } => rmdir(root, &path),
+        Request::CheckDir { path } => check_dir(root, &path),
+        other => misrouted(&other),
+    }
 }
 
 #[cfg(test)]

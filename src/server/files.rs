@@ -6,11 +6,12 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use rustix::fs::{Mode, OFlags, SeekFrom};
 
+use super::executor::{Scope, misrouted};
 use super::handles::Handles;
 use super::meta::stat_fd;
 use super::resolve::{Root, proc_fd_path};
 use crate::errno::Errno;
-use crate::proto::{MAX_IO, RemotePath, Reply, Response};
+use crate::proto::{MAX_IO, RemotePath, Reply, Request, Response};
 
 /// Every `open(2)` flag Linux x86_64 knows. Bits outside it are dropped, as
 /// `open(2)` ignores them (`openat2(2)` would refuse them).
@@ -257,6 +258,68 @@ fn count(n: usize) -> Response {
 /// The bit pattern of a flags word; Linux flag words are unsigned to rustix.
 fn bits(flags: i32) -> u32 {
     u32::from_ne_bytes(flags.to_ne_bytes())
+}
+
+/// Runs one open-file request (routed here by the executor).
+pub(super) fn execute(scope: &Scope<'_>, req: Request) -> Response {
+    let (root, handles) = (scope.root, scope.handles);
+    match req {
+        Request::Open { path, flags, mode } => {
+            open(root, handles, &path, OpenFlags::new(flags, mode))
+        }
+        Request::OpenPlus { path, flags, mode } => {
+            let opened = open(root, handles, &path, OpenFlags::new(flags, mode))?;
+            super::dirs::with_listing(handles, opened)
+        }
+        Request::Close { handle } => {
+            handles.remove(handle)?;
+            Ok(Reply::Done)
+        }
+        Request::Read { handle, len } => read(handles.get(handle)?.as_fd(), len),
+        Request::Pread {
+            handle,
+            len,
+            offset,
+        } => pread(handles.get(handle)?.as_fd(), len, offset),
+        Request::Write { handle, data } => write(handles.get(handle)?.as_fd(), &data),
+        Request::Pwrite {
+            handle,
+            data,
+            offset,
+        } => pwrite(handles.get(handle)?.as_fd(), &data, offset),
+        Request::Lseek {
+            handle,
+            offset,
+            whence,
+        } => lseek(handles.get(handle)?.as_fd(), offset, whence),
+        Request::Fsync { handle, data_only } => fsync(handles.get(handle)?.as_fd(), data_only),
+        Request::SetFlags { handle, flags } => set_flags(handles.get(handle)?.as_fd(), flags),
+        Request::Ftruncate { handle, len } => ftruncate(handles.get(handle)?.as_fd(), len),
+        Request::Truncate { path, len } => truncate(root, &path, len),
+        // rscq answers it itself; the server holds no writes to send.
+        Request::FlushWrites { handle } => handles.get(handle).map(|_| Reply::Done),
+        Request::Reopen { handle, flags } => reopen(handles, handles.get(handle)?.as_fd(), flags),
+        Request::Fallocate {
+            handle,
+            mode,
+            offset,
+            len,
+        } => fallocate(handles.get(handle)?.as_fd(), mode, offset, len),
+        Request::CopyRange {
+            from,
+            from_offset,
+            to,
+            to_offset,
+            len,
+        } => copy_range(
+            handles.get(from)?.as_fd(),
+            from_offset,
+            handles.get(to)?.as_fd(),
+            to_offset,
+            len,
+        ),
+        other => misrouted(&other),
+    }
 }
 
 #[cfg(test)]

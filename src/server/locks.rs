@@ -27,9 +27,11 @@ use std::time::Duration;
 use nix::fcntl::{FcntlArg, fcntl};
 use rustix::fs::{FlockOperation, Mode, OFlags, SeekFrom};
 
+use super::executor::misrouted;
+use super::handles::Handles;
 use super::resolve::proc_fd_path;
 use crate::errno::Errno;
-use crate::proto::{FileLock, LockOwner, Reply, Response};
+use crate::proto::{FileLock, LockOwner, Reply, Request, Response};
 
 /// The longest pause between two attempts of a waiting lock.
 const MAX_PAUSE: Duration = Duration::from_millis(20);
@@ -53,6 +55,29 @@ pub(super) struct Locks {
 }
 
 impl Locks {
+    /// Runs one lock request on the session's `handles` (routed here by
+    /// the executor).
+    pub(super) fn execute(&self, handles: &Handles, req: Request) -> Response {
+        match req {
+            Request::Flock { handle, op, wait } => {
+                self.flock(handles.get(handle)?.as_fd(), op, wait)
+            }
+            Request::RecordLock {
+                handle,
+                owner,
+                lock,
+                set,
+                wait,
+            } => self.record(handles.get(handle)?.as_fd(), owner, lock, set, wait),
+            Request::ReleaseLocks { owner, handle } => match handle {
+                Some(handle) => self.release(owner, Some(handles.get(handle)?.as_fd())),
+                None => self.release(owner, None),
+            },
+            Request::CancelWait { wait } => self.cancel(wait),
+            other => misrouted(&other),
+        }
+    }
+
     /// `flock(2)` on `file`; with `wait`, waits for a conflicting lock.
     pub(super) fn flock(&self, file: BorrowedFd<'_>, op: i32, wait: Option<u64>) -> Response {
         let operation = match op {

@@ -9,9 +9,12 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use rustix::fs::{Access, AtFlags, Gid, Mode, StatxFlags, Timespec, Timestamps, Uid};
 
+use super::executor::{Scope, misrouted};
 use super::resolve::{Root, proc_fd_path};
 use crate::errno::Errno;
-use crate::proto::{RemotePath, Reply, Response, Stat, Statfs, TimeUpdate, Timespec as WireTime};
+use crate::proto::{
+    RemotePath, Reply, Request, Response, Stat, Statfs, TimeUpdate, Timespec as WireTime,
+};
 
 /// Permission bits `chmod(2)` may set (`S_IALLUGO`); the kernel ignores the rest.
 const MODE_BITS: u32 = 0o7777;
@@ -227,6 +230,35 @@ fn timestamps([atime, mtime]: [TimeUpdate; 2]) -> Timestamps {
     Timestamps {
         last_access: spec(atime),
         last_modification: spec(mtime),
+    }
+}
+
+/// Runs one metadata request (routed here by the executor).
+pub(super) fn execute(scope: &Scope<'_>, req: Request) -> Response {
+    let (root, handles) = (scope.root, scope.handles);
+    match req {
+        Request::Fstat { handle } => fstat(handles.get(handle)?.as_fd()),
+        Request::Fchmod { handle, mode } => fchmod(handles.get(handle)?.as_fd(), mode),
+        Request::Fchown { handle, uid, gid } => fchown(handles.get(handle)?.as_fd(), uid, gid),
+        Request::Futimens { handle, times } => futimens(handles.get(handle)?.as_fd(), times),
+        Request::Fstatfs { handle } => fstatfs(handles.get(handle)?.as_fd()),
+        Request::Stat { path, follow } => stat(root, &path, follow),
+        Request::StatPlus { path, follow } => stat_plus(root, &path, follow),
+        Request::Access { path, mode, flags } => access(root, &path, mode, flags, scope.read_only),
+        Request::Chmod { path, mode, follow } => chmod(root, &path, mode, follow),
+        Request::Chown {
+            path,
+            uid,
+            gid,
+            follow,
+        } => chown(root, &path, uid, gid, follow),
+        Request::Utimens {
+            path,
+            times,
+            follow,
+        } => utimens(root, &path, times, follow),
+        Request::Statfs { path } => statfs(root, &path),
+        other => misrouted(&other),
     }
 }
 

@@ -9,9 +9,10 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use rustix::fs::{AtFlags, FileType, Mode, RenameFlags};
 
+use super::executor::{Scope, misrouted};
 use super::resolve::{Entry, Named, Root, checked_bytes, proc_fd_path};
 use crate::errno::Errno;
-use crate::proto::{RemotePath, Reply, Response};
+use crate::proto::{RemotePath, Reply, Request, Response};
 
 /// `unlinkat(2)`.
 pub(super) fn unlink(root: &Root, path: &RemotePath) -> Response {
@@ -147,6 +148,20 @@ pub(super) fn readlink(root: &Root, path: &RemotePath) -> Response {
             Err(Errno::EINVAL)
         }
         Entry::Special(_) => Err(Errno::EINVAL),
+    }
+}
+
+/// Runs one request on names (routed here by the executor).
+pub(super) fn execute(scope: &Scope<'_>, req: Request) -> Response {
+    let root = scope.root;
+    match req {
+        Request::Readlink { path } => readlink(root, &path),
+        Request::Mknod { path, mode, dev } => mknod(root, &path, mode, dev),
+        Request::Unlink { path } => unlink(root, &path),
+        Request::Rename { from, to, flags } => rename(root, &from, &to, flags),
+        Request::Link { from, to, follow } => link(root, &from, &to, follow),
+        Request::Symlink { target, path } => symlink(root, &target, &path),
+        other => misrouted(&other),
     }
 }
 

@@ -1,8 +1,11 @@
-//! `uname(2)` of the server's machine.
+//! The server host's own: `uname(2)` of the machine, and its resolver
+//! files (for `--net`).
 //!
-//! Must not change anything.
+//! Must not change anything, nor read beneath the export root.
 
-use crate::proto::{Reply, Response, Utsname};
+use super::executor::misrouted;
+use crate::errno::Errno;
+use crate::proto::{Reply, Request, Response, Utsname};
 
 /// `uname(2)`; it cannot fail.
 pub(super) fn uname() -> Response {
@@ -15,6 +18,29 @@ pub(super) fn uname() -> Response {
         machine: uts.machine().to_bytes().to_vec(),
         domainname: uts.domainname().to_bytes().to_vec(),
     }))
+}
+
+/// Runs one request about the server host itself (routed here by the
+/// executor).
+pub(super) fn execute(req: Request) -> Response {
+    match req {
+        Request::Uname => uname(),
+        Request::ReadSystemFile { file } => system_file(file),
+        other => misrouted(&other),
+    }
+}
+
+/// The server host's own copy of a resolver file, read from its real `/etc`
+/// (not beneath the export root): the name is from a fixed list, never a
+/// path the client chose.
+fn system_file(file: crate::proto::SystemFile) -> Response {
+    use std::io::Read as _;
+    let f = std::fs::File::open(file.path()).map_err(|e| Errno::from_io(&e))?;
+    let mut data = Vec::new();
+    f.take(u64::from(crate::proto::MAX_IO))
+        .read_to_end(&mut data)
+        .map_err(|e| Errno::from_io(&e))?;
+    Ok(Reply::Data(data))
 }
 
 #[cfg(test)]

@@ -15,10 +15,11 @@ use std::sync::Arc;
 
 use rustix::fs::XattrFlags;
 
+use super::executor::{Scope, misrouted};
 use super::handles::Handles;
 use super::resolve::{Root, proc_fd_path};
 use crate::errno::Errno;
-use crate::proto::{MAX_XATTR_NAME, MAX_XATTR_VALUE, Reply, Response, XattrTarget};
+use crate::proto::{MAX_XATTR_NAME, MAX_XATTR_VALUE, Reply, Request, Response, XattrTarget};
 
 /// The object an xattr call acts on.
 enum Object {
@@ -167,6 +168,23 @@ pub(super) fn prefetched(path: &std::ffi::CStr, follow: bool) -> Vec<Result<Vec<
             .map_err(Errno::from)
         })
         .collect()
+}
+
+/// Runs one extended-attribute request (routed here by the executor).
+pub(super) fn execute(scope: &Scope<'_>, req: Request) -> Response {
+    let (root, handles) = (scope.root, scope.handles);
+    match req {
+        Request::GetXattr { target, name, size } => get(root, handles, &target, &name, size),
+        Request::ListXattr { target, size } => list(root, handles, &target, size),
+        Request::SetXattr {
+            target,
+            name,
+            value,
+            flags,
+        } => set(root, handles, &target, &name, &value, flags),
+        Request::RemoveXattr { target, name } => remove(root, handles, &target, &name),
+        other => misrouted(&other),
+    }
 }
 
 #[cfg(test)]

@@ -55,15 +55,88 @@ fn time(t: &TimeUpdate) -> String {
 }
 
 /// The arguments of `req` as `--trace` prints them. Remote handles show as
-/// `#N`; paths are the remote paths.
+/// `#N`; paths are the remote paths. Each family of requests is rendered by
+/// its own function; this match has no catch-all arm, so a new request must
+/// be given one.
 pub fn describe(req: &Request) -> String {
+    match req {
+        Request::Open { .. }
+        | Request::OpenPlus { .. }
+        | Request::Close { .. }
+        | Request::Read { .. }
+        | Request::Pread { .. }
+        | Request::Write { .. }
+        | Request::Pwrite { .. }
+        | Request::Lseek { .. }
+        | Request::Fsync { .. }
+        | Request::FlushWrites { .. }
+        | Request::SetFlags { .. }
+        | Request::Ftruncate { .. }
+        | Request::Truncate { .. }
+        | Request::Reopen { .. }
+        | Request::Fallocate { .. }
+        | Request::CopyRange { .. } => files(req),
+        Request::Getdents { .. }
+        | Request::GetdentsPlus { .. }
+        | Request::Mkdir { .. }
+        | Request::Rmdir { .. }
+        | Request::CheckDir { .. } => dirs(req),
+        Request::Fstat { .. }
+        | Request::Fstatfs { .. }
+        | Request::Fchmod { .. }
+        | Request::Fchown { .. }
+        | Request::Futimens { .. }
+        | Request::Stat { .. }
+        | Request::StatPlus { .. }
+        | Request::Access { .. }
+        | Request::Chmod { .. }
+        | Request::Chown { .. }
+        | Request::Utimens { .. }
+        | Request::Statfs { .. } => meta(req),
+        Request::Readlink { .. }
+        | Request::Unlink { .. }
+        | Request::Mknod { .. }
+        | Request::Rename { .. }
+        | Request::Link { .. }
+        | Request::Symlink { .. } => names(req),
+        Request::GetXattr { .. }
+        | Request::ListXattr { .. }
+        | Request::SetXattr { .. }
+        | Request::RemoveXattr { .. } => xattrs(req),
+        Request::Flock { .. }
+        | Request::RecordLock { .. }
+        | Request::ReleaseLocks { .. }
+        | Request::CancelWait { .. } => locks(req),
+        Request::TcpConnect { .. }
+        | Request::TcpBind { .. }
+        | Request::UdpBind { .. }
+        | Request::TcpListen { .. }
+        | Request::TcpUnbind { .. }
+        | Request::TcpSetOption { .. } => sockets(req),
+        Request::Uname => String::new(),
+        Request::ReadSystemFile { file } => quote(file.path().as_bytes(), usize::MAX),
+        Request::LookupAndList { dir, lookup } => format!(
+            "{}, +listing {}",
+            describe(&lookup.clone().into_request()),
+            path(dir)
+        ),
+    }
+}
+
+/// Open files: opening, data, offsets, sizes, copies.
+fn files(req: &Request) -> String {
     match req {
         Request::Open {
             path: p,
             flags,
             mode,
         } => format!("{}, {flags:#o}, {mode:#o}", path(p)),
-        Request::Close { handle } => h(handle),
+        Request::OpenPlus {
+            path: p,
+            flags,
+            mode,
+        } => format!("{}, {flags:#o}, {mode:#o}, +listing", path(p)),
+        Request::Close { handle } | Request::Fsync { handle, .. } => h(handle),
         Request::Read { handle, len } => format!("{}, {len}", h(handle)),
         Request::Pread {
             handle,
@@ -95,24 +168,52 @@ pub fn describe(req: &Request) -> String {
             offset,
             whence,
         } => format!("{}, {offset}, {whence}", h(handle)),
-        Request::Fsync { handle, .. } | Request::Fstat { handle } | Request::Fstatfs { handle } => {
-            h(handle)
-        }
-        Request::Getdents { handle, bytes } => format!("{}, {bytes}", h(handle)),
-        Request::GetdentsPlus { handle } => format!("{}, +stat", h(handle)),
-        Request::OpenPlus {
-            path: p,
-            flags,
-            mode,
-        } => format!("{}, {flags:#o}, {mode:#o}, +listing", path(p)),
-        Request::LookupAndList { dir, lookup } => format!(
-            "{}, +listing {}",
-            describe(&lookup.clone().into_request()),
-            path(dir)
-        ),
         Request::FlushWrites { handle } => format!("{}, flush", h(handle)),
         Request::SetFlags { handle, flags } => format!("{}, F_SETFL, {flags:#o}", h(handle)),
         Request::Ftruncate { handle, len } => format!("{}, {len}", h(handle)),
+        Request::Truncate { path: p, len } => format!("{}, {len}", path(p)),
+        Request::Reopen { handle, flags } => format!("{}, {flags:#o}", h(handle)),
+        Request::Fallocate {
+            handle,
+            mode,
+            offset,
+            len,
+        } => format!("{}, {mode:#x}, {offset}, {len}", h(handle)),
+        Request::CopyRange {
+            from,
+            from_offset,
+            to,
+            to_offset,
+            len,
+        } => {
+            let at = |o: &Option<i64>| o.map_or_else(|| "NULL".to_string(), |o| format!("[{o}]"));
+            format!(
+                "{}, {}, {}, {}, {len}",
+                h(from),
+                at(from_offset),
+                h(to),
+                at(to_offset)
+            )
+        }
+        _ => String::new(),
+    }
+}
+
+/// Directories: listings, mkdir, rmdir, the chdir check.
+fn dirs(req: &Request) -> String {
+    match req {
+        Request::Getdents { handle, bytes } => format!("{}, {bytes}", h(handle)),
+        Request::GetdentsPlus { handle } => format!("{}, +stat", h(handle)),
+        Request::Mkdir { path: p, mode } => format!("{}, {mode:#o}", path(p)),
+        Request::Rmdir { path: p } | Request::CheckDir { path: p } => path(p),
+        _ => String::new(),
+    }
+}
+
+/// Metadata: stat, access, chmod, chown, times, statfs.
+fn meta(req: &Request) -> String {
+    match req {
+        Request::Fstat { handle } | Request::Fstatfs { handle } => h(handle),
         Request::Fchmod { handle, mode } => format!("{}, {mode:#o}", h(handle)),
         Request::Fchown { handle, uid, gid } => format!("{}, {uid}, {gid}", h(handle)),
         Request::Futimens { handle, times } => {
@@ -120,15 +221,23 @@ pub fn describe(req: &Request) -> String {
         }
         Request::Stat { path: p, .. }
         | Request::StatPlus { path: p, .. }
-        | Request::Readlink { path: p }
-        | Request::Rmdir { path: p }
-        | Request::Unlink { path: p }
-        | Request::Statfs { path: p }
-        | Request::CheckDir { path: p } => path(p),
+        | Request::Statfs { path: p } => path(p),
         Request::Access { path: p, mode, .. } => format!("{}, {mode:#o}", path(p)),
-        Request::Mkdir { path: p, mode } | Request::Chmod { path: p, mode, .. } => {
-            format!("{}, {mode:#o}", path(p))
+        Request::Chmod { path: p, mode, .. } => format!("{}, {mode:#o}", path(p)),
+        Request::Chown {
+            path: p, uid, gid, ..
+        } => format!("{}, {uid}, {gid}", path(p)),
+        Request::Utimens { path: p, times, .. } => {
+            format!("{}, [{}, {}]", path(p), time(&times[0]), time(&times[1]))
         }
+        _ => String::new(),
+    }
+}
+
+/// Names: readlink, unlink, mknod, rename, link, symlink.
+fn names(req: &Request) -> String {
+    match req {
+        Request::Readlink { path: p } | Request::Unlink { path: p } => path(p),
         Request::Mknod { path: p, mode, dev } => format!("{}, {mode:#o}, {dev:#x}", path(p)),
         Request::Rename { from, to, .. } | Request::Link { from, to, .. } => {
             format!("{}, {}", path(from), path(to))
@@ -136,13 +245,13 @@ pub fn describe(req: &Request) -> String {
         Request::Symlink { target: t, path: p } => {
             format!("{}, {}", quote(t, usize::MAX), path(p))
         }
-        Request::Chown {
-            path: p, uid, gid, ..
-        } => format!("{}, {uid}, {gid}", path(p)),
-        Request::Utimens { path: p, times, .. } => {
-            format!("{}, [{}, {}]", path(p), time(&times[0]), time(&times[1]))
-        }
-        Request::Truncate { path: p, len } => format!("{}, {len}", path(p)),
+        _ => String::new(),
+    }
+}
+
+/// Extended attributes.
+fn xattrs(req: &Request) -> String {
+    match req {
         Request::GetXattr {
             target: t,
             name,
@@ -166,16 +275,13 @@ pub fn describe(req: &Request) -> String {
         Request::RemoveXattr { target: t, name } => {
             format!("{}, {}", target(t), quote(name, usize::MAX))
         }
-        Request::Uname => String::new(),
-        Request::ReadSystemFile { file } => quote(file.path().as_bytes(), usize::MAX),
-        Request::TcpConnect { addr, .. }
-        | Request::TcpBind { addr, .. }
-        | Request::UdpBind { addr, .. } => std::net::SocketAddr::from(*addr).to_string(),
-        Request::TcpListen {
-            listener, backlog, ..
-        } => format!("L{listener}, {backlog}"),
-        Request::TcpUnbind { listener } => format!("L{listener}"),
-        Request::TcpSetOption { target, option } => format!("{target:?}, {option:?}"),
+        _ => String::new(),
+    }
+}
+
+/// Advisory locks, as `flock` and `fcntl` spell them.
+fn locks(req: &Request) -> String {
+    match req {
         Request::Flock { handle, op, wait } => {
             let op = match *op {
                 libc::LOCK_SH => "LOCK_SH",
@@ -220,29 +326,22 @@ pub fn describe(req: &Request) -> String {
             None => format!("release locks of pid {owner}"),
         },
         Request::CancelWait { wait } => format!("cancel wait {wait}"),
-        Request::CopyRange {
-            from,
-            from_offset,
-            to,
-            to_offset,
-            len,
-        } => {
-            let at = |o: &Option<i64>| o.map_or_else(|| "NULL".to_string(), |o| format!("[{o}]"));
-            format!(
-                "{}, {}, {}, {}, {len}",
-                h(from),
-                at(from_offset),
-                h(to),
-                at(to_offset)
-            )
-        }
-        Request::Fallocate {
-            handle,
-            mode,
-            offset,
-            len,
-        } => format!("{}, {mode:#x}, {offset}, {len}", h(handle)),
-        Request::Reopen { handle, flags } => format!("{}, {flags:#o}", h(handle)),
+        _ => String::new(),
+    }
+}
+
+/// Sockets (`--net`): connects, binds, listeners, options.
+fn sockets(req: &Request) -> String {
+    match req {
+        Request::TcpConnect { addr, .. }
+        | Request::TcpBind { addr, .. }
+        | Request::UdpBind { addr, .. } => std::net::SocketAddr::from(*addr).to_string(),
+        Request::TcpListen {
+            listener, backlog, ..
+        } => format!("L{listener}, {backlog}"),
+        Request::TcpUnbind { listener } => format!("L{listener}"),
+        Request::TcpSetOption { target, option } => format!("{target:?}, {option:?}"),
+        _ => String::new(),
     }
 }
 

@@ -3,8 +3,9 @@
 //! program's memory. Pure code: memory and fd lookups come in through the
 //! [`plan::Tracee`] trait.
 //!
+//! [`nr`] is the one table of trapped calls (filters, dispatch order, names);
 //! [`plan`] holds what every family shares (the plan and reply types, the
-//! order in which families get a call, the layout of replies); the planners
+//! hand-off of a call to its families, the layout of replies); the planners
 //! themselves are one file per syscall family, under `fs/` (paths and
 //! remote fds), [`locks`], [`mapping`] and [`exec`] (file locks, `mmap` and
 //! `execve` of remote files) and `net/` (sockets; [`udp`] and [`unix`] keep
@@ -14,6 +15,7 @@
 //! Must not call ptrace, touch the network or read the clock.
 
 pub mod describe;
+mod dispatch;
 pub mod exec;
 mod fs;
 pub mod layout;

@@ -8,8 +8,9 @@
 //!
 //! This module owns the vocabulary every family shares (the [`Plan`],
 //! [`Then`] and [`Outcome`] types, the [`Tracee`] trait, the `Planner`
-//! state and argument helpers), the order in which families get a call
-//! ([`plan`]) and the layout of replies ([`finish`]). Each family's
+//! state and argument helpers) and the layout of replies ([`finish`]);
+//! [`plan`], the hand-off of a call to its families in the order the one
+//! table ([`crate::syscall::nr`]) gives, is `crate::syscall::dispatch`'s. Each family's
 //! planner lives in its own module (`crate::syscall::fs`,
 //! `crate::syscall::net`); none of them may touch ptrace either.
 
@@ -20,6 +21,8 @@ use crate::proto::{
 use crate::syscall::layout;
 use crate::syscall::paths::MountTable;
 use crate::syscall::sockets::RemoteSocket;
+
+pub use super::dispatch::plan;
 
 /// A remote file as the program holds it: a placeholder fd whose kernel
 /// object rscq can recognise.
@@ -558,97 +561,6 @@ impl<T: Tracee> Planner<'_, T> {
         let n = usize::try_from(count).map_err(|_| Errno::EINVAL)?;
         Ok(layout::decode_iovecs(&self.t.read_bytes(addr, n * 16)?))
     }
-}
-
-/// Decides what to do with trapped syscall `nr` with arguments `args`.
-pub fn plan(nr: i64, args: [u64; 6], fwd: &Forwarding, t: &mut impl Tracee) -> Plan {
-    let mut p = Planner {
-        mounts: &fwd.mounts,
-        system_files: &fwd.system_files,
-        t,
-        follow_last: false,
-    };
-    if fwd.net
-        && let Some(plan) = super::net::udp::plan(nr, args, fwd.pure_net, false, p.t)
-    {
-        return plan;
-    }
-    if fwd.pure_net
-        && let Some(plan) = p.pure_socket_call(nr, args)
-    {
-        return plan;
-    }
-    if !fwd.mounts.is_empty()
-        && let Some(plan) = p.unix_socket_call(nr, args)
-    {
-        return plan;
-    }
-    if nr == libc::SYS_socket {
-        // Trapped only for UDP-Lite, whose datagrams rscq cannot carry: a
-        // clear EPROTONOSUPPORT (as a kernel without it says) rather than
-        // a socket whose datagrams never arrive.
-        return if fwd.net && arg_i32(args[2]) == libc::IPPROTO_UDPLITE {
-            Plan::fail(Errno(libc::EPROTONOSUPPORT))
-        } else {
-            Plan::Native
-        };
-    }
-    if super::nr::NET_CALLS.iter().any(|(n, _)| *n == nr) || nr == libc::SYS_sendto {
-        return if fwd.net {
-            p.net_call(nr, args)
-        } else {
-            Plan::Native
-        };
-    }
-    if nr == libc::SYS_uname {
-        return if fwd.uname {
-            Plan::forward(Request::Uname, Then::Uname { addr: args[0] })
-        } else {
-            Plan::Native
-        };
-    }
-    if nr == libc::SYS_mmap {
-        return match p.t.fd(arg_i32(args[4])) {
-            FdKind::Remote(rfd) => super::mapping::plan(&rfd, args),
-            FdKind::Local => Plan::Native,
-        };
-    }
-    if nr == libc::SYS_munmap || nr == libc::SYS_msync {
-        let paths = p.t.shadow_maps(args[0], args[1]);
-        return if paths.is_empty() {
-            Plan::Native
-        } else {
-            Plan::SyncShadows {
-                paths,
-                report: nr == libc::SYS_munmap,
-            }
-        };
-    }
-    if nr == libc::SYS_close {
-        return match p.t.fd(arg_i32(args[0])) {
-            FdKind::Remote(rfd) if p.t.holds_record_locks() => {
-                let owner = p.t.tgid().cast_unsigned();
-                Plan::forward(
-                    Request::ReleaseLocks {
-                        owner,
-                        handle: Some(rfd.handle),
-                    },
-                    Then::CloseAfterRelease,
-                )
-            }
-            // Also with `--pure`: a close is where shared mappings of the
-            // file write back (answered locally when there is nothing).
-            FdKind::Remote(rfd) if !rfd.is_dir => Plan::forward(
-                Request::FlushWrites { handle: rfd.handle },
-                Then::CloseAfterFlush,
-            ),
-            _ => Plan::Native,
-        };
-    }
-    if super::nr::FD_CALLS.iter().any(|(n, _)| *n == nr) {
-        return p.fd_call(nr, args);
-    }
-    p.path_call(nr, args)
 }
 
 /// Lays out the reply to a forwarded call.

@@ -1,7 +1,14 @@
-//! The seccomp-BPF program: only the calls rscq may forward stop the
+//! The seccomp-BPF programs: only the calls rscq may forward stop the
 //! program; everything else runs at native speed.
+//!
+//! This module turns rule lists into BPF and lays a program out for
+//! injection. Which calls each filter traps, in which mode, is not decided
+//! here: it is read from the one table in [`crate::syscall::nr`].
 
+use super::TracerConfig;
 use crate::sys::tracer::SockFilter;
+pub use crate::syscall::nr::Action;
+use crate::syscall::nr::{self, Filter};
 
 /// `SECCOMP_RET_DATA` tag on rscq's own traps, so a `RET_TRACE` from a
 /// filter the program installed itself is told apart.
@@ -38,23 +45,32 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> SockFilter {
     SockFilter { code, jt, jf, k }
 }
 
-/// What the filter does with one syscall number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    Trace,
-    /// Trace unless argument `arg` (its low 32 bits) equals `value`:
-    /// `mmap` only stops when it maps an fd, not for anonymous memory.
-    TraceUnlessArg {
-        arg: u8,
-        value: u32,
-    },
-    /// Trace only if argument `arg` (its low 32 bits) equals one of
-    /// `values`: `getsockopt` only stops for `SO_ERROR` and `IPV6_V6ONLY`.
-    TraceIfArg {
-        arg: u8,
-        values: [u32; 2],
-    },
-    Errno(u16),
+/// The rules of the program's own filter, in from its start (path calls
+/// with a mount, sockets with `--net`, `uname`, the refused calls), read
+/// from the one table ([`crate::syscall::nr`]) for the tracer's mode.
+pub fn filter_rules(config: &TracerConfig) -> Vec<(i64, Action)> {
+    rules(Filter::Program, config)
+}
+
+/// The calls on fds that stop a process once it holds a remote file: a
+/// second filter with these rules goes into a process when its first
+/// placeholder is installed, so programs that never open a remote file
+/// (and processes of a program that do not) run their reads and writes at
+/// native speed. Empty without a mount.
+pub fn fd_filter_rules(config: &TracerConfig) -> Vec<(i64, Action)> {
+    rules(Filter::Fd, config)
+}
+
+/// The calls that stop a process once it maps a remote file shared (a
+/// third filter, put in at its first such mapping): what the mappings
+/// wrote goes to the server at `munmap` and `msync` (the call runs
+/// natively at once when the range maps no shadow). Empty without a mount.
+pub fn map_filter_rules(config: &TracerConfig) -> Vec<(i64, Action)> {
+    rules(Filter::Map, config)
+}
+
+fn rules(filter: Filter, config: &TracerConfig) -> Vec<(i64, Action)> {
+    nr::rules(filter, &config.forwarding, config.only.as_ref())
 }
 
 /// A filter laid out as the kernel reads it from a process's memory at
@@ -271,5 +287,145 @@ mod tests {
         );
         assert_eq!(&tail[2..8], &[0; 6]);
         assert_eq!(u64::from_le_bytes(tail[8..16].try_into().unwrap()), base);
+    }
+}
+
+#[cfg(test)]
+mod rule_tests {
+    use super::*;
+    use crate::syscall::plan::Forwarding;
+
+    /// The calls whose UDP addresses hide inside `msghdr`.
+    const UDP_MSG_CALLS: [i64; 4] = [
+        libc::SYS_sendmsg,
+        libc::SYS_recvmsg,
+        libc::SYS_sendmmsg,
+        libc::SYS_recvmmsg,
+    ];
+
+    #[test]
+    fn pure_net_filter_traps_data_calls_and_waits() {
+        let config = |pure_net| TracerConfig {
+            forwarding: std::sync::Arc::new(Forwarding {
+                net: true,
+                pure_net,
+                ..Forwarding::default()
+            }),
+            trace: false,
+            only: None,
+        };
+        let traced = |c: &TracerConfig, nr| {
+            filter_rules(c)
+                .iter()
+                .any(|&(n, a)| n == nr && a == Action::Trace)
+        };
+        assert!(traced(&config(true), libc::SYS_recvfrom));
+        assert!(traced(&config(true), libc::SYS_epoll_wait));
+        assert!(!traced(&config(false), libc::SYS_recvfrom));
+        assert!(!traced(&config(false), libc::SYS_read));
+        // The resolver files are opened from the server even with no mount.
+        assert!(traced(&config(false), libc::SYS_openat));
+        // UDP: addresses inside msghdr are looked at in both modes.
+        for nr in UDP_MSG_CALLS {
+            assert!(traced(&config(false), nr));
+            assert!(traced(&config(true), nr));
+        }
+    }
+
+    #[test]
+    fn fd_calls_are_trapped_only_by_the_second_filter() {
+        let config = TracerConfig {
+            forwarding: std::sync::Arc::new(Forwarding {
+                mounts: crate::syscall::paths::MountTable::new(vec![
+                    crate::syscall::paths::MountPoint {
+                        local: b"/r".to_vec(),
+                        remote: b"/".to_vec(),
+                    },
+                ]),
+                ..Forwarding::default()
+            }),
+            trace: false,
+            only: None,
+        };
+        let first = filter_rules(&config);
+        let second = fd_filter_rules(&config);
+        let has = |rules: &[(i64, Action)], nr| rules.iter().any(|&(n, _)| n == nr);
+        for nr in [
+            libc::SYS_read,
+            libc::SYS_write,
+            libc::SYS_fstat,
+            libc::SYS_mmap,
+        ] {
+            assert!(!has(&first, nr) && has(&second, nr), "{nr}");
+        }
+        for nr in [libc::SYS_openat, libc::SYS_statx, libc::SYS_fchdir] {
+            assert!(has(&first, nr) && !has(&second, nr), "{nr}");
+        }
+        let no_mount = TracerConfig {
+            forwarding: std::sync::Arc::new(Forwarding::default()),
+            trace: false,
+            only: None,
+        };
+        assert!(fd_filter_rules(&no_mount).is_empty());
+        // munmap and msync stop only processes that map a remote file
+        // shared: a third filter.
+        let third = map_filter_rules(&config);
+        for nr in [libc::SYS_munmap, libc::SYS_msync] {
+            assert!(!has(&first, nr) && !has(&second, nr) && has(&third, nr));
+        }
+        assert!(map_filter_rules(&no_mount).is_empty());
+    }
+
+    /// The BPF programs built from the table's rules, run on every number
+    /// the way the kernel would: exactly the table's calls stop, each as
+    /// its rule says, in every mode.
+    #[test]
+    fn built_filters_trap_exactly_the_tables_calls() {
+        for fwd in nr::tests::modes() {
+            for only in nr::tests::remote_sets() {
+                let config = TracerConfig {
+                    forwarding: std::sync::Arc::new(fwd.clone()),
+                    trace: false,
+                    only,
+                };
+                for rules in [
+                    filter_rules(&config),
+                    fd_filter_rules(&config),
+                    map_filter_rules(&config),
+                ] {
+                    let prog = build(&rules);
+                    for nr in 0..512u32 {
+                        let rule = rules.iter().find(|&&(n, _)| n == i64::from(nr));
+                        check_one(&prog, nr, rule.map(|&(_, a)| a));
+                    }
+                }
+            }
+        }
+    }
+
+    /// `nr` runs through `prog` as `action` says (allowed for `None`).
+    fn check_one(prog: &[SockFilter], nr: u32, action: Option<Action>) {
+        let trace = RET_TRACE | TRAP_TAG;
+        let at = |arg: u8, value: u32| {
+            let mut args = [0; 6];
+            args[usize::from(arg)] = value;
+            run_with_args(prog, AUDIT_ARCH_X86_64, nr, args)
+        };
+        match action {
+            None => assert_eq!(run(prog, AUDIT_ARCH_X86_64, nr), RET_ALLOW, "{nr}"),
+            Some(Action::Trace) => assert_eq!(run(prog, AUDIT_ARCH_X86_64, nr), trace, "{nr}"),
+            Some(Action::Errno(e)) => {
+                assert_eq!(run(prog, AUDIT_ARCH_X86_64, nr), RET_ERRNO | u32::from(e));
+            }
+            Some(Action::TraceUnlessArg { arg, value }) => {
+                assert_eq!(at(arg, value), RET_ALLOW, "{nr}");
+                assert_eq!(at(arg, value ^ 1), trace, "{nr}");
+            }
+            Some(Action::TraceIfArg { arg, values }) => {
+                assert_eq!(at(arg, values[0]), trace, "{nr}");
+                assert_eq!(at(arg, values[1]), trace, "{nr}");
+                assert_eq!(at(arg, u32::MAX - 7), RET_ALLOW, "{nr}");
+            }
+        }
     }
 }

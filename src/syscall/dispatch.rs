@@ -1,0 +1,149 @@
+//! The hand-off of a trapped call to its planner families: the families
+//! of a number come from the one table ([`crate::syscall::nr`]), in the
+//! order they are asked; the first that takes the call plans it.
+//!
+//! Must not match on syscall numbers to pick a family (that is the table's
+//! job) nor plan a call itself beyond the one-line families (`socket`,
+//! `uname`, `munmap`/`msync`, `close`).
+
+use crate::errno::Errno;
+use crate::proto::Request;
+use crate::syscall::nr::{self, Family};
+use crate::syscall::plan::{FdKind, Forwarding, Plan, Planner, Then, Tracee, arg_i32};
+
+/// Decides what to do with trapped syscall `nr` with arguments `args`: the
+/// call's planner families ([`nr::families`], from the one table) are asked
+/// in order, and the first that takes it plans it.
+pub fn plan(nr: i64, args: [u64; 6], fwd: &Forwarding, t: &mut impl Tracee) -> Plan {
+    let mut p = Planner {
+        mounts: &fwd.mounts,
+        system_files: &fwd.system_files,
+        t,
+        follow_last: false,
+    };
+    nr::families(nr)
+        .iter()
+        .filter(|family| family.offered(fwd))
+        .find_map(|&family| p.family_call(family, nr, args, fwd))
+        .unwrap_or(Plan::Native)
+}
+
+impl<T: Tracee> Planner<'_, T> {
+    /// Offers call `nr` to one planner family; `None` when the call is not
+    /// that family's (a UDP planner asked about a TCP socket).
+    fn family_call(
+        &mut self,
+        family: Family,
+        nr: i64,
+        args: [u64; 6],
+        fwd: &Forwarding,
+    ) -> Option<Plan> {
+        match family {
+            Family::Udp => super::net::udp::plan(nr, args, fwd.pure_net, false, self.t),
+            Family::PureSocket => self.pure_socket_call(nr, args),
+            Family::UnixSocket => self.unix_socket_call(nr, args),
+            // Trapped only for UDP-Lite, whose datagrams rscq cannot carry: a
+            // clear EPROTONOSUPPORT (as a kernel without it says) rather than
+            // a socket whose datagrams never arrive.
+            Family::SocketCreate => Some(if fwd.net && arg_i32(args[2]) == libc::IPPROTO_UDPLITE {
+                Plan::fail(Errno(libc::EPROTONOSUPPORT))
+            } else {
+                Plan::Native
+            }),
+            Family::Net => Some(if fwd.net {
+                self.net_call(nr, args)
+            } else {
+                Plan::Native
+            }),
+            Family::Uname => Some(if fwd.uname {
+                Plan::forward(Request::Uname, Then::Uname { addr: args[0] })
+            } else {
+                Plan::Native
+            }),
+            Family::Mmap => Some(match self.t.fd(arg_i32(args[4])) {
+                FdKind::Remote(rfd) => super::mapping::plan(&rfd, args),
+                FdKind::Local => Plan::Native,
+            }),
+            Family::SharedSync => {
+                let paths = self.t.shadow_maps(args[0], args[1]);
+                Some(if paths.is_empty() {
+                    Plan::Native
+                } else {
+                    Plan::SyncShadows {
+                        paths,
+                        report: nr == libc::SYS_munmap,
+                    }
+                })
+            }
+            Family::Close => Some(self.close(args)),
+            Family::Fd => Some(self.fd_call(nr, args)),
+            Family::Path => Some(self.path_call(nr, args)),
+        }
+    }
+
+    /// `close` of a remote file: its record locks go first, or its held
+    /// writes.
+    fn close(&mut self, args: [u64; 6]) -> Plan {
+        match self.t.fd(arg_i32(args[0])) {
+            FdKind::Remote(rfd) if self.t.holds_record_locks() => {
+                let owner = self.t.tgid().cast_unsigned();
+                Plan::forward(
+                    Request::ReleaseLocks {
+                        owner,
+                        handle: Some(rfd.handle),
+                    },
+                    Then::CloseAfterRelease,
+                )
+            }
+            // Also with `--pure`: a close is where shared mappings of the
+            // file write back (answered locally when there is nothing).
+            FdKind::Remote(rfd) if !rfd.is_dir => Plan::forward(
+                Request::FlushWrites { handle: rfd.handle },
+                Then::CloseAfterFlush,
+            ),
+            _ => Plan::Native,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::syscall::testutil::{FakeTracee, mounted};
+
+    /// Where every pointer argument points: a path in the mount. Its low
+    /// word is 0, so as an fd it is fd 0 and as flags it is none.
+    const P: u64 = 0x10_0000_0000;
+
+    /// Plans `nr` with every argument `P` (an absolute path in the mount,
+    /// so a dirfd argument does not matter) and fd 0 remote.
+    fn plan_remote(nr: i64) -> Plan {
+        let mut t = FakeTracee::new();
+        t.put_str(P, "/r/x");
+        t.remote_fd(0, 7, "/r/x", libc::O_RDWR, false);
+        plan(nr, [P; 6], &mounted(), &mut t)
+    }
+
+    /// A number the table gives to the path or fd planner has an arm
+    /// there: on a remote path or fd it is not simply let run.
+    #[test]
+    fn every_path_and_fd_call_has_a_planner_arm() {
+        // Native on these arguments for a reason of their own: the cwd is
+        // local, and `fcntl` command 0 (`F_DUPFD`) is the kernel's.
+        let native_here = [libc::SYS_getcwd, libc::SYS_fcntl];
+        let planned = |f: &Family| matches!(f, Family::Path | Family::Fd);
+        let unplanned: Vec<&str> = nr::TABLE
+            .iter()
+            .filter(|call| call.families.iter().any(planned))
+            .filter(|call| (plan_remote(call.nr) == Plan::Native) != native_here.contains(&call.nr))
+            .map(|call| call.name)
+            .collect();
+        assert!(unplanned.is_empty(), "no planner arm: {unplanned:?}");
+    }
+
+    #[test]
+    fn a_number_outside_the_table_runs_natively() {
+        assert_eq!(plan_remote(libc::SYS_getpid), Plan::Native);
+        assert_eq!(plan_remote(libc::SYS_mremap), Plan::Native);
+    }
+}

@@ -23,6 +23,8 @@
 //! - [`server`]: the session of each client connection
 //!   ([`server::ClientSession`]), the executor beneath `--root`, one module
 //!   per syscall family, and the server's sockets for `--net`.
+//! - [`limits`]: the open-file limit both binaries raise at start, and the
+//!   one message said when it runs out.
 //! - [`sys`]: every `unsafe` block, as safe wrappers; nothing else may use
 //!   `unsafe`.
 //!

@@ -18,9 +18,9 @@
 //! (syscall-exit stops of rewritten calls), `signals` (signals, and the
 //! interruptible sleep), `reply` (replies to forwarded calls) or `inject`
 //! (putting the fd filter into a process); `exec` runs remote executables,
-//! `view` is the planner's view of a stopped thread,, `state` the
-//! per-thread and per-process state, and `control` the ptrace requests that
-//! let a stopped thread go.
+//! `view` is the planner's view of a stopped thread, `state` the
+//! per-thread and per-process state, and `control` the `Stop`
+//! every handler is given: a thread in a ptrace stop, resumed exactly once.
 
 pub mod creds;
 pub mod events;
@@ -41,7 +41,7 @@ mod state;
 mod stop;
 mod view;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
@@ -59,7 +59,8 @@ use crate::syscall::plan::{self, Forwarding, Then};
 
 pub use registry::{Registry, RemoteSocket, SocketRegistry};
 
-use state::{ProcessState, ThreadState};
+use control::Stop;
+use state::{ProcessState, Thread, ThreadState};
 
 /// Something the tracer thread must react to.
 #[derive(Debug)]
@@ -402,25 +403,16 @@ pub struct Tracer<'a, F: Forwarder> {
     /// The third filter, put into a process with its first shared mapping
     /// of a remote file.
     map_filter: Vec<crate::sys::tracer::SockFilter>,
-    threads: HashMap<i32, ThreadState>,
-    /// Thread id → thread-group id.
-    tgid: HashMap<i32, i32>,
+    /// Every known thread, by thread id (see [`Thread`]).
+    threads: HashMap<i32, Thread>,
+    /// Every known process, by thread-group id.
     processes: HashMap<i32, ProcessState>,
-    /// New children whose first stop came before their parent's event.
-    early_stops: HashSet<i32>,
-    /// Threads whose next stop for `(nr, fd)` runs natively: the engine has
-    /// made the call ready (data delivered into the socket).
-    native_once: HashMap<i32, (i64, i32)>,
-    /// Children announced by their parent's event, not yet stopped.
-    expected: HashSet<i32>,
+    /// New children whose first stop came before their parent's event: no
+    /// [`Thread`] exists for them yet, so they wait here, stopped.
+    early_stops: HashMap<i32, Stop>,
     root_status: Option<ExitStatus>,
     /// Numbers the sleeps whose replies may come after a signal ended them.
     next_sleep: u64,
-    /// `#!` interpreters followed so far by a thread's remote `execve`.
-    exec_hops: HashMap<i32, u32>,
-    /// Where a thread's rewritten `#!` `argv` begins: scratch memory for the
-    /// same call goes below it.
-    exec_floor: HashMap<i32, u64>,
 }
 
 /// Forks and seizes the program; the caller then runs [`Tracer::run`] on the
@@ -531,12 +523,10 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         events: events::EventQueue,
         root: Pid,
     ) -> Self {
-        let mut tgid = HashMap::new();
-        tgid.insert(root.as_raw(), root.as_raw());
         let mut processes = HashMap::new();
         processes.insert(root.as_raw(), ProcessState::default());
         let mut threads = HashMap::new();
-        threads.insert(root.as_raw(), ThreadState::Running);
+        threads.insert(root.as_raw(), Thread::new(root.as_raw()));
         let fd_rules = fd_filter_rules(&config);
         let fd_filter = if fd_rules.is_empty() {
             Vec::new()
@@ -560,15 +550,10 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
             fd_filter,
             map_filter,
             threads,
-            tgid,
             processes,
-            early_stops: HashSet::new(),
-            native_once: HashMap::new(),
-            expected: HashSet::new(),
+            early_stops: HashMap::new(),
             root_status: None,
             next_sleep: 1,
-            exec_hops: HashMap::new(),
-            exec_floor: HashMap::new(),
         }
     }
 
@@ -588,12 +573,9 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                     Event::Reply { tid, response, rtt } => {
                         // A numbered sleep takes only its own reply.
                         let numbered = matches!(
-                            self.threads.get(&tid),
+                            self.state(tid),
                             Some(ThreadState::Sleeping { sleep, .. }) if sleep.op().is_some()
-                        ) || matches!(
-                            self.threads.get(&tid),
-                            Some(ThreadState::Interrupting { .. })
-                        );
+                        ) || matches!(self.state(tid), Some(ThreadState::Interrupting { .. }));
                         if !numbered {
                             self.on_reply(tid, response, rtt);
                         }
@@ -604,7 +586,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                         response,
                         rtt,
                     } => {
-                        let current = match self.threads.get(&tid) {
+                        let current = match self.state(tid) {
                             Some(ThreadState::Sleeping { sleep, .. }) => sleep.op() == Some(op),
                             Some(ThreadState::Interrupting { op: o, .. }) => *o == op,
                             _ => false,
@@ -632,20 +614,49 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
 
     fn on_wait(&mut self, status: WaitStatus) {
         match status {
-            WaitStatus::PtraceEvent(pid, sig, event) => self.on_event(pid, sig, event),
-            WaitStatus::PtraceSyscall(pid) => self.on_syscall_exit(pid),
-            WaitStatus::Stopped(pid, sig) => self.on_signal(pid, sig),
+            WaitStatus::PtraceEvent(pid, sig, event) => self.on_event(Stop::new(pid), sig, event),
+            WaitStatus::PtraceSyscall(pid) => self.on_syscall_exit(Stop::new(pid)),
+            WaitStatus::Stopped(pid, sig) => self.on_signal(Stop::new(pid), sig),
             WaitStatus::Exited(pid, code) => self.on_gone(pid, ExitStatus::Code(code)),
             WaitStatus::Signaled(pid, sig, _) => self.on_gone(pid, ExitStatus::Signal(sig as i32)),
             WaitStatus::Continued(_) | WaitStatus::StillAlive => {}
         }
     }
 
+    /// The thread-group (process) id of thread `tid` (itself if unknown).
+    fn tgid_of(&self, tid: i32) -> i32 {
+        self.threads.get(&tid).map_or(tid, |t| t.tgid)
+    }
+
+    /// Where thread `tid` is in rscq's handling of its syscall.
+    fn state(&self, tid: i32) -> Option<&ThreadState> {
+        self.threads.get(&tid).map(|t| &t.state)
+    }
+
+    /// The thread `tid` (made, on its own, if unknown).
+    fn thread_mut(&mut self, tid: i32) -> &mut Thread {
+        self.threads.entry(tid).or_insert_with(|| Thread::new(tid))
+    }
+
+    fn set_state(&mut self, tid: i32, state: ThreadState) {
+        self.thread_mut(tid).state = state;
+    }
+
+    /// Takes thread `tid`'s state, leaving it [`ThreadState::Running`].
+    fn take_state(&mut self, tid: i32) -> Option<ThreadState> {
+        self.threads
+            .get_mut(&tid)
+            .map(|t| std::mem::replace(&mut t.state, ThreadState::Running))
+    }
+
+    /// The state of process `tgid` (made if unknown).
+    fn process_mut(&mut self, tgid: i32) -> &mut ProcessState {
+        self.processes.entry(tgid).or_default()
+    }
+
     /// A copy of fd `fd` of the thread's process, via `pidfd_getfd(2)`.
     fn dup_fd(&self, pid: Pid, fd: i32) -> Option<OwnedFd> {
-        let tid = pid.as_raw();
-        let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
-        dup_fd(tgid, fd)
+        dup_fd(self.tgid_of(pid.as_raw()), fd)
     }
 
     fn trace_local(&self, tid: i32, nr: i64, ret: i64) {
@@ -659,41 +670,25 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
     }
 
     fn set_virtual_cwd(&mut self, tid: i32, cwd: Option<Vec<u8>>) {
-        let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
-        self.processes.entry(tgid).or_default().virtual_cwd = cwd;
+        let tgid = self.tgid_of(tid);
+        self.process_mut(tgid).virtual_cwd = cwd;
     }
 
-    fn skip(&self, pid: Pid, ret: i64) {
-        if let Ok(mut regs) = ptrace::getregs(pid) {
-            regs.orig_rax = u64::MAX;
-            regs.rax = ret.cast_unsigned();
-            control::set_regs(pid, regs);
-        }
-        control::resume(pid, None);
-    }
-
-    fn answer(&self, pid: Pid, ret: i64, writes: &[(u64, Vec<u8>)]) {
-        for (addr, bytes) in writes {
-            if let Err(e) = mem::write_bytes(pid, *addr, bytes) {
-                self.skip(pid, e.as_syscall_return());
-                return;
-            }
-        }
-        self.skip(pid, ret);
-    }
-
-    /// Holds `tid` in its seccomp stop until the reply to its call; returns
-    /// its process id, which the engine needs to reach the process's fds.
-    fn wait(&mut self, tid: i32, nr: i64, then: Then, request_text: String) -> i32 {
-        self.threads.insert(
+    /// Holds the thread in its seccomp stop until the reply to its call;
+    /// returns its process id, which the engine needs to reach the
+    /// process's fds.
+    fn wait(&mut self, stop: Stop, nr: i64, then: Then, request_text: String) -> i32 {
+        let tid = stop.tid();
+        self.set_state(
             tid,
             ThreadState::Waiting {
+                stop,
                 nr,
                 then,
                 request_text,
             },
         );
-        self.tgid.get(&tid).copied().unwrap_or(tid)
+        self.tgid_of(tid)
     }
 }
 

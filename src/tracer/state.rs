@@ -1,6 +1,14 @@
-//! The tracer's bookkeeping types: where each thread is in rscq's handling
-//! of its syscall ([`ThreadState`], with [`Sleep`] and [`ExitAction`]) and
-//! what rscq knows of each process ([`ProcessState`]).
+//! The tracer's bookkeeping types: what rscq keeps for each thread
+//! ([`Thread`]: where it is in rscq's handling of its syscall,
+//! [`ThreadState`], with [`Sleep`] and [`ExitAction`]) and for each process
+//! ([`ProcessState`]).
+//!
+//! One struct each. A thread's [`Thread`] is made at its parent's fork or
+//! clone event and goes at its end (its fields that belong to one call,
+//! such as `native_once`, are taken by that call's next stop). The one
+//! thing kept outside it is a new child whose first stop comes before its
+//! parent's event: nothing is known of it yet (not even its process), so
+//! the tracer parks its [`Stop`] by tid until the event makes its `Thread`.
 //!
 //! Plain data and pure conversions only: no ptrace call, no I/O, no
 //! decision about what a thread does next.
@@ -9,11 +17,41 @@ use std::os::fd::OwnedFd;
 
 use nix::sys::signal::Signal;
 
+use super::control::Stop;
 use crate::errno::Errno;
 use crate::proto::{Handle, Response};
 use crate::syscall::plan::{AfterNative, Then};
 
-/// Where a stopped thread is in rscq's handling of its syscall.
+/// What rscq keeps for one thread of the program.
+#[derive(Debug)]
+pub(super) struct Thread {
+    /// Its thread group (process) id.
+    pub(super) tgid: i32,
+    pub(super) state: ThreadState,
+    /// Its next stop for `(nr, fd)` runs natively: the engine has made the
+    /// call ready (data delivered into the socket).
+    pub(super) native_once: Option<(i64, i32)>,
+    /// `#!` interpreters followed so far by its remote `execve`.
+    pub(super) exec_hops: u32,
+    /// Where its rewritten `#!` `argv` begins: scratch memory for the same
+    /// call goes below it.
+    pub(super) exec_floor: Option<u64>,
+}
+
+impl Thread {
+    /// A running thread of process `tgid`.
+    pub(super) fn new(tgid: i32) -> Self {
+        Self {
+            tgid,
+            state: ThreadState::Running,
+            native_once: None,
+            exec_hops: 0,
+            exec_floor: None,
+        }
+    }
+}
+
+/// Where a thread is in rscq's handling of its syscall.
 #[derive(Debug)]
 pub(super) enum ThreadState {
     Running,
@@ -31,6 +69,8 @@ pub(super) enum ThreadState {
     /// bytes went, which is the call's result (or `-ERESTARTSYS` for none),
     /// then takes the signal.
     Interrupting {
+        /// Its signal-delivery stop.
+        stop: Stop,
         saved: libc::user_regs_struct,
         nr: i64,
         request_text: String,
@@ -48,6 +88,8 @@ pub(super) enum ThreadState {
     },
     /// Held in its seccomp stop until the reply to a forwarded call.
     Waiting {
+        /// Its seccomp stop.
+        stop: Stop,
         nr: i64,
         then: Then,
         request_text: String,

@@ -12,6 +12,7 @@ pub mod hold;
 pub mod listeners;
 pub mod net;
 pub mod pure;
+mod seam;
 pub mod shadow;
 pub mod sock_diag;
 pub mod sockopt;
@@ -35,7 +36,7 @@ use crate::syscall::nr;
 use crate::syscall::paths::MountTable;
 use crate::syscall::plan::Forwarding;
 use crate::tracer::{
-    self, Event, ExitStatus, Forwarder, Registry, SocketRegistry, Tracer, TracerConfig, TracerError,
+    self, Event, ExitStatus, ProgramFd, Registry, SocketRegistry, Tracer, TracerConfig, TracerError,
 };
 use crate::transport::Link;
 
@@ -98,25 +99,9 @@ struct Engine {
     waits: Arc<std::sync::Mutex<std::collections::HashSet<u64>>>,
     /// Shadow files of remote files mapped `MAP_SHARED`.
     shadows: Arc<shadow::Shadows>,
-}
-
-/// The event that gives thread `tid` its reply: a sleeper's (wait number
-/// `op`) only reaches that sleep.
-fn reply_event(
-    tid: i32,
-    op: Option<u64>,
-    response: crate::proto::Response,
-    rtt: Duration,
-) -> Event {
-    match op {
-        Some(op) => Event::SleeperReply {
-            tid,
-            op,
-            response,
-            rtt,
-        },
-        None => Event::Reply { tid, response, rtt },
-    }
+    /// Connects whose thread sleeps, by sleep number: the program socket's
+    /// inode and the thread, for when a signal ends the sleep.
+    sleeping_connects: Arc<std::sync::Mutex<std::collections::HashMap<u64, (u64, i32)>>>,
 }
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -169,8 +154,8 @@ impl Engine {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Runs a socket operation of thread `tid` and replies `Done` or its errno.
-    fn net_call<F, Fut>(&self, tid: i32, name: &'static str, op: F)
+    /// Runs a socket operation and replies `Done` or its errno to `to`.
+    fn net_call<F, Fut>(&self, to: ReplyTo, name: &'static str, op: F)
     where
         F: FnOnce(Engine) -> Fut + Send + 'static,
         Fut: Future<Output = Result<(), Errno>> + Send + 'static,
@@ -181,9 +166,17 @@ impl Engine {
             let response = op(engine.clone()).await.map(|()| Reply::Done);
             let rtt = started.elapsed();
             engine.stats.record(name, 0, 0, rtt);
-            let _ = engine.events.send(Event::Reply { tid, response, rtt });
+            let _ = engine.events.send(Event::reply(to.tid, to.sleep, response, rtt));
         });
     }
+}
+
+/// Whom an operation's reply goes to: thread `tid`, held in its stop, or
+/// asleep with sleep number `sleep`.
+#[derive(Debug, Clone, Copy)]
+struct ReplyTo {
+    tid: i32,
+    sleep: Option<u64>,
 }
 
 impl Engine {
@@ -192,7 +185,7 @@ impl Engine {
         if tid > 0 {
             let _ = self
                 .events
-                .send(reply_event(tid, op, response, Duration::ZERO));
+                .send(Event::reply(tid, op, response, Duration::ZERO));
         }
     }
 
@@ -228,7 +221,7 @@ impl Engine {
             None => response,
         };
         if tid > 0 {
-            let _ = self.events.send(reply_event(tid, op, response, rtt));
+            let _ = self.events.send(Event::reply(tid, op, response, rtt));
         }
     }
 
@@ -487,17 +480,11 @@ impl Engine {
         self.report(lost);
     }
     fn connect_reply(&self, tid: i32, op: Option<u64>, result: Result<(), Errno>, rtt: Duration) {
+        if let Some(op) = op {
+            lock(&self.sleeping_connects).remove(&op);
+        }
         let response = result.map(|()| Reply::Done);
-        let event = match op {
-            Some(op) => Event::SleeperReply {
-                tid,
-                op,
-                response,
-                rtt,
-            },
-            None => Event::Reply { tid, response, rtt },
-        };
-        let _ = self.events.send(event);
+        let _ = self.events.send(Event::reply(tid, op, response, rtt));
     }
 
     /// One remote connect of program socket `ino` (`dup` is rscq's copy),
@@ -690,8 +677,10 @@ async fn until_crossed(arrived: impl Fn() -> bool) {
     }
 }
 
-impl Forwarder for Engine {
-    fn submit(&self, tid: i32, nr: i64, request: Request) -> Option<crate::proto::Response> {
+impl Engine {
+    /// A file request through the shadows and the file layers (see
+    /// [`Forwarder::submit`]).
+    fn submit_file(&self, tid: i32, nr: i64, request: Request) -> Option<crate::proto::Response> {
         let op = request.wait_number();
         if let Some(op) = op {
             // Its thread sleeps: the reply is an event, even a local one.
@@ -742,7 +731,7 @@ impl Forwarder for Engine {
         None
     }
 
-    fn watch_close(&self, read_end: OwnedFd, key: u64, handle: Handle) {
+    fn close_when_unused(&self, read_end: OwnedFd, key: u64, handle: Handle) {
         let engine = self.clone();
         self.runtime.spawn(async move {
             // The placeholder holds one byte (so the program's poll finds it
@@ -785,26 +774,27 @@ impl Forwarder for Engine {
     fn connect_tcp(
         &self,
         tid: i32,
-        tgid: i32,
-        fd: i32,
+        fd: Option<ProgramFd>,
         addr: crate::proto::SockAddr,
         op: Option<u64>,
     ) {
         // The program's thread is stopped (or asleep in rscq's ppoll) until
         // the reply, so its fd is still the socket it named.
-        let Some(dup) = tracer::dup_fd(tgid, fd) else {
+        let Some(ProgramFd {
+            copy: dup,
+            tgid,
+            fd,
+            ino,
+            nonblocking,
+        }) = fd
+        else {
             self.connect_reply(tid, op, Err(Errno::EBADF), Duration::ZERO);
             return;
         };
-        let ino = match rustix::fs::fstat(&dup) {
-            Ok(st) => st.st_ino,
-            Err(e) => {
-                self.connect_reply(tid, op, Err(e.into()), Duration::ZERO);
-                return;
-            }
-        };
-        let nonblocking =
-            rustix::fs::fcntl_getfl(&dup).is_ok_and(|f| f.contains(rustix::fs::OFlags::NONBLOCK));
+        if let Some(op) = op {
+            // A signal for the sleeping thread leaves the connect going.
+            lock(&self.sleeping_connects).insert(op, (ino, tid));
+        }
         let waiter = connect::Waiter {
             tid,
             op,
@@ -868,30 +858,26 @@ impl Forwarder for Engine {
         });
     }
 
-    fn bind_tcp(&self, tid: i32, tgid: i32, fd: i32, addr: crate::proto::SockAddr) {
-        let dup = tracer::dup_fd(tgid, fd);
-        self.net_call(tid, "bind", move |engine: Engine| async move {
-            match dup {
+    fn bind_tcp(&self, reply: ReplyTo, fd: Option<ProgramFd>, addr: crate::proto::SockAddr) {
+        self.net_call(reply, "bind", move |engine: Engine| async move {
+            match fd {
                 None => Err(Errno::EBADF),
-                Some(dup) => {
-                    let options = rustix::fs::fstat(&dup)
-                        .map(|st| engine.options.take(st.st_ino))
-                        .unwrap_or_default();
-                    engine.pumps.bind(&engine.link, dup, addr, options).await
+                Some(fd) => {
+                    let options = engine.options.take(fd.ino);
+                    engine.pumps.bind(&engine.link, fd.copy, addr, options).await
                 }
             }
         });
     }
 
-    fn listen_tcp(&self, tid: i32, tgid: i32, fd: i32, listener: u64, backlog: u32) {
-        let dup = tracer::dup_fd(tgid, fd);
-        self.net_call(tid, "listen", move |engine: Engine| async move {
-            match dup {
+    fn listen_tcp(&self, reply: ReplyTo, fd: Option<ProgramFd>, listener: u64, backlog: u32) {
+        self.net_call(reply, "listen", move |engine: Engine| async move {
+            match fd {
                 None => Err(Errno::EBADF),
-                Some(dup) => {
+                Some(fd) => {
                     engine
                         .pumps
-                        .listen(&engine.link, dup, listener, backlog)
+                        .listen(&engine.link, fd.copy, listener, backlog)
                         .await
                 }
             }
@@ -900,23 +886,20 @@ impl Forwarder for Engine {
 
     fn pure_recv(
         &self,
-        tid: i32,
-        tgid: i32,
-        fd: i32,
+        reply: ReplyTo,
+        fd: Option<ProgramFd>,
         pump: u64,
         len: u32,
         wait: crate::syscall::plan::PureWait,
     ) {
         use crate::syscall::plan::PureWait;
-        let dup = tracer::dup_fd(tgid, fd);
         let pump = self.pumps.pure.as_ref().and_then(|p| p.get(pump));
-        self.net_call(tid, "recv", move |_engine: Engine| async move {
-            let (Some(dup), Some(pump)) = (dup, pump) else {
+        self.net_call(reply, "recv", move |_engine: Engine| async move {
+            let (Some(fd), Some(pump)) = (fd, pump) else {
                 return Ok(());
             };
-            let nonblocking = wait == PureWait::DontWait
-                || rustix::fs::fcntl_getfl(&dup)
-                    .is_ok_and(|f| f.contains(rustix::fs::OFlags::NONBLOCK));
+            let nonblocking = wait == PureWait::DontWait || fd.nonblocking;
+            let dup = fd.copy;
             // MSG_WAITALL on a blocking socket runs natively only once all
             // its bytes are in the socket, or the native call would wait
             // for bytes no fetch brings.
@@ -960,14 +943,21 @@ impl Forwarder for Engine {
         });
     }
 
-    fn pure_send(&self, tid: i32, tgid: i32, fd: i32, pump: u64, data: Vec<u8>, op: Option<u64>) {
+    fn pure_send(
+        &self,
+        tid: i32,
+        fd: Option<ProgramFd>,
+        pump: u64,
+        data: Vec<u8>,
+        op: Option<u64>,
+    ) {
         let engine = self.clone();
         let pump = self.pumps.pure.as_ref().and_then(|p| p.get(pump));
         // Registered now: a signal may come before the task runs.
         let interrupted = op.map(|op| self.send_interrupts.register(op));
         // The program's send timeout, as the kernel keeps it.
-        let timeout = op.and_then(|_| tracer::dup_fd(tgid, fd)).and_then(|dup| {
-            rustix::net::sockopt::socket_timeout(&dup, rustix::net::sockopt::Timeout::Send)
+        let timeout = op.and(fd).and_then(|fd| {
+            rustix::net::sockopt::socket_timeout(&fd.copy, rustix::net::sockopt::Timeout::Send)
                 .ok()
                 .flatten()
         });
@@ -1014,16 +1004,7 @@ impl Forwarder for Engine {
             }
             let rtt = started.elapsed();
             engine.stats.record("send", sent, 0, rtt);
-            let event = match op {
-                Some(op) => Event::SleeperReply {
-                    tid,
-                    op,
-                    response,
-                    rtt,
-                },
-                None => Event::Reply { tid, response, rtt },
-            };
-            let _ = engine.events.send(event);
+            let _ = engine.events.send(Event::reply(tid, op, response, rtt));
         });
     }
 
@@ -1050,7 +1031,7 @@ impl Forwarder for Engine {
         });
     }
 
-    fn map_shadow(&self, tid: i32, handle: Handle, writable: bool) {
+    fn start_map_shadow(&self, tid: i32, handle: Handle, writable: bool) {
         let engine = self.clone();
         self.runtime.spawn(async move {
             let started = tokio::time::Instant::now();
@@ -1061,7 +1042,7 @@ impl Forwarder for Engine {
         });
     }
 
-    fn sync_shadows(&self, tid: i32, paths: Vec<Vec<u8>>, report: bool) {
+    fn start_sync_shadows(&self, tid: i32, paths: Vec<Vec<u8>>, report: bool) {
         let engine = self.clone();
         self.runtime.spawn(async move {
             engine.sync_shadows(tid, paths, report).await;
@@ -1089,7 +1070,11 @@ impl Forwarder for Engine {
         });
     }
 
-    fn interrupted(&self, op: u64) {
+    fn interrupt(&self, op: u64) {
+        let connect = lock(&self.sleeping_connects).remove(&op);
+        if let Some((ino, tid)) = connect {
+            self.connect_interrupted(ino, tid);
+        }
         self.send_interrupts.interrupt(op);
         if lock(&self.waits).contains(&op) {
             // The server's wait ends, and the waiting request then replies
@@ -1113,29 +1098,26 @@ impl Forwarder for Engine {
         }
     }
 
-    fn bind_udp(&self, tid: i32, tgid: i32, fd: i32, addr: crate::proto::SockAddr) {
-        let dup = tracer::dup_fd(tgid, fd);
-        self.net_call(tid, "bind", move |engine: Engine| async move {
-            match dup {
+    fn bind_udp(&self, reply: ReplyTo, fd: Option<ProgramFd>, addr: crate::proto::SockAddr) {
+        self.net_call(reply, "bind", move |engine: Engine| async move {
+            match fd {
                 None => Err(Errno::EBADF),
-                Some(dup) => engine.udp.bind(&engine.link, dup, addr).await,
+                Some(fd) => engine.udp.bind(&engine.link, fd.copy, addr).await,
             }
         });
     }
 
     fn connect_udp(
         &self,
-        tid: i32,
-        tgid: i32,
-        fd: i32,
+        reply: ReplyTo,
+        fd: Option<ProgramFd>,
         id: u64,
         addr: Option<crate::proto::SockAddr>,
     ) {
-        let dup = tracer::dup_fd(tgid, fd);
-        self.net_call(tid, "connect", move |engine: Engine| async move {
-            match dup {
+        self.net_call(reply, "connect", move |engine: Engine| async move {
+            match fd {
                 None => Err(Errno::EBADF),
-                Some(dup) => engine.udp.connect(dup, id, addr).await,
+                Some(fd) => engine.udp.connect(fd.copy, id, addr).await,
             }
         });
     }
@@ -1152,15 +1134,13 @@ impl Forwarder for Engine {
         });
     }
 
-    fn udp_recv(&self, tid: i32, tgid: i32, fd: i32, id: u64, dontwait: bool) {
-        let dup = tracer::dup_fd(tgid, fd);
-        self.net_call(tid, "recv", move |engine: Engine| async move {
-            let Some(dup) = dup else {
+    fn udp_recv(&self, reply: ReplyTo, fd: Option<ProgramFd>, id: u64, dontwait: bool) {
+        self.net_call(reply, "recv", move |engine: Engine| async move {
+            let Some(fd) = fd else {
                 return Ok(());
             };
-            let nonblocking = dontwait
-                || rustix::fs::fcntl_getfl(&dup)
-                    .is_ok_and(|f| f.contains(rustix::fs::OFlags::NONBLOCK));
+            let nonblocking = dontwait || fd.nonblocking;
+            let dup = fd.copy;
             let timeout =
                 rustix::net::sockopt::socket_timeout(&dup, rustix::net::sockopt::Timeout::Recv)
                     .ok()
@@ -1182,17 +1162,6 @@ impl Forwarder for Engine {
         }
     }
 
-    fn udp_relay(&self, v6: bool, peer: crate::proto::SockAddr) -> Option<std::net::SocketAddr> {
-        self.udp.relay_addr(v6, peer)
-    }
-
-    fn udp_peer_of(&self, relay: std::net::SocketAddr) -> Option<crate::proto::SockAddr> {
-        self.udp.peer_of(relay)
-    }
-
-    fn trace_line(&self, line: String) {
-        eprintln!("rscq: {line}");
-    }
 }
 
 /// The server's copy of `file`, in a memfd the program can open.
@@ -1334,6 +1303,7 @@ pub fn run(
         send_interrupts: Arc::default(),
         waits: Arc::default(),
         shadows,
+        sleeping_connects: Arc::default(),
     };
     let drainer = engine.clone();
     let config = TracerConfig {

@@ -20,6 +20,7 @@ pub mod locks;
 pub mod mapping;
 mod net;
 pub mod nr;
+pub mod operation;
 pub mod paths;
 pub mod plan;
 #[cfg(test)]

@@ -11,7 +11,7 @@ use nix::unistd::Pid;
 
 use super::control::Stop;
 use super::state::{ExitAction, ThreadState, exit_action};
-use super::{ARG_REGS, Forwarder, RED_ZONE, Tracer, fmt_ret, mem, set_arg};
+use super::{ARG_REGS, Call, Forwarder, RED_ZONE, Tracer, fmt_ret, mem, set_arg};
 use crate::errno::Errno;
 use crate::proto::Request;
 use crate::syscall::plan;
@@ -278,7 +278,9 @@ impl<F: Forwarder> Tracer<'_, F> {
                     // up: close the remote handle now.
                     self.registry.remove(key);
                     drop(read_end);
-                    self.forwarder.submit(-1, 0, Request::Close { handle });
+                    let _ = self
+                        .forwarder
+                        .submit(Call::detached(0, Request::Close { handle }));
                 } else {
                     first_remote_file = !self.process_has_fd_traps(tid);
                     // One byte, never read (the program's reads of the fd

@@ -10,9 +10,10 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use super::control::Stop;
-use super::state::{ProcessState, Sleep, Thread, ThreadState};
-use super::{ExitStatus, Forwarder, Tracer, is_stop_signal};
+use super::state::{ProcessState, Thread, ThreadState};
+use super::{Call, ExitStatus, Forwarder, Tracer, is_stop_signal};
 use crate::proto::Request;
+use crate::syscall::operation::Operation;
 
 impl<F: Forwarder> Tracer<'_, F> {
     pub(super) fn on_gone(&mut self, pid: Pid, status: ExitStatus) {
@@ -20,7 +21,7 @@ impl<F: Forwarder> Tracer<'_, F> {
         let thread = self.threads.remove(&tid);
         let leader = thread.as_ref().is_none_or(|t| t.tgid == tid);
         let tgid = thread.as_ref().map(|t| t.tgid);
-        self.abandon(tid, thread.map(|t| t.state));
+        self.abandon(thread.map(|t| t.state));
         if let Some(tgid) = tgid
             && tgid == tid
             && let Some(process) = self.processes.remove(&tgid)
@@ -32,12 +33,24 @@ impl<F: Forwarder> Tracer<'_, F> {
                 handle: None,
             };
             // No thread waits for it: an answer given at once is not needed.
-            let _ = self.forwarder.submit(-1, libc::SYS_exit_group, release);
+            let _ = self
+                .forwarder
+                .submit(Call::detached(libc::SYS_exit_group, release));
         }
         if leader && self.placeholders.is_some() {
             // What the process's shared mappings wrote goes to the server
             // at its exit (nothing to do without shadows).
-            self.forwarder.sync_shadows(-1, Vec::new(), true);
+            let sync = Operation::SyncShadows {
+                paths: Vec::new(),
+                report: true,
+            };
+            let _ = self.forwarder.submit(Call {
+                tid: -1,
+                nr: 0,
+                operation: sync,
+                fd: None,
+                sleep: None,
+            });
         }
         if pid == self.root {
             self.root_status = Some(status);
@@ -103,7 +116,7 @@ impl<F: Forwarder> Tracer<'_, F> {
         if let Ok(former) = ptrace::getevent(stop.pid()) {
             let former = i32::try_from(former).unwrap_or(tid);
             if former != tid {
-                self.abandon(tid, old);
+                self.abandon(old);
                 self.threads.remove(&former);
             }
         }
@@ -113,23 +126,14 @@ impl<F: Forwarder> Tracer<'_, F> {
     /// A thread left `state` for good (it died, or exec replaced it): a
     /// remote call it slept in is told so, so that the engine stops waiting
     /// for it; a stop it was held in has nothing left to resume.
-    fn abandon(&mut self, tid: i32, state: Option<ThreadState>) {
+    fn abandon(&mut self, state: Option<ThreadState>) {
         match state {
             Some(ThreadState::Waiting { stop, .. }) => stop.gone(),
             Some(ThreadState::Interrupting { stop, op, .. }) => {
                 stop.gone();
                 self.forwarder.interrupted(op);
             }
-            Some(ThreadState::Sleeping {
-                sleep: Sleep::Connect { socket, .. },
-                ..
-            }) => self.forwarder.connect_interrupted(socket, tid),
-            Some(
-                ThreadState::Sleeping {
-                    sleep: Sleep::Send { op } | Sleep::Wait { op },
-                    ..
-                },
-            ) => self.forwarder.interrupted(op),
+            Some(ThreadState::Sleeping { sleep, .. }) => self.forwarder.interrupted(sleep.op),
             _ => {}
         }
     }

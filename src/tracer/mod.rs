@@ -36,6 +36,7 @@ mod inject;
 mod lifecycle;
 mod mapshadow;
 mod reply;
+pub mod seam;
 mod signals;
 mod state;
 mod stop;
@@ -43,143 +44,22 @@ mod view;
 
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
-use std::time::Duration;
 
 use nix::sys::ptrace;
 use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use crate::proto::{Handle, Request, Response};
 use crate::sys::tracer::{self as sys, ExecPlan};
 use crate::syscall::nr;
-use crate::syscall::plan::{self, Forwarding, Then};
+use crate::syscall::plan::{Forwarding, Then};
 
 pub use registry::{Registry, RemoteSocket, SocketRegistry};
+pub use seam::{Call, Event, Forwarder, ProgramFd};
 
 use control::Stop;
 use state::{ProcessState, Thread, ThreadState};
-
-/// Something the tracer thread must react to.
-#[derive(Debug)]
-pub enum Event {
-    Wait(WaitStatus),
-    /// The reaper found no traced process left.
-    NoChildren,
-    /// A forwarded call of thread `tid` finished.
-    Reply {
-        tid: i32,
-        response: Response,
-        rtt: Duration,
-    },
-    /// The call thread `tid` sleeps on (sleep number `op`) finished; a
-    /// reply for a sleep the thread has left (a signal came) is dropped.
-    SleeperReply {
-        tid: i32,
-        op: u64,
-        response: Response,
-        rtt: Duration,
-    },
-    /// A signal rscq received that belongs to the program.
-    Signal(i32),
-}
-
-/// What the tracer needs from the engine.
-pub trait Forwarder {
-    /// Starts a forwarded call. A call the engine answers from what it
-    /// already holds returns its response at once (no event, no wake-up:
-    /// this is the hot path of `ls -l`); otherwise the reply arrives later
-    /// as [`Event::Reply`].
-    fn submit(&self, tid: i32, nr: i64, request: Request) -> Option<Response>;
-    /// Watches a placeholder's read end; when every copy of the program's
-    /// fd is closed, the remote handle is closed too.
-    fn watch_close(&self, read_end: OwnedFd, key: u64, handle: Handle);
-    /// Connects socket `fd` of process `tgid` to `addr` on the server, or
-    /// joins the connect already under way on that socket; the result
-    /// arrives as [`Event::SleeperReply`] for sleep `op`, or as
-    /// [`Event::Reply`] without one (`Done` or an errno).
-    fn connect_tcp(
-        &self,
-        tid: i32,
-        tgid: i32,
-        fd: i32,
-        addr: crate::proto::SockAddr,
-        op: Option<u64>,
-    );
-    /// A signal took thread `tid` out of its connect on socket inode `ino`
-    /// (or the thread is gone): the connect goes on without it.
-    fn connect_interrupted(&self, ino: u64, tid: i32);
-    /// The program sets `option` on socket inode `ino`: on the server's
-    /// socket `target` now, or with its connect or bind if it has none yet.
-    fn set_sock_option(
-        &self,
-        ino: u64,
-        target: Option<crate::proto::OptionTarget>,
-        option: crate::proto::SockOption,
-    );
-    /// Binds socket `fd` on the server (and to a loopback port locally).
-    fn bind_tcp(&self, tid: i32, tgid: i32, fd: i32, addr: crate::proto::SockAddr);
-    /// Puts a bound socket in listen state on both sides.
-    fn listen_tcp(&self, tid: i32, tgid: i32, fd: i32, listener: u64, backlog: u32);
-    /// `--pure`: fetches at most `len` bytes into socket `fd`; replies
-    /// `Done` when the call can run natively.
-    fn pure_recv(&self, tid: i32, tgid: i32, fd: i32, pump: u64, len: u32, wait: plan::PureWait);
-    /// `--pure`: one remote `send` on socket `fd` of process `tgid`;
-    /// replies `Count` or the errno. With sleep `op` the call may wait for
-    /// room (as long as the socket's `SO_SNDTIMEO` allows) and the reply is
-    /// an [`Event::SleeperReply`]; without, it takes only what fits now
-    /// (EAGAIN if nothing does) and the reply is an [`Event::Reply`].
-    #[allow(clippy::too_many_arguments)]
-    fn pure_send(&self, tid: i32, tgid: i32, fd: i32, pump: u64, data: Vec<u8>, op: Option<u64>);
-    /// A signal came to the thread whose send is sleep `op` (or the thread
-    /// is gone): the send stops waiting for room and answers with the
-    /// bytes that went, or `-ERESTARTSYS` if none did.
-    fn interrupted(&self, op: u64);
-    /// Reads `len` bytes at `offset` of the remote file `handle` (fewer at
-    /// its end) for thread `tid`'s `mmap`, after any writes held for it;
-    /// the reply is one [`Event::Reply`] with all of them.
-    fn read_range(&self, tid: i32, handle: Handle, offset: i64, len: u64);
-    /// Copies the remote executable `path` to the new local file `copy`
-    /// for thread `tid`'s `execve`, once the thread may run it (a regular
-    /// file it may execute); the reply is an [`Event::Reply`] (`Done`).
-    fn fetch_executable(&self, tid: i32, path: crate::proto::RemotePath, copy: Vec<u8>);
-    /// Makes (or brings up to date) the shadow file of the file `handle`
-    /// is of, for thread `tid`'s `mmap(MAP_SHARED)`; replies its path.
-    fn map_shadow(&self, tid: i32, handle: Handle, writable: bool);
-    /// Writes what shared mappings changed in the shadows at `paths` (all
-    /// when empty) to the server; replies to `tid` if it is positive.
-    /// With `report`, failures are said on stderr and the reply is `Done`.
-    fn sync_shadows(&self, tid: i32, paths: Vec<Vec<u8>>, report: bool);
-    /// `--pure`: one fetch on each of these pumps, unless one is under way.
-    fn prefetch(&self, pumps: &[u64]);
-    /// Binds UDP socket `fd` on the server (and to a loopback port locally).
-    fn bind_udp(&self, tid: i32, tgid: i32, fd: i32, addr: crate::proto::SockAddr);
-    /// Connects remote UDP socket `fd` on the server and to the peer's relay.
-    /// `None` dissolves the association (`AF_UNSPEC`).
-    fn connect_udp(
-        &self,
-        tid: i32,
-        tgid: i32,
-        fd: i32,
-        udp: u64,
-        addr: Option<crate::proto::SockAddr>,
-    );
-    /// `--pure`: one remote datagram send; replies `Count`.
-    fn udp_send(&self, tid: i32, udp: u64, peer: Option<crate::proto::SockAddr>, data: Vec<u8>);
-    /// `--pure`: makes a receive on UDP socket `fd` ready (one datagram
-    /// fetched into it); replies `Done`, or the remote errno.
-    fn udp_recv(&self, tid: i32, tgid: i32, fd: i32, udp: u64, dontwait: bool);
-    /// `--pure`: one fetch on each of these UDP sockets, unless one is under way.
-    fn udp_prefetch(&self, udp: &[u64]);
-    /// The loopback address of the relay for remote `peer`, made on first use.
-    fn udp_relay(&self, v6: bool, peer: crate::proto::SockAddr) -> Option<SocketAddr>;
-    /// The remote peer a relay's loopback address stands for.
-    fn udp_peer_of(&self, relay: SocketAddr) -> Option<crate::proto::SockAddr>;
-    /// Prints one `--trace` line.
-    fn trace_line(&self, line: String);
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum TracerError {
@@ -574,8 +454,8 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                         // A numbered sleep takes only its own reply.
                         let numbered = matches!(
                             self.state(tid),
-                            Some(ThreadState::Sleeping { sleep, .. }) if sleep.op().is_some()
-                        ) || matches!(self.state(tid), Some(ThreadState::Interrupting { .. }));
+                            Some(ThreadState::Sleeping { .. } | ThreadState::Interrupting { .. })
+                        );
                         if !numbered {
                             self.on_reply(tid, response, rtt);
                         }
@@ -587,7 +467,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                         rtt,
                     } => {
                         let current = match self.state(tid) {
-                            Some(ThreadState::Sleeping { sleep, .. }) => sleep.op() == Some(op),
+                            Some(ThreadState::Sleeping { sleep, .. }) => sleep.op == op,
                             Some(ThreadState::Interrupting { op: o, .. }) => *o == op,
                             _ => false,
                         };

@@ -11,8 +11,8 @@ use std::time::Duration;
 use nix::unistd::Pid;
 
 use super::control::{self, Stop};
-use super::state::{ExitAction, Sleep, ThreadState, sleep_result};
-use super::{Forwarder, Tracer, creds, fmt_ret};
+use super::state::{ExitAction, ThreadState, sleep_result};
+use super::{Call, Forwarder, Tracer, creds, fmt_ret};
 use crate::errno::Errno;
 use crate::proto::{Handle, Request, Response};
 use crate::syscall::nr;
@@ -73,18 +73,18 @@ impl<F: Forwarder> Tracer<'_, F> {
         if self.config.trace {
             let us = rtt.as_micros();
             let name = nr::name(nr);
-            match (&response, sleep) {
-                (_, Sleep::Connect { .. } | Sleep::Send { .. } | Sleep::Wait { .. }) => {
+            match &response {
+                _ if sleep.result => {
                     let ret = sleep_result(&response);
                     self.forwarder.trace_line(format!(
                         "[pid {tid}] {name}({request_text}) = {} <{us} us>",
                         fmt_ret(ret)
                     ));
                 }
-                (Ok(_), Sleep::ThenNative) => self
+                Ok(_) => self
                     .forwarder
                     .trace_line(format!("[pid {tid}] {name}({request_text}) <{us} us>")),
-                (Err(_), Sleep::ThenNative) => {}
+                Err(_) => {}
             }
         }
         self.set_state(
@@ -265,7 +265,9 @@ impl<F: Forwarder> Tracer<'_, F> {
         let placeholder = match made {
             Ok(p) => p,
             Err(e) => {
-                self.forwarder.submit(-1, 0, Request::Close { handle });
+                let _ = self
+                    .forwarder
+                    .submit(Call::detached(0, Request::Close { handle }));
                 return stop.skip(e.as_syscall_return());
             }
         };

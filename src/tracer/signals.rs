@@ -12,6 +12,7 @@ use super::control::Stop;
 use super::state::{Sleep, ThreadState, sleep_result};
 use super::{ERESTARTNOINTR, ERESTARTSYS, Forwarder, Tracer, fmt_ret, is_stop_signal, set_arg};
 use crate::syscall::nr;
+use crate::syscall::operation::OnSignal;
 
 impl<F: Forwarder> Tracer<'_, F> {
     /// Puts a thread to sleep in `ppoll(NULL, 0, NULL, NULL)` instead of its
@@ -58,9 +59,11 @@ impl<F: Forwarder> Tracer<'_, F> {
     /// `-ERESTARTSYS`, so the kernel restarts it after a `SA_RESTART`
     /// handler or fails it with EINTR, exactly as for a real blocking call.
     ///
-    /// A connect whose result already came returns it instead (the kernel
-    /// too returns a connect that completed before the signal), and one
-    /// still under way goes on without the thread.
+    /// A call whose result already came returns it instead (the kernel
+    /// too returns a connect that completed before the signal). Otherwise
+    /// the operation's [`OnSignal`] says what the engine is told: a connect
+    /// still under way goes on without the thread; a send or a lock wait
+    /// is asked to stop, and its answer is the call's result.
     pub(super) fn on_signal(&mut self, stop: Stop, sig: Signal) {
         let tid = stop.tid();
         if let Some(
@@ -72,12 +75,10 @@ impl<F: Forwarder> Tracer<'_, F> {
             deferred.push(sig);
             return stop.resume_to_syscall_stop();
         }
-        if let Some(ThreadState::Sleeping {
-            sleep: Sleep::Send { op } | Sleep::Wait { op },
-            ..
-        }) = self.state(tid)
+        if let Some(ThreadState::Sleeping { sleep, .. }) = self.state(tid)
+            && sleep.on_signal == OnSignal::AskEngine
         {
-            let op = *op;
+            let op = sleep.op;
             match disposition(tid, sig) {
                 Disposition::Caught => {
                     let Some(ThreadState::Sleeping {
@@ -124,17 +125,17 @@ impl<F: Forwarder> Tracer<'_, F> {
                 sleep,
                 response,
                 ..
-            }) if sleep.op().is_some() => {
+            }) if sleep.result => {
                 Some((*saved, sleep_result(response).cast_unsigned(), *sleep))
             }
             Some(ThreadState::Woken { saved, sleep, .. }) => Some((*saved, restart, *sleep)),
             _ => None,
         };
         if let Some((saved, rax, sleep)) = taken {
-            if let (Some(ThreadState::Sleeping { .. }), Sleep::Connect { socket, .. }) =
-                (self.state(tid), sleep)
-            {
-                self.forwarder.connect_interrupted(socket, tid);
+            if let Some(ThreadState::Sleeping { .. }) = self.state(tid) {
+                // The operation goes on without the thread (a connect), or
+                // is dropped.
+                self.forwarder.interrupted(sleep.op);
             }
             let mut regs = saved;
             regs.rax = rax;
@@ -161,7 +162,7 @@ impl<F: Forwarder> Tracer<'_, F> {
         let mut regs = saved;
         match response {
             // Traced with its round trip when the reply came.
-            response if sleep.op().is_some() => {
+            response if sleep.result => {
                 regs.rax = sleep_result(&response).cast_unsigned();
             }
             // Go ahead natively: the kernel re-executes the original call

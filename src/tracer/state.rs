@@ -20,6 +20,7 @@ use nix::sys::signal::Signal;
 use super::control::Stop;
 use crate::errno::Errno;
 use crate::proto::{Handle, Response};
+use crate::syscall::operation::OnSignal;
 use crate::syscall::plan::{AfterNative, Then};
 
 /// What rscq keeps for one thread of the program.
@@ -132,30 +133,16 @@ pub(super) enum ShadowStep {
     Close { mapped: i64 },
 }
 
-/// What a sleep waits for, and what its reply means.
+/// A thread asleep in a remote operation (see `signals`): what ends the
+/// sleep and what its reply means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Sleep {
-    /// The engine made the call ready: it runs natively once woken.
-    ThenNative,
-    /// A remote connect (sleep number `op`) of socket inode `socket`: its
-    /// reply is the call's result.
-    Connect { op: u64, socket: u64 },
-    /// A `--pure` send that may wait for room (sleep number `op`): its
-    /// reply is the call's result.
-    Send { op: u64 },
-    /// A forwarded call that may wait (a lock; sleep and wait number
-    /// `op`): its reply is the call's result.
-    Wait { op: u64 },
-}
-
-impl Sleep {
-    /// The number of a sleep whose reply is the call's result.
-    pub(super) fn op(self) -> Option<u64> {
-        match self {
-            Self::ThenNative => None,
-            Self::Connect { op, .. } | Self::Send { op } | Self::Wait { op } => Some(op),
-        }
-    }
+pub(super) struct Sleep {
+    /// Its number: only an [`super::Event::SleeperReply`] for it ends it.
+    pub(super) op: u64,
+    /// Its reply is the call's result (a count, 0 or an errno); otherwise
+    /// the engine made the call ready, and it runs natively once woken.
+    pub(super) result: bool,
+    pub(super) on_signal: OnSignal,
 }
 
 #[derive(Debug)]

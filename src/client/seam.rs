@@ -7,8 +7,8 @@
 
 use std::os::fd::OwnedFd;
 
-use super::{Engine, ReplyTo};
-use crate::proto::{Handle, Response, SockAddr};
+use super::{Engine, ReplyTo, lock};
+use crate::proto::{Handle, Request, Response, SockAddr};
 use crate::syscall::operation::Operation;
 use crate::tracer::{Call, Forwarder};
 
@@ -61,7 +61,21 @@ impl Forwarder for Engine {
     }
 
     fn interrupted(&self, op: u64) {
-        self.interrupt(op);
+        let connect = lock(&self.sleeping_connects).remove(&op);
+        if let Some((ino, tid)) = connect {
+            self.connect_interrupted(ino, tid);
+        }
+        self.send_interrupts.interrupt(op);
+        if lock(&self.waits).contains(&op) {
+            // The server's wait ends, and the waiting request then replies
+            // (EINTR, or its lock if that came first).
+            let engine = self.clone();
+            self.runtime.spawn(async move {
+                if let Err(e) = engine.link.call(&Request::CancelWait { wait: op }).await {
+                    engine.connection_failed(&e);
+                }
+            });
+        }
     }
 
     fn watch_close(&self, read_end: OwnedFd, key: u64, handle: Handle) {

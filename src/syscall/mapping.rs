@@ -62,12 +62,7 @@ pub fn plan(rfd: &RemoteFd, a: [u64; 6]) -> Plan {
         return Plan::map_shared(rfd.handle, access == libc::O_RDWR);
     }
     let private = (flags & !MAP_TYPE & !libc::MAP_SYNC) | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
-    Plan::map_remote(
-        rfd.handle,
-        offset,
-        len,
-        u64::from(private.cast_unsigned()),
-    )
+    Plan::map_remote(rfd.handle, offset, len, u64::from(private.cast_unsigned()))
 }
 
 /// The arguments that turn the program's `mmap` into an anonymous private

@@ -133,14 +133,19 @@ impl Operation {
         let addr = |a: &SockAddr| SocketAddr::from(*a).to_string();
         match self {
             Self::File(request) => super::describe::describe(request),
-            Self::TcpConnect { addr: a } | Self::TcpBind { addr: a } | Self::UdpBind { addr: a } => {
+            Self::TcpConnect { addr: a }
+            | Self::TcpBind { addr: a }
+            | Self::UdpBind { addr: a } => {
                 format!("{fd}, {}", addr(a))
             }
             Self::TcpListen { backlog, .. } => format!("{fd}, {backlog}"),
             Self::PureRecv { len, .. } => format!("{fd}, {len}"),
             Self::PureSend { data, .. } => format!("{fd}, {}", data.len()),
             Self::UdpConnect { addr: to, .. } => {
-                format!("{fd}, {}", to.as_ref().map_or("AF_UNSPEC".to_string(), addr))
+                format!(
+                    "{fd}, {}",
+                    to.as_ref().map_or("AF_UNSPEC".to_string(), addr)
+                )
             }
             Self::UdpSend { peer, data, .. } => {
                 let to = peer.as_ref().map(|p| format!(", {}", addr(p)));
@@ -154,12 +159,10 @@ impl Operation {
             } => format!("NULL, {len}, #{}, {offset}", handle.0),
             Self::MapShadow { handle, .. } => format!("NULL, MAP_SHARED, #{}", handle.0),
             Self::SyncShadows { paths, .. } => format!("{} shared mappings", paths.len()),
-            Self::FetchExecutable { path, .. } => {
-                super::describe::describe(&Request::Stat {
-                    path: path.clone(),
-                    follow: true,
-                })
-            }
+            Self::FetchExecutable { path, .. } => super::describe::describe(&Request::Stat {
+                path: path.clone(),
+                follow: true,
+            }),
             Self::SetSockOption { .. } | Self::Prefetch { .. } => String::new(),
         }
     }
@@ -359,11 +362,7 @@ mod tests {
             "4, 128"
         );
         assert_eq!(
-            Operation::UdpConnect {
-                udp: 1,
-                addr: None
-            }
-            .trace_args(5),
+            Operation::UdpConnect { udp: 1, addr: None }.trace_args(5),
             "5, AF_UNSPEC"
         );
         assert_eq!(

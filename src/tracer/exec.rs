@@ -19,7 +19,13 @@ impl<F: Forwarder> Tracer<'_, F> {
     /// by its interpreter with the program's own script path (which the
     /// interpreter then opens through the mount), planned again in case the
     /// interpreter is remote too.
-    pub(super) fn exec_copy(&mut self, stop: Stop, copy: Vec<u8>, path_arg: usize, argv_arg: usize) {
+    pub(super) fn exec_copy(
+        &mut self,
+        stop: Stop,
+        copy: Vec<u8>,
+        path_arg: usize,
+        argv_arg: usize,
+    ) {
         use std::io::Read as _;
         use std::os::unix::ffi::OsStringExt as _;
         let tid = stop.tid();

@@ -56,7 +56,13 @@ impl<F: Forwarder> Tracer<'_, F> {
             return self.injection_failed(stop, restore, "no room on its stack", map, deferred);
         };
         if mem::write_bytes(stop.pid(), base, &bytes).is_err() {
-            return self.injection_failed(stop, restore, "cannot write to its stack", map, deferred);
+            return self.injection_failed(
+                stop,
+                restore,
+                "cannot write to its stack",
+                map,
+                deferred,
+            );
         }
         let mut regs = restore;
         regs.rdi = u64::from(libc::SECCOMP_SET_MODE_FILTER);

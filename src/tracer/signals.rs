@@ -125,9 +125,7 @@ impl<F: Forwarder> Tracer<'_, F> {
                 sleep,
                 response,
                 ..
-            }) if sleep.result => {
-                Some((*saved, sleep_result(response).cast_unsigned(), *sleep))
-            }
+            }) if sleep.result => Some((*saved, sleep_result(response).cast_unsigned(), *sleep)),
             Some(ThreadState::Woken { saved, sleep, .. }) => Some((*saved, restart, *sleep)),
             _ => None,
         };

@@ -8,8 +8,8 @@
 use crate::errno::Errno;
 use crate::proto::OptionTarget;
 use crate::syscall::layout;
-use crate::tracer::registry::RemoteSocket;
 use crate::syscall::plan::{Plan, Planner, Tracee, arg_i32};
+use crate::tracer::registry::RemoteSocket;
 
 impl<T: Tracee> Planner<'_, T> {
     /// `getsockopt(fd, level, name, value, len)`, trapped for two options

@@ -16,7 +16,12 @@ impl<T: Tracee> Planner<'_, T> {
     /// The IPv4/IPv6 address a `connect`/`bind` names on an INET socket,
     /// and whether the socket is TCP; `Err` with the plan for any other
     /// case (AF_UNIX, netlink and AF_UNSPEC stay local).
-    fn inet_sockaddr(&mut self, fd: i32, addr: u64, len: u64) -> Result<(SockAddr, bool), Box<Plan>> {
+    fn inet_sockaddr(
+        &mut self,
+        fd: i32,
+        addr: u64,
+        len: u64,
+    ) -> Result<(SockAddr, bool), Box<Plan>> {
         let len = usize::try_from(len.min(128)).unwrap_or(0);
         let bytes = self
             .t
@@ -52,9 +57,11 @@ impl<T: Tracee> Planner<'_, T> {
     /// `listen(fd, backlog)` on a socket bound on the server.
     pub(super) fn listen(&mut self, fd: i32, a: [u64; 6]) -> Plan {
         match self.t.remote_listener(fd) {
-            Some(listener) => {
-                Plan::listen_tcp(fd, listener, u32::try_from(arg_i32(a[1]).max(0)).unwrap_or(0))
-            }
+            Some(listener) => Plan::listen_tcp(
+                fd,
+                listener,
+                u32::try_from(arg_i32(a[1]).max(0)).unwrap_or(0),
+            ),
             None => Plan::Native,
         }
     }

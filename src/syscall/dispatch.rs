@@ -69,10 +69,7 @@ impl<T: Tracee> Planner<'_, T> {
                 Some(if paths.is_empty() {
                     Plan::Native
                 } else {
-                    Plan::SyncShadows {
-                        paths,
-                        report: nr == libc::SYS_munmap,
-                    }
+                    Plan::sync_shadows(paths, nr == libc::SYS_munmap)
                 })
             }
             Family::Close => Some(self.close(args)),

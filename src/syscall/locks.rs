@@ -3,7 +3,7 @@
 //! the release of a process's record locks when it closes a remote file.
 //!
 //! A lock that may wait (`F_SETLKW`, `flock` without `LOCK_NB`) is planned as
-//! [`Plan::ForwardWait`]: the thread sleeps interruptibly while the server
+//! [`Plan::forward_wait`]: the thread sleeps interruptibly while the server
 //! waits, as a local lock wait does.
 //!
 //! Must not call ptrace or keep state: the process's lock bookkeeping is the
@@ -54,9 +54,7 @@ pub fn flock(rfd: &RemoteFd, op: i32) -> Plan {
     };
     if wait && op != libc::LOCK_UN {
         // The wait's number is the tracer's to give.
-        Plan::ForwardWait {
-            request: request(Some(0)),
-        }
+        Plan::forward_wait(request(Some(0)))
     } else {
         Plan::forward(request(None), Then::Zero)
     }
@@ -111,9 +109,7 @@ pub fn record(t: &mut impl Tracee, rfd: &RemoteFd, tgid: i32, cmd: i32, arg: u64
         return Plan::forward(request(None), Then::Lock { addr: arg });
     }
     if wait && kind != libc::F_UNLCK {
-        Plan::ForwardWait {
-            request: request(Some(0)),
-        }
+        Plan::forward_wait(request(Some(0)))
     } else {
         Plan::forward(request(None), Then::Zero)
     }
@@ -212,8 +208,13 @@ mod tests {
         );
         assert!(matches!(
             flock(&rfd(), libc::LOCK_SH),
-            Plan::ForwardWait {
-                request: Request::Flock { wait: Some(_), .. }
+            Plan::Remote {
+                operation: crate::syscall::operation::Operation::File(Request::Flock {
+                    wait: Some(_),
+                    ..
+                }),
+                wait: crate::syscall::operation::Waiting::Asleep,
+                ..
             }
         ));
         // An unlock never waits.

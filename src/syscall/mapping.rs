@@ -59,18 +59,10 @@ pub fn plan(rfd: &RemoteFd, a: [u64; 6]) -> Plan {
         }
         // Opened as the program's fd was, so a later `mprotect` may add
         // write access exactly when the kernel would allow it.
-        return Plan::MapShared {
-            handle: rfd.handle,
-            writable: access == libc::O_RDWR,
-        };
+        return Plan::map_shared(rfd.handle, access == libc::O_RDWR);
     }
     let private = (flags & !MAP_TYPE & !libc::MAP_SYNC) | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
-    Plan::MapRemote {
-        handle: rfd.handle,
-        offset,
-        len,
-        flags: u64::from(private.cast_unsigned()),
-    }
+    Plan::map_remote(rfd.handle, offset, len, u64::from(private.cast_unsigned()))
 }
 
 /// The arguments that turn the program's `mmap` into an anonymous private
@@ -155,12 +147,7 @@ mod tests {
         let want = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE;
         assert_eq!(
             plan,
-            Plan::MapRemote {
-                handle: Handle(4),
-                offset: 4096,
-                len: 8192,
-                flags: u64::from(want.cast_unsigned()),
-            }
+            Plan::map_remote(Handle(4), 4096, 8192, u64::from(want.cast_unsigned()))
         );
         // A shared mapping maps the shadow, opened as the fd was.
         assert_eq!(
@@ -168,10 +155,7 @@ mod tests {
                 &rfd(libc::O_RDONLY),
                 args(1, libc::PROT_READ, libc::MAP_SHARED, 0)
             ),
-            Plan::MapShared {
-                handle: Handle(4),
-                writable: false
-            }
+            Plan::map_shared(Handle(4), false)
         );
         assert_eq!(
             super::plan(
@@ -183,10 +167,7 @@ mod tests {
                     0
                 )
             ),
-            Plan::MapShared {
-                handle: Handle(4),
-                writable: true
-            }
+            Plan::map_shared(Handle(4), true)
         );
     }
 

@@ -23,6 +23,7 @@ pub mod locks;
 pub mod mapping;
 mod net;
 pub mod nr;
+pub mod operation;
 pub mod paths;
 pub mod plan;
 pub mod sockets;

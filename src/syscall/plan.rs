@@ -19,6 +19,7 @@ use crate::proto::{
     DirEntry, Handle, MAX_IO, RemotePath, Reply, Request, Response, SockAddr, Stat,
 };
 use crate::syscall::layout;
+pub use crate::syscall::operation::{Operation, Waiting};
 use crate::syscall::paths::MountTable;
 use crate::syscall::sockets::RemoteSocket;
 
@@ -318,30 +319,13 @@ pub enum Plan {
         request: Request,
         then: Then,
     },
-    /// `mmap` of a remote file: fetch `len` bytes at `offset` (fewer at the
-    /// end of the file), run the call natively with `args` changed (an
-    /// anonymous private mapping), and fill the new mapping with them.
-    MapRemote {
-        handle: Handle,
-        offset: i64,
-        len: u64,
-        /// The anonymous mapping's flags ([`super::mapping::anonymous_args`]).
-        flags: u64,
-    },
-    /// `mmap(MAP_SHARED)` of a remote file: the tracer asks for the file's
-    /// shadow ([`Then::MapShadow`]) and maps that natively.
-    MapShared {
-        handle: Handle,
-        /// The program's fd is read-write.
-        writable: bool,
-    },
-    /// `munmap`/`msync` of a range that maps these shadows: their changes
-    /// go to the server, then the call runs natively. With `report`
-    /// (`munmap`), a failure is said on stderr; else (`msync`) it is the
-    /// call's result.
-    SyncShadows {
-        paths: Vec<Vec<u8>>,
-        report: bool,
+    /// A remote [`Operation`] on program fd `fd` (if it is on one): the
+    /// tracer hands it to the engine with its own copy of the fd, and the
+    /// thread waits as `wait` says (held, or asleep interruptibly).
+    Remote {
+        operation: Operation,
+        fd: Option<i32>,
+        wait: Waiting,
     },
     /// `execve` of a remote file: the tracer has it copied to a local file
     /// ([`Then::Exec`]), then runs it (or its `#!` interpreter).
@@ -351,93 +335,8 @@ pub enum Plan {
         path_arg: u8,
         argv_arg: u8,
     },
-    /// Forward a request that may wait (a lock): the thread sleeps
-    /// interruptibly until the reply, which is the call's result (0 or an
-    /// errno). The tracer numbers the wait ([`super::locks::with_wait`]).
-    ForwardWait {
-        request: Request,
-    },
-    /// Connect the program's TCP socket `fd` to `addr` on the server; the
-    /// reply is `Done` (→ 0) or the remote errno.
-    ConnectTcp {
-        fd: i32,
-        addr: SockAddr,
-    },
-    /// Bind the program's TCP socket on the server (and, locally, to a
-    /// loopback port where remote connections will be delivered).
-    BindTcp {
-        fd: i32,
-        addr: SockAddr,
-    },
-    /// Start listening on the server and locally.
-    ListenTcp {
-        fd: i32,
-        listener: u64,
-        backlog: u32,
-    },
-    /// `--pure`: a receive on an empty remote socket. Fetch at most `len`
-    /// bytes into it (one round trip), then let the call run natively.
-    PureRecv {
-        fd: i32,
-        pump: u64,
-        len: u32,
-        wait: PureWait,
-    },
-    /// `setsockopt` of an option that matters on the server, on an INET
-    /// stream socket: run it natively and pass the option on.
-    SetSockOpt {
-        fd: i32,
-        option: crate::proto::SockOption,
-    },
-    /// `--pure`: a send on a remote socket, as one round trip; one that
-    /// may wait for room (a blocking socket, no `MSG_DONTWAIT`) sleeps
-    /// interruptibly meanwhile.
-    PureSend {
-        fd: i32,
-        pump: u64,
-        data: Vec<u8>,
-        /// `MSG_DONTWAIT`.
-        dontwait: bool,
-    },
-    /// `--pure`: a wait for input on empty remote sockets; start one fetch
-    /// on each, then let the wait run natively.
-    Prefetch {
-        pumps: Vec<u64>,
-        /// Remote UDP sockets.
-        udp: Vec<u64>,
-    },
-    /// Bind the program's UDP socket on the server (and locally to a
-    /// loopback port); with `replan`, the call that needed it (a send or
-    /// `connect` on a socket never bound) is planned again afterwards.
-    UdpBind {
-        fd: i32,
-        addr: SockAddr,
-        replan: bool,
-    },
-    /// Connect a remote UDP socket on the server, and locally to the
-    /// peer's relay; `None` (`AF_UNSPEC`) dissolves the association.
-    UdpConnect {
-        fd: i32,
-        udp: u64,
-        addr: Option<SockAddr>,
-    },
     /// Run natively on scratch memory.
     NativeScratch(Box<Scratch>),
-    /// `--pure`: one datagram sent on the server, as one round trip.
-    UdpPureSend {
-        fd: i32,
-        udp: u64,
-        peer: Option<SockAddr>,
-        data: Vec<u8>,
-        then: Then,
-    },
-    /// `--pure`: a receive on an empty remote UDP socket: fetch one
-    /// datagram into it, then run the call.
-    UdpPureRecv {
-        fd: i32,
-        udp: u64,
-        dontwait: bool,
-    },
 }
 
 impl Plan {
@@ -446,6 +345,14 @@ impl Plan {
     }
     pub(super) fn forward(request: Request, then: Then) -> Self {
         Self::Forward { request, then }
+    }
+    /// [`Plan::Remote`] of `operation` on program fd `fd`.
+    pub(crate) fn remote(operation: Operation, fd: i32, wait: Waiting) -> Self {
+        Self::Remote {
+            operation,
+            fd: Some(fd),
+            wait,
+        }
     }
 }
 

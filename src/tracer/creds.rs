@@ -92,7 +92,10 @@ mod tests {
     #[test]
     fn no_groups_and_missing_fields() {
         let none = STATUS.replace("Groups:\t0 4 27 ", "Groups:\t");
-        assert_eq!(parse_status(none.as_bytes()).expect("parses").groups, []);
+        assert_eq!(
+            parse_status(none.as_bytes()).expect("parses").groups,
+            Vec::<u32>::new()
+        );
         let no_umask = STATUS.replace("Umask:\t0027\n", "");
         assert_eq!(parse_status(no_umask.as_bytes()), None);
         let short = STATUS.replace("Uid:\t0\t65534\t0\t65534", "Uid:\t0\t1");

@@ -5,10 +5,9 @@
 //! Rewrites the stopped thread's registers and stack only; must not keep
 //! state beyond the per-thread hop count and scratch floor.
 
-use nix::sys::ptrace;
 use nix::unistd::Pid;
 
-use super::control;
+use super::control::Stop;
 use super::state::ExitAction;
 use super::{Forwarder, RED_ZONE, Tracer, get_arg, mem, set_arg};
 use crate::errno::Errno;
@@ -20,84 +19,97 @@ impl<F: Forwarder> Tracer<'_, F> {
     /// by its interpreter with the program's own script path (which the
     /// interpreter then opens through the mount), planned again in case the
     /// interpreter is remote too.
-    pub(super) fn exec_copy(&mut self, pid: Pid, copy: Vec<u8>, path_arg: usize, argv_arg: usize) {
+    pub(super) fn exec_copy(
+        &mut self,
+        stop: Stop,
+        copy: Vec<u8>,
+        path_arg: usize,
+        argv_arg: usize,
+    ) {
         use std::io::Read as _;
         use std::os::unix::ffi::OsStringExt as _;
-        let tid = pid.as_raw();
-        let hops = self.exec_hops.remove(&tid).unwrap_or(0);
+        let tid = stop.tid();
+        let pid = stop.pid();
+        let hops = self.take_exec_hops(tid);
         let file = std::path::PathBuf::from(std::ffi::OsString::from_vec(copy.clone()));
         let mut head = Vec::with_capacity(exec::HEAD);
         let read = std::fs::File::open(&file)
             .and_then(|f| f.take(exec::HEAD as u64).read_to_end(&mut head));
         // The copy is rscq's own file: removing it fails only if it is gone
         // already, so the errors of `remove_file` below are dropped.
-        let fail = |tracer: &mut Self, e: Errno| {
+        let fail = |stop: Stop, e: Errno| {
             let _ = std::fs::remove_file(&file);
-            tracer.skip(pid, e.as_syscall_return());
+            stop.skip(e.as_syscall_return());
         };
-        let Ok(regs) = ptrace::getregs(pid) else {
+        let Ok(regs) = stop.regs() else {
             let _ = std::fs::remove_file(&file);
-            control::resume(pid, None);
-            return;
+            return stop.resume();
         };
         if let Err(e) = read {
-            return fail(self, Errno::from_io(&e));
+            return fail(stop, Errno::from_io(&e));
         }
         let shebang = match exec::shebang(&head) {
-            Err(e) => return fail(self, e),
+            Err(e) => return fail(stop, e),
             Ok(None) => {
                 // The copy stays for the run: `/proc/self/exe` names it.
                 let at = [(path_arg, copy)];
-                self.rewrite_and_run(pid, regs.rsp, None, &at, ExitAction::RemoveFile(file));
+                self.rewrite_and_run(stop, regs.rsp, None, &at, ExitAction::RemoveFile(file));
                 return;
             }
             Ok(Some(shebang)) => shebang,
         };
         let _ = std::fs::remove_file(&file);
         if hops + 1 >= exec::MAX_HOPS {
-            return self.skip(pid, Errno(libc::ELOOP).as_syscall_return());
+            return stop.skip(Errno(libc::ELOOP).as_syscall_return());
         }
         let script = match mem::read_cstring(pid, get_arg(&regs, path_arg)) {
             Ok(s) => s,
-            Err(e) => return self.skip(pid, e.as_syscall_return()),
+            Err(e) => return stop.skip(e.as_syscall_return()),
         };
         let kept = match read_pointers(pid, get_arg(&regs, argv_arg)) {
             Ok(argv) => argv.into_iter().skip(1).collect::<Vec<_>>(),
-            Err(e) => return self.skip(pid, e.as_syscall_return()),
+            Err(e) => return stop.skip(e.as_syscall_return()),
         };
         let len = exec::script_argv(0, &shebang, &script, &kept).0.len() as u64;
         let base = self.exec_scratch_top(tid, regs.rsp).saturating_sub(len) & !15;
         let (bytes, array) = exec::script_argv(base, &shebang, &script, &kept);
         if let Err(e) = mem::write_bytes(pid, base, &bytes) {
-            return self.skip(pid, e.as_syscall_return());
+            return stop.skip(e.as_syscall_return());
         }
         let mut regs = regs;
         // The interpreter's name is the first string at `base`.
         set_arg(&mut regs, path_arg, base);
         set_arg(&mut regs, argv_arg, array);
-        self.plan_exec_again(pid, regs, hops + 1, base);
+        self.plan_exec_again(stop, regs, hops + 1, base);
+    }
+
+    /// The `#!` hops of thread `tid`'s exec so far, taken.
+    fn take_exec_hops(&mut self, tid: i32) -> u32 {
+        self.threads
+            .get_mut(&tid)
+            .map_or(0, |t| std::mem::take(&mut t.exec_hops))
     }
 
     /// Where scratch memory for a rewritten `execve` may end: below the red
     /// zone, and below what an earlier `#!` hop of the same call wrote.
     fn exec_scratch_top(&self, tid: i32, sp: u64) -> u64 {
         let top = sp.saturating_sub(RED_ZONE);
-        self.exec_floor
+        self.threads
             .get(&tid)
-            .map_or(top, |floor| top.min(*floor))
+            .and_then(|t| t.exec_floor)
+            .map_or(top, |floor| top.min(floor))
     }
 
     /// The program exec'd a remote symlink with an absolute target: exec
     /// the target instead (planned again: it may be local or remote).
-    pub(super) fn exec_link(&mut self, pid: Pid, target: &[u8], path_arg: usize) {
-        let tid = pid.as_raw();
-        let hops = self.exec_hops.remove(&tid).unwrap_or(0);
+    pub(super) fn exec_link(&mut self, stop: Stop, target: &[u8], path_arg: usize) {
+        let tid = stop.tid();
+        let hops = self.take_exec_hops(tid);
         if hops + 1 >= exec::MAX_HOPS {
-            return self.skip(pid, Errno(libc::ELOOP).as_syscall_return());
+            return stop.skip(Errno(libc::ELOOP).as_syscall_return());
         }
-        let Ok(mut regs) = ptrace::getregs(pid) else {
-            control::resume(pid, None);
-            return;
+        let Ok(mut regs) = stop.regs() else {
+            return stop.resume();
         };
         let mut bytes = target.to_vec();
         bytes.push(0);
@@ -105,24 +117,23 @@ impl<F: Forwarder> Tracer<'_, F> {
             .exec_scratch_top(tid, regs.rsp)
             .saturating_sub(bytes.len() as u64)
             & !15;
-        if let Err(e) = mem::write_bytes(pid, base, &bytes) {
-            return self.skip(pid, e.as_syscall_return());
+        if let Err(e) = mem::write_bytes(stop.pid(), base, &bytes) {
+            return stop.skip(e.as_syscall_return());
         }
         set_arg(&mut regs, path_arg, base);
-        self.plan_exec_again(pid, regs, hops + 1, base);
+        self.plan_exec_again(stop, regs, hops + 1, base);
     }
 
     /// The exec's path (and `argv`) now name the next file to run, written
     /// at `floor`: plans the call again, hop `hops` of this exec.
-    fn plan_exec_again(&mut self, pid: Pid, regs: libc::user_regs_struct, hops: u32, floor: u64) {
-        if ptrace::setregs(pid, regs).is_err() {
-            control::resume(pid, None);
-            return;
+    fn plan_exec_again(&mut self, stop: Stop, regs: libc::user_regs_struct, hops: u32, floor: u64) {
+        if stop.try_set_regs(regs).is_err() {
+            return stop.resume();
         }
-        let tid = pid.as_raw();
-        self.exec_hops.insert(tid, hops);
-        self.exec_floor.insert(tid, floor);
-        self.on_seccomp(pid);
+        let thread = self.thread_mut(stop.tid());
+        thread.exec_hops = hops;
+        thread.exec_floor = Some(floor);
+        self.on_seccomp(stop);
     }
 }
 

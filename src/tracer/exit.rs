@@ -7,12 +7,11 @@
 
 use std::net::SocketAddr;
 
-use nix::sys::ptrace;
 use nix::unistd::Pid;
 
-use super::control;
+use super::control::Stop;
 use super::state::{ExitAction, ThreadState, exit_action};
-use super::{ARG_REGS, Forwarder, RED_ZONE, Tracer, fmt_ret, mem, set_arg};
+use super::{ARG_REGS, Call, Forwarder, RED_ZONE, Tracer, fmt_ret, mem, set_arg};
 use crate::errno::Errno;
 use crate::proto::Request;
 use crate::syscall::plan;
@@ -38,11 +37,7 @@ impl<F: Forwarder> Tracer<'_, F> {
         };
         if let Ok(st) = rustix::fs::fstat(&dup) {
             self.sockets.insert(st.st_ino, remote);
-            let tgid = self
-                .tgid
-                .get(&pid.as_raw())
-                .copied()
-                .unwrap_or(pid.as_raw());
+            let tgid = self.tgid_of(pid.as_raw());
             self.sockets.record_claim(port, tgid, fd, st.st_ino);
         }
         if addr == 0 || len == 0 {
@@ -65,7 +60,7 @@ impl<F: Forwarder> Tracer<'_, F> {
     /// Lays `scratch` out below the red zone (each offset in `relocs` turned
     /// into an address), points arguments at it, sets others to `values`,
     /// and runs the call to its exit stop.
-    pub(super) fn run_on_scratch(&mut self, pid: Pid, sp: u64, plan: plan::Scratch) {
+    pub(super) fn run_on_scratch(&mut self, stop: Stop, sp: u64, plan: plan::Scratch) {
         let plan::Scratch {
             mut scratch,
             relocs,
@@ -73,9 +68,8 @@ impl<F: Forwarder> Tracer<'_, F> {
             values,
             after,
         } = plan;
-        let Ok(saved) = ptrace::getregs(pid) else {
-            control::resume(pid, None);
-            return;
+        let Ok(saved) = stop.regs() else {
+            return stop.resume();
         };
         let len = u64::try_from(scratch.len()).unwrap_or(u64::MAX);
         let base = sp.saturating_sub(RED_ZONE).saturating_sub(len) & !15;
@@ -87,10 +81,9 @@ impl<F: Forwarder> Tracer<'_, F> {
             }
         }
         if !scratch.is_empty()
-            && let Err(e) = mem::write_bytes(pid, base, &scratch)
+            && let Err(e) = mem::write_bytes(stop.pid(), base, &scratch)
         {
-            self.skip(pid, e.as_syscall_return());
-            return;
+            return stop.skip(e.as_syscall_return());
         }
         let mut regs = saved;
         for &(i, off) in &args {
@@ -99,14 +92,7 @@ impl<F: Forwarder> Tracer<'_, F> {
         for &(i, v) in &values {
             set_arg(&mut regs, i, v);
         }
-        if ptrace::setregs(pid, regs).is_err() {
-            control::resume(pid, None);
-            return;
-        }
-        let after = exit_action(after, base);
-        self.threads
-            .insert(pid.as_raw(), ThreadState::AwaitingExit { saved, after });
-        control::resume_to_syscall_stop(pid);
+        self.run_to_exit(stop, saved, regs, exit_action(after, base));
     }
 
     /// A datagram's source as the kernel reported it is a relay: the
@@ -137,30 +123,29 @@ impl<F: Forwarder> Tracer<'_, F> {
     /// optionally changes the syscall, and runs it to its exit stop.
     pub(super) fn rewrite_and_run(
         &mut self,
-        pid: Pid,
+        stop: Stop,
         sp: u64,
         syscall: Option<(i64, [Option<u64>; ARG_REGS])>,
         paths: &[(usize, Vec<u8>)],
         after: ExitAction,
     ) {
-        let Ok(saved) = ptrace::getregs(pid) else {
-            control::resume(pid, None);
-            return;
+        let Ok(saved) = stop.regs() else {
+            return stop.resume();
         };
         let mut regs = saved;
         // Below a rewritten `#!` `argv` of the same call, if any.
-        let sp = self
-            .exec_floor
-            .remove(&pid.as_raw())
-            .map_or(sp, |floor| floor.min(sp));
+        let floor = self
+            .threads
+            .get_mut(&stop.tid())
+            .and_then(|t| t.exec_floor.take());
+        let sp = floor.map_or(sp, |floor| floor.min(sp));
         let mut at = sp.saturating_sub(RED_ZONE);
         for (arg, path) in paths {
             let mut bytes = path.clone();
             bytes.push(0);
             at = at.saturating_sub(bytes.len() as u64) & !15;
-            if let Err(e) = mem::write_bytes(pid, at, &bytes) {
-                self.skip(pid, e.as_syscall_return());
-                return;
+            if let Err(e) = mem::write_bytes(stop.pid(), at, &bytes) {
+                return stop.skip(e.as_syscall_return());
             }
             set_arg(&mut regs, *arg, at);
         }
@@ -172,50 +157,52 @@ impl<F: Forwarder> Tracer<'_, F> {
                 }
             }
         }
-        if ptrace::setregs(pid, regs).is_err() {
-            control::resume(pid, None);
-            return;
-        }
-        self.threads
-            .insert(pid.as_raw(), ThreadState::AwaitingExit { saved, after });
-        control::resume_to_syscall_stop(pid);
+        self.run_to_exit(stop, saved, regs, after);
     }
 
-    pub(super) fn on_syscall_exit(&mut self, pid: Pid) {
-        let tid = pid.as_raw();
-        if matches!(self.threads.get(&tid), Some(ThreadState::Injecting { .. })) {
-            self.on_injection_stop(pid);
-            return;
+    /// Sets `regs` (the rewritten call) and runs it to its exit stop, where
+    /// `saved` comes back and `after` is done; a thread whose registers
+    /// cannot be set is let go as it is.
+    fn run_to_exit(
+        &mut self,
+        stop: Stop,
+        saved: libc::user_regs_struct,
+        regs: libc::user_regs_struct,
+        after: ExitAction,
+    ) {
+        if stop.try_set_regs(regs).is_err() {
+            return stop.resume();
         }
-        if matches!(self.threads.get(&tid), Some(ThreadState::MapShadow { .. })) {
-            self.on_shadow_stop(pid);
-            return;
+        self.set_state(stop.tid(), ThreadState::AwaitingExit { saved, after });
+        stop.resume_to_syscall_stop();
+    }
+
+    pub(super) fn on_syscall_exit(&mut self, stop: Stop) {
+        let tid = stop.tid();
+        if matches!(self.state(tid), Some(ThreadState::Injecting { .. })) {
+            return self.on_injection_stop(stop);
         }
-        let Some(ThreadState::AwaitingExit { saved, after }) = self.threads.remove(&tid) else {
-            self.threads.insert(tid, ThreadState::Running);
-            control::resume(pid, None);
-            return;
+        if matches!(self.state(tid), Some(ThreadState::MapShadow { .. })) {
+            return self.on_shadow_stop(stop);
+        }
+        let Some(ThreadState::AwaitingExit { saved, after }) = self.take_state(tid) else {
+            self.set_state(tid, ThreadState::Running);
+            return stop.resume();
         };
         if matches!(after, ExitAction::ShadowOpened) {
-            self.threads.insert(tid, ThreadState::Running);
-            let result =
-                ptrace::getregs(pid).map_or(-i64::from(libc::EIO), |r| r.rax.cast_signed());
-            self.shadow_opened(pid, saved, result);
-            return;
+            let result = stop
+                .regs()
+                .map_or(-i64::from(libc::EIO), |r| r.rax.cast_signed());
+            return self.shadow_opened(stop, saved, result);
         }
-        self.threads.insert(tid, ThreadState::Running);
-        let result = ptrace::getregs(pid)
-            .map(|r| r.rax.cast_signed())
-            .unwrap_or(-1);
-        let (result, first_remote_file) = self.after_exit(pid, after, result);
+        let result = stop.regs().map(|r| r.rax.cast_signed()).unwrap_or(-1);
+        let (result, first_remote_file) = self.after_exit(stop.pid(), after, result);
         let mut regs = saved;
         regs.rax = result.cast_unsigned();
         if first_remote_file && !self.fd_filter.is_empty() {
-            self.inject_fd_filter(pid, regs);
-            return;
+            return self.inject_fd_filter(stop, regs);
         }
-        control::set_regs(pid, regs);
-        control::resume(pid, None);
+        stop.resume_with_regs(regs);
     }
 
     /// Does what `after` says once the rewritten call returned `result`;
@@ -291,7 +278,9 @@ impl<F: Forwarder> Tracer<'_, F> {
                     // up: close the remote handle now.
                     self.registry.remove(key);
                     drop(read_end);
-                    self.forwarder.submit(-1, 0, Request::Close { handle });
+                    let _ = self
+                        .forwarder
+                        .submit(Call::detached(0, Request::Close { handle }));
                 } else {
                     first_remote_file = !self.process_has_fd_traps(tid);
                     // One byte, never read (the program's reads of the fd

@@ -5,16 +5,18 @@
 //! Must not change what the program sees: signals that come meanwhile are
 //! held and sent again afterwards.
 
-use nix::sys::ptrace;
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 
-use super::control;
+use super::control::Stop;
 use super::state::ThreadState;
-use super::{Forwarder, Tracer, mem, seccomp, sys};
+use super::{Forwarder, RED_ZONE, Tracer, mem, seccomp, sys};
+
+/// The length of the `syscall` instruction, to step back over it.
+const SYSCALL_INSN_LEN: u64 = 2;
 
 impl<F: Forwarder> Tracer<'_, F> {
     pub(super) fn process_has_fd_traps(&self, tid: i32) -> bool {
-        let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
+        let tgid = self.tgid_of(tid);
         self.processes.get(&tgid).is_some_and(|p| p.fd_traps)
     }
 
@@ -23,8 +25,8 @@ impl<F: Forwarder> Tracer<'_, F> {
     /// program with `restore`: the `syscall` instruction it just left runs
     /// again with new registers, and the filter image sits below the red
     /// zone of its stack.
-    pub(super) fn inject_fd_filter(&mut self, pid: Pid, restore: libc::user_regs_struct) {
-        self.inject_filter(pid, restore, false, Vec::new());
+    pub(super) fn inject_fd_filter(&mut self, stop: Stop, restore: libc::user_regs_struct) {
+        self.inject_filter(stop, restore, false, Vec::new());
     }
 
     /// As [`Self::inject_fd_filter`], for the shared-mapping filter
@@ -32,13 +34,12 @@ impl<F: Forwarder> Tracer<'_, F> {
     /// `deferred`.
     pub(super) fn inject_filter(
         &mut self,
-        pid: Pid,
+        stop: Stop,
         restore: libc::user_regs_struct,
         map: bool,
-        deferred: Vec<nix::sys::signal::Signal>,
+        deferred: Vec<Signal>,
     ) {
-        const RED_ZONE: u64 = 128;
-        const SYSCALL_INSN_LEN: u64 = 2;
+        let tid = stop.tid();
         let filter = if map {
             &self.map_filter
         } else {
@@ -52,28 +53,26 @@ impl<F: Forwarder> Tracer<'_, F> {
             .map(|at| at & !15);
         let image = base.and_then(|b| seccomp::image(filter, b).map(|i| (b, i)));
         let Some((base, (bytes, fprog))) = image else {
-            self.injection_failed(pid, restore, "no room on its stack", map, deferred);
-            return;
+            return self.injection_failed(stop, restore, "no room on its stack", map, deferred);
         };
-        if mem::write_bytes(pid, base, &bytes).is_err() {
-            self.injection_failed(pid, restore, "cannot write to its stack", map, deferred);
-            return;
+        if mem::write_bytes(stop.pid(), base, &bytes).is_err() {
+            return self.injection_failed(
+                stop,
+                restore,
+                "cannot write to its stack",
+                map,
+                deferred,
+            );
         }
         let mut regs = restore;
-        regs.rip = restore.rip.wrapping_sub(SYSCALL_INSN_LEN);
-        regs.rax = libc::SYS_seccomp.cast_unsigned();
-        // No syscall to restart: a signal taken before the `syscall`
-        // instruction must not make the kernel rewind or retry anything.
-        regs.orig_rax = u64::MAX;
         regs.rdi = u64::from(libc::SECCOMP_SET_MODE_FILTER);
         regs.rsi = libc::SECCOMP_FILTER_FLAG_TSYNC;
         regs.rdx = fprog;
-        if ptrace::setregs(pid, regs).is_err() {
-            self.injection_failed(pid, restore, "cannot set its registers", map, deferred);
-            return;
+        if let Err(stop) = injected_call(stop, restore, regs, libc::SYS_seccomp) {
+            return self.injection_failed(stop, restore, "cannot set its registers", map, deferred);
         }
-        self.threads.insert(
-            pid.as_raw(),
+        self.set_state(
+            tid,
             ThreadState::Injecting {
                 restore,
                 entered: false,
@@ -81,23 +80,22 @@ impl<F: Forwarder> Tracer<'_, F> {
                 map,
             },
         );
-        control::resume_to_syscall_stop(pid);
     }
 
     /// The entry, then the exit stop of an injected `seccomp(2)`.
-    pub(super) fn on_injection_stop(&mut self, pid: Pid) {
-        let tid = pid.as_raw();
+    pub(super) fn on_injection_stop(&mut self, stop: Stop) {
+        let tid = stop.tid();
         let Some(ThreadState::Injecting {
             restore,
             entered,
             deferred,
             map,
-        }) = self.threads.remove(&tid)
+        }) = self.take_state(tid)
         else {
-            return;
+            return stop.resume();
         };
         if !entered {
-            self.threads.insert(
+            self.set_state(
                 tid,
                 ThreadState::Injecting {
                     restore,
@@ -106,15 +104,14 @@ impl<F: Forwarder> Tracer<'_, F> {
                     map,
                 },
             );
-            control::resume_to_syscall_stop(pid);
-            return;
+            return stop.resume_to_syscall_stop();
         }
-        let result = ptrace::getregs(pid).map_or(-1, |r| r.rax.cast_signed());
-        let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
+        let result = stop.regs().map_or(-1, |r| r.rax.cast_signed());
+        let tgid = self.tgid_of(tid);
         if result == 0 && map {
-            self.processes.entry(tgid).or_default().map_traps = true;
+            self.process_mut(tgid).map_traps = true;
         } else if result == 0 {
-            self.processes.entry(tgid).or_default().fd_traps = true;
+            self.process_mut(tgid).fd_traps = true;
         } else if map {
             eprintln!(
                 "rscq: cannot trap munmap and msync of process {tgid} (seccomp returned {result}); its shared mappings of remote files write back at close, fsync and exit only"
@@ -123,24 +120,18 @@ impl<F: Forwarder> Tracer<'_, F> {
             // A positive result is the thread whose own filters differ.
             warn_no_fd_traps(tgid, &format!("seccomp returned {result}"));
         }
-        control::set_regs(pid, restore);
-        self.threads.insert(tid, ThreadState::Running);
-        for sig in deferred {
-            // ESRCH: the thread is gone, and the signal with it.
-            let _ = sys::tgkill(tgid, tid, sig as i32);
-        }
-        control::resume(pid, None);
+        self.give_back(stop, restore, deferred);
     }
 
     fn injection_failed(
         &self,
-        pid: Pid,
+        stop: Stop,
         restore: libc::user_regs_struct,
         why: &str,
         map: bool,
-        deferred: Vec<nix::sys::signal::Signal>,
+        deferred: Vec<Signal>,
     ) {
-        let tid = pid.as_raw();
+        let tid = stop.tid();
         if map {
             eprintln!(
                 "rscq: cannot trap munmap and msync of process {tid} ({why}); its shared mappings of remote files write back at close, fsync and exit only"
@@ -148,14 +139,49 @@ impl<F: Forwarder> Tracer<'_, F> {
         } else {
             warn_no_fd_traps(tid, why);
         }
-        control::set_regs(pid, restore);
-        let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
+        self.give_back(stop, restore, deferred);
+    }
+
+    /// The end of an injection: the thread gets the program's registers
+    /// `restore` back, the signals `deferred` meanwhile are sent again, and
+    /// it goes on.
+    pub(super) fn give_back(
+        &self,
+        stop: Stop,
+        restore: libc::user_regs_struct,
+        deferred: Vec<Signal>,
+    ) {
+        stop.set_regs(restore);
+        let tid = stop.tid();
+        let tgid = self.tgid_of(tid);
         for sig in deferred {
             // ESRCH: the thread is gone, and the signal with it.
             let _ = sys::tgkill(tgid, tid, sig as i32);
         }
-        control::resume(pid, None);
+        stop.resume();
     }
+}
+
+/// Makes the thread, at a syscall-exit stop, run syscall `nr` with `regs`'
+/// arguments next (the `syscall` instruction it just left runs again; its
+/// registers at that stop were `at_exit`) and lets it go to that call's
+/// entry stop. The stop comes back if the registers cannot be set.
+pub(super) fn injected_call(
+    stop: Stop,
+    at_exit: libc::user_regs_struct,
+    mut regs: libc::user_regs_struct,
+    nr: i64,
+) -> Result<(), Stop> {
+    regs.rip = at_exit.rip.wrapping_sub(SYSCALL_INSN_LEN);
+    regs.rax = nr.cast_unsigned();
+    // No syscall to restart: a signal taken before the `syscall`
+    // instruction must not make the kernel rewind or retry anything.
+    regs.orig_rax = u64::MAX;
+    if stop.try_set_regs(regs).is_err() {
+        return Err(stop);
+    }
+    stop.resume_to_syscall_stop();
+    Ok(())
 }
 
 /// Without the fd filter a process's calls on its remote files reach the

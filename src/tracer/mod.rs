@@ -18,9 +18,9 @@
 //! (syscall-exit stops of rewritten calls), `signals` (signals, and the
 //! interruptible sleep), `reply` (replies to forwarded calls) or `inject`
 //! (putting the fd filter into a process); `exec` runs remote executables,
-//! `view` is the planner's view of a stopped thread,, `state` the
-//! per-thread and per-process state, and `control` the ptrace requests that
-//! let a stopped thread go.
+//! `view` is the planner's view of a stopped thread, `state` the
+//! per-thread and per-process state, and `control` the `Stop`
+//! every handler is given: a thread in a ptrace stop, resumed exactly once.
 
 pub mod creds;
 pub mod events;
@@ -36,151 +36,32 @@ mod inject;
 mod lifecycle;
 mod mapshadow;
 mod reply;
+pub mod seam;
 mod signals;
 mod state;
 mod stop;
 mod view;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::ffi::CString;
-use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
-use std::time::Duration;
 
 use nix::sys::ptrace;
 use nix::sys::signal::Signal;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
-use crate::proto::{Handle, Request, Response};
 use crate::sys::tracer::{self as sys, ExecPlan};
 use crate::syscall::nr;
-use crate::syscall::plan::{self, Forwarding, Then};
+use crate::syscall::plan::{Forwarding, Then};
 
 use crate::syscall::sockets::{RemoteSocket, SocketRegistry};
 pub use registry::Registry;
+pub use seam::{Call, Event, Forwarder, ProgramFd};
 pub use seccomp::{fd_filter_rules, filter_rules, map_filter_rules};
 
-use state::{ProcessState, ThreadState};
-
-/// Something the tracer thread must react to.
-#[derive(Debug)]
-pub enum Event {
-    Wait(WaitStatus),
-    /// The reaper found no traced process left.
-    NoChildren,
-    /// A forwarded call of thread `tid` finished.
-    Reply {
-        tid: i32,
-        response: Response,
-        rtt: Duration,
-    },
-    /// The call thread `tid` sleeps on (sleep number `op`) finished; a
-    /// reply for a sleep the thread has left (a signal came) is dropped.
-    SleeperReply {
-        tid: i32,
-        op: u64,
-        response: Response,
-        rtt: Duration,
-    },
-    /// A signal rscq received that belongs to the program.
-    Signal(i32),
-}
-
-/// What the tracer needs from the engine.
-pub trait Forwarder {
-    /// Starts a forwarded call. A call the engine answers from what it
-    /// already holds returns its response at once (no event, no wake-up:
-    /// this is the hot path of `ls -l`); otherwise the reply arrives later
-    /// as [`Event::Reply`].
-    fn submit(&self, tid: i32, nr: i64, request: Request) -> Option<Response>;
-    /// Watches a placeholder's read end; when every copy of the program's
-    /// fd is closed, the remote handle is closed too.
-    fn watch_close(&self, read_end: OwnedFd, key: u64, handle: Handle);
-    /// Connects socket `fd` of process `tgid` to `addr` on the server, or
-    /// joins the connect already under way on that socket; the result
-    /// arrives as [`Event::SleeperReply`] for sleep `op`, or as
-    /// [`Event::Reply`] without one (`Done` or an errno).
-    fn connect_tcp(
-        &self,
-        tid: i32,
-        tgid: i32,
-        fd: i32,
-        addr: crate::proto::SockAddr,
-        op: Option<u64>,
-    );
-    /// A signal took thread `tid` out of its connect on socket inode `ino`
-    /// (or the thread is gone): the connect goes on without it.
-    fn connect_interrupted(&self, ino: u64, tid: i32);
-    /// The program sets `option` on socket inode `ino`: on the server's
-    /// socket `target` now, or with its connect or bind if it has none yet.
-    fn set_sock_option(
-        &self,
-        ino: u64,
-        target: Option<crate::proto::OptionTarget>,
-        option: crate::proto::SockOption,
-    );
-    /// Binds socket `fd` on the server (and to a loopback port locally).
-    fn bind_tcp(&self, tid: i32, tgid: i32, fd: i32, addr: crate::proto::SockAddr);
-    /// Puts a bound socket in listen state on both sides.
-    fn listen_tcp(&self, tid: i32, tgid: i32, fd: i32, listener: u64, backlog: u32);
-    /// `--pure`: fetches at most `len` bytes into socket `fd`; replies
-    /// `Done` when the call can run natively.
-    fn pure_recv(&self, tid: i32, tgid: i32, fd: i32, pump: u64, len: u32, wait: plan::PureWait);
-    /// `--pure`: one remote `send` on socket `fd` of process `tgid`;
-    /// replies `Count` or the errno. With sleep `op` the call may wait for
-    /// room (as long as the socket's `SO_SNDTIMEO` allows) and the reply is
-    /// an [`Event::SleeperReply`]; without, it takes only what fits now
-    /// (EAGAIN if nothing does) and the reply is an [`Event::Reply`].
-    #[allow(clippy::too_many_arguments)]
-    fn pure_send(&self, tid: i32, tgid: i32, fd: i32, pump: u64, data: Vec<u8>, op: Option<u64>);
-    /// A signal came to the thread whose send is sleep `op` (or the thread
-    /// is gone): the send stops waiting for room and answers with the
-    /// bytes that went, or `-ERESTARTSYS` if none did.
-    fn interrupted(&self, op: u64);
-    /// Reads `len` bytes at `offset` of the remote file `handle` (fewer at
-    /// its end) for thread `tid`'s `mmap`, after any writes held for it;
-    /// the reply is one [`Event::Reply`] with all of them.
-    fn read_range(&self, tid: i32, handle: Handle, offset: i64, len: u64);
-    /// Copies the remote executable `path` to the new local file `copy`
-    /// for thread `tid`'s `execve`, once the thread may run it (a regular
-    /// file it may execute); the reply is an [`Event::Reply`] (`Done`).
-    fn fetch_executable(&self, tid: i32, path: crate::proto::RemotePath, copy: Vec<u8>);
-    /// Makes (or brings up to date) the shadow file of the file `handle`
-    /// is of, for thread `tid`'s `mmap(MAP_SHARED)`; replies its path.
-    fn map_shadow(&self, tid: i32, handle: Handle, writable: bool);
-    /// Writes what shared mappings changed in the shadows at `paths` (all
-    /// when empty) to the server; replies to `tid` if it is positive.
-    /// With `report`, failures are said on stderr and the reply is `Done`.
-    fn sync_shadows(&self, tid: i32, paths: Vec<Vec<u8>>, report: bool);
-    /// `--pure`: one fetch on each of these pumps, unless one is under way.
-    fn prefetch(&self, pumps: &[u64]);
-    /// Binds UDP socket `fd` on the server (and to a loopback port locally).
-    fn bind_udp(&self, tid: i32, tgid: i32, fd: i32, addr: crate::proto::SockAddr);
-    /// Connects remote UDP socket `fd` on the server and to the peer's relay.
-    /// `None` dissolves the association (`AF_UNSPEC`).
-    fn connect_udp(
-        &self,
-        tid: i32,
-        tgid: i32,
-        fd: i32,
-        udp: u64,
-        addr: Option<crate::proto::SockAddr>,
-    );
-    /// `--pure`: one remote datagram send; replies `Count`.
-    fn udp_send(&self, tid: i32, udp: u64, peer: Option<crate::proto::SockAddr>, data: Vec<u8>);
-    /// `--pure`: makes a receive on UDP socket `fd` ready (one datagram
-    /// fetched into it); replies `Done`, or the remote errno.
-    fn udp_recv(&self, tid: i32, tgid: i32, fd: i32, udp: u64, dontwait: bool);
-    /// `--pure`: one fetch on each of these UDP sockets, unless one is under way.
-    fn udp_prefetch(&self, udp: &[u64]);
-    /// The loopback address of the relay for remote `peer`, made on first use.
-    fn udp_relay(&self, v6: bool, peer: crate::proto::SockAddr) -> Option<SocketAddr>;
-    /// The remote peer a relay's loopback address stands for.
-    fn udp_peer_of(&self, relay: SocketAddr) -> Option<crate::proto::SockAddr>;
-    /// Prints one `--trace` line.
-    fn trace_line(&self, line: String);
-}
+use control::Stop;
+use state::{ProcessState, Thread, ThreadState};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TracerError {
@@ -240,25 +121,16 @@ pub struct Tracer<'a, F: Forwarder> {
     /// The third filter, put into a process with its first shared mapping
     /// of a remote file.
     map_filter: Vec<crate::sys::tracer::SockFilter>,
-    threads: HashMap<i32, ThreadState>,
-    /// Thread id → thread-group id.
-    tgid: HashMap<i32, i32>,
+    /// Every known thread, by thread id (see [`Thread`]).
+    threads: HashMap<i32, Thread>,
+    /// Every known process, by thread-group id.
     processes: HashMap<i32, ProcessState>,
-    /// New children whose first stop came before their parent's event.
-    early_stops: HashSet<i32>,
-    /// Threads whose next stop for `(nr, fd)` runs natively: the engine has
-    /// made the call ready (data delivered into the socket).
-    native_once: HashMap<i32, (i64, i32)>,
-    /// Children announced by their parent's event, not yet stopped.
-    expected: HashSet<i32>,
+    /// New children whose first stop came before their parent's event: no
+    /// [`Thread`] exists for them yet, so they wait here, stopped.
+    early_stops: HashMap<i32, Stop>,
     root_status: Option<ExitStatus>,
     /// Numbers the sleeps whose replies may come after a signal ended them.
     next_sleep: u64,
-    /// `#!` interpreters followed so far by a thread's remote `execve`.
-    exec_hops: HashMap<i32, u32>,
-    /// Where a thread's rewritten `#!` `argv` begins: scratch memory for the
-    /// same call goes below it.
-    exec_floor: HashMap<i32, u64>,
 }
 
 /// Forks and seizes the program; the caller then runs [`Tracer::run`] on the
@@ -369,12 +241,10 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         events: events::EventQueue,
         root: Pid,
     ) -> Self {
-        let mut tgid = HashMap::new();
-        tgid.insert(root.as_raw(), root.as_raw());
         let mut processes = HashMap::new();
         processes.insert(root.as_raw(), ProcessState::default());
         let mut threads = HashMap::new();
-        threads.insert(root.as_raw(), ThreadState::Running);
+        threads.insert(root.as_raw(), Thread::new(root.as_raw()));
         let fd_rules = fd_filter_rules(&config);
         let fd_filter = if fd_rules.is_empty() {
             Vec::new()
@@ -398,15 +268,10 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
             fd_filter,
             map_filter,
             threads,
-            tgid,
             processes,
-            early_stops: HashSet::new(),
-            native_once: HashMap::new(),
-            expected: HashSet::new(),
+            early_stops: HashMap::new(),
             root_status: None,
             next_sleep: 1,
-            exec_hops: HashMap::new(),
-            exec_floor: HashMap::new(),
         }
     }
 
@@ -426,11 +291,8 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                     Event::Reply { tid, response, rtt } => {
                         // A numbered sleep takes only its own reply.
                         let numbered = matches!(
-                            self.threads.get(&tid),
-                            Some(ThreadState::Sleeping { sleep, .. }) if sleep.op().is_some()
-                        ) || matches!(
-                            self.threads.get(&tid),
-                            Some(ThreadState::Interrupting { .. })
+                            self.state(tid),
+                            Some(ThreadState::Sleeping { .. } | ThreadState::Interrupting { .. })
                         );
                         if !numbered {
                             self.on_reply(tid, response, rtt);
@@ -442,8 +304,8 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                         response,
                         rtt,
                     } => {
-                        let current = match self.threads.get(&tid) {
-                            Some(ThreadState::Sleeping { sleep, .. }) => sleep.op() == Some(op),
+                        let current = match self.state(tid) {
+                            Some(ThreadState::Sleeping { sleep, .. }) => sleep.op == op,
                             Some(ThreadState::Interrupting { op: o, .. }) => *o == op,
                             _ => false,
                         };
@@ -470,20 +332,49 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
 
     fn on_wait(&mut self, status: WaitStatus) {
         match status {
-            WaitStatus::PtraceEvent(pid, sig, event) => self.on_event(pid, sig, event),
-            WaitStatus::PtraceSyscall(pid) => self.on_syscall_exit(pid),
-            WaitStatus::Stopped(pid, sig) => self.on_signal(pid, sig),
+            WaitStatus::PtraceEvent(pid, sig, event) => self.on_event(Stop::new(pid), sig, event),
+            WaitStatus::PtraceSyscall(pid) => self.on_syscall_exit(Stop::new(pid)),
+            WaitStatus::Stopped(pid, sig) => self.on_signal(Stop::new(pid), sig),
             WaitStatus::Exited(pid, code) => self.on_gone(pid, ExitStatus::Code(code)),
             WaitStatus::Signaled(pid, sig, _) => self.on_gone(pid, ExitStatus::Signal(sig as i32)),
             WaitStatus::Continued(_) | WaitStatus::StillAlive => {}
         }
     }
 
+    /// The thread-group (process) id of thread `tid` (itself if unknown).
+    fn tgid_of(&self, tid: i32) -> i32 {
+        self.threads.get(&tid).map_or(tid, |t| t.tgid)
+    }
+
+    /// Where thread `tid` is in rscq's handling of its syscall.
+    fn state(&self, tid: i32) -> Option<&ThreadState> {
+        self.threads.get(&tid).map(|t| &t.state)
+    }
+
+    /// The thread `tid` (made, on its own, if unknown).
+    fn thread_mut(&mut self, tid: i32) -> &mut Thread {
+        self.threads.entry(tid).or_insert_with(|| Thread::new(tid))
+    }
+
+    fn set_state(&mut self, tid: i32, state: ThreadState) {
+        self.thread_mut(tid).state = state;
+    }
+
+    /// Takes thread `tid`'s state, leaving it [`ThreadState::Running`].
+    fn take_state(&mut self, tid: i32) -> Option<ThreadState> {
+        self.threads
+            .get_mut(&tid)
+            .map(|t| std::mem::replace(&mut t.state, ThreadState::Running))
+    }
+
+    /// The state of process `tgid` (made if unknown).
+    fn process_mut(&mut self, tgid: i32) -> &mut ProcessState {
+        self.processes.entry(tgid).or_default()
+    }
+
     /// A copy of fd `fd` of the thread's process, via `pidfd_getfd(2)`.
     fn dup_fd(&self, pid: Pid, fd: i32) -> Option<OwnedFd> {
-        let tid = pid.as_raw();
-        let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
-        crate::sys::fd::dup_fd(tgid, fd)
+        crate::sys::fd::dup_fd(self.tgid_of(pid.as_raw()), fd)
     }
 
     fn trace_local(&self, tid: i32, nr: i64, ret: i64) {
@@ -497,41 +388,25 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
     }
 
     fn set_virtual_cwd(&mut self, tid: i32, cwd: Option<Vec<u8>>) {
-        let tgid = self.tgid.get(&tid).copied().unwrap_or(tid);
-        self.processes.entry(tgid).or_default().virtual_cwd = cwd;
+        let tgid = self.tgid_of(tid);
+        self.process_mut(tgid).virtual_cwd = cwd;
     }
 
-    fn skip(&self, pid: Pid, ret: i64) {
-        if let Ok(mut regs) = ptrace::getregs(pid) {
-            regs.orig_rax = u64::MAX;
-            regs.rax = ret.cast_unsigned();
-            control::set_regs(pid, regs);
-        }
-        control::resume(pid, None);
-    }
-
-    fn answer(&self, pid: Pid, ret: i64, writes: &[(u64, Vec<u8>)]) {
-        for (addr, bytes) in writes {
-            if let Err(e) = mem::write_bytes(pid, *addr, bytes) {
-                self.skip(pid, e.as_syscall_return());
-                return;
-            }
-        }
-        self.skip(pid, ret);
-    }
-
-    /// Holds `tid` in its seccomp stop until the reply to its call; returns
-    /// its process id, which the engine needs to reach the process's fds.
-    fn wait(&mut self, tid: i32, nr: i64, then: Then, request_text: String) -> i32 {
-        self.threads.insert(
+    /// Holds the thread in its seccomp stop until the reply to its call;
+    /// returns its process id, which the engine needs to reach the
+    /// process's fds.
+    fn wait(&mut self, stop: Stop, nr: i64, then: Then, request_text: String) -> i32 {
+        let tid = stop.tid();
+        self.set_state(
             tid,
             ThreadState::Waiting {
+                stop,
                 nr,
                 then,
                 request_text,
             },
         );
-        self.tgid.get(&tid).copied().unwrap_or(tid)
+        self.tgid_of(tid)
     }
 }
 

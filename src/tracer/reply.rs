@@ -8,12 +8,11 @@
 
 use std::time::Duration;
 
-use nix::sys::ptrace;
 use nix::unistd::Pid;
 
-use super::control;
-use super::state::{ExitAction, Sleep, ThreadState, sleep_result};
-use super::{Forwarder, Tracer, creds, fmt_ret};
+use super::control::{self, Stop};
+use super::state::{ExitAction, ThreadState, sleep_result};
+use super::{Call, Forwarder, Tracer, creds, fmt_ret};
 use crate::errno::Errno;
 use crate::proto::{Handle, Request, Response};
 use crate::syscall::nr;
@@ -22,7 +21,7 @@ use crate::syscall::plan::{self, Outcome};
 impl<F: Forwarder> Tracer<'_, F> {
     /// The reply to thread `tid`'s forwarded call, which took `rtt`.
     pub(super) fn on_reply(&mut self, tid: i32, response: Response, rtt: Duration) {
-        match self.threads.get(&tid) {
+        match self.state(tid) {
             Some(ThreadState::Interrupting { .. }) => self.finish_interrupted(tid, response, rtt),
             Some(ThreadState::Sleeping { .. }) => self.wake(tid, response, rtt),
             _ => self.finish_waiting(tid, response, rtt),
@@ -33,16 +32,16 @@ impl<F: Forwarder> Tracer<'_, F> {
     /// how many bytes went; the thread returns that and takes the signal.
     fn finish_interrupted(&mut self, tid: i32, response: Response, rtt: Duration) {
         let Some(ThreadState::Interrupting {
+            stop,
             saved,
             nr,
             request_text,
             sig,
             ..
-        }) = self.threads.remove(&tid)
+        }) = self.take_state(tid)
         else {
             return;
         };
-        self.threads.insert(tid, ThreadState::Running);
         let ret = sleep_result(&response);
         if self.config.trace {
             self.forwarder.trace_line(format!(
@@ -52,11 +51,10 @@ impl<F: Forwarder> Tracer<'_, F> {
                 rtt.as_micros()
             ));
         }
-        let pid = Pid::from_raw(tid);
         let mut regs = saved;
         regs.rax = ret.cast_unsigned();
-        control::set_regs(pid, regs);
-        control::resume(pid, Some(sig));
+        stop.set_regs(regs);
+        stop.resume_with(Some(sig));
     }
 
     /// A sleeping thread's reply: kept until the thread is interrupted out
@@ -68,28 +66,28 @@ impl<F: Forwarder> Tracer<'_, F> {
             fd,
             request_text,
             sleep,
-        }) = self.threads.remove(&tid)
+        }) = self.take_state(tid)
         else {
             return;
         };
         if self.config.trace {
             let us = rtt.as_micros();
             let name = nr::name(nr);
-            match (&response, sleep) {
-                (_, Sleep::Connect { .. } | Sleep::Send { .. } | Sleep::Wait { .. }) => {
+            match &response {
+                _ if sleep.result => {
                     let ret = sleep_result(&response);
                     self.forwarder.trace_line(format!(
                         "[pid {tid}] {name}({request_text}) = {} <{us} us>",
                         fmt_ret(ret)
                     ));
                 }
-                (Ok(_), Sleep::ThenNative) => self
+                Ok(_) => self
                     .forwarder
                     .trace_line(format!("[pid {tid}] {name}({request_text}) <{us} us>")),
-                (Err(_), Sleep::ThenNative) => {}
+                Err(_) => {}
             }
         }
-        self.threads.insert(
+        self.set_state(
             tid,
             ThreadState::Woken {
                 saved,
@@ -108,46 +106,45 @@ impl<F: Forwarder> Tracer<'_, F> {
     fn finish_waiting(&mut self, tid: i32, response: Response, rtt: Duration) {
         // A reply for a thread that no longer waits for one (it died and
         // its id came back, say) must leave whatever state it is in now.
-        if !matches!(self.threads.get(&tid), Some(ThreadState::Waiting { .. })) {
+        if !matches!(self.state(tid), Some(ThreadState::Waiting { .. })) {
             return;
         }
         let Some(ThreadState::Waiting {
+            stop,
             nr,
             then,
             request_text,
-        }) = self.threads.remove(&tid)
+        }) = self.take_state(tid)
         else {
             return;
         };
-        self.threads.insert(tid, ThreadState::Running);
-        let pid = Pid::from_raw(tid);
         let trace = self
             .config
             .trace
             .then(|| format!("[pid {tid}] {}({request_text})", nr::name(nr)));
         let rtt_us = rtt.as_micros();
         let outcome = plan::finish(then, response, &self.config.forwarding.mounts);
-        self.carry_out_outcome(pid, nr, outcome, trace, rtt_us);
+        self.carry_out_outcome(stop, nr, outcome, trace, rtt_us);
     }
 
     /// Does what a reply's `outcome` says for the call `nr` of the thread
-    /// held at `pid`; `trace` is its `--trace` line so far.
+    /// held at `stop`; `trace` is its `--trace` line so far.
     fn carry_out_outcome(
         &mut self,
-        pid: Pid,
+        stop: Stop,
         nr: i64,
         outcome: Outcome,
         trace: Option<String>,
         rtt_us: u128,
     ) {
-        let tid = pid.as_raw();
+        let tid = stop.tid();
         match outcome {
             Outcome::Return { ret, writes } => {
                 if let Some(line) = trace {
                     self.forwarder
                         .trace_line(format!("{line} = {} <{rtt_us} us>", fmt_ret(ret)));
                 }
-                self.answer(pid, ret, &writes);
+                stop.answer(ret, &writes);
             }
             Outcome::Chdir { local_path } => {
                 if let Some(line) = trace {
@@ -155,7 +152,7 @@ impl<F: Forwarder> Tracer<'_, F> {
                         .trace_line(format!("{line} = 0 <{rtt_us} us>"));
                 }
                 self.set_virtual_cwd(tid, Some(local_path));
-                self.skip(pid, 0);
+                stop.skip(0);
             }
             Outcome::Replan => {
                 if self.config.trace
@@ -164,16 +161,16 @@ impl<F: Forwarder> Tracer<'_, F> {
                     self.forwarder
                         .trace_line(format!("{line} (socket bound) <{rtt_us} us>"));
                 }
-                self.on_seccomp(pid);
+                self.on_seccomp(stop);
             }
             Outcome::RunNativeWith { args } => {
                 if let Some(line) = trace {
                     self.forwarder
                         .trace_line(format!("{line} = 0 <{rtt_us} us>"));
                 }
-                let sp = ptrace::getregs(pid).map(|r| r.rsp).unwrap_or(0);
+                let sp = stop.stack_pointer();
                 let call = Some((nr, args));
-                self.rewrite_and_run(pid, sp, call, &[], ExitAction::Restore);
+                self.rewrite_and_run(stop, sp, call, &[], ExitAction::Restore);
             }
             Outcome::Exec {
                 copy,
@@ -190,8 +187,10 @@ impl<F: Forwarder> Tracer<'_, F> {
                         .trace_line(format!("{line} = 0 <{rtt_us} us> ({what})"));
                 }
                 match link {
-                    Some(target) => self.exec_link(pid, &target, usize::from(path_arg)),
-                    None => self.exec_copy(pid, copy, usize::from(path_arg), usize::from(argv_arg)),
+                    Some(target) => self.exec_link(stop, &target, usize::from(path_arg)),
+                    None => {
+                        self.exec_copy(stop, copy, usize::from(path_arg), usize::from(argv_arg));
+                    }
                 }
             }
             Outcome::MapShadow { path, writable } => {
@@ -199,16 +198,16 @@ impl<F: Forwarder> Tracer<'_, F> {
                     self.forwarder
                         .trace_line(format!("{line} <{rtt_us} us> (shared, on a shadow file)"));
                 }
-                self.open_shadow(pid, path, writable);
+                self.open_shadow(stop, path, writable);
             }
             Outcome::MapFilled { args, data } => {
                 if let Some(line) = trace {
                     self.forwarder
                         .trace_line(format!("{line} <{rtt_us} us> ({} bytes)", data.len()));
                 }
-                let sp = ptrace::getregs(pid).map(|r| r.rsp).unwrap_or(0);
+                let sp = stop.stack_pointer();
                 let call = Some((nr, args));
-                self.rewrite_and_run(pid, sp, call, &[], ExitAction::FillMapping { data });
+                self.rewrite_and_run(stop, sp, call, &[], ExitAction::FillMapping { data });
             }
             Outcome::RunNative { error } => {
                 if let Some(line) = trace {
@@ -217,12 +216,10 @@ impl<F: Forwarder> Tracer<'_, F> {
                         .trace_line(format!("{line} = {} <{rtt_us} us>", fmt_ret(ret)));
                 }
                 match error {
-                    None => {
-                        control::resume(pid, None);
-                    }
+                    None => stop.resume(),
                     Some(e) => {
-                        let sp = ptrace::getregs(pid).map(|r| r.rsp).unwrap_or(0);
-                        self.rewrite_and_run(pid, sp, None, &[], ExitAction::Fail(e));
+                        let sp = stop.stack_pointer();
+                        self.rewrite_and_run(stop, sp, None, &[], ExitAction::Fail(e));
                     }
                 }
             }
@@ -232,7 +229,7 @@ impl<F: Forwarder> Tracer<'_, F> {
                         .trace_line(format!("{line} = 0 <{rtt_us} us>"));
                 }
                 self.registry.set_flags(key, flags);
-                self.skip(pid, 0);
+                stop.skip(0);
             }
             Outcome::Placeholder {
                 handle,
@@ -242,7 +239,7 @@ impl<F: Forwarder> Tracer<'_, F> {
                 cloexec,
             } => {
                 let trace = trace.map(|l| format!("{l} <{rtt_us} us>"));
-                self.install_placeholder(pid, handle, stat, local_path, flags, cloexec, trace);
+                self.install_placeholder(stop, handle, stat, local_path, flags, cloexec, trace);
             }
         }
     }
@@ -250,7 +247,7 @@ impl<F: Forwarder> Tracer<'_, F> {
     #[allow(clippy::too_many_arguments)]
     fn install_placeholder(
         &mut self,
-        pid: Pid,
+        stop: Stop,
         handle: Handle,
         stat: crate::proto::Stat,
         local_path: Vec<u8>,
@@ -260,7 +257,7 @@ impl<F: Forwarder> Tracer<'_, F> {
     ) {
         // Owned by the opening thread's fs ids, so that its own open (with
         // its own rights) may open it.
-        let caller = creds::of_thread(pid.as_raw());
+        let caller = creds::of_thread(stop.tid());
         let made = match self.placeholders.as_mut() {
             Some(dir) => dir.make(caller.fsuid, caller.fsgid),
             None => Err(Errno(libc::EMFILE)),
@@ -268,9 +265,10 @@ impl<F: Forwarder> Tracer<'_, F> {
         let placeholder = match made {
             Ok(p) => p,
             Err(e) => {
-                self.forwarder.submit(-1, 0, Request::Close { handle });
-                self.skip(pid, e.as_syscall_return());
-                return;
+                let _ = self
+                    .forwarder
+                    .submit(Call::detached(0, Request::Close { handle }));
+                return stop.skip(e.as_syscall_return());
             }
         };
         let key = placeholder.key;
@@ -286,7 +284,7 @@ impl<F: Forwarder> Tracer<'_, F> {
         // exit) poll, select and epoll find it readable and writable, as a
         // regular file always is.
         let open_flags = libc::O_RDWR | if cloexec { libc::O_CLOEXEC } else { 0 };
-        let sp = ptrace::getregs(pid).map(|r| r.rsp).unwrap_or(0);
+        let sp = stop.stack_pointer();
         let args = [
             Some(i64::from(libc::AT_FDCWD).cast_unsigned()),
             None,
@@ -296,7 +294,7 @@ impl<F: Forwarder> Tracer<'_, F> {
             None,
         ];
         self.rewrite_and_run(
-            pid,
+            stop,
             sp,
             Some((libc::SYS_openat, args)),
             &[(1, placeholder.path)],

@@ -6,14 +6,13 @@
 //!
 //! Must not forward calls: it only tells the engine a sleep was interrupted.
 
-use nix::sys::ptrace;
 use nix::sys::signal::Signal;
-use nix::unistd::Pid;
 
-use super::control;
+use super::control::Stop;
 use super::state::{Sleep, ThreadState, sleep_result};
 use super::{ERESTARTNOINTR, ERESTARTSYS, Forwarder, Tracer, fmt_ret, is_stop_signal, set_arg};
 use crate::syscall::nr;
+use crate::syscall::operation::OnSignal;
 
 impl<F: Forwarder> Tracer<'_, F> {
     /// Puts a thread to sleep in `ppoll(NULL, 0, NULL, NULL)` instead of its
@@ -22,14 +21,14 @@ impl<F: Forwarder> Tracer<'_, F> {
     /// Returns whether the thread sleeps (if not, it was let go).
     pub(super) fn sleep(
         &mut self,
-        pid: Pid,
+        stop: Stop,
         nr: i64,
         fd: i32,
         request_text: String,
         sleep: Sleep,
     ) -> bool {
-        let Ok(saved) = ptrace::getregs(pid) else {
-            control::resume(pid, None);
+        let Ok(saved) = stop.regs() else {
+            stop.resume();
             return false;
         };
         let mut regs = saved;
@@ -38,12 +37,12 @@ impl<F: Forwarder> Tracer<'_, F> {
             set_arg(&mut regs, i, 0);
         }
         set_arg(&mut regs, 4, 8);
-        if ptrace::setregs(pid, regs).is_err() {
-            control::resume(pid, None);
+        if stop.try_set_regs(regs).is_err() {
+            stop.resume();
             return false;
         }
-        self.threads.insert(
-            pid.as_raw(),
+        self.set_state(
+            stop.tid(),
             ThreadState::Sleeping {
                 saved,
                 nr,
@@ -52,7 +51,7 @@ impl<F: Forwarder> Tracer<'_, F> {
                 sleep,
             },
         );
-        control::resume(pid, None);
+        stop.resume();
         true
     }
 
@@ -60,27 +59,26 @@ impl<F: Forwarder> Tracer<'_, F> {
     /// `-ERESTARTSYS`, so the kernel restarts it after a `SA_RESTART`
     /// handler or fails it with EINTR, exactly as for a real blocking call.
     ///
-    /// A connect whose result already came returns it instead (the kernel
-    /// too returns a connect that completed before the signal), and one
-    /// still under way goes on without the thread.
-    pub(super) fn on_signal(&mut self, pid: Pid, sig: Signal) {
-        let tid = pid.as_raw();
+    /// A call whose result already came returns it instead (the kernel
+    /// too returns a connect that completed before the signal). Otherwise
+    /// the operation's [`OnSignal`] says what the engine is told: a connect
+    /// still under way goes on without the thread; a send or a lock wait
+    /// is asked to stop, and its answer is the call's result.
+    pub(super) fn on_signal(&mut self, stop: Stop, sig: Signal) {
+        let tid = stop.tid();
         if let Some(
             ThreadState::Injecting { deferred, .. } | ThreadState::MapShadow { deferred, .. },
-        ) = self.threads.get_mut(&tid)
+        ) = self.threads.get_mut(&tid).map(|t| &mut t.state)
         {
             // Its handler would run on the injected registers: hold it until
             // the program's own registers are back.
             deferred.push(sig);
-            control::resume_to_syscall_stop(pid);
-            return;
+            return stop.resume_to_syscall_stop();
         }
-        if let Some(ThreadState::Sleeping {
-            sleep: Sleep::Send { op } | Sleep::Wait { op },
-            ..
-        }) = self.threads.get(&tid)
+        if let Some(ThreadState::Sleeping { sleep, .. }) = self.state(tid)
+            && sleep.on_signal == OnSignal::AskEngine
         {
-            let op = *op;
+            let op = sleep.op;
             match disposition(tid, sig) {
                 Disposition::Caught => {
                     let Some(ThreadState::Sleeping {
@@ -88,13 +86,14 @@ impl<F: Forwarder> Tracer<'_, F> {
                         nr,
                         request_text,
                         ..
-                    }) = self.threads.remove(&tid)
+                    }) = self.take_state(tid)
                     else {
-                        return;
+                        return stop.resume_with(Some(sig));
                     };
-                    self.threads.insert(
+                    self.set_state(
                         tid,
                         ThreadState::Interrupting {
+                            stop,
                             saved,
                             nr,
                             request_text,
@@ -110,15 +109,14 @@ impl<F: Forwarder> Tracer<'_, F> {
                     // Ignored, or a stop: the kernel restarts the `ppoll`
                     // it sleeps in, and the send goes on, as a native one
                     // does through such a signal.
-                    control::resume(pid, Some(sig));
-                    return;
+                    return stop.resume_with(Some(sig));
                 }
                 // It dies: nothing waits for the send any more.
                 Disposition::Fatal => self.forwarder.interrupted(op),
             }
         }
         let restart = (-i64::from(ERESTARTSYS)).cast_unsigned();
-        let taken = match self.threads.get(&tid) {
+        let taken = match self.state(tid) {
             Some(ThreadState::Sleeping { saved, sleep, .. }) => Some((*saved, restart, *sleep)),
             // A call whose result already came returns it (the kernel too
             // returns a connect or send that completed before the signal).
@@ -127,29 +125,27 @@ impl<F: Forwarder> Tracer<'_, F> {
                 sleep,
                 response,
                 ..
-            }) if sleep.op().is_some() => {
-                Some((*saved, sleep_result(response).cast_unsigned(), *sleep))
-            }
+            }) if sleep.result => Some((*saved, sleep_result(response).cast_unsigned(), *sleep)),
             Some(ThreadState::Woken { saved, sleep, .. }) => Some((*saved, restart, *sleep)),
             _ => None,
         };
         if let Some((saved, rax, sleep)) = taken {
-            if let (Some(ThreadState::Sleeping { .. }), Sleep::Connect { socket, .. }) =
-                (self.threads.get(&tid), sleep)
-            {
-                self.forwarder.connect_interrupted(socket, tid);
+            if let Some(ThreadState::Sleeping { .. }) = self.state(tid) {
+                // The operation goes on without the thread (a connect), or
+                // is dropped.
+                self.forwarder.interrupted(sleep.op);
             }
             let mut regs = saved;
             regs.rax = rax;
-            control::set_regs(pid, regs);
-            self.threads.insert(tid, ThreadState::Running);
+            stop.set_regs(regs);
+            self.set_state(tid, ThreadState::Running);
         }
-        control::resume(pid, Some(sig));
+        stop.resume_with(Some(sig));
     }
 
     /// The interrupt stop of a woken thread: gives it its result.
-    pub(super) fn on_woken(&mut self, pid: Pid) {
-        let tid = pid.as_raw();
+    pub(super) fn on_woken(&mut self, stop: Stop) {
+        let tid = stop.tid();
         let Some(ThreadState::Woken {
             saved,
             nr,
@@ -157,15 +153,14 @@ impl<F: Forwarder> Tracer<'_, F> {
             request_text,
             response,
             sleep,
-        }) = self.threads.remove(&tid)
+        }) = self.take_state(tid)
         else {
-            return;
+            return stop.resume();
         };
-        self.threads.insert(tid, ThreadState::Running);
         let mut regs = saved;
         match response {
             // Traced with its round trip when the reply came.
-            response if sleep.op().is_some() => {
+            response if sleep.result => {
                 regs.rax = sleep_result(&response).cast_unsigned();
             }
             // Go ahead natively: the kernel re-executes the original call
@@ -173,7 +168,7 @@ impl<F: Forwarder> Tracer<'_, F> {
             // filter again and is then let through once.
             Ok(_) => {
                 regs.rax = (-i64::from(ERESTARTNOINTR)).cast_unsigned();
-                self.native_once.insert(tid, (nr, fd));
+                self.thread_mut(tid).native_once = Some((nr, fd));
             }
             Err(e) => {
                 if self.config.trace {
@@ -186,8 +181,7 @@ impl<F: Forwarder> Tracer<'_, F> {
                 regs.rax = e.as_syscall_return().cast_unsigned();
             }
         }
-        control::set_regs(pid, regs);
-        control::resume(pid, None);
+        stop.resume_with_regs(regs);
     }
 }
 

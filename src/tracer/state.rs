@@ -1,6 +1,14 @@
-//! The tracer's bookkeeping types: where each thread is in rscq's handling
-//! of its syscall ([`ThreadState`], with [`Sleep`] and [`ExitAction`]) and
-//! what rscq knows of each process ([`ProcessState`]).
+//! The tracer's bookkeeping types: what rscq keeps for each thread
+//! ([`Thread`]: where it is in rscq's handling of its syscall,
+//! [`ThreadState`], with [`Sleep`] and [`ExitAction`]) and for each process
+//! ([`ProcessState`]).
+//!
+//! One struct each. A thread's [`Thread`] is made at its parent's fork or
+//! clone event and goes at its end (its fields that belong to one call,
+//! such as `native_once`, are taken by that call's next stop). The one
+//! thing kept outside it is a new child whose first stop comes before its
+//! parent's event: nothing is known of it yet (not even its process), so
+//! the tracer parks its [`Stop`] by tid until the event makes its `Thread`.
 //!
 //! Plain data and pure conversions only: no ptrace call, no I/O, no
 //! decision about what a thread does next.
@@ -9,11 +17,42 @@ use std::os::fd::OwnedFd;
 
 use nix::sys::signal::Signal;
 
+use super::control::Stop;
 use crate::errno::Errno;
 use crate::proto::{Handle, Response};
+use crate::syscall::operation::OnSignal;
 use crate::syscall::plan::{AfterNative, Then};
 
-/// Where a stopped thread is in rscq's handling of its syscall.
+/// What rscq keeps for one thread of the program.
+#[derive(Debug)]
+pub(super) struct Thread {
+    /// Its thread group (process) id.
+    pub(super) tgid: i32,
+    pub(super) state: ThreadState,
+    /// Its next stop for `(nr, fd)` runs natively: the engine has made the
+    /// call ready (data delivered into the socket).
+    pub(super) native_once: Option<(i64, i32)>,
+    /// `#!` interpreters followed so far by its remote `execve`.
+    pub(super) exec_hops: u32,
+    /// Where its rewritten `#!` `argv` begins: scratch memory for the same
+    /// call goes below it.
+    pub(super) exec_floor: Option<u64>,
+}
+
+impl Thread {
+    /// A running thread of process `tgid`.
+    pub(super) fn new(tgid: i32) -> Self {
+        Self {
+            tgid,
+            state: ThreadState::Running,
+            native_once: None,
+            exec_hops: 0,
+            exec_floor: None,
+        }
+    }
+}
+
+/// Where a thread is in rscq's handling of its syscall.
 #[derive(Debug)]
 pub(super) enum ThreadState {
     Running,
@@ -31,6 +70,8 @@ pub(super) enum ThreadState {
     /// bytes went, which is the call's result (or `-ERESTARTSYS` for none),
     /// then takes the signal.
     Interrupting {
+        /// Its signal-delivery stop.
+        stop: Stop,
         saved: libc::user_regs_struct,
         nr: i64,
         request_text: String,
@@ -48,6 +89,8 @@ pub(super) enum ThreadState {
     },
     /// Held in its seccomp stop until the reply to a forwarded call.
     Waiting {
+        /// Its seccomp stop.
+        stop: Stop,
         nr: i64,
         then: Then,
         request_text: String,
@@ -90,30 +133,16 @@ pub(super) enum ShadowStep {
     Close { mapped: i64 },
 }
 
-/// What a sleep waits for, and what its reply means.
+/// A thread asleep in a remote operation (see `signals`): what ends the
+/// sleep and what its reply means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Sleep {
-    /// The engine made the call ready: it runs natively once woken.
-    ThenNative,
-    /// A remote connect (sleep number `op`) of socket inode `socket`: its
-    /// reply is the call's result.
-    Connect { op: u64, socket: u64 },
-    /// A `--pure` send that may wait for room (sleep number `op`): its
-    /// reply is the call's result.
-    Send { op: u64 },
-    /// A forwarded call that may wait (a lock; sleep and wait number
-    /// `op`): its reply is the call's result.
-    Wait { op: u64 },
-}
-
-impl Sleep {
-    /// The number of a sleep whose reply is the call's result.
-    pub(super) fn op(self) -> Option<u64> {
-        match self {
-            Self::ThenNative => None,
-            Self::Connect { op, .. } | Self::Send { op } | Self::Wait { op } => Some(op),
-        }
-    }
+pub(super) struct Sleep {
+    /// Its number: only an [`super::Event::SleeperReply`] for it ends it.
+    pub(super) op: u64,
+    /// Its reply is the call's result (a count, 0 or an errno); otherwise
+    /// the engine made the call ready, and it runs natively once woken.
+    pub(super) result: bool,
+    pub(super) on_signal: OnSignal,
 }
 
 #[derive(Debug)]

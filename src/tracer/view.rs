@@ -42,7 +42,7 @@ pub(super) struct TraceeView<'t, 'a, F: Forwarder> {
 impl<F: Forwarder> TraceeView<'_, '_, F> {
     fn process(&self) -> Option<&ProcessState> {
         let tid = self.pid.as_raw();
-        let tgid = self.tracer.tgid.get(&tid).copied().unwrap_or(tid);
+        let tgid = self.tracer.tgid_of(tid);
         self.tracer.processes.get(&tgid)
     }
 }
@@ -50,7 +50,7 @@ impl<F: Forwarder> TraceeView<'_, '_, F> {
 impl<F: Forwarder> Tracee for TraceeView<'_, '_, F> {
     fn tgid(&mut self) -> i32 {
         let tid = self.pid.as_raw();
-        self.tracer.tgid.get(&tid).copied().unwrap_or(tid)
+        self.tracer.tgid_of(tid)
     }
 
     fn shadow_maps(&mut self, addr: u64, len: u64) -> Vec<Vec<u8>> {

@@ -36,12 +36,12 @@ impl<T: Tracee> Planner<'_, T> {
             // `FIONREAD` counts what the remote socket holds: one round
             // trip brings it all into the program's socket, and the ioctl
             // then runs on it.
-            libc::SYS_ioctl if a[1] == libc::FIONREAD => Some(Plan::PureRecv {
+            libc::SYS_ioctl if a[1] == libc::FIONREAD => Some(Plan::pure_recv(
                 fd,
-                pump: self.pure_pump(fd)?,
-                len: MAX_IO,
-                wait: PureWait::Available,
-            }),
+                self.pure_pump(fd)?,
+                MAX_IO,
+                PureWait::Available,
+            )),
             _ => None,
         }
     }
@@ -77,12 +77,7 @@ impl<T: Tracee> Planner<'_, T> {
         if unread == 0 && self.t.socket_readable(fd) {
             return Some(Plan::Native);
         }
-        Some(Plan::PureRecv {
-            fd,
-            pump,
-            len: io_count(len),
-            wait,
-        })
+        Some(Plan::pure_recv(fd, pump, io_count(len), wait))
     }
 
     /// `write`, `writev`, `sendto` and `sendmsg`: one round trip.
@@ -102,12 +97,7 @@ impl<T: Tracee> Planner<'_, T> {
             _ => 0,
         };
         Some(match data {
-            Ok(data) => Plan::PureSend {
-                fd,
-                pump,
-                data,
-                dontwait: flags & libc::MSG_DONTWAIT != 0,
-            },
+            Ok(data) => Plan::pure_send(fd, pump, data, flags & libc::MSG_DONTWAIT != 0),
             Err(e) => Plan::fail(e),
         })
     }
@@ -159,7 +149,7 @@ impl<T: Tracee> Planner<'_, T> {
                 udp.push(id);
             }
         }
-        (!pumps.is_empty() || !udp.is_empty()).then_some(Plan::Prefetch { pumps, udp })
+        (!pumps.is_empty() || !udp.is_empty()).then(|| Plan::prefetch(pumps, udp))
     }
 
     fn iov_total(&mut self, addr: u64, count: u64) -> u64 {

@@ -6,8 +6,10 @@
 //! calls run untouched, before reading anything from the program.
 
 use crate::errno::Errno;
+use crate::proto::OptionTarget;
 use crate::syscall::layout;
 use crate::syscall::plan::{Plan, Planner, Tracee, arg_i32};
+use crate::syscall::sockets::RemoteSocket;
 
 impl<T: Tracee> Planner<'_, T> {
     /// `getsockopt(fd, level, name, value, len)`, trapped for two options
@@ -63,9 +65,23 @@ impl<T: Tracee> Planner<'_, T> {
                 if (domain == libc::AF_INET || domain == libc::AF_INET6)
                     && ty == libc::SOCK_STREAM =>
             {
-                Plan::SetSockOpt { fd, option }
+                Plan::set_sock_option(fd, self.option_target(fd), option)
             }
             _ => Plan::Native,
+        }
+    }
+
+    /// The server socket an option set on socket `fd` is for: its remote
+    /// connection, or its remote listener; `None` while it has neither (the
+    /// option then goes with its connect or bind).
+    fn option_target(&mut self, fd: i32) -> Option<OptionTarget> {
+        match self.t.remote_socket(fd) {
+            Some(RemoteSocket {
+                local,
+                peer: Some(peer),
+                ..
+            }) => Some(OptionTarget::Connection { local, peer }),
+            _ => self.t.remote_listener(fd).map(OptionTarget::Listener),
         }
     }
 }

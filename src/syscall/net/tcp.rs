@@ -16,33 +16,38 @@ impl<T: Tracee> Planner<'_, T> {
     /// The IPv4/IPv6 address a `connect`/`bind` names on an INET socket,
     /// and whether the socket is TCP; `Err` with the plan for any other
     /// case (AF_UNIX, netlink and AF_UNSPEC stay local).
-    fn inet_sockaddr(&mut self, fd: i32, addr: u64, len: u64) -> Result<(SockAddr, bool), Plan> {
+    fn inet_sockaddr(
+        &mut self,
+        fd: i32,
+        addr: u64,
+        len: u64,
+    ) -> Result<(SockAddr, bool), Box<Plan>> {
         let len = usize::try_from(len.min(128)).unwrap_or(0);
         let bytes = self
             .t
             .read_bytes(addr, len)
-            .map_err(|_| Plan::fail(Errno::EFAULT))?;
-        let addr = layout::decode_sockaddr(&bytes).ok_or(Plan::Native)?;
+            .map_err(|_| Box::new(Plan::fail(Errno::EFAULT)))?;
+        let addr = layout::decode_sockaddr(&bytes).ok_or(Box::new(Plan::Native))?;
         match self.t.socket_kind(fd) {
             Some((domain, ty)) if domain == libc::AF_INET || domain == libc::AF_INET6 => {
                 Ok((addr, ty == libc::SOCK_STREAM))
             }
-            _ => Err(Plan::Native),
+            _ => Err(Box::new(Plan::Native)),
         }
     }
 
     /// `connect(fd, addr, len)` and `bind(fd, addr, len)`.
     pub(super) fn connect_or_bind(&mut self, nr: i64, fd: i32, a: [u64; 6]) -> Plan {
         match self.inet_sockaddr(fd, a[1], a[2]) {
-            Err(plan) => plan,
+            Err(plan) => *plan,
             Ok((addr, true)) if nr == libc::SYS_connect => {
                 let v6 = matches!(self.t.socket_kind(fd), Some((libc::AF_INET6, _)));
                 match ipv4_peer_refused(self.t, fd, v6, addr, true) {
-                    Ok(()) => Plan::ConnectTcp { fd, addr },
+                    Ok(()) => Plan::connect_tcp(fd, addr),
                     Err(e) => Plan::fail(e),
                 }
             }
-            Ok((addr, true)) => Plan::BindTcp { fd, addr },
+            Ok((addr, true)) => Plan::bind_tcp(fd, addr),
             // Remote UDP is not built yet; sending it from this host
             // instead would betray the program.
             Ok((_, false)) => Plan::fail(Errno(libc::ENETUNREACH)),
@@ -52,11 +57,11 @@ impl<T: Tracee> Planner<'_, T> {
     /// `listen(fd, backlog)` on a socket bound on the server.
     pub(super) fn listen(&mut self, fd: i32, a: [u64; 6]) -> Plan {
         match self.t.remote_listener(fd) {
-            Some(listener) => Plan::ListenTcp {
+            Some(listener) => Plan::listen_tcp(
                 fd,
                 listener,
-                backlog: u32::try_from(arg_i32(a[1]).max(0)).unwrap_or(0),
-            },
+                u32::try_from(arg_i32(a[1]).max(0)).unwrap_or(0),
+            ),
             None => Plan::Native,
         }
     }

@@ -64,11 +64,11 @@ fn connect_and_bind_of_a_tcp_socket_go_to_the_server() {
     let a = [3, ADDR, 16, 0, 0, 0];
     assert_eq!(
         plan(libc::SYS_connect, a, &net(false), &mut t),
-        Plan::ConnectTcp { fd: 3, addr: WEB }
+        Plan::connect_tcp(3, WEB)
     );
     assert_eq!(
         plan(libc::SYS_bind, a, &net(false), &mut t),
-        Plan::BindTcp { fd: 3, addr: WEB }
+        Plan::bind_tcp(3, WEB)
     );
     // An AF_UNIX socket (no mount) and an unreadable address.
     assert_eq!(
@@ -121,10 +121,7 @@ fn an_ipv6_only_socket_refuses_ipv4_peers() {
             &net(false),
             &mut t
         ),
-        Plan::ConnectTcp {
-            fd: 4,
-            addr: v6(mapped, 80)
-        }
+        Plan::connect_tcp(4, v6(mapped, 80))
     );
 }
 
@@ -144,11 +141,7 @@ fn listen_and_accept_on_a_socket_bound_on_the_server() {
             &fwd,
             &mut t
         ),
-        Plan::ListenTcp {
-            fd: 3,
-            listener: 7,
-            backlog: 0
-        }
+        Plan::listen_tcp(3, 7, 0)
     );
     assert_eq!(
         plan(libc::SYS_accept4, [3, ADDR, LEN, 0, 0, 0], &fwd, &mut t),
@@ -266,10 +259,7 @@ fn setsockopt_passes_on_options_of_inet_stream_sockets() {
     };
     assert_eq!(
         plan(libc::SYS_setsockopt, nodelay(3), &net(false), &mut t),
-        Plan::SetSockOpt {
-            fd: 3,
-            option: SockOption::NoDelay(true)
-        }
+        Plan::set_sock_option(3, None, SockOption::NoDelay(true))
     );
     assert_eq!(
         plan(libc::SYS_setsockopt, nodelay(5), &net(false), &mut t),
@@ -307,12 +297,7 @@ fn pure_receives_fetch_only_when_the_socket_has_nothing() {
     let read = [3, BUF, 100, 0, 0, 0];
     assert_eq!(
         plan(libc::SYS_read, read, &fwd, &mut t),
-        Plan::PureRecv {
-            fd: 3,
-            pump: 11,
-            len: 100,
-            wait: PureWait::Any
-        }
+        Plan::pure_recv(3, 11, 100, PureWait::Any)
     );
     t.unread.insert(3, 10);
     assert_eq!(plan(libc::SYS_read, read, &fwd, &mut t), Plan::Native);
@@ -320,12 +305,7 @@ fn pure_receives_fetch_only_when_the_socket_has_nothing() {
     let recv = [3, BUF, 100, libc::MSG_WAITALL.cast_unsigned().into(), 0, 0];
     assert_eq!(
         plan(libc::SYS_recvfrom, recv, &fwd, &mut t),
-        Plan::PureRecv {
-            fd: 3,
-            pump: 11,
-            len: 100,
-            wait: PureWait::All
-        }
+        Plan::pure_recv(3, 11, 100, PureWait::All)
     );
     // The end of the stream (or a local shutdown) answers natively.
     t.unread.clear();
@@ -352,12 +332,7 @@ fn pure_sends_are_one_round_trip() {
             &net(true),
             &mut t
         ),
-        Plan::PureSend {
-            fd: 3,
-            pump: 11,
-            data: b"GET /".to_vec(),
-            dontwait: true
-        }
+        Plan::pure_send(3, 11, b"GET /".to_vec(), true)
     );
     assert_eq!(
         plan(libc::SYS_write, [3, 0xdead, 5, 0, 0, 0], &net(true), &mut t),
@@ -381,28 +356,19 @@ fn waits_for_input_prefetch_empty_remote_sockets() {
     let fwd = net(true);
     assert_eq!(
         plan(libc::SYS_poll, [BUF, 3, 0, 0, 0, 0], &fwd, &mut t),
-        Plan::Prefetch {
-            pumps: vec![11],
-            udp: Vec::new()
-        }
+        Plan::prefetch(vec![11], Vec::new())
     );
     // Edge-triggered: new bytes are needed even when some are there.
     t.epoll.insert(9, vec![(4, true)]);
     assert_eq!(
         plan(libc::SYS_epoll_wait, [9, BUF, 8, 0, 0, 0], &fwd, &mut t),
-        Plan::Prefetch {
-            pumps: vec![12],
-            udp: Vec::new()
-        }
+        Plan::prefetch(vec![12], Vec::new())
     );
     // select(nfds = 4, readfds = {3}).
     t.put(LEN, &[0b1000, 0, 0, 0, 0, 0, 0, 0]);
     assert_eq!(
         plan(libc::SYS_select, [4, LEN, 0, 0, 0, 0], &fwd, &mut t),
-        Plan::Prefetch {
-            pumps: vec![11],
-            udp: Vec::new()
-        }
+        Plan::prefetch(vec![11], Vec::new())
     );
     assert_eq!(
         plan(
@@ -411,12 +377,7 @@ fn waits_for_input_prefetch_empty_remote_sockets() {
             &fwd,
             &mut t
         ),
-        Plan::PureRecv {
-            fd: 3,
-            pump: 11,
-            len: crate::proto::MAX_IO,
-            wait: PureWait::Available
-        }
+        Plan::pure_recv(3, 11, crate::proto::MAX_IO, PureWait::Available)
     );
 }
 

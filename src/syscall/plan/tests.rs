@@ -39,9 +39,12 @@ fn mmap_of_a_remote_file_is_filled_from_the_server() {
     let a = |fd: u64| [0, 4096, 1, 2, fd, 0];
     assert!(matches!(
         plan(libc::SYS_mmap, a(5), &mounted(), &mut t),
-        Plan::MapRemote {
-            len: 4096,
-            offset: 0,
+        Plan::Remote {
+            operation: Operation::ReadRange {
+                len: 4096,
+                offset: 0,
+                ..
+            },
             ..
         }
     ));
@@ -103,7 +106,11 @@ fn uname_and_socket_calls_are_forwarded_only_when_asked() {
     );
     assert!(matches!(
         plan(libc::SYS_connect, connect, &net(false), &mut t),
-        Plan::ConnectTcp { fd: 3, .. }
+        Plan::Remote {
+            operation: Operation::TcpConnect { .. },
+            fd: Some(3),
+            ..
+        }
     ));
 }
 

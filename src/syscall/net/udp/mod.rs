@@ -243,11 +243,7 @@ pub fn plan(nr: i64, a: [u64; 6], pure: bool, ready: bool, t: &mut impl Tracee) 
     }
     match nr {
         libc::SYS_connect if is_unspec(t, a[1], a[2]) => match sock(t, fd) {
-            Sock::Remote { id, .. } => Some(Plan::UdpConnect {
-                fd,
-                udp: id,
-                addr: None,
-            }),
+            Sock::Remote { id, .. } => Some(Plan::udp_connect(fd, id, None)),
             _ => None,
         },
         libc::SYS_bind | libc::SYS_connect => bind_or_connect(t, nr, fd, a),
@@ -280,11 +276,7 @@ fn bind_or_connect(t: &mut impl Tracee, nr: i64, fd: i32, a: [u64; 6]) -> Option
             None if is_v6(&addr) != v6 => {
                 Plan::Return(Errno(libc::EAFNOSUPPORT).as_syscall_return())
             }
-            None => Plan::UdpBind {
-                fd,
-                addr,
-                replan: false,
-            },
+            None => Plan::udp_bind(fd, addr, false),
         });
     }
     let peer = match ipv4_peer_refused(t, fd, v6, addr, true).and(destination(v6, addr)) {
@@ -292,16 +284,8 @@ fn bind_or_connect(t: &mut impl Tracee, nr: i64, fd: i32, a: [u64; 6]) -> Option
         Err(e) => return Some(Plan::Return(e.as_syscall_return())),
     };
     Some(match remote {
-        None => Plan::UdpBind {
-            fd,
-            addr: wildcard(v6),
-            replan: true,
-        },
-        Some(udp) => Plan::UdpConnect {
-            fd,
-            udp,
-            addr: Some(peer),
-        },
+        None => Plan::udp_bind(fd, wildcard(v6), true),
+        Some(udp) => Plan::udp_connect(fd, udp, Some(peer)),
     })
 }
 

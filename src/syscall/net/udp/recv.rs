@@ -143,9 +143,9 @@ fn pure_recv(
     if !pure || ready || t.socket_unread(fd).unwrap_or(0) > 0 {
         return None;
     }
-    Some(Plan::UdpPureRecv {
+    Some(Plan::udp_pure_recv(
         fd,
         udp,
-        dontwait: flags & libc::MSG_DONTWAIT != 0,
-    })
+        flags & libc::MSG_DONTWAIT != 0,
+    ))
 }

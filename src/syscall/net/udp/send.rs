@@ -21,11 +21,7 @@ pub(super) fn send_to_addr(t: &mut impl Tracee, fd: i32, a: [u64; 6], pure: bool
     let (id, v6) = match sock(t, fd) {
         Sock::Remote { id, v6 } => (id, v6),
         Sock::Unbound { v6 } => {
-            return Some(Plan::UdpBind {
-                fd,
-                addr: wildcard(v6),
-                replan: true,
-            });
+            return Some(Plan::udp_bind(fd, wildcard(v6), true));
         }
         Sock::Other => return None,
     };
@@ -65,11 +61,7 @@ pub(super) fn sendmsg(t: &mut impl Tracee, fd: i32, a: [u64; 6], pure: bool) -> 
     let (id, v6) = match sock(t, fd) {
         Sock::Remote { id, v6 } => (id, v6),
         Sock::Unbound { v6 } if msg.name != 0 => {
-            return Some(Plan::UdpBind {
-                fd,
-                addr: wildcard(v6),
-                replan: true,
-            });
+            return Some(Plan::udp_bind(fd, wildcard(v6), true));
         }
         _ => return None,
     };
@@ -82,13 +74,7 @@ pub(super) fn sendmsg(t: &mut impl Tracee, fd: i32, a: [u64; 6], pure: bool) -> 
 }
 
 fn pure_send(fd: i32, udp: u64, peer: Option<SockAddr>, data: Vec<u8>, then: Then) -> Plan {
-    Plan::UdpPureSend {
-        fd,
-        udp,
-        peer,
-        data,
-        then,
-    }
+    Plan::udp_pure_send(fd, udp, peer, data, then)
 }
 
 fn send_to(
@@ -172,11 +158,7 @@ pub(super) fn send_mmsg(t: &mut impl Tracee, fd: i32, a: [u64; 6], pure: bool) -
     let (id, v6) = match sock(t, fd) {
         Sock::Remote { id, v6 } => (id, v6),
         Sock::Unbound { v6 } if named => {
-            return Some(Plan::UdpBind {
-                fd,
-                addr: wildcard(v6),
-                replan: true,
-            });
+            return Some(Plan::udp_bind(fd, wildcard(v6), true));
         }
         _ => return None,
     };

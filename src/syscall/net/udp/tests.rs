@@ -120,11 +120,7 @@ fn first_send_on_a_socket_binds_it_remotely_then_replans() {
     let a = [3, 0x2000, 5, 0, 0x1000, 16];
     assert_eq!(
         plan(libc::SYS_sendto, a, false, false, &mut f),
-        Some(Plan::UdpBind {
-            fd: 3,
-            addr: wildcard(false),
-            replan: true
-        })
+        Some(Plan::udp_bind(3, wildcard(false), true))
     );
     make_remote(&mut f, 3);
     let relay = encode_sockaddr(&SockAddr::V4 {
@@ -144,13 +140,13 @@ fn first_send_on_a_socket_binds_it_remotely_then_replans() {
     // Stop-and-wait: the datagram itself goes as one round trip.
     assert_eq!(
         plan(libc::SYS_sendto, a, true, false, &mut f),
-        Some(Plan::UdpPureSend {
-            fd: 3,
-            udp: 7,
-            peer: Some(WEB),
-            data: b"query".to_vec(),
-            then: Then::Number
-        })
+        Some(Plan::udp_pure_send(
+            3,
+            7,
+            Some(WEB),
+            b"query".to_vec(),
+            Then::Number
+        ))
     );
 }
 
@@ -199,11 +195,7 @@ fn connect_to_af_unspec_dissolves_a_remote_association() {
     make_remote(&mut f, 3);
     assert_eq!(
         plan(libc::SYS_connect, a, false, false, &mut f),
-        Some(Plan::UdpConnect {
-            fd: 3,
-            udp: 7,
-            addr: None
-        })
+        Some(Plan::udp_connect(3, 7, None))
     );
 }
 
@@ -273,11 +265,7 @@ fn receives_rewrite_sources_and_pure_ones_fetch_first() {
     );
     assert_eq!(
         plan(libc::SYS_recvfrom, a, true, false, &mut f),
-        Some(Plan::UdpPureRecv {
-            fd: 3,
-            udp: 7,
-            dontwait: false
-        })
+        Some(Plan::udp_pure_recv(3, 7, false))
     );
     // Once the fetch delivered, the call runs and is rewritten.
     assert_eq!(

@@ -1,0 +1,262 @@
+//! The engine's `--pure` socket data (stop-and-wait receives and sends on
+//! the pumps) and the UDP operations (bind, connect, and `--pure` datagrams
+//! through the relays).
+//!
+//! Must not call ptrace: the program's socket comes as rscq's own copy
+//! ([`ProgramFd`]), with the flags the tracer read during the stop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Engine, ReplyTo, lock};
+use crate::errno::Errno;
+use crate::proto::Reply;
+use crate::tracer::{self, Event, ProgramFd};
+
+/// `--pure` sends that may wait for room, by sleep number: a signal for
+/// the sleeping thread ends the wait.
+#[derive(Debug, Default)]
+pub(super) struct SendInterrupts {
+    waiting: std::sync::Mutex<std::collections::HashMap<u64, Arc<tokio::sync::Notify>>>,
+}
+
+impl SendInterrupts {
+    pub(super) fn register(&self, op: u64) -> Arc<tokio::sync::Notify> {
+        let notify = Arc::new(tokio::sync::Notify::new());
+        lock(&self.waiting).insert(op, notify.clone());
+        notify
+    }
+
+    pub(super) fn interrupt(&self, op: u64) {
+        if let Some(notify) = lock(&self.waiting).get(&op) {
+            // Kept as a permit if the send does not wait yet.
+            notify.notify_one();
+        }
+    }
+
+    pub(super) fn forget(&self, op: u64) {
+        lock(&self.waiting).remove(&op);
+    }
+}
+
+/// Fetched bytes cross loopback into the program's socket: waits (at most
+/// 50 ms) until `arrived`.
+pub(super) async fn until_crossed(arrived: impl Fn() -> bool) {
+    for _ in 0..1000 {
+        if arrived() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_micros(50)).await;
+    }
+}
+
+impl Engine {
+    pub(super) fn pure_recv(
+        &self,
+        reply: ReplyTo,
+        fd: Option<ProgramFd>,
+        pump: u64,
+        len: u32,
+        wait: crate::syscall::plan::PureWait,
+    ) {
+        use crate::syscall::plan::PureWait;
+        let pump = self.pumps.pure.as_ref().and_then(|p| p.get(pump));
+        self.net_call(reply, "recv", move |_engine: Engine| async move {
+            let (Some(fd), Some(pump)) = (fd, pump) else {
+                return Ok(());
+            };
+            let nonblocking = wait == PureWait::DontWait || fd.nonblocking;
+            let dup = fd.copy;
+            // MSG_WAITALL on a blocking socket runs natively only once all
+            // its bytes are in the socket, or the native call would wait
+            // for bytes no fetch brings.
+            let want = if wait == PureWait::All && !nonblocking {
+                u64::from(len.max(1))
+            } else {
+                1
+            };
+            let unread = || rustix::io::ioctl_fionread(&dup).unwrap_or(0);
+            if wait == PureWait::Available {
+                let before = unread();
+                if pump.fetch(len, true).await? {
+                    until_crossed(|| pump.at_eof() || unread() > before).await;
+                }
+                return Ok(());
+            }
+            let ready = || pump.at_eof() || unread() >= want;
+            // A blocking call may only run natively once its socket holds
+            // bytes or the end of the stream; a non-blocking one after one
+            // try, as the kernel would answer EAGAIN.
+            while !ready() {
+                let missing = want.saturating_sub(unread()).max(1);
+                let ask = if want > 1 {
+                    u32::try_from(missing).unwrap_or(len)
+                } else {
+                    len
+                };
+                let before = unread();
+                let came = pump.fetch(ask, nonblocking).await?;
+                // Nothing came for a non-blocking try: EAGAIN at once, as
+                // the kernel's (waiting for bytes that never cross took
+                // about a second).
+                if came || !nonblocking {
+                    until_crossed(|| ready() || unread() > before).await;
+                }
+                if nonblocking {
+                    break;
+                }
+            }
+            Ok(())
+        });
+    }
+
+    pub(super) fn pure_send(
+        &self,
+        tid: i32,
+        fd: Option<ProgramFd>,
+        pump: u64,
+        data: Vec<u8>,
+        op: Option<u64>,
+    ) {
+        let engine = self.clone();
+        let pump = self.pumps.pure.as_ref().and_then(|p| p.get(pump));
+        // Registered now: a signal may come before the task runs.
+        let interrupted = op.map(|op| self.send_interrupts.register(op));
+        // The program's send timeout, as the kernel keeps it.
+        let timeout = op.and(fd).and_then(|fd| {
+            rustix::net::sockopt::socket_timeout(&fd.copy, rustix::net::sockopt::Timeout::Send)
+                .ok()
+                .flatten()
+        });
+        self.runtime.spawn(async move {
+            let started = tokio::time::Instant::now();
+            let sent = data.len();
+            let why = std::sync::Mutex::new(None);
+            let stop_waiting = async {
+                let Some(interrupted) = &interrupted else {
+                    // Non-blocking: only what fits now.
+                    *lock(&why) = Some(Errno::EAGAIN);
+                    return;
+                };
+                let limit = async {
+                    match timeout {
+                        Some(limit) => tokio::time::sleep(limit).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    () = interrupted.notified() => {
+                        // As the kernel: a restart, unless the socket has
+                        // a timeout (then EINTR).
+                        let e = if timeout.is_some() {
+                            Errno(libc::EINTR)
+                        } else {
+                            Errno(tracer::ERESTARTSYS)
+                        };
+                        *lock(&why) = Some(e);
+                    }
+                    () = limit => *lock(&why) = Some(Errno::EAGAIN),
+                }
+            };
+            let response = match pump {
+                Some(pump) => match pump.send(data, stop_waiting).await {
+                    // Nothing went before the call stopped waiting.
+                    Ok(0) if sent > 0 => Err(lock(&why).unwrap_or(Errno::EAGAIN)),
+                    other => other.map(Reply::Count),
+                },
+                None => Err(Errno(libc::EPIPE)),
+            };
+            if let Some(op) = op {
+                engine.send_interrupts.forget(op);
+            }
+            let rtt = started.elapsed();
+            engine.stats.record("send", sent, 0, rtt);
+            let _ = engine.events.send(Event::reply(tid, op, response, rtt));
+        });
+    }
+
+    pub(super) fn prefetch(&self, pumps: &[u64]) {
+        let Some(pure) = &self.pumps.pure else { return };
+        let _guard = self.runtime.enter();
+        for id in pumps {
+            if let Some(pump) = pure.get(*id) {
+                pump.prefetch();
+            }
+        }
+    }
+
+    pub(super) fn bind_udp(
+        &self,
+        reply: ReplyTo,
+        fd: Option<ProgramFd>,
+        addr: crate::proto::SockAddr,
+    ) {
+        self.net_call(reply, "bind", move |engine: Engine| async move {
+            match fd {
+                None => Err(Errno::EBADF),
+                Some(fd) => engine.udp.bind(&engine.link, fd.copy, addr).await,
+            }
+        });
+    }
+
+    pub(super) fn connect_udp(
+        &self,
+        reply: ReplyTo,
+        fd: Option<ProgramFd>,
+        id: u64,
+        addr: Option<crate::proto::SockAddr>,
+    ) {
+        self.net_call(reply, "connect", move |engine: Engine| async move {
+            match fd {
+                None => Err(Errno::EBADF),
+                Some(fd) => engine.udp.connect(fd.copy, id, addr).await,
+            }
+        });
+    }
+
+    pub(super) fn udp_send(
+        &self,
+        tid: i32,
+        id: u64,
+        peer: Option<crate::proto::SockAddr>,
+        data: Vec<u8>,
+    ) {
+        let engine = self.clone();
+        self.runtime.spawn(async move {
+            let started = tokio::time::Instant::now();
+            let sent = data.len();
+            let response = engine.udp.send(id, peer, data).await.map(Reply::Count);
+            let rtt = started.elapsed();
+            engine.stats.record("send", sent, 0, rtt);
+            let _ = engine.events.send(Event::Reply { tid, response, rtt });
+        });
+    }
+
+    pub(super) fn udp_recv(&self, reply: ReplyTo, fd: Option<ProgramFd>, id: u64, dontwait: bool) {
+        self.net_call(reply, "recv", move |engine: Engine| async move {
+            let Some(fd) = fd else {
+                return Ok(());
+            };
+            let nonblocking = dontwait || fd.nonblocking;
+            let dup = fd.copy;
+            let timeout =
+                rustix::net::sockopt::socket_timeout(&dup, rustix::net::sockopt::Timeout::Recv)
+                    .ok()
+                    .flatten();
+            let receive = engine.udp.recv(dup, id, nonblocking);
+            match timeout {
+                // The program's own receive timeout, as the kernel keeps it.
+                Some(limit) if !nonblocking => tokio::time::timeout(limit, receive)
+                    .await
+                    .unwrap_or(Err(Errno::EAGAIN)),
+                _ => receive.await,
+            }
+        });
+    }
+
+    pub(super) fn udp_prefetch(&self, ids: &[u64]) {
+        for id in ids {
+            self.udp.prefetch(*id);
+        }
+    }
+}

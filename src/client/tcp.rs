@@ -1,0 +1,336 @@
+//! The engine's TCP side with `--net`: remote connects (joined per socket,
+//! held locally when the caller goes on, see [`super::hold`]), binds,
+//! listens and the socket options that must reach the server.
+//!
+//! Must not call ptrace: the program's socket comes as rscq's own copy
+//! ([`ProgramFd`]), taken by the tracer during the call's stop.
+
+use std::os::fd::OwnedFd;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Engine, ReplyTo, connect, hold, listeners, lock};
+use crate::errno::Errno;
+use crate::proto::{Reply, Request};
+use crate::tracer::{Event, ProgramFd};
+
+impl Engine {
+    pub(super) fn connect_reply(
+        &self,
+        tid: i32,
+        op: Option<u64>,
+        result: Result<(), Errno>,
+        rtt: Duration,
+    ) {
+        if let Some(op) = op {
+            lock(&self.sleeping_connects).remove(&op);
+        }
+        let response = result.map(|()| Reply::Done);
+        let _ = self.events.send(Event::reply(tid, op, response, rtt));
+    }
+
+    /// One remote connect of program socket `ino` (`dup` is rscq's copy),
+    /// answered to every thread that waits for it.
+    pub(super) async fn run_connect(
+        &self,
+        ino: u64,
+        dup: OwnedFd,
+        addr: crate::proto::SockAddr,
+        interrupted: Arc<tokio::sync::Notify>,
+        nonblocking: bool,
+        owner: (i32, i32),
+    ) {
+        let started = tokio::time::Instant::now();
+        let pure = self.pumps.pure.is_some();
+        let options = self.options.take(ino);
+        // A socket the program bound first connects from its bound
+        // address: the server's bound socket makes the connection, and the
+        // registry forgets it as a listener.
+        let bound = self.pumps.sockets().bound_id(ino);
+        if bound.is_some() {
+            self.pumps.sockets().remove(ino);
+        }
+        let mut open = std::pin::pin!(self.link.open_tcp(addr, pure, options, bound));
+        let first = if nonblocking {
+            // As the kernel's, a non-blocking connect answers EINPROGRESS at
+            // once; the socket goes on connecting locally (see `hold`), and
+            // the result is kept for a later connect.
+            self.connects.went_async(ino);
+            None
+        } else {
+            tokio::select! {
+                outcome = &mut open => Some(outcome),
+                () = interrupted.notified() => None,
+            }
+        };
+        // An interruption may have put the socket in its local connecting
+        // state already.
+        let held = self.connects.take_held(ino);
+        let result = match (first, held) {
+            (Some(outcome), None) => self.connected(dup, outcome, owner).await,
+            (first, held) => match held.map_or_else(|| self.pumps.hold.start(&dup, ino), Ok) {
+                Err(_) => {
+                    let outcome = match first {
+                        Some(outcome) => outcome,
+                        None => open.await,
+                    };
+                    self.connected(dup, outcome, owner).await
+                }
+                Ok(held) => {
+                    // rscq keeps no copy of the socket meanwhile: the
+                    // program's close must really close it.
+                    drop(dup);
+                    self.pumps.sockets().insert(
+                        ino,
+                        crate::syscall::sockets::RemoteSocket::connecting(held.local.is_ipv6()),
+                    );
+                    // The socket is now connecting locally, as the kernel
+                    // would leave it: a non-blocking caller goes on.
+                    for waiter in self.connects.take_nonblocking(ino) {
+                        self.connect_reply(
+                            waiter.tid,
+                            waiter.op,
+                            waiter.answer(Ok(())),
+                            started.elapsed(),
+                        );
+                    }
+                    let outcome = match first {
+                        Some(outcome) => Some(outcome),
+                        None => self.outcome_while_held(held, &mut open).await,
+                    };
+                    self.settle_held(held, outcome, owner).await
+                }
+            },
+        };
+        let rtt = started.elapsed();
+        self.stats.record("connect", 0, 0, rtt);
+        for waiter in self.connects.finish(ino, result) {
+            self.connect_reply(waiter.tid, waiter.op, waiter.answer(result), rtt);
+        }
+    }
+
+    /// Waits for the remote connect `open` of a program socket that waits
+    /// in the hold listener; `None` if the program closed its socket first.
+    pub(super) async fn outcome_while_held(
+        &self,
+        held: hold::Held,
+        open: &mut std::pin::Pin<
+            &mut impl Future<
+                Output = Result<
+                    crate::transport::client::TcpOutcome,
+                    crate::transport::TransportError,
+                >,
+            >,
+        >,
+    ) -> Option<Result<crate::transport::client::TcpOutcome, crate::transport::TransportError>>
+    {
+        loop {
+            tokio::select! {
+                outcome = open.as_mut() => return Some(outcome),
+                () = tokio::time::sleep(listeners::SWEEP_EVERY) => {
+                    if hold::still_connecting(&held) == Some(false) {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends the local connect of a held program socket the way its remote
+    /// connect ended (see [`hold`]); `None`: the program closed the socket.
+    pub(super) async fn settle_held(
+        &self,
+        held: hold::Held,
+        outcome: Option<
+            Result<crate::transport::client::TcpOutcome, crate::transport::TransportError>,
+        >,
+        owner: (i32, i32),
+    ) -> Result<(), Errno> {
+        let sockets = self.pumps.sockets();
+        let failure = match outcome {
+            // The program closed the socket (or died): dropping `open`
+            // cancels the connect on the server.
+            None => {
+                sockets.remove(held.ino);
+                return Err(Errno(libc::ECONNABORTED));
+            }
+            Some(Ok(Ok(streams))) => {
+                // The program may look the moment its socket connects.
+                let carrier = self.pumps.expect(held.ino, streams, owner);
+                return match self.pumps.hold.finish(held).await {
+                    Ok(local) => {
+                        carrier.start(local);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        carrier.abandon();
+                        Err(e)
+                    }
+                };
+            }
+            Some(Ok(Err(e))) => e,
+            Some(Err(e)) => self.connection_failed(&e),
+        };
+        // Known before the program can see the failure, so that no
+        // `SO_ERROR` in between reads 0.
+        sockets.set_connect_error(held.ino, failure);
+        if !self.pumps.hold.fail(held).await {
+            match hold::program_socket(owner.0, owner.1, held.ino) {
+                Some(program) => hold::Hold::abort(&program),
+                // No process of the program holds it any more.
+                None => sockets.remove(held.ino),
+            }
+        }
+        Err(failure)
+    }
+
+    /// The end of a remote connect whose program socket is not attached
+    /// yet: attach it, or make it fail as the kernel would.
+    pub(super) async fn connected(
+        &self,
+        dup: OwnedFd,
+        outcome: Result<crate::transport::client::TcpOutcome, crate::transport::TransportError>,
+        owner: (i32, i32),
+    ) -> Result<(), Errno> {
+        match outcome {
+            // A non-blocking connect reports EINPROGRESS (see
+            // `Waiter::answer`), as the kernel does for TCP; the socket is
+            // already connected, so the program's poll says writable and
+            // SO_ERROR is 0.
+            Ok(Ok(streams)) => self.pumps.attach(dup, streams, owner).await,
+            Ok(Err(e)) => match self.pumps.refuse(&dup, e) {
+                // The refusal is now the socket's own, reported by poll.
+                Errno(libc::EINPROGRESS) => Ok(()),
+                e => Err(e),
+            },
+            Err(e) => Err(self.connection_failed(&e)),
+        }
+    }
+
+    pub(super) fn connect_tcp(
+        &self,
+        tid: i32,
+        fd: Option<ProgramFd>,
+        addr: crate::proto::SockAddr,
+        op: Option<u64>,
+    ) {
+        // The program's thread is stopped (or asleep in rscq's ppoll) until
+        // the reply, so its fd is still the socket it named.
+        let Some(ProgramFd {
+            copy: dup,
+            tgid,
+            fd,
+            ino,
+            nonblocking,
+        }) = fd
+        else {
+            self.connect_reply(tid, op, Err(Errno::EBADF), Duration::ZERO);
+            return;
+        };
+        if let Some(op) = op {
+            // A signal for the sleeping thread leaves the connect going.
+            lock(&self.sleeping_connects).insert(op, (ino, tid));
+        }
+        let waiter = connect::Waiter {
+            tid,
+            op,
+            nonblocking,
+        };
+        match self.connects.join(ino, waiter) {
+            connect::Joined::Start(interrupted) => {
+                if self.pumps.is_remote(ino) && self.pumps.sockets().bound_id(ino).is_none() {
+                    self.connects.finish(ino, Err(Errno(libc::EISCONN)));
+                    self.connect_reply(tid, op, Err(Errno(libc::EISCONN)), Duration::ZERO);
+                    return;
+                }
+                if !nonblocking && let Ok(copy) = dup.try_clone() {
+                    self.connects.keep_socket(ino, copy);
+                }
+                let engine = self.clone();
+                self.runtime.spawn(async move {
+                    engine
+                        .run_connect(ino, dup, addr, interrupted, nonblocking, (tgid, fd))
+                        .await;
+                });
+            }
+            connect::Joined::Waiting => {}
+            connect::Joined::Already => {
+                self.connect_reply(tid, op, Err(Errno(libc::EALREADY)), Duration::ZERO);
+            }
+            connect::Joined::Ended(result) => {
+                self.connect_reply(tid, op, result, Duration::ZERO);
+            }
+        }
+    }
+
+    pub(super) fn connect_interrupted(&self, ino: u64, tid: i32) {
+        // The interrupted thread is still stopped: its socket becomes a
+        // connecting one before it can look at it (the socket's file flags
+        // are changed for a moment, which it must not see).
+        self.connects
+            .hold(ino, |socket| self.pumps.hold.start(socket, ino).ok());
+        self.connects.interrupted(ino, tid);
+    }
+
+    pub(super) fn set_sock_option(
+        &self,
+        ino: u64,
+        target: Option<crate::proto::OptionTarget>,
+        option: crate::proto::SockOption,
+    ) {
+        let Some(target) = target else {
+            // Not on the server yet: it goes with the connect or bind.
+            self.options.record(ino, option);
+            return;
+        };
+        let engine = self.clone();
+        self.runtime.spawn(async move {
+            let started = tokio::time::Instant::now();
+            let request = Request::TcpSetOption { target, option };
+            if let Err(e) = engine.link.call(&request).await {
+                engine.connection_failed(&e);
+            }
+            engine.stats.record("setsockopt", 0, 0, started.elapsed());
+        });
+    }
+
+    pub(super) fn bind_tcp(
+        &self,
+        reply: ReplyTo,
+        fd: Option<ProgramFd>,
+        addr: crate::proto::SockAddr,
+    ) {
+        self.net_call(reply, "bind", move |engine: Engine| async move {
+            match fd {
+                None => Err(Errno::EBADF),
+                Some(fd) => {
+                    let options = engine.options.take(fd.ino);
+                    engine
+                        .pumps
+                        .bind(&engine.link, fd.copy, addr, options)
+                        .await
+                }
+            }
+        });
+    }
+
+    pub(super) fn listen_tcp(
+        &self,
+        reply: ReplyTo,
+        fd: Option<ProgramFd>,
+        listener: u64,
+        backlog: u32,
+    ) {
+        self.net_call(reply, "listen", move |engine: Engine| async move {
+            match fd {
+                None => Err(Errno::EBADF),
+                Some(fd) => {
+                    engine
+                        .pumps
+                        .listen(&engine.link, fd.copy, listener, backlog)
+                        .await
+                }
+            }
+        });
+    }
+}

@@ -295,19 +295,10 @@ pub fn resolve_with(
     let chosen;
     let file = match &args.server {
         None => file,
-        Some(name) => match file.servers.get(name) {
-            Some(section) => {
-                chosen = file.overlay(section);
-                &chosen
-            }
-            None => {
-                return Err(ConfigError::UnknownServer {
-                    name: name.clone(),
-                    file: (!file.path.as_os_str().is_empty()).then(|| file.path.clone()),
-                    known: file.servers.keys().cloned().collect(),
-                });
-            }
-        },
+        Some(name) => {
+            chosen = server_section(file, name)?;
+            &chosen
+        }
     };
 
     let mounts: Vec<Located<Mount>> = if args.mounts.is_empty() {
@@ -323,50 +314,9 @@ pub fn resolve_with(
     };
     check_duplicate_mounts(&mounts)?;
 
-    let optimizations = if args.pure || args.optimize.is_some() {
-        match (args.pure, args.optimize) {
-            (true, Some(o)) if !o.is_pure() => {
-                return Err(ConfigError::PureConflictsWithOptimize {
-                    origin: Origin::CommandLine("--pure"),
-                    optimize: o,
-                });
-            }
-            (true, _) => Optimizations::NONE,
-            (false, o) => o.unwrap_or_default(),
-        }
-    } else {
-        file.optimizations.unwrap_or_default()
-    };
+    let optimizations = optimizations_of(args, file)?;
 
-    let config_dir = || env.config_dir();
-    let identity_dir = match pick_path(
-        args.identity.as_ref(),
-        "--identity",
-        file.identity.as_ref(),
-        file,
-        env,
-    )? {
-        Some(p) => p,
-        None => config_dir().ok_or(ConfigError::NoConfigDir {
-            setting: "the identity directory",
-            flag: "--identity",
-        })?,
-    };
-    let known_servers = match pick_path(
-        args.known_servers.as_ref(),
-        "--known-servers",
-        file.known_servers.as_ref(),
-        file,
-        env,
-    )? {
-        Some(p) => p,
-        None => config_dir()
-            .map(|d| d.join("known_servers"))
-            .ok_or(ConfigError::NoConfigDir {
-                setting: "the known servers file",
-                flag: "--known-servers",
-            })?,
-    };
+    let (identity_dir, known_servers) = key_paths(args, file, env)?;
 
     Ok(ClientSettings {
         remote: args.remote.clone().or_else(|| file.remote.clone()),
@@ -412,6 +362,76 @@ pub fn resolve_with(
         program: args.program.clone(),
         forwarded_syscalls: file.forwarded_syscalls.clone(),
     })
+}
+
+/// The file's settings with its `[server.NAME]` section laid over them.
+fn server_section(file: &FileSettings, name: &str) -> Result<FileSettings, ConfigError> {
+    match file.servers.get(name) {
+        Some(section) => Ok(file.overlay(section)),
+        None => Err(ConfigError::UnknownServer {
+            name: name.to_owned(),
+            file: (!file.path.as_os_str().is_empty()).then(|| file.path.clone()),
+            known: file.servers.keys().cloned().collect(),
+        }),
+    }
+}
+
+/// `--pure`/`--optimize` if given, else the file's; `--pure` with an
+/// `--optimize` that names a layer is a contradiction.
+fn optimizations_of(args: &ClientArgs, file: &FileSettings) -> Result<Optimizations, ConfigError> {
+    Ok(if args.pure || args.optimize.is_some() {
+        match (args.pure, args.optimize) {
+            (true, Some(o)) if !o.is_pure() => {
+                return Err(ConfigError::PureConflictsWithOptimize {
+                    origin: Origin::CommandLine("--pure"),
+                    optimize: o,
+                });
+            }
+            (true, _) => Optimizations::NONE,
+            (false, o) => o.unwrap_or_default(),
+        }
+    } else {
+        file.optimizations.unwrap_or_default()
+    })
+}
+
+/// The identity directory and the known-servers file: flag, file, or the
+/// config directory's defaults.
+fn key_paths(
+    args: &ClientArgs,
+    file: &FileSettings,
+    env: &Env,
+) -> Result<(PathBuf, PathBuf), ConfigError> {
+    let config_dir = || env.config_dir();
+    let identity_dir = match pick_path(
+        args.identity.as_ref(),
+        "--identity",
+        file.identity.as_ref(),
+        file,
+        env,
+    )? {
+        Some(p) => p,
+        None => config_dir().ok_or(ConfigError::NoConfigDir {
+            setting: "the identity directory",
+            flag: "--identity",
+        })?,
+    };
+    let known_servers = match pick_path(
+        args.known_servers.as_ref(),
+        "--known-servers",
+        file.known_servers.as_ref(),
+        file,
+        env,
+    )? {
+        Some(p) => p,
+        None => config_dir()
+            .map(|d| d.join("known_servers"))
+            .ok_or(ConfigError::NoConfigDir {
+                setting: "the known servers file",
+                flag: "--known-servers",
+            })?,
+    };
+    Ok((identity_dir, known_servers))
 }
 
 /// The `tracing` filter directive for a `-v` count: `RUST_LOG` (given as

@@ -14,7 +14,7 @@ use super::state::{ExitAction, ThreadState, exit_action};
 use super::{ARG_REGS, Call, Forwarder, RED_ZONE, Tracer, fmt_ret, mem, set_arg};
 use crate::errno::Errno;
 use crate::proto::Request;
-use crate::syscall::plan;
+use crate::syscall::plan::{self, AfterNative};
 
 impl<F: Forwarder> Tracer<'_, F> {
     /// A connection the program just accepted from a remote listener: its
@@ -119,6 +119,27 @@ impl<F: Forwarder> Tracer<'_, F> {
         }
     }
 
+    /// Runs `openat(AT_FDCWD, path, flags, 0)` of rscq's own in place of the
+    /// stopped call (a placeholder, a shadow file), then `after` at its exit.
+    pub(super) fn run_openat(&mut self, stop: Stop, path: Vec<u8>, flags: i32, after: ExitAction) {
+        let sp = stop.stack_pointer();
+        let args = [
+            Some(i64::from(libc::AT_FDCWD).cast_unsigned()),
+            None,
+            Some(u64::from(flags.cast_unsigned())),
+            Some(0),
+            None,
+            None,
+        ];
+        self.rewrite_and_run(
+            stop,
+            sp,
+            Some((libc::SYS_openat, args)),
+            &[(1, path)],
+            after,
+        );
+    }
+
     /// Puts `paths` below the red zone, points argument registers at them,
     /// optionally changes the syscall, and runs it to its exit stop.
     pub(super) fn rewrite_and_run(
@@ -205,6 +226,45 @@ impl<F: Forwarder> Tracer<'_, F> {
         stop.resume_with_regs(regs);
     }
 
+    /// What the planner asked for after the program's own call returned
+    /// `result` ([`AfterNative`]); `scratch` is where its arguments were
+    /// copied, if they were.
+    fn after_native(&mut self, pid: Pid, after: AfterNative, scratch: u64, result: i64) {
+        let tid = pid.as_raw();
+        match after {
+            AfterNative::Nothing => {}
+            AfterNative::LeaveVirtualCwd => {
+                if result == 0 {
+                    self.set_virtual_cwd(tid, None);
+                }
+            }
+            AfterNative::AcceptRemote { addr, len } => {
+                if let Ok(fd) = i32::try_from(result) {
+                    self.claim_accepted(pid, fd, addr, len);
+                }
+            }
+            AfterNative::UdpSources { slots, counted } => {
+                let used = if counted {
+                    usize::try_from(result).unwrap_or(0)
+                } else {
+                    usize::from(result >= 0)
+                };
+                for slot in slots.iter().take(used) {
+                    self.rewrite_source(pid, slot);
+                }
+            }
+            AfterNative::MsgLens { vec } => {
+                for i in 0..u64::try_from(result).unwrap_or(0) {
+                    let at = i * 64 + 56;
+                    if let Ok(len) = mem::read_bytes(pid, scratch + at, 4) {
+                        // Best effort: an unwritable entry keeps its old length.
+                        let _ = mem::write_bytes(pid, vec + at, &len);
+                    }
+                }
+            }
+        }
+    }
+
     /// Does what `after` says once the rewritten call returned `result`;
     /// returns the result the program sees, and whether the call installed
     /// the first remote file of a process without the fd filter.
@@ -235,34 +295,8 @@ impl<F: Forwarder> Tracer<'_, F> {
                     result = e.as_syscall_return();
                 }
             }
-            ExitAction::LeaveVirtualCwd => {
-                if result == 0 {
-                    self.set_virtual_cwd(tid, None);
-                }
-            }
-            ExitAction::AcceptRemote { addr, len } => {
-                if let Ok(fd) = i32::try_from(result) {
-                    self.claim_accepted(pid, fd, addr, len);
-                }
-            }
-            ExitAction::UdpSources { slots, counted } => {
-                let used = if counted {
-                    usize::try_from(result).unwrap_or(0)
-                } else {
-                    usize::from(result >= 0)
-                };
-                for slot in slots.iter().take(used) {
-                    self.rewrite_source(pid, slot);
-                }
-            }
-            ExitAction::MsgLens { vec, scratch } => {
-                for i in 0..u64::try_from(result).unwrap_or(0) {
-                    let at = i * 64 + 56;
-                    if let Ok(len) = mem::read_bytes(pid, scratch + at, 4) {
-                        // Best effort: an unwritable entry keeps its old length.
-                        let _ = mem::write_bytes(pid, vec + at, &len);
-                    }
-                }
+            ExitAction::Native { after, scratch } => {
+                self.after_native(pid, after, scratch, result);
             }
             ExitAction::Placeholder {
                 read_end,

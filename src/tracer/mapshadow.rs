@@ -29,22 +29,7 @@ impl<F: Forwarder> Tracer<'_, F> {
             libc::O_RDONLY
         };
         let flags = access | libc::O_CLOEXEC;
-        let sp = stop.stack_pointer();
-        let args = [
-            Some(i64::from(libc::AT_FDCWD).cast_unsigned()),
-            None,
-            Some(u64::from(flags.cast_unsigned())),
-            Some(0),
-            None,
-            None,
-        ];
-        self.rewrite_and_run(
-            stop,
-            sp,
-            Some((libc::SYS_openat, args)),
-            &[(1, path)],
-            ExitAction::ShadowOpened,
-        );
+        self.run_openat(stop, path, flags, ExitAction::ShadowOpened);
     }
 
     /// The injected `openat` returned `result`: on success, the program's

@@ -284,20 +284,10 @@ impl<F: Forwarder> Tracer<'_, F> {
         // exit) poll, select and epoll find it readable and writable, as a
         // regular file always is.
         let open_flags = libc::O_RDWR | if cloexec { libc::O_CLOEXEC } else { 0 };
-        let sp = stop.stack_pointer();
-        let args = [
-            Some(i64::from(libc::AT_FDCWD).cast_unsigned()),
-            None,
-            Some(u64::from(open_flags.cast_unsigned())),
-            Some(0),
-            None,
-            None,
-        ];
-        self.rewrite_and_run(
+        self.run_openat(
             stop,
-            sp,
-            Some((libc::SYS_openat, args)),
-            &[(1, placeholder.path)],
+            placeholder.path,
+            open_flags,
             ExitAction::Placeholder {
                 read_end: placeholder.read_end,
                 key,

@@ -161,18 +161,10 @@ pub(super) enum ExitAction {
     ShadowOpened,
     /// The call ran natively; it returns this error instead.
     Fail(Errno),
-    LeaveVirtualCwd,
-    AcceptRemote {
-        addr: u64,
-        len: u64,
-    },
-    UdpSources {
-        slots: Vec<crate::syscall::udp::SourceSlot>,
-        counted: bool,
-    },
-    /// `sendmmsg` ran on a copy at `scratch`: copy its `msg_len`s to `vec`.
-    MsgLens {
-        vec: u64,
+    /// The program's own call ran (its arguments perhaps in scratch memory
+    /// at `scratch`): then what the planner asked for.
+    Native {
+        after: AfterNative,
         scratch: u64,
     },
     Placeholder {
@@ -210,9 +202,6 @@ pub(super) fn sleep_result(response: &Response) -> i64 {
 pub(super) fn exit_action(after: AfterNative, scratch: u64) -> ExitAction {
     match after {
         AfterNative::Nothing => ExitAction::Restore,
-        AfterNative::LeaveVirtualCwd => ExitAction::LeaveVirtualCwd,
-        AfterNative::AcceptRemote { addr, len } => ExitAction::AcceptRemote { addr, len },
-        AfterNative::UdpSources { slots, counted } => ExitAction::UdpSources { slots, counted },
-        AfterNative::MsgLens { vec } => ExitAction::MsgLens { vec, scratch },
+        after => ExitAction::Native { after, scratch },
     }
 }

@@ -15,7 +15,7 @@ use super::identity::{Fingerprint, Identity, SERVER_NAME};
 use super::stream::{ReadFrameError, read_frame, read_frame_within, read_sole_frame};
 use super::trust::{Expectation, ServerTrust, ServerVerifier, record_known_server};
 use super::{
-    Liveness, MAX_STREAM_BYTES, StreamKind, TransportError, code, provider, transport_config,
+    Liveness, Loss, MAX_STREAM_BYTES, StreamKind, TransportError, code, provider, transport_config,
 };
 use crate::proto::{
     ALPN, Credentials, Hello, Incoming, PROTOCOL_VERSION, Request, Response, SockAddr, Welcome,
@@ -170,7 +170,7 @@ impl SetupContext {
                 }
             }
             ConnectionError::TimedOut => TransportError::Unreachable { addr, waited },
-            other => TransportError::ConnectionLost(other.to_string()),
+            other => TransportError::ConnectionLost(Loss::Connection(other)),
         }
     }
 }
@@ -221,19 +221,17 @@ fn client_tls(
     verifier: ServerVerifier,
     liveness: Liveness,
 ) -> Result<quinn::ClientConfig, TransportError> {
-    let tls_err = |e: rustls::Error| TransportError::TlsConfig(e.to_string());
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(tls_err)?
+        .map_err(TransportError::TlsConfig)?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
         .with_client_auth_cert(vec![identity.cert_der().clone()], identity.key_der())
-        .map_err(tls_err)?;
+        .map_err(TransportError::TlsConfig)?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     // A resumed session skips the certificate verifier; always verify.
     tls.resumption = rustls::client::Resumption::disabled();
-    let quic =
-        QuicClientConfig::try_from(tls).map_err(|e| TransportError::TlsConfig(e.to_string()))?;
+    let quic = QuicClientConfig::try_from(tls).map_err(TransportError::QuicTlsConfig)?;
     let mut config = quinn::ClientConfig::new(Arc::new(quic));
     config.transport_config(transport_config(liveness));
     Ok(config)
@@ -503,16 +501,15 @@ impl Link {
     /// The connection's loss in the user's terms.
     fn lost(&self, e: ConnectionError) -> TransportError {
         match e {
-            ConnectionError::TimedOut => TransportError::ConnectionLost(format!(
-                "no answer from the server for {}s (--idle-timeout)",
-                self.liveness.idle_timeout().as_secs_f32()
-            )),
+            ConnectionError::TimedOut => {
+                TransportError::ConnectionLost(Loss::Silent(self.liveness.idle_timeout()))
+            }
             ConnectionError::ApplicationClosed(close)
                 if close.error_code == quinn::VarInt::from_u32(code::SHUTDOWN) =>
             {
-                TransportError::ConnectionLost("the server is shutting down".to_owned())
+                TransportError::ConnectionLost(Loss::ServerShutdown)
             }
-            other => TransportError::ConnectionLost(other.to_string()),
+            other => TransportError::ConnectionLost(Loss::Connection(other)),
         }
     }
 

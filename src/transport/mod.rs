@@ -109,6 +109,20 @@ pub mod code {
     pub const REVOKED: u32 = 5;
 }
 
+/// Why an established connection ended, in the user's terms.
+#[derive(Debug, thiserror::Error)]
+pub enum Loss {
+    /// Nothing came from the server for the idle timeout.
+    #[error("no answer from the server for {}s (--idle-timeout)", .0.as_secs_f32())]
+    Silent(Duration),
+    /// The server closed the connection because it is stopping.
+    #[error("the server is shutting down")]
+    ServerShutdown,
+    /// Anything else quinn reports.
+    #[error(transparent)]
+    Connection(quinn::ConnectionError),
+}
+
 /// Every way connecting to or talking with a server can fail.
 #[derive(Debug, thiserror::Error)]
 pub enum TransportError {
@@ -117,7 +131,9 @@ pub enum TransportError {
     #[error(transparent)]
     Trust(#[from] TrustError),
     #[error("invalid TLS configuration: {0}")]
-    TlsConfig(String),
+    TlsConfig(#[from] rustls::Error),
+    #[error("invalid TLS configuration for QUIC: {0}")]
+    QuicTlsConfig(#[from] quinn::crypto::rustls::NoInitialCipherSuite),
     #[error("no tokio runtime: the transport must be started from within one")]
     NoRuntime,
     #[error("cannot bind UDP socket on {addr}: {error}")]
@@ -168,7 +184,7 @@ pub enum TransportError {
     )]
     VersionMismatch { client: u32, server: u32 },
     #[error("connection to the server lost: {0}")]
-    ConnectionLost(String),
+    ConnectionLost(Loss),
     /// A request could not be written to its stream.
     #[error("protocol error: writing the {stream} stream")]
     Send {

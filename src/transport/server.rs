@@ -91,21 +91,19 @@ pub fn endpoint(
     clients: impl Into<LiveClients>,
     liveness: Liveness,
 ) -> Result<quinn::Endpoint, TransportError> {
-    let tls_err = |e: rustls::Error| TransportError::TlsConfig(e.to_string());
     let verifier = ClientVerifier::new(clients.into(), provider());
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(tls_err)?
+        .map_err(TransportError::TlsConfig)?
         .with_client_cert_verifier(Arc::new(verifier))
         .with_single_cert(vec![identity.cert_der().clone()], identity.key_der())
-        .map_err(tls_err)?;
+        .map_err(TransportError::TlsConfig)?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
     // Resumption would skip the client verifier; every connection is
     // checked against the authorized list instead.
     tls.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     tls.send_tls13_tickets = 0;
-    let quic =
-        QuicServerConfig::try_from(tls).map_err(|e| TransportError::TlsConfig(e.to_string()))?;
+    let quic = QuicServerConfig::try_from(tls).map_err(TransportError::QuicTlsConfig)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
     config.transport_config(transport_config(liveness));
     // A client whose address or port changes (Wi-Fi to wired, a NAT

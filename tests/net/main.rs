@@ -25,6 +25,7 @@ mod abortive_close;
 mod bind_connect;
 mod blocked_send;
 mod coalesce;
+mod cpython;
 mod golang;
 mod incoming;
 mod ipv6;

@@ -33,6 +33,21 @@ if [ "${#missing[@]}" -ne 0 ]; then
         exit 1
     fi
 fi
+# CPython's own socket suites (tests/net/cpython.rs) need the interpreter's
+# `test` package; Debian ships it apart from python3.
+if ! python3 -c 'import test.test_socket' >/dev/null 2>&1 &&
+    ! /usr/bin/python3 -c 'import test.test_socket' >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && [ -x /usr/bin/python3 ]; then
+        pyver=$(/usr/bin/python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+        echo "tests/run.sh: installing libpython${pyver}-testsuite (CPython's socket suites)"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get install -y --no-install-recommends "libpython${pyver}-testsuite" ||
+            { apt-get update && apt-get install -y --no-install-recommends "libpython${pyver}-testsuite"; }
+    else
+        echo "tests/run.sh: python3 has no test package (install libpython3.X-testsuite)" >&2
+        exit 1
+    fi
+fi
 if command -v rustup >/dev/null 2>&1; then
     rustup component add rustfmt clippy >/dev/null 2>&1 || true
 fi

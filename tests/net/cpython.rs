@@ -388,6 +388,12 @@ fn cpython_socket_suites_pass_under_rscq() {
         return;
     }
     let Some(python) = interpreter() else {
+        assert!(
+            std::env::var("RSCQ_REQUIRE_ROOT_TESTS").as_deref() != Ok("1"),
+            "cpython_socket_suites_pass_under_rscq: no python3 with the `test` package \
+             (Debian: libpython3.11-testsuite; tests/run.sh installs it) and \
+             RSCQ_REQUIRE_ROOT_TESTS=1 is set"
+        );
         eprintln!(
             "NOTICE: cpython_socket_suites_pass_under_rscq skipped: python3 has no `test` \
              package with test_socket (Debian: libpython3.11-testsuite)"

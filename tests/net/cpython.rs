@@ -16,6 +16,11 @@
 //! run under rscq at all (`--ignore`): they hang until the per-test
 //! timeout, which would cost minutes. An allowed test that passes is only
 //! reported, as a hint that its line can go.
+//!
+//! A test that fails under rscq is run once more, alone (at most
+//! `MAX_RERUNS` of them); only a failure that comes back counts. On a loaded
+//! two-core machine some of these timing-bound tests fail now and then,
+//! natively too; a real regression fails both times.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fs;
@@ -48,6 +53,8 @@ const PURE_MODULE: &str = "test_socket";
 /// Classes run at the same time (the CI machine has two cores; most of a
 /// class's time is spent waiting on sockets and timeouts).
 const WORKERS: usize = 4;
+/// At most this many failures are run again alone; more is no accident.
+const MAX_RERUNS: usize = 40;
 
 /// The most one class may take before it is killed (its unfinished tests
 /// then count as hung); the per-test timeout is 60 s.
@@ -226,6 +233,8 @@ struct Job {
     class: String,
     mode: Mode,
     ignore: Vec<String>,
+    /// Only this test (a full id), when a failure is run again alone.
+    only: Option<String>,
 }
 
 /// The interpreter whose `test` package holds the suites: the real binary
@@ -247,7 +256,10 @@ fn interpreter() -> Option<String> {
 }
 
 fn command(job: &Job, python: &str, home: &Path) -> std::process::Command {
-    let class = job.class.rsplit('.').next().expect("class name");
+    let class = match &job.only {
+        Some(test) => test.as_str(),
+        None => job.class.rsplit('.').next().expect("class name"),
+    };
     let mut argv: Vec<String> = vec![
         "unshare".into(),
         "-n".into(),
@@ -424,6 +436,7 @@ fn cpython_socket_suites_pass_under_rscq() {
                     ignore: skipped_in(mode, &class),
                     class: class.clone(),
                     mode,
+                    only: None,
                 });
             }
         }
@@ -470,7 +483,12 @@ fn cpython_socket_suites_pass_under_rscq() {
                         Some(Outcome::Skip) => "is skipped",
                         _ => "hangs or never ran",
                     };
-                    broken.push((format!("{} {test} {what}", job.mode.name()), out.clone()));
+                    broken.push((
+                        format!("{} {test} {what}", job.mode.name()),
+                        job.clone(),
+                        test.clone(),
+                        out.clone(),
+                    ));
                 }
             }
         }
@@ -489,16 +507,48 @@ fn cpython_socket_suites_pass_under_rscq() {
             stale.join("\n  ")
         );
     }
+    // A test that failed under rscq runs once more, alone: on a loaded
+    // machine a few of these suites' timing-bound tests fail now and then,
+    // natively too. Only a failure that comes back counts.
+    if !broken.is_empty() && broken.len() <= MAX_RERUNS {
+        let again: Vec<Job> = broken
+            .iter()
+            .map(|(_, job, test, _)| Job {
+                module: job.module,
+                class: job.class.clone(),
+                mode: job.mode,
+                ignore: Vec::new(),
+                only: Some(test.clone()),
+            })
+            .collect();
+        let home = scratch_home();
+        let rerun = run_all(again, &python, &home);
+        let _ = fs::remove_dir_all(&home);
+        let passed: BTreeSet<(Mode, String)> = rerun
+            .iter()
+            .filter_map(|(job, results, _)| {
+                let test = job.only.clone()?;
+                (results.get(&test) == Some(&Outcome::Pass)).then_some((job.mode, test))
+            })
+            .collect();
+        broken.retain(|(line, job, test, _)| {
+            let flaky = passed.contains(&(job.mode, test.clone()));
+            if flaky {
+                eprintln!("cpython: {line} once, then passed when run again alone");
+            }
+            !flaky
+        });
+    }
     if !broken.is_empty() {
         let mut seen = BTreeSet::new();
         let mut dumps = String::new();
-        for (_, out) in &broken {
+        for (_, _, _, out) in &broken {
             if seen.insert(out.what.clone()) && seen.len() <= 5 {
                 dumps.push_str(&out.dump());
                 dumps.push('\n');
             }
         }
-        let list: Vec<&str> = broken.iter().map(|(l, _)| l.as_str()).collect();
+        let list: Vec<&str> = broken.iter().map(|(l, _, _, _)| l.as_str()).collect();
         panic!(
             "{} tests pass natively but not under rscq:\n  {}\n\nfirst runs:\n{dumps}",
             list.len(),

@@ -295,6 +295,8 @@ fn run_program(settings: &ClientSettings, runtime: &tokio::runtime::Handle) -> a
             }),
         pure: settings.optimizations.is_pure(),
         trace: settings.trace,
+        trace_file: settings.trace_file.clone(),
+        trace_time: settings.trace_time,
         stats: settings.stats,
         program: settings.program.clone(),
         only: settings.forwarded_syscalls.clone(),

@@ -157,6 +157,19 @@ pub fn ret_text(ret: i64) -> String {
     }
 }
 
+/// The time of day of `since_epoch` (UTC) as strace's `-tt` prints it:
+/// `HH:MM:SS.uuuuuu`.
+pub fn time_of_day(since_epoch: Duration) -> String {
+    let secs = since_epoch.as_secs() % 86_400;
+    format!(
+        "{:02}:{:02}:{:02}.{:06}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        since_epoch.subsec_micros()
+    )
+}
+
 /// What a traced call's return is known as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Returned {
@@ -701,6 +714,13 @@ mod tests {
             line.to_string(),
             r#"[pid 7] openat("/r/a", O_RDONLY) = ? <local> (then native)"#
         );
+    }
+
+    #[test]
+    fn time_of_day_is_straces_tt() {
+        let t =
+            Duration::from_secs(86_400 * 3 + 13 * 3600 + 5 * 60 + 9) + Duration::from_micros(42);
+        assert_eq!(time_of_day(t), "13:05:09.000042");
     }
 
     #[test]

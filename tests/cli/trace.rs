@@ -46,7 +46,6 @@ fn trace_lines_read_like_strace() {
         assert_eq!(out.code(), 1, "{out}");
         assert_eq!(out.stdout, "hello\n", "{out}");
         let got = lines(&out.stderr, "rscq: ");
-        let local_or_remote = if pure { "<N us>" } else { "<local>" };
         // Without --pure the listing rscq keeps of /remote answers the
         // missing file's open; with it every call is a round trip.
         let answered = if pure { "<N us>" } else { "<local>" };

@@ -275,6 +275,7 @@ fn run_program(settings: &ClientSettings, runtime: &tokio::runtime::Handle) -> a
         rscq::transport::set_stream_window(window);
     }
     let (link, embedded) = runtime.block_on(connect(settings))?;
+    runtime.block_on(warn_missing_mounts(settings, &link));
     let options = RunOptions {
         mounts: mount_table(settings),
         uname: settings.uname,
@@ -295,6 +296,8 @@ fn run_program(settings: &ClientSettings, runtime: &tokio::runtime::Handle) -> a
             }),
         pure: settings.optimizations.is_pure(),
         trace: settings.trace,
+        trace_file: settings.trace_file.clone(),
+        trace_time: settings.trace_time,
         stats: settings.stats,
         program: settings.program.clone(),
         only: settings.forwarded_syscalls.clone(),
@@ -307,6 +310,37 @@ fn run_program(settings: &ClientSettings, runtime: &tokio::runtime::Handle) -> a
         }
     });
     Ok(status.code())
+}
+
+/// Says on stderr which mounts name a remote path that does not exist, as
+/// sshfs refuses such a mount; the program still runs (it may create it).
+/// The stats go out together: one round trip.
+async fn warn_missing_mounts(settings: &ClientSettings, link: &Link) {
+    let checks: Vec<_> = settings
+        .mounts
+        .iter()
+        .map(|m| {
+            let link = link.clone();
+            let request = rscq::proto::Request::Stat {
+                path: rscq::proto::RemotePath(m.remote.as_os_str().as_bytes().to_vec()),
+                follow: true,
+            };
+            tokio::spawn(async move { link.call(&request).await })
+        })
+        .collect();
+    for (m, check) in settings.mounts.iter().zip(checks) {
+        // A transport failure is reported by the run itself.
+        if let Ok(Ok(Err(e))) = check.await
+            && (e.0 == libc::ENOENT || e.0 == libc::ENOTDIR)
+        {
+            eprintln!(
+                "rscq: warning: --mount {}={}: {} does not exist on the server",
+                m.local.display(),
+                m.remote.display(),
+                m.remote.display()
+            );
+        }
+    }
 }
 
 fn mount_table(settings: &ClientSettings) -> MountTable {

@@ -6,7 +6,8 @@
 //! thread through [`Event`]s. Split by concern: `seam` (the [`tracer::Forwarder`]
 //! impl: each [`tracer::Call`] dispatched by its operation), `files` (file
 //! requests, write-behind, mmap and exec reads), `tcp` (connects, binds,
-//! listens, options), `pure_io` (`--pure` socket data and UDP), and here the
+//! listens, options), `pure_io` (`--pure` socket data and UDP), `trace` (where
+//! `--trace` lines go), and here the
 //! [`Engine`] itself and [`run`]. Must not call ptrace (only the tracer
 //! thread does) nor decide caching or coalescing policy (that is
 //! [`crate::engine`]'s).
@@ -25,6 +26,7 @@ pub mod sock_diag;
 pub mod sockopt;
 pub mod stats;
 mod tcp;
+mod trace;
 pub mod udp;
 
 use std::ffi::OsString;
@@ -72,6 +74,10 @@ pub struct RunOptions {
     /// The `nagle` layer for sockets: `None` sends at once.
     pub nagle: Option<crate::engine::coalesce::CoalesceConfig>,
     pub trace: bool,
+    /// `--trace-file`: where trace lines go instead of stderr.
+    pub trace_file: Option<std::path::PathBuf>,
+    /// `--trace-time`: trace lines start with the time of day.
+    pub trace_time: bool,
     pub stats: bool,
     pub program: Vec<OsString>,
     /// rsc.config's `REMOTE` set, if the settings came from one.
@@ -85,6 +91,8 @@ struct Engine {
     link: Link,
     events: tracer::events::EventSender,
     stats: Stats,
+    /// Where `--trace` lines go.
+    trace: Arc<trace::TraceSink>,
     registry: Registry,
     pumps: Arc<net::Pumps>,
     udp: udp::UdpRelays,
@@ -177,6 +185,11 @@ async fn fetch_system_file(link: &Link, file: SystemFile) -> Result<OwnedFd, Err
 pub enum ClientError {
     #[error(transparent)]
     Tracer(#[from] TracerError),
+    #[error("cannot write the trace to {}: {source}", path.display())]
+    TraceFile {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot start the tracer thread: {0}")]
     Thread(std::io::Error),
     #[error("cannot start the local socket pumps: {0}")]
@@ -335,7 +348,17 @@ pub fn run(
         runtime.spawn(accept_incoming(link.clone(), pumps.clone()));
     }
     let udp = udp::UdpRelays::new(runtime.clone(), sockets.clone(), options.pure);
+    let trace = match &options.trace_file {
+        Some(path) => trace::TraceSink::file(path, options.trace_time).map_err(|source| {
+            ClientError::TraceFile {
+                path: path.clone(),
+                source,
+            }
+        })?,
+        None => trace::TraceSink::stderr(options.trace_time),
+    };
     let engine = Engine {
+        trace: Arc::new(trace),
         udp,
         runtime,
         link,

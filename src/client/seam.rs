@@ -91,6 +91,6 @@ impl Forwarder for Engine {
     }
 
     fn trace_line(&self, line: String) {
-        eprintln!("rscq: {line}");
+        self.trace.line(&line);
     }
 }

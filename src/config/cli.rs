@@ -91,9 +91,19 @@ pub struct ClientArgs {
     #[arg(long, value_name = "DURATION")]
     pub idle_timeout: Option<IdleTimeout>,
 
-    /// Print one line per forwarded syscall on stderr.
+    /// Print one line per forwarded syscall on stderr, as strace does.
     #[arg(long)]
     pub trace: bool,
+
+    /// Write the --trace lines to FILE instead of stderr (implies
+    /// --trace), as strace's -o.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub trace_file: Option<PathBuf>,
+
+    /// Start each --trace line with the wall-clock time in microseconds
+    /// (HH:MM:SS.uuuuuu, UTC), as strace's -tt.
+    #[arg(long)]
+    pub trace_time: bool,
 
     /// Print a summary at exit.
     #[arg(long)]

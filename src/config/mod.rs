@@ -66,6 +66,10 @@ pub struct ClientSettings {
     /// Silence from the server that ends the session.
     pub idle_timeout: std::time::Duration,
     pub trace: bool,
+    /// Where `--trace` lines go (`None`: stderr).
+    pub trace_file: Option<PathBuf>,
+    /// `--trace` lines start with the time of day.
+    pub trace_time: bool,
     pub stats: bool,
     /// `-v` count: 0 quiet, 1 info, 2 or more debug.
     pub verbose: u8,
@@ -95,6 +99,8 @@ pub struct FileSettings {
     pub nagle_delay: Option<std::time::Duration>,
     pub nagle_bytes: Option<usize>,
     pub trace: Option<bool>,
+    pub trace_file: Option<Located<PathBuf>>,
+    pub trace_time: Option<bool>,
     pub stats: Option<bool>,
     /// Paths as written; `~` and relative paths are resolved by [`resolve`].
     pub server_cert: Option<Located<PathBuf>>,
@@ -123,6 +129,8 @@ impl FileSettings {
             nagle_delay: None,
             nagle_bytes: None,
             trace: None,
+            trace_file: None,
+            trace_time: None,
             stats: None,
             server_cert: None,
             identity: None,
@@ -156,6 +164,8 @@ impl FileSettings {
             nagle_delay: pick(&section.nagle_delay, &self.nagle_delay),
             nagle_bytes: pick(&section.nagle_bytes, &self.nagle_bytes),
             trace: pick(&section.trace, &self.trace),
+            trace_file: pick(&section.trace_file, &self.trace_file),
+            trace_time: pick(&section.trace_time, &self.trace_time),
             stats: pick(&section.stats, &self.stats),
             server_cert: pick(&section.server_cert, &self.server_cert),
             identity: pick(&section.identity, &self.identity),
@@ -347,7 +357,18 @@ pub fn resolve_with(
             .map(|t| t.0)
             .or(file.idle_timeout)
             .unwrap_or(DEFAULT_IDLE_TIMEOUT),
-        trace: args.trace || file.trace.unwrap_or(false),
+        trace: args.trace
+            || args.trace_file.is_some()
+            || file.trace_file.is_some()
+            || file.trace.unwrap_or(false),
+        trace_file: pick_path(
+            args.trace_file.as_ref(),
+            "--trace-file",
+            file.trace_file.as_ref(),
+            file,
+            env,
+        )?,
+        trace_time: args.trace_time || file.trace_time.unwrap_or(false),
         stats: args.stats || file.stats.unwrap_or(false),
         verbose: args.verbose.max(file.verbose.unwrap_or(0)),
         server_cert: pick_path(

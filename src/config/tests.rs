@@ -46,6 +46,8 @@ fn defaults() {
             readahead_window: None,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             trace: false,
+            trace_file: None,
+            trace_time: false,
             stats: false,
             verbose: 0,
             server_cert: None,
@@ -90,6 +92,18 @@ fn every_flag_resolves() {
     assert_eq!(s.identity_dir, PathBuf::from("/id"));
     assert_eq!(s.known_servers, PathBuf::from("/ks"));
     assert_eq!(s.program, vec!["cat", "/remote/etc/hostname"]);
+}
+
+#[test]
+fn a_trace_file_implies_trace_and_is_found_like_other_paths() {
+    let s = run(&["-o", "~/t.log", "--trace-time", "--", "x"], None).expect("flags");
+    assert!(s.trace && s.trace_time);
+    assert_eq!(s.trace_file, Some(PathBuf::from("/home/u/t.log")));
+    let src = "trace_file = \"t.log\"\ntrace_time = true\n";
+    let f = parse_toml(src, Path::new("/etc/rscq/c.toml")).expect("parse");
+    let s = run(&["--", "x"], Some(&f)).expect("file");
+    assert!(s.trace && s.trace_time);
+    assert_eq!(s.trace_file, Some(PathBuf::from("/etc/rscq/t.log")));
 }
 
 #[test]

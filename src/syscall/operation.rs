@@ -13,6 +13,8 @@
 use std::net::SocketAddr;
 
 use crate::proto::{Handle, OptionTarget, RemotePath, Request, SockAddr, SockOption};
+use crate::syscall::describe::{Shown, describe_as};
+use crate::syscall::paths::MountTable;
 use crate::syscall::plan::{Plan, PureWait, Then};
 
 /// A remote operation for one call of the program.
@@ -128,11 +130,22 @@ impl Operation {
         }
     }
 
-    /// The arguments of its `--trace` line, for a call on program fd `fd`.
+    /// The arguments of its `--trace` line, for a call on program fd `fd`,
+    /// with paths as the server names them.
     pub fn trace_args(&self, fd: i32) -> String {
+        self.trace_args_in(fd, None)
+    }
+
+    /// The arguments of its `--trace` line, for a call on program fd `fd`,
+    /// with paths as the program names them through `mounts`.
+    pub fn trace_args_in(&self, fd: i32, mounts: Option<&MountTable>) -> String {
         let addr = |a: &SockAddr| SocketAddr::from(*a).to_string();
+        let shown = Shown {
+            fd: Some(fd),
+            mounts,
+        };
         match self {
-            Self::File(request) => super::describe::describe(request),
+            Self::File(request) => describe_as(request, shown),
             Self::TcpConnect { addr: a }
             | Self::TcpBind { addr: a }
             | Self::UdpBind { addr: a } => {
@@ -159,10 +172,7 @@ impl Operation {
             } => format!("NULL, {len}, #{}, {offset}", handle.0),
             Self::MapShadow { handle, .. } => format!("NULL, MAP_SHARED, #{}", handle.0),
             Self::SyncShadows { paths, .. } => format!("{} shared mappings", paths.len()),
-            Self::FetchExecutable { path, .. } => super::describe::describe(&Request::Stat {
-                path: path.clone(),
-                follow: true,
-            }),
+            Self::FetchExecutable { path, .. } => Shown { fd: None, mounts }.path(path),
             Self::SetSockOption { .. } | Self::Prefetch { .. } => String::new(),
         }
     }

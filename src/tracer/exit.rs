@@ -11,9 +11,10 @@ use nix::unistd::Pid;
 
 use super::control::Stop;
 use super::state::{ExitAction, ThreadState, exit_action};
-use super::{ARG_REGS, Call, Forwarder, RED_ZONE, Tracer, fmt_ret, mem, set_arg};
+use super::{ARG_REGS, Call, Forwarder, RED_ZONE, Tracer, mem, set_arg};
 use crate::errno::Errno;
 use crate::proto::Request;
+use crate::syscall::describe::{Returned, TraceLine};
 use crate::syscall::plan::{self, AfterNative};
 
 impl<F: Forwarder> Tracer<'_, F> {
@@ -328,9 +329,15 @@ impl<F: Forwarder> Tracer<'_, F> {
                     }
                     self.forwarder.watch_close(read_end, key, handle);
                 }
-                if let Some(line) = trace {
-                    self.forwarder
-                        .trace_line(format!("{line} = {}", fmt_ret(result)));
+                if let Some(pending) = trace {
+                    self.trace(&TraceLine {
+                        tid,
+                        name: pending.name,
+                        args: &pending.args,
+                        ret: Returned::Value(result),
+                        took: pending.took,
+                        note: None,
+                    });
                 }
             }
         }

@@ -52,6 +52,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
 
 use crate::sys::tracer::{self as sys, ExecPlan};
+use crate::syscall::describe::{Returned, Took, TraceLine};
 use crate::syscall::nr;
 use crate::syscall::plan::{Forwarding, Then};
 
@@ -295,7 +296,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                             Some(ThreadState::Sleeping { .. } | ThreadState::Interrupting { .. })
                         );
                         if !numbered {
-                            self.on_reply(tid, response, rtt);
+                            self.on_reply(tid, response, Took::Remote(rtt));
                         }
                     }
                     Event::SleeperReply {
@@ -310,7 +311,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                             _ => false,
                         };
                         if current {
-                            self.on_reply(tid, response, rtt);
+                            self.on_reply(tid, response, Took::Remote(rtt));
                         }
                     }
                     Event::Signal(sig) => {
@@ -378,12 +379,22 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
     }
 
     fn trace_local(&self, tid: i32, nr: i64, ret: i64) {
-        if self.config.trace && ret < 0 {
-            let name = nr::name(nr);
-            self.forwarder.trace_line(format!(
-                "[pid {tid}] {name}(...) = {} (answered locally)",
-                fmt_ret(ret)
-            ));
+        if ret < 0 {
+            self.trace(&TraceLine {
+                tid,
+                name: nr::name(nr),
+                args: "...",
+                ret: Returned::Value(ret),
+                took: Took::Local,
+                note: None,
+            });
+        }
+    }
+
+    /// Prints one `--trace` line (nothing without `--trace`).
+    fn trace(&self, line: &TraceLine<'_>) {
+        if self.config.trace {
+            self.forwarder.trace_line(line.to_string());
         }
     }
 
@@ -408,26 +419,4 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         );
         self.tgid_of(tid)
     }
-}
-
-fn fmt_ret(ret: i64) -> String {
-    if ret < 0 && ret > -4096 {
-        let e = i32::try_from(-ret).unwrap_or(libc::EIO);
-        format!(
-            "-1 {} ({})",
-            errno_name(e),
-            std::io::Error::from_raw_os_error(e)
-        )
-    } else {
-        ret.to_string()
-    }
-}
-
-fn errno_name(e: i32) -> String {
-    nix::errno::Errno::from_raw(e)
-        .to_string()
-        .split(':')
-        .next()
-        .unwrap_or("E?")
-        .to_string()
 }

@@ -6,31 +6,31 @@
 //! Must not plan calls; a reply that needs a new plan hands the thread back
 //! to `stop`.
 
-use std::time::Duration;
-
 use nix::unistd::Pid;
 
 use super::control::{self, Stop};
-use super::state::{ExitAction, ThreadState, sleep_result};
-use super::{Call, Forwarder, Tracer, creds, fmt_ret};
+use super::state::{ExitAction, PendingTrace, ThreadState, sleep_result};
+use super::{Call, Forwarder, Tracer, creds};
 use crate::errno::Errno;
-use crate::proto::{Handle, Request, Response};
+use crate::proto::{Handle, Reply, Request, Response};
+use crate::syscall::describe::{Returned, Took, TraceLine, with_data_read};
 use crate::syscall::nr;
 use crate::syscall::plan::{self, Outcome};
 
 impl<F: Forwarder> Tracer<'_, F> {
-    /// The reply to thread `tid`'s forwarded call, which took `rtt`.
-    pub(super) fn on_reply(&mut self, tid: i32, response: Response, rtt: Duration) {
+    /// The reply to thread `tid`'s forwarded call, and where it came from
+    /// (`took`: a round trip, or rscq's own answer).
+    pub(super) fn on_reply(&mut self, tid: i32, response: Response, took: Took) {
         match self.state(tid) {
-            Some(ThreadState::Interrupting { .. }) => self.finish_interrupted(tid, response, rtt),
-            Some(ThreadState::Sleeping { .. }) => self.wake(tid, response, rtt),
-            _ => self.finish_waiting(tid, response, rtt),
+            Some(ThreadState::Interrupting { .. }) => self.finish_interrupted(tid, response, took),
+            Some(ThreadState::Sleeping { .. }) => self.wake(tid, response, took),
+            _ => self.finish_waiting(tid, response, took),
         }
     }
 
     /// A send interrupted by a signal the program handles: the reply says
     /// how many bytes went; the thread returns that and takes the signal.
-    fn finish_interrupted(&mut self, tid: i32, response: Response, rtt: Duration) {
+    fn finish_interrupted(&mut self, tid: i32, response: Response, took: Took) {
         let Some(ThreadState::Interrupting {
             stop,
             saved,
@@ -43,14 +43,14 @@ impl<F: Forwarder> Tracer<'_, F> {
             return;
         };
         let ret = sleep_result(&response);
-        if self.config.trace {
-            self.forwarder.trace_line(format!(
-                "[pid {tid}] {}({request_text}) = {} <{} us> ({sig:?})",
-                nr::name(nr),
-                fmt_ret(ret),
-                rtt.as_micros()
-            ));
-        }
+        self.trace(&TraceLine {
+            tid,
+            name: nr::name(nr),
+            args: &request_text,
+            ret: Returned::Value(ret),
+            took,
+            note: Some(sig.as_str()),
+        });
         let mut regs = saved;
         regs.rax = ret.cast_unsigned();
         stop.set_regs(regs);
@@ -59,7 +59,7 @@ impl<F: Forwarder> Tracer<'_, F> {
 
     /// A sleeping thread's reply: kept until the thread is interrupted out
     /// of its sleep (see `on_woken`).
-    fn wake(&mut self, tid: i32, response: Response, rtt: Duration) {
+    fn wake(&mut self, tid: i32, response: Response, took: Took) {
         let Some(ThreadState::Sleeping {
             saved,
             nr,
@@ -70,30 +70,27 @@ impl<F: Forwarder> Tracer<'_, F> {
         else {
             return;
         };
-        if self.config.trace {
-            let us = rtt.as_micros();
-            let name = nr::name(nr);
-            match &response {
-                _ if sleep.result => {
-                    let ret = sleep_result(&response);
-                    self.forwarder.trace_line(format!(
-                        "[pid {tid}] {name}({request_text}) = {} <{us} us>",
-                        fmt_ret(ret)
-                    ));
-                }
-                Ok(_) => self
-                    .forwarder
-                    .trace_line(format!("[pid {tid}] {name}({request_text}) <{us} us>")),
-                Err(_) => {}
-            }
-        }
+        // What the thread gets: the reply's result, the call run natively
+        // (its result unknown here), or the remote error.
+        let (ret, note) = match &response {
+            _ if sleep.result => (Returned::Value(sleep_result(&response)), None),
+            Ok(_) => (Returned::Unknown, Some("then native")),
+            Err(e) => (Returned::Value(e.as_syscall_return()), None),
+        };
+        self.trace(&TraceLine {
+            tid,
+            name: nr::name(nr),
+            args: &request_text,
+            ret,
+            took,
+            note,
+        });
         self.set_state(
             tid,
             ThreadState::Woken {
                 saved,
                 nr,
                 fd,
-                request_text,
                 response,
                 sleep,
             },
@@ -103,7 +100,7 @@ impl<F: Forwarder> Tracer<'_, F> {
 
     /// The reply of a thread held in its seccomp stop: carries out what
     /// [`plan::finish`] makes of it.
-    fn finish_waiting(&mut self, tid: i32, response: Response, rtt: Duration) {
+    fn finish_waiting(&mut self, tid: i32, response: Response, took: Took) {
         // A reply for a thread that no longer waits for one (it died and
         // its id came back, say) must leave whatever state it is in now.
         if !matches!(self.state(tid), Some(ThreadState::Waiting { .. })) {
@@ -118,56 +115,73 @@ impl<F: Forwarder> Tracer<'_, F> {
         else {
             return;
         };
-        let trace = self
-            .config
-            .trace
-            .then(|| format!("[pid {tid}] {}({request_text})", nr::name(nr)));
-        let rtt_us = rtt.as_micros();
+        let trace = self.config.trace.then(|| {
+            // strace shows the data a read brought, after the fd.
+            let args = match &response {
+                Ok(Reply::Data(data)) if nr == libc::SYS_read || nr == libc::SYS_pread64 => {
+                    with_data_read(&request_text, data)
+                }
+                _ => request_text,
+            };
+            PendingTrace {
+                name: nr::name(nr),
+                args,
+                took,
+            }
+        });
         let outcome = plan::finish(then, response, &self.config.forwarding.mounts);
-        self.carry_out_outcome(stop, nr, outcome, trace, rtt_us);
+        self.carry_out_outcome(stop, nr, outcome, trace);
+    }
+
+    /// Prints the `--trace` line of a call that returns `ret` (with `note`),
+    /// if there is one.
+    fn trace_done(
+        &self,
+        tid: i32,
+        trace: Option<&PendingTrace>,
+        ret: Returned,
+        note: Option<&str>,
+    ) {
+        if let Some(pending) = trace {
+            self.trace(&TraceLine {
+                tid,
+                name: pending.name,
+                args: &pending.args,
+                ret,
+                took: pending.took,
+                note,
+            });
+        }
     }
 
     /// Does what a reply's `outcome` says for the call `nr` of the thread
-    /// held at `stop`; `trace` is its `--trace` line so far.
+    /// held at `stop`; `trace` is its `--trace` line, waiting for its result.
     fn carry_out_outcome(
         &mut self,
         stop: Stop,
         nr: i64,
         outcome: Outcome,
-        trace: Option<String>,
-        rtt_us: u128,
+        trace: Option<PendingTrace>,
     ) {
         let tid = stop.tid();
+        let done = |ret: i64| Returned::Value(ret);
         match outcome {
             Outcome::Return { ret, writes } => {
-                if let Some(line) = trace {
-                    self.forwarder
-                        .trace_line(format!("{line} = {} <{rtt_us} us>", fmt_ret(ret)));
-                }
+                self.trace_done(tid, trace.as_ref(), done(ret), None);
                 stop.answer(ret, &writes);
             }
             Outcome::Chdir { local_path } => {
-                if let Some(line) = trace {
-                    self.forwarder
-                        .trace_line(format!("{line} = 0 <{rtt_us} us>"));
-                }
+                self.trace_done(tid, trace.as_ref(), done(0), None);
                 self.set_virtual_cwd(tid, Some(local_path));
                 stop.skip(0);
             }
             Outcome::Replan => {
-                if self.config.trace
-                    && let Some(line) = trace.clone()
-                {
-                    self.forwarder
-                        .trace_line(format!("{line} (socket bound) <{rtt_us} us>"));
-                }
+                let note = Some("socket bound, planned again");
+                self.trace_done(tid, trace.as_ref(), Returned::Unknown, note);
                 self.on_seccomp(stop);
             }
             Outcome::RunNativeWith { args } => {
-                if let Some(line) = trace {
-                    self.forwarder
-                        .trace_line(format!("{line} = 0 <{rtt_us} us>"));
-                }
+                self.trace_done(tid, trace.as_ref(), Returned::Unknown, Some("then native"));
                 let sp = stop.stack_pointer();
                 let call = Some((nr, args));
                 self.rewrite_and_run(stop, sp, call, &[], ExitAction::Restore);
@@ -178,14 +192,11 @@ impl<F: Forwarder> Tracer<'_, F> {
                 argv_arg,
                 link,
             } => {
-                if let Some(line) = trace {
-                    let what = link.as_ref().map_or_else(
-                        || "copied for execve".to_string(),
-                        |l| format!("a link to {}", String::from_utf8_lossy(l)),
-                    );
-                    self.forwarder
-                        .trace_line(format!("{line} = 0 <{rtt_us} us> ({what})"));
-                }
+                let what = link.as_ref().map_or_else(
+                    || "copied for execve".to_string(),
+                    |l| format!("a link to {}", String::from_utf8_lossy(l)),
+                );
+                self.trace_done(tid, trace.as_ref(), done(0), Some(&what));
                 match link {
                     Some(target) => self.exec_link(stop, &target, usize::from(path_arg)),
                     None => {
@@ -194,27 +205,20 @@ impl<F: Forwarder> Tracer<'_, F> {
                 }
             }
             Outcome::MapShadow { path, writable } => {
-                if let Some(line) = trace {
-                    self.forwarder
-                        .trace_line(format!("{line} <{rtt_us} us> (shared, on a shadow file)"));
-                }
+                let note = Some("shared, on a shadow file");
+                self.trace_done(tid, trace.as_ref(), Returned::Unknown, note);
                 self.open_shadow(stop, path, writable);
             }
             Outcome::MapFilled { args, data } => {
-                if let Some(line) = trace {
-                    self.forwarder
-                        .trace_line(format!("{line} <{rtt_us} us> ({} bytes)", data.len()));
-                }
+                let note = format!("{} bytes", data.len());
+                self.trace_done(tid, trace.as_ref(), Returned::Unknown, Some(&note));
                 let sp = stop.stack_pointer();
                 let call = Some((nr, args));
                 self.rewrite_and_run(stop, sp, call, &[], ExitAction::FillMapping { data });
             }
             Outcome::RunNative { error } => {
-                if let Some(line) = trace {
-                    let ret = error.map_or(0, Errno::as_syscall_return);
-                    self.forwarder
-                        .trace_line(format!("{line} = {} <{rtt_us} us>", fmt_ret(ret)));
-                }
+                let ret = error.map_or(0, Errno::as_syscall_return);
+                self.trace_done(tid, trace.as_ref(), done(ret), None);
                 match error {
                     None => stop.resume(),
                     Some(e) => {
@@ -224,10 +228,7 @@ impl<F: Forwarder> Tracer<'_, F> {
                 }
             }
             Outcome::SetFlags { key, flags } => {
-                if let Some(line) = trace {
-                    self.forwarder
-                        .trace_line(format!("{line} = 0 <{rtt_us} us>"));
-                }
+                self.trace_done(tid, trace.as_ref(), done(0), None);
                 self.registry.set_flags(key, flags);
                 stop.skip(0);
             }
@@ -238,7 +239,7 @@ impl<F: Forwarder> Tracer<'_, F> {
                 flags,
                 cloexec,
             } => {
-                let trace = trace.map(|l| format!("{l} <{rtt_us} us>"));
+                // Its result (the program's fd) is known at the open's exit.
                 self.install_placeholder(stop, handle, stat, local_path, flags, cloexec, trace);
             }
         }
@@ -253,7 +254,7 @@ impl<F: Forwarder> Tracer<'_, F> {
         local_path: Vec<u8>,
         flags: i32,
         cloexec: bool,
-        trace: Option<String>,
+        trace: Option<PendingTrace>,
     ) {
         // Owned by the opening thread's fs ids, so that its own open (with
         // its own rights) may open it.

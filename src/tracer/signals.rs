@@ -10,8 +10,7 @@ use nix::sys::signal::Signal;
 
 use super::control::Stop;
 use super::state::{Sleep, ThreadState, sleep_result};
-use super::{ERESTARTNOINTR, ERESTARTSYS, Forwarder, Tracer, fmt_ret, is_stop_signal, set_arg};
-use crate::syscall::nr;
+use super::{ERESTARTNOINTR, ERESTARTSYS, Forwarder, Tracer, is_stop_signal, set_arg};
 use crate::syscall::operation::OnSignal;
 
 impl<F: Forwarder> Tracer<'_, F> {
@@ -150,7 +149,6 @@ impl<F: Forwarder> Tracer<'_, F> {
             saved,
             nr,
             fd,
-            request_text,
             response,
             sleep,
         }) = self.take_state(tid)
@@ -170,14 +168,8 @@ impl<F: Forwarder> Tracer<'_, F> {
                 regs.rax = (-i64::from(ERESTARTNOINTR)).cast_unsigned();
                 self.thread_mut(tid).native_once = Some((nr, fd));
             }
+            // Traced with its round trip when the reply came.
             Err(e) => {
-                if self.config.trace {
-                    self.forwarder.trace_line(format!(
-                        "[pid {tid}] {}({request_text}) = {}",
-                        nr::name(nr),
-                        fmt_ret(e.as_syscall_return())
-                    ));
-                }
                 regs.rax = e.as_syscall_return().cast_unsigned();
             }
         }

@@ -20,6 +20,7 @@ use nix::sys::signal::Signal;
 use super::control::Stop;
 use crate::errno::Errno;
 use crate::proto::{Handle, Response};
+use crate::syscall::describe::Took;
 use crate::syscall::operation::OnSignal;
 use crate::syscall::plan::{AfterNative, Then};
 
@@ -83,7 +84,6 @@ pub(super) enum ThreadState {
         saved: libc::user_regs_struct,
         nr: i64,
         fd: i32,
-        request_text: String,
         response: Response,
         sleep: Sleep,
     },
@@ -171,8 +171,17 @@ pub(super) enum ExitAction {
         read_end: OwnedFd,
         key: u64,
         handle: Handle,
-        trace: Option<String>,
+        trace: Option<PendingTrace>,
     },
+}
+
+/// A `--trace` line that waits for its call's result, known only at the
+/// call's exit (an open that installs a placeholder).
+#[derive(Debug)]
+pub(super) struct PendingTrace {
+    pub(super) name: &'static str,
+    pub(super) args: String,
+    pub(super) took: Took,
 }
 
 #[derive(Debug, Default, Clone)]

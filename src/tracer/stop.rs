@@ -5,14 +5,13 @@
 //! Must not wait for the engine: a forwarded call leaves its thread in
 //! [`ThreadState::Waiting`] or sleeping, and its reply is `reply`'s.
 
-use std::time::Duration;
-
 use super::control::Stop;
 use super::state::{ExitAction, Sleep, ThreadState, exit_action};
 use super::view::TraceeView;
 use super::{Call, Forwarder, ProgramFd, Tracer, seccomp, sys};
 use crate::errno::Errno;
 use crate::proto::{RemotePath, Request};
+use crate::syscall::describe::Took;
 use crate::syscall::operation::{Operation, Waiting};
 use crate::syscall::plan::{self, Plan, Then};
 
@@ -152,7 +151,7 @@ impl<F: Forwarder> Tracer<'_, F> {
                 self.wait(stop, nr, then, text);
                 let call = self.call(tid, nr, operation, program_fd, None);
                 if let Some(response) = self.forwarder.submit(call) {
-                    self.on_reply(tid, response, Duration::ZERO);
+                    self.on_reply(tid, response, Took::Local);
                 }
             }
             None => {
@@ -195,7 +194,7 @@ impl<F: Forwarder> Tracer<'_, F> {
     /// `--trace`).
     fn trace_args(&self, operation: &Operation, fd: i32) -> String {
         if self.config.trace {
-            operation.trace_args(fd)
+            operation.trace_args_in(fd, Some(&self.config.forwarding.mounts))
         } else {
             String::new()
         }

@@ -13,3 +13,4 @@ mod keys;
 mod logging;
 mod messages;
 mod packaging;
+mod trace;

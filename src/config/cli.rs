@@ -42,18 +42,21 @@ pub struct ClientArgs {
     pub remote: Option<RemoteAddr>,
 
     /// Show the server's REMOTE directory at LOCAL (both absolute, LOCAL not
-    /// "/"), e.g. /remote=/ or /remote=/etc. Repeatable; replaces the mounts
-    /// of --config.
-    #[arg(long = "mount", value_name = "LOCAL=REMOTE")]
+    /// "/"), e.g. /remote=/ or /remote=/etc; LOCAL=HOST:REMOTE names the
+    /// server (a [[remotes]] name, a [server.NAME] section or HOST[:PORT]).
+    /// Repeatable; replaces the mounts of --config.
+    #[arg(long = "mount", value_name = "LOCAL=[HOST:]REMOTE")]
     pub mounts: Vec<Mount>,
 
-    /// uname(2) returns the server's utsname.
-    #[arg(long)]
-    pub uname: bool,
+    /// uname(2) returns the server's utsname (--uname=HOST: that server's).
+    // `require_equals` keeps `rscq --uname prog` meaning the flag, then the program.
+    #[arg(long, value_name = "HOST", num_args = 0..=1, require_equals = true)]
+    pub uname: Option<Option<String>>,
 
-    /// The program's TCP and UDP sockets and name resolution are the server's.
-    #[arg(long)]
-    pub net: bool,
+    /// The program's TCP and UDP sockets and name resolution are the
+    /// server's (--net=HOST: that server's).
+    #[arg(long, value_name = "HOST", num_args = 0..=1, require_equals = true)]
+    pub net: Option<Option<String>>,
 
     /// Every forwarded call is one stop-and-wait round trip (= --optimize none).
     #[arg(long)]
@@ -230,7 +233,7 @@ mod tests {
         assert_eq!((r.host.as_str(), r.port), ("srv.example", 9000));
         assert_eq!(a.mounts.len(), 2);
         assert_eq!(a.mounts[1].remote, PathBuf::from("/etc"));
-        assert!(a.uname && a.net && a.trace && a.stats && !a.pure);
+        assert!(a.uname.is_some() && a.net.is_some() && a.trace && a.stats && !a.pure);
         let o = a.optimize.expect("optimize");
         assert!(o.nagle && o.compound && !o.readahead && !o.statcache);
         assert_eq!(a.server_cert, Some(PathBuf::from("srv.der")));
@@ -238,6 +241,23 @@ mod tests {
         assert_eq!(a.known_servers, Some(PathBuf::from("/ks")));
         assert_eq!(a.config, Some(PathBuf::from("c.toml")));
         assert_eq!(a.program, vec!["ls", "-l", "--color"]);
+    }
+
+    #[test]
+    fn net_and_uname_take_an_optional_host() {
+        let a = parse(&["--net", "--uname", "curl", "x"]).expect("bare flags");
+        assert_eq!((a.net, a.uname), (Some(None), Some(None)));
+        assert_eq!(a.program, vec!["curl", "x"]);
+        let a = parse(&["--net", "--", "curl"]).expect("bare flag, --");
+        assert_eq!(a.net, Some(None));
+        assert_eq!(a.program, vec!["curl"]);
+        let a = parse(&["--net=gw", "--uname=buildbox:9", "--", "x"]).expect("hosts");
+        assert_eq!(a.net, Some(Some("gw".into())));
+        assert_eq!(a.uname, Some(Some("buildbox:9".into())));
+        let a = parse(&["--", "x"]).expect("none");
+        assert_eq!((a.net, a.uname), (None, None));
+        let a = parse(&["--mount", "/b=buildbox:/srv", "--", "x"]).expect("mount host");
+        assert_eq!(a.mounts[0].host.as_deref(), Some("buildbox"));
     }
 
     #[test]

@@ -209,6 +209,32 @@ pub enum ConfigError {
 
     #[error("{origin}: invalid readahead_window {value}: expected 65536 to 1073741824")]
     InvalidReadaheadWindow { origin: Origin, value: i64 },
+
+    #[error(
+        "{origin}: `{name}` is neither a [[remotes]] name, a [server.NAME] section nor a HOST[:PORT]: {source}"
+    )]
+    UnknownRemote {
+        origin: Origin,
+        name: String,
+        #[source]
+        source: RemoteAddrError,
+    },
+
+    #[error("{origin}: [server.{name}] is used as a remote but sets no `remote` address")]
+    SectionWithoutRemote { origin: Origin, name: String },
+
+    #[error("{origin}: [[remotes]] name `{name}` is given twice")]
+    DuplicateRemoteName { origin: Origin, name: String },
+
+    #[error("{origin}: a [[remotes]] table needs a non-empty `name`")]
+    EmptyRemoteName { origin: Origin },
+
+    #[error(
+        "these settings use {} remotes ({}), but rscq talks to one remote per run so far; give every mount, --net and --uname the same server",
+        names.len(),
+        names.join(", ")
+    )]
+    SeveralRemotes { names: Vec<String> },
 }
 
 fn unknown_server(name: &str, file: Option<&std::path::Path>, known: &[String]) -> String {

@@ -25,6 +25,7 @@
 
 mod cli;
 mod error;
+mod remotes;
 mod rsc_config;
 mod server_file;
 mod toml_file;
@@ -36,6 +37,7 @@ use std::path::{Component, Path, PathBuf};
 
 pub use cli::{ClientArgs, ClientCommand, FingerprintArgs, KeygenArgs};
 pub use error::{ConfigError, Located, Origin};
+pub use remotes::{Placement, RemoteDef, RemoteIndex, RemoteSpec, check_one_remote};
 pub use rsc_config::{canonical_syscall, looks_like_rsc_config, parse_rsc_config};
 pub use server_file::{ServerFileSettings, parse_server_toml};
 pub use toml_file::{line_col, parse_toml};
@@ -78,6 +80,9 @@ pub struct ClientSettings {
     pub known_servers: PathBuf,
     /// Non-empty: argv of the program to run.
     pub program: Vec<OsString>,
+    /// The servers of the run and which serves each mount, `net` and
+    /// `uname`; `remotes[0]` is `remote` with `server_cert`.
+    pub placement: Placement,
     /// Syscalls an rsc.config listed on `REMOTE` lines (kernel names, e.g.
     /// `pread64`). `None` when the settings did not come from rsc.config:
     /// the client then derives the set from `mounts`/`uname`/`net`.
@@ -94,6 +99,12 @@ pub struct FileSettings {
     pub mounts: Vec<Located<Mount>>,
     pub uname: Option<bool>,
     pub net: Option<bool>,
+    /// `uname = "HOST"`: the remote whose utsname is shown.
+    pub uname_on: Option<Located<String>>,
+    /// `net = "HOST"`: the remote whose network the sockets use.
+    pub net_on: Option<Located<String>>,
+    /// `[[remotes]]` tables (TOML only).
+    pub remotes: Vec<RemoteDef>,
     /// `pure` and `optimize` of the file, already combined.
     pub optimizations: Option<Optimizations>,
     pub nagle_delay: Option<std::time::Duration>,
@@ -125,6 +136,9 @@ impl FileSettings {
             mounts: Vec::new(),
             uname: None,
             net: None,
+            uname_on: None,
+            net_on: None,
+            remotes: Vec::new(),
             optimizations: None,
             nagle_delay: None,
             nagle_bytes: None,
@@ -160,6 +174,23 @@ impl FileSettings {
             },
             uname: pick(&section.uname, &self.uname),
             net: pick(&section.net, &self.net),
+            // A section's `net`/`uname`, named or not, replaces the top
+            // level's as a whole.
+            uname_on: if section.uname.is_some() {
+                section.uname_on.clone()
+            } else {
+                self.uname_on.clone()
+            },
+            net_on: if section.net.is_some() {
+                section.net_on.clone()
+            } else {
+                self.net_on.clone()
+            },
+            remotes: if section.remotes.is_empty() {
+                self.remotes.clone()
+            } else {
+                section.remotes.clone()
+            },
             optimizations: pick(&section.optimizations, &self.optimizations),
             nagle_delay: pick(&section.nagle_delay, &self.nagle_delay),
             nagle_bytes: pick(&section.nagle_bytes, &self.nagle_bytes),
@@ -255,7 +286,9 @@ pub fn parse_config_file(src: &str, path: &Path) -> Result<FileSettings, ConfigE
 pub fn resolve(args: &ClientArgs) -> Result<ClientSettings, ConfigError> {
     let env = Env::from_process();
     let file = load_config(args, &env)?;
-    resolve_with(args, file.as_ref(), &env)
+    let settings = resolve_with(args, file.as_ref(), &env)?;
+    check_one_remote(&settings.placement)?;
+    Ok(settings)
 }
 
 /// The settings file of `args`: `--config FILE` (which must exist), else
@@ -302,6 +335,7 @@ pub fn resolve_with(
             &empty
         }
     };
+    let top = file;
     let chosen;
     let file = match &args.server {
         None => file,
@@ -328,11 +362,32 @@ pub fn resolve_with(
 
     let (identity_dir, known_servers) = key_paths(args, file, env)?;
 
+    let remote = args.remote.clone().or_else(|| file.remote.clone());
+    let server_cert = pick_path(
+        args.server_cert.as_ref(),
+        "--server-cert",
+        file.server_cert.as_ref(),
+        file,
+        env,
+    )?;
+    let placement = remotes::place(
+        RemoteSpec::default_remote(remote.clone(), server_cert.clone()),
+        &mounts,
+        named_host(args.net.as_ref(), "--net", file.net_on.as_ref()).as_ref(),
+        named_host(args.uname.as_ref(), "--uname", file.uname_on.as_ref()).as_ref(),
+        &remotes::Names {
+            defs: &file.remotes,
+            sections: &top.servers,
+            file,
+            env,
+        },
+    )?;
+
     Ok(ClientSettings {
-        remote: args.remote.clone().or_else(|| file.remote.clone()),
+        remote,
         mounts: mounts.into_iter().map(|m| m.value).collect(),
-        uname: args.uname || file.uname.unwrap_or(false),
-        net: args.net || file.net.unwrap_or(false),
+        uname: args.uname.is_some() || file.uname.unwrap_or(false),
+        net: args.net.is_some() || file.net.unwrap_or(false),
         optimizations,
         nagle: NagleSettings {
             delay: args
@@ -371,18 +426,30 @@ pub fn resolve_with(
         trace_time: args.trace_time || file.trace_time.unwrap_or(false),
         stats: args.stats || file.stats.unwrap_or(false),
         verbose: args.verbose.max(file.verbose.unwrap_or(0)),
-        server_cert: pick_path(
-            args.server_cert.as_ref(),
-            "--server-cert",
-            file.server_cert.as_ref(),
-            file,
-            env,
-        )?,
+        server_cert,
         identity_dir,
         known_servers,
         program: args.program.clone(),
+        placement,
         forwarded_syscalls: file.forwarded_syscalls.clone(),
     })
+}
+
+/// The HOST of `--net`/`--uname`: the flag's when given (`--net` alone
+/// means the default remote, over the file's), else the file's.
+fn named_host(
+    flag: Option<&Option<String>>,
+    flag_name: &'static str,
+    from_file: Option<&Located<String>>,
+) -> Option<Located<String>> {
+    match flag {
+        Some(Some(host)) => Some(Located {
+            value: host.clone(),
+            origin: Origin::CommandLine(flag_name),
+        }),
+        Some(None) => None,
+        None => from_file.cloned(),
+    }
 }
 
 /// The file's settings with its `[server.NAME]` section laid over them.

@@ -55,6 +55,7 @@ fn defaults() {
             known_servers: "/home/u/.config/rscq/known_servers".into(),
             program: vec!["ls".into()],
             forwarded_syscalls: None,
+            placement: Placement::single(RemoteSpec::default_remote(None, None), 0),
         }
     );
 }

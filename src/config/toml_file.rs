@@ -23,7 +23,18 @@
 //! remote = "work.example:4433"
 //! mounts = ["/w=/srv"]
 //! net = true
+//!
+//! [[remotes]]                         # a name for another server
+//! name = "nas"
+//! address = "nas.example:4433"
+//! server_cert = "nas.der"             # optional: pin it (else trust on first use)
 //! ```
+//!
+//! A mount names its server as `"/d=nas:/export"` or `{ local = "/d",
+//! remote = "/export", host = "nas" }`; `net = "HOST"` and `uname = "HOST"`
+//! turn the setting on with that server's network or utsname. HOST is
+//! looked up as `super::remotes` says. (`[[remotes]]`, not `[[remote]]`:
+//! `remote` is already the default server's address.)
 //!
 //! Every key of the top level may appear in a `[server.NAME]` section; a
 //! section's `mounts` replace the top level's.
@@ -44,6 +55,7 @@ use serde::de::{self, MapAccess, SeqAccess, Visitor};
 use toml::Spanned;
 
 use super::error::{ConfigError, Located, Origin};
+use super::remotes::RemoteDef;
 use super::types::{Delay, DelayError, IdleTimeout, Mount, Optimizations, RemoteAddr, StatTtl};
 use super::{FileSettings, check_duplicate_mounts};
 
@@ -52,8 +64,9 @@ use super::{FileSettings, check_duplicate_mounts};
 struct Schema {
     remote: Option<Spanned<String>>,
     mounts: Option<Vec<Spanned<MountEntry>>>,
-    uname: Option<bool>,
-    net: Option<bool>,
+    uname: Option<Spanned<Switch>>,
+    net: Option<Spanned<Switch>>,
+    remotes: Option<Vec<Spanned<RemoteTable>>>,
     optimize: Option<Spanned<OptimizeValue>>,
     pure: Option<Spanned<bool>>,
     nagle_delay: Option<Spanned<String>>,
@@ -84,6 +97,122 @@ enum MountEntry {
 struct MountTable {
     local: String,
     remote: String,
+    host: Option<String>,
+}
+
+/// A `[[remotes]]` table.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemoteTable {
+    name: String,
+    address: Spanned<String>,
+    server_cert: Option<Spanned<String>>,
+}
+
+/// `net`/`uname`: `true`/`false`, or the HOST that serves it.
+#[derive(Debug)]
+enum Switch {
+    Bool(bool),
+    On(String),
+}
+
+impl<'de> Deserialize<'de> for Switch {
+    fn deserialize<D: de::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Switch;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"true, false, or the name of a remote (e.g. "nas")"#)
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Switch, E> {
+                Ok(Switch::Bool(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Switch, E> {
+                if v.trim().is_empty() {
+                    return Err(E::custom("empty remote name"));
+                }
+                // A quoted boolean is a slip, not a server named "true".
+                if matches!(v, "true" | "false") {
+                    return Err(E::invalid_type(de::Unexpected::Str(v), &self));
+                }
+                Ok(Switch::On(v.to_owned()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// A `net`/`uname` key as the on/off setting and the HOST it names.
+fn switch_key(
+    key: Option<Spanned<Switch>>,
+    at: &impl Fn(Range<usize>) -> Origin,
+) -> (Option<bool>, Option<Located<String>>) {
+    let Some(key) = key else { return (None, None) };
+    let origin = at(key.span());
+    match key.into_inner() {
+        Switch::Bool(on) => (Some(on), None),
+        Switch::On(host) => (
+            Some(true),
+            Some(Located {
+                value: host,
+                origin,
+            }),
+        ),
+    }
+}
+
+/// `[[remotes]]`: each a unique name with an address.
+fn remotes_key(
+    tables: Vec<Spanned<RemoteTable>>,
+    at: &impl Fn(Range<usize>) -> Origin,
+) -> Result<Vec<RemoteDef>, ConfigError> {
+    let mut defs: Vec<RemoteDef> = Vec::new();
+    for table in tables {
+        let origin = at(table.span());
+        let table = table.into_inner();
+        if table.name.trim().is_empty() {
+            return Err(ConfigError::EmptyRemoteName { origin });
+        }
+        if defs.iter().any(|d| d.name == table.name) {
+            return Err(ConfigError::DuplicateRemoteName {
+                origin,
+                name: table.name,
+            });
+        }
+        let address_at = at(table.address.span());
+        let text = table.address.into_inner();
+        let address = text
+            .parse::<RemoteAddr>()
+            .map_err(|source| ConfigError::InvalidRemote {
+                origin: address_at,
+                value: text.clone(),
+                source,
+            })?;
+        let server_cert = match table.server_cert {
+            Some(c) => {
+                let cert_at = at(c.span());
+                let text = c.into_inner();
+                if text.is_empty() {
+                    return Err(ConfigError::EmptyPath {
+                        origin: cert_at,
+                        setting: "server_cert",
+                    });
+                }
+                Some(Located {
+                    value: PathBuf::from(text),
+                    origin: cert_at,
+                })
+            }
+            None => None,
+        };
+        defs.push(RemoteDef {
+            name: table.name,
+            address,
+            server_cert,
+            origin,
+        });
+    }
+    Ok(defs)
 }
 
 // Hand-written rather than `#[serde(untagged)]`: untagged buffers the value
@@ -228,7 +357,7 @@ fn mounts_key(
         let origin = at(entry.span());
         let parsed = match entry.into_inner() {
             MountEntry::Spec(s) => s.parse::<Mount>(),
-            MountEntry::Table(t) => Mount::new(&t.local, &t.remote),
+            MountEntry::Table(t) => Mount::new(&t.local, &t.remote).and_then(|m| m.on_host(t.host)),
         };
         match parsed {
             Ok(value) => mounts.push(Located { value, origin }),
@@ -297,6 +426,9 @@ fn settings(schema: Schema, src: &str, path: &Path) -> Result<FileSettings, Conf
     };
 
     let mounts = mounts_key(schema.mounts.unwrap_or_default(), &at)?;
+    let (uname, uname_on) = switch_key(schema.uname, &at);
+    let (net, net_on) = switch_key(schema.net, &at);
+    let remotes = remotes_key(schema.remotes.unwrap_or_default(), &at)?;
 
     let optimizations = optimizations_key(schema.pure, schema.optimize, &at)?;
 
@@ -370,8 +502,11 @@ fn settings(schema: Schema, src: &str, path: &Path) -> Result<FileSettings, Conf
         path: path.to_owned(),
         remote,
         mounts,
-        uname: schema.uname,
-        net: schema.net,
+        uname,
+        net,
+        uname_on,
+        net_on,
+        remotes,
         optimizations,
         nagle_delay,
         nagle_bytes,
@@ -472,6 +607,76 @@ known_servers = "/ks"
         assert_eq!(f.identity.map(|p| p.value), Some(PathBuf::from("/id")));
         assert_eq!(f.known_servers.map(|p| p.value), Some(PathBuf::from("/ks")));
         assert!(f.forwarded_syscalls.is_none());
+    }
+
+    #[test]
+    fn remotes_and_named_hosts() {
+        let f = parse(
+            r#"
+net = "gw"
+uname = "buildbox"
+mounts = ["/b=buildbox:/srv", { local = "/d", remote = "/export", host = "nas" }]
+
+[[remotes]]
+name = "buildbox"
+address = "10.0.0.1:9"
+
+[[remotes]]
+name = "nas"
+address = "nas.example"
+server_cert = "nas.der"
+"#,
+        )
+        .expect("parse");
+        assert_eq!((f.net, f.uname), (Some(true), Some(true)));
+        assert_eq!(f.net_on.as_ref().map(|h| h.value.as_str()), Some("gw"));
+        assert_eq!(
+            f.uname_on.map(|h| (h.value, h.origin)),
+            Some((
+                "buildbox".into(),
+                Origin::File {
+                    path: "test.toml".into(),
+                    line: 3
+                }
+            ))
+        );
+        assert_eq!(f.mounts[0].value.host.as_deref(), Some("buildbox"));
+        assert_eq!(f.mounts[1].value.host.as_deref(), Some("nas"));
+        assert_eq!(f.mounts[1].value.to_string(), "/d=nas:/export");
+        assert_eq!(f.remotes.len(), 2);
+        assert_eq!(f.remotes[0].address.to_string(), "10.0.0.1:9");
+        assert_eq!(f.remotes[1].address.port, crate::config::DEFAULT_PORT);
+        assert_eq!(
+            f.remotes[1].server_cert.as_ref().map(|c| c.value.clone()),
+            Some(PathBuf::from("nas.der"))
+        );
+        let f = parse("net = false\nuname = true").expect("bools");
+        assert_eq!((f.net, f.uname), (Some(false), Some(true)));
+        assert!(f.net_on.is_none() && f.uname_on.is_none());
+    }
+
+    #[test]
+    fn bad_remotes_name_their_line() {
+        let e = parse("[[remotes]]\nname = \"a\"\naddress = \"::1\"\n").expect_err("v6");
+        assert!(matches!(e, ConfigError::InvalidRemote { .. }), "{e}");
+        assert!(e.to_string().contains("test.toml:3"), "{e}");
+        let e = parse("[[remotes]]\nname = \"a\"\naddress = \"h\"\n[[remotes]]\nname = \"a\"\naddress = \"g\"\n")
+            .expect_err("dup");
+        assert!(matches!(e, ConfigError::DuplicateRemoteName { .. }), "{e}");
+        let e = parse("[[remotes]]\nname = \"\"\naddress = \"h\"\n").expect_err("empty");
+        assert!(matches!(e, ConfigError::EmptyRemoteName { .. }), "{e}");
+        let e = parse("[[remotes]]\nname = \"a\"\n").expect_err("no address");
+        assert!(matches!(e, ConfigError::Toml { .. }), "{e}");
+        let e = parse("[[remotes]]\nname = \"a\"\naddress = \"h\"\nadress = \"h\"\n")
+            .expect_err("unknown key");
+        assert!(e.to_string().contains("adress"), "{e}");
+        let e = parse("net = \"\"").expect_err("empty host");
+        assert!(matches!(e, ConfigError::Toml { .. }), "{e}");
+        let e = parse("net = 3").expect_err("wrong type");
+        assert!(matches!(e, ConfigError::Toml { .. }), "{e}");
+        let e = parse("mounts = [{ local = \"/d\", remote = \"/\", host = \"\" }]")
+            .expect_err("empty mount host");
+        assert!(matches!(e, ConfigError::InvalidMount { .. }), "{e}");
     }
 
     #[test]

@@ -126,6 +126,10 @@ fn parse_port(p: &str) -> Result<u16, RemoteAddrError> {
 pub struct Mount {
     pub local: PathBuf,
     pub remote: PathBuf,
+    /// The server as written before REMOTE (`LOCAL=HOST:REMOTE`): a
+    /// `[[remotes]]` name, a `[server.NAME]` section or HOST[:PORT],
+    /// looked up by [`super::resolve`]. `None`: the default remote.
+    pub host: Option<String>,
 }
 
 /// Which half of `LOCAL=REMOTE` an error is about.
@@ -158,6 +162,8 @@ pub enum MountError {
     Nul(MountSide),
     #[error("LOCAL must not be `/`: it would hide the whole local filesystem")]
     LocalIsRoot,
+    #[error("empty HOST before `:` in LOCAL=HOST:REMOTE")]
+    EmptyHost,
 }
 
 impl Mount {
@@ -170,25 +176,61 @@ impl Mount {
             return Err(MountError::LocalIsRoot);
         }
         let remote = normalize(remote, MountSide::Remote)?;
-        Ok(Self { local, remote })
+        Ok(Self {
+            local,
+            remote,
+            host: None,
+        })
+    }
+
+    /// The same mount served by `host` (`None`: the default remote).
+    pub fn on_host(self, host: Option<String>) -> Result<Self, MountError> {
+        match host {
+            Some(h) if h.trim().is_empty() => Err(MountError::EmptyHost),
+            host => Ok(Self { host, ..self }),
+        }
     }
 }
 
 impl FromStr for Mount {
     type Err = MountError;
 
-    /// `LOCAL=REMOTE`, split at the first `=` (so only REMOTE may contain one).
+    /// `LOCAL=REMOTE` or `LOCAL=HOST:REMOTE`, split at the first `=` (so
+    /// only REMOTE may contain one). REMOTE is absolute, so a right side
+    /// that does not start with `/` is `HOST:REMOTE`, split at its first
+    /// `:/` (HOST may be `name`, `name:port` or `[v6]:port`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (local, remote) = s
+        let (local, right) = s
             .split_once('=')
             .ok_or_else(|| MountError::MissingEquals(s.to_owned()))?;
-        Self::new(local, remote)
+        match split_host(right) {
+            Some((host, remote)) => Self::new(local, remote)?.on_host(Some(host.to_owned())),
+            None => Self::new(local, right),
+        }
     }
+}
+
+/// `HOST:/path` into `HOST` and `/path`; `None` when `right` is a plain
+/// path (or no path at all, which [`Mount::new`] then refuses).
+fn split_host(right: &str) -> Option<(&str, &str)> {
+    if right.starts_with('/') {
+        return None;
+    }
+    let colon = right.find(":/")?;
+    Some((&right[..colon], &right[colon.saturating_add(1)..]))
 }
 
 impl fmt::Display for Mount {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}={}", self.local.display(), self.remote.display())
+        match &self.host {
+            Some(host) => write!(
+                f,
+                "{}={host}:{}",
+                self.local.display(),
+                self.remote.display()
+            ),
+            None => write!(f, "{}={}", self.local.display(), self.remote.display()),
+        }
     }
 }
 
@@ -558,6 +600,31 @@ mod tests {
         assert_eq!(m.to_string(), "/r/x=/etc");
         let m: Mount = "/r=/a=b".parse().expect("mount");
         assert_eq!(m.remote, PathBuf::from("/a=b"));
+    }
+
+    #[test]
+    fn mount_with_host() {
+        let m: Mount = "/build=buildbox:/srv/src".parse().expect("mount");
+        assert_eq!(m.host.as_deref(), Some("buildbox"));
+        assert_eq!(m.remote, PathBuf::from("/srv/src"));
+        assert_eq!(m.to_string(), "/build=buildbox:/srv/src");
+        let m: Mount = "/d=nas:4433:/export".parse().expect("host:port");
+        assert_eq!(m.host.as_deref(), Some("nas:4433"));
+        let m: Mount = "/d=[::1]:9:/".parse().expect("v6");
+        assert_eq!(m.host.as_deref(), Some("[::1]:9"));
+        assert_eq!(m.remote, PathBuf::from("/"));
+        // A plain REMOTE may hold `:/` after its first character.
+        let m: Mount = "/d=/a:/b".parse().expect("plain");
+        assert_eq!((m.host, m.remote), (None, PathBuf::from("/a:/b")));
+        assert_eq!("/d=:/x".parse::<Mount>(), Err(MountError::EmptyHost));
+        assert!(matches!(
+            "/d=host:x".parse::<Mount>(),
+            Err(MountError::NotAbsolute { .. })
+        ));
+        assert!(matches!(
+            "/d=host:/a/../b".parse::<Mount>(),
+            Err(MountError::NotNormalized { .. })
+        ));
     }
 
     #[test]

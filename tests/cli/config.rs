@@ -87,3 +87,34 @@ fn malformed_default_file_is_an_error_with_its_line() {
     assert_eq!(out.code(), 0, "{out}");
     assert!(out.stderr.contains("rscq: total"), "{out}");
 }
+
+#[test]
+fn several_remotes_are_refused_before_anything_starts() {
+    let home = home();
+    write_config(
+        &home.path().join(".config"),
+        "[[remotes]]\nname = \"nas\"\naddress = \"nas.invalid\"\n",
+    );
+    let out = rscq(
+        &["--mount", "/b=/", "--mount", "/d=nas:/export", "--", "true"],
+        home.path(),
+    );
+    assert_eq!(out.code(), 125, "{out}");
+    assert_eq!(
+        out.stderr,
+        "rscq: these settings use 2 remotes (embedded, nas), but rscq talks to one remote per run so far; give every mount, --net and --uname the same server\n",
+        "{out}"
+    );
+    // A name for the default remote's address is that remote: it is
+    // tried (and here cannot be reached), not refused.
+    let out = rscq(
+        &["--remote=nas.invalid", "--net=nas", "--", "true"],
+        home.path(),
+    );
+    assert_ne!(out.code(), 0, "{out}");
+    assert!(out.stderr.contains("nas.invalid"), "{out}");
+    assert!(!out.stderr.contains("remotes ("), "{out}");
+    // `--net` alone still means the default remote, before the program.
+    let out = rscq(&["--net", "true"], home.path());
+    assert_eq!(out.code(), 0, "{out}");
+}

@@ -1,0 +1,314 @@
+//! Which server serves what: the run's list of remotes and, for each
+//! mount, `--net` and `--uname`, the index of the remote that serves it.
+//!
+//! A HOST (`--mount LOCAL=HOST:REMOTE`, `--net=HOST`, `--uname=HOST`, a
+//! TOML mount's `host`, `net = "HOST"`, `uname = "HOST"`) is looked up in
+//! this order: a `[[remotes]]` name, a `[server.NAME]` section (its
+//! `remote` and `server_cert`), else HOST[:PORT] itself. Index 0 is the
+//! default remote (`--remote`, or the embedded executor); a HOST whose
+//! address is one already listed reuses that entry, so each server is
+//! one connection.
+//!
+//! Pure: must not read files or the environment beyond [`Env`]; must not
+//! connect.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use super::error::{ConfigError, Located, Origin};
+use super::types::{Mount, RemoteAddr};
+use super::{Env, FileSettings, pick_path};
+
+/// A `[[remotes]]` table of a TOML file: a name for a server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteDef {
+    pub name: String,
+    pub address: RemoteAddr,
+    /// As written; relative to the file's directory.
+    pub server_cert: Option<Located<PathBuf>>,
+    /// Where the table starts.
+    pub origin: Origin,
+}
+
+/// One server of a run, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteSpec {
+    /// How messages name it: the `[[remotes]]` or section name, HOST[:PORT]
+    /// as written, or for the default remote its address (`embedded`
+    /// without one).
+    pub name: String,
+    /// `None`: the embedded executor (only ever the default remote).
+    pub address: Option<RemoteAddr>,
+    /// The pinned certificate; `None`: trust on first use by host.
+    pub server_cert: Option<PathBuf>,
+}
+
+impl RemoteSpec {
+    /// The default remote: `--remote` (or the embedded executor) with
+    /// `--server-cert`.
+    pub fn default_remote(address: Option<RemoteAddr>, server_cert: Option<PathBuf>) -> Self {
+        Self {
+            name: address
+                .as_ref()
+                .map_or_else(|| "embedded".to_owned(), ToString::to_string),
+            address,
+            server_cert,
+        }
+    }
+}
+
+/// Index into [`Placement::remotes`].
+pub type RemoteIndex = usize;
+
+/// The remotes of a run and who is served by which.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// `[0]` is the default remote.
+    pub remotes: Vec<RemoteSpec>,
+    /// For each mount, in the order of the settings' mounts.
+    pub mounts: Vec<RemoteIndex>,
+    pub net: RemoteIndex,
+    pub uname: RemoteIndex,
+}
+
+impl Placement {
+    /// Everything on the default remote.
+    pub fn single(default: RemoteSpec, mounts: usize) -> Self {
+        Self {
+            remotes: vec![default],
+            mounts: vec![0; mounts],
+            net: 0,
+            uname: 0,
+        }
+    }
+}
+
+/// Where the HOSTs of a run are looked up.
+pub(super) struct Names<'a> {
+    /// The file's `[[remotes]]`.
+    pub defs: &'a [RemoteDef],
+    /// The file's `[server.NAME]` sections.
+    pub sections: &'a BTreeMap<String, FileSettings>,
+    /// The file relative certificate paths are taken from.
+    pub file: &'a FileSettings,
+    pub env: &'a Env,
+}
+
+/// Resolves every HOST named by `mounts`, `net` and `uname`.
+pub(super) fn place(
+    default: RemoteSpec,
+    mounts: &[Located<Mount>],
+    net: Option<&Located<String>>,
+    uname: Option<&Located<String>>,
+    names: &Names<'_>,
+) -> Result<Placement, ConfigError> {
+    let mut placement = Placement::single(default, 0);
+    for m in mounts {
+        let index = match &m.value.host {
+            Some(host) => placement.index_of(host, &m.origin, names)?,
+            None => 0,
+        };
+        placement.mounts.push(index);
+    }
+    if let Some(host) = net {
+        placement.net = placement.index_of(&host.value, &host.origin, names)?;
+    }
+    if let Some(host) = uname {
+        placement.uname = placement.index_of(&host.value, &host.origin, names)?;
+    }
+    Ok(placement)
+}
+
+impl Placement {
+    /// The index of `host`, adding a remote when its address is new.
+    fn index_of(
+        &mut self,
+        host: &str,
+        origin: &Origin,
+        names: &Names<'_>,
+    ) -> Result<RemoteIndex, ConfigError> {
+        let spec = lookup(host, origin, names)?;
+        if let Some(i) = self
+            .remotes
+            .iter()
+            .position(|r| r.address.is_some() && r.address == spec.address)
+        {
+            return Ok(i);
+        }
+        self.remotes.push(spec);
+        Ok(self.remotes.len().saturating_sub(1))
+    }
+}
+
+/// One HOST as a remote, by the order in the module documentation.
+fn lookup(host: &str, origin: &Origin, names: &Names<'_>) -> Result<RemoteSpec, ConfigError> {
+    let cert = |c: Option<&Located<PathBuf>>| pick_path(None, "", c, names.file, names.env);
+    if let Some(def) = names.defs.iter().find(|d| d.name == host) {
+        return Ok(RemoteSpec {
+            name: def.name.clone(),
+            address: Some(def.address.clone()),
+            server_cert: cert(def.server_cert.as_ref())?,
+        });
+    }
+    if let Some(section) = names.sections.get(host) {
+        let Some(address) = section.remote.clone() else {
+            return Err(ConfigError::SectionWithoutRemote {
+                origin: origin.clone(),
+                name: host.to_owned(),
+            });
+        };
+        return Ok(RemoteSpec {
+            name: host.to_owned(),
+            address: Some(address),
+            server_cert: cert(section.server_cert.as_ref())?,
+        });
+    }
+    match host.parse::<RemoteAddr>() {
+        Ok(address) => Ok(RemoteSpec {
+            name: host.to_owned(),
+            address: Some(address),
+            server_cert: None,
+        }),
+        Err(source) => Err(ConfigError::UnknownRemote {
+            origin: origin.clone(),
+            name: host.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Refuses a placement that needs more than one connection: the client
+/// carries one remote per run so far (README, "What does not work yet").
+pub fn check_one_remote(placement: &Placement) -> Result<(), ConfigError> {
+    match placement.remotes.as_slice() {
+        [] | [_] => Ok(()),
+        several => Err(ConfigError::SeveralRemotes {
+            names: several.iter().map(|r| r.name.clone()).collect(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{ClientArgs, parse_config_file, resolve_with};
+    use super::*;
+    use clap::Parser;
+    use std::path::Path;
+
+    fn env() -> Env {
+        Env {
+            home: Some("/home/u".into()),
+            xdg_config_home: None,
+        }
+    }
+
+    fn run(a: &[&str], toml: Option<&str>) -> Result<Placement, ConfigError> {
+        let args = ClientArgs::try_parse_from(std::iter::once("rscq").chain(a.iter().copied()))
+            .map_err(|e| panic!("{a:?}: {e}"))?;
+        let file =
+            toml.map(|src| parse_config_file(src, Path::new("/etc/rscq/work.toml")).expect("toml"));
+        resolve_with(&args, file.as_ref(), &env()).map(|s| s.placement)
+    }
+
+    fn names(p: &Placement) -> Vec<&str> {
+        p.remotes.iter().map(|r| r.name.as_str()).collect()
+    }
+
+    #[test]
+    fn one_remote_is_everything_on_index_zero() {
+        let p = run(
+            &["--remote=srv", "--mount=/a=/", "--net", "--uname", "x"],
+            None,
+        )
+        .expect("resolve");
+        assert_eq!(names(&p), ["srv:4433"]);
+        assert_eq!((p.mounts.as_slice(), p.net, p.uname), (&[0][..], 0, 0));
+        assert_eq!(check_one_remote(&p).ok(), Some(()));
+        let p = run(&["--", "x"], None).expect("embedded");
+        assert_eq!(names(&p), ["embedded"]);
+        assert_eq!(p.remotes[0].address, None);
+    }
+
+    #[test]
+    fn hosts_on_the_command_line() {
+        let p = run(
+            &[
+                "--remote=buildbox",
+                "--mount=/build=buildbox:/srv/src",
+                "--mount=/data=nas:/export",
+                "--mount=/more=nas:4433:/x",
+                "--net=gateway:7000",
+                "--uname=buildbox",
+                "--",
+                "make",
+            ],
+            None,
+        )
+        .expect("resolve");
+        // buildbox is the default remote's address, nas and nas:4433 are one.
+        assert_eq!(names(&p), ["buildbox:4433", "nas", "gateway:7000"]);
+        assert_eq!(p.mounts, [0, 1, 1]);
+        assert_eq!((p.net, p.uname), (2, 0));
+        let addr = p.remotes[2].address.as_ref().expect("address");
+        assert_eq!((addr.host.as_str(), addr.port), ("gateway", 7000));
+        let e = check_one_remote(&p).expect_err("three remotes");
+        let msg = e.to_string();
+        assert!(
+            msg.contains("3 remotes (buildbox:4433, nas, gateway:7000)"),
+            "{msg}"
+        );
+        assert!(msg.contains("one remote per run"), "{msg}");
+    }
+
+    #[test]
+    fn named_remotes_and_sections_from_the_file() {
+        let toml = r#"
+remote = "main.example"
+net = "gw"
+uname = "build"
+mounts = ["/b=build:/srv", { local = "/d", remote = "/export", host = "nas" }]
+
+[[remotes]]
+name = "nas"
+address = "10.0.0.2"
+server_cert = "certs/nas.der"
+
+[server.build]
+remote = "10.0.0.1:9"
+server_cert = "~/build.der"
+
+[server.gw]
+remote = "gw.example"
+"#;
+        let p = run(&["--", "x"], Some(toml)).expect("resolve");
+        assert_eq!(names(&p), ["main.example:4433", "build", "nas", "gw"]);
+        assert_eq!(p.mounts, [1, 2]);
+        assert_eq!((p.net, p.uname), (3, 1));
+        assert_eq!(
+            p.remotes[2].server_cert,
+            Some("/etc/rscq/certs/nas.der".into())
+        );
+        assert_eq!(p.remotes[1].server_cert, Some("/home/u/build.der".into()));
+        assert_eq!(p.remotes[3].server_cert, None);
+        // Flags win: `--net` alone is the default remote's network, and
+        // `--mount` replaces the file's mounts.
+        let p = run(&["--net", "--mount=/z=/", "--", "x"], Some(toml)).expect("flags");
+        assert_eq!(names(&p), ["main.example:4433", "build"]);
+        assert_eq!((p.mounts.as_slice(), p.net, p.uname), (&[0][..], 0, 1));
+    }
+
+    #[test]
+    fn unknown_hosts_are_errors_naming_their_origin() {
+        let e = run(&["--mount=/d=a b:/x", "--", "x"], None).expect_err("bad host");
+        assert!(matches!(e, ConfigError::UnknownRemote { .. }), "{e}");
+        assert!(
+            e.to_string().starts_with("command line --mount: `a b`"),
+            "{e}"
+        );
+        let e = run(&["--net=::1", "--", "x"], None).expect_err("v6");
+        assert!(e.to_string().contains("command line --net"), "{e}");
+        let toml = "[server.s]\nnet = true\n\n[server.t]\nuname = \"s\"\n";
+        let e = run(&["-S", "t", "--", "x"], Some(toml)).expect_err("section without remote");
+        assert!(matches!(e, ConfigError::SectionWithoutRemote { .. }), "{e}");
+    }
+}

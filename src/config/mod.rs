@@ -81,7 +81,8 @@ pub struct ClientSettings {
     /// Non-empty: argv of the program to run.
     pub program: Vec<OsString>,
     /// The servers of the run and which serves each mount, `net` and
-    /// `uname`; `remotes[0]` is `remote` with `server_cert`.
+    /// `uname`; `remotes[0]` is `remote` with `server_cert`: the default
+    /// remote, unless it serves nothing and another does (then that one).
     pub placement: Placement,
     /// Syscalls an rsc.config listed on `REMOTE` lines (kernel names, e.g.
     /// `pread64`). `None` when the settings did not come from rsc.config:
@@ -383,11 +384,20 @@ pub fn resolve_with(
         },
     )?;
 
+    let uname = args.uname.is_some() || file.uname.unwrap_or(false);
+    let net = args.net.is_some() || file.net.unwrap_or(false);
+    let placement = placement.without_unused(net, uname);
+    // The one-remote client connects to `remote`: the first remote used.
+    let (remote, server_cert) = match placement.remotes.first() {
+        Some(first) => (first.address.clone(), first.server_cert.clone()),
+        None => (remote, server_cert),
+    };
+
     Ok(ClientSettings {
         remote,
         mounts: mounts.into_iter().map(|m| m.value).collect(),
-        uname: args.uname.is_some() || file.uname.unwrap_or(false),
-        net: args.net.is_some() || file.net.unwrap_or(false),
+        uname,
+        net,
         optimizations,
         nagle: NagleSettings {
             delay: args

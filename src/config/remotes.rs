@@ -120,6 +120,42 @@ pub(super) fn place(
 }
 
 impl Placement {
+    /// Drops the remotes that serve nothing (the default remote when every
+    /// mount, `net` and `uname` name another), so that the first one used
+    /// is index 0. `net`/`uname` say whether those are on at all. With
+    /// nothing used at all the default remote stays.
+    pub(super) fn without_unused(self, net: bool, uname: bool) -> Self {
+        let mut used = vec![false; self.remotes.len()];
+        let wanted = self
+            .mounts
+            .iter()
+            .chain(net.then_some(&self.net))
+            .chain(uname.then_some(&self.uname));
+        for &i in wanted {
+            if let Some(u) = used.get_mut(i) {
+                *u = true;
+            }
+        }
+        if !used.contains(&true) {
+            return self;
+        }
+        let mut new_index = Vec::with_capacity(used.len());
+        let mut remotes = Vec::new();
+        for (spec, used) in self.remotes.into_iter().zip(&used) {
+            new_index.push(remotes.len());
+            if *used {
+                remotes.push(spec);
+            }
+        }
+        let moved = |i: RemoteIndex| new_index.get(i).copied().unwrap_or(0);
+        Self {
+            remotes,
+            mounts: self.mounts.iter().map(|&i| moved(i)).collect(),
+            net: if net { moved(self.net) } else { 0 },
+            uname: if uname { moved(self.uname) } else { 0 },
+        }
+    }
+
     /// The index of `host`, adding a remote when its address is new.
     fn index_of(
         &mut self,
@@ -266,7 +302,7 @@ mod tests {
 remote = "main.example"
 net = "gw"
 uname = "build"
-mounts = ["/b=build:/srv", { local = "/d", remote = "/export", host = "nas" }]
+mounts = ["/m=/", "/b=build:/srv", { local = "/d", remote = "/export", host = "nas" }]
 
 [[remotes]]
 name = "nas"
@@ -282,7 +318,7 @@ remote = "gw.example"
 "#;
         let p = run(&["--", "x"], Some(toml)).expect("resolve");
         assert_eq!(names(&p), ["main.example:4433", "build", "nas", "gw"]);
-        assert_eq!(p.mounts, [1, 2]);
+        assert_eq!(p.mounts, [0, 1, 2]);
         assert_eq!((p.net, p.uname), (3, 1));
         assert_eq!(
             p.remotes[2].server_cert,
@@ -295,6 +331,41 @@ remote = "gw.example"
         let p = run(&["--net", "--mount=/z=/", "--", "x"], Some(toml)).expect("flags");
         assert_eq!(names(&p), ["main.example:4433", "build"]);
         assert_eq!((p.mounts.as_slice(), p.net, p.uname), (&[0][..], 0, 1));
+    }
+
+    #[test]
+    fn a_default_remote_that_serves_nothing_is_dropped() {
+        let p = run(&["--mount=/d=nas:/x", "--net=nas", "--", "x"], None).expect("resolve");
+        assert_eq!(names(&p), ["nas"]);
+        assert_eq!((p.mounts.as_slice(), p.net, p.uname), (&[0][..], 0, 0));
+        assert_eq!(check_one_remote(&p).ok(), Some(()));
+        // `uname` is off, so its HOST serves nothing.
+        let toml = "uname = false\n";
+        let p = run(&["--remote=a", "--mount=/d=b:/x", "--", "x"], Some(toml)).expect("resolve");
+        assert_eq!(names(&p), ["b"]);
+        // Nothing used: the default remote stays.
+        let p = run(&["--remote=a", "--", "x"], None).expect("resolve");
+        assert_eq!(names(&p), ["a:4433"]);
+        // The default remote used by one mount stays first.
+        let p = run(&["--mount=/a=/", "--mount=/d=b:/x", "--", "x"], None).expect("resolve");
+        assert_eq!(names(&p), ["embedded", "b"]);
+        assert_eq!(p.mounts, [0, 1]);
+    }
+
+    #[test]
+    fn settings_name_the_one_remote_that_serves() {
+        let args = ClientArgs::try_parse_from([
+            "rscq",
+            "--remote=a",
+            "--server-cert=/a.der",
+            "--mount=/d=b:9:/x",
+            "--",
+            "x",
+        ])
+        .expect("args");
+        let s = resolve_with(&args, None, &env()).expect("resolve");
+        assert_eq!(s.remote.map(|r| r.to_string()), Some("b:9".into()));
+        assert_eq!(s.server_cert, None, "a's certificate is not b's");
     }
 
     #[test]

@@ -1,0 +1,108 @@
+//! Remotes named per mount (`LOCAL=HOST:REMOTE`, `--uname=HOST`, TOML
+//! `[[remotes]]`): a run whose every mount and `--uname` name one server
+//! talks to that server alone, with its pinned certificate; a run that
+//! needs two servers is refused before anything starts (one connection per
+//! run so far; README, "What does not work yet").
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use crate::harness::{Env, Output, Server, have_root, p, run_timeout};
+
+const BOX_HOST: &str = "rscq-named-box";
+
+/// A settings file naming `server` `box` (and `other` when given), each
+/// pinned to its certificate.
+fn config(env: &Env, box_server: &Server, other: Option<&Server>) -> std::path::PathBuf {
+    let mut text = String::new();
+    for (name, s) in std::iter::once(("box", box_server)).chain(other.map(|o| ("other", o))) {
+        text.push_str(&format!(
+            "[[remotes]]\nname = \"{name}\"\naddress = \"127.0.0.1:{}\"\nserver_cert = \"{}\"\n\n",
+            s.port(),
+            p(&s.spec.cert_dir.join("cert.pem"))
+        ));
+    }
+    let path = env.base.join("remotes.toml");
+    fs::write(&path, text).expect("write config");
+    path
+}
+
+fn rscq(env: &Env, config: &Path, args: &[&str]) -> Output {
+    let mut c = env.rscq(None, &[] as &[&str]);
+    c.arg("--config")
+        .arg(config)
+        .arg("--identity")
+        .arg(&env.client_dir)
+        .arg("--known-servers")
+        .arg(&env.known)
+        .args(args);
+    run_timeout(c, Duration::from_secs(60))
+}
+
+fn export(env: &Env, name: &str, text: &str) -> std::path::PathBuf {
+    let dir = env.base.join(name);
+    fs::create_dir(&dir).expect("mkdir export");
+    fs::write(dir.join("f"), text).expect("write");
+    dir
+}
+
+#[test]
+fn a_named_remote_serves_its_mounts_and_uname() {
+    if !have_root("a_named_remote_serves_its_mounts_and_uname") {
+        return;
+    }
+    let env = Env::new();
+    let root = export(&env, "box-export", "from the box\n");
+    let mut spec = env.spec(&root);
+    spec.hostname = Some(BOX_HOST.into());
+    let server = Server::start(spec);
+    let cfg = config(&env, &server, None);
+    let script = "cat /b/f && echo new > /b/g && cat /b/g && uname -n";
+    for mode in crate::harness::MODES {
+        fs::remove_file(root.join("g")).ok();
+        let mut args = vec!["--mount", "/b=box:/", "--uname=box"];
+        args.extend_from_slice(mode);
+        args.extend(["--", "sh", "-c", script]);
+        let out = rscq(&env, &cfg, &args).success();
+        assert_eq!(
+            out.out(),
+            format!("from the box\nnew\n{BOX_HOST}\n"),
+            "{mode:?}"
+        );
+        assert_eq!(fs::read_to_string(root.join("g")).expect("g"), "new\n");
+    }
+}
+
+#[test]
+fn two_servers_in_one_run_are_refused_naming_them() {
+    if !have_root("two_servers_in_one_run_are_refused_naming_them") {
+        return;
+    }
+    let env = Env::new();
+    let a = env.server(&export(&env, "a", "a\n"));
+    let b = env.server(&export(&env, "b", "b\n"));
+    let cfg = config(&env, &a, Some(&b));
+    let out = rscq(
+        &env,
+        &cfg,
+        &[
+            "--mount",
+            "/a=box:/",
+            "--mount",
+            "/b=other:/",
+            "--",
+            "cat",
+            "/a/f",
+            "/b/f",
+        ],
+    )
+    .failure();
+    assert_eq!(out.code(), 125, "{}", out.err());
+    assert!(
+        out.err().contains("2 remotes (box, other)") && out.err().contains("one remote per run"),
+        "{}",
+        out.err()
+    );
+    assert_eq!(out.out(), "", "the program must not run");
+}

@@ -53,7 +53,7 @@ pub enum ConfigError {
     },
 
     #[error(
-        "{}:{line}: unknown keyword `{keyword}` (rsc.config knows socket_on, disk_on, local_path, remote_path, REMOTE)",
+        "{}:{line}: unknown keyword `{keyword}` (rsc.config knows socket_on, disk_on, local_path, remote_path, REMOTE, remote_host)",
         path.display()
     )]
     RscUnknownKeyword {

@@ -10,7 +10,7 @@
 //! Format of `--config` (see [`parse_config_file`]): a name ending in
 //! `.toml` is always TOML. Otherwise, if the first line that is not blank or
 //! a `#` comment starts with `socket_on`, `disk_on`, `local_path`,
-//! `remote_path` or `REMOTE` (followed by a value, not `=`), the file is
+//! `remote_path`, `REMOTE` or `remote_host` (followed by a value, not `=`), the file is
 //! rsc.config; anything else is parsed as TOML.
 //!
 //! Precedence: a flag given on the command line wins over the file's

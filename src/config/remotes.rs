@@ -369,6 +369,17 @@ remote = "gw.example"
     }
 
     #[test]
+    fn an_rsc_config_names_its_server() {
+        let args = ClientArgs::try_parse_from(["rscq", "--", "x"]).expect("args");
+        let src = "disk_on 1\nlocal_path /d\nremote_path /\nsocket_on 1\nremote_host box:9\n";
+        let file = parse_config_file(src, Path::new("rsc.config")).expect("rsc.config");
+        let s = resolve_with(&args, Some(&file), &env()).expect("resolve");
+        assert_eq!(names(&s.placement), ["box:9"]);
+        assert_eq!(s.remote.map(|r| r.to_string()), Some("box:9".into()));
+        assert!(s.net);
+    }
+
+    #[test]
     fn unknown_hosts_are_errors_naming_their_origin() {
         let e = run(&["--mount=/d=a b:/x", "--", "x"], None).expect_err("bad host");
         assert!(matches!(e, ConfigError::UnknownRemote { .. }), "{e}");

@@ -8,7 +8,12 @@
 //! remote_path /        # which remote directory is shown there -> mount REMOTE
 //! REMOTE read          # one forwarded syscall per line
 //! REMOTE uname         # also turns on `uname`
+//! remote_host nas      # rscq's: the server of this configuration
 //! ```
+//!
+//! `remote_host HOST` is rscq's addition (umrsc named one submodule per
+//! configuration): the mount, the sockets and uname of this file are
+//! HOST's, looked up as a `--mount LOCAL=HOST:REMOTE` is.
 //!
 //! Rules: one keyword per line, separated from its value by whitespace; `#`
 //! at the start of a line or after whitespace starts a comment; blank lines
@@ -28,12 +33,13 @@ use super::error::{ConfigError, Located, Origin};
 use super::types::{Mount, MountError, MountSide};
 
 /// First words that mark a file as rsc.config (see [`looks_like_rsc_config`]).
-pub const KEYWORDS: [&str; 5] = [
+pub const KEYWORDS: [&str; 6] = [
     "socket_on",
     "disk_on",
     "local_path",
     "remote_path",
     "REMOTE",
+    "remote_host",
 ];
 
 /// Syscall names accepted on `REMOTE` lines: the thesis's list plus the
@@ -197,6 +203,7 @@ pub fn parse_rsc_config(src: &str, path: &Path) -> Result<FileSettings, ConfigEr
     let mut disk_on: Option<(bool, usize)> = None;
     let mut local_path: Option<(&str, usize)> = None;
     let mut remote_path: Option<(&str, usize)> = None;
+    let mut remote_host: Option<(&str, usize)> = None;
     let mut syscalls = BTreeSet::new();
 
     for (line, text) in meaningful_lines(src) {
@@ -233,6 +240,13 @@ pub fn parse_rsc_config(src: &str, path: &Path) -> Result<FileSettings, ConfigEr
                 path,
                 line,
             )?,
+            "remote_host" => set_once(
+                &mut remote_host,
+                need_value("remote_host", value, path, line)?,
+                "remote_host",
+                path,
+                line,
+            )?,
             "REMOTE" => {
                 syscalls.insert(remote_syscall(value, path, line)?.to_owned());
             }
@@ -246,15 +260,38 @@ pub fn parse_rsc_config(src: &str, path: &Path) -> Result<FileSettings, ConfigEr
         }
     }
 
-    let mounts = disk_mount(disk_on, local_path, remote_path, path)?;
+    let host = remote_host.map(|(value, line)| Located {
+        value: value.to_owned(),
+        origin: Origin::File {
+            path: path.to_owned(),
+            line,
+        },
+    });
+    let mut mounts = disk_mount(disk_on, local_path, remote_path, path)?;
+    if let Some(host) = &host {
+        for m in &mut mounts {
+            m.value = m
+                .value
+                .clone()
+                .on_host(Some(host.value.clone()))
+                .map_err(|source| ConfigError::InvalidMount {
+                    origin: host.origin.clone(),
+                    source,
+                })?;
+        }
+    }
+    let net = socket_on.map(|(v, _)| v);
+    // Listing uname among the forwarded calls is how umrsc showed the
+    // remote kernel; only turn it on, never force it off.
+    let uname = syscalls.contains("uname").then_some(true);
 
     Ok(FileSettings {
         path: path.to_owned(),
         mounts,
-        net: socket_on.map(|(v, _)| v),
-        // Listing uname among the forwarded calls is how umrsc showed the
-        // remote kernel; only turn it on, never force it off.
-        uname: syscalls.contains("uname").then_some(true),
+        net_on: host.clone().filter(|_| net == Some(true)),
+        uname_on: host.filter(|_| uname.is_some()),
+        net,
+        uname,
         forwarded_syscalls: (!syscalls.is_empty()).then_some(syscalls),
         ..FileSettings::empty(path)
     })
@@ -575,6 +612,34 @@ REMOTE event_subscribe
         assert!(!looks_like_rsc_config("# only comments\n"));
         assert!(!looks_like_rsc_config(""));
         assert!(!looks_like_rsc_config("[section]\nREMOTE read\n"));
+    }
+
+    #[test]
+    fn remote_host_names_the_server_of_everything() {
+        let f = parse(
+            "remote_host nas:9\nsocket_on 1\ndisk_on 1\nlocal_path /d\nremote_path /x\nREMOTE uname\n",
+        )
+        .expect("parse");
+        assert_eq!(f.mounts[0].value.to_string(), "/d=nas:9:/x");
+        let on =
+            |h: &Option<Located<String>>| h.as_ref().map(|h| (h.value.clone(), h.origin.clone()));
+        let line1 = Some((
+            "nas:9".to_owned(),
+            Origin::File {
+                path: "conf/rsc.config".into(),
+                line: 1,
+            },
+        ));
+        assert_eq!(on(&f.net_on), line1);
+        assert_eq!(on(&f.uname_on), line1);
+        assert!(looks_like_rsc_config("remote_host nas\n"));
+        // Off settings name no server.
+        let f = parse("remote_host nas\nsocket_on 0\n").expect("parse");
+        assert!(f.net_on.is_none() && f.uname_on.is_none() && f.mounts.is_empty());
+        let e = parse("remote_host a\nremote_host b\n").expect_err("twice");
+        assert!(matches!(e, ConfigError::RscDuplicate { .. }), "{e}");
+        let e = parse("remote_host\n").expect_err("no value");
+        assert!(matches!(e, ConfigError::RscMissingValue { .. }), "{e}");
     }
 
     #[test]

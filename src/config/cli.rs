@@ -130,10 +130,11 @@ pub struct ClientArgs {
     pub known_servers: Option<PathBuf>,
 
     /// Settings file: TOML (same keys as the flags) or the umrsc rsc.config
-    /// format. Command-line flags win over the file
+    /// format. Command-line flags win over the file. Repeatable: each
+    /// file's mounts are added, and stay on the file's own server
     /// [default: $XDG_CONFIG_HOME/rscq/config.toml or ~/.config/rscq/config.toml, if it exists].
     #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    pub config: Vec<PathBuf>,
 
     /// Print a man page (`man`) or shell completions (`completions SHELL`:
     /// bash, elvish, fish, powershell or zsh) on stdout and exit.
@@ -239,7 +240,7 @@ mod tests {
         assert_eq!(a.server_cert, Some(PathBuf::from("srv.der")));
         assert_eq!(a.identity, Some(PathBuf::from("/id")));
         assert_eq!(a.known_servers, Some(PathBuf::from("/ks")));
-        assert_eq!(a.config, Some(PathBuf::from("c.toml")));
+        assert_eq!(a.config, vec![PathBuf::from("c.toml")]);
         assert_eq!(a.program, vec!["ls", "-l", "--color"]);
     }
 

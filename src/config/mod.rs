@@ -292,7 +292,8 @@ pub fn resolve(args: &ClientArgs) -> Result<ClientSettings, ConfigError> {
     Ok(settings)
 }
 
-/// The settings file of `args`: `--config FILE` (which must exist), else
+/// The settings file of `args`: `--config FILE` (which must exist; several
+/// are merged by `remotes::merge_files`), else
 /// [`Env::default_config_file`] if it exists (a missing default file is no
 /// error, a malformed one is).
 pub fn load_config(args: &ClientArgs, env: &Env) -> Result<Option<FileSettings>, ConfigError> {
@@ -302,9 +303,9 @@ pub fn load_config(args: &ClientArgs, env: &Env) -> Result<Option<FileSettings>,
             source,
         })
     };
-    match &args.config {
-        Some(path) => Ok(Some(parse_config_file(&read(path)?, path)?)),
-        None => match env.default_config_file() {
+    match args.config.as_slice() {
+        [path] => Ok(Some(parse_config_file(&read(path)?, path)?)),
+        [] => match env.default_config_file() {
             Some(path) => match read(&path) {
                 Ok(src) => Ok(Some(parse_toml(&src, &path)?)),
                 Err(ConfigError::Read { source, .. })
@@ -316,6 +317,13 @@ pub fn load_config(args: &ClientArgs, env: &Env) -> Result<Option<FileSettings>,
             },
             None => Ok(None),
         },
+        several => {
+            let files = several
+                .iter()
+                .map(|path| parse_config_file(&read(path)?, path))
+                .collect::<Result<Vec<_>, _>>()?;
+            remotes::merge_files(files).map(Some)
+        }
     }
 }
 

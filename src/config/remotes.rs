@@ -213,6 +213,122 @@ fn lookup(host: &str, origin: &Origin, names: &Names<'_>) -> Result<RemoteSpec, 
     }
 }
 
+/// Several `--config` files as one, in order. Each file that sets
+/// `remote` becomes a `[[remotes]]` entry named by its address (with its
+/// `server_cert`), and its mounts, `net` and `uname` that name no server
+/// name that one, so they stay on the file's own server (as umrsc's one
+/// submodule per configuration). Mounts, `[[remotes]]`, sections and
+/// rsc.config `REMOTE` lists add up; any other key of a later file wins.
+/// Relative paths are made absolute against their own file's directory
+/// first.
+pub(super) fn merge_files(files: Vec<FileSettings>) -> Result<FileSettings, ConfigError> {
+    let mut merged: Option<FileSettings> = None;
+    for file in files {
+        let file = bound_to_own_remote(with_absolute_paths(file))?;
+        merged = Some(match merged {
+            None => file,
+            Some(earlier) => add_up(earlier, file)?,
+        });
+    }
+    Ok(merged.unwrap_or_else(|| FileSettings::empty(std::path::Path::new(""))))
+}
+
+/// `later` over `earlier`, adding up what several files each contribute.
+fn add_up(earlier: FileSettings, later: FileSettings) -> Result<FileSettings, ConfigError> {
+    let mut out = earlier.overlay(&later);
+    out.path = later.path.clone();
+    out.mounts = earlier
+        .mounts
+        .iter()
+        .chain(&later.mounts)
+        .cloned()
+        .collect();
+    out.remotes = earlier.remotes.clone();
+    for def in later.remotes {
+        match out.remotes.iter().find(|d| d.name == def.name) {
+            Some(same) if same.address == def.address && same.server_cert == def.server_cert => {}
+            Some(_) => {
+                return Err(ConfigError::DuplicateRemoteName {
+                    origin: def.origin,
+                    name: def.name,
+                });
+            }
+            None => out.remotes.push(def),
+        }
+    }
+    out.servers = earlier.servers;
+    out.servers.extend(later.servers);
+    out.forwarded_syscalls = match (earlier.forwarded_syscalls, later.forwarded_syscalls) {
+        (Some(mut a), Some(b)) => {
+            a.extend(b);
+            Some(a)
+        }
+        (a, b) => b.or(a),
+    };
+    Ok(out)
+}
+
+/// The file's mounts, `net` and `uname` that name no server name the
+/// file's `remote`, recorded as a `[[remotes]]` entry.
+fn bound_to_own_remote(mut file: FileSettings) -> Result<FileSettings, ConfigError> {
+    let Some(address) = file.remote.clone() else {
+        return Ok(file);
+    };
+    let origin = Origin::File {
+        path: file.path.clone(),
+        line: 1,
+    };
+    let name = address.to_string();
+    if file.remotes.iter().any(|d| d.name == name) {
+        return Err(ConfigError::DuplicateRemoteName { origin, name });
+    }
+    file.remotes.push(RemoteDef {
+        name: name.clone(),
+        address,
+        server_cert: file.server_cert.clone(),
+        origin: origin.clone(),
+    });
+    for m in &mut file.mounts {
+        if m.value.host.is_none() {
+            m.value.host = Some(name.clone());
+        }
+    }
+    let named = Located {
+        value: name,
+        origin,
+    };
+    if file.net == Some(true) && file.net_on.is_none() {
+        file.net_on = Some(named.clone());
+    }
+    if file.uname == Some(true) && file.uname_on.is_none() {
+        file.uname_on = Some(named);
+    }
+    Ok(file)
+}
+
+/// The file's relative paths joined to its directory (`~` is left for
+/// `resolve`), so they keep meaning the same file once merged.
+fn with_absolute_paths(mut file: FileSettings) -> FileSettings {
+    let dir = file.path.parent().map(std::path::Path::to_path_buf);
+    let fix = |p: &mut Option<Located<PathBuf>>| {
+        if let (Some(p), Some(dir)) = (p.as_mut(), &dir) {
+            let tilde =
+                p.value.components().next() == Some(std::path::Component::Normal("~".as_ref()));
+            if p.value.is_relative() && !tilde {
+                p.value = dir.join(&p.value);
+            }
+        }
+    };
+    fix(&mut file.server_cert);
+    fix(&mut file.identity);
+    fix(&mut file.known_servers);
+    fix(&mut file.trace_file);
+    for def in &mut file.remotes {
+        fix(&mut def.server_cert);
+    }
+    file
+}
+
 /// Refuses a placement that needs more than one connection: the client
 /// carries one remote per run so far (README, "What does not work yet").
 pub fn check_one_remote(placement: &Placement) -> Result<(), ConfigError> {
@@ -377,6 +493,61 @@ remote = "gw.example"
         assert_eq!(names(&s.placement), ["box:9"]);
         assert_eq!(s.remote.map(|r| r.to_string()), Some("box:9".into()));
         assert!(s.net);
+    }
+
+    #[test]
+    fn several_files_keep_their_mounts_on_their_own_servers() {
+        let build = parse_config_file(
+            "remote = \"build.example\"\nserver_cert = \"build.der\"\nmounts = [\"/b=/srv\"]\nuname = true\n",
+            Path::new("/etc/rscq/build.toml"),
+        )
+        .expect("build");
+        let nas = parse_config_file(
+            "disk_on 1\nlocal_path /d\nremote_path /export\nremote_host nas:9\n",
+            Path::new("/home/u/nas.config"),
+        )
+        .expect("nas");
+        let plain = parse_config_file("mounts = [\"/p=/\"]\nstats = true\n", Path::new("/x.toml"))
+            .expect("plain");
+        let merged = merge_files(vec![build, nas, plain]).expect("merge");
+        let args = ClientArgs::try_parse_from(["rscq", "--remote=main", "--", "x"]).expect("args");
+        let s = resolve_with(&args, Some(&merged), &env()).expect("resolve");
+        let hosts: Vec<String> = s.mounts.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            hosts,
+            ["/b=build.example:4433:/srv", "/d=nas:9:/export", "/p=/"]
+        );
+        assert_eq!(
+            names(&s.placement),
+            ["main:4433", "build.example:4433", "nas:9"]
+        );
+        assert_eq!(s.placement.mounts, [1, 2, 0]);
+        assert_eq!(s.placement.uname, 1);
+        assert!(s.uname && s.stats);
+        // The certificate stays the one next to build.toml.
+        assert_eq!(
+            s.placement.remotes[1].server_cert,
+            Some("/etc/rscq/build.der".into())
+        );
+        // Two files pinning one name differently is an error.
+        let a = parse_config_file(
+            "remote = \"h\"\nserver_cert = \"a.der\"",
+            Path::new("/a.toml"),
+        )
+        .expect("a");
+        let b = parse_config_file(
+            "remote = \"h\"\nserver_cert = \"b.der\"",
+            Path::new("/b.toml"),
+        )
+        .expect("b");
+        let e = merge_files(vec![a.clone(), b]).expect_err("conflict");
+        assert!(matches!(e, ConfigError::DuplicateRemoteName { .. }), "{e}");
+        assert_eq!(
+            merge_files(vec![a.clone(), a])
+                .map(|m| m.remotes.len())
+                .ok(),
+            Some(1)
+        );
     }
 
     #[test]

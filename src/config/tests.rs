@@ -342,12 +342,12 @@ fn resolve_reads_file_and_reports_missing_one() {
     let path = dir.join("p.toml");
     std::fs::write(&path, "uname = true\nmounts = [\"/remote=/\"]\n").expect("write");
     let mut a = args(&["--identity=/i", "--known-servers=/k", "--", "x"]);
-    a.config = Some(path.clone());
+    a.config = vec![path.clone()];
     let s = resolve(&a).expect("resolve");
     assert!(s.uname);
     assert_eq!(s.mounts.len(), 1);
 
-    a.config = Some(dir.join("does-not-exist.toml"));
+    a.config = vec![dir.join("does-not-exist.toml")];
     let e = resolve(&a).expect_err("missing");
     assert!(matches!(e, ConfigError::Read { .. }));
     assert!(e.to_string().contains("does-not-exist.toml"), "{e}");

@@ -106,3 +106,44 @@ fn two_servers_in_one_run_are_refused_naming_them() {
     );
     assert_eq!(out.out(), "", "the program must not run");
 }
+
+#[test]
+fn two_config_files_keep_the_mount_on_its_own_server() {
+    if !have_root("two_config_files_keep_the_mount_on_its_own_server") {
+        return;
+    }
+    let env = Env::new();
+    let root = export(&env, "box-export", "from the box\n");
+    let mut spec = env.spec(&root);
+    spec.hostname = Some(BOX_HOST.into());
+    let server = Server::start(spec);
+    // The box's file, in the thesis's format, pins nothing; its own
+    // profile next to it is TOML and pins the certificate.
+    let cert_dir = env.base.join("profiles");
+    fs::create_dir(&cert_dir).expect("mkdir");
+    fs::copy(
+        server.spec.cert_dir.join("cert.pem"),
+        cert_dir.join("box.pem"),
+    )
+    .expect("cert");
+    let box_toml = cert_dir.join("box.toml");
+    fs::write(
+        &box_toml,
+        format!(
+            "remote = \"127.0.0.1:{}\"\nserver_cert = \"box.pem\"\nmounts = [\"/b=/\"]\nuname = true\n",
+            server.port()
+        ),
+    )
+    .expect("write");
+    let counted = env.base.join("counted.toml");
+    fs::write(&counted, "stats = true\n").expect("write");
+    let counted = p(&counted);
+    for mode in crate::harness::MODES {
+        let mut args = vec!["--config", counted.as_str()];
+        args.extend_from_slice(mode);
+        args.extend(["--", "sh", "-c", "cat /b/f && uname -n"]);
+        let out = rscq(&env, &box_toml, &args).success();
+        assert_eq!(out.out(), format!("from the box\n{BOX_HOST}\n"), "{mode:?}");
+        assert!(out.err().contains("rscq: total"), "{}", out.err());
+    }
+}

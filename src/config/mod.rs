@@ -407,18 +407,7 @@ pub fn resolve_with(
         uname,
         net,
         optimizations,
-        nagle: NagleSettings {
-            delay: args
-                .nagle_delay
-                .map(|d| d.0)
-                .or(file.nagle_delay)
-                .unwrap_or(NagleSettings::default().delay),
-            bytes: args
-                .nagle_bytes
-                .and_then(|b| usize::try_from(b).ok())
-                .or(file.nagle_bytes)
-                .unwrap_or(NagleSettings::default().bytes),
-        },
+        nagle: nagle_of(args, file),
         stat_ttl: args
             .stat_ttl
             .map(|t| t.0)
@@ -451,6 +440,22 @@ pub fn resolve_with(
         placement,
         forwarded_syscalls: file.forwarded_syscalls.clone(),
     })
+}
+
+/// `--nagle-delay`/`--nagle-bytes` if given, else the file's, else the defaults.
+fn nagle_of(args: &ClientArgs, file: &FileSettings) -> NagleSettings {
+    NagleSettings {
+        delay: args
+            .nagle_delay
+            .map(|d| d.0)
+            .or(file.nagle_delay)
+            .unwrap_or(NagleSettings::default().delay),
+        bytes: args
+            .nagle_bytes
+            .and_then(|b| usize::try_from(b).ok())
+            .or(file.nagle_bytes)
+            .unwrap_or(NagleSettings::default().bytes),
+    }
 }
 
 /// The HOST of `--net`/`--uname`: the flag's when given (`--net` alone

@@ -62,6 +62,7 @@ pub fn describe(req: &Request) -> String {
     match req {
         Request::Open { .. }
         | Request::OpenPlus { .. }
+        | Request::OpenRead { .. }
         | Request::Close { .. }
         | Request::Read { .. }
         | Request::Pread { .. }
@@ -136,6 +137,12 @@ fn files(req: &Request) -> String {
             flags,
             mode,
         } => format!("{}, {flags:#o}, {mode:#o}, +listing", path(p)),
+        Request::OpenRead {
+            path: p,
+            flags,
+            mode,
+            max,
+        } => format!("{}, {flags:#o}, {mode:#o}, +read {max}", path(p)),
         Request::Close { handle } | Request::Fsync { handle, .. } => h(handle),
         Request::Read { handle, len } => format!("{}, {len}", h(handle)),
         Request::Pread {

@@ -283,9 +283,8 @@ impl Engine {
                     Ok(r) => r,
                     Err(e) => Err(engine.connection_failed(&e)),
                 };
-                engine
-                    .stats
-                    .record("write-behind", sent, 0, started.elapsed());
+                let name = pending.background_name();
+                engine.stats.record(name, sent, 0, started.elapsed());
                 let generation = {
                     let mut files = engine.files();
                     let _ = files.on_reply(std::time::Instant::now(), pending, response);

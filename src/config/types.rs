@@ -365,11 +365,24 @@ pub struct Optimizations {
     /// listing with every entry's stat, reused (hits and ENOENT) within
     /// the stat TTL.
     pub dirmeta: bool,
+    /// Sequential reads of a remote file keep several reads in flight, up
+    /// to a window that grows with the bytes read (needs `readahead`).
+    pub bulkread: bool,
+    /// A read-only open of a small regular file brings its bytes, so the
+    /// program's reads to the end need no round trip (needs `readahead`).
+    pub smallfile: bool,
 }
 
 /// Names accepted in an optimize list, in display order.
-pub const OPTIMIZATION_NAMES: [&str; 5] =
-    ["nagle", "readahead", "statcache", "compound", "dirmeta"];
+pub const OPTIMIZATION_NAMES: [&str; 7] = [
+    "nagle",
+    "readahead",
+    "statcache",
+    "compound",
+    "dirmeta",
+    "bulkread",
+    "smallfile",
+];
 
 impl Optimizations {
     pub const ALL: Self = Self {
@@ -378,6 +391,8 @@ impl Optimizations {
         statcache: true,
         compound: true,
         dirmeta: true,
+        bulkread: true,
+        smallfile: true,
     };
     pub const NONE: Self = Self {
         nagle: false,
@@ -385,6 +400,8 @@ impl Optimizations {
         statcache: false,
         compound: false,
         dirmeta: false,
+        bulkread: false,
+        smallfile: false,
     };
 
     /// True when nothing hides latency (`--pure`).
@@ -414,6 +431,8 @@ impl Optimizations {
                 "statcache" => out.statcache = true,
                 "compound" => out.compound = true,
                 "dirmeta" => out.dirmeta = true,
+                "bulkread" => out.bulkread = true,
+                "smallfile" => out.smallfile = true,
                 "all" | "none" => return Err(OptimizeError::AllNoneMixed(name.to_owned())),
                 "" => return Err(OptimizeError::EmptyItem),
                 other => return Err(OptimizeError::Unknown(other.to_owned())),
@@ -422,13 +441,15 @@ impl Optimizations {
         Ok(out)
     }
 
-    fn flags(&self) -> [bool; 5] {
+    fn flags(&self) -> [bool; 7] {
         [
             self.nagle,
             self.readahead,
             self.statcache,
             self.compound,
             self.dirmeta,
+            self.bulkread,
+            self.smallfile,
         ]
     }
 }
@@ -476,7 +497,7 @@ pub enum OptimizeError {
     #[error("empty item in list")]
     EmptyItem,
     #[error(
-        "unknown optimization `{0}` (expected nagle, readahead, statcache, compound, dirmeta, all or none)"
+        "unknown optimization `{0}` (expected nagle, readahead, statcache, compound, dirmeta, bulkread, smallfile, all or none)"
     )]
     Unknown(String),
     #[error("`{0}` must be used alone, not mixed with other names")]
@@ -610,7 +631,7 @@ mod tests {
         assert!(some.nagle && some.statcache && !some.readahead && !some.compound);
         assert_eq!(some.to_string(), "nagle,statcache");
         assert_eq!(
-            o("readahead,compound,nagle,statcache,dirmeta"),
+            o("readahead,compound,nagle,statcache,dirmeta,bulkread,smallfile"),
             Ok(Optimizations::ALL)
         );
         assert_eq!(o(""), Err(OptimizeError::Empty));

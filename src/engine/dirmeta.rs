@@ -400,6 +400,7 @@ impl DirMeta {
         let known = match req {
             Request::Open { path, .. }
             | Request::OpenPlus { path, .. }
+            | Request::OpenRead { path, .. }
             | Request::Mkdir { path, .. }
             | Request::Mknod { path, .. }
             | Request::Rmdir { path }

@@ -256,6 +256,7 @@ pub fn describe_as(req: &Request, shown: Shown<'_>) -> String {
     match req {
         Request::Open { .. }
         | Request::OpenPlus { .. }
+        | Request::OpenRead { .. }
         | Request::Close { .. }
         | Request::Read { .. }
         | Request::Pread { .. }
@@ -369,6 +370,12 @@ impl Shown<'_> {
                 flags,
                 mode: m,
             } => format!("{}, +listing", open(p, *flags, *m)),
+            Request::OpenRead {
+                path: p,
+                flags,
+                mode: m,
+                max,
+            } => format!("{}, +read {max}", open(p, *flags, *m)),
             Request::Close { handle } => self.h(handle),
             Request::Fsync { handle, data_only } => {
                 let what = if *data_only { ", data only" } else { "" };

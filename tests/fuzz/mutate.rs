@@ -220,6 +220,16 @@ fn fields(req: &mut Request) -> Fields<'_> {
             f.i32s.push(flags);
             f.u32s.push(mode);
         }
+        Request::OpenRead {
+            path,
+            flags,
+            mode,
+            max,
+        } => {
+            f.paths.push(path);
+            f.i32s.push(flags);
+            f.u32s.extend([mode, max]);
+        }
         Request::Close { handle }
         | Request::Fstat { handle }
         | Request::GetdentsPlus { handle }
@@ -306,6 +316,16 @@ fn fields(req: &mut Request) -> Fields<'_> {
                     f.paths.push(path);
                     f.i32s.push(flags);
                     f.u32s.push(mode);
+                }
+                rscq::proto::Lookup::OpenRead {
+                    path,
+                    flags,
+                    mode,
+                    max,
+                } => {
+                    f.paths.push(path);
+                    f.i32s.push(flags);
+                    f.u32s.extend([mode, max]);
                 }
             }
         }

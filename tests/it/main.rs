@@ -20,6 +20,7 @@ mod mapshared;
 mod pjdfstest;
 mod posix;
 mod process;
+mod reads;
 mod security;
 mod stalls;
 mod uname;

@@ -746,6 +746,7 @@ fn handle_of(req: &Request) -> Option<Handle> {
         | Request::Fchown { handle, .. }
         | Request::Futimens { handle, .. }
         | Request::Fallocate { handle, .. }
+        | Request::LinkHandle { handle, .. }
         | Request::Close { handle } => Some(*handle),
         Request::SetXattr {
             target: crate::proto::XattrTarget::Handle(h),

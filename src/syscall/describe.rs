@@ -98,6 +98,7 @@ pub fn describe(req: &Request) -> String {
         | Request::Mknod { .. }
         | Request::Rename { .. }
         | Request::Link { .. }
+        | Request::LinkHandle { .. }
         | Request::Symlink { .. } => names(req),
         Request::GetXattr { .. }
         | Request::ListXattr { .. }
@@ -241,6 +242,14 @@ fn names(req: &Request) -> String {
         Request::Mknod { path: p, mode, dev } => format!("{}, {mode:#o}, {dev:#x}", path(p)),
         Request::Rename { from, to, .. } | Request::Link { from, to, .. } => {
             format!("{}, {}", path(from), path(to))
+        }
+        Request::LinkHandle {
+            handle,
+            to,
+            empty_path,
+        } => {
+            let how = if *empty_path { ", AT_EMPTY_PATH" } else { "" };
+            format!("{}, {}{how}", h(handle), path(to))
         }
         Request::Symlink { target: t, path: p } => {
             format!("{}, {}", quote(t, usize::MAX), path(p))

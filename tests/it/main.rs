@@ -22,5 +22,6 @@ mod posix;
 mod process;
 mod security;
 mod stalls;
+mod tmpfile;
 mod uname;
 mod writebehind;

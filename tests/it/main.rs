@@ -20,6 +20,7 @@ mod mapshared;
 mod pjdfstest;
 mod posix;
 mod process;
+mod readiness;
 mod security;
 mod stalls;
 mod tmpfile;

@@ -364,6 +364,7 @@ impl<T: Tracee> Planner<'_, T> {
             libc::SYS_copy_file_range | libc::SYS_splice | libc::SYS_sendfile => {
                 return self.copy_between(nr, a);
             }
+            libc::SYS_epoll_ctl => return self.epoll_ctl(a),
             _ => match self.t.fd(fd) {
                 FdKind::Remote(r) => r,
                 FdKind::Local => {

@@ -91,6 +91,8 @@ struct Engine {
     flushed: Arc<tokio::sync::watch::Sender<u64>>,
     /// Set once a held write failed where no call could report it.
     writes_lost: Arc<AtomicBool>,
+    /// A timer runs that sends held appends ([`Engine::arm_append_timer`]).
+    append_timer: Arc<AtomicBool>,
     lost: Arc<AtomicBool>,
     connects: Arc<connect::Connects>,
     options: Arc<sockopt::PendingOptions>,
@@ -447,6 +449,30 @@ impl Engine {
                 engine.send_flushes();
             });
         }
+        self.arm_append_timer();
+    }
+
+    /// Held appends go after `APPEND_DELAY` even when no call of the
+    /// program needs them: a file appended to is usually a log that
+    /// someone follows from elsewhere.
+    fn arm_append_timer(&self) {
+        if !self.files().appends_held() || self.append_timer.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let engine = self.clone();
+        self.runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(crate::engine::writebehind::APPEND_DELAY).await;
+                let held = engine.files().flush_appends();
+                engine.send_flushes();
+                if !held {
+                    break;
+                }
+            }
+            engine.append_timer.store(false, Ordering::SeqCst);
+            // Appends held since the last look get a timer of their own.
+            engine.arm_append_timer();
+        });
     }
 
     /// Says on stderr which held writes failed where no call of the
@@ -1329,6 +1355,7 @@ pub fn run(
         ))),
         flushed: Arc::new(tokio::sync::watch::channel(0).0),
         writes_lost: Arc::new(AtomicBool::new(false)),
+        append_timer: Arc::new(AtomicBool::new(false)),
         lost: lost.clone(),
         connects: Arc::default(),
         options: Arc::default(),

@@ -115,6 +115,9 @@ struct OpenFile {
     listed: bool,
     /// With read-ahead: the file offset, owned by rscq.
     cursor: Option<readahead::Cursor>,
+    /// With read-ahead: a regular file opened with `O_APPEND`, whose
+    /// writes are held as appends.
+    appends: bool,
 }
 
 /// The per-run state of the file layers.
@@ -152,9 +155,23 @@ impl FileEngine {
         let handle = handle_of_any(req);
         match *req {
             Request::Write { handle, ref data }
+                if self.files.get(&handle).is_some_and(|f| f.appends) =>
+            {
+                match self.writes.append(handle, data) {
+                    writebehind::Write::Held => {
+                        self.opened_stats.clear();
+                        self.invalidate(now, req);
+                        let n = u64::try_from(data.len()).unwrap_or(u64::MAX);
+                        Some(Action::Answer(Ok(Reply::Count(n))))
+                    }
+                    writebehind::Write::Failed(e) => Some(Action::Answer(Err(e))),
+                    writebehind::Write::Wait => wait(&self.writes, req),
+                }
+            }
+            Request::Write { handle, ref data }
             | Request::Pwrite {
                 handle, ref data, ..
-            } if self.layers.readahead => {
+            } if self.layers.readahead && self.files.get(&handle).is_none_or(|f| !f.appends) => {
                 let file = self.files.get_mut(&handle)?;
                 let cursor = file.cursor.as_mut()?;
                 let (at, moves) = match *req {
@@ -315,14 +332,19 @@ impl FileEngine {
             .into_iter()
             .map(|f| {
                 let token = writebehind::WriteBehind::token(&f);
-                (
+                let request = if f.append {
+                    Request::Write {
+                        handle: f.handle,
+                        data: f.data,
+                    }
+                } else {
                     Request::Pwrite {
                         handle: f.handle,
                         data: f.data,
                         offset: f.offset,
-                    },
-                    Pending::Flush(token),
-                )
+                    }
+                };
+                (request, Pending::Flush(token))
             })
             .collect()
     }
@@ -330,6 +352,18 @@ impl FileEngine {
     /// Counts finished flushes; a waiter looks again when it changes.
     pub fn flush_generation(&self) -> u64 {
         self.writes.generation()
+    }
+
+    /// Whether appends are held, to be sent after
+    /// [`writebehind::APPEND_DELAY`] by [`FileEngine::flush_appends`].
+    pub fn appends_held(&self) -> bool {
+        self.writes.appends_held()
+    }
+
+    /// Sends the held appends, whose [`writebehind::APPEND_DELAY`] is up;
+    /// true while some are still held.
+    pub fn flush_appends(&mut self) -> bool {
+        self.writes.send_appends()
     }
 
     /// Sends every held write; true while some are still in flight.
@@ -576,6 +610,7 @@ impl FileEngine {
             (Request::Open { path, flags, .. }, Ok(Reply::Opened { handle, stat })) => {
                 let regular = stat.mode & libc::S_IFMT == libc::S_IFREG;
                 let offset_free = flags & (libc::O_APPEND | libc::O_PATH) == 0;
+                let appends = flags & (libc::O_APPEND | libc::O_PATH) == libc::O_APPEND;
                 self.writes.opened(
                     *handle,
                     (stat.dev_major, stat.dev_minor, stat.ino),
@@ -590,6 +625,7 @@ impl FileEngine {
                         path: Some(path.clone()),
                         cursor: (self.layers.readahead && regular && offset_free)
                             .then(readahead::Cursor::new),
+                        appends: self.layers.readahead && regular && appends,
                         ..OpenFile::default()
                     },
                 );

@@ -17,6 +17,18 @@
 //! - more than [`WriteBehindConfig::max_behind`] bytes behind makes the
 //!   writer wait for a flush to finish.
 //!
+//! A file opened with `O_APPEND` has no offset rscq could own: its writes
+//! ([`WriteBehind::append`]) are held the same way and sent as the
+//! server's own `write`, which puts them at the end of the file as it is
+//! then. Where they land depends on every other write of the file, so an
+//! append run is started only when nothing of the file is in flight, at
+//! most one append flush of a handle is in flight at a time, and a write
+//! through another handle of the file waits for it.
+//!
+//! Appends also go after [`APPEND_DELAY`] without any call that needs
+//! them ([`WriteBehind::send_appends`], which the driver runs on a timer):
+//! a file appended to is usually a log someone follows.
+//!
 //! A flush the server fails (or writes short and then fails) records the
 //! errno on its handle; the next write, `fsync` or `close` on that handle
 //! returns it, as the kernel reports a writeback error. An error no call
@@ -29,6 +41,7 @@
 //! which replies may go.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use crate::errno::Errno;
 use crate::proto::{Handle, MAX_IO, RemotePath};
@@ -52,12 +65,20 @@ impl Default for WriteBehindConfig {
     }
 }
 
-/// A `pwrite` to send ahead of the program.
+/// The longest held appends wait for a call that sends them: then they
+/// go anyway, so that a log written through rscq can be followed from
+/// elsewhere (`tail -f` in another run, or on the server).
+pub const APPEND_DELAY: Duration = Duration::from_millis(50);
+
+/// A `pwrite` (or, for `append`, a `write`) to send ahead of the program.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Flush {
     pub handle: Handle,
+    /// Where the bytes go; not looked at for an `append`.
     pub offset: i64,
     pub data: Vec<u8>,
+    /// At the end of the file, by the server's `O_APPEND` handle.
+    pub append: bool,
 }
 
 /// What the driver remembers of a flush in flight.
@@ -67,6 +88,7 @@ pub struct FlushToken {
     pub offset: i64,
     /// The bytes, kept to send the rest after a short write.
     pub data: Vec<u8>,
+    pub append: bool,
 }
 
 /// Which held writes a call must wait for.
@@ -102,6 +124,8 @@ struct FileWrites {
     next: Option<i64>,
     in_flight: usize,
     error: Option<Errno>,
+    /// Opened with `O_APPEND`: its runs go to the end of the file.
+    appends: bool,
 }
 
 /// A deferred error no call of the program can report any more.
@@ -181,6 +205,28 @@ impl WriteBehind {
         let Some(f) = self.files.get_mut(&handle) else {
             return;
         };
+        if f.appends {
+            // One at a time: two appends in flight could land in either
+            // order. The rest goes once the server answered.
+            if f.in_flight > 0 {
+                return;
+            }
+            let Some((at, mut data)) = f.run.take() else {
+                return;
+            };
+            let max = usize::try_from(MAX_IO).unwrap_or(usize::MAX);
+            if data.len() > max {
+                f.run = Some((at, data.split_off(max)));
+            }
+            f.in_flight += 1;
+            self.outbox.push(Flush {
+                handle,
+                offset: at,
+                data,
+                append: true,
+            });
+            return;
+        }
         let Some((mut at, data)) = f.run.take() else {
             return;
         };
@@ -191,6 +237,7 @@ impl WriteBehind {
                 handle,
                 offset: at,
                 data: chunk.to_vec(),
+                append: false,
             });
             at = end_of(at, chunk.len());
         }
@@ -208,6 +255,26 @@ impl WriteBehind {
             .any(|h| self.files.get(h).is_some_and(|f| f.in_flight > 0))
     }
 
+    /// Whether appends are held (for the driver's [`APPEND_DELAY`] timer).
+    pub fn appends_held(&self) -> bool {
+        self.files.values().any(|f| f.appends && f.run.is_some())
+    }
+
+    /// Sends the held append runs that may go now ([`APPEND_DELAY`] is
+    /// up); true while some are still held (behind one in flight).
+    pub fn send_appends(&mut self) -> bool {
+        let appending: Vec<Handle> = self
+            .files
+            .iter()
+            .filter(|(_, f)| f.appends && f.run.is_some())
+            .map(|(h, _)| *h)
+            .collect();
+        for h in appending {
+            self.send_run(h);
+        }
+        self.appends_held()
+    }
+
     /// Whether anything at all is held or in flight.
     pub fn is_idle(&self) -> bool {
         self.behind == 0
@@ -222,14 +289,7 @@ impl WriteBehind {
         let continues = f.next == Some(at);
         // Other handles of the file go first, and a jump waits for what of
         // this file is in flight: the server may reorder concurrent calls.
-        let others = self
-            .in_scope(Scope::FileOf(handle))
-            .into_iter()
-            .any(|h| h != handle && self.files.get(&h).is_some_and(|f| f.run.is_some()));
-        if others {
-            for h in self.in_scope(Scope::FileOf(handle)) {
-                self.send_run(h);
-            }
+        if self.others_first(handle) {
             return Write::Wait;
         }
         if !continues {
@@ -238,13 +298,75 @@ impl WriteBehind {
                 return Write::Wait;
             }
         }
-        if self.behind.saturating_add(data.len()) > self.config.max_behind && self.behind > 0 {
+        if self.too_far_behind(data.len()) {
+            return Write::Wait;
+        }
+        self.hold(handle, at, data);
+        Write::Held
+    }
+
+    /// The program appends `data` through `handle`, opened with
+    /// `O_APPEND`. Held as [`WriteBehind::write`] holds; a new run starts
+    /// only once nothing of the file is held or in flight through another
+    /// handle, as the end of the file it lands at depends on all of them
+    /// (its own appends in flight go first anyway: see `send_run`).
+    pub fn append(&mut self, handle: Handle, data: &[u8]) -> Write {
+        let f = self.files.entry(handle).or_default();
+        if let Some(e) = f.error.take() {
+            return Write::Failed(e);
+        }
+        f.appends = true;
+        let continues = f.run.is_some();
+        if self.others_first(handle) {
+            return Write::Wait;
+        }
+        let others_in_flight = self
+            .in_scope(Scope::FileOf(handle))
+            .into_iter()
+            .any(|h| h != handle && self.files.get(&h).is_some_and(|f| f.in_flight > 0));
+        if !continues && others_in_flight {
+            return Write::Wait;
+        }
+        if self.too_far_behind(data.len()) {
+            return Write::Wait;
+        }
+        self.hold(handle, 0, data);
+        Write::Held
+    }
+
+    /// Whether a write through `handle` must wait for other handles of its
+    /// file: their held runs are sent first (then it waits), and appends of
+    /// theirs in flight land first, since where they land depends on it.
+    fn others_first(&mut self, handle: Handle) -> bool {
+        let file = self.in_scope(Scope::FileOf(handle));
+        let other = |f: &FileWrites| f.run.is_some() || (f.appends && f.in_flight > 0);
+        let others = file
+            .iter()
+            .any(|h| *h != handle && self.files.get(h).is_some_and(other));
+        if others {
+            for h in file {
+                self.send_run(h);
+            }
+        }
+        others
+    }
+
+    /// Whether `len` more bytes would be too far behind: then every held
+    /// run is sent, and the writer waits.
+    fn too_far_behind(&mut self, len: usize) -> bool {
+        if self.behind.saturating_add(len) > self.config.max_behind && self.behind > 0 {
             let all = self.in_scope(Scope::All);
             for h in all {
                 self.send_run(h);
             }
-            return Write::Wait;
+            return true;
         }
+        false
+    }
+
+    /// Holds `data` at `at` in the run of `handle`, sent once it is long
+    /// enough.
+    fn hold(&mut self, handle: Handle, at: i64, data: &[u8]) {
         self.behind = self.behind.saturating_add(data.len());
         let f = self.files.entry(handle).or_default();
         match &mut f.run {
@@ -258,7 +380,6 @@ impl WriteBehind {
         {
             self.send_run(handle);
         }
-        Write::Held
     }
 
     /// The token to keep with `flush` while it is in flight.
@@ -267,6 +388,7 @@ impl WriteBehind {
             handle: flush.handle,
             offset: flush.offset,
             data: flush.data.clone(),
+            append: flush.append,
         }
     }
 
@@ -283,6 +405,11 @@ impl WriteBehind {
             Ok(n) if n == len => {
                 f.in_flight = f.in_flight.saturating_sub(1);
                 self.behind = self.behind.saturating_sub(len);
+                // An append run that filled up meanwhile may go now.
+                let full = |(_, r): &(i64, Vec<u8>)| r.len() >= self.config.flush_bytes;
+                if f.appends && f.run.as_ref().is_some_and(full) {
+                    self.send_run(token.handle);
+                }
             }
             // Short: the rest goes again, and its error (if any) counts.
             Ok(n) if n > 0 => {
@@ -291,6 +418,7 @@ impl WriteBehind {
                     handle: token.handle,
                     offset: end_of(token.offset, n),
                     data: token.data[n..].to_vec(),
+                    append: token.append,
                 });
             }
             Ok(_) | Err(_) => {
@@ -434,7 +562,8 @@ mod tests {
             vec![Flush {
                 handle: A,
                 offset: 0,
-                data: b"abc".to_vec()
+                data: b"abc".to_vec(),
+                append: false,
             }]
         );
         assert!(w.barrier(Scope::All), "still in flight");
@@ -521,6 +650,163 @@ mod tests {
         assert!(w.barrier(Scope::Handle(A)));
         let _ = serve(&mut w, &mut file);
         assert_eq!(file, b"123456789012");
+    }
+
+    /// Answers the flushes in the outbox as a server would, appends at the
+    /// end of `file`; returns how many there were.
+    fn serve_once(w: &mut WriteBehind, file: &mut Vec<u8>) -> usize {
+        let flushes = w.take_flushes();
+        for f in &flushes {
+            let at = if f.append {
+                file.len()
+            } else {
+                usize::try_from(f.offset).unwrap()
+            };
+            if file.len() < at + f.data.len() {
+                file.resize(at + f.data.len(), 0);
+            }
+            file[at..at + f.data.len()].copy_from_slice(&f.data);
+            let n = u64::try_from(f.data.len()).unwrap();
+            w.on_flushed(WriteBehind::token(f), Ok(n));
+        }
+        flushes.len()
+    }
+
+    /// Retries `write` as the driver does: after each `Wait`, the flushes
+    /// go and are answered.
+    fn until_held(
+        w: &mut WriteBehind,
+        file: &mut Vec<u8>,
+        mut write: impl FnMut(&mut WriteBehind) -> Write,
+    ) {
+        for _ in 0..100 {
+            match write(w) {
+                Write::Held => return,
+                Write::Wait => {
+                    let _ = serve_once(w, file);
+                }
+                Write::Failed(e) => panic!("write failed: {e:?}"),
+            }
+        }
+        panic!("a write waited for ever");
+    }
+
+    #[test]
+    fn appends_gather_into_one_write_at_the_end() {
+        let mut w = wb(1 << 20, 1 << 20);
+        let mut file = b"already there\n".to_vec();
+        for line in [b"one\n".as_slice(), b"two\n", b"three\n"] {
+            assert_eq!(w.append(A, line), Write::Held);
+        }
+        assert!(w.take_flushes().is_empty(), "held");
+        assert!(w.barrier(Scope::FileOf(B)), "a call on the file waits");
+        let flushes = w.take_flushes();
+        assert_eq!(flushes.len(), 1);
+        assert!(flushes[0].append);
+        assert_eq!(flushes[0].data, b"one\ntwo\nthree\n");
+        w.on_flushed(WriteBehind::token(&flushes[0]), Ok(14));
+        file.extend_from_slice(&flushes[0].data);
+        assert!(!w.barrier(Scope::All));
+        assert!(w.is_idle());
+        assert_eq!(file, b"already there\none\ntwo\nthree\n");
+    }
+
+    #[test]
+    fn one_append_flush_of_a_handle_is_in_flight_at_a_time() {
+        let mut w = wb(4, 1 << 20);
+        let mut file = Vec::new();
+        assert_eq!(w.append(A, b"aaaa"), Write::Held);
+        let first = w.take_flushes();
+        assert_eq!(first.len(), 1, "a full run goes");
+        // The next ones are held while it is in flight, even when full.
+        assert_eq!(w.append(A, b"bbbb"), Write::Held);
+        assert_eq!(w.append(A, b"cc"), Write::Held);
+        assert!(w.take_flushes().is_empty());
+        assert!(w.barrier(Scope::Handle(A)));
+        assert!(w.take_flushes().is_empty(), "still one at a time");
+        // Answered: the held run goes at once, whole.
+        file.extend_from_slice(&first[0].data);
+        w.on_flushed(WriteBehind::token(&first[0]), Ok(4));
+        let _ = serve_once(&mut w, &mut file);
+        assert!(!w.barrier(Scope::All));
+        assert_eq!(file, b"aaaabbbbcc");
+        // A short append sends its rest, at the end again.
+        assert_eq!(w.append(A, b"dddddd"), Write::Held);
+        let f = w.take_flushes().remove(0);
+        w.on_flushed(WriteBehind::token(&f), Ok(2));
+        let rest = w.take_flushes().remove(0);
+        assert!(rest.append);
+        assert_eq!(rest.data, b"dddd");
+    }
+
+    #[test]
+    fn appends_through_two_handles_land_in_program_order() {
+        let mut w = wb(1 << 20, 1 << 20);
+        let mut file = Vec::new();
+        for i in 0..6u8 {
+            let (h, byte) = if i % 2 == 0 { (A, b'a') } else { (B, b'b') };
+            until_held(&mut w, &mut file, |w| w.append(h, &[byte, b'0' + i]));
+        }
+        while w.barrier(Scope::All) {
+            let _ = serve_once(&mut w, &mut file);
+        }
+        assert_eq!(file, b"a0b1a2b3a4b5");
+    }
+
+    #[test]
+    fn writes_at_an_offset_and_appends_to_one_file_keep_their_order() {
+        let mut w = wb(1 << 20, 1 << 20);
+        let mut file = Vec::new();
+        // B writes past the end, then A appends after it, then B again.
+        until_held(&mut w, &mut file, |w| w.write(B, 0, b"12345"));
+        until_held(&mut w, &mut file, |w| w.append(A, b"end"));
+        assert_eq!(w.write(B, 5, b"x"), Write::Wait, "the append goes first");
+        until_held(&mut w, &mut file, |w| w.write(B, 5, b"x"));
+        while w.barrier(Scope::All) {
+            let _ = serve_once(&mut w, &mut file);
+        }
+        assert_eq!(file, b"12345xnd");
+        // A new append run waits for another handle's flush in flight.
+        until_held(&mut w, &mut file, |w| w.write(B, 8, &[b'y'; 4]));
+        assert!(w.barrier(Scope::Handle(B)));
+        assert_eq!(w.append(A, b"!"), Write::Wait);
+        let _ = serve_once(&mut w, &mut file);
+        assert_eq!(w.append(A, b"!"), Write::Held);
+        while w.barrier(Scope::All) {
+            let _ = serve_once(&mut w, &mut file);
+        }
+        assert_eq!(file, b"12345xndyyyy!");
+    }
+
+    #[test]
+    fn held_appends_go_on_the_timer_one_at_a_time() {
+        let mut w = wb(1 << 20, 1 << 20);
+        let mut file = Vec::new();
+        assert!(!w.send_appends(), "nothing held");
+        assert_eq!(w.append(A, b"first\n"), Write::Held);
+        assert_eq!(w.write(C, 0, b"not an append"), Write::Held);
+        assert!(!w.send_appends(), "sent");
+        let sent = w.take_flushes();
+        assert_eq!(sent.len(), 1, "only the append goes");
+        assert_eq!(w.append(A, b"second\n"), Write::Held);
+        assert!(w.send_appends(), "held behind the one in flight");
+        assert!(w.take_flushes().is_empty());
+        file.extend_from_slice(&sent[0].data);
+        w.on_flushed(WriteBehind::token(&sent[0]), Ok(6));
+        assert!(!w.send_appends());
+        let _ = serve_once(&mut w, &mut file);
+        assert_eq!(file, b"first\nsecond\n");
+    }
+
+    #[test]
+    fn a_failed_append_surfaces_on_the_next_one() {
+        let mut w = wb(1 << 20, 1 << 20);
+        assert_eq!(w.append(A, b"x"), Write::Held);
+        assert!(w.barrier(Scope::Handle(A)));
+        let f = w.take_flushes().remove(0);
+        w.on_flushed(WriteBehind::token(&f), Err(Errno(libc::EFBIG)));
+        assert_eq!(w.append(A, b"y"), Write::Failed(Errno(libc::EFBIG)));
+        assert_eq!(w.append(A, b"y"), Write::Held);
     }
 
     #[test]

@@ -4,7 +4,10 @@
 //! with the same program run directly; and `tail -f` follows a remote file
 //! another process appends to.
 
-use crate::harness::{Backend, Pair, each_mode};
+use std::fs;
+use std::time::Duration;
+
+use crate::harness::{Backend, Pair, Running, each_mode, p};
 
 /// Every access mode of a file, and a directory, through `poll`, `select`
 /// and each `epoll_ctl` operation.
@@ -66,5 +69,41 @@ print("pipe:", [ev for _, ev in ep.poll(1)])
         ] {
             assert!(out.contains(line), "direct run lacks {line:?}:\n{out}");
         }
+    });
+}
+
+/// `tail -f` in one run follows a file another run appends to through an
+/// fd it keeps open: held appends reach the server without a call that
+/// needs them (and tail, refused inotify, polls).
+#[test]
+fn tail_f_follows_appends_of_another_run_that_keeps_its_fd_open() {
+    let writer = r#"
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND)
+for line in (b"second\n", b"third\n"):
+    os.write(fd, line)
+    print("wrote", line.decode().strip(), flush=True)
+    # Waits (a hang guard, not a timing check) until a reader saw it.
+    while line.strip() not in open(sys.argv[2], "rb").read():
+        time.sleep(0.05)
+time.sleep(60)
+"#;
+    each_mode(|mode| {
+        let pair = Pair::new(Backend::Remote, mode);
+        let log = format!("{}/app.log", pair.t());
+        fs::write(pair.remote_tree.join("app.log"), "first\n").expect("write log");
+        let seen = pair.local.join("seen");
+        fs::write(&seen, "").expect("seen");
+        let mut tail =
+            Running::spawn(pair.rscq_cmd(&[], &["timeout", "60", "tail", "-n", "+1", "-f", &log]));
+        tail.wait_stdout("first\n", Duration::from_secs(20));
+        let mut writer =
+            Running::spawn(pair.rscq_cmd(&[], &["python3", "-c", writer, &log, &p(&seen)]));
+        for line in ["second", "third"] {
+            writer.wait_stdout(&format!("wrote {line}"), Duration::from_secs(20));
+            tail.wait_stdout(&format!("{line}\n"), Duration::from_secs(20));
+            fs::write(&seen, tail.stdout_now()).expect("seen");
+        }
+        assert_eq!(tail.stdout_now(), "first\nsecond\nthird\n");
     });
 }

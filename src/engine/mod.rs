@@ -332,19 +332,7 @@ impl FileEngine {
             .into_iter()
             .map(|f| {
                 let token = writebehind::WriteBehind::token(&f);
-                let request = if f.append {
-                    Request::Write {
-                        handle: f.handle,
-                        data: f.data,
-                    }
-                } else {
-                    Request::Pwrite {
-                        handle: f.handle,
-                        data: f.data,
-                        offset: f.offset,
-                    }
-                };
-                (request, Pending::Flush(token))
+                (f.into_request(), Pending::Flush(token))
             })
             .collect()
     }
@@ -801,3 +789,6 @@ mod tests;
 
 #[cfg(test)]
 mod dirmeta_tests;
+
+#[cfg(test)]
+mod append_tests;

@@ -434,6 +434,8 @@ impl DirMeta {
             | Request::Fchown { handle: h, .. }
             | Request::Futimens { handle: h, .. }
             | Request::Fallocate { handle: h, .. } => handle(*h, &mut touched),
+            // A file given a name through its handle (an `O_TMPFILE`) may
+            // be listed under another name too: forget every listing.
             _ => false,
         };
         if !known {

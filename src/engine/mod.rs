@@ -145,6 +145,9 @@ struct OpenFile {
     listed: bool,
     /// With read-ahead: the file offset, owned by rscq.
     cursor: Option<readahead::Cursor>,
+    /// With read-ahead: a regular file opened with `O_APPEND`, whose
+    /// writes are held as appends.
+    appends: bool,
 }
 
 /// The per-run state of the file layers.
@@ -192,9 +195,23 @@ impl FileEngine {
         let handle = handle_of_any(req);
         match *req {
             Request::Write { handle, ref data }
+                if self.files.get(&handle).is_some_and(|f| f.appends) =>
+            {
+                match self.writes.append(handle, data) {
+                    writebehind::Write::Held => {
+                        self.opened_stats.clear();
+                        self.invalidate(now, req);
+                        let n = u64::try_from(data.len()).unwrap_or(u64::MAX);
+                        Some(Action::Answer(Ok(Reply::Count(n))))
+                    }
+                    writebehind::Write::Failed(e) => Some(Action::Answer(Err(e))),
+                    writebehind::Write::Wait => wait(&self.writes, req),
+                }
+            }
+            Request::Write { handle, ref data }
             | Request::Pwrite {
                 handle, ref data, ..
-            } if self.layers.readahead => {
+            } if self.layers.readahead && self.files.get(&handle).is_none_or(|f| !f.appends) => {
                 let file = self.files.get_mut(&handle)?;
                 let cursor = file.cursor.as_mut()?;
                 let (at, moves) = match *req {
@@ -358,14 +375,7 @@ impl FileEngine {
             .into_iter()
             .map(|f| {
                 let token = writebehind::WriteBehind::token(&f);
-                (
-                    Request::Pwrite {
-                        handle: f.handle,
-                        data: f.data,
-                        offset: f.offset,
-                    },
-                    Pending::Flush(token),
-                )
+                (f.into_request(), Pending::Flush(token))
             })
             .chain(prefetches)
             .collect()
@@ -375,6 +385,18 @@ impl FileEngine {
     /// when it changes.
     pub fn flush_generation(&self) -> u64 {
         self.writes.generation() + self.prefetched
+    }
+
+    /// Whether appends are held, to be sent after
+    /// [`writebehind::APPEND_DELAY`] by [`FileEngine::flush_appends`].
+    pub fn appends_held(&self) -> bool {
+        self.writes.appends_held()
+    }
+
+    /// Sends the held appends, whose [`writebehind::APPEND_DELAY`] is up;
+    /// true while some are still held.
+    pub fn flush_appends(&mut self) -> bool {
+        self.writes.send_appends()
     }
 
     /// Sends every held write; true while some are still in flight.
@@ -763,6 +785,7 @@ fn handle_of(req: &Request) -> Option<Handle> {
         | Request::Fchown { handle, .. }
         | Request::Futimens { handle, .. }
         | Request::Fallocate { handle, .. }
+        | Request::LinkHandle { handle, .. }
         | Request::Close { handle } => Some(*handle),
         Request::SetXattr {
             target: crate::proto::XattrTarget::Handle(h),
@@ -778,6 +801,9 @@ fn handle_of(req: &Request) -> Option<Handle> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod append_tests;
 
 #[cfg(test)]
 mod dirmeta_tests;

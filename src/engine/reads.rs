@@ -142,6 +142,7 @@ impl FileEngine {
     ) {
         let regular = stat.mode & libc::S_IFMT == libc::S_IFREG;
         let offset_free = flags & (libc::O_APPEND | libc::O_PATH) == 0;
+        let appends = flags & (libc::O_APPEND | libc::O_PATH) == libc::O_APPEND;
         self.writes.opened(
             handle,
             (stat.dev_major, stat.dev_minor, stat.ino),
@@ -160,6 +161,7 @@ impl FileEngine {
             OpenFile {
                 path: Some(path.clone()),
                 cursor,
+                appends: self.layers.readahead && regular && appends,
                 ..OpenFile::default()
             },
         );

@@ -328,6 +328,17 @@ pub enum Request {
     /// own fds and shares no `flock` with them. Replies
     /// [`Reply::Opened`].
     Reopen { handle: Handle, flags: i32 },
+    /// `linkat(2)` of the open file `handle` (an `O_TMPFILE` file, or any
+    /// other) to the new name `to`. With `empty_path` as the program's
+    /// `linkat(fd, "", .., AT_EMPTY_PATH)`, which the kernel allows only
+    /// with `CAP_DAC_READ_SEARCH`; otherwise as its
+    /// `linkat(AT_FDCWD, "/proc/self/fd/N", .., AT_SYMLINK_FOLLOW)`, which
+    /// needs no privilege.
+    LinkHandle {
+        handle: Handle,
+        to: RemotePath,
+        empty_path: bool,
+    },
 }
 
 impl Request {
@@ -363,6 +374,7 @@ impl Request {
             | Request::Unlink { .. }
             | Request::Rename { .. }
             | Request::Link { .. }
+            | Request::LinkHandle { .. }
             | Request::Symlink { .. }
             | Request::Chmod { .. }
             | Request::Chown { .. }

@@ -242,6 +242,7 @@ fn route(req: &Request) -> Family {
         | Request::Unlink { .. }
         | Request::Rename { .. }
         | Request::Link { .. }
+        | Request::LinkHandle { .. }
         | Request::Symlink { .. } => Family::Names,
         Request::GetXattr { .. }
         | Request::ListXattr { .. }

@@ -293,6 +293,7 @@ pub fn describe_as(req: &Request, shown: Shown<'_>) -> String {
         | Request::Mknod { .. }
         | Request::Rename { .. }
         | Request::Link { .. }
+        | Request::LinkHandle { .. }
         | Request::Symlink { .. } => shown.names(req),
         Request::GetXattr { .. }
         | Request::ListXattr { .. }
@@ -513,6 +514,14 @@ impl Shown<'_> {
             } => format!("{}, {}, {dev:#x}", self.path(p), mode(*m)),
             Request::Rename { from, to, .. } | Request::Link { from, to, .. } => {
                 format!("{}, {}", self.path(from), self.path(to))
+            }
+            Request::LinkHandle {
+                handle,
+                to,
+                empty_path,
+            } => {
+                let how = if *empty_path { ", AT_EMPTY_PATH" } else { "" };
+                format!("{}, {}{how}", self.h(handle), self.path(to))
             }
             Request::Symlink { target: t, path: p } => {
                 format!("{}, {}", quote(t, usize::MAX), self.path(p))

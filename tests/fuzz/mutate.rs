@@ -342,6 +342,10 @@ fn fields(req: &mut Request) -> Fields<'_> {
             f.u32s.push(flags);
         }
         Request::Link { from, to, .. } => f.paths.extend([from, to]),
+        Request::LinkHandle { handle, to, .. } => {
+            f.handles.push(handle);
+            f.paths.push(to);
+        }
         Request::Symlink { target, path } => {
             f.bytes.push(target);
             f.paths.push(path);

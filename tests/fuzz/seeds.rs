@@ -46,6 +46,7 @@ pub fn variant_name(req: &Request) -> &'static str {
         Request::Unlink { .. } => "unlink",
         Request::Rename { .. } => "rename",
         Request::Link { .. } => "link",
+        Request::LinkHandle { .. } => "link_handle",
         Request::Symlink { .. } => "symlink",
         Request::Chmod { .. } => "chmod",
         Request::Chown { .. } => "chown",
@@ -346,6 +347,11 @@ pub fn every_request() -> Vec<Request> {
         Request::Reopen {
             handle: h,
             flags: libc::O_RDWR,
+        },
+        Request::LinkHandle {
+            handle: h,
+            to: rp("a/linked"),
+            empty_path: false,
         },
     ]
 }

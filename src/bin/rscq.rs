@@ -285,6 +285,8 @@ fn run_program(settings: &ClientSettings, runtime: &tokio::runtime::Handle) -> a
             compound: settings.optimizations.compound,
             readahead: settings.optimizations.readahead,
             dirmeta: settings.optimizations.dirmeta,
+            bulkread: settings.optimizations.bulkread,
+            smallfile: settings.optimizations.smallfile,
         },
         statcache_ttl: settings.stat_ttl,
         nagle: settings

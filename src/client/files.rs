@@ -283,9 +283,8 @@ impl Engine {
                     Ok(r) => r,
                     Err(e) => Err(engine.connection_failed(&e)),
                 };
-                engine
-                    .stats
-                    .record("write-behind", sent, 0, started.elapsed());
+                let name = pending.background_name();
+                engine.stats.record(name, sent, 0, started.elapsed());
                 let generation = {
                     let mut files = engine.files();
                     let _ = files.on_reply(std::time::Instant::now(), pending, response);
@@ -296,6 +295,31 @@ impl Engine {
                 engine.send_flushes();
             });
         }
+        self.arm_append_timer();
+    }
+
+    /// Held appends go after `APPEND_DELAY` even when no call of the
+    /// program needs them: a file appended to is usually a log that
+    /// someone follows from elsewhere.
+    fn arm_append_timer(&self) {
+        use std::sync::atomic::Ordering;
+        if !self.files().appends_held() || self.append_timer.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let engine = self.clone();
+        self.runtime.spawn(async move {
+            loop {
+                tokio::time::sleep(crate::engine::writebehind::APPEND_DELAY).await;
+                let held = engine.files().flush_appends();
+                engine.send_flushes();
+                if !held {
+                    break;
+                }
+            }
+            engine.append_timer.store(false, Ordering::SeqCst);
+            // Appends held since the last look get a timer of their own.
+            engine.arm_append_timer();
+        });
     }
 
     /// Says on stderr which held writes failed where no call of the

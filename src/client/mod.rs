@@ -101,6 +101,8 @@ struct Engine {
     flushed: Arc<tokio::sync::watch::Sender<u64>>,
     /// Set once a held write failed where no call could report it.
     writes_lost: Arc<AtomicBool>,
+    /// A timer runs that sends held appends ([`Engine::arm_append_timer`]).
+    append_timer: Arc<AtomicBool>,
     lost: Arc<AtomicBool>,
     connects: Arc<connect::Connects>,
     options: Arc<sockopt::PendingOptions>,
@@ -372,6 +374,7 @@ pub fn run(
         ))),
         flushed: Arc::new(tokio::sync::watch::channel(0).0),
         writes_lost: Arc::new(AtomicBool::new(false)),
+        append_timer: Arc::new(AtomicBool::new(false)),
         lost: lost.clone(),
         connects: Arc::default(),
         options: Arc::default(),

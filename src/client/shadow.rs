@@ -112,9 +112,9 @@ impl Engine {
     pub(super) fn truncates_by_path(&self, req: &Request) -> bool {
         let truncating = match req {
             Request::Truncate { .. } => true,
-            Request::Open { flags, .. } | Request::OpenPlus { flags, .. } => {
-                flags & libc::O_TRUNC != 0
-            }
+            Request::Open { flags, .. }
+            | Request::OpenPlus { flags, .. }
+            | Request::OpenRead { flags, .. } => flags & libc::O_TRUNC != 0,
             _ => false,
         };
         truncating && !lock(&self.shadows.files).is_empty()

@@ -407,11 +407,24 @@ pub struct Optimizations {
     /// listing with every entry's stat, reused (hits and ENOENT) within
     /// the stat TTL.
     pub dirmeta: bool,
+    /// Sequential reads of a remote file keep several reads in flight, up
+    /// to a window that grows with the bytes read (needs `readahead`).
+    pub bulkread: bool,
+    /// A read-only open of a small regular file brings its bytes, so the
+    /// program's reads to the end need no round trip (needs `readahead`).
+    pub smallfile: bool,
 }
 
 /// Names accepted in an optimize list, in display order.
-pub const OPTIMIZATION_NAMES: [&str; 5] =
-    ["nagle", "readahead", "statcache", "compound", "dirmeta"];
+pub const OPTIMIZATION_NAMES: [&str; 7] = [
+    "nagle",
+    "readahead",
+    "statcache",
+    "compound",
+    "dirmeta",
+    "bulkread",
+    "smallfile",
+];
 
 impl Optimizations {
     pub const ALL: Self = Self {
@@ -420,6 +433,8 @@ impl Optimizations {
         statcache: true,
         compound: true,
         dirmeta: true,
+        bulkread: true,
+        smallfile: true,
     };
     pub const NONE: Self = Self {
         nagle: false,
@@ -427,6 +442,8 @@ impl Optimizations {
         statcache: false,
         compound: false,
         dirmeta: false,
+        bulkread: false,
+        smallfile: false,
     };
 
     /// True when nothing hides latency (`--pure`).
@@ -456,6 +473,8 @@ impl Optimizations {
                 "statcache" => out.statcache = true,
                 "compound" => out.compound = true,
                 "dirmeta" => out.dirmeta = true,
+                "bulkread" => out.bulkread = true,
+                "smallfile" => out.smallfile = true,
                 "all" | "none" => return Err(OptimizeError::AllNoneMixed(name.to_owned())),
                 "" => return Err(OptimizeError::EmptyItem),
                 other => return Err(OptimizeError::Unknown(other.to_owned())),
@@ -464,13 +483,15 @@ impl Optimizations {
         Ok(out)
     }
 
-    fn flags(&self) -> [bool; 5] {
+    fn flags(&self) -> [bool; 7] {
         [
             self.nagle,
             self.readahead,
             self.statcache,
             self.compound,
             self.dirmeta,
+            self.bulkread,
+            self.smallfile,
         ]
     }
 }
@@ -518,7 +539,7 @@ pub enum OptimizeError {
     #[error("empty item in list")]
     EmptyItem,
     #[error(
-        "unknown optimization `{0}` (expected nagle, readahead, statcache, compound, dirmeta, all or none)"
+        "unknown optimization `{0}` (expected nagle, readahead, statcache, compound, dirmeta, bulkread, smallfile, all or none)"
     )]
     Unknown(String),
     #[error("`{0}` must be used alone, not mixed with other names")]
@@ -677,7 +698,7 @@ mod tests {
         assert!(some.nagle && some.statcache && !some.readahead && !some.compound);
         assert_eq!(some.to_string(), "nagle,statcache");
         assert_eq!(
-            o("readahead,compound,nagle,statcache,dirmeta"),
+            o("readahead,compound,nagle,statcache,dirmeta,bulkread,smallfile"),
             Ok(Optimizations::ALL)
         );
         assert_eq!(o(""), Err(OptimizeError::Empty));

@@ -400,6 +400,7 @@ impl DirMeta {
         let known = match req {
             Request::Open { path, .. }
             | Request::OpenPlus { path, .. }
+            | Request::OpenRead { path, .. }
             | Request::Mkdir { path, .. }
             | Request::Mknod { path, .. }
             | Request::Rmdir { path }
@@ -433,6 +434,8 @@ impl DirMeta {
             | Request::Fchown { handle: h, .. }
             | Request::Futimens { handle: h, .. }
             | Request::Fallocate { handle: h, .. } => handle(*h, &mut touched),
+            // A file given a name through its handle (an `O_TMPFILE`) may
+            // be listed under another name too: forget every listing.
             _ => false,
         };
         if !known {

@@ -615,6 +615,8 @@ fn layers() -> Layers {
         compound: true,
         readahead: true,
         dirmeta: true,
+        bulkread: false,
+        smallfile: false,
     }
 }
 

@@ -17,7 +17,18 @@
 //!   the first `getdents64`).
 //! - **readahead**: rscq owns a regular file's offset, reads ahead
 //!   ([`readahead`]) and writes behind ([`writebehind`]); every call that
-//!   could see a file waits until its held writes are on the server.
+//!   could see a file waits until its held writes are on the server. Bytes
+//!   read ahead answer for at most the TTL, and any change rscq makes to a
+//!   file's bytes (through any handle of it) drops what every handle of
+//!   that file read ahead.
+//! - **bulkread** (with readahead): a file read in sequence keeps several
+//!   fetches in flight, sent behind the program's back like held writes
+//!   ([`FileEngine::take_flushes`]); a read whose bytes are on the way
+//!   waits for them ([`Action::Wait`]).
+//! - **smallfile** (with readahead): a read-only open asks for the file's
+//!   bytes too ([`Request::OpenRead`]); a regular file of at most
+//!   [`SMALL_FILE_MAX`] bytes comes whole, so the program's reads to its
+//!   end are answered locally.
 //!
 //! Send coalescing for sockets (the `nagle` layer) is [`coalesce`], driven
 //! by the socket pump.
@@ -28,6 +39,7 @@
 pub mod coalesce;
 pub mod dirmeta;
 pub mod readahead;
+mod reads;
 pub mod shadow;
 mod statcache;
 pub mod writebehind;
@@ -51,7 +63,12 @@ pub struct Layers {
     pub compound: bool,
     pub readahead: bool,
     pub dirmeta: bool,
+    pub bulkread: bool,
+    pub smallfile: bool,
 }
+
+/// The largest file a smallfile open brings whole.
+pub const SMALL_FILE_MAX: u32 = 64 * 1024;
 
 /// How long a prefetched answer stays valid by default.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(1);
@@ -64,9 +81,10 @@ pub enum Action {
     /// Send this request; give its reply to [`FileEngine::on_reply`]
     /// together with the token.
     Send(Request, Pending),
-    /// Held writes must reach the server first: send the flushes
-    /// ([`FileEngine::take_flushes`]), wait until the flush generation is
-    /// past this one, then submit the request again.
+    /// Held writes must reach the server first, or bytes fetched ahead
+    /// must arrive: send the flushes ([`FileEngine::take_flushes`]), wait
+    /// until the flush generation is past this one, then submit the request
+    /// again.
     Wait(Request, u64),
 }
 
@@ -96,12 +114,24 @@ pub enum Pending {
     Listing { handle: Handle, bytes: u32 },
     /// A write sent behind the program's back.
     Flush(writebehind::FlushToken),
+    /// A pipelined read of `handle`'s file sent behind the program's back.
+    Prefetch { handle: Handle, id: u64 },
     /// A server-side copy whose offsets were these handles' cursors: they
     /// move by what was copied.
     Copy {
         from: Option<Handle>,
         to: Option<Handle>,
     },
+}
+
+impl Pending {
+    /// The `--stats` name of a request sent behind the program's back.
+    pub fn background_name(&self) -> &'static str {
+        match self {
+            Pending::Prefetch { .. } => "read-ahead",
+            _ => "write-behind",
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -115,6 +145,9 @@ struct OpenFile {
     listed: bool,
     /// With read-ahead: the file offset, owned by rscq.
     cursor: Option<readahead::Cursor>,
+    /// With read-ahead: a regular file opened with `O_APPEND`, whose
+    /// writes are held as appends.
+    appends: bool,
 }
 
 /// The per-run state of the file layers.
@@ -129,6 +162,12 @@ pub struct FileEngine {
     stats: StatCache,
     dirmeta: DirMeta,
     writes: writebehind::WriteBehind,
+    /// How long fetched bytes answer reads (the stat TTL).
+    ttl: Duration,
+    /// Pipelined reads to send, with their tokens.
+    prefetches: Vec<(Request, Pending)>,
+    /// Pipelined reads come back: part of the flush generation.
+    prefetched: u64,
 }
 
 impl FileEngine {
@@ -140,21 +179,39 @@ impl FileEngine {
             stats: StatCache::new(ttl),
             dirmeta: DirMeta::new(ttl),
             writes: writebehind::WriteBehind::new(writebehind::WriteBehindConfig::default()),
+            ttl,
+            prefetches: Vec::new(),
+            prefetched: 0,
         }
     }
 
     /// Write-behind: held writes, and the barriers that make every other
     /// call see the file as written. `None`: carry on as without it.
     fn write_behind(&mut self, now: Instant, req: &Request) -> Option<Action> {
+        let prefetched = self.prefetched;
         let wait = |w: &writebehind::WriteBehind, req: &Request| {
-            Some(Action::Wait(req.clone(), w.generation()))
+            Some(Action::Wait(req.clone(), w.generation() + prefetched))
         };
         let handle = handle_of_any(req);
         match *req {
             Request::Write { handle, ref data }
+                if self.files.get(&handle).is_some_and(|f| f.appends) =>
+            {
+                match self.writes.append(handle, data) {
+                    writebehind::Write::Held => {
+                        self.opened_stats.clear();
+                        self.invalidate(now, req);
+                        let n = u64::try_from(data.len()).unwrap_or(u64::MAX);
+                        Some(Action::Answer(Ok(Reply::Count(n))))
+                    }
+                    writebehind::Write::Failed(e) => Some(Action::Answer(Err(e))),
+                    writebehind::Write::Wait => wait(&self.writes, req),
+                }
+            }
+            Request::Write { handle, ref data }
             | Request::Pwrite {
                 handle, ref data, ..
-            } if self.layers.readahead => {
+            } if self.layers.readahead && self.files.get(&handle).is_none_or(|f| !f.appends) => {
                 let file = self.files.get_mut(&handle)?;
                 let cursor = file.cursor.as_mut()?;
                 let (at, moves) = match *req {
@@ -167,6 +224,7 @@ impl FileEngine {
                 match self.writes.write(handle, at, data) {
                     writebehind::Write::Held => {
                         cursor.wrote_behind(at, data.len(), moves);
+                        self.bytes_changed(Some(handle));
                         self.opened_stats.clear();
                         self.invalidate(now, req);
                         let n = u64::try_from(data.len()).unwrap_or(u64::MAX);
@@ -308,28 +366,37 @@ impl FileEngine {
         )
     }
 
-    /// Writes to send behind the program's back, with their tokens.
+    /// Requests to send behind the program's back, with their tokens:
+    /// held writes let go, and pipelined reads.
     pub fn take_flushes(&mut self) -> Vec<(Request, Pending)> {
+        let prefetches = std::mem::take(&mut self.prefetches);
         self.writes
             .take_flushes()
             .into_iter()
             .map(|f| {
                 let token = writebehind::WriteBehind::token(&f);
-                (
-                    Request::Pwrite {
-                        handle: f.handle,
-                        data: f.data,
-                        offset: f.offset,
-                    },
-                    Pending::Flush(token),
-                )
+                (f.into_request(), Pending::Flush(token))
             })
+            .chain(prefetches)
             .collect()
     }
 
-    /// Counts finished flushes; a waiter looks again when it changes.
+    /// Counts finished flushes and pipelined reads; a waiter looks again
+    /// when it changes.
     pub fn flush_generation(&self) -> u64 {
-        self.writes.generation()
+        self.writes.generation() + self.prefetched
+    }
+
+    /// Whether appends are held, to be sent after
+    /// [`writebehind::APPEND_DELAY`] by [`FileEngine::flush_appends`].
+    pub fn appends_held(&self) -> bool {
+        self.writes.appends_held()
+    }
+
+    /// Sends the held appends, whose [`writebehind::APPEND_DELAY`] is up;
+    /// true while some are still held.
+    pub fn flush_appends(&mut self) -> bool {
+        self.writes.send_appends()
     }
 
     /// Sends every held write; true while some are still in flight.
@@ -379,7 +446,7 @@ impl FileEngine {
             }
         }
         self.invalidate(now, &req);
-        match (fetch, self.plan(req)) {
+        match (fetch, self.plan(now, req)) {
             (Some(dir), Action::Send(req, pending)) => match Lookup::from_request(req) {
                 Ok(lookup) => Action::Send(
                     Request::LookupAndList {
@@ -413,28 +480,12 @@ impl FileEngine {
     }
 
     /// The rest of [`FileEngine::on_request`], once no cache answered.
-    fn plan(&mut self, req: Request) -> Action {
+    fn plan(&mut self, now: Instant, req: Request) -> Action {
         if req.changes_files() && !self.opened_stats.is_empty() {
             self.opened_stats.clear();
         }
-        if let Some(handle) = cursor_handle(&req)
-            && let Some(cursor) = self.files.get_mut(&handle).and_then(|f| f.cursor.as_mut())
-            && let Some(step) = cursor.on_request(handle, &req)
-        {
-            return match step {
-                readahead::Step::Answer(resp) => Action::Answer(resp),
-                readahead::Step::Send(req, pending) => {
-                    let changes = req.changes_files();
-                    Action::Send(
-                        req,
-                        Pending::Cursor {
-                            handle,
-                            pending,
-                            changes,
-                        },
-                    )
-                }
-            };
+        if let Some(action) = self.cursor_step(now, &req) {
+            return action;
         }
         match req {
             Request::Fstat { handle } if self.layers.compound => {
@@ -466,6 +517,22 @@ impl FileEngine {
                 },
                 Pending::Stat { path },
             ),
+            Request::Open { path, flags, mode } if self.reads_whole(flags) => {
+                let plain = Request::Open {
+                    path: path.clone(),
+                    flags,
+                    mode,
+                };
+                Action::Send(
+                    Request::OpenRead {
+                        path,
+                        flags,
+                        mode,
+                        max: SMALL_FILE_MAX,
+                    },
+                    Pending::Plain(plain),
+                )
+            }
             Request::Open { path, flags, mode }
                 if self.layers.compound
                     && flags & libc::O_DIRECTORY != 0
@@ -515,14 +582,10 @@ impl FileEngine {
                 handle,
                 pending,
                 changes,
-            } => {
-                if changes {
-                    self.touched_handle(now, handle);
-                }
-                match self.files.get_mut(&handle).and_then(|f| f.cursor.as_mut()) {
-                    Some(cursor) => cursor.on_reply(pending, resp),
-                    None => resp,
-                }
+            } => self.on_cursor_reply(now, handle, pending, changes, resp),
+            Pending::Prefetch { handle, id } => {
+                self.on_prefetched(now, handle, id, &resp);
+                resp
             }
             Pending::Flush(token) => {
                 self.touched_handle(now, token.handle);
@@ -572,27 +635,16 @@ impl FileEngine {
         } else {
             self.invalidate(now, &req);
         }
+        // A small file's bytes came with its open (smallfile).
+        let (resp, contents) = match resp {
+            Ok(Reply::OpenedRead { handle, stat, data }) => {
+                (Ok(Reply::Opened { handle, stat }), Some(data))
+            }
+            other => (other, None),
+        };
         match (&req, &resp) {
             (Request::Open { path, flags, .. }, Ok(Reply::Opened { handle, stat })) => {
-                let regular = stat.mode & libc::S_IFMT == libc::S_IFREG;
-                let offset_free = flags & (libc::O_APPEND | libc::O_PATH) == 0;
-                self.writes.opened(
-                    *handle,
-                    (stat.dev_major, stat.dev_minor, stat.ino),
-                    path.clone(),
-                );
-                if self.layers.compound {
-                    self.opened_stats.insert(*handle, *stat);
-                }
-                self.files.insert(
-                    *handle,
-                    OpenFile {
-                        path: Some(path.clone()),
-                        cursor: (self.layers.readahead && regular && offset_free)
-                            .then(readahead::Cursor::new),
-                        ..OpenFile::default()
-                    },
-                );
+                self.opened_file(now, path, *flags, *handle, stat, contents);
             }
             (Request::Open { path, .. }, Ok(Reply::OpenedDir(dir))) => {
                 if self.layers.statcache {
@@ -699,19 +751,6 @@ fn take_dirents(file: &mut OpenFile, bytes: u32) -> Response {
     Ok(Reply::Dirents(fitted))
 }
 
-/// The handle of a call that reads or moves the file offset.
-fn cursor_handle(req: &Request) -> Option<Handle> {
-    match req {
-        Request::Read { handle, .. }
-        | Request::Write { handle, .. }
-        | Request::Lseek { handle, .. }
-        | Request::Pwrite { handle, .. }
-        | Request::Ftruncate { handle, .. }
-        | Request::Fallocate { handle, .. } => Some(*handle),
-        _ => None,
-    }
-}
-
 /// The handle any call on an open file names.
 fn handle_of_any(req: &Request) -> Option<Handle> {
     match req {
@@ -746,6 +785,7 @@ fn handle_of(req: &Request) -> Option<Handle> {
         | Request::Fchown { handle, .. }
         | Request::Futimens { handle, .. }
         | Request::Fallocate { handle, .. }
+        | Request::LinkHandle { handle, .. }
         | Request::Close { handle } => Some(*handle),
         Request::SetXattr {
             target: crate::proto::XattrTarget::Handle(h),
@@ -761,6 +801,9 @@ fn handle_of(req: &Request) -> Option<Handle> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod append_tests;
 
 #[cfg(test)]
 mod dirmeta_tests;

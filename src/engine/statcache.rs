@@ -253,7 +253,8 @@ impl StatCache {
             | Request::Chmod { path, .. }
             | Request::Chown { path, .. }
             | Request::Utimens { path, .. }
-            | Request::Truncate { path, .. } => touched.push(path.0.clone()),
+            | Request::Truncate { path, .. }
+            | Request::LinkHandle { to: path, .. } => touched.push(path.0.clone()),
             Request::Rename { from, to, .. } | Request::Link { from, to, .. } => {
                 touched.push(from.0.clone());
                 touched.push(to.0.clone());
@@ -278,7 +279,10 @@ impl StatCache {
         // times) the change makes stale too: forget everything.
         let relinks = matches!(
             req,
-            Request::Link { .. } | Request::Unlink { .. } | Request::Rename { .. }
+            Request::Link { .. }
+                | Request::LinkHandle { .. }
+                | Request::Unlink { .. }
+                | Request::Rename { .. }
         );
         if relinks || touched.iter().any(|p| !is_plain(p)) || self.holds_hard_links() {
             self.entries.clear();

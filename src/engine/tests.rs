@@ -43,6 +43,8 @@ fn all() -> Layers {
         compound: true,
         readahead: true,
         dirmeta: false,
+        bulkread: false,
+        smallfile: false,
     }
 }
 

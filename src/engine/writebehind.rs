@@ -17,6 +17,18 @@
 //! - more than [`WriteBehindConfig::max_behind`] bytes behind makes the
 //!   writer wait for a flush to finish.
 //!
+//! A file opened with `O_APPEND` has no offset rscq could own: its writes
+//! ([`WriteBehind::append`]) are held the same way and sent as the
+//! server's own `write`, which puts them at the end of the file as it is
+//! then. Where they land depends on every other write of the file, so an
+//! append run is started only when nothing of the file is in flight, at
+//! most one append flush of a handle is in flight at a time, and a write
+//! through another handle of the file waits for it.
+//!
+//! Appends also go after [`APPEND_DELAY`] without any call that needs
+//! them ([`WriteBehind::send_appends`], which the driver runs on a timer):
+//! a file appended to is usually a log someone follows.
+//!
 //! A flush the server fails (or writes short and then fails) records the
 //! errno on its handle; the next write, `fsync` or `close` on that handle
 //! returns it, as the kernel reports a writeback error. An error no call
@@ -29,9 +41,10 @@
 //! which replies may go.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use crate::errno::Errno;
-use crate::proto::{Handle, MAX_IO, RemotePath};
+use crate::proto::{Handle, MAX_IO, RemotePath, Request};
 
 /// How much may be held.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,12 +65,39 @@ impl Default for WriteBehindConfig {
     }
 }
 
-/// A `pwrite` to send ahead of the program.
+/// The longest held appends wait for a call that sends them: then they
+/// go anyway, so that a log written through rscq can be followed from
+/// elsewhere (`tail -f` in another run, or on the server).
+pub const APPEND_DELAY: Duration = Duration::from_millis(50);
+
+/// A `pwrite` (or, for `append`, a `write`) to send ahead of the program.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Flush {
     pub handle: Handle,
+    /// Where the bytes go; not looked at for an `append`.
     pub offset: i64,
     pub data: Vec<u8>,
+    /// At the end of the file, by the server's `O_APPEND` handle.
+    pub append: bool,
+}
+
+impl Flush {
+    /// The request that carries it: a `pwrite` at its offset, or the
+    /// server's `write` of an `O_APPEND` fd.
+    pub fn into_request(self) -> Request {
+        if self.append {
+            Request::Write {
+                handle: self.handle,
+                data: self.data,
+            }
+        } else {
+            Request::Pwrite {
+                handle: self.handle,
+                data: self.data,
+                offset: self.offset,
+            }
+        }
+    }
 }
 
 /// What the driver remembers of a flush in flight.
@@ -67,6 +107,7 @@ pub struct FlushToken {
     pub offset: i64,
     /// The bytes, kept to send the rest after a short write.
     pub data: Vec<u8>,
+    pub append: bool,
 }
 
 /// Which held writes a call must wait for.
@@ -102,6 +143,8 @@ struct FileWrites {
     next: Option<i64>,
     in_flight: usize,
     error: Option<Errno>,
+    /// Opened with `O_APPEND`: its runs go to the end of the file.
+    appends: bool,
 }
 
 /// A deferred error no call of the program can report any more.
@@ -181,6 +224,28 @@ impl WriteBehind {
         let Some(f) = self.files.get_mut(&handle) else {
             return;
         };
+        if f.appends {
+            // One at a time: two appends in flight could land in either
+            // order. The rest goes once the server answered.
+            if f.in_flight > 0 {
+                return;
+            }
+            let Some((at, mut data)) = f.run.take() else {
+                return;
+            };
+            let max = usize::try_from(MAX_IO).unwrap_or(usize::MAX);
+            if data.len() > max {
+                f.run = Some((at, data.split_off(max)));
+            }
+            f.in_flight += 1;
+            self.outbox.push(Flush {
+                handle,
+                offset: at,
+                data,
+                append: true,
+            });
+            return;
+        }
         let Some((mut at, data)) = f.run.take() else {
             return;
         };
@@ -191,6 +256,7 @@ impl WriteBehind {
                 handle,
                 offset: at,
                 data: chunk.to_vec(),
+                append: false,
             });
             at = end_of(at, chunk.len());
         }
@@ -208,6 +274,26 @@ impl WriteBehind {
             .any(|h| self.files.get(h).is_some_and(|f| f.in_flight > 0))
     }
 
+    /// Whether appends are held (for the driver's [`APPEND_DELAY`] timer).
+    pub fn appends_held(&self) -> bool {
+        self.files.values().any(|f| f.appends && f.run.is_some())
+    }
+
+    /// Sends the held append runs that may go now ([`APPEND_DELAY`] is
+    /// up); true while some are still held (behind one in flight).
+    pub fn send_appends(&mut self) -> bool {
+        let appending: Vec<Handle> = self
+            .files
+            .iter()
+            .filter(|(_, f)| f.appends && f.run.is_some())
+            .map(|(h, _)| *h)
+            .collect();
+        for h in appending {
+            self.send_run(h);
+        }
+        self.appends_held()
+    }
+
     /// Whether anything at all is held or in flight.
     pub fn is_idle(&self) -> bool {
         self.behind == 0
@@ -222,14 +308,7 @@ impl WriteBehind {
         let continues = f.next == Some(at);
         // Other handles of the file go first, and a jump waits for what of
         // this file is in flight: the server may reorder concurrent calls.
-        let others = self
-            .in_scope(Scope::FileOf(handle))
-            .into_iter()
-            .any(|h| h != handle && self.files.get(&h).is_some_and(|f| f.run.is_some()));
-        if others {
-            for h in self.in_scope(Scope::FileOf(handle)) {
-                self.send_run(h);
-            }
+        if self.others_first(handle) {
             return Write::Wait;
         }
         if !continues {
@@ -238,13 +317,75 @@ impl WriteBehind {
                 return Write::Wait;
             }
         }
-        if self.behind.saturating_add(data.len()) > self.config.max_behind && self.behind > 0 {
+        if self.too_far_behind(data.len()) {
+            return Write::Wait;
+        }
+        self.hold(handle, at, data);
+        Write::Held
+    }
+
+    /// The program appends `data` through `handle`, opened with
+    /// `O_APPEND`. Held as [`WriteBehind::write`] holds; a new run starts
+    /// only once nothing of the file is held or in flight through another
+    /// handle, as the end of the file it lands at depends on all of them
+    /// (its own appends in flight go first anyway: see `send_run`).
+    pub fn append(&mut self, handle: Handle, data: &[u8]) -> Write {
+        let f = self.files.entry(handle).or_default();
+        if let Some(e) = f.error.take() {
+            return Write::Failed(e);
+        }
+        f.appends = true;
+        let continues = f.run.is_some();
+        if self.others_first(handle) {
+            return Write::Wait;
+        }
+        let others_in_flight = self
+            .in_scope(Scope::FileOf(handle))
+            .into_iter()
+            .any(|h| h != handle && self.files.get(&h).is_some_and(|f| f.in_flight > 0));
+        if !continues && others_in_flight {
+            return Write::Wait;
+        }
+        if self.too_far_behind(data.len()) {
+            return Write::Wait;
+        }
+        self.hold(handle, 0, data);
+        Write::Held
+    }
+
+    /// Whether a write through `handle` must wait for other handles of its
+    /// file: their held runs are sent first (then it waits), and appends of
+    /// theirs in flight land first, since where they land depends on it.
+    fn others_first(&mut self, handle: Handle) -> bool {
+        let file = self.in_scope(Scope::FileOf(handle));
+        let other = |f: &FileWrites| f.run.is_some() || (f.appends && f.in_flight > 0);
+        let others = file
+            .iter()
+            .any(|h| *h != handle && self.files.get(h).is_some_and(other));
+        if others {
+            for h in file {
+                self.send_run(h);
+            }
+        }
+        others
+    }
+
+    /// Whether `len` more bytes would be too far behind: then every held
+    /// run is sent, and the writer waits.
+    fn too_far_behind(&mut self, len: usize) -> bool {
+        if self.behind.saturating_add(len) > self.config.max_behind && self.behind > 0 {
             let all = self.in_scope(Scope::All);
             for h in all {
                 self.send_run(h);
             }
-            return Write::Wait;
+            return true;
         }
+        false
+    }
+
+    /// Holds `data` at `at` in the run of `handle`, sent once it is long
+    /// enough.
+    fn hold(&mut self, handle: Handle, at: i64, data: &[u8]) {
         self.behind = self.behind.saturating_add(data.len());
         let f = self.files.entry(handle).or_default();
         match &mut f.run {
@@ -258,7 +399,6 @@ impl WriteBehind {
         {
             self.send_run(handle);
         }
-        Write::Held
     }
 
     /// The token to keep with `flush` while it is in flight.
@@ -267,6 +407,7 @@ impl WriteBehind {
             handle: flush.handle,
             offset: flush.offset,
             data: flush.data.clone(),
+            append: flush.append,
         }
     }
 
@@ -283,6 +424,11 @@ impl WriteBehind {
             Ok(n) if n == len => {
                 f.in_flight = f.in_flight.saturating_sub(1);
                 self.behind = self.behind.saturating_sub(len);
+                // An append run that filled up meanwhile may go now.
+                let full = |(_, r): &(i64, Vec<u8>)| r.len() >= self.config.flush_bytes;
+                if f.appends && f.run.as_ref().is_some_and(full) {
+                    self.send_run(token.handle);
+                }
             }
             // Short: the rest goes again, and its error (if any) counts.
             Ok(n) if n > 0 => {
@@ -291,6 +437,7 @@ impl WriteBehind {
                     handle: token.handle,
                     offset: end_of(token.offset, n),
                     data: token.data[n..].to_vec(),
+                    append: token.append,
                 });
             }
             Ok(_) | Err(_) => {
@@ -343,196 +490,4 @@ impl WriteBehind {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const A: Handle = Handle(1);
-    const B: Handle = Handle(2);
-    const C: Handle = Handle(3);
-
-    fn wb(flush_bytes: usize, max_behind: usize) -> WriteBehind {
-        let mut w = WriteBehind::new(WriteBehindConfig {
-            flush_bytes,
-            max_behind,
-        });
-        w.opened(A, (0, 1, 10), RemotePath(b"/a".to_vec()));
-        w.opened(B, (0, 1, 10), RemotePath(b"/a".to_vec()));
-        w.opened(C, (0, 1, 11), RemotePath(b"/c".to_vec()));
-        w
-    }
-
-    /// Answers every flush in the outbox as a server writing into `file`.
-    fn serve(w: &mut WriteBehind, file: &mut Vec<u8>) -> usize {
-        let mut sent = 0;
-        loop {
-            let flushes = w.take_flushes();
-            if flushes.is_empty() {
-                return sent;
-            }
-            for f in flushes {
-                sent += 1;
-                let at = usize::try_from(f.offset).unwrap();
-                if file.len() < at + f.data.len() {
-                    file.resize(at + f.data.len(), 0);
-                }
-                file[at..at + f.data.len()].copy_from_slice(&f.data);
-                let n = u64::try_from(f.data.len()).unwrap();
-                w.on_flushed(WriteBehind::token(&f), Ok(n));
-            }
-        }
-    }
-
-    #[test]
-    fn sequential_small_writes_become_few_flushes() {
-        let mut w = wb(4096, 1 << 20);
-        let mut file = Vec::new();
-        let mut expected = Vec::new();
-        let mut sent = 0;
-        for i in 0..100u8 {
-            let block = vec![i; 512];
-            let at = i64::try_from(expected.len()).unwrap();
-            assert_eq!(w.write(A, at, &block), Write::Held);
-            expected.extend_from_slice(&block);
-            sent += serve(&mut w, &mut file);
-        }
-        assert!(w.barrier(Scope::Handle(A)), "the rest is in flight");
-        sent += serve(&mut w, &mut file);
-        assert_eq!(file, expected);
-        assert_eq!(sent, 13, "51200 bytes in runs of 4096");
-        assert!(w.is_idle());
-    }
-
-    #[test]
-    fn a_continuing_write_does_not_wait_for_the_flush_before_it() {
-        let mut w = wb(4, 1 << 20);
-        let mut file = Vec::new();
-        assert_eq!(w.write(A, 0, b"1234"), Write::Held);
-        assert_eq!(w.take_flushes().len(), 1);
-        assert_eq!(w.write(A, 4, b"5678"), Write::Held);
-        let second = w.take_flushes();
-        assert_eq!(second.len(), 1);
-        assert_eq!(second[0].offset, 4);
-        for f in second {
-            w.on_flushed(WriteBehind::token(&f), Ok(4));
-        }
-        let _ = serve(&mut w, &mut file);
-        assert!(w.barrier(Scope::All), "the first is still in flight");
-    }
-
-    #[test]
-    fn calls_on_the_same_file_wait_and_others_do_not() {
-        let mut w = wb(1 << 20, 1 << 20);
-        assert_eq!(w.write(A, 0, b"abc"), Write::Held);
-        // Another file is not held back.
-        assert!(!w.barrier(Scope::FileOf(C)));
-        assert!(w.take_flushes().is_empty());
-        // The same file through another handle: the run goes, then wait.
-        assert!(w.barrier(Scope::FileOf(B)));
-        let flushes = w.take_flushes();
-        assert_eq!(
-            flushes,
-            vec![Flush {
-                handle: A,
-                offset: 0,
-                data: b"abc".to_vec()
-            }]
-        );
-        assert!(w.barrier(Scope::All), "still in flight");
-        w.on_flushed(WriteBehind::token(&flushes[0]), Ok(3));
-        assert!(!w.barrier(Scope::All));
-        assert!(w.is_idle());
-    }
-
-    #[test]
-    fn a_failed_flush_surfaces_once_on_the_next_call() {
-        let mut w = wb(1 << 20, 1 << 20);
-        assert_eq!(w.write(A, 0, &[7; 100]), Write::Held);
-        assert!(w.barrier(Scope::Handle(A)));
-        let f = w.take_flushes().remove(0);
-        // Short, then no space: the rest is retried and fails.
-        w.on_flushed(WriteBehind::token(&f), Ok(60));
-        let rest = w.take_flushes().remove(0);
-        assert_eq!((rest.offset, rest.data.len()), (60, 40));
-        assert!(w.barrier(Scope::Handle(A)));
-        w.on_flushed(WriteBehind::token(&rest), Err(Errno(libc::ENOSPC)));
-        assert!(!w.barrier(Scope::Handle(A)));
-        assert_eq!(w.write(A, 100, b"x"), Write::Failed(Errno(libc::ENOSPC)));
-        assert_eq!(w.take_error(A), None);
-        assert!(w.is_idle());
-    }
-
-    #[test]
-    fn fsync_or_close_get_the_error_and_an_untold_one_is_lost_loudly() {
-        let mut w = wb(1 << 20, 1 << 20);
-        let _ = w.write(A, 0, b"x");
-        let _ = w.write(C, 0, b"y");
-        assert!(w.barrier(Scope::All));
-        for f in w.take_flushes() {
-            w.on_flushed(WriteBehind::token(&f), Err(Errno(libc::EDQUOT)));
-        }
-        assert_eq!(w.take_error(A), Some(Errno(libc::EDQUOT)));
-        w.closed(A);
-        assert!(w.take_lost().is_empty(), "A's error was reported");
-        w.closed(C);
-        assert_eq!(
-            w.take_lost(),
-            vec![LostWrite {
-                path: Some(RemotePath(b"/c".to_vec())),
-                error: Errno(libc::EDQUOT)
-            }]
-        );
-    }
-
-    #[test]
-    fn a_jump_waits_for_its_file_in_flight_and_keeps_the_order() {
-        let mut w = wb(8, 1 << 20);
-        let mut file = Vec::new();
-        assert_eq!(w.write(A, 0, b"12345678"), Write::Held);
-        // The full run is in flight; a rewrite of its start must wait.
-        assert_eq!(w.write(A, 0, b"ab"), Write::Wait);
-        let _ = serve(&mut w, &mut file);
-        assert_eq!(w.write(A, 0, b"ab"), Write::Held);
-        assert!(w.barrier(Scope::FileOf(B)));
-        let _ = serve(&mut w, &mut file);
-        assert_eq!(file, b"ab345678");
-    }
-
-    #[test]
-    fn writes_through_two_handles_of_one_file_keep_their_order() {
-        let mut w = wb(1 << 20, 1 << 20);
-        let mut file = Vec::new();
-        assert_eq!(w.write(A, 0, b"aaaa"), Write::Held);
-        assert_eq!(w.write(B, 1, b"b"), Write::Wait);
-        let _ = serve(&mut w, &mut file);
-        assert_eq!(w.write(B, 1, b"b"), Write::Held);
-        assert!(w.barrier(Scope::All));
-        let _ = serve(&mut w, &mut file);
-        assert_eq!(file, b"abaa");
-    }
-
-    #[test]
-    fn too_much_behind_makes_the_writer_wait() {
-        let mut w = wb(1 << 20, 10);
-        let mut file = Vec::new();
-        assert_eq!(w.write(A, 0, b"123456"), Write::Held);
-        assert_eq!(w.write(A, 6, b"789012"), Write::Wait);
-        let _ = serve(&mut w, &mut file);
-        assert_eq!(w.write(A, 6, b"789012"), Write::Held);
-        assert!(w.barrier(Scope::Handle(A)));
-        let _ = serve(&mut w, &mut file);
-        assert_eq!(file, b"123456789012");
-    }
-
-    #[test]
-    fn the_end_of_the_run_reports_errors_of_open_handles() {
-        let mut w = wb(1 << 20, 1 << 20);
-        let _ = w.write(C, 0, b"z");
-        assert!(w.barrier(Scope::All));
-        for f in w.take_flushes() {
-            w.on_flushed(WriteBehind::token(&f), Err(Errno::EIO));
-        }
-        let lost = w.finish();
-        assert_eq!(lost.len(), 1);
-        assert_eq!(lost[0].error, Errno::EIO);
-    }
-}
+mod tests;

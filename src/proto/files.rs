@@ -159,6 +159,12 @@ pub enum Lookup {
         flags: i32,
         mode: u32,
     },
+    OpenRead {
+        path: RemotePath,
+        flags: i32,
+        mode: u32,
+        max: u32,
+    },
 }
 
 impl Lookup {
@@ -170,6 +176,17 @@ impl Lookup {
             Request::Access { path, mode, flags } => Ok(Self::Access { path, mode, flags }),
             Request::Readlink { path } => Ok(Self::Readlink { path }),
             Request::Open { path, flags, mode } => Ok(Self::Open { path, flags, mode }),
+            Request::OpenRead {
+                path,
+                flags,
+                mode,
+                max,
+            } => Ok(Self::OpenRead {
+                path,
+                flags,
+                mode,
+                max,
+            }),
             other => Err(other),
         }
     }
@@ -181,6 +198,17 @@ impl Lookup {
             Self::Access { path, mode, flags } => Request::Access { path, mode, flags },
             Self::Readlink { path } => Request::Readlink { path },
             Self::Open { path, flags, mode } => Request::Open { path, flags, mode },
+            Self::OpenRead {
+                path,
+                flags,
+                mode,
+                max,
+            } => Request::OpenRead {
+                path,
+                flags,
+                mode,
+                max,
+            },
         }
     }
 }
@@ -200,6 +228,12 @@ pub enum LookupAnswer {
         handle: Handle,
         stat: Stat,
     },
+    OpenedRead {
+        handle: Handle,
+        stat: Stat,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
+    },
 }
 
 impl LookupAnswer {
@@ -211,6 +245,9 @@ impl LookupAnswer {
             Reply::StatPlus { stat, xattrs } => Some(Self::StatPlus { stat, xattrs }),
             Reply::Data(d) => Some(Self::Data(d)),
             Reply::Opened { handle, stat } => Some(Self::Opened { handle, stat }),
+            Reply::OpenedRead { handle, stat, data } => {
+                Some(Self::OpenedRead { handle, stat, data })
+            }
             _ => None,
         }
     }
@@ -224,6 +261,9 @@ impl From<LookupAnswer> for Reply {
             LookupAnswer::StatPlus { stat, xattrs } => Reply::StatPlus { stat, xattrs },
             LookupAnswer::Data(d) => Reply::Data(d),
             LookupAnswer::Opened { handle, stat } => Reply::Opened { handle, stat },
+            LookupAnswer::OpenedRead { handle, stat, data } => {
+                Reply::OpenedRead { handle, stat, data }
+            }
         }
     }
 }

@@ -31,6 +31,17 @@ pub enum Request {
         flags: i32,
         mode: u32,
     },
+    /// `openat(2)` of a file about to be read (`O_RDONLY`, neither
+    /// creating nor truncating): replies [`Reply::OpenedRead`] with the
+    /// file's bytes when it is a regular file of at most `max` bytes (at
+    /// most [`super::MAX_IO`]), else [`Reply::Opened`] as
+    /// [`Request::Open`] would.
+    OpenRead {
+        path: RemotePath,
+        flags: i32,
+        mode: u32,
+        max: u32,
+    },
     /// The last local reference to a handle went away.
     Close { handle: Handle },
     /// `read(2)` at the handle's offset; replies [`Reply::Data`].
@@ -317,6 +328,17 @@ pub enum Request {
     /// own fds and shares no `flock` with them. Replies
     /// [`Reply::Opened`].
     Reopen { handle: Handle, flags: i32 },
+    /// `linkat(2)` of the open file `handle` (an `O_TMPFILE` file, or any
+    /// other) to the new name `to`. With `empty_path` as the program's
+    /// `linkat(fd, "", .., AT_EMPTY_PATH)`, which the kernel allows only
+    /// with `CAP_DAC_READ_SEARCH`; otherwise as its
+    /// `linkat(AT_FDCWD, "/proc/self/fd/N", .., AT_SYMLINK_FOLLOW)`, which
+    /// needs no privilege.
+    LinkHandle {
+        handle: Handle,
+        to: RemotePath,
+        empty_path: bool,
+    },
 }
 
 impl Request {
@@ -327,8 +349,9 @@ impl Request {
         match self {
             Request::Open { flags, .. }
             | Request::OpenPlus { flags, .. }
+            | Request::OpenRead { flags, .. }
             | Request::LookupAndList {
-                lookup: Lookup::Open { flags, .. },
+                lookup: Lookup::Open { flags, .. } | Lookup::OpenRead { flags, .. },
                 ..
             } => {
                 // `O_PATH` ignores the rest; truncating happens even with
@@ -351,6 +374,7 @@ impl Request {
             | Request::Unlink { .. }
             | Request::Rename { .. }
             | Request::Link { .. }
+            | Request::LinkHandle { .. }
             | Request::Symlink { .. }
             | Request::Chmod { .. }
             | Request::Chown { .. }
@@ -424,6 +448,15 @@ pub enum Reply {
     Opened {
         handle: Handle,
         stat: Stat,
+    },
+    /// The answer to [`Request::OpenRead`] of a small regular file: the
+    /// open, and the file's bytes from offset 0 as one `pread` of the
+    /// request's `max` bytes gave them (fewer: the file ends there).
+    OpenedRead {
+        handle: Handle,
+        stat: Stat,
+        #[serde(with = "serde_bytes")]
+        data: Vec<u8>,
     },
     /// An opened directory with its listing (boxed: it is rare and large).
     OpenedDir(Box<OpenedDir>),

@@ -205,6 +205,7 @@ fn route(req: &Request) -> Family {
     match req {
         Request::Open { .. }
         | Request::OpenPlus { .. }
+        | Request::OpenRead { .. }
         | Request::Close { .. }
         | Request::Read { .. }
         | Request::Pread { .. }
@@ -241,6 +242,7 @@ fn route(req: &Request) -> Family {
         | Request::Unlink { .. }
         | Request::Rename { .. }
         | Request::Link { .. }
+        | Request::LinkHandle { .. }
         | Request::Symlink { .. } => Family::Names,
         Request::GetXattr { .. }
         | Request::ListXattr { .. }
@@ -274,9 +276,9 @@ pub(super) fn misrouted(req: &Request) -> Response {
 fn mutates(req: &Request) -> bool {
     match req {
         // As the kernel normalises the flags (`O_PATH` ignores the rest).
-        Request::Open { flags, mode, .. } | Request::OpenPlus { flags, mode, .. } => {
-            OpenFlags::new(*flags, *mode).writes()
-        }
+        Request::Open { flags, mode, .. }
+        | Request::OpenPlus { flags, mode, .. }
+        | Request::OpenRead { flags, mode, .. } => OpenFlags::new(*flags, *mode).writes(),
         other => other.changes_files(),
     }
 }

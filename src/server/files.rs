@@ -97,6 +97,25 @@ pub(super) fn open(
     Ok(Reply::Opened { handle, stat })
 }
 
+/// [`crate::proto::Request::OpenRead`]: `opened` with the bytes of a
+/// regular file of at most `max` bytes, read from offset 0 in one `pread`
+/// of `max` bytes (fewer said the file ends there). Anything else, or a
+/// read that fails, is the plain open: the program's own `read` then asks
+/// and sees the error.
+fn with_contents(handles: &Handles, opened: Reply, max: u32) -> Response {
+    let Reply::Opened { handle, stat } = opened else {
+        return Ok(opened);
+    };
+    if stat.mode & libc::S_IFMT != libc::S_IFREG || stat.size > u64::from(max.min(MAX_IO)) {
+        return Ok(opened);
+    }
+    let read = handles.get(handle).and_then(|fd| pread(fd.as_fd(), max, 0));
+    Ok(match read {
+        Ok(Reply::Data(data)) => Reply::OpenedRead { handle, stat, data },
+        _ => Reply::Opened { handle, stat },
+    })
+}
+
 /// [`crate::proto::Request::Reopen`]: a new open file description of a
 /// regular file the session holds, through its `/proc/self/fd` magic link
 /// (which lands on exactly that inode and checks the caller's rights on it
@@ -270,6 +289,15 @@ pub(super) fn execute(scope: &Scope<'_>, req: Request) -> Response {
         Request::OpenPlus { path, flags, mode } => {
             let opened = open(root, handles, &path, OpenFlags::new(flags, mode))?;
             super::dirs::with_listing(handles, opened)
+        }
+        Request::OpenRead {
+            path,
+            flags,
+            mode,
+            max,
+        } => {
+            let opened = open(root, handles, &path, OpenFlags::new(flags, mode))?;
+            with_contents(handles, opened, max)
         }
         Request::Close { handle } => {
             handles.remove(handle)?;

@@ -1,15 +1,18 @@
 //! Names: unlink, rename, link, symlink, readlink.
 //!
 //! Each acts on a last component beside its confined parent
-//! ([`Root::entry`]), so no name is ever resolved outside the root.
+//! ([`Root::entry`]), so no name is ever resolved outside the root. The one
+//! source that is no path, an open handle given a name ([`link_handle`]),
+//! is a file the session opened beneath the root.
 //!
 //! Must not resolve a path any other way.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::fs::{AtFlags, FileType, Mode, RenameFlags};
 
 use super::executor::{Scope, misrouted};
+use super::handles::Handles;
 use super::resolve::{Entry, Named, Root, checked_bytes, proc_fd_path};
 use crate::errno::Errno;
 use crate::proto::{RemotePath, Reply, Request, Response};
@@ -88,6 +91,48 @@ pub(super) fn link(root: &Root, from: &RemotePath, to: &RemotePath, follow: bool
     Ok(Reply::Done)
 }
 
+/// [`Request::LinkHandle`]: gives the open file `handle` (an `O_TMPFILE`
+/// file among others) the name `to`, created beside its confined parent.
+///
+/// No path is resolved for the source: the handle is a file this session
+/// opened beneath the root, so the new name cannot reach outside it. With
+/// `empty_path` it is the program's own `AT_EMPTY_PATH` call, whose
+/// `CAP_DAC_READ_SEARCH` the kernel checks against this thread (which holds
+/// the caller's capabilities, at most the server's); otherwise the
+/// `/proc/self/fd` link followed, which needs no privilege. Either way the
+/// kernel refuses an `O_TMPFILE | O_EXCL` file (ENOENT) and a directory
+/// (EPERM), and a file on another file system (EXDEV).
+pub(super) fn link_handle(
+    handles: &Handles,
+    root: &Root,
+    handle: crate::proto::Handle,
+    to: &RemotePath,
+    empty_path: bool,
+) -> Response {
+    let file = handles.get(handle)?;
+    let Entry::Named(to) = root.entry(to)? else {
+        return Err(Errno::EEXIST);
+    };
+    link_fd(file.as_fd(), &to, empty_path)?;
+    Ok(Reply::Done)
+}
+
+/// `linkat(2)` of the open file `fd` to `to`, the way [`link_handle`] says.
+fn link_fd(fd: BorrowedFd<'_>, to: &Named<'_>, empty_path: bool) -> Result<(), Errno> {
+    if empty_path {
+        rustix::fs::linkat(fd, c"", to.dir.as_fd(), &to.name, AtFlags::EMPTY_PATH)?;
+    } else {
+        rustix::fs::linkat(
+            rustix::fs::CWD,
+            proc_fd_path(fd),
+            to.dir.as_fd(),
+            &to.name,
+            AtFlags::SYMLINK_FOLLOW,
+        )?;
+    }
+    Ok(())
+}
+
 /// Where [`link`] finds the existing file.
 enum Source<'r> {
     Name(Named<'r>),
@@ -160,6 +205,11 @@ pub(super) fn execute(scope: &Scope<'_>, req: Request) -> Response {
         Request::Unlink { path } => unlink(root, &path),
         Request::Rename { from, to, flags } => rename(root, &from, &to, flags),
         Request::Link { from, to, follow } => link(root, &from, &to, follow),
+        Request::LinkHandle {
+            handle,
+            to,
+            empty_path,
+        } => link_handle(scope.handles, root, handle, &to, empty_path),
         Request::Symlink { target, path } => symlink(root, &target, &path),
         other => misrouted(&other),
     }
@@ -245,6 +295,58 @@ mod tests {
         assert_eq!(link("d", "d2", false), Err(Errno::EPERM));
         assert_eq!(link("f", "/", false), Err(Errno::EEXIST));
         assert_eq!(link("f/", "x", false), Err(Errno::ENOTDIR));
+    }
+
+    #[test]
+    fn link_handle_names_an_o_tmpfile_file_inside_the_root() {
+        let export = Export::new();
+        export.mkdir("d");
+        let h = export.open("d", libc::O_TMPFILE | libc::O_RDWR, 0o640);
+        let wrote = export.run(Request::Write {
+            handle: h,
+            data: b"made unnamed".to_vec(),
+        });
+        assert_eq!(wrote, Ok(Reply::Count(12)));
+        let link = |handle, to: &str, empty_path| {
+            export.run(Request::LinkHandle {
+                handle,
+                to: rp(to),
+                empty_path,
+            })
+        };
+        assert_eq!(link(h, "d/named", false), Ok(Reply::Done));
+        assert_eq!(
+            std::fs::read(export.host("d/named")).expect("named"),
+            b"made unnamed"
+        );
+        // `AT_EMPTY_PATH` is the kernel's to allow, as for the program.
+        let privileged = rustix::thread::capabilities(None).is_ok_and(|c| {
+            c.effective
+                .contains(rustix::thread::CapabilitySet::DAC_READ_SEARCH)
+        });
+        let want = if privileged {
+            Ok(Reply::Done)
+        } else {
+            Err(Errno::ENOENT)
+        };
+        assert_eq!(link(h, "again", true), want);
+        assert_eq!(link(h, "d/named", false), Err(Errno::EEXIST));
+        assert_eq!(link(h, "/", false), Err(Errno::EEXIST));
+        assert_eq!(link(h, "missing/x", false), Err(Errno::ENOENT));
+        // New names stay beneath the root, whatever they spell.
+        assert_eq!(link(h, "../../escaped", false), Ok(Reply::Done));
+        assert!(export.host("escaped").is_file());
+        assert_eq!(export.outside_names(), ["secret"]);
+        // `O_EXCL` makes a file that may never be named.
+        let excl = export.open("d", libc::O_TMPFILE | libc::O_RDWR | libc::O_EXCL, 0o600);
+        assert_eq!(link(excl, "d/excl", false), Err(Errno::ENOENT));
+        assert_eq!(link(excl, "d/excl", true), Err(Errno::ENOENT));
+        let dir = export.open("d", libc::O_RDONLY | libc::O_DIRECTORY, 0);
+        assert_eq!(link(dir, "d2", false), Err(Errno::EPERM));
+        assert_eq!(
+            link(crate::proto::Handle(999), "x", false),
+            Err(Errno::EBADF)
+        );
     }
 
     #[test]

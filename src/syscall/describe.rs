@@ -256,6 +256,7 @@ pub fn describe_as(req: &Request, shown: Shown<'_>) -> String {
     match req {
         Request::Open { .. }
         | Request::OpenPlus { .. }
+        | Request::OpenRead { .. }
         | Request::Close { .. }
         | Request::Read { .. }
         | Request::Pread { .. }
@@ -292,6 +293,7 @@ pub fn describe_as(req: &Request, shown: Shown<'_>) -> String {
         | Request::Mknod { .. }
         | Request::Rename { .. }
         | Request::Link { .. }
+        | Request::LinkHandle { .. }
         | Request::Symlink { .. } => shown.names(req),
         Request::GetXattr { .. }
         | Request::ListXattr { .. }
@@ -369,6 +371,12 @@ impl Shown<'_> {
                 flags,
                 mode: m,
             } => format!("{}, +listing", open(p, *flags, *m)),
+            Request::OpenRead {
+                path: p,
+                flags,
+                mode: m,
+                max,
+            } => format!("{}, +read {max}", open(p, *flags, *m)),
             Request::Close { handle } => self.h(handle),
             Request::Fsync { handle, data_only } => {
                 let what = if *data_only { ", data only" } else { "" };
@@ -506,6 +514,14 @@ impl Shown<'_> {
             } => format!("{}, {}, {dev:#x}", self.path(p), mode(*m)),
             Request::Rename { from, to, .. } | Request::Link { from, to, .. } => {
                 format!("{}, {}", self.path(from), self.path(to))
+            }
+            Request::LinkHandle {
+                handle,
+                to,
+                empty_path,
+            } => {
+                let how = if *empty_path { ", AT_EMPTY_PATH" } else { "" };
+                format!("{}, {}{how}", self.h(handle), self.path(to))
             }
             Request::Symlink { target: t, path: p } => {
                 format!("{}, {}", quote(t, usize::MAX), self.path(p))

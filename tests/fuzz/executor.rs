@@ -38,6 +38,7 @@ pub fn make_safe(req: &mut Request) {
     match req {
         Request::Open { flags, .. }
         | Request::OpenPlus { flags, .. }
+        | Request::OpenRead { flags, .. }
         | Request::SetFlags { flags, .. } => *flags |= libc::O_NONBLOCK,
         Request::Flock { wait, .. } | Request::RecordLock { wait, .. } => *wait = None,
         Request::Mknod { mode, .. } => {
@@ -123,6 +124,7 @@ pub fn reply_kind(response: &Response) -> String {
         Reply::Done => "Done",
         Reply::Opened { .. } => "Opened",
         Reply::OpenedDir(_) => "OpenedDir",
+        Reply::OpenedRead { .. } => "OpenedRead",
         Reply::Data(_) => "Data",
         Reply::Count(_) => "Count",
         Reply::Offset(_) => "Offset",

@@ -220,6 +220,16 @@ fn fields(req: &mut Request) -> Fields<'_> {
             f.i32s.push(flags);
             f.u32s.push(mode);
         }
+        Request::OpenRead {
+            path,
+            flags,
+            mode,
+            max,
+        } => {
+            f.paths.push(path);
+            f.i32s.push(flags);
+            f.u32s.extend([mode, max]);
+        }
         Request::Close { handle }
         | Request::Fstat { handle }
         | Request::GetdentsPlus { handle }
@@ -307,6 +317,16 @@ fn fields(req: &mut Request) -> Fields<'_> {
                     f.i32s.push(flags);
                     f.u32s.push(mode);
                 }
+                rscq::proto::Lookup::OpenRead {
+                    path,
+                    flags,
+                    mode,
+                    max,
+                } => {
+                    f.paths.push(path);
+                    f.i32s.push(flags);
+                    f.u32s.extend([mode, max]);
+                }
             }
         }
         Request::Mkdir { path, mode } | Request::Chmod { path, mode, .. } => {
@@ -322,6 +342,10 @@ fn fields(req: &mut Request) -> Fields<'_> {
             f.u32s.push(flags);
         }
         Request::Link { from, to, .. } => f.paths.extend([from, to]),
+        Request::LinkHandle { handle, to, .. } => {
+            f.handles.push(handle);
+            f.paths.push(to);
+        }
         Request::Symlink { target, path } => {
             f.bytes.push(target);
             f.paths.push(path);

@@ -18,6 +18,7 @@ pub fn variant_name(req: &Request) -> &'static str {
     match req {
         Request::Open { .. } => "open",
         Request::OpenPlus { .. } => "open_plus",
+        Request::OpenRead { .. } => "open_read",
         Request::Close { .. } => "close",
         Request::Read { .. } => "read",
         Request::Pread { .. } => "pread",
@@ -45,6 +46,7 @@ pub fn variant_name(req: &Request) -> &'static str {
         Request::Unlink { .. } => "unlink",
         Request::Rename { .. } => "rename",
         Request::Link { .. } => "link",
+        Request::LinkHandle { .. } => "link_handle",
         Request::Symlink { .. } => "symlink",
         Request::Chmod { .. } => "chmod",
         Request::Chown { .. } => "chown",
@@ -124,6 +126,12 @@ pub fn every_request() -> Vec<Request> {
             path: rp("a"),
             flags: libc::O_RDONLY | libc::O_DIRECTORY,
             mode: 0,
+        },
+        Request::OpenRead {
+            path: rp("a/f"),
+            flags: libc::O_RDONLY,
+            mode: 0,
+            max: 65_536,
         },
         Request::Close { handle: h },
         Request::Read {
@@ -339,6 +347,11 @@ pub fn every_request() -> Vec<Request> {
         Request::Reopen {
             handle: h,
             flags: libc::O_RDWR,
+        },
+        Request::LinkHandle {
+            handle: h,
+            to: rp("a/linked"),
+            empty_path: false,
         },
     ]
 }

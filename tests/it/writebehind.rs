@@ -251,3 +251,104 @@ fn a_write_error_reaches_the_program_with_the_server_errno() {
         under.dump()
     );
 }
+
+/// `O_APPEND` writes are written behind too: two fds appending in turn to
+/// one file land in program order, `lseek(SEEK_END)`, `fstat` and a read
+/// through another fd see every append, and a single appender's lines go
+/// in few calls.
+#[test]
+fn appends_are_written_behind_in_order_and_seen_by_seek_and_fstat() {
+    let script = r#"
+import os, sys
+t = sys.argv[1]
+a = os.open(t + "/log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+b = os.open(t + "/log", os.O_RDWR | os.O_APPEND)
+seen = []
+for i in range(300):
+    fd = b if i % 3 == 0 else a
+    os.write(fd, b"line %d\n" % i)
+    if i % 100 == 99:
+        seen.append((os.lseek(fd, 0, os.SEEK_END), os.fstat(a).st_size, os.lseek(b, 0, os.SEEK_CUR)))
+print(seen)
+os.lseek(b, 0, os.SEEK_SET)
+print(os.read(b, 20))
+os.pwrite(b, b"pwrite appends too\n", 0)
+with open(t + "/log", "rb") as r:
+    print(r.read().count(b"\n"))
+os.close(a)
+os.close(b)
+one = os.open(t + "/one", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+for i in range(2000):
+    os.write(one, b"%d\n" % i)
+os.close(one)
+print(os.stat(t + "/one").st_size)
+"#;
+    each_mode(|mode| {
+        let pair = Pair::new(Backend::Remote, mode);
+        let (d, r) = pair.same_writes(&["python3", "-c", script, &pair.t()], &[]);
+        assert!(
+            d.out()
+                == "[(790, 790, 790), (1690, 1690, 1681), (2590, 2590, 2572)]\n\
+                    b'line 0\\nline 1\\nline 2'\n301\n8890\n",
+            "{}",
+            d.dump()
+        );
+        let (trips, local, behind) = write_trips(&r);
+        if mode.is_empty() {
+            // 2000 appends through one fd, closed once: one `write`.
+            assert_eq!(trips, 0, "{}", r.dump());
+            assert!(local >= 2300, "{}", r.dump());
+            assert!(behind <= 300 + 2, "{}", r.dump());
+        } else {
+            assert_eq!((local, behind), (0, 0), "{}", r.dump());
+        }
+    });
+}
+
+/// Processes of one run append to one file at once, through their own fds
+/// and through one they share: no line is lost, torn or out of its
+/// writer's order.
+#[test]
+fn processes_of_one_run_append_to_one_file_together() {
+    let script = r#"
+import os, sys
+t = sys.argv[1]
+path = t + "/shared.log"
+shared = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+pids = []
+for w in range(4):
+    pid = os.fork()
+    if pid == 0:
+        fd = shared if w % 2 else os.open(path, os.O_WRONLY | os.O_APPEND)
+        for i in range(400):
+            os.write(fd, b"w%d %d\n" % (w, i))
+        os._exit(0)
+    pids.append(pid)
+for pid in pids:
+    os.waitpid(pid, 0)
+print("size:", os.fstat(shared).st_size)
+os.close(shared)
+lines = open(path, "rb").read().split(b"\n")[:-1]
+print("lines:", len(lines))
+order = {}
+for line in lines:
+    w, i = line.split(b" ")
+    if order.get(w, -1) + 1 != int(i):
+        print("out of order:", line)
+    order[w] = int(i)
+print("writers:", sorted(order.items()))
+"#;
+    each_mode(|mode| {
+        let pair = Pair::new(Backend::Remote, mode);
+        let argv = ["python3", "-c", script, &pair.t()];
+        let direct = pair.direct(&argv).success();
+        let remote = pair.rscq(&argv).success();
+        crate::harness::compare_outputs(&direct, &remote, false);
+        assert_eq!(
+            direct.out(),
+            "size: 10760\nlines: 1600\nwriters: [(b'w0', 399), (b'w1', 399), (b'w2', 399), (b'w3', 399)]\n",
+            "{}",
+            direct.dump()
+        );
+    });
+}

@@ -57,6 +57,11 @@ fn handle_mutations(handle: Handle) -> Vec<Request> {
             handle,
             flags: libc::O_RDWR,
         },
+        Request::LinkHandle {
+            handle,
+            to: rp("g"),
+            empty_path: false,
+        },
         Request::Fallocate {
             handle,
             mode: 0,
@@ -681,6 +686,13 @@ fn by_handle_more() -> impl Strategy<Value = Request> {
             .prop_map(|(owner, handle)| Request::ReleaseLocks { owner, handle }),
         any::<u64>().prop_map(|wait| Request::CancelWait { wait }),
         (handle(), any::<i32>()).prop_map(|(handle, flags)| Request::Reopen { handle, flags }),
+        (handle(), path(), any::<bool>()).prop_map(|(handle, to, empty_path)| {
+            Request::LinkHandle {
+                handle,
+                to,
+                empty_path,
+            }
+        }),
         (
             handle(),
             proptest::option::of(any::<i64>()),

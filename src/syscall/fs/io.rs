@@ -1,7 +1,8 @@
 //! Data and fd-state calls on remote fds: `read`, `write` and their
-//! positioned and vectored forms, `lseek`, `fsync`, `fcntl`, and the
+//! positioned and vectored forms, `lseek`, `fsync`, `fcntl`, the
 //! in-kernel copies (`copy_file_range`, `splice`, `sendfile`) refused so
-//! that programs fall back to read/write.
+//! that programs fall back to read/write, and `epoll_ctl`, refused as for
+//! a regular file.
 //!
 //! Each call is one request of at most `MAX_IO` bytes (a short count, as
 //! the kernel may give); it must not loop over the program's buffer.
@@ -10,7 +11,28 @@ use crate::errno::Errno;
 use crate::proto::{Handle, MAX_IO, Request};
 use crate::syscall::plan::{FdKind, Plan, Planner, RemoteFd, Then, Tracee, arg_i32, io_count};
 
+/// `struct epoll_event` on x86_64 (packed: events, then 8 bytes of data).
+const EPOLL_EVENT_SIZE: usize = 12;
+
 impl<T: Tracee> Planner<'_, T> {
+    /// `epoll_ctl(epfd, op, fd, event)` with a remote `fd`: EPERM for every
+    /// `op`, as Linux answers for a regular file or a directory (always
+    /// ready, so never watched; `poll` and `select` report them readable
+    /// and writable, which the FIFO standing in for the file does too).
+    pub(super) fn epoll_ctl(&mut self, a: [u64; 6]) -> Plan {
+        let FdKind::Remote(_) = self.t.fd(arg_i32(a[2])) else {
+            return Plan::Native;
+        };
+        // As the kernel: the event is read before the fds are looked at.
+        let op = arg_i32(a[1]);
+        if (op == libc::EPOLL_CTL_ADD || op == libc::EPOLL_CTL_MOD)
+            && let Err(e) = self.t.read_bytes(a[3], EPOLL_EVENT_SIZE)
+        {
+            return Plan::fail(e);
+        }
+        Plan::fail(Errno::EPERM)
+    }
+
     /// `copy_file_range(fd_in, off_in, fd_out, ...)`, `splice` (same fd
     /// positions) and `sendfile(out_fd, in_fd, ...)` touching a remote fd:
     /// between two remote files the server copies; otherwise refused so

@@ -23,7 +23,7 @@ use crate::errno::Errno;
 use crate::proto::{RemotePath, XattrTarget};
 use crate::syscall::paths;
 use crate::syscall::plan::{
-    AT_FDCWD, AfterNative, FdKind, Plan, Planner, StatLayout, Tracee, arg_i32, arg_u32,
+    AT_FDCWD, AfterNative, FdKind, Plan, Planner, RemoteFd, StatLayout, Tracee, arg_i32, arg_u32,
 };
 
 /// `(N, rest)` when `path` is `/proc/self/fd/N[/rest]`, its `thread-self`
@@ -89,6 +89,12 @@ fn proc_fd_reference(path: &[u8]) -> Option<(i32, Vec<u8>)> {
     ))
 }
 
+/// Whether a remote fd was opened with `O_TMPFILE`: its path is the
+/// directory it was made in.
+fn is_tmpfile(rfd: &RemoteFd) -> bool {
+    rfd.flags & libc::O_TMPFILE == libc::O_TMPFILE
+}
+
 /// Where a path argument points, once resolved.
 pub(in crate::syscall) enum Target {
     Remote { local: Vec<u8>, remote: RemotePath },
@@ -106,6 +112,7 @@ impl<T: Tracee> Planner<'_, T> {
             self.t.cwd()?
         } else {
             match self.t.fd(dirfd) {
+                FdKind::Remote(rfd) if is_tmpfile(&rfd) => return Err(Errno::ENOTDIR),
                 FdKind::Remote(rfd) => rfd.path,
                 FdKind::Local => match self.t.local_fd_path(dirfd) {
                     Some(base) => base,
@@ -121,6 +128,15 @@ impl<T: Tracee> Planner<'_, T> {
         if let Some((fd, rest)) = proc_fd_reference(&local)
             && let FdKind::Remote(rfd) = self.t.fd(fd)
         {
+            // An `O_TMPFILE` file's path is its directory's, not its own:
+            // no path of rscq's names it (its fd and `linkat` do).
+            if is_tmpfile(&rfd) {
+                return Err(if rest.is_empty() {
+                    Errno::ENOENT
+                } else {
+                    Errno::ENOTDIR
+                });
+            }
             let local = paths::join(&rfd.path, &rest);
             if let Some(remote) = self.mounts.locate(&rfd.path, &rest) {
                 return Ok(Target::Remote { local, remote });
@@ -348,6 +364,7 @@ impl<T: Tracee> Planner<'_, T> {
             libc::SYS_copy_file_range | libc::SYS_splice | libc::SYS_sendfile => {
                 return self.copy_between(nr, a);
             }
+            libc::SYS_epoll_ctl => return self.epoll_ctl(a),
             _ => match self.t.fd(fd) {
                 FdKind::Remote(r) => r,
                 FdKind::Local => {

@@ -1,14 +1,18 @@
 //! Calls that make, remove or rename names: `mkdir`, `rmdir`, `unlink`,
-//! `rename`, `link`, `symlink`, `mknod`, and `readlink`, which reads the
+//! `rename`, `link` (also of an open file, as an `O_TMPFILE` file is
+//! given its name), `symlink`, `mknod`, and `readlink`, which reads the
 //! target a `symlink` stored.
 //!
 //! Paths travel as spelled from the point they enter a mount (the server
 //! resolves `.`, `..` and trailing slashes), so `rmdir a/b/..` is refused
 //! there as the kernel would; this module must not collapse them.
 
+use super::{Target, proc_fd_reference};
 use crate::errno::Errno;
 use crate::proto::{RemotePath, Request};
-use crate::syscall::plan::{AT_FDCWD, Plan, Planner, Then, Tracee, arg_i32, arg_u32};
+use crate::syscall::plan::{
+    AT_FDCWD, AfterNative, FdKind, Plan, Planner, Then, Tracee, arg_i32, arg_u32,
+};
 
 /// `mknod(2)`'s request: the kernel takes `umode_t` and an `unsigned int`
 /// device number, so only their low bits count.
@@ -79,13 +83,25 @@ impl<T: Tracee> Planner<'_, T> {
         })
     }
 
-    /// `link` (never following a final symlink) and `linkat`.
+    /// `link` (never following a final symlink) and `linkat`. The existing
+    /// name `/proc/self/fd/N` of a remote fd is that open file (what an
+    /// `O_TMPFILE` file is named by): [`Planner::link_open_file`].
     pub(super) fn link(
         &mut self,
         from: (i32, u64, usize),
         to: (i32, u64, usize),
         follow: bool,
     ) -> Plan {
+        let old = match self.t.read_path(from.1) {
+            Ok(old) => old,
+            Err(e) => return Plan::fail(e),
+        };
+        if let Some((fd, rest)) = proc_fd_reference(&old)
+            && rest.is_empty()
+            && matches!(self.t.fd(fd), FdKind::Remote(_))
+        {
+            return self.link_open_file(fd, false, follow, to);
+        }
         self.two_paths(from, to, |f, t| {
             Plan::forward(
                 Request::Link {
@@ -98,15 +114,80 @@ impl<T: Tracee> Planner<'_, T> {
         })
     }
 
-    /// `linkat(olddirfd, old, newdirfd, new, flags)`; the `AT_EMPTY_PATH`
-    /// form (linking an open fd) is left to the kernel.
+    /// `linkat(olddirfd, old, newdirfd, new, flags)`. An open file is given
+    /// a name (what an `O_TMPFILE` file needs) in two forms, `AT_EMPTY_PATH`
+    /// with an empty `old` ([`Planner::link_open_file`]), and `old` naming
+    /// `/proc/self/fd/N` (as for `link`).
     pub(super) fn linkat(&mut self, a: [u64; 6]) -> Plan {
         let flags = arg_i32(a[4]);
-        if flags & libc::AT_EMPTY_PATH != 0 {
-            return Plan::Native;
+        if flags & !(libc::AT_SYMLINK_FOLLOW | libc::AT_EMPTY_PATH) != 0 {
+            return Plan::fail(Errno::EINVAL);
         }
         let follow = flags & libc::AT_SYMLINK_FOLLOW != 0;
-        self.link((arg_i32(a[0]), a[1], 1), (arg_i32(a[2]), a[3], 3), follow)
+        let (olddirfd, new) = (arg_i32(a[0]), (arg_i32(a[2]), a[3], 3));
+        let old = match self.t.read_path(a[1]) {
+            Ok(old) => old,
+            Err(e) => return Plan::fail(e),
+        };
+        if old.is_empty() && flags & libc::AT_EMPTY_PATH != 0 {
+            return self.link_open_file(olddirfd, true, follow, new);
+        }
+        self.link((olddirfd, a[1], 1), new, follow)
+    }
+
+    /// Gives the open file `fd` the name `new`: with `empty_path` the
+    /// program's `AT_EMPTY_PATH` form, else its `/proc/self/fd/N` one, which
+    /// names the file only when followed (not followed it is procfs's own
+    /// symlink, on another file system). A remote file is linked by its
+    /// handle ([`Request::LinkHandle`]); a name across the mount's edge (a
+    /// remote file into a local directory, a local one into a mount) is
+    /// EXDEV, as across file systems.
+    fn link_open_file(
+        &mut self,
+        fd: i32,
+        empty_path: bool,
+        follow: bool,
+        (dirfd, addr, arg): (i32, u64, usize),
+    ) -> Plan {
+        // `None`: a local file; `Some(None)`: the remote working directory.
+        let remote = match fd {
+            AT_FDCWD if self.t.has_virtual_cwd() => Some(None),
+            AT_FDCWD => None,
+            fd => match self.t.fd(fd) {
+                FdKind::Remote(rfd) => Some(Some(rfd.handle)),
+                FdKind::Local => None,
+            },
+        };
+        let to = match self.path_arg(dirfd, addr) {
+            Ok(to) => to,
+            Err(e) => return Plan::fail(e),
+        };
+        match (remote, to) {
+            (None, Target::Local { rewrite: None }) => Plan::Native,
+            (None, Target::Local { rewrite: Some(p) }) => Plan::NativeRewritten {
+                paths: vec![(arg, p)],
+                after: AfterNative::Nothing,
+            },
+            (None, Target::Remote { .. }) | (Some(_), Target::Local { .. }) => {
+                Plan::fail(Errno::EXDEV)
+            }
+            // A directory, which Linux never links.
+            (Some(None), Target::Remote { .. }) => Plan::fail(Errno::EPERM),
+            (Some(Some(handle)), Target::Remote { remote: to, .. }) => {
+                if empty_path || follow {
+                    Plan::forward(
+                        Request::LinkHandle {
+                            handle,
+                            to,
+                            empty_path,
+                        },
+                        Then::Zero,
+                    )
+                } else {
+                    Plan::fail(Errno::EXDEV)
+                }
+            }
+        }
     }
 
     /// `symlink(target, path)` and `symlinkat(target, dirfd, path)`.

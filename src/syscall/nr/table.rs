@@ -253,6 +253,14 @@ pub const TABLE: &[Syscall] = &[
     Syscall::new(libc::SYS_splice, "splice", FD, ON_FD),
     Syscall::new(libc::SYS_fallocate, "fallocate", FD, ON_FD),
     Syscall::new(libc::SYS_flock, "flock", FD, ON_FD),
+    // Linux refuses to watch a regular file or a directory (EPERM); a
+    // remote one's fd is a FIFO standing in for it, which epoll would take.
+    Syscall::new(
+        libc::SYS_epoll_ctl,
+        "epoll_ctl",
+        FD,
+        &[Trap::new(Filter::Fd, When::Mounts, Action::Trace)],
+    ),
     // A close sends the writes held for its file and reports them, and
     // releases the process's record locks on it.
     Syscall::new(

@@ -286,3 +286,34 @@ fn fchmodat2_with_at_empty_path_and_a_name_acts_on_the_fd_today() {
         )
     );
 }
+
+#[test]
+fn epoll_ctl_refuses_a_remote_fd_as_linux_refuses_a_regular_file() {
+    let mut t = FakeTracee::new();
+    t.remote_fd(5, 9, "/r/f", libc::O_RDONLY, false);
+    t.remote_fd(6, 10, "/r/d", libc::O_RDONLY | libc::O_DIRECTORY, true);
+    t.put(BUF, &[0; 12]);
+    let epoll_ctl = |t: &mut FakeTracee, op: i32, fd: u64, event: u64| {
+        let a = [3, op.cast_unsigned().into(), fd, event, 0, 0];
+        plan(libc::SYS_epoll_ctl, a, &mounted(), t)
+    };
+    for op in [
+        libc::EPOLL_CTL_ADD,
+        libc::EPOLL_CTL_MOD,
+        libc::EPOLL_CTL_DEL,
+    ] {
+        assert_eq!(epoll_ctl(&mut t, op, 5, BUF), fail(libc::EPERM));
+        assert_eq!(epoll_ctl(&mut t, op, 6, BUF), fail(libc::EPERM));
+        // A local fd (a socket, a pipe) is the kernel's to judge.
+        assert_eq!(epoll_ctl(&mut t, op, 7, BUF), Plan::Native);
+    }
+    // The event is read first, as the kernel does (not for a delete).
+    assert_eq!(
+        epoll_ctl(&mut t, libc::EPOLL_CTL_ADD, 5, 0x9000),
+        fail(libc::EFAULT)
+    );
+    assert_eq!(
+        epoll_ctl(&mut t, libc::EPOLL_CTL_DEL, 5, 0x9000),
+        fail(libc::EPERM)
+    );
+}

@@ -2,6 +2,7 @@
 //! [`FakeTracee`] with `--mount /r=/srv`. Tests only.
 
 mod fds;
+mod links;
 
 use super::proc_fd_reference;
 use crate::errno::Errno;
@@ -430,7 +431,7 @@ fn rename_and_link_need_both_paths_on_one_side() {
 }
 
 #[test]
-fn linkat_follows_only_with_at_symlink_follow_and_leaves_at_empty_path_alone() {
+fn linkat_follows_only_with_at_symlink_follow_and_ignores_at_empty_path_with_a_path() {
     let mut t = FakeTracee::new();
     t.put_str(P2, "/r/b");
     let a = |flags: i32| [AT_FDCWD, P, AT_FDCWD, P2, flags.cast_unsigned().into(), 0];
@@ -445,9 +446,29 @@ fn linkat_follows_only_with_at_symlink_follow_and_leaves_at_empty_path_alone() {
             Then::Zero
         )
     );
+    // `AT_EMPTY_PATH` only matters when the path is empty: this is a
+    // link of `/r/a`, which only the server can make (the kernel would
+    // look for `/r/a` on the local disk).
     assert_eq!(
         plan_path(&mut t, libc::SYS_linkat, "/r/a", a(libc::AT_EMPTY_PATH)),
+        forward(
+            Request::Link {
+                from: rp("/srv/a"),
+                to: rp("/srv/b"),
+                follow: false
+            },
+            Then::Zero
+        )
+    );
+    // Outside the mount it stays the kernel's.
+    t.put_str(P2, "/tmp/b");
+    assert_eq!(
+        plan_path(&mut t, libc::SYS_linkat, "/tmp/a", a(libc::AT_EMPTY_PATH)),
         Plan::Native
+    );
+    assert_eq!(
+        plan_path(&mut t, libc::SYS_linkat, "/r/a", a(0x8000)),
+        fail(libc::EINVAL)
     );
 }
 

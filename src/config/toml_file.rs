@@ -403,27 +403,54 @@ fn optimizations_key(
     })
 }
 
+/// The `remote` key: a host, with an optional port.
+fn remote_key(
+    value: Option<Spanned<String>>,
+    at: &impl Fn(Range<usize>) -> Origin,
+) -> Result<Option<RemoteAddr>, ConfigError> {
+    value
+        .map(|r| {
+            let origin = at(r.span());
+            let text = r.into_inner();
+            text.parse::<RemoteAddr>()
+                .map_err(|source| ConfigError::InvalidRemote {
+                    origin,
+                    value: text.clone(),
+                    source,
+                })
+        })
+        .transpose()
+}
+
+/// A key naming a file (`trace_file`, `server_cert`, …): any non-empty path.
+fn path_key(
+    value: Option<Spanned<String>>,
+    setting: &'static str,
+    at: &impl Fn(Range<usize>) -> Origin,
+) -> Result<Option<Located<PathBuf>>, ConfigError> {
+    value
+        .map(|s| {
+            let origin = at(s.span());
+            let text = s.into_inner();
+            if text.is_empty() {
+                Err(ConfigError::EmptyPath { origin, setting })
+            } else {
+                Ok(Located {
+                    value: PathBuf::from(text),
+                    origin,
+                })
+            }
+        })
+        .transpose()
+}
+
 fn settings(schema: Schema, src: &str, path: &Path) -> Result<FileSettings, ConfigError> {
     let at = |span: Range<usize>| Origin::File {
         path: path.to_owned(),
         line: line_col(src, span.start).0,
     };
 
-    let remote = match schema.remote {
-        Some(r) => {
-            let origin = at(r.span());
-            let text = r.into_inner();
-            Some(
-                text.parse::<RemoteAddr>()
-                    .map_err(|source| ConfigError::InvalidRemote {
-                        origin,
-                        value: text.clone(),
-                        source,
-                    })?,
-            )
-        }
-        None => None,
-    };
+    let remote = remote_key(schema.remote, &at)?;
 
     let mounts = mounts_key(schema.mounts.unwrap_or_default(), &at)?;
     let (uname, uname_on) = switch_key(schema.uname, &at);
@@ -482,21 +509,7 @@ fn settings(schema: Schema, src: &str, path: &Path) -> Result<FileSettings, Conf
         |origin, value| ConfigError::InvalidVerbose { origin, value },
     )?;
 
-    let path_setting = |v: Option<Spanned<String>>, setting: &'static str| {
-        v.map(|s| {
-            let origin = at(s.span());
-            let text = s.into_inner();
-            if text.is_empty() {
-                Err(ConfigError::EmptyPath { origin, setting })
-            } else {
-                Ok(Located {
-                    value: PathBuf::from(text),
-                    origin,
-                })
-            }
-        })
-        .transpose()
-    };
+    let path_setting = |v, setting| path_key(v, setting, &at);
 
     Ok(FileSettings {
         path: path.to_owned(),

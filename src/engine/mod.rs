@@ -751,51 +751,14 @@ fn take_dirents(file: &mut OpenFile, bytes: u32) -> Response {
     Ok(Reply::Dirents(fitted))
 }
 
-/// The handle any call on an open file names.
+/// The open file whose held writes a call must wait for, or `None` for a
+/// barrier on every file. Lock calls are coherence points and a `Reopen`
+/// opens a new description of the file: both wait for every held write,
+/// as before; the rest is [`Request::open_file`].
 fn handle_of_any(req: &Request) -> Option<Handle> {
     match req {
-        Request::Read { handle, .. }
-        | Request::Pread { handle, .. }
-        | Request::Lseek { handle, .. }
-        | Request::Fsync { handle, .. }
-        | Request::Fstat { handle }
-        | Request::Getdents { handle, .. }
-        | Request::GetdentsPlus { handle }
-        | Request::SetFlags { handle, .. }
-        | Request::Fstatfs { handle }
-        | Request::FlushWrites { handle } => Some(*handle),
-        Request::GetXattr {
-            target: crate::proto::XattrTarget::Handle(h),
-            ..
-        }
-        | Request::ListXattr {
-            target: crate::proto::XattrTarget::Handle(h),
-            ..
-        } => Some(*h),
-        other => handle_of(other),
-    }
-}
-
-fn handle_of(req: &Request) -> Option<Handle> {
-    match req {
-        Request::Write { handle, .. }
-        | Request::Pwrite { handle, .. }
-        | Request::Ftruncate { handle, .. }
-        | Request::Fchmod { handle, .. }
-        | Request::Fchown { handle, .. }
-        | Request::Futimens { handle, .. }
-        | Request::Fallocate { handle, .. }
-        | Request::LinkHandle { handle, .. }
-        | Request::Close { handle } => Some(*handle),
-        Request::SetXattr {
-            target: crate::proto::XattrTarget::Handle(h),
-            ..
-        }
-        | Request::RemoveXattr {
-            target: crate::proto::XattrTarget::Handle(h),
-            ..
-        } => Some(*h),
-        _ => None,
+        Request::Flock { .. } | Request::RecordLock { .. } | Request::Reopen { .. } => None,
+        other => other.open_file(),
     }
 }
 

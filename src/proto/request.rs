@@ -419,6 +419,78 @@ impl Request {
         }
     }
 
+    /// The one open file the request acts on, if it names exactly one: what
+    /// the engine's write-behind barriers and caches are scoped by. `None`
+    /// for path calls, socket calls, and the calls that name two open files
+    /// or act for a lock owner ([`Request::CopyRange`],
+    /// [`Request::ReleaseLocks`]). The match is exhaustive so that a new
+    /// request must say which open file it names.
+    pub fn open_file(&self) -> Option<Handle> {
+        match self {
+            Request::Close { handle }
+            | Request::Read { handle, .. }
+            | Request::Pread { handle, .. }
+            | Request::Write { handle, .. }
+            | Request::Pwrite { handle, .. }
+            | Request::Lseek { handle, .. }
+            | Request::Fsync { handle, .. }
+            | Request::Fstat { handle }
+            | Request::Getdents { handle, .. }
+            | Request::GetdentsPlus { handle }
+            | Request::SetFlags { handle, .. }
+            | Request::Ftruncate { handle, .. }
+            | Request::Fchmod { handle, .. }
+            | Request::Fchown { handle, .. }
+            | Request::Futimens { handle, .. }
+            | Request::Fstatfs { handle }
+            | Request::FlushWrites { handle }
+            | Request::Flock { handle, .. }
+            | Request::RecordLock { handle, .. }
+            | Request::Fallocate { handle, .. }
+            | Request::Reopen { handle, .. }
+            | Request::LinkHandle { handle, .. } => Some(*handle),
+            Request::GetXattr { target, .. }
+            | Request::ListXattr { target, .. }
+            | Request::SetXattr { target, .. }
+            | Request::RemoveXattr { target, .. } => match target {
+                XattrTarget::Handle(h) => Some(*h),
+                XattrTarget::Path { .. } => None,
+            },
+            Request::Open { .. }
+            | Request::OpenPlus { .. }
+            | Request::OpenRead { .. }
+            | Request::LookupAndList { .. }
+            | Request::Stat { .. }
+            | Request::StatPlus { .. }
+            | Request::Access { .. }
+            | Request::Readlink { .. }
+            | Request::Mkdir { .. }
+            | Request::Mknod { .. }
+            | Request::Rmdir { .. }
+            | Request::Unlink { .. }
+            | Request::Rename { .. }
+            | Request::Link { .. }
+            | Request::Symlink { .. }
+            | Request::Chmod { .. }
+            | Request::Chown { .. }
+            | Request::Utimens { .. }
+            | Request::Truncate { .. }
+            | Request::Statfs { .. }
+            | Request::CheckDir { .. }
+            | Request::Uname
+            | Request::ReadSystemFile { .. }
+            | Request::TcpConnect { .. }
+            | Request::TcpBind { .. }
+            | Request::TcpListen { .. }
+            | Request::TcpUnbind { .. }
+            | Request::UdpBind { .. }
+            | Request::TcpSetOption { .. }
+            | Request::ReleaseLocks { .. }
+            | Request::CopyRange { .. }
+            | Request::CancelWait { .. } => None,
+        }
+    }
+
     /// The wait number of a request that may wait (a lock).
     pub fn wait_number(&self) -> Option<u64> {
         match self {
@@ -505,3 +577,66 @@ pub enum Reply {
 
 /// What the server sends back for one request.
 pub type Response = Result<Reply, Errno>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rp(s: &str) -> RemotePath {
+        RemotePath(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn open_file_names_the_one_handle_a_call_acts_on() {
+        let h = Handle(9);
+        for req in [
+            Request::Close { handle: h },
+            Request::Pread {
+                handle: h,
+                len: 1,
+                offset: 0,
+            },
+            Request::Fallocate {
+                handle: h,
+                mode: 0,
+                offset: 0,
+                len: 1,
+            },
+            Request::GetXattr {
+                target: XattrTarget::Handle(h),
+                name: b"user.a".to_vec(),
+                size: 0,
+            },
+        ] {
+            assert_eq!(req.open_file(), Some(h), "{req:?}");
+        }
+        for req in [
+            Request::Stat {
+                path: rp("/a"),
+                follow: true,
+            },
+            Request::GetXattr {
+                target: XattrTarget::Path {
+                    path: rp("/a"),
+                    follow: true,
+                },
+                name: b"user.a".to_vec(),
+                size: 0,
+            },
+            Request::CopyRange {
+                from: h,
+                from_offset: None,
+                to: Handle(10),
+                to_offset: None,
+                len: 1,
+            },
+            Request::ReleaseLocks {
+                owner: 1,
+                handle: Some(h),
+            },
+            Request::Uname,
+        ] {
+            assert_eq!(req.open_file(), None, "{req:?}");
+        }
+    }
+}

@@ -5,33 +5,10 @@ use std::time::Instant;
 
 use super::*;
 
-fn rp(s: &str) -> RemotePath {
-    RemotePath(s.as_bytes().to_vec())
-}
+use super::tests::{all, rp, stat};
 
-fn stat(mode: u32, size: u64) -> Stat {
-    Stat {
-        mode,
-        size,
-        ..Stat::default()
-    }
-}
-
-fn all() -> Layers {
-    Layers {
-        statcache: true,
-        compound: true,
-        readahead: true,
-        dirmeta: false,
-        bulkread: false,
-        smallfile: false,
-    }
-}
-
-#[test]
-fn appends_are_held_and_sent_as_one_write_before_fstat_or_seek_to_the_end() {
-    let now = Instant::now();
-    let mut e = FileEngine::new(all(), DEFAULT_TTL);
+/// Opens `/log` `O_WRONLY|O_APPEND` as handle 9, a file of `size` bytes.
+fn open_log(e: &mut FileEngine, now: Instant, size: u64) {
     let open = Request::Open {
         path: rp("/log"),
         flags: libc::O_WRONLY | libc::O_APPEND,
@@ -45,9 +22,16 @@ fn appends_are_held_and_sent_as_one_write_before_fstat_or_seek_to_the_end() {
         pending,
         Ok(Reply::Opened {
             handle: Handle(9),
-            stat: stat(libc::S_IFREG, 100),
+            stat: stat(libc::S_IFREG, size),
         }),
     );
+}
+
+#[test]
+fn appends_are_held_and_sent_as_one_write_before_fstat_or_seek_to_the_end() {
+    let now = Instant::now();
+    let mut e = FileEngine::new(all(), DEFAULT_TTL);
+    open_log(&mut e, now, 100);
     for line in [&b"one\n"[..], b"two\n"] {
         let write = Request::Write {
             handle: Handle(9),
@@ -117,22 +101,7 @@ fn without_read_ahead_appends_go_one_by_one() {
         ..all()
     };
     let mut e = FileEngine::new(layers, DEFAULT_TTL);
-    let open = Request::Open {
-        path: rp("/log"),
-        flags: libc::O_WRONLY | libc::O_APPEND,
-        mode: 0,
-    };
-    let Action::Send(_, pending) = e.on_request(now, open) else {
-        panic!()
-    };
-    let _ = e.on_reply(
-        now,
-        pending,
-        Ok(Reply::Opened {
-            handle: Handle(9),
-            stat: stat(libc::S_IFREG, 0),
-        }),
-    );
+    open_log(&mut e, now, 0);
     let write = Request::Write {
         handle: Handle(9),
         data: b"one\n".to_vec(),

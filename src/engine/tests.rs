@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::proto::{EntryMeta, TimeUpdate, XattrTarget};
 
-fn rp(s: &str) -> RemotePath {
+pub(super) fn rp(s: &str) -> RemotePath {
     RemotePath(s.as_bytes().to_vec())
 }
 
-fn stat(mode: u32, size: u64) -> Stat {
+pub(super) fn stat(mode: u32, size: u64) -> Stat {
     Stat {
         mode,
         size,
@@ -37,7 +37,7 @@ fn entry(name: &str) -> DirEntry {
 
 /// The layers these tests were written for (dirmeta has its own tests in
 /// `dirmeta_tests.rs`).
-fn all() -> Layers {
+pub(super) fn all() -> Layers {
     Layers {
         statcache: true,
         compound: true,

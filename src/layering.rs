@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// these.
 const PURE: &[&str] = &["syscall", "proto", "engine", "config", "errno"];
 /// The I/O drivers.
-const IO: &[&str] = &["tracer", "client", "transport", "server", "sys"];
+const IO: &[&str] = &["tracer", "client", "transport", "server", "sys", "logging"];
 
 /// Where one module's code names another: each file, with its first line
 /// that does.

@@ -25,6 +25,8 @@
 //!   per syscall family, and the server's sockets for `--net`.
 //! - [`limits`]: the open-file limit both binaries raise at start, and the
 //!   one message said when it runs out.
+//! - [`logging`]: the log subscriber both binaries start (`-v`,
+//!   `--log-format`).
 //! - [`sys`]: every `unsafe` block, as safe wrappers; nothing else may use
 //!   `unsafe`.
 //!
@@ -47,6 +49,7 @@ pub mod errno;
 #[cfg(test)]
 mod layering;
 pub mod limits;
+pub mod logging;
 pub mod proto;
 pub mod server;
 #[allow(unsafe_code)]

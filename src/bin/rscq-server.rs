@@ -23,7 +23,6 @@
 //! and one `rscq::server::ClientSession` per connection. Must not execute requests or
 //! speak the protocol itself.
 
-use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -112,28 +111,26 @@ struct Args {
     /// when set, decides instead.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
+
+    /// How log lines are written on stderr: `text`, or `json` with one
+    /// object a line, for a log collector [default: text].
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    log_format: Option<rscq::config::LogFormat>,
 }
 
-/// The log filter: RUST_LOG if set, else by `-v` count from `quiet`.
-fn log_filter(verbose: u8, quiet: &str) -> tracing_subscriber::EnvFilter {
+/// Starts logging: the level from RUST_LOG if set, else by `-v` count
+/// from `quiet`; the format from `--log-format`, else the file's.
+fn start_logging(args: &Args, file: &ServerFileSettings, quiet: &str) {
     let rust_log = std::env::var("RUST_LOG").ok();
-    tracing_subscriber::EnvFilter::new(rscq::config::log_directive(
-        verbose,
-        rust_log.as_deref(),
-        quiet,
-    ))
+    let directive = rscq::config::log_directive(args.verbose, rust_log.as_deref(), quiet);
+    let format = args.log_format.or(file.log_format).unwrap_or_default();
+    rscq::logging::start(&directive, format);
 }
 
 fn main() -> ExitCode {
     // A long-running server must give back what finished sessions freed.
     rscq::sys::return_freed_memory();
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(log_filter(args.verbose, "warn"))
-        .with_writer(std::io::stderr)
-        // Colour codes only help a person at a terminal, not a log file.
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -155,6 +152,7 @@ fn run(args: Args) -> anyhow::Result<()> {
         }
         None => ServerFileSettings::default(),
     };
+    start_logging(&args, &file, "warn");
     let cert = required(args.cert.clone(), file.cert.clone(), "cert")?;
     if args.print_fingerprint {
         // Alone on stdout, as after --gen-cert.

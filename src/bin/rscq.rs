@@ -7,7 +7,6 @@
 //! `--generate`. Must not hold syscall,
 //! protocol or caching logic; `anyhow` starts and stops in the binaries.
 
-use std::io::IsTerminal;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -179,16 +178,11 @@ fn executable(path: &Path) -> Result<(), rustix::io::Errno> {
     rustix::fs::access(path, rustix::fs::Access::EXEC_OK)
 }
 
-/// Logging on stderr at the level of `-v` (or RUST_LOG), with colours only
-/// for a terminal.
-fn start_logging(verbose: u8) {
+/// Logging on stderr at the level of `-v` (or RUST_LOG), in `format`.
+fn start_logging(verbose: u8, format: config::LogFormat) {
     let rust_log = std::env::var("RUST_LOG").ok();
     let directive = config::log_directive(verbose, rust_log.as_deref(), "error");
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(directive))
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    rscq::logging::start(&directive, format);
 }
 
 fn real_main(args: ClientArgs) -> anyhow::Result<i32> {
@@ -197,7 +191,7 @@ fn real_main(args: ClientArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
     if args.command.is_some() {
-        start_logging(args.verbose);
+        start_logging(args.verbose, args.log_format.unwrap_or_default());
     }
     let show = match &args.command {
         Some(ClientCommand::Keygen(k)) if k.show => Some(&k.dir),
@@ -236,7 +230,7 @@ fn real_main(args: ClientArgs) -> anyhow::Result<i32> {
         return Ok(0);
     }
     let settings = config::resolve(&args)?;
-    start_logging(settings.verbose);
+    start_logging(settings.verbose, settings.log_format);
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
     if let Some(e) = check_program(
         &settings.program[0],

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use super::types::{Delay, IdleTimeout, Mount, Optimizations, RemoteAddr, StatTtl};
+use super::types::{Delay, IdleTimeout, LogFormat, Mount, Optimizations, RemoteAddr, StatTtl};
 
 /// Run PROGRAM locally while chosen system calls run on a remote rscq-server.
 #[derive(Debug, Clone, Parser)]
@@ -93,6 +93,11 @@ pub struct ClientArgs {
     /// program never hits it.
     #[arg(long, value_name = "DURATION")]
     pub idle_timeout: Option<IdleTimeout>,
+
+    /// How log lines (`-v`, RUST_LOG) are written on stderr: `text`, or
+    /// `json` with one object a line [default: text].
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub log_format: Option<LogFormat>,
 
     /// Print one line per forwarded syscall on stderr, as strace does.
     #[arg(long)]

@@ -42,8 +42,8 @@ pub use rsc_config::{canonical_syscall, looks_like_rsc_config, parse_rsc_config}
 pub use server_file::{ServerFileSettings, parse_server_toml};
 pub use toml_file::{line_col, parse_toml};
 pub use types::{
-    DEFAULT_IDLE_TIMEOUT, DEFAULT_PORT, Delay, DelayError, IdleTimeout, MAX_IDLE_TIMEOUT,
-    MAX_STAT_TTL, MIN_IDLE_TIMEOUT, Mount, MountError, MountSide, NagleSettings,
+    DEFAULT_IDLE_TIMEOUT, DEFAULT_PORT, Delay, DelayError, IdleTimeout, LogFormat,
+    MAX_IDLE_TIMEOUT, MAX_STAT_TTL, MIN_IDLE_TIMEOUT, Mount, MountError, MountSide, NagleSettings,
     OPTIMIZATION_NAMES, Optimizations, OptimizeError, RemoteAddr, RemoteAddrError, StatTtl,
 };
 
@@ -75,6 +75,8 @@ pub struct ClientSettings {
     pub stats: bool,
     /// `-v` count: 0 quiet, 1 info, 2 or more debug.
     pub verbose: u8,
+    /// How log lines are written.
+    pub log_format: LogFormat,
     pub server_cert: Option<PathBuf>,
     pub identity_dir: PathBuf,
     pub known_servers: PathBuf,
@@ -123,6 +125,7 @@ pub struct FileSettings {
     pub readahead_window: Option<u32>,
     pub idle_timeout: Option<std::time::Duration>,
     pub verbose: Option<u8>,
+    pub log_format: Option<LogFormat>,
     /// `[server.NAME]` sections (TOML only), each with the keys it sets;
     /// their own `servers` are empty.
     pub servers: BTreeMap<String, FileSettings>,
@@ -155,6 +158,7 @@ impl FileSettings {
             readahead_window: None,
             idle_timeout: None,
             verbose: None,
+            log_format: None,
             servers: BTreeMap::new(),
         }
     }
@@ -207,6 +211,7 @@ impl FileSettings {
             readahead_window: pick(&section.readahead_window, &self.readahead_window),
             idle_timeout: pick(&section.idle_timeout, &self.idle_timeout),
             verbose: pick(&section.verbose, &self.verbose),
+            log_format: pick(&section.log_format, &self.log_format),
             servers: BTreeMap::new(),
         }
     }
@@ -433,6 +438,7 @@ pub fn resolve_with(
         trace_time: args.trace_time || file.trace_time.unwrap_or(false),
         stats: args.stats || file.stats.unwrap_or(false),
         verbose: args.verbose.max(file.verbose.unwrap_or(0)),
+        log_format: args.log_format.or(file.log_format).unwrap_or_default(),
         server_cert,
         identity_dir,
         known_servers,

@@ -10,6 +10,7 @@
 //! read_only = false
 //! squash_root = "65534:65534"           # or true for 65534:65534
 //! idle_timeout = "60s"                  # silence from a client that ends its session
+//! log_format = "json"                   # log lines as JSON objects (default "text")
 //! ```
 //!
 //! Pure: takes the file's text; the binary applies the precedence (flags
@@ -37,6 +38,7 @@ pub struct ServerFileSettings {
     /// `UID:GID` as written (`true` is the default squash), and where.
     pub squash_root: Option<(String, Origin)>,
     pub idle_timeout: Option<std::time::Duration>,
+    pub log_format: Option<super::types::LogFormat>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -50,6 +52,7 @@ struct Schema {
     read_only: Option<bool>,
     squash_root: Option<Spanned<SquashValue>>,
     idle_timeout: Option<Spanned<String>>,
+    log_format: Option<super::types::LogFormat>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,6 +120,7 @@ pub fn parse_server_toml(src: &str, path: &Path) -> Result<ServerFileSettings, C
         read_only: schema.read_only,
         squash_root,
         idle_timeout,
+        log_format: schema.log_format,
     })
 }
 

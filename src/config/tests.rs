@@ -50,6 +50,7 @@ fn defaults() {
             trace_time: false,
             stats: false,
             verbose: 0,
+            log_format: LogFormat::Text,
             server_cert: None,
             identity_dir: "/home/u/.config/rscq".into(),
             known_servers: "/home/u/.config/rscq/known_servers".into(),

@@ -18,6 +18,7 @@
 //! readahead_window = 8388608          # readahead for sockets (QUIC stream window)
 //! idle_timeout = "60s"                # silence from the server that ends the session
 //! verbose = 1                         # as -v: 1 info, 2 debug (RUST_LOG wins)
+//! log_format = "json"                 # log lines as JSON objects (default "text")
 //!
 //! [server.work]                       # `rscq -S work`: these keys win over the above
 //! remote = "work.example:4433"
@@ -56,7 +57,9 @@ use toml::Spanned;
 
 use super::error::{ConfigError, Located, Origin};
 use super::remotes::RemoteDef;
-use super::types::{Delay, DelayError, IdleTimeout, Mount, Optimizations, RemoteAddr, StatTtl};
+use super::types::{
+    Delay, DelayError, IdleTimeout, LogFormat, Mount, Optimizations, RemoteAddr, StatTtl,
+};
 use super::{FileSettings, check_duplicate_mounts};
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +84,7 @@ struct Schema {
     stat_ttl: Option<Spanned<String>>,
     readahead_window: Option<Spanned<i64>>,
     idle_timeout: Option<Spanned<String>>,
+    log_format: Option<LogFormat>,
     verbose: Option<Spanned<i64>>,
     server: Option<BTreeMap<String, Spanned<Schema>>>,
 }
@@ -535,6 +539,7 @@ fn settings(schema: Schema, src: &str, path: &Path) -> Result<FileSettings, Conf
         readahead_window,
         idle_timeout,
         verbose,
+        log_format: schema.log_format,
         servers: BTreeMap::new(),
     })
 }

@@ -727,3 +727,13 @@ mod tests {
         assert_eq!(d("2s"), Err(DelayError::TooLong(MAX_DELAY)));
     }
 }
+
+/// How log lines are written (`--log-format`): `text` for a person, `json`
+/// (one object a line) for a log collector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}

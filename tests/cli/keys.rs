@@ -105,6 +105,11 @@ fn server_prints_its_fingerprint() {
 /// Starts rscq-server on loopback for `clients` with `root` exported, and
 /// returns it with its port.
 fn server(home: &Path, root: &Path, clients: &Path) -> (Bg, u16) {
+    server_with(home, root, clients, &["-v"])
+}
+
+/// [`server`] with the flags `flags` before `--config`.
+pub fn server_with(home: &Path, root: &Path, clients: &Path, flags: &[&str]) -> (Bg, u16) {
     let dir = home.join("srv");
     let made = output(command(
         SERVER,
@@ -122,11 +127,9 @@ fn server(home: &Path, root: &Path, clients: &Path) -> (Bg, u16) {
         ),
     )
     .expect("write");
-    let srv = Bg::spawn(command(
-        SERVER,
-        &["-v", "--config", config.to_str().expect("utf-8")],
-        home,
-    ));
+    let mut args = flags.to_vec();
+    args.extend(["--config", config.to_str().expect("utf-8")]);
+    let srv = Bg::spawn(command(SERVER, &args, home));
     let err = srv.wait_for("listening on ", true);
     let port = err
         .lines()

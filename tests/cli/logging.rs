@@ -49,3 +49,67 @@ fn verbose_levels_and_no_colour_in_a_pipe() {
         assert!(coloured.stdout.contains('\x1b'), "{coloured}");
     }
 }
+
+/// Every log line of `text` is one JSON object with a level and a message
+/// or fields; returns how many there were.
+fn json_lines(text: &str, prefix_of_messages: &str) -> usize {
+    let mut n = 0;
+    for line in text.lines().filter(|l| !l.starts_with(prefix_of_messages)) {
+        let trimmed = line.trim();
+        assert!(
+            trimmed.starts_with('{') && trimmed.ends_with('}'),
+            "not a JSON object: {line:?}\n{text}"
+        );
+        assert!(trimmed.contains("\"level\":\""), "no level: {line:?}");
+        assert!(trimmed.contains("\"fields\":{"), "no fields: {line:?}");
+        assert!(!line.contains('\x1b'), "an escape code: {line:?}");
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn log_format_json_on_both_binaries() {
+    let home = home();
+    let mut cmd = command(RSCQ, &["-v", "--log-format", "json", "true"], home.path());
+    cmd.env_remove("RUST_LOG");
+    let out = output(cmd);
+    assert_eq!(out.code(), 0, "{out}");
+    assert!(json_lines(&out.stderr, "rscq:") > 0, "no log line:\n{out}");
+    // The same from the settings file.
+    let cfg = home.path().join("log.toml");
+    std::fs::write(&cfg, "log_format = \"json\"\nverbose = 1\n").expect("write");
+    let mut cmd = command(
+        RSCQ,
+        &["--config", cfg.to_str().expect("utf-8"), "true"],
+        home.path(),
+    );
+    cmd.env_remove("RUST_LOG");
+    let out = output(cmd);
+    assert_eq!(out.code(), 0, "{out}");
+    assert!(json_lines(&out.stderr, "rscq:") > 0, "no log line:\n{out}");
+    // Text stays the default: the same run without the key is not JSON.
+    let mut cmd = command(RSCQ, &["-v", "true"], home.path());
+    cmd.env_remove("RUST_LOG");
+    let text = output(cmd);
+    assert!(text.stderr.contains(" INFO "), "{text}");
+    assert!(!text.stderr.contains("\"level\""), "{text}");
+    let bad = output(command(RSCQ, &["--log-format", "xml", "true"], home.path()));
+    assert_eq!(bad.code(), 2, "{bad}");
+    assert!(bad.stderr.contains("xml"), "{bad}");
+
+    // rscq-server: its info lines (limits, each session) as JSON.
+    let root = home.path().join("export");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    let clients = home.path().join("clients.txt");
+    std::fs::write(&clients, "").expect("write");
+    let (srv, _port) = crate::keys::server_with(
+        home.path(),
+        &root,
+        &clients,
+        &["-v", "--log-format", "json"],
+    );
+    // Started: the lines before "listening on" are all written.
+    let err = srv.stderr();
+    assert!(json_lines(&err, "rscq-server:") > 0, "no log line:\n{err}");
+}

@@ -169,9 +169,15 @@ def verdict(ok):
 COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#7f7f7f", "#17becf", "#bcbd22"]
 
 
-def svg_plot(path, title, xlabel, ylabel, series, xlog=True, ylog=True, xticks=None, xticklabels=None):
-    """series: [(label, [(x, y), ...], dashed)]"""
-    W, H, L, R, T, B = 860, 520, 80, 250, 40, 60
+def svg_plot(path, title, xlabel, ylabel, series, xlog=True, ylog=True, xticks=None, xticklabels=None, colors=None):
+    """series: [(label, [(x, y), ...], dashed)]; colors, if given, one per
+    series (so the modes of one link share its colour)."""
+    # The legend's width follows its longest label (about 7 px a character
+    # at this font size), so no label is cut at the right edge.
+    longest = max((len(label) for label, _, _ in series), default=0)
+    L, T, B = 80, 40, 60
+    R = max(250, 7 * longest + 60)
+    W, H = 610 + R, max(520, T + 20 * len(series) + 40)
     pts = [(x, y) for _, s, _ in series for x, y in s if y is not None and y > 0]
     if not pts:
         return False
@@ -228,7 +234,7 @@ def svg_plot(path, title, xlabel, ylabel, series, xlog=True, ylog=True, xticks=N
     o.append('<text x="%d" y="%d" text-anchor="middle">%s</text>' % (L + pw / 2, H - 15, esc(xlabel)))
     o.append('<text x="18" y="%d" text-anchor="middle" transform="rotate(-90 18 %d)">%s</text>' % (T + ph / 2, T + ph / 2, esc(ylabel)))
     for i, (label, s, dashed) in enumerate(series):
-        c = COLORS[i % len(COLORS)]
+        c = colors[i] if colors else COLORS[i % len(COLORS)]
         good = [(x, y) for x, y in s if y is not None and y > 0]
         if not good:
             continue
@@ -457,6 +463,8 @@ def main():
         w("")
     w("![throughput against buffer size](plot-throughput.svg)")
     w("")
+    w("![transfer throughput against buffer size](plot-transfer.svg)")
+    w("")
     g = "download_rtt20_100mbit"
     d, o = t(g, "direct", "1500"), t(g, "optimized", "1500")
     if d and o:
@@ -580,18 +588,28 @@ def main():
         w("")
 
     # ---- plots -------------------------------------------------------------
-    series = []
-    for g, title in DL_GROUPS:
-        for mode, dashed in [("direct", True), ("optimized", False)]:
-            pts = []
-            for b in BUFFERS:
-                v = t(g, mode, str(b))
-                pts.append((b, mib / v / 1e6 if v and mib else None))
-            if any(y for _, y in pts):
-                series.append(("%s, %s" % (mode, title), pts, dashed))
-    series.append(("thesis (pure, ADSL)", [(b, THESIS_51[b] / 1000) for b in BUFFERS], True))
-    svg_plot(os.path.join(outdir, "plot-throughput.svg"), "Download throughput against recv() buffer size (whole command)",
-             "buffer size (bytes, log)", "MB/s (log)", series, xticks=BUFFERS)
+    # One colour per link; dashed is direct, solid is rscq.
+    for kind, fname, what in [("whole", "plot-throughput.svg", "whole command"),
+                              ("transfer", "plot-transfer.svg", "transfer only")]:
+        series, colors = [], []
+        for li, (g, title) in enumerate(DL_GROUPS):
+            for mode, dashed in [("direct", True), ("optimized", False)]:
+                pts = []
+                for b in BUFFERS:
+                    if kind == "whole":
+                        v = t(g, mode, str(b))
+                        size = mib
+                    else:
+                        e = transfer.get((g, mode, b), {})
+                        v, size = e.get("median_s"), e.get("bytes", mib)
+                    pts.append((b, size / v / 1e6 if v and size else None))
+                if any(y for _, y in pts):
+                    series.append(("%s, %s" % (mode, title), pts, dashed))
+                    colors.append(COLORS[li % len(COLORS)])
+        series.append(("thesis (pure, ADSL)", [(b, THESIS_51[b] / 1000) for b in BUFFERS], True))
+        colors.append("#444444")
+        svg_plot(os.path.join(outdir, fname), "Download throughput against recv() buffer size (%s)" % what,
+                 "buffer size (bytes, log)", "MB/s (log)", series, xticks=BUFFERS, colors=colors)
     series = []
     xt = [0.5, 2, 20, 100]
     for label in ["27dirs", "1000files"]:
@@ -607,7 +625,7 @@ def main():
 
     with open(args.out, "w") as f:
         f.write("\n".join(md) + "\n")
-    print("wrote %s, plot-ls.svg, plot-throughput.svg" % args.out)
+    print("wrote %s, plot-ls.svg, plot-throughput.svg, plot-transfer.svg" % args.out)
 
 
 if __name__ == "__main__":

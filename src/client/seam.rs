@@ -29,6 +29,7 @@ impl Forwarder for Engine {
             Operation::TcpListen { listener, backlog } => {
                 self.listen_tcp(to, fd, listener, backlog);
             }
+            Operation::TcpRelease { listener } => self.release_tcp(to, fd, listener),
             Operation::PureRecv { pump, len, wait } => self.pure_recv(to, fd, pump, len, wait),
             Operation::PureSend { pump, data } => self.pure_send(tid, fd, pump, data, sleep),
             Operation::UdpBind { addr } => self.bind_udp(to, fd, addr),

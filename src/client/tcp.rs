@@ -314,6 +314,26 @@ impl Engine {
         });
     }
 
+    /// The program's last close of a socket bound or listening on the
+    /// server: the server's socket goes now, before the close returns (the
+    /// sweep of `listeners` would find it closed only later).
+    pub(super) fn release_tcp(&self, reply: ReplyTo, fd: Option<ProgramFd>, listener: u64) {
+        self.net_call(reply, "close", move |engine: Engine| async move {
+            if let Some(fd) = fd {
+                engine.pumps.sockets().remove(fd.ino);
+            }
+            // The close goes on whatever the server says (as the kernel's
+            // close always frees the fd); a lost link ends the run anyway.
+            match engine.link.call(&Request::TcpUnbind { listener }).await {
+                Ok(_) => Ok(()),
+                Err(e) => {
+                    engine.connection_failed(&e);
+                    Ok(())
+                }
+            }
+        });
+    }
+
     pub(super) fn listen_tcp(
         &self,
         reply: ReplyTo,

@@ -98,6 +98,18 @@ impl<T: Tracee> Planner<'_, T> {
                 Request::FlushWrites { handle: rfd.handle },
                 Then::CloseAfterFlush,
             ),
+            FdKind::Remote(_) => Plan::Native,
+            FdKind::Local => self.close_socket(arg_i32(args[0])),
+        }
+    }
+
+    /// `close` of a local fd: the last one of a socket bound or listening
+    /// on the server releases the server's socket first, so that its port
+    /// is free and connects to it refused when the close returns, as the
+    /// kernel does. A socket another fd still holds stays.
+    fn close_socket(&mut self, fd: i32) -> Plan {
+        match self.t.remote_listener(fd) {
+            Some(listener) if !self.t.socket_shared(fd) => Plan::release_tcp(fd, listener),
             _ => Plan::Native,
         }
     }
@@ -142,5 +154,29 @@ mod tests {
     fn a_number_outside_the_table_runs_natively() {
         assert_eq!(plan_remote(libc::SYS_getpid), Plan::Native);
         assert_eq!(plan_remote(libc::SYS_mremap), Plan::Native);
+    }
+
+    /// The last close of a socket bound on the server releases it first;
+    /// a socket another fd holds, and any other local fd, just close.
+    #[test]
+    fn closing_a_remote_listener_releases_it_unless_shared() {
+        use crate::syscall::operation::{Operation, Waiting};
+        let fwd = crate::syscall::testutil::net(false);
+        let mut t = FakeTracee::new();
+        t.listeners.insert(5, 42);
+        t.listeners.insert(6, 43);
+        t.shared_sockets.insert(6);
+        let close =
+            |t: &mut FakeTracee, fd: u64| plan(libc::SYS_close, [fd, 0, 0, 0, 0, 0], &fwd, t);
+        assert_eq!(
+            close(&mut t, 5),
+            Plan::Remote {
+                operation: Operation::TcpRelease { listener: 42 },
+                fd: Some(5),
+                wait: Waiting::Held(Then::CloseAfterRelease),
+            }
+        );
+        assert_eq!(close(&mut t, 6), Plan::Native);
+        assert_eq!(close(&mut t, 7), Plan::Native);
     }
 }

@@ -31,6 +31,11 @@ pub enum Operation {
     TcpBind { addr: SockAddr },
     /// Start listening on the server and locally.
     TcpListen { listener: u64, backlog: u32 },
+    /// The program's last fd of a socket bound or listening on the server
+    /// is being closed: the server's socket `listener` goes first, so its
+    /// port is free (and connects to it refused) once the close returns;
+    /// replies `Done`.
+    TcpRelease { listener: u64 },
     /// `--pure`: fetch at most `len` bytes into the program's empty remote
     /// socket (one round trip); the call then runs natively.
     PureRecv { pump: u64, len: u32, wait: PureWait },
@@ -152,6 +157,7 @@ impl Operation {
                 format!("{fd}, {}", addr(a))
             }
             Self::TcpListen { backlog, .. } => format!("{fd}, {backlog}"),
+            Self::TcpRelease { .. } => format!("{fd}"),
             Self::PureRecv { len, .. } => format!("{fd}, {len}"),
             Self::PureSend { data, .. } => format!("{fd}, {}", data.len()),
             Self::UdpConnect { addr: to, .. } => {
@@ -224,6 +230,14 @@ impl Plan {
 
     pub(crate) fn bind_tcp(fd: i32, addr: SockAddr) -> Self {
         Self::remote(Operation::TcpBind { addr }, fd, Waiting::Held(Then::Zero))
+    }
+
+    /// `close` of the program's last fd of socket `fd`, bound or listening
+    /// on the server as `listener`: the server's socket is released, then
+    /// the close runs natively.
+    pub(crate) fn release_tcp(fd: i32, listener: u64) -> Self {
+        let operation = Operation::TcpRelease { listener };
+        Self::remote(operation, fd, Waiting::Held(Then::CloseAfterRelease))
     }
 
     pub(crate) fn listen_tcp(fd: i32, listener: u64, backlog: u32) -> Self {
@@ -371,6 +385,7 @@ mod tests {
             .trace_args(4),
             "4, 128"
         );
+        assert_eq!(Operation::TcpRelease { listener: 9 }.trace_args(4), "4");
         assert_eq!(
             Operation::UdpConnect { udp: 1, addr: None }.trace_args(5),
             "5, AF_UNSPEC"

@@ -64,6 +64,9 @@ pub trait Tracee {
     fn remote_socket(&mut self, fd: i32) -> Option<RemoteSocket>;
     /// The server listener behind a socket fd, if it has one.
     fn remote_listener(&mut self, fd: i32) -> Option<u64>;
+    /// Whether another fd of the program (in any of its processes) refers
+    /// to the same open socket as fd, so that closing fd does not free it.
+    fn socket_shared(&mut self, fd: i32) -> bool;
     /// Whether socket fd is bound dual-stack on the server while its local
     /// stand-in is IPv6-only.
     fn dual_stack(&mut self, fd: i32) -> bool;
@@ -226,7 +229,8 @@ pub enum Then {
         addr: u64,
     },
     /// `close(2)` of a remote fd once the process's record locks on its
-    /// file are released: the call then runs natively.
+    /// file are released, or of a socket once the server's is: the call
+    /// then runs natively.
     CloseAfterRelease,
 }
 

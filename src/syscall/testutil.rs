@@ -28,6 +28,8 @@ pub struct FakeTracee {
     pub sockets: HashMap<i32, (i32, i32)>,
     pub remote_sockets: HashMap<i32, RemoteSocket>,
     pub listeners: HashMap<i32, u64>,
+    /// Socket fds another fd of the program also refers to.
+    pub shared_sockets: HashSet<i32>,
     pub dual_stack: HashSet<i32>,
     pub v6_only: HashSet<i32>,
     pub connect_errors: HashMap<i32, Errno>,
@@ -120,6 +122,9 @@ impl Tracee for FakeTracee {
     }
     fn remote_listener(&mut self, fd: i32) -> Option<u64> {
         self.listeners.get(&fd).copied()
+    }
+    fn socket_shared(&mut self, fd: i32) -> bool {
+        self.shared_sockets.contains(&fd)
     }
     fn dual_stack(&mut self, fd: i32) -> bool {
         self.dual_stack.contains(&fd)

@@ -296,6 +296,15 @@ impl<F: Forwarder> Tracer<'_, F> {
                     result = e.as_syscall_return();
                 }
             }
+            ExitAction::SocketTraps { ret } => {
+                if result != 0 {
+                    eprintln!(
+                        "rscq: cannot trap the closes of process {} (seccomp returned {result}); the server releases its closed listeners a moment after their close",
+                        self.tgid_of(tid)
+                    );
+                }
+                result = ret;
+            }
             ExitAction::Native { after, scratch } => {
                 self.after_native(pid, after, scratch, result);
             }

@@ -8,7 +8,7 @@
 use nix::sys::signal::Signal;
 
 use super::control::Stop;
-use super::state::ThreadState;
+use super::state::{ExitAction, ThreadState};
 use super::{Forwarder, RED_ZONE, Tracer, mem, seccomp, sys};
 
 /// The length of the `syscall` instruction, to step back over it.
@@ -80,6 +80,47 @@ impl<F: Forwarder> Tracer<'_, F> {
                 map,
             },
         );
+    }
+
+    /// At the seccomp stop of a `bind` or `listen` the server answered with
+    /// `ret` (0): if it is the process's first, its call runs as the
+    /// `seccomp(2)` that puts the socket filter in (so its later `close`s
+    /// stop, see [`super::seccomp::socket_filter_rules`]) and returns `ret`
+    /// to the program; otherwise the call is skipped with `ret`. Returns
+    /// the stop if it is not used.
+    pub(super) fn socket_traps_at(&mut self, stop: Stop, ret: i64) -> Option<Stop> {
+        let tgid = self.tgid_of(stop.tid());
+        if self.socket_filter.is_empty() || self.processes.get(&tgid).is_none_or(|p| p.socket_traps)
+        {
+            return Some(stop);
+        }
+        // Tried once per process: a failure is said once, and the sweep
+        // still releases what it closes.
+        self.process_mut(tgid).socket_traps = true;
+        let sp = stop.stack_pointer();
+        let size = u64::try_from(self.socket_filter.len() * 8 + 16).unwrap_or(u64::MAX);
+        let image = sp
+            .checked_sub(RED_ZONE)
+            .and_then(|at| at.checked_sub(size))
+            .map(|at| at & !15)
+            .and_then(|base| seccomp::image(&self.socket_filter, base).map(|i| (base, i)));
+        let Some((base, (bytes, fprog))) = image else {
+            return Some(stop);
+        };
+        if mem::write_bytes(stop.pid(), base, &bytes).is_err() {
+            return Some(stop);
+        }
+        let args = [
+            Some(u64::from(libc::SECCOMP_SET_MODE_FILTER)),
+            Some(libc::SECCOMP_FILTER_FLAG_TSYNC),
+            Some(fprog),
+            None,
+            None,
+            None,
+        ];
+        let call = Some((libc::SYS_seccomp, args));
+        self.rewrite_and_run(stop, base, call, &[], ExitAction::SocketTraps { ret });
+        None
     }
 
     /// The entry, then the exit stop of an injected `seccomp(2)`.

@@ -59,7 +59,7 @@ use crate::syscall::plan::{Forwarding, Then};
 use crate::syscall::sockets::{RemoteSocket, SocketRegistry};
 pub use registry::Registry;
 pub use seam::{Call, Event, Forwarder, ProgramFd};
-pub use seccomp::{fd_filter_rules, filter_rules, map_filter_rules};
+pub use seccomp::{fd_filter_rules, filter_rules, map_filter_rules, socket_filter_rules};
 
 use control::Stop;
 use state::{ProcessState, Thread, ThreadState};
@@ -122,6 +122,9 @@ pub struct Tracer<'a, F: Forwarder> {
     /// The third filter, put into a process with its first shared mapping
     /// of a remote file.
     map_filter: Vec<crate::sys::tracer::SockFilter>,
+    /// The fourth, put into a process with its first socket bound on the
+    /// server.
+    socket_filter: Vec<crate::sys::tracer::SockFilter>,
     /// Every known thread, by thread id (see [`Thread`]).
     threads: HashMap<i32, Thread>,
     /// Every known process, by thread-group id.
@@ -258,6 +261,12 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         } else {
             seccomp::build(&map_rules)
         };
+        let socket_rules = socket_filter_rules(&config);
+        let socket_filter = if socket_rules.is_empty() {
+            Vec::new()
+        } else {
+            seccomp::build(&socket_rules)
+        };
         Self {
             config,
             forwarder,
@@ -268,6 +277,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
             placeholders: None,
             fd_filter,
             map_filter,
+            socket_filter,
             threads,
             processes,
             early_stops: HashMap::new(),

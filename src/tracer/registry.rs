@@ -105,6 +105,36 @@ impl SocketsByFd for SocketRegistry {
     }
 }
 
+/// Whether a socket fd `fd` of thread `tid` is not the only fd of the
+/// processes `tgids` that refers to its socket: reads each process's
+/// `/proc/PID/fd` links (only at the close of a socket bound on the
+/// server, a rare call). A socket passed to a process rscq does not trace
+/// is not seen; the periodic sweep (`client::listeners`) still finds it
+/// alive then.
+pub fn socket_shared(tid: i32, fd: i32, tgids: impl Iterator<Item = i32>) -> bool {
+    let Some(ino) = socket_inode(tid, fd) else {
+        return false;
+    };
+    let mut refs = 0;
+    for tgid in tgids {
+        let Ok(dir) = std::fs::read_dir(format!("/proc/{tgid}/fd")) else {
+            continue;
+        };
+        for entry in dir.flatten() {
+            let Ok(target) = std::fs::read_link(entry.path()) else {
+                continue;
+            };
+            if link_inode(target.as_os_str().as_encoded_bytes(), b"socket:[") == Some(ino) {
+                refs += 1;
+                if refs > 1 {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
 /// The inode of the socket that is fd `fd` of thread `tid`.
 fn socket_inode(tid: i32, fd: i32) -> Option<u64> {
     let target = std::fs::read_link(format!("/proc/{tid}/fd/{fd}")).ok()?;

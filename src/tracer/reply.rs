@@ -168,6 +168,17 @@ impl<F: Forwarder> Tracer<'_, F> {
         match outcome {
             Outcome::Return { ret, writes } => {
                 self.trace_done(tid, trace.as_ref(), done(ret), None);
+                // A socket now bound on the server: its process's closes
+                // must stop from now on, to release it at the last one.
+                let bound = ret == 0 && (nr == libc::SYS_bind || nr == libc::SYS_listen);
+                let stop = if bound && writes.is_empty() {
+                    match self.socket_traps_at(stop, ret) {
+                        Some(stop) => stop,
+                        None => return,
+                    }
+                } else {
+                    stop
+                };
                 stop.answer(ret, &writes);
             }
             Outcome::Chdir { local_path } => {

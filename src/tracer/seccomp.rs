@@ -69,6 +69,14 @@ pub fn map_filter_rules(config: &TracerConfig) -> Vec<(i64, Action)> {
     rules(Filter::Map, config)
 }
 
+/// The calls that stop a process once it holds a socket bound or
+/// listening on the server (a fourth filter, put in at its first such
+/// `bind` or `listen`): `close`, so the server's socket is released at the
+/// program's last close of its own. Empty without `--net`.
+pub fn socket_filter_rules(config: &TracerConfig) -> Vec<(i64, Action)> {
+    rules(Filter::Sockets, config)
+}
+
 fn rules(filter: Filter, config: &TracerConfig) -> Vec<(i64, Action)> {
     nr::rules(filter, &config.forwarding, config.only.as_ref())
 }

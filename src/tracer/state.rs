@@ -161,6 +161,13 @@ pub(super) enum ExitAction {
     ShadowOpened,
     /// The call ran natively; it returns this error instead.
     Fail(Errno),
+    /// The program's `bind` or `listen`, answered by the server, ran as a
+    /// `seccomp(2)` that puts the socket filter
+    /// (`seccomp::socket_filter_rules`) into the process; the program sees
+    /// `ret`, its call's own result.
+    SocketTraps {
+        ret: i64,
+    },
     /// The program's own call ran (its arguments perhaps in scratch memory
     /// at `scratch`): then what the planner asked for.
     Native {
@@ -193,6 +200,9 @@ pub(super) struct ProcessState {
     pub(super) fd_traps: bool,
     /// Whether the shared-mapping filter is in this process.
     pub(super) map_traps: bool,
+    /// Whether the socket filter (its `close` stops) is in this process,
+    /// or putting it in failed once (then it is not tried again).
+    pub(super) socket_traps: bool,
     /// Whether it asked for a record lock on a remote file: its closes of
     /// remote files and its exit then release them on the server.
     pub(super) record_locks: bool,

@@ -150,6 +150,11 @@ impl<F: Forwarder> Tracee for TraceeView<'_, '_, F> {
         self.tracer.sockets.lookup_listener(self.pid.as_raw(), fd)
     }
 
+    fn socket_shared(&mut self, fd: i32) -> bool {
+        let tgids = self.tracer.processes.keys().copied();
+        super::registry::socket_shared(self.pid.as_raw(), fd, tgids)
+    }
+
     fn dual_stack(&mut self, fd: i32) -> bool {
         let Some(dup) = self.tracer.dup_fd(self.pid, fd) else {
             return false;

@@ -177,3 +177,105 @@ fn closed_bound_socket_frees_the_remote_port() {
         );
     }
 }
+
+/// `FLAG`: a listener closed is refused at once, a listener another fd (a
+/// dup, a forked child) still holds keeps accepting, and a bound port
+/// closed can be bound again at once; then it prints the first port and
+/// waits for FLAG.
+const REFUSED_AT_ONCE_PY: &str = r#"
+import os, socket, sys, time
+flag = sys.argv[1]
+def listener():
+    s = socket.socket()
+    s.bind(("0.0.0.0", 0))
+    s.listen(4)
+    return s, s.getsockname()[1]
+def attempt(port):
+    c = socket.socket()
+    try:
+        c.connect(("127.0.0.1", port))
+        return "accepted"
+    except ConnectionRefusedError:
+        return "refused"
+    finally:
+        c.close()
+results = []
+first = None
+for i in range(10):
+    s, port = listener()
+    first = first or port
+    s.close()
+    results.append(attempt(port))
+print("closed:", " ".join(results), flush=True)
+s, port = listener()
+d = s.dup()
+s.close()
+print("dup held:", attempt(port), flush=True)
+d.close()
+print("dup closed:", attempt(port), flush=True)
+s, port = listener()
+pid = os.fork()
+if pid == 0:
+    time.sleep(1.0)
+    os._exit(0)
+s.close()
+print("child held:", attempt(port), flush=True)
+os.waitpid(pid, 0)
+print("CLOSED", first, flush=True)
+while not os.path.exists(flag):
+    time.sleep(0.05)
+print("DONE", flush=True)
+"#;
+
+/// The program's last close of a listener releases the server's before
+/// the close returns: a connect right after it is refused (from the
+/// program, and from another host at once, with no wait), while a
+/// listener a dup or a child still holds keeps accepting; as natively.
+#[test]
+fn closed_listener_is_refused_at_once() {
+    let Some(lab) = Lab::new("closed_listener_is_refused_at_once", &["ss"]) else {
+        return;
+    };
+    let script = lab.write("refused.py", REFUSED_AT_ONCE_PY.as_bytes());
+    let py = python();
+    let expected = "closed: refused refused refused refused refused refused refused refused refused refused\n\
+                    dup held: accepted\ndup closed: refused\nchild held: accepted\n";
+    let runs: [(&str, Option<&[&str]>); 3] = [
+        ("native", None),
+        ("default", Some(MODES[0])),
+        ("--pure", Some(MODES[1])),
+    ];
+    for (i, (what, mode)) in runs.into_iter().enumerate() {
+        let flag = lab.dir.join(format!("refused-done-{i}"));
+        let argv = [py.as_str(), p(&script), p(&flag)];
+        let c = match mode {
+            None => lab.exec(Ns::Remote, &argv),
+            Some(mode) => lab.rscq(mode, &argv),
+        };
+        let mut proc = Running::spawn(c);
+        proc.wait_stdout("CLOSED ", Duration::from_secs(60));
+        proc.wait_stdout("\n", Duration::from_secs(5));
+        let now = proc.stdout_now();
+        let port: u16 = now
+            .lines()
+            .find_map(|l| l.strip_prefix("CLOSED "))
+            .and_then(|p| p.trim().parse().ok())
+            .unwrap_or_else(|| panic!("({what}) no port\n{now}"));
+        // Looked at once: the release is not left to a later sweep.
+        let still = listening(&lab, Ns::Remote, port);
+        fs::write(&flag, b"").expect("write flag");
+        let out = proc.finish(crate::harness::TIMEOUT);
+        assert_eq!(
+            out.out(),
+            format!("{expected}CLOSED {port}\nDONE\n"),
+            "({what})\n{}\n--- server ---\n{}",
+            out.dump(),
+            lab.server_log()
+        );
+        assert!(
+            !still,
+            "({what}) port {port} still listening on the remote right after the close\n--- server ---\n{}",
+            lab.server_log()
+        );
+    }
+}

@@ -47,6 +47,10 @@ pub enum Filter {
     Fd,
     /// Put into a process with its first shared mapping of a remote file.
     Map,
+    /// Put into a process with its first socket bound or listening on the
+    /// server (`--net`): its `close` stops, so the server's socket goes at
+    /// the program's last close, as a kernel frees a port.
+    Sockets,
 }
 
 /// In which mode a [`Trap`] applies.

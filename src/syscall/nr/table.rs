@@ -262,12 +262,16 @@ pub const TABLE: &[Syscall] = &[
         &[Trap::new(Filter::Fd, When::Mounts, Action::Trace)],
     ),
     // A close sends the writes held for its file and reports them, and
-    // releases the process's record locks on it.
+    // releases the process's record locks on it; the last close of a
+    // socket bound or listening on the server releases the server's.
     Syscall::new(
         libc::SYS_close,
         "close",
         &[Close],
-        &[Trap::new(Filter::Fd, When::Mounts, Action::Trace)],
+        &[
+            Trap::new(Filter::Fd, When::Mounts, Action::Trace),
+            Trap::new(Filter::Sockets, When::Net, Action::Trace),
+        ],
     ),
     // A remote file's mapping is rscq's; anonymous mappings (fd -1) never
     // stop.

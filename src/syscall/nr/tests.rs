@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashSet};
 use super::*;
 use crate::syscall::paths::{MountPoint, MountTable};
 
-const FILTERS: [Filter; 3] = [Filter::Program, Filter::Fd, Filter::Map];
+const FILTERS: [Filter; 4] = [Filter::Program, Filter::Fd, Filter::Map, Filter::Sockets];
 
 /// Every mode the tracer can be in, as far as the filters care.
 pub(crate) fn modes() -> Vec<Forwarding> {
@@ -192,6 +192,21 @@ fn without_a_mount_no_fd_or_map_filter() {
     for fwd in modes().into_iter().filter(|f| f.mounts.is_empty()) {
         assert!(rules(Filter::Fd, &fwd, None).is_empty());
         assert!(rules(Filter::Map, &fwd, None).is_empty());
+    }
+}
+
+#[test]
+fn the_socket_filter_traps_close_with_net_only() {
+    for fwd in modes() {
+        let numbers: Vec<i64> = rules(Filter::Sockets, &fwd, None)
+            .iter()
+            .map(|&(n, _)| n)
+            .collect();
+        if fwd.net {
+            assert_eq!(numbers, [libc::SYS_close], "{fwd:?}");
+        } else {
+            assert!(numbers.is_empty(), "{fwd:?}");
+        }
     }
 }
 

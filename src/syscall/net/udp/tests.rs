@@ -66,6 +66,9 @@ impl Tracee for Fake {
     fn remote_listener(&mut self, _: i32) -> Option<u64> {
         None
     }
+    fn socket_shared(&mut self, _: i32) -> bool {
+        false
+    }
     fn socket_unread(&mut self, _: i32) -> Option<usize> {
         Some(self.unread)
     }

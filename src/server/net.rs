@@ -259,7 +259,13 @@ impl NetSession {
 
     pub fn unbind(&self, id: u64) -> Response {
         match self.listeners().remove(&id) {
-            Some(Listener::Listening(task, _)) => {
+            Some(Listener::Listening(task, copy)) => {
+                // The aborted task drops its listener only when the runtime
+                // next gets to it; a shutdown stops the listening now, so
+                // a connect that follows the reply is refused, as after the
+                // program's own close. (The port goes with the last fd, a
+                // moment later.)
+                let _ = rustix::net::shutdown(&copy, rustix::net::Shutdown::Both);
                 task.abort();
                 Ok(Reply::Done)
             }

@@ -92,6 +92,11 @@ pub trait Tracee {
     /// Whether the process may hold record locks on remote files (then
     /// each close of a remote file releases them, as the kernel's does).
     fn holds_record_locks(&mut self) -> bool;
+    /// Whether `fd` is an open fd of the process (the kernel's `EBADF`
+    /// check, for calls whose other fd is remote).
+    fn is_open(&mut self, fd: i32) -> bool {
+        fd >= 0
+    }
     /// The shadow files of remote files that the process's shared mappings
     /// in `[addr, addr + len)` map (see [`super::mapping::shadows_in`]).
     fn shadow_maps(&mut self, addr: u64, len: u64) -> Vec<Vec<u8>> {

@@ -105,6 +105,12 @@ impl Baseline {
         self.synced.is_empty()
     }
 
+    /// A baseline of `synced`, what the server is known to hold: a
+    /// read-only shadow's own bytes (nothing can write it but a pull).
+    pub fn of(synced: Vec<u8>) -> Self {
+        Self { synced }
+    }
+
     /// The writes that bring the server to `current` (the shadow's bytes
     /// now). The baseline moves only once they are on the server
     /// ([`Self::pushed`]): a failed push is tried again at the next point.
@@ -239,6 +245,20 @@ mod tests {
         assert_eq!(pull.len, Some(3));
         assert!(pull.writes.is_empty());
         assert_eq!(b.len(), 3);
+    }
+
+    #[test]
+    fn a_baseline_made_of_a_read_only_shadows_bytes_pulls_what_changed() {
+        // A read-only shadow keeps no copy: its own bytes are the baseline.
+        let mut b = Baseline::of(b"abcdefgh".to_vec());
+        assert!(b.push(b"abcdefgh").is_empty());
+        let pull = b.pull(b"abXd");
+        assert_eq!(pull.len, Some(4));
+        assert_eq!(pull.writes, vec![(2, b"X".to_vec())]);
+        // Truncated to nothing: only the length changes.
+        let pull = Baseline::of(b"abcd".to_vec()).pull(b"");
+        assert_eq!(pull.len, Some(0));
+        assert!(pull.writes.is_empty());
     }
 
     #[test]

@@ -203,11 +203,6 @@ pub enum Then {
     /// the program's machine can reach: refused, as by a socket file nobody
     /// listens on.
     ConnectSocketFile,
-    /// `Data` → run the `mmap` natively as an anonymous mapping with
-    /// `flags` and fill the mapping with the data.
-    Map {
-        flags: u64,
-    },
     /// `Done` → the remote executable is copied to `copy`: run that (or,
     /// for a `#!` script, its interpreter on the program's path).
     Exec {
@@ -409,12 +404,6 @@ pub enum Outcome {
         path: Vec<u8>,
         writable: bool,
     },
-    /// Run the program's `mmap` with these arguments changed, then write
-    /// `data` at the start of the new mapping.
-    MapFilled {
-        args: [Option<u64>; 6],
-        data: Vec<u8>,
-    },
 }
 
 impl Outcome {
@@ -511,16 +500,6 @@ pub fn finish(then: Then, response: Response, mounts: &MountTable) -> Outcome {
     if let Then::MapShadow { writable } = then {
         return match response {
             Ok(Reply::Data(path)) => Outcome::MapShadow { path, writable },
-            Ok(_) => Outcome::errno(Errno::EIO),
-            Err(e) => Outcome::errno(e),
-        };
-    }
-    if let Then::Map { flags } = then {
-        return match response {
-            Ok(Reply::Data(data)) => Outcome::MapFilled {
-                args: super::mapping::anonymous_args(flags),
-                data,
-            },
             Ok(_) => Outcome::errno(Errno::EIO),
             Err(e) => Outcome::errno(e),
         };

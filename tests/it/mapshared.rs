@@ -303,3 +303,108 @@ int main(int argc, char **argv) {
         );
     });
 }
+
+/// A file truncated under its mappings, shared and private, by `ftruncate`
+/// of another fd, `truncate` and an `open` with `O_TRUNC` (and by another
+/// process of the run): a page past the new end raises SIGBUS, as locally,
+/// rather than reading the old bytes or zeros. A private mapping's page
+/// the program changed stays its own, a page it did not change shows a
+/// `pwrite` through an fd. Output and files compared with a direct run.
+#[test]
+fn a_file_truncated_under_a_mapping_raises_sigbus_as_locally() {
+    let source = r#"
+#include <setjmp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+static sigjmp_buf env;
+static void on_bus(int sig) { siglongjmp(env, sig); }
+
+static void touch(const char *what, volatile char *at) {
+    int sig = sigsetjmp(env, 1);
+    if (sig == 0)
+        printf("%s: read %d\n", what, *at);
+    else
+        printf("%s: %s\n", what, sig == SIGBUS ? "SIGBUS" : "another signal");
+}
+
+static void shrink(const char *path, const char *how) {
+    if (!strcmp(how, "ftruncate")) {
+        int other = open(path, O_RDWR);
+        if (other < 0 || ftruncate(other, 0)) { perror("ftruncate"); exit(1); }
+        close(other);
+    } else if (!strcmp(how, "truncate")) {
+        if (truncate(path, 0)) { perror("truncate"); exit(1); }
+    } else if (!strcmp(how, "O_TRUNC")) {
+        int other = open(path, O_WRONLY | O_TRUNC);
+        if (other < 0) { perror("open O_TRUNC"); exit(1); }
+        close(other);
+    } else {
+        /* Another process of the run. */
+        pid_t c = fork();
+        if (c == 0) { _exit(truncate(path, 4096) ? 1 : 0); }
+        int st;
+        waitpid(c, &st, 0);
+        if (!WIFEXITED(st) || WEXITSTATUS(st)) { fprintf(stderr, "child: %d\n", st); exit(1); }
+    }
+}
+
+int main(int argc, char **argv) {
+    char path[4096], buf[8192];
+    snprintf(path, sizeof path, "%s/trunc.dat", argv[1]);
+    struct sigaction sa = {0};
+    sa.sa_handler = on_bus;
+    sigaction(SIGBUS, &sa, NULL);
+    const char *hows[] = {"ftruncate", "truncate", "O_TRUNC", "a child's truncate"};
+    for (int i = 0; i < 4; i++) {
+        for (int shared = 0; shared < 2; shared++) {
+            memset(buf, 'a' + i, sizeof buf);
+            int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+            if (fd < 0 || write(fd, buf, sizeof buf) != (ssize_t)sizeof buf) { perror("setup"); return 1; }
+            char *m = mmap(NULL, 8192, PROT_READ | PROT_WRITE, shared ? MAP_SHARED : MAP_PRIVATE, fd, 0);
+            if (m == MAP_FAILED) { perror("mmap"); return 1; }
+            printf("%s, %s: before %c %c\n", hows[i], shared ? "shared" : "private", m[0], m[4096]);
+            shrink(path, hows[i]);
+            touch("  page 2", m + 4096);
+            touch("  page 1", m);
+            munmap(m, 8192);
+            close(fd);
+        }
+    }
+    /* A private mapping: a changed page is the program's, an unchanged one
+       is the file's. */
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    memset(buf, 'p', sizeof buf);
+    if (fd < 0 || write(fd, buf, sizeof buf) != (ssize_t)sizeof buf) { perror("setup"); return 1; }
+    char *m = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    if (m == MAP_FAILED) { perror("mmap"); return 1; }
+    m[0] = 'M';
+    if (pwrite(fd, "WW", 2, 1) != 2 || pwrite(fd, "NEW", 3, 4096) != 3) { perror("pwrite"); return 1; }
+    printf("private after pwrite: %.3s %.3s\n", m, m + 4096);
+    munmap(m, 8192);
+    close(fd);
+    return 0;
+}
+"#;
+    each_mode(|mode| {
+        let pair = Pair::new(Backend::Remote, mode);
+        let bin = build(&pair, "truncated", source);
+        let (d, _) = pair.same_writes(&[bin.as_str(), &pair.t()], &[]);
+        let out = d.out();
+        for line in [
+            "ftruncate, private: before a a\n  page 2: SIGBUS\n  page 1: SIGBUS\n",
+            "truncate, shared: before b b\n  page 2: SIGBUS\n",
+            "O_TRUNC, private: before c c\n  page 2: SIGBUS\n",
+            "a child's truncate, private: before d d\n  page 2: SIGBUS\n  page 1: read 100\n",
+            "private after pwrite: Mpp NEW\n",
+        ] {
+            assert!(out.contains(line), "direct run lacks {line:?}:\n{out}");
+        }
+    });
+}

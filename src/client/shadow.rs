@@ -23,11 +23,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::{Engine, lock};
 use crate::engine::shadow::{Baseline, SyncPoint, changed_runs, sync_point};
 use crate::errno::Errno;
-use crate::proto::{Handle, MAX_IO, Reply, Request, Response};
+use crate::proto::{Handle, MAX_IO, Reply, Request, Response, Timespec};
 use crate::tracer::{self, Event};
 
 /// A remote file, as the server names it: device (major, minor) and inode.
 type FileId = (u32, u32, u64);
+
+/// What says a remote file's bytes may have changed: its size, mtime and
+/// ctime, as NFS's close-to-open checks them.
+type Version = (u64, Timespec, Timespec);
 
 /// The run's shadow files.
 #[derive(Debug, Default)]
@@ -58,6 +62,9 @@ pub struct Shadow {
     file: std::fs::File,
     /// rscq's own handle on the file, and whether it may write.
     remote: std::sync::Mutex<Option<(Handle, bool)>>,
+    /// The file's [`Version`] when a read-only shadow was last pulled: a
+    /// new mapping of a file that still has it pulls nothing.
+    pulled: std::sync::Mutex<Option<Version>>,
     /// What the server holds as far as rscq knows (empty while the
     /// shadow is read-only: the file is that); its lock is held across a
     /// push or a pull, so that they never interleave.
@@ -307,6 +314,7 @@ impl Engine {
                         path,
                         file,
                         remote: std::sync::Mutex::new(None),
+                        pulled: std::sync::Mutex::new(None),
                         baseline: tokio::sync::Mutex::new(Baseline::default()),
                     });
                     files.insert(id, s.clone());
@@ -315,7 +323,19 @@ impl Engine {
             }
         };
         self.own_handle(tid, &shadow, handle, writable).await?;
-        self.pull(tid, &shadow).await?;
+        // A read-only shadow of a file whose size and times are those of
+        // the last pull is up to date (close-to-open, as NFS checks it:
+        // the run's own writes always pull, so only another machine's
+        // change within the server's timestamp granularity and of the same
+        // size could go unseen): one stat instead of reading the file.
+        let pulled = *lock(&shadow.pulled);
+        let unchanged = match shadow.remote() {
+            Some((own, false)) if pulled.is_some() => self.version(tid, own).await == pulled,
+            _ => false,
+        };
+        if !unchanged {
+            self.pull(tid, &shadow).await?;
+        }
         Ok(Reply::Data(
             shadow.path.as_os_str().as_encoded_bytes().to_vec(),
         ))
@@ -429,6 +449,10 @@ impl Engine {
     /// server's bytes go in where they differ, one read at a time, and
     /// nothing of the file is held in memory.
     async fn pull_read_only(&self, tid: i32, shadow: &Shadow, handle: Handle) -> Result<(), Errno> {
+        // Taken before the bytes: a change while they come makes the next
+        // mapping pull again.
+        let version = self.version(tid, handle).await;
+        *lock(&shadow.pulled) = None;
         let file = &shadow.file;
         let mut at = 0u64;
         let mut old = Vec::new();
@@ -455,7 +479,16 @@ impl Engine {
         if file.metadata().map_err(|e| io(&e))?.len() != len {
             file.set_len(len).map_err(|e| io(&e))?;
         }
+        *lock(&shadow.pulled) = version;
         Ok(())
+    }
+
+    /// The [`Version`] of the file `handle` is of, as the server has it now.
+    async fn version(&self, tid: i32, handle: Handle) -> Option<Version> {
+        match self.respond(tid, Request::Fstat { handle }).await {
+            Ok(Reply::Stat(st)) => Some((st.size, st.mtime, st.ctime)),
+            _ => None,
+        }
     }
 
     /// Pushes the shadows at `paths` (all of them when empty). With

@@ -158,7 +158,8 @@ impl Operation {
                 format!("{fd}, {}{}", data.len(), to.unwrap_or_default())
             }
             Self::UdpRecv { .. } => format!("{fd}"),
-            Self::MapShadow { handle, .. } => format!("NULL, MAP_SHARED, #{}", handle.0),
+            // Shared or private: the program's own flags stay in its call.
+            Self::MapShadow { handle, .. } => format!("NULL, #{}", handle.0),
             Self::SyncShadows { paths, .. } => format!("{} shared mappings", paths.len()),
             Self::FetchExecutable { path, .. } => Shown { fd: None, mounts }.path(path),
             Self::SetSockOption { .. } | Self::Prefetch { .. } => String::new(),
@@ -381,7 +382,7 @@ mod tests {
                 writable: false
             }
             .trace_args(-1),
-            "NULL, MAP_SHARED, #7"
+            "NULL, #7"
         );
         assert_eq!(
             Operation::SyncShadows {

@@ -205,7 +205,11 @@ impl<F: Forwarder> Tracer<'_, F> {
                 }
             }
             Outcome::MapShadow { path, writable } => {
-                let note = Some("shared, on a shadow file");
+                let note = Some(if writable {
+                    "shared writable, on a shadow file"
+                } else {
+                    "on a shadow file"
+                });
                 self.trace_done(tid, trace.as_ref(), Returned::Unknown, note);
                 self.open_shadow(stop, path, writable);
             }

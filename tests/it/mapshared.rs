@@ -6,8 +6,10 @@
 //! the program exits without `msync` or `munmap`.
 
 use std::fs;
+use std::os::unix::fs::FileExt as _;
+use std::time::Duration;
 
-use crate::harness::{Backend, Pair, cmd, each_mode, p, run, sh_c};
+use crate::harness::{Backend, Pair, Running, cmd, each_mode, p, run, sh_c};
 
 /// Builds the C program `source` into `$T/local/name` (outside the mount,
 /// so both runs execute the same local binary).
@@ -405,6 +407,74 @@ int main(int argc, char **argv) {
             "private after pwrite: Mpp NEW\n",
         ] {
             assert!(out.contains(line), "direct run lacks {line:?}:\n{out}");
+        }
+    });
+}
+
+/// A file changed on the server while a run maps it (as the server's own
+/// processes would: the test writes the export in place): close-to-open,
+/// as NFS, and no hang. The run's mappings, shared and private, keep what
+/// they pulled until the run maps the file again, which brings the
+/// server's bytes into every mapping's pages (a private page the program
+/// changed stays its own); a truncation on the server does not reach them
+/// (no SIGBUS) until then.
+#[test]
+fn a_file_changed_on_the_server_while_mapped_is_close_to_open() {
+    let script = r#"
+import mmap, os, sys, time
+p, flag = sys.argv[1], sys.argv[2]
+def wait(n):
+    # A hang guard, not a timing check.
+    for _ in range(1200):
+        if os.path.exists(flag + n):
+            return
+        time.sleep(0.05)
+    sys.exit("no flag " + n)
+f = open(p, "rb")
+shared = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+private = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+private[8:10] = b"!!"
+print("mapped:", shared[:5], private[:5], flush=True)
+wait("1")
+print("after the server's write:", shared[:5], private[:5], flush=True)
+again = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+print("mapped again:", again[:5], shared[:5], private[:5], private[8:10], flush=True)
+wait("2")
+print("size:", os.fstat(f.fileno()).st_size)
+print("after the server's truncate:", shared[:5], private[4096:4101], flush=True)
+"#;
+    each_mode(|mode| {
+        let pair = Pair::new(Backend::Remote, mode);
+        let file = pair.remote_tree.join("changing.dat");
+        let mut bytes = b"first".to_vec();
+        bytes.resize(8192, b'.');
+        fs::write(&file, &bytes).expect("write file");
+        let flag = p(&pair.local.join("flag"));
+        let path = format!("{}/changing.dat", pair.t());
+        let argv = ["python3", "-c", script, path.as_str(), flag.as_str()];
+        let mut run = Running::spawn(pair.rscq_cmd(&[], &argv));
+        let wait = Duration::from_secs(30);
+        run.wait_stdout("mapped: b'first' b'first'\n", wait);
+        let server = fs::OpenOptions::new()
+            .write(true)
+            .open(&file)
+            .expect("open on the server");
+        server
+            .write_all_at(b"NEWER", 0)
+            .expect("write on the server");
+        fs::write(format!("{flag}1"), "").expect("flag");
+        run.wait_stdout("mapped again:", wait);
+        server.set_len(0).expect("truncate on the server");
+        fs::write(format!("{flag}2"), "").expect("flag");
+        run.wait_stdout("after the server's truncate:", wait);
+        let out = run.stdout_now();
+        for line in [
+            "after the server's write: b'first' b'first'\n",
+            "mapped again: b'NEWER' b'NEWER' b'first' b'!!'\n",
+            "size: 0\n",
+            "after the server's truncate: b'NEWER' b'.....'\n",
+        ] {
+            assert!(out.contains(line), "rscq's run lacks {line:?}:\n{out}");
         }
     });
 }

@@ -5,7 +5,9 @@
 //! inode) and per run, in rscq's private directory, filled from the server
 //! when the first process maps the file. Every process of the run that
 //! maps it maps the same shadow, so they share the kernel's page cache:
-//! one coherent memory, as a local file gives (sqlite's WAL `-shm`).
+//! one coherent memory, as a local file gives (sqlite's WAL `-shm`). A
+//! `MAP_PRIVATE` mapping is the kernel's copy-on-write mapping of the same
+//! shadow, so a truncation pulled into the shadow raises SIGBUS in it too.
 //!
 //! Why a shadow file and not pages rscq copies in and out: the kernel then
 //! does all the sharing (fork, several mappings, `mprotect`, `MAP_FIXED`

@@ -460,29 +460,6 @@ impl Engine {
         });
     }
 
-    pub(super) fn read_range(&self, tid: i32, handle: Handle, offset: i64, len: u64) {
-        let engine = self.clone();
-        self.runtime.spawn(async move {
-            let started = tokio::time::Instant::now();
-            engine.push_before_read(tid, handle).await;
-            let mut data = Vec::new();
-            let response = engine
-                .read_chunks(tid, handle, offset, len, |chunk| {
-                    data.extend_from_slice(chunk);
-                    Ok(())
-                })
-                .await
-                .map(|_| Reply::Data(data));
-            let rtt = started.elapsed();
-            let received = match &response {
-                Ok(Reply::Data(d)) => d.len(),
-                _ => 0,
-            };
-            engine.stats.record("mmap", 0, received, rtt);
-            let _ = engine.events.send(Event::Reply { tid, response, rtt });
-        });
-    }
-
     pub(super) fn start_map_shadow(&self, tid: i32, handle: Handle, writable: bool) {
         let engine = self.clone();
         self.runtime.spawn(async move {

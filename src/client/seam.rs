@@ -36,11 +36,6 @@ impl Forwarder for Engine {
             Operation::UdpConnect { udp, addr } => self.connect_udp(to, fd, udp, addr),
             Operation::UdpSend { udp, peer, data } => self.udp_send(tid, udp, peer, data),
             Operation::UdpRecv { udp, dontwait } => self.udp_recv(to, fd, udp, dontwait),
-            Operation::ReadRange {
-                handle,
-                offset,
-                len,
-            } => self.read_range(tid, handle, offset, len),
             Operation::MapShadow { handle, writable } => {
                 self.start_map_shadow(tid, handle, writable);
             }

@@ -2,11 +2,14 @@
 //! and pulls from the server (the I/O half of [`crate::engine::shadow`],
 //! whose doc says what a shadow is and when it syncs).
 //!
-//! A shadow is made when a process first maps its file `MAP_SHARED`, and
-//! lives until the run ends, with a server handle of its own
+//! A shadow is made when a process first maps its file (shared or
+//! private), and lives until the run ends, with a server handle of its own
 //! ([`Request::Reopen`]): the program may close its fds and keep writing
 //! through the mapping, and the shadow's handle shares no `flock` with
-//! the program's. Across runs and machines the file is close-to-open
+//! the program's. That handle is read-only until a writable shared
+//! mapping needs more; a read-only shadow keeps no copy of its bytes in
+//! memory (its file is what the server held at the last pull) and never
+//! pushes. Across runs and machines the file is close-to-open
 //! consistent, as NFS: a new mapping pulls what the server holds, and
 //! what mappings wrote reaches the server at `msync`, `munmap`, `fsync`,
 //! `close` of an fd of the file, and exit.
@@ -18,13 +21,17 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{Engine, lock};
-use crate::engine::shadow::{Baseline, SyncPoint, sync_point};
+use crate::engine::shadow::{Baseline, SyncPoint, changed_runs, sync_point};
 use crate::errno::Errno;
-use crate::proto::{Handle, MAX_IO, Reply, Request, Response};
+use crate::proto::{Handle, MAX_IO, Reply, Request, Response, Timespec};
 use crate::tracer::{self, Event};
 
 /// A remote file, as the server names it: device (major, minor) and inode.
 type FileId = (u32, u32, u64);
+
+/// What says a remote file's bytes may have changed: its size, mtime and
+/// ctime, as NFS's close-to-open checks them.
+type Version = (u64, Timespec, Timespec);
 
 /// The run's shadow files.
 #[derive(Debug, Default)]
@@ -55,14 +62,24 @@ pub struct Shadow {
     file: std::fs::File,
     /// rscq's own handle on the file, and whether it may write.
     remote: std::sync::Mutex<Option<(Handle, bool)>>,
-    /// What the server holds as far as rscq knows; held across a push or
-    /// a pull, so that they never interleave.
+    /// The file's [`Version`] when a read-only shadow was last pulled: a
+    /// new mapping of a file that still has it pulls nothing.
+    pulled: std::sync::Mutex<Option<Version>>,
+    /// What the server holds as far as rscq knows (empty while the
+    /// shadow is read-only: the file is that); its lock is held across a
+    /// push or a pull, so that they never interleave.
     baseline: tokio::sync::Mutex<Baseline>,
 }
 
 impl Shadow {
     fn remote(&self) -> Option<(Handle, bool)> {
         *lock(&self.remote)
+    }
+
+    /// Whether a mapping may have written the shadow (a writable shared
+    /// one was made).
+    fn writable(&self) -> bool {
+        matches!(self.remote(), Some((_, true)))
     }
 
     /// The shadow's bytes now.
@@ -108,45 +125,64 @@ impl Engine {
     }
 
     /// Whether `req` may truncate a shadowed file by path (`truncate(2)`, an
-    /// `open` with `O_TRUNC`): the shadows then pull once it is done.
+    /// `open` with `O_TRUNC`, also of `/proc/self/fd/N`): the shadow then
+    /// pulls once it is done.
     pub(super) fn truncates_by_path(&self, req: &Request) -> bool {
         let truncating = match req {
             Request::Truncate { .. } => true,
             Request::Open { flags, .. }
             | Request::OpenPlus { flags, .. }
-            | Request::OpenRead { flags, .. } => flags & libc::O_TRUNC != 0,
+            | Request::OpenRead { flags, .. }
+            | Request::Reopen { flags, .. } => flags & libc::O_TRUNC != 0,
             _ => false,
         };
         truncating && !lock(&self.shadows.files).is_empty()
     }
 
-    /// A call that may truncate a shadowed file by path: every shadow
-    /// pulls once it is done (the server's length and bytes win where the
-    /// mappings changed nothing).
+    /// A call that may truncate a shadowed file by path: the shadow of the
+    /// file it truncated pulls once it is done (the server's length and
+    /// bytes win where the mappings changed nothing), so that pages past
+    /// the new end raise SIGBUS in every mapping, as locally.
     pub(super) async fn truncating_call(&self, tid: i32, nr: i64, request: Request) {
         let started = tokio::time::Instant::now();
+        let truncated = match &request {
+            Request::Truncate { path, .. } => Some(path.clone()),
+            _ => None,
+        };
         let response = self.respond(tid, request).await;
-        if response.is_ok() {
-            for shadow in self.shadows.all() {
-                if let Err(e) = self.pull(tid, &shadow).await {
-                    tracing::warn!("cannot update the shadow of a remote file: {e}");
-                }
+        let id = match (&response, truncated) {
+            (Ok(Reply::Opened { stat, .. } | Reply::OpenedRead { stat, .. }), _) => {
+                Some((stat.dev_major, stat.dev_minor, stat.ino))
+            }
+            // `truncate(2)` follows a last symlink, as this stat does.
+            (Ok(_), Some(path)) => match self
+                .respond(tid, Request::Stat { path, follow: true })
+                .await
+            {
+                Ok(Reply::Stat(st)) => Some((st.dev_major, st.dev_minor, st.ino)),
+                _ => None,
+            },
+            _ => None,
+        };
+        let shadows = match id {
+            Some(id) => lock(&self.shadows.files)
+                .get(&id)
+                .cloned()
+                .into_iter()
+                .collect(),
+            // An open whose reply names no file: every shadow, to be sure.
+            None if response.is_ok() => self.shadows.all(),
+            None => Vec::new(),
+        };
+        for shadow in shadows {
+            if let Err(e) = self.pull(tid, &shadow).await {
+                tracing::warn!("cannot update the shadow of a remote file: {e}");
             }
         }
         let rtt = started.elapsed();
         self.stats.record(crate::syscall::nr::name(nr), 0, 0, rtt);
         if tid > 0 {
             let _ = self.events.send(Event::Reply { tid, response, rtt });
-        }
-    }
-
-    /// Before the program's own read of a file for a private mapping: what
-    /// shared mappings of it wrote goes to the server first.
-    pub(super) async fn push_before_read(&self, tid: i32, handle: Handle) {
-        if let Some(shadow) = self.shadow_of(handle)
-            && let Err(e) = self.push(tid, &shadow).await
-        {
-            self.shadow_write_lost(&shadow, e);
         }
     }
 
@@ -218,10 +254,10 @@ impl Engine {
         self.writes_lost.store(true, Ordering::SeqCst);
     }
 
-    /// `mmap(MAP_SHARED)` of the file `handle` is of: its shadow (made and
-    /// filled on first use, brought up to the server's content otherwise),
-    /// with rscq's own handle writable when the mapping may write. Replies
-    /// the shadow's path.
+    /// `mmap` of the file `handle` is of: its shadow (made and filled on
+    /// first use, brought up to the server's content otherwise), with
+    /// rscq's own handle writable when the mapping (a shared one) may
+    /// write. Replies the shadow's path.
     pub(super) async fn map_shadow(&self, tid: i32, handle: Handle, writable: bool) -> Response {
         let Some(dir) = self.shadows.dir.clone() else {
             return Err(Errno::ENODEV);
@@ -278,6 +314,7 @@ impl Engine {
                         path,
                         file,
                         remote: std::sync::Mutex::new(None),
+                        pulled: std::sync::Mutex::new(None),
                         baseline: tokio::sync::Mutex::new(Baseline::default()),
                     });
                     files.insert(id, s.clone());
@@ -286,7 +323,19 @@ impl Engine {
             }
         };
         self.own_handle(tid, &shadow, handle, writable).await?;
-        self.pull(tid, &shadow).await?;
+        // A read-only shadow of a file whose size and times are those of
+        // the last pull is up to date (close-to-open, as NFS checks it:
+        // the run's own writes always pull, so only another machine's
+        // change within the server's timestamp granularity and of the same
+        // size could go unseen): one stat instead of reading the file.
+        let pulled = *lock(&shadow.pulled);
+        let unchanged = match shadow.remote() {
+            Some((own, false)) if pulled.is_some() => self.version(tid, own).await == pulled,
+            _ => false,
+        };
+        if !unchanged {
+            self.pull(tid, &shadow).await?;
+        }
         Ok(Reply::Data(
             shadow.path.as_os_str().as_encoded_bytes().to_vec(),
         ))
@@ -301,7 +350,7 @@ impl Engine {
         handle: Handle,
         writable: bool,
     ) -> Result<(), Errno> {
-        let _held = shadow.baseline.lock().await;
+        let mut baseline = shadow.baseline.lock().await;
         let old = shadow.remote();
         if old.is_some_and(|(_, w)| w || !writable) {
             return Ok(());
@@ -316,6 +365,11 @@ impl Engine {
         else {
             return Err(Errno::EIO);
         };
+        if writable {
+            // From now on mappings may write it: the bytes the server held
+            // at the last pull are kept apart.
+            *baseline = Baseline::of(shadow.read_all()?);
+        }
         *lock(&shadow.remote) = Some((own, writable));
         if let Some((old, _)) = old {
             // A read-only handle never had anything to write.
@@ -328,6 +382,10 @@ impl Engine {
     /// anything was.
     async fn push(&self, tid: i32, shadow: &Shadow) -> Result<bool, Errno> {
         let mut baseline = shadow.baseline.lock().await;
+        if !shadow.writable() {
+            // Only private and read-only mappings: nothing wrote it.
+            return Ok(false);
+        }
         let current = shadow.read_all()?;
         let writes = baseline.push(&current);
         if writes.is_empty() {
@@ -364,9 +422,12 @@ impl Engine {
     /// mappings wrote and did not push yet.
     async fn pull(&self, tid: i32, shadow: &Shadow) -> Result<(), Errno> {
         let mut baseline = shadow.baseline.lock().await;
-        let Some((handle, _)) = shadow.remote() else {
+        let Some((handle, writable)) = shadow.remote() else {
             return Err(Errno::EBADF);
         };
+        if !writable {
+            return self.pull_read_only(tid, shadow, handle).await;
+        }
         let mut server = Vec::new();
         self.read_chunks(tid, handle, 0, u64::MAX, |chunk| {
             server.extend_from_slice(chunk);
@@ -381,6 +442,53 @@ impl Engine {
             shadow.file.write_all_at(&bytes, at).map_err(|e| io(&e))?;
         }
         Ok(())
+    }
+
+    /// [`Self::pull`] of a read-only shadow (its baseline lock held): only
+    /// pulls write it, so its own bytes are what the server held; the
+    /// server's bytes go in where they differ, one read at a time, and
+    /// nothing of the file is held in memory.
+    async fn pull_read_only(&self, tid: i32, shadow: &Shadow, handle: Handle) -> Result<(), Errno> {
+        // Taken before the bytes: a change while they come makes the next
+        // mapping pull again.
+        let version = self.version(tid, handle).await;
+        *lock(&shadow.pulled) = None;
+        let file = &shadow.file;
+        let mut at = 0u64;
+        let mut old = Vec::new();
+        let len = self
+            .read_chunks(tid, handle, 0, u64::MAX, |chunk| {
+                old.resize(chunk.len(), 0);
+                let mut have = 0;
+                while have < old.len() {
+                    match file.read_at(&mut old[have..], at + have as u64) {
+                        Ok(0) => break,
+                        Ok(n) => have += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(io(&e)),
+                    }
+                }
+                for (from, n) in changed_runs(&old[..have], chunk, 0) {
+                    file.write_all_at(&chunk[from..from + n], at + from as u64)
+                        .map_err(|e| io(&e))?;
+                }
+                at += chunk.len() as u64;
+                Ok(())
+            })
+            .await?;
+        if file.metadata().map_err(|e| io(&e))?.len() != len {
+            file.set_len(len).map_err(|e| io(&e))?;
+        }
+        *lock(&shadow.pulled) = version;
+        Ok(())
+    }
+
+    /// The [`Version`] of the file `handle` is of, as the server has it now.
+    async fn version(&self, tid: i32, handle: Handle) -> Option<Version> {
+        match self.respond(tid, Request::Fstat { handle }).await {
+            Ok(Reply::Stat(st)) => Some((st.size, st.mtime, st.ctime)),
+            _ => None,
+        }
     }
 
     /// Pushes the shadows at `paths` (all of them when empty). With

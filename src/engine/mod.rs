@@ -666,15 +666,19 @@ impl FileEngine {
                     stat: dir.stat,
                 });
             }
-            // A shadow's own handle: its file, for the barriers
-            // that make its reads see every held write.
-            (Request::Reopen { handle: of, .. }, Ok(Reply::Opened { handle, stat })) => {
+            // A shadow's own handle, or the program's open of
+            // `/proc/self/fd/N`: its file, for the barriers that make its
+            // reads see every held write.
+            (Request::Reopen { handle: of, flags }, Ok(Reply::Opened { handle, stat })) => {
                 let path = self.files.get(of).and_then(|f| f.path.clone());
                 self.writes.opened(
                     *handle,
                     (stat.dev_major, stat.dev_minor, stat.ino),
                     path.unwrap_or_else(|| RemotePath(Vec::new())),
                 );
+                if flags & libc::O_TRUNC != 0 {
+                    self.bytes_changed(Some(*handle));
+                }
             }
             (Request::Close { handle }, _) => {
                 self.files.remove(handle);

@@ -5,7 +5,9 @@
 //! inode) and per run, in rscq's private directory, filled from the server
 //! when the first process maps the file. Every process of the run that
 //! maps it maps the same shadow, so they share the kernel's page cache:
-//! one coherent memory, as a local file gives (sqlite's WAL `-shm`).
+//! one coherent memory, as a local file gives (sqlite's WAL `-shm`). A
+//! `MAP_PRIVATE` mapping is the kernel's copy-on-write mapping of the same
+//! shadow, so a truncation pulled into the shadow raises SIGBUS in it too.
 //!
 //! Why a shadow file and not pages rscq copies in and out: the kernel then
 //! does all the sharing (fork, several mappings, `mprotect`, `MAP_FIXED`
@@ -103,6 +105,12 @@ impl Baseline {
 
     pub fn is_empty(&self) -> bool {
         self.synced.is_empty()
+    }
+
+    /// A baseline of `synced`, what the server is known to hold: a
+    /// read-only shadow's own bytes (nothing can write it but a pull).
+    pub fn of(synced: Vec<u8>) -> Self {
+        Self { synced }
     }
 
     /// The writes that bring the server to `current` (the shadow's bytes
@@ -239,6 +247,20 @@ mod tests {
         assert_eq!(pull.len, Some(3));
         assert!(pull.writes.is_empty());
         assert_eq!(b.len(), 3);
+    }
+
+    #[test]
+    fn a_baseline_made_of_a_read_only_shadows_bytes_pulls_what_changed() {
+        // A read-only shadow keeps no copy: its own bytes are the baseline.
+        let mut b = Baseline::of(b"abcdefgh".to_vec());
+        assert!(b.push(b"abcdefgh").is_empty());
+        let pull = b.pull(b"abXd");
+        assert_eq!(pull.len, Some(4));
+        assert_eq!(pull.writes, vec![(2, b"X".to_vec())]);
+        // Truncated to nothing: only the length changes.
+        let pull = Baseline::of(b"abcd".to_vec()).pull(b"");
+        assert_eq!(pull.len, Some(0));
+        assert!(pull.writes.is_empty());
     }
 
     #[test]

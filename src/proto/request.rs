@@ -322,10 +322,12 @@ pub enum Request {
     /// [`Reply::Done`] at once; the waiting request then replies on its
     /// own (EINTR, or its result if the lock came first).
     CancelWait { wait: u64 },
-    /// Open the file of `handle` again, as a new open file description
-    /// (`O_RDONLY` or `O_RDWR` in `flags`, nothing else): the handle a
-    /// shared mapping writes back through, which outlives the program's
-    /// own fds and shares no `flock` with them. Replies
+    /// Open the regular file of `handle` again, as a new open file
+    /// description (the access mode of `flags`, and its `O_APPEND`,
+    /// `O_TRUNC`, `O_NONBLOCK`, `O_NOATIME`, `O_SYNC`, `O_DSYNC`; other
+    /// bits ignored): the handle a mapping's shadow reads and writes back
+    /// through, which outlives the program's own fds and shares no `flock`
+    /// with them, and the program's open of `/proc/self/fd/N`. Replies
     /// [`Reply::Opened`].
     Reopen { handle: Handle, flags: i32 },
     /// `linkat(2)` of the open file `handle` (an `O_TMPFILE` file, or any
@@ -361,7 +363,9 @@ impl Request {
                         || flags & (libc::O_CREAT | libc::O_TRUNC) != 0
                         || flags & libc::O_TMPFILE == libc::O_TMPFILE)
             }
-            Request::Reopen { flags, .. } => flags & libc::O_ACCMODE != libc::O_RDONLY,
+            Request::Reopen { flags, .. } => {
+                flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0
+            }
             Request::Write { .. }
             | Request::Pwrite { .. }
             | Request::Ftruncate { .. }

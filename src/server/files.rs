@@ -119,13 +119,24 @@ fn with_contents(handles: &Handles, opened: Reply, max: u32) -> Response {
 /// [`crate::proto::Request::Reopen`]: a new open file description of a
 /// regular file the session holds, through its `/proc/self/fd` magic link
 /// (which lands on exactly that inode and checks the caller's rights on it
-/// again, as an `open` would).
+/// again, as an `open` would), with the access mode of `flags` and those
+/// of its status flags that an open of the file may carry (`O_APPEND`,
+/// `O_TRUNC`, ...); other bits are ignored.
 pub(super) fn reopen(handles: &Handles, fd: BorrowedFd<'_>, flags: i32) -> Response {
-    let access = match flags {
+    let access = match flags & libc::O_ACCMODE {
         libc::O_RDONLY => OFlags::RDONLY,
+        libc::O_WRONLY => OFlags::WRONLY,
         libc::O_RDWR => OFlags::RDWR,
         _ => return Err(Errno::EINVAL),
     };
+    let carried = flags
+        & (libc::O_APPEND
+            | libc::O_TRUNC
+            | libc::O_NONBLOCK
+            | libc::O_NOATIME
+            | libc::O_SYNC
+            | libc::O_DSYNC);
+    let access = access | OFlags::from_bits_retain(carried.cast_unsigned());
     if stat_fd(fd)?.mode & libc::S_IFMT != libc::S_IFREG {
         return Err(Errno::EINVAL);
     }

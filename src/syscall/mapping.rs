@@ -1,16 +1,18 @@
 //! `mmap(2)` of a remote file.
 //!
-//! A private mapping (`MAP_PRIVATE`, any protection) becomes an anonymous
-//! private mapping of the same size that rscq fills with the file's bytes
-//! once the kernel made it: the program's copy-on-write changes stay its
-//! own, as with a file mapping.
+//! Every mapping is a native mapping of the file's *shadow*, a local file
+//! that every process of the run maps (see [`crate::engine::shadow`]): the
+//! tracer has the thread open the shadow, runs the program's own `mmap` on
+//! that fd, and closes it again.
 //!
-//! A shared mapping (`MAP_SHARED`, read-only or writable) is a native
-//! shared mapping of the file's *shadow*, a local file that every process
-//! of the run maps (see [`crate::engine::shadow`]): the tracer has the
-//! thread open the shadow, runs the `mmap` on that fd, and closes it
-//! again. What mappings write reaches the server at `msync`, `munmap`
-//! ([`shadows_in`] finds the shadows a range maps), fsync, close and exit.
+//! A shared mapping (`MAP_SHARED`, read-only or writable) shares the
+//! shadow's pages: what mappings write reaches the server at `msync`,
+//! `munmap` ([`shadows_in`] finds the shadows a range maps), fsync, close
+//! and exit. A private mapping (`MAP_PRIVATE`, any protection) is the
+//! kernel's copy-on-write mapping of the shadow, opened read-only: the
+//! program's changes stay its own, pages it did not change show the
+//! file's later changes made in the run, and pages past the file's end
+//! after a truncation raise SIGBUS, as with a local file.
 //!
 //! Must not call ptrace: the tracer rewrites the call and fills the pages.
 
@@ -37,9 +39,9 @@ pub fn plan(rfd: &RemoteFd, a: [u64; 6]) -> Plan {
     if len == 0 || !offset.is_multiple_of(PAGE) {
         return Plan::fail(Errno::EINVAL);
     }
-    let Ok(offset) = i64::try_from(offset) else {
+    if i64::try_from(offset).is_err() {
         return Plan::fail(Errno::EOVERFLOW);
-    };
+    }
     let access = rfd.flags & libc::O_ACCMODE;
     if access == libc::O_WRONLY || rfd.flags & libc::O_PATH != 0 {
         return Plan::fail(if rfd.flags & libc::O_PATH != 0 {
@@ -61,14 +63,7 @@ pub fn plan(rfd: &RemoteFd, a: [u64; 6]) -> Plan {
         // write access exactly when the kernel would allow it.
         return Plan::map_shared(rfd.handle, access == libc::O_RDWR);
     }
-    let private = (flags & !MAP_TYPE & !libc::MAP_SYNC) | libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
-    Plan::map_remote(rfd.handle, offset, len, u64::from(private.cast_unsigned()))
-}
-
-/// The arguments that turn the program's `mmap` into an anonymous private
-/// mapping with `flags`: no file (`-1`), offset 0.
-pub fn anonymous_args(flags: u64) -> [Option<u64>; 6] {
-    [None, None, None, Some(flags), Some(u64::MAX), Some(0)]
+    Plan::map_private(rfd.handle)
 }
 
 /// The shadow files (paths starting with `prefix`) that the mappings of
@@ -134,31 +129,32 @@ mod tests {
     }
 
     #[test]
-    fn a_private_mapping_becomes_an_anonymous_one_to_fill() {
-        let plan = plan(
-            &rfd(libc::O_RDONLY),
-            args(
-                8192,
-                libc::PROT_READ,
-                libc::MAP_PRIVATE | libc::MAP_POPULATE,
-                4096,
-            ),
-        );
-        let want = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE;
-        assert_eq!(
-            plan,
-            Plan::map_remote(Handle(4), 4096, 8192, u64::from(want.cast_unsigned()))
-        );
+    fn every_mapping_maps_the_shadow() {
+        // A private one on a read-only shadow, whatever the fd's access
+        // and the protection (copy-on-write never writes the file).
+        for access in [libc::O_RDONLY, libc::O_RDWR] {
+            let plan = plan(
+                &rfd(access),
+                args(
+                    8192,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_PRIVATE | libc::MAP_POPULATE,
+                    4096,
+                ),
+            );
+            assert_eq!(plan, Plan::map_private(Handle(4)));
+            assert_eq!(plan, Plan::map_shared(Handle(4), false));
+        }
         // A shared mapping maps the shadow, opened as the fd was.
         assert_eq!(
-            super::plan(
+            plan(
                 &rfd(libc::O_RDONLY),
                 args(1, libc::PROT_READ, libc::MAP_SHARED, 0)
             ),
             Plan::map_shared(Handle(4), false)
         );
         assert_eq!(
-            super::plan(
+            plan(
                 &rfd(libc::O_RDWR),
                 args(
                     1,

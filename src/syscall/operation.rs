@@ -57,14 +57,7 @@ pub enum Operation {
     /// `--pure`: fetch one datagram into the program's empty remote UDP
     /// socket; the call then runs natively.
     UdpRecv { udp: u64, dontwait: bool },
-    /// `mmap` of a remote file: `len` bytes at `offset` (fewer at its end),
-    /// after any writes held for it; replies `Data`.
-    ReadRange {
-        handle: Handle,
-        offset: i64,
-        len: u64,
-    },
-    /// `mmap(MAP_SHARED)`: make (or bring up to date) the shadow file of
+    /// `mmap`: make (or bring up to date) the shadow file of
     /// the file `handle` is of; replies its path.
     MapShadow { handle: Handle, writable: bool },
     /// Write what shared mappings changed in the shadows at `paths` (all
@@ -171,12 +164,8 @@ impl Operation {
                 format!("{fd}, {}{}", data.len(), to.unwrap_or_default())
             }
             Self::UdpRecv { .. } => format!("{fd}"),
-            Self::ReadRange {
-                handle,
-                offset,
-                len,
-            } => format!("NULL, {len}, #{}, {offset}", handle.0),
-            Self::MapShadow { handle, .. } => format!("NULL, MAP_SHARED, #{}", handle.0),
+            // Shared or private: the program's own flags stay in its call.
+            Self::MapShadow { handle, .. } => format!("NULL, #{}", handle.0),
             Self::SyncShadows { paths, .. } => format!("{} shared mappings", paths.len()),
             Self::FetchExecutable { path, .. } => Shown { fd: None, mounts }.path(path),
             Self::SetSockOption { .. } | Self::Prefetch { .. } => String::new(),
@@ -186,16 +175,10 @@ impl Operation {
 
 /// The plans of the remote operations each family builds, by name.
 impl Plan {
-    /// `mmap` of a remote file: fetch `len` bytes at `offset`, run the call
-    /// natively as an anonymous private mapping with `flags`
-    /// ([`super::mapping::anonymous_args`]) and fill it with them.
-    pub(crate) fn map_remote(handle: Handle, offset: i64, len: u64, flags: u64) -> Self {
-        let operation = Operation::ReadRange {
-            handle,
-            offset,
-            len,
-        };
-        Self::unbound(operation, Waiting::Held(Then::Map { flags }))
+    /// `mmap(MAP_PRIVATE)` of a remote file: map its shadow natively,
+    /// opened read-only (copy-on-write pages never reach the file).
+    pub(crate) fn map_private(handle: Handle) -> Self {
+        Self::map_shared(handle, false)
     }
 
     /// `mmap(MAP_SHARED)` of a remote file: map its shadow natively
@@ -409,13 +392,12 @@ mod tests {
             "6, 12"
         );
         assert_eq!(
-            Operation::ReadRange {
+            Operation::MapShadow {
                 handle: Handle(7),
-                offset: 4096,
-                len: 100
+                writable: false
             }
             .trace_args(-1),
-            "NULL, 100, #7, 4096"
+            "NULL, #7"
         );
         assert_eq!(
             Operation::SyncShadows {

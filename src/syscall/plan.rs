@@ -95,6 +95,11 @@ pub trait Tracee {
     /// Whether the process may hold record locks on remote files (then
     /// each close of a remote file releases them, as the kernel's does).
     fn holds_record_locks(&mut self) -> bool;
+    /// Whether `fd` is an open fd of the process (the kernel's `EBADF`
+    /// check, for calls whose other fd is remote).
+    fn is_open(&mut self, fd: i32) -> bool {
+        fd >= 0
+    }
     /// The shadow files of remote files that the process's shared mappings
     /// in `[addr, addr + len)` map (see [`super::mapping::shadows_in`]).
     fn shadow_maps(&mut self, addr: u64, len: u64) -> Vec<Vec<u8>> {
@@ -201,11 +206,6 @@ pub enum Then {
     /// the program's machine can reach: refused, as by a socket file nobody
     /// listens on.
     ConnectSocketFile,
-    /// `Data` → run the `mmap` natively as an anonymous mapping with
-    /// `flags` and fill the mapping with the data.
-    Map {
-        flags: u64,
-    },
     /// `Done` → the remote executable is copied to `copy`: run that (or,
     /// for a `#!` script, its interpreter on the program's path).
     Exec {
@@ -408,12 +408,6 @@ pub enum Outcome {
         path: Vec<u8>,
         writable: bool,
     },
-    /// Run the program's `mmap` with these arguments changed, then write
-    /// `data` at the start of the new mapping.
-    MapFilled {
-        args: [Option<u64>; 6],
-        data: Vec<u8>,
-    },
 }
 
 impl Outcome {
@@ -510,16 +504,6 @@ pub fn finish(then: Then, response: Response, mounts: &MountTable) -> Outcome {
     if let Then::MapShadow { writable } = then {
         return match response {
             Ok(Reply::Data(path)) => Outcome::MapShadow { path, writable },
-            Ok(_) => Outcome::errno(Errno::EIO),
-            Err(e) => Outcome::errno(e),
-        };
-    }
-    if let Then::Map { flags } = then {
-        return match response {
-            Ok(Reply::Data(data)) => Outcome::MapFilled {
-                args: super::mapping::anonymous_args(flags),
-                data,
-            },
             Ok(_) => Outcome::errno(Errno::EIO),
             Err(e) => Outcome::errno(e),
         };

@@ -38,6 +38,8 @@ pub struct FakeTracee {
     pub epoll: HashMap<i32, Vec<(i32, bool)>>,
     /// Local symlinks: path → target.
     pub local_links: HashMap<Vec<u8>, Vec<u8>>,
+    /// Fds that are not open (every other one is).
+    pub closed: HashSet<i32>,
 }
 
 impl FakeTracee {
@@ -110,6 +112,9 @@ impl Tracee for FakeTracee {
         self.remote_fds
             .get(&fd)
             .map_or(FdKind::Local, |r| FdKind::Remote(r.clone()))
+    }
+    fn is_open(&mut self, fd: i32) -> bool {
+        fd >= 0 && !self.closed.contains(&fd)
     }
     fn local_fd_path(&mut self, fd: i32) -> Option<Vec<u8>> {
         self.local_dirs.get(&fd).cloned()

@@ -12,7 +12,6 @@ use nix::unistd::Pid;
 use super::control::Stop;
 use super::state::{ExitAction, ThreadState, exit_action};
 use super::{ARG_REGS, Call, Forwarder, RED_ZONE, Tracer, mem, set_arg};
-use crate::errno::Errno;
 use crate::proto::Request;
 use crate::syscall::describe::{Returned, TraceLine};
 use crate::syscall::plan::{self, AfterNative};
@@ -279,17 +278,6 @@ impl<F: Forwarder> Tracer<'_, F> {
             // returns from it.
             ExitAction::RemoveFile(path) => {
                 let _ = std::fs::remove_file(path);
-            }
-            ExitAction::FillMapping { data } => {
-                // An address, not an errno: the anonymous mapping is there.
-                if !(-4095..0).contains(&result)
-                    && let Err(e) = mem::write_forced(pid, result.cast_unsigned(), &data)
-                {
-                    // The mapping stays, but the program must not read
-                    // zeros for the file's bytes.
-                    tracing::warn!("cannot fill a remote file's mapping: {e}");
-                    result = Errno::EIO.as_syscall_return();
-                }
             }
             ExitAction::Fail(e) => {
                 if result >= 0 {

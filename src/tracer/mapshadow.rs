@@ -1,12 +1,12 @@
-//! `mmap(MAP_SHARED)` of a remote file, run on its shadow file (see
+//! `mmap` of a remote file, shared or private, run on its shadow file (see
 //! [`crate::engine::shadow`]): the thread's own `mmap` becomes an
 //! `openat` of the shadow; at its exit the thread runs the program's
 //! `mmap` with that fd, then a `close` of it, each injected by stepping
 //! back over the `syscall` instruction (`inject::injected_call`, which the
 //! fd filter's injection uses too); then it gets its
 //! own registers back with the mapping's address (or error) as result.
-//! So the mapping is the kernel's own shared mapping of one file that all
-//! processes of the run map.
+//! So the mapping is the kernel's own mapping of one file that all
+//! processes of the run map (shared, or copy-on-write).
 //!
 //! Must not change what the program sees: the fd lives only between the
 //! injected calls (close-on-exec), and signals that come meanwhile are held
@@ -18,6 +18,11 @@ use super::control::Stop;
 use super::inject::injected_call;
 use super::state::{ExitAction, ShadowStep, ThreadState};
 use super::{Forwarder, Tracer};
+
+/// `MAP_TYPE`: the bits of `mmap`'s flags that say shared or private.
+const MAP_TYPE: u64 = 0x0f;
+/// `MAP_PRIVATE` among them.
+const PRIVATE: u64 = 0x02;
 
 impl<F: Forwarder> Tracer<'_, F> {
     /// [`crate::syscall::plan::Outcome::MapShadow`]: the thread, held in
@@ -121,7 +126,10 @@ impl<F: Forwarder> Tracer<'_, F> {
                 regs.rax = mapped.cast_unsigned();
                 let tgid = self.tgid_of(tid);
                 let traps = self.processes.get(&tgid).is_some_and(|p| p.map_traps);
-                if mapped >= 0 && !traps && !self.map_filter.is_empty() {
+                // A private mapping never writes the shadow: its `munmap`
+                // and `msync` have nothing to push.
+                let shared = saved.r10 & MAP_TYPE != PRIVATE;
+                if mapped >= 0 && shared && !traps && !self.map_filter.is_empty() {
                     // Its first shared mapping of a remote file: from now
                     // on its munmap and msync stop (the filter goes in
                     // before the program sees the result).

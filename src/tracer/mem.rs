@@ -71,20 +71,3 @@ pub fn write_bytes(pid: Pid, addr: u64, bytes: &[u8]) -> Result<(), Errno> {
     }
     Ok(())
 }
-
-/// Writes `bytes` at `addr` even where the program may not write (a
-/// read-only private mapping), as a debugger does through `/proc/PID/mem`
-/// (proc(5)); for filling a mapping rscq made, never for a program's
-/// buffer, where the kernel would give EFAULT.
-pub fn write_forced(pid: Pid, addr: u64, bytes: &[u8]) -> Result<(), Errno> {
-    use std::os::unix::fs::FileExt as _;
-    if bytes.is_empty() {
-        return Ok(());
-    }
-    let mem = std::fs::OpenOptions::new()
-        .write(true)
-        .open(format!("/proc/{pid}/mem"))
-        .map_err(|e| Errno::from_io(&e))?;
-    mem.write_all_at(bytes, addr)
-        .map_err(|e| Errno::from_io(&e))
-}

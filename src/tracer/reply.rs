@@ -216,16 +216,13 @@ impl<F: Forwarder> Tracer<'_, F> {
                 }
             }
             Outcome::MapShadow { path, writable } => {
-                let note = Some("shared, on a shadow file");
+                let note = Some(if writable {
+                    "shared writable, on a shadow file"
+                } else {
+                    "on a shadow file"
+                });
                 self.trace_done(tid, trace.as_ref(), Returned::Unknown, note);
                 self.open_shadow(stop, path, writable);
-            }
-            Outcome::MapFilled { args, data } => {
-                let note = format!("{} bytes", data.len());
-                self.trace_done(tid, trace.as_ref(), Returned::Unknown, Some(&note));
-                let sp = stop.stack_pointer();
-                let call = Some((nr, args));
-                self.rewrite_and_run(stop, sp, call, &[], ExitAction::FillMapping { data });
             }
             Outcome::RunNative { error } => {
                 let ret = error.map_or(0, Errno::as_syscall_return);

@@ -151,11 +151,6 @@ pub(super) enum ExitAction {
     /// An `execve` of a remote executable's local copy ran: it failed if
     /// the call returns, and the copy goes.
     RemoveFile(std::path::PathBuf),
-    /// An `mmap` of a remote file ran as an anonymous mapping: these are
-    /// the file's bytes for its start.
-    FillMapping {
-        data: Vec<u8>,
-    },
     /// The program's `mmap` ran as an `openat` of a shadow file: the
     /// `mmap` itself runs next, on the fd it returned (`mapshadow`).
     ShadowOpened,

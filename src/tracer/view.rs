@@ -108,6 +108,10 @@ impl<F: Forwarder> Tracee for TraceeView<'_, '_, F> {
         self.tracer.registry.lookup(self.pid.as_raw(), fd)
     }
 
+    fn is_open(&mut self, fd: i32) -> bool {
+        fd >= 0 && self.tracer.dup_fd(self.pid, fd).is_some()
+    }
+
     fn socket_kind(&mut self, fd: i32) -> Option<(i32, i32)> {
         let dup = self.tracer.dup_fd(self.pid, fd)?;
         let domain = rustix::net::sockopt::socket_domain(&dup).ok()?;

@@ -6,8 +6,10 @@
 //! the program exits without `msync` or `munmap`.
 
 use std::fs;
+use std::os::unix::fs::FileExt as _;
+use std::time::Duration;
 
-use crate::harness::{Backend, Pair, cmd, each_mode, p, run, sh_c};
+use crate::harness::{Backend, Pair, Running, cmd, each_mode, p, run, sh_c};
 
 /// Builds the C program `source` into `$T/local/name` (outside the mount,
 /// so both runs execute the same local binary).
@@ -301,5 +303,178 @@ int main(int argc, char **argv) {
             fs::read(pair.tree.join("b.bin")).expect("direct file"),
             fs::read(pair.remote_tree.join("b.bin")).expect("server file")
         );
+    });
+}
+
+/// A file truncated under its mappings, shared and private, by `ftruncate`
+/// of another fd, `truncate` and an `open` with `O_TRUNC` (and by another
+/// process of the run): a page past the new end raises SIGBUS, as locally,
+/// rather than reading the old bytes or zeros. A private mapping's page
+/// the program changed stays its own, a page it did not change shows a
+/// `pwrite` through an fd. Output and files compared with a direct run.
+#[test]
+fn a_file_truncated_under_a_mapping_raises_sigbus_as_locally() {
+    let source = r#"
+#include <setjmp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <fcntl.h>
+#include <unistd.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+static sigjmp_buf env;
+static void on_bus(int sig) { siglongjmp(env, sig); }
+
+static void touch(const char *what, volatile char *at) {
+    int sig = sigsetjmp(env, 1);
+    if (sig == 0)
+        printf("%s: read %d\n", what, *at);
+    else
+        printf("%s: %s\n", what, sig == SIGBUS ? "SIGBUS" : "another signal");
+}
+
+static void shrink(const char *path, const char *how) {
+    if (!strcmp(how, "ftruncate")) {
+        int other = open(path, O_RDWR);
+        if (other < 0 || ftruncate(other, 0)) { perror("ftruncate"); exit(1); }
+        close(other);
+    } else if (!strcmp(how, "truncate")) {
+        if (truncate(path, 0)) { perror("truncate"); exit(1); }
+    } else if (!strcmp(how, "O_TRUNC")) {
+        int other = open(path, O_WRONLY | O_TRUNC);
+        if (other < 0) { perror("open O_TRUNC"); exit(1); }
+        close(other);
+    } else {
+        /* Another process of the run. */
+        pid_t c = fork();
+        if (c == 0) { _exit(truncate(path, 4096) ? 1 : 0); }
+        int st;
+        waitpid(c, &st, 0);
+        if (!WIFEXITED(st) || WEXITSTATUS(st)) { fprintf(stderr, "child: %d\n", st); exit(1); }
+    }
+}
+
+int main(int argc, char **argv) {
+    char path[4096], buf[8192];
+    snprintf(path, sizeof path, "%s/trunc.dat", argv[1]);
+    struct sigaction sa = {0};
+    sa.sa_handler = on_bus;
+    sigaction(SIGBUS, &sa, NULL);
+    const char *hows[] = {"ftruncate", "truncate", "O_TRUNC", "a child's truncate"};
+    for (int i = 0; i < 4; i++) {
+        for (int shared = 0; shared < 2; shared++) {
+            memset(buf, 'a' + i, sizeof buf);
+            int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+            if (fd < 0 || write(fd, buf, sizeof buf) != (ssize_t)sizeof buf) { perror("setup"); return 1; }
+            char *m = mmap(NULL, 8192, PROT_READ | PROT_WRITE, shared ? MAP_SHARED : MAP_PRIVATE, fd, 0);
+            if (m == MAP_FAILED) { perror("mmap"); return 1; }
+            printf("%s, %s: before %c %c\n", hows[i], shared ? "shared" : "private", m[0], m[4096]);
+            shrink(path, hows[i]);
+            touch("  page 2", m + 4096);
+            touch("  page 1", m);
+            munmap(m, 8192);
+            close(fd);
+        }
+    }
+    /* A private mapping: a changed page is the program's, an unchanged one
+       is the file's. */
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC, 0644);
+    memset(buf, 'p', sizeof buf);
+    if (fd < 0 || write(fd, buf, sizeof buf) != (ssize_t)sizeof buf) { perror("setup"); return 1; }
+    char *m = mmap(NULL, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+    if (m == MAP_FAILED) { perror("mmap"); return 1; }
+    m[0] = 'M';
+    if (pwrite(fd, "WW", 2, 1) != 2 || pwrite(fd, "NEW", 3, 4096) != 3) { perror("pwrite"); return 1; }
+    printf("private after pwrite: %.3s %.3s\n", m, m + 4096);
+    munmap(m, 8192);
+    close(fd);
+    return 0;
+}
+"#;
+    each_mode(|mode| {
+        let pair = Pair::new(Backend::Remote, mode);
+        let bin = build(&pair, "truncated", source);
+        let (d, _) = pair.same_writes(&[bin.as_str(), &pair.t()], &[]);
+        let out = d.out();
+        for line in [
+            "ftruncate, private: before a a\n  page 2: SIGBUS\n  page 1: SIGBUS\n",
+            "truncate, shared: before b b\n  page 2: SIGBUS\n",
+            "O_TRUNC, private: before c c\n  page 2: SIGBUS\n",
+            "a child's truncate, private: before d d\n  page 2: SIGBUS\n  page 1: read 100\n",
+            "private after pwrite: Mpp NEW\n",
+        ] {
+            assert!(out.contains(line), "direct run lacks {line:?}:\n{out}");
+        }
+    });
+}
+
+/// A file changed on the server while a run maps it (as the server's own
+/// processes would: the test writes the export in place): close-to-open,
+/// as NFS, and no hang. The run's mappings, shared and private, keep what
+/// they pulled until the run maps the file again, which brings the
+/// server's bytes into every mapping's pages (a private page the program
+/// changed stays its own); a truncation on the server does not reach them
+/// (no SIGBUS) until then.
+#[test]
+fn a_file_changed_on_the_server_while_mapped_is_close_to_open() {
+    let script = r#"
+import mmap, os, sys, time
+p, flag = sys.argv[1], sys.argv[2]
+def wait(n):
+    # A hang guard, not a timing check.
+    for _ in range(1200):
+        if os.path.exists(flag + n):
+            return
+        time.sleep(0.05)
+    sys.exit("no flag " + n)
+f = open(p, "rb")
+shared = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+private = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+private[8:10] = b"!!"
+print("mapped:", shared[:5], private[:5], flush=True)
+wait("1")
+print("after the server's write:", shared[:5], private[:5], flush=True)
+again = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+print("mapped again:", again[:5], shared[:5], private[:5], private[8:10], flush=True)
+wait("2")
+print("size:", os.fstat(f.fileno()).st_size)
+print("after the server's truncate:", shared[:5], private[4096:4101], flush=True)
+"#;
+    each_mode(|mode| {
+        let pair = Pair::new(Backend::Remote, mode);
+        let file = pair.remote_tree.join("changing.dat");
+        let mut bytes = b"first".to_vec();
+        bytes.resize(8192, b'.');
+        fs::write(&file, &bytes).expect("write file");
+        let flag = p(&pair.local.join("flag"));
+        let path = format!("{}/changing.dat", pair.t());
+        let argv = ["python3", "-c", script, path.as_str(), flag.as_str()];
+        let mut run = Running::spawn(pair.rscq_cmd(&[], &argv));
+        let wait = Duration::from_secs(30);
+        run.wait_stdout("mapped: b'first' b'first'\n", wait);
+        let server = fs::OpenOptions::new()
+            .write(true)
+            .open(&file)
+            .expect("open on the server");
+        server
+            .write_all_at(b"NEWER", 0)
+            .expect("write on the server");
+        fs::write(format!("{flag}1"), "").expect("flag");
+        run.wait_stdout("mapped again:", wait);
+        server.set_len(0).expect("truncate on the server");
+        fs::write(format!("{flag}2"), "").expect("flag");
+        run.wait_stdout("after the server's truncate:", wait);
+        let out = run.stdout_now();
+        for line in [
+            "after the server's write: b'first' b'first'\n",
+            "mapped again: b'NEWER' b'NEWER' b'first' b'!!'\n",
+            "size: 0\n",
+            "after the server's truncate: b'NEWER' b'.....'\n",
+        ] {
+            assert!(out.contains(line), "rscq's run lacks {line:?}:\n{out}");
+        }
     });
 }

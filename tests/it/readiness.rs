@@ -10,7 +10,8 @@ use std::time::Duration;
 use crate::harness::{Backend, Pair, Running, each_mode, p};
 
 /// Every access mode of a file, and a directory, through `poll`, `select`
-/// and each `epoll_ctl` operation.
+/// and each `epoll_ctl` operation; an `epoll_ctl` whose `epfd` is no open
+/// fd is EBADF before the file's EPERM.
 #[test]
 fn poll_select_and_epoll_on_remote_files_answer_as_linux() {
     let script = r#"
@@ -47,6 +48,16 @@ for name, fd in fds.items():
     # Still the file after all that.
     if name in ("rdonly", "rdwr"):
         print(name, "read:", os.pread(fd, 5, 0))
+# The kernel looks at epfd first (EBADF), then at the target (EPERM for a
+# file, even when epfd is no epoll instance).
+fd = fds["rdonly"]
+for name, epfd in (("closed", 999), ("pipe", os.pipe()[0])):
+    ep = select.epoll.fromfd(epfd)
+    try:
+        ep.register(fd, select.EPOLLIN)
+        print("bad epfd", name + ":", "ok")
+    except OSError as e:
+        print("bad epfd", name + ":", errno.errorcode[e.errno])
 # A pipe beside them is still the kernel's to watch.
 r, w = os.pipe()
 ep = select.epoll()
@@ -65,6 +76,8 @@ print("pipe:", [ev for _, ev in ep.poll(1)])
             "dir epoll modify: EPERM",
             "dir epoll unregister: EPERM",
             "rdonly read: b'hello'",
+            "bad epfd closed: EBADF",
+            "bad epfd pipe: EPERM",
             "pipe: [1]",
         ] {
             assert!(out.contains(line), "direct run lacks {line:?}:\n{out}");

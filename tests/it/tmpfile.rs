@@ -3,7 +3,8 @@
 //! `AT_EMPTY_PATH`, and `/proc/self/fd/N` with `AT_SYMLINK_FOLLOW`, glibc's
 //! and python's), and vanishes at close when never named; compared with
 //! the same program run directly. A name across the mount's edge is EXDEV,
-//! as across file systems.
+//! as across file systems. `/proc/self/fd/N` of a remote file (unnamed or
+//! renamed) is that open file for `stat`, `chmod` and `open`.
 
 use std::fs;
 
@@ -203,5 +204,66 @@ int main(int argc, char **argv) {
         );
         assert!(!pair.local.join("linked").exists());
         assert!(!pair.remote_tree.join("linked").exists());
+    });
+}
+
+/// `stat`, `chmod` and `open` (read, append, `O_TRUNC`, `O_EXCL`) of
+/// `/proc/self/fd/N`, `/proc/PID/fd/N` and `/dev/fd/N` act on the open file,
+/// as locally: an `O_TMPFILE` file (then named by `linkat`) and a file
+/// renamed since it was opened. Output and files compared with a direct run.
+#[test]
+fn proc_self_fd_paths_reach_the_open_remote_file() {
+    let script = r#"
+import os, sys
+d = sys.argv[1]
+def show(what, st):
+    print(what, oct(st.st_mode & 0o7777), st.st_size, st.st_nlink)
+tmp = os.open(d, os.O_TMPFILE | os.O_RDWR, 0o600)
+os.write(tmp, b"unnamed\n")
+f = os.open(d + "/named.txt", os.O_RDWR | os.O_CREAT, 0o644)
+os.write(f, b"named file\n")
+os.rename(d + "/named.txt", d + "/renamed.txt")
+for name, fd in (("tmp", tmp), ("renamed", f)):
+    for path in (f"/proc/self/fd/{fd}", f"/proc/{os.getpid()}/fd/{fd}", f"/dev/fd/{fd}"):
+        show(name + " stat", os.stat(path))
+    os.chmod(f"/proc/self/fd/{fd}", 0o640)
+    show(name + " after chmod", os.fstat(fd))
+    r = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY)
+    print(name, "read", os.pread(r, 100, 0))
+    os.close(r)
+    w = os.open(f"/dev/fd/{fd}", os.O_WRONLY | os.O_APPEND)
+    os.write(w, b"appended\n")
+    os.close(w)
+    print(name, "after append", os.pread(fd, 100, 0))
+    try:
+        os.open(f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    except OSError as e:
+        print(name, "O_EXCL", e.strerror)
+w = os.open(f"/proc/self/fd/{f}", os.O_WRONLY | os.O_TRUNC)
+os.write(w, b"fresh\n")
+os.close(w)
+print("renamed after O_TRUNC", os.pread(f, 100, 0))
+root = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+os.link(f"/proc/self/fd/{tmp}", d + "/tmp-named.txt", src_dir_fd=root, follow_symlinks=True)
+os.close(tmp)
+os.close(f)
+for n in ("renamed.txt", "tmp-named.txt"):
+    show(n, os.stat(d + "/" + n))
+"#;
+    each_mode(|mode| {
+        let pair = Pair::new(Backend::Remote, mode);
+        let (d, _) = pair.same_writes(&["python3", "-c", script, &pair.t()], &[]);
+        let out = d.out();
+        for line in [
+            "tmp stat 0o600 8 0\n",
+            "tmp after chmod 0o640 8 0\n",
+            "tmp after append b'unnamed\\nappended\\n'\n",
+            "renamed after chmod 0o640 11 1\n",
+            "renamed O_EXCL File exists\n",
+            "renamed after O_TRUNC b'fresh\\n'\n",
+            "tmp-named.txt 0o640 17 1\n",
+        ] {
+            assert!(out.contains(line), "direct run lacks {line:?}:\n{out}");
+        }
     });
 }

@@ -19,6 +19,7 @@ impl<T: Tracee> Planner<'_, T> {
     /// `op`, as Linux answers for a regular file or a directory (always
     /// ready, so never watched; `poll` and `select` report them readable
     /// and writable, which the FIFO standing in for the file does too).
+    /// An `epfd` that is no open fd is EBADF first, as the kernel checks.
     pub(super) fn epoll_ctl(&mut self, a: [u64; 6]) -> Plan {
         let FdKind::Remote(_) = self.t.fd(arg_i32(a[2])) else {
             return Plan::Native;
@@ -29,6 +30,10 @@ impl<T: Tracee> Planner<'_, T> {
             && let Err(e) = self.t.read_bytes(a[3], EPOLL_EVENT_SIZE)
         {
             return Plan::fail(e);
+        }
+        // Then `epfd` (EBADF), then whether the target can be polled.
+        if !self.t.is_open(arg_i32(a[0])) {
+            return Plan::fail(Errno::EBADF);
         }
         Plan::fail(Errno::EPERM)
     }

@@ -13,6 +13,9 @@ use crate::syscall::plan::{AT_FDCWD, FdKind, Plan, Planner, Then, Tracee, arg_i3
 impl<T: Tracee> Planner<'_, T> {
     /// `chmod(path, mode)`.
     pub(super) fn chmod(&mut self, a: [u64; 6]) -> Plan {
+        if let Some(handle) = self.named_open_file(a[0]) {
+            return Self::fchmod(handle, [0, a[1], 0, 0, 0, 0]);
+        }
         self.one_path(AT_FDCWD, a[0], 0, |_, _, path| {
             Plan::forward(
                 Request::Chmod {
@@ -38,9 +41,19 @@ impl<T: Tracee> Planner<'_, T> {
             return self.fd_call(libc::SYS_fchmod, [a[0], a[2], 0, 0, 0, 0]);
         }
         let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+        if follow && let Some(handle) = self.named_open_file(a[1]) {
+            return Self::fchmod(handle, [0, a[2], 0, 0, 0, 0]);
+        }
         self.one_path(arg_i32(a[0]), a[1], 1, |_, _, path| {
             Plan::forward(Request::Chmod { path, mode, follow }, Then::Zero)
         })
+    }
+
+    /// The handle of the remote open file the path at `addr` names as
+    /// `/proc/self/fd/N` ([`Planner::open_file_named`]).
+    fn named_open_file(&mut self, addr: u64) -> Option<Handle> {
+        let path = self.t.read_path(addr).ok()?;
+        self.open_file_named(&path).map(|rfd| rfd.handle)
     }
 
     /// `chown(path, uid, gid)` (`follow`) and `lchown`.

@@ -169,6 +169,45 @@ impl<T: Tracee> Planner<'_, T> {
         Ok(Target::Local { rewrite })
     }
 
+    /// The remote file an absolute `path` reaches, followed, when it is
+    /// the program's own open file: `/proc/self/fd/N` (`/proc/PID/fd/N`
+    /// with its own pid, `/proc/thread-self/fd/N`, `/dev/fd/N`) of a
+    /// remote fd N that is no directory. Natively such a path reaches the
+    /// open file itself, also one without a name (`O_TMPFILE`) or renamed
+    /// since, so its calls become the fd's (`fstat`, `fchmod`, a reopen).
+    pub(super) fn open_file_named(&mut self, path: &[u8]) -> Option<RemoteFd> {
+        if path.first() != Some(&b'/') || path.ends_with(b"/") {
+            return None;
+        }
+        let path = self.own_proc_fd(&paths::normalize(path));
+        let (fd, rest) = proc_fd_reference(&path)?;
+        match self.t.fd(fd) {
+            FdKind::Remote(rfd) if rest.is_empty() && !rfd.is_dir => Some(rfd),
+            _ => None,
+        }
+    }
+
+    /// `path` with `/proc/PID/fd/` of the caller's own process spelled
+    /// `/proc/self/fd/` (any other path as it is).
+    fn own_proc_fd(&mut self, path: &[u8]) -> Vec<u8> {
+        let Some(tail) = path.strip_prefix(b"/proc/") else {
+            return path.to_vec();
+        };
+        let digits = tail.iter().take_while(|b| b.is_ascii_digit()).count();
+        if digits == 0 || !tail[digits..].starts_with(b"/fd/") {
+            return path.to_vec();
+        }
+        let pid = std::str::from_utf8(&tail[..digits])
+            .ok()
+            .and_then(|s| s.parse::<i32>().ok());
+        if pid != Some(self.t.tgid()) {
+            return path.to_vec();
+        }
+        let mut own = b"/proc/self".to_vec();
+        own.extend_from_slice(&tail[digits..]);
+        own
+    }
+
     /// Follows local symlinks in the normalized absolute `path` (all its
     /// components with `follow_last`, else all but the last) until the path
     /// enters a mount: the local path there and the remote one. `None` if

@@ -21,6 +21,9 @@ impl<T: Tracee> Planner<'_, T> {
         if let Some(plan) = self.system_file(dirfd, addr, arg, flags) {
             return plan;
         }
+        if let Some(plan) = self.reopen(addr, flags) {
+            return plan;
+        }
         self.one_path(dirfd, addr, arg, |_, local, path| {
             let cloexec = flags & libc::O_CLOEXEC != 0;
             Plan::forward(
@@ -36,6 +39,37 @@ impl<T: Tracee> Planner<'_, T> {
                 },
             )
         })
+    }
+
+    /// An open of `/proc/self/fd/N` of a remote file
+    /// ([`Planner::open_file_named`]): a new open file description of that
+    /// file, with the open's access and flags ([`Request::Reopen`]), as
+    /// the kernel opens what the magic link names. Not followed
+    /// (`O_NOFOLLOW`), for a directory or `O_PATH`, it stays a path.
+    fn reopen(&mut self, addr: u64, flags: i32) -> Option<Plan> {
+        if flags & (libc::O_NOFOLLOW | libc::O_PATH | libc::O_DIRECTORY) != 0 {
+            return None;
+        }
+        let path = self.t.read_path(addr).ok()?;
+        let rfd = self.open_file_named(&path)?;
+        if flags & (libc::O_CREAT | libc::O_EXCL) == libc::O_CREAT | libc::O_EXCL {
+            return Some(Plan::fail(Errno::EEXIST));
+        }
+        let opened = flags & !(libc::O_CLOEXEC | libc::O_CREAT | libc::O_EXCL);
+        // A file made `O_TMPFILE` keeps its directory as its path: its new
+        // fd must not be taken for that directory either.
+        let tmpfile = rfd.flags & libc::O_TMPFILE;
+        Some(Plan::forward(
+            Request::Reopen {
+                handle: rfd.handle,
+                flags: opened,
+            },
+            Then::Open {
+                local_path: rfd.path,
+                flags: opened | tmpfile,
+                cloexec: flags & libc::O_CLOEXEC != 0,
+            },
+        ))
     }
 
     /// `openat2(dirfd, path, how, size)`: the flags and mode of its

@@ -44,6 +44,9 @@ impl<T: Tracee> Planner<'_, T> {
             };
         }
         let follow = flags & libc::AT_SYMLINK_NOFOLLOW == 0;
+        if follow && let Some(rfd) = self.open_file_named(&path) {
+            return Plan::forward(Request::Fstat { handle: rfd.handle }, then);
+        }
         match self.resolve(dirfd, &path) {
             Err(e) => Plan::fail(e),
             Ok(Target::Local { rewrite: None }) => Plan::Native,

@@ -33,17 +33,16 @@ fn returned(ret: i64, writes: Vec<(u64, Vec<u8>)>) -> Outcome {
 }
 
 #[test]
-fn mmap_of_a_remote_file_is_filled_from_the_server() {
+fn mmap_of_a_remote_file_maps_its_shadow() {
     let mut t = FakeTracee::new();
     t.remote_fd(5, 9, "/r/f", libc::O_RDONLY, false);
     let a = |fd: u64| [0, 4096, 1, 2, fd, 0];
     assert!(matches!(
         plan(libc::SYS_mmap, a(5), &mounted(), &mut t),
         Plan::Remote {
-            operation: Operation::ReadRange {
-                len: 4096,
-                offset: 0,
-                ..
+            operation: Operation::MapShadow {
+                handle: Handle(9),
+                writable: false
             },
             ..
         }

@@ -316,4 +316,14 @@ fn epoll_ctl_refuses_a_remote_fd_as_linux_refuses_a_regular_file() {
         epoll_ctl(&mut t, libc::EPOLL_CTL_DEL, 5, 0x9000),
         fail(libc::EPERM)
     );
+    // Then `epfd` (3 here): EBADF when it is no open fd, before the
+    // target's EPERM.
+    t.closed.insert(3);
+    for op in [libc::EPOLL_CTL_ADD, libc::EPOLL_CTL_DEL] {
+        assert_eq!(epoll_ctl(&mut t, op, 5, BUF), fail(libc::EBADF));
+    }
+    assert_eq!(
+        epoll_ctl(&mut t, libc::EPOLL_CTL_ADD, 5, 0x9000),
+        fail(libc::EFAULT)
+    );
 }

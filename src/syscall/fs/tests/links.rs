@@ -3,7 +3,7 @@
 
 use super::{AT_FDCWD, BUF, P, P2, fail, forward, plan_path, rp};
 use crate::proto::{Handle, Request};
-use crate::syscall::plan::{Plan, Then};
+use crate::syscall::plan::{Plan, StatLayout, Then};
 use crate::syscall::testutil::FakeTracee;
 
 #[test]
@@ -145,7 +145,8 @@ fn linkat_across_the_mount_edge_is_exdev() {
 fn no_path_names_an_o_tmpfile_file() {
     let mut t = FakeTracee::new();
     t.remote_fd(3, 7, "/r/d", libc::O_TMPFILE | libc::O_RDWR, false);
-    // Its path is the directory's: `/proc/self/fd/3` must not reach it.
+    // Its path is the directory's: only `/proc/self/fd/3` itself, which
+    // names the open file, reaches it (by its handle).
     assert_eq!(
         plan_path(
             &mut t,
@@ -153,7 +154,13 @@ fn no_path_names_an_o_tmpfile_file() {
             "/proc/self/fd/3",
             [P, 0o600, 0, 0, 0, 0]
         ),
-        fail(libc::ENOENT)
+        forward(
+            Request::Fchmod {
+                handle: Handle(7),
+                mode: 0o600
+            },
+            Then::Zero
+        )
     );
     assert_eq!(
         plan_path(
@@ -169,4 +176,114 @@ fn no_path_names_an_o_tmpfile_file() {
         plan_path(&mut t, libc::SYS_openat, "x", [3, P, 0, 0, 0, 0]),
         fail(libc::ENOTDIR)
     );
+}
+
+#[test]
+fn proc_self_fd_of_a_remote_file_is_that_open_file() {
+    let mut t = FakeTracee::new();
+    t.remote_fd(3, 7, "/r/d", libc::O_TMPFILE | libc::O_RDWR, false);
+    t.remote_fd(4, 8, "/r/f", libc::O_RDONLY, false);
+    t.remote_fd(5, 9, "/r/dir", libc::O_RDONLY | libc::O_DIRECTORY, true);
+    let stat = |layout| Then::Stat { addr: BUF, layout };
+    // Every spelling of the program's own fd: its handle's fstat. The
+    // fake's pid is 1.
+    for path in [
+        "/proc/self/fd/3",
+        "/proc/thread-self/fd/3",
+        "/dev/fd/3",
+        "/proc/1/fd/3",
+        "/proc/self/../self/fd/3",
+    ] {
+        assert_eq!(
+            plan_path(&mut t, libc::SYS_stat, path, [P, BUF, 0, 0, 0, 0]),
+            forward(Request::Fstat { handle: Handle(7) }, stat(StatLayout::Stat)),
+            "{path}"
+        );
+    }
+    let statx = [AT_FDCWD, P, 0, 0x7ff, BUF, 0];
+    assert_eq!(
+        plan_path(&mut t, libc::SYS_statx, "/dev/fd/4", statx),
+        forward(
+            Request::Fstat { handle: Handle(8) },
+            stat(StatLayout::Statx)
+        )
+    );
+    // Another process's fd N is not the caller's.
+    assert_eq!(
+        plan_path(&mut t, libc::SYS_stat, "/proc/2/fd/3", [P, BUF, 0, 0, 0, 0]),
+        Plan::Native
+    );
+    // fchmodat follows it; an open reopens the file with the open's
+    // flags, keeping a tmpfile's mark.
+    let fchmodat = [AT_FDCWD, P, 0o640, 0, 0, 0];
+    assert_eq!(
+        plan_path(&mut t, libc::SYS_fchmodat, "/proc/self/fd/4", fchmodat),
+        forward(
+            Request::Fchmod {
+                handle: Handle(8),
+                mode: 0o640
+            },
+            Then::Zero
+        )
+    );
+    let flags = libc::O_WRONLY | libc::O_APPEND | libc::O_CLOEXEC;
+    let openat = |flags: i32| [AT_FDCWD, P, flags.cast_unsigned().into(), 0, 0, 0];
+    assert_eq!(
+        plan_path(&mut t, libc::SYS_openat, "/proc/self/fd/3", openat(flags)),
+        forward(
+            Request::Reopen {
+                handle: Handle(7),
+                flags: libc::O_WRONLY | libc::O_APPEND
+            },
+            Then::Open {
+                local_path: b"/r/d".to_vec(),
+                flags: libc::O_WRONLY | libc::O_APPEND | libc::O_TMPFILE,
+                cloexec: true
+            }
+        )
+    );
+    assert_eq!(
+        plan_path(
+            &mut t,
+            libc::SYS_openat,
+            "/dev/fd/4",
+            openat(libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY)
+        ),
+        fail(libc::EEXIST)
+    );
+    // Not followed, or a directory: a path as before.
+    assert_eq!(
+        plan_path(
+            &mut t,
+            libc::SYS_newfstatat,
+            "/proc/self/fd/4",
+            [
+                AT_FDCWD,
+                P,
+                BUF,
+                libc::AT_SYMLINK_NOFOLLOW.cast_unsigned().into(),
+                0,
+                0
+            ]
+        ),
+        forward(
+            Request::Stat {
+                path: rp("/srv/f"),
+                follow: false
+            },
+            stat(StatLayout::Stat)
+        )
+    );
+    assert!(!matches!(
+        plan_path(
+            &mut t,
+            libc::SYS_stat,
+            "/proc/self/fd/5",
+            [P, BUF, 0, 0, 0, 0]
+        ),
+        Plan::Remote {
+            operation: crate::syscall::operation::Operation::File(Request::Fstat { .. }),
+            ..
+        }
+    ));
 }

@@ -266,6 +266,8 @@ fn a_remote_directory_fd_is_the_base_of_relative_paths() {
 fn proc_self_fd_of_a_remote_file_names_that_file() {
     let mut t = FakeTracee::new();
     t.remote_fd(4, 2, "/r/f", libc::O_RDONLY, false);
+    t.remote_fd(5, 3, "/r/d", libc::O_RDONLY | libc::O_DIRECTORY, true);
+    // A file: the open file itself, by its handle (also once renamed).
     assert_eq!(
         plan_path(
             &mut t,
@@ -274,8 +276,24 @@ fn proc_self_fd_of_a_remote_file_names_that_file() {
             [P, 0o600, 0, 0, 0, 0]
         ),
         forward(
+            Request::Fchmod {
+                handle: Handle(2),
+                mode: 0o600,
+            },
+            Then::Zero
+        )
+    );
+    // A directory: by its path.
+    assert_eq!(
+        plan_path(
+            &mut t,
+            libc::SYS_chmod,
+            "/proc/self/fd/5",
+            [P, 0o600, 0, 0, 0, 0]
+        ),
+        forward(
             Request::Chmod {
-                path: rp("/srv/f"),
+                path: rp("/srv/d"),
                 mode: 0o600,
                 follow: true
             },

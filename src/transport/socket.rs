@@ -1,0 +1,112 @@
+//! The UDP socket under a QUIC endpoint, client or server, and its buffers.
+//!
+//! Owns how the socket is bound and how large its kernel buffers are. Must
+//! not set QUIC's own parameters (that is `transport_config` in the parent
+//! module) nor know what the connection carries.
+//!
+//! Why the buffers matter: the kernel's default receive buffer (about
+//! 208 KiB, some 90 datagrams as the kernel counts them) holds about a
+//! millisecond of a fast transfer. When the thread that reads the socket
+//! is late by more than that, which a busy machine does all the time, the
+//! kernel drops datagrams and QUIC's congestion control takes each burst
+//! of drops for congestion on the path, halving its window again and
+//! again: measured at RTT 20 ms, a 50 MB read ran at 9 MB/s with 250
+//! such drops where TCP, whose buffers the kernel grows by itself, ran at
+//! 77 MB/s (`benches/quicspeed.sh`, `benches/REPORT-notes.md`).
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+
+/// The receive and send buffer each endpoint asks for: with the kernel's
+/// overhead per datagram, about 100 ms of a 70 MB/s stream, so a reader
+/// that falls behind for a few scheduling slices loses nothing. Measured
+/// at RTT 20 ms under load: 8 MiB still overflowed in most runs, 32 MiB
+/// never, at the same throughput; a larger buffer only delays the loss
+/// that tells the sender the reader is slower than the link.
+pub const SOCKET_BUFFER_BYTES: usize = 16 << 20;
+
+/// What the kernel granted, for logs and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BufferSizes {
+    pub receive: usize,
+    pub send: usize,
+}
+
+/// Binds a UDP socket at `bind`, sizes its buffers and puts a QUIC endpoint
+/// on it; a server endpoint when `server` is given. Needs a tokio runtime:
+/// without one the error says so instead of panicking.
+pub(crate) fn endpoint(
+    bind: SocketAddr,
+    server: Option<quinn::ServerConfig>,
+) -> std::io::Result<quinn::Endpoint> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(std::io::Error::other("no async runtime found"));
+    }
+    let socket = UdpSocket::bind(bind)?;
+    let sizes = size_buffers(&socket, SOCKET_BUFFER_BYTES);
+    tracing::debug!(?sizes, %bind, "QUIC socket buffers");
+    quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        server,
+        socket,
+        Arc::new(quinn::TokioRuntime),
+    )
+}
+
+/// Asks for `bytes` of receive and send buffer and returns what the kernel
+/// granted (Linux reports twice the request, for its own bookkeeping).
+///
+/// The plain request is capped by `net.core.rmem_max`/`wmem_max` (4 MiB
+/// here, 208 KiB on many distributions); a process with `CAP_NET_ADMIN`
+/// may go past that cap, and then does, as quic-go does. Failing to grow a
+/// buffer is not an error: the socket works, only slower under load.
+pub fn size_buffers(socket: &UdpSocket, bytes: usize) -> BufferSizes {
+    use rustix::net::sockopt;
+    let _ = sockopt::set_socket_recv_buffer_size(socket, bytes);
+    if sockopt::socket_recv_buffer_size(socket).unwrap_or(0) < bytes {
+        let _ = sockopt::set_socket_recv_buffer_size_force(socket, bytes);
+    }
+    let _ = sockopt::set_socket_send_buffer_size(socket, bytes);
+    if sockopt::socket_send_buffer_size(socket).unwrap_or(0) < bytes {
+        let _ = sockopt::set_socket_send_buffer_size_force(socket, bytes);
+    }
+    BufferSizes {
+        receive: sockopt::socket_recv_buffer_size(socket).unwrap_or(0),
+        send: sockopt::socket_send_buffer_size(socket).unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_grow_past_the_kernel_default() {
+        let socket = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let before = BufferSizes {
+            receive: rustix::net::sockopt::socket_recv_buffer_size(&socket).expect("get"),
+            send: rustix::net::sockopt::socket_send_buffer_size(&socket).expect("get"),
+        };
+        let after = size_buffers(&socket, SOCKET_BUFFER_BYTES);
+        assert!(after.receive >= before.receive, "{before:?} -> {after:?}");
+        assert!(after.send >= before.send, "{before:?} -> {after:?}");
+        // Without CAP_NET_ADMIN the grant is capped by rmem_max/wmem_max,
+        // which may be the kernel default; with it, nothing caps it.
+        let may_force = rustix::thread::capabilities(None).is_ok_and(|c| {
+            c.effective
+                .contains(rustix::thread::CapabilitySet::NET_ADMIN)
+        });
+        if may_force {
+            assert!(after.receive >= SOCKET_BUFFER_BYTES, "{after:?}");
+            assert!(after.send >= SOCKET_BUFFER_BYTES, "{after:?}");
+        }
+    }
+
+    #[test]
+    fn endpoint_needs_a_runtime() {
+        let Err(err) = endpoint("127.0.0.1:0".parse().expect("addr"), None) else {
+            panic!("an endpoint without a runtime");
+        };
+        assert!(err.to_string().contains("runtime"), "{err}");
+    }
+}

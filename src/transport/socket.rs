@@ -10,9 +10,10 @@
 //! is late by more than that, which a busy machine does all the time, the
 //! kernel drops datagrams and QUIC's congestion control takes each burst
 //! of drops for congestion on the path, halving its window again and
-//! again: measured at RTT 20 ms, a 50 MB read ran at 9 MB/s with 250
-//! such drops where TCP, whose buffers the kernel grows by itself, ran at
-//! 77 MB/s (`benches/quicspeed.sh`, `benches/REPORT-notes.md`).
+//! again: measured at RTT 20 ms, `cat` of a 50 MB remote file ran at
+//! 10.7 MB/s with 260 such drops where TCP, whose buffers the kernel grows
+//! by itself, ran at 71 MB/s; with these buffers, 55 MB/s and no drop
+//! (`benches/quicspeed.sh`, `benches/REPORT-notes.md`).
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;

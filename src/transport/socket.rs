@@ -18,12 +18,14 @@
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 
-/// The receive and send buffer each endpoint asks for: with the kernel's
-/// overhead per datagram, about 100 ms of a 70 MB/s stream, so a reader
-/// that falls behind for a few scheduling slices loses nothing. Measured
-/// at RTT 20 ms under load: 8 MiB still overflowed in most runs, 32 MiB
-/// never, at the same throughput; a larger buffer only delays the loss
-/// that tells the sender the reader is slower than the link.
+/// The receive and send buffer each endpoint asks for. Linux doubles a
+/// request for its own bookkeeping and counts each datagram's whole
+/// allocation against it, so this is a 32 MiB buffer as `ss -m` shows it:
+/// roughly 100–200 ms of a 70 MB/s stream, so a reader that falls behind
+/// for a few scheduling slices loses nothing. Measured at RTT 20 ms under
+/// load: a buffer shown as 8 MiB still overflowed in most runs, one shown
+/// as 64 MiB never, at the same throughput; a larger buffer only delays the
+/// loss that tells the sender the reader is slower than the link.
 pub const SOCKET_BUFFER_BYTES: usize = 16 << 20;
 
 /// What the kernel granted, for logs and tests.
@@ -54,13 +56,15 @@ pub(crate) fn endpoint(
     )
 }
 
-/// Asks for `bytes` of receive and send buffer and returns what the kernel
-/// granted (Linux reports twice the request, for its own bookkeeping).
+/// Asks for `bytes` of receive and send buffer and returns the sizes the
+/// kernel reports (Linux doubles a request, for its own bookkeeping).
 ///
 /// The plain request is capped by `net.core.rmem_max`/`wmem_max` (4 MiB
-/// here, 208 KiB on many distributions); a process with `CAP_NET_ADMIN`
-/// may go past that cap, and then does, as quic-go does. Failing to grow a
-/// buffer is not an error: the socket works, only slower under load.
+/// here, 208 KiB on many distributions); when the reported size is below
+/// `bytes` the request is repeated with `SO_RCVBUFFORCE`/`SO_SNDBUFFORCE`,
+/// which go past that cap for a process with `CAP_NET_ADMIN`, as quic-go
+/// does. Failing to grow a buffer is not an error: the socket works, only
+/// slower under load.
 pub fn size_buffers(socket: &UdpSocket, bytes: usize) -> BufferSizes {
     use rustix::net::sockopt;
     let _ = sockopt::set_socket_recv_buffer_size(socket, bytes);

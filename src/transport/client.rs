@@ -269,7 +269,7 @@ impl Link {
         } else {
             SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))
         };
-        let mut endpoint = quinn::Endpoint::client(bind).map_err(|error| {
+        let mut endpoint = super::socket::endpoint(bind, None).map_err(|error| {
             if tokio::runtime::Handle::try_current().is_err() {
                 TransportError::NoRuntime
             } else {

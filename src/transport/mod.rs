@@ -17,6 +17,7 @@ pub mod embedded;
 pub mod identity;
 pub mod pump;
 pub mod server;
+pub mod socket;
 pub mod stream;
 pub mod trust;
 

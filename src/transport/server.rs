@@ -113,7 +113,7 @@ pub fn endpoint(
     if tokio::runtime::Handle::try_current().is_err() {
         return Err(TransportError::NoRuntime);
     }
-    quinn::Endpoint::server(config, listen).map_err(|error| TransportError::Bind {
+    super::socket::endpoint(listen, Some(config)).map_err(|error| TransportError::Bind {
         addr: listen,
         error,
     })

@@ -23,7 +23,7 @@ pub use crate::syscall::operation::{Operation, Waiting};
 use crate::syscall::paths::{MountTable, RemoteIndex};
 use crate::syscall::sockets::RemoteSocket;
 
-pub use super::dispatch::plan;
+pub use super::dispatch::{plan, plan_on};
 
 /// A remote file as the program holds it: a placeholder fd whose kernel
 /// object rscq can recognise.

@@ -13,6 +13,8 @@ use crate::syscall::testutil::FakeTracee;
 const A: u64 = 0x10_0000;
 const B: u64 = 0x20_0000;
 const OFF: u64 = 0x30_0000;
+/// `AT_FDCWD` as a register holds it.
+const CWD: u64 = (-100_i64).cast_unsigned();
 
 /// `/build` on remote 1, `/data` on remote 2, `/build/cache` (nested) on
 /// remote 2 too, `/home/r` on the default remote.
@@ -36,9 +38,7 @@ fn two_paths(nr: i64, from: &str, to: &str) -> (Plan, Option<usize>) {
     let mut t = FakeTracee::new();
     t.put_str(A, from).put_str(B, to);
     let args = match nr {
-        libc::SYS_renameat2 | libc::SYS_linkat => {
-            [libc::AT_FDCWD as u64, A, libc::AT_FDCWD as u64, B, 0, 0]
-        }
+        libc::SYS_renameat2 | libc::SYS_linkat => [CWD, A, CWD, B, 0, 0],
         _ => [A, B, 0, 0, 0, 0],
     };
     plan_on(nr, args, &forwarding(), &mut t)
@@ -122,14 +122,7 @@ fn linking_an_open_file_into_another_remote_is_exdev() {
     let mut t = FakeTracee::new();
     t.remote_fd(3, 7, "/build/tmp", libc::O_TMPFILE | libc::O_RDWR, false);
     t.put_str(A, "").put_str(B, "/data/named");
-    let args = [
-        3,
-        A,
-        libc::AT_FDCWD as u64,
-        B,
-        libc::AT_EMPTY_PATH as u64,
-        0,
-    ];
+    let args = [3, A, CWD, B, libc::AT_EMPTY_PATH as u64, 0];
     let (plan, _) = plan_on(libc::SYS_linkat, args, &forwarding(), &mut t);
     assert_eq!(plan, Plan::Return(Errno::EXDEV.as_syscall_return()));
     t.put_str(B, "/build/named");
@@ -189,4 +182,26 @@ fn uname_and_sockets_name_no_mount() {
     let (plan, on) = plan_on(libc::SYS_uname, [A, 0, 0, 0, 0, 0], &fwd, &mut t);
     assert!(is_forward(&plan));
     assert_eq!(on, None);
+}
+
+#[test]
+fn a_trace_line_names_its_remote_only_when_given() {
+    use crate::syscall::describe::{Returned, Took, TraceLine};
+    let line = TraceLine {
+        tid: 7,
+        name: "openat",
+        args: "AT_FDCWD, \"/data/x\", O_RDONLY",
+        ret: Returned::Value(3),
+        took: Took::Local,
+        note: None,
+        remote: None,
+    };
+    let plain = line.to_string();
+    assert!(plain.starts_with("[pid 7] openat(AT_FDCWD"), "{plain}");
+    let named = TraceLine {
+        remote: Some("nas"),
+        ..line
+    }
+    .to_string();
+    assert_eq!(named, plain.replacen("[pid 7] ", "[pid 7] [nas] ", 1));
 }

@@ -50,6 +50,7 @@ impl<F: Forwarder> Tracer<'_, F> {
             ret: Returned::Value(ret),
             took,
             note: Some(sig.as_str()),
+            remote: None,
         });
         let mut regs = saved;
         regs.rax = ret.cast_unsigned();
@@ -84,6 +85,7 @@ impl<F: Forwarder> Tracer<'_, F> {
             ret,
             took,
             note,
+            remote: None,
         });
         self.set_state(
             tid,
@@ -150,6 +152,7 @@ impl<F: Forwarder> Tracer<'_, F> {
                 ret,
                 took: pending.took,
                 note,
+                remote: None,
             });
         }
     }
@@ -266,9 +269,9 @@ impl<F: Forwarder> Tracer<'_, F> {
         let placeholder = match made {
             Ok(p) => p,
             Err(e) => {
-                let _ = self
-                    .forwarder
-                    .submit(Call::detached(0, Request::Close { handle }));
+                let remote = self.remote_of(&local_path);
+                let close = Call::detached(0, Request::Close { handle }).on(remote);
+                let _ = self.forwarder.submit(close);
                 return stop.skip(e.as_syscall_return());
             }
         };

@@ -310,9 +310,7 @@ fn run_program(settings: &ClientSettings, runtime: &tokio::runtime::Handle) -> a
     };
     let status = client::run(runtime.clone(), links.clone(), options)?;
     runtime.block_on(async {
-        for link in &links {
-            link.close().await;
-        }
+        close_all(&links).await;
         if let Some(e) = embedded {
             e.shutdown().await;
         }
@@ -452,15 +450,28 @@ async fn connect_all(settings: &ClientSettings) -> anyhow::Result<(Vec<Link>, Op
         }
     }
     if let Some(e) = failure {
-        for link in &links {
-            link.close().await;
-        }
+        close_all(&links).await;
         if let Some(embedded) = embedded {
             embedded.shutdown().await;
         }
         return Err(e);
     }
     Ok((links, embedded))
+}
+
+/// Closes every link at once: each close waits a moment for its packet
+/// to leave, which need not add up.
+async fn close_all(links: &[Link]) {
+    let closes: Vec<_> = links
+        .iter()
+        .map(|link| {
+            let link = link.clone();
+            tokio::spawn(async move { link.close().await })
+        })
+        .collect();
+    for close in closes {
+        let _ = close.await;
+    }
 }
 
 /// One remote server to connect to.

@@ -3,8 +3,10 @@
 //!
 //! Owns the engine task: it feeds [`crate::engine`] with requests and the
 //! clock, sends what the layers ask for on the link, and answers the tracer
-//! thread through [`Event`]s. Split by concern: `seam` (the [`tracer::Forwarder`]
-//! impl: each [`tracer::Call`] dispatched by its operation), `files` (file
+//! thread through [`Event`]s. One engine per remote of the run: `router`
+//! (the [`tracer::Forwarder`] the tracer sees) sends each [`tracer::Call`]
+//! to its remote's engine. Split by concern: `seam` (an engine's
+//! [`tracer::Forwarder`] impl: each call dispatched by its operation), `files` (file
 //! requests, write-behind, mmap and exec reads), `tcp` (connects, binds,
 //! listens, options), `pure_io` (`--pure` socket data and UDP), `trace` (where
 //! `--trace` lines go), and here the
@@ -433,6 +435,37 @@ fn shadow_dir(
     Ok(Some(sub))
 }
 
+/// One engine per link (`links[i]` is remote `i`), behind the router.
+fn start_engines(
+    shared: &Shared,
+    links: Vec<Link>,
+    placeholders: Option<&std::path::Path>,
+    net_sockets: &crate::syscall::sockets::SocketRegistry,
+    options: &RunOptions,
+) -> Result<router::Router, ClientError> {
+    let several = links.len() > 1;
+    let mut engines = Vec::with_capacity(links.len());
+    for (index, link) in links.into_iter().enumerate() {
+        let name = several.then(|| Arc::from(options.remote_name(index)));
+        let shadows = shadow_dir(placeholders, index)?;
+        let dir = shadows.clone();
+        let own_sockets;
+        let sockets = if index == options.net_remote {
+            net_sockets
+        } else {
+            own_sockets = crate::syscall::sockets::SocketRegistry::default();
+            &own_sockets
+        };
+        let engine = start_engine(shared, link, name, shadows, sockets, options)?;
+        engines.push((engine, dir));
+    }
+    Ok(router::Router::new(
+        engines,
+        options.net_remote,
+        options.uname_remote,
+    ))
+}
+
 /// Runs the program under the tracer until every traced process is gone;
 /// `links[i]` is remote `i` of the mounts ([`MountTable::placed`]) and of
 /// `options.remotes`. Must be called outside the runtime whose `runtime`
@@ -471,23 +504,8 @@ pub fn run(
     };
     // The `--net` remote's sockets are the tracer's.
     let sockets = crate::syscall::sockets::SocketRegistry::default();
-    let several = links.len() > 1;
-    let mut engines = Vec::with_capacity(links.len());
-    for (index, link) in links.into_iter().enumerate() {
-        let name = several.then(|| Arc::from(options.remote_name(index)));
-        let shadows = shadow_dir(placeholders.as_ref().map(|d| d.path()), index)?;
-        let dir = shadows.clone();
-        let own_sockets;
-        let sockets = if index == options.net_remote {
-            &sockets
-        } else {
-            own_sockets = crate::syscall::sockets::SocketRegistry::default();
-            &own_sockets
-        };
-        let engine = start_engine(&shared, link, name, shadows, sockets, &options)?;
-        engines.push((engine, dir));
-    }
-    let router = router::Router::new(engines, options.net_remote, options.uname_remote);
+    let placeholder_dir = placeholders.as_ref().map(|d| d.path());
+    let router = start_engines(&shared, links, placeholder_dir, &sockets, &options)?;
     let net_engine = router.net_engine().clone();
     // Kept open for the whole run: the program opens them by /proc path.
     let (_system_copies, system_files) = if options.net {

@@ -22,10 +22,16 @@ use crate::tracer::{Call, Forwarder};
 /// One engine per remote, in the order of the run's remotes.
 pub(super) struct Router {
     engines: Vec<Engine>,
-    /// Where each engine makes its shadow files.
-    shadow_dirs: Vec<Option<PathBuf>>,
+    routes: Routes,
+}
+
+/// Where calls that name no remote go: a pure value, tested on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Routes {
     net: RemoteIndex,
     uname: RemoteIndex,
+    /// Where each engine makes its shadow files.
+    shadow_dirs: Vec<Option<PathBuf>>,
 }
 
 /// Who gets a call.
@@ -48,9 +54,11 @@ impl Router {
         let (engines, shadow_dirs) = engines.into_iter().unzip();
         Self {
             engines,
-            shadow_dirs,
-            net,
-            uname,
+            routes: Routes {
+                net,
+                uname,
+                shadow_dirs,
+            },
         }
     }
 
@@ -65,14 +73,18 @@ impl Router {
     }
 
     pub(super) fn net_engine(&self) -> &Engine {
-        self.engine(self.net)
+        self.engine(self.routes.net)
     }
+}
 
-    fn route(&self, call: &Call) -> Route {
-        if let Some(remote) = call.remote {
+impl Routes {
+    /// The remote of a call on `remote` (the planner's, if any) doing
+    /// `operation`.
+    fn route(&self, remote: Option<RemoteIndex>, operation: &Operation) -> Route {
+        if let Some(remote) = remote {
             return Route::One(remote);
         }
-        match &call.operation {
+        match operation {
             Operation::File(Request::Uname) => Route::One(self.uname),
             Operation::File(Request::ReleaseLocks { handle: None, .. }) => Route::All,
             Operation::SyncShadows { paths, .. } if paths.is_empty() => Route::All,
@@ -97,7 +109,7 @@ impl Router {
 
     /// The remote whose shadow directory holds the first of `paths` (a
     /// `munmap` over shadows of two remotes at once waits for the first's
-    /// write-back only; the others' go with their file's next sync).
+    /// write-back only; the others' go with their next sync or at exit).
     fn shadow_owner(&self, paths: &[Vec<u8>]) -> RemoteIndex {
         let Some(path) = paths.first() else {
             return 0;
@@ -119,7 +131,7 @@ impl Router {
 
 impl Forwarder for Router {
     fn submit(&self, call: Call) -> Option<Response> {
-        match self.route(&call) {
+        match self.routes.route(call.remote, &call.operation) {
             Route::One(remote) => self.engine(remote).submit(call),
             Route::All => {
                 for engine in &self.engines {
@@ -168,5 +180,76 @@ impl Forwarder for Router {
     fn trace_line(&self, line: String) {
         // One sink for all remotes.
         self.engines[0].trace_line(line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::{Handle, SockAddr};
+
+    fn routes() -> Routes {
+        Routes {
+            net: 2,
+            uname: 1,
+            shadow_dirs: vec![
+                Some("/tmp/rscq-1".into()),
+                Some("/tmp/rscq-1/remote-1".into()),
+                Some("/tmp/rscq-1/remote-2".into()),
+            ],
+        }
+    }
+
+    #[test]
+    fn the_planners_remote_wins() {
+        let stat = Operation::File(Request::Fstat { handle: Handle(3) });
+        assert_eq!(routes().route(Some(1), &stat), Route::One(1));
+        assert_eq!(routes().route(None, &stat), Route::One(0));
+    }
+
+    #[test]
+    fn sockets_go_to_net_and_uname_to_its_remote() {
+        let connect = Operation::TcpConnect {
+            addr: SockAddr::V4 {
+                ip: [10, 0, 0, 1],
+                port: 80,
+            },
+        };
+        assert_eq!(routes().route(None, &connect), Route::One(2));
+        let uname = Operation::File(Request::Uname);
+        assert_eq!(routes().route(None, &uname), Route::One(1));
+    }
+
+    #[test]
+    fn an_exit_touches_every_remote() {
+        let release = Operation::File(Request::ReleaseLocks {
+            owner: 7,
+            handle: None,
+        });
+        assert_eq!(routes().route(None, &release), Route::All);
+        let sync = Operation::SyncShadows {
+            paths: Vec::new(),
+            report: true,
+        };
+        assert_eq!(routes().route(None, &sync), Route::All);
+    }
+
+    #[test]
+    fn a_shadow_belongs_to_the_remote_of_its_directory() {
+        let sync = |path: &str| Operation::SyncShadows {
+            paths: vec![path.as_bytes().to_vec()],
+            report: false,
+        };
+        let r = routes();
+        assert_eq!(r.route(None, &sync("/tmp/rscq-1/shadow-3")), Route::One(0));
+        assert_eq!(
+            r.route(None, &sync("/tmp/rscq-1/remote-2/shadow-1")),
+            Route::One(2)
+        );
+        assert_eq!(
+            r.route(None, &sync("/tmp/rscq-1/remote-1/shadow-1")),
+            Route::One(1)
+        );
+        assert_eq!(r.route(None, &sync("/tmp/rscq-1/remote-10")), Route::One(0));
     }
 }

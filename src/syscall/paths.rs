@@ -52,6 +52,19 @@ impl MountTable {
         self.holder(local).and_then(|i| self.on.get(i).copied())
     }
 
+    /// The mounts remote `on` serves, alone: where that server's own
+    /// absolute paths show (a symlink target it gives).
+    pub fn only_on(&self, on: RemoteIndex) -> MountTable {
+        let (mounts, served): (Vec<_>, Vec<_>) = self
+            .mounts
+            .iter()
+            .zip(&self.on)
+            .filter(|&(_, &r)| r == on)
+            .map(|(m, &r)| (m.clone(), r))
+            .unzip();
+        Self { mounts, on: served }
+    }
+
     /// Whether more than one remote serves the mounts.
     pub fn several_remotes(&self) -> bool {
         self.on.iter().any(|&r| Some(r) != self.on.first().copied())
@@ -434,6 +447,11 @@ mod tests {
         assert_eq!(on("/build/data", "../y"), Some(("/srv/src/y".into(), 1)));
         assert_eq!(on("/build", "data/../z"), Some(("/srv/src/z".into(), 1)));
         assert_eq!(on("/", "/etc/x"), None);
+        // A server's own paths map back through its own mounts only.
+        let two = MountTable::placed(vec![(mount("/a", "/"), 1), (mount("/b", "/"), 2)]);
+        assert_eq!(two.to_local(b"/x"), Some(b"/a/x".to_vec()));
+        assert_eq!(two.only_on(2).to_local(b"/x"), Some(b"/b/x".to_vec()));
+        assert_eq!(two.only_on(2).remote_of(b"/a/x"), None);
     }
 
     #[test]

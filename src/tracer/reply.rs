@@ -15,7 +15,7 @@ use crate::errno::Errno;
 use crate::proto::{Handle, Reply, Request, Response};
 use crate::syscall::describe::{Returned, Took, TraceLine, with_data_read};
 use crate::syscall::nr;
-use crate::syscall::plan::{self, Outcome};
+use crate::syscall::plan::{self, Outcome, Then};
 
 impl<F: Forwarder> Tracer<'_, F> {
     /// The reply to thread `tid`'s forwarded call, and where it came from
@@ -131,7 +131,21 @@ impl<F: Forwarder> Tracer<'_, F> {
                 took,
             }
         });
-        let outcome = plan::finish(then, response, &self.config.forwarding.mounts);
+        let mounts = &self.config.forwarding.mounts;
+        // A server's absolute symlink target is spelled through that
+        // server's own mounts only.
+        let own;
+        let mounts = match self.traced_on.get(&tid) {
+            Some(&on)
+                if mounts.several_remotes()
+                    && matches!(then, Then::Readlink { .. } | Then::Exec { .. }) =>
+            {
+                own = mounts.only_on(on);
+                &own
+            }
+            _ => mounts,
+        };
+        let outcome = plan::finish(then, response, mounts);
         self.carry_out_outcome(stop, nr, outcome, trace);
     }
 

@@ -268,8 +268,9 @@ fn run_program(settings: &ClientSettings, runtime: &tokio::runtime::Handle) -> a
     if let Some(window) = settings.readahead_window {
         rscq::transport::set_stream_window(window);
     }
-    let (link, embedded) = runtime.block_on(connect(settings))?;
-    runtime.block_on(warn_missing_mounts(settings, &link));
+    let (links, embedded) = runtime.block_on(connect_all(settings))?;
+    runtime.block_on(warn_missing_mounts(settings, &links));
+    let placement = &settings.placement;
     let options = RunOptions {
         mounts: mount_table(settings),
         uname: settings.uname,
@@ -297,10 +298,13 @@ fn run_program(settings: &ClientSettings, runtime: &tokio::runtime::Handle) -> a
         stats: settings.stats,
         program: settings.program.clone(),
         only: settings.forwarded_syscalls.clone(),
+        remote_names: placement.remotes.iter().map(|r| r.name.clone()).collect(),
+        net_remote: placement.net,
+        uname_remote: placement.uname,
     };
-    let status = client::run(runtime.clone(), link.clone(), options)?;
+    let status = client::run(runtime.clone(), links.clone(), options)?;
     runtime.block_on(async {
-        link.close().await;
+        close_all(&links).await;
         if let Some(e) = embedded {
             e.shutdown().await;
         }
@@ -310,13 +314,17 @@ fn run_program(settings: &ClientSettings, runtime: &tokio::runtime::Handle) -> a
 
 /// Says on stderr which mounts name a remote path that does not exist, as
 /// sshfs refuses such a mount; the program still runs (it may create it).
-/// The stats go out together: one round trip.
-async fn warn_missing_mounts(settings: &ClientSettings, link: &Link) {
+/// The stats go out together, each to its mount's remote: one round trip.
+async fn warn_missing_mounts(settings: &ClientSettings, links: &[Link]) {
+    let several = links.len() > 1;
+    let placement = &settings.placement;
     let checks: Vec<_> = settings
         .mounts
         .iter()
-        .map(|m| {
-            let link = link.clone();
+        .enumerate()
+        .map(|(i, m)| {
+            let on = placement.mounts.get(i).copied().unwrap_or(0);
+            let link = links.get(on).unwrap_or(&links[0]).clone();
             let request = rscq::proto::Request::Stat {
                 path: rscq::proto::RemotePath(m.remote.as_os_str().as_bytes().to_vec()),
                 follow: true,
@@ -324,68 +332,196 @@ async fn warn_missing_mounts(settings: &ClientSettings, link: &Link) {
             tokio::spawn(async move { link.call(&request).await })
         })
         .collect();
-    for (m, check) in settings.mounts.iter().zip(checks) {
+    for (i, (m, check)) in settings.mounts.iter().zip(checks).enumerate() {
         // A transport failure is reported by the run itself.
         if let Ok(Ok(Err(e))) = check.await
             && (e.0 == libc::ENOENT || e.0 == libc::ENOTDIR)
         {
+            let server = match placement
+                .mounts
+                .get(i)
+                .and_then(|&r| placement.remotes.get(r))
+            {
+                Some(remote) if several => remote.name.as_str(),
+                _ => "the server",
+            };
             eprintln!(
-                "rscq: warning: --mount {}={}: {} does not exist on the server",
-                m.local.display(),
+                "rscq: warning: --mount {}: {} does not exist on {server}",
+                m,
                 m.remote.display(),
-                m.remote.display()
             );
         }
     }
 }
 
 fn mount_table(settings: &ClientSettings) -> MountTable {
-    MountTable::new(
+    MountTable::placed(
         settings
             .mounts
             .iter()
-            .map(|m| MountPoint {
-                local: m.local.as_os_str().as_bytes().to_vec(),
-                remote: m.remote.as_os_str().as_bytes().to_vec(),
+            .enumerate()
+            .map(|(i, m)| {
+                let point = MountPoint {
+                    local: m.local.as_os_str().as_bytes().to_vec(),
+                    remote: m.remote.as_os_str().as_bytes().to_vec(),
+                };
+                (
+                    point,
+                    settings.placement.mounts.get(i).copied().unwrap_or(0),
+                )
             })
             .collect(),
     )
 }
 
-async fn connect(settings: &ClientSettings) -> anyhow::Result<(Link, Option<Embedded>)> {
-    let Some(remote) = &settings.remote else {
-        let embedded =
-            rscq::server::start_embedded().context("cannot start the embedded executor")?;
-        let link = embedded
-            .connect()
+/// Connects every remote of the run at once (the set-up costs one
+/// handshake, not one per remote in turn): `links[i]` is remote `i`. The
+/// embedded executor, when one remote is it, starts first. Any remote that
+/// cannot be reached or whose certificate is refused fails the run, with
+/// a message naming it; the others are closed.
+async fn connect_all(settings: &ClientSettings) -> anyhow::Result<(Vec<Link>, Option<Embedded>)> {
+    let remotes = &settings.placement.remotes;
+    let embedded = if remotes.iter().any(|r| r.address.is_none()) {
+        Some(rscq::server::start_embedded().context("cannot start the embedded executor")?)
+    } else {
+        None
+    };
+    let several = remotes.len() > 1;
+    // Addresses first, then the identity, as a run of one remote always
+    // reported them.
+    let mut targets = Vec::with_capacity(remotes.len());
+    for remote in remotes {
+        targets.push(match &remote.address {
+            Some(address) => Some(Target::resolve(
+                address.to_string(),
+                several.then(|| remote.name.clone()),
+            )?),
+            None => None,
+        });
+    }
+    let identity = if targets.iter().any(Option::is_some) {
+        Some(std::sync::Arc::new(
+            identity::load_client_identity(&settings.identity_dir).with_context(|| {
+                format!(
+                    "no client identity in {} (run `rscq keygen` first)",
+                    settings.identity_dir.display()
+                )
+            })?,
+        ))
+    } else {
+        None
+    };
+    let mut connects = Vec::with_capacity(remotes.len());
+    for (remote, target) in remotes.iter().zip(targets) {
+        let connect: tokio::task::JoinHandle<anyhow::Result<Link>> = match (target, &identity) {
+            (Some(target), Some(identity)) => {
+                let trust = target.trust(remote.server_cert.as_deref(), &settings.known_servers)?;
+                let liveness = Liveness::new(settings.idle_timeout);
+                let identity = identity.clone();
+                tokio::spawn(async move { target.connect(&identity, &trust, liveness).await })
+            }
+            _ => {
+                let link = embedded.as_ref().context("no embedded executor")?.connect();
+                let link = link
+                    .await
+                    .context("cannot connect to the embedded executor");
+                tokio::spawn(async move { link })
+            }
+        };
+        connects.push(connect);
+    }
+    let mut links = Vec::with_capacity(connects.len());
+    let mut failure = None;
+    for connect in connects {
+        match connect.await {
+            Ok(Ok(link)) => links.push(link),
+            Ok(Err(e)) => {
+                failure.get_or_insert(e);
+            }
+            Err(e) => {
+                failure.get_or_insert(anyhow::Error::new(e).context("a connection task failed"));
+            }
+        }
+    }
+    if let Some(e) = failure {
+        close_all(&links).await;
+        if let Some(embedded) = embedded {
+            embedded.shutdown().await;
+        }
+        return Err(e);
+    }
+    Ok((links, embedded))
+}
+
+/// Closes every link at once: each close waits a moment for its packet
+/// to leave, which need not add up.
+async fn close_all(links: &[Link]) {
+    let closes: Vec<_> = links
+        .iter()
+        .map(|link| {
+            let link = link.clone();
+            tokio::spawn(async move { link.close().await })
+        })
+        .collect();
+    for close in closes {
+        let _ = close.await;
+    }
+}
+
+/// One remote server to connect to.
+struct Target {
+    /// HOST[:PORT] as written: what known_servers pins it under.
+    label: String,
+    addr: SocketAddr,
+    /// ` (remote NAME)` with several remotes, for messages.
+    whose: String,
+}
+
+impl Target {
+    /// Looks `label` up; `name` names it in messages (with several
+    /// remotes, when it differs from the address).
+    fn resolve(label: String, name: Option<String>) -> anyhow::Result<Self> {
+        let whose = match name {
+            Some(name) if name != label => format!(" (remote {name})"),
+            _ => String::new(),
+        };
+        let addr: SocketAddr = label
+            .to_socket_addrs()
+            .with_context(|| format!("cannot resolve server address {label}{whose}"))?
+            .next()
+            .with_context(|| format!("server address {label}{whose} resolves to nothing"))?;
+        Ok(Self { label, addr, whose })
+    }
+
+    /// Its pinned certificate, else trust on first use by its label.
+    fn trust(
+        &self,
+        server_cert: Option<&Path>,
+        known_servers: &Path,
+    ) -> anyhow::Result<ServerTrust> {
+        let (label, whose) = (&self.label, &self.whose);
+        Ok(match server_cert {
+            Some(cert) if whose.is_empty() => ServerTrust::pinned_from_cert_file(cert)?,
+            Some(cert) => ServerTrust::pinned_from_cert_file(cert)
+                .with_context(|| format!("cannot pin the certificate of {label}{whose}"))?,
+            None => ServerTrust::KnownServers {
+                file: known_servers.to_path_buf(),
+                host_label: label.clone(),
+            },
+        })
+    }
+
+    async fn connect(
+        self,
+        identity: &identity::Identity,
+        trust: &ServerTrust,
+        liveness: Liveness,
+    ) -> anyhow::Result<Link> {
+        let (label, whose) = (&self.label, &self.whose);
+        Link::connect(self.addr, identity, trust, liveness)
             .await
-            .context("cannot connect to the embedded executor")?;
-        return Ok((link, Some(embedded)));
-    };
-    let label = remote.to_string();
-    let addr: SocketAddr = label
-        .to_socket_addrs()
-        .with_context(|| format!("cannot resolve server address {label}"))?
-        .next()
-        .with_context(|| format!("server address {label} resolves to nothing"))?;
-    let identity = identity::load_client_identity(&settings.identity_dir).with_context(|| {
-        format!(
-            "no client identity in {} (run `rscq keygen` first)",
-            settings.identity_dir.display()
-        )
-    })?;
-    let trust = match &settings.server_cert {
-        Some(cert) => ServerTrust::pinned_from_cert_file(cert)?,
-        None => ServerTrust::KnownServers {
-            file: settings.known_servers.clone(),
-            host_label: label.clone(),
-        },
-    };
-    let liveness = Liveness::new(settings.idle_timeout);
-    let link = Link::connect(addr, &identity, &trust, liveness)
-        .await
-        .with_context(|| format!("cannot connect to rscq-server at {label}"))?;
-    Ok((link, None))
+            .with_context(|| format!("cannot connect to rscq-server at {label}{whose}"))
+    }
 }
 
 #[cfg(test)]

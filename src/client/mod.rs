@@ -3,8 +3,10 @@
 //!
 //! Owns the engine task: it feeds [`crate::engine`] with requests and the
 //! clock, sends what the layers ask for on the link, and answers the tracer
-//! thread through [`Event`]s. Split by concern: `seam` (the [`tracer::Forwarder`]
-//! impl: each [`tracer::Call`] dispatched by its operation), `files` (file
+//! thread through [`Event`]s. One engine per remote of the run: `router`
+//! (the [`tracer::Forwarder`] the tracer sees) sends each [`tracer::Call`]
+//! to its remote's engine. Split by concern: `seam` (an engine's
+//! [`tracer::Forwarder`] impl: each call dispatched by its operation), `files` (file
 //! requests, write-behind, mmap and exec reads), `tcp` (connects, binds,
 //! listens, options), `pure_io` (`--pure` socket data and UDP), `trace` (where
 //! `--trace` lines go), and here the
@@ -20,6 +22,7 @@ pub mod listeners;
 pub mod net;
 pub mod pure;
 mod pure_io;
+mod router;
 mod seam;
 pub mod shadow;
 pub mod sock_diag;
@@ -31,6 +34,7 @@ pub mod udp;
 
 use std::ffi::OsString;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::DirBuilderExt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -82,6 +86,22 @@ pub struct RunOptions {
     pub program: Vec<OsString>,
     /// rsc.config's `REMOTE` set, if the settings came from one.
     pub only: Option<std::collections::BTreeSet<String>>,
+    /// How messages, `--trace` and `--stats` name each remote (index as
+    /// in the mounts); with one remote none is named.
+    pub remote_names: Vec<String>,
+    /// The remote of `--net` and the one of `--uname`.
+    pub net_remote: usize,
+    pub uname_remote: usize,
+}
+
+impl RunOptions {
+    /// The name of remote `index` for messages.
+    fn remote_name(&self, index: usize) -> String {
+        self.remote_names
+            .get(index)
+            .cloned()
+            .unwrap_or_else(|| format!("remote {index}"))
+    }
 }
 
 /// Carries forwarded calls from the tracer thread to the server.
@@ -89,6 +109,9 @@ pub struct RunOptions {
 struct Engine {
     runtime: RuntimeHandle,
     link: Link,
+    /// The remote's name in messages and `--stats` when the run has
+    /// several remotes; `None` with one (messages stay as they were).
+    name: Option<Arc<str>>,
     events: tracer::events::EventSender,
     stats: Stats,
     /// Where `--trace` lines go.
@@ -125,10 +148,17 @@ impl Engine {
     /// The errno a program sees once the connection is gone, said once.
     fn connection_failed(&self, err: &crate::transport::TransportError) -> Errno {
         if !self.lost.swap(true, Ordering::SeqCst) {
-            eprintln!(
-                "rscq: {}; forwarded calls now fail with EIO",
-                crate::transport::ErrorChain(err)
-            );
+            // With several remotes only this one's calls fail.
+            match &self.name {
+                Some(name) => eprintln!(
+                    "rscq: {name}: {}; forwarded calls to {name} now fail with EIO",
+                    crate::transport::ErrorChain(err)
+                ),
+                None => eprintln!(
+                    "rscq: {}; forwarded calls now fail with EIO",
+                    crate::transport::ErrorChain(err)
+                ),
+            }
         }
         Errno::EIO
     }
@@ -285,32 +315,164 @@ fn forward_signals(
 }
 
 impl Engine {
-    /// Once the program has ended: what its shared mappings, held writes
-    /// and sockets still hold reaches the server, unless a signal for rscq
-    /// (`terminate`) ends the wait.
-    fn drain_at_exit(&self, terminate: &tokio::sync::Notify) {
-        self.runtime.block_on(async {
-            tokio::select! {
-                () = async {
-                    // What mappings wrote and nothing pushed yet (a process
-                    // that exited with the file mapped) goes first.
-                    self.sync_shadows(-1, Vec::new(), true).await;
-                    self.drain_writes().await;
-                    self.pumps.drain_at_exit().await;
-                } => {}
-                () = terminate.notified() => {
-                    eprintln!("rscq: ended by a signal while bytes the program wrote were still on their way");
-                }
-            }
-        });
+    /// What the program's shared mappings, held writes and sockets still
+    /// hold for this remote, sent.
+    async fn drain(&self) {
+        // What mappings wrote and nothing pushed yet (a process that
+        // exited with the file mapped) goes first.
+        self.sync_shadows(-1, Vec::new(), true).await;
+        self.drain_writes().await;
+        self.pumps.drain_at_exit().await;
     }
 }
 
-/// Runs the program under the tracer until every traced process is gone.
-/// Must be called outside the runtime whose `runtime` handle it is given.
+/// Once the program has ended: what each remote's engine still holds
+/// reaches its server (all remotes at once, so a slow one does not hold
+/// up the others), unless a signal for rscq (`terminate`) ends the wait.
+fn drain_at_exit(runtime: &RuntimeHandle, engines: &[Engine], terminate: &tokio::sync::Notify) {
+    runtime.block_on(async {
+        let drains: Vec<_> = engines
+            .iter()
+            .map(|engine| {
+                let engine = engine.clone();
+                tokio::spawn(async move { engine.drain().await })
+            })
+            .collect();
+        tokio::select! {
+            () = async {
+                for drain in drains {
+                    let _ = drain.await;
+                }
+            } => {}
+            () = terminate.notified() => {
+                eprintln!("rscq: ended by a signal while bytes the program wrote were still on their way");
+            }
+        }
+    });
+}
+
+/// What every remote's engine shares: the tracer's channel, registry and
+/// trace sink, and whether a held write was lost anywhere.
+struct Shared {
+    runtime: RuntimeHandle,
+    events: tracer::events::EventSender,
+    registry: Registry,
+    trace: Arc<trace::TraceSink>,
+    writes_lost: Arc<AtomicBool>,
+}
+
+/// One remote's engine: its own link, file layers, pumps and shadows.
+/// `sockets` is the tracer's registry for the `--net` remote (the one
+/// whose listeners are swept and whose incoming connections are
+/// accepted), a registry of its own for the others.
+fn start_engine(
+    shared: &Shared,
+    link: Link,
+    name: Option<Arc<str>>,
+    shadow_dir: Option<std::path::PathBuf>,
+    sockets: &crate::syscall::sockets::SocketRegistry,
+    options: &RunOptions,
+) -> Result<Engine, ClientError> {
+    let runtime = shared.runtime.clone();
+    let pumps = Arc::new(
+        runtime
+            .block_on(net::Pumps::start(
+                sockets.clone(),
+                options.pure,
+                options.nagle.map(|c| (c, link.clone())),
+            ))
+            .map_err(ClientError::Pumps)?,
+    );
+    Ok(Engine {
+        trace: shared.trace.clone(),
+        udp: udp::UdpRelays::new(runtime.clone(), sockets.clone(), options.pure),
+        runtime,
+        link,
+        name,
+        events: shared.events.clone(),
+        stats: Stats::default(),
+        registry: shared.registry.clone(),
+        pumps,
+        files: Arc::new(std::sync::Mutex::new(FileEngine::new(
+            options.layers,
+            options.statcache_ttl,
+        ))),
+        flushed: Arc::new(tokio::sync::watch::channel(0).0),
+        writes_lost: shared.writes_lost.clone(),
+        append_timer: Arc::new(AtomicBool::new(false)),
+        lost: Arc::new(AtomicBool::new(false)),
+        connects: Arc::default(),
+        options: Arc::default(),
+        send_interrupts: Arc::default(),
+        waits: Arc::default(),
+        shadows: Arc::new(shadow::Shadows::new(shadow_dir)),
+        sleeping_connects: Arc::default(),
+    })
+}
+
+/// Where remote `index`'s shadow files go: the placeholder directory for
+/// the default remote, a directory of its own inside it for each other
+/// (each engine numbers its shadows from 1, and the router finds a
+/// shadow's remote by its directory).
+fn shadow_dir(
+    placeholders: Option<&std::path::Path>,
+    index: usize,
+) -> Result<Option<std::path::PathBuf>, ClientError> {
+    let Some(dir) = placeholders else {
+        return Ok(None);
+    };
+    if index == 0 {
+        return Ok(Some(dir.to_path_buf()));
+    }
+    let sub = dir.join(format!("remote-{index}"));
+    std::fs::DirBuilder::new()
+        .mode(0o711)
+        .create(&sub)
+        .map_err(|source| ClientError::Placeholders {
+            dir: sub.clone(),
+            source,
+        })?;
+    Ok(Some(sub))
+}
+
+/// One engine per link (`links[i]` is remote `i`), behind the router.
+fn start_engines(
+    shared: &Shared,
+    links: Vec<Link>,
+    placeholders: Option<&std::path::Path>,
+    net_sockets: &crate::syscall::sockets::SocketRegistry,
+    options: &RunOptions,
+) -> Result<router::Router, ClientError> {
+    let several = links.len() > 1;
+    let mut engines = Vec::with_capacity(links.len());
+    for (index, link) in links.into_iter().enumerate() {
+        let name = several.then(|| Arc::from(options.remote_name(index)));
+        let shadows = shadow_dir(placeholders, index)?;
+        let dir = shadows.clone();
+        let own_sockets;
+        let sockets = if index == options.net_remote {
+            net_sockets
+        } else {
+            own_sockets = crate::syscall::sockets::SocketRegistry::default();
+            &own_sockets
+        };
+        let engine = start_engine(shared, link, name, shadows, sockets, options)?;
+        engines.push((engine, dir));
+    }
+    Ok(router::Router::new(
+        engines,
+        options.net_remote,
+        options.uname_remote,
+    ))
+}
+
+/// Runs the program under the tracer until every traced process is gone;
+/// `links[i]` is remote `i` of the mounts ([`MountTable::placed`]) and of
+/// `options.remotes`. Must be called outside the runtime whose `runtime`
+/// handle it is given.
 pub fn run(
     runtime: RuntimeHandle,
-    link: Link,
+    links: Vec<Link>,
     options: RunOptions,
 ) -> Result<ExitStatus, ClientError> {
     let (events_tx, events_rx) = tracer::events::channel().map_err(ClientError::Thread)?;
@@ -324,32 +486,6 @@ pub fn run(
         )
     };
     let registry = Registry::new(placeholders.as_ref().map(|d| d.path()));
-    let shadows = Arc::new(shadow::Shadows::new(
-        placeholders.as_ref().map(|d| d.path().to_path_buf()),
-    ));
-    let stats = Stats::default();
-    let lost = Arc::new(AtomicBool::new(false));
-    let sockets = crate::syscall::sockets::SocketRegistry::default();
-    let pumps = Arc::new(
-        runtime
-            .block_on(net::Pumps::start(
-                sockets.clone(),
-                options.pure,
-                options.nagle.map(|c| (c, link.clone())),
-            ))
-            .map_err(ClientError::Pumps)?,
-    );
-    // Kept open for the whole run: the program opens them by /proc path.
-    let (_system_copies, system_files) = if options.net {
-        system_files(&runtime, &link)
-    } else {
-        (Vec::new(), Vec::new())
-    };
-    if options.net {
-        runtime.spawn(listeners::sweep(sockets.clone(), link.clone()));
-        runtime.spawn(accept_incoming(link.clone(), pumps.clone()));
-    }
-    let udp = udp::UdpRelays::new(runtime.clone(), sockets.clone(), options.pure);
     let trace = match &options.trace_file {
         Some(path) => trace::TraceSink::file(path, options.trace_time).map_err(|source| {
             ClientError::TraceFile {
@@ -359,31 +495,32 @@ pub fn run(
         })?,
         None => trace::TraceSink::stderr(options.trace_time),
     };
-    let engine = Engine {
-        trace: Arc::new(trace),
-        udp,
-        runtime,
-        link,
+    let shared = Shared {
+        runtime: runtime.clone(),
         events: events_tx.clone(),
-        stats: stats.clone(),
         registry: registry.clone(),
-        pumps,
-        files: Arc::new(std::sync::Mutex::new(FileEngine::new(
-            options.layers,
-            options.statcache_ttl,
-        ))),
-        flushed: Arc::new(tokio::sync::watch::channel(0).0),
+        trace: Arc::new(trace),
         writes_lost: Arc::new(AtomicBool::new(false)),
-        append_timer: Arc::new(AtomicBool::new(false)),
-        lost: lost.clone(),
-        connects: Arc::default(),
-        options: Arc::default(),
-        send_interrupts: Arc::default(),
-        waits: Arc::default(),
-        shadows,
-        sleeping_connects: Arc::default(),
     };
-    let drainer = engine.clone();
+    // The `--net` remote's sockets are the tracer's.
+    let sockets = crate::syscall::sockets::SocketRegistry::default();
+    let placeholder_dir = placeholders.as_ref().map(|d| d.path());
+    let router = start_engines(&shared, links, placeholder_dir, &sockets, &options)?;
+    let net_engine = router.net_engine().clone();
+    // Kept open for the whole run: the program opens them by /proc path.
+    let (_system_copies, system_files) = if options.net {
+        system_files(&runtime, &net_engine.link)
+    } else {
+        (Vec::new(), Vec::new())
+    };
+    if options.net {
+        runtime.spawn(listeners::sweep(sockets.clone(), net_engine.link.clone()));
+        runtime.spawn(accept_incoming(
+            net_engine.link.clone(),
+            net_engine.pumps.clone(),
+        ));
+    }
+    let engines = router.engines().to_vec();
     let config = TracerConfig {
         forwarding: Arc::new(Forwarding {
             mounts: options.mounts,
@@ -398,6 +535,7 @@ pub fn run(
     };
     let filter = tracer::filter_rules(&config);
     let program = options.program;
+    let remote_names = options.remote_names;
 
     // Set once a signal for the program came after it had ended: rscq
     // itself is to end, without waiting for bytes still on their way.
@@ -416,23 +554,26 @@ pub fn run(
             if let Err(e) = crate::limits::raise_fd_limit() {
                 tracing::debug!(%e, "cannot raise the open-file limit");
             }
-            let tracer = Tracer::new(config, &engine, registry, sockets, events_rx, root);
+            let tracer = Tracer::new(config, &router, registry, sockets, events_rx, root)
+                .with_remote_names(remote_names);
             Ok(tracer.with_placeholders(placeholders).run())
         })
         .map_err(ClientError::Thread)?;
     let mut status = tracer_thread
         .join()
         .unwrap_or(Err(TracerError::NoProgram))?;
-    drainer.drain_at_exit(&terminate);
+    drain_at_exit(&runtime, &engines, &terminate);
     // Data the program believed written is gone: say so in the status too.
-    if drainer.writes_lost.load(Ordering::SeqCst) && status == ExitStatus::Code(0) {
+    if shared.writes_lost.load(Ordering::SeqCst) && status == ExitStatus::Code(0) {
         status = ExitStatus::Code(1);
     }
-    // The program is gone; its last closes may still be in flight when the
-    // caller closes the link, which is not worth a warning.
-    lost.store(true, Ordering::SeqCst);
-    if options.stats {
-        eprint!("{}", stats.report());
+    for engine in &engines {
+        // The program is gone; its last closes may still be in flight when
+        // the caller closes the link, which is not worth a warning.
+        engine.lost.store(true, Ordering::SeqCst);
+        if options.stats {
+            eprint!("{}", engine.stats.report_of(engine.name.as_deref()));
+        }
     }
     Ok(status)
 }

@@ -10,6 +10,7 @@ use std::os::fd::OwnedFd;
 use super::{Engine, ReplyTo, lock};
 use crate::proto::{Handle, Request, Response, SockAddr};
 use crate::syscall::operation::Operation;
+use crate::syscall::paths::RemoteIndex;
 use crate::tracer::{Call, Forwarder};
 
 impl Forwarder for Engine {
@@ -20,6 +21,7 @@ impl Forwarder for Engine {
             operation,
             fd,
             sleep,
+            remote: _,
         } = call;
         let to = ReplyTo { tid, sleep };
         match operation {
@@ -74,7 +76,7 @@ impl Forwarder for Engine {
         }
     }
 
-    fn watch_close(&self, read_end: OwnedFd, key: u64, handle: Handle) {
+    fn watch_close(&self, read_end: OwnedFd, key: u64, handle: Handle, _: Option<RemoteIndex>) {
         self.close_when_unused(read_end, key, handle);
     }
 

@@ -48,8 +48,17 @@ impl Stats {
 
     /// The summary printed at exit.
     pub fn report(&self) -> String {
+        self.report_of(None)
+    }
+
+    /// The summary of the calls forwarded to one remote of several,
+    /// `remote` naming it in the title.
+    pub fn report_of(&self, remote: Option<&str>) -> String {
         let map = self.snapshot();
-        let mut out = String::from("rscq: forwarded calls\n");
+        let mut out = match remote {
+            Some(name) => format!("rscq: forwarded calls to {name}\n"),
+            None => String::from("rscq: forwarded calls\n"),
+        };
         let _ = writeln!(
             out,
             "rscq: {:<16} {:>8} {:>8} {:>12} {:>12} {:>12}",
@@ -104,5 +113,15 @@ mod tests {
         let report = s.report();
         assert!(report.contains("total"));
         assert!(report.lines().last().unwrap().contains(" 3 "), "{report}");
+        assert_eq!(report.lines().next(), Some("rscq: forwarded calls"));
+        let named = s.report_of(Some("buildbox"));
+        assert_eq!(
+            named.lines().next(),
+            Some("rscq: forwarded calls to buildbox")
+        );
+        assert_eq!(
+            named.lines().skip(1).collect::<Vec<_>>(),
+            report.lines().skip(1).collect::<Vec<_>>()
+        );
     }
 }

@@ -228,13 +228,6 @@ pub enum ConfigError {
 
     #[error("{origin}: a [[remotes]] table needs a non-empty `name`")]
     EmptyRemoteName { origin: Origin },
-
-    #[error(
-        "these settings use {} remotes ({}), but rscq talks to one remote per run so far; give every mount, --net and --uname the same server",
-        names.len(),
-        names.join(", ")
-    )]
-    SeveralRemotes { names: Vec<String> },
 }
 
 fn unknown_server(name: &str, file: Option<&std::path::Path>, known: &[String]) -> String {

@@ -37,7 +37,7 @@ use std::path::{Component, Path, PathBuf};
 
 pub use cli::{ClientArgs, ClientCommand, FingerprintArgs, KeygenArgs};
 pub use error::{ConfigError, Located, Origin};
-pub use remotes::{Placement, RemoteDef, RemoteIndex, RemoteSpec, check_one_remote};
+pub use remotes::{Placement, RemoteDef, RemoteIndex, RemoteSpec};
 pub use rsc_config::{canonical_syscall, looks_like_rsc_config, parse_rsc_config};
 pub use server_file::{ServerFileSettings, parse_server_toml};
 pub use toml_file::{line_col, parse_toml};
@@ -292,9 +292,7 @@ pub fn parse_config_file(src: &str, path: &Path) -> Result<FileSettings, ConfigE
 pub fn resolve(args: &ClientArgs) -> Result<ClientSettings, ConfigError> {
     let env = Env::from_process();
     let file = load_config(args, &env)?;
-    let settings = resolve_with(args, file.as_ref(), &env)?;
-    check_one_remote(&settings.placement)?;
-    Ok(settings)
+    resolve_with(args, file.as_ref(), &env)
 }
 
 /// The settings file of `args`: `--config FILE` (which must exist; several

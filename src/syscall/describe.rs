@@ -199,11 +199,18 @@ pub struct TraceLine<'a> {
     pub ret: Returned,
     pub took: Took,
     pub note: Option<&'a str>,
+    /// The remote a forwarded call went to, named only when a run has
+    /// several.
+    pub remote: Option<&'a str>,
 }
 
 impl std::fmt::Display for TraceLine<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "[pid {}] {}({}) = ", self.tid, self.name, self.args)?;
+        write!(f, "[pid {}] ", self.tid)?;
+        if let Some(remote) = self.remote {
+            write!(f, "[{remote}] ")?;
+        }
+        write!(f, "{}({}) = ", self.name, self.args)?;
         match self.ret {
             Returned::Value(ret) => f.write_str(&ret_text(ret))?,
             Returned::Unknown => f.write_str("?")?,
@@ -713,6 +720,7 @@ mod tests {
             ret: Returned::Value(3),
             took: Took::Remote(Duration::from_micros(608)),
             note: None,
+            remote: None,
         };
         assert_eq!(
             line.to_string(),

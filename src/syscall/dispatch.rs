@@ -9,23 +9,38 @@
 use crate::errno::Errno;
 use crate::proto::Request;
 use crate::syscall::nr::{self, Family};
+use crate::syscall::paths::RemoteIndex;
 use crate::syscall::plan::{FdKind, Forwarding, Plan, Planner, Then, Tracee, arg_i32};
 
 /// Decides what to do with trapped syscall `nr` with arguments `args`: the
 /// call's planner families ([`nr::families`], from the one table) are asked
 /// in order, and the first that takes it plans it.
 pub fn plan(nr: i64, args: [u64; 6], fwd: &Forwarding, t: &mut impl Tracee) -> Plan {
+    plan_on(nr, args, fwd, t).0
+}
+
+/// [`plan`], with the remote a forwarded plan goes to: that of the mount
+/// or remote fd it acts on; `None` when it names neither (a socket call
+/// goes to the `--net` remote, `uname` to the `--uname` one).
+pub fn plan_on(
+    nr: i64,
+    args: [u64; 6],
+    fwd: &Forwarding,
+    t: &mut impl Tracee,
+) -> (Plan, Option<RemoteIndex>) {
     let mut p = Planner {
         mounts: &fwd.mounts,
         system_files: &fwd.system_files,
         t,
         follow_last: false,
+        on: None,
     };
-    nr::families(nr)
+    let plan = nr::families(nr)
         .iter()
         .filter(|family| family.offered(fwd))
         .find_map(|&family| p.family_call(family, nr, args, fwd))
-        .unwrap_or(Plan::Native)
+        .unwrap_or(Plan::Native);
+    (plan, p.on)
 }
 
 impl<T: Tracee> Planner<'_, T> {
@@ -60,7 +75,7 @@ impl<T: Tracee> Planner<'_, T> {
             } else {
                 Plan::Native
             }),
-            Family::Mmap => Some(match self.t.fd(arg_i32(args[4])) {
+            Family::Mmap => Some(match self.fd(arg_i32(args[4])) {
                 FdKind::Remote(rfd) => super::mapping::plan(&rfd, args),
                 FdKind::Local => Plan::Native,
             }),
@@ -81,7 +96,7 @@ impl<T: Tracee> Planner<'_, T> {
     /// `close` of a remote file: its record locks go first, or its held
     /// writes.
     fn close(&mut self, args: [u64; 6]) -> Plan {
-        match self.t.fd(arg_i32(args[0])) {
+        match self.fd(arg_i32(args[0])) {
             FdKind::Remote(rfd) if self.t.holds_record_locks() => {
                 let owner = self.t.tgid().cast_unsigned();
                 Plan::forward(

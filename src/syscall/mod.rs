@@ -26,6 +26,8 @@ pub mod nr;
 pub mod operation;
 pub mod paths;
 pub mod plan;
+#[cfg(test)]
+mod remotes_tests;
 pub mod sockets;
 #[cfg(test)]
 mod testutil;

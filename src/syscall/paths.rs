@@ -16,20 +16,58 @@ pub struct MountPoint {
     pub remote: Vec<u8>,
 }
 
-/// All mounts, longest local prefix first so nested mounts win.
+/// Which of the run's remotes serves a mount (0: the default one; the
+/// client's list of connections is in the same order).
+pub type RemoteIndex = usize;
+
+/// All mounts, longest local prefix first so nested mounts win, each with
+/// the remote that serves it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MountTable {
     mounts: Vec<MountPoint>,
+    /// `on[i]` serves `mounts[i]`.
+    on: Vec<RemoteIndex>,
 }
 
 impl MountTable {
-    pub fn new(mut mounts: Vec<MountPoint>) -> Self {
-        for m in &mut mounts {
+    /// Mounts all served by the default remote.
+    pub fn new(mounts: Vec<MountPoint>) -> Self {
+        Self::placed(mounts.into_iter().map(|m| (m, 0)).collect())
+    }
+
+    /// Mounts each served by its remote.
+    pub fn placed(mut mounts: Vec<(MountPoint, RemoteIndex)>) -> Self {
+        for (m, _) in &mut mounts {
             m.local = normalize(&m.local);
             m.remote = normalize(&m.remote);
         }
-        mounts.sort_by_key(|m| std::cmp::Reverse(m.local.len()));
-        Self { mounts }
+        mounts.sort_by_key(|(m, _)| std::cmp::Reverse(m.local.len()));
+        let (mounts, on) = mounts.into_iter().unzip();
+        Self { mounts, on }
+    }
+
+    /// The remote serving the normalized absolute `local`, if a mount
+    /// holds it (the longest prefix wins).
+    pub fn remote_of(&self, local: &[u8]) -> Option<RemoteIndex> {
+        self.holder(local).and_then(|i| self.on.get(i).copied())
+    }
+
+    /// The mounts remote `on` serves, alone: where that server's own
+    /// absolute paths show (a symlink target it gives).
+    pub fn only_on(&self, on: RemoteIndex) -> MountTable {
+        let (mounts, served): (Vec<_>, Vec<_>) = self
+            .mounts
+            .iter()
+            .zip(&self.on)
+            .filter(|&(_, &r)| r == on)
+            .map(|(m, &r)| (m.clone(), r))
+            .unzip();
+        Self { mounts, on: served }
+    }
+
+    /// Whether more than one remote serves the mounts.
+    pub fn several_remotes(&self) -> bool {
+        self.on.iter().any(|&r| Some(r) != self.on.first().copied())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -72,6 +110,12 @@ impl MountTable {
     /// (`a/b/..` is `a` only when `b` is a directory, and a final `.` or `..`
     /// is not a name an `rmdir` or `rename` may act on).
     pub fn locate(&self, base: &[u8], path: &[u8]) -> Option<RemotePath> {
+        self.locate_on(base, path).map(|(remote, _)| remote)
+    }
+
+    /// [`MountTable::locate`], with the remote that serves the mount the
+    /// path ends in.
+    pub fn locate_on(&self, base: &[u8], path: &[u8]) -> Option<(RemotePath, RemoteIndex)> {
         let mut parts: Vec<&[u8]> = Vec::new();
         if path.first() != Some(&b'/') {
             parts.extend(base.split(|&b| b == b'/').filter(|c| !c.is_empty()));
@@ -113,6 +157,7 @@ impl MountTable {
             start = end + 1;
         }
         let mut remote = self.to_remote(&anchor.1)?;
+        let on = self.remote_of(&anchor.1).unwrap_or(0);
         let rest = &path[anchor.0.min(path.len())..];
         let rest_trimmed = {
             let lead = rest.iter().take_while(|&&b| b == b'/').count();
@@ -126,7 +171,7 @@ impl MountTable {
         } else if path.ends_with(b"/") && remote.0.last() != Some(&b'/') {
             remote.0.push(b'/');
         }
-        Some(remote)
+        Some((remote, on))
     }
 
     /// The local path that names `remote` through a mount: the inverse of
@@ -373,6 +418,40 @@ mod tests {
         }]);
         assert_eq!(only_data.to_local(b"/export/xy"), None);
         assert_eq!(only_data.to_local(b"/etc/passwd"), None);
+    }
+
+    #[test]
+    fn each_mount_names_its_remote_and_the_longest_prefix_wins() {
+        let mount = |local: &str, remote: &str| MountPoint {
+            local: local.as_bytes().to_vec(),
+            remote: remote.as_bytes().to_vec(),
+        };
+        let t = MountTable::placed(vec![
+            (mount("/build", "/srv/src"), 1),
+            (mount("/build/data", "/export"), 2),
+            (mount("/home", "/"), 0),
+        ]);
+        assert!(t.several_remotes());
+        assert!(!table().several_remotes());
+        assert_eq!(t.remote_of(b"/build/x"), Some(1));
+        assert_eq!(t.remote_of(b"/build/data/x"), Some(2));
+        assert_eq!(t.remote_of(b"/build/datax"), Some(1));
+        assert_eq!(t.remote_of(b"/home"), Some(0));
+        assert_eq!(t.remote_of(b"/etc"), None);
+        let on = |base: &str, path: &str| {
+            t.locate_on(base.as_bytes(), path.as_bytes())
+                .map(|(r, on)| (String::from_utf8(r.0).unwrap(), on))
+        };
+        assert_eq!(on("/", "/build/data/f"), Some(("/export/f".into(), 2)));
+        // `..` at the nested mount's root is back on the outer remote.
+        assert_eq!(on("/build/data", "../y"), Some(("/srv/src/y".into(), 1)));
+        assert_eq!(on("/build", "data/../z"), Some(("/srv/src/z".into(), 1)));
+        assert_eq!(on("/", "/etc/x"), None);
+        // A server's own paths map back through its own mounts only.
+        let two = MountTable::placed(vec![(mount("/a", "/"), 1), (mount("/b", "/"), 2)]);
+        assert_eq!(two.to_local(b"/x"), Some(b"/a/x".to_vec()));
+        assert_eq!(two.only_on(2).to_local(b"/x"), Some(b"/b/x".to_vec()));
+        assert_eq!(two.only_on(2).remote_of(b"/a/x"), None);
     }
 
     #[test]

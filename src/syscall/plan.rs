@@ -20,10 +20,10 @@ use crate::proto::{
 };
 use crate::syscall::layout;
 pub use crate::syscall::operation::{Operation, Waiting};
-use crate::syscall::paths::MountTable;
+use crate::syscall::paths::{MountTable, RemoteIndex};
 use crate::syscall::sockets::RemoteSocket;
 
-pub use super::dispatch::plan;
+pub use super::dispatch::{plan, plan_on};
 
 /// A remote file as the program holds it: a placeholder fd whose kernel
 /// object rscq can recognise.
@@ -454,9 +454,31 @@ pub(super) struct Planner<'a, T: Tracee> {
     /// (set per path call): a local symlink there that leads into a mount
     /// is then followed into it.
     pub(super) follow_last: bool,
+    /// The remote the call goes to: that of the last remote fd looked up
+    /// ([`Planner::fd`]) or remote path resolved, whichever came last (a
+    /// path resolved against a remote dirfd ends where the path does).
+    /// `None`: no mount or remote fd is involved (sockets, `uname`).
+    pub(super) on: Option<RemoteIndex>,
 }
 
 impl<T: Tracee> Planner<'_, T> {
+    /// What program fd `fd` is; a remote file's remote becomes the call's
+    /// ([`Planner::on`]).
+    pub(super) fn fd(&mut self, fd: i32) -> FdKind {
+        let kind = self.t.fd(fd);
+        if let FdKind::Remote(rfd) = &kind {
+            self.on = Some(self.remote_of(rfd));
+        }
+        kind
+    }
+
+    /// The remote serving a remote fd: the one of the mount its path lies
+    /// in (the path it was opened by, or for `O_TMPFILE` its directory),
+    /// so the fd needs no index of its own.
+    pub(super) fn remote_of(&self, rfd: &RemoteFd) -> RemoteIndex {
+        self.mounts.remote_of(&rfd.path).unwrap_or(0)
+    }
+
     /// The `struct iovec` array of `count` entries at `addr` (at most
     /// `UIO_MAXIOV`, as the kernel allows), read by file and socket calls.
     pub(super) fn iovecs(&mut self, addr: u64, count: u64) -> Result<Vec<(u64, u64)>, Errno> {

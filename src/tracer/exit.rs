@@ -305,14 +305,14 @@ impl<F: Forwarder> Tracer<'_, F> {
                 if let Some(dir) = &self.placeholders {
                     dir.remove(key);
                 }
+                let remote = self.registry.get(key).and_then(|f| self.remote_of(&f.path));
                 if result < 0 {
                     // No writer ever came, so the read end would never hang
                     // up: close the remote handle now.
                     self.registry.remove(key);
                     drop(read_end);
-                    let _ = self
-                        .forwarder
-                        .submit(Call::detached(0, Request::Close { handle }));
+                    let close = Call::detached(0, Request::Close { handle }).on(remote);
+                    let _ = self.forwarder.submit(close);
                 } else {
                     first_remote_file = !self.process_has_fd_traps(tid);
                     // One byte, never read (the program's reads of the fd
@@ -324,7 +324,7 @@ impl<F: Forwarder> Tracer<'_, F> {
                         // Best effort: without it the fd only polls writable.
                         let _ = rustix::io::write(&fd, &[0]);
                     }
-                    self.forwarder.watch_close(read_end, key, handle);
+                    self.forwarder.watch_close(read_end, key, handle, remote);
                 }
                 if let Some(pending) = trace {
                     self.trace(&TraceLine {
@@ -334,6 +334,7 @@ impl<F: Forwarder> Tracer<'_, F> {
                         ret: Returned::Value(result),
                         took: pending.took,
                         note: None,
+                        remote: None,
                     });
                 }
             }

@@ -50,6 +50,7 @@ impl<F: Forwarder> Tracer<'_, F> {
                 operation: sync,
                 fd: None,
                 sleep: None,
+                remote: None,
             });
         }
         if pid == self.root {

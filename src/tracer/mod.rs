@@ -54,6 +54,7 @@ use nix::unistd::Pid;
 use crate::sys::tracer::{self as sys, ExecPlan};
 use crate::syscall::describe::{Returned, Took, TraceLine};
 use crate::syscall::nr;
+use crate::syscall::paths::RemoteIndex;
 use crate::syscall::plan::{Forwarding, Then};
 
 use crate::syscall::sockets::{RemoteSocket, SocketRegistry};
@@ -135,6 +136,10 @@ pub struct Tracer<'a, F: Forwarder> {
     root_status: Option<ExitStatus>,
     /// Numbers the sleeps whose replies may come after a signal ended them.
     next_sleep: u64,
+    /// The remote of each thread's current forwarded call, for `--trace`.
+    traced_on: HashMap<i32, RemoteIndex>,
+    /// The remotes' names for `--trace`; empty with one remote.
+    remote_names: Vec<String>,
 }
 
 /// Forks and seizes the program; the caller then runs [`Tracer::run`] on the
@@ -283,6 +288,8 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
             early_stops: HashMap::new(),
             root_status: None,
             next_sleep: 1,
+            traced_on: HashMap::new(),
+            remote_names: Vec::new(),
         }
     }
 
@@ -397,15 +404,39 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
                 ret: Returned::Value(ret),
                 took: Took::Local,
                 note: None,
+                remote: None,
             });
         }
     }
 
-    /// Prints one `--trace` line (nothing without `--trace`).
+    /// Prints one `--trace` line (nothing without `--trace`); with
+    /// several remotes, a line of a forwarded call names its remote.
     fn trace(&self, line: &TraceLine<'_>) {
         if self.config.trace {
+            let remote = self
+                .traced_on
+                .get(&line.tid)
+                .and_then(|&on| self.remote_names.get(on))
+                .map(String::as_str);
+            let line = TraceLine {
+                remote,
+                ..line.clone()
+            };
             self.forwarder.trace_line(line.to_string());
         }
+    }
+
+    /// The remote serving the local path of a remote file.
+    fn remote_of(&self, local: &[u8]) -> Option<RemoteIndex> {
+        self.config.forwarding.mounts.remote_of(local)
+    }
+
+    /// Names the remotes in `--trace` lines (`names[i]` for remote `i`);
+    /// with one remote there are none, so its lines stay as they were.
+    #[must_use]
+    pub fn with_remote_names(mut self, names: Vec<String>) -> Self {
+        self.remote_names = if names.len() > 1 { names } else { Vec::new() };
+        self
     }
 
     fn set_virtual_cwd(&mut self, tid: i32, cwd: Option<Vec<u8>>) {

@@ -135,10 +135,15 @@ impl PlaceholderDir {
 
 impl Drop for PlaceholderDir {
     fn drop(&mut self) {
-        // FIFOs whose open never ended (the program died in it).
+        // FIFOs whose open never ended (the program died in it), and the
+        // directories of other remotes' shadow files.
         if let Ok(entries) = std::fs::read_dir(&self.path) {
             for entry in entries.flatten() {
-                let _ = std::fs::remove_file(entry.path());
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    let _ = std::fs::remove_dir_all(entry.path());
+                } else {
+                    let _ = std::fs::remove_file(entry.path());
+                }
             }
         }
         let _ = std::fs::remove_dir(&self.path);

@@ -44,6 +44,11 @@ impl Registry {
         self.map().insert(file.key, file);
     }
 
+    /// The remote file of placeholder `key`, if it is one.
+    pub fn get(&self, key: u64) -> Option<RemoteFd> {
+        self.map().get(&key).cloned()
+    }
+
     pub fn remove(&self, key: u64) -> Option<RemoteFd> {
         self.map().remove(&key)
     }

@@ -15,7 +15,7 @@ use crate::errno::Errno;
 use crate::proto::{Handle, Reply, Request, Response};
 use crate::syscall::describe::{Returned, Took, TraceLine, with_data_read};
 use crate::syscall::nr;
-use crate::syscall::plan::{self, Outcome};
+use crate::syscall::plan::{self, Outcome, Then};
 
 impl<F: Forwarder> Tracer<'_, F> {
     /// The reply to thread `tid`'s forwarded call, and where it came from
@@ -50,6 +50,7 @@ impl<F: Forwarder> Tracer<'_, F> {
             ret: Returned::Value(ret),
             took,
             note: Some(sig.as_str()),
+            remote: None,
         });
         let mut regs = saved;
         regs.rax = ret.cast_unsigned();
@@ -84,6 +85,7 @@ impl<F: Forwarder> Tracer<'_, F> {
             ret,
             took,
             note,
+            remote: None,
         });
         self.set_state(
             tid,
@@ -129,7 +131,21 @@ impl<F: Forwarder> Tracer<'_, F> {
                 took,
             }
         });
-        let outcome = plan::finish(then, response, &self.config.forwarding.mounts);
+        let mounts = &self.config.forwarding.mounts;
+        // A server's absolute symlink target is spelled through that
+        // server's own mounts only.
+        let own;
+        let mounts = match self.traced_on.get(&tid) {
+            Some(&on)
+                if mounts.several_remotes()
+                    && matches!(then, Then::Readlink { .. } | Then::Exec { .. }) =>
+            {
+                own = mounts.only_on(on);
+                &own
+            }
+            _ => mounts,
+        };
+        let outcome = plan::finish(then, response, mounts);
         self.carry_out_outcome(stop, nr, outcome, trace);
     }
 
@@ -150,6 +166,7 @@ impl<F: Forwarder> Tracer<'_, F> {
                 ret,
                 took: pending.took,
                 note,
+                remote: None,
             });
         }
     }
@@ -274,9 +291,9 @@ impl<F: Forwarder> Tracer<'_, F> {
         let placeholder = match made {
             Ok(p) => p,
             Err(e) => {
-                let _ = self
-                    .forwarder
-                    .submit(Call::detached(0, Request::Close { handle }));
+                let remote = self.remote_of(&local_path);
+                let close = Call::detached(0, Request::Close { handle }).on(remote);
+                let _ = self.forwarder.submit(close);
                 return stop.skip(e.as_syscall_return());
             }
         };

@@ -18,6 +18,7 @@ use nix::sys::wait::WaitStatus;
 
 use crate::proto::{Handle, Request, Response, SockAddr};
 use crate::syscall::operation::Operation;
+use crate::syscall::paths::RemoteIndex;
 
 /// Something the tracer thread must react to.
 #[derive(Debug)]
@@ -75,6 +76,11 @@ pub struct Call {
     /// The sleep number of a thread asleep until the reply (which is then
     /// an [`Event::SleeperReply`]); `None` for a thread held in its stop.
     pub sleep: Option<u64>,
+    /// The remote of the mount or remote file it acts on; `None` when it
+    /// names neither (a socket's goes to the `--net` remote, `uname` to the
+    /// `--uname` one, and a process's exit, which touches every remote, to
+    /// all).
+    pub remote: Option<RemoteIndex>,
 }
 
 impl Call {
@@ -86,7 +92,14 @@ impl Call {
             operation: Operation::File(request),
             fd: None,
             sleep: None,
+            remote: None,
         }
+    }
+
+    /// The same call, on remote `remote`.
+    #[must_use]
+    pub fn on(self, remote: Option<RemoteIndex>) -> Self {
+        Self { remote, ..self }
     }
 }
 
@@ -136,8 +149,8 @@ pub trait Forwarder {
     /// came first), or is dropped.
     fn interrupted(&self, op: u64);
     /// Watches a placeholder's read end; when every copy of the program's
-    /// fd is closed, the remote handle is closed too.
-    fn watch_close(&self, read_end: OwnedFd, key: u64, handle: Handle);
+    /// fd is closed, the remote handle (on `remote`) is closed too.
+    fn watch_close(&self, read_end: OwnedFd, key: u64, handle: Handle, remote: Option<RemoteIndex>);
     /// The loopback address of the relay for remote `peer`, made on first use.
     fn udp_relay(&self, v6: bool, peer: SockAddr) -> Option<SocketAddr>;
     /// The remote peer a relay's loopback address stands for.

@@ -13,6 +13,7 @@ use crate::errno::Errno;
 use crate::proto::{RemotePath, Request};
 use crate::syscall::describe::Took;
 use crate::syscall::operation::{Operation, Waiting};
+use crate::syscall::paths::RemoteIndex;
 use crate::syscall::plan::{self, Plan, Then};
 
 impl<F: Forwarder> Tracer<'_, F> {
@@ -45,26 +46,39 @@ impl<F: Forwarder> Tracer<'_, F> {
             }
             None => (0, false),
         };
-        let plan = {
+        // A new call of this thread: its trace lines name its own remote.
+        self.traced_on.remove(&tid);
+        let (plan, on) = {
             let mut view = TraceeView { tracer: self, pid };
             let forwarding = view.tracer.config.forwarding.clone();
             if ready {
                 // Made ready by a fetch: it runs now, with only the
                 // address rewriting a UDP receive needs.
-                crate::syscall::udp::plan(nr, info.args, forwarding.pure_net, true, &mut view)
-                    .filter(|_| forwarding.net)
-                    .unwrap_or(Plan::Native)
+                let plan =
+                    crate::syscall::udp::plan(nr, info.args, forwarding.pure_net, true, &mut view)
+                        .filter(|_| forwarding.net)
+                        .unwrap_or(Plan::Native);
+                (plan, None)
             } else {
-                plan::plan(nr, info.args, &forwarding, &mut view)
+                plan::plan_on(nr, info.args, &forwarding, &mut view)
             }
         };
-        self.carry_out(stop, nr, fd0, info.stack_pointer, exec_hops, plan);
+        let call = (nr, fd0, on);
+        self.carry_out(stop, call, info.stack_pointer, exec_hops, plan);
     }
 
-    /// Does what `plan` says for the call `nr` of the thread stopped at
-    /// `stop` (`fd0` its first argument as an fd, `sp` its stack pointer,
-    /// `exec_hops` the `#!` interpreters its `execve` followed so far).
-    fn carry_out(&mut self, stop: Stop, nr: i64, fd0: i32, sp: u64, exec_hops: u32, plan: Plan) {
+    /// Does what `plan` says for the call `(nr, fd0, on)` of the thread
+    /// stopped at `stop` (`fd0` its first argument as an fd, `on` the
+    /// remote the planner found; `sp` its stack pointer, `exec_hops` the
+    /// `#!` interpreters its `execve` followed so far).
+    fn carry_out(
+        &mut self,
+        stop: Stop,
+        (nr, fd0, on): (i64, i32, Option<RemoteIndex>),
+        sp: u64,
+        exec_hops: u32,
+        plan: Plan,
+    ) {
         let tid = stop.tid();
         match plan {
             Plan::Native => stop.resume(),
@@ -90,16 +104,20 @@ impl<F: Forwarder> Tracer<'_, F> {
                 path,
                 path_arg,
                 argv_arg,
-            } => self.start_exec_fetch(stop, nr, exec_hops, path, path_arg, argv_arg),
+            } => {
+                let call = (nr, on);
+                self.start_exec_fetch(stop, call, exec_hops, path, path_arg, argv_arg);
+            }
             Plan::Forward { request, then } => {
                 let operation = Operation::File(request);
-                self.start_remote(stop, nr, fd0, operation, None, Waiting::Held(then));
+                let call = (nr, fd0, on);
+                self.start_remote(stop, call, operation, None, Waiting::Held(then));
             }
             Plan::Remote {
                 operation,
                 fd,
                 wait,
-            } => self.start_remote(stop, nr, fd0, operation, fd, wait),
+            } => self.start_remote(stop, (nr, fd0, on), operation, fd, wait),
         }
     }
 
@@ -107,12 +125,11 @@ impl<F: Forwarder> Tracer<'_, F> {
     /// engine with a copy of program fd `fd`, taken once here, and makes
     /// the thread wait as `wait` says: held in its stop (answered at once
     /// if the engine already has the answer), asleep interruptibly, or not
-    /// at all.
+    /// at all. `on` is the remote the planner found, if any.
     fn start_remote(
         &mut self,
         stop: Stop,
-        nr: i64,
-        fd0: i32,
+        (nr, fd0, on): (i64, i32, Option<RemoteIndex>),
         operation: Operation,
         fd: Option<i32>,
         wait: Waiting,
@@ -120,6 +137,9 @@ impl<F: Forwarder> Tracer<'_, F> {
         let tid = stop.tid();
         if let Operation::File(request) = &operation {
             self.note_record_lock(tid, request);
+        }
+        if let Some(on) = on {
+            self.traced_on.insert(tid, on);
         }
         let tgid = self.tgid_of(tid);
         let program_fd = fd.and_then(|fd| ProgramFd::take(tgid, fd));
@@ -130,7 +150,7 @@ impl<F: Forwarder> Tracer<'_, F> {
                 // an option it sets, so getsockopt answers as it would); a
                 // fd that cannot be copied has nothing to pass on.
                 if fd.is_none() || program_fd.is_some() {
-                    let call = self.call(tid, nr, operation, program_fd, None);
+                    let call = self.call(tid, nr, operation, program_fd, None).on(on);
                     let _ = self.forwarder.submit(call);
                 }
                 return stop.resume();
@@ -149,7 +169,7 @@ impl<F: Forwarder> Tracer<'_, F> {
             Some(then) => {
                 let text = self.trace_args(&operation, fd);
                 self.wait(stop, nr, then, text);
-                let call = self.call(tid, nr, operation, program_fd, None);
+                let call = self.call(tid, nr, operation, program_fd, None).on(on);
                 if let Some(response) = self.forwarder.submit(call) {
                     self.on_reply(tid, response, Took::Local);
                 }
@@ -166,7 +186,7 @@ impl<F: Forwarder> Tracer<'_, F> {
                 };
                 if self.sleep(stop, nr, fd, text, sleep) {
                     // Its reply comes as a `SleeperReply` for `op`.
-                    let call = self.call(tid, nr, operation, program_fd, Some(op));
+                    let call = self.call(tid, nr, operation, program_fd, Some(op)).on(on);
                     let _ = self.forwarder.submit(call);
                 }
             }
@@ -187,6 +207,7 @@ impl<F: Forwarder> Tracer<'_, F> {
             operation,
             fd,
             sleep,
+            remote: None,
         }
     }
 
@@ -205,7 +226,7 @@ impl<F: Forwarder> Tracer<'_, F> {
     fn start_exec_fetch(
         &mut self,
         stop: Stop,
-        nr: i64,
+        (nr, on): (i64, Option<RemoteIndex>),
         exec_hops: u32,
         path: RemotePath,
         path_arg: u8,
@@ -221,7 +242,7 @@ impl<F: Forwarder> Tracer<'_, F> {
             argv_arg,
         };
         let operation = Operation::FetchExecutable { path, copy };
-        self.start_remote(stop, nr, -1, operation, None, Waiting::Held(then));
+        self.start_remote(stop, (nr, -1, on), operation, None, Waiting::Held(then));
     }
 
     /// A record lock asked for by a process: from now on its closes of

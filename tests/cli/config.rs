@@ -89,22 +89,34 @@ fn malformed_default_file_is_an_error_with_its_line() {
 }
 
 #[test]
-fn several_remotes_are_refused_before_anything_starts() {
+fn an_unreachable_remote_of_several_fails_the_run_naming_it() {
     let home = home();
     write_config(
         &home.path().join(".config"),
         "[[remotes]]\nname = \"nas\"\naddress = \"nas.invalid\"\n",
     );
+    // Two remotes (the embedded executor and nas): nas cannot be
+    // resolved, so the run fails before the program starts, naming it.
     let out = rscq(
-        &["--mount", "/b=/", "--mount", "/d=nas:/export", "--", "true"],
+        &[
+            "--mount",
+            "/b=/",
+            "--mount",
+            "/d=nas:/export",
+            "--",
+            "echo",
+            "ran",
+        ],
         home.path(),
     );
     assert_eq!(out.code(), 125, "{out}");
-    assert_eq!(
-        out.stderr,
-        "rscq: these settings use 2 remotes (embedded, nas), but rscq talks to one remote per run so far; give every mount, --net and --uname the same server\n",
+    assert!(
+        out.stderr
+            .starts_with("rscq: cannot resolve server address nas.invalid:4433 (remote nas)"),
         "{out}"
     );
+    assert!(!out.stderr.contains("remotes ("), "{out}");
+    assert_eq!(out.stdout, "", "{out}");
     // A name for the default remote's address is that remote: it is
     // tried (and here cannot be reached), not refused.
     let out = rscq(

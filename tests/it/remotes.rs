@@ -1,8 +1,8 @@
 //! Remotes named per mount (`LOCAL=HOST:REMOTE`, `--uname=HOST`, TOML
 //! `[[remotes]]`): a run whose every mount and `--uname` name one server
 //! talks to that server alone, with its pinned certificate; a run that
-//! needs two servers is refused before anything starts (one connection per
-//! run so far; README, "What does not work yet").
+//! names two servers talks to each (tests/net/remotes.rs has the
+//! three-machine cases).
 
 use std::fs;
 use std::path::Path;
@@ -75,36 +75,43 @@ fn a_named_remote_serves_its_mounts_and_uname() {
 }
 
 #[test]
-fn two_servers_in_one_run_are_refused_naming_them() {
-    if !have_root("two_servers_in_one_run_are_refused_naming_them") {
+fn two_servers_in_one_run_each_serve_their_mount() {
+    if !have_root("two_servers_in_one_run_each_serve_their_mount") {
         return;
     }
     let env = Env::new();
-    let a = env.server(&export(&env, "a", "a\n"));
-    let b = env.server(&export(&env, "b", "b\n"));
+    let (a_root, b_root) = (export(&env, "a", "a\n"), export(&env, "b", "b\n"));
+    let a = env.server(&a_root);
+    let b = env.server(&b_root);
     let cfg = config(&env, &a, Some(&b));
-    let out = rscq(
-        &env,
-        &cfg,
-        &[
-            "--mount",
-            "/a=box:/",
-            "--mount",
-            "/b=other:/",
-            "--",
-            "cat",
-            "/a/f",
-            "/b/f",
-        ],
-    )
-    .failure();
-    assert_eq!(out.code(), 125, "{}", out.err());
-    assert!(
-        out.err().contains("2 remotes (box, other)") && out.err().contains("one remote per run"),
-        "{}",
-        out.err()
-    );
-    assert_eq!(out.out(), "", "the program must not run");
+    let script = "cat /a/f /b/f && echo to-a > /a/g && echo to-b > /b/g \
+                  && mv /a/g /b/moved && cat /b/moved && ! test -e /a/g";
+    for mode in crate::harness::MODES {
+        for f in [a_root.join("g"), b_root.join("g"), b_root.join("moved")] {
+            fs::remove_file(f).ok();
+        }
+        let mut args = vec!["--mount", "/a=box:/", "--mount", "/b=other:/", "--trace"];
+        args.extend_from_slice(mode);
+        args.extend(["--", "sh", "-c", script]);
+        let out = rscq(&env, &cfg, &args).success();
+        assert_eq!(out.out(), "a\nb\nto-a\n", "{mode:?}");
+        assert!(!a_root.join("g").exists(), "{mode:?}: moved away from a");
+        assert_eq!(fs::read_to_string(b_root.join("g")).expect("b/g"), "to-b\n");
+        assert_eq!(
+            fs::read_to_string(b_root.join("moved")).expect("b/moved"),
+            "to-a\n"
+        );
+        // Each trace line of a forwarded call names its server, and a
+        // rename across them is EXDEV (then mv copies).
+        let err = out.err();
+        assert!(err.contains("] [box] "), "{mode:?}\n{err}");
+        assert!(err.contains("] [other] "), "{mode:?}\n{err}");
+        assert!(
+            err.lines()
+                .any(|l| l.contains("rename") && l.contains("EXDEV")),
+            "{mode:?}\n{err}"
+        );
+    }
 }
 
 #[test]

@@ -31,6 +31,7 @@ mod incoming;
 mod ipv6;
 mod listeners;
 mod outgoing;
+mod remotes;
 mod scale;
 mod signals;
 mod slow_connect;

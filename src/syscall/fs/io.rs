@@ -21,7 +21,7 @@ impl<T: Tracee> Planner<'_, T> {
     /// and writable, which the FIFO standing in for the file does too).
     /// An `epfd` that is no open fd is EBADF first, as the kernel checks.
     pub(super) fn epoll_ctl(&mut self, a: [u64; 6]) -> Plan {
-        let FdKind::Remote(_) = self.t.fd(arg_i32(a[2])) else {
+        let FdKind::Remote(_) = self.fd(arg_i32(a[2])) else {
             return Plan::Native;
         };
         // As the kernel: the event is read before the fds are looked at.
@@ -45,8 +45,10 @@ impl<T: Tracee> Planner<'_, T> {
     pub(super) fn copy_between(&mut self, nr: i64, a: [u64; 6]) -> Plan {
         let fd = arg_i32(a[0]);
         if nr == libc::SYS_sendfile {
-            return match (self.t.fd(arg_i32(a[1])), self.t.fd(fd)) {
-                (FdKind::Remote(from), FdKind::Remote(to)) if !from.is_dir && !to.is_dir => {
+            return match (self.fd(arg_i32(a[1])), self.fd(fd)) {
+                (FdKind::Remote(from), FdKind::Remote(to))
+                    if !from.is_dir && !to.is_dir && self.same_remote(&from, &to) =>
+                {
                     self.server_copy(&from, a[2], &to, 0, a[3])
                 }
                 (FdKind::Local, FdKind::Local) => Plan::Native,
@@ -55,9 +57,10 @@ impl<T: Tracee> Planner<'_, T> {
         }
         if nr == libc::SYS_copy_file_range
             && let (FdKind::Remote(from), FdKind::Remote(to)) =
-                (self.t.fd(fd), self.t.fd(arg_i32(a[2])))
+                (self.fd(fd), self.fd(arg_i32(a[2])))
             && !from.is_dir
             && !to.is_dir
+            && self.same_remote(&from, &to)
         {
             if a[5] != 0 {
                 return Plan::fail(Errno::EINVAL);
@@ -65,8 +68,8 @@ impl<T: Tracee> Planner<'_, T> {
             return self.server_copy(&from, a[1], &to, a[3], a[4]);
         }
         // The second fd is the third argument of both calls.
-        let remote = matches!(self.t.fd(fd), FdKind::Remote(_))
-            || matches!(self.t.fd(arg_i32(a[2])), FdKind::Remote(_));
+        let remote = matches!(self.fd(fd), FdKind::Remote(_))
+            || matches!(self.fd(arg_i32(a[2])), FdKind::Remote(_));
         // Both make coreutils and python fall back to read/write.
         let e = if nr == libc::SYS_copy_file_range {
             Errno::EXDEV
@@ -74,6 +77,13 @@ impl<T: Tracee> Planner<'_, T> {
             Errno::EINVAL
         };
         if remote { Plan::fail(e) } else { Plan::Native }
+    }
+
+    /// Whether one server holds both files: it copies only between its
+    /// own, so across remotes the call fails as across file systems
+    /// (EXDEV, or EINVAL for `sendfile`) and the program reads and writes.
+    fn same_remote(&self, from: &RemoteFd, to: &RemoteFd) -> bool {
+        self.remote_of(from) == self.remote_of(to)
     }
 
     /// A copy the server makes between two remote files; `from_ptr` and

@@ -102,7 +102,7 @@ impl<T: Tracee> Planner<'_, T> {
             Err(e) => return Plan::fail(e),
         };
         if a[1] == 0 {
-            return match self.t.fd(fd0) {
+            return match self.fd(fd0) {
                 FdKind::Remote(rfd) => Plan::forward(
                     Request::Futimens {
                         handle: rfd.handle,

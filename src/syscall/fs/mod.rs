@@ -111,7 +111,7 @@ impl<T: Tracee> Planner<'_, T> {
         } else if dirfd == AT_FDCWD {
             self.t.cwd()?
         } else {
-            match self.t.fd(dirfd) {
+            match self.fd(dirfd) {
                 FdKind::Remote(rfd) if is_tmpfile(&rfd) => return Err(Errno::ENOTDIR),
                 FdKind::Remote(rfd) => rfd.path,
                 FdKind::Local => match self.t.local_fd_path(dirfd) {
@@ -126,7 +126,7 @@ impl<T: Tracee> Planner<'_, T> {
         // `/proc/self/fd/N` of a remote file names that file (glibc's
         // fchmodat and friends go through it).
         if let Some((fd, rest)) = proc_fd_reference(&local)
-            && let FdKind::Remote(rfd) = self.t.fd(fd)
+            && let FdKind::Remote(rfd) = self.fd(fd)
         {
             // An `O_TMPFILE` file's path is its directory's, not its own:
             // no path of rscq's names it (its fd and `linkat` do).
@@ -138,13 +138,15 @@ impl<T: Tracee> Planner<'_, T> {
                 });
             }
             let local = paths::join(&rfd.path, &rest);
-            if let Some(remote) = self.mounts.locate(&rfd.path, &rest) {
+            if let Some((remote, on)) = self.mounts.locate_on(&rfd.path, &rest) {
+                self.on = Some(on);
                 return Ok(Target::Remote { local, remote });
             }
         }
         // The server resolves `.`, `..` and trailing slashes inside the
         // mount, so they keep their meaning (`a/b/..` names `..` of `b`).
-        if let Some(remote) = self.mounts.locate(&base, path) {
+        if let Some((remote, on)) = self.mounts.locate_on(&base, path) {
+            self.on = Some(on);
             return Ok(Target::Remote { local, remote });
         }
         // A local symlink on the way may lead into a mount (`ln -s /mnt/x
@@ -237,7 +239,8 @@ impl<T: Tracee> Planner<'_, T> {
             let resolved = paths::join(&parent, &target);
             let rest = path[end..].strip_prefix(b"/").unwrap_or_default();
             let next = paths::join(&resolved, rest);
-            if let Some(remote) = self.mounts.locate(b"/", &next) {
+            if let Some((remote, on)) = self.mounts.locate_on(b"/", &next) {
+                self.on = Some(on);
                 return Some((next, remote));
             }
             path = next;
@@ -272,7 +275,8 @@ impl<T: Tracee> Planner<'_, T> {
         }
     }
 
-    /// Two paths (rename, link): both remote, both local, or EXDEV.
+    /// Two paths (rename, link): both remote on one remote, both local, or
+    /// EXDEV.
     fn two_paths(
         &mut self,
         (d1, a1, arg1): (i32, u64, usize),
@@ -283,11 +287,16 @@ impl<T: Tracee> Planner<'_, T> {
             Ok(t) => t,
             Err(e) => return Plan::fail(e),
         };
+        let first_on = self.on;
         let second = match self.path_arg(d2, a2) {
             Ok(t) => t,
             Err(e) => return Plan::fail(e),
         };
         match (first, second) {
+            // Two mounts of different remotes are two file systems.
+            (Target::Remote { .. }, Target::Remote { .. }) if first_on != self.on => {
+                Plan::fail(Errno::EXDEV)
+            }
             (Target::Remote { remote: r1, .. }, Target::Remote { remote: r2, .. }) => {
                 remote(r1, r2)
             }
@@ -404,7 +413,7 @@ impl<T: Tracee> Planner<'_, T> {
                 return self.copy_between(nr, a);
             }
             libc::SYS_epoll_ctl => return self.epoll_ctl(a),
-            _ => match self.t.fd(fd) {
+            _ => match self.fd(fd) {
                 FdKind::Remote(r) => r,
                 FdKind::Local => {
                     if nr == libc::SYS_fchdir && self.t.has_virtual_cwd() {

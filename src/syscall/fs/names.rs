@@ -98,7 +98,7 @@ impl<T: Tracee> Planner<'_, T> {
         };
         if let Some((fd, rest)) = proc_fd_reference(&old)
             && rest.is_empty()
-            && matches!(self.t.fd(fd), FdKind::Remote(_))
+            && matches!(self.fd(fd), FdKind::Remote(_))
         {
             return self.link_open_file(fd, false, follow, to);
         }
@@ -153,16 +153,21 @@ impl<T: Tracee> Planner<'_, T> {
         let remote = match fd {
             AT_FDCWD if self.t.has_virtual_cwd() => Some(None),
             AT_FDCWD => None,
-            fd => match self.t.fd(fd) {
+            fd => match self.fd(fd) {
                 FdKind::Remote(rfd) => Some(Some(rfd.handle)),
                 FdKind::Local => None,
             },
         };
+        let from_on = self.on;
         let to = match self.path_arg(dirfd, addr) {
             Ok(to) => to,
             Err(e) => return Plan::fail(e),
         };
         match (remote, to) {
+            // A file of one remote named in another remote's mount.
+            (Some(Some(_)), Target::Remote { .. }) if from_on != self.on => {
+                Plan::fail(Errno::EXDEV)
+            }
             (None, Target::Local { rewrite: None }) => Plan::Native,
             (None, Target::Local { rewrite: Some(p) }) => Plan::NativeRewritten {
                 paths: vec![(arg, p)],

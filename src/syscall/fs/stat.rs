@@ -38,7 +38,7 @@ impl<T: Tracee> Planner<'_, T> {
             if dirfd == AT_FDCWD {
                 return self.stat_cwd(then);
             }
-            return match self.t.fd(dirfd) {
+            return match self.fd(dirfd) {
                 FdKind::Remote(rfd) => Plan::forward(Request::Fstat { handle: rfd.handle }, then),
                 FdKind::Local => Plan::Native,
             };
@@ -70,7 +70,10 @@ impl<T: Tracee> Planner<'_, T> {
             Err(e) => return Plan::fail(e),
         };
         match self.mounts.to_remote(&cwd) {
-            Some(path) => Plan::forward(Request::Stat { path, follow: true }, then),
+            Some(path) => {
+                self.on = self.mounts.remote_of(&cwd);
+                Plan::forward(Request::Stat { path, follow: true }, then)
+            }
             None => Plan::Native,
         }
     }

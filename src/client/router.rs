@@ -90,12 +90,12 @@ impl Routes {
             Operation::SyncShadows { paths, .. } if paths.is_empty() => Route::All,
             Operation::SyncShadows { paths, .. } => Route::One(self.shadow_owner(paths)),
             Operation::File(_)
-            | Operation::ReadRange { .. }
             | Operation::MapShadow { .. }
             | Operation::FetchExecutable { .. } => Route::One(0),
             Operation::TcpConnect { .. }
             | Operation::TcpBind { .. }
             | Operation::TcpListen { .. }
+            | Operation::TcpRelease { .. }
             | Operation::PureRecv { .. }
             | Operation::PureSend { .. }
             | Operation::UdpBind { .. }

@@ -183,7 +183,7 @@ impl<T: Tracee> Planner<'_, T> {
         }
         let path = self.own_proc_fd(&paths::normalize(path));
         let (fd, rest) = proc_fd_reference(&path)?;
-        match self.t.fd(fd) {
+        match self.fd(fd) {
             FdKind::Remote(rfd) if rest.is_empty() && !rfd.is_dir => Some(rfd),
             _ => None,
         }

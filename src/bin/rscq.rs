@@ -303,6 +303,7 @@ fn run_program(settings: &ClientSettings, runtime: &tokio::runtime::Handle) -> a
         stats: settings.stats,
         program: settings.program.clone(),
         only: settings.forwarded_syscalls.clone(),
+        reconnect_grace: settings.reconnect_grace,
     };
     let status = client::run(runtime.clone(), link.clone(), options)?;
     runtime.block_on(async {

@@ -7,7 +7,8 @@
 //! impl: each [`tracer::Call`] dispatched by its operation), `files` (file
 //! requests, write-behind, mmap and exec reads), `tcp` (connects, binds,
 //! listens, options), `pure_io` (`--pure` socket data and UDP), `trace` (where
-//! `--trace` lines go), and here the
+//! `--trace` lines go), `reconnect` (a lost connection connected again
+//! within `--reconnect-grace`), and here the
 //! [`Engine`] itself and [`run`]. Must not call ptrace (only the tracer
 //! thread does) nor decide caching or coalescing policy (that is
 //! [`crate::engine`]'s).
@@ -20,6 +21,7 @@ pub mod listeners;
 pub mod net;
 pub mod pure;
 mod pure_io;
+mod reconnect;
 mod seam;
 pub mod shadow;
 pub mod sock_diag;
@@ -82,6 +84,9 @@ pub struct RunOptions {
     pub program: Vec<OsString>,
     /// rsc.config's `REMOTE` set, if the settings came from one.
     pub only: Option<std::collections::BTreeSet<String>>,
+    /// `--reconnect-grace`: how long a lost connection is tried again;
+    /// zero ends remote calls at the first loss.
+    pub reconnect_grace: Duration,
 }
 
 /// Carries forwarded calls from the tracer thread to the server.
@@ -115,6 +120,8 @@ struct Engine {
     /// Connects whose thread sleeps, by sleep number: the program socket's
     /// inode and the thread, for when a signal ends the sleep.
     sleeping_connects: Arc<std::sync::Mutex<std::collections::HashMap<u64, (u64, i32)>>>,
+    /// Connecting again after a lost connection.
+    resume: Arc<reconnect::Resume>,
 }
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -124,7 +131,8 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Engine {
     /// The errno a program sees once the connection is gone, said once.
     fn connection_failed(&self, err: &crate::transport::TransportError) -> Errno {
-        if !self.lost.swap(true, Ordering::SeqCst) {
+        // While rscq connects again, the reconnect side speaks.
+        if self.loss_is_final() && !self.lost.swap(true, Ordering::SeqCst) {
             eprintln!(
                 "rscq: {}; forwarded calls now fail with EIO",
                 crate::transport::ErrorChain(err)
@@ -382,7 +390,14 @@ pub fn run(
         waits: Arc::default(),
         shadows,
         sleeping_connects: Arc::default(),
+        resume: Arc::new(reconnect::Resume::new(options.reconnect_grace, options.net)),
     };
+    if engine.resume.enabled() {
+        let done = lost.clone();
+        engine
+            .runtime
+            .spawn(reconnect::supervise(engine.clone(), done));
+    }
     let drainer = engine.clone();
     let config = TracerConfig {
         forwarding: Arc::new(Forwarding {

@@ -45,6 +45,7 @@ fn defaults() {
             stat_ttl: crate::engine::DEFAULT_TTL,
             readahead_window: None,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            reconnect_grace: DEFAULT_RECONNECT_GRACE,
             trace: false,
             trace_file: None,
             trace_time: false,

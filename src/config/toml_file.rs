@@ -17,6 +17,7 @@
 //! stat_ttl = "1s"                     # statcache, dirmeta: how long a stat answer stays valid
 //! readahead_window = 8388608          # readahead for sockets (QUIC stream window)
 //! idle_timeout = "60s"                # silence from the server that ends the session
+//! reconnect_grace = "300s"            # how long a lost connection is tried again (0: never)
 //! verbose = 1                         # as -v: 1 info, 2 debug (RUST_LOG wins)
 //!
 //! [server.work]                       # `rscq -S work`: these keys win over the above
@@ -56,7 +57,9 @@ use toml::Spanned;
 
 use super::error::{ConfigError, Located, Origin};
 use super::remotes::RemoteDef;
-use super::types::{Delay, DelayError, IdleTimeout, Mount, Optimizations, RemoteAddr, StatTtl};
+use super::types::{
+    Delay, DelayError, IdleTimeout, Mount, Optimizations, ReconnectGrace, RemoteAddr, StatTtl,
+};
 use super::{FileSettings, check_duplicate_mounts};
 
 #[derive(Debug, Deserialize)]
@@ -81,6 +84,7 @@ struct Schema {
     stat_ttl: Option<Spanned<String>>,
     readahead_window: Option<Spanned<i64>>,
     idle_timeout: Option<Spanned<String>>,
+    reconnect_grace: Option<Spanned<String>>,
     verbose: Option<Spanned<i64>>,
     server: Option<BTreeMap<String, Spanned<Schema>>>,
 }
@@ -469,6 +473,16 @@ fn settings(schema: Schema, src: &str, path: &Path) -> Result<FileSettings, Conf
             source,
         },
     )?;
+    let reconnect_grace = duration_key(
+        schema.reconnect_grace,
+        &at,
+        |t| t.parse::<ReconnectGrace>().map(|d| d.0),
+        |origin, value, source| ConfigError::InvalidReconnectGrace {
+            origin,
+            value,
+            source,
+        },
+    )?;
     let readahead_window = int_key(
         schema.readahead_window,
         &at,
@@ -521,6 +535,7 @@ fn settings(schema: Schema, src: &str, path: &Path) -> Result<FileSettings, Conf
         stat_ttl,
         readahead_window,
         idle_timeout,
+        reconnect_grace,
         verbose,
         servers: BTreeMap::new(),
     })

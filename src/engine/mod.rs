@@ -31,7 +31,8 @@
 //!   end are answered locally.
 //!
 //! Send coalescing for sockets (the `nagle` layer) is [`coalesce`], driven
-//! by the socket pump.
+//! by the socket pump; what a server restart needs to give handles again,
+//! [`reattach`].
 //!
 //! Must not read the clock, touch the network or call ptrace; everything it
 //! needs comes in as arguments.
@@ -40,6 +41,7 @@ pub mod coalesce;
 pub mod dirmeta;
 pub mod readahead;
 mod reads;
+pub mod reattach;
 pub mod shadow;
 mod statcache;
 pub mod writebehind;

@@ -64,8 +64,7 @@ impl Handles {
     /// above it, so none is given twice; a number in use is `EEXIST`.
     pub(super) fn insert_at(&self, handle: Handle, fd: Option<OwnedFd>) -> Result<(), Errno> {
         let mut table = self.lock();
-        if handle.0 == 0 || table.files.contains_key(&handle.0) || table.stale.contains(&handle.0)
-        {
+        if handle.0 == 0 || table.files.contains_key(&handle.0) || table.stale.contains(&handle.0) {
             return Err(Errno(libc::EEXIST));
         }
         if table.files.len() + table.stale.len() >= self.cap {

@@ -128,7 +128,12 @@ mod tests {
         }
     }
 
-    fn again(handle: u64, path: Option<&str>, stat: &crate::proto::Stat, offset: Option<i64>) -> Request {
+    fn again(
+        handle: u64,
+        path: Option<&str>,
+        stat: &crate::proto::Stat,
+        offset: Option<i64>,
+    ) -> Request {
         Request::Reattach {
             handle: Handle(handle),
             path: path.map(rp),
@@ -145,9 +150,15 @@ mod tests {
         std::fs::write(first.root.as_path().join("f"), b"0123456789").expect("write");
         let (_, stat) = opened(&first, "f", libc::O_RDWR);
         let second = Again(fresh(&first));
-        assert_eq!(second.run(again(7, Some("f"), &stat, Some(4))), Ok(Reply::Done));
+        assert_eq!(
+            second.run(again(7, Some("f"), &stat, Some(4))),
+            Ok(Reply::Done)
+        );
         // Neither created nor truncated again.
-        assert_eq!(std::fs::read(first.root.as_path().join("f")).expect("read"), b"0123456789");
+        assert_eq!(
+            std::fs::read(first.root.as_path().join("f")).expect("read"),
+            b"0123456789"
+        );
         assert_eq!(
             second.run(Request::Read {
                 handle: Handle(7),
@@ -158,7 +169,10 @@ mod tests {
         // New handles are numbered after the ones given again.
         let (next, _) = opened(&second, "f", libc::O_RDONLY);
         assert_eq!(next, Handle(8));
-        assert_eq!(second.run(again(9, Some("f"), &stat, None)), Ok(Reply::Done));
+        assert_eq!(
+            second.run(again(9, Some("f"), &stat, None)),
+            Ok(Reply::Done)
+        );
         assert_eq!(
             second.run(Request::Read {
                 handle: Handle(9),
@@ -189,7 +203,10 @@ mod tests {
                 }),
                 estale
             );
-            assert_eq!(second.run(Request::Close { handle: Handle(h) }), Ok(Reply::Done));
+            assert_eq!(
+                second.run(Request::Close { handle: Handle(h) }),
+                Ok(Reply::Done)
+            );
         }
         // A number in use is not given twice.
         std::fs::write(export.root.as_path().join("f"), b"new").expect("write");

@@ -428,7 +428,8 @@ impl Shown<'_> {
             } => format!(
                 "{}, {}, {}, {}",
                 self.h(handle),
-                path.as_ref().map_or_else(|| "NULL".to_string(), |p| self.path(p)),
+                path.as_ref()
+                    .map_or_else(|| "NULL".to_string(), |p| self.path(p)),
                 open_flags(*flags),
                 offset.map_or_else(|| "SEEK_END".to_string(), |o| o.to_string())
             ),

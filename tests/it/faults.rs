@@ -9,7 +9,9 @@ use crate::harness::{Backend, Env, Pair, RSCQ, Running, cmd, p, run_timeout, sh_
 /// noticed after the idle timeout, short here as a user would set it with
 /// `--idle-timeout` (the default, a minute, rides out stalls: see
 /// `stalls.rs`).
-const SHORT_IDLE: &[&str] = &["--idle-timeout", "3s"];
+/// Without connecting again (`--reconnect-grace 0`): what a lost server
+/// means then (`restart.rs` has the server coming back).
+const SHORT_IDLE: &[&str] = &["--idle-timeout", "3s", "--reconnect-grace", "0"];
 
 /// Kill the server between two forwarded calls: the later one fails with
 /// EIO once the idle timeout has passed, rscq says the connection was lost,

@@ -503,6 +503,26 @@ fn idle_timeout_from_flag_and_key() {
     }
 }
 
+#[test]
+fn reconnect_grace_from_flag_and_key() {
+    let s = run(&["--", "ls"], None).expect("resolve");
+    assert_eq!(s.reconnect_grace, DEFAULT_RECONNECT_GRACE);
+    let f = file("reconnect_grace = \"90s\"\n", "p.toml");
+    let s = run(&["--", "x"], Some(&f)).expect("resolve");
+    assert_eq!(s.reconnect_grace, std::time::Duration::from_secs(90));
+    // The flag wins; 0 never connects again.
+    let s = run(&["--reconnect-grace", "0", "--", "x"], Some(&f)).expect("resolve");
+    assert_eq!(s.reconnect_grace, std::time::Duration::ZERO);
+    for bad in ["86401s", "60", "-1s"] {
+        let flag = format!("--reconnect-grace={bad}");
+        let parsed = ClientArgs::try_parse_from(["rscq", flag.as_str(), "--", "ls"]);
+        assert!(parsed.is_err(), "{bad} must be refused");
+        let src = format!("\nreconnect_grace = \"{bad}\"\n");
+        let e = parse_config_file(&src, Path::new("p.toml")).expect_err(bad);
+        assert!(e.to_string().starts_with("p.toml:2: "), "{e}");
+    }
+}
+
 /// Every flag of `rscq` can also be written in a settings file: the TOML
 /// key is the long name with `_` for `-` (`--mount` is `mounts`). The list
 /// comes from clap, so a new flag without a key fails here.

@@ -31,8 +31,7 @@
 //!   end are answered locally.
 //!
 //! Send coalescing for sockets (the `nagle` layer) is [`coalesce`], driven
-//! by the socket pump; what a server restart needs to give handles again,
-//! [`reattach`].
+//! by the socket pump.
 //!
 //! Must not read the clock, touch the network or call ptrace; everything it
 //! needs comes in as arguments.

@@ -113,7 +113,8 @@ fn no_server_fails_fast() {
     assert!(!marker.exists(), "the program ran\n{}", r.dump());
 }
 
-/// A server stopped politely (SIGTERM) also ends the run cleanly.
+/// A server stopped politely (SIGTERM) also ends the run cleanly (when
+/// rscq does not wait for it to come back: `--reconnect-grace 0`).
 #[test]
 fn server_stopped_mid_run() {
     let pair = Pair::new(Backend::Remote, &[]);
@@ -121,7 +122,8 @@ fn server_stopped_mid_run() {
     let script = format!(
         "cat '{t}/a.txt'; echo first; sleep 1.5; cat '{t}/a.txt' || echo failed; echo done"
     );
-    let mut running = Running::spawn(pair.rscq_cmd(&[], &sh_c(&script)));
+    let no_reconnect = ["--reconnect-grace", "0"];
+    let mut running = Running::spawn(pair.rscq_cmd(&no_reconnect, &sh_c(&script)));
     running.wait_stdout("first\n", Duration::from_secs(30));
     let server = pair.server.as_ref().expect("server");
     let killed_at = Instant::now();

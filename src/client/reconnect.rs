@@ -171,6 +171,10 @@ pub(super) async fn supervise(engine: Engine, done: Arc<std::sync::atomic::Atomi
         if done.load(std::sync::atomic::Ordering::SeqCst) {
             return;
         }
+        if why.is_final() {
+            give_up(&engine, Loss::Refused(ErrorChain(&why).to_string()));
+            return;
+        }
         resume.state.send_replace(State::Down);
         eprintln!(
             "rscq: {}; connecting again for up to {}s (--reconnect-grace)",
@@ -212,20 +216,27 @@ async fn connect_again(
         if !left.is_zero() {
             match tokio::time::timeout(left, engine.link.dial_again()).await {
                 Ok(Ok(fresh)) => return Some(fresh),
+                Ok(Err(e)) if e.is_final() => {
+                    give_up(engine, Loss::Refused(ErrorChain(&e).to_string()));
+                    return None;
+                }
                 Ok(Err(e)) => last = Some(ErrorChain(&e).to_string()),
                 Err(_) => {}
             }
         }
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         if left.is_zero() {
-            let loss = Loss::GraceOver { grace, last };
-            // Calls waiting now fail, and say why once.
-            engine.resume.state.send_replace(State::Over(loss.clone()));
-            engine.connection_failed(&TransportError::ConnectionLost(loss));
+            give_up(engine, Loss::GraceOver { grace, last });
             return None;
         }
         tokio::time::sleep(backoff.next_wait().min(left)).await;
     }
+}
+
+/// No more attempts: calls waiting now fail, and say why once.
+fn give_up(engine: &Engine, loss: Loss) {
+    engine.resume.state.send_replace(State::Over(loss.clone()));
+    engine.connection_failed(&TransportError::ConnectionLost(loss));
 }
 
 /// Gives the new session every handle the program holds; how many came

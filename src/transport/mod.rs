@@ -129,6 +129,10 @@ pub enum Loss {
         grace: Duration,
         last: Option<String>,
     },
+    /// Connecting again was refused for a reason time does not change
+    /// (the client removed, the certificate or protocol changed).
+    #[error("cannot connect again: {0}")]
+    Refused(String),
     /// Anything else quinn reports.
     #[error(transparent)]
     Connection(quinn::ConnectionError),

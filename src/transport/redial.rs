@@ -72,6 +72,25 @@ impl TransportError {
         )
     }
 
+    /// Whether trying again cannot help: the server removed this client,
+    /// refused it, or speaks another protocol, or its certificate changed.
+    pub fn is_final(&self) -> bool {
+        match self {
+            TransportError::ConnectionLost(Loss::Connection(
+                quinn::ConnectionError::ApplicationClosed(close),
+            )) => close.error_code == quinn::VarInt::from_u32(super::code::REVOKED),
+            TransportError::ConnectionLost(Loss::GraceOver { .. } | Loss::Refused(_))
+            | TransportError::NotAuthorized { .. }
+            | TransportError::ServerCertificateMismatch { .. }
+            | TransportError::ServerCertificateChanged { .. }
+            | TransportError::VersionMismatch { .. }
+            | TransportError::SessionRefused { .. }
+            | TransportError::Identity(_)
+            | TransportError::Trust(_) => true,
+            _ => false,
+        }
+    }
+
     /// Whether the server said it is shutting down.
     pub fn is_shutdown(&self) -> bool {
         matches!(self, TransportError::ConnectionLost(Loss::ServerShutdown))

@@ -301,6 +301,7 @@ fn run_program(settings: &ClientSettings, runtime: &tokio::runtime::Handle) -> a
         remote_names: placement.remotes.iter().map(|r| r.name.clone()).collect(),
         net_remote: placement.net,
         uname_remote: placement.uname,
+        reconnect_grace: settings.reconnect_grace,
     };
     let status = client::run(runtime.clone(), links.clone(), options)?;
     runtime.block_on(async {

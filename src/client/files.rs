@@ -48,7 +48,7 @@ impl Engine {
         let started = tokio::time::Instant::now();
         // The thread is stopped in its call: its credentials are the call's.
         let caller = (tid > 0).then(|| tracer::creds::of_thread(tid));
-        let (response, received) = match self.link.call_as(caller.as_ref(), &request).await {
+        let (response, received) = match self.round_trip(caller.as_ref(), &request).await {
             Ok(r) => {
                 let n = frame::encode(&r).len();
                 (r, n)
@@ -129,7 +129,7 @@ impl Engine {
                 Action::Answer(response) => return response,
                 Action::Send(request, pending) => {
                     let caller = (tid > 0).then(|| tracer::creds::of_thread(tid));
-                    let response = match self.link.call_as(caller.as_ref(), &request).await {
+                    let response = match self.round_trip(caller.as_ref(), &request).await {
                         Ok(r) => r,
                         Err(e) => Err(self.connection_failed(&e)),
                     };
@@ -279,7 +279,7 @@ impl Engine {
             self.runtime.spawn(async move {
                 let sent = frame::encode(&request).len();
                 let started = tokio::time::Instant::now();
-                let response = match engine.link.call(&request).await {
+                let response = match engine.round_trip(None, &request).await {
                     Ok(r) => r,
                     Err(e) => Err(engine.connection_failed(&e)),
                 };

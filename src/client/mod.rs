@@ -9,7 +9,8 @@
 //! [`tracer::Forwarder`] impl: each call dispatched by its operation), `files` (file
 //! requests, write-behind, mmap and exec reads), `tcp` (connects, binds,
 //! listens, options), `pure_io` (`--pure` socket data and UDP), `trace` (where
-//! `--trace` lines go), and here the
+//! `--trace` lines go), `reconnect` (a lost connection connected again
+//! within `--reconnect-grace`), and here the
 //! [`Engine`] itself and [`run`]. Must not call ptrace (only the tracer
 //! thread does) nor decide caching or coalescing policy (that is
 //! [`crate::engine`]'s).
@@ -22,6 +23,7 @@ pub mod listeners;
 pub mod net;
 pub mod pure;
 mod pure_io;
+mod reconnect;
 mod router;
 mod seam;
 pub mod shadow;
@@ -92,6 +94,9 @@ pub struct RunOptions {
     /// The remote of `--net` and the one of `--uname`.
     pub net_remote: usize,
     pub uname_remote: usize,
+    /// `--reconnect-grace`: how long a lost connection is tried again;
+    /// zero ends remote calls at the first loss.
+    pub reconnect_grace: Duration,
 }
 
 impl RunOptions {
@@ -138,6 +143,8 @@ struct Engine {
     /// Connects whose thread sleeps, by sleep number: the program socket's
     /// inode and the thread, for when a signal ends the sleep.
     sleeping_connects: Arc<std::sync::Mutex<std::collections::HashMap<u64, (u64, i32)>>>,
+    /// Connecting again after a lost connection.
+    resume: Arc<reconnect::Resume>,
 }
 
 fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -147,7 +154,8 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Engine {
     /// The errno a program sees once the connection is gone, said once.
     fn connection_failed(&self, err: &crate::transport::TransportError) -> Errno {
-        if !self.lost.swap(true, Ordering::SeqCst) {
+        // While rscq connects again, the reconnect side speaks.
+        if self.loss_is_final() && !self.lost.swap(true, Ordering::SeqCst) {
             // With several remotes only this one's calls fail.
             match &self.name {
                 Some(name) => eprintln!(
@@ -383,7 +391,7 @@ fn start_engine(
             ))
             .map_err(ClientError::Pumps)?,
     );
-    Ok(Engine {
+    let engine = Engine {
         trace: shared.trace.clone(),
         udp: udp::UdpRelays::new(runtime.clone(), sockets.clone(), options.pure),
         runtime,
@@ -407,7 +415,16 @@ fn start_engine(
         waits: Arc::default(),
         shadows: Arc::new(shadow::Shadows::new(shadow_dir)),
         sleeping_connects: Arc::default(),
-    })
+        resume: Arc::new(reconnect::Resume::new(options.reconnect_grace, options.net)),
+    };
+    // Each remote's connection is watched, and connected again, on its own.
+    if engine.resume.enabled() {
+        let done = engine.lost.clone();
+        engine
+            .runtime
+            .spawn(reconnect::supervise(engine.clone(), done));
+    }
+    Ok(engine)
 }
 
 /// Where remote `index`'s shadow files go: the placeholder directory for

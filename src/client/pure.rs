@@ -54,6 +54,10 @@ pub struct PurePump {
     /// fetch brings nothing, another must start.
     poll_waiting: AtomicBool,
     eof: AtomicBool,
+    /// The connection to the server was lost with no call there to be told:
+    /// the next send says `ECONNRESET`, as the kernel's first call after a
+    /// reset does (later ones `EPIPE`).
+    reset_untold: AtomicBool,
     fetched: Notify,
 }
 
@@ -160,16 +164,25 @@ impl PurePump {
                 done,
                 numbered,
             })
-            .map_err(|_| Errno(libc::EPIPE))?;
+            .map_err(|_| self.gone())?;
         tokio::pin!(result);
         tokio::select! {
-            answer = &mut result => return answer.unwrap_or(Err(Errno(libc::EPIPE))),
+            answer = &mut result => return answer.unwrap_or_else(|_| Err(self.gone())),
             () = cancel => {}
         }
         if let Ok(n) = number.await {
             let _ = self.commands.send(Command::Cancel(n));
         }
-        result.await.unwrap_or(Err(Errno(libc::EPIPE)))
+        result.await.unwrap_or_else(|_| Err(self.gone()))
+    }
+
+    /// A send on a connection whose pump has ended.
+    fn gone(&self) -> Errno {
+        if self.reset_untold.swap(false, Ordering::SeqCst) {
+            Errno::ECONNRESET
+        } else {
+            Errno(libc::EPIPE)
+        }
     }
 }
 
@@ -215,6 +228,7 @@ impl PurePumps {
             delivered: AtomicBool::new(false),
             poll_waiting: AtomicBool::new(false),
             eof: AtomicBool::new(false),
+            reset_untold: AtomicBool::new(false),
             fetched: Notify::new(),
         });
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
@@ -424,10 +438,14 @@ async fn route_replies(
     loop {
         let reply = match crate::transport::read_frame::<PureReply>(&mut recv).await {
             Ok(Some(reply)) => reply,
-            Ok(None) | Err(_) => {
+            ended => {
                 // The server side is gone: fail everyone still waiting.
                 pump.eof.store(true, Ordering::SeqCst);
                 let mut w = lock(&waiters);
+                let lost = matches!(&ended, Err(e) if e.connection_lost().is_some());
+                if lost && w.recvs.is_empty() && w.sends.is_empty() {
+                    pump.reset_untold.store(true, Ordering::SeqCst);
+                }
                 for done in w.recvs.drain(..) {
                     let _ = done.send(Err(Errno::ECONNRESET));
                 }

@@ -50,7 +50,12 @@ impl Engine {
         if bound.is_some() {
             self.pumps.sockets().remove(ino);
         }
-        let mut open = std::pin::pin!(self.link.open_tcp(addr, pure, options, bound));
+        let (link, resume) = (self.link.clone(), self.resume.clone());
+        let mut open = std::pin::pin!(async move {
+            // A connect made while rscq connects again waits for it.
+            resume.settled(&link).await;
+            link.open_tcp(addr, pure, options, bound).await
+        });
         let first = if nonblocking {
             // As the kernel's, a non-blocking connect answers EINPROGRESS at
             // once; the socket goes on connecting locally (see `hold`), and

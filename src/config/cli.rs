@@ -12,7 +12,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use super::types::{Delay, IdleTimeout, LogFormat, Mount, Optimizations, RemoteAddr, StatTtl};
+use super::types::{
+    Delay, IdleTimeout, LogFormat, Mount, Optimizations, ReconnectGrace, RemoteAddr, StatTtl,
+};
 
 /// Run PROGRAM locally while chosen system calls run on a remote rscq-server.
 #[derive(Debug, Clone, Parser)]
@@ -98,6 +100,13 @@ pub struct ClientArgs {
     /// `json` with one object a line [default: text].
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub log_format: Option<LogFormat>,
+
+    /// How long rscq tries to connect again after losing the connection to
+    /// the server (us, ms or s; up to 86400s; 0: never, remote calls fail
+    /// with EIO at once) [default: 300s]. File calls meanwhile wait; remote
+    /// files are given again to a restarted server, remote sockets reset.
+    #[arg(long, value_name = "DURATION")]
+    pub reconnect_grace: Option<ReconnectGrace>,
 
     /// Print one line per forwarded syscall on stderr, as strace does.
     #[arg(long)]

@@ -193,6 +193,14 @@ pub enum ConfigError {
         source: DelayError,
     },
 
+    #[error("{origin}: invalid reconnect_grace `{value}`: {source}")]
+    InvalidReconnectGrace {
+        origin: Origin,
+        value: String,
+        #[source]
+        source: DelayError,
+    },
+
     #[error("{origin}: invalid idle_timeout `{value}`: {source}")]
     InvalidIdleTimeout {
         origin: Origin,

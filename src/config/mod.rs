@@ -46,6 +46,7 @@ pub use types::{
     MAX_IDLE_TIMEOUT, MAX_STAT_TTL, MIN_IDLE_TIMEOUT, Mount, MountError, MountSide, NagleSettings,
     OPTIMIZATION_NAMES, Optimizations, OptimizeError, RemoteAddr, RemoteAddrError, StatTtl,
 };
+pub use types::{DEFAULT_RECONNECT_GRACE, MAX_RECONNECT_GRACE, ReconnectGrace};
 
 /// Everything the client needs to run, after merging file and flags.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,6 +68,8 @@ pub struct ClientSettings {
     pub readahead_window: Option<u32>,
     /// Silence from the server that ends the session.
     pub idle_timeout: std::time::Duration,
+    /// How long a lost connection is tried again (zero: not at all).
+    pub reconnect_grace: std::time::Duration,
     pub trace: bool,
     /// Where `--trace` lines go (`None`: stderr).
     pub trace_file: Option<PathBuf>,
@@ -124,6 +127,7 @@ pub struct FileSettings {
     pub stat_ttl: Option<std::time::Duration>,
     pub readahead_window: Option<u32>,
     pub idle_timeout: Option<std::time::Duration>,
+    pub reconnect_grace: Option<std::time::Duration>,
     pub verbose: Option<u8>,
     pub log_format: Option<LogFormat>,
     /// `[server.NAME]` sections (TOML only), each with the keys it sets;
@@ -157,6 +161,7 @@ impl FileSettings {
             stat_ttl: None,
             readahead_window: None,
             idle_timeout: None,
+            reconnect_grace: None,
             verbose: None,
             log_format: None,
             servers: BTreeMap::new(),
@@ -210,6 +215,7 @@ impl FileSettings {
             stat_ttl: pick(&section.stat_ttl, &self.stat_ttl),
             readahead_window: pick(&section.readahead_window, &self.readahead_window),
             idle_timeout: pick(&section.idle_timeout, &self.idle_timeout),
+            reconnect_grace: pick(&section.reconnect_grace, &self.reconnect_grace),
             verbose: pick(&section.verbose, &self.verbose),
             log_format: pick(&section.log_format, &self.log_format),
             servers: BTreeMap::new(),
@@ -422,6 +428,11 @@ pub fn resolve_with(
             .map(|t| t.0)
             .or(file.idle_timeout)
             .unwrap_or(DEFAULT_IDLE_TIMEOUT),
+        reconnect_grace: args
+            .reconnect_grace
+            .map(|t| t.0)
+            .or(file.reconnect_grace)
+            .unwrap_or(DEFAULT_RECONNECT_GRACE),
         trace: args.trace
             || args.trace_file.is_some()
             || file.trace_file.is_some()

@@ -45,6 +45,7 @@ fn defaults() {
             stat_ttl: crate::engine::DEFAULT_TTL,
             readahead_window: None,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            reconnect_grace: DEFAULT_RECONNECT_GRACE,
             trace: false,
             trace_file: None,
             trace_time: false,
@@ -498,6 +499,26 @@ fn idle_timeout_from_flag_and_key() {
         let parsed = ClientArgs::try_parse_from(["rscq", flag.as_str(), "--", "ls"]);
         assert!(parsed.is_err(), "{bad} must be refused");
         let src = format!("\nidle_timeout = \"{bad}\"\n");
+        let e = parse_config_file(&src, Path::new("p.toml")).expect_err(bad);
+        assert!(e.to_string().starts_with("p.toml:2: "), "{e}");
+    }
+}
+
+#[test]
+fn reconnect_grace_from_flag_and_key() {
+    let s = run(&["--", "ls"], None).expect("resolve");
+    assert_eq!(s.reconnect_grace, DEFAULT_RECONNECT_GRACE);
+    let f = file("reconnect_grace = \"90s\"\n", "p.toml");
+    let s = run(&["--", "x"], Some(&f)).expect("resolve");
+    assert_eq!(s.reconnect_grace, std::time::Duration::from_secs(90));
+    // The flag wins; 0 never connects again.
+    let s = run(&["--reconnect-grace", "0", "--", "x"], Some(&f)).expect("resolve");
+    assert_eq!(s.reconnect_grace, std::time::Duration::ZERO);
+    for bad in ["86401s", "60", "-1s"] {
+        let flag = format!("--reconnect-grace={bad}");
+        let parsed = ClientArgs::try_parse_from(["rscq", flag.as_str(), "--", "ls"]);
+        assert!(parsed.is_err(), "{bad} must be refused");
+        let src = format!("\nreconnect_grace = \"{bad}\"\n");
         let e = parse_config_file(&src, Path::new("p.toml")).expect_err(bad);
         assert!(e.to_string().starts_with("p.toml:2: "), "{e}");
     }

@@ -17,6 +17,7 @@
 //! stat_ttl = "1s"                     # statcache, dirmeta: how long a stat answer stays valid
 //! readahead_window = 8388608          # readahead for sockets (QUIC stream window)
 //! idle_timeout = "60s"                # silence from the server that ends the session
+//! reconnect_grace = "300s"            # how long a lost connection is tried again (0: never)
 //! verbose = 1                         # as -v: 1 info, 2 debug (RUST_LOG wins)
 //! log_format = "json"                 # log lines as JSON objects (default "text")
 //!
@@ -58,7 +59,8 @@ use toml::Spanned;
 use super::error::{ConfigError, Located, Origin};
 use super::remotes::RemoteDef;
 use super::types::{
-    Delay, DelayError, IdleTimeout, LogFormat, Mount, Optimizations, RemoteAddr, StatTtl,
+    Delay, DelayError, IdleTimeout, LogFormat, Mount, Optimizations, ReconnectGrace, RemoteAddr,
+    StatTtl,
 };
 use super::{FileSettings, check_duplicate_mounts};
 
@@ -85,6 +87,7 @@ struct Schema {
     readahead_window: Option<Spanned<i64>>,
     idle_timeout: Option<Spanned<String>>,
     log_format: Option<LogFormat>,
+    reconnect_grace: Option<Spanned<String>>,
     verbose: Option<Spanned<i64>>,
     server: Option<BTreeMap<String, Spanned<Schema>>>,
 }
@@ -500,6 +503,16 @@ fn settings(schema: Schema, src: &str, path: &Path) -> Result<FileSettings, Conf
             source,
         },
     )?;
+    let reconnect_grace = duration_key(
+        schema.reconnect_grace,
+        &at,
+        |t| t.parse::<ReconnectGrace>().map(|d| d.0),
+        |origin, value, source| ConfigError::InvalidReconnectGrace {
+            origin,
+            value,
+            source,
+        },
+    )?;
     let readahead_window = int_key(
         schema.readahead_window,
         &at,
@@ -538,6 +551,7 @@ fn settings(schema: Schema, src: &str, path: &Path) -> Result<FileSettings, Conf
         stat_ttl,
         readahead_window,
         idle_timeout,
+        reconnect_grace,
         verbose,
         log_format: schema.log_format,
         servers: BTreeMap::new(),

@@ -314,6 +314,32 @@ pub const MIN_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 /// The longest idle timeout accepted.
 pub const MAX_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
 
+/// How long rscq tries to connect again after losing its connection,
+/// unless set otherwise (`--reconnect-grace`): long enough for a server to
+/// be restarted or a link to come back.
+pub const DEFAULT_RECONNECT_GRACE: std::time::Duration = std::time::Duration::from_secs(300);
+/// The longest grace time accepted: a day.
+pub const MAX_RECONNECT_GRACE: std::time::Duration = std::time::Duration::from_secs(86400);
+
+/// How long rscq tries to connect again after losing its connection
+/// (`--reconnect-grace`): a duration with its unit up to
+/// [`MAX_RECONNECT_GRACE`], or `0` (never: the first loss ends remote
+/// calls).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ReconnectGrace(pub std::time::Duration);
+
+impl FromStr for ReconnectGrace {
+    type Err = DelayError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let d = parse_duration(s)?;
+        if d > MAX_RECONNECT_GRACE {
+            return Err(DelayError::TooLong(MAX_RECONNECT_GRACE));
+        }
+        Ok(Self(d))
+    }
+}
+
 /// How long the connection to the server may stay silent before the
 /// session ends (`--idle-timeout`): a duration with its unit, from
 /// [`MIN_IDLE_TIMEOUT`] to [`MAX_IDLE_TIMEOUT`].

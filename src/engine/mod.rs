@@ -40,6 +40,7 @@ pub mod coalesce;
 pub mod dirmeta;
 pub mod readahead;
 mod reads;
+pub mod reattach;
 pub mod shadow;
 mod statcache;
 pub mod writebehind;
@@ -756,12 +757,16 @@ fn take_dirents(file: &mut OpenFile, bytes: u32) -> Response {
 }
 
 /// The open file whose held writes a call must wait for, or `None` for a
-/// barrier on every file. Lock calls are coherence points and a `Reopen`
-/// opens a new description of the file: both wait for every held write,
+/// barrier on every file. Lock calls are coherence points, and a `Reopen`
+/// (or a `Reattach` after a restart) opens a new description of the file:
+/// they wait for every held write,
 /// as before; the rest is [`Request::open_file`].
 fn handle_of_any(req: &Request) -> Option<Handle> {
     match req {
-        Request::Flock { .. } | Request::RecordLock { .. } | Request::Reopen { .. } => None,
+        Request::Flock { .. }
+        | Request::RecordLock { .. }
+        | Request::Reopen { .. }
+        | Request::Reattach { .. } => None,
         other => other.open_file(),
     }
 }

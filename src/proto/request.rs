@@ -330,6 +330,21 @@ pub enum Request {
     /// with them, and the program's open of `/proc/self/fd/N`. Replies
     /// [`Reply::Opened`].
     Reopen { handle: Handle, flags: i32 },
+    /// After a server restart, the handle number `handle` the client knew
+    /// a file by, given again in the new session: `path` opened with
+    /// `flags` (never creating or truncating), checked to be the same file
+    /// (`dev`, `ino` as the first open's stat said) and moved to `offset`
+    /// (`None`: its end). With `path` `None`, or when the file is gone or
+    /// another one, the number names a stale file: every use but `Close`
+    /// fails with `ESTALE`. Replies [`Reply::Done`], or `ESTALE`.
+    Reattach {
+        handle: Handle,
+        path: Option<RemotePath>,
+        flags: i32,
+        dev: (u32, u32),
+        ino: u64,
+        offset: Option<i64>,
+    },
     /// `linkat(2)` of the open file `handle` (an `O_TMPFILE` file, or any
     /// other) to the new name `to`. With `empty_path` as the program's
     /// `linkat(fd, "", .., AT_EMPTY_PATH)`, which the kernel allows only
@@ -363,7 +378,7 @@ impl Request {
                         || flags & (libc::O_CREAT | libc::O_TRUNC) != 0
                         || flags & libc::O_TMPFILE == libc::O_TMPFILE)
             }
-            Request::Reopen { flags, .. } => {
+            Request::Reopen { flags, .. } | Request::Reattach { flags, .. } => {
                 flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0
             }
             Request::Write { .. }
@@ -452,6 +467,7 @@ impl Request {
             | Request::RecordLock { handle, .. }
             | Request::Fallocate { handle, .. }
             | Request::Reopen { handle, .. }
+            | Request::Reattach { handle, .. }
             | Request::LinkHandle { handle, .. } => Some(*handle),
             Request::GetXattr { target, .. }
             | Request::ListXattr { target, .. }

@@ -218,6 +218,7 @@ fn route(req: &Request) -> Family {
         | Request::Truncate { .. }
         | Request::FlushWrites { .. }
         | Request::Reopen { .. }
+        | Request::Reattach { .. }
         | Request::Fallocate { .. }
         | Request::CopyRange { .. } => Family::Files,
         Request::Getdents { .. }

@@ -2,7 +2,7 @@
 //!
 //! Resolves only through [`super::resolve`]; must not open a path itself.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::fs::{Mode, OFlags, SeekFrom};
 
@@ -90,11 +90,16 @@ pub(super) fn open(
     path: &RemotePath,
     flags: OpenFlags,
 ) -> Response {
-    let oflags = OFlags::from_bits_retain(bits(flags.flags));
-    let fd = root.open(path, oflags, Mode::from_raw_mode(flags.mode))?;
+    let fd = open_fd(root, path, flags)?;
     let stat = stat_fd(fd.as_fd())?;
     let handle = handles.insert(fd)?;
     Ok(Reply::Opened { handle, stat })
+}
+
+/// The file `path` opened with `flags`, not yet a handle.
+pub(super) fn open_fd(root: &Root, path: &RemotePath, flags: OpenFlags) -> Result<OwnedFd, Errno> {
+    let oflags = OFlags::from_bits_retain(bits(flags.flags));
+    root.open(path, oflags, Mode::from_raw_mode(flags.mode))
 }
 
 /// [`crate::proto::Request::OpenRead`]: `opened` with the bytes of a
@@ -338,6 +343,17 @@ pub(super) fn execute(scope: &Scope<'_>, req: Request) -> Response {
         // rscq answers it itself; the server holds no writes to send.
         Request::FlushWrites { handle } => handles.get(handle).map(|_| Reply::Done),
         Request::Reopen { handle, flags } => reopen(handles, handles.get(handle)?.as_fd(), flags),
+        Request::Reattach {
+            handle,
+            path,
+            flags,
+            dev,
+            ino,
+            offset,
+        } => {
+            let same = super::reattach::Expected { dev, ino, offset };
+            super::reattach::reattach(root, handles, handle, path.as_ref(), flags, same)
+        }
         Request::Fallocate {
             handle,
             mode,

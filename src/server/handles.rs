@@ -1,11 +1,14 @@
 //! The session's table of open files, named by [`Handle`].
 //!
 //! Handles are numbered per session and never reused, so a stale or forged
-//! handle finds nothing (`EBADF`) rather than someone else's file.
+//! handle finds nothing (`EBADF`) rather than someone else's file. After a
+//! server restart a client gives its numbers again ([`Handles::insert_at`]);
+//! a number whose file could not be found again names a stale file
+//! (`ESTALE`) until it is closed.
 //!
 //! Must not resolve paths or run calls on the files it holds.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -32,6 +35,8 @@ impl Default for Handles {
 struct Table {
     last: u64,
     files: HashMap<u64, Arc<OwnedFd>>,
+    /// Numbers a client gave again whose file is gone: `ESTALE`.
+    stale: HashSet<u64>,
 }
 
 impl Handles {
@@ -54,21 +59,46 @@ impl Handles {
         Ok(Handle(id))
     }
 
+    /// Adds an open file under the number `handle` a client gave it in an
+    /// earlier session of a restarted server. Later handles are numbered
+    /// above it, so none is given twice; a number in use is `EEXIST`.
+    pub(super) fn insert_at(&self, handle: Handle, fd: Option<OwnedFd>) -> Result<(), Errno> {
+        let mut table = self.lock();
+        if handle.0 == 0 || table.files.contains_key(&handle.0) || table.stale.contains(&handle.0) {
+            return Err(Errno(libc::EEXIST));
+        }
+        if table.files.len() + table.stale.len() >= self.cap {
+            return Err(Errno(libc::EMFILE));
+        }
+        table.last = table.last.max(handle.0);
+        match fd {
+            Some(fd) => table.files.insert(handle.0, Arc::new(fd)).map(drop),
+            None => table.stale.insert(handle.0).then_some(()),
+        };
+        Ok(())
+    }
+
     /// The file a handle names. The `Arc` keeps it open for the caller even
     /// if a concurrent `Close` removes it, so its fd number cannot be reused
     /// for another file under a running call.
     pub(super) fn get(&self, handle: Handle) -> Result<Arc<OwnedFd>, Errno> {
-        self.lock()
-            .files
-            .get(&handle.0)
-            .cloned()
-            .ok_or(Errno::EBADF)
+        let table = self.lock();
+        match table.files.get(&handle.0) {
+            Some(file) => Ok(file.clone()),
+            None if table.stale.contains(&handle.0) => Err(Errno(libc::ESTALE)),
+            None => Err(Errno::EBADF),
+        }
     }
 
     /// Forgets a handle; the file closes once no running call still uses it.
     pub(super) fn remove(&self, handle: Handle) -> Result<(), Errno> {
         // Dropped outside the lock: close(2) can take a while (NFS flushes).
-        let removed = self.lock().files.remove(&handle.0);
+        let mut table = self.lock();
+        if table.stale.remove(&handle.0) {
+            return Ok(());
+        }
+        let removed = table.files.remove(&handle.0);
+        drop(table);
         removed.map(drop).ok_or(Errno::EBADF)
     }
 
@@ -109,6 +139,25 @@ mod tests {
         assert_eq!(handles.get(Handle(0)).err(), Some(Errno::EBADF));
         assert_eq!(handles.get(Handle(u64::MAX)).err(), Some(Errno::EBADF));
         assert_eq!(handles.remove(Handle(7)), Err(Errno::EBADF));
+    }
+
+    #[test]
+    fn numbers_given_again_are_kept_and_new_ones_come_after_them() {
+        let handles = Handles::default();
+        handles.insert_at(Handle(5), Some(some_fd())).expect("free");
+        handles.insert_at(Handle(3), None).expect("free");
+        assert_eq!(
+            handles.insert_at(Handle(5), Some(some_fd())),
+            Err(Errno(libc::EEXIST))
+        );
+        assert_eq!(handles.insert_at(Handle(3), None), Err(Errno(libc::EEXIST)));
+        assert_eq!(handles.insert_at(Handle(0), None), Err(Errno(libc::EEXIST)));
+        assert!(handles.get(Handle(5)).is_ok());
+        assert_eq!(handles.get(Handle(3)).err(), Some(Errno(libc::ESTALE)));
+        assert_eq!(handles.insert(some_fd()), Ok(Handle(6)));
+        assert_eq!(handles.remove(Handle(3)), Ok(()));
+        assert_eq!(handles.get(Handle(3)).err(), Some(Errno::EBADF));
+        assert_eq!(handles.remove(Handle(3)), Err(Errno::EBADF));
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! file calls; confinement is the private `resolve` module's
 //! job, the handle table `handles`'s, whose rights a call runs with
 //! [`creds`]'s, and each syscall family has its own private module
-//! (`files`, `meta`, `names`, `dirs`, `xattr`, `locks`, `uname`; [`net`],
+//! (`files`, `meta`, `names`, `dirs`, `xattr`, `locks`, `uname`,
+//! `reattach` for handles given again after a restart; [`net`],
 //! [`udp`] and [`sockopt`] for `--net`).
 //!
 //! Must not speak QUIC: [`crate::transport::server`] reads requests and
@@ -22,6 +23,7 @@ mod locks;
 mod meta;
 mod names;
 pub mod net;
+mod reattach;
 mod resolve;
 mod session;
 pub mod sockopt;

@@ -276,6 +276,7 @@ pub fn describe_as(req: &Request, shown: Shown<'_>) -> String {
         | Request::Ftruncate { .. }
         | Request::Truncate { .. }
         | Request::Reopen { .. }
+        | Request::Reattach { .. }
         | Request::Fallocate { .. }
         | Request::CopyRange { .. } => shown.files(req),
         Request::Getdents { .. }
@@ -425,6 +426,20 @@ impl Shown<'_> {
             Request::Reopen { handle, flags } => {
                 format!("{}, {}", self.h(handle), open_flags(*flags))
             }
+            Request::Reattach {
+                handle,
+                path,
+                flags,
+                offset,
+                ..
+            } => format!(
+                "{}, {}, {}, {}",
+                self.h(handle),
+                path.as_ref()
+                    .map_or_else(|| "NULL".to_string(), |p| self.path(p)),
+                open_flags(*flags),
+                offset.map_or_else(|| "SEEK_END".to_string(), |o| o.to_string())
+            ),
             Request::Fallocate {
                 handle,
                 mode: m,

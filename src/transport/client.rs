@@ -50,13 +50,40 @@ pub type TcpOutcome = Result<TcpStreams, crate::errno::Errno>;
 ///
 /// Cheap to clone; all clones share the connection, and calls from any
 /// number of tasks run concurrently, each on its own stream.
+///
+/// After a lost connection the link can be given a new one
+/// ([`Link::dial_again`], [`Link::adopt`]): every clone then uses it.
 #[derive(Debug, Clone)]
 pub struct Link {
-    /// Held so the endpoint's socket lives exactly as long as the link.
-    _endpoint: quinn::Endpoint,
-    conn: quinn::Connection,
-    read_only: bool,
-    liveness: Liveness,
+    pub(super) current: Arc<std::sync::RwLock<Connected>>,
+    /// What connecting again needs.
+    pub(super) dial: Arc<Dial>,
+    pub(super) liveness: Liveness,
+}
+
+/// One connection of a [`Link`].
+#[derive(Debug)]
+pub(super) struct Connected {
+    /// Held so the endpoint's socket lives exactly as long as the connection.
+    pub(super) endpoint: quinn::Endpoint,
+    pub(super) conn: quinn::Connection,
+    pub(super) read_only: bool,
+    /// How many connections the link had before this one.
+    pub(super) epoch: u64,
+}
+
+/// Where and how a link connected, to connect again the same way.
+pub(super) struct Dial {
+    pub(super) addr: SocketAddr,
+    pub(super) identity: Identity,
+    pub(super) trust: ServerTrust,
+    pub(super) version: u32,
+}
+
+impl std::fmt::Debug for Dial {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dial").field("addr", &self.addr).finish()
+    }
 }
 
 /// How long `close` lets the endpoint run to put the close on the wire.
@@ -317,9 +344,18 @@ impl Link {
         };
         ctx.remember_first_use();
         Ok(Self {
-            _endpoint: endpoint,
-            conn,
-            read_only,
+            current: Arc::new(std::sync::RwLock::new(Connected {
+                endpoint,
+                conn,
+                read_only,
+                epoch: 0,
+            })),
+            dial: Arc::new(Dial {
+                addr,
+                identity: identity.clone(),
+                trust: trust.clone(),
+                version,
+            }),
             liveness,
         })
     }
@@ -344,7 +380,7 @@ impl Link {
             return Err(TransportError::RequestTooLarge(bytes.len()));
         }
         let rejected = quinn::VarInt::from_u32(code::MALFORMED_REQUEST);
-        let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| self.lost(e))?;
+        let (mut send, mut recv) = self.conn().open_bi().await.map_err(|e| self.lost(e))?;
         send.write_all(&bytes).await.map_err(|e| match e {
             WriteError::Stopped(c) if c == rejected => TransportError::RequestRejected,
             e => self.write_failed(StreamKind::Call, e),
@@ -362,8 +398,8 @@ impl Link {
 
     /// The raw connection, for tests that misbehave on purpose.
     #[cfg(test)]
-    pub(crate) fn connection(&self) -> &quinn::Connection {
-        &self.conn
+    pub(crate) fn connection(&self) -> quinn::Connection {
+        self.conn()
     }
 
     /// Connects a TCP socket on the server to `addr`. On success the two
@@ -376,7 +412,7 @@ impl Link {
         options: Vec<crate::proto::SockOption>,
         bound: Option<u64>,
     ) -> Result<TcpOutcome, TransportError> {
-        let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| self.lost(e))?;
+        let (mut send, mut recv) = self.conn().open_bi().await.map_err(|e| self.lost(e))?;
         let request = Request::TcpConnect {
             addr,
             pure,
@@ -409,7 +445,7 @@ impl Link {
     /// failure is the inner `Err(Errno)`.
     pub async fn open_udp(&self, request: &Request) -> Result<UdpOutcome, TransportError> {
         let stream = StreamKind::UdpBind;
-        let (mut send, mut recv) = self.conn.open_bi().await.map_err(|e| self.lost(e))?;
+        let (mut send, mut recv) = self.conn().open_bi().await.map_err(|e| self.lost(e))?;
         send.write_all(&encode_call(None, request))
             .await
             .map_err(|e| self.write_failed(stream, e))?;
@@ -430,7 +466,7 @@ impl Link {
         &self,
     ) -> Result<(Incoming, quinn::SendStream, quinn::RecvStream), TransportError> {
         let stream = StreamKind::Incoming;
-        let (send, mut recv) = self.conn.accept_bi().await.map_err(|e| self.lost(e))?;
+        let (send, mut recv) = self.conn().accept_bi().await.map_err(|e| self.lost(e))?;
         let incoming = read_frame_within::<Incoming>(&mut recv, INCOMING_LIMIT)
             .await
             .map_err(|e| self.read_failed(stream, e))?
@@ -440,28 +476,28 @@ impl Link {
 
     /// Whether the server exports its tree read-only.
     pub fn read_only(&self) -> bool {
-        self.read_only
+        self.connected().read_only
     }
 
     pub fn remote_addr(&self) -> SocketAddr {
-        self.conn.remote_address()
+        self.conn().remote_address()
     }
 
     /// The connection's current round-trip estimate.
     pub fn rtt(&self) -> Duration {
-        self.conn.rtt()
+        self.conn().rtt()
     }
 
     /// Why the connection ended, once it has.
     pub fn close_reason(&self) -> Option<TransportError> {
-        self.conn.close_reason().map(|e| self.lost(e))
+        self.conn().close_reason().map(|e| self.lost(e))
     }
 
     /// Closes the connection (for every clone) and lets the close reach the
     /// wire, so the server drops the session promptly. In-flight
     /// calls fail with [`TransportError::ConnectionLost`].
     pub async fn close(&self) {
-        self.conn
+        self.conn()
             .close(quinn::VarInt::from_u32(code::CLOSED), b"client done");
         // Only long enough for the endpoint to send the close: waiting for
         // the connection to drain (`wait_idle`) takes three probe timeouts,
@@ -498,8 +534,17 @@ impl SetupContext {
 }
 
 impl Link {
+    /// The link's current connection.
+    pub(super) fn connected(&self) -> std::sync::RwLockReadGuard<'_, Connected> {
+        self.current.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(super) fn conn(&self) -> quinn::Connection {
+        self.connected().conn.clone()
+    }
+
     /// The connection's loss in the user's terms.
-    fn lost(&self, e: ConnectionError) -> TransportError {
+    pub(super) fn lost(&self, e: ConnectionError) -> TransportError {
         match e {
             ConnectionError::TimedOut => {
                 TransportError::ConnectionLost(Loss::Silent(self.liveness.idle_timeout()))

@@ -16,6 +16,7 @@ pub mod client;
 pub mod embedded;
 pub mod identity;
 pub mod pump;
+mod redial;
 pub mod server;
 pub mod socket;
 pub mod stream;
@@ -111,7 +112,7 @@ pub mod code {
 }
 
 /// Why an established connection ended, in the user's terms.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Loss {
     /// Nothing came from the server for the idle timeout.
     #[error("no answer from the server for {}s (--idle-timeout)", .0.as_secs_f32())]
@@ -119,6 +120,20 @@ pub enum Loss {
     /// The server closed the connection because it is stopping.
     #[error("the server is shutting down")]
     ServerShutdown,
+    /// rscq tried to connect again for the whole grace time, in vain.
+    #[error(
+        "could not connect again within {}s (--reconnect-grace){}",
+        .grace.as_secs_f32(),
+        .last.as_ref().map_or_else(String::new, |e| format!("; last attempt: {e}"))
+    )]
+    GraceOver {
+        grace: Duration,
+        last: Option<String>,
+    },
+    /// Connecting again was refused for a reason time does not change
+    /// (the client removed, the certificate or protocol changed).
+    #[error("cannot connect again: {0}")]
+    Refused(String),
     /// Anything else quinn reports.
     #[error(transparent)]
     Connection(quinn::ConnectionError),

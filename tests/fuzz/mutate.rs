@@ -275,6 +275,25 @@ fn fields(req: &mut Request) -> Fields<'_> {
             f.handles.push(handle);
             f.i32s.push(flags);
         }
+        Request::Reattach {
+            handle,
+            path,
+            flags,
+            dev,
+            ino,
+            offset,
+        } => {
+            f.handles.push(handle);
+            if let Some(path) = path {
+                f.paths.push(path);
+            }
+            f.i32s.push(flags);
+            f.u32s.extend([&mut dev.0, &mut dev.1]);
+            f.u64s.push(ino);
+            if let Some(offset) = offset {
+                f.i64s.push(offset);
+            }
+        }
         Request::Ftruncate { handle, len } => {
             f.handles.push(handle);
             f.i64s.push(len);

@@ -74,6 +74,7 @@ pub fn variant_name(req: &Request) -> &'static str {
         Request::Fallocate { .. } => "fallocate",
         Request::CancelWait { .. } => "cancel_wait",
         Request::Reopen { .. } => "reopen",
+        Request::Reattach { .. } => "reattach",
     }
 }
 
@@ -352,6 +353,14 @@ pub fn every_request() -> Vec<Request> {
             handle: h,
             to: rp("a/linked"),
             empty_path: false,
+        },
+        Request::Reattach {
+            handle: Handle(9),
+            path: Some(rp("a/file")),
+            flags: libc::O_RDONLY,
+            dev: (0, 0),
+            ino: 0,
+            offset: Some(3),
         },
     ]
 }

@@ -9,7 +9,9 @@ use crate::harness::{Backend, Env, Pair, RSCQ, Running, cmd, p, run_timeout, sh_
 /// noticed after the idle timeout, short here as a user would set it with
 /// `--idle-timeout` (the default, a minute, rides out stalls: see
 /// `stalls.rs`).
-const SHORT_IDLE: &[&str] = &["--idle-timeout", "3s"];
+/// Without connecting again (`--reconnect-grace 0`): what a lost server
+/// means then (`restart.rs` has the server coming back).
+const SHORT_IDLE: &[&str] = &["--idle-timeout", "3s", "--reconnect-grace", "0"];
 
 /// Kill the server between two forwarded calls: the later one fails with
 /// EIO once the idle timeout has passed, rscq says the connection was lost,
@@ -111,7 +113,8 @@ fn no_server_fails_fast() {
     assert!(!marker.exists(), "the program ran\n{}", r.dump());
 }
 
-/// A server stopped politely (SIGTERM) also ends the run cleanly.
+/// A server stopped politely (SIGTERM) also ends the run cleanly (when
+/// rscq does not wait for it to come back: `--reconnect-grace 0`).
 #[test]
 fn server_stopped_mid_run() {
     let pair = Pair::new(Backend::Remote, &[]);
@@ -119,7 +122,8 @@ fn server_stopped_mid_run() {
     let script = format!(
         "cat '{t}/a.txt'; echo first; sleep 1.5; cat '{t}/a.txt' || echo failed; echo done"
     );
-    let mut running = Running::spawn(pair.rscq_cmd(&[], &sh_c(&script)));
+    let no_reconnect = ["--reconnect-grace", "0"];
+    let mut running = Running::spawn(pair.rscq_cmd(&no_reconnect, &sh_c(&script)));
     running.wait_stdout("first\n", Duration::from_secs(30));
     let server = pair.server.as_ref().expect("server");
     let killed_at = Instant::now();

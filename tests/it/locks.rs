@@ -229,7 +229,9 @@ fn a_lock_wait_ends_when_the_server_dies() {
     let mut holder = Running::spawn(cmd(&["flock", &on_server, "-c", "echo held; sleep 60"]));
     holder.wait_stdout("held", Duration::from_secs(10));
     let script = format!("echo waiting; flock -w 60 '{t}/lk' -c true; echo \"flock=$?\"");
-    let mut waiting = Running::spawn(pair.rscq_cmd(&["--idle-timeout", "3s"], &sh_c(&script)));
+    // Without connecting again: that is `restart.rs`.
+    let flags = ["--idle-timeout", "3s", "--reconnect-grace", "0"];
+    let mut waiting = Running::spawn(pair.rscq_cmd(&flags, &sh_c(&script)));
     waiting.wait_stdout("waiting\n", Duration::from_secs(20));
     // Long enough for flock to be asleep in its wait on the server.
     std::thread::sleep(Duration::from_millis(1500));

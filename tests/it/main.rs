@@ -23,6 +23,7 @@ mod process;
 mod readiness;
 mod reads;
 mod remotes;
+mod restart;
 mod security;
 mod stalls;
 mod tmpfile;

@@ -79,11 +79,13 @@ fn paused_server_during_remote_reads_and_writes() {
     }
 }
 
-/// The same pause against a 3 s idle timeout ends the session: the timeout
-/// is what the test above rides on, not luck.
+/// The same pause against a 3 s idle timeout ends the session when rscq
+/// does not connect again (`--reconnect-grace 0`): the timeout is what the
+/// test above rides on, not luck.
 #[test]
 fn pause_longer_than_the_idle_timeout_ends_the_session() {
-    let (_pair, r) = reader_with_paused_server(&["--idle-timeout", "3s"], Duration::from_secs(8));
+    let flags = ["--idle-timeout", "3s", "--reconnect-grace", "0"];
+    let (_pair, r) = reader_with_paused_server(&flags, Duration::from_secs(8));
     assert_ne!(r.code(), 0, "{}", r.dump());
     assert!(
         r.err()
@@ -92,4 +94,36 @@ fn pause_longer_than_the_idle_timeout_ends_the_session() {
         "rscq must say the connection was lost after the idle timeout\n{}",
         r.dump()
     );
+}
+
+/// The same pause with rscq connecting again (the default
+/// `--reconnect-grace`): the connection is lost after 3 s, a new one made
+/// once the server runs again, and the program's open file given to the
+/// new session at its offset; the program sees nothing but slow calls.
+#[test]
+fn pause_longer_than_the_idle_timeout_is_ridden_out_by_connecting_again() {
+    let expected = format!(
+        "started\n{}\nTrue\nTrue\nwritten after the pause\n",
+        sha256_hex(&pattern(24 << 20, 0x5717))
+    );
+    let runs: Vec<_> = MODES
+        .iter()
+        .map(|mode| {
+            thread::spawn(move || {
+                let mut flags = vec!["--idle-timeout", "3s"];
+                flags.extend_from_slice(mode);
+                reader_with_paused_server(&flags, Duration::from_secs(8))
+            })
+        })
+        .collect();
+    for (mode, run) in MODES.iter().zip(runs) {
+        let (_pair, r) = run.join().expect("run thread");
+        assert_eq!(r.out(), expected, "{mode:?}\n{}", r.dump());
+        assert_eq!(r.code(), 0, "{mode:?}\n{}", r.dump());
+        assert!(
+            r.err().contains("connected again"),
+            "{mode:?}\n{}",
+            r.dump()
+        );
+    }
 }

@@ -504,7 +504,14 @@ fn a_killed_server_fails_only_its_own_calls() {
              cat /store/later.txt; echo \"store=$?\"; uname -n",
             go = p(&go)
         );
-        let mut proc = Running::spawn(fleet.rscq(&config, mode, &["sh", "-c", &script]));
+        // A short grace: rscq tries the dead server again for 2 s, then
+        // its calls fail (the default would wait 300 s for it).
+        let flags: Vec<&str> = mode
+            .iter()
+            .copied()
+            .chain(["--reconnect-grace", "2s"])
+            .collect();
+        let mut proc = Running::spawn(fleet.rscq(&config, &flags, &["sh", "-c", &script]));
         proc.wait_stdout("ready\n", RUN);
         if let Some(mut server) = fleet.machines[0].server.take() {
             server.kill_group();

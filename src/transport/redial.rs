@@ -1,0 +1,98 @@
+//! A [`Link`] given a new connection after it lost its own: the same
+//! server, identity and trust, connected again ([`Link::dial_again`]) and
+//! taken over by every clone of the link ([`Link::adopt`]).
+//!
+//! Must not decide when to try again nor for how long (the client's
+//! reconnect policy), nor what a new session must be told.
+
+use std::sync::PoisonError;
+
+use super::client::{Connected, Link};
+use super::{Loss, TransportError};
+
+impl Link {
+    /// How many connections the link had before its current one.
+    pub fn epoch(&self) -> u64 {
+        self.connected().epoch
+    }
+
+    /// Whether the current connection has ended.
+    pub fn is_closed(&self) -> bool {
+        self.conn().close_reason().is_some()
+    }
+
+    /// Waits until the current connection ends, and says why.
+    pub async fn closed(&self) -> TransportError {
+        let conn = self.conn();
+        let reason = conn.closed().await;
+        self.lost(reason)
+    }
+
+    /// One attempt to connect to the same server the same way, as a link of
+    /// its own (its calls do not go through this one until [`Link::adopt`]).
+    pub async fn dial_again(&self) -> Result<Link, TransportError> {
+        let dial = &self.dial;
+        Link::connect_as(
+            dial.addr,
+            &dial.identity,
+            &dial.trust,
+            self.liveness,
+            dial.version,
+        )
+        .await
+    }
+
+    /// From now on every clone of this link uses `fresh`'s connection.
+    pub fn adopt(&self, fresh: &Link) {
+        let (endpoint, conn, read_only) = {
+            let new = fresh.connected();
+            (new.endpoint.clone(), new.conn.clone(), new.read_only)
+        };
+        let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
+        let epoch = current.epoch.saturating_add(1);
+        *current = Connected {
+            endpoint,
+            conn,
+            read_only,
+            epoch,
+        };
+    }
+}
+
+impl TransportError {
+    /// Whether the error says the connection is gone (rather than that one
+    /// stream or request failed): a new connection may do better.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(
+            self,
+            TransportError::ConnectionLost(_)
+                | TransportError::Unreachable { .. }
+                | TransportError::Connect { .. }
+                | TransportError::Handshake { .. }
+        )
+    }
+
+    /// Whether trying again cannot help: the server removed this client,
+    /// refused it, or speaks another protocol, or its certificate changed.
+    pub fn is_final(&self) -> bool {
+        match self {
+            TransportError::ConnectionLost(Loss::Connection(
+                quinn::ConnectionError::ApplicationClosed(close),
+            )) => close.error_code == quinn::VarInt::from_u32(super::code::REVOKED),
+            TransportError::ConnectionLost(Loss::GraceOver { .. } | Loss::Refused(_))
+            | TransportError::NotAuthorized { .. }
+            | TransportError::ServerCertificateMismatch { .. }
+            | TransportError::ServerCertificateChanged { .. }
+            | TransportError::VersionMismatch { .. }
+            | TransportError::SessionRefused { .. }
+            | TransportError::Identity(_)
+            | TransportError::Trust(_) => true,
+            _ => false,
+        }
+    }
+
+    /// Whether the server said it is shutting down.
+    pub fn is_shutdown(&self) -> bool {
+        matches!(self, TransportError::ConnectionLost(Loss::ServerShutdown))
+    }
+}

@@ -382,12 +382,14 @@ fn start_engine(
     options: &RunOptions,
 ) -> Result<Engine, ClientError> {
     let runtime = shared.runtime.clone();
+    let stats = Stats::default();
     let pumps = Arc::new(
         runtime
             .block_on(net::Pumps::start(
                 sockets.clone(),
                 options.pure,
                 options.nagle.map(|c| (c, link.clone())),
+                stats.streams(),
             ))
             .map_err(ClientError::Pumps)?,
     );
@@ -398,7 +400,7 @@ fn start_engine(
         link,
         name,
         events: shared.events.clone(),
-        stats: Stats::default(),
+        stats,
         registry: shared.registry.clone(),
         pumps,
         files: Arc::new(std::sync::Mutex::new(FileEngine::new(

@@ -26,7 +26,7 @@ use crate::proto::{Incoming, Reply, Request, SockAddr};
 use crate::syscall::sockets::{RemoteSocket, SocketRegistry};
 use crate::transport::Link;
 use crate::transport::client::TcpStreams;
-use crate::transport::pump::{Nagle, Unsent, UnsentGuard, pump_with};
+use crate::transport::pump::{Nagle, Traffic, Unsent, UnsentGuard, pump_with};
 
 /// Pairs a connection accepted on rscq's listener with the program socket
 /// that made it, by the program socket's local port. Either side may come
@@ -88,6 +88,8 @@ pub struct Pumps {
     pub hold: super::hold::Hold,
     /// Connections still carrying what the program wrote to the server.
     unsent: Unsent,
+    /// The bytes the pumps carried, for `--stats`.
+    traffic: Arc<Traffic>,
 }
 
 /// How long rscq, once the program has ended, waits for the bytes it wrote
@@ -100,6 +102,7 @@ impl Pumps {
         sockets: SocketRegistry,
         pure: bool,
         nagle: Option<(CoalesceConfig, Link)>,
+        traffic: Arc<Traffic>,
     ) -> std::io::Result<Self> {
         let rendezvous = Arc::new(Rendezvous::default());
         let v4 = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
@@ -124,6 +127,7 @@ impl Pumps {
             nagle: nagle.filter(|_| !pure),
             hold: super::hold::Hold::bind()?,
             unsent: Unsent::default(),
+            traffic,
         })
     }
 
@@ -271,6 +275,7 @@ impl Pumps {
             nagle,
             unsent: self.pure.is_none().then(|| self.unsent.track()),
             sockets: self.sockets.clone(),
+            traffic: self.traffic.clone(),
         }
     }
 }
@@ -287,6 +292,7 @@ pub struct Carrier {
     /// server (the pure pump counts its own).
     unsent: Option<UnsentGuard>,
     sockets: SocketRegistry,
+    traffic: Arc<Traffic>,
 }
 
 impl Carrier {
@@ -299,12 +305,14 @@ impl Carrier {
             nagle,
             unsent,
             sockets,
+            traffic,
         } = self;
         match starter {
             Some(starter) => starter.start(accepted, streams.send, streams.recv),
             None => {
                 tokio::spawn(async move {
-                    pump_with(accepted, streams.send, streams.recv, nagle, unsent).await;
+                    let traffic = Some(traffic);
+                    pump_with(accepted, streams.send, streams.recv, nagle, unsent, traffic).await;
                     sockets.remove(ino);
                 });
             }
@@ -497,8 +505,9 @@ impl Pumps {
                     )),
                 });
                 let (sockets, unsent) = (self.sockets.clone(), self.unsent.track());
+                let traffic = Some(self.traffic.clone());
                 tokio::spawn(async move {
-                    pump_with(stream, send, recv, nagle, Some(unsent)).await;
+                    pump_with(stream, send, recv, nagle, Some(unsent), traffic).await;
                     let _ = sockets.owner_of_incoming(port);
                 });
             }

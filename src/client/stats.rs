@@ -21,6 +21,9 @@ pub struct CallStats {
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
     by_call: Arc<Mutex<BTreeMap<&'static str, CallStats>>>,
+    /// The bytes of `--net` TCP connections the pumps carried, outside
+    /// any call (default mode; `--pure` counts them per `send`/`recv`).
+    streams: Arc<crate::transport::pump::Traffic>,
 }
 
 impl Stats {
@@ -37,6 +40,11 @@ impl Stats {
     pub fn record_local(&self, name: &'static str) {
         let mut map = self.by_call.lock().unwrap_or_else(PoisonError::into_inner);
         map.entry(name).or_default().local += 1;
+    }
+
+    /// The pumps' byte counters, to hand to them.
+    pub fn streams(&self) -> Arc<crate::transport::pump::Traffic> {
+        self.streams.clone()
     }
 
     pub fn snapshot(&self) -> BTreeMap<&'static str, CallStats> {
@@ -92,6 +100,20 @@ impl Stats {
             total.bytes_received,
             total.waited.as_secs_f64() * 1000.0
         );
+        let sent = self.streams.sent.load(std::sync::atomic::Ordering::Relaxed);
+        let received = self
+            .streams
+            .received
+            .load(std::sync::atomic::Ordering::Relaxed);
+        if sent > 0 || received > 0 {
+            // Carried by the pumps, not by a forwarded call: a row of its
+            // own, after the total of the calls.
+            let _ = writeln!(
+                out,
+                "rscq: {:<16} {:>8} {:>8} {:>12} {:>12} {:>12}",
+                "tcp streams", "-", "-", sent, received, "-"
+            );
+        }
         out
     }
 }
@@ -112,6 +134,16 @@ mod tests {
         assert_eq!(snap["read"].bytes_received, 100);
         let report = s.report();
         assert!(report.contains("total"));
+        assert!(!report.contains("tcp streams"), "{report}");
+        s.streams()
+            .sent
+            .fetch_add(1000, std::sync::atomic::Ordering::Relaxed);
+        let report = s.report();
+        let row = report
+            .lines()
+            .find(|l| l.contains("tcp streams"))
+            .expect("a row for the streams");
+        assert!(row.contains(" 1000 "), "{report}");
         assert!(report.lines().last().unwrap().contains(" 3 "), "{report}");
         assert_eq!(report.lines().next(), Some("rscq: forwarded calls"));
         let named = s.report_of(Some("buildbox"));

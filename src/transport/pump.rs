@@ -5,7 +5,7 @@
 //! Must not decide when held bytes go: [`Nagle`] asks
 //! [`crate::engine::coalesce`].
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -71,16 +71,36 @@ enum Upstream {
     Closed,
 }
 
+/// The bytes the pumps of one run carried, each way, over all their
+/// connections (`--stats`): they cross no syscall rscq sees.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    /// From the program's sockets to the server.
+    pub sent: AtomicU64,
+    /// From the server to the program's sockets.
+    pub received: AtomicU64,
+}
+
+impl Traffic {
+    fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+}
+
 /// A send stream that counts the bytes written to it.
 struct Counted<'a> {
     send: &'a mut quinn::SendStream,
     sent: u64,
+    traffic: Option<&'a Traffic>,
 }
 
 impl Counted<'_> {
     async fn write_all(&mut self, buf: &[u8]) -> Result<(), quinn::WriteError> {
         self.send.write_all(buf).await?;
         self.sent += u64::try_from(buf.len()).unwrap_or(u64::MAX);
+        if let Some(t) = self.traffic {
+            Traffic::add(&t.sent, buf.len());
+        }
         Ok(())
     }
 }
@@ -244,7 +264,7 @@ impl Unsent {
 /// `shutdown`/stream finish; a reset on either side resets the other, after
 /// the bytes sent before it (see [`RESET_AFTER`]).
 pub async fn pump(socket: TcpStream, send: quinn::SendStream, recv: quinn::RecvStream) {
-    pump_with(socket, send, recv, None, None).await;
+    pump_with(socket, send, recv, None, None, None).await;
 }
 
 /// Resets a socket whose read half is dropped after this: a zero linger
@@ -266,8 +286,10 @@ pub async fn pump_with(
     recv: quinn::RecvStream,
     mut nagle: Option<Nagle>,
     unsent: Option<UnsentGuard>,
+    traffic: Option<std::sync::Arc<Traffic>>,
 ) {
     let _ = socket.set_nodelay(true);
+    let traffic = traffic.as_deref();
     let (mut rd, wr) = socket.into_split();
     let answered = AtomicBool::new(false);
     // A write into the socket that failed with ECONNRESET took the reset:
@@ -286,6 +308,7 @@ pub async fn pump_with(
         &reset_seen,
         upstream_end,
         unsent,
+        traffic,
     );
     let downstream = downstream(
         recv,
@@ -294,6 +317,7 @@ pub async fn pump_with(
         upstream_ended,
         &answered,
         &reset_seen,
+        traffic,
     );
     tokio::pin!(upstream, downstream);
     let mut upstream_done = false;
@@ -325,8 +349,13 @@ async fn upstream(
     reset_seen: &AtomicBool,
     upstream_end: tokio::sync::oneshot::Sender<u64>,
     unsent: Option<UnsentGuard>,
+    traffic: Option<&Traffic>,
 ) {
-    let mut counted = Counted { send, sent: 0 };
+    let mut counted = Counted {
+        send,
+        sent: 0,
+        traffic,
+    };
     let end = match nagle {
         Some(n) => forward_coalesced(rd, &mut counted, n, answered).await,
         None => forward_at_once(rd, &mut counted).await,
@@ -371,6 +400,7 @@ async fn downstream(
     mut upstream_ended: tokio::sync::oneshot::Receiver<u64>,
     answered_by_peer: &AtomicBool,
     reset_seen: &AtomicBool,
+    traffic: Option<&Traffic>,
 ) -> Downstream {
     let mut buf = vec![0u8; BUFFER];
     let mut received: u64 = 0;
@@ -392,6 +422,9 @@ async fn downstream(
                 Ok(Some(n)) => {
                     answered_by_peer.store(true, Ordering::Release);
                     received += u64::try_from(n).unwrap_or(u64::MAX);
+                    if let Some(t) = traffic {
+                        Traffic::add(&t.received, n);
+                    }
                     if let Err(e) = wr.write_all(&buf[..n]).await {
                         if e.raw_os_error() == Some(libc::ECONNRESET) {
                             reset_seen.store(true, Ordering::Release);

@@ -78,3 +78,54 @@ fn embedded_writes() {
         pair.same(&["rmdir", &format!("{t}/emptydir")]);
     });
 }
+
+/// `--stats` with `--net` counts the bytes of TCP connections, which in
+/// default mode cross no forwarded call: a row of their own.
+#[test]
+fn stats_count_net_stream_bytes() {
+    let script = r#"
+import socket, threading
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen(1)
+port = srv.getsockname()[1]
+got = []
+def serve():
+    c, _ = srv.accept()
+    n = 0
+    while True:
+        b = c.recv(65536)
+        if not b:
+            break
+        n += len(b)
+    c.sendall(b"y" * 50000)
+    c.close()
+    got.append(n)
+t = threading.Thread(target=serve)
+t.start()
+c = socket.create_connection(("127.0.0.1", port))
+c.sendall(b"x" * 100000)
+c.shutdown(socket.SHUT_WR)
+back = 0
+while True:
+    b = c.recv(65536)
+    if not b:
+        break
+    back += len(b)
+t.join()
+print(got[0], back)
+"#;
+    let r = rscq_embedded(&["--net", "--stats", "--", "python3", "-c", script]).success();
+    assert_eq!(r.out(), "100000 50000\n", "{}", r.dump());
+    let err = r.err();
+    let row = err
+        .lines()
+        .find(|l| l.contains("tcp streams"))
+        .unwrap_or_else(|| panic!("no tcp streams row:\n{err}"));
+    let numbers: Vec<u64> = row
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    // Both ends are the program's: each side's bytes go up and come down.
+    assert_eq!(numbers, [150000, 150000], "{row}\n{err}");
+}

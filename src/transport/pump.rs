@@ -341,6 +341,9 @@ pub async fn pump_with(
 /// The socket-to-stream direction of [`pump_with`]: copies until the
 /// socket ends or fails, then ends the stream to match (a finish, or the
 /// count of bytes sent before the reset, through `upstream_end`).
+// One argument per piece of state the two directions share; a struct
+// for them would only be unpacked again here.
+#[allow(clippy::too_many_arguments)]
 async fn upstream(
     rd: &mut tokio::net::tcp::OwnedReadHalf,
     send: &mut quinn::SendStream,

@@ -45,14 +45,7 @@ impl<F: Forwarder> Tracer<'_, F> {
         } else {
             &self.fd_filter
         };
-        let size = u64::try_from(filter.len() * 8 + 16).unwrap_or(u64::MAX);
-        let base = restore
-            .rsp
-            .checked_sub(RED_ZONE)
-            .and_then(|sp| sp.checked_sub(size))
-            .map(|at| at & !15);
-        let image = base.and_then(|b| seccomp::image(filter, b).map(|i| (b, i)));
-        let Some((base, (bytes, fprog))) = image else {
+        let Some((base, bytes, fprog)) = image_below(filter, restore.rsp) else {
             return self.injection_failed(stop, restore, "no room on its stack", map, deferred);
         };
         if mem::write_bytes(stop.pid(), base, &bytes).is_err() {
@@ -98,13 +91,7 @@ impl<F: Forwarder> Tracer<'_, F> {
         // still releases what it closes.
         self.process_mut(tgid).socket_traps = true;
         let sp = stop.stack_pointer();
-        let size = u64::try_from(self.socket_filter.len() * 8 + 16).unwrap_or(u64::MAX);
-        let image = sp
-            .checked_sub(RED_ZONE)
-            .and_then(|at| at.checked_sub(size))
-            .map(|at| at & !15)
-            .and_then(|base| seccomp::image(&self.socket_filter, base).map(|i| (base, i)));
-        let Some((base, (bytes, fprog))) = image else {
+        let Some((base, bytes, fprog)) = image_below(&self.socket_filter, sp) else {
             return Some(stop);
         };
         if mem::write_bytes(stop.pid(), base, &bytes).is_err() {
@@ -201,6 +188,16 @@ impl<F: Forwarder> Tracer<'_, F> {
         }
         stop.resume();
     }
+}
+
+/// Where a filter goes into a process whose stack pointer is `sp`: below
+/// its red zone, 16-byte aligned. Returns that address, the image's bytes
+/// and the address of its `struct sock_fprog`.
+fn image_below(filter: &[sys::SockFilter], sp: u64) -> Option<(u64, Vec<u8>, u64)> {
+    let size = u64::try_from(filter.len() * 8 + 16).ok()?;
+    let base = sp.checked_sub(RED_ZONE)?.checked_sub(size)? & !15;
+    let (bytes, fprog) = seccomp::image(filter, base)?;
+    Some((base, bytes, fprog))
 }
 
 /// Makes the thread, at a syscall-exit stop, run syscall `nr` with `regs`'

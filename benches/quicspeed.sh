@@ -22,7 +22,7 @@
 # each namespace's kernel (client/server) dropped because a socket's receive buffer was full (each one is
 # a loss to QUIC's congestion control).
 # Binaries come from --rscq-dir (default target/release: build with
-# `cargo build --release --bins`). Needs root, iproute2, curl, python3.
+# `cargo build --release --features delayline --bins`). Needs root, iproute2, curl, python3.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -42,7 +42,7 @@ done
 rscq=$bin_dir/rscq server=$bin_dir/rscq-server
 export RSCQ_DELAYLINE=$bin_dir/rscq-delayline
 for b in "$rscq" "$server" "$RSCQ_DELAYLINE"; do
-    [[ -x $b ]] || { echo "quicspeed.sh: no $b (cargo build --release --bins)" >&2; exit 1; }
+    [[ -x $b ]] || { echo "quicspeed.sh: no $b (cargo build --release --features delayline --bins)" >&2; exit 1; }
 done
 # pyenv's shim is a bash script that execs several times: take the interpreter itself.
 python=$(python3 -c 'import sys; print(sys.executable)')

@@ -125,7 +125,7 @@ up() {
         ;;
     delayline)
         local bin=${RSCQ_DELAYLINE:-$repo/target/release/rscq-delayline}
-        [[ -x $bin ]] || die "no delay line at $bin (cargo build --release --bin rscq-delayline, or set RSCQ_DELAYLINE)"
+        [[ -x $bin ]] || die "no delay line at $bin (cargo build --release --features delayline --bin rscq-delayline, or set RSCQ_DELAYLINE)"
         local out="$state_dir/$ns_a--$ns_b.out" log="$state_dir/$ns_a--$ns_b.log"
         local args=(--ns-a "$ns_a" --ns-b "$ns_b" --rtt-ms "$rtt" --loss-pct "$loss"
             --queue-pkts "$queue" --addr-a "$addr_a" --addr-b "$addr_b")

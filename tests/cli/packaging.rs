@@ -1,5 +1,6 @@
 //! Packaging: the man page and shell completions render, the systemd unit
-//! is valid and hardened and runs the server from its config file.
+//! is valid and hardened and runs the server from its config file, and
+//! `cargo install` installs the tool and nothing else.
 
 use std::path::Path;
 use std::process::Command;
@@ -152,4 +153,101 @@ fn systemd_unit_is_hardened_and_valid() {
             "systemd-analyze verify:\n{verify}"
         );
     }
+}
+
+/// The bin targets `cargo install --path .` installs (with no `--features`):
+/// the root package's bins whose required features the default features
+/// turn on. Read from `cargo metadata`, which sees bins cargo discovers on
+/// its own too; a real `cargo install` would rebuild the tree and wait for
+/// the build lock this test run holds.
+#[test]
+fn cargo_install_installs_only_rscq_and_rscq_server() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let meta = output({
+        let mut c = Command::new(cargo);
+        c.args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .arg("--manifest-path")
+        .arg(root.join("Cargo.toml"));
+        c
+    });
+    assert_eq!(meta.code(), 0, "{meta}");
+    let meta: serde_json::Value = serde_json::from_str(&meta.stdout).expect("metadata json");
+    let package = meta["packages"]
+        .as_array()
+        .expect("packages")
+        .iter()
+        .find(|p| p["name"] == "rscq")
+        .expect("package rscq");
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    // The default features and every feature they turn on.
+    let features = &package["features"];
+    let mut on = strings(&features["default"]);
+    let mut i = 0;
+    while let Some(name) = on.get(i).cloned() {
+        for next in strings(&features[name.as_str()]) {
+            if !on.contains(&next) {
+                on.push(next);
+            }
+        }
+        i += 1;
+    }
+    let bins: Vec<(String, Vec<String>)> = package["targets"]
+        .as_array()
+        .expect("targets")
+        .iter()
+        .filter(|t| strings(&t["kind"]).iter().any(|k| k == "bin"))
+        .map(|t| {
+            (
+                t["name"].as_str().expect("name").to_owned(),
+                strings(&t["required-features"]),
+            )
+        })
+        .collect();
+    let mut installed: Vec<&str> = bins
+        .iter()
+        .filter(|(_, required)| required.iter().all(|f| on.contains(f)))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    installed.sort_unstable();
+    assert_eq!(
+        installed,
+        ["rscq", "rscq-server"],
+        "bins: {bins:?}, default features: {on:?}"
+    );
+
+    // The delay line is still built for the tests and benches: a bin of
+    // this package behind `delayline`, which the dev-dependency on the
+    // package itself turns on.
+    let delayline = bins
+        .iter()
+        .find(|(name, _)| name == "rscq-delayline")
+        .expect("rscq-delayline is no longer a bin target");
+    assert_eq!(delayline.1, ["delayline"], "{bins:?}");
+    let self_dev = package["dependencies"]
+        .as_array()
+        .expect("dependencies")
+        .iter()
+        .find(|d| d["name"] == "rscq" && d["kind"] == "dev")
+        .expect("no dev-dependency on rscq itself");
+    assert!(
+        strings(&self_dev["features"])
+            .iter()
+            .any(|f| f == "delayline"),
+        "{self_dev}"
+    );
 }

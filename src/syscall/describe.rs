@@ -11,6 +11,10 @@ use std::time::Duration;
 use crate::proto::{Handle, LockOwner, RemotePath, Request, TimeUpdate, XattrTarget};
 use crate::syscall::paths::MountTable;
 
+mod copy;
+
+pub use copy::CopyCall;
+
 /// How many bytes of a data buffer `--trace` shows, as strace's `-s 32`.
 pub const SHOWN_BYTES: usize = 32;
 
@@ -237,14 +241,17 @@ pub fn with_data_read(args: &str, data: &[u8]) -> String {
 }
 
 /// What a request's rendering needs besides the request: the program's fd
-/// number for the handle it names, and the mounts that turn remote paths
-/// back into the program's own.
+/// number for the handle it names, the mounts that turn remote paths back
+/// into the program's own, and for a copy the call as the program made it.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Shown<'a> {
     /// The program's fd for the request's (first) handle, when known.
     pub fd: Option<i32>,
     /// The mounts; without them paths show as the server's.
     pub mounts: Option<&'a MountTable>,
+    /// The `sendfile`/`copy_file_range` a [`Request::CopyRange`] carries
+    /// out, whose fds it shows; without it the copy shows rscq's handles.
+    pub copy: Option<CopyCall>,
 }
 
 /// The arguments of `req` as `--trace` prints them, with remote handles as
@@ -453,10 +460,12 @@ impl Shown<'_> {
                 to_offset,
                 len,
             } => {
+                if let Some(call) = self.copy {
+                    return call.args(Some((*from_offset, *to_offset)));
+                }
                 let at =
                     |o: &Option<i64>| o.map_or_else(|| "NULL".to_string(), |o| format!("[{o}]"));
-                // `sendfile` and `copy_file_range` name their two fds in
-                // different orders: both show as rscq's handles.
+                // Without the program's call, in `copy_file_range`'s order.
                 format!(
                     "#{}, {}, #{}, {}, {len}",
                     from.0,
@@ -691,6 +700,7 @@ mod tests {
         let shown = Shown {
             fd: Some(3),
             mounts: Some(&mounts),
+            copy: None,
         };
         let open = Request::Open {
             path: RemotePath(b"/tmp/t3/d/".to_vec()),

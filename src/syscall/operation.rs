@@ -13,7 +13,7 @@
 use std::net::SocketAddr;
 
 use crate::proto::{Handle, OptionTarget, RemotePath, Request, SockAddr, SockOption};
-use crate::syscall::describe::{Shown, describe_as};
+use crate::syscall::describe::{CopyCall, Shown, describe_as};
 use crate::syscall::paths::MountTable;
 use crate::syscall::plan::{Plan, PureWait, Then};
 
@@ -131,16 +131,23 @@ impl Operation {
     /// The arguments of its `--trace` line, for a call on program fd `fd`,
     /// with paths as the server names them.
     pub fn trace_args(&self, fd: i32) -> String {
-        self.trace_args_in(fd, None)
+        self.trace_args_in(fd, None, None)
     }
 
     /// The arguments of its `--trace` line, for a call on program fd `fd`,
-    /// with paths as the program names them through `mounts`.
-    pub fn trace_args_in(&self, fd: i32, mounts: Option<&MountTable>) -> String {
+    /// with paths as the program names them through `mounts`; a copy
+    /// between remote files shows the fds of the program's `copy` call.
+    pub fn trace_args_in(
+        &self,
+        fd: i32,
+        mounts: Option<&MountTable>,
+        copy: Option<CopyCall>,
+    ) -> String {
         let addr = |a: &SockAddr| SocketAddr::from(*a).to_string();
         let shown = Shown {
             fd: Some(fd),
             mounts,
+            copy,
         };
         match self {
             Self::File(request) => describe_as(request, shown),
@@ -167,7 +174,12 @@ impl Operation {
             // Shared or private: the program's own flags stay in its call.
             Self::MapShadow { handle, .. } => format!("NULL, #{}", handle.0),
             Self::SyncShadows { paths, .. } => format!("{} shared mappings", paths.len()),
-            Self::FetchExecutable { path, .. } => Shown { fd: None, mounts }.path(path),
+            Self::FetchExecutable { path, .. } => Shown {
+                fd: None,
+                mounts,
+                copy: None,
+            }
+            .path(path),
             Self::SetSockOption { .. } | Self::Prefetch { .. } => String::new(),
         }
     }

@@ -395,12 +395,12 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         crate::sys::fd::dup_fd(self.tgid_of(pid.as_raw()), fd)
     }
 
-    fn trace_local(&self, tid: i32, nr: i64, ret: i64) {
+    fn trace_local(&self, tid: i32, nr: i64, ret: i64, args: &str) {
         if ret < 0 {
             self.trace(&TraceLine {
                 tid,
                 name: nr::name(nr),
-                args: "...",
+                args,
                 ret: Returned::Value(ret),
                 took: Took::Local,
                 note: None,

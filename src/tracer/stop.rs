@@ -11,7 +11,7 @@ use super::view::TraceeView;
 use super::{Call, Forwarder, ProgramFd, Tracer, seccomp, sys};
 use crate::errno::Errno;
 use crate::proto::{RemotePath, Request};
-use crate::syscall::describe::Took;
+use crate::syscall::describe::{CopyCall, Took};
 use crate::syscall::operation::{Operation, Waiting};
 use crate::syscall::paths::RemoteIndex;
 use crate::syscall::plan::{self, Plan, Then};
@@ -92,7 +92,8 @@ impl<F: Forwarder> Tracer<'_, F> {
             }
             Plan::NativeScratch(scratch) => self.run_on_scratch(stop, sp, *scratch),
             Plan::Return(ret) => {
-                self.trace_local(tid, nr, ret);
+                let args = self.copy_call(&stop, nr).map(|c| c.args(None));
+                self.trace_local(tid, nr, ret, args.as_deref().unwrap_or("..."));
                 stop.skip(ret);
             }
             Plan::Answer { ret, writes } => stop.answer(ret, &writes),
@@ -167,7 +168,7 @@ impl<F: Forwarder> Tracer<'_, F> {
         let fd = fd.unwrap_or(fd0);
         match then {
             Some(then) => {
-                let text = self.trace_args(&operation, fd);
+                let text = self.trace_args(&stop, nr, &operation, fd);
                 self.wait(stop, nr, then, text);
                 let call = self.call(tid, nr, operation, program_fd, None).on(on);
                 if let Some(response) = self.forwarder.submit(call) {
@@ -178,7 +179,7 @@ impl<F: Forwarder> Tracer<'_, F> {
                 let op = self.next_sleep;
                 self.next_sleep += 1;
                 let operation = operation.numbered(op);
-                let text = self.trace_args(&operation, fd);
+                let text = self.trace_args(&stop, nr, &operation, fd);
                 let sleep = Sleep {
                     op,
                     result,
@@ -213,12 +214,26 @@ impl<F: Forwarder> Tracer<'_, F> {
 
     /// The `--trace` text of `operation`'s arguments (none without
     /// `--trace`).
-    fn trace_args(&self, operation: &Operation, fd: i32) -> String {
-        if self.config.trace {
-            operation.trace_args_in(fd, Some(&self.config.forwarding.mounts))
-        } else {
-            String::new()
+    fn trace_args(&self, stop: &Stop, nr: i64, operation: &Operation, fd: i32) -> String {
+        if !self.config.trace {
+            return String::new();
         }
+        let copy = match operation {
+            Operation::File(Request::CopyRange { .. }) => self.copy_call(stop, nr),
+            _ => None,
+        };
+        operation.trace_args_in(fd, Some(&self.config.forwarding.mounts), copy)
+    }
+
+    /// Under `--trace`, the `sendfile`/`copy_file_range` the thread stopped
+    /// at, from its registers, so that its line shows the program's fds in
+    /// the call's order (one more ptrace call, only when tracing a copy).
+    fn copy_call(&self, stop: &Stop, nr: i64) -> Option<CopyCall> {
+        if !self.config.trace || !matches!(nr, libc::SYS_sendfile | libc::SYS_copy_file_range) {
+            return None;
+        }
+        let regs = stop.regs().ok()?;
+        CopyCall::of(nr, std::array::from_fn(|i| super::get_arg(&regs, i)))
     }
 
     /// [`Plan::ExecRemote`]: holds the thread while the engine makes a

@@ -121,3 +121,79 @@ fn a_mount_of_a_missing_remote_path_is_warned_about() {
     let out = rscq(&["--mount", &good, "--", "true"], home().path());
     assert_eq!((out.code(), out.stderr.as_str()), (0, ""), "{out}");
 }
+
+/// `sendfile` and `copy_file_range` between two remote files (the server
+/// copies) and between a remote file and a local one (refused, so programs
+/// read and write): every line shows the program's own fds in the call's
+/// own order, never rscq's remote handles (`#N`).
+#[test]
+fn copies_show_the_programs_fds() {
+    let script = r#"
+import os, sys
+remote, local = sys.argv[1], sys.argv[2]
+src = os.open(remote + "/a", os.O_RDONLY)
+dst = os.open(remote + "/copy", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+loc = os.open(local + "/copy", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+print("fds", src, dst, loc)
+print(os.sendfile(dst, src, 0, 3))
+print(os.copy_file_range(src, dst, 3, 2, 3))
+for call in (lambda: os.sendfile(loc, src, None, 3), lambda: os.copy_file_range(src, loc, 3)):
+    try:
+        call()
+    except OSError as e:
+        print("errno", e.errno)
+"#;
+    let remote = tempfile::tempdir().expect("tempdir");
+    let local = tempfile::tempdir().expect("tempdir");
+    std::fs::write(remote.path().join("a"), "hello\n").expect("write");
+    let file = local.path().join("copy.py");
+    std::fs::write(&file, script).expect("write");
+    let mount = format!("/remote={}", remote.path().display());
+    let script_arg = file.display().to_string();
+    let local_arg = local.path().display().to_string();
+    for pure in [false, true] {
+        let mut args = vec!["--trace", "--mount", &mount];
+        if pure {
+            args.push("--pure");
+        }
+        args.extend_from_slice(&["--", "python3", &script_arg, "/remote", &local_arg]);
+        let out = rscq(&args, home().path());
+        assert_eq!(out.code(), 0, "{out}");
+        let printed: Vec<&str> = out.stdout.lines().collect();
+        let fds: Vec<&str> = printed
+            .first()
+            .and_then(|l| l.strip_prefix("fds "))
+            .unwrap_or_else(|| panic!("no fds line:\n{out}"))
+            .split(' ')
+            .collect();
+        let [src, dst, loc] = fds[..] else {
+            panic!("{out}")
+        };
+        assert_eq!(
+            printed[1..],
+            ["3", "3", "errno 22", "errno 18"],
+            "pure {pure}:\n{out}"
+        );
+        let got: Vec<String> = lines(&out.stderr, "rscq: ")
+            .into_iter()
+            .filter(|l| {
+                l.starts_with("[pid N] sendfile(") || l.starts_with("[pid N] copy_file_range(")
+            })
+            .collect();
+        let want = [
+            format!("[pid N] sendfile({dst}, {src}, [0], 3) = 3 <N us>"),
+            format!("[pid N] copy_file_range({src}, [2], {dst}, [3], 3, 0) = 3 <N us>"),
+            format!(
+                "[pid N] sendfile({loc}, {src}, NULL, 3) = -1 EINVAL (Invalid argument) <local>"
+            ),
+            format!(
+                "[pid N] copy_file_range({src}, NULL, {loc}, NULL, 3, 0) = -1 EXDEV (Cross-device link) <local>"
+            ),
+        ];
+        assert_eq!(got, want, "pure {pure}:\n{out}");
+        assert!(!out.stderr.contains('#'), "a remote handle shown:\n{out}");
+        // The server copied "hel" at 0, then "llo" from offset 2 at 3.
+        let copied = std::fs::read(remote.path().join("copy")).expect("copy");
+        assert_eq!(copied, b"helllo", "pure {pure}");
+    }
+}

@@ -60,8 +60,17 @@ if [ ! -x "$pjdfstest" ]; then
     cargo install pjdfstest --version 0.2.2 --locked --root target/pjdfstest --quiet
 fi
 
+# cargo-deny, for the license and ban checks of deny.toml. Built from
+# crates.io once if missing: about 12 minutes on a busy 2-core machine.
+if ! cargo deny --version >/dev/null 2>&1; then
+    echo "tests/run.sh: installing cargo-deny"
+    cargo install --locked cargo-deny --quiet
+fi
+
 start=$(date +%s)
 cargo fmt --all -- --check
+# Licenses and banned crates (deny.toml); offline: no advisory database.
+cargo deny --offline check licenses bans
 cargo clippy --all-targets -- -D warnings
 # Benchmarks are compiled here so they never rot; running them is
 # `cargo bench` (see benches/README.md).

@@ -604,6 +604,8 @@ pub fn run(
     let gate = config.gate();
     let program = options.program;
     let remote_names = options.remote_names;
+    let stops = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let tracer_stops = stops.clone();
 
     // Set once a signal for the program came after it had ended: rscq
     // itself is to end, without waiting for bytes still on their way.
@@ -623,7 +625,8 @@ pub fn run(
                 tracing::debug!(%e, "cannot raise the open-file limit");
             }
             let tracer = Tracer::new(config, &router, registry, sockets, events_rx, root)
-                .with_remote_names(remote_names);
+                .with_remote_names(remote_names)
+                .with_stop_counter(tracer_stops);
             Ok(tracer.with_placeholders(placeholders).run())
         })
         .map_err(ClientError::Thread)?;
@@ -642,6 +645,11 @@ pub fn run(
         if options.stats {
             eprint!("{}", engine.stats.report_of(engine.name.as_deref()));
         }
+    }
+    if options.stats {
+        // Every call rscq's filters stopped, forwarded or not: what the
+        // fast path saves shows here.
+        eprintln!("rscq: program stops: {}", stops.load(Ordering::Relaxed));
     }
     Ok(status)
 }

@@ -74,6 +74,7 @@
 #define STATX_TYPE 1
 
 #define ELOOP 40
+#define ENOTDIR 20
 #define EINVAL 22
 #define ENOSYS 38
 #define E2BIG 7
@@ -284,17 +285,29 @@ static int all_digits(const char *s, size_t n)
 
 enum route { SLOW, SINGLE, MULTI };
 
-/* Copies the program's path into buf and judges it. SINGLE: one name
- * relative to a directory, no slash; MULTI: anything else that is local
- * unless a symlink on the way says otherwise. */
+/* The path the slow path passes: the copy judged, when there is one, so
+ * that another thread rewriting the program's buffer cannot make the
+ * tracer see a path other than the one judged here. */
+static const char *as_judged(const char *path, const char *buf)
+{
+	return buf[0] ? buf : path;
+}
+
+/* Copies the program's path into buf (left empty when it cannot) and
+ * judges it. SINGLE: one name relative to a directory, no slash; MULTI:
+ * anything else that is local unless a symlink on the way says
+ * otherwise. */
 static enum route judge(int dirfd, const char *path, char *buf)
 {
+	buf[0] = 0;
 	if (!ready || path == NULL)
 		return SLOW;
 	size_t n = 0;
 	while (path[n]) {
-		if (n == PATH_MAX_LEN - 1)
+		if (n == PATH_MAX_LEN - 1) {
+			buf[0] = 0;
 			return SLOW;
+		}
 		buf[n] = path[n];
 		n++;
 	}
@@ -376,11 +389,21 @@ static enum route judge(int dirfd, const char *path, char *buf)
  * path. */
 #define TAKE_SLOW_PATH (-4095L)
 
+/* Whether a fast call's result must be asked again on the slow path: a
+ * symlink met, flags openat2 refuses, or ENOTDIR from a directory fd,
+ * which is what a remote file's placeholder (a FIFO) gives. */
+static int needs_slow_path(long r, int dirfd, const char *buf)
+{
+	if (r == -ELOOP || r == -ENOSYS || r == -E2BIG)
+		return 1;
+	return r == -ENOTDIR && dirfd != AT_FDCWD && buf[0] != '/';
+}
+
 static long open_no_symlinks(int dirfd, const char *buf, long flags)
 {
 	struct open_how how = {(uint64_t)flags, 0, RESOLVE_NO_SYMLINKS};
 	long fd = fast6(SYS_openat2, dirfd, (long)buf, (long)&how, sizeof how, 0, 0);
-	if (fd == -ELOOP || fd == -EINVAL || fd == -ENOSYS || fd == -E2BIG)
+	if (fd == -EINVAL || needs_slow_path(fd, dirfd, buf))
 		return TAKE_SLOW_PATH;
 	return fd;
 }
@@ -390,20 +413,22 @@ static long open_no_symlinks(int dirfd, const char *buf, long flags)
 static long do_openat(int dirfd, const char *path, int flags, unsigned mode)
 {
 	char buf[PATH_MAX_LEN];
+	buf[0] = 0;
 	if (judge(dirfd, path, buf) != SLOW) {
 		int creates = (flags & O_CREAT) || (flags & O_TMPFILE_MASK) == O_TMPFILE_MASK;
 		struct open_how how = {(uint64_t)(unsigned)flags | O_LARGEFILE, creates ? (mode & 07777) : 0,
 				       RESOLVE_NO_SYMLINKS};
 		long fd = fast6(SYS_openat2, dirfd, (long)buf, (long)&how, sizeof how, 0, 0);
-		if (fd != -ELOOP && fd != -EINVAL && fd != -ENOSYS && fd != -E2BIG)
+		if (fd != -EINVAL && !needs_slow_path(fd, dirfd, buf))
 			return done(fd);
 	}
-	return done(slow6(SYS_openat, dirfd, (long)path, flags, mode, 0, 0));
+	return done(slow6(SYS_openat, dirfd, (long)as_judged(path, buf), flags, mode, 0, 0));
 }
 
 static long do_fstatat(int dirfd, const char *path, struct kstat *st, int flags)
 {
 	char buf[PATH_MAX_LEN];
+	buf[0] = 0;
 	int follow = !(flags & AT_SYMLINK_NOFOLLOW);
 	if (path != NULL && path[0] == 0 && (flags & AT_EMPTY_PATH) && dirfd >= 0)
 		/* fstat(2) of the fd: the fd filter traps it when it may be remote. */
@@ -411,6 +436,8 @@ static long do_fstatat(int dirfd, const char *path, struct kstat *st, int flags)
 	switch (judge(dirfd, path, buf)) {
 	case SINGLE: {
 		long r = fast6(SYS_newfstatat, dirfd, (long)buf, (long)st, flags | AT_SYMLINK_NOFOLLOW, 0, 0);
+		if (needs_slow_path(r, dirfd, buf))
+			break;
 		if (r != 0 || !follow || (st->st_mode & S_IFMT) != S_IFLNK)
 			return done(r);
 		break;
@@ -428,16 +455,23 @@ static long do_fstatat(int dirfd, const char *path, struct kstat *st, int flags)
 	case SLOW:
 		break;
 	}
-	return done(slow6(SYS_newfstatat, dirfd, (long)path, (long)st, flags, 0, 0));
+	/* With a name, AT_EMPTY_PATH means nothing; without it the filter
+	 * stops the call (exactly AT_EMPTY_PATH passes as fstat). */
+	if (path != NULL && path[0] != 0)
+		flags &= ~AT_EMPTY_PATH;
+	return done(slow6(SYS_newfstatat, dirfd, (long)as_judged(path, buf), (long)st, flags, 0, 0));
 }
 
 static long do_statx(int dirfd, const char *path, int flags, unsigned mask, struct kstatx *stx)
 {
 	char buf[PATH_MAX_LEN];
+	buf[0] = 0;
 	int follow = !(flags & AT_SYMLINK_NOFOLLOW);
 	switch (path != NULL && path[0] == 0 ? SLOW : judge(dirfd, path, buf)) {
 	case SINGLE: {
 		long r = fast6(SYS_statx, dirfd, (long)buf, flags | AT_SYMLINK_NOFOLLOW, mask, (long)stx, 0);
+		if (needs_slow_path(r, dirfd, buf))
+			break;
 		if (r != 0 || !follow)
 			return done(r);
 		if ((stx->stx_mask & STATX_TYPE) && (stx->stx_mode & S_IFMT) != S_IFLNK)
@@ -458,12 +492,15 @@ static long do_statx(int dirfd, const char *path, int flags, unsigned mask, stru
 	case SLOW:
 		break;
 	}
-	return done(slow6(SYS_statx, dirfd, (long)path, flags, mask, (long)stx, 0));
+	if (path != NULL && path[0] != 0)
+		flags &= ~AT_EMPTY_PATH;
+	return done(slow6(SYS_statx, dirfd, (long)as_judged(path, buf), flags, mask, (long)stx, 0));
 }
 
 static long do_faccessat(int dirfd, const char *path, int mode, int flags)
 {
 	char buf[PATH_MAX_LEN];
+	buf[0] = 0;
 	if (judge(dirfd, path, buf) != SLOW) {
 		int follow = !(flags & AT_SYMLINK_NOFOLLOW);
 		long fd = open_no_symlinks(dirfd, buf, O_PATH | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW));
@@ -477,16 +514,21 @@ static long do_faccessat(int dirfd, const char *path, int mode, int flags)
 		}
 	}
 	if (flags == 0)
-		return done(slow6(SYS_faccessat, dirfd, (long)path, mode, 0, 0, 0));
-	return done(slow6(SYS_faccessat2, dirfd, (long)path, mode, flags, 0, 0));
+		return done(slow6(SYS_faccessat, dirfd, (long)as_judged(path, buf), mode, 0, 0, 0));
+	return done(slow6(SYS_faccessat2, dirfd, (long)as_judged(path, buf), mode, flags, 0, 0));
 }
 
 static long do_readlinkat(int dirfd, const char *path, char *out, size_t size)
 {
 	char buf[PATH_MAX_LEN];
+	buf[0] = 0;
 	switch (judge(dirfd, path, buf)) {
-	case SINGLE:
-		return done(fast6(SYS_readlinkat, dirfd, (long)buf, (long)out, (long)size, 0, 0));
+	case SINGLE: {
+		long r = fast6(SYS_readlinkat, dirfd, (long)buf, (long)out, (long)size, 0, 0);
+		if (needs_slow_path(r, dirfd, buf))
+			break;
+		return done(r);
+	}
 	case MULTI: {
 		long fd = open_no_symlinks(dirfd, buf, O_PATH | O_CLOEXEC | O_NOFOLLOW);
 		if (fd == TAKE_SLOW_PATH)
@@ -505,7 +547,7 @@ static long do_readlinkat(int dirfd, const char *path, char *out, size_t size)
 	case SLOW:
 		break;
 	}
-	return done(slow6(SYS_readlinkat, dirfd, (long)path, (long)out, (long)size, 0, 0));
+	return done(slow6(SYS_readlinkat, dirfd, (long)as_judged(path, buf), (long)out, (long)size, 0, 0));
 }
 
 /* ---- the libc names ---- */

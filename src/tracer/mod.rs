@@ -151,6 +151,8 @@ pub struct Tracer<'a, F: Forwarder> {
     traced_on: HashMap<i32, RemoteIndex>,
     /// The remotes' names for `--trace`; empty with one remote.
     remote_names: Vec<String>,
+    /// rscq's own seccomp stops so far, for `--stats`.
+    stops: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// Sets [`crate::fastpath::FLAG_CWD_MAY_BE_REMOTE`] in the fast path's
@@ -359,6 +361,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
             next_sleep: 1,
             traced_on: HashMap::new(),
             remote_names: Vec::new(),
+            stops: std::sync::Arc::default(),
         }
     }
 
@@ -505,6 +508,16 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
     #[must_use]
     pub fn with_remote_names(mut self, names: Vec<String>) -> Self {
         self.remote_names = if names.len() > 1 { names } else { Vec::new() };
+        self
+    }
+
+    /// Counts the program's stops in rscq's filters into `stops`.
+    #[must_use]
+    pub fn with_stop_counter(
+        mut self,
+        stops: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ) -> Self {
+        self.stops = stops;
         self
     }
 

@@ -431,8 +431,23 @@ mod rule_tests {
         ] {
             assert!(!has(&first, nr) && has(&second, nr), "{nr}");
         }
-        for nr in [libc::SYS_openat, libc::SYS_statx, libc::SYS_fchdir] {
+        for nr in [libc::SYS_openat, libc::SYS_fchdir] {
             assert!(has(&first, nr) && !has(&second, nr), "{nr}");
+        }
+        // A stat of a path stops from the start; its `AT_EMPTY_PATH` form
+        // (libc's fstat) only where a remote fd may be.
+        let action =
+            |rules: &[(i64, Action)], nr| rules.iter().find(|&&(n, _)| n == nr).map(|&(_, a)| a);
+        for (nr, flags) in [(libc::SYS_newfstatat, 3), (libc::SYS_statx, 2)] {
+            assert_eq!(
+                action(&first, nr),
+                Some(Action::TraceUnlessArg {
+                    arg: flags,
+                    value: 0x1000
+                }),
+                "{nr}"
+            );
+            assert_eq!(action(&second, nr), Some(Action::Trace), "{nr}");
         }
         let no_mount = TracerConfig {
             forwarding: std::sync::Arc::new(Forwarding::default()),

@@ -86,6 +86,10 @@
 #define FLAG_CWD_MAY_BE_REMOTE 1u
 
 #define PATH_MAX_LEN 4096
+/* The end of x86_64 user space with 4-level paging (TASK_SIZE_MAX), less
+ * a path's length: a path that starts below it cannot run past it. Higher
+ * mappings (5-level paging, asked for by hint) take the slow path. */
+#define USER_SPACE_END (0x00007ffffffff000UL - PATH_MAX_LEN)
 #define MAX_ROUTED 64
 #define ROUTED_BYTES 16384
 
@@ -300,7 +304,9 @@ static const char *as_judged(const char *path, const char *buf)
 static enum route judge(int dirfd, const char *path, char *buf)
 {
 	buf[0] = 0;
-	if (!ready || path == NULL)
+	/* NULL and addresses beyond user space: the kernel answers EFAULT,
+	 * and reading them here would fault. */
+	if (!ready || (uintptr_t)path < 65536 || (uintptr_t)path >= USER_SPACE_END)
 		return SLOW;
 	size_t n = 0;
 	while (path[n]) {

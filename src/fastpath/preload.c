@@ -48,7 +48,6 @@
 
 #define RESOLVE_NO_SYMLINKS 0x04
 
-#define SYS_fstat 5
 #define SYS_mmap 9
 #define SYS_mprotect 10
 #define SYS_munmap 11
@@ -431,14 +430,23 @@ static long do_openat(int dirfd, const char *path, int flags, unsigned mode)
 	return done(slow6(SYS_openat, dirfd, (long)as_judged(path, buf), flags, mode, 0, 0));
 }
 
+/* `(AT_FDCWD, "", AT_EMPTY_PATH)` names the cwd, which may be remote, while
+ * the filter passes that exact form as an fstat: ask for "." instead. */
+static void cwd_by_name(int dirfd, const char **path, int *flags)
+{
+	if (dirfd == AT_FDCWD && *path != NULL && (uintptr_t)*path >= 65536 &&
+	    (uintptr_t)*path < USER_SPACE_END && (*path)[0] == 0 && (*flags & AT_EMPTY_PATH)) {
+		*path = ".";
+		*flags &= ~AT_EMPTY_PATH;
+	}
+}
+
 static long do_fstatat(int dirfd, const char *path, struct kstat *st, int flags)
 {
+	cwd_by_name(dirfd, &path, &flags);
 	char buf[PATH_MAX_LEN];
 	buf[0] = 0;
 	int follow = !(flags & AT_SYMLINK_NOFOLLOW);
-	if (path != NULL && path[0] == 0 && (flags & AT_EMPTY_PATH) && dirfd >= 0)
-		/* fstat(2) of the fd: the fd filter traps it when it may be remote. */
-		return done(slow6(SYS_fstat, dirfd, (long)st, 0, 0, 0, 0));
 	switch (judge(dirfd, path, buf)) {
 	case SINGLE: {
 		long r = fast6(SYS_newfstatat, dirfd, (long)buf, (long)st, flags | AT_SYMLINK_NOFOLLOW, 0, 0);
@@ -470,6 +478,7 @@ static long do_fstatat(int dirfd, const char *path, struct kstat *st, int flags)
 
 static long do_statx(int dirfd, const char *path, int flags, unsigned mask, struct kstatx *stx)
 {
+	cwd_by_name(dirfd, &path, &flags);
 	char buf[PATH_MAX_LEN];
 	buf[0] = 0;
 	int follow = !(flags & AT_SYMLINK_NOFOLLOW);
@@ -645,16 +654,6 @@ EXPORT int fstatat(int dirfd, const char *path, struct kstat *st, int flags)
 EXPORT int fstatat64(int dirfd, const char *path, struct kstat *st, int flags)
 {
 	return (int)do_fstatat(dirfd, path, st, flags);
-}
-
-EXPORT int fstat(int fd, struct kstat *st)
-{
-	return (int)done(slow6(SYS_fstat, fd, (long)st, 0, 0, 0, 0));
-}
-
-EXPORT int fstat64(int fd, struct kstat *st)
-{
-	return (int)done(slow6(SYS_fstat, fd, (long)st, 0, 0, 0, 0));
 }
 
 EXPORT int statx(int dirfd, const char *path, int flags, unsigned mask, struct kstatx *stx)

@@ -66,7 +66,16 @@ fn main() {
         println!("e2e benches need root (network namespaces, TUN); skipping");
         return;
     }
-    for tool in ["ip", "python3", "ls", "sha256sum", "find"] {
+    for tool in [
+        "ip",
+        "python3",
+        "ls",
+        "sha256sum",
+        "find",
+        "make",
+        "cc",
+        "taskset",
+    ] {
         if which(tool).is_none() {
             println!("e2e benches need `{tool}` on PATH; skipping");
             return;
@@ -799,42 +808,114 @@ fn bench_overhead(c: &mut Criterion, lab: &Lab) {
     }
     g.finish();
 
-    // (b) programs that make only local calls.
+    // (b) programs that make only local calls, with and without a mount,
+    // with the fast path (default) and without it, and pinned to one CPU
+    // (the idle-vCPU effect: the fast path must not need `taskset`).
     let big = lab.dir.join("big-local.bin");
     write_pattern(&big, BIG_FILE_BYTES);
     let big_s = big.to_string_lossy().into_owned();
-    let programs: [(&str, Vec<&str>); 2] = [
+    let stat_target = lab.dir.join("stat-local");
+    fs::write(&stat_target, b"x").expect("write stat-local");
+    let pystat = format!(
+        "import os\nfor i in range({LOCAL_STATS}): os.stat({:?})",
+        stat_target.to_string_lossy()
+    );
+    let project = c_project(lab);
+    let programs: [(&str, Vec<&str>); 4] = [
         ("sha256sum-200MB", vec!["sha256sum", big_s.as_str()]),
         ("find-usr", vec!["find", "/usr"]),
+        ("pystat-100k", vec!["python3", "-c", pystat.as_str()]),
+        (
+            "make-j2",
+            vec!["make", "-s", "-B", "-j2", "-C", project.as_str()],
+        ),
     ];
+    let mount: &[&str] = &["--mount", "/remote=/tmp"];
+    let no_fastpath: &[&str] = &["--optimize", WITHOUT_FASTPATH];
     let mut g = group(c, "overhead_local");
     for (label, argv) in &programs {
-        g.bench_function(BenchmarkId::new("native", label), |b| {
-            b.iter_custom(|iters| {
-                (0..iters)
-                    .map(|_| run_timed(&site.client_ns, cmd(argv)))
-                    .sum()
+        let rows: [(&str, CommandMaker); 6] = [
+            ("native", Box::new(|| cmd(argv))),
+            ("native-taskset0", Box::new(|| pinned(&cmd(argv)))),
+            ("rscq-mount", Box::new(|| site.rscq(lab, &[], mount, argv))),
+            (
+                "rscq-mount-taskset0",
+                Box::new(|| pinned(&site.rscq(lab, &[], mount, argv))),
+            ),
+            (
+                "rscq-mount-nofastpath",
+                Box::new(|| site.rscq(lab, no_fastpath, mount, argv)),
+            ),
+            ("rscq-nomount", Box::new(|| site.rscq(lab, &[], &[], argv))),
+        ];
+        for (row, make) in &rows {
+            g.bench_function(BenchmarkId::new(*row, label), |b| {
+                b.iter_custom(|iters| (0..iters).map(|_| run_timed(&site.client_ns, make())).sum());
             });
-        });
-        g.bench_function(BenchmarkId::new("rscq-mount", label), |b| {
-            b.iter_custom(|iters| {
-                (0..iters)
-                    .map(|_| {
-                        let c = site.rscq(lab, &[], &["--mount", "/remote=/tmp"], argv);
-                        run_timed(&site.client_ns, c)
-                    })
-                    .sum()
-            });
-        });
-        g.bench_function(BenchmarkId::new("rscq-nomount", label), |b| {
-            b.iter_custom(|iters| {
-                (0..iters)
-                    .map(|_| run_timed(&site.client_ns, site.rscq(lab, &[], &[], argv)))
-                    .sum()
-            });
-        });
+        }
     }
     g.finish();
+}
+
+/// Makes one row's command afresh for each run.
+type CommandMaker<'a> = Box<dyn Fn() -> Command + 'a>;
+
+/// `c` under `taskset -c 0`, with its environment.
+fn pinned(c: &Command) -> Command {
+    let mut p = Command::new("taskset");
+    p.args(["-c", "0"]).arg(c.get_program()).args(c.get_args());
+    for (k, v) in c.get_envs() {
+        match v {
+            Some(v) => p.env(k, v),
+            None => p.env_remove(k),
+        };
+    }
+    p
+}
+
+/// Every optimization but the fast path.
+const WITHOUT_FASTPATH: &str = "nagle,readahead,statcache,compound,dirmeta,bulkread,smallfile";
+/// Calls of the local `os.stat` loop.
+const LOCAL_STATS: usize = 100_000;
+
+/// A small C project (24 sources, one header each, a Makefile) for a
+/// local `make -j2`; returns its directory.
+fn c_project(lab: &Lab) -> String {
+    let dir = lab.dir.join("cproj");
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("mkdir cproj");
+    let mut objs = Vec::new();
+    for i in 0..24 {
+        fs::write(
+            dir.join(format!("m{i}.h")),
+            format!("#include <stdio.h>\n#include <string.h>\nint f{i}(const char *s);\n"),
+        )
+        .expect("write header");
+        fs::write(
+            dir.join(format!("m{i}.c")),
+            format!(
+                "#include \"m{i}.h\"\nint f{i}(const char *s) {{ return (int)strlen(s) + {i}; }}\n"
+            ),
+        )
+        .expect("write source");
+        objs.push(format!("m{i}.o"));
+    }
+    let calls: String = (0..24).map(|i| format!("f{i}(\"x\") + ")).collect();
+    let includes: String = (0..24).map(|i| format!("#include \"m{i}.h\"\n")).collect();
+    fs::write(
+        dir.join("main.c"),
+        format!("{includes}int main(void) {{ return ({calls}0) == 0; }}\n"),
+    )
+    .expect("write main");
+    fs::write(
+        dir.join("Makefile"),
+        format!(
+            "prog: main.o {objs}\n\tcc -o $@ $^\n%.o: %.c\n\tcc -O1 -c -o $@ $<\n",
+            objs = objs.join(" ")
+        ),
+    )
+    .expect("write Makefile");
+    dir.to_string_lossy().into_owned()
 }
 
 // ---------------------------------------------------------------------------

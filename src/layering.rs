@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 /// The layers that must not do I/O: they may import each other, never
 /// these.
-const PURE: &[&str] = &["syscall", "proto", "engine", "config", "errno"];
+const PURE: &[&str] = &["syscall", "proto", "engine", "config", "errno", "fastpath"];
 /// The I/O drivers.
 const IO: &[&str] = &["tracer", "client", "transport", "server", "sys", "logging"];
 

@@ -12,6 +12,8 @@
 //! - [`proto`]: the wire messages, the handshake and the framing.
 //! - [`config`]: flags, TOML and rsc.config into one resolved configuration.
 //! - [`errno`]: `Errno`, the one way a forwarded call fails.
+//! - [`fastpath`]: what the tracer and the preload library that answers
+//!   local path calls in the program's own thread share.
 //!
 //! I/O drivers: thin loops around the cores.
 //! - [`tracer`]: the ptrace front end; the only ptrace caller.
@@ -46,6 +48,7 @@ pub mod client;
 pub mod config;
 pub mod engine;
 pub mod errno;
+pub mod fastpath;
 #[cfg(test)]
 mod layering;
 pub mod limits;

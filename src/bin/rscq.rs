@@ -302,6 +302,7 @@ fn run_program(settings: &ClientSettings, runtime: &tokio::runtime::Handle) -> a
         net_remote: placement.net,
         uname_remote: placement.uname,
         reconnect_grace: settings.reconnect_grace,
+        fastpath: settings.optimizations.fastpath,
     };
     let status = client::run(runtime.clone(), links.clone(), options)?;
     runtime.block_on(async {

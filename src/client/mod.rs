@@ -97,6 +97,9 @@ pub struct RunOptions {
     /// `--reconnect-grace`: how long a lost connection is tried again;
     /// zero ends remote calls at the first loss.
     pub reconnect_grace: Duration,
+    /// The fast path ([`crate::fastpath`]): local path calls of dynamically
+    /// linked programs run with no stop (with mounts; off in `--pure`).
+    pub fastpath: bool,
 }
 
 impl RunOptions {
@@ -107,6 +110,45 @@ impl RunOptions {
             .cloned()
             .unwrap_or_else(|| format!("remote {index}"))
     }
+}
+
+/// The environment that turns the fast path on ([`crate::fastpath`]): the
+/// library written into the run's private directory, preloaded, and the
+/// paths it must leave to the tracer (every mount and system file). Empty,
+/// so the run goes without it, when there is no mount or it cannot be set
+/// up (said at debug level: the stops still give every answer).
+fn fastpath_env(
+    dir: Option<&tracer::placeholder::PlaceholderDir>,
+    mounts: &MountTable,
+    system_files: &[crate::syscall::plan::SystemFileCopy],
+) -> Vec<(OsString, OsString)> {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let Some(dir) = dir.filter(|_| !mounts.is_empty()) else {
+        return Vec::new();
+    };
+    let routed = mounts
+        .local_paths()
+        .chain(system_files.iter().map(|(path, _)| path.as_slice()));
+    let Some(config) = crate::fastpath::config_value(routed) else {
+        tracing::debug!("too many mounts for the fast path; every path call stops");
+        return Vec::new();
+    };
+    let library = match dir.write_shared(crate::fastpath::LIBRARY_NAME, crate::fastpath::LIBRARY) {
+        Ok(path) => path,
+        Err(e) => {
+            tracing::debug!(%e, "cannot write the fast path's library; every path call stops");
+            return Vec::new();
+        }
+    };
+    let existing = std::env::var_os("LD_PRELOAD");
+    let preload = crate::fastpath::preload_value(
+        library.as_os_str().as_bytes(),
+        existing.as_deref().map(OsStrExt::as_bytes),
+    );
+    vec![
+        ("LD_PRELOAD".into(), OsString::from_vec(preload)),
+        (crate::fastpath::CONFIG_VAR.into(), config.into()),
+    ]
 }
 
 /// Carries forwarded calls from the tracer thread to the server.
@@ -540,6 +582,11 @@ pub fn run(
         ));
     }
     let engines = router.engines().to_vec();
+    let fastpath_env = if options.fastpath {
+        fastpath_env(placeholders.as_ref(), &options.mounts, &system_files)
+    } else {
+        Vec::new()
+    };
     let config = TracerConfig {
         forwarding: Arc::new(Forwarding {
             mounts: options.mounts,
@@ -551,10 +598,14 @@ pub fn run(
         }),
         trace: options.trace,
         only: options.only,
+        fastpath: !fastpath_env.is_empty(),
     };
     let filter = tracer::filter_rules(&config);
+    let gate = config.gate();
     let program = options.program;
     let remote_names = options.remote_names;
+    let stops = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let tracer_stops = stops.clone();
 
     // Set once a signal for the program came after it had ended: rscq
     // itself is to end, without waiting for bytes still on their way.
@@ -566,7 +617,7 @@ pub fn run(
     let tracer_thread = std::thread::Builder::new()
         .name("rscq-tracer".into())
         .spawn(move || -> Result<ExitStatus, TracerError> {
-            let root = tracer::spawn(&program, &filter)?;
+            let root = tracer::spawn(&program, &filter, gate, &fastpath_env)?;
             // rscq holds a socket of its own for each remote connection of
             // the program: its own limit goes as high as allowed, while the
             // program, forked already, keeps the one it was given.
@@ -574,7 +625,8 @@ pub fn run(
                 tracing::debug!(%e, "cannot raise the open-file limit");
             }
             let tracer = Tracer::new(config, &router, registry, sockets, events_rx, root)
-                .with_remote_names(remote_names);
+                .with_remote_names(remote_names)
+                .with_stop_counter(tracer_stops);
             Ok(tracer.with_placeholders(placeholders).run())
         })
         .map_err(ClientError::Thread)?;
@@ -593,6 +645,11 @@ pub fn run(
         if options.stats {
             eprint!("{}", engine.stats.report_of(engine.name.as_deref()));
         }
+    }
+    if options.stats {
+        // Every call rscq's filters stopped, forwarded or not: what the
+        // fast path saves shows here.
+        eprintln!("rscq: program stops: {}", stops.load(Ordering::Relaxed));
     }
     Ok(status)
 }

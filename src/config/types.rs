@@ -439,10 +439,14 @@ pub struct Optimizations {
     /// A read-only open of a small regular file brings its bytes, so the
     /// program's reads to the end need no round trip (needs `readahead`).
     pub smallfile: bool,
+    /// Path calls of dynamically linked programs that resolve outside
+    /// every mount run in the program's own thread, with no stop
+    /// (`crate::fastpath`).
+    pub fastpath: bool,
 }
 
 /// Names accepted in an optimize list, in display order.
-pub const OPTIMIZATION_NAMES: [&str; 7] = [
+pub const OPTIMIZATION_NAMES: [&str; 8] = [
     "nagle",
     "readahead",
     "statcache",
@@ -450,6 +454,7 @@ pub const OPTIMIZATION_NAMES: [&str; 7] = [
     "dirmeta",
     "bulkread",
     "smallfile",
+    "fastpath",
 ];
 
 impl Optimizations {
@@ -461,6 +466,7 @@ impl Optimizations {
         dirmeta: true,
         bulkread: true,
         smallfile: true,
+        fastpath: true,
     };
     pub const NONE: Self = Self {
         nagle: false,
@@ -470,6 +476,7 @@ impl Optimizations {
         dirmeta: false,
         bulkread: false,
         smallfile: false,
+        fastpath: false,
     };
 
     /// True when nothing hides latency (`--pure`).
@@ -501,6 +508,7 @@ impl Optimizations {
                 "dirmeta" => out.dirmeta = true,
                 "bulkread" => out.bulkread = true,
                 "smallfile" => out.smallfile = true,
+                "fastpath" => out.fastpath = true,
                 "all" | "none" => return Err(OptimizeError::AllNoneMixed(name.to_owned())),
                 "" => return Err(OptimizeError::EmptyItem),
                 other => return Err(OptimizeError::Unknown(other.to_owned())),
@@ -509,7 +517,7 @@ impl Optimizations {
         Ok(out)
     }
 
-    fn flags(&self) -> [bool; 7] {
+    fn flags(&self) -> [bool; 8] {
         [
             self.nagle,
             self.readahead,
@@ -518,6 +526,7 @@ impl Optimizations {
             self.dirmeta,
             self.bulkread,
             self.smallfile,
+            self.fastpath,
         ]
     }
 }
@@ -724,9 +733,12 @@ mod tests {
         assert!(some.nagle && some.statcache && !some.readahead && !some.compound);
         assert_eq!(some.to_string(), "nagle,statcache");
         assert_eq!(
-            o("readahead,compound,nagle,statcache,dirmeta,bulkread,smallfile"),
+            o("readahead,compound,nagle,statcache,dirmeta,bulkread,smallfile,fastpath"),
             Ok(Optimizations::ALL)
         );
+        let no_fastpath = o("readahead,compound,nagle,statcache,dirmeta,bulkread,smallfile");
+        assert!(no_fastpath.is_ok_and(|x| !x.fastpath && x != Optimizations::ALL));
+        assert_eq!(o("fastpath").map(|x| x.to_string()), Ok("fastpath".into()));
         assert_eq!(o(""), Err(OptimizeError::Empty));
         assert_eq!(o("nagle,,compound"), Err(OptimizeError::EmptyItem));
         assert_eq!(o("turbo"), Err(OptimizeError::Unknown("turbo".into())));

@@ -94,6 +94,9 @@ pub struct ExecPlan {
     pub program: CString,
     pub argv: Vec<CString>,
     pub filter: Vec<SockFilter>,
+    /// The whole environment, when rscq sets variables of its own; `None`
+    /// inherits rscq's.
+    pub env: Option<Vec<CString>>,
 }
 
 /// Forks a child that stops itself, waits for the tracer to seize it, then
@@ -106,12 +109,19 @@ pub struct ExecPlan {
 pub fn fork_traced_child(plan: &ExecPlan) -> Result<Pid, NixErrno> {
     let mut argv_ptrs: Vec<*const libc::c_char> = plan.argv.iter().map(|a| a.as_ptr()).collect();
     argv_ptrs.push(std::ptr::null());
+    let mut env_ptrs: Option<Vec<*const libc::c_char>> = plan.env.as_ref().map(|env| {
+        let mut ptrs: Vec<_> = env.iter().map(|e| e.as_ptr()).collect();
+        ptrs.push(std::ptr::null());
+        ptrs
+    });
+    let envp = env_ptrs.as_mut().map_or(std::ptr::null(), |p| p.as_ptr());
     let prog = libc::sock_fprog {
         len: u16::try_from(plan.filter.len()).map_err(|_| NixErrno::E2BIG)?,
         filter: plan.filter.as_ptr().cast::<libc::sock_filter>().cast_mut(),
     };
     // SAFETY: the child only calls async-signal-safe functions on memory
-    // prepared before the fork (argv_ptrs, prog), then execs or `_exit`s.
+    // prepared before the fork (argv_ptrs, env_ptrs, prog), then execs or
+    // `_exit`s.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(NixErrno::last());
@@ -123,7 +133,7 @@ pub fn fork_traced_child(plan: &ExecPlan) -> Result<Pid, NixErrno> {
     // SAFETY: all calls below are async-signal-safe raw syscalls on valid,
     // pre-built arguments; `environ` is the process environment.
     unsafe {
-        child_after_fork(plan.program.as_ptr(), argv_ptrs.as_ptr(), &prog);
+        child_after_fork(plan.program.as_ptr(), argv_ptrs.as_ptr(), envp, &prog);
     }
 }
 
@@ -134,6 +144,7 @@ pub fn fork_traced_child(plan: &ExecPlan) -> Result<Pid, NixErrno> {
 unsafe fn child_after_fork(
     program: *const libc::c_char,
     argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
     prog: &libc::sock_fprog,
 ) -> ! {
     // SAFETY: raw, async-signal-safe syscalls in a freshly forked
@@ -163,7 +174,11 @@ unsafe fn child_after_fork(
         {
             libc::_exit(126);
         }
-        libc::execvp(program, argv);
+        if envp.is_null() {
+            libc::execvp(program, argv);
+        } else {
+            libc::execvpe(program, argv, envp);
+        }
         let code = if *libc::__errno_location() == libc::ENOENT {
             127
         } else {

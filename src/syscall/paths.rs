@@ -74,6 +74,11 @@ impl MountTable {
         self.mounts.is_empty()
     }
 
+    /// Every mount's normalized local path.
+    pub fn local_paths(&self) -> impl Iterator<Item = &[u8]> {
+        self.mounts.iter().map(|m| m.local.as_slice())
+    }
+
     /// Maps a normalized absolute local path to the remote path it names,
     /// or `None` when it lies outside every mount.
     pub fn to_remote(&self, local: &[u8]) -> Option<RemotePath> {

@@ -106,6 +106,17 @@ pub struct TracerConfig {
     /// From rsc.config's `REMOTE` lines: only these syscalls (or their
     /// families) are forwarded. `None` forwards everything a mount needs.
     pub only: Option<std::collections::BTreeSet<String>>,
+    /// The fast path is on: every filter lets the preload library's stub
+    /// through ([`crate::fastpath`]), and the tracer tells the library when
+    /// a cwd becomes remote.
+    pub fastpath: bool,
+}
+
+impl TracerConfig {
+    /// The instruction the filters let through untraced, if any.
+    pub fn gate(&self) -> Option<u64> {
+        self.fastpath.then_some(crate::fastpath::STUB_SYSCALL_IP)
+    }
 }
 
 /// The tracer thread's state.
@@ -140,13 +151,72 @@ pub struct Tracer<'a, F: Forwarder> {
     traced_on: HashMap<i32, RemoteIndex>,
     /// The remotes' names for `--trace`; empty with one remote.
     remote_names: Vec<String>,
+    /// rscq's own seccomp stops so far, for `--stats`.
+    stops: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Sets [`crate::fastpath::FLAG_CWD_MAY_BE_REMOTE`] in the fast path's
+/// data page of `pid`'s memory, so its preload library sends relative
+/// paths to the tracer. Only where the library put its magic: without it
+/// (a static binary, the page taken) the address is the program's own.
+/// The flag stays until the next exec (a `vfork` child shares the page
+/// with its parent, which then takes the slow path too: correct, slower).
+fn tell_fastpath_cwd_is_remote(pid: Pid) {
+    use crate::fastpath::{DATA_PAGE, FLAG_CWD_MAY_BE_REMOTE, FLAGS_OFFSET, MAGIC};
+    let Ok(magic) = mem::read_bytes(pid, DATA_PAGE, 8) else {
+        return;
+    };
+    if magic != MAGIC.to_le_bytes() {
+        return;
+    }
+    // The library only reads the word; only rscq writes it.
+    if let Err(e) = mem::write_bytes(
+        pid,
+        DATA_PAGE + FLAGS_OFFSET,
+        &FLAG_CWD_MAY_BE_REMOTE.to_le_bytes(),
+    ) {
+        tracing::debug!(%e, %pid, "cannot tell the fast path the cwd is remote");
+    }
+}
+
+/// The program's environment: rscq's own, with `set` replacing variables
+/// of the same name; `None` when nothing is set (the child inherits).
+fn program_env(
+    set: &[(std::ffi::OsString, std::ffi::OsString)],
+) -> Result<Option<Vec<CString>>, TracerError> {
+    use std::os::unix::ffi::OsStrExt;
+    if set.is_empty() {
+        return Ok(None);
+    }
+    let entry = |k: &std::ffi::OsStr, v: &std::ffi::OsStr| {
+        let mut bytes = k.as_bytes().to_vec();
+        bytes.push(b'=');
+        bytes.extend_from_slice(v.as_bytes());
+        CString::new(bytes).map_err(|_| TracerError::NulInArgument)
+    };
+    let mut out = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        if !set.iter().any(|(name, _)| *name == k) {
+            out.push(entry(&k, &v)?);
+        }
+    }
+    for (k, v) in set {
+        out.push(entry(k, v)?);
+    }
+    Ok(Some(out))
 }
 
 /// Forks and seizes the program; the caller then runs [`Tracer::run`] on the
 /// same thread. `events` must be fed by a reaper started after this returns.
+///
+/// `gate` is the fast path's stub ([`TracerConfig::gate`]); `env` holds
+/// the variables rscq sets for the program on top of its own environment
+/// (the fast path's preload), each replacing one of the same name.
 pub fn spawn(
     program: &[std::ffi::OsString],
     filter: &[(i64, seccomp::Action)],
+    gate: Option<u64>,
+    env: &[(std::ffi::OsString, std::ffi::OsString)],
 ) -> Result<Pid, TracerError> {
     if !cfg!(target_arch = "x86_64") {
         return Err(TracerError::UnsupportedArch(std::env::consts::ARCH));
@@ -160,7 +230,8 @@ pub fn spawn(
     let exec = ExecPlan {
         program: CString::new(first.as_bytes()).map_err(|_| TracerError::NulInArgument)?,
         argv,
-        filter: seccomp::build(filter),
+        filter: seccomp::build_gated(filter, gate),
+        env: program_env(env)?,
     };
     let name = first.to_string_lossy().into_owned();
     let pid = sys::fork_traced_child(&exec).map_err(|source| TracerError::Spawn {
@@ -258,19 +329,19 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         let fd_filter = if fd_rules.is_empty() {
             Vec::new()
         } else {
-            seccomp::build(&fd_rules)
+            seccomp::build_gated(&fd_rules, config.gate())
         };
         let map_rules = map_filter_rules(&config);
         let map_filter = if map_rules.is_empty() {
             Vec::new()
         } else {
-            seccomp::build(&map_rules)
+            seccomp::build_gated(&map_rules, config.gate())
         };
         let socket_rules = socket_filter_rules(&config);
         let socket_filter = if socket_rules.is_empty() {
             Vec::new()
         } else {
-            seccomp::build(&socket_rules)
+            seccomp::build_gated(&socket_rules, config.gate())
         };
         Self {
             config,
@@ -290,6 +361,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
             next_sleep: 1,
             traced_on: HashMap::new(),
             remote_names: Vec::new(),
+            stops: std::sync::Arc::default(),
         }
     }
 
@@ -439,8 +511,21 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
         self
     }
 
+    /// Counts the program's stops in rscq's filters into `stops`.
+    #[must_use]
+    pub fn with_stop_counter(
+        mut self,
+        stops: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    ) -> Self {
+        self.stops = stops;
+        self
+    }
+
     fn set_virtual_cwd(&mut self, tid: i32, cwd: Option<Vec<u8>>) {
         let tgid = self.tgid_of(tid);
+        if self.config.fastpath && cwd.is_some() {
+            tell_fastpath_cwd_is_remote(Pid::from_raw(tid));
+        }
         self.process_mut(tgid).virtual_cwd = cwd;
     }
 

@@ -127,6 +127,24 @@ impl PlaceholderDir {
         path
     }
 
+    /// Writes `bytes` as a file every user may read (the fast path's
+    /// library, which the program's loader opens with its credentials);
+    /// removed with the directory. Returns its path.
+    pub fn write_shared(&self, name: &str, bytes: &[u8]) -> std::io::Result<PathBuf> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let path = self.path.join(name);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&path)?;
+        file.write_all(bytes)?;
+        // The umask may have taken bits the loader needs.
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+        Ok(path)
+    }
+
     /// Unlinks placeholder `key`'s FIFO; the fds opened on it live on.
     pub fn remove(&self, key: u64) {
         let _ = rustix::fs::unlinkat(self.dir.as_fd(), key.to_string(), AtFlags::empty());

@@ -29,8 +29,20 @@ const RET_ERRNO: u32 = 0x0005_0000;
 /// Offsets in `struct seccomp_data`.
 const OFF_NR: u32 = 0;
 const OFF_ARCH: u32 = 4;
+/// `instruction_pointer`, low and high word.
+const OFF_IP_LO: u32 = 8;
+const OFF_IP_HI: u32 = 12;
 /// `args[0]`; x86_64 is little-endian, so this is each argument's low word.
 const OFF_ARGS: u32 = 16;
+
+/// The low and high words of a 64-bit value, as BPF loads them.
+fn words(v: u64) -> (u32, u32) {
+    let b = v.to_le_bytes();
+    (
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+        u32::from_le_bytes([b[4], b[5], b[6], b[7]]),
+    )
+}
 
 fn stmt(code: u16, k: u32) -> SockFilter {
     SockFilter {
@@ -104,14 +116,34 @@ pub fn image(prog: &[SockFilter], base: u64) -> Option<(Vec<u8>, u64)> {
 /// Builds the filter. Other ABIs (i386 via `int 0x80`) are allowed
 /// untouched: their calls run locally (README, "What does not work yet").
 pub fn build(rules: &[(i64, Action)]) -> Vec<SockFilter> {
+    build_gated(rules, None)
+}
+
+/// [`build`], letting every call made from the syscall instruction that
+/// ends at `gate` through untraced: the fast path's stub
+/// ([`crate::fastpath::STUB_SYSCALL_IP`]), which only ever makes calls
+/// the preload library judged local.
+pub fn build_gated(rules: &[(i64, Action)], gate: Option<u64>) -> Vec<SockFilter> {
     let mut prog = vec![
         stmt(BPF_LD_W_ABS, OFF_ARCH),
         jump(BPF_JEQ_K, AUDIT_ARCH_X86_64, 1, 0),
         stmt(BPF_RET_K, RET_ALLOW),
+    ];
+    if let Some(ip) = gate {
+        let (lo, hi) = words(ip);
+        prog.extend([
+            stmt(BPF_LD_W_ABS, OFF_IP_LO),
+            jump(BPF_JEQ_K, lo, 0, 3),
+            stmt(BPF_LD_W_ABS, OFF_IP_HI),
+            jump(BPF_JEQ_K, hi, 0, 1),
+            stmt(BPF_RET_K, RET_ALLOW),
+        ]);
+    }
+    prog.extend([
         stmt(BPF_LD_W_ABS, OFF_NR),
         jump(BPF_JGE_K, X32_SYSCALL_BIT, 0, 1),
         stmt(BPF_RET_K, RET_ERRNO | libc::ENOSYS.unsigned_abs()),
-    ];
+    ]);
     for &(nr, action) in rules {
         let Ok(nr) = u32::try_from(nr) else { continue };
         let ret = match action {
@@ -154,6 +186,11 @@ fn run(prog: &[SockFilter], arch: u32, nr: u32) -> u32 {
 
 #[cfg(test)]
 fn run_with_args(prog: &[SockFilter], arch: u32, nr: u32, args: [u32; 6]) -> u32 {
+    run_at(prog, arch, nr, args, 0x40_1000)
+}
+
+#[cfg(test)]
+fn run_at(prog: &[SockFilter], arch: u32, nr: u32, args: [u32; 6], ip: u64) -> u32 {
     let mut acc = 0u32;
     let mut pc = 0usize;
     loop {
@@ -164,6 +201,8 @@ fn run_with_args(prog: &[SockFilter], arch: u32, nr: u32, args: [u32; 6]) -> u32
                 acc = match ins.k {
                     OFF_ARCH => arch,
                     OFF_NR => nr,
+                    OFF_IP_LO => words(ip).0,
+                    OFF_IP_HI => words(ip).1,
                     k => args[usize::try_from((k - OFF_ARGS) / 8).unwrap()],
                 }
             }
@@ -185,6 +224,30 @@ mod tests {
             (libc::SYS_read, Action::Trace),
             (libc::SYS_io_uring_setup, Action::Errno(38)),
         ]
+    }
+
+    #[test]
+    fn the_gate_lets_only_its_own_instruction_through() {
+        let gate = 0x7100_0002_u64;
+        let p = build_gated(&rules(), Some(gate));
+        let args = [0; 6];
+        assert_eq!(run_at(&p, AUDIT_ARCH_X86_64, 257, args, gate), RET_ALLOW);
+        assert_eq!(
+            run_at(&p, AUDIT_ARCH_X86_64, 257, args, gate + 1),
+            RET_TRACE | TRAP_TAG
+        );
+        // Same low word, other high word: a different address.
+        assert_eq!(
+            run_at(&p, AUDIT_ARCH_X86_64, 257, args, gate | (1 << 32)),
+            RET_TRACE | TRAP_TAG
+        );
+        assert_eq!(run_at(&p, AUDIT_ARCH_X86_64, 39, args, 0x1234), RET_ALLOW);
+        // Without a gate, the stub's address is nothing special.
+        let plain = build(&rules());
+        assert_eq!(
+            run_at(&plain, AUDIT_ARCH_X86_64, 257, args, gate),
+            RET_TRACE | TRAP_TAG
+        );
     }
 
     #[test]
@@ -321,6 +384,7 @@ mod rule_tests {
             }),
             trace: false,
             only: None,
+            fastpath: false,
         };
         let traced = |c: &TracerConfig, nr| {
             filter_rules(c)
@@ -354,6 +418,7 @@ mod rule_tests {
             }),
             trace: false,
             only: None,
+            fastpath: false,
         };
         let first = filter_rules(&config);
         let second = fd_filter_rules(&config);
@@ -366,13 +431,29 @@ mod rule_tests {
         ] {
             assert!(!has(&first, nr) && has(&second, nr), "{nr}");
         }
-        for nr in [libc::SYS_openat, libc::SYS_statx, libc::SYS_fchdir] {
+        for nr in [libc::SYS_openat, libc::SYS_fchdir] {
             assert!(has(&first, nr) && !has(&second, nr), "{nr}");
+        }
+        // A stat of a path stops from the start; its `AT_EMPTY_PATH` form
+        // (libc's fstat) only where a remote fd may be.
+        let action =
+            |rules: &[(i64, Action)], nr| rules.iter().find(|&&(n, _)| n == nr).map(|&(_, a)| a);
+        for (nr, flags) in [(libc::SYS_newfstatat, 3), (libc::SYS_statx, 2)] {
+            assert_eq!(
+                action(&first, nr),
+                Some(Action::TraceUnlessArg {
+                    arg: flags,
+                    value: 0x1000
+                }),
+                "{nr}"
+            );
+            assert_eq!(action(&second, nr), Some(Action::Trace), "{nr}");
         }
         let no_mount = TracerConfig {
             forwarding: std::sync::Arc::new(Forwarding::default()),
             trace: false,
             only: None,
+            fastpath: false,
         };
         assert!(fd_filter_rules(&no_mount).is_empty());
         // munmap and msync stop only processes that map a remote file
@@ -395,6 +476,7 @@ mod rule_tests {
                     forwarding: std::sync::Arc::new(fwd.clone()),
                     trace: false,
                     only,
+                    fastpath: false,
                 };
                 for rules in [
                     filter_rules(&config),

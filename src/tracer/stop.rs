@@ -32,7 +32,10 @@ impl<F: Forwarder> Tracer<'_, F> {
             // there is none of its own, so behave as the kernel would.
             return stop.skip(Errno::ENOSYS.as_syscall_return());
         }
+        self.stops
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let nr = i64::try_from(info.nr).unwrap_or(-1);
+        tracing::trace!(tid, nr, "seccomp stop");
         let fd0 = i32::try_from(info.args[0] & 0xffff_ffff).map_or(-1, |v| v);
         // `#!` interpreters followed so far by this exec (see `exec_copy`),
         // and whether a fetch made this very call ready.

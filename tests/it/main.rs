@@ -12,6 +12,7 @@ mod calls;
 mod dirmeta;
 mod embedded;
 mod exec;
+mod fastpath;
 mod faults;
 mod files;
 mod locks;

@@ -456,7 +456,10 @@ fn shadow_dir(
     if index == 0 {
         return Ok(Some(dir.to_path_buf()));
     }
-    let sub = dir.join(format!("remote-{index}"));
+    let sub = dir.join(format!(
+        "{}{index}",
+        crate::syscall::mapping::REMOTE_SHADOW_DIR
+    ));
     std::fs::DirBuilder::new()
         .mode(0o711)
         .create(&sub)

@@ -332,3 +332,88 @@ fn a_changed_certificate_refuses_only_that_remote() {
         );
     }
 }
+
+/// One `munmap` over a range that maps files of two remotes (side by
+/// side, `MAP_FIXED`) writes both back before it returns: the servers
+/// hold both changes while the program still runs.
+#[test]
+fn munmap_over_shadows_of_two_remotes_writes_back_both() {
+    if !have_root("munmap_over_shadows_of_two_remotes_writes_back_both") {
+        return;
+    }
+    let env = Env::new();
+    let (a_root, b_root) = (export(&env, "a", "a\n"), export(&env, "b", "b\n"));
+    let a = env.server(&a_root);
+    let b = env.server(&b_root);
+    let cfg = config(&env, &a, Some(&b));
+    let src = env.base.join("unmap2.c");
+    fs::write(&src, UNMAP_TWO).expect("write source");
+    let bin = env.base.join("unmap2");
+    let built = crate::harness::run(crate::harness::cmd(&[
+        "gcc",
+        "-O1",
+        "-Wall",
+        "-o",
+        &p(&bin),
+        &p(&src),
+    ]));
+    assert!(built.status.success(), "{}", built.dump());
+    let go = env.base.join("go");
+    for mode in crate::harness::MODES {
+        for root in [&a_root, &b_root] {
+            fs::write(root.join("m"), "0123456789abcdef\n").expect("write");
+        }
+        fs::remove_file(&go).ok();
+        let mut c = env.rscq(None, &[] as &[&str]);
+        c.arg("--config")
+            .arg(&cfg)
+            .arg("--identity")
+            .arg(&env.client_dir)
+            .arg("--known-servers")
+            .arg(&env.known)
+            .args(["--mount", "/a=box:/", "--mount", "/b=other:/"])
+            .args(*mode)
+            .args(["--", &p(&bin), "/a/m", "/b/m", &p(&go)]);
+        let mut running = crate::harness::Running::spawn(c);
+        running.wait_stdout("unmapped\n", Duration::from_secs(60));
+        let on_a = fs::read_to_string(a_root.join("m")).expect("a/m");
+        let on_b = fs::read_to_string(b_root.join("m")).expect("b/m");
+        fs::write(&go, "").expect("go");
+        let out = running.finish(Duration::from_secs(60));
+        assert_eq!(out.code(), 0, "{mode:?}\n{}", out.dump());
+        assert_eq!(on_a, "written-a9abcdef\n", "{mode:?}\n{}", out.dump());
+        assert_eq!(on_b, "written-b9abcdef\n", "{mode:?}\n{}", out.dump());
+    }
+}
+
+/// Maps `argv[1]` and `argv[2]` on two adjacent pages, writes into both,
+/// unmaps both pages with one `munmap`, says `unmapped`, and waits for
+/// the file `argv[3]` before it exits.
+const UNMAP_TWO: &str = r#"
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+int main(int argc, char **argv) {
+    if (argc != 4) return 2;
+    long pg = sysconf(_SC_PAGESIZE);
+    int a = open(argv[1], O_RDWR), b = open(argv[2], O_RDWR);
+    if (a < 0 || b < 0) { perror("open"); return 1; }
+    char *base = mmap(NULL, 2 * pg, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED) { perror("reserve"); return 1; }
+    char *pa = mmap(base, pg, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, a, 0);
+    char *pb = mmap(base + pg, pg, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, b, 0);
+    if (pa == MAP_FAILED || pb == MAP_FAILED) { perror("mmap"); return 1; }
+    memcpy(pa, "written-a", 9);
+    memcpy(pb, "written-b", 9);
+    if (munmap(base, 2 * pg) != 0) { perror("munmap"); return 1; }
+    printf("unmapped\n");
+    fflush(stdout);
+    struct stat st;
+    while (stat(argv[3], &st) != 0) usleep(20000);
+    return 0;
+}
+"#;

@@ -577,6 +577,23 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_remote_is_left_out_only_beside_a_connected_one() {
+        let up = || Ok(Link::not_connected("stands for a connected link".into()));
+        let down = |why: &str| Err(anyhow::anyhow!("{why}"));
+        let names = ["box", "nas"];
+        let links = left_out(vec![up(), down("refused")], &names).expect("runs");
+        assert_eq!(links.len(), 2);
+        assert!(matches!(
+            links[1].start_failure(),
+            Some(rscq::transport::Loss::NotConnected(why)) if why == "refused"
+        ));
+        let (e, _) = left_out(vec![down("first"), down("second")], &names).expect_err("none up");
+        assert_eq!(e.to_string(), "first");
+        let (e, links) = left_out(vec![down("alone")], &names).expect_err("one remote");
+        assert_eq!((e.to_string(), links.len()), ("alone".to_string(), 0));
+    }
+
+    #[test]
     fn program_lookup_as_execvp() {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();

@@ -110,3 +110,23 @@ impl TransportError {
         matches!(self, TransportError::ConnectionLost(Loss::ServerShutdown))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::Request;
+
+    #[tokio::test]
+    async fn a_link_that_never_connected_fails_at_once_for_good() {
+        let link = Link::not_connected("certificate changed".into());
+        let never = |e: &TransportError| matches!(e, TransportError::ConnectionLost(Loss::NotConnected(why)) if why == "certificate changed");
+        assert!(matches!(link.start_failure(), Some(Loss::NotConnected(_))));
+        let call = link.call(&Request::Uname).await.expect_err("no connection");
+        assert!(never(&call) && call.is_connection_lost() && call.is_final());
+        assert!(never(&link.closed().await));
+        assert!(never(&link.dial_again().await.expect_err("never again")));
+        assert!(link.is_closed() && !link.read_only());
+        assert_eq!((link.epoch(), link.remote_addr()), (0, None));
+        link.close().await;
+    }
+}

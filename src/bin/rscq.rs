@@ -378,9 +378,12 @@ fn mount_table(settings: &ClientSettings) -> MountTable {
 
 /// Connects every remote of the run at once (the set-up costs one
 /// handshake, not one per remote in turn): `links[i]` is remote `i`. The
-/// embedded executor, when one remote is it, starts first. Any remote that
-/// cannot be reached or whose certificate is refused fails the run, with
-/// a message naming it; the others are closed.
+/// embedded executor, when one remote is it, starts first. With several
+/// remotes, one that cannot be reached or refuses (its certificate, the
+/// protocol, this client) is said on stderr, naming it, and left out: its
+/// link is [`Link::not_connected`], whose calls fail. The run fails, with
+/// a message naming the remote, when it has one remote or none connects;
+/// the others are then closed.
 async fn connect_all(settings: &ClientSettings) -> anyhow::Result<(Vec<Link>, Option<Embedded>)> {
     let remotes = &settings.placement.remotes;
     let embedded = if remotes.iter().any(|r| r.address.is_none()) {
@@ -432,27 +435,59 @@ async fn connect_all(settings: &ClientSettings) -> anyhow::Result<(Vec<Link>, Op
         };
         connects.push(connect);
     }
-    let mut links = Vec::with_capacity(connects.len());
-    let mut failure = None;
+    let mut outcomes = Vec::with_capacity(connects.len());
     for connect in connects {
-        match connect.await {
-            Ok(Ok(link)) => links.push(link),
-            Ok(Err(e)) => {
-                failure.get_or_insert(e);
+        outcomes.push(match connect.await {
+            Ok(outcome) => outcome,
+            Err(e) => Err(anyhow::Error::new(e).context("a connection task failed")),
+        });
+    }
+    let names: Vec<&str> = remotes.iter().map(|r| r.name.as_str()).collect();
+    match left_out(outcomes, &names) {
+        Ok(links) => Ok((links, embedded)),
+        Err((e, links)) => {
+            close_all(&links).await;
+            if let Some(embedded) = embedded {
+                embedded.shutdown().await;
+            }
+            Err(e)
+        }
+    }
+}
+
+/// The run's links from the outcomes of connecting to each remote (named
+/// `names[i]`): with several remotes and at least one connected, each
+/// failed one is said on stderr, naming it, and becomes a
+/// [`Link::not_connected`]; else the first failure, with the links that
+/// did connect (to close them).
+fn left_out(
+    outcomes: Vec<anyhow::Result<Link>>,
+    names: &[&str],
+) -> Result<Vec<Link>, (anyhow::Error, Vec<Link>)> {
+    let several = outcomes.len() > 1;
+    let any_connected = outcomes.iter().any(Result::is_ok);
+    let mut links = Vec::with_capacity(outcomes.len());
+    let mut failure = None;
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        match outcome {
+            Ok(link) => links.push(link),
+            Err(e) if several && any_connected => {
+                let why = ErrorChain(e.as_ref()).to_string();
+                let name = names.get(i).copied().unwrap_or("?");
+                eprintln!(
+                    "rscq: {why}; the program runs without remote {name}: its calls fail with EIO, a connect through it with ENETUNREACH"
+                );
+                links.push(Link::not_connected(why));
             }
             Err(e) => {
-                failure.get_or_insert(anyhow::Error::new(e).context("a connection task failed"));
+                failure.get_or_insert(e);
             }
         }
     }
-    if let Some(e) = failure {
-        close_all(&links).await;
-        if let Some(embedded) = embedded {
-            embedded.shutdown().await;
-        }
-        return Err(e);
+    match failure {
+        None => Ok(links),
+        Some(e) => Err((e, links)),
     }
-    Ok((links, embedded))
 }
 
 /// Closes every link at once: each close waits a moment for its packet
@@ -540,6 +575,23 @@ mod tests {
             mounts,
         )
         .map(|e| e.exit_code())
+    }
+
+    #[test]
+    fn a_failed_remote_is_left_out_only_beside_a_connected_one() {
+        let up = || Ok(Link::not_connected("stands for a connected link".into()));
+        let down = |why: &str| Err(anyhow::anyhow!("{why}"));
+        let names = ["box", "nas"];
+        let links = left_out(vec![up(), down("refused")], &names).expect("runs");
+        assert_eq!(links.len(), 2);
+        assert!(matches!(
+            links[1].start_failure(),
+            Some(rscq::transport::Loss::NotConnected(why)) if why == "refused"
+        ));
+        let (e, _) = left_out(vec![down("first"), down("second")], &names).expect_err("none up");
+        assert_eq!(e.to_string(), "first");
+        let (e, links) = left_out(vec![down("alone")], &names).expect_err("one remote");
+        assert_eq!((e.to_string(), links.len()), ("alone".to_string(), 0));
     }
 
     #[test]

@@ -212,6 +212,14 @@ impl Engine {
         }
         Errno::EIO
     }
+
+    /// What a `connect` through a remote whose connection is gone (or was
+    /// never made) gets: `ENETUNREACH`, the network behind that remote
+    /// cannot be reached; said once as [`Engine::connection_failed`].
+    fn connect_failed(&self, err: &crate::transport::TransportError) -> Errno {
+        self.connection_failed(err);
+        Errno(libc::ENETUNREACH)
+    }
 }
 
 impl Engine {
@@ -461,8 +469,13 @@ fn start_engine(
         sleeping_connects: Arc::default(),
         resume: Arc::new(reconnect::Resume::new(options.reconnect_grace, options.net)),
     };
-    // Each remote's connection is watched, and connected again, on its own.
-    if engine.resume.enabled() {
+    if let Some(loss) = engine.link.start_failure() {
+        // Refused at start (said then, naming it): its calls fail as those
+        // of a remote whose grace time is over, and it is not tried again.
+        engine.resume.refused_at_start(loss);
+        engine.lost.store(true, Ordering::SeqCst);
+    } else if engine.resume.enabled() {
+        // Each remote's connection is watched, and connected again, on its own.
         let done = engine.lost.clone();
         engine
             .runtime
@@ -485,7 +498,10 @@ fn shadow_dir(
     if index == 0 {
         return Ok(Some(dir.to_path_buf()));
     }
-    let sub = dir.join(format!("remote-{index}"));
+    let sub = dir.join(format!(
+        "{}{index}",
+        crate::syscall::mapping::REMOTE_SHADOW_DIR
+    ));
     std::fs::DirBuilder::new()
         .mode(0o711)
         .create(&sub)

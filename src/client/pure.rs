@@ -446,6 +446,17 @@ async fn route_replies(
                 if lost && w.recvs.is_empty() && w.sends.is_empty() {
                     pump.reset_untold.store(true, Ordering::SeqCst);
                 }
+                if lost && !w.recvs.is_empty() {
+                    // A fetch was under way, maybe a `poll`'s that no call
+                    // answers: the program's socket is reset, as the
+                    // default mode's pump resets it, or the end of `wr`
+                    // would read as the peer's orderly close (EOF).
+                    let _ = rustix::net::sockopt::set_socket_linger(
+                        wr.as_ref(),
+                        Some(std::time::Duration::ZERO),
+                    );
+                    let _ = rustix::net::connect_unspec(wr.as_ref());
+                }
                 for done in w.recvs.drain(..) {
                     let _ = done.send(Err(Errno::ECONNRESET));
                 }

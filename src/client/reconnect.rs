@@ -7,6 +7,9 @@
 //! risk being done twice ([`HandleBook::resendable`]). Sockets cannot be given again: their pumps end
 //! with the old connection, and the program's sockets are reset.
 //!
+//! A remote that could not be connected at start is in the same final
+//! state from the first call ([`Resume::refused_at_start`]).
+//!
 //! Must not call ptrace nor decide what the engine caches; the backoff
 //! ([`Backoff`]) and what each handle needs ([`HandleBook`]) are pure.
 
@@ -79,6 +82,13 @@ impl Resume {
             book: std::sync::Mutex::default(),
             net,
         }
+    }
+
+    /// A remote that could not be connected at start: its calls fail from
+    /// the first, as once the grace time of a lost connection is over, and
+    /// it is never tried again.
+    pub(super) fn refused_at_start(&self, loss: Loss) {
+        self.state.send_replace(State::Over(loss));
     }
 
     pub(super) fn enabled(&self) -> bool {

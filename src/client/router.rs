@@ -4,8 +4,10 @@
 //!
 //! Routing only, by the remote the planner found ([`Call::remote`]) or, for
 //! a call that names no mount or remote file, by what it is: a socket's
-//! goes to the `--net` remote, `uname` to the `--uname` one, and what a
-//! process's exit sends (lock release, shadow write-back) to every remote.
+//! goes to the `--net` remote, `uname` to the `--uname` one, what a
+//! process's exit sends (lock release, shadow write-back) to every remote,
+//! and an `munmap`/`msync` over shadows of several remotes to each of them
+//! (the engines push at once, and the one reply waits for all).
 //! Must not carry a call out itself, nor keep state of its own beyond the
 //! list of engines: each engine fails, caches and counts on its own, so a
 //! lost remote fails only its own calls.
@@ -35,11 +37,14 @@ struct Routes {
 }
 
 /// Who gets a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Route {
     One(RemoteIndex),
     /// Every remote (a process's exit touches all), no thread waiting.
     All,
+    /// A write-back of shadows of several remotes: each remote's paths, in
+    /// the order of the remotes; the thread waits for all of them.
+    Shadows(Vec<(RemoteIndex, Vec<Vec<u8>>)>),
 }
 
 impl Router {
@@ -88,7 +93,7 @@ impl Routes {
             Operation::File(Request::Uname) => Route::One(self.uname),
             Operation::File(Request::ReleaseLocks { handle: None, .. }) => Route::All,
             Operation::SyncShadows { paths, .. } if paths.is_empty() => Route::All,
-            Operation::SyncShadows { paths, .. } => Route::One(self.shadow_owner(paths)),
+            Operation::SyncShadows { paths, .. } => self.shadow_route(paths),
             Operation::File(_)
             | Operation::MapShadow { .. }
             | Operation::FetchExecutable { .. } => Route::One(0),
@@ -107,13 +112,26 @@ impl Routes {
         }
     }
 
-    /// The remote whose shadow directory holds the first of `paths` (a
-    /// `munmap` over shadows of two remotes at once waits for the first's
-    /// write-back only; the others' go with their next sync or at exit).
-    fn shadow_owner(&self, paths: &[Vec<u8>]) -> RemoteIndex {
-        let Some(path) = paths.first() else {
-            return 0;
-        };
+    /// The remotes of the shadows at `paths`: one, or each with its own.
+    fn shadow_route(&self, paths: &[Vec<u8>]) -> Route {
+        let mut owners: Vec<(RemoteIndex, Vec<Vec<u8>>)> = Vec::new();
+        for path in paths {
+            let owner = self.shadow_owner(path);
+            match owners.iter_mut().find(|(r, _)| *r == owner) {
+                Some((_, mine)) => mine.push(path.clone()),
+                None => owners.push((owner, vec![path.clone()])),
+            }
+        }
+        owners.sort_by_key(|(r, _)| *r);
+        match owners.as_slice() {
+            [] => Route::One(0),
+            [(only, _)] => Route::One(*only),
+            _ => Route::Shadows(owners),
+        }
+    }
+
+    /// The remote whose shadow directory holds `path`.
+    fn shadow_owner(&self, path: &[u8]) -> RemoteIndex {
         // The default remote's directory holds the others': the deepest
         // match wins.
         self.shadow_dirs
@@ -133,6 +151,15 @@ impl Forwarder for Router {
     fn submit(&self, call: Call) -> Option<Response> {
         match self.routes.route(call.remote, &call.operation) {
             Route::One(remote) => self.engine(remote).submit(call),
+            Route::Shadows(parts) => {
+                let report = matches!(call.operation, Operation::SyncShadows { report: true, .. });
+                let parts = parts
+                    .into_iter()
+                    .map(|(remote, paths)| (self.engine(remote).clone(), paths))
+                    .collect();
+                Engine::sync_shadows_across(parts, call.tid, report);
+                None
+            }
             Route::All => {
                 for engine in &self.engines {
                     let each = Call {
@@ -251,5 +278,30 @@ mod tests {
             Route::One(1)
         );
         assert_eq!(r.route(None, &sync("/tmp/rscq-1/remote-10")), Route::One(0));
+    }
+
+    #[test]
+    fn a_range_over_shadows_of_two_remotes_goes_to_both() {
+        let sync = Operation::SyncShadows {
+            paths: vec![
+                b"/tmp/rscq-1/remote-2/shadow-1".to_vec(),
+                b"/tmp/rscq-1/shadow-3".to_vec(),
+                b"/tmp/rscq-1/remote-2/shadow-4".to_vec(),
+            ],
+            report: true,
+        };
+        assert_eq!(
+            routes().route(None, &sync),
+            Route::Shadows(vec![
+                (0, vec![b"/tmp/rscq-1/shadow-3".to_vec()]),
+                (
+                    2,
+                    vec![
+                        b"/tmp/rscq-1/remote-2/shadow-1".to_vec(),
+                        b"/tmp/rscq-1/remote-2/shadow-4".to_vec()
+                    ]
+                ),
+            ])
+        );
     }
 }

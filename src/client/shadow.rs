@@ -491,10 +491,50 @@ impl Engine {
         }
     }
 
-    /// Pushes the shadows at `paths` (all of them when empty). With
-    /// `report`, a failure is said on stderr (an `munmap`, an exit: no call
-    /// can return it) and the reply is `Done`; else it is the reply.
+    /// Pushes the shadows at `paths` (all of them when empty) and replies
+    /// to `tid` (none for `tid` -1, the exit). With `report`, a failure is
+    /// said on stderr (an `munmap`, an exit: no call can return it) and the
+    /// reply is `Done`; else it is the reply.
     pub(super) async fn sync_shadows(&self, tid: i32, paths: Vec<Vec<u8>>, report: bool) {
+        let started = tokio::time::Instant::now();
+        let response = self.push_shadows(tid, paths, report).await;
+        if tid > 0 {
+            let rtt = started.elapsed();
+            let _ = self.events.send(Event::Reply { tid, response, rtt });
+        }
+    }
+
+    /// [`Self::sync_shadows`] of a range that maps shadows of several
+    /// remotes: each engine pushes its own `paths` at once, and the one
+    /// reply to `tid` waits for them all (the first failure, if any, is
+    /// it). `parts` is not empty.
+    pub(super) fn sync_shadows_across(parts: Vec<(Engine, Vec<Vec<u8>>)>, tid: i32, report: bool) {
+        let Some(first) = parts.first().map(|(engine, _)| engine.clone()) else {
+            return;
+        };
+        first.runtime.clone().spawn(async move {
+            let started = tokio::time::Instant::now();
+            let pushes: Vec<_> = parts
+                .into_iter()
+                .map(|(engine, paths)| {
+                    tokio::spawn(async move { engine.push_shadows(tid, paths, report).await })
+                })
+                .collect();
+            let mut response = Ok(Reply::Done);
+            for push in pushes {
+                let pushed = push.await.unwrap_or(Err(Errno::EIO));
+                if response.is_ok() {
+                    response = pushed;
+                }
+            }
+            let rtt = started.elapsed();
+            let _ = first.events.send(Event::Reply { tid, response, rtt });
+        });
+    }
+
+    /// Pushes this engine's shadows at `paths` (all of them when empty);
+    /// the reply [`Self::sync_shadows`] gives.
+    async fn push_shadows(&self, tid: i32, paths: Vec<Vec<u8>>, report: bool) -> Response {
         let shadows: Vec<_> = self
             .shadows
             .all()
@@ -506,7 +546,6 @@ impl Engine {
                         .any(|p| p.as_slice() == s.path.as_os_str().as_encoded_bytes())
             })
             .collect();
-        let started = tokio::time::Instant::now();
         let mut response = Ok(Reply::Done);
         for shadow in &shadows {
             if let Err(e) = self.push(tid, shadow).await {
@@ -517,9 +556,6 @@ impl Engine {
                 }
             }
         }
-        if tid > 0 {
-            let rtt = started.elapsed();
-            let _ = self.events.send(Event::Reply { tid, response, rtt });
-        }
+        response
     }
 }

@@ -174,7 +174,7 @@ impl Engine {
                 };
             }
             Some(Ok(Err(e))) => e,
-            Some(Err(e)) => self.connection_failed(&e),
+            Some(Err(e)) => self.connect_failed(&e),
         };
         // Known before the program can see the failure, so that no
         // `SO_ERROR` in between reads 0.
@@ -208,7 +208,7 @@ impl Engine {
                 Errno(libc::EINPROGRESS) => Ok(()),
                 e => Err(e),
             },
-            Err(e) => Err(self.connection_failed(&e)),
+            Err(e) => Err(self.connect_failed(&e)),
         }
     }
 

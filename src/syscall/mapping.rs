@@ -66,9 +66,40 @@ pub fn plan(rfd: &RemoteFd, a: [u64; 6]) -> Plan {
     Plan::map_private(rfd.handle)
 }
 
-/// The shadow files (paths starting with `prefix`) that the mappings of
-/// `maps` (a `/proc/PID/maps`) in `[addr, addr + len)` map: what an
-/// `munmap` or `msync` of that range writes back. Each path once.
+/// The directory, inside the run's placeholder directory, that holds the
+/// shadow files of remote N (for N > 0) is this followed by N; the
+/// default remote's are in the placeholder directory itself.
+pub const REMOTE_SHADOW_DIR: &str = "remote-";
+
+/// Whether `path` is a shadow file: `prefix` is the placeholder directory
+/// and the shadow files' name prefix (`DIR/shadow-`), and a shadow is
+/// `DIR/shadow-…` (the default remote's) or `DIR/remote-N/shadow-…`
+/// (remote N's, see [`REMOTE_SHADOW_DIR`]).
+fn is_shadow(path: &[u8], prefix: &[u8]) -> bool {
+    if path.starts_with(prefix) {
+        return true;
+    }
+    let Some(slash) = prefix.iter().rposition(|&b| b == b'/') else {
+        return false;
+    };
+    let (dir, name) = prefix.split_at(slash + 1);
+    let Some(rest) = path
+        .strip_prefix(dir)
+        .and_then(|r| r.strip_prefix(REMOTE_SHADOW_DIR.as_bytes()))
+    else {
+        return false;
+    };
+    let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+    digits > 0
+        && rest[digits..]
+            .strip_prefix(b"/")
+            .is_some_and(|file| file.starts_with(name))
+}
+
+/// The shadow files (of every remote: see [`is_shadow`] for what
+/// `prefix` is) that the mappings of `maps` (a `/proc/PID/maps`) in
+/// `[addr, addr + len)` map: what an `munmap` or `msync` of that range
+/// writes back. Each path once.
 pub fn shadows_in(maps: &[u8], prefix: &[u8], addr: u64, len: u64) -> Vec<Vec<u8>> {
     let end = addr.saturating_add(len.max(1));
     let mut found: Vec<Vec<u8>> = Vec::new();
@@ -77,7 +108,7 @@ pub fn shadows_in(maps: &[u8], prefix: &[u8], addr: u64, len: u64) -> Vec<Vec<u8
         let mut fields = line.splitn(6, |&b| b == b' ');
         let Some(range) = fields.next() else { continue };
         let path = fields.nth(4).map(|p| p.trim_ascii_start()).unwrap_or(b"");
-        if !path.starts_with(prefix) {
+        if !is_shadow(path, prefix) {
             continue;
         }
         let path = path.strip_suffix(b" (deleted)").unwrap_or(path);
@@ -226,5 +257,28 @@ mod tests {
         assert_eq!(shadows_in(maps, dir, 0x7f00_0000_3000, 0x1000), vec![two]);
         assert!(shadows_in(maps, dir, 0x7f00_0000_4000, 0x1000).is_empty());
         assert!(shadows_in(maps, dir, 0x55d0_a000, 0x1000).is_empty());
+    }
+
+    #[test]
+    fn the_shadows_of_every_remote_are_found() {
+        let maps = b"\
+7f0000000000-7f0000001000 rw-s 00000000 00:1f 77 /tmp/rscq-1-a0/shadow-1
+7f0000001000-7f0000002000 rw-s 00000000 00:1f 79 /tmp/rscq-1-a0/remote-2/shadow-1
+7f0000002000-7f0000003000 rw-s 00000000 00:1f 80 /tmp/rscq-1-a0/remote-10/shadow-3 (deleted)
+7f0000003000-7f0000004000 rw-s 00000000 00:1f 81 /tmp/rscq-1-a0/remote-/shadow-1
+7f0000004000-7f0000005000 rw-s 00000000 00:1f 82 /tmp/rscq-1-a0/remote-2/other-1
+7f0000005000-7f0000006000 rw-s 00000000 00:1f 83 /tmp/rscq-1-a0/remote-2x/shadow-1
+7f0000006000-7f0000007000 rw-s 00000000 00:1f 84 /tmp/elsewhere/remote-2/shadow-1
+";
+        let prefix = b"/tmp/rscq-1-a0/shadow-";
+        assert_eq!(
+            shadows_in(maps, prefix, 0x7f00_0000_0000, 0x7000),
+            vec![
+                b"/tmp/rscq-1-a0/shadow-1".to_vec(),
+                b"/tmp/rscq-1-a0/remote-2/shadow-1".to_vec(),
+                b"/tmp/rscq-1-a0/remote-10/shadow-3".to_vec(),
+            ]
+        );
+        assert!(shadows_in(maps, prefix, 0x7f00_0000_3000, 0x4000).is_empty());
     }
 }

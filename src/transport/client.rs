@@ -53,11 +53,17 @@ pub type TcpOutcome = Result<TcpStreams, crate::errno::Errno>;
 ///
 /// After a lost connection the link can be given a new one
 /// ([`Link::dial_again`], [`Link::adopt`]): every clone then uses it.
+///
+/// A link can also stand for a remote that could not be connected at
+/// start ([`Link::not_connected`]): every call on it fails at once, as on
+/// a connection that is gone, and it is never connected again.
 #[derive(Debug, Clone)]
 pub struct Link {
-    pub(super) current: Arc<std::sync::RwLock<Connected>>,
-    /// What connecting again needs.
-    pub(super) dial: Arc<Dial>,
+    /// The connection, or why there never was one.
+    pub(super) current: Arc<std::sync::RwLock<Result<Connected, String>>>,
+    /// What connecting again needs (`None` for a link that never
+    /// connected).
+    pub(super) dial: Option<Arc<Dial>>,
     pub(super) liveness: Liveness,
 }
 
@@ -344,20 +350,41 @@ impl Link {
         };
         ctx.remember_first_use();
         Ok(Self {
-            current: Arc::new(std::sync::RwLock::new(Connected {
+            current: Arc::new(std::sync::RwLock::new(Ok(Connected {
                 endpoint,
                 conn,
                 read_only,
                 epoch: 0,
-            })),
-            dial: Arc::new(Dial {
+            }))),
+            dial: Some(Arc::new(Dial {
                 addr,
                 identity: identity.clone(),
                 trust: trust.clone(),
                 version,
-            }),
+            })),
             liveness,
         })
+    }
+
+    /// A link to a remote that could not be connected at start, `why`
+    /// (the failure, as said to the user): every call fails at once with
+    /// [`Loss::NotConnected`], and [`Link::dial_again`] refuses too. With
+    /// several remotes, the run goes on without this one.
+    pub fn not_connected(why: String) -> Self {
+        Self {
+            current: Arc::new(std::sync::RwLock::new(Err(why))),
+            dial: None,
+            liveness: Liveness::default(),
+        }
+    }
+
+    /// Why the link never had a connection, if it is a
+    /// [`Link::not_connected`] one.
+    pub fn start_failure(&self) -> Option<Loss> {
+        match &*self.connected() {
+            Ok(_) => None,
+            Err(why) => Some(Loss::NotConnected(why.clone())),
+        }
     }
 
     /// Sends one request on a stream of its own and waits for its response.
@@ -380,7 +407,7 @@ impl Link {
             return Err(TransportError::RequestTooLarge(bytes.len()));
         }
         let rejected = quinn::VarInt::from_u32(code::MALFORMED_REQUEST);
-        let (mut send, mut recv) = self.conn().open_bi().await.map_err(|e| self.lost(e))?;
+        let (mut send, mut recv) = self.conn()?.open_bi().await.map_err(|e| self.lost(e))?;
         send.write_all(&bytes).await.map_err(|e| match e {
             WriteError::Stopped(c) if c == rejected => TransportError::RequestRejected,
             e => self.write_failed(StreamKind::Call, e),
@@ -399,7 +426,7 @@ impl Link {
     /// The raw connection, for tests that misbehave on purpose.
     #[cfg(test)]
     pub(crate) fn connection(&self) -> quinn::Connection {
-        self.conn()
+        self.conn().expect("a connected link")
     }
 
     /// Connects a TCP socket on the server to `addr`. On success the two
@@ -412,7 +439,7 @@ impl Link {
         options: Vec<crate::proto::SockOption>,
         bound: Option<u64>,
     ) -> Result<TcpOutcome, TransportError> {
-        let (mut send, mut recv) = self.conn().open_bi().await.map_err(|e| self.lost(e))?;
+        let (mut send, mut recv) = self.conn()?.open_bi().await.map_err(|e| self.lost(e))?;
         let request = Request::TcpConnect {
             addr,
             pure,
@@ -445,7 +472,7 @@ impl Link {
     /// failure is the inner `Err(Errno)`.
     pub async fn open_udp(&self, request: &Request) -> Result<UdpOutcome, TransportError> {
         let stream = StreamKind::UdpBind;
-        let (mut send, mut recv) = self.conn().open_bi().await.map_err(|e| self.lost(e))?;
+        let (mut send, mut recv) = self.conn()?.open_bi().await.map_err(|e| self.lost(e))?;
         send.write_all(&encode_call(None, request))
             .await
             .map_err(|e| self.write_failed(stream, e))?;
@@ -466,7 +493,7 @@ impl Link {
         &self,
     ) -> Result<(Incoming, quinn::SendStream, quinn::RecvStream), TransportError> {
         let stream = StreamKind::Incoming;
-        let (send, mut recv) = self.conn().accept_bi().await.map_err(|e| self.lost(e))?;
+        let (send, mut recv) = self.conn()?.accept_bi().await.map_err(|e| self.lost(e))?;
         let incoming = read_frame_within::<Incoming>(&mut recv, INCOMING_LIMIT)
             .await
             .map_err(|e| self.read_failed(stream, e))?
@@ -476,29 +503,35 @@ impl Link {
 
     /// Whether the server exports its tree read-only.
     pub fn read_only(&self) -> bool {
-        self.connected().read_only
+        self.connected().as_ref().is_ok_and(|c| c.read_only)
     }
 
-    pub fn remote_addr(&self) -> SocketAddr {
-        self.conn().remote_address()
+    /// The server's address, while the link has a connection.
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.conn().ok().map(|c| c.remote_address())
     }
 
-    /// The connection's current round-trip estimate.
+    /// The connection's current round-trip estimate (zero without one).
     pub fn rtt(&self) -> Duration {
-        self.conn().rtt()
+        self.conn().map_or(Duration::ZERO, |c| c.rtt())
     }
 
     /// Why the connection ended, once it has.
     pub fn close_reason(&self) -> Option<TransportError> {
-        self.conn().close_reason().map(|e| self.lost(e))
+        match self.conn() {
+            Ok(conn) => conn.close_reason().map(|e| self.lost(e)),
+            Err(never) => Some(never),
+        }
     }
 
     /// Closes the connection (for every clone) and lets the close reach the
     /// wire, so the server drops the session promptly. In-flight
     /// calls fail with [`TransportError::ConnectionLost`].
     pub async fn close(&self) {
-        self.conn()
-            .close(quinn::VarInt::from_u32(code::CLOSED), b"client done");
+        let Ok(conn) = self.conn() else {
+            return;
+        };
+        conn.close(quinn::VarInt::from_u32(code::CLOSED), b"client done");
         // Only long enough for the endpoint to send the close: waiting for
         // the connection to drain (`wait_idle`) takes three probe timeouts,
         // about a second on a 100 ms link, after the program has finished.
@@ -534,13 +567,20 @@ impl SetupContext {
 }
 
 impl Link {
-    /// The link's current connection.
-    pub(super) fn connected(&self) -> std::sync::RwLockReadGuard<'_, Connected> {
+    /// The link's current connection, or why it never had one.
+    pub(super) fn connected(&self) -> std::sync::RwLockReadGuard<'_, Result<Connected, String>> {
         self.current.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub(super) fn conn(&self) -> quinn::Connection {
-        self.connected().conn.clone()
+    /// The current connection; a link that never connected fails as one
+    /// whose connection is gone.
+    pub(super) fn conn(&self) -> Result<quinn::Connection, TransportError> {
+        match &*self.connected() {
+            Ok(c) => Ok(c.conn.clone()),
+            Err(why) => Err(TransportError::ConnectionLost(Loss::NotConnected(
+                why.clone(),
+            ))),
+        }
     }
 
     /// The connection's loss in the user's terms.

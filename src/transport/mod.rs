@@ -134,6 +134,10 @@ pub enum Loss {
     /// (the client removed, the certificate or protocol changed).
     #[error("cannot connect again: {0}")]
     Refused(String),
+    /// The connection could not be made when the run started (with several
+    /// remotes the run goes on without this one); it is not tried again.
+    #[error("never connected: {0}")]
+    NotConnected(String),
     /// Anything else quinn reports.
     #[error(transparent)]
     Connection(quinn::ConnectionError),

@@ -13,25 +13,36 @@ use super::{Loss, TransportError};
 impl Link {
     /// How many connections the link had before its current one.
     pub fn epoch(&self) -> u64 {
-        self.connected().epoch
+        self.connected().as_ref().map_or(0, |c| c.epoch)
     }
 
-    /// Whether the current connection has ended.
+    /// Whether the current connection has ended (or never was).
     pub fn is_closed(&self) -> bool {
-        self.conn().close_reason().is_some()
+        self.close_reason().is_some()
     }
 
-    /// Waits until the current connection ends, and says why.
+    /// Waits until the current connection ends, and says why (at once for
+    /// a link that never connected).
     pub async fn closed(&self) -> TransportError {
-        let conn = self.conn();
-        let reason = conn.closed().await;
-        self.lost(reason)
+        match self.conn() {
+            Ok(conn) => {
+                let reason = conn.closed().await;
+                self.lost(reason)
+            }
+            Err(never) => never,
+        }
     }
 
     /// One attempt to connect to the same server the same way, as a link of
     /// its own (its calls do not go through this one until [`Link::adopt`]).
+    /// A link that never connected is not tried again: its start failure
+    /// (a changed certificate, say) is what it says.
     pub async fn dial_again(&self) -> Result<Link, TransportError> {
-        let dial = &self.dial;
+        let Some(dial) = &self.dial else {
+            return Err(self.conn().err().unwrap_or(TransportError::ConnectionLost(
+                Loss::NotConnected(String::new()),
+            )));
+        };
         Link::connect_as(
             dial.addr,
             &dial.identity,
@@ -44,18 +55,19 @@ impl Link {
 
     /// From now on every clone of this link uses `fresh`'s connection.
     pub fn adopt(&self, fresh: &Link) {
-        let (endpoint, conn, read_only) = {
-            let new = fresh.connected();
-            (new.endpoint.clone(), new.conn.clone(), new.read_only)
+        let (endpoint, conn, read_only) = match &*fresh.connected() {
+            Ok(new) => (new.endpoint.clone(), new.conn.clone(), new.read_only),
+            // Nothing to take from a link that never connected.
+            Err(_) => return,
         };
         let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
-        let epoch = current.epoch.saturating_add(1);
-        *current = Connected {
+        let epoch = current.as_ref().map_or(0, |c| c.epoch.saturating_add(1));
+        *current = Ok(Connected {
             endpoint,
             conn,
             read_only,
             epoch,
-        };
+        });
     }
 }
 
@@ -79,7 +91,9 @@ impl TransportError {
             TransportError::ConnectionLost(Loss::Connection(
                 quinn::ConnectionError::ApplicationClosed(close),
             )) => close.error_code == quinn::VarInt::from_u32(super::code::REVOKED),
-            TransportError::ConnectionLost(Loss::GraceOver { .. } | Loss::Refused(_))
+            TransportError::ConnectionLost(
+                Loss::GraceOver { .. } | Loss::Refused(_) | Loss::NotConnected(_),
+            )
             | TransportError::NotAuthorized { .. }
             | TransportError::ServerCertificateMismatch { .. }
             | TransportError::ServerCertificateChanged { .. }
@@ -94,5 +108,25 @@ impl TransportError {
     /// Whether the server said it is shutting down.
     pub fn is_shutdown(&self) -> bool {
         matches!(self, TransportError::ConnectionLost(Loss::ServerShutdown))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::Request;
+
+    #[tokio::test]
+    async fn a_link_that_never_connected_fails_at_once_for_good() {
+        let link = Link::not_connected("certificate changed".into());
+        let never = |e: &TransportError| matches!(e, TransportError::ConnectionLost(Loss::NotConnected(why)) if why == "certificate changed");
+        assert!(matches!(link.start_failure(), Some(Loss::NotConnected(_))));
+        let call = link.call(&Request::Uname).await.expect_err("no connection");
+        assert!(never(&call) && call.is_connection_lost() && call.is_final());
+        assert!(never(&link.closed().await));
+        assert!(never(&link.dial_again().await.expect_err("never again")));
+        assert!(link.is_closed() && !link.read_only());
+        assert_eq!((link.epoch(), link.remote_addr()), (0, None));
+        link.close().await;
     }
 }

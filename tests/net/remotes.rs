@@ -14,7 +14,10 @@
 //! `/store` from another, and the network and `uname` of the third; the
 //! same steps run directly on each machine give the reference. Also: `mv`
 //! across two remotes (EXDEV, then copy and unlink), one server killed
-//! while the other keeps serving, and a wrong certificate for one remote.
+//! while the others keep serving (a file server: its files fail with EIO;
+//! the `--net` one: the program's connection through it is reset), and a
+//! wrong certificate for one remote (the program runs without it) or for
+//! all (the run fails).
 
 use std::ffi::OsString;
 use std::fs;
@@ -535,7 +538,77 @@ fn a_killed_server_fails_only_its_own_calls() {
             out.dump()
         );
     }
+    // The `--net` remote killed in the middle: the program's connection
+    // through it is reset (ECONNRESET), the file remotes go on.
+    fleet.start(0);
+    let hold = fleet.dir.join("hold.py");
+    fs::write(&hold, HOLD_A_CONNECTION).expect("write script");
+    let (py, web_ip, web_port) = (python(), PRIVATE_WEB.to_string(), WEB_PORT.to_string());
+    for mode in MODES {
+        if fleet.machines[2].server.is_none() {
+            fleet.start(2);
+        }
+        let config = fleet.good_config();
+        fs::remove_file(&go).ok();
+        let flags: Vec<&str> = mode
+            .iter()
+            .copied()
+            .chain(["--reconnect-grace", "2s"])
+            .collect();
+        let argv = [py.as_str(), p(&hold), p(&go), &web_ip, &web_port];
+        let mut proc = Running::spawn(fleet.rscq(&config, &flags, &argv));
+        proc.wait_stdout("ready\n", RUN);
+        if let Some(mut server) = fleet.machines[2].server.take() {
+            server.kill_group();
+        }
+        fs::write(&go, "").expect("go");
+        let out = proc.finish(RUN);
+        assert_eq!(
+            out.out(),
+            "input on build\nready\nsock ECONNRESET\nread later\nread later\n",
+            "{mode:?}\n{}",
+            out.dump()
+        );
+        assert_eq!(out.code(), 0, "{mode:?}\n{}", out.dump());
+        assert!(
+            out.err().contains("rscq: gateway:"),
+            "{mode:?}: the message names the lost remote\n{}",
+            out.dump()
+        );
+    }
 }
+
+/// Connects through the `--net` remote to `argv[2]:argv[3]` (a web server
+/// that waits for a request), reads a file of `build`, says `ready`, waits
+/// for the file `argv[1]`, then reads the connection (what the killed
+/// remote left of it) and a file of each file remote.
+const HOLD_A_CONNECTION: &str = r#"
+import errno, os, socket, sys, time
+go, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+s = socket.create_connection((host, port), timeout=60)
+print(open("/build/in.txt").read(), end="")
+print("ready", flush=True)
+while not os.path.exists(go):
+    time.sleep(0.05)
+try:
+    data = s.recv(100)
+    print("sock", data if data else "EOF")
+except OSError as e:
+    print("sock", errno.errorcode.get(e.errno, str(e)))
+for f in ("/build/later.txt", "/store/later.txt"):
+    print(open(f).read(), end="")
+"#;
+
+/// Tries to connect through the `--net` remote to `argv[1]:argv[2]`, and
+/// says how that ended.
+const TRY_CONNECT: &str = r#"
+import errno, socket, sys
+try:
+    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30)
+    print("connect ok")
+except OSError as e:
+    print("connect", errno.errorcode.get(e.errno, str(e)))
+"#;
 
 #[test]
 fn a_wrong_certificate_refuses_that_remote_naming_it() {
@@ -547,24 +620,59 @@ fn a_wrong_certificate_refuses_that_remote_naming_it() {
         "wrong.toml",
         [&fleet.cert(0), &fleet.cert(1), &fleet.cert(0)],
     );
+    let gateway = format!("{}:{}", fleet.machines[2].ip, fleet.machines[2].port);
+    let try_connect = fleet.dir.join("try_connect.py");
+    fs::write(&try_connect, TRY_CONNECT).expect("write script");
+    // The program runs without the gateway: the two file servers serve,
+    // the gateway's `uname` fails with EIO and a connect through its
+    // network with ENETUNREACH.
+    let script = format!(
+        "cat /build/in.txt /store/in.txt; uname -n; echo \"uname=$?\"; {} {} {PRIVATE_WEB} {WEB_PORT}; echo ran",
+        python(),
+        p(&try_connect)
+    );
+    for mode in MODES {
+        let out = run(fleet.rscq(&config, mode, &["sh", "-c", &script]));
+        assert_eq!(out.code(), 0, "{mode:?}\n{}", out.dump());
+        assert_eq!(
+            out.out(),
+            "input on build\ninput on store\nuname=1\nconnect ENETUNREACH\nran\n",
+            "{mode:?}\n{}",
+            out.dump()
+        );
+        let line = out
+            .err()
+            .lines()
+            .find(|l| l.contains(&format!("rscq-server at {gateway} (remote gateway)")))
+            .map(str::to_owned)
+            .unwrap_or_else(|| panic!("{mode:?}: the gateway is not named\n{}", out.dump()));
+        assert!(
+            line.contains("certificate mismatch") && line.contains("runs without remote gateway"),
+            "{mode:?}: {line}"
+        );
+        for (i, name) in NAMES[..2].iter().enumerate() {
+            let addr = format!("{}:{}", fleet.machines[i].ip, fleet.machines[i].port);
+            assert!(
+                !out.err().contains(&addr) && !out.err().contains(&format!("remote {name}")),
+                "only the gateway is blamed\n{}",
+                out.dump()
+            );
+        }
+    }
+    // Every remote refused: the run fails before the program starts, as a
+    // run of one refused remote does.
+    let config = fleet.config(
+        "all-wrong.toml",
+        [&fleet.cert(1), &fleet.cert(2), &fleet.cert(0)],
+    );
     let out = run(fleet.rscq(&config, &[], &["sh", "-c", "echo ran"]));
     assert_eq!(out.code(), 125, "{}", out.dump());
     assert_eq!(out.out(), "", "the program must not run");
-    let gateway = format!("{}:{}", fleet.machines[2].ip, fleet.machines[2].port);
     assert!(
-        out.err()
-            .contains(&format!("rscq-server at {gateway} (remote gateway)")),
+        out.err().contains("(remote build)") && out.err().contains("certificate mismatch"),
         "{}",
         out.dump()
     );
-    for (i, name) in NAMES[..2].iter().enumerate() {
-        let addr = format!("{}:{}", fleet.machines[i].ip, fleet.machines[i].port);
-        assert!(
-            !out.err().contains(&addr) && !out.err().contains(&format!("remote {name}")),
-            "only the gateway is blamed\n{}",
-            out.dump()
-        );
-    }
     // With its own certificate the same run works.
     let out = run(fleet.rscq(&fleet.good_config(), &[], &["sh", "-c", "echo ran"]));
     assert_eq!(out.out(), "ran\n", "{}", out.dump());

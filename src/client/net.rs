@@ -27,6 +27,7 @@ use crate::syscall::sockets::{RemoteSocket, SocketRegistry};
 use crate::transport::Link;
 use crate::transport::client::TcpStreams;
 use crate::transport::pump::{Nagle, Traffic, Unsent, UnsentGuard, pump_with};
+use crate::transport::urgent::keep_urgent_inline;
 
 /// Pairs a connection accepted on rscq's listener with the program socket
 /// that made it, by the program socket's local port. Either side may come
@@ -105,12 +106,16 @@ impl Pumps {
         traffic: Arc<Traffic>,
     ) -> std::io::Result<Self> {
         let rendezvous = Arc::new(Rendezvous::default());
+        // The pumps read urgent bytes in line: accepted sockets inherit
+        // it from the listeners before the program can send one.
         let v4 = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        keep_urgent_inline(&v4);
         let v4_addr = v4.local_addr()?;
         tokio::spawn(accept_loop(v4, false, rendezvous.clone()));
         // A host without IPv6 on loopback still serves IPv4 programs.
         let v6_addr = match TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).await {
             Ok(l) => {
+                keep_urgent_inline(&l);
                 let a = l.local_addr()?;
                 tokio::spawn(accept_loop(l, true, rendezvous.clone()));
                 Some(a)
@@ -532,6 +537,7 @@ fn bound_socket(target: SocketAddr) -> std::io::Result<(tokio::net::TcpSocket, u
         )
     };
     socket.bind(loopback)?;
+    keep_urgent_inline(&socket);
     let port = socket.local_addr()?.port();
     Ok((socket, port, target))
 }

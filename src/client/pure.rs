@@ -34,6 +34,8 @@ enum Command {
     },
     Send {
         data: Vec<u8>,
+        /// `MSG_OOB`: the last byte is urgent.
+        urgent: bool,
         done: oneshot::Sender<Result<u64, Errno>>,
         /// The send's number on the stream, for a cancel.
         numbered: oneshot::Sender<u64>,
@@ -154,6 +156,7 @@ impl PurePump {
     pub async fn send(
         &self,
         data: Vec<u8>,
+        urgent: bool,
         cancel: impl Future<Output = ()>,
     ) -> Result<u64, Errno> {
         let (done, result) = oneshot::channel();
@@ -161,6 +164,7 @@ impl PurePump {
         self.commands
             .send(Command::Send {
                 data,
+                urgent,
                 done,
                 numbered,
             })
@@ -310,7 +314,7 @@ async fn run(
                     lock(&waiters).recvs.push_back(done);
                     ops.push(PureOp::Recv { max, nonblocking });
                 }
-                Some(Command::Send { data, done, numbered }) => {
+                Some(Command::Send { data, urgent, done, numbered }) => {
                     // A send after the program shut its socket down for
                     // writing must fail as the kernel's would (EPIPE),
                     // so the end it already made goes first, even if rscq
@@ -326,7 +330,7 @@ async fn run(
                     sends += 1;
                     let _ = numbered.send(sends);
                     lock(&waiters).sends.push_back((Some(sends), done));
-                    ops.push(PureOp::Send(data));
+                    ops.push(if urgent { PureOp::SendUrgent(data) } else { PureOp::Send(data) });
                 }
                 Some(Command::Cancel(n)) => ops.push(PureOp::CancelSend(n)),
             },
@@ -480,6 +484,16 @@ async fn route_replies(
                 };
                 if let Some(done) = lock(&waiters).recvs.pop_front() {
                     let _ = done.send(result);
+                }
+            }
+            // The program's socket gets the urgent byte as its own
+            // kernel would: `send(MSG_OOB)` on rscq's end puts the mark
+            // there. The receive goes on.
+            PureReply::Urgent { before, byte } => {
+                // A socket that no longer takes bytes fails the `Data`
+                // write that ends this receive too.
+                if wr.write_all(&before).await.is_ok() {
+                    let _ = crate::transport::urgent::send_urgent(wr.as_ref(), byte).await;
                 }
             }
             PureReply::RecvFailed(e) => {

@@ -116,6 +116,7 @@ impl Engine {
         fd: Option<ProgramFd>,
         pump: u64,
         data: Vec<u8>,
+        urgent: bool,
         op: Option<u64>,
     ) {
         let engine = self.clone();
@@ -159,7 +160,7 @@ impl Engine {
                 }
             };
             let response = match pump {
-                Some(pump) => match pump.send(data, stop_waiting).await {
+                Some(pump) => match pump.send(data, urgent, stop_waiting).await {
                     // Nothing went before the call stopped waiting.
                     Ok(0) if sent > 0 => Err(lock(&why).unwrap_or(Errno::EAGAIN)),
                     other => other.map(Reply::Count),

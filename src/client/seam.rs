@@ -33,7 +33,9 @@ impl Forwarder for Engine {
             }
             Operation::TcpRelease { listener } => self.release_tcp(to, fd, listener),
             Operation::PureRecv { pump, len, wait } => self.pure_recv(to, fd, pump, len, wait),
-            Operation::PureSend { pump, data } => self.pure_send(tid, fd, pump, data, sleep),
+            Operation::PureSend { pump, data, urgent } => {
+                self.pure_send(tid, fd, pump, data, urgent, sleep);
+            }
             Operation::UdpBind { addr } => self.bind_udp(to, fd, addr),
             Operation::UdpConnect { udp, addr } => self.connect_udp(to, fd, udp, addr),
             Operation::UdpSend { udp, peer, data } => self.udp_send(tid, udp, peer, data),

@@ -145,6 +145,12 @@ impl Coalescer {
         }
     }
 
+    /// The program sent urgent data (`MSG_OOB`): it goes at once, so what
+    /// is held goes before it.
+    pub fn on_urgent(&mut self, now: Instant) -> Option<Vec<u8>> {
+        self.send(now)
+    }
+
     /// The program's side ended (or failed): everything goes.
     pub fn finish(&mut self, now: Instant) -> Option<Vec<u8>> {
         self.send(now)
@@ -166,6 +172,19 @@ mod tests {
 
     fn ms(t0: Instant, n: u64) -> Instant {
         t0 + Duration::from_millis(n)
+    }
+
+    #[test]
+    fn urgent_data_sends_what_is_held_first() {
+        let t0 = Instant::now();
+        let mut c = Coalescer::new(config());
+        assert!(c.on_data(t0, RTT, b"GET /").is_some());
+        // Outstanding: the next bytes are held ...
+        assert_eq!(c.on_data(ms(t0, 1), RTT, b"x"), None);
+        // ... until urgent data must go behind them.
+        assert_eq!(c.on_urgent(ms(t0, 2)), Some(b"x".to_vec()));
+        assert!(!c.is_holding());
+        assert_eq!(c.on_urgent(ms(t0, 3)), None);
     }
 
     #[test]

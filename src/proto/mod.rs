@@ -15,6 +15,7 @@ mod files;
 pub mod frame;
 mod net;
 mod request;
+pub mod segment;
 
 pub use files::*;
 pub use net::*;
@@ -23,7 +24,7 @@ pub use request::*;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on every incompatible change to any message in this module.
-pub const PROTOCOL_VERSION: u32 = 12;
+pub const PROTOCOL_VERSION: u32 = 13;
 
 /// The TLS ALPN token both sides require.
 pub const ALPN: &[u8] = b"rscq/1";

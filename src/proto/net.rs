@@ -189,6 +189,9 @@ pub enum PureOp {
     /// socket, or, if a [`PureOp::CancelSend`] for it comes first, with the
     /// count of those that are (one more try without waiting included).
     Send(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// A `send(MSG_OOB)`: as [`PureOp::Send`], its last byte sent as the
+    /// urgent byte.
+    SendUrgent(#[serde(with = "serde_bytes")] Vec<u8>),
     /// `shutdown(SHUT_WR)`.
     ShutdownWrite,
     /// The program's socket was reset (an abortive close): after the sends
@@ -208,6 +211,13 @@ pub enum PureOp {
 pub enum PureReply {
     /// Received bytes; empty at the end of the stream.
     Data(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Part of a `Recv`'s answer, before its `Data` or `RecvFailed`: the
+    /// bytes before the urgent mark, then the urgent byte.
+    Urgent {
+        #[serde(with = "serde_bytes")]
+        before: Vec<u8>,
+        byte: u8,
+    },
     RecvFailed(Errno),
     /// How many bytes of a `Send` went (fewer if it was cancelled).
     Sent(u64),

@@ -52,6 +52,7 @@ pub async fn tcp_connect(
     if let Err(e) = super::sockopt::apply_all(&socket, options) {
         return answer(&mut send, Err(e)).await;
     }
+    crate::transport::urgent::keep_urgent_inline(&socket);
     // The client gives up on a connect by dropping its end of the stream
     // (the program closed its socket, or died, while it was under way):
     // the half-made connection is dropped with it.
@@ -189,6 +190,8 @@ impl NetSession {
             sockopt::set_ipv6_v6only(&fd, only)?;
         }
         super::sockopt::apply_all(&fd, options)?;
+        // Its accepted connections inherit it, before their first byte.
+        crate::transport::urgent::keep_urgent_inline(&fd);
         bind(&fd, &target)?;
         let listener = std::net::TcpListener::from(fd);
         let local = listener.local_addr().map_err(|e| Errno::from_io(&e))?;
@@ -328,9 +331,9 @@ async fn accept_loop(
 /// Receives and sends run in tasks of their own, so a send is never stuck
 /// behind a receive waiting for the peer.
 async fn pure_pump(stream: TcpStream, send: quinn::SendStream, mut recv: quinn::RecvStream) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     use tokio::sync::mpsc;
-    let (mut rd, mut wr) = stream.into_split();
+    let (rd, mut wr) = stream.into_split();
     let send = std::sync::Arc::new(tokio::sync::Mutex::new(send));
     let (recv_ops, mut recv_queue) = mpsc::unbounded_channel::<(u32, bool)>();
     let (send_ops, mut send_queue) = mpsc::unbounded_channel::<PureOp>();
@@ -338,32 +341,16 @@ async fn pure_pump(stream: TcpStream, send: quinn::SendStream, mut recv: quinn::
     let receiver = tokio::spawn(async move {
         while let Some((max, nonblocking)) = recv_queue.recv().await {
             let len = usize::try_from(max.min(crate::proto::MAX_IO)).unwrap_or(0);
-            let mut buf = vec![0u8; len];
-            let read = if nonblocking {
-                match rd.try_read(&mut buf) {
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        Err(std::io::Error::from_raw_os_error(libc::EAGAIN))
-                    }
-                    other => other,
+            for reply in pure_receive(&rd, len, nonblocking).await {
+                if reply_to
+                    .lock()
+                    .await
+                    .write_all(&frame::encode(&reply))
+                    .await
+                    .is_err()
+                {
+                    return;
                 }
-            } else {
-                rd.read(&mut buf).await
-            };
-            let reply = match read {
-                Ok(n) => {
-                    buf.truncate(n);
-                    PureReply::Data(buf)
-                }
-                Err(e) => PureReply::RecvFailed(Errno::from_io(&e)),
-            };
-            if reply_to
-                .lock()
-                .await
-                .write_all(&frame::encode(&reply))
-                .await
-                .is_err()
-            {
-                return;
             }
         }
     });
@@ -384,16 +371,22 @@ async fn pure_pump(stream: TcpStream, send: quinn::SendStream, mut recv: quinn::
                         (n, Some(_)) => PureReply::Sent(n),
                     }
                 }
+                PureOp::SendUrgent(data) => {
+                    sends += 1;
+                    send_urgent(&mut wr, &data, &cancelled, sends).await
+                }
                 // Disconnecting the socket sends the RST now (its read
                 // half lives on in the receiver).
                 PureOp::Reset => match rustix::net::connect_unspec(wr.as_ref()) {
                     Ok(()) => PureReply::Shut,
                     Err(e) => PureReply::SendFailed(e.into()),
                 },
-                _ => match wr.shutdown().await {
-                    Ok(()) => PureReply::Shut,
-                    Err(e) => PureReply::SendFailed(Errno::from_io(&e)),
-                },
+                PureOp::ShutdownWrite | PureOp::Recv { .. } | PureOp::CancelSend(_) => {
+                    match wr.shutdown().await {
+                        Ok(()) => PureReply::Shut,
+                        Err(e) => PureReply::SendFailed(Errno::from_io(&e)),
+                    }
+                }
             };
             if reply_to
                 .lock()
@@ -423,6 +416,92 @@ async fn pure_pump(stream: TcpStream, send: quinn::SendStream, mut recv: quinn::
     }
     receiver.abort();
     sender.abort();
+}
+
+/// One `Recv` of a pure connection: the replies that answer it. The read
+/// stops at the urgent mark (the socket keeps urgent bytes in line, see
+/// `transport::urgent`); the bytes before it and the urgent byte go in an
+/// [`PureReply::Urgent`], and the read goes on. A non-blocking one reads
+/// on until nothing is left or `len` bytes came, so one fetch brings an
+/// urgent byte behind ordinary bytes too (`recv(MSG_OOB)`, `SIOCATMARK`).
+async fn pure_receive(
+    rd: &tokio::net::tcp::OwnedReadHalf,
+    len: usize,
+    nonblocking: bool,
+) -> Vec<PureReply> {
+    use crate::transport::urgent::{Chunk, read_marked, read_marked_now};
+    let mut replies = Vec::new();
+    let mut got: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; len.max(1)];
+    loop {
+        let room = len.saturating_sub(got.len()).max(1);
+        let read = if nonblocking {
+            read_marked_now(rd.as_ref(), &mut buf[..room])
+        } else {
+            read_marked(rd.as_ref(), &mut buf[..room]).await
+        };
+        match read {
+            Ok(Chunk::Urgent(byte)) => {
+                let before = std::mem::take(&mut got);
+                replies.push(PureReply::Urgent { before, byte });
+            }
+            Ok(Chunk::Data(n)) => {
+                got.extend_from_slice(&buf[..n]);
+                if !nonblocking || got.len() >= len {
+                    break;
+                }
+            }
+            // What came before the end or the error is the answer; the
+            // end or error comes at the next receive.
+            Ok(Chunk::End) | Err(_) if !got.is_empty() => break,
+            Ok(Chunk::End) => break,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if got.is_empty() {
+                    replies.push(PureReply::RecvFailed(Errno::EAGAIN));
+                    return replies;
+                }
+                break;
+            }
+            Err(e) => {
+                replies.push(PureReply::RecvFailed(Errno::from_io(&e)));
+                return replies;
+            }
+        }
+    }
+    replies.push(PureReply::Data(got));
+    replies
+}
+
+/// A `send(MSG_OOB)` (send number `n`): all but the last byte as a
+/// [`PureOp::Send`], then the last one as the urgent byte.
+async fn send_urgent(
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    data: &[u8],
+    cancels: &Cancels,
+    n: u64,
+) -> PureReply {
+    let Some((&last, ordinary)) = data.split_last() else {
+        return PureReply::Sent(0);
+    };
+    match write_until_cancelled(wr, ordinary, cancels, n).await {
+        (0, Some(e)) if !ordinary.is_empty() => return PureReply::SendFailed(e),
+        (k, Some(_)) => return PureReply::Sent(k),
+        (k, None) if k < u64::try_from(ordinary.len()).unwrap_or(u64::MAX) => {
+            return PureReply::Sent(k);
+        }
+        _ => {}
+    }
+    let urgent = tokio::select! {
+        biased;
+        sent = crate::transport::urgent::send_urgent(wr.as_ref(), last) => sent.map(|()| 1),
+        () = cancels.cancelled(n) => Ok(0),
+    };
+    let total = u64::try_from(ordinary.len()).unwrap_or(u64::MAX);
+    match urgent {
+        Ok(k) => PureReply::Sent(total + k),
+        Err(e) if total == 0 => PureReply::SendFailed(Errno::from_io(&e)),
+        Err(_) => PureReply::Sent(total),
+    }
 }
 
 /// The `Send`s of a pure connection the client has cancelled, by number.

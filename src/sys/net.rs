@@ -1,6 +1,6 @@
 //! Socket calls `--net` needs that rustix does not wrap: options given as
-//! raw bytes (`IP_RECVERR`, `ICMP_FILTER`), a socket filter, and reading
-//! the error queue.
+//! raw bytes (`IP_RECVERR`, `ICMP_FILTER`), a socket filter, reading
+//! the error queue, and whether a TCP socket is at its urgent mark.
 //!
 //! Wrappers only: must not decide when they are used.
 
@@ -110,4 +110,21 @@ pub fn drop_all_incoming(socket: impl AsFd) -> Result<(), Errno> {
     } else {
         Err(Errno::from_io(&std::io::Error::last_os_error()))
     }
+}
+
+/// `SIOCATMARK` (`asm-generic/sockios.h`), which the libc crate does not
+/// define for Linux.
+pub const SIOCATMARK: libc::Ioctl = 0x8905;
+
+/// `ioctl(SIOCATMARK)`: whether the next byte a read of this TCP socket
+/// returns is the urgent byte (the mark), tcp(7).
+pub fn at_urgent_mark(socket: impl AsFd) -> std::io::Result<bool> {
+    let mut at_mark: libc::c_int = 0;
+    // SAFETY: SIOCATMARK writes one `int` through the pointer, which points
+    // at a live, exclusively borrowed `c_int`; the fd is borrowed.
+    let rc = unsafe { libc::ioctl(socket.as_fd().as_raw_fd(), SIOCATMARK, &raw mut at_mark) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(at_mark != 0)
 }

@@ -40,8 +40,12 @@ pub enum Operation {
     /// socket (one round trip); the call then runs natively.
     PureRecv { pump: u64, len: u32, wait: PureWait },
     /// `--pure`: a send on a remote socket, as one round trip; replies
-    /// `Count` or the errno.
-    PureSend { pump: u64, data: Vec<u8> },
+    /// `Count` or the errno. `urgent`: `MSG_OOB`, the last byte is urgent.
+    PureSend {
+        pump: u64,
+        data: Vec<u8>,
+        urgent: bool,
+    },
     /// Bind the program's UDP socket on the server (and locally to a
     /// loopback port).
     UdpBind { addr: SockAddr },
@@ -248,13 +252,20 @@ impl Plan {
 
     /// `--pure`: a send on a remote socket; one that may wait for room (a
     /// blocking socket, no `MSG_DONTWAIT`) sleeps interruptibly meanwhile.
-    pub(crate) fn pure_send(fd: i32, pump: u64, data: Vec<u8>, dontwait: bool) -> Self {
+    pub(crate) fn pure_send(
+        fd: i32,
+        pump: u64,
+        data: Vec<u8>,
+        dontwait: bool,
+        urgent: bool,
+    ) -> Self {
         let wait = if dontwait {
             Waiting::Held(Then::Number)
         } else {
             Waiting::AsleepIfBlocking(Then::Number)
         };
-        Self::remote(Operation::PureSend { pump, data }, fd, wait)
+        let operation = Operation::PureSend { pump, data, urgent };
+        Self::remote(operation, fd, wait)
     }
 
     /// `setsockopt` of an option that matters on the server, on an INET
@@ -327,6 +338,7 @@ mod tests {
         let send = Operation::PureSend {
             pump: 1,
             data: vec![1],
+            urgent: false,
         };
         assert_eq!(send.on_signal(), OnSignal::AskEngine);
         let lock = Operation::File(Request::Flock {

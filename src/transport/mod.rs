@@ -21,6 +21,7 @@ pub mod server;
 pub mod socket;
 pub mod stream;
 pub mod trust;
+pub mod urgent;
 
 #[cfg(test)]
 mod tests;

@@ -1,6 +1,8 @@
 //! Carries one TCP connection over one QUIC stream, both ways. The same pump
 //! runs on both sides: on the server next to the real socket, in rscq next
-//! to the program's socket.
+//! to the program's socket. The stream holds records
+//! ([`crate::proto::segment`]): data, and the urgent byte at its place, read
+//! and sent again with [`super::urgent`].
 //!
 //! Must not decide when held bytes go: [`Nagle`] asks
 //! [`crate::engine::coalesce`].
@@ -8,10 +10,12 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use super::urgent::{Chunk, read_marked, send_urgent};
 use crate::engine::coalesce::Coalescer;
+use crate::proto::segment::{self, Deframer, Piece};
 
 /// QUIC application error code on a stream whose TCP side was reset.
 pub const STREAM_RESET: u32 = 0x10;
@@ -87,7 +91,9 @@ impl Traffic {
     }
 }
 
-/// A send stream that counts the bytes written to it.
+/// A send stream that writes records and counts the bytes written to it
+/// (`sent`: the stream's bytes, headers included, as the peer counts what
+/// it received; `traffic`: the connection's bytes).
 struct Counted<'a> {
     send: &'a mut quinn::SendStream,
     sent: u64,
@@ -95,12 +101,30 @@ struct Counted<'a> {
 }
 
 impl Counted<'_> {
-    async fn write_all(&mut self, buf: &[u8]) -> Result<(), quinn::WriteError> {
+    /// One data record of `buf`.
+    async fn write_data(&mut self, buf: &[u8]) -> Result<(), quinn::WriteError> {
+        for part in buf.chunks(segment::MAX_PAYLOAD) {
+            self.write_raw(&segment::data_header(part.len())).await?;
+            self.write_raw(part).await?;
+            if let Some(t) = self.traffic {
+                Traffic::add(&t.sent, part.len());
+            }
+        }
+        Ok(())
+    }
+
+    /// The urgent byte, after everything written so far.
+    async fn write_urgent(&mut self, byte: u8) -> Result<(), quinn::WriteError> {
+        self.write_raw(&segment::urgent_record(byte)).await?;
+        if let Some(t) = self.traffic {
+            Traffic::add(&t.sent, 1);
+        }
+        Ok(())
+    }
+
+    async fn write_raw(&mut self, buf: &[u8]) -> Result<(), quinn::WriteError> {
         self.send.write_all(buf).await?;
         self.sent += u64::try_from(buf.len()).unwrap_or(u64::MAX);
-        if let Some(t) = self.traffic {
-            Traffic::add(&t.sent, buf.len());
-        }
         Ok(())
     }
 }
@@ -112,14 +136,14 @@ async fn forward_at_once(
 ) -> Upstream {
     let mut buf = vec![0u8; BUFFER];
     loop {
-        match rd.read(&mut buf).await {
-            Ok(0) => return Upstream::Eof,
-            Ok(n) => {
-                if send.write_all(&buf[..n]).await.is_err() {
-                    return Upstream::Closed;
-                }
-            }
+        let written = match read_marked(rd.as_ref(), &mut buf).await {
+            Ok(Chunk::End) => return Upstream::Eof,
+            Ok(Chunk::Data(n)) => send.write_data(&buf[..n]).await,
+            Ok(Chunk::Urgent(byte)) => send.write_urgent(byte).await,
             Err(_) => return Upstream::Failed,
+        };
+        if written.is_err() {
+            return Upstream::Closed;
         }
     }
 }
@@ -143,7 +167,7 @@ async fn forward_coalesced(
             .map(tokio::time::Instant::from_std);
         let ready = tokio::select! {
             biased;
-            r = rd.read(&mut buf) => Some(r),
+            r = read_marked(rd.as_ref(), &mut buf) => Some(r),
             () = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
@@ -151,7 +175,7 @@ async fn forward_coalesced(
                 }
             }, if holding => {
                 if let Some(out) = nagle.coalescer.on_timer(now(), rtt)
-                    && send.write_all(&out).await.is_err()
+                    && send.write_data(&out).await.is_err()
                 {
                     return Upstream::Closed;
                 }
@@ -160,7 +184,7 @@ async fn forward_coalesced(
             () = tokio::time::sleep(TURNAROUND_CHECK), if holding => {
                 if nagle.program.waiting_for_input()
                     && let Some(out) = nagle.coalescer.on_turnaround(now())
-                    && send.write_all(&out).await.is_err()
+                    && send.write_data(&out).await.is_err()
                 {
                     return Upstream::Closed;
                 }
@@ -169,23 +193,36 @@ async fn forward_coalesced(
         };
         let Some(read) = ready else { continue };
         let n = match read {
-            Ok(n) => n,
+            Ok(Chunk::Data(n)) => n,
+            Ok(Chunk::Urgent(byte)) => {
+                // Urgent data waits for nothing, and comes after what the
+                // program wrote before it.
+                if let Some(out) = nagle.coalescer.on_urgent(now())
+                    && send.write_data(&out).await.is_err()
+                {
+                    return Upstream::Closed;
+                }
+                if send.write_urgent(byte).await.is_err() {
+                    return Upstream::Closed;
+                }
+                continue;
+            }
             Err(_) => {
                 // What the program wrote before the failure still goes.
                 if let Some(out) = nagle.coalescer.finish(now()) {
-                    let _ = send.write_all(&out).await;
+                    let _ = send.write_data(&out).await;
                 }
                 return Upstream::Failed;
             }
-        };
-        if n == 0 {
-            if let Some(out) = nagle.coalescer.finish(now())
-                && send.write_all(&out).await.is_err()
-            {
-                return Upstream::Closed;
+            Ok(Chunk::End) => {
+                if let Some(out) = nagle.coalescer.finish(now())
+                    && send.write_data(&out).await.is_err()
+                {
+                    return Upstream::Closed;
+                }
+                return Upstream::Eof;
             }
-            return Upstream::Eof;
-        }
+        };
         if answered.swap(false, Ordering::AcqRel) {
             nagle.coalescer.on_answer();
         }
@@ -202,7 +239,7 @@ async fn forward_coalesced(
             }
         }
         if let Some(out) = out
-            && send.write_all(&out).await.is_err()
+            && send.write_data(&out).await.is_err()
         {
             return Upstream::Closed;
         }
@@ -406,6 +443,7 @@ async fn downstream(
     traffic: Option<&Traffic>,
 ) -> Downstream {
     let mut buf = vec![0u8; BUFFER];
+    let mut records = Deframer::default();
     let mut received: u64 = 0;
     // From the peer: its socket was reset after it had sent this much.
     let mut reset_after: Option<u64> = None;
@@ -425,10 +463,14 @@ async fn downstream(
                 Ok(Some(n)) => {
                     answered_by_peer.store(true, Ordering::Release);
                     received += u64::try_from(n).unwrap_or(u64::MAX);
-                    if let Some(t) = traffic {
-                        Traffic::add(&t.received, n);
-                    }
-                    if let Err(e) = wr.write_all(&buf[..n]).await {
+                    let Ok(delivered) = deliver(&mut records, &buf[..n], &mut wr, traffic).await
+                    else {
+                        // Not a pump's stream: the connection is broken.
+                        let _ = recv.stop(quinn::VarInt::from_u32(STREAM_RESET));
+                        reset_on_close(wr);
+                        return Downstream::Reset;
+                    };
+                    if let Err(e) = delivered {
                         if e.raw_os_error() == Some(libc::ECONNRESET) {
                             reset_seen.store(true, Ordering::Release);
                         }
@@ -480,6 +522,33 @@ async fn downstream(
             },
         }
     }
+}
+
+/// Writes the records in `received` into the socket: data as it is, the
+/// urgent byte with `MSG_OOB`. The outer error: the stream is not made of
+/// records; the inner one: writing into the socket failed.
+async fn deliver(
+    records: &mut Deframer,
+    mut received: &[u8],
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    traffic: Option<&Traffic>,
+) -> Result<std::io::Result<()>, segment::Malformed> {
+    while !received.is_empty() {
+        let (piece, rest) = records.next(received)?;
+        received = rest;
+        let (written, len) = match piece {
+            None => continue,
+            Some(Piece::Data(data)) => (wr.write_all(data).await, data.len()),
+            Some(Piece::Urgent(byte)) => (send_urgent(wr.as_ref(), byte).await, 1),
+        };
+        if let Err(e) = written {
+            return Ok(Err(e));
+        }
+        if let Some(t) = traffic {
+            Traffic::add(&t.received, len);
+        }
+    }
+    Ok(Ok(()))
 }
 
 #[cfg(test)]

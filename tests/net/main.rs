@@ -40,3 +40,4 @@ mod stalls;
 mod tcp_calls;
 mod threaded_servers;
 mod udp;
+mod urgent;

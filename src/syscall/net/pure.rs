@@ -10,6 +10,10 @@ use crate::errno::Errno;
 use crate::proto::MAX_IO;
 use crate::syscall::plan::{Plan, Planner, PureWait, Tracee, arg_i32, io_count};
 
+/// `ioctl(SIOCATMARK)`, which the libc crate does not define for Linux
+/// (`asm-generic/sockios.h`).
+pub(crate) const SIOCATMARK: u64 = 0x8905;
+
 impl<T: Tracee> Planner<'_, T> {
     /// The pure pump of a remote socket fd.
     fn pure_pump(&mut self, fd: i32) -> Option<u64> {
@@ -33,15 +37,13 @@ impl<T: Tracee> Planner<'_, T> {
                 let fds = self.t.epoll_inputs(fd);
                 self.prefetch_plan(&fds)
             }
-            // `FIONREAD` counts what the remote socket holds: one round
-            // trip brings it all into the program's socket, and the ioctl
-            // then runs on it.
-            libc::SYS_ioctl if a[1] == libc::FIONREAD => Some(Plan::pure_recv(
-                fd,
-                self.pure_pump(fd)?,
-                MAX_IO,
-                PureWait::Available,
-            )),
+            // `FIONREAD` counts what the remote socket holds and
+            // `SIOCATMARK` looks for its urgent mark: one round trip
+            // brings it all (urgent byte and mark included) into the
+            // program's socket, and the ioctl then runs on it.
+            libc::SYS_ioctl if a[1] == libc::FIONREAD || a[1] == SIOCATMARK => Some(
+                Plan::pure_recv(fd, self.pure_pump(fd)?, MAX_IO, PureWait::Available),
+            ),
             _ => None,
         }
     }
@@ -57,6 +59,12 @@ impl<T: Tracee> Planner<'_, T> {
             libc::SYS_readv => (self.iov_total(a[1], a[2]), 0),
             _ => (self.msg_iov_total(a[1]), arg_i32(a[2])),
         };
+        // Urgent data is never waited for (EINVAL when none came): one
+        // non-blocking fetch brings what the server has, the urgent byte
+        // included, and the call runs on the program's socket.
+        if flags & libc::MSG_OOB != 0 {
+            return Some(Plan::pure_recv(fd, pump, MAX_IO, PureWait::Available));
+        }
         if flags & libc::MSG_PEEK != 0 && len == 0 {
             return Some(Plan::Native);
         }
@@ -97,7 +105,13 @@ impl<T: Tracee> Planner<'_, T> {
             _ => 0,
         };
         Some(match data {
-            Ok(data) => Plan::pure_send(fd, pump, data, flags & libc::MSG_DONTWAIT != 0),
+            Ok(data) => Plan::pure_send(
+                fd,
+                pump,
+                data,
+                flags & libc::MSG_DONTWAIT != 0,
+                flags & libc::MSG_OOB != 0,
+            ),
             Err(e) => Plan::fail(e),
         })
     }

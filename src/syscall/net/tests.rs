@@ -332,11 +332,45 @@ fn pure_sends_are_one_round_trip() {
             &net(true),
             &mut t
         ),
-        Plan::pure_send(3, 11, b"GET /".to_vec(), true)
+        Plan::pure_send(3, 11, b"GET /".to_vec(), true, false)
     );
     assert_eq!(
         plan(libc::SYS_write, [3, 0xdead, 5, 0, 0, 0], &net(true), &mut t),
         fail(libc::EFAULT)
+    );
+}
+
+#[test]
+fn pure_urgent_data_is_sent_urgent_and_fetched_without_waiting() {
+    let mut t = program();
+    connected(&mut t, 3, Some(11));
+    t.put(BUF, b"ab!");
+    let fwd = net(true);
+    let oob: u64 = libc::MSG_OOB.cast_unsigned().into();
+    assert_eq!(
+        plan(libc::SYS_sendto, [3, BUF, 3, oob, 0, 0], &fwd, &mut t),
+        Plan::pure_send(3, 11, b"ab!".to_vec(), false, true)
+    );
+    // recv(MSG_OOB) fetches what the server has, even with bytes already
+    // in the socket (the urgent byte may be behind them), and never waits.
+    t.unread.insert(3, 10);
+    assert_eq!(
+        plan(libc::SYS_recvfrom, [3, BUF, 1, oob, 0, 0], &fwd, &mut t),
+        Plan::pure_recv(3, 11, crate::proto::MAX_IO, PureWait::Available)
+    );
+    assert_eq!(
+        plan(libc::SYS_ioctl, [3, 0x8905, BUF, 0, 0, 0], &fwd, &mut t),
+        Plan::pure_recv(3, 11, crate::proto::MAX_IO, PureWait::Available)
+    );
+    // Without --pure, urgent data is the kernel's.
+    assert_eq!(
+        plan(
+            libc::SYS_recvfrom,
+            [3, BUF, 1, oob, 0, 0],
+            &net(false),
+            &mut t
+        ),
+        Plan::Native
     );
 }
 

@@ -166,7 +166,7 @@ pub const TABLE: &[Syscall] = &[
             When::PureNet,
             Action::TraceIfArg {
                 arg: 1,
-                values: [FIONREAD, FIONREAD],
+                values: [FIONREAD, SIOCATMARK],
             },
         )],
     ),
@@ -333,6 +333,8 @@ const ON_CWD: &[Trap] = &[Trap::new(Filter::Program, When::Mounts, Action::Trace
 
 /// `FIONREAD`'s request number, which fits the low word the filter reads.
 const FIONREAD: u32 = low_word(libc::FIONREAD);
+/// `SIOCATMARK`'s request number (`asm-generic/sockios.h`).
+const SIOCATMARK: u32 = 0x8905;
 /// `IPPROTO_UDPLITE`, as the filter compares it.
 const UDPLITE: u32 = libc::IPPROTO_UDPLITE.unsigned_abs();
 

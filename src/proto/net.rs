@@ -189,9 +189,6 @@ pub enum PureOp {
     /// socket, or, if a [`PureOp::CancelSend`] for it comes first, with the
     /// count of those that are (one more try without waiting included).
     Send(#[serde(with = "serde_bytes")] Vec<u8>),
-    /// A `send(MSG_OOB)`: as [`PureOp::Send`], its last byte sent as the
-    /// urgent byte.
-    SendUrgent(#[serde(with = "serde_bytes")] Vec<u8>),
     /// `shutdown(SHUT_WR)`.
     ShutdownWrite,
     /// The program's socket was reset (an abortive close): after the sends
@@ -201,6 +198,11 @@ pub enum PureOp {
     /// from 1): the program's call timed out, was interrupted, or does not
     /// block. It is answered with what went.
     CancelSend(u64),
+    // New variants go last, so encoded ops (the fuzz corpus) keep their
+    // meaning.
+    /// A `send(MSG_OOB)`: as [`PureOp::Send`], its last byte sent as the
+    /// urgent byte.
+    SendUrgent(#[serde(with = "serde_bytes")] Vec<u8>),
 }
 
 /// The answer to one [`PureOp`]. Receives and sends are answered in
@@ -211,6 +213,12 @@ pub enum PureOp {
 pub enum PureReply {
     /// Received bytes; empty at the end of the stream.
     Data(#[serde(with = "serde_bytes")] Vec<u8>),
+    RecvFailed(Errno),
+    /// How many bytes of a `Send` went (fewer if it was cancelled).
+    Sent(u64),
+    /// `ShutdownWrite` or `Reset` done.
+    Shut,
+    SendFailed(Errno),
     /// Part of a `Recv`'s answer, before its `Data` or `RecvFailed`: the
     /// bytes before the urgent mark, then the urgent byte.
     Urgent {
@@ -218,12 +226,6 @@ pub enum PureReply {
         before: Vec<u8>,
         byte: u8,
     },
-    RecvFailed(Errno),
-    /// How many bytes of a `Send` went (fewer if it was cancelled).
-    Sent(u64),
-    /// `ShutdownWrite` or `Reset` done.
-    Shut,
-    SendFailed(Errno),
 }
 
 /// The first frame of a stream the server opens: one accepted connection.

@@ -61,10 +61,11 @@ if [ ! -x "$pjdfstest" ]; then
 fi
 
 # cargo-deny, for the license and ban checks of deny.toml. Built from
-# crates.io once if missing: about 12 minutes on a busy 2-core machine.
+# crates.io once if missing (pinned, so a new release cannot need a newer
+# toolchain): about 12 minutes on a busy 2-core machine.
 if ! cargo deny --version >/dev/null 2>&1; then
     echo "tests/run.sh: installing cargo-deny"
-    cargo install --locked cargo-deny --quiet
+    cargo install --locked cargo-deny --version 0.20.2 --quiet
 fi
 
 start=$(date +%s)

@@ -77,6 +77,12 @@
 #define EINVAL 22
 #define ENOSYS 38
 #define E2BIG 7
+#define ENOENT 2
+#define EACCES 13
+#define ENAMETOOLONG 36
+#define ENOMEM 12
+#define F_OK 0
+#define MAXSYMLINKS 40
 
 /* Must match src/fastpath/mod.rs. */
 #define STUB_PAGE 0x71000000UL
@@ -103,6 +109,8 @@ struct kstatx { uint32_t stx_mask, stx_blksize; uint64_t stx_attributes; uint32_
 struct open_how { uint64_t flags, mode, resolve; };
 
 extern int *__errno_location(void) __attribute__((weak));
+extern void *malloc(size_t) __attribute__((weak));
+extern void free(void *) __attribute__((weak));
 extern char **__environ __attribute__((weak));
 
 /* Data page the tracer writes: magic, then flags (sticky until exec). */
@@ -679,6 +687,191 @@ EXPORT long readlink(const char *path, char *out, size_t size)
 EXPORT long readlinkat(int dirfd, const char *path, char *out, size_t size)
 {
 	return do_readlinkat(dirfd, path, out, size);
+}
+
+
+/* ---- realpath: glibc's algorithm, its readlinks through the fast path ---- */
+
+/* glibc's realpath makes its readlink calls inside libc, where this library
+ * cannot see them: each would stop. This is glibc 2.36's algorithm
+ * (stdlib/canonicalize.c, realpath_stk), with every readlink and access
+ * made through do_readlinkat/do_faccessat, so each is judged as any other
+ * path call (a remote one still goes to the tracer). */
+
+static size_t str_len(const char *s)
+{
+	size_t n = 0;
+	while (s[n])
+		n++;
+	return n;
+}
+
+static void set_errno(int e)
+{
+	if (__errno_location)
+		*__errno_location() = e;
+}
+
+static int get_errno(void)
+{
+	return __errno_location ? *__errno_location() : 0;
+}
+
+/* Whether what follows a component requires it to be a directory: a
+ * trailing slash, or a following "." or "..". */
+static int suffix_requires_dir_check(const char *end)
+{
+	while (*end == '/') {
+		do
+			end++;
+		while (*end == '/');
+		switch (*end++) {
+		default:
+			return 0;
+		case '\0':
+			return 1;
+		case '.':
+			break;
+		}
+		if (!*end || (*end == '.' && (!end[1] || end[1] == '/')))
+			return 1;
+	}
+	return 0;
+}
+
+/* rname[0..dest) is a directory that exists (F_OK on "dir/"). */
+static int dir_check(char *rname, char *dest)
+{
+	dest[0] = '/';
+	dest[1] = 0;
+	return do_faccessat(AT_FDCWD, rname, F_OK, AT_EACCESS) == 0;
+}
+
+static char *realpath_into(const char *name, char *rname)
+{
+	char extra[PATH_MAX_LEN];
+	char link[PATH_MAX_LEN];
+	char *dest;
+	int num_links = 0;
+	if (name[0] != '/') {
+		long len;
+		if (ready && !(page()->flags & FLAG_CWD_MAY_BE_REMOTE))
+			len = fast6(SYS_getcwd, (long)rname, PATH_MAX_LEN, 0, 0, 0, 0);
+		else
+			len = slow6(SYS_getcwd, (long)rname, PATH_MAX_LEN, 0, 0, 0, 0);
+		if (len < 0) {
+			set_errno((int)-len);
+			return NULL;
+		}
+		dest = rname + str_len(rname);
+	} else {
+		dest = rname;
+		*dest++ = '/';
+	}
+	const char *start = name;
+	const char *end;
+	for (; *start; start = end) {
+		while (*start == '/')
+			++start;
+		for (end = start; *end && *end != '/'; ++end)
+			;
+		size_t startlen = (size_t)(end - start);
+		if (startlen == 0)
+			break;
+		if (startlen == 1 && start[0] == '.')
+			continue;
+		if (startlen == 2 && start[0] == '.' && start[1] == '.') {
+			if (dest > rname + 1)
+				for (--dest; dest > rname && dest[-1] != '/'; --dest)
+					continue;
+			continue;
+		}
+		if (dest[-1] != '/')
+			*dest++ = '/';
+		if ((size_t)(dest - rname) + startlen + 2 > PATH_MAX_LEN) {
+			set_errno(ENAMETOOLONG);
+			goto error;
+		}
+		for (size_t k = 0; k < startlen; k++)
+			*dest++ = start[k];
+		*dest = 0;
+		long n = do_readlinkat(AT_FDCWD, rname, link, PATH_MAX_LEN - 1);
+		if (n >= 0) {
+			if (++num_links > MAXSYMLINKS) {
+				set_errno(ELOOP);
+				goto error;
+			}
+			link[n] = 0;
+			size_t len = str_len(end);
+			if ((size_t)n + len + 1 > PATH_MAX_LEN) {
+				set_errno(ENAMETOOLONG);
+				goto error;
+			}
+			/* The link's target, then the rest of the name. */
+			for (size_t k = 0; k <= len; k++)
+				extra[n + k] = end[k];
+			for (long k = 0; k < n; k++)
+				extra[k] = link[k];
+			name = end = extra;
+			if (link[0] == '/')
+				dest = rname + 1;
+			else if (dest > rname + 1)
+				for (--dest; dest > rname && dest[-1] != '/'; --dest)
+					continue;
+		} else if (!(suffix_requires_dir_check(end) ? dir_check(rname, dest) : get_errno() == EINVAL)) {
+			goto error;
+		}
+	}
+	if (dest > rname + 1 && dest[-1] == '/')
+		--dest;
+	*dest = 0;
+	return rname;
+error:
+	*dest = 0;
+	return NULL;
+}
+
+EXPORT char *realpath(const char *name, char *resolved)
+{
+	if (name == NULL) {
+		set_errno(EINVAL);
+		return NULL;
+	}
+	if (name[0] == 0) {
+		set_errno(ENOENT);
+		return NULL;
+	}
+	char rname[PATH_MAX_LEN];
+	rname[0] = 0;
+	char *got = realpath_into(name, rname);
+	if (got == NULL) {
+		/* glibc leaves the prefix it reached in the caller's buffer when
+		 * that prefix does not exist or cannot be reached. */
+		int e = get_errno();
+		if (resolved != NULL && (e == ENOENT || e == EACCES))
+			for (size_t k = 0; k <= str_len(rname); k++)
+				resolved[k] = rname[k];
+		return NULL;
+	}
+	size_t len = str_len(rname) + 1;
+	char *out = resolved;
+	if (out == NULL) {
+		if (!malloc) {
+			set_errno(ENOMEM);
+			return NULL;
+		}
+		out = malloc(len);
+		if (out == NULL)
+			return NULL;
+	}
+	for (size_t k = 0; k < len; k++)
+		out[k] = rname[k];
+	return out;
+}
+
+EXPORT char *canonicalize_file_name(const char *name)
+{
+	return realpath(name, NULL);
 }
 
 /* ---- set-up ---- */

@@ -232,6 +232,31 @@ fn blocked_signals_and_an_own_sigsys_handler_change_nothing() {
     );
 }
 
+/// `realpath(3)` (which the library makes itself, its readlinks judged one
+/// by one) resolves a local symlink into the mount and then the remote
+/// side's names, in both modes.
+#[test]
+fn realpath_follows_local_links_into_the_mount_and_sees_the_remote_side() {
+    each_mode(|mode| {
+        let pair = differing_pair(mode);
+        let bin = probe(&pair);
+        let (t, l) = (pair.t(), p(&pair.local));
+        let args = [
+            format!("{l}/link_dir/size"),
+            format!("{l}/link_last"),
+            format!("{t}/fp/ronly"),
+            format!("{t}/fp/lonly"),
+            format!("{l}/plain"),
+            format!("{l}/../local/./plain"),
+        ];
+        let r = probe_run(&pair, &[], &bin, "realpath", &args).success();
+        let want = format!(
+            "{l}/link_dir/size -> {t}/fp/size\n{l}/link_last -> {t}/fp/size\n{t}/fp/ronly -> {t}/fp/ronly\n{t}/fp/lonly -> No such file or directory\n{l}/plain -> {l}/plain\n{l}/../local/./plain -> {l}/plain\n"
+        );
+        assert_eq!(r.out(), want, "mode {mode:?}\n{}", r.dump());
+    });
+}
+
 /// A program that execs itself 30 times gets the same answers in every
 /// image (the library is loaded again after each exec).
 #[test]

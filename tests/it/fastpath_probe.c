@@ -9,6 +9,7 @@
  *   probe sigsys ARGS...    the same with a SIGSYS handler of its own,
  *                           which must never run
  *   probe exec:N ARGS...    the same, then exec itself N-1 more times
+ *   probe realpath ARGS...  realpath(3) of each path (NULL: its errno)
  *   probe threads R L       4 threads stat one buffer that flips between
  *                           two paths that differ in one byte, remote-only
  *                           R and local-only L: each stat must find its
@@ -121,6 +122,13 @@ int main(int argc, char **argv)
 		sa.sa_handler = on_sigsys;
 		sigfillset(&sa.sa_mask);
 		sigaction(SIGSYS, &sa, NULL);
+	} else if (strcmp(mode, "realpath") == 0) {
+		for (int i = 2; i < argc; i++) {
+			char buf[4096];
+			char *r = realpath(argv[i], buf);
+			printf("%s -> %s\n", argv[i], r ? r : strerror(errno));
+		}
+		return 0;
 	} else if (strcmp(mode, "threads") == 0) {
 		paths[0] = argv[2];
 		paths[1] = argv[3];

@@ -251,7 +251,9 @@ fn realpath_follows_local_links_into_the_mount_and_sees_the_remote_side() {
         ];
         let r = probe_run(&pair, &[], &bin, "realpath", &args).success();
         let want = format!(
-            "{l}/link_dir/size -> {t}/fp/size\n{l}/link_last -> {t}/fp/size\n{t}/fp/ronly -> {t}/fp/ronly\n{t}/fp/lonly -> No such file or directory\n{l}/plain -> {l}/plain\n{l}/../local/./plain -> {l}/plain\n"
+            "{l}/link_dir/size -> {t}/fp/size\n{l}/link_last -> {t}/fp/size\n{t}/fp/ronly -> {t}/fp/ronly\n{t}/fp/lonly -> No such file or directory\n{l}/plain -> {l}/plain\n{l}/../local/./plain -> {l}/plain\nlibrary {}\n",
+            // The library is in default mode's program, not in --pure's.
+            if mode.is_empty() { "loaded" } else { "absent" }
         );
         assert_eq!(r.out(), want, "mode {mode:?}\n{}", r.dump());
     });
@@ -421,5 +423,101 @@ fn a_file_made_on_the_server_after_the_ttl_is_seen() {
         "['q', 'ronly', 'size'] False\n['late', 'q', 'ronly', 'size'] True 5\n",
         "{}",
         r.dump()
+    );
+}
+
+/// The library's `realpath` against glibc's, with no tracer: the probe run
+/// directly, once plain and once with the library preloaded (routing only
+/// a path nothing here uses), over names that exercise each rule of the
+/// algorithm (symlinks absolute and relative, loops, dangling, trailing
+/// `/`, `/.` and `/..` after a file, `..` above the root, the cwd). The
+/// outputs must be identical.
+#[test]
+fn the_librarys_realpath_gives_what_glibcs_does() {
+    let pair = differing_pair(&[]);
+    let bin = probe(&pair);
+    let dir = pair.local.join("rp");
+    fs::create_dir_all(dir.join("d").join("e")).expect("mkdir rp");
+    fs::write(dir.join("d").join("f"), b"").expect("f");
+    symlink("d/e", dir.join("l1")).expect("l1");
+    symlink(dir.join("l1"), dir.join("l2")).expect("l2");
+    symlink("loop2", dir.join("loop1")).expect("loop1");
+    symlink("loop1", dir.join("loop2")).expect("loop2");
+    symlink("nonexist", dir.join("dangling")).expect("dangling");
+    symlink("../f", dir.join("d").join("e").join("up")).expect("up");
+    let d = p(&dir);
+    let names: Vec<String> = [
+        ".",
+        "..",
+        "l1",
+        "l2",
+        "l2/",
+        "l2/.",
+        "l1/../f",
+        "d/f",
+        "d/f/",
+        "d/f/.",
+        "d/f/..",
+        "d/nonexist",
+        "d/nonexist/x",
+        "loop1",
+        "dangling",
+        "dangling/",
+        "d/e/up",
+        "rel/../x",
+        "/",
+        "//",
+        "/..",
+        "/etc/passwd/",
+        "/usr/bin/../lib",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .chain([
+        format!("{d}//d///e/"),
+        format!("{d}/d/e/../../l1"),
+        "../rp/l2/../f".to_owned(),
+    ])
+    .collect();
+    let library = pair.local.join("fastpath.so");
+    fs::write(&library, rscq::fastpath::LIBRARY).expect("write library");
+    let config = rscq::fastpath::config_value([b"/nonexistent-mount".as_slice()]).expect("config");
+    let run_probe = |preload: bool| {
+        let mut c = cmd(&[bin.as_str(), "realpath"]);
+        c.args(&names).current_dir(&dir);
+        if preload {
+            c.env("LD_PRELOAD", &library)
+                .env(rscq::fastpath::CONFIG_VAR, &config);
+        }
+        run(c).success()
+    };
+    let (glibc, ours) = (run_probe(false), run_probe(true));
+    assert!(
+        glibc.out().ends_with("library absent\n"),
+        "{}",
+        glibc.dump()
+    );
+    assert!(ours.out().ends_with("library loaded\n"), "{}", ours.dump());
+    assert!(ours.err().is_empty(), "{}", ours.dump());
+    let answers = |o: &Output| {
+        o.out()
+            .lines()
+            .filter(|l| !l.starts_with("library "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(
+        answers(&ours),
+        answers(&glibc),
+        "{}\n{}",
+        glibc.dump(),
+        ours.dump()
+    );
+    assert!(
+        glibc
+            .out()
+            .contains("loop1 -> Too many levels of symbolic links"),
+        "{}",
+        glibc.dump()
     );
 }

@@ -128,6 +128,13 @@ int main(int argc, char **argv)
 			char *r = realpath(argv[i], buf);
 			printf("%s -> %s\n", argv[i], r ? r : strerror(errno));
 		}
+		/* Whether the preload library is in this process. */
+		FILE *maps = fopen("/proc/self/maps", "r");
+		char line[512];
+		int loaded = 0;
+		while (maps && fgets(line, sizeof line, maps))
+			loaded |= strstr(line, "fastpath.so") != NULL;
+		printf("library %s\n", loaded ? "loaded" : "absent");
 		return 0;
 	} else if (strcmp(mode, "threads") == 0) {
 		paths[0] = argv[2];

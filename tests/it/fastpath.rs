@@ -12,7 +12,7 @@ use std::fs;
 use std::os::unix::fs::symlink;
 use std::time::Duration;
 
-use crate::harness::{Backend, Output, Pair, Running, cmd, each_mode, p, run};
+use crate::harness::{Backend, Output, Pair, Running, build_c, cmd, each_mode, p, run};
 
 /// Every optimization but the fast path: the same run with every local
 /// path call stopping in the tracer.
@@ -47,20 +47,12 @@ fn differing_pair(mode: &[&str]) -> Pair {
 
 /// Builds the probe once per pair, outside the mount.
 fn probe(pair: &Pair) -> String {
-    let src = pair.local.join("probe.c");
-    fs::write(&src, include_str!("fastpath_probe.c")).expect("write probe");
-    let bin = pair.local.join("probe");
-    let built = run(cmd(&[
-        "gcc",
-        "-O1",
-        "-Wall",
-        "-pthread",
-        "-o",
-        &p(&bin),
-        &p(&src),
-    ]));
-    assert!(built.status.success(), "{}", built.dump());
-    p(&bin)
+    build_c(
+        &pair.local,
+        "probe",
+        include_str!("fastpath_probe.c"),
+        &["-pthread"],
+    )
 }
 
 /// The probe's arguments: remote paths spelled every way the planner

@@ -1107,6 +1107,23 @@ pub fn assert_forwarded(r: &Output) {
     );
 }
 
+/// Builds the C program `source` with gcc into `dir/name` (`-O1 -Wall`,
+/// then `flags`) and returns the binary's path; a failed build fails the
+/// test with the compiler's output.
+#[track_caller]
+pub fn build_c(dir: &Path, name: &str, source: &str, flags: &[&str]) -> String {
+    let src = dir.join(format!("{name}.c"));
+    fs::write(&src, source).expect("write C source");
+    let bin = dir.join(name);
+    let mut argv = vec!["gcc", "-O1", "-Wall"];
+    argv.extend_from_slice(flags);
+    let (bin_s, src_s) = (p(&bin), p(&src));
+    argv.extend(["-o", bin_s.as_str(), src_s.as_str()]);
+    let built = run(cmd(&argv));
+    assert!(built.status.success(), "{}", built.dump());
+    bin_s
+}
+
 /// `sh -c SCRIPT` as argv.
 pub fn sh_c(script: &str) -> Vec<String> {
     vec!["sh".into(), "-c".into(), script.into()]

@@ -14,12 +14,7 @@ use crate::harness::{Backend, Pair, Running, cmd, each_mode, p, run, sh_c};
 /// Builds the C program `source` into `$T/local/name` (outside the mount,
 /// so both runs execute the same local binary).
 fn build(pair: &Pair, name: &str, source: &str) -> String {
-    let src = pair.local.join(format!("{name}.c"));
-    fs::write(&src, source).expect("write source");
-    let bin = pair.local.join(name);
-    let built = run(cmd(&["gcc", "-O1", "-Wall", "-o", &p(&bin), &p(&src)]));
-    assert!(built.status.success(), "{}", built.dump());
-    p(&bin)
+    crate::harness::build_c(&pair.local, name, source, &[])
 }
 
 /// python's `mmap` with `ACCESS_WRITE` on two files (one of them 3 MiB,

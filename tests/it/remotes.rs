@@ -346,18 +346,7 @@ fn munmap_over_shadows_of_two_remotes_writes_back_both() {
     let a = env.server(&a_root);
     let b = env.server(&b_root);
     let cfg = config(&env, &a, Some(&b));
-    let src = env.base.join("unmap2.c");
-    fs::write(&src, UNMAP_TWO).expect("write source");
-    let bin = env.base.join("unmap2");
-    let built = crate::harness::run(crate::harness::cmd(&[
-        "gcc",
-        "-O1",
-        "-Wall",
-        "-o",
-        &p(&bin),
-        &p(&src),
-    ]));
-    assert!(built.status.success(), "{}", built.dump());
+    let bin = crate::harness::build_c(&env.base, "unmap2", UNMAP_TWO, &[]);
     let go = env.base.join("go");
     for mode in crate::harness::MODES {
         for root in [&a_root, &b_root] {
@@ -373,7 +362,7 @@ fn munmap_over_shadows_of_two_remotes_writes_back_both() {
             .arg(&env.known)
             .args(["--mount", "/a=box:/", "--mount", "/b=other:/"])
             .args(*mode)
-            .args(["--", &p(&bin), "/a/m", "/b/m", &p(&go)]);
+            .args(["--", bin.as_str(), "/a/m", "/b/m", &p(&go)]);
         let mut running = crate::harness::Running::spawn(c);
         running.wait_stdout("unmapped\n", Duration::from_secs(60));
         let on_a = fs::read_to_string(a_root.join("m")).expect("a/m");

@@ -326,6 +326,16 @@ async fn accept_loop(
     }
 }
 
+/// Writes one [`PureReply`] frame on the connection's stream, shared by
+/// its receive and send tasks; false once the stream is gone.
+async fn send_reply(to: &tokio::sync::Mutex<quinn::SendStream>, reply: &PureReply) -> bool {
+    to.lock()
+        .await
+        .write_all(&frame::encode(reply))
+        .await
+        .is_ok()
+}
+
 /// Serves a `--pure` connection: each [`PureOp`] frame is one syscall on
 /// the socket and one [`PureReply`] frame back, nothing read ahead.
 /// Receives and sends run in tasks of their own, so a send is never stuck
@@ -342,13 +352,7 @@ async fn pure_pump(stream: TcpStream, send: quinn::SendStream, mut recv: quinn::
         while let Some((max, nonblocking)) = recv_queue.recv().await {
             let len = usize::try_from(max.min(crate::proto::MAX_IO)).unwrap_or(0);
             for reply in pure_receive(&rd, len, nonblocking).await {
-                if reply_to
-                    .lock()
-                    .await
-                    .write_all(&frame::encode(&reply))
-                    .await
-                    .is_err()
-                {
+                if !send_reply(&reply_to, &reply).await {
                     return;
                 }
             }
@@ -388,13 +392,7 @@ async fn pure_pump(stream: TcpStream, send: quinn::SendStream, mut recv: quinn::
                     }
                 }
             };
-            if reply_to
-                .lock()
-                .await
-                .write_all(&frame::encode(&reply))
-                .await
-                .is_err()
-            {
+            if !send_reply(&reply_to, &reply).await {
                 return;
             }
         }

@@ -553,30 +553,13 @@ pub fn run(
     options: RunOptions,
 ) -> Result<ExitStatus, ClientError> {
     let (events_tx, events_rx) = tracer::events::channel().map_err(ClientError::Thread)?;
-    let placeholders = if options.mounts.is_empty() {
-        None
-    } else {
-        let dir = std::env::temp_dir();
-        Some(
-            tracer::placeholder::PlaceholderDir::create(&dir)
-                .map_err(|source| ClientError::Placeholders { dir, source })?,
-        )
-    };
+    let placeholders = placeholder_dir(&options)?;
     let registry = Registry::new(placeholders.as_ref().map(|d| d.path()));
-    let trace = match &options.trace_file {
-        Some(path) => trace::TraceSink::file(path, options.trace_time).map_err(|source| {
-            ClientError::TraceFile {
-                path: path.clone(),
-                source,
-            }
-        })?,
-        None => trace::TraceSink::stderr(options.trace_time),
-    };
     let shared = Shared {
         runtime: runtime.clone(),
         events: events_tx.clone(),
         registry: registry.clone(),
-        trace: Arc::new(trace),
+        trace: Arc::new(trace_sink(&options)?),
         writes_lost: Arc::new(AtomicBool::new(false)),
     };
     // The `--net` remote's sockets are the tracer's.
@@ -658,14 +641,45 @@ pub fn run(
         // The program is gone; its last closes may still be in flight when
         // the caller closes the link, which is not worth a warning.
         engine.lost.store(true, Ordering::SeqCst);
-        if options.stats {
-            eprint!("{}", engine.stats.report_of(engine.name.as_deref()));
-        }
     }
     if options.stats {
-        // Every call rscq's filters stopped, forwarded or not: what the
-        // fast path saves shows here.
-        eprintln!("rscq: program stops: {}", stops.load(Ordering::Relaxed));
+        report_stats(&engines, stops.load(Ordering::Relaxed));
     }
     Ok(status)
+}
+
+/// The placeholder directory a run with mounts needs (none without).
+fn placeholder_dir(
+    options: &RunOptions,
+) -> Result<Option<tracer::placeholder::PlaceholderDir>, ClientError> {
+    if options.mounts.is_empty() {
+        return Ok(None);
+    }
+    let dir = std::env::temp_dir();
+    tracer::placeholder::PlaceholderDir::create(&dir)
+        .map(Some)
+        .map_err(|source| ClientError::Placeholders { dir, source })
+}
+
+/// Where `--trace` lines go: the `--trace-file`, else stderr.
+fn trace_sink(options: &RunOptions) -> Result<trace::TraceSink, ClientError> {
+    match &options.trace_file {
+        Some(path) => trace::TraceSink::file(path, options.trace_time).map_err(|source| {
+            ClientError::TraceFile {
+                path: path.clone(),
+                source,
+            }
+        }),
+        None => Ok(trace::TraceSink::stderr(options.trace_time)),
+    }
+}
+
+/// `--stats`: each engine's table, then the stops of the whole run.
+fn report_stats(engines: &[Engine], stops: u64) {
+    for engine in engines {
+        eprint!("{}", engine.stats.report_of(engine.name.as_deref()));
+    }
+    // Every call rscq's filters stopped, forwarded or not: what the fast
+    // path saves shows here.
+    eprintln!("rscq: program stops: {stops}");
 }

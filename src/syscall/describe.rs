@@ -1,6 +1,8 @@
 //! strace-like rendering of forwarded requests for `--trace`: the
-//! arguments of one call ([`describe`]), the flags strace spells
-//! symbolically, and the whole line ([`TraceLine`]).
+//! routing of one request to its family's rendering ([`describe_as`]; each
+//! family's `trace_args` lives in its syscall module, beside its planner),
+//! the flags and values strace spells symbolically, shared by those
+//! families, and the whole line ([`TraceLine`]).
 //!
 //! Pure: must not change what is forwarded, read the clock or do I/O; it
 //! only renders values it is given.
@@ -8,8 +10,9 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::proto::{Handle, LockOwner, RemotePath, Request, TimeUpdate, XattrTarget};
+use crate::proto::{Handle, RemotePath, Request};
 use crate::syscall::paths::MountTable;
+use crate::syscall::{fs, locks, net};
 
 mod copy;
 
@@ -104,7 +107,7 @@ pub fn open_flags(flags: i32) -> String {
 }
 
 /// Whether an open with `flags` takes a mode (strace shows it only then).
-fn takes_mode(flags: i32) -> bool {
+pub(in crate::syscall) fn takes_mode(flags: i32) -> bool {
     flags & libc::O_CREAT != 0 || flags & libc::O_TMPFILE == libc::O_TMPFILE
 }
 
@@ -119,17 +122,17 @@ pub fn access_mode(mode: i32) -> String {
 }
 
 /// The `*at` flag for a call that does or does not follow a final symlink.
-fn follow_flag(follow: bool) -> &'static str {
+pub(in crate::syscall) fn follow_flag(follow: bool) -> &'static str {
     if follow { "0" } else { "AT_SYMLINK_NOFOLLOW" }
 }
 
 /// A file mode as strace prints it (`0644`).
-fn mode(mode: u32) -> String {
+pub(in crate::syscall) fn mode(mode: u32) -> String {
     format!("0{mode:o}")
 }
 
 /// `lseek(2)`'s whence.
-fn whence(whence: i32) -> String {
+pub(in crate::syscall) fn whence(whence: i32) -> String {
     match whence {
         libc::SEEK_SET => "SEEK_SET".into(),
         libc::SEEK_CUR => "SEEK_CUR".into(),
@@ -267,11 +270,14 @@ pub fn describe(req: &Request) -> String {
 /// rendered by its own function; this match has no catch-all arm, so a new
 /// request must be given one.
 pub fn describe_as(req: &Request, shown: Shown<'_>) -> String {
+    let shown = &shown;
     match req {
         Request::Open { .. }
         | Request::OpenPlus { .. }
         | Request::OpenRead { .. }
-        | Request::Close { .. }
+        | Request::Reopen { .. }
+        | Request::Reattach { .. } => fs::open::trace_args(shown, req),
+        Request::Close { .. }
         | Request::Read { .. }
         | Request::Pread { .. }
         | Request::Write { .. }
@@ -281,64 +287,54 @@ pub fn describe_as(req: &Request, shown: Shown<'_>) -> String {
         | Request::FlushWrites { .. }
         | Request::SetFlags { .. }
         | Request::Ftruncate { .. }
-        | Request::Truncate { .. }
-        | Request::Reopen { .. }
-        | Request::Reattach { .. }
         | Request::Fallocate { .. }
-        | Request::CopyRange { .. } => shown.files(req),
-        Request::Getdents { .. }
-        | Request::GetdentsPlus { .. }
-        | Request::Mkdir { .. }
-        | Request::Rmdir { .. }
-        | Request::CheckDir { .. } => shown.dirs(req),
+        | Request::CopyRange { .. } => fs::io::trace_args(shown, req),
+        Request::Getdents { .. } | Request::GetdentsPlus { .. } | Request::CheckDir { .. } => {
+            fs::dirs::trace_args(shown, req)
+        }
         Request::Fstat { .. }
         | Request::Fstatfs { .. }
-        | Request::Fchmod { .. }
-        | Request::Fchown { .. }
-        | Request::Futimens { .. }
         | Request::Stat { .. }
         | Request::StatPlus { .. }
         | Request::Access { .. }
+        | Request::Statfs { .. } => fs::stat::trace_args(shown, req),
+        Request::Fchmod { .. }
+        | Request::Fchown { .. }
+        | Request::Futimens { .. }
         | Request::Chmod { .. }
         | Request::Chown { .. }
         | Request::Utimens { .. }
-        | Request::Statfs { .. } => shown.meta(req),
+        | Request::Truncate { .. } => fs::meta::trace_args(shown, req),
         Request::Readlink { .. }
         | Request::Unlink { .. }
+        | Request::Mkdir { .. }
+        | Request::Rmdir { .. }
         | Request::Mknod { .. }
         | Request::Rename { .. }
         | Request::Link { .. }
         | Request::LinkHandle { .. }
-        | Request::Symlink { .. } => shown.names(req),
+        | Request::Symlink { .. } => fs::names::trace_args(shown, req),
         Request::GetXattr { .. }
         | Request::ListXattr { .. }
         | Request::SetXattr { .. }
-        | Request::RemoveXattr { .. } => shown.xattrs(req),
+        | Request::RemoveXattr { .. } => fs::xattr::trace_args(shown, req),
         Request::Flock { .. }
         | Request::RecordLock { .. }
         | Request::ReleaseLocks { .. }
-        | Request::CancelWait { .. } => shown.locks(req),
+        | Request::CancelWait { .. } => locks::trace_args(shown, req),
         Request::TcpConnect { .. }
         | Request::TcpBind { .. }
         | Request::UdpBind { .. }
         | Request::TcpListen { .. }
         | Request::TcpUnbind { .. }
-        | Request::TcpSetOption { .. } => sockets(req),
+        | Request::TcpSetOption { .. } => net::trace_args(req),
         Request::Uname => String::new(),
         Request::ReadSystemFile { file } => quote(file.path().as_bytes(), usize::MAX),
         Request::LookupAndList { dir, lookup } => format!(
             "{}, +listing {}",
-            describe_as(&lookup.clone().into_request(), shown),
+            describe_as(&lookup.clone().into_request(), *shown),
             shown.path(dir)
         ),
-    }
-}
-
-fn time(t: &TimeUpdate) -> String {
-    match t {
-        TimeUpdate::Now => "UTIME_NOW".into(),
-        TimeUpdate::Omit => "UTIME_OMIT".into(),
-        TimeUpdate::At(ts) => format!("{}.{:09}", ts.sec, ts.nsec),
     }
 }
 
@@ -352,307 +348,11 @@ impl Shown<'_> {
     }
 
     /// The request's handle: the program's fd when known, else `#N`.
-    fn h(&self, handle: &Handle) -> String {
+    pub(in crate::syscall) fn h(&self, handle: &Handle) -> String {
         match self.fd {
             Some(fd) if fd >= 0 => fd.to_string(),
             _ => format!("#{}", handle.0),
         }
-    }
-
-    fn target(&self, t: &XattrTarget) -> String {
-        match t {
-            XattrTarget::Path { path: p, .. } => self.path(p),
-            XattrTarget::Handle(handle) => self.h(handle),
-        }
-    }
-
-    /// Open files: opening, data, offsets, sizes, copies.
-    fn files(&self, req: &Request) -> String {
-        let open = |p: &RemotePath, flags: i32, m: u32| {
-            if takes_mode(flags) {
-                format!("{}, {}, {}", self.path(p), open_flags(flags), mode(m))
-            } else {
-                format!("{}, {}", self.path(p), open_flags(flags))
-            }
-        };
-        match req {
-            Request::Open {
-                path: p,
-                flags,
-                mode: m,
-            } => open(p, *flags, *m),
-            Request::OpenPlus {
-                path: p,
-                flags,
-                mode: m,
-            } => format!("{}, +listing", open(p, *flags, *m)),
-            Request::OpenRead {
-                path: p,
-                flags,
-                mode: m,
-                max,
-            } => format!("{}, +read {max}", open(p, *flags, *m)),
-            Request::Close { handle } => self.h(handle),
-            Request::Fsync { handle, data_only } => {
-                let what = if *data_only { ", data only" } else { "" };
-                format!("{}{what}", self.h(handle))
-            }
-            Request::Read { handle, len } => format!("{}, {len}", self.h(handle)),
-            Request::Pread {
-                handle,
-                len,
-                offset,
-            } => format!("{}, {len}, {offset}", self.h(handle)),
-            Request::Write { handle, data } => format!(
-                "{}, {}, {}",
-                self.h(handle),
-                quote(data, SHOWN_BYTES),
-                data.len()
-            ),
-            Request::Pwrite {
-                handle,
-                data,
-                offset,
-            } => format!(
-                "{}, {}, {}, {offset}",
-                self.h(handle),
-                quote(data, SHOWN_BYTES),
-                data.len()
-            ),
-            Request::Lseek {
-                handle,
-                offset,
-                whence: w,
-            } => format!("{}, {offset}, {}", self.h(handle), whence(*w)),
-            Request::FlushWrites { handle } => format!("{}, flush", self.h(handle)),
-            Request::SetFlags { handle, flags } => {
-                format!("{}, F_SETFL, {}", self.h(handle), open_flags(*flags))
-            }
-            Request::Ftruncate { handle, len } => format!("{}, {len}", self.h(handle)),
-            Request::Truncate { path: p, len } => format!("{}, {len}", self.path(p)),
-            Request::Reopen { handle, flags } => {
-                format!("{}, {}", self.h(handle), open_flags(*flags))
-            }
-            Request::Reattach {
-                handle,
-                path,
-                flags,
-                offset,
-                ..
-            } => format!(
-                "{}, {}, {}, {}",
-                self.h(handle),
-                path.as_ref()
-                    .map_or_else(|| "NULL".to_string(), |p| self.path(p)),
-                open_flags(*flags),
-                offset.map_or_else(|| "SEEK_END".to_string(), |o| o.to_string())
-            ),
-            Request::Fallocate {
-                handle,
-                mode: m,
-                offset,
-                len,
-            } => format!("{}, {m:#x}, {offset}, {len}", self.h(handle)),
-            Request::CopyRange {
-                from,
-                from_offset,
-                to,
-                to_offset,
-                len,
-            } => {
-                if let Some(call) = self.copy {
-                    return call.args(Some((*from_offset, *to_offset)));
-                }
-                let at =
-                    |o: &Option<i64>| o.map_or_else(|| "NULL".to_string(), |o| format!("[{o}]"));
-                // Without the program's call, in `copy_file_range`'s order.
-                format!(
-                    "#{}, {}, #{}, {}, {len}",
-                    from.0,
-                    at(from_offset),
-                    to.0,
-                    at(to_offset)
-                )
-            }
-            _ => String::new(),
-        }
-    }
-
-    /// Directories: listings, mkdir, rmdir, the chdir check.
-    fn dirs(&self, req: &Request) -> String {
-        match req {
-            Request::Getdents { handle, bytes } => format!("{}, {bytes}", self.h(handle)),
-            Request::GetdentsPlus { handle } => format!("{}, +stat", self.h(handle)),
-            Request::Mkdir { path: p, mode: m } => format!("{}, {}", self.path(p), mode(*m)),
-            Request::Rmdir { path: p } | Request::CheckDir { path: p } => self.path(p),
-            _ => String::new(),
-        }
-    }
-
-    /// Metadata: stat, access, chmod, chown, times, statfs.
-    fn meta(&self, req: &Request) -> String {
-        match req {
-            Request::Fstat { handle } | Request::Fstatfs { handle } => self.h(handle),
-            Request::Fchmod { handle, mode: m } => format!("{}, {}", self.h(handle), mode(*m)),
-            Request::Fchown { handle, uid, gid } => format!("{}, {uid}, {gid}", self.h(handle)),
-            Request::Futimens { handle, times } => format!(
-                "{}, [{}, {}]",
-                self.h(handle),
-                time(&times[0]),
-                time(&times[1])
-            ),
-            Request::Stat { path: p, follow } | Request::StatPlus { path: p, follow } => {
-                format!("{}, {}", self.path(p), follow_flag(*follow))
-            }
-            Request::Statfs { path: p } => self.path(p),
-            Request::Access {
-                path: p, mode: m, ..
-            } => format!("{}, {}", self.path(p), access_mode(*m)),
-            Request::Chmod {
-                path: p,
-                mode: m,
-                follow,
-            } => format!("{}, {}, {}", self.path(p), mode(*m), follow_flag(*follow)),
-            Request::Chown {
-                path: p,
-                uid,
-                gid,
-                follow,
-            } => format!("{}, {uid}, {gid}, {}", self.path(p), follow_flag(*follow)),
-            Request::Utimens {
-                path: p,
-                times,
-                follow,
-            } => format!(
-                "{}, [{}, {}], {}",
-                self.path(p),
-                time(&times[0]),
-                time(&times[1]),
-                follow_flag(*follow)
-            ),
-            _ => String::new(),
-        }
-    }
-
-    /// Names: readlink, unlink, mknod, rename, link, symlink.
-    fn names(&self, req: &Request) -> String {
-        match req {
-            Request::Readlink { path: p } | Request::Unlink { path: p } => self.path(p),
-            Request::Mknod {
-                path: p,
-                mode: m,
-                dev,
-            } => format!("{}, {}, {dev:#x}", self.path(p), mode(*m)),
-            Request::Rename { from, to, .. } | Request::Link { from, to, .. } => {
-                format!("{}, {}", self.path(from), self.path(to))
-            }
-            Request::LinkHandle {
-                handle,
-                to,
-                empty_path,
-            } => {
-                let how = if *empty_path { ", AT_EMPTY_PATH" } else { "" };
-                format!("{}, {}{how}", self.h(handle), self.path(to))
-            }
-            Request::Symlink { target: t, path: p } => {
-                format!("{}, {}", quote(t, usize::MAX), self.path(p))
-            }
-            _ => String::new(),
-        }
-    }
-
-    /// Extended attributes.
-    fn xattrs(&self, req: &Request) -> String {
-        match req {
-            Request::GetXattr {
-                target: t,
-                name,
-                size,
-            } => format!("{}, {}, {size}", self.target(t), quote(name, usize::MAX)),
-            Request::ListXattr { target: t, size } => format!("{}, {size}", self.target(t)),
-            Request::SetXattr {
-                target: t,
-                name,
-                value,
-                ..
-            } => format!(
-                "{}, {}, {}, {}",
-                self.target(t),
-                quote(name, usize::MAX),
-                quote(value, SHOWN_BYTES),
-                value.len()
-            ),
-            Request::RemoveXattr { target: t, name } => {
-                format!("{}, {}", self.target(t), quote(name, usize::MAX))
-            }
-            _ => String::new(),
-        }
-    }
-
-    /// Advisory locks, as `flock` and `fcntl` spell them.
-    fn locks(&self, req: &Request) -> String {
-        match req {
-            Request::Flock { handle, op, wait } => {
-                let op = match *op {
-                    libc::LOCK_SH => "LOCK_SH",
-                    libc::LOCK_EX => "LOCK_EX",
-                    libc::LOCK_UN => "LOCK_UN",
-                    _ => "?",
-                };
-                let nb = if wait.is_some() { "" } else { "|LOCK_NB" };
-                format!("{}, {op}{nb}", self.h(handle))
-            }
-            Request::RecordLock {
-                handle,
-                owner,
-                lock,
-                set,
-                wait,
-            } => {
-                let cmd = match (owner, set, wait) {
-                    (LockOwner::Process(_), false, _) => "F_GETLK",
-                    (LockOwner::Process(_), true, None) => "F_SETLK",
-                    (LockOwner::Process(_), true, Some(_)) => "F_SETLKW",
-                    (LockOwner::OpenFile, false, _) => "F_OFD_GETLK",
-                    (LockOwner::OpenFile, true, None) => "F_OFD_SETLK",
-                    (LockOwner::OpenFile, true, Some(_)) => "F_OFD_SETLKW",
-                };
-                let kind = match i32::from(lock.kind) {
-                    libc::F_RDLCK => "F_RDLCK",
-                    libc::F_WRLCK => "F_WRLCK",
-                    libc::F_UNLCK => "F_UNLCK",
-                    _ => "?",
-                };
-                format!(
-                    "{}, {cmd}, {{l_type={kind}, l_whence={}, l_start={}, l_len={}}}",
-                    self.h(handle),
-                    whence(i32::from(lock.whence)),
-                    lock.start,
-                    lock.len
-                )
-            }
-            Request::ReleaseLocks { owner, handle } => match handle {
-                Some(handle) => format!("{}, release locks of pid {owner}", self.h(handle)),
-                None => format!("release locks of pid {owner}"),
-            },
-            Request::CancelWait { wait } => format!("cancel wait {wait}"),
-            _ => String::new(),
-        }
-    }
-}
-
-/// Sockets (`--net`): connects, binds, listeners, options.
-fn sockets(req: &Request) -> String {
-    match req {
-        Request::TcpConnect { addr, .. }
-        | Request::TcpBind { addr, .. }
-        | Request::UdpBind { addr, .. } => std::net::SocketAddr::from(*addr).to_string(),
-        Request::TcpListen {
-            listener, backlog, ..
-        } => format!("L{listener}, {backlog}"),
-        Request::TcpUnbind { listener } => format!("L{listener}"),
-        Request::TcpSetOption { target, option } => format!("{target:?}, {option:?}"),
-        _ => String::new(),
     }
 }
 

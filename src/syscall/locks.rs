@@ -12,6 +12,7 @@
 use super::plan::{Plan, RemoteFd, Then, Tracee};
 use crate::errno::Errno;
 use crate::proto::{FileLock, LockOwner, Request};
+use crate::syscall::describe::{Shown, whence};
 
 /// `sizeof(struct flock)` on x86_64.
 pub const FLOCK_SIZE: usize = 32;
@@ -150,6 +151,59 @@ pub fn with_wait(request: Request, number: u64) -> Request {
             wait: Some(number),
         },
         other => other,
+    }
+}
+
+/// The `--trace` arguments of the lock requests, as `flock` and `fcntl`
+/// spell them ([`describe_as`](crate::syscall::describe::describe_as)
+/// routes them here).
+pub(in crate::syscall) fn trace_args(shown: &Shown<'_>, req: &Request) -> String {
+    match req {
+        Request::Flock { handle, op, wait } => {
+            let op = match *op {
+                libc::LOCK_SH => "LOCK_SH",
+                libc::LOCK_EX => "LOCK_EX",
+                libc::LOCK_UN => "LOCK_UN",
+                _ => "?",
+            };
+            let nb = if wait.is_some() { "" } else { "|LOCK_NB" };
+            format!("{}, {op}{nb}", shown.h(handle))
+        }
+        Request::RecordLock {
+            handle,
+            owner,
+            lock,
+            set,
+            wait,
+        } => {
+            let cmd = match (owner, set, wait) {
+                (LockOwner::Process(_), false, _) => "F_GETLK",
+                (LockOwner::Process(_), true, None) => "F_SETLK",
+                (LockOwner::Process(_), true, Some(_)) => "F_SETLKW",
+                (LockOwner::OpenFile, false, _) => "F_OFD_GETLK",
+                (LockOwner::OpenFile, true, None) => "F_OFD_SETLK",
+                (LockOwner::OpenFile, true, Some(_)) => "F_OFD_SETLKW",
+            };
+            let kind = match i32::from(lock.kind) {
+                libc::F_RDLCK => "F_RDLCK",
+                libc::F_WRLCK => "F_WRLCK",
+                libc::F_UNLCK => "F_UNLCK",
+                _ => "?",
+            };
+            format!(
+                "{}, {cmd}, {{l_type={kind}, l_whence={}, l_start={}, l_len={}}}",
+                shown.h(handle),
+                whence(i32::from(lock.whence)),
+                lock.start,
+                lock.len
+            )
+        }
+        Request::ReleaseLocks { owner, handle } => match handle {
+            Some(handle) => format!("{}, release locks of pid {owner}", shown.h(handle)),
+            None => format!("release locks of pid {owner}"),
+        },
+        Request::CancelWait { wait } => format!("cancel wait {wait}"),
+        _ => String::new(),
     }
 }
 

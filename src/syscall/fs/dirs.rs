@@ -8,6 +8,7 @@
 use super::Target;
 use crate::errno::Errno;
 use crate::proto::{Handle, MAX_DIRENTS_BYTES, Request};
+use crate::syscall::describe::Shown;
 use crate::syscall::plan::{AT_FDCWD, AfterNative, Plan, Planner, RemoteFd, Then, Tracee, len_i64};
 
 impl<T: Tracee> Planner<'_, T> {
@@ -74,5 +75,17 @@ impl<T: Tracee> Planner<'_, T> {
                 cap: a[2],
             },
         )
+    }
+}
+
+/// The `--trace` arguments of this family's requests (listings and the
+/// chdir check), as [`describe_as`](crate::syscall::describe::describe_as)
+/// routes them here.
+pub(in crate::syscall) fn trace_args(shown: &Shown<'_>, req: &Request) -> String {
+    match req {
+        Request::Getdents { handle, bytes } => format!("{}, {bytes}", shown.h(handle)),
+        Request::GetdentsPlus { handle } => format!("{}, +stat", shown.h(handle)),
+        Request::CheckDir { path: p } => shown.path(p),
+        _ => String::new(),
     }
 }

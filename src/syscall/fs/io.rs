@@ -9,6 +9,7 @@
 
 use crate::errno::Errno;
 use crate::proto::{Handle, MAX_IO, Request};
+use crate::syscall::describe::{SHOWN_BYTES, Shown, open_flags, quote, whence};
 use crate::syscall::plan::{FdKind, Plan, Planner, RemoteFd, Then, Tracee, arg_i32, io_count};
 
 /// `struct epoll_event` on x86_64 (packed: events, then 8 bytes of data).
@@ -295,5 +296,77 @@ impl<T: Tracee> Planner<'_, T> {
             }
             _ => Plan::Native,
         }
+    }
+}
+
+/// The `--trace` arguments of this family's requests (data, offsets,
+/// sizes and copies on an open file), as
+/// [`describe_as`](crate::syscall::describe::describe_as) routes them here.
+pub(in crate::syscall) fn trace_args(shown: &Shown<'_>, req: &Request) -> String {
+    match req {
+        Request::Close { handle } => shown.h(handle),
+        Request::Fsync { handle, data_only } => {
+            let what = if *data_only { ", data only" } else { "" };
+            format!("{}{what}", shown.h(handle))
+        }
+        Request::Read { handle, len } => format!("{}, {len}", shown.h(handle)),
+        Request::Pread {
+            handle,
+            len,
+            offset,
+        } => format!("{}, {len}, {offset}", shown.h(handle)),
+        Request::Write { handle, data } => format!(
+            "{}, {}, {}",
+            shown.h(handle),
+            quote(data, SHOWN_BYTES),
+            data.len()
+        ),
+        Request::Pwrite {
+            handle,
+            data,
+            offset,
+        } => format!(
+            "{}, {}, {}, {offset}",
+            shown.h(handle),
+            quote(data, SHOWN_BYTES),
+            data.len()
+        ),
+        Request::Lseek {
+            handle,
+            offset,
+            whence: w,
+        } => format!("{}, {offset}, {}", shown.h(handle), whence(*w)),
+        Request::FlushWrites { handle } => format!("{}, flush", shown.h(handle)),
+        Request::SetFlags { handle, flags } => {
+            format!("{}, F_SETFL, {}", shown.h(handle), open_flags(*flags))
+        }
+        Request::Ftruncate { handle, len } => format!("{}, {len}", shown.h(handle)),
+        Request::Fallocate {
+            handle,
+            mode: m,
+            offset,
+            len,
+        } => format!("{}, {m:#x}, {offset}, {len}", shown.h(handle)),
+        Request::CopyRange {
+            from,
+            from_offset,
+            to,
+            to_offset,
+            len,
+        } => {
+            if let Some(call) = shown.copy {
+                return call.args(Some((*from_offset, *to_offset)));
+            }
+            let at = |o: &Option<i64>| o.map_or_else(|| "NULL".to_string(), |o| format!("[{o}]"));
+            // Without the program's call, in `copy_file_range`'s order.
+            format!(
+                "#{}, {}, #{}, {}, {len}",
+                from.0,
+                at(from_offset),
+                to.0,
+                at(to_offset)
+            )
+        }
+        _ => String::new(),
     }
 }

@@ -7,6 +7,7 @@
 
 use crate::errno::Errno;
 use crate::proto::{Handle, Request, TimeUpdate};
+use crate::syscall::describe::{Shown, follow_flag, mode};
 use crate::syscall::layout;
 use crate::syscall::plan::{AT_FDCWD, FdKind, Plan, Planner, Then, Tracee, arg_i32, arg_u32};
 
@@ -234,5 +235,54 @@ impl<T: Tracee> Planner<'_, T> {
             },
             Then::Zero,
         )
+    }
+}
+
+/// The `--trace` arguments of this family's requests (modes, owners,
+/// times, truncation), as [`describe_as`](crate::syscall::describe::describe_as)
+/// routes them here.
+pub(in crate::syscall) fn trace_args(shown: &Shown<'_>, req: &Request) -> String {
+    match req {
+        Request::Fchmod { handle, mode: m } => format!("{}, {}", shown.h(handle), mode(*m)),
+        Request::Fchown { handle, uid, gid } => format!("{}, {uid}, {gid}", shown.h(handle)),
+        Request::Futimens { handle, times } => format!(
+            "{}, [{}, {}]",
+            shown.h(handle),
+            time(&times[0]),
+            time(&times[1])
+        ),
+        Request::Chmod {
+            path: p,
+            mode: m,
+            follow,
+        } => format!("{}, {}, {}", shown.path(p), mode(*m), follow_flag(*follow)),
+        Request::Chown {
+            path: p,
+            uid,
+            gid,
+            follow,
+        } => format!("{}, {uid}, {gid}, {}", shown.path(p), follow_flag(*follow)),
+        Request::Utimens {
+            path: p,
+            times,
+            follow,
+        } => format!(
+            "{}, [{}, {}], {}",
+            shown.path(p),
+            time(&times[0]),
+            time(&times[1]),
+            follow_flag(*follow)
+        ),
+        Request::Truncate { path: p, len } => format!("{}, {len}", shown.path(p)),
+        _ => String::new(),
+    }
+}
+
+/// A `utimensat` time as strace prints it.
+fn time(t: &TimeUpdate) -> String {
+    match t {
+        TimeUpdate::Now => "UTIME_NOW".into(),
+        TimeUpdate::Omit => "UTIME_OMIT".into(),
+        TimeUpdate::At(ts) => format!("{}.{:09}", ts.sec, ts.nsec),
     }
 }

@@ -8,13 +8,13 @@
 //! call ptrace or resolve anything on either machine (the server resolves
 //! what lies inside a mount, the kernel what lies outside).
 
-mod dirs;
-mod io;
-mod meta;
-mod names;
-mod open;
-mod stat;
-mod xattr;
+pub(super) mod dirs;
+pub(super) mod io;
+pub(super) mod meta;
+pub(super) mod names;
+pub(super) mod open;
+pub(super) mod stat;
+pub(super) mod xattr;
 
 #[cfg(test)]
 mod tests;

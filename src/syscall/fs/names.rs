@@ -10,6 +10,7 @@
 use super::{Target, proc_fd_reference};
 use crate::errno::Errno;
 use crate::proto::{RemotePath, Request};
+use crate::syscall::describe::{Shown, mode, quote};
 use crate::syscall::plan::{
     AT_FDCWD, AfterNative, FdKind, Plan, Planner, Then, Tracee, arg_i32, arg_u32,
 };
@@ -253,5 +254,37 @@ impl<T: Tracee> Planner<'_, T> {
         self.one_path(dirfd, addr, arg, |_, _, path| {
             Plan::forward(mknod(path, mode, dev), Then::Zero)
         })
+    }
+}
+
+/// The `--trace` arguments of this family's requests (making, removing,
+/// renaming and reading names), as
+/// [`describe_as`](crate::syscall::describe::describe_as) routes them here.
+pub(in crate::syscall) fn trace_args(shown: &Shown<'_>, req: &Request) -> String {
+    match req {
+        Request::Readlink { path: p }
+        | Request::Unlink { path: p }
+        | Request::Rmdir { path: p } => shown.path(p),
+        Request::Mkdir { path: p, mode: m } => format!("{}, {}", shown.path(p), mode(*m)),
+        Request::Mknod {
+            path: p,
+            mode: m,
+            dev,
+        } => format!("{}, {}, {dev:#x}", shown.path(p), mode(*m)),
+        Request::Rename { from, to, .. } | Request::Link { from, to, .. } => {
+            format!("{}, {}", shown.path(from), shown.path(to))
+        }
+        Request::LinkHandle {
+            handle,
+            to,
+            empty_path,
+        } => {
+            let how = if *empty_path { ", AT_EMPTY_PATH" } else { "" };
+            format!("{}, {}{how}", shown.h(handle), shown.path(to))
+        }
+        Request::Symlink { target: t, path: p } => {
+            format!("{}, {}", quote(t, usize::MAX), shown.path(p))
+        }
+        _ => String::new(),
     }
 }

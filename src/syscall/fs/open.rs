@@ -6,7 +6,8 @@
 //! the reply ([`crate::syscall::plan::Outcome::Placeholder`]).
 
 use crate::errno::Errno;
-use crate::proto::Request;
+use crate::proto::{RemotePath, Request};
+use crate::syscall::describe::{Shown, mode, open_flags, takes_mode};
 use crate::syscall::layout;
 use crate::syscall::paths;
 use crate::syscall::plan::{AT_FDCWD, AfterNative, Plan, Planner, Then, Tracee, arg_i32};
@@ -123,5 +124,54 @@ impl<T: Tracee> Planner<'_, T> {
             },
             Err(e) => Plan::fail(*e),
         })
+    }
+}
+
+/// The `--trace` arguments of this family's requests (opening and
+/// re-opening a file), as [`describe_as`](crate::syscall::describe::describe_as)
+/// routes them here.
+pub(in crate::syscall) fn trace_args(shown: &Shown<'_>, req: &Request) -> String {
+    let open = |p: &RemotePath, flags: i32, m: u32| {
+        if takes_mode(flags) {
+            format!("{}, {}, {}", shown.path(p), open_flags(flags), mode(m))
+        } else {
+            format!("{}, {}", shown.path(p), open_flags(flags))
+        }
+    };
+    match req {
+        Request::Open {
+            path: p,
+            flags,
+            mode: m,
+        } => open(p, *flags, *m),
+        Request::OpenPlus {
+            path: p,
+            flags,
+            mode: m,
+        } => format!("{}, +listing", open(p, *flags, *m)),
+        Request::OpenRead {
+            path: p,
+            flags,
+            mode: m,
+            max,
+        } => format!("{}, +read {max}", open(p, *flags, *m)),
+        Request::Reopen { handle, flags } => {
+            format!("{}, {}", shown.h(handle), open_flags(*flags))
+        }
+        Request::Reattach {
+            handle,
+            path,
+            flags,
+            offset,
+            ..
+        } => format!(
+            "{}, {}, {}, {}",
+            shown.h(handle),
+            path.as_ref()
+                .map_or_else(|| "NULL".to_string(), |p| shown.path(p)),
+            open_flags(*flags),
+            offset.map_or_else(|| "SEEK_END".to_string(), |o| o.to_string())
+        ),
+        _ => String::new(),
     }
 }

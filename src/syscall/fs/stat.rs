@@ -8,6 +8,7 @@
 use super::Target;
 use crate::errno::Errno;
 use crate::proto::{Handle, Request};
+use crate::syscall::describe::{Shown, access_mode, follow_flag};
 use crate::syscall::plan::{
     AT_FDCWD, AfterNative, FdKind, Plan, Planner, StatLayout, Then, Tracee,
 };
@@ -113,5 +114,22 @@ impl<T: Tracee> Planner<'_, T> {
     /// `fstatfs(fd, buf)` on a remote fd.
     pub(super) fn fstatfs(handle: Handle, buf: u64) -> Plan {
         Plan::forward(Request::Fstatfs { handle }, Then::Statfs { addr: buf })
+    }
+}
+
+/// The `--trace` arguments of this family's requests (stat, access,
+/// statfs), as [`describe_as`](crate::syscall::describe::describe_as)
+/// routes them here.
+pub(in crate::syscall) fn trace_args(shown: &Shown<'_>, req: &Request) -> String {
+    match req {
+        Request::Fstat { handle } | Request::Fstatfs { handle } => shown.h(handle),
+        Request::Stat { path: p, follow } | Request::StatPlus { path: p, follow } => {
+            format!("{}, {}", shown.path(p), follow_flag(*follow))
+        }
+        Request::Statfs { path: p } => shown.path(p),
+        Request::Access {
+            path: p, mode: m, ..
+        } => format!("{}, {}", shown.path(p), access_mode(*m)),
+        _ => String::new(),
     }
 }

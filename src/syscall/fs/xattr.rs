@@ -7,6 +7,7 @@
 
 use crate::errno::Errno;
 use crate::proto::{MAX_XATTR_NAME, MAX_XATTR_VALUE, Request, XattrTarget};
+use crate::syscall::describe::{SHOWN_BYTES, Shown, quote};
 use crate::syscall::plan::{AT_FDCWD, Plan, Planner, Then, Tracee, arg_i32};
 
 impl<T: Tracee> Planner<'_, T> {
@@ -91,5 +92,38 @@ impl<T: Tracee> Planner<'_, T> {
                 Plan::forward(Request::RemoveXattr { target, name }, Then::Zero)
             }
         }
+    }
+}
+
+/// The `--trace` arguments of this family's requests, as
+/// [`describe_as`](crate::syscall::describe::describe_as) routes them here.
+pub(in crate::syscall) fn trace_args(shown: &Shown<'_>, req: &Request) -> String {
+    let target = |t: &XattrTarget| match t {
+        XattrTarget::Path { path: p, .. } => shown.path(p),
+        XattrTarget::Handle(handle) => shown.h(handle),
+    };
+    match req {
+        Request::GetXattr {
+            target: t,
+            name,
+            size,
+        } => format!("{}, {}, {size}", target(t), quote(name, usize::MAX)),
+        Request::ListXattr { target: t, size } => format!("{}, {size}", target(t)),
+        Request::SetXattr {
+            target: t,
+            name,
+            value,
+            ..
+        } => format!(
+            "{}, {}, {}, {}",
+            target(t),
+            quote(name, usize::MAX),
+            quote(value, SHOWN_BYTES),
+            value.len()
+        ),
+        Request::RemoveXattr { target: t, name } => {
+            format!("{}, {}", target(t), quote(name, usize::MAX))
+        }
+        _ => String::new(),
     }
 }

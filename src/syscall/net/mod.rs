@@ -14,7 +14,7 @@ pub mod udp;
 pub mod unix;
 
 use crate::errno::Errno;
-use crate::proto::SockAddr;
+use crate::proto::{Request, SockAddr};
 use crate::syscall::plan::{Plan, Planner, Tracee, arg_i32};
 
 /// Linux refuses an IPv4 peer to an IPv6-only socket (`tcp_v6_connect`,
@@ -61,6 +61,23 @@ impl<T: Tracee> Planner<'_, T> {
             },
             _ => self.socket_name(nr, fd, a),
         }
+    }
+}
+
+/// The `--trace` arguments of the socket requests (`--net`): connects,
+/// binds, listeners, options ([`describe_as`](crate::syscall::describe::describe_as)
+/// routes them here).
+pub(in crate::syscall) fn trace_args(req: &Request) -> String {
+    match req {
+        Request::TcpConnect { addr, .. }
+        | Request::TcpBind { addr, .. }
+        | Request::UdpBind { addr, .. } => std::net::SocketAddr::from(*addr).to_string(),
+        Request::TcpListen {
+            listener, backlog, ..
+        } => format!("L{listener}, {backlog}"),
+        Request::TcpUnbind { listener } => format!("L{listener}"),
+        Request::TcpSetOption { target, option } => format!("{target:?}, {option:?}"),
+        _ => String::new(),
     }
 }
 

@@ -269,7 +269,9 @@ fn run_program(settings: &ClientSettings, runtime: &tokio::runtime::Handle) -> a
         rscq::transport::set_stream_window(window);
     }
     let (links, embedded) = runtime.block_on(connect_all(settings))?;
-    runtime.block_on(warn_missing_mounts(settings, &links));
+    // Checked while the program starts, not before: a round trip the
+    // program need not wait for.
+    let mount_check = runtime.spawn(warn_missing_mounts(settings, &links));
     let placement = &settings.placement;
     let options = RunOptions {
         mounts: mount_table(settings),
@@ -306,6 +308,9 @@ fn run_program(settings: &ClientSettings, runtime: &tokio::runtime::Handle) -> a
     };
     let status = client::run(runtime.clone(), links.clone(), options)?;
     runtime.block_on(async {
+        // The warning, when there is one, still comes before rscq ends; a
+        // server gone by now answers nothing worth waiting long for.
+        let _ = tokio::time::timeout(MOUNT_CHECK_AT_EXIT, mount_check).await;
         close_all(&links).await;
         if let Some(e) = embedded {
             e.shutdown().await;
@@ -314,10 +319,17 @@ fn run_program(settings: &ClientSettings, runtime: &tokio::runtime::Handle) -> a
     Ok(status.code())
 }
 
+/// How long rscq waits at exit for the start-up check of the mounts.
+const MOUNT_CHECK_AT_EXIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Says on stderr which mounts name a remote path that does not exist, as
 /// sshfs refuses such a mount; the program still runs (it may create it).
-/// The stats go out together, each to its mount's remote: one round trip.
-async fn warn_missing_mounts(settings: &ClientSettings, links: &[Link]) {
+/// The stats go out together, each to its mount's remote: one round trip,
+/// made while the program starts.
+fn warn_missing_mounts(
+    settings: &ClientSettings,
+    links: &[Link],
+) -> impl Future<Output = ()> + Send + 'static {
     let several = links.len() > 1;
     let placement = &settings.placement;
     let checks: Vec<_> = settings
@@ -331,27 +343,35 @@ async fn warn_missing_mounts(settings: &ClientSettings, links: &[Link]) {
                 path: rscq::proto::RemotePath(m.remote.as_os_str().as_bytes().to_vec()),
                 follow: true,
             };
-            tokio::spawn(async move { link.call(&request).await })
-        })
-        .collect();
-    for (i, (m, check)) in settings.mounts.iter().zip(checks).enumerate() {
-        // A transport failure is reported by the run itself.
-        if let Ok(Ok(Err(e))) = check.await
-            && (e.0 == libc::ENOENT || e.0 == libc::ENOTDIR)
-        {
-            let server = match placement
-                .mounts
-                .get(i)
-                .and_then(|&r| placement.remotes.get(r))
-            {
-                Some(remote) if several => remote.name.as_str(),
-                _ => "the server",
+            let server = match placement.remotes.get(on) {
+                Some(remote) if several => remote.name.clone(),
+                _ => "the server".to_owned(),
             };
-            eprintln!(
+            let warning = format!(
                 "rscq: warning: --mount {}: {} does not exist on {server}",
                 m,
                 m.remote.display(),
             );
+            (warning, link, request)
+        })
+        .collect::<Vec<_>>();
+    async move {
+        let checks: Vec<_> = checks
+            .into_iter()
+            .map(|(warning, link, request)| {
+                (
+                    warning,
+                    tokio::spawn(async move { link.call(&request).await }),
+                )
+            })
+            .collect();
+        for (warning, check) in checks {
+            // A transport failure is reported by the run itself.
+            if let Ok(Ok(Err(e))) = check.await
+                && (e.0 == libc::ENOENT || e.0 == libc::ENOTDIR)
+            {
+                eprintln!("{warning}");
+            }
         }
     }
 }

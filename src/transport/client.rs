@@ -76,6 +76,9 @@ pub(super) struct Connected {
     pub(super) read_only: bool,
     /// How many connections the link had before this one.
     pub(super) epoch: u64,
+    /// The streams the server may open to this client (a remote
+    /// listener's incoming connections), raised as they come.
+    pub(super) incoming: Arc<super::StreamAllowance>,
 }
 
 /// Where and how a link connected, to connect again the same way.
@@ -352,6 +355,7 @@ impl Link {
         Ok(Self {
             current: Arc::new(std::sync::RwLock::new(Ok(Connected {
                 endpoint,
+                incoming: Arc::new(super::StreamAllowance::new(conn.clone())),
                 conn,
                 read_only,
                 epoch: 0,
@@ -493,7 +497,15 @@ impl Link {
         &self,
     ) -> Result<(Incoming, quinn::SendStream, quinn::RecvStream), TransportError> {
         let stream = StreamKind::Incoming;
-        let (send, mut recv) = self.conn()?.accept_bi().await.map_err(|e| self.lost(e))?;
+        let conn = self.conn()?;
+        let (send, mut recv) = conn.accept_bi().await.map_err(|e| self.lost(e))?;
+        if let Ok(connected) = self.connected().as_ref()
+            && connected.conn.stable_id() == conn.stable_id()
+        {
+            // The incoming connection's pump is not followed from here:
+            // count it for the connection's life.
+            connected.incoming.count();
+        }
         let incoming = read_frame_within::<Incoming>(&mut recv, INCOMING_LIMIT)
             .await
             .map_err(|e| self.read_failed(stream, e))?

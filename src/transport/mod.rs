@@ -12,6 +12,7 @@
 //! imports neither. Every frame read
 //! from a stream goes through [`stream`].
 
+pub mod allowance;
 pub mod client;
 pub mod embedded;
 pub mod identity;
@@ -32,6 +33,7 @@ use std::time::Duration;
 
 use crate::config::{DEFAULT_IDLE_TIMEOUT, MAX_IDLE_TIMEOUT, MIN_IDLE_TIMEOUT};
 
+pub use allowance::{INITIAL_STREAMS, MAX_CONCURRENT_STREAMS, StreamAllowance};
 pub use client::Link;
 pub use embedded::Embedded;
 pub use identity::{Fingerprint, Identity, IdentityError};
@@ -88,13 +90,6 @@ impl Liveness {
         CONNECT_TIMEOUT.min(self.idle_timeout)
     }
 }
-/// How many streams one connection may have open at once. Every tracee
-/// thread blocked in a forwarded call holds one, and every remote TCP
-/// connection or UDP socket of `--net` holds one for its life, so this
-/// bounds a run's concurrent remote connections: far above what a program
-/// usually reaches with its file descriptor limit. quinn keeps no state for
-/// a stream that is not open.
-pub const MAX_CONCURRENT_STREAMS: u32 = 1 << 16;
 
 /// QUIC application error codes, for streams and connections.
 pub mod code {
@@ -314,7 +309,7 @@ pub(crate) fn transport_config(liveness: Liveness) -> Arc<quinn::TransportConfig
         t.max_idle_timeout(Some(idle));
     }
     t.keep_alive_interval(Some(liveness.keep_alive()))
-        .max_concurrent_bidi_streams(quinn::VarInt::from_u32(MAX_CONCURRENT_STREAMS))
+        .max_concurrent_bidi_streams(quinn::VarInt::from_u32(INITIAL_STREAMS))
         .max_concurrent_uni_streams(quinn::VarInt::from_u32(0))
         .stream_receive_window(quinn::VarInt::from_u32(
             STREAM_WINDOW.load(std::sync::atomic::Ordering::Relaxed),

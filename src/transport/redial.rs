@@ -55,8 +55,13 @@ impl Link {
 
     /// From now on every clone of this link uses `fresh`'s connection.
     pub fn adopt(&self, fresh: &Link) {
-        let (endpoint, conn, read_only) = match &*fresh.connected() {
-            Ok(new) => (new.endpoint.clone(), new.conn.clone(), new.read_only),
+        let (endpoint, conn, read_only, incoming) = match &*fresh.connected() {
+            Ok(new) => (
+                new.endpoint.clone(),
+                new.conn.clone(),
+                new.read_only,
+                new.incoming.clone(),
+            ),
             // Nothing to take from a link that never connected.
             Err(_) => return,
         };
@@ -67,6 +72,7 @@ impl Link {
             conn,
             read_only,
             epoch,
+            incoming,
         });
     }
 }

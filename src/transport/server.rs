@@ -73,7 +73,7 @@ pub struct Peer {
 }
 
 /// How many requests of one connection execute at once. More streams may be
-/// open (up to [`super::MAX_CONCURRENT_STREAMS`]); they wait in QUIC's
+/// open (see [`super::allowance`]); they wait in QUIC's
 /// buffers, so one client cannot take every blocking thread.
 pub const MAX_EXECUTING_PER_CONNECTION: usize = 256;
 
@@ -306,6 +306,7 @@ async fn accept_requests<S: Session>(
         }
     });
     let executing = Arc::new(Semaphore::new(MAX_EXECUTING_PER_CONNECTION));
+    let allowance = super::StreamAllowance::new(conn.clone());
     let ended = loop {
         // The semaphore is never closed, so acquiring cannot fail.
         let Ok(permit) = executing.clone().acquire_owned().await else {
@@ -323,7 +324,8 @@ async fn accept_requests<S: Session>(
             Err(e) => break e.to_string(),
         };
         requests += 1;
-        tokio::spawn(request(send, recv, session.clone(), permit));
+        let open = allowance.open();
+        tokio::spawn(request(send, recv, session.clone(), permit, open));
     };
     (requests, ended)
 }
@@ -421,6 +423,9 @@ async fn request<S: Session>(
     mut recv: quinn::RecvStream,
     session: Arc<S>,
     permit_for_streams: tokio::sync::OwnedSemaphorePermit,
+    // Counted against the connection's stream allowance for as long as
+    // this task runs, which is the stream's life (a pump's included).
+    _open: super::allowance::OpenStream,
 ) {
     let Some(Call {
         creds,

@@ -96,3 +96,45 @@ fn ten_thousand_concurrent_connections() {
         assert_eq!(web.out(), format!("READY\nheld {n}\n"), "{}", web.dump());
     }
 }
+
+/// More incoming connections than a QUIC connection first allows the
+/// server to open streams for (`transport::INITIAL_STREAMS`, 1024): each
+/// remote listener's connection is a stream the server opens to rscq, so
+/// rscq must raise its allowance as they come, or the 1025th would wait
+/// for ever.
+const INCOMING: usize = 2_000;
+
+#[test]
+fn two_thousand_concurrent_incoming_connections() {
+    let Some(lab) = Lab::new("two_thousand_concurrent_incoming_connections", &[]) else {
+        return;
+    };
+    let py = python();
+    let holder = lab.write("holder.py", format!("{RAISE_LIMIT}{HOLDER}").as_bytes());
+    let opener = lab.write("opener.py", format!("{RAISE_LIMIT}{OPENER}").as_bytes());
+    let remote_ip = lab.net.remote_web_ip.to_string();
+    let n = INCOMING.to_string();
+    for (mode, port) in MODES.iter().zip([9210u16, 9211]) {
+        let port_s = port.to_string();
+        let mut holder =
+            Running::spawn(lab.rscq(mode, &[py.as_str(), p(&holder), "0.0.0.0", &port_s, &n]));
+        holder.wait_stdout("READY", Duration::from_secs(30));
+        let out =
+            Running::spawn(lab.exec(Ns::Web, &[py.as_str(), p(&opener), &remote_ip, &port_s, &n]))
+                .finish(Duration::from_secs(300));
+        assert!(
+            out.status.success() && out.out() == format!("connected {n}\nanswered {n}\n"),
+            "{mode:?}\n{}\n--- under rscq ---\n{}\n--- server ---\n{}",
+            out.dump(),
+            holder.snapshot().dump(),
+            lab.server_log()
+        );
+        let holder = holder.finish(Duration::from_secs(30));
+        assert_eq!(
+            holder.out(),
+            format!("READY\nheld {n}\n"),
+            "{}",
+            holder.dump()
+        );
+    }
+}

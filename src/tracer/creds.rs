@@ -2,6 +2,10 @@
 //! it, read from `/proc/TID/status` (proc(5)) while the thread is stopped in
 //! its call, so they are exactly the ones its own syscall would have used.
 
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
 use crate::proto::Credentials;
 
 /// What a call runs with when its thread's credentials cannot be read: no
@@ -19,19 +23,75 @@ const NOBODY: Credentials = Credentials {
 
 /// The credentials of thread `tid`.
 pub fn of_thread(tid: i32) -> Credentials {
-    std::fs::read(format!("/proc/{tid}/status"))
-        .ok()
+    read_status(tid)
         .and_then(|status| parse_status(&status))
         .unwrap_or(NOBODY)
+}
+
+/// How many threads' status files stay open between calls.
+const KEPT_STATUS_FILES: usize = 1024;
+
+/// The threads' `/proc/TID/status` files, kept open: every forwarded call
+/// reads its thread's, and opening it each time cost as much as reading it.
+static STATUS_FILES: std::sync::Mutex<Option<HashMap<i32, File>>> = std::sync::Mutex::new(None);
+
+/// The text of `/proc/TID/status`, read from its start through a kept file.
+/// A thread that ended leaves a file whose reads fail (its task is gone,
+/// even if the number was given to a new thread since): that one is opened
+/// again.
+fn read_status(tid: i32) -> Option<Vec<u8>> {
+    let mut files = STATUS_FILES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let files = files.get_or_insert_with(HashMap::new);
+    if let Some(file) = files.get(&tid)
+        && let Some(status) = read_from_start(file)
+    {
+        return Some(status);
+    }
+    files.remove(&tid);
+    let file = File::open(format!("/proc/{tid}/status")).ok()?;
+    let status = read_from_start(&file)?;
+    if files.len() >= KEPT_STATUS_FILES {
+        files.clear();
+    }
+    files.insert(tid, file);
+    Some(status)
+}
+
+/// The whole of a proc file, read from offset 0 (a proc file is made anew
+/// by each read that starts at 0).
+fn read_from_start(file: &File) -> Option<Vec<u8>> {
+    let mut buf = vec![0; 4096];
+    loop {
+        let n = file.read_at(&mut buf, 0).ok()?;
+        if n < buf.len() {
+            buf.truncate(n);
+            return (n > 0).then_some(buf);
+        }
+        buf.resize(buf.len() * 2, 0);
+    }
 }
 
 /// The credentials in the text of a `/proc/TID/status` file.
 pub fn parse_status(status: &[u8]) -> Option<Credentials> {
     let text = std::str::from_utf8(status).ok()?;
+    // One pass: the fields this needs, by name.
+    let mut fields: [Option<&str>; 6] = [None; 6];
+    const NAMES: [&str; 6] = ["Uid", "Gid", "Groups", "Umask", "CapEff", "CapPrm"];
+    for line in text.lines() {
+        let Some((name, value)) = line.split_once(':') else {
+            continue;
+        };
+        if let Some(i) = NAMES.iter().position(|n| *n == name)
+            && fields[i].is_none()
+        {
+            fields[i] = Some(value.trim());
+        }
+    }
     let field = |name: &str| {
-        text.lines()
-            .find_map(|line| line.strip_prefix(name)?.strip_prefix(':'))
-            .map(str::trim)
+        let i = NAMES.iter().position(|n| *n == name)?;
+        fields[i]
     };
     let ids = |name: &str| -> Option<[u32; 4]> {
         let values: Vec<u32> = field(name)?

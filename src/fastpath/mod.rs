@@ -14,9 +14,10 @@
 //! before. Static binaries, Go programs and calls made without libc keep
 //! the stops, with identical results.
 //!
-//! The tracer tells the library one fact it cannot see: that the program's
-//! cwd is a remote directory ([`FLAG_CWD_MAY_BE_REMOTE`] in the data page,
-//! sticky until the next exec).
+//! The tracer tells the library two facts it cannot see, as flags in the
+//! data page, sticky until the next exec: that the program's cwd is a
+//! remote directory ([`FLAG_CWD_MAY_BE_REMOTE`]), and that its fd calls
+//! stop ([`FLAG_FD_CALLS_STOP`]).
 //!
 //! This module holds the constants both sides share, the library's bytes,
 //! and the encoding of the routed paths; it does no I/O.
@@ -36,6 +37,11 @@ pub const FLAGS_OFFSET: u64 = 8;
 /// The program's cwd may be a remote directory: relative paths from the
 /// cwd take the slow path.
 pub const FLAG_CWD_MAY_BE_REMOTE: u32 = 1;
+/// The process's fd calls stop (it holds or held a remote file, so the fd
+/// filter is in): `opendir` and `fopen` are left to libc, whose own open
+/// and `fstat` stop fewer times than the library's open plus
+/// `fdopendir`/`fdopen` (an `fstat` and one or two `fcntl`) would.
+pub const FLAG_FD_CALLS_STOP: u32 = 2;
 
 /// The environment variable the library reads its routed paths from.
 pub const CONFIG_VAR: &str = "RSCQ_FASTPATH";

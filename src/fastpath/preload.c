@@ -42,6 +42,9 @@
 #define O_CREAT 0100
 #define O_NOFOLLOW 0400000
 #define O_CLOEXEC 02000000
+#define O_RDWR 02
+#define O_NONBLOCK 04000
+#define O_DIRECTORY 0200000
 #define O_PATH 010000000
 #define O_TMPFILE_MASK (020000000 | 0200000)
 #define O_LARGEFILE 0100000
@@ -53,6 +56,7 @@
 #define SYS_munmap 11
 #define SYS_getcwd 79
 #define SYS_close 3
+#define SYS_lseek 8
 #define SYS_openat 257
 #define SYS_newfstatat 262
 #define SYS_readlinkat 267
@@ -89,6 +93,7 @@
 #define PAGE 4096UL
 #define MAGIC 0x5453414651435352ULL /* "RSCQFAST" */
 #define FLAG_CWD_MAY_BE_REMOTE 1u
+#define FLAG_FD_CALLS_STOP 2u
 
 #define PATH_MAX_LEN 4096
 /* The end of x86_64 user space with 4-level paging (TASK_SIZE_MAX), less
@@ -112,6 +117,10 @@ extern int *__errno_location(void) __attribute__((weak));
 extern void *malloc(size_t) __attribute__((weak));
 extern void free(void *) __attribute__((weak));
 extern char **__environ __attribute__((weak));
+extern void *fdopendir(int) __attribute__((weak));
+extern void *fdopen(int, const char *) __attribute__((weak));
+extern void *dlsym(void *, const char *) __attribute__((weak));
+#define RTLD_NEXT ((void *)-1L)
 
 /* Data page the tracer writes: magic, then flags (sticky until exec). */
 struct shared_page { uint64_t magic; volatile uint32_t flags; };
@@ -304,6 +313,105 @@ static const char *as_judged(const char *path, const char *buf)
 	return buf[0] ? buf : path;
 }
 
+/* Walks the absolute path buf[0..n) lexically as the planner does: it
+ * must never stand in a routed path, even if `..` leads back out, nor in
+ * the program's own fds (`/proc`, `/dev/fd`). */
+static enum route judge_absolute(const char *buf, size_t n)
+{
+	char cur[PATH_MAX_LEN];
+	size_t len = 0;
+	if (routed_holds("/", 1))
+		return SLOW;
+	size_t i = 0;
+	while (i < n) {
+		while (i < n && buf[i] == '/')
+			i++;
+		size_t start = i;
+		while (i < n && buf[i] != '/')
+			i++;
+		size_t c = i - start;
+		if (c == 0 || (c == 1 && buf[start] == '.'))
+			continue;
+		if (c == 2 && buf[start] == '.' && buf[start + 1] == '.') {
+			while (len > 0 && cur[len - 1] != '/')
+				len--;
+			if (len > 0)
+				len--;
+		} else {
+			if (len + 1 + c >= PATH_MAX_LEN)
+				return SLOW;
+			cur[len++] = '/';
+			for (size_t k = 0; k < c; k++)
+				cur[len++] = buf[start + k];
+		}
+		if (len > 0 && routed_holds(cur, len))
+			return SLOW;
+		/* `/proc/self/fd/N`, `/dev/fd/N`: the program's own fds, which
+		 * may be remote files. */
+		if ((len == 5 && cur[1] == 'p' && cur[2] == 'r' && cur[3] == 'o' && cur[4] == 'c') ||
+		    (len == 7 && cur[1] == 'd' && cur[2] == 'e' && cur[3] == 'v' && cur[4] == '/' &&
+		     cur[5] == 'f' && cur[6] == 'd'))
+			return SLOW;
+	}
+	return MULTI;
+}
+
+/* Decimal digits of v into out (at least 12 bytes), NUL-terminated. */
+static void decimal(unsigned v, char *out)
+{
+	char tmp[12];
+	int k = 0;
+	do {
+		tmp[k++] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	for (int i = 0; i < k; i++)
+		out[i] = tmp[k - 1 - i];
+	out[k] = 0;
+}
+
+/* A relative path rel[0..n) with a `..` or a number as a name, which only
+ * its directory's own path can judge: that path (the cwd's, or the
+ * dirfd's as /proc/self/fd/N names it) joined to rel, judged as an
+ * absolute path. The call itself still goes relative to the directory;
+ * the kernel's `..` of a directory is its path's lexical parent, since
+ * that path has no symlink in it. */
+static enum route judge_from_base(int dirfd, const char *rel, size_t n)
+{
+	char abs[PATH_MAX_LEN];
+	long len;
+	if (dirfd == AT_FDCWD) {
+		/* The syscall counts the NUL. */
+		len = fast6(SYS_getcwd, (long)abs, PATH_MAX_LEN, 0, 0, 0, 0) - 1;
+	} else {
+		if (dirfd < 0)
+			return SLOW;
+		char link[32] = "/proc/self/fd/";
+		decimal((unsigned)dirfd, link + 14);
+		len = fast6(SYS_readlinkat, AT_FDCWD, (long)link, (long)abs, PATH_MAX_LEN - 1, 0, 0);
+		/* " (deleted)": no path to judge by. */
+		static const char deleted[] = " (deleted)";
+		size_t d = sizeof deleted - 1;
+		if (len >= (long)d) {
+			int same = 1;
+			for (size_t k = 0; k < d; k++)
+				if (abs[(size_t)len - d + k] != deleted[k]) {
+					same = 0;
+					break;
+				}
+			if (same)
+				return SLOW;
+		}
+	}
+	if (len <= 0 || abs[0] != '/' || (size_t)len + 1 + n >= PATH_MAX_LEN)
+		return SLOW;
+	abs[len++] = '/';
+	for (size_t k = 0; k < n; k++)
+		abs[len++] = rel[k];
+	abs[len] = 0;
+	return judge_absolute(abs, (size_t)len) == SLOW ? SLOW : MULTI;
+}
+
 /* Copies the program's path into buf (left empty when it cannot) and
  * judges it. SINGLE: one name relative to a directory, no slash; MULTI:
  * anything else that is local unless a symlink on the way says
@@ -327,51 +435,14 @@ static enum route judge(int dirfd, const char *path, char *buf)
 	buf[n] = 0;
 	if (n == 0)
 		return SLOW;
-	if (buf[0] == '/') {
-		/* Walk lexically as the planner does: the path must never stand
-		 * in a routed path, even if `..` leads back out. */
-		char cur[PATH_MAX_LEN];
-		size_t len = 0;
-		if (routed_holds("/", 1))
-			return SLOW;
-		size_t i = 0;
-		while (i < n) {
-			while (i < n && buf[i] == '/')
-				i++;
-			size_t start = i;
-			while (i < n && buf[i] != '/')
-				i++;
-			size_t c = i - start;
-			if (c == 0 || (c == 1 && buf[start] == '.'))
-				continue;
-			if (c == 2 && buf[start] == '.' && buf[start + 1] == '.') {
-				while (len > 0 && cur[len - 1] != '/')
-					len--;
-				if (len > 0)
-					len--;
-			} else {
-				if (len + 1 + c >= PATH_MAX_LEN)
-					return SLOW;
-				cur[len++] = '/';
-				for (size_t k = 0; k < c; k++)
-					cur[len++] = buf[start + k];
-			}
-			if (len > 0 && routed_holds(cur, len))
-				return SLOW;
-			/* `/proc/self/fd/N`, `/dev/fd/N`: the program's own fds, which
-			 * may be remote files. */
-			if ((len == 5 && cur[1] == 'p' && cur[2] == 'r' && cur[3] == 'o' && cur[4] == 'c') ||
-			    (len == 7 && cur[1] == 'd' && cur[2] == 'e' && cur[3] == 'v' && cur[4] == '/' &&
-			     cur[5] == 'f' && cur[6] == 'd'))
-				return SLOW;
-		}
-		return MULTI;
-	}
+	if (buf[0] == '/')
+		return judge_absolute(buf, n);
 	if (dirfd == AT_FDCWD && (page()->flags & FLAG_CWD_MAY_BE_REMOTE))
 		return SLOW;
 	/* Relative to a local directory: it reaches a routed path only if its
 	 * first name is a component of one. A `..` needs the directory's own
-	 * path, and a number may be an fd under /proc: both go the slow way. */
+	 * path, and a number may be an fd under /proc: both are judged with
+	 * that path. */
 	int first = 1, slash = 0;
 	size_t i = 0;
 	while (i < n) {
@@ -386,10 +457,8 @@ static enum route judge(int dirfd, const char *path, char *buf)
 		size_t c = i - start;
 		if (c == 1 && buf[start] == '.')
 			continue;
-		if (c == 2 && buf[start] == '.' && buf[start + 1] == '.')
-			return SLOW;
-		if (all_digits(buf + start, c))
-			return SLOW;
+		if ((c == 2 && buf[start] == '.' && buf[start + 1] == '.') || all_digits(buf + start, c))
+			return judge_from_base(dirfd, buf, n);
 		if (first && routed_component(buf + start, c))
 			return SLOW;
 		first = 0;
@@ -872,6 +941,182 @@ EXPORT char *realpath(const char *name, char *resolved)
 EXPORT char *canonicalize_file_name(const char *name)
 {
 	return realpath(name, NULL);
+}
+
+/* ---- opendir and fopen: libc's own opens, which the library cannot see ---- */
+
+/* glibc's opendir and fopen open their file inside libc, where the open
+ * above is not the one called: each stopped. A local path is opened here
+ * on the fast path and handed to fdopendir/fdopen; anything else goes to
+ * libc's own function (found with dlsym(RTLD_NEXT), with the judged copy of
+ * the path), so it stops as before. So does everything in a process whose
+ * fd calls stop: there fdopendir's fstat and fcntl would stop more often
+ * than libc's open and fstat do. */
+
+static void *libc_next(void **slot, const char *name)
+{
+	void *f = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+	if (f == NULL && dlsym) {
+		f = dlsym(RTLD_NEXT, name);
+		__atomic_store_n(slot, f, __ATOMIC_RELEASE);
+	}
+	return f;
+}
+
+/* A local fd opened on the fast path for `path` with `flags`: >= 0, or
+ * -errno for the program, or TAKE_SLOW_PATH. */
+static long fast_open_for_stream(const char *path, char *buf, int flags)
+{
+	if (!ready || (page()->flags & FLAG_FD_CALLS_STOP) || judge(AT_FDCWD, path, buf) == SLOW)
+		return TAKE_SLOW_PATH;
+	return open_no_symlinks(AT_FDCWD, buf, flags | O_LARGEFILE);
+}
+
+/* Closes `fd` after fdopendir/fdopen refused it, keeping their errno. */
+static void close_keeping_errno(long fd)
+{
+	int e = __errno_location ? *__errno_location() : 0;
+	fast6(SYS_close, fd, 0, 0, 0, 0, 0);
+	if (__errno_location)
+		*__errno_location() = e;
+}
+
+static void *next_opendir;
+
+/* A directory stream for `fd`, or NULL with fdopendir's errno (and `fd`
+ * closed). */
+static void *dir_of(long fd)
+{
+	if (fd < 0) {
+		done(fd);
+		return NULL;
+	}
+	void *dir = fdopendir((int)fd);
+	if (dir == NULL)
+		close_keeping_errno(fd);
+	return dir;
+}
+
+/* glibc's opendir flags (dirent/opendir.c), O_RDONLY included. */
+#define OPENDIR_FLAGS (O_NONBLOCK | O_DIRECTORY | O_CLOEXEC)
+
+EXPORT void *opendir(const char *path)
+{
+	char buf[PATH_MAX_LEN];
+	buf[0] = 0;
+	if (!fdopendir) {
+		done(-ENOSYS);
+		return NULL;
+	}
+	long fd = fast_open_for_stream(path, buf, OPENDIR_FLAGS);
+	if (fd != TAKE_SLOW_PATH)
+		return dir_of(fd);
+	void *(*libc_opendir)(const char *) = (void *(*)(const char *))libc_next(&next_opendir, "opendir");
+	if (libc_opendir)
+		return libc_opendir(as_judged(path, buf));
+	/* No dlsym (a libc older than 2.34 without libdl loaded): libc's open,
+	 * on the slow path. */
+	return dir_of(slow6(SYS_openat, AT_FDCWD, (long)as_judged(path, buf), OPENDIR_FLAGS | O_LARGEFILE, 0, 0, 0));
+}
+
+/* The open(2) flags of fopen's `mode` as glibc reads it (libio/fileops.c:
+ * the first character, then at most six modifiers), or -1 for a mode it
+ * refuses. `*plain_read` says whether open plus fdopen is exactly fopen:
+ * "r" or "r+" (no create, truncate or append position) with no ",ccs=". */
+static int fopen_flags(const char *mode, int *plain_read)
+{
+	int access, rest;
+	*plain_read = 0;
+	if (mode == NULL)
+		return -1;
+	switch (mode[0]) {
+	case 'r':
+		access = 0;
+		rest = 0;
+		break;
+	case 'w':
+		access = 01;
+		rest = O_CREAT | 01000; /* O_TRUNC */
+		break;
+	case 'a':
+		access = 01;
+		rest = O_CREAT | 02000; /* O_APPEND */
+		break;
+	default:
+		return -1;
+	}
+	int other = 0;
+	for (int i = 1; i < 7 && mode[i]; i++) {
+		if (mode[i] == '+')
+			access = O_RDWR;
+		else if (mode[i] == 'e')
+			rest |= O_CLOEXEC;
+		else if (mode[i] == 'x')
+			rest |= 0200; /* O_EXCL */
+		else if (mode[i] == ',') {
+			other = 1;
+			break;
+		}
+	}
+	*plain_read = mode[0] == 'r' && !other;
+	return access | rest;
+}
+
+static void *next_fopen;
+static void *next_fopen64;
+
+/* A stream for `fd`, or NULL with fdopen's errno (and `fd` closed). */
+static void *file_of(long fd, const char *mode)
+{
+	if (fd < 0) {
+		done(fd);
+		return NULL;
+	}
+	void *file = fdopen((int)fd, mode);
+	if (file == NULL)
+		close_keeping_errno(fd);
+	return file;
+}
+
+static void *do_fopen(const char *path, const char *mode, void **slot, const char *name)
+{
+	char buf[PATH_MAX_LEN];
+	buf[0] = 0;
+	int plain_read;
+	int flags = fopen_flags(mode, &plain_read);
+	if (!fdopen) {
+		done(-ENOSYS);
+		return NULL;
+	}
+	if (plain_read) {
+		long fd = fast_open_for_stream(path, buf, flags);
+		if (fd != TAKE_SLOW_PATH)
+			return file_of(fd, mode);
+	}
+	void *(*libc_fopen)(const char *, const char *) =
+		(void *(*)(const char *, const char *))libc_next(slot, name);
+	if (libc_fopen)
+		return libc_fopen(as_judged(path, buf), mode);
+	/* No dlsym: libc's open on the slow path, and fdopen; an append
+	 * stream starts at the end, as glibc's fopen puts it. */
+	if (flags < 0) {
+		done(-EINVAL);
+		return NULL;
+	}
+	long fd = slow6(SYS_openat, AT_FDCWD, (long)as_judged(path, buf), flags | O_LARGEFILE, 0666, 0, 0);
+	if (fd >= 0 && mode[0] == 'a')
+		slow6(SYS_lseek, fd, 0, 2 /* SEEK_END */, 0, 0, 0);
+	return file_of(fd, mode);
+}
+
+EXPORT void *fopen(const char *path, const char *mode)
+{
+	return do_fopen(path, mode, &next_fopen, "fopen");
+}
+
+EXPORT void *fopen64(const char *path, const char *mode)
+{
+	return do_fopen(path, mode, &next_fopen64, "fopen64");
 }
 
 /* ---- set-up ---- */

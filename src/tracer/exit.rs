@@ -221,6 +221,9 @@ impl<F: Forwarder> Tracer<'_, F> {
         let mut regs = saved;
         regs.rax = result.cast_unsigned();
         if first_remote_file && !self.fd_filter.is_empty() {
+            if self.config.fastpath {
+                super::tell_fastpath(stop.pid(), crate::fastpath::FLAG_FD_CALLS_STOP);
+            }
             return self.inject_fd_filter(stop, regs);
         }
         stop.resume_with_regs(regs);

@@ -155,27 +155,29 @@ pub struct Tracer<'a, F: Forwarder> {
     stops: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
-/// Sets [`crate::fastpath::FLAG_CWD_MAY_BE_REMOTE`] in the fast path's
-/// data page of `pid`'s memory, so its preload library sends relative
-/// paths to the tracer. Only where the library put its magic: without it
-/// (a static binary, the page taken) the address is the program's own.
-/// The flag stays until the next exec (a `vfork` child shares the page
-/// with its parent, which then takes the slow path too: correct, slower).
-fn tell_fastpath_cwd_is_remote(pid: Pid) {
-    use crate::fastpath::{DATA_PAGE, FLAG_CWD_MAY_BE_REMOTE, FLAGS_OFFSET, MAGIC};
+/// Sets `flag` ([`crate::fastpath::FLAG_CWD_MAY_BE_REMOTE`] or
+/// [`crate::fastpath::FLAG_FD_CALLS_STOP`]) in the fast path's data page of
+/// `pid`'s memory, beside those set before. Only where the library put its
+/// magic: without it (a static binary, the page taken) the address is the
+/// program's own. The flags stay until the next exec (a `vfork` child
+/// shares the page with its parent, which then takes the slow path too:
+/// correct, slower).
+fn tell_fastpath(pid: Pid, flag: u32) {
+    use crate::fastpath::{DATA_PAGE, FLAGS_OFFSET, MAGIC};
     let Ok(magic) = mem::read_bytes(pid, DATA_PAGE, 8) else {
         return;
     };
     if magic != MAGIC.to_le_bytes() {
         return;
     }
-    // The library only reads the word; only rscq writes it.
-    if let Err(e) = mem::write_bytes(
-        pid,
-        DATA_PAGE + FLAGS_OFFSET,
-        &FLAG_CWD_MAY_BE_REMOTE.to_le_bytes(),
-    ) {
-        tracing::debug!(%e, %pid, "cannot tell the fast path the cwd is remote");
+    let Ok(old) = mem::read_bytes(pid, DATA_PAGE + FLAGS_OFFSET, 4) else {
+        return;
+    };
+    let old = <[u8; 4]>::try_from(old.as_slice()).map_or(0, u32::from_le_bytes);
+    // The library only reads the word; only rscq writes it, from this one
+    // thread, so the read and the write cannot interleave with another.
+    if let Err(e) = mem::write_bytes(pid, DATA_PAGE + FLAGS_OFFSET, &(old | flag).to_le_bytes()) {
+        tracing::debug!(%e, %pid, flag, "cannot set a fast path flag");
     }
 }
 
@@ -524,7 +526,7 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
     fn set_virtual_cwd(&mut self, tid: i32, cwd: Option<Vec<u8>>) {
         let tgid = self.tgid_of(tid);
         if self.config.fastpath && cwd.is_some() {
-            tell_fastpath_cwd_is_remote(Pid::from_raw(tid));
+            tell_fastpath(Pid::from_raw(tid), crate::fastpath::FLAG_CWD_MAY_BE_REMOTE);
         }
         self.process_mut(tgid).virtual_cwd = cwd;
     }

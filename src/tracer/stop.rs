@@ -36,6 +36,11 @@ impl<F: Forwarder> Tracer<'_, F> {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let nr = i64::try_from(info.nr).unwrap_or(-1);
         tracing::trace!(tid, nr, "seccomp stop");
+        if nr == libc::SYS_getcwd && self.config.fastpath && self.process_has_fd_traps(tid) {
+            // The preload library asks for its cwd as it starts, after an
+            // exec that kept the fd filter but not the flags of its page.
+            super::tell_fastpath(pid, crate::fastpath::FLAG_FD_CALLS_STOP);
+        }
         let fd0 = i32::try_from(info.args[0] & 0xffff_ffff).map_or(-1, |v| v);
         // `#!` interpreters followed so far by this exec (see `exec_copy`),
         // and whether a fetch made this very call ready.

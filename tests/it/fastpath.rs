@@ -35,6 +35,9 @@ fn differing_pair(mode: &[&str]) -> Pair {
     fs::create_dir_all(&trep).expect("mkdir trep");
     fs::write(trep.join("q"), b"local q").expect("local q");
     fs::write(pair.local.join("plain"), b"four").expect("plain");
+    // A number as a name: judged with its directory's own path.
+    fs::create_dir(pair.local.join("123")).expect("mkdir 123");
+    fs::write(pair.local.join("123").join("plain"), b"four").expect("123/plain");
     // Local symlinks into the mount: as the last component, and on the way.
     symlink(
         pair.tree.join("fp").join("size"),
@@ -78,13 +81,22 @@ fn probe_args(pair: &Pair) -> Vec<String> {
         "lonly".into(),
         format!("@cd:{l}"),
         "plain".into(),
+        "../tree/fp/size".into(),
+        "../local/plain".into(),
+        "123/plain".into(),
         format!("@dirfd:{t}/fp"),
         "size".into(),
         "ronly".into(),
+        "../fp/size".into(),
         "@procfd:size".into(),
         format!("@dirfd:{base}"),
         "tree/fp/size".into(),
         "local/plain".into(),
+        format!("@dirfd:{l}"),
+        "../tree/fp/size".into(),
+        "../tree/fp/ronly".into(),
+        "../local/plain".into(),
+        "123/plain".into(),
         "@cwd".into(),
     ]
 }
@@ -136,14 +148,23 @@ fn expected(pair: &Pair) -> String {
     out += &missing("lonly");
     out += &format!("chdir {l} = 0\n");
     out += &plain("plain");
+    out += &remote_size("../tree/fp/size");
+    out += &plain("../local/plain");
+    out += &plain("123/plain");
     out += &format!("dirfd {t}/fp = ok\n");
     out += &remote_size("size");
     out += &remote_ronly("ronly");
+    out += &remote_size("../fp/size");
     // The fd number is the probe's; only its tail is compared.
     out += "@procfd\n";
     out += &format!("dirfd {base} = ok\n");
     out += &remote_size("tree/fp/size");
     out += &plain("local/plain");
+    out += &format!("dirfd {l} = ok\n");
+    out += &remote_size("../tree/fp/size");
+    out += &remote_ronly("../tree/fp/ronly");
+    out += &plain("../local/plain");
+    out += &plain("123/plain");
     out
 }
 
@@ -511,5 +532,122 @@ fn the_librarys_realpath_gives_what_glibcs_does() {
             .contains("loop1 -> Too many levels of symbolic links"),
         "{}",
         glibc.dump()
+    );
+}
+
+/// `opendir` and `fopen` (libc opens their files inside libc, which the
+/// library replaces too): each remote spelling lists and reads the remote
+/// side, each local one the local side, in both modes, with the fast path
+/// on and off, and also once the process holds a remote file (when the
+/// library leaves both to libc). Each rscq line must say what the probe
+/// run directly says of the path that holds the answer.
+#[test]
+fn opendir_and_fopen_give_the_remote_side() {
+    each_mode(|mode| {
+        let pair = differing_pair(mode);
+        let bin = probe(&pair);
+        let (t, l, base) = (pair.t(), p(&pair.local), p(&pair.env.base));
+        let rt = p(&pair.remote_tree).to_owned();
+        // (under rscq, run directly)
+        let spellings: Vec<(String, String)> = vec![
+            (format!("{t}/fp"), format!("{rt}/fp")),
+            (format!("{t}/fp/size"), format!("{rt}/fp/size")),
+            (format!("{t}/fp/lonly"), format!("{rt}/fp/lonly")),
+            (format!("{l}/link_dir"), format!("{rt}/fp")),
+            (format!("{l}/link_last"), format!("{rt}/fp/size")),
+            (l.to_owned(), l.to_owned()),
+            (format!("{l}/plain"), format!("{l}/plain")),
+            (format!("@cd:{base}"), format!("@cd:{base}")),
+            ("tree/fp".into(), format!("{rt}/fp")),
+            ("local/plain".into(), format!("{l}/plain")),
+            (format!("@cd:{t}/fp"), format!("@cd:{rt}/fp")),
+            (".".into(), format!("{rt}/fp")),
+            ("size".into(), format!("{rt}/fp/size")),
+            (format!("@hold:{t}/fp/size"), format!("@hold:{rt}/fp/size")),
+            (format!("{t}/fp"), format!("{rt}/fp")),
+            (format!("{l}/link_dir"), format!("{rt}/fp")),
+            (l.to_owned(), l.to_owned()),
+            (format!("{l}/plain"), format!("{l}/plain")),
+        ];
+        let direct_args: Vec<&str> = spellings.iter().map(|(_, d)| d.as_str()).collect();
+        let mut direct = vec!["streams"];
+        direct.extend(direct_args);
+        let direct = run(cmd(&std::iter::once(bin.as_str())
+            .chain(direct)
+            .collect::<Vec<_>>()));
+        assert!(direct.status.success(), "{}", direct.dump());
+        // The answer of each line: what follows the path (a chdir's or a
+        // hold's line is compared whole, past its path).
+        let answers = |out: &str| -> Vec<String> {
+            out.lines()
+                .map(|line| match line.split_once(' ') {
+                    Some((first, rest)) if first == "chdir" || first == "hold" => {
+                        rest.split_once(' ').map_or("", |(_, r)| r).to_owned()
+                    }
+                    Some((_, rest)) => rest.to_owned(),
+                    None => line.to_owned(),
+                })
+                .collect()
+        };
+        let want = answers(&direct.out());
+        assert_eq!(want.len(), spellings.len(), "{}", direct.dump());
+        // The local and remote copies differ where it matters.
+        assert_ne!(want[0], want[5], "{}", direct.dump());
+        let args: Vec<String> = spellings.iter().map(|(r, _)| r.clone()).collect();
+        for extra in [&[][..], &["--optimize", WITHOUT_FASTPATH][..]] {
+            if !mode.is_empty() && !extra.is_empty() {
+                continue; // --pure already has no fast path
+            }
+            let r = probe_run(&pair, extra, &bin, "streams", &args).success();
+            assert_eq!(
+                answers(&r.out()),
+                want,
+                "mode {mode:?} {extra:?}\n{}\n--- direct ---\n{}",
+                r.dump(),
+                direct.dump()
+            );
+        }
+    });
+}
+
+/// With the fast path, `opendir` and `fopen` of local paths cost no stop
+/// (libc's own opens inside them stopped before): 100 local `os.listdir`s,
+/// and 100 probes that each `opendir` and twice `fopen` a local file.
+#[test]
+fn local_opendir_and_fopen_take_no_stop() {
+    let pair = differing_pair(&[]);
+    let bin = probe(&pair);
+    let l = p(&pair.local).to_owned();
+    let script = format!("import os\nfor i in range(100): os.listdir('{l}')\nprint('ok')");
+    let python = ["python3", "-c", script.as_str()];
+    let fast = run(pair.rscq_cmd(&[], &python)).success();
+    let slow = run(pair.rscq_cmd(&["--optimize", WITHOUT_FASTPATH], &python)).success();
+    assert_eq!((fast.out(), slow.out()), ("ok\n".into(), "ok\n".into()));
+    assert!(
+        stops(&slow) >= stops(&fast) + 100,
+        "100 local listings should cost 100 stops without the fast path and none with it\n{}\n{}",
+        fast.dump(),
+        slow.dump()
+    );
+    // The probe's own stops (the loader's opens, and the library's) are
+    // counted by a run with no path; each path then adds an opendir and two
+    // fopens of a local file.
+    let stops_of = |extra: &[&str], paths: usize| {
+        let mut argv = vec![bin.clone(), "streams".into()];
+        argv.extend(std::iter::repeat_n(format!("{l}/plain"), paths));
+        let r = run(pair.rscq_cmd(extra, &argv)).success();
+        assert_eq!(r.out().lines().count(), paths, "{}", r.dump());
+        stops(&r)
+    };
+    let without = ["--optimize", WITHOUT_FASTPATH];
+    let fast = stops_of(&[], 100) - stops_of(&[], 0);
+    let slow = stops_of(&without, 100) - stops_of(&without, 0);
+    assert_eq!(
+        fast, 0,
+        "100 local opendirs and 200 fopens stopped {fast} times"
+    );
+    assert!(
+        slow >= 300,
+        "without the fast path they stopped only {slow} times"
     );
 }

@@ -10,6 +10,9 @@
  *                           which must never run
  *   probe exec:N ARGS...    the same, then exec itself N-1 more times
  *   probe realpath ARGS...  realpath(3) of each path (NULL: its errno)
+ *   probe streams ARGS...   opendir(3) and fopen(3) of each path (or @cd:DIR,
+ *                           or @hold:PATH, which opens PATH and keeps it
+ *                           open, so that the process holds a remote file)
  *   probe threads R L       4 threads stat one buffer that flips between
  *                           two paths that differ in one byte, remote-only
  *                           R and local-only L: each stat must find its
@@ -17,6 +20,7 @@
  *                           the other would not)
  */
 #define _GNU_SOURCE
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -88,6 +92,66 @@ static void probe_all(int argc, char **argv)
 	fflush(stdout);
 }
 
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* opendir's listing (sorted, without . and ..) and what fopen reads, in
+ * modes "r" and "re+" */
+static void stream_probe(const char *path)
+{
+	char listing[1024] = "";
+	DIR *d = opendir(path);
+	if (d) {
+		char *names[64];
+		int n = 0;
+		struct dirent *e;
+		while ((e = readdir(d)) && n < 64)
+			if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+				names[n++] = strdup(e->d_name);
+		closedir(d);
+		qsort(names, n, sizeof names[0], by_name);
+		for (int i = 0; i < n; i++) {
+			strncat(listing, names[i], sizeof listing - strlen(listing) - 2);
+			strcat(listing, i + 1 < n ? "," : "");
+			free(names[i]);
+		}
+	} else {
+		snprintf(listing, sizeof listing, "%d", -errno);
+	}
+	long got[2];
+	const char *modes[2] = {"r", "re+"};
+	for (int m = 0; m < 2; m++) {
+		FILE *f = fopen(path, modes[m]);
+		if (f) {
+			char buf[64];
+			got[m] = (long)fread(buf, 1, sizeof buf, f);
+			if (ferror(f))
+				got[m] = -1000 - errno;
+			fclose(f);
+		} else {
+			got[m] = -errno;
+		}
+	}
+	printf("%s dir=%s fopen=%ld fopen+=%ld\n", path, listing, got[0], got[1]);
+}
+
+static void streams_all(int argc, char **argv)
+{
+	for (int i = 0; i < argc; i++) {
+		const char *a = argv[i];
+		if (strncmp(a, "@cd:", 4) == 0) {
+			printf("chdir %s = %d\n", a + 4, chdir(a + 4) == 0 ? 0 : -errno);
+		} else if (strncmp(a, "@hold:", 6) == 0) {
+			printf("hold %s = %s\n", a + 6, open(a + 6, O_RDONLY) >= 0 ? "ok" : strerror(errno));
+		} else {
+			stream_probe(a);
+		}
+	}
+	fflush(stdout);
+}
+
 static char shared_path[512];
 static const char *paths[2];
 static size_t flip_at;
@@ -135,6 +199,9 @@ int main(int argc, char **argv)
 		while (maps && fgets(line, sizeof line, maps))
 			loaded |= strstr(line, "fastpath.so") != NULL;
 		printf("library %s\n", loaded ? "loaded" : "absent");
+		return 0;
+	} else if (strcmp(mode, "streams") == 0) {
+		streams_all(argc - 2, argv + 2);
 		return 0;
 	} else if (strcmp(mode, "threads") == 0) {
 		paths[0] = argv[2];

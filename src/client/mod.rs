@@ -660,6 +660,8 @@ pub fn run(
         engine.lost.store(true, Ordering::SeqCst);
         if options.stats {
             eprint!("{}", engine.stats.report_of(engine.name.as_deref()));
+            let (made, resumed) = engine.link.connections();
+            eprintln!("rscq: connections {made}, resumed with 0-RTT {resumed}");
         }
     }
     if options.stats {

@@ -43,20 +43,28 @@ impl Link {
                 Loss::NotConnected(String::new()),
             )));
         };
-        Link::connect_as(
+        let (link, _) = Link::connect_as(
             dial.addr,
             &dial.identity,
             &dial.trust,
             self.liveness,
             dial.version,
+            dial.tickets.clone(),
+            &[],
         )
-        .await
+        .await?;
+        Ok(link)
     }
 
     /// From now on every clone of this link uses `fresh`'s connection.
     pub fn adopt(&self, fresh: &Link) {
-        let (endpoint, conn, read_only) = match &*fresh.connected() {
-            Ok(new) => (new.endpoint.clone(), new.conn.clone(), new.read_only),
+        let (endpoint, conn, read_only, resumed) = match &*fresh.connected() {
+            Ok(new) => (
+                new.endpoint.clone(),
+                new.conn.clone(),
+                new.read_only,
+                new.resumed,
+            ),
             // Nothing to take from a link that never connected.
             Err(_) => return,
         };
@@ -67,7 +75,9 @@ impl Link {
             conn,
             read_only,
             epoch,
+            resumed,
         });
+        self.made.count(resumed);
     }
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use crate::harness::{Backend, MODES, Output, Pair, Running, p};
+use crate::harness::{Backend, MODES, Output, Pair, Running, p, run};
 
 /// Reads a remote file, says `started`, waits for the `go` file (local),
 /// and reads and lists the remote directory again.
@@ -77,6 +77,27 @@ fn a_connection_made_again_resumes_with_0rtt_and_the_program_sees_the_same() {
             err.contains(&format!(
                 "rscq: connections 2, resumed with 0-RTT {resumed}\n"
             )),
+            "{mode:?}\n{}",
+            r.dump()
+        );
+    }
+}
+
+/// The mount check (a stat of each mount's remote path) travels in the
+/// Hello's flight: a real server's answer still makes the warning, in both
+/// modes, and the program runs.
+#[test]
+fn a_missing_remote_path_is_warned_about_from_the_hello_flight() {
+    for mode in MODES {
+        let pair = Pair::new(Backend::Remote, mode);
+        let warning = "rscq: warning: --mount /rscq-zz=/nonexistent: /nonexistent does not exist on the server\n";
+        let r = run(pair.rscq_cmd(&["--mount", "/rscq-zz=/nonexistent"], &["true"]));
+        assert_eq!(r.code(), 0, "{mode:?}\n{}", r.dump());
+        assert!(r.err().contains(warning), "{mode:?}\n{}", r.dump());
+        let r = run(pair.rscq_cmd(&[], &["true"]));
+        assert_eq!(r.code(), 0, "{mode:?}\n{}", r.dump());
+        assert!(
+            !r.err().contains("does not exist"),
             "{mode:?}\n{}",
             r.dump()
         );

@@ -307,7 +307,7 @@ fn serve(
                 Executor::new(&root, read_only, policy.clone()).map_err(SessionError::from)?;
             Ok(ClientSession::new(files, peer))
         };
-        server::serve_live(endpoint, read_only, Some(clients), make_session, shutdown).await;
+        server::serve_live(endpoint, read_only, clients, make_session, shutdown).await;
         anyhow::Ok(())
     });
     // A request stuck in a blocking syscall must not keep the process alive.

@@ -19,7 +19,7 @@ use rscq::client::{self, RunOptions};
 use rscq::config::{self, ClientArgs, ClientCommand, ClientSettings};
 use rscq::syscall::paths::{MountPoint, MountTable};
 use rscq::tracer::TracerError;
-use rscq::transport::{Embedded, ErrorChain, Link, Liveness, ServerTrust, identity};
+use rscq::transport::{EarlyData, Embedded, ErrorChain, Link, Liveness, ServerTrust, identity};
 
 fn main() -> ExitCode {
     // Before any thread exists, so every thread inherits the mask and the
@@ -268,10 +268,8 @@ fn run_program(settings: &ClientSettings, runtime: &tokio::runtime::Handle) -> a
     if let Some(window) = settings.readahead_window {
         rscq::transport::set_stream_window(window);
     }
-    let (links, embedded) = runtime.block_on(connect_all(settings))?;
-    // Checked while the program starts, not before: a round trip the
-    // program need not wait for.
-    let mount_check = runtime.spawn(warn_missing_mounts(settings, &links));
+    let (links, embedded, checks) = runtime.block_on(connect_all(settings))?;
+    warn_missing_mounts(settings, &checks);
     let placement = &settings.placement;
     let options = RunOptions {
         mounts: mount_table(settings),
@@ -308,9 +306,6 @@ fn run_program(settings: &ClientSettings, runtime: &tokio::runtime::Handle) -> a
     };
     let status = client::run(runtime.clone(), links.clone(), options)?;
     runtime.block_on(async {
-        // The warning, when there is one, still comes before rscq ends; a
-        // server gone by now answers nothing worth waiting long for.
-        let _ = tokio::time::timeout(MOUNT_CHECK_AT_EXIT, mount_check).await;
         close_all(&links).await;
         if let Some(e) = embedded {
             e.shutdown().await;
@@ -319,59 +314,42 @@ fn run_program(settings: &ClientSettings, runtime: &tokio::runtime::Handle) -> a
     Ok(status.code())
 }
 
-/// How long rscq waits at exit for the start-up check of the mounts.
-const MOUNT_CHECK_AT_EXIT: std::time::Duration = std::time::Duration::from_secs(2);
+/// The stat that checks a mount's remote path. It goes in the same flight
+/// as its connection's `Hello`, so it costs no round trip of its own.
+fn mount_check(mount: &config::Mount) -> rscq::proto::Request {
+    rscq::proto::Request::Stat {
+        path: rscq::proto::RemotePath(mount.remote.as_os_str().as_bytes().to_vec()),
+        follow: true,
+    }
+}
+
+/// The answers to the mount checks, by mount index (`None`: no answer).
+type MountChecks = Vec<(usize, Option<rscq::proto::Response>)>;
 
 /// Says on stderr which mounts name a remote path that does not exist, as
 /// sshfs refuses such a mount; the program still runs (it may create it).
-/// The stats go out together, each to its mount's remote: one round trip,
-/// made while the program starts.
-fn warn_missing_mounts(
-    settings: &ClientSettings,
-    links: &[Link],
-) -> impl Future<Output = ()> + Send + 'static {
-    let several = links.len() > 1;
+fn warn_missing_mounts(settings: &ClientSettings, checks: &MountChecks) {
+    let several = settings.placement.remotes.len() > 1;
     let placement = &settings.placement;
-    let checks: Vec<_> = settings
-        .mounts
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let on = placement.mounts.get(i).copied().unwrap_or(0);
-            let link = links.get(on).unwrap_or(&links[0]).clone();
-            let request = rscq::proto::Request::Stat {
-                path: rscq::proto::RemotePath(m.remote.as_os_str().as_bytes().to_vec()),
-                follow: true,
+    for (i, answer) in checks {
+        // A transport failure is reported by the run itself.
+        if let Some(Err(e)) = answer
+            && (e.0 == libc::ENOENT || e.0 == libc::ENOTDIR)
+            && let Some(m) = settings.mounts.get(*i)
+        {
+            let server = match placement
+                .mounts
+                .get(*i)
+                .and_then(|&r| placement.remotes.get(r))
+            {
+                Some(remote) if several => remote.name.as_str(),
+                _ => "the server",
             };
-            let server = match placement.remotes.get(on) {
-                Some(remote) if several => remote.name.clone(),
-                _ => "the server".to_owned(),
-            };
-            let warning = format!(
+            eprintln!(
                 "rscq: warning: --mount {}: {} does not exist on {server}",
                 m,
                 m.remote.display(),
             );
-            (warning, link, request)
-        })
-        .collect::<Vec<_>>();
-    async move {
-        let checks: Vec<_> = checks
-            .into_iter()
-            .map(|(warning, link, request)| {
-                (
-                    warning,
-                    tokio::spawn(async move { link.call(&request).await }),
-                )
-            })
-            .collect();
-        for (warning, check) in checks {
-            // A transport failure is reported by the run itself.
-            if let Ok(Ok(Err(e))) = check.await
-                && (e.0 == libc::ENOENT || e.0 == libc::ENOTDIR)
-            {
-                eprintln!("{warning}");
-            }
         }
     }
 }
@@ -404,7 +382,9 @@ fn mount_table(settings: &ClientSettings) -> MountTable {
 /// link is [`Link::not_connected`], whose calls fail. The run fails, with
 /// a message naming the remote, when it has one remote or none connects;
 /// the others are then closed.
-async fn connect_all(settings: &ClientSettings) -> anyhow::Result<(Vec<Link>, Option<Embedded>)> {
+async fn connect_all(
+    settings: &ClientSettings,
+) -> anyhow::Result<(Vec<Link>, Option<Embedded>, MountChecks)> {
     let remotes = &settings.placement.remotes;
     let embedded = if remotes.iter().any(|r| r.address.is_none()) {
         Some(rscq::server::start_embedded().context("cannot start the embedded executor")?)
@@ -436,35 +416,72 @@ async fn connect_all(settings: &ClientSettings) -> anyhow::Result<(Vec<Link>, Op
     } else {
         None
     };
+    // Each mount's check goes to its remote (the first, if its placement is
+    // out of range, as calls do).
+    let on = |i: usize| {
+        let r = settings.placement.mounts.get(i).copied().unwrap_or(0);
+        if r < remotes.len() { r } else { 0 }
+    };
+    let mounts_on: Vec<Vec<usize>> = (0..remotes.len())
+        .map(|r| (0..settings.mounts.len()).filter(|&i| on(i) == r).collect())
+        .collect();
+    type Outcome = anyhow::Result<(Link, Vec<Option<rscq::proto::Response>>)>;
     let mut connects = Vec::with_capacity(remotes.len());
-    for (remote, target) in remotes.iter().zip(targets) {
-        let connect: tokio::task::JoinHandle<anyhow::Result<Link>> = match (target, &identity) {
+    for ((remote, target), mounts) in remotes.iter().zip(targets).zip(&mounts_on) {
+        let checks: Vec<_> = mounts
+            .iter()
+            .map(|&i| mount_check(&settings.mounts[i]))
+            .collect();
+        let connect: tokio::task::JoinHandle<Outcome> = match (target, &identity) {
             (Some(target), Some(identity)) => {
                 let trust = target.trust(remote.server_cert.as_deref(), &settings.known_servers)?;
                 let liveness = Liveness::new(settings.idle_timeout);
                 let identity = identity.clone();
-                tokio::spawn(async move { target.connect(&identity, &trust, liveness).await })
+                let early = if settings.optimizations.zerortt {
+                    EarlyData::Resume
+                } else {
+                    EarlyData::Off
+                };
+                tokio::spawn(async move {
+                    target
+                        .connect(&identity, &trust, liveness, early, &checks)
+                        .await
+                })
             }
             _ => {
                 let link = embedded.as_ref().context("no embedded executor")?.connect();
                 let link = link
                     .await
                     .context("cannot connect to the embedded executor");
-                tokio::spawn(async move { link })
+                // On loopback: the checks are asked once connected.
+                tokio::spawn(async move {
+                    let link = link?;
+                    let mut answers = Vec::with_capacity(checks.len());
+                    for check in &checks {
+                        answers.push(link.call(check).await.ok());
+                    }
+                    Ok((link, answers))
+                })
             }
         };
         connects.push(connect);
     }
     let mut outcomes = Vec::with_capacity(connects.len());
-    for connect in connects {
+    let mut checks = MountChecks::new();
+    for (connect, mounts) in connects.into_iter().zip(&mounts_on) {
         outcomes.push(match connect.await {
-            Ok(outcome) => outcome,
+            Ok(Ok((link, answers))) => {
+                checks.extend(mounts.iter().copied().zip(answers));
+                Ok(link)
+            }
+            Ok(Err(e)) => Err(e),
             Err(e) => Err(anyhow::Error::new(e).context("a connection task failed")),
         });
     }
+    checks.sort_by_key(|(i, _)| *i);
     let names: Vec<&str> = remotes.iter().map(|r| r.name.as_str()).collect();
     match left_out(outcomes, &names) {
-        Ok(links) => Ok((links, embedded)),
+        Ok(links) => Ok((links, embedded, checks)),
         Err((e, links)) => {
             close_all(&links).await;
             if let Some(embedded) = embedded {
@@ -573,9 +590,11 @@ impl Target {
         identity: &identity::Identity,
         trust: &ServerTrust,
         liveness: Liveness,
-    ) -> anyhow::Result<Link> {
+        early: EarlyData,
+        first: &[rscq::proto::Request],
+    ) -> anyhow::Result<(Link, Vec<Option<rscq::proto::Response>>)> {
         let (label, whose) = (&self.label, &self.whose);
-        Link::connect(self.addr, identity, trust, liveness)
+        Link::connect_asking(self.addr, identity, trust, liveness, early, first)
             .await
             .with_context(|| format!("cannot connect to rscq-server at {label}{whose}"))
     }

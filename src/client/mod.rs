@@ -678,6 +678,8 @@ fn trace_sink(options: &RunOptions) -> Result<trace::TraceSink, ClientError> {
 fn report_stats(engines: &[Engine], stops: u64) {
     for engine in engines {
         eprint!("{}", engine.stats.report_of(engine.name.as_deref()));
+        let (made, resumed) = engine.link.connections();
+        eprintln!("rscq: connections {made}, resumed with 0-RTT {resumed}");
     }
     // Every call rscq's filters stopped, forwarded or not: what the fast
     // path saves shows here.

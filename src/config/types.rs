@@ -443,10 +443,13 @@ pub struct Optimizations {
     /// every mount run in the program's own thread, with no stop
     /// (`crate::fastpath`).
     pub fastpath: bool,
+    /// A connection made again after a lost one resumes the TLS session
+    /// and sends its `Hello` in 0-RTT: one round trip instead of two.
+    pub zerortt: bool,
 }
 
 /// Names accepted in an optimize list, in display order.
-pub const OPTIMIZATION_NAMES: [&str; 8] = [
+pub const OPTIMIZATION_NAMES: [&str; 9] = [
     "nagle",
     "readahead",
     "statcache",
@@ -455,6 +458,7 @@ pub const OPTIMIZATION_NAMES: [&str; 8] = [
     "bulkread",
     "smallfile",
     "fastpath",
+    "zerortt",
 ];
 
 impl Optimizations {
@@ -467,6 +471,7 @@ impl Optimizations {
         bulkread: true,
         smallfile: true,
         fastpath: true,
+        zerortt: true,
     };
     pub const NONE: Self = Self {
         nagle: false,
@@ -477,6 +482,7 @@ impl Optimizations {
         bulkread: false,
         smallfile: false,
         fastpath: false,
+        zerortt: false,
     };
 
     /// True when nothing hides latency (`--pure`).
@@ -509,6 +515,7 @@ impl Optimizations {
                 "bulkread" => out.bulkread = true,
                 "smallfile" => out.smallfile = true,
                 "fastpath" => out.fastpath = true,
+                "zerortt" => out.zerortt = true,
                 "all" | "none" => return Err(OptimizeError::AllNoneMixed(name.to_owned())),
                 "" => return Err(OptimizeError::EmptyItem),
                 other => return Err(OptimizeError::Unknown(other.to_owned())),
@@ -517,7 +524,7 @@ impl Optimizations {
         Ok(out)
     }
 
-    fn flags(&self) -> [bool; 8] {
+    fn flags(&self) -> [bool; 9] {
         [
             self.nagle,
             self.readahead,
@@ -527,6 +534,7 @@ impl Optimizations {
             self.bulkread,
             self.smallfile,
             self.fastpath,
+            self.zerortt,
         ]
     }
 }
@@ -574,7 +582,7 @@ pub enum OptimizeError {
     #[error("empty item in list")]
     EmptyItem,
     #[error(
-        "unknown optimization `{0}` (expected nagle, readahead, statcache, compound, dirmeta, bulkread, smallfile, all or none)"
+        "unknown optimization `{0}` (expected nagle, readahead, statcache, compound, dirmeta, bulkread, smallfile, fastpath, zerortt, all or none)"
     )]
     Unknown(String),
     #[error("`{0}` must be used alone, not mixed with other names")]
@@ -733,9 +741,13 @@ mod tests {
         assert!(some.nagle && some.statcache && !some.readahead && !some.compound);
         assert_eq!(some.to_string(), "nagle,statcache");
         assert_eq!(
-            o("readahead,compound,nagle,statcache,dirmeta,bulkread,smallfile,fastpath"),
+            o("readahead,compound,nagle,statcache,dirmeta,bulkread,smallfile,fastpath,zerortt"),
             Ok(Optimizations::ALL)
         );
+        let no_zerortt =
+            o("readahead,compound,nagle,statcache,dirmeta,bulkread,smallfile,fastpath");
+        assert!(no_zerortt.is_ok_and(|x| !x.zerortt && x != Optimizations::ALL));
+        assert_eq!(o("zerortt").map(|x| x.to_string()), Ok("zerortt".into()));
         let no_fastpath = o("readahead,compound,nagle,statcache,dirmeta,bulkread,smallfile");
         assert!(no_fastpath.is_ok_and(|x| !x.fastpath && x != Optimizations::ALL));
         assert_eq!(o("fastpath").map(|x| x.to_string()), Ok("fastpath".into()));

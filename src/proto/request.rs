@@ -511,6 +511,82 @@ impl Request {
         }
     }
 
+    /// Whether the server may run the request before the client's TLS
+    /// handshake is complete, that is on data that may be a replay of
+    /// another connection's 0-RTT flight: only reads that neither change
+    /// nor create anything on the server (no file, no open handle, no file
+    /// offset, no socket, no lock) and so give the same effect however
+    /// often they run. Everything else waits for the handshake, which a
+    /// replay cannot complete. The match is exhaustive so that a new
+    /// request must say which it is; a request that
+    /// [`changes_files`](Request::changes_files) is never one.
+    pub fn safe_before_handshake(&self) -> bool {
+        match self {
+            Request::Stat { .. }
+            | Request::StatPlus { .. }
+            | Request::Access { .. }
+            | Request::Readlink { .. }
+            | Request::Statfs { .. }
+            | Request::CheckDir { .. }
+            | Request::GetXattr { .. }
+            | Request::ListXattr { .. }
+            | Request::Uname
+            | Request::ReadSystemFile { .. }
+            | Request::Fstat { .. }
+            | Request::Fstatfs { .. }
+            | Request::Pread { .. } => !self.changes_files(),
+            // An open makes a handle (and opening a FIFO or a device acts);
+            // `Read`, `Getdents` and `Lseek` move an offset; the rest
+            // change files, locks or sockets, or reach other hosts.
+            Request::Open { .. }
+            | Request::OpenPlus { .. }
+            | Request::OpenRead { .. }
+            | Request::LookupAndList { .. }
+            | Request::Close { .. }
+            | Request::Read { .. }
+            | Request::Getdents { .. }
+            | Request::GetdentsPlus { .. }
+            | Request::Lseek { .. }
+            | Request::Fsync { .. }
+            | Request::SetFlags { .. }
+            | Request::Write { .. }
+            | Request::Pwrite { .. }
+            | Request::Ftruncate { .. }
+            | Request::Fchmod { .. }
+            | Request::Fchown { .. }
+            | Request::Futimens { .. }
+            | Request::Mkdir { .. }
+            | Request::Mknod { .. }
+            | Request::Rmdir { .. }
+            | Request::Unlink { .. }
+            | Request::Rename { .. }
+            | Request::Link { .. }
+            | Request::LinkHandle { .. }
+            | Request::Symlink { .. }
+            | Request::Chmod { .. }
+            | Request::Chown { .. }
+            | Request::Utimens { .. }
+            | Request::Truncate { .. }
+            | Request::SetXattr { .. }
+            | Request::RemoveXattr { .. }
+            | Request::Fallocate { .. }
+            | Request::CopyRange { .. }
+            | Request::FlushWrites { .. }
+            | Request::TcpConnect { .. }
+            | Request::TcpBind { .. }
+            | Request::TcpListen { .. }
+            | Request::TcpUnbind { .. }
+            | Request::UdpBind { .. }
+            | Request::TcpSetOption { .. }
+            | Request::Flock { .. }
+            | Request::RecordLock { .. }
+            | Request::ReleaseLocks { .. }
+            | Request::CancelWait { .. }
+            | Request::Reopen { .. }
+            | Request::Reattach { .. } => false,
+        }
+    }
+
     /// The wait number of a request that may wait (a lock).
     pub fn wait_number(&self) -> Option<u64> {
         match self {
@@ -604,6 +680,55 @@ mod tests {
 
     fn rp(s: &str) -> RemotePath {
         RemotePath(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn only_reads_that_create_nothing_may_run_before_the_handshake() {
+        let h = Handle(3);
+        for req in [
+            Request::Stat {
+                path: rp("/a"),
+                follow: true,
+            },
+            Request::Readlink { path: rp("/l") },
+            Request::Uname,
+            Request::Pread {
+                handle: h,
+                len: 10,
+                offset: 0,
+            },
+        ] {
+            assert!(req.safe_before_handshake(), "{req:?}");
+        }
+        for req in [
+            // Even read-only: a handle is made, and a FIFO's open acts.
+            Request::Open {
+                path: rp("/a"),
+                flags: libc::O_RDONLY,
+                mode: 0,
+            },
+            // Moves the file offset: running it twice reads other bytes.
+            Request::Read { handle: h, len: 10 },
+            Request::Unlink { path: rp("/a") },
+            Request::Write {
+                handle: h,
+                data: vec![1],
+            },
+            Request::Mkdir {
+                path: rp("/d"),
+                mode: 0o755,
+            },
+            Request::Close { handle: h },
+        ] {
+            assert!(!req.safe_before_handshake(), "{req:?}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn nothing_that_changes_files_runs_before_the_handshake(req in proptest::prelude::any::<Request>()) {
+            proptest::prop_assert!(!(req.safe_before_handshake() && req.changes_files()));
+        }
     }
 
     #[test]

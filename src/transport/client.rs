@@ -1,26 +1,22 @@
 //! The client's side of a connection: [`Link`].
 //!
-//! Owns the connection, its handshake and the mapping of quinn failures to
-//! [`TransportError`]. Must not know what a request means: the engine builds
-//! requests and reads replies.
+//! Owns the connection, the calls on it and the mapping of quinn failures
+//! to [`TransportError`]; setting a connection up (TLS, tickets, the
+//! version handshake) is [`super::setup`]'s. Must not know what a request
+//! means: the engine builds requests and reads replies.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
-use quinn::crypto::rustls::QuicClientConfig;
-use quinn::{ConnectionError, TransportErrorCode, WriteError};
+use quinn::{ConnectionError, WriteError};
 
-use super::identity::{Fingerprint, Identity, SERVER_NAME};
+use super::identity::{Identity, SERVER_NAME};
+use super::setup::{EarlyData, SetupContext, SetupFailure, Started, Tickets, client_config, start};
 use super::stream::{ReadFrameError, read_frame, read_frame_within, read_sole_frame};
-use super::trust::{Expectation, ServerTrust, ServerVerifier, record_known_server};
-use super::{
-    Liveness, Loss, MAX_STREAM_BYTES, StreamKind, TransportError, code, provider, transport_config,
-};
-use crate::proto::{
-    ALPN, Credentials, Hello, Incoming, PROTOCOL_VERSION, Request, Response, SockAddr, Welcome,
-    frame,
-};
+use super::trust::{Expectation, ServerTrust};
+use super::{Liveness, Loss, MAX_STREAM_BYTES, StreamKind, TransportError, code};
+use crate::proto::{Credentials, Incoming, PROTOCOL_VERSION, Request, Response, SockAddr, frame};
 
 /// A TCP connection made on the server: its addresses as the server sees
 /// them, and the stream that carries its bytes.
@@ -65,6 +61,26 @@ pub struct Link {
     /// connected).
     pub(super) dial: Option<Arc<Dial>>,
     pub(super) liveness: Liveness,
+    /// How many connections the link made, and how many of them resumed
+    /// with 0-RTT (`--stats`).
+    pub(super) made: Arc<Made>,
+}
+
+/// A link's count of connections, for `--stats`.
+#[derive(Debug, Default)]
+pub(super) struct Made {
+    pub(super) connections: std::sync::atomic::AtomicU64,
+    pub(super) resumed: std::sync::atomic::AtomicU64,
+}
+
+impl Made {
+    pub(super) fn count(&self, resumed: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.connections.fetch_add(1, Relaxed);
+        if resumed {
+            self.resumed.fetch_add(1, Relaxed);
+        }
+    }
 }
 
 /// One connection of a [`Link`].
@@ -79,6 +95,8 @@ pub(super) struct Connected {
     /// The streams the server may open to this client (a remote
     /// listener's incoming connections), raised as they come.
     pub(super) incoming: Arc<super::StreamAllowance>,
+    /// Whether it resumed a TLS session and its `Hello` went in 0-RTT.
+    pub(super) resumed: bool,
 }
 
 /// Where and how a link connected, to connect again the same way.
@@ -87,6 +105,8 @@ pub(super) struct Dial {
     pub(super) identity: Identity,
     pub(super) trust: ServerTrust,
     pub(super) version: u32,
+    /// The session tickets of this link's server, when 0-RTT is on.
+    pub(super) tickets: Option<Arc<Tickets>>,
 }
 
 impl std::fmt::Debug for Dial {
@@ -98,180 +118,8 @@ impl std::fmt::Debug for Dial {
 /// How long `close` lets the endpoint run to put the close on the wire.
 const CLOSE_FLUSH: Duration = Duration::from_millis(5);
 
-/// How long the server may take to answer `Hello` once QUIC is up: this
-/// catches a live peer that is not an rscq-server.
-const WELCOME_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The most the `Welcome` stream may hold.
-const HANDSHAKE_LIMIT: usize = 1024;
-
 /// The most an [`Incoming`] frame's body may hold.
 const INCOMING_LIMIT: usize = 1024;
-
-/// TLS alerts (RFC 8446 §6.2) a server sends when it refuses our certificate.
-const ALERT_BAD_CERTIFICATE: u8 = 42;
-const ALERT_ACCESS_DENIED: u8 = 49;
-const ALERT_CERTIFICATE_REQUIRED: u8 = 116;
-const ALERT_NO_APPLICATION_PROTOCOL: u8 = 120;
-
-/// What the error mapping of connection set-up needs to know.
-struct SetupContext {
-    addr: SocketAddr,
-    trust: ServerTrust,
-    expectation: Expectation,
-    presented: Arc<Mutex<Option<Fingerprint>>>,
-    client: Fingerprint,
-}
-
-impl SetupContext {
-    fn presented(&self) -> Option<Fingerprint> {
-        *self
-            .presented
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Explains a failed connection set-up in the user's terms.
-    fn explain(&self, err: ConnectionError, waited: Duration) -> TransportError {
-        let addr = self.addr;
-        match err {
-            // Our own verifier refused the server: say exactly why.
-            ConnectionError::TransportError(ref te) if is_crypto(te.code) => {
-                match (self.presented(), &self.expectation) {
-                    (Some(presented), Expectation::Pinned(expected)) if presented != *expected => {
-                        TransportError::ServerCertificateMismatch {
-                            addr,
-                            expected: *expected,
-                            presented,
-                        }
-                    }
-                    (
-                        Some(presented),
-                        Expectation::Known {
-                            file,
-                            host_label,
-                            entry: Some(entry),
-                        },
-                    ) if presented != entry.fingerprint => {
-                        TransportError::ServerCertificateChanged {
-                            host_label: host_label.clone(),
-                            file: file.clone(),
-                            line: entry.line,
-                            expected: entry.fingerprint,
-                            presented,
-                        }
-                    }
-                    _ => TransportError::Handshake {
-                        addr,
-                        reason: te.to_string(),
-                    },
-                }
-            }
-            // The server refused us during the handshake.
-            ConnectionError::ConnectionClosed(ref close) => {
-                let refused = [
-                    ALERT_ACCESS_DENIED,
-                    ALERT_BAD_CERTIFICATE,
-                    ALERT_CERTIFICATE_REQUIRED,
-                ]
-                .into_iter()
-                .any(|alert| close.error_code == TransportErrorCode::crypto(alert));
-                if refused {
-                    TransportError::NotAuthorized {
-                        addr,
-                        fingerprint: self.client,
-                    }
-                } else if close.error_code
-                    == TransportErrorCode::crypto(ALERT_NO_APPLICATION_PROTOCOL)
-                {
-                    TransportError::Handshake {
-                        addr,
-                        reason: format!(
-                            "the server does not speak {}",
-                            String::from_utf8_lossy(ALPN)
-                        ),
-                    }
-                } else {
-                    TransportError::Handshake {
-                        addr,
-                        reason: close.to_string(),
-                    }
-                }
-            }
-            ConnectionError::ApplicationClosed(ref close)
-                if close.error_code == quinn::VarInt::from_u32(code::SESSION_FAILED) =>
-            {
-                TransportError::SessionRefused {
-                    reason: String::from_utf8_lossy(&close.reason).into_owned(),
-                }
-            }
-            ConnectionError::TimedOut => TransportError::Unreachable { addr, waited },
-            other => TransportError::ConnectionLost(Loss::Connection(other)),
-        }
-    }
-}
-
-fn is_crypto(code: TransportErrorCode) -> bool {
-    (0x100..0x200).contains(&u64::from(code))
-}
-
-/// A set-up step failed on a stream; only the connection-level cause, if
-/// any, is worth explaining.
-enum SetupFailure {
-    Connection(ConnectionError),
-    Other(TransportError),
-}
-
-impl From<ConnectionError> for SetupFailure {
-    fn from(e: ConnectionError) -> Self {
-        Self::Connection(e)
-    }
-}
-
-impl From<WriteError> for SetupFailure {
-    fn from(e: WriteError) -> Self {
-        match e {
-            WriteError::ConnectionLost(c) => Self::Connection(c),
-            source => Self::Other(TransportError::Send {
-                stream: StreamKind::Handshake,
-                source,
-            }),
-        }
-    }
-}
-
-impl From<ReadFrameError> for SetupFailure {
-    fn from(e: ReadFrameError) -> Self {
-        match e.connection_lost() {
-            Some(c) => Self::Connection(c.clone()),
-            None => Self::Other(TransportError::Receive {
-                stream: StreamKind::Handshake,
-                source: e,
-            }),
-        }
-    }
-}
-
-fn client_tls(
-    identity: &Identity,
-    verifier: ServerVerifier,
-    liveness: Liveness,
-) -> Result<quinn::ClientConfig, TransportError> {
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(TransportError::TlsConfig)?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_client_auth_cert(vec![identity.cert_der().clone()], identity.key_der())
-        .map_err(TransportError::TlsConfig)?;
-    tls.alpn_protocols = vec![ALPN.to_vec()];
-    // A resumed session skips the certificate verifier; always verify.
-    tls.resumption = rustls::client::Resumption::disabled();
-    let quic = QuicClientConfig::try_from(tls).map_err(TransportError::QuicTlsConfig)?;
-    let mut config = quinn::ClientConfig::new(Arc::new(quic));
-    config.transport_config(transport_config(liveness));
-    Ok(config)
-}
 
 impl Link {
     /// Connects to the server at `addr`, authenticates both ways and runs the
@@ -284,21 +132,63 @@ impl Link {
         trust: &ServerTrust,
         liveness: Liveness,
     ) -> Result<Self, TransportError> {
-        Self::connect_as(addr, identity, trust, liveness, PROTOCOL_VERSION).await
+        Self::connect_with(addr, identity, trust, liveness, EarlyData::Off).await
     }
 
-    /// [`Link::connect`] claiming protocol `version`, so tests can play an
-    /// old or future client.
-    pub(crate) async fn connect_as(
+    /// [`Link::connect`], and with [`EarlyData::Resume`] the link keeps the
+    /// server's session tickets, so that connecting again after a lost
+    /// connection resumes and sends its `Hello` in 0-RTT (one round trip
+    /// instead of two).
+    pub async fn connect_with(
+        addr: SocketAddr,
+        identity: &Identity,
+        trust: &ServerTrust,
+        liveness: Liveness,
+        early: EarlyData,
+    ) -> Result<Self, TransportError> {
+        let (link, _) = Self::connect_asking(addr, identity, trust, liveness, early, &[]).await?;
+        Ok(link)
+    }
+
+    /// [`Link::connect_with`], and `first` requests (rscq's own checks
+    /// before the program starts) sent in the same flight as the `Hello`:
+    /// they are answered right after the `Welcome`, at no round trip of
+    /// their own. Their answers come in order (`None`: none came).
+    pub async fn connect_asking(
+        addr: SocketAddr,
+        identity: &Identity,
+        trust: &ServerTrust,
+        liveness: Liveness,
+        early: EarlyData,
+        first: &[Request],
+    ) -> Result<(Self, Vec<Option<Response>>), TransportError> {
+        let tickets = (early == EarlyData::Resume).then(Arc::default);
+        Self::connect_as(
+            addr,
+            identity,
+            trust,
+            liveness,
+            PROTOCOL_VERSION,
+            tickets,
+            first,
+        )
+        .await
+    }
+
+    /// [`Link::connect_asking`] claiming protocol `version` (so tests can
+    /// play an old or future client), resuming with `tickets` when given.
+    pub(super) async fn connect_as(
         addr: SocketAddr,
         identity: &Identity,
         trust: &ServerTrust,
         liveness: Liveness,
         version: u32,
-    ) -> Result<Self, TransportError> {
+        tickets: Option<Arc<Tickets>>,
+        first: &[Request],
+    ) -> Result<(Self, Vec<Option<Response>>), TransportError> {
         let expectation = Expectation::resolve(trust)?;
-        let (verifier, presented) = ServerVerifier::new(expectation.clone(), provider());
-        let config = client_tls(identity, verifier, liveness)?;
+        let (config, presented) =
+            client_config(tickets.as_deref(), &expectation, identity, liveness)?;
 
         let bind = if addr.is_ipv6() {
             SocketAddr::from((Ipv6Addr::UNSPECIFIED, 0))
@@ -328,11 +218,7 @@ impl Link {
                     addr,
                     reason: e.to_string(),
                 })?;
-        let setup = async {
-            let conn = connecting.await?;
-            let read_only = hello(&conn, version).await?;
-            Ok::<_, SetupFailure>((conn, read_only))
-        };
+        let setup = start(connecting, version, first);
         // The handshake alone would wait a whole idle timeout for a server
         // that is not there.
         let limit = liveness.connect_timeout();
@@ -341,7 +227,12 @@ impl Link {
                 .await
                 .unwrap_or(Err(SetupFailure::Connection(ConnectionError::TimedOut)))
         };
-        let (conn, read_only) = match setup.await {
+        let Started {
+            conn,
+            read_only,
+            resumed,
+            answers,
+        } = match setup.await {
             Ok(done) => done,
             Err(failure) => {
                 endpoint.close(quinn::VarInt::from_u32(code::CLOSED), b"");
@@ -352,22 +243,28 @@ impl Link {
             }
         };
         ctx.remember_first_use();
-        Ok(Self {
+        let made = Arc::new(Made::default());
+        made.count(resumed);
+        let link = Self {
             current: Arc::new(std::sync::RwLock::new(Ok(Connected {
                 endpoint,
                 incoming: Arc::new(super::StreamAllowance::new(conn.clone())),
                 conn,
                 read_only,
                 epoch: 0,
+                resumed,
             }))),
             dial: Some(Arc::new(Dial {
                 addr,
                 identity: identity.clone(),
                 trust: trust.clone(),
                 version,
+                tickets,
             })),
             liveness,
-        })
+            made,
+        };
+        Ok((link, answers))
     }
 
     /// A link to a remote that could not be connected at start, `why`
@@ -379,6 +276,7 @@ impl Link {
             current: Arc::new(std::sync::RwLock::new(Err(why))),
             dial: None,
             liveness: Liveness::default(),
+            made: Arc::default(),
         }
     }
 
@@ -513,6 +411,21 @@ impl Link {
         Ok((incoming, send, recv))
     }
 
+    /// How many connections the link made (the first and each one after a
+    /// lost connection), and how many of them resumed with 0-RTT.
+    pub fn connections(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.made.connections.load(Relaxed),
+            self.made.resumed.load(Relaxed),
+        )
+    }
+
+    /// Whether the current connection resumed a TLS session with 0-RTT.
+    pub fn resumed(&self) -> bool {
+        self.connected().as_ref().is_ok_and(|c| c.resumed)
+    }
+
     /// Whether the server exports its tree read-only.
     pub fn read_only(&self) -> bool {
         self.connected().as_ref().is_ok_and(|c| c.read_only)
@@ -549,32 +462,6 @@ impl Link {
         // about a second on a 100 ms link, after the program has finished.
         // A lost close costs the server its idle timeout, nothing more.
         tokio::time::sleep(CLOSE_FLUSH).await;
-    }
-}
-
-impl SetupContext {
-    /// Trust on first use: the handshake has proved the server holds the
-    /// key of the certificate it showed, so now record it.
-    fn remember_first_use(&self) {
-        let ServerTrust::KnownServers { file, host_label } = &self.trust else {
-            return;
-        };
-        if !matches!(self.expectation, Expectation::Known { entry: None, .. }) {
-            return;
-        }
-        let Some(fingerprint) = self.presented() else {
-            return;
-        };
-        match record_known_server(file, host_label, fingerprint) {
-            Ok(()) => eprintln!(
-                "rscq: first connection to {host_label}: trusting its certificate {fingerprint} (saved in {})",
-                file.display()
-            ),
-            // The connection itself is fine; only the memory of it failed.
-            Err(e) => eprintln!(
-                "rscq: warning: first connection to {host_label} (certificate {fingerprint}) could not be remembered: {e}"
-            ),
-        }
     }
 }
 
@@ -629,42 +516,8 @@ impl Link {
     }
 }
 
-/// Runs the version handshake on the first stream; returns `read_only`.
-async fn hello(conn: &quinn::Connection, version: u32) -> Result<bool, SetupFailure> {
-    let (mut send, mut recv) = conn.open_bi().await?;
-    send.write_all(&frame::encode(&Hello { version })).await?;
-    let _ = send.finish();
-    let answer = read_sole_frame::<Welcome>(&mut recv, HANDSHAKE_LIMIT);
-    let welcome = match tokio::time::timeout(WELCOME_TIMEOUT, answer).await {
-        Ok(read) => read?,
-        Err(_) => {
-            return Err(SetupFailure::Other(TransportError::NoWelcome {
-                secs: WELCOME_TIMEOUT.as_secs(),
-            }));
-        }
-    };
-    match welcome {
-        Welcome::Accepted {
-            version: server,
-            read_only,
-        } if server == version => Ok(read_only),
-        Welcome::Accepted {
-            version: server, ..
-        }
-        | Welcome::VersionMismatch {
-            server_version: server,
-        } => {
-            conn.close(quinn::VarInt::from_u32(code::CLOSED), b"version mismatch");
-            Err(SetupFailure::Other(TransportError::VersionMismatch {
-                client: version,
-                server,
-            }))
-        }
-    }
-}
-
 /// The first frame of a request stream.
-fn encode_call(caller: Option<&Credentials>, request: &Request) -> Vec<u8> {
+pub(super) fn encode_call(caller: Option<&Credentials>, request: &Request) -> Vec<u8> {
     #[derive(serde::Serialize)]
     struct CallRef<'a> {
         creds: Option<&'a Credentials>,

@@ -46,7 +46,7 @@ impl Embedded {
         let endpoint = server::endpoint(
             SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             &server_identity,
-            clients,
+            clients.clone(),
             Liveness::default(),
         )?;
         let addr = endpoint
@@ -56,10 +56,16 @@ impl Embedded {
                 error,
             })?;
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::serve(endpoint, read_only, make_session, async {
-            // Either an explicit stop or the handle being dropped.
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(server::serve(
+            endpoint,
+            read_only,
+            clients,
+            make_session,
+            async {
+                // Either an explicit stop or the handle being dropped.
+                let _ = stopped.await;
+            },
+        ));
         Ok(Self {
             addr,
             server_fingerprint: server_identity.fingerprint(),

@@ -5,7 +5,10 @@
 //! handshake; after it every request gets a stream of its own, which the
 //! client finishes after one request frame and the server after one
 //! response frame. Authentication is mutual TLS 1.3 with self-signed
-//! certificates trusted by fingerprint (see [`trust`]).
+//! certificates trusted by fingerprint (see [`trust`]). A link that
+//! connects again may resume its TLS session and send the `Hello` in 0-RTT
+//! ([`EarlyData`]); the server runs nothing on such early data that could
+//! not safely run twice (`Request::safe_before_handshake`).
 //!
 //! Must not know what a request means: `client` builds them and a
 //! [`Session`] (the server's) runs them; this module carries them, and
@@ -19,6 +22,7 @@ pub mod identity;
 pub mod pump;
 mod redial;
 pub mod server;
+mod setup;
 pub mod socket;
 pub mod stream;
 pub mod trust;
@@ -26,6 +30,8 @@ pub mod urgent;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod zerortt_tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -38,6 +44,7 @@ pub use client::Link;
 pub use embedded::Embedded;
 pub use identity::{Fingerprint, Identity, IdentityError};
 pub use server::{Peer, Session, SessionError};
+pub use setup::EarlyData;
 pub use stream::{ReadFrameError, read_frame};
 pub use trust::{AuthorizedClients, LiveClients, ServerTrust, TrustError};
 

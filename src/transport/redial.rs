@@ -43,24 +43,28 @@ impl Link {
                 Loss::NotConnected(String::new()),
             )));
         };
-        Link::connect_as(
+        let (link, _) = Link::connect_as(
             dial.addr,
             &dial.identity,
             &dial.trust,
             self.liveness,
             dial.version,
+            dial.tickets.clone(),
+            &[],
         )
-        .await
+        .await?;
+        Ok(link)
     }
 
     /// From now on every clone of this link uses `fresh`'s connection.
     pub fn adopt(&self, fresh: &Link) {
-        let (endpoint, conn, read_only, incoming) = match &*fresh.connected() {
+        let (endpoint, conn, read_only, incoming, resumed) = match &*fresh.connected() {
             Ok(new) => (
                 new.endpoint.clone(),
                 new.conn.clone(),
                 new.read_only,
                 new.incoming.clone(),
+                new.resumed,
             ),
             // Nothing to take from a link that never connected.
             Err(_) => return,
@@ -73,7 +77,9 @@ impl Link {
             read_only,
             epoch,
             incoming,
+            resumed,
         });
+        self.made.count(resumed);
     }
 }
 

@@ -2,7 +2,9 @@
 //! [`serve`], which gives every connection its own [`Session`].
 //!
 //! Owns the accept loop, the handshake and the mapping of a stream to one
-//! request. Must not execute requests itself, nor name the server's
+//! request. A resumed connection (a client's ticket, the `zerortt` layer)
+//! is served from its 0-RTT data on, before its TLS handshake completes:
+//! only requests that may run twice run before it does. Must not execute requests itself, nor name the server's
 //! families: a [`Session`] does, the stream requests (`TcpConnect`,
 //! `UdpBind`) included.
 
@@ -80,6 +82,16 @@ pub const MAX_EXECUTING_PER_CONNECTION: usize = 256;
 /// How long a client has to send `Hello` after the TLS handshake.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How many resumable TLS sessions the server remembers (each a ticket it
+/// gave a client, with that client's certificate): a bound on the memory
+/// of clients that never come back. The oldest is forgotten first.
+const RESUMABLE_SESSIONS: usize = 1024;
+
+/// How many tickets a client gets per connection; each resumes once, and
+/// each attempt to connect takes one, even one that never reaches the
+/// server (a client connecting again while the server is away).
+const TICKETS_PER_CONNECTION: usize = 4;
+
 /// Binds a server endpoint on `listen` that presents `identity` and accepts
 /// only clients whose certificate is in `clients` (an [`AuthorizedClients`]
 /// list, or a [`LiveClients`] one that may change while it runs).
@@ -99,10 +111,17 @@ pub fn endpoint(
         .with_single_cert(vec![identity.cert_der().clone()], identity.key_der())
         .map_err(TransportError::TlsConfig)?;
     tls.alpn_protocols = vec![ALPN.to_vec()];
-    // Resumption would skip the client verifier; every connection is
-    // checked against the authorized list instead.
-    tls.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
-    tls.send_tls13_tickets = 0;
+    // Tickets let a returning client resume and send its `Hello` in 0-RTT
+    // (the `zerortt` layer). They live only in this process's memory, so
+    // a restarted server refuses them (a full handshake follows), and each
+    // is taken out when used, so a replayed 0-RTT flight finds none. A
+    // resumed handshake skips the client verifier: `connection` checks the
+    // certificate the ticket carries against the authorized clients.
+    tls.session_storage = rustls::server::ServerSessionMemoryCache::new(RESUMABLE_SESSIONS);
+    tls.send_tls13_tickets = TICKETS_PER_CONNECTION;
+    // quinn accepts 0-RTT only with exactly this value (QUIC has its own
+    // flow control for early data).
+    tls.max_early_data_size = u32::MAX;
     let quic = QuicServerConfig::try_from(tls).map_err(TransportError::QuicTlsConfig)?;
     let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
     config.transport_config(transport_config(liveness));
@@ -122,28 +141,32 @@ pub fn endpoint(
 /// Accepts connections on `endpoint` until `shutdown` completes, then
 /// closes every connection and returns. `make_session` opens the session of
 /// each authenticated connection; `read_only` is announced in the `Welcome`.
+/// `clients` is the list the endpoint was made with: a resumed session
+/// (which skips the endpoint's verifier) is checked against it.
 pub async fn serve<F, S>(
     endpoint: quinn::Endpoint,
     read_only: bool,
+    clients: impl Into<LiveClients>,
     make_session: F,
     shutdown: impl Future<Output = ()>,
 ) where
     F: Fn(&Peer) -> Result<S, SessionError> + Send + Sync + 'static,
     S: Session,
 {
-    serve_live(endpoint, read_only, None, make_session, shutdown).await;
+    serve_live(endpoint, read_only, clients.into(), make_session, shutdown).await;
 }
 
 /// The close reason a client removed from the authorized clients gets.
 pub const REVOKED_REASON: &str =
     "this client was removed from the server's authorized clients file";
 
-/// [`serve`], and with `clients` (the list the endpoint checks) the live
-/// sessions of a client removed from it end, with [`REVOKED_REASON`].
+/// [`serve`], and the live sessions of a client removed from `clients`
+/// (the list the endpoint checks, which may change while it runs) end, with
+/// [`REVOKED_REASON`].
 pub async fn serve_live<F, S>(
     endpoint: quinn::Endpoint,
     read_only: bool,
-    clients: Option<LiveClients>,
+    clients: LiveClients,
     make_session: F,
     shutdown: impl Future<Output = ()>,
 ) where
@@ -179,21 +202,22 @@ async fn connection<F, S>(
     incoming: quinn::Incoming,
     read_only: bool,
     make_session: &F,
-    clients: Option<LiveClients>,
+    clients: LiveClients,
 ) where
     F: Fn(&Peer) -> Result<S, SessionError>,
     S: Session,
 {
-    let Some(peer) = authenticated_peer(incoming).await else {
+    let Some((peer, mut handshake)) = authenticated_peer(incoming, &clients).await else {
         return;
     };
     let span = tracing::info_span!("conn", peer = %peer.addr, client = %peer.fingerprint);
-    let Some(session) = open_session(&peer, read_only, make_session, &span).await else {
+    let Some(session) = open_session(&peer, &mut handshake, read_only, make_session, &span).await
+    else {
         return;
     };
-    tracing::info!(parent: &span, "session open");
+    tracing::info!(parent: &span, early = !handshake.is_done(), "session open");
     let started = std::time::Instant::now();
-    let (requests, ended) = accept_requests(&peer, &session, clients).await;
+    let (requests, ended) = accept_requests(&peer, &session, clients, handshake).await;
     tracing::info!(
         parent: &span,
         duration = %format_args!("{:.3}s", started.elapsed().as_secs_f64()),
@@ -204,36 +228,129 @@ async fn connection<F, S>(
     // The session drops here, or when its last in-flight request finishes.
 }
 
-/// The connection once QUIC and TLS are done, with its client; `None` if
-/// the handshake failed or (refused) brought no client certificate.
-async fn authenticated_peer(incoming: quinn::Incoming) -> Option<Peer> {
-    let conn = match incoming.await {
-        Ok(conn) => conn,
+/// Whether the client has completed its TLS handshake. Until then a
+/// resumed connection's data may be a replay of another connection's 0-RTT
+/// flight; a replay never completes the handshake.
+#[derive(Debug, Clone)]
+struct Handshake(tokio::sync::watch::Receiver<bool>);
+
+impl Handshake {
+    fn track(done: quinn::ZeroRttAccepted, conn: &quinn::Connection) -> Self {
+        let (tell, told) = tokio::sync::watch::channel(false);
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            // Resolves when the handshake completes, or when the connection
+            // fails first; its value says only whether 0-RTT was used.
+            done.await;
+            if conn.close_reason().is_none() {
+                let _ = tell.send(true);
+            }
+        });
+        Self(told)
+    }
+
+    /// A handshake already complete (`into_0rtt` never fails on the
+    /// server; this keeps that case total).
+    fn complete() -> Self {
+        Self(tokio::sync::watch::channel(true).1)
+    }
+
+    fn is_done(&self) -> bool {
+        *self.0.borrow()
+    }
+
+    /// Waits for the handshake; `false` if the connection ended first.
+    async fn done(&mut self) -> bool {
+        self.0.wait_for(|done| *done).await.is_ok()
+    }
+}
+
+/// The connection with its authorized client, as early as that is known:
+/// a resumed session (0-RTT) knows its client from the ticket, before the
+/// handshake completes; a full one once it completes. `None` if the
+/// handshake failed, or the client is not (or no longer) authorized, or
+/// (refused) brought no certificate.
+async fn authenticated_peer(
+    incoming: quinn::Incoming,
+    clients: &LiveClients,
+) -> Option<(Peer, Handshake)> {
+    let connecting = match incoming.accept() {
+        Ok(connecting) => connecting,
         Err(e) => {
             tracing::debug!("handshake failed: {e}");
             return None;
         }
     };
+    // Always `Ok` on the server: the connection can send (0.5-RTT) and read
+    // what the client sent in 0-RTT before the handshake completes.
+    let (conn, mut handshake) = match connecting.into_0rtt() {
+        Ok((conn, done)) => {
+            let handshake = Handshake::track(done, &conn);
+            (conn, handshake)
+        }
+        Err(connecting) => match connecting.await {
+            Ok(conn) => (conn, Handshake::complete()),
+            Err(e) => {
+                tracing::debug!("handshake failed: {e}");
+                return None;
+            }
+        },
+    };
+    // Before the handshake completes only a resumed session has a client
+    // certificate (rustls restores it from the ticket). A full handshake
+    // shows none until the client proved its key: wait for it, as before
+    // 0-RTT.
+    let fingerprint = match peer_fingerprint(&conn) {
+        Some(fingerprint) => Some(fingerprint),
+        None if handshake.done().await => peer_fingerprint(&conn),
+        None => {
+            tracing::debug!("handshake failed: {:?}", conn.close_reason());
+            return None;
+        }
+    };
     // Mandatory client auth means a certificate is always there; refuse
     // rather than guess if it is not.
-    let Some(fingerprint) = peer_fingerprint(&conn) else {
+    let Some(fingerprint) = fingerprint else {
         conn.close(
             VarInt::from_u32(code::BAD_HANDSHAKE),
             b"no client certificate",
         );
         return None;
     };
-    Some(Peer {
+    // The verifier checked a full handshake; a resumed one skipped it, and
+    // the client may have been removed since its ticket was made.
+    if !clients.contains(&fingerprint) {
+        tracing::warn!(%fingerprint, "refused a client no longer in the authorized clients file (a resumed session)");
+        refuse(
+            &conn,
+            &mut handshake,
+            code::REVOKED,
+            REVOKED_REASON.as_bytes(),
+        )
+        .await;
+        return None;
+    }
+    let peer = Peer {
         addr: conn.remote_address(),
         fingerprint,
         connection: conn,
-    })
+    };
+    Some((peer, handshake))
+}
+
+/// Closes `conn` with `code` and `reason`, once the handshake is complete:
+/// before that QUIC carries an application's close only as a generic
+/// handshake failure, and the client could not say why it was refused.
+async fn refuse(conn: &quinn::Connection, handshake: &mut Handshake, code: u32, reason: &[u8]) {
+    handshake.done().await;
+    conn.close(VarInt::from_u32(code), reason);
 }
 
 /// The `Hello`/`Welcome` exchange: a session for a client of this
 /// protocol version, or `None` once the client was told why not.
 async fn open_session<F, S>(
     peer: &Peer,
+    handshake: &mut Handshake,
     read_only: bool,
     make_session: &F,
     span: &tracing::Span,
@@ -249,7 +366,7 @@ where
         Err(e) => {
             let reason = ErrorChain(&e).to_string();
             tracing::info!(parent: span, "bad handshake: {reason}");
-            conn.close(VarInt::from_u32(code::BAD_HANDSHAKE), reason.as_bytes());
+            refuse(conn, handshake, code::BAD_HANDSHAKE, reason.as_bytes()).await;
             return None;
         }
     };
@@ -269,10 +386,8 @@ where
         Ok(session) => Arc::new(session),
         Err(e) => {
             tracing::warn!(parent: span, "cannot open session: {e}");
-            conn.close(
-                VarInt::from_u32(code::SESSION_FAILED),
-                e.to_string().as_bytes(),
-            );
+            let reason = e.to_string();
+            refuse(conn, handshake, code::SESSION_FAILED, reason.as_bytes()).await;
             return None;
         }
     };
@@ -294,17 +409,13 @@ where
 async fn accept_requests<S: Session>(
     peer: &Peer,
     session: &Arc<S>,
-    clients: Option<LiveClients>,
+    clients: LiveClients,
+    handshake: Handshake,
 ) -> (u64, String) {
     let conn = &peer.connection;
     let mut requests: u64 = 0;
     let fingerprint = peer.fingerprint;
-    let mut revoked = std::pin::pin!(async move {
-        match clients {
-            Some(clients) => clients.removed(fingerprint).await,
-            None => std::future::pending().await,
-        }
-    });
+    let mut revoked = std::pin::pin!(async move { clients.removed(fingerprint).await });
     let executing = Arc::new(Semaphore::new(MAX_EXECUTING_PER_CONNECTION));
     let allowance = super::StreamAllowance::new(conn.clone());
     let ended = loop {
@@ -325,7 +436,14 @@ async fn accept_requests<S: Session>(
         };
         requests += 1;
         let open = allowance.open();
-        tokio::spawn(request(send, recv, session.clone(), permit, open));
+        tokio::spawn(request(
+            send,
+            recv,
+            session.clone(),
+            permit,
+            handshake.clone(),
+            open,
+        ));
     };
     (requests, ended)
 }
@@ -423,6 +541,7 @@ async fn request<S: Session>(
     mut recv: quinn::RecvStream,
     session: Arc<S>,
     permit_for_streams: tokio::sync::OwnedSemaphorePermit,
+    mut handshake: Handshake,
     // Counted against the connection's stream allowance for as long as
     // this task runs, which is the stream's life (a pump's included).
     _open: super::allowance::OpenStream,
@@ -434,6 +553,12 @@ async fn request<S: Session>(
     else {
         return;
     };
+    // Replay safety: before the handshake completes this may be a replayed
+    // 0-RTT flight; only a request that may run twice runs now.
+    if !req.safe_before_handshake() && !handshake.done().await {
+        // The handshake never completed: nobody is there to answer.
+        return;
+    }
     if keeps_stream(&req) {
         // The stream outlives the request: it becomes the connection or
         // the socket.

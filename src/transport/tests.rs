@@ -102,15 +102,21 @@ impl TestServer {
         let endpoint = server::endpoint(
             SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
             &identity,
-            clients,
+            clients.clone(),
             test_liveness(),
         )
         .unwrap();
         let addr = endpoint.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server::serve(endpoint, read_only, make_session, async {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(server::serve(
+            endpoint,
+            read_only,
+            clients,
+            make_session,
+            async {
+                let _ = stopped.await;
+            },
+        ));
         Self {
             addr,
             fingerprint: identity.fingerprint(),
@@ -325,6 +331,8 @@ async fn version_mismatch_names_both_versions() {
         &server.trust(),
         test_liveness(),
         future,
+        None,
+        &[],
     )
     .await
     .unwrap_err();

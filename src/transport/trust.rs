@@ -313,6 +313,15 @@ impl Expectation {
         })
     }
 
+    /// The one certificate the server may present, if that is fixed (not
+    /// a first use).
+    pub(crate) fn pinned(&self) -> Option<Fingerprint> {
+        match self {
+            Self::Pinned(fp) => Some(*fp),
+            Self::Known { entry, .. } => entry.map(|e| e.fingerprint),
+        }
+    }
+
     fn accepts(&self, presented: Fingerprint) -> bool {
         match self {
             Self::Pinned(fp) => *fp == presented,

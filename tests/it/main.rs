@@ -30,3 +30,4 @@ mod stalls;
 mod tmpfile;
 mod uname;
 mod writebehind;
+mod zerortt;

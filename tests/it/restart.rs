@@ -136,5 +136,12 @@ fn server_restarted_during_a_run() {
             "{mode:?}\n{}",
             r.dump()
         );
+        // The new server knows no ticket of the old one (default mode
+        // offered one): a full handshake, and no error for the program.
+        assert!(
+            err.contains("rscq: connections 2, resumed with 0-RTT 0\n"),
+            "{mode:?}\n{}",
+            r.dump()
+        );
     }
 }

@@ -317,11 +317,11 @@ pub const MAX_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 /// How many bytes a program's sends on a `--net` TCP connection may be
 /// ahead of what the server's socket took, unless set otherwise
 /// (`--net-send-window`): on top of the program's own send buffer, what
-/// the pump keeps unacknowledged. Large enough that bulk uploads keep
-/// their speed (measured in benches/REPORT-notes.md), small against the
-/// kernel's own buffers, so `SO_SNDBUF` and send timeouts keep their
-/// meaning.
-pub const DEFAULT_NET_SEND_WINDOW: u32 = 256 * 1024;
+/// the pump keeps unacknowledged. An upload cannot go faster than this per
+/// round trip: 4 MiB keeps bulk uploads at their speed at a 20 ms round
+/// trip, where 256 KiB cut them fivefold (benches/REPORT-notes.md), and is
+/// the kernel's own largest autotuned send buffer (`tcp_wmem`).
+pub const DEFAULT_NET_SEND_WINDOW: u32 = 4 << 20;
 /// The smallest send window accepted: a few pump reads.
 pub const MIN_NET_SEND_WINDOW: u32 = 64 * 1024;
 /// The largest send window accepted, and what the server buffers of a

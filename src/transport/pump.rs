@@ -598,6 +598,10 @@ async fn downstream(
             }
             writable = false;
             pending.clear();
+            // The stream is no longer read, so no acknowledgement comes:
+            // the upstream reads its socket to the end (or the reset)
+            // unbounded, as it must to tell the peer.
+            shared.flow.peer_finished();
             // The upstream ended already, without a reset: as when it
             // ends after a failed write, there is nothing left to wait
             // for (and no branch left to wait on once the peer has

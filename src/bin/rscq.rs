@@ -292,6 +292,7 @@ fn run_program(settings: &ClientSettings, runtime: &tokio::runtime::Handle) -> a
                 bytes: settings.nagle.bytes,
             }),
         pure: settings.optimizations.is_pure(),
+        net_send_window: settings.net_send_window,
         trace: settings.trace,
         trace_file: settings.trace_file.clone(),
         trace_time: settings.trace_time,

@@ -152,6 +152,7 @@ impl Hold {
         socket.set_reuseaddr(true).map_err(|e| Errno::from_io(&e))?;
         socket.set_reuseport(true).map_err(|e| Errno::from_io(&e))?;
         socket.bind(held.hold).map_err(|e| Errno::from_io(&e))?;
+        super::net::bound_pump_receive_buffer(&socket);
         tokio::time::timeout(CROSS_TIMEOUT, socket.connect(held.local))
             .await
             .map_err(|_| Errno(libc::ECONNABORTED))?

@@ -79,6 +79,9 @@ pub struct RunOptions {
     pub statcache_ttl: Duration,
     /// The `nagle` layer for sockets: `None` sends at once.
     pub nagle: Option<crate::engine::coalesce::CoalesceConfig>,
+    /// `--net-send-window`: how far a program's sends on a remote TCP
+    /// connection may be ahead of the server's socket.
+    pub net_send_window: u32,
     pub trace: bool,
     /// `--trace-file`: where trace lines go instead of stderr.
     pub trace_file: Option<std::path::PathBuf>,
@@ -439,6 +442,7 @@ fn start_engine(
                 sockets.clone(),
                 options.pure,
                 options.nagle.map(|c| (c, link.clone())),
+                options.net_send_window,
                 stats.streams(),
             ))
             .map_err(ClientError::Pumps)?,

@@ -21,6 +21,7 @@ use rustix::net::AddressFamily;
 use super::coalesce::{Claim, Owner, ProgramSocket};
 use super::pure::PurePumps;
 use crate::engine::coalesce::{CoalesceConfig, Coalescer};
+use crate::engine::sendwindow::Windows;
 use crate::errno::Errno;
 use crate::proto::{Incoming, Reply, Request, SockAddr};
 use crate::syscall::sockets::{RemoteSocket, SocketRegistry};
@@ -85,6 +86,8 @@ pub struct Pumps {
     pub pure: Option<PurePumps>,
     /// The `nagle` layer: how the program's writes are coalesced.
     nagle: Option<(CoalesceConfig, Link)>,
+    /// What the pumps announce to the server's (default mode).
+    windows: Windows,
     /// Where a program socket waits while its remote connect goes on.
     pub hold: super::hold::Hold,
     /// Connections still carrying what the program wrote to the server.
@@ -99,10 +102,13 @@ pub const DRAIN_AT_EXIT: Duration = Duration::from_secs(30);
 
 impl Pumps {
     /// Binds the listeners and starts accepting. Call inside the runtime.
+    /// `send_window` bounds what a program's sends may be ahead of the
+    /// server's socket (`--net-send-window`), in both modes.
     pub async fn start(
         sockets: SocketRegistry,
         pure: bool,
         nagle: Option<(CoalesceConfig, Link)>,
+        send_window: u32,
         traffic: Arc<Traffic>,
     ) -> std::io::Result<Self> {
         let rendezvous = Arc::new(Rendezvous::default());
@@ -110,12 +116,14 @@ impl Pumps {
         // it from the listeners before the program can send one.
         let v4 = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
         keep_urgent_inline(&v4);
+        bound_pump_receive_buffer(&v4);
         let v4_addr = v4.local_addr()?;
         tokio::spawn(accept_loop(v4, false, rendezvous.clone()));
         // A host without IPv6 on loopback still serves IPv4 programs.
         let v6_addr = match TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).await {
             Ok(l) => {
                 keep_urgent_inline(&l);
+                bound_pump_receive_buffer(&l);
                 let a = l.local_addr()?;
                 tokio::spawn(accept_loop(l, true, rendezvous.clone()));
                 Some(a)
@@ -128,8 +136,14 @@ impl Pumps {
             refusers: (refuser(false)?, refuser(true).ok()),
             rendezvous,
             sockets,
-            pure: pure.then(PurePumps::default),
+            pure: pure.then(|| PurePumps::new(u64::from(send_window))),
             nagle: nagle.filter(|_| !pure),
+            windows: Windows {
+                send: u64::from(send_window),
+                // The server may read ahead of the program as far as the
+                // stream window (`--readahead-window`) would let it.
+                receive: u64::from(crate::transport::stream_window()),
+            },
             hold: super::hold::Hold::bind()?,
             unsent: Unsent::default(),
             traffic,
@@ -277,6 +291,7 @@ impl Pumps {
             ino,
             streams,
             starter,
+            windows: self.windows,
             nagle,
             unsent: self.pure.is_none().then(|| self.unsent.track()),
             sockets: self.sockets.clone(),
@@ -292,6 +307,7 @@ pub struct Carrier {
     streams: TcpStreams,
     /// With `--pure`: the registered stop-and-wait pump.
     starter: Option<super::pure::Starter>,
+    windows: Windows,
     nagle: Option<Nagle>,
     /// Counts the connection until what the program wrote reached the
     /// server (the pure pump counts its own).
@@ -307,6 +323,7 @@ impl Carrier {
             ino,
             streams,
             starter,
+            windows,
             nagle,
             unsent,
             sockets,
@@ -317,7 +334,8 @@ impl Carrier {
             None => {
                 tokio::spawn(async move {
                     let traffic = Some(traffic);
-                    pump_with(accepted, streams.send, streams.recv, nagle, unsent, traffic).await;
+                    let (send, recv) = (streams.send, streams.recv);
+                    pump_with(accepted, send, recv, windows, nagle, unsent, traffic).await;
                     sockets.remove(ino);
                 });
             }
@@ -347,6 +365,22 @@ pub fn tcp_socket(v6: bool, flags: rustix::net::SocketFlags) -> rustix::io::Resu
         rustix::net::SocketFlags::CLOEXEC | flags,
         None,
     )
+}
+
+/// The receive buffer of rscq's end of each loopback connection
+/// (`SO_RCVBUF`; the kernel doubles it). Left to autotuning it grows to
+/// `tcp_rmem`'s maximum (about 6 MB) when the server side is slower than
+/// the program, and that would add to what a program can send before its
+/// sends block: its `SO_SNDBUF` and send timeout would lose their meaning.
+/// 128 KiB keeps the loopback window well above one pump read (64 KiB), so
+/// uploads are not slowed.
+const PUMP_RECEIVE_BUFFER: usize = 128 * 1024;
+
+/// Fixes the receive buffer of `socket` (or of the sockets a listener
+/// accepts: they inherit it) to [`PUMP_RECEIVE_BUFFER`]. Were it refused,
+/// only the bound would be lost.
+pub(super) fn bound_pump_receive_buffer(socket: impl AsFd) {
+    let _ = rustix::net::sockopt::set_socket_recv_buffer_size(socket, PUMP_RECEIVE_BUFFER);
 }
 
 /// A loopback TCP socket bound to a free port and never put in listen state
@@ -511,8 +545,9 @@ impl Pumps {
                 });
                 let (sockets, unsent) = (self.sockets.clone(), self.unsent.track());
                 let traffic = Some(self.traffic.clone());
+                let windows = self.windows;
                 tokio::spawn(async move {
-                    pump_with(stream, send, recv, nagle, Some(unsent), traffic).await;
+                    pump_with(stream, send, recv, windows, nagle, Some(unsent), traffic).await;
                     let _ = sockets.owner_of_incoming(port);
                 });
             }
@@ -538,6 +573,7 @@ fn bound_socket(target: SocketAddr) -> std::io::Result<(tokio::net::TcpSocket, u
     };
     socket.bind(loopback)?;
     keep_urgent_inline(&socket);
+    bound_pump_receive_buffer(&socket);
     let port = socket.local_addr()?.port();
     Ok((socket, port, target))
 }

@@ -8,7 +8,11 @@
 //! fetches as much as the last `recv` asked for.
 //!
 //! Must not read ahead or coalesce: every fetch and send is one round trip,
-//! as `--pure` promises.
+//! as `--pure` promises. Bytes the program writes through calls rscq does
+//! not trap (`sendfile`, `splice`) reach the pump through the local socket
+//! and go without a caller waiting; at most the send window
+//! (`--net-send-window`) of them is unanswered at once, so they block the
+//! program as the kernel's full buffer would.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -191,16 +195,29 @@ impl PurePump {
 }
 
 /// The engine's pure pumps by id; the id travels in the socket registry.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct PurePumps {
     pumps: Arc<Mutex<HashMap<u64, Arc<PurePump>>>>,
     next: Arc<AtomicU64>,
     /// Connections whose program side has not yet been shut down on the
     /// server (its close answered).
     unsent: Unsent,
+    /// The most bytes of untrapped writes unanswered on one connection.
+    send_window: u64,
 }
 
 impl PurePumps {
+    /// Pumps that keep at most `send_window` bytes of untrapped writes
+    /// unanswered per connection.
+    pub fn new(send_window: u64) -> Self {
+        Self {
+            pumps: Arc::default(),
+            next: Arc::default(),
+            unsent: Unsent::default(),
+            send_window,
+        }
+    }
+
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<PurePump>>> {
         self.pumps.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -272,21 +289,36 @@ impl Starter {
             pumps,
         } = self;
         let unsent = pumps.unsent.track();
+        let window = pumps.send_window;
         tokio::spawn(async move {
-            run(local, send, recv, rx, &pump, unsent).await;
+            run(local, send, recv, rx, &pump, unsent, window).await;
             pumps.map().remove(&id);
         });
     }
 }
 
-/// Who waits for the answer to a send: with its number, a program's call.
-type SendWaiter = (Option<u64>, oneshot::Sender<Result<u64, Errno>>);
+/// Who waits for the answer to a send: with its number, a program's call;
+/// and how many bytes of an untrapped write it carries.
+type SendWaiter = (Option<u64>, oneshot::Sender<Result<u64, Errno>>, u64);
 
 /// Waiters for replies, in the order their operations were sent.
 #[derive(Default)]
 struct Waiters {
     recvs: std::collections::VecDeque<oneshot::Sender<Result<bool, Errno>>>,
     sends: std::collections::VecDeque<SendWaiter>,
+    /// Bytes of untrapped writes sent and not yet answered.
+    untrapped: u64,
+}
+
+impl Waiters {
+    /// The answer to the oldest send: its waiter gets `result`, and its
+    /// untrapped bytes no longer count.
+    fn answer_send(&mut self, result: Result<u64, Errno>) {
+        if let Some((_, done, bytes)) = self.sends.pop_front() {
+            self.untrapped = self.untrapped.saturating_sub(bytes);
+            let _ = done.send(result);
+        }
+    }
 }
 
 async fn run(
@@ -296,18 +328,30 @@ async fn run(
     mut commands: mpsc::UnboundedReceiver<Command>,
     pump: &Arc<PurePump>,
     unsent: UnsentGuard,
+    send_window: u64,
 ) {
     let mut unsent = Some(unsent);
     let (mut rd, wr) = local.into_split();
     let waiters = Arc::new(Mutex::new(Waiters::default()));
-    let replies = tokio::spawn(route_replies(recv, wr, waiters.clone(), pump.clone()));
+    // Told each time a send is answered: room for untrapped writes.
+    let answered = Arc::new(Notify::new());
+    let replies = tokio::spawn(route_replies(
+        recv,
+        wr,
+        waiters.clone(),
+        pump.clone(),
+        answered.clone(),
+    ));
     let mut from_program = vec![0u8; 64 * 1024];
     let mut program_done = false;
     // The number of `Send`s on the stream so far, as the server counts.
     let mut sends = 0u64;
     loop {
         let mut ops = Vec::with_capacity(2);
+        let room = lock(&waiters).untrapped < send_window;
         tokio::select! {
+            // The window is full: the next answer may make room.
+            () = answered.notified(), if !program_done && !room => {}
             command = commands.recv() => match command {
                 None => break,
                 Some(Command::Fetch { max, nonblocking, done }) => {
@@ -329,14 +373,14 @@ async fn run(
                     }
                     sends += 1;
                     let _ = numbered.send(sends);
-                    lock(&waiters).sends.push_back((Some(sends), done));
+                    lock(&waiters).sends.push_back((Some(sends), done, 0));
                     ops.push(if urgent { PureOp::SendUrgent(data) } else { PureOp::Send(data) });
                 }
                 Some(Command::Cancel(n)) => ops.push(PureOp::CancelSend(n)),
             },
             // Bytes the program wrote through a call rscq does not trap
             // (sendfile, splice), and its shutdown or close.
-            read = rd.read(&mut from_program), if !program_done => {
+            read = rd.read(&mut from_program), if !program_done && room => {
                 match read {
                     Ok(0) | Err(_) => {
                         program_done = true;
@@ -347,9 +391,14 @@ async fn run(
                         ops.push(end);
                     }
                     Ok(n) => {
-                        // Nobody waits for this answer.
+                        // Nobody waits for this answer; its bytes count
+                        // against the window until it comes.
                         sends += 1;
-                        lock(&waiters).sends.push_back((None, oneshot::channel().0));
+                        let bytes = u64::try_from(n).unwrap_or(u64::MAX);
+                        let mut w = lock(&waiters);
+                        w.sends.push_back((None, oneshot::channel().0, bytes));
+                        w.untrapped += bytes;
+                        drop(w);
                         ops.push(PureOp::Send(from_program[..n].to_vec()));
                     }
                 }
@@ -404,7 +453,11 @@ async fn end_of_program_writes(
     // The calls still waiting for room are the program's no longer (it
     // closed the socket, or died): they stop waiting, or what the program
     // wrote before the close would wait behind them.
-    let waiting: Vec<u64> = lock(waiters).sends.iter().filter_map(|(n, _)| *n).collect();
+    let waiting: Vec<u64> = lock(waiters)
+        .sends
+        .iter()
+        .filter_map(|(n, _, _)| *n)
+        .collect();
     for n in waiting {
         if send
             .write_all(&frame::encode(&PureOp::CancelSend(n)))
@@ -417,7 +470,7 @@ async fn end_of_program_writes(
     // Answered once the server has sent everything before it: then nothing
     // the program wrote is left in flight.
     let (done, answered) = oneshot::channel();
-    lock(waiters).sends.push_back((None, done));
+    lock(waiters).sends.push_back((None, done, 0));
     if let Some(unsent) = unsent.take() {
         tokio::spawn(async move {
             let _ = answered.await;
@@ -438,6 +491,7 @@ async fn route_replies(
     mut wr: tokio::net::tcp::OwnedWriteHalf,
     waiters: Arc<Mutex<Waiters>>,
     pump: Arc<PurePump>,
+    answered: Arc<Notify>,
 ) {
     loop {
         let reply = match crate::transport::read_frame::<PureReply>(&mut recv).await {
@@ -464,9 +518,12 @@ async fn route_replies(
                 for done in w.recvs.drain(..) {
                     let _ = done.send(Err(Errno::ECONNRESET));
                 }
-                for (_, done) in w.sends.drain(..) {
+                for (_, done, _) in w.sends.drain(..) {
                     let _ = done.send(Err(Errno::ECONNRESET));
                 }
+                w.untrapped = 0;
+                drop(w);
+                answered.notify_one();
                 return;
             }
         };
@@ -516,19 +573,16 @@ async fn route_replies(
                 }
             }
             PureReply::Sent(n) => {
-                if let Some((_, done)) = lock(&waiters).sends.pop_front() {
-                    let _ = done.send(Ok(n));
-                }
+                lock(&waiters).answer_send(Ok(n));
+                answered.notify_one();
             }
             PureReply::Shut => {
-                if let Some((_, done)) = lock(&waiters).sends.pop_front() {
-                    let _ = done.send(Ok(0));
-                }
+                lock(&waiters).answer_send(Ok(0));
+                answered.notify_one();
             }
             PureReply::SendFailed(e) => {
-                if let Some((_, done)) = lock(&waiters).sends.pop_front() {
-                    let _ = done.send(Err(e));
-                }
+                lock(&waiters).answer_send(Err(e));
+                answered.notify_one();
             }
         }
     }

@@ -89,6 +89,12 @@ pub struct ClientArgs {
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(65536..=1073741824))]
     pub readahead_window: Option<u32>,
 
+    /// --net: the most bytes a program's sends on a remote TCP connection
+    /// may be ahead of what the server's socket took, besides the
+    /// program's own send buffer [default: 4194304].
+    #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(65536..=16777216))]
+    pub net_send_window: Option<u32>,
+
     /// How long the server may stay silent (paused, unreachable) before the
     /// session ends and forwarded calls fail with EIO (us, ms or s; 1s to
     /// 3600s) [default: 60s]. Keep-alives flow meanwhile, so an idle

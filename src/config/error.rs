@@ -218,6 +218,9 @@ pub enum ConfigError {
     #[error("{origin}: invalid readahead_window {value}: expected 65536 to 1073741824")]
     InvalidReadaheadWindow { origin: Origin, value: i64 },
 
+    #[error("{origin}: invalid net_send_window {value}: expected 65536 to 16777216")]
+    InvalidNetSendWindow { origin: Origin, value: i64 },
+
     #[error(
         "{origin}: `{name}` is neither a [[remotes]] name, a [server.NAME] section nor a HOST[:PORT]: {source}"
     )]

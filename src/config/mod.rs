@@ -46,6 +46,7 @@ pub use types::{
     MAX_IDLE_TIMEOUT, MAX_STAT_TTL, MIN_IDLE_TIMEOUT, Mount, MountError, MountSide, NagleSettings,
     OPTIMIZATION_NAMES, Optimizations, OptimizeError, RemoteAddr, RemoteAddrError, StatTtl,
 };
+pub use types::{DEFAULT_NET_SEND_WINDOW, MAX_NET_SEND_WINDOW, MIN_NET_SEND_WINDOW};
 pub use types::{DEFAULT_RECONNECT_GRACE, MAX_RECONNECT_GRACE, ReconnectGrace};
 
 /// Everything the client needs to run, after merging file and flags.
@@ -66,6 +67,9 @@ pub struct ClientSettings {
     /// The per-connection read-ahead window for sockets (QUIC stream
     /// window); `None` keeps the transport's default.
     pub readahead_window: Option<u32>,
+    /// How far a program's sends on a remote TCP connection may be ahead
+    /// of the server's socket (`--net-send-window`).
+    pub net_send_window: u32,
     /// Silence from the server that ends the session.
     pub idle_timeout: std::time::Duration,
     /// How long a lost connection is tried again (zero: not at all).
@@ -126,6 +130,7 @@ pub struct FileSettings {
     pub forwarded_syscalls: Option<BTreeSet<String>>,
     pub stat_ttl: Option<std::time::Duration>,
     pub readahead_window: Option<u32>,
+    pub net_send_window: Option<u32>,
     pub idle_timeout: Option<std::time::Duration>,
     pub reconnect_grace: Option<std::time::Duration>,
     pub verbose: Option<u8>,
@@ -160,6 +165,7 @@ impl FileSettings {
             forwarded_syscalls: None,
             stat_ttl: None,
             readahead_window: None,
+            net_send_window: None,
             idle_timeout: None,
             reconnect_grace: None,
             verbose: None,
@@ -214,6 +220,7 @@ impl FileSettings {
             forwarded_syscalls: pick(&section.forwarded_syscalls, &self.forwarded_syscalls),
             stat_ttl: pick(&section.stat_ttl, &self.stat_ttl),
             readahead_window: pick(&section.readahead_window, &self.readahead_window),
+            net_send_window: pick(&section.net_send_window, &self.net_send_window),
             idle_timeout: pick(&section.idle_timeout, &self.idle_timeout),
             reconnect_grace: pick(&section.reconnect_grace, &self.reconnect_grace),
             verbose: pick(&section.verbose, &self.verbose),
@@ -423,6 +430,10 @@ pub fn resolve_with(
             .or(file.stat_ttl)
             .unwrap_or(crate::engine::DEFAULT_TTL),
         readahead_window: args.readahead_window.or(file.readahead_window),
+        net_send_window: args
+            .net_send_window
+            .or(file.net_send_window)
+            .unwrap_or(DEFAULT_NET_SEND_WINDOW),
         idle_timeout: args
             .idle_timeout
             .map(|t| t.0)

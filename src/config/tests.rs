@@ -44,6 +44,7 @@ fn defaults() {
             nagle: NagleSettings::default(),
             stat_ttl: crate::engine::DEFAULT_TTL,
             readahead_window: None,
+            net_send_window: DEFAULT_NET_SEND_WINDOW,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             reconnect_grace: DEFAULT_RECONNECT_GRACE,
             trace: false,
@@ -592,6 +593,29 @@ fn stat_ttl_and_readahead_window_keys() {
         ("stat_ttl = \"5\"\n", 1),
         ("\n\nreadahead_window = 1024\n", 3),
         ("readahead_window = 2000000000\n", 1),
+    ] {
+        let e = parse_config_file(src, Path::new("p.toml")).expect_err(src);
+        assert!(
+            e.to_string().starts_with(&format!("p.toml:{line}: ")),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn net_send_window_comes_from_the_key_and_the_flag_within_its_range() {
+    let f = file("net_send_window = 65536\n", "p.toml");
+    let s = run(&["--", "x"], Some(&f)).expect("resolve");
+    assert_eq!(s.net_send_window, 65536);
+    let s = run(&["--net-send-window", "1048576", "--", "x"], Some(&f)).expect("resolve");
+    assert_eq!(s.net_send_window, 1 << 20);
+    for bad in ["1024", "16777217"] {
+        let parsed = ClientArgs::try_parse_from(["rscq", "--net-send-window", bad, "--", "x"]);
+        assert!(parsed.is_err(), "--net-send-window {bad} must be refused");
+    }
+    for (src, line) in [
+        ("\nnet_send_window = 1024\n", 2),
+        ("net_send_window = 16777217\n", 1),
     ] {
         let e = parse_config_file(src, Path::new("p.toml")).expect_err(src);
         assert!(

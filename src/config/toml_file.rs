@@ -16,6 +16,7 @@
 //! known_servers = "~/.config/rscq/known_servers"
 //! stat_ttl = "1s"                     # statcache, dirmeta: how long a stat answer stays valid
 //! readahead_window = 8388608          # readahead for sockets (QUIC stream window)
+//! net_send_window = 4194304           # --net: how far sends may be ahead of the server
 //! idle_timeout = "60s"                # silence from the server that ends the session
 //! reconnect_grace = "300s"            # how long a lost connection is tried again (0: never)
 //! verbose = 1                         # as -v: 1 info, 2 debug (RUST_LOG wins)
@@ -59,8 +60,8 @@ use toml::Spanned;
 use super::error::{ConfigError, Located, Origin};
 use super::remotes::RemoteDef;
 use super::types::{
-    Delay, DelayError, IdleTimeout, LogFormat, Mount, Optimizations, ReconnectGrace, RemoteAddr,
-    StatTtl,
+    Delay, DelayError, IdleTimeout, LogFormat, MAX_NET_SEND_WINDOW, MIN_NET_SEND_WINDOW, Mount,
+    Optimizations, ReconnectGrace, RemoteAddr, StatTtl,
 };
 use super::{FileSettings, check_duplicate_mounts};
 
@@ -85,6 +86,7 @@ struct Schema {
     known_servers: Option<Spanned<String>>,
     stat_ttl: Option<Spanned<String>>,
     readahead_window: Option<Spanned<i64>>,
+    net_send_window: Option<Spanned<i64>>,
     idle_timeout: Option<Spanned<String>>,
     log_format: Option<LogFormat>,
     reconnect_grace: Option<Spanned<String>>,
@@ -519,6 +521,12 @@ fn settings(schema: Schema, src: &str, path: &Path) -> Result<FileSettings, Conf
         |n: &u32| (65536..=1_073_741_824).contains(n),
         |origin, value| ConfigError::InvalidReadaheadWindow { origin, value },
     )?;
+    let net_send_window = int_key(
+        schema.net_send_window,
+        &at,
+        |n: &u32| (MIN_NET_SEND_WINDOW..=MAX_NET_SEND_WINDOW).contains(n),
+        |origin, value| ConfigError::InvalidNetSendWindow { origin, value },
+    )?;
     let verbose = int_key(
         schema.verbose,
         &at,
@@ -550,6 +558,7 @@ fn settings(schema: Schema, src: &str, path: &Path) -> Result<FileSettings, Conf
         forwarded_syscalls: None,
         stat_ttl,
         readahead_window,
+        net_send_window,
         idle_timeout,
         reconnect_grace,
         verbose,

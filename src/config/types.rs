@@ -314,6 +314,20 @@ pub const MIN_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 /// The longest idle timeout accepted.
 pub const MAX_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3600);
 
+/// How many bytes a program's sends on a `--net` TCP connection may be
+/// ahead of what the server's socket took, unless set otherwise
+/// (`--net-send-window`): on top of the program's own send buffer, what
+/// the pump keeps unacknowledged. An upload cannot go faster than this per
+/// round trip: 4 MiB keeps bulk uploads at their speed at a 20 ms round
+/// trip, where 256 KiB cut them fivefold (benches/REPORT-notes.md), and is
+/// the kernel's own largest autotuned send buffer (`tcp_wmem`).
+pub const DEFAULT_NET_SEND_WINDOW: u32 = 4 << 20;
+/// The smallest send window accepted: a few pump reads.
+pub const MIN_NET_SEND_WINDOW: u32 = 64 * 1024;
+/// The largest send window accepted, and what the server buffers of a
+/// connection's bytes that its socket has not taken.
+pub const MAX_NET_SEND_WINDOW: u32 = 16 << 20;
+
 /// How long rscq tries to connect again after losing its connection,
 /// unless set otherwise (`--reconnect-grace`): long enough for a server to
 /// be restarted or a link to come back.

@@ -30,8 +30,9 @@
 //!   [`SMALL_FILE_MAX`] bytes comes whole, so the program's reads to its
 //!   end are answered locally.
 //!
-//! Send coalescing for sockets (the `nagle` layer) is [`coalesce`], driven
-//! by the socket pump.
+//! Send coalescing for sockets (the `nagle` layer) is [`coalesce`], and
+//! their send-side backpressure [`sendwindow`], both driven by the socket
+//! pump.
 //!
 //! Must not read the clock, touch the network or call ptrace; everything it
 //! needs comes in as arguments.
@@ -41,6 +42,7 @@ pub mod dirmeta;
 pub mod readahead;
 mod reads;
 pub mod reattach;
+pub mod sendwindow;
 pub mod shadow;
 mod statcache;
 pub mod writebehind;

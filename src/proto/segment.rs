@@ -5,6 +5,12 @@
 //! pump can send it again with `MSG_OOB` and the mark falls where the
 //! sender's kernel put it.
 //!
+//! Two control records carry the send window of the other direction
+//! (`crate::engine::sendwindow`): a window record, each pump's first,
+//! says how much it keeps unacknowledged toward its peer and how much it
+//! buffers for it; an acknowledgement says how many payload bytes (data
+//! and urgent) the pump has written into its socket so far.
+//!
 //! Pure: the header and a [`Deframer`] that splits received bytes into
 //! records; reading and writing the stream is the pump's
 //! (`crate::transport::pump`).
@@ -15,6 +21,19 @@ pub const HEADER: usize = 4;
 
 /// The header bit of an urgent record.
 const URGENT: u32 = 1 << 31;
+
+/// The header bit of a control record; its whole header is one of the
+/// constants below.
+const CONTROL: u32 = 1 << 30;
+
+/// The header of an acknowledgement: a little-endian `u64` follows.
+const ACK: u32 = CONTROL | 8;
+
+/// The header of a window record: two little-endian `u64`s follow.
+const WINDOW: u32 = CONTROL | 16;
+
+/// The longest control payload.
+const MAX_CONTROL: usize = 16;
 
 /// The largest data payload of one record.
 pub const MAX_PAYLOAD: usize = (1 << 24) - 1;
@@ -31,11 +50,38 @@ pub fn urgent_record(byte: u8) -> [u8; HEADER + 1] {
     [a, b, c, d, byte]
 }
 
-/// One piece of what came: stream bytes, or the urgent byte.
+/// An acknowledgement: `delivered` payload bytes are in the peer's socket.
+pub fn ack_record(delivered: u64) -> [u8; HEADER + 8] {
+    let mut r = [0u8; HEADER + 8];
+    r[..HEADER].copy_from_slice(&ACK.to_le_bytes());
+    r[HEADER..].copy_from_slice(&delivered.to_le_bytes());
+    r
+}
+
+/// A window record: the sender keeps at most `send` payload bytes
+/// unacknowledged toward its peer, and buffers up to `receive` of the
+/// peer's.
+pub fn window_record(send: u64, receive: u64) -> [u8; HEADER + 16] {
+    let mut r = [0u8; HEADER + 16];
+    r[..HEADER].copy_from_slice(&WINDOW.to_le_bytes());
+    r[HEADER..HEADER + 8].copy_from_slice(&send.to_le_bytes());
+    r[HEADER + 8..].copy_from_slice(&receive.to_le_bytes());
+    r
+}
+
+/// One piece of what came: stream bytes, the urgent byte, or a control
+/// record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Piece<'a> {
     Data(&'a [u8]),
     Urgent(u8),
+    /// The peer has written this many payload bytes into its socket.
+    Delivered(u64),
+    /// The peer's window record.
+    Window {
+        send: u64,
+        receive: u64,
+    },
 }
 
 /// The stream held a header no pump writes: the connection is broken.
@@ -52,6 +98,13 @@ enum State {
     Data { left: usize },
     /// The urgent byte is next.
     Urgent,
+    /// `have` of the `len` payload bytes of the control record `header`.
+    Control {
+        header: u32,
+        payload: [u8; MAX_CONTROL],
+        len: usize,
+        have: usize,
+    },
 }
 
 /// Splits the received stream into [`Piece`]s, however the reads cut it.
@@ -94,7 +147,13 @@ impl Deframer {
                 let word = u32::from_le_bytes(header);
                 self.state = match word {
                     w if w == URGENT | 1 => State::Urgent,
-                    w if w & URGENT != 0 || w == 0 => return Err(Malformed(word)),
+                    ACK | WINDOW => State::Control {
+                        header: word,
+                        payload: [0; MAX_CONTROL],
+                        len: usize::try_from(word & !CONTROL).map_err(|_| Malformed(word))?,
+                        have: 0,
+                    },
+                    w if w & (URGENT | CONTROL) != 0 || w == 0 => return Err(Malformed(word)),
                     w => State::Data {
                         left: usize::try_from(w).map_err(|_| Malformed(word))?,
                     },
@@ -118,6 +177,40 @@ impl Deframer {
                 }
                 None => Ok((None, input)),
             },
+            State::Control {
+                header,
+                mut payload,
+                len,
+                have,
+            } => {
+                let take = (len - have).min(input.len());
+                payload[have..have + take].copy_from_slice(&input[..take]);
+                let rest = &input[take..];
+                if have + take < len {
+                    self.state = State::Control {
+                        header,
+                        payload,
+                        len,
+                        have: have + take,
+                    };
+                    return Ok((None, rest));
+                }
+                self.state = Self::default().state;
+                let word = |i: usize| {
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&payload[i * 8..i * 8 + 8]);
+                    u64::from_le_bytes(b)
+                };
+                let piece = if header == ACK {
+                    Piece::Delivered(word(0))
+                } else {
+                    Piece::Window {
+                        send: word(0),
+                        receive: word(1),
+                    }
+                };
+                Ok((Some(piece), rest))
+            }
         }
     }
 
@@ -147,7 +240,7 @@ mod tests {
                         _ => out.push((false, b.to_vec())),
                     },
                     Some(Piece::Urgent(b)) => out.push((true, vec![b])),
-                    None => {}
+                    Some(Piece::Delivered(_) | Piece::Window { .. }) | None => {}
                 }
             }
         }
@@ -206,6 +299,50 @@ mod tests {
         let (piece, _) = d.next(rest).expect("data");
         assert_eq!(piece, Some(Piece::Data(b"ab")));
         assert!(!d.at_boundary());
+    }
+
+    /// Every piece of `input` fed `cut` bytes at a time, as owned values.
+    fn all_pieces(input: &[u8], cut: usize) -> Vec<String> {
+        let mut d = Deframer::default();
+        let mut out = Vec::new();
+        for chunk in input.chunks(cut) {
+            let mut rest = chunk;
+            while !rest.is_empty() {
+                let (piece, r) = d.next(rest).expect("well formed");
+                rest = r;
+                if let Some(p) = piece {
+                    out.push(format!("{p:?}"));
+                }
+            }
+        }
+        assert!(d.at_boundary(), "input ends within a record");
+        out
+    }
+
+    #[test]
+    fn control_records_come_back_between_data_however_the_reads_cut_them() {
+        let mut stream = window_record(256 * 1024, 8 << 20).to_vec();
+        stream.extend(record(b"a"));
+        stream.extend_from_slice(&ack_record(0x0102_0304_0506_0708));
+        stream.extend_from_slice(&urgent_record(b'!'));
+        stream.extend_from_slice(&ack_record(u64::MAX));
+        let want = [
+            "Window { send: 262144, receive: 8388608 }",
+            "Data([97])",
+            "Delivered(72623859790382856)",
+            "Urgent(33)",
+            "Delivered(18446744073709551615)",
+        ];
+        for cut in 1..=stream.len() {
+            assert_eq!(all_pieces(&stream, cut), want, "cut {cut}");
+        }
+    }
+
+    #[test]
+    fn control_headers_of_another_length_are_refused() {
+        for word in [CONTROL | 4, CONTROL | 9, CONTROL, CONTROL | 1 << 20] {
+            assert_eq!(pieces(&word.to_le_bytes(), 4), Err(Malformed(word)));
+        }
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! The server's network stack for `rscq --net`: each remote TCP connection
 //! is one QUIC stream, pumped to and from a real socket on this host.
 //!
-//! The pump reads the socket ahead of the program as far as the stream's
-//! flow-control window allows: that is the thesis's read-ahead, with memory
-//! bounded by QUIC rather than by a buffer of our own.
+//! The pump reads the socket ahead of the program as far as the client's
+//! read-ahead window allows (its `--readahead-window`, which its pump
+//! announces): that is the thesis's read-ahead. The other way, what the
+//! socket has not taken yet waits in the pump, at most the client's send
+//! window ([`crate::transport::pump::SERVER_WINDOWS`]).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -661,6 +663,79 @@ mod pump_end_order_tests {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert_eq!(PUMP_PANICS.load(Ordering::SeqCst), 0, "the pump panicked");
+        link.close().await;
+        server.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod send_window_tests {
+    use std::time::Duration;
+
+    use tokio::io::AsyncWriteExt;
+
+    use crate::engine::sendwindow::Windows;
+    use crate::proto::SockOption;
+
+    /// Small buffers everywhere a kernel holds bytes (the program's send
+    /// buffer, the pump's receive buffer, the server socket's send buffer,
+    /// the peer's receive buffer): what the program gets to write to a
+    /// peer that never reads is then about the pump's window. Before the
+    /// window it was the stream's (8 MiB).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_peer_that_never_reads_holds_the_program_to_the_window() {
+        const SMALL: usize = 16 * 1024;
+        const WINDOW: u64 = 64 * 1024;
+        let peer = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        rustix::net::sockopt::set_socket_recv_buffer_size(&peer, SMALL).unwrap();
+        peer.set_nonblocking(true).unwrap();
+        let peer = tokio::net::TcpListener::from_std(peer).unwrap();
+        let server = crate::server::start_embedded().unwrap();
+        let link = server.connect().await.unwrap();
+        let options = vec![SockOption::SendBuffer(16 * 1024)];
+        let addr = peer.local_addr().unwrap();
+        let streams = link
+            .open_tcp(addr.into(), false, options, None)
+            .await
+            .unwrap()
+            .unwrap();
+        // Accepted, and never read.
+        let (_remote, _) = peer.accept().await.unwrap();
+        let local = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        rustix::net::sockopt::set_socket_recv_buffer_size(&local, SMALL).unwrap();
+        let mut program = tokio::net::TcpStream::connect(local.local_addr().unwrap())
+            .await
+            .unwrap();
+        rustix::net::sockopt::set_socket_send_buffer_size(&program, SMALL).unwrap();
+        let (pumped, _) = local.accept().await.unwrap();
+        let windows = Windows {
+            send: WINDOW,
+            receive: 1 << 20,
+        };
+        let pump = tokio::spawn(crate::transport::pump::pump_with(
+            pumped,
+            streams.send,
+            streams.recv,
+            windows,
+            None,
+            None,
+            None,
+        ));
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut sent = 0u64;
+        // Writes until a write has waited for room for a while; the bound
+        // below is on the bytes, whatever the while.
+        while let Ok(wrote) =
+            tokio::time::timeout(Duration::from_millis(500), program.write(&chunk)).await
+        {
+            sent += u64::try_from(wrote.expect("write")).unwrap();
+            assert!(sent < 64 << 20, "the connection never filled");
+        }
+        // Each of the four small buffers is doubled by the kernel (and
+        // loopback rounds up): twice that for them, and a pump read.
+        let bound = WINDOW + 64 * 1024 + 8 * 2 * 16 * 1024;
+        assert!(sent <= bound, "sent {sent} bytes, bound {bound}");
+        pump.abort();
         link.close().await;
         server.shutdown().await;
     }

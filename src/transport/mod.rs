@@ -18,6 +18,7 @@
 pub mod allowance;
 pub mod client;
 pub mod embedded;
+mod flow;
 pub mod identity;
 pub mod pump;
 mod redial;
@@ -305,6 +306,11 @@ pub const DEFAULT_STREAM_WINDOW: u32 = 8 << 20;
 /// Sets the stream window of connections made after this call.
 pub fn set_stream_window(bytes: u32) {
     STREAM_WINDOW.store(bytes, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The stream window connections made now get.
+pub fn stream_window() -> u32 {
+    STREAM_WINDOW.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 pub(crate) fn transport_config(liveness: Liveness) -> Arc<quinn::TransportConfig> {

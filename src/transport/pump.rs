@@ -2,10 +2,13 @@
 //! runs on both sides: on the server next to the real socket, in rscq next
 //! to the program's socket. The stream holds records
 //! ([`crate::proto::segment`]): data, and the urgent byte at its place, read
-//! and sent again with [`super::urgent`].
+//! and sent again with [`super::urgent`]; and the control records of the
+//! send window, which bounds what each side may have taken from its socket
+//! that the other has not yet written into its own.
 //!
-//! Must not decide when held bytes go: [`Nagle`] asks
-//! [`crate::engine::coalesce`].
+//! Must not decide when held bytes go or how far the window reaches:
+//! [`Nagle`] asks [`crate::engine::coalesce`], and the window's counts are a
+//! [`crate::engine::sendwindow::SendWindow`] (shared through `super::flow`).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -13,8 +16,10 @@ use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::urgent::{Chunk, read_marked, send_urgent};
+use super::flow::{Flow, Held, Pending, write_front};
+use super::urgent::{Chunk, read_marked};
 use crate::engine::coalesce::Coalescer;
+use crate::engine::sendwindow::Windows;
 use crate::proto::segment::{self, Deframer, Piece};
 
 /// QUIC application error code on a stream whose TCP side was reset.
@@ -30,7 +35,16 @@ pub const STREAM_RESET: u32 = 0x10;
 /// FIN) until the other side has stopped it.
 pub const RESET_AFTER: u64 = 1 << 60;
 
-const BUFFER: usize = 64 * 1024;
+pub(super) const BUFFER: usize = 64 * 1024;
+
+/// What the server's pumps announce: no send limit of their own (the
+/// client's receive window, its `--readahead-window`, bounds how far the
+/// server reads a remote socket ahead of the program), and a buffer for
+/// the largest `--net-send-window` a client may set.
+pub const SERVER_WINDOWS: Windows = Windows {
+    send: u64::MAX,
+    receive: crate::config::MAX_NET_SEND_WINDOW as u64,
+};
 
 /// How the stream-to-socket direction ended.
 enum Downstream {
@@ -122,6 +136,15 @@ impl Counted<'_> {
         Ok(())
     }
 
+    /// The acknowledgement that is due, if any.
+    async fn acknowledge(&mut self, flow: &Flow) -> Result<(), quinn::WriteError> {
+        let due = flow.lock().take_ack();
+        match due {
+            Some(n) => self.write_raw(&segment::ack_record(n)).await,
+            None => Ok(()),
+        }
+    }
+
     async fn write_raw(&mut self, buf: &[u8]) -> Result<(), quinn::WriteError> {
         self.send.write_all(buf).await?;
         self.sent += u64::try_from(buf.len()).unwrap_or(u64::MAX);
@@ -129,17 +152,33 @@ impl Counted<'_> {
     }
 }
 
-/// Copies the socket to the stream as it comes.
+/// Copies the socket to the stream as it comes, while the window has room.
 async fn forward_at_once(
     rd: &mut tokio::net::tcp::OwnedReadHalf,
     send: &mut Counted<'_>,
+    flow: &Flow,
 ) -> Upstream {
     let mut buf = vec![0u8; BUFFER];
     loop {
-        let written = match read_marked(rd.as_ref(), &mut buf).await {
+        if send.acknowledge(flow).await.is_err() {
+            return Upstream::Closed;
+        }
+        let room = flow.room();
+        let read = tokio::select! {
+            biased;
+            () = flow.wake.notified() => continue,
+            read = read_marked(rd.as_ref(), &mut buf[..room]), if room > 0 => read,
+        };
+        let written = match read {
             Ok(Chunk::End) => return Upstream::Eof,
-            Ok(Chunk::Data(n)) => send.write_data(&buf[..n]).await,
-            Ok(Chunk::Urgent(byte)) => send.write_urgent(byte).await,
+            Ok(Chunk::Data(n)) => {
+                flow.taken(n);
+                send.write_data(&buf[..n]).await
+            }
+            Ok(Chunk::Urgent(byte)) => {
+                flow.taken(1);
+                send.write_urgent(byte).await
+            }
             Err(_) => return Upstream::Failed,
         };
         if written.is_err() {
@@ -148,17 +187,23 @@ async fn forward_at_once(
     }
 }
 
-/// Copies the socket to the stream under a [`Coalescer`]. `answered` is
-/// set by the other direction whenever bytes come back.
+/// Copies the socket to the stream under a [`Coalescer`], while the window
+/// has room (held bytes count as taken). `answered` is set by the other
+/// direction whenever bytes come back.
 async fn forward_coalesced(
     rd: &mut tokio::net::tcp::OwnedReadHalf,
     send: &mut Counted<'_>,
     nagle: &mut Nagle,
     answered: &AtomicBool,
+    flow: &Flow,
 ) -> Upstream {
     let mut buf = vec![0u8; BUFFER];
     let now = || tokio::time::Instant::now().into_std();
     loop {
+        if send.acknowledge(flow).await.is_err() {
+            return Upstream::Closed;
+        }
+        let room = flow.room();
         let rtt = nagle.program.rtt();
         let holding = nagle.coalescer.is_holding();
         let deadline = nagle
@@ -167,7 +212,8 @@ async fn forward_coalesced(
             .map(tokio::time::Instant::from_std);
         let ready = tokio::select! {
             biased;
-            r = read_marked(rd.as_ref(), &mut buf) => Some(r),
+            () = flow.wake.notified() => None,
+            r = read_marked(rd.as_ref(), &mut buf[..room]), if room > 0 => Some(r),
             () = async {
                 match deadline {
                     Some(d) => tokio::time::sleep_until(d).await,
@@ -193,8 +239,12 @@ async fn forward_coalesced(
         };
         let Some(read) = ready else { continue };
         let n = match read {
-            Ok(Chunk::Data(n)) => n,
+            Ok(Chunk::Data(n)) => {
+                flow.taken(n);
+                n
+            }
             Ok(Chunk::Urgent(byte)) => {
+                flow.taken(1);
                 // Urgent data waits for nothing, and comes after what the
                 // program wrote before it.
                 if let Some(out) = nagle.coalescer.on_urgent(now())
@@ -299,9 +349,10 @@ impl Unsent {
 
 /// Pumps until both directions are done. Half-closes pass through as
 /// `shutdown`/stream finish; a reset on either side resets the other, after
-/// the bytes sent before it (see [`RESET_AFTER`]).
+/// the bytes sent before it (see [`RESET_AFTER`]). The server's pumps
+/// announce [`SERVER_WINDOWS`].
 pub async fn pump(socket: TcpStream, send: quinn::SendStream, recv: quinn::RecvStream) {
-    pump_with(socket, send, recv, None, None, None).await;
+    pump_with(socket, send, recv, SERVER_WINDOWS, None, None, None).await;
 }
 
 /// Resets a socket whose read half is dropped after this: a zero linger
@@ -313,14 +364,15 @@ fn reset_on_close(wr: tokio::net::tcp::OwnedWriteHalf) {
     wr.forget();
 }
 
-/// [`pump`], with the program's writes coalesced by `nagle` when given;
-/// `unsent` is released once the socket-to-stream direction is done (the
-/// socket ended and the peer acknowledged everything, or it failed and the
-/// peer delivered what came before).
+/// [`pump`], announcing `windows`, with the program's writes coalesced by
+/// `nagle` when given; `unsent` is released once the socket-to-stream
+/// direction is done (the socket ended and the peer acknowledged
+/// everything, or it failed and the peer delivered what came before).
 pub async fn pump_with(
     socket: TcpStream,
     mut send: quinn::SendStream,
     recv: quinn::RecvStream,
+    windows: Windows,
     mut nagle: Option<Nagle>,
     unsent: Option<UnsentGuard>,
     traffic: Option<std::sync::Arc<Traffic>>,
@@ -329,6 +381,7 @@ pub async fn pump_with(
     let traffic = traffic.as_deref();
     let (mut rd, wr) = socket.into_split();
     let answered = AtomicBool::new(false);
+    let flow = Flow::new(windows);
     // A write into the socket that failed with ECONNRESET took the reset:
     // a read then sees only the end of the stream.
     let reset_seen = AtomicBool::new(false);
@@ -337,25 +390,21 @@ pub async fn pump_with(
     let (upstream_end, upstream_ended) = tokio::sync::oneshot::channel::<u64>();
     // The peer's STOP_SENDING of our stream: it may carry a reset.
     let peer_stopped = send.stopped();
+    let shared = Shared {
+        answered: &answered,
+        reset_seen: &reset_seen,
+        flow: &flow,
+        traffic,
+    };
     let upstream = upstream(
         &mut rd,
         &mut send,
         nagle.as_mut(),
-        &answered,
-        &reset_seen,
+        shared,
         upstream_end,
         unsent,
-        traffic,
     );
-    let downstream = downstream(
-        recv,
-        wr,
-        peer_stopped,
-        upstream_ended,
-        &answered,
-        &reset_seen,
-        traffic,
-    );
+    let downstream = downstream(recv, wr, peer_stopped, upstream_ended, shared);
     tokio::pin!(upstream, downstream);
     let mut upstream_done = false;
     loop {
@@ -375,39 +424,57 @@ pub async fn pump_with(
     }
 }
 
-/// The socket-to-stream direction of [`pump_with`]: copies until the
-/// socket ends or fails, then ends the stream to match (a finish, or the
-/// count of bytes sent before the reset, through `upstream_end`).
-// One argument per piece of state the two directions share; a struct
-// for them would only be unpacked again here.
-#[allow(clippy::too_many_arguments)]
+/// The state the two directions of [`pump_with`] share.
+#[derive(Clone, Copy)]
+struct Shared<'a> {
+    /// Set whenever the peer's bytes come back (the `nagle` layer's answer).
+    answered: &'a AtomicBool,
+    /// A write into the socket took a reset.
+    reset_seen: &'a AtomicBool,
+    flow: &'a Flow,
+    traffic: Option<&'a Traffic>,
+}
+
+/// The socket-to-stream direction of [`pump_with`]: announces the windows,
+/// copies until the socket ends or fails, then ends the stream to match (a
+/// finish, or the count of bytes sent before the reset, through
+/// `upstream_end`). It also writes the downstream's acknowledgements.
 async fn upstream(
     rd: &mut tokio::net::tcp::OwnedReadHalf,
     send: &mut quinn::SendStream,
     nagle: Option<&mut Nagle>,
-    answered: &AtomicBool,
-    reset_seen: &AtomicBool,
+    shared: Shared<'_>,
     upstream_end: tokio::sync::oneshot::Sender<u64>,
     unsent: Option<UnsentGuard>,
-    traffic: Option<&Traffic>,
 ) {
     let mut counted = Counted {
         send,
         sent: 0,
-        traffic,
+        traffic: shared.traffic,
     };
-    let end = match nagle {
-        Some(n) => forward_coalesced(rd, &mut counted, n, answered).await,
-        None => forward_at_once(rd, &mut counted).await,
+    let own = shared.flow.lock().own();
+    let end = if counted
+        .write_raw(&segment::window_record(own.send, own.receive))
+        .await
+        .is_err()
+    {
+        Upstream::Closed
+    } else {
+        match nagle {
+            Some(n) => forward_coalesced(rd, &mut counted, n, shared.answered, shared.flow).await,
+            None => forward_at_once(rd, &mut counted, shared.flow).await,
+        }
     };
     let sent = counted.sent;
     let end = match end {
-        Upstream::Eof if reset_seen.load(Ordering::Acquire) => Upstream::Failed,
+        Upstream::Eof if shared.reset_seen.load(Ordering::Acquire) => Upstream::Failed,
         end => end,
     };
     match end {
         Upstream::Eof => {
             drop(upstream_end);
+            // The peer sees the finish after our last bytes, and from then
+            // on sends without waiting for acknowledgements.
             let _ = send.finish();
             // Keep the stream alive until the peer has everything.
             let _ = send.stopped().await;
@@ -431,121 +498,193 @@ async fn upstream(
 /// The stream-to-socket direction of [`pump_with`]: copies until the
 /// stream ends or is reset, and follows the resets both ways (a reset the
 /// peer announced in `peer_stopped` after its last bytes; the upstream's,
-/// announced to the peer when `upstream_ended` says so). `answered` is set
-/// whenever bytes come back; `reset_seen` when a write took a reset.
+/// announced to the peer when `upstream_ended` says so). The stream is
+/// read even while the socket takes nothing, up to the receive window, so
+/// the peer's acknowledgements behind those bytes are never stuck.
 async fn downstream(
     mut recv: quinn::RecvStream,
     mut wr: tokio::net::tcp::OwnedWriteHalf,
     peer_stopped: impl Future<Output = Result<Option<quinn::VarInt>, quinn::StoppedError>>,
     mut upstream_ended: tokio::sync::oneshot::Receiver<u64>,
-    answered_by_peer: &AtomicBool,
-    reset_seen: &AtomicBool,
-    traffic: Option<&Traffic>,
+    shared: Shared<'_>,
 ) -> Downstream {
     let mut buf = vec![0u8; BUFFER];
     let mut records = Deframer::default();
+    let mut pending = Pending::default();
+    let receive_window = shared.flow.lock().receive_window();
     let mut received: u64 = 0;
     // From the peer: its socket was reset after it had sent this much.
     let mut reset_after: Option<u64> = None;
     let mut peer_stopped = std::pin::pin!(peer_stopped);
     let mut watching = true;
     let mut upstream_open = true;
+    // The peer finished its side: what is pending goes, then a shutdown.
+    let mut finished = false;
     // Writing into the socket failed: it is gone, and the upstream's
     // end says how (reset, or closed).
     let mut writable = true;
     loop {
-        if reset_after.is_some_and(|n| received >= n) {
+        if reset_after.is_some_and(|n| received >= n) && pending.is_empty() {
             reset_on_close(wr);
             return Downstream::Reset;
         }
-        tokio::select! {
-            read = recv.read(&mut buf), if writable => match read {
-                Ok(Some(n)) => {
-                    answered_by_peer.store(true, Ordering::Release);
-                    received += u64::try_from(n).unwrap_or(u64::MAX);
-                    let Ok(delivered) = deliver(&mut records, &buf[..n], &mut wr, traffic).await
-                    else {
-                        // Not a pump's stream: the connection is broken.
-                        let _ = recv.stop(quinn::VarInt::from_u32(STREAM_RESET));
-                        reset_on_close(wr);
-                        return Downstream::Reset;
-                    };
-                    if let Err(e) = delivered {
-                        if e.raw_os_error() == Some(libc::ECONNRESET) {
-                            reset_seen.store(true, Ordering::Release);
-                        }
-                        writable = false;
-                        // The upstream ended already, without a reset:
-                        // as when it ends after a failed write, there
-                        // is nothing left to wait for (and no branch
-                        // left to wait on once the peer has stopped).
-                        if !upstream_open {
-                            let _ = recv.stop(quinn::VarInt::from_u32(STREAM_RESET));
-                            return Downstream::Finished;
+        if finished && pending.is_empty() {
+            let _ = wr.shutdown().await;
+            return Downstream::Finished;
+        }
+        // A peer keeps at most our receive window unacknowledged, and we
+        // acknowledge only what went into the socket: for it the stream is
+        // always read (its acknowledgements and its finish come through).
+        // A peer that sends more waits on QUIC's flow control.
+        let write_failed = tokio::select! {
+            read = recv.read(&mut buf), if writable && !finished && pending.bytes <= receive_window => {
+                match read {
+                    Ok(Some(n)) => {
+                        received += u64::try_from(n).unwrap_or(u64::MAX);
+                        match take_in(&mut records, &buf[..n], &mut pending, &wr, shared) {
+                            Ok(written) => written.err(),
+                            Err(segment::Malformed(_)) => {
+                                // Not a pump's stream: the connection is broken.
+                                let _ = recv.stop(quinn::VarInt::from_u32(STREAM_RESET));
+                                reset_on_close(wr);
+                                return Downstream::Reset;
+                            }
                         }
                     }
+                    Ok(None) => {
+                        finished = true;
+                        shared.flow.peer_finished();
+                        None
+                    }
+                    Err(_) => {
+                        reset_on_close(wr);
+                        return Downstream::Reset;
+                    }
                 }
-                Ok(None) => {
-                    let _ = wr.shutdown().await;
-                    return Downstream::Finished;
-                }
-                Err(_) => {
-                    reset_on_close(wr);
-                    return Downstream::Reset;
+            },
+            written = write_front(&mut wr, &pending), if writable && !pending.is_empty() => {
+                match written {
+                    Ok(n) => {
+                        pending.advance(n);
+                        delivered(n, shared);
+                        None
+                    }
+                    Err(e) => Some(e),
                 }
             },
             end = &mut upstream_ended, if upstream_open => {
                 upstream_open = false;
-                match end {
-                    Ok(sent) => {
-                        // Below 2^62 for any stream quinn can carry.
-                        let code = quinn::VarInt::from_u64(RESET_AFTER + sent)
-                            .unwrap_or(quinn::VarInt::from_u32(STREAM_RESET));
-                        let _ = recv.stop(code);
-                        return Downstream::Aborted;
-                    }
-                    Err(_) if !writable => {
-                        let _ = recv.stop(quinn::VarInt::from_u32(STREAM_RESET));
-                        return Downstream::Finished;
-                    }
-                    // Ended without a reset; the socket still reads.
-                    Err(_) => {}
+                if let Some(over) = on_upstream_end(end.ok(), &mut recv, writable) {
+                    return over;
                 }
+                None
             },
             stopped = &mut peer_stopped, if watching => {
                 watching = false;
-                if let Ok(Some(code)) = stopped
-                    && code.into_inner() >= RESET_AFTER
-                {
-                    reset_after = Some(code.into_inner() - RESET_AFTER);
+                // A reset the peer announced after its last bytes.
+                if let Ok(Some(code)) = stopped {
+                    reset_after = code.into_inner().checked_sub(RESET_AFTER);
                 }
+                None
             },
+            else => {
+                let _ = recv.stop(quinn::VarInt::from_u32(STREAM_RESET));
+                return Downstream::Finished;
+            }
+        };
+        if let Some(e) = write_failed {
+            if e.raw_os_error() == Some(libc::ECONNRESET) {
+                shared.reset_seen.store(true, Ordering::Release);
+            }
+            writable = false;
+            pending.clear();
+            // The stream is no longer read, so no acknowledgement comes:
+            // the upstream reads its socket to the end (or the reset)
+            // unbounded, as it must to tell the peer.
+            shared.flow.peer_finished();
+            // The upstream ended already, without a reset: as when it
+            // ends after a failed write, there is nothing left to wait
+            // for (and no branch left to wait on once the peer has
+            // stopped).
+            if !upstream_open {
+                let _ = recv.stop(quinn::VarInt::from_u32(STREAM_RESET));
+                return Downstream::Finished;
+            }
         }
     }
 }
 
-/// Writes the records in `received` into the socket: data as it is, the
-/// urgent byte with `MSG_OOB`. The outer error: the stream is not made of
-/// records; the inner one: writing into the socket failed.
-async fn deliver(
+/// The upstream ended (`sent`: its socket was reset after it had put this
+/// many bytes on its stream): the peer is told to stop. Returns how the
+/// downstream ends, unless it goes on (an orderly end while the socket
+/// still takes bytes).
+fn on_upstream_end(
+    sent: Option<u64>,
+    recv: &mut quinn::RecvStream,
+    writable: bool,
+) -> Option<Downstream> {
+    match sent {
+        Some(sent) => {
+            // Below 2^62 for any stream quinn can carry.
+            let code = quinn::VarInt::from_u64(RESET_AFTER + sent)
+                .unwrap_or(quinn::VarInt::from_u32(STREAM_RESET));
+            let _ = recv.stop(code);
+            Some(Downstream::Aborted)
+        }
+        None if !writable => {
+            let _ = recv.stop(quinn::VarInt::from_u32(STREAM_RESET));
+            Some(Downstream::Finished)
+        }
+        None => None,
+    }
+}
+
+/// `n` of the peer's payload bytes went into the socket.
+fn delivered(n: usize, shared: Shared<'_>) {
+    shared.flow.delivered(n);
+    if let Some(t) = shared.traffic {
+        Traffic::add(&t.received, n);
+    }
+}
+
+/// Takes in the records in `received`: data goes into the socket at once
+/// as far as it takes it without waiting, the rest (and the urgent byte,
+/// sent with `MSG_OOB`) waits in `pending`; control records go to the
+/// window. The outer error: the stream is not made of records; the inner
+/// one: writing into the socket failed.
+fn take_in(
     records: &mut Deframer,
     mut received: &[u8],
-    wr: &mut tokio::net::tcp::OwnedWriteHalf,
-    traffic: Option<&Traffic>,
+    pending: &mut Pending,
+    wr: &tokio::net::tcp::OwnedWriteHalf,
+    shared: Shared<'_>,
 ) -> Result<std::io::Result<()>, segment::Malformed> {
     while !received.is_empty() {
         let (piece, rest) = records.next(received)?;
         received = rest;
-        let (written, len) = match piece {
-            None => continue,
-            Some(Piece::Data(data)) => (wr.write_all(data).await, data.len()),
-            Some(Piece::Urgent(byte)) => (send_urgent(wr.as_ref(), byte).await, 1),
-        };
-        if let Err(e) = written {
-            return Ok(Err(e));
-        }
-        if let Some(t) = traffic {
-            Traffic::add(&t.received, len);
+        match piece {
+            None => {}
+            Some(Piece::Data(mut data)) => {
+                shared.answered.store(true, Ordering::Release);
+                if pending.is_empty() {
+                    match wr.try_write(data) {
+                        Ok(n) => {
+                            delivered(n, shared);
+                            data = &data[n..];
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                        Err(e) => return Ok(Err(e)),
+                    }
+                }
+                if !data.is_empty() {
+                    pending.push(Held::Data(data.to_vec(), 0));
+                }
+            }
+            Some(Piece::Urgent(byte)) => {
+                shared.answered.store(true, Ordering::Release);
+                pending.push(Held::Urgent(byte));
+            }
+            Some(control) => shared.flow.on_peer_record(control),
         }
     }
     Ok(Ok(()))

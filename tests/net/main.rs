@@ -22,6 +22,7 @@ mod harness;
 mod netns;
 
 mod abortive_close;
+mod backpressure;
 mod bind_connect;
 mod blocked_send;
 mod coalesce;

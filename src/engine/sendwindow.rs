@@ -1,0 +1,264 @@
+//! Send-side backpressure for one `--net` TCP connection in default mode:
+//! how many payload bytes a pump may have taken from its socket that the
+//! peer's pump has not yet written into its own.
+//!
+//! Without it a program's sends would block only once QUIC's per-stream
+//! window (megabytes) were full, so `SO_SNDBUF` and a send timeout would
+//! lose their meaning. Each pump announces its [`Windows`] first on its
+//! stream; the receiving pump acknowledges what it has written into its
+//! socket ([`SendWindow::on_delivered`]), and the sending pump reads its
+//! socket only while [`SendWindow::room`] is left. Acknowledgements share
+//! the stream with the bytes flowing the other way, so every pump keeps
+//! reading its stream (up to its own receive window) even while its socket
+//! takes nothing: the window is what bounds that buffer.
+//!
+//! Pure: counts go in, decisions come out; must not touch a socket or a
+//! stream (the pump, `crate::transport::pump`, does).
+
+/// What a pump may keep unacknowledged toward a peer that has not
+/// announced its windows yet. Announcements are each side's first record,
+/// so this only covers the first round trip.
+pub const INITIAL_WINDOW: u64 = 64 * 1024;
+
+/// How many acknowledgements a full window takes: the receiver
+/// acknowledges each time this fraction of the window has been delivered.
+const ACKS_PER_WINDOW: u64 = 4;
+
+/// What one pump announces to its peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Windows {
+    /// The most payload bytes it keeps unacknowledged toward the peer.
+    pub send: u64,
+    /// The most of the peer's bytes it buffers while its socket does not
+    /// take them.
+    pub receive: u64,
+}
+
+/// Both directions' counts of one connection, as one pump sees them.
+#[derive(Debug, Clone)]
+pub struct SendWindow {
+    own: Windows,
+    /// The peer's announcement, once it came.
+    peer: Option<Windows>,
+    /// Payload bytes taken from our socket for the peer.
+    taken: u64,
+    /// The peer's last acknowledgement.
+    peer_delivered: u64,
+    /// The peer has finished its side of the stream: no acknowledgement
+    /// comes any more, so only QUIC's flow control bounds our sends.
+    unbounded: bool,
+    /// Payload bytes we wrote into our socket.
+    delivered: u64,
+    /// The last count we acknowledged (or have handed out to be).
+    acknowledged: u64,
+    /// An acknowledgement to write, the latest count.
+    ack_due: Option<u64>,
+}
+
+impl SendWindow {
+    pub fn new(own: Windows) -> Self {
+        Self {
+            own,
+            peer: None,
+            taken: 0,
+            peer_delivered: 0,
+            unbounded: false,
+            delivered: 0,
+            acknowledged: 0,
+            ack_due: None,
+        }
+    }
+
+    /// What this side announces.
+    pub fn own(&self) -> Windows {
+        self.own
+    }
+
+    /// The peer's announcement came.
+    pub fn on_peer_windows(&mut self, peer: Windows) {
+        self.peer = Some(peer);
+    }
+
+    /// The most we may have unacknowledged: our own limit, and no more than
+    /// the peer buffers.
+    pub fn window(&self) -> u64 {
+        let peer_receive = self.peer.map_or(INITIAL_WINDOW, |p| p.receive);
+        self.own.send.min(peer_receive).max(1)
+    }
+
+    /// How many more bytes may be taken from our socket now.
+    pub fn room(&self) -> u64 {
+        if self.unbounded {
+            return u64::MAX;
+        }
+        let in_flight = self.taken.saturating_sub(self.peer_delivered);
+        self.window().saturating_sub(in_flight)
+    }
+
+    /// `n` bytes were taken from our socket for the peer.
+    pub fn on_taken(&mut self, n: u64) {
+        self.taken = self.taken.saturating_add(n);
+    }
+
+    /// The peer acknowledged `delivered` bytes. Counts are cumulative, so
+    /// an older one changes nothing; one beyond what was taken is a
+    /// peer's error and counts as everything.
+    pub fn on_acknowledged(&mut self, delivered: u64) {
+        self.peer_delivered = self.peer_delivered.max(delivered.min(self.taken));
+    }
+
+    /// The peer finished its side: it can no longer acknowledge.
+    pub fn on_peer_finished(&mut self) {
+        self.unbounded = true;
+    }
+
+    /// The most of the peer's bytes this side buffers.
+    pub fn receive_window(&self) -> u64 {
+        self.own.receive
+    }
+
+    /// `n` of the peer's bytes went into our socket. Returns whether an
+    /// acknowledgement became due ([`Self::take_ack`]).
+    pub fn on_delivered(&mut self, n: u64) -> bool {
+        self.delivered = self.delivered.saturating_add(n);
+        if self.delivered - self.acknowledged < self.ack_every() {
+            return false;
+        }
+        self.acknowledged = self.delivered;
+        self.ack_due = Some(self.delivered);
+        true
+    }
+
+    /// The acknowledgement to write now, if one is due.
+    pub fn take_ack(&mut self) -> Option<u64> {
+        self.ack_due.take()
+    }
+
+    /// How much is delivered between two acknowledgements: a fraction of
+    /// the peer's window, so a peer whose window is full always gets one
+    /// once its bytes are delivered (it has a whole window unacknowledged).
+    fn ack_every(&self) -> u64 {
+        let peer_send = self.peer.map_or(INITIAL_WINDOW, |p| p.send);
+        (peer_send.min(self.own.receive) / ACKS_PER_WINDOW).max(1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CLIENT: Windows = Windows {
+        send: 256 * 1024,
+        receive: 8 << 20,
+    };
+    const SERVER: Windows = Windows {
+        send: u64::MAX,
+        receive: 16 << 20,
+    };
+
+    #[test]
+    fn before_the_peer_announces_only_the_initial_window_may_go() {
+        let mut w = SendWindow::new(CLIENT);
+        assert_eq!(w.room(), INITIAL_WINDOW);
+        w.on_taken(INITIAL_WINDOW);
+        assert_eq!(w.room(), 0);
+        w.on_peer_windows(SERVER);
+        assert_eq!(w.window(), 256 * 1024);
+        assert_eq!(w.room(), 256 * 1024 - INITIAL_WINDOW);
+    }
+
+    #[test]
+    fn the_window_is_the_smaller_of_our_limit_and_the_peers_buffer() {
+        let mut server = SendWindow::new(SERVER);
+        server.on_peer_windows(CLIENT);
+        assert_eq!(server.window(), 8 << 20);
+        let mut small = SendWindow::new(Windows {
+            send: 64 << 20,
+            receive: 1 << 20,
+        });
+        small.on_peer_windows(SERVER);
+        assert_eq!(small.window(), 16 << 20);
+    }
+
+    #[test]
+    fn acknowledgements_open_the_window_again() {
+        let mut w = SendWindow::new(CLIENT);
+        w.on_peer_windows(SERVER);
+        w.on_taken(256 * 1024);
+        assert_eq!(w.room(), 0);
+        w.on_acknowledged(100);
+        assert_eq!(w.room(), 100);
+        // Older and impossible counts.
+        w.on_acknowledged(50);
+        assert_eq!(w.room(), 100);
+        w.on_acknowledged(u64::MAX);
+        assert_eq!(w.room(), 256 * 1024);
+    }
+
+    #[test]
+    fn a_peer_that_finished_lifts_the_window() {
+        let mut w = SendWindow::new(CLIENT);
+        w.on_taken(1 << 30);
+        assert_eq!(w.room(), 0);
+        w.on_peer_finished();
+        assert_eq!(w.room(), u64::MAX);
+    }
+
+    #[test]
+    fn the_receiver_acknowledges_each_quarter_of_the_senders_window() {
+        // The server receives what the client sends.
+        let mut server = SendWindow::new(SERVER);
+        server.on_peer_windows(CLIENT);
+        let quarter = 64 * 1024;
+        assert!(!server.on_delivered(quarter - 1));
+        assert_eq!(server.take_ack(), None);
+        assert!(server.on_delivered(1));
+        assert_eq!(server.take_ack(), Some(quarter));
+        assert_eq!(server.take_ack(), None);
+        // Two due before the writer came: the latest count goes.
+        assert!(server.on_delivered(quarter));
+        assert!(server.on_delivered(quarter + 5));
+        assert_eq!(server.take_ack(), Some(3 * quarter + 5));
+    }
+
+    #[test]
+    fn the_receiver_acknowledges_within_its_own_buffer() {
+        // The client receives what the server sends: the server keeps no
+        // limit of its own, so the client's buffer is the window.
+        let mut client = SendWindow::new(CLIENT);
+        client.on_peer_windows(SERVER);
+        assert!(!client.on_delivered((2 << 20) - 1));
+        assert!(client.on_delivered(1));
+        assert_eq!(client.take_ack(), Some(2 << 20));
+    }
+
+    /// A sender and a receiver, run against each other on plain counts:
+    /// the sender never has more than its window unacknowledged, and a
+    /// receiver that delivers everything always unblocks it.
+    #[test]
+    fn a_full_window_is_always_acknowledged_once_delivered() {
+        for send in [1u64, 3, 1000, 64 * 1024, 256 * 1024, 5_000_000] {
+            let mut sender = SendWindow::new(Windows {
+                send,
+                receive: 8 << 20,
+            });
+            let mut receiver = SendWindow::new(SERVER);
+            sender.on_peer_windows(SERVER);
+            receiver.on_peer_windows(sender.own());
+            let mut total = 0u64;
+            for _ in 0..100 {
+                let room = sender.room();
+                assert!(room > 0, "window {send}: blocked for ever");
+                let n = room.min(70_000);
+                sender.on_taken(n);
+                total += n;
+                assert!(sender.taken - sender.peer_delivered <= send);
+                receiver.on_delivered(n);
+                if let Some(ack) = receiver.take_ack() {
+                    sender.on_acknowledged(ack);
+                }
+            }
+            assert!(total > 0);
+        }
+    }
+}

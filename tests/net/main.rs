@@ -40,4 +40,5 @@ mod stalls;
 mod tcp_calls;
 mod threaded_servers;
 mod udp;
+mod udp_options;
 mod urgent;

@@ -5,6 +5,7 @@
 //! Must not call ptrace: the program's socket comes as rscq's own copy
 //! ([`ProgramFd`]), with the flags the tracer read during the stop.
 
+use std::os::fd::AsFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,16 @@ use super::{Engine, ReplyTo, lock};
 use crate::errno::Errno;
 use crate::proto::Reply;
 use crate::tracer::{self, Event, ProgramFd};
+
+/// One `--pure` datagram: remote UDP socket `id`, its destination (the
+/// connected peer if `None`), its bytes and the IP fields its control
+/// messages set.
+pub(super) struct UdpSend {
+    pub(super) id: u64,
+    pub(super) peer: Option<crate::proto::SockAddr>,
+    pub(super) data: Vec<u8>,
+    pub(super) ip: crate::proto::IpFields,
+}
 
 /// `--pure` sends that may wait for room, by sleep number: a signal for
 /// the sleeping thread ends the wait.
@@ -215,18 +226,19 @@ impl Engine {
         });
     }
 
-    pub(super) fn udp_send(
-        &self,
-        tid: i32,
-        id: u64,
-        peer: Option<crate::proto::SockAddr>,
-        data: Vec<u8>,
-    ) {
+    /// `--pure`: one datagram sent on the server; `ip`: the fields its
+    /// control messages set, to which the program socket's own are added.
+    pub(super) fn udp_send(&self, tid: i32, fd: Option<ProgramFd>, send: UdpSend) {
+        let UdpSend { id, peer, data, ip } = send;
+        let ip = match &fd {
+            Some(fd) => self.udp.pure_fields(fd.copy.as_fd(), id, peer, ip),
+            None => ip,
+        };
         let engine = self.clone();
         self.runtime.spawn(async move {
             let started = tokio::time::Instant::now();
             let sent = data.len();
-            let response = engine.udp.send(id, peer, data).await.map(Reply::Count);
+            let response = engine.udp.send(id, peer, data, ip).await.map(Reply::Count);
             let rtt = started.elapsed();
             engine.stats.record("send", sent, 0, rtt);
             let _ = engine.events.send(Event::Reply { tid, response, rtt });

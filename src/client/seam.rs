@@ -38,7 +38,20 @@ impl Forwarder for Engine {
             }
             Operation::UdpBind { addr } => self.bind_udp(to, fd, addr),
             Operation::UdpConnect { udp, addr } => self.connect_udp(to, fd, udp, addr),
-            Operation::UdpSend { udp, peer, data } => self.udp_send(tid, udp, peer, data),
+            Operation::UdpSend {
+                udp,
+                peer,
+                data,
+                ip,
+            } => {
+                let send = super::pure_io::UdpSend {
+                    id: udp,
+                    peer,
+                    data,
+                    ip,
+                };
+                self.udp_send(tid, fd, send);
+            }
             Operation::UdpRecv { udp, dontwait } => self.udp_recv(to, fd, udp, dontwait),
             Operation::MapShadow { handle, writable } => {
                 self.start_map_shadow(tid, handle, writable);

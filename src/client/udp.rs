@@ -20,11 +20,16 @@
 //! (see `icmp`), so the local kernel reports it where the remote one
 //! would have.
 //!
+//! Each datagram's TTL and TOS cross with it (see `ipfields`): a relay
+//! reads the ones the program's socket gave it, and sets the ones the
+//! server's socket received on its way into the program's socket.
+//!
 //! Must not decide which calls are trapped or how addresses are rewritten
 //! (that is [`crate::syscall::udp`]); it owns the relays and the socket's
 //! stream.
 
 mod icmp;
+mod ipfields;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -37,7 +42,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::errno::Errno;
-use crate::proto::{IcmpError, Request, SockAddr, UdpEvent, UdpOp, frame};
+use crate::proto::{IcmpError, IpFields, Request, SockAddr, UdpEvent, UdpOp, frame};
 use crate::syscall::sockets::{RemoteSocket, SocketRegistry};
 use crate::transport::Link;
 
@@ -57,6 +62,8 @@ pub struct UdpRelays {
     pure: bool,
     next_id: Arc<AtomicU64>,
     icmp: Arc<icmp::Injector>,
+    /// The IP fields this host gives a socket that set none.
+    defaults: ipfields::Defaults,
 }
 
 #[derive(Debug, Default)]
@@ -124,6 +131,20 @@ impl Session {
         rx.await.map_err(|_| Errno::ECONNRESET)
     }
 
+    /// `--pure`: the waiter of the `Recv` an answer that came is for. Its
+    /// fetch is over from now on, before its datagram reaches the
+    /// program's socket: a `poll` may see the datagram, the program read
+    /// it, and its next `poll` need a new fetch before the fetch's own task
+    /// has run (which would otherwise find one still on its way and leave
+    /// the poll waiting for ever).
+    fn answered(&self) -> Option<oneshot::Sender<UdpEvent>> {
+        let waiter = lock(&self.receives).pop_front();
+        if waiter.is_some() {
+            self.in_flight.store(false, Ordering::SeqCst);
+        }
+        waiter
+    }
+
     fn readable(dup: &OwnedFd) -> bool {
         let mut fds = [rustix::event::PollFd::new(
             dup,
@@ -142,6 +163,7 @@ impl UdpRelays {
             pure,
             next_id: Arc::new(AtomicU64::new(1)),
             icmp: Arc::default(),
+            defaults: ipfields::Defaults::of_this_host(),
         };
         let sweeper = relays.clone();
         relays.runtime.spawn(async move {
@@ -173,6 +195,7 @@ impl UdpRelays {
         }
         let std_socket = std::net::UdpSocket::bind(loopback(v6)).ok()?;
         std_socket.set_nonblocking(true).ok()?;
+        ipfields::report_on(&std_socket, v6);
         let addr = std_socket.local_addr().ok()?;
         let socket = {
             let _guard = self.runtime.enter();
@@ -185,9 +208,13 @@ impl UdpRelays {
         t.relays.insert((v6, peer), relay.clone());
         t.peers.insert(addr, peer);
         drop(t);
-        let tables = self.tables.clone();
-        self.runtime
-            .spawn(forward_outgoing(socket, peer, tables.clone()));
+        let outgoing = Outgoing {
+            v6,
+            peer,
+            tables: self.tables.clone(),
+            defaults: self.defaults,
+        };
+        self.runtime.spawn(forward_outgoing(socket, outgoing));
         Some(relay)
     }
 
@@ -319,11 +346,35 @@ impl UdpRelays {
         Ok(())
     }
 
+    /// `--pure`: the IP fields a send on remote socket `id` (`socket`:
+    /// rscq's copy of the program's) to `peer` (the connected peer if
+    /// `None`) carries, its control messages having set `own`.
+    pub fn pure_fields(
+        &self,
+        socket: std::os::fd::BorrowedFd<'_>,
+        id: u64,
+        peer: Option<SockAddr>,
+        own: IpFields,
+    ) -> IpFields {
+        let Ok(session) = self.session(id) else {
+            return own;
+        };
+        let connected = *lock(&session.connected);
+        let peer = peer.or_else(|| connected.and_then(|relay| self.peer_of(relay)));
+        ipfields::for_pure_send(socket, session.v6, peer, own, self.defaults)
+    }
+
     /// `--pure`: one remote send, as one round trip.
-    pub async fn send(&self, id: u64, peer: Option<SockAddr>, data: Vec<u8>) -> Result<u64, Errno> {
+    pub async fn send(
+        &self,
+        id: u64,
+        peer: Option<SockAddr>,
+        data: Vec<u8>,
+        ip: IpFields,
+    ) -> Result<u64, Errno> {
         let session = self.session(id)?;
         match session
-            .ask(UdpOp::Send { peer, data }, &session.control)
+            .ask(UdpOp::Send { peer, data, ip }, &session.control)
             .await?
         {
             UdpEvent::Sent(result) => result,
@@ -370,7 +421,10 @@ impl UdpRelays {
             let answer = fetching
                 .ask(UdpOp::Recv { nonblocking }, &fetching.receives)
                 .await;
-            fetching.in_flight.store(false, Ordering::SeqCst);
+            if answer.is_err() {
+                // No answer came, so `read_events` did not end the fetch.
+                fetching.in_flight.store(false, Ordering::SeqCst);
+            }
             fetching.fetched.notify_waiters();
             answer
         })
@@ -501,20 +555,30 @@ fn udp_table_inodes(text: &str) -> Vec<u64> {
         .collect()
 }
 
+/// What a relay's outgoing task needs: the family of the program sockets
+/// it serves, the peer it stands for, and where their sessions are.
+struct Outgoing {
+    v6: bool,
+    peer: SockAddr,
+    tables: Arc<Mutex<Tables>>,
+    defaults: ipfields::Defaults,
+}
+
 /// Datagrams the program sent to `peer`'s relay go to the server socket of
-/// the program socket they came from.
-async fn forward_outgoing(socket: Arc<UdpSocket>, peer: SockAddr, tables: Arc<Mutex<Tables>>) {
+/// the program socket they came from, with the IP fields they came with.
+async fn forward_outgoing(socket: Arc<UdpSocket>, to: Outgoing) {
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
-        let Ok((n, from)) = socket.recv_from(&mut buf).await else {
+        let Ok((n, from, seen)) = ipfields::receive(&socket, &mut buf).await else {
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
-        let session = lock(&tables).by_local.get(&from).cloned();
+        let session = lock(&to.tables).by_local.get(&from).cloned();
         if let Some(session) = session {
             let _ = session.ops.send(UdpOp::Send {
-                peer: Some(peer),
+                peer: Some(to.peer),
                 data: buf[..n].to_vec(),
+                ip: ipfields::from_relay(to.v6, to.peer, seen, to.defaults),
             });
         }
     }
@@ -542,21 +606,26 @@ async fn read_events(
             return;
         };
         match event {
-            UdpEvent::Datagram { peer, data } => {
+            UdpEvent::Datagram { peer, data, ip } => {
+                let waiter = if relays.pure {
+                    session.answered()
+                } else {
+                    None
+                };
                 if let Some(relay) = relays.relay(session.v6, peer) {
-                    let _ = relay.socket.send_to(&data, session.local).await;
+                    let _ = ipfields::deliver(&relay.socket, session.v6, session.local, &data, ip)
+                        .await;
                 }
-                if relays.pure
-                    && let Some(waiter) = lock(&session.receives).pop_front()
-                {
+                if let Some(waiter) = waiter {
                     let _ = waiter.send(UdpEvent::Datagram {
                         peer,
                         data: Vec::new(),
+                        ip,
                     });
                 }
             }
             UdpEvent::RecvFailed(e) => {
-                if let Some(waiter) = lock(&session.receives).pop_front() {
+                if let Some(waiter) = session.answered() {
                     let _ = waiter.send(UdpEvent::RecvFailed(e));
                 }
             }

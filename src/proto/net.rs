@@ -97,11 +97,13 @@ impl SystemFile {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum UdpOp {
-    /// `sendto(2)` to `peer`, or `send(2)` to the connected peer.
+    /// `sendto(2)` to `peer`, or `send(2)` to the connected peer, with the
+    /// IP header fields the program's send gave the datagram.
     Send {
         peer: Option<SockAddr>,
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
+        ip: IpFields,
     },
     /// `connect(2)`; answered by [`UdpEvent::Connected`].
     Connect { peer: SockAddr },
@@ -116,11 +118,13 @@ pub enum UdpOp {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum UdpEvent {
-    /// A datagram the socket received from `peer`.
+    /// A datagram the socket received from `peer`, with the IP header
+    /// fields it arrived with.
     Datagram {
         peer: SockAddr,
         #[serde(with = "serde_bytes")]
         data: Vec<u8>,
+        ip: IpFields,
     },
     RecvFailed(Errno),
     /// `--pure`: the answer to a [`UdpOp::Send`].
@@ -137,6 +141,28 @@ pub enum UdpEvent {
         #[serde(with = "serde_bytes")]
         quoted: Vec<u8>,
     },
+}
+
+/// The per-datagram IP header fields a UDP datagram crosses with: its TTL
+/// (IPv6: hop limit) and its TOS byte (IPv6: traffic class, both with the
+/// ECN bits). A sent datagram carries a field only where the program's
+/// send set its own value, and the server's send then sets it too
+/// (`IP_TTL`, `IP_TOS`, `IPV6_HOPLIMIT`, `IPV6_TCLASS` control messages);
+/// `None` leaves the server socket's default. A received one carries what
+/// the server's kernel reported (`IP_RECVTTL` and the like), which the
+/// client's delivery into the program's socket sets again.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct IpFields {
+    pub ttl: Option<u8>,
+    pub tos: Option<u8>,
+}
+
+impl IpFields {
+    /// Whether it sets no field.
+    pub fn is_empty(self) -> bool {
+        self.ttl.is_none() && self.tos.is_none()
+    }
 }
 
 /// The type and code of an ICMP error message, as the server's kernel

@@ -15,6 +15,12 @@
 //! asks: one datagram per [`UdpOp::Recv`], and an error is what that
 //! receive returns.
 //!
+//! Each datagram crosses with its IP header fields ([`IpFields`]): the
+//! socket reports the TTL and TOS (hop limit and traffic class) of every
+//! datagram it receives, whatever the program asked for (the client's
+//! kernel gives the program only those it enabled), and a send sets the
+//! fields the program's send set.
+//!
 //! Must not read frames itself: [`crate::transport::read_frame`] does.
 
 use std::net::SocketAddr;
@@ -24,7 +30,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::{Mutex, mpsc};
 
 use crate::errno::Errno;
-use crate::proto::{IcmpError, Reply, Response, SockAddr, UdpEvent, UdpOp, frame};
+use crate::proto::{IcmpError, IpFields, Reply, Response, SockAddr, UdpEvent, UdpOp, frame};
+use crate::syscall::cmsg;
 
 /// The largest datagram a socket can receive (IPv4's limit is lower).
 const MAX_DATAGRAM: usize = 65536;
@@ -61,6 +68,7 @@ fn bind(addr: SockAddr, options: BindOptions) -> Result<UdpSocket, Errno> {
     if !options.pure {
         receive_errors(&fd, target.is_ipv6())?;
     }
+    report_fields(&fd, target.is_ipv6());
     UdpSocket::from_std(std::net::UdpSocket::from(fd)).map_err(|e| Errno::from_io(&e))
 }
 
@@ -79,11 +87,29 @@ fn receive_errors(fd: &std::os::fd::OwnedFd, v6: bool) -> Result<(), Errno> {
     set(libc::SOL_IP, libc::IP_RECVERR)
 }
 
+/// Has the kernel report each received datagram's TTL and TOS (an IPv6
+/// socket: hop limit and traffic class, and for its IPv4-mapped peers the
+/// IPv4 pair too). A socket that cannot still carries datagrams, without
+/// them.
+fn report_fields(fd: &std::os::fd::OwnedFd, v6: bool) {
+    use std::os::fd::AsFd;
+    let on = 1i32.to_ne_bytes();
+    let mut options = vec![
+        (libc::SOL_IP, libc::IP_RECVTTL),
+        (libc::SOL_IP, libc::IP_RECVTOS),
+    ];
+    if v6 {
+        options.push((libc::SOL_IPV6, libc::IPV6_RECVHOPLIMIT));
+        options.push((libc::SOL_IPV6, libc::IPV6_RECVTCLASS));
+    }
+    for (level, name) in options {
+        let _ = crate::sys::net::set_option(fd.as_fd(), level, name, &on);
+    }
+}
+
 /// The most of a datagram's payload an ICMP error quotes (it is at most
 /// 576 bytes, IPv4; 1280, IPv6).
 const MAX_QUOTED: usize = 1280;
-/// `struct cmsghdr`'s size on x86_64: the data follows at this offset.
-const CMSG_HEADER: usize = 16;
 /// `struct sock_extended_err`: errno, origin, type, code, pad, info, data.
 const EXTENDED_ERR: usize = 16;
 
@@ -94,18 +120,12 @@ const EXTENDED_ERR: usize = 16;
 /// could not leave), which the send itself returned.
 fn icmp_error(name: &[u8], control: &[u8]) -> Option<IcmpReport> {
     let peer = crate::syscall::layout::decode_sockaddr(name)?;
-    let mut rest = control;
-    while rest.len() >= CMSG_HEADER {
-        let len = usize::try_from(u64::from_ne_bytes(rest[0..8].try_into().ok()?)).ok()?;
-        let level = i32::from_ne_bytes(rest[8..12].try_into().ok()?);
-        let kind = i32::from_ne_bytes(rest[12..16].try_into().ok()?);
-        if len < CMSG_HEADER || len > rest.len() {
-            return None;
-        }
-        let is_err = (level == libc::SOL_IP && kind == libc::IP_RECVERR)
-            || (level == libc::SOL_IPV6 && kind == libc::IPV6_RECVERR);
-        if is_err && len >= CMSG_HEADER + EXTENDED_ERR {
-            let err = &rest[CMSG_HEADER..];
+    for message in cmsg::walk(control) {
+        let m = message.ok()?;
+        let is_err = (m.level == libc::SOL_IP && m.kind == libc::IP_RECVERR)
+            || (m.level == libc::SOL_IPV6 && m.kind == libc::IPV6_RECVERR);
+        if is_err && m.data.len() >= EXTENDED_ERR {
+            let err = m.data;
             let v6 = match err[4] {
                 libc::SO_EE_ORIGIN_ICMP => false,
                 libc::SO_EE_ORIGIN_ICMP6 => true,
@@ -113,7 +133,7 @@ fn icmp_error(name: &[u8], control: &[u8]) -> Option<IcmpReport> {
             };
             // `SO_EE_OFFENDER`: the sender's address follows.
             let offender = err
-                .get(EXTENDED_ERR..len - CMSG_HEADER)
+                .get(EXTENDED_ERR..)
                 .and_then(crate::syscall::layout::decode_sockaddr);
             return Some(IcmpReport {
                 peer,
@@ -125,9 +145,6 @@ fn icmp_error(name: &[u8], control: &[u8]) -> Option<IcmpReport> {
                 offender,
             });
         }
-        // The next header starts at the next multiple of 8.
-        let next = len.checked_add(7)? & !7;
-        rest = rest.get(next..)?;
     }
     None
 }
@@ -305,13 +322,8 @@ async fn carry_out(
     op: UdpOp,
 ) -> bool {
     match op {
-        UdpOp::Send { peer, data } => {
-            let send = || async {
-                match peer {
-                    Some(p) => socket.send_to(&data, SocketAddr::from(p)).await,
-                    None => socket.send(&data).await,
-                }
-            };
+        UdpOp::Send { peer, data, ip } => {
+            let send = || send_datagram(socket, peer, &data, ip);
             let mut sent = send().await;
             if sent.is_err() && !options.pure {
                 // The program's send already succeeded: a pending
@@ -366,28 +378,81 @@ fn disconnect(socket: &UdpSocket) -> Result<SockAddr, Errno> {
     Ok(after.into())
 }
 
-/// One `recvfrom(2)`.
+/// One datagram to `peer` (the connected peer if `None`), with the IP
+/// fields `ip` sets. Fields the kernel refuses (a TTL of 0 an IPv4 peer
+/// sent us) are left out rather than the datagram.
+async fn send_datagram(
+    socket: &UdpSocket,
+    peer: Option<SockAddr>,
+    data: &[u8],
+    ip: IpFields,
+) -> std::io::Result<usize> {
+    let plain = || async {
+        match peer {
+            Some(p) => socket.send_to(data, SocketAddr::from(p)).await,
+            None => socket.send(data).await,
+        }
+    };
+    if ip.is_empty() {
+        return plain().await;
+    }
+    let destination = peer
+        .map(SocketAddr::from)
+        .or_else(|| socket.peer_addr().ok());
+    let mapped = match destination {
+        Some(SocketAddr::V6(a)) => a.ip().to_ipv4_mapped().is_some(),
+        _ => false,
+    };
+    let v6 = socket.local_addr().is_ok_and(|a| a.is_ipv6());
+    let control = cmsg::encode_fields(cmsg::Path::of(v6, mapped), ip);
+    let name = peer
+        .map(|p| crate::syscall::layout::encode_sockaddr(&p))
+        .unwrap_or_default();
+    let sent = socket
+        .async_io(tokio::io::Interest::WRITABLE, || {
+            use std::os::fd::AsFd;
+            crate::sys::net::send_message(socket.as_fd(), data, &name, &control)
+        })
+        .await;
+    match sent {
+        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => plain().await,
+        other => other,
+    }
+}
+
+/// One `recvmsg(2)`, with the IP fields the datagram arrived with.
 async fn receive_one(socket: &UdpSocket, nonblocking: bool) -> UdpEvent {
+    use std::os::fd::AsFd;
     let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut name = [0u8; 128];
+    let mut control = [0u8; 128];
+    let recv =
+        || crate::sys::net::recv_message(socket.as_fd(), &mut name, &mut buf, &mut control, 0);
     let received = if nonblocking {
-        match socket.try_recv_from(&mut buf) {
+        match socket.try_io(tokio::io::Interest::READABLE, recv) {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 Err(std::io::Error::from_raw_os_error(libc::EAGAIN))
             }
             other => other,
         }
     } else {
-        socket.recv_from(&mut buf).await
+        // As `UdpSocket::recv_from`: a pending error (an ICMP message's)
+        // wakes the receive, which then returns it.
+        let interest = tokio::io::Interest::READABLE | tokio::io::Interest::ERROR;
+        socket.async_io(interest, recv).await
     };
-    match received {
-        Ok((n, peer)) => {
-            buf.truncate(n);
-            UdpEvent::Datagram {
-                peer: peer.into(),
-                data: buf,
-            }
-        }
-        Err(e) => UdpEvent::RecvFailed(Errno::from_io(&e)),
+    let got = match received {
+        Ok(got) => got,
+        Err(e) => return UdpEvent::RecvFailed(Errno::from_io(&e)),
+    };
+    let Some(peer) = crate::syscall::layout::decode_sockaddr(&name[..got.name]) else {
+        return UdpEvent::RecvFailed(Errno::EIO);
+    };
+    buf.truncate(got.payload);
+    UdpEvent::Datagram {
+        peer,
+        data: buf,
+        ip: cmsg::received_fields(&control[..got.control]),
     }
 }
 
@@ -397,15 +462,7 @@ mod tests {
 
     /// One control message: `struct cmsghdr` and its data, padded to 8.
     fn cmsg(level: i32, kind: i32, data: &[u8]) -> Vec<u8> {
-        let mut m = u64::try_from(CMSG_HEADER + data.len())
-            .unwrap()
-            .to_ne_bytes()
-            .to_vec();
-        m.extend_from_slice(&level.to_ne_bytes());
-        m.extend_from_slice(&kind.to_ne_bytes());
-        m.extend_from_slice(data);
-        m.resize(m.len().next_multiple_of(8), 0);
-        m
+        cmsg::encode(level, kind, data)
     }
 
     fn extended_err(origin: u8, kind: u8, code: u8) -> Vec<u8> {
@@ -481,5 +538,92 @@ mod tests {
         huge[0..8].copy_from_slice(&u64::MAX.to_ne_bytes());
         assert_eq!(icmp_error(&name, &huge), None);
         assert_eq!(icmp_error(&name, &[]), None);
+    }
+
+    fn fields(ttl: Option<u8>, tos: Option<u8>) -> IpFields {
+        IpFields { ttl, tos }
+    }
+
+    #[tokio::test]
+    async fn datagrams_cross_with_their_ip_fields() {
+        let options = BindOptions {
+            reuse_addr: false,
+            reuse_port: false,
+            v6_only: None,
+            pure: true,
+        };
+        let loopback = SockAddr::V4 {
+            ip: [127, 0, 0, 1],
+            port: 0,
+        };
+        let a = bind(loopback, options).expect("bind");
+        let b = bind(loopback, options).expect("bind");
+        let from = SockAddr::from(a.local_addr().expect("addr"));
+        let to = Some(SockAddr::from(b.local_addr().expect("addr")));
+        let received = |data: &[u8], ip| UdpEvent::Datagram {
+            peer: from,
+            data: data.to_vec(),
+            ip,
+        };
+        let set = fields(Some(7), Some(0x28));
+        send_datagram(&a, to, b"set", set).await.expect("send");
+        assert_eq!(receive_one(&b, false).await, received(b"set", set));
+        // None set: the socket's defaults, reported all the same.
+        let ttl = rustix::net::sockopt::ip_ttl(&a).expect("ttl");
+        let defaults = fields(u8::try_from(ttl).ok(), Some(0));
+        send_datagram(&a, to, b"plain", IpFields::default())
+            .await
+            .expect("send");
+        assert_eq!(receive_one(&b, false).await, received(b"plain", defaults));
+        // A TTL the kernel refuses: the datagram goes without it.
+        send_datagram(&a, to, b"zero", fields(Some(0), Some(4)))
+            .await
+            .expect("send");
+        assert_eq!(receive_one(&b, false).await, received(b"zero", defaults));
+        // The connected peer's send.
+        a.connect(b.local_addr().expect("addr"))
+            .await
+            .expect("connect");
+        send_datagram(&a, None, b"connected", set)
+            .await
+            .expect("send");
+        assert_eq!(receive_one(&b, false).await, received(b"connected", set));
+        assert_eq!(
+            receive_one(&b, true).await,
+            UdpEvent::RecvFailed(Errno(libc::EAGAIN))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_waiting_receive_returns_the_error_an_icmp_message_left() {
+        let options = BindOptions {
+            reuse_addr: false,
+            reuse_port: false,
+            v6_only: None,
+            pure: true,
+        };
+        let closed = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
+        let closed_port = closed.local_addr().expect("addr");
+        drop(closed);
+        let loopback = SockAddr::V4 {
+            ip: [127, 0, 0, 1],
+            port: 0,
+        };
+        let socket = bind(loopback, options).expect("bind");
+        socket.connect(closed_port).await.expect("connect");
+        send_datagram(&socket, None, b"x", IpFields::default())
+            .await
+            .expect("send");
+        // The port unreachable wakes the receive with its error (a bound
+        // so that a receive that never wakes fails rather than hangs).
+        let received = tokio::time::timeout(
+            std::time::Duration::from_secs(30),
+            receive_one(&socket, false),
+        )
+        .await;
+        assert_eq!(
+            received,
+            Ok(UdpEvent::RecvFailed(Errno(libc::ECONNREFUSED)))
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Socket calls `--net` needs that rustix does not wrap: options given as
-//! raw bytes (`IP_RECVERR`, `ICMP_FILTER`), a socket filter, reading
-//! the error queue, and whether a TCP socket is at its urgent mark.
+//! raw bytes (`IP_RECVERR`, `ICMP_FILTER`), a socket filter, messages with
+//! any control messages (`IP_TTL` and the like) and the error queue, and
+//! whether a TCP socket is at its urgent mark.
 //!
 //! Wrappers only: must not decide when they are used.
 
@@ -26,9 +27,9 @@ pub fn set_option(
     Ok(())
 }
 
-/// How much of one error-queue message [`recv_error_queue`] got.
+/// How much of one message [`recv_message`] got.
 #[derive(Debug, Clone, Copy)]
-pub struct Queued {
+pub struct Received {
     pub name: usize,
     pub control: usize,
     pub payload: usize,
@@ -42,7 +43,25 @@ pub fn recv_error_queue(
     name: &mut [u8],
     payload: &mut [u8],
     control: &mut [u8],
-) -> std::io::Result<Queued> {
+) -> std::io::Result<Received> {
+    recv_message(
+        fd,
+        name,
+        payload,
+        control,
+        libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
+    )
+}
+
+/// `recvmsg(2)` of one message: its source goes to `name`, its bytes to
+/// `payload` and its control messages to `control`.
+pub fn recv_message(
+    fd: BorrowedFd<'_>,
+    name: &mut [u8],
+    payload: &mut [u8],
+    control: &mut [u8],
+    flags: libc::c_int,
+) -> std::io::Result<Received> {
     let mut iov = libc::iovec {
         iov_base: payload.as_mut_ptr().cast(),
         iov_len: payload.len(),
@@ -58,23 +77,51 @@ pub fn recv_error_queue(
     // SAFETY: every pointer in `msg` points to a live, exclusively borrowed
     // buffer of the length given beside it, which outlives the call; the
     // kernel writes at most those lengths. The fd is borrowed.
-    let ret = unsafe {
-        libc::recvmsg(
-            fd.as_raw_fd(),
-            &raw mut msg,
-            libc::MSG_ERRQUEUE | libc::MSG_DONTWAIT,
-        )
-    };
+    let ret = unsafe { libc::recvmsg(fd.as_raw_fd(), &raw mut msg, flags) };
     if ret < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    Ok(Queued {
+    Ok(Received {
         name: usize::try_from(msg.msg_namelen)
             .unwrap_or(0)
             .min(name.len()),
         control: msg.msg_controllen.min(control.len()),
         payload: usize::try_from(ret).unwrap_or(0).min(payload.len()),
     })
+}
+
+/// `sendmsg(2)` of `payload` to `name` (a `struct sockaddr_in` or
+/// `sockaddr_in6` as bytes; empty: the connected peer) with the control
+/// messages `control`. Returns the count sent.
+pub fn send_message(
+    fd: BorrowedFd<'_>,
+    payload: &[u8],
+    name: &[u8],
+    control: &[u8],
+) -> std::io::Result<usize> {
+    let mut iov = libc::iovec {
+        iov_base: payload.as_ptr().cast_mut().cast(),
+        iov_len: payload.len(),
+    };
+    // SAFETY: `msghdr` is plain old data; all-zero is a valid empty value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    if !name.is_empty() {
+        msg.msg_name = name.as_ptr().cast_mut().cast();
+        msg.msg_namelen = libc::socklen_t::try_from(name.len())
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    }
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    if !control.is_empty() {
+        msg.msg_control = control.as_ptr().cast_mut().cast();
+        msg.msg_controllen = control.len();
+    }
+    // SAFETY: every pointer in `msg` points to a live buffer of the length
+    // given beside it, which outlives the call; `sendmsg` only reads
+    // through them (the casts to `*mut` are the C API's, not writes). The
+    // fd is borrowed.
+    let ret = unsafe { libc::sendmsg(fd.as_raw_fd(), &raw const msg, libc::MSG_NOSIGNAL) };
+    usize::try_from(ret).map_err(|_| std::io::Error::last_os_error())
 }
 
 /// Attaches a classic BPF filter that drops every packet: the socket still

@@ -9,11 +9,13 @@
 //! themselves are one file per syscall family, under `fs/` (paths and
 //! remote fds), [`locks`], [`mapping`] and [`exec`] (file locks, `mmap` and
 //! `execve` of remote files) and `net/` (sockets; [`udp`] and [`unix`] keep
-//! their old paths). [`sockets`] is the table of the program's remote
-//! sockets that the tracer and the engine share.
+//! their old paths). [`cmsg`] is the layout of control messages and the
+//! per-datagram IP fields in them. [`sockets`] is the table of the
+//! program's remote sockets that the tracer and the engine share.
 //!
 //! Must not call ptrace, touch the network or read the clock.
 
+pub mod cmsg;
 pub mod describe;
 mod dispatch;
 pub mod exec;

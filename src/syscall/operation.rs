@@ -12,7 +12,7 @@
 
 use std::net::SocketAddr;
 
-use crate::proto::{Handle, OptionTarget, RemotePath, Request, SockAddr, SockOption};
+use crate::proto::{Handle, IpFields, OptionTarget, RemotePath, Request, SockAddr, SockOption};
 use crate::syscall::describe::{CopyCall, Shown, describe_as};
 use crate::syscall::paths::MountTable;
 use crate::syscall::plan::{Plan, PureWait, Then};
@@ -52,11 +52,14 @@ pub enum Operation {
     /// Connect a remote UDP socket on the server, and locally to the
     /// peer's relay; `None` (`AF_UNSPEC`) dissolves the association.
     UdpConnect { udp: u64, addr: Option<SockAddr> },
-    /// `--pure`: one datagram sent on the server; replies `Count`.
+    /// `--pure`: one datagram sent on the server; replies `Count`. `ip`:
+    /// the fields its `sendmsg` control messages set (the socket's own
+    /// options are read by the engine).
     UdpSend {
         udp: u64,
         peer: Option<SockAddr>,
         data: Vec<u8>,
+        ip: IpFields,
     },
     /// `--pure`: fetch one datagram into the program's empty remote UDP
     /// socket; the call then runs natively.
@@ -298,15 +301,22 @@ impl Plan {
         Self::remote(operation, fd, Waiting::Held(Then::Zero))
     }
 
-    /// `--pure`: one datagram sent on the server, its count through `then`.
+    /// `--pure`: one datagram sent on the server, its count through `then`;
+    /// `ip`: the fields its control messages set.
     pub(crate) fn udp_pure_send(
         fd: i32,
         udp: u64,
         peer: Option<SockAddr>,
         data: Vec<u8>,
+        ip: IpFields,
         then: Then,
     ) -> Self {
-        let operation = Operation::UdpSend { udp, peer, data };
+        let operation = Operation::UdpSend {
+            udp,
+            peer,
+            data,
+            ip,
+        };
         Self::remote(operation, fd, Waiting::Held(then))
     }
 
@@ -401,7 +411,8 @@ mod tests {
             Operation::UdpSend {
                 udp: 1,
                 peer: Some(v4(53)),
-                data: vec![0; 12]
+                data: vec![0; 12],
+                ip: IpFields::default()
             }
             .trace_args(6),
             "6, 12, 10.2.0.5:53"
@@ -410,7 +421,8 @@ mod tests {
             Operation::UdpSend {
                 udp: 1,
                 peer: None,
-                data: vec![0; 12]
+                data: vec![0; 12],
+                ip: IpFields::default()
             }
             .trace_args(6),
             "6, 12"

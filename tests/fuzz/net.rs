@@ -20,7 +20,9 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use rscq::proto::{Call, OptionTarget, PureOp, Reply, Request, SockAddr, UdpEvent, UdpOp, frame};
+use rscq::proto::{
+    Call, IpFields, OptionTarget, PureOp, Reply, Request, SockAddr, UdpEvent, UdpOp, frame,
+};
 use rscq::transport::client::Link;
 use rscq::transport::embedded::Embedded;
 use rscq::transport::stream::read_frame_within;
@@ -709,12 +711,17 @@ pub fn net_seeds() -> Vec<(String, Vec<u8>)> {
                 NetStep::Udp(UdpOp::Send {
                     peer: Some(v4(0)),
                     data: b"ping".to_vec(),
+                    ip: IpFields::default(),
                 }),
                 NetStep::Udp(UdpOp::Recv { nonblocking: true }),
                 NetStep::Udp(UdpOp::Connect { peer: v4(1) }),
                 NetStep::Udp(UdpOp::Send {
                     peer: None,
                     data: b"to the quiet one".to_vec(),
+                    ip: IpFields {
+                        ttl: Some(9),
+                        tos: Some(0x10),
+                    },
                 }),
                 NetStep::Udp(UdpOp::Disconnect),
             ],

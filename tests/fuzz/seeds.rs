@@ -4,9 +4,9 @@
 //! variant does not compile until it has a seed here.
 
 use rscq::proto::{
-    Call, Credentials, FileLock, Handle, Hello, IcmpError, Incoming, LockOwner, OptionTarget,
-    PureOp, PureReply, RemotePath, Reply, Request, Response, SockAddr, SockOption, Stat,
-    SystemFile, TimeUpdate, Timespec, UdpEvent, UdpOp, Welcome, XattrTarget, frame,
+    Call, Credentials, FileLock, Handle, Hello, IcmpError, Incoming, IpFields, LockOwner,
+    OptionTarget, PureOp, PureReply, RemotePath, Reply, Request, Response, SockAddr, SockOption,
+    Stat, SystemFile, TimeUpdate, Timespec, UdpEvent, UdpOp, Welcome, XattrTarget, frame,
 };
 
 fn rp(path: &str) -> RemotePath {
@@ -449,6 +449,10 @@ pub fn frame_seeds() -> Vec<(String, Vec<u8>)> {
     udp.extend(frame::encode(&UdpOp::Send {
         peer: None,
         data: b"ping".to_vec(),
+        ip: IpFields {
+            ttl: Some(9),
+            tos: Some(0x10),
+        },
     }));
     udp.extend(frame::encode(&UdpOp::Recv { nonblocking: true }));
     seeds.push(("udp_ops".to_owned(), udp));

@@ -41,4 +41,5 @@ mod stalls;
 mod tcp_calls;
 mod threaded_servers;
 mod udp;
+mod udp_options;
 mod urgent;

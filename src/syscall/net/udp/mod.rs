@@ -40,6 +40,10 @@ const MAX_PAYLOAD: u64 = 65535;
 const MAX_MMSG: u64 = 64;
 /// `UIO_MAXIOV`: the kernel's limit on vectors.
 const MAX_VEC: u64 = 1024;
+/// The largest control buffer a send may have: the kernel copies it into
+/// socket memory, at most `net.core.optmem_max` (128 KiB by default since
+/// Linux 6.9), and fails with ENOBUFS beyond.
+const MAX_CONTROL: u64 = 128 * 1024;
 const MSG_WAITFORONE: i32 = 0x10000;
 
 /// Where a receive call reports one datagram's source.
@@ -59,6 +63,8 @@ struct Msghdr {
     namelen: u32,
     iov: u64,
     iovlen: u64,
+    control: u64,
+    controllen: u64,
 }
 
 fn u64_at(b: &[u8], off: usize) -> u64 {
@@ -79,6 +85,8 @@ fn parse_msghdr(b: &[u8]) -> Option<Msghdr> {
         namelen: u32_at(b, 8),
         iov: u64_at(b, 16),
         iovlen: u64_at(b, 24),
+        control: u64_at(b, 32),
+        controllen: u64_at(b, 40),
     })
 }
 

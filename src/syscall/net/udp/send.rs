@@ -1,17 +1,18 @@
 //! UDP sends under `--net`: a destination becomes the loopback address of
 //! the peer's relay (on a copy of the program's arguments in scratch
-//! memory), or with `--pure` the datagram goes as one round trip. A send
-//! on a socket never bound on the server binds it first, then is planned
-//! again.
+//! memory), or with `--pure` the datagram goes as one round trip, with the
+//! IP fields (TTL, TOS) its control messages set. A send on a socket never
+//! bound on the server binds it first, then is planned again.
 //!
 //! Must not send: it only says how the program's call is to run.
 
 use super::{
-    MAX_MMSG, MAX_PAYLOAD, MMSG_LEN, MMSGHDR, MSGHDR, Msghdr, Sock, destination, fail, gather,
-    len_u64, parse_msghdr, read_addr, relay_sockaddr, remote_id, sock, usize_of, wildcard,
+    MAX_CONTROL, MAX_MMSG, MAX_PAYLOAD, MMSG_LEN, MMSGHDR, MSGHDR, Msghdr, Sock, destination, fail,
+    gather, len_u64, parse_msghdr, read_addr, relay_sockaddr, remote_id, sock, usize_of, wildcard,
 };
 use crate::errno::Errno;
-use crate::proto::SockAddr;
+use crate::proto::{IpFields, SockAddr};
+use crate::syscall::cmsg;
 use crate::syscall::net::ipv4_peer_refused;
 use crate::syscall::plan::{AfterNative, Plan, Scratch, Then, Tracee};
 
@@ -74,7 +75,33 @@ pub(super) fn sendmsg(t: &mut impl Tracee, fd: i32, a: [u64; 6], pure: bool) -> 
 }
 
 fn pure_send(fd: i32, udp: u64, peer: Option<SockAddr>, data: Vec<u8>, then: Then) -> Plan {
-    Plan::udp_pure_send(fd, udp, peer, data, then)
+    Plan::udp_pure_send(fd, udp, peer, data, IpFields::default(), then)
+}
+
+/// `--pure`: the IP fields a `sendmsg`'s control messages set on its
+/// datagram to `peer` (the connected peer if `None`), or the error Linux
+/// gives for its control buffer. Without `--pure` the send runs natively
+/// and the kernel judges it (the relay reads the fields it set).
+fn control_fields(
+    t: &mut impl Tracee,
+    fd: i32,
+    v6: bool,
+    peer: Option<SockAddr>,
+    msg: &Msghdr,
+) -> Result<IpFields, Errno> {
+    if msg.controllen == 0 {
+        return Ok(IpFields::default());
+    }
+    if msg.controllen > MAX_CONTROL {
+        return Err(Errno(libc::ENOBUFS));
+    }
+    let control = t.read_bytes(msg.control, usize_of(msg.controllen))?;
+    let destination = peer.or_else(|| t.remote_socket(fd).and_then(|s| s.peer));
+    let mapped = matches!(
+        destination,
+        Some(SockAddr::V6 { ip, .. }) if std::net::Ipv6Addr::from(ip).to_ipv4_mapped().is_some()
+    );
+    cmsg::send_fields(cmsg::Path::of(v6, mapped), &control)
 }
 
 fn send_to(
@@ -123,7 +150,8 @@ fn send_msg(
     let peer = peer.map(|p| destination(v6, p)).transpose()?;
     if pure {
         let data = gather(t, msg.iov, msg.iovlen)?;
-        return Ok(pure_send(fd, id, peer, data, Then::Number));
+        let ip = control_fields(t, fd, v6, peer, &msg)?;
+        return Ok(Plan::udp_pure_send(fd, id, peer, data, ip, Then::Number));
     }
     let Some(peer) = peer else {
         return Ok(Plan::Native);
@@ -175,12 +203,15 @@ pub(super) fn send_mmsg(t: &mut impl Tracee, fd: i32, a: [u64; 6], pure: bool) -
                 None => return None,
             }
         };
-        return Some(match gather(t, first.iov, first.iovlen) {
-            Ok(data) => pure_send(
+        let sent = gather(t, first.iov, first.iovlen)
+            .and_then(|data| Ok((data, control_fields(t, fd, v6, peer, &first)?)));
+        return Some(match sent {
+            Ok((data, ip)) => Plan::udp_pure_send(
                 fd,
                 id,
                 peer,
                 data,
+                ip,
                 Then::FirstMessageSent {
                     len_addr: a[1] + MMSG_LEN,
                 },

@@ -2,6 +2,8 @@
 //! only.
 
 use super::*;
+use crate::proto::IpFields;
+use crate::syscall::cmsg;
 use crate::syscall::plan::FdKind;
 use crate::syscall::plan::{AfterNative, Scratch, Then};
 use crate::syscall::sockets::RemoteSocket;
@@ -148,6 +150,7 @@ fn first_send_on_a_socket_binds_it_remotely_then_replans() {
             7,
             Some(WEB),
             b"query".to_vec(),
+            IpFields::default(),
             Then::Number
         ))
     );
@@ -348,4 +351,61 @@ fn sendmmsg_with_names_runs_on_a_rewritten_copy() {
     );
     // The second entry has no name: untouched.
     assert_eq!(&scratch[64..128], &[0u8; 64]);
+}
+
+/// A `msghdr` at 0x3000 naming WEB (at 0x1000), one vector of "query"
+/// (at 0x2000), and `control` at 0x5000.
+fn sendmsg_with_control(f: &mut Fake, control: &[u8]) -> [u64; 6] {
+    f.mem
+        .insert(0x4000, [0x2000u64, 5].map(u64::to_ne_bytes).concat());
+    f.mem.insert(0x5000, control.to_vec());
+    let mut msg = 0x1000u64.to_ne_bytes().to_vec();
+    msg.extend(16u64.to_ne_bytes());
+    msg.extend(0x4000u64.to_ne_bytes());
+    msg.extend(1u64.to_ne_bytes());
+    msg.extend(0x5000u64.to_ne_bytes());
+    msg.extend(u64::try_from(control.len()).unwrap().to_ne_bytes());
+    msg.extend(0u64.to_ne_bytes());
+    f.mem.insert(0x3000, msg);
+    [3, 0x3000, 0, 0, 0, 0]
+}
+
+#[test]
+fn pure_sendmsg_carries_the_ip_fields_its_control_messages_set() {
+    let mut f = fake();
+    make_remote(&mut f, 3);
+    let mut control = cmsg::encode(libc::SOL_IP, libc::IP_TTL, &9i32.to_ne_bytes());
+    control.extend(cmsg::encode(libc::SOL_IP, libc::IP_TOS, &[0x10]));
+    let a = sendmsg_with_control(&mut f, &control);
+    assert_eq!(
+        plan(libc::SYS_sendmsg, a, true, false, &mut f),
+        Some(Plan::udp_pure_send(
+            3,
+            7,
+            Some(WEB),
+            b"query".to_vec(),
+            IpFields {
+                ttl: Some(9),
+                tos: Some(0x10)
+            },
+            Then::Number
+        ))
+    );
+    // Without --pure the kernel sends it (and judges the control buffer).
+    assert!(matches!(
+        plan(libc::SYS_sendmsg, a, false, false, &mut f),
+        Some(Plan::NativeScratch(_))
+    ));
+    // A TTL of 0 and a cut-short header are refused as Linux does.
+    let zero = cmsg::encode(libc::SOL_IP, libc::IP_TTL, &0i32.to_ne_bytes());
+    let a = sendmsg_with_control(&mut f, &zero);
+    assert_eq!(
+        plan(libc::SYS_sendmsg, a, true, false, &mut f),
+        Some(fail(Errno::EINVAL))
+    );
+    let a = sendmsg_with_control(&mut f, &control[..40]);
+    assert_eq!(
+        plan(libc::SYS_sendmsg, a, true, false, &mut f),
+        Some(fail(Errno::EINVAL))
+    );
 }

@@ -51,14 +51,24 @@ pub(super) fn reattach(
 
 /// The file at `path`, if it is still the one expected, at its offset.
 fn same_file(root: &Root, path: &RemotePath, flags: i32, expected: Expected) -> Option<OwnedFd> {
-    let fd = open_fd(root, path, OpenFlags::new(flags & !ONCE_ONLY, 0)).ok()?;
+    // Never waits: an open of a FIFO would wait for its other end, and no
+    // thread of the program waits on this open (rscq reattaches after a
+    // reconnect). A FIFO whose other end is gone comes back stale.
+    let opened = OpenFlags::new((flags & !ONCE_ONLY) | libc::O_NONBLOCK, 0);
+    let fd = open_fd(root, path, opened).ok()?;
     let stat = stat_fd(fd.as_fd()).ok()?;
     if (stat.dev_major, stat.dev_minor) != expected.dev || stat.ino != expected.ino {
         return None;
     }
-    if flags & libc::O_PATH == 0 {
-        let is_dir = stat.mode & libc::S_IFMT == libc::S_IFDIR;
-        seek(fd.as_fd(), is_dir, expected.offset).ok()?;
+    if flags & (libc::O_NONBLOCK | libc::O_PATH) == 0 {
+        let status = rustix::fs::fcntl_getfl(&fd).ok()?;
+        rustix::fs::fcntl_setfl(&fd, status - rustix::fs::OFlags::NONBLOCK).ok()?;
+    }
+    // Only files and directories have an offset (a FIFO or a device
+    // refuses to seek).
+    let kind = stat.mode & libc::S_IFMT;
+    if flags & libc::O_PATH == 0 && (kind == libc::S_IFREG || kind == libc::S_IFDIR) {
+        seek(fd.as_fd(), kind == libc::S_IFDIR, expected.offset).ok()?;
     }
     Some(fd)
 }
@@ -142,6 +152,31 @@ mod tests {
             ino: stat.ino,
             offset,
         }
+    }
+
+    /// A FIFO with no other end comes back at once (a blocking open would
+    /// wait for ever), and blocking as the program opened it.
+    #[test]
+    fn a_fifo_comes_back_without_waiting_for_its_other_end() {
+        let first = Export::new();
+        let fifo = first.root.as_path().join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644))
+            .expect("mkfifo");
+        let (_, stat) = opened(&first, "fifo", libc::O_RDONLY | libc::O_NONBLOCK);
+        let second = Again(fresh(&first));
+        let (done, answer) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut req = again(3, Some("fifo"), &stat, None);
+            if let Request::Reattach { flags, offset, .. } = &mut req {
+                *flags = libc::O_RDONLY;
+                *offset = Some(0);
+            }
+            let _ = done.send(second.run(req));
+        });
+        let reply = answer
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("a reattach of a FIFO answered within 10 s");
+        assert_eq!(reply, Ok(Reply::Done));
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::errno::Errno;
 use crate::proto::Request;
 use crate::syscall::nr::{self, Family};
 use crate::syscall::paths::RemoteIndex;
-use crate::syscall::plan::{FdKind, Forwarding, Plan, Planner, Then, Tracee, arg_i32};
+use crate::syscall::plan::{AfterNative, FdKind, Forwarding, Plan, Planner, Then, Tracee, arg_i32};
 
 /// Decides what to do with trapped syscall `nr` with arguments `args`: the
 /// call's planner families ([`nr::families`], from the one table) are asked
@@ -90,6 +90,10 @@ impl<T: Tracee> Planner<'_, T> {
             Family::Close => Some(self.close(args)),
             Family::Fd => Some(self.fd_call(nr, args)),
             Family::Path => Some(self.path_call(nr, args)),
+            Family::Creds => Some(Plan::NativeRewritten {
+                paths: Vec::new(),
+                after: AfterNative::CredsChanged,
+            }),
         }
     }
 

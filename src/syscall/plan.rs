@@ -251,6 +251,9 @@ pub enum PureWait {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AfterNative {
     Nothing,
+    /// A call that can change the thread's credentials or umask returned:
+    /// those kept for forwarded calls are read again.
+    CredsChanged,
     /// A successful local `chdir`/`fchdir` leaves any remote cwd.
     LeaveVirtualCwd,
     /// A connection accepted from a remote listener: report the remote

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
+use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 
 use crate::proto::Credentials;
 
@@ -21,42 +22,91 @@ const NOBODY: Credentials = Credentials {
     cap_permitted: 0,
 };
 
-/// The credentials of thread `tid`.
+/// The credentials of thread `tid`: kept from an earlier call of the
+/// thread when nothing could have changed them since, else read now.
 pub fn of_thread(tid: i32) -> Credentials {
-    read_status(tid)
-        .and_then(|status| parse_status(&status))
-        .unwrap_or(NOBODY)
+    let mut known = lock_known();
+    if let Some(creds) = known.creds.get(&tid) {
+        return creds.clone();
+    }
+    let Some(creds) = known.read_status(tid).and_then(|s| parse_status(&s)) else {
+        return NOBODY;
+    };
+    known.keep(tid, creds.clone());
+    creds
 }
 
-/// How many threads' status files stay open between calls.
-const KEPT_STATUS_FILES: usize = 1024;
+/// Thread `tid` is new or gone: a thread that gets its number later must not
+/// find its credentials.
+pub fn forget_thread(tid: i32) {
+    let mut known = lock_known();
+    known.creds.remove(&tid);
+    known.status_files.remove(&tid);
+}
 
-/// The threads' `/proc/TID/status` files, kept open: every forwarded call
-/// reads its thread's, and opening it each time cost as much as reading it.
-static STATUS_FILES: std::sync::Mutex<Option<HashMap<i32, File>>> = std::sync::Mutex::new(None);
+/// A call that can change credentials or the umask returned (`setuid(2)`
+/// and its kin, `capset`, `umask`, `unshare`, `setns`), or a program was
+/// exec'd (set-user-ID bits, file capabilities): nothing kept is trusted
+/// any more. A `umask` changes every thread that shares the caller's file
+/// system information, and glibc's `setuid` changes every thread of the
+/// process, so all are forgotten, not only the caller's.
+///
+/// This runs at the call's exit stop, after the kernel made the change;
+/// a read under way in another thread holds [`KNOWN`] until it has kept
+/// its result, which this then drops: no credentials read before the
+/// change outlive it.
+pub fn forget_all() {
+    lock_known().creds.clear();
+}
 
-/// The text of `/proc/TID/status`, read from its start through a kept file.
-/// A thread that ended leaves a file whose reads fail (its task is gone,
-/// even if the number was given to a new thread since): that one is opened
-/// again.
-fn read_status(tid: i32) -> Option<Vec<u8>> {
-    let mut files = STATUS_FILES
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let files = files.get_or_insert_with(HashMap::new);
-    if let Some(file) = files.get(&tid)
-        && let Some(status) = read_from_start(file)
-    {
-        return Some(status);
+/// How many threads' credentials and status files are kept between calls.
+const KEPT_THREADS: usize = 1024;
+
+/// What is known of the traced threads' credentials.
+#[derive(Default)]
+struct Known {
+    /// Each thread's credentials as last read. Valid until the thread ends
+    /// or a call that can change them returns (the tracer traps those:
+    /// `crate::syscall::nr`'s `Creds` family).
+    creds: HashMap<i32, Credentials>,
+    /// The threads' `/proc/TID/status` files, kept open: opening the file
+    /// each time cost as much as reading it.
+    status_files: HashMap<i32, File>,
+}
+
+static KNOWN: LazyLock<Mutex<Known>> = LazyLock::new(Mutex::default);
+
+fn lock_known() -> MutexGuard<'static, Known> {
+    KNOWN.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Known {
+    fn keep(&mut self, tid: i32, creds: Credentials) {
+        if self.creds.len() >= KEPT_THREADS {
+            self.creds.clear();
+        }
+        self.creds.insert(tid, creds);
     }
-    files.remove(&tid);
-    let file = File::open(format!("/proc/{tid}/status")).ok()?;
-    let status = read_from_start(&file)?;
-    if files.len() >= KEPT_STATUS_FILES {
-        files.clear();
+
+    /// The text of `/proc/TID/status`, read from its start through a kept
+    /// file. A thread that ended leaves a file whose reads fail (its task
+    /// is gone, even if the number was given to a new thread since): that
+    /// one is opened again.
+    fn read_status(&mut self, tid: i32) -> Option<Vec<u8>> {
+        if let Some(file) = self.status_files.get(&tid)
+            && let Some(status) = read_from_start(file)
+        {
+            return Some(status);
+        }
+        self.status_files.remove(&tid);
+        let file = File::open(format!("/proc/{tid}/status")).ok()?;
+        let status = read_from_start(&file)?;
+        if self.status_files.len() >= KEPT_THREADS {
+            self.status_files.clear();
+        }
+        self.status_files.insert(tid, file);
+        Some(status)
     }
-    files.insert(tid, file);
-    Some(status)
 }
 
 /// The whole of a proc file, read from offset 0 (a proc file is made anew

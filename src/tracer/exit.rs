@@ -236,6 +236,9 @@ impl<F: Forwarder> Tracer<'_, F> {
         let tid = pid.as_raw();
         match after {
             AfterNative::Nothing => {}
+            // Even a failed call may have changed some (`setgroups` then
+            // a failing step of glibc's all-threads `setuid`): read again.
+            AfterNative::CredsChanged => super::creds::forget_all(),
             AfterNative::LeaveVirtualCwd => {
                 if result == 0 {
                     self.set_virtual_cwd(tid, None);

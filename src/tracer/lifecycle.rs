@@ -18,6 +18,7 @@ use crate::syscall::operation::Operation;
 impl<F: Forwarder> Tracer<'_, F> {
     pub(super) fn on_gone(&mut self, pid: Pid, status: ExitStatus) {
         let tid = pid.as_raw();
+        super::creds::forget_thread(tid);
         let thread = self.threads.remove(&tid);
         let leader = thread.as_ref().is_none_or(|t| t.tgid == tid);
         let tgid = thread.as_ref().map(|t| t.tgid);
@@ -77,6 +78,9 @@ impl<F: Forwarder> Tracer<'_, F> {
         let tid = stop.tid();
         if let Ok(child) = ptrace::getevent(stop.pid()) {
             let child = i32::try_from(child).unwrap_or(0);
+            // A number used before: what its earlier thread ran as is not
+            // this one's.
+            super::creds::forget_thread(child);
             let is_thread = event == libc::PTRACE_EVENT_CLONE
                 && stop
                     .regs()
@@ -107,6 +111,9 @@ impl<F: Forwarder> Tracer<'_, F> {
     /// Thread `pid` ran a new program.
     fn on_exec(&mut self, stop: Stop) {
         let tid = stop.tid();
+        // Set-user-ID bits and file capabilities change credentials at an
+        // exec.
+        super::creds::forget_all();
         // The new program's one thread starts afresh: what its tid held
         // belongs to the old program (what rscq would have restored at the
         // exec's exit, or, when another thread exec'd, the state of the old

@@ -206,6 +206,75 @@ fn calls_run_with_the_callers_credentials() {
     );
 }
 
+/// Credentials and umask changed after the thread's earlier forwarded
+/// calls, by another thread and by one thread alone: each call must carry
+/// what its own thread has at that moment.
+const CREDS_LATER_SCRIPT: &str = r#"
+import ctypes, threading
+
+libc = ctypes.CDLL(None, use_errno=True)
+SYS_setfsuid = 122
+
+d = os.path.join(sys.argv[1], "later")
+os.mkdir(d)
+os.chmod(d, 0o777)
+os.umask(0o022)
+open(d + "/before", "w").close()
+print("before mode", oct(stat.S_IMODE(os.stat(d + "/before").st_mode)))
+
+# The umask belongs to every thread of the process: set by another thread.
+t = threading.Thread(target=lambda: os.umask(0o077))
+t.start()
+t.join()
+open(d + "/after", "w").close()
+print("after mode", oct(stat.S_IMODE(os.stat(d + "/after").st_mode)))
+
+# A raw setfsuid changes only its own thread.
+def by_nobody(ready, done):
+    libc.syscall(SYS_setfsuid, 65534)
+    open(d + "/by-thread", "w").close()
+    ready.set()
+    done.wait()
+    open(d + "/by-thread-again", "w").close()
+ready, done = threading.Event(), threading.Event()
+t = threading.Thread(target=by_nobody, args=(ready, done))
+t.start()
+ready.wait()
+open(d + "/by-main", "w").close()
+done.set()
+t.join()
+open(d + "/by-main-again", "w").close()
+attempt("chmod others' file", lambda: os.chmod(d + "/by-thread", 0o600))
+
+for name in sorted(os.listdir(d)):
+    st = os.lstat(d + "/" + name)
+    print(name, oct(stat.S_IMODE(st.st_mode)), st.st_uid)
+"#;
+
+/// The credentials a thread's calls carry are kept between calls: they
+/// must be read again whenever a call that changes them returns.
+#[test]
+fn credentials_changed_later_or_by_another_thread_apply_at_once() {
+    if !crate::harness::have_root("credentials_changed_later_or_by_another_thread_apply_at_once") {
+        return;
+    }
+    same_as_direct(
+        CREDS_LATER_SCRIPT,
+        BOTH,
+        true,
+        false,
+        &[
+            "before mode 0o644",
+            "after mode 0o600",
+            "by-main 0o600 0",
+            "by-main-again 0o600 0",
+            "by-thread 0o600 65534",
+            "by-thread-again 0o600 65534",
+            "chmod others' file ok",
+        ],
+    );
+}
+
 /// `rscq-server --squash-root`: a remote root acts as nobody, with no
 /// capabilities, while the server itself runs as root.
 #[test]

@@ -149,6 +149,10 @@ pub enum Family {
     Fd,
     /// `fs` (`Planner::path_call`): calls that name a path.
     Path,
+    /// Calls that change the caller's credentials or umask: they run
+    /// natively, and the credentials forwarded calls carry are read again
+    /// after them (`tracer::creds`).
+    Creds,
 }
 
 impl Family {
@@ -165,7 +169,8 @@ impl Family {
             | Self::SharedSync
             | Self::Close
             | Self::Fd
-            | Self::Path => true,
+            | Self::Path
+            | Self::Creds => true,
         }
     }
 }

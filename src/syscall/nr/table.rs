@@ -8,7 +8,7 @@
 
 use super::{Action, Family, Filter, Syscall, Trap, When};
 use Family::{
-    Close, Fd, Mmap, Net, Path, PureSocket, SharedSync, SocketCreate, Udp, Uname, UnixSocket,
+    Close, Creds, Fd, Mmap, Net, Path, PureSocket, SharedSync, SocketCreate, Udp, Uname, UnixSocket,
 };
 
 /// A call that names a path, trapped with a mount (if rsc.config lists it).
@@ -83,6 +83,11 @@ const REFUSED: &[Trap] = &[Trap::new(
     Action::Errno(ENOSYS),
 )];
 
+/// A call that changes credentials or the umask, which forwarded file calls
+/// carry: trapped whenever calls are forwarded, in every mode, so that the
+/// credentials kept between calls are read again after it.
+const ON_CREDS: &[Trap] = &[Trap::new(Filter::Program, When::Always, Action::Trace)];
+
 const PATH: &[Family] = &[Path];
 const FD: &[Family] = &[Fd];
 const NET: &[Family] = &[Net];
@@ -95,6 +100,20 @@ pub const TABLE: &[Syscall] = &[
     // Refused outright.
     Syscall::new(libc::SYS_io_uring_setup, "io_uring_setup", &[], REFUSED),
     Syscall::new(libc::SYS_clone3, "clone3", &[], REFUSED),
+    // Calls that change what forwarded file calls are done as.
+    Syscall::new(libc::SYS_setuid, "setuid", &[Creds], ON_CREDS),
+    Syscall::new(libc::SYS_setgid, "setgid", &[Creds], ON_CREDS),
+    Syscall::new(libc::SYS_setreuid, "setreuid", &[Creds], ON_CREDS),
+    Syscall::new(libc::SYS_setregid, "setregid", &[Creds], ON_CREDS),
+    Syscall::new(libc::SYS_setresuid, "setresuid", &[Creds], ON_CREDS),
+    Syscall::new(libc::SYS_setresgid, "setresgid", &[Creds], ON_CREDS),
+    Syscall::new(libc::SYS_setfsuid, "setfsuid", &[Creds], ON_CREDS),
+    Syscall::new(libc::SYS_setfsgid, "setfsgid", &[Creds], ON_CREDS),
+    Syscall::new(libc::SYS_setgroups, "setgroups", &[Creds], ON_CREDS),
+    Syscall::new(libc::SYS_capset, "capset", &[Creds], ON_CREDS),
+    Syscall::new(libc::SYS_umask, "umask", &[Creds], ON_CREDS),
+    Syscall::new(libc::SYS_unshare, "unshare", &[Creds], ON_CREDS),
+    Syscall::new(libc::SYS_setns, "setns", &[Creds], ON_CREDS),
     // `--uname`.
     Syscall::new(
         libc::SYS_uname,

@@ -436,7 +436,10 @@ async fn connect_all(
         let connect: tokio::task::JoinHandle<Outcome> = match (target, &identity) {
             (Some(target), Some(identity)) => {
                 let trust = target.trust(remote.server_cert.as_deref(), &settings.known_servers)?;
-                let liveness = Liveness::new(settings.idle_timeout);
+                // The server keeps the session as long as rscq tries to
+                // connect again.
+                let liveness =
+                    Liveness::new(settings.idle_timeout).keeping_session(settings.reconnect_grace);
                 let identity = identity.clone();
                 let early = if settings.optimizations.zerortt {
                     EarlyData::Resume

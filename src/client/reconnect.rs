@@ -1,6 +1,8 @@
 //! A lost connection is not the end of the run: rscq connects again, with
-//! backoff, for up to the grace time (`--reconnect-grace`), and gives the
-//! new session of a restarted server every remote file the program holds
+//! backoff, for up to the grace time (`--reconnect-grace`), and takes up
+//! the session the server kept for it (its files and locks as they were,
+//! offsets put back: [`HandleBook::position_requests`]), or gives the new
+//! session of a restarted server every remote file the program holds
 //! ([`crate::engine::reattach`]). File calls in flight or made meanwhile
 //! wait for the new connection ([`Engine::round_trip`]); one that may have
 //! changed a file before its reply was lost fails with `EIO` rather than
@@ -200,7 +202,12 @@ pub(super) async fn supervise(engine: Engine, done: Arc<std::sync::atomic::Atomi
         let Some(fresh) = connect_again(&engine, deadline, grace).await else {
             return;
         };
-        let (given, stale) = reattach(&engine, &fresh).await;
+        let kept = fresh.kept_session();
+        let (given, stale) = if kept {
+            (put_back_offsets(&engine, &fresh).await, 0)
+        } else {
+            reattach(&engine, &fresh).await
+        };
         engine.link.adopt(&fresh);
         resume.state.send_replace(State::Up {
             epoch: engine.link.epoch(),
@@ -211,9 +218,15 @@ pub(super) async fn supervise(engine: Engine, done: Arc<std::sync::atomic::Atomi
                 engine.pumps.clone(),
             ));
         }
-        eprintln!(
-            "rscq: {who}connected again, to a new session of the server: {given} open files given again, {stale} stale (ESTALE); remote sockets were reset"
-        );
+        if kept {
+            eprintln!(
+                "rscq: {who}connected again, to the same session: open files ({given}), directories and locks as they were; remote sockets were reset"
+            );
+        } else {
+            eprintln!(
+                "rscq: {who}connected again, to a new session of the server: {given} open files given again, {stale} stale (ESTALE); remote sockets were reset"
+            );
+        }
     }
 }
 
@@ -252,6 +265,20 @@ async fn connect_again(
 fn give_up(engine: &Engine, loss: Loss) {
     engine.resume.state.send_replace(State::Over(loss.clone()));
     engine.connection_failed(&TransportError::ConnectionLost(loss));
+}
+
+/// In the session the server kept, puts every handle's offset back where
+/// the replies rscq had put it; how many handles the program holds.
+async fn put_back_offsets(engine: &Engine, fresh: &Link) -> usize {
+    let (held, requests) = {
+        let book = lock(&engine.resume.book);
+        (book.len(), book.position_requests())
+    };
+    for request in requests {
+        // A handle whose seek fails is no worse than before the loss.
+        let _ = fresh.call(&request).await;
+    }
+    held
 }
 
 /// Gives the new session every handle the program holds; how many came

@@ -24,7 +24,7 @@ pub use request::*;
 use serde::{Deserialize, Serialize};
 
 /// Bumped on every incompatible change to any message in this module.
-pub const PROTOCOL_VERSION: u32 = 15;
+pub const PROTOCOL_VERSION: u32 = 16;
 
 /// The TLS ALPN token both sides require.
 pub const ALPN: &[u8] = b"rscq/1";
@@ -49,15 +49,54 @@ pub const MAX_LISTED_ENTRIES: usize = 4096;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub struct Hello {
+    /// First, so that a server of any version reads it ([`HelloVersion`]).
     pub version: u32,
+    /// How long the server is to keep this session after the connection
+    /// is lost, for the client to take it up again (its reconnect grace,
+    /// in seconds); 0: end it with the connection.
+    pub keep_secs: u32,
+    /// The session of an earlier connection of this client to take up
+    /// again, with its open files and locks.
+    pub resume: Option<SessionToken>,
+}
+
+/// The part of a [`Hello`] every version shares: a server reads this
+/// first, so a client of another version is told [`Welcome::VersionMismatch`]
+/// whatever else its `Hello` holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloVersion {
+    pub version: u32,
+}
+
+/// Names a session on its server: a secret only the client it was given
+/// to knows, good only with that client's certificate.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct SessionToken(pub [u8; 16]);
+
+impl std::fmt::Debug for SessionToken {
+    // A secret: logs show only that there is one.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionToken(..)")
+    }
 }
 
 /// The server's answer to [`Hello`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]
 pub enum Welcome {
-    Accepted { version: u32, read_only: bool },
-    VersionMismatch { server_version: u32 },
+    Accepted {
+        version: u32,
+        read_only: bool,
+        /// This connection's session, to name in a later [`Hello`].
+        session: SessionToken,
+        /// Whether it is the session the `Hello` asked to take up again
+        /// (its files, directories and locks as they were), not a new one.
+        resumed: bool,
+    },
+    VersionMismatch {
+        server_version: u32,
+    },
 }
 
 /// The first frame of every request stream: the operation, and the rights

@@ -170,6 +170,12 @@ impl Executor {
     pub fn close(&self) {
         self.locks.close();
     }
+
+    /// The session goes on with a new connection: lock waits work again.
+    /// Handles and locks were kept all along.
+    pub fn reopen(&self) {
+        self.locks.reopen();
+    }
 }
 
 /// What a family module's requests run against: the export root and the

@@ -189,6 +189,12 @@ impl Locks {
         self.closed.store(true, Ordering::Relaxed);
     }
 
+    /// The session was taken up on a new connection: waits wait again (the
+    /// locks held stayed held all along).
+    pub(super) fn reopen(&self) {
+        self.closed.store(false, Ordering::Relaxed);
+    }
+
     /// Runs `try_once` once, or with `wait` until it stops meeting a
     /// conflicting lock, the wait is cancelled (EINTR) or the connection
     /// goes (EIO).

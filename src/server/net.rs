@@ -110,6 +110,13 @@ enum Listener {
     Listening(tokio::task::AbortHandle, std::os::fd::OwnedFd),
 }
 
+impl NetSession {
+    /// The connection its sockets' streams go on.
+    pub fn connection(&self) -> quinn::Connection {
+        self.conn.clone()
+    }
+}
+
 impl Drop for NetSession {
     fn drop(&mut self) {
         let listeners = self

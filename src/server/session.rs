@@ -9,6 +9,7 @@
 //! families do).
 
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::errno::Errno;
 use crate::proto::{Credentials, Request, Response};
@@ -18,13 +19,16 @@ use super::Executor;
 use super::net::{self, NetSession};
 use super::udp::{self, BindOptions};
 
-/// The server's side of one connection.
+/// The server's side of one client's session: one connection, or several
+/// in turn when the client takes the session up again after a loss.
 #[derive(Debug)]
 pub struct ClientSession {
     files: Executor,
-    /// The connection's listeners; dropped with the session, which closes
-    /// them: a program that dies leaves no port behind.
-    sockets: NetSession,
+    /// The connection's listeners; dropped with the session or its
+    /// connection, which closes them: a program that dies leaves no port
+    /// behind, and sockets do not outlive the connection their bytes
+    /// travel on.
+    sockets: std::sync::RwLock<Arc<NetSession>>,
 }
 
 impl ClientSession {
@@ -32,8 +36,28 @@ impl ClientSession {
     pub fn new(files: Executor, peer: &Peer) -> Self {
         Self {
             files,
-            sockets: NetSession::new(peer.connection.clone()),
+            sockets: std::sync::RwLock::new(Arc::new(NetSession::new(peer.connection.clone()))),
         }
+    }
+
+    fn sockets(&self) -> Arc<NetSession> {
+        self.sockets
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Closes every socket of the session; new ones go on `conn`.
+    fn renew_sockets(&self, conn: quinn::Connection) {
+        let fresh = Arc::new(NetSession::new(conn));
+        let old = std::mem::replace(
+            &mut *self
+                .sockets
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+            fresh,
+        );
+        drop(old);
     }
 }
 
@@ -47,15 +71,15 @@ impl Session for ClientSession {
                 v6_only,
                 options,
             } => self
-                .sockets
+                .sockets()
                 .bind(addr, reuse_addr, reuse_port, v6_only, &options),
-            Request::TcpSetOption { target, option } => self.sockets.set_option(target, option),
+            Request::TcpSetOption { target, option } => self.sockets().set_option(target, option),
             Request::TcpListen {
                 listener,
                 backlog,
                 pure,
-            } => self.sockets.listen(listener, backlog, pure),
-            Request::TcpUnbind { listener } => self.sockets.unbind(listener),
+            } => self.sockets().listen(listener, backlog, pure),
+            Request::TcpUnbind { listener } => self.sockets().unbind(listener),
             other => self.files.execute(caller, other),
         }
     }
@@ -67,7 +91,10 @@ impl Session for ClientSession {
                 pure,
                 options,
                 bound,
-            } => net::tcp_connect(&self.sockets, addr, pure, &options, bound, send, recv).await,
+            } => {
+                let sockets = self.sockets();
+                net::tcp_connect(&sockets, addr, pure, &options, bound, send, recv).await;
+            }
             Request::UdpBind {
                 addr,
                 reuse_addr,
@@ -91,6 +118,19 @@ impl Session for ClientSession {
 
     fn close(&self) {
         self.files.close();
+    }
+
+    fn park(&self) {
+        self.files.close();
+        // Their bytes travelled on the lost connection: reset, as a
+        // server restart would (the client resets the program's side).
+        let conn = self.sockets().connection();
+        self.renew_sockets(conn);
+    }
+
+    fn resume(&self, peer: &Peer) {
+        self.files.reopen();
+        self.renew_sockets(peer.connection.clone());
     }
 }
 

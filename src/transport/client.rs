@@ -16,7 +16,10 @@ use super::setup::{EarlyData, SetupContext, SetupFailure, Started, Tickets, clie
 use super::stream::{ReadFrameError, read_frame, read_frame_within, read_sole_frame};
 use super::trust::{Expectation, ServerTrust};
 use super::{Liveness, Loss, MAX_STREAM_BYTES, StreamKind, TransportError, code};
-use crate::proto::{Credentials, Incoming, PROTOCOL_VERSION, Request, Response, SockAddr, frame};
+use crate::proto::{
+    Credentials, Hello, Incoming, PROTOCOL_VERSION, Request, Response, SessionToken, SockAddr,
+    frame,
+};
 
 /// A TCP connection made on the server: its addresses as the server sees
 /// them, and the stream that carries its bytes.
@@ -97,9 +100,16 @@ pub(super) struct Connected {
     pub(super) incoming: Arc<super::StreamAllowance>,
     /// Whether it resumed a TLS session and its `Hello` went in 0-RTT.
     pub(super) resumed: bool,
+    /// Its session on the server, to take up again after a loss.
+    pub(super) session: SessionToken,
+    /// Whether the server took up the session of the connection before
+    /// (open files, directories and locks as they were), rather than
+    /// opening a new one.
+    pub(super) kept_session: bool,
 }
 
 /// Where and how a link connected, to connect again the same way.
+#[derive(Clone)]
 pub(super) struct Dial {
     pub(super) addr: SocketAddr,
     pub(super) identity: Identity,
@@ -186,6 +196,31 @@ impl Link {
         tickets: Option<Arc<Tickets>>,
         first: &[Request],
     ) -> Result<(Self, Vec<Option<Response>>), TransportError> {
+        let dial = Dial {
+            addr,
+            identity: identity.clone(),
+            trust: trust.clone(),
+            version,
+            tickets,
+        };
+        Self::dial(dial, liveness, None, first).await
+    }
+
+    /// Connects as `dial` says, asking the server to take up session
+    /// `resume` (an earlier connection's) if it still keeps it.
+    pub(super) async fn dial(
+        dial: Dial,
+        liveness: Liveness,
+        resume: Option<SessionToken>,
+        first: &[Request],
+    ) -> Result<(Self, Vec<Option<Response>>), TransportError> {
+        let Dial {
+            addr,
+            ref identity,
+            ref trust,
+            version,
+            ref tickets,
+        } = dial;
         let expectation = Expectation::resolve(trust)?;
         let (config, presented) =
             client_config(tickets.as_deref(), &expectation, identity, liveness)?;
@@ -218,7 +253,12 @@ impl Link {
                     addr,
                     reason: e.to_string(),
                 })?;
-        let setup = start(connecting, version, first);
+        let hello = Hello {
+            version,
+            keep_secs: liveness.keep_session_secs(),
+            resume,
+        };
+        let setup = start(connecting, &hello, first);
         // The handshake alone would wait a whole idle timeout for a server
         // that is not there.
         let limit = liveness.connect_timeout();
@@ -229,7 +269,7 @@ impl Link {
         };
         let Started {
             conn,
-            read_only,
+            welcomed,
             resumed,
             answers,
         } = match setup.await {
@@ -250,17 +290,13 @@ impl Link {
                 endpoint,
                 incoming: Arc::new(super::StreamAllowance::new(conn.clone())),
                 conn,
-                read_only,
+                read_only: welcomed.read_only,
                 epoch: 0,
                 resumed,
+                session: welcomed.session,
+                kept_session: welcomed.kept,
             }))),
-            dial: Some(Arc::new(Dial {
-                addr,
-                identity: identity.clone(),
-                trust: trust.clone(),
-                version,
-                tickets,
-            })),
+            dial: Some(Arc::new(dial)),
             liveness,
             made,
         };

@@ -20,6 +20,7 @@ pub mod client;
 pub mod embedded;
 mod flow;
 pub mod identity;
+pub mod kept;
 pub mod pump;
 mod redial;
 pub mod server;
@@ -65,12 +66,16 @@ pub struct Liveness {
     /// Silence longer than this ends the connection; clamped to
     /// [`MIN_IDLE_TIMEOUT`]..=[`MAX_IDLE_TIMEOUT`].
     idle_timeout: Duration,
+    /// How long the server is asked to keep a client's session after its
+    /// connection is lost (the client's reconnect grace); zero: not at all.
+    keep_session: Duration,
 }
 
 impl Default for Liveness {
     fn default() -> Self {
         Self {
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            keep_session: Duration::ZERO,
         }
     }
 }
@@ -80,7 +85,25 @@ impl Liveness {
     pub fn new(idle_timeout: Duration) -> Self {
         Self {
             idle_timeout: idle_timeout.clamp(MIN_IDLE_TIMEOUT, MAX_IDLE_TIMEOUT),
+            keep_session: Duration::ZERO,
         }
+    }
+
+    /// The same, asking the server to keep the session for `keep` after a
+    /// lost connection, so that connecting again within it takes the
+    /// session up with its files and locks (see [`kept`]).
+    #[must_use]
+    pub fn keeping_session(self, keep: Duration) -> Self {
+        Self {
+            keep_session: keep,
+            ..self
+        }
+    }
+
+    /// [`Liveness::keeping_session`]'s time, in whole seconds for the
+    /// `Hello`.
+    pub fn keep_session_secs(&self) -> u32 {
+        u32::try_from(self.keep_session.as_secs()).unwrap_or(u32::MAX)
     }
 
     pub fn idle_timeout(&self) -> Duration {
@@ -113,6 +136,8 @@ pub mod code {
     pub const SHUTDOWN: u32 = 4;
     /// The client was removed from the server's authorized clients.
     pub const REVOKED: u32 = 5;
+    /// The client took this connection's session up on a new connection.
+    pub const SUPERSEDED: u32 = 6;
 }
 
 /// Why an established connection ended, in the user's terms.

@@ -7,7 +7,7 @@
 
 use std::sync::PoisonError;
 
-use super::client::{Connected, Link};
+use super::client::{Connected, Dial, Link};
 use super::{Loss, TransportError};
 
 impl Link {
@@ -34,41 +34,44 @@ impl Link {
     }
 
     /// One attempt to connect to the same server the same way, as a link of
-    /// its own (its calls do not go through this one until [`Link::adopt`]).
-    /// A link that never connected is not tried again: its start failure
-    /// (a changed certificate, say) is what it says.
+    /// its own (its calls do not go through this one until [`Link::adopt`]),
+    /// asking the server to take up the session of the connection before
+    /// ([`Link::kept_session`] says whether it did). A link that never
+    /// connected is not tried again: its start failure (a changed
+    /// certificate, say) is what it says.
     pub async fn dial_again(&self) -> Result<Link, TransportError> {
         let Some(dial) = &self.dial else {
             return Err(self.conn().err().unwrap_or(TransportError::ConnectionLost(
                 Loss::NotConnected(String::new()),
             )));
         };
-        let (link, _) = Link::connect_as(
-            dial.addr,
-            &dial.identity,
-            &dial.trust,
-            self.liveness,
-            dial.version,
-            dial.tickets.clone(),
-            &[],
-        )
-        .await?;
+        let session = self.connected().as_ref().ok().map(|c| c.session);
+        let (link, _) = Link::dial(Dial::clone(dial), self.liveness, session, &[]).await?;
         Ok(link)
+    }
+
+    /// Whether the server took up the session of the connection before
+    /// this one (its open files, directories and locks as they were).
+    pub fn kept_session(&self) -> bool {
+        self.connected().as_ref().is_ok_and(|c| c.kept_session)
     }
 
     /// From now on every clone of this link uses `fresh`'s connection.
     pub fn adopt(&self, fresh: &Link) {
-        let (endpoint, conn, read_only, incoming, resumed) = match &*fresh.connected() {
-            Ok(new) => (
-                new.endpoint.clone(),
-                new.conn.clone(),
-                new.read_only,
-                new.incoming.clone(),
-                new.resumed,
-            ),
-            // Nothing to take from a link that never connected.
-            Err(_) => return,
-        };
+        let (endpoint, conn, read_only, incoming, resumed, session, kept_session) =
+            match &*fresh.connected() {
+                Ok(new) => (
+                    new.endpoint.clone(),
+                    new.conn.clone(),
+                    new.read_only,
+                    new.incoming.clone(),
+                    new.resumed,
+                    new.session,
+                    new.kept_session,
+                ),
+                // Nothing to take from a link that never connected.
+                Err(_) => return,
+            };
         let mut current = self.current.write().unwrap_or_else(PoisonError::into_inner);
         let epoch = current.as_ref().map_or(0, |c| c.epoch.saturating_add(1));
         *current = Ok(Connected {
@@ -78,6 +81,8 @@ impl Link {
             epoch,
             incoming,
             resumed,
+            session,
+            kept_session,
         });
         self.made.count(resumed);
     }

@@ -19,12 +19,14 @@ use rustls::pki_types::CertificateDer;
 use tokio::sync::Semaphore;
 
 use super::identity::{Fingerprint, Identity};
-use super::stream::{ReadFrameError, read_frame, read_sole_frame};
+use super::kept::{Ended, Holder, Sessions};
+use super::stream::{ReadFrameError, read_frame};
 use super::trust::{ClientVerifier, LiveClients};
 use super::{ErrorChain, Liveness, TransportError, code, provider, transport_config};
 use crate::errno::Errno;
 use crate::proto::{
-    ALPN, Call, Credentials, Hello, PROTOCOL_VERSION, Request, Response, Welcome, frame,
+    ALPN, Call, Credentials, Hello, HelloVersion, PROTOCOL_VERSION, Request, Response,
+    SessionToken, Welcome, frame,
 };
 
 /// What a connection's requests run against. One per connection; dropped
@@ -59,6 +61,18 @@ pub trait Session: Send + Sync + 'static {
     /// The connection is gone: requests that wait (for a lock) stop
     /// waiting. Requests already running still finish.
     fn close(&self) {}
+
+    /// The connection was lost and the session is kept for its client to
+    /// take up again ([`super::kept`]): waits end as at [`Session::close`],
+    /// and what cannot outlive the connection (sockets, whose bytes
+    /// travelled on it) goes now.
+    fn park(&self) {
+        self.close();
+    }
+
+    /// The client took the session up again on the connection of `peer`:
+    /// waits work again, and sockets' streams go to the new connection.
+    fn resume(&self, _peer: &Peer) {}
 }
 
 /// Why a session could not be opened; sent to the client as the close reason.
@@ -174,6 +188,7 @@ pub async fn serve_live<F, S>(
     S: Session,
 {
     let make_session = Arc::new(make_session);
+    let sessions: Registry<S> = Arc::default();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let incoming = tokio::select! {
@@ -184,9 +199,18 @@ pub async fn serve_live<F, S>(
         let Some(incoming) = incoming else { break };
         let make_session = make_session.clone();
         let clients = clients.clone();
+        let sessions = sessions.clone();
         tokio::spawn(async move {
-            connection(incoming, read_only, make_session.as_ref(), clients).await;
+            let serving = Serving {
+                read_only,
+                clients,
+                sessions,
+            };
+            connection(incoming, serving, make_session.as_ref()).await;
         });
+    }
+    for session in lock(&sessions).drain() {
+        session.close();
     }
     endpoint.close(VarInt::from_u32(code::SHUTDOWN), b"server shutting down");
     let _ = tokio::time::timeout(Duration::from_secs(2), endpoint.wait_idle()).await;
@@ -198,34 +222,100 @@ fn peer_fingerprint(conn: &quinn::Connection) -> Option<Fingerprint> {
     chain.first().map(|cert| Fingerprint::of_der(cert.as_ref()))
 }
 
-async fn connection<F, S>(
-    incoming: quinn::Incoming,
+/// Every session of one server, by token, with the connection holding
+/// each (see [`super::kept`]).
+type Registry<S> = Arc<std::sync::Mutex<Sessions<S, quinn::Connection>>>;
+
+fn lock<S>(sessions: &Registry<S>) -> std::sync::MutexGuard<'_, Sessions<S, quinn::Connection>> {
+    sessions
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// What every connection of one server shares.
+struct Serving<S> {
     read_only: bool,
-    make_session: &F,
     clients: LiveClients,
-) where
+    sessions: Registry<S>,
+}
+
+/// A connection's session, as the `Hello`/`Welcome` exchange gave it.
+struct Opened<S> {
+    session: Arc<S>,
+    token: SessionToken,
+    holder: Holder,
+}
+
+async fn connection<F, S>(incoming: quinn::Incoming, serving: Serving<S>, make_session: &F)
+where
     F: Fn(&Peer) -> Result<S, SessionError>,
     S: Session,
 {
-    let Some((peer, mut handshake)) = authenticated_peer(incoming, &clients).await else {
+    let Some((peer, mut handshake)) = authenticated_peer(incoming, &serving.clients).await else {
         return;
     };
     let span = tracing::info_span!("conn", peer = %peer.addr, client = %peer.fingerprint);
-    let Some(session) = open_session(&peer, &mut handshake, read_only, make_session, &span).await
+    let Some(opened) = open_session(&peer, &mut handshake, &serving, make_session, &span).await
     else {
         return;
     };
     tracing::info!(parent: &span, early = !handshake.is_done(), "session open");
     let started = std::time::Instant::now();
-    let (requests, ended) = accept_requests(&peer, &session, clients, handshake).await;
+    let clients = serving.clients.clone();
+    let (requests, ended) = accept_requests(&peer, &opened.session, clients, handshake).await;
     tracing::info!(
         parent: &span,
         duration = %format_args!("{:.3}s", started.elapsed().as_secs_f64()),
         requests,
-        "session ended: {ended}"
+        "session ended: {}",
+        ended.reason
     );
-    session.close();
-    // The session drops here, or when its last in-flight request finishes.
+    end_connection(&serving.sessions, opened, ended.lost, &span);
+}
+
+/// A connection ended: its session ends, or (lost, and its client asked)
+/// is kept for the client to take up again, or already went on with a
+/// newer connection. A session drops once its last in-flight request has
+/// finished.
+fn end_connection<S: Session>(
+    sessions: &Registry<S>,
+    opened: Opened<S>,
+    lost: bool,
+    span: &tracing::Span,
+) {
+    let Opened { token, holder, .. } = opened;
+    let mut registry = lock(sessions);
+    let (ended, evicted) = registry.ended(&token, holder, lost, std::time::Instant::now());
+    match ended {
+        Ended::Close(session) => session.close(),
+        Ended::Kept { session, until } => {
+            // Under the registry's lock, so a client taking it up finds it
+            // parked, never parked after it was resumed.
+            session.park();
+            let keep = until.saturating_duration_since(std::time::Instant::now());
+            tracing::info!(
+                parent: span,
+                "session kept for {}s for the client to take up again",
+                keep.as_secs()
+            );
+            let sessions = sessions.clone();
+            let span = span.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep_until(tokio::time::Instant::from_std(until)).await;
+                let expired = lock(&sessions).expire(&token, holder, std::time::Instant::now());
+                if let Some(session) = expired {
+                    tracing::info!(parent: &span, "kept session ended: its client did not come back");
+                    session.close();
+                }
+            });
+        }
+        Ended::Superseded => {}
+    }
+    drop(registry);
+    for session in evicted {
+        tracing::info!(parent: span, "kept session ended: its client keeps too many");
+        session.close();
+    }
 }
 
 /// Whether the client has completed its TLS handshake. Until then a
@@ -351,27 +441,41 @@ async fn refuse(conn: &quinn::Connection, handshake: &mut Handshake, code: u32, 
 async fn open_session<F, S>(
     peer: &Peer,
     handshake: &mut Handshake,
-    read_only: bool,
+    serving: &Serving<S>,
     make_session: &F,
     span: &tracing::Span,
-) -> Option<Arc<S>>
+) -> Option<Opened<S>>
 where
     F: Fn(&Peer) -> Result<S, SessionError>,
     S: Session,
 {
     let conn = &peer.connection;
+    let bad = |e: &(dyn std::error::Error + 'static)| {
+        let reason = ErrorChain(e).to_string();
+        tracing::info!(parent: span, "bad handshake: {reason}");
+        reason
+    };
     let (mut send, hello) = match read_hello(conn).await {
         Ok(Some(hello)) => hello,
         Ok(None) => return None,
         Err(e) => {
-            let reason = ErrorChain(&e).to_string();
-            tracing::info!(parent: span, "bad handshake: {reason}");
+            let reason = bad(&e);
             refuse(conn, handshake, code::BAD_HANDSHAKE, reason.as_bytes()).await;
             return None;
         }
     };
-    if hello.version != PROTOCOL_VERSION {
-        tracing::info!(parent: span, client_version = hello.version, "protocol version mismatch");
+    // The version first: a client of another version may send another
+    // `Hello`, and must still be told the versions differ.
+    let version = match frame::decode_frame::<HelloVersion>(&hello) {
+        Ok(v) => v.version,
+        Err(e) => {
+            let reason = bad(&e);
+            refuse(conn, handshake, code::BAD_HANDSHAKE, reason.as_bytes()).await;
+            return None;
+        }
+    };
+    if version != PROTOCOL_VERSION {
+        tracing::info!(parent: span, client_version = version, "protocol version mismatch");
         let answer = Welcome::VersionMismatch {
             server_version: PROTOCOL_VERSION,
         };
@@ -382,24 +486,95 @@ where
         }
         return None;
     }
-    let session = match make_session(peer) {
-        Ok(session) => Arc::new(session),
+    let hello = match frame::decode_frame::<Hello>(&hello) {
+        Ok(hello) => hello,
         Err(e) => {
-            tracing::warn!(parent: span, "cannot open session: {e}");
-            let reason = e.to_string();
-            refuse(conn, handshake, code::SESSION_FAILED, reason.as_bytes()).await;
+            let reason = bad(&e);
+            refuse(conn, handshake, code::BAD_HANDSHAKE, reason.as_bytes()).await;
             return None;
         }
     };
+    let keep = Duration::from_secs(hello.keep_secs.into());
+    // Taking a session up supersedes its connection: never on the word of
+    // 0-RTT data, which may be a replay, or an attempt its client already
+    // gave up on (queued while the server was paused) whose handshake
+    // never completes.
+    if hello.resume.is_some() && !handshake.done().await {
+        return None;
+    }
+    let taken_up = hello.resume.and_then(|token| {
+        let mut registry = lock(&serving.sessions);
+        let now = std::time::Instant::now();
+        let up = registry.take_up(&token, &peer.fingerprint, keep, conn.clone(), now)?;
+        // Under the registry's lock: see `end_connection`.
+        up.session.resume(peer);
+        Some((token, up))
+    });
+    let (opened, resumed) = if let Some((token, up)) = taken_up {
+        if let Some(old) = up.superseded {
+            old.close(
+                VarInt::from_u32(code::SUPERSEDED),
+                b"the client took the session up on a new connection",
+            );
+        }
+        tracing::info!(parent: span, "session taken up again");
+        let opened = Opened {
+            session: up.session,
+            token,
+            holder: up.holder,
+        };
+        (opened, true)
+    } else {
+        let session = match make_session(peer) {
+            Ok(session) => Arc::new(session),
+            Err(e) => {
+                tracing::warn!(parent: span, "cannot open session: {e}");
+                let reason = e.to_string();
+                refuse(conn, handshake, code::SESSION_FAILED, reason.as_bytes()).await;
+                return None;
+            }
+        };
+        let token = new_token()?;
+        let holder = lock(&serving.sessions).open(
+            token,
+            session.clone(),
+            peer.fingerprint,
+            keep,
+            conn.clone(),
+        );
+        let opened = Opened {
+            session,
+            token,
+            holder,
+        };
+        (opened, false)
+    };
     let welcome = Welcome::Accepted {
         version: PROTOCOL_VERSION,
-        read_only,
+        read_only: serving.read_only,
+        session: opened.token,
+        resumed,
     };
     if send.write_all(&frame::encode(&welcome)).await.is_err() {
+        // Ended before it began: not kept.
+        end_connection(&serving.sessions, opened, false, span);
         return None;
     }
     let _ = send.finish();
-    Some(session)
+    Some(opened)
+}
+
+/// A new session's token: 128 random bits from the system's generator.
+fn new_token() -> Option<SessionToken> {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 16];
+    match ring::rand::SystemRandom::new().fill(&mut bytes) {
+        Ok(()) => Some(SessionToken(bytes)),
+        Err(_) => {
+            tracing::error!("no random bytes for a session token");
+            None
+        }
+    }
 }
 
 /// Gives every stream the client opens to a [`request`] task, at most
@@ -411,7 +586,7 @@ async fn accept_requests<S: Session>(
     session: &Arc<S>,
     clients: LiveClients,
     handshake: Handshake,
-) -> (u64, String) {
+) -> (u64, ConnectionEnd) {
     let conn = &peer.connection;
     let mut requests: u64 = 0;
     let fingerprint = peer.fingerprint;
@@ -421,18 +596,18 @@ async fn accept_requests<S: Session>(
     let ended = loop {
         // The semaphore is never closed, so acquiring cannot fail.
         let Ok(permit) = executing.clone().acquire_owned().await else {
-            break "the server stopped".to_owned();
+            break ConnectionEnd::closed("the server stopped");
         };
         let accepted = tokio::select! {
             accepted = conn.accept_bi() => accepted,
             () = &mut revoked => {
                 conn.close(VarInt::from_u32(code::REVOKED), REVOKED_REASON.as_bytes());
-                break "client removed from the authorized clients".to_owned();
+                break ConnectionEnd::closed("client removed from the authorized clients");
             }
         };
         let (send, recv) = match accepted {
             Ok(streams) => streams,
-            Err(e) => break e.to_string(),
+            Err(e) => break ConnectionEnd::of(&e),
         };
         requests += 1;
         let open = allowance.open();
@@ -446,6 +621,37 @@ async fn accept_requests<S: Session>(
         ));
     };
     (requests, ended)
+}
+
+/// Why a connection's requests ended.
+struct ConnectionEnd {
+    reason: String,
+    /// Lost (silence past the idle timeout, a reset, a transport error),
+    /// rather than closed by the client, the server or a newer connection.
+    lost: bool,
+}
+
+impl ConnectionEnd {
+    fn closed(reason: &str) -> Self {
+        Self {
+            reason: reason.to_owned(),
+            lost: false,
+        }
+    }
+
+    fn of(e: &quinn::ConnectionError) -> Self {
+        use quinn::ConnectionError as E;
+        let lost = match e {
+            E::TimedOut | E::Reset | E::TransportError(_) | E::ConnectionClosed(_) => true,
+            E::ApplicationClosed(_) | E::LocallyClosed | E::VersionMismatch | E::CidsExhausted => {
+                false
+            }
+        };
+        Self {
+            reason: e.to_string(),
+            lost,
+        }
+    }
 }
 
 /// Requests quick enough to run on the connection's task: metadata calls
@@ -497,12 +703,12 @@ const HELLO_LIMIT: usize = 1024;
 /// ended first.
 async fn read_hello(
     conn: &quinn::Connection,
-) -> Result<Option<(quinn::SendStream, Hello)>, HelloError> {
+) -> Result<Option<(quinn::SendStream, Vec<u8>)>, HelloError> {
     let exchange = async {
         let Ok((send, mut recv)) = conn.accept_bi().await else {
             return Ok(None);
         };
-        let hello = read_sole_frame::<Hello>(&mut recv, HELLO_LIMIT).await?;
+        let hello = super::stream::read_whole_stream(&mut recv, HELLO_LIMIT).await?;
         Ok(Some((send, hello)))
     };
     match tokio::time::timeout(HELLO_TIMEOUT, exchange).await {

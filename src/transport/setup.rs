@@ -19,7 +19,7 @@ use super::trust::{Expectation, ServerTrust, ServerVerifier, record_known_server
 use super::{
     Liveness, Loss, MAX_STREAM_BYTES, StreamKind, TransportError, code, provider, transport_config,
 };
-use crate::proto::{ALPN, Hello, Request, Response, Welcome, frame};
+use crate::proto::{ALPN, Hello, Request, Response, SessionToken, Welcome, frame};
 
 /// Where a verifier records the certificate the server presented, so a
 /// refusal can be explained.
@@ -325,9 +325,19 @@ impl SetupContext {
 /// to the requests sent with the `Hello`.
 pub(super) struct Started {
     pub(super) conn: quinn::Connection,
-    pub(super) read_only: bool,
+    pub(super) welcomed: Welcomed,
     pub(super) resumed: bool,
     pub(super) answers: Vec<Option<Response>>,
+}
+
+/// What the server's `Welcome` said.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Welcomed {
+    pub(super) read_only: bool,
+    /// The connection's session.
+    pub(super) session: SessionToken,
+    /// Whether it is the session the `Hello` asked to take up again.
+    pub(super) kept: bool,
 }
 
 /// The QUIC and TLS handshake and the version handshake, with `first`
@@ -338,17 +348,17 @@ pub(super) struct Started {
 /// makes it a full handshake, after which all of it is sent again.
 pub(super) async fn start(
     connecting: quinn::Connecting,
-    version: u32,
+    hello: &Hello,
     first: &[Request],
 ) -> Result<Started, SetupFailure> {
-    let started = |conn, (read_only, answers), resumed| Started {
+    let started = |conn, (welcomed, answers), resumed| Started {
         conn,
-        read_only,
+        welcomed,
         resumed,
         answers,
     };
     match connecting.into_0rtt() {
-        Ok((conn, accepted)) => match exchange(&conn, version, first).await {
+        Ok((conn, accepted)) => match exchange(&conn, hello, first).await {
             Ok(done) => Ok(started(conn, done, true)),
             Err(early) => {
                 // `accepted` resolves once the handshake is done: `false`
@@ -358,13 +368,13 @@ pub(super) async fn start(
                 if accepted.await {
                     return Err(early);
                 }
-                let done = exchange(&conn, version, first).await?;
+                let done = exchange(&conn, hello, first).await?;
                 Ok(started(conn, done, false))
             }
         },
         Err(connecting) => {
             let conn = connecting.await?;
-            let done = exchange(&conn, version, first).await?;
+            let done = exchange(&conn, hello, first).await?;
             Ok(started(conn, done, false))
         }
     }
@@ -380,17 +390,17 @@ pub(super) async fn start(
 /// (`Request::safe_before_handshake`), and holds the others until then.
 async fn exchange(
     conn: &quinn::Connection,
-    version: u32,
+    hello: &Hello,
     first: &[Request],
-) -> Result<(bool, Vec<Option<Response>>), SetupFailure> {
+) -> Result<(Welcomed, Vec<Option<Response>>), SetupFailure> {
     let (mut send, mut recv) = conn.open_bi().await?;
-    send.write_all(&frame::encode(&Hello { version })).await?;
+    send.write_all(&frame::encode(hello)).await?;
     let _ = send.finish();
     let mut asked = Vec::with_capacity(first.len());
     for request in first {
         asked.push(ask(conn, request).await);
     }
-    let read_only = welcome(conn, &mut recv, version).await?;
+    let welcomed = welcome(conn, &mut recv, hello.version).await?;
     let mut answers = Vec::with_capacity(asked.len());
     for stream in asked {
         answers.push(match stream {
@@ -400,7 +410,7 @@ async fn exchange(
             None => None,
         });
     }
-    Ok((read_only, answers))
+    Ok((welcomed, answers))
 }
 
 /// Sends `request` on a stream of its own; the stream to read its answer
@@ -412,12 +422,12 @@ async fn ask(conn: &quinn::Connection, request: &Request) -> Option<quinn::RecvS
     Some(recv)
 }
 
-/// Reads the `Welcome`; returns `read_only`.
+/// Reads the `Welcome`.
 async fn welcome(
     conn: &quinn::Connection,
     recv: &mut quinn::RecvStream,
     version: u32,
-) -> Result<bool, SetupFailure> {
+) -> Result<Welcomed, SetupFailure> {
     let answer = read_sole_frame::<Welcome>(recv, HANDSHAKE_LIMIT);
     let welcome = match tokio::time::timeout(WELCOME_TIMEOUT, answer).await {
         Ok(read) => read?,
@@ -431,7 +441,13 @@ async fn welcome(
         Welcome::Accepted {
             version: server,
             read_only,
-        } if server == version => Ok(read_only),
+            session,
+            resumed,
+        } if server == version => Ok(Welcomed {
+            read_only,
+            session,
+            kept: resumed,
+        }),
         Welcome::Accepted {
             version: server, ..
         }

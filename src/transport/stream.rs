@@ -91,11 +91,20 @@ pub async fn read_sole_frame<T: DeserializeOwned>(
     recv: &mut quinn::RecvStream,
     limit: usize,
 ) -> Result<T, ReadFrameError> {
-    let bytes = recv.read_to_end(limit).await.map_err(|e| match e {
+    let bytes = read_whole_stream(recv, limit).await?;
+    Ok(frame::decode_frame(&bytes)?)
+}
+
+/// The bytes of a stream that holds one frame, not yet decoded (to decode
+/// them more than one way: a `Hello`'s version first), at most `limit`.
+pub async fn read_whole_stream(
+    recv: &mut quinn::RecvStream,
+    limit: usize,
+) -> Result<Vec<u8>, ReadFrameError> {
+    recv.read_to_end(limit).await.map_err(|e| match e {
         ReadToEndError::Read(e) => ReadFrameError::Read(e),
         ReadToEndError::TooLong => ReadFrameError::StreamTooLong { limit },
-    })?;
-    Ok(frame::decode_frame(&bytes)?)
+    })
 }
 
 fn exact_failed(e: ReadExactError) -> ReadFrameError {

@@ -295,6 +295,8 @@ async fn a_replayed_first_flight_runs_only_what_may_run_twice() {
     hello
         .write_all(&frame::encode(&Hello {
             version: crate::proto::PROTOCOL_VERSION,
+            keep_secs: 0,
+            resume: None,
         }))
         .await
         .unwrap();

@@ -428,6 +428,8 @@ pub fn frame_seeds() -> Vec<(String, Vec<u8>)> {
         "hello".to_owned(),
         frame::encode(&Hello {
             version: rscq::proto::PROTOCOL_VERSION,
+            keep_secs: 300,
+            resume: Some(rscq::proto::SessionToken([7; 16])),
         }),
     ));
     seeds.push((
@@ -435,6 +437,8 @@ pub fn frame_seeds() -> Vec<(String, Vec<u8>)> {
         frame::encode(&Welcome::Accepted {
             version: rscq::proto::PROTOCOL_VERSION,
             read_only: false,
+            session: rscq::proto::SessionToken([7; 16]),
+            resumed: true,
         }),
     ));
     seeds.push((

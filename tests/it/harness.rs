@@ -230,9 +230,20 @@ impl Running {
     /// if the process ends first.
     #[track_caller]
     pub fn wait_stdout(&mut self, needle: &str, timeout: Duration) {
+        self.wait_for(needle, timeout, Self::stdout_now, "stdout");
+    }
+
+    /// [`Running::wait_stdout`] on stderr.
+    #[track_caller]
+    pub fn wait_stderr(&mut self, needle: &str, timeout: Duration) {
+        self.wait_for(needle, timeout, Self::stderr_now, "stderr");
+    }
+
+    #[track_caller]
+    fn wait_for(&mut self, needle: &str, timeout: Duration, now: fn(&Self) -> String, which: &str) {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.stdout_now().contains(needle) {
+            if now(self).contains(needle) {
                 return;
             }
             let exited = self.child.try_wait().ok().flatten().is_some();
@@ -240,7 +251,7 @@ impl Running {
                 self.kill_group();
                 let out = self.snapshot_output();
                 panic!(
-                    "{} while waiting for {needle:?} on stdout\n{}",
+                    "{} while waiting for {needle:?} on {which}\n{}",
                     if exited { "process ended" } else { "timed out" },
                     out.dump()
                 );

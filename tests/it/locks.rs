@@ -168,9 +168,10 @@ fn locks_conflict_across_clients_and_with_the_server_and_die_with_a_client() {
     // One rscq run holds the lock: another run, and the server, see it.
     // A short idle timeout, which the server adopts for this connection
     // (QUIC takes the smaller of the two), so the client's death below is
-    // noticed in seconds.
+    // noticed in seconds, and a short grace time, for which the server
+    // keeps a lost client's session (and its locks) for it to come back.
     let mut first = Running::spawn(pair.rscq_cmd(
-        &["--idle-timeout", "5s"],
+        &["--idle-timeout", "5s", "--reconnect-grace", "5s"],
         &sh_c(&format!("exec flock {t}/lk -c 'echo held; sleep 60'")),
     ));
     first.wait_stdout("held", Duration::from_secs(20));
@@ -209,8 +210,8 @@ fn locks_conflict_across_clients_and_with_the_server_and_die_with_a_client() {
     drop(holding);
 
     // The client dies (rscq and its program killed at once): the server
-    // drops its session, and with it the lock, once the connection times
-    // out.
+    // drops its session, and with it the lock, once the connection timed
+    // out and the grace time it kept the session for is over.
     drop(first);
     let after = run_timeout(
         cmd(&["flock", "-w", "40", &on_server, "-c", "echo free"]),
@@ -251,4 +252,78 @@ fn a_lock_wait_ends_when_the_server_dies() {
         r.dump()
     );
     assert!(r.err().contains("lost"), "{}", r.dump());
+}
+
+/// Holds a record lock and an open file on the remote path `argv[1]`
+/// across whatever the test does meanwhile (`held`), until the local file
+/// `argv[2]` appears; then writes again through the same fd.
+const HOLD_ACROSS: &str = r#"
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.lockf(fd, fcntl.LOCK_EX)
+os.write(fd, b"before;")
+print("held", flush=True)
+while not os.path.exists(sys.argv[2]):
+    time.sleep(0.1)
+os.write(fd, b"after")
+os.close(fd)
+print("done", flush=True)
+"#;
+
+/// The connection is lost (the server paused past a 3 s idle timeout) while
+/// the program holds a record lock and an open file: rscq connects again,
+/// the server still keeps the session, and rscq takes it up, so the lock
+/// stays held throughout (a process on the server cannot take it after
+/// the reconnect) and the file goes on at its offset. Before, a new session
+/// got the file back by path and the lock was silently gone.
+#[test]
+fn a_lost_connection_keeps_the_session_its_locks_and_files() {
+    each_mode(|mode| {
+        let pair = Pair::new(Backend::Remote, mode);
+        let (t, on_server) = (pair.t(), pair.remote_tree.join("lk"));
+        let script = pair.env.base.join("hold.py");
+        fs::write(&script, HOLD_ACROSS).expect("write script");
+        let go = pair.local.join("go");
+        let probe = pair.env.base.join("probe.py");
+        fs::write(
+            &probe,
+            "import fcntl, os, sys\nfd = os.open(sys.argv[1], os.O_RDWR)\ntry:\n    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n    print('locked')\nexcept OSError as e:\n    print('busy', e.errno)\n",
+        )
+        .expect("write probe");
+        let mut holding = Running::spawn(pair.rscq_cmd(
+            &["--idle-timeout", "3s"],
+            &["python3", &p(&script), &format!("{t}/lk"), &p(&go)],
+        ));
+        holding.wait_stdout("held\n", Duration::from_secs(20));
+        let server = pair.server.as_ref().expect("server");
+        server.signal(nix::sys::signal::Signal::SIGSTOP);
+        std::thread::sleep(Duration::from_secs(8));
+        server.signal(nix::sys::signal::Signal::SIGCONT);
+        // Until rscq is connected again and took the session up.
+        holding.wait_stderr("connected again", Duration::from_secs(60));
+        let native = run_timeout(
+            cmd(&["python3", &p(&probe), &p(&on_server)]),
+            Duration::from_secs(10),
+        );
+        fs::write(&go, "").expect("write go");
+        let r = holding.finish(Duration::from_secs(60));
+        assert_eq!(
+            native.out(),
+            "busy 11\n",
+            "{mode:?}: the lock must still be held after the reconnect\n{}",
+            r.dump()
+        );
+        assert_eq!(r.out(), "held\ndone\n", "{mode:?}\n{}", r.dump());
+        assert_eq!(r.code(), 0, "{mode:?}\n{}", r.dump());
+        assert!(
+            r.err().contains("to the same session"),
+            "{mode:?}\n{}",
+            r.dump()
+        );
+        assert_eq!(
+            fs::read_to_string(&on_server).expect("read lk"),
+            "before;after",
+            "{mode:?}"
+        );
+    });
 }

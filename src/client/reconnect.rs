@@ -1,7 +1,8 @@
 //! A lost connection is not the end of the run: rscq connects again, with
 //! backoff, for up to the grace time (`--reconnect-grace`), and takes up
-//! the session the server kept for it (its files and locks as they were,
-//! offsets put back: [`HandleBook::position_requests`]), or gives the new
+//! the session the server kept for it (its files and locks as they were;
+//! calls in flight sent again under their numbers run at most once), or
+//! gives the new
 //! session of a restarted server every remote file the program holds
 //! ([`crate::engine::reattach`]). File calls in flight or made meanwhile
 //! wait for the new connection ([`Engine::round_trip`]); one that may have
@@ -133,8 +134,10 @@ impl Resume {
 
 impl Engine {
     /// One file request on the link, waiting through a lost connection for
-    /// the next one (within the grace time) and sending it again there,
-    /// unless it may have changed a file already.
+    /// the next one (within the grace time) and sending it again there:
+    /// under its number to a session the server kept (which runs it at
+    /// most once), and to a new session only if it cannot have changed a
+    /// file already.
     pub(super) async fn round_trip(
         &self,
         caller: Option<&Credentials>,
@@ -143,21 +146,24 @@ impl Engine {
         if !self.resume.enabled() {
             return self.link.call_as(caller, request).await;
         }
+        let numbered = self.link.number_call();
         loop {
             self.resume.ready(&self.link, None).await?;
             let epoch = self.link.epoch();
             let unsent = self.link.is_closed();
-            match self.link.call_as(caller, request).await {
+            match self.link.call_numbered(caller, request, &numbered).await {
                 Ok(response) => {
                     lock(&self.resume.book).observe(request, &response);
                     return Ok(response);
                 }
                 Err(e) if e.is_connection_lost() => {
-                    if !unsent && !lock(&self.resume.book).resendable(request) {
-                        // Done or not on the server: no way to know.
+                    self.resume.ready(&self.link, Some(epoch)).await?;
+                    let once_at_most = self.link.kept_session();
+                    if !unsent && !once_at_most && !lock(&self.resume.book).resendable(request) {
+                        // Done or not on the server, whose session is new:
+                        // no way to know.
                         return Ok(Err(Errno::EIO));
                     }
-                    self.resume.ready(&self.link, Some(epoch)).await?;
                 }
                 Err(e) => return Err(e),
             }
@@ -204,7 +210,9 @@ pub(super) async fn supervise(engine: Engine, done: Arc<std::sync::atomic::Atomi
         };
         let kept = fresh.kept_session();
         let (given, stale) = if kept {
-            (put_back_offsets(&engine, &fresh).await, 0)
+            // Every call in flight is sent again under its number and runs
+            // at most once, so the server's offsets are already right.
+            (lock(&engine.resume.book).len(), 0)
         } else {
             reattach(&engine, &fresh).await
         };
@@ -265,20 +273,6 @@ async fn connect_again(
 fn give_up(engine: &Engine, loss: Loss) {
     engine.resume.state.send_replace(State::Over(loss.clone()));
     engine.connection_failed(&TransportError::ConnectionLost(loss));
-}
-
-/// In the session the server kept, puts every handle's offset back where
-/// the replies rscq had put it; how many handles the program holds.
-async fn put_back_offsets(engine: &Engine, fresh: &Link) -> usize {
-    let (held, requests) = {
-        let book = lock(&engine.resume.book);
-        (book.len(), book.position_requests())
-    };
-    for request in requests {
-        // A handle whose seek fails is no worse than before the loss.
-        let _ = fresh.call(&request).await;
-    }
-    held
 }
 
 /// Gives the new session every handle the program holds; how many came

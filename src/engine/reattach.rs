@@ -142,26 +142,6 @@ impl HandleBook {
         }
     }
 
-    /// The requests that put every held handle's offset where the replies
-    /// that came put it, in a session the server kept: a call whose reply
-    /// was lost may have moved it on the server, and is sent again from
-    /// there. Handles whose offset is not known are left as they are.
-    pub fn position_requests(&self) -> Vec<Request> {
-        let mut handles: Vec<_> = self.held.keys().copied().collect();
-        handles.sort_unstable_by_key(|h| h.0);
-        handles
-            .into_iter()
-            .filter_map(|handle| match self.held.get(&handle)?.position {
-                Position::At(offset) => Some(Request::Lseek {
-                    handle,
-                    offset,
-                    whence: libc::SEEK_SET,
-                }),
-                Position::End | Position::Unknown => None,
-            })
-            .collect()
-    }
-
     /// The requests that give every held handle again in a new session,
     /// in handle order.
     pub fn reattach_requests(&self) -> Vec<Request> {

@@ -109,6 +109,21 @@ pub struct Call {
     /// held writes): they run with the server's own rights.
     pub creds: Option<Credentials>,
     pub request: Request,
+    /// The program's calls are numbered, so that one sent again on a new
+    /// connection to a session the server kept runs at most once (the
+    /// server answers it again from its record); `None` for rscq's own.
+    pub once: Option<Once>,
+}
+
+/// A call's number in its session, and what the client already holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub struct Once {
+    /// Unique among the client's calls in one run.
+    pub id: u64,
+    /// The client holds the answer of every call numbered below this: the
+    /// server may forget them.
+    pub acked_below: u64,
 }
 
 /// A thread's credentials as `/proc/TID/status` shows them.

@@ -17,8 +17,8 @@ use super::stream::{ReadFrameError, read_frame, read_frame_within, read_sole_fra
 use super::trust::{Expectation, ServerTrust};
 use super::{Liveness, Loss, MAX_STREAM_BYTES, StreamKind, TransportError, code};
 use crate::proto::{
-    Credentials, Hello, Incoming, PROTOCOL_VERSION, Request, Response, SessionToken, SockAddr,
-    frame,
+    Credentials, Hello, Incoming, Once, PROTOCOL_VERSION, Request, Response, SessionToken,
+    SockAddr, frame,
 };
 
 /// A TCP connection made on the server: its addresses as the server sees
@@ -67,6 +67,46 @@ pub struct Link {
     /// How many connections the link made, and how many of them resumed
     /// with 0-RTT (`--stats`).
     pub(super) made: Arc<Made>,
+    /// The numbers of the program's calls, kept across connections.
+    pub(super) numbers: Arc<CallNumbers>,
+}
+
+/// The numbers of a link's numbered calls, and those still waiting for
+/// their answers (the smallest of which the server is told: it may forget
+/// every answer below).
+#[derive(Debug)]
+pub(super) struct CallNumbers {
+    next: std::sync::atomic::AtomicU64,
+    waiting: std::sync::Mutex<std::collections::BTreeSet<u64>>,
+}
+
+impl Default for CallNumbers {
+    fn default() -> Self {
+        Self {
+            next: std::sync::atomic::AtomicU64::new(1),
+            waiting: std::sync::Mutex::default(),
+        }
+    }
+}
+
+impl CallNumbers {
+    fn waiting(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<u64>> {
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One numbered call ([`Link::number_call`]); no longer waiting once
+/// dropped (answered, or given up).
+#[derive(Debug)]
+pub struct NumberedCall {
+    id: u64,
+    numbers: Arc<CallNumbers>,
+}
+
+impl Drop for NumberedCall {
+    fn drop(&mut self) {
+        self.numbers.waiting().remove(&self.id);
+    }
 }
 
 /// A link's count of connections, for `--stats`.
@@ -299,6 +339,7 @@ impl Link {
             dial: Some(Arc::new(dial)),
             liveness,
             made,
+            numbers: Arc::default(),
         };
         Ok((link, answers))
     }
@@ -313,6 +354,7 @@ impl Link {
             dial: None,
             liveness: Liveness::default(),
             made: Arc::default(),
+            numbers: Arc::default(),
         }
     }
 
@@ -340,7 +382,40 @@ impl Link {
         caller: Option<&Credentials>,
         req: &Request,
     ) -> Result<Response, TransportError> {
-        let bytes = encode_call(caller, req);
+        self.send_call(encode_call(caller, req)).await
+    }
+
+    /// A number for one of the program's calls ([`Link::call_numbered`]),
+    /// counted as waiting for its answer until it is dropped.
+    pub fn number_call(&self) -> NumberedCall {
+        use std::sync::atomic::Ordering::Relaxed;
+        let id = self.numbers.next.fetch_add(1, Relaxed);
+        self.numbers.waiting().insert(id);
+        NumberedCall {
+            id,
+            numbers: self.numbers.clone(),
+        }
+    }
+
+    /// As [`Link::call_as`], numbered `call`: sent again under the same
+    /// number on a new connection to a session the server kept, it runs
+    /// at most once there (the server answers from its record).
+    pub async fn call_numbered(
+        &self,
+        caller: Option<&Credentials>,
+        req: &Request,
+        call: &NumberedCall,
+    ) -> Result<Response, TransportError> {
+        let acked_below = self.numbers.waiting().first().copied().unwrap_or(call.id);
+        let once = Once {
+            id: call.id,
+            acked_below,
+        };
+        self.send_call(encode_numbered_call(caller, req, Some(once)))
+            .await
+    }
+
+    async fn send_call(&self, bytes: Vec<u8>) -> Result<Response, TransportError> {
         if bytes.len() > MAX_STREAM_BYTES {
             return Err(TransportError::RequestTooLarge(bytes.len()));
         }
@@ -554,15 +629,26 @@ impl Link {
 
 /// The first frame of a request stream.
 pub(super) fn encode_call(caller: Option<&Credentials>, request: &Request) -> Vec<u8> {
+    encode_numbered_call(caller, request, None)
+}
+
+/// [`encode_call`] of a call numbered `once`.
+pub(super) fn encode_numbered_call(
+    caller: Option<&Credentials>,
+    request: &Request,
+    once: Option<Once>,
+) -> Vec<u8> {
     #[derive(serde::Serialize)]
     struct CallRef<'a> {
         creds: Option<&'a Credentials>,
         request: &'a Request,
+        once: Option<Once>,
     }
     // Encoded by reference; postcard writes the same bytes as for `Call`.
     frame::encode(&CallRef {
         creds: caller,
         request,
+        once,
     })
 }
 
@@ -586,11 +672,19 @@ mod call_tests {
             cap_effective: 0,
             cap_permitted: u64::MAX >> 23,
         };
+        let once = Once {
+            id: 7,
+            acked_below: 3,
+        };
         for caller in [None, Some(&creds)] {
             let bytes = encode_call(caller, &request);
             let call: Call = frame::decode_frame(&bytes).expect("decodes");
             assert_eq!(call.creds.as_ref(), caller);
             assert_eq!(call.request, request);
+            assert_eq!(call.once, None);
+            let bytes = encode_numbered_call(caller, &request, Some(once));
+            let call: Call = frame::decode_frame(&bytes).expect("decodes");
+            assert_eq!(call.once, Some(once));
         }
     }
 }

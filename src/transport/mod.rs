@@ -23,6 +23,7 @@ pub mod identity;
 pub mod kept;
 pub mod pump;
 mod redial;
+pub mod replies;
 pub mod server;
 mod setup;
 pub mod socket;

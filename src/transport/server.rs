@@ -20,12 +20,13 @@ use tokio::sync::Semaphore;
 
 use super::identity::{Fingerprint, Identity};
 use super::kept::{Ended, Holder, Sessions};
+use super::replies::{Begin, ReplyBook};
 use super::stream::{ReadFrameError, read_frame};
 use super::trust::{ClientVerifier, LiveClients};
 use super::{ErrorChain, Liveness, TransportError, code, provider, transport_config};
 use crate::errno::Errno;
 use crate::proto::{
-    ALPN, Call, Credentials, Hello, HelloVersion, PROTOCOL_VERSION, Request, Response,
+    ALPN, Call, Credentials, Hello, HelloVersion, Once, PROTOCOL_VERSION, Request, Response,
     SessionToken, Welcome, frame,
 };
 
@@ -224,9 +225,11 @@ fn peer_fingerprint(conn: &quinn::Connection) -> Option<Fingerprint> {
 
 /// Every session of one server, by token, with the connection holding
 /// each (see [`super::kept`]).
-type Registry<S> = Arc<std::sync::Mutex<Sessions<S, quinn::Connection>>>;
+type Registry<S> = Arc<std::sync::Mutex<Sessions<Served<S>, quinn::Connection>>>;
 
-fn lock<S>(sessions: &Registry<S>) -> std::sync::MutexGuard<'_, Sessions<S, quinn::Connection>> {
+fn lock<S>(
+    sessions: &Registry<S>,
+) -> std::sync::MutexGuard<'_, Sessions<Served<S>, quinn::Connection>> {
     sessions
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -239,9 +242,63 @@ struct Serving<S> {
     sessions: Registry<S>,
 }
 
+/// A session, and its record of the numbered calls it ran
+/// ([`super::replies`]): both outlive a connection when the session is
+/// kept.
+struct Served<S> {
+    session: S,
+    replies: std::sync::Mutex<ReplyBook>,
+    /// Woken whenever a numbered call finishes, for a copy of it sent
+    /// again meanwhile.
+    answered: tokio::sync::Notify,
+}
+
+impl<S> Served<S> {
+    fn new(session: S) -> Self {
+        Self {
+            session,
+            replies: std::sync::Mutex::default(),
+            answered: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn replies(&self) -> std::sync::MutexGuard<'_, ReplyBook> {
+        self.replies
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl<S: Session> Session for Served<S> {
+    fn execute(&self, caller: Option<&Credentials>, req: Request) -> Response {
+        self.session.execute(caller, req)
+    }
+
+    fn serve_stream(
+        &self,
+        req: Request,
+        send: quinn::SendStream,
+        recv: quinn::RecvStream,
+    ) -> impl Future<Output = ()> + Send {
+        self.session.serve_stream(req, send, recv)
+    }
+
+    fn close(&self) {
+        self.session.close();
+    }
+
+    fn park(&self) {
+        self.session.park();
+    }
+
+    fn resume(&self, peer: &Peer) {
+        self.session.resume(peer);
+    }
+}
+
 /// A connection's session, as the `Hello`/`Welcome` exchange gave it.
 struct Opened<S> {
-    session: Arc<S>,
+    session: Arc<Served<S>>,
     token: SessionToken,
     holder: Holder,
 }
@@ -526,7 +583,7 @@ where
         (opened, true)
     } else {
         let session = match make_session(peer) {
-            Ok(session) => Arc::new(session),
+            Ok(session) => Arc::new(Served::new(session)),
             Err(e) => {
                 tracing::warn!(parent: span, "cannot open session: {e}");
                 let reason = e.to_string();
@@ -583,7 +640,7 @@ fn new_token() -> Option<SessionToken> {
 /// and why it ended.
 async fn accept_requests<S: Session>(
     peer: &Peer,
-    session: &Arc<S>,
+    session: &Arc<Served<S>>,
     clients: LiveClients,
     handshake: Handshake,
 ) -> (u64, ConnectionEnd) {
@@ -745,7 +802,7 @@ async fn read_request(recv: &mut quinn::RecvStream) -> Result<Call, RequestError
 async fn request<S: Session>(
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
-    session: Arc<S>,
+    session: Arc<Served<S>>,
     permit_for_streams: tokio::sync::OwnedSemaphorePermit,
     mut handshake: Handshake,
     // Counted against the connection's stream allowance for as long as
@@ -755,6 +812,7 @@ async fn request<S: Session>(
     let Some(Call {
         creds,
         request: req,
+        once,
     }) = read_or_refuse(&mut send, &mut recv).await
     else {
         return;
@@ -772,10 +830,42 @@ async fn request<S: Session>(
         session.serve_stream(req, send, recv).await;
         return;
     }
-    let response = execute(session, creds, req).await;
-    if send.write_all(&frame::encode(&response)).await.is_ok() {
+    let answer = match once {
+        Some(once) => execute_once(session, creds, req, once).await,
+        None => frame::encode(&execute(session, creds, req).await).into(),
+    };
+    if send.write_all(&answer).await.is_ok() {
         let _ = send.finish();
     }
+}
+
+/// Runs numbered call `once` at most once in its session: a copy sent
+/// again (after a lost connection) gets the first run's answer, waiting
+/// for it if it is still running. The encoded answer.
+async fn execute_once<S: Session>(
+    session: Arc<Served<S>>,
+    caller: Option<Credentials>,
+    req: Request,
+    once: Once,
+) -> Arc<[u8]> {
+    loop {
+        // Armed before the book is read, so a finish in between wakes it.
+        let answered = session.answered.notified();
+        let mut answered = std::pin::pin!(answered);
+        answered.as_mut().enable();
+        let begin = session.replies().begin(once.id, once.acked_below);
+        match begin {
+            Begin::Run => break,
+            Begin::Running => answered.await,
+            Begin::Done(answer) => return answer,
+            Begin::Forgotten => return frame::encode::<Response>(&Err(Errno::EIO)).into(),
+        }
+    }
+    let response = execute(session.clone(), caller, req).await;
+    let answer: Arc<[u8]> = frame::encode(&response).into();
+    session.replies().finish(once.id, answer.clone());
+    session.answered.notify_waiters();
+    answer
 }
 
 /// The stream's request; `None` once a stream without one was refused

@@ -251,6 +251,7 @@ async fn send_call(
     let call = Call {
         creds: None,
         request,
+        once: None,
     };
     send.write_all(&frame::encode(&call)).await.unwrap();
     let _ = send.finish();

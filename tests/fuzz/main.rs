@@ -172,6 +172,7 @@ fn a_request_that_hangs_is_seen() {
             flags: libc::O_RDONLY,
             mode: 0,
         },
+        once: None,
     };
     let mut safe = blocking.clone();
     executor::make_safe(&mut safe.request);

@@ -658,6 +658,7 @@ pub fn mutate_calls(rng: &mut Rng, calls: &mut Vec<Call>, seeds: &[Request], dic
         calls.push(Call {
             creds: None,
             request: rng.pick(seeds).clone(),
+            once: None,
         });
         return;
     }
@@ -676,6 +677,7 @@ pub fn mutate_calls(rng: &mut Rng, calls: &mut Vec<Call>, seeds: &[Request], dic
             Call {
                 creds: None,
                 request: rng.pick(seeds).clone(),
+                once: None,
             },
         ),
         4 => {

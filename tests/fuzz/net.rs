@@ -350,7 +350,9 @@ impl NetTarget {
     async fn step(&self, session: &mut Session, step: NetStep) -> Result<String, String> {
         let fixtures = &self.fixtures;
         match step {
-            NetStep::Call(Call { creds, mut request }) => {
+            NetStep::Call(Call {
+                creds, mut request, ..
+            }) => {
                 session.confine(fixtures, &mut request);
                 let kind = crate::seeds::variant_name(&request);
                 let shown = crate::executor::shown(&request);
@@ -514,6 +516,7 @@ impl Target for NetTarget {
                 NetStep::Call(Call {
                     creds: None,
                     request: rng.pick(&self.seeds).clone(),
+                    once: None,
                 }),
             ),
             _ => match &mut steps[i] {
@@ -577,6 +580,7 @@ pub fn net_seeds() -> Vec<(String, Vec<u8>)> {
         NetStep::Call(Call {
             creds: None,
             request,
+            once: None,
         })
     };
     let mut seeds: Vec<(String, Vec<NetStep>)> = crate::seeds::every_request()

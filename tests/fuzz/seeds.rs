@@ -385,9 +385,15 @@ pub fn own_credentials() -> Credentials {
 /// with the caller's rights, as the tracer sends file calls.
 pub fn call_frame(req: &Request, index: usize) -> Vec<u8> {
     let creds = (index % 2 == 1).then(own_credentials);
+    // Every third one numbered, as the program's calls are.
+    let once = (index % 3 == 2).then(|| rscq::proto::Once {
+        id: u64::try_from(index).unwrap_or(0) + 1,
+        acked_below: 0,
+    });
     frame::encode(&Call {
         creds,
         request: req.clone(),
+        once,
     })
 }
 

@@ -127,3 +127,84 @@ fn pause_longer_than_the_idle_timeout_is_ridden_out_by_connecting_again() {
         );
     }
 }
+
+/// Writes numbered 4 KiB chunks through one fd (no `O_APPEND`, so each
+/// `write` moves the offset) until the local file `argv[2]` appears; says
+/// how many went and whether any failed.
+const WRITER: &str = r#"
+import os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+n, failed = 0, []
+while not os.path.exists(sys.argv[2]):
+    try:
+        os.write(fd, (b"%07d\n" % n) * 512)
+        n += 1
+    except OSError as e:
+        failed.append(e.errno)
+    if n == 50:
+        print("writing", flush=True)
+os.close(fd)
+print(n, failed, flush=True)
+"#;
+
+/// The server paused past the idle timeout while the program writes
+/// without pause: a `write` is in flight when the connection is lost, and
+/// may or may not have run on the server. rscq takes the kept session up
+/// and sends it again under its number, so it runs exactly once: no write
+/// fails, and the file holds each chunk once, in order. Before, that write
+/// failed with EIO (it could not be sent again safely).
+#[test]
+fn a_write_in_flight_at_a_loss_runs_exactly_once() {
+    let runs: Vec<_> = MODES
+        .iter()
+        .map(|mode| {
+            thread::spawn(move || {
+                let mut flags = vec!["--idle-timeout", "3s"];
+                flags.extend_from_slice(mode);
+                let pair = Pair::new(Backend::Remote, &flags);
+                let script = pair.env.base.join("writer.py");
+                fs::write(&script, WRITER).expect("write script");
+                let stop = pair.local.join("stop");
+                let target = format!("{}/written", pair.t());
+                let mut running = Running::spawn(
+                    pair.rscq_cmd(&[], &["python3", &p(&script), &target, &p(&stop)]),
+                );
+                running.wait_stdout("writing\n", Duration::from_secs(30));
+                let server = pair.server.as_ref().expect("server");
+                server.signal(Signal::SIGSTOP);
+                thread::sleep(Duration::from_secs(8));
+                server.signal(Signal::SIGCONT);
+                running.wait_stderr("connected again", Duration::from_secs(60));
+                // Some writes on the new connection too.
+                thread::sleep(Duration::from_millis(500));
+                fs::write(&stop, "").expect("write stop");
+                let r = running.finish(Duration::from_secs(60));
+                (mode, pair, r)
+            })
+        })
+        .collect();
+    for run in runs {
+        let (mode, pair, r) = run.join().expect("run thread");
+        assert_eq!(r.code(), 0, "{mode:?}\n{}", r.dump());
+        let last = r.out().lines().last().unwrap_or_default().to_owned();
+        let (n, failed) = last.split_once(' ').expect("count and failures");
+        assert_eq!(failed, "[]", "{mode:?}: no write may fail\n{}", r.dump());
+        let n: usize = n.parse().expect("count");
+        let expected: Vec<u8> = (0..n)
+            .flat_map(|i| format!("{i:07}\n").repeat(512).into_bytes())
+            .collect();
+        let written = fs::read(pair.remote_tree.join("written")).expect("read written");
+        assert!(
+            written == expected,
+            "{mode:?}: the file must hold each of the {n} chunks once, in order ({} bytes, expected {})\n{}",
+            written.len(),
+            expected.len(),
+            r.dump()
+        );
+        assert!(
+            r.err().contains("to the same session"),
+            "{mode:?}\n{}",
+            r.dump()
+        );
+    }
+}

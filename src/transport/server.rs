@@ -468,6 +468,7 @@ pub fn runs_inline(req: &Request) -> bool {
             | Request::CancelWait { .. }
             | Request::TcpBind { .. }
             | Request::TcpSetOption { .. }
+            | Request::TcpGetInfo { .. }
             | Request::TcpListen { .. }
             | Request::TcpUnbind { .. }
     )

@@ -13,10 +13,12 @@
 //! own, bound to the hold port as well, connects to the program's socket;
 //! the two SYNs cross (TCP simultaneous open, RFC 9293 §3.5) and both ends
 //! are established within microseconds. On success that socket is the
-//! pump's end. On failure it is reset at once: the program's socket then
+//! pump's end. On failure it fails at once: with the server's errno where
+//! an ICMP error rscq sends can make the kernel say it (with `CAP_NET_RAW`,
+//! see [`super::held_error`]), else by a reset. The program's socket then
 //! polls as a failed connect does (`POLLERR|POLLHUP`), and `SO_ERROR`, which
-//! rscq traps for such a socket, gives the server's errno (the kernel alone
-//! could only say ECONNRESET).
+//! rscq traps for such a socket, gives the server's errno (after a reset
+//! the kernel alone could only say ECONNRESET).
 //!
 //! A program that closes its socket meanwhile makes it vanish from the
 //! kernel's TCP table; the connect on the server is then abandoned.
@@ -39,6 +41,7 @@ use crate::errno::Errno;
 /// microseconds, so running out means the program's socket is gone.
 const CROSS_TIMEOUT: Duration = Duration::from_secs(2);
 
+use super::held_error;
 use super::sock_diag::{self, TCP_SYN_RECV, TCP_SYN_SENT};
 
 /// A loopback listener that never accepts and drops every SYN: its backlog
@@ -159,17 +162,26 @@ impl Hold {
             .map_err(|e| Errno::from_io(&e))
     }
 
-    /// Makes the held socket's connect fail the way a refused one does, in
-    /// one step: one crossing SYN from a socket that drops everything it
-    /// receives takes the program's socket to SYN-RECV (still nothing to
-    /// poll); a second crossing socket's SYN, out of that connection's
-    /// window, makes it answer with an ACK, which that second socket, still
-    /// in SYN-SENT, answers with a RST in sequence. The program's socket is
-    /// reset before it was ever established: it polls, reads and writes as
-    /// a failed connect (`POLLIN|POLLOUT|POLLERR|POLLHUP|POLLRDHUP`, EOF,
-    /// EPIPE), and its `SO_ERROR`, ECONNRESET, is replaced by the server's
-    /// errno where rscq traps it. Returns whether the socket got there.
-    pub async fn fail(&self, held: Held) -> bool {
+    /// Makes the held socket's connect fail with `errno` as the server's
+    /// did, in one step: one crossing SYN from a socket that drops
+    /// everything it receives takes the program's socket to SYN-RECV
+    /// (still nothing to poll). Where the local kernel can give `errno`
+    /// itself ([`held_error`]: an ICMP error about the socket's SYN, whose
+    /// sequence number its SYN-ACK to that crossing SYN shows; both need
+    /// raw sockets, so `CAP_NET_RAW`), it fails the socket with it, and the
+    /// program's first read, write or `connect` gets it, as after a failed
+    /// connect of its own. Otherwise a second crossing socket's SYN, out of
+    /// that connection's window, makes it answer with an ACK, which that
+    /// second socket, still in SYN-SENT, answers with a RST in sequence:
+    /// the socket is reset, and a read or write gets ECONNRESET first. Either
+    /// way it was never established: it polls as a failed connect
+    /// (`POLLIN|POLLOUT|POLLERR|POLLHUP|POLLRDHUP`), and its `SO_ERROR` is
+    /// the server's errno where rscq traps it. Returns whether the socket
+    /// got there.
+    pub async fn fail(&self, held: Held, errno: Errno) -> bool {
+        let v6 = held.local.is_ipv6();
+        let icmp = held_error::message_for(errno, v6)
+            .and_then(|(kind, code)| Some((kind, code, RawPair::open(v6, held.hold.port())?)));
         let Ok(blind) = crossing_socket(held.hold, true) else {
             return false;
         };
@@ -178,6 +190,14 @@ impl Hold {
             return false;
         }
         drop(blind);
+        if let Some((kind, code, raw)) = icmp
+            && let Some(seq) = raw.syn_ack_seq(&held).await
+            && let Some(message) = held_error::message(kind, code, held.local, held.hold, seq)
+            && raw.send(&message, held.local.ip())
+            && wait_state(&held, |state| state.is_none()).await
+        {
+            return true;
+        }
         let Ok(resetter) = crossing_socket(held.hold, false) else {
             return false;
         };
@@ -193,6 +213,77 @@ impl Hold {
     pub fn abort(program: &OwnedFd) {
         let _ = rustix::net::shutdown(program, rustix::net::Shutdown::Both);
         let _ = rustix::net::shutdown(program, rustix::net::Shutdown::Both);
+    }
+}
+
+/// Readies a socket whose connect failed (`program` is a copy of it) for
+/// a new connect, as the kernel's `connect` after a failed one does: its
+/// pending error is taken, and returned (`None` if the program took it
+/// already), and it is disconnected.
+pub fn forget_failed(program: &OwnedFd) -> Option<Errno> {
+    let pending = rustix::net::sockopt::socket_error(program)
+        .ok()
+        .and_then(Result::err)
+        .map(Errno::from);
+    let _ = rustix::net::connect_unspec(program);
+    pending
+}
+
+/// The raw sockets of one ICMP failure ([`Hold::fail`]): one that captures
+/// the held socket's SYN-ACK (a filter lets only SYN-ACKs to the hold port
+/// reach it), one that sends the ICMP message.
+struct RawPair {
+    capture: OwnedFd,
+    icmp: OwnedFd,
+    v6: bool,
+}
+
+impl RawPair {
+    /// `None` without `CAP_NET_RAW`.
+    fn open(v6: bool, hold_port: u16) -> Option<Self> {
+        use rustix::net::{SocketFlags, SocketType, ipproto, socket_with};
+        let (family, icmp) = if v6 {
+            (AddressFamily::INET6, ipproto::ICMPV6)
+        } else {
+            (AddressFamily::INET, ipproto::ICMP)
+        };
+        let flags = SocketFlags::CLOEXEC | SocketFlags::NONBLOCK;
+        let capture = socket_with(family, SocketType::RAW, flags, Some(ipproto::TCP)).ok()?;
+        crate::sys::net::accept_only_syn_acks_to(&capture, !v6, hold_port).ok()?;
+        // What came before the filter was attached.
+        let mut buf = [0u8; 128];
+        while rustix::net::recv(&capture, &mut buf, rustix::net::RecvFlags::empty()).is_ok() {}
+        let icmp = socket_with(family, SocketType::RAW, flags, Some(icmp)).ok()?;
+        Some(Self { capture, icmp, v6 })
+    }
+
+    /// The sequence number of the held socket's SYN-ACK, once captured.
+    async fn syn_ack_seq(&self, held: &Held) -> Option<u32> {
+        let deadline = tokio::time::Instant::now() + CROSS_TIMEOUT;
+        let mut buf = [0u8; 128];
+        loop {
+            match rustix::net::recv(&self.capture, &mut buf, rustix::net::RecvFlags::empty()) {
+                Ok((n, _)) => {
+                    let seq = held_error::syn_ack_seq(
+                        buf.get(..n)?,
+                        self.v6,
+                        held.local.port(),
+                        held.hold.port(),
+                    );
+                    if seq.is_some() {
+                        return seq;
+                    }
+                }
+                Err(_) if tokio::time::Instant::now() > deadline => return None,
+                Err(_) => tokio::time::sleep(Duration::from_micros(200)).await,
+            }
+        }
+    }
+
+    /// Sends `message` to `to`, the held socket's address.
+    fn send(&self, message: &[u8], to: std::net::IpAddr) -> bool {
+        let to = SocketAddr::new(to, 0);
+        rustix::net::sendto(&self.icmp, message, rustix::net::SendFlags::empty(), &to).is_ok()
     }
 }
 
@@ -378,7 +469,10 @@ mod tests {
                     .unwrap()
                     .contains(OFlags::NONBLOCK)
             );
-            assert!(hold.fail(held).await, "the held socket must be reset");
+            assert!(
+                hold.fail(held, Errno(libc::ECONNRESET)).await,
+                "the held socket must be reset"
+            );
             use rustix::event::PollFlags;
             assert_eq!(
                 polled(&program),
@@ -396,6 +490,57 @@ mod tests {
             );
             assert_eq!(still_connecting(&held), Some(false));
         }
+    }
+
+    #[tokio::test]
+    async fn a_held_socket_fails_with_the_servers_errno_and_connects_again() {
+        if rustix::process::geteuid().as_raw() != 0 {
+            eprintln!("NOTICE: skipped, raw sockets need CAP_NET_RAW");
+            return;
+        }
+        let hold = Hold::bind().unwrap();
+        for (v6, errno) in [
+            (false, libc::ECONNREFUSED),
+            (true, libc::ECONNREFUSED),
+            (false, libc::EHOSTUNREACH),
+            (true, libc::ENETUNREACH),
+        ] {
+            let (program, ino) = new_socket(v6);
+            let held = hold.start(&program, ino).unwrap();
+            assert!(hold.fail(held, Errno(errno)).await, "{errno}: must fail");
+            use rustix::event::PollFlags;
+            assert_eq!(
+                polled(&program),
+                PollFlags::IN | PollFlags::OUT | PollFlags::ERR | PollFlags::HUP
+            );
+            // The first read gets the error itself, then end of file.
+            let mut buf = [0u8; 4];
+            assert_eq!(
+                rustix::io::read(&program, &mut buf),
+                Err(rustix::io::Errno::from_raw_os_error(errno))
+            );
+            assert_eq!(rustix::io::read(&program, &mut buf), Ok(0));
+            // Taken already: a new connect may start, and works.
+            assert_eq!(forget_failed(&program), None);
+            let listener =
+                std::net::TcpListener::bind(if v6 { "[::1]:0" } else { "127.0.0.1:0" }).unwrap();
+            rustix::net::connect(&program, &listener.local_addr().unwrap()).unwrap();
+            assert_eq!(
+                rustix::net::sockopt::socket_error(&program).unwrap(),
+                Ok(())
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_failure_not_taken_yet_is_taken_by_forget_failed() {
+        let hold = Hold::bind().unwrap();
+        let (program, ino) = new_socket(false);
+        let held = hold.start(&program, ino).unwrap();
+        // No message gives ETIMEDOUT: the socket is reset.
+        assert!(hold.fail(held, Errno(libc::ETIMEDOUT)).await);
+        assert_eq!(forget_failed(&program), Some(Errno(libc::ECONNRESET)));
+        assert_eq!(forget_failed(&program), None);
     }
 
     #[test]

@@ -18,6 +18,7 @@
 pub mod coalesce;
 pub mod connect;
 mod files;
+mod held_error;
 pub mod hold;
 pub mod listeners;
 pub mod net;

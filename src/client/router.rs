@@ -108,6 +108,7 @@ impl Routes {
             | Operation::UdpSend { .. }
             | Operation::UdpRecv { .. }
             | Operation::SetSockOption { .. }
+            | Operation::TcpInfo { .. }
             | Operation::Prefetch { .. } => Route::One(self.net),
         }
     }

@@ -8,6 +8,7 @@
 use std::os::fd::OwnedFd;
 
 use super::{Engine, ReplyTo, lock};
+use crate::errno::Errno;
 use crate::proto::{Handle, Request, Response, SockAddr};
 use crate::syscall::operation::Operation;
 use crate::syscall::paths::RemoteIndex;
@@ -60,11 +61,13 @@ impl Forwarder for Engine {
                 self.start_sync_shadows(tid, paths, report);
             }
             Operation::FetchExecutable { path, copy } => self.fetch_executable(tid, path, copy),
-            Operation::SetSockOption { target, option } => {
-                if let Some(fd) = fd {
-                    self.set_sock_option(fd.ino, target, option);
-                }
-            }
+            Operation::SetSockOption { target, option } => match fd {
+                Some(fd) => return self.set_sock_option(to, fd.ino, target, option),
+                // A held thread must get an answer.
+                None if option.server_only() => return Some(Err(Errno::EBADF)),
+                None => {}
+            },
+            Operation::TcpInfo { local, peer } => self.tcp_info(to, local, peer),
             Operation::Prefetch { pumps, udp } => {
                 self.prefetch(&pumps);
                 self.udp_prefetch(&udp);

@@ -71,6 +71,8 @@ impl Engine {
         // An interruption may have put the socket in its local connecting
         // state already.
         let held = self.connects.take_held(ino);
+        let mut was_held = false;
+        let mut finished_early = None;
         let result = match (first, held) {
             (Some(outcome), None) => self.connected(dup, outcome, owner).await,
             (first, held) => match held.map_or_else(|| self.pumps.hold.start(&dup, ino), Ok) {
@@ -82,6 +84,7 @@ impl Engine {
                     self.connected(dup, outcome, owner).await
                 }
                 Ok(held) => {
+                    was_held = true;
                     // rscq keeps no copy of the socket meanwhile: the
                     // program's close must really close it.
                     drop(dup);
@@ -103,13 +106,29 @@ impl Engine {
                         Some(outcome) => Some(outcome),
                         None => self.outcome_while_held(held, &mut open).await,
                     };
-                    self.settle_held(held, outcome, owner).await
+                    let (result, waiters) = self.settle_held(held, outcome, owner).await;
+                    finished_early = waiters;
+                    result
                 }
             },
         };
         let rtt = started.elapsed();
         self.stats.record("connect", 0, 0, rtt);
-        for waiter in self.connects.finish(ino, result) {
+        let waiters = match finished_early {
+            Some(waiters) => waiters,
+            None => self.connects.finish(ino, result),
+        };
+        if was_held
+            && result.is_err()
+            && !waiters.is_empty()
+            && let Some(program) = hold::program_socket(owner.0, owner.1, ino)
+        {
+            // A blocking connect takes the failure of a held socket, as
+            // the kernel's does, and the socket may connect again.
+            self.pumps.sockets().remove(ino);
+            let _ = hold::forget_failed(&program);
+        }
+        for waiter in waiters {
             self.connect_reply(waiter.tid, waiter.op, waiter.answer(result), rtt);
         }
     }
@@ -143,6 +162,10 @@ impl Engine {
 
     /// Ends the local connect of a held program socket the way its remote
     /// connect ended (see [`hold`]); `None`: the program closed the socket.
+    /// A failure finishes the connect in [`connect::Connects`] before the
+    /// program can see it (so a `connect` that follows at once gets it, not
+    /// EALREADY): then the threads that waited are returned too, to be
+    /// answered by the caller instead of finishing it again.
     pub(super) async fn settle_held(
         &self,
         held: hold::Held,
@@ -150,19 +173,19 @@ impl Engine {
             Result<crate::transport::client::TcpOutcome, crate::transport::TransportError>,
         >,
         owner: (i32, i32),
-    ) -> Result<(), Errno> {
+    ) -> (Result<(), Errno>, Option<Vec<connect::Waiter>>) {
         let sockets = self.pumps.sockets();
         let failure = match outcome {
             // The program closed the socket (or died): dropping `open`
             // cancels the connect on the server.
             None => {
                 sockets.remove(held.ino);
-                return Err(Errno(libc::ECONNABORTED));
+                return (Err(Errno(libc::ECONNABORTED)), None);
             }
             Some(Ok(Ok(streams))) => {
                 // The program may look the moment its socket connects.
                 let carrier = self.pumps.expect(held.ino, streams, owner);
-                return match self.pumps.hold.finish(held).await {
+                let result = match self.pumps.hold.finish(held).await {
                     Ok(local) => {
                         carrier.start(local);
                         Ok(())
@@ -172,21 +195,23 @@ impl Engine {
                         Err(e)
                     }
                 };
+                return (result, None);
             }
             Some(Ok(Err(e))) => e,
             Some(Err(e)) => self.connect_failed(&e),
         };
         // Known before the program can see the failure, so that no
-        // `SO_ERROR` in between reads 0.
+        // `SO_ERROR` in between reads 0, and no `connect` EALREADY.
         sockets.set_connect_error(held.ino, failure);
-        if !self.pumps.hold.fail(held).await {
+        let waiters = self.connects.finish(held.ino, Err(failure));
+        if !self.pumps.hold.fail(held, failure).await {
             match hold::program_socket(owner.0, owner.1, held.ino) {
                 Some(program) => hold::Hold::abort(&program),
                 // No process of the program holds it any more.
                 None => sockets.remove(held.ino),
             }
         }
-        Err(failure)
+        (Err(failure), Some(waiters))
     }
 
     /// The end of a remote connect whose program socket is not attached
@@ -263,8 +288,25 @@ impl Engine {
                 self.connect_reply(tid, op, Err(Errno(libc::EALREADY)), Duration::ZERO);
             }
             connect::Joined::Ended(result) => {
+                let result = match result {
+                    Ok(()) => Ok(()),
+                    Err(failure) => Err(self.after_failed_connect(ino, &dup, failure)),
+                };
                 self.connect_reply(tid, op, result, Duration::ZERO);
             }
+        }
+    }
+
+    /// The first `connect` on socket `ino` (`dup` is rscq's copy) after
+    /// its earlier connect failed with `failure` while nobody waited: as
+    /// the kernel's, it returns that failure, or ECONNABORTED if the
+    /// program already took it (`SO_ERROR`, a read or a write), and the
+    /// socket may then connect again.
+    fn after_failed_connect(&self, ino: u64, dup: &OwnedFd, failure: Errno) -> Errno {
+        self.pumps.sockets().remove(ino);
+        match hold::forget_failed(dup) {
+            Some(_) => failure,
+            None => Errno(libc::ECONNABORTED),
         }
     }
 
@@ -277,25 +319,62 @@ impl Engine {
         self.connects.interrupted(ino, tid);
     }
 
+    /// `setsockopt` of an option the server's socket needs; the thread
+    /// `to` waits for the answer only for an option that is the server's
+    /// alone ([`crate::proto::SockOption::server_only`]), which is returned
+    /// here when it needs no round trip.
     pub(super) fn set_sock_option(
         &self,
+        to: ReplyTo,
         ino: u64,
         target: Option<crate::proto::OptionTarget>,
         option: crate::proto::SockOption,
-    ) {
+    ) -> Option<crate::proto::Response> {
+        let held = option.server_only();
         let Some(target) = target else {
             // Not on the server yet: it goes with the connect or bind.
             self.options.record(ino, option);
-            return;
+            return held.then_some(Ok(Reply::Done));
         };
         let engine = self.clone();
         self.runtime.spawn(async move {
             let started = tokio::time::Instant::now();
             let request = Request::TcpSetOption { target, option };
-            if let Err(e) = engine.link.call(&request).await {
-                engine.connection_failed(&e);
+            let response = match engine.link.call(&request).await {
+                Ok(response) => response,
+                Err(e) => Err(engine.connection_failed(&e)),
+            };
+            let rtt = started.elapsed();
+            engine.stats.record("setsockopt", 0, 0, rtt);
+            if held {
+                let _ = engine
+                    .events
+                    .send(Event::reply(to.tid, to.sleep, response, rtt));
             }
-            engine.stats.record("setsockopt", 0, 0, started.elapsed());
+        });
+        None
+    }
+
+    /// `getsockopt(TCP_INFO)` of a remote connection: the server socket's
+    /// `struct tcp_info`, for `to`.
+    pub(super) fn tcp_info(
+        &self,
+        to: ReplyTo,
+        local: crate::proto::SockAddr,
+        peer: crate::proto::SockAddr,
+    ) {
+        let engine = self.clone();
+        self.runtime.spawn(async move {
+            let started = tokio::time::Instant::now();
+            let response = match engine.link.call(&Request::TcpGetInfo { local, peer }).await {
+                Ok(response) => response,
+                Err(e) => Err(engine.connection_failed(&e)),
+            };
+            let rtt = started.elapsed();
+            engine.stats.record("getsockopt", 0, 0, rtt);
+            let _ = engine
+                .events
+                .send(Event::reply(to.tid, to.sleep, response, rtt));
         });
     }
 

@@ -134,6 +134,24 @@ impl SendWindow {
         self.ack_due.take()
     }
 
+    /// The peer's bytes are all delivered and it sends no more (its end
+    /// record came): everything delivered is acknowledged now, not at the
+    /// next fraction of the window, so the peer knows it all arrived.
+    /// Returns whether an acknowledgement became due.
+    pub fn acknowledge_everything(&mut self) -> bool {
+        if self.delivered == self.acknowledged {
+            return false;
+        }
+        self.acknowledged = self.delivered;
+        self.ack_due = Some(self.delivered);
+        true
+    }
+
+    /// Whether the peer has acknowledged every byte taken for it.
+    pub fn all_acknowledged(&self) -> bool {
+        self.peer_delivered >= self.taken
+    }
+
     /// How much is delivered between two acknowledgements: a fraction of
     /// the peer's window, so a peer whose window is full always gets one
     /// once its bytes are delivered (it has a whole window unacknowledged).
@@ -230,6 +248,25 @@ mod tests {
         assert!(!client.on_delivered((2 << 20) - 1));
         assert!(client.on_delivered(1));
         assert_eq!(client.take_ack(), Some(2 << 20));
+    }
+
+    #[test]
+    fn at_the_end_everything_delivered_is_acknowledged() {
+        let mut sender = SendWindow::new(CLIENT);
+        let mut receiver = SendWindow::new(SERVER);
+        sender.on_peer_windows(SERVER);
+        receiver.on_peer_windows(CLIENT);
+        sender.on_taken(1000);
+        assert!(!sender.all_acknowledged());
+        // Less than a quarter of the window: no acknowledgement is due...
+        assert!(!receiver.on_delivered(1000));
+        assert_eq!(receiver.take_ack(), None);
+        // ...until the sender's end came and everything is delivered.
+        assert!(receiver.acknowledge_everything());
+        assert_eq!(receiver.take_ack(), Some(1000));
+        assert!(!receiver.acknowledge_everything());
+        sender.on_acknowledged(1000);
+        assert!(sender.all_acknowledged());
     }
 
     /// A sender and a receiver, run against each other on plain counts:

@@ -190,6 +190,29 @@ pub enum SockOption {
     KeepIdle(u32),
     KeepInterval(u32),
     KeepCount(u32),
+    // New variants go last, so encoded requests (the fuzz corpus) keep
+    // their meaning.
+    /// `IP_TOS`: the TOS byte of the connection's packets.
+    IpTos(u8),
+    /// `TCP_CORK`.
+    Cork(bool),
+    /// `TCP_USER_TIMEOUT`, in milliseconds.
+    UserTimeout(u32),
+    /// `SO_BINDTODEVICE`: a device of the server's, by name (NUL-padded;
+    /// all zeros unbinds).
+    BindToDevice([u8; DEVICE_NAME]),
+}
+
+/// The room for a device name with its NUL (`IFNAMSIZ`).
+pub const DEVICE_NAME: usize = 16;
+
+impl SockOption {
+    /// Whether the option names something of the server's only, so it
+    /// must not be set on the program's local socket: the planner holds
+    /// the call and the engine answers it.
+    pub fn server_only(&self) -> bool {
+        matches!(self, Self::BindToDevice(_))
+    }
 }
 
 /// Which server socket a [`Request::TcpSetOption`](super::Request::TcpSetOption) is for.

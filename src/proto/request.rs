@@ -216,8 +216,9 @@ pub enum Request {
     ReadSystemFile { file: SystemFile },
     /// `connect(2)` of a TCP socket on the server. Replies
     /// [`Reply::TcpConnected`]; after that reply the same QUIC stream carries
-    /// the connection's bytes in both directions, and a finished stream
-    /// means `shutdown(SHUT_WR)`.
+    /// the connection's bytes in both directions, as records
+    /// (`super::segment`): an end record means `shutdown(SHUT_WR)`, and
+    /// the stream finishes once both sides have ended.
     TcpConnect {
         addr: SockAddr,
         /// Stop-and-wait: the stream carries [`PureOp`](super::PureOp)/[`PureReply`](super::PureReply)
@@ -356,6 +357,10 @@ pub enum Request {
         to: RemotePath,
         empty_path: bool,
     },
+    /// `getsockopt(TCP_INFO)` of the remote connection from `local` to
+    /// `peer` (its addresses as the server sees them): replies
+    /// [`Reply::Data`], the server socket's `struct tcp_info`.
+    TcpGetInfo { local: SockAddr, peer: SockAddr },
 }
 
 impl Request {
@@ -431,6 +436,7 @@ impl Request {
             | Request::TcpUnbind { .. }
             | Request::UdpBind { .. }
             | Request::TcpSetOption { .. }
+            | Request::TcpGetInfo { .. }
             | Request::Flock { .. }
             | Request::RecordLock { .. }
             | Request::ReleaseLocks { .. }
@@ -505,6 +511,7 @@ impl Request {
             | Request::TcpUnbind { .. }
             | Request::UdpBind { .. }
             | Request::TcpSetOption { .. }
+            | Request::TcpGetInfo { .. }
             | Request::ReleaseLocks { .. }
             | Request::CopyRange { .. }
             | Request::CancelWait { .. } => None,
@@ -578,6 +585,7 @@ impl Request {
             | Request::TcpUnbind { .. }
             | Request::UdpBind { .. }
             | Request::TcpSetOption { .. }
+            | Request::TcpGetInfo { .. }
             | Request::Flock { .. }
             | Request::RecordLock { .. }
             | Request::ReleaseLocks { .. }

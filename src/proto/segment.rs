@@ -5,6 +5,11 @@
 //! pump can send it again with `MSG_OOB` and the mark falls where the
 //! sender's kernel put it.
 //!
+//! An end record says the sender's socket reached its end (the peer
+//! program's `shutdown(SHUT_WR)` or close): the receiver shuts its socket's
+//! sending side down, and the stream stays open, so the receiver's
+//! acknowledgements of the other direction still come back on it.
+//!
 //! Two control records carry the send window of the other direction
 //! (`crate::engine::sendwindow`): a window record, each pump's first,
 //! says how much it keeps unacknowledged toward its peer and how much it
@@ -31,6 +36,10 @@ const ACK: u32 = CONTROL | 8;
 
 /// The header of a window record: two little-endian `u64`s follow.
 const WINDOW: u32 = CONTROL | 16;
+
+/// The header of an end record: the count of the stream's bytes before it
+/// (headers included), a little-endian `u64`, follows.
+const END: u32 = CONTROL | (1 << 29) | 8;
 
 /// The longest control payload.
 const MAX_CONTROL: usize = 16;
@@ -69,6 +78,15 @@ pub fn window_record(send: u64, receive: u64) -> [u8; HEADER + 16] {
     r
 }
 
+/// An end record: the sender's socket ended after `sent` bytes of the
+/// stream (headers included).
+pub fn end_record(sent: u64) -> [u8; HEADER + 8] {
+    let mut r = [0u8; HEADER + 8];
+    r[..HEADER].copy_from_slice(&END.to_le_bytes());
+    r[HEADER..].copy_from_slice(&sent.to_le_bytes());
+    r
+}
+
 /// One piece of what came: stream bytes, the urgent byte, or a control
 /// record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,6 +100,9 @@ pub enum Piece<'a> {
         send: u64,
         receive: u64,
     },
+    /// The peer's socket ended after this many bytes of the stream: no
+    /// data follows, acknowledgements may.
+    End(u64),
 }
 
 /// The stream held a header no pump writes: the connection is broken.
@@ -147,10 +168,10 @@ impl Deframer {
                 let word = u32::from_le_bytes(header);
                 self.state = match word {
                     w if w == URGENT | 1 => State::Urgent,
-                    ACK | WINDOW => State::Control {
+                    ACK | WINDOW | END => State::Control {
                         header: word,
                         payload: [0; MAX_CONTROL],
-                        len: usize::try_from(word & !CONTROL).map_err(|_| Malformed(word))?,
+                        len: usize::try_from(word & 0xff).map_err(|_| Malformed(word))?,
                         have: 0,
                     },
                     w if w & (URGENT | CONTROL) != 0 || w == 0 => return Err(Malformed(word)),
@@ -201,13 +222,13 @@ impl Deframer {
                     b.copy_from_slice(&payload[i * 8..i * 8 + 8]);
                     u64::from_le_bytes(b)
                 };
-                let piece = if header == ACK {
-                    Piece::Delivered(word(0))
-                } else {
-                    Piece::Window {
+                let piece = match header {
+                    ACK => Piece::Delivered(word(0)),
+                    END => Piece::End(word(0)),
+                    _ => Piece::Window {
                         send: word(0),
                         receive: word(1),
-                    }
+                    },
                 };
                 Ok((Some(piece), rest))
             }
@@ -240,7 +261,7 @@ mod tests {
                         _ => out.push((false, b.to_vec())),
                     },
                     Some(Piece::Urgent(b)) => out.push((true, vec![b])),
-                    Some(Piece::Delivered(_) | Piece::Window { .. }) | None => {}
+                    Some(Piece::Delivered(_) | Piece::Window { .. } | Piece::End(_)) | None => {}
                 }
             }
         }
@@ -326,12 +347,16 @@ mod tests {
         stream.extend_from_slice(&ack_record(0x0102_0304_0506_0708));
         stream.extend_from_slice(&urgent_record(b'!'));
         stream.extend_from_slice(&ack_record(u64::MAX));
+        stream.extend_from_slice(&end_record(2));
+        stream.extend_from_slice(&ack_record(7));
         let want = [
             "Window { send: 262144, receive: 8388608 }",
             "Data([97])",
             "Delivered(72623859790382856)",
             "Urgent(33)",
             "Delivered(18446744073709551615)",
+            "End(2)",
+            "Delivered(7)",
         ];
         for cut in 1..=stream.len() {
             assert_eq!(all_pieces(&stream, cut), want, "cut {cut}");
@@ -340,7 +365,13 @@ mod tests {
 
     #[test]
     fn control_headers_of_another_length_are_refused() {
-        for word in [CONTROL | 4, CONTROL | 9, CONTROL, CONTROL | 1 << 20] {
+        for word in [
+            CONTROL | 4,
+            CONTROL | 9,
+            CONTROL,
+            CONTROL | 1 << 20,
+            CONTROL | (1 << 29) | 16,
+        ] {
             assert_eq!(pieces(&word.to_le_bytes(), 4), Err(Malformed(word)));
         }
     }

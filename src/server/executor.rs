@@ -266,7 +266,8 @@ fn route(req: &Request) -> Family {
         | Request::TcpListen { .. }
         | Request::TcpUnbind { .. }
         | Request::UdpBind { .. }
-        | Request::TcpSetOption { .. } => Family::Stream,
+        | Request::TcpSetOption { .. }
+        | Request::TcpGetInfo { .. } => Family::Stream,
     }
 }
 

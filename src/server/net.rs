@@ -269,6 +269,12 @@ impl NetSession {
         Ok(Reply::Done)
     }
 
+    /// `getsockopt(TCP_INFO)` of a live connection.
+    pub fn tcp_info(&self, local: SockAddr, peer: SockAddr) -> Response {
+        let info = self.connections.tcp_info(local.into(), peer.into())?;
+        Ok(Reply::Data(info))
+    }
+
     pub fn unbind(&self, id: u64) -> Response {
         match self.listeners().remove(&id) {
             Some(Listener::Listening(task, copy)) => {

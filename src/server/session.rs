@@ -74,6 +74,7 @@ impl Session for ClientSession {
                 .sockets()
                 .bind(addr, reuse_addr, reuse_port, v6_only, &options),
             Request::TcpSetOption { target, option } => self.sockets().set_option(target, option),
+            Request::TcpGetInfo { local, peer } => self.sockets().tcp_info(local, peer),
             Request::TcpListen {
                 listener,
                 backlog,

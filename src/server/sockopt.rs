@@ -19,6 +19,9 @@ use crate::proto::SockOption;
 /// Sets `option` on socket `fd`.
 pub fn apply(fd: impl AsFd, option: SockOption) -> Result<(), Errno> {
     let fd = fd.as_fd();
+    if let SockOption::BindToDevice(device) = option {
+        return crate::sys::server::bind_to_device(fd, &device);
+    }
     let size = |n: u32| usize::try_from(n).map_err(|_| Errno::EINVAL);
     match option {
         SockOption::KeepAlive(on) => sockopt::set_socket_keepalive(fd, on),
@@ -40,8 +43,23 @@ pub fn apply(fd: impl AsFd, option: SockOption) -> Result<(), Errno> {
             sockopt::set_tcp_keepintvl(fd, Duration::from_secs(u64::from(secs)))
         }
         SockOption::KeepCount(n) => sockopt::set_tcp_keepcnt(fd, n),
+        SockOption::IpTos(tos) => set_tos(fd, tos),
+        SockOption::Cork(on) => sockopt::set_tcp_cork(fd, on),
+        SockOption::UserTimeout(ms) => sockopt::set_tcp_user_timeout(fd, ms),
+        SockOption::BindToDevice(_) => Ok(()),
     }
     .map_err(Errno::from)
+}
+
+/// `IP_TOS` on a socket of either family: an IPv6 socket's IPv4 traffic
+/// (a mapped peer) takes it as well, and its own traffic class is
+/// `IPV6_TCLASS`, which the program sets apart.
+fn set_tos(fd: std::os::fd::BorrowedFd<'_>, tos: u8) -> rustix::io::Result<()> {
+    match sockopt::set_ip_tos(fd, tos) {
+        // An IPv6 socket that refuses it has no IPv4 traffic to mark.
+        Err(rustix::io::Errno::NOPROTOOPT) => Ok(()),
+        other => other,
+    }
 }
 
 /// Sets every option in `options` on `fd`, stopping at the first failure.
@@ -113,6 +131,16 @@ impl Connections {
         peer: SocketAddr,
         option: SockOption,
     ) -> Result<(), Errno> {
+        apply(&self.copy_of(local, peer)?, option)
+    }
+
+    /// The `struct tcp_info` of the connection from `local` to `peer`.
+    pub fn tcp_info(&self, local: SocketAddr, peer: SocketAddr) -> Result<Vec<u8>, Errno> {
+        crate::sys::server::tcp_info(self.copy_of(local, peer)?.as_fd())
+    }
+
+    /// A copy of the connection from `local` to `peer`'s socket.
+    fn copy_of(&self, local: SocketAddr, peer: SocketAddr) -> Result<std::os::fd::OwnedFd, Errno> {
         let Some(located) = self.table().get(&(local, peer)).copied() else {
             return Err(Errno(libc::ENOTCONN));
         };
@@ -123,7 +151,7 @@ impl Connections {
         if rustix::fs::fstat(&copy).map(|st| st.st_ino).ok() != Some(located.ino) {
             return Err(Errno(libc::ENOTCONN));
         }
-        apply(&copy, option)
+        Ok(copy)
     }
 }
 
@@ -141,9 +169,24 @@ mod tests {
                 SockOption::RecvBuffer(65536),
                 SockOption::Linger(Some(0)),
                 SockOption::KeepIdle(77),
+                SockOption::IpTos(0x28),
+                SockOption::Cork(true),
+                SockOption::UserTimeout(7000),
             ],
         )
         .expect("apply");
+        assert_eq!(sockopt::ip_tos(&socket).expect("get"), 0x28);
+        assert!(sockopt::tcp_cork(&socket).expect("get"));
+        assert_eq!(sockopt::tcp_user_timeout(&socket).expect("get"), 7000);
+        let mut lo = [0u8; crate::proto::DEVICE_NAME];
+        lo[..2].copy_from_slice(b"lo");
+        apply(&socket, SockOption::BindToDevice(lo)).expect("apply");
+        let mut nothing = [0u8; crate::proto::DEVICE_NAME];
+        nothing[..9].copy_from_slice(b"no-such-0");
+        assert_eq!(
+            apply(&socket, SockOption::BindToDevice(nothing)),
+            Err(Errno(libc::ENODEV))
+        );
         assert!(sockopt::socket_keepalive(&socket).expect("get"));
         // The kernel doubles the size for its bookkeeping.
         assert_eq!(

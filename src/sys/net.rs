@@ -175,3 +175,56 @@ pub fn at_urgent_mark(socket: impl AsFd) -> std::io::Result<bool> {
     }
     Ok(at_mark != 0)
 }
+
+/// Attaches a classic BPF filter to a raw TCP socket so that only SYN-ACKs
+/// to port `port` reach it: the segment starts after an IPv4 header
+/// (`after_ipv4`) or at the TCP header (an IPv6 raw socket's). Needs no
+/// privilege beyond the raw socket's own.
+pub fn accept_only_syn_acks_to(
+    socket: impl AsFd,
+    after_ipv4: bool,
+    port: u16,
+) -> Result<(), Errno> {
+    let op = |code: u16, jt: u8, jf: u8, k: u32| libc::sock_filter { code, jt, jf, k };
+    // BPF_LD|BPF_H|BPF_IND, BPF_LD|BPF_B|BPF_IND against X (the IPv4 header's
+    // length, BPF_LDX|BPF_B|BPF_MSH), or BPF_ABS from the TCP header.
+    let (load_port, load_flags) = if after_ipv4 {
+        (0x48, 0x50)
+    } else {
+        (0x28, 0x30)
+    };
+    let mut program = vec![
+        op(load_port, 0, 0, 2),
+        op(0x15, 0, 4, u32::from(port)),
+        op(load_flags, 0, 0, 13),
+        op(0x54, 0, 0, 0x12),
+        op(0x15, 0, 1, 0x12),
+        op(0x06, 0, 0, 0xffff),
+        op(0x06, 0, 0, 0),
+    ];
+    if after_ipv4 {
+        program.insert(0, op(0xb1, 0, 0, 0));
+    }
+    let fprog = libc::sock_fprog {
+        len: u16::try_from(program.len()).map_err(|_| Errno::EINVAL)?,
+        filter: program.as_mut_ptr(),
+    };
+    let len =
+        libc::socklen_t::try_from(size_of::<libc::sock_fprog>()).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: `fprog` points at `program`, both live across the call, and
+    // `len` is the size of `fprog`; the kernel copies the filter in.
+    let rc = unsafe {
+        libc::setsockopt(
+            socket.as_fd().as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_ATTACH_FILTER,
+            std::ptr::from_ref(&fprog).cast(),
+            len,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(Errno::from_io(&std::io::Error::last_os_error()))
+    }
+}

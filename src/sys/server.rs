@@ -90,3 +90,56 @@ pub fn dup_number(fd: std::os::fd::RawFd) -> Result<std::os::fd::OwnedFd, Errno>
     // process and nothing else owns.
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(ret) })
 }
+
+/// The most of `struct tcp_info` rscq carries: the kernel's is 248 bytes
+/// today and only grows at its end, so a program asking for more gets what
+/// its kernel gives (`getsockopt` reports the length it wrote).
+pub const TCP_INFO_MAX: usize = 512;
+
+/// `getsockopt(fd, IPPROTO_TCP, TCP_INFO)`: the kernel's `struct tcp_info`
+/// of a TCP socket, as many bytes as it wrote. rustix does not wrap it.
+pub fn tcp_info(fd: BorrowedFd<'_>) -> Result<Vec<u8>, Errno> {
+    let mut buf = vec![0u8; TCP_INFO_MAX];
+    let mut len = libc::socklen_t::try_from(buf.len()).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: `buf` is a live, exclusively borrowed allocation of `len`
+    // bytes and the kernel writes at most `len` bytes into it, then the
+    // length it wrote into `len`, a live `socklen_t`. The fd is borrowed,
+    // so it stays open for the duration of the call.
+    let ret = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            buf.as_mut_ptr().cast(),
+            &raw mut len,
+        )
+    };
+    if ret < 0 {
+        return Err(Errno::from_io(&std::io::Error::last_os_error()));
+    }
+    buf.truncate(usize::try_from(len).map_err(|_| Errno::EIO)?);
+    Ok(buf)
+}
+
+/// `setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, name)`: `name` up to its
+/// first NUL (an empty name unbinds). rustix does not wrap it.
+pub fn bind_to_device(fd: BorrowedFd<'_>, name: &[u8]) -> Result<(), Errno> {
+    let len = name.iter().position(|b| *b == 0).unwrap_or(name.len());
+    let len_arg = libc::socklen_t::try_from(len).map_err(|_| Errno::EINVAL)?;
+    // SAFETY: `name` is a live borrowed slice of at least `len` bytes,
+    // which the kernel only reads. The fd is borrowed, so it stays open for
+    // the duration of the call.
+    let ret = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_BINDTODEVICE,
+            name.as_ptr().cast(),
+            len_arg,
+        )
+    };
+    if ret < 0 {
+        return Err(Errno::from_io(&std::io::Error::last_os_error()));
+    }
+    Ok(())
+}

@@ -327,7 +327,8 @@ pub fn describe_as(req: &Request, shown: Shown<'_>) -> String {
         | Request::UdpBind { .. }
         | Request::TcpListen { .. }
         | Request::TcpUnbind { .. }
-        | Request::TcpSetOption { .. } => net::trace_args(req),
+        | Request::TcpSetOption { .. }
+        | Request::TcpGetInfo { .. } => net::trace_args(req),
         Request::Uname => String::new(),
         Request::ReadSystemFile { file } => quote(file.path().as_bytes(), usize::MAX),
         Request::LookupAndList { dir, lookup } => format!(

@@ -422,6 +422,16 @@ pub fn decode_sock_option(level: i32, name: i32, value: &[u8]) -> Option<crate::
         (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE) => Some(SockOption::KeepIdle(count(0)?)),
         (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL) => Some(SockOption::KeepInterval(count(0)?)),
         (libc::IPPROTO_TCP, libc::TCP_KEEPCNT) => Some(SockOption::KeepCount(count(0)?)),
+        (libc::IPPROTO_TCP, libc::TCP_CORK) => Some(SockOption::Cork(int(0)? != 0)),
+        (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT) => Some(SockOption::UserTimeout(count(0)?)),
+        // The kernel takes an int, or a single byte (`ip_setsockopt`).
+        (libc::IPPROTO_IP, libc::IP_TOS) => {
+            let tos = match int(0) {
+                Some(v) => u8::try_from(v & 0xff).ok()?,
+                None => *value.first()?,
+            };
+            Some(SockOption::IpTos(tos))
+        }
         _ => None,
     }
 }
@@ -430,6 +440,35 @@ pub fn decode_sock_option(level: i32, name: i32, value: &[u8]) -> Option<crate::
 mod sock_option_tests {
     use super::*;
     use crate::proto::SockOption;
+
+    #[test]
+    fn tos_cork_and_user_timeout_decode() {
+        let one = 1i32.to_ne_bytes();
+        assert_eq!(
+            decode_sock_option(libc::IPPROTO_TCP, libc::TCP_CORK, &one),
+            Some(SockOption::Cork(true))
+        );
+        assert_eq!(
+            decode_sock_option(
+                libc::IPPROTO_TCP,
+                libc::TCP_USER_TIMEOUT,
+                &7000i32.to_ne_bytes()
+            ),
+            Some(SockOption::UserTimeout(7000))
+        );
+        assert_eq!(
+            decode_sock_option(libc::IPPROTO_IP, libc::IP_TOS, &0x28i32.to_ne_bytes()),
+            Some(SockOption::IpTos(0x28))
+        );
+        assert_eq!(
+            decode_sock_option(libc::IPPROTO_IP, libc::IP_TOS, &[0x48]),
+            Some(SockOption::IpTos(0x48))
+        );
+        assert_eq!(
+            decode_sock_option(libc::IPPROTO_IP, libc::IP_TOS, &[]),
+            None
+        );
+    }
 
     #[test]
     fn options_decode_from_their_values() {

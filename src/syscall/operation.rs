@@ -76,7 +76,8 @@ pub enum Operation {
     FetchExecutable { path: RemotePath, copy: Vec<u8> },
     /// The program set `option` on an INET stream socket: on the server's
     /// socket `target` now, or with its connect or bind if it has none yet.
-    /// No reply.
+    /// No reply, except for an option [`SockOption::server_only`] (`Done`
+    /// or the server's errno).
     SetSockOption {
         target: Option<OptionTarget>,
         option: SockOption,
@@ -84,6 +85,9 @@ pub enum Operation {
     /// `--pure`: one fetch on each of these pumps and remote UDP sockets,
     /// unless one is under way. No reply.
     Prefetch { pumps: Vec<u64>, udp: Vec<u64> },
+    /// `getsockopt(TCP_INFO)` of the remote connection from `local` to
+    /// `peer` (the server's addresses); replies `Data`.
+    TcpInfo { local: SockAddr, peer: SockAddr },
 }
 
 /// How the thread whose call is an [`Operation`] waits for it.
@@ -187,6 +191,7 @@ impl Operation {
                 copy: None,
             }
             .path(path),
+            Self::TcpInfo { .. } => format!("{fd}, SOL_TCP, TCP_INFO"),
             Self::SetSockOption { .. } | Self::Prefetch { .. } => String::new(),
         }
     }
@@ -280,6 +285,33 @@ impl Plan {
     ) -> Self {
         let operation = Operation::SetSockOption { target, option };
         Self::remote(operation, fd, Waiting::No)
+    }
+
+    /// `setsockopt` of an option that names something of the server's
+    /// ([`SockOption::server_only`]) on an INET stream socket: it does not
+    /// run locally; the thread is held until the engine answers.
+    pub(crate) fn server_option(fd: i32, target: Option<OptionTarget>, option: SockOption) -> Self {
+        let operation = Operation::SetSockOption { target, option };
+        Self::remote(operation, fd, Waiting::Held(Then::Zero))
+    }
+
+    /// `getsockopt(fd, SOL_TCP, TCP_INFO, value, len)` of a remote
+    /// connection: the server socket's, laid out as the kernel's (at most
+    /// `room` bytes at `value`, the length written at `len`).
+    pub(crate) fn tcp_info(
+        fd: i32,
+        local: SockAddr,
+        peer: SockAddr,
+        value: u64,
+        len: u64,
+        room: u32,
+    ) -> Self {
+        let then = Then::SockOptValue {
+            addr: value,
+            len_addr: len,
+            room,
+        };
+        Self::remote(Operation::TcpInfo { local, peer }, fd, Waiting::Held(then))
     }
 
     /// `--pure`: a wait for input on empty remote sockets; one fetch on

@@ -232,6 +232,14 @@ pub enum Then {
     /// file are released, or of a socket once the server's is: the call
     /// then runs natively.
     CloseAfterRelease,
+    /// `Data` → a `getsockopt` value: at most `room` bytes at `addr`, and
+    /// the length written at `len_addr` (a `socklen_t`), as the kernel
+    /// answers for a structure.
+    SockOptValue {
+        addr: u64,
+        len_addr: u64,
+        room: u32,
+    },
 }
 
 /// How much a `--pure` receive waits for (its flags).
@@ -638,6 +646,21 @@ fn lay_out(then: Then, reply: Reply) -> Outcome {
             ret: 0,
             writes: vec![(addr, layout::encode_utsname(&u))],
         },
+        (
+            Then::SockOptValue {
+                addr,
+                len_addr,
+                room,
+            },
+            Reply::Data(mut value),
+        ) => {
+            value.truncate(usize::try_from(room).unwrap_or(usize::MAX));
+            let len = u32::try_from(value.len()).unwrap_or(u32::MAX);
+            Outcome::Return {
+                ret: 0,
+                writes: vec![(addr, value), (len_addr, len.to_ne_bytes().to_vec())],
+            }
+        }
         (Then::Chdir { local_path }, Reply::Done) => Outcome::Chdir { local_path },
         (Then::SetFlags { key, flags }, Reply::Done) => Outcome::SetFlags { key, flags },
         // A reply of the wrong kind means a broken or hostile server; the

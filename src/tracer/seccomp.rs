@@ -163,10 +163,15 @@ pub fn build_gated(rules: &[(i64, Action)], gate: Option<u64>) -> Vec<SockFilter
             continue;
         }
         if let Action::TraceIfArg { arg, values } = action {
-            prog.push(jump(BPF_JEQ_K, nr, 0, 5));
+            // Each compare jumps over the ones after it and the allow.
+            let Ok(count) = u8::try_from(values.len()) else {
+                continue;
+            };
+            prog.push(jump(BPF_JEQ_K, nr, 0, count + 3));
             prog.push(stmt(BPF_LD_W_ABS, OFF_ARGS + 8 * u32::from(arg)));
-            prog.push(jump(BPF_JEQ_K, values[0], 2, 0));
-            prog.push(jump(BPF_JEQ_K, values[1], 1, 0));
+            for (i, value) in (0..count).zip(values) {
+                prog.push(jump(BPF_JEQ_K, *value, count - i, 0));
+            }
             prog.push(stmt(BPF_RET_K, RET_ALLOW));
             prog.push(stmt(BPF_RET_K, ret));
             continue;
@@ -285,15 +290,17 @@ mod tests {
 
     #[test]
     fn trace_if_arg_stops_only_on_its_value() {
+        const TRAPPED: &[u32] = &[
+            libc::SO_ERROR.unsigned_abs(),
+            libc::IPV6_V6ONLY.unsigned_abs(),
+            libc::TCP_INFO.unsigned_abs(),
+        ];
         let p = build(&[
             (
                 libc::SYS_getsockopt,
                 Action::TraceIfArg {
                     arg: 2,
-                    values: [
-                        libc::SO_ERROR.unsigned_abs(),
-                        libc::IPV6_V6ONLY.unsigned_abs(),
-                    ],
+                    values: TRAPPED,
                 },
             ),
             (libc::SYS_openat, Action::Trace),
@@ -301,7 +308,12 @@ mod tests {
         let nr = u32::try_from(libc::SYS_getsockopt).unwrap();
         let so_error = [3, 1, 4, 0, 0, 0];
         let v6only = [3, 41, 26, 0, 0, 0];
+        let tcp_info = [3, 6, 11, 0, 0, 0];
         let so_rcvbuf = [3, 1, 8, 0, 0, 0];
+        assert_eq!(
+            run_with_args(&p, AUDIT_ARCH_X86_64, nr, tcp_info),
+            RET_TRACE | TRAP_TAG
+        );
         assert_eq!(
             run_with_args(&p, AUDIT_ARCH_X86_64, nr, so_error),
             RET_TRACE | TRAP_TAG
@@ -512,8 +524,9 @@ mod rule_tests {
                 assert_eq!(at(arg, value ^ 1), trace, "{nr}");
             }
             Some(Action::TraceIfArg { arg, values }) => {
-                assert_eq!(at(arg, values[0]), trace, "{nr}");
-                assert_eq!(at(arg, values[1]), trace, "{nr}");
+                for value in values {
+                    assert_eq!(at(arg, *value), trace, "{nr}");
+                }
                 assert_eq!(at(arg, u32::MAX - 7), RET_ALLOW, "{nr}");
             }
         }

@@ -27,6 +27,8 @@ pub(super) struct Flow {
     window: Mutex<SendWindow>,
     /// Wakes the upstream: room opened, or an acknowledgement is due.
     pub(super) wake: Notify,
+    /// See [`Flow::peer_data_over`].
+    peer_data_over: std::sync::atomic::AtomicBool,
 }
 
 impl Flow {
@@ -34,6 +36,7 @@ impl Flow {
         Self {
             window: Mutex::new(SendWindow::new(own)),
             wake: Notify::new(),
+            peer_data_over: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -67,16 +70,43 @@ impl Flow {
         match piece {
             Piece::Delivered(n) => window.on_acknowledged(n),
             Piece::Window { send, receive } => window.on_peer_windows(Windows { send, receive }),
-            Piece::Data(_) | Piece::Urgent(_) => return,
+            Piece::Data(_) | Piece::Urgent(_) | Piece::End(_) => return,
         }
         drop(window);
         self.wake.notify_one();
     }
 
+    /// The peer's bytes are all in the socket and it sends no more: the
+    /// last acknowledgement goes now.
+    pub(super) fn acknowledge_everything(&self) {
+        if self.lock().acknowledge_everything() {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Whether the peer has written everything we sent into its socket.
+    pub(super) fn all_acknowledged(&self) -> bool {
+        self.lock().all_acknowledged()
+    }
+
     /// The peer finished its side: it acknowledges nothing more.
     pub(super) fn peer_finished(&self) {
         self.lock().on_peer_finished();
+        self.peer_data_over();
+    }
+
+    /// The peer sends no more data (its end record, its finish, or the
+    /// downstream is over): nothing more needs acknowledging, so an
+    /// upstream past its own end may finish the stream.
+    pub(super) fn peer_data_over(&self) {
+        self.peer_data_over
+            .store(true, std::sync::atomic::Ordering::Release);
         self.wake.notify_one();
+    }
+
+    pub(super) fn is_peer_data_over(&self) -> bool {
+        self.peer_data_over
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 }
 

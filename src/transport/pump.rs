@@ -80,7 +80,8 @@ const TURNAROUND_CHECK: Duration = Duration::from_millis(1);
 
 /// How the upstream read loop ended.
 enum Upstream {
-    /// The program's side ended: finish the stream.
+    /// The program's side ended: the end record goes, and the stream
+    /// finishes once the peer's side has ended too.
     Eof,
     /// Reading failed (the socket was reset): the peer delivers what was
     /// sent, then resets its socket.
@@ -348,9 +349,10 @@ impl Unsent {
 }
 
 /// Pumps until both directions are done. Half-closes pass through as
-/// `shutdown`/stream finish; a reset on either side resets the other, after
-/// the bytes sent before it (see [`RESET_AFTER`]). The server's pumps
-/// announce [`SERVER_WINDOWS`].
+/// `shutdown`/end record (the stream stays open for the acknowledgements
+/// of the other direction, and finishes once both ended); a reset on
+/// either side resets the other, after the bytes sent before it (see
+/// [`RESET_AFTER`]). The server's pumps announce [`SERVER_WINDOWS`].
 pub async fn pump(socket: TcpStream, send: quinn::SendStream, recv: quinn::RecvStream) {
     pump_with(socket, send, recv, SERVER_WINDOWS, None, None, None).await;
 }
@@ -470,11 +472,17 @@ async fn upstream(
         Upstream::Eof if shared.reset_seen.load(Ordering::Acquire) => Upstream::Failed,
         end => end,
     };
+    let mut unsent = unsent;
     match end {
         Upstream::Eof => {
             drop(upstream_end);
-            // The peer sees the finish after our last bytes, and from then
-            // on sends without waiting for acknowledgements.
+            // The peer shuts its socket down after our last bytes (the end
+            // record); the stream stays open, so that what the peer still
+            // sends is acknowledged, until it sends no more.
+            let end_record = segment::end_record(counted.sent);
+            if counted.write_raw(&end_record).await.is_ok() {
+                acknowledge_after_end(&mut counted, shared.flow, &mut unsent).await;
+            }
             let _ = send.finish();
             // Keep the stream alive until the peer has everything.
             let _ = send.stopped().await;
@@ -493,6 +501,29 @@ async fn upstream(
         Upstream::Closed => drop(upstream_end),
     }
     drop(unsent);
+}
+
+/// After our socket's end (the end record is out): writes the
+/// acknowledgements of what the peer still sends, until it sends no more;
+/// `unsent` is let go once the peer has written all we sent into its
+/// socket.
+async fn acknowledge_after_end(
+    send: &mut Counted<'_>,
+    flow: &Flow,
+    unsent: &mut Option<UnsentGuard>,
+) {
+    loop {
+        if send.acknowledge(flow).await.is_err() {
+            return;
+        }
+        if unsent.is_some() && flow.all_acknowledged() {
+            *unsent = None;
+        }
+        if flow.is_peer_data_over() {
+            return;
+        }
+        flow.wake.notified().await;
+    }
 }
 
 /// The stream-to-socket direction of [`pump_with`]: copies until the
@@ -520,6 +551,10 @@ async fn downstream(
     let mut upstream_open = true;
     // The peer finished its side: what is pending goes, then a shutdown.
     let mut finished = false;
+    // The peer's socket ended (its end record): what is pending goes, then
+    // a shutdown, and the stream is still read for the acknowledgements.
+    let mut data_over = false;
+    let mut shut = false;
     // Writing into the socket failed: it is gone, and the upstream's
     // end says how (reset, or closed).
     let mut writable = true;
@@ -528,8 +563,13 @@ async fn downstream(
             reset_on_close(wr);
             return Downstream::Reset;
         }
-        if finished && pending.is_empty() {
+        if (finished || data_over) && pending.is_empty() && !shut {
             let _ = wr.shutdown().await;
+            shut = true;
+            // All the peer sent is in the socket: it may know so.
+            shared.flow.acknowledge_everything();
+        }
+        if finished && pending.is_empty() {
             return Downstream::Finished;
         }
         // A peer keeps at most our receive window unacknowledged, and we
@@ -541,7 +581,7 @@ async fn downstream(
                 match read {
                     Ok(Some(n)) => {
                         received += u64::try_from(n).unwrap_or(u64::MAX);
-                        match take_in(&mut records, &buf[..n], &mut pending, &wr, shared) {
+                        match take_in(&mut records, &buf[..n], &mut pending, &mut data_over, &wr, shared) {
                             Ok(written) => written.err(),
                             Err(segment::Malformed(_)) => {
                                 // Not a pump's stream: the connection is broken.
@@ -649,13 +689,15 @@ fn delivered(n: usize, shared: Shared<'_>) {
 
 /// Takes in the records in `received`: data goes into the socket at once
 /// as far as it takes it without waiting, the rest (and the urgent byte,
-/// sent with `MSG_OOB`) waits in `pending`; control records go to the
-/// window. The outer error: the stream is not made of records; the inner
-/// one: writing into the socket failed.
+/// sent with `MSG_OOB`) waits in `pending`; the end record sets
+/// `data_over`; control records go to the window. The outer error: the
+/// stream is not made of records; the inner one: writing into the socket
+/// failed.
 fn take_in(
     records: &mut Deframer,
     mut received: &[u8],
     pending: &mut Pending,
+    data_over: &mut bool,
     wr: &tokio::net::tcp::OwnedWriteHalf,
     shared: Shared<'_>,
 ) -> Result<std::io::Result<()>, segment::Malformed> {
@@ -683,6 +725,10 @@ fn take_in(
             Some(Piece::Urgent(byte)) => {
                 shared.answered.store(true, Ordering::Release);
                 pending.push(Held::Urgent(byte));
+            }
+            Some(Piece::End(_)) => {
+                *data_over = true;
+                shared.flow.peer_data_over();
             }
             Some(control) => shared.flow.on_peer_record(control),
         }

@@ -731,6 +731,7 @@ pub fn runs_inline(req: &Request) -> bool {
             | Request::CancelWait { .. }
             | Request::TcpBind { .. }
             | Request::TcpSetOption { .. }
+            | Request::TcpGetInfo { .. }
             | Request::TcpListen { .. }
             | Request::TcpUnbind { .. }
     )

@@ -421,6 +421,7 @@ fn fields(req: &mut Request) -> Fields<'_> {
             OptionTarget::Connection { local, peer } => f.addrs.extend([local, peer]),
             OptionTarget::Listener(id) => f.u64s.push(id),
         },
+        Request::TcpGetInfo { local, peer } => f.addrs.extend([local, peer]),
         Request::Flock { handle, op, .. } => {
             f.handles.push(handle);
             f.i32s.push(op);

@@ -216,7 +216,8 @@ impl Session {
             Request::TcpSetOption {
                 target: OptionTarget::Connection { local, peer },
                 ..
-            } => {
+            }
+            | Request::TcpGetInfo { local, peer } => {
                 *local = to_loopback(fixtures, &self.listeners, *local, Role::TcpPeer);
                 *peer = to_loopback(fixtures, &self.listeners, *peer, Role::TcpPeer);
             }

@@ -75,6 +75,7 @@ pub fn variant_name(req: &Request) -> &'static str {
         Request::CancelWait { .. } => "cancel_wait",
         Request::Reopen { .. } => "reopen",
         Request::Reattach { .. } => "reattach",
+        Request::TcpGetInfo { .. } => "tcp_get_info",
     }
 }
 
@@ -89,6 +90,7 @@ pub fn is_network(req: &Request) -> bool {
             | Request::TcpUnbind { .. }
             | Request::UdpBind { .. }
             | Request::TcpSetOption { .. }
+            | Request::TcpGetInfo { .. }
     )
 }
 
@@ -314,6 +316,10 @@ pub fn every_request() -> Vec<Request> {
         Request::TcpSetOption {
             target: OptionTarget::Listener(1),
             option: SockOption::KeepIdle(30),
+        },
+        Request::TcpGetInfo {
+            local: LOOPBACK_V4,
+            peer: LOOPBACK_V4,
         },
         Request::Flock {
             handle: h,

@@ -77,6 +77,11 @@ pub(in crate::syscall) fn trace_args(req: &Request) -> String {
         } => format!("L{listener}, {backlog}"),
         Request::TcpUnbind { listener } => format!("L{listener}"),
         Request::TcpSetOption { target, option } => format!("{target:?}, {option:?}"),
+        Request::TcpGetInfo { local, peer } => format!(
+            "{} -> {}, TCP_INFO",
+            std::net::SocketAddr::from(*local),
+            std::net::SocketAddr::from(*peer)
+        ),
         _ => String::new(),
     }
 }

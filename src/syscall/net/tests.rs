@@ -244,6 +244,92 @@ fn getsockopt_answers_a_late_connect_error_and_dual_stack_v6only() {
 }
 
 #[test]
+fn tcp_info_of_a_remote_connection_is_the_servers() {
+    let mut t = program();
+    let fwd = net(false);
+    t.put(LEN, &104i32.to_ne_bytes());
+    let tcp_info = [
+        3,
+        libc::IPPROTO_TCP.cast_unsigned().into(),
+        libc::TCP_INFO.cast_unsigned().into(),
+        BUF,
+        LEN,
+        0,
+    ];
+    // Not remote (or still connecting): the kernel's.
+    assert_eq!(
+        plan(libc::SYS_getsockopt, tcp_info, &fwd, &mut t),
+        Plan::Native
+    );
+    connected(&mut t, 3, None);
+    let local = t.remote_sockets[&3].local;
+    assert_eq!(
+        plan(libc::SYS_getsockopt, tcp_info, &fwd, &mut t),
+        Plan::tcp_info(3, local, WEB, BUF, LEN, 104)
+    );
+    t.put(LEN, &(-1i32).to_ne_bytes());
+    assert_eq!(
+        plan(libc::SYS_getsockopt, tcp_info, &fwd, &mut t),
+        fail(libc::EINVAL)
+    );
+    // The same number at another level is not TCP_INFO.
+    let mut other = tcp_info;
+    other[1] = libc::SOL_SOCKET.cast_unsigned().into();
+    assert_eq!(
+        plan(libc::SYS_getsockopt, other, &fwd, &mut t),
+        Plan::Native
+    );
+}
+
+#[test]
+fn bind_to_device_names_a_server_device_and_never_runs_locally() {
+    let mut t = program();
+    t.put(BUF, b"to-web\0garbage");
+    let bind = |fd: u64, len: u64| {
+        [
+            fd,
+            libc::SOL_SOCKET.cast_unsigned().into(),
+            libc::SO_BINDTODEVICE.cast_unsigned().into(),
+            BUF,
+            len,
+            0,
+        ]
+    };
+    let mut device = [0u8; crate::proto::DEVICE_NAME];
+    device[..6].copy_from_slice(b"to-web");
+    assert_eq!(
+        plan(libc::SYS_setsockopt, bind(3, 14), &net(false), &mut t),
+        Plan::server_option(3, None, SockOption::BindToDevice(device))
+    );
+    // The length cuts the name, as the kernel's copy does.
+    let mut short = [0u8; crate::proto::DEVICE_NAME];
+    short[..2].copy_from_slice(b"to");
+    assert_eq!(
+        plan(libc::SYS_setsockopt, bind(3, 2), &net(false), &mut t),
+        Plan::server_option(3, None, SockOption::BindToDevice(short))
+    );
+    // A live connection gets it at once.
+    connected(&mut t, 3, None);
+    let Plan::Remote { .. } = plan(libc::SYS_setsockopt, bind(3, 14), &net(false), &mut t) else {
+        panic!("held for the server")
+    };
+    assert_eq!(
+        plan(
+            libc::SYS_setsockopt,
+            bind(3, u64::from(u32::MAX)),
+            &net(false),
+            &mut t
+        ),
+        fail(libc::EINVAL)
+    );
+    // AF_UNIX sockets are the kernel's.
+    assert_eq!(
+        plan(libc::SYS_setsockopt, bind(5, 14), &net(false), &mut t),
+        Plan::Native
+    );
+}
+
+#[test]
 fn setsockopt_passes_on_options_of_inet_stream_sockets() {
     let mut t = program();
     t.put(BUF, &1i32.to_ne_bytes());

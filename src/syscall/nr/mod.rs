@@ -29,10 +29,11 @@ pub enum Action {
         value: u32,
     },
     /// Trace only if argument `arg` (its low 32 bits) equals one of
-    /// `values`: `getsockopt` only stops for `SO_ERROR` and `IPV6_V6ONLY`.
+    /// `values`: `getsockopt` only stops for `SO_ERROR`, `IPV6_V6ONLY` and
+    /// `TCP_INFO`.
     TraceIfArg {
         arg: u8,
-        values: [u32; 2],
+        values: &'static [u32],
     },
     Errno(u16),
 }

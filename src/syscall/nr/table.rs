@@ -130,8 +130,9 @@ pub const TABLE: &[Syscall] = &[
     Syscall::new(libc::SYS_accept, "accept", NET, ON_NET),
     Syscall::new(libc::SYS_accept4, "accept4", NET, ON_NET),
     Syscall::new(libc::SYS_setsockopt, "setsockopt", NET, ON_NET),
-    // Only the result of a connect and a dual-stack bind can be the
-    // server's; every other option reads the program's own socket.
+    // Only the result of a connect, a dual-stack bind and a connection's
+    // TCP_INFO can be the server's; every other option reads the
+    // program's own socket.
     Syscall::new(
         libc::SYS_getsockopt,
         "getsockopt",
@@ -141,9 +142,10 @@ pub const TABLE: &[Syscall] = &[
             When::Net,
             Action::TraceIfArg {
                 arg: 2,
-                values: [
+                values: &[
                     libc::SO_ERROR.unsigned_abs(),
                     libc::IPV6_V6ONLY.unsigned_abs(),
+                    libc::TCP_INFO.unsigned_abs(),
                 ],
             },
         )],
@@ -185,7 +187,7 @@ pub const TABLE: &[Syscall] = &[
             When::PureNet,
             Action::TraceIfArg {
                 arg: 1,
-                values: [FIONREAD, SIOCATMARK],
+                values: &[FIONREAD, SIOCATMARK],
             },
         )],
     ),
@@ -199,7 +201,7 @@ pub const TABLE: &[Syscall] = &[
             When::Net,
             Action::TraceIfArg {
                 arg: 2,
-                values: [UDPLITE, UDPLITE],
+                values: &[UDPLITE],
             },
         )],
     ),

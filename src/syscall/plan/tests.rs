@@ -162,6 +162,41 @@ fn finish_of_data_truncates_or_is_erange() {
 }
 
 #[test]
+fn finish_of_a_sockopt_value_writes_what_fits_and_its_length() {
+    let value = |room| Then::SockOptValue {
+        addr: BUF,
+        len_addr: 0x4000,
+        room,
+    };
+    let info = || Ok(Reply::Data(vec![7u8; 232]));
+    assert_eq!(
+        fin(value(104), info()),
+        returned(
+            0,
+            vec![
+                (BUF, vec![7u8; 104]),
+                (0x4000, 104u32.to_ne_bytes().to_vec())
+            ]
+        )
+    );
+    // More room than the structure: its own length.
+    assert_eq!(
+        fin(value(4096), info()),
+        returned(
+            0,
+            vec![
+                (BUF, vec![7u8; 232]),
+                (0x4000, 232u32.to_ne_bytes().to_vec())
+            ]
+        )
+    );
+    assert_eq!(
+        fin(value(8), Err(Errno(libc::ENOTCONN))),
+        returned(-i64::from(libc::ENOTCONN), Vec::new())
+    );
+}
+
+#[test]
 fn finish_of_a_readlink_spells_absolute_targets_as_the_program_does() {
     let then = Then::Readlink { addr: BUF, cap: 64 };
     assert_eq!(

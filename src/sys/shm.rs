@@ -27,7 +27,7 @@ impl SharedWords {
     /// sealed against resizing, mapped shared and writable.
     pub fn create(name: &str, bytes: usize) -> std::io::Result<Self> {
         use rustix::fs::{MemfdFlags, SealFlags};
-        if bytes == 0 || bytes % 4096 != 0 {
+        if bytes == 0 || !bytes.is_multiple_of(4096) {
             return Err(std::io::Error::from(std::io::ErrorKind::InvalidInput));
         }
         let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;

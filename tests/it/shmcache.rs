@@ -39,14 +39,10 @@ fn many_files(pair: &Pair, files: usize) -> String {
     let dir = pair.remote_tree.join("many");
     fs::create_dir(&dir).expect("mkdir many");
     let when = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-    for i in 0..files {
+    for (i, mode) in (0..files).zip([0o600, 0o640, 0o604].into_iter().cycle()) {
         let f = dir.join(format!("f{i:04}"));
         fs::write(&f, vec![b'x'; i % 37]).expect("write");
-        fs::set_permissions(
-            &f,
-            fs::Permissions::from_mode(0o600 + (i % 3) as u32 * 0o040),
-        )
-        .expect("chmod");
+        fs::set_permissions(&f, fs::Permissions::from_mode(mode)).expect("chmod");
         fs::File::options()
             .write(true)
             .open(&f)

@@ -140,6 +140,34 @@ static int shm_find(const char *p, size_t first, size_t count, struct shm_hit *h
 	return 0;
 }
 
+/* The absolute spelling the region knows the judged path `buf` by, in
+ * `abs` (PATH_MAX_LEN bytes) if it must be built: `buf` itself when
+ * absolute; the cwd and `buf` when relative to a cwd the tracer has not
+ * marked remote (so the kernel's cwd is the one the planner would join
+ * it to); NULL otherwise (a dirfd, a remote cwd), which takes the slow
+ * path. */
+static const char *shm_key(int dirfd, const char *buf, char *abs)
+{
+	if (buf[0] == '/')
+		return buf;
+	if (buf[0] == 0 || dirfd != AT_FDCWD || (page()->flags & FLAG_CWD_MAY_BE_REMOTE))
+		return NULL;
+	/* The syscall counts the NUL. */
+	long len = fast6(SYS_getcwd, (long)abs, PATH_MAX_LEN, 0, 0, 0, 0) - 1;
+	if (len <= 0 || abs[0] != '/')
+		return NULL;
+	size_t n = 0;
+	while (n <= SHM_PATH_CAP && buf[n])
+		n++;
+	if ((size_t)len + 1 + n > SHM_PATH_CAP)
+		return NULL;
+	if (len > 1)
+		abs[len++] = '/';
+	for (size_t k = 0; k <= n; k++)
+		abs[(size_t)len + k] = buf[k];
+	return abs;
+}
+
 /* Whether the hit's entry still answers now (its TTL, as rscq's). */
 static int shm_fresh(const struct shm_hit *hit)
 {
@@ -201,15 +229,17 @@ static int writable_arg(const void *p)
 	return (uintptr_t)p >= 65536 && (uintptr_t)p < USER_SPACE_END;
 }
 
-/* The `lstat` answer rscq holds for the absolute path `buf`, as `struct
+/* The `lstat` answer rscq holds for the judged path `buf`, as `struct
  * stat` or `struct statx` (`statx_layout`) into `out`: 0, -errno, or
  * TAKE_SLOW_PATH. A following call on a symlink is not its lstat. */
-static long shm_stat(const char *buf, int follow, void *out, int statx_layout)
+static long shm_stat(int dirfd, const char *buf, int follow, void *out, int statx_layout)
 {
 	struct shm_hit hit;
+	char abs[PATH_MAX_LEN];
+	const char *key = shm_key(dirfd, buf, abs);
 	size_t first = statx_layout ? SHM_W_STATX : SHM_W_STAT;
 	size_t words = statx_layout ? 256 / 8 : 144 / 8;
-	if (!writable_arg(out) || !shm_find(buf, first, words, &hit))
+	if (key == NULL || !writable_arg(out) || !shm_find(key, first, words, &hit))
 		return TAKE_SLOW_PATH;
 	uint64_t flags = shm_flags(&hit);
 	if (!(flags & SHM_HAS_STAT) || (follow && (flags & SHM_IS_LINK)) || !shm_fresh(&hit) ||
@@ -222,14 +252,16 @@ static long shm_stat(const char *buf, int follow, void *out, int statx_layout)
 	return 0;
 }
 
-/* The answer rscq holds for readlink of the absolute path `buf`: a
+/* The answer rscq holds for readlink of the judged path `buf`: a
  * symlink's target (one use), or EINVAL for a file whose lstat rscq holds
  * unused. */
-static long shm_readlink(const char *buf, char *out, size_t size)
+static long shm_readlink(int dirfd, const char *buf, char *out, size_t size)
 {
 	struct shm_hit hit;
-	if (size == 0 || size > 0x7fffffff || !writable_arg(out) ||
-	    !shm_find(buf, SHM_W_LINK, SHM_LINK_CAP / 8, &hit) || !shm_fresh(&hit))
+	char abs[PATH_MAX_LEN];
+	const char *key = shm_key(dirfd, buf, abs);
+	if (key == NULL || size == 0 || size > 0x7fffffff || !writable_arg(out) ||
+	    !shm_find(key, SHM_W_LINK, SHM_LINK_CAP / 8, &hit) || !shm_fresh(&hit))
 		return TAKE_SLOW_PATH;
 	uint64_t flags = shm_flags(&hit);
 	if (flags & SHM_IS_LINK) {
@@ -252,8 +284,8 @@ static long shm_readlink(const char *buf, char *out, size_t size)
 static const char *const prefetched_xattrs[3] = {"security.selinux", "system.posix_acl_access",
 						 "system.posix_acl_default"};
 
-/* The absent-xattr answer rscq holds for xattr `name` of the absolute
- * path `buf`: -errno, or TAKE_SLOW_PATH. */
+/* The absent-xattr answer rscq holds for xattr `name` of the judged path
+ * `buf`: -errno, or TAKE_SLOW_PATH. */
 static long shm_xattr(const char *buf, const char *name, int follow)
 {
 	if ((uintptr_t)name < 65536 || (uintptr_t)name >= USER_SPACE_END)
@@ -268,7 +300,9 @@ static long shm_xattr(const char *buf, const char *name, int follow)
 			k = i;
 	}
 	struct shm_hit hit;
-	if (k < 0 || !shm_find(buf, 0, 0, &hit))
+	char abs[PATH_MAX_LEN];
+	const char *key = k < 0 ? NULL : shm_key(AT_FDCWD, buf, abs);
+	if (key == NULL || !shm_find(key, 0, 0, &hit))
 		return TAKE_SLOW_PATH;
 	uint64_t flags = shm_flags(&hit);
 	if (!(flags & (SHM_HAS_XATTR << k)) || (follow && (flags & SHM_IS_LINK)) || !shm_fresh(&hit) ||

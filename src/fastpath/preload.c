@@ -564,7 +564,7 @@ static long do_fstatat(int dirfd, const char *path, struct kstat *st, int flags)
 	}
 	case SLOW:
 		if (!(flags & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_EMPTY_PATH))) {
-			long r = shm_stat(buf, follow, st, 0);
+			long r = shm_stat(dirfd, buf, follow, st, 0);
 			if (r != TAKE_SLOW_PATH)
 				return done(r);
 		}
@@ -610,7 +610,7 @@ static long do_statx(int dirfd, const char *path, int flags, unsigned mask, stru
 		 * has, said in stx_mask), as the tracer writes it. */
 		if (!(flags & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_EMPTY_PATH | AT_STATX_SYNC_TYPE)) &&
 		    !(mask & STATX__RESERVED)) {
-			long r = shm_stat(buf, follow, stx, 1);
+			long r = shm_stat(dirfd, buf, follow, stx, 1);
 			if (r != TAKE_SLOW_PATH)
 				return done(r);
 		}
@@ -669,7 +669,7 @@ static long do_readlinkat(int dirfd, const char *path, char *out, size_t size)
 		return done(r);
 	}
 	case SLOW: {
-		long r = shm_readlink(buf, out, size);
+		long r = shm_readlink(dirfd, buf, out, size);
 		if (r != TAKE_SLOW_PATH)
 			return done(r);
 		break;

@@ -55,8 +55,9 @@ fn many_files(pair: &Pair, files: usize) -> String {
     format!("{}/many", pair.t())
 }
 
-/// `ls -l` of a remote directory of many files prints what it prints on
-/// the server's directory, in both modes; in default mode most of its
+/// `ls -l` of a remote directory of many files (spelled absolute, and
+/// relative to a local cwd) prints what it prints on the server's
+/// directory, in both modes; in default mode most of its
 /// calls are answered in the program (at least two per file: the `statx`
 /// and an xattr), so the run stops that many times fewer than with the
 /// region off (no statcache).
@@ -80,15 +81,25 @@ fn ls_l_of_many_remote_files_is_answered_in_the_program() {
         assert!(direct.out().lines().count() > FILES, "{}", direct.dump());
         let r = run(pair.rscq_cmd(&[], &ls(&listed))).success();
         assert_eq!(r.out(), direct.out(), "mode {mode:?}\n{}", r.dump());
+        // Relative to a local cwd (rscq runs it in `$T`): the same.
+        let relative = run(pair.rscq_cmd(&[], &ls("tree/many"))).success();
+        assert_eq!(
+            relative.out(),
+            direct.out(),
+            "mode {mode:?}\n{}",
+            relative.dump()
+        );
         if !mode.is_empty() {
             return;
         }
-        let answered = answered_in_program(&r);
-        assert!(
-            answered >= 2 * FILES as u64,
-            "{answered} answers in the program\n{}",
-            r.dump()
-        );
+        for run in [&r, &relative] {
+            let answered = answered_in_program(run);
+            assert!(
+                answered >= 2 * FILES as u64,
+                "{answered} answers in the program\n{}",
+                run.dump()
+            );
+        }
         let off = run(pair.rscq_cmd(&["--optimize", WITHOUT_STATCACHE], &ls(&listed))).success();
         assert_eq!(off.out(), direct.out(), "{}", off.dump());
         assert!(

@@ -10,6 +10,7 @@ use std::process::Command;
 fn main() {
     let source = "src/fastpath/preload.c";
     println!("cargo:rerun-if-changed={source}");
+    println!("cargo:rerun-if-changed=src/fastpath/answers.h");
     println!("cargo:rerun-if-env-changed=CC");
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let library = out.join("librscq_fastpath.so");

@@ -13,7 +13,8 @@
 //! - [`config`]: flags, TOML and rsc.config into one resolved configuration.
 //! - [`errno`]: `Errno`, the one way a forwarded call fails.
 //! - [`fastpath`]: what the tracer and the preload library that answers
-//!   local path calls in the program's own thread share.
+//!   local path calls in the program's own thread share, and the layout of
+//!   the region in which rscq offers it the statcache's answers.
 //!
 //! I/O drivers: thin loops around the cores.
 //! - [`tracer`]: the ptrace front end; the only ptrace caller.

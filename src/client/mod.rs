@@ -10,11 +10,13 @@
 //! requests, write-behind, mmap and exec reads), `tcp` (connects, binds,
 //! listens, options), `pure_io` (`--pure` socket data and UDP), `trace` (where
 //! `--trace` lines go), `reconnect` (a lost connection connected again
-//! within `--reconnect-grace`), and here the
+//! within `--reconnect-grace`), `answers` (the fast path's shared region the
+//! statcaches offer their answers in), and here the
 //! [`Engine`] itself and [`run`]. Must not call ptrace (only the tracer
 //! thread does) nor decide caching or coalescing policy (that is
 //! [`crate::engine`]'s).
 
+mod answers;
 pub mod coalesce;
 pub mod connect;
 mod files;
@@ -586,11 +588,12 @@ pub fn run(
         ));
     }
     let engines = router.engines().to_vec();
-    let fastpath_env = if options.fastpath {
+    let mut fastpath_env = if options.fastpath {
         fastpath_env(placeholders.as_ref(), &options.mounts, &system_files)
     } else {
         Vec::new()
     };
+    let answers_region = offer_answers(&engines, &options, &mut fastpath_env);
     let config = TracerConfig {
         forwarding: Arc::new(Forwarding {
             mounts: options.mounts,
@@ -648,7 +651,13 @@ pub fn run(
         engine.lost.store(true, Ordering::SeqCst);
     }
     if options.stats {
-        report_stats(&engines, stops.load(Ordering::Relaxed));
+        report_stats(
+            &engines,
+            stops.load(Ordering::Relaxed),
+            answers_region
+                .as_ref()
+                .map(answers::AnswersRegion::answered),
+        );
     }
     Ok(status)
 }
@@ -679,8 +688,28 @@ fn trace_sink(options: &RunOptions) -> Result<trace::TraceSink, ClientError> {
     }
 }
 
-/// `--stats`: each engine's table, then the stops of the whole run.
-fn report_stats(engines: &[Engine], stops: u64) {
+/// With the fast path and the statcache: the answers region every
+/// engine's statcache offers its entries in, named in the program's
+/// environment. `None` (nothing offered, as before) otherwise.
+fn offer_answers(
+    engines: &[Engine],
+    options: &RunOptions,
+    fastpath_env: &mut Vec<(OsString, OsString)>,
+) -> Option<answers::AnswersRegion> {
+    if fastpath_env.is_empty() || !options.layers.statcache {
+        return None;
+    }
+    let region = answers::AnswersRegion::create()?;
+    for (remote, engine) in engines.iter().enumerate() {
+        lock(&engine.files).set_answers_mirror(region.mirror_for(&options.mounts, remote));
+    }
+    fastpath_env.push(region.env());
+    Some(region)
+}
+
+/// `--stats`: each engine's table, then the stops of the whole run, and
+/// the calls the program answered itself from the answers region.
+fn report_stats(engines: &[Engine], stops: u64, answered_in_program: Option<u64>) {
     for engine in engines {
         eprint!("{}", engine.stats.report_of(engine.name.as_deref()));
         let (made, resumed) = engine.link.connections();
@@ -689,4 +718,7 @@ fn report_stats(engines: &[Engine], stops: u64) {
     // Every call rscq's filters stopped, forwarded or not: what the fast
     // path saves shows here.
     eprintln!("rscq: program stops: {stops}");
+    if let Some(n) = answered_in_program {
+        eprintln!("rscq: answered in the program from shared memory: {n}");
+    }
 }

@@ -57,7 +57,7 @@ use crate::proto::{
 use crate::syscall::layout;
 
 pub use dirmeta::DirMeta;
-pub use statcache::StatCache;
+pub use statcache::{EntryAnswers, Mirror, StatCache, Taken};
 
 /// Which layers are on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -722,6 +722,12 @@ impl FileEngine {
         &self.stats
     }
 
+    /// Offers the statcache's entries to the program as well
+    /// ([`StatCache::set_mirror`]).
+    pub fn set_answers_mirror(&mut self, mirror: Box<dyn Mirror>) {
+        self.stats.set_mirror(mirror);
+    }
+
     pub fn dir_meta(&self) -> &DirMeta {
         &self.dirmeta
     }
@@ -781,3 +787,6 @@ mod append_tests;
 
 #[cfg(test)]
 mod dirmeta_tests;
+
+#[cfg(test)]
+mod mirror_tests;

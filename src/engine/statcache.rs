@@ -1,6 +1,12 @@
 //! Answers prefetched with a directory listing, each usable once within a
 //! TTL, dropped at once when rscq changes the directory they describe.
 //!
+//! With a [`Mirror`] (the fast path's shared region) every entry is also
+//! offered to the program, which may give an answer itself; each change to
+//! an entry is told to the mirror as it happens (so before the call that
+//! made it goes on), and before the cache answers from an entry it takes
+//! the entry back and learns which answers the program already gave.
+//!
 //! Pure: time comes in as `now`; must not decide what to prefetch.
 
 use std::collections::HashMap;
@@ -33,6 +39,40 @@ pub struct StatCache {
     ttl: Duration,
     entries: HashMap<Vec<u8>, Entry>,
     hits: u64,
+    mirror: Option<Box<dyn Mirror>>,
+}
+
+/// The answers of one entry, as offered to a [`Mirror`].
+#[derive(Debug, Clone, Copy)]
+pub struct EntryAnswers<'a> {
+    /// After this the entry answers nothing (its fetch time plus the TTL).
+    pub expires: Instant,
+    /// The `lstat` answer, unless given already.
+    pub lstat: Option<&'a Result<Stat, Errno>>,
+    pub is_link: bool,
+    /// The symlink's target, unless given already.
+    pub link: Option<&'a [u8]>,
+    /// Each of [`PREFETCHED_XATTRS`], unless given already.
+    pub xattrs: &'a [Option<Result<Vec<u8>, Errno>>],
+}
+
+/// Which of an entry's one-use answers the program gave itself.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Taken {
+    pub lstat: bool,
+    pub link: bool,
+    pub xattrs: [bool; PREFETCHED_XATTRS.len()],
+}
+
+/// Somewhere the cache's entries are also offered to the program itself,
+/// by remote path, with the same TTL and one use each.
+pub trait Mirror: std::fmt::Debug + Send {
+    /// Offers `answers` for `path`, replacing what was offered for it.
+    fn offer(&mut self, path: &[u8], answers: &EntryAnswers<'_>);
+    /// Takes `path`'s answers back; says which the program gave meanwhile.
+    fn withdraw(&mut self, path: &[u8]) -> Taken;
+    /// Takes every answer back.
+    fn withdraw_all(&mut self);
 }
 
 fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
@@ -68,6 +108,54 @@ impl StatCache {
             ttl,
             entries: HashMap::new(),
             hits: 0,
+            mirror: None,
+        }
+    }
+
+    /// Offers every entry from now on to `mirror` as well.
+    pub fn set_mirror(&mut self, mirror: Box<dyn Mirror>) {
+        self.mirror = Some(mirror);
+    }
+
+    /// Tells the mirror what `path`'s entry now holds (or that it is gone).
+    fn mirror_entry(&mut self, path: &[u8]) {
+        let Some(mirror) = self.mirror.as_mut() else {
+            return;
+        };
+        match self.entries.get(path) {
+            Some(e) => mirror.offer(
+                path,
+                &EntryAnswers {
+                    expires: e.fetched.checked_add(self.ttl).unwrap_or(e.fetched),
+                    lstat: e.lstat.as_ref(),
+                    is_link: e.is_link,
+                    link: e.link.as_deref(),
+                    xattrs: &e.xattrs,
+                },
+            ),
+            None => {
+                mirror.withdraw(path);
+            }
+        }
+    }
+
+    /// Takes `path`'s entry back from the mirror and drops from it what
+    /// the program already used there.
+    fn take_back(&mut self, path: &[u8]) {
+        let (Some(mirror), Some(entry)) = (self.mirror.as_mut(), self.entries.get_mut(path)) else {
+            return;
+        };
+        let taken = mirror.withdraw(path);
+        if taken.lstat {
+            entry.lstat = None;
+        }
+        if taken.link {
+            entry.link = None;
+        }
+        for (slot, used) in entry.xattrs.iter_mut().zip(taken.xattrs) {
+            if used {
+                *slot = None;
+            }
         }
     }
 
@@ -87,6 +175,9 @@ impl StatCache {
     /// Forgets every entry.
     pub fn clear(&mut self) {
         self.entries.clear();
+        if let Some(mirror) = self.mirror.as_mut() {
+            mirror.withdraw_all();
+        }
     }
 
     /// Stores what a listing of `dir` brought.
@@ -104,8 +195,9 @@ impl StatCache {
                 .lstat
                 .as_ref()
                 .is_ok_and(|s| s.mode & libc::S_IFMT == libc::S_IFLNK);
+            let path = join(&dir.0, &entry.name);
             self.entries.insert(
-                join(&dir.0, &entry.name),
+                path.clone(),
                 Entry {
                     fetched: now,
                     lstat: Some(meta.lstat),
@@ -114,6 +206,7 @@ impl StatCache {
                     xattrs: meta.xattrs.iter().cloned().map(Some).collect(),
                 },
             );
+            self.mirror_entry(&path);
         }
     }
 
@@ -140,6 +233,7 @@ impl StatCache {
                 xattrs: xattrs.into_iter().map(Some).collect(),
             },
         );
+        self.mirror_entry(&path.0);
     }
 
     /// The prefetched answer to `req`, if there is a fresh, unused one. It
@@ -155,6 +249,26 @@ impl StatCache {
             } => path,
             _ => return None,
         };
+        if !self.entries.contains_key(&path.0) {
+            return None;
+        }
+        self.take_back(&path.0);
+        let answer = self.answer_from_entry(now, path, req);
+        if self.entries.get(&path.0).is_some_and(Entry::is_empty) {
+            self.entries.remove(&path.0);
+        }
+        self.mirror_entry(&path.0);
+        answer
+    }
+
+    /// [`StatCache::answer`] from `path`'s entry, once the program's own
+    /// uses of it are known.
+    fn answer_from_entry(
+        &mut self,
+        now: Instant,
+        path: &RemotePath,
+        req: &Request,
+    ) -> Option<Response> {
         let entry = self.entries.get_mut(&path.0)?;
         if now.saturating_duration_since(entry.fetched) > self.ttl {
             self.entries.remove(&path.0);
@@ -285,16 +399,26 @@ impl StatCache {
                 | Request::Rename { .. }
         );
         if relinks || touched.iter().any(|p| !is_plain(p)) || self.holds_hard_links() {
-            self.entries.clear();
+            self.clear();
             return;
         }
+        let mut gone = Vec::new();
         for path in touched {
             let dir = parent(&path).to_vec();
             self.entries.retain(|p, _| {
                 let in_dir = parent(p) == dir.as_slice();
                 let under = p.starts_with(&path) && p.get(path.len()) == Some(&b'/');
-                !(in_dir || *p == path || under)
+                let stale = in_dir || *p == path || under;
+                if stale {
+                    gone.push(p.clone());
+                }
+                !stale
             });
+        }
+        if let Some(mirror) = self.mirror.as_mut() {
+            for path in gone {
+                mirror.withdraw(&path);
+            }
         }
     }
 }

@@ -18,7 +18,7 @@ pub(super) fn stat(mode: u32, size: u64) -> Stat {
     }
 }
 
-fn meta(mode: u32, link: Option<&str>) -> EntryMeta {
+pub(super) fn meta(mode: u32, link: Option<&str>) -> EntryMeta {
     EntryMeta {
         lstat: Ok(stat(mode, 7)),
         link: link.map(|l| l.as_bytes().to_vec()),
@@ -50,7 +50,11 @@ pub(super) fn all() -> Layers {
 
 /// Opens `dir` as handle 1 without `O_DIRECTORY` (so the listing comes
 /// with the first `getdents64`) and lists it.
-fn listed(engine: &mut FileEngine, now: Instant, names: &[(&str, EntryMeta)]) -> Response {
+pub(super) fn listed(
+    engine: &mut FileEngine,
+    now: Instant,
+    names: &[(&str, EntryMeta)],
+) -> Response {
     let open = Request::Open {
         path: rp("/d"),
         flags: libc::O_RDONLY,

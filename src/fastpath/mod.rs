@@ -19,8 +19,15 @@
 //! remote directory ([`FLAG_CWD_MAY_BE_REMOTE`]), and that its fd calls
 //! stop ([`FLAG_FD_CALLS_STOP`]).
 //!
+//! Answers rscq already holds (a listing's prefetched `lstat`s, symlink
+//! targets and absent xattrs) are offered to the library in a shared
+//! region ([`shm`]), so those calls on remote paths cost no stop either.
+//!
 //! This module holds the constants both sides share, the library's bytes,
-//! and the encoding of the routed paths; it does no I/O.
+//! the encoding of the routed paths and the layout of the answers region;
+//! it does no I/O.
+
+pub mod shm;
 
 /// The stub page (the library maps it `MAP_FIXED_NOREPLACE`): its first
 /// bytes are `syscall; ret`.

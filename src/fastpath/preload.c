@@ -24,9 +24,18 @@
  * provides __errno_location and __environ at load time), no stack
  * protector, no red zone (the stub is reached by a call).
  *
- * What it must not do: answer a call whose path may be remote, change the
- * program's memory other than the caller's result buffers, or crash on a
- * path it cannot judge (it takes the slow path instead).
+ * Answers rscq holds (answers.h): when rscq names an answers region
+ * (RSCQ_FASTPATH_ANSWERS, laid out as src/fastpath/shm.rs says), a remote
+ * path's stat, lstat, statx, readlink and prefetched-xattr call is
+ * answered from it when a fresh, unused entry is there (its one use
+ * claimed first, read under the slot's seqlock); otherwise it goes to the
+ * tracer as before.
+ *
+ * What it must not do: answer a call whose path may be remote locally, give
+ * an answer from the region that rscq would not give at that moment (a
+ * stale, used or torn one), change the program's memory other than the
+ * caller's result buffers, or crash on a path it cannot judge (it takes
+ * the slow path instead).
  */
 
 #include <stddef.h>
@@ -43,6 +52,7 @@
 #define O_NOFOLLOW 0400000
 #define O_CLOEXEC 02000000
 #define O_RDWR 02
+#define CLOCK_MONOTONIC 1
 #define O_NONBLOCK 04000
 #define O_DIRECTORY 0200000
 #define O_PATH 010000000
@@ -64,10 +74,14 @@
 #define SYS_statx 332
 #define SYS_openat2 437
 #define SYS_faccessat2 439
+#define SYS_getxattr 191
+#define SYS_lgetxattr 192
+#define SYS_clock_gettime 228
 
 #define PROT_READ 1
 #define PROT_WRITE 2
 #define PROT_EXEC 4
+#define MAP_SHARED 0x01
 #define MAP_PRIVATE 0x02
 #define MAP_ANONYMOUS 0x20
 #define MAP_FIXED_NOREPLACE 0x100000
@@ -75,6 +89,7 @@
 #define S_IFMT 0170000
 #define S_IFLNK 0120000
 #define STATX_TYPE 1
+#define STATX__RESERVED 0x80000000u
 
 #define ELOOP 40
 #define ENOTDIR 20
@@ -120,6 +135,8 @@ extern char **__environ __attribute__((weak));
 extern void *fdopendir(int) __attribute__((weak));
 extern void *fdopen(int, const char *) __attribute__((weak));
 extern void *dlsym(void *, const char *) __attribute__((weak));
+struct timespec_ { long sec, nsec; };
+extern int clock_gettime(int, struct timespec_ *) __attribute__((weak));
 #define RTLD_NEXT ((void *)-1L)
 
 /* Data page the tracer writes: magic, then flags (sticky until exec). */
@@ -490,6 +507,8 @@ static long open_no_symlinks(int dirfd, const char *buf, long flags)
 	return fd;
 }
 
+#include "answers.h"
+
 /* ---- the calls ---- */
 
 static long do_openat(int dirfd, const char *path, int flags, unsigned mode)
@@ -544,6 +563,11 @@ static long do_fstatat(int dirfd, const char *path, struct kstat *st, int flags)
 		return done(r);
 	}
 	case SLOW:
+		if (!(flags & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_EMPTY_PATH))) {
+			long r = shm_stat(dirfd, buf, follow, st, 0);
+			if (r != TAKE_SLOW_PATH)
+				return done(r);
+		}
 		break;
 	}
 	/* With a name, AT_EMPTY_PATH means nothing; without it the filter
@@ -582,6 +606,14 @@ static long do_statx(int dirfd, const char *path, int flags, unsigned mask, stru
 		return done(r);
 	}
 	case SLOW:
+		/* rscq's statx answer is the same whatever the mask asks (all it
+		 * has, said in stx_mask), as the tracer writes it. */
+		if (!(flags & ~(AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT | AT_EMPTY_PATH | AT_STATX_SYNC_TYPE)) &&
+		    !(mask & STATX__RESERVED)) {
+			long r = shm_stat(dirfd, buf, follow, stx, 1);
+			if (r != TAKE_SLOW_PATH)
+				return done(r);
+		}
 		break;
 	}
 	if (path != NULL && path[0] != 0)
@@ -636,8 +668,12 @@ static long do_readlinkat(int dirfd, const char *path, char *out, size_t size)
 		fast6(SYS_close, fd, 0, 0, 0, 0, 0);
 		return done(r);
 	}
-	case SLOW:
+	case SLOW: {
+		long r = shm_readlink(dirfd, buf, out, size);
+		if (r != TAKE_SLOW_PATH)
+			return done(r);
 		break;
+	}
 	}
 	return done(slow6(SYS_readlinkat, dirfd, (long)as_judged(path, buf), (long)out, (long)size, 0, 0));
 }
@@ -756,6 +792,31 @@ EXPORT long readlink(const char *path, char *out, size_t size)
 EXPORT long readlinkat(int dirfd, const char *path, char *out, size_t size)
 {
 	return do_readlinkat(dirfd, path, out, size);
+}
+
+/* getxattr and lgetxattr: a remote path's absent prefetched xattr is
+ * answered from the region; every other call is the one libc makes. */
+static long do_getxattr(const char *path, const char *name, void *value, size_t size, int follow)
+{
+	char buf[PATH_MAX_LEN];
+	buf[0] = 0;
+	if (judge(AT_FDCWD, path, buf) == SLOW) {
+		long r = shm_xattr(buf, name, follow);
+		if (r != TAKE_SLOW_PATH)
+			return done(r);
+	}
+	return done(slow6(follow ? SYS_getxattr : SYS_lgetxattr, (long)as_judged(path, buf), (long)name, (long)value,
+			  (long)size, 0, 0));
+}
+
+EXPORT long getxattr(const char *path, const char *name, void *value, size_t size)
+{
+	return do_getxattr(path, name, value, size, 1);
+}
+
+EXPORT long lgetxattr(const char *path, const char *name, void *value, size_t size)
+{
+	return do_getxattr(path, name, value, size, 0);
 }
 
 
@@ -1166,5 +1227,6 @@ __attribute__((constructor)) static void rscq_fastpath_init(void)
 	long len = slow6(SYS_getcwd, (long)cwd, sizeof cwd, 0, 0, 0, 0);
 	if (len <= 1 || cwd[0] != '/' || routed_holds(cwd, (size_t)len - 1))
 		page()->flags |= FLAG_CWD_MAY_BE_REMOTE;
+	shm_map(env_value(ANSWERS_VAR_NAME));
 	ready = 1;
 }

@@ -7,6 +7,7 @@
 pub mod fd;
 pub mod net;
 pub mod server;
+pub mod shm;
 pub mod tracer;
 
 /// Lets glibc's allocator give freed memory back to the kernel: with an

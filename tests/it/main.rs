@@ -26,6 +26,7 @@ mod reads;
 mod remotes;
 mod restart;
 mod security;
+mod shmcache;
 mod stalls;
 mod tmpfile;
 mod uname;

@@ -206,11 +206,23 @@ impl Pumps {
         streams: TcpStreams,
         owner: (i32, i32),
     ) -> Result<(), Errno> {
-        let accepted = self.connect_local(&dup).await?;
         let ino = rustix::fs::fstat(dup.as_fd()).map_err(Errno::from)?.st_ino;
-        drop(dup);
-        self.carry(ino, accepted, streams, owner);
-        Ok(())
+        // Registered before the socket connects: another thread of the
+        // program that waits for input on it from that moment (its peer
+        // may have accepted and written, or closed, already) finds its
+        // remote side, and with `--pure` the pump its wait fetches from.
+        let carrier = self.expect(ino, streams, owner);
+        match self.connect_local(&dup).await {
+            Ok(accepted) => {
+                drop(dup);
+                carrier.start(accepted);
+                Ok(())
+            }
+            Err(e) => {
+                carrier.abandon();
+                Err(e)
+            }
+        }
     }
 
     /// The program sockets that have a remote side.

@@ -261,13 +261,6 @@ impl Pumps {
             .map_err(|_| Errno::EIO)
     }
 
-    /// Starts carrying `streams` for the program socket `ino`, whose local
-    /// connection ends at `accepted`; `owner` is the program's
-    /// (process, fd) of the socket, for the `nagle` layer.
-    pub fn carry(&self, ino: u64, accepted: TcpStream, streams: TcpStreams, owner: (i32, i32)) {
-        self.expect(ino, streams, owner).start(accepted);
-    }
-
     /// Registers the remote connection of program socket `ino` before its
     /// local connection exists, so that the program finds its addresses
     /// (and with `--pure` its pump) the moment its socket is connected.

@@ -206,11 +206,23 @@ impl Pumps {
         streams: TcpStreams,
         owner: (i32, i32),
     ) -> Result<(), Errno> {
-        let accepted = self.connect_local(&dup).await?;
         let ino = rustix::fs::fstat(dup.as_fd()).map_err(Errno::from)?.st_ino;
-        drop(dup);
-        self.carry(ino, accepted, streams, owner);
-        Ok(())
+        // Registered before the socket connects: another thread of the
+        // program that waits for input on it from that moment (its peer
+        // may have accepted and written, or closed, already) finds its
+        // remote side, and with `--pure` the pump its wait fetches from.
+        let carrier = self.expect(ino, streams, owner);
+        match self.connect_local(&dup).await {
+            Ok(accepted) => {
+                drop(dup);
+                carrier.start(accepted);
+                Ok(())
+            }
+            Err(e) => {
+                carrier.abandon();
+                Err(e)
+            }
+        }
     }
 
     /// The program sockets that have a remote side.
@@ -247,13 +259,6 @@ impl Pumps {
             .await
             .map_err(|_| Errno(libc::ETIMEDOUT))?
             .map_err(|_| Errno::EIO)
-    }
-
-    /// Starts carrying `streams` for the program socket `ino`, whose local
-    /// connection ends at `accepted`; `owner` is the program's
-    /// (process, fd) of the socket, for the `nagle` layer.
-    pub fn carry(&self, ino: u64, accepted: TcpStream, streams: TcpStreams, owner: (i32, i32)) {
-        self.expect(ino, streams, owner).start(accepted);
     }
 
     /// Registers the remote connection of program socket `ino` before its

@@ -5,7 +5,10 @@
 //! so `poll`, `select` and `epoll` see them as they would. What triggers a
 //! fetch is the program itself: a trapped `recv` on an empty socket fetches
 //! at most the size it asked for, and a trapped `poll` on an empty socket
-//! fetches as much as the last `recv` asked for.
+//! fetches as much as the last `recv` asked for. Sends are never held:
+//! a send that found the server's socket full makes the next `poll` for
+//! `POLLOUT` wait there for room ([`PurePump::room`]), since the program's
+//! own socket, whose buffer sends never enter, always polls writable.
 //!
 //! Must not read ahead or coalesce: every fetch and send is one round trip,
 //! as `--pure` promises. Bytes the program writes through calls rscq does
@@ -46,6 +49,16 @@ enum Command {
     },
     /// Stop waiting for room for send number `n` (see [`PureOp::CancelSend`]).
     Cancel(u64),
+    /// The program's last fd of the socket is being closed: once its end
+    /// (read from the program's socket) is answered, the stream ends, and
+    /// with it the server's socket.
+    Release,
+    /// Answers once the server's socket has room (see [`PureOp::WaitRoom`]).
+    Room {
+        done: oneshot::Sender<Result<u64, Errno>>,
+        /// The wait's number on the stream, for a cancel.
+        numbered: oneshot::Sender<u64>,
+    },
 }
 
 /// The handle the engine keeps for one pure connection.
@@ -65,6 +78,10 @@ pub struct PurePump {
     /// reset does (later ones `EPIPE`).
     reset_untold: AtomicBool,
     fetched: Notify,
+    /// The last send found the server's socket full (it took only part of
+    /// the bytes, or none), and no wait for room has ended since: a `poll`
+    /// for `POLLOUT` must wait (see [`PurePump::room`]).
+    full: AtomicBool,
 }
 
 impl std::fmt::Debug for Command {
@@ -73,6 +90,8 @@ impl std::fmt::Debug for Command {
             Self::Fetch { max, .. } => write!(f, "Fetch({max})"),
             Self::Send { data, .. } => write!(f, "Send({})", data.len()),
             Self::Cancel(n) => write!(f, "Cancel({n})"),
+            Self::Room { .. } => write!(f, "Room"),
+            Self::Release => write!(f, "Release"),
         }
     }
 }
@@ -163,6 +182,7 @@ impl PurePump {
         urgent: bool,
         cancel: impl Future<Output = ()>,
     ) -> Result<u64, Errno> {
+        let len = u64::try_from(data.len()).unwrap_or(u64::MAX);
         let (done, result) = oneshot::channel();
         let (numbered, number) = oneshot::channel();
         self.commands
@@ -174,14 +194,69 @@ impl PurePump {
             })
             .map_err(|_| self.gone())?;
         tokio::pin!(result);
+        let answer = tokio::select! {
+            answer = &mut result => Some(answer.unwrap_or_else(|_| Err(self.gone()))),
+            () = cancel => None,
+        };
+        let answer = match answer {
+            Some(answer) => answer,
+            None => {
+                if let Ok(n) = number.await {
+                    let _ = self.commands.send(Command::Cancel(n));
+                }
+                result.await.unwrap_or_else(|_| Err(self.gone()))
+            }
+        };
+        if let Ok(sent) = answer
+            && len > 0
+        {
+            self.full.store(sent < len, Ordering::SeqCst);
+        }
+        answer
+    }
+
+    /// The program is closing its last fd of the socket (see
+    /// [`Command::Release`]).
+    pub fn release(&self) {
+        let _ = self.commands.send(Command::Release);
+    }
+
+    /// Whether the last send found the server's socket full.
+    pub fn is_full(&self) -> bool {
+        self.full.load(Ordering::SeqCst)
+    }
+
+    /// For a `poll` for `POLLOUT`: if the last send found the server's
+    /// socket full, waits (one round trip) until it has room again, or
+    /// until `cancel` completes. Returns whether the socket may take bytes
+    /// now as far as rscq knows (false: `cancel` came first).
+    pub async fn room(&self, cancel: impl Future<Output = ()>) -> bool {
+        if !self.full.load(Ordering::SeqCst) {
+            return true;
+        }
+        let (done, result) = oneshot::channel();
+        let (numbered, number) = oneshot::channel();
+        if self
+            .commands
+            .send(Command::Room { done, numbered })
+            .is_err()
+        {
+            // The pump has ended: the program's socket tells the rest.
+            return true;
+        }
         tokio::select! {
-            answer = &mut result => return answer.unwrap_or_else(|_| Err(self.gone())),
-            () = cancel => {}
+            // Room, or the connection failed: either way the poll answers.
+            _ = result => {
+                self.full.store(false, Ordering::SeqCst);
+                true
+            }
+            () = cancel => {
+                if let Ok(n) = number.await {
+                    let _ = self.commands.send(Command::Cancel(n));
+                }
+                false
+            }
         }
-        if let Ok(n) = number.await {
-            let _ = self.commands.send(Command::Cancel(n));
-        }
-        result.await.unwrap_or_else(|_| Err(self.gone()))
     }
 
     /// A send on a connection whose pump has ended.
@@ -251,6 +326,7 @@ impl PurePumps {
             eof: AtomicBool::new(false),
             reset_untold: AtomicBool::new(false),
             fetched: Notify::new(),
+            full: AtomicBool::new(false),
         });
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
         self.map().insert(id, pump.clone());
@@ -344,6 +420,8 @@ async fn run(
     ));
     let mut from_program = vec![0u8; 64 * 1024];
     let mut program_done = false;
+    // The program closed its last fd: the stream ends once its end went.
+    let mut released = false;
     // The number of `Send`s on the stream so far, as the server counts.
     let mut sends = 0u64;
     loop {
@@ -352,6 +430,8 @@ async fn run(
         tokio::select! {
             // The window is full: the next answer may make room.
             () = answered.notified(), if !program_done && !room => {}
+            // Released: the next answer may be the end's.
+            () = answered.notified(), if program_done && released => {}
             command = commands.recv() => match command {
                 None => break,
                 Some(Command::Fetch { max, nonblocking, done }) => {
@@ -377,6 +457,13 @@ async fn run(
                     ops.push(if urgent { PureOp::SendUrgent(data) } else { PureOp::Send(data) });
                 }
                 Some(Command::Cancel(n)) => ops.push(PureOp::CancelSend(n)),
+                Some(Command::Release) => released = true,
+                Some(Command::Room { done, numbered }) => {
+                    sends += 1;
+                    let _ = numbered.send(sends);
+                    lock(&waiters).sends.push_back((Some(sends), done, 0));
+                    ops.push(PureOp::WaitRoom);
+                }
             },
             // Bytes the program wrote through a call rscq does not trap
             // (sendfile, splice), and its shutdown or close.
@@ -412,6 +499,12 @@ async fn run(
             }
         }
         if failed {
+            break;
+        }
+        // Everything the program sent, and its end, went: the server may
+        // close its socket (the stream's end tells it).
+        if released && program_done && lock(&waiters).sends.is_empty() {
+            let _ = send.finish();
             break;
         }
     }

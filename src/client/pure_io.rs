@@ -72,52 +72,36 @@ impl Engine {
     ) {
         use crate::syscall::plan::PureWait;
         let pump = self.pumps.pure.as_ref().and_then(|p| p.get(pump));
-        self.net_call(reply, "recv", move |_engine: Engine| async move {
+        self.net_call(reply, "recv", move |engine: Engine| async move {
             let (Some(fd), Some(pump)) = (fd, pump) else {
                 return Ok(());
             };
             let nonblocking = wait == PureWait::DontWait || fd.nonblocking;
-            let dup = fd.copy;
-            // MSG_WAITALL on a blocking socket runs natively only once all
-            // its bytes are in the socket, or the native call would wait
-            // for bytes no fetch brings.
-            let want = if wait == PureWait::All && !nonblocking {
-                u64::from(len.max(1))
+            let dup = Arc::new(fd.copy);
+            // The program's own receive timeout, as the kernel keeps it.
+            let timeout = if nonblocking || wait == PureWait::Available {
+                None
             } else {
-                1
+                rustix::net::sockopt::socket_timeout(&*dup, rustix::net::sockopt::Timeout::Recv)
+                    .ok()
+                    .flatten()
             };
-            let unread = || rustix::io::ioctl_fionread(&dup).unwrap_or(0);
-            if wait == PureWait::Available {
-                let before = unread();
-                if pump.fetch(len, true).await? {
-                    until_crossed(|| pump.at_eof() || unread() > before).await;
+            let fill = fill_pure(dup.clone(), pump.clone(), len, wait, nonblocking);
+            let Some(limit) = timeout else {
+                return fill.await;
+            };
+            // A fetch goes on when the call gives up: what it brings later
+            // waits in the program's socket, as bytes that arrive after a
+            // timeout wait in the kernel's.
+            let filling = engine.runtime.spawn(fill);
+            match tokio::time::timeout(limit, filling).await {
+                Ok(joined) => joined.unwrap_or(Ok(())),
+                // Unless something came meanwhile: the call runs on it.
+                Err(_) if pump.at_eof() || rustix::io::ioctl_fionread(&*dup).unwrap_or(0) > 0 => {
+                    Ok(())
                 }
-                return Ok(());
+                Err(_) => Err(Errno::EAGAIN),
             }
-            let ready = || pump.at_eof() || unread() >= want;
-            // A blocking call may only run natively once its socket holds
-            // bytes or the end of the stream; a non-blocking one after one
-            // try, as the kernel would answer EAGAIN.
-            while !ready() {
-                let missing = want.saturating_sub(unread()).max(1);
-                let ask = if want > 1 {
-                    u32::try_from(missing).unwrap_or(len)
-                } else {
-                    len
-                };
-                let before = unread();
-                let came = pump.fetch(ask, nonblocking).await?;
-                // Nothing came for a non-blocking try: EAGAIN at once, as
-                // the kernel's (waiting for bytes that never cross took
-                // about a second).
-                if came || !nonblocking {
-                    until_crossed(|| ready() || unread() > before).await;
-                }
-                if nonblocking {
-                    break;
-                }
-            }
-            Ok(())
         });
     }
 
@@ -184,6 +168,78 @@ impl Engine {
             let rtt = started.elapsed();
             engine.stats.record("send", sent, 0, rtt);
             let _ = engine.events.send(Event::reply(tid, op, response, rtt));
+        });
+    }
+
+    /// `--pure`: a `poll` that waits only for room to send on `pump`. If
+    /// its last send found the server's socket full, the thread sleeps
+    /// until the server's socket has room (then the poll runs natively),
+    /// `timeout` passes (then it returns 0) or a signal comes.
+    pub(super) fn pure_room(&self, reply: ReplyTo, pump: u64, timeout: Option<Duration>) {
+        let pump = self.pumps.pure.as_ref().and_then(|p| p.get(pump));
+        // Registered now: a signal may come before the task runs.
+        let interrupted = reply.sleep.map(|op| self.send_interrupts.register(op));
+        let engine = self.clone();
+        self.runtime.spawn(async move {
+            let started = tokio::time::Instant::now();
+            let stop_waiting = async {
+                let limit = async {
+                    match timeout {
+                        Some(limit) => tokio::time::sleep(limit).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                match &interrupted {
+                    Some(interrupted) => tokio::select! {
+                        () = interrupted.notified() => {}
+                        () = limit => {}
+                    },
+                    None => limit.await,
+                }
+            };
+            let room = match pump {
+                Some(pump) if pump.is_full() => {
+                    let room = pump.room(stop_waiting).await;
+                    engine.stats.record("poll", 0, 0, started.elapsed());
+                    room
+                }
+                _ => {
+                    engine.stats.record_local("poll");
+                    true
+                }
+            };
+            if let Some(op) = reply.sleep {
+                engine.send_interrupts.forget(op);
+            }
+            // Without room the wait ended by its timeout (after a signal
+            // nobody waits for the answer any more).
+            let response = Ok(if room { Reply::Done } else { Reply::Count(0) });
+            let rtt = started.elapsed();
+            let _ = engine
+                .events
+                .send(Event::reply(reply.tid, reply.sleep, response, rtt));
+        });
+    }
+
+    /// `--pure`: the program's last close of a connection: the server's
+    /// socket closes once what the program sent before went (the close
+    /// runs at once, as the kernel's, which keeps sending after it).
+    pub(super) fn release_pure(&self, fd: Option<ProgramFd>, pump: u64) -> crate::proto::Response {
+        if let Some(fd) = fd {
+            self.pumps.sockets().remove(fd.ino);
+        }
+        if let Some(pump) = self.pumps.pure.as_ref().and_then(|p| p.get(pump)) {
+            pump.release();
+        }
+        Ok(Reply::Done)
+    }
+
+    /// The program's last close of a remote UDP socket: the server's
+    /// socket is closed before the close returns, so its port is free.
+    pub(super) fn release_udp(&self, reply: ReplyTo, udp: u64) {
+        self.net_call(reply, "close", move |engine: Engine| async move {
+            engine.udp.release(udp).await;
+            Ok(())
         });
     }
 
@@ -272,4 +328,56 @@ impl Engine {
             self.udp.prefetch(*id);
         }
     }
+}
+
+/// Fetches into the program's socket `dup` until a receive of `len` bytes
+/// (as `wait` says, and `nonblocking`) can run natively on it.
+async fn fill_pure(
+    dup: Arc<std::os::fd::OwnedFd>,
+    pump: Arc<crate::client::pure::PurePump>,
+    len: u32,
+    wait: crate::syscall::plan::PureWait,
+    nonblocking: bool,
+) -> Result<(), Errno> {
+    use crate::syscall::plan::PureWait;
+    // MSG_WAITALL on a blocking socket runs natively only once all
+    // its bytes are in the socket, or the native call would wait
+    // for bytes no fetch brings.
+    let want = if wait == PureWait::All && !nonblocking {
+        u64::from(len.max(1))
+    } else {
+        1
+    };
+    let unread = || rustix::io::ioctl_fionread(&dup).unwrap_or(0);
+    if wait == PureWait::Available {
+        let before = unread();
+        if pump.fetch(len, true).await? {
+            until_crossed(|| pump.at_eof() || unread() > before).await;
+        }
+        return Ok(());
+    }
+    let ready = || pump.at_eof() || unread() >= want;
+    // A blocking call may only run natively once its socket holds
+    // bytes or the end of the stream; a non-blocking one after one
+    // try, as the kernel would answer EAGAIN.
+    while !ready() {
+        let missing = want.saturating_sub(unread()).max(1);
+        let ask = if want > 1 {
+            u32::try_from(missing).unwrap_or(len)
+        } else {
+            len
+        };
+        let before = unread();
+        let came = pump.fetch(ask, nonblocking).await?;
+        // Nothing came for a non-blocking try: EAGAIN at once, as
+        // the kernel's (waiting for bytes that never cross took
+        // about a second).
+        if came || !nonblocking {
+            until_crossed(|| ready() || unread() > before).await;
+        }
+        if nonblocking {
+            break;
+        }
+    }
+    Ok(())
 }

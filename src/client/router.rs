@@ -101,8 +101,11 @@ impl Routes {
             | Operation::TcpBind { .. }
             | Operation::TcpListen { .. }
             | Operation::TcpRelease { .. }
+            | Operation::UdpRelease { .. }
+            | Operation::PureRelease { .. }
             | Operation::PureRecv { .. }
             | Operation::PureSend { .. }
+            | Operation::PureRoom { .. }
             | Operation::UdpBind { .. }
             | Operation::UdpConnect { .. }
             | Operation::UdpSend { .. }

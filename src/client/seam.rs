@@ -33,10 +33,13 @@ impl Forwarder for Engine {
                 self.listen_tcp(to, fd, listener, backlog);
             }
             Operation::TcpRelease { listener } => self.release_tcp(to, fd, listener),
+            Operation::UdpRelease { udp } => self.release_udp(to, udp),
+            Operation::PureRelease { pump } => return Some(self.release_pure(fd, pump)),
             Operation::PureRecv { pump, len, wait } => self.pure_recv(to, fd, pump, len, wait),
             Operation::PureSend { pump, data, urgent } => {
                 self.pure_send(tid, fd, pump, data, urgent, sleep);
             }
+            Operation::PureRoom { pump, timeout } => self.pure_room(to, pump, timeout),
             Operation::UdpBind { addr } => self.bind_udp(to, fd, addr),
             Operation::UdpConnect { udp, addr } => self.connect_udp(to, fd, udp, addr),
             Operation::UdpSend {

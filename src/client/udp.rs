@@ -50,6 +50,8 @@ use crate::transport::Link;
 const MAX_RELAYS: usize = 4096;
 /// How often rscq looks for program sockets that were closed.
 const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// The longest a close waits for the server to close its socket.
+const RELEASE_WAIT: Duration = Duration::from_secs(5);
 /// The largest datagram.
 const MAX_DATAGRAM: usize = 65536;
 
@@ -100,6 +102,10 @@ struct Session {
     /// `--pure`: a `Recv` is on its way.
     in_flight: AtomicBool,
     fetched: Notify,
+    /// Ends the stream (the program closed its socket: [`UdpRelays::release`]).
+    close: Mutex<Option<oneshot::Sender<()>>>,
+    /// Resolves once the server ended its side: its socket is closed.
+    ended: Mutex<Option<oneshot::Receiver<()>>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -258,6 +264,8 @@ impl UdpRelays {
             self.sockets.set_dual_stack(inode);
         }
         let (ops, queue) = mpsc::unbounded_channel();
+        let (close, closed) = oneshot::channel();
+        let (end, ended) = oneshot::channel();
         let session = Arc::new(Session {
             local,
             inode,
@@ -268,6 +276,8 @@ impl UdpRelays {
             receives: Mutex::default(),
             in_flight: AtomicBool::new(false),
             fetched: Notify::new(),
+            close: Mutex::new(Some(close)),
+            ended: Mutex::new(Some(ended)),
         });
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         {
@@ -284,11 +294,12 @@ impl UdpRelays {
                 udp: Some(id),
             },
         );
-        tokio::spawn(write_ops(queue, streams.send));
+        tokio::spawn(write_ops(queue, streams.send, closed));
         tokio::spawn(read_events(
             self.clone(),
             Arc::downgrade(&session),
             streams.recv,
+            end,
         ));
         Ok(())
     }
@@ -490,8 +501,34 @@ impl UdpRelays {
         });
     }
 
-    /// Forgets the program sockets that were closed: their server sockets
-    /// close when their streams finish.
+    /// The program's last close of remote socket `id`: its stream ends, and
+    /// the server closes its socket. Returns once the server has (as far
+    /// as it says within [`RELEASE_WAIT`]), so the port is free when the
+    /// program's close returns, as the kernel frees it.
+    pub async fn release(&self, id: u64) {
+        let session = {
+            let mut t = self.tables();
+            let Some(session) = t.by_id.remove(&id) else {
+                return;
+            };
+            t.by_local.remove(&session.local);
+            session
+        };
+        self.sockets.remove(session.inode);
+        let close = lock(&session.close).take();
+        let ended = lock(&session.ended).take();
+        if let Some(close) = close {
+            let _ = close.send(());
+        }
+        if let Some(ended) = ended {
+            let _ = tokio::time::timeout(RELEASE_WAIT, ended).await;
+        }
+        drop(session);
+    }
+
+    /// Forgets the program sockets that were closed without a close rscq
+    /// saw (at an exit, under `dup2`): their server sockets close when
+    /// their streams finish.
     fn sweep(&self) {
         if self.tables().by_local.is_empty() {
             return;
@@ -584,8 +621,19 @@ async fn forward_outgoing(socket: Arc<UdpSocket>, to: Outgoing) {
     }
 }
 
-async fn write_ops(mut queue: mpsc::UnboundedReceiver<UdpOp>, mut send: quinn::SendStream) {
-    while let Some(op) = queue.recv().await {
+async fn write_ops(
+    mut queue: mpsc::UnboundedReceiver<UdpOp>,
+    mut send: quinn::SendStream,
+    mut close: oneshot::Receiver<()>,
+) {
+    loop {
+        // What was queued before the close goes first.
+        let op = tokio::select! {
+            biased;
+            op = queue.recv() => op,
+            _ = &mut close => None,
+        };
+        let Some(op) = op else { break };
         if send.write_all(&frame::encode(&op)).await.is_err() {
             return;
         }
@@ -600,7 +648,10 @@ async fn read_events(
     relays: UdpRelays,
     session: std::sync::Weak<Session>,
     mut recv: quinn::RecvStream,
+    ended: oneshot::Sender<()>,
 ) {
+    // Dropped when the server's side ends (or the session goes).
+    let _ended = ended;
     while let Ok(Some(event)) = crate::transport::read_frame::<UdpEvent>(&mut recv).await {
         let Some(session) = session.upgrade() else {
             return;

@@ -252,6 +252,11 @@ pub enum PureOp {
     /// A `send(MSG_OOB)`: as [`PureOp::Send`], its last byte sent as the
     /// urgent byte.
     SendUrgent(#[serde(with = "serde_bytes")] Vec<u8>),
+    /// Wait until the socket has room to send (it polls writable, or has
+    /// failed), after the sends before it: answered `Sent(0)`. Counted as a
+    /// `Send` for [`PureOp::CancelSend`], which ends the wait early. A
+    /// program's `poll` for `POLLOUT` after a send found the socket full.
+    WaitRoom,
 }
 
 /// The answer to one [`PureOp`]. Receives and sends are answered in

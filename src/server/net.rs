@@ -394,6 +394,11 @@ async fn pure_pump(stream: TcpStream, send: quinn::SendStream, mut recv: quinn::
                     sends += 1;
                     send_urgent(&mut wr, &data, &cancelled, sends).await
                 }
+                PureOp::WaitRoom => {
+                    sends += 1;
+                    wait_room(wr.as_ref(), &cancelled, sends).await;
+                    PureReply::Sent(0)
+                }
                 // Disconnecting the socket sends the RST now (its read
                 // half lives on in the receiver).
                 PureOp::Reset => match rustix::net::connect_unspec(wr.as_ref()) {
@@ -571,6 +576,34 @@ impl Cancels {
             }
             notified.await;
         }
+    }
+}
+
+/// A [`PureOp::WaitRoom`] (send number `n`): until the socket polls
+/// writable (or failed), or the client cancels the wait.
+async fn wait_room(socket: &TcpStream, cancels: &Cancels, n: u64) {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    cancels.start(n);
+    let zero = Timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    let room = async {
+        // The runtime's readiness may be stale (it is cleared only by a
+        // write that found no room): the kernel has the last word.
+        while socket.writable().await.is_ok() {
+            let mut fds = [PollFd::new(socket, PollFlags::OUT)];
+            if rustix::event::poll(&mut fds, Some(&zero)).is_ok_and(|n| n > 0) {
+                return;
+            }
+            let _ = socket.try_io(tokio::io::Interest::WRITABLE, || {
+                Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
+            });
+        }
+    };
+    tokio::select! {
+        () = room => {}
+        () = cancels.cancelled(n) => {}
     }
 }
 

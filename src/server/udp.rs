@@ -237,6 +237,11 @@ pub async fn serve(
         }
     }
     receiver.abort();
+    // The socket closes before the stream ends: a client that waits for
+    // the end (the program's close) finds the port free.
+    let _ = receiver.await;
+    drop(socket);
+    let _ = writer.lock().await.finish();
 }
 
 /// Binds the socket and answers on `send` with its address, or with why

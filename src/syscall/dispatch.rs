@@ -125,11 +125,25 @@ impl<T: Tracee> Planner<'_, T> {
     /// `close` of a local fd: the last one of a socket bound or listening
     /// on the server releases the server's socket first, so that its port
     /// is free and connects to it refused when the close returns, as the
-    /// kernel does. A socket another fd still holds stays.
+    /// kernel does; so does the last one of a remote UDP socket, or of a
+    /// `--pure` connection (whose server socket closes once what the
+    /// program sent went). A socket another fd still holds stays.
     fn close_socket(&mut self, fd: i32) -> Plan {
-        match self.t.remote_listener(fd) {
-            Some(listener) if !self.t.socket_shared(fd) => Plan::release_tcp(fd, listener),
-            _ => Plan::Native,
+        if let Some(listener) = self.t.remote_listener(fd) {
+            return if self.t.socket_shared(fd) {
+                Plan::Native
+            } else {
+                Plan::release_tcp(fd, listener)
+            };
+        }
+        let Some(socket) = self.t.remote_socket(fd) else {
+            return Plan::Native;
+        };
+        match (socket.udp, socket.pure_pump) {
+            _ if self.t.socket_shared(fd) => Plan::Native,
+            (Some(udp), _) => Plan::release_udp(fd, udp),
+            (None, Some(pump)) => Plan::release_pure(fd, pump),
+            (None, None) => Plan::Native,
         }
     }
 }

@@ -11,6 +11,7 @@
 //! Pure values only: must not do I/O, call ptrace or read the clock.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use crate::proto::{Handle, IpFields, OptionTarget, RemotePath, Request, SockAddr, SockOption};
 use crate::syscall::describe::{CopyCall, Shown, describe_as};
@@ -36,6 +37,13 @@ pub enum Operation {
     /// port is free (and connects to it refused) once the close returns;
     /// replies `Done`.
     TcpRelease { listener: u64 },
+    /// The program's last fd of remote UDP socket `udp` is being closed:
+    /// the server's socket goes first; replies `Done`.
+    UdpRelease { udp: u64 },
+    /// `--pure`: the program's last fd of the connection of `pump` is
+    /// being closed: once what the program sent went, the server's socket
+    /// closes too (a `shutdown` leaves it open); replies `Done` at once.
+    PureRelease { pump: u64 },
     /// `--pure`: fetch at most `len` bytes into the program's empty remote
     /// socket (one round trip); the call then runs natively.
     PureRecv { pump: u64, len: u32, wait: PureWait },
@@ -45,6 +53,15 @@ pub enum Operation {
         pump: u64,
         data: Vec<u8>,
         urgent: bool,
+    },
+    /// `--pure`: a `poll` for room to send on a remote socket. If the
+    /// socket's last send found the server's socket full, wait there until
+    /// it has room (at most `timeout`; `None`: no limit); then the poll
+    /// runs natively, or returns 0 (the reply `Count(0)`) if the timeout
+    /// passed first.
+    PureRoom {
+        pump: u64,
+        timeout: Option<Duration>,
     },
     /// Bind the program's UDP socket on the server (and locally to a
     /// loopback port).
@@ -102,7 +119,8 @@ pub enum Waiting {
     /// one is held (its reply through `then`).
     AsleepIfBlocking(Then),
     /// Asleep interruptibly until the engine made the call ready (data in
-    /// its socket); it then runs natively.
+    /// its socket); it then runs natively. A reply `Count(n)` is instead
+    /// the call's result, and an errno its failure: it does not run.
     UntilReady,
     /// Not at all: the call runs natively at once, and nothing replies.
     No,
@@ -119,6 +137,10 @@ pub enum OnSignal {
     /// whose answer is the call's result (the bytes a send got out, a lock
     /// that came first); one that does nothing leaves the sleep alone.
     AskEngine,
+    /// As [`OnSignal::Restart`], but after a handler the call fails with
+    /// EINTR even if the handler has `SA_RESTART` (`-ERESTARTNOHAND`), as
+    /// the kernel's `poll` does.
+    Interrupt,
 }
 
 impl Operation {
@@ -126,6 +148,7 @@ impl Operation {
     pub fn on_signal(&self) -> OnSignal {
         match self {
             Self::PureSend { .. } | Self::File(_) => OnSignal::AskEngine,
+            Self::PureRoom { .. } => OnSignal::Interrupt,
             _ => OnSignal::Restart,
         }
     }
@@ -168,9 +191,12 @@ impl Operation {
                 format!("{fd}, {}", addr(a))
             }
             Self::TcpListen { backlog, .. } => format!("{fd}, {backlog}"),
-            Self::TcpRelease { .. } => format!("{fd}"),
+            Self::TcpRelease { .. } | Self::UdpRelease { .. } | Self::PureRelease { .. } => {
+                format!("{fd}")
+            }
             Self::PureRecv { len, .. } => format!("{fd}, {len}"),
             Self::PureSend { data, .. } => format!("{fd}, {}", data.len()),
+            Self::PureRoom { .. } => format!("{fd}, POLLOUT"),
             Self::UdpConnect { addr: to, .. } => {
                 format!(
                     "{fd}, {}",
@@ -247,6 +273,19 @@ impl Plan {
         Self::remote(operation, fd, Waiting::Held(Then::CloseAfterRelease))
     }
 
+    /// `close` of the program's last fd of remote UDP socket `fd`: the
+    /// server's socket is released, then the close runs natively.
+    pub(crate) fn release_udp(fd: i32, udp: u64) -> Self {
+        let operation = Operation::UdpRelease { udp };
+        Self::remote(operation, fd, Waiting::Held(Then::CloseAfterRelease))
+    }
+
+    /// `close` of the program's last fd of `--pure` connection `fd`.
+    pub(crate) fn release_pure(fd: i32, pump: u64) -> Self {
+        let operation = Operation::PureRelease { pump };
+        Self::remote(operation, fd, Waiting::Held(Then::CloseAfterRelease))
+    }
+
     pub(crate) fn listen_tcp(fd: i32, listener: u64, backlog: u32) -> Self {
         let operation = Operation::TcpListen { listener, backlog };
         Self::remote(operation, fd, Waiting::Held(Then::Zero))
@@ -274,6 +313,13 @@ impl Plan {
         };
         let operation = Operation::PureSend { pump, data, urgent };
         Self::remote(operation, fd, wait)
+    }
+
+    /// `--pure`: a `poll` that waits only for room to send on remote socket
+    /// `fd` (the wait's `timeout`, `None` for none).
+    pub(crate) fn pure_room(fd: i32, pump: u64, timeout: Option<Duration>) -> Self {
+        let operation = Operation::PureRoom { pump, timeout };
+        Self::remote(operation, fd, Waiting::UntilReady)
     }
 
     /// `setsockopt` of an option that matters on the server, on an INET
@@ -389,6 +435,12 @@ mod tests {
             wait: None,
         });
         assert_eq!(lock.on_signal(), OnSignal::AskEngine);
+        // A poll for room fails with EINTR after any handler, as a poll.
+        let room = Operation::PureRoom {
+            pump: 1,
+            timeout: None,
+        };
+        assert_eq!(room.on_signal(), OnSignal::Interrupt);
         for op in [
             Operation::TcpConnect { addr: v4(80) },
             Operation::PureRecv {

@@ -310,6 +310,7 @@ fn set_arg(regs: &mut libc::user_regs_struct, i: usize, v: u64) {
 /// result register only at a stop inside signal processing.
 pub const ERESTARTSYS: i32 = 512;
 const ERESTARTNOINTR: i32 = 513;
+const ERESTARTNOHAND: i32 = 514;
 
 /// Room the x86_64 ABI lets a leaf function use below the stack pointer.
 const RED_ZONE: u64 = 128;

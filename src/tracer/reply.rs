@@ -74,7 +74,9 @@ impl<F: Forwarder> Tracer<'_, F> {
         // What the thread gets: the reply's result, the call run natively
         // (its result unknown here), or the remote error.
         let (ret, note) = match &response {
-            _ if sleep.result => (Returned::Value(sleep_result(&response)), None),
+            _ if sleep.result || matches!(response, Ok(Reply::Count(_))) => {
+                (Returned::Value(sleep_result(&response)), None)
+            }
             Ok(_) => (Returned::Unknown, Some("then native")),
             Err(e) => (Returned::Value(e.as_syscall_return()), None),
         };

@@ -10,7 +10,10 @@ use nix::sys::signal::Signal;
 
 use super::control::Stop;
 use super::state::{Sleep, ThreadState, sleep_result};
-use super::{ERESTARTNOINTR, ERESTARTSYS, Forwarder, Tracer, is_stop_signal, set_arg};
+use super::{
+    ERESTARTNOHAND, ERESTARTNOINTR, ERESTARTSYS, Forwarder, Tracer, is_stop_signal, set_arg,
+};
+use crate::proto::Reply;
 use crate::syscall::operation::OnSignal;
 
 impl<F: Forwarder> Tracer<'_, F> {
@@ -114,9 +117,18 @@ impl<F: Forwarder> Tracer<'_, F> {
                 Disposition::Fatal => self.forwarder.interrupted(op),
             }
         }
-        let restart = (-i64::from(ERESTARTSYS)).cast_unsigned();
+        // A poll fails with EINTR after a handler, even an `SA_RESTART` one.
+        let restart = |sleep: &Sleep| {
+            let code = match sleep.on_signal {
+                OnSignal::Interrupt => ERESTARTNOHAND,
+                OnSignal::Restart | OnSignal::AskEngine => ERESTARTSYS,
+            };
+            (-i64::from(code)).cast_unsigned()
+        };
         let taken = match self.state(tid) {
-            Some(ThreadState::Sleeping { saved, sleep, .. }) => Some((*saved, restart, *sleep)),
+            Some(ThreadState::Sleeping { saved, sleep, .. }) => {
+                Some((*saved, restart(sleep), *sleep))
+            }
             // A call whose result already came returns it (the kernel too
             // returns a connect or send that completed before the signal).
             Some(ThreadState::Woken {
@@ -124,8 +136,10 @@ impl<F: Forwarder> Tracer<'_, F> {
                 sleep,
                 response,
                 ..
-            }) if sleep.result => Some((*saved, sleep_result(response).cast_unsigned(), *sleep)),
-            Some(ThreadState::Woken { saved, sleep, .. }) => Some((*saved, restart, *sleep)),
+            }) if sleep.result || matches!(response, Ok(Reply::Count(_))) => {
+                Some((*saved, sleep_result(response).cast_unsigned(), *sleep))
+            }
+            Some(ThreadState::Woken { saved, sleep, .. }) => Some((*saved, restart(sleep), *sleep)),
             _ => None,
         };
         if let Some((saved, rax, sleep)) = taken {
@@ -158,7 +172,9 @@ impl<F: Forwarder> Tracer<'_, F> {
         let mut regs = saved;
         match response {
             // Traced with its round trip when the reply came.
-            response if sleep.result => {
+            // A count is the call's result even where the call would
+            // otherwise run natively (a poll whose timeout passed).
+            response if sleep.result || matches!(response, Ok(Reply::Count(_))) => {
                 regs.rax = sleep_result(&response).cast_unsigned();
             }
             // Go ahead natively: the kernel re-executes the original call

@@ -193,7 +193,9 @@ impl<F: Forwarder> Tracer<'_, F> {
                     result,
                     on_signal: operation.on_signal(),
                 };
-                if self.sleep(stop, nr, fd, text, sleep) {
+                // The call's own first argument (not the socket a `poll`
+                // names): its stop after the sleep is known by it.
+                if self.sleep(stop, nr, fd0, text, sleep) {
                     // Its reply comes as a `SleeperReply` for `op`.
                     let call = self.call(tid, nr, operation, program_fd, Some(op)).on(on);
                     let _ = self.forwarder.submit(call);

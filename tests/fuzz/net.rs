@@ -689,6 +689,7 @@ pub fn net_seeds() -> Vec<(String, Vec<u8>)> {
                 nonblocking: false,
             }),
             NetStep::Pure(PureOp::CancelSend(1)),
+            NetStep::Pure(PureOp::WaitRoom),
             NetStep::Pure(PureOp::ShutdownWrite),
             NetStep::Pure(PureOp::Reset),
         ],

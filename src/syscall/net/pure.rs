@@ -1,7 +1,9 @@
 //! `--pure --net`: data calls on remote TCP sockets go stop-and-wait. A
 //! receive on an empty socket first fetches (one round trip) into the
 //! program's socket, a send is one round trip, and a wait for input
-//! (`poll`, `select`, `epoll_wait`) starts one fetch per empty socket.
+//! (`poll`, `select`, `epoll_wait`) starts one fetch per empty socket. A
+//! `poll` for room to send only waits on the server when the last send
+//! found no room there.
 //!
 //! Plans only: the fetches and sends are the engine's (`src/client/pure.rs`).
 //! A call on anything but a pure remote socket is not this module's (`None`).
@@ -31,7 +33,9 @@ impl<T: Tracee> Planner<'_, T> {
             libc::SYS_write | libc::SYS_writev | libc::SYS_sendto | libc::SYS_sendmsg => {
                 self.pure_send(nr, a)
             }
-            libc::SYS_poll | libc::SYS_ppoll => self.poll_prefetch(a),
+            libc::SYS_poll | libc::SYS_ppoll => {
+                self.poll_room(nr, a).or_else(|| self.poll_prefetch(a))
+            }
             libc::SYS_select | libc::SYS_pselect6 => self.select_prefetch(a),
             libc::SYS_epoll_wait | libc::SYS_epoll_pwait | libc::SYS_epoll_pwait2 => {
                 let fds = self.t.epoll_inputs(fd);
@@ -76,6 +80,13 @@ impl<T: Tracee> Planner<'_, T> {
             PureWait::Any
         };
         let unread = u64::try_from(self.t.socket_unread(fd).unwrap_or(0)).unwrap_or(0);
+        // A peek shows all that arrived, as the kernel's: what the server
+        // holds beyond an earlier, shorter fetch comes first, without
+        // waiting for more.
+        if flags & libc::MSG_PEEK != 0 && unread > 0 && unread < len {
+            let more = io_count(len - unread);
+            return Some(Plan::pure_recv(fd, pump, more, PureWait::Available));
+        }
         // Bytes already in the socket answer the call natively,
         // unless MSG_WAITALL asks for more than is there; so does a
         // socket the program shut down for reading (end of file).
@@ -114,6 +125,52 @@ impl<T: Tracee> Planner<'_, T> {
             ),
             Err(e) => Plan::fail(e),
         })
+    }
+
+    /// `poll(fds, nfds, timeout)` and `ppoll` that wait only for room to
+    /// send on one remote socket (Python's sends with a timeout, its
+    /// `sendfile`): the program's own socket always polls writable, so the
+    /// engine waits for room on the server (if the last send found none)
+    /// before the poll runs. A poll for anything else, or on several
+    /// sockets, runs as before.
+    fn poll_room(&mut self, nr: i64, a: [u64; 6]) -> Option<Plan> {
+        const ROOM: i16 = libc::POLLOUT | libc::POLLWRNORM;
+        let n = usize::try_from(a[1])
+            .ok()
+            .filter(|n| (1..=16).contains(n))?;
+        let bytes = self.t.read_bytes(a[0], n * 8).ok()?;
+        let mut on: Option<(i32, u64)> = None;
+        for p in bytes.chunks_exact(8) {
+            let fd = i32::from_ne_bytes([p[0], p[1], p[2], p[3]]);
+            let events = i16::from_ne_bytes([p[4], p[5]]);
+            // A negative fd is not polled.
+            if fd < 0 {
+                continue;
+            }
+            if events & ROOM == 0 || events & !ROOM != 0 {
+                return None;
+            }
+            let pump = self.pure_pump(fd)?;
+            if on.is_some_and(|(_, other)| other != pump) {
+                return None;
+            }
+            on = Some((fd, pump));
+        }
+        let (fd, pump) = on?;
+        let timeout = if nr == libc::SYS_poll {
+            u64::try_from(arg_i32(a[2]))
+                .ok()
+                .map(std::time::Duration::from_millis)
+        } else if a[2] == 0 {
+            None
+        } else {
+            let ts = self.t.read_bytes(a[2], 16).ok()?;
+            let word = |o: usize| i64::from_ne_bytes(ts[o..o + 8].try_into().unwrap_or([0; 8]));
+            let secs = u64::try_from(word(0)).ok()?;
+            let nanos = u32::try_from(word(8)).ok().filter(|n| *n < 1_000_000_000)?;
+            Some(std::time::Duration::new(secs, nanos))
+        };
+        Some(Plan::pure_room(fd, pump, timeout))
     }
 
     /// `poll(fds, nfds, ...)` and `ppoll`: the fds waited on for input.

@@ -501,6 +501,120 @@ fn waits_for_input_prefetch_empty_remote_sockets() {
     );
 }
 
+/// `struct pollfd`s for `fds` (fd, events) at `BUF`.
+fn put_pollfds(t: &mut FakeTracee, fds: &[(i32, i16)]) {
+    let mut bytes = Vec::new();
+    for (fd, events) in fds {
+        bytes.extend_from_slice(&fd.to_ne_bytes());
+        bytes.extend_from_slice(&events.to_ne_bytes());
+        bytes.extend_from_slice(&0i16.to_ne_bytes());
+    }
+    t.put(BUF, &bytes);
+}
+
+#[test]
+fn a_pure_poll_for_room_alone_waits_for_room_on_the_server() {
+    use std::time::Duration;
+    let mut t = program();
+    connected(&mut t, 3, Some(11));
+    connected(&mut t, 4, Some(12));
+    let fwd = net(true);
+    put_pollfds(&mut t, &[(-1, libc::POLLIN), (3, libc::POLLOUT)]);
+    let ms = |n: i32| u64::from(n.cast_unsigned());
+    assert_eq!(
+        plan(libc::SYS_poll, [BUF, 2, ms(250), 0, 0, 0], &fwd, &mut t),
+        Plan::pure_room(3, 11, Some(Duration::from_millis(250)))
+    );
+    assert_eq!(
+        plan(libc::SYS_poll, [BUF, 2, ms(-1), 0, 0, 0], &fwd, &mut t),
+        Plan::pure_room(3, 11, None)
+    );
+    // ppoll: a timespec, or none.
+    let mut ts = 1i64.to_ne_bytes().to_vec();
+    ts.extend_from_slice(&500_000_000i64.to_ne_bytes());
+    t.put(LEN, &ts);
+    assert_eq!(
+        plan(libc::SYS_ppoll, [BUF, 2, LEN, 0, 8, 0], &fwd, &mut t),
+        Plan::pure_room(3, 11, Some(Duration::from_millis(1500)))
+    );
+    assert_eq!(
+        plan(libc::SYS_ppoll, [BUF, 2, 0, 0, 8, 0], &fwd, &mut t),
+        Plan::pure_room(3, 11, None)
+    );
+    // Also waiting for input: the fetch for it, as before.
+    put_pollfds(&mut t, &[(3, libc::POLLIN | libc::POLLOUT)]);
+    assert_eq!(
+        plan(libc::SYS_poll, [BUF, 1, 0, 0, 0, 0], &fwd, &mut t),
+        Plan::prefetch(vec![11], Vec::new())
+    );
+    // Two sockets, or a local fd: natively, as before.
+    put_pollfds(&mut t, &[(3, libc::POLLOUT), (4, libc::POLLOUT)]);
+    assert_eq!(
+        plan(libc::SYS_poll, [BUF, 2, 0, 0, 0, 0], &fwd, &mut t),
+        Plan::Native
+    );
+    put_pollfds(&mut t, &[(3, libc::POLLOUT), (7, libc::POLLOUT)]);
+    assert_eq!(
+        plan(libc::SYS_poll, [BUF, 2, 0, 0, 0, 0], &fwd, &mut t),
+        Plan::Native
+    );
+    // Without --pure, the kernel's.
+    put_pollfds(&mut t, &[(3, libc::POLLOUT)]);
+    assert_eq!(
+        plan(libc::SYS_poll, [BUF, 1, 0, 0, 0, 0], &net(false), &mut t),
+        Plan::Native
+    );
+}
+
+#[test]
+fn a_pure_peek_for_more_than_the_socket_holds_fetches_the_rest_first() {
+    let mut t = program();
+    connected(&mut t, 3, Some(11));
+    t.unread.insert(3, 5);
+    let fwd = net(true);
+    let peek: u64 = libc::MSG_PEEK.cast_unsigned().into();
+    assert_eq!(
+        plan(libc::SYS_recvfrom, [3, BUF, 8, peek, 0, 0], &fwd, &mut t),
+        Plan::pure_recv(3, 11, 3, PureWait::Available)
+    );
+    // What the socket holds answers a peek of no more.
+    assert_eq!(
+        plan(libc::SYS_recvfrom, [3, BUF, 5, peek, 0, 0], &fwd, &mut t),
+        Plan::Native
+    );
+    // A read takes what is there, as before.
+    assert_eq!(
+        plan(libc::SYS_recvfrom, [3, BUF, 8, 0, 0, 0], &fwd, &mut t),
+        Plan::Native
+    );
+}
+
+#[test]
+fn the_last_close_of_a_udp_socket_or_pure_connection_releases_it() {
+    let mut t = program();
+    connected(&mut t, 3, Some(11));
+    connected(&mut t, 4, None);
+    connected(&mut t, 5, Some(12));
+    t.shared_sockets.insert(5);
+    t.remote_sockets.insert(
+        6,
+        RemoteSocket {
+            local: WEB,
+            peer: None,
+            pure_pump: None,
+            udp: Some(7),
+        },
+    );
+    let fwd = net(true);
+    let close = |t: &mut FakeTracee, fd: u64| plan(libc::SYS_close, [fd, 0, 0, 0, 0, 0], &fwd, t);
+    assert_eq!(close(&mut t, 3), Plan::release_pure(3, 11));
+    assert_eq!(close(&mut t, 6), Plan::release_udp(6, 7));
+    // A default-mode connection goes by its pump; a shared socket stays.
+    assert_eq!(close(&mut t, 4), Plan::Native);
+    assert_eq!(close(&mut t, 5), Plan::Native);
+    assert_eq!(close(&mut t, 8), Plan::Native);
+}
+
 /// A `struct sockaddr_un` naming `path`, NUL-padded to its full size.
 fn sockaddr_un(path: &[u8]) -> Vec<u8> {
     let mut b = u16::try_from(libc::AF_UNIX).unwrap().to_ne_bytes().to_vec();

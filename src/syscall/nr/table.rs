@@ -316,6 +316,9 @@ pub const TABLE: &[Syscall] = &[
         &[
             Trap::new(Filter::Fd, When::Mounts, Action::Trace),
             Trap::new(Filter::Sockets, When::Net, Action::Trace),
+            // With `--pure`, from the start: a connection's server socket
+            // closes at the program's last close of its own.
+            ON_PURE,
         ],
     ),
     // A remote file's mapping is rscq's; anonymous mappings (fd -1) never

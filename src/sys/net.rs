@@ -135,8 +135,13 @@ pub fn drop_all_incoming(socket: impl AsFd) -> Result<(), Errno> {
         jf: 0,
         k: 0,
     }];
+    attach_filter(socket, &mut program)
+}
+
+/// `setsockopt(SO_ATTACH_FILTER)` (socket(7)) of the classic BPF `program`.
+fn attach_filter(socket: impl AsFd, program: &mut [libc::sock_filter]) -> Result<(), Errno> {
     let fprog = libc::sock_fprog {
-        len: 1,
+        len: u16::try_from(program.len()).map_err(|_| Errno::EINVAL)?,
         filter: program.as_mut_ptr(),
     };
     let len =
@@ -205,26 +210,5 @@ pub fn accept_only_syn_acks_to(
     if after_ipv4 {
         program.insert(0, op(0xb1, 0, 0, 0));
     }
-    let fprog = libc::sock_fprog {
-        len: u16::try_from(program.len()).map_err(|_| Errno::EINVAL)?,
-        filter: program.as_mut_ptr(),
-    };
-    let len =
-        libc::socklen_t::try_from(size_of::<libc::sock_fprog>()).map_err(|_| Errno::EINVAL)?;
-    // SAFETY: `fprog` points at `program`, both live across the call, and
-    // `len` is the size of `fprog`; the kernel copies the filter in.
-    let rc = unsafe {
-        libc::setsockopt(
-            socket.as_fd().as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_ATTACH_FILTER,
-            std::ptr::from_ref(&fprog).cast(),
-            len,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(Errno::from_io(&std::io::Error::last_os_error()))
-    }
+    attach_filter(socket, &mut program)
 }

@@ -235,8 +235,9 @@ fn a_used_answer_and_an_expired_one_are_asked_again() {
 }
 
 /// Threads `lstat` one file while another thread lists its directory and
-/// chmods it round after round: no answer is torn (parts of two stats) or
-/// older than a chmod that had returned before it was asked, in both modes.
+/// chmods it round after round: no answer is torn (a mode, size or link
+/// count no stat of the file had) or older than a chmod that had returned
+/// before it was asked, in both modes, as when run directly.
 #[test]
 fn threads_racing_lstat_against_chmod_see_no_torn_or_stale_answer() {
     each_mode(|mode| {
@@ -251,16 +252,16 @@ fn threads_racing_lstat_against_chmod_see_no_torn_or_stale_answer() {
         fs::create_dir(&dir).expect("mkdir");
         fs::write(dir.join("f"), b"12345").expect("f");
         fs::set_permissions(dir.join("f"), fs::Permissions::from_mode(0o400)).expect("chmod");
+        let expected = "stale 0 torn 0\nreaders checked answers: yes\n";
+        let (on_server, server_file) = (p(&dir), p(&dir.join("f")));
+        let direct = run(cmd(&[bin.as_str(), "race", &on_server, &server_file, "120", "3"]));
+        assert_eq!(direct.success().out(), expected, "run directly");
+        fs::set_permissions(dir.join("f"), fs::Permissions::from_mode(0o400)).expect("chmod");
         let listed = format!("{}/race", pair.t());
         let file = format!("{listed}/f");
         let r =
             run(pair.rscq_cmd(&[], &[bin.as_str(), "race", &listed, &file, "120", "3"])).success();
-        assert_eq!(
-            r.out(),
-            "stale 0 torn 0\nreaders checked answers: yes\n",
-            "mode {mode:?}\n{}",
-            r.dump()
-        );
+        assert_eq!(r.out(), expected, "mode {mode:?}\n{}", r.dump());
         if mode.is_empty() {
             assert!(answered_in_program(&r) > 0, "{}", r.dump());
         }

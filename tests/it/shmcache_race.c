@@ -7,9 +7,12 @@
  * readers lstat it meanwhile, and check every answer:
  *   - stale: older than the last chmod that had returned before the lstat
  *     began;
- *   - torn: a mode outside the pattern, a size or link count that is not
- *     the file's, or a ctime that differs between two answers of one mode
- *     (parts of two different stats).
+ *   - torn: a mode outside the pattern, or a size or link count that is
+ *     not the file's.
+ * The ctime is not checked against the mode: Linux's own chmod and stat
+ * are not atomic with each other (run natively, this program sees one
+ * mode with two ctimes in most runs), so no answer can be held to more.
+ * The region's seqlock is tested on its own (src/fastpath/shm/tests.rs).
  * Prints "stale N torn M" and whether the readers checked anything. */
 #include <dirent.h>
 #include <pthread.h>
@@ -25,7 +28,6 @@ static const char *dir, *file;
 static atomic_int done_round;
 static atomic_int stop;
 static atomic_long stale, torn, checked;
-static long long ctimes[MAX_THREADS][256];
 
 static unsigned mode_of(int round)
 {
@@ -45,7 +47,7 @@ static void list(void)
 }
 
 /* Checks one answer, given the round done before it was asked. */
-static void check(const struct stat *st, int before, long long *ct)
+static void check(const struct stat *st, int before)
 {
 	int round = (int)(st->st_mode & 0377);
 	if (!S_ISREG(st->st_mode) || (st->st_mode & 0777) != mode_of(round) || st->st_size != 5 ||
@@ -53,17 +55,12 @@ static void check(const struct stat *st, int before, long long *ct)
 		atomic_fetch_add(&torn, 1);
 	if (round < before)
 		atomic_fetch_add(&stale, 1);
-	long long c = (long long)st->st_ctim.tv_sec * 1000000000LL + st->st_ctim.tv_nsec;
-	if (ct[round] == -1)
-		ct[round] = c;
-	else if (ct[round] != c)
-		atomic_fetch_add(&torn, 1);
 	atomic_fetch_add(&checked, 1);
 }
 
 static void *reader(void *arg)
 {
-	long long *ct = arg;
+	(void)arg;
 	while (!atomic_load(&stop)) {
 		int before = atomic_load(&done_round);
 		struct stat st;
@@ -71,7 +68,7 @@ static void *reader(void *arg)
 			atomic_fetch_add(&torn, 1);
 			continue;
 		}
-		check(&st, before, ct);
+		check(&st, before);
 	}
 	return NULL;
 }
@@ -86,12 +83,9 @@ int main(int argc, char **argv)
 	int threads = atoi(argv[5]);
 	if (rounds < 1 || rounds > 255 || threads < 1 || threads > MAX_THREADS)
 		return 2;
-	memset(ctimes, 0xff, sizeof ctimes);
 	pthread_t t[MAX_THREADS];
 	for (int i = 0; i < threads; i++)
-		pthread_create(&t[i], NULL, reader, ctimes[i]);
-	long long own[256];
-	memset(own, 0xff, sizeof own);
+		pthread_create(&t[i], NULL, reader, NULL);
 	for (int round = 1; round <= rounds; round++) {
 		list();
 		if (round % 2 == 0) {
@@ -99,7 +93,7 @@ int main(int argc, char **argv)
 			if (lstat(file, &st) != 0)
 				atomic_fetch_add(&torn, 1);
 			else
-				check(&st, round - 1, own);
+				check(&st, round - 1);
 		}
 		if (chmod(file, mode_of(round)) != 0) {
 			perror("chmod");
@@ -110,18 +104,6 @@ int main(int argc, char **argv)
 	atomic_store(&stop, 1);
 	for (int i = 0; i < threads; i++)
 		pthread_join(t[i], NULL);
-	/* One ctime per mode across every thread. */
-	for (int round = 0; round < 256; round++) {
-		long long seen = own[round];
-		for (int i = 0; i < threads; i++) {
-			long long c = ctimes[i][round];
-			if (c == -1)
-				continue;
-			if (seen != -1 && seen != c)
-				atomic_fetch_add(&torn, 1);
-			seen = c;
-		}
-	}
 	printf("stale %ld torn %ld\n", atomic_load(&stale), atomic_load(&torn));
 	printf("readers checked answers: %s\n", atomic_load(&checked) > 0 ? "yes" : "no");
 	return 0;

@@ -254,7 +254,14 @@ fn threads_racing_lstat_against_chmod_see_no_torn_or_stale_answer() {
         fs::set_permissions(dir.join("f"), fs::Permissions::from_mode(0o400)).expect("chmod");
         let expected = "stale 0 torn 0\nreaders checked answers: yes\n";
         let (on_server, server_file) = (p(&dir), p(&dir.join("f")));
-        let direct = run(cmd(&[bin.as_str(), "race", &on_server, &server_file, "120", "3"]));
+        let direct = run(cmd(&[
+            bin.as_str(),
+            "race",
+            &on_server,
+            &server_file,
+            "120",
+            "3",
+        ]));
         assert_eq!(direct.success().out(), expected, "run directly");
         fs::set_permissions(dir.join("f"), fs::Permissions::from_mode(0o400)).expect("chmod");
         let listed = format!("{}/race", pair.t());

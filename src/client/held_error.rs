@@ -16,10 +16,9 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use super::udp::icmp::{ICMP_DEST_UNREACH, ICMPV6_DEST_UNREACH, checksum};
 use crate::errno::Errno;
 
-const ICMP_DEST_UNREACH: u8 = 3;
-const ICMPV6_DEST_UNREACH: u8 = 1;
 const TCP: u8 = 6;
 
 /// TCP's SYN and ACK flags, in the header's 14th byte.
@@ -51,18 +50,6 @@ pub fn message_for(errno: Errno, v6: bool) -> Option<(u8, u8)> {
         },
         code,
     ))
-}
-
-/// The Internet checksum (RFC 1071) of `bytes`.
-fn checksum(bytes: &[u8]) -> u16 {
-    let mut sum: u32 = bytes
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !u16::try_from(sum).unwrap_or(0)
 }
 
 /// The ICMP message (the kernel adds the IP header, and an ICMPv6

@@ -28,7 +28,7 @@
 //! (that is [`crate::syscall::udp`]); it owns the relays and the socket's
 //! stream.
 
-mod icmp;
+pub(super) mod icmp;
 mod ipfields;
 
 use std::collections::{HashMap, HashSet, VecDeque};

@@ -16,6 +16,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+/// An encoded answer frame, shared between the stream it is sent on and
+/// the record without a copy (a read's answer can be a MiB).
+pub type Answer = Arc<Vec<u8>>;
+
 /// The most answers one session keeps for calls the client may send again.
 pub const MAX_KEPT_ANSWERS: usize = 4096;
 
@@ -28,7 +32,7 @@ pub enum Begin {
     /// wait for its answer.
     Running,
     /// It ran: send this answer (an encoded frame) again.
-    Done(Arc<[u8]>),
+    Done(Answer),
     /// It may have run, and its answer is forgotten: fail it.
     Forgotten,
 }
@@ -37,7 +41,7 @@ pub enum Begin {
 #[derive(Debug, Default)]
 pub struct ReplyBook {
     running: HashSet<u64>,
-    done: HashMap<u64, Arc<[u8]>>,
+    done: HashMap<u64, Answer>,
     /// The client holds every answer below this.
     acked_below: u64,
     /// Answers below this may have been dropped by the bound.
@@ -63,7 +67,7 @@ impl ReplyBook {
     }
 
     /// Call `id` ran and was answered `answer`.
-    pub fn finish(&mut self, id: u64, answer: Arc<[u8]>) {
+    pub fn finish(&mut self, id: u64, answer: Answer) {
         self.running.remove(&id);
         if id < self.acked_below {
             return;
@@ -95,8 +99,8 @@ impl ReplyBook {
 mod tests {
     use super::*;
 
-    fn answer(byte: u8) -> Arc<[u8]> {
-        Arc::from(vec![byte; 3])
+    fn answer(byte: u8) -> Answer {
+        Arc::new(vec![byte; 3])
     }
 
     #[test]

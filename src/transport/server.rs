@@ -20,7 +20,7 @@ use tokio::sync::Semaphore;
 
 use super::identity::{Fingerprint, Identity};
 use super::kept::{Ended, Holder, Sessions};
-use super::replies::{Begin, ReplyBook};
+use super::replies::{Answer, Begin, ReplyBook};
 use super::stream::{ReadFrameError, read_frame};
 use super::trust::{ClientVerifier, LiveClients};
 use super::{ErrorChain, Liveness, TransportError, code, provider, transport_config};
@@ -833,7 +833,7 @@ async fn request<S: Session>(
     }
     let answer = match once {
         Some(once) => execute_once(session, creds, req, once).await,
-        None => frame::encode(&execute(session, creds, req).await).into(),
+        None => Arc::new(frame::encode(&execute(session, creds, req).await)),
     };
     if send.write_all(&answer).await.is_ok() {
         let _ = send.finish();
@@ -848,7 +848,7 @@ async fn execute_once<S: Session>(
     caller: Option<Credentials>,
     req: Request,
     once: Once,
-) -> Arc<[u8]> {
+) -> Answer {
     loop {
         // Armed before the book is read, so a finish in between wakes it.
         let answered = session.answered.notified();
@@ -859,11 +859,11 @@ async fn execute_once<S: Session>(
             Begin::Run => break,
             Begin::Running => answered.await,
             Begin::Done(answer) => return answer,
-            Begin::Forgotten => return frame::encode::<Response>(&Err(Errno::EIO)).into(),
+            Begin::Forgotten => return Arc::new(frame::encode::<Response>(&Err(Errno::EIO))),
         }
     }
     let response = execute(session.clone(), caller, req).await;
-    let answer: Arc<[u8]> = frame::encode(&response).into();
+    let answer: Answer = Arc::new(frame::encode(&response));
     session.replies().finish(once.id, answer.clone());
     session.answered.notify_waiters();
     answer

@@ -28,12 +28,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crate::errno::Errno;
 use crate::proto::{IcmpError, SockAddr};
 
-const ICMP_DEST_UNREACH: u8 = 3;
+pub(in crate::client) const ICMP_DEST_UNREACH: u8 = 3;
 const ICMP_PORT_UNREACH: u8 = 3;
 const ICMP_FRAG_NEEDED: u8 = 4;
 const ICMP_TIME_EXCEEDED: u8 = 11;
 const ICMP_PARAMETERPROB: u8 = 12;
-const ICMPV6_DEST_UNREACH: u8 = 1;
+pub(in crate::client) const ICMPV6_DEST_UNREACH: u8 = 1;
 const ICMPV6_TIME_EXCEED: u8 = 3;
 const ICMPV6_PARAMPROB: u8 = 4;
 const ICMPV6_PORT_UNREACH: u8 = 4;
@@ -86,7 +86,7 @@ pub fn behind(e: Errno) -> Option<IcmpError> {
 }
 
 /// The Internet checksum (RFC 1071) of `bytes`.
-fn checksum(bytes: &[u8]) -> u16 {
+pub(in crate::client) fn checksum(bytes: &[u8]) -> u16 {
     let mut sum: u32 = bytes
         .chunks(2)
         .map(|c| u32::from(u16::from_be_bytes([c[0], c.get(1).copied().unwrap_or(0)])))

@@ -84,6 +84,26 @@ fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
     p
 }
 
+/// The directory of a listing as its entries' paths start: without its
+/// empty and `.` components, which a directory that was opened and listed
+/// has only as names of itself (`ls` in a remote cwd lists `/m/d/.`,
+/// while it asks for `/m/d/name`). A `..` stays: through a symlink it is
+/// not the lexical parent.
+fn listed_dir(dir: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(dir.len());
+    for c in dir
+        .split(|&b| b == b'/')
+        .filter(|c| !matches!(*c, b"" | b"."))
+    {
+        out.push(b'/');
+        out.extend_from_slice(c);
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    out
+}
+
 /// An absolute path with no empty, `.` or `..` component: its text names
 /// its directory.
 fn is_plain(path: &[u8]) -> bool {
@@ -187,6 +207,7 @@ impl StatCache {
         dir: &RemotePath,
         listing: &[(DirEntry, EntryMeta)],
     ) {
+        let dir = listed_dir(&dir.0);
         for (entry, meta) in listing {
             if entry.name == b"." || entry.name == b".." {
                 continue;
@@ -195,7 +216,7 @@ impl StatCache {
                 .lstat
                 .as_ref()
                 .is_ok_and(|s| s.mode & libc::S_IFMT == libc::S_IFLNK);
-            let path = join(&dir.0, &entry.name);
+            let path = join(&dir, &entry.name);
             self.entries.insert(
                 path.clone(),
                 Entry {

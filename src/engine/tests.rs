@@ -55,8 +55,18 @@ pub(super) fn listed(
     now: Instant,
     names: &[(&str, EntryMeta)],
 ) -> Response {
+    listed_as(engine, now, "/d", names)
+}
+
+/// [`listed`], with the directory opened by the path `dir`.
+fn listed_as(
+    engine: &mut FileEngine,
+    now: Instant,
+    dir: &str,
+    names: &[(&str, EntryMeta)],
+) -> Response {
     let open = Request::Open {
-        path: rp("/d"),
+        path: rp(dir),
         flags: libc::O_RDONLY,
         mode: 0,
     };
@@ -108,6 +118,30 @@ fn a_listing_answers_each_lstat_once() {
         matches!(e.on_request(now, lstat), Action::Send(..)),
         "used once only"
     );
+}
+
+/// `ls` in a remote cwd opens `/d/.`, and then asks for `/d/a`.
+#[test]
+fn a_listing_of_a_directory_named_with_dots_answers_its_plain_names() {
+    let now = Instant::now();
+    for dir in ["/d/.", "//d/./", "/./d"] {
+        let mut e = FileEngine::new(all(), DEFAULT_TTL);
+        let _ = listed_as(
+            &mut e,
+            now,
+            dir,
+            &[("a", meta(libc::S_IFREG | 0o644, None))],
+        );
+        let lstat = Request::Stat {
+            path: rp("/d/a"),
+            follow: false,
+        };
+        assert_eq!(
+            e.on_request(now, lstat),
+            Action::Answer(Ok(Reply::Stat(stat(libc::S_IFREG | 0o644, 7)))),
+            "listed as {dir}"
+        );
+    }
 }
 
 #[test]

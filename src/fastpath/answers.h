@@ -142,18 +142,29 @@ static int shm_find(const char *p, size_t first, size_t count, struct shm_hit *h
 
 /* The absolute spelling the region knows the judged path `buf` by, in
  * `abs` (PATH_MAX_LEN bytes) if it must be built: `buf` itself when
- * absolute; the cwd and `buf` when relative to a cwd the tracer has not
- * marked remote (so the kernel's cwd is the one the planner would join
- * it to); NULL otherwise (a dirfd, a remote cwd), which takes the slow
- * path. */
+ * absolute; when relative to the cwd, the cwd the planner would join it
+ * to (the remote cwd rscq told the page, or the kernel's when rscq has
+ * not marked the cwd remote or told that it is local again) and `buf`;
+ * NULL otherwise (a dirfd, a cwd not told), which takes the slow path. */
 static const char *shm_key(int dirfd, const char *buf, char *abs)
 {
 	if (buf[0] == '/')
 		return buf;
-	if (buf[0] == 0 || dirfd != AT_FDCWD || (page()->flags & FLAG_CWD_MAY_BE_REMOTE))
+	if (buf[0] == 0 || dirfd != AT_FDCWD)
 		return NULL;
-	/* The syscall counts the NUL. */
-	long len = fast6(SYS_getcwd, (long)abs, PATH_MAX_LEN, 0, 0, 0, 0) - 1;
+	long len;
+	size_t told = 0;
+	int remote = (page()->flags & FLAG_CWD_MAY_BE_REMOTE) ? told_cwd(abs, &told) : 0;
+	if (remote < 0)
+		return NULL;
+	if (remote > 0) {
+		/* The remote cwd as the planner joins to it: the key the
+		 * listing offered its entries under. */
+		len = (long)told;
+	} else {
+		/* The syscall counts the NUL. */
+		len = fast6(SYS_getcwd, (long)abs, PATH_MAX_LEN, 0, 0, 0, 0) - 1;
+	}
 	if (len <= 0 || abs[0] != '/')
 		return NULL;
 	size_t n = 0;

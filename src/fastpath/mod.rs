@@ -17,7 +17,10 @@
 //! The tracer tells the library two facts it cannot see, as flags in the
 //! data page, sticky until the next exec: that the program's cwd is a
 //! remote directory ([`FLAG_CWD_MAY_BE_REMOTE`]), and that its fd calls
-//! stop ([`FLAG_FD_CALLS_STOP`]).
+//! stop ([`FLAG_FD_CALLS_STOP`]). Beside the flags it keeps the process's
+//! cwd as the planner sees it ([`told_cwd`]), so that paths relative to a
+//! remote cwd can find the answers rscq holds, and relative paths after
+//! the program came back from a mount are judged in the program again.
 //!
 //! Answers rscq already holds (a listing's prefetched `lstat`s, symlink
 //! targets and absent xattrs) are offered to the library in a shared
@@ -49,6 +52,35 @@ pub const FLAG_CWD_MAY_BE_REMOTE: u32 = 1;
 /// and `fstat` stop fewer times than the library's open plus
 /// `fdopendir`/`fdopen` (an `fstat` and one or two `fcntl`) would.
 pub const FLAG_FD_CALLS_STOP: u32 = 2;
+
+/// Offset of the told cwd's sequence word: odd while the tracer writes
+/// the block after it, so that the library (a seqlock reader) can tell a
+/// torn copy from a whole one.
+pub const CWD_SEQ_OFFSET: u64 = 16;
+/// Offset of the block [`told_cwd`] encodes, after the sequence word.
+pub const CWD_BLOCK_OFFSET: u64 = 24;
+/// Room for the told cwd's path in the data page.
+pub const CWD_PATH_CAP: usize = 4096 - 32;
+
+/// The cwd block the tracer writes at [`CWD_BLOCK_OFFSET`] for process
+/// `owner`: its process id (the page is shared by a `vfork` child, whose
+/// cwd is its own, so the library trusts the block only in the process it
+/// names), the path's length, and the path. `None` (the cwd is the
+/// kernel's, and the planner routes no part of it) is length 0. A path
+/// that does not fit names no process (owner 0): the library then judges
+/// by its flags alone, as before it was told.
+pub fn told_cwd(owner: i32, remote_cwd: Option<&[u8]>) -> Vec<u8> {
+    let path = remote_cwd.unwrap_or_default();
+    let fits = path.len() <= CWD_PATH_CAP && !path.contains(&0);
+    let owner = if fits { owner } else { 0 };
+    let path = if fits { path } else { &[] };
+    let len = u32::try_from(path.len()).unwrap_or(0);
+    let mut out = Vec::with_capacity(8 + path.len());
+    out.extend_from_slice(&owner.to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(path);
+    out
+}
 
 /// The environment variable the library reads its routed paths from.
 pub const CONFIG_VAR: &str = "RSCQ_FASTPATH";
@@ -134,6 +166,27 @@ mod tests {
         assert_eq!(
             preload_value(b"/r/f.so", Some(b"libx.so")),
             b"/r/f.so:libx.so"
+        );
+    }
+
+    #[test]
+    fn the_told_cwd_names_its_process_and_says_local_with_no_path() {
+        assert_eq!(
+            told_cwd(7, Some(b"/mnt/r")),
+            [7, 0, 0, 0, 6, 0, 0, 0, b'/', b'm', b'n', b't', b'/', b'r']
+        );
+        assert_eq!(told_cwd(7, None), [7, 0, 0, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn a_cwd_the_page_cannot_hold_is_told_as_no_one_s() {
+        let long = vec![b'a'; CWD_PATH_CAP + 1];
+        assert_eq!(told_cwd(7, Some(&long)), [0; 8]);
+        let fits = vec![b'a'; CWD_PATH_CAP];
+        assert_eq!(told_cwd(7, Some(&fits)).len(), 8 + CWD_PATH_CAP);
+        assert_eq!(
+            usize::try_from(CWD_BLOCK_OFFSET).unwrap() + 8 + CWD_PATH_CAP,
+            4096
         );
     }
 

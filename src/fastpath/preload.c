@@ -77,6 +77,7 @@
 #define SYS_getxattr 191
 #define SYS_lgetxattr 192
 #define SYS_clock_gettime 228
+#define SYS_getpid 39
 
 #define PROT_READ 1
 #define PROT_WRITE 2
@@ -139,8 +140,20 @@ struct timespec_ { long sec, nsec; };
 extern int clock_gettime(int, struct timespec_ *) __attribute__((weak));
 #define RTLD_NEXT ((void *)-1L)
 
-/* Data page the tracer writes: magic, then flags (sticky until exec). */
-struct shared_page { uint64_t magic; volatile uint32_t flags; };
+/* Data page the tracer writes: magic, then flags (sticky until exec),
+ * then the cwd as the planner sees it (src/fastpath/mod.rs, told_cwd):
+ * a sequence word, odd while the tracer writes, and the block it guards.
+ * Offsets must match mod.rs. */
+#define CWD_PATH_CAP (4096 - 32)
+struct shared_page {
+	uint64_t magic;
+	volatile uint32_t flags;
+	uint32_t pad;
+	volatile uint64_t cwd_seq;
+	volatile int32_t cwd_owner;
+	volatile uint32_t cwd_len;
+	volatile char cwd[CWD_PATH_CAP];
+};
 
 static int ready;
 /* The absolute, normalized local paths the planner routes: every mount
@@ -215,6 +228,47 @@ static long done(long ret)
 static struct shared_page *page(void)
 {
 	return (struct shared_page *)(STUB_PAGE + PAGE);
+}
+
+/* What rscq told of this process's cwd: 1 with the remote cwd's path,
+ * NUL-terminated, in out (CWD_PATH_CAP bytes; *n its length), 0 when the
+ * cwd is the kernel's and no part of it is routed, -1 when not told or
+ * told to another process (a vfork child shares the page), or when the
+ * tracer was writing: then the caller takes the slow path. */
+static int told_cwd(char *out, size_t *n)
+{
+	struct shared_page *p = page();
+	uint64_t seq = p->cwd_seq;
+	__asm__ volatile("" ::: "memory");
+	if (seq & 1)
+		return -1;
+	int32_t owner = p->cwd_owner;
+	uint32_t len = p->cwd_len;
+	if (owner <= 0 || len > CWD_PATH_CAP - 1)
+		return -1;
+	for (uint32_t k = 0; k < len; k++)
+		out[k] = p->cwd[k];
+	__asm__ volatile("" ::: "memory");
+	if (p->cwd_seq != seq || fast6(SYS_getpid, 0, 0, 0, 0, 0, 0) != owner)
+		return -1;
+	if (len == 0)
+		return 0;
+	if (out[0] != '/')
+		return -1;
+	out[len] = 0;
+	if (n != NULL)
+		*n = len;
+	return 1;
+}
+
+/* Whether relative paths from the cwd must take the slow path: the cwd
+ * may be remote, and rscq has not told that it is the kernel's again. */
+static int cwd_is_remote_or_unknown(void)
+{
+	if (!(page()->flags & FLAG_CWD_MAY_BE_REMOTE))
+		return 0;
+	char path[CWD_PATH_CAP];
+	return told_cwd(path, NULL) != 0;
 }
 
 /* ---- judging a path ---- */
@@ -454,7 +508,7 @@ static enum route judge(int dirfd, const char *path, char *buf)
 		return SLOW;
 	if (buf[0] == '/')
 		return judge_absolute(buf, n);
-	if (dirfd == AT_FDCWD && (page()->flags & FLAG_CWD_MAY_BE_REMOTE))
+	if (dirfd == AT_FDCWD && cwd_is_remote_or_unknown())
 		return SLOW;
 	/* Relative to a local directory: it reaches a routed path only if its
 	 * first name is a component of one. A `..` needs the directory's own

@@ -181,6 +181,41 @@ fn tell_fastpath(pid: Pid, flag: u32) {
     }
 }
 
+/// Writes `pid`'s cwd as the planner sees it into the fast path's data
+/// page ([`crate::fastpath::told_cwd`]): `remote_cwd` when it is a remote
+/// directory, `None` when it is the kernel's own. Only where the library
+/// put its magic. The sequence word goes odd before the block and even
+/// after it, each in its own write, so a thread of the program reading the
+/// page meanwhile sees the change and asks the slow way instead.
+fn tell_fastpath_cwd(pid: Pid, tgid: i32, remote_cwd: Option<&[u8]>) {
+    use crate::fastpath::{CWD_BLOCK_OFFSET, CWD_SEQ_OFFSET, DATA_PAGE, MAGIC, told_cwd};
+    let Ok(magic) = mem::read_bytes(pid, DATA_PAGE, 8) else {
+        return;
+    };
+    if magic != MAGIC.to_le_bytes() {
+        return;
+    }
+    let Ok(old) = mem::read_bytes(pid, DATA_PAGE + CWD_SEQ_OFFSET, 8) else {
+        return;
+    };
+    // Only rscq writes the word, from this one thread; even when whole.
+    let seq = <[u8; 8]>::try_from(old.as_slice()).map_or(0, u64::from_le_bytes) | 1;
+    let block = told_cwd(tgid, remote_cwd);
+    let written = mem::write_bytes(pid, DATA_PAGE + CWD_SEQ_OFFSET, &seq.to_le_bytes())
+        .and_then(|()| mem::write_bytes(pid, DATA_PAGE + CWD_BLOCK_OFFSET, &block))
+        .and_then(|()| {
+            mem::write_bytes(
+                pid,
+                DATA_PAGE + CWD_SEQ_OFFSET,
+                &seq.wrapping_add(1).to_le_bytes(),
+            )
+        });
+    if let Err(e) = written {
+        // Left odd, the block is never trusted: the slow path answers.
+        tracing::debug!(%e, %pid, "cannot tell the fast path the cwd");
+    }
+}
+
 /// The program's environment: rscq's own, with `set` replacing variables
 /// of the same name; `None` when nothing is set (the child inherits).
 fn program_env(
@@ -526,8 +561,11 @@ impl<'a, F: Forwarder> Tracer<'a, F> {
 
     fn set_virtual_cwd(&mut self, tid: i32, cwd: Option<Vec<u8>>) {
         let tgid = self.tgid_of(tid);
-        if self.config.fastpath && cwd.is_some() {
-            tell_fastpath(Pid::from_raw(tid), crate::fastpath::FLAG_CWD_MAY_BE_REMOTE);
+        if self.config.fastpath {
+            if cwd.is_some() {
+                tell_fastpath(Pid::from_raw(tid), crate::fastpath::FLAG_CWD_MAY_BE_REMOTE);
+            }
+            tell_fastpath_cwd(Pid::from_raw(tid), tgid, cwd.as_deref());
         }
         self.process_mut(tgid).virtual_cwd = cwd;
     }

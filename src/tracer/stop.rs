@@ -41,6 +41,18 @@ impl<F: Forwarder> Tracer<'_, F> {
             // exec that kept the fd filter but not the flags of its page.
             super::tell_fastpath(pid, crate::fastpath::FLAG_FD_CALLS_STOP);
         }
+        if nr == libc::SYS_getcwd && self.config.fastpath {
+            // The same first call after an exec: a remote cwd survives
+            // the exec, the page that told it does not.
+            let tgid = self.tgid_of(tid);
+            if let Some(cwd) = self
+                .processes
+                .get(&tgid)
+                .and_then(|p| p.virtual_cwd.clone())
+            {
+                super::tell_fastpath_cwd(pid, tgid, Some(&cwd));
+            }
+        }
         let fd0 = i32::try_from(info.args[0] & 0xffff_ffff).map_or(-1, |v| v);
         // `#!` interpreters followed so far by this exec (see `exec_copy`),
         // and whether a fetch made this very call ready.

@@ -274,3 +274,128 @@ fn threads_racing_lstat_against_chmod_see_no_torn_or_stale_answer() {
         }
     });
 }
+
+/// Two remote directories with the same names (`a/fNNNN` and `b/fNNNN`,
+/// different sizes), and a local one with a file `here`.
+fn same_names_twice(root: &std::path::Path) {
+    for (dir, extra) in [("a", 0), ("b", 50)] {
+        let d = root.join(dir);
+        fs::create_dir(&d).expect("mkdir");
+        for i in 0..40 {
+            fs::write(d.join(format!("f{i:04}")), vec![b'x'; i + extra]).expect("write");
+        }
+    }
+}
+
+/// Relative to a remote cwd, names the program lists and then `lstat`s
+/// are answered in the program, keyed by the cwd rscq told the library;
+/// after a `chdir` to another remote directory with the same names, or in
+/// a forked child that moved, the same names are that directory's. The
+/// output is what the script prints run directly in the server's tree.
+const RELATIVE_TO_REMOTE_CWD: &str = r#"
+import os, sys
+root = sys.argv[1]
+def sizes(tag):
+    print(tag, [os.lstat(n).st_size for n in sorted(os.listdir("."))][:5],
+          os.lstat("f0003").st_size, os.stat("./f0004").st_size)
+os.chdir(root + "/a")
+sizes("a")
+os.listdir(".")
+os.chdir("../b")
+print("b", [os.lstat("f%04d" % i).st_size for i in range(40)][:5])
+os.chdir(root + "/a")
+os.listdir(".")
+pid = os.fork()
+if pid == 0:
+    os.chdir(root + "/b")
+    print("child b", os.lstat("f0007").st_size, flush=True)
+    os._exit(0)
+os.waitpid(pid, 0)
+print("parent a", os.lstat("f0007").st_size, os.lstat("f0008").st_size)
+"#;
+
+#[test]
+fn paths_relative_to_a_remote_cwd_are_answered_for_that_cwd() {
+    each_mode(|mode| {
+        let pair = Pair::new(Backend::Remote, mode);
+        let direct_root = pair.local.join("twice");
+        fs::create_dir(&direct_root).expect("mkdir");
+        same_names_twice(&direct_root);
+        let remote_root = pair.remote_tree.join("twice");
+        fs::create_dir(&remote_root).expect("mkdir");
+        same_names_twice(&remote_root);
+        let direct = run(cmd(&[
+            "python3",
+            "-c",
+            RELATIVE_TO_REMOTE_CWD,
+            &p(&direct_root),
+        ]))
+        .success();
+        assert!(direct.out().contains("parent a 7 8"), "{}", direct.dump());
+        let mounted = format!("{}/twice", pair.t());
+        let r = run(pair.rscq_cmd(
+            &["--stat-ttl", "3600s"],
+            &["python3", "-c", RELATIVE_TO_REMOTE_CWD, mounted.as_str()],
+        ))
+        .success();
+        assert_eq!(r.out(), direct.out(), "mode {mode:?}\n{}", r.dump());
+        if mode.is_empty() {
+            // At least `a`'s listing, `lstat`-ed by name after its chdir.
+            assert!(answered_in_program(&r) >= 40, "{}", r.dump());
+        }
+
+        // `ls -l` run in the remote directory: what it prints there on
+        // the server, its `statx` of each name answered in the program.
+        const FILES: usize = 200;
+        let server_side = p(&pair.remote_tree.join("many"));
+        let listed = many_files(&pair, FILES);
+        let ls = "ls -l --color=never --time-style=full-iso";
+        let direct = run(cmd(&["sh", "-c", &format!("cd {server_side} && {ls}")])).success();
+        assert!(direct.out().lines().count() > FILES, "{}", direct.dump());
+        let r = run(pair.rscq_cmd(&[], &["sh", "-c", &format!("cd {listed} && {ls}")])).success();
+        assert_eq!(r.out(), direct.out(), "mode {mode:?}\n{}", r.dump());
+        if mode.is_empty() {
+            let answered = answered_in_program(&r);
+            assert!(
+                answered >= FILES as u64,
+                "{answered} answers in the program\n{}",
+                r.dump()
+            );
+        }
+    });
+}
+
+/// A program that went into a mount and came back: its relative paths in
+/// the local cwd run in the program again (rscq tells the library the cwd
+/// is the kernel's), so a loop of `stat`s there stops no more than the
+/// same loop in a program that never went in (with the cwd only marked
+/// "may be remote", each would stop).
+#[test]
+fn relative_paths_after_leaving_a_remote_cwd_run_without_a_stop() {
+    const CALLS: u64 = 2000;
+    let pair = Pair::new(Backend::Remote, &[]);
+    let local = pair.local.join("back-here");
+    fs::create_dir(&local).expect("mkdir");
+    fs::write(local.join("here"), b"123").expect("write");
+    let script = |into: &str| {
+        format!(
+            "import os\nos.chdir('{into}')\nos.listdir('.')\nos.chdir('{l}')\nn = sum(os.stat('here').st_size for _ in range({CALLS}))\nprint(n, os.getcwd() == '{l}')\n",
+            l = p(&local),
+        )
+    };
+    let stayed = script(&p(&pair.local));
+    let stayed = run(pair.rscq_cmd(&[], &["python3", "-c", stayed.as_str()])).success();
+    let went = script(&pair.t());
+    let went = run(pair.rscq_cmd(&[], &["python3", "-c", went.as_str()])).success();
+    for r in [&stayed, &went] {
+        assert_eq!(r.out(), format!("{} True\n", 3 * CALLS), "{}", r.dump());
+    }
+    assert!(
+        stops(&went) < stops(&stayed) + CALLS / 2,
+        "{} stops after leaving the mount, {} without entering it, for {CALLS} local stats\n{}\n{}",
+        stops(&went),
+        stops(&stayed),
+        stayed.dump(),
+        went.dump()
+    );
+}

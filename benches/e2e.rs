@@ -7,8 +7,9 @@
 //! Every iteration spawns the whole command; under rscq that includes
 //! rscq's start, the QUIC handshake with the server and its teardown.
 //!
-//! Groups (select with `RSCQ_BENCH_GROUPS=ls,download,overhead,work,connects`, default
-//! all):
+//! Groups (select with
+//! `RSCQ_BENCH_GROUPS=ls,download,overhead,work,connects,memory,scale`, default
+//! all; `scale` is `connects` and `memory`):
 //!
 //! * `ls_27dirs`, `ls_1000files`, `ls_connect` — the thesis's Table 5.2:
 //!   `ls -l` at RTT 0 (loopback), 2, 20 and 100 ms; `ls_connect` is
@@ -20,6 +21,9 @@
 //! * `work_*` — real metadata work and bulk reads in the mount at RTT 20 and
 //!   100 ms (find, git status, python import, make -q, cat of many small
 //!   files and of one 50 MB file), beside direct and sshfs cold.
+//! * `net_connects` — `--net` connects per second at RTT 0 beside native.
+//! * `memory` — [`scale`]'s one-shot figures: memory per idle `--net`
+//!   connection, 50 clients on one server, a 1,000-run memory soak.
 //!
 //! Besides criterion's own files, side facts (round trips from `--stats`,
 //! client-measured transfer and stat times) are appended as JSON lines to
@@ -38,6 +42,9 @@ use std::sync::OnceLock;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+#[path = "e2e/scale.rs"]
+mod scale;
 
 use criterion::{BenchmarkGroup, BenchmarkId, Criterion, SamplingMode, measurement::WallTime};
 use nix::sched::CloneFlags;
@@ -111,8 +118,11 @@ fn main() {
     if want("work") {
         bench_work(&mut c, &lab);
     }
-    if want("connects") {
+    if want("connects") || want("scale") {
         bench_connects(&mut c, &lab);
+    }
+    if want("memory") || want("scale") {
+        scale::bench_scale(&lab);
     }
     c.final_summary();
 }

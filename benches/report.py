@@ -111,6 +111,179 @@ def load_extra(root):
     return rt, transfer, stat, runs, single
 
 
+def load_scale(root):
+    """The scale group's side facts (benches/e2e/scale.rs and net_connects):
+    {"connects": {mode: e}, "idle_mem": {n: e}, "clients50": e, "soak": e},
+    the last line of each kind (and mode or n) winning."""
+    out = {"connects": {}, "idle_mem": {}, "clients50": None, "soak": None}
+    path = os.path.join(root, "rscq-extra.jsonl")
+    if not os.path.exists(path):
+        return out
+    with open(path) as f:
+        for line in f:
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            k = e.get("kind")
+            if k == "connects":
+                out["connects"][e["mode"]] = e
+            elif k == "idle_mem":
+                out["idle_mem"][e["n"]] = e
+            elif k in ("clients50", "soak"):
+                out[k] = e
+    return out
+
+
+def slope(points):
+    """Least-squares slope of [(x, y)], or None with fewer than two x."""
+    if len({x for x, _ in points}) < 2:
+        return None
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    return sum((x - mx) * (y - my) for x, y in points) / sxx
+
+
+def fmt_kib(kib):
+    if kib is None:
+        return "—"
+    if kib >= 102400:
+        return "%.0f MiB" % (kib / 1024)
+    if kib >= 1024:
+        return "%.1f MiB" % (kib / 1024)
+    return "%d KiB" % kib
+
+
+# How far above its fresh baseline the server's RSS may stay after a soak
+# and still count as "returned near baseline": 25% or 4 MiB, the larger.
+SOAK_SLACK = (1.25, 4096)
+# The soak samples every this many runs (benches/e2e/scale.rs).
+SOAK_SAMPLE_EVERY = 100
+
+
+def scale_section(w, t, sc, targets):
+    """The "Scale and memory" section (issue 14, items 2 and 3)."""
+    conn, idle, c50, soak = sc["connects"], sc["idle_mem"], sc["clients50"], sc["soak"]
+    if not (conn or idle or c50 or soak):
+        return
+    w("## Scale and memory")
+    w("")
+    w("All at RTT 0 (client and a standalone rscq-server in one namespace on loopback), each "
+      "measurement against a fresh server. Memory is the kernel's count in `/proc/PID/status`: "
+      "*RSS* = VmRSS (resident pages, the binary's included), *anon* = RssAnon (heap and "
+      "stacks); socket buffers are the kernel's and not in either.")
+    w("")
+    if conn:
+        w("### `--net` connects per second")
+        w("")
+        w("`net_connects`: a python program makes 2,000 non-blocking connects to a local listener, "
+          "each waited for with `poll` and kept open (so the socket table grows through the run), "
+          "and prints its own loop time; connects/s = 2,000 / that time, the median over "
+          "criterion's runs. *whole command* is criterion's median (python and rscq start "
+          "included).")
+        w("")
+        w("| mode | connects/s | / direct | whole command | runs |")
+        w("|---|---|---|---|---|")
+        direct = conn.get("direct", {}).get("median_per_s")
+        for mode in ["direct", "optimized", "pure"]:
+            e = conn.get(mode)
+            if not e:
+                continue
+            r = e["median_per_s"]
+            w("| %s | %.0f | %s | %s | %d |" % (
+                mode, r, "%.2f" % (r / direct) if direct and mode != "direct" else "—",
+                fmt_s(t("net_connects", mode, str(e["n"]))), e["runs"]))
+        w("")
+        e = conn.get("optimized")
+        if e:
+            det = "%.0f connects/s (ratio %.2f of 2,000)" % (e["median_per_s"], e["median_per_s"] / 2000)
+            if direct:
+                det += "; native %.0f/s, rscq at %.0f%% of native" % (direct, 100 * e["median_per_s"] / direct)
+            if conn.get("pure"):
+                det += "; `--pure` %.0f/s" % conn["pure"]["median_per_s"]
+            targets.append(("`--net` connects at RTT 0: at least 2,000 per second", e["median_per_s"] >= 2000, det))
+    if idle:
+        w("### Memory per idle `--net` connection")
+        w("")
+        w("One python program under `rscq --net` opens N TCP connections to a listener in the "
+          "server's namespace (which greets and holds them), prints that it holds them and sleeps; "
+          "one second later rscq's and rscq-server's memory is read. *per connection* is the "
+          "least-squares slope over N. *server fds* confirms the server holds one socket per "
+          "connection.")
+        w("")
+        w("| N | time to open | rscq RSS | rscq anon | rscq-server RSS | rscq-server anon | server fds |")
+        w("|---|---|---|---|---|---|---|")
+        for n in sorted(idle):
+            e = idle[n]
+            w("| %d | %s | %s | %s | %s | %s | %d |" % (
+                n, fmt_s(e["setup_s"]), fmt_kib(e["client_rss_kib"]), fmt_kib(e["client_anon_kib"]),
+                fmt_kib(e["server_rss_kib"]), fmt_kib(e["server_anon_kib"]), e["server_fds"]))
+        pts = sorted(idle.items())
+        per = {}
+        for key in ["client_rss_kib", "client_anon_kib", "server_rss_kib", "server_anon_kib"]:
+            per[key] = slope([(n, e[key]) for n, e in pts])
+        if per["client_rss_kib"] is not None:
+            w("| **per connection** | | %.1f KiB | %.1f KiB | %.1f KiB | %.1f KiB | |" % (
+                per["client_rss_kib"], per["client_anon_kib"], per["server_rss_kib"], per["server_anon_kib"]))
+            for who, key in [("rscq", "client_rss_kib"), ("rscq-server", "server_rss_kib")]:
+                targets.append(("Memory per idle `--net` connection in %s: under 64 KiB beyond the kernel's buffers" % who,
+                                per[key] < 64, "%.1f KiB (RSS slope over N = %s; ratio %.2f of 64 KiB)" % (
+                                    per[key], ", ".join(str(n) for n in sorted(idle)), per[key] / 64)))
+        w("")
+    if c50:
+        w("### %d clients on one server" % c50["clients"])
+        w("")
+        w("%d rscq runs started at once against one rscq-server, each `rscq --net --mount /remote=/ "
+          "-- bash JOB`: write a 100-byte file in the mount, read it back, stat and list a directory "
+          "of 27, remove the file, connect to a listener in the server's namespace with bash's "
+          "`/dev/tcp` and read its greeting. Every run must exit 0 (the bench stops otherwise). "
+          "*peak* is the server's VmHWM; its RSS was also sampled every 20 ms." % c50["clients"])
+        w("")
+        w("| clients | exit 0 | wall time (all) | server RSS before | server peak RSS | server RSS after |")
+        w("|---|---|---|---|---|---|")
+        w("| %d | %d | %s | %s | %s | %s |" % (
+            c50["clients"], c50["ok"], fmt_s(c50["wall_s"]), fmt_kib(c50["server_before_rss_kib"]),
+            fmt_kib(c50["server_peak_rss_kib"]), fmt_kib(c50["server_after_rss_kib"])))
+        w("")
+        targets.append(("%d clients at once on one server: all exit 0" % c50["clients"], c50["ok"] == c50["clients"],
+                        "%d of %d in %s; server peak RSS %s" % (c50["ok"], c50["clients"], fmt_s(c50["wall_s"]),
+                                                              fmt_kib(c50["server_peak_rss_kib"]))))
+    if soak:
+        w("### Memory soak: %d client runs" % soak["runs"])
+        w("")
+        w("%d runs of the same job (files in the mount and a `--net` connect), %d at a time, "
+          "against one rscq-server; the server's RSS, anonymous memory, open fds and threads "
+          "before the first run, after every 100, right after the last, and after %d s idle.%s"
+          % (soak["runs"], soak["parallel"], soak["settle_s"],
+             " `MALLOC_ARENA_MAX=%s` was set." % soak["malloc_arena_max"] if soak.get("malloc_arena_max") else ""))
+        w("")
+        w("| when | runs done | RSS | anon | fds | threads |")
+        w("|---|---|---|---|---|---|")
+        rows = [("before", soak["before"])] + [("during", s) for s in soak["during"]] + \
+            [("right after", soak["after"]), ("after %d s idle" % soak["settle_s"], soak["settled"])]
+        for label, s in rows:
+            w("| %s | %d | %s | %s | %d | %d |" % (label, s["runs"], fmt_kib(s["rss_kib"]), fmt_kib(s["anon_kib"]),
+                                                  s["fds"], s["threads"]))
+        w("")
+        base, end = soak["before"], soak["settled"]
+        limit = max(base["rss_kib"] * SOAK_SLACK[0], base["rss_kib"] + SOAK_SLACK[1])
+        ok = end["rss_kib"] <= limit and end["fds"] <= base["fds"]
+        targets.append(("Server RSS returns near its baseline after %d client runs (within 25%% or 4 MiB), fds to baseline" % soak["runs"], ok,
+                        "RSS %s before, %s peak, %s after %d s idle (limit %s); fds %d before, %d after" % (
+                            fmt_kib(base["rss_kib"]), fmt_kib(soak["peak_rss_kib"]), fmt_kib(end["rss_kib"]),
+                            soak["settle_s"], fmt_kib(limit), base["fds"], end["fds"])))
+        first = next((s for s in soak["during"] if s["runs"] == SOAK_SAMPLE_EVERY), None)
+        if first:
+            growth = soak["after"]["rss_kib"] / first["rss_kib"]
+            targets.append(("Server memory does not grow with the number of runs (a leak would): RSS after the last run "
+                            "within 10%% of that after the first %d" % SOAK_SAMPLE_EVERY, growth <= 1.10,
+                            "%s after %d runs, %s after %d (ratio %.2f); threads %d → %d → %d" % (
+                                fmt_kib(first["rss_kib"]), SOAK_SAMPLE_EVERY, fmt_kib(soak["after"]["rss_kib"]), soak["runs"],
+                                growth, base["threads"], soak["after"]["threads"], end["threads"])))
+
+
 def machine():
     info = {"model": "?", "cpus": str(os.cpu_count()), "kernel": platform.release()}
     try:
@@ -278,6 +451,7 @@ def main():
     root = criterion_dir(args.criterion)
     crit = load_criterion(root)
     rt, transfer, statloop, runs, single = load_extra(root)
+    scale = load_scale(root)
     if not crit:
         sys.exit("no criterion results under %s (run `sudo cargo bench --bench e2e` first)" % root)
     outdir = os.path.dirname(os.path.abspath(args.out))
@@ -572,6 +746,8 @@ def main():
                     targets.append(("`cat` of a 50 MB remote file at RTT %d ms: ≥ 0.9 of the link's plain-TCP throughput" % r,
                                     share >= 0.9, "%.2f (%s vs tcp %s)" % (share, fmt_s(o), fmt_s(tcp))))
         w("")
+
+    scale_section(w, t, scale, targets)
 
     # ---- Targets -----------------------------------------------------------
     w("## Targets")

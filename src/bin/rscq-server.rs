@@ -26,12 +26,15 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Parser;
 use rscq::config::ServerFileSettings;
 use rscq::server::creds::{Policy, Squash};
+use rscq::server::live::LiveSessions;
 use rscq::server::{ClientSession, Executor};
 use rscq::transport::{
     AuthorizedClients, ErrorChain, Identity, LiveClients, Liveness, Peer, SessionError, identity,
@@ -301,11 +304,12 @@ fn serve(
             .context("cannot read the bound address")?;
         eprintln!("rscq-server: certificate {}", identity.fingerprint());
         eprintln!("rscq-server: listening on {addr}");
+        let live = LiveSessions::new(give_back_when_idle());
         let make_session = move |peer: &Peer| {
             tracing::info!(peer = %peer.addr, client = %peer.fingerprint, "new session");
             let files =
                 Executor::new(&root, read_only, policy.clone()).map_err(SessionError::from)?;
-            Ok(ClientSession::new(files, peer))
+            Ok(ClientSession::new(files, peer).counted(&live))
         };
         server::serve_live(endpoint, read_only, clients, make_session, shutdown).await;
         anyhow::Ok(())
@@ -315,6 +319,32 @@ fn serve(
     result?;
     eprintln!("rscq-server: stopped");
     Ok(())
+}
+
+/// What a burst of sessions freed goes back to the kernel when the last
+/// one ends, and again once tokio has let the burst's idle blocking
+/// threads go (10 s keep-alive), which frees their caches into the
+/// allocator after the first trim; the second only if no session started
+/// meanwhile.
+fn give_back_when_idle() -> rscq::server::live::OnIdle {
+    const AFTER_THREADS_EXIT: Duration = Duration::from_secs(11);
+    let runtime = tokio::runtime::Handle::current();
+    let pending = Arc::new(AtomicBool::new(false));
+    Box::new(move |live: &Arc<LiveSessions>| {
+        let trimmed = rscq::sys::trim_freed_memory();
+        tracing::debug!(trimmed, "no session left: freed memory given back");
+        if pending.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (live, pending) = (Arc::clone(live), Arc::clone(&pending));
+        runtime.spawn(async move {
+            tokio::time::sleep(AFTER_THREADS_EXIT).await;
+            pending.store(false, Ordering::Release);
+            if live.live() == 0 {
+                rscq::sys::trim_freed_memory();
+            }
+        });
+    })
 }
 
 /// What identifies a version of a file without reading it.

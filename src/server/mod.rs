@@ -8,7 +8,8 @@
 //! [`creds`]'s, and each syscall family has its own private module
 //! (`files`, `meta`, `names`, `dirs`, `xattr`, `locks`, `uname`,
 //! `reattach` for handles given again after a restart; [`net`],
-//! [`udp`] and [`sockopt`] for `--net`).
+//! [`udp`] and [`sockopt`] for `--net`). [`live`] counts live sessions,
+//! so the server can give memory back when the last one ends.
 //!
 //! Must not speak QUIC: [`crate::transport::server`] reads requests and
 //! writes responses; this module only runs them (and implements its
@@ -19,6 +20,7 @@ mod dirs;
 pub mod executor;
 mod files;
 mod handles;
+pub mod live;
 mod locks;
 mod meta;
 mod names;

@@ -16,6 +16,7 @@ use crate::proto::{Credentials, Request, Response};
 use crate::transport::{Embedded, Peer, Session, SessionError, TransportError};
 
 use super::Executor;
+use super::live::{LiveGuard, LiveSessions};
 use super::net::{self, NetSession};
 use super::udp::{self, BindOptions};
 
@@ -29,6 +30,9 @@ pub struct ClientSession {
     /// behind, and sockets do not outlive the connection their bytes
     /// travel on.
     sockets: std::sync::RwLock<Arc<NetSession>>,
+    /// Counts this session among the server's live ones until it drops;
+    /// declared last, so it drops after what the session holds.
+    live: Option<LiveGuard>,
 }
 
 impl ClientSession {
@@ -37,7 +41,15 @@ impl ClientSession {
         Self {
             files,
             sockets: std::sync::RwLock::new(Arc::new(NetSession::new(peer.connection.clone()))),
+            live: None,
         }
+    }
+
+    /// The same session, counted among `live` until it drops.
+    #[must_use]
+    pub fn counted(mut self, live: &Arc<LiveSessions>) -> Self {
+        self.live = Some(live.enter());
+        self
     }
 
     fn sockets(&self) -> Arc<NetSession> {

@@ -23,3 +23,24 @@ pub fn return_freed_memory() {
         libc::mallopt(libc::M_TRIM_THRESHOLD, 128 * 1024);
     }
 }
+
+/// Gives back to the kernel every whole free page glibc's allocator holds,
+/// in every arena (malloc_trim(3) with no padding). The trim threshold of
+/// [`return_freed_memory`] only trims the top of a heap as it is freed;
+/// pages freed below live blocks, and the per-thread arenas of threads that
+/// served a burst of sessions, stay resident until this. Returns whether
+/// memory was given back. Other C libraries: nothing, `false`.
+pub fn trim_freed_memory() -> bool {
+    #[cfg(target_env = "gnu")]
+    {
+        // SAFETY: malloc_trim takes one integer and works only on the
+        // allocator's own free lists, under the allocator's locks; it may
+        // be called from any thread at any time.
+        let released = unsafe { libc::malloc_trim(0) };
+        released != 0
+    }
+    #[cfg(not(target_env = "gnu"))]
+    {
+        false
+    }
+}

@@ -60,6 +60,9 @@ pub trait Tracee {
     fn local_fd_path(&mut self, fd: i32) -> Option<Vec<u8>>;
     /// `(SO_DOMAIN, SO_TYPE)` of a socket fd; `None` for other fds.
     fn socket_kind(&mut self, fd: i32) -> Option<(i32, i32)>;
+    /// `SO_PROTOCOL` of a socket fd; `None` for other fds, or when it
+    /// cannot be read.
+    fn socket_protocol(&mut self, fd: i32) -> Option<i32>;
     /// The remote connection behind a socket fd, if it has one.
     fn remote_socket(&mut self, fd: i32) -> Option<RemoteSocket>;
     /// The server listener behind a socket fd, if it has one.

@@ -26,6 +26,8 @@ pub struct FakeTracee {
     pub local_dirs: HashMap<i32, Vec<u8>>,
     /// `(SO_DOMAIN, SO_TYPE)` of socket fds.
     pub sockets: HashMap<i32, (i32, i32)>,
+    /// `SO_PROTOCOL` of socket fds (none given: unknown).
+    pub protocols: HashMap<i32, i32>,
     pub remote_sockets: HashMap<i32, RemoteSocket>,
     pub listeners: HashMap<i32, u64>,
     /// Socket fds another fd of the program also refers to.
@@ -121,6 +123,9 @@ impl Tracee for FakeTracee {
     }
     fn socket_kind(&mut self, fd: i32) -> Option<(i32, i32)> {
         self.sockets.get(&fd).copied()
+    }
+    fn socket_protocol(&mut self, fd: i32) -> Option<i32> {
+        self.protocols.get(&fd).copied()
     }
     fn remote_socket(&mut self, fd: i32) -> Option<RemoteSocket> {
         self.remote_sockets.get(&fd).copied()

@@ -217,7 +217,11 @@ impl<F: Forwarder> Tracer<'_, F> {
             return self.shadow_opened(stop, saved, result);
         }
         let result = stop.regs().map(|r| r.rax.cast_signed()).unwrap_or(-1);
+        let again = matches!(after, ExitAction::SocketTraps { ret: None });
         let (result, first_remote_file) = self.after_exit(stop.pid(), after, result);
+        if again {
+            return stop.resume_with_regs(super::inject::call_again(saved));
+        }
         let mut regs = saved;
         regs.rax = result.cast_unsigned();
         if first_remote_file && !self.fd_filter.is_empty() {
@@ -297,7 +301,8 @@ impl<F: Forwarder> Tracer<'_, F> {
                         self.tgid_of(tid)
                     );
                 }
-                result = ret;
+                // `None`: the call runs again (see `on_syscall_exit`).
+                result = ret.unwrap_or(result);
             }
             ExitAction::Native { after, scratch } => {
                 self.after_native(pid, after, scratch, result);

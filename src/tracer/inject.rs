@@ -79,9 +79,11 @@ impl<F: Forwarder> Tracer<'_, F> {
     /// `ret` (0): if it is the process's first, its call runs as the
     /// `seccomp(2)` that puts the socket filter in (so its later `close`s
     /// stop, see [`super::seccomp::socket_filter_rules`]) and returns `ret`
-    /// to the program; otherwise the call is skipped with `ret`. Returns
-    /// the stop if it is not used.
-    pub(super) fn socket_traps_at(&mut self, stop: Stop, ret: i64) -> Option<Stop> {
+    /// to the program; otherwise the call is skipped with `ret`. With
+    /// `ret` `None` (a call whose UDP socket the server bound first), the
+    /// program's call runs again after the `seccomp(2)`, and stops again.
+    /// Returns the stop if it is not used.
+    pub(super) fn socket_traps_at(&mut self, stop: Stop, ret: Option<i64>) -> Option<Stop> {
         let tgid = self.tgid_of(stop.tid());
         if self.socket_filter.is_empty() || self.processes.get(&tgid).is_none_or(|p| p.socket_traps)
         {
@@ -220,6 +222,17 @@ pub(super) fn injected_call(
     }
     stop.resume_to_syscall_stop();
     Ok(())
+}
+
+/// The registers `at_entry` of a syscall's seccomp stop, made to run that
+/// call again once the thread, at a syscall-exit stop, gets them back: the
+/// `syscall` instruction runs again with the call's number and arguments,
+/// as the kernel restarts a call.
+pub(super) fn call_again(at_entry: libc::user_regs_struct) -> libc::user_regs_struct {
+    let mut regs = at_entry;
+    regs.rip = at_entry.rip.wrapping_sub(SYSCALL_INSN_LEN);
+    regs.rax = at_entry.orig_rax;
+    regs
 }
 
 /// Without the fd filter a process's calls on its remote files reach the

@@ -191,7 +191,7 @@ impl<F: Forwarder> Tracer<'_, F> {
                 // must stop from now on, to release it at the last one.
                 let bound = ret == 0 && (nr == libc::SYS_bind || nr == libc::SYS_listen);
                 let stop = if bound && writes.is_empty() {
-                    match self.socket_traps_at(stop, ret) {
+                    match self.socket_traps_at(stop, Some(ret)) {
                         Some(stop) => stop,
                         None => return,
                     }
@@ -208,7 +208,11 @@ impl<F: Forwarder> Tracer<'_, F> {
             Outcome::Replan => {
                 let note = Some("socket bound, planned again");
                 self.trace_done(tid, trace.as_ref(), Returned::Unknown, note);
-                self.on_seccomp(stop);
+                // The socket is now bound on the server: as after a `bind`,
+                // the process's closes must stop, to release it at the last.
+                if let Some(stop) = self.socket_traps_at(stop, None) {
+                    self.on_seccomp(stop);
+                }
             }
             Outcome::RunNativeWith { args } => {
                 self.trace_done(tid, trace.as_ref(), Returned::Unknown, Some("then native"));

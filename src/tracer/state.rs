@@ -159,9 +159,11 @@ pub(super) enum ExitAction {
     /// The program's `bind` or `listen`, answered by the server, ran as a
     /// `seccomp(2)` that puts the socket filter
     /// (`seccomp::socket_filter_rules`) into the process; the program sees
-    /// `ret`, its call's own result.
+    /// `ret`, its call's own result. `None`: the call (a UDP `sendto` or
+    /// `connect` whose socket the server just bound) runs again instead,
+    /// to be planned with its socket remote.
     SocketTraps {
-        ret: i64,
+        ret: Option<i64>,
     },
     /// The program's own call ran (its arguments perhaps in scratch memory
     /// at `scratch`): then what the planner asked for.

@@ -119,6 +119,12 @@ impl<F: Forwarder> Tracee for TraceeView<'_, '_, F> {
         Some((i32::from(domain.as_raw()), i32::try_from(ty.as_raw()).ok()?))
     }
 
+    fn socket_protocol(&mut self, fd: i32) -> Option<i32> {
+        let dup = self.tracer.dup_fd(self.pid, fd)?;
+        let protocol = rustix::net::sockopt::socket_protocol(&dup).ok()??;
+        i32::try_from(protocol.as_raw().get()).ok()
+    }
+
     fn remote_socket(&mut self, fd: i32) -> Option<RemoteSocket> {
         self.tracer.sockets.lookup(self.pid.as_raw(), fd)
     }

@@ -49,6 +49,61 @@ fn a_closed_udp_socket_frees_its_port_at_once() {
     }
 }
 
+/// Sends from a UDP socket never bound (its first send binds it), closes
+/// it, and binds its port again at once; then the same with a socket its
+/// `connect` bound. `argv[1]`: the peer's address (nothing listens there).
+const UDP_SEND_PY: &str = r#"
+import errno, socket, sys
+peer = (sys.argv[1], 9)
+def again(port):
+    t = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        t.bind(("0.0.0.0", port))
+        print("bound again", flush=True)
+    except OSError as e:
+        print("bind again failed with", errno.errorcode[e.errno], flush=True)
+    t.close()
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.sendto(b"x", peer)
+port = s.getsockname()[1]
+print("sent from a port", port != 0, flush=True)
+s.close()
+again(port)
+c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+c.connect(peer)
+port = c.getsockname()[1]
+c.close()
+again(port)
+print("DONE", flush=True)
+"#;
+
+/// A UDP socket bound on the server only by its first send (or its
+/// `connect`) frees its port at its last close too, as natively.
+#[test]
+fn a_udp_socket_bound_by_its_first_send_frees_its_port_at_close() {
+    let name = "a_udp_socket_bound_by_its_first_send_frees_its_port_at_close";
+    let Some(lab) = Lab::new(name, &[]) else {
+        return;
+    };
+    let script = lab.write("udp_send.py", UDP_SEND_PY.as_bytes());
+    let py = python();
+    let web = lab.net.web_ip.to_string();
+    let argv = [py.as_str(), p(&script), web.as_str()];
+    let native = lab.run_ok(lab.exec(Ns::Remote, &argv));
+    let expected = "sent from a port True\nbound again\nbound again\nDONE\n";
+    assert_eq!(native.out(), expected, "{}", native.dump());
+    for mode in MODES {
+        let out = Running::spawn(lab.rscq(mode, &argv)).finish(TIMEOUT);
+        assert_eq!(
+            (out.code(), out.out()),
+            (native.code(), native.out()),
+            "({mode:?}) must end as natively\n--- native ---\n{}\n--- under rscq ---\n{}",
+            native.dump(),
+            out.dump()
+        );
+    }
+}
+
 /// `peer HOST PORT`: accepts a connection, reads it to its end, then sends
 /// on it until a send fails (the program's socket is gone: reset) or 10 s
 /// passed; then tells the program's second connection what it found.

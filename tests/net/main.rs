@@ -35,6 +35,7 @@ mod incoming;
 mod ipv6;
 mod listeners;
 mod outgoing;
+mod ping;
 mod pure_sockets;
 mod remotes;
 mod scale;

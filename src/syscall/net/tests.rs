@@ -376,6 +376,41 @@ fn sendto_on_an_inet_datagram_socket_the_udp_planner_left_is_enetunreach() {
 }
 
 #[test]
+fn an_icmp_datagram_socket_is_not_carried_as_udp() {
+    for pure in [false, true] {
+        let mut t = program();
+        // `socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP)`: a ping socket, whose
+        // echo a UDP relay would answer from loopback.
+        t.sockets.insert(6, (libc::AF_INET, libc::SOCK_DGRAM));
+        t.protocols.insert(6, libc::IPPROTO_ICMP);
+        let to = [6, BUF, 16, 0, ADDR, 16];
+        assert_eq!(
+            plan(libc::SYS_sendto, to, &net(pure), &mut t),
+            fail(libc::ENETUNREACH),
+            "pure: {pure}"
+        );
+        for nr in [libc::SYS_connect, libc::SYS_bind] {
+            assert_eq!(
+                plan(nr, [6, ADDR, 16, 0, 0, 0], &net(pure), &mut t),
+                fail(libc::ENETUNREACH),
+                "{nr}, pure: {pure}"
+            );
+        }
+        // A UDP socket still binds on the server at its first send.
+        t.protocols.insert(6, libc::IPPROTO_UDP);
+        let wildcard = SockAddr::V4 {
+            ip: [0; 4],
+            port: 0,
+        };
+        assert_eq!(
+            plan(libc::SYS_sendto, to, &net(pure), &mut t),
+            Plan::udp_bind(6, wildcard, true),
+            "pure: {pure}"
+        );
+    }
+}
+
+#[test]
 fn pure_receives_fetch_only_when_the_socket_has_nothing() {
     let mut t = program();
     connected(&mut t, 3, Some(11));

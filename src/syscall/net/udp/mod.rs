@@ -159,14 +159,12 @@ pub fn rewrite_source(
 /// What the planner knows of a socket fd.
 enum Sock {
     /// Bound on the server: its id and family.
-    Remote {
-        id: u64,
-        v6: bool,
-    },
+    Remote { id: u64, v6: bool },
     /// An INET datagram socket not yet bound on the server.
-    Unbound {
-        v6: bool,
-    },
+    Unbound { v6: bool },
+    /// Any other socket, an ICMP datagram (ping) socket among them: its
+    /// datagrams are not UDP, which the relays and the server's UDP
+    /// socket carry (a relay would answer an echo from loopback).
     Other,
 }
 
@@ -182,7 +180,9 @@ fn sock(t: &mut impl Tracee, fd: i32) -> Sock {
     }
     match t.socket_kind(fd) {
         Some((domain, ty))
-            if ty == libc::SOCK_DGRAM && (domain == libc::AF_INET || domain == libc::AF_INET6) =>
+            if ty == libc::SOCK_DGRAM
+                && (domain == libc::AF_INET || domain == libc::AF_INET6)
+                && t.socket_protocol(fd).is_none_or(|p| p == libc::IPPROTO_UDP) =>
         {
             Sock::Unbound {
                 v6: domain == libc::AF_INET6,

@@ -15,6 +15,7 @@ struct Fake {
     mem: HashMap<u64, Vec<u8>>,
     remote: HashMap<i32, RemoteSocket>,
     kinds: HashMap<i32, (i32, i32)>,
+    protocols: HashMap<i32, i32>,
     unread: usize,
 }
 
@@ -49,6 +50,9 @@ impl Tracee for Fake {
     }
     fn socket_kind(&mut self, fd: i32) -> Option<(i32, i32)> {
         self.kinds.get(&fd).copied()
+    }
+    fn socket_protocol(&mut self, fd: i32) -> Option<i32> {
+        self.protocols.get(&fd).copied()
     }
     fn dual_stack(&mut self, _fd: i32) -> bool {
         false

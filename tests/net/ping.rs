@@ -58,3 +58,52 @@ fn an_icmp_echo_is_never_answered_by_loopback() {
         );
     }
 }
+
+/// A raw ICMP socket's `sendmsg` (whose address the seccomp filter cannot
+/// see) to `argv[1]`: what it returned.
+const RAW_SENDMSG_PY: &str = r#"
+import errno, socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+try:
+    n = s.sendmsg([struct.pack("!BBHHH", 8, 0, 0, 0, 1) + b"rscqping"], [], 0, (sys.argv[1], 0))
+    print("sent", n, flush=True)
+except OSError as e:
+    print("failed with", errno.errorcode.get(e.errno, e), flush=True)
+"#;
+
+/// An address the client's namespace routes (through its loopback) and
+/// the server's does not: a raw `sendmsg` to it that left from the
+/// client host would succeed there, while on the server's host (and under
+/// rscq, which carries no ICMP) it fails with ENETUNREACH.
+#[test]
+fn a_raw_icmp_sendmsg_never_leaves_from_the_client_host() {
+    let Some(lab) = Lab::new("a_raw_icmp_sendmsg_never_leaves_from_the_client_host", &[]) else {
+        return;
+    };
+    let only_here = "10.99.77.1";
+    lab.run_ok(lab.exec(
+        Ns::Local,
+        &["ip", "route", "add", "10.99.77.0/24", "dev", "lo"],
+    ));
+    let script = lab.write("raw_sendmsg.py", RAW_SENDMSG_PY.as_bytes());
+    let py = python();
+    let argv = [py.as_str(), p(&script), only_here];
+    let here = lab.run_ok(lab.exec(Ns::Local, &argv));
+    assert!(here.out().starts_with("sent"), "{}", here.dump());
+    let native = lab.run_ok(lab.exec(Ns::Remote, &argv));
+    assert_eq!(
+        native.out(),
+        "failed with ENETUNREACH\n",
+        "{}",
+        native.dump()
+    );
+    for mode in MODES {
+        let out = Running::spawn(lab.rscq(mode, &argv)).finish(TIMEOUT);
+        assert!(
+            out.code() == 0 && out.out() == native.out(),
+            "({mode:?}) must fail as on the server's host\n--- native ---\n{}\n--- under rscq ---\n{}",
+            native.dump(),
+            out.dump()
+        );
+    }
+}

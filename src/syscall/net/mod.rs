@@ -50,15 +50,24 @@ impl<T: Tracee> Planner<'_, T> {
             libc::SYS_accept | libc::SYS_accept4 => self.accept(fd, a),
             libc::SYS_setsockopt => self.setsockopt(fd, a),
             libc::SYS_getsockopt => self.getsockopt(fd, a),
-            libc::SYS_sendto => match self.t.socket_kind(fd) {
-                Some((domain, ty))
-                    if (domain == libc::AF_INET || domain == libc::AF_INET6)
-                        && ty != libc::SOCK_STREAM =>
-                {
-                    Plan::fail(Errno(libc::ENETUNREACH))
+            // What the UDP family left: datagrams rscq cannot carry (raw
+            // and ICMP sockets), which sent from this host instead would
+            // betray the program. A UDP socket the UDP family declined (a
+            // `sendmsg` with no address on an unbound socket) is the
+            // kernel's to answer.
+            libc::SYS_sendto | libc::SYS_sendmsg | libc::SYS_sendmmsg => {
+                match self.t.socket_kind(fd) {
+                    Some((domain, ty))
+                        if (domain == libc::AF_INET || domain == libc::AF_INET6)
+                            && ty != libc::SOCK_STREAM
+                            && (nr == libc::SYS_sendto
+                                || self.t.socket_protocol(fd) != Some(libc::IPPROTO_UDP)) =>
+                    {
+                        Plan::fail(Errno(libc::ENETUNREACH))
+                    }
+                    _ => Plan::Native,
                 }
-                _ => Plan::Native,
-            },
+            }
             _ => self.socket_name(nr, fd, a),
         }
     }

@@ -396,6 +396,19 @@ fn an_icmp_datagram_socket_is_not_carried_as_udp() {
                 "{nr}, pure: {pure}"
             );
         }
+        // Nor may its `sendmsg`/`sendmmsg` (whose address the filter
+        // cannot see) leave from this host; nor a raw socket's.
+        t.sockets.insert(7, (libc::AF_INET6, libc::SOCK_RAW));
+        t.protocols.insert(7, libc::IPPROTO_ICMPV6);
+        for fd in [6, 7] {
+            for nr in [libc::SYS_sendmsg, libc::SYS_sendmmsg] {
+                assert_eq!(
+                    plan(nr, [fd, BUF, 1, 0, 0, 0], &net(pure), &mut t),
+                    fail(libc::ENETUNREACH),
+                    "fd {fd}, {nr}, pure: {pure}"
+                );
+            }
+        }
         // A UDP socket still binds on the server at its first send.
         t.protocols.insert(6, libc::IPPROTO_UDP);
         let wildcard = SockAddr::V4 {
@@ -405,6 +418,13 @@ fn an_icmp_datagram_socket_is_not_carried_as_udp() {
         assert_eq!(
             plan(libc::SYS_sendto, to, &net(pure), &mut t),
             Plan::udp_bind(6, wildcard, true),
+            "pure: {pure}"
+        );
+        // And a UDP `sendmsg` the UDP family leaves (no address, never
+        // bound) is the kernel's, not refused.
+        assert_eq!(
+            plan(libc::SYS_sendmsg, [6, BUF, 0, 0, 0, 0], &net(pure), &mut t),
+            Plan::Native,
             "pure: {pure}"
         );
     }

@@ -166,9 +166,14 @@ pub const TABLE: &[Syscall] = &[
     )
     .waiting_for_input(),
     // UDP addresses hide inside `msghdr`, where the filter cannot look.
-    Syscall::new(libc::SYS_sendmsg, "sendmsg", &[Udp, PureSocket], ON_NET),
+    Syscall::new(
+        libc::SYS_sendmsg,
+        "sendmsg",
+        &[Udp, PureSocket, Net],
+        ON_NET,
+    ),
     Syscall::new(libc::SYS_recvmsg, "recvmsg", &[Udp, PureSocket], ON_NET).waiting_for_input(),
-    Syscall::new(libc::SYS_sendmmsg, "sendmmsg", &[Udp], ON_NET),
+    Syscall::new(libc::SYS_sendmmsg, "sendmmsg", &[Udp, Net], ON_NET),
     Syscall::new(libc::SYS_recvmmsg, "recvmmsg", &[Udp], ON_NET).waiting_for_input(),
     Syscall::new(libc::SYS_poll, "poll", WAIT, ON_PURE_ONLY).waiting_for_input(),
     Syscall::new(libc::SYS_ppoll, "ppoll", WAIT, ON_PURE_ONLY).waiting_for_input(),

@@ -13,9 +13,11 @@
 //! Must not read ahead or coalesce: every fetch and send is one round trip,
 //! as `--pure` promises. Bytes the program writes through calls rscq does
 //! not trap (`sendfile`, `splice`) reach the pump through the local socket
-//! and go without a caller waiting; at most the send window
-//! (`--net-send-window`) of them is unanswered at once, so they block the
-//! program as the kernel's full buffer would.
+//! and go without a caller waiting; at most the send window of them is
+//! unanswered at once, so they block the program as the kernel's full
+//! buffer would. The window is measured on the connection
+//! ([`AdaptiveWindow`], about twice its bandwidth-delay product) up to
+//! `--net-send-window`.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -25,6 +27,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use crate::engine::adaptive_window::AdaptiveWindow;
+use crate::engine::sendwindow::INITIAL_WINDOW;
 use crate::errno::Errno;
 use crate::proto::{PureOp, PureReply, frame};
 use crate::transport::pump::{Unsent, UnsentGuard};
@@ -378,23 +382,57 @@ impl Starter {
 type SendWaiter = (Option<u64>, oneshot::Sender<Result<u64, Errno>>, u64);
 
 /// Waiters for replies, in the order their operations were sent.
-#[derive(Default)]
 struct Waiters {
     recvs: std::collections::VecDeque<oneshot::Sender<Result<bool, Errno>>>,
     sends: std::collections::VecDeque<SendWaiter>,
     /// Bytes of untrapped writes sent and not yet answered.
     untrapped: u64,
+    /// Bytes of untrapped writes answered, cumulative.
+    untrapped_answered: u64,
+    /// The window for untrapped writes, measured on their answers.
+    window: AdaptiveWindow,
 }
 
 impl Waiters {
+    fn new(send_window: u64) -> Self {
+        Self {
+            recvs: std::collections::VecDeque::new(),
+            sends: std::collections::VecDeque::new(),
+            untrapped: 0,
+            untrapped_answered: 0,
+            window: AdaptiveWindow::new(INITIAL_WINDOW, send_window),
+        }
+    }
+
+    /// Whether another untrapped write may go.
+    fn room(&self) -> bool {
+        self.untrapped < self.window.window()
+    }
+
+    /// An untrapped write of `bytes` goes now; nobody waits for its answer.
+    fn send_untrapped(&mut self, bytes: u64) {
+        self.sends.push_back((None, oneshot::channel().0, bytes));
+        self.untrapped += bytes;
+        self.window.on_sent(bytes, now());
+    }
+
     /// The answer to the oldest send: its waiter gets `result`, and its
     /// untrapped bytes no longer count.
     fn answer_send(&mut self, result: Result<u64, Errno>) {
         if let Some((_, done, bytes)) = self.sends.pop_front() {
             self.untrapped = self.untrapped.saturating_sub(bytes);
+            if bytes > 0 {
+                self.untrapped_answered += bytes;
+                self.window.on_acknowledged(self.untrapped_answered, now());
+            }
             let _ = done.send(result);
         }
     }
+}
+
+/// The window's clock (tokio's, as the pump's timers).
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 async fn run(
@@ -408,7 +446,7 @@ async fn run(
 ) {
     let mut unsent = Some(unsent);
     let (mut rd, wr) = local.into_split();
-    let waiters = Arc::new(Mutex::new(Waiters::default()));
+    let waiters = Arc::new(Mutex::new(Waiters::new(send_window)));
     // Told each time a send is answered: room for untrapped writes.
     let answered = Arc::new(Notify::new());
     let replies = tokio::spawn(route_replies(
@@ -426,7 +464,7 @@ async fn run(
     let mut sends = 0u64;
     loop {
         let mut ops = Vec::with_capacity(2);
-        let room = lock(&waiters).untrapped < send_window;
+        let room = lock(&waiters).room();
         tokio::select! {
             // The window is full: the next answer may make room.
             () = answered.notified(), if !program_done && !room => {}
@@ -482,10 +520,7 @@ async fn run(
                         // against the window until it comes.
                         sends += 1;
                         let bytes = u64::try_from(n).unwrap_or(u64::MAX);
-                        let mut w = lock(&waiters);
-                        w.sends.push_back((None, oneshot::channel().0, bytes));
-                        w.untrapped += bytes;
-                        drop(w);
+                        lock(&waiters).send_untrapped(bytes);
                         ops.push(PureOp::Send(from_program[..n].to_vec()));
                     }
                 }

@@ -91,7 +91,8 @@ pub struct ClientArgs {
 
     /// --net: the most bytes a program's sends on a remote TCP connection
     /// may be ahead of what the server's socket took, besides the
-    /// program's own send buffer [default: 4194304].
+    /// program's own send buffer: the adaptive send window's maximum
+    /// [default: 4194304].
     #[arg(long, value_name = "BYTES", value_parser = clap::value_parser!(u32).range(65536..=16777216))]
     pub net_send_window: Option<u32>,
 

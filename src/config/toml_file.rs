@@ -16,7 +16,7 @@
 //! known_servers = "~/.config/rscq/known_servers"
 //! stat_ttl = "1s"                     # statcache, dirmeta: how long a stat answer stays valid
 //! readahead_window = 8388608          # readahead for sockets (QUIC stream window)
-//! net_send_window = 4194304           # --net: how far sends may be ahead of the server
+//! net_send_window = 4194304           # --net: the most sends may be ahead of the server
 //! idle_timeout = "60s"                # silence from the server that ends the session
 //! reconnect_grace = "300s"            # how long a lost connection is tried again (0: never)
 //! verbose = 1                         # as -v: 1 info, 2 debug (RUST_LOG wins)

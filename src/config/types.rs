@@ -316,11 +316,13 @@ pub const MAX_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs
 
 /// How many bytes a program's sends on a `--net` TCP connection may be
 /// ahead of what the server's socket took, unless set otherwise
-/// (`--net-send-window`): on top of the program's own send buffer, what
-/// the pump keeps unacknowledged. An upload cannot go faster than this per
-/// round trip: 4 MiB keeps bulk uploads at their speed at a 20 ms round
-/// trip, where 256 KiB cut them fivefold (benches/REPORT-notes.md), and is
-/// the kernel's own largest autotuned send buffer (`tcp_wmem`).
+/// (`--net-send-window`): on top of the program's own send buffer, the
+/// most the pump keeps unacknowledged. The window itself adapts
+/// (`crate::engine::adaptive_window`, about twice the measured
+/// bandwidth-delay product) up to this; an upload cannot go faster than
+/// this per round trip: 4 MiB keeps bulk uploads at their speed at a 20 ms
+/// round trip, where 256 KiB cut them fivefold (benches/REPORT-notes.md),
+/// and is the kernel's own largest autotuned send buffer (`tcp_wmem`).
 pub const DEFAULT_NET_SEND_WINDOW: u32 = 4 << 20;
 /// The smallest send window accepted: a few pump reads.
 pub const MIN_NET_SEND_WINDOW: u32 = 64 * 1024;

@@ -31,12 +31,13 @@
 //!   end are answered locally.
 //!
 //! Send coalescing for sockets (the `nagle` layer) is [`coalesce`], and
-//! their send-side backpressure [`sendwindow`], both driven by the socket
-//! pump.
+//! their send-side backpressure [`sendwindow`] (its window measured by
+//! [`adaptive_window`]), both driven by the socket pump.
 //!
 //! Must not read the clock, touch the network or call ptrace; everything it
 //! needs comes in as arguments.
 
+pub mod adaptive_window;
 pub mod coalesce;
 pub mod dirmeta;
 pub mod readahead;

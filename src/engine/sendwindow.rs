@@ -12,8 +12,22 @@
 //! reading its stream (up to its own receive window) even while its socket
 //! takes nothing: the window is what bounds that buffer.
 //!
-//! Pure: counts go in, decisions come out; must not touch a socket or a
-//! stream (the pump, `crate::transport::pump`, does).
+//! A sender whose own limit is finite (rscq's pumps, `--net-send-window`)
+//! does not keep that much unacknowledged from the start: its window is
+//! [`AdaptiveWindow`]'s, about twice the bandwidth-delay product the
+//! connection measures, with the limit as its maximum. It announces the
+//! window again (a window record) whenever it has doubled or halved since
+//! the last announcement, so that the receiver's acknowledgements, each a
+//! quarter of the announced window, keep coming often enough; a receiver
+//! told of a smaller window acknowledges at once what is due under it.
+//!
+//! Pure: counts and instants go in, decisions come out; must not read the
+//! clock or touch a socket or a stream (the pump, `crate::transport::pump`,
+//! does).
+
+use std::time::Instant;
+
+use super::adaptive_window::AdaptiveWindow;
 
 /// What a pump may keep unacknowledged toward a peer that has not
 /// announced its windows yet. Announcements are each side's first record,
@@ -53,9 +67,15 @@ pub struct SendWindow {
     acknowledged: u64,
     /// An acknowledgement to write, the latest count.
     ack_due: Option<u64>,
+    /// The measured window, for a sender whose limit adapts; `own.send`
+    /// is then what was last announced.
+    adaptive: Option<AdaptiveWindow>,
+    /// `own` changed since it was last announced.
+    announcement_due: bool,
 }
 
 impl SendWindow {
+    /// A window that keeps `own.send` unacknowledged from the start.
     pub fn new(own: Windows) -> Self {
         Self {
             own,
@@ -66,7 +86,21 @@ impl SendWindow {
             delivered: 0,
             acknowledged: 0,
             ack_due: None,
+            adaptive: None,
+            announcement_due: false,
         }
+    }
+
+    /// A window measured on the connection ([`AdaptiveWindow`]) from
+    /// [`INITIAL_WINDOW`] up to `own.send` at most.
+    pub fn adaptive(own: Windows) -> Self {
+        let measured = AdaptiveWindow::new(INITIAL_WINDOW, own.send);
+        let mut window = Self::new(Windows {
+            send: measured.window(),
+            receive: own.receive,
+        });
+        window.adaptive = Some(measured);
+        window
     }
 
     /// What this side announces.
@@ -74,16 +108,36 @@ impl SendWindow {
         self.own
     }
 
-    /// The peer's announcement came.
-    pub fn on_peer_windows(&mut self, peer: Windows) {
+    /// The peer's announcement came (its first record, or a later one
+    /// when its window changed). A smaller window means more frequent
+    /// acknowledgements: what is due under it is due now, since the peer
+    /// may be waiting for it with nothing more to send. Returns whether an
+    /// acknowledgement became due.
+    pub fn on_peer_windows(&mut self, peer: Windows) -> bool {
         self.peer = Some(peer);
+        if self.delivered - self.acknowledged < self.ack_every() {
+            return false;
+        }
+        self.acknowledged = self.delivered;
+        self.ack_due = Some(self.delivered);
+        true
     }
 
-    /// The most we may have unacknowledged: our own limit, and no more than
-    /// the peer buffers.
+    /// The most we may have unacknowledged: our own limit (measured, when
+    /// it adapts), and no more than the peer buffers.
     pub fn window(&self) -> u64 {
         let peer_receive = self.peer.map_or(INITIAL_WINDOW, |p| p.receive);
-        self.own.send.min(peer_receive).max(1)
+        let own = self
+            .adaptive
+            .as_ref()
+            .map_or(self.own.send, AdaptiveWindow::window);
+        own.min(peer_receive).max(1)
+    }
+
+    /// Our windows to announce again, if the measured window has doubled
+    /// or halved since the last announcement.
+    pub fn take_announcement(&mut self) -> Option<Windows> {
+        std::mem::take(&mut self.announcement_due).then_some(self.own)
     }
 
     /// How many more bytes may be taken from our socket now.
@@ -95,16 +149,32 @@ impl SendWindow {
         self.window().saturating_sub(in_flight)
     }
 
-    /// `n` bytes were taken from our socket for the peer.
-    pub fn on_taken(&mut self, n: u64) {
+    /// `n` bytes were taken from our socket for the peer at `now`.
+    pub fn on_taken(&mut self, n: u64, now: Instant) {
         self.taken = self.taken.saturating_add(n);
+        // Once the peer finished, nothing is acknowledged any more: there
+        // is nothing to measure.
+        if !self.unbounded
+            && let Some(measured) = &mut self.adaptive
+        {
+            measured.on_sent(n, now);
+        }
     }
 
-    /// The peer acknowledged `delivered` bytes. Counts are cumulative, so
-    /// an older one changes nothing; one beyond what was taken is a
-    /// peer's error and counts as everything.
-    pub fn on_acknowledged(&mut self, delivered: u64) {
+    /// The peer acknowledged `delivered` bytes at `now`. Counts are
+    /// cumulative, so an older one changes nothing; one beyond what was
+    /// taken is a peer's error and counts as everything.
+    pub fn on_acknowledged(&mut self, delivered: u64, now: Instant) {
         self.peer_delivered = self.peer_delivered.max(delivered.min(self.taken));
+        let Some(measured) = &mut self.adaptive else {
+            return;
+        };
+        measured.on_acknowledged(self.peer_delivered, now);
+        let window = measured.window();
+        if window >= self.own.send.saturating_mul(2) || window <= self.own.send / 2 {
+            self.own.send = window;
+            self.announcement_due = true;
+        }
     }
 
     /// The peer finished its side: it can no longer acknowledge.
@@ -164,6 +234,11 @@ impl SendWindow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    fn now() -> Instant {
+        Instant::now()
+    }
 
     const CLIENT: Windows = Windows {
         send: 256 * 1024,
@@ -178,7 +253,7 @@ mod tests {
     fn before_the_peer_announces_only_the_initial_window_may_go() {
         let mut w = SendWindow::new(CLIENT);
         assert_eq!(w.room(), INITIAL_WINDOW);
-        w.on_taken(INITIAL_WINDOW);
+        w.on_taken(INITIAL_WINDOW, now());
         assert_eq!(w.room(), 0);
         w.on_peer_windows(SERVER);
         assert_eq!(w.window(), 256 * 1024);
@@ -202,21 +277,21 @@ mod tests {
     fn acknowledgements_open_the_window_again() {
         let mut w = SendWindow::new(CLIENT);
         w.on_peer_windows(SERVER);
-        w.on_taken(256 * 1024);
+        w.on_taken(256 * 1024, now());
         assert_eq!(w.room(), 0);
-        w.on_acknowledged(100);
+        w.on_acknowledged(100, now());
         assert_eq!(w.room(), 100);
         // Older and impossible counts.
-        w.on_acknowledged(50);
+        w.on_acknowledged(50, now());
         assert_eq!(w.room(), 100);
-        w.on_acknowledged(u64::MAX);
+        w.on_acknowledged(u64::MAX, now());
         assert_eq!(w.room(), 256 * 1024);
     }
 
     #[test]
     fn a_peer_that_finished_lifts_the_window() {
         let mut w = SendWindow::new(CLIENT);
-        w.on_taken(1 << 30);
+        w.on_taken(1 << 30, now());
         assert_eq!(w.room(), 0);
         w.on_peer_finished();
         assert_eq!(w.room(), u64::MAX);
@@ -256,7 +331,7 @@ mod tests {
         let mut receiver = SendWindow::new(SERVER);
         sender.on_peer_windows(SERVER);
         receiver.on_peer_windows(CLIENT);
-        sender.on_taken(1000);
+        sender.on_taken(1000, now());
         assert!(!sender.all_acknowledged());
         // Less than a quarter of the window: no acknowledgement is due...
         assert!(!receiver.on_delivered(1000));
@@ -265,7 +340,7 @@ mod tests {
         assert!(receiver.acknowledge_everything());
         assert_eq!(receiver.take_ack(), Some(1000));
         assert!(!receiver.acknowledge_everything());
-        sender.on_acknowledged(1000);
+        sender.on_acknowledged(1000, now());
         assert!(sender.all_acknowledged());
     }
 
@@ -287,15 +362,118 @@ mod tests {
                 let room = sender.room();
                 assert!(room > 0, "window {send}: blocked for ever");
                 let n = room.min(70_000);
-                sender.on_taken(n);
+                sender.on_taken(n, now());
                 total += n;
                 assert!(sender.taken - sender.peer_delivered <= send);
                 receiver.on_delivered(n);
                 if let Some(ack) = receiver.take_ack() {
-                    sender.on_acknowledged(ack);
+                    sender.on_acknowledged(ack, now());
                 }
             }
             assert!(total > 0);
+        }
+    }
+
+    const MAX: Windows = Windows {
+        send: 4 << 20,
+        receive: 8 << 20,
+    };
+
+    #[test]
+    fn an_adaptive_window_starts_small_and_announces_its_growth() {
+        let t = Instant::now();
+        let mut w = SendWindow::adaptive(MAX);
+        assert_eq!(w.own().send, INITIAL_WINDOW);
+        w.on_peer_windows(SERVER);
+        assert_eq!(w.window(), INITIAL_WINDOW);
+        assert_eq!(w.take_announcement(), None);
+        // A full window delivered within a round trip: it doubles, and
+        // the new one is announced once.
+        let rtt = Duration::from_millis(20);
+        w.on_taken(INITIAL_WINDOW, t);
+        assert_eq!(w.room(), 0);
+        w.on_acknowledged(INITIAL_WINDOW, t + rtt);
+        assert_eq!(w.window(), 2 * INITIAL_WINDOW);
+        assert_eq!(
+            w.take_announcement(),
+            Some(Windows {
+                send: 2 * INITIAL_WINDOW,
+                receive: MAX.receive
+            })
+        );
+        assert_eq!(w.take_announcement(), None);
+        assert_eq!(w.room(), 2 * INITIAL_WINDOW);
+    }
+
+    #[test]
+    fn an_adaptive_window_never_passes_its_maximum_nor_the_peers_buffer() {
+        let t = Instant::now();
+        let mut w = SendWindow::adaptive(MAX);
+        w.on_peer_windows(SERVER);
+        let mut at = t;
+        for _ in 0..20 {
+            let n = w.room();
+            w.on_taken(n, at);
+            at += Duration::from_secs(1);
+            w.on_acknowledged(w.taken, at);
+        }
+        assert_eq!(w.window(), MAX.send);
+        w.on_peer_windows(Windows {
+            send: u64::MAX,
+            receive: 1 << 20,
+        });
+        assert_eq!(w.window(), 1 << 20);
+    }
+
+    #[test]
+    fn a_smaller_announced_window_makes_the_due_acknowledgement_go_at_once() {
+        let mut receiver = SendWindow::new(SERVER);
+        receiver.on_peer_windows(Windows {
+            send: 4 << 20,
+            receive: 8 << 20,
+        });
+        // Less than a quarter of 4 MiB: nothing due...
+        assert!(!receiver.on_delivered(100 * 1024));
+        assert_eq!(receiver.take_ack(), None);
+        // ...but more than a quarter of 64 KiB.
+        assert!(receiver.on_peer_windows(Windows {
+            send: INITIAL_WINDOW,
+            receive: 8 << 20,
+        }));
+        assert_eq!(receiver.take_ack(), Some(100 * 1024));
+        assert!(!receiver.on_peer_windows(Windows {
+            send: INITIAL_WINDOW,
+            receive: 8 << 20,
+        }));
+    }
+
+    /// An adaptive sender and a receiver on plain counts, the sender's
+    /// announcements reaching the receiver in order with the bytes: the
+    /// sender is never blocked for ever, whatever the round trips do to
+    /// its window (here they shrink it: the rate falls, the minimum round
+    /// trip expires).
+    #[test]
+    fn an_adaptive_window_is_always_acknowledged_once_delivered() {
+        let t = Instant::now();
+        let mut sender = SendWindow::adaptive(MAX);
+        let mut receiver = SendWindow::new(SERVER);
+        sender.on_peer_windows(SERVER);
+        receiver.on_peer_windows(sender.own());
+        let mut at = t;
+        for step in 0u32..400 {
+            let room = sender.room();
+            assert!(room > 0, "step {step}: blocked for ever");
+            let n = room.min(70_000);
+            sender.on_taken(n, at);
+            // Fast round trips first, then ever slower ones.
+            at += Duration::from_micros(if step < 100 { 50 } else { 50 * u64::from(step) });
+            if let Some(windows) = sender.take_announcement() {
+                receiver.on_peer_windows(windows);
+            }
+            receiver.on_delivered(n);
+            if let Some(ack) = receiver.take_ack() {
+                sender.on_acknowledged(ack, at);
+            }
         }
     }
 }

@@ -11,9 +11,9 @@
 //! acknowledgements of the other direction still come back on it.
 //!
 //! Two control records carry the send window of the other direction
-//! (`crate::engine::sendwindow`): a window record, each pump's first,
-//! says how much it keeps unacknowledged toward its peer and how much it
-//! buffers for it; an acknowledgement says how many payload bytes (data
+//! (`crate::engine::sendwindow`): a window record, each pump's first (and
+//! again whenever an adaptive window doubled or halved), says how much it
+//! keeps unacknowledged toward its peer and how much it buffers for it; an acknowledgement says how many payload bytes (data
 //! and urgent) the pump has written into its socket so far.
 //!
 //! Pure: the header and a [`Deframer`] that splits received bytes into

@@ -32,9 +32,18 @@ pub(super) struct Flow {
 }
 
 impl Flow {
+    /// `own.send` is our limit: with none (`u64::MAX`, the server's), the
+    /// peer's buffer bounds the window; a finite one (rscq's
+    /// `--net-send-window`) is the most the measured window grows to
+    /// ([`SendWindow::adaptive`]).
     pub(super) fn new(own: Windows) -> Self {
+        let window = if own.send == u64::MAX {
+            SendWindow::new(own)
+        } else {
+            SendWindow::adaptive(own)
+        };
         Self {
-            window: Mutex::new(SendWindow::new(own)),
+            window: Mutex::new(window),
             wake: Notify::new(),
             peer_data_over: std::sync::atomic::AtomicBool::new(false),
         }
@@ -51,7 +60,8 @@ impl Flow {
     }
 
     pub(super) fn taken(&self, n: usize) {
-        self.lock().on_taken(u64::try_from(n).unwrap_or(u64::MAX));
+        self.lock()
+            .on_taken(u64::try_from(n).unwrap_or(u64::MAX), now());
     }
 
     /// `n` of the peer's bytes went into the socket.
@@ -68,8 +78,10 @@ impl Flow {
     pub(super) fn on_peer_record(&self, piece: Piece<'_>) {
         let mut window = self.lock();
         match piece {
-            Piece::Delivered(n) => window.on_acknowledged(n),
-            Piece::Window { send, receive } => window.on_peer_windows(Windows { send, receive }),
+            Piece::Delivered(n) => window.on_acknowledged(n, now()),
+            Piece::Window { send, receive } => {
+                window.on_peer_windows(Windows { send, receive });
+            }
             Piece::Data(_) | Piece::Urgent(_) | Piece::End(_) => return,
         }
         drop(window);
@@ -108,6 +120,12 @@ impl Flow {
         self.peer_data_over
             .load(std::sync::atomic::Ordering::Acquire)
     }
+}
+
+/// The send window's clock (tokio's, so that tests with a paused clock
+/// see the same time as the pump's timers).
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 /// The peer's bytes that the socket has not taken yet, in order.

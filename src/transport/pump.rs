@@ -137,9 +137,17 @@ impl Counted<'_> {
         Ok(())
     }
 
-    /// The acknowledgement that is due, if any.
+    /// The window's control records that are due: our window announced
+    /// again (before any byte is taken under it), and the acknowledgement.
     async fn acknowledge(&mut self, flow: &Flow) -> Result<(), quinn::WriteError> {
-        let due = flow.lock().take_ack();
+        let (announcement, due) = {
+            let mut window = flow.lock();
+            (window.take_announcement(), window.take_ack())
+        };
+        if let Some(own) = announcement {
+            self.write_raw(&segment::window_record(own.send, own.receive))
+                .await?;
+        }
         match due {
             Some(n) => self.write_raw(&segment::ack_record(n)).await,
             None => Ok(()),

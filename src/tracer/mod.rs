@@ -155,6 +155,14 @@ pub struct Tracer<'a, F: Forwarder> {
     stops: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
+/// Whether the fast path's data page in `pid`'s memory holds the
+/// library's magic: without it (a static binary, the page taken) the
+/// address is the program's own, and rscq must not write there.
+fn fastpath_page_is_the_library_s(pid: Pid) -> bool {
+    use crate::fastpath::{DATA_PAGE, MAGIC};
+    mem::read_bytes(pid, DATA_PAGE, 8).is_ok_and(|magic| magic == MAGIC.to_le_bytes())
+}
+
 /// Sets `flag` ([`crate::fastpath::FLAG_CWD_MAY_BE_REMOTE`] or
 /// [`crate::fastpath::FLAG_FD_CALLS_STOP`]) in the fast path's data page of
 /// `pid`'s memory, beside those set before. Only where the library put its
@@ -163,11 +171,8 @@ pub struct Tracer<'a, F: Forwarder> {
 /// shares the page with its parent, which then takes the slow path too:
 /// correct, slower).
 fn tell_fastpath(pid: Pid, flag: u32) {
-    use crate::fastpath::{DATA_PAGE, FLAGS_OFFSET, MAGIC};
-    let Ok(magic) = mem::read_bytes(pid, DATA_PAGE, 8) else {
-        return;
-    };
-    if magic != MAGIC.to_le_bytes() {
+    use crate::fastpath::{DATA_PAGE, FLAGS_OFFSET};
+    if !fastpath_page_is_the_library_s(pid) {
         return;
     }
     let Ok(old) = mem::read_bytes(pid, DATA_PAGE + FLAGS_OFFSET, 4) else {
@@ -188,11 +193,8 @@ fn tell_fastpath(pid: Pid, flag: u32) {
 /// after it, each in its own write, so a thread of the program reading the
 /// page meanwhile sees the change and asks the slow way instead.
 fn tell_fastpath_cwd(pid: Pid, tgid: i32, remote_cwd: Option<&[u8]>) {
-    use crate::fastpath::{CWD_BLOCK_OFFSET, CWD_SEQ_OFFSET, DATA_PAGE, MAGIC, told_cwd};
-    let Ok(magic) = mem::read_bytes(pid, DATA_PAGE, 8) else {
-        return;
-    };
-    if magic != MAGIC.to_le_bytes() {
+    use crate::fastpath::{CWD_BLOCK_OFFSET, CWD_SEQ_OFFSET, DATA_PAGE, told_cwd};
+    if !fastpath_page_is_the_library_s(pid) {
         return;
     }
     let Ok(old) = mem::read_bytes(pid, DATA_PAGE + CWD_SEQ_OFFSET, 8) else {

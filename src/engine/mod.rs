@@ -138,6 +138,16 @@ impl Pending {
     }
 }
 
+/// The stat an open brought, for the program's `fstat` of the new fd.
+#[derive(Debug, Clone, Copy)]
+struct OpenedStat {
+    stat: Stat,
+    /// Whole small files (smallfile): the stat describes the very bytes
+    /// the program's reads are answered with, so it answers every `fstat`
+    /// while those bytes may (until then); else it answers once.
+    while_bytes_held: Option<Instant>,
+}
+
 #[derive(Debug, Default)]
 struct OpenFile {
     path: Option<RemotePath>,
@@ -162,7 +172,7 @@ pub struct FileEngine {
     /// The stat that came with an open, for the file's first `fstat`. Any
     /// change to any file, by path or by handle, drops them all: the file
     /// may be that one under another name (a link, another fd).
-    opened_stats: HashMap<Handle, Stat>,
+    opened_stats: HashMap<Handle, OpenedStat>,
     stats: StatCache,
     dirmeta: DirMeta,
     writes: writebehind::WriteBehind,
@@ -493,8 +503,11 @@ impl FileEngine {
         }
         match req {
             Request::Fstat { handle } if self.layers.compound => {
-                if let Some(st) = self.opened_stats.remove(&handle) {
-                    return Action::Answer(Ok(Reply::Stat(st)));
+                if let Some(opened) = self.opened_stats.get(&handle).copied() {
+                    if opened.while_bytes_held.is_none_or(|until| now > until) {
+                        self.opened_stats.remove(&handle);
+                    }
+                    return Action::Answer(Ok(Reply::Stat(opened.stat)));
                 }
                 Action::Send(req.clone(), Pending::Plain(req))
             }
@@ -650,11 +663,22 @@ impl FileEngine {
             (Request::Open { path, flags, .. }, Ok(Reply::Opened { handle, stat })) => {
                 self.opened_file(now, path, *flags, *handle, stat, contents);
             }
-            (Request::Open { path, .. }, Ok(Reply::OpenedDir(dir))) => {
+            (Request::Open { path, flags, .. }, Ok(Reply::OpenedDir(dir))) => {
                 if self.layers.statcache {
                     self.stats.insert_listing(now, path, &dir.entries);
+                    // The path's own stat, which fts-style walkers (`find`)
+                    // ask again right after the open.
+                    if flags & libc::O_NOFOLLOW != 0 {
+                        self.stats.insert_stat(now, path, &dir.stat);
+                    }
                 }
-                self.opened_stats.insert(dir.handle, dir.stat);
+                self.opened_stats.insert(
+                    dir.handle,
+                    OpenedStat {
+                        stat: dir.stat,
+                        while_bytes_held: None,
+                    },
+                );
                 self.files.insert(
                     dir.handle,
                     OpenFile {
@@ -791,3 +815,6 @@ mod dirmeta_tests;
 
 #[cfg(test)]
 mod mirror_tests;
+
+#[cfg(test)]
+mod openahead_tests;

@@ -149,7 +149,17 @@ impl FileEngine {
             path.clone(),
         );
         if self.layers.compound {
-            self.opened_stats.insert(handle, *stat);
+            let whole = contents
+                .as_ref()
+                .is_some_and(|data| u64::try_from(data.len()).is_ok_and(|n| n == stat.size));
+            let while_bytes_held = (whole && regular && offset_free).then(|| now + self.ttl);
+            self.opened_stats.insert(
+                handle,
+                super::OpenedStat {
+                    stat: *stat,
+                    while_bytes_held,
+                },
+            );
         }
         let settings = self.cursor_settings();
         let cursor = (self.layers.readahead && regular && offset_free).then(|| match contents {

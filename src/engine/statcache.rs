@@ -231,6 +231,28 @@ impl StatCache {
         }
     }
 
+    /// Stores `stat` as `path`'s answer, known not to be a symlink's (the
+    /// fd of a directory opened with `O_NOFOLLOW`), for the `stat` or
+    /// `lstat` of the path that usually follows such an open.
+    pub fn insert_stat(&mut self, now: Instant, path: &RemotePath, stat: &Stat) {
+        if stat.mode & libc::S_IFMT == libc::S_IFLNK || !is_plain(&path.0) {
+            return;
+        }
+        // What the mirror offered for the path before is replaced whole.
+        self.take_back(&path.0);
+        self.entries.insert(
+            path.0.clone(),
+            Entry {
+                fetched: now,
+                lstat: Some(Ok(*stat)),
+                is_link: false,
+                link: None,
+                xattrs: Vec::new(),
+            },
+        );
+        self.mirror_entry(&path.0);
+    }
+
     /// Stores the xattrs a `stat` of `path` brought. A symlink's are left
     /// out: whether they describe the link or its target depends on the
     /// call.

@@ -282,6 +282,7 @@ fn run_program(settings: &ClientSettings, runtime: &tokio::runtime::Handle) -> a
             dirmeta: settings.optimizations.dirmeta,
             bulkread: settings.optimizations.bulkread,
             smallfile: settings.optimizations.smallfile,
+            openahead: settings.optimizations.openahead,
         },
         statcache_ttl: settings.stat_ttl,
         nagle: settings

@@ -19,6 +19,13 @@ use crate::proto::{Handle, MAX_IO, Reply, Request, frame};
 use crate::syscall::nr;
 use crate::tracer::{self, Event};
 
+/// The credentials of thread `tid` for an open, which may take or start
+/// opens made ahead; `None` for every other call (their credentials are
+/// read when they are sent).
+fn opener(tid: i32, request: &Request) -> Option<crate::proto::Credentials> {
+    (tid > 0 && matches!(request, Request::Open { .. })).then(|| tracer::creds::of_thread(tid))
+}
+
 impl Engine {
     pub(super) fn answer_locally(
         &self,
@@ -59,6 +66,8 @@ impl Engine {
         let response = self
             .files()
             .on_reply(std::time::Instant::now(), pending, response);
+        // Opens it made ahead of the program go at once.
+        self.send_flushes();
         self.stats.record(nr::name(nr), sent, received, rtt);
         let response = match op {
             Some(op) => {
@@ -81,7 +90,10 @@ impl Engine {
     /// whenever the file layers ask.
     pub(super) async fn drive(&self, tid: i32, nr: i64, request: Request) {
         let op = request.wait_number();
-        let action = self.files().on_request(std::time::Instant::now(), request);
+        let caller = opener(tid, &request);
+        let action =
+            self.files()
+                .on_request_by(std::time::Instant::now(), request, caller.as_ref());
         self.send_flushes();
         match action {
             Action::Answer(response) => self.answer_locally(tid, nr, op, response),
@@ -103,7 +115,10 @@ impl Engine {
         loop {
             let mut changes = self.flushed.subscribe();
             let _ = changes.wait_for(|g| *g != generation).await;
-            let action = self.files().on_request(std::time::Instant::now(), request);
+            let caller = opener(tid, &request);
+            let action =
+                self.files()
+                    .on_request_by(std::time::Instant::now(), request, caller.as_ref());
             self.send_flushes();
             match action {
                 Action::Answer(response) => return self.answer_locally(tid, nr, op, response),
@@ -123,7 +138,10 @@ impl Engine {
     /// telling the tracer.
     pub(super) async fn respond(&self, tid: i32, mut request: Request) -> crate::proto::Response {
         loop {
-            let action = self.files().on_request(std::time::Instant::now(), request);
+            let caller = opener(tid, &request);
+            let action =
+                self.files()
+                    .on_request_by(std::time::Instant::now(), request, caller.as_ref());
             self.send_flushes();
             match action {
                 Action::Answer(response) => return response,
@@ -133,9 +151,11 @@ impl Engine {
                         Ok(r) => r,
                         Err(e) => Err(self.connection_failed(&e)),
                     };
-                    return self
-                        .files()
-                        .on_reply(std::time::Instant::now(), pending, response);
+                    let response =
+                        self.files()
+                            .on_reply(std::time::Instant::now(), pending, response);
+                    self.send_flushes();
+                    return response;
                 }
                 Action::Wait(again, generation) => {
                     let mut changes = self.flushed.subscribe();
@@ -279,7 +299,8 @@ impl Engine {
             self.runtime.spawn(async move {
                 let sent = frame::encode(&request).len();
                 let started = tokio::time::Instant::now();
-                let response = match engine.round_trip(None, &request).await {
+                let caller = pending.caller().cloned();
+                let response = match engine.round_trip(caller.as_ref(), &request).await {
                     Ok(r) => r,
                     Err(e) => Err(engine.connection_failed(&e)),
                 };
@@ -392,7 +413,10 @@ impl Engine {
             return None;
         }
         // The only clock the file layers see: they take time as an argument.
-        let action = self.files().on_request(std::time::Instant::now(), request);
+        let caller = opener(tid, &request);
+        let action =
+            self.files()
+                .on_request_by(std::time::Instant::now(), request, caller.as_ref());
         self.send_flushes();
         match action {
             Action::Answer(response) if op.is_some() => {

@@ -64,7 +64,7 @@ pub struct ClientArgs {
     #[arg(long)]
     pub pure: bool,
 
-    /// Comma list of nagle,readahead,statcache,compound,dirmeta,bulkread,smallfile,fastpath,zerortt, or all, or none
+    /// Comma list of nagle,readahead,statcache,compound,dirmeta,bulkread,smallfile,openahead,fastpath,zerortt, or all, or none
     /// [default: all].
     #[arg(long, value_name = "LIST")]
     pub optimize: Option<Optimizations>,

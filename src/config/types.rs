@@ -455,6 +455,10 @@ pub struct Optimizations {
     /// A read-only open of a small regular file brings its bytes, so the
     /// program's reads to the end need no round trip (needs `readahead`).
     pub smallfile: bool,
+    /// A program that opens entries of a listed directory one after
+    /// another (a walker such as `find`, `cat dir/*`, imports) finds the
+    /// next ones opened ahead, in the background (needs `compound`).
+    pub openahead: bool,
     /// Path calls of dynamically linked programs that resolve outside
     /// every mount run in the program's own thread, with no stop
     /// (`crate::fastpath`).
@@ -465,7 +469,7 @@ pub struct Optimizations {
 }
 
 /// Names accepted in an optimize list, in display order.
-pub const OPTIMIZATION_NAMES: [&str; 9] = [
+pub const OPTIMIZATION_NAMES: [&str; 10] = [
     "nagle",
     "readahead",
     "statcache",
@@ -473,6 +477,7 @@ pub const OPTIMIZATION_NAMES: [&str; 9] = [
     "dirmeta",
     "bulkread",
     "smallfile",
+    "openahead",
     "fastpath",
     "zerortt",
 ];
@@ -486,6 +491,7 @@ impl Optimizations {
         dirmeta: true,
         bulkread: true,
         smallfile: true,
+        openahead: true,
         fastpath: true,
         zerortt: true,
     };
@@ -497,6 +503,7 @@ impl Optimizations {
         dirmeta: false,
         bulkread: false,
         smallfile: false,
+        openahead: false,
         fastpath: false,
         zerortt: false,
     };
@@ -530,6 +537,7 @@ impl Optimizations {
                 "dirmeta" => out.dirmeta = true,
                 "bulkread" => out.bulkread = true,
                 "smallfile" => out.smallfile = true,
+                "openahead" => out.openahead = true,
                 "fastpath" => out.fastpath = true,
                 "zerortt" => out.zerortt = true,
                 "all" | "none" => return Err(OptimizeError::AllNoneMixed(name.to_owned())),
@@ -540,7 +548,7 @@ impl Optimizations {
         Ok(out)
     }
 
-    fn flags(&self) -> [bool; 9] {
+    fn flags(&self) -> [bool; 10] {
         [
             self.nagle,
             self.readahead,
@@ -549,6 +557,7 @@ impl Optimizations {
             self.dirmeta,
             self.bulkread,
             self.smallfile,
+            self.openahead,
             self.fastpath,
             self.zerortt,
         ]
@@ -598,7 +607,7 @@ pub enum OptimizeError {
     #[error("empty item in list")]
     EmptyItem,
     #[error(
-        "unknown optimization `{0}` (expected nagle, readahead, statcache, compound, dirmeta, bulkread, smallfile, fastpath, zerortt, all or none)"
+        "unknown optimization `{0}` (expected nagle, readahead, statcache, compound, dirmeta, bulkread, smallfile, openahead, fastpath, zerortt, all or none)"
     )]
     Unknown(String),
     #[error("`{0}` must be used alone, not mixed with other names")]
@@ -757,7 +766,9 @@ mod tests {
         assert!(some.nagle && some.statcache && !some.readahead && !some.compound);
         assert_eq!(some.to_string(), "nagle,statcache");
         assert_eq!(
-            o("readahead,compound,nagle,statcache,dirmeta,bulkread,smallfile,fastpath,zerortt"),
+            o(
+                "readahead,compound,nagle,statcache,dirmeta,bulkread,smallfile,openahead,fastpath,zerortt"
+            ),
             Ok(Optimizations::ALL)
         );
         let no_zerortt =

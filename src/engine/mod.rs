@@ -40,6 +40,7 @@
 pub mod adaptive_window;
 pub mod coalesce;
 pub mod dirmeta;
+pub mod openahead;
 pub mod readahead;
 mod reads;
 pub mod reattach;
@@ -53,7 +54,7 @@ use std::time::{Duration, Instant};
 
 use crate::errno::Errno;
 use crate::proto::{
-    DirEntry, FileLock, Handle, Lookup, RemotePath, Reply, Request, Response, Stat,
+    Credentials, DirEntry, FileLock, Handle, Lookup, RemotePath, Reply, Request, Response, Stat,
 };
 use crate::syscall::layout;
 
@@ -69,6 +70,7 @@ pub struct Layers {
     pub dirmeta: bool,
     pub bulkread: bool,
     pub smallfile: bool,
+    pub openahead: bool,
 }
 
 /// The largest file a smallfile open brings whole.
@@ -120,6 +122,20 @@ pub enum Pending {
     Flush(writebehind::FlushToken),
     /// A pipelined read of `handle`'s file sent behind the program's back.
     Prefetch { handle: Handle, id: u64 },
+    /// An open of the program, which may start opens ahead once it is
+    /// done ([`openahead`]).
+    Opening {
+        inner: Box<Pending>,
+        path: RemotePath,
+        flags: i32,
+        caller: Credentials,
+    },
+    /// An open made ahead of the program, sent behind its back with its
+    /// credentials.
+    OpenAhead {
+        path: RemotePath,
+        caller: Credentials,
+    },
     /// A server-side copy whose offsets were these handles' cursors: they
     /// move by what was copied.
     Copy {
@@ -133,7 +149,17 @@ impl Pending {
     pub fn background_name(&self) -> &'static str {
         match self {
             Pending::Prefetch { .. } => "read-ahead",
+            Pending::OpenAhead { .. } | Pending::Plain(Request::Close { .. }) => "open-ahead",
             _ => "write-behind",
+        }
+    }
+
+    /// Whose credentials a request sent behind the program's back carries
+    /// (`None`: the server's session's own, for calls on handles).
+    pub fn caller(&self) -> Option<&Credentials> {
+        match self {
+            Pending::OpenAhead { caller, .. } => Some(caller),
+            _ => None,
         }
     }
 }
@@ -180,8 +206,10 @@ pub struct FileEngine {
     ttl: Duration,
     /// Pipelined reads to send, with their tokens.
     prefetches: Vec<(Request, Pending)>,
-    /// Pipelined reads come back: part of the flush generation.
+    /// Pipelined reads and opens made ahead come back: part of the flush
+    /// generation.
     prefetched: u64,
+    openahead: openahead::OpenAhead,
 }
 
 impl FileEngine {
@@ -196,6 +224,7 @@ impl FileEngine {
             ttl,
             prefetches: Vec::new(),
             prefetched: 0,
+            openahead: openahead::OpenAhead::new(ttl),
         }
     }
 
@@ -332,6 +361,7 @@ impl FileEngine {
     /// Forgets everything read before that may now be stale: stats (cached
     /// and those opens brought) and bytes read ahead, of every file.
     pub fn forget_cached_reads(&mut self) {
+        self.openahead.drop_all();
         self.stats.clear();
         self.dirmeta.clear();
         self.opened_stats.clear();
@@ -428,8 +458,42 @@ impl FileEngine {
         self.writes.finish()
     }
 
-    /// Decides how to carry out `req` at time `now`.
+    /// Decides how to carry out `req` at time `now`, for a caller whose
+    /// credentials are not known (nothing opened ahead is taken).
     pub fn on_request(&mut self, now: Instant, req: Request) -> Action {
+        self.on_request_by(now, req, None)
+    }
+
+    /// Decides how to carry out `req` of `caller` at time `now`.
+    pub fn on_request_by(
+        &mut self,
+        now: Instant,
+        req: Request,
+        caller: Option<&Credentials>,
+    ) -> Action {
+        let action = self.decide(now, req, caller);
+        self.queue_open_ahead();
+        action
+    }
+
+    fn decide(&mut self, now: Instant, req: Request, caller: Option<&Credentials>) -> Action {
+        // Anything but reading its bytes (a mapping, which reads the file
+        // again through a handle of its own) ends a small file's stat reuse.
+        if let Some(handle) = req.open_file()
+            && !matches!(
+                req,
+                Request::Fstat { .. }
+                    | Request::Read { .. }
+                    | Request::Pread { .. }
+                    | Request::Lseek { .. }
+            )
+            && let Some(opened) = self.opened_stats.get_mut(&handle)
+        {
+            opened.while_bytes_held = None;
+        }
+        if !self.openahead.is_empty() {
+            self.openahead.expire(now);
+        }
         if let Some(action) = self.write_behind(now, &req) {
             return action;
         }
@@ -451,6 +515,9 @@ impl FileEngine {
         {
             return Action::Answer(resp);
         }
+        if let Some(action) = self.take_open_ahead(now, &req, caller) {
+            return action;
+        }
         let mut fetch = None;
         if self.layers.dirmeta && !req.changes_files() {
             match self.dirmeta.lookup(now, &req) {
@@ -460,7 +527,13 @@ impl FileEngine {
             }
         }
         self.invalidate(now, &req);
-        match (fetch, self.plan(now, req)) {
+        let opening = match (&req, caller) {
+            (Request::Open { path, flags, .. }, Some(caller)) if self.layers.openahead => {
+                Some((path.clone(), *flags, caller.clone()))
+            }
+            _ => None,
+        };
+        let action = match (fetch, self.plan(now, req)) {
             (Some(dir), Action::Send(req, pending)) => match Lookup::from_request(req) {
                 Ok(lookup) => Action::Send(
                     Request::LookupAndList {
@@ -476,6 +549,18 @@ impl FileEngine {
                 Err(req) => Action::Send(req, pending),
             },
             (_, action) => action,
+        };
+        match (action, opening) {
+            (Action::Send(req, inner), Some((path, flags, caller))) => Action::Send(
+                req,
+                Pending::Opening {
+                    inner: Box::new(inner),
+                    path,
+                    flags,
+                    caller,
+                },
+            ),
+            (action, _) => action,
         }
     }
 
@@ -485,6 +570,9 @@ impl FileEngine {
         if self.layers.statcache {
             self.stats
                 .invalidate_for(req, |h| self.files.get(&h).and_then(|f| f.path.clone()));
+        }
+        if req.changes_files() {
+            self.openahead.drop_all();
         }
         if self.layers.dirmeta && req.changes_files() {
             self.dirmeta.invalidate(now, req, |h| {
@@ -580,10 +668,32 @@ impl FileEngine {
 
     /// Turns the server's reply into the reply the program's call expects.
     pub fn on_reply(&mut self, now: Instant, pending: Pending, resp: Response) -> Response {
+        let resp = self.reply_step(now, pending, resp);
+        self.queue_open_ahead();
+        resp
+    }
+
+    fn reply_step(&mut self, now: Instant, pending: Pending, resp: Response) -> Response {
         match pending {
+            Pending::Opening {
+                inner,
+                path,
+                flags,
+                caller,
+            } => {
+                let resp = self.reply_step(now, *inner, resp);
+                self.program_opened(&path, flags, &resp, &caller);
+                resp
+            }
+            Pending::OpenAhead { path, .. } => {
+                self.prefetched += 1;
+                self.openahead.on_reply(now, &path, resp.clone());
+                resp
+            }
             Pending::Plain(req) => self.on_plain_reply(now, req, resp),
             Pending::Copy { from, to } => {
                 self.dirmeta.clear();
+                self.openahead.drop_all();
                 if let Ok(Reply::Count(n)) = resp {
                     for handle in [from, to].into_iter().flatten() {
                         if let Some(cursor) =
@@ -625,10 +735,21 @@ impl FileEngine {
             Pending::Lookup { inner, dir, epoch } => match resp {
                 Ok(Reply::LookedUp(looked)) => {
                     let crate::proto::LookedUp { answer, listing } = *looked;
+                    if self.layers.openahead
+                        && let crate::proto::DirListing::Complete(entries) = &listing
+                    {
+                        self.openahead.listed(
+                            &dir.0,
+                            entries.iter().filter_map(|e| {
+                                let stat = e.lstat.as_ref().ok()?;
+                                Some((e.name.clone(), openahead::Kind::of(stat, SMALL_FILE_MAX)?))
+                            }),
+                        );
+                    }
                     if self.layers.dirmeta {
                         self.dirmeta.insert(now, &dir, listing, epoch);
                     }
-                    self.on_reply(now, *inner, answer.map(Reply::from))
+                    self.reply_step(now, *inner, answer.map(Reply::from))
                 }
                 Ok(_) => {
                     self.dirmeta.fetch_failed(&dir);
@@ -664,6 +785,9 @@ impl FileEngine {
                 self.opened_file(now, path, *flags, *handle, stat, contents);
             }
             (Request::Open { path, flags, .. }, Ok(Reply::OpenedDir(dir))) => {
+                if self.layers.openahead {
+                    self.openahead.listed(&path.0, listed_kinds(&dir.entries));
+                }
                 if self.layers.statcache {
                     self.stats.insert_listing(now, path, &dir.entries);
                     // The path's own stat, which fts-style walkers (`find`)
@@ -737,10 +861,108 @@ impl FileEngine {
         {
             self.stats.insert_listing(now, dir, &entries);
         }
+        // A listing read in batches is predicted from only when whole.
+        if self.layers.openahead
+            && complete
+            && file.listing.is_empty()
+            && !file.listed
+            && let Some(dir) = &file.path
+        {
+            self.openahead.listed(&dir.0, listed_kinds(&entries));
+        }
         file.listing.extend(entries.into_iter().map(|(e, _)| e));
         file.listing_complete = complete;
         file.listed = true;
         take_dirents(file, bytes)
+    }
+
+    /// The program's open of `path` with `flags`, answered from an open
+    /// made ahead if one is there (or on its way: wait for it).
+    fn take_open_ahead(
+        &mut self,
+        now: Instant,
+        req: &Request,
+        caller: Option<&Credentials>,
+    ) -> Option<Action> {
+        let (Request::Open { path, flags, .. }, Some(caller)) = (req, caller) else {
+            return None;
+        };
+        if !self.layers.openahead {
+            return None;
+        }
+        match self.openahead.claim(now, path, *flags, caller) {
+            openahead::Claim::Ready { fetched, reply } => {
+                // As if the reply came when it was fetched: the TTLs of
+                // what it brought run from then.
+                let resp = self.on_plain_reply(fetched, req.clone(), Ok(*reply));
+                self.program_opened(path, *flags, &resp, caller);
+                Some(Action::Answer(resp))
+            }
+            openahead::Claim::OnTheWay => Some(Action::Wait(req.clone(), self.flush_generation())),
+            openahead::Claim::Nothing => None,
+        }
+    }
+
+    /// The program opened `path` with `flags`: entries of its directory
+    /// may be opened ahead.
+    fn program_opened(
+        &mut self,
+        path: &RemotePath,
+        flags: i32,
+        resp: &Response,
+        caller: &Credentials,
+    ) {
+        let Ok(Reply::Opened { stat, .. }) = resp else {
+            return;
+        };
+        let Some(kind) = openahead::Kind::of(stat, SMALL_FILE_MAX) else {
+            return;
+        };
+        let usable = match kind {
+            openahead::Kind::Dir => self.layers.compound,
+            openahead::Kind::SmallFile => self.reads_whole(flags),
+        };
+        if usable && openahead::takes(flags, kind) {
+            self.openahead.opened(path, kind, caller);
+        }
+    }
+
+    /// Moves the opens to make ahead, and the closes of what nothing took,
+    /// to the requests sent behind the program's back.
+    fn queue_open_ahead(&mut self) {
+        for handle in self.openahead.take_closes() {
+            let close = Request::Close { handle };
+            self.prefetches.push((close.clone(), Pending::Plain(close)));
+        }
+        for ahead in self.openahead.take_sends() {
+            let flags = openahead::flags_of(ahead.kind);
+            let path = ahead.path;
+            let request = match ahead.kind {
+                openahead::Kind::Dir => Request::OpenPlus {
+                    path: path.clone(),
+                    flags,
+                    mode: 0,
+                },
+                openahead::Kind::SmallFile => Request::OpenRead {
+                    path: path.clone(),
+                    flags,
+                    mode: 0,
+                    max: SMALL_FILE_MAX,
+                },
+            };
+            self.prefetches.push((
+                request,
+                Pending::OpenAhead {
+                    path,
+                    caller: ahead.caller,
+                },
+            ));
+        }
+    }
+
+    /// How many opens of the program an open made ahead answered.
+    pub fn opens_taken_from_ahead(&self) -> u64 {
+        self.openahead.taken()
     }
 
     pub fn stat_cache(&self) -> &StatCache {
@@ -767,6 +989,16 @@ impl FileEngine {
             });
         }
     }
+}
+
+/// The entries of a listing that may be opened ahead, with their kinds.
+fn listed_kinds(
+    entries: &[(DirEntry, crate::proto::EntryMeta)],
+) -> impl Iterator<Item = (Vec<u8>, openahead::Kind)> + '_ {
+    entries.iter().filter_map(|(e, meta)| {
+        let stat = meta.lstat.as_ref().ok()?;
+        Some((e.name.clone(), openahead::Kind::of(stat, SMALL_FILE_MAX)?))
+    })
 }
 
 /// As many prefetched entries as fit the program's buffer, like one

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::tests::{all, rp, stat};
 use super::*;
+use crate::proto::Credentials;
 
 fn small_files() -> Layers {
     Layers {
@@ -82,6 +83,25 @@ fn a_change_to_any_file_makes_a_small_file_s_fstat_go_to_the_server() {
     };
     let _ = e.on_reply(now, pending, Ok(Reply::Done));
     assert!(matches!(req, Request::Chmod { .. }));
+    assert!(matches!(e.on_request(now, fstat(3)), Action::Send(..)));
+}
+
+#[test]
+fn a_small_file_mapped_answers_its_next_fstat_from_the_server() {
+    let now = Instant::now();
+    let mut e = FileEngine::new(small_files(), DEFAULT_TTL);
+    open_small(&mut e, now, "/f", 3, b"hello");
+    // A mapping reads the file through a handle of its own: its bytes may
+    // be newer than those the open brought.
+    let reopen = Request::Reopen {
+        handle: Handle(3),
+        flags: libc::O_RDONLY,
+    };
+    assert!(matches!(e.on_request(now, reopen), Action::Send(..)));
+    assert!(matches!(
+        e.on_request(now, fstat(3)),
+        Action::Answer(Ok(Reply::Stat(_)))
+    ));
     assert!(matches!(e.on_request(now, fstat(3)), Action::Send(..)));
 }
 
@@ -173,4 +193,188 @@ fn a_directory_opened_through_a_possible_symlink_answers_no_lstat() {
         e.on_request(now, lstat("/d/sub")),
         Action::Send(..)
     ));
+}
+
+fn caller() -> Credentials {
+    Credentials {
+        fsuid: 1000,
+        ..Credentials::default()
+    }
+}
+
+fn small_meta(size: u64) -> crate::proto::EntryMeta {
+    crate::proto::EntryMeta {
+        lstat: Ok(stat(libc::S_IFREG | 0o644, size)),
+        link: None,
+        xattrs: vec![],
+    }
+}
+
+fn dirent(name: &str) -> DirEntry {
+    DirEntry {
+        ino: 1,
+        off: 1,
+        kind: libc::DT_REG,
+        name: name.as_bytes().to_vec(),
+    }
+}
+
+/// Lists `/d` (files a, b, c, d of 1 byte) through an open of the
+/// program, then opens /d/a from the server, as `cat /d/*` does.
+fn first_open_in_a_listed_directory(e: &mut FileEngine, now: Instant) {
+    let who = caller();
+    let open_dir = Request::Open {
+        path: rp("/d"),
+        flags: libc::O_RDONLY | libc::O_DIRECTORY,
+        mode: 0,
+    };
+    let Action::Send(_, pending) = e.on_request_by(now, open_dir, Some(&who)) else {
+        panic!("the directory's open goes to the server")
+    };
+    let entries = ["a", "b", "c", "d"]
+        .iter()
+        .map(|n| (dirent(n), small_meta(1)))
+        .collect();
+    let _ = e.on_reply(
+        now,
+        pending,
+        Ok(Reply::OpenedDir(Box::new(crate::proto::OpenedDir {
+            handle: Handle(1),
+            stat: stat(libc::S_IFDIR | 0o755, 0),
+            entries,
+            complete: true,
+        }))),
+    );
+    let open = Request::Open {
+        path: rp("/d/a"),
+        flags: libc::O_RDONLY,
+        mode: 0,
+    };
+    let Action::Send(_, pending) = e.on_request_by(now, open, Some(&who)) else {
+        panic!("/d/a is opened by the server")
+    };
+    let _ = e.on_reply(
+        now,
+        pending,
+        Ok(Reply::OpenedRead {
+            handle: Handle(2),
+            stat: stat(libc::S_IFREG | 0o644, 1),
+            data: b"x".to_vec(),
+        }),
+    );
+}
+
+fn open_c() -> Request {
+    Request::Open {
+        path: rp("/d/c"),
+        flags: libc::O_RDONLY | libc::O_CLOEXEC,
+        mode: 0,
+    }
+}
+
+#[test]
+fn the_next_entries_are_opened_ahead_with_the_program_s_credentials() {
+    let now = Instant::now();
+    let mut e = FileEngine::new(
+        Layers {
+            openahead: true,
+            ..small_files()
+        },
+        DEFAULT_TTL,
+    );
+    first_open_in_a_listed_directory(&mut e, now);
+    let ahead = e.take_flushes();
+    let paths: Vec<_> = ahead
+        .iter()
+        .map(|(req, pending)| {
+            assert_eq!(pending.caller(), Some(&caller()));
+            match req {
+                Request::OpenRead { path, flags, .. } => {
+                    assert_eq!(*flags & libc::O_NOFOLLOW, libc::O_NOFOLLOW);
+                    String::from_utf8(path.0.clone()).unwrap()
+                }
+                other => panic!("{other:?}"),
+            }
+        })
+        .collect();
+    assert_eq!(paths, ["/d/b", "/d/c", "/d/d"]);
+    // The program's open of /d/c comes before the reply: it waits.
+    let Action::Wait(req, generation) = e.on_request_by(now, open_c(), Some(&caller())) else {
+        panic!("an open on its way is waited for")
+    };
+    let (_, pending) = ahead.into_iter().nth(1).unwrap();
+    let _ = e.on_reply(
+        now,
+        pending,
+        Ok(Reply::OpenedRead {
+            handle: Handle(7),
+            stat: stat(libc::S_IFREG | 0o644, 1),
+            data: b"c".to_vec(),
+        }),
+    );
+    assert_ne!(e.flush_generation(), generation, "the waiter looks again");
+    assert_eq!(
+        e.on_request_by(now, req, Some(&caller())),
+        Action::Answer(Ok(Reply::Opened {
+            handle: Handle(7),
+            stat: stat(libc::S_IFREG | 0o644, 1)
+        }))
+    );
+    let read = Request::Read {
+        handle: Handle(7),
+        len: 100,
+    };
+    assert_eq!(
+        e.on_request(now, read),
+        Action::Answer(Ok(Reply::Data(b"c".to_vec()))),
+        "its bytes came with it"
+    );
+    assert_eq!(e.opens_taken_from_ahead(), 1);
+}
+
+#[test]
+fn a_change_closes_what_was_opened_ahead_and_the_program_opens_anew() {
+    let now = Instant::now();
+    let mut e = FileEngine::new(
+        Layers {
+            openahead: true,
+            ..small_files()
+        },
+        DEFAULT_TTL,
+    );
+    first_open_in_a_listed_directory(&mut e, now);
+    for (i, (_, pending)) in e.take_flushes().into_iter().enumerate() {
+        let _ = e.on_reply(
+            now,
+            pending,
+            Ok(Reply::OpenedRead {
+                handle: Handle(10 + u64::try_from(i).unwrap()),
+                stat: stat(libc::S_IFREG | 0o644, 1),
+                data: b"old".to_vec(),
+            }),
+        );
+    }
+    let write_c = Request::Open {
+        path: rp("/d/c"),
+        flags: libc::O_WRONLY | libc::O_TRUNC,
+        mode: 0,
+    };
+    let Action::Send(..) = e.on_request_by(now, write_c, Some(&caller())) else {
+        panic!("a writer's open goes to the server")
+    };
+    let closes: Vec<_> = e.take_flushes().into_iter().map(|(req, _)| req).collect();
+    assert_eq!(closes.len(), 3, "all opened ahead are closed: {closes:?}");
+    assert!(closes.iter().all(|r| matches!(r, Request::Close { .. })));
+    assert!(matches!(
+        e.on_request_by(now, open_c(), Some(&caller())),
+        Action::Send(Request::OpenRead { .. }, _)
+    ));
+}
+
+#[test]
+fn without_openahead_nothing_is_opened_behind_the_program_s_back() {
+    let now = Instant::now();
+    let mut e = FileEngine::new(small_files(), DEFAULT_TTL);
+    first_open_in_a_listed_directory(&mut e, now);
+    assert!(e.take_flushes().is_empty());
 }

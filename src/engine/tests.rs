@@ -45,6 +45,7 @@ pub(super) fn all() -> Layers {
         dirmeta: false,
         bulkread: false,
         smallfile: false,
+        openahead: false,
     }
 }
 

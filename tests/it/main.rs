@@ -18,6 +18,7 @@ mod files;
 mod locks;
 mod mapping;
 mod mapshared;
+mod openahead;
 mod pjdfstest;
 mod posix;
 mod process;

@@ -12,7 +12,8 @@ use crate::harness::{Backend, Output, Pair, Running, build_c, cmd, each_mode, p,
 
 /// Every layer but the statcache: the fast path still runs local calls,
 /// but no answer is offered in the region.
-const WITHOUT_STATCACHE: &str = "nagle,readahead,compound,dirmeta,bulkread,smallfile,fastpath";
+const WITHOUT_STATCACHE: &str =
+    "nagle,readahead,compound,dirmeta,bulkread,smallfile,openahead,fastpath";
 
 /// A `--stats` count: the number after `prefix`.
 #[track_caller]

@@ -16,6 +16,7 @@ fn layers() -> Layers {
         dirmeta: true,
         bulkread: false,
         smallfile: false,
+        openahead: false,
     }
 }
 

@@ -21,6 +21,7 @@ fn layers() -> Layers {
         dirmeta: false,
         bulkread: true,
         smallfile: true,
+        openahead: false,
     }
 }
 

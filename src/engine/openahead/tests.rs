@@ -1,0 +1,263 @@
+//! Tests of the open-ahead predictions and claims on plain values. Tests
+//! only.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::errno::Errno;
+
+fn rp(s: &str) -> RemotePath {
+    RemotePath(s.as_bytes().to_vec())
+}
+
+fn me() -> Credentials {
+    Credentials {
+        fsuid: 1000,
+        fsgid: 1000,
+        ..Credentials::default()
+    }
+}
+
+fn files(names: &[&str]) -> Vec<(Vec<u8>, Kind)> {
+    names
+        .iter()
+        .map(|n| (n.as_bytes().to_vec(), Kind::SmallFile))
+        .collect()
+}
+
+fn sent_paths(ahead: &mut OpenAhead) -> Vec<String> {
+    ahead
+        .take_sends()
+        .into_iter()
+        .map(|r| String::from_utf8(r.path.0).unwrap())
+        .collect()
+}
+
+fn small_reply(handle: u64) -> Reply {
+    Reply::OpenedRead {
+        handle: Handle(handle),
+        stat: Stat::default(),
+        data: b"x".to_vec(),
+    }
+}
+
+const RO: i32 = libc::O_RDONLY;
+
+#[test]
+fn one_open_in_a_directory_opens_nothing_ahead_the_second_does() {
+    let mut a = OpenAhead::new(Duration::from_secs(1));
+    a.listed(b"/d", files(&["c", "a", "b", "d", "e"]));
+    a.opened(&rp("/d/b"), Kind::SmallFile, &me());
+    assert!(a.take_sends().is_empty(), "one open is no pattern");
+    a.opened(&rp("/d/c"), Kind::SmallFile, &me());
+    assert_eq!(sent_paths(&mut a), ["/d/d", "/d/e"], "in the names' order");
+    assert_eq!(a.len(), 2);
+}
+
+#[test]
+fn an_open_of_the_first_entry_in_either_order_is_a_pattern_at_once() {
+    let mut a = OpenAhead::new(Duration::from_secs(1));
+    a.listed(b"/d", files(&["c", "a", "b"]));
+    a.opened(&rp("/d/a"), Kind::SmallFile, &me());
+    assert_eq!(sent_paths(&mut a), ["/d/b", "/d/c"], "a glob's first name");
+    a.listed(b"/e", files(&["z", "x", "y"]));
+    a.opened(&rp("/e/z"), Kind::SmallFile, &me());
+    assert_eq!(
+        sent_paths(&mut a),
+        ["/e/x", "/e/y"],
+        "a walker's first entry"
+    );
+}
+
+#[test]
+fn a_walker_following_the_listing_gets_the_listing_s_order() {
+    let mut a = OpenAhead::new(Duration::from_secs(1));
+    a.listed(b"/d", files(&["k", "q", "b", "z", "a", "m"]));
+    a.opened(&rp("/d/q"), Kind::SmallFile, &me());
+    a.opened(&rp("/d/b"), Kind::SmallFile, &me());
+    assert_eq!(sent_paths(&mut a), ["/d/z", "/d/a", "/d/m"]);
+}
+
+#[test]
+fn only_entries_of_the_opened_kind_and_never_those_opened_are_opened_ahead() {
+    let mut a = OpenAhead::new(Duration::from_secs(1));
+    a.listed(
+        b"/d",
+        vec![
+            (b"a".to_vec(), Kind::Dir),
+            (b"b".to_vec(), Kind::SmallFile),
+            (b"c".to_vec(), Kind::Dir),
+            (b"d".to_vec(), Kind::Dir),
+        ],
+    );
+    a.opened(&rp("/d/d"), Kind::Dir, &me());
+    a.opened(&rp("/d/a"), Kind::Dir, &me());
+    assert_eq!(sent_paths(&mut a), ["/d/c"]);
+}
+
+#[test]
+fn at_most_max_ahead_are_held_or_on_their_way_and_fewer_of_one_directory() {
+    let mut a = OpenAhead::new(Duration::from_secs(1));
+    let names: Vec<String> = (0..100).map(|i| format!("f{i:03}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    for dir in ["/d", "/e", "/f"] {
+        a.listed(dir.as_bytes(), files(&refs));
+    }
+    a.opened(&rp("/d/f000"), Kind::SmallFile, &me());
+    let sent = sent_paths(&mut a);
+    assert_eq!(sent.len(), MAX_AHEAD_PER_DIR);
+    assert_eq!(sent.first().map(String::as_str), Some("/d/f001"));
+    a.opened(&rp("/d/f001"), Kind::SmallFile, &me());
+    assert!(
+        a.take_sends().is_empty(),
+        "the directory's share is on its way"
+    );
+    a.opened(&rp("/e/f000"), Kind::SmallFile, &me());
+    assert_eq!(sent_paths(&mut a).len(), MAX_AHEAD_PER_DIR);
+    a.opened(&rp("/f/f000"), Kind::SmallFile, &me());
+    assert!(a.take_sends().is_empty(), "{MAX_AHEAD} in all");
+    assert_eq!(a.len(), MAX_AHEAD);
+}
+
+#[test]
+fn a_reply_answers_one_open_of_the_same_caller_within_the_ttl() {
+    let now = Instant::now();
+    let mut a = OpenAhead::new(Duration::from_secs(1));
+    a.listed(b"/d", files(&["_", "a", "b", "c"]));
+    a.opened(&rp("/d/a"), Kind::SmallFile, &me());
+    a.opened(&rp("/d/b"), Kind::SmallFile, &me());
+    let _ = a.take_sends();
+    assert_eq!(a.claim(now, &rp("/d/c"), RO, &me()), Claim::OnTheWay);
+    a.on_reply(now, &rp("/d/c"), Ok(small_reply(9)));
+    let other = Credentials { fsuid: 0, ..me() };
+    assert_eq!(
+        a.claim(now, &rp("/d/c"), RO, &other),
+        Claim::Nothing,
+        "another caller's rights are not the opener's"
+    );
+    assert_eq!(
+        a.claim(now, &rp("/d/c"), libc::O_RDWR, &me()),
+        Claim::Nothing,
+        "a writer opens the file itself"
+    );
+    assert_eq!(
+        a.claim(now, &rp("/d/c"), RO | libc::O_CLOEXEC, &me()),
+        Claim::Ready {
+            fetched: now,
+            reply: Box::new(small_reply(9))
+        }
+    );
+    assert_eq!(a.claim(now, &rp("/d/c"), RO, &me()), Claim::Nothing, "once");
+    assert!(a.take_closes().is_empty());
+}
+
+#[test]
+fn an_expired_reply_is_closed_not_taken() {
+    let now = Instant::now();
+    let ttl = Duration::from_secs(1);
+    let mut a = OpenAhead::new(ttl);
+    a.listed(b"/d", files(&["_", "a", "b", "c", "d"]));
+    a.opened(&rp("/d/a"), Kind::SmallFile, &me());
+    a.opened(&rp("/d/b"), Kind::SmallFile, &me());
+    a.on_reply(now, &rp("/d/c"), Ok(small_reply(3)));
+    a.on_reply(now, &rp("/d/d"), Ok(small_reply(4)));
+    let later = now + ttl + Duration::from_millis(1);
+    assert_eq!(a.claim(later, &rp("/d/c"), RO, &me()), Claim::Nothing);
+    a.expire(later);
+    let mut closed = a.take_closes();
+    closed.sort_by_key(|h| h.0);
+    assert_eq!(closed, [Handle(3), Handle(4)]);
+    assert!(a.is_empty());
+}
+
+#[test]
+fn a_change_drops_what_is_held_and_what_is_on_its_way() {
+    let now = Instant::now();
+    let mut a = OpenAhead::new(Duration::from_secs(1));
+    a.listed(b"/d", files(&["_", "a", "b", "c", "d"]));
+    a.opened(&rp("/d/a"), Kind::SmallFile, &me());
+    a.opened(&rp("/d/b"), Kind::SmallFile, &me());
+    a.on_reply(now, &rp("/d/c"), Ok(small_reply(3)));
+    a.drop_all();
+    assert_eq!(a.take_closes(), [Handle(3)]);
+    assert_eq!(a.claim(now, &rp("/d/c"), RO, &me()), Claim::Nothing);
+    assert_eq!(
+        a.claim(now, &rp("/d/d"), RO, &me()),
+        Claim::Nothing,
+        "an open on its way during a change may have seen the file before it"
+    );
+    a.on_reply(now, &rp("/d/d"), Ok(small_reply(4)));
+    assert_eq!(a.take_closes(), [Handle(4)]);
+    assert!(a.is_empty());
+}
+
+#[test]
+fn a_failed_open_ahead_leaves_the_program_s_open_to_the_server() {
+    let now = Instant::now();
+    let mut a = OpenAhead::new(Duration::from_secs(1));
+    a.listed(b"/d", files(&["_", "a", "b", "c"]));
+    a.opened(&rp("/d/a"), Kind::SmallFile, &me());
+    a.opened(&rp("/d/b"), Kind::SmallFile, &me());
+    a.on_reply(now, &rp("/d/c"), Err(Errno::EACCES));
+    assert_eq!(a.claim(now, &rp("/d/c"), RO, &me()), Claim::Nothing);
+    assert!(a.is_empty() && a.take_closes().is_empty());
+}
+
+#[test]
+fn a_reply_nobody_asked_for_is_closed() {
+    let now = Instant::now();
+    let mut a = OpenAhead::new(Duration::from_secs(1));
+    a.on_reply(now, &rp("/d/x"), Ok(small_reply(7)));
+    assert_eq!(a.take_closes(), [Handle(7)]);
+}
+
+#[test]
+fn only_read_only_opens_that_change_nothing_take_a_reply() {
+    for (flags, ok) in [
+        (RO, true),
+        (
+            RO | libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK,
+            true,
+        ),
+        (RO | libc::O_DIRECTORY, false),
+        (RO | libc::O_TRUNC, false),
+        (RO | libc::O_CREAT, false),
+        (RO | libc::O_PATH, false),
+        (RO | libc::O_APPEND, false),
+        (libc::O_WRONLY, false),
+        (libc::O_RDWR, false),
+    ] {
+        assert_eq!(takes(flags, Kind::SmallFile), ok, "{flags:#o}");
+    }
+    assert!(takes(RO | libc::O_DIRECTORY | libc::O_CLOEXEC, Kind::Dir));
+}
+
+#[test]
+fn listings_kept_are_bounded() {
+    let mut a = OpenAhead::new(Duration::from_secs(1));
+    for i in 0..=MAX_LISTINGS {
+        a.listed(format!("/d{i}").as_bytes(), files(&["_", "a", "b", "c"]));
+    }
+    // The first listing is gone: nothing is predicted from it.
+    a.opened(&rp("/d0/a"), Kind::SmallFile, &me());
+    a.opened(&rp("/d0/b"), Kind::SmallFile, &me());
+    assert!(a.take_sends().is_empty());
+    a.opened(&rp("/d1/a"), Kind::SmallFile, &me());
+    a.opened(&rp("/d1/b"), Kind::SmallFile, &me());
+    assert_eq!(sent_paths(&mut a), ["/d1/c"]);
+}
+
+#[test]
+fn a_new_listing_is_a_new_walk() {
+    let mut a = OpenAhead::new(Duration::from_secs(1));
+    a.listed(b"/d", files(&["_", "a", "b", "c"]));
+    a.opened(&rp("/d/a"), Kind::SmallFile, &me());
+    a.opened(&rp("/d/b"), Kind::SmallFile, &me());
+    assert_eq!(sent_paths(&mut a), ["/d/c"]);
+    a.on_reply(Instant::now(), &rp("/d/c"), Err(Errno::EACCES));
+    a.opened(&rp("/d/c"), Kind::SmallFile, &me());
+    a.listed(b"/d", files(&["_", "a", "b", "c"]));
+    a.opened(&rp("/d/a"), Kind::SmallFile, &me());
+    a.opened(&rp("/d/b"), Kind::SmallFile, &me());
+    assert_eq!(sent_paths(&mut a), ["/d/c"], "opened in the walk before");
+}

@@ -110,6 +110,7 @@ enum State {
 #[derive(Debug)]
 struct Ahead {
     caller: Credentials,
+    kind: Kind,
     state: State,
 }
 
@@ -133,11 +134,13 @@ pub struct OpenAheadRequest {
     pub caller: Credentials,
 }
 
-/// The flags of opens made ahead.
+/// The flags of opens made ahead: never following a symlink, and never
+/// blocking (an entry replaced by a FIFO since it was listed must not
+/// hold the server's open; what it opened is then not taken).
 pub fn flags_of(kind: Kind) -> i32 {
-    let base = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    let base = libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK;
     match kind {
-        Kind::Dir => base | libc::O_DIRECTORY | libc::O_NONBLOCK,
+        Kind::Dir => base | libc::O_DIRECTORY,
         Kind::SmallFile => base,
     }
 }
@@ -377,6 +380,7 @@ impl OpenAhead {
                 path.clone(),
                 Ahead {
                     caller: caller.clone(),
+                    kind,
                     state: State::OnTheWay { dropped: false },
                 },
             );
@@ -396,10 +400,18 @@ impl OpenAhead {
         reply: Result<Reply, crate::errno::Errno>,
     ) {
         let dropped = match self.ahead.get(&path.0) {
+            // What the entry is now is not what it was listed as (the
+            // reply's stat says): nobody takes it.
             Some(Ahead {
                 state: State::OnTheWay { dropped },
+                kind,
                 ..
-            }) => *dropped,
+            }) => {
+                *dropped
+                    || reply
+                        .as_ref()
+                        .is_ok_and(|r| kind_of_reply(r) != Some(*kind))
+            }
             // Not asked for (or no longer): close what it opened.
             _ => true,
         };
@@ -471,6 +483,20 @@ impl OpenAhead {
     /// The handles opened ahead that nothing will take: to close.
     pub fn take_closes(&mut self) -> Vec<Handle> {
         std::mem::take(&mut self.to_close)
+    }
+}
+
+/// The kind of what a reply opened.
+fn kind_of_reply(reply: &Reply) -> Option<Kind> {
+    let stat = match reply {
+        Reply::Opened { stat, .. } | Reply::OpenedRead { stat, .. } => stat,
+        Reply::OpenedDir(dir) => &dir.stat,
+        _ => return None,
+    };
+    match stat.mode & libc::S_IFMT {
+        libc::S_IFDIR => Some(Kind::Dir),
+        libc::S_IFREG => Some(Kind::SmallFile),
+        _ => None,
     }
 }
 

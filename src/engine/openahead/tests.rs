@@ -36,7 +36,11 @@ fn sent_paths(ahead: &mut OpenAhead) -> Vec<String> {
 fn small_reply(handle: u64) -> Reply {
     Reply::OpenedRead {
         handle: Handle(handle),
-        stat: Stat::default(),
+        stat: Stat {
+            mode: libc::S_IFREG | 0o644,
+            size: 1,
+            ..Stat::default()
+        },
         data: b"x".to_vec(),
     }
 }
@@ -260,4 +264,27 @@ fn a_new_listing_is_a_new_walk() {
     a.opened(&rp("/d/a"), Kind::SmallFile, &me());
     a.opened(&rp("/d/b"), Kind::SmallFile, &me());
     assert_eq!(sent_paths(&mut a), ["/d/c"], "opened in the walk before");
+}
+
+#[test]
+fn an_entry_that_is_no_longer_what_was_listed_is_closed_not_taken() {
+    let now = Instant::now();
+    let mut a = OpenAhead::new(Duration::from_secs(1));
+    a.listed(b"/d", files(&["_", "a", "b", "c"]));
+    a.opened(&rp("/d/a"), Kind::SmallFile, &me());
+    a.opened(&rp("/d/b"), Kind::SmallFile, &me());
+    let fifo = Reply::Opened {
+        handle: Handle(5),
+        stat: Stat {
+            mode: libc::S_IFIFO | 0o644,
+            ..Stat::default()
+        },
+    };
+    a.on_reply(now, &rp("/d/c"), Ok(fifo));
+    assert_eq!(a.take_closes(), [Handle(5)]);
+    assert_eq!(a.claim(now, &rp("/d/c"), RO, &me()), Claim::Nothing);
+    assert_eq!(
+        flags_of(Kind::SmallFile) & libc::O_NONBLOCK,
+        libc::O_NONBLOCK
+    );
 }

@@ -194,6 +194,10 @@ pub(super) async fn supervise(engine: Engine, done: Arc<std::sync::atomic::Atomi
             return;
         }
         resume.state.send_replace(State::Down);
+        // What was opened ahead belongs to the session that was lost: the
+        // program's opens meet the loss as any other call does.
+        engine.files().drop_opened_ahead();
+        engine.send_flushes();
         // With several remotes, the message names this one.
         let who = engine
             .name

@@ -960,6 +960,13 @@ impl FileEngine {
         }
     }
 
+    /// Drops everything opened ahead (the connection was lost): held
+    /// replies are closed, those on their way are not taken.
+    pub fn drop_opened_ahead(&mut self) {
+        self.openahead.drop_all();
+        self.queue_open_ahead();
+    }
+
     /// How many opens of the program an open made ahead answered.
     pub fn opens_taken_from_ahead(&self) -> u64 {
         self.openahead.taken()

@@ -500,9 +500,13 @@ fn a_killed_server_fails_only_its_own_calls() {
         for m in &fleet.machines[..2] {
             fs::write(m.export.join("later.txt"), "read later\n").expect("write");
         }
+        // What rscq fetched ahead before the kill (`later.txt`'s open and
+        // bytes come with the open of `in.txt`: openahead) answers for the
+        // TTL, as a cached stat does; the reads after the kill wait past
+        // it, so that they must reach the dead server.
         let script = format!(
             "cat /build/in.txt /store/in.txt && echo ready \
-             && while [ ! -e {go} ]; do sleep 0.05; done; \
+             && while [ ! -e {go} ]; do sleep 0.05; done; sleep 0.3; \
              cat /build/later.txt; echo \"build=$?\"; \
              cat /store/later.txt; echo \"store=$?\"; uname -n",
             go = p(&go)
@@ -512,7 +516,7 @@ fn a_killed_server_fails_only_its_own_calls() {
         let flags: Vec<&str> = mode
             .iter()
             .copied()
-            .chain(["--reconnect-grace", "2s"])
+            .chain(["--reconnect-grace", "2s", "--stat-ttl", "100ms"])
             .collect();
         let mut proc = Running::spawn(fleet.rscq(&config, &flags, &["sh", "-c", &script]));
         proc.wait_stdout("ready\n", RUN);

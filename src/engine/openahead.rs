@@ -163,6 +163,21 @@ pub fn takes(flags: i32, kind: Kind) -> bool {
     flags & libc::O_ACCMODE == libc::O_RDONLY && flags & !(allowed | libc::O_ACCMODE) == 0
 }
 
+/// `path` without trailing `/` and `/.` (which name the directory
+/// before them), and whether there were any: then it names a directory.
+fn trimmed(path: &[u8]) -> (&[u8], bool) {
+    let mut p = path;
+    loop {
+        if let Some(rest) = p.strip_suffix(b"/").filter(|r| !r.is_empty()) {
+            p = rest;
+        } else if let Some(rest) = p.strip_suffix(b"/.").filter(|r| !r.is_empty()) {
+            p = rest;
+        } else {
+            return (p, p.len() != path.len());
+        }
+    }
+}
+
 /// The directory and last name of a plain absolute path.
 fn split(path: &[u8]) -> Option<(&[u8], &[u8])> {
     let i = path.iter().rposition(|&b| b == b'/')?;
@@ -223,10 +238,7 @@ impl OpenAhead {
     /// A listing of `dir` came (in listing order): its entries that may be
     /// opened ahead are kept, replacing what was kept for `dir`.
     pub fn listed(&mut self, dir: &[u8], entries: impl IntoIterator<Item = (Vec<u8>, Kind)>) {
-        let dir = dir
-            .strip_suffix(b"/")
-            .filter(|d| !d.is_empty())
-            .unwrap_or(dir);
+        let (dir, _) = trimmed(dir);
         let entries: Vec<_> = entries
             .into_iter()
             .filter(|(name, _)| name != b"." && name != b"..")
@@ -261,36 +273,26 @@ impl OpenAhead {
         flags: i32,
         caller: &Credentials,
     ) -> Claim {
-        let Some(ahead) = self.ahead.get(&path.0) else {
+        // `dir/` and `dir/.` name `dir`, and only as a directory.
+        let (key, dir_only) = trimmed(&path.0);
+        let Some(ahead) = self.ahead.get(key) else {
             return Claim::Nothing;
         };
-        if ahead.caller != *caller {
+        if ahead.caller != *caller
+            || (dir_only && ahead.kind != Kind::Dir)
+            || !takes(flags, ahead.kind)
+        {
             return Claim::Nothing;
         }
         match &ahead.state {
             State::OnTheWay { dropped: true } => Claim::Nothing,
-            State::OnTheWay { dropped: false } => {
-                // Only an open that could take the reply waits for it.
-                let kind = self.kind_of(&path.0);
-                if kind.is_some_and(|k| takes(flags, k)) {
-                    Claim::OnTheWay
-                } else {
-                    Claim::Nothing
-                }
-            }
-            State::Ready { fetched, reply } => {
-                let kind = match **reply {
-                    Reply::OpenedDir(_) => Kind::Dir,
-                    _ => Kind::SmallFile,
-                };
-                if !takes(flags, kind) {
-                    return Claim::Nothing;
-                }
+            State::OnTheWay { dropped: false } => Claim::OnTheWay,
+            State::Ready { fetched, .. } => {
                 let expired = now.saturating_duration_since(*fetched) > self.ttl;
                 let Some(Ahead {
                     state: State::Ready { reply, fetched },
                     ..
-                }) = self.ahead.remove(&path.0)
+                }) = self.ahead.remove(key)
                 else {
                     return Claim::Nothing;
                 };
@@ -304,24 +306,13 @@ impl OpenAhead {
         }
     }
 
-    /// The kind `path` was listed as.
-    fn kind_of(&self, path: &[u8]) -> Option<Kind> {
-        let (dir, name) = split(path)?;
-        let listing = self.listings.iter().find(|l| l.dir == dir)?;
-        listing
-            .entries
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, k)| *k)
-    }
-
     /// The program opened `path` (of `kind`) as `caller`, from the server
     /// or from ahead: if it opened another entry of the same directory
     /// before, or this is the first entry of that kind in the listing's
     /// or the names' order, the next entries of that kind are to be
     /// opened ahead.
     pub fn opened(&mut self, path: &RemotePath, kind: Kind, caller: &Credentials) {
-        let Some((dir, name)) = split(&path.0) else {
+        let Some((dir, name)) = split(trimmed(&path.0).0) else {
             return;
         };
         let Some(listing) = self.listings.iter_mut().find(|l| l.dir == dir) else {

@@ -288,3 +288,47 @@ fn an_entry_that_is_no_longer_what_was_listed_is_closed_not_taken() {
         libc::O_NONBLOCK
     );
 }
+
+#[test]
+fn a_directory_named_with_a_trailing_slash_or_dot_is_taken_a_file_is_not() {
+    let now = Instant::now();
+    let mut a = OpenAhead::new(Duration::from_secs(1));
+    a.listed(
+        b"/d/./",
+        vec![
+            (b"_".to_vec(), Kind::Dir),
+            (b"a".to_vec(), Kind::Dir),
+            (b"b".to_vec(), Kind::Dir),
+            (b"f".to_vec(), Kind::SmallFile),
+            (b"g".to_vec(), Kind::SmallFile),
+        ],
+    );
+    a.opened(&rp("/d/_/"), Kind::Dir, &me());
+    assert_eq!(sent_paths(&mut a), ["/d/a", "/d/b"]);
+    a.on_reply(now, &rp("/d/b"), Ok(dir_reply(8)));
+    let dir_flags = RO | libc::O_DIRECTORY;
+    assert!(matches!(
+        a.claim(now, &rp("/d/b/."), dir_flags, &me()),
+        Claim::Ready { .. }
+    ));
+    a.opened(&rp("/d/f"), Kind::SmallFile, &me());
+    assert_eq!(sent_paths(&mut a), ["/d/g"]);
+    a.on_reply(now, &rp("/d/g"), Ok(small_reply(9)));
+    assert_eq!(
+        a.claim(now, &rp("/d/g/"), RO, &me()),
+        Claim::Nothing,
+        "a file named as a directory is ENOTDIR, the server's to say"
+    );
+}
+
+fn dir_reply(handle: u64) -> Reply {
+    Reply::OpenedDir(Box::new(crate::proto::OpenedDir {
+        handle: Handle(handle),
+        stat: Stat {
+            mode: libc::S_IFDIR | 0o755,
+            ..Stat::default()
+        },
+        entries: vec![],
+        complete: true,
+    }))
+}

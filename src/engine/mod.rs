@@ -137,10 +137,11 @@ pub enum Pending {
         caller: Credentials,
     },
     /// A server-side copy whose offsets were these handles' cursors: they
-    /// move by what was copied.
+    /// move by what was copied; `touched` is the file copied to.
     Copy {
         from: Option<Handle>,
         to: Option<Handle>,
+        touched: Option<RemotePath>,
     },
 }
 
@@ -362,6 +363,11 @@ impl FileEngine {
     /// and those opens brought) and bytes read ahead, of every file.
     pub fn forget_cached_reads(&mut self) {
         self.openahead.drop_all();
+        self.forget_cached_stats_and_bytes();
+    }
+
+    /// [`FileEngine::forget_cached_reads`] but what was opened ahead.
+    fn forget_cached_stats_and_bytes(&mut self) {
         self.stats.clear();
         self.dirmeta.clear();
         self.opened_stats.clear();
@@ -384,7 +390,11 @@ impl FileEngine {
         to_offset: Option<i64>,
         len: u64,
     ) -> Action {
-        self.forget_cached_reads();
+        // What was opened ahead is dropped where the copy writes (as for a
+        // write), not everywhere: `cp -r` copies each file this way.
+        self.forget_cached_stats_and_bytes();
+        let touched = self.files.get(&to).and_then(|f| f.path.clone());
+        self.drop_ahead_touching(touched.as_ref());
         let kept = |handle: Handle, offset: Option<i64>| match offset {
             Some(o) => (Some(o), None),
             None => match self.files.get(&handle).and_then(|f| f.cursor.as_ref()) {
@@ -406,6 +416,7 @@ impl FileEngine {
             Pending::Copy {
                 from: moves_from,
                 to: moves_to,
+                touched,
             },
         )
     }
@@ -572,7 +583,11 @@ impl FileEngine {
                 .invalidate_for(req, |h| self.files.get(&h).and_then(|f| f.path.clone()));
         }
         if req.changes_files() {
-            self.openahead.drop_all();
+            let path_of = |h| self.files.get(&h).and_then(|f| f.path.clone());
+            match openahead::touched_paths(req, path_of) {
+                Some(paths) => self.openahead.drop_touching(&paths),
+                None => self.openahead.drop_all(),
+            }
         }
         if self.layers.dirmeta && req.changes_files() {
             self.dirmeta.invalidate(now, req, |h| {
@@ -691,9 +706,9 @@ impl FileEngine {
                 resp
             }
             Pending::Plain(req) => self.on_plain_reply(now, req, resp),
-            Pending::Copy { from, to } => {
+            Pending::Copy { from, to, touched } => {
                 self.dirmeta.clear();
-                self.openahead.drop_all();
+                self.drop_ahead_touching(touched.as_ref());
                 if let Ok(Reply::Count(n)) = resp {
                     for handle in [from, to].into_iter().flatten() {
                         if let Some(cursor) =
@@ -957,6 +972,15 @@ impl FileEngine {
                     caller: ahead.caller,
                 },
             ));
+        }
+    }
+
+    /// Drops what was opened ahead of `path` or of what its change makes
+    /// stale (of everything when the path is not known).
+    fn drop_ahead_touching(&mut self, path: Option<&RemotePath>) {
+        match path {
+            Some(p) => self.openahead.drop_touching(std::slice::from_ref(&p.0)),
+            None => self.openahead.drop_all(),
         }
     }
 

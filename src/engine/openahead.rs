@@ -15,9 +15,12 @@
 //! reply; an open that finds its entry still on its way waits for it.
 //!
 //! Consistency, as the statcache's: a reply answers one open, within the
-//! TTL of when it came; any change rscq makes to any file drops every
-//! reply held (and those on their way when they come), and what is
-//! dropped or expires is closed on the server. At most [`MAX_AHEAD`]
+//! TTL of when it came; a change rscq makes drops every reply it may make
+//! stale (and those on their way when they come): of the changed path,
+//! of anything below it, and of the two directories above it (whose
+//! listings hold its stat and its directory's); a change whose paths are
+//! not known drops them all, and a file with several names is never held.
+//! What is dropped or expires is closed on the server. At most [`MAX_AHEAD`]
 //! opens are held or on their way (server fds, and at most that many
 //! small files' bytes or listings in memory), at most [`MAX_AHEAD_PER_DIR`]
 //! of one directory, so that a walker's files ahead in one directory do
@@ -28,7 +31,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::proto::{Credentials, Handle, RemotePath, Reply, Stat};
+use crate::proto::{Credentials, Handle, RemotePath, Reply, Request, Stat, XattrTarget};
 
 /// The most opens held or on their way at once.
 pub const MAX_AHEAD: usize = 64;
@@ -401,7 +404,7 @@ impl OpenAhead {
                 *dropped
                     || reply
                         .as_ref()
-                        .is_ok_and(|r| kind_of_reply(r) != Some(*kind))
+                        .is_ok_and(|r| kind_of_reply(r) != Some(*kind) || has_other_names(r))
             }
             // Not asked for (or no longer): close what it opened.
             _ => true,
@@ -434,6 +437,42 @@ impl OpenAhead {
         ) {
             self.ahead.remove(&path.0);
         }
+    }
+
+    /// rscq changed the files at `paths`: what was opened ahead of them,
+    /// below them, or of the directories whose listings show them, answers
+    /// no more. Paths that do not name their file by their text alone
+    /// (`.`, `..`, empty names) drop everything.
+    pub fn drop_touching(&mut self, paths: &[Vec<u8>]) {
+        if paths.iter().any(|p| !is_plain(p)) {
+            return self.drop_all();
+        }
+        let stale = |held: &[u8]| {
+            paths.iter().any(|t| {
+                let parent = parent_of(t);
+                held == t.as_slice()
+                    || (held.starts_with(t) && held.get(t.len()) == Some(&b'/'))
+                    || Some(held) == parent
+                    || parent.and_then(parent_of) == Some(held)
+            })
+        };
+        let mut closes = Vec::new();
+        self.ahead.retain(|path, ahead| {
+            if !stale(path) {
+                return true;
+            }
+            match &mut ahead.state {
+                State::OnTheWay { dropped } => {
+                    *dropped = true;
+                    true
+                }
+                State::Ready { reply, .. } => {
+                    closes.extend(handle_of(reply));
+                    false
+                }
+            }
+        });
+        self.to_close.extend(closes);
     }
 
     /// rscq changed a file (or may have): nothing held answers any more.
@@ -474,6 +513,80 @@ impl OpenAhead {
     /// The handles opened ahead that nothing will take: to close.
     pub fn take_closes(&mut self) -> Vec<Handle> {
         std::mem::take(&mut self.to_close)
+    }
+}
+
+/// The files a change names, by path (`path_of` names an open file's);
+/// `None` when not all are known.
+pub fn touched_paths(
+    req: &Request,
+    path_of: impl Fn(Handle) -> Option<RemotePath>,
+) -> Option<Vec<Vec<u8>>> {
+    let by_handle = |h: Handle| path_of(h).map(|p| vec![p.0]);
+    match req {
+        Request::Open { path, .. }
+        | Request::OpenPlus { path, .. }
+        | Request::OpenRead { path, .. }
+        | Request::Mkdir { path, .. }
+        | Request::Mknod { path, .. }
+        | Request::Rmdir { path }
+        | Request::Unlink { path }
+        | Request::Symlink { path, .. }
+        | Request::Chmod { path, .. }
+        | Request::Chown { path, .. }
+        | Request::Utimens { path, .. }
+        | Request::Truncate { path, .. } => Some(vec![path.0.clone()]),
+        Request::Rename { from, to, .. } | Request::Link { from, to, .. } => {
+            Some(vec![from.0.clone(), to.0.clone()])
+        }
+        Request::LinkHandle { handle, to, .. } => {
+            let mut paths = by_handle(*handle)?;
+            paths.push(to.0.clone());
+            Some(paths)
+        }
+        Request::SetXattr { target, .. } | Request::RemoveXattr { target, .. } => match target {
+            XattrTarget::Path { path, .. } => Some(vec![path.0.clone()]),
+            XattrTarget::Handle(h) => by_handle(*h),
+        },
+        Request::Write { handle, .. }
+        | Request::Pwrite { handle, .. }
+        | Request::Ftruncate { handle, .. }
+        | Request::Fchmod { handle, .. }
+        | Request::Fchown { handle, .. }
+        | Request::Futimens { handle, .. }
+        | Request::Fallocate { handle, .. }
+        | Request::Reopen { handle, .. } => by_handle(*handle),
+        Request::CopyRange { to, .. } => by_handle(*to),
+        _ => None,
+    }
+}
+
+/// An absolute path with no empty, `.` or `..` name: its text names it.
+fn is_plain(path: &[u8]) -> bool {
+    path == b"/"
+        || path.strip_prefix(b"/").is_some_and(|rest| {
+            rest.split(|&b| b == b'/')
+                .all(|c| !matches!(c, b"" | b"." | b".."))
+        })
+}
+
+/// The directory a plain path is in (`None` for `/`).
+fn parent_of(path: &[u8]) -> Option<&[u8]> {
+    match path.iter().rposition(|&b| b == b'/')? {
+        0 if path.len() > 1 => Some(b"/"),
+        0 => None,
+        i => Some(&path[..i]),
+    }
+}
+
+/// Whether a reply opened a non-directory with more than one name, which
+/// a change through another name could make stale unseen.
+fn has_other_names(reply: &Reply) -> bool {
+    match reply {
+        Reply::Opened { stat, .. } | Reply::OpenedRead { stat, .. } => {
+            stat.nlink > 1 && stat.mode & libc::S_IFMT != libc::S_IFDIR
+        }
+        _ => false,
     }
 }
 

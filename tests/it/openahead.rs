@@ -192,3 +192,24 @@ for n in names[2:]:
         assert!(r.out().contains("c denied\nd read 9\n"), "{}", r.dump());
     }
 }
+
+/// A copy within the mount reads its sources ahead while it writes its
+/// copies (`cp` copies each file on the server, `copy_file_range`): a
+/// write drops only what it may make stale, so the sources' opens are
+/// still answered, and the copy is what it is directly.
+#[test]
+fn a_copy_within_the_mount_reads_ahead_while_it_writes() {
+    each_mode(|mode| {
+        let pair = Pair::new(Backend::Remote, mode);
+        populate(&pair);
+        let t = pair.t();
+        let argv = sh_c(&format!("cp -r {t}/walk/d03 {t}/walk/copy"));
+        let (_, r) = pair.same_writes(&argv, &[]);
+        let taken = local_calls(&r, "openat");
+        if mode.is_empty() {
+            assert!(taken >= 20, "{taken} opens taken from ahead\n{}", r.dump());
+        } else {
+            assert_eq!(taken, 0, "--pure answered opens\n{}", r.dump());
+        }
+    });
+}

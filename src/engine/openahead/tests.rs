@@ -332,3 +332,110 @@ fn dir_reply(handle: u64) -> Reply {
         complete: true,
     }))
 }
+
+/// Holds replies for `/d/a/x`, `/d/b` and `/e/c` (the first two of /d/a
+/// and /d, the last of /e), opened ahead.
+fn held_in_three_places(now: Instant) -> OpenAhead {
+    let mut a = OpenAhead::new(Duration::from_secs(1));
+    a.listed(b"/d/a", files(&["w", "x"]));
+    a.opened(&rp("/d/a/w"), Kind::SmallFile, &me());
+    a.listed(
+        b"/d",
+        vec![(b"_".to_vec(), Kind::Dir), (b"b".to_vec(), Kind::Dir)],
+    );
+    a.opened(&rp("/d/_"), Kind::Dir, &me());
+    a.listed(b"/e", files(&["_", "c"]));
+    a.opened(&rp("/e/_"), Kind::SmallFile, &me());
+    assert_eq!(sent_paths(&mut a), ["/d/a/x", "/d/b", "/e/c"]);
+    a.on_reply(now, &rp("/d/a/x"), Ok(small_reply(1)));
+    a.on_reply(now, &rp("/d/b"), Ok(dir_reply(2)));
+    a.on_reply(now, &rp("/e/c"), Ok(small_reply(3)));
+    a
+}
+
+fn sorted_closes(a: &mut OpenAhead) -> Vec<u64> {
+    let mut closes: Vec<u64> = a.take_closes().into_iter().map(|h| h.0).collect();
+    closes.sort_unstable();
+    closes
+}
+
+#[test]
+fn a_change_drops_what_it_names_what_is_below_and_the_listings_above() {
+    let now = Instant::now();
+    let mut a = held_in_three_places(now);
+    a.drop_touching(&[b"/e/other".to_vec()]);
+    assert_eq!(
+        sorted_closes(&mut a),
+        Vec::<u64>::new(),
+        "/e/c is another file"
+    );
+    // A file in /d/a changes /d/a's listing and /d's (/d/a's mtime).
+    let mut a = held_in_three_places(now);
+    a.drop_touching(&[b"/d/a/new".to_vec()]);
+    assert_eq!(sorted_closes(&mut a), Vec::<u64>::new());
+    assert_eq!(a.len(), 3, "no listing of /d/a or /d was held");
+    a.drop_touching(&[b"/d/b/new".to_vec()]);
+    assert_eq!(sorted_closes(&mut a), [2], "the listing of /d/b");
+    a.drop_touching(&[b"/d".to_vec()]);
+    assert_eq!(sorted_closes(&mut a), [1], "below a changed directory");
+    assert_eq!(a.len(), 1);
+    a.drop_touching(&[b"/e/./c".to_vec()]);
+    assert_eq!(sorted_closes(&mut a), [3], "a path with dots drops all");
+}
+
+#[test]
+fn a_change_of_unknown_paths_drops_everything() {
+    let now = Instant::now();
+    let mut a = held_in_three_places(now);
+    a.drop_all();
+    assert_eq!(sorted_closes(&mut a), [1, 2, 3]);
+}
+
+#[test]
+fn a_file_with_several_names_is_never_held() {
+    let now = Instant::now();
+    let mut a = OpenAhead::new(Duration::from_secs(1));
+    a.listed(b"/d", files(&["_", "a"]));
+    a.opened(&rp("/d/_"), Kind::SmallFile, &me());
+    let linked = Reply::OpenedRead {
+        handle: Handle(4),
+        stat: Stat {
+            mode: libc::S_IFREG | 0o644,
+            nlink: 2,
+            ..Stat::default()
+        },
+        data: vec![],
+    };
+    a.on_reply(now, &rp("/d/a"), Ok(linked));
+    assert_eq!(a.take_closes(), [Handle(4)]);
+    assert_eq!(a.claim(now, &rp("/d/a"), RO, &me()), Claim::Nothing);
+}
+
+#[test]
+fn touched_paths_name_what_a_change_changes() {
+    let path_of = |h: Handle| (h.0 == 7).then(|| rp("/d/open"));
+    let paths = |req: &Request| touched_paths(req, path_of);
+    assert_eq!(
+        paths(&Request::Rename {
+            from: rp("/a"),
+            to: rp("/b"),
+            flags: 0
+        }),
+        Some(vec![b"/a".to_vec(), b"/b".to_vec()])
+    );
+    assert_eq!(
+        paths(&Request::Write {
+            handle: Handle(7),
+            data: vec![1]
+        }),
+        Some(vec![b"/d/open".to_vec()])
+    );
+    assert_eq!(
+        paths(&Request::Write {
+            handle: Handle(8),
+            data: vec![1]
+        }),
+        None,
+        "a file whose path is not known"
+    );
+}

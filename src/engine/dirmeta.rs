@@ -20,8 +20,7 @@ use std::time::{Duration, Instant};
 
 use crate::errno::Errno;
 use crate::proto::{
-    DirListing, Handle, ListedEntry, MAX_LISTED_ENTRIES, RemotePath, Reply, Request, Response,
-    Stat, XattrTarget,
+    DirListing, Handle, ListedEntry, MAX_LISTED_ENTRIES, RemotePath, Reply, Request, Response, Stat,
 };
 
 /// The most entries cached over all directories; past it, stale
@@ -389,59 +388,10 @@ impl DirMeta {
             self.real.clear();
             return;
         }
-        let mut touched: Vec<Vec<u8>> = Vec::new();
-        let handle = |h: Handle, touched: &mut Vec<Vec<u8>>| match path_of(h) {
-            Some(p) => {
-                touched.push(p.0);
-                true
-            }
-            None => false,
-        };
-        let known = match req {
-            Request::Open { path, .. }
-            | Request::OpenPlus { path, .. }
-            | Request::OpenRead { path, .. }
-            | Request::Mkdir { path, .. }
-            | Request::Mknod { path, .. }
-            | Request::Rmdir { path }
-            | Request::Unlink { path }
-            | Request::Symlink { path, .. }
-            | Request::Chmod { path, .. }
-            | Request::Chown { path, .. }
-            | Request::Utimens { path, .. }
-            | Request::Truncate { path, .. } => {
-                touched.push(path.0.clone());
-                true
-            }
-            Request::Rename { from, to, .. } | Request::Link { from, to, .. } => {
-                touched.push(from.0.clone());
-                touched.push(to.0.clone());
-                true
-            }
-            Request::SetXattr { target, .. } | Request::RemoveXattr { target, .. } => {
-                match target {
-                    XattrTarget::Path { path, .. } => {
-                        touched.push(path.0.clone());
-                        true
-                    }
-                    XattrTarget::Handle(h) => handle(*h, &mut touched),
-                }
-            }
-            Request::Write { handle: h, .. }
-            | Request::Pwrite { handle: h, .. }
-            | Request::Ftruncate { handle: h, .. }
-            | Request::Fchmod { handle: h, .. }
-            | Request::Fchown { handle: h, .. }
-            | Request::Futimens { handle: h, .. }
-            | Request::Fallocate { handle: h, .. } => handle(*h, &mut touched),
-            // A file given a name through its handle (an `O_TMPFILE`) may
-            // be listed under another name too: forget every listing.
-            _ => false,
-        };
-        if !known {
+        let Some(touched) = super::changed::paths_changed_by(req, path_of) else {
             self.clear();
             return;
-        }
+        };
         // Every touched path must name what its text says.
         let aliased = touched.iter().any(|p| match split(p) {
             Some((dir, _)) => !self.is_real(now, dir),

@@ -38,6 +38,7 @@
 //! needs comes in as arguments.
 
 pub mod adaptive_window;
+pub mod changed;
 pub mod coalesce;
 pub mod dirmeta;
 pub mod openahead;

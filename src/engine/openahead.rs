@@ -31,7 +31,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::proto::{Credentials, Handle, RemotePath, Reply, Request, Stat, XattrTarget};
+use crate::proto::{Credentials, Handle, RemotePath, Reply, Request, Stat};
 
 /// The most opens held or on their way at once.
 pub const MAX_AHEAD: usize = 64;
@@ -456,6 +456,17 @@ impl OpenAhead {
                     || parent.and_then(parent_of) == Some(held)
             })
         };
+        self.drop_where(stale);
+    }
+
+    /// rscq changed a file (or may have): nothing held answers any more.
+    pub fn drop_all(&mut self) {
+        self.drop_where(|_| true);
+    }
+
+    /// Drops what is held of the paths that are `stale`; those on their
+    /// way are not taken when they come.
+    fn drop_where(&mut self, stale: impl Fn(&[u8]) -> bool) {
         let mut closes = Vec::new();
         self.ahead.retain(|path, ahead| {
             if !stale(path) {
@@ -470,22 +481,6 @@ impl OpenAhead {
                     closes.extend(handle_of(reply));
                     false
                 }
-            }
-        });
-        self.to_close.extend(closes);
-    }
-
-    /// rscq changed a file (or may have): nothing held answers any more.
-    pub fn drop_all(&mut self) {
-        let mut closes = Vec::new();
-        self.ahead.retain(|_, ahead| match &mut ahead.state {
-            State::OnTheWay { dropped } => {
-                *dropped = true;
-                true
-            }
-            State::Ready { reply, .. } => {
-                closes.extend(handle_of(reply));
-                false
             }
         });
         self.to_close.extend(closes);
@@ -517,47 +512,18 @@ impl OpenAhead {
 }
 
 /// The files a change names, by path (`path_of` names an open file's);
-/// `None` when not all are known.
+/// `None` when not all are known. Besides those every cache drops for
+/// ([`super::changed::paths_changed_by`]): a handle opened again for
+/// writing (a mapping's shadow) and the file a server-side copy writes.
 pub fn touched_paths(
     req: &Request,
     path_of: impl Fn(Handle) -> Option<RemotePath>,
 ) -> Option<Vec<Vec<u8>>> {
-    let by_handle = |h: Handle| path_of(h).map(|p| vec![p.0]);
     match req {
-        Request::Open { path, .. }
-        | Request::OpenPlus { path, .. }
-        | Request::OpenRead { path, .. }
-        | Request::Mkdir { path, .. }
-        | Request::Mknod { path, .. }
-        | Request::Rmdir { path }
-        | Request::Unlink { path }
-        | Request::Symlink { path, .. }
-        | Request::Chmod { path, .. }
-        | Request::Chown { path, .. }
-        | Request::Utimens { path, .. }
-        | Request::Truncate { path, .. } => Some(vec![path.0.clone()]),
-        Request::Rename { from, to, .. } | Request::Link { from, to, .. } => {
-            Some(vec![from.0.clone(), to.0.clone()])
+        Request::Reopen { handle, .. } | Request::CopyRange { to: handle, .. } => {
+            path_of(*handle).map(|p| vec![p.0])
         }
-        Request::LinkHandle { handle, to, .. } => {
-            let mut paths = by_handle(*handle)?;
-            paths.push(to.0.clone());
-            Some(paths)
-        }
-        Request::SetXattr { target, .. } | Request::RemoveXattr { target, .. } => match target {
-            XattrTarget::Path { path, .. } => Some(vec![path.0.clone()]),
-            XattrTarget::Handle(h) => by_handle(*h),
-        },
-        Request::Write { handle, .. }
-        | Request::Pwrite { handle, .. }
-        | Request::Ftruncate { handle, .. }
-        | Request::Fchmod { handle, .. }
-        | Request::Fchown { handle, .. }
-        | Request::Futimens { handle, .. }
-        | Request::Fallocate { handle, .. }
-        | Request::Reopen { handle, .. } => by_handle(*handle),
-        Request::CopyRange { to, .. } => by_handle(*to),
-        _ => None,
+        other => super::changed::paths_changed_by(other, path_of),
     }
 }
 

@@ -412,30 +412,22 @@ fn a_file_with_several_names_is_never_held() {
 }
 
 #[test]
-fn touched_paths_name_what_a_change_changes() {
+fn a_reopen_for_writing_and_a_copy_name_the_file_they_write() {
     let path_of = |h: Handle| (h.0 == 7).then(|| rp("/d/open"));
-    let paths = |req: &Request| touched_paths(req, path_of);
+    let copy = Request::CopyRange {
+        from: Handle(8),
+        from_offset: None,
+        to: Handle(7),
+        to_offset: None,
+        len: 10,
+    };
     assert_eq!(
-        paths(&Request::Rename {
-            from: rp("/a"),
-            to: rp("/b"),
-            flags: 0
-        }),
-        Some(vec![b"/a".to_vec(), b"/b".to_vec()])
-    );
-    assert_eq!(
-        paths(&Request::Write {
-            handle: Handle(7),
-            data: vec![1]
-        }),
+        touched_paths(&copy, path_of),
         Some(vec![b"/d/open".to_vec()])
     );
-    assert_eq!(
-        paths(&Request::Write {
-            handle: Handle(8),
-            data: vec![1]
-        }),
-        None,
-        "a file whose path is not known"
-    );
+    let reopen = Request::Reopen {
+        handle: Handle(9),
+        flags: libc::O_RDWR,
+    };
+    assert_eq!(touched_paths(&reopen, path_of), None);
 }

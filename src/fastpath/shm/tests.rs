@@ -153,6 +153,10 @@ fn readers_never_see_a_torn_slot() {
     let (a, b) = (stat_bytes(0xaa), stat_bytes(0x55));
     t.offer(0, &offer(b"/r/x", &a, u64::MAX));
     let stop = AtomicBool::new(false);
+    // The writer goes on until the readers have looked often enough,
+    // however the threads are scheduled (a loaded CI machine may run the
+    // whole first 20,000 flips before a reader starts).
+    let looked = std::sync::atomic::AtomicU64::new(0);
     std::thread::scope(|s| {
         let readers: Vec<_> = (0..3)
             .map(|_| {
@@ -164,19 +168,22 @@ fn readers_never_see_a_torn_slot() {
                             assert!(f.stat.iter().all(|&x| x == first), "torn stat");
                             assert!(f.statx.iter().all(|&x| x == first), "torn statx");
                             seen += 1;
+                            looked.fetch_add(1, Ordering::Relaxed);
                         }
                     }
                     seen
                 })
             })
             .collect();
-        for i in 0..20_000 {
-            let st = if i % 2 == 0 { &b } else { &a };
+        let mut i = 0u64;
+        while i < 20_000 || (looked.load(Ordering::Relaxed) < 3_000 && i < 200_000_000) {
+            let st = if i.is_multiple_of(2) { &b } else { &a };
             t.offer(0, &offer(b"/r/x", st, u64::MAX));
+            i += 1;
         }
         stop.store(true, Ordering::Relaxed);
         let seen: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
-        assert!(seen > 0);
+        assert!(seen >= 3_000, "the readers looked {seen} times only");
     });
 }
 

@@ -29,6 +29,10 @@
 //!   bytes too ([`Request::OpenRead`]); a regular file of at most
 //!   [`SMALL_FILE_MAX`] bytes comes whole, so the program's reads to its
 //!   end are answered locally.
+//! - **openahead** ([`openahead`]): once the program opens entries of a
+//!   listed directory in order, the next ones are opened in the background
+//!   with its credentials ([`Pending::OpenAhead`]); its later opens of them
+//!   take the replies ([`Action::Answer`]) or wait for those on their way.
 //!
 //! Send coalescing for sockets (the `nagle` layer) is [`coalesce`], and
 //! their send-side backpressure [`sendwindow`] (its window measured by

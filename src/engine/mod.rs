@@ -1018,6 +1018,12 @@ impl FileEngine {
     /// The file behind `handle` changed on the server (a write sent
     /// behind, or one under read-ahead).
     fn touched_handle(&mut self, now: Instant, handle: Handle) {
+        // An open made ahead while these bytes were held or on their way
+        // may have read the file without them, whenever its reply came.
+        if !self.openahead.is_empty() {
+            let path = self.files.get(&handle).and_then(|f| f.path.clone());
+            self.drop_ahead_touching(path.as_ref());
+        }
         if self.layers.dirmeta {
             let req = Request::Fchmod { handle, mode: 0 };
             self.dirmeta.invalidate(now, &req, |h| {

@@ -222,13 +222,19 @@ fn dirent(name: &str) -> DirEntry {
 /// Lists `/d` (files a, b, c, d of 1 byte) through an open of the
 /// program, then opens /d/a from the server, as `cat /d/*` does.
 fn first_open_in_a_listed_directory(e: &mut FileEngine, now: Instant) {
-    let who = caller();
+    list_d(e, now);
+    let pending = send_open_a(e, now);
+    open_a_replied(e, now, pending);
+}
+
+/// Lists `/d` (files a, b, c, d of 1 byte) through an open of the program.
+fn list_d(e: &mut FileEngine, now: Instant) {
     let open_dir = Request::Open {
         path: rp("/d"),
         flags: libc::O_RDONLY | libc::O_DIRECTORY,
         mode: 0,
     };
-    let Action::Send(_, pending) = e.on_request_by(now, open_dir, Some(&who)) else {
+    let Action::Send(_, pending) = e.on_request_by(now, open_dir, Some(&caller())) else {
         panic!("the directory's open goes to the server")
     };
     let entries = ["a", "b", "c", "d"]
@@ -245,14 +251,23 @@ fn first_open_in_a_listed_directory(e: &mut FileEngine, now: Instant) {
             complete: true,
         }))),
     );
+}
+
+/// The program's open of `/d/a`, sent to the server.
+fn send_open_a(e: &mut FileEngine, now: Instant) -> Pending {
     let open = Request::Open {
         path: rp("/d/a"),
         flags: libc::O_RDONLY,
         mode: 0,
     };
-    let Action::Send(_, pending) = e.on_request_by(now, open, Some(&who)) else {
+    let Action::Send(_, pending) = e.on_request_by(now, open, Some(&caller())) else {
         panic!("/d/a is opened by the server")
     };
+    pending
+}
+
+/// The server's reply to the open of `/d/a`.
+fn open_a_replied(e: &mut FileEngine, now: Instant, pending: Pending) {
     let _ = e.on_reply(
         now,
         pending,
@@ -382,4 +397,87 @@ fn without_openahead_nothing_is_opened_behind_the_program_s_back() {
     let mut e = FileEngine::new(small_files(), DEFAULT_TTL);
     first_open_in_a_listed_directory(&mut e, now);
     assert!(e.take_flushes().is_empty());
+}
+
+/// The program appends to `/d/c` through handle 5: the bytes are held.
+fn append_to_c(e: &mut FileEngine, now: Instant) {
+    let open = Request::Open {
+        path: rp("/d/c"),
+        flags: libc::O_WRONLY | libc::O_APPEND,
+        mode: 0,
+    };
+    let Action::Send(_, pending) = e.on_request_by(now, open, Some(&caller())) else {
+        panic!("an append's open goes to the server")
+    };
+    let _ = e.on_reply(
+        now,
+        pending,
+        Ok(Reply::Opened {
+            handle: Handle(5),
+            stat: stat(libc::S_IFREG | 0o644, 1),
+        }),
+    );
+}
+
+#[test]
+fn an_open_made_ahead_while_writes_to_its_file_were_held_is_not_taken() {
+    // A thread appends to /d/c while another opens /d/a: /d/c is opened
+    // ahead before the held bytes reach the server, so what that open
+    // brings may lack them, whichever comes first, its reply or the
+    // write's.
+    for reply_first in [true, false] {
+        let now = Instant::now();
+        let mut e = FileEngine::new(
+            Layers {
+                openahead: true,
+                ..small_files()
+            },
+            DEFAULT_TTL,
+        );
+        append_to_c(&mut e, now);
+        list_d(&mut e, now);
+        let open_a = send_open_a(&mut e, now);
+        // While /d/a's open is on its way, the writer's bytes are held.
+        let write = Request::Write {
+            handle: Handle(5),
+            data: b"new".to_vec(),
+        };
+        assert_eq!(
+            e.on_request(now, write),
+            Action::Answer(Ok(Reply::Count(3)))
+        );
+        open_a_replied(&mut e, now, open_a);
+        let c = e
+            .take_flushes()
+            .into_iter()
+            .find(|(req, _)| matches!(req, Request::OpenRead { path, .. } if path == &rp("/d/c")))
+            .expect("/d/c is opened ahead");
+        let old = Ok(Reply::OpenedRead {
+            handle: Handle(11),
+            stat: stat(libc::S_IFREG | 0o644, 1),
+            data: b"x".to_vec(),
+        });
+        if reply_first {
+            let _ = e.on_reply(now, c.1.clone(), old.clone());
+        }
+        // The writer closes: its held bytes go, and are written.
+        let close = Request::Close { handle: Handle(5) };
+        assert!(matches!(e.on_request(now, close), Action::Wait(..)));
+        for (req, pending) in e.take_flushes() {
+            if let Request::Write { data, .. } = &req {
+                let n = u64::try_from(data.len()).unwrap();
+                let _ = e.on_reply(now, pending, Ok(Reply::Count(n)));
+            }
+        }
+        if !reply_first {
+            let _ = e.on_reply(now, c.1, old);
+        }
+        assert!(
+            matches!(
+                e.on_request_by(now, open_c(), Some(&caller())),
+                Action::Send(Request::OpenRead { .. }, _)
+            ),
+            "reply first: {reply_first}"
+        );
+    }
 }

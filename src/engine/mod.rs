@@ -758,7 +758,7 @@ impl FileEngine {
                     if self.layers.openahead
                         && let crate::proto::DirListing::Complete(entries) = &listing
                     {
-                        self.openahead.listed(
+                        self.openahead.listed_behind(
                             &dir.0,
                             entries.iter().filter_map(|e| {
                                 let stat = e.lstat.as_ref().ok()?;

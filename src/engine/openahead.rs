@@ -20,7 +20,10 @@
 //! of anything below it, and of the two directories above it (whose
 //! listings hold its stat and its directory's); a change whose paths are
 //! not known drops them all, and a file with several names is never held.
-//! What is dropped or expires is closed on the server. At most [`MAX_AHEAD`]
+//! What is dropped or expires is closed on the server. A directory's
+//! first opens ahead are [`FIRST_WINDOW`], doubled by each open of the
+//! program that follows the predicted order (a listing rscq made for its
+//! own caches, not the program, does not start the walk anew). At most [`MAX_AHEAD`]
 //! opens are held or on their way (server fds, and at most that many
 //! small files' bytes or listings in memory), at most [`MAX_AHEAD_PER_DIR`]
 //! of one directory, so that a walker's files ahead in one directory do
@@ -41,6 +44,13 @@ pub const MAX_AHEAD_PER_DIR: usize = 32;
 
 /// The most directories whose listings are kept to predict from.
 pub const MAX_LISTINGS: usize = 16;
+
+/// How many entries of a directory are opened ahead at first; each open
+/// of the program that follows the predicted order doubles it, up to
+/// [`MAX_AHEAD_PER_DIR`] (as TCP's slow start: a program that opens one
+/// or two entries, `make` reading its `Makefile`, costs the server few
+/// opens, and a walker soon has the whole share).
+pub const FIRST_WINDOW: usize = 4;
 
 /// What an entry is, as far as opening it ahead goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +86,8 @@ struct Listing {
     /// one in the listing's order, and in the names' order.
     by_listing: u32,
     by_name: u32,
+    /// How many of its entries may be held or on their way now.
+    window: usize,
 }
 
 impl Listing {
@@ -181,6 +193,30 @@ fn trimmed(path: &[u8]) -> (&[u8], bool) {
     }
 }
 
+/// The name under which an absolute `path` is held: without trailing
+/// `/` and `/.` ([`trimmed`]), and without empty or `.` names inside,
+/// which name the directory before them (`/t/./d/f` is `/t/d/f`: the
+/// program's `./d/f` in a remote cwd, where `find` listed `/t/d`); and
+/// whether it names a directory. `..` stays: through a symlink it goes
+/// elsewhere than its text says.
+fn canonical(path: &[u8]) -> (Vec<u8>, bool) {
+    let (path, dir_only) = trimmed(path);
+    if path.first() != Some(&b'/') {
+        return (path.to_vec(), dir_only);
+    }
+    let mut out = Vec::with_capacity(path.len());
+    for name in path.split(|&b| b == b'/') {
+        if !matches!(name, b"" | b".") {
+            out.push(b'/');
+            out.extend_from_slice(name);
+        }
+    }
+    if out.is_empty() {
+        out.push(b'/');
+    }
+    (out, dir_only)
+}
+
 /// The directory and last name of a plain absolute path.
 fn split(path: &[u8]) -> Option<(&[u8], &[u8])> {
     let i = path.iter().rposition(|&b| b == b'/')?;
@@ -238,33 +274,65 @@ impl OpenAhead {
         self.ahead.is_empty()
     }
 
-    /// A listing of `dir` came (in listing order): its entries that may be
-    /// opened ahead are kept, replacing what was kept for `dir`.
+    /// The program listed `dir` (in listing order): its entries that may
+    /// be opened ahead are kept, replacing what was kept for `dir`. A new
+    /// listing by the program is a new walk of the directory: what was
+    /// opened in it before may be opened again. Which order the program
+    /// follows, and how far ahead it is followed, stay known.
     pub fn listed(&mut self, dir: &[u8], entries: impl IntoIterator<Item = (Vec<u8>, Kind)>) {
-        let (dir, _) = trimmed(dir);
+        self.keep_listing(dir, entries, true);
+    }
+
+    /// rscq listed `dir` for its own caches (a dirmeta fetch), not the
+    /// program: the entries are replaced, and a walk under way goes on.
+    pub fn listed_behind(
+        &mut self,
+        dir: &[u8],
+        entries: impl IntoIterator<Item = (Vec<u8>, Kind)>,
+    ) {
+        self.keep_listing(dir, entries, false);
+    }
+
+    fn keep_listing(
+        &mut self,
+        dir: &[u8],
+        entries: impl IntoIterator<Item = (Vec<u8>, Kind)>,
+        new_walk: bool,
+    ) {
+        let (dir, _) = canonical(dir);
+        let dir = dir.as_slice();
         let entries: Vec<_> = entries
             .into_iter()
             .filter(|(name, _)| name != b"." && name != b"..")
             .collect();
-        // A new listing is a new walk of the directory: what was opened
-        // in it before may be opened again. Which order the program
-        // follows stays known.
-        let kept = self.listings.iter().position(|l| l.dir == dir);
-        let (by_listing, by_name) = match kept.and_then(|i| self.listings.remove(i)) {
-            Some(l) => (l.by_listing, l.by_name),
-            None => (0, 0),
+        let kept = self
+            .listings
+            .iter()
+            .position(|l| l.dir == dir)
+            .and_then(|i| self.listings.remove(i));
+        let listing = match kept {
+            Some(mut l) => {
+                l.entries = entries;
+                if new_walk {
+                    l.opened.clear();
+                    l.last = None;
+                }
+                l
+            }
+            None => Listing {
+                dir: dir.to_vec(),
+                entries,
+                opened: HashSet::new(),
+                last: None,
+                by_listing: 0,
+                by_name: 0,
+                window: FIRST_WINDOW,
+            },
         };
         if self.listings.len() >= MAX_LISTINGS {
             self.listings.pop_front();
         }
-        self.listings.push_back(Listing {
-            dir: dir.to_vec(),
-            entries,
-            opened: HashSet::new(),
-            last: None,
-            by_listing,
-            by_name,
-        });
+        self.listings.push_back(listing);
     }
 
     /// The program opens `path` with `flags` as `caller`: what is ahead
@@ -277,7 +345,8 @@ impl OpenAhead {
         caller: &Credentials,
     ) -> Claim {
         // `dir/` and `dir/.` name `dir`, and only as a directory.
-        let (key, dir_only) = trimmed(&path.0);
+        let (key, dir_only) = canonical(&path.0);
+        let key = key.as_slice();
         let Some(ahead) = self.ahead.get(key) else {
             return Claim::Nothing;
         };
@@ -315,7 +384,8 @@ impl OpenAhead {
     /// or the names' order, the next entries of that kind are to be
     /// opened ahead.
     pub fn opened(&mut self, path: &RemotePath, kind: Kind, caller: &Credentials) {
-        let Some((dir, name)) = split(trimmed(&path.0).0) else {
+        let (path, _) = canonical(&path.0);
+        let Some((dir, name)) = split(&path) else {
             return;
         };
         let Some(listing) = self.listings.iter_mut().find(|l| l.dir == dir) else {
@@ -335,6 +405,15 @@ impl OpenAhead {
             return;
         }
         let in_listing_order = listing.by_listing > listing.by_name;
+        let followed = if in_listing_order {
+            step_listing
+        } else {
+            step_name
+        };
+        if previous.is_some() && followed {
+            listing.window = listing.window.saturating_mul(2).min(MAX_AHEAD_PER_DIR);
+        }
+        let window = listing.window;
         let unopened = listing
             .entries
             .iter()
@@ -362,7 +441,7 @@ impl OpenAhead {
             .count();
         let room = MAX_AHEAD
             .saturating_sub(self.ahead.len())
-            .min(MAX_AHEAD_PER_DIR.saturating_sub(of_dir));
+            .min(window.saturating_sub(of_dir));
         let wanted: Vec<Vec<u8>> = next
             .into_iter()
             .map(|n| join(&dir, n))
@@ -441,9 +520,10 @@ impl OpenAhead {
 
     /// rscq changed the files at `paths`: what was opened ahead of them,
     /// below them, or of the directories whose listings show them, answers
-    /// no more. Paths that do not name their file by their text alone
-    /// (`.`, `..`, empty names) drop everything.
+    /// no more. Paths with `..`, which do not name their file by their
+    /// text alone, drop everything.
     pub fn drop_touching(&mut self, paths: &[Vec<u8>]) {
+        let paths: Vec<Vec<u8>> = paths.iter().map(|p| canonical(p).0).collect();
         if paths.iter().any(|p| !is_plain(p)) {
             return self.drop_all();
         }

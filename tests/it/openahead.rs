@@ -76,6 +76,28 @@ fn walkers_and_globs_see_what_they_would_see_directly() {
     });
 }
 
+/// In a remote cwd, `find .` names its files `./d00/f00` while it lists
+/// `d00` by a descriptor: the opens of `cat` spelled with `.` take what
+/// was opened ahead of the entries `find` listed.
+#[test]
+fn a_walk_from_a_remote_cwd_takes_opens_spelled_with_dots() {
+    each_mode(|mode| {
+        let pair = Pair::new(Backend::Remote, mode);
+        populate(&pair);
+        let t = pair.t();
+        let (_, r) = pair.same(&sh_c(&format!(
+            "cd {t}/walk && find . -type f -exec cat {{}} + | sha256sum"
+        )));
+        let taken = local_calls(&r, "openat");
+        if mode.is_empty() {
+            // 420 files: most of cat's opens must come from ahead.
+            assert!(taken > 300, "{taken} opens taken from ahead\n{}", r.dump());
+        } else {
+            assert_eq!(taken, 0, "--pure answered opens\n{}", r.dump());
+        }
+    });
+}
+
 /// A file replaced on the server behind rscq's back after the program
 /// started reading its directory is seen once the TTL has passed, even if
 /// it was opened ahead before the change.

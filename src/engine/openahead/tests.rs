@@ -99,28 +99,109 @@ fn only_entries_of_the_opened_kind_and_never_those_opened_are_opened_ahead() {
     assert_eq!(sent_paths(&mut a), ["/d/c"]);
 }
 
+/// The program opens the first `n` entries of `dir` (listed by
+/// [`hundred_files`]) in order; what was sent ahead.
+fn walk(a: &mut OpenAhead, dir: &str, n: usize) -> Vec<String> {
+    let mut sent = Vec::new();
+    for i in 0..n {
+        a.opened(&rp(&format!("{dir}/f{i:03}")), Kind::SmallFile, &me());
+        sent.extend(sent_paths(a));
+    }
+    sent
+}
+
+fn hundred_files() -> Vec<(Vec<u8>, Kind)> {
+    let names: Vec<String> = (0..100).map(|i| format!("f{i:03}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    files(&refs)
+}
+
+#[test]
+fn the_first_opens_ahead_are_few_and_each_followed_open_doubles_them() {
+    let mut a = OpenAhead::new(Duration::from_secs(1));
+    a.listed(b"/d", hundred_files());
+    let first = walk(&mut a, "/d", 1);
+    assert_eq!(first.len(), FIRST_WINDOW, "{first:?}");
+    assert_eq!(first.first().map(String::as_str), Some("/d/f001"));
+    // The program took f001 (claim removes it): the window is 8.
+    assert_eq!(
+        a.claim(Instant::now(), &rp("/d/f001"), RO, &me()),
+        Claim::OnTheWay
+    );
+    a.on_reply(Instant::now(), &rp("/d/f001"), Ok(small_reply(1)));
+    assert!(matches!(
+        a.claim(Instant::now(), &rp("/d/f001"), RO, &me()),
+        Claim::Ready { .. }
+    ));
+    a.opened(&rp("/d/f001"), Kind::SmallFile, &me());
+    assert_eq!(
+        sent_paths(&mut a),
+        ["/d/f005", "/d/f006", "/d/f007", "/d/f008", "/d/f009"]
+    );
+    assert_eq!(a.len(), 8);
+}
+
+#[test]
+fn an_open_off_the_predicted_order_does_not_grow_the_window() {
+    let mut a = OpenAhead::new(Duration::from_secs(1));
+    a.listed(b"/d", hundred_files());
+    assert_eq!(walk(&mut a, "/d", 1).len(), FIRST_WINDOW);
+    // A jump: f050 is not the next name after f000.
+    a.opened(&rp("/d/f050"), Kind::SmallFile, &me());
+    assert!(
+        sent_paths(&mut a).is_empty(),
+        "the window of {FIRST_WINDOW} is full"
+    );
+}
+
 #[test]
 fn at_most_max_ahead_are_held_or_on_their_way_and_fewer_of_one_directory() {
     let mut a = OpenAhead::new(Duration::from_secs(1));
-    let names: Vec<String> = (0..100).map(|i| format!("f{i:03}")).collect();
-    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     for dir in ["/d", "/e", "/f"] {
-        a.listed(dir.as_bytes(), files(&refs));
+        a.listed(dir.as_bytes(), hundred_files());
     }
-    a.opened(&rp("/d/f000"), Kind::SmallFile, &me());
-    let sent = sent_paths(&mut a);
+    let sent = walk(&mut a, "/d", 5);
     assert_eq!(sent.len(), MAX_AHEAD_PER_DIR);
     assert_eq!(sent.first().map(String::as_str), Some("/d/f001"));
-    a.opened(&rp("/d/f001"), Kind::SmallFile, &me());
+    a.opened(&rp("/d/f005"), Kind::SmallFile, &me());
     assert!(
         a.take_sends().is_empty(),
         "the directory's share is on its way"
     );
-    a.opened(&rp("/e/f000"), Kind::SmallFile, &me());
-    assert_eq!(sent_paths(&mut a).len(), MAX_AHEAD_PER_DIR);
-    a.opened(&rp("/f/f000"), Kind::SmallFile, &me());
-    assert!(a.take_sends().is_empty(), "{MAX_AHEAD} in all");
+    assert_eq!(walk(&mut a, "/e", 5).len(), MAX_AHEAD_PER_DIR);
+    assert!(walk(&mut a, "/f", 5).is_empty(), "{MAX_AHEAD} in all");
     assert_eq!(a.len(), MAX_AHEAD);
+}
+
+/// The program takes `path` from ahead (its reply came) and opens it.
+fn take(a: &mut OpenAhead, path: &str) {
+    let now = Instant::now();
+    a.on_reply(now, &rp(path), Ok(small_reply(1)));
+    assert!(matches!(
+        a.claim(now, &rp(path), RO, &me()),
+        Claim::Ready { .. }
+    ));
+    a.opened(&rp(path), Kind::SmallFile, &me());
+}
+
+#[test]
+fn a_listing_rscq_fetched_mid_walk_goes_on_with_the_walk() {
+    let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l"];
+    let mut a = OpenAhead::new(Duration::from_secs(1));
+    a.listed(b"/d", files(&names));
+    a.opened(&rp("/d/a"), Kind::SmallFile, &me());
+    assert_eq!(sent_paths(&mut a), ["/d/b", "/d/c", "/d/d", "/d/e"]);
+    take(&mut a, "/d/b");
+    assert_eq!(sent_paths(&mut a), ["/d/f", "/d/g", "/d/h", "/d/i", "/d/j"]);
+    // A dirmeta fetch lists /d again (its TTL ran out) while the program
+    // is at "b": the walk goes on, its window with it.
+    a.listed_behind(b"/d", files(&names));
+    take(&mut a, "/d/c");
+    assert_eq!(sent_paths(&mut a), ["/d/k", "/d/l"]);
+    // The program's own new listing is a new walk: "a" may come again.
+    a.listed(b"/d", files(&names));
+    a.opened(&rp("/d/a"), Kind::SmallFile, &me());
+    assert_eq!(sent_paths(&mut a), ["/d/b", "/d/c"]);
 }
 
 #[test]
@@ -430,4 +511,36 @@ fn a_reopen_for_writing_and_a_copy_name_the_file_they_write() {
         flags: libc::O_RDWR,
     };
     assert_eq!(touched_paths(&reopen, path_of), None);
+}
+
+#[test]
+fn dot_and_empty_names_inside_a_path_name_the_same_entry() {
+    let now = Instant::now();
+    let mut a = OpenAhead::new(Duration::from_secs(1));
+    // `find .` in a remote cwd lists /t/d; `cat ./d/b` opens /t/./d/b.
+    a.listed(b"/t/d", files(&["a", "b", "c"]));
+    a.opened(&rp("/t/./d/a"), Kind::SmallFile, &me());
+    assert_eq!(sent_paths(&mut a), ["/t/d/b", "/t/d/c"]);
+    a.on_reply(now, &rp("/t/d/b"), Ok(small_reply(2)));
+    assert!(matches!(
+        a.claim(now, &rp("/t/./d//b"), RO, &me()),
+        Claim::Ready { .. }
+    ));
+    // A change spelled with dots drops what it touches, and only that.
+    a.on_reply(now, &rp("/t/d/c"), Ok(small_reply(3)));
+    a.drop_touching(&[b"/t/./d/./c".to_vec()]);
+    assert_eq!(a.take_closes(), [Handle(3)]);
+    assert_eq!(a.claim(now, &rp("/t/d/c"), RO, &me()), Claim::Nothing);
+}
+
+#[test]
+fn a_path_through_dotdot_is_not_taken_for_its_text() {
+    let now = Instant::now();
+    let mut a = OpenAhead::new(Duration::from_secs(1));
+    a.listed(b"/t/d", files(&["a", "b", "c"]));
+    a.opened(&rp("/t/d/a"), Kind::SmallFile, &me());
+    let _ = a.take_sends();
+    a.on_reply(now, &rp("/t/d/b"), Ok(small_reply(2)));
+    // /t/l may be a symlink: /t/l/../d/b need not be /t/d/b.
+    assert_eq!(a.claim(now, &rp("/t/l/../d/b"), RO, &me()), Claim::Nothing);
 }

@@ -823,6 +823,51 @@ EXPORT int fstatat64(int dirfd, const char *path, struct kstat *st, int flags)
 	return (int)do_fstatat(dirfd, path, st, flags);
 }
 
+/* The versioned entry points programs built against glibc before 2.33
+ * still call (GNU make among them). On x86_64 both versions glibc knew,
+ * _STAT_VER_KERNEL (0) and _STAT_VER_LINUX (1), fill the kernel's
+ * `struct stat`; any other fails with EINVAL, as glibc's own does. */
+static int xstat_version_known(int ver)
+{
+	return ver == 0 || ver == 1;
+}
+
+EXPORT int __xstat(int ver, const char *path, struct kstat *st)
+{
+	if (!xstat_version_known(ver))
+		return (int)done(-EINVAL);
+	return (int)do_fstatat(AT_FDCWD, path, st, 0);
+}
+
+EXPORT int __xstat64(int ver, const char *path, struct kstat *st)
+{
+	return __xstat(ver, path, st);
+}
+
+EXPORT int __lxstat(int ver, const char *path, struct kstat *st)
+{
+	if (!xstat_version_known(ver))
+		return (int)done(-EINVAL);
+	return (int)do_fstatat(AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW);
+}
+
+EXPORT int __lxstat64(int ver, const char *path, struct kstat *st)
+{
+	return __lxstat(ver, path, st);
+}
+
+EXPORT int __fxstatat(int ver, int dirfd, const char *path, struct kstat *st, int flags)
+{
+	if (!xstat_version_known(ver))
+		return (int)done(-EINVAL);
+	return (int)do_fstatat(dirfd, path, st, flags);
+}
+
+EXPORT int __fxstatat64(int ver, int dirfd, const char *path, struct kstat *st, int flags)
+{
+	return __fxstatat(ver, dirfd, path, st, flags);
+}
+
 EXPORT int statx(int dirfd, const char *path, int flags, unsigned mask, struct kstatx *stx)
 {
 	return (int)do_statx(dirfd, path, flags, mask, stx);

@@ -400,3 +400,62 @@ fn relative_paths_after_leaving_a_remote_cwd_run_without_a_stop() {
         went.dump()
     );
 }
+
+/// `mk/`: a project of `sources` C files whose objects are newer, the
+/// object of `stale` (if any) older than its source, in both trees.
+fn make_project(pair: &Pair, sources: usize, stale: Option<usize>) {
+    let old = SystemTime::now() - Duration::from_secs(3600);
+    let older = old - Duration::from_secs(3600);
+    for root in [&pair.tree, &pair.remote_tree] {
+        let mk = root.join("mk");
+        fs::create_dir_all(&mk).expect("mkdir mk");
+        fs::write(
+            mk.join("Makefile"),
+            "SRCS := $(wildcard *.c)\nOBJS := $(SRCS:.c=.o)\nall: $(OBJS)\n%.o: %.c\n\t$(CC) -c -o $@ $<\n",
+        )
+        .expect("Makefile");
+        for i in 0..sources {
+            let c = mk.join(format!("s{i:03}.c"));
+            let o = mk.join(format!("s{i:03}.o"));
+            fs::write(&c, format!("int f{i}(void) {{ return {i}; }}\n")).expect("source");
+            fs::write(&o, b"").expect("object");
+            let age = |path: &std::path::Path, when| {
+                fs::File::options()
+                    .write(true)
+                    .open(path)
+                    .and_then(|f| f.set_modified(when))
+                    .expect("mtime");
+            };
+            age(&c, old);
+            if stale == Some(i) {
+                age(&o, older);
+            }
+        }
+    }
+}
+
+/// GNU make (built against glibc's versioned `__xstat`) answers `-q` for
+/// a remote project as directly, up to date or not; in default mode its
+/// `stat`s of sources and objects are answered in the program from the
+/// listing its wildcard read.
+#[test]
+fn make_q_of_a_remote_project_is_answered_in_the_program() {
+    const SOURCES: usize = 200;
+    for stale in [None, Some(150)] {
+        each_mode(|mode| {
+            let pair = Pair::new(Backend::Remote, mode);
+            make_project(&pair, SOURCES, stale);
+            let dir = format!("{}/mk", pair.t());
+            let (d, r) = pair.same(&["make", "-q", "-C", dir.as_str()]);
+            assert_eq!(d.code(), i32::from(stale.is_some()), "{}", d.dump());
+            if mode.is_empty() {
+                let answered = answered_in_program(&r);
+                assert!(
+                    answered >= SOURCES as u64,
+                    "{answered} answers in the program\n{}",
+                    r.dump()
+                );
+            }
+        });
+    }
+}

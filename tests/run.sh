@@ -14,9 +14,10 @@ cd "$(dirname "$0")/.."
 
 # Debian packages of the programs the tests run.
 packages=(iproute2 gcc libc6-dev curl w3m wget busybox-static tar gzip coreutils findutils
-    util-linux procps psmisc file hostname golang-go openssh-client man-db sshfs openssh-server make)
+    util-linux procps psmisc file hostname golang-go openssh-client man-db sshfs openssh-server
+    iputils-ping make)
 tools=(ip gcc ss getent curl w3m wget busybox tar gzip sha256sum find unshare ps killall file hostname go
-    ssh-keygen man sshfs sshd make)
+    ssh-keygen man sshfs sshd ping make)
 missing=()
 for tool in "${tools[@]}"; do
     command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")

@@ -235,12 +235,14 @@ impl UdpRelays {
     pub async fn bind(&self, link: &Link, dup: OwnedFd, addr: SockAddr) -> Result<(), Errno> {
         let flags = super::net::BindFlags::of(&dup)?;
         let v6 = flags.v6;
+        let inode = rustix::fs::fstat(&dup).map_err(Errno::from)?.st_ino;
         let request = Request::UdpBind {
             addr,
             reuse_addr: flags.reuse_addr,
             reuse_port: flags.reuse_port,
             v6_only: flags.v6_only,
             pure: self.pure,
+            ping: self.sockets.is_ping(inode),
         };
         let streams = match link.open_udp(&request).await {
             Ok(Ok(s)) => s,
@@ -253,7 +255,6 @@ impl UdpRelays {
             .ok()
             .and_then(|a| SocketAddr::try_from(a).ok())
             .ok_or(Errno::EINVAL)?;
-        let inode = rustix::fs::fstat(&dup).map_err(Errno::from)?.st_ino;
         // Bound to `::1`, the local stand-in of a socket that is dual-stack
         // on the server became IPv6-only; `getsockopt` answers for it.
         let dual_stack = match SocketAddr::from(addr) {

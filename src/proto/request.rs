@@ -265,6 +265,10 @@ pub enum Request {
         /// Stop-and-wait (`--pure`): the server receives only when asked
         /// ([`UdpOp::Recv`](super::UdpOp::Recv)) and answers every send.
         pure: bool,
+        /// An ICMP echo ("ping") socket (`SOCK_DGRAM` with `IPPROTO_ICMP`,
+        /// or `IPPROTO_ICMPV6` for IPv6) instead of a UDP one: its
+        /// datagrams are ICMP echo messages, its port the echo id.
+        ping: bool,
     },
     /// A `close(2)` of one of the program's fds for the handle: rscq sends
     /// the writes it holds for it and answers with their error, if any.

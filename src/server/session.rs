@@ -114,12 +114,14 @@ impl Session for ClientSession {
                 reuse_port,
                 v6_only,
                 pure,
+                ping,
             } => {
                 let options = BindOptions {
                     reuse_addr,
                     reuse_port,
                     v6_only,
                     pure,
+                    ping,
                 };
                 udp::serve(addr, options, send, recv).await;
             }

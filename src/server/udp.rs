@@ -43,6 +43,10 @@ pub struct BindOptions {
     pub reuse_port: bool,
     pub v6_only: Option<bool>,
     pub pure: bool,
+    /// An ICMP echo ("ping") socket rather than a UDP one, opened with this
+    /// server's rights (`net.ipv4.ping_group_range`): EACCES when they do
+    /// not allow it.
+    pub ping: bool,
 }
 
 fn bind(addr: SockAddr, options: BindOptions) -> Result<UdpSocket, Errno> {
@@ -53,11 +57,16 @@ fn bind(addr: SockAddr, options: BindOptions) -> Result<UdpSocket, Errno> {
     } else {
         AddressFamily::INET
     };
+    let protocol = match (options.ping, target.is_ipv6()) {
+        (false, _) => None,
+        (true, false) => Some(rustix::net::ipproto::ICMP),
+        (true, true) => Some(rustix::net::ipproto::ICMPV6),
+    };
     let fd = socket_with(
         family,
         SocketType::DGRAM,
         SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
-        None,
+        protocol,
     )?;
     sockopt::set_socket_reuseaddr(&fd, options.reuse_addr)?;
     sockopt::set_socket_reuseport(&fd, options.reuse_port)?;
@@ -556,6 +565,7 @@ mod tests {
             reuse_port: false,
             v6_only: None,
             pure: true,
+            ping: false,
         };
         let loopback = SockAddr::V4 {
             ip: [127, 0, 0, 1],
@@ -606,6 +616,7 @@ mod tests {
             reuse_port: false,
             v6_only: None,
             pure: true,
+            ping: false,
         };
         let closed = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
         let closed_port = closed.local_addr().expect("addr");

@@ -286,6 +286,9 @@ pub enum AfterNative {
     MsgLens {
         vec: u64,
     },
+    /// A `socket` for an ICMP echo ("ping") socket was made a UDP socket
+    /// (see `syscall::net::ping`): the fd it returned stands for one.
+    PingSocket,
 }
 
 /// A call run natively on arguments rscq laid out below the red zone.

@@ -43,6 +43,9 @@ struct SocketTables {
     /// IPv6 sockets bound dual-stack on the server whose local stand-in
     /// the kernel made IPv6-only (bound to `::1`).
     dual_stack: HashSet<u64>,
+    /// UDP sockets that stand for the program's ICMP echo ("ping")
+    /// sockets: their server socket is a ping socket.
+    ping: HashSet<u64>,
 }
 
 /// A program socket whose other end is on the server.
@@ -112,6 +115,15 @@ impl SocketRegistry {
         self.tables().dual_stack.contains(&ino)
     }
 
+    /// Socket `ino` is the local stand-in of a ping socket.
+    pub fn set_ping(&self, ino: u64) {
+        self.tables().ping.insert(ino);
+    }
+
+    pub fn is_ping(&self, ino: u64) -> bool {
+        self.tables().ping.contains(&ino)
+    }
+
     pub fn contains(&self, ino: u64) -> bool {
         self.tables().by_inode.contains_key(&ino)
     }
@@ -121,6 +133,7 @@ impl SocketRegistry {
         t.by_inode.remove(&ino);
         t.connect_errors.remove(&ino);
         t.dual_stack.remove(&ino);
+        t.ping.remove(&ino);
         t.listening.remove(&ino);
         if let Some(id) = t.listeners.remove(&ino) {
             t.listener_addrs.remove(&id);

@@ -263,6 +263,15 @@ impl<F: Forwarder> Tracer<'_, F> {
                     self.rewrite_source(pid, slot);
                 }
             }
+            AfterNative::PingSocket => {
+                let st = i32::try_from(result)
+                    .ok()
+                    .and_then(|fd| self.dup_fd(pid, fd))
+                    .and_then(|dup| rustix::fs::fstat(&dup).ok());
+                if let Some(st) = st {
+                    self.sockets.set_ping(st.st_ino);
+                }
+            }
             AfterNative::MsgLens { vec } => {
                 for i in 0..u64::try_from(result).unwrap_or(0) {
                     let at = i * 64 + 56;

@@ -713,6 +713,7 @@ pub fn net_seeds() -> Vec<(String, Vec<u8>)> {
                     reuse_port: false,
                     v6_only: None,
                     pure,
+                    ping: false,
                 }),
                 NetStep::Udp(UdpOp::Send {
                     peer: Some(v4(0)),

@@ -311,6 +311,7 @@ pub fn every_request() -> Vec<Request> {
             reuse_port: false,
             v6_only: None,
             pure: true,
+            ping: true,
         },
         Request::FlushWrites { handle: h },
         Request::TcpSetOption {

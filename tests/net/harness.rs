@@ -400,7 +400,7 @@ pub fn preconditions(test: &str, tools: &[&str]) -> bool {
     assert!(
         !strict(),
         "{test} needs these programs, which are not installed: {} \
-         (Debian packages: iproute2 curl wget w3m busybox-static python3 util-linux)",
+         (Debian packages: iproute2 curl wget w3m busybox-static python3 util-linux iputils-ping)",
         missing.join(" ")
     );
     eprintln!(

@@ -1,12 +1,13 @@
 //! Socket calls: with `--net`, which calls on which sockets go to the
-//! server (TCP in [`tcp`] and `sockopt`, UDP in [`udp`], stop-and-wait
-//! data in `pure`), and with a mount, AF_UNIX paths in it ([`unix`]).
+//! server (TCP in [`tcp`] and `sockopt`, UDP in [`udp`], ICMP echo
+//! sockets made UDP ones in [`ping`], stop-and-wait data in `pure`), and with a mount, AF_UNIX paths in it ([`unix`]).
 //!
 //! This module owns the dispatch of the address-carrying socket calls
 //! (`Planner::net_call`) and the rule shared by TCP and UDP for IPv4 peers
 //! of IPv6-only sockets. Pure, as all of `crate::syscall`: it must not
 //! open, connect or read a socket; the engine and the tracer do.
 
+pub mod ping;
 mod pure;
 mod sockopt;
 mod tcp;
@@ -80,7 +81,12 @@ pub(in crate::syscall) fn trace_args(req: &Request) -> String {
     match req {
         Request::TcpConnect { addr, .. }
         | Request::TcpBind { addr, .. }
-        | Request::UdpBind { addr, .. } => std::net::SocketAddr::from(*addr).to_string(),
+        | Request::UdpBind {
+            addr, ping: false, ..
+        } => std::net::SocketAddr::from(*addr).to_string(),
+        Request::UdpBind {
+            addr, ping: true, ..
+        } => format!("{}, ICMP echo", std::net::SocketAddr::from(*addr)),
         Request::TcpListen {
             listener, backlog, ..
         } => format!("L{listener}, {backlog}"),

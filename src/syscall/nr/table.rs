@@ -196,7 +196,8 @@ pub const TABLE: &[Syscall] = &[
             },
         )],
     ),
-    // UDP-Lite cannot be carried: refused at `socket`, not lost later.
+    // UDP-Lite cannot be carried: refused at `socket`, not lost later;
+    // ICMP echo sockets become UDP ones (`net::ping`).
     Syscall::new(
         libc::SYS_socket,
         "socket",
@@ -206,7 +207,7 @@ pub const TABLE: &[Syscall] = &[
             When::Net,
             Action::TraceIfArg {
                 arg: 2,
-                values: &[UDPLITE],
+                values: &[UDPLITE, ICMP, ICMPV6],
             },
         )],
     ),
@@ -366,6 +367,9 @@ const FIONREAD: u32 = low_word(libc::FIONREAD);
 const SIOCATMARK: u32 = 0x8905;
 /// `IPPROTO_UDPLITE`, as the filter compares it.
 const UDPLITE: u32 = libc::IPPROTO_UDPLITE.unsigned_abs();
+/// `IPPROTO_ICMP` and `IPPROTO_ICMPV6`, as the filter compares them.
+const ICMP: u32 = libc::IPPROTO_ICMP.unsigned_abs();
+const ICMPV6: u32 = libc::IPPROTO_ICMPV6.unsigned_abs();
 
 /// `ENOSYS`, as the filter returns it.
 const ENOSYS: u16 = {

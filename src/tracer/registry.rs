@@ -110,6 +110,9 @@ impl SocketsByFd for SocketRegistry {
     }
 }
 
+/// The most open fds (of all traced processes) [`socket_shared`] scans.
+const SCAN_LIMIT: u64 = 1024;
+
 /// Whether a socket fd `fd` of thread `tid` is not the only fd of the
 /// processes `tgids` that refers to its socket: reads each process's
 /// `/proc/PID/fd` links (only at the close of a socket bound on the
@@ -120,6 +123,23 @@ pub fn socket_shared(tid: i32, fd: i32, tgids: impl Iterator<Item = i32>) -> boo
     let Some(ino) = socket_inode(tid, fd) else {
         return false;
     };
+    let tgids: Vec<i32> = tgids.collect();
+    // The scan reads one link per fd, at every such close: a program that
+    // closes thousands of sockets one by one (at its exit) would pay for
+    // it quadratically (10,000 `--pure` connections: minutes). Past
+    // SCAN_LIMIT open fds the socket counts as shared, which is always
+    // safe: the close runs natively and the server's socket goes as for a
+    // close rscq does not see (the sweep, or the run's end for `--pure`).
+    // `st_size` of `/proc/PID/fd` is the number of open fds (Linux 6.2+;
+    // 0 before, and the scan runs).
+    let open_fds: u64 = tgids
+        .iter()
+        .filter_map(|tgid| std::fs::metadata(format!("/proc/{tgid}/fd")).ok())
+        .map(|m| m.len())
+        .sum();
+    if open_fds > SCAN_LIMIT {
+        return true;
+    }
     let mut refs = 0;
     for tgid in tgids {
         let Ok(dir) = std::fs::read_dir(format!("/proc/{tgid}/fd")) else {

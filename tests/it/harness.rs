@@ -303,9 +303,12 @@ impl Running {
                 Err(e) => panic!("waiting for {}: {e}", self.what),
             }
             if Instant::now() > deadline {
+                let threads = i32::try_from(self.child.id())
+                    .map(crate::hang_report::describe_group)
+                    .unwrap_or_default();
                 self.kill_group();
                 let out = self.snapshot_output();
-                panic!("TIMEOUT after {timeout:?}\n{}", out.dump());
+                panic!("TIMEOUT after {timeout:?}\n{}{threads}", out.dump());
             }
             thread::sleep(Duration::from_millis(5));
         }

@@ -6,6 +6,8 @@
 //! Tests that need root (a UTS namespace for the server) fail without it
 //! when `RSCQ_REQUIRE_ROOT_TESTS=1` is set, and are skipped otherwise.
 
+#[path = "../common/hang_report.rs"]
+mod hang_report;
 mod harness;
 
 mod calls;

@@ -242,9 +242,14 @@ impl Running {
             }
             let exited = self.has_exited();
             if exited || Instant::now() > deadline {
+                let threads = if exited {
+                    String::new()
+                } else {
+                    crate::hang_report::describe_group(self.pid().as_raw())
+                };
                 self.kill_group();
                 panic!(
-                    "{} while waiting for {needle:?} on {}\n{}",
+                    "{} while waiting for {needle:?} on {}\n{}{threads}",
                     if exited { "process ended" } else { "timed out" },
                     if on_stderr { "stderr" } else { "stdout" },
                     self.snapshot().dump()
@@ -297,8 +302,12 @@ impl Running {
         let deadline = self.started + timeout;
         while !self.has_exited() {
             if Instant::now() > deadline {
+                let threads = crate::hang_report::describe_group(self.pid().as_raw());
                 self.kill_group();
-                panic!("TIMEOUT after {timeout:?}\n{}", self.snapshot().dump());
+                panic!(
+                    "TIMEOUT after {timeout:?}\n{}{threads}",
+                    self.snapshot().dump()
+                );
             }
             thread::sleep(Duration::from_millis(5));
         }

@@ -18,6 +18,8 @@
 //!
 //! Run with `cargo test --release --test net`.
 
+#[path = "../common/hang_report.rs"]
+mod hang_report;
 mod harness;
 mod netns;
 

@@ -40,7 +40,8 @@ pub fn paths_changed_by(
         | Request::Fchmod { handle, .. }
         | Request::Fchown { handle, .. }
         | Request::Futimens { handle, .. }
-        | Request::Fallocate { handle, .. } => path_of(*handle).map(|p| vec![p.0]),
+        | Request::Fallocate { handle, .. }
+        | Request::CopyRange { to: handle, .. } => path_of(*handle).map(|p| vec![p.0]),
         _ => None,
     }
 }

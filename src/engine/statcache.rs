@@ -394,42 +394,16 @@ impl StatCache {
         if self.entries.is_empty() {
             return;
         }
-        let mut touched: Vec<Vec<u8>> = Vec::new();
-        match req {
-            Request::Open { path, flags, .. } => {
-                let changes = libc::O_WRONLY | libc::O_RDWR | libc::O_CREAT | libc::O_TRUNC;
-                if flags & changes != 0 {
-                    touched.push(path.0.clone());
-                }
-            }
-            Request::Mkdir { path, .. }
-            | Request::Mknod { path, .. }
-            | Request::Rmdir { path }
-            | Request::Unlink { path }
-            | Request::Symlink { path, .. }
-            | Request::Chmod { path, .. }
-            | Request::Chown { path, .. }
-            | Request::Utimens { path, .. }
-            | Request::Truncate { path, .. }
-            | Request::LinkHandle { to: path, .. } => touched.push(path.0.clone()),
-            Request::Rename { from, to, .. } | Request::Link { from, to, .. } => {
-                touched.push(from.0.clone());
-                touched.push(to.0.clone());
-            }
-            Request::SetXattr { target, .. } | Request::RemoveXattr { target, .. } => {
-                match target {
-                    XattrTarget::Path { path, .. } => touched.push(path.0.clone()),
-                    XattrTarget::Handle(h) => touched.extend(path_of(*h).map(|p| p.0)),
-                }
-            }
-            Request::Write { handle, .. }
-            | Request::Pwrite { handle, .. }
-            | Request::Ftruncate { handle, .. }
-            | Request::Fchmod { handle, .. }
-            | Request::Fchown { handle, .. }
-            | Request::Futimens { handle, .. } => touched.extend(path_of(*handle).map(|p| p.0)),
-            _ => {}
+        // A read-only open changes nothing; a change whose files are not
+        // all known by name (a handle of unknown path, a file given a name
+        // through its handle) may have made any entry stale.
+        if !req.changes_files() {
+            return;
         }
+        let Some(touched) = super::changed::paths_changed_by(req, path_of) else {
+            self.clear();
+            return;
+        };
         // A path the server resolves with `.`, `..` or a trailing slash in
         // it names what only the server knows; and a file with several
         // names may be listed under another one, whose stat (nlink, mode,

@@ -320,6 +320,56 @@ fn writing_a_listed_file_through_its_handle_drops_it() {
     assert!(matches!(e.on_request(now, lstat), Action::Send(..)));
 }
 
+#[test]
+fn every_change_through_a_handle_drops_the_listed_file() {
+    let now = Instant::now();
+    let changes = [
+        Request::Fallocate {
+            handle: Handle(2),
+            mode: 0,
+            offset: 0,
+            len: 4096,
+        },
+        Request::CopyRange {
+            from: Handle(3),
+            from_offset: None,
+            to: Handle(2),
+            to_offset: None,
+            len: 10,
+        },
+        Request::Ftruncate {
+            handle: Handle(2),
+            len: 1,
+        },
+    ];
+    for change in changes {
+        let what = format!("{change:?}");
+        let mut e = FileEngine::new(all(), DEFAULT_TTL);
+        let _ = listed(
+            &mut e,
+            now,
+            &[
+                ("a", meta(libc::S_IFREG, None)),
+                ("b", meta(libc::S_IFREG, None)),
+            ],
+        );
+        opened(&mut e, now, "/d/a", 2);
+        opened(&mut e, now, "/d/b", 3);
+        assert!(
+            matches!(e.on_request(now, change), Action::Send(..)),
+            "{what}"
+        );
+        let lstat = Request::Stat {
+            path: rp("/d/a"),
+            follow: false,
+        };
+        assert!(
+            matches!(e.on_request(now, lstat), Action::Send(..)),
+            "{what}: the stat of the changed file was answered from the listing"
+        );
+    }
+}
+
 /// Opens `path` read-only as `handle`, with the stat the open brought.
 fn opened(e: &mut FileEngine, now: Instant, path: &str, handle: u64) {
     let open = Request::Open {

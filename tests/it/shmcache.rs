@@ -119,8 +119,8 @@ fn ls_l_of_many_remote_files_is_answered_in_the_program() {
 }
 
 /// What the change script prints, run directly on the server's tree or
-/// under rscq on the mount: each change rscq makes (chmod, append, rename,
-/// unlink), by this process or a child, is seen at once by this process
+/// under rscq on the mount: each change rscq makes (chmod, append,
+/// fallocate, copy_file_range, rename, unlink), by this process or a child, is seen at once by this process
 /// and by a child, though the directory was listed (its entries offered)
 /// just before.
 const CHANGES: &str = r#"
@@ -141,6 +141,9 @@ with open(d + '/a', 'a') as f:
     f.write('more bytes')
 print('append', os.lstat(d + '/a').st_size)
 relist(); subprocess.run(['sh', '-c', 'echo x >> ' + d + '/a']); print('child append', os.lstat(d + '/a').st_size)
+fd = os.open(d + '/a', os.O_RDWR); relist(); os.posix_fallocate(fd, 0, 8192); print('fallocate', os.lstat(d + '/a').st_size); os.close(fd)
+src = os.open(d + '/c', os.O_RDONLY); dst = os.open(d + '/a', os.O_WRONLY); relist()
+print('copied', os.copy_file_range(src, dst, 3, 0, 9000)); print('copy_file_range', os.lstat(d + '/a').st_size); os.close(src); os.close(dst)
 relist(); os.rename(d + '/a', d + '/b'); print('rename', os.path.lexists(d + '/a'), mode(d + '/b'))
 relist(); os.unlink(d + '/b'); print('unlink', os.path.lexists(d + '/b'))
 relist(); subprocess.run(['rm', d + '/c']); print('child unlink', os.path.lexists(d + '/c'))

@@ -242,7 +242,7 @@ impl UdpRelays {
             reuse_port: flags.reuse_port,
             v6_only: flags.v6_only,
             pure: self.pure,
-            ping: self.sockets.is_ping(inode),
+            kind: self.sockets.datagram_kind(inode),
         };
         let streams = match link.open_udp(&request).await {
             Ok(Ok(s)) => s,

@@ -215,6 +215,24 @@ impl SockOption {
     }
 }
 
+/// What a datagram socket of the program is on the server (see
+/// [`Request::UdpBind`](super::Request::UdpBind)): its local stand-in is a
+/// UDP socket in every case, whose datagrams the UDP machinery carries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(test, derive(proptest_derive::Arbitrary))]
+pub enum DatagramKind {
+    /// A UDP socket.
+    #[default]
+    Udp,
+    /// An ICMP echo ("ping") socket (`SOCK_DGRAM` with `IPPROTO_ICMP`, or
+    /// `IPPROTO_ICMPV6` for IPv6): its datagrams are ICMP echo messages,
+    /// its port the echo id.
+    Ping,
+    /// A UDP-Lite socket (`IPPROTO_UDPLITE`, RFC 3828), with the default
+    /// checksum coverage (the whole datagram).
+    UdpLite,
+}
+
 /// Which server socket a [`Request::TcpSetOption`](super::Request::TcpSetOption) is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(test, derive(proptest_derive::Arbitrary))]

@@ -6,8 +6,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::{
-    DirEntry, EntryMeta, FileLock, Handle, LockOwner, LookedUp, Lookup, OpenedDir, OptionTarget,
-    RemotePath, SockAddr, SockOption, Stat, Statfs, SystemFile, TimeUpdate, Utsname, XattrTarget,
+    DatagramKind, DirEntry, EntryMeta, FileLock, Handle, LockOwner, LookedUp, Lookup, OpenedDir,
+    OptionTarget, RemotePath, SockAddr, SockOption, Stat, Statfs, SystemFile, TimeUpdate, Utsname,
+    XattrTarget,
 };
 
 use crate::errno::Errno;
@@ -265,10 +266,8 @@ pub enum Request {
         /// Stop-and-wait (`--pure`): the server receives only when asked
         /// ([`UdpOp::Recv`](super::UdpOp::Recv)) and answers every send.
         pure: bool,
-        /// An ICMP echo ("ping") socket (`SOCK_DGRAM` with `IPPROTO_ICMP`,
-        /// or `IPPROTO_ICMPV6` for IPv6) instead of a UDP one: its
-        /// datagrams are ICMP echo messages, its port the echo id.
-        ping: bool,
+        /// The server socket's protocol: UDP, ICMP echo or UDP-Lite.
+        kind: DatagramKind,
     },
     /// A `close(2)` of one of the program's fds for the handle: rscq sends
     /// the writes it holds for it and answers with their error, if any.

@@ -114,14 +114,14 @@ impl Session for ClientSession {
                 reuse_port,
                 v6_only,
                 pure,
-                ping,
+                kind,
             } => {
                 let options = BindOptions {
                     reuse_addr,
                     reuse_port,
                     v6_only,
                     pure,
-                    ping,
+                    kind,
                 };
                 udp::serve(addr, options, send, recv).await;
             }

@@ -30,7 +30,9 @@ use tokio::net::UdpSocket;
 use tokio::sync::{Mutex, mpsc};
 
 use crate::errno::Errno;
-use crate::proto::{IcmpError, IpFields, Reply, Response, SockAddr, UdpEvent, UdpOp, frame};
+use crate::proto::{
+    DatagramKind, IcmpError, IpFields, Reply, Response, SockAddr, UdpEvent, UdpOp, frame,
+};
 use crate::syscall::cmsg;
 
 /// The largest datagram a socket can receive (IPv4's limit is lower).
@@ -43,10 +45,10 @@ pub struct BindOptions {
     pub reuse_port: bool,
     pub v6_only: Option<bool>,
     pub pure: bool,
-    /// An ICMP echo ("ping") socket rather than a UDP one, opened with this
-    /// server's rights (`net.ipv4.ping_group_range`): EACCES when they do
-    /// not allow it.
-    pub ping: bool,
+    /// UDP, or an ICMP echo ("ping") socket, opened with this server's
+    /// rights (`net.ipv4.ping_group_range`: EACCES when they do not allow
+    /// it), or UDP-Lite (EPROTONOSUPPORT from a kernel without it).
+    pub kind: DatagramKind,
 }
 
 fn bind(addr: SockAddr, options: BindOptions) -> Result<UdpSocket, Errno> {
@@ -57,10 +59,11 @@ fn bind(addr: SockAddr, options: BindOptions) -> Result<UdpSocket, Errno> {
     } else {
         AddressFamily::INET
     };
-    let protocol = match (options.ping, target.is_ipv6()) {
-        (false, _) => None,
-        (true, false) => Some(rustix::net::ipproto::ICMP),
-        (true, true) => Some(rustix::net::ipproto::ICMPV6),
+    let protocol = match (options.kind, target.is_ipv6()) {
+        (DatagramKind::Udp, _) => None,
+        (DatagramKind::Ping, false) => Some(rustix::net::ipproto::ICMP),
+        (DatagramKind::Ping, true) => Some(rustix::net::ipproto::ICMPV6),
+        (DatagramKind::UdpLite, _) => Some(rustix::net::ipproto::UDPLITE),
     };
     let fd = socket_with(
         family,
@@ -565,7 +568,7 @@ mod tests {
             reuse_port: false,
             v6_only: None,
             pure: true,
-            ping: false,
+            kind: DatagramKind::Udp,
         };
         let loopback = SockAddr::V4 {
             ip: [127, 0, 0, 1],
@@ -616,7 +619,7 @@ mod tests {
             reuse_port: false,
             v6_only: None,
             pure: true,
-            ping: false,
+            kind: DatagramKind::Udp,
         };
         let closed = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
         let closed_port = closed.local_addr().expect("addr");

@@ -6,7 +6,6 @@
 //! job) nor plan a call itself beyond the one-line families (`socket`,
 //! `uname`, `munmap`/`msync`, `close`).
 
-use crate::errno::Errno;
 use crate::proto::Request;
 use crate::syscall::nr::{self, Family};
 use crate::syscall::paths::RemoteIndex;
@@ -57,18 +56,18 @@ impl<T: Tracee> Planner<'_, T> {
             Family::Udp => super::net::udp::plan(nr, args, fwd.pure_net, false, self.t),
             Family::PureSocket => self.pure_socket_call(nr, args),
             Family::UnixSocket => self.unix_socket_call(nr, args),
-            // Trapped for UDP-Lite, whose datagrams rscq cannot carry: a
-            // clear EPROTONOSUPPORT (as a kernel without it says) rather than
-            // a socket whose datagrams never arrive. And for ICMP, whose echo
-            // ("ping") sockets become UDP ones carried to a server ping
-            // socket (`net::ping`).
-            Family::SocketCreate => Some(if !fwd.net {
-                Plan::Native
-            } else if arg_i32(args[2]) == libc::IPPROTO_UDPLITE {
-                Plan::fail(Errno(libc::EPROTONOSUPPORT))
+            // Trapped for ICMP and UDP-Lite, whose echo ("ping") and
+            // UDP-Lite sockets become UDP ones carried to a server socket of
+            // their kind (`net::standin`).
+            Family::SocketCreate => Some(if fwd.net {
+                super::net::standin::plan_socket(
+                    arg_i32(args[0]),
+                    arg_i32(args[1]),
+                    arg_i32(args[2]),
+                )
+                .unwrap_or(Plan::Native)
             } else {
-                super::net::ping::plan_socket(arg_i32(args[0]), arg_i32(args[1]), arg_i32(args[2]))
-                    .unwrap_or(Plan::Native)
+                Plan::Native
             }),
             Family::Net => Some(if fwd.net {
                 self.net_call(nr, args)

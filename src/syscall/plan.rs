@@ -16,7 +16,7 @@
 
 use crate::errno::Errno;
 use crate::proto::{
-    DirEntry, Handle, MAX_IO, RemotePath, Reply, Request, Response, SockAddr, Stat,
+    DatagramKind, DirEntry, Handle, MAX_IO, RemotePath, Reply, Request, Response, SockAddr, Stat,
 };
 use crate::syscall::layout;
 pub use crate::syscall::operation::{Operation, Waiting};
@@ -286,9 +286,10 @@ pub enum AfterNative {
     MsgLens {
         vec: u64,
     },
-    /// A `socket` for an ICMP echo ("ping") socket was made a UDP socket
-    /// (see `syscall::net::ping`): the fd it returned stands for one.
-    PingSocket,
+    /// A `socket` for an ICMP echo ("ping") or UDP-Lite socket was made a
+    /// UDP socket (see `syscall::net::standin`): the fd it returned stands
+    /// for one of that kind.
+    DatagramStandIn(DatagramKind),
 }
 
 /// A call run natively on arguments rscq laid out below the red zone.

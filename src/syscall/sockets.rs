@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crate::errno::Errno;
-use crate::proto::SockAddr;
+use crate::proto::{DatagramKind, SockAddr};
 
 /// The program's sockets that live on the server, for `getsockname`,
 /// `getpeername`, `listen` and `accept`. Keyed by socket inode, so dup'd
@@ -43,9 +43,9 @@ struct SocketTables {
     /// IPv6 sockets bound dual-stack on the server whose local stand-in
     /// the kernel made IPv6-only (bound to `::1`).
     dual_stack: HashSet<u64>,
-    /// UDP sockets that stand for the program's ICMP echo ("ping")
-    /// sockets: their server socket is a ping socket.
-    ping: HashSet<u64>,
+    /// UDP sockets that stand for the program's ICMP echo ("ping") or
+    /// UDP-Lite sockets: their server socket is of that kind.
+    datagram_kinds: HashMap<u64, DatagramKind>,
 }
 
 /// A program socket whose other end is on the server.
@@ -115,13 +115,18 @@ impl SocketRegistry {
         self.tables().dual_stack.contains(&ino)
     }
 
-    /// Socket `ino` is the local stand-in of a ping socket.
-    pub fn set_ping(&self, ino: u64) {
-        self.tables().ping.insert(ino);
+    /// Socket `ino` is the local UDP stand-in of a socket of `kind`.
+    pub fn set_datagram_kind(&self, ino: u64, kind: DatagramKind) {
+        self.tables().datagram_kinds.insert(ino, kind);
     }
 
-    pub fn is_ping(&self, ino: u64) -> bool {
-        self.tables().ping.contains(&ino)
+    /// What the server socket of UDP socket `ino` is.
+    pub fn datagram_kind(&self, ino: u64) -> DatagramKind {
+        self.tables()
+            .datagram_kinds
+            .get(&ino)
+            .copied()
+            .unwrap_or_default()
     }
 
     pub fn contains(&self, ino: u64) -> bool {
@@ -133,7 +138,7 @@ impl SocketRegistry {
         t.by_inode.remove(&ino);
         t.connect_errors.remove(&ino);
         t.dual_stack.remove(&ino);
-        t.ping.remove(&ino);
+        t.datagram_kinds.remove(&ino);
         t.listening.remove(&ino);
         if let Some(id) = t.listeners.remove(&ino) {
             t.listener_addrs.remove(&id);

@@ -263,13 +263,13 @@ impl<F: Forwarder> Tracer<'_, F> {
                     self.rewrite_source(pid, slot);
                 }
             }
-            AfterNative::PingSocket => {
+            AfterNative::DatagramStandIn(kind) => {
                 let st = i32::try_from(result)
                     .ok()
                     .and_then(|fd| self.dup_fd(pid, fd))
                     .and_then(|dup| rustix::fs::fstat(&dup).ok());
                 if let Some(st) = st {
-                    self.sockets.set_ping(st.st_ino);
+                    self.sockets.set_datagram_kind(st.st_ino, kind);
                 }
             }
             AfterNative::MsgLens { vec } => {

@@ -21,7 +21,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rscq::proto::{
-    Call, IpFields, OptionTarget, PureOp, Reply, Request, SockAddr, UdpEvent, UdpOp, frame,
+    Call, DatagramKind, IpFields, OptionTarget, PureOp, Reply, Request, SockAddr, UdpEvent, UdpOp,
+    frame,
 };
 use rscq::transport::client::Link;
 use rscq::transport::embedded::Embedded;
@@ -713,7 +714,7 @@ pub fn net_seeds() -> Vec<(String, Vec<u8>)> {
                     reuse_port: false,
                     v6_only: None,
                     pure,
-                    ping: false,
+                    kind: DatagramKind::Udp,
                 }),
                 NetStep::Udp(UdpOp::Send {
                     peer: Some(v4(0)),

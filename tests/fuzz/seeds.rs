@@ -4,9 +4,10 @@
 //! variant does not compile until it has a seed here.
 
 use rscq::proto::{
-    Call, Credentials, FileLock, Handle, Hello, IcmpError, Incoming, IpFields, LockOwner,
-    OptionTarget, PureOp, PureReply, RemotePath, Reply, Request, Response, SockAddr, SockOption,
-    Stat, SystemFile, TimeUpdate, Timespec, UdpEvent, UdpOp, Welcome, XattrTarget, frame,
+    Call, Credentials, DatagramKind, FileLock, Handle, Hello, IcmpError, Incoming, IpFields,
+    LockOwner, OptionTarget, PureOp, PureReply, RemotePath, Reply, Request, Response, SockAddr,
+    SockOption, Stat, SystemFile, TimeUpdate, Timespec, UdpEvent, UdpOp, Welcome, XattrTarget,
+    frame,
 };
 
 fn rp(path: &str) -> RemotePath {
@@ -311,7 +312,7 @@ pub fn every_request() -> Vec<Request> {
             reuse_port: false,
             v6_only: None,
             pure: true,
-            ping: true,
+            kind: DatagramKind::UdpLite,
         },
         Request::FlushWrites { handle: h },
         Request::TcpSetOption {

@@ -55,6 +55,14 @@ def echo(host, port):
         d, peer = s.recvfrom(65536)
         s.sendto(("%s:%d " % peer).encode() + d, peer)
 
+def echolite(host, port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDPLITE)
+    s.bind((host, port))
+    print("READY", flush=True)
+    while True:
+        d, peer = s.recvfrom(65536)
+        s.sendto(("%s:%d " % peer).encode() + d, peer)
+
 def echo6(port):
     s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
     s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
@@ -66,6 +74,8 @@ def echo6(port):
 
 if sys.argv[1] == "dns":
     dns(sys.argv[2], sys.argv[3], sys.argv[4])
+elif sys.argv[1] == "echolite":
+    echolite(sys.argv[2], int(sys.argv[3]))
 elif sys.argv[1] == "echo6":
     echo6(int(sys.argv[2]))
 else:
@@ -1082,25 +1092,88 @@ fn udp_icmp_unreachable_reaches_the_program() {
     );
 }
 
-/// UDP-Lite, which rscq cannot carry, is refused when the socket is made
-/// (EPROTONOSUPPORT), so programs and test suites skip it instead of
-/// waiting for datagrams that never come; plain UDP sockets are unaffected.
+/// The program's UDP-Lite client: an unconnected and a connected socket
+/// talk to web's UDP-Lite echo; a UDP-Lite datagram to a port where web
+/// has only a UDP socket is refused (ICMP port unreachable), as UDP-Lite
+/// and UDP are different protocols; and a UDP-Lite socket the program
+/// binds receives what web sends it.
+const UDPLITE_CLIENT_PY: &str = r#"
+import socket, sys
+web, lite_port, udp_port = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def lite():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDPLITE)
+    s.settimeout(20)
+    return s
+def seen(data, s):
+    who, payload = data.split(b" ", 1)
+    ip, port = who.decode().rsplit(":", 1)
+    return "from %s own-port=%s %s" % (ip, int(port) == s.getsockname()[1], payload.decode())
+s = lite()
+s.sendto(b"one", (web, lite_port))
+data, peer = s.recvfrom(200)
+print("unconnected", seen(data, s), "peer", peer)
+c = lite()
+c.connect((web, lite_port))
+c.send(b"two")
+print("connected", seen(c.recv(200), c))
+r = lite()
+r.connect((web, udp_port))
+r.send(b"three")
+try:
+    print("to a UDP port: answered", r.recv(200))
+except OSError as e:
+    print("to a UDP port:", type(e).__name__, e.errno)
+b = lite()
+b.bind(("0.0.0.0", 0))
+b.sendto(b"four", (web, lite_port))
+data, peer = b.recvfrom(200)
+print("bound", seen(data, b), "peer", peer)
+"#;
+
+/// UDP-Lite (`IPPROTO_UDPLITE`) sockets are carried: their datagrams leave
+/// from the server's host as UDP-Lite (web's UDP-Lite echo gets them, its
+/// UDP socket on another port does not) and the replies come back, as
+/// for the same script run directly in `remote`.
 #[test]
-fn udplite_sockets_are_refused_at_socket() {
-    let Some(mut lab) = Lab::prepare("udplite_sockets_are_refused_at_socket", &[]) else {
+fn udplite_datagrams_leave_and_arrive_as_udplite() {
+    let Some(mut lab) = Lab::prepare("udplite_datagrams_leave_and_arrive_as_udplite", &[]) else {
         return;
     };
     lab.start_server(None);
-    let script = "import socket\nfor proto in (socket.IPPROTO_UDP, socket.IPPROTO_UDPLITE):\n    try:\n        socket.socket(socket.AF_INET, socket.SOCK_DGRAM, proto).close()\n        print(proto, 'made')\n    except OSError as e:\n        print(proto, 'refused', e.errno)\n";
+    let web_ip = lab.net.web_ip.to_string();
+    let lite_port = (ECHO_PORT + 1).to_string();
+    let _echo = web_udp(&lab, &["echo", &web_ip, &ECHO_PORT.to_string()]);
+    let _lite = web_udp(&lab, &["echolite", &web_ip, &lite_port]);
+    let script = lab.write("udplite_client.py", UDPLITE_CLIENT_PY.as_bytes());
     let py = python();
-    let native = lab.run_ok(lab.exec(Ns::Remote, &[py.as_str(), "-c", script]));
-    assert_eq!(native.out(), "17 made\n136 made\n", "{}", native.dump());
+    let argv = [
+        py.as_str(),
+        p(&script),
+        web_ip.as_str(),
+        lite_port.as_str(),
+        &ECHO_PORT.to_string(),
+    ];
+    let native = lab.run_ok(lab.exec(Ns::Remote, &argv));
+    let remote_ip = lab.net.remote_web_ip;
+    assert_eq!(
+        native.out(),
+        format!(
+            "unconnected from {remote_ip} own-port=True one peer ('{web_ip}', {lite_port})\n\
+             connected from {remote_ip} own-port=True two\n\
+             to a UDP port: ConnectionRefusedError {}\n\
+             bound from {remote_ip} own-port=True four peer ('{web_ip}', {lite_port})\n",
+            libc::ECONNREFUSED
+        ),
+        "{}",
+        native.dump()
+    );
     for mode in MODES {
-        let out = lab.run_ok(lab.rscq(mode, &[py.as_str(), "-c", script]));
+        let out = lab.run_ok(lab.rscq(mode, &argv));
         assert_eq!(
             out.out(),
-            format!("17 made\n136 refused {}\n", libc::EPROTONOSUPPORT),
-            "{}",
+            native.out(),
+            "({})\n{}",
+            mode_name(mode),
             out.dump()
         );
     }

@@ -1,21 +1,22 @@
 //! Socket calls: with `--net`, which calls on which sockets go to the
-//! server (TCP in [`tcp`] and `sockopt`, UDP in [`udp`], ICMP echo
-//! sockets made UDP ones in [`ping`], stop-and-wait data in `pure`), and with a mount, AF_UNIX paths in it ([`unix`]).
+//! server (TCP in [`tcp`] and `sockopt`, UDP in [`udp`], ICMP echo and
+//! UDP-Lite sockets made UDP ones in [`standin`], stop-and-wait data in
+//! `pure`), and with a mount, AF_UNIX paths in it ([`unix`]).
 //!
 //! This module owns the dispatch of the address-carrying socket calls
 //! (`Planner::net_call`) and the rule shared by TCP and UDP for IPv4 peers
 //! of IPv6-only sockets. Pure, as all of `crate::syscall`: it must not
 //! open, connect or read a socket; the engine and the tracer do.
 
-pub mod ping;
 mod pure;
 mod sockopt;
+pub mod standin;
 mod tcp;
 pub mod udp;
 pub mod unix;
 
 use crate::errno::Errno;
-use crate::proto::{Request, SockAddr};
+use crate::proto::{DatagramKind, Request, SockAddr};
 use crate::syscall::plan::{Plan, Planner, Tracee, arg_i32};
 
 /// Linux refuses an IPv4 peer to an IPv6-only socket (`tcp_v6_connect`,
@@ -82,11 +83,20 @@ pub(in crate::syscall) fn trace_args(req: &Request) -> String {
         Request::TcpConnect { addr, .. }
         | Request::TcpBind { addr, .. }
         | Request::UdpBind {
-            addr, ping: false, ..
+            addr,
+            kind: DatagramKind::Udp,
+            ..
         } => std::net::SocketAddr::from(*addr).to_string(),
         Request::UdpBind {
-            addr, ping: true, ..
+            addr,
+            kind: DatagramKind::Ping,
+            ..
         } => format!("{}, ICMP echo", std::net::SocketAddr::from(*addr)),
+        Request::UdpBind {
+            addr,
+            kind: DatagramKind::UdpLite,
+            ..
+        } => format!("{}, UDP-Lite", std::net::SocketAddr::from(*addr)),
         Request::TcpListen {
             listener, backlog, ..
         } => format!("L{listener}, {backlog}"),

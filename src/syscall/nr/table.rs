@@ -196,8 +196,7 @@ pub const TABLE: &[Syscall] = &[
             },
         )],
     ),
-    // UDP-Lite cannot be carried: refused at `socket`, not lost later;
-    // ICMP echo sockets become UDP ones (`net::ping`).
+    // UDP-Lite and ICMP echo sockets become UDP ones (`net::standin`).
     Syscall::new(
         libc::SYS_socket,
         "socket",

@@ -201,18 +201,23 @@ fn answers_expire_after_the_ttl() {
     assert!(matches!(e.on_request(later, lstat), Action::Send(..)));
 }
 
-#[test]
-fn a_change_to_the_directory_drops_its_entries() {
-    let now = Instant::now();
-    let mut e = FileEngine::new(all(), DEFAULT_TTL);
+/// Lists `/d` with two regular files, `a` and `b`.
+fn list_a_and_b(e: &mut FileEngine, now: Instant) {
     let _ = listed(
-        &mut e,
+        e,
         now,
         &[
             ("a", meta(libc::S_IFREG, None)),
             ("b", meta(libc::S_IFREG, None)),
         ],
     );
+}
+
+#[test]
+fn a_change_to_the_directory_drops_its_entries() {
+    let now = Instant::now();
+    let mut e = FileEngine::new(all(), DEFAULT_TTL);
+    list_a_and_b(&mut e, now);
     let unlink = Request::Unlink { path: rp("/d/b") };
     assert!(matches!(e.on_request(now, unlink), Action::Send(..)));
     let lstat = Request::Stat {
@@ -345,14 +350,7 @@ fn every_change_through_a_handle_drops_the_listed_file() {
     for change in changes {
         let what = format!("{change:?}");
         let mut e = FileEngine::new(all(), DEFAULT_TTL);
-        let _ = listed(
-            &mut e,
-            now,
-            &[
-                ("a", meta(libc::S_IFREG, None)),
-                ("b", meta(libc::S_IFREG, None)),
-            ],
-        );
+        list_a_and_b(&mut e, now);
         opened(&mut e, now, "/d/a", 2);
         opened(&mut e, now, "/d/b", 3);
         assert!(

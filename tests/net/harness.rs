@@ -230,6 +230,35 @@ impl Running {
     /// test on timeout or if the process ends first.
     #[track_caller]
     pub fn wait_for(&mut self, needle: &str, on_stderr: bool, timeout: Duration) {
+        self.wait_until(&format!("{needle:?}"), on_stderr, timeout, |text| {
+            text.contains(needle).then(String::new)
+        });
+    }
+
+    /// Waits until stdout holds a whole line (ended by its newline) that
+    /// starts with `prefix`, and returns the rest of that line: a line's
+    /// bytes may arrive in more than one read.
+    #[track_caller]
+    pub fn wait_line(&mut self, prefix: &str, timeout: Duration) -> String {
+        self.wait_until(&format!("a line {prefix:?}…"), false, timeout, |text| {
+            text.split_inclusive('\n')
+                .filter(|line| line.ends_with('\n'))
+                .find_map(|line| line.strip_prefix(prefix))
+                .map(|rest| rest.trim_end().to_owned())
+        })
+    }
+
+    /// Waits until `found` finds what it looks for in `stream` (stdout or
+    /// stderr), `what`; fails the test on timeout or if the process ends
+    /// first.
+    #[track_caller]
+    fn wait_until(
+        &mut self,
+        what: &str,
+        on_stderr: bool,
+        timeout: Duration,
+        found: impl Fn(&str) -> Option<String>,
+    ) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             let text = if on_stderr {
@@ -237,8 +266,8 @@ impl Running {
             } else {
                 self.stdout_now()
             };
-            if text.contains(needle) {
-                return;
+            if let Some(result) = found(&text) {
+                return result;
             }
             let exited = self.has_exited();
             if exited || Instant::now() > deadline {
@@ -249,7 +278,7 @@ impl Running {
                 };
                 self.kill_group();
                 panic!(
-                    "{} while waiting for {needle:?} on {}\n{}{threads}",
+                    "{} while waiting for {what} on {}\n{}{threads}",
                     if exited { "process ended" } else { "timed out" },
                     if on_stderr { "stderr" } else { "stdout" },
                     self.snapshot().dump()

@@ -156,12 +156,9 @@ fn sigint_while_blocked_in_accept() {
     for target in [Target::Program, Target::Rscq] {
         // The same port each time: the run before must have freed it.
         let mut proc = Running::spawn(with_default_sigint(&lab.rscq(&[], &argv)));
-        proc.wait_stdout("PID ", Duration::from_secs(30));
         let pid: i32 = proc
-            .stdout_now()
-            .lines()
-            .find_map(|l| l.strip_prefix("PID "))
-            .and_then(|s| s.trim().parse().ok())
+            .wait_line("PID ", Duration::from_secs(30))
+            .parse()
             .expect("PID line");
         assert!(
             wait_listening(&lab, port, true, Duration::from_secs(10)),
@@ -322,11 +319,9 @@ fn accept_flags_and_shutdown() {
             Some(mode) => lab.rscq(mode, &[p(&bin)]),
         };
         let mut server = Running::spawn(c);
-        server.wait_stdout("PORT ", Duration::from_secs(30));
         let port: u16 = server
-            .stdout_now()
-            .lines()
-            .find_map(|l| l.strip_prefix("PORT ")?.trim().parse().ok())
+            .wait_line("PORT ", Duration::from_secs(30))
+            .parse()
             .expect("PORT line");
         assert_ne!(
             port, 0,

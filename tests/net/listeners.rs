@@ -63,7 +63,7 @@ fn closed_listener_frees_the_remote_port() {
             Some(mode) => lab.rscq(mode, &argv),
         };
         let mut proc = Running::spawn(c);
-        proc.wait_stdout("CLOSED", Duration::from_secs(30));
+        proc.wait_line("CLOSED", Duration::from_secs(30));
         assert!(
             proc.stdout_now().contains("LISTENING\nREBOUND\nCLOSED\n"),
             "({what}) the port must be free again right after close\n{}\n--- server ---\n{}",
@@ -147,14 +147,10 @@ fn closed_bound_socket_frees_the_remote_port() {
             Some(mode) => lab.rscq(mode, &argv),
         };
         let mut proc = Running::spawn(c);
-        proc.wait_stdout("PORT ", Duration::from_secs(30));
-        proc.wait_stdout("\n", Duration::from_secs(5));
-        let now = proc.stdout_now();
-        let port: u16 = now
-            .lines()
-            .find_map(|l| l.strip_prefix("PORT "))
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("({what}) no port\n{now}"));
+        let line = proc.wait_line("PORT ", Duration::from_secs(30));
+        let port: u16 = line
+            .parse()
+            .unwrap_or_else(|_| panic!("({what}) no port: {line:?}"));
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut free = bind_is_free(&lab, Ns::Remote, port);
         while !free && Instant::now() < deadline {
@@ -253,14 +249,10 @@ fn closed_listener_is_refused_at_once() {
             Some(mode) => lab.rscq(mode, &argv),
         };
         let mut proc = Running::spawn(c);
-        proc.wait_stdout("CLOSED ", Duration::from_secs(60));
-        proc.wait_stdout("\n", Duration::from_secs(5));
-        let now = proc.stdout_now();
-        let port: u16 = now
-            .lines()
-            .find_map(|l| l.strip_prefix("CLOSED "))
-            .and_then(|p| p.trim().parse().ok())
-            .unwrap_or_else(|| panic!("({what}) no port\n{now}"));
+        let line = proc.wait_line("CLOSED ", Duration::from_secs(60));
+        let port: u16 = line
+            .parse()
+            .unwrap_or_else(|_| panic!("({what}) no port: {line:?}"));
         // Looked at once: the release is not left to a later sweep.
         let still = listening(&lab, Ns::Remote, port);
         fs::write(&flag, b"").expect("write flag");

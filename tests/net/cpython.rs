@@ -395,6 +395,24 @@ FAIL: testB (test.test_x.C.testB)
 }
 
 #[test]
+fn a_timed_out_run_shows_where_its_threads_were() {
+    use std::os::unix::process::ExitStatusExt;
+    let run = |stdout: &str| Output {
+        what: "python3 -m test".into(),
+        status: std::process::ExitStatus::from_raw(0),
+        stdout: stdout.as_bytes().to_vec(),
+        stderr: Vec::new(),
+        elapsed: Duration::ZERO,
+    };
+    let hung = run("testF (test.test_x.C.testF) ... Timeout (0:01:00)!\n\
+                    Thread 0x7f (most recent call first):\n  File \"socket.py\", line 1 in sendto\n");
+    let traceback = timeout_traceback(&hung).expect("a traceback");
+    assert!(traceback.starts_with("--- python3 -m test timed out here ---\nTimeout (0:01:00)!\n"));
+    assert!(traceback.ends_with("line 1 in sendto"), "{traceback}");
+    assert_eq!(timeout_traceback(&run("testA (t.C.testA) ... ok\n")), None);
+}
+
+#[test]
 fn cpython_socket_suites_pass_under_rscq() {
     if !preconditions("cpython_socket_suites_pass_under_rscq", &["ip"]) {
         return;
@@ -531,10 +549,18 @@ fn cpython_socket_suites_pass_under_rscq() {
                 (results.get(&test) == Some(&Outcome::Pass)).then_some((job.mode, test))
             })
             .collect();
-        broken.retain(|(line, job, test, _)| {
+        let mut told = BTreeSet::new();
+        broken.retain(|(line, job, test, out)| {
             let flaky = passed.contains(&(job.mode, test.clone()));
             if flaky {
                 eprintln!("cpython: {line} once, then passed when run again alone");
+                // Where it hung, once per run: the interpreter's own
+                // traceback of every thread at its timeout.
+                if let Some(traceback) = timeout_traceback(out)
+                    && told.insert(out.what.clone())
+                {
+                    eprintln!("{traceback}");
+                }
             }
             !flaky
         });
@@ -555,4 +581,18 @@ fn cpython_socket_suites_pass_under_rscq() {
             list.join("\n  ")
         );
     }
+}
+
+/// The traceback of every thread that `python -m test --timeout` prints
+/// when a test overruns (faulthandler's "Timeout (h:mm:ss)!"), at most 80
+/// lines; `None` when the run did not time out.
+fn timeout_traceback(out: &Output) -> Option<String> {
+    let text = format!("{}{}", out.out(), out.err());
+    let start = text.find("Timeout (")?;
+    let lines: Vec<&str> = text[start..].lines().take(80).collect();
+    Some(format!(
+        "--- {} timed out here ---\n{}",
+        out.what,
+        lines.join("\n")
+    ))
 }

@@ -170,6 +170,8 @@ fn cp_local_to_remote() {
 
 #[test]
 fn cp_remote_to_local() {
+    // `ls -lA`, not `-la`: the `..` of the copy is the fresh local `out`,
+    // whose mtime is the minute the run made it, not a remote one.
     each_mode(|mode| {
         let pair = Pair::new(Backend::Remote, mode);
         let t = pair.t();
@@ -177,7 +179,7 @@ fn cp_remote_to_local() {
         let o = p(&out);
         let (_, r) = pair.same_writes(
             &sh_c(&format!(
-                "cp -a '{t}/sub' '{o}/' && cp '{t}/big.dat' '{t}/b.bin' '{t}/link' '{o}/' && cp -P '{t}/dangling' '{o}/' && ls -la --color=never '{o}/sub'"
+                "cp -a '{t}/sub' '{o}/' && cp '{t}/big.dat' '{t}/b.bin' '{t}/link' '{o}/' && cp -P '{t}/dangling' '{o}/' && ls -lA --color=never '{o}/sub' && ls -ld '{o}/sub'"
             )),
             &[&out],
         );

@@ -7,7 +7,7 @@
 //! local kernel). Raw sockets stay refused (README, "What does not work
 //! yet").
 
-use crate::harness::{MODES, Running, TIMEOUT, p, python, run};
+use crate::harness::{MODES, Output, Running, TIMEOUT, p, python, run};
 use crate::netns::{Lab, Ns};
 
 /// Ping sockets for every group, on both hosts (namespaces start with
@@ -65,16 +65,23 @@ fn an_icmp_echo_is_never_answered_by_loopback() {
             "{}",
             native.dump()
         );
-        for mode in MODES {
-            let out = Running::spawn(lab.rscq(mode, &argv)).finish(TIMEOUT);
-            assert!(
-                out.code() == 0 && out.out() == native.out(),
-                "({mode:?}) must be answered as natively\n--- native ---\n{}\n--- under rscq ---\n{}\n--- server ---\n{}",
-                native.dump(),
-                out.dump(),
-                lab.server_log()
-            );
-        }
+        each_mode_as_natively(&lab, &argv, &native, "must be answered as natively");
+    }
+}
+
+/// Runs `argv` under rscq in each mode: it must exit 0 and print what it
+/// printed natively (`native`); `what` says what that means.
+#[track_caller]
+fn each_mode_as_natively(lab: &Lab, argv: &[&str], native: &Output, what: &str) {
+    for mode in MODES {
+        let out = Running::spawn(lab.rscq(mode, argv)).finish(TIMEOUT);
+        assert!(
+            out.code() == 0 && out.out() == native.out(),
+            "({mode:?}) {what}\n--- native ---\n{}\n--- under rscq ---\n{}\n--- server ---\n{}",
+            native.dump(),
+            out.dump(),
+            lab.server_log()
+        );
     }
 }
 
@@ -127,15 +134,12 @@ fn a_ping_receive_ends_at_an_alarm_or_its_timeout() {
             "{}",
             native.dump()
         );
-        for mode in MODES {
-            let out = Running::spawn(lab.rscq(mode, &argv)).finish(TIMEOUT);
-            assert!(
-                out.code() == 0 && out.out() == native.out(),
-                "({mode:?}, {how}) must end as natively\n--- native ---\n{}\n--- under rscq ---\n{}",
-                native.dump(),
-                out.dump()
-            );
-        }
+        each_mode_as_natively(
+            &lab,
+            &argv,
+            &native,
+            &format!("{how}: must end as natively"),
+        );
     }
 }
 
